@@ -1,0 +1,23 @@
+"""User-facing errors.
+
+Everything a user can cause (a bad config, a missing weights file, an unknown layer) raises an
+:class:`AtlasError` whose message is one line that names the culprit and what would be valid.
+The CLI prints it as ``atlas: error: <message>`` and exits with status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+
+class AtlasError(Exception):
+    """An error caused by user input; its message is a single line meant for the user."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(str(message).split()))
+
+
+class ConfigError(AtlasError):
+    """Invalid configuration: unknown key, wrong type or out-of-range value."""
+
+
+class ModelError(AtlasError):
+    """A model spec, weights file or state dict that cannot be resolved or loaded."""

@@ -1,0 +1,64 @@
+"""Statistics of a generator's code space (DGN-AM's clipping bounds, start codes)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from atlas.errors import ModelError
+
+
+@dataclass
+class CodeStats:
+    """Per-dimension statistics of real codes h = E(x) (e.g. post-ReLU fc6 of real images).
+
+    DGN-AM clips every code element to ``[lower_i, upper_i]`` with ``upper_i`` = mean + 3 std of that
+    element over real images (Nguyen et al. 2016, released act_max.py); ``lower`` is 0 for post-ReLU codes.
+    """
+
+    mean: torch.Tensor  # (D,) or code shape
+    std: torch.Tensor  # (D,)
+    lower: torch.Tensor  # (D,)
+    upper: torch.Tensor  # (D,)
+    percentiles: dict[str, torch.Tensor]  # e.g. {"p50": (D,), "p99": (D,)}
+    source: str = ""  # what the statistics were computed from
+
+    @staticmethod
+    def from_codes(codes: torch.Tensor, source: str, sigmas: float = 3.0) -> CodeStats:
+        """codes: (N, *code_shape) real codes -> statistics with the mean + ``sigmas`` * std upper bound."""
+        c = codes.detach().float().flatten(1)  # (N, D)
+        mean, std = c.mean(0), c.std(0)
+        lower = torch.clamp(c.min(0).values, max=0.0) if (c < 0).any() else torch.zeros_like(mean)
+        upper = torch.maximum(mean + sigmas * std, torch.full_like(mean, 1e-3))
+        qs = torch.quantile(c[: min(len(c), 20000)], torch.tensor([0.5, 0.9, 0.99]), dim=0)
+        shape = codes.shape[1:]
+        pct = {"p50": qs[0].view(shape), "p90": qs[1].view(shape), "p99": qs[2].view(shape)}
+        return CodeStats(mean.view(shape), std.view(shape), lower.view(shape), upper.view(shape), pct, source)
+
+    def to(self, device: torch.device | str) -> CodeStats:
+        return CodeStats(
+            self.mean.to(device), self.std.to(device), self.lower.to(device), self.upper.to(device),
+            {k: v.to(device) for k, v in self.percentiles.items()}, self.source,
+        )
+
+    def save(self, path: str | Path) -> None:
+        payload = {"mean": self.mean, "std": self.std, "lower": self.lower, "upper": self.upper,
+                   **{f"pct_{k}": v for k, v in self.percentiles.items()}}
+        tmp = Path(str(path) + ".tmp")
+        torch.save({"tensors": payload, "source": self.source}, tmp)
+        tmp.replace(path)
+
+    @staticmethod
+    def load(path: str | Path) -> CodeStats:
+        p = Path(path)
+        if not p.is_file():
+            raise ModelError(f"code statistics file {str(p)!r} not found; create it with `atlas code-stats`")
+        try:
+            blob = torch.load(p, map_location="cpu", weights_only=True)
+            t = blob["tensors"]
+            pct = {k[4:]: v for k, v in t.items() if k.startswith("pct_")}
+            return CodeStats(t["mean"], t["std"], t["lower"], t["upper"], pct, str(blob.get("source", "")))
+        except Exception as exc:  # noqa: BLE001 - any failure means the file is not usable
+            raise ModelError(f"code statistics file {str(p)!r} is unreadable ({type(exc).__name__})") from None

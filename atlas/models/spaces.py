@@ -1,0 +1,92 @@
+"""Image spaces: how a tensor encodes an RGB picture, made explicit.
+
+Every generator declares the space of its output and every target the space of its input. Pictures
+travel between them through the canonical space: float RGB in [0, 1], shape (B, 3, H, W)::
+
+    rgb01 = generator.space.decode(G(h))        # e.g. DeePSiM: BGR, mean-subtracted, about +-120, 256x256
+    x_in  = target.space.encode(rgb01)          # e.g. AlexNet: RGB, ImageNet mean/std, 224 centre crop
+
+Both steps are differentiable, so gradients flow from the target back to the code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
+IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
+CAFFE_MEAN_BGR = (104.0, 117.0, 123.0)
+
+
+@dataclass(frozen=True)
+class ImageSpace:
+    """A tensor encoding of RGB images: ``x = (rgb01 * value_scale)[channel_order] - mean) / std``.
+
+    ``size`` is the square size the model uses; ``geometry`` says how a picture of another size is
+    fitted when encoding: ``center_crop`` (crop when larger, as DGN-AM crops 256 -> 227; resize when
+    smaller) or ``resize`` (bilinear).
+    """
+
+    size: int
+    channel_order: Literal["RGB", "BGR"] = "RGB"
+    value_scale: float = 1.0
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    geometry: Literal["center_crop", "resize"] = "resize"
+
+    def _stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean = torch.tensor(self.mean, dtype=like.dtype, device=like.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, dtype=like.dtype, device=like.device).view(1, 3, 1, 1)
+        return mean, std
+
+    def fit(self, rgb01: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> (B, 3, size, size) by this space's geometry."""
+        h, w = rgb01.shape[-2:]
+        if h == self.size and w == self.size:
+            return rgb01
+        if self.geometry == "center_crop" and h >= self.size and w >= self.size:
+            top, left = (h - self.size) // 2, (w - self.size) // 2
+            return rgb01[..., top : top + self.size, left : left + self.size]
+        return F.interpolate(rgb01, size=(self.size, self.size), mode="bilinear", align_corners=False)
+
+    def encode(self, rgb01: torch.Tensor) -> torch.Tensor:
+        """Canonical RGB [0,1] (B, 3, H, W) -> model tensor (B, 3, size, size)."""
+        x = self.fit(rgb01) * self.value_scale
+        if self.channel_order == "BGR":
+            x = x.flip(1)
+        mean, std = self._stats(x)
+        return (x - mean) / std
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        """Model tensor (B, 3, H, W) -> canonical RGB, nominally in [0,1] (not clamped: keeps gradients)."""
+        mean, std = self._stats(x)
+        x = x * std + mean
+        if self.channel_order == "BGR":
+            x = x.flip(1)
+        return x / self.value_scale
+
+    def describe(self) -> str:
+        return (
+            f"{self.size}x{self.size} {self.channel_order} x{self.value_scale:g} "
+            f"mean={tuple(round(m, 3) for m in self.mean)} std={tuple(round(s, 3) for s in self.std)} "
+            f"({self.geometry})"
+        )
+
+
+def deepsim_space() -> ImageSpace:
+    """DeePSiM generators' output: 256x256 BGR, Caffe mean subtracted, [0,255] scale (about +-120)."""
+    return ImageSpace(size=256, channel_order="BGR", value_scale=255.0, mean=CAFFE_MEAN_BGR)
+
+
+def torchvision_space(size: int = 224, geometry: Literal["center_crop", "resize"] = "center_crop") -> ImageSpace:
+    """torchvision ImageNet models: RGB in [0,1], normalized by the ImageNet mean/std."""
+    return ImageSpace(size=size, mean=IMAGENET_MEAN_RGB, std=IMAGENET_STD_RGB, geometry=geometry)
+
+
+def to_uint8_images(rgb01: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) float RGB -> (B, H, W, 3) uint8 on the CPU, clamped to [0, 1]."""
+    return (rgb01.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu()
