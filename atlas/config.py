@@ -134,13 +134,13 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class ModelsConfig:
-    target: ModelConfig = opt(
-        ModelConfig, "The network whose units are visualized (a spec string or {spec, weights, preprocess})."
+    target: ModelConfig | None = opt(
+        None, "The network whose units are visualized (a spec string or {spec, weights, preprocess})."
     )
     generator: ModelConfig | None = opt(None, "Image generator G for dgn_am / ppgn_h (code -> image).")
     dae: ModelConfig | None = opt(None, "Denoising autoencoder on codes for ppgn_h with prior: dae.")
-    code_layer: str = opt(
-        "fc6", "Target layer whose activations are G's code (for prior: joint, code stats, facet seeds)."
+    code_layer: str | None = opt(
+        None, "Target layer whose output is G's code (prior: joint, facet seeds); default: the generator's own."
     )
     code_stats: str | None = opt(
         None, "File with the code mean and per-dimension bounds (atlas code-stats); toy world: built in."
@@ -148,6 +148,10 @@ class ModelsConfig:
     allow_random_weights: bool = opt(
         False, "Allow real-network specs without weights (random pictures!). Tests only."
     )
+
+    def __post_init__(self) -> None:
+        if self.target is None:
+            raise ConfigError("models.target: no target given; e.g. models: {target: toyworld:target}")
 
 
 @dataclass(frozen=True)
@@ -372,6 +376,8 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str) and re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", value.strip()):
+            value = float(value)  # PyYAML reads 1e-3 (no dot) as a string
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
         return float(value)

@@ -1,0 +1,219 @@
+"""Model specs -> frozen modules with their image spaces.
+
+Spec strings (DESIGN.md "Models"):
+
+- ``toyworld:target|judge|generator|dae``   the toy world (trained on demand, cached)
+- ``torchvision:NAME``                      any torchvision classification model; ``weights:`` a state-dict
+                                             file, or a torchvision weights enum name (needs a network)
+- ``python:package.module:factory``         any ``nn.Module`` returned by ``factory()``; optional weights
+- ``deepsim:fc6|fc7|fc8|pool5``             DeePSiM generators, upconvGAN state-dict layout (``G.defc7.weight``)
+- ``dae:residual_mlp``                      a code DAE trained by ``atlas train-dae`` (weights required)
+
+Usage::
+
+    target = load_model(ModelConfig(spec="torchvision:alexnet", weights="alexnet.pth"), "target")
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from atlas.config import ModelConfig, PreprocessConfig, ToyWorldRef
+from atlas.errors import ModelError
+from atlas.models import deepsim
+from atlas.models.loaded import LoadedModel, Role, freeze
+from atlas.models.spaces import ImageSpace, deepsim_space, torchvision_space
+from atlas.models.weights import apply_state_dict, file_fingerprint, load_state_dict_file, module_fingerprint
+
+RANDOM_SEED = 0  # random weights are deterministic so every worker builds the same network
+
+
+def _random_init(build: Callable[[], nn.Module]) -> nn.Module:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_SEED)
+        return build()
+
+
+def _override_space(space: ImageSpace, pre: PreprocessConfig | None, spec: str) -> ImageSpace:
+    if pre is None:
+        return space
+    updates = {k: getattr(pre, k) for k in ("size", "geometry", "channel_order", "value_scale") if getattr(pre, k)}
+    for key in ("mean", "std"):
+        value = getattr(pre, key)
+        if value is not None:
+            if len(value) != 3:
+                raise ModelError(f"{spec}: preprocess.{key} must have 3 values (one per channel), got {value}")
+            updates[key] = tuple(float(v) for v in value)
+    return ImageSpace(**{**space.__dict__, **updates})
+
+
+def _weights(
+    module: nn.Module, cfg: ModelConfig, allow_random: bool, role: Role
+) -> tuple[str, bool, str]:
+    """Load cfg.weights into module, or accept random weights. Returns (weights, random, fingerprint)."""
+    if cfg.weights:
+        state = load_state_dict_file(cfg.weights)
+        apply_state_dict(module, state, cfg.weights)
+        return str(cfg.weights), False, file_fingerprint(cfg.weights)
+    if not allow_random:
+        raise ModelError(
+            f"{role} {cfg.spec!r} has no weights file; set models.{role}.weights to a state-dict file "
+            "(or models.allow_random_weights: true to run on random weights, for tests)"
+        )
+    return "random", True, f"random:{RANDOM_SEED}"
+
+
+# ------------------------------------------------------------------------------------------------ schemes
+
+
+def _load_torchvision(name: str, cfg: ModelConfig, role: Role, allow_random: bool, _tw: ToyWorldRef) -> LoadedModel:
+    import torchvision
+
+    if role not in ("target", "judge"):
+        raise ModelError(f"{cfg.spec!r} is a classifier; it can be a target, not a {role}")
+    available = sorted(torchvision.models.list_models(module=torchvision.models))
+    if name not in available:
+        hint = difflib.get_close_matches(name, available, n=3)
+        extra = f" (did you mean {', '.join(hint)}?)" if hint else ""
+        raise ModelError(f"unknown torchvision model {name!r}{extra}; see torchvision.models.list_models()")
+    weights = cfg.weights
+    if weights and not Path(weights).suffix and "/" not in weights and not Path(weights).exists():
+        # a weights enum name such as IMAGENET1K_V1: torchvision downloads it (needs a network)
+        try:
+            enum = torchvision.models.get_model_weights(name)[weights.split(".")[-1]]
+            module = torchvision.models.get_model(name, weights=enum)
+        except KeyError:
+            valid = ", ".join(w.name for w in torchvision.models.get_model_weights(name))
+            raise ModelError(f"unknown weights {weights!r} for torchvision:{name}; valid: {valid}, or a file") from None
+        except Exception as exc:  # noqa: BLE001 - offline download failures come in many types
+            raise ModelError(
+                f"could not fetch torchvision weights {weights!r} ({type(exc).__name__}); no network? "
+                "download them elsewhere and pass the state-dict file as weights"
+            ) from None
+        w, random, fp = weights, False, module_fingerprint(module)
+    else:
+        module = _random_init(lambda: torchvision.models.get_model(name, weights=None))
+        w, random, fp = _weights(module, cfg, allow_random, role)
+    size = 299 if name.startswith("inception") else 224
+    space = _override_space(torchvision_space(size), cfg.preprocess, cfg.spec)
+    leaves = [n for n, m in module.named_modules() if n and not any(True for _ in m.children())]
+    return LoadedModel(freeze(module), role, cfg.spec, space, output_layer=leaves[-1] if leaves else None,
+                       weights=w, random_weights=random, fingerprint=fp)
+
+
+def _load_python(target: str, cfg: ModelConfig, role: Role, allow_random: bool, _tw: ToyWorldRef) -> LoadedModel:
+    if ":" not in target:
+        raise ModelError(f"spec {cfg.spec!r}: expected python:package.module:factory")
+    module_name, factory_name = target.rsplit(":", 1)
+    try:
+        py_module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ModelError(f"spec {cfg.spec!r}: cannot import module {module_name!r} ({exc})") from None
+    factory = getattr(py_module, factory_name, None)
+    if not callable(factory):
+        raise ModelError(f"spec {cfg.spec!r}: module {module_name!r} has no callable {factory_name!r}")
+    module = _random_init(factory)
+    if not isinstance(module, nn.Module):
+        raise ModelError(f"spec {cfg.spec!r}: {factory_name}() returned {type(module).__name__}, not an nn.Module")
+    has_own_weights = bool(getattr(module, "atlas_pretrained", False))
+    if has_own_weights and not cfg.weights:
+        w, random, fp = f"python:{target}", False, module_fingerprint(module)
+    else:
+        w, random, fp = _weights(module, cfg, allow_random, role)
+    declared = getattr(module, "atlas_input_space", None)
+    if role in ("target", "judge"):
+        if declared is None and (cfg.preprocess is None or cfg.preprocess.size is None):
+            raise ModelError(
+                f"spec {cfg.spec!r}: declare the input preprocessing (models.{role}.preprocess.size, "
+                "geometry, channel_order, value_scale, mean, std) or set module.atlas_input_space"
+            )
+        base = declared if isinstance(declared, ImageSpace) else ImageSpace(size=cfg.preprocess.size)
+        space = _override_space(base, cfg.preprocess, cfg.spec)
+    else:
+        space = declared if isinstance(declared, ImageSpace) else None
+    leaves = [n for n, m in module.named_modules() if n and not any(True for _ in m.children())]
+    code_shape = getattr(module, "code_shape", None)
+    return LoadedModel(freeze(module), role, cfg.spec, space, code_shape=tuple(code_shape) if code_shape else None,
+                       output_layer=getattr(module, "atlas_output_layer", leaves[-1] if leaves else None),
+                       weights=w, random_weights=random, fingerprint=fp)
+
+
+def _load_deepsim(variant: str, cfg: ModelConfig, role: Role, allow_random: bool, _tw: ToyWorldRef) -> LoadedModel:
+    if role != "generator":
+        raise ModelError(f"{cfg.spec!r} is a generator; it cannot be the {role}")
+    if variant not in deepsim.VARIANTS:
+        raise ModelError(f"unknown DeePSiM variant {variant!r}; valid: {', '.join(deepsim.VARIANTS)}")
+    module = _random_init(lambda: deepsim.DeePSiMGenerator(variant))
+    w, random, fp = _weights(module, cfg, allow_random, role)
+    return LoadedModel(freeze(module), role, cfg.spec, deepsim_space(), code_shape=deepsim.CODE_SHAPES[variant],
+                       weights=w, random_weights=random, fingerprint=fp, extras={"variant": variant})
+
+
+def _load_dae(kind: str, cfg: ModelConfig, role: Role, allow_random: bool, _tw: ToyWorldRef) -> LoadedModel:
+    from atlas.models.dae import ResidualMLPDAE
+
+    if role != "dae":
+        raise ModelError(f"{cfg.spec!r} is a code DAE; it cannot be the {role}")
+    if kind != "residual_mlp":
+        raise ModelError(f"unknown DAE kind {kind!r}; valid: residual_mlp")
+    if not cfg.weights:
+        raise ModelError(f"dae {cfg.spec!r} needs a weights file; train one with `atlas train-dae`")
+    state = load_state_dict_file(cfg.weights)
+    module = ResidualMLPDAE.from_state_dict(state, cfg.weights)
+    return LoadedModel(freeze(module), role, cfg.spec, code_shape=(module.dim,), weights=cfg.weights,
+                       random_weights=False, fingerprint=file_fingerprint(cfg.weights))
+
+
+def _load_toyworld(name: str, cfg: ModelConfig, role: Role, _allow: bool, tw: ToyWorldRef) -> LoadedModel:
+    from atlas import toyworld
+
+    if cfg.weights:
+        raise ModelError(f"{cfg.spec!r}: toy-world models come from the toy-world cache; remove 'weights'")
+    loaded = toyworld.load_component(name, preset=tw.preset, cache_dir=tw.cache_dir)
+    if cfg.preprocess is not None and loaded.space is not None:
+        loaded.space = _override_space(loaded.space, cfg.preprocess, cfg.spec)
+    return loaded
+
+
+SCHEMES: dict[str, Callable[[str, ModelConfig, Role, bool, ToyWorldRef], LoadedModel]] = {
+    "toyworld": _load_toyworld,
+    "torchvision": _load_torchvision,
+    "python": _load_python,
+    "deepsim": _load_deepsim,
+    "dae": _load_dae,
+}
+
+
+def load_model(
+    cfg: ModelConfig | str,
+    role: Role = "target",
+    *,
+    allow_random_weights: bool = False,
+    toyworld: ToyWorldRef | None = None,
+) -> LoadedModel:
+    """Resolve a model spec (or ModelConfig) to a frozen LoadedModel. Raises ModelError with one line."""
+    if isinstance(cfg, str):
+        cfg = ModelConfig(spec=cfg)
+    scheme, _, rest = cfg.spec.partition(":")
+    if scheme not in SCHEMES:
+        hint = difflib.get_close_matches(scheme, list(SCHEMES), n=1)
+        extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+        raise ModelError(f"unknown model scheme {scheme!r} in {cfg.spec!r}{extra}; valid: {', '.join(SCHEMES)}")
+    if not rest:
+        raise ModelError(f"model spec {cfg.spec!r} names no model; e.g. {scheme}:NAME")
+    return SCHEMES[scheme](rest, cfg, role, allow_random_weights, toyworld or ToyWorldRef())
+
+
+def example_input(model: LoadedModel, batch: int = 1) -> torch.Tensor:
+    """A zero-valued encoded input for a target (or a zero code for a generator/DAE)."""
+    if model.role in ("generator", "dae"):
+        assert model.code_shape is not None
+        return torch.zeros(batch, *model.code_shape)
+    assert model.space is not None
+    return model.space.encode(torch.full((batch, 3, model.space.size, model.space.size), 0.5))

@@ -1,0 +1,95 @@
+"""Safe loading of state-dict files and strict application to a module, with one-line errors."""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from atlas.errors import ModelError
+
+_NESTED_KEYS = ("state_dict", "model", "model_state_dict")
+
+
+def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a torch state-dict file with ``weights_only=True`` (pickled code is refused)."""
+    p = Path(path)
+    if not p.exists():
+        raise ModelError(f"weights file {str(p)!r} not found; give the path of a state-dict file (.pt/.pth)")
+    if not p.is_file():
+        raise ModelError(f"weights path {str(p)!r} is not a file; give the path of a state-dict file (.pt/.pth)")
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            raise ModelError(
+                f"weights file {str(p)!r} refused: it holds pickled Python objects, not only tensors; "
+                "re-save it with torch.save(model.state_dict(), path)"
+            ) from None
+        raise ModelError(f"weights file {str(p)!r} is corrupt or not a torch file ({exc})") from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelError(f"weights file {str(p)!r} is corrupt or not a torch state-dict file ({first})") from None
+    if isinstance(obj, Mapping):
+        for key in _NESTED_KEYS:
+            if key in obj and isinstance(obj[key], Mapping):
+                obj = obj[key]
+                break
+    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ModelError(f"weights file {str(p)!r} does not hold a state dict (a mapping of names to tensors)")
+    out = {str(k): v for k, v in obj.items()}
+    if out and all(k.startswith("module.") for k in out):  # saved from DataParallel
+        out = {k[len("module."):]: v for k, v in out.items()}
+    return out
+
+
+def _names(keys: list[str], n: int = 3) -> str:
+    shown = ", ".join(repr(k) for k in keys[:n])
+    return shown + (f" and {len(keys) - n} more" if len(keys) > n else "")
+
+
+def apply_state_dict(module: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Strictly load ``state`` into ``module``; missing/unexpected keys and shape mismatches are named."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing keys {_names(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys {_names(unexpected)}")
+        expected = _names(list(own), 2)
+        raise ModelError(f"state dict {source!r} does not match the model: {'; '.join(parts)} (model keys look like {expected})")
+    for key, tensor in state.items():
+        if tuple(tensor.shape) != tuple(own[key].shape):
+            raise ModelError(
+                f"state dict {source!r}: tensor {key!r} has shape {tuple(tensor.shape)}, "
+                f"the model expects {tuple(own[key].shape)}"
+            )
+    module.load_state_dict(dict(state), strict=True)
+
+
+def file_fingerprint(path: str | Path) -> str:
+    """sha256 of a file's bytes (first 16 hex digits)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def module_fingerprint(module: nn.Module) -> str:
+    """sha256 over a module's state dict (names, shapes, bytes); first 16 hex digits."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(str(tuple(tensor.shape)).encode())
+        h.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes()
+                 if tensor.numel() else b"")
+    return h.hexdigest()[:16]

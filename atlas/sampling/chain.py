@@ -1,0 +1,132 @@
+"""The one chain loop shared by every method (DGN-AM Eq. 1, PPGN-h Eq. 11, pixel ascent).
+
+Usage::
+
+    results = run_chains(sampler, readout, objective, units, start, gens, steps=200, record_every=10,
+                         setup=setup, meta=[(chain, seed, start_label), ...])
+
+One forward/backward pass serves the whole batch; chain b maximizes its own unit ``units[b]``::
+
+    img   = param.image(state)                        # (B, 3, H, W) rgb01        (G(h) decoded, or pixels)
+    acts  = probe(encode(view(img)))                  # {layer: (B, U) | (B, C, H', W')}, stops early
+    v     = layer_values(acts[layer], units)          # (B, U) layer vector at each unit's position
+    f     = objective(v, index) - penalty(img)        # (B,)
+    g     = d sum_b f_b / d state                     # (B, *S): input gradient only, parameters frozen
+    state = sampler.update(state, g, R(h) - h, t)     # Eq. 1 / Eq. 11 / pixel step
+
+A chain whose picture, objective, gradient or state becomes NaN/Inf is frozen at its last finite state and
+flagged ``diverged``; the rest of the batch goes on. Every random draw uses the chain's own generator, so a
+chain's result does not depend on the batch it runs in.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from atlas.models.probes import LayerProbe
+from atlas.sampling.compute import ComputeSetup
+from atlas.sampling.objectives import Objective, layer_values, unit_readout
+from atlas.sampling.results import ChainResult
+from atlas.sampling.samplers import Sampler
+from atlas.sampling.stats import ChainTracker, finite_rows, per_chain_norm
+from atlas.sampling.units import Unit
+
+
+@dataclass
+class TargetReadout:
+    """How the loop reads the target network."""
+
+    encode: Callable[[torch.Tensor], torch.Tensor]  # rgb01 (B, 3, H, W) -> target input (B, 3, S, S)
+    probe: LayerProbe  # the unit layer (+ the prior's code layer); stops after the deepest
+    final_probe: LayerProbe  # the unit layer (+ the facet-feature layer), for the last picture
+    layer: str
+    facet_layer: str | None = None
+
+
+def run_chains(
+    sampler: Sampler,
+    readout: TargetReadout,
+    objective: Objective,
+    units: list[Unit],
+    start: torch.Tensor,
+    gens: list[torch.Generator],
+    steps: int,
+    record_every: int,
+    setup: ComputeSetup,
+    meta: list[tuple[int, int, str]],
+) -> list[ChainResult]:
+    """Run B chains for ``steps`` updates; start: (B, *S) float32 states; meta[b] = (chain, seed, start label)."""
+    t0 = time.perf_counter()
+    b = start.shape[0]
+    device = start.device
+    index = torch.tensor([u.index for u in units], dtype=torch.long, device=device)  # (B,)
+    tracker = ChainTracker(b, record_every, device)
+    state = start.detach().float().clone()
+
+    for t in range(steps + 1):
+        final = t == steps
+        state = state.detach().requires_grad_(not final)
+        with torch.set_grad_enabled(not final), setup.autocast():
+            img = sampler.param.image(state)  # (B, 3, H, W)
+            seen = img if final else sampler.view(img, t, gens)
+            acts = (readout.final_probe if final else readout.probe)(setup.to_input(readout.encode(seen)))
+            values = layer_values(acts[readout.layer], units).float()  # (B, U)
+            f = objective(values, index)  # (B,)
+            pen = None if final else sampler.penalty(img)
+            total = f - pen if pen is not None else f
+        read = unit_readout(values, index)
+        bad = ~finite_rows(img) | ~torch.isfinite(f.detach())
+        tracker.diverge(bad, t)
+        tracker.observe(t, img, read, f)
+
+        grad = residual = None
+        if not final:
+            alive = ~tracker.diverged
+            # NaN rows must not poison the summed objective's graph: mask them out of the sum.
+            grad = torch.autograd.grad(torch.where(alive, total, torch.zeros_like(total)).sum(), state)[0].float()
+            if sampler.prior is not None:
+                residual = sampler.prior.residual(state.detach(), acts)
+            tracker.diverge(~finite_rows(grad), t)
+        if t % record_every == 0 or final:
+            tracker.record(t, read, per_chain_norm(state, b, device), per_chain_norm(residual, b, device),
+                           per_chain_norm(grad, b, device) if grad is not None else per_chain_norm(None, b, device),
+                           img)
+        if sampler.snapshot_every and t > 0 and t % sampler.snapshot_every == 0:
+            keep = read["log_prob"].exp() > sampler.snapshot_threshold
+            tracker.snapshot(t, img, read, keep)
+        if final:
+            break
+
+        with torch.no_grad():
+            old = state.detach()
+            safe_grad = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
+            safe_res = torch.nan_to_num(residual, nan=0.0, posinf=0.0, neginf=0.0) if residual is not None else None
+            new, _ = sampler.update(old, safe_grad, safe_res, t, steps, gens)
+            redraw = getattr(sampler, "redraw", None)
+            if redraw is not None and sampler.reset_every and (t + 1) % sampler.reset_every == 0:
+                new = redraw(gens)  # PPGN reset_every: fresh start states (B, *S)
+            tracker.diverge(~finite_rows(new), t)
+            frozen = tracker.diverged.view(-1, *([1] * (new.dim() - 1)))
+            state = torch.where(frozen, torch.nan_to_num(old, nan=0.0, posinf=0.0, neginf=0.0), new)
+
+    last, best, best_steps = tracker.records()
+    final_values = values.detach().float().cpu()  # (B, U) of the last picture
+    features = None
+    if readout.facet_layer is not None:
+        features = acts[readout.facet_layer].detach().float().flatten(1).cpu()  # (B, F)
+    seconds = (time.perf_counter() - t0) / max(b, 1)
+    diverged = tracker.diverged.cpu().tolist()
+    out = []
+    for i in range(b):
+        chain, seed, label = meta[i]
+        out.append(ChainResult(
+            chain=chain, seed=seed, start=label, facet=-1, last=last[i], best=best[i], best_step=best_steps[i],
+            snapshots=tracker.snapshots[i], trajectory=tracker.rows[i], diverged=bool(diverged[i]),
+            final_activations=final_values[i].clone(), seconds=seconds,
+            features=features[i].clone() if features is not None else None,
+        ))
+    return out

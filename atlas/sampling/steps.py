@@ -1,0 +1,74 @@
+"""Update rules: one function per paper equation, batched over chains (row b = chain b).
+
+- :func:`dgn_am_update` — DGN-AM, Nguyen et al. 2016, Eq. 1 as released (act_max.py): normalized gradient step,
+  clip to the per-dimension code bounds, multiplicative L2 decay.
+- :func:`ppgn_h_update` — PPGN-h, Nguyen et al. 2017, Eq. 11: ``d = eps1 (R(h) - h) + eps2 dlogp/dh + N(0, eps3^2)``,
+  ``h += lr / mean|d| * d``, clip.
+- :func:`pixel_update` — normalized gradient ascent on pixels (the baseline), clamped to [0, 1].
+
+Normalizing by each chain's own mean |g| makes the step size independent of the unit's scale and keeps chains
+in a batch independent of one another.
+"""
+
+from __future__ import annotations
+
+import torch
+
+_TINY = 1e-12
+
+
+def per_chain_mean_abs(x: torch.Tensor) -> torch.Tensor:
+    """(B, *S) -> (B, 1, ..., 1): mean |x| over each chain's elements (floored to avoid 0/0)."""
+    return x.abs().flatten(1).mean(1).clamp_min(_TINY).view(-1, *([1] * (x.dim() - 1)))
+
+
+def linear_lr(t: int, steps: int, lr: float, lr_end: float) -> float:
+    """Step size at step t of ``steps``: linear from ``lr`` (t = 0) to ``lr_end`` (t = steps - 1)."""
+    if steps <= 1:
+        return lr
+    return lr + (lr_end - lr) * t / (steps - 1)
+
+
+def clip_code(h: torch.Tensor, lower: torch.Tensor | None, upper: torch.Tensor | None) -> torch.Tensor:
+    """Clip every code element to [lower_i, upper_i]; h (B, *S), bounds (*S) or None (no bound)."""
+    if lower is not None:
+        h = torch.maximum(h, lower)
+    if upper is not None:
+        h = torch.minimum(h, upper)
+    return h
+
+
+def dgn_am_update(
+    h: torch.Tensor, g: torch.Tensor, lr: float, l2_decay: float,
+    lower: torch.Tensor | None, upper: torch.Tensor | None,
+) -> torch.Tensor:
+    """DGN-AM Eq. 1 (released form): ``h <- clip(h + lr * g / mean|g|) * l2_decay``.
+
+    h, g: (B, *S) codes and d objective / d h; lower, upper: (*S) per-dimension bounds from real codes.
+    """
+    h = h + lr * g / per_chain_mean_abs(g)
+    h = clip_code(h, lower, upper)
+    return h * l2_decay
+
+
+def ppgn_h_update(
+    h: torch.Tensor, residual: torch.Tensor | None, grad: torch.Tensor, noise: torch.Tensor | None,
+    eps1: float, eps2: float, eps3: float, lr: float,
+    lower: torch.Tensor | None, upper: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """PPGN-h Eq. 11: ``d = eps1 (R(h) - h) + eps2 dlog p(y|G(h))/dh + N(0, eps3^2)``; ``h <- clip(h + lr d / mean|d|)``.
+
+    h, residual (R(h) - h), grad, noise (standard normal): (B, *S). Returns (new h, d).
+    """
+    d = eps2 * grad
+    if residual is not None and eps1 > 0:
+        d = d + eps1 * residual
+    if noise is not None and eps3 > 0:
+        d = d + eps3 * noise
+    h = h + lr * d / per_chain_mean_abs(d)
+    return clip_code(h, lower, upper), d
+
+
+def pixel_update(x: torch.Tensor, g: torch.Tensor, lr: float) -> torch.Tensor:
+    """Normalized pixel ascent: x (B, 3, H, W) rgb01, g = d objective / d x -> clamp(x + lr g / mean|g|, 0, 1)."""
+    return (x + lr * g / per_chain_mean_abs(g)).clamp(0.0, 1.0)

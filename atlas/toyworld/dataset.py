@@ -1,0 +1,126 @@
+"""Render the toy world: vectorized, deterministic by seed, exactly balanced over fine labels.
+
+Usage::
+
+    from atlas.toyworld.dataset import render_split
+    data = render_split(cfg.data, "test")      # ToyData(images uint8 (N,3,S,S), labels (N,), fine (N,))
+
+One image: a background (a palette colour darkened and mixed with grey, plus a soft linear gradient), one
+object (shape by fine label, colour from the shared palette, never the background's colour; random
+position, radius and rotation; anti-aliased from its signed distance), sometimes a small distractor dot,
+and a little pixel noise.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+
+from atlas.toyworld.presets import DataConfig
+from atlas.toyworld.shapes import CLASSES, FINE_SDFS, FINE_TO_CLASS, PALETTE
+
+SPLIT_OFFSETS = {"train": 1, "test": 2}
+
+
+@dataclass
+class ToyData:
+    images: torch.Tensor  # (N, 3, S, S) uint8 RGB
+    labels: torch.Tensor  # (N,) long, class ids
+    fine: torch.Tensor  # (N,) long, fine (facet-level) ids
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def rgb01(self, idx: torch.Tensor | slice | None = None) -> torch.Tensor:
+        x = self.images if idx is None else self.images[idx]
+        return x.float() / 255.0
+
+
+def balanced_fine_labels(n: int, gen: torch.Generator) -> torch.Tensor:
+    """(n,) fine labels: classes cycle (balanced), facets of a class alternate (50/50), then shuffled."""
+    n_classes = len(CLASSES)
+    i = torch.arange(n)
+    cls, k = i % n_classes, i // n_classes
+    n_facets = torch.tensor([len(c.facets) for c in CLASSES])
+    first_fine = torch.tensor([FINE_TO_CLASS.index(c) for c in range(n_classes)])
+    fine = first_fine[cls] + k % n_facets[cls]
+    return fine[torch.randperm(n, generator=gen)]
+
+
+def render(n: int, cfg: DataConfig, seed: int, chunk: int = 4096) -> ToyData:
+    """Render ``n`` images (deterministic for a given seed and config)."""
+    gen = torch.Generator().manual_seed(seed)
+    fine = balanced_fine_labels(n, gen)
+    labels = torch.tensor(FINE_TO_CLASS)[fine]
+    images = torch.empty(n, 3, cfg.size, cfg.size, dtype=torch.uint8)
+    for start in range(0, n, chunk):
+        stop = min(n, start + chunk)
+        images[start:stop] = _render_chunk(fine[start:stop], cfg, gen)
+    return ToyData(images, labels, fine)
+
+
+def _render_chunk(fine: torch.Tensor, cfg: DataConfig, gen: torch.Generator) -> torch.Tensor:
+    n, s = len(fine), cfg.size
+    u = lambda *shape: torch.rand(*shape, generator=gen)  # noqa: E731
+    palette = torch.tensor(PALETTE)  # (P, 3)
+    p = len(palette)
+
+    # pixel centre coordinates in [-1, 1]
+    coords = (torch.arange(s, dtype=torch.float32) + 0.5) / s * 2 - 1
+    gy, gx = torch.meshgrid(coords, coords, indexing="ij")  # (S, S)
+
+    # background: palette colour (not the object's), darkened, mixed with grey, soft gradient
+    obj_idx = torch.randint(0, p, (n,), generator=gen)
+    bg_idx = (obj_idx + torch.randint(1, p, (n,), generator=gen)) % p
+    mix = 0.25 + 0.35 * u(n, 1)
+    grey = 0.05 + 0.35 * u(n, 1)
+    bg = palette[bg_idx] * mix + grey * (1 - mix) * 0.6  # (n, 3)
+    ang = u(n) * 2 * math.pi
+    grad = (torch.cos(ang)[:, None, None] * gx + torch.sin(ang)[:, None, None] * gy) * (0.12 * u(n))[:, None, None]
+    img = bg[:, :, None, None] + grad[:, None]  # (n, 3, S, S)
+
+    # object: radius, centre, rotation, colour
+    r_lo, r_hi = cfg.radius
+    r = r_lo + (r_hi - r_lo) * u(n)  # (n,) in half-image units
+    cx = (u(n) * 2 - 1) * (1 - r) * 0.85
+    cy = (u(n) * 2 - 1) * (1 - r) * 0.85
+    theta = u(n) * 2 * math.pi
+    dx, dy = gx[None] - cx[:, None, None], gy[None] - cy[:, None, None]
+    c, sn = torch.cos(theta)[:, None, None], torch.sin(theta)[:, None, None]
+    px = (c * dx + sn * dy) / r[:, None, None]
+    py = (-sn * dx + c * dy) / r[:, None, None]
+    sdf = torch.empty(n, s, s)
+    for f, fn in enumerate(FINE_SDFS):
+        sel = fine == f
+        if sel.any():
+            sdf[sel] = fn(px[sel], py[sel])
+    px_per_unit = r[:, None, None] * s / 2
+    alpha = (0.5 - sdf * px_per_unit).clamp(0, 1)[:, None]  # (n, 1, S, S), anti-aliased
+    colour = palette[obj_idx] * (0.8 + 0.2 * u(n, 1))
+    img = img * (1 - alpha) + colour[:, :, None, None] * alpha
+
+    # distractor: a small dot of another colour, sometimes
+    has = u(n) < cfg.distractor_p
+    d_idx = (obj_idx + torch.randint(1, p, (n,), generator=gen)) % p
+    dcx, dcy = u(n) * 1.8 - 0.9, u(n) * 1.8 - 0.9
+    d_r = 0.1 + 0.04 * u(n)
+    d_sdf = torch.hypot(gx[None] - dcx[:, None, None], gy[None] - dcy[:, None, None]) - d_r[:, None, None]
+    d_alpha = ((0.5 - d_sdf * s / 2).clamp(0, 1) * has[:, None, None])[:, None]
+    img = img * (1 - d_alpha) + palette[d_idx][:, :, None, None] * d_alpha
+
+    img = img + cfg.noise * torch.randn(img.shape, generator=gen)
+    return (img.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+@lru_cache(maxsize=8)
+def render_split(cfg: DataConfig, split: str) -> ToyData:
+    """The train or test split of a world (memoized in-process; rendering is faster than reading a file)."""
+    if split not in SPLIT_OFFSETS:
+        from atlas.errors import AtlasError
+
+        raise AtlasError(f"unknown split {split!r}; valid splits: {', '.join(SPLIT_OFFSETS)}")
+    n = cfg.n_train if split == "train" else cfg.n_test
+    return render(n, cfg, seed=cfg.seed * 1000 + SPLIT_OFFSETS[split])

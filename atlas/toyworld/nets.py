@@ -1,0 +1,180 @@
+"""The toy world's networks: target T, judge J, generator G, discriminator D, comparator C, code DAE.
+
+Shapes (S = image size, a multiple of 8; D = T's fc6 width):
+- ``TargetNet``:  (B, 3, S, S) encoded image -> (B, n_classes) logits; named layers conv1..conv4
+  (post-activation), fc6, relu6, fc7, relu7, fc8.
+- ``JudgeNet``:   (B, 3, S, S) -> (B, n_fine) logits; a different family (5x5 stem, LeakyReLU, average pools,
+  global pooling).
+- ``Generator``:  (B, D) post-ReLU fc6 code -> (B, 3, S, S) RGB in [0, 1] (sigmoid output).
+- ``CodeDiscriminator``: (B, 3, S, S) image, (B, D) code -> (B,) logit (projection conditioning).
+- ``Comparator``: a fixed, randomly initialised conv net; its features give G's feature loss. It is neither
+  T nor J, so G is not rewarded for pleasing either of them.
+- ``CodeDAE``:    (B, D) raw code -> (B, D) denoised code; standardization by stored mean/std inside.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def _conv_bn_relu(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
+
+
+class TargetNet(nn.Module):
+    def __init__(self, widths: tuple[int, ...], fc: int, n_classes: int, size: int) -> None:
+        super().__init__()
+        w1, w2, w3, w4 = widths
+        self.conv1 = _conv_bn_relu(3, w1)
+        self.pool1 = nn.MaxPool2d(2)
+        self.conv2 = _conv_bn_relu(w1, w2)
+        self.pool2 = nn.MaxPool2d(2)
+        self.conv3 = _conv_bn_relu(w2, w3)
+        self.pool3 = nn.MaxPool2d(2)
+        self.conv4 = _conv_bn_relu(w3, w4)
+        self.flatten = nn.Flatten()
+        self.fc6 = nn.Linear(w4 * (size // 8) ** 2, fc)
+        self.relu6 = nn.ReLU()
+        self.fc7 = nn.Linear(fc, fc)
+        self.relu7 = nn.ReLU()
+        self.fc8 = nn.Linear(fc, n_classes)
+
+    def code(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) encoded image -> (B, D) post-ReLU fc6 code."""
+        x = self.pool1(self.conv1(x))
+        x = self.pool2(self.conv2(x))
+        x = self.pool3(self.conv3(x))
+        return self.relu6(self.fc6(self.flatten(self.conv4(x))))
+
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        """(B, D) code -> (B, n_classes) logits."""
+        return self.fc8(self.relu7(self.fc7(h)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.code(x))
+
+
+class JudgeNet(nn.Module):
+    def __init__(self, widths: tuple[int, ...], n_fine: int) -> None:
+        super().__init__()
+        w1, w2, w3 = widths
+
+        def block(cin: int, cout: int, k: int) -> nn.Sequential:
+            return nn.Sequential(
+                nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout), nn.LeakyReLU(0.1),
+                nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.LeakyReLU(0.1),
+            )
+
+        self.block1 = block(3, w1, 5)
+        self.pool1 = nn.AvgPool2d(2)
+        self.block2 = block(w1, w2, 3)
+        self.pool2 = nn.AvgPool2d(2)
+        self.block3 = block(w2, w3, 3)
+        self.gap = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten()
+        self.head = nn.Linear(w3, n_fine)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool1(self.block1(x))
+        x = self.pool2(self.block2(x))
+        return self.head(self.flatten(self.gap(self.block3(x))))
+
+
+class Generator(nn.Module):
+    def __init__(self, code_dim: int, width: int, size: int) -> None:
+        super().__init__()
+        self.s0 = size // 8
+        w = width
+        self.w0 = 2 * w
+        self.defc = nn.Sequential(nn.Linear(code_dim, self.w0 * self.s0 * self.s0), nn.LeakyReLU(0.2))
+
+        def up(cin: int, cout: int) -> nn.Sequential:
+            return nn.Sequential(
+                nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(cout),
+                nn.LeakyReLU(0.2),
+                nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.LeakyReLU(0.2),
+            )
+
+        self.deconv3 = up(self.w0, w)  # S/8 -> S/4
+        self.deconv2 = up(w, w)  # S/4 -> S/2
+        self.deconv1 = up(w, w // 2)  # S/2 -> S
+        self.to_rgb = nn.Conv2d(w // 2, 3, 3, padding=1)
+        self.out = nn.Sigmoid()
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        x = self.defc(h).view(len(h), self.w0, self.s0, self.s0)
+        return self.out(self.to_rgb(self.deconv1(self.deconv2(self.deconv3(x)))))
+
+
+class CodeDiscriminator(nn.Module):
+    def __init__(self, code_dim: int, width: int, size: int) -> None:
+        super().__init__()
+        w = width
+        self.features = nn.Sequential(
+            nn.Conv2d(3, w, 4, 2, 1), nn.LeakyReLU(0.2),
+            nn.Conv2d(w, 2 * w, 4, 2, 1), nn.LeakyReLU(0.2),
+            nn.Conv2d(2 * w, 2 * w, 4, 2, 1), nn.LeakyReLU(0.2),
+            nn.Flatten(),
+        )
+        feat = 2 * w * (size // 8) ** 2
+        self.fc = nn.Linear(feat, 4 * w)
+        self.out = nn.Linear(4 * w, 1)
+        self.proj = nn.Linear(code_dim, 4 * w)
+
+    def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        f = torch.nn.functional.leaky_relu(self.fc(self.features(x * 2 - 1)), 0.2)  # (B, 4w)
+        return self.out(f).squeeze(1) + (f * self.proj(h)).sum(1)
+
+
+class Comparator(nn.Module):
+    """Fixed random conv features at three scales: (B, 3, S, S) rgb01 -> list of feature maps."""
+
+    def __init__(self, seed: int = 1234, width: int = 32) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.convs = nn.ModuleList([
+            nn.Conv2d(3, width, 3, padding=1), nn.Conv2d(width, 2 * width, 3, stride=2, padding=1),
+            nn.Conv2d(2 * width, 2 * width, 3, stride=2, padding=1),
+        ])
+        for conv in self.convs:
+            fan_in = conv.weight[0].numel()
+            conv.weight.data = torch.randn(conv.weight.shape, generator=g) * (2.0 / fan_in) ** 0.5
+            conv.bias.data.zero_()
+        self.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        feats = []
+        x = x * 2 - 1
+        for conv in self.convs:
+            x = torch.relu(conv(x))
+            feats.append(x)
+        return feats
+
+
+class _Block(nn.Module):
+    def __init__(self, hidden: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.LayerNorm(hidden), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, hidden))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.net(x)
+
+
+class CodeDAE(nn.Module):
+    """R(h) = h + std * f((h - mean) / std): a residual MLP on standardized codes (identity at init)."""
+
+    def __init__(self, dim: int, hidden: int, blocks: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+        self.inp = nn.Linear(dim, hidden)
+        self.blocks = nn.Sequential(*[_Block(hidden) for _ in range(blocks)])
+        self.out = nn.Linear(hidden, dim)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        z = (h - self.mean) / self.std
+        z = z + self.out(torch.relu(self.blocks(self.inp(z))))
+        return z * self.std + self.mean

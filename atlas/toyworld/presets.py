@@ -1,0 +1,153 @@
+"""Toy-world presets: every knob of the world and of its four trained networks, in one frozen config.
+
+Usage::
+
+    from atlas.toyworld.presets import get_preset, config_hash
+    cfg = get_preset("micro")
+    config_hash(cfg)            # -> "3f2a9c0d1b7e" (keys the cache folder)
+
+The cache is keyed by ``config_hash``, so changing any training setting (or ``FORMAT_VERSION``, bumped
+when the training code changes what it produces) trains a fresh world next to the old one.
+Gate thresholds are not part of the hash: tightening a gate never retrains.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+from atlas.errors import AtlasError
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    size: int = 32  # square image size in pixels (a multiple of 8: three 2x pools)
+    n_train: int = 24000
+    n_test: int = 3000
+    seed: int = 0
+    radius: tuple[float, float] = (0.58, 0.8)  # object radius, fraction of half the image (32 px: 9-13 px)
+    distractor_p: float = 0.3  # probability of a small dot of another colour
+    noise: float = 0.02  # pixel noise std
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    """T: conv(BN) x4, 3 max-pools, fc6 -> fc7 -> fc8; trained jointly with a decoder from relu6."""
+
+    widths: tuple[int, int, int, int] = (32, 64, 128, 128)
+    fc: int = 256
+    epochs: int = 6
+    batch: int = 64
+    lr: float = 2e-3
+    recon_weight: float = 1.0  # weight of the auxiliary reconstruction loss (0 = plain classifier)
+    seed: int = 1
+
+
+@dataclass(frozen=True)
+class JudgeConfig:
+    """J: a different architecture (5x5 stem, LeakyReLU, average pools, global pooling) and seed."""
+
+    widths: tuple[int, int, int] = (32, 64, 128)
+    epochs: int = 4
+    batch: int = 64
+    lr: float = 2e-3
+    blur_p: float = 0.5  # augmentation: probability of a Gaussian blur (sigma up to blur_sigma)
+    blur_sigma: float = 1.0
+    seed: int = 2
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """G: up-convolutional (DeePSiM family), initialised from T's decoder and fine-tuned on frozen T codes."""
+
+    width: int = 64
+    epochs: int = 8
+    batch: int = 64
+    lr: float = 1e-3
+    pixel_weight: float = 1.0  # L1 on pixels
+    edge_weight: float = 1.0  # L1 on image gradients (keeps edges sharp)
+    feature_weight: float = 0.5  # L1 on the features of a fixed comparator C (not T, not J)
+    adv_weight: float = 0.0  # adversarial term (discriminator conditioned on the code); 0 = off
+    d_every: int = 2  # discriminator update every N generator steps
+    seed: int = 3
+
+
+@dataclass(frozen=True)
+class DaeConfig:
+    """Residual MLP denoising autoencoder on standardized relu6 codes."""
+
+    hidden: int = 512
+    blocks: int = 2
+    noise: float = 0.5  # noise std in units of each code dimension's std
+    epochs: int = 20
+    batch: int = 128
+    lr: float = 1e-3
+    seed: int = 4
+
+
+@dataclass(frozen=True)
+class GateThresholds:
+    t_acc: float = 0.98
+    j_fine_acc: float = 0.98
+    t_recon_acc: float = 0.95
+    j_recon_acc: float = 0.75
+    j_facet_recon_acc: float = 0.70
+    dae_error_ratio: float = 1.0  # DAE error / identity error on noisy held-out codes; passes when below
+
+
+@dataclass(frozen=True)
+class ToyWorldConfig:
+    name: str = "default"
+    data: DataConfig = field(default_factory=DataConfig)
+    target: TargetConfig = field(default_factory=TargetConfig)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    dae: DaeConfig = field(default_factory=DaeConfig)
+    gates: GateThresholds = field(default_factory=GateThresholds)
+
+    def __post_init__(self) -> None:
+        if self.data.size % 8:
+            raise AtlasError(f"toy world {self.name!r}: data.size {self.data.size} must be a multiple of 8")
+
+
+DEFAULT = ToyWorldConfig()
+
+# micro: 16x16, a few thousand images, tiny widths; trains in well under a minute (tests). Its gates are
+# lower on purpose: they check that the pipeline works, not that the pictures are good.
+MICRO = ToyWorldConfig(
+    name="micro",
+    data=DataConfig(size=16, n_train=3000, n_test=600, seed=0),
+    target=TargetConfig(widths=(12, 24, 32, 32), fc=64, epochs=4, batch=32, lr=3e-3),
+    judge=JudgeConfig(widths=(12, 24, 32), epochs=4, batch=32, lr=3e-3),
+    generator=GeneratorConfig(width=24, epochs=4, batch=32, lr=2e-3),
+    dae=DaeConfig(hidden=128, blocks=1, epochs=10, batch=64),
+    gates=GateThresholds(
+        t_acc=0.70, j_fine_acc=0.60, t_recon_acc=0.45, j_recon_acc=0.30, j_facet_recon_acc=0.30,
+        dae_error_ratio=1.0,
+    ),
+)
+
+PRESETS: dict[str, ToyWorldConfig] = {"default": DEFAULT, "micro": MICRO}
+
+
+def get_preset(name: str) -> ToyWorldConfig:
+    if name not in PRESETS:
+        raise AtlasError(f"unknown toy-world preset {name!r}; valid presets: {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+def config_dict(cfg: ToyWorldConfig) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def config_hash(cfg: ToyWorldConfig) -> str:
+    """12 hex digits over everything that changes what is trained (not the gate thresholds)."""
+    d = config_dict(cfg)
+    d.pop("gates")
+    d["format_version"] = FORMAT_VERSION
+    blob = json.dumps(d, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]

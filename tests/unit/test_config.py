@@ -1,0 +1,114 @@
+"""Config validation: valid configs load; each bad input gives a one-line error naming the key."""
+
+from __future__ import annotations
+
+import pytest
+
+from atlas.config import RunConfig, UnitSelection, config_from_dict, describe_fields, load_config
+from atlas.errors import ConfigError
+
+pytestmark = pytest.mark.unit
+
+BASE = {
+    "name": "t",
+    "models": {"target": "toyworld:target", "generator": "toyworld:generator", "dae": "toyworld:dae"},
+    "layers": [{"name": "fc8"}, {"name": "conv3", "units": "0-3"}],
+}
+
+
+def cfg(**changes):
+    data = {**BASE, **changes}
+    return config_from_dict(data)
+
+
+def test_valid_minimal_config_has_documented_defaults():
+    c = cfg()
+    assert isinstance(c, RunConfig)
+    assert c.sampler.method == "dgn_am" and c.sampler.steps == 200
+    assert c.models.target.spec == "toyworld:target"
+    assert c.layers[0].units.all and c.layers[1].units.indices == (0, 1, 2, 3)
+    assert all(doc for _key, _tp, _default, doc in describe_fields())
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [("all", None), ("0-2", [0, 1, 2]), ("1,4-5", [1, 4, 5]), ([3, 1], [3, 1]), (7, [7])],
+)
+def test_unit_selection_forms(value, expected):
+    sel = UnitSelection.parse(value, "units")
+    assert sel.resolve(10) == (list(range(10)) if expected is None else expected)
+
+
+def test_overrides_apply_with_yaml_types():
+    c = config_from_dict(BASE, ["sampler.steps=50", "sampler.ppgn_h.eps1=1e-3", "layers.0.units=0-1",
+                                "models.target.weights=/tmp/x.pt", "ray.address=null"])
+    assert c.sampler.steps == 50 and c.sampler.ppgn_h.eps1 == pytest.approx(1e-3)
+    assert c.layers[0].units.indices == (0, 1)
+    assert c.models.target.weights == "/tmp/x.pt" and c.ray.address is None
+
+
+BAD = [
+    ({"sampler": {"stepz": 3}}, "unknown config key 'sampler.stepz' (did you mean 'steps'?)"),
+    ({"bogus": 1}, "unknown config key 'bogus'"),
+    ({"sampler": {"steps": "many"}}, "sampler.steps: expected an integer, got 'many'"),
+    ({"sampler": {"steps": 0}}, "sampler.steps: value 0 is out of range; must be >= 1"),
+    ({"sampler": {"method": "dgnam"}}, "sampler.method: invalid value 'dgnam'"),
+    ({"sampler": {"dgn_am": {"l2_decay": 1.5}}}, "sampler.dgn_am.l2_decay: value 1.5 is out of range"),
+    ({"sampler": {"ppgn_h": {"eps1": -1}}}, "sampler.ppgn_h.eps1: value -1.0 is out of range"),
+    ({"layers": [{"name": "fc8", "units": "5-2"}]}, "layers.0.units: range '5-2' is empty"),
+    ({"layers": [{"name": "fc8", "units": "abc"}]}, "layers.0.units: invalid unit selection 'abc'"),
+    ({"layers": []}, "layers: no layers selected"),
+    ({"layers": [{"name": "fc8"}, {"name": "fc8"}]}, "layers: layer 'fc8' is listed twice"),
+    ({"models": {"target": "alexnet"}}, "spec: 'alexnet' is not a model spec"),
+    ({"models": {"target": "toyworld:target"}}, "models.generator: sampler.method 'dgn_am' needs a generator"),
+    ({"compute": {"autocast": "bf32"}}, "compute.autocast: invalid value 'bf32'"),
+    ({"facets": {"enabled": "yes"}}, "facets.enabled: expected true/false, got 'yes'"),
+    ({"name": "a b"}, "name: 'a b' is not a valid run name"),
+    ({"seed": 1.5}, "seed: expected an integer, got 1.5"),
+]
+
+
+@pytest.mark.parametrize("change, message", BAD, ids=[m.split(":")[0][:30] for _, m in BAD])
+def test_bad_configs_give_one_line_errors(change, message):
+    with pytest.raises(ConfigError) as info:
+        cfg(**change)
+    text = str(info.value)
+    assert message in text
+    assert "\n" not in text
+
+
+def test_unknown_key_lists_valid_keys():
+    with pytest.raises(ConfigError, match="valid keys in 'sampler': method, steps, chains_per_unit"):
+        cfg(sampler={"nope": 1})
+
+
+def test_bad_override_syntax():
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        config_from_dict(BASE, ["sampler.steps"])
+
+
+def test_yaml_file_errors(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("layers: [\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="must hold a mapping"):
+        load_config(listy)
+
+
+def test_unit_selection_out_of_range():
+    with pytest.raises(ConfigError, match="unit 12 is out of range; the layer has units 0-9"):
+        UnitSelection.parse([1, 12], "units").resolve(10)
+
+
+def test_shipped_configs_are_valid():
+    from pathlib import Path
+
+    configs = sorted(Path(__file__).resolve().parents[2].joinpath("configs").glob("*.yaml"))
+    assert configs, "no configs shipped"
+    for path in configs:
+        load_config(path)
