@@ -59,7 +59,7 @@ def run_chains(
     setup: ComputeSetup,
     meta: list[tuple[int, int, str]],
 ) -> list[ChainResult]:
-    """Run B chains for ``steps`` updates; start: (B, *S) float32 states; meta[b] = (chain, seed, start label)."""
+    """Run B chains for ``steps`` updates; start: (B, *S) float32; meta[b] = (chain, seed, start label)."""
     t0 = time.perf_counter()
     b = start.shape[0]
     device = start.device
@@ -87,14 +87,21 @@ def run_chains(
         if not final:
             alive = ~tracker.diverged
             # NaN rows must not poison the summed objective's graph: mask them out of the sum.
-            grad = torch.autograd.grad(torch.where(alive, total, torch.zeros_like(total)).sum(), state)[0].float()
+            grad = torch.autograd.grad(torch.where(alive, total, torch.zeros_like(total)).sum(), state)[
+                0
+            ].float()
             if sampler.prior is not None:
                 residual = sampler.prior.residual(state.detach(), acts)
             tracker.diverge(~finite_rows(grad), t)
         if t % record_every == 0 or final:
-            tracker.record(t, read, per_chain_norm(state, b, device), per_chain_norm(residual, b, device),
-                           per_chain_norm(grad, b, device) if grad is not None else per_chain_norm(None, b, device),
-                           img)
+            tracker.record(
+                t,
+                read,
+                per_chain_norm(state, b, device),
+                per_chain_norm(residual, b, device),
+                per_chain_norm(grad, b, device) if grad is not None else per_chain_norm(None, b, device),
+                img,
+            )
         if sampler.snapshot_every and t > 0 and t % sampler.snapshot_every == 0:
             keep = read["log_prob"].exp() > sampler.snapshot_threshold
             tracker.snapshot(t, img, read, keep)
@@ -104,7 +111,9 @@ def run_chains(
         with torch.no_grad():
             old = state.detach()
             safe_grad = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
-            safe_res = torch.nan_to_num(residual, nan=0.0, posinf=0.0, neginf=0.0) if residual is not None else None
+            safe_res = (
+                torch.nan_to_num(residual, nan=0.0, posinf=0.0, neginf=0.0) if residual is not None else None
+            )
             new, _ = sampler.update(old, safe_grad, safe_res, t, steps, gens)
             redraw = getattr(sampler, "redraw", None)
             if redraw is not None and sampler.reset_every and (t + 1) % sampler.reset_every == 0:
@@ -123,10 +132,21 @@ def run_chains(
     out = []
     for i in range(b):
         chain, seed, label = meta[i]
-        out.append(ChainResult(
-            chain=chain, seed=seed, start=label, facet=-1, last=last[i], best=best[i], best_step=best_steps[i],
-            snapshots=tracker.snapshots[i], trajectory=tracker.rows[i], diverged=bool(diverged[i]),
-            final_activations=final_values[i].clone(), seconds=seconds,
-            features=features[i].clone() if features is not None else None,
-        ))
+        out.append(
+            ChainResult(
+                chain=chain,
+                seed=seed,
+                start=label,
+                facet=-1,
+                last=last[i],
+                best=best[i],
+                best_step=best_steps[i],
+                snapshots=tracker.snapshots[i],
+                trajectory=tracker.rows[i],
+                diverged=bool(diverged[i]),
+                final_activations=final_values[i].clone(),
+                seconds=seconds,
+                features=features[i].clone() if features is not None else None,
+            )
+        )
     return out

@@ -45,8 +45,12 @@ class ComputeSetup:
     @staticmethod
     def resolve(cfg: ComputeConfig, device: torch.device) -> ComputeSetup:
         cuda = device.type == "cuda"
-        dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16,
-                 "auto": torch.bfloat16 if cuda else None}[cfg.autocast]
+        dtype = {
+            "none": None,
+            "bf16": torch.bfloat16,
+            "fp16": torch.float16,
+            "auto": torch.bfloat16 if cuda else None,
+        }[cfg.autocast]
         if dtype is not None and not cuda:
             dtype = None  # CPU: float32 (documented above)
         batch = cfg.batch_size if (cfg.batch_size > 0 or cuda) else 64

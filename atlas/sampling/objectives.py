@@ -37,7 +37,9 @@ def layer_values(acts: torch.Tensor, units: list[Unit]) -> torch.Tensor:
     if acts.dim() == 2:
         return acts
     if acts.dim() != 4:
-        raise ValueError(f"layer activations of shape {tuple(acts.shape)} are neither (B, U) nor (B, C, H, W)")
+        raise ValueError(
+            f"layer activations of shape {tuple(acts.shape)} are neither (B, U) nor (B, C, H, W)"
+        )
     b = acts.shape[0]
     if all(u.spatial == "mean" for u in units):
         return acts.mean(dim=(2, 3))  # (B, C)

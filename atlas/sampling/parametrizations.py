@@ -1,4 +1,4 @@
-"""Parametrizations: how a picture is produced from the optimized state (lucent ``param/``: ``(params, image_f)``).
+"""Parametrizations: how a picture is made from the optimized state (lucent ``param/``: params, image_f).
 
 Usage::
 

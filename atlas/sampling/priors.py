@@ -79,7 +79,7 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def jitter(x: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
-    """Translate each picture by its own (dy, dx): x (B, C, H, W), shifts (B, 2) ints -> (B, C, H, W) (wrap)."""
+    """Translate each picture by its own (dy, dx), wrapping: x (B, C, H, W), shifts (B, 2) ints -> x'."""
     b, _, h, w = x.shape
     ys = (torch.arange(h, device=x.device).view(1, h) - shifts[:, :1]) % h  # (B, H)
     xs = (torch.arange(w, device=x.device).view(1, w) - shifts[:, 1:]) % w  # (B, W)

@@ -1,7 +1,7 @@
-"""Result records of the sampling engine (plain dataclasses; images are uint8 HWC numpy arrays, canonical RGB).
+"""Result records of the sampling engine (dataclasses; images are uint8 HWC numpy arrays, canonical RGB).
 
-``UnitResult`` -> one ``units`` row; each ``ChainResult`` -> one ``chains`` row, its ``ImageRecord``s -> ``images``
-rows, its ``trajectory`` -> ``steps`` rows, its ``final_activations`` -> the ``activations`` row.
+``UnitResult`` -> one ``units`` row; each ``ChainResult`` -> one ``chains`` row, its ``ImageRecord``s ->
+``images`` rows, its ``trajectory`` -> ``steps`` rows, its ``final_activations`` -> the ``activations`` row.
 """
 
 from __future__ import annotations

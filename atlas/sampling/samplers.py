@@ -42,8 +42,15 @@ class Sampler:
     def penalty(self, img: torch.Tensor) -> torch.Tensor | None:
         return None
 
-    def update(self, state: torch.Tensor, grad: torch.Tensor, residual: torch.Tensor | None,
-               t: int, n_steps: int, gens: Gens) -> tuple[torch.Tensor, torch.Tensor]:
+    def update(
+        self,
+        state: torch.Tensor,
+        grad: torch.Tensor,
+        residual: torch.Tensor | None,
+        t: int,
+        n_steps: int,
+        gens: Gens,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """-> (new state (B, *S), the step direction actually used (B, *S))."""
         raise NotImplementedError
 
@@ -56,8 +63,9 @@ class DgnAm(Sampler):
 
     name = "dgn_am"
 
-    def __init__(self, param: GeneratorParam, cfg: DgnAmConfig,
-                 lower: torch.Tensor | None, upper: torch.Tensor | None) -> None:
+    def __init__(
+        self, param: GeneratorParam, cfg: DgnAmConfig, lower: torch.Tensor | None, upper: torch.Tensor | None
+    ) -> None:
         self.param, self.cfg, self.lower, self.upper = param, cfg, lower, upper
 
     def update(self, state, grad, residual, t, n_steps, gens):
@@ -70,9 +78,15 @@ class PpgnH(Sampler):
 
     name = "ppgn_h"
 
-    def __init__(self, param: GeneratorParam, prior: priors.DaePrior | priors.JointPrior, cfg: PpgnConfig,
-                 lower: torch.Tensor | None, upper: torch.Tensor | None,
-                 redraw: Callable[[Gens], torch.Tensor] | None = None) -> None:
+    def __init__(
+        self,
+        param: GeneratorParam,
+        prior: priors.DaePrior | priors.JointPrior,
+        cfg: PpgnConfig,
+        lower: torch.Tensor | None,
+        upper: torch.Tensor | None,
+        redraw: Callable[[Gens], torch.Tensor] | None = None,
+    ) -> None:
         self.param, self.prior, self.cfg, self.lower, self.upper = param, prior, cfg, lower, upper
         self.snapshot_every = cfg.save_every
         self.snapshot_threshold = cfg.threshold
@@ -86,8 +100,18 @@ class PpgnH(Sampler):
         noise = None
         if self.cfg.eps3 > 0:
             noise = randn_per_chain(gens, tuple(state.shape[1:]), state.device)
-        return steps.ppgn_h_update(state, residual, grad, noise, self.cfg.eps1, self.cfg.eps2, self.cfg.eps3,
-                                   self.cfg.lr, self.lower, self.upper)
+        return steps.ppgn_h_update(
+            state,
+            residual,
+            grad,
+            noise,
+            self.cfg.eps1,
+            self.cfg.eps2,
+            self.cfg.eps3,
+            self.cfg.lr,
+            self.lower,
+            self.upper,
+        )
 
 
 class PixelAscent(Sampler):
@@ -100,9 +124,12 @@ class PixelAscent(Sampler):
 
     def describe(self) -> str:
         c = self.cfg
-        parts = [f"l2={c.l2_decay:g}" if c.l2_decay < 1 else "",
-                 f"blur={c.blur_sigma:g}/{c.blur_every}" if c.blur_every else "",
-                 f"jitter={c.jitter}" if c.jitter else "", f"tv={c.tv:g}" if c.tv else ""]
+        parts = [
+            f"l2={c.l2_decay:g}" if c.l2_decay < 1 else "",
+            f"blur={c.blur_sigma:g}/{c.blur_every}" if c.blur_every else "",
+            f"jitter={c.jitter}" if c.jitter else "",
+            f"tv={c.tv:g}" if c.tv else "",
+        ]
         parts = [p for p in parts if p]
         return "pixel" + (f"[{','.join(parts)}]" if parts else "")
 

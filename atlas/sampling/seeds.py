@@ -5,8 +5,8 @@ Usage::
     s = chain_seed(run_seed=0, layer="fc8", unit=3, chain=1)   # stable 63-bit int (sha256-derived)
     gens = chain_generators([s, ...], device)                  # one torch.Generator per chain
 
-Every random draw of a chain (start code, PPGN noise, jitter, resets) comes from that chain's own generator, so
-a chain gives the same images whether it runs alone or inside any batch (same device), and a re-run with the
+Every random draw of a chain (start code, PPGN noise, jitter, resets) comes from that chain's own generator,
+so a chain gives the same images whether it runs alone or inside any batch (same device); a re-run with
 same config reproduces the same images.
 """
 
@@ -32,11 +32,15 @@ def chain_generators(seeds: list[int], device: torch.device) -> list[torch.Gener
     return gens
 
 
-def randn_per_chain(gens: list[torch.Generator], shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+def randn_per_chain(
+    gens: list[torch.Generator], shape: tuple[int, ...], device: torch.device
+) -> torch.Tensor:
     """(B, *shape) standard normal noise, row b drawn from chain b's generator."""
     return torch.stack([torch.randn(shape, generator=g, device=device) for g in gens])
 
 
-def randint_per_chain(gens: list[torch.Generator], low: int, high: int, n: int, device: torch.device) -> torch.Tensor:
+def randint_per_chain(
+    gens: list[torch.Generator], low: int, high: int, n: int, device: torch.device
+) -> torch.Tensor:
     """(B, n) integers in [low, high), row b from chain b's generator."""
     return torch.stack([torch.randint(low, high, (n,), generator=g, device=device) for g in gens])

@@ -6,7 +6,7 @@ Usage (inside the chain loop)::
     tracker.observe(t, img, readout, objective, alive)         # every step: best image, last image
     tracker.record(t, readout, code_norm, residual_norm, grad_norm, img)   # every record_every steps
     tracker.snapshot(t, img, readout, mask)                    # PPGN snapshots above the threshold
-    tracker.diverge(mask, t)                                   # NaN/Inf: freeze and flag, never stop the batch
+    tracker.diverge(mask, t)                                   # NaN/Inf: freeze + flag, never stop the batch
 
 Trajectory rows hold ``TRAJECTORY_KEYS``: step, activation, log_prob, rank, top_other (strongest competing
 unit), code_norm (||state||), residual_norm (||R(h) - h||, NaN without a prior), grad_norm (||d objective /
@@ -22,8 +22,17 @@ import torch
 from atlas.models.spaces import to_uint8_images
 from atlas.sampling.results import ImageRecord
 
-TRAJECTORY_KEYS = ("step", "activation", "log_prob", "rank", "top_other", "code_norm", "residual_norm",
-                   "grad_norm", "image_change")
+TRAJECTORY_KEYS = (
+    "step",
+    "activation",
+    "log_prob",
+    "rank",
+    "top_other",
+    "code_norm",
+    "residual_norm",
+    "grad_norm",
+    "image_change",
+)
 
 
 def per_chain_norm(x: torch.Tensor | None, b: int, device: torch.device) -> torch.Tensor:
@@ -56,7 +65,9 @@ class ChainTracker:
         self._prev_recorded: torch.Tensor | None = None
 
     # ---- every step
-    def observe(self, t: int, img: torch.Tensor, readout: dict[str, torch.Tensor], value: torch.Tensor) -> None:
+    def observe(
+        self, t: int, img: torch.Tensor, readout: dict[str, torch.Tensor], value: torch.Tensor
+    ) -> None:
         """img (B, 3, H, W) detached rgb01; readout of unit_readout; value (B,) objective. Skips diverged."""
         img = img.detach().float()
         alive = ~self.diverged
@@ -84,30 +95,60 @@ class ChainTracker:
             self.diverged |= new
 
     # ---- every record_every steps
-    def record(self, t: int, readout: dict[str, torch.Tensor], code_norm: torch.Tensor,
-               residual_norm: torch.Tensor, grad_norm: torch.Tensor, img: torch.Tensor) -> None:
+    def record(
+        self,
+        t: int,
+        readout: dict[str, torch.Tensor],
+        code_norm: torch.Tensor,
+        residual_norm: torch.Tensor,
+        grad_norm: torch.Tensor,
+        img: torch.Tensor,
+    ) -> None:
         img = img.detach().float()
         if self._prev_recorded is None:
             change = torch.zeros(self.b, device=img.device)
         else:
             change = (img - self._prev_recorded).pow(2).flatten(1).mean(1).sqrt()
         self._prev_recorded = img
-        cols = torch.stack([
-            readout["activation"].float(), readout["log_prob"].float(), readout["rank"].float(),
-            readout["top_other"].float(), code_norm.float(), residual_norm.float(), grad_norm.float(),
-            change.float(),
-        ], dim=1).cpu().tolist()  # (B, 8): one device->host copy per record
+        cols = (
+            torch.stack(
+                [
+                    readout["activation"].float(),
+                    readout["log_prob"].float(),
+                    readout["rank"].float(),
+                    readout["top_other"].float(),
+                    code_norm.float(),
+                    residual_norm.float(),
+                    grad_norm.float(),
+                    change.float(),
+                ],
+                dim=1,
+            )
+            .cpu()
+            .tolist()
+        )  # (B, 8): one device->host copy per record
         alive = (~self.diverged).cpu().tolist()
         for i, c in enumerate(cols):
             if not alive[i]:
                 continue
-            self.rows[i].append({
-                "step": t, "activation": c[0], "log_prob": c[1], "rank": int(c[2]), "top_other": int(c[3]),
-                "code_norm": c[4], "residual_norm": c[5], "grad_norm": c[6], "image_change": c[7],
-            })
+            self.rows[i].append(
+                {
+                    "step": t,
+                    "activation": c[0],
+                    "log_prob": c[1],
+                    "rank": int(c[2]),
+                    "top_other": int(c[3]),
+                    "code_norm": c[4],
+                    "residual_norm": c[5],
+                    "grad_norm": c[6],
+                    "image_change": c[7],
+                }
+            )
 
     # ---- snapshots (PPGN)
-    def snapshot(self, t: int, img: torch.Tensor, readout: dict[str, torch.Tensor], mask: torch.Tensor) -> None:
+    def snapshot(
+        self, t: int, img: torch.Tensor, readout: dict[str, torch.Tensor], mask: torch.Tensor
+    ) -> None:
         keep = mask & ~self.diverged
         if not bool(keep.any()):
             return
@@ -115,8 +156,16 @@ class ChainTracker:
         images = to_uint8_images(img.detach()[idx]).numpy()
         read = {k: v[idx].cpu().tolist() for k, v in readout.items()}
         for j, i in enumerate(idx.tolist()):
-            self.snapshots[i].append(ImageRecord(t, images[j], float(read["activation"][j]),
-                                                 float(read["log_prob"][j]), int(read["rank"][j]), "snapshot"))
+            self.snapshots[i].append(
+                ImageRecord(
+                    t,
+                    images[j],
+                    float(read["activation"][j]),
+                    float(read["log_prob"][j]),
+                    int(read["rank"][j]),
+                    "snapshot",
+                )
+            )
 
     # ---- end of the run
     def records(self) -> tuple[list[ImageRecord], list[ImageRecord], list[int]]:
@@ -129,10 +178,26 @@ class ChainTracker:
         last_steps, best_steps = self.last_step.cpu().tolist(), self.best_step.cpu().tolist()
         last, best = [], []
         for i in range(self.b):
-            last.append(ImageRecord(last_steps[i], last_u8[i], _f(lr["activation"][i]), _f(lr["log_prob"][i]),
-                                    int(lr["rank"][i]), "last"))
-            best.append(ImageRecord(best_steps[i], best_u8[i], _f(br["activation"][i]), _f(br["log_prob"][i]),
-                                    int(br["rank"][i]), "best"))
+            last.append(
+                ImageRecord(
+                    last_steps[i],
+                    last_u8[i],
+                    _f(lr["activation"][i]),
+                    _f(lr["log_prob"][i]),
+                    int(lr["rank"][i]),
+                    "last",
+                )
+            )
+            best.append(
+                ImageRecord(
+                    best_steps[i],
+                    best_u8[i],
+                    _f(br["activation"][i]),
+                    _f(br["log_prob"][i]),
+                    int(br["rank"][i]),
+                    "best",
+                )
+            )
         return last, best, best_steps
 
 

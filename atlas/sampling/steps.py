@@ -1,9 +1,9 @@
 """Update rules: one function per paper equation, batched over chains (row b = chain b).
 
-- :func:`dgn_am_update` — DGN-AM, Nguyen et al. 2016, Eq. 1 as released (act_max.py): normalized gradient step,
-  clip to the per-dimension code bounds, multiplicative L2 decay.
-- :func:`ppgn_h_update` — PPGN-h, Nguyen et al. 2017, Eq. 11: ``d = eps1 (R(h) - h) + eps2 dlogp/dh + N(0, eps3^2)``,
-  ``h += lr / mean|d| * d``, clip.
+- :func:`dgn_am_update` — DGN-AM, Nguyen et al. 2016, Eq. 1 as released (act_max.py): normalized gradient
+  step, clip to the per-dimension code bounds, multiplicative L2 decay.
+- :func:`ppgn_h_update` — PPGN-h, Nguyen et al. 2017, Eq. 11:
+  ``d = eps1 (R(h) - h) + eps2 dlogp/dh + N(0, eps3^2)``, ``h += lr / mean|d| * d``, clip.
 - :func:`pixel_update` — normalized gradient ascent on pixels (the baseline), clamped to [0, 1].
 
 Normalizing by each chain's own mean |g| makes the step size independent of the unit's scale and keeps chains
@@ -39,8 +39,12 @@ def clip_code(h: torch.Tensor, lower: torch.Tensor | None, upper: torch.Tensor |
 
 
 def dgn_am_update(
-    h: torch.Tensor, g: torch.Tensor, lr: float, l2_decay: float,
-    lower: torch.Tensor | None, upper: torch.Tensor | None,
+    h: torch.Tensor,
+    g: torch.Tensor,
+    lr: float,
+    l2_decay: float,
+    lower: torch.Tensor | None,
+    upper: torch.Tensor | None,
 ) -> torch.Tensor:
     """DGN-AM Eq. 1 (released form): ``h <- clip(h + lr * g / mean|g|) * l2_decay``.
 
@@ -52,11 +56,19 @@ def dgn_am_update(
 
 
 def ppgn_h_update(
-    h: torch.Tensor, residual: torch.Tensor | None, grad: torch.Tensor, noise: torch.Tensor | None,
-    eps1: float, eps2: float, eps3: float, lr: float,
-    lower: torch.Tensor | None, upper: torch.Tensor | None,
+    h: torch.Tensor,
+    residual: torch.Tensor | None,
+    grad: torch.Tensor,
+    noise: torch.Tensor | None,
+    eps1: float,
+    eps2: float,
+    eps3: float,
+    lr: float,
+    lower: torch.Tensor | None,
+    upper: torch.Tensor | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """PPGN-h Eq. 11: ``d = eps1 (R(h) - h) + eps2 dlog p(y|G(h))/dh + N(0, eps3^2)``; ``h <- clip(h + lr d / mean|d|)``.
+    """PPGN-h Eq. 11: ``d = eps1 (R(h) - h) + eps2 dlog p(y|G(h))/dh + N(0, eps3^2)``,
+    then ``h <- clip(h + lr d / mean|d|)``.
 
     h, residual (R(h) - h), grad, noise (standard normal): (B, *S). Returns (new h, d).
     """
@@ -70,5 +82,5 @@ def ppgn_h_update(
 
 
 def pixel_update(x: torch.Tensor, g: torch.Tensor, lr: float) -> torch.Tensor:
-    """Normalized pixel ascent: x (B, 3, H, W) rgb01, g = d objective / d x -> clamp(x + lr g / mean|g|, 0, 1)."""
+    """Normalized pixel ascent: x (B, 3, H, W) rgb01, g = d obj / d x -> clamp(x + lr g / mean|g|, 0, 1)."""
     return (x + lr * g / per_chain_mean_abs(g)).clamp(0.0, 1.0)

@@ -3,7 +3,7 @@
 Usage::
 
     from atlas.store.catalog import open_run, run_query
-    conn = open_run("runs/demo")                     # views: units chains images steps activations; tables: run shards
+    conn = open_run("runs/demo")   # views units chains images steps activations; tables run, shards
     columns, rows, truncated = run_query(conn, "SELECT layer, count(*) FROM units GROUP BY layer")
 
 Each view reads the Parquet files of *completed* shards (those with a ``_shards/<id>.done`` marker), with
@@ -72,7 +72,7 @@ def _create_view(conn: duckdb.DuckDBPyConnection, table: str, files: list[Path])
 
 def _run_table(run_dir: Path, manifest: dict[str, Any], markers: dict[str, dict[str, Any]]) -> pa.Table:
     def js(value: Any) -> str | None:
-        return None if value is None else json.dumps(value, default=str, sort_keys=True)
+        return None if value is None else json.dumps(value, default=str)
 
     times = [m["time"] for m in markers.values() if isinstance(m.get("time"), int | float)]
     row = {
@@ -128,7 +128,8 @@ def _shards_table(markers: dict[str, dict[str, Any]]) -> pa.Table:
             }
         )
     schema = pa.schema(
-        [("shard", pa.string()), ("layer", pa.string()), ("done_time", pa.float64()), ("seconds", pa.float64())]
+        [("shard", pa.string()), ("layer", pa.string())]
+        + [("done_time", pa.float64()), ("seconds", pa.float64())]
         + [(f"{t}_rows", pa.int64()) for t in TABLES]
     )
     return pa.Table.from_pylist(rows, schema=schema)
@@ -232,7 +233,8 @@ def run_query(
         if worker.is_alive():
             cur.interrupt()
             worker.join(5.0)
-            raise AtlasError(f"query cancelled after {time.monotonic() - start:.1f} s (limit {timeout_s:g} s)")
+            elapsed = time.monotonic() - start
+            raise AtlasError(f"query cancelled after {elapsed:.1f} s (limit {timeout_s:g} s)")
         if "error" in outcome:
             raise AtlasError(_error_line(outcome["error"])) from outcome["error"]
     finally:

@@ -68,7 +68,7 @@ def read_manifest(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
         raise AtlasError(f"run directory {run_dir} does not exist")
     path = run_dir / RUN_FILE
     if not path.is_file():
-        raise AtlasError(f"{run_dir} is not an atlas run (no {RUN_FILE}); pass a directory made by `atlas run`")
+        raise AtlasError(f"{run_dir} is not an atlas run (no {RUN_FILE}); pass a directory made by atlas run")
     data = read_json(path)
     if not isinstance(data, dict):
         raise AtlasError(f"{path} does not hold a JSON object")

@@ -31,7 +31,8 @@ META_TABLE = b"atlas.table"
 # columns holding raw image bytes: written without Parquet compression (PNG is already compressed)
 UNCOMPRESSED_COLUMNS = frozenset({"png"})
 
-_i32, _i64, _f32, _f64, _str, _bool = pa.int32(), pa.int64(), pa.float32(), pa.float64(), pa.string(), pa.bool_()
+_i32, _i64, _f32, _f64 = pa.int32(), pa.int64(), pa.float32(), pa.float64()
+_str, _bool = pa.string(), pa.bool_()
 
 
 def _schema(table: str, fields: list[tuple[str, pa.DataType, bool]]) -> pa.Schema:

@@ -113,7 +113,8 @@ class RunStore:
             if existing.get("config_hash") != manifest["config_hash"]:
                 raise AtlasError(
                     f"run directory {self.run_dir} holds a different config "
-                    f"(hash {str(existing.get('config_hash'))[:12]}, new {str(manifest['config_hash'])[:12]}); "
+                    f"(hash {str(existing.get('config_hash'))[:12]}, "
+                    f"new {str(manifest['config_hash'])[:12]}); "
                     "use a new run name (--set name=...) or remove it"
                 )
             resumed = dict(existing)

@@ -60,17 +60,17 @@ class JudgeNet(nn.Module):
         super().__init__()
         w1, w2, w3 = widths
 
-        def block(cin: int, cout: int, k: int) -> nn.Sequential:
-            return nn.Sequential(
-                nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout), nn.LeakyReLU(0.1),
-                nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.LeakyReLU(0.1),
-            )
+        def conv(cin: int, cout: int, k: int = 3) -> list[nn.Module]:
+            return [nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout), nn.LeakyReLU(0.1)]
 
-        self.block1 = block(3, w1, 5)
+        def block(cin: int, cout: int) -> nn.Sequential:
+            return nn.Sequential(*conv(cin, cout), *conv(cout, cout))
+
+        self.block1 = nn.Sequential(*conv(3, w1, 5))
         self.pool1 = nn.AvgPool2d(2)
-        self.block2 = block(w1, w2, 3)
+        self.block2 = block(w1, w2)
         self.pool2 = nn.AvgPool2d(2)
-        self.block3 = block(w2, w3, 3)
+        self.block3 = block(w2, w3)
         self.gap = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten()
         self.head = nn.Linear(w3, n_fine)
@@ -130,7 +130,7 @@ class CodeDiscriminator(nn.Module):
 class Comparator(nn.Module):
     """Fixed random conv features at three scales: (B, 3, S, S) rgb01 -> list of feature maps."""
 
-    def __init__(self, seed: int = 1234, width: int = 32) -> None:
+    def __init__(self, seed: int = 1234, width: int = 16) -> None:
         super().__init__()
         g = torch.Generator().manual_seed(seed)
         self.convs = nn.ModuleList([

@@ -26,8 +26,8 @@ FORMAT_VERSION = 1
 @dataclass(frozen=True)
 class DataConfig:
     size: int = 32  # square image size in pixels (a multiple of 8: three 2x pools)
-    n_train: int = 24000
-    n_test: int = 3000
+    n_train: int = 16000
+    n_test: int = 2000
     seed: int = 0
     radius: tuple[float, float] = (0.58, 0.8)  # object radius, fraction of half the image (32 px: 9-13 px)
     distractor_p: float = 0.3  # probability of a small dot of another colour
@@ -38,7 +38,7 @@ class DataConfig:
 class TargetConfig:
     """T: conv(BN) x4, 3 max-pools, fc6 -> fc7 -> fc8; trained jointly with a decoder from relu6."""
 
-    widths: tuple[int, int, int, int] = (32, 64, 128, 128)
+    widths: tuple[int, int, int, int] = (24, 48, 96, 96)
     fc: int = 256
     epochs: int = 6
     batch: int = 64
@@ -51,7 +51,7 @@ class TargetConfig:
 class JudgeConfig:
     """J: a different architecture (5x5 stem, LeakyReLU, average pools, global pooling) and seed."""
 
-    widths: tuple[int, int, int] = (32, 64, 128)
+    widths: tuple[int, int, int] = (24, 48, 96)
     epochs: int = 4
     batch: int = 64
     lr: float = 2e-3
@@ -64,7 +64,7 @@ class JudgeConfig:
 class GeneratorConfig:
     """G: up-convolutional (DeePSiM family), initialised from T's decoder and fine-tuned on frozen T codes."""
 
-    width: int = 64
+    width: int = 32
     epochs: int = 8
     batch: int = 64
     lr: float = 1e-3
@@ -120,10 +120,10 @@ DEFAULT = ToyWorldConfig()
 # lower on purpose: they check that the pipeline works, not that the pictures are good.
 MICRO = ToyWorldConfig(
     name="micro",
-    data=DataConfig(size=16, n_train=3000, n_test=600, seed=0),
-    target=TargetConfig(widths=(12, 24, 32, 32), fc=64, epochs=4, batch=32, lr=3e-3),
-    judge=JudgeConfig(widths=(12, 24, 32), epochs=4, batch=32, lr=3e-3),
-    generator=GeneratorConfig(width=24, epochs=4, batch=32, lr=2e-3),
+    data=DataConfig(size=16, n_train=4000, n_test=600, seed=0),
+    target=TargetConfig(widths=(16, 32, 48, 48), fc=64, epochs=8, batch=32, lr=3e-3),
+    judge=JudgeConfig(widths=(16, 32, 48), epochs=6, batch=32, lr=3e-3),
+    generator=GeneratorConfig(width=24, epochs=8, batch=32, lr=2e-3),
     dae=DaeConfig(hidden=128, blocks=1, epochs=10, batch=64),
     gates=GateThresholds(
         t_acc=0.70, j_fine_acc=0.60, t_recon_acc=0.45, j_recon_acc=0.30, j_facet_recon_acc=0.30,

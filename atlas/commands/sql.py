@@ -1,0 +1,135 @@
+"""``atlas sql RUN_DIR [QUERY]``: read-only SQL over a run's Parquet tables (DuckDB views).
+
+Without QUERY, an interactive prompt: statements end with ``;``, ``.tables`` lists the views,
+``.quit`` exits. Tables: units, chains, images, steps, activations (each with a ``layer`` column),
+plus ``run`` (manifest) and ``shards`` (completed shards).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, TextIO
+
+HELP = (
+    "query a run with SQL (DuckDB, read-only): tables units, chains, images, steps, activations, run, shards"
+)
+
+EXAMPLES = """examples:
+  atlas sql runs/demo "SELECT layer, count(*) AS units, avg(best_activation) FROM units GROUP BY layer"
+  atlas sql runs/demo "SELECT unit, facet_count FROM units WHERE layer='fc8' ORDER BY facet_count DESC"
+  atlas sql runs/demo --format csv "SELECT * FROM steps WHERE layer='fc8' AND unit=7" > unit7.csv
+  atlas sql runs/demo            # interactive; end statements with ';', .quit to leave
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = EXAMPLES
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory (holds run.json)")
+    parser.add_argument("query", metavar="QUERY", nargs="?", help="one SQL statement; omit for a prompt")
+    parser.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format")
+    parser.add_argument("--max-rows", type=int, default=10_000, help="row cap (default 10000)")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds before a query is cancelled")
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return f"<{len(bytes(value))} bytes>"
+    return value
+
+
+def _text(value: Any, width: int = 40) -> str:
+    value = _cell(value)
+    if value is None:
+        return "NULL"
+    text = f"{value:.6g}" if isinstance(value, float) else str(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def format_table(columns: list[str], rows: list[tuple[Any, ...]]) -> str:
+    cells = [[_text(v) for v in row] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    numeric = [
+        all(isinstance(row[i], int | float) or row[i] is None for row in rows) for i in range(len(columns))
+    ]
+
+    def line(values: list[str]) -> str:
+        return "  ".join(
+            v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric, strict=True)
+        ).rstrip()
+
+    out = [line(columns), "  ".join("-" * w for w in widths)]
+    out.extend(line(r) for r in cells)
+    return "\n".join(out)
+
+
+def write_result(
+    columns: list[str], rows: list[tuple[Any, ...]], truncated: bool, fmt: str, out: TextIO
+) -> None:
+    if fmt == "csv":
+        import csv
+
+        writer = csv.writer(out)
+        writer.writerow(columns)
+        writer.writerows([_cell(v) for v in row] for row in rows)
+    elif fmt == "json":
+        import json
+
+        records = [dict(zip(columns, (_cell(v) for v in row), strict=True)) for row in rows]
+        out.write(json.dumps(records, default=str, indent=1) + "\n")
+    else:
+        if columns:
+            out.write(format_table(columns, rows) + "\n")
+        out.write(f"({len(rows)} row{'s' if len(rows) != 1 else ''}{', truncated' if truncated else ''})\n")
+    if truncated and fmt != "table":
+        print(f"atlas: warning: result truncated to {len(rows)} rows (--max-rows)", file=sys.stderr)
+
+
+def _interactive(conn: Any, args: argparse.Namespace, run_query: Any, error_type: type) -> int:
+    tty = sys.stdin.isatty()
+    buffer: list[str] = []
+    if tty:
+        print("atlas sql — end statements with ';'  (.tables, .quit)", file=sys.stderr)
+    while True:
+        if tty:
+            sys.stderr.write("atlas> " if not buffer else "  ...> ")
+            sys.stderr.flush()
+        line = sys.stdin.readline()
+        if not line:
+            break
+        stripped = line.strip()
+        if not buffer and stripped in (".quit", ".exit", "\\q"):
+            break
+        if not buffer and stripped == ".tables":
+            stripped = "SHOW TABLES;"
+        if not stripped and not buffer:
+            continue
+        buffer.append(stripped)
+        if not stripped.endswith(";"):
+            continue
+        sql = "\n".join(buffer)
+        buffer.clear()
+        try:
+            columns, rows, truncated = run_query(conn, sql, max_rows=args.max_rows, timeout_s=args.timeout)
+        except error_type as exc:
+            print(f"error: {exc}", file=sys.stderr if tty else sys.stdout)
+            continue
+        write_result(columns, rows, truncated, args.format, sys.stdout)
+        sys.stdout.flush()
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from atlas.errors import AtlasError
+    from atlas.store.catalog import open_run, run_query
+
+    conn = open_run(args.run_dir)
+    try:
+        if args.query is None:
+            return _interactive(conn, args, run_query, AtlasError)
+        columns, rows, truncated = run_query(conn, args.query, max_rows=args.max_rows, timeout_s=args.timeout)
+        write_result(columns, rows, truncated, args.format, sys.stdout)
+        return 0
+    finally:
+        conn.close()

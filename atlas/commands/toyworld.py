@@ -1,0 +1,51 @@
+"""`atlas toyworld show`: PNG grids of the toy world's samples (per class and facet) and G's reconstructions."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "Look at the toy world: `atlas toyworld show --out DIR` writes PNG grids."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="toyworld_command", metavar="ACTION")
+    sub.required = True
+    show = sub.add_parser("show", help="write samples.png (a row per fine label) and reconstructions.png")
+    show.add_argument("--config", metavar="FILE",
+                      help="YAML file whose `toyworld:` section (preset, cache_dir) is used")
+    show.add_argument("--preset", choices=["default", "micro"], default=None,
+                      help="toy-world preset (default: from --config, else 'default')")
+    show.add_argument("--cache-dir", metavar="DIR", default=None,
+                      help="cache directory (default: $ATLAS_CACHE or ~/.cache/atlas)")
+    show.add_argument("--out", metavar="DIR", default="toyworld-show", help="output folder (default toyworld-show)")
+    show.add_argument("--per-row", type=int, default=10, help="images per row (default 10)")
+    show.add_argument("--no-train", action="store_true",
+                      help="do not train a missing generator; write only the sample grid")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from atlas.errors import AtlasError
+    from atlas.toyworld import ToyWorld
+    from atlas.toyworld.loops import predict
+    from atlas.toyworld.settings import resolve
+    from atlas.toyworld.show import recon_grid, sample_grid, save_png
+
+    preset, cache_dir = resolve(args.preset, args.cache_dir, args.config)
+    if args.per_row < 1:
+        raise AtlasError(f"--per-row {args.per_row}: must be at least 1")
+    world = ToyWorld(preset, cache_dir)
+    test = world.data("test")
+    out = Path(args.out)
+    print(save_png(sample_grid(test.images, test.fine, args.per_row), out / "samples.png"))
+    try:
+        g = world.module("generator", train_if_missing=not args.no_train)
+    except AtlasError as exc:
+        if not args.no_train:
+            raise
+        print(f"(no reconstructions: {exc})")
+        return 0
+    recon = predict(g, world.codes("test"))
+    print(save_png(recon_grid(test.rgb01(), recon, test.fine, args.per_row), out / "reconstructions.png"))
+    return 0

@@ -1,0 +1,63 @@
+"""``atlas view RUN_DIR``: serve the Streamlit viewer (``viewer/app.py``) on 127.0.0.1.
+
+RUN_DIR is a run directory (holds run.json) or a parent directory of runs (a run picker lists them).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "browse a run (or a directory of runs) in the Streamlit viewer"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory, or a directory holding runs")
+    parser.add_argument("--port", type=int, default=8501, help="port (default 8501)")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 exposes it)"
+    )
+
+
+def app_path():
+    """``viewer/app.py`` of the installed (editable) project."""
+    from pathlib import Path
+
+    import viewer
+
+    return Path(viewer.__file__).resolve().parent / "app.py"
+
+
+def streamlit_command(run_dir: str, port: int, host: str) -> list[str]:
+    import sys
+
+    return [
+        sys.executable, "-m", "streamlit", "run", str(app_path()),
+        "--server.address", host, "--server.port", str(port), "--server.headless", "true",
+        "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+        "--", run_dir,
+    ]  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> int:
+    import subprocess
+    from pathlib import Path
+
+    from atlas.errors import AtlasError
+    from atlas.store.manifest import RUN_FILE, list_runs
+
+    run_dir = Path(args.run_dir).resolve()
+    if not run_dir.is_dir():
+        raise AtlasError(f"run directory {args.run_dir} does not exist")
+    if not (run_dir / RUN_FILE).is_file() and not list_runs(run_dir):
+        raise AtlasError(f"{args.run_dir} holds no atlas run (no run.json in it or in its subdirectories)")
+    if not 0 < args.port < 65536:
+        raise AtlasError(f"--port {args.port} is not a valid port (1-65535)")
+    shown = "localhost" if args.host in ("127.0.0.1", "0.0.0.0") else args.host
+    print(f"atlas viewer: http://{shown}:{args.port}/  (run {run_dir}; Ctrl-C stops it)", flush=True)
+    proc = subprocess.Popen(streamlit_command(str(run_dir), args.port, args.host))
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.terminate()
+        proc.wait(timeout=10)
+        return 0

@@ -1,0 +1,78 @@
+"""Build the models, code statistics and real-image set a run config asks for (driver and workers)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from atlas.config import RunConfig
+from atlas.errors import AtlasError
+from atlas.models import CodeStats, LoadedModel, load_model
+
+
+@dataclass
+class RunModels:
+    target: LoadedModel
+    generator: LoadedModel | None
+    dae: LoadedModel | None
+    code_stats: CodeStats | None
+    code_layer: str | None
+
+    def fingerprints(self) -> dict[str, Any]:
+        out = {}
+        for role in ("target", "generator", "dae"):
+            m = getattr(self, role)
+            if m is not None:
+                out[role] = {"spec": m.spec, "weights": m.weights, "random_weights": m.random_weights,
+                             "fingerprint": m.fingerprint}
+        return out
+
+
+def build_models(cfg: RunConfig) -> RunModels:
+    """Load target, generator and DAE (CPU); resolve code statistics and the code layer."""
+    kw = {"allow_random_weights": cfg.models.allow_random_weights, "toyworld": cfg.toyworld}
+    target = load_model(cfg.models.target, "target", **kw)
+    generator = load_model(cfg.models.generator, "generator", **kw) if cfg.models.generator else None
+    dae = None
+    if cfg.models.dae is not None and cfg.sampler.method == "ppgn_h" and cfg.sampler.ppgn_h.prior == "dae":
+        dae = load_model(cfg.models.dae, "dae", **kw)
+    stats: CodeStats | None = None
+    if cfg.models.code_stats:
+        stats = CodeStats.load(cfg.models.code_stats)
+    elif generator is not None:
+        stats = generator.extras.get("code_stats")  # type: ignore[assignment]
+    code_layer = cfg.models.code_layer or (generator.extras.get("code_layer") if generator else None)
+    if generator is not None and stats is not None and generator.code_shape is not None:
+        if tuple(stats.mean.shape) != tuple(generator.code_shape):
+            raise AtlasError(f"models.code_stats: statistics have shape {tuple(stats.mean.shape)}, "
+                             f"the generator's code is {generator.code_shape}")
+    return RunModels(target, generator, dae, stats, code_layer)
+
+
+def load_real_images(cfg: RunConfig, size_hint: int) -> Any | None:
+    """The real-image set for facet seeds and dataset examples: 'toyworld', a folder, or None."""
+    source = cfg.facets.real_images
+    if not source:
+        return None
+    if source == "toyworld":
+        if not cfg.models.target.spec.startswith("toyworld:"):
+            return None
+        from atlas import toyworld
+
+        return toyworld.real_images(cfg.toyworld.preset, cfg.toyworld.cache_dir, split="test")
+    from atlas.sampling import load_image_folder
+
+    return load_image_folder(source, size_hint)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise AtlasError(f"compute.device: {name!r} requested but no CUDA device is visible; use cpu or auto")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise AtlasError(f"compute.device: invalid device {name!r}; valid: auto, cpu, cuda, cuda:N") from None

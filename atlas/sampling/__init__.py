@@ -1,0 +1,59 @@
+"""Sampling engine: preferred images for many units at once (DGN-AM, PPGN-h, pixel baselines). Pure PyTorch.
+
+Recipe::
+
+    import torch
+    from atlas.config import SamplerConfig, FacetConfig, ComputeConfig
+    from atlas.sampling import Engine
+
+    engine = Engine(target, generator, dae,                 # LoadedModel (atlas.models.registry.load_model)
+                    SamplerConfig(method="dgn_am", steps=100, chains_per_unit=8),
+                    FacetConfig(), ComputeConfig(batch_size=64), torch.device("cpu"),
+                    real=real_images)                       # optional: facet seeds + dataset examples
+    kind, n_units, shape = engine.layer_info("fc8")
+    for r in engine.map_units("fc8", list(range(n_units)), seed=0):
+        print(r.objective, r.status, r.facet_count, r.best_activation, [c.last.activation for c in r.chains])
+
+Modules (one per thing that varies): ``units`` (what a unit is), ``objectives`` (raw / softmax / log_softmax),
+``parametrizations`` (pixels or G(h)), ``priors`` (DAE, joint E(G(h)), hand-made pixel priors), ``steps``
+(DGN-AM Eq. 1, PPGN-h Eq. 11, pixel ascent), ``samplers`` (method = parametrization + prior + step), ``chain``
+(the one batched loop), ``stats`` (per-chain statistics), ``seeds`` (per-chain determinism), ``facets``
+(clustering, facet-seeded starts, dataset examples), ``compute`` (autocast / channels_last / compile),
+``real`` (image folders), ``engine`` (the high-level API).
+"""
+
+from atlas.sampling.chain import TargetReadout, run_chains
+from atlas.sampling.compute import ComputeSetup, resolve_device
+from atlas.sampling.engine import Engine
+from atlas.sampling.facets import cluster_facets, facet_seed_codes, kmeans, top_real
+from atlas.sampling.objectives import Objective, layer_values, unit_readout
+from atlas.sampling.real import FolderImages, RealImagesLike, load_image_folder
+from atlas.sampling.results import ChainResult, ImageRecord, UnitResult
+from atlas.sampling.seeds import chain_seed
+from atlas.sampling.stats import TRAJECTORY_KEYS
+from atlas.sampling.units import Unit, make_unit
+
+__all__ = [
+    "TRAJECTORY_KEYS",
+    "ChainResult",
+    "ComputeSetup",
+    "Engine",
+    "FolderImages",
+    "ImageRecord",
+    "Objective",
+    "RealImagesLike",
+    "TargetReadout",
+    "Unit",
+    "UnitResult",
+    "chain_seed",
+    "cluster_facets",
+    "facet_seed_codes",
+    "kmeans",
+    "layer_values",
+    "load_image_folder",
+    "make_unit",
+    "resolve_device",
+    "run_chains",
+    "top_real",
+    "unit_readout",
+]

@@ -1,0 +1,114 @@
+"""Multifaceted units: facets of chain end points, facet-seeded starts, dataset examples.
+
+Usage::
+
+    labels = cluster_facets(features, distance=0.35, max_facets=4)   # (K, F) -> facet id per chain
+    centers, sizes = kmeans(codes, k=4, seed=0)                     # torch k-means (k-means++ init)
+    starts = facet_seed_codes(codes_of_top_images, k=4, seed=0)     # Nguyen, Yosinski & Clune 2016
+    idx, vals = top_real(values, unit, k=9)                         # the unit's top real images
+
+Facet criterion (``FacetConfig``): chain end points are described by T's penultimate-layer features of their
+last picture, L2-normalized. Average-free centroid agglomeration: start with one cluster per chain and merge
+the two clusters whose mean directions are closest in cosine distance while that distance is <= ``distance``,
+or while there are more than ``max_facets`` clusters. So two facets are kept apart iff their means differ by
+more than ``distance`` in cosine distance (0.2-0.5 is sensible; lower splits more).
+
+Facet-seeded starts (Nguyen et al. 2016, "Multifaceted feature visualization"): the codes of a unit's
+top-activating real images are clustered with k-means; each cluster mean is the start of one chain.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def cluster_facets(
+    features: torch.Tensor, distance: float, max_facets: int, valid: torch.Tensor | None = None
+) -> list[int]:
+    """features: (K, F) end-point features of one unit's chains -> facet id per chain (0..n-1, -1 invalid).
+
+    ``valid`` (K,) bool marks chains to cluster (e.g. not diverged). Ids are numbered by first appearance.
+    """
+    k = features.shape[0]
+    ok = torch.ones(k, dtype=torch.bool) if valid is None else valid.cpu().bool()
+    labels = [-1] * k
+    members = [[i] for i in range(k) if ok[i]]
+    if not members:
+        return labels
+    x = F.normalize(torch.nan_to_num(features.detach().float().cpu()), dim=1)  # (K, F) unit vectors
+    while len(members) > 1:
+        means = F.normalize(torch.stack([x[m].mean(0) for m in members]), dim=1)  # (M, F)
+        d = 1.0 - means @ means.T  # (M, M) cosine distance
+        d.fill_diagonal_(float("inf"))
+        flat = int(torch.argmin(d))
+        i, j = divmod(flat, len(members))
+        if float(d[i, j]) > distance and len(members) <= max_facets:
+            break
+        i, j = min(i, j), max(i, j)
+        members[i] = members[i] + members[j]
+        del members[j]
+    members.sort(key=min)
+    for fid, m in enumerate(members):
+        for i in m:
+            labels[i] = fid
+    return labels
+
+
+def facet_count(labels: list[int]) -> int:
+    return len({label for label in labels if label >= 0})
+
+
+def kmeans(x: torch.Tensor, k: int, seed: int = 0, iters: int = 50) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lloyd's k-means with k-means++ init. x: (N, D) -> (centers (k', D), labels (N,)); k' = min(k, N).
+
+    Deterministic given ``seed``; empty clusters are dropped (so k' may be smaller than k).
+    """
+    x = x.detach().float()
+    n = x.shape[0]
+    k = max(1, min(k, n))
+    g = torch.Generator(device="cpu").manual_seed(int(seed))
+    xc = x.cpu()
+    first = int(torch.randint(n, (1,), generator=g))
+    centers = [xc[first]]
+    d2 = (xc - centers[0]).pow(2).sum(1)
+    for _ in range(1, k):
+        if float(d2.sum()) <= 0:
+            break
+        nxt = int(torch.multinomial(d2 / d2.sum(), 1, generator=g))
+        centers.append(xc[nxt])
+        d2 = torch.minimum(d2, (xc - xc[nxt]).pow(2).sum(1))
+    c = torch.stack(centers)  # (k, D)
+    labels = torch.cdist(xc, c).argmin(1)
+    for _ in range(iters):
+        new_c = torch.stack(
+            [xc[labels == j].mean(0) if bool((labels == j).any()) else c[j] for j in range(c.shape[0])]
+        )
+        new_labels = torch.cdist(xc, new_c).argmin(1)
+        c = new_c
+        if torch.equal(new_labels, labels):
+            break
+        labels = new_labels
+    used = [j for j in range(c.shape[0]) if bool((labels == j).any())]
+    remap = torch.full((c.shape[0],), -1, dtype=torch.long)
+    remap[torch.tensor(used)] = torch.arange(len(used))
+    return c[used].to(x.device), remap[labels].to(x.device)
+
+
+def facet_seed_codes(codes: torch.Tensor, k: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """codes (N, *S) of the unit's top real images -> (cluster-mean codes (k', *S), cluster sizes (k',)).
+
+    Clusters are ordered by size (largest first), so chain c starts from cluster c mod k'.
+    """
+    flat = codes.flatten(1)
+    centers, labels = kmeans(flat, k, seed)
+    sizes = torch.bincount(labels.cpu(), minlength=centers.shape[0])
+    order = torch.argsort(sizes, descending=True, stable=True)
+    return centers[order.to(centers.device)].view(-1, *codes.shape[1:]), sizes[order]
+
+
+def top_real(values: torch.Tensor, unit: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """values (N, U) real images' layer vectors -> (indices (k,), activations (k,)) of the unit's top k."""
+    k = min(k, values.shape[0])
+    vals, idx = torch.topk(values[:, unit].float(), k)
+    return idx, vals

@@ -1,0 +1,307 @@
+"""Synthetic runs: realistic rows written through :class:`RunStore`, for tests, demos of the viewer and the
+latency benchmark. No models involved; every number is drawn from a seeded generator.
+
+Usage::
+
+    from atlas.store.synthetic import make_synthetic_run
+    info = make_synthetic_run("/tmp/run", layers={"fc8": 10, "conv3": 16}, chains=4)
+
+Each unit gets a "preferred stimulus" (a coloured shape on a textured background); its chains draw variations
+of it (one per facet), with trajectories that climb and saturate, last/best/snapshot images, optional real
+top-k images, whole-layer activations (narrow layers) or top-k pairs (wide layers), and a few diverged chains.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import hashlib
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from atlas.store.png import encode_png
+from atlas.store.schema import TABLES
+from atlas.store.writer import RunStore
+
+SHAPES = ("disk", "ring", "square", "triangle", "cross", "bar")
+ACTIVATIONS_FULL_MAX = 512  # wider layers store only top-k (unit, value) pairs
+
+
+def _kind(layer: str) -> str:
+    if layer.startswith("conv") or layer.startswith("features"):
+        return "conv"
+    return "output" if layer in ("fc8", "logits", "classifier.6") else "fc"
+
+
+def render_stimulus(rng: np.random.Generator, shape: str, hue: float, size: int = 48, jitter: float = 1.0):
+    """A uint8 (size, size, 3) picture: ``shape`` in colour ``hue`` on a soft textured background."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / (size - 1) * 2 - 1  # [-1, 1]
+    cx, cy = rng.normal(0, 0.12 * jitter, 2)
+    r = 0.45 + rng.normal(0, 0.05 * jitter)
+    angle = rng.uniform(0, math.pi) * jitter
+    x, y = xx - cx, yy - cy
+    xr, yr = x * math.cos(angle) + y * math.sin(angle), -x * math.sin(angle) + y * math.cos(angle)
+    d = np.sqrt(x * x + y * y)
+    if shape == "disk":
+        sdf = d - r
+    elif shape == "ring":
+        sdf = np.abs(d - r) - 0.12
+    elif shape == "square":
+        sdf = np.maximum(np.abs(xr), np.abs(yr)) - r * 0.8
+    elif shape == "triangle":
+        sdf = np.maximum(np.abs(xr) * 0.866 + yr * 0.5, -yr) - r * 0.5
+    elif shape == "cross":
+        sdf = np.minimum(
+            np.maximum(np.abs(xr) - 0.12, np.abs(yr) - r), np.maximum(np.abs(yr) - 0.12, np.abs(xr) - r)
+        )
+    else:  # bar
+        sdf = np.maximum(np.abs(xr) - r, np.abs(yr) - 0.14)
+    mask = 1.0 / (1.0 + np.exp(sdf * 30.0))  # soft edge
+    fg = np.array(colorsys.hsv_to_rgb(hue % 1.0, 0.75, 0.95), dtype=np.float32)
+    bg_hue = (hue + 0.5 + rng.normal(0, 0.05)) % 1.0
+    bg = np.array(colorsys.hsv_to_rgb(bg_hue, 0.35, 0.35), dtype=np.float32)
+    fx, fy = rng.uniform(2, 6, 2)
+    phase = rng.uniform(0, 2 * math.pi, 2)
+    texture = 0.5 + 0.25 * (np.sin(xx * fx + phase[0]) + np.sin(yy * fy + phase[1]))
+    img = bg[None, None, :] * (0.6 + 0.4 * texture[..., None])
+    shade = (0.85 + 0.15 * texture[..., None]) * mask[..., None]
+    img = img * (1 - mask[..., None]) + fg[None, None, :] * shade
+    img += rng.normal(0, 0.015, img.shape).astype(np.float32)
+    return (np.clip(img, 0, 1) * 255).astype(np.uint8)
+
+
+def _layer_seed(seed: int, layer: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"{seed}:{layer}".encode()).digest()[:4], "little")
+
+
+def make_synthetic_run(
+    run_dir: str | os.PathLike[str],
+    layers: Mapping[str, int] | None = None,
+    *,
+    chains: int = 4,
+    steps: int = 200,
+    record_every: int = 10,
+    images_per_chain: int = 4,
+    real_k: int = 4,
+    units_per_shard: int = 8,
+    methods: Sequence[str] = ("dgn_am",),
+    image_size: int = 48,
+    png_pool: int | None = None,
+    diverged_rate: float = 0.03,
+    seed: int = 0,
+    max_shards: int | None = None,
+    config_extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write a complete synthetic run to ``run_dir``; returns row counts and the run's shape.
+
+    ``images_per_chain`` counts last + best + snapshots (at least 2). ``methods``: each unit runs ``chains``
+    chains per method (the Compare page's "two methods" case). ``png_pool``: reuse that many pre-encoded
+    PNGs instead of rendering every image (fast, for the 100k-image benchmark). ``max_shards`` stops early
+    and leaves the run "running" (a run still being written).
+    """
+    layers = dict(layers or {"fc8": 10, "conv3": 16})
+    images_per_chain = max(2, images_per_chain)
+    n_snap = images_per_chain - 2
+    store = RunStore(run_dir)
+    config = {
+        "name": Path(run_dir).name,
+        "synthetic": True,
+        "layers": layers,
+        "sampler": {"methods": list(methods), "chains": chains, "steps": steps, "record_every": record_every},
+        "seed": seed,
+        **dict(config_extra or {}),
+    }
+    config_hash = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+    plan = [
+        (layer, start, min(start + units_per_shard, n))
+        for layer, n in layers.items()
+        for start in range(0, n, units_per_shard)
+    ]
+    store.init_run(
+        {
+            "config": config,
+            "config_hash": config_hash,
+            "fingerprints": {"target": "synthetic:" + config_hash[:8], "generator": "synthetic"},
+            "versions": {"atlas": "synthetic"},
+            "git_sha": "0" * 40,
+            "models": {"target": "synthetic:target", "generator": "synthetic:generator"},
+            "planned_shards": len(plan),
+        }
+    )
+    pool_rng = np.random.default_rng(seed + 7)
+    pool = (
+        [
+            encode_png(render_stimulus(pool_rng, SHAPES[i % len(SHAPES)], i / png_pool, image_size))
+            for i in range(png_pool)
+        ]
+        if png_pool
+        else None
+    )
+    totals: dict[str, int] = {}
+    done = 0
+    for layer, start, stop in plan:
+        if max_shards is not None and done >= max_shards:
+            break
+        rng = np.random.default_rng([_layer_seed(seed, layer), start])
+        n_layer = layers[layer]
+        rows = _shard_rows(
+            rng, layer, range(start, stop), n_layer, chains, steps, record_every, n_snap, real_k,
+            methods, image_size, pool, diverged_rate,
+        )  # fmt: skip
+        shard_id = f"{layer}-{start // units_per_shard:04d}"
+        counts = store.write_shard(shard_id, layer, rows, meta={"seconds": float(rng.uniform(2, 6))})
+        for table, n in counts.items():
+            totals[table] = totals.get(table, 0) + n
+        done += 1
+    if max_shards is None or done >= len(plan):
+        store.finalize({"synthetic": True, "rows": totals})
+    return {
+        "run_dir": str(run_dir),
+        "rows": totals,
+        "shards": done,
+        "planned_shards": len(plan),
+        "layers": layers,
+    }
+
+
+def _shard_rows(
+    rng: np.random.Generator,
+    layer: str,
+    units: range,
+    n_layer: int,
+    chains: int,
+    steps: int,
+    record_every: int,
+    n_snap: int,
+    real_k: int,
+    methods: Sequence[str],
+    size: int,
+    pool: list[bytes] | None,
+    diverged_rate: float,
+) -> dict[str, list[dict[str, Any]]]:
+    kind = _kind(layer)
+    out: dict[str, list[dict[str, Any]]] = {t: [] for t in TABLES}
+    record = list(range(0, steps + 1, record_every))
+    snap_steps = [record[int(i)] for i in np.linspace(1, len(record) - 2, n_snap)] if n_snap else []
+
+    def png(shape: str, hue: float, jitter: float) -> bytes:
+        if pool is not None:
+            return pool[int(rng.integers(len(pool)))]
+        return encode_png(render_stimulus(rng, shape, hue, size, jitter))
+
+    for unit in units:
+        shape = SHAPES[unit % len(SHAPES)]
+        hue = (unit * 0.61803) % 1.0
+        facet_count = int(rng.choice([1, 1, 2, 2, 3]))
+        facet_hues = [hue + 0.12 * f for f in range(facet_count)]
+        scale = float(rng.lognormal(1.5, 0.4))  # how strongly this unit can be driven
+        real_top = [float(scale * rng.uniform(0.55, 0.8)) for _ in range(real_k)]
+        real_top.sort(reverse=True)
+        unit_best, unit_lp, unit_rank, lasts = -math.inf, None, None, []
+        chain_id = 0
+        for method in methods:
+            strength = 1.0 if method == methods[0] else 0.8
+            for _ in range(chains):
+                facet = chain_id % facet_count
+                diverged = bool(rng.random() < diverged_rate)
+                tau = rng.uniform(0.15, 0.4) * steps
+                peak = scale * strength * rng.uniform(0.8, 1.2)
+                best_act, best_step, best_lp, best_rank = -math.inf, 0, None, None
+                for step in record:
+                    act = peak * (1 - math.exp(-step / tau)) + rng.normal(0, 0.04 * peak)
+                    lp = -max(0.02, 3.5 * math.exp(-step / tau) + rng.normal(0, 0.05))
+                    rank = max(0, round(n_layer * 0.3 * math.exp(-step / (0.5 * tau))))
+                    if diverged and step > steps // 2:
+                        act, lp, rank = math.nan, math.nan, None
+                    if not math.isnan(act) and act > best_act:
+                        best_act, best_step, best_lp, best_rank = act, step, lp, rank
+                    out["steps"].append(
+                        {
+                            "unit": unit, "chain": chain_id, "step": step, "activation": act, "log_prob": lp,
+                            "rank": rank,
+                            "top_competitor": int((unit + 1 + rng.integers(0, 3)) % n_layer) if rank else
+                            int((unit + 1) % n_layer),
+                            "code_norm": 20 + 5 * math.exp(-step / tau) + rng.normal(0, 0.3),
+                            "prior_residual": 4 * math.exp(-step / tau) + 0.3 + abs(rng.normal(0, 0.05)),
+                            "grad_norm": peak * math.exp(-step / tau) + 0.05,
+                            "image_change": 0.2 * math.exp(-step / tau) + 0.005,
+                        }
+                    )  # fmt: skip
+                final = out["steps"][-1]
+                chain_hue = facet_hues[facet]
+                seconds = float(rng.uniform(0.5, 2.0))
+                out["chains"].append(
+                    {
+                        "unit": unit, "chain": chain_id, "seed": int(rng.integers(2**31)), "facet": facet,
+                        "method": method, "start": "facet-seeded" if facet_count > 1 else "random",
+                        "final_activation": None if diverged else final["activation"],
+                        "final_log_prob": None if diverged else final["log_prob"],
+                        "final_rank": final["rank"], "best_activation": best_act, "best_step": best_step,
+                        "diverged": diverged, "seconds": seconds, "steps": steps,
+                    }
+                )  # fmt: skip
+                if not diverged:
+                    lasts.append(final["activation"])
+                if best_act > unit_best:
+                    unit_best, unit_lp, unit_rank = best_act, best_lp, best_rank
+                common = {"unit": unit, "chain": chain_id, "facet": facet, "width": size, "height": size}
+                kept = [("best", best_step, best_act, best_lp, best_rank, 0.4)]
+                kept.append(("last", steps, final["activation"], final["log_prob"], final["rank"], 0.5))
+                for s in snap_steps:
+                    frac = 1 - math.exp(-s / tau)
+                    kept.append(("snapshot", s, peak * frac, -3.5 * (1 - frac), None, 1.5 - frac))
+                for img_kind, step, act, lp, rank, jitter in kept:
+                    bad = img_kind == "last" and diverged
+                    out["images"].append(
+                        {
+                            **common, "kind": img_kind, "step": step,
+                            "png": png(shape, chain_hue + (0.5 if bad else 0), 3.0 if bad else jitter),
+                            "activation": None if act is None or math.isnan(act) else act,
+                            "log_prob": None if lp is None or math.isnan(lp) else lp, "rank": rank,
+                        }
+                    )  # fmt: skip
+                values = rng.normal(0, scale * 0.15, n_layer).astype(np.float32)
+                values[unit] = 0 if diverged else final["activation"]
+                top = np.argsort(-values)[:5]
+                out["activations"].append(
+                    {
+                        "unit": unit,
+                        "chain": chain_id,
+                        "values": values if n_layer <= ACTIVATIONS_FULL_MAX else None,
+                        "top_units": top.astype(np.int32),
+                        "top_values": values[top],
+                    }
+                )
+                chain_id += 1
+        for i, act in enumerate(real_top):
+            out["images"].append(
+                {
+                    "unit": unit, "chain": None, "kind": "real", "step": None, "facet": i % facet_count,
+                    "real_index": int(rng.integers(0, 3000)),
+                    "png": png(shape, facet_hues[i % facet_count], 0.8), "width": size, "height": size,
+                    "activation": act, "log_prob": None, "rank": None,
+                }
+            )  # fmt: skip
+        judge_p = float(np.clip(rng.beta(5, 2), 0, 1))
+        out["units"].append(
+            {
+                "unit": unit, "kind": kind, "spatial": "center" if kind == "conv" else "none",
+                "objective": f"{'log_softmax' if kind == 'output' else 'raw'}[{layer}, {unit}]",
+                "method": methods[0], "n_chains": chains * len(methods), "facet_count": facet_count,
+                "best_activation": unit_best, "best_log_prob": unit_lp, "best_rank": unit_rank,
+                "mean_last_activation": float(np.mean(lasts)) if lasts else None,
+                "real_top1_activation": real_top[0] if real_top else None,
+                "real_top9_mean": float(np.mean(real_top)) if real_top else None,
+                "activation_ratio": unit_best / real_top[0] if real_top else None,
+                "judge_label": f"class{unit}" if kind == "output" else None,
+                "judge_correct": bool(judge_p > 0.5) if kind == "output" else None,
+                "judge_prob": judge_p if kind == "output" else None,
+                "status": "ok", "error": None,
+            }
+        )  # fmt: skip
+    return out

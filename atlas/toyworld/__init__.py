@@ -1,0 +1,29 @@
+"""The toy world: a procedural image world with its own trained target, judge, generator and DAE.
+
+Usage::
+
+    from atlas.toyworld import load_component, real_images, bootstrap
+    report = bootstrap("micro", cache_dir="/tmp/atlas-cache")     # trains what is missing, checks gates
+    T = load_component("target", "micro", "/tmp/atlas-cache")     # LoadedModel (frozen), output_layer "fc8"
+    G = load_component("generator", "micro", "/tmp/atlas-cache")  # input: T's relu6 code
+    real = real_images("micro", split="test")                      # images, labels, fine labels, names
+
+See docs/toyworld.md for what the world is and why it looks the way it does.
+"""
+
+from atlas.toyworld.api import RealImages, bootstrap, load_component, real_images
+from atlas.toyworld.presets import PRESETS, ToyWorldConfig, config_hash, get_preset
+from atlas.toyworld.world import COMPONENTS, ToyWorld
+
+__all__ = [
+    "COMPONENTS",
+    "PRESETS",
+    "RealImages",
+    "ToyWorld",
+    "ToyWorldConfig",
+    "bootstrap",
+    "config_hash",
+    "get_preset",
+    "load_component",
+    "real_images",
+]

@@ -1,0 +1,77 @@
+"""Quality gates of a trained toy world, measured on the held-out test split.
+
+Gate names (thresholds per preset in ``presets.GateThresholds``):
+- ``t_acc``             T's class accuracy on real test images                      (>= threshold)
+- ``j_fine_acc``        J's fine-label accuracy on real test images                 (>= threshold)
+- ``t_recon_acc``       T's class accuracy on reconstructions G(E(x))               (>= threshold)
+- ``j_recon_acc``       J's class accuracy (fine prediction -> its class) on G(E(x)) (>= threshold)
+- ``j_facet_recon_acc`` J's fine-label accuracy on G(E(x)) of multifaceted classes  (>= threshold)
+- ``dae_error_ratio``   DAE error / identity error on noisy held-out codes           (< threshold)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from atlas.toyworld.loops import judge_space, predict, target_space, threads
+from atlas.toyworld.shapes import CLASS_NAMES, FINE_TO_CLASS, MULTIFACETED
+from atlas.toyworld.train_dae import dae_error_ratio
+from atlas.toyworld.world import ToyWorld
+
+
+def _gate(value: float, threshold: float, below: bool = False) -> dict[str, Any]:
+    passed = value < threshold if below else value >= threshold
+    return {"value": round(float(value), 4), "threshold": threshold, "passed": bool(passed)}
+
+
+@torch.no_grad()
+def evaluate(world: ToyWorld) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """(gates, details): gate name -> {value, threshold, passed}; details: per-class numbers."""
+    cfg, th = world.cfg, world.cfg.gates
+    size = cfg.data.size
+    test = world.data("test")
+    x = test.rgb01()  # (N, 3, S, S)
+    t, j, g, dae = (world.module(n) for n in ("target", "judge", "generator", "dae"))
+    t_space, j_space = target_space(size), judge_space(size)
+    f2c = torch.tensor(FINE_TO_CLASS)
+    with threads():
+        codes = world.codes("test")  # (N, D)
+        recon = predict(g, codes)  # (N, 3, S, S) rgb01
+        t_real = predict(t, t_space.encode(x)).argmax(1)
+        t_rec = predict(t, t_space.encode(recon)).argmax(1)
+        j_real = predict(j, j_space.encode(x)).argmax(1)
+        j_rec = predict(j, j_space.encode(recon)).argmax(1)
+        dae_err, ident_err = dae_error_ratio(dae, codes, cfg.dae.noise)
+    multi = torch.isin(test.labels, torch.tensor(MULTIFACETED))
+    j_rec_cls_ok = f2c[j_rec] == test.labels
+    gates = {
+        "t_acc": _gate((t_real == test.labels).float().mean().item(), th.t_acc),
+        "j_fine_acc": _gate((j_real == test.fine).float().mean().item(), th.j_fine_acc),
+        "t_recon_acc": _gate((t_rec == test.labels).float().mean().item(), th.t_recon_acc),
+        "j_recon_acc": _gate(j_rec_cls_ok.float().mean().item(), th.j_recon_acc),
+        "j_facet_recon_acc": _gate((j_rec[multi] == test.fine[multi]).float().mean().item(), th.j_facet_recon_acc),
+        "dae_error_ratio": _gate(dae_err / max(ident_err, 1e-12), th.dae_error_ratio, below=True),
+    }
+    per_class = {
+        name: round(j_rec_cls_ok[test.labels == c].float().mean().item(), 3) for c, name in enumerate(CLASS_NAMES)
+    }
+    details = {
+        "j_recon_acc_per_class": per_class,
+        "recon_l1": round((recon - x).abs().mean().item(), 4),
+        "dae_error": round(dae_err, 4),
+        "identity_error": round(ident_err, 4),
+    }
+    return gates, details
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The gate table as aligned text lines."""
+    rows = [f"{'gate':<20} {'value':>8} {'threshold':>10}  result"]
+    for name, g in report["gates"].items():
+        op = "<" if name == "dae_error_ratio" else ">="
+        rows.append(f"{name:<20} {g['value']:>8.4f} {op:>3} {g['threshold']:<6g}  {'pass' if g['passed'] else 'FAIL'}")
+    secs = ", ".join(f"{k} {v:.1f}s" for k, v in report.get("seconds", {}).items())
+    rows.append(f"{'all gates':<20} {'PASSED' if report['passed'] else 'FAILED'}   ({secs})")
+    return "\n".join(rows)

@@ -1,0 +1,40 @@
+"""Which toy world a command means: ``--preset`` / ``--cache-dir`` flags, else a YAML file's ``toyworld:`` section.
+
+The file may be a full run config (only its ``toyworld:`` section is read) or a file holding just that
+section::
+
+    toyworld:
+      preset: micro          # default | micro
+      cache_dir: /tmp/atlas  # optional; default $ATLAS_CACHE or ~/.cache/atlas
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from atlas.config import ToyWorldRef, build
+from atlas.errors import ConfigError
+
+
+def read_toyworld_section(path: str) -> ToyWorldRef:
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} not found; pass a YAML file with a `toyworld:` section")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError:
+        raise ConfigError(f"config file {str(p)!r} is not valid YAML") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(p)!r} must hold a mapping of keys")
+    section = data.get("toyworld") or {}
+    if not isinstance(section, dict):
+        raise ConfigError(f"toyworld: expected a mapping with keys preset, cache_dir; got {section!r}")
+    return build(ToyWorldRef, section, "toyworld")
+
+
+def resolve(preset: str | None, cache_dir: str | None, config: str | None) -> tuple[str, str | None]:
+    """(preset, cache_dir): command-line flags win over the config file, which wins over the defaults."""
+    ref = read_toyworld_section(config) if config else ToyWorldRef()
+    return preset or ref.preset, cache_dir or ref.cache_dir

@@ -1,0 +1,96 @@
+"""Train the generator G to invert T's post-ReLU fc6 code (DeePSiM losses, scaled down).
+
+G starts from the decoder trained jointly with T and is fine-tuned on codes of the *frozen, eval-mode* T:
+
+    loss = pixel_weight   * L1(G(h), x) + edge_weight * L1(grad G(h), grad x)
+         + feature_weight * sum_l L1(C_l(G(h)), C_l(x))          (C: fixed random conv comparator, not T)
+         + adv_weight     * softplus(-D(G(h), h))                 (D: conditioned on the code; optional)
+
+J is never used here. The pixel and edge terms keep colour, contrast and sharp outlines; the comparator's
+features reward local structure without rewarding whatever pleases T.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from atlas.toyworld.dataset import ToyData
+from atlas.toyworld.loops import (
+    cosine_lr,
+    edge_l1,
+    epoch_batches,
+    predict,
+    progress,
+    set_lr,
+    target_space,
+    threads,
+)
+from atlas.toyworld.nets import CodeDiscriminator, Comparator, Generator, TargetNet
+from atlas.toyworld.presets import ToyWorldConfig
+
+
+@torch.no_grad()
+def codes_of(target: TargetNet, images01: torch.Tensor, size: int, batch: int = 500) -> torch.Tensor:
+    """(N, 3, S, S) rgb01 (float or uint8/255) -> (N, D) post-ReLU fc6 codes of eval-mode T."""
+    space = target_space(size)
+    target.eval()
+    out = []
+    for i in range(0, len(images01), batch):
+        x = images01[i : i + batch]
+        x = x.float() / 255.0 if x.dtype == torch.uint8 else x
+        out.append(target.code(space.encode(x)))
+    return torch.cat(out)
+
+
+def train_generator(
+    cfg: ToyWorldConfig, data: ToyData, target: TargetNet, decoder: Generator,
+    log: Callable[[str], None] = print,
+) -> Generator:
+    gc, size = cfg.generator, cfg.data.size
+    torch.manual_seed(gc.seed)
+    with threads():
+        codes = codes_of(target, data.images, size)  # (N, D)
+    g = copy.deepcopy(decoder) if cfg.target.recon_weight > 0 else Generator(codes.shape[1], gc.width, size)
+    comp = Comparator()
+    disc = CodeDiscriminator(codes.shape[1], max(8, gc.width // 2), size) if gc.adv_weight > 0 else None
+    opt = torch.optim.Adam(g.parameters(), lr=gc.lr)
+    opt_d = torch.optim.Adam(disc.parameters(), lr=gc.lr, betas=(0.5, 0.99)) if disc is not None else None
+    gen = torch.Generator().manual_seed(gc.seed)
+    total, step = gc.epochs * (len(data) // gc.batch), 0
+    g.train()
+    with threads(), progress(total, "toyworld: generator G") as bar:
+        for _epoch in range(gc.epochs):
+            for idx in epoch_batches(len(data), gc.batch, gen):
+                x, h = data.rgb01(idx), codes[idx]
+                r = g(h)
+                loss = gc.pixel_weight * F.l1_loss(r, x) + gc.edge_weight * edge_l1(r, x)
+                if gc.feature_weight > 0:
+                    fr, fx = comp(r), comp(x)
+                    loss = loss + gc.feature_weight * sum(F.l1_loss(a, b) for a, b in zip(fr, fx, strict=True))
+                if disc is not None:
+                    loss = loss + gc.adv_weight * F.softplus(-disc(r, h)).mean()
+                lr = cosine_lr(gc.lr, step, total)
+                set_lr(opt, lr)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                if disc is not None and opt_d is not None and step % gc.d_every == 0:
+                    d_loss = F.softplus(-disc(x, h)).mean() + F.softplus(disc(r.detach(), h)).mean()
+                    set_lr(opt_d, lr)
+                    opt_d.zero_grad(set_to_none=True)
+                    d_loss.backward()
+                    opt_d.step()
+                step += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+    g.eval()
+    return g
+
+
+def reconstruct(target: TargetNet, g: Generator, images01: torch.Tensor, size: int) -> torch.Tensor:
+    """G(E(x)) for (N, 3, S, S) rgb01 images -> (N, 3, S, S) rgb01."""
+    return predict(g, codes_of(target, images01, size))

@@ -1,0 +1,199 @@
+"""A toy world on disk: load each component from the cache, training what is missing (and what depends on it).
+
+Usage::
+
+    world = ToyWorld("micro", cache_dir="/tmp/cache")
+    t = world.module("target")          # TargetNet, trained on demand
+    world.loaded("generator")           # LoadedModel for the registry
+
+Dependencies: the generator and the DAE are trained on codes of one particular T; each records T's
+fingerprint, and a component whose T has changed is stale and retrained (with a message).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from atlas.errors import AtlasError
+from atlas.models.codes import CodeStats
+from atlas.models.loaded import LoadedModel, freeze
+from atlas.toyworld.cache import corrupt, load_component_file, save_component, world_dir
+from atlas.toyworld.dataset import ToyData, render_split
+from atlas.toyworld.loops import generator_space, judge_space, state_fingerprint, target_space
+from atlas.toyworld.nets import CodeDAE, Generator, JudgeNet, TargetNet
+from atlas.toyworld.presets import ToyWorldConfig, config_hash, get_preset
+from atlas.toyworld.shapes import CLASS_NAMES, FINE_NAMES, FINE_TO_CLASS, MULTIFACETED
+
+COMPONENTS = ("target", "judge", "generator", "dae")
+CODE_LAYER = "relu6"
+
+
+class ToyWorld:
+    def __init__(
+        self, preset: str = "default", cache_dir: str | os.PathLike[str] | None = None,
+        log: Callable[[str], None] = print,
+    ) -> None:
+        self.cfg: ToyWorldConfig = get_preset(preset)
+        self.cache_dir = cache_dir
+        self.dir = world_dir(self.cfg, cache_dir)
+        self.hash = config_hash(self.cfg)
+        self.log = log
+        self.seconds: dict[str, float] = {}  # time spent training in this process, per stage
+        self._modules: dict[str, nn.Module] = {}
+        self._payloads: dict[str, dict[str, Any]] = {}
+
+    # ------------------------------------------------------------------------------------------- data
+    def data(self, split: str) -> ToyData:
+        t0 = time.perf_counter()
+        d = render_split(self.cfg.data, split)
+        self.seconds[f"data_{split}"] = self.seconds.get(f"data_{split}", 0.0) + time.perf_counter() - t0
+        return d
+
+    # ------------------------------------------------------------------------------------- components
+    def path(self, name: str):
+        return self.dir / f"{name}.pt"
+
+    def _build(self, name: str, payload: dict[str, Any] | None = None) -> nn.Module:
+        c, size = self.cfg, self.cfg.data.size
+        if name == "target":
+            return TargetNet(c.target.widths, c.target.fc, len(CLASS_NAMES), size)
+        if name == "judge":
+            return JudgeNet(c.judge.widths, len(FINE_NAMES))
+        if name in ("generator", "decoder"):
+            return Generator(c.target.fc, c.generator.width, size)
+        if name == "dae":
+            return CodeDAE(c.target.fc, c.dae.hidden, c.dae.blocks)
+        raise AssertionError(name)
+
+    def _restore(self, name: str, blob: dict[str, Any], key: str = "state_dict") -> nn.Module:
+        module = self._build("decoder" if key == "decoder_state_dict" else name)
+        fp_key = "decoder_fingerprint" if key == "decoder_state_dict" else "fingerprint"
+        try:
+            module.load_state_dict(blob[key], strict=True)
+        except (RuntimeError, KeyError, TypeError) as exc:
+            raise corrupt(self.path(name), f"state dict does not fit: {str(exc).splitlines()[0][:120]}",
+                          self.cfg.name) from None
+        if state_fingerprint(module) != blob.get(fp_key):
+            raise corrupt(self.path(name), "weights do not match their recorded fingerprint", self.cfg.name)
+        return module.eval()
+
+    def _stale(self, name: str, blob: dict[str, Any]) -> bool:
+        if name in ("generator", "dae"):
+            return blob["meta"].get("target_fingerprint") != self.fingerprint("target")
+        return False
+
+    def fingerprint(self, name: str) -> str:
+        self.module(name)
+        return str(self._payloads[name]["fingerprint"])
+
+    def module(self, name: str, *, train_if_missing: bool = True, retrain: bool = False) -> nn.Module:
+        """The component's module (eval mode, trainable parameters), from memory, the cache or training."""
+        if name not in COMPONENTS:
+            raise AtlasError(f"unknown toy-world component {name!r}; valid: {', '.join(COMPONENTS)}")
+        if name in self._modules and not retrain:
+            return self._modules[name]
+        blob = None if retrain else load_component_file(self.path(name), self.cfg, name)
+        if blob is not None:
+            module = self._restore(name, blob)
+            self._modules[name], self._payloads[name] = module, blob
+            if not self._stale(name, blob):
+                return module
+            del self._modules[name], self._payloads[name]
+            if not train_if_missing:
+                raise AtlasError(f"toy-world {name} in {str(self.dir)!r} was trained on another target; "
+                                 f"run `atlas bootstrap --preset {self.cfg.name}`")
+            self.log(f"toyworld[{self.cfg.name}]: {name} was trained on another target; retraining it")
+        elif not train_if_missing:
+            raise AtlasError(f"toy-world {name} is not trained yet ({str(self.path(name))!r} missing); "
+                             f"run `atlas bootstrap --preset {self.cfg.name}`")
+        else:
+            why = "retraining" if retrain else "not in the cache; training"
+            self.log(f"toyworld[{self.cfg.name}]: {name} {why} (cache {self.dir})")
+        t0 = time.perf_counter()
+        module, payload = self._train(name)
+        seconds = time.perf_counter() - t0
+        self.seconds[name] = seconds
+        payload["meta"]["train_seconds"] = seconds
+        payload["meta"]["torch"] = torch.__version__
+        save_component(self.path(name), self.cfg, name, payload)
+        self.log(f"toyworld[{self.cfg.name}]: {name} trained in {seconds:.0f} s -> {self.path(name)}")
+        self._modules[name], self._payloads[name] = module, payload
+        return module
+
+    def decoder(self) -> Generator:
+        self.module("target")
+        return self._restore("target", self._payloads["target"], key="decoder_state_dict")
+
+    def codes(self, split: str) -> torch.Tensor:
+        """(N, D) post-ReLU fc6 codes of the split under the current T."""
+        from atlas.toyworld.train_generator import codes_of
+
+        return codes_of(self.module("target"), self.data(split).images, self.cfg.data.size)
+
+    def _train(self, name: str) -> tuple[nn.Module, dict[str, Any]]:
+        meta: dict[str, Any] = {"preset": self.cfg.name, "seed": getattr(self.cfg, name).seed}
+        if name == "target":
+            from atlas.toyworld.train_target import train_target
+
+            net, dec = train_target(self.cfg, self.data("train"), self.log)
+            return net, {"state_dict": net.state_dict(), "fingerprint": state_fingerprint(net),
+                         "decoder_state_dict": dec.state_dict(), "decoder_fingerprint": state_fingerprint(dec),
+                         "meta": meta}
+        if name == "judge":
+            from atlas.toyworld.train_judge import train_judge
+
+            net = train_judge(self.cfg, self.data("train"), self.log)
+            return net, {"state_dict": net.state_dict(), "fingerprint": state_fingerprint(net), "meta": meta}
+        meta["target_fingerprint"] = self.fingerprint("target")
+        if name == "generator":
+            from atlas.toyworld.train_generator import train_generator
+
+            g = train_generator(self.cfg, self.data("train"), self.module("target"), self.decoder(), self.log)
+            stats = CodeStats.from_codes(self.codes("train"), source=f"toyworld:{self.cfg.name} train relu6")
+            tensors = {"mean": stats.mean, "std": stats.std, "lower": stats.lower, "upper": stats.upper,
+                       **{f"pct_{k}": v for k, v in stats.percentiles.items()}}
+            return g, {"state_dict": g.state_dict(), "fingerprint": state_fingerprint(g),
+                       "code_stats": tensors, "code_stats_source": stats.source, "meta": meta}
+        from atlas.toyworld.train_dae import train_dae
+
+        dae = train_dae(self.cfg, self.codes("train"), self.log)
+        return dae, {"state_dict": dae.state_dict(), "fingerprint": state_fingerprint(dae), "meta": meta}
+
+    def code_stats(self) -> CodeStats:
+        self.module("generator")
+        blob = self._payloads["generator"]
+        t = blob["code_stats"]
+        pct = {k[4:]: v for k, v in t.items() if k.startswith("pct_")}
+        return CodeStats(t["mean"], t["std"], t["lower"], t["upper"], pct, str(blob.get("code_stats_source", "")))
+
+    def payload_meta(self, name: str) -> dict[str, Any]:
+        self.module(name)
+        return dict(self._payloads[name]["meta"])
+
+    # ------------------------------------------------------------------------------------ LoadedModel
+    def loaded(self, name: str, *, train_if_missing: bool = True) -> LoadedModel:
+        """A fresh frozen copy of the component, described for the rest of atlas."""
+        import copy
+
+        module = copy.deepcopy(self.module(name, train_if_missing=train_if_missing))
+        size, fc = self.cfg.data.size, self.cfg.target.fc
+        common = dict(spec=f"toyworld:{name}", weights=f"toyworld:{self.cfg.name}:{self.hash}",
+                      random_weights=False, fingerprint=self.fingerprint(name))
+        if name == "target":
+            return LoadedModel(freeze(module), "target", space=target_space(size), output_layer="fc8",
+                               extras={"class_names": list(CLASS_NAMES), "preset": self.cfg.name}, **common)
+        if name == "judge":
+            return LoadedModel(freeze(module), "judge", space=judge_space(size), output_layer="head",
+                               extras={"fine_to_class": list(FINE_TO_CLASS), "fine_names": list(FINE_NAMES),
+                                       "class_names": list(CLASS_NAMES), "multifaceted": list(MULTIFACETED)},
+                               **common)
+        if name == "generator":
+            return LoadedModel(freeze(module), "generator", space=generator_space(size), code_shape=(fc,),
+                               extras={"code_stats": self.code_stats(), "code_layer": CODE_LAYER}, **common)
+        return LoadedModel(freeze(module), "dae", code_shape=(fc,), extras={"code_layer": CODE_LAYER}, **common)

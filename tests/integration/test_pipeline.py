@@ -1,0 +1,166 @@
+"""The distributed job on the micro toy world and one shared local Ray: exact row counts, resume,
+worker SIGKILL, driver kill, and errors before any actor starts."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from atlas.config import load_config
+from atlas.errors import AtlasError
+from atlas.pipeline import run_atlas
+from atlas.store import open_run
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+REPO = Path(__file__).resolve().parents[2]
+
+
+def micro_config(tmp_path, cache, *extra):
+    return load_config(REPO / "configs" / "micro.yaml",
+                       [f"out_dir={tmp_path}", f"toyworld.cache_dir={cache}", *extra])
+
+
+def table_count(run_dir, table, where=""):
+    conn = open_run(run_dir)
+    return conn.execute(f"SELECT count(*) FROM {table} {where}").fetchone()[0]
+
+
+def distinct_count(run_dir, table, keys):
+    conn = open_run(run_dir)
+    return conn.execute(f"SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {table})").fetchone()[0]
+
+
+def test_row_counts_exact_and_rerun_writes_nothing(tmp_path, micro_cache, ray_session):
+    cfg = micro_config(tmp_path, micro_cache)
+    summary = run_atlas(cfg, progress=False)
+    run_dir = Path(summary["run_dir"])
+    units = 10 + 4  # fc8 all (10 classes) + conv2 0-3
+    chains = units * cfg.sampler.chains_per_unit
+    assert summary["units"] == units and summary["chains"] == chains
+    assert table_count(run_dir, "units") == units
+    assert table_count(run_dir, "chains") == chains
+    assert table_count(run_dir, "activations") == chains
+    # last + best per chain, plus the real top-k per unit
+    assert table_count(run_dir, "images", "WHERE kind IN ('last', 'best')") == 2 * chains
+    assert table_count(run_dir, "images", "WHERE kind = 'real'") == units * cfg.facets.top_k_real
+    assert distinct_count(run_dir, "chains", "layer, unit, chain") == chains
+    assert table_count(run_dir, "units", "WHERE layer = 'fc8' AND kind = 'output'") == 10
+    manifest = json.loads((run_dir / "run.json").read_text())
+    assert manifest["config_hash"] and manifest["fingerprints"]["target"]["spec"] == "toyworld:target"
+
+    files = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*.parquet")}
+    again = run_atlas(cfg, progress=False)
+    assert again["shards_run"] == 0 and again["shards_skipped"] == summary["shards"]
+    assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*.parquet")} == files
+
+
+def test_different_config_in_same_run_dir_refused(tmp_path, micro_cache, ray_session):
+    run_atlas(micro_config(tmp_path, micro_cache, "layers.1.units=0-1"), progress=False)
+    with pytest.raises(AtlasError, match="different config"):
+        run_atlas(micro_config(tmp_path, micro_cache, "sampler.steps=5", "layers.1.units=0-1"), progress=False)
+
+
+def test_worker_sigkill_mid_run_completes_without_loss_or_duplicates(tmp_path, micro_cache, ray_session):
+    cfg = micro_config(tmp_path, micro_cache, "sampler.steps=40", "ray.units_per_shard=2", "ray.num_workers=1",
+                       "layers.1.units=0-9")
+    run_dir = tmp_path / cfg.name
+    outcome: dict = {}
+    thread = threading.Thread(target=lambda: outcome.update(run_atlas(cfg, progress=False)))
+    thread.start()
+    deadline = time.time() + 120
+    pid = None
+    while time.time() < deadline and pid is None:
+        infos = list((run_dir / "_workers").glob("*.json")) if (run_dir / "_workers").exists() else []
+        shards_done = list((run_dir / "_shards").glob("*.done")) if (run_dir / "_shards").exists() else []
+        if infos and shards_done:
+            pid = json.loads(infos[0].read_text())["pid"]
+        time.sleep(0.2)
+    assert pid is not None, "worker never started or never finished a shard"
+    os.kill(pid, signal.SIGKILL)
+    thread.join(timeout=300)
+    assert not thread.is_alive() and outcome, "run did not complete after the worker was killed"
+    units = 10 + 10
+    assert table_count(run_dir, "units") == units
+    assert distinct_count(run_dir, "units", "layer, unit") == units
+    chains = units * cfg.sampler.chains_per_unit
+    assert table_count(run_dir, "chains") == chains == distinct_count(run_dir, "chains", "layer, unit, chain")
+    images = table_count(run_dir, "images")
+    assert images == distinct_count(run_dir, "images", "layer, unit, chain, kind, step, real_index")
+
+
+def test_killed_driver_then_rerun_completes(tmp_path, micro_cache):
+    args = [sys.executable, "-m", "atlas", "run", str(REPO / "configs" / "micro.yaml"), "--no-progress",
+            "--set", f"out_dir={tmp_path}", "--set", f"toyworld.cache_dir={micro_cache}",
+            "--set", "ray.units_per_shard=2", "--set", "sampler.steps=30", "--set", "layers.1.units=0-9"]
+    env = {**os.environ, "RAY_ADDRESS": ""}
+    run_dir = tmp_path / "micro"
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        done = list((run_dir / "_shards").glob("*.done")) if (run_dir / "_shards").exists() else []
+        if done or proc.poll() is not None:
+            break
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and its local Ray instance
+    proc.wait(timeout=30)
+    done_before = len(list((run_dir / "_shards").glob("*.done")))
+    assert done_before >= 1
+    rerun = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert "already complete" in rerun.stdout + rerun.stderr
+    assert len(list((run_dir / "_shards").glob("*.done"))) == 10
+    units = 20
+    assert table_count(run_dir, "units") == units == distinct_count(run_dir, "units", "layer, unit")
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["layers.0.name=fc9"], "unknown layer 'fc9'"),
+        (["layers.1.units=[0, 999]"], "unit 999 is out of range"),
+        (["models.generator=deepsim:fc6", "models.generator.weights=/nonexistent/g.pt"], "not found"),
+        (["models.generator=deepsim:fc6", "models.generator.weights=CORRUPT"], "corrupt"),
+    ],
+)
+def test_bad_runs_fail_before_any_actor_and_write_nothing(tmp_path, micro_cache, overrides, message):
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"not a torch file at all")
+    overrides = [o.replace("CORRUPT", str(corrupt)) for o in overrides]
+    out = tmp_path / "runs"
+    cfg = micro_config(out, micro_cache, *overrides)
+    with pytest.raises(AtlasError, match=message):
+        run_atlas(cfg, progress=False)
+    assert not out.exists(), "a failed validation wrote files"
+
+
+def test_cli_bad_layer_is_one_line_exit_2(tmp_path, micro_cache):
+    proc = subprocess.run(
+        [sys.executable, "-m", "atlas", "run", str(REPO / "configs" / "micro.yaml"), "--set", f"out_dir={tmp_path}",
+         "--set", f"toyworld.cache_dir={micro_cache}", "--set", "layers.0.name=fc9"],
+        capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("atlas: error: unknown layer 'fc9'")
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not any(tmp_path.iterdir())
+
+
+def test_worker_is_a_plain_class(tmp_path, micro_cache):
+    """AtlasWorker runs a shard without Ray."""
+    from atlas.pipeline import AtlasWorker, Shard
+    from atlas.store import RunStore
+
+    cfg = micro_config(tmp_path, micro_cache, "sampler.steps=4")
+    RunStore(tmp_path / "plain").init_run({"config": cfg.to_dict(), "config_hash": "x"})
+    worker = AtlasWorker(cfg.to_dict(), str(tmp_path / "plain"), threads=1)
+    summary = worker.run_shard(Shard("fc8-00000", "fc8", (0, 1)))
+    assert summary["units"] == 2 and summary["rows"]["units"] == 2
+    assert torch.get_num_threads() >= 1

@@ -1,0 +1,219 @@
+"""Sampling engine on tiny random models: objectives rise, batching is exact, determinism, faults, facets."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from atlas.config import ComputeConfig, DgnAmConfig, FacetConfig, PixelConfig, PpgnConfig, SamplerConfig
+from atlas.sampling import Engine, UnitResult
+from tests.unit.tiny_models import tiny_world
+
+pytestmark = pytest.mark.unit
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def world():
+    torch.set_num_threads(1)
+    return tiny_world()
+
+
+def make(world, batch=64, facets=None, real=True, **sampler):
+    t, g, d, r = world
+    base = dict(steps=10, chains_per_unit=2, record_every=1, start="random")
+    base.update(sampler)
+    return Engine(
+        t,
+        g,
+        d,
+        SamplerConfig(**base),
+        facets or FacetConfig(),
+        ComputeConfig(batch_size=batch),
+        CPU,
+        real=r if real else None,
+    )
+
+
+def gain(results: list[UnitResult], key: str = "activation") -> float:
+    """Mean over chains of (best value - value at step 0) for the trajectory key."""
+    out = []
+    for u in results:
+        assert u.status == "ok", u.error
+        for c in u.chains:
+            vals = [row[key] for row in c.trajectory]
+            out.append(max(vals) - vals[0])
+    return float(np.mean(out))
+
+
+@pytest.mark.parametrize("objective", ["raw", "softmax", "log_softmax"])
+def test_each_objective_rises(world, objective):
+    res = make(world, method="dgn_am", objective=objective).map_units("fc8", [0, 3], seed=0)
+    assert gain(res, "log_prob" if objective != "raw" else "activation") > 0.01
+    assert res[0].objective == f"{objective}[fc8:0]"
+
+
+SAMPLERS = {
+    "dgn_am": dict(method="dgn_am"),
+    "ppgn_dae": dict(method="ppgn_h", ppgn_h=PpgnConfig(prior="dae", eps1=1e-3, lr=0.1)),
+    "ppgn_joint": dict(method="ppgn_h", ppgn_h=PpgnConfig(prior="joint", eps1=1e-3, lr=0.1)),
+    "pixel": dict(method="pixel"),
+    "pixel_priors": dict(method="pixel", pixel=PixelConfig(l2_decay=0.99, blur_every=3, jitter=1, tv=0.05)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLERS))
+def test_each_sampler_rises(world, name):
+    res = make(world, objective="log_softmax", **SAMPLERS[name]).map_units("fc8", [1, 2], seed=0)
+    assert gain(res, "log_prob") > 0.005
+    c = res[0].chains[0]
+    assert c.last.image.shape == (16, 16, 3) and c.last.image.dtype == np.uint8
+    assert c.trajectory[0]["step"] == 0 and c.trajectory[-1]["step"] == 10
+    assert set(c.trajectory[0]) >= {
+        "activation",
+        "log_prob",
+        "rank",
+        "top_other",
+        "code_norm",
+        "residual_norm",
+        "grad_norm",
+        "image_change",
+    }
+    if name.startswith("ppgn"):
+        assert np.isfinite(c.trajectory[1]["residual_norm"])
+
+
+@pytest.mark.parametrize("method", ["ppgn_h", "pixel"])
+def test_chain_in_batch_equals_chain_alone(world, method):
+    kw = dict(
+        method=method, chains_per_unit=3, ppgn_h=PpgnConfig(eps3=0.5, lr=0.1), pixel=PixelConfig(jitter=2)
+    )
+    batched = make(world, batch=64, **kw).map_units("fc8", [0, 4, 7], seed=5)
+    alone = make(world, batch=1, **kw).map_units("fc8", [4], seed=5)[0]
+    for a, b in zip(batched[1].chains, alone.chains, strict=True):
+        assert a.seed == b.seed
+        assert np.abs(a.last.image.astype(int) - b.last.image.astype(int)).max() <= 1
+        torch.testing.assert_close(a.final_activations, b.final_activations, atol=1e-4, rtol=1e-4)
+
+
+def test_determinism_and_seed_dependence(world):
+    kw = dict(method="ppgn_h", ppgn_h=PpgnConfig(eps3=0.5, lr=0.1))
+    r1 = make(world, **kw).map_units("fc8", [2], seed=1)[0]
+    r2 = make(world, **kw).map_units("fc8", [2], seed=1)[0]
+    r3 = make(world, **kw).map_units("fc8", [2], seed=2)[0]
+    for a, b in zip(r1.chains, r2.chains, strict=True):
+        assert np.array_equal(a.last.image, b.last.image) and str(a.trajectory) == str(b.trajectory)
+    assert not np.array_equal(r1.chains[0].last.image, r3.chains[0].last.image)
+    assert r1.chains[0].seed != r1.chains[1].seed
+
+
+def test_conv_center_vs_mean(world):
+    center = make(world, method="pixel", spatial="center").map_units("conv2", [3], seed=0)[0]
+    mean = make(world, method="pixel", spatial="mean").map_units("conv2", [3], seed=0)[0]
+    assert center.kind == mean.kind == "conv"
+    assert center.objective == "raw[conv2:3 @ (4,4)]" and center.spatial == "center (4,4)"
+    assert mean.objective == "raw[conv2:3 mean]" and mean.spatial == "mean"
+    assert center.chains[0].final_activations.shape == (16,)
+    assert gain([center]) > 0 and gain([mean]) > 0
+    # the two objectives read different numbers from the same layer
+    assert center.chains[0].trajectory[0]["activation"] != mean.chains[0].trajectory[0]["activation"]
+
+
+class Poison:
+    """Parametrization wrapper: chain ``row`` of the batch turns NaN from call ``at`` on."""
+
+    def __init__(self, inner, row: int, at: int) -> None:
+        self.inner, self.row, self.at, self.calls = inner, row, at, 0
+        self.name = inner.name
+
+    def state_shape(self):
+        return self.inner.state_shape()
+
+    def image(self, state):
+        img = self.inner.image(state)
+        self.calls += 1
+        if self.calls > self.at:
+            mask = torch.zeros(img.shape[0], 1, 1, 1, dtype=torch.bool)
+            mask[self.row] = True
+            img = torch.where(mask, torch.full_like(img, float("nan")), img)
+        return img
+
+
+def test_nan_chain_is_flagged_and_batch_continues(world):
+    engine = make(world, method="dgn_am", objective="log_softmax")
+    engine.sampler.param = Poison(engine.sampler.param, row=1, at=4)
+    res = engine.map_units("fc8", [0, 1], seed=0)
+    assert [u.status for u in res] == ["ok", "ok"]
+    bad = res[0].chains[1]
+    assert bad.diverged and bad.facet == -1
+    assert np.isfinite(bad.last.activation) and bad.last.step <= 4
+    assert bad.trajectory[-1]["step"] <= 4
+    others = [c for u in res for c in u.chains if c is not bad]
+    assert not any(c.diverged for c in others)
+    assert all(c.trajectory[-1]["step"] == 10 for c in others)
+    assert gain([dataclasses.replace(res[1])]) > 0
+
+
+def test_bad_unit_becomes_error_row(world):
+    res = make(world, method="pixel").map_units("fc8", [0, 99], seed=0)
+    assert [u.status for u in res] == ["ok", "error"]
+    assert "out of range" in res[1].error
+
+
+def test_target_not_run_past_deepest_layer(world):
+    t = world[0]
+    calls = {"fc7": 0, "fc8": 0}
+    hooks = [
+        getattr(t.module, n).register_forward_hook(lambda *_a, n=n: calls.__setitem__(n, calls[n] + 1))
+        for n in calls
+    ]
+    try:
+        make(world, method="pixel", facets=FacetConfig(enabled=False)).map_units("fc6", [0], seed=0)
+        assert calls == {"fc7": 0, "fc8": 0}
+        e = make(world, method="pixel")
+        assert e.facet_layer == "relu7"  # one batch-1 metadata pass through the whole target
+        calls.update(fc7=0, fc8=0)
+        e.map_units("fc6", [0], seed=0)  # facet features of the last picture: relu7, still not fc8
+        assert calls["fc8"] == 0 and calls["fc7"] > 0
+    finally:
+        for h in hooks:
+            h.remove()
+
+
+def test_layer_info_and_output_alias(world):
+    e = make(world, method="pixel")
+    assert e.layer_info("output") == ("output", 10, (10,))
+    assert e.layer_info("fc6") == ("fc", 32, (32,))
+    assert e.layer_info("conv1") == ("conv", 8, (8, 16, 16))
+    assert e.facet_layer == "relu7"
+
+
+def test_facet_seeded_starts_and_real_topk(world):
+    e = make(
+        world,
+        method="dgn_am",
+        start="facet_seeded",
+        chains_per_unit=6,
+        facets=FacetConfig(max_facets=3, seed_pool=40, top_k_real=5),
+        dgn_am=DgnAmConfig(lr=0.05),
+    )
+    u = e.map_units("fc8", [2], seed=0)[0]
+    assert [c.start for c in u.chains][:3] == ["facet_seed:0", "facet_seed:1", "facet_seed:2"]
+    assert [c.start for c in u.chains][3:] == ["facet_seed:0", "facet_seed:1", "facet_seed:2"]
+    acts = [a for _, a, _ in u.real_topk]
+    assert len(u.real_topk) == 5 and acts == sorted(acts, reverse=True)
+    assert u.real_topk[0][2].shape == (16, 16, 3)
+    assert 1 <= u.facet_count <= 3 and all(0 <= c.facet < u.facet_count for c in u.chains)
+    # without real images, seeded starts fall back to the mean code
+    u2 = make(world, method="dgn_am", start="facet_seeded", real=False).map_units("fc8", [2], seed=0)[0]
+    assert u2.chains[0].start == "mean" and u2.real_topk == []
+
+
+def test_pixel_starts(world):
+    for start in ("random", "mean", "real", "facet_seeded"):
+        u = make(world, method="pixel", start=start, steps=2).map_units("fc8", [0], seed=0)[0]
+        assert u.status == "ok", u.error
+        assert u.chains[0].start.split(":")[0] in {"random", "mean", "real", "facet_seed"}

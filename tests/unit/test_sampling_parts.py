@@ -1,0 +1,105 @@
+"""Sampling building blocks: objectives, update rules, pixel priors, facets, seeds, image folders."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from atlas.sampling import chain_seed, cluster_facets, facet_seed_codes, kmeans, load_image_folder
+from atlas.sampling.objectives import Objective, layer_values, unit_readout
+from atlas.sampling.priors import gaussian_blur, jitter, total_variation
+from atlas.sampling.steps import dgn_am_update, linear_lr, ppgn_h_update
+from atlas.sampling.units import Unit
+
+pytestmark = pytest.mark.unit
+
+
+def test_objectives_and_readout():
+    v = torch.tensor([[1.0, 3.0, 2.0], [0.0, 0.0, 5.0]])
+    idx = torch.tensor([0, 2])
+    assert torch.allclose(Objective("raw")(v, idx), torch.tensor([1.0, 5.0]))
+    assert torch.allclose(Objective("log_softmax")(v, idx), torch.log_softmax(v, 1)[[0, 1], [0, 2]])
+    r = unit_readout(v, idx)
+    assert r["rank"].tolist() == [2, 0] and r["top_other"].tolist() == [1, 0]
+    assert Objective("softmax").describe(Unit("fc8", 3, "output")) == "softmax[fc8:3]"
+
+
+def test_layer_values_conv_positions():
+    acts = torch.arange(2 * 3 * 4 * 4, dtype=torch.float).view(2, 3, 4, 4)
+    units = [Unit("c", 0, "conv", "center", (1, 2)), Unit("c", 1, "conv", "mean")]
+    v = layer_values(acts, units)
+    assert torch.equal(v[0], acts[0, :, 1, 2]) and torch.allclose(v[1], acts[1].mean((1, 2)))
+
+
+def test_dgn_am_update_normalizes_clips_decays():
+    h = torch.zeros(2, 4)
+    g = torch.tensor([[1.0, 1.0, 1.0, 1.0], [100.0, -100.0, 100.0, 100.0]])
+    out = dgn_am_update(h, g, lr=1.0, l2_decay=0.5, lower=torch.zeros(4), upper=torch.full((4,), 0.8))
+    assert torch.allclose(out, torch.tensor([[0.4] * 4, [0.4, 0.0, 0.4, 0.4]]))
+    assert linear_lr(0, 11, 1.0, 0.0) == 1.0 and abs(linear_lr(10, 11, 1.0, 0.0)) < 1e-12
+
+
+def test_ppgn_h_update_terms():
+    h = torch.ones(1, 4)
+    res, grad, noise = -torch.ones(1, 4), torch.tensor([[2.0, 0.0, 0.0, 0.0]]), torch.zeros(1, 4)
+    new, d = ppgn_h_update(h, res, grad, noise, eps1=1.0, eps2=1.0, eps3=0.0, lr=1.0, lower=None, upper=None)
+    assert torch.allclose(d, torch.tensor([[1.0, -1.0, -1.0, -1.0]]))
+    assert torch.allclose(new, h + d / 1.0)
+
+
+def test_pixel_priors():
+    x = torch.rand(3, 3, 8, 8)
+    assert gaussian_blur(x, 1.0).shape == x.shape
+    assert total_variation(gaussian_blur(x, 1.0)).mean() < total_variation(x).mean()
+    s = jitter(x, torch.tensor([[1, 0], [0, 2], [0, 0]]))
+    assert torch.equal(s[0], torch.roll(x[0], 1, dims=1)) and torch.equal(s[1], torch.roll(x[1], 2, dims=2))
+    assert torch.equal(s[2], x[2])
+
+
+def _three_directions(noise=0.05, per=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    base = torch.eye(3, 16) * 5
+    return torch.cat([base[i] + noise * torch.randn(per, 16, generator=g) for i in range(3)])
+
+
+def test_cluster_facets_criterion():
+    x = _three_directions()
+    labels = cluster_facets(x, distance=0.35, max_facets=8)
+    assert labels == [0] * 4 + [1] * 4 + [2] * 4
+    assert cluster_facets(x, distance=1.5, max_facets=8) == [0] * 12  # lenient: one facet
+    assert len(set(cluster_facets(x, distance=0.35, max_facets=2))) == 2  # capped
+    valid = torch.ones(12, dtype=torch.bool)
+    valid[5] = False
+    assert cluster_facets(x, 0.35, 8, valid)[5] == -1
+
+
+def test_kmeans_and_facet_seeds():
+    g = torch.Generator().manual_seed(1)
+    a = torch.randn(30, 8, generator=g) * 0.1 + 3
+    b = torch.randn(10, 8, generator=g) * 0.1 - 3
+    centers, sizes = facet_seed_codes(torch.cat([a, b]), k=2, seed=0)
+    assert sizes.tolist() == [30, 10]
+    assert torch.allclose(centers[0], a.mean(0), atol=1e-5) and torch.allclose(
+        centers[1], b.mean(0), atol=1e-5
+    )
+    c1, l1 = kmeans(torch.cat([a, b]), 2, seed=7)
+    c2, l2 = kmeans(torch.cat([a, b]), 2, seed=7)
+    assert torch.equal(c1, c2) and torch.equal(l1, l2)
+
+
+def test_chain_seed_stable():
+    assert chain_seed(0, "fc8", 1, 2) == chain_seed(0, "fc8", 1, 2)
+    assert len({chain_seed(0, "fc8", u, c) for u in range(5) for c in range(5)}) == 25
+    assert chain_seed(0, "fc8", 1, 2) != chain_seed(1, "fc8", 1, 2)
+
+
+def test_load_image_folder(tmp_path):
+    from PIL import Image
+
+    Image.fromarray(np.full((20, 30, 3), 200, np.uint8)).save(tmp_path / "a.png")
+    (tmp_path / "sub").mkdir()
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "sub" / "b.jpg")
+    (tmp_path / "notes.txt").write_text("x")
+    real = load_image_folder(tmp_path, size=8)
+    assert real.images.shape == (2, 3, 8, 8) and abs(float(real.images[0].mean()) - 200 / 255) < 1e-3

@@ -1,0 +1,280 @@
+"""Run store: atomic idempotent shard writes, manifest checks, DuckDB catalog and its sandbox."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from atlas.errors import AtlasError
+from atlas.store import RunStore, decode_png, encode_png, open_run, run_query
+from atlas.store.catalog import check_read_only
+from atlas.store.schema import SCHEMA_VERSION, SCHEMAS
+from atlas.store.synthetic import make_synthetic_run
+
+pytestmark = pytest.mark.unit
+
+
+def manifest(config_hash: str = "abc123", **extra):
+    return {
+        "config": {"name": "t", "layers": ["fc8"]},
+        "config_hash": config_hash,
+        "fingerprints": {"target": "sha256:0"},
+        "versions": {"atlas": "0.1.0"},
+        "git_sha": "deadbeef",
+        "created": "2026-11-23T00:00:00+00:00",
+        **extra,
+    }
+
+
+def shard_rows(units=(0, 1), chains=2, png=b"\x89PNG fake"):
+    rows = {"units": [], "chains": [], "images": [], "steps": [], "activations": []}
+    for u in units:
+        rows["units"].append({"unit": u, "kind": "output", "best_activation": 1.0 + u, "facet_count": 1})
+        for c in range(chains):
+            rows["chains"].append({"unit": u, "chain": c, "seed": c, "diverged": False, "method": "dgn_am"})
+            rows["images"].append({"unit": u, "chain": c, "kind": "best", "step": 5, "png": png})
+            rows["steps"].extend({"unit": u, "chain": c, "step": s, "activation": 0.1 * s} for s in range(3))
+            rows["activations"].append(
+                {"unit": u, "chain": c, "values": np.arange(4, dtype=np.float32), "top_units": [u]}
+            )
+    return rows
+
+
+@pytest.fixture()
+def store(tmp_path):
+    s = RunStore(tmp_path / "run")
+    s.init_run(manifest(planned_shards=2))
+    return s
+
+
+def test_write_shard_layout_and_counts(store):
+    counts = store.write_shard("fc8-0000", "fc8", shard_rows())
+    assert counts == {"units": 2, "chains": 4, "images": 4, "steps": 12, "activations": 4}
+    run = store.run_dir
+    assert (run / "units" / "layer=fc8" / "shard-fc8-0000.parquet").is_file()
+    assert (run / "_shards" / "fc8-0000.done").is_file()
+    assert not list(run.rglob("*.tmp"))
+    assert store.completed_shards() == {"fc8-0000"}
+    marker = json.loads((run / "_shards" / "fc8-0000.done").read_text())
+    assert marker["rows"]["steps"] == 12 and marker["layer"] == "fc8"
+    prog = store.progress()
+    assert prog["shards_done"] == 1 and prog["planned_shards"] == 2 and prog["units"] == 2
+
+
+def test_schema_metadata_and_uncompressed_png(store):
+    store.write_shard("fc8-0000", "fc8", shard_rows())
+    path = store.run_dir / "images" / "layer=fc8" / "shard-fc8-0000.parquet"
+    f = pq.ParquetFile(path)
+    meta = f.schema_arrow.metadata
+    assert meta[b"atlas.schema_version"] == str(SCHEMA_VERSION).encode()
+    assert meta[b"atlas.table"] == b"images" and meta[b"atlas.shard"] == b"fc8-0000"
+    assert "layer" not in f.schema_arrow.names  # the partition directory carries it
+    col = f.metadata.row_group(0).column(f.schema_arrow.names.index("png"))
+    assert col.compression == "UNCOMPRESSED"
+    assert f.schema_arrow.field("unit").type == SCHEMAS["images"].field("unit").type
+
+
+def test_retry_overwrites_no_duplicates(store):
+    store.write_shard("fc8-0000", "fc8", shard_rows(units=(0, 1)))
+    store.write_shard("fc8-0001", "fc8", shard_rows(units=(2,)))
+    store.write_shard("fc8-0000", "fc8", shard_rows(units=(0, 1)))  # retried shard
+    conn = open_run(store.run_dir)
+    assert conn.execute("SELECT count(*), count(DISTINCT unit) FROM units").fetchone() == (3, 3)
+    assert conn.execute("SELECT count(*) FROM (SELECT DISTINCT unit, chain, step FROM steps)").fetchone()[
+        0
+    ] == conn.execute("SELECT count(*) FROM steps").fetchone()[0]
+
+
+def test_marker_written_last(store, monkeypatch):
+    import atlas.store.writer as writer
+
+    order = []
+    real = writer.atomic_write
+
+    def spy(path, write):
+        order.append(path.name)
+        real(path, write)
+
+    monkeypatch.setattr(writer, "atomic_write", spy)
+    monkeypatch.setattr("atlas.store.manifest.atomic_write", spy)
+    store.write_shard("fc8-0000", "fc8", shard_rows())
+    assert order[-1] == "fc8-0000.done"
+    assert all(name.endswith(".parquet") for name in order[:-1]) and len(order) == 6
+
+
+def test_failed_write_leaves_no_marker_and_no_partial_rows(store, monkeypatch):
+    import atlas.store.writer as writer
+
+    real = writer.write_parquet
+
+    def boom(path, table, **kw):
+        if "steps" in path.parts:
+            raise OSError("disk full")
+        real(path, table, **kw)
+
+    monkeypatch.setattr(writer, "write_parquet", boom)
+    with pytest.raises(OSError):
+        store.write_shard("fc8-0000", "fc8", shard_rows())
+    assert store.completed_shards() == set()
+    conn = open_run(store.run_dir)  # files without a marker are not shown
+    assert conn.execute("SELECT count(*) FROM units").fetchone() == (0,)
+    assert open_run(store.run_dir, include_partial=True).execute("SELECT count(*) FROM units").fetchone() == (2,)
+
+
+def test_bad_rows_fail_before_writing(store):
+    with pytest.raises(ValueError, match="unknown column"):
+        store.write_shard("fc8-0000", "fc8", {"units": [{"unit": 1, "bogus": 2}]})
+    with pytest.raises(ValueError, match="unknown table"):
+        store.write_shard("fc8-0000", "fc8", {"unitz": []})
+    with pytest.raises(ValueError, match="safe file name"):
+        store.write_shard("../x", "fc8", {})
+    assert not (store.run_dir / "units").exists()
+
+
+def test_layer_key_in_rows_is_dropped(store):
+    store.write_shard("fc8-0000", "fc8", {"units": [{"unit": 3, "layer": "fc8"}]})
+    conn = open_run(store.run_dir)
+    assert conn.execute("SELECT layer, unit FROM units").fetchall() == [("fc8", 3)]
+
+
+def test_config_hash_refusal_and_resume(store):
+    store.init_run(manifest())  # same hash: resume is fine
+    data = json.loads((store.run_dir / "run.json").read_text())
+    assert data["status"] == "running" and len(data["resumed"]) == 1
+    with pytest.raises(AtlasError, match="different config"):
+        store.init_run(manifest(config_hash="zzz"))
+
+
+def test_finalize(store):
+    store.write_shard("fc8-0000", "fc8", shard_rows())
+    store.finalize({"units": 2})
+    assert json.loads((store.run_dir / "summary.json").read_text())["units"] == 2
+    assert json.loads((store.run_dir / "run.json").read_text())["status"] == "complete"
+
+
+def test_png_roundtrip():
+    img = (np.random.default_rng(0).random((8, 6, 3)) * 255).astype(np.uint8)
+    assert np.array_equal(decode_png(encode_png(img)), img)
+    with pytest.raises(ValueError):
+        encode_png(img.astype(np.float32))
+
+
+def test_open_run_errors(tmp_path):
+    with pytest.raises(AtlasError, match="does not exist"):
+        open_run(tmp_path / "nope")
+    with pytest.raises(AtlasError, match="no run.json"):
+        open_run(tmp_path)
+
+
+def test_catalog_views_empty_tables_and_run_table(store):
+    store.write_shard("fc8-0000", "fc8", {"units": [{"unit": 1}]})
+    conn = open_run(store.run_dir)
+    assert conn.execute("SELECT count(*) FROM steps").fetchone() == (0,)  # empty view still binds
+    assert conn.execute("SELECT count(*) FROM images WHERE layer = 'fc8'").fetchone() == (0,)
+    run = conn.execute("SELECT config_hash, shards_done, planned_shards FROM run").fetchone()
+    assert run == ("abc123", 1, 2)
+    assert conn.execute("SELECT shard, units_rows FROM shards").fetchall() == [("fc8-0000", 1)]
+
+
+def test_new_nullable_column_unions_by_name(store):
+    store.write_shard("fc8-0000", "fc8", shard_rows(units=(0,)))
+    # an older file lacking a column that later files have: union_by_name fills nulls
+    old = store.run_dir / "units" / "layer=conv3" / "shard-conv3-0000.parquet"
+    old.parent.mkdir(parents=True)
+    table = pq.read_table(store.run_dir / "units" / "layer=fc8" / "shard-fc8-0000.parquet")
+    pq.write_table(table.drop_columns(["judge_prob"]), old)
+    (store.run_dir / "_shards" / "conv3-0000.done").write_text("{}")
+    conn = open_run(store.run_dir)
+    assert conn.execute("SELECT layer, judge_prob FROM units ORDER BY layer").fetchall() == [
+        ("conv3", None),
+        ("fc8", None),
+    ]
+
+
+@pytest.fixture(scope="module")
+def synthetic_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("syn") / "run"
+    make_synthetic_run(run, layers={"fc8": 10, "conv3": 16}, chains=2, steps=40, images_per_chain=3, real_k=2)
+    return run
+
+
+def test_synthetic_run_counts(synthetic_run):
+    conn = open_run(synthetic_run)
+    assert conn.execute("SELECT count(*) FROM units").fetchone() == (26,)
+    assert conn.execute("SELECT count(*) FROM chains").fetchone() == (52,)
+    assert conn.execute("SELECT count(*) FROM images WHERE kind = 'real'").fetchone() == (52,)
+    png = conn.execute("SELECT png FROM images WHERE kind = 'best' LIMIT 1").fetchone()[0]
+    assert decode_png(png).shape == (48, 48, 3)
+    assert conn.execute("SELECT status FROM run").fetchone() == ("complete",)
+
+
+def test_run_query_good_and_capped(synthetic_run):
+    conn = open_run(synthetic_run)
+    cols, rows, truncated = run_query(conn, "SELECT layer, count(*) AS n FROM units GROUP BY layer ORDER BY 1")
+    assert cols == ["layer", "n"] and rows == [("conv3", 16), ("fc8", 10)] and not truncated
+    cols, rows, truncated = run_query(conn, "SELECT * FROM range(100)", max_rows=7)
+    assert len(rows) == 7 and truncated
+    assert run_query(conn, "DESCRIBE units")[1]
+    assert run_query(conn, "FROM steps LIMIT 1;")[1]
+
+
+def test_run_query_timeout(synthetic_run):
+    conn = open_run(synthetic_run)
+    slow = "SELECT count(*) FROM range(100000000000) a WHERE hash(a.range) % 7 = 3"
+    t0 = time.monotonic()
+    with pytest.raises(AtlasError, match="cancelled"):
+        run_query(conn, slow, timeout_s=0.5)
+    assert time.monotonic() - t0 < 5
+    assert run_query(conn, "SELECT 1")[1] == [(1,)]  # the connection still works
+
+
+REFUSED = [
+    "COPY units TO '/tmp/atlas-leak.csv'",
+    "COPY (SELECT 1) TO '{run}/units/leak.parquet'",
+    "ATTACH '/tmp/atlas-leak.db' AS leak",
+    "INSTALL httpfs",
+    "LOAD httpfs",
+    "SET enable_external_access = true",
+    "SET threads = 1",
+    "RESET lock_configuration",
+    "PRAGMA memory_limit = '64GB'",
+    "SELECT * FROM read_csv('/etc/passwd')",
+    "SELECT * FROM read_text('/etc/hostname')",
+    "SELECT * FROM glob('/etc/*')",
+    "SELECT * FROM read_parquet('{run}/../**/*.parquet')",
+    "EXPORT DATABASE '/tmp/atlas-leak-export'",
+]
+
+
+@pytest.mark.parametrize("sql", REFUSED)
+def test_console_refuses(synthetic_run, sql):
+    sql = sql.format(run=synthetic_run)
+    conn = open_run(synthetic_run)
+    with pytest.raises(AtlasError):
+        run_query(conn, sql)
+    # and DuckDB's own sandbox refuses it too, even without the statement-type check
+    with pytest.raises(AtlasError):
+        run_query(conn, sql, read_only=False)
+    assert not os.path.exists("/tmp/atlas-leak.csv") and not os.path.exists("/tmp/atlas-leak.db")
+    assert not (synthetic_run / "units" / "leak.parquet").exists()
+    assert conn.execute("SELECT current_setting('enable_external_access')").fetchone() == (False,)
+
+
+def test_read_only_check_messages():
+    with pytest.raises(AtlasError, match="read-only: COPY"):
+        check_read_only("COPY units TO 'x.csv'")
+    with pytest.raises(AtlasError, match="one statement"):
+        check_read_only("SELECT 1; SELECT 2")
+    with pytest.raises(AtlasError, match="read-only: CREATE"):
+        check_read_only("CREATE TABLE t AS SELECT 1")
+    check_read_only("WITH a AS (SELECT 1) SELECT * FROM a")
+
+
+def test_unsandboxed_connection_is_ordinary(synthetic_run):
+    conn = open_run(synthetic_run, sandbox=False)
+    conn.execute("SET threads = 1")

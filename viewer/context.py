@@ -1,0 +1,23 @@
+"""What every page receives: the open run and helpers (no Streamlit state in here)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class Context:
+    conn: Any  # sandboxed DuckDB connection (atlas.store.catalog.open_run)
+    run_dir: Path
+    info: dict[str, Any]  # the run table (manifest basics, parsed config)
+    layers: list[tuple[str, int]]  # (layer, units) in config order
+    siblings: list[Path] = field(default_factory=list)  # other runs next to this one
+    open_other: Callable[[Path], Any] | None = None  # connection to a sibling run
+    multi_run: bool = False
+
+    @property
+    def layer_names(self) -> list[str]:
+        return [name for name, _ in self.layers]

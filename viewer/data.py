@@ -1,0 +1,382 @@
+"""Queries behind the viewer's pages: plain functions of a DuckDB connection (from
+:func:`atlas.store.catalog.open_run`) returning pandas frames or small dicts. No Streamlit here, so the
+latency benchmark and tests call exactly what the pages call.
+
+Every query takes a fresh cursor (the connection may be shared by several sessions) and filters on
+``layer`` first (hive partition pruning) and ``unit`` next (files are sorted by unit, so Parquet row-group
+statistics skip the rest).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+# whitelisted sort orders of the layer grid: label -> ORDER BY clause
+SORTS: dict[str, str] = {
+    "activation ↓": "best_activation DESC NULLS LAST, unit",
+    "selectivity (log-prob) ↓": "best_log_prob DESC NULLS LAST, unit",
+    "rank ↑": "best_rank ASC NULLS LAST, best_activation DESC NULLS LAST, unit",
+    "facet count ↓": "facet_count DESC NULLS LAST, best_activation DESC NULLS LAST, unit",
+    "unit ↑": "unit",
+}
+
+TRAJECTORY_METRICS = ("activation", "log_prob", "rank", "prior_residual")
+
+
+def _df(conn: Any, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> pd.DataFrame:
+    cur = conn.cursor()
+    try:
+        return cur.execute(sql, list(params)).df()
+    finally:
+        cur.close()
+
+
+def _one(conn: Any, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
+    cur = conn.cursor()
+    try:
+        return cur.execute(sql, list(params)).fetchone()
+    finally:
+        cur.close()
+
+
+# ---- run level --------------------------------------------------------------------------------
+def run_info(conn: Any) -> dict[str, Any]:
+    """The ``run`` table as a dict, with config / fingerprints / versions parsed from JSON."""
+    df = _df(conn, "SELECT * FROM run")
+    info = {k: (None if pd.isna(v) else v) for k, v in df.iloc[0].to_dict().items()} if len(df) else {}
+    for key in ("config", "fingerprints", "versions"):
+        if isinstance(info.get(key), str):
+            info[key] = json.loads(info[key])
+    return info
+
+
+def layers(conn: Any, config: Any = None) -> list[tuple[str, int]]:
+    """(layer, unit count) in the order the config names them (unknown layers last, by name)."""
+    rows = _df(conn, "SELECT layer, count(*) AS n FROM units GROUP BY layer")
+    text = json.dumps(config, sort_keys=False) if config is not None else ""
+
+    def order(name: str) -> tuple[int, str]:
+        pos = text.find(json.dumps(name))
+        return (pos if pos >= 0 else len(text) + 1, name)
+
+    pairs = [(str(r.layer), int(r.n)) for r in rows.itertuples()]
+    return sorted(pairs, key=lambda p: order(p[0]))
+
+
+def layer_summary(conn: Any) -> pd.DataFrame:
+    """Per-layer counts and means (units, chains, diverged, activation, facets, judge accuracy)."""
+    return _df(
+        conn,
+        """
+        WITH u AS (
+            SELECT layer, count(*) AS units, avg(best_activation) AS mean_best_activation,
+                   avg(best_log_prob) AS mean_best_log_prob, avg(facet_count) AS mean_facets,
+                   avg(CASE WHEN judge_correct THEN 1.0 WHEN judge_correct IS NULL THEN NULL ELSE 0.0 END)
+                       AS judge_accuracy,
+                   count(*) FILTER (WHERE status IS NOT NULL AND status <> 'ok') AS failed_units
+            FROM units GROUP BY layer),
+        c AS (
+            SELECT layer, count(*) AS chains, count(*) FILTER (WHERE diverged) AS diverged_chains,
+                   sum(seconds) AS chain_seconds
+            FROM chains GROUP BY layer)
+        SELECT u.*, coalesce(c.chains, 0) AS chains, coalesce(c.diverged_chains, 0) AS diverged_chains,
+               c.chain_seconds
+        FROM u LEFT JOIN c USING (layer) ORDER BY layer
+        """,
+    )
+
+
+def counts(conn: Any) -> dict[str, int]:
+    """Row counts of every table (images counted without reading PNG bytes)."""
+    out = {}
+    for table in ("units", "chains", "images", "steps"):
+        row = _one(conn, f"SELECT count(*) FROM {table}")
+        out[table] = int(row[0]) if row else 0
+    return out
+
+
+def distributions(conn: Any) -> pd.DataFrame:
+    """One row per unit: layer, unit, best activation, best log-prob, facet count."""
+    return _df(conn, "SELECT layer, unit, best_activation, best_log_prob, facet_count FROM units")
+
+
+def diverged_chains(conn: Any, limit: int = 200) -> pd.DataFrame:
+    return _df(
+        conn,
+        """SELECT layer, unit, chain, method, start, best_activation, best_step, steps
+           FROM chains WHERE diverged ORDER BY layer, unit, chain LIMIT ?""",
+        [limit],
+    )
+
+
+def throughput(conn: Any, created_ts: float | None) -> dict[str, float | None]:
+    """Units per minute from shard completion times (and the run's start time when known)."""
+    row = _one(
+        conn,
+        "SELECT min(done_time), max(done_time), sum(units_rows), count(*), sum(seconds) FROM shards",
+    )
+    if not row or row[3] == 0:
+        return {"units_per_min": None, "wall_s": None, "shard_seconds": None}
+    first, last, units, n, seconds = row
+    start = created_ts if created_ts is not None and created_ts <= first else None
+    wall = (last - start) if start is not None else (last - first) * n / max(n - 1, 1)
+    return {
+        "units_per_min": (units / wall * 60) if wall and wall > 0 else None,
+        "wall_s": wall,
+        "shard_seconds": seconds,
+    }
+
+
+def methods(conn: Any) -> list[str]:
+    return [
+        r[0]
+        for r in conn.cursor().execute("SELECT DISTINCT method FROM chains ORDER BY 1").fetchall()
+        if r[0]
+    ]
+
+
+# ---- layer grid -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class GridQuery:
+    layer: str
+    sort: str = "activation ↓"
+    min_facets: int = 0
+    units_text: str = ""  # "3, 7, 10-20"
+    only_correct: bool | None = None
+    page: int = 0
+    page_size: int = 48
+
+
+def parse_units(text: str) -> list[tuple[int, int]]:
+    """ "3, 7, 10-20" -> [(3, 3), (7, 7), (10, 20)]; raises ValueError on anything else."""
+    ranges = []
+    for part in text.replace(";", ",").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        lo, sep, hi = part.partition("-")
+        a = int(lo)
+        b = int(hi) if sep else a
+        ranges.append((min(a, b), max(a, b)))
+    return ranges
+
+
+def _grid_where(q: GridQuery) -> tuple[str, list[Any]]:
+    where, params = ["layer = ?"], [q.layer]
+    if q.min_facets:
+        where.append("facet_count >= ?")
+        params.append(int(q.min_facets))
+    if q.only_correct is not None:
+        where.append("judge_correct = ?")
+        params.append(bool(q.only_correct))
+    ranges = parse_units(q.units_text) if q.units_text.strip() else []
+    if ranges:
+        where.append("(" + " OR ".join("unit BETWEEN ? AND ?" for _ in ranges) + ")")
+        for a, b in ranges:
+            params.extend([a, b])
+    return " AND ".join(where), params
+
+
+def grid_count(conn: Any, q: GridQuery) -> int:
+    where, params = _grid_where(q)
+    row = _one(conn, f"SELECT count(*) FROM units WHERE {where}", params)
+    return int(row[0]) if row else 0
+
+
+def grid_page(conn: Any, q: GridQuery) -> pd.DataFrame:
+    """The visible page of the grid: unit stats plus the best image of each unit (only those units)."""
+    where, params = _grid_where(q)
+    order = SORTS.get(q.sort, SORTS["unit ↑"])
+    units = _df(
+        conn,
+        f"""SELECT unit, best_activation, best_log_prob, best_rank, facet_count, judge_label, judge_correct,
+                   status FROM units WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?""",
+        [*params, int(q.page_size), int(q.page) * int(q.page_size)],
+    )
+    if units.empty:
+        units["png"] = []
+        return units
+    ids = [int(u) for u in units["unit"]]
+    marks = ", ".join("?" for _ in ids)
+    images = _df(
+        conn,
+        f"""SELECT unit, arg_max(png, coalesce(activation, -1e308)) AS png
+            FROM images WHERE layer = ? AND unit BETWEEN ? AND ? AND unit IN ({marks}) AND kind = 'best'
+            GROUP BY unit""",
+        [q.layer, min(ids), max(ids), *ids],
+    )
+    return units.merge(images, on="unit", how="left")
+
+
+# ---- unit page --------------------------------------------------------------------------------
+def unit_ids(conn: Any, layer: str) -> list[int]:
+    cur = conn.cursor()
+    try:
+        return [
+            r[0]
+            for r in cur.execute("SELECT unit FROM units WHERE layer = ? ORDER BY unit", [layer]).fetchall()
+        ]
+    finally:
+        cur.close()
+
+
+def neighbours(conn: Any, layer: str, unit: int) -> tuple[int | None, int | None]:
+    """The previous and next unit ids present in the layer."""
+    row = _one(
+        conn,
+        """SELECT max(unit) FILTER (WHERE unit < ?), min(unit) FILTER (WHERE unit > ?)
+           FROM units WHERE layer = ?""",
+        [unit, unit, layer],
+    )
+    return (row[0], row[1]) if row else (None, None)
+
+
+def unit_row(conn: Any, layer: str, unit: int) -> dict[str, Any] | None:
+    df = _df(conn, "SELECT * FROM units WHERE layer = ? AND unit = ?", [layer, unit])
+    if df.empty:
+        return None
+    return {k: (None if _isnull(v) else v) for k, v in df.iloc[0].to_dict().items()}
+
+
+def _isnull(value: Any) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def unit_chains(conn: Any, layer: str, unit: int) -> pd.DataFrame:
+    return _df(
+        conn,
+        """SELECT chain, method, facet, start, seed, final_activation, final_log_prob, final_rank,
+                  best_activation, best_step, diverged, steps, seconds
+           FROM chains WHERE layer = ? AND unit = ? ORDER BY chain""",
+        [layer, unit],
+    )
+
+
+def unit_images(conn: Any, layer: str, unit: int) -> pd.DataFrame:
+    """All kept images of a unit (synthetic and real), PNG bytes included."""
+    return _df(
+        conn,
+        """SELECT chain, kind, step, facet, real_index, png, width, height, activation, log_prob, rank
+           FROM images WHERE layer = ? AND unit = ?
+           ORDER BY kind = 'real', chain, CASE kind WHEN 'best' THEN 0 WHEN 'last' THEN 1 ELSE 2 END, step""",
+        [layer, unit],
+    )
+
+
+def unit_steps(conn: Any, layer: str, unit: int) -> pd.DataFrame:
+    return _df(
+        conn,
+        """SELECT chain, step, activation, log_prob, rank, top_competitor, code_norm, prior_residual,
+                  grad_norm, image_change
+           FROM steps WHERE layer = ? AND unit = ? ORDER BY chain, step""",
+        [layer, unit],
+    )
+
+
+def unit_competitors(conn: Any, layer: str, unit: int, k: int = 8) -> pd.DataFrame:
+    """Units competing with ``unit``: how often each was the top competitor along the trajectories,
+    and its mean activation where it shows up among the top units of the chains' final images."""
+    return _df(
+        conn,
+        """
+        WITH traj AS (
+            SELECT top_competitor AS competitor, count(*) AS times_top_competitor
+            FROM steps WHERE layer = ? AND unit = ? AND top_competitor IS NOT NULL AND top_competitor <> ?
+            GROUP BY 1),
+        fin AS (
+            SELECT t.u AS competitor, count(*) AS in_final_top, avg(t.v) AS mean_final_activation
+            FROM (SELECT unnest(top_units) AS u, unnest(top_values) AS v
+                  FROM activations WHERE layer = ? AND unit = ?) t
+            WHERE t.u <> ? GROUP BY 1)
+        SELECT competitor, coalesce(times_top_competitor, 0) AS times_top_competitor,
+               coalesce(in_final_top, 0) AS in_final_top, mean_final_activation
+        FROM traj FULL OUTER JOIN fin USING (competitor)
+        ORDER BY times_top_competitor DESC, in_final_top DESC, mean_final_activation DESC NULLS LAST
+        LIMIT ?
+        """,
+        [layer, unit, unit, layer, unit, unit, k],
+    )
+
+
+def unit_page(conn: Any, layer: str, unit: int) -> dict[str, Any]:
+    """Everything the unit page shows (the benchmark times exactly this)."""
+    return {
+        "unit": unit_row(conn, layer, unit),
+        "neighbours": neighbours(conn, layer, unit),
+        "chains": unit_chains(conn, layer, unit),
+        "images": unit_images(conn, layer, unit),
+        "steps": unit_steps(conn, layer, unit),
+        "competitors": unit_competitors(conn, layer, unit),
+    }
+
+
+# ---- compare ----------------------------------------------------------------------------------
+def best_images(conn: Any, layer: str, units: list[int], method: str | None = None) -> pd.DataFrame:
+    """Per unit: its best image (optionally among chains of one method) and that image's activation."""
+    if not units:
+        return pd.DataFrame(columns=["unit", "png", "activation", "chains"])
+    marks = ", ".join("?" for _ in units)
+    method_filter = "AND c.method = ?" if method else ""
+    params: list[Any] = [layer, min(units), max(units), *units, layer, min(units), max(units), *units]
+    if method:
+        params.append(method)
+    return _df(
+        conn,
+        f"""
+        SELECT i.unit, arg_max(i.png, coalesce(i.activation, -1e308)) AS png, max(i.activation) AS activation,
+               count(DISTINCT i.chain) AS chains
+        FROM (SELECT * FROM images WHERE layer = ? AND unit BETWEEN ? AND ? AND unit IN ({marks})
+              AND kind = 'best') i
+        JOIN (SELECT unit, chain, method FROM chains WHERE layer = ? AND unit BETWEEN ? AND ?
+              AND unit IN ({marks})) c
+          ON i.unit = c.unit AND i.chain = c.chain
+        WHERE true {method_filter}
+        GROUP BY i.unit ORDER BY i.unit
+        """,
+        params,
+    )
+
+
+def method_summary(conn: Any, layer: str) -> pd.DataFrame:
+    return _df(
+        conn,
+        """SELECT method, count(*) AS chains, avg(best_activation) AS mean_best_activation,
+                  avg(final_log_prob) AS mean_final_log_prob, avg(diverged::INT) AS diverged_rate,
+                  avg(seconds) AS mean_seconds
+           FROM chains WHERE layer = ? GROUP BY method ORDER BY method""",
+        [layer],
+    )
+
+
+# ---- SQL console examples -------------------------------------------------------------------
+EXAMPLE_QUERIES: dict[str, str] = {
+    "units of a layer by facet count": (
+        "SELECT unit, facet_count, best_activation, best_log_prob\n"
+        "FROM units WHERE layer = '{layer}'\nORDER BY facet_count DESC, best_activation DESC\nLIMIT 50"
+    ),
+    "diverged chains": (
+        "SELECT layer, unit, chain, method, best_activation, best_step\n"
+        "FROM chains WHERE diverged\nORDER BY layer, unit, chain"
+    ),
+    "mean activation per layer": (
+        "SELECT layer, count(*) AS units, avg(best_activation) AS mean_best,\n"
+        "       avg(mean_last_activation) AS mean_last, avg(facet_count) AS mean_facets\n"
+        "FROM units GROUP BY layer ORDER BY layer"
+    ),
+    "a unit's trajectory": (
+        "SELECT chain, step, activation, log_prob, rank, prior_residual\n"
+        "FROM steps WHERE layer = '{layer}' AND unit = {unit}\nORDER BY chain, step"
+    ),
+    "images per kind": (
+        "SELECT layer, kind, count(*) AS images, avg(octet_length(png)) AS mean_png_bytes\n"
+        "FROM images GROUP BY ALL ORDER BY ALL"
+    ),
+    "run manifest": "SELECT run_id, status, created, git_sha, shards_done, planned_shards FROM run",
+}

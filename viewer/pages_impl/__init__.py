@@ -1,0 +1,1 @@
+"""The viewer's pages; each module exposes ``render(ctx: viewer.context.Context)``."""
