@@ -77,7 +77,9 @@ class UnitSelection:
                 lo = int(m.group(1))
                 hi = int(m.group(2)) if m.group(2) is not None else lo
                 if hi < lo:
-                    raise ConfigError(f"{key}: range {part.strip()!r} is empty (end < start); expected {valid}")
+                    raise ConfigError(
+                        f"{key}: range {part.strip()!r} is empty (end < start); expected {valid}"
+                    )
                 out.extend(range(lo, hi + 1))
             return UnitSelection(all=False, indices=tuple(dict.fromkeys(out)))
         if isinstance(value, list | tuple):
@@ -140,7 +142,8 @@ class ModelsConfig:
     generator: ModelConfig | None = opt(None, "Image generator G for dgn_am / ppgn_h (code -> image).")
     dae: ModelConfig | None = opt(None, "Denoising autoencoder on codes for ppgn_h with prior: dae.")
     code_layer: str | None = opt(
-        None, "Target layer whose output is G's code (prior: joint, facet seeds); default: the generator's own."
+        None,
+        "Target layer whose output is G's code (prior: joint, facet seeds); default: the generator's own.",
     )
     code_stats: str | None = opt(
         None, "File with the code mean and per-dimension bounds (atlas code-stats); toy world: built in."
@@ -167,10 +170,10 @@ class LayerConfig:
 class DgnAmConfig:
     """DGN-AM (Nguyen et al. 2016, Eq. 1) step settings."""
 
-    lr: float = opt(0.1, "Start step size of the normalized code step (toy world 0.1; CaffeNet fc6: 8).", gt=0)
-    lr_end: float = opt(
-        1e-3, "Final step size; decays linearly (original: 1e-10).", ge=0
+    lr: float = opt(
+        0.1, "Start step size of the normalized code step (toy world 0.1; CaffeNet fc6: 8).", gt=0
     )
+    lr_end: float = opt(1e-3, "Final step size; decays linearly (original: 1e-10).", ge=0)
     l2_decay: float = opt(0.99, "Multiplicative decay of h after each step (original 0.99).", gt=0, le=1)
     noise: float = opt(0.0, "Std of the start noise around the mean code (start: mean).", ge=0)
 
@@ -180,14 +183,19 @@ class PpgnConfig:
     """PPGN-h (Nguyen et al. 2017, Eq. 11) sampler settings."""
 
     prior: Literal["dae", "joint"] = opt("dae", "R(h): the DAE on h, or E(G(h)) (Noiseless Joint PPGN-h).")
-    eps1: float = opt(1e-5, "Prior term weight (toward realistic codes); 1e-3 more abstract, 1e-1 ignores class.", ge=0)
+    eps1: float = opt(
+        1e-5, "Prior term weight (toward realistic codes); 1e-3 more abstract, 1e-1 ignores class.", ge=0
+    )
     eps2: float = opt(1.0, "Condition term weight (toward the unit). Original 1.", ge=0)
     eps3: float = opt(1e-5, "Noise std (diversity). Original 1e-17 .. 1e-5.", ge=0)
     lr: float = opt(1.0, "Step size of the normalized update (original 1).", gt=0)
     save_every: int = opt(5, "Keep a snapshot every N steps (original 5 for classes, 10 for conv5).", ge=1)
-    threshold: float = opt(0.0, "Keep a snapshot only when the unit's softmax probability exceeds this (PPGN 0.98).",
-                           ge=0, le=1)
-    reset_every: int = opt(0, "Re-draw h every N steps for diversity (0 = never; original 100 for conv5).", ge=0)
+    threshold: float = opt(
+        0.0, "Keep a snapshot only when the unit's softmax probability exceeds this (PPGN 0.98).", ge=0, le=1
+    )
+    reset_every: int = opt(
+        0, "Re-draw h every N steps for diversity (0 = never; original 100 for conv5).", ge=0
+    )
 
 
 @dataclass(frozen=True)
@@ -195,7 +203,9 @@ class PixelConfig:
     """Pixel-space activation maximization with hand-made priors (the baselines)."""
 
     lr: float = opt(0.05, "Normalized step size in pixel space ([0,1] images).", gt=0)
-    l2_decay: float = opt(1.0, "Multiplicative decay toward grey after each step (1 = off; 0.99 typical).", gt=0, le=1)
+    l2_decay: float = opt(
+        1.0, "Multiplicative decay toward grey after each step (1 = off; 0.99 typical).", gt=0, le=1
+    )
     blur_every: int = opt(0, "Gaussian blur every N steps (0 = off; 4 typical).", ge=0)
     blur_sigma: float = opt(0.5, "Blur sigma in pixels.", gt=0)
     jitter: int = opt(0, "Random translation in pixels each step (0 = off).", ge=0)
@@ -204,9 +214,13 @@ class PixelConfig:
 
 @dataclass(frozen=True)
 class SamplerConfig:
-    method: Literal["dgn_am", "ppgn_h", "pixel"] = opt("dgn_am", "Sampler: dgn_am (Eq. 1), ppgn_h (Eq. 11), pixel.")
+    method: Literal["dgn_am", "ppgn_h", "pixel"] = opt(
+        "dgn_am", "Sampler: dgn_am (Eq. 1), ppgn_h (Eq. 11), pixel."
+    )
     steps: int = opt(200, "Optimization steps per chain (original 200; toy world 100-200).", ge=1, le=100_000)
-    chains_per_unit: int = opt(4, "Chains per unit (>= 4 for facets; PPGN diversity needs several).", ge=1, le=1024)
+    chains_per_unit: int = opt(
+        4, "Chains per unit (>= 4 for facets; PPGN diversity needs several).", ge=1, le=1024
+    )
     objective: Literal["raw", "softmax", "log_softmax"] = opt(
         "raw", "raw activation (DGN-AM), softmax, or log_softmax across the layer (PPGN; survey Table 4.2)."
     )
@@ -228,7 +242,10 @@ class FacetConfig:
     enabled: bool = opt(True, "Cluster each unit's chain end points into facets.")
     max_facets: int = opt(4, "Upper bound on facets per unit (and k of facet-seeded k-means).", ge=1, le=64)
     distance: float = opt(
-        0.35, "Cosine distance between cluster means above which two facets are kept apart (0.2-0.5).", gt=0, le=2
+        0.35,
+        "Cosine distance between cluster means above which two facets are kept apart (0.2-0.5).",
+        gt=0,
+        le=2,
     )
     real_images: str | None = opt(
         "toyworld", "Real-image set for facet seeds and dataset examples: 'toyworld', a folder, or null."
@@ -244,7 +261,9 @@ class ComputeConfig:
     autocast: Literal["auto", "none", "bf16", "fp16"] = opt("auto", "Mixed precision; auto = bf16 on CUDA.")
     channels_last: bool = opt(True, "Use channels_last memory format on CUDA.")
     compile: bool = opt(False, "torch.compile the step (CUDA; measure first).")
-    threads: int | None = opt(None, "torch intra-op threads per worker (default: CPUs given to the worker).", ge=1)
+    threads: int | None = opt(
+        None, "torch intra-op threads per worker (default: CPUs given to the worker).", ge=1
+    )
 
 
 @dataclass(frozen=True)
@@ -289,7 +308,9 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         if not self.name or not re.fullmatch(r"[A-Za-z0-9._-]+", self.name):
-            raise ConfigError(f"name: {self.name!r} is not a valid run name; use letters, digits, '.', '_', '-'")
+            raise ConfigError(
+                f"name: {self.name!r} is not a valid run name; use letters, digits, '.', '_', '-'"
+            )
         if not self.layers:
             raise ConfigError("layers: no layers selected; give at least one, e.g. layers: [{name: fc8}]")
         names = [layer.name for layer in self.layers]
@@ -302,7 +323,9 @@ class RunConfig:
                 "set models.generator or use sampler.method: pixel"
             )
         if self.sampler.method == "ppgn_h" and self.sampler.ppgn_h.prior == "dae" and self.models.dae is None:
-            raise ConfigError("models.dae: ppgn_h with prior: dae needs a DAE; set models.dae or use prior: joint")
+            raise ConfigError(
+                "models.dae: ppgn_h with prior: dae needs a DAE; set models.dae or use prior: joint"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return _to_plain(self)
@@ -391,8 +414,12 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
 def _check_range(value: Any, meta: typing.Mapping[str, Any], key: str) -> None:
     if value is None or isinstance(value, bool) or not isinstance(value, int | float):
         return
-    for name, op, word in (("ge", float.__ge__, ">="), ("gt", float.__gt__, ">"),
-                           ("le", float.__le__, "<="), ("lt", float.__lt__, "<")):
+    for name, op, word in (
+        ("ge", float.__ge__, ">="),
+        ("gt", float.__gt__, ">"),
+        ("le", float.__le__, "<="),
+        ("lt", float.__lt__, "<"),
+    ):
         if name in meta and not op(float(value), float(meta[name])):
             raise ConfigError(f"{key}: value {value!r} is out of range; must be {word} {meta[name]}")
 
@@ -508,7 +535,11 @@ def describe_fields(cls: type = RunConfig, prefix: str = "") -> list[tuple[str, 
     for f in dataclasses.fields(cls):
         key = f"{prefix}{f.name}"
         tp = hints[f.name]
-        if dataclasses.is_dataclass(tp) and f.default_factory is not dataclasses.MISSING and "doc" in f.metadata:
+        if (
+            dataclasses.is_dataclass(tp)
+            and f.default_factory is not dataclasses.MISSING
+            and "doc" in f.metadata
+        ):
             if tp not in _SHORTHAND_STRING:
                 rows.extend(describe_fields(tp, key + "."))
                 continue

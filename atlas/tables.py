@@ -11,7 +11,9 @@ def _cell(value: object) -> str:
     return "" if value is None else str(value)
 
 
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]], align_right: Sequence[int] = ()) -> str:
+def format_table(
+    headers: Sequence[str], rows: Sequence[Sequence[object]], align_right: Sequence[int] = ()
+) -> str:
     """Column-aligned table with a header rule; ``align_right`` lists numeric column indices."""
     cells = [[_cell(v) for v in row] for row in rows]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]

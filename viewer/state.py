@@ -28,7 +28,13 @@ PAGE_ICONS = {
 }
 
 # query parameter -> session key (all navigation state that a URL carries)
-PARAMS = {"page": "nav_page", "run": "nav_run", "layer": "nav_layer", "unit": "nav_unit", "p": "nav_grid_page"}
+PARAMS = {
+    "page": "nav_page",
+    "run": "nav_run",
+    "layer": "nav_layer",
+    "unit": "nav_unit",
+    "p": "nav_grid_page",
+}
 # widget keys mirroring navigation state (set together with it by go())
 WIDGETS = {"nav_page": "w_page", "nav_layer": "w_layer", "nav_unit": "w_unit", "nav_run": "w_run"}
 

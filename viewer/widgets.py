@@ -13,7 +13,9 @@ import streamlit as st
 CSS = """
 <style>
 /* generated images are small (32-64 px): show pixels, not blur */
-[data-testid="stImage"] img, [data-testid="stFullScreenFrame"] img { image-rendering: pixelated; border-radius: 4px; }
+[data-testid="stImage"] img, [data-testid="stFullScreenFrame"] img {
+  image-rendering: pixelated; border-radius: 4px;
+}
 [data-testid="stImageCaption"] { font-size: 0.78rem; line-height: 1.15; text-align: center; }
 [data-testid="stMetricValue"] { font-size: 1.55rem; }
 div.block-container { padding-top: 2.2rem; }

@@ -9,8 +9,14 @@ HELP = "Validate a run config and print the resolved values, or list all keys wi
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", nargs="?", help="YAML run config (omit to list every key with its doc)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="dotted override, e.g. --set sampler.steps=50 (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="dotted override, e.g. --set sampler.steps=50 (repeatable)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

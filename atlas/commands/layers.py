@@ -24,14 +24,19 @@ def run(args: argparse.Namespace) -> int:
     scheme = args.spec.split(":", 1)[0]
     role = {"deepsim": "generator", "dae": "dae"}.get(scheme, "target")
     if scheme == "toyworld":
-        role = {"generator": "generator", "dae": "dae", "judge": "judge"}.get(args.spec.split(":", 1)[-1], "target")
+        role = {"generator": "generator", "dae": "dae", "judge": "judge"}.get(
+            args.spec.split(":", 1)[-1], "target"
+        )
     if scheme == "python" and pre is None:
         pre = PreprocessConfig(size=224)
     cfg = ModelConfig(spec=args.spec, weights=args.weights, preprocess=pre)
     model = load_model(cfg, role, allow_random_weights=True, toyworld=ToyWorldRef(preset=args.preset))
     rows = list_layers(model.module, example_input(model), include_containers=args.all)
-    weights = ("RANDOM weights (no weights file given): names and shapes are right, activations are not"
-               if model.random_weights else f"weights: {model.weights}")
+    weights = (
+        "RANDOM weights (no weights file given): names and shapes are right, activations are not"
+        if model.random_weights
+        else f"weights: {model.weights}"
+    )
     print(f"{args.spec} ({role}) - {weights}")
     if model.space is not None:
         direction = "output" if role == "generator" else "input"
@@ -39,9 +44,20 @@ def run(args: argparse.Namespace) -> int:
     if model.code_shape:
         print(f"code shape: {model.code_shape}")
     total_units = sum(r.units for r in rows if r.kind in ("fc", "conv") and r.params)
-    table = [(r.name, r.module_type, "x".join(map(str, r.shape)), r.units or "", r.kind,
-              f"{r.params:,}" if r.params else "") for r in rows]
-    print(format_table(["layer", "type", "output shape", "units", "kind", "params"], table, align_right=(3, 5)))
+    table = [
+        (
+            r.name,
+            r.module_type,
+            "x".join(map(str, r.shape)),
+            r.units or "",
+            r.kind,
+            f"{r.params:,}" if r.params else "",
+        )
+        for r in rows
+    ]
+    print(
+        format_table(["layer", "type", "output shape", "units", "kind", "params"], table, align_right=(3, 5))
+    )
     params = sum(p.numel() for p in model.module.parameters())
     print(f"{len(rows)} layers, {params:,} parameters, {total_units:,} units in layers with weights")
     return 0

@@ -9,8 +9,14 @@ HELP = "Build the atlas for a config on Ray (local instance, --address, or under
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="YAML run config, e.g. configs/demo.yaml")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="dotted override, e.g. --set sampler.steps=50 (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="dotted override, e.g. --set sampler.steps=50 (repeatable)",
+    )
     p.add_argument("--address", help="Ray address to join (default: RAY_ADDRESS, else a local instance)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 

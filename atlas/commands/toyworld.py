@@ -11,16 +11,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="toyworld_command", metavar="ACTION")
     sub.required = True
     show = sub.add_parser("show", help="write samples.png (a row per fine label) and reconstructions.png")
-    show.add_argument("--config", metavar="FILE",
-                      help="YAML file whose `toyworld:` section (preset, cache_dir) is used")
-    show.add_argument("--preset", choices=["default", "micro"], default=None,
-                      help="toy-world preset (default: from --config, else 'default')")
-    show.add_argument("--cache-dir", metavar="DIR", default=None,
-                      help="cache directory (default: $ATLAS_CACHE or ~/.cache/atlas)")
-    show.add_argument("--out", metavar="DIR", default="toyworld-show", help="output folder (default toyworld-show)")
+    show.add_argument(
+        "--config", metavar="FILE", help="YAML file whose `toyworld:` section (preset, cache_dir) is used"
+    )
+    show.add_argument(
+        "--preset",
+        choices=["default", "micro"],
+        default=None,
+        help="toy-world preset (default: from --config, else 'default')",
+    )
+    show.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        default=None,
+        help="cache directory (default: $ATLAS_CACHE or ~/.cache/atlas)",
+    )
+    show.add_argument(
+        "--out", metavar="DIR", default="toyworld-show", help="output folder (default toyworld-show)"
+    )
     show.add_argument("--per-row", type=int, default=10, help="images per row (default 10)")
-    show.add_argument("--no-train", action="store_true",
-                      help="do not train a missing generator; write only the sample grid")
+    show.add_argument(
+        "--no-train", action="store_true", help="do not train a missing generator; write only the sample grid"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -14,6 +14,17 @@ from atlas.models.registry import SCHEMES, example_input, load_model
 from atlas.models.spaces import ImageSpace, deepsim_space, to_uint8_images, torchvision_space
 
 __all__ = [
-    "SCHEMES", "CodeStats", "ImageSpace", "LayerInfo", "LayerProbe", "LoadedModel", "deepsim_space",
-    "example_input", "freeze", "list_layers", "load_model", "to_uint8_images", "torchvision_space",
+    "SCHEMES",
+    "CodeStats",
+    "ImageSpace",
+    "LayerInfo",
+    "LayerProbe",
+    "LoadedModel",
+    "deepsim_space",
+    "example_input",
+    "freeze",
+    "list_layers",
+    "load_model",
+    "to_uint8_images",
+    "torchvision_space",
 ]

@@ -39,13 +39,22 @@ class CodeStats:
 
     def to(self, device: torch.device | str) -> CodeStats:
         return CodeStats(
-            self.mean.to(device), self.std.to(device), self.lower.to(device), self.upper.to(device),
-            {k: v.to(device) for k, v in self.percentiles.items()}, self.source,
+            self.mean.to(device),
+            self.std.to(device),
+            self.lower.to(device),
+            self.upper.to(device),
+            {k: v.to(device) for k, v in self.percentiles.items()},
+            self.source,
         )
 
     def save(self, path: str | Path) -> None:
-        payload = {"mean": self.mean, "std": self.std, "lower": self.lower, "upper": self.upper,
-                   **{f"pct_{k}": v for k, v in self.percentiles.items()}}
+        payload = {
+            "mean": self.mean,
+            "std": self.std,
+            "lower": self.lower,
+            "upper": self.upper,
+            **{f"pct_{k}": v for k, v in self.percentiles.items()},
+        }
         tmp = Path(str(path) + ".tmp")
         torch.save({"tensors": payload, "source": self.source}, tmp)
         tmp.replace(path)
@@ -61,4 +70,27 @@ class CodeStats:
             pct = {k[4:]: v for k, v in t.items() if k.startswith("pct_")}
             return CodeStats(t["mean"], t["std"], t["lower"], t["upper"], pct, str(blob.get("source", "")))
         except Exception as exc:  # noqa: BLE001 - any failure means the file is not usable
-            raise ModelError(f"code statistics file {str(p)!r} is unreadable ({type(exc).__name__})") from None
+            raise ModelError(
+                f"code statistics file {str(p)!r} is unreadable ({type(exc).__name__})"
+            ) from None
+
+
+def default_deepsim_stats(code_shape: tuple[int, ...], signed: bool) -> CodeStats:
+    """Documented fallback when no real images are at hand: PPGN's released clip range [0, 30] for
+    post-ReLU codes ([-30, 30] for signed fc8 codes), zero mean, unit std. DGN-AM's per-dimension
+    mean + 3 std bounds need real codes: compute them with ``atlas code-stats``."""
+    zeros = torch.zeros(code_shape)
+    lower = torch.full(code_shape, -30.0) if signed else zeros.clone()
+    upper = torch.full(code_shape, 30.0)
+    return CodeStats(zeros, torch.ones(code_shape), lower, upper, {},
+                     source="default: PPGN clip range, no data (run `atlas code-stats` for 3-sigma bounds)")
+
+
+def codes_of_images(probe_layer_fn, images: torch.Tensor, batch: int = 64) -> torch.Tensor:
+    """Codes of real images: ``probe_layer_fn(rgb01 batch) -> (B, *code_shape)`` over ``images``
+    (N, 3, H, W) rgb01, in batches, without gradients. Returns (N, *code_shape) on the CPU."""
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(images), batch):
+            out.append(probe_layer_fn(images[start : start + batch]).float().cpu())
+    return torch.cat(out)

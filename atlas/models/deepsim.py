@@ -17,7 +17,12 @@ import torch
 from torch import nn
 
 VARIANTS = ("fc6", "fc7", "fc8", "pool5")
-CODE_SHAPES: dict[str, tuple[int, ...]] = {"fc6": (4096,), "fc7": (4096,), "fc8": (1000,), "pool5": (256, 6, 6)}
+CODE_SHAPES: dict[str, tuple[int, ...]] = {
+    "fc6": (4096,),
+    "fc7": (4096,),
+    "fc8": (1000,),
+    "pool5": (256, 6, 6),
+}
 # The target layer whose (post-ReLU) output is the code, for CaffeNet-style targets.
 CODE_LAYER_NAMES = {"fc6": "fc6", "fc7": "fc7", "fc8": "fc8", "pool5": "pool5"}
 
@@ -38,29 +43,43 @@ def _lrelu() -> nn.LeakyReLU:
 def _layers(variant: str) -> list[tuple[str, nn.Module]]:
     if variant == "pool5":
         head: list[tuple[str, nn.Module]] = [
-            ("Rconv6", nn.Conv2d(256, 512, 3, 1, 1)), ("Rrelu6", _lrelu()),
-            ("Rconv7", nn.Conv2d(512, 512, 3, 1, 1)), ("Rrelu7", _lrelu()),
-            ("Rconv8", nn.Conv2d(512, 512, 3, 1, 0)), ("Rrelu8", _lrelu()),
+            ("Rconv6", nn.Conv2d(256, 512, 3, 1, 1)),
+            ("Rrelu6", _lrelu()),
+            ("Rconv7", nn.Conv2d(512, 512, 3, 1, 1)),
+            ("Rrelu7", _lrelu()),
+            ("Rconv8", nn.Conv2d(512, 512, 3, 1, 0)),
+            ("Rrelu8", _lrelu()),
         ]
         first_deconv_in = 512
     else:
         code_dim = CODE_SHAPES[variant][0]
         head = [
-            ("defc7", nn.Linear(code_dim, 4096)), ("relu_defc7", _lrelu()),
-            ("defc6", nn.Linear(4096, 4096)), ("relu_defc6", _lrelu()),
-            ("defc5", nn.Linear(4096, 4096)), ("relu_defc5", _lrelu()),
+            ("defc7", nn.Linear(code_dim, 4096)),
+            ("relu_defc7", _lrelu()),
+            ("defc6", nn.Linear(4096, 4096)),
+            ("relu_defc6", _lrelu()),
+            ("defc5", nn.Linear(4096, 4096)),
+            ("relu_defc5", _lrelu()),
             ("reshape", _Reshape(256, 4, 4)),
         ]
         first_deconv_in = 256
     body: list[tuple[str, nn.Module]] = [
-        ("deconv5", nn.ConvTranspose2d(first_deconv_in, 256, 4, 2, 1)), ("relu_deconv5", _lrelu()),  # 8x8
-        ("conv5_1", nn.ConvTranspose2d(256, 512, 3, 1, 1)), ("relu_conv5_1", _lrelu()),
-        ("deconv4", nn.ConvTranspose2d(512, 256, 4, 2, 1)), ("relu_deconv4", _lrelu()),  # 16x16
-        ("conv4_1", nn.ConvTranspose2d(256, 256, 3, 1, 1)), ("relu_conv4_1", _lrelu()),
-        ("deconv3", nn.ConvTranspose2d(256, 128, 4, 2, 1)), ("relu_deconv3", _lrelu()),  # 32x32
-        ("conv3_1", nn.ConvTranspose2d(128, 128, 3, 1, 1)), ("relu_conv3_1", _lrelu()),
-        ("deconv2", nn.ConvTranspose2d(128, 64, 4, 2, 1)), ("relu_deconv2", _lrelu()),  # 64x64
-        ("deconv1", nn.ConvTranspose2d(64, 32, 4, 2, 1)), ("relu_deconv1", _lrelu()),  # 128x128
+        ("deconv5", nn.ConvTranspose2d(first_deconv_in, 256, 4, 2, 1)),
+        ("relu_deconv5", _lrelu()),  # 8x8
+        ("conv5_1", nn.ConvTranspose2d(256, 512, 3, 1, 1)),
+        ("relu_conv5_1", _lrelu()),
+        ("deconv4", nn.ConvTranspose2d(512, 256, 4, 2, 1)),
+        ("relu_deconv4", _lrelu()),  # 16x16
+        ("conv4_1", nn.ConvTranspose2d(256, 256, 3, 1, 1)),
+        ("relu_conv4_1", _lrelu()),
+        ("deconv3", nn.ConvTranspose2d(256, 128, 4, 2, 1)),
+        ("relu_deconv3", _lrelu()),  # 32x32
+        ("conv3_1", nn.ConvTranspose2d(128, 128, 3, 1, 1)),
+        ("relu_conv3_1", _lrelu()),
+        ("deconv2", nn.ConvTranspose2d(128, 64, 4, 2, 1)),
+        ("relu_deconv2", _lrelu()),  # 64x64
+        ("deconv1", nn.ConvTranspose2d(64, 32, 4, 2, 1)),
+        ("relu_deconv1", _lrelu()),  # 128x128
         ("deconv0", nn.ConvTranspose2d(32, 3, 4, 2, 1)),  # 256x256, no activation
     ]
     return head + body

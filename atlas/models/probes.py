@@ -96,7 +96,8 @@ def list_layers(model: nn.Module, example: torch.Tensor, include_containers: boo
     shapes: dict[str, tuple[int, ...]] = {}
     order: list[str] = []
     targets = {
-        n: m for n, m in model.named_modules()
+        n: m
+        for n, m in model.named_modules()
         if n and (include_containers or not any(True for _ in m.children()))
     }
 

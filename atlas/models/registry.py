@@ -27,6 +27,7 @@ from torch import nn
 from atlas.config import ModelConfig, PreprocessConfig, ToyWorldRef
 from atlas.errors import ModelError
 from atlas.models import deepsim
+from atlas.models.codes import default_deepsim_stats
 from atlas.models.loaded import LoadedModel, Role, freeze
 from atlas.models.spaces import ImageSpace, deepsim_space, torchvision_space
 from atlas.models.weights import apply_state_dict, file_fingerprint, load_state_dict_file, module_fingerprint
@@ -43,19 +44,21 @@ def _random_init(build: Callable[[], nn.Module]) -> nn.Module:
 def _override_space(space: ImageSpace, pre: PreprocessConfig | None, spec: str) -> ImageSpace:
     if pre is None:
         return space
-    updates = {k: getattr(pre, k) for k in ("size", "geometry", "channel_order", "value_scale") if getattr(pre, k)}
+    updates = {
+        k: getattr(pre, k) for k in ("size", "geometry", "channel_order", "value_scale") if getattr(pre, k)
+    }
     for key in ("mean", "std"):
         value = getattr(pre, key)
         if value is not None:
             if len(value) != 3:
-                raise ModelError(f"{spec}: preprocess.{key} must have 3 values (one per channel), got {value}")
+                raise ModelError(
+                    f"{spec}: preprocess.{key} must have 3 values (one per channel), got {value}"
+                )
             updates[key] = tuple(float(v) for v in value)
     return ImageSpace(**{**space.__dict__, **updates})
 
 
-def _weights(
-    module: nn.Module, cfg: ModelConfig, allow_random: bool, role: Role
-) -> tuple[str, bool, str]:
+def _weights(module: nn.Module, cfg: ModelConfig, allow_random: bool, role: Role) -> tuple[str, bool, str]:
     """Load cfg.weights into module, or accept random weights. Returns (weights, random, fingerprint)."""
     if cfg.weights:
         state = load_state_dict_file(cfg.weights)
@@ -72,7 +75,9 @@ def _weights(
 # ------------------------------------------------------------------------------------------------ schemes
 
 
-def _load_torchvision(name: str, cfg: ModelConfig, role: Role, allow_random: bool, _tw: ToyWorldRef) -> LoadedModel:
+def _load_torchvision(
+    name: str, cfg: ModelConfig, role: Role, allow_random: bool, _tw: ToyWorldRef
+) -> LoadedModel:
     import torchvision
 
     if role not in ("target", "judge"):
@@ -90,7 +95,9 @@ def _load_torchvision(name: str, cfg: ModelConfig, role: Role, allow_random: boo
             module = torchvision.models.get_model(name, weights=enum)
         except KeyError:
             valid = ", ".join(w.name for w in torchvision.models.get_model_weights(name))
-            raise ModelError(f"unknown weights {weights!r} for torchvision:{name}; valid: {valid}, or a file") from None
+            raise ModelError(
+                f"unknown weights {weights!r} for torchvision:{name}; valid: {valid}, or a file"
+            ) from None
         except Exception as exc:  # noqa: BLE001 - offline download failures come in many types
             raise ModelError(
                 f"could not fetch torchvision weights {weights!r} ({type(exc).__name__}); no network? "
@@ -103,11 +110,21 @@ def _load_torchvision(name: str, cfg: ModelConfig, role: Role, allow_random: boo
     size = 299 if name.startswith("inception") else 224
     space = _override_space(torchvision_space(size), cfg.preprocess, cfg.spec)
     leaves = [n for n, m in module.named_modules() if n and not any(True for _ in m.children())]
-    return LoadedModel(freeze(module), role, cfg.spec, space, output_layer=leaves[-1] if leaves else None,
-                       weights=w, random_weights=random, fingerprint=fp)
+    return LoadedModel(
+        freeze(module),
+        role,
+        cfg.spec,
+        space,
+        output_layer=leaves[-1] if leaves else None,
+        weights=w,
+        random_weights=random,
+        fingerprint=fp,
+    )
 
 
-def _load_python(target: str, cfg: ModelConfig, role: Role, allow_random: bool, _tw: ToyWorldRef) -> LoadedModel:
+def _load_python(
+    target: str, cfg: ModelConfig, role: Role, allow_random: bool, _tw: ToyWorldRef
+) -> LoadedModel:
     if ":" not in target:
         raise ModelError(f"spec {cfg.spec!r}: expected python:package.module:factory")
     module_name, factory_name = target.rsplit(":", 1)
@@ -120,7 +137,9 @@ def _load_python(target: str, cfg: ModelConfig, role: Role, allow_random: bool, 
         raise ModelError(f"spec {cfg.spec!r}: module {module_name!r} has no callable {factory_name!r}")
     module = _random_init(factory)
     if not isinstance(module, nn.Module):
-        raise ModelError(f"spec {cfg.spec!r}: {factory_name}() returned {type(module).__name__}, not an nn.Module")
+        raise ModelError(
+            f"spec {cfg.spec!r}: {factory_name}() returned {type(module).__name__}, not an nn.Module"
+        )
     has_own_weights = bool(getattr(module, "atlas_pretrained", False))
     if has_own_weights and not cfg.weights:
         w, random, fp = f"python:{target}", False, module_fingerprint(module)
@@ -139,20 +158,39 @@ def _load_python(target: str, cfg: ModelConfig, role: Role, allow_random: bool, 
         space = declared if isinstance(declared, ImageSpace) else None
     leaves = [n for n, m in module.named_modules() if n and not any(True for _ in m.children())]
     code_shape = getattr(module, "code_shape", None)
-    return LoadedModel(freeze(module), role, cfg.spec, space, code_shape=tuple(code_shape) if code_shape else None,
-                       output_layer=getattr(module, "atlas_output_layer", leaves[-1] if leaves else None),
-                       weights=w, random_weights=random, fingerprint=fp)
+    return LoadedModel(
+        freeze(module),
+        role,
+        cfg.spec,
+        space,
+        code_shape=tuple(code_shape) if code_shape else None,
+        output_layer=getattr(module, "atlas_output_layer", leaves[-1] if leaves else None),
+        weights=w,
+        random_weights=random,
+        fingerprint=fp,
+    )
 
 
-def _load_deepsim(variant: str, cfg: ModelConfig, role: Role, allow_random: bool, _tw: ToyWorldRef) -> LoadedModel:
+def _load_deepsim(
+    variant: str, cfg: ModelConfig, role: Role, allow_random: bool, _tw: ToyWorldRef
+) -> LoadedModel:
     if role != "generator":
         raise ModelError(f"{cfg.spec!r} is a generator; it cannot be the {role}")
     if variant not in deepsim.VARIANTS:
         raise ModelError(f"unknown DeePSiM variant {variant!r}; valid: {', '.join(deepsim.VARIANTS)}")
     module = _random_init(lambda: deepsim.DeePSiMGenerator(variant))
     w, random, fp = _weights(module, cfg, allow_random, role)
-    return LoadedModel(freeze(module), role, cfg.spec, deepsim_space(), code_shape=deepsim.CODE_SHAPES[variant],
-                       weights=w, random_weights=random, fingerprint=fp, extras={"variant": variant})
+    return LoadedModel(
+        freeze(module),
+        role,
+        cfg.spec,
+        deepsim_space(),
+        code_shape=deepsim.CODE_SHAPES[variant],
+        weights=w,
+        random_weights=random,
+        fingerprint=fp,
+        extras={"variant": variant},
+    )
 
 
 def _load_dae(kind: str, cfg: ModelConfig, role: Role, allow_random: bool, _tw: ToyWorldRef) -> LoadedModel:
@@ -166,8 +204,15 @@ def _load_dae(kind: str, cfg: ModelConfig, role: Role, allow_random: bool, _tw: 
         raise ModelError(f"dae {cfg.spec!r} needs a weights file; train one with `atlas train-dae`")
     state = load_state_dict_file(cfg.weights)
     module = ResidualMLPDAE.from_state_dict(state, cfg.weights)
-    return LoadedModel(freeze(module), role, cfg.spec, code_shape=(module.dim,), weights=cfg.weights,
-                       random_weights=False, fingerprint=file_fingerprint(cfg.weights))
+    return LoadedModel(
+        freeze(module),
+        role,
+        cfg.spec,
+        code_shape=(module.dim,),
+        weights=cfg.weights,
+        random_weights=False,
+        fingerprint=file_fingerprint(cfg.weights),
+    )
 
 
 def _load_toyworld(name: str, cfg: ModelConfig, role: Role, _allow: bool, tw: ToyWorldRef) -> LoadedModel:
@@ -204,7 +249,9 @@ def load_model(
     if scheme not in SCHEMES:
         hint = difflib.get_close_matches(scheme, list(SCHEMES), n=1)
         extra = f" (did you mean {hint[0]!r}?)" if hint else ""
-        raise ModelError(f"unknown model scheme {scheme!r} in {cfg.spec!r}{extra}; valid: {', '.join(SCHEMES)}")
+        raise ModelError(
+            f"unknown model scheme {scheme!r} in {cfg.spec!r}{extra}; valid: {', '.join(SCHEMES)}"
+        )
     if not rest:
         raise ModelError(f"model spec {cfg.spec!r} names no model; e.g. {scheme}:NAME")
     return SCHEMES[scheme](rest, cfg, role, allow_random_weights, toyworld or ToyWorldRef())

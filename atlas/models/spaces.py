@@ -82,7 +82,9 @@ def deepsim_space() -> ImageSpace:
     return ImageSpace(size=256, channel_order="BGR", value_scale=255.0, mean=CAFFE_MEAN_BGR)
 
 
-def torchvision_space(size: int = 224, geometry: Literal["center_crop", "resize"] = "center_crop") -> ImageSpace:
+def torchvision_space(
+    size: int = 224, geometry: Literal["center_crop", "resize"] = "center_crop"
+) -> ImageSpace:
     """torchvision ImageNet models: RGB in [0,1], normalized by the ImageNet mean/std."""
     return ImageSpace(size=size, mean=IMAGENET_MEAN_RGB, std=IMAGENET_STD_RGB, geometry=geometry)
 

@@ -22,7 +22,9 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     if not p.exists():
         raise ModelError(f"weights file {str(p)!r} not found; give the path of a state-dict file (.pt/.pth)")
     if not p.is_file():
-        raise ModelError(f"weights path {str(p)!r} is not a file; give the path of a state-dict file (.pt/.pth)")
+        raise ModelError(
+            f"weights path {str(p)!r} is not a file; give the path of a state-dict file (.pt/.pth)"
+        )
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -34,17 +36,21 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
         raise ModelError(f"weights file {str(p)!r} is corrupt or not a torch file ({exc})") from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ModelError(f"weights file {str(p)!r} is corrupt or not a torch state-dict file ({first})") from None
+        raise ModelError(
+            f"weights file {str(p)!r} is corrupt or not a torch state-dict file ({first})"
+        ) from None
     if isinstance(obj, Mapping):
         for key in _NESTED_KEYS:
             if key in obj and isinstance(obj[key], Mapping):
                 obj = obj[key]
                 break
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ModelError(f"weights file {str(p)!r} does not hold a state dict (a mapping of names to tensors)")
+        raise ModelError(
+            f"weights file {str(p)!r} does not hold a state dict (a mapping of names to tensors)"
+        )
     out = {str(k): v for k, v in obj.items()}
     if out and all(k.startswith("module.") for k in out):  # saved from DataParallel
-        out = {k[len("module."):]: v for k, v in out.items()}
+        out = {k[len("module.") :]: v for k, v in out.items()}
     return out
 
 
@@ -65,7 +71,9 @@ def apply_state_dict(module: nn.Module, state: Mapping[str, torch.Tensor], sourc
         if unexpected:
             parts.append(f"unexpected keys {_names(unexpected)}")
         expected = _names(list(own), 2)
-        raise ModelError(f"state dict {source!r} does not match the model: {'; '.join(parts)} (model keys look like {expected})")
+        raise ModelError(
+            f"state dict {source!r} does not match the model: {'; '.join(parts)} (model keys look like {expected})"
+        )
     for key, tensor in state.items():
         if tuple(tensor.shape) != tuple(own[key].shape):
             raise ModelError(
@@ -90,6 +98,7 @@ def module_fingerprint(module: nn.Module) -> str:
     for name, tensor in sorted(module.state_dict().items()):
         h.update(name.encode())
         h.update(str(tuple(tensor.shape)).encode())
-        h.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes()
-                 if tensor.numel() else b"")
+        h.update(
+            tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes() if tensor.numel() else b""
+        )
     return h.hexdigest()[:16]

@@ -47,8 +47,13 @@ def config_hash(cfg: RunConfig) -> str:
 
 def git_sha() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -85,8 +90,10 @@ def resolve_layers(cfg: RunConfig, models: RunModels) -> list[LayerPlan]:
     for i, layer in enumerate(cfg.layers):
         shape = tuple(acts[layer.name].shape[1:])
         if len(shape) not in (1, 3):
-            raise AtlasError(f"layers.{i}.name: layer {layer.name!r} has output shape {shape}; "
-                             "only fc (N,) and conv (C, H, W) layers have units")
+            raise AtlasError(
+                f"layers.{i}.name: layer {layer.name!r} has output shape {shape}; "
+                "only fc (N,) and conv (C, H, W) layers have units"
+            )
         kind = layer.kind
         if kind == "auto":
             kind = "output" if layer.name == target.output_layer else ("fc" if len(shape) == 1 else "conv")
@@ -129,11 +136,21 @@ def _worker_layout(cfg: RunConfig, n_shards: int) -> tuple[int, float, float, in
 def _progress_bar(total: int, initial: int, desc: str):
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=initial, unit="unit", desc=desc, dynamic_ncols=True,
-                mininterval=0.5, file=sys.stderr, smoothing=0.1)
+    return tqdm(
+        total=total,
+        initial=initial,
+        unit="unit",
+        desc=desc,
+        dynamic_ncols=True,
+        mininterval=0.5,
+        file=sys.stderr,
+        smoothing=0.1,
+    )
 
 
-def run_atlas(cfg: RunConfig, *, address: str | None = None, log=print, progress: bool = True) -> dict[str, Any]:
+def run_atlas(
+    cfg: RunConfig, *, address: str | None = None, log=print, progress: bool = True
+) -> dict[str, Any]:
     """Build (or finish) the atlas a config describes; returns the run summary."""
     started = time.perf_counter()
     models = build_models(cfg)
@@ -141,32 +158,60 @@ def run_atlas(cfg: RunConfig, *, address: str | None = None, log=print, progress
     shards = plan_shards({lp.name: lp.units for lp in layers}, cfg.ray.units_per_shard)
     run_dir = Path(cfg.out_dir) / cfg.name
     store = RunStore(run_dir)
-    store.init_run({
-        "config": cfg.to_dict(), "config_hash": config_hash(cfg), "fingerprints": models.fingerprints(),
-        "versions": versions(), "git_sha": git_sha(), "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "planned_shards": len(shards), "planned_units": sum(len(s.units) for s in shards),
-        "layers": [{"name": lp.name, "kind": lp.kind, "shape": list(lp.shape), "units": len(lp.units)}
-                   for lp in layers],
-        "chains_per_unit": cfg.sampler.chains_per_unit, "method": cfg.sampler.method,
-    })
+    store.init_run(
+        {
+            "config": cfg.to_dict(),
+            "config_hash": config_hash(cfg),
+            "fingerprints": models.fingerprints(),
+            "versions": versions(),
+            "git_sha": git_sha(),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "planned_shards": len(shards),
+            "planned_units": sum(len(s.units) for s in shards),
+            "layers": [
+                {"name": lp.name, "kind": lp.kind, "shape": list(lp.shape), "units": len(lp.units)}
+                for lp in layers
+            ],
+            "chains_per_unit": cfg.sampler.chains_per_unit,
+            "method": cfg.sampler.method,
+        }
+    )
     done = store.completed_shards()
     todo = [s for s in shards if s.id not in done]
     total_units = sum(len(s.units) for s in shards)
     if done:
-        log(f"resuming {run_dir}: {len(shards) - len(todo)} of {len(shards)} shards already complete, skipping them")
+        log(
+            f"resuming {run_dir}: {len(shards) - len(todo)} of {len(shards)} shards already complete, skipping them"
+        )
     del models  # the driver only validated; actors hold the resident copies
     summaries: list[dict[str, Any]] = []
     if todo:
-        summaries = _dispatch(cfg, run_dir, todo, total_units, total_units - sum(len(s.units) for s in todo),
-                              address, log, progress)
+        summaries = _dispatch(
+            cfg,
+            run_dir,
+            todo,
+            total_units,
+            total_units - sum(len(s.units) for s in todo),
+            address,
+            log,
+            progress,
+        )
     wall = time.perf_counter() - started
     summary = _summarize(cfg, run_dir, shards, summaries, wall, skipped=len(shards) - len(todo))
     store.finalize(summary)
     return summary
 
 
-def _dispatch(cfg: RunConfig, run_dir: Path, todo: list[Shard], total_units: int, done_units: int,
-              address: str | None, log, progress: bool) -> list[dict[str, Any]]:
+def _dispatch(
+    cfg: RunConfig,
+    run_dir: Path,
+    todo: list[Shard],
+    total_units: int,
+    done_units: int,
+    address: str | None,
+    log,
+    progress: bool,
+) -> list[dict[str, Any]]:
     import ray
     from ray.exceptions import RayActorError, RayTaskError
 
@@ -177,8 +222,9 @@ def _dispatch(cfg: RunConfig, run_dir: Path, todo: list[Shard], total_units: int
         n, cpw, gpw, threads = _worker_layout(cfg, len(todo))
         where = f"{n} actor(s) x {'1 GPU' if gpw else f'{cpw:g} CPU'}"
         log(f"atlas run {cfg.name}: {len(todo)} shards, {total_units - done_units} units to go, on {where}")
-        remote = ray.remote(AtlasWorker).options(num_cpus=cpw, num_gpus=gpw, max_restarts=cfg.ray.max_restarts,
-                                                 max_task_retries=0)
+        remote = ray.remote(AtlasWorker).options(
+            num_cpus=cpw, num_gpus=gpw, max_restarts=cfg.ray.max_restarts, max_task_retries=0
+        )
         actors = [remote.remote(cfg.to_dict(), str(run_dir), threads) for _ in range(n)]
         failures = Counter()  # actor index -> consecutive deaths
         dead: set[int] = set()
@@ -206,14 +252,18 @@ def _dispatch(cfg: RunConfig, run_dir: Path, todo: list[Shard], total_units: int
                     failures[i] += 1
                     attempts[shard.id] += 1
                     if attempts[shard.id] > cfg.ray.max_shard_retries:
-                        raise AtlasError(f"shard {shard.id} failed {attempts[shard.id]} times (its worker died); "
-                                         "see the Ray logs; rerun the same command to resume") from None
+                        raise AtlasError(
+                            f"shard {shard.id} failed {attempts[shard.id]} times (its worker died); "
+                            "see the Ray logs; rerun the same command to resume"
+                        ) from None
                     if failures[i] > cfg.ray.max_restarts:
                         dead.add(i)
                     log(f"worker {i} died while running shard {shard.id}; re-queued it")
                     pending.appendleft(shard)
                     if len(dead) == n:
-                        raise AtlasError("every worker died; see the Ray logs; rerun the same command to resume")
+                        raise AtlasError(
+                            "every worker died; see the Ray logs; rerun the same command to resume"
+                        )
                     for j in range(n):
                         if j not in dead and not any(a == j for a, _ in inflight.values()):
                             submit(j)
@@ -238,17 +288,30 @@ def _dispatch(cfg: RunConfig, run_dir: Path, todo: list[Shard], total_units: int
             ray.shutdown()
 
 
-def _summarize(cfg: RunConfig, run_dir: Path, shards: list[Shard], summaries: list[dict[str, Any]],
-               wall: float, skipped: int) -> dict[str, Any]:
+def _summarize(
+    cfg: RunConfig,
+    run_dir: Path,
+    shards: list[Shard],
+    summaries: list[dict[str, Any]],
+    wall: float,
+    skipped: int,
+) -> dict[str, Any]:
     rows: Counter[str] = Counter()
     for s in summaries:
         rows.update(s["rows"])
     units = sum(s["units"] for s in summaries)
     return {
-        "run_dir": str(run_dir), "shards": len(shards), "shards_run": len(summaries), "shards_skipped": skipped,
-        "units": units, "chains": sum(s["chains"] for s in summaries), "images": rows.get("images", 0),
-        "rows": dict(rows), "errors": sum(s["errors"] for s in summaries),
-        "diverged": sum(s["diverged"] for s in summaries), "wall_seconds": round(wall, 2),
+        "run_dir": str(run_dir),
+        "shards": len(shards),
+        "shards_run": len(summaries),
+        "shards_skipped": skipped,
+        "units": units,
+        "chains": sum(s["chains"] for s in summaries),
+        "images": rows.get("images", 0),
+        "rows": dict(rows),
+        "errors": sum(s["errors"] for s in summaries),
+        "diverged": sum(s["diverged"] for s in summaries),
+        "wall_seconds": round(wall, 2),
         "units_per_minute": round(units / wall * 60, 2) if wall > 0 else None,
         "finished": datetime.now(UTC).isoformat(timespec="seconds"),
     }
@@ -263,6 +326,6 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"of {summary['shards']}; diverged chains: {summary['diverged']}; unit errors: {summary['errors']}",
         f"  output: {summary['run_dir']}",
         f"  browse: atlas view {summary['run_dir']}",
-        f"  query:  atlas sql {summary['run_dir']} \"SELECT layer, count(*) FROM units GROUP BY layer\"",
+        f'  query:  atlas sql {summary["run_dir"]} "SELECT layer, count(*) FROM units GROUP BY layer"',
     ]
     return "\n".join(lines)

@@ -25,8 +25,12 @@ class RunModels:
         for role in ("target", "generator", "dae"):
             m = getattr(self, role)
             if m is not None:
-                out[role] = {"spec": m.spec, "weights": m.weights, "random_weights": m.random_weights,
-                             "fingerprint": m.fingerprint}
+                out[role] = {
+                    "spec": m.spec,
+                    "weights": m.weights,
+                    "random_weights": m.random_weights,
+                    "fingerprint": m.fingerprint,
+                }
         return out
 
 
@@ -46,8 +50,10 @@ def build_models(cfg: RunConfig) -> RunModels:
     code_layer = cfg.models.code_layer or (generator.extras.get("code_layer") if generator else None)
     if generator is not None and stats is not None and generator.code_shape is not None:
         if tuple(stats.mean.shape) != tuple(generator.code_shape):
-            raise AtlasError(f"models.code_stats: statistics have shape {tuple(stats.mean.shape)}, "
-                             f"the generator's code is {generator.code_shape}")
+            raise AtlasError(
+                f"models.code_stats: statistics have shape {tuple(stats.mean.shape)}, "
+                f"the generator's code is {generator.code_shape}"
+            )
     return RunModels(target, generator, dae, stats, code_layer)
 
 

@@ -19,11 +19,24 @@ def _num(x: float | None) -> float | None:
     return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else float(x)
 
 
-def _image_row(unit: int, chain: int | None, rec: ImageRecord, kind: str, facet: int | None) -> dict[str, Any]:
+def _image_row(
+    unit: int, chain: int | None, rec: ImageRecord, kind: str, facet: int | None
+) -> dict[str, Any]:
     h, w = rec.image.shape[:2]
-    return {"unit": unit, "chain": chain, "kind": kind, "step": rec.step, "facet": facet, "real_index": None,
-            "png": encode_png(rec.image), "width": w, "height": h, "activation": _num(rec.activation),
-            "log_prob": _num(rec.log_prob), "rank": rec.rank}
+    return {
+        "unit": unit,
+        "chain": chain,
+        "kind": kind,
+        "step": rec.step,
+        "facet": facet,
+        "real_index": None,
+        "png": encode_png(rec.image),
+        "width": w,
+        "height": h,
+        "activation": _num(rec.activation),
+        "log_prob": _num(rec.log_prob),
+        "rank": rec.rank,
+    }
 
 
 def _activation_row(unit: int, chain: int, values: torch.Tensor, full_max: int, top_k: int) -> dict[str, Any]:
@@ -31,9 +44,13 @@ def _activation_row(unit: int, chain: int, values: torch.Tensor, full_max: int, 
     k = min(top_k, v.numel())
     finite = torch.nan_to_num(v, nan=float("-inf"))
     top = torch.topk(finite, k)
-    return {"unit": unit, "chain": chain,
-            "values": v.tolist() if v.numel() <= full_max else None,
-            "top_units": top.indices.tolist(), "top_values": top.values.tolist()}
+    return {
+        "unit": unit,
+        "chain": chain,
+        "values": v.tolist() if v.numel() <= full_max else None,
+        "top_units": top.indices.tolist(),
+        "top_values": top.values.tolist(),
+    }
 
 
 def unit_rows(
@@ -48,46 +65,96 @@ def unit_rows(
 ) -> dict[str, list[dict[str, Any]]]:
     """All rows for one unit; ``judge`` (toy world) holds judge_label / judge_correct / judge_prob."""
     u = result.unit
-    rows: dict[str, list[dict[str, Any]]] = {"units": [], "chains": [], "images": [], "steps": [], "activations": []}
+    rows: dict[str, list[dict[str, Any]]] = {
+        "units": [],
+        "chains": [],
+        "images": [],
+        "steps": [],
+        "activations": [],
+    }
     real_acts = [a for _, a, _ in result.real_topk]
     real_top1 = max(real_acts) if real_acts else None
     last_acts = [c.last.activation for c in result.chains if not c.diverged]
     ratio = (result.best_activation / real_top1) if real_top1 and real_top1 > 0 else None
-    rows["units"].append({
-        "unit": u, "kind": result.kind, "spatial": result.spatial, "objective": result.objective,
-        "method": result.method, "n_chains": len(result.chains), "facet_count": result.facet_count,
-        "best_activation": _num(result.best_activation), "best_log_prob": _num(result.best_log_prob),
-        "best_rank": result.best_rank,
-        "mean_last_activation": _num(sum(last_acts) / len(last_acts)) if last_acts else None,
-        "real_top1_activation": _num(real_top1),
-        "real_top9_mean": _num(sum(sorted(real_acts)[-9:]) / len(real_acts[-9:])) if real_acts else None,
-        "activation_ratio": _num(ratio),
-        "judge_label": (judge or {}).get("judge_label"), "judge_correct": (judge or {}).get("judge_correct"),
-        "judge_prob": (judge or {}).get("judge_prob"),
-        "status": result.status, "error": result.error, "shard": shard,
-    })
+    rows["units"].append(
+        {
+            "unit": u,
+            "kind": result.kind,
+            "spatial": result.spatial,
+            "objective": result.objective,
+            "method": result.method,
+            "n_chains": len(result.chains),
+            "facet_count": result.facet_count,
+            "best_activation": _num(result.best_activation),
+            "best_log_prob": _num(result.best_log_prob),
+            "best_rank": result.best_rank,
+            "mean_last_activation": _num(sum(last_acts) / len(last_acts)) if last_acts else None,
+            "real_top1_activation": _num(real_top1),
+            "real_top9_mean": _num(sum(sorted(real_acts)[-9:]) / len(real_acts[-9:])) if real_acts else None,
+            "activation_ratio": _num(ratio),
+            "judge_label": (judge or {}).get("judge_label"),
+            "judge_correct": (judge or {}).get("judge_correct"),
+            "judge_prob": (judge or {}).get("judge_prob"),
+            "status": result.status,
+            "error": result.error,
+            "shard": shard,
+        }
+    )
     for c in result.chains:
-        rows["chains"].append({
-            "unit": u, "chain": c.chain, "seed": c.seed, "facet": c.facet, "method": result.method,
-            "start": c.start, "final_activation": _num(c.last.activation), "final_log_prob": _num(c.last.log_prob),
-            "final_rank": c.last.rank, "best_activation": _num(c.best.activation), "best_step": c.best_step,
-            "diverged": c.diverged, "seconds": c.seconds, "steps": steps,
-        })
+        rows["chains"].append(
+            {
+                "unit": u,
+                "chain": c.chain,
+                "seed": c.seed,
+                "facet": c.facet,
+                "method": result.method,
+                "start": c.start,
+                "final_activation": _num(c.last.activation),
+                "final_log_prob": _num(c.last.log_prob),
+                "final_rank": c.last.rank,
+                "best_activation": _num(c.best.activation),
+                "best_step": c.best_step,
+                "diverged": c.diverged,
+                "seconds": c.seconds,
+                "steps": steps,
+            }
+        )
         rows["images"].append(_image_row(u, c.chain, c.last, "last", c.facet))
         rows["images"].append(_image_row(u, c.chain, c.best, "best", c.facet))
         if keep_snapshots:
             rows["images"].extend(_image_row(u, c.chain, s, "snapshot", c.facet) for s in c.snapshots)
         for t in c.trajectory:
-            rows["steps"].append({"unit": u, "chain": c.chain, **{
-                _STEP_COLUMNS.get(k, k): (_num(v) if isinstance(v, float) else v) for k, v in t.items()}})
+            rows["steps"].append(
+                {
+                    "unit": u,
+                    "chain": c.chain,
+                    **{
+                        _STEP_COLUMNS.get(k, k): (_num(v) if isinstance(v, float) else v)
+                        for k, v in t.items()
+                    },
+                }
+            )
         rows["activations"].append(
             _activation_row(u, c.chain, c.final_activations, activations_full_max, activations_top_k)
         )
     for index, activation, image in result.real_topk:
         h, w = image.shape[:2]
-        rows["images"].append({"unit": u, "chain": None, "kind": "real", "step": None, "facet": None,
-                               "real_index": int(index), "png": encode_png(image), "width": w, "height": h,
-                               "activation": _num(activation), "log_prob": None, "rank": None})
+        rows["images"].append(
+            {
+                "unit": u,
+                "chain": None,
+                "kind": "real",
+                "step": None,
+                "facet": None,
+                "real_index": int(index),
+                "png": encode_png(image),
+                "width": w,
+                "height": h,
+                "activation": _num(activation),
+                "log_prob": None,
+                "rank": None,
+            }
+        )
     return rows
 
 

@@ -44,10 +44,16 @@ class AtlasWorker:
                 m.to(self.device)
         self.real = load_real_images(self.cfg, self.models.target.space.size)
         self.engine = Engine(
-            self.models.target, self.models.generator, self.models.dae,
-            self.cfg.sampler, self.cfg.facets, self.cfg.compute, self.device,
+            self.models.target,
+            self.models.generator,
+            self.models.dae,
+            self.cfg.sampler,
+            self.cfg.facets,
+            self.cfg.compute,
+            self.device,
             code_stats=self.models.code_stats.to(self.device) if self.models.code_stats else None,
-            code_layer=self.models.code_layer, real=self.real,
+            code_layer=self.models.code_layer,
+            real=self.real,
         )
         self.judge = self._load_judge()
         self.store = RunStore(run_dir)
@@ -70,8 +76,13 @@ class AtlasWorker:
         """Write <run_dir>/_workers/<host>-<pid>.json so operators (and tests) can find this process."""
         folder = self.run_dir / WORKERS_DIR
         folder.mkdir(parents=True, exist_ok=True)
-        info = {"pid": os.getpid(), "host": socket.gethostname(), "device": str(self.device),
-                "threads": torch.get_num_threads(), "setup_seconds": round(self.setup_seconds, 2)}
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "device": str(self.device),
+            "threads": torch.get_num_threads(),
+            "setup_seconds": round(self.setup_seconds, 2),
+        }
         (folder / f"{socket.gethostname()}-{os.getpid()}.json").write_text(json.dumps(info))
 
     def pid(self) -> int:
@@ -85,7 +96,9 @@ class AtlasWorker:
     def _judge_verdict(self, result: UnitResult) -> dict[str, Any] | None:
         if self.judge is None or result.kind != "output" or not result.chains:
             return None
-        images = np.stack([c.last.image for c in result.chains if not c.diverged] or [result.chains[0].last.image])
+        images = np.stack(
+            [c.last.image for c in result.chains if not c.diverged] or [result.chains[0].last.image]
+        )
         x = torch.from_numpy(images).to(self.device).permute(0, 3, 1, 2).float() / 255.0  # (K, 3, H, W)
         with torch.no_grad():
             logits = self.judge.module(self.judge.space.encode(x)).float()
@@ -95,8 +108,11 @@ class AtlasWorker:
         names = self.judge.extras.get("fine_names") or [str(i) for i in range(logits.shape[1])]
         label = Counter(fine).most_common(1)[0][0]
         hits = sum(1 for c in coarse if c == result.unit)
-        return {"judge_label": str(names[label]), "judge_correct": hits * 2 > len(coarse),
-                "judge_prob": hits / len(coarse)}
+        return {
+            "judge_label": str(names[label]),
+            "judge_correct": hits * 2 > len(coarse),
+            "judge_prob": hits / len(coarse),
+        }
 
     def run_shard(self, shard: Shard | dict[str, Any]) -> dict[str, Any]:
         """Sample every unit of the shard, write its Parquet files and marker; return a small summary."""
@@ -105,14 +121,29 @@ class AtlasWorker:
         started = time.perf_counter()
         results = self.engine.map_units(shard.layer, list(shard.units), seed=self.cfg.seed)
         s = self.cfg.store
-        rows = merge_rows([
-            unit_rows(r, shard.id, steps=self.cfg.sampler.steps, keep_snapshots=s.keep_snapshots,
-                      activations_full_max=s.activations_full_max, activations_top_k=s.activations_top_k,
-                      judge=self._judge_verdict(r))
-            for r in results
-        ])
+        rows = merge_rows(
+            [
+                unit_rows(
+                    r,
+                    shard.id,
+                    steps=self.cfg.sampler.steps,
+                    keep_snapshots=s.keep_snapshots,
+                    activations_full_max=s.activations_full_max,
+                    activations_top_k=s.activations_top_k,
+                    judge=self._judge_verdict(r),
+                )
+                for r in results
+            ]
+        )
         counts = self.store.write_shard(shard.id, shard.layer, rows)
-        return {"shard": shard.id, "layer": shard.layer, "units": len(shard.units),
-                "chains": sum(len(r.chains) for r in results), "errors": sum(r.status != "ok" for r in results),
-                "diverged": sum(c.diverged for r in results for c in r.chains), "rows": counts,
-                "seconds": time.perf_counter() - started, "pid": os.getpid()}
+        return {
+            "shard": shard.id,
+            "layer": shard.layer,
+            "units": len(shard.units),
+            "chains": sum(len(r.chains) for r in results),
+            "errors": sum(r.status != "ok" for r in results),
+            "diverged": sum(c.diverged for r in results for c in r.chains),
+            "rows": counts,
+            "seconds": time.perf_counter() - started,
+            "pid": os.getpid(),
+        }

@@ -205,6 +205,12 @@ class Engine:
         if codes:
             self._real_cache["__codes__"] = torch.cat(codes)  # (N, D)
 
+    def real_layer_values(self, layer: str) -> torch.Tensor | None:
+        """(N, U) the layer's unit values (at the units' position) on the real images; None without them."""
+        name = self.resolve_layer(layer)
+        self._real_pass(name)
+        return self._real_cache.get(name)
+
     def _real_codes(self) -> torch.Tensor | None:
         return self._real_cache.get("__codes__")
 

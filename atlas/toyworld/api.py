@@ -16,8 +16,12 @@ from atlas.toyworld.world import COMPONENTS, ToyWorld
 
 
 def load_component(
-    name: str, preset: str = "default", cache_dir: str | os.PathLike[str] | None = None, *,
-    train_if_missing: bool = True, log: Callable[[str], None] = print,
+    name: str,
+    preset: str = "default",
+    cache_dir: str | os.PathLike[str] | None = None,
+    *,
+    train_if_missing: bool = True,
+    log: Callable[[str], None] = print,
 ) -> LoadedModel:
     """``target | judge | generator | dae`` of a toy world, frozen, trained on demand (with a message)."""
     if name not in COMPONENTS:
@@ -37,18 +41,29 @@ class RealImages:
 
 
 def real_images(
-    preset: str = "default", cache_dir: str | os.PathLike[str] | None = None, split: str = "test",
+    preset: str = "default",
+    cache_dir: str | os.PathLike[str] | None = None,
+    split: str = "test",
 ) -> RealImages:
     """A split of the world's images (rendered deterministically; needs no training)."""
     from atlas.toyworld.shapes import CLASS_NAMES, FINE_NAMES, FINE_TO_CLASS, MULTIFACETED
 
     d = ToyWorld(preset, cache_dir, log=lambda _m: None).data(split)
-    return RealImages(d.rgb01(), d.labels.clone(), d.fine.clone(), list(CLASS_NAMES), list(FINE_NAMES),
-                      list(FINE_TO_CLASS), list(MULTIFACETED))
+    return RealImages(
+        d.rgb01(),
+        d.labels.clone(),
+        d.fine.clone(),
+        list(CLASS_NAMES),
+        list(FINE_NAMES),
+        list(FINE_TO_CLASS),
+        list(MULTIFACETED),
+    )
 
 
 def bootstrap(
-    preset: str = "default", cache_dir: str | os.PathLike[str] | None = None, retrain: bool = False,
+    preset: str = "default",
+    cache_dir: str | os.PathLike[str] | None = None,
+    retrain: bool = False,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Train whatever is missing (everything with ``retrain``), evaluate the gates, write report.json.
@@ -67,7 +82,9 @@ def bootstrap(
         world.module(name, retrain=retrain and name in ("target", "judge"))
     t0 = time.perf_counter()
     gates, details = evaluate(world)
-    seconds = {k: round(world.seconds.get(k, 0.0), 1) for k in ("data_train", "target", "judge", "generator", "dae")}
+    seconds = {
+        k: round(world.seconds.get(k, 0.0), 1) for k in ("data_train", "target", "judge", "generator", "dae")
+    }
     seconds["evaluate"] = round(time.perf_counter() - t0, 1)
     seconds["total"] = round(time.perf_counter() - t_start, 1)
     report = {
@@ -77,7 +94,9 @@ def bootstrap(
         "gates": gates,
         "passed": all(g["passed"] for g in gates.values()),
         "seconds": seconds,
-        "train_seconds": {n: round(float(world.payload_meta(n).get("train_seconds", 0.0)), 1) for n in COMPONENTS},
+        "train_seconds": {
+            n: round(float(world.payload_meta(n).get("train_seconds", 0.0)), 1) for n in COMPONENTS
+        },
         "details": details,
     }
     write_report(world.cfg, cache_dir, report)

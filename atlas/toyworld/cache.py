@@ -79,11 +79,15 @@ def load_component_file(path: Path, cfg: ToyWorldConfig, component: str) -> dict
     if blob.get("format") != FORMAT_VERSION:
         raise corrupt(path, f"format {blob.get('format')!r}, expected {FORMAT_VERSION}", cfg.name)
     if blob.get("component") != component or blob.get("config_hash") != config_hash(cfg):
-        raise corrupt(path, f"holds {blob.get('component')!r} for config {blob.get('config_hash')!r}", cfg.name)
+        raise corrupt(
+            path, f"holds {blob.get('component')!r} for config {blob.get('config_hash')!r}", cfg.name
+        )
     return blob
 
 
-def write_report(cfg: ToyWorldConfig, cache_dir: str | os.PathLike[str] | None, report: dict[str, Any]) -> Path:
+def write_report(
+    cfg: ToyWorldConfig, cache_dir: str | os.PathLike[str] | None, report: dict[str, Any]
+) -> Path:
     path = world_dir(cfg, cache_dir) / "report.json"
     text = json.dumps(report, indent=2)
     _atomic_write(path, lambda tmp: tmp.write_text(text))

@@ -79,7 +79,9 @@ def _render_chunk(fine: torch.Tensor, cfg: DataConfig, gen: torch.Generator) -> 
     grey = 0.05 + 0.35 * u(n, 1)
     bg = palette[bg_idx] * mix + grey * (1 - mix) * 0.6  # (n, 3)
     ang = u(n) * 2 * math.pi
-    grad = (torch.cos(ang)[:, None, None] * gx + torch.sin(ang)[:, None, None] * gy) * (0.12 * u(n))[:, None, None]
+    grad = (torch.cos(ang)[:, None, None] * gx + torch.sin(ang)[:, None, None] * gy) * (0.12 * u(n))[
+        :, None, None
+    ]
     img = bg[:, :, None, None] + grad[:, None]  # (n, 3, S, S)
 
     # object: radius, centre, rotation, colour

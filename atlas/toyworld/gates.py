@@ -51,11 +51,14 @@ def evaluate(world: ToyWorld) -> tuple[dict[str, dict[str, Any]], dict[str, Any]
         "j_fine_acc": _gate((j_real == test.fine).float().mean().item(), th.j_fine_acc),
         "t_recon_acc": _gate((t_rec == test.labels).float().mean().item(), th.t_recon_acc),
         "j_recon_acc": _gate(j_rec_cls_ok.float().mean().item(), th.j_recon_acc),
-        "j_facet_recon_acc": _gate((j_rec[multi] == test.fine[multi]).float().mean().item(), th.j_facet_recon_acc),
+        "j_facet_recon_acc": _gate(
+            (j_rec[multi] == test.fine[multi]).float().mean().item(), th.j_facet_recon_acc
+        ),
         "dae_error_ratio": _gate(dae_err / max(ident_err, 1e-12), th.dae_error_ratio, below=True),
     }
     per_class = {
-        name: round(j_rec_cls_ok[test.labels == c].float().mean().item(), 3) for c, name in enumerate(CLASS_NAMES)
+        name: round(j_rec_cls_ok[test.labels == c].float().mean().item(), 3)
+        for c, name in enumerate(CLASS_NAMES)
     }
     details = {
         "j_recon_acc_per_class": per_class,
@@ -71,7 +74,9 @@ def format_table(report: dict[str, Any]) -> str:
     rows = [f"{'gate':<20} {'value':>8} {'threshold':>10}  result"]
     for name, g in report["gates"].items():
         op = "<" if name == "dae_error_ratio" else ">="
-        rows.append(f"{name:<20} {g['value']:>8.4f} {op:>3} {g['threshold']:<6g}  {'pass' if g['passed'] else 'FAIL'}")
+        rows.append(
+            f"{name:<20} {g['value']:>8.4f} {op:>3} {g['threshold']:<6g}  {'pass' if g['passed'] else 'FAIL'}"
+        )
     secs = ", ".join(f"{k} {v:.1f}s" for k, v in report.get("seconds", {}).items())
     rows.append(f"{'all gates':<20} {'PASSED' if report['passed'] else 'FAILED'}   ({secs})")
     return "\n".join(rows)

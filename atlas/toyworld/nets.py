@@ -61,7 +61,11 @@ class JudgeNet(nn.Module):
         w1, w2, w3 = widths
 
         def conv(cin: int, cout: int, k: int = 3) -> list[nn.Module]:
-            return [nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout), nn.LeakyReLU(0.1)]
+            return [
+                nn.Conv2d(cin, cout, k, padding=k // 2, bias=False),
+                nn.BatchNorm2d(cout),
+                nn.LeakyReLU(0.1),
+            ]
 
         def block(cin: int, cout: int) -> nn.Sequential:
             return nn.Sequential(*conv(cin, cout), *conv(cout, cout))
@@ -91,9 +95,12 @@ class Generator(nn.Module):
 
         def up(cin: int, cout: int) -> nn.Sequential:
             return nn.Sequential(
-                nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(cout),
+                nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(cout),
                 nn.LeakyReLU(0.2),
-                nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.LeakyReLU(0.2),
+                nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+                nn.BatchNorm2d(cout),
+                nn.LeakyReLU(0.2),
             )
 
         self.deconv3 = up(self.w0, w)  # S/8 -> S/4
@@ -112,9 +119,12 @@ class CodeDiscriminator(nn.Module):
         super().__init__()
         w = width
         self.features = nn.Sequential(
-            nn.Conv2d(3, w, 4, 2, 1), nn.LeakyReLU(0.2),
-            nn.Conv2d(w, 2 * w, 4, 2, 1), nn.LeakyReLU(0.2),
-            nn.Conv2d(2 * w, 2 * w, 4, 2, 1), nn.LeakyReLU(0.2),
+            nn.Conv2d(3, w, 4, 2, 1),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(w, 2 * w, 4, 2, 1),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(2 * w, 2 * w, 4, 2, 1),
+            nn.LeakyReLU(0.2),
             nn.Flatten(),
         )
         feat = 2 * w * (size // 8) ** 2
@@ -133,10 +143,13 @@ class Comparator(nn.Module):
     def __init__(self, seed: int = 1234, width: int = 16) -> None:
         super().__init__()
         g = torch.Generator().manual_seed(seed)
-        self.convs = nn.ModuleList([
-            nn.Conv2d(3, width, 3, padding=1), nn.Conv2d(width, 2 * width, 3, stride=2, padding=1),
-            nn.Conv2d(2 * width, 2 * width, 3, stride=2, padding=1),
-        ])
+        self.convs = nn.ModuleList(
+            [
+                nn.Conv2d(3, width, 3, padding=1),
+                nn.Conv2d(width, 2 * width, 3, stride=2, padding=1),
+                nn.Conv2d(2 * width, 2 * width, 3, stride=2, padding=1),
+            ]
+        )
         for conv in self.convs:
             fan_in = conv.weight[0].numel()
             conv.weight.data = torch.randn(conv.weight.shape, generator=g) * (2.0 / fan_in) ** 0.5
@@ -155,7 +168,9 @@ class Comparator(nn.Module):
 class _Block(nn.Module):
     def __init__(self, hidden: int) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.LayerNorm(hidden), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, hidden))
+        self.net = nn.Sequential(
+            nn.LayerNorm(hidden), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, hidden)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.net(x)

@@ -126,7 +126,11 @@ MICRO = ToyWorldConfig(
     generator=GeneratorConfig(width=24, epochs=8, batch=32, lr=2e-3),
     dae=DaeConfig(hidden=128, blocks=1, epochs=10, batch=64),
     gates=GateThresholds(
-        t_acc=0.70, j_fine_acc=0.60, t_recon_acc=0.45, j_recon_acc=0.30, j_facet_recon_acc=0.30,
+        t_acc=0.70,
+        j_fine_acc=0.60,
+        t_recon_acc=0.45,
+        j_recon_acc=0.30,
+        j_facet_recon_acc=0.30,
         dae_error_ratio=1.0,
     ),
 )

@@ -47,7 +47,10 @@ def codes_of(target: TargetNet, images01: torch.Tensor, size: int, batch: int = 
 
 
 def train_generator(
-    cfg: ToyWorldConfig, data: ToyData, target: TargetNet, decoder: Generator,
+    cfg: ToyWorldConfig,
+    data: ToyData,
+    target: TargetNet,
+    decoder: Generator,
     log: Callable[[str], None] = print,
 ) -> Generator:
     gc, size = cfg.generator, cfg.data.size
@@ -70,7 +73,9 @@ def train_generator(
                 loss = gc.pixel_weight * F.l1_loss(r, x) + gc.edge_weight * edge_l1(r, x)
                 if gc.feature_weight > 0:
                     fr, fx = comp(r), comp(x)
-                    loss = loss + gc.feature_weight * sum(F.l1_loss(a, b) for a, b in zip(fr, fx, strict=True))
+                    loss = loss + gc.feature_weight * sum(
+                        F.l1_loss(a, b) for a, b in zip(fr, fx, strict=True)
+                    )
                 if disc is not None:
                     loss = loss + gc.adv_weight * F.softplus(-disc(r, h)).mean()
                 lr = cosine_lr(gc.lr, step, total)

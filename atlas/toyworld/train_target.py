@@ -21,7 +21,9 @@ from atlas.toyworld.presets import ToyWorldConfig
 from atlas.toyworld.shapes import CLASS_NAMES
 
 
-def train_target(cfg: ToyWorldConfig, data: ToyData, log: Callable[[str], None] = print) -> tuple[TargetNet, Generator]:
+def train_target(
+    cfg: ToyWorldConfig, data: ToyData, log: Callable[[str], None] = print
+) -> tuple[TargetNet, Generator]:
     tc, size = cfg.target, cfg.data.size
     torch.manual_seed(tc.seed)
     net = TargetNet(tc.widths, tc.fc, len(CLASS_NAMES), size)

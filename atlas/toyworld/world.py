@@ -36,7 +36,9 @@ CODE_LAYER = "relu6"
 
 class ToyWorld:
     def __init__(
-        self, preset: str = "default", cache_dir: str | os.PathLike[str] | None = None,
+        self,
+        preset: str = "default",
+        cache_dir: str | os.PathLike[str] | None = None,
         log: Callable[[str], None] = print,
     ) -> None:
         self.cfg: ToyWorldConfig = get_preset(preset)
@@ -77,8 +79,9 @@ class ToyWorld:
         try:
             module.load_state_dict(blob[key], strict=True)
         except (RuntimeError, KeyError, TypeError) as exc:
-            raise corrupt(self.path(name), f"state dict does not fit: {str(exc).splitlines()[0][:120]}",
-                          self.cfg.name) from None
+            raise corrupt(
+                self.path(name), f"state dict does not fit: {str(exc).splitlines()[0][:120]}", self.cfg.name
+            ) from None
         if state_fingerprint(module) != blob.get(fp_key):
             raise corrupt(self.path(name), "weights do not match their recorded fingerprint", self.cfg.name)
         return module.eval()
@@ -106,12 +109,16 @@ class ToyWorld:
                 return module
             del self._modules[name], self._payloads[name]
             if not train_if_missing:
-                raise AtlasError(f"toy-world {name} in {str(self.dir)!r} was trained on another target; "
-                                 f"run `atlas bootstrap --preset {self.cfg.name}`")
+                raise AtlasError(
+                    f"toy-world {name} in {str(self.dir)!r} was trained on another target; "
+                    f"run `atlas bootstrap --preset {self.cfg.name}`"
+                )
             self.log(f"toyworld[{self.cfg.name}]: {name} was trained on another target; retraining it")
         elif not train_if_missing:
-            raise AtlasError(f"toy-world {name} is not trained yet ({str(self.path(name))!r} missing); "
-                             f"run `atlas bootstrap --preset {self.cfg.name}`")
+            raise AtlasError(
+                f"toy-world {name} is not trained yet ({str(self.path(name))!r} missing); "
+                f"run `atlas bootstrap --preset {self.cfg.name}`"
+            )
         else:
             why = "retraining" if retrain else "not in the cache; training"
             self.log(f"toyworld[{self.cfg.name}]: {name} {why} (cache {self.dir})")
@@ -120,7 +127,7 @@ class ToyWorld:
         seconds = time.perf_counter() - t0
         self.seconds[name] = seconds
         payload["meta"]["train_seconds"] = seconds
-        payload["meta"]["torch"] = torch.__version__
+        payload["meta"]["torch"] = str(torch.__version__)
         save_component(self.path(name), self.cfg, name, payload)
         self.log(f"toyworld[{self.cfg.name}]: {name} trained in {seconds:.0f} s -> {self.path(name)}")
         self._modules[name], self._payloads[name] = module, payload
@@ -142,9 +149,13 @@ class ToyWorld:
             from atlas.toyworld.train_target import train_target
 
             net, dec = train_target(self.cfg, self.data("train"), self.log)
-            return net, {"state_dict": net.state_dict(), "fingerprint": state_fingerprint(net),
-                         "decoder_state_dict": dec.state_dict(), "decoder_fingerprint": state_fingerprint(dec),
-                         "meta": meta}
+            return net, {
+                "state_dict": net.state_dict(),
+                "fingerprint": state_fingerprint(net),
+                "decoder_state_dict": dec.state_dict(),
+                "decoder_fingerprint": state_fingerprint(dec),
+                "meta": meta,
+            }
         if name == "judge":
             from atlas.toyworld.train_judge import train_judge
 
@@ -156,10 +167,20 @@ class ToyWorld:
 
             g = train_generator(self.cfg, self.data("train"), self.module("target"), self.decoder(), self.log)
             stats = CodeStats.from_codes(self.codes("train"), source=f"toyworld:{self.cfg.name} train relu6")
-            tensors = {"mean": stats.mean, "std": stats.std, "lower": stats.lower, "upper": stats.upper,
-                       **{f"pct_{k}": v for k, v in stats.percentiles.items()}}
-            return g, {"state_dict": g.state_dict(), "fingerprint": state_fingerprint(g),
-                       "code_stats": tensors, "code_stats_source": stats.source, "meta": meta}
+            tensors = {
+                "mean": stats.mean,
+                "std": stats.std,
+                "lower": stats.lower,
+                "upper": stats.upper,
+                **{f"pct_{k}": v for k, v in stats.percentiles.items()},
+            }
+            return g, {
+                "state_dict": g.state_dict(),
+                "fingerprint": state_fingerprint(g),
+                "code_stats": tensors,
+                "code_stats_source": stats.source,
+                "meta": meta,
+            }
         from atlas.toyworld.train_dae import train_dae
 
         dae = train_dae(self.cfg, self.codes("train"), self.log)
@@ -170,7 +191,9 @@ class ToyWorld:
         blob = self._payloads["generator"]
         t = blob["code_stats"]
         pct = {k[4:]: v for k, v in t.items() if k.startswith("pct_")}
-        return CodeStats(t["mean"], t["std"], t["lower"], t["upper"], pct, str(blob.get("code_stats_source", "")))
+        return CodeStats(
+            t["mean"], t["std"], t["lower"], t["upper"], pct, str(blob.get("code_stats_source", ""))
+        )
 
     def payload_meta(self, name: str) -> dict[str, Any]:
         self.module(name)
@@ -183,17 +206,44 @@ class ToyWorld:
 
         module = copy.deepcopy(self.module(name, train_if_missing=train_if_missing))
         size, fc = self.cfg.data.size, self.cfg.target.fc
-        common = dict(spec=f"toyworld:{name}", weights=f"toyworld:{self.cfg.name}:{self.hash}",
-                      random_weights=False, fingerprint=self.fingerprint(name))
+        common = dict(
+            spec=f"toyworld:{name}",
+            weights=f"toyworld:{self.cfg.name}:{self.hash}",
+            random_weights=False,
+            fingerprint=self.fingerprint(name),
+        )
         if name == "target":
-            return LoadedModel(freeze(module), "target", space=target_space(size), output_layer="fc8",
-                               extras={"class_names": list(CLASS_NAMES), "preset": self.cfg.name}, **common)
+            return LoadedModel(
+                freeze(module),
+                "target",
+                space=target_space(size),
+                output_layer="fc8",
+                extras={"class_names": list(CLASS_NAMES), "preset": self.cfg.name},
+                **common,
+            )
         if name == "judge":
-            return LoadedModel(freeze(module), "judge", space=judge_space(size), output_layer="head",
-                               extras={"fine_to_class": list(FINE_TO_CLASS), "fine_names": list(FINE_NAMES),
-                                       "class_names": list(CLASS_NAMES), "multifaceted": list(MULTIFACETED)},
-                               **common)
+            return LoadedModel(
+                freeze(module),
+                "judge",
+                space=judge_space(size),
+                output_layer="head",
+                extras={
+                    "fine_to_class": list(FINE_TO_CLASS),
+                    "fine_names": list(FINE_NAMES),
+                    "class_names": list(CLASS_NAMES),
+                    "multifaceted": list(MULTIFACETED),
+                },
+                **common,
+            )
         if name == "generator":
-            return LoadedModel(freeze(module), "generator", space=generator_space(size), code_shape=(fc,),
-                               extras={"code_stats": self.code_stats(), "code_layer": CODE_LAYER}, **common)
-        return LoadedModel(freeze(module), "dae", code_shape=(fc,), extras={"code_layer": CODE_LAYER}, **common)
+            return LoadedModel(
+                freeze(module),
+                "generator",
+                space=generator_space(size),
+                code_shape=(fc,),
+                extras={"code_stats": self.code_stats(), "code_layer": CODE_LAYER},
+                **common,
+            )
+        return LoadedModel(
+            freeze(module), "dae", code_shape=(fc,), extras={"code_layer": CODE_LAYER}, **common
+        )

@@ -29,7 +29,9 @@ def render(ctx: Context) -> None:
     max_facets = int(ctx.conn.cursor().execute(
         "SELECT coalesce(max(facet_count), 1) FROM units WHERE layer = ?", [layer]
     ).fetchone()[0])  # fmt: skip
-    min_facets = c3.number_input("Min facets", min_value=0, max_value=max(max_facets, 1), key="grid_min_facets")
+    min_facets = c3.number_input(
+        "Min facets", min_value=0, max_value=max(max_facets, 1), key="grid_min_facets"
+    )
     judge = c4.selectbox("Judge", ["all", "correct", "wrong"], key="grid_judge")
     page_size = c5.selectbox("Per page", PAGE_SIZES, index=1, key="grid_page_size")
 

@@ -74,7 +74,10 @@ def render(ctx: Context) -> None:
         delta_color="inverse",
     )
     if planned:
-        st.progress(min(done / planned, 1.0), text=f"{done} of {planned} shards complete · wall {_duration(tp['wall_s'])}")
+        st.progress(
+            min(done / planned, 1.0),
+            text=f"{done} of {planned} shards complete · wall {_duration(tp['wall_s'])}",
+        )
     else:
         st.caption(f"{done} shards complete · wall {_duration(tp['wall_s'])}")
 

@@ -1,0 +1,359 @@
+"""Fidelity benchmark: do the preferred images tell the truth about the units? (issue 4, item 5)
+
+Usage::
+
+    from atlas.bench.quality import QualitySetup, run_quality, format_table
+    setup = QualitySetup.from_toyworld("default")           # or QualitySetup.from_config(run_config)
+    report = run_quality(setup, seeds=3, out_dir="bench-out") # {"methods": {...}, "real": {...}}
+    print(format_table(report))
+
+For every method, over the output units with >= 8 chains each (means over seeds, ``*_std`` across seeds):
+
+- ``recognizability``: the held-out judge J's coarse verdict on a chain's last picture equals the unit's class
+  (J predicts fine, facet-level labels; their probabilities are summed per class);
+- ``activation_ratio``: the unit's activation on the last picture / mean activation of its real top-9 images;
+- ``selectivity``: fraction of last pictures where the unit is top-1 in its layer;
+- ``diversity``: mean pairwise RMS pixel distance between a unit's last pictures (real: between its top-9);
+- ``facets_recovered`` / ``facets_total``: (class, facet) pairs of the multifaceted classes for which at least
+  one chain's last picture is judged (fine label) to show that facet;
+- ``hidden_activation_ratio``: the same activation ratio for a few hidden units (fc7), when configured.
+
+The "real" row scores each unit's real top-9 images the same way. Image grids (unit rows x chain columns)
+are written per method and seed when ``out_dir`` is given.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from atlas.config import (
+    ComputeConfig,
+    FacetConfig,
+    PixelConfig,
+    RunConfig,
+    SamplerConfig,
+    ToyWorldRef,
+)
+from atlas.models.loaded import LoadedModel
+from atlas.sampling import Engine, UnitResult, resolve_device
+
+METRICS = (
+    "recognizability",
+    "activation_ratio",
+    "selectivity",
+    "diversity",
+    "facets_recovered",
+    "facets_total",
+)
+
+
+def default_methods(base: SamplerConfig) -> dict[str, SamplerConfig]:
+    """The compared methods, derived from one sampler config (its steps, chains, objective, start, settings).
+
+    Generator methods use the config's start (facet-seeded by default); the pixel baselines start from noise
+    (their classic setting) — without and with hand-made priors.
+    """
+    r = dataclasses.replace
+    priors = PixelConfig(lr=base.pixel.lr, l2_decay=0.99, blur_every=4, blur_sigma=0.5, jitter=1, tv=0.05)
+    return {
+        "dgn_am": r(base, method="dgn_am"),
+        "ppgn_h/dae": r(base, method="ppgn_h", ppgn_h=r(base.ppgn_h, prior="dae")),
+        "ppgn_h/joint": r(base, method="ppgn_h", ppgn_h=r(base.ppgn_h, prior="joint")),
+        "pixel": r(base, method="pixel", start="random", pixel=PixelConfig(lr=base.pixel.lr)),
+        "pixel+priors": r(base, method="pixel", start="random", pixel=priors),
+    }
+
+
+@dataclass
+class QualitySetup:
+    target: LoadedModel
+    generator: LoadedModel | None
+    dae: LoadedModel | None
+    judge: LoadedModel
+    real: Any  # RealImages (images, labels, fine, fine_to_class, multifaceted)
+    sampler: SamplerConfig
+    facets: FacetConfig
+    compute: ComputeConfig
+    layer: str = "output"
+    hidden_layer: str | None = "fc7"
+    hidden_units: int = 8
+    methods: dict[str, SamplerConfig] = field(default_factory=dict)
+
+    @staticmethod
+    def from_config(cfg: RunConfig, log: Callable[[str], None] = print) -> QualitySetup:
+        from atlas.models.registry import load_model
+        from atlas.toyworld import real_images
+
+        kw = dict(allow_random_weights=cfg.models.allow_random_weights, toyworld=cfg.toyworld)
+        target = load_model(cfg.models.target, "target", **kw)
+        gen = load_model(cfg.models.generator, "generator", **kw) if cfg.models.generator else None
+        dae = load_model(cfg.models.dae, "dae", **kw) if cfg.models.dae else None
+        judge = load_model("toyworld:judge", "judge", toyworld=cfg.toyworld)
+        real = real_images(cfg.toyworld.preset, cfg.toyworld.cache_dir, split="test")
+        sampler = dataclasses.replace(cfg.sampler, chains_per_unit=max(8, cfg.sampler.chains_per_unit))
+        return QualitySetup(target, gen, dae, judge, real, sampler, cfg.facets, cfg.compute)
+
+    @staticmethod
+    def from_toyworld(
+        preset: str = "default", cache_dir: str | None = None, **sampler_kw: Any
+    ) -> QualitySetup:
+        """The toy world with the benchmark's default sampler settings (tuned on the default preset)."""
+        from atlas.config import ModelConfig, ModelsConfig
+
+        base = dict(steps=100, chains_per_unit=8, objective="raw", start="facet_seeded", record_every=10)
+        base.update(sampler_kw)
+        cfg = RunConfig(
+            name="bench-quality",
+            layers=[_layer("fc8")],
+            models=ModelsConfig(
+                target=ModelConfig("toyworld:target"),
+                generator=ModelConfig("toyworld:generator"),
+                dae=ModelConfig("toyworld:dae"),
+                code_layer="relu6",
+            ),
+            sampler=SamplerConfig(**base),
+            facets=FacetConfig(max_facets=4, seed_pool=300),
+            compute=ComputeConfig(device="auto", batch_size=128),
+            toyworld=ToyWorldRef(preset=preset, cache_dir=cache_dir),  # type: ignore[arg-type]
+        )
+        return QualitySetup.from_config(cfg)
+
+
+def _layer(name: str):
+    from atlas.config import LayerConfig
+
+    return LayerConfig(name=name)
+
+
+# -------------------------------------------------------------------------------------------- judging
+
+
+class Judge:
+    """J's coarse (class) and fine (facet) verdicts on uint8 pictures."""
+
+    def __init__(self, judge: LoadedModel, device: torch.device) -> None:
+        self.model, self.device = judge, device
+        judge.module.to(device)
+        self.fine_to_class = torch.tensor(list(judge.extras["fine_to_class"]), device=device)  # type: ignore
+        self.n_classes = int(self.fine_to_class.max()) + 1
+
+    @torch.no_grad()
+    def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """images (N, H, W, 3) uint8 -> (class verdicts (N,), fine verdicts (N,))."""
+        x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device).permute(0, 3, 1, 2).float() / 255
+        p = torch.softmax(self.model.module(self.model.space.encode(x)).float(), dim=1)  # (N, fine)
+        per_class = torch.zeros(p.shape[0], self.n_classes, device=self.device)
+        per_class.index_add_(1, self.fine_to_class, p)
+        return per_class.argmax(1).cpu().numpy(), p.argmax(1).cpu().numpy()
+
+
+def _diversity(images: list[np.ndarray]) -> float:
+    if len(images) < 2:
+        return float("nan")
+    x = torch.from_numpy(np.stack(images)).float().flatten(1) / 255  # (K, HW3)
+    d = torch.cdist(x, x) / math.sqrt(x.shape[1])  # RMS distance
+    k = x.shape[0]
+    return float(d.sum() / (k * (k - 1)))
+
+
+def score_units(
+    units: list[UnitResult],
+    judge: Judge,
+    real: Any,
+    class_of_unit: Callable[[int], int],
+    real_values: torch.Tensor | None = None,
+) -> tuple[dict[str, float], dict[str, float]]:
+    """-> (method metrics, real top-9 metrics) for output units; real_values: (N, U) layer on real images."""
+    multi = set(int(c) for c in getattr(real, "multifaceted", []))
+    f2c = judge.fine_to_class.cpu().tolist()
+    rec, ratio, sel, div = [], [], [], []
+    r_rec, r_div, r_sel = [], [], []
+    found: set[tuple[int, int]] = set()
+    r_found: set[tuple[int, int]] = set()
+    for u in units:
+        if u.status != "ok" or not u.chains:
+            continue
+        cls = class_of_unit(u.unit)
+        imgs = [c.last.image for c in u.chains]
+        coarse, fine = judge(np.stack(imgs))
+        rec.extend((coarse == cls).tolist())
+        sel.extend([c.last.rank == 0 for c in u.chains])
+        div.append(_diversity(imgs))
+        top = u.real_topk[:9]
+        if top:
+            ref = float(np.mean([a for _, a, _ in top]))
+            ratio.append(
+                float(np.mean([c.last.activation for c in u.chains])) / ref if ref > 0 else float("nan")
+            )
+            rimgs = [im for _, _, im in top]
+            rc, rf = judge(np.stack(rimgs))
+            r_rec.extend((rc == cls).tolist())
+            r_div.append(_diversity(rimgs))
+            if real_values is not None:
+                idx = torch.tensor([i for i, _, _ in top])
+                r_sel.extend((real_values[idx].argmax(1) == u.unit).tolist())
+            if cls in multi:
+                r_found |= {(cls, int(f)) for f in rf if f2c[int(f)] == cls}
+        if cls in multi:
+            found |= {(cls, int(f)) for f in fine if f2c[int(f)] == cls}
+    total = sum(
+        1 for f in range(len(f2c)) if f2c[f] in multi and any(class_of_unit(u.unit) == f2c[f] for u in units)
+    )
+    m = {
+        "recognizability": _mean(rec),
+        "activation_ratio": _mean(ratio),
+        "selectivity": _mean(sel),
+        "diversity": _mean(div),
+        "facets_recovered": float(len(found)),
+        "facets_total": float(total),
+    }
+    r = {
+        "recognizability": _mean(r_rec),
+        "activation_ratio": 1.0,
+        "selectivity": _mean(r_sel),
+        "diversity": _mean(r_div),
+        "facets_recovered": float(len(r_found)),
+        "facets_total": float(total),
+    }
+    return m, r
+
+
+def _ratio(u: UnitResult) -> float:
+    """Mean last-picture activation over the unit's chains / mean activation of its real top-9."""
+    ref = float(np.mean([a for _, a, _ in u.real_topk[:9]])) if u.real_topk else float("nan")
+    if u.status != "ok" or not u.chains or not ref > 0:
+        return float("nan")
+    return float(np.mean([c.last.activation for c in u.chains])) / ref
+
+
+def _mean(x: list) -> float:
+    vals = [float(v) for v in x if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+# -------------------------------------------------------------------------------------------- running
+
+
+def run_quality(
+    setup: QualitySetup,
+    seeds: int = 3,
+    out_dir: str | Path | None = None,
+    methods: list[str] | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    device = resolve_device(setup.compute.device)
+    judge = Judge(setup.judge, device)
+    all_methods = setup.methods or default_methods(setup.sampler)
+    names = methods or list(all_methods)
+    per: dict[str, list[dict[str, float]]] = {n: [] for n in names}
+    real_rows: list[dict[str, float]] = []
+    timing: dict[str, float] = {}
+    for name in names:
+        cfg = all_methods[name]
+        if cfg.method != "pixel" and setup.generator is None:
+            log(f"skip {name}: no generator")
+            continue
+        engine = Engine(
+            setup.target,
+            setup.generator,
+            setup.dae,
+            cfg,
+            setup.facets,
+            setup.compute,
+            device,
+            real=setup.real,
+        )
+        _, n_units, _ = engine.layer_info(setup.layer)
+        units = list(range(n_units))
+        t0 = time.perf_counter()
+        for seed in range(seeds):
+            res = engine.map_units(setup.layer, units, seed=seed)
+            m, r = score_units(
+                res,
+                judge,
+                setup.real,
+                class_of_unit=lambda u: u,
+                real_values=engine.real_layer_values(setup.layer),
+            )
+            if setup.hidden_layer:
+                hid = engine.map_units(setup.hidden_layer, list(range(setup.hidden_units)), seed=seed)
+                m["hidden_activation_ratio"] = _mean([_ratio(u) for u in hid])
+            per[name].append(m)
+            if name == names[0]:
+                real_rows.append(r)
+            if out_dir is not None:
+                save_grid(res, Path(out_dir) / f"{name.replace('/', '_').replace('+', '_')}-seed{seed}.png")
+            log(f"{name} seed {seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in m.items()))
+        timing[name] = (time.perf_counter() - t0) / max(seeds, 1)
+    report: dict[str, Any] = {
+        "methods": {},
+        "real": {},
+        "seeds": seeds,
+        "seconds_per_seed": timing,
+        "settings": {n: dataclasses.asdict(all_methods[n]) for n in names},
+    }
+    for name, rows in per.items():
+        if rows:
+            report["methods"][name] = _aggregate(rows)
+    if real_rows:
+        report["real"] = _aggregate(real_rows)
+    return report
+
+
+def _aggregate(rows: list[dict[str, float]]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for k in rows[0]:
+        vals = np.array([r.get(k, float("nan")) for r in rows], dtype=float)
+        out[k] = float(np.nanmean(vals)) if np.isfinite(vals).any() else float("nan")
+        if len(rows) > 1 and k not in ("facets_total",):
+            out[f"{k}_std"] = float(np.nanstd(vals)) if np.isfinite(vals).any() else float("nan")
+    return out
+
+
+def save_grid(units: list[UnitResult], path: Path) -> None:
+    """PNG grid: one row per unit (real top images left of a gap, then the chains' last pictures)."""
+    from PIL import Image
+
+    rows = []
+    for u in units:
+        if u.status != "ok" or not u.chains:
+            continue
+        tiles = [c.last.image for c in u.chains]
+        h, w, _ = tiles[0].shape
+        gap = np.full((h, 4, 3), 255, np.uint8)
+        real = [im for _, _, im in u.real_topk[:3]] or [np.zeros_like(tiles[0])]
+        rows.append(np.concatenate(real + [gap] + tiles, axis=1))
+    if not rows:
+        return
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 2), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.concatenate(rows, axis=0)).save(path)
+
+
+def format_table(report: dict[str, Any]) -> str:
+    cols = list(METRICS) + (
+        ["hidden_activation_ratio"]
+        if any("hidden_activation_ratio" in m for m in report["methods"].values())
+        else []
+    )
+    head = f"{'method':<14}" + "".join(f"{c.replace('_', ' ')[:16]:>18}" for c in cols)
+    lines = [head, "-" * len(head)]
+    rows = list(report["methods"].items()) + ([("real top-9", report["real"])] if report.get("real") else [])
+    for name, m in rows:
+        cells = []
+        for c in cols:
+            v = m.get(c, float("nan"))
+            sd = m.get(f"{c}_std")
+            cells.append(f"{v:.3f}" + (f" ±{sd:.2f}" if sd is not None and math.isfinite(sd) else ""))
+        lines.append(f"{name:<14}" + "".join(f"{c:>18}" for c in cells))
+    return "\n".join(lines)

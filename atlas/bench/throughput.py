@@ -1,0 +1,222 @@
+"""Throughput benchmark: chain-steps/s by batch size and method (issue 4 item 7, issue 7 item 5).
+
+Usage::
+
+    from atlas.bench.throughput import ThroughputSetup, run_throughput, format_table
+    report = run_throughput(ThroughputSetup.from_toyworld("default"), batches=[1, 8, 32, 128])
+    print(format_table(report))
+
+Each point runs ``Engine.map_units`` with B single-chain units for ``s1`` and ``s2`` steps and reports the
+marginal rate ``B (s2 - s1) / (t2 - t1)`` (fixed per-call costs — starts, records, facet clustering — cancel).
+"speedup" is the best batch's rate over the batch-1 rate: how much one forward/backward pass serving many
+chains beats a loop of single chains. FLOPs per chain-step are counted with ``torch.utils.flop_counter`` (the
+forward and input-gradient backward of G and T, DAE included), giving GFLOP/s; on CUDA the achieved TFLOP/s is
+compared with the measured bf16 matmul peak of the device (MFU).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from atlas.config import ComputeConfig, FacetConfig, RunConfig, SamplerConfig
+from atlas.models.loaded import LoadedModel
+from atlas.sampling import Engine, resolve_device
+
+DEFAULT_BATCHES = (1, 4, 16, 64, 128, 256)
+
+
+@dataclass
+class ThroughputSetup:
+    target: LoadedModel
+    generator: LoadedModel | None
+    dae: LoadedModel | None
+    sampler: SamplerConfig
+    compute: ComputeConfig
+    layer: str = "output"
+    code_layer: str | None = None
+
+    @staticmethod
+    def from_config(cfg: RunConfig) -> ThroughputSetup:
+        from atlas.models.registry import load_model
+
+        kw = dict(allow_random_weights=cfg.models.allow_random_weights, toyworld=cfg.toyworld)
+        target = load_model(cfg.models.target, "target", **kw)
+        gen = load_model(cfg.models.generator, "generator", **kw) if cfg.models.generator else None
+        dae = load_model(cfg.models.dae, "dae", **kw) if cfg.models.dae else None
+        layer = cfg.layers[0].name if cfg.layers else "output"
+        return ThroughputSetup(target, gen, dae, cfg.sampler, cfg.compute, layer, cfg.models.code_layer)
+
+    @staticmethod
+    def from_toyworld(preset: str = "default", cache_dir: str | None = None) -> ThroughputSetup:
+        from atlas.toyworld import load_component
+
+        t = load_component("target", preset, cache_dir)
+        g = load_component("generator", preset, cache_dir)
+        d = load_component("dae", preset, cache_dir)
+        return ThroughputSetup(t, g, d, SamplerConfig(), ComputeConfig(), "fc8")
+
+
+def methods_for(setup: ThroughputSetup) -> dict[str, SamplerConfig]:
+    r = dataclasses.replace
+    base = r(setup.sampler, start="random", chains_per_unit=1, record_every=1000)
+    out = {}
+    if setup.generator is not None:
+        out["dgn_am"] = r(base, method="dgn_am")
+        if setup.dae is not None:
+            out["ppgn_h/dae"] = r(base, method="ppgn_h", ppgn_h=r(base.ppgn_h, prior="dae"))
+        out["ppgn_h/joint"] = r(base, method="ppgn_h", ppgn_h=r(base.ppgn_h, prior="joint"))
+    out["pixel"] = r(base, method="pixel")
+    return out
+
+
+def matmul_peak_tflops(device: torch.device, dtype: torch.dtype = torch.bfloat16, n: int = 8192) -> float:
+    """Measured dense matmul rate (TFLOP/s) on ``device`` — the MFU denominator (CUDA only)."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    torch.cuda.synchronize(device)
+    reps = 20
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    torch.cuda.synchronize(device)
+    return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e12
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _engine(setup: ThroughputSetup, cfg: SamplerConfig, batch: int, device: torch.device) -> Engine:
+    compute = dataclasses.replace(setup.compute, batch_size=batch)
+    return Engine(
+        setup.target,
+        setup.generator,
+        setup.dae,
+        cfg,
+        FacetConfig(enabled=False, top_k_real=0),
+        compute,
+        device,
+        code_layer=setup.code_layer,
+    )
+
+
+def _timed(engine: Engine, layer: str, units: list[int], steps: int, device: torch.device) -> float:
+    engine.cfg = dataclasses.replace(engine.cfg, steps=steps)
+    _sync(device)
+    t0 = time.perf_counter()
+    res = engine.map_units(layer, units, seed=0)
+    _sync(device)
+    bad = [u for u in res if u.status != "ok"]
+    if bad:
+        raise RuntimeError(f"throughput run failed: {bad[0].error}")
+    return time.perf_counter() - t0
+
+
+def flops_per_chain_step(engine: Engine, layer: str, units: list[int]) -> float:
+    """FLOPs of one chain-step (forward + input-gradient backward): a 2-step minus a 1-step run, counted."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counts = []
+    for steps in (1, 2):
+        engine.cfg = dataclasses.replace(engine.cfg, steps=steps)
+        with FlopCounterMode(display=False) as fc:
+            engine.map_units(layer, units, seed=0)
+        counts.append(fc.get_total_flops())
+    return (counts[1] - counts[0]) / len(units)
+
+
+def run_throughput(
+    setup: ThroughputSetup,
+    batches: list[int] | None = None,
+    steps: tuple[int, int] = (2, 8),
+    methods: list[str] | None = None,
+    budget_s: float | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """{"methods": {name: {"by_batch": {B: chain_steps_per_s}, "best_batch", "speedup",
+    "ms_per_step": {B: ms},
+    "gflop_per_chain_step", "gflops": {B: GFLOP/s}, ["tflops", "mfu"]}}, "device", "threads", ...}."""
+    device = resolve_device(setup.compute.device)
+    batches = list(batches or DEFAULT_BATCHES)
+    peak = matmul_peak_tflops(device) if device.type == "cuda" else None
+    all_methods = methods_for(setup)
+    names = methods or list(all_methods)
+    report: dict[str, Any] = {
+        "methods": {},
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "steps": list(steps),
+        "peak_bf16_tflops": peak,
+    }
+    t_start = time.perf_counter()
+    for name in names:
+        cfg = all_methods[name]
+        probe = _engine(setup, cfg, 8, device)
+        _, n_units, _ = probe.layer_info(setup.layer)
+        flops = flops_per_chain_step(probe, setup.layer, [u % n_units for u in range(4)])
+        row: dict[str, Any] = {
+            "by_batch": {},
+            "ms_per_step": {},
+            "gflops": {},
+            "gflop_per_chain_step": flops / 1e9,
+        }
+        for b in batches:
+            if budget_s is not None and time.perf_counter() - t_start > budget_s and row["by_batch"]:
+                log(f"{name}: time budget reached, skipping batch {b}")
+                break
+            engine = _engine(setup, cfg, b, device)
+            units = [u % n_units for u in range(b)]
+            _timed(engine, setup.layer, units, 1, device)  # warm-up (allocator, compile)
+            t1 = _timed(engine, setup.layer, units, steps[0], device)
+            t2 = _timed(engine, setup.layer, units, steps[1], device)
+            per_step = max(t2 - t1, 1e-9) / (steps[1] - steps[0])
+            rate = b / per_step
+            row["by_batch"][b] = rate
+            row["ms_per_step"][b] = per_step * 1e3
+            row["gflops"][b] = rate * flops / 1e9
+            log(
+                f"{name:<13} batch {b:>4}: {rate:9.1f} chain-steps/s, {per_step * 1e3:8.2f} ms/step, "
+                f"{rate * flops / 1e9:8.2f} GFLOP/s"
+            )
+        best = max(row["by_batch"], key=row["by_batch"].get)
+        row["best_batch"] = best
+        base = row["by_batch"].get(1)
+        row["speedup"] = row["by_batch"][best] / base if base else float("nan")
+        if peak:
+            row["tflops"] = row["gflops"][best] / 1e3
+            row["mfu"] = row["tflops"] / peak
+        report["methods"][name] = row
+    return report
+
+
+def format_table(report: dict[str, Any]) -> str:
+    lines = [
+        f"device {report['device']}, {report['threads']} threads"
+        + (
+            f", bf16 matmul peak {report['peak_bf16_tflops']:.1f} TFLOP/s"
+            if report.get("peak_bf16_tflops")
+            else ""
+        )
+    ]
+    batches = sorted({b for m in report["methods"].values() for b in m["by_batch"]})
+    head = f"{'method':<14}" + "".join(f"{'B=' + str(b):>10}" for b in batches) + f"{'best':>7}{'speedup':>9}"
+    head += f"{'GFLOP/step':>12}{'GFLOP/s':>10}" + (f"{'MFU':>7}" if report.get("peak_bf16_tflops") else "")
+    lines += [head, "-" * len(head)]
+    for name, m in report["methods"].items():
+        cells = "".join(f"{m['by_batch'].get(b, float('nan')):>10.1f}" for b in batches)
+        line = f"{name:<14}{cells}{m['best_batch']:>7}{m['speedup']:>8.1f}x"
+        line += f"{m['gflop_per_chain_step']:>12.4f}{m['gflops'][m['best_batch']]:>10.2f}"
+        if "mfu" in m:
+            line += f"{m['mfu'] * 100:>6.1f}%"
+        lines.append(line)
+    lines.append("(chain-steps/s; ms/step and GFLOP/s per batch in the JSON)")
+    return "\n".join(lines)

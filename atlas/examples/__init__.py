@@ -1,0 +1,1 @@
+"""Example models for the python: scheme (bring your own network)."""

@@ -1,0 +1,30 @@
+"""Shared by `atlas code-stats` and `atlas train-dae`: real images -> codes of the target's code layer."""
+
+from __future__ import annotations
+
+import torch
+
+from atlas.config import RunConfig
+from atlas.errors import AtlasError
+from atlas.models import LayerProbe, load_model
+from atlas.models.codes import codes_of_images
+
+
+def real_codes(cfg: RunConfig, images_dir: str, limit: int | None, log=print) -> tuple[torch.Tensor, str]:
+    """Codes h = E(x) of the images in ``images_dir`` at the config's code layer; returns (codes, layer)."""
+    from atlas.sampling import load_image_folder
+
+    kw = {"allow_random_weights": cfg.models.allow_random_weights, "toyworld": cfg.toyworld}
+    target = load_model(cfg.models.target, "target", **kw)
+    layer = cfg.models.code_layer
+    if layer is None and cfg.models.generator is not None:
+        generator = load_model(cfg.models.generator, "generator", **kw)
+        layer = generator.extras.get("code_layer")  # type: ignore[assignment]
+    if not layer:
+        raise AtlasError("models.code_layer: name the target layer whose output is the generator's code "
+                         "(e.g. classifier.2 for AlexNet's post-ReLU fc6)")
+    probe = LayerProbe(target.module, [layer])
+    real = load_image_folder(images_dir, max(target.space.size, 256), limit=limit)
+    log(f"computing {layer} codes of {len(real.images)} images from {images_dir}")
+    codes = codes_of_images(lambda x: probe(target.space.encode(x))[layer], real.images)
+    return codes, str(layer)
