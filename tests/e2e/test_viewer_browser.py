@@ -127,8 +127,18 @@ def _charts(page) -> int:
 
 
 def _shot(page, name: str) -> Path:
+    """Screenshot of the whole page: Streamlit scrolls inside its main container, so grow the viewport."""
     path = ARTIFACTS / f"viewer-{name}.png"
+    size = page.viewport_size
+    height = page.evaluate(
+        """() => Math.max(...Array.from(document.querySelectorAll(
+              '[data-testid="stMain"], [data-testid="stAppViewContainer"], section.main'))
+            .map(e => e.scrollHeight), document.body.scrollHeight)"""
+    )
+    page.set_viewport_size({"width": size["width"], "height": min(int(height) + 40, 8000)})
+    page.wait_for_timeout(1500)  # charts re-layout to the new size
     page.screenshot(path=str(path), full_page=True)
+    page.set_viewport_size(size)
     return path
 
 

@@ -77,7 +77,7 @@ def render(ctx: Context) -> None:
     for start in range(0, len(records), COLUMNS):
         cols = st.columns(COLUMNS)
         for col, rec in zip(cols, records[start : start + COLUMNS], strict=False):
-            with col.container(border=True):
+            with col.container(border=True, gap=None):
                 unit = int(rec["unit"])
                 png = rec.get("png")
                 if isinstance(png, bytes | bytearray) and png:
@@ -85,9 +85,10 @@ def render(ctx: Context) -> None:
                 else:
                     st.caption("no image")
                 facets = rec.get("facet_count")
-                facet_text = "" if facets is None or facets != facets else f" · {int(facets)}f"
+                facet_text = "" if facets is None or facets != facets else f" · {int(facets)} facet"
+                facet_text += "s" if facet_text and int(facets) != 1 else ""
                 st.button(
-                    f"**{unit}**",
+                    f"**unit {unit}**",
                     key=f"grid_unit_{unit}",
                     help=f"open unit {unit}",
                     on_click=state.go,

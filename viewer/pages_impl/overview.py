@@ -63,8 +63,8 @@ def render(ctx: Context) -> None:
     cols[2].metric("Chains", f"{counts['chains']:,}")
     cols[3].metric("Images", f"{counts['images']:,}")
     cols[4].metric(
-        "Throughput",
-        f"{tp['units_per_min']:,.0f} units/min" if tp["units_per_min"] else "–",
+        "Units / min",
+        f"{tp['units_per_min']:,.0f}" if tp["units_per_min"] else "–",
         help="units written per minute of wall time (from shard completion times)",
     )
     cols[5].metric(
@@ -72,6 +72,7 @@ def render(ctx: Context) -> None:
         f"{diverged_total:,}",
         delta=f"{diverged_total / max(counts['chains'], 1):.1%} of chains" if diverged_total else None,
         delta_color="inverse",
+        delta_arrow="off",
     )
     if planned:
         st.progress(

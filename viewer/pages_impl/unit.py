@@ -77,8 +77,10 @@ def render(ctx: Context) -> None:
     cols[4].metric("Chains", widgets.fmt(row.get("n_chains")))
     cols[5].metric(
         "Real top-1", widgets.fmt(row.get("real_top1_activation")),
-        delta=f"×{row['activation_ratio']:.2f} synthetic/real" if row.get("activation_ratio") else None,
+        delta=f"×{row['activation_ratio']:.2f}" if row.get("activation_ratio") else None,
         delta_color="off",
+        delta_arrow="off",
+        help="activation of the most activating real image; the ratio is best synthetic / real top-1",
     )  # fmt: skip
     if row.get("judge_label") is not None:
         verdict = "✓" if row.get("judge_correct") else "✗"
