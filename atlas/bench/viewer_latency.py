@@ -1,0 +1,165 @@
+"""Viewer latency benchmark: the unit page's queries on a synthetic run of ~100k images.
+
+    atlas bench viewer [--images 100000] [--units 25] [--json PATH] [--keep DIR]
+
+Builds a synthetic run (``atlas.store.synthetic``; PNGs drawn from a small pre-encoded pool so the build
+takes seconds), opens it the way the viewer does (sandboxed DuckDB, connection reused across reruns),
+then times ``viewer.data.unit_page`` — every query the unit page runs — for several units of a
+4096-unit layer and of a 1000-unit layer, plus the layer grid's visible-page query. Target: unit page
+median <= 200 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+TARGET_MS = 200.0
+IMAGES_PER_UNIT = 4 * 4 + 4  # chains x (best, last, 2 snapshots) + 4 real
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--images", type=int, default=100_000, help="images in the synthetic run")
+    parser.add_argument("--units", type=int, default=25, help="units timed per layer")
+    parser.add_argument("--repeat", type=int, default=3, help="timed repetitions per unit")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--keep", metavar="DIR", help="build (or reuse) the run here instead of a temp dir")
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def _stats(samples_ms: list[float]) -> dict[str, float]:
+    return {
+        "median_ms": statistics.median(samples_ms),
+        "p95_ms": _percentile(samples_ms, 0.95),
+        "max_ms": max(samples_ms),
+        "n": len(samples_ms),
+    }
+
+
+def build_run(run_dir: Path, images: int) -> dict[str, Any]:
+    from atlas.store.synthetic import make_synthetic_run
+
+    units = max(1, images // IMAGES_PER_UNIT)
+    wide = min(4096, max(1, units - min(1000, units // 5)))
+    layers = {"fc8": units - wide, "conv5": wide} if units > wide else {"conv5": wide}
+    t0 = time.perf_counter()
+    info = make_synthetic_run(
+        run_dir, layers=layers, chains=4, steps=100, record_every=10, images_per_chain=4, real_k=4,
+        units_per_shard=32, png_pool=256, image_size=48, seed=0,
+    )  # fmt: skip
+    info["build_s"] = time.perf_counter() - t0
+    return info
+
+
+def measure(run_dir: Path, units_per_layer: int = 25, repeat: int = 3, seed: int = 0) -> dict[str, Any]:
+    from atlas.store.catalog import open_run
+    from viewer import data
+
+    t0 = time.perf_counter()
+    conn = open_run(run_dir)
+    open_ms = (time.perf_counter() - t0) * 1000
+    rng = random.Random(seed)
+    results: dict[str, Any] = {"open_ms": open_ms, "layers": {}}
+    for layer, n in data.layers(conn):
+        ids = data.unit_ids(conn, layer)
+        picks = rng.sample(ids, min(units_per_layer, len(ids)))
+        data.unit_page(conn, layer, picks[0])  # warm the Parquet metadata cache, as a running viewer is
+        page_ms, per_query = [], {}
+        images_seen = 0
+        for unit in picks:
+            for _ in range(repeat):
+                t = time.perf_counter()
+                page = data.unit_page(conn, layer, unit)
+                page_ms.append((time.perf_counter() - t) * 1000)
+            images_seen = max(images_seen, len(page["images"]))
+            for name, fn in (
+                ("unit_row", data.unit_row), ("chains", data.unit_chains), ("images", data.unit_images),
+                ("steps", data.unit_steps), ("competitors", data.unit_competitors),
+            ):  # fmt: skip
+                t = time.perf_counter()
+                fn(conn, layer, unit)
+                per_query.setdefault(name, []).append((time.perf_counter() - t) * 1000)
+        grid_ms = []
+        for page_no in range(3):
+            t = time.perf_counter()
+            q = data.GridQuery(layer=layer, sort="activation ↓", page=page_no, page_size=48)
+            data.grid_count(conn, q)
+            data.grid_page(conn, q)
+            grid_ms.append((time.perf_counter() - t) * 1000)
+        results["layers"][layer] = {
+            "units": n,
+            "unit_page": _stats(page_ms),
+            "queries": {k: _stats(v) for k, v in per_query.items()},
+            "grid_page": _stats(grid_ms),
+            "images_per_unit": images_seen,
+        }
+    conn.close()
+    return results
+
+
+def run(args: argparse.Namespace) -> int:
+    images = int(getattr(args, "images", None) or 100_000)
+    keep = getattr(args, "keep", None)
+    tmp = None
+    if keep:
+        run_dir = Path(keep)
+    else:
+        tmp = tempfile.mkdtemp(prefix="atlas-bench-viewer-")
+        run_dir = Path(tmp) / "run"
+    try:
+        if (run_dir / "run.json").is_file():
+            build = {"reused": str(run_dir)}
+        else:
+            print(f"building a synthetic run with ~{images:,} images in {run_dir} ...", flush=True)
+            build = build_run(run_dir, images)
+            print(f"  built in {build['build_s']:.1f} s: {build['rows']}", flush=True)
+        res = measure(run_dir, getattr(args, "units", 25) or 25, getattr(args, "repeat", 3) or 3)
+    finally:
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+    res["build"] = build
+    res["target_ms"] = TARGET_MS
+    worst = max(v["unit_page"]["median_ms"] for v in res["layers"].values())
+    res["pass"] = worst <= TARGET_MS
+
+    print(f"\nopen_run: {res['open_ms']:.0f} ms (once per new shard; cached between reruns)")
+    header = f"{'layer':<8} {'units':>6} {'what':<14} {'median ms':>10} {'p95 ms':>8} {'max ms':>8}"
+    print(header)
+    print("-" * len(header))
+    for layer, v in res["layers"].items():
+        rows = [("unit page", v["unit_page"]), ("layer grid", v["grid_page"])]
+        rows += [(f"  {k}", s) for k, s in v["queries"].items()]
+        for what, s in rows:
+            print(
+                f"{layer:<8} {v['units']:>6} {what:<14} {s['median_ms']:>10.1f} {s['p95_ms']:>8.1f} "
+                f"{s['max_ms']:>8.1f}"
+            )
+    verdict = "PASS" if res["pass"] else "FAIL"
+    print(f"\nunit page median (worst layer) {worst:.1f} ms — target <= {TARGET_MS:.0f} ms: {verdict}")
+    if getattr(args, "json", None):
+        Path(args.json).write_text(json.dumps(res, indent=2, default=str) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="atlas bench viewer", description=__doc__)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

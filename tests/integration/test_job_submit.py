@@ -1,0 +1,65 @@
+"""`ray job submit` against a local head started with `ray start --head` (own port and temp dir):
+the demo pipeline runs as a Ray job and its Parquet output is checked."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from atlas.store import open_run
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+REPO = Path(__file__).resolve().parents[2]
+RAY = str(Path(sys.executable).parent / "ray")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def ray_head(tmp_path_factory):
+    temp = Path("/tmp") / f"atlas-ray-{os.getpid()}"  # short: Ray's socket paths have a length limit
+    port, dash = free_port(), free_port()
+    env = {**os.environ, "RAY_AUTH_MODE": "token"}
+    env.pop("RAY_ADDRESS", None)
+    subprocess.run([RAY, "start", "--head", "--port", str(port), "--node-ip-address", "127.0.0.1",
+                    "--temp-dir", str(temp), "--num-cpus", "2", "--dashboard-host", "127.0.0.1",
+                    "--dashboard-port", str(dash), "--include-dashboard", "true", "--disable-usage-stats"],
+                   check=True, capture_output=True, env=env, timeout=120)
+    try:
+        yield f"http://127.0.0.1:{dash}", env
+    finally:
+        subprocess.run([RAY, "stop", "--force"], capture_output=True, env=env, timeout=60)
+
+
+def test_demo_config_through_ray_job_submit(tmp_path, micro_cache, ray_head, monkeypatch):
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    address, env = ray_head
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")  # Ray 2.60: token authentication is on by default
+    client = JobSubmissionClient(address)
+    out = tmp_path / "runs"
+    entrypoint = (f"python -m atlas run configs/micro.yaml --no-progress --set out_dir={out} "
+                  f"--set toyworld.cache_dir={micro_cache} --set layers.1.units=0-1")
+    job = client.submit_job(entrypoint=entrypoint, runtime_env={"working_dir": str(REPO)})
+    deadline = time.time() + 420
+    status = client.get_job_status(job)
+    while status not in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED) and time.time() < deadline:
+        time.sleep(2)
+        status = client.get_job_status(job)
+    logs = client.get_job_logs(job)
+    assert status == JobStatus.SUCCEEDED, logs[-3000:]
+    assert "atlas: 12 units" in logs
+    conn = open_run(out / "micro")
+    assert conn.execute("SELECT count(*) FROM units").fetchone()[0] == 12
+    assert conn.execute("SELECT count(*) FROM chains").fetchone()[0] == 24
+    assert conn.execute("SELECT count(*) FROM images WHERE kind = 'last' AND octet_length(png) > 0").fetchone()[0] == 24

@@ -1,0 +1,160 @@
+"""Every viewer page under Streamlit's AppTest, on synthetic runs made here (no browser, no server)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from atlas.store import RunStore
+from atlas.store.synthetic import make_synthetic_run
+
+pytestmark = pytest.mark.integration
+
+APP = str(Path(__file__).resolve().parents[2] / "viewer" / "app.py")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    parent = tmp_path_factory.mktemp("runs")
+    make_synthetic_run(parent / "alpha", layers={"fc8": 10, "conv3": 16}, chains=3, steps=40, real_k=3)
+    make_synthetic_run(
+        parent / "beta", layers={"fc8": 10}, chains=2, steps=40, methods=("dgn_am", "ppgn_h"), seed=2
+    )
+    return parent
+
+
+def app(run_dir: Path, monkeypatch, **params) -> AppTest:
+    monkeypatch.setenv("ATLAS_RUN_DIR", str(run_dir))
+    at = AppTest.from_file(APP, default_timeout=60)
+    for key, value in params.items():
+        at.query_params[key] = str(value)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def n_images(at: AppTest) -> int:
+    return len(at.get("image"))
+
+
+def n_charts(at: AppTest) -> int:
+    return len(at.get("vega_lite_chart"))
+
+
+def test_overview(runs, monkeypatch):
+    at = app(runs / "alpha", monkeypatch)
+    assert at.title[0].value == "alpha"
+    labels = [m.label for m in at.metric]
+    assert {"Units", "Chains", "Images", "Diverged chains"} <= set(labels)
+    assert at.metric[labels.index("Units")].value == "26"
+    assert n_charts(at) == 3
+    assert [s.value for s in at.subheader][:3] == ["Layers", "Distributions", "Diverged chains"]
+    assert at.query_params["page"] == "overview"
+
+
+def test_layer_grid_deep_link_sort_and_paging(runs, monkeypatch):
+    at = app(runs / "alpha", monkeypatch, page="layer", layer="conv3")
+    assert at.title[0].value == "Layer conv3"
+    assert n_images(at) == 16
+    at.selectbox(key="grid_page_size").set_value(24).run()
+    at.selectbox(key="grid_sort").set_value("unit ↑").run()
+    labels = [b.label for b in at.button if b.key and b.key.startswith("grid_unit_")]
+    assert labels[:3] == ["**unit 0**", "**unit 1**", "**unit 2**"]
+    at.text_input(key="grid_units").set_value("3-5, 9").run()
+    assert n_images(at) == 4
+    at.text_input(key="grid_units").set_value("").run()
+    at.button(key="grid_unit_7").click().run()  # a tile opens the unit page
+    assert at.title[0].value == "conv3 · unit 7"
+    assert at.query_params["page"] == "unit" and at.query_params["unit"] == "7"
+
+
+def test_layer_grid_pages(tmp_path, monkeypatch):
+    make_synthetic_run(tmp_path / "wide", layers={"conv5": 130}, chains=1, steps=10, images_per_chain=2, real_k=0)
+    at = app(tmp_path / "wide", monkeypatch, page="layer", layer="conv5", p=2)
+    assert n_images(at) == 48
+    assert any("page **2** of 3" in m.value or "page <b>2</b> of 3" in m.value for m in at.markdown)
+    at.button(key="grid_last").click().run()
+    assert n_images(at) == 130 - 96
+    assert at.query_params["p"] == "3"
+
+
+def test_unit_page_deep_link_and_neighbours(runs, monkeypatch):
+    at = app(runs / "alpha", monkeypatch, page="unit", layer="fc8", unit=4)
+    assert at.title[0].value == "fc8 · unit 4"
+    subheaders = [s.value for s in at.subheader]
+    for name in ("Facets", "Real top-k images", "Trajectories", "Chains", "Competing units"):
+        assert name in subheaders
+    # facets + 3 real + 3 chains x 4 kept images
+    assert n_images(at) >= 3 + 3 * 4 + 1
+    assert n_charts(at) == 5  # activation, log-prob, rank, prior residual, competitors
+    assert at.number_input(key="w_unit").value == 4
+    at.button(key="unit_next_top").click().run()
+    assert at.title[0].value == "fc8 · unit 5"
+    assert at.query_params["unit"] == "5" and at.query_params["layer"] == "fc8"
+    at.number_input(key="w_unit").set_value(9).run()
+    assert at.title[0].value == "fc8 · unit 9"
+    assert at.button(key="unit_next_top").disabled  # last unit
+
+
+def test_unit_page_missing_unit_and_bad_layer(runs, monkeypatch):
+    at = app(runs / "alpha", monkeypatch, page="unit", layer="nope", unit=3)
+    assert at.title[0].value.endswith("unit 3")  # falls back to the first layer
+    at = app(runs / "alpha", monkeypatch, page="bogus")
+    assert at.title[0].value == "alpha"  # unknown page -> overview
+
+
+def test_compare_runs(runs, monkeypatch):
+    at = app(runs / "alpha", monkeypatch, page="compare", layer="fc8", unit=0)
+    assert at.title[0].value == "Compare"
+    assert n_images(at) == 16  # 8 units x 2 runs
+    assert at.selectbox(key="cmp_other").value == "beta"
+
+
+def test_compare_methods(runs, monkeypatch):
+    at = app(runs / "beta", monkeypatch, page="compare", layer="fc8")
+    at.segmented_control(key="cmp_mode").set_value("two methods").run()
+    assert not at.exception
+    assert n_images(at) == 16
+    assert len(at.dataframe) == 1  # per-method summary
+
+
+def test_sql_console(runs, monkeypatch):
+    at = app(runs / "alpha", monkeypatch, page="sql")
+    assert at.title[0].value == "SQL console"
+    assert len(at.dataframe) == 1 and not at.error  # the default example ran
+    at.text_area(key="sql_text").set_value("SELECT layer, count(*) AS n FROM units GROUP BY layer ORDER BY 1")
+    at.button(key="sql_run").click().run()
+    frame = at.dataframe[0].value
+    assert list(frame["layer"]) == ["conv3", "fc8"] and list(frame["n"]) == [16, 10]
+    at.text_area(key="sql_text").set_value("SELECT * FROM read_csv('/etc/passwd')")
+    at.button(key="sql_run").click().run()
+    assert at.error and "refused or failed" in at.error[0].value
+    at.selectbox(key="sql_example").set_value("a unit's trajectory").run()
+    assert "FROM steps" in at.text_area(key="sql_text").value
+
+
+def test_run_picker_on_parent_directory(runs, monkeypatch):
+    at = app(runs, monkeypatch)
+    picker = at.selectbox(key="w_run")
+    assert picker.options == ["alpha", "beta"]
+    at = app(runs, monkeypatch, run="alpha", page="layer", layer="conv3")
+    assert at.title[0].value == "Layer conv3"
+    assert at.query_params["run"] == "alpha"
+
+
+def test_run_being_written_shows_new_shards(tmp_path, monkeypatch):
+    run = tmp_path / "live"
+    make_synthetic_run(run, layers={"fc8": 16}, units_per_shard=8, chains=1, steps=10, max_shards=1)
+    at = app(run, monkeypatch)
+    assert at.metric[[m.label for m in at.metric].index("Units")].value == "8"
+    make_synthetic_run(run, layers={"fc8": 16}, units_per_shard=8, chains=1, steps=10)  # finishes the run
+    at.run()
+    assert at.metric[[m.label for m in at.metric].index("Units")].value == "16"
+
+
+def test_empty_run(tmp_path, monkeypatch):
+    RunStore(tmp_path / "empty").init_run({"config": {}, "config_hash": "x"})
+    at = app(tmp_path / "empty", monkeypatch)
+    assert at.info and "No completed shards" in at.info[0].value
