@@ -68,6 +68,11 @@ def connection(run_dir: Path):
     return _connection(str(run_dir), run_token(run_dir))
 
 
+@st.cache_data(max_entries=64, show_spinner=False)
+def _unit_ids(run_dir: str, token: tuple[int, int, int], layer: str) -> list[int]:
+    return data.unit_ids(_connection(run_dir, token), layer)
+
+
 def main() -> None:
     st.set_page_config(page_title="atlas viewer", page_icon=":material/map:", layout="wide")
     widgets.inject_css()
@@ -147,6 +152,7 @@ def main() -> None:
         siblings=siblings,
         open_other=connection,
         multi_run=multi_run,
+        unit_ids=lambda name: _unit_ids(str(run_dir), run_token(run_dir), name),
     )
     page = state.get("page")
     if not layer_names and page != "sql":

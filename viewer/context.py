@@ -17,6 +17,14 @@ class Context:
     siblings: list[Path] = field(default_factory=list)  # other runs next to this one
     open_other: Callable[[Path], Any] | None = None  # connection to a sibling run
     multi_run: bool = False
+    unit_ids: Callable[[str], list[int]] | None = None  # sorted unit ids of a layer (cached per refresh)
+
+    def ids(self, layer: str) -> list[int]:
+        if self.unit_ids is not None:
+            return self.unit_ids(layer)
+        from viewer import data
+
+        return data.unit_ids(self.conn, layer)
 
     @property
     def layer_names(self) -> list[str]:

@@ -9,11 +9,14 @@ statistics skip the rest).
 
 from __future__ import annotations
 
+import bisect
 import json
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
+
+from atlas.store.catalog import unit_sources
 
 # whitelisted sort orders of the layer grid: label -> ORDER BY clause
 SORTS: dict[str, str] = {
@@ -165,6 +168,19 @@ def parse_units(text: str) -> list[tuple[int, int]]:
     return ranges
 
 
+def format_units(units: list[int]) -> str:
+    """[0, 1, 2, 3, 7] -> "0-3, 7" (the inverse of :func:`parse_units`)."""
+    parts: list[str] = []
+    for u in sorted(set(units)):
+        if parts and "-" not in parts[-1].lstrip("-") and int(parts[-1]) == u - 1:
+            parts[-1] = f"{u - 1}-{u}"
+        elif parts and "-" in parts[-1] and int(parts[-1].split("-")[-1]) == u - 1:
+            parts[-1] = f"{parts[-1].split('-')[0]}-{u}"
+        else:
+            parts.append(str(u))
+    return ", ".join(parts)
+
+
 def _grid_where(q: GridQuery) -> tuple[str, list[Any]]:
     where, params = ["layer = ?"], [q.layer]
     if q.min_facets:
@@ -202,12 +218,13 @@ def grid_page(conn: Any, q: GridQuery) -> pd.DataFrame:
         return units
     ids = [int(u) for u in units["unit"]]
     marks = ", ".join("?" for _ in ids)
+    src = unit_sources(conn, q.layer, ids)["images"]  # only the shards holding these units
     images = _df(
         conn,
         f"""SELECT unit, arg_max(png, coalesce(activation, -1e308)) AS png
-            FROM images WHERE layer = ? AND unit BETWEEN ? AND ? AND unit IN ({marks}) AND kind = 'best'
+            FROM {src} WHERE unit BETWEEN ? AND ? AND unit IN ({marks}) AND kind = 'best'
             GROUP BY unit""",
-        [q.layer, min(ids), max(ids), *ids],
+        [min(ids), max(ids), *ids],
     )
     return units.merge(images, on="unit", how="left")
 
@@ -224,8 +241,15 @@ def unit_ids(conn: Any, layer: str) -> list[int]:
         cur.close()
 
 
-def neighbours(conn: Any, layer: str, unit: int) -> tuple[int | None, int | None]:
-    """The previous and next unit ids present in the layer."""
+def neighbours(
+    conn: Any, layer: str, unit: int, ids: list[int] | None = None
+) -> tuple[int | None, int | None]:
+    """The previous and next unit ids present in the layer (from ``ids``, sorted, when given)."""
+    if ids is not None:
+        i = bisect.bisect_left(ids, unit)
+        prev = ids[i - 1] if i > 0 else None
+        j = i + 1 if i < len(ids) and ids[i] == unit else i
+        return prev, (ids[j] if j < len(ids) else None)
     row = _one(
         conn,
         """SELECT max(unit) FILTER (WHERE unit < ?), min(unit) FILTER (WHERE unit > ?)
@@ -235,7 +259,15 @@ def neighbours(conn: Any, layer: str, unit: int) -> tuple[int | None, int | None
     return (row[0], row[1]) if row else (None, None)
 
 
-def unit_row(conn: Any, layer: str, unit: int) -> dict[str, Any] | None:
+Sources = dict[str, str]
+
+
+def _src(conn: Any, layer: str, unit: int, src: Sources | None) -> Sources:
+    return src if src is not None else unit_sources(conn, layer, unit)
+
+
+def unit_row(conn: Any, layer: str, unit: int, src: Sources | None = None) -> dict[str, Any] | None:
+    # units is held in memory by the catalog: no file lookup needed
     df = _df(conn, "SELECT * FROM units WHERE layer = ? AND unit = ?", [layer, unit])
     if df.empty:
         return None
@@ -249,51 +281,57 @@ def _isnull(value: Any) -> bool:
         return False
 
 
-def unit_chains(conn: Any, layer: str, unit: int) -> pd.DataFrame:
+def unit_chains(conn: Any, layer: str, unit: int, src: Sources | None = None) -> pd.DataFrame:
+    src = _src(conn, layer, unit, src)
     return _df(
         conn,
-        """SELECT chain, method, facet, start, seed, final_activation, final_log_prob, final_rank,
+        f"""SELECT chain, method, facet, start, seed, final_activation, final_log_prob, final_rank,
                   best_activation, best_step, diverged, steps, seconds
-           FROM chains WHERE layer = ? AND unit = ? ORDER BY chain""",
-        [layer, unit],
+           FROM {src["chains"]} WHERE unit = ? ORDER BY chain""",
+        [unit],
     )
 
 
-def unit_images(conn: Any, layer: str, unit: int) -> pd.DataFrame:
+def unit_images(conn: Any, layer: str, unit: int, src: Sources | None = None) -> pd.DataFrame:
     """All kept images of a unit (synthetic and real), PNG bytes included."""
+    src = _src(conn, layer, unit, src)
     return _df(
         conn,
-        """SELECT chain, kind, step, facet, real_index, png, width, height, activation, log_prob, rank
-           FROM images WHERE layer = ? AND unit = ?
+        f"""SELECT chain, kind, step, facet, real_index, png, width, height, activation, log_prob, rank
+           FROM {src["images"]} WHERE unit = ?
            ORDER BY kind = 'real', chain, CASE kind WHEN 'best' THEN 0 WHEN 'last' THEN 1 ELSE 2 END, step""",
-        [layer, unit],
+        [unit],
     )
 
 
-def unit_steps(conn: Any, layer: str, unit: int) -> pd.DataFrame:
+def unit_steps(conn: Any, layer: str, unit: int, src: Sources | None = None) -> pd.DataFrame:
+    src = _src(conn, layer, unit, src)
     return _df(
         conn,
-        """SELECT chain, step, activation, log_prob, rank, top_competitor, code_norm, prior_residual,
+        f"""SELECT chain, step, activation, log_prob, rank, top_competitor, code_norm, prior_residual,
                   grad_norm, image_change
-           FROM steps WHERE layer = ? AND unit = ? ORDER BY chain, step""",
-        [layer, unit],
+           FROM {src["steps"]} WHERE unit = ? ORDER BY chain, step""",
+        [unit],
     )
 
 
-def unit_competitors(conn: Any, layer: str, unit: int, k: int = 8) -> pd.DataFrame:
+def unit_competitors(
+    conn: Any, layer: str, unit: int, k: int = 8, src: Sources | None = None
+) -> pd.DataFrame:
     """Units competing with ``unit``: how often each was the top competitor along the trajectories,
     and its mean activation where it shows up among the top units of the chains' final images."""
+    src = _src(conn, layer, unit, src)
     return _df(
         conn,
-        """
+        f"""
         WITH traj AS (
             SELECT top_competitor AS competitor, count(*) AS times_top_competitor
-            FROM steps WHERE layer = ? AND unit = ? AND top_competitor IS NOT NULL AND top_competitor <> ?
+            FROM {src["steps"]} WHERE unit = ? AND top_competitor IS NOT NULL AND top_competitor <> ?
             GROUP BY 1),
         fin AS (
             SELECT t.u AS competitor, count(*) AS in_final_top, avg(t.v) AS mean_final_activation
             FROM (SELECT unnest(top_units) AS u, unnest(top_values) AS v
-                  FROM activations WHERE layer = ? AND unit = ?) t
+                  FROM {src["activations"]} WHERE unit = ?) t
             WHERE t.u <> ? GROUP BY 1)
         SELECT competitor, coalesce(times_top_competitor, 0) AS times_top_competitor,
                coalesce(in_final_top, 0) AS in_final_top, mean_final_activation
@@ -301,19 +339,21 @@ def unit_competitors(conn: Any, layer: str, unit: int, k: int = 8) -> pd.DataFra
         ORDER BY times_top_competitor DESC, in_final_top DESC, mean_final_activation DESC NULLS LAST
         LIMIT ?
         """,
-        [layer, unit, unit, layer, unit, unit, k],
+        [unit, unit, unit, unit, k],
     )
 
 
-def unit_page(conn: Any, layer: str, unit: int) -> dict[str, Any]:
-    """Everything the unit page shows (the benchmark times exactly this)."""
+def unit_page(conn: Any, layer: str, unit: int, ids: list[int] | None = None) -> dict[str, Any]:
+    """Everything the unit page shows (the benchmark times exactly this). ``ids``: the layer's sorted unit
+    ids when the caller has them cached (the viewer does), else neighbours are queried."""
+    src = unit_sources(conn, layer, unit)  # the files holding this unit (one shard per table)
     return {
-        "unit": unit_row(conn, layer, unit),
-        "neighbours": neighbours(conn, layer, unit),
-        "chains": unit_chains(conn, layer, unit),
-        "images": unit_images(conn, layer, unit),
-        "steps": unit_steps(conn, layer, unit),
-        "competitors": unit_competitors(conn, layer, unit),
+        "unit": unit_row(conn, layer, unit, src),
+        "neighbours": neighbours(conn, layer, unit, ids),
+        "chains": unit_chains(conn, layer, unit, src),
+        "images": unit_images(conn, layer, unit, src),
+        "steps": unit_steps(conn, layer, unit, src),
+        "competitors": unit_competitors(conn, layer, unit, src=src),
     }
 
 
@@ -324,17 +364,18 @@ def best_images(conn: Any, layer: str, units: list[int], method: str | None = No
         return pd.DataFrame(columns=["unit", "png", "activation", "chains"])
     marks = ", ".join("?" for _ in units)
     method_filter = "AND c.method = ?" if method else ""
-    params: list[Any] = [layer, min(units), max(units), *units, layer, min(units), max(units), *units]
+    params: list[Any] = [min(units), max(units), *units, min(units), max(units), *units]
     if method:
         params.append(method)
+    src = unit_sources(conn, layer, units)
     return _df(
         conn,
         f"""
         SELECT i.unit, arg_max(i.png, coalesce(i.activation, -1e308)) AS png, max(i.activation) AS activation,
                count(DISTINCT i.chain) AS chains
-        FROM (SELECT * FROM images WHERE layer = ? AND unit BETWEEN ? AND ? AND unit IN ({marks})
+        FROM (SELECT * FROM {src["images"]} WHERE unit BETWEEN ? AND ? AND unit IN ({marks})
               AND kind = 'best') i
-        JOIN (SELECT unit, chain, method FROM chains WHERE layer = ? AND unit BETWEEN ? AND ?
+        JOIN (SELECT unit, chain, method FROM {src["chains"]} WHERE unit BETWEEN ? AND ?
               AND unit IN ({marks})) c
           ON i.unit = c.unit AND i.chain = c.chain
         WHERE true {method_filter}

@@ -34,6 +34,7 @@ def streamlit_command(run_dir: str, port: int, host: str) -> list[str]:
         sys.executable, "-m", "streamlit", "run", str(app_path()),
         "--server.address", host, "--server.port", str(port), "--server.headless", "true",
         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+        "--client.toolbarMode", "minimal",
         "--", run_dir,
     ]  # fmt: skip
 

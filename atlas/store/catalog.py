@@ -3,12 +3,14 @@
 Usage::
 
     from atlas.store.catalog import open_run, run_query
-    conn = open_run("runs/demo")   # views units chains images steps activations; tables run, shards
+    conn = open_run("runs/demo")   # views units chains images steps activations; tables run shards files
     columns, rows, truncated = run_query(conn, "SELECT layer, count(*) FROM units GROUP BY layer")
 
 Each view reads the Parquet files of *completed* shards (those with a ``_shards/<id>.done`` marker), with
 ``hive_partitioning`` (the ``layer`` column comes from ``layer=<name>`` directories) and ``union_by_name``
-(files written before a nullable column was added still read). Reopen the connection to see shards written
+(files written before a nullable column was added still read). The ``files`` table lists each Parquet
+file with its shard's unit range, so point lookups can read just the file that holds a unit
+(:func:`unit_source`). Reopen the connection to see shards written
 since (the viewer does so on every refresh).
 
 Sandbox (``sandbox=True``, the default), applied after the views exist:
@@ -21,10 +23,12 @@ statement-type check (read-only statements only), a timeout and a row cap.
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +38,21 @@ import pyarrow as pa
 from atlas.errors import AtlasError
 from atlas.store.manifest import read_manifest, read_markers
 from atlas.store.schema import SCHEMAS, TABLES, duckdb_type
+
+# small tables (one row per unit) loaded into memory at open: grid sorting, unit lists and aggregates then
+# cost milliseconds however many shard files a layer has; the big tables stay views over Parquet
+MATERIALIZED = frozenset({"units"})
+
+FILES_SCHEMA = pa.schema(
+    [
+        ("table_name", pa.string()),
+        ("layer", pa.string()),
+        ("shard", pa.string()),
+        ("unit_min", pa.int64()),  # null: unknown (the file may hold any unit)
+        ("unit_max", pa.int64()),
+        ("path", pa.string()),
+    ]
+)
 
 # statement types the console runs; DESCRIBE / SHOW / SUMMARIZE / FROM-first parse as SELECT
 READ_ONLY_STATEMENTS = frozenset({"SELECT", "EXPLAIN"})
@@ -56,11 +75,14 @@ def table_files(run_dir: Path, table: str, completed: set[str] | None) -> list[P
     return files
 
 
-def _create_view(conn: duckdb.DuckDBPyConnection, table: str, files: list[Path]) -> None:
+def _create_view(
+    conn: duckdb.DuckDBPyConnection, table: str, files: list[Path], *, materialize: bool = False
+) -> None:
     if files:
         file_list = ", ".join(_sql_str(str(f)) for f in files)
+        kind = "TABLE" if materialize else "VIEW"
         conn.execute(
-            f"CREATE VIEW {table} AS SELECT * FROM read_parquet([{file_list}], hive_partitioning=true, "
+            f"CREATE {kind} {table} AS SELECT * FROM read_parquet([{file_list}], hive_partitioning=true, "
             "union_by_name=true, hive_types={'layer': 'VARCHAR'})"
         )
         return
@@ -155,14 +177,23 @@ def open_run(
     conn = duckdb.connect(":memory:")
     try:
         allowed: list[str] = []
+        file_rows: list[dict[str, Any]] = []
         for table in TABLES:
             files = table_files(run_dir, table, completed)
-            _create_view(conn, table, files)
+            _create_view(conn, table, files, materialize=table in MATERIALIZED)
             allowed.extend(str(f) for f in files)
+            for f in files:
+                units = (markers.get(_shard_of(f)) or {}).get("units") or [None, None]
+                file_rows.append(
+                    {"table_name": table, "layer": f.parent.name.partition("=")[2], "shard": _shard_of(f),
+                     "unit_min": units[0], "unit_max": units[1], "path": str(f)}
+                )  # fmt: skip
+        conn.from_arrow(pa.Table.from_pylist(file_rows, schema=FILES_SCHEMA)).create("files")
         conn.from_arrow(_run_table(run_dir, manifest, markers)).create("run")
         conn.from_arrow(_shards_table(markers)).create("shards")
         conn.execute(f"SET memory_limit={_sql_str(memory_limit)}")
         conn.execute(f"SET threads={int(threads)}")
+        conn.execute("SET parquet_metadata_cache=true")  # footers read once per connection
         if sandbox:
             conn.execute("SET autoinstall_known_extensions=false")
             conn.execute("SET autoload_known_extensions=false")
@@ -243,3 +274,35 @@ def run_query(
     columns, rows = outcome["result"]
     truncated = len(rows) > max_rows
     return columns, rows[:max_rows], truncated
+
+
+def unit_sources(conn: duckdb.DuckDBPyConnection, layer: str, units: int | Iterable[int]) -> dict[str, str]:
+    """For each table, a ``read_parquet([...])`` expression over only the files that can hold ``units`` of
+    ``layer`` (from the shard unit ranges in the ``files`` table); a table with no such file maps to its
+    view filtered to nothing. Reading a few files instead of a whole layer keeps unit lookups fast on big
+    runs. The expressions have no ``layer`` column."""
+    wanted = sorted({int(units)} if isinstance(units, int) else {int(u) for u in units})
+    cur = conn.cursor()
+    try:
+        rows = cur.execute(
+            "SELECT table_name, path, unit_min, unit_max FROM files WHERE layer = ? ORDER BY path", [layer]
+        ).fetchall()
+    finally:
+        cur.close()
+    found: dict[str, list[str]] = {}
+    for table, path, lo, hi in rows:
+        if lo is None or hi is None or _any_between(wanted, lo, hi):
+            found.setdefault(table, []).append(path)
+    out = {}
+    for table in TABLES:
+        paths = found.get(table)
+        if paths:
+            out[table] = f"read_parquet([{', '.join(_sql_str(p) for p in paths)}], union_by_name=true)"
+        else:
+            out[table] = f"(SELECT * EXCLUDE (layer) FROM {table} WHERE false)"
+    return out
+
+
+def _any_between(sorted_values: list[int], lo: int, hi: int) -> bool:
+    i = bisect.bisect_left(sorted_values, lo)
+    return i < len(sorted_values) and sorted_values[i] <= hi

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from atlas.errors import AtlasError
@@ -169,6 +170,8 @@ class RunStore:
             raise ValueError(f"unknown table(s) {sorted(unknown)}; tables are {', '.join(TABLES)}")
         # convert everything first: a bad row fails before anything is written
         tables = {name: to_table(name, rows.get(name) or [], shard=shard_id) for name in TABLES}
+        bounds = [pc.min_max(t["unit"]) for t in tables.values() if t.num_rows]
+        units = [b[k].as_py() for b in bounds for k in ("min", "max")]
         counts: dict[str, int] = {}
         for name, table in tables.items():
             path = shard_path(self.run_dir, name, layer, shard_id)
@@ -181,6 +184,7 @@ class RunStore:
             "shard": shard_id,
             "layer": layer,
             "rows": counts,
+            "units": [min(units), max(units)] if units else None,  # lets readers find a unit's file
             "written": _now(),
             "time": time.time(),
             "schema_version": SCHEMA_VERSION,

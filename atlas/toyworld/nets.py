@@ -23,7 +23,7 @@ def _conv_bn_relu(cin: int, cout: int) -> nn.Sequential:
 
 
 class TargetNet(nn.Module):
-    def __init__(self, widths: tuple[int, ...], fc: int, n_classes: int, size: int) -> None:
+    def __init__(self, widths: tuple[int, ...], fc: int, n_classes: int, size: int, pools: int = 3) -> None:
         super().__init__()
         w1, w2, w3, w4 = widths
         self.conv1 = _conv_bn_relu(3, w1)
@@ -31,10 +31,10 @@ class TargetNet(nn.Module):
         self.conv2 = _conv_bn_relu(w1, w2)
         self.pool2 = nn.MaxPool2d(2)
         self.conv3 = _conv_bn_relu(w2, w3)
-        self.pool3 = nn.MaxPool2d(2)
+        self.pool3 = nn.MaxPool2d(2) if pools == 3 else nn.Identity()
         self.conv4 = _conv_bn_relu(w3, w4)
         self.flatten = nn.Flatten()
-        self.fc6 = nn.Linear(w4 * (size // 8) ** 2, fc)
+        self.fc6 = nn.Linear(w4 * (size // 2**pools) ** 2, fc)
         self.relu6 = nn.ReLU()
         self.fc7 = nn.Linear(fc, fc)
         self.relu7 = nn.ReLU()
@@ -86,9 +86,9 @@ class JudgeNet(nn.Module):
 
 
 class Generator(nn.Module):
-    def __init__(self, code_dim: int, width: int, size: int) -> None:
+    def __init__(self, code_dim: int, width: int, size: int, ups: int = 3) -> None:
         super().__init__()
-        self.s0 = size // 8
+        self.s0 = size // 2**ups
         w = width
         self.w0 = 2 * w
         self.defc = nn.Sequential(nn.Linear(code_dim, self.w0 * self.s0 * self.s0), nn.LeakyReLU(0.2))
@@ -103,8 +103,8 @@ class Generator(nn.Module):
                 nn.LeakyReLU(0.2),
             )
 
-        self.deconv3 = up(self.w0, w)  # S/8 -> S/4
-        self.deconv2 = up(w, w)  # S/4 -> S/2
+        self.deconv3 = up(self.w0, w) if ups == 3 else nn.Identity()  # S/8 -> S/4
+        self.deconv2 = up(w if ups == 3 else self.w0, w)  # S/4 -> S/2
         self.deconv1 = up(w, w // 2)  # S/2 -> S
         self.to_rgb = nn.Conv2d(w // 2, 3, 3, padding=1)
         self.out = nn.Sigmoid()

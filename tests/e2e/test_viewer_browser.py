@@ -82,8 +82,8 @@ def server(tmp_path_factory):
 def browser():
     if not Path(CHROMIUM).exists():
         pytest.fail(
-            f"Chromium not found at {CHROMIUM}: install Debian's `chromium` package (apt-get install chromium; "
-            ".ci/run does this) or point ATLAS_CHROMIUM at a Chromium binary"
+            f"Chromium not found at {CHROMIUM}: install Debian's `chromium` package "
+            "(apt-get install chromium; .ci/run does this) or point ATLAS_CHROMIUM at a Chromium binary"
         )
     from playwright.sync_api import sync_playwright
 
@@ -109,7 +109,7 @@ def _settle(page, expect_title: str, timeout_ms: int = 45_000) -> None:
     """Wait until the script finished (title shown, no running indicator) and images are loaded."""
     page.get_by_role("heading", name=expect_title).first.wait_for(timeout=timeout_ms)
     page.wait_for_function(
-        """() => !document.querySelector('[data-testid="stStatusWidget"] [data-testid="stStatusWidgetRunningIcon"]')
+        """() => !document.querySelector('[data-testid="stStatusWidgetRunningIcon"]')
                && Array.from(document.images).every(img => img.complete)""",
         timeout=timeout_ms,
     )
@@ -192,3 +192,11 @@ def test_compare_and_sql(server, page):
     page.get_by_text("Query refused or failed").first.wait_for(timeout=30_000)
     assert not Path("/tmp/atlas-browser-leak.csv").exists()
     _shot(page, "sql-refused")
+    page.locator("textarea").first.fill(
+        "SELECT layer, count(*) AS units, avg(best_activation) AS mean_best "
+        "FROM units GROUP BY layer ORDER BY 1"
+    )
+    page.get_by_role("button", name="Run query").click()
+    page.get_by_text("2 rows").first.wait_for(timeout=30_000)
+    assert page.locator('[data-testid="stDataFrame"]').count() >= 1
+    _shot(page, "sql")

@@ -71,7 +71,9 @@ def test_layer_grid_deep_link_sort_and_paging(runs, monkeypatch):
 
 
 def test_layer_grid_pages(tmp_path, monkeypatch):
-    make_synthetic_run(tmp_path / "wide", layers={"conv5": 130}, chains=1, steps=10, images_per_chain=2, real_k=0)
+    make_synthetic_run(
+        tmp_path / "wide", layers={"conv5": 130}, chains=1, steps=10, images_per_chain=2, real_k=0
+    )
     at = app(tmp_path / "wide", monkeypatch, page="layer", layer="conv5", p=2)
     assert n_images(at) == 48
     assert any("page **2** of 3" in m.value or "page <b>2</b> of 3" in m.value for m in at.markdown)

@@ -85,9 +85,10 @@ def test_retry_overwrites_no_duplicates(store):
     store.write_shard("fc8-0000", "fc8", shard_rows(units=(0, 1)))  # retried shard
     conn = open_run(store.run_dir)
     assert conn.execute("SELECT count(*), count(DISTINCT unit) FROM units").fetchone() == (3, 3)
-    assert conn.execute("SELECT count(*) FROM (SELECT DISTINCT unit, chain, step FROM steps)").fetchone()[
-        0
-    ] == conn.execute("SELECT count(*) FROM steps").fetchone()[0]
+    assert (
+        conn.execute("SELECT count(*) FROM (SELECT DISTINCT unit, chain, step FROM steps)").fetchone()[0]
+        == conn.execute("SELECT count(*) FROM steps").fetchone()[0]
+    )
 
 
 def test_marker_written_last(store, monkeypatch):
@@ -123,7 +124,9 @@ def test_failed_write_leaves_no_marker_and_no_partial_rows(store, monkeypatch):
     assert store.completed_shards() == set()
     conn = open_run(store.run_dir)  # files without a marker are not shown
     assert conn.execute("SELECT count(*) FROM units").fetchone() == (0,)
-    assert open_run(store.run_dir, include_partial=True).execute("SELECT count(*) FROM units").fetchone() == (2,)
+    assert open_run(store.run_dir, include_partial=True).execute("SELECT count(*) FROM units").fetchone() == (
+        2,
+    )
 
 
 def test_bad_rows_fail_before_writing(store):
@@ -215,7 +218,9 @@ def test_synthetic_run_counts(synthetic_run):
 
 def test_run_query_good_and_capped(synthetic_run):
     conn = open_run(synthetic_run)
-    cols, rows, truncated = run_query(conn, "SELECT layer, count(*) AS n FROM units GROUP BY layer ORDER BY 1")
+    cols, rows, truncated = run_query(
+        conn, "SELECT layer, count(*) AS n FROM units GROUP BY layer ORDER BY 1"
+    )
     assert cols == ["layer", "n"] and rows == [("conv3", 16), ("fc8", 10)] and not truncated
     cols, rows, truncated = run_query(conn, "SELECT * FROM range(100)", max_rows=7)
     assert len(rows) == 7 and truncated
@@ -278,3 +283,21 @@ def test_read_only_check_messages():
 def test_unsandboxed_connection_is_ordinary(synthetic_run):
     conn = open_run(synthetic_run, sandbox=False)
     conn.execute("SET threads = 1")
+
+
+def test_unit_sources_read_only_the_right_files(synthetic_run):
+    from atlas.store.catalog import unit_sources
+
+    conn = open_run(synthetic_run)
+    marker = json.loads((synthetic_run / "_shards" / "conv3-0001.done").read_text())
+    assert marker["units"] == [8, 15]
+    src = unit_sources(conn, "conv3", 9)
+    assert "shard-conv3-0001.parquet" in src["images"] and "conv3-0000" not in src["images"]
+    for table in ("units", "chains", "images", "steps", "activations"):
+        direct = conn.execute(f"SELECT count(*) FROM {src[table]} WHERE unit = 9").fetchone()
+        view = conn.execute(f"SELECT count(*) FROM {table} WHERE layer = 'conv3' AND unit = 9").fetchone()
+        assert direct == view and direct[0] > 0, table
+    several = unit_sources(conn, "conv3", [1, 12])
+    assert "conv3-0000" in several["units"] and "conv3-0001" in several["units"]
+    none = unit_sources(conn, "conv3", 999)
+    assert conn.execute(f"SELECT count(*) FROM {none['units']}").fetchone() == (0,)

@@ -12,14 +12,14 @@ MAX_UNITS = 24
 
 
 def _default_units(ctx: Context, layer: str) -> str:
-    ids = data.unit_ids(ctx.conn, layer)
+    ids = ctx.ids(layer)
     unit = state.get("unit")
     if unit is not None and unit in ids:
         i = ids.index(unit)
         chosen = ids[i : i + 8]
     else:
         chosen = ids[:8]
-    return ", ".join(str(u) for u in chosen)
+    return data.format_units(chosen)
 
 
 def _pairs(layer: str, units: list[int], left, right, left_name: str, right_name: str) -> None:

@@ -35,7 +35,7 @@ def render(ctx: Context) -> None:
     st.title("SQL console")
     st.caption(
         "Read-only DuckDB over this run. Views: `units`, `chains`, `images`, `steps`, `activations` "
-        "(each with a `layer` column), tables `run` and `shards`. "
+        "(each with a `layer` column); tables `run`, `shards`, `files`. "
         f"One statement at a time · results capped at {MAX_ROWS:,} rows · {TIMEOUT_S:g} s limit."
     )
     if "sql_text" not in st.session_state:
@@ -72,6 +72,6 @@ def render(ctx: Context) -> None:
         st.dataframe(frame, hide_index=True)
 
     with st.expander("Schema", icon=":material/schema:"):
-        for table in ("units", "chains", "images", "steps", "activations", "run", "shards"):
+        for table in ("units", "chains", "images", "steps", "activations", "run", "shards", "files"):
             cols = ctx.conn.cursor().execute(f"DESCRIBE {table}").fetchall()
             st.markdown(f"**{table}**: " + ", ".join(f"`{c[0]}` {c[1].lower()}" for c in cols))

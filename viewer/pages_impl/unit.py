@@ -31,7 +31,7 @@ def _nav(ctx: Context, layer: str, unit: int, prev: int | None, nxt: int | None,
 
 def render(ctx: Context) -> None:
     layer = state.get("layer")
-    ids = data.unit_ids(ctx.conn, layer)
+    ids = ctx.ids(layer)
     if not ids:
         st.info(f"Layer {layer} has no units yet.")
         return
@@ -50,7 +50,7 @@ def render(ctx: Context) -> None:
             args=("unit",),
         )
     unit = int(state.get("unit"))
-    page = data.unit_page(ctx.conn, layer, unit)
+    page = data.unit_page(ctx.conn, layer, unit, ids)
     row = page["unit"]
     with top[0]:
         st.title(f"{layer} · unit {unit}")

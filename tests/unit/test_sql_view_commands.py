@@ -1,0 +1,72 @@
+"""`atlas sql` and `atlas view` command modules (called directly, without the full CLI)."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+
+import pytest
+
+from atlas.commands import sql, view
+from atlas.errors import AtlasError
+from atlas.store.synthetic import make_synthetic_run
+
+pytestmark = pytest.mark.unit
+
+
+def parse(module, argv):
+    parser = argparse.ArgumentParser()
+    module.add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    run = tmp_path_factory.mktemp("cmd") / "run"
+    make_synthetic_run(run, layers={"fc8": 4}, chains=1, steps=10, images_per_chain=2, real_k=0)
+    return run
+
+
+def test_sql_formats(run_dir, capsys):
+    q = "SELECT layer, count(*) AS n FROM units GROUP BY layer"
+    assert sql.run(parse(sql, [str(run_dir), q])) == 0
+    out = capsys.readouterr().out
+    assert "fc8" in out and "(1 row)" in out
+    sql.run(parse(sql, [str(run_dir), q, "--format", "csv"]))
+    assert capsys.readouterr().out.splitlines() == ["layer,n", "fc8,4"]
+    sql.run(parse(sql, [str(run_dir), "SELECT unit, png FROM images LIMIT 1", "--format", "json"]))
+    rec = json.loads(capsys.readouterr().out)[0]
+    assert rec["png"].startswith("<") and rec["png"].endswith("bytes>")
+
+
+def test_sql_errors_are_one_line(run_dir, tmp_path):
+    with pytest.raises(AtlasError, match="read-only"):
+        sql.run(parse(sql, [str(run_dir), "COPY units TO '/tmp/x.csv'"]))
+    with pytest.raises(AtlasError) as exc:
+        sql.run(parse(sql, [str(run_dir), "SELECT nope FROM units"]))
+    assert "\n" not in str(exc.value)
+    with pytest.raises(AtlasError, match="does not exist"):
+        sql.run(parse(sql, [str(tmp_path / "missing"), "SELECT 1"]))
+
+
+def test_sql_interactive(run_dir, monkeypatch, capsys):
+    script = "SELECT count(*) AS n\nFROM units;\nATTACH '/tmp/x.db';\nSELECT 7 AS seven;\n.quit\nSELECT 1;\n"
+    monkeypatch.setattr(sys, "stdin", io.StringIO(script))
+    assert sql.run(parse(sql, [str(run_dir)])) == 0
+    out = capsys.readouterr().out
+    assert "error: the SQL console is read-only: ATTACH" in out
+    assert "seven" in out and out.count("(1 row)") == 2  # nothing after .quit
+
+
+def test_view_command_line_and_errors(run_dir, tmp_path):
+    cmd = view.streamlit_command(str(run_dir), 8600, "127.0.0.1")
+    assert cmd[0] == sys.executable and cmd[1:4] == ["-m", "streamlit", "run"]
+    assert cmd[4].endswith("viewer/app.py") and cmd[-2:] == ["--", str(run_dir)]
+    assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1"
+    assert cmd[cmd.index("--server.headless") + 1] == "true"
+    with pytest.raises(AtlasError, match="does not exist"):
+        view.run(parse(view, [str(tmp_path / "missing")]))
+    with pytest.raises(AtlasError, match="no atlas run"):
+        view.run(parse(view, [str(tmp_path)]))
