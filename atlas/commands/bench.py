@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 HELP = (
-    "Benchmarks: 'quality' (judge recognizability, activation, selectivity, diversity, facets), 'throughput'."
+    "Benchmarks: 'quality' (judge recognizability, activation, selectivity, diversity, facets), 'throughput'"
+    " (chain-steps/s by batch; --ray: units/min with 1 and 2 actors), 'viewer' (unit-page query latency)."
 )
 
 
@@ -49,6 +50,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--batches", default="1,4,16,64,128,256", help="comma-separated batch sizes")
     t.add_argument("--methods", help="comma-separated subset: dgn_am,ppgn_h/dae,ppgn_h/joint,pixel")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
+    _add_viewer_parser(sub)
+
+
+def _add_viewer_parser(sub: argparse._SubParsersAction) -> None:
+    v = sub.add_parser("viewer", help="Unit-page query latency on a synthetic run (target <= 200 ms).")
+    v.add_argument("--json", help="write the report as JSON to this path")
+    v.add_argument("--images", type=int, default=100_000, help="images in the synthetic run (default 100k)")
+    v.add_argument("--dir", help="where to build the synthetic run (default: a temporary directory)")
 
 
 def _write_json(path: str | None, report: dict) -> None:
@@ -70,6 +79,10 @@ def _methods(text: str | None) -> list[str] | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.bench == "viewer":
+        from atlas.bench import viewer_latency
+
+        return int(viewer_latency.run(args) or 0)
     if args.bench == "quality":
         return _quality(args)
     if args.ray:

@@ -3,15 +3,17 @@
 Usage::
 
     from atlas.store.catalog import open_run, run_query
-    conn = open_run("runs/demo")   # views units chains images steps activations; tables run shards files
+    conn = open_run("runs/demo")   # units chains images steps activations + run shards files
     columns, rows, truncated = run_query(conn, "SELECT layer, count(*) FROM units GROUP BY layer")
 
-Each view reads the Parquet files of *completed* shards (those with a ``_shards/<id>.done`` marker), with
-``hive_partitioning`` (the ``layer`` column comes from ``layer=<name>`` directories) and ``union_by_name``
-(files written before a nullable column was added still read). The ``files`` table lists each Parquet
-file with its shard's unit range, so point lookups can read just the file that holds a unit
-(:func:`unit_source`). Reopen the connection to see shards written
-since (the viewer does so on every refresh).
+Each data table reads the Parquet files of *completed* shards (those with a ``_shards/<id>.done`` marker),
+with ``hive_partitioning`` (the ``layer`` column comes from ``layer=<name>`` directories) and
+``union_by_name`` (files written before a nullable column was added still read). ``chains``, ``images``,
+``steps`` and ``activations`` are views; ``units`` (one row per unit) is loaded into memory at open, so unit
+lists, grid sorting and aggregates do not depend on how many shard files a layer has. The ``files`` table
+lists each Parquet file with its shard's unit range, so point lookups read just the files that hold a unit
+(:func:`unit_sources`). Reopen the connection to see shards written since (the viewer does so whenever a
+new shard completes).
 
 Sandbox (``sandbox=True``, the default), applied after the views exist:
 ``allowed_paths`` = exactly the run's Parquet files (so nothing can be written anywhere, not even inside the
