@@ -1,4 +1,4 @@
-"""`atlas bootstrap`: train the toy world (whatever is missing), print its quality gates, exit 1 if one fails."""
+"""`atlas bootstrap`: train the toy world (what is missing), print its quality gates, exit 1 if one fails."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`atlas toyworld show`: PNG grids of the toy world's samples (per class and facet) and G's reconstructions."""
+"""`atlas toyworld show`: PNG grids of the toy world's samples (per class, facet) and G's reconstructions."""
 
 from __future__ import annotations
 

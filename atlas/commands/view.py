@@ -40,6 +40,7 @@ def streamlit_command(run_dir: str, port: int, host: str) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import signal
     import subprocess
     from pathlib import Path
 
@@ -56,9 +57,21 @@ def run(args: argparse.Namespace) -> int:
     shown = "localhost" if args.host in ("127.0.0.1", "0.0.0.0") else args.host
     print(f"atlas viewer: http://{shown}:{args.port}/  (run {run_dir}; Ctrl-C stops it)", flush=True)
     proc = subprocess.Popen(streamlit_command(str(run_dir), args.port, args.host))
+
+    def stop(signum, frame):  # SIGTERM (e.g. from `make demo`'s caller): take the server down with us
+        proc.terminate()
+        raise SystemExit(0)
+
+    previous = signal.signal(signal.SIGTERM, stop)
     try:
         return proc.wait()
     except KeyboardInterrupt:
-        proc.terminate()
-        proc.wait(timeout=10)
         return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()

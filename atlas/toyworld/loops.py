@@ -1,4 +1,4 @@
-"""Small training helpers shared by the toy world's trainers: threads, batches, schedules, progress, losses."""
+"""Training helpers shared by the toy world's trainers: threads, batches, schedules, progress, losses."""
 
 from __future__ import annotations
 

@@ -36,14 +36,17 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class TargetConfig:
-    """T: conv(BN) x4, 3 max-pools, fc6 -> fc7 -> fc8; trained jointly with a decoder from relu6."""
+    """T: conv(BN) x4, max-pools, fc6 -> fc7 -> fc8; trained jointly with a decoder from relu6."""
 
     widths: tuple[int, int, int, int] = (24, 48, 96, 96)
+    pools: int = 2  # 2: fc6 reads an S/4 map (keeps position), 3: S/8 (the prototype's)
     fc: int = 256
-    epochs: int = 6
-    batch: int = 64
+    epochs: int = 8
+    batch: int = 32
     lr: float = 2e-3
+    ce_weight: float = 0.2  # CE weight in the joint phase (1.0 starves the code of picture content)
     recon_weight: float = 1.0  # weight of the auxiliary reconstruction loss (0 = plain classifier)
+    head_epochs: int = 10  # then fc7/fc8 alone on the frozen code (accuracy without touching fc6)
     seed: int = 1
 
 
@@ -66,9 +69,9 @@ class GeneratorConfig:
 
     width: int = 32
     epochs: int = 8
-    batch: int = 64
+    batch: int = 32
     lr: float = 1e-3
-    pixel_weight: float = 1.0  # L1 on pixels
+    pixel_weight: float = 1.0  # 10 * MSE on pixels
     edge_weight: float = 1.0  # L1 on image gradients (keeps edges sharp)
     feature_weight: float = 0.5  # L1 on the features of a fixed comparator C (not T, not J)
     adv_weight: float = 0.0  # adversarial term (discriminator conditioned on the code); 0 = off
@@ -121,9 +124,9 @@ DEFAULT = ToyWorldConfig()
 MICRO = ToyWorldConfig(
     name="micro",
     data=DataConfig(size=16, n_train=4000, n_test=600, seed=0),
-    target=TargetConfig(widths=(16, 32, 48, 48), fc=64, epochs=8, batch=32, lr=3e-3),
+    target=TargetConfig(widths=(16, 32, 48, 48), fc=64, epochs=8, batch=32, lr=3e-3, head_epochs=20),
     judge=JudgeConfig(widths=(16, 32, 48), epochs=6, batch=32, lr=3e-3),
-    generator=GeneratorConfig(width=24, epochs=8, batch=32, lr=2e-3),
+    generator=GeneratorConfig(width=24, epochs=6, batch=32, lr=2e-3),
     dae=DaeConfig(hidden=128, blocks=1, epochs=10, batch=64),
     gates=GateThresholds(
         t_acc=0.70,

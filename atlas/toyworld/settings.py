@@ -1,4 +1,4 @@
-"""Which toy world a command means: ``--preset`` / ``--cache-dir`` flags, else a YAML file's ``toyworld:`` section.
+"""Which toy world a command means: ``--preset`` / ``--cache-dir``, else a YAML file's ``toyworld:`` section.
 
 The file may be a full run config (only its ``toyworld:`` section is read) or a file holding just that
 section::

@@ -30,13 +30,13 @@ def _u8(x: torch.Tensor) -> torch.Tensor:
 
 
 def sample_grid(images: torch.Tensor, fine: torch.Tensor, per_fine: int = 10) -> np.ndarray:
-    """(N, 3, S, S) images (uint8 or rgb01), (N,) fine labels -> (rows, cols, 3) uint8, a row per fine label."""
+    """(N, 3, S, S) images (uint8 or rgb01), (N,) fine labels -> (rows, cols, 3) uint8, a row per label."""
     rows = [_row(_u8(images[fine == f][:per_fine]), per_fine) for f in range(len(FINE_NAMES))]
     return torch.cat(rows, dim=0).numpy()
 
 
 def recon_grid(real: torch.Tensor, recon: torch.Tensor, fine: torch.Tensor, per_fine: int = 8) -> np.ndarray:
-    """Real images and their reconstructions: for each fine label a row of originals, then a row of G(E(x))."""
+    """Real images and reconstructions: per fine label a row of originals, then a row of G(E(x))."""
     rows = []
     for f in range(len(FINE_NAMES)):
         sel = (fine == f).nonzero()[:per_fine, 0]

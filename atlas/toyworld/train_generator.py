@@ -2,7 +2,7 @@
 
 G starts from the decoder trained jointly with T and is fine-tuned on codes of the *frozen, eval-mode* T:
 
-    loss = pixel_weight   * L1(G(h), x) + edge_weight * L1(grad G(h), grad x)
+    loss = pixel_weight   * 10 * MSE(G(h), x) + edge_weight * L1(grad G(h), grad x)
          + feature_weight * sum_l L1(C_l(G(h)), C_l(x))          (C: fixed random conv comparator, not T)
          + adv_weight     * softplus(-D(G(h), h))                 (D: conditioned on the code; optional)
 
@@ -57,7 +57,10 @@ def train_generator(
     torch.manual_seed(gc.seed)
     with threads():
         codes = codes_of(target, data.images, size)  # (N, D)
-    g = copy.deepcopy(decoder) if cfg.target.recon_weight > 0 else Generator(codes.shape[1], gc.width, size)
+    if cfg.target.recon_weight > 0:
+        g = copy.deepcopy(decoder)
+    else:
+        g = Generator(codes.shape[1], gc.width, size, cfg.target.pools)
     comp = Comparator()
     disc = CodeDiscriminator(codes.shape[1], max(8, gc.width // 2), size) if gc.adv_weight > 0 else None
     opt = torch.optim.Adam(g.parameters(), lr=gc.lr)
@@ -70,7 +73,7 @@ def train_generator(
             for idx in epoch_batches(len(data), gc.batch, gen):
                 x, h = data.rgb01(idx), codes[idx]
                 r = g(h)
-                loss = gc.pixel_weight * F.l1_loss(r, x) + gc.edge_weight * edge_l1(r, x)
+                loss = gc.pixel_weight * 10 * F.mse_loss(r, x) + gc.edge_weight * edge_l1(r, x)
                 if gc.feature_weight > 0:
                     fr, fx = comp(r), comp(x)
                     loss = loss + gc.feature_weight * sum(

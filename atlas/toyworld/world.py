@@ -64,11 +64,11 @@ class ToyWorld:
     def _build(self, name: str, payload: dict[str, Any] | None = None) -> nn.Module:
         c, size = self.cfg, self.cfg.data.size
         if name == "target":
-            return TargetNet(c.target.widths, c.target.fc, len(CLASS_NAMES), size)
+            return TargetNet(c.target.widths, c.target.fc, len(CLASS_NAMES), size, c.target.pools)
         if name == "judge":
             return JudgeNet(c.judge.widths, len(FINE_NAMES))
         if name in ("generator", "decoder"):
-            return Generator(c.target.fc, c.generator.width, size)
+            return Generator(c.target.fc, c.generator.width, size, c.target.pools)
         if name == "dae":
             return CodeDAE(c.target.fc, c.dae.hidden, c.dae.blocks)
         raise AssertionError(name)

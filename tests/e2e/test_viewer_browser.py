@@ -108,12 +108,22 @@ def page(browser):
 def _settle(page, expect_title: str, timeout_ms: int = 45_000) -> None:
     """Wait until the script finished (title shown, no running indicator) and images are loaded."""
     page.get_by_role("heading", name=expect_title).first.wait_for(timeout=timeout_ms)
-    page.wait_for_function(
-        """() => !document.querySelector('[data-testid="stStatusWidgetRunningIcon"]')
-               && Array.from(document.images).every(img => img.complete)""",
-        timeout=timeout_ms,
-    )
-    page.wait_for_timeout(1200)  # charts (vega-embed) draw asynchronously
+    # Streamlit streams elements while the script runs: wait until the page stops growing and every image
+    # has loaded (same count of images and charts on consecutive polls)
+    deadline = time.monotonic() + timeout_ms / 1000
+    previous = None
+    while time.monotonic() < deadline:
+        state = page.evaluate(
+            """() => [document.images.length,
+                      Array.from(document.images).every(img => img.complete),
+                      document.querySelectorAll('[data-testid="stVegaLiteChart"]').length,
+                      !!document.querySelector('[data-testid="stStatusWidget"]')]"""
+        )
+        if state == previous and state[1] and not state[3]:
+            break
+        previous = state
+        page.wait_for_timeout(700)
+    page.wait_for_timeout(800)  # charts (vega-embed) draw asynchronously
 
 
 def _image_widths(page) -> list[int]:
@@ -160,7 +170,7 @@ def test_layer_grid(server, page):
     # paging keeps working and updates the URL
     page.get_by_role("button", name="Next").first.click()
     page.get_by_text("page 2 of 2").first.wait_for(timeout=30_000)
-    assert "p=2" in page.url
+    page.wait_for_url("**p=2**", timeout=30_000)
 
 
 def test_unit_deep_link(server, page):
@@ -176,7 +186,7 @@ def test_unit_deep_link(server, page):
     _settle(page, "fc8 · unit 7")
     page.get_by_role("button", name="unit 8").first.click()
     page.get_by_role("heading", name="fc8 · unit 8").first.wait_for(timeout=30_000)
-    assert "unit=8" in page.url
+    page.wait_for_url("**unit=8**", timeout=30_000)  # the URL is synced when the script run ends
 
 
 def test_compare_and_sql(server, page):

@@ -29,7 +29,7 @@ def test_shapes_and_dtypes():
         assert d.labels.shape == d.fine.shape == (48,)
         assert d.labels.dtype == d.fine.dtype == torch.long
         x = d.rgb01()
-        assert x.dtype == torch.float32 and 0.0 <= x.min() and x.max() <= 1.0
+        assert x.dtype == torch.float32 and x.min() >= 0.0 and x.max() <= 1.0
 
 
 def test_classes_and_facets_are_balanced():

@@ -144,9 +144,10 @@ def render(ctx: Context) -> None:
                 st.markdown(f"**chain {chain}**")
                 if rec.get("diverged"):
                     st.badge("diverged", color="red", icon=":material/warning:")
+                seed = rec.get("seed") if rec.get("seed") is not None else "–"
                 st.caption(
                     f"{rec.get('method') or '–'} · facet {widgets.fmt(rec.get('facet'))}\n\n"
-                    f"start {rec.get('start') or '–'} · seed {widgets.fmt(rec.get('seed'))}\n\n"
+                    f"start {rec.get('start') or '–'} · seed {seed}\n\n"
                     f"final act {widgets.fmt(rec.get('final_activation'))} · "
                     f"best {widgets.fmt(rec.get('best_activation'))} "
                     f"@ step {widgets.fmt(rec.get('best_step'))}\n\n"
