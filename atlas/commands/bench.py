@@ -55,9 +55,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _add_viewer_parser(sub: argparse._SubParsersAction) -> None:
     v = sub.add_parser("viewer", help="Unit-page query latency on a synthetic run (target <= 200 ms).")
-    v.add_argument("--json", help="write the report as JSON to this path")
     v.add_argument("--images", type=int, default=100_000, help="images in the synthetic run (default 100k)")
-    v.add_argument("--dir", help="where to build the synthetic run (default: a temporary directory)")
+    v.add_argument("--units", type=int, default=25, help="units timed per layer")
+    v.add_argument("--repeat", type=int, default=3, help="timed repetitions per unit")
+    v.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    v.add_argument("--keep", metavar="DIR", help="build (or reuse) the run here instead of a temp dir")
 
 
 def _write_json(path: str | None, report: dict) -> None:

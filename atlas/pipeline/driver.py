@@ -154,6 +154,11 @@ def run_atlas(
     """Build (or finish) the atlas a config describes; returns the run summary."""
     started = time.perf_counter()
     models = build_models(cfg)
+    if cfg.models.target.spec.startswith("toyworld:"):
+        from atlas import toyworld
+
+        # the workers' judge verdicts: train it here, once, rather than in every actor on a cold cache
+        toyworld.load_component("judge", cfg.toyworld.preset, cfg.toyworld.cache_dir)
     layers = resolve_layers(cfg, models)
     shards = plan_shards({lp.name: lp.units for lp in layers}, cfg.ray.units_per_shard)
     run_dir = Path(cfg.out_dir) / cfg.name
