@@ -47,6 +47,7 @@ class ToyWorld:
         self.hash = config_hash(self.cfg)
         self.log = log
         self.seconds: dict[str, float] = {}  # time spent training in this process, per stage
+        self.cpu_seconds: dict[str, float] = {}  # CPU time (all threads) of the same stages
         self._modules: dict[str, nn.Module] = {}
         self._payloads: dict[str, dict[str, Any]] = {}
 
@@ -86,13 +87,14 @@ class ToyWorld:
             raise corrupt(self.path(name), "weights do not match their recorded fingerprint", self.cfg.name)
         return module.eval()
 
-    def _stale(self, name: str, blob: dict[str, Any]) -> bool:
+    def _stale(self, name: str, blob: dict[str, Any], train_if_missing: bool) -> bool:
         if name in ("generator", "dae"):
-            return blob["meta"].get("target_fingerprint") != self.fingerprint("target")
+            target_fp = self.fingerprint("target", train_if_missing=train_if_missing)
+            return blob["meta"].get("target_fingerprint") != target_fp
         return False
 
-    def fingerprint(self, name: str) -> str:
-        self.module(name)
+    def fingerprint(self, name: str, *, train_if_missing: bool = True) -> str:
+        self.module(name, train_if_missing=train_if_missing)
         return str(self._payloads[name]["fingerprint"])
 
     def module(self, name: str, *, train_if_missing: bool = True, retrain: bool = False) -> nn.Module:
@@ -105,7 +107,7 @@ class ToyWorld:
         if blob is not None:
             module = self._restore(name, blob)
             self._modules[name], self._payloads[name] = module, blob
-            if not self._stale(name, blob):
+            if not self._stale(name, blob, train_if_missing):
                 return module
             del self._modules[name], self._payloads[name]
             if not train_if_missing:
@@ -122,11 +124,13 @@ class ToyWorld:
         else:
             why = "retraining" if retrain else "not in the cache; training"
             self.log(f"toyworld[{self.cfg.name}]: {name} {why} (cache {self.dir})")
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         module, payload = self._train(name)
         seconds = time.perf_counter() - t0
         self.seconds[name] = seconds
+        self.cpu_seconds[name] = time.process_time() - c0
         payload["meta"]["train_seconds"] = seconds
+        payload["meta"]["train_cpu_seconds"] = self.cpu_seconds[name]
         payload["meta"]["torch"] = str(torch.__version__)
         save_component(self.path(name), self.cfg, name, payload)
         self.log(f"toyworld[{self.cfg.name}]: {name} trained in {seconds:.0f} s -> {self.path(name)}")
@@ -210,7 +214,7 @@ class ToyWorld:
             spec=f"toyworld:{name}",
             weights=f"toyworld:{self.cfg.name}:{self.hash}",
             random_weights=False,
-            fingerprint=self.fingerprint(name),
+            fingerprint=self.fingerprint(name, train_if_missing=False),
         )
         if name == "target":
             return LoadedModel(
