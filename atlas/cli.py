@@ -54,6 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AtlasError as exc:
         print(f"atlas: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `atlas config | head`
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("atlas: interrupted", file=sys.stderr)
         return 130

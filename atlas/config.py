@@ -229,7 +229,8 @@ class SamplerConfig:
     )
     start: Literal["random", "mean", "real", "facet_seeded"] = opt(
         "facet_seeded",
-        "Start codes: random N(0,1) clipped, mean code + noise, a real image's code, or facet-seeded (k-means).",
+        "Start codes: random N(0,1) clipped, mean code + noise, a real image's code, "
+        "or facet-seeded (k-means).",
     )
     record_every: int = opt(10, "Record chain statistics every N steps.", ge=1)
     dgn_am: DgnAmConfig = section(DgnAmConfig, "DGN-AM settings.")
@@ -539,10 +540,10 @@ def describe_fields(cls: type = RunConfig, prefix: str = "") -> list[tuple[str, 
             dataclasses.is_dataclass(tp)
             and f.default_factory is not dataclasses.MISSING
             and "doc" in f.metadata
+            and tp not in _SHORTHAND_STRING
         ):
-            if tp not in _SHORTHAND_STRING:
-                rows.extend(describe_fields(tp, key + "."))
-                continue
+            rows.extend(describe_fields(tp, key + "."))
+            continue
         default = f.default if f.default is not dataclasses.MISSING else _to_plain(f.default_factory())
         rows.append((key, _type_name(tp), repr(_to_plain(default)), f.metadata.get("doc", "")))
     return rows

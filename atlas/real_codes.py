@@ -21,8 +21,10 @@ def real_codes(cfg: RunConfig, images_dir: str, limit: int | None, log=print) ->
         generator = load_model(cfg.models.generator, "generator", **kw)
         layer = generator.extras.get("code_layer")  # type: ignore[assignment]
     if not layer:
-        raise AtlasError("models.code_layer: name the target layer whose output is the generator's code "
-                         "(e.g. classifier.2 for AlexNet's post-ReLU fc6)")
+        raise AtlasError(
+            "models.code_layer: name the target layer whose output is the generator's code "
+            "(e.g. classifier.2 for AlexNet's post-ReLU fc6)"
+        )
     probe = LayerProbe(target.module, [layer])
     real = load_image_folder(images_dir, max(target.space.size, 256), limit=limit)
     log(f"computing {layer} codes of {len(real.images)} images from {images_dir}")

@@ -19,7 +19,8 @@ def format_table(
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
 
     def line(values: Sequence[str]) -> str:
-        out = [v.rjust(w) if i in align_right else v.ljust(w) for i, (v, w) in enumerate(zip(values, widths))]
+        pairs = enumerate(zip(values, widths, strict=True))
+        out = [v.rjust(w) if i in align_right else v.ljust(w) for i, (v, w) in pairs]
         return "  ".join(out).rstrip()
 
     return "\n".join([line(list(headers)), line(["-" * w for w in widths]), *(line(r) for r in cells)])

@@ -116,7 +116,11 @@ class QualitySetup:
         # (eps3 = 1, relative to the gradient before the step is normalized) regularizes toward
         # recognizable pictures.
         base: dict[str, Any] = dict(
-            steps=100, chains_per_unit=8, objective="raw", start="facet_seeded", record_every=10,
+            steps=100,
+            chains_per_unit=8,
+            objective="raw",
+            start="facet_seeded",
+            record_every=10,
             dgn_am=DgnAmConfig(lr=0.6, lr_end=1e-3, l2_decay=0.99),
             ppgn_h=PpgnConfig(prior="dae", eps1=1e-3, eps2=1.0, eps3=1.0, lr=0.5, save_every=20),
         )

@@ -148,8 +148,9 @@ def flops_per_chain_step(engine: Engine, layer: str, batch: int = 4) -> float:
     return fc.get_total_flops() / batch
 
 
-def _marginal_step_seconds(engine: Engine, layer: str, units: list[int], steps: tuple[int, int],
-                           device: torch.device, repeats: int) -> float:
+def _marginal_step_seconds(
+    engine: Engine, layer: str, units: list[int], steps: tuple[int, int], device: torch.device, repeats: int
+) -> float:
     """Median over repeats of (t(s2) - t(s1)) / (s2 - s1); t(s2) / s2 when noise makes it <= 0."""
     diffs, longs = [], []
     for _ in range(repeats):

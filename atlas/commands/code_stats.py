@@ -10,23 +10,28 @@ HELP = "Compute the code mean and per-dimension bounds (mean + 3 std) from a fol
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True, help="run config naming the target and models.code_layer")
     p.add_argument("--images", required=True, help="folder of real images (searched recursively)")
-    p.add_argument("--out", required=True, help="output file, e.g. weights/fc6_stats.pt (set as models.code_stats)")
+    p.add_argument(
+        "--out", required=True, help="output file, e.g. weights/fc6_stats.pt (set as models.code_stats)"
+    )
     p.add_argument("--limit", type=int, help="use at most N images")
     p.add_argument("--sigmas", type=float, default=3.0, help="upper bound = mean + SIGMAS * std (DGN-AM: 3)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 
 
 def run(args: argparse.Namespace) -> int:
-    from atlas.real_codes import real_codes
     from atlas.config import load_config
     from atlas.models.codes import CodeStats
+    from atlas.real_codes import real_codes
 
     cfg = load_config(args.config, args.overrides)
     codes, layer = real_codes(cfg, args.images, args.limit)
-    stats = CodeStats.from_codes(codes, source=f"{layer} of {len(codes)} images in {args.images}",
-                                 sigmas=args.sigmas)
+    stats = CodeStats.from_codes(
+        codes, source=f"{layer} of {len(codes)} images in {args.images}", sigmas=args.sigmas
+    )
     stats.save(args.out)
     up = stats.upper.flatten()
-    print(f"wrote {args.out}: {codes.shape[0]} codes of shape {tuple(codes.shape[1:])}; upper bound mean "
-          f"{up.mean():.3g} (range {up.min():.3g}-{up.max():.3g}); set models.code_stats: {args.out}")
+    print(
+        f"wrote {args.out}: {codes.shape[0]} codes of shape {tuple(codes.shape[1:])}; upper bound mean "
+        f"{up.mean():.3g} (range {up.min():.3g}-{up.max():.3g}); set models.code_stats: {args.out}"
+    )
     return 0

@@ -10,8 +10,11 @@ HELP = "Train a residual-MLP denoising autoencoder on real codes (the PPGN-h pri
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True, help="run config naming the target and models.code_layer")
     p.add_argument("--images", required=True, help="folder of real images (searched recursively)")
-    p.add_argument("--out", required=True, help="output state-dict file (models.dae: {spec: dae:residual_mlp, "
-                                                "weights: OUT})")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="output state-dict file (models.dae: {spec: dae:residual_mlp, weights: OUT})",
+    )
     p.add_argument("--limit", type=int, help="use at most N images")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--hidden", type=int, default=1024)
@@ -23,16 +26,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from atlas.real_codes import real_codes
     from atlas.config import load_config
     from atlas.errors import AtlasError
     from atlas.models.dae import train_dae
+    from atlas.real_codes import real_codes
 
     cfg = load_config(args.config, args.overrides)
     codes, layer = real_codes(cfg, args.images, args.limit)
     if len(codes) < 10:
-        raise AtlasError(f"--images: only {len(codes)} images in {args.images!r}; a DAE needs at least 10 "
-                         "(thousands for a useful prior)")
+        raise AtlasError(
+            f"--images: only {len(codes)} images in {args.images!r}; a DAE needs at least 10 "
+            "(thousands for a useful prior)"
+        )
     dae, report = train_dae(codes, hidden=args.hidden, epochs=args.epochs, noise=args.noise, seed=args.seed)
     tmp = args.out + ".tmp"
     torch.save(dae.state_dict(), tmp)
@@ -40,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
 
     os.replace(tmp, args.out)
     verdict = "better than" if report["heldout_error"] < report["identity_error"] else "NOT better than"
-    print(f"wrote {args.out}: DAE on {report['codes']} {layer} codes (dim {report['dim']}); held-out error "
-          f"{report['heldout_error']:.4f} vs identity {report['identity_error']:.4f} ({verdict} the identity)")
+    print(
+        f"wrote {args.out}: DAE on {report['codes']} {layer} codes (dim {report['dim']}); held-out error "
+        f"{report['heldout_error']:.4f} vs identity {report['identity_error']:.4f} ({verdict} the identity)"
+    )
     return 0

@@ -82,8 +82,14 @@ def default_deepsim_stats(code_shape: tuple[int, ...], signed: bool) -> CodeStat
     zeros = torch.zeros(code_shape)
     lower = torch.full(code_shape, -30.0) if signed else zeros.clone()
     upper = torch.full(code_shape, 30.0)
-    return CodeStats(zeros, torch.ones(code_shape), lower, upper, {},
-                     source="default: PPGN clip range, no data (run `atlas code-stats` for 3-sigma bounds)")
+    return CodeStats(
+        zeros,
+        torch.ones(code_shape),
+        lower,
+        upper,
+        {},
+        source="default: PPGN clip range, no data (run `atlas code-stats` for 3-sigma bounds)",
+    )
 
 
 def codes_of_images(probe_layer_fn, images: torch.Tensor, batch: int = 64) -> torch.Tensor:

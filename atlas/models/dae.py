@@ -112,4 +112,9 @@ def train_dae(
         h_noisy = noisy(held)
         dae_err = (((dae(h_noisy) - held) / std) ** 2).mean().item()
         id_err = (((h_noisy - held) / std) ** 2).mean().item()
-    return dae, {"heldout_error": dae_err, "identity_error": id_err, "codes": len(codes), "dim": codes.shape[1]}
+    return dae, {
+        "heldout_error": dae_err,
+        "identity_error": id_err,
+        "codes": len(codes),
+        "dim": codes.shape[1],
+    }

@@ -43,7 +43,7 @@ class LoadedModel:
 
 
 def freeze(module: nn.Module) -> nn.Module:
-    """Eval mode, no parameter gradients, and no in-place activations (hooks must see each layer's own output)."""
+    """Eval mode, no parameter gradients, no in-place activations (hooks must see each layer's own output)."""
     module.eval()
     for p in module.parameters():
         p.requires_grad_(False)

@@ -6,7 +6,7 @@ Spec strings (DESIGN.md "Models"):
 - ``torchvision:NAME``                      any torchvision classification model; ``weights:`` a state-dict
                                              file, or a torchvision weights enum name (needs a network)
 - ``python:package.module:factory``         any ``nn.Module`` returned by ``factory()``; optional weights
-- ``deepsim:fc6|fc7|fc8|pool5``             DeePSiM generators, upconvGAN state-dict layout (``G.defc7.weight``)
+- ``deepsim:fc6|fc7|fc8|pool5``             DeePSiM generators (upconvGAN layout: ``G.defc7.weight``)
 - ``dae:residual_mlp``                      a code DAE trained by ``atlas train-dae`` (weights required)
 
 Usage::
@@ -27,7 +27,6 @@ from torch import nn
 from atlas.config import ModelConfig, PreprocessConfig, ToyWorldRef
 from atlas.errors import ModelError
 from atlas.models import deepsim
-from atlas.models.codes import default_deepsim_stats
 from atlas.models.loaded import LoadedModel, Role, freeze
 from atlas.models.spaces import ImageSpace, deepsim_space, torchvision_space
 from atlas.models.weights import apply_state_dict, file_fingerprint, load_state_dict_file, module_fingerprint

@@ -72,7 +72,8 @@ def apply_state_dict(module: nn.Module, state: Mapping[str, torch.Tensor], sourc
             parts.append(f"unexpected keys {_names(unexpected)}")
         expected = _names(list(own), 2)
         raise ModelError(
-            f"state dict {source!r} does not match the model: {'; '.join(parts)} (model keys look like {expected})"
+            f"state dict {source!r} does not match the model: {'; '.join(parts)} "
+            f"(model keys look like {expected})"
         )
     for key, tensor in state.items():
         if tuple(tensor.shape) != tuple(own[key].shape):

@@ -186,7 +186,8 @@ def run_atlas(
     total_units = sum(len(s.units) for s in shards)
     if done:
         log(
-            f"resuming {run_dir}: {len(shards) - len(todo)} of {len(shards)} shards already complete, skipping them"
+            f"resuming {run_dir}: {len(shards) - len(todo)} of {len(shards)} shards already complete, "
+            "skipping them"
         )
     del models  # the driver only validated; actors hold the resident copies
     summaries: list[dict[str, Any]] = []
@@ -268,7 +269,7 @@ def _dispatch(
                     if len(dead) == n:
                         raise AtlasError(
                             "every worker died; see the Ray logs; rerun the same command to resume"
-                        )
+                        ) from None
                     for j in range(n):
                         if j not in dead and not any(a == j for a, _ in inflight.values()):
                             submit(j)

@@ -48,12 +48,12 @@ def build_models(cfg: RunConfig) -> RunModels:
     elif generator is not None:
         stats = generator.extras.get("code_stats")  # type: ignore[assignment]
     code_layer = cfg.models.code_layer or (generator.extras.get("code_layer") if generator else None)
-    if generator is not None and stats is not None and generator.code_shape is not None:
-        if tuple(stats.mean.shape) != tuple(generator.code_shape):
-            raise AtlasError(
-                f"models.code_stats: statistics have shape {tuple(stats.mean.shape)}, "
-                f"the generator's code is {generator.code_shape}"
-            )
+    shape = generator.code_shape if generator is not None else None
+    if stats is not None and shape is not None and tuple(stats.mean.shape) != tuple(shape):
+        raise AtlasError(
+            f"models.code_stats: statistics have shape {tuple(stats.mean.shape)}, "
+            f"the generator's code is {generator.code_shape}"
+        )
     return RunModels(target, generator, dae, stats, code_layer)
 
 

@@ -10,7 +10,6 @@ import torch
 from atlas.sampling.results import ImageRecord, UnitResult
 from atlas.store import encode_png
 
-
 # trajectory keys of atlas.sampling.stats -> column names of the steps table
 _STEP_COLUMNS = {"top_other": "top_competitor", "residual_norm": "prior_residual"}
 

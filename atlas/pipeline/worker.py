@@ -135,9 +135,16 @@ class AtlasWorker:
                 for r in results
             ]
         )
-        counts = self.store.write_shard(shard.id, shard.layer, rows,
-                                        meta={"seconds": round(time.perf_counter() - started, 3),
-                                              "pid": os.getpid(), "device": str(self.device)})
+        counts = self.store.write_shard(
+            shard.id,
+            shard.layer,
+            rows,
+            meta={
+                "seconds": round(time.perf_counter() - started, 3),
+                "pid": os.getpid(),
+                "device": str(self.device),
+            },
+        )
         return {
             "shard": shard.id,
             "layer": shard.layer,

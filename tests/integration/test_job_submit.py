@@ -29,13 +29,38 @@ def ray_head(tmp_path_factory):
     temp = Path("/tmp") / f"atlas-ray-{os.getpid()}"  # short: Ray's socket paths have a length limit
     port, dash = free_port(), free_port()
     # the venv first on PATH, so the job's `atlas` and `python` are the ones atlas is installed in
-    env = {**os.environ, "RAY_AUTH_MODE": "token",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {
+        **os.environ,
+        "RAY_AUTH_MODE": "token",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
     env.pop("RAY_ADDRESS", None)
-    subprocess.run([RAY, "start", "--head", "--port", str(port), "--node-ip-address", "127.0.0.1",
-                    "--temp-dir", str(temp), "--num-cpus", "2", "--dashboard-host", "127.0.0.1",
-                    "--dashboard-port", str(dash), "--include-dashboard", "true", "--disable-usage-stats"],
-                   check=True, capture_output=True, env=env, timeout=120)
+    subprocess.run(
+        [
+            RAY,
+            "start",
+            "--head",
+            "--port",
+            str(port),
+            "--node-ip-address",
+            "127.0.0.1",
+            "--temp-dir",
+            str(temp),
+            "--num-cpus",
+            "2",
+            "--dashboard-host",
+            "127.0.0.1",
+            "--dashboard-port",
+            str(dash),
+            "--include-dashboard",
+            "true",
+            "--disable-usage-stats",
+        ],
+        check=True,
+        capture_output=True,
+        env=env,
+        timeout=120,
+    )
     try:
         yield f"http://127.0.0.1:{dash}", env
     finally:
@@ -47,10 +72,31 @@ def test_demo_config_through_ray_job_submit(tmp_path, micro_cache, ray_head):
     address, env = ray_head
     out = tmp_path / "runs"
     proc = subprocess.run(
-        [RAY, "job", "submit", "--address", address, "--working-dir", str(REPO), "--",
-         "atlas", "run", "configs/micro.yaml", "--no-progress", "--set", f"out_dir={out}",
-         "--set", f"toyworld.cache_dir={micro_cache}", "--set", "layers.1.units=0-1"],
-        capture_output=True, text=True, env=env, timeout=600, cwd=REPO,
+        [
+            RAY,
+            "job",
+            "submit",
+            "--address",
+            address,
+            "--working-dir",
+            str(REPO),
+            "--",
+            "atlas",
+            "run",
+            "configs/micro.yaml",
+            "--no-progress",
+            "--set",
+            f"out_dir={out}",
+            "--set",
+            f"toyworld.cache_dir={micro_cache}",
+            "--set",
+            "layers.1.units=0-1",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        cwd=REPO,
     )
     logs = proc.stdout + proc.stderr
     assert proc.returncode == 0, logs[-3000:]
@@ -58,4 +104,9 @@ def test_demo_config_through_ray_job_submit(tmp_path, micro_cache, ray_head):
     conn = open_run(out / "micro")
     assert conn.execute("SELECT count(*) FROM units").fetchone()[0] == 12
     assert conn.execute("SELECT count(*) FROM chains").fetchone()[0] == 24
-    assert conn.execute("SELECT count(*) FROM images WHERE kind = 'last' AND octet_length(png) > 0").fetchone()[0] == 24
+    assert (
+        conn.execute("SELECT count(*) FROM images WHERE kind = 'last' AND octet_length(png) > 0").fetchone()[
+            0
+        ]
+        == 24
+    )

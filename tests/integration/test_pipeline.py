@@ -25,8 +25,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def micro_config(tmp_path, cache, *extra):
-    return load_config(REPO / "configs" / "micro.yaml",
-                       [f"out_dir={tmp_path}", f"toyworld.cache_dir={cache}", *extra])
+    return load_config(
+        REPO / "configs" / "micro.yaml", [f"out_dir={tmp_path}", f"toyworld.cache_dir={cache}", *extra]
+    )
 
 
 def table_count(run_dir, table, where=""):
@@ -66,12 +67,20 @@ def test_row_counts_exact_and_rerun_writes_nothing(tmp_path, micro_cache, ray_se
 def test_different_config_in_same_run_dir_refused(tmp_path, micro_cache, ray_session):
     run_atlas(micro_config(tmp_path, micro_cache, "layers.1.units=0-1"), progress=False)
     with pytest.raises(AtlasError, match="different config"):
-        run_atlas(micro_config(tmp_path, micro_cache, "sampler.steps=5", "layers.1.units=0-1"), progress=False)
+        run_atlas(
+            micro_config(tmp_path, micro_cache, "sampler.steps=5", "layers.1.units=0-1"), progress=False
+        )
 
 
 def test_worker_sigkill_mid_run_completes_without_loss_or_duplicates(tmp_path, micro_cache, ray_session):
-    cfg = micro_config(tmp_path, micro_cache, "sampler.steps=40", "ray.units_per_shard=2", "ray.num_workers=1",
-                       "layers.1.units=0-9")
+    cfg = micro_config(
+        tmp_path,
+        micro_cache,
+        "sampler.steps=40",
+        "ray.units_per_shard=2",
+        "ray.num_workers=1",
+        "layers.1.units=0-9",
+    )
     run_dir = tmp_path / cfg.name
     outcome: dict = {}
     thread = threading.Thread(target=lambda: outcome.update(run_atlas(cfg, progress=False)))
@@ -98,12 +107,29 @@ def test_worker_sigkill_mid_run_completes_without_loss_or_duplicates(tmp_path, m
 
 
 def test_killed_driver_then_rerun_completes(tmp_path, micro_cache):
-    args = [sys.executable, "-m", "atlas", "run", str(REPO / "configs" / "micro.yaml"), "--no-progress",
-            "--set", f"out_dir={tmp_path}", "--set", f"toyworld.cache_dir={micro_cache}",
-            "--set", "ray.units_per_shard=2", "--set", "sampler.steps=30", "--set", "layers.1.units=0-9"]
+    args = [
+        sys.executable,
+        "-m",
+        "atlas",
+        "run",
+        str(REPO / "configs" / "micro.yaml"),
+        "--no-progress",
+        "--set",
+        f"out_dir={tmp_path}",
+        "--set",
+        f"toyworld.cache_dir={micro_cache}",
+        "--set",
+        "ray.units_per_shard=2",
+        "--set",
+        "sampler.steps=30",
+        "--set",
+        "layers.1.units=0-9",
+    ]
     env = {**os.environ, "RAY_ADDRESS": ""}
     run_dir = tmp_path / "micro"
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+    )
     deadline = time.time() + 180
     while time.time() < deadline:
         done = list((run_dir / "_shards").glob("*.done")) if (run_dir / "_shards").exists() else []
@@ -144,9 +170,23 @@ def test_bad_runs_fail_before_any_actor_and_write_nothing(tmp_path, micro_cache,
 
 def test_cli_bad_layer_is_one_line_exit_2(tmp_path, micro_cache):
     proc = subprocess.run(
-        [sys.executable, "-m", "atlas", "run", str(REPO / "configs" / "micro.yaml"), "--set", f"out_dir={tmp_path}",
-         "--set", f"toyworld.cache_dir={micro_cache}", "--set", "layers.0.name=fc9"],
-        capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "atlas",
+            "run",
+            str(REPO / "configs" / "micro.yaml"),
+            "--set",
+            f"out_dir={tmp_path}",
+            "--set",
+            f"toyworld.cache_dir={micro_cache}",
+            "--set",
+            "layers.0.name=fc9",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("atlas: error: unknown layer 'fc9'")
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

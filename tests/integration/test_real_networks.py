@@ -21,17 +21,28 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def atlas_cli(*args, timeout=600):
-    return subprocess.run([sys.executable, "-m", "atlas", *args], capture_output=True, text=True, timeout=timeout,
-                          cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "atlas", *args], capture_output=True, text=True, timeout=timeout, cwd=REPO
+    )
 
 
 def test_alexnet_deepsim_random_weights_tiny_selection(tmp_path, ray_session):
-    cfg = load_config(REPO / "configs" / "alexnet-deepsim.yaml", [
-        f"out_dir={tmp_path}", "models.allow_random_weights=true", "models.target.weights=null",
-        "models.generator.weights=null", "layers=[{name: classifier.6, units: [0, 1]}]",
-        "sampler.chains_per_unit=2", "sampler.steps=3", "sampler.record_every=1", "compute.batch_size=4",
-        "ray.num_workers=1", "ray.cpus_per_worker=2",
-    ])
+    cfg = load_config(
+        REPO / "configs" / "alexnet-deepsim.yaml",
+        [
+            f"out_dir={tmp_path}",
+            "models.allow_random_weights=true",
+            "models.target.weights=null",
+            "models.generator.weights=null",
+            "layers=[{name: classifier.6, units: [0, 1]}]",
+            "sampler.chains_per_unit=2",
+            "sampler.steps=3",
+            "sampler.record_every=1",
+            "compute.batch_size=4",
+            "ray.num_workers=1",
+            "ray.cpus_per_worker=2",
+        ],
+    )
     summary = run_atlas(cfg, progress=False)
     assert summary["units"] == 2 and summary["chains"] == 4
     conn = open_run(summary["run_dir"])
@@ -47,9 +58,19 @@ def test_real_config_without_weights_is_refused_exit_2(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.startswith("atlas: error: weights file 'weights/alexnet.pth' not found")
     assert "Traceback" not in proc.stderr
-    proc = atlas_cli("run", "configs/alexnet-deepsim.yaml", "--set", f"out_dir={tmp_path}",
-                     "--set", "models.target.weights=null")
-    assert proc.returncode == 2 and "has no weights file" in proc.stderr and "allow_random_weights" in proc.stderr
+    proc = atlas_cli(
+        "run",
+        "configs/alexnet-deepsim.yaml",
+        "--set",
+        f"out_dir={tmp_path}",
+        "--set",
+        "models.target.weights=null",
+    )
+    assert (
+        proc.returncode == 2
+        and "has no weights file" in proc.stderr
+        and "allow_random_weights" in proc.stderr
+    )
     assert not any(tmp_path.iterdir())
 
 
@@ -59,8 +80,10 @@ def test_bring_your_own_model_end_to_end(tmp_path, ray_session):
     weights = tmp_path / "tiny_cnn.pt"
     torch.manual_seed(0)
     torch.save(build().state_dict(), weights)
-    cfg = load_config(REPO / "configs" / "byo-tiny-cnn.yaml", [
-        f"out_dir={tmp_path}", f"models.target.weights={weights}", "sampler.steps=5", "ray.num_workers=1"])
+    cfg = load_config(
+        REPO / "configs" / "byo-tiny-cnn.yaml",
+        [f"out_dir={tmp_path}", f"models.target.weights={weights}", "sampler.steps=5", "ray.num_workers=1"],
+    )
     summary = run_atlas(cfg, progress=False)
     assert summary["units"] == 10 + 8 and summary["errors"] == 0
     conn = open_run(summary["run_dir"])
@@ -83,8 +106,16 @@ def test_code_stats_and_train_dae_from_a_folder(tmp_path):
     from atlas.examples.tiny_cnn import build
 
     torch.save(build().state_dict(), weights)
-    common = ["--config", "configs/byo-tiny-cnn.yaml", "--images", str(images),
-              "--set", f"models.target.weights={weights}", "--set", "models.code_layer=relu6"]
+    common = [
+        "--config",
+        "configs/byo-tiny-cnn.yaml",
+        "--images",
+        str(images),
+        "--set",
+        f"models.target.weights={weights}",
+        "--set",
+        "models.code_layer=relu6",
+    ]
     proc = atlas_cli("code-stats", *common, "--out", str(stats_out))
     assert proc.returncode == 0, proc.stderr
     from atlas.models import CodeStats

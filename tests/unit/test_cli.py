@@ -14,8 +14,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def atlas(*args):
-    return subprocess.run([sys.executable, "-m", "atlas", *args], capture_output=True, text=True, timeout=180,
-                          cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "atlas", *args], capture_output=True, text=True, timeout=180, cwd=REPO
+    )
 
 
 def assert_user_error(proc, *fragments):
@@ -38,20 +39,30 @@ def test_layers_alexnet_lists_features_and_classifier_random_weights():
 
 
 def test_bad_spec_missing_weights_wrong_key_unknown_config_key(tmp_path):
-    assert_user_error(atlas("layers", "torchvison:alexnet"), "unknown model scheme 'torchvison'", "torchvision")
-    assert_user_error(atlas("layers", "torchvision:alexnet", "--weights", str(tmp_path / "none.pt")),
-                      "not found")
+    assert_user_error(
+        atlas("layers", "torchvison:alexnet"), "unknown model scheme 'torchvison'", "torchvision"
+    )
+    assert_user_error(
+        atlas("layers", "torchvision:alexnet", "--weights", str(tmp_path / "none.pt")), "not found"
+    )
     from atlas.models.deepsim import DeePSiMGenerator
 
     state = DeePSiMGenerator("fc8").state_dict()
     state["G.defc7.weightx"] = state.pop("G.defc7.weight")
     bad = tmp_path / "bad.pt"
     torch.save(state, bad)
-    assert_user_error(atlas("layers", "deepsim:fc8", "--weights", str(bad)), "missing keys 'G.defc7.weight'",
-                      "unexpected keys 'G.defc7.weightx'")
+    assert_user_error(
+        atlas("layers", "deepsim:fc8", "--weights", str(bad)),
+        "missing keys 'G.defc7.weight'",
+        "unexpected keys 'G.defc7.weightx'",
+    )
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("models: {target: toyworld:target}\nlayers: [{name: fc8}]\nsampler: {method: pixel, stepz: 3}\n")
+    cfg.write_text(
+        "models: {target: toyworld:target}\nlayers: [{name: fc8}]\nsampler: {method: pixel, stepz: 3}\n"
+    )
     assert_user_error(atlas("config", str(cfg)), "unknown config key 'sampler.stepz'", "did you mean 'steps'")
     assert_user_error(atlas("run", str(cfg)), "unknown config key 'sampler.stepz'")
-    assert_user_error(atlas("config", str(cfg), "--set", "sampler.steps=-1", "--set", "sampler.stepz=null"),
-                      "unknown config key")
+    assert_user_error(
+        atlas("config", str(cfg), "--set", "sampler.steps=-1", "--set", "sampler.stepz=null"),
+        "unknown config key",
+    )

@@ -24,8 +24,11 @@ def test_cluster_yaml_matches_ray_schema():
     _validate(config)
     types = config["available_node_types"]
     assert config["head_node_type"] in types
-    assert any("g5" in t["node_config"]["InstanceType"] or "p" in t["node_config"]["InstanceType"][:1]
-               for name, t in types.items() if name != config["head_node_type"])
+    assert any(
+        "g5" in t["node_config"]["InstanceType"] or "p" in t["node_config"]["InstanceType"][:1]
+        for name, t in types.items()
+        if name != config["head_node_type"]
+    )
     assert any("atlas" in cmd for cmd in config["setup_commands"])
 
 

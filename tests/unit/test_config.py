@@ -40,8 +40,16 @@ def test_unit_selection_forms(value, expected):
 
 
 def test_overrides_apply_with_yaml_types():
-    c = config_from_dict(BASE, ["sampler.steps=50", "sampler.ppgn_h.eps1=1e-3", "layers.0.units=0-1",
-                                "models.target.weights=/tmp/x.pt", "ray.address=null"])
+    c = config_from_dict(
+        BASE,
+        [
+            "sampler.steps=50",
+            "sampler.ppgn_h.eps1=1e-3",
+            "layers.0.units=0-1",
+            "models.target.weights=/tmp/x.pt",
+            "ray.address=null",
+        ],
+    )
     assert c.sampler.steps == 50 and c.sampler.ppgn_h.eps1 == pytest.approx(1e-3)
     assert c.layers[0].units.indices == (0, 1)
     assert c.models.target.weights == "/tmp/x.pt" and c.ray.address is None
@@ -60,7 +68,10 @@ BAD = [
     ({"layers": []}, "layers: no layers selected"),
     ({"layers": [{"name": "fc8"}, {"name": "fc8"}]}, "layers: layer 'fc8' is listed twice"),
     ({"models": {"target": "alexnet"}}, "spec: 'alexnet' is not a model spec"),
-    ({"models": {"target": "toyworld:target"}}, "models.generator: sampler.method 'dgn_am' needs a generator"),
+    (
+        {"models": {"target": "toyworld:target"}},
+        "models.generator: sampler.method 'dgn_am' needs a generator",
+    ),
     ({"compute": {"autocast": "bf32"}}, "compute.autocast: invalid value 'bf32'"),
     ({"facets": {"enabled": "yes"}}, "facets.enabled: expected true/false, got 'yes'"),
     ({"name": "a b"}, "name: 'a b' is not a valid run name"),

@@ -55,8 +55,11 @@ def test_probe_unknown_layer_suggests():
 
 
 def test_probe_gradients_flow_to_input():
-    net = load_model("python:tests.unit.test_models:tiny_cnn", allow_random_weights=True,
-                     **{}) if False else None  # noqa: SIM108 (python scheme tested below)
+    net = (
+        load_model("python:tests.unit.test_models:tiny_cnn", allow_random_weights=True, **{})
+        if False
+        else None
+    )  # noqa: SIM108 (python scheme tested below)
     del net
     model = tiny_cnn().eval()
     x = torch.randn(2, 3, 8, 8, requires_grad=True)
@@ -113,7 +116,9 @@ def test_state_dict_roundtrip_and_errors(tmp_path):
     state["4.weight"] = torch.zeros(5, 17)
     shape = tmp_path / "shape.pt"
     torch.save(state, shape)
-    with pytest.raises(ModelError, match=r"tensor '4.weight' has shape \(5, 17\), the model expects \(5, 16\)"):
+    with pytest.raises(
+        ModelError, match=r"tensor '4.weight' has shape \(5, 17\), the model expects \(5, 16\)"
+    ):
         load_model(ModelConfig(spec=spec, weights=str(shape), preprocess=pre))
 
 
@@ -146,8 +151,9 @@ def test_python_scheme_needs_preprocessing_and_factory():
         load_model("python:no_such_pkg.mod:f", allow_random_weights=True)
 
 
-@pytest.mark.parametrize("variant, code", [("fc6", (4096,)), ("fc7", (4096,)), ("fc8", (1000,)),
-                                           ("pool5", (256, 6, 6))])
+@pytest.mark.parametrize(
+    "variant, code", [("fc6", (4096,)), ("fc7", (4096,)), ("fc8", (1000,)), ("pool5", (256, 6, 6))]
+)
 def test_deepsim_output_shapes(variant, code):
     g = DeePSiMGenerator(variant).eval()
     with torch.no_grad():
@@ -161,8 +167,19 @@ def test_deepsim_fc6_parameters_and_key_layout(tmp_path):
     assert 55e6 < n < 57e6
     keys = list(g.state_dict())
     assert keys[:2] == ["G.defc7.weight", "G.defc7.bias"]
-    for name in ("defc6", "defc5", "deconv5", "conv5_1", "deconv4", "conv4_1", "deconv3", "conv3_1",
-                 "deconv2", "deconv1", "deconv0"):
+    for name in (
+        "defc6",
+        "defc5",
+        "deconv5",
+        "conv5_1",
+        "deconv4",
+        "conv4_1",
+        "deconv3",
+        "conv3_1",
+        "deconv2",
+        "deconv1",
+        "deconv0",
+    ):
         assert f"G.{name}.weight" in keys
     # A state dict in upconvGAN layout (written here) loads into deepsim:fc6.
     path = tmp_path / "upconv_fc6.pt"
@@ -188,8 +205,9 @@ def test_space_conversion_deepsim_to_torchvision_roundtrip():
     assert x.shape == (2, 3, 224, 224)
     crop = rgb[..., 16:240, 16:240]
     assert torch.allclose(dst.decode(x), crop, atol=1e-5)
-    caffe = src.__class__(size=227, channel_order="BGR", value_scale=255.0, mean=(104.0, 117.0, 123.0),
-                          geometry="center_crop")
+    caffe = src.__class__(
+        size=227, channel_order="BGR", value_scale=255.0, mean=(104.0, 117.0, 123.0), geometry="center_crop"
+    )
     assert caffe.encode(rgb).shape == (2, 3, 227, 227)
 
 
