@@ -243,8 +243,9 @@ class FacetConfig:
     enabled: bool = opt(True, "Cluster each unit's chain end points into facets.")
     max_facets: int = opt(4, "Upper bound on facets per unit (and k of facet-seeded k-means).", ge=1, le=64)
     distance: float = opt(
-        0.35,
-        "Cosine distance between cluster means above which two facets are kept apart (0.2-0.5).",
+        0.15,
+        "Cosine distance (T's penultimate features) between cluster means above which two facets stay "
+        "apart; toy world: facets of one class 0.18-0.30 apart, chains of one facet < 0.1.",
         gt=0,
         le=2,
     )
