@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from atlas.commands.options import add_overrides
+
 HELP = "Compute the code mean and per-dimension bounds (mean + 3 std) from a folder of real images."
 
 
@@ -15,7 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--limit", type=int, help="use at most N images")
     p.add_argument("--sigmas", type=float, default=3.0, help="upper bound = mean + SIGMAS * std (DGN-AM: 3)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    add_overrides(p)
 
 
 def run(args: argparse.Namespace) -> int:

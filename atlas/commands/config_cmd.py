@@ -4,19 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+from atlas.commands.options import add_overrides
+
 HELP = "Validate a run config and print the resolved values, or list all keys with docs (no FILE)."
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", nargs="?", help="YAML run config (omit to list every key with its doc)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="dotted override, e.g. --set sampler.steps=50 (repeatable)",
-    )
+    add_overrides(p)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,19 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+from atlas.commands.options import add_overrides
+
 HELP = "Build the atlas for a config on Ray (local instance, --address, or under `ray job submit`)."
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="YAML run config, e.g. configs/demo.yaml")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="dotted override, e.g. --set sampler.steps=50 (repeatable)",
-    )
+    add_overrides(p)
     p.add_argument("--address", help="Ray address to join (default: RAY_ADDRESS, else a local instance)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 

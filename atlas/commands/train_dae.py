@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from atlas.commands.options import add_overrides
+
 HELP = "Train a residual-MLP denoising autoencoder on real codes (the PPGN-h prior: models.dae)."
 
 
@@ -20,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hidden", type=int, default=1024)
     p.add_argument("--noise", type=float, default=0.5, help="training noise, in code standard deviations")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    add_overrides(p)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -71,6 +71,10 @@ def _weights(module: nn.Module, cfg: ModelConfig, allow_random: bool, role: Role
     return "random", True, f"random:{RANDOM_SEED}"
 
 
+def _leaf_names(module: nn.Module) -> list[str]:
+    return [n for n, m in module.named_modules() if n and not any(True for _ in m.children())]
+
+
 # ------------------------------------------------------------------------------------------------ schemes
 
 
@@ -108,7 +112,7 @@ def _load_torchvision(
         w, random, fp = _weights(module, cfg, allow_random, role)
     size = 299 if name.startswith("inception") else 224
     space = _override_space(torchvision_space(size), cfg.preprocess, cfg.spec)
-    leaves = [n for n, m in module.named_modules() if n and not any(True for _ in m.children())]
+    leaves = _leaf_names(module)
     return LoadedModel(
         freeze(module),
         role,
@@ -155,7 +159,7 @@ def _load_python(
         space = _override_space(base, cfg.preprocess, cfg.spec)
     else:
         space = declared if isinstance(declared, ImageSpace) else None
-    leaves = [n for n, m in module.named_modules() if n and not any(True for _ in m.children())]
+    leaves = _leaf_names(module)
     code_shape = getattr(module, "code_shape", None)
     return LoadedModel(
         freeze(module),

@@ -10,9 +10,6 @@ import torch
 from atlas.sampling.results import ImageRecord, UnitResult
 from atlas.store import encode_png
 
-# trajectory keys of atlas.sampling.stats -> column names of the steps table
-_STEP_COLUMNS = {"top_other": "top_competitor", "residual_norm": "prior_residual"}
-
 
 def _num(x: float | None) -> float | None:
     return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else float(x)
@@ -127,10 +124,7 @@ def unit_rows(
                 {
                     "unit": u,
                     "chain": c.chain,
-                    **{
-                        _STEP_COLUMNS.get(k, k): (_num(v) if isinstance(v, float) else v)
-                        for k, v in t.items()
-                    },
+                    **{k: (_num(v) if isinstance(v, float) else v) for k, v in t.items()},
                 }
             )
         rows["activations"].append(

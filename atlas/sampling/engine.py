@@ -38,6 +38,7 @@ from atlas.sampling.real import RealImagesLike
 from atlas.sampling.results import ChainResult, UnitResult
 from atlas.sampling.samplers import DgnAm, PixelAscent, PpgnH, Sampler
 from atlas.sampling.seeds import chain_generators, chain_seed, randn_per_chain
+from atlas.sampling.steps import clip_code
 from atlas.sampling.units import Unit, make_unit
 
 Progress = Callable[[int], None]
@@ -216,13 +217,7 @@ class Engine:
 
     # ---------------------------------------------------------------------------------- starts
     def _random_codes(self, gens: list[torch.Generator], shape: tuple[int, ...]) -> torch.Tensor:
-        h = randn_per_chain(gens, shape, self.device)  # (B, *S) ~ N(0, 1)
-        lower, upper = self._bounds()
-        if lower is not None:
-            h = torch.maximum(h, lower)
-        if upper is not None:
-            h = torch.minimum(h, upper)
-        return h
+        return self._clip(randn_per_chain(gens, shape, self.device))  # (B, *S) ~ N(0, 1), clipped
 
     def _std(self, shape: tuple[int, ...]) -> torch.Tensor:
         if self.code_stats is not None:
@@ -294,12 +289,7 @@ class Engine:
         return self._clip(picked + scale * self._std(shape) * noise), labels
 
     def _clip(self, h: torch.Tensor) -> torch.Tensor:
-        lower, upper = self._bounds()
-        if lower is not None:
-            h = torch.maximum(h, lower)
-        if upper is not None:
-            h = torch.minimum(h, upper)
-        return h
+        return clip_code(h, *self._bounds())
 
     # ---------------------------------------------------------------------------------- mapping
     def map_units(

@@ -76,7 +76,7 @@ def unit_readout(values: torch.Tensor, index: torch.Tensor) -> dict[str, torch.T
     """Statistics of each chain's unit within its layer vector (no gradients).
 
     values: (B, U); index: (B,). Returns activation (B,), log_prob (B,) (log-softmax across the layer),
-    rank (B,) (0 = the unit is the top of its layer; ties count for the unit) and top_other (B,) (the
+    rank (B,) (0 = the unit is the top of its layer; ties count for the unit) and top_competitor (B,) (the
     strongest competing unit).
     """
     v = values.detach().float()
@@ -86,4 +86,4 @@ def unit_readout(values: torch.Tensor, index: torch.Tensor) -> dict[str, torch.T
     rank = (v > act.view(-1, 1)).sum(1)
     others = v.scatter(1, idx, float("-inf"))
     top_other = others.argmax(1) if v.shape[1] > 1 else torch.zeros_like(index)
-    return {"activation": act, "log_prob": log_prob, "rank": rank, "top_other": top_other}
+    return {"activation": act, "log_prob": log_prob, "rank": rank, "top_competitor": top_other}

@@ -8,9 +8,9 @@ Usage (inside the chain loop)::
     tracker.snapshot(t, img, readout, mask)                    # PPGN snapshots above the threshold
     tracker.diverge(mask, t)                                   # NaN/Inf: freeze + flag, never stop the batch
 
-Trajectory rows hold ``TRAJECTORY_KEYS``: step, activation, log_prob, rank, top_other (strongest competing
-unit), code_norm (||state||), residual_norm (||R(h) - h||, NaN without a prior), grad_norm (||d objective /
-d state||), image_change (RMS change of the picture since the previous row).
+Trajectory rows hold ``TRAJECTORY_KEYS``: step, activation, log_prob, rank, top_competitor (strongest
+competing unit), code_norm (||state||), prior_residual (||R(h) - h||, NaN without a prior),
+grad_norm (||d objective / d state||), image_change (RMS change of the picture since the previous row).
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ TRAJECTORY_KEYS = (
     "activation",
     "log_prob",
     "rank",
-    "top_other",
+    "top_competitor",
     "code_norm",
-    "residual_norm",
+    "prior_residual",
     "grad_norm",
     "image_change",
 )
@@ -116,7 +116,7 @@ class ChainTracker:
                     readout["activation"].float(),
                     readout["log_prob"].float(),
                     readout["rank"].float(),
-                    readout["top_other"].float(),
+                    readout["top_competitor"].float(),
                     code_norm.float(),
                     residual_norm.float(),
                     grad_norm.float(),
@@ -137,9 +137,9 @@ class ChainTracker:
                     "activation": c[0],
                     "log_prob": c[1],
                     "rank": int(c[2]),
-                    "top_other": int(c[3]),
+                    "top_competitor": int(c[3]),
                     "code_norm": c[4],
-                    "residual_norm": c[5],
+                    "prior_residual": c[5],
                     "grad_norm": c[6],
                     "image_change": c[7],
                 }

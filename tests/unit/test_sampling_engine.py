@@ -76,14 +76,14 @@ def test_each_sampler_rises(world, name):
         "activation",
         "log_prob",
         "rank",
-        "top_other",
+        "top_competitor",
         "code_norm",
-        "residual_norm",
+        "prior_residual",
         "grad_norm",
         "image_change",
     }
     if name.startswith("ppgn"):
-        assert np.isfinite(c.trajectory[1]["residual_norm"])
+        assert np.isfinite(c.trajectory[1]["prior_residual"])
 
 
 @pytest.mark.parametrize("method", ["ppgn_h", "pixel"])

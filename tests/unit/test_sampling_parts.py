@@ -21,7 +21,7 @@ def test_objectives_and_readout():
     assert torch.allclose(Objective("raw")(v, idx), torch.tensor([1.0, 5.0]))
     assert torch.allclose(Objective("log_softmax")(v, idx), torch.log_softmax(v, 1)[[0, 1], [0, 2]])
     r = unit_readout(v, idx)
-    assert r["rank"].tolist() == [2, 0] and r["top_other"].tolist() == [1, 0]
+    assert r["rank"].tolist() == [2, 0] and r["top_competitor"].tolist() == [1, 0]
     assert Objective("softmax").describe(Unit("fc8", 3, "output")) == "softmax[fc8:3]"
 
 
