@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import random
 
 import pytest
 import torch
@@ -128,9 +129,15 @@ def test_missing_corrupt_and_pickle_files_refused(tmp_path):
     with pytest.raises(ModelError, match="not found"):
         load_model(ModelConfig(spec=spec, weights=str(tmp_path / "nope.pt"), preprocess=pre))
     corrupt = tmp_path / "corrupt.pt"
-    corrupt.write_bytes(os.urandom(200))
-    with pytest.raises(ModelError, match="corrupt"):
-        load_model(ModelConfig(spec=spec, weights=str(corrupt), preprocess=pre))
+    rng = random.Random(0)
+    payloads = [bytes(rng.randrange(256) for _ in range(200)) for _ in range(50)]
+    good = tmp_path / "good.pt"
+    torch.save(tiny_cnn().state_dict(), good)
+    payloads += [good.read_bytes()[:300], b"PK\x03\x04" + bytes(100), b"\x80\x02}q\x00."]
+    for payload in payloads:  # arbitrary bytes fail in many ways; each must be one clear ModelError
+        corrupt.write_bytes(payload)
+        with pytest.raises(ModelError, match="corrupt|does not hold a state dict|refused"):
+            load_model(ModelConfig(spec=spec, weights=str(corrupt), preprocess=pre))
 
     class Payload:
         def __reduce__(self):
