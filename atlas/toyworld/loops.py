@@ -58,6 +58,14 @@ def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
+def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor, lr: float) -> None:
+    """One update at learning rate ``lr``: set it, clear gradients, backpropagate ``loss``, step."""
+    set_lr(opt, lr)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
 def progress(total: int, desc: str) -> tqdm:
     return tqdm(total=total, desc=desc, file=sys.stderr, leave=False, mininterval=1.0, dynamic_ncols=True)
 

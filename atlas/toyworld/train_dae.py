@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from atlas.toyworld.loops import cosine_lr, epoch_batches, progress, set_lr, threads
+from atlas.toyworld.loops import cosine_lr, epoch_batches, optimizer_step, progress, threads
 from atlas.toyworld.nets import CodeDAE
 from atlas.toyworld.presets import ToyWorldConfig
 
@@ -38,10 +38,7 @@ def train_dae(cfg: ToyWorldConfig, codes: torch.Tensor, log: Callable[[str], Non
                 # R works on raw codes; compare in standardized units
                 out = (dae(noisy * std + mean) - mean) / std
                 loss = F.mse_loss(out, clean)
-                set_lr(opt, cosine_lr(dc.lr, step, total))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                optimizer_step(opt, loss, cosine_lr(dc.lr, step, total))
                 step += 1
                 bar.update(1)
     return dae.eval()

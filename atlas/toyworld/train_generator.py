@@ -23,9 +23,9 @@ from atlas.toyworld.loops import (
     cosine_lr,
     edge_l1,
     epoch_batches,
+    optimizer_step,
     predict,
     progress,
-    set_lr,
     target_space,
     threads,
 )
@@ -82,16 +82,10 @@ def train_generator(
                 if disc is not None:
                     loss = loss + gc.adv_weight * F.softplus(-disc(r, h)).mean()
                 lr = cosine_lr(gc.lr, step, total)
-                set_lr(opt, lr)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                optimizer_step(opt, loss, lr)
                 if disc is not None and opt_d is not None and step % gc.d_every == 0:
                     d_loss = F.softplus(-disc(x, h)).mean() + F.softplus(disc(r.detach(), h)).mean()
-                    set_lr(opt_d, lr)
-                    opt_d.zero_grad(set_to_none=True)
-                    d_loss.backward()
-                    opt_d.step()
+                    optimizer_step(opt_d, d_loss, lr)
                 step += 1
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)

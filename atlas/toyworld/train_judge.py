@@ -18,8 +18,8 @@ from atlas.toyworld.loops import (
     epoch_batches,
     gaussian_blur,
     judge_space,
+    optimizer_step,
     progress,
-    set_lr,
     threads,
 )
 from atlas.toyworld.nets import JudgeNet
@@ -51,10 +51,7 @@ def train_judge(cfg: ToyWorldConfig, data: ToyData, log: Callable[[str], None] =
             for idx in epoch_batches(len(data), jc.batch, gen):
                 x = augment(data.rgb01(idx), jc.blur_p, jc.blur_sigma, gen)
                 loss = F.cross_entropy(net(space.encode(x)), data.fine[idx])
-                set_lr(opt, cosine_lr(jc.lr, step, total))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                optimizer_step(opt, loss, cosine_lr(jc.lr, step, total))
                 step += 1
                 bar.update(1)
     return net.eval()

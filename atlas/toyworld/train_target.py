@@ -18,7 +18,15 @@ import torch
 import torch.nn.functional as F
 
 from atlas.toyworld.dataset import ToyData
-from atlas.toyworld.loops import cosine_lr, edge_l1, epoch_batches, progress, set_lr, target_space, threads
+from atlas.toyworld.loops import (
+    cosine_lr,
+    edge_l1,
+    epoch_batches,
+    optimizer_step,
+    progress,
+    target_space,
+    threads,
+)
 from atlas.toyworld.nets import Generator, TargetNet
 from atlas.toyworld.presets import ToyWorldConfig
 from atlas.toyworld.shapes import CLASS_NAMES
@@ -47,10 +55,7 @@ def train_target(
                 if tc.recon_weight > 0:
                     r = dec(h)
                     loss = loss + tc.recon_weight * (10 * F.mse_loss(r, x) + edge_l1(r, x))
-                set_lr(opt, cosine_lr(tc.lr, step, total))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                optimizer_step(opt, loss, cosine_lr(tc.lr, step, total))
                 step += 1
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
@@ -75,9 +80,6 @@ def train_head(net: TargetNet, data: ToyData, epochs: int, lr: float, seed: int,
         for _epoch in range(epochs):
             for idx in epoch_batches(len(codes), batch, gen):
                 loss = F.cross_entropy(net.head(codes[idx]), data.labels[idx])
-                set_lr(opt, cosine_lr(lr, step, total, warmup=10))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                optimizer_step(opt, loss, cosine_lr(lr, step, total, warmup=10))
                 step += 1
                 bar.update(1)
