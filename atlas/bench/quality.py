@@ -111,17 +111,17 @@ class QualitySetup:
         """The toy world with the benchmark's default sampler settings (tuned on the default preset)."""
         from atlas.config import ModelConfig, ModelsConfig
 
-        # Settings tuned on the default toy world (docs/sampling.md has the sweep): DGN-AM's step of 0.6
-        # code units reaches activations above the real top-9 with every facet; PPGN-h's strong noise
-        # (eps3 = 1, relative to the gradient before the step is normalized) regularizes toward
-        # recognizable pictures.
+        # Settings tuned on the default toy world (docs/sampling.md has the sweep). Generator methods start
+        # from the codes of the unit's top real images (DGN-AM's real-image start; one image per chain);
+        # DGN-AM's step of 0.3 code units; PPGN-h's strong noise (eps3 = 1, relative to the gradient before
+        # the step is normalized) regularizes toward recognizable pictures.
         base: dict[str, Any] = dict(
             steps=100,
             chains_per_unit=8,
             objective="raw",
-            start="facet_seeded",
+            start="real",
             record_every=10,
-            dgn_am=DgnAmConfig(lr=0.6, lr_end=1e-3, l2_decay=0.99),
+            dgn_am=DgnAmConfig(lr=0.3, lr_end=1e-3, l2_decay=0.99),
             ppgn_h=PpgnConfig(prior="dae", eps1=1e-3, eps2=1.0, eps3=1.0, lr=0.5, save_every=20),
         )
         base.update(sampler_kw)
