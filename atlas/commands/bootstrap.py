@@ -4,25 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from atlas.commands.options import add_toyworld_options
+
 HELP = "Train the toy world's T, J, G and DAE (whatever is missing) and check the quality gates."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config", metavar="FILE", help="YAML file whose `toyworld:` section (preset, cache_dir) is used"
-    )
-    parser.add_argument(
-        "--preset",
-        choices=["default", "micro"],
-        default=None,
-        help="toy-world preset (default: from --config, else 'default')",
-    )
-    parser.add_argument(
-        "--cache-dir",
-        metavar="DIR",
-        default=None,
-        help="cache directory (default: $ATLAS_CACHE or ~/.cache/atlas)",
-    )
+    add_toyworld_options(parser)
     parser.add_argument("--json", metavar="PATH", help="also write the gate report as JSON to PATH")
     parser.add_argument("--retrain", action="store_true", help="retrain every component, ignoring the cache")
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from atlas.commands.options import add_toyworld_options
+
 HELP = "Look at the toy world: `atlas toyworld show --out DIR` writes PNG grids."
 
 
@@ -11,21 +13,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="toyworld_command", metavar="ACTION")
     sub.required = True
     show = sub.add_parser("show", help="write samples.png (a row per fine label) and reconstructions.png")
-    show.add_argument(
-        "--config", metavar="FILE", help="YAML file whose `toyworld:` section (preset, cache_dir) is used"
-    )
-    show.add_argument(
-        "--preset",
-        choices=["default", "micro"],
-        default=None,
-        help="toy-world preset (default: from --config, else 'default')",
-    )
-    show.add_argument(
-        "--cache-dir",
-        metavar="DIR",
-        default=None,
-        help="cache directory (default: $ATLAS_CACHE or ~/.cache/atlas)",
-    )
+    add_toyworld_options(show)
     show.add_argument(
         "--out", metavar="DIR", default="toyworld-show", help="output folder (default toyworld-show)"
     )
