@@ -188,7 +188,11 @@ class PpgnConfig:
     )
     eps2: float = opt(1.0, "Condition term weight (toward the unit). Original 1.", ge=0)
     eps3: float = opt(1e-5, "Noise std (diversity). Original 1e-17 .. 1e-5.", ge=0)
-    lr: float = opt(1.0, "Step size of the normalized update (original 1).", gt=0)
+    lr: float = opt(1.0, "Step size: of the normalized update (original 1), or the factor on d (eq11).", gt=0)
+    step: Literal["normalized", "eq11"] = opt(
+        "normalized",
+        "normalized: h += lr d / mean|d| (released code); eq11: h += lr d (Eq. 11 as printed).",
+    )
     save_every: int = opt(5, "Keep a snapshot every N steps (original 5 for classes, 10 for conv5).", ge=1)
     threshold: float = opt(
         0.0, "Keep a snapshot only when the unit's softmax probability exceeds this (PPGN 0.98).", ge=0, le=1
@@ -260,8 +264,10 @@ class FacetConfig:
 class ComputeConfig:
     device: str = opt("auto", "auto (cuda if present, else cpu), cpu, cuda, or cuda:N.")
     batch_size: int = opt(64, "Chains per forward/backward pass (CPU 32-128; GPU: autotune with 0).", ge=0)
-    autocast: Literal["auto", "none", "bf16", "fp16"] = opt("auto", "Mixed precision; auto = bf16 on CUDA.")
-    channels_last: bool = opt(True, "Use channels_last memory format on CUDA.")
+    autocast: Literal["auto", "none", "bf16", "fp16"] = opt(
+        "auto", "Mixed precision; auto = bf16 on CUDA and on CPUs with native bf16 (AVX512-BF16, AMX)."
+    )
+    channels_last: bool = opt(True, "Use channels_last memory format on CUDA and under CPU autocast.")
     compile: bool = opt(False, "torch.compile the step (CUDA; measure first).")
     threads: int | None = opt(
         None, "torch intra-op threads per worker (default: CPUs given to the worker).", ge=1

@@ -20,6 +20,18 @@ For every method, over the output units with >= 8 chains each (means over seeds,
 
 The "real" row scores each unit's real top-9 images the same way. Image grids (unit rows x chain columns)
 are written per method and seed when ``out_dir`` is given.
+
+Two start protocols, because diversity between chains is mostly decided by where the chains start:
+
+- **data starts** (the table above): each chain starts where the method is meant to in an atlas (generator
+  methods: a code of one of the unit's top real images; pixel baselines: noise). It measures what the atlas
+  shows — recognizability, activation, facets.
+- **common start** (``report["common_start"]``): every chain of every unit starts at the mean code plus a
+  little noise (``COMMON_START_NOISE`` code standard deviations), as the papers start from one code
+  distribution; the diversity left at the end is the one the *sampler* made. DGN-AM (at its data-start step
+  and at a third of it, two points of its recognizability/diversity trade-off) against PPGN-h; the report's
+  ``diversity_ratio`` is each PPGN-h method's diversity over each DGN-AM setting's, with the recognizability
+  difference beside it.
 """
 
 from __future__ import annotations
@@ -75,6 +87,24 @@ def default_methods(base: SamplerConfig) -> dict[str, SamplerConfig]:
     }
 
 
+COMMON_START_NOISE = 0.25  # start-code noise of the common-start protocol, in code standard deviations
+
+
+def common_start_methods(base: SamplerConfig, ppgn: PpgnConfig | None = None) -> dict[str, SamplerConfig]:
+    """The common-start protocol: DGN-AM (step lr and lr / 3) and PPGN-h (``ppgn`` or the base's settings),
+    every chain starting at the mean code + ``COMMON_START_NOISE`` std noise."""
+    r = dataclasses.replace
+    common = r(base, start="mean", dgn_am=r(base.dgn_am, noise=COMMON_START_NOISE))
+    pp = ppgn or base.ppgn_h
+    lr = common.dgn_am.lr
+    return {
+        "dgn_am": r(common, method="dgn_am"),
+        f"dgn_am lr {lr / 3:.2g}": r(common, method="dgn_am", dgn_am=r(common.dgn_am, lr=lr / 3)),
+        "ppgn_h/dae": r(common, method="ppgn_h", ppgn_h=r(pp, prior="dae")),
+        "ppgn_h/joint": r(common, method="ppgn_h", ppgn_h=r(pp, prior="joint")),
+    }
+
+
 @dataclass
 class QualitySetup:
     target: LoadedModel
@@ -89,6 +119,7 @@ class QualitySetup:
     hidden_layer: str | None = "fc7"
     hidden_units: int = 8
     methods: dict[str, SamplerConfig] = field(default_factory=dict)
+    common_start: dict[str, SamplerConfig] = field(default_factory=dict)  # {} = common_start_methods(sampler)
 
     @staticmethod
     def from_config(cfg: RunConfig, log: Callable[[str], None] = print) -> QualitySetup:
@@ -114,7 +145,8 @@ class QualitySetup:
         # Settings tuned on the default toy world (docs/sampling.md has the sweep). Generator methods start
         # from the codes of the unit's top real images (DGN-AM's real-image start; one image per chain);
         # DGN-AM's step of 0.3 code units; PPGN-h's strong noise (eps3 = 1, relative to the gradient before
-        # the step is normalized) regularizes toward recognizable pictures.
+        # the step is normalized) regularizes toward recognizable pictures. From a common start PPGN-h runs
+        # Eq. 11 as printed (unnormalized: its noise is not normalized away, so chains spread out).
         base: dict[str, Any] = dict(
             steps=100,
             chains_per_unit=8,
@@ -139,7 +171,13 @@ class QualitySetup:
             compute=ComputeConfig(device="auto", batch_size=128),
             toyworld=ToyWorldRef(preset=preset, cache_dir=cache_dir),  # type: ignore[arg-type]
         )
-        return QualitySetup.from_config(cfg)
+        setup = QualitySetup.from_config(cfg)
+        setup.common_start = common_start_methods(setup.sampler, COMMON_START_PPGN)
+        return setup
+
+
+# PPGN-h of the common-start protocol (tuned on the default toy world, docs/sampling.md): Eq. 11 unnormalized.
+COMMON_START_PPGN = PpgnConfig(prior="dae", eps1=0.1, eps2=10.0, eps3=4.0, lr=1.0, step="eq11", save_every=20)
 
 
 def _layer(name: str):
@@ -262,65 +300,112 @@ def run_quality(
     seeds: int = 3,
     out_dir: str | Path | None = None,
     methods: list[str] | None = None,
+    common_start: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
+    """Both protocols (module docstring); ``methods`` filters the data-start table's methods."""
     device = resolve_device(setup.compute.device)
     judge = Judge(setup.judge, device)
     all_methods = setup.methods or default_methods(setup.sampler)
     names = methods or list(all_methods)
-    per: dict[str, list[dict[str, float]]] = {n: [] for n in names}
-    real_rows: list[dict[str, float]] = []
-    timing: dict[str, float] = {}
-    for name in names:
-        cfg = all_methods[name]
-        if cfg.method != "pixel" and setup.generator is None:
-            log(f"skip {name}: no generator")
-            continue
-        engine = Engine(
-            setup.target,
-            setup.generator,
-            setup.dae,
-            cfg,
-            setup.facets,
-            setup.compute,
-            device,
-            real=setup.real,
-        )
-        _, n_units, _ = engine.layer_info(setup.layer)
-        units = list(range(n_units))
-        t0 = time.perf_counter()
-        for seed in range(seeds):
-            res = engine.map_units(setup.layer, units, seed=seed)
-            m, r = score_units(
-                res,
-                judge,
-                setup.real,
-                class_of_unit=lambda u: u,
-                real_values=engine.real_layer_values(setup.layer),
-            )
-            if setup.hidden_layer:
-                hid = engine.map_units(setup.hidden_layer, list(range(setup.hidden_units)), seed=seed)
-                m["hidden_activation_ratio"] = _mean([_ratio(u) for u in hid])
-            per[name].append(m)
-            if name == names[0]:
-                real_rows.append(r)
-            if out_dir is not None:
-                save_grid(res, Path(out_dir) / f"{name.replace('/', '_').replace('+', '_')}-seed{seed}.png")
-            log(f"{name} seed {seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in m.items()))
-        timing[name] = (time.perf_counter() - t0) / max(seeds, 1)
+    run = _MethodRunner(setup, judge, device, seeds, out_dir, log)
+    per, real_rows, timing = run({n: all_methods[n] for n in names}, hidden=True, tag="")
     report: dict[str, Any] = {
-        "methods": {},
-        "real": {},
+        "methods": {n: _aggregate(rows) for n, rows in per.items() if rows},
+        "real": _aggregate(real_rows) if real_rows else {},
         "seeds": seeds,
         "seconds_per_seed": timing,
         "settings": {n: dataclasses.asdict(all_methods[n]) for n in names},
     }
-    for name, rows in per.items():
-        if rows:
-            report["methods"][name] = _aggregate(rows)
-    if real_rows:
-        report["real"] = _aggregate(real_rows)
+    if common_start and setup.generator is not None:
+        cs_methods = setup.common_start or common_start_methods(setup.sampler)
+        cs_per, _, cs_timing = run(cs_methods, hidden=False, tag="common-")
+        cs = {n: _aggregate(rows) for n, rows in cs_per.items() if rows}
+        report["common_start"] = {
+            "start": f"mean code + {COMMON_START_NOISE:g} std noise",
+            "methods": cs,
+            "diversity_ratio": diversity_ratios(cs),
+            "seconds_per_seed": cs_timing,
+            "settings": {n: dataclasses.asdict(c) for n, c in cs_methods.items()},
+        }
     return report
+
+
+def diversity_ratios(methods: dict[str, dict[str, float]]) -> dict[str, dict[str, dict[str, float]]]:
+    """{ppgn method: {dgn method: {"diversity_ratio", "recognizability_delta"}}} (PPGN-h over DGN-AM)."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for p, pm in methods.items():
+        if not p.startswith("ppgn_h"):
+            continue
+        out[p] = {
+            d: {
+                "diversity_ratio": pm["diversity"] / dm["diversity"] if dm["diversity"] > 0 else float("inf"),
+                "recognizability_delta": pm["recognizability"] - dm["recognizability"],
+            }
+            for d, dm in methods.items()
+            if d.startswith("dgn_am")
+        }
+    return out
+
+
+@dataclass
+class _MethodRunner:
+    """Runs a set of methods over the output units for every seed and scores them."""
+
+    setup: QualitySetup
+    judge: Judge
+    device: torch.device
+    seeds: int
+    out_dir: str | Path | None
+    log: Callable[[str], None]
+
+    def __call__(
+        self, methods: dict[str, SamplerConfig], hidden: bool, tag: str
+    ) -> tuple[dict[str, list[dict[str, float]]], list[dict[str, float]], dict[str, float]]:
+        """-> (per-method rows per seed, real top-9 rows per seed, seconds per seed per method)."""
+        setup = self.setup
+        per: dict[str, list[dict[str, float]]] = {n: [] for n in methods}
+        real_rows: list[dict[str, float]] = []
+        timing: dict[str, float] = {}
+        first = next(iter(methods), None)
+        for name, cfg in methods.items():
+            if cfg.method != "pixel" and setup.generator is None:
+                self.log(f"skip {name}: no generator")
+                continue
+            engine = Engine(
+                setup.target,
+                setup.generator,
+                setup.dae,
+                cfg,
+                setup.facets,
+                setup.compute,
+                self.device,
+                real=setup.real,
+            )
+            _, n_units, _ = engine.layer_info(setup.layer)
+            units = list(range(n_units))
+            t0 = time.perf_counter()
+            for seed in range(self.seeds):
+                res = engine.map_units(setup.layer, units, seed=seed)
+                m, r = score_units(
+                    res,
+                    self.judge,
+                    setup.real,
+                    class_of_unit=lambda u: u,
+                    real_values=engine.real_layer_values(setup.layer),
+                )
+                if hidden and setup.hidden_layer:
+                    hid = engine.map_units(setup.hidden_layer, list(range(setup.hidden_units)), seed=seed)
+                    m["hidden_activation_ratio"] = _mean([_ratio(u) for u in hid])
+                per[name].append(m)
+                if name == first:
+                    real_rows.append(r)
+                if self.out_dir is not None:
+                    slug = (tag + name).replace("/", "_").replace("+", "_").replace(" ", "_")
+                    save_grid(res, Path(self.out_dir) / f"{slug}-seed{seed}.png")
+                self.log(f"{tag}{name} seed {seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in m.items()))
+            timing[name] = (time.perf_counter() - t0) / max(self.seeds, 1)
+        return per, real_rows, timing
 
 
 def _aggregate(rows: list[dict[str, float]]) -> dict[str, float]:
@@ -370,4 +455,25 @@ def format_table(report: dict[str, Any]) -> str:
             sd = m.get(f"{c}_std")
             cells.append(f"{v:.3f}" + (f" ±{sd:.2f}" if sd is not None and math.isfinite(sd) else ""))
         lines.append(f"{name:<14}" + "".join(f"{c:>18}" for c in cells))
+    cs = report.get("common_start")
+    if cs:
+        lines += ["", f"common start ({cs['start']}; the sampler's own diversity):"]
+        cols3 = ("recognizability", "activation ratio", "diversity")
+        head = f"{'method':<16}" + "".join(f"{c:>18}" for c in cols3)
+        head += f"{'facets':>10}"
+        lines += [head, "-" * len(head)]
+        for name, m in cs["methods"].items():
+            cells = [
+                f"{m.get(c, float('nan')):.3f}" + (f" ±{m[c + '_std']:.2f}" if c + "_std" in m else "")
+                for c in ("recognizability", "activation_ratio", "diversity")
+            ]
+            nan = float("nan")
+            facets = f"{m.get('facets_recovered', nan):.2f}/{m.get('facets_total', nan):.0f}"
+            lines.append(f"{name:<16}" + "".join(f"{c:>18}" for c in cells) + f"{facets:>10}")
+        for p, vs in cs["diversity_ratio"].items():
+            for d, v in vs.items():
+                lines.append(
+                    f"{p} vs {d}: diversity {v['diversity_ratio']:.2f}x at "
+                    f"{v['recognizability_delta']:+.3f} recognizability"
+                )
     return "\n".join(lines)

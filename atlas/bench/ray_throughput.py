@@ -23,6 +23,8 @@ def _config(args: argparse.Namespace, out_dir: str, workers: int):
 
     path = args.config or str(REPO_CONFIGS / "demo.yaml")
     preset = [] if args.config else [f"toyworld.preset={args.preset}"]
+    if getattr(args, "cache_dir", None):
+        preset.append(f"toyworld.cache_dir={args.cache_dir}")
     cpus = max(1, (os.cpu_count() or 2) // workers)
     overrides = [
         *preset,

@@ -27,6 +27,7 @@ import torch
 from atlas.config import ComputeConfig, FacetConfig, RunConfig, SamplerConfig
 from atlas.models.loaded import LoadedModel
 from atlas.sampling import Engine, resolve_device
+from atlas.sampling.compute import ComputeSetup
 
 DEFAULT_BATCHES = (1, 4, 16, 64, 128, 256)
 
@@ -180,9 +181,12 @@ def run_throughput(
     peak = matmul_peak_tflops(device) if device.type == "cuda" else None
     all_methods = methods_for(setup)
     names = methods or list(all_methods)
+    compute = ComputeSetup.resolve(setup.compute, device)
     report: dict[str, Any] = {
         "methods": {},
         "device": str(device),
+        "autocast": str(compute.dtype or torch.float32).removeprefix("torch."),
+        "channels_last": compute.channels_last,
         "threads": torch.get_num_threads(),
         "steps": list(steps),
         "peak_bf16_tflops": peak,
@@ -228,7 +232,8 @@ def run_throughput(
 
 def format_table(report: dict[str, Any]) -> str:
     lines = [
-        f"device {report['device']}, {report['threads']} threads"
+        f"device {report['device']}, {report['threads']} threads, {report.get('autocast', 'float32')}"
+        + (", channels_last" if report.get("channels_last") else "")
         + (
             f", bf16 matmul peak {report['peak_bf16_tflops']:.1f} TFLOP/s"
             if report.get("peak_bf16_tflops")

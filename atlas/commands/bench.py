@@ -24,8 +24,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         choices=["default", "micro"],
         help="toy-world preset when no --config is given",
     )
+    _add_cache_dir(q)
     q.add_argument(
         "--methods", help="comma-separated subset: dgn_am,ppgn_h/dae,ppgn_h/joint,pixel,pixel+priors"
+    )
+    q.add_argument(
+        "--no-common-start",
+        action="store_true",
+        help="skip the common-start protocol (the samplers' own diversity: DGN-AM vs PPGN-h)",
     )
     q.add_argument("--steps", type=int, help="override sampler.steps")
     q.add_argument(
@@ -47,10 +53,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         choices=["default", "micro"],
         help="toy-world preset when no --config is given",
     )
+    _add_cache_dir(t)
     t.add_argument("--batches", default="1,4,16,64,128,256", help="comma-separated batch sizes")
     t.add_argument("--methods", help="comma-separated subset: dgn_am,ppgn_h/dae,ppgn_h/joint,pixel")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
     _add_viewer_parser(sub)
+
+
+def _add_cache_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        help="toy-world cache directory (default: $ATLAS_CACHE or ~/.cache/atlas)",
+    )
 
 
 def _add_viewer_parser(sub: argparse._SubParsersAction) -> None:
@@ -106,15 +121,20 @@ def _quality(args: argparse.Namespace) -> int:
     else:
         if args.set:
             raise AtlasError("--set needs --config (it overrides a config file's keys)")
-        setup = QualitySetup.from_toyworld(args.preset)
+        setup = QualitySetup.from_toyworld(args.preset, args.cache_dir)
     if args.steps:
         setup.sampler = dataclasses.replace(setup.sampler, steps=args.steps)
+        setup.common_start = {
+            n: dataclasses.replace(c, steps=args.steps) for n, c in setup.common_start.items()
+        }
     names = _methods(args.methods)
     known = default_methods(setup.sampler)
     for n in names or []:
         if n not in known:
             raise AtlasError(f"--methods: unknown method {n!r}; valid: {', '.join(known)}")
-    report = run_quality(setup, seeds=args.seeds, out_dir=args.out, methods=names)
+    report = run_quality(
+        setup, seeds=args.seeds, out_dir=args.out, methods=names, common_start=not args.no_common_start
+    )
     print(format_table(report))
     _write_json(args.json, report)
     return 0
@@ -128,7 +148,7 @@ def _throughput(args: argparse.Namespace) -> int:
     if args.config:
         setup = ThroughputSetup.from_config(load_config(args.config, args.set))
     else:
-        setup = ThroughputSetup.from_toyworld(args.preset)
+        setup = ThroughputSetup.from_toyworld(args.preset, args.cache_dir)
     try:
         batches = [int(b) for b in args.batches.split(",") if b.strip()]
     except ValueError:

@@ -111,6 +111,7 @@ class PpgnH(Sampler):
             self.cfg.lr,
             self.lower,
             self.upper,
+            normalize=self.cfg.step == "normalized",
         )
 
 

@@ -3,7 +3,9 @@
 - :func:`dgn_am_update` — DGN-AM, Nguyen et al. 2016, Eq. 1 as released (act_max.py): normalized gradient
   step, clip to the per-dimension code bounds, multiplicative L2 decay.
 - :func:`ppgn_h_update` — PPGN-h, Nguyen et al. 2017, Eq. 11:
-  ``d = eps1 (R(h) - h) + eps2 dlogp/dh + N(0, eps3^2)``, ``h += lr / mean|d| * d``, clip.
+  ``d = eps1 (R(h) - h) + eps2 dlogp/dh + N(0, eps3^2)``, then ``h += lr / mean|d| * d`` (released code,
+  ``normalize``) or ``h += lr * d`` (the equation as printed: a Langevin-like step whose noise is not
+  normalized away), clip.
 - :func:`pixel_update` — normalized gradient ascent on pixels (the baseline), clamped to [0, 1].
 
 Normalizing by each chain's own mean |g| makes the step size independent of the unit's scale and keeps chains
@@ -66,9 +68,10 @@ def ppgn_h_update(
     lr: float,
     lower: torch.Tensor | None,
     upper: torch.Tensor | None,
+    normalize: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """PPGN-h Eq. 11: ``d = eps1 (R(h) - h) + eps2 dlog p(y|G(h))/dh + N(0, eps3^2)``,
-    then ``h <- clip(h + lr d / mean|d|)``.
+    then ``h <- clip(h + lr d / mean|d|)`` (``normalize``, released code) or ``h <- clip(h + lr d)`` (Eq. 11).
 
     h, residual (R(h) - h), grad, noise (standard normal): (B, *S). Returns (new h, d).
     """
@@ -77,7 +80,7 @@ def ppgn_h_update(
         d = d + eps1 * residual
     if noise is not None and eps3 > 0:
         d = d + eps3 * noise
-    h = h + lr * d / per_chain_mean_abs(d)
+    h = h + (lr * d / per_chain_mean_abs(d) if normalize else lr * d)
     return clip_code(h, lower, upper), d
 
 

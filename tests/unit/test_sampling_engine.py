@@ -60,6 +60,7 @@ SAMPLERS = {
     "dgn_am": dict(method="dgn_am"),
     "ppgn_dae": dict(method="ppgn_h", ppgn_h=PpgnConfig(prior="dae", eps1=1e-3, lr=0.1)),
     "ppgn_joint": dict(method="ppgn_h", ppgn_h=PpgnConfig(prior="joint", eps1=1e-3, lr=0.1)),
+    "ppgn_eq11": dict(method="ppgn_h", ppgn_h=PpgnConfig(step="eq11", eps1=0.05, eps2=5.0, eps3=0.1, lr=1.0)),
     "pixel": dict(method="pixel"),
     "pixel_priors": dict(method="pixel", pixel=PixelConfig(l2_decay=0.99, blur_every=3, jitter=1, tv=0.05)),
 }
@@ -217,3 +218,15 @@ def test_pixel_starts(world):
         u = make(world, method="pixel", start=start, steps=2).map_units("fc8", [0], seed=0)[0]
         assert u.status == "ok", u.error
         assert u.chains[0].start.split(":")[0] in {"random", "mean", "real", "facet_seed"}
+
+
+@pytest.mark.parametrize("autocast", ["none", "bf16"])
+def test_cpu_autocast_modes_run_and_rise(world, autocast):
+    """Forced bf16 autocast on CPU (emulated where the CPU lacks native bf16) still raises the objective."""
+    t, g, d, r = world
+    cfg = SamplerConfig(steps=10, chains_per_unit=2, record_every=1, start="random", method="dgn_am")
+    eng = Engine(t, g, d, cfg, FacetConfig(), ComputeConfig(autocast=autocast), CPU, real=r)
+    assert eng.setup.dtype == (torch.bfloat16 if autocast == "bf16" else None)
+    res = eng.map_units("fc8", [1, 2], seed=0)
+    assert gain(res) > 0.005
+    assert all(np.isfinite(c.last.activation) for u in res for c in u.chains)

@@ -48,6 +48,20 @@ def test_ppgn_h_update_terms():
     assert torch.allclose(new, h + d / 1.0)
 
 
+def test_ppgn_h_update_eq11_is_unnormalized():
+    """Eq. 11 as printed: h + lr d (noise keeps its size); normalized: h + lr d / mean|d| (released code)."""
+    h = torch.zeros(2, 4)
+    grad = torch.tensor([[4.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.4]])
+    noise = torch.tensor([[0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]])
+    kw = dict(eps1=0.0, eps2=1.0, eps3=0.5, lr=0.1, lower=None, upper=None)
+    raw, d = ppgn_h_update(h, None, grad, noise, normalize=False, **kw)
+    torch.testing.assert_close(d, grad + 0.5 * noise)
+    torch.testing.assert_close(raw, 0.1 * (grad + 0.5 * noise))
+    norm, _ = ppgn_h_update(h, None, grad, noise, normalize=True, **kw)
+    torch.testing.assert_close(norm.abs().mean(1), torch.full((2,), 0.1))  # every chain moves lr per element
+    assert not torch.allclose(raw, norm)
+
+
 def test_pixel_priors():
     x = torch.rand(3, 3, 8, 8)
     assert gaussian_blur(x, 1.0).shape == x.shape
@@ -103,3 +117,19 @@ def test_load_image_folder(tmp_path):
     (tmp_path / "notes.txt").write_text("x")
     real = load_image_folder(tmp_path, size=8)
     assert real.images.shape == (2, 3, 8, 8) and abs(float(real.images[0].mean()) - 200 / 255) < 1e-3
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_compute_auto_picks_bf16_only_where_the_cpu_has_it(monkeypatch, native):
+    from atlas.config import ComputeConfig
+    from atlas.sampling import compute
+
+    monkeypatch.setattr(compute, "cpu_has_native_bf16", lambda: native)
+    cpu = torch.device("cpu")
+    auto = compute.ComputeSetup.resolve(ComputeConfig(), cpu)
+    assert auto.dtype == (torch.bfloat16 if native else None)
+    assert auto.channels_last == native  # channels_last on CPU only under bf16 autocast
+    off = compute.ComputeSetup.resolve(ComputeConfig(autocast="none"), cpu)
+    assert off.dtype is None and not off.channels_last
+    forced = compute.ComputeSetup.resolve(ComputeConfig(autocast="bf16", channels_last=False), cpu)
+    assert forced.dtype == torch.bfloat16 and not forced.channels_last

@@ -1,0 +1,77 @@
+"""`atlas bench quality|throughput` on the micro toy world: they run, print tables, write their JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from atlas.bench.quality import diversity_ratios
+from atlas.cli import main
+
+pytestmark = pytest.mark.integration
+
+QUALITY_KEYS = {
+    "recognizability",
+    "activation_ratio",
+    "selectivity",
+    "diversity",
+    "facets_recovered",
+    "facets_total",
+}
+
+
+def test_quality_bench_json_both_protocols(micro_cache, tmp_path, capsys):
+    out = tmp_path / "q.json"
+    argv = ["bench", "quality", "--preset", "micro", "--cache-dir", micro_cache, "--seeds", "1"]
+    argv += ["--steps", "4", "--json", str(out), "--out", str(tmp_path / "grids")]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "common start" in printed and "ppgn_h/dae vs dgn_am" in printed
+    report = json.loads(out.read_text())
+    assert set(report["methods"]) == {"dgn_am", "ppgn_h/dae", "ppgn_h/joint", "pixel", "pixel+priors"}
+    for m in report["methods"].values():
+        assert set(m) >= QUALITY_KEYS and 0.0 <= m["recognizability"] <= 1.0
+    assert set(report["real"]) >= QUALITY_KEYS
+    cs = report["common_start"]
+    assert set(cs["methods"]) == {"dgn_am", "dgn_am lr 0.1", "ppgn_h/dae", "ppgn_h/joint"}
+    assert cs["settings"]["ppgn_h/dae"]["ppgn_h"]["step"] == "eq11"
+    assert all(s["start"] == "mean" for s in cs["settings"].values())
+    assert set(cs["diversity_ratio"]) == {"ppgn_h/dae", "ppgn_h/joint"}
+    assert (tmp_path / "grids" / "dgn_am-seed0.png").exists()
+    assert (tmp_path / "grids" / "common-ppgn_h_dae-seed0.png").exists()
+
+
+def test_diversity_ratios_compare_every_ppgn_with_every_dgn():
+    methods = {
+        "dgn_am": {"diversity": 0.2, "recognizability": 0.8},
+        "dgn_am lr 0.1": {"diversity": 0.0, "recognizability": 0.9},
+        "ppgn_h/dae": {"diversity": 0.3, "recognizability": 0.85},
+    }
+    r = diversity_ratios(methods)
+    assert set(r) == {"ppgn_h/dae"}
+    assert r["ppgn_h/dae"]["dgn_am"]["diversity_ratio"] == pytest.approx(1.5)
+    assert r["ppgn_h/dae"]["dgn_am"]["recognizability_delta"] == pytest.approx(0.05)
+    assert math.isinf(r["ppgn_h/dae"]["dgn_am lr 0.1"]["diversity_ratio"])
+
+
+def test_throughput_bench_json(micro_cache, tmp_path, capsys):
+    out = tmp_path / "t.json"
+    argv = ["bench", "throughput", "--preset", "micro", "--cache-dir", micro_cache]
+    argv += ["--batches", "1,4", "--methods", "dgn_am,pixel", "--json", str(out)]
+    assert main(argv) == 0
+    assert "speedup" in capsys.readouterr().out
+    report = json.loads(out.read_text())
+    assert set(report["methods"]) == {"dgn_am", "pixel"}
+    for m in report["methods"].values():
+        assert set(m["by_batch"]) == {"1", "4"} and all(v > 0 for v in m["by_batch"].values())
+        assert m["best_batch"] in (1, 4) and m["speedup"] > 0
+    assert report["autocast"] in ("float32", "bfloat16")
+
+
+def test_bench_bad_input_is_one_line_exit_2(micro_cache, capsys):
+    argv = ["bench", "throughput", "--preset", "micro", "--cache-dir", micro_cache, "--batches", "0,x"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--batches" in err[0]
