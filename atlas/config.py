@@ -269,6 +269,9 @@ class ComputeConfig:
     )
     channels_last: bool = opt(True, "Use channels_last memory format on CUDA and under CPU autocast.")
     compile: bool = opt(False, "torch.compile the step (CUDA; measure first).")
+    fold_batchnorm: bool = opt(
+        True, "Fold frozen BatchNorm into the conv/linear before it (same outputs, fewer passes)."
+    )
     threads: int | None = opt(
         None, "torch intra-op threads per worker (default: CPUs given to the worker).", ge=1
     )

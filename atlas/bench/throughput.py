@@ -7,7 +7,9 @@ Usage::
     print(format_table(report))
 
 Each point runs ``Engine.map_units`` with B single-chain units for ``s1`` and ``s2`` steps and reports the
-marginal rate ``B (s2 - s1) / (t2 - t1)`` (fixed per-call costs — starts, records, facet clustering — cancel).
+marginal rate ``B (s2 - s1) / (t2 - t1)`` (fixed per-call costs — starts, records, facet clustering — cancel);
+``s2 - s1`` grows until the timed stretch lasts ``min_seconds`` (small batches step fast: a 10-step stretch
+at batch 1 lasts ~40 ms here, too short to time steadily), median over ``repeats``.
 "speedup" is the best batch's rate over the batch-1 rate: how much one forward/backward pass serving many
 chains beats a loop of single chains. FLOPs per chain-step are counted with ``torch.utils.flop_counter`` (the
 forward and input-gradient backward of G and T, DAE included), giving GFLOP/s; on CUDA the achieved TFLOP/s is
@@ -17,6 +19,7 @@ compared with the measured bf16 matmul peak of the device (MFU).
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -149,6 +152,23 @@ def flops_per_chain_step(engine: Engine, layer: str, batch: int = 4) -> float:
     return fc.get_total_flops() / batch
 
 
+def _stretch(
+    engine: Engine,
+    layer: str,
+    units: list[int],
+    steps: tuple[int, int],
+    device: torch.device,
+    min_seconds: float,
+    max_steps: int = 400,
+) -> tuple[int, int]:
+    """(s1, s2): s2 - s1 >= steps[1] - steps[0] and long enough to last ``min_seconds`` (<= max_steps)."""
+    probe = (
+        _timed(engine, layer, units, steps[1], device) / steps[1]
+    )  # seconds per step, fixed costs included
+    n = max(steps[1] - steps[0], min(max_steps, math.ceil(min_seconds / max(probe, 1e-9))))
+    return steps[0], steps[0] + n
+
+
 def _marginal_step_seconds(
     engine: Engine, layer: str, units: list[int], steps: tuple[int, int], device: torch.device, repeats: int
 ) -> float:
@@ -168,6 +188,7 @@ def run_throughput(
     setup: ThroughputSetup,
     batches: list[int] | None = None,
     steps: tuple[int, int] = (2, 12),
+    min_seconds: float = 0.5,
     methods: list[str] | None = None,
     budget_s: float | None = None,
     repeats: int = 3,
@@ -200,6 +221,7 @@ def run_throughput(
         row: dict[str, Any] = {
             "by_batch": {},
             "ms_per_step": {},
+            "timed_steps": {},
             "gflops": {},
             "gflop_per_chain_step": flops / 1e9,
         }
@@ -210,10 +232,12 @@ def run_throughput(
             engine = _engine(setup, cfg, b, device)
             units = [u % n_units for u in range(b)]
             _timed(engine, setup.layer, units, 1, device)  # warm-up (allocator, compile)
-            per_step = _marginal_step_seconds(engine, setup.layer, units, steps, device, repeats)
+            stretch = _stretch(engine, setup.layer, units, steps, device, min_seconds)
+            per_step = _marginal_step_seconds(engine, setup.layer, units, stretch, device, repeats)
             rate = b / per_step
             row["by_batch"][b] = rate
             row["ms_per_step"][b] = per_step * 1e3
+            row["timed_steps"][b] = stretch[1] - stretch[0]
             row["gflops"][b] = rate * flops / 1e9
             log(
                 f"{name:<13} batch {b:>4}: {rate:9.1f} chain-steps/s, {per_step * 1e3:8.2f} ms/step, "

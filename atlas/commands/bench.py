@@ -56,7 +56,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     _add_cache_dir(t)
     t.add_argument("--batches", default="1,4,16,64,128,256", help="comma-separated batch sizes")
     t.add_argument("--methods", help="comma-separated subset: dgn_am,ppgn_h/dae,ppgn_h/joint,pixel")
-    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
+    t.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override (compute.* without --config)",
+    )
     _add_viewer_parser(sub)
 
 
@@ -75,6 +81,24 @@ def _add_viewer_parser(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--repeat", type=int, default=3, help="timed repetitions per unit")
     v.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     v.add_argument("--keep", metavar="DIR", help="build (or reuse) the run here instead of a temp dir")
+
+
+def _compute_overrides(assignments: list[str]):
+    """``--set compute.KEY=VALUE`` on the default toy world (other keys need --config)."""
+    from atlas.config import config_from_dict
+    from atlas.errors import AtlasError
+
+    bad = [a for a in assignments if not a.startswith("compute.")]
+    if bad:
+        raise AtlasError(
+            f"--set {bad[0]!r}: without --config only compute.* keys apply (e.g. compute.autocast=none)"
+        )
+    base = {
+        "models": {"target": "toyworld:target"},
+        "layers": [{"name": "fc8"}],
+        "sampler": {"method": "pixel"},
+    }
+    return config_from_dict(base, assignments).compute
 
 
 def _write_json(path: str | None, report: dict) -> None:
@@ -149,6 +173,8 @@ def _throughput(args: argparse.Namespace) -> int:
         setup = ThroughputSetup.from_config(load_config(args.config, args.set))
     else:
         setup = ThroughputSetup.from_toyworld(args.preset, args.cache_dir)
+        if args.set:
+            setup.compute = _compute_overrides(args.set)
     try:
         batches = [int(b) for b in args.batches.split(",") if b.strip()]
     except ValueError:

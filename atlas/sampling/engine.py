@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from atlas.config import ComputeConfig, FacetConfig, SamplerConfig
 from atlas.errors import ConfigError
 from atlas.models.codes import CodeStats
+from atlas.models.fusion import fold_batchnorm, unfold
 from atlas.models.loaded import LoadedModel
 from atlas.models.probes import LayerProbe, list_layers
 from atlas.models.spaces import to_uint8_images
@@ -82,6 +83,12 @@ class Engine:
             torch.set_num_threads(compute.threads)
         self.batch_size = self.setup.batch_size or 512  # 0 (CUDA autotune): start at 512, halve on OOM
         self.target, self.generator, self.dae = target, generator, dae
+        if (
+            compute.fold_batchnorm
+        ):  # frozen nets: BatchNorm folded into the layer before it (exact probes below)
+            for m in (target, generator, dae):
+                if m is not None:
+                    fold_batchnorm(m.module)
         self.target_module = self.setup.prepare(target.module, compile_ok=False)
         self.gen_module = self.setup.prepare(generator.module) if generator is not None else None
         self.dae_module = self.setup.prepare(dae.module) if dae is not None else None
@@ -102,6 +109,11 @@ class Engine:
         self.sampler = self._make_sampler()
 
     # ------------------------------------------------------------------------------------- layers
+    def _probe(self, names: list[str]) -> LayerProbe:
+        """A probe on the target; a requested layer that was folded with its BatchNorm is unfolded first."""
+        unfold(self.target_module, names)
+        return LayerProbe(self.target_module, names)
+
     def resolve_layer(self, layer: str) -> str:
         if layer == "output":
             if not self.target.output_layer:
@@ -125,7 +137,7 @@ class Engine:
         name = self.resolve_layer(layer)
         if name not in self._shapes:  # one batch-1 pass that stops at the layer
             with torch.no_grad():
-                out = LayerProbe(self.target_module, [name])(self.target.space.encode(self._example()))
+                out = self._probe([name])(self.target.space.encode(self._example()))
             self._shapes[name] = tuple(out[name].shape[1:])
         return self._shapes[name]
 
@@ -190,7 +202,7 @@ class Engine:
         names = [layer] + (
             [self.code_layer] if self.code_layer and "__codes__" not in self._real_cache else []
         )
-        probe = LayerProbe(self.target_module, names)
+        probe = self._probe(names)
         shape = self.layer_shape(layer)
         dummy = [make_unit(layer, 0, shape, layer == self.target.output_layer, self.cfg.spatial)]
         vals, codes = [], []
@@ -397,8 +409,8 @@ class Engine:
         assert space is not None
         readout = TargetReadout(
             encode=space.encode,
-            probe=LayerProbe(self.target_module, probe_layers),
-            final_probe=LayerProbe(self.target_module, final_layers),
+            probe=self._probe(probe_layers),
+            final_probe=self._probe(final_layers),
             layer=layer,
             facet_layer=self.facet_layer,
         )

@@ -1,0 +1,126 @@
+"""Fold frozen BatchNorm layers into the convolution or linear layer right before them (inference speed).
+
+Usage::
+
+    fold_batchnorm(G)                    # every Conv/ConvTranspose/Linear -> BatchNorm pair of a Sequential
+    unfold(T, ["conv1.0"])               # a requested layer *is* a folded conv: put its exact output back
+
+An eval-mode BatchNorm is an affine map per channel, ``y = s (x - mean) + beta`` with
+``s = gamma / sqrt(var + eps)``, so ``BN(W x + b) = (s W) x + s (b - mean) + beta``: the pair becomes one
+layer and the BatchNorm an ``nn.Identity`` (its name keeps its output). The forward and the input gradient of
+the whole network are unchanged (up to rounding); the BatchNorm's own passes, forward and backward, vanish.
+
+Only the folded layer's *own* output changes (it now includes the BatchNorm), so a probe on that layer must
+call :func:`unfold` first. Folding is in place, idempotent, and recorded on the module (``_atlas_folds``):
+each module carries its own record, nothing global. Modules in training mode are never folded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+_FOLDABLE = (
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.Conv3d,
+    nn.ConvTranspose1d,
+    nn.ConvTranspose2d,
+    nn.ConvTranspose3d,
+    nn.Linear,
+)
+_RECORD = "_atlas_folds"
+
+
+@dataclass
+class _Fold:
+    parent: nn.Sequential
+    index: int  # position of the BatchNorm in parent
+    layer: nn.Module
+    weight: torch.Tensor  # the layer's original parameters (restored by unfold)
+    bias: torch.Tensor | None
+    norm: nn.Module
+
+
+def _record(module: nn.Module) -> dict[str, _Fold]:
+    if _RECORD not in module.__dict__:
+        module.__dict__[_RECORD] = {}
+    return module.__dict__[_RECORD]
+
+
+def _pairs(module: nn.Module) -> Iterable[tuple[str, nn.Sequential, int]]:
+    """(layer name, parent Sequential, BatchNorm index) of every foldable layer -> BatchNorm pair."""
+    for seq_name, seq in module.named_modules():
+        if not isinstance(seq, nn.Sequential):
+            continue
+        kids = list(seq.children())
+        for i in range(len(kids) - 1):
+            layer, norm = kids[i], kids[i + 1]
+            if not isinstance(layer, _FOLDABLE) or not isinstance(norm, nn.modules.batchnorm._BatchNorm):
+                continue
+            if norm.training or layer.training or norm.running_mean is None or norm.running_var is None:
+                continue
+            if getattr(layer, "groups", 1) != 1 and isinstance(layer, nn.modules.conv._ConvTransposeNd):
+                continue
+            yield (f"{seq_name}.{i}" if seq_name else str(i)), seq, i + 1
+
+
+@torch.no_grad()
+def fold_batchnorm(module: nn.Module, keep: Iterable[str] = ()) -> list[str]:
+    """Fold every eval-mode BatchNorm into the layer before it, except layers named in ``keep``.
+
+    Returns the names of the layers folded by this call.
+    """
+    keep = set(keep)
+    record = _record(module)
+    done = []
+    for name, parent, index in list(_pairs(module)):
+        if name in keep or name in record:
+            continue
+        layer, norm = parent[index - 1], parent[index]
+        scale = norm.weight / torch.sqrt(norm.running_var + norm.eps) if norm.affine else None
+        if scale is None:
+            scale = 1.0 / torch.sqrt(norm.running_var + norm.eps)
+        shift = -norm.running_mean * scale + (norm.bias if norm.affine else 0.0)
+        transposed = isinstance(layer, nn.modules.conv._ConvTransposeNd)
+        # Output channels are dim 0 of a conv / linear weight, dim 1 of a transposed conv's.
+        shape = [1] * layer.weight.dim()
+        shape[1 if transposed else 0] = -1
+        record[name] = _Fold(parent, index, layer, layer.weight.detach().clone(), _clone(layer.bias), norm)
+        layer.weight.mul_(scale.view(shape).to(layer.weight.dtype))
+        bias = shift if layer.bias is None else layer.bias * scale + shift
+        layer.bias = nn.Parameter(bias.to(layer.weight.dtype), requires_grad=False)
+        parent[index] = nn.Identity()
+        done.append(name)
+    return done
+
+
+@torch.no_grad()
+def unfold(module: nn.Module, names: Iterable[str]) -> list[str]:
+    """Undo the folds of the named layers (exact: the original parameters come back); -> names unfolded."""
+    record = _record(module)
+    undone = []
+    for name in names:
+        fold = record.pop(name, None)
+        if fold is None:
+            continue
+        fold.layer.weight.copy_(fold.weight)
+        if fold.bias is None:
+            fold.layer.register_parameter("bias", None)
+        else:
+            fold.layer.bias = nn.Parameter(fold.bias, requires_grad=False)
+        fold.parent[fold.index] = fold.norm
+        undone.append(name)
+    return undone
+
+
+def folded(module: nn.Module) -> list[str]:
+    """Names of the layers currently folded."""
+    return list(_record(module))
+
+
+def _clone(t: torch.Tensor | None) -> torch.Tensor | None:
+    return None if t is None else t.detach().clone()
