@@ -7,19 +7,12 @@ import math
 
 import pytest
 
-from atlas.bench.quality import diversity_ratios
+from atlas.bench.quality import METRICS, diversity_ratios
 from atlas.cli import main
 
 pytestmark = pytest.mark.integration
 
-QUALITY_KEYS = {
-    "recognizability",
-    "activation_ratio",
-    "selectivity",
-    "diversity",
-    "facets_recovered",
-    "facets_total",
-}
+QUALITY_KEYS = set(METRICS)
 
 
 def test_quality_bench_json_both_protocols(micro_cache, tmp_path, capsys):
