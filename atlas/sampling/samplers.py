@@ -94,7 +94,8 @@ class PpgnH(Sampler):
         self.redraw = redraw  # gens -> fresh start states (B, *S), used every reset_every steps
 
     def describe(self) -> str:
-        return f"ppgn_h/{self.prior.name}"
+        """``ppgn_h/dae`` (released normalized step) or ``ppgn_h/dae[eq11]`` (Eq. 11 as printed)."""
+        return f"ppgn_h/{self.prior.name}" + ("[eq11]" if self.cfg.step == "eq11" else "")
 
     def update(self, state, grad, residual, t, n_steps, gens):
         noise = None

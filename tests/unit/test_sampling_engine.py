@@ -83,6 +83,8 @@ def test_each_sampler_rises(world, name):
         "grad_norm",
         "image_change",
     }
+    if name == "ppgn_eq11":
+        assert res[0].method == "ppgn_h/dae[eq11]"
     if name.startswith("ppgn"):
         assert np.isfinite(c.trajectory[1]["prior_residual"])
 
