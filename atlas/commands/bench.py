@@ -14,17 +14,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="bench", metavar="BENCH")
     sub.required = True
     q = sub.add_parser("quality", help="Fidelity of each method on the toy world (judge J, real top-9).")
-    q.add_argument("--config", help="run config (models, sampler settings); default: the default toy world")
-    q.add_argument("--json", help="write the report as JSON to this path")
+    _add_model_options(q, "models, sampler settings", "e.g. --set sampler.dgn_am.lr=0.2 (with --config)")
     q.add_argument("--seeds", type=int, default=3, help="seeds to average over (default 3)")
     q.add_argument("--out", help="directory for image grids per method and seed")
-    q.add_argument(
-        "--preset",
-        default="default",
-        choices=["default", "micro"],
-        help="toy-world preset when no --config is given",
-    )
-    _add_cache_dir(q)
     q.add_argument(
         "--methods", help="comma-separated subset: dgn_am,ppgn_h/dae,ppgn_h/joint,pixel,pixel+priors"
     )
@@ -34,43 +26,33 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="skip the common-start protocol (the samplers' own diversity: DGN-AM vs PPGN-h)",
     )
     q.add_argument("--steps", type=int, help="override sampler.steps")
-    q.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="config override, e.g. --set sampler.dgn_am.lr=0.2 (with --config)",
-    )
     t = sub.add_parser("throughput", help="Chain-steps/s by batch size per method (GFLOP/s; MFU on CUDA).")
-    t.add_argument("--config", help="run config (models, compute); default: the default toy world")
-    t.add_argument("--json", help="write the report as JSON to this path")
+    _add_model_options(t, "models, compute", "compute.* also without --config")
     t.add_argument(
         "--ray", action="store_true", help="measure through Ray workers (atlas.bench.ray_throughput)"
     )
-    t.add_argument(
+    t.add_argument("--batches", default="1,4,16,64,128,256", help="comma-separated batch sizes")
+    t.add_argument("--methods", help="comma-separated subset: dgn_am,ppgn_h/dae,ppgn_h/joint,pixel")
+    _add_viewer_parser(sub)
+
+
+def _add_model_options(p: argparse.ArgumentParser, config_holds: str, set_help: str) -> None:
+    """--config, --json, --preset, --cache-dir, --set: which models a benchmark measures, where it reports."""
+    p.add_argument("--config", help=f"run config ({config_holds}); default: the default toy world")
+    p.add_argument("--json", help="write the report as JSON to this path")
+    p.add_argument(
         "--preset",
         default="default",
         choices=["default", "micro"],
         help="toy-world preset when no --config is given",
     )
-    _add_cache_dir(t)
-    t.add_argument("--batches", default="1,4,16,64,128,256", help="comma-separated batch sizes")
-    t.add_argument("--methods", help="comma-separated subset: dgn_am,ppgn_h/dae,ppgn_h/joint,pixel")
-    t.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="config override (compute.* without --config)",
-    )
-    _add_viewer_parser(sub)
-
-
-def _add_cache_dir(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--cache-dir",
         metavar="DIR",
         help="toy-world cache directory (default: $ATLAS_CACHE or ~/.cache/atlas)",
+    )
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help=f"config override, {set_help}"
     )
 
 
