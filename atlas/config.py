@@ -265,7 +265,8 @@ class ComputeConfig:
     device: str = opt("auto", "auto (cuda if present, else cpu), cpu, cuda, or cuda:N.")
     batch_size: int = opt(64, "Chains per forward/backward pass (CPU 32-128; GPU: autotune with 0).", ge=0)
     autocast: Literal["auto", "none", "bf16", "fp16"] = opt(
-        "auto", "Mixed precision; auto = bf16 on CUDA and on CPUs with native bf16 (AVX512-BF16, AMX)."
+        "auto",
+        "Mixed precision; auto = bf16 on CUDA and CPUs with native bf16 (AVX512-BF16, AMX); fp16: CUDA only.",
     )
     channels_last: bool = opt(True, "Use channels_last memory format on CUDA and under CPU autocast.")
     compile: bool = opt(False, "torch.compile the step (CUDA; measure first).")

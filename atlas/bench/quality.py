@@ -339,13 +339,20 @@ def diversity_ratios(methods: dict[str, dict[str, float]]) -> dict[str, dict[str
             continue
         out[p] = {
             d: {
-                "diversity_ratio": pm["diversity"] / dm["diversity"] if dm["diversity"] > 0 else float("inf"),
+                "diversity_ratio": _ratio_of(pm["diversity"], dm["diversity"]),
                 "recognizability_delta": pm["recognizability"] - dm["recognizability"],
             }
             for d, dm in methods.items()
             if d.startswith("dgn_am")
         }
     return out
+
+
+def _ratio_of(a: float, b: float) -> float:
+    """a / b; inf for a > 0 = b, nan for 0 / 0."""
+    if b > 0:
+        return a / b
+    return float("inf") if a > 0 else float("nan")
 
 
 @dataclass

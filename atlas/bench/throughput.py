@@ -130,7 +130,6 @@ def flops_per_chain_step(engine: Engine, layer: str, batch: int = 4) -> float:
     input-gradient backward, counted with ``torch.utils.flop_counter`` on a batch and divided by its size."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from atlas.models.probes import LayerProbe
     from atlas.sampling.objectives import layer_values
     from atlas.sampling.units import make_unit
 
@@ -140,7 +139,7 @@ def flops_per_chain_step(engine: Engine, layer: str, batch: int = 4) -> float:
     sampler = engine.sampler
     state = torch.rand(batch, *sampler.param.state_shape(), device=engine.device, requires_grad=True)
     names = [name] + list(getattr(sampler.prior, "needs_layers", ()))
-    probe = LayerProbe(engine.target_module, names)
+    probe = engine.probes(names)[0]
     with FlopCounterMode(display=False) as fc:
         with engine.setup.autocast():
             img = sampler.param.image(state)

@@ -18,7 +18,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     q.add_argument("--seeds", type=int, default=3, help="seeds to average over (default 3)")
     q.add_argument("--out", help="directory for image grids per method and seed")
     q.add_argument(
-        "--methods", help="comma-separated subset: dgn_am,ppgn_h/dae,ppgn_h/joint,pixel,pixel+priors"
+        "--methods",
+        help="comma-separated subset of the data-start table: dgn_am,ppgn_h/dae,ppgn_h/joint,pixel,"
+        "pixel+priors (the common-start protocol runs its own four; --no-common-start skips it)",
     )
     q.add_argument(
         "--no-common-start",
@@ -83,6 +85,11 @@ def _compute_overrides(assignments: list[str]):
     return config_from_dict(base, assignments).compute
 
 
+def _with_cache_dir(args: argparse.Namespace) -> list[str]:
+    """The --set overrides, plus toyworld.cache_dir when --cache-dir is given with --config."""
+    return list(args.set) + ([f"toyworld.cache_dir={args.cache_dir}"] if args.cache_dir else [])
+
+
 def _write_json(path: str | None, report: dict) -> None:
     if not path:
         return
@@ -123,7 +130,7 @@ def _quality(args: argparse.Namespace) -> int:
     from atlas.errors import AtlasError
 
     if args.config:
-        setup = QualitySetup.from_config(load_config(args.config, args.set))
+        setup = QualitySetup.from_config(load_config(args.config, _with_cache_dir(args)))
     else:
         if args.set:
             raise AtlasError("--set needs --config (it overrides a config file's keys)")
@@ -151,18 +158,19 @@ def _throughput(args: argparse.Namespace) -> int:
     from atlas.config import load_config
     from atlas.errors import AtlasError
 
-    if args.config:
-        setup = ThroughputSetup.from_config(load_config(args.config, args.set))
-    else:
-        setup = ThroughputSetup.from_toyworld(args.preset, args.cache_dir)
-        if args.set:
-            setup.compute = _compute_overrides(args.set)
-    try:
+    try:  # bad input first: loading (or training) the models can take minutes
         batches = [int(b) for b in args.batches.split(",") if b.strip()]
     except ValueError:
         raise AtlasError(f"--batches: {args.batches!r} is not a list of integers, e.g. 1,8,64") from None
     if not batches or min(batches) < 1:
         raise AtlasError("--batches: give positive batch sizes, e.g. 1,8,64")
+    if args.config:
+        setup = ThroughputSetup.from_config(load_config(args.config, _with_cache_dir(args)))
+    else:
+        compute = _compute_overrides(args.set) if args.set else None
+        setup = ThroughputSetup.from_toyworld(args.preset, args.cache_dir)
+        if compute is not None:
+            setup.compute = compute
     names = _methods(args.methods)
     known = methods_for(setup)
     for n in names or []:

@@ -10,9 +10,12 @@ An eval-mode BatchNorm is an affine map per channel, ``y = s (x - mean) + beta``
 layer and the BatchNorm an ``nn.Identity`` (its name keeps its output). The forward and the input gradient of
 the whole network are unchanged (up to rounding); the BatchNorm's own passes, forward and backward, vanish.
 
-Only the folded layer's *own* output changes (it now includes the BatchNorm), so a probe on that layer must
-call :func:`unfold` first. Folding is in place, idempotent, and recorded on the module (``_atlas_folds``):
-each module carries its own record, nothing global. Modules in training mode are never folded.
+Only the folded layer's *own* output changes (it now includes the BatchNorm), so a probe on that layer (or on
+its BatchNorm, whose module object changes) calls :func:`unfold` first. Unfolding is permanent: a later
+``fold_batchnorm`` leaves those layers alone, so probes built on them stay valid. Folding is in place,
+idempotent, and recorded on the module (``_atlas_folds``): each module carries its own record, nothing global.
+Modules in training mode, lazy (uninitialized) layers and Sequential subclasses with their own ``forward``
+are never folded.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ _FOLDABLE = (
     nn.ConvTranspose3d,
     nn.Linear,
 )
-_RECORD = "_atlas_folds"
+_RECORD = "_atlas_folds"  # {layer name: _Fold} of the pairs folded now
+_EXACT = "_atlas_exact"  # layer names unfolded for a probe: never folded again
 
 
 @dataclass
@@ -43,42 +47,49 @@ class _Fold:
     weight: torch.Tensor  # the layer's original parameters (restored by unfold)
     bias: torch.Tensor | None
     norm: nn.Module
+    norm_name: str
 
 
 def _record(module: nn.Module) -> dict[str, _Fold]:
-    if _RECORD not in module.__dict__:
-        module.__dict__[_RECORD] = {}
-    return module.__dict__[_RECORD]
+    return module.__dict__.setdefault(_RECORD, {})
 
 
-def _pairs(module: nn.Module) -> Iterable[tuple[str, nn.Sequential, int]]:
-    """(layer name, parent Sequential, BatchNorm index) of every foldable layer -> BatchNorm pair."""
+def _exact(module: nn.Module) -> set[str]:
+    return module.__dict__.setdefault(_EXACT, set())
+
+
+def _pairs(module: nn.Module) -> Iterable[tuple[str, str, nn.Sequential, int]]:
+    """(layer name, BatchNorm name, parent Sequential, BatchNorm index) of every foldable pair."""
     for seq_name, seq in module.named_modules():
-        if not isinstance(seq, nn.Sequential):
-            continue
-        kids = list(seq.children())
+        if not isinstance(seq, nn.Sequential) or type(seq).forward is not nn.Sequential.forward:
+            continue  # a subclass with its own forward may not run its children in order
+        kids = list(seq.named_children())  # names: "0", "1", ... or an OrderedDict's keys
         for i in range(len(kids) - 1):
-            layer, norm = kids[i], kids[i + 1]
+            (layer_key, layer), (norm_key, norm) = kids[i], kids[i + 1]
             if not isinstance(layer, _FOLDABLE) or not isinstance(norm, nn.modules.batchnorm._BatchNorm):
                 continue
             if norm.training or layer.training or norm.running_mean is None or norm.running_var is None:
                 continue
             if getattr(layer, "groups", 1) != 1 and isinstance(layer, nn.modules.conv._ConvTransposeNd):
                 continue
-            yield (f"{seq_name}.{i}" if seq_name else str(i)), seq, i + 1
+            if isinstance(layer.weight, nn.parameter.UninitializedParameter):
+                continue
+            prefix = f"{seq_name}." if seq_name else ""
+            yield f"{prefix}{layer_key}", f"{prefix}{norm_key}", seq, i + 1
 
 
 @torch.no_grad()
 def fold_batchnorm(module: nn.Module, keep: Iterable[str] = ()) -> list[str]:
-    """Fold every eval-mode BatchNorm into the layer before it, except layers named in ``keep``.
+    """Fold every eval-mode BatchNorm into the layer before it, except pairs named (either half) in ``keep``
+    or unfolded before.
 
     Returns the names of the layers folded by this call.
     """
-    keep = set(keep)
+    keep = set(keep) | _exact(module)
     record = _record(module)
     done = []
-    for name, parent, index in list(_pairs(module)):
-        if name in keep or name in record:
+    for name, norm_name, parent, index in list(_pairs(module)):
+        if name in keep or norm_name in keep or name in record:
             continue
         layer, norm = parent[index - 1], parent[index]
         scale = norm.weight / torch.sqrt(norm.running_var + norm.eps) if norm.affine else None
@@ -89,7 +100,9 @@ def fold_batchnorm(module: nn.Module, keep: Iterable[str] = ()) -> list[str]:
         # Output channels are dim 0 of a conv / linear weight, dim 1 of a transposed conv's.
         shape = [1] * layer.weight.dim()
         shape[1 if transposed else 0] = -1
-        record[name] = _Fold(parent, index, layer, layer.weight.detach().clone(), _clone(layer.bias), norm)
+        record[name] = _Fold(
+            parent, index, layer, layer.weight.detach().clone(), _clone(layer.bias), norm, norm_name
+        )
         layer.weight.mul_(scale.view(shape).to(layer.weight.dtype))
         bias = shift if layer.bias is None else layer.bias * scale + shift
         layer.bias = nn.Parameter(bias.to(layer.weight.dtype), requires_grad=False)
@@ -100,20 +113,24 @@ def fold_batchnorm(module: nn.Module, keep: Iterable[str] = ()) -> list[str]:
 
 @torch.no_grad()
 def unfold(module: nn.Module, names: Iterable[str]) -> list[str]:
-    """Undo the folds of the named layers (exact: the original parameters come back); -> names unfolded."""
+    """Undo, for good, the folds of the named layers or BatchNorms (exact: the original parameters come back,
+    on the device and in the dtype the module has now); -> layer names unfolded."""
+    names = set(names)
     record = _record(module)
     undone = []
-    for name in names:
-        fold = record.pop(name, None)
-        if fold is None:
+    for name, fold in list(record.items()):
+        if name not in names and fold.norm_name not in names:
             continue
-        fold.layer.weight.copy_(fold.weight)
+        del record[name]
+        w = fold.layer.weight
+        w.copy_(fold.weight.to(device=w.device, dtype=w.dtype))
         if fold.bias is None:
             fold.layer.register_parameter("bias", None)
         else:
-            fold.layer.bias = nn.Parameter(fold.bias, requires_grad=False)
-        fold.parent[fold.index] = fold.norm
+            fold.layer.bias = nn.Parameter(fold.bias.to(device=w.device, dtype=w.dtype), requires_grad=False)
+        fold.parent[fold.index] = fold.norm.to(device=w.device, dtype=w.dtype)
         undone.append(name)
+    _exact(module).update(names)
     return undone
 
 

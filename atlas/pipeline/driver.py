@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from atlas.config import RunConfig
-from atlas.errors import AtlasError
+from atlas.errors import AtlasError, ConfigError
 from atlas.models import LayerProbe, example_input
 from atlas.pipeline.models_setup import RunModels, build_models
 from atlas.pipeline.plan import Shard, plan_shards
@@ -226,6 +226,10 @@ def _dispatch(
     owned = _connect(address)
     try:
         n, cpw, gpw, threads = _worker_layout(cfg, len(todo))
+        if cfg.compute.autocast == "fp16" and not gpw:
+            raise ConfigError(
+                "compute.autocast: fp16 needs GPU workers and this cluster has none; use bf16 or auto"
+            )
         where = f"{n} actor(s) x {'1 GPU' if gpw else f'{cpw:g} CPU'}"
         log(f"atlas run {cfg.name}: {len(todo)} shards, {total_units - done_units} units to go, on {where}")
         remote = ray.remote(AtlasWorker).options(
@@ -317,6 +321,7 @@ def _summarize(
         "rows": dict(rows),
         "errors": sum(s["errors"] for s in summaries),
         "diverged": sum(s["diverged"] for s in summaries),
+        "precision": sorted({s.get("precision", "float32") for s in summaries}),
         "wall_seconds": round(wall, 2),
         "units_per_minute": round(units / wall * 60, 2) if wall > 0 else None,
         "finished": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -329,7 +334,8 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"{sum(summary['rows'].values())} rows in {summary['wall_seconds']:.1f} s "
         f"({summary['units_per_minute'] or 0:.1f} units/min)",
         f"  shards: {summary['shards_run']} run, {summary['shards_skipped']} already complete, "
-        f"of {summary['shards']}; diverged chains: {summary['diverged']}; unit errors: {summary['errors']}",
+        f"of {summary['shards']}; diverged chains: {summary['diverged']}; unit errors: {summary['errors']}"
+        + (f"; precision: {', '.join(summary['precision'])}" if summary.get("precision") else ""),
         f"  output: {summary['run_dir']}",
         f"  browse: atlas view {summary['run_dir']}",
         f'  query:  atlas sql {summary["run_dir"]} "SELECT layer, count(*) FROM units GROUP BY layer"',

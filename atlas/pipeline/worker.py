@@ -88,6 +88,11 @@ class AtlasWorker:
     def pid(self) -> int:
         return os.getpid()
 
+    @property
+    def precision(self) -> str:
+        """What the forward passes ran in on this worker: 'bfloat16', 'float16' or 'float32'."""
+        return str(self.engine.setup.dtype or torch.float32).removeprefix("torch.")
+
     def describe(self) -> dict[str, Any]:
         return {"pid": os.getpid(), "device": str(self.device), "threads": torch.get_num_threads()}
 
@@ -143,6 +148,7 @@ class AtlasWorker:
                 "seconds": round(time.perf_counter() - started, 3),
                 "pid": os.getpid(),
                 "device": str(self.device),
+                "precision": self.precision,
             },
         )
         return {
@@ -155,4 +161,5 @@ class AtlasWorker:
             "rows": counts,
             "seconds": time.perf_counter() - started,
             "pid": os.getpid(),
+            "precision": self.precision,
         }

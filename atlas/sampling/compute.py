@@ -3,7 +3,7 @@
 Usage::
 
     setup = ComputeSetup.resolve(compute_cfg, device)
-    G = setup.prepare(generator.module)         # channels_last on CUDA; torch.compile when asked
+    G = setup.prepare(generator.module)         # channels_last (CUDA; CPU under bf16); torch.compile if asked
     with setup.autocast():                      # bf16 on CUDA and on CPUs with native bf16 (auto)
         ...
     x = setup.to_input(x)                       # channels_last where it pays (CUDA; CPU with bf16)
@@ -59,6 +59,10 @@ class ComputeSetup:
             "fp16": torch.float16,
             "auto": torch.bfloat16 if fast_bf16 else None,
         }[cfg.autocast]
+        if dtype is torch.float16 and not cuda:
+            dtype = (
+                None  # fp16 autocast needs gradient scaling to be safe; CPU workers of a GPU config: float32
+            )
         # channels_last helps cuDNN and oneDNN's bf16 kernels; float32 on CPU is faster contiguous.
         channels_last = cfg.channels_last and (cuda or dtype is not None)
         batch = cfg.batch_size if (cfg.batch_size > 0 or cuda) else 64
@@ -75,7 +79,7 @@ class ComputeSetup:
         return x
 
     def prepare(self, module: nn.Module, compile_ok: bool = True) -> nn.Module:
-        """Move to the device (channels_last on CUDA); torch.compile when configured and ``compile_ok``.
+        """Move to the device (channels_last where set up); torch.compile when configured and ``compile_ok``.
 
         Targets are not compiled: their layer probe stops the forward with an exception (a graph break).
         """

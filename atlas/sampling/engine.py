@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from atlas.config import ComputeConfig, FacetConfig, SamplerConfig
 from atlas.errors import ConfigError
 from atlas.models.codes import CodeStats
-from atlas.models.fusion import fold_batchnorm, unfold
+from atlas.models.fusion import fold_batchnorm, folded, unfold
 from atlas.models.loaded import LoadedModel
 from atlas.models.probes import LayerProbe, list_layers
 from atlas.models.spaces import to_uint8_images
@@ -83,12 +83,13 @@ class Engine:
             torch.set_num_threads(compute.threads)
         self.batch_size = self.setup.batch_size or 512  # 0 (CUDA autotune): start at 512, halve on OOM
         self.target, self.generator, self.dae = target, generator, dae
-        if (
-            compute.fold_batchnorm
-        ):  # frozen nets: BatchNorm folded into the layer before it (exact probes below)
-            for m in (target, generator, dae):
-                if m is not None:
-                    fold_batchnorm(m.module)
+        for m in (target, generator, dae):  # frozen nets: BatchNorm folded into the layer before it
+            if m is None:
+                continue
+            if compute.fold_batchnorm:
+                fold_batchnorm(m.module)  # probes stay exact: probes() unfolds the layers they read
+            else:
+                unfold(m.module, folded(m.module))  # another Engine may have folded this shared module
         self.target_module = self.setup.prepare(target.module, compile_ok=False)
         self.gen_module = self.setup.prepare(generator.module) if generator is not None else None
         self.dae_module = self.setup.prepare(dae.module) if dae is not None else None
@@ -109,10 +110,14 @@ class Engine:
         self.sampler = self._make_sampler()
 
     # ------------------------------------------------------------------------------------- layers
+    def probes(self, *name_lists: list[str]) -> list[LayerProbe]:
+        """Probes on the target, one per list of layer names. Every named layer folded with its BatchNorm is
+        unfolded first (all lists before any probe is built: an unfold swaps modules a probe holds)."""
+        unfold(self.target_module, [n for names in name_lists for n in names])
+        return [LayerProbe(self.target_module, names) for names in name_lists]
+
     def _probe(self, names: list[str]) -> LayerProbe:
-        """A probe on the target; a requested layer that was folded with its BatchNorm is unfolded first."""
-        unfold(self.target_module, names)
-        return LayerProbe(self.target_module, names)
+        return self.probes(names)[0]
 
     def resolve_layer(self, layer: str) -> str:
         if layer == "output":
@@ -407,10 +412,11 @@ class Engine:
         final_layers = [layer] + ([self.facet_layer] if self.facet_layer else [])
         space = self.target.space
         assert space is not None
+        probe, final_probe = self.probes(probe_layers, final_layers)
         readout = TargetReadout(
             encode=space.encode,
-            probe=self._probe(probe_layers),
-            final_probe=self._probe(final_layers),
+            probe=probe,
+            final_probe=final_probe,
             layer=layer,
             facet_layer=self.facet_layer,
         )

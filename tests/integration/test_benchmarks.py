@@ -47,6 +47,8 @@ def test_diversity_ratios_compare_every_ppgn_with_every_dgn():
     assert r["ppgn_h/dae"]["dgn_am"]["diversity_ratio"] == pytest.approx(1.5)
     assert r["ppgn_h/dae"]["dgn_am"]["recognizability_delta"] == pytest.approx(0.05)
     assert math.isinf(r["ppgn_h/dae"]["dgn_am lr 0.1"]["diversity_ratio"])
+    still = diversity_ratios({**methods, "ppgn_h/joint": {"diversity": 0.0, "recognizability": 0.9}})
+    assert math.isnan(still["ppgn_h/joint"]["dgn_am lr 0.1"]["diversity_ratio"])  # 0 / 0
 
 
 def test_throughput_bench_json(micro_cache, tmp_path, capsys):

@@ -73,3 +73,78 @@ def test_probe_on_a_folded_layer_after_unfold_is_exact():
         torch.testing.assert_close(block, block_ref, atol=1e-5, rtol=1e-5)
         unfold(net, ["0.0"])
         torch.testing.assert_close(LayerProbe(net, ["0.0"])(x)["0.0"], conv_ref)
+
+
+def test_unfold_follows_the_module_to_its_dtype_and_is_permanent():
+    net, x = _net(), torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        ref = net(x)
+    fold_batchnorm(net)
+    net.to(torch.float64)  # the module moves after folding (as Engine.prepare moves it to the device)
+    assert sorted(unfold(net, ["1.1", "3"])) == ["1.0", "3"]  # a BatchNorm's own name unfolds its pair too
+    with torch.no_grad():
+        torch.testing.assert_close(net(x.double()).float(), ref, atol=1e-5, rtol=1e-5)
+    assert fold_batchnorm(net) == []  # unfolded layers stay exact; "0.0" is still folded
+    assert folded(net) == ["0.0"]
+
+
+def test_sequential_subclass_with_own_forward_is_not_folded():
+    class Residual(nn.Sequential):
+        def forward(self, x):
+            return x + super().forward(x)
+
+    net = nn.Sequential(Residual(nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4))).eval()
+    assert fold_batchnorm(net) == []
+
+
+def _bn_target():
+    """tiny_target with a BatchNorm after conv1 (non-trivial statistics)."""
+    from collections import OrderedDict
+
+    from atlas.models.loaded import LoadedModel, freeze
+    from tests.unit.tiny_models import tiny_target
+
+    base = tiny_target()
+    kids = OrderedDict(base.module.named_children())
+    bn = nn.BatchNorm2d(8)
+    with torch.no_grad():
+        bn.running_mean.uniform_(-0.2, 0.2)
+        bn.running_var.uniform_(0.5, 2.0)
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.uniform_(-0.1, 0.1)
+    items = list(kids.items())
+    items.insert(1, ("bn1", bn))
+    return LoadedModel(
+        freeze(nn.Sequential(OrderedDict(items))), "target", "tiny:bn", space=base.space, output_layer="fc8"
+    )
+
+
+@pytest.mark.parametrize("layer", ["fc8", "conv1", "bn1"])
+def test_engine_with_folding_matches_engine_without(layer):
+    from atlas.config import ComputeConfig, FacetConfig, SamplerConfig
+    from atlas.sampling import Engine
+    from tests.unit.tiny_models import tiny_world
+
+    _, g, d, real = tiny_world()
+    cfg = SamplerConfig(steps=5, chains_per_unit=2, record_every=1, start="random", method="dgn_am")
+    out = {}
+    for fold in (False, True):
+        t = _bn_target()
+        eng = Engine(
+            t,
+            g,
+            d,
+            cfg,
+            FacetConfig(),
+            ComputeConfig(autocast="none", fold_batchnorm=fold),
+            torch.device("cpu"),
+            real=real,
+        )
+        assert ("conv1" in folded(t.module)) == fold  # folded when built; probes unfold what they read
+        out[fold] = eng.map_units(layer, [1, 3], seed=0)
+        if fold and layer != "fc8":
+            assert "conv1" not in folded(t.module)  # the probed layer was unfolded, for good
+    for a, b in zip(out[False], out[True], strict=True):
+        assert a.status == b.status == "ok"
+        for ca, cb in zip(a.chains, b.chains, strict=True):
+            torch.testing.assert_close(ca.final_activations, cb.final_activations, atol=1e-4, rtol=1e-4)

@@ -133,3 +133,12 @@ def test_compute_auto_picks_bf16_only_where_the_cpu_has_it(monkeypatch, native):
     assert off.dtype is None and not off.channels_last
     forced = compute.ComputeSetup.resolve(ComputeConfig(autocast="bf16", channels_last=False), cpu)
     assert forced.dtype == torch.bfloat16 and not forced.channels_last
+
+
+def test_compute_fp16_on_cpu_runs_float32():
+    """fp16 autocast is for CUDA (loss-scaling caveats); a CPU worker of such a config runs float32."""
+    from atlas.config import ComputeConfig
+    from atlas.sampling import compute
+
+    setup = compute.ComputeSetup.resolve(ComputeConfig(autocast="fp16"), torch.device("cpu"))
+    assert setup.dtype is None and not setup.channels_last
