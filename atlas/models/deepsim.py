@@ -27,7 +27,9 @@ CODE_SHAPES: dict[str, tuple[int, ...]] = {
 CODE_LAYER_NAMES = {"fc6": "fc6", "fc7": "fc7", "fc8": "fc8", "pool5": "pool5"}
 
 
-class _Reshape(nn.Module):
+class Reshape(nn.Module):
+    """(B, N) -> (B, *shape): the fully connected code layers into a feature map."""
+
     def __init__(self, *shape: int) -> None:
         super().__init__()
         self.shape = shape
@@ -60,7 +62,7 @@ def _layers(variant: str) -> list[tuple[str, nn.Module]]:
             ("relu_defc6", _lrelu()),
             ("defc5", nn.Linear(4096, 4096)),
             ("relu_defc5", _lrelu()),
-            ("reshape", _Reshape(256, 4, 4)),
+            ("reshape", Reshape(256, 4, 4)),
         ]
         first_deconv_in = 256
     body: list[tuple[str, nn.Module]] = [

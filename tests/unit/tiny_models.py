@@ -13,20 +13,12 @@ import torch
 from torch import nn
 
 from atlas.models.codes import CodeStats
+from atlas.models.deepsim import Reshape
 from atlas.models.loaded import LoadedModel, freeze
 from atlas.models.spaces import ImageSpace
 
 SIZE = 16
 CODE = 32
-
-
-class Reshape(nn.Module):
-    def __init__(self, *shape: int) -> None:
-        super().__init__()
-        self.shape = shape
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.view(x.shape[0], *self.shape)
 
 
 class ResidualMLP(nn.Module):
