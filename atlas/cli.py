@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "layers": "layers",
     "run": "run",
     "sql": "sql",
+    "verify": "verify",
     "view": "view",
     "bench": "bench",
     "code-stats": "code_stats",
@@ -57,6 +58,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `atlas config | head`
         sys.stderr.close()
         return 0
+    except OSError as exc:  # read-only or full disk, a file where a directory should be, ...
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"atlas: error:{where}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("atlas: interrupted", file=sys.stderr)
         return 130

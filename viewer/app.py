@@ -2,7 +2,8 @@
 
     streamlit run viewer/app.py -- RUN_DIR        (or: atlas view RUN_DIR)
 
-RUN_DIR is a run directory (holds run.json) or a directory of runs (a run picker lists them). The
+RUN_DIR is a run (holds run.json) or a directory of runs (a run picker lists them), as a local path or a
+URI (``s3://bucket/atlas/demo``; credentials and endpoint from the usual ``AWS_*`` variables). The
 ``ATLAS_RUN_DIR`` environment variable overrides the argument (used by tests). All data is read through
 ``atlas.store.catalog`` (DuckDB views over the run's Parquet; sandboxed). Deep links:
 ``?page=unit&layer=fc8&unit=7`` (``page`` in overview | layer | unit | compare | sql; ``run`` picks a run
@@ -24,6 +25,7 @@ if _ROOT not in sys.path:
 
 from atlas.errors import AtlasError  # noqa: E402
 from atlas.store.catalog import open_run  # noqa: E402
+from atlas.store.location import Location, open_location  # noqa: E402
 from atlas.store.manifest import MARKER_SUFFIX, RUN_FILE, SHARDS_DIR, list_runs  # noqa: E402
 from viewer import data, state, widgets  # noqa: E402
 from viewer.context import Context  # noqa: E402
@@ -38,39 +40,36 @@ RENDERERS = {
 }
 
 
-def root_dir() -> Path | None:
+def root_dir() -> Location | None:
     arg = os.environ.get("ATLAS_RUN_DIR") or (sys.argv[1] if len(sys.argv) > 1 else None)
-    return Path(arg).resolve() if arg else None
+    return open_location(arg) if arg else None
 
 
-def run_token(run_dir: Path) -> tuple[int, int, int]:
-    """Changes whenever a shard completes or run.json is rewritten (cheap: two stats and a listing)."""
-    shards = run_dir / SHARDS_DIR
+def run_token(run: Location) -> tuple[int, int, int]:
+    """Changes whenever a shard completes or run.json is rewritten (one listing and one stat)."""
+    markers = run.list_files(SHARDS_DIR, suffix=MARKER_SUFFIX)
+    newest = max((m.mtime_ns or 0 for m in markers), default=0)
     try:
-        n = sum(1 for e in os.scandir(shards) if e.name.endswith(MARKER_SUFFIX))
-        shards_mtime = shards.stat().st_mtime_ns
-    except FileNotFoundError:
-        n, shards_mtime = 0, 0
-    try:
-        run_mtime = (run_dir / RUN_FILE).stat().st_mtime_ns
-    except FileNotFoundError:
+        info = run.fs.get_file_info(run.full(RUN_FILE))
+        run_mtime = info.mtime_ns or 0
+    except OSError:
         run_mtime = 0
-    return n, shards_mtime, run_mtime
+    return len(markers), newest, run_mtime
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
-def _connection(run_dir: str, token: tuple[int, int, int]):
+def _connection(uri: str, token: tuple[int, int, int]):
     # a new token (new shards) opens a new connection: a run being written shows its new units
-    return open_run(run_dir)
+    return open_run(uri)
 
 
-def connection(run_dir: Path):
-    return _connection(str(run_dir), run_token(run_dir))
+def connection(run: Location):
+    return _connection(run.uri, run_token(run))
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def _unit_ids(run_dir: str, token: tuple[int, int, int], layer: str) -> list[int]:
-    return data.unit_ids(_connection(run_dir, token), layer)
+def _unit_ids(uri: str, token: tuple[int, int, int], layer: str) -> list[int]:
+    return data.unit_ids(_connection(uri, token), layer)
 
 
 def main() -> None:
@@ -78,15 +77,18 @@ def main() -> None:
     widgets.inject_css()
     state.init_from_query_params()
 
-    root = root_dir()
-    if root is None:
-        st.error("No run given. Start the viewer with `atlas view RUN_DIR`.")
+    try:
+        root = root_dir()
+        if root is None:
+            st.error("No run given. Start the viewer with `atlas view RUN_DIR`.")
+            st.stop()
+        if not root.is_dir():
+            st.error(f"Run `{root}` does not exist.")
+            st.stop()
+        multi_run = not root.is_file(RUN_FILE)
+    except AtlasError as exc:
+        st.error(str(exc))
         st.stop()
-    if not root.is_dir():
-        st.error(f"Run directory `{root}` does not exist.")
-        st.stop()
-
-    multi_run = not (root / RUN_FILE).is_file()
     runs = [root] if not multi_run else list_runs(root)
     if not runs:
         st.error(f"`{root}` holds no atlas run (no run.json in it or in its subdirectories).")
@@ -152,7 +154,7 @@ def main() -> None:
         siblings=siblings,
         open_other=connection,
         multi_run=multi_run,
-        unit_ids=lambda name: _unit_ids(str(run_dir), run_token(run_dir), name),
+        unit_ids=lambda name: _unit_ids(run_dir.uri, run_token(run_dir), name),
     )
     page = state.get("page")
     if not layer_names and page != "sql":

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
+
+from atlas.store.location import Location
 
 
 @dataclass
 class Context:
     conn: Any  # sandboxed DuckDB connection (atlas.store.catalog.open_run)
-    run_dir: Path
+    run_dir: Location  # the run (local directory or object-store prefix); .name, .uri, .parent()
     info: dict[str, Any]  # the run table (manifest basics, parsed config)
     layers: list[tuple[str, int]]  # (layer, units) in config order
-    siblings: list[Path] = field(default_factory=list)  # other runs next to this one
-    open_other: Callable[[Path], Any] | None = None  # connection to a sibling run
+    siblings: list[Location] = field(default_factory=list)  # other runs next to this one
+    open_other: Callable[[Location], Any] | None = None  # connection to a sibling run
     multi_run: bool = False
     unit_ids: Callable[[str], list[int]] | None = None  # sorted unit ids of a layer (cached per refresh)
 

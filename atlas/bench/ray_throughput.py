@@ -1,7 +1,12 @@
-"""`atlas bench throughput --ray`: end-to-end units/min through Ray actors, 1 vs 2 actors.
+"""`atlas bench throughput --ray`: end-to-end units/min through Ray actors.
 
-Each measurement is a whole `atlas run` (actor start, model load, sampling, Parquet writes) on the toy
-world into a fresh temporary run directory, so it is what a user waits for.
+Each measurement is a whole `atlas run` (actor start, model shipping, sampling, Parquet writes) on the toy
+world into a fresh run, so it is what a user waits for. Two comparisons:
+
+- 1 vs 2 actors into a local directory (how the pool scales on this machine);
+- with ``--store URI``: 2 actors into a local directory vs into that store (``s3://bucket/prefix``, or
+  ``local-s3`` for moto's S3 API server on 127.0.0.1): the cost of the object-store path, measured in one
+  process on one machine. Settings alternate (local, store, local, store, ...) so drifting load hits both.
 """
 
 from __future__ import annotations
@@ -9,16 +14,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import tempfile
 import time
+import uuid
 from pathlib import Path
+from typing import Any
 
+from atlas.errors import AtlasError
 from atlas.tables import format_table
 
 REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
-def _config(args: argparse.Namespace, out_dir: str, workers: int):
+def _config(args: argparse.Namespace, out_dir: str, workers: int, name: str):
     from atlas.config import load_config
 
     path = args.config or str(REPO_CONFIGS / "demo.yaml")
@@ -29,7 +38,7 @@ def _config(args: argparse.Namespace, out_dir: str, workers: int):
     overrides = [
         *preset,
         f"out_dir={out_dir}",
-        f"name=bench-{workers}",
+        f"name={name}",
         f"ray.num_workers={workers}",
         f"ray.cpus_per_worker={cpus}",
         "ray.units_per_shard=8",
@@ -39,54 +48,88 @@ def _config(args: argparse.Namespace, out_dir: str, workers: int):
     return load_config(path, overrides)
 
 
+def _local_s3() -> tuple[str, Any]:
+    """Start moto's S3 API server on 127.0.0.1 with a bucket; returns (uri, server)."""
+    try:
+        from moto.server import ThreadedMotoServer
+    except ImportError:
+        raise AtlasError("--store local-s3 needs moto: pip install 'moto[server]'") from None
+    import pyarrow.fs as pafs
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    for key, value in {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }.items():
+        os.environ[key] = value  # before Ray starts, so its workers inherit them
+    pafs.S3FileSystem(endpoint_override=endpoint, allow_bucket_creation=True).create_dir("atlas-bench")
+    return "s3://atlas-bench/runs", server
+
+
+def _measure(args: argparse.Namespace, out_dir: str, workers: int) -> dict[str, Any]:
+    from atlas.pipeline import run_atlas
+
+    cfg = _config(args, out_dir, workers, f"bench-{workers}-{uuid.uuid4().hex[:8]}")
+    started = time.perf_counter()
+    summary = run_atlas(cfg, progress=False, log=lambda *_: None)
+    wall = time.perf_counter() - started
+    return {
+        "units": summary["units"],
+        "chains": summary["chains"],
+        "steps": cfg.sampler.steps,
+        "wall_s": round(wall, 2),
+        "units_per_min": round(summary["units"] / wall * 60, 1),
+        "threads_per_actor": int(cfg.ray.cpus_per_worker),
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     import ray
 
-    from atlas.pipeline import run_atlas
-
+    store, server = getattr(args, "store", None), None
+    if store == "local-s3":
+        store, server = _local_s3()
+    repeat = max(1, int(getattr(args, "repeat", 1) or 1))
     if not ray.is_initialized():
         ray.init(
             num_cpus=os.cpu_count() or 2, include_dashboard=False, logging_level="ERROR", log_to_driver=False
         )
-    rows, report = [], {"actors": {}}
-    with tempfile.TemporaryDirectory(prefix="atlas-bench-ray-") as tmp:
-        for workers in (1, 2):
-            cfg = _config(args, tmp, workers)
-            started = time.perf_counter()
-            summary = run_atlas(cfg, progress=False, log=lambda *_: None)
-            wall = time.perf_counter() - started
-            upm = summary["units"] / wall * 60
-            report["actors"][workers] = {
-                "units": summary["units"],
-                "chains": summary["chains"],
-                "wall_s": round(wall, 2),
-                "units_per_min": round(upm, 1),
-                "threads_per_actor": int(cfg.ray.cpus_per_worker),
-            }
-            rows.append(
-                (
-                    workers,
-                    int(cfg.ray.cpus_per_worker),
-                    summary["units"],
-                    summary["chains"],
-                    cfg.sampler.steps,
-                    round(wall, 1),
-                    round(upm, 1),
-                )
-            )
-    ratio = report["actors"][2]["units_per_min"] / report["actors"][1]["units_per_min"]
-    report["ratio_2_vs_1"] = round(ratio, 3)
-    report["cpus"] = os.cpu_count()
+    settings = [("local", 1), ("local", 2)] + ([("store", 2)] if store else [])
+    results: dict[tuple[str, int], list[dict[str, Any]]] = {s: [] for s in settings}
+    try:
+        with tempfile.TemporaryDirectory(prefix="atlas-bench-ray-") as tmp:
+            for _ in range(repeat):
+                for where, workers in settings:
+                    out = store if where == "store" else tmp
+                    results[(where, workers)].append(_measure(args, out, workers))
+    finally:
+        if server is not None:
+            server.stop()
+    report: dict[str, Any] = {"cpus": os.cpu_count(), "repeat": repeat, "store": store, "settings": {}}
+    rows = []
+    for (where, workers), runs in results.items():
+        upm = statistics.median(r["units_per_min"] for r in runs)
+        first = runs[0]
+        report["settings"][f"{where}-{workers}"] = {"runs": runs, "units_per_min": upm}
+        label = "local dir" if where == "local" else store
+        rows.append((label, workers, first["threads_per_actor"], first["units"], first["steps"], upm))
     print(
         format_table(
-            ["actors", "threads/actor", "units", "chains", "steps", "wall s", "units/min"],
-            rows,
-            align_right=range(7),
+            ["store", "actors", "threads/actor", "units", "steps", "units/min"], rows, align_right=range(1, 6)
         )
     )
-    print(
-        f"2 actors / 1 actor: {ratio:.2f}x  ({os.cpu_count()} CPUs; end to end: actor start, models, writes)"
-    )
+    per = {k: v["units_per_min"] for k, v in report["settings"].items()}
+    report["ratio_2_vs_1"] = round(per["local-2"] / per["local-1"], 3)
+    print(f"2 actors / 1 actor: {report['ratio_2_vs_1']:.2f}x  ({os.cpu_count()} CPUs; end to end)")
+    if store:
+        report["ratio_store_vs_local"] = round(per["store-2"] / per["local-2"], 3)
+        print(f"{store} / local directory (2 actors): {report['ratio_store_vs_local']:.2f}x")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report, indent=2))

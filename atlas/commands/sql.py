@@ -26,7 +26,11 @@ EXAMPLES = """examples:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = EXAMPLES
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory (holds run.json)")
+    parser.add_argument(
+        "run_dir",
+        metavar="RUN_DIR",
+        help="run directory or URI such as s3://bucket/atlas/demo (holds run.json)",
+    )
     parser.add_argument("query", metavar="QUERY", nargs="?", help="one SQL statement; omit for a prompt")
     parser.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format")
     parser.add_argument("--max-rows", type=int, default=10_000, help="row cap (default 10000)")

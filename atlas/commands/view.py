@@ -11,7 +11,11 @@ HELP = "browse a run (or a directory of runs) in the Streamlit viewer"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory, or a directory holding runs")
+    parser.add_argument(
+        "run_dir",
+        metavar="RUN_DIR",
+        help="run directory or URI (s3://bucket/atlas/demo), or a directory holding runs",
+    )
     parser.add_argument("--port", type=int, default=8501, help="port (default 8501)")
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 exposes it)"
@@ -42,21 +46,21 @@ def streamlit_command(run_dir: str, port: int, host: str) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     import signal
     import subprocess
-    from pathlib import Path
 
     from atlas.errors import AtlasError
+    from atlas.store.location import open_location
     from atlas.store.manifest import RUN_FILE, list_runs
 
-    run_dir = Path(args.run_dir).resolve()
+    run_dir = open_location(args.run_dir)
     if not run_dir.is_dir():
-        raise AtlasError(f"run directory {args.run_dir} does not exist")
-    if not (run_dir / RUN_FILE).is_file() and not list_runs(run_dir):
+        raise AtlasError(f"run {args.run_dir} does not exist")
+    if not run_dir.is_file(RUN_FILE) and not list_runs(run_dir):
         raise AtlasError(f"{args.run_dir} holds no atlas run (no run.json in it or in its subdirectories)")
     if not 0 < args.port < 65536:
         raise AtlasError(f"--port {args.port} is not a valid port (1-65535)")
     shown = "localhost" if args.host in ("127.0.0.1", "0.0.0.0") else args.host
     print(f"atlas viewer: http://{shown}:{args.port}/  (run {run_dir}; Ctrl-C stops it)", flush=True)
-    proc = subprocess.Popen(streamlit_command(str(run_dir), args.port, args.host))
+    proc = subprocess.Popen(streamlit_command(run_dir.uri, args.port, args.host))
 
     def stop(signum, frame):  # SIGTERM (e.g. from `make demo`'s caller): take the server down with us
         proc.terminate()

@@ -4,24 +4,25 @@
 
 1. builds the models once on the driver's CPU to validate specs, weights, layers and units (a bad
    config fails here, before any actor starts and before anything is written);
-2. plans the units into deterministic shards, writes ``run.json`` (a different config in the same run
-   directory is refused), and skips shards whose completion marker exists;
-3. connects to Ray (``--address`` / ``RAY_ADDRESS`` / ``ray job submit``; else a local instance) and
-   starts ``AtlasWorker`` actors: one per GPU where the cluster has GPUs, otherwise CPU actors;
-4. keeps every actor busy; a shard whose actor died is re-queued (the actor restarts up to
-   ``ray.max_restarts`` times); shard writes are idempotent, so nothing is lost or duplicated.
+2. resolves the run's location (a local path or a URI, :mod:`atlas.store.location`) and reads which shards
+   are already complete;
+3. connects to Ray (``--address`` / ``RAY_ADDRESS`` / ``ray job submit``; else a local instance), refuses a
+   local path on a multi-node cluster and actor requests no node can host, checks the location is
+   writable, then writes ``run.json`` (a different config in the same run is refused);
+4. ships models, judge and real images to the actors through Ray's object store (no node needs a cache
+   or weight files) and keeps the actors busy (:mod:`atlas.pipeline.dispatch`): lost shards are
+   re-queued, actor deaths counted, shard writes are idempotent, so nothing is lost or duplicated.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
 import subprocess
 import sys
 import time
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,12 +33,14 @@ import torch
 from atlas.config import RunConfig
 from atlas.errors import AtlasError, ConfigError
 from atlas.models import LayerProbe, example_input
-from atlas.pipeline.models_setup import RunModels, build_models
+from atlas.pipeline.models_setup import RunModels, build_bundle, build_models
 from atlas.pipeline.plan import Shard, plan_shards
 from atlas.store import RunStore
+from atlas.store.location import Location, is_remote, open_location
+from atlas.store.lock import RunLock
 
 # config sections that do not change the results (where and how fast they are computed)
-_NON_RESULT_KEYS = ("out_dir", "ray", "compute")
+_NON_RESULT_KEYS = ("out_dir", "storage", "ray", "compute")
 
 
 def config_hash(cfg: RunConfig) -> str:
@@ -101,36 +104,22 @@ def resolve_layers(cfg: RunConfig, models: RunModels) -> list[LayerPlan]:
     return plans
 
 
-def _connect(address: str | None) -> bool:
-    """Connect to Ray; returns True when this call started it (and so should shut it down)."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    addr = address or os.environ.get("RAY_ADDRESS")
-    if addr:
-        ray.init(address=addr, logging_level="WARNING")
-    else:
-        ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, logging_level="WARNING")
-    return True
+RAY_WORKING_DIR_CACHE = "runtime_resources/working_dir_files"
 
 
-def _worker_layout(cfg: RunConfig, n_shards: int) -> tuple[int, float, float, int]:
-    """(actors, cpus per actor, gpus per actor, torch threads) from the cluster's resources."""
-    import ray
-
-    resources = ray.cluster_resources()
-    gpus, cpus = resources.get("GPU", 0.0), resources.get("CPU", 1.0)
-    gpw = cfg.ray.gpus_per_worker if cfg.ray.gpus_per_worker is not None else (1.0 if gpus >= 1 else 0.0)
-    cpw = cfg.ray.cpus_per_worker
-    if cfg.ray.num_workers:
-        n = cfg.ray.num_workers
-    elif gpw > 0:
-        n = int(gpus // gpw)
-    else:
-        n = int(cpus // cpw)
-    n = max(1, min(n, n_shards))
-    return n, cpw, gpw, max(1, int(cpw))
+def run_location(cfg: RunConfig) -> Location:
+    """Where this run lives: ``<out_dir>/<name>`` on its filesystem (local path or URI)."""
+    out = cfg.out_dir
+    if not is_remote(out) and not out.startswith("file://") and not Path(out).expanduser().is_absolute():
+        cwd = Path.cwd()
+        if RAY_WORKING_DIR_CACHE in cwd.as_posix():
+            raise ConfigError(
+                f"out_dir: the relative path {out!r} would land in Ray's temporary copy of the working "
+                f"directory ({cwd}), which Ray deletes; give an absolute path or a URI, e.g. "
+                "--set out_dir=s3://bucket/atlas or --set out_dir=$PWD/runs"
+            )
+    storage = {k: v for k, v in cfg.storage.__dict__.items() if k != "shared"}
+    return open_location(out, storage).child(cfg.name)
 
 
 def _progress_bar(total: int, initial: int, desc: str):
@@ -154,145 +143,115 @@ def run_atlas(
     """Build (or finish) the atlas a config describes; returns the run summary."""
     started = time.perf_counter()
     models = build_models(cfg)
-    if cfg.models.target.spec.startswith("toyworld:"):
-        from atlas import toyworld
-
-        # the workers' judge verdicts: train it here, once, rather than in every actor on a cold cache
-        toyworld.load_component("judge", cfg.toyworld.preset, cfg.toyworld.cache_dir)
     layers = resolve_layers(cfg, models)
     shards = plan_shards({lp.name: lp.units for lp in layers}, cfg.ray.units_per_shard)
-    run_dir = Path(cfg.out_dir) / cfg.name
-    store = RunStore(run_dir)
-    store.init_run(
-        {
-            "config": cfg.to_dict(),
-            "config_hash": config_hash(cfg),
-            "fingerprints": models.fingerprints(),
-            "versions": versions(),
-            "git_sha": git_sha(),
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "planned_shards": len(shards),
-            "planned_units": sum(len(s.units) for s in shards),
-            "layers": [
-                {"name": lp.name, "kind": lp.kind, "shape": list(lp.shape), "units": len(lp.units)}
-                for lp in layers
-            ],
-            "chains_per_unit": cfg.sampler.chains_per_unit,
-            "method": cfg.sampler.method,
-        }
-    )
-    done = store.completed_shards()
+    loc = run_location(cfg)
+    store = RunStore(loc)
+    done = store.completed_shards() & {s.id for s in shards}
     todo = [s for s in shards if s.id not in done]
     total_units = sum(len(s.units) for s in shards)
-    if done:
-        log(
-            f"resuming {run_dir}: {len(shards) - len(todo)} of {len(shards)} shards already complete, "
-            "skipping them"
-        )
-    del models  # the driver only validated; actors hold the resident copies
+    manifest = {
+        "config": cfg.to_dict(),
+        "config_hash": config_hash(cfg),
+        "fingerprints": models.fingerprints(),
+        "versions": versions(),
+        "git_sha": git_sha(),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "planned_shards": len(shards),
+        "planned_units": total_units,
+        "layers": [
+            {"name": lp.name, "kind": lp.kind, "shape": list(lp.shape), "units": len(lp.units)}
+            for lp in layers
+        ],
+        "chains_per_unit": cfg.sampler.chains_per_unit,
+        "method": cfg.sampler.method,
+    }
     summaries: list[dict[str, Any]] = []
-    if todo:
-        summaries = _dispatch(
-            cfg,
-            run_dir,
-            todo,
-            total_units,
-            total_units - sum(len(s.units) for s in todo),
-            address,
-            log,
-            progress,
-        )
-    wall = time.perf_counter() - started
-    summary = _summarize(cfg, run_dir, shards, summaries, wall, skipped=len(shards) - len(todo))
-    store.finalize(summary)
+    if not todo:
+        with RunLock(loc):
+            store.init_run(manifest)
+            summary = _summarize(cfg, loc, shards, [], time.perf_counter() - started, skipped=len(shards))
+            store.finalize(summary)
+        return summary
+    bundle = build_bundle(cfg, models)  # judge and real images resolved here, once
+    del models
+    lock = RunLock(loc)
+    try:
+        summaries = _dispatch(cfg, store, lock, manifest, bundle, todo, total_units, address, log, progress)
+        wall = time.perf_counter() - started
+        summary = _summarize(cfg, loc, shards, summaries, wall, skipped=len(shards) - len(todo))
+        store.finalize(summary)
+    finally:
+        lock.release()
     return summary
 
 
 def _dispatch(
     cfg: RunConfig,
-    run_dir: Path,
+    store: RunStore,
+    lock: RunLock,
+    manifest: dict[str, Any],
+    bundle: Any,
     todo: list[Shard],
     total_units: int,
-    done_units: int,
     address: str | None,
     log,
     progress: bool,
 ) -> list[dict[str, Any]]:
     import ray
-    from ray.exceptions import RayActorError, RayTaskError
 
+    from atlas.pipeline import cluster
+    from atlas.pipeline.dispatch import run_pool
     from atlas.pipeline.worker import AtlasWorker
 
-    owned = _connect(address)
+    loc = store.loc
+    owned = cluster.connect(address)
     try:
-        n, cpw, gpw, threads = _worker_layout(cfg, len(todo))
-        if cfg.compute.autocast == "fp16" and not gpw:
+        cluster.check_storage(cfg, loc.local, loc.display())
+        layout = cluster.plan_layout(cfg, len(todo))
+        if cfg.compute.autocast == "fp16" and not layout.gpus:
             raise ConfigError(
                 "compute.autocast: fp16 needs GPU workers and this cluster has none; use bf16 or auto"
             )
-        where = f"{n} actor(s) x {'1 GPU' if gpw else f'{cpw:g} CPU'}"
-        log(f"atlas run {cfg.name}: {len(todo)} shards, {total_units - done_units} units to go, on {where}")
-        remote = ray.remote(AtlasWorker).options(
-            num_cpus=cpw, num_gpus=gpw, max_restarts=cfg.ray.max_restarts, max_task_retries=0
+        cluster.check_feasible(cfg, layout)
+        loc.check_writable()
+        lock.acquire()  # one writer per run (released on crash)
+        store.init_run(manifest)  # the first write of the run
+        done_units = total_units - sum(len(s.units) for s in todo)
+        if done_units:
+            n_done = manifest["planned_shards"] - len(todo)
+            log(f"resuming {loc.display()}: {n_done} of {manifest['planned_shards']} shards already complete")
+        log(
+            f"atlas run {cfg.name}: {len(todo)} shards, {total_units - done_units} units to go, "
+            f"on {layout.describe()}"
         )
-        actors = [remote.remote(cfg.to_dict(), str(run_dir), threads) for _ in range(n)]
-        failures = Counter()  # actor index -> consecutive deaths
-        dead: set[int] = set()
-        attempts: Counter[str] = Counter()
-        pending = deque(todo)
-        inflight: dict[Any, tuple[int, Shard]] = {}
-        summaries: list[dict[str, Any]] = []
+        bundle_ref = ray.put(bundle)  # models, judge, real images: once into the object store
+        remote = ray.remote(AtlasWorker).options(
+            num_cpus=layout.cpus,
+            num_gpus=layout.gpus,
+            max_restarts=cfg.ray.max_restarts,
+            max_task_retries=0,
+        )
+        actors = [remote.remote(cfg.to_dict(), loc, layout.threads, bundle_ref) for _ in range(layout.actors)]
         bar = _progress_bar(total_units, done_units, cfg.name) if progress else None
-
-        def submit(i: int) -> None:
-            if pending and i not in dead:
-                shard = pending.popleft()
-                inflight[actors[i].run_shard.remote(shard)] = (i, shard)
-
-        for i in range(n):
-            submit(i)
-            submit(i)  # two in flight per actor: the next shard is queued while one is written
-        while inflight:
-            ready, _ = ray.wait(list(inflight), num_returns=1)
-            for ref in ready:
-                i, shard = inflight.pop(ref)
-                try:
-                    result = ray.get(ref)
-                except RayActorError:
-                    failures[i] += 1
-                    attempts[shard.id] += 1
-                    if attempts[shard.id] > cfg.ray.max_shard_retries:
-                        raise AtlasError(
-                            f"shard {shard.id} failed {attempts[shard.id]} times (its worker died); "
-                            "see the Ray logs; rerun the same command to resume"
-                        ) from None
-                    if failures[i] > cfg.ray.max_restarts:
-                        dead.add(i)
-                    log(f"worker {i} died while running shard {shard.id}; re-queued it")
-                    pending.appendleft(shard)
-                    if len(dead) == n:
-                        raise AtlasError(
-                            "every worker died; see the Ray logs; rerun the same command to resume"
-                        ) from None
-                    for j in range(n):
-                        if j not in dead and not any(a == j for a, _ in inflight.values()):
-                            submit(j)
-                    continue
-                except RayTaskError as exc:
-                    cause = exc.as_instanceof_cause() if hasattr(exc, "as_instanceof_cause") else exc
-                    if isinstance(cause, AtlasError):
-                        raise AtlasError(str(cause).splitlines()[0]) from None
-                    raise
-                failures[i] = 0
-                summaries.append(result)
-                if bar is not None:
-                    bar.update(result["units"])
-                submit(i)
-        if bar is not None:
-            bar.close()
-        for actor in actors:
-            ray.kill(actor)
-        return summaries
+        try:
+            report = run_pool(
+                actors,
+                todo,
+                max_restarts=cfg.ray.max_restarts,
+                max_shard_retries=cfg.ray.max_shard_retries,
+                start_timeout_s=cfg.ray.start_timeout_s,
+                on_result=(lambda r: bar.update(r["units"])) if bar is not None else (lambda _r: None),
+                log=log,
+            )
+        finally:
+            if bar is not None:
+                bar.close()
+            for actor in actors:
+                ray.kill(actor)
+        if report.deaths:
+            log(f"{report.deaths} worker death(s) survived; {report.requeued} shard(s) re-queued")
+        return report.summaries
     finally:
         if owned:
             ray.shutdown()
@@ -300,7 +259,7 @@ def _dispatch(
 
 def _summarize(
     cfg: RunConfig,
-    run_dir: Path,
+    loc: Location,
     shards: list[Shard],
     summaries: list[dict[str, Any]],
     wall: float,
@@ -311,7 +270,7 @@ def _summarize(
         rows.update(s["rows"])
     units = sum(s["units"] for s in summaries)
     return {
-        "run_dir": str(run_dir),
+        "run_dir": loc.display(),
         "shards": len(shards),
         "shards_run": len(summaries),
         "shards_skipped": skipped,

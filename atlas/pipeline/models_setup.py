@@ -1,4 +1,9 @@
-"""Build the models, code statistics and real-image set a run config asks for (driver and workers)."""
+"""Build the models, code statistics and real-image set a run config asks for.
+
+The driver builds them once (:func:`build_bundle`) and ships the bundle to every actor through Ray's
+object store, so a node with an empty cache, no weight files and no image folder still works; a plain
+:class:`~atlas.pipeline.worker.AtlasWorker` without a bundle builds its own (tests, one machine).
+"""
 
 from __future__ import annotations
 
@@ -55,6 +60,30 @@ def build_models(cfg: RunConfig) -> RunModels:
             f"the generator's code is {generator.code_shape}"
         )
     return RunModels(target, generator, dae, stats, code_layer)
+
+
+@dataclass
+class WorkerBundle:
+    """Everything a worker needs besides its config: models (CPU), the judge, the real-image pool."""
+
+    models: RunModels
+    judge: LoadedModel | None
+    real: Any | None
+
+
+def load_judge(cfg: RunConfig) -> LoadedModel | None:
+    """The toy world's held-out judge J, for a verdict on output units (None for other targets)."""
+    if not cfg.models.target.spec.startswith("toyworld:"):
+        return None
+    from atlas import toyworld
+
+    return toyworld.load_component("judge", cfg.toyworld.preset, cfg.toyworld.cache_dir)
+
+
+def build_bundle(cfg: RunConfig, models: RunModels | None = None) -> WorkerBundle:
+    """Models, judge and real images, resolved here (the driver) once."""
+    models = models if models is not None else build_models(cfg)
+    return WorkerBundle(models, load_judge(cfg), load_real_images(cfg, models.target.space.size))
 
 
 def load_real_images(cfg: RunConfig, size_hint: int) -> Any | None:

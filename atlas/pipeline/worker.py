@@ -1,9 +1,10 @@
 """AtlasWorker: the body of a Ray actor, as a plain class (tested without Ray).
 
-It builds the target, generator and DAE once, keeps them resident on its device, and turns shards
-into Parquet through the sampling engine and the store::
+It takes the target, generator, DAE, judge and real images once (shipped by the driver as a
+:class:`~atlas.pipeline.models_setup.WorkerBundle`, or built here when none is given), keeps them resident
+on its device, and turns shards into Parquet in the run's store (a local path or a URI)::
 
-    worker = AtlasWorker(cfg.to_dict(), "runs/demo")
+    worker = AtlasWorker(cfg.to_dict(), "runs/demo")            # or "s3://bucket/atlas/demo"
     summary = worker.run_shard(Shard("fc8-00000", "fc8", (0, 1, 2)))
 """
 
@@ -14,35 +15,43 @@ import os
 import socket
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from atlas.config import config_from_dict
-from atlas.pipeline.models_setup import build_models, load_real_images, pick_device
+from atlas.pipeline.models_setup import WorkerBundle, build_bundle, pick_device
 from atlas.pipeline.plan import Shard
 from atlas.pipeline.rows import merge_rows, unit_rows
 from atlas.sampling import Engine
 from atlas.sampling.results import UnitResult
 from atlas.store import RunStore
+from atlas.store.location import Location
 
 WORKERS_DIR = "_workers"
 
 
 class AtlasWorker:
-    def __init__(self, config: dict[str, Any], run_dir: str, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        config: dict[str, Any],
+        run: str | Location,
+        threads: int | None = None,
+        bundle: WorkerBundle | None = None,
+    ) -> None:
         self.cfg = config_from_dict(config)
         if threads:
             torch.set_num_threads(max(1, int(threads)))
         self.device = pick_device(self.cfg.compute.device)
         started = time.perf_counter()
-        self.models = build_models(self.cfg)
+        self.shipped = bundle is not None
+        bundle = bundle if bundle is not None else build_bundle(self.cfg)
+        self.models = bundle.models
         for m in (self.models.target, self.models.generator, self.models.dae):
             if m is not None:
                 m.to(self.device)
-        self.real = load_real_images(self.cfg, self.models.target.space.size)
+        self.real = bundle.real
         self.engine = Engine(
             self.models.target,
             self.models.generator,
@@ -55,35 +64,22 @@ class AtlasWorker:
             code_layer=self.models.code_layer,
             real=self.real,
         )
-        self.judge = self._load_judge()
-        self.store = RunStore(run_dir)
-        self.run_dir = Path(run_dir)
+        self.judge = bundle.judge.to(self.device) if bundle.judge is not None else None
+        self.store = RunStore(run)
         self.setup_seconds = time.perf_counter() - started
         self._register()
 
     # ------------------------------------------------------------------------------------------ setup
 
-    def _load_judge(self) -> Any | None:
-        """The toy world's held-out judge J, for a verdict on output units (None for other targets)."""
-        if not self.cfg.models.target.spec.startswith("toyworld:"):
-            return None
-        from atlas import toyworld
-
-        judge = toyworld.load_component("judge", self.cfg.toyworld.preset, self.cfg.toyworld.cache_dir)
-        return judge.to(self.device)
-
     def _register(self) -> None:
-        """Write <run_dir>/_workers/<host>-<pid>.json so operators (and tests) can find this process."""
-        folder = self.run_dir / WORKERS_DIR
-        folder.mkdir(parents=True, exist_ok=True)
-        info = {
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "device": str(self.device),
-            "threads": torch.get_num_threads(),
-            "setup_seconds": round(self.setup_seconds, 2),
-        }
-        (folder / f"{socket.gethostname()}-{os.getpid()}.json").write_text(json.dumps(info))
+        """Write <run>/_workers/<host>-<pid>.json so operators (and tests) can find this process."""
+        info = self.describe() | {"setup_seconds": round(self.setup_seconds, 2), "shipped": self.shipped}
+        name = f"{WORKERS_DIR}/{socket.gethostname()}-{os.getpid()}.json"
+        self.store.loc.write_bytes(name, json.dumps(info).encode())
+
+    def ready(self) -> dict[str, Any]:
+        """Answers once the constructor has finished (the driver's liveness probe)."""
+        return self.describe()
 
     def pid(self) -> int:
         return os.getpid()
@@ -94,7 +90,14 @@ class AtlasWorker:
         return str(self.engine.setup.dtype or torch.float32).removeprefix("torch.")
 
     def describe(self) -> dict[str, Any]:
-        return {"pid": os.getpid(), "device": str(self.device), "threads": torch.get_num_threads()}
+        return {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "node": os.environ.get("RAY_NODE_ID") or _ray_node_id(),
+            "device": str(self.device),
+            "threads": torch.get_num_threads(),
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        }
 
     # ------------------------------------------------------------------------------------------- work
 
@@ -163,3 +166,15 @@ class AtlasWorker:
             "pid": os.getpid(),
             "precision": self.precision,
         }
+
+
+def _ray_node_id() -> str | None:
+    """The Ray node this process runs on, when it runs under Ray (None otherwise)."""
+    try:
+        import ray
+
+        if ray.is_initialized():
+            return ray.get_runtime_context().get_node_id()
+    except ImportError:
+        pass
+    return None

@@ -1,9 +1,10 @@
-"""DuckDB views over a run directory, sandboxed for untrusted SQL.
+"""DuckDB views over a run (a local directory or an object-store prefix), sandboxed for untrusted SQL.
 
 Usage::
 
     from atlas.store.catalog import open_run, run_query
-    conn = open_run("runs/demo")   # units chains images steps activations + run shards files
+    conn = open_run("runs/demo")   # or "s3://bucket/atlas/demo": units chains images steps activations
+                                   # + run shards files
     columns, rows, truncated = run_query(conn, "SELECT layer, count(*) FROM units GROUP BY layer")
 
 Each data table reads the Parquet files of *completed* shards (those with a ``_shards/<id>.done`` marker),
@@ -14,6 +15,11 @@ lists, grid sorting and aggregates do not depend on how many shard files a layer
 lists each Parquet file with its shard's unit range, so point lookups read just the files that hold a unit
 (:func:`unit_sources`). Reopen the connection to see shards written since (the viewer does so whenever a
 new shard completes).
+
+Local runs are read by DuckDB's own Parquet reader. Runs on an object store are read through the same
+``pyarrow.fs`` filesystem the writers used: each file is registered as a ``pyarrow.dataset`` (built from
+the known paths and schema, so opening a run does no I/O per file), and DuckDB scans those with projection
+and filter pushdown. No DuckDB extension (httpfs) is ever installed or loaded.
 
 Sandbox (``sandbox=True``, the default), applied after the views exist:
 ``allowed_paths`` = exactly the run's Parquet files (so nothing can be written anywhere, not even inside the
@@ -26,18 +32,21 @@ statement-type check (read-only statements only), a timeout and a row cap.
 from __future__ import annotations
 
 import bisect
+import hashlib
 import json
 import os
+import re
 import threading
 import time
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.dataset as pads
 
 from atlas.errors import AtlasError
+from atlas.store.location import Location, open_location
 from atlas.store.manifest import read_manifest, read_markers
 from atlas.store.schema import SCHEMAS, TABLES, duckdb_type
 
@@ -53,6 +62,7 @@ FILES_SCHEMA = pa.schema(
         ("unit_min", pa.int64()),  # null: unknown (the file may hold any unit)
         ("unit_max", pa.int64()),
         ("path", pa.string()),
+        ("source", pa.string()),  # SQL that reads just this file (no layer column)
     ]
 )
 
@@ -64,29 +74,132 @@ def _sql_str(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _shard_of(path: Path) -> str:
-    # shard-<id>.parquet -> <id>
-    return path.name[len("shard-") : -len(".parquet")]
+def _shard_of(path: str) -> str:
+    # .../shard-<id>.parquet -> <id>
+    name = path.rsplit("/", 1)[-1]
+    return name[len("shard-") : -len(".parquet")]
 
 
-def table_files(run_dir: Path, table: str, completed: set[str] | None) -> list[Path]:
-    """Parquet files of ``table`` (all layers), only of completed shards unless ``completed`` is None."""
-    files = sorted((run_dir / table).glob("layer=*/shard-*.parquet"))
+def _layer_of(path: str) -> str:
+    # .../<table>/layer=<name>/shard-<id>.parquet -> <name>
+    return path.rsplit("/", 2)[-2].partition("=")[2]
+
+
+def table_files(loc: Location, table: str, completed: set[str] | None) -> list[str]:
+    """Paths (inside ``loc.fs``) of ``table``'s Parquet files, all layers, only of completed shards unless
+    ``completed`` is None."""
+    files = [
+        e.path
+        for e in loc.list_files(table, suffix=".parquet", recursive=True)
+        if e.name.startswith("shard-") and "/layer=" in e.path
+    ]
     if completed is not None:
         files = [f for f in files if _shard_of(f) in completed]
     return files
 
 
-def _create_view(
-    conn: duckdb.DuckDBPyConnection, table: str, files: list[Path], *, materialize: bool = False
-) -> None:
-    if files:
-        file_list = ", ".join(_sql_str(str(f)) for f in files)
-        kind = "TABLE" if materialize else "VIEW"
-        conn.execute(
-            f"CREATE {kind} {table} AS SELECT * FROM read_parquet([{file_list}], hive_partitioning=true, "
-            "union_by_name=true, hive_types={'layer': 'VARCHAR'})"
+def _file_schema(table: str) -> pa.Schema:
+    return SCHEMAS[table].remove_metadata()
+
+
+_ARROW_NAME = re.compile(r"\b_arrow_file_[0-9a-f]{16}\b")
+
+
+class RunConnection:
+    """A DuckDB connection to one run. Behaves like ``duckdb.DuckDBPyConnection``; in addition its cursors
+    see the pyarrow datasets an object-store run is read through (DuckDB binds Python objects per
+    connection, so each cursor gets the table-level ones plus any per-file one its SQL names)."""
+
+    def __init__(self, conn: duckdb.DuckDBPyConnection, location: Location) -> None:
+        self._conn = conn
+        self.location = location
+        self._tables: dict[str, Any] = {}  # always bound: the views need them
+        self._files: dict[str, Any] = {}  # bound when a statement names them (unit lookups)
+
+    def add_arrow(self, name: str, dataset: Any, *, always: bool) -> None:
+        (self._tables if always else self._files)[name] = dataset
+        if always:
+            self._conn.register(name, dataset)
+
+    def bind(self, target: Any, sql: str, bound: set[str]) -> None:
+        for name, dataset in self._tables.items():
+            if name not in bound:
+                target.register(name, dataset)
+                bound.add(name)
+        for name in set(_ARROW_NAME.findall(sql)) - bound:
+            if name in self._files:
+                target.register(name, self._files[name])
+                bound.add(name)
+
+    def cursor(self) -> _RunCursor:
+        return _RunCursor(self._conn.cursor(), self, set() if self._tables or self._files else None)
+
+    def execute(self, sql: str, parameters: Any = None) -> Any:
+        self.bind(self._conn, sql, set(self._tables))
+        return self._conn.execute(sql) if parameters is None else self._conn.execute(sql, parameters)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+
+class _RunCursor:
+    def __init__(self, cur: duckdb.DuckDBPyConnection, owner: RunConnection, bound: set[str] | None) -> None:
+        self._cur, self._owner, self._bound = cur, owner, bound
+
+    def execute(self, sql: str, parameters: Any = None) -> _RunCursor:
+        if self._bound is not None:
+            self._owner.bind(self._cur, sql, self._bound)
+        if parameters is None:
+            self._cur.execute(sql)
+        else:
+            self._cur.execute(sql, parameters)
+        return self
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cur, name)
+
+
+class _Sources:
+    """How SQL reaches a run's files: DuckDB's reader for local paths, registered pyarrow datasets for
+    object stores (one per file, plus one per table)."""
+
+    def __init__(self, conn: RunConnection, loc: Location) -> None:
+        self.conn, self.loc = conn, loc
+
+    def table(self, table: str, files: list[str]) -> str:
+        if self.loc.local:
+            file_list = ", ".join(_sql_str(f) for f in files)
+            return (
+                f"read_parquet([{file_list}], hive_partitioning=true, union_by_name=true, "
+                "hive_types={'layer': 'VARCHAR'})"
+            )
+        schema = _file_schema(table).append(pa.field("layer", pa.string()))
+        dataset = pads.FileSystemDataset.from_paths(
+            files,
+            schema=schema,
+            format=pads.ParquetFileFormat(),
+            filesystem=self.loc.fs,
+            partitions=[pads.field("layer") == _layer_of(f) for f in files],
         )
+        name = f"_arrow_{table}"
+        self.conn.add_arrow(name, dataset, always=True)
+        return name
+
+    def file(self, table: str, path: str) -> str:
+        if self.loc.local:
+            return f"read_parquet([{_sql_str(path)}])"
+        dataset = pads.FileSystemDataset.from_paths(
+            [path], schema=_file_schema(table), format=pads.ParquetFileFormat(), filesystem=self.loc.fs
+        )
+        name = "_arrow_file_" + hashlib.sha1(path.encode()).hexdigest()[:16]
+        self.conn.add_arrow(name, dataset, always=False)
+        return name
+
+
+def _create_view(conn: RunConnection, table: str, source: str | None, *, materialize: bool = False) -> None:
+    if source is not None:
+        kind = "TABLE" if materialize else "VIEW"
+        conn.execute(f"CREATE {kind} {table} AS SELECT * FROM {source}")
         return
     # no rows yet: an empty view with the right columns, so queries still bind
     cols = [f"CAST(NULL AS {duckdb_type(f.type)}) AS {f.name}" for f in SCHEMAS[table]]
@@ -94,13 +207,13 @@ def _create_view(
     conn.execute(f"CREATE VIEW {table} AS SELECT {', '.join(cols)} WHERE false")
 
 
-def _run_table(run_dir: Path, manifest: dict[str, Any], markers: dict[str, dict[str, Any]]) -> pa.Table:
+def _run_table(loc: Location, manifest: dict[str, Any], markers: dict[str, dict[str, Any]]) -> pa.Table:
     def js(value: Any) -> str | None:
         return None if value is None else json.dumps(value, default=str)
 
     times = [m["time"] for m in markers.values() if isinstance(m.get("time"), int | float)]
     row = {
-        "run_id": run_dir.name,
+        "run_id": loc.name,
         "status": manifest.get("status"),
         "created": manifest.get("created"),
         "finished": manifest.get("finished"),
@@ -160,38 +273,43 @@ def _shards_table(markers: dict[str, dict[str, Any]]) -> pa.Table:
 
 
 def open_run(
-    run_dir: str | os.PathLike[str],
+    run: str | os.PathLike[str] | Location,
     *,
     sandbox: bool = True,
     memory_limit: str = "512MB",
     threads: int = 2,
     include_partial: bool = False,
-) -> duckdb.DuckDBPyConnection:
+) -> RunConnection:
     """An in-memory DuckDB connection with one view per table of the run (see the module docstring).
 
-    ``include_partial=True`` also shows files of shards without a completion marker (debugging a run
-    that crashed). A missing directory or ``run.json`` raises :class:`AtlasError`.
+    ``run`` is a local path, a URI or a :class:`Location`. ``include_partial=True`` also shows files of
+    shards without a completion marker (debugging a run that crashed). A missing run or ``run.json``
+    raises :class:`AtlasError`.
     """
-    run_dir = Path(run_dir).resolve()
-    manifest = read_manifest(run_dir)
-    markers = read_markers(run_dir)
+    loc = open_location(run)
+    manifest = read_manifest(loc)
+    markers = read_markers(loc)
     completed = None if include_partial else set(markers)
-    conn = duckdb.connect(":memory:")
+    conn = RunConnection(duckdb.connect(":memory:"), loc)
     try:
+        sources = _Sources(conn, loc)
         allowed: list[str] = []
         file_rows: list[dict[str, Any]] = []
         for table in TABLES:
-            files = table_files(run_dir, table, completed)
-            _create_view(conn, table, files, materialize=table in MATERIALIZED)
-            allowed.extend(str(f) for f in files)
+            files = table_files(loc, table, completed)
+            source = sources.table(table, files) if files else None
+            _create_view(conn, table, source, materialize=table in MATERIALIZED)
+            if loc.local:
+                allowed.extend(files)
             for f in files:
                 units = (markers.get(_shard_of(f)) or {}).get("units") or [None, None]
                 file_rows.append(
-                    {"table_name": table, "layer": f.parent.name.partition("=")[2], "shard": _shard_of(f),
-                     "unit_min": units[0], "unit_max": units[1], "path": str(f)}
+                    {"table_name": table, "layer": _layer_of(f), "shard": _shard_of(f),
+                     "unit_min": units[0], "unit_max": units[1], "path": f,
+                     "source": sources.file(table, f)}
                 )  # fmt: skip
         conn.from_arrow(pa.Table.from_pylist(file_rows, schema=FILES_SCHEMA)).create("files")
-        conn.from_arrow(_run_table(run_dir, manifest, markers)).create("run")
+        conn.from_arrow(_run_table(loc, manifest, markers)).create("run")
         conn.from_arrow(_shards_table(markers)).create("shards")
         conn.execute(f"SET memory_limit={_sql_str(memory_limit)}")
         conn.execute(f"SET threads={int(threads)}")
@@ -203,6 +321,12 @@ def open_run(
             conn.execute(f"SET allowed_paths=[{', '.join(_sql_str(p) for p in allowed)}]")
             conn.execute("SET enable_external_access=false")
             conn.execute("SET lock_configuration=true")
+    except duckdb.Error as exc:
+        conn.close()
+        raise AtlasError(
+            f"cannot read run {loc.display()}: {_error_line(exc)}; "
+            f"`atlas verify {loc.display()} --repair` finds bad shards and has them redone"
+        ) from None
     except BaseException:
         conn.close()
         raise
@@ -278,6 +402,26 @@ def run_query(
     return columns, rows[:max_rows], truncated
 
 
+def query_run(
+    run: str | os.PathLike[str] | Location,
+    sql: str,
+    *,
+    max_rows: int = 10_000,
+    timeout_s: float = 10.0,
+) -> tuple[list[str], list[tuple[Any, ...]], bool]:
+    """Run one untrusted statement on a private, sandboxed connection that is closed afterwards.
+
+    Read-only by construction: whatever a statement manages to do (``EXPLAIN ANALYZE DROP TABLE units``
+    runs the DROP), it does to a throwaway in-memory catalog that no other session reads; the data
+    itself is Parquet that the sandbox cannot write. The statement check in :func:`run_query` stays as a
+    first line of defence and for clear messages."""
+    conn = open_run(run)
+    try:
+        return run_query(conn, sql, max_rows=max_rows, timeout_s=timeout_s)
+    finally:
+        conn.close()
+
+
 def unit_sources(conn: duckdb.DuckDBPyConnection, layer: str, units: int | Iterable[int]) -> dict[str, str]:
     """For each table, a ``read_parquet([...])`` expression over only the files that can hold ``units`` of
     ``layer`` (from the shard unit ranges in the ``files`` table); a table with no such file maps to its
@@ -287,19 +431,22 @@ def unit_sources(conn: duckdb.DuckDBPyConnection, layer: str, units: int | Itera
     cur = conn.cursor()
     try:
         rows = cur.execute(
-            "SELECT table_name, path, unit_min, unit_max FROM files WHERE layer = ? ORDER BY path", [layer]
+            "SELECT table_name, path, source, unit_min, unit_max FROM files WHERE layer = ? ORDER BY path",
+            [layer],
         ).fetchall()
     finally:
         cur.close()
-    found: dict[str, list[str]] = {}
-    for table, path, lo, hi in rows:
+    found: dict[str, list[tuple[str, str]]] = {}
+    for table, path, source, lo, hi in rows:
         if lo is None or hi is None or _any_between(wanted, lo, hi):
-            found.setdefault(table, []).append(path)
+            found.setdefault(table, []).append((path, source))
     out = {}
     for table in TABLES:
-        paths = found.get(table)
-        if paths:
-            out[table] = f"read_parquet([{', '.join(_sql_str(p) for p in paths)}], union_by_name=true)"
+        hits = found.get(table)
+        if hits and all(src.startswith("read_parquet(") for _, src in hits):
+            out[table] = f"read_parquet([{', '.join(_sql_str(p) for p, _ in hits)}], union_by_name=true)"
+        elif hits:
+            out[table] = "(" + " UNION ALL BY NAME ".join(f"SELECT * FROM {src}" for _, src in hits) + ")"
         else:
             out[table] = f"(SELECT * EXCLUDE (layer) FROM {table} WHERE false)"
     return out

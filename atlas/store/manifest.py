@@ -1,8 +1,8 @@
 """Run manifest (``run.json``), shard markers and atomic file writes.
 
-Every file the store writes goes to a temporary name in the same directory, is flushed and fsynced,
-then moved into place with ``os.replace``: a reader (or a rerun after a crash) sees either the old
-file or the new one, never half of one.
+Every file goes through :class:`atlas.store.location.Location`, which writes whole objects (a temporary
+name + ``os.replace`` on local disks, one completed upload on object stores): a reader (or a rerun after a
+crash) sees either the old file or the new one, never half of one.
 """
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable
-from pathlib import Path
-from typing import IO, Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from atlas.errors import AtlasError
+from atlas.store.location import FileEntry, Location, open_location
 
 RUN_FILE = "run.json"
 SUMMARY_FILE = "summary.json"
@@ -32,69 +32,61 @@ def check_name(kind: str, name: str) -> str:
     return name
 
 
-def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Write ``path`` via ``.<name>.tmp`` in the same directory, fsync, then ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+def _loads(data: bytes, where: str) -> Any:
     try:
-        with open(tmp, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        return json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        msg = getattr(exc, "msg", str(exc))
+        raise AtlasError(f"{where} is not valid JSON ({msg})") from None
 
 
-def write_json(path: Path, data: Any) -> None:
-    """Atomically write ``data`` as indented JSON (non-JSON values are stringified)."""
+def write_json(loc: Location, rel: str, data: Any) -> None:
+    """Write ``data`` as indented JSON to ``rel`` under ``loc``, whole or not at all."""
     payload = (json.dumps(data, indent=2, sort_keys=False, default=str) + "\n").encode()
-    atomic_write(path, lambda fh: fh.write(payload))
+    loc.write_bytes(rel, payload)
 
 
-def read_json(path: Path) -> Any:
+def read_json(loc: Location, rel: str) -> Any:
     """Read a JSON file written by :func:`write_json`; a corrupt file is an :class:`AtlasError`."""
-    try:
-        return json.loads(Path(path).read_text())
-    except json.JSONDecodeError as exc:
-        raise AtlasError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})") from exc
+    return _loads(loc.read_bytes(rel), loc.display(rel))
 
 
-def read_manifest(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """The run's ``run.json``; a missing directory or manifest is an :class:`AtlasError`."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise AtlasError(f"run directory {run_dir} does not exist")
-    path = run_dir / RUN_FILE
-    if not path.is_file():
-        raise AtlasError(f"{run_dir} is not an atlas run (no {RUN_FILE}); pass a directory made by atlas run")
-    data = read_json(path)
+def read_manifest(run: str | os.PathLike[str] | Location) -> dict[str, Any]:
+    """The run's ``run.json``; a missing run or manifest is an :class:`AtlasError`."""
+    loc = open_location(run)
+    if not loc.is_file(RUN_FILE):
+        if not loc.is_dir():
+            raise AtlasError(f"run {loc.display()} does not exist")
+        raise AtlasError(f"{loc.display()} is not an atlas run (no {RUN_FILE}); pass a run made by atlas run")
+    data = read_json(loc, RUN_FILE)
     if not isinstance(data, dict):
-        raise AtlasError(f"{path} does not hold a JSON object")
+        raise AtlasError(f"{loc.display(RUN_FILE)} does not hold a JSON object")
     return data
 
 
-def read_markers(run_dir: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
-    """Completion markers of a run: shard id -> marker content (layer, row counts, time, meta)."""
-    shards_dir = Path(run_dir) / SHARDS_DIR
-    out: dict[str, dict[str, Any]] = {}
-    if not shards_dir.is_dir():
-        return out
-    for path in sorted(shards_dir.glob(f"*{MARKER_SUFFIX}")):
-        if path.name.startswith("."):
-            continue
+def read_markers(run: str | os.PathLike[str] | Location) -> dict[str, dict[str, Any]]:
+    """Completion markers of a run: shard id -> marker content (layer, row counts, time, meta).
+
+    Markers are read in parallel (on an object store each is one GET)."""
+    loc = open_location(run)
+    entries = loc.list_files(SHARDS_DIR, suffix=MARKER_SUFFIX)
+
+    def load(entry: FileEntry) -> dict[str, Any]:
         try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
+            data = json.loads(loc.read_bytes(f"{SHARDS_DIR}/{entry.name}"))
+        except (OSError, AtlasError, json.JSONDecodeError, UnicodeDecodeError):
             data = {}
-        out[path.name[: -len(MARKER_SUFFIX)]] = data if isinstance(data, dict) else {}
-    return out
+        return data if isinstance(data, dict) else {}
+
+    if len(entries) > 8 and not loc.local:
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            contents = list(pool.map(load, entries))
+    else:
+        contents = [load(e) for e in entries]
+    return {e.name[: -len(MARKER_SUFFIX)]: c for e, c in zip(entries, contents, strict=True)}
 
 
-def list_runs(parent: str | os.PathLike[str]) -> list[Path]:
-    """Run directories directly under ``parent`` (subdirectories holding a ``run.json``), sorted."""
-    parent = Path(parent)
-    if not parent.is_dir():
-        return []
-    return sorted(p for p in parent.iterdir() if p.is_dir() and (p / RUN_FILE).is_file())
+def list_runs(parent: str | os.PathLike[str] | Location) -> list[Location]:
+    """Runs directly under ``parent`` (sub-directories holding a ``run.json``), sorted by name."""
+    loc = open_location(parent)
+    return [loc.child(name) for name in loc.list_dirs() if loc.child(name).is_file(RUN_FILE)]

@@ -1,8 +1,8 @@
-"""Atomic, idempotent shard writer for one run directory.
+"""Atomic, idempotent shard writer for one run (a local directory or an object-store prefix).
 
 Usage (driver, then each worker)::
 
-    store = RunStore("runs/demo")
+    store = RunStore("runs/demo")               # or RunStore("s3://bucket/atlas/demo")
     store.init_run({"config": cfg, "config_hash": h, "fingerprints": ..., "versions": ..., "git_sha": ...,
                     "created": "...", "planned_shards": 12})
     done = store.completed_shards()                       # skip these on resume
@@ -12,11 +12,12 @@ Usage (driver, then each worker)::
 Layout::
 
     <run_dir>/run.json
-    <run_dir>/<table>/layer=<layer>/shard-<id>.parquet   (written as .shard-<id>.parquet.tmp, then os.replace)
+    <run_dir>/<table>/layer=<layer>/shard-<id>.parquet   (whole or not at all, see atlas.store.location)
     <run_dir>/_shards/<id>.done                          (written last: a shard is complete iff it exists)
 
-File names are a function of the shard id only, so a retried shard overwrites its own files instead of
-adding duplicates, and a shard killed half-way leaves no marker and is simply run again.
+File names are a function of the shard id only, so a retried shard overwrites its own objects instead of
+adding duplicates, and a shard killed half-way leaves no marker and is simply run again. Each Parquet
+file is serialized in memory and written with one call, which on S3/GCS is one upload that appears whole.
 """
 
 from __future__ import annotations
@@ -25,26 +26,24 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from atlas.errors import AtlasError
+from atlas.store.location import Location, open_location
 from atlas.store.manifest import (
     MARKER_SUFFIX,
     RUN_FILE,
     SHARDS_DIR,
     SUMMARY_FILE,
-    atomic_write,
     check_name,
     read_json,
-    read_markers,
     write_json,
 )
-from atlas.store.schema import SCHEMA_VERSION, SCHEMAS, TABLES, UNCOMPRESSED_COLUMNS, to_table
+from atlas.store.schema import SCHEMA_VERSION, TABLES, UNCOMPRESSED_COLUMNS, to_table
 
 # rows per Parquet row group: small for images so a unit lookup reads little besides its own PNGs
 ROW_GROUP_ROWS = {"images": 256, "activations": 1024}
@@ -57,13 +56,13 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def shard_path(run_dir: Path, table: str, layer: str, shard_id: str) -> Path:
-    """Final path of one table's file for one shard."""
-    return run_dir / table / f"layer={layer}" / f"shard-{shard_id}.parquet"
+def shard_rel(table: str, layer: str, shard_id: str) -> str:
+    """Path of one table's file for one shard, relative to the run."""
+    return f"{table}/layer={layer}/shard-{shard_id}.parquet"
 
 
-def write_parquet(path: Path, table: pa.Table, *, extra_metadata: Mapping[str, str] | None = None) -> None:
-    """Atomically write ``table`` to ``path`` (zstd; PNG bytes uncompressed; schema metadata kept)."""
+def parquet_bytes(table: pa.Table, *, extra_metadata: Mapping[str, str] | None = None) -> bytes:
+    """``table`` as a Parquet file in memory (zstd; PNG bytes uncompressed; schema metadata kept)."""
     metadata = dict(table.schema.metadata or {})
     for key, value in (extra_metadata or {}).items():
         metadata[key.encode()] = str(value).encode()
@@ -71,34 +70,32 @@ def write_parquet(path: Path, table: pa.Table, *, extra_metadata: Mapping[str, s
     name = metadata.get(b"atlas.table", b"").decode()
     compression = {col: ("none" if col in UNCOMPRESSED_COLUMNS else "zstd") for col in table.column_names}
     use_dictionary = [c for c in table.column_names if c not in UNCOMPRESSED_COLUMNS]
-
-    def write(fh: IO[bytes]) -> None:
-        pq.write_table(
-            table,
-            fh,
-            compression=compression,
-            use_dictionary=use_dictionary,
-            row_group_size=ROW_GROUP_ROWS.get(name, DEFAULT_ROW_GROUP_ROWS),
-            write_statistics=True,
-        )
-
-    atomic_write(path, write)
+    sink = pa.BufferOutputStream()
+    pq.write_table(
+        table,
+        sink,
+        compression=compression,
+        use_dictionary=use_dictionary,
+        row_group_size=ROW_GROUP_ROWS.get(name, DEFAULT_ROW_GROUP_ROWS),
+        write_statistics=True,
+    )
+    return sink.getvalue().to_pybytes()
 
 
 class RunStore:
-    """Writes one run directory; safe to use from many worker processes (one shard id each)."""
+    """Writes one run; safe to use from many worker processes on many nodes (one shard id each)."""
 
-    def __init__(self, run_dir: str | os.PathLike[str]) -> None:
-        self.run_dir = Path(run_dir)
+    def __init__(self, run: str | os.PathLike[str] | Location) -> None:
+        self.loc = open_location(run)
+
+    @property
+    def uri(self) -> str:
+        return self.loc.uri
 
     # ---- run manifest -------------------------------------------------------------------------
-    @property
-    def manifest_path(self) -> Path:
-        return self.run_dir / RUN_FILE
-
     def manifest(self) -> dict[str, Any] | None:
         """The current ``run.json`` content, or None before :meth:`init_run`."""
-        return read_json(self.manifest_path) if self.manifest_path.is_file() else None
+        return read_json(self.loc, RUN_FILE) if self.loc.is_file(RUN_FILE) else None
 
     def init_run(self, manifest: Mapping[str, Any]) -> None:
         """Create the run (write ``run.json``) or accept a resume of the same config.
@@ -113,7 +110,7 @@ class RunStore:
         if existing is not None:
             if existing.get("config_hash") != manifest["config_hash"]:
                 raise AtlasError(
-                    f"run directory {self.run_dir} holds a different config "
+                    f"run {self.loc.display()} holds a different config "
                     f"(hash {str(existing.get('config_hash'))[:12]}, "
                     f"new {str(manifest['config_hash'])[:12]}); "
                     "use a new run name (--set name=...) or remove it"
@@ -123,31 +120,34 @@ class RunStore:
             resumed["created"] = existing.get("created", manifest.get("created"))
             resumed["status"] = "running"
             resumed["resumed"] = [*existing.get("resumed", []), _now()]
-            write_json(self.manifest_path, resumed)
+            write_json(self.loc, RUN_FILE, resumed)
             return
         data = dict(manifest)
         data.setdefault("created", _now())
         data["schema_version"] = SCHEMA_VERSION
         data["status"] = "running"
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(self.manifest_path, data)
+        write_json(self.loc, RUN_FILE, data)
 
     def finalize(self, summary: Mapping[str, Any]) -> None:
         """Write ``summary.json`` and mark the run complete in ``run.json``."""
         summary = {"finished": _now(), **summary}
-        write_json(self.run_dir / SUMMARY_FILE, summary)
+        write_json(self.loc, SUMMARY_FILE, summary)
         manifest = self.manifest() or {}
         manifest["status"] = "complete"
         manifest["finished"] = summary["finished"]
-        write_json(self.manifest_path, manifest)
+        write_json(self.loc, RUN_FILE, manifest)
 
     # ---- shards -------------------------------------------------------------------------------
-    def marker_path(self, shard_id: str) -> Path:
-        return self.run_dir / SHARDS_DIR / f"{check_name('shard id', shard_id)}{MARKER_SUFFIX}"
+    def marker_rel(self, shard_id: str) -> str:
+        return f"{SHARDS_DIR}/{check_name('shard id', shard_id)}{MARKER_SUFFIX}"
 
     def completed_shards(self) -> set[str]:
         """Ids of shards whose completion marker exists."""
-        return set(read_markers(self.run_dir))
+        return {e.name[: -len(MARKER_SUFFIX)] for e in self.loc.list_files(SHARDS_DIR, suffix=MARKER_SUFFIX)}
+
+    def remove_marker(self, shard_id: str) -> None:
+        """Forget that a shard completed (``atlas verify --repair``): the next run redoes it."""
+        self.loc.delete(self.marker_rel(shard_id))
 
     def write_shard(
         self,
@@ -174,11 +174,12 @@ class RunStore:
         units = [b[k].as_py() for b in bounds for k in ("min", "max")]
         counts: dict[str, int] = {}
         for name, table in tables.items():
-            path = shard_path(self.run_dir, name, layer, shard_id)
+            rel = shard_rel(name, layer, shard_id)
             if table.num_rows == 0:
-                path.unlink(missing_ok=True)
+                self.loc.delete(rel)
                 continue
-            write_parquet(path, table, extra_metadata={"atlas.shard": shard_id, "atlas.layer": layer})
+            data = parquet_bytes(table, extra_metadata={"atlas.shard": shard_id, "atlas.layer": layer})
+            self.loc.write_bytes(rel, data)
             counts[name] = table.num_rows
         marker = {
             "shard": shard_id,
@@ -190,28 +191,5 @@ class RunStore:
             "schema_version": SCHEMA_VERSION,
             **({"meta": dict(meta)} if meta else {}),
         }
-        write_json(self.marker_path(shard_id), marker)
+        write_json(self.loc, self.marker_rel(shard_id), marker)
         return counts
-
-    def progress(self) -> dict[str, Any]:
-        """Shards done (and planned, when ``run.json`` has ``planned_shards``), rows and units written."""
-        markers = read_markers(self.run_dir)
-        manifest = self.manifest() or {}
-        rows: dict[str, int] = {}
-        for marker in markers.values():
-            for table, n in (marker.get("rows") or {}).items():
-                rows[table] = rows.get(table, 0) + int(n)
-        times = [m["time"] for m in markers.values() if isinstance(m.get("time"), int | float)]
-        return {
-            "shards_done": len(markers),
-            "planned_shards": manifest.get("planned_shards"),
-            "rows": rows,
-            "units": rows.get("units", 0),
-            "first_done": min(times) if times else None,
-            "last_done": max(times) if times else None,
-            "status": manifest.get("status"),
-        }
-
-
-# the columns each table must have, for producers that want to check early
-SCHEMA_COLUMNS = {name: tuple(schema.names) for name, schema in SCHEMAS.items()}

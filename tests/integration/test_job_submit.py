@@ -110,3 +110,27 @@ def test_demo_config_through_ray_job_submit(tmp_path, micro_cache, ray_head):
         ]
         == 24
     )
+
+
+def test_relative_out_dir_under_job_submit_is_refused_with_the_fix(micro_cache, ray_head):
+    """A shipped config's relative `out_dir: runs` would resolve inside Ray's copy of the working
+    directory (deleted by Ray): the job fails at once with a one-line fix, writing nothing."""
+    address, env = ray_head
+    proc = subprocess.run(
+        [
+            RAY, "job", "submit", "--address", address, "--working-dir", str(REPO), "--",
+            "atlas", "run", "configs/micro.yaml", "--no-progress",
+            "--set", f"toyworld.cache_dir={micro_cache}",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        cwd=REPO,
+    )  # fmt: skip
+    logs = proc.stdout + proc.stderr
+    assert proc.returncode != 0, logs[-3000:]
+    errors = [line for line in logs.splitlines() if line.startswith("atlas: error:")]
+    assert len(errors) == 1, logs[-3000:]
+    assert "temporary copy of the working directory" in errors[0] and "out_dir=" in errors[0]
+    assert "Traceback" not in logs

@@ -1,4 +1,8 @@
-"""SQL console: read-only DuckDB over the run (sandboxed connection, statement check, timeout, row cap)."""
+"""SQL console: read-only DuckDB over the run.
+
+Each query runs on its own private sandboxed connection (``atlas.store.catalog.query_run``), never on
+the connection the pages share: no statement, however wrapped, can change what another session sees.
+Plus the statement check, a timeout and a row cap."""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from atlas.errors import AtlasError
-from atlas.store.catalog import run_query
+from atlas.store.catalog import query_run
 from viewer import data, state
 from viewer.context import Context
 
@@ -48,7 +52,7 @@ def render(ctx: Context) -> None:
     if run or "sql_result" not in st.session_state:
         start = time.perf_counter()
         try:
-            columns, rows, truncated = run_query(ctx.conn, sql, max_rows=MAX_ROWS, timeout_s=TIMEOUT_S)
+            columns, rows, truncated = query_run(ctx.run_dir, sql, max_rows=MAX_ROWS, timeout_s=TIMEOUT_S)
             st.session_state["sql_result"] = (
                 "ok",
                 sql,

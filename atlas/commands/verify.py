@@ -1,0 +1,31 @@
+"""`atlas verify RUN [--repair]`: check every completed shard of a run; --repair re-opens the bad ones."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "Check every completed shard of a run (objects exist, read, row counts); --repair redoes bad ones."
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", metavar="RUN", help="run directory or URI (s3://bucket/atlas/demo)")
+    p.add_argument(
+        "--repair",
+        action="store_true",
+        help="remove the completion markers of bad shards, so the next `atlas run` redoes them",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from atlas.store.verify import verify_run
+
+    report = verify_run(args.run_dir, repair=args.repair)
+    for shard, problem in sorted(report.bad.items()):
+        print(f"bad shard {shard}: {problem}")
+    print(
+        f"{report.run}: {report.shards} complete shards, {report.files} files checked, "
+        f"{len(report.bad)} bad" + (f", {len(report.repaired)} markers removed" if report.repaired else "")
+    )
+    if report.bad and not args.repair:
+        print(f"run `atlas verify {args.run_dir} --repair`, then the same `atlas run` to redo them")
+    return 1 if report.bad and not args.repair else 0

@@ -1,0 +1,103 @@
+"""What the Ray cluster can do for a run: connect, count nodes, size the actor pool, refuse the impossible.
+
+Every check here runs on the driver after connecting and before anything is written:
+
+- a multi-node cluster with a plain local ``out_dir`` (each node would write its own disk) is refused
+  unless ``storage.shared: true`` declares the path a mount every node has;
+- an actor request no alive node can ever satisfy (``ray.cpus_per_worker: 8`` on 2-CPU nodes) is refused
+  instead of waiting forever, unless ``ray.autoscaling: true`` says nodes are added on demand.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from atlas.config import RunConfig
+from atlas.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class WorkerLayout:
+    actors: int
+    cpus: float  # per actor
+    gpus: float  # per actor
+    threads: int  # torch intra-op threads per actor
+
+    def describe(self) -> str:
+        each = f"{self.gpus:g} GPU" if self.gpus else f"{self.cpus:g} CPU"
+        return f"{self.actors} actor(s) x {each}"
+
+
+def connect(address: str | None) -> bool:
+    """Connect to Ray; returns True when this call started it (and so should shut it down)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    addr = address or os.environ.get("RAY_ADDRESS")
+    if addr:
+        ray.init(address=addr, logging_level="WARNING")
+    else:
+        ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, logging_level="WARNING")
+    return True
+
+
+def alive_nodes() -> list[dict[str, Any]]:
+    import ray
+
+    return [n for n in ray.nodes() if n.get("Alive")]
+
+
+def check_storage(cfg: RunConfig, local: bool, where: str) -> None:
+    """Refuse a plain local ``out_dir`` on a cluster of more than one node (before anything is written)."""
+    nodes = alive_nodes()
+    if local and len(nodes) > 1 and not cfg.storage.shared:
+        raise ConfigError(
+            f"out_dir: {where} is a local path but the Ray cluster has {len(nodes)} nodes, each with its own "
+            "disk; use out_dir: s3://bucket/prefix (or gs://), or set storage.shared: true if it is a mount "
+            "every node shares"
+        )
+
+
+def plan_layout(cfg: RunConfig, n_shards: int) -> WorkerLayout:
+    """Actors, CPUs/GPUs per actor and torch threads from the cluster's resources and the config."""
+    import ray
+
+    resources = ray.cluster_resources()
+    gpus, cpus = resources.get("GPU", 0.0), resources.get("CPU", 0.0)
+    gpw = cfg.ray.gpus_per_worker if cfg.ray.gpus_per_worker is not None else (1.0 if gpus >= 1 else 0.0)
+    cpw = cfg.ray.cpus_per_worker
+    if cfg.ray.num_workers:
+        n = cfg.ray.num_workers
+    elif gpw > 0:
+        n = int(gpus // gpw)
+    else:
+        n = int(cpus // cpw)
+    n = max(1, min(n, n_shards))
+    threads = cfg.compute.threads or max(1, int(cpw))
+    return WorkerLayout(n, cpw, gpw, threads)
+
+
+def check_feasible(cfg: RunConfig, layout: WorkerLayout) -> None:
+    """Refuse an actor no alive node can ever host (it would wait forever), unless the cluster autoscales."""
+    if cfg.ray.autoscaling:
+        return
+    nodes = alive_nodes()
+    sizes = [
+        (float(n.get("Resources", {}).get("CPU", 0.0)), float(n.get("Resources", {}).get("GPU", 0.0)))
+        for n in nodes
+    ]
+    if any(c >= layout.cpus and g >= layout.gpus for c, g in sizes):
+        return
+    best_cpu = max((c for c, _ in sizes), default=0.0)
+    best_gpu = max((g for _, g in sizes), default=0.0)
+    if layout.gpus > best_gpu:
+        key, want, have, unit = "ray.gpus_per_worker", layout.gpus, best_gpu, "GPU"
+    else:
+        key, want, have, unit = "ray.cpus_per_worker", layout.cpus, best_cpu, "CPU"
+    raise ConfigError(
+        f"{key}: each actor needs {want:g} {unit} but no node of this cluster has more than {have:g}; "
+        f"lower {key}, or set ray.autoscaling: true if nodes are added on demand"
+    )

@@ -1,0 +1,284 @@
+"""Where a run lives: one ``pyarrow.fs`` filesystem and a path in it, named by a URI.
+
+Usage::
+
+    loc = open_location("s3://bucket/atlas", {"endpoint_override": "http://127.0.0.1:9000"})
+    run = loc.child("demo")                       # s3://bucket/atlas/demo
+    run.write_bytes("run.json", b"{}")            # whole or not at all
+    run.read_bytes("run.json"); run.list_files("_shards", suffix=".done")
+
+``out_dir`` may be a local path (relative paths are made absolute once, where the driver runs), a
+``file://`` URI, ``s3://bucket/prefix`` or ``gs://bucket/prefix``. Object-store credentials, region and
+endpoint come the provider's usual way (``AWS_*`` / ``GOOGLE_*`` environment variables, instance roles)
+or from the config's ``storage:`` section (``endpoint_override``, ``region``, ``anonymous``).
+
+Atomicity, as the store relies on it:
+
+- local filesystems: write ``.<name>.tmp`` in the same directory, fsync, ``os.replace``;
+- object stores: the object is serialized in memory first and written with one upload, which S3 and GCS
+  make visible only when it completes (a single PUT, or a completed multipart upload). A failed upload
+  leaves no object.
+
+A :class:`Location` pickles to its URI and options (the filesystem is rebuilt where it is unpickled), so
+it can be handed to Ray actors on other nodes: each resolves credentials from its own environment.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pyarrow.fs as pafs
+
+from atlas.errors import AtlasError
+
+OBJECT_STORE_SCHEMES = ("s3", "gs", "gcs")
+SCHEMES = ("file", *OBJECT_STORE_SCHEMES)
+OPTION_KEYS = ("endpoint_override", "region", "anonymous")
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    name: str  # base name
+    path: str  # path inside the filesystem
+    size: int | None
+    mtime_ns: int | None
+
+
+def _scheme(uri: str) -> str:
+    parsed = urlparse(uri)
+    # a Windows drive letter or a plain path has no (or a one-letter) scheme
+    return parsed.scheme.lower() if len(parsed.scheme) > 1 else ""
+
+
+def is_remote(uri: str) -> bool:
+    """True for object-store URIs (s3://, gs://)."""
+    return _scheme(str(uri)) in OBJECT_STORE_SCHEMES
+
+
+def _make_filesystem(uri: str, options: Mapping[str, Any]) -> tuple[pafs.FileSystem, str]:
+    scheme = _scheme(uri)
+    if scheme in ("", "file"):
+        path = urlparse(uri).path if scheme == "file" else uri
+        return pafs.LocalFileSystem(), str(Path(path).expanduser().resolve())
+    if scheme not in SCHEMES:
+        raise AtlasError(
+            f"out_dir: unsupported storage scheme {scheme + '://'!r} in {uri!r}; "
+            "use a local path, file://, s3://bucket/prefix or gs://bucket/prefix"
+        )
+    parsed = urlparse(uri)
+    if not parsed.netloc:
+        raise AtlasError(f"out_dir: {uri!r} names no bucket; expected {scheme}://bucket/prefix")
+    path = f"{parsed.netloc}/{parsed.path.strip('/')}".rstrip("/")
+    chosen = {k: v for k, v in options.items() if k in OPTION_KEYS and v not in (None, False)}
+    try:
+        if scheme == "s3" and chosen:
+            kwargs: dict[str, Any] = {}
+            if chosen.get("endpoint_override"):
+                kwargs["endpoint_override"] = chosen["endpoint_override"]
+            if chosen.get("region"):
+                kwargs["region"] = chosen["region"]
+            if chosen.get("anonymous"):
+                kwargs["anonymous"] = True
+            return pafs.S3FileSystem(**kwargs), path
+        if scheme in ("gs", "gcs") and chosen:
+            kwargs = {}
+            if chosen.get("anonymous"):
+                kwargs["anonymous"] = True
+            if chosen.get("endpoint_override"):
+                kwargs["endpoint_override"] = chosen["endpoint_override"]
+            return pafs.GcsFileSystem(**kwargs), path
+        fs, _ = pafs.FileSystem.from_uri(f"{scheme}://{parsed.netloc}")
+        return fs, path
+    except (OSError, ValueError, ImportError) as exc:
+        raise AtlasError(f"out_dir: cannot open {uri!r}: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [ln for ln in str(exc).splitlines() if ln.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+class Location:
+    """A directory-like place in one filesystem (local disk or an object-store prefix)."""
+
+    def __init__(self, uri: str | os.PathLike[str], options: Mapping[str, Any] | None = None) -> None:
+        text = os.fspath(uri)
+        self.options = {k: v for k, v in dict(options or {}).items() if k in OPTION_KEYS}
+        self.fs, self.path = _make_filesystem(text, self.options)
+        self.local = isinstance(self.fs, pafs.LocalFileSystem)
+        scheme = _scheme(text)
+        self.uri = self.path if self.local else f"{'gs' if scheme == 'gcs' else scheme}://{self.path}"
+
+    # pickling: the URI and options travel, the filesystem is rebuilt on arrival (credentials stay local)
+    def __reduce__(self):
+        return (Location, (self.uri, self.options))
+
+    def __repr__(self) -> str:
+        return f"Location({self.uri!r})"
+
+    def __str__(self) -> str:
+        return self.uri
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Location) and other.uri == self.uri
+
+    def __hash__(self) -> int:
+        return hash(self.uri)
+
+    # ---------------------------------------------------------------------------------- navigation
+    @property
+    def name(self) -> str:
+        return self.path.rstrip("/").rsplit("/", 1)[-1]
+
+    def child(self, *parts: str) -> Location:
+        return Location(self.uri.rstrip("/") + "/" + "/".join(parts), self.options)
+
+    @property
+    def parent(self) -> Location:
+        head = self.uri.rstrip("/").rsplit("/", 1)[0]
+        if not self.local and "/" not in head.split("://", 1)[1]:
+            return Location(head + "/", self.options)  # the bucket itself
+        return Location(head or "/", self.options)
+
+    def full(self, rel: str = "") -> str:
+        """Path inside the filesystem of ``rel`` (a '/'-separated path below this location)."""
+        return f"{self.path.rstrip('/')}/{rel}" if rel else self.path
+
+    def display(self, rel: str = "") -> str:
+        """``rel`` as the user would type it (a local path or a URI)."""
+        return f"{self.uri.rstrip('/')}/{rel}" if rel else self.uri
+
+    # ------------------------------------------------------------------------------------- queries
+    def _info(self, rel: str) -> pafs.FileInfo:
+        try:
+            return self.fs.get_file_info(self.full(rel))
+        except OSError as exc:
+            raise AtlasError(f"cannot reach {self.display(rel)}: {_first_line(exc)}") from None
+
+    def exists(self, rel: str = "") -> bool:
+        return self._info(rel).type != pafs.FileType.NotFound
+
+    def is_file(self, rel: str) -> bool:
+        return self._info(rel).type == pafs.FileType.File
+
+    def is_dir(self, rel: str = "") -> bool:
+        info = self._info(rel)
+        if info.type == pafs.FileType.Directory:
+            return True
+        if self.local or info.type == pafs.FileType.File:
+            return False
+        return bool(self.list_files(rel, limit=1, recursive=True))  # a prefix "exists" when it holds objects
+
+    def list_files(
+        self, rel: str = "", *, suffix: str = "", recursive: bool = False, limit: int | None = None
+    ) -> list[FileEntry]:
+        """Files directly under ``rel`` (all depths with ``recursive``) whose name ends with ``suffix``,
+        sorted by path; hidden names (``.x``) skipped; a missing directory lists as empty."""
+        selector = pafs.FileSelector(self.full(rel), allow_not_found=True, recursive=recursive)
+        try:
+            infos = self.fs.get_file_info(selector)
+        except OSError as exc:
+            raise AtlasError(f"cannot list {self.display(rel)}: {_first_line(exc)}") from None
+        out = []
+        for info in infos:
+            if info.type != pafs.FileType.File or not info.base_name.endswith(suffix):
+                continue
+            if info.base_name.startswith("."):
+                continue
+            out.append(FileEntry(info.base_name, info.path, info.size, info.mtime_ns))
+        out.sort(key=lambda e: e.path)
+        return out[:limit] if limit is not None else out
+
+    def list_dirs(self, rel: str = "") -> list[str]:
+        """Names of the sub-directories (or common prefixes) directly under ``rel``."""
+        selector = pafs.FileSelector(self.full(rel), allow_not_found=True, recursive=False)
+        try:
+            infos = self.fs.get_file_info(selector)
+        except OSError as exc:
+            raise AtlasError(f"cannot list {self.display(rel)}: {_first_line(exc)}") from None
+        return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory)
+
+    # --------------------------------------------------------------------------------------- bytes
+    def read_bytes(self, rel: str) -> bytes:
+        try:
+            with self.fs.open_input_file(self.full(rel)) as fh:
+                return fh.read()
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            if "not found" in str(exc).lower() or "no such file" in str(exc).lower():
+                raise FileNotFoundError(self.display(rel)) from None
+            raise AtlasError(f"cannot read {self.display(rel)}: {_first_line(exc)}") from None
+
+    def write_bytes(self, rel: str, data: bytes) -> None:
+        """Write ``data`` to ``rel`` so that readers see the old object or the whole new one."""
+        target = self.full(rel)
+        try:
+            if self.local:
+                _atomic_local_write(Path(target), data)
+                return
+            stream = self.fs.open_output_stream(target)
+            try:
+                stream.write(data)
+            finally:
+                stream.close()  # the upload completes here, whole, or raises and leaves nothing
+        except OSError as exc:
+            raise AtlasError(f"cannot write {self.display(rel)}: {_first_line(exc)}") from None
+
+    def delete(self, rel: str) -> None:
+        """Remove one file; a missing one is fine."""
+        try:
+            self.fs.delete_file(self.full(rel))
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            if "not found" in str(exc).lower() or "no such file" in str(exc).lower():
+                return
+            raise AtlasError(f"cannot delete {self.display(rel)}: {_first_line(exc)}") from None
+
+    def check_writable(self) -> None:
+        """Write and remove a probe object; a read-only, full, missing-bucket or non-directory location is
+        one :class:`AtlasError` naming it."""
+        if self.local:
+            _check_local_dir(Path(self.path))
+        probe = f".atlas-write-probe-{os.getpid()}"
+        self.write_bytes(probe, b"ok")
+        self.delete(probe)
+
+
+def _check_local_dir(path: Path) -> None:
+    for parent in (path, *path.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise AtlasError(f"out_dir: {parent} is a file, not a directory; choose another out_dir")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise AtlasError(f"out_dir: {parent} is not writable; choose a writable out_dir")
+            return
+
+
+def _atomic_local_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def open_location(
+    uri: str | os.PathLike[str] | Location, options: Mapping[str, Any] | None = None
+) -> Location:
+    """A :class:`Location` for ``uri`` (a Location passes through)."""
+    if isinstance(uri, Location):
+        return uri
+    return Location(uri, options)

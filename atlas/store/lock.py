@@ -1,0 +1,116 @@
+"""One writer per run at a time.
+
+Local disks and shared mounts: an exclusive ``flock`` on ``<run>/.atlas.lock``, which the kernel releases
+when the holder dies (crash, SIGKILL), so a rerun after a crash is never blocked. Object stores have no
+locks: the holder writes ``<run>/_lock.json`` (host, pid, heartbeat every ``HEARTBEAT_S``) and removes it
+at the end; a second run is refused while the holder is alive (same host: its pid exists) or its heartbeat
+is fresh (another host: younger than ``STALE_S``). That is advisory (two drivers starting in the same
+second can both pass), which is what an object store without conditional writes through pyarrow allows.
+
+    with RunLock(loc):
+        store.init_run(...); dispatch(...); store.finalize(...)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import threading
+import time
+from typing import Any
+
+from atlas.errors import AtlasError
+from atlas.store.location import Location
+
+LOCAL_LOCK = ".atlas.lock"
+REMOTE_LOCK = "_lock.json"
+HEARTBEAT_S = 20.0
+STALE_S = 90.0
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class RunLock:
+    def __init__(self, loc: Location) -> None:
+        self.loc = loc
+        self._fh: Any = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.owner = {"host": socket.gethostname(), "pid": os.getpid()}
+
+    def _busy(self, holder: dict[str, Any]) -> AtlasError:
+        return AtlasError(
+            f"run {self.loc.display()} is being written by another atlas run (pid {holder.get('pid')} on "
+            f"{holder.get('host')}); wait for it to finish, or use another name (--set name=...)"
+        )
+
+    def acquire(self) -> RunLock:
+        if self.loc.local:
+            import fcntl
+
+            path = os.path.join(self.loc.path, LOCAL_LOCK)
+            os.makedirs(self.loc.path, exist_ok=True)
+            fh = open(path, "a+")  # noqa: SIM115 - held open for the lock's lifetime
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.seek(0)
+                try:
+                    holder = json.loads(fh.read() or "{}")
+                except json.JSONDecodeError:
+                    holder = {}
+                fh.close()
+                raise self._busy(holder) from None
+            fh.seek(0)
+            fh.truncate()
+            fh.write(json.dumps(self.owner))
+            fh.flush()
+            self._fh = fh
+            return self
+        try:
+            holder = json.loads(self.loc.read_bytes(REMOTE_LOCK))
+        except (FileNotFoundError, json.JSONDecodeError):
+            holder = None
+        if isinstance(holder, dict):
+            same_host = holder.get("host") == self.owner["host"]
+            fresh = time.time() - float(holder.get("heartbeat", 0)) < STALE_S
+            if (same_host and _pid_alive(int(holder.get("pid", -1)))) or (not same_host and fresh):
+                raise self._busy(holder)
+        self._beat()
+        self._thread = threading.Thread(target=self._heartbeat, name="atlas-run-lock", daemon=True)
+        self._thread.start()
+        return self
+
+    def _beat(self) -> None:
+        self.loc.write_bytes(REMOTE_LOCK, json.dumps({**self.owner, "heartbeat": time.time()}).encode())
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_S):
+            with contextlib.suppress(AtlasError):  # a missed beat only makes the lock look stale sooner
+                self._beat()
+
+    def release(self) -> None:
+        if self._fh is not None:
+            self._fh.close()  # closing releases the flock
+            self._fh = None
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join(timeout=5)
+            self._thread = None
+            self.loc.delete(REMOTE_LOCK)
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

@@ -1,0 +1,85 @@
+"""The run store on an object store: the same writer and catalog over a real S3 API on 127.0.0.1."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from atlas.errors import AtlasError
+from atlas.store import RunStore, open_run, run_query
+from atlas.store.catalog import unit_sources
+from atlas.store.location import Location, open_location
+from tests.support.s3 import s3_server
+from tests.unit.test_store import manifest, shard_rows
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(scope="module")
+def s3():
+    server = s3_server()
+    yield server
+    server.stop()
+
+
+def test_shards_land_as_whole_objects_and_read_back(s3, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # nothing may be written locally
+    store = RunStore(s3.uri("runs", "a"))
+    store.init_run(manifest(planned_shards=2))
+    store.write_shard("fc8-0000", "fc8", shard_rows(units=(0, 1)))
+    store.write_shard("fc8-0001", "fc8", shard_rows(units=(2,)))
+    store.write_shard("fc8-0000", "fc8", shard_rows(units=(0, 1)))  # a retried shard overwrites its own
+    keys = s3.objects("runs/a")
+    assert f"{s3.bucket}/runs/a/units/layer=fc8/shard-fc8-0000.parquet" in keys
+    assert f"{s3.bucket}/runs/a/_shards/fc8-0001.done" in keys
+    assert not any(k.rsplit("/", 1)[-1].startswith(".") for k in keys)  # no temp objects
+    assert list(tmp_path.iterdir()) == []
+    assert store.completed_shards() == {"fc8-0000", "fc8-0001"}
+
+    conn = open_run(s3.uri("runs", "a"))
+    assert conn.execute("SELECT count(*), count(DISTINCT unit) FROM units").fetchone() == (3, 3)
+    assert conn.execute("SELECT DISTINCT layer FROM chains").fetchall() == [("fc8",)]
+    _, rows, _ = run_query(conn, "SELECT count(*) FROM images WHERE layer = 'fc8'")
+    assert rows == [(6,)]
+    src = unit_sources(conn, "fc8", 2)
+    assert conn.execute(f"SELECT count(*) FROM {src['chains']} WHERE unit = 2").fetchone() == (2,)
+    assert conn.execute("SELECT run_id, shards_done FROM run").fetchone() == ("a", 2)
+
+
+def test_unmarked_shard_is_invisible_and_reader_needs_no_extension(s3):
+    store = RunStore(s3.uri("runs", "b"))
+    store.init_run(manifest())
+    store.write_shard("fc8-0000", "fc8", shard_rows())
+    store.remove_marker("fc8-0000")
+    assert open_run(s3.uri("runs", "b")).execute("SELECT count(*) FROM units").fetchone() == (0,)
+    conn = open_run(s3.uri("runs", "b"), sandbox=False, include_partial=True)
+    assert conn.execute("SELECT count(*) FROM units").fetchone() == (2,)
+    loaded = conn.execute("SELECT extension_name FROM duckdb_extensions() WHERE loaded").fetchall()
+    assert ("httpfs",) not in loaded and ("aws",) not in loaded
+
+
+def test_location_pickles_to_its_uri_and_parent(s3):
+    loc = open_location(s3.uri("runs", "c"))
+    again = pickle.loads(pickle.dumps(loc))
+    assert again == loc and again.uri == f"s3://{s3.bucket}/runs/c"
+    assert loc.parent.uri == f"s3://{s3.bucket}/runs" and loc.name == "c"
+    loc.check_writable()
+    assert s3.objects("runs/c") == []
+
+
+def test_missing_bucket_is_one_line(s3):
+    with pytest.raises(AtlasError) as err:
+        Location(f"s3://no-such-bucket-{s3.bucket}/runs").check_writable()
+    assert "no-such-bucket" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_local_out_dir_that_is_a_file_is_refused(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(AtlasError, match="is a file"):
+        open_location(tmp_path / "afile" / "run").check_writable()
+
+
+def test_unsupported_scheme_names_the_valid_ones():
+    with pytest.raises(AtlasError, match="s3://bucket/prefix"):
+        open_location("ftp://host/x")
