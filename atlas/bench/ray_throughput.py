@@ -54,8 +54,11 @@ def _local_s3() -> tuple[str, Any]:
         from moto.server import ThreadedMotoServer
     except ImportError:
         raise AtlasError("--store local-s3 needs moto: pip install 'moto[server]'") from None
+    import logging
+
     import pyarrow.fs as pafs
 
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

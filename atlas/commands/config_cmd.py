@@ -3,26 +3,86 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from atlas.commands.options import add_overrides
 
 HELP = "Validate a run config and print the resolved values, or list all keys with docs (no FILE)."
 
+INTRO = """\
+Run config keys (YAML). Override any with --set KEY=VALUE; list items by index (--set layers.0.units=0-15).
+A key shown as a.b[].c sits in each item of the list a.b. Shorthands: models.target: SPEC for {spec: SPEC};
+layers: [fc8] for [{name: fc8}].
+
+Image spaces (models.target.preprocess.*, or a python: factory's atlas_image_space): the target sees
+  x = (fit(rgb01) * value_scale, channels in channel_order - mean) / std
+where rgb01 is the picture as float RGB in [0, 1] and fit brings it to size x size (geometry). So
+value_scale says what full intensity is in the model's units (1.0: inputs in [0,1]; 255.0: [0,255]),
+and mean/std are per channel in that scale and channel order. Keys left out keep the model's own values.
+"""
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", nargs="?", help="YAML run config (omit to list every key with its doc)")
     add_overrides(p)
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="also load the models and run the pre-flight checks of `atlas run` (no Ray, nothing written)",
+    )
+
+
+def _wrap_doc(rows: list[tuple[str, str, str, str]]) -> list[tuple[str, str, str, str]]:
+    """On a terminal, wrap the doc column to its width (continuation rows); elsewhere one row per key."""
+    import shutil
+    import textwrap
+
+    if not sys.stdout.isatty():
+        return rows
+    left = sum(max(len(r[i]) for r in rows) + 2 for i in range(3))
+    width = max(40, shutil.get_terminal_size((160, 24)).columns - left)
+    out = []
+    for key, tp, default, doc in rows:
+        lines = textwrap.wrap(doc, width) or [""]
+        out.append((key, tp, default, lines[0]))
+        out.extend(("", "", "", line) for line in lines[1:])
+    return out
+
+
+def _check(cfg) -> list[str]:
+    """Pre-flight as `atlas run` does it, without Ray: returns lines describing what was checked."""
+    from atlas.pipeline.models_setup import build_models
+    from atlas.pipeline.preflight import preflight_config, preflight_models
+
+    warnings = preflight_config(cfg, address=cfg.ray.address)
+    report = preflight_models(cfg, build_models(cfg))
+    for line in warnings + report.warnings:
+        print(f"atlas: warning: {line}", file=sys.stderr)
+    layers = ", ".join(f"{n} {'x'.join(map(str, s))}" for n, s in report.layer_shapes.items())
+    return [
+        f"# pre-flight passed: layers {layers}; output layer {report.output_layer}; "
+        f"facet layer {report.facet_layer}; code layer {report.code_layer}"
+    ]
 
 
 def run(args: argparse.Namespace) -> int:
     import yaml
 
     from atlas.config import describe_fields, load_config
+    from atlas.errors import AtlasError
     from atlas.tables import format_table
 
     if not args.config:
-        print(format_table(["key", "type", "default", "doc"], describe_fields()))
+        if args.overrides or args.check:
+            raise AtlasError(
+                "--set and --check need a CONFIG file; e.g. atlas config configs/demo.yaml --check"
+            )
+        print(INTRO)
+        print(format_table(["key", "type", "default", "doc"], _wrap_doc(describe_fields())))
         return 0
     cfg = load_config(args.config, args.overrides)
+    extra = _check(cfg) if args.check else []
     print(yaml.safe_dump(cfg.to_dict(), sort_keys=False).rstrip())
+    for line in extra:
+        print(line)
     return 0

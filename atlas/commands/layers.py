@@ -5,44 +5,69 @@ from __future__ import annotations
 import argparse
 
 HELP = "List a model's layers: module name, output shape, unit count, kind (fc/conv)."
+DEFAULT_SIZE = 224  # probe size for a target that declares none
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("spec", help="model spec, e.g. torchvision:alexnet, toyworld:target, deepsim:fc6")
     p.add_argument("--weights", help="state-dict file to load (default: random weights, and it says so)")
     p.add_argument("--all", action="store_true", help="include container modules, not only leaves")
-    p.add_argument("--size", type=int, help="input size override for targets (pixels)")
+    p.add_argument(
+        "--size",
+        type=int,
+        help=f"input size for targets in pixels (default: the model's declared size, else {DEFAULT_SIZE})",
+    )
     p.add_argument("--preset", default="default", choices=["default", "micro"], help="toy-world preset")
+
+
+def _role(spec: str) -> str:
+    scheme, _, name = spec.partition(":")
+    if scheme == "toyworld":
+        return {"generator": "generator", "dae": "dae", "judge": "judge"}.get(name, "target")
+    return {"deepsim": "generator", "dae": "dae"}.get(scheme, "target")
+
+
+def _weights_line(model) -> str:
+    if model.random_weights:
+        return "RANDOM weights (no weights file given): names and shapes are right, activations are not"
+    if model.weights.endswith("(own weights)"):
+        return f"weights: loaded by the factory (parameter fingerprint {model.fingerprint})"
+    return f"weights: {model.weights}"
 
 
 def run(args: argparse.Namespace) -> int:
     from atlas.config import ModelConfig, PreprocessConfig, ToyWorldRef
-    from atlas.models import example_input, list_layers, load_model
+    from atlas.errors import AtlasError
+    from atlas.models import load_model, model_layers
     from atlas.tables import format_table
 
-    pre = PreprocessConfig(size=args.size) if args.size else None
-    scheme = args.spec.split(":", 1)[0]
-    role = {"deepsim": "generator", "dae": "dae"}.get(scheme, "target")
-    if scheme == "toyworld":
-        role = {"generator": "generator", "dae": "dae", "judge": "judge"}.get(
-            args.spec.split(":", 1)[-1], "target"
+    if args.size is not None and not 1 <= args.size <= 4096:
+        raise AtlasError(
+            f"--size: {args.size} is not a usable input size; give pixels from 1 to 4096, e.g. 64"
         )
-    if scheme == "python" and pre is None:
-        pre = PreprocessConfig(size=224)
+    role = _role(args.spec)
+    pre = PreprocessConfig(size=args.size) if args.size else None
     cfg = ModelConfig(spec=args.spec, weights=args.weights, preprocess=pre)
-    model = load_model(cfg, role, allow_random_weights=True, toyworld=ToyWorldRef(preset=args.preset))
-    rows = list_layers(model.module, example_input(model), include_containers=args.all)
-    weights = (
-        "RANDOM weights (no weights file given): names and shapes are right, activations are not"
-        if model.random_weights
-        else f"weights: {model.weights}"
+    model = load_model(
+        cfg,
+        role,
+        allow_random_weights=True,
+        toyworld=ToyWorldRef(preset=args.preset),
+        default_size=DEFAULT_SIZE,
     )
-    print(f"{args.spec} ({role}) - {weights}")
+    rows = model_layers(model, include_containers=args.all)
+    print(f"{args.spec} ({role}) - {_weights_line(model)}")
     if model.space is not None:
         direction = "output" if role == "generator" else "input"
-        print(f"{direction} space: {model.space.describe()}")
+        assumed = model.extras.get("input_space_from") == "default"
+        note = (
+            " (assumed: no size declared; use --size N or the factory's atlas_image_space)" if assumed else ""
+        )
+        print(f"{direction} space: {model.space.describe()}{note}")
     if model.code_shape:
         print(f"code shape: {model.code_shape}")
+    if role in ("target", "judge") and model.output_layer:
+        print(f"output layer: {model.output_layer}")
     total_units = sum(r.units for r in rows if r.kind in ("fc", "conv") and r.params)
     table = [
         (

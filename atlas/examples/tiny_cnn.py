@@ -1,8 +1,8 @@
 """A small custom CNN, as a user would bring it: ``python:atlas.examples.tiny_cnn:build``.
 
-Any module-level callable returning an ``nn.Module`` works. Declare the input preprocessing in the
-config (``models.target.preprocess``) or as ``module.atlas_input_space``; name the layers you map
-(``atlas layers python:atlas.examples.tiny_cnn:build --size 64``).
+Any module-level callable returning an ``nn.Module`` works. The factory declares the input it expects
+(``build.atlas_image_space``), so ``atlas layers python:atlas.examples.tiny_cnn:build`` probes at 64 px;
+a config's ``models.target.preprocess`` overrides it key by key. See README "Bring your own model".
 """
 
 from __future__ import annotations
@@ -35,3 +35,14 @@ def build(num_classes: int = 10) -> nn.Module:
             ]
         )
     )
+
+
+# The image space the network was trained in (keys of models.target.preprocess; size is required).
+build.atlas_image_space = {  # type: ignore[attr-defined]
+    "size": 64,
+    "geometry": "resize",
+    "channel_order": "RGB",
+    "value_scale": 1.0,
+    "mean": [0.5, 0.5, 0.5],
+    "std": [0.25, 0.25, 0.25],
+}

@@ -10,7 +10,7 @@ Usage::
 from atlas.models.codes import CodeStats
 from atlas.models.loaded import LoadedModel, freeze
 from atlas.models.probes import LayerInfo, LayerProbe, list_layers
-from atlas.models.registry import SCHEMES, example_input, load_model
+from atlas.models.registry import SCHEMES, example_input, load_model, model_layers
 from atlas.models.spaces import ImageSpace, deepsim_space, to_uint8_images, torchvision_space
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "freeze",
     "list_layers",
     "load_model",
+    "model_layers",
     "to_uint8_images",
     "torchvision_space",
 ]

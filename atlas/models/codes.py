@@ -61,11 +61,20 @@ class CodeStats:
 
     @staticmethod
     def load(path: str | Path) -> CodeStats:
+        """Read a file written by :meth:`save`; ``path`` may be a URI (s3://, gs://, file://)."""
+        import io
+
+        from atlas.models.weights import is_uri, read_uri
+
         p = Path(path)
-        if not p.is_file():
+        if is_uri(path):
+            source: Path | io.BytesIO = io.BytesIO(read_uri(str(path), "code statistics file"))
+        elif not p.is_file():
             raise ModelError(f"code statistics file {str(p)!r} not found; create it with `atlas code-stats`")
+        else:
+            source = p
         try:
-            blob = torch.load(p, map_location="cpu", weights_only=True)
+            blob = torch.load(source, map_location="cpu", weights_only=True)
             t = blob["tensors"]
             pct = {k[4:]: v for k, v in t.items() if k.startswith("pct_")}
             return CodeStats(t["mean"], t["std"], t["lower"], t["upper"], pct, str(blob.get("source", "")))

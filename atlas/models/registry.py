@@ -24,10 +24,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from atlas.config import ModelConfig, PreprocessConfig, ToyWorldRef
-from atlas.errors import ModelError
+from atlas.config import ModelConfig, PreprocessConfig, ToyWorldRef, build
+from atlas.errors import ConfigError, ModelError
 from atlas.models import deepsim
 from atlas.models.loaded import LoadedModel, Role, freeze
+from atlas.models.probes import LayerInfo, list_layers, resolve_modules
 from atlas.models.spaces import ImageSpace, deepsim_space, torchvision_space
 from atlas.models.weights import apply_state_dict, file_fingerprint, load_state_dict_file, module_fingerprint
 
@@ -46,13 +47,9 @@ def _override_space(space: ImageSpace, pre: PreprocessConfig | None, spec: str) 
     updates = {
         k: getattr(pre, k) for k in ("size", "geometry", "channel_order", "value_scale") if getattr(pre, k)
     }
-    for key in ("mean", "std"):
+    for key in ("mean", "std"):  # three values each: PreprocessConfig checks
         value = getattr(pre, key)
         if value is not None:
-            if len(value) != 3:
-                raise ModelError(
-                    f"{spec}: preprocess.{key} must have 3 values (one per channel), got {value}"
-                )
             updates[key] = tuple(float(v) for v in value)
     return ImageSpace(**{**space.__dict__, **updates})
 
@@ -125,41 +122,90 @@ def _load_torchvision(
     )
 
 
-def _load_python(
-    target: str, cfg: ModelConfig, role: Role, allow_random: bool, _tw: ToyWorldRef
-) -> LoadedModel:
+def _declared(factory: object, module: nn.Module, name: str) -> object:
+    """A ``python:`` declaration: the returned module's attribute, else the factory function's."""
+    value = getattr(module, name, None)
+    return value if value is not None else getattr(factory, name, None)
+
+
+def _declared_space(value: object, spec: str) -> ImageSpace:
+    """``atlas_image_space``: an ImageSpace, or a mapping of models.target.preprocess keys with a size."""
+    if isinstance(value, ImageSpace):
+        return value
+    where = f"spec {spec!r}: atlas_image_space"
+    if not isinstance(value, dict):
+        raise ModelError(f"{where} must be a mapping such as {{'size': 64}} or an ImageSpace, got {value!r}")
+    try:
+        pre = build(PreprocessConfig, dict(value), "atlas_image_space")
+    except ConfigError as exc:
+        raise ModelError(f"spec {spec!r}: {exc}") from None
+    if pre.size is None:
+        raise ModelError(f"{where} declares no 'size'; add the square input size in pixels, e.g. 'size': 64")
+    return _override_space(ImageSpace(size=pre.size), pre, spec)
+
+
+def _import_factory(target: str, spec: str) -> Callable[[], object]:
     if ":" not in target:
-        raise ModelError(f"spec {cfg.spec!r}: expected python:package.module:factory")
+        raise ModelError(f"spec {spec!r}: expected python:package.module:factory")
     module_name, factory_name = target.rsplit(":", 1)
     try:
         py_module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ModelError(f"spec {cfg.spec!r}: cannot import module {module_name!r} ({exc})") from None
+        raise ModelError(
+            f"spec {spec!r}: cannot import module {module_name!r} ({exc}); is it on PYTHONPATH?"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - user code: SyntaxError, NameError, ...
+        raise ModelError(f"spec {spec!r}: importing {module_name!r} failed ({_one_line(exc)})") from None
     factory = getattr(py_module, factory_name, None)
     if not callable(factory):
-        raise ModelError(f"spec {cfg.spec!r}: module {module_name!r} has no callable {factory_name!r}")
-    module = _random_init(factory)
+        raise ModelError(f"spec {spec!r}: module {module_name!r} has no callable {factory_name!r}")
+    return factory
+
+
+def _one_line(exc: BaseException, limit: int = 200) -> str:
+    text = " ".join(str(exc).split())
+    text = text if len(text) <= limit else text[: limit - 3] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _load_python(
+    target: str, cfg: ModelConfig, role: Role, allow_random: bool, _tw: ToyWorldRef
+) -> LoadedModel:
+    """Any ``nn.Module`` from ``factory()``; the factory (or the module) may declare ``atlas_image_space``,
+    ``atlas_loads_own_weights`` and ``atlas_output_layer`` (README: "Bring your own model")."""
+    factory = _import_factory(target, cfg.spec)
+    factory_name = target.rsplit(":", 1)[1]
+    try:
+        module = _random_init(factory)  # type: ignore[arg-type]
+    except Exception as exc:  # noqa: BLE001 - user code
+        raise ModelError(f"spec {cfg.spec!r}: {factory_name}() raised {_one_line(exc)}") from None
     if not isinstance(module, nn.Module):
         raise ModelError(
             f"spec {cfg.spec!r}: {factory_name}() returned {type(module).__name__}, not an nn.Module"
         )
-    has_own_weights = bool(getattr(module, "atlas_pretrained", False))
-    if has_own_weights and not cfg.weights:
-        w, random, fp = f"python:{target}", False, module_fingerprint(module)
+    own = _declared(factory, module, "atlas_loads_own_weights")
+    if own and not cfg.weights:  # an explicit weights file still wins
+        w, random, fp = f"python:{target} (own weights)", False, module_fingerprint(module)
     else:
         w, random, fp = _weights(module, cfg, allow_random, role)
-    declared = getattr(module, "atlas_input_space", None)
-    if role in ("target", "judge"):
-        if declared is None and (cfg.preprocess is None or cfg.preprocess.size is None):
-            raise ModelError(
-                f"spec {cfg.spec!r}: declare the input preprocessing (models.{role}.preprocess.size, "
-                "geometry, channel_order, value_scale, mean, std) or set module.atlas_input_space"
-            )
-        base = declared if isinstance(declared, ImageSpace) else ImageSpace(size=cfg.preprocess.size)
-        space = _override_space(base, cfg.preprocess, cfg.spec)
-    else:
-        space = declared if isinstance(declared, ImageSpace) else None
+    declared = _declared(factory, module, "atlas_image_space")
+    if declared is None:
+        declared = _declared(factory, module, "atlas_input_space")  # the older name
+    space, source = None, "none"
+    if declared is not None:
+        space, source = (
+            _override_space(_declared_space(declared, cfg.spec), cfg.preprocess, cfg.spec),
+            "declared",
+        )
+    elif role in ("target", "judge") and cfg.preprocess is not None and cfg.preprocess.size is not None:
+        space, source = (
+            _override_space(ImageSpace(size=cfg.preprocess.size), cfg.preprocess, cfg.spec),
+            "config",
+        )
     leaves = _leaf_names(module)
+    output = _declared(factory, module, "atlas_output_layer")
+    if output is not None:
+        _check_layer(module, output, f"spec {cfg.spec!r}: atlas_output_layer")
     code_shape = getattr(module, "code_shape", None)
     return LoadedModel(
         freeze(module),
@@ -167,10 +213,11 @@ def _load_python(
         cfg.spec,
         space,
         code_shape=tuple(code_shape) if code_shape else None,
-        output_layer=getattr(module, "atlas_output_layer", leaves[-1] if leaves else None),
+        output_layer=str(output) if output is not None else (leaves[-1] if leaves else None),
         weights=w,
         random_weights=random,
         fingerprint=fp,
+        extras={"input_space_from": source},
     )
 
 
@@ -244,8 +291,13 @@ def load_model(
     *,
     allow_random_weights: bool = False,
     toyworld: ToyWorldRef | None = None,
+    default_size: int | None = None,
 ) -> LoadedModel:
-    """Resolve a model spec (or ModelConfig) to a frozen LoadedModel. Raises ModelError with one line."""
+    """Resolve a model spec (or ModelConfig) to a frozen LoadedModel. Raises ModelError with one line.
+
+    ``default_size``: input size for a target that declares none (``atlas layers`` probes at 224);
+    without it such a target is an error asking for ``models.<role>.preprocess.size``.
+    """
     if isinstance(cfg, str):
         cfg = ModelConfig(spec=cfg)
     scheme, _, rest = cfg.spec.partition(":")
@@ -257,7 +309,28 @@ def load_model(
         )
     if not rest:
         raise ModelError(f"model spec {cfg.spec!r} names no model; e.g. {scheme}:NAME")
-    return SCHEMES[scheme](rest, cfg, role, allow_random_weights, toyworld or ToyWorldRef())
+    model = SCHEMES[scheme](rest, cfg, role, allow_random_weights, toyworld or ToyWorldRef())
+    if role in ("target", "judge") and model.space is None:
+        if default_size is None:
+            raise ModelError(
+                f"spec {cfg.spec!r} declares no input size; set models.{role}.preprocess.size (and geometry, "
+                "channel_order, value_scale, mean, std) or declare atlas_image_space on the factory"
+            )
+        model.space = _override_space(ImageSpace(size=default_size), cfg.preprocess, cfg.spec)
+        model.extras["input_space_from"] = "default"
+    if cfg.output_layer is not None:
+        _check_layer(model.module, cfg.output_layer, f"models.{role}.output_layer")
+        model.output_layer = cfg.output_layer
+    return model
+
+
+def _check_layer(module: nn.Module, name: object, where: str) -> None:
+    if not isinstance(name, str):
+        raise ModelError(f"{where}: expected a layer name (a string), got {name!r}")
+    try:
+        resolve_modules(module, [name])
+    except ModelError as exc:
+        raise ModelError(f"{where}: {exc}") from None
 
 
 def example_input(model: LoadedModel, batch: int = 1) -> torch.Tensor:
@@ -267,3 +340,30 @@ def example_input(model: LoadedModel, batch: int = 1) -> torch.Tensor:
         return torch.zeros(batch, *model.code_shape)
     assert model.space is not None
     return model.space.encode(torch.full((batch, 3, model.space.size, model.space.size), 0.5))
+
+
+def model_layers(model: LoadedModel, include_containers: bool = False) -> list[LayerInfo]:
+    """``list_layers`` on the model's example input; a forward pass that fails at the model's input size
+    is one line naming the size and how to set it (the usual cause: a network built for another size)."""
+    if model.role in ("generator", "dae") and not model.code_shape:
+        raise ModelError(f"{model.spec}: the {model.role} declares no code_shape (module.code_shape = (D,))")
+    x = example_input(model)
+    try:
+        return list_layers(model.module, x, include_containers=include_containers)
+    except Exception as exc:  # noqa: BLE001 - user networks fail in many ways
+        shape = "x".join(map(str, x.shape[1:]))
+        if model.role in ("target", "judge"):
+            size = model.space.size if model.space is not None else "?"
+            how = (
+                f"set the size it expects with models.{model.role}.preprocess.size (atlas run) or "
+                "--size N (atlas layers)"
+            )
+            if model.spec.startswith("python:"):
+                how += ", or declare atlas_image_space on the factory"
+            raise ModelError(
+                f"{model.spec}: a forward pass at {size}x{size} px (input {shape}) failed "
+                f"({_one_line(exc, 160)}); {how}"
+            ) from None
+        raise ModelError(
+            f"{model.spec}: a forward pass on a {shape} code failed ({_one_line(exc, 160)})"
+        ) from None

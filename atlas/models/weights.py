@@ -1,8 +1,14 @@
-"""Safe loading of state-dict files and strict application to a module, with one-line errors."""
+"""Safe loading of state-dict files and strict application to a module, with one-line errors.
+
+A weights path may be a local path or a URI (``s3://bucket/weights/alexnet.pth``, ``gs://...``,
+``file://...``), read through ``pyarrow.fs`` with the provider's usual credentials; the driver reads it
+once and ships the loaded model to every actor.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import io
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,28 +21,60 @@ from atlas.errors import ModelError
 _NESTED_KEYS = ("state_dict", "model", "model_state_dict")
 
 
-def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a torch state-dict file with ``weights_only=True`` (pickled code is refused)."""
-    p = Path(path)
-    if not p.exists():
-        raise ModelError(f"weights file {str(p)!r} not found; give the path of a state-dict file (.pt/.pth)")
-    if not p.is_file():
-        raise ModelError(
-            f"weights path {str(p)!r} is not a file; give the path of a state-dict file (.pt/.pth)"
-        )
+URI_SCHEMES = ("s3://", "gs://", "gcs://", "file://")
+
+
+def is_uri(path: str | Path) -> bool:
+    return isinstance(path, str) and path.startswith(URI_SCHEMES)
+
+
+def read_uri(uri: str, what: str = "weights file") -> bytes:
+    """The bytes of an object-store or file:// object (pyarrow.fs); missing or unreadable is one line."""
+    import pyarrow.fs as pafs
+
     try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
+        fs, inner = pafs.FileSystem.from_uri(uri)
+        with fs.open_input_file(inner) as fh:
+            return fh.read()
+    except FileNotFoundError:
+        raise ModelError(f"{what} {uri!r} not found") from None
+    except (OSError, ValueError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "not found" in first.lower() or "no such file" in first.lower():
+            raise ModelError(f"{what} {uri!r} not found") from None
+        raise ModelError(f"{what} {uri!r} cannot be read ({first})") from None
+
+
+def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a torch state-dict file (a path or a URI) with ``weights_only=True`` (pickled code is refused)."""
+    source: str | Path | io.BytesIO
+    if is_uri(path):
+        source = io.BytesIO(read_uri(str(path)))
+    else:
+        p = Path(path)
+        if not p.exists():
+            raise ModelError(
+                f"weights file {str(p)!r} not found; give the path of a state-dict file (.pt/.pth)"
+            )
+        if not p.is_file():
+            raise ModelError(
+                f"weights path {str(p)!r} is not a file; give the path of a state-dict file (.pt/.pth)"
+            )
+        source = p
+    label = str(path)
+    try:
+        obj = torch.load(source, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if "weights_only" in str(exc) or "Unsupported global" in str(exc):
             raise ModelError(
-                f"weights file {str(p)!r} refused: it holds pickled Python objects, not only tensors; "
+                f"weights file {label!r} refused: it holds pickled Python objects, not only tensors; "
                 "re-save it with torch.save(model.state_dict(), path)"
             ) from None
-        raise ModelError(f"weights file {str(p)!r} is corrupt or not a torch file ({exc})") from None
+        raise ModelError(f"weights file {label!r} is corrupt or not a torch file ({exc})") from None
     except Exception as exc:  # noqa: BLE001 - arbitrary bytes fail in many ways (zip, pickle, struct, unicode)
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ModelError(
-            f"weights file {str(p)!r} is corrupt or not a torch state-dict file ({first})"
+            f"weights file {label!r} is corrupt or not a torch state-dict file ({first})"
         ) from None
     if isinstance(obj, Mapping):
         for key in _NESTED_KEYS:
@@ -44,9 +82,7 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
                 obj = obj[key]
                 break
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ModelError(
-            f"weights file {str(p)!r} does not hold a state dict (a mapping of names to tensors)"
-        )
+        raise ModelError(f"weights file {label!r} does not hold a state dict (a mapping of names to tensors)")
     out = {str(k): v for k, v in obj.items()}
     if out and all(k.startswith("module.") for k in out):  # saved from DataParallel
         out = {k[len("module.") :]: v for k, v in out.items()}
@@ -84,8 +120,11 @@ def apply_state_dict(module: nn.Module, state: Mapping[str, torch.Tensor], sourc
 
 
 def file_fingerprint(path: str | Path) -> str:
-    """sha256 of a file's bytes (first 16 hex digits)."""
+    """sha256 of a file's bytes (first 16 hex digits); ``path`` may be a URI."""
     h = hashlib.sha256()
+    if is_uri(path):
+        h.update(read_uri(str(path)))
+        return h.hexdigest()[:16]
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)

@@ -33,8 +33,9 @@ import torch
 from atlas.config import RunConfig
 from atlas.errors import AtlasError, ConfigError
 from atlas.models import LayerProbe, example_input
-from atlas.pipeline.models_setup import RunModels, build_bundle, build_models
+from atlas.pipeline.models_setup import RunModels, ShippedBundle, build_bundle, build_models
 from atlas.pipeline.plan import Shard, plan_shards
+from atlas.pipeline.preflight import preflight_config, preflight_models
 from atlas.store import RunStore
 from atlas.store.location import Location, is_remote, open_location
 from atlas.store.lock import RunLock
@@ -83,15 +84,22 @@ class LayerPlan:
     units: list[int]
 
 
-def resolve_layers(cfg: RunConfig, models: RunModels) -> list[LayerPlan]:
-    """Check every configured layer exists and every unit is in range (one forward pass, CPU)."""
+def resolve_layers(
+    cfg: RunConfig, models: RunModels, shapes: dict[str, tuple[int, ...]] | None = None
+) -> list[LayerPlan]:
+    """Each configured layer's kind, shape and units (checked against its size before expanding).
+
+    ``shapes`` (layer -> activation shape without the batch dimension) comes from pre-flight's probe;
+    without it one CPU forward pass measures them."""
     target = models.target
-    names = [layer.name for layer in cfg.layers]
-    with torch.no_grad():
-        acts = LayerProbe(target.module, names)(example_input(target))
+    if shapes is None:
+        names = [layer.name for layer in cfg.layers]
+        with torch.no_grad():
+            acts = LayerProbe(target.module, names)(example_input(target))
+        shapes = {n: tuple(acts[n].shape[1:]) for n in names}
     plans = []
     for i, layer in enumerate(cfg.layers):
-        shape = tuple(acts[layer.name].shape[1:])
+        shape = tuple(shapes[layer.name])
         if len(shape) not in (1, 3):
             raise AtlasError(
                 f"layers.{i}.name: layer {layer.name!r} has output shape {shape}; "
@@ -100,7 +108,8 @@ def resolve_layers(cfg: RunConfig, models: RunModels) -> list[LayerPlan]:
         kind = layer.kind
         if kind == "auto":
             kind = "output" if layer.name == target.output_layer else ("fc" if len(shape) == 1 else "conv")
-        plans.append(LayerPlan(layer.name, kind, shape, layer.units.resolve(shape[0], f"layers.{i}.units")))
+        units = layer.units.resolve(shape[0], f"layers.{i}.units", layer.name)
+        plans.append(LayerPlan(layer.name, kind, shape, units))
     return plans
 
 
@@ -142,8 +151,13 @@ def run_atlas(
 ) -> dict[str, Any]:
     """Build (or finish) the atlas a config describes; returns the run summary."""
     started = time.perf_counter()
+    for warning in preflight_config(cfg, address=address):  # before any model loads or toy world trains
+        log(f"atlas: warning: {warning}")
     models = build_models(cfg)
-    layers = resolve_layers(cfg, models)
+    checked = preflight_models(cfg, models)
+    for warning in checked.warnings:
+        log(f"atlas: warning: {warning}")
+    layers = resolve_layers(cfg, models, checked.layer_shapes)
     shards = plan_shards({lp.name: lp.units for lp in layers}, cfg.ray.units_per_shard)
     loc = run_location(cfg)
     store = RunStore(loc)
@@ -165,6 +179,9 @@ def run_atlas(
         ],
         "chains_per_unit": cfg.sampler.chains_per_unit,
         "method": cfg.sampler.method,
+        "output_layer": checked.output_layer,
+        "facet_layer": checked.facet_layer,
+        "code_layer": checked.code_layer,
     }
     summaries: list[dict[str, Any]] = []
     if not todo:
@@ -225,14 +242,15 @@ def _dispatch(
             f"atlas run {cfg.name}: {len(todo)} shards, {total_units - done_units} units to go, "
             f"on {layout.describe()}"
         )
-        bundle_ref = ray.put(bundle)  # models, judge, real images: once into the object store
+        # models, judge, real images: once into the object store, passed by reference (kept alive here)
+        shipped = ShippedBundle(ray.put(bundle))
         remote = ray.remote(AtlasWorker).options(
             num_cpus=layout.cpus,
             num_gpus=layout.gpus,
             max_restarts=cfg.ray.max_restarts,
             max_task_retries=0,
         )
-        actors = [remote.remote(cfg.to_dict(), loc, layout.threads, bundle_ref) for _ in range(layout.actors)]
+        actors = [remote.remote(cfg.to_dict(), loc, layout.threads, shipped) for _ in range(layout.actors)]
         bar = _progress_bar(total_units, done_units, cfg.name) if progress else None
         try:
             report = run_pool(

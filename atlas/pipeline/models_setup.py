@@ -71,6 +71,19 @@ class WorkerBundle:
     real: Any | None
 
 
+@dataclass(frozen=True)
+class ShippedBundle:
+    """A :class:`WorkerBundle` in Ray's object store, passed by reference: the actor fetches it in its
+    constructor (and again on a restart) while the driver keeps the reference alive."""
+
+    ref: Any  # ray.ObjectRef of a WorkerBundle
+
+    def fetch(self) -> WorkerBundle:
+        import ray
+
+        return ray.get(self.ref)
+
+
 def load_judge(cfg: RunConfig) -> LoadedModel | None:
     """The toy world's held-out judge J, for a verdict on output units (None for other targets)."""
     if not cfg.models.target.spec.startswith("toyworld:"):

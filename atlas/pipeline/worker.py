@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from atlas.config import config_from_dict
-from atlas.pipeline.models_setup import WorkerBundle, build_bundle, pick_device
+from atlas.pipeline.models_setup import ShippedBundle, WorkerBundle, build_bundle, pick_device
 from atlas.pipeline.plan import Shard
 from atlas.pipeline.rows import merge_rows, unit_rows
 from atlas.sampling import Engine
@@ -38,7 +38,7 @@ class AtlasWorker:
         config: dict[str, Any],
         run: str | Location,
         threads: int | None = None,
-        bundle: WorkerBundle | None = None,
+        bundle: WorkerBundle | ShippedBundle | None = None,
     ) -> None:
         self.cfg = config_from_dict(config)
         if threads:
@@ -46,6 +46,8 @@ class AtlasWorker:
         self.device = pick_device(self.cfg.compute.device)
         started = time.perf_counter()
         self.shipped = bundle is not None
+        if isinstance(bundle, ShippedBundle):
+            bundle = bundle.fetch()
         bundle = bundle if bundle is not None else build_bundle(self.cfg)
         self.models = bundle.models
         for m in (self.models.target, self.models.generator, self.models.dae):

@@ -27,7 +27,13 @@ from atlas.sampling.compute import ComputeSetup, resolve_device
 from atlas.sampling.engine import Engine
 from atlas.sampling.facets import cluster_facets, facet_seed_codes, kmeans, top_real
 from atlas.sampling.objectives import Objective, layer_values, unit_readout
-from atlas.sampling.real import FolderImages, RealImagesLike, load_image_folder
+from atlas.sampling.real import (
+    FolderImages,
+    RealImagesLike,
+    check_image_folder,
+    image_files,
+    load_image_folder,
+)
 from atlas.sampling.results import ChainResult, ImageRecord, UnitResult
 from atlas.sampling.seeds import chain_seed
 from atlas.sampling.stats import TRAJECTORY_KEYS
@@ -46,8 +52,10 @@ __all__ = [
     "Unit",
     "UnitResult",
     "chain_seed",
+    "check_image_folder",
     "cluster_facets",
     "facet_seed_codes",
+    "image_files",
     "kmeans",
     "layer_values",
     "load_image_folder",

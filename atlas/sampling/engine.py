@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from atlas.config import ComputeConfig, FacetConfig, SamplerConfig
+from atlas.config import ComputeConfig, FacetConfig, SamplerConfig, check_sampler_models
 from atlas.errors import ConfigError
 from atlas.models.codes import CodeStats
 from atlas.models.fusion import fold_batchnorm, folded, unfold
@@ -73,8 +73,9 @@ class Engine:
         facet_layer: str | None = None,
         real_batch: int = 256,
     ) -> None:
-        """``facet_layer``: features clustered into facets (default: T's penultimate layer, the last 1-D layer
-        before the output layer). ``real_batch``: batch size for the passes over the real-image set."""
+        """``facet_layer``: features clustered into facets (default: ``facets.layer``, else T's penultimate
+        layer, the last 1-D layer before the output layer). ``real_batch``: batch size for the passes over
+        the real-image set."""
         if target.space is None:
             raise ConfigError(f"target {target.spec!r} declares no input space")
         self.cfg, self.facet_cfg, self.device = sampler, facets, torch.device(device)
@@ -105,7 +106,7 @@ class Engine:
         self._check_method()
         self._shapes: dict[str, tuple[int, ...]] = {}
         self._order: list[str] = []
-        self._facet_layer = facet_layer
+        self._facet_layer = facet_layer if facet_layer is not None else facets.layer
         self._real_cache: dict[str, torch.Tensor] = {}
         self.sampler = self._make_sampler()
 
@@ -155,28 +156,26 @@ class Engine:
 
     @property
     def facet_layer(self) -> str | None:
-        """T's penultimate layer: the last layer with a 1-D output before the output layer."""
+        """``facets.layer``, else T's penultimate layer (``facets.default_facet_layer``)."""
         if not self.facet_cfg.enabled:
             return None
         if self._facet_layer is None:
             self._layer_table()
-            out = self.target.output_layer
-            names = self._order[: self._order.index(out)] if out in self._order else self._order
-            flat = [n for n in names if len(self._shapes[n]) == 1]
-            self._facet_layer = flat[-1] if flat else (names[-1] if names else out)
+            rows = [(n, self._shapes[n]) for n in self._order]
+            self._facet_layer = facet_mod.default_facet_layer(rows, self.target.output_layer)
         return self._facet_layer
 
     # ------------------------------------------------------------------------------------ sampler
     def _check_method(self) -> None:
-        m = self.method
-        if m in ("dgn_am", "ppgn_h") and self.generator is None:
-            raise ConfigError(f"sampler.method {m!r} needs a generator; set models.generator or use pixel")
-        if m == "ppgn_h" and self.cfg.ppgn_h.prior == "dae" and self.dae is None:
-            raise ConfigError("ppgn_h with prior: dae needs a DAE; set models.dae or use prior: joint")
-        if m == "ppgn_h" and self.cfg.ppgn_h.prior == "joint" and not self.code_layer:
-            raise ConfigError(
-                "ppgn_h with prior: joint needs models.code_layer (the target layer of G's code)"
-            )
+        """The config's own rule (``check_sampler_models``): one source of the user-facing message."""
+        s = self.cfg
+        check_sampler_models(
+            s.method,
+            s.ppgn_h.prior,
+            generator=self.generator is not None,
+            dae=self.dae is not None,
+            code_layer=self.code_layer,
+        )
 
     def _bounds(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         if self.code_stats is None:

@@ -6,6 +6,7 @@ Usage::
     centers, sizes = kmeans(codes, k=4, seed=0)                     # torch k-means (k-means++ init)
     starts = facet_seed_codes(codes_of_top_images, k=4, seed=0)     # Nguyen, Yosinski & Clune 2016
     idx, vals = top_real(values, unit, k=9)                         # the unit's top real images
+    default_facet_layer([("fc7", (32,)), ("fc8", (10,))], "fc8")    # -> "fc7" (T's penultimate layer)
 
 Facet criterion (``FacetConfig``): chain end points are described by T's penultimate-layer features of their
 last picture, L2-normalized. Average-free centroid agglomeration: start with one cluster per chain and merge
@@ -19,8 +20,25 @@ top-activating real images are clustered with k-means; each cluster mean is the 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
+
+
+def default_facet_layer(
+    layers: Sequence[tuple[str, tuple[int, ...]]], output_layer: str | None
+) -> str | None:
+    """The layer whose features are clustered into facets when ``facets.layer`` is not set: T's penultimate
+    layer, the last layer with a 1-D output before the output layer (else the last layer before it).
+
+    ``layers``: (name, per-example output shape) of the target's leaf modules in execution order.
+    """
+    names = [n for n, _ in layers]
+    before = names[: names.index(output_layer)] if output_layer in names else names
+    shapes = dict(layers)
+    flat = [n for n in before if len(shapes[n]) == 1]
+    return flat[-1] if flat else (before[-1] if before else output_layer)
 
 
 def cluster_facets(

@@ -2,6 +2,7 @@
 
 Usage::
 
+    check_image_folder("my_images/")                     # every file decodes (pre-flight), -> count
     real = load_image_folder("my_images/", size=64)     # .images (N, 3, 64, 64) float rgb01, .paths
     real.images, real.labels                              # labels/fine are None for a plain folder
 
@@ -34,31 +35,81 @@ class FolderImages:
     fine: torch.Tensor | None = None
 
 
+def image_files(path: str | Path) -> list[Path]:
+    """The image files under ``path`` (recursive, sorted); one-line errors for a missing/empty folder."""
+    root = Path(path)
+    if not root.exists():
+        raise AtlasError(f"image folder {str(root)!r} not found; give a directory of .png/.jpg images")
+    if not root.is_dir():
+        raise AtlasError(f"image folder {str(root)!r} is a file, not a directory; give a directory of images")
+    try:
+        every = [p for p in root.rglob("*") if p.is_file()]
+    except OSError as exc:
+        raise AtlasError(f"image folder {str(root)!r} cannot be listed ({type(exc).__name__})") from None
+    files = sorted(p for p in every if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        other = f" (it holds {len(every)} other files)" if every else " (it is empty)"
+        raise AtlasError(
+            f"image folder {str(root)!r} holds no images{other}; expected {', '.join(IMAGE_SUFFIXES)} files"
+        )
+    return files
+
+
+def _decode(f: Path):
+    """Open and fully decode one image as RGB (PIL), or raise."""
+    from PIL import Image
+
+    with Image.open(f) as im:
+        im = im.convert("RGB")
+    if min(im.size) < 1:
+        raise ValueError("empty image")
+    return im
+
+
+def check_image_folder(path: str | Path) -> int:
+    """Decode every image under ``path`` (nothing kept); returns the count.
+
+    An unreadable file is an error naming it (and how many more there are), not a skip: the workers load
+    the same folder and must see the same images in the same order (real-image indices are recorded).
+    """
+    files = image_files(path)
+    bad: list[tuple[Path, str]] = []
+    for f in files:
+        try:
+            _decode(f)
+        except Exception as exc:  # noqa: BLE001 - PIL raises OSError, ValueError, DecompressionBombError, ...
+            bad.append((f, type(exc).__name__))
+    if bad:
+        more = f" and {len(bad) - 1} more of {len(files)}" if len(bad) > 1 else ""
+        raise AtlasError(
+            f"image {str(bad[0][0])!r} in folder {str(path)!r} is unreadable ({bad[0][1]}){more}; "
+            "fix or remove it (every image file in the folder is used)"
+        )
+    return len(files)
+
+
 def load_image_folder(path: str | Path, size: int, limit: int | None = None) -> FolderImages:
     """Every image under ``path`` (recursive, sorted), shorter side resized to ``size``, centre-cropped."""
     from PIL import Image
 
-    root = Path(path)
-    if not root.is_dir():
-        raise AtlasError(f"image folder {str(root)!r} not found; give a directory of .png/.jpg images")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files = image_files(path)
     if limit is not None:
         files = files[:limit]
-    if not files:
-        raise AtlasError(f"image folder {str(root)!r} holds no images ({', '.join(IMAGE_SUFFIXES)})")
     out = []
     for f in files:
         try:
-            with Image.open(f) as im:
-                im = im.convert("RGB")
-                w, h = im.size
-                s = size / min(w, h)
-                im = im.resize((max(size, round(w * s)), max(size, round(h * s))), Image.BILINEAR)
-                w, h = im.size
-                left, top = (w - size) // 2, (h - size) // 2
-                im = im.crop((left, top, left + size, top + size))
-                out.append(torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()))
-        except OSError as exc:
-            raise AtlasError(f"image {str(f)!r} is unreadable ({exc.__class__.__name__})") from None
+            im = _decode(f)
+            w, h = im.size
+            s = size / min(w, h)
+            im = im.resize((max(size, round(w * s)), max(size, round(h * s))), Image.BILINEAR)
+            w, h = im.size
+            left, top = (w - size) // 2, (h - size) // 2
+            im = im.crop((left, top, left + size, top + size))
+            out.append(torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()))
+        except Exception as exc:  # noqa: BLE001 - see check_image_folder
+            raise AtlasError(
+                f"image {str(f)!r} is unreadable ({exc.__class__.__name__}); fix or remove it "
+                "(every image file in the folder is used)"
+            ) from None
     images = torch.stack(out).permute(0, 3, 1, 2).float() / 255.0  # (N, 3, size, size)
     return FolderImages(images=images, paths=[str(f) for f in files])

@@ -139,6 +139,16 @@ def test_local_out_dir_on_a_multi_node_cluster_is_refused(cluster, micro_cache, 
     message = str(err.value)
     assert "s3://" in message and "storage.shared" in message and "\n" not in message
     assert not out.exists(), "a refused run wrote files"
+    cli = subprocess.run(
+        [sys.executable, "-m", "atlas", "run", str(REPO / "configs" / "micro.yaml"), "--no-progress",
+         "--address", cluster["cluster"].address, "--set", f"out_dir={out}",
+         "--set", f"toyworld.cache_dir={micro_cache}"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert cli.returncode == 2, cli.stderr[-2000:]
+    errors = [line for line in cli.stderr.splitlines() if line.startswith("atlas: error:")]
+    assert len(errors) == 1 and "storage.shared" in errors[0] and "Traceback" not in cli.stderr
+    assert not out.exists(), "a refused run wrote files"
 
 
 def test_actor_sigkill_under_cpu_load_counts_one_death(cluster, s3, micro_cache):

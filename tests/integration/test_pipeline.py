@@ -190,7 +190,7 @@ def test_cli_bad_layer_is_one_line_exit_2(tmp_path, micro_cache):
         timeout=120,
     )
     assert proc.returncode == 2
-    assert proc.stderr.strip().startswith("atlas: error: unknown layer 'fc9'")
+    assert proc.stderr.strip().startswith("atlas: error:") and "unknown layer 'fc9'" in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not any(tmp_path.iterdir())
 

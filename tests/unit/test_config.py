@@ -26,7 +26,7 @@ def test_valid_minimal_config_has_documented_defaults():
     assert isinstance(c, RunConfig)
     assert c.sampler.method == "dgn_am" and c.sampler.steps == 200
     assert c.models.target.spec == "toyworld:target"
-    assert c.layers[0].units.all and c.layers[1].units.indices == (0, 1, 2, 3)
+    assert c.layers[0].units.all and c.layers[1].units.resolve(10) == [0, 1, 2, 3]
     assert all(doc for _key, _tp, _default, doc in describe_fields())
 
 
@@ -51,7 +51,7 @@ def test_overrides_apply_with_yaml_types():
         ],
     )
     assert c.sampler.steps == 50 and c.sampler.ppgn_h.eps1 == pytest.approx(1e-3)
-    assert c.layers[0].units.indices == (0, 1)
+    assert c.layers[0].units.resolve(10) == [0, 1]
     assert c.models.target.weights == "/tmp/x.pt" and c.ray.address is None
 
 

@@ -83,3 +83,28 @@ def test_local_out_dir_that_is_a_file_is_refused(tmp_path):
 def test_unsupported_scheme_names_the_valid_ones():
     with pytest.raises(AtlasError, match="s3://bucket/prefix"):
         open_location("ftp://host/x")
+
+
+def test_weights_and_code_stats_load_from_s3(s3, tmp_path):
+    import pyarrow.fs as pafs
+    import torch
+
+    from atlas.errors import ModelError
+    from atlas.models.codes import CodeStats
+    from atlas.models.weights import file_fingerprint, load_state_dict_file
+
+    net = torch.nn.Linear(3, 2)
+    local = tmp_path / "w.pt"
+    torch.save(net.state_dict(), local)
+    stats = CodeStats(torch.zeros(4), torch.ones(4), torch.zeros(4), torch.ones(4) * 3, {}, "test")
+    stats.save(tmp_path / "s.pt")
+    fs = pafs.S3FileSystem(endpoint_override=s3.endpoint)
+    for name in ("w.pt", "s.pt"):
+        with fs.open_output_stream(f"{s3.bucket}/weights/{name}") as fh:
+            fh.write((tmp_path / name).read_bytes())
+    state = load_state_dict_file(s3.uri("weights", "w.pt"))
+    assert torch.equal(state["weight"], net.weight.detach())
+    assert file_fingerprint(s3.uri("weights", "w.pt")) == file_fingerprint(local)
+    assert torch.equal(CodeStats.load(s3.uri("weights", "s.pt")).upper, stats.upper)
+    with pytest.raises(ModelError, match="not found"):
+        load_state_dict_file(s3.uri("weights", "missing.pt"))

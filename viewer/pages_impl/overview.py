@@ -40,6 +40,10 @@ def _header(ctx: Context) -> None:
         bits.append(f"git `{str(info['git_sha'])[:10]}`")
     if info.get("config_hash"):
         bits.append(f"config `{str(info['config_hash'])[:10]}`")
+    if info.get("facet_layer"):
+        bits.append(f"facets on `{info['facet_layer']}`")
+    if info.get("output_layer"):
+        bits.append(f"output layer `{info['output_layer']}`")
     st.caption(" · ".join(bits) + f" · `{ctx.run_dir}`")
 
 

@@ -1,0 +1,285 @@
+"""Pre-flight: every check of a run that needs no worker, on the driver, before Ray or any write.
+
+Usage (the driver, right after ``build_models``)::
+
+    report = preflight(cfg, models, address=address)     # raises AtlasError: one line, exit 2
+    for line in report.warnings:
+        log(f"atlas: warning: {line}")
+    report.facet_layer, report.layer_shapes              # what the workers will use (run.json)
+
+``preflight_config(cfg, address=...)`` is the part that needs no model (device, image folder, starts); call
+it before ``build_models`` to fail before a toy world trains. ``preflight`` runs both parts.
+
+Rules worth knowing:
+
+- ``compute.device: cuda`` without a visible GPU is refused only for a local run (no ``address``, no
+  ``RAY_ADDRESS``): on a cluster the driver may have no GPU while its workers do (then it is a warning).
+- ``facets.real_images``: a folder must exist, hold images, and every image must decode. An unreadable
+  file is an error, not a skip: workers load the same folder and record real images by index.
+- ``sampler.start: real | facet_seeded`` without real images is refused (the engine would start from the
+  mean code instead, and the run record would claim seeded starts).
+- Units are checked against each layer's size without expanding the selection.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from atlas.config import RunConfig, check_sampler_models
+from atlas.errors import AtlasError, ConfigError, ModelError
+from atlas.models import model_layers
+from atlas.models.probes import LayerInfo, resolve_modules
+from atlas.sampling.facets import default_facet_layer
+from atlas.sampling.real import check_image_folder, image_files
+
+if TYPE_CHECKING:
+    from atlas.pipeline.models_setup import RunModels
+
+SEEDED_STARTS = ("real", "facet_seeded")
+Shapes = dict[str, tuple[int, ...]]  # layer name -> per-example output shape
+
+
+@dataclass
+class PreflightReport:
+    """What pre-flight found: warnings to print, and what the workers will use."""
+
+    warnings: list[str] = field(default_factory=list)
+    layer_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)  # configured layers
+    output_layer: str | None = None
+    facet_layer: str | None = None  # None: facets disabled
+    code_layer: str | None = None
+    real_images: int | None = None  # images in the facets.real_images folder
+
+
+def is_local(address: str | None) -> bool:
+    """A run on a Ray instance of its own (no cluster address): the driver's devices are the workers'."""
+    return not (address or os.environ.get("RAY_ADDRESS"))
+
+
+# ------------------------------------------------------------------------------------------- no models
+
+
+def check_device(cfg: RunConfig, local: bool) -> list[str]:
+    """compute.device / autocast / ray.gpus_per_worker against this machine (refused only when local)."""
+    device, cuda = cfg.compute.device, torch.cuda.is_available()
+    if device.startswith("cuda") and not cuda:
+        if not local:
+            return [
+                f"compute.device is {device!r} and the driver sees no CUDA device; the workers must have one"
+            ]
+        raise ConfigError(
+            f"compute.device: {device!r} requested but this machine has no visible CUDA device (local run); "
+            "use cpu or auto, or run on a Ray cluster with GPU workers (--address)"
+        )
+    if local and device.startswith("cuda:") and int(device[5:]) >= torch.cuda.device_count():
+        raise ConfigError(
+            f"compute.device: {device!r} does not exist; this machine has CUDA devices "
+            f"0-{torch.cuda.device_count() - 1}"
+        )
+    if local and not cuda:
+        if cfg.compute.autocast == "fp16":
+            raise ConfigError(
+                "compute.autocast: fp16 needs a CUDA device and this machine has none (local run); "
+                "use bf16 or auto"
+            )
+        if cfg.ray.gpus_per_worker:
+            raise ConfigError(
+                f"ray.gpus_per_worker: {cfg.ray.gpus_per_worker:g} GPU(s) per worker requested but this "
+                "machine has no CUDA device (local run); remove it or set it to 0"
+            )
+    return []
+
+
+def check_real_images(cfg: RunConfig, decode: bool = True) -> tuple[bool, int | None, list[str]]:
+    """(real images available, images in the folder, warnings); seeded starts without them are refused.
+
+    ``decode=False`` only lists the folder (exists, a directory, holds images): for a caller that loads
+    the folder itself right after (its unreadable-file error then needs the ``facets.real_images:`` key).
+    """
+    source, start, warnings = cfg.facets.real_images, cfg.sampler.start, []
+    have, count, why = False, None, "facets.real_images is null"
+    if source == "toyworld":
+        have = cfg.models.target.spec.startswith("toyworld:")
+        if not have:
+            why = "facets.real_images is 'toyworld' and the target is not a toy-world model"
+            if start not in SEEDED_STARTS:
+                warnings.append(
+                    f"{why}: no real images (no dataset examples); set a folder of images or null"
+                )
+    elif source:
+        try:
+            count = check_image_folder(source) if decode else len(image_files(source))
+        except AtlasError as exc:
+            raise AtlasError(f"facets.real_images: {exc}") from None
+        have = True
+    if start in SEEDED_STARTS and not have:
+        raise ConfigError(
+            f"sampler.start: {start!r} needs real images and {why}; set facets.real_images to a folder of "
+            "images, or use sampler.start: random (or mean)"
+        )
+    return have, count, warnings
+
+
+def preflight_config(cfg: RunConfig, *, address: str | None = None, decode_images: bool = True) -> list[str]:
+    """The checks that need no model: device, real-image folder, starts. Returns warnings."""
+    warnings = check_device(cfg, is_local(address))
+    warnings += check_real_images(cfg, decode_images)[2]
+    return warnings
+
+
+# ---------------------------------------------------------------------------------------------- models
+
+
+def _leaves(module: nn.Module) -> set[str]:
+    return {n for n, m in module.named_modules() if n and not any(True for _ in m.children())}
+
+
+def _known_layer(
+    module: nn.Module, shapes: dict[str, tuple[int, ...]], name: str, key: str
+) -> tuple[int, ...]:
+    """The per-example output shape of a named target layer, or a one-line error under ``key``."""
+    try:
+        resolve_modules(module, [name])
+    except ModelError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+    if name not in shapes:
+        raise ConfigError(
+            f"{key}: layer {name!r} produced no tensor in the target's forward pass (it does not run, or "
+            "returns a tuple/dict); choose another with `atlas layers SPEC --all`"
+        )
+    return shapes[name]
+
+
+def _check_layers(cfg: RunConfig, module: nn.Module, shapes: Shapes, output: str | None) -> Shapes:
+    out = {}
+    for i, layer in enumerate(cfg.layers):
+        shape = _known_layer(module, shapes, layer.name, f"layers.{i}.name")
+        if len(shape) not in (1, 3):
+            raise ConfigError(
+                f"layers.{i}.name: layer {layer.name!r} has output shape {shape}; "
+                "only fc (N,) and conv (C, H, W) layers have units"
+            )
+        dims = {"fc": 1, "conv": 3, "output": 1}.get(layer.kind)
+        if dims is not None and len(shape) != dims:
+            raise ConfigError(
+                f"layers.{i}.kind: {layer.kind!r} does not fit layer {layer.name!r} of shape {shape}; "
+                "use kind: auto"
+            )
+        if layer.kind == "output" and layer.name != output:
+            raise ConfigError(
+                f"layers.{i}.kind: 'output' but the target's output layer is {output!r}; "
+                f"set models.target.output_layer: {layer.name} instead"
+            )
+        layer.units.check(shape[0], f"layers.{i}.units", layer.name)
+        out[layer.name] = shape
+    return out
+
+
+def _check_code_layer(cfg: RunConfig, models: RunModels, module: nn.Module, shapes: Shapes) -> str | None:
+    s, gen = cfg.sampler, models.generator
+    check_sampler_models(
+        s.method,
+        s.ppgn_h.prior,
+        generator=gen is not None,
+        dae=models.dae is not None,
+        code_layer=models.code_layer,
+    )
+    needed = (
+        gen is not None
+        and s.method != "pixel"
+        and (s.start in SEEDED_STARTS or (s.method == "ppgn_h" and s.ppgn_h.prior == "joint"))
+    )
+    name = models.code_layer
+    if needed and not name:
+        raise ConfigError(
+            f"models.code_layer: sampler.start {s.start!r} turns real images into start codes through the "
+            "target layer whose output is G's code, and none is known; set models.code_layer or use "
+            "sampler.start: random (or mean)"
+        )
+    if not name:
+        return None
+    where = "models.code_layer" if cfg.models.code_layer else f"models.code_layer (the generator's {name!r})"
+    shape = _known_layer(module, shapes, name, where)
+    if gen is not None and gen.code_shape and math.prod(shape) != math.prod(gen.code_shape):
+        raise ConfigError(
+            f"{where}: layer {name!r} outputs {math.prod(shape)} values per image ({shape}) but the "
+            f"generator's code has {math.prod(gen.code_shape)} {gen.code_shape}; name the layer G inverts"
+        )
+    return name
+
+
+def _facet_layer(
+    cfg: RunConfig, module: nn.Module, rows: list[LayerInfo], shapes: Shapes, output: str | None
+) -> str | None:
+    if not cfg.facets.enabled:
+        return None
+    if cfg.facets.layer:
+        _known_layer(module, shapes, cfg.facets.layer, "facets.layer")
+        return cfg.facets.layer
+    leaves = _leaves(module)
+    return default_facet_layer([(r.name, r.shape) for r in rows if r.name in leaves], output)
+
+
+def _model_warnings(cfg: RunConfig, models: RunModels) -> list[str]:
+    out, s = [], cfg.sampler
+    if cfg.models.dae is not None and models.dae is None:
+        out.append("models.dae is set but unused (only ppgn_h with prior: dae uses it)")
+    if s.method == "pixel" and cfg.models.generator is not None:
+        out.append("models.generator is set but unused by sampler.method: pixel")
+    if cfg.facets.enabled and s.chains_per_unit == 1:
+        out.append("facets.enabled with sampler.chains_per_unit: 1 finds one facet per unit; use >= 4 chains")
+    if not cfg.facets.enabled and cfg.facets.layer:
+        out.append("facets.layer is set but facets.enabled is false")
+    for role in ("target", "generator", "dae"):
+        m = getattr(models, role)
+        if m is not None and m.random_weights:
+            out.append(f"models.{role} ({m.spec}) runs on RANDOM weights: the pictures show nothing learned")
+    return out
+
+
+def preflight_models(cfg: RunConfig, models: RunModels) -> PreflightReport:
+    """The checks that need the loaded models (one batch-1 forward pass of the target on the CPU)."""
+    target, s = models.target, cfg.sampler
+    module = target.module
+    rows = model_layers(target, include_containers=True)  # a failing forward pass: one line, with the size
+    shapes = {r.name: r.shape for r in rows}
+    output = target.output_layer
+    layer_shapes = _check_layers(cfg, module, shapes, output)
+    code_layer = _check_code_layer(cfg, models, module, shapes)
+    if s.method != "pixel" and s.start == "mean" and models.code_stats is None:
+        raise ConfigError(
+            "sampler.start: 'mean' needs the mean code and the generator has no code statistics; set "
+            "models.code_stats (atlas code-stats --images DIR) or use sampler.start: random"
+        )
+    facet_layer = _facet_layer(cfg, module, rows, shapes, output)
+    warnings = _model_warnings(cfg, models)
+    if cfg.models.target.output_layer and facet_layer and not cfg.facets.layer:
+        warnings.append(
+            f"facets cluster the features of {facet_layer!r} (the last 1-D layer before the output layer "
+            f"{output!r}); for a multi-head network set facets.layer to the shared features"
+        )
+    return PreflightReport(
+        warnings=warnings,
+        layer_shapes=layer_shapes,
+        output_layer=output,
+        facet_layer=facet_layer,
+        code_layer=code_layer,
+    )
+
+
+def preflight(
+    cfg: RunConfig, models: RunModels, *, address: str | None = None, decode_images: bool = True
+) -> PreflightReport:
+    """Every check that needs no worker; raises AtlasError (one line) or returns the report."""
+    warnings = check_device(cfg, is_local(address))
+    _have, count, real_warnings = check_real_images(cfg, decode_images)
+    report = preflight_models(cfg, models)
+    report.warnings = warnings + real_warnings + report.warnings
+    report.real_images = count
+    return report

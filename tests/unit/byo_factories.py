@@ -1,0 +1,106 @@
+"""`python:` factories for the bad-input tests: a user's own module, with and without declarations.
+
+The tests copy this file under a fresh module name onto sys.path (so each test session imports its own).
+Target net ("good"): 32x32 RGB -> conv1 relu1 pool1 conv2 relu2 pool2 flatten fc6 relu6 fc7 relu7 fc8 (10).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+from torch import nn
+
+CODE = 16
+
+
+def net(size: int = 32) -> nn.Sequential:
+    side = size // 4
+    return nn.Sequential(
+        OrderedDict(
+            [
+                ("conv1", nn.Conv2d(3, 4, 3, padding=1)),
+                ("relu1", nn.ReLU()),
+                ("pool1", nn.MaxPool2d(2)),
+                ("conv2", nn.Conv2d(4, 8, 3, padding=1)),
+                ("relu2", nn.ReLU()),
+                ("pool2", nn.MaxPool2d(2)),
+                ("flatten", nn.Flatten()),
+                ("fc6", nn.Linear(8 * side * side, CODE)),
+                ("relu6", nn.ReLU()),
+                ("fc7", nn.Linear(CODE, 32)),
+                ("relu7", nn.ReLU()),
+                ("fc8", nn.Linear(32, 10)),
+            ]
+        )
+    )
+
+
+def good() -> nn.Module:
+    return net()
+
+
+good.atlas_image_space = {"size": 32, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
+
+
+def undeclared() -> nn.Module:
+    """The same network with no declared image space: its size must come from the config."""
+    return net()
+
+
+def raises() -> nn.Module:
+    raise ValueError("bad hyper-parameter: width must be even")
+
+
+def not_a_module() -> int:
+    return 42
+
+
+def bad_space() -> nn.Module:
+    return net()
+
+
+bad_space.atlas_image_space = {"size": "big"}
+
+
+class TwoHeads(nn.Module):
+    """A multi-head network: a shared trunk and two classifier heads, returned as a tuple."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trunk = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2))
+        self.flat = nn.Flatten()
+        self.feat = nn.Linear(16, 12)
+        self.head_a = nn.Linear(12, 5)
+        self.head_b = nn.Linear(12, 7)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f = torch.relu(self.feat(self.flat(self.trunk(x))))
+        return self.head_a(f), self.head_b(f)
+
+
+def two_heads() -> nn.Module:
+    return TwoHeads()
+
+
+two_heads.atlas_image_space = {"size": 16}
+
+
+class Generator(nn.Module):
+    """A CODE-d code -> 32x32 picture in [-1, 1]."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.code_shape = (CODE,)
+        self.fc = nn.Linear(CODE, 3 * 8 * 8)
+        self.up = nn.Upsample(scale_factor=4)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.up(self.fc(h).view(-1, 3, 8, 8)))
+
+
+def generator() -> nn.Module:
+    return Generator()
+
+
+generator.atlas_image_space = {"size": 32, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}

@@ -1,0 +1,705 @@
+"""Bad input as users type it: every case exits 2 with exactly one `atlas: error:` line naming the culprit,
+no traceback, nothing written, and Ray never started.
+
+Cases run the CLI in-process (``atlas.cli.main``) with tiny ``python:`` models (tests/unit/byo_factories.py)
+and ``models.allow_random_weights: true``. Modes: ``config`` (``atlas config FILE``), ``check``
+(``atlas config FILE --check``: models + pre-flight, no Ray), ``run`` (``atlas run FILE``), ``layers``.
+Pre-flight cases also run through ``atlas run`` once the driver calls ``atlas.pipeline.preflight``.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from atlas.cli import main
+
+pytestmark = pytest.mark.unit
+REPO = Path(__file__).resolve().parents[2]
+SPEC = "python:tests.unit.byo_factories"
+DELETE = object()
+
+
+def _driver_calls_preflight() -> bool:
+    import atlas.pipeline.driver as driver
+
+    return "preflight" in inspect.getsource(driver)
+
+
+WIRED = _driver_calls_preflight()
+NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA device")
+
+
+def base_config(tmp: Path) -> dict:
+    return {
+        "name": "t",
+        "out_dir": str(tmp / "runs"),
+        "models": {"target": f"{SPEC}:good", "allow_random_weights": True},
+        "layers": [{"name": "fc8"}, {"name": "conv2", "units": "0-3"}],
+        "sampler": {"method": "pixel", "steps": 2, "chains_per_unit": 2, "start": "random"},
+        "facets": {"real_images": None},
+        "compute": {"device": "cpu"},
+    }
+
+
+GEN = {"models": {"generator": f"{SPEC}:generator"}, "sampler": {"method": "dgn_am"}}
+
+
+@dataclass
+class Case:
+    id: str
+    expect: tuple[str, ...]  # fragments of the one error line ({tmp} is the test's folder)
+    change: dict | None = None  # deep-merged into the base config (DELETE removes a key)
+    sets: tuple[str, ...] = ()  # --set overrides
+    raw: str | None = None  # the config file's text instead of the base config
+    setup: Callable[[Path], None] | None = None
+    path: str | None = None  # another config path ({tmp}/...)
+    merge: tuple[dict, ...] = ()  # more changes, applied after ``change``
+
+
+def _fmt(obj, tmp: Path):
+    if isinstance(obj, str):
+        return obj.replace("{tmp}", str(tmp))
+    if isinstance(obj, dict):
+        return {k: _fmt(v, tmp) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(_fmt(v, tmp) for v in obj)
+    return obj
+
+
+def _merge(data: dict, change: dict) -> dict:
+    for key, value in change.items():
+        if value is DELETE:
+            data.pop(key, None)
+        elif isinstance(value, dict) and isinstance(data.get(key), dict):
+            _merge(data[key], value)
+        else:
+            data[key] = copy.deepcopy(value)
+    return data
+
+
+def _config_file(case: Case, tmp: Path) -> str:
+    if case.setup:
+        case.setup(tmp)
+    if case.path:
+        return _fmt(case.path, tmp)
+    path = tmp / "c.yaml"
+    if case.raw is not None:
+        path.write_text(_fmt(case.raw, tmp))
+    else:
+        data = base_config(tmp)
+        for change in ((case.change or {}), *case.merge):
+            _merge(data, _fmt(change, tmp))
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return str(path)
+
+
+@pytest.fixture(autouse=True)
+def no_ray(monkeypatch):
+    """Every check must fail before Ray starts: starting it is a test failure."""
+    import ray
+
+    def refuse(*_a, **_k):
+        raise AssertionError("ray.init was called: the bad input was not caught before Ray started")
+
+    monkeypatch.setattr(ray, "init", refuse)
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code: int, out: str, err: str, expect, tmp: Path) -> None:
+    text = out + err
+    assert code == 2, f"exit {code}, expected 2:\n{text}"
+    assert "Traceback" not in text, text
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("atlas: error: "), text
+    assert text.count("atlas: error:") == 1, text
+    for fragment in expect:
+        assert _fmt(fragment, tmp) in lines[0], f"{fragment!r} not in: {lines[0]}"
+    assert not (tmp / "runs").exists(), "something was written"
+
+
+# ------------------------------------------------------------------------------------------- setups
+
+
+def _folder(tmp: Path, files: dict[str, bytes]) -> None:
+    folder = tmp / "imgs"
+    folder.mkdir()
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+
+
+def _png(tmp: Path) -> bytes:
+    from PIL import Image
+
+    path = tmp / "_one.png"
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(path)
+    data = path.read_bytes()
+    path.unlink()
+    return data
+
+
+def empty_folder(tmp: Path) -> None:
+    (tmp / "imgs").mkdir()
+
+
+def text_only_folder(tmp: Path) -> None:
+    _folder(tmp, {"notes.txt": b"not an image"})
+
+
+def corrupt_image_folder(tmp: Path) -> None:
+    _folder(tmp, {"a.png": _png(tmp), "b.png": _png(tmp), "bad.png": b"\x89PNG\r\n\x1a\n truncated"})
+
+
+def good_folder(tmp: Path) -> None:
+    _folder(tmp, {f"{i}.png": _png(tmp) for i in range(3)})
+
+
+def a_file(tmp: Path) -> None:
+    (tmp / "file.png").write_bytes(_png(tmp))
+
+
+def corrupt_weights(tmp: Path) -> None:
+    (tmp / "w.pt").write_text("these are not tensors")
+
+
+def other_net_weights(tmp: Path) -> None:
+    torch.save(torch.nn.Linear(3, 3).state_dict(), tmp / "w.pt")
+
+
+def broken_module(tmp: Path) -> None:
+    (tmp / "broken_factories.py").write_text("def build(:\n    pass\n")
+    sys.path.insert(0, str(tmp))
+
+
+def binary_config(tmp: Path) -> None:
+    (tmp / "bin.yaml").write_bytes(b"\xff\xfe\x00\x01\x80garbage")
+
+
+def config_dir(tmp: Path) -> None:
+    (tmp / "cfgdir").mkdir()
+
+
+# ------------------------------------------------------------------------------- config-level cases
+
+CONFIG_CASES = [
+    Case("missing file", ("config file '{tmp}/missing.yaml' not found",), path="{tmp}/missing.yaml"),
+    Case("config is a dir", ("is a directory",), setup=config_dir, path="{tmp}/cfgdir"),
+    Case("binary config", ("is unreadable", "UTF-8"), setup=binary_config, path="{tmp}/bin.yaml"),
+    Case("invalid yaml", ("is not valid YAML at line",), raw="layers: [\nname: x\n"),
+    Case("yaml list", ("must hold a mapping",), raw="- 1\n- 2\n"),
+    Case("empty file", ("models.target: no target given",), raw=""),
+    Case(
+        "unknown key",
+        ("unknown config key 'sampler.stepz'", "did you mean 'steps'"),
+        {"sampler": {"stepz": 3}},
+    ),
+    Case("unknown top key", ("unknown config key 'sampel'", "did you mean 'sampler'"), {"sampel": {}}),
+    Case(
+        "unknown model key",
+        ("unknown config key 'models.target.weight'", "did you mean 'weights'"),
+        {"models": {"target": {"spec": f"{SPEC}:good", "weight": "x.pt"}}},
+    ),
+    Case(
+        "unknown preprocess key",
+        ("models.target.preprocess.sizes", "did you mean 'size'"),
+        {"models": {"target": {"spec": f"{SPEC}:good", "preprocess": {"sizes": 32}}}},
+    ),
+    Case(
+        "unknown layer key",
+        ("layers.0.unit'", "did you mean 'units'"),
+        {"layers": [{"name": "fc8", "unit": 3}]},
+    ),
+    Case(
+        "steps not a number",
+        ("sampler.steps: expected an integer, got 'many'",),
+        {"sampler": {"steps": "many"}},
+    ),
+    Case("steps zero", ("sampler.steps: value 0 is out of range; must be >= 1",), {"sampler": {"steps": 0}}),
+    Case("steps huge", ("sampler.steps", "<= 100000"), {"sampler": {"steps": 10**9}}),
+    Case("chains huge", ("sampler.chains_per_unit", "<= 1024"), {"sampler": {"chains_per_unit": 5000}}),
+    Case(
+        "eps3 inf",
+        ("sampler.ppgn_h.eps3: inf is not a finite number",),
+        raw=None,
+        sets=("sampler.ppgn_h.eps3=.inf",),
+    ),
+    Case("lr nan", ("sampler.dgn_am.lr: nan is not a finite number",), sets=("sampler.dgn_am.lr=.nan",)),
+    Case("overflowing float", ("sampler.pixel.lr", "not a finite number"), sets=("sampler.pixel.lr=1e999",)),
+    Case("negative inf", ("sampler.pixel.tv", "not a finite"), sets=("sampler.pixel.tv=-.inf",)),
+    Case(
+        "absurd eps1",
+        ("sampler.ppgn_h.eps1: value 1e+30 is out of range; must be <= 10000",),
+        sets=("sampler.ppgn_h.eps1=1e30",),
+    ),
+    Case(
+        "l2 decay > 1",
+        ("sampler.dgn_am.l2_decay: value 1.5 is out of range",),
+        {"sampler": {"dgn_am": {"l2_decay": 1.5}}},
+    ),
+    Case("negative noise", ("sampler.dgn_am.noise", ">= 0"), {"sampler": {"dgn_am": {"noise": -0.1}}}),
+    Case(
+        "method typo",
+        ("sampler.method: invalid value 'ppgn'", "did you mean 'ppgn_h'"),
+        {"sampler": {"method": "ppgn"}},
+    ),
+    Case(
+        "start typo", ("sampler.start", "did you mean 'facet_seeded'"), {"sampler": {"start": "facet-seeded"}}
+    ),
+    Case(
+        "bool as string", ("facets.enabled: expected true/false, got 'yes'",), {"facets": {"enabled": "yes"}}
+    ),
+    Case(
+        "empty range",
+        ("layers.0.units: range '5-2' is empty",),
+        {"layers": [{"name": "fc8", "units": "5-2"}]},
+    ),
+    Case(
+        "garbage units",
+        ("layers.0.units: invalid unit selection 'first ten'",),
+        {"layers": [{"name": "fc8", "units": "first ten"}]},
+    ),
+    Case(
+        "negative unit",
+        ("layers.0.units: unit index -1 is negative",),
+        {"layers": [{"name": "fc8", "units": -1}]},
+    ),
+    Case(
+        "empty unit list",
+        ("layers.0.units: invalid unit list []",),
+        {"layers": [{"name": "fc8", "units": []}]},
+    ),
+    Case(
+        "mixed unit list",
+        ("layers.0.units: invalid unit list",),
+        {"layers": [{"name": "fc8", "units": [1, "x"]}]},
+    ),
+    Case(
+        "float unit",
+        ("layers.0.units: invalid unit selection 1.5",),
+        {"layers": [{"name": "fc8", "units": 1.5}]},
+    ),
+    Case("name dotdot", ("name: '..' is not a valid run name", "not starting with '.'"), {"name": ".."}),
+    Case("name dot", ("name: '.' is not a valid run name",), {"name": "."}),
+    Case("name hidden", ("name: '.hidden' is not a valid run name",), {"name": ".hidden"}),
+    Case("name with slash", ("name: '../escape' is not a valid run name",), {"name": "../escape"}),
+    Case("name empty", ("name: '' is not a valid run name",), {"name": ""}),
+    Case("no layers", ("layers: no layers selected",), {"layers": []}),
+    Case(
+        "duplicate layer",
+        ("layers: layer 'fc8' is listed twice",),
+        {"layers": [{"name": "fc8"}, {"name": "fc8"}]},
+    ),
+    Case("empty layer name", ("layers.0.name: empty layer name",), {"layers": [{"name": ""}]}),
+    Case("layers not a list", ("layers: expected a list of mappings, got 'fc8'",), {"layers": "fc8"}),
+    Case(
+        "spec without scheme",
+        ("models.target.spec: 'alexnet' is not a model spec",),
+        {"models": {"target": "alexnet"}},
+    ),
+    Case(
+        "target is a number",
+        ("models.target: expected a spec string or a mapping, got 5",),
+        {"models": {"target": 5}},
+    ),
+    Case("no target", ("models.target: no target given",), {"models": {"target": DELETE}}),
+    Case(
+        "no generator",
+        ("models.generator: sampler.method 'dgn_am' needs a generator",),
+        {"sampler": {"method": "dgn_am"}},
+    ),
+    Case(
+        "no dae",
+        ("models.dae: ppgn_h with prior: dae needs a DAE",),
+        GEN,
+        merge=({"sampler": {"method": "ppgn_h"}},),
+    ),
+    Case(
+        "identical chains",
+        ("sampler.dgn_am.noise", "all 2 chains of a unit are identical", "chains_per_unit: 1"),
+        GEN,
+        merge=({"sampler": {"start": "mean"}},),
+    ),
+    Case(
+        "device typo",
+        ("compute.device: invalid device 'gpu'; valid: auto, cpu, cuda, cuda:N",),
+        {"compute": {"device": "gpu"}},
+    ),
+    Case("fp16 on cpu", ("compute.autocast: fp16 needs a CUDA device",), {"compute": {"autocast": "fp16"}}),
+    Case(
+        "mean of 2 values",
+        ("models.target.preprocess.mean: expected 3 values",),
+        {"models": {"target": {"spec": f"{SPEC}:good", "preprocess": {"mean": [0.5, 0.5]}}}},
+    ),
+    Case(
+        "zero std",
+        ("models.target.preprocess.std.1: value 0.0 is out of range; must be > 0",),
+        {"models": {"target": {"spec": f"{SPEC}:good", "preprocess": {"std": [1, 0, 1]}}}},
+    ),
+    Case(
+        "size zero",
+        ("models.target.preprocess.size: value 0 is out of range",),
+        sets=("models.target.preprocess.size=0",),
+    ),
+    Case(
+        "size huge",
+        ("models.target.preprocess.size", "<= 4096"),
+        sets=("models.target.preprocess.size=100000",),
+    ),
+    Case(
+        "generator output layer",
+        ("models.generator.output_layer: only a target has an output layer",),
+        {"models": {"generator": {"spec": f"{SPEC}:generator", "output_layer": "fc"}}},
+    ),
+    Case("set without =", ("--set 'sampler.steps': expected KEY=VALUE",), sets=("sampler.steps",)),
+    Case("set missing item", ("--set layers.5.units: no list item '5'",), sets=("layers.5.units=0-1",)),
+    Case("set into a value", ("'sampler.steps' is a value, not a section",), sets=("sampler.steps.x=3",)),
+    Case("set negative seed", ("seed: value -1 is out of range",), sets=("seed=-1",)),
+    Case("empty image path", ("facets.real_images: empty path",), {"facets": {"real_images": ""}}),
+]
+
+
+@pytest.mark.parametrize("mode", ["config", "run"])
+@pytest.mark.parametrize("case", CONFIG_CASES, ids=[c.id for c in CONFIG_CASES])
+def test_bad_config(case: Case, mode: str, tmp_path, capsys):
+    path = _config_file(case, tmp_path)
+    args = ["config", path] if mode == "config" else ["run", path, "--no-progress"]
+    for s in case.sets:
+        args += ["--set", _fmt(s, tmp_path)]
+    assert_one_line_error(*run_cli(capsys, *args), case.expect, tmp_path)
+
+
+# ----------------------------------------------------------------------------------- pre-flight cases
+
+REAL = {"facets": {"real_images": "{tmp}/imgs"}}
+
+PREFLIGHT_CASES = [
+    Case(
+        "range past the layer",
+        ("layers.0.units: range 0-999999999 is out of range;", "has units 0-9"),
+        {"layers": [{"name": "fc8", "units": "0-999999999"}]},
+    ),
+    Case(
+        "unit past the layer",
+        ("layers.1.units: unit 12 is out of range",),
+        {"layers": [{"name": "fc8"}, {"name": "conv2", "units": [1, 12]}]},
+    ),
+    Case(
+        "unknown layer", ("layers.0.name: unknown layer 'fc9'", "did you mean"), {"layers": [{"name": "fc9"}]}
+    ),
+    Case(
+        "kind conv on fc",
+        ("layers.0.kind: 'conv' does not fit layer 'fc8'",),
+        {"layers": [{"name": "fc8", "kind": "conv"}]},
+    ),
+    Case(
+        "kind output on hidden",
+        ("layers.0.kind: 'output'", "models.target.output_layer: fc7"),
+        {"layers": [{"name": "fc7", "kind": "output"}]},
+    ),
+    Case("image folder missing", ("facets.real_images: image folder '{tmp}/imgs' not found",), REAL),
+    Case(
+        "image folder is a file",
+        ("facets.real_images:", "is a file, not a directory"),
+        {"facets": {"real_images": "{tmp}/file.png"}},
+        setup=a_file,
+    ),
+    Case(
+        "image folder empty",
+        ("facets.real_images:", "holds no images (it is empty)"),
+        REAL,
+        setup=empty_folder,
+    ),
+    Case(
+        "image folder without images",
+        ("holds no images (it holds 1 other files)", ".png"),
+        REAL,
+        setup=text_only_folder,
+    ),
+    Case(
+        "unreadable image",
+        ("facets.real_images: image '{tmp}/imgs/bad.png'", "is unreadable"),
+        REAL,
+        setup=corrupt_image_folder,
+    ),
+    Case(
+        "seeded start without images",
+        ("sampler.start: 'facet_seeded' needs real images", "facets.real_images is null"),
+        {"sampler": {"start": "facet_seeded"}},
+    ),
+    Case(
+        "toyworld images for a python target",
+        ("sampler.start: 'real' needs real images", "not a toy-world model"),
+        {"sampler": {"start": "real"}, "facets": {"real_images": "toyworld"}},
+    ),
+    Case(
+        "joint prior without code layer",
+        ("models.code_layer: ppgn_h with prior: joint needs the target layer",),
+        GEN,
+        merge=({"sampler": {"method": "ppgn_h", "ppgn_h": {"prior": "joint"}}},),
+    ),
+    Case(
+        "code layer wrong size",
+        ("models.code_layer: layer 'fc7' outputs 32 values", "code has 16"),
+        GEN,
+        merge=({"models": {"code_layer": "fc7"}},),
+    ),
+    Case(
+        "code layer unknown",
+        ("models.code_layer: unknown layer 'relu9'",),
+        GEN,
+        merge=({"models": {"code_layer": "relu9"}},),
+    ),
+    Case(
+        "seeded start without code layer",
+        ("models.code_layer: sampler.start 'facet_seeded'",),
+        GEN,
+        setup=good_folder,
+        merge=({"sampler": {"start": "facet_seeded"}}, REAL),
+    ),
+    Case(
+        "mean start without code stats",
+        ("sampler.start: 'mean' needs the mean code", "models.code_stats"),
+        GEN,
+        merge=({"sampler": {"start": "mean", "dgn_am": {"noise": 0.1}}},),
+    ),
+    Case("facet layer unknown", ("facets.layer: unknown layer 'relu8'",), {"facets": {"layer": "relu8"}}),
+    Case(
+        "output layer unknown",
+        ("models.target.output_layer: unknown layer 'logits'",),
+        {"models": {"target": {"spec": f"{SPEC}:good", "output_layer": "logits"}}},
+    ),
+    Case(
+        "wrong preprocess size",
+        ("a forward pass at 20x20 px", "models.target.preprocess.size"),
+        {"models": {"target": {"spec": f"{SPEC}:undeclared", "preprocess": {"size": 20}}}},
+    ),
+    Case(
+        "undeclared size",
+        ("declares no input size; set models.target.preprocess.size",),
+        {"models": {"target": f"{SPEC}:undeclared"}},
+    ),
+    Case(
+        "factory raises",
+        ("raises() raised ValueError: bad hyper-parameter",),
+        {"models": {"target": f"{SPEC}:raises"}},
+    ),
+    Case(
+        "factory returns int",
+        ("not_a_module() returned int, not an nn.Module",),
+        {"models": {"target": f"{SPEC}:not_a_module"}},
+    ),
+    Case(
+        "bad declared space",
+        ("atlas_image_space.size: expected an integer, got 'big'",),
+        {"models": {"target": f"{SPEC}:bad_space"}},
+    ),
+    Case(
+        "module with syntax error",
+        ("importing 'broken_factories' failed (SyntaxError",),
+        {"models": {"target": "python:broken_factories:build"}},
+        setup=broken_module,
+    ),
+    Case(
+        "missing module",
+        ("cannot import module 'no_such_pkg.models'",),
+        {"models": {"target": "python:no_such_pkg.models:build"}},
+    ),
+    Case("missing factory", ("has no callable 'buld'",), {"models": {"target": f"{SPEC}:buld"}}),
+    Case(
+        "scheme typo",
+        ("unknown model scheme 'pyhton'", "did you mean 'python'"),
+        {"models": {"target": "pyhton:x:y"}},
+    ),
+    Case(
+        "torchvision typo",
+        ("unknown torchvision model 'alexnett'", "did you mean alexnet"),
+        {"models": {"target": "torchvision:alexnett"}},
+    ),
+    Case(
+        "generator as target",
+        ("'deepsim:fc6' is a generator; it cannot be the target",),
+        {"models": {"target": "deepsim:fc6"}},
+    ),
+    Case(
+        "weights missing",
+        ("weights file '{tmp}/none.pt' not found",),
+        {"models": {"target": {"spec": f"{SPEC}:good", "weights": "{tmp}/none.pt"}}},
+    ),
+    Case(
+        "weights corrupt",
+        ("weights file '{tmp}/w.pt' is corrupt",),
+        {"models": {"target": {"spec": f"{SPEC}:good", "weights": "{tmp}/w.pt"}}},
+        setup=corrupt_weights,
+    ),
+    Case(
+        "weights of another net",
+        ("does not match the model: missing keys",),
+        {"models": {"target": {"spec": f"{SPEC}:good", "weights": "{tmp}/w.pt"}}},
+        setup=other_net_weights,
+    ),
+    Case(
+        "random weights not allowed",
+        ("has no weights file", "allow_random_weights"),
+        {"models": {"allow_random_weights": False}},
+    ),
+    Case(
+        "code stats missing",
+        ("code statistics file '{tmp}/stats.pt' not found",),
+        GEN,
+        merge=({"models": {"code_stats": "{tmp}/stats.pt"}},),
+    ),
+    Case(
+        "toyworld with weights",
+        ("toy-world models come from the toy-world cache; remove 'weights'",),
+        GEN,
+        merge=({"models": {"generator": {"spec": "toyworld:generator", "weights": "g.pt"}}},),
+    ),
+    Case(
+        "cuda without a gpu",
+        ("compute.device: 'cuda' requested but this machine has no visible CUDA device",),
+        {"compute": {"device": "cuda"}},
+    ),
+    Case(
+        "gpu workers without a gpu",
+        ("ray.gpus_per_worker: 1 GPU(s) per worker requested",),
+        {"compute": {"device": "auto"}, "ray": {"gpus_per_worker": 1}},
+    ),
+    Case(
+        "fp16 without a gpu",
+        ("compute.autocast: fp16 needs a CUDA device and this machine has none",),
+        {"compute": {"device": "auto", "autocast": "fp16"}},
+    ),
+]
+_GPU_CASES = {"cuda without a gpu", "gpu workers without a gpu", "fp16 without a gpu"}
+# caught (with this message) only by pre-flight; the others also fail in today's driver as it loads models
+_PREFLIGHT_ONLY = {
+    "unknown layer",
+    "kind conv on fc",
+    "kind output on hidden",
+    "image folder missing",
+    "image folder is a file",
+    "image folder empty",
+    "image folder without images",
+    "unreadable image",
+    "seeded start without images",
+    "toyworld images for a python target",
+    "joint prior without code layer",
+    "code layer wrong size",
+    "code layer unknown",
+    "seeded start without code layer",
+    "mean start without code stats",
+    "facet layer unknown",
+    "wrong preprocess size",
+    *_GPU_CASES,
+}
+
+
+def _pf_params():
+    for case in PREFLIGHT_CASES:
+        marks = [NO_CUDA] if case.id in _GPU_CASES else []
+        yield pytest.param(case, "check", marks=marks, id=f"check-{case.id}")
+        run_marks = list(marks)
+        if case.id in _PREFLIGHT_ONLY and not WIRED:
+            run_marks.append(pytest.mark.skip(reason="the driver does not call preflight() yet"))
+        yield pytest.param(case, "run", marks=run_marks, id=f"run-{case.id}")
+
+
+@pytest.mark.parametrize("case, mode", list(_pf_params()))
+def test_bad_models_and_preflight(case: Case, mode: str, tmp_path, capsys):
+    path = _config_file(case, tmp_path)
+    args = ["config", path, "--check"] if mode == "check" else ["run", path, "--no-progress"]
+    try:
+        result = run_cli(capsys, *args)
+    finally:
+        sys.path[:] = [p for p in sys.path if p != str(tmp_path)]
+        sys.modules.pop("broken_factories", None)
+    assert_one_line_error(*result, case.expect, tmp_path)
+
+
+def test_base_config_passes_preflight(tmp_path, capsys):
+    """The base the cases change passes every check: each case fails for its own reason."""
+    good_folder(tmp_path)
+    for change in ({}, REAL, {**GEN, "models": {**GEN["models"], "code_layer": "relu6"}}):
+        data = _merge(base_config(tmp_path), _fmt(change, tmp_path))
+        (tmp_path / "ok.yaml").write_text(yaml.safe_dump(data))
+        code, out, err = run_cli(capsys, "config", str(tmp_path / "ok.yaml"), "--check")
+        assert code == 0, err
+        assert "# pre-flight passed: layers fc8 10, conv2 8x16x16" in out and "facet layer relu7" in out
+        assert "atlas: error" not in err and "RANDOM weights" in err
+    assert not (tmp_path / "runs").exists()
+
+
+# ------------------------------------------------------------------------------------- atlas layers
+
+LAYERS_CASES = [
+    ("default size too large", [f"{SPEC}:undeclared"], ("a forward pass at 224x224 px", "--size N")),
+    ("size too small", [f"{SPEC}:good", "--size", "8"], ("a forward pass at 8x8 px", "--size N")),
+    ("size zero", [f"{SPEC}:good", "--size", "0"], ("--size: 0 is not a usable input size",)),
+    ("factory raises", [f"{SPEC}:raises"], ("raises() raised ValueError",)),
+    ("scheme typo", ["torchvison:alexnet"], ("unknown model scheme 'torchvison'",)),
+    ("no scheme", ["alexnet"], ("spec: 'alexnet' is not a model spec",)),
+    (
+        "weights missing",
+        [f"{SPEC}:good", "--weights", "{tmp}/none.pt"],
+        ("weights file '{tmp}/none.pt' not found",),
+    ),
+    ("toyworld weights", ["toyworld:target", "--weights", "x.pt"], ("remove 'weights'",)),
+    ("bad declared space", [f"{SPEC}:bad_space"], ("atlas_image_space.size",)),
+]
+
+
+@pytest.mark.parametrize("args, expect", [c[1:] for c in LAYERS_CASES], ids=[c[0] for c in LAYERS_CASES])
+def test_bad_layers(args, expect, tmp_path, capsys):
+    result = run_cli(capsys, "layers", *[_fmt(a, tmp_path) for a in args])
+    assert_one_line_error(*result, expect, tmp_path)
+
+
+def test_layers_uses_the_declared_size_and_says_when_it_assumes(capsys):
+    code, out, _ = run_cli(capsys, "layers", f"{SPEC}:good")
+    assert code == 0 and "input space: 32x32" in out and "assumed" not in out
+    code, out, _ = run_cli(capsys, "layers", "python:atlas.examples.tiny_cnn:build")
+    assert code == 0 and "input space: 64x64" in out and "fc8" in out
+    code, out, _ = run_cli(capsys, "layers", f"{SPEC}:undeclared", "--size", "32")
+    assert code == 0 and "input space: 32x32" in out
+
+
+# ------------------------------------------------------------------------------ as a user sees it
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["config", "{cfg}", "--set", "name=.."], "name: '..' is not a valid run name"),
+        (["config", "{cfg}", "--check", "--set", "layers.0.units=0-999999999"], "range 0-999999999"),
+        (["layers", f"{SPEC}:undeclared"], "a forward pass at 224x224 px"),
+    ],
+    ids=["name", "units", "layers"],
+)
+def test_subprocess_stderr_is_one_line(args, fragment, tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(base_config(tmp_path)))
+    proc = subprocess.run(
+        [sys.executable, "-m", "atlas", *[a.replace("{cfg}", str(cfg)) for a in args]],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert proc.stderr.startswith("atlas: error: ") and fragment in proc.stderr
+    assert not (tmp_path / "runs").exists()

@@ -1,0 +1,202 @@
+"""Pre-flight called directly, bring-your-own factory declarations (own weights, image space, multi-head),
+and unit selections that are never expanded before they are checked."""
+
+from __future__ import annotations
+
+import dataclasses
+import textwrap
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from atlas.cli import main
+from atlas.config import ComputeConfig, FacetConfig, SamplerConfig, UnitSelection, config_from_dict
+from atlas.errors import ConfigError
+from atlas.models import load_model
+from atlas.models.weights import module_fingerprint
+from atlas.pipeline.models_setup import build_models
+from atlas.pipeline.preflight import preflight
+from atlas.sampling import Engine
+from tests.unit.byo_factories import net
+
+pytestmark = pytest.mark.unit
+SPEC = "python:tests.unit.byo_factories"
+
+
+def config(**changes):
+    data = {
+        "name": "t",
+        "models": {"target": f"{SPEC}:good", "allow_random_weights": True},
+        "layers": [{"name": "fc8"}, {"name": "conv2", "units": "0-3"}],
+        "sampler": {"method": "pixel", "steps": 2, "chains_per_unit": 2, "start": "random"},
+        "facets": {"real_images": None},
+        "compute": {"device": "cpu"},
+    }
+    data.update(changes)
+    return config_from_dict(data)
+
+
+def test_report_names_what_the_workers_use():
+    cfg = config()
+    report = preflight(cfg, build_models(cfg))
+    assert report.layer_shapes == {"fc8": (10,), "conv2": (8, 16, 16)}
+    assert (report.output_layer, report.facet_layer, report.code_layer) == ("fc8", "relu7", None)
+    assert any("RANDOM weights" in w for w in report.warnings)
+
+
+def test_facet_layer_from_config_and_disabled():
+    cfg = config(facets={"real_images": None, "layer": "fc6"})
+    assert preflight(cfg, build_models(cfg)).facet_layer == "fc6"
+    cfg = config(facets={"real_images": None, "enabled": False, "layer": "fc6"})
+    report = preflight(cfg, build_models(cfg))
+    assert report.facet_layer is None and any("facets.enabled is false" in w for w in report.warnings)
+
+
+def test_toyworld_images_for_another_target_is_a_warning_unless_starts_need_them():
+    cfg = config(facets={"real_images": "toyworld"})
+    assert any("not a toy-world model" in w for w in preflight(cfg, build_models(cfg)).warnings)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA device")
+def test_cuda_on_a_cluster_is_a_warning_not_an_error():
+    cfg = config(compute={"device": "cuda"})
+    models = build_models(cfg)
+    with pytest.raises(ConfigError, match="no visible CUDA device"):
+        preflight(cfg, models)
+    report = preflight(cfg, models, address="ray://head:10001")
+    assert any("workers must have one" in w for w in report.warnings)
+
+
+def test_multi_head_model_names_its_output_and_facet_layers():
+    cfg = config(
+        models={
+            "target": {"spec": f"{SPEC}:two_heads", "output_layer": "head_b"},
+            "allow_random_weights": True,
+        },
+        layers=[{"name": "head_b"}, {"name": "head_a"}],
+        facets={"real_images": None, "layer": "feat"},
+    )
+    models = build_models(cfg)
+    assert models.target.output_layer == "head_b"
+    report = preflight(cfg, models)
+    assert report.layer_shapes == {"head_b": (7,), "head_a": (5,)}
+    assert (report.output_layer, report.facet_layer) == ("head_b", "feat")
+    default = preflight(dataclasses.replace(cfg, facets=FacetConfig(real_images=None)), models)
+    assert default.facet_layer == "head_a" and any("set facets.layer" in w for w in default.warnings)
+    engine = Engine(
+        models.target,
+        None,
+        None,
+        cfg.sampler,
+        cfg.facets,
+        ComputeConfig(batch_size=4),
+        torch.device("cpu"),
+    )
+    assert engine.facet_layer == "feat" and engine.layer_info("head_b")[0] == "output"
+    assert engine.layer_info("head_a")[0] == "fc"
+    [unit] = engine.map_units("head_b", [3], seed=0)
+    assert unit.status == "ok", unit.error
+
+
+def test_engine_uses_the_config_rule_for_missing_models():
+    target = load_model(f"{SPEC}:good", allow_random_weights=True)
+    with pytest.raises(ConfigError, match="models.generator: sampler.method 'dgn_am' needs a generator"):
+        Engine(target, None, None, SamplerConfig(method="dgn_am"), FacetConfig(), ComputeConfig(), "cpu")
+
+
+def test_factory_that_loads_its_own_trained_weights(tmp_path, monkeypatch, capsys):
+    torch.manual_seed(0)
+    model = net()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.rand(16, 3, 32, 32), torch.randint(0, 10, (16,))
+    for _ in range(5):
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+    weights = tmp_path / "trained.pt"
+    torch.save(model.state_dict(), weights)
+    expected = module_fingerprint(model)
+    name = f"own_weights_{tmp_path.name.replace('-', '_')}"
+    (tmp_path / f"{name}.py").write_text(
+        textwrap.dedent(
+            f"""
+            import torch
+            from tests.unit.byo_factories import net
+
+            def build():
+                m = net()
+                m.load_state_dict(torch.load({str(weights)!r}, weights_only=True))
+                return m
+
+            build.atlas_loads_own_weights = True
+            build.atlas_image_space = {{"size": 32}}
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = f"python:{name}:build"
+
+    loaded = load_model(spec)  # no weights file, random weights not allowed
+    assert not loaded.random_weights and loaded.fingerprint == expected and "own weights" in loaded.weights
+    assert expected != module_fingerprint(net())
+    assert torch.allclose(loaded.module(x), model.eval()(x))
+
+    assert main(["layers", spec]) == 0
+    out = capsys.readouterr().out
+    assert "RANDOM" not in out and f"loaded by the factory (parameter fingerprint {expected})" in out
+
+    cfg = config(models={"target": spec}, layers=[{"name": "fc8"}])
+    models = build_models(cfg)
+    record = models.fingerprints()["target"]
+    assert record["fingerprint"] == expected and record["random_weights"] is False
+    assert record["weights"] != "random"
+    assert not any("RANDOM" in w for w in preflight(cfg, models).warnings)
+
+
+def test_explicit_weights_file_wins_over_own_weights(tmp_path, monkeypatch):
+    other = net()
+    path = tmp_path / "other.pt"
+    torch.save(other.state_dict(), path)
+    name = f"own_file_{tmp_path.name.replace('-', '_')}"
+    (tmp_path / f"{name}.py").write_text(
+        "from tests.unit.byo_factories import net\n\n"
+        "def build():\n    return net()\n\n"
+        "build.atlas_loads_own_weights = True\nbuild.atlas_image_space = {'size': 32}\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from atlas.config import ModelConfig
+
+    loaded = load_model(ModelConfig(spec=f"python:{name}:build", weights=str(path)))
+    assert loaded.weights == str(path) and not loaded.random_weights
+
+
+# --------------------------------------------------------------------------------------- unit selection
+
+
+def test_huge_range_is_two_integers_checked_before_expansion():
+    sel = UnitSelection.parse("0-999999999", "units")
+    assert sel.ranges == ((0, 999_999_999),) and sel.size_bound == 1_000_000_000
+    with pytest.raises(ConfigError, match="range 0-999999999 is out of range; layer 'fc8' has units 0-9"):
+        sel.resolve(10, "layers.0.units", "fc8")
+    assert sel.to_yaml() == "0-999999999"  # compact: never a billion-item list
+    assert UnitSelection.parse(sel.to_yaml(), "units") == sel
+
+
+@pytest.mark.parametrize(
+    "value, form",
+    [("0-3,2", [0, 1, 2, 3]), ([3, 1, 3], [3, 1]), ("all", "all"), (7, [7]), ("10-20000,5", "10-20000,5")],
+)
+def test_to_yaml_keeps_the_old_list_form_for_small_selections(value, form):
+    sel = UnitSelection.parse(value, "units")
+    assert sel.to_yaml() == form
+    again = UnitSelection.parse(form, "units")
+    assert again.resolve(20001) == sel.resolve(20001)
+
+
+def test_new_optional_keys_are_not_written_at_their_defaults():
+    data = config().to_dict()
+    assert "output_layer" not in data["models"]["target"] and "layer" not in data["facets"]
+    data = config(facets={"real_images": None, "layer": "fc6"}).to_dict()
+    assert data["facets"]["layer"] == "fc6"
+    assert config_from_dict(data).facets.layer == "fc6"
