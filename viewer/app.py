@@ -16,6 +16,7 @@ import os
 import sys
 from pathlib import Path
 
+import duckdb
 import streamlit as st
 
 # `streamlit run viewer/app.py` puts viewer/ (not the project root) on sys.path; make `viewer` importable
@@ -157,10 +158,18 @@ def main() -> None:
         unit_ids=lambda name: _unit_ids(run_dir.uri, run_token(run_dir), name),
     )
     page = state.get("page")
-    if not layer_names and page != "sql":
-        overview.render_empty(ctx)
-    else:
-        RENDERERS[page](ctx)
+    try:
+        if not layer_names and page != "sql":
+            overview.render_empty(ctx)
+        else:
+            RENDERERS[page](ctx)
+    except (AtlasError, duckdb.Error) as exc:  # e.g. a shard file damaged after its marker was written
+        first = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+        st.error(
+            f"Cannot read this run: {first}. `atlas verify {run_dir.uri}` names bad shards; "
+            "`--repair` has them redone by the next `atlas run`.",
+            icon=":material/error:",
+        )
     state.sync_query_params(multi_run)
 
 

@@ -3,7 +3,9 @@ the demo pipeline runs as a Ray job and its Parquet output is checked."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -12,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from atlas.store import open_run
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
@@ -24,8 +27,30 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def ray_head(tmp_path_factory):
+def stop_head(temp: Path) -> None:
+    """Stop only this head's processes (``ray stop`` would also kill the test session's own Ray): every
+    process whose command line names the head's temp dir, TERM then KILL."""
+
+    def mine() -> list[int]:
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and int(entry.name) not in (os.getpid(), os.getppid()):
+                with contextlib.suppress(OSError):
+                    if str(temp).encode() in (entry / "cmdline").read_bytes():
+                        pids.append(int(entry.name))
+        return pids
+
+    for _ in range(3):  # a test head needs no graceful shutdown; processes may spawn while we sweep
+        for pid in mine():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(AssertionError):
+            wait_for(lambda: not mine(), 10, f"the Ray head in {temp} to stop")
+            return
+
+
+@pytest.fixture(scope="module")
+def ray_head():
     temp = Path("/tmp") / f"atlas-ray-{os.getpid()}"  # short: Ray's socket paths have a length limit
     port, dash = free_port(), free_port()
     # the venv first on PATH, so the job's `atlas` and `python` are the ones atlas is installed in
@@ -55,16 +80,43 @@ def ray_head(tmp_path_factory):
             "--include-dashboard",
             "true",
             "--disable-usage-stats",
+            # own agent ports: another Ray instance of the test session may hold the defaults
+            "--dashboard-agent-listen-port",
+            str(free_port()),
+            "--dashboard-agent-grpc-port",
+            str(free_port()),
+            "--runtime-env-agent-port",
+            str(free_port()),
+            "--metrics-export-port",
+            str(free_port()),
         ],
         check=True,
         capture_output=True,
         env=env,
         timeout=120,
     )
+    address = f"http://127.0.0.1:{dash}"
+    last: list[str] = []
+
+    def accepts_jobs() -> bool:  # the head's job agent registers a little after `ray start` returns
+        probe = subprocess.run(
+            [RAY, "job", "submit", "--address", address, "--no-wait", "--", "true"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+        last[:] = [(probe.stdout + probe.stderr)[-600:]]
+        return probe.returncode == 0
+
     try:
-        yield f"http://127.0.0.1:{dash}", env
+        try:
+            wait_for(accepts_jobs, 180, "the Ray head to accept jobs (its job agent)", interval_s=2.0)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; last answer: {last[0] if last else '-'}") from None
+        yield address, env
     finally:
-        subprocess.run([RAY, "stop", "--force"], capture_output=True, env=env, timeout=60)
+        stop_head(temp)
 
 
 def test_demo_config_through_ray_job_submit(tmp_path, micro_cache, ray_head):

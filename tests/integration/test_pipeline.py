@@ -206,3 +206,23 @@ def test_worker_is_a_plain_class(tmp_path, micro_cache):
     summary = worker.run_shard(Shard("fc8-00000", "fc8", (0, 1)))
     assert summary["units"] == 2 and summary["rows"]["units"] == 2
     assert torch.get_num_threads() >= 1
+
+
+def test_second_run_into_a_locked_run_is_one_line_exit_2(tmp_path, micro_cache, ray_session, capsys):
+    """Another `atlas run` holds the run: exit 2 with one line, and the holder's files are untouched."""
+    from atlas.cli import main
+    from atlas.store.location import open_location
+    from atlas.store.lock import RunLock
+
+    run = tmp_path / "micro"
+    with RunLock(open_location(run)):
+        before = sorted(p.name for p in run.iterdir())
+        code = main(
+            ["run", str(REPO / "configs" / "micro.yaml"), "--no-progress",
+             "--set", f"out_dir={tmp_path}", "--set", f"toyworld.cache_dir={micro_cache}"]
+        )  # fmt: skip
+        err = capsys.readouterr().err
+        assert code == 2, err
+        lines = [ln for ln in err.splitlines() if ln.startswith("atlas: error:")]
+        assert len(lines) == 1 and "being written by another atlas run" in lines[0], err
+        assert sorted(p.name for p in run.iterdir()) == before

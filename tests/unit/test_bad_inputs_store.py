@@ -1,0 +1,68 @@
+"""Bad input to the commands that read runs (`atlas sql`, `atlas verify`, `atlas view`): exit 2, one
+`atlas: error:` line naming the culprit, no traceback, nothing written, and the run unchanged."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from atlas.cli import main
+from atlas.store import RunStore, open_run
+from tests.unit.test_store import manifest, shard_rows
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture()
+def run(tmp_path) -> Path:
+    store = RunStore(tmp_path / "run")
+    store.init_run(manifest())
+    store.write_shard("fc8-0000", "fc8", shard_rows(units=(0, 1)))
+    (tmp_path / "afile").write_text("not a run")
+    (tmp_path / "empty").mkdir()
+    return tmp_path / "run"
+
+
+CASES = [
+    (["sql", "{tmp}/missing", "SELECT 1"], ("missing", "does not exist")),
+    (["sql", "{tmp}/empty", "SELECT 1"], ("empty", "not an atlas run")),
+    (["sql", "{tmp}/afile", "SELECT 1"], ("afile",)),
+    (["sql", "ftp://host/run", "SELECT 1"], ("ftp://", "s3://bucket/prefix")),
+    (["sql", "s3://", "SELECT 1"], ("names no bucket",)),
+    (["sql", "{run}", "DROP TABLE units"], ("read-only", "DROP")),
+    (["sql", "{run}", "SELECT 1; DROP TABLE units"], ("one statement at a time",)),
+    (["sql", "{run}", "DELETE FROM units"], ("read-only", "DELETE")),
+    (["sql", "{run}", "INSERT INTO units SELECT * FROM units"], ("read-only", "INSERT")),
+    (["sql", "{run}", "CREATE TABLE x AS SELECT 1"], ("read-only", "CREATE")),
+    (["sql", "{run}", "COPY units TO '{tmp}/leak.csv'"], ("read-only", "COPY")),
+    (["sql", "{run}", "ATTACH '{tmp}/leak.db' AS leak"], ("read-only", "ATTACH")),
+    (["sql", "{run}", "INSTALL httpfs"], ("read-only",)),
+    (["sql", "{run}", "LOAD httpfs"], ("read-only",)),
+    (["sql", "{run}", "SET enable_external_access=true"], ("read-only",)),
+    (["sql", "{run}", "SELECT * FROM read_csv('/etc/passwd')"], ("/etc/passwd",)),
+    (["sql", "{run}", "SELECT * FROM read_parquet('{tmp}/afile')"], ("afile",)),
+    (["sql", "{run}", "SELECT * FROM nonexistent_table"], ("nonexistent_table",)),
+    (["sql", "{run}", "SELEC 1"], ("syntax error",)),
+    (["sql", "{run}", ""], ("empty query",)),
+    (["verify", "{tmp}/missing"], ("missing", "does not exist")),
+    (["verify", "{tmp}/empty"], ("not an atlas run",)),
+    (["view", "{tmp}/missing"], ("missing", "does not exist")),
+    (["view", "{tmp}/empty"], ("empty", "no atlas run")),
+    (["view", "{run}", "--port", "70000"], ("--port 70000",)),
+]
+
+
+@pytest.mark.parametrize("argv, expect", CASES, ids=[" ".join(c[0][:3])[:60] for c in CASES])
+def test_run_readers_refuse_bad_input_in_one_line(run, tmp_path, capsys, argv, expect):
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    argv = [a.replace("{tmp}", str(tmp_path)).replace("{run}", str(run)) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("atlas: error:"), err
+    assert "Traceback" not in err
+    for fragment in expect:
+        assert fragment.replace("{tmp}", str(tmp_path)) in lines[0], lines[0]
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before, "something was written"
+    assert open_run(run).execute("SELECT count(*) FROM units").fetchone() == (2,)
