@@ -171,6 +171,19 @@ def main() -> None:
             icon=":material/error:",
         )
     state.sync_query_params(multi_run)
+    if info.get("status") == "running":
+        _follow(run_dir, run_token(run_dir))
+
+
+def _follow(run: Location, token: tuple[int, int, int]) -> None:
+    """While the run is being written, look for new shards every few seconds and redraw when one lands."""
+
+    @st.fragment(run_every=5)
+    def follow_run() -> None:
+        if run_token(run) != token:
+            st.rerun()
+
+    follow_run()
 
 
 main()

@@ -64,7 +64,7 @@ def build_run(run_dir: Path, images: int) -> dict[str, Any]:
     return info
 
 
-def measure(run_dir: Path, units_per_layer: int = 25, repeat: int = 3, seed: int = 0) -> dict[str, Any]:
+def measure(run_dir: Path | str, units_per_layer: int = 25, repeat: int = 3, seed: int = 0) -> dict[str, Any]:
     from atlas.store.catalog import open_run
     from viewer import data
 
@@ -116,7 +116,11 @@ def measure(run_dir: Path, units_per_layer: int = 25, repeat: int = 3, seed: int
 def run(args: argparse.Namespace) -> int:
     images = int(getattr(args, "images", None) or 100_000)
     keep = getattr(args, "keep", None)
+    existing = getattr(args, "run", None)
     tmp = None
+    if existing:  # an existing run, local or on an object store (s3://...): measured as it is
+        res = measure(existing, getattr(args, "units", 25) or 25, getattr(args, "repeat", 3) or 3)
+        return _report(res, {"existing": existing}, args)
     if keep:
         run_dir = Path(keep)
     else:
@@ -133,6 +137,10 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
+    return _report(res, build, args)
+
+
+def _report(res: dict[str, Any], build: dict[str, Any], args: argparse.Namespace) -> int:
     res["build"] = build
     res["target_ms"] = TARGET_MS
     worst = max(v["unit_page"]["median_ms"] for v in res["layers"].values())

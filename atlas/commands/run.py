@@ -14,13 +14,94 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_overrides(p)
     p.add_argument("--address", help="Ray address to join (default: RAY_ADDRESS, else a local instance)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--view",
+        action="store_true",
+        help="serve the viewer as soon as the first shard is written (it fills in while the rest are "
+        "built) and keep it up after the run; Ctrl-C stops it",
+    )
+    p.add_argument("--port", type=int, default=8501, help="viewer port with --view (default 8501)")
 
 
 def run(args: argparse.Namespace) -> int:
     from atlas.config import load_config
-    from atlas.pipeline.driver import format_summary, run_atlas
+    from atlas.pipeline.driver import format_summary, run_atlas, run_location
 
     cfg = load_config(args.config, args.overrides)
-    summary = run_atlas(cfg, address=args.address or cfg.ray.address, progress=not args.no_progress)
-    print(format_summary(summary))
-    return 0 if summary["errors"] == 0 else 1
+    viewer = _ViewerWhenReady(run_location(cfg), args.port) if args.view else None
+    try:
+        summary = run_atlas(cfg, address=args.address or cfg.ray.address, progress=not args.no_progress)
+        print(format_summary(summary))
+        if viewer is not None:
+            return viewer.serve_until_stopped()
+        return 0 if summary["errors"] == 0 else 1
+    finally:
+        if viewer is not None:
+            viewer.stop()
+
+
+class _ViewerWhenReady:
+    """Starts ``atlas view RUN`` in a subprocess once the run has its first completed shard."""
+
+    def __init__(self, loc, port: int) -> None:
+        import threading
+
+        if not 0 < port < 65536:
+            from atlas.errors import AtlasError
+
+            raise AtlasError(f"--port {port} is not a valid port (1-65535)")
+        self.loc, self.port, self.proc = loc, port, None
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="atlas-view-when-ready", daemon=True)
+        self._thread.start()
+
+    def _ready(self) -> bool:
+        from atlas.errors import AtlasError
+
+        try:
+            return bool(self.loc.list_files("_shards", suffix=".done", limit=1))
+        except AtlasError:
+            return False
+
+    def _start(self) -> None:
+        import subprocess
+
+        from atlas.commands.view import streamlit_command
+
+        if self.proc is None:
+            self.proc = subprocess.Popen(
+                streamlit_command(self.loc.uri, self.port, "127.0.0.1"),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            print(
+                f"\natlas viewer: http://localhost:{self.port}/  (filling in while the run goes on)",
+                flush=True,
+            )
+
+    def _watch(self) -> None:
+        while not self._done.wait(1.0):
+            if self._ready():
+                self._start()
+                return
+
+    def serve_until_stopped(self) -> int:
+        self._done.set()
+        self._thread.join(timeout=5)
+        self._start()
+        print("atlas viewer stays up; Ctrl-C stops it", flush=True)
+        try:
+            return self.proc.wait() if self.proc is not None else 0
+        except KeyboardInterrupt:
+            return 0
+
+    def stop(self) -> None:
+        import subprocess
+
+        self._done.set()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
