@@ -100,6 +100,24 @@ def assert_exact(uri: str, units: int, chains_per_unit: int) -> None:
     assert got["images"] == got["distinct_images"] > 0, got
 
 
+def twenty_unit_run(s3, cache: str, prefix: str, workers: int, steps: int):
+    """A micro run of 10 two-unit shards into s3://.../<prefix>, started in a thread:
+    (run uri, config, thread, outcome dict, log lines)."""
+    cfg = micro(
+        s3.uri(prefix),
+        cache,
+        "ray.gpus_per_worker=0",
+        f"ray.num_workers={workers}",
+        "ray.units_per_shard=2",
+        f"sampler.steps={steps}",
+        "layers.1.units=0-9",
+    )
+    logs: list[str] = []
+    outcome: dict = {}
+    thread = threading.Thread(target=lambda: outcome.update(run_atlas(cfg, progress=False, log=logs.append)))
+    return s3.uri(prefix, "micro"), cfg, thread, outcome, logs
+
+
 def test_s3_run_on_three_nodes_gpu_actor_shipped_models(cluster, s3, micro_cache, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     uri = s3.uri("runs")
@@ -152,19 +170,7 @@ def test_local_out_dir_on_a_multi_node_cluster_is_refused(cluster, micro_cache, 
 
 
 def test_actor_sigkill_under_cpu_load_counts_one_death(cluster, s3, micro_cache):
-    run = s3.uri("sigkill", "micro")
-    cfg = micro(
-        s3.uri("sigkill"),
-        micro_cache,
-        "ray.gpus_per_worker=0",
-        "ray.num_workers=1",
-        "ray.units_per_shard=2",
-        "sampler.steps=30",
-        "layers.1.units=0-9",
-    )
-    logs: list[str] = []
-    outcome: dict = {}
-    thread = threading.Thread(target=lambda: outcome.update(run_atlas(cfg, progress=False, log=logs.append)))
+    run, cfg, thread, outcome, logs = twenty_unit_run(s3, micro_cache, "sigkill", workers=1, steps=30)
     hog = [
         subprocess.Popen([sys.executable, "-c", "import time\nt=time.time()\nwhile time.time()-t<240: pass"])
         for _ in range(2)
@@ -210,19 +216,7 @@ def test_killed_driver_resumes_from_markers_in_the_store(cluster, s3, micro_cach
 
 def test_removed_node_mid_run_loses_nothing(cluster, s3, micro_cache):
     """Last in the module: it takes the "cpu" node away (its actor cannot be placed again)."""
-    run = s3.uri("node", "micro")
-    cfg = micro(
-        s3.uri("node"),
-        micro_cache,
-        "ray.gpus_per_worker=0",
-        "ray.num_workers=2",
-        "ray.units_per_shard=2",
-        "sampler.steps=60",
-        "layers.1.units=0-9",
-    )
-    logs: list[str] = []
-    outcome: dict = {}
-    thread = threading.Thread(target=lambda: outcome.update(run_atlas(cfg, progress=False, log=logs.append)))
+    run, cfg, thread, outcome, logs = twenty_unit_run(s3, micro_cache, "node", workers=2, steps=60)
     thread.start()
     node = cluster["nodes"]["cpu"]
     wait_for(
