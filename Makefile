@@ -19,11 +19,12 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)  ## create .venv and install atlas with dev extras (quick when done)
 
-demo: setup  ## train the toy world (cached), build the demo atlas on local Ray, serve the viewer
+demo: setup  ## check the shipped toy world (nothing trains), build the demo atlas on local Ray, serve the viewer
 	$(BIN)/atlas bootstrap
-	$(BIN)/atlas run $(DEMO_CONFIG)
 ifneq ($(VIEW),0)
-	$(BIN)/atlas view runs/demo --port $(PORT)
+	$(BIN)/atlas run $(DEMO_CONFIG) --view --port $(PORT)
+else
+	$(BIN)/atlas run $(DEMO_CONFIG)
 endif
 
 browser-deps:  ## Debian chromium for the browser tests (installed when missing)

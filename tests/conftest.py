@@ -1,9 +1,8 @@
-"""Shared fixtures, cheap to expensive: tiny models (unit), the micro toy world and one local Ray
-instance per session (integration)."""
+"""Shared fixtures, cheap to expensive: tiny models (unit), the micro toy world (shipped weights) and one
+local Ray instance per session (integration)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -13,12 +12,18 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="session")
 def micro_cache(tmp_path_factory) -> str:
-    """A toy-world cache holding the micro preset, trained once per test session (< 1 min)."""
-    from atlas import toyworld
+    """An empty toy-world cache directory: the micro world resolves to the weights shipped with atlas.
 
-    cache = os.environ.get("ATLAS_TEST_CACHE") or str(tmp_path_factory.mktemp("toyworld-cache"))
-    report = toyworld.bootstrap("micro", cache_dir=cache, log=lambda *a, **k: None)
-    assert report["passed"], f"micro toy world missed its gates: {report['gates']}"
+    Nothing trains (``train_if_missing=False``); only tests/integration/test_toyworld_micro.py trains the
+    micro world from scratch. The cache stays empty, so workers and subprocesses load the same shipped files.
+    """
+    from atlas.toyworld import COMPONENTS, ToyWorld
+
+    cache = str(tmp_path_factory.mktemp("toyworld-cache"))
+    world = ToyWorld("micro", cache, log=lambda *a, **k: None)
+    for name in COMPONENTS:
+        world.module(name, train_if_missing=False)
+    assert world.sources == dict.fromkeys(COMPONENTS, "shipped"), world.sources
     return cache
 
 

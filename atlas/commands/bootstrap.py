@@ -1,4 +1,9 @@
-"""`atlas bootstrap`: train the toy world (what is missing), print its quality gates, exit 1 if one fails."""
+"""`atlas bootstrap`: load (or train) the toy world, print its quality gates, exit 1 if one fails.
+
+Components come from the cache, else from the weights shipped with atlas, else are trained;
+``--retrain`` trains everything from scratch into the cache; ``--ship`` trains from scratch in a temporary
+cache and, when the gates pass, writes the result as the package's shipped weights (for developers).
+"""
 
 from __future__ import annotations
 
@@ -6,13 +11,26 @@ import argparse
 
 from atlas.commands.options import add_toyworld_options
 
-HELP = "Train the toy world's T, J, G and DAE (whatever is missing) and check the quality gates."
+HELP = (
+    "Load the toy world's T, J, G and DAE (cache, else the shipped weights, else train them) and check "
+    "the quality gates."
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_toyworld_options(parser)
     parser.add_argument("--json", metavar="PATH", help="also write the gate report as JSON to PATH")
-    parser.add_argument("--retrain", action="store_true", help="retrain every component, ignoring the cache")
+    parser.add_argument(
+        "--retrain",
+        action="store_true",
+        help="train every component from scratch into the cache (ignores the cache and the shipped weights)",
+    )
+    parser.add_argument(
+        "--ship",
+        action="store_true",
+        help="developers: train from scratch in a temporary cache and, if the gates pass, write the result "
+        "as the shipped weights under atlas/toyworld/weights/ (implies --retrain; ignores --cache-dir)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -20,12 +38,20 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from atlas.toyworld import bootstrap
+    from atlas.toyworld.api import ship
     from atlas.toyworld.gates import format_table
     from atlas.toyworld.settings import resolve
 
     preset, cache_dir = resolve(args.preset, args.cache_dir, args.config)
-    report = bootstrap(preset, cache_dir, retrain=args.retrain)
-    print(f"toy world {preset!r} ({report['cache']})")
+    if args.ship:
+        report = ship(preset)
+        shipped = report["shipped"]
+        where = f"trained from scratch; shipped to {shipped}" if shipped else "a gate failed: NOT shipped"
+        print(f"toy world {preset!r} ({where})")
+    else:
+        report = bootstrap(preset, cache_dir, retrain=args.retrain)
+        print(f"toy world {preset!r} ({report['cache']})")
+    print("weights: " + ", ".join(f"{k} {v}" for k, v in report["sources"].items()))
     print(format_table(report))
     if args.json:
         out = Path(args.json)

@@ -3,7 +3,7 @@
 Usage::
 
     from atlas.toyworld import load_component, real_images, bootstrap
-    report = bootstrap("micro", cache_dir="/tmp/atlas-cache")     # trains what is missing, checks gates
+    report = bootstrap("micro", cache_dir="/tmp/atlas-cache")     # cache, else shipped weights; checks gates
     T = load_component("target", "micro", "/tmp/atlas-cache")     # LoadedModel (frozen), output_layer "fc8"
     G = load_component("generator", "micro", "/tmp/atlas-cache")  # input: T's relu6 code
     real = real_images("micro", split="test")                      # images, labels, fine labels, names

@@ -66,12 +66,14 @@ def bootstrap(
     retrain: bool = False,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Train whatever is missing (everything with ``retrain``), evaluate the gates, write report.json.
+    """Load each component (cache, else shipped weights, else train; ``retrain``: train everything from
+    scratch into the cache), evaluate the gates, write report.json into the cache folder.
 
     Returns ``{"gates": {name: {"value", "threshold", "passed"}}, "passed": bool, "seconds": {stage: s},
-    "cpu_seconds", "preset", "config_hash", "cache", "train_seconds": {component: s}, "details": {...}}``;
-    ``seconds`` is the wall time spent in this call (0 for a component taken from the cache),
-    ``train_seconds`` the wall time each cached component took when it was trained.
+    "cpu_seconds", "preset", "config_hash", "cache", "sources": {component: "cache"|"shipped"|"trained"},
+    "train_seconds": {component: s}, "details": {...}}``; ``seconds`` is the wall time spent in this call
+    (0 for a component not trained here), ``train_seconds`` the wall time each component took when it
+    was trained (on the machine that trained it, for shipped weights).
     """
     from atlas.toyworld.cache import write_report
     from atlas.toyworld.gates import evaluate
@@ -80,18 +82,20 @@ def bootstrap(
     t_start = time.perf_counter()
     for name in COMPONENTS:  # target first: generator and dae are trained on its codes
         world.module(name, retrain=retrain)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     gates, details = evaluate(world)
     seconds = {
         k: round(world.seconds.get(k, 0.0), 1) for k in ("data_train", "target", "judge", "generator", "dae")
     }
     seconds["evaluate"] = round(time.perf_counter() - t0, 1)
     seconds["total"] = round(time.perf_counter() - t_start, 1)
-    cpu = {k: round(v, 1) for k, v in world.cpu_seconds.items()}
+    cpu = {k: round(v, 1) for k, v in world.cpu_seconds.items() if k != "data_test"}
+    cpu["evaluate"] = round(time.process_time() - c0, 1)  # includes rendering the test split
     report = {
         "preset": preset,
         "config_hash": world.hash,
         "cache": str(world.dir),
+        "sources": dict(world.sources),
         "gates": gates,
         "passed": all(g["passed"] for g in gates.values()),
         "seconds": seconds,
@@ -103,3 +107,39 @@ def bootstrap(
     }
     write_report(world.cfg, cache_dir, report)
     return report
+
+
+def ship(preset: str = "default", log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train ``preset`` from scratch in a temporary cache, check its gates and, only when they pass, write
+    it as the weights shipped with atlas (``atlas/toyworld/weights/<preset>-<hash>/``, see ``shipped.py``).
+
+    Returns the bootstrap report plus ``"shipped"``: the folder written (``None`` when a gate failed).
+    """
+    import shlex
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from atlas.toyworld.machine import machine_info
+    from atlas.toyworld.shipped import write_shipped
+
+    with tempfile.TemporaryDirectory(prefix="atlas-ship-") as tmp:
+        t0, c0 = time.perf_counter(), time.process_time()
+        report = bootstrap(preset, tmp, retrain=True, log=log)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        if not report["passed"]:
+            log(f"toyworld[{preset}]: a gate failed; nothing shipped")
+            return {**report, "shipped": None}
+        command = "atlas " + shlex.join(sys.argv[1:]) if sys.argv and "atlas" in sys.argv[0] else None
+        made = {
+            "command": command or f"atlas bootstrap --preset {preset} --retrain --ship",
+            "machine": machine_info(),
+            "seconds": report["seconds"],
+            "cpu_seconds": report["cpu_seconds"],
+            "wall_seconds_total": round(wall, 1),
+            "cpu_seconds_total": round(cpu, 1),
+            "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        }
+        world = ToyWorld(preset, tmp, log)
+        dest = write_shipped(Path(world.dir), world.cfg, report, made, log=log)
+    return {**report, "shipped": str(dest)}

@@ -11,6 +11,9 @@ Every file is written to a temporary name and moved into place (``os.replace``),
 leaves half a file under the real name. A file that does not load, belongs to another component or
 config, or whose state dict no longer hashes to its recorded fingerprint is reported as corrupt: an
 :class:`AtlasError` naming the file and the way out (``atlas bootstrap --retrain``), never silent garbage.
+
+A component missing from the cache is taken from the weights shipped with atlas (``shipped.py``) when
+they exist for the preset's config hash; the cache is never filled from them.
 """
 
 from __future__ import annotations
@@ -59,28 +62,37 @@ def save_component(path: Path, cfg: ToyWorldConfig, component: str, payload: dic
         _atomic_write(config_file, lambda tmp: tmp.write_text(text))
 
 
-def corrupt(path: Path, reason: str, preset: str) -> AtlasError:
+def corrupt(path: Path, reason: str, preset: str, shipped: bool = False) -> AtlasError:
+    """The one-line error for an unusable component file; ``shipped``: a file of the installed package."""
+    if shipped:
+        return AtlasError(
+            f"shipped toy-world weights file {str(path)!r} is corrupt ({reason}); reinstall atlas to "
+            f"restore it, or run `atlas bootstrap --preset {preset} --retrain` to train your own copy "
+            "into the cache (which is used first)"
+        )
     return AtlasError(
         f"toy-world cache file {str(path)!r} is corrupt ({reason}); "
         f"run `atlas bootstrap --preset {preset} --retrain` to rebuild it (or delete the file)"
     )
 
 
-def load_component_file(path: Path, cfg: ToyWorldConfig, component: str) -> dict[str, Any] | None:
+def load_component_file(
+    path: Path, cfg: ToyWorldConfig, component: str, shipped: bool = False
+) -> dict[str, Any] | None:
     """The stored payload, ``None`` when the file does not exist; AtlasError when it is unusable."""
     if not path.exists():
         return None
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure means the file is unusable
-        raise corrupt(path, f"cannot be read: {type(exc).__name__}", cfg.name) from None
+        raise corrupt(path, f"cannot be read: {type(exc).__name__}", cfg.name, shipped) from None
     if not isinstance(blob, dict) or "state_dict" not in blob:
-        raise corrupt(path, "not a toy-world component file", cfg.name)
+        raise corrupt(path, "not a toy-world component file", cfg.name, shipped)
     if blob.get("format") != FORMAT_VERSION:
-        raise corrupt(path, f"format {blob.get('format')!r}, expected {FORMAT_VERSION}", cfg.name)
+        raise corrupt(path, f"format {blob.get('format')!r}, expected {FORMAT_VERSION}", cfg.name, shipped)
     if blob.get("component") != component or blob.get("config_hash") != config_hash(cfg):
         raise corrupt(
-            path, f"holds {blob.get('component')!r} for config {blob.get('config_hash')!r}", cfg.name
+            path, f"holds {blob.get('component')!r} for config {blob.get('config_hash')!r}", cfg.name, shipped
         )
     return blob
 

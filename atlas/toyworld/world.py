@@ -6,6 +6,10 @@ Usage::
     t = world.module("target")          # TargetNet, trained on demand
     world.loaded("generator")           # LoadedModel for the registry
 
+Loading order of a component: the cache (``cache_dir``, else $ATLAS_CACHE, else ~/.cache/atlas), else the
+weights shipped with atlas for the preset's config hash (``shipped.py``), else training (with a message).
+``world.sources`` says where each loaded component came from: "cache", "shipped" or "trained".
+
 Dependencies: the generator and the DAE are trained on codes of one particular T; each records T's
 fingerprint, and a component whose T has changed is stale and retrained (with a message).
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -29,6 +34,7 @@ from atlas.toyworld.loops import generator_space, judge_space, state_fingerprint
 from atlas.toyworld.nets import CodeDAE, Generator, JudgeNet, TargetNet
 from atlas.toyworld.presets import ToyWorldConfig, config_hash, get_preset
 from atlas.toyworld.shapes import CLASS_NAMES, FINE_NAMES, FINE_TO_CLASS, MULTIFACETED
+from atlas.toyworld.shipped import load_shipped_file, shipped_dir
 
 COMPONENTS = ("target", "judge", "generator", "dae")
 CODE_LAYER = "relu6"
@@ -48,14 +54,18 @@ class ToyWorld:
         self.log = log
         self.seconds: dict[str, float] = {}  # time spent training in this process, per stage
         self.cpu_seconds: dict[str, float] = {}  # CPU time (all threads) of the same stages
+        self.sources: dict[str, str] = {}  # component -> "cache" | "shipped" | "trained"
         self._modules: dict[str, nn.Module] = {}
         self._payloads: dict[str, dict[str, Any]] = {}
+        self._files: dict[str, Path] = {}  # component -> the file it was loaded from (or saved to)
 
     # ------------------------------------------------------------------------------------------- data
     def data(self, split: str) -> ToyData:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         d = render_split(self.cfg.data, split)
-        self.seconds[f"data_{split}"] = self.seconds.get(f"data_{split}", 0.0) + time.perf_counter() - t0
+        key = f"data_{split}"
+        self.seconds[key] = self.seconds.get(key, 0.0) + time.perf_counter() - t0
+        self.cpu_seconds[key] = self.cpu_seconds.get(key, 0.0) + time.process_time() - c0
         return d
 
     # ------------------------------------------------------------------------------------- components
@@ -74,17 +84,24 @@ class ToyWorld:
             return CodeDAE(c.target.fc, c.dae.hidden, c.dae.blocks)
         raise AssertionError(name)
 
-    def _restore(self, name: str, blob: dict[str, Any], key: str = "state_dict") -> nn.Module:
+    def _restore(
+        self,
+        name: str,
+        blob: dict[str, Any],
+        key: str = "state_dict",
+        path: Path | None = None,
+        shipped: bool = False,
+    ) -> nn.Module:
         module = self._build("decoder" if key == "decoder_state_dict" else name)
         fp_key = "decoder_fingerprint" if key == "decoder_state_dict" else "fingerprint"
+        path = path or self.path(name)
         try:
             module.load_state_dict(blob[key], strict=True)
         except (RuntimeError, KeyError, TypeError) as exc:
-            raise corrupt(
-                self.path(name), f"state dict does not fit: {str(exc).splitlines()[0][:120]}", self.cfg.name
-            ) from None
+            reason = f"state dict does not fit: {str(exc).splitlines()[0][:120]}"
+            raise corrupt(path, reason, self.cfg.name, shipped) from None
         if state_fingerprint(module) != blob.get(fp_key):
-            raise corrupt(self.path(name), "weights do not match their recorded fingerprint", self.cfg.name)
+            raise corrupt(path, "weights do not match their recorded fingerprint", self.cfg.name, shipped)
         return module.eval()
 
     def _stale(self, name: str, blob: dict[str, Any], train_if_missing: bool) -> bool:
@@ -103,27 +120,37 @@ class ToyWorld:
             raise AtlasError(f"unknown toy-world component {name!r}; valid: {', '.join(COMPONENTS)}")
         if name in self._modules and not retrain:
             return self._modules[name]
-        blob = None if retrain else load_component_file(self.path(name), self.cfg, name)
+        blob, path, shipped = None, self.path(name), False
+        if not retrain:  # the cache first, then the weights shipped with atlas
+            blob = load_component_file(path, self.cfg, name)
+            found = load_shipped_file(self.cfg, name) if blob is None else None
+            if found is not None:
+                (path, blob), shipped = found, True
         if blob is not None:
-            module = self._restore(name, blob)
-            self._modules[name], self._payloads[name] = module, blob
+            module = self._restore(name, blob, path=path, shipped=shipped)
+            self._modules[name], self._payloads[name], self._files[name] = module, blob, path
             if not self._stale(name, blob, train_if_missing):
+                self.sources[name] = "shipped" if shipped else "cache"
                 return module
-            del self._modules[name], self._payloads[name]
+            del self._modules[name], self._payloads[name], self._files[name]
             if not train_if_missing:
                 raise AtlasError(
-                    f"toy-world {name} in {str(self.dir)!r} was trained on another target; "
+                    f"toy-world {name} in {str(path.parent)!r} was trained on another target; "
                     f"run `atlas bootstrap --preset {self.cfg.name}`"
                 )
-            self.log(f"toyworld[{self.cfg.name}]: {name} was trained on another target; retraining it")
+            self.log(f"toyworld[{self.cfg.name}]: {name} ({path}) was trained on another target; retraining")
         elif not train_if_missing:
             raise AtlasError(
-                f"toy-world {name} is not trained yet ({str(self.path(name))!r} missing); "
-                f"run `atlas bootstrap --preset {self.cfg.name}`"
+                f"toy-world {name} is not trained yet ({str(self.path(name))!r} missing, and atlas ships "
+                f"no weights for config {self.hash}); run `atlas bootstrap --preset {self.cfg.name}`"
             )
+        elif retrain:
+            self.log(f"toyworld[{self.cfg.name}]: {name} retraining (cache {self.dir})")
         else:
-            why = "retraining" if retrain else "not in the cache; training"
-            self.log(f"toyworld[{self.cfg.name}]: {name} {why} (cache {self.dir})")
+            self.log(
+                f"toyworld[{self.cfg.name}]: {name} not in the cache and no shipped weights for config "
+                f"{self.hash} ({shipped_dir(self.cfg).name}); training (cache {self.dir})"
+            )
         t0, c0 = time.perf_counter(), time.process_time()
         module, payload = self._train(name)
         seconds = time.perf_counter() - t0
@@ -134,12 +161,23 @@ class ToyWorld:
         payload["meta"]["torch"] = str(torch.__version__)
         save_component(self.path(name), self.cfg, name, payload)
         self.log(f"toyworld[{self.cfg.name}]: {name} trained in {seconds:.0f} s -> {self.path(name)}")
-        self._modules[name], self._payloads[name] = module, payload
+        self._modules[name], self._payloads[name], self._files[name] = module, payload, self.path(name)
+        self.sources[name] = "trained"
         return module
 
     def decoder(self) -> Generator:
+        """T's decoder from relu6 (G starts from it); the shipped target leaves it out."""
         self.module("target")
-        return self._restore("target", self._payloads["target"], key="decoder_state_dict")
+        if "decoder_state_dict" not in self._payloads["target"]:
+            raise AtlasError(
+                f"training the toy-world generator needs T's decoder, which {str(self._files['target'])!r} "
+                f"leaves out (shipped weights); run `atlas bootstrap --preset {self.cfg.name} --retrain` "
+                "to train the whole world into the cache"
+            )
+        shipped = self.sources.get("target") == "shipped"
+        return self._restore(
+            "target", self._payloads["target"], "decoder_state_dict", self._files["target"], shipped
+        )
 
     def codes(self, split: str) -> torch.Tensor:
         """(N, D) post-ReLU fc6 codes of the split under the current T."""

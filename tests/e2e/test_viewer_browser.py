@@ -4,6 +4,10 @@ Starts ``atlas view`` (the command module's streamlit command line) on a free 12
 synthetic run made here, loads the overview, a layer grid and a unit page (deep link), checks that images
 decode (naturalWidth > 0) and charts render, and saves screenshots under ``test-artifacts/``.
 A missing browser is a failure, not a skip: CI installs it (``.ci/run``).
+
+No fixed sleeps: every step waits for the thing it needs (the server's health endpoint, a heading, a number
+of decoded images, charts drawn into a canvas/svg, a text) with a generous bound (``WAIT_S``; a slow, busy
+machine takes its time), and a test that gives up says what it was waiting for and what the page showed.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Error as PlaywrightError
 
 from atlas.commands.view import streamlit_command
 from atlas.store.synthetic import make_synthetic_run
@@ -33,6 +38,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+WAIT_S = float(os.environ.get("ATLAS_BROWSER_WAIT_S", "120"))  # bound of every wait (server start: 2x)
 
 
 def _free_port() -> int:
@@ -56,19 +62,24 @@ def server(tmp_path_factory):
         streamlit_command(str(parent / "demo"), port, "127.0.0.1"), stdout=log, stderr=subprocess.STDOUT
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
+    deadline = time.monotonic() + 2 * WAIT_S
+    while True:  # poll the health endpoint until it answers 200 (or the process dies, or the bound passes)
         try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=5) as resp:
                 if resp.status == 200:
                     break
         except OSError:
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
+            exited = proc.poll() is not None
+            why = f"exited with {proc.returncode}" if exited else f"no answer in {2 * WAIT_S:g} s"
             proc.kill()
             log.close()
-            pytest.fail(f"streamlit did not start:\n{(parent / 'streamlit.log').read_text()[-3000:]}")
-        time.sleep(0.5)
+            pytest.fail(
+                f"streamlit did not start ({why}) waiting for {url}/_stcore/health to return 200; its log:\n"
+                f"{(parent / 'streamlit.log').read_text()[-3000:]}"
+            )
+        time.sleep(0.25)
     yield url
     proc.terminate()
     try:
@@ -105,25 +116,68 @@ def page(browser):
     assert not errors, f"JavaScript errors: {errors}"
 
 
-def _settle(page, expect_title: str, timeout_ms: int = 45_000) -> None:
-    """Wait until the script finished (title shown, no running indicator) and images are loaded."""
-    page.get_by_role("heading", name=expect_title).first.wait_for(timeout=timeout_ms)
-    # Streamlit streams elements while the script runs: wait until the page stops growing and every image
-    # has loaded (same count of images and charts on consecutive polls)
-    deadline = time.monotonic() + timeout_ms / 1000
-    previous = None
-    while time.monotonic() < deadline:
-        state = page.evaluate(
-            """() => [document.images.length,
-                      Array.from(document.images).every(img => img.complete),
-                      document.querySelectorAll('[data-testid="stVegaLiteChart"]').length,
-                      !!document.querySelector('[data-testid="stStatusWidget"]')]"""
-        )
-        if state == previous and state[1] and not state[3]:
-            break
-        previous = state
-        page.wait_for_timeout(700)
-    page.wait_for_timeout(800)  # charts (vega-embed) draw asynchronously
+# the page's state, for the conditions below and for the message of a wait that gives up
+STATE_JS = """() => {
+  const imgs = Array.from(
+    document.querySelectorAll('[data-testid="stMain"] img, [data-testid="stImage"] img'));
+  const charts = Array.from(document.querySelectorAll('[data-testid="stVegaLiteChart"]'));
+  const drawn = charts.filter(c => Array.from(c.querySelectorAll('canvas, svg.marks'))
+                                       .some(e => e.getBoundingClientRect().width > 0));
+  return {
+    images: imgs.length,
+    images_decoded: imgs.filter(i => i.complete && i.naturalWidth > 0).length,
+    charts: charts.length,
+    charts_drawn: drawn.length,
+    running: !!document.querySelector('[data-testid="stStatusWidget"]'),
+    headings: Array.from(document.querySelectorAll('h1, h2, h3')).map(h => h.innerText).slice(0, 8),
+  };
+}"""
+
+
+def _state(page) -> dict:
+    try:
+        return page.evaluate(STATE_JS)
+    except PlaywrightError as exc:  # e.g. mid-navigation
+        return {"error": str(exc).splitlines()[0]}
+
+
+def _wait_until(page, condition_js: str, what: str, arg=None, timeout_s: float | None = None) -> None:
+    """Poll until ``condition_js(state, arg)`` holds in the page; else fail saying what was awaited."""
+    timeout_s = WAIT_S if timeout_s is None else timeout_s
+    js = f"(arg) => {{ const state = ({STATE_JS})(); return ({condition_js})(state, arg); }}"
+    try:
+        page.wait_for_function(js, arg=arg, timeout=timeout_s * 1000, polling=250)
+    except PlaywrightError:
+        pytest.fail(f"gave up after {timeout_s:g} s waiting for {what} on {page.url}; page: {_state(page)}")
+
+
+def _wait_visible(locator, what: str, timeout_s: float | None = None) -> None:
+    timeout_s = WAIT_S if timeout_s is None else timeout_s
+    try:
+        locator.first.wait_for(state="visible", timeout=timeout_s * 1000)
+    except PlaywrightError:
+        page = locator.page
+        pytest.fail(f"gave up after {timeout_s:g} s waiting for {what} on {page.url}; page: {_state(page)}")
+
+
+def _settle(page, expect_title: str, images: int = 0, charts: int = 0) -> None:
+    """Wait for the page's heading, then until the script run has finished with at least ``images`` images
+    decoded and ``charts`` charts drawn (Streamlit streams elements while the script runs)."""
+    _wait_visible(page.get_by_role("heading", name=expect_title), f"the heading {expect_title!r}")
+    _wait_until(
+        page,
+        "(s, want) => !s.running && s.images_decoded >= want.images && s.images_decoded === s.images"
+        " && s.charts_drawn >= want.charts",
+        f"{expect_title!r} to finish running with >= {images} images decoded and >= {charts} charts drawn",
+        arg={"images": images, "charts": charts},
+    )
+
+
+def _wait_url(page, pattern: str, what: str) -> None:
+    try:
+        page.wait_for_url(pattern, timeout=WAIT_S * 1000)
+    except PlaywrightError:
+        pytest.fail(f"gave up after {WAIT_S:g} s waiting for {what}; URL {page.url}; page: {_state(page)}")
 
 
 def _image_widths(page) -> list[int]:
@@ -133,7 +187,7 @@ def _image_widths(page) -> list[int]:
 
 
 def _charts(page) -> int:
-    return page.locator('[data-testid="stVegaLiteChart"] canvas, [data-testid="stVegaLiteChart"] svg').count()
+    return int(_state(page)["charts_drawn"])
 
 
 def _shot(page, name: str) -> Path:
@@ -145,8 +199,17 @@ def _shot(page, name: str) -> Path:
               '[data-testid="stMain"], [data-testid="stAppViewContainer"], section.main'))
             .map(e => e.scrollHeight), document.body.scrollHeight)"""
     )
+    before = _state(page)
     page.set_viewport_size({"width": size["width"], "height": min(int(height) + 40, 8000)})
-    page.wait_for_timeout(1500)  # charts re-layout to the new size
+    # charts re-layout to the new size: wait until as many are drawn (and images decoded) as before, then
+    # for two animation frames so the re-layout reaches the screen
+    _wait_until(
+        page,
+        "(s, want) => s.charts_drawn >= want.charts_drawn && s.images_decoded >= want.images_decoded",
+        f"the page to redraw after resizing for the {name!r} screenshot",
+        arg={k: before.get(k, 0) for k in ("charts_drawn", "images_decoded")},
+    )
+    page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
     page.screenshot(path=str(path), full_page=True)
     page.set_viewport_size(size)
     return path
@@ -154,7 +217,7 @@ def _shot(page, name: str) -> Path:
 
 def test_overview(server, page):
     page.goto(f"{server}/?page=overview")
-    _settle(page, "demo")
+    _settle(page, "demo", charts=3)  # the three distribution charts
     assert page.get_by_text("Distributions").count() >= 1
     assert _charts(page) >= 3, "the three distribution charts should render"
     assert _shot(page, "overview").stat().st_size > 10_000
@@ -162,44 +225,45 @@ def test_overview(server, page):
 
 def test_layer_grid(server, page):
     page.goto(f"{server}/?page=layer&layer=conv3")
-    _settle(page, "Layer conv3")
+    _settle(page, "Layer conv3", images=48)  # a full first page of the 64-unit grid
     widths = _image_widths(page)
     assert len(widths) >= 48 and all(w > 0 for w in widths), widths
-    assert page.get_by_text("page 1 of 2").count() >= 1
+    _wait_visible(page.get_by_text("page 1 of 2"), "the pager text 'page 1 of 2'")
     _shot(page, "layer-grid")
     # paging keeps working and updates the URL
     page.get_by_role("button", name="Next").first.click()
-    page.get_by_text("page 2 of 2").first.wait_for(timeout=30_000)
-    page.wait_for_url("**p=2**", timeout=30_000)
+    _wait_visible(page.get_by_text("page 2 of 2"), "the pager text 'page 2 of 2' after clicking Next")
+    _wait_url(page, "**p=2**", "the URL to carry p=2 after paging")
 
 
 def test_unit_deep_link(server, page):
     page.goto(f"{server}/?page=unit&layer=fc8&unit=7")
-    _settle(page, "fc8 · unit 7")
+    # facets + 6 real images + 4 chains x 5 kept images; four trajectories + competitors
+    _settle(page, "fc8 · unit 7", images=26, charts=5)
     widths = _image_widths(page)
-    # facets + 6 real images + 4 chains x 5 kept images
     assert len(widths) >= 26 and all(w > 0 for w in widths), widths
-    assert _charts(page) >= 5  # four trajectories + competitors
+    assert _charts(page) >= 5
     _shot(page, "unit")
     # the deep link survives a reload and neighbour navigation updates it
     page.reload()
-    _settle(page, "fc8 · unit 7")
+    _settle(page, "fc8 · unit 7", images=26)
     page.get_by_role("button", name="unit 8").first.click()
-    page.get_by_role("heading", name="fc8 · unit 8").first.wait_for(timeout=30_000)
-    page.wait_for_url("**unit=8**", timeout=30_000)  # the URL is synced when the script run ends
+    _wait_visible(page.get_by_role("heading", name="fc8 · unit 8"), "the heading 'fc8 · unit 8' (clicked)")
+    _wait_url(page, "**unit=8**", "the URL to carry unit=8 (synced when the script run ends)")
 
 
 def test_compare_and_sql(server, page):
     page.goto(f"{server}/?page=compare&layer=fc8&unit=0")
-    _settle(page, "Compare")
+    _settle(page, "Compare", images=16)
     assert all(w > 0 for w in _image_widths(page))
     assert len(_image_widths(page)) >= 16
     _shot(page, "compare")
     page.goto(f"{server}/?page=sql")
     _settle(page, "SQL console")
+    _wait_visible(page.locator("textarea"), "the SQL text area")
     page.locator("textarea").first.fill("COPY units TO '/tmp/atlas-browser-leak.csv'")
     page.get_by_role("button", name="Run query").click()
-    page.get_by_text("Query refused or failed").first.wait_for(timeout=30_000)
+    _wait_visible(page.get_by_text("Query refused or failed"), "the refusal of a COPY statement")
     assert not Path("/tmp/atlas-browser-leak.csv").exists()
     _shot(page, "sql-refused")
     page.locator("textarea").first.fill(
@@ -207,6 +271,6 @@ def test_compare_and_sql(server, page):
         "FROM units GROUP BY layer ORDER BY 1"
     )
     page.get_by_role("button", name="Run query").click()
-    page.get_by_text("2 rows").first.wait_for(timeout=30_000)
-    assert page.locator('[data-testid="stDataFrame"]').count() >= 1
+    _wait_visible(page.get_by_text("2 rows"), "the query result '2 rows'")
+    _wait_visible(page.locator('[data-testid="stDataFrame"]'), "the result table")
     _shot(page, "sql")

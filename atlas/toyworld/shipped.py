@@ -1,0 +1,172 @@
+"""The toy worlds shipped with atlas: trained T, J, G and DAE of each preset, as package data.
+
+Layout (one folder per preset and config hash, the cache's layout plus a manifest)::
+
+    atlas/toyworld/weights/<preset>-<confighash>/
+        target.pt judge.pt generator.pt dae.pt   component files, exactly as the cache holds them, except
+                                                 that target.pt leaves out T's decoder (only needed to
+                                                 train G from scratch)
+        config.json                              the preset's full config
+        report.json                              the gate report of the run that trained them
+        manifest.json                            sha256 and size of every file, each component's state-dict
+                                                 fingerprint, and how they were made (command, seeds,
+                                                 machine, torch, wall and CPU seconds)
+
+Loading order of a component (``ToyWorld.module``): the user's cache, else these files (when the folder
+for the preset's *current* config hash exists), else training. A shipped file is checked against the
+manifest's sha256, then like a cache file (format, component, config hash, state-dict fingerprint); any
+mismatch is a one-line :class:`AtlasError` naming the file and the fix, never a silent retrain.
+
+Made by ``atlas bootstrap --preset P --retrain --ship``: train from scratch in a temporary cache, check
+the gates, and (only when they pass) replace ``weights/<preset>-*`` with the result (:func:`write_shipped`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from atlas.toyworld.cache import corrupt, load_component_file
+from atlas.toyworld.presets import FORMAT_VERSION, ToyWorldConfig, config_hash
+
+SHIPPED_ROOT = Path(__file__).resolve().parent / "weights"
+MANIFEST = "manifest.json"
+DROPPED_KEYS = {"target": ("decoder_state_dict", "decoder_fingerprint")}
+COMPONENT_FILES = ("target.pt", "judge.pt", "generator.pt", "dae.pt")
+
+
+def shipped_dir(cfg: ToyWorldConfig) -> Path:
+    """Where the shipped weights of this preset and config hash are (the folder may not exist)."""
+    return SHIPPED_ROOT / f"{cfg.name}-{config_hash(cfg)}"
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_manifest(folder: Path, cfg: ToyWorldConfig) -> dict[str, Any]:
+    path = folder / MANIFEST
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise corrupt(path, f"cannot be read: {type(exc).__name__}", cfg.name, shipped=True) from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+        raise corrupt(path, "not a shipped-weights manifest", cfg.name, shipped=True)
+    if manifest.get("config_hash") != config_hash(cfg) or manifest.get("format") != FORMAT_VERSION:
+        raise corrupt(
+            path,
+            f"describes config {manifest.get('config_hash')!r} format {manifest.get('format')!r}",
+            cfg.name,
+            shipped=True,
+        )
+    return manifest
+
+
+def load_shipped_file(cfg: ToyWorldConfig, component: str) -> tuple[Path, dict[str, Any]] | None:
+    """(path, payload) of the shipped component, ``None`` when no weights ship for this config hash.
+
+    Checks the file's sha256 against the manifest, then format, component and config hash; the caller
+    checks the state-dict fingerprint when it restores the module (``ToyWorld._restore``).
+    """
+    folder = shipped_dir(cfg)
+    if not folder.is_dir():
+        return None
+    manifest = read_manifest(folder, cfg)
+    path = folder / f"{component}.pt"
+    entry = manifest["files"].get(path.name)
+    if not isinstance(entry, dict):
+        raise corrupt(folder / MANIFEST, f"lists no {path.name}", cfg.name, shipped=True)
+    if not path.is_file():
+        raise corrupt(path, "missing", cfg.name, shipped=True)
+    if file_sha256(path) != entry.get("sha256"):
+        raise corrupt(path, f"sha256 differs from {MANIFEST}", cfg.name, shipped=True)
+    blob = load_component_file(path, cfg, component, shipped=True)
+    assert blob is not None
+    if blob.get("fingerprint") != entry.get("fingerprint"):
+        raise corrupt(path, f"fingerprint differs from {MANIFEST}", cfg.name, shipped=True)
+    return path, blob
+
+
+def _git_sha() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def write_shipped(
+    cache_folder: Path,
+    cfg: ToyWorldConfig,
+    report: dict[str, Any],
+    made: dict[str, Any],
+    root: Path | None = None,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """Copy a trained world from ``cache_folder`` into ``root/<preset>-<hash>`` (default: the package's).
+
+    ``made`` describes how it was trained (command, machine, seconds); stored in the manifest. Folders of
+    the same preset with another config hash are removed: they can never be loaded again.
+    """
+    root = Path(root) if root is not None else SHIPPED_ROOT
+    name = f"{cfg.name}-{config_hash(cfg)}"
+    stage = root / f".{name}.{os.getpid()}.tmp"
+    if stage.exists():
+        shutil.rmtree(stage)
+    stage.mkdir(parents=True)
+    files: dict[str, dict[str, Any]] = {}
+    for fname in COMPONENT_FILES:
+        component = fname[:-3]
+        blob = load_component_file(cache_folder / fname, cfg, component)
+        if blob is None:
+            raise FileNotFoundError(cache_folder / fname)
+        for key in DROPPED_KEYS.get(component, ()):
+            blob.pop(key, None)
+        torch.save(blob, stage / fname)
+        files[fname] = {"fingerprint": blob["fingerprint"]}
+    shutil.copyfile(cache_folder / "config.json", stage / "config.json")
+    shipped_report = dict(report, cache=f"atlas/toyworld/weights/{name}")
+    (stage / "report.json").write_text(json.dumps(shipped_report, indent=2) + "\n")
+    for fname in (*COMPONENT_FILES, "config.json", "report.json"):
+        entry = files.setdefault(fname, {})
+        entry["sha256"] = file_sha256(stage / fname)
+        entry["bytes"] = (stage / fname).stat().st_size
+    seeds = {k: getattr(cfg, k).seed for k in ("data", "target", "judge", "generator", "dae")}
+    manifest = {
+        "preset": cfg.name,
+        "config_hash": config_hash(cfg),
+        "format": FORMAT_VERSION,
+        "files": files,
+        "made": {"seeds": seeds, "git": _git_sha(), **made},
+    }
+    (stage / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    dest = root / name
+    old = root / f".{name}.{os.getpid()}.old"
+    if dest.exists():
+        dest.rename(old)
+    stage.rename(dest)
+    if old.exists():
+        shutil.rmtree(old)
+    for other in sorted(root.glob(f"{cfg.name}-*")):
+        if other.is_dir() and other.name != name:
+            log(f"toyworld[{cfg.name}]: removing shipped weights of an older config: {other}")
+            shutil.rmtree(other)
+    return dest
