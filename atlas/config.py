@@ -362,6 +362,15 @@ class SamplerConfig:
         "(k-means); real and facet_seeded need facets.real_images.",
     )
     record_every: int = opt(10, "Record chain statistics every N steps.", ge=1)
+    stop_at: float = opt(
+        0.0,
+        "Stop a chain once its unit's activation reaches this multiple of the unit's highest activation on "
+        "the real images (1.0: the natural maximum; 0 = never). Keeps pictures in the natural range; "
+        "without real images chains run every step.",
+        ge=0,
+        le=HUGE,
+        omit_default=True,
+    )
     dgn_am: DgnAmConfig = section(DgnAmConfig, "DGN-AM settings.")
     ppgn_h: PpgnConfig = section(PpgnConfig, "PPGN-h settings.")
     pixel: PixelConfig = section(PixelConfig, "Pixel baseline settings.")

@@ -6,17 +6,38 @@ import argparse
 
 HELP = (
     "Benchmarks: 'quality' (judge recognizability, activation, selectivity, diversity, facets), 'throughput'"
-    " (chain-steps/s by batch; --ray: units/min with 1 and 2 actors), 'viewer' (unit-page query latency)."
+    " (chain-steps/s by batch; --ray: units/min with 1 and 2 actors), 'viewer' (unit-page query latency),"
+    " 'toyworld' (training the toy world from scratch: wall and CPU s per stage)."
 )
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="bench", metavar="BENCH")
     sub.required = True
-    q = sub.add_parser("quality", help="Fidelity of each method on the toy world (judge J, real top-9).")
+    q = sub.add_parser(
+        "quality",
+        help="Fidelity of each method on the toy world (judge J, real top-9); with --config: the config's "
+        "own atlas (colour truth, judge verdicts, facets per layer; atlas.bench.product).",
+    )
     _add_model_options(q, "models, sampler settings", "e.g. --set sampler.dgn_am.lr=0.2 (with --config)")
-    q.add_argument("--seeds", type=int, default=3, help="seeds to average over (default 3)")
-    q.add_argument("--out", help="directory for image grids per method and seed")
+    q.add_argument(
+        "--seeds",
+        type=int,
+        default=3,
+        help="seeds to average over in the method comparison (default 3); with --config the run's seed",
+    )
+    q.add_argument("--out", help="directory for image grids (per method and seed; with --config per layer)")
+    q.add_argument(
+        "--max-units",
+        type=int,
+        metavar="N",
+        help="with --config: a deterministic subset of each layer's units, N evenly spaced (default: all)",
+    )
+    q.add_argument(
+        "--compare",
+        action="store_true",
+        help="with --config: the method comparison on the config's models instead of the config's atlas",
+    )
     q.add_argument(
         "--methods",
         help="comma-separated subset of the data-start table: dgn_am,ppgn_h/dae,ppgn_h/joint,pixel,"
@@ -33,9 +54,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument(
         "--ray", action="store_true", help="measure through Ray workers (atlas.bench.ray_throughput)"
     )
+    t.add_argument(
+        "--store",
+        metavar="URI",
+        help="with --ray: also run into this store (s3://bucket/prefix, or 'local-s3' for an S3 API server "
+        "on 127.0.0.1 from moto) and report its units/min against a local directory",
+    )
+    t.add_argument("--repeat", type=int, default=1, help="with --ray: measurements per setting (median)")
     t.add_argument("--batches", default="1,4,16,64,128,256", help="comma-separated batch sizes")
     t.add_argument("--methods", help="comma-separated subset: dgn_am,ppgn_h/dae,ppgn_h/joint,pixel")
     _add_viewer_parser(sub)
+    w = sub.add_parser("toyworld", help="Train a toy-world preset from scratch: wall and CPU s per stage.")
+    from atlas.bench import toyworld_train
+
+    toyworld_train.add_arguments(w)
 
 
 def _add_model_options(p: argparse.ArgumentParser, config_holds: str, set_help: str) -> None:
@@ -65,6 +97,11 @@ def _add_viewer_parser(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--repeat", type=int, default=3, help="timed repetitions per unit")
     v.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     v.add_argument("--keep", metavar="DIR", help="build (or reuse) the run here instead of a temp dir")
+    v.add_argument(
+        "--run",
+        metavar="RUN",
+        help="measure this existing run (a path or a URI such as s3://bucket/atlas/demo)",
+    )
 
 
 def _compute_overrides(assignments: list[str]):
@@ -109,6 +146,10 @@ def _methods(text: str | None) -> list[str] | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.bench == "toyworld":
+        from atlas.bench import toyworld_train
+
+        return toyworld_train.run(args)
     if args.bench == "viewer":
         from atlas.bench import viewer_latency
 
@@ -129,6 +170,8 @@ def _quality(args: argparse.Namespace) -> int:
     from atlas.config import load_config
     from atlas.errors import AtlasError
 
+    if args.config and not args.compare:
+        return _product(args)
     if args.config:
         setup = QualitySetup.from_config(load_config(args.config, _with_cache_dir(args)))
     else:
@@ -149,6 +192,25 @@ def _quality(args: argparse.Namespace) -> int:
         setup, seeds=args.seeds, out_dir=args.out, methods=names, common_start=not args.no_common_start
     )
     print(format_table(report))
+    _write_json(args.json, report)
+    return 0
+
+
+def _product(args: argparse.Namespace) -> int:
+    """``bench quality --config``: the config's own atlas, built the worker's way, measured per layer."""
+    import dataclasses
+
+    from atlas.bench.product import format_product, run_product
+    from atlas.config import load_config
+    from atlas.errors import AtlasError
+
+    if args.max_units is not None and args.max_units < 1:
+        raise AtlasError("--max-units: give a positive number of units per layer")
+    cfg = load_config(args.config, _with_cache_dir(args))
+    if args.steps:
+        cfg = dataclasses.replace(cfg, sampler=dataclasses.replace(cfg.sampler, steps=args.steps))
+    report = run_product(cfg, max_units=args.max_units, out_dir=args.out)
+    print(format_product(report))
     _write_json(args.json, report)
     return 0
 

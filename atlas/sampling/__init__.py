@@ -25,7 +25,7 @@ Modules (one per thing that varies): ``units`` (what a unit is), ``objectives`` 
 from atlas.sampling.chain import TargetReadout, run_chains
 from atlas.sampling.compute import ComputeSetup, resolve_device
 from atlas.sampling.engine import Engine
-from atlas.sampling.facets import cluster_facets, facet_seed_codes, kmeans, top_real
+from atlas.sampling.facets import cluster_facets, facet_exemplars, facet_seed_codes, kmeans, top_real
 from atlas.sampling.objectives import Objective, layer_values, unit_readout
 from atlas.sampling.real import (
     FolderImages,
@@ -54,6 +54,7 @@ __all__ = [
     "chain_seed",
     "check_image_folder",
     "cluster_facets",
+    "facet_exemplars",
     "facet_seed_codes",
     "image_files",
     "kmeans",

@@ -58,14 +58,19 @@ def run_chains(
     record_every: int,
     setup: ComputeSetup,
     meta: list[tuple[int, int, str]],
+    stop_at: torch.Tensor | None = None,
 ) -> list[ChainResult]:
-    """Run B chains for ``steps`` updates; start: (B, *S) float32; meta[b] = (chain, seed, start label)."""
+    """Run B chains for ``steps`` updates; start: (B, *S) float32; meta[b] = (chain, seed, start label).
+
+    ``stop_at`` (B,): chain b stops moving once its unit's activation reaches ``stop_at[b]`` (inf: never);
+    its state, picture and best record stay those of the step that reached it."""
     t0 = time.perf_counter()
     b = start.shape[0]
     device = start.device
     index = torch.tensor([u.index for u in units], dtype=torch.long, device=device)  # (B,)
     tracker = ChainTracker(b, record_every, device)
     state = start.detach().float().clone()
+    stopped = torch.zeros(b, dtype=torch.bool, device=device)
 
     for t in range(steps + 1):
         final = t == steps
@@ -82,6 +87,8 @@ def run_chains(
         bad = ~finite_rows(img) | ~torch.isfinite(f.detach())
         tracker.diverge(bad, t)
         tracker.observe(t, img, read, f)
+        if stop_at is not None:  # natural range reached: this state is the chain's picture from now on
+            stopped |= read["activation"].detach().float() >= stop_at
 
         grad = residual = None
         if not final:
@@ -119,7 +126,7 @@ def run_chains(
             if redraw is not None and sampler.reset_every and (t + 1) % sampler.reset_every == 0:
                 new = redraw(gens)  # PPGN reset_every: fresh start states (B, *S)
             tracker.diverge(~finite_rows(new), t)
-            frozen = tracker.diverged.view(-1, *([1] * (new.dim() - 1)))
+            frozen = (tracker.diverged | stopped).view(-1, *([1] * (new.dim() - 1)))
             state = torch.where(frozen, torch.nan_to_num(old, nan=0.0, posinf=0.0, neginf=0.0), new)
 
     last, best, best_steps = tracker.records()

@@ -203,24 +203,40 @@ class Engine:
         """Cache the real images' layer vectors (N, U) for ``layer`` and codes (N, *S) at the code layer."""
         if self.real is None or layer in self._real_cache:
             return
-        names = [layer] + (
-            [self.code_layer] if self.code_layer and "__codes__" not in self._real_cache else []
+        want_codes = bool(self.code_layer) and "__codes__" not in self._real_cache
+        facet = self._seed_feature_layer()
+        want_facet = facet is not None and "__facet__" not in self._real_cache
+        names = list(
+            dict.fromkeys(
+                [layer] + ([self.code_layer] if want_codes else []) + ([facet] if want_facet else [])
+            )
         )
-        probe = self._probe(names)
+        probe = self._probe(names)  # type: ignore[arg-type]
         shape = self.layer_shape(layer)
         dummy = [make_unit(layer, 0, shape, layer == self.target.output_layer, self.cfg.spatial)]
-        vals, codes = [], []
+        vals, codes, feats = [], [], []
         images = self.real.images
         with torch.no_grad(), self.setup.autocast():
             for i in range(0, images.shape[0], self.real_batch):
                 x = images[i : i + self.real_batch].to(self.device).float()
                 acts = probe(self.setup.to_input(self.target.space.encode(x)))  # type: ignore[union-attr]
                 vals.append(layer_values(acts[layer], dummy * x.shape[0]).float())
-                if len(names) > 1:
+                if want_codes:
                     codes.append(acts[self.code_layer].float().flatten(1))
+                if want_facet:
+                    feats.append(acts[facet].float().flatten(1))
         self._real_cache[layer] = torch.cat(vals)  # (N, U)
         if codes:
             self._real_cache["__codes__"] = torch.cat(codes)  # (N, D)
+        if feats:
+            self._real_cache["__facet__"] = torch.cat(feats)  # (N, F)
+
+    def _seed_feature_layer(self) -> str | None:
+        """The layer whose features facet-seeded code starts cluster (the facet layer, as the multifaceted
+        paper clusters fc7); None when no generator chain needs it (then the codes are clustered)."""
+        if self.cfg.start != "facet_seeded" or self.method == "pixel" or not self.facet_cfg.enabled:
+            return None
+        return self.facet_layer
 
     def real_layer_values(self, layer: str) -> torch.Tensor | None:
         """(N, U) the layer's unit values (at the units' position) on the real images; None without them."""
@@ -283,16 +299,20 @@ class Engine:
                 base = self._real_codes()[seeds_idx].view(-1, *shape)  # type: ignore[index]
         else:
             codes = self._real_codes()
-            feats = codes[idx] if codes is not None else values[idx]
             kseed = chain_seed(seed, layer, unit.index, -1)
-            centers, _ = facet_mod.facet_seed_codes(feats, self.facet_cfg.max_facets, kseed)
             if pixel:  # Nguyen et al. 2016: the mean *image* of each cluster of top images
+                feats = codes[idx] if codes is not None else values[idx]
                 _, labels_ = facet_mod.kmeans(feats, self.facet_cfg.max_facets, kseed)
                 imgs = _fit(self.real.images[idx.cpu()].to(self.device).float(), shape[-1])  # type: ignore
                 base = torch.stack([imgs[labels_ == j].mean(0) for j in range(int(labels_.max()) + 1)])
-            else:
-                base = centers.view(-1, *shape)
-            labels = [f"facet_seed:{c % base.shape[0]}" for c in ids]
+                labels = [f"facet_seed:{c % base.shape[0]}" for c in ids]
+            else:  # code chains: the code of each cluster's best real image (a mean code is no real code)
+                facet_feats = self._real_cache.get("__facet__")
+                feats = facet_feats[idx] if facet_feats is not None else codes[idx]  # type: ignore[index]
+                pos, _ = facet_mod.facet_exemplars(feats, self.facet_cfg.max_facets, kseed)
+                chosen = idx[pos.to(idx.device)]
+                base = codes[chosen].view(-1, *shape)  # type: ignore[index]
+                labels = [f"facet_seed:{c % base.shape[0]}" for c in ids]
         n = base.shape[0]
         noise = randn_per_chain(gens, shape, self.device)
         reps = torch.tensor([0.0 if c < n else 1.0 for c in ids], device=self.device).view(
@@ -430,7 +450,18 @@ class Engine:
             self.cfg.record_every,
             self.setup,
             meta=[(c.chain, c.seed, lab) for c, lab in zip(batch, labels, strict=True)],
+            stop_at=self._stop_at(layer, batch),
         )
+
+    def _stop_at(self, layer: str, batch: list[_Chain]) -> torch.Tensor | None:
+        """(B,) ``sampler.stop_at`` x each chain's unit's highest activation on the real images (inf for a
+        unit no real image activates); None when chains never stop (no stop_at, no real images)."""
+        if self.cfg.stop_at <= 0 or layer not in self._real_cache:
+            return None
+        top = self._real_cache[layer].max(0).values.float()  # (U,) natural maximum per unit
+        top = torch.where(top > 0, top, torch.full_like(top, float("inf")))  # silent on real images: run
+        idx = torch.tensor([c.unit.index for c in batch], device=top.device)
+        return (self.cfg.stop_at * top[idx]).to(self.device)
 
     # ------------------------------------------------------------------------------------ rows
     def _unit_row(

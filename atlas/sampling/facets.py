@@ -4,7 +4,8 @@ Usage::
 
     labels = cluster_facets(features, distance=0.35, max_facets=4)   # (K, F) -> facet id per chain
     centers, sizes = kmeans(codes, k=4, seed=0)                     # torch k-means (k-means++ init)
-    starts = facet_seed_codes(codes_of_top_images, k=4, seed=0)     # Nguyen, Yosinski & Clune 2016
+    starts = facet_seed_codes(codes_of_top_images, k=4, seed=0)     # cluster means (pixel starts)
+    pos, sizes = facet_exemplars(features_of_top_images, k=4)       # one real exemplar per cluster (codes)
     idx, vals = top_real(values, unit, k=9)                         # the unit's top real images
     default_facet_layer([("fc7", (32,)), ("fc8", (10,))], "fc8")    # -> "fc7" (T's penultimate layer)
 
@@ -14,8 +15,10 @@ the two clusters whose mean directions are closest in cosine distance while that
 or while there are more than ``max_facets`` clusters. So two facets are kept apart iff their means differ by
 more than ``distance`` in cosine distance (0.2-0.5 is sensible; lower splits more).
 
-Facet-seeded starts (Nguyen et al. 2016, "Multifaceted feature visualization"): the codes of a unit's
-top-activating real images are clustered with k-means; each cluster mean is the start of one chain.
+Facet-seeded starts (Nguyen et al. 2016, "Multifaceted feature visualization"): a unit's top-activating real
+images are clustered with k-means on high-layer features (the paper: fc7; here the facet layer); pixel chains
+start from each cluster's mean image, code chains from the code of each cluster's best real image (an
+exemplar: a mean of codes decodes to no real picture).
 """
 
 from __future__ import annotations
@@ -123,6 +126,29 @@ def facet_seed_codes(codes: torch.Tensor, k: int, seed: int = 0) -> tuple[torch.
     sizes = torch.bincount(labels.cpu(), minlength=centers.shape[0])
     order = torch.argsort(sizes, descending=True, stable=True)
     return centers[order.to(centers.device)].view(-1, *codes.shape[1:]), sizes[order]
+
+
+def facet_exemplars(features: torch.Tensor, k: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """One real exemplar per facet of a unit's top images (multifaceted starts that stay on G's manifold).
+
+    features: (N, F) features of the unit's top N real images, **ordered by activation, highest first** (as
+    :func:`top_real` returns them). k-means (k-means++, ``seed``) splits them into k' <= k clusters; each
+    cluster's exemplar is its highest-activating member. Returns (positions into the N images (k',), cluster
+    sizes (k',)), ordered by the exemplar's rank: the cluster holding the top image comes first, so chain
+    c starts from exemplar c mod k'.
+
+    Nguyen, Yosinski & Clune (2016) start from each cluster's *mean image*; a mean of codes is no real
+    code: on the toy world the mean of 20 or more real codes decodes to a magenta blob whatever the colours
+    averaged (docs/sampling.md, "The demo atlas, measured as it is built"), so code chains start from
+    exemplars.
+    """
+    _, labels = kmeans(features, k, seed)
+    labels = labels.cpu()
+    n_clusters = int(labels.max()) + 1
+    first = torch.stack([torch.nonzero(labels == j).min() for j in range(n_clusters)])  # (k',)
+    sizes = torch.bincount(labels, minlength=n_clusters)
+    order = torch.argsort(first)
+    return first[order], sizes[order]
 
 
 def top_real(values: torch.Tensor, unit: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -7,6 +7,7 @@ import math
 
 import pytest
 
+from atlas.bench.colour import COLOUR_NAMES
 from atlas.bench.quality import METRICS, diversity_ratios
 from atlas.cli import main
 
@@ -34,6 +35,32 @@ def test_quality_bench_json_both_protocols(micro_cache, tmp_path, capsys):
     assert set(cs["diversity_ratio"]) == {"ppgn_h/dae", "ppgn_h/joint"}
     assert (tmp_path / "grids" / "dgn_am-seed0.png").exists()
     assert (tmp_path / "grids" / "common-ppgn_h_dae-seed0.png").exists()
+
+
+def test_quality_bench_with_config_measures_the_configs_atlas(micro_cache, tmp_path, capsys):
+    """--config: the config's own layers, sampler and seed, the worker's path; colour and judge truth."""
+    out = tmp_path / "p.json"
+    argv = ["bench", "quality", "--config", "configs/micro.yaml", "--cache-dir", micro_cache]
+    argv += ["--set", "compute.autocast=none", "--max-units", "3", "--steps", "3"]
+    argv += ["--json", str(out), "--out", str(tmp_path / "grids")]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "colour in top-k" in printed and "judged correct in every chain" in printed
+    report = json.loads(out.read_text())
+    assert report["precision"] == "float32" and report["max_units"] == 3 and report["threads"] == 1
+    assert report["sampler"]["steps"] == 3 and report["sampler"]["method"] == "dgn_am"
+    assert set(report["layers"]) == {"fc8", "conv2"}
+    for m in report["layers"].values():
+        assert m["units"] == 3 and m["chains"] == 6  # 3 units x 2 chains (configs/micro.yaml)
+        assert 0.0 <= m["colour_presence"] <= 1.0 and m["over_representation"]["pictures"] == 6
+        assert m["top_colour"] in COLOUR_NAMES and m["diversity"] >= 0
+    j = report["layers"]["fc8"]["judge"]
+    assert j["units"] == 3 and 0 <= j["units_all_correct"] <= 3 and 0.0 <= j["chain_recognizability"] <= 1.0
+    assert 0 <= j["worker_judge_correct"] <= 3
+    assert set(j["facets"]) == {"hook"} and j["facets_total"] == 2  # units 0, 4, 9 (evenly spaced): 9 = hook
+    assert (tmp_path / "grids" / "fc8-float32.png").exists() and (
+        tmp_path / "grids" / "conv2-float32.png"
+    ).exists()
 
 
 def test_diversity_ratios_compare_every_ppgn_with_every_dgn():

@@ -1,0 +1,108 @@
+"""Facet-seeded starts from real exemplars, and chains that stop at the natural activation range."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from atlas.config import ComputeConfig, FacetConfig, PpgnConfig, SamplerConfig
+from atlas.models.probes import LayerProbe
+from atlas.sampling import Engine, facet_exemplars, top_real
+from atlas.sampling.engine import _Chain
+from atlas.sampling.seeds import chain_generators, chain_seed
+from atlas.sampling.units import make_unit
+from tests.unit.tiny_models import tiny_world
+
+pytestmark = pytest.mark.unit
+CPU = torch.device("cpu")
+FP32 = ComputeConfig(autocast="none")  # exact comparisons with float32 codes
+
+
+@pytest.fixture(scope="module")
+def world():
+    torch.set_num_threads(1)
+    return tiny_world()
+
+
+def engine(world, facets=None, **sampler):
+    t, g, d, r = world
+    base = dict(steps=12, chains_per_unit=4, record_every=1, start="facet_seeded", method="ppgn_h")
+    base.update(sampler)
+    return Engine(t, g, d, SamplerConfig(**base), facets or FacetConfig(), FP32, CPU, real=r)
+
+
+def test_facet_exemplars_pick_each_clusters_best_member_in_rank_order():
+    # 9 "images" ranked by activation (row 0 highest) in three well-separated groups
+    group = torch.tensor([2, 0, 1, 0, 2, 1, 0, 1, 2])
+    centres = torch.tensor([[10.0, 0.0], [0.0, 10.0], [-10.0, -10.0]])
+    feats = centres[group] + 0.01 * torch.randn(9, 2, generator=torch.Generator().manual_seed(0))
+    pos, sizes = facet_exemplars(feats, k=3, seed=0)
+    assert pos.tolist() == [0, 1, 2]  # the best-ranked member of groups 2, 0, 1, in that order
+    assert sizes.tolist() == [3, 3, 3]
+    pos, sizes = facet_exemplars(feats[[1, 3, 6]], k=3, seed=0)  # one group only: one cluster survives
+    assert pos.tolist()[0] == 0 and int(sizes.sum()) == 3
+
+
+def test_facet_seeded_code_starts_are_real_codes_of_the_units_top_images(world):
+    t, _, _, r = world
+    pool = 16
+    e = engine(world, facets=FacetConfig(max_facets=3, seed_pool=pool))
+    e._real_pass("fc8")
+    unit = make_unit("fc8", 4, (10,), True, "center")
+    chains = [_Chain(0, unit, c, chain_seed(0, "fc8", 4, c)) for c in range(4)]
+    gens = chain_generators([c.seed for c in chains], CPU)
+    starts, labels = e._starts("fc8", unit, chains, gens, seed=0)
+    with torch.no_grad():
+        codes = LayerProbe(t.module, ["relu6"])(t.space.encode(r.images))["relu6"]
+    idx, _ = top_real(e.real_layer_values("fc8"), 4, pool)
+    lower, upper = e._bounds()
+    for c in range(3):  # one chain per exemplar: the clipped code of one of the unit's top real images
+        d = (torch.minimum(torch.maximum(codes[idx], lower), upper) - starts[c]).abs().amax(1)
+        assert float(d.min()) < 1e-5, c
+    assert labels[:3] == ["facet_seed:0", "facet_seed:1", "facet_seed:2"]
+    d0 = (torch.minimum(torch.maximum(codes[idx[0]], lower), upper) - starts[0]).abs().max()
+    assert float(d0) < 1e-5  # chain 0: the cluster holding the unit's top image
+    assert bool((starts >= lower - 1e-6).all() and (starts <= upper + 1e-6).all())  # in bounds
+    assert not torch.allclose(starts[3], starts[0])  # a repeated exemplar gets REPEAT_NOISE
+
+
+def test_stop_at_freezes_a_chain_once_it_reaches_the_natural_maximum(world):
+    ppgn = PpgnConfig(eps1=1e-3, eps3=0.0, lr=0.3)
+    free = engine(world, ppgn_h=ppgn, steps=30).map_units("fc8", [1, 6], seed=0)
+    stopping = engine(world, ppgn_h=ppgn, steps=30, stop_at=0.5)
+    res = stopping.map_units("fc8", [1, 6], seed=0)
+    natural = stopping.real_layer_values("fc8").max(0).values
+    stopped = 0
+    for u, uf in zip(res, free, strict=True):
+        top = float(natural[u.unit])
+        threshold = 0.5 * top if top > 0 else math.inf  # a unit silent on real images never stops
+        for c, cf in zip(u.chains, uf.chains, strict=True):
+            acts = [row["activation"] for row in c.trajectory]
+            assert max(acts) >= acts[0]  # the objective rose (or the chain started above the threshold)
+            hit = [i for i, a in enumerate(acts) if a >= threshold]
+            if not hit:
+                assert c.best.activation == pytest.approx(cf.best.activation, rel=1e-4)
+                continue
+            stopped += 1
+            first = hit[0]
+            assert all(a == pytest.approx(acts[first], rel=1e-5) for a in acts[first:])  # frozen
+            assert c.best_step == c.trajectory[first]["step"] and c.best.activation >= threshold
+            assert c.last.activation == pytest.approx(c.best.activation, rel=1e-5)
+            norms = [row["code_norm"] for row in c.trajectory[first:]]
+            assert max(norms) - min(norms) < 1e-4  # the code no longer moves
+    assert stopped >= 2  # the threshold is within reach on the tiny world
+
+
+def test_stop_at_needs_real_images_and_never_stops_a_silent_unit(world):
+    t, g, d, _ = world
+    cfg = SamplerConfig(method="ppgn_h", steps=3, chains_per_unit=2, start="random", stop_at=1.0)
+    e = Engine(t, g, d, cfg, FacetConfig(), FP32, CPU, real=None)
+    batch = [_Chain(0, make_unit("fc8", 0, (10,), True, "center"), 0, 1)]
+    assert e._stop_at("fc8", batch) is None  # no real images: chains run every step
+    e2 = engine(world, stop_at=1.0)
+    e2._real_pass("fc8")
+    e2._real_cache["fc8"][:, 3] = -1.0  # a unit no real image activates
+    s = e2._stop_at("fc8", [_Chain(0, make_unit("fc8", u, (10,), True, "center"), 0, 1) for u in (1, 3)])
+    assert math.isfinite(float(s[0])) and math.isinf(float(s[1]))
