@@ -12,8 +12,9 @@ marginal rate ``B (s2 - s1) / (t2 - t1)`` (fixed per-call costs — starts, reco
 at batch 1 lasts ~40 ms here, too short to time steadily), median over ``repeats``.
 "speedup" is the best batch's rate over the batch-1 rate: how much one forward/backward pass serving many
 chains beats a loop of single chains. FLOPs per chain-step are counted with ``torch.utils.flop_counter`` (the
-forward and input-gradient backward of G and T, DAE included), giving GFLOP/s; on CUDA the achieved TFLOP/s is
-compared with the measured bf16 matmul peak of the device (MFU).
+forward and input-gradient backward of G and T, DAE included), giving GFLOP/s, compared with the device's
+measured matmul rate in the precision the steps ran in ("of peak", MFU; CPU and CUDA). The report names the
+CPU model and the flags that decide CPU speed (AVX2, AVX-512, AVX512-BF16, AMX), so machines compare.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from atlas.config import ComputeConfig, FacetConfig, RunConfig, SamplerConfig
 from atlas.models.loaded import LoadedModel
 from atlas.sampling import Engine, resolve_device
 from atlas.sampling.compute import ComputeSetup
+from atlas.toyworld.machine import describe, machine_info
 
 DEFAULT_BATCHES = (1, 4, 16, 64, 128, 256)
 
@@ -79,18 +81,22 @@ def methods_for(setup: ThroughputSetup) -> dict[str, SamplerConfig]:
     return out
 
 
-def matmul_peak_tflops(device: torch.device, dtype: torch.dtype = torch.bfloat16, n: int = 8192) -> float:
-    """Measured dense matmul rate (TFLOP/s) on ``device`` — the MFU denominator (CUDA only)."""
+def matmul_peak_tflops(
+    device: torch.device, dtype: torch.dtype = torch.bfloat16, n: int | None = None
+) -> float:
+    """Measured dense matmul rate (TFLOP/s) on ``device`` in ``dtype``: the denominator of the fraction of
+    peak (MFU) this benchmark reports, on CUDA and on CPUs alike (n = 8192 on CUDA, 2048 on a CPU)."""
+    n = n or (8192 if device.type == "cuda" else 2048)
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
-    for _ in range(3):
+    for _ in range(2):
         a @ b
-    torch.cuda.synchronize(device)
-    reps = 20
-    t0 = time.perf_counter()
-    for _ in range(reps):
+    _sync(device)
+    reps, t0 = 0, time.perf_counter()
+    while reps < 3 or time.perf_counter() - t0 < 0.5:  # at least half a second of matmuls
         a @ b
-    torch.cuda.synchronize(device)
+        reps += 1
+    _sync(device)
     return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e12
 
 
@@ -198,10 +204,11 @@ def run_throughput(
     "gflop_per_chain_step", "gflops": {B: GFLOP/s}, ["tflops", "mfu"]}}, "device", "threads", ...}."""
     device = resolve_device(setup.compute.device)
     batches = list(batches or DEFAULT_BATCHES)
-    peak = matmul_peak_tflops(device) if device.type == "cuda" else None
     all_methods = methods_for(setup)
     names = methods or list(all_methods)
     compute = ComputeSetup.resolve(setup.compute, device)
+    peak_dtype = compute.dtype or torch.float32
+    peak = matmul_peak_tflops(device, peak_dtype)
     report: dict[str, Any] = {
         "methods": {},
         "device": str(device),
@@ -209,7 +216,9 @@ def run_throughput(
         "channels_last": compute.channels_last,
         "threads": torch.get_num_threads(),
         "steps": list(steps),
-        "peak_bf16_tflops": peak,
+        "peak_tflops": peak,  # measured matmul rate in the precision the steps ran in
+        "peak_dtype": str(peak_dtype).removeprefix("torch."),
+        "machine": machine_info(),  # CPU model and flags (bf16 / AMX / AVX-512 / AVX2), torch
     }
     t_start = time.perf_counter()
     for name in names:
@@ -258,21 +267,23 @@ def format_table(report: dict[str, Any]) -> str:
         f"device {report['device']}, {report['threads']} threads, {report.get('autocast', 'float32')}"
         + (", channels_last" if report.get("channels_last") else "")
         + (
-            f", bf16 matmul peak {report['peak_bf16_tflops']:.1f} TFLOP/s"
-            if report.get("peak_bf16_tflops")
+            f", {report.get('peak_dtype', '')} matmul peak {report['peak_tflops'] * 1e3:.0f} GFLOP/s"
+            if report.get("peak_tflops")
             else ""
         )
     ]
+    if report.get("machine"):
+        lines.append(describe(report["machine"]))
     batches = sorted({b for m in report["methods"].values() for b in m["by_batch"]})
     head = f"{'method':<14}" + "".join(f"{'B=' + str(b):>10}" for b in batches) + f"{'best':>7}{'speedup':>9}"
-    head += f"{'GFLOP/step':>12}{'GFLOP/s':>10}" + (f"{'MFU':>7}" if report.get("peak_bf16_tflops") else "")
+    head += f"{'GFLOP/step':>12}{'GFLOP/s':>10}" + (f"{'of peak':>9}" if report.get("peak_tflops") else "")
     lines += [head, "-" * len(head)]
     for name, m in report["methods"].items():
         cells = "".join(f"{m['by_batch'].get(b, float('nan')):>10.1f}" for b in batches)
         line = f"{name:<14}{cells}{m['best_batch']:>7}{m['speedup']:>8.1f}x"
         line += f"{m['gflop_per_chain_step']:>12.4f}{m['gflops'][m['best_batch']]:>10.2f}"
         if "mfu" in m:
-            line += f"{m['mfu'] * 100:>6.1f}%"
+            line += f"{m['mfu'] * 100:>8.1f}%"
         lines.append(line)
     lines.append("(chain-steps/s; ms/step and GFLOP/s per batch in the JSON)")
     return "\n".join(lines)
