@@ -68,7 +68,6 @@ def test_cache_hit_does_not_train_or_touch_files(filled_cache):
     report = bootstrap("micro", cache_dir=cache, log=logs.append)
     assert not any("train" in line for line in logs), logs
     assert report["sources"] == dict.fromkeys(COMPONENTS, "cache")
-    assert all(report["seconds"][k] == 0 for k in COMPONENTS)
     assert {f: f.stat().st_mtime_ns for f in files} == before
 
 

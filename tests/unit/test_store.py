@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -227,14 +226,12 @@ def test_run_query_good_and_capped(synthetic_run):
     assert run_query(conn, "FROM steps LIMIT 1;")[1]
 
 
+@pytest.mark.timeout(600)  # a hang guard (pytest-timeout), not a speed check: uncancelled, it runs for hours
 def test_run_query_timeout(synthetic_run):
     conn = open_run(synthetic_run)
     slow = "SELECT count(*) FROM range(100000000000) a WHERE hash(a.range) % 7 = 3"
-    t0 = time.monotonic()
     with pytest.raises(AtlasError, match="cancelled"):
         run_query(conn, slow, timeout_s=0.5)
-    # a hang guard, not a speed check: uncancelled, the query would run for hours
-    assert time.monotonic() - t0 < 120, "run_query(timeout_s=0.5) did not cancel the query"
     assert run_query(conn, "SELECT 1")[1] == [(1,)]  # the connection still works
 
 
