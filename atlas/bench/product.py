@@ -52,6 +52,7 @@ import numpy as np
 import torch
 
 from atlas.bench import colour as col
+from atlas.bench.quality import save_grid
 from atlas.config import RunConfig
 from atlas.sampling import Engine, UnitResult
 
@@ -246,7 +247,7 @@ def _run_product(
         log(f"{layer.name}: {len(units)} units in {seconds:.0f} s; " + _summary(m))
         if out_dir is not None:
             path = Path(out_dir) / f"{layer.name}-{precision}.png"
-            save_unit_grid(subset(results, grid_units), path)
+            save_grid(subset(results, grid_units), path, picture="best", n_real=6, gap_px=6, scale=3)
     return report
 
 
@@ -272,29 +273,6 @@ def _top(m: dict[str, Any]) -> str:
     """'white 0.47 (white 0.39)': the pictures' most frequent colour and share (the real top-k's)."""
     real = f"{m['top_colour_real']} {m['top_colour_real_share']:.2f}"
     return f"{m['top_colour']} {m['top_colour_share']:.2f} ({real})"
-
-
-def save_unit_grid(units: list[UnitResult], path: Path, n_real: int = 6) -> None:
-    """PNG: one row per unit — its real top images | a gap | every chain's best picture (3x upscaled)."""
-    from PIL import Image
-
-    rows = []
-    for u in units:
-        if u.status != "ok" or not u.chains:
-            continue
-        tiles = [c.best.image for c in u.chains]
-        h, w, _ = tiles[0].shape
-        real = [im for _, _, im in u.real_topk[:n_real]] or [np.zeros_like(tiles[0])]
-        gap = np.full((h, 6, 3), 255, np.uint8)
-        rows.append(np.concatenate(real + [gap] + tiles, axis=1))
-    if not rows:
-        return
-    width = max(r.shape[1] for r in rows)
-    rows = [np.pad(r, ((0, 2), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
-    grid = np.concatenate(rows, axis=0)
-    grid = grid.repeat(3, axis=0).repeat(3, axis=1)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(grid).save(path)
 
 
 def format_product(report: dict[str, Any]) -> str:

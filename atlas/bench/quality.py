@@ -425,25 +425,37 @@ def _aggregate(rows: list[dict[str, float]]) -> dict[str, float]:
     return out
 
 
-def save_grid(units: list[UnitResult], path: Path) -> None:
-    """PNG grid: one row per unit (real top images left of a gap, then the chains' last pictures)."""
+def save_grid(
+    units: list[UnitResult],
+    path: Path,
+    *,
+    picture: str = "last",
+    n_real: int = 3,
+    gap_px: int = 4,
+    scale: int = 1,
+) -> None:
+    """PNG grid: one row per unit — its real top ``n_real`` images, a gap, then every chain's ``picture``
+    ('last' or 'best'), upscaled ``scale`` times."""
     from PIL import Image
 
     rows = []
     for u in units:
         if u.status != "ok" or not u.chains:
             continue
-        tiles = [c.last.image for c in u.chains]
+        tiles = [getattr(c, picture).image for c in u.chains]
         h, w, _ = tiles[0].shape
-        gap = np.full((h, 4, 3), 255, np.uint8)
-        real = [im for _, _, im in u.real_topk[:3]] or [np.zeros_like(tiles[0])]
+        gap = np.full((h, gap_px, 3), 255, np.uint8)
+        real = [im for _, _, im in u.real_topk[:n_real]] or [np.zeros_like(tiles[0])]
         rows.append(np.concatenate(real + [gap] + tiles, axis=1))
     if not rows:
         return
     width = max(r.shape[1] for r in rows)
     rows = [np.pad(r, ((0, 2), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
+    grid = np.concatenate(rows, axis=0)
+    if scale > 1:
+        grid = grid.repeat(scale, axis=0).repeat(scale, axis=1)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.concatenate(rows, axis=0)).save(path)
+    Image.fromarray(grid).save(path)
 
 
 def format_table(report: dict[str, Any]) -> str:
