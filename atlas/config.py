@@ -289,13 +289,6 @@ class DgnAmConfig:
     )
     lr_end: float = opt(1e-3, "Final step size; decays linearly (original: 1e-10).", ge=0, le=HUGE)
     l2_decay: float = opt(0.99, "Multiplicative decay of h after each step (original 0.99).", gt=0, le=1)
-    noise: float = opt(
-        0.0,
-        "Std of the start noise around the mean code, in code stds (start: mean; also added to seeded "
-        "starts).",
-        ge=0,
-        le=HUGE,
-    )
 
 
 @dataclass(frozen=True)
@@ -361,6 +354,13 @@ class SamplerConfig:
         "Start codes: random N(0,1) clipped, mean code + noise, a real image's code, or facet-seeded "
         "(k-means); real and facet_seeded need facets.real_images.",
     )
+    start_noise: float = opt(
+        0.0,
+        "Std of the noise added to start codes, in code stds (mean, real and facet_seeded code starts; "
+        "every method). Pixel starts have their own (atlas/sampling/starts.py).",
+        ge=0,
+        le=HUGE,
+    )
     record_every: int = opt(10, "Record chain statistics every N steps.", ge=1)
     stop_at: float = opt(
         0.0,
@@ -423,7 +423,9 @@ class ComputeConfig:
         "auto",
         "Mixed precision; auto = bf16 on CUDA and CPUs with native bf16 (AVX512-BF16, AMX); fp16: CUDA only.",
     )
-    channels_last: bool = opt(True, "Use channels_last memory format on CUDA and under CPU autocast.")
+    channels_last: bool = opt(
+        True, "Use channels_last memory format (CUDA; CPU in bf16 and float32 alike: faster where measured)."
+    )
     compile: bool = opt(False, "torch.compile the step (CUDA; measure first).")
     fold_batchnorm: bool = opt(
         True, "Fold frozen BatchNorm into the conv/linear before it (same outputs, fewer passes)."
@@ -570,10 +572,10 @@ class RunConfig:
             generator=self.models.generator is not None,
             dae=self.models.dae is not None,
         )
-        if s.start == "mean" and s.chains_per_unit > 1 and s.dgn_am.noise == 0 and _deterministic_steps(s):
+        if s.start == "mean" and s.chains_per_unit > 1 and s.start_noise == 0 and _deterministic_steps(s):
             raise ConfigError(
-                f"sampler.dgn_am.noise: with start: mean and no noise all {s.chains_per_unit} chains of a "
-                f"unit are identical ({s.method} adds no noise of its own); set sampler.dgn_am.noise > 0 "
+                f"sampler.start_noise: with start: mean and no noise all {s.chains_per_unit} chains of a "
+                f"unit are identical ({s.method} adds no noise of its own); set sampler.start_noise > 0 "
                 "(e.g. 0.1), another sampler.start, or sampler.chains_per_unit: 1"
             )
 

@@ -280,7 +280,8 @@ def format_table(report: dict[str, Any]) -> str:
     lines += [head, "-" * len(head)]
     for name, m in report["methods"].items():
         cells = "".join(f"{m['by_batch'].get(b, float('nan')):>10.1f}" for b in batches)
-        line = f"{name:<14}{cells}{m['best_batch']:>7}{m['speedup']:>8.1f}x"
+        speedup = f"{m['speedup']:>8.1f}x" if math.isfinite(m["speedup"]) else f"{'-':>9}"  # no batch 1
+        line = f"{name:<14}{cells}{m['best_batch']:>7}{speedup}"
         line += f"{m['gflop_per_chain_step']:>12.4f}{m['gflops'][m['best_batch']]:>10.2f}"
         if "mfu" in m:
             line += f"{m['mfu'] * 100:>8.1f}%"

@@ -2,7 +2,7 @@
 
     atlas bench viewer [--images 100000] [--units 25] [--json PATH] [--keep DIR]
 
-Builds a synthetic run (``atlas.store.synthetic``; PNGs drawn from a small pre-encoded pool so the build
+Builds a synthetic run (``atlas.bench.synthetic_run``; PNGs drawn from a small pre-encoded pool so the build
 takes seconds), opens it the way the viewer does (sandboxed DuckDB, connection reused across reruns),
 then times ``viewer.data.unit_page`` — every query the unit page runs — for several units of a
 4096-unit layer and of a 1000-unit layer, plus the layer grid's visible-page query. Target: unit page
@@ -50,7 +50,7 @@ def _stats(samples_ms: list[float]) -> dict[str, float]:
 
 
 def build_run(run_dir: Path, images: int) -> dict[str, Any]:
-    from atlas.store.synthetic import make_synthetic_run
+    from atlas.bench.synthetic_run import make_synthetic_run
 
     units = max(1, images // IMAGES_PER_UNIT)
     wide = min(4096, units)  # the "4096-unit layer" of the issue; the rest goes to fc8

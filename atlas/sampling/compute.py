@@ -26,7 +26,12 @@ from atlas.errors import ConfigError
 
 
 def cpu_has_native_bf16() -> bool:
-    """True when this CPU computes bf16 natively (AVX512-BF16 or AMX tiles), so bf16 autocast pays off."""
+    """True when this CPU computes bf16 natively (AVX512-BF16 or AMX tiles), so bf16 autocast pays off.
+
+    Honours a capped instruction set: with ``ATEN_CPU_CAPABILITY=avx2`` (and ``ONEDNN_MAX_CPU_ISA=AVX2``)
+    torch runs as on a CPU without AVX-512, and so does this answer (how no-bf16 numbers are reproduced)."""
+    if not torch.backends.cpu.get_cpu_capability().startswith("AVX512"):
+        return False
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
 
@@ -63,8 +68,8 @@ class ComputeSetup:
             dtype = (
                 None  # fp16 autocast needs gradient scaling to be safe; CPU workers of a GPU config: float32
             )
-        # channels_last helps cuDNN and oneDNN's bf16 kernels; float32 on CPU is faster contiguous.
-        channels_last = cfg.channels_last and (cuda or dtype is not None)
+        # channels_last helps cuDNN and oneDNN, bf16 and float32 alike (docs/sampling.md, "CPU precision").
+        channels_last = cfg.channels_last
         batch = cfg.batch_size if (cfg.batch_size > 0 or cuda) else 64
         return ComputeSetup(device, dtype, channels_last, cfg.compile and cuda, batch)
 

@@ -284,7 +284,7 @@ class Engine:
                 base = _fit(base.unsqueeze(0), shape[-1])[0]
                 return (base + 0.05 * noise).clamp(0, 1), ["mean"] * k
             assert self.code_stats is not None
-            h = self.code_stats.mean.float().view(shape) + self.cfg.dgn_am.noise * self._std(shape) * noise
+            h = self.code_stats.mean.float().view(shape) + self.cfg.start_noise * self._std(shape) * noise
             return self._clip(h), ["mean"] * k
         # seeded by real images: the unit's top images ("real") or k-means of their codes ("facet_seeded")
         values = self._real_cache[layer]
@@ -321,7 +321,7 @@ class Engine:
         picked = base[torch.tensor([c % n for c in ids], device=base.device)].to(self.device)
         if pixel:
             return (picked + reps * REPEAT_NOISE * 0.2 * noise).clamp(0, 1), labels
-        scale = self.cfg.dgn_am.noise + reps * REPEAT_NOISE
+        scale = self.cfg.start_noise + reps * REPEAT_NOISE
         return self._clip(picked + scale * self._std(shape) * noise), labels
 
     def _clip(self, h: torch.Tensor) -> torch.Tensor:

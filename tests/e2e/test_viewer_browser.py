@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Error as PlaywrightError
 
+from atlas.bench.synthetic_run import make_synthetic_run
 from atlas.commands.view import streamlit_command
-from atlas.store.synthetic import make_synthetic_run
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from atlas.bench.synthetic_run import make_synthetic_run
 from atlas.store import RunStore
-from atlas.store.synthetic import make_synthetic_run
 
 pytestmark = pytest.mark.integration
 

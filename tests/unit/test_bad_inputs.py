@@ -239,7 +239,7 @@ CONFIG_CASES = [
         ("sampler.dgn_am.l2_decay: value 1.5 is out of range",),
         {"sampler": {"dgn_am": {"l2_decay": 1.5}}},
     ),
-    Case("negative noise", ("sampler.dgn_am.noise", ">= 0"), {"sampler": {"dgn_am": {"noise": -0.1}}}),
+    Case("negative noise", ("sampler.start_noise", ">= 0"), {"sampler": {"start_noise": -0.1}}),
     Case(
         "method typo",
         ("sampler.method: invalid value 'ppgn'", "did you mean 'ppgn_h'"),
@@ -318,7 +318,7 @@ CONFIG_CASES = [
     ),
     Case(
         "identical chains",
-        ("sampler.dgn_am.noise", "all 2 chains of a unit are identical", "chains_per_unit: 1"),
+        ("sampler.start_noise", "all 2 chains of a unit are identical", "chains_per_unit: 1"),
         GEN,
         merge=({"sampler": {"start": "mean"}},),
     ),
@@ -463,7 +463,7 @@ PREFLIGHT_CASES = [
         "mean start without code stats",
         ("sampler.start: 'mean' needs the mean code", "models.code_stats"),
         GEN,
-        merge=({"sampler": {"start": "mean", "dgn_am": {"noise": 0.1}}},),
+        merge=({"sampler": {"start": "mean", "start_noise": 0.1}},),
     ),
     Case("facet layer unknown", ("facets.layer: unknown layer 'relu8'",), {"facets": {"layer": "relu8"}}),
     Case(

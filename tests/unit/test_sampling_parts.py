@@ -128,11 +128,19 @@ def test_compute_auto_picks_bf16_only_where_the_cpu_has_it(monkeypatch, native):
     cpu = torch.device("cpu")
     auto = compute.ComputeSetup.resolve(ComputeConfig(), cpu)
     assert auto.dtype == (torch.bfloat16 if native else None)
-    assert auto.channels_last == native  # channels_last on CPU only under bf16 autocast
-    off = compute.ComputeSetup.resolve(ComputeConfig(autocast="none"), cpu)
+    assert auto.channels_last  # channels_last pays on CPU in float32 too (docs/sampling.md, "CPU precision")
+    off = compute.ComputeSetup.resolve(ComputeConfig(autocast="none", channels_last=False), cpu)
     assert off.dtype is None and not off.channels_last
     forced = compute.ComputeSetup.resolve(ComputeConfig(autocast="bf16", channels_last=False), cpu)
     assert forced.dtype == torch.bfloat16 and not forced.channels_last
+
+
+def test_capped_instruction_set_means_no_native_bf16(monkeypatch):
+    """ATEN_CPU_CAPABILITY=avx2 makes torch run as on a CPU without AVX-512: auto must not pick bf16 there."""
+    from atlas.sampling import compute
+
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    assert not compute.cpu_has_native_bf16()
 
 
 def test_compute_fp16_on_cpu_runs_float32():
@@ -141,4 +149,4 @@ def test_compute_fp16_on_cpu_runs_float32():
     from atlas.sampling import compute
 
     setup = compute.ComputeSetup.resolve(ComputeConfig(autocast="fp16"), torch.device("cpu"))
-    assert setup.dtype is None and not setup.channels_last
+    assert setup.dtype is None and setup.channels_last

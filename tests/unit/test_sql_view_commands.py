@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
+from atlas.bench.synthetic_run import make_synthetic_run
 from atlas.commands import sql, view
 from atlas.errors import AtlasError
-from atlas.store.synthetic import make_synthetic_run
 
 pytestmark = pytest.mark.unit
 

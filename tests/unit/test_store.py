@@ -11,11 +11,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from atlas.bench.synthetic_run import make_synthetic_run
 from atlas.errors import AtlasError
 from atlas.store import RunStore, decode_png, encode_png, open_run, run_query
 from atlas.store.catalog import check_read_only
 from atlas.store.schema import SCHEMA_VERSION, SCHEMAS
-from atlas.store.synthetic import make_synthetic_run
 
 pytestmark = pytest.mark.unit
 

@@ -3,7 +3,7 @@ latency benchmark. No models involved; every number is drawn from a seeded gener
 
 Usage::
 
-    from atlas.store.synthetic import make_synthetic_run
+    from atlas.bench.synthetic_run import make_synthetic_run
     info = make_synthetic_run("/tmp/run", layers={"fc8": 10, "conv3": 16}, chains=4)
 
 Each unit gets a "preferred stimulus" (a coloured shape on a textured background); its chains draw variations
