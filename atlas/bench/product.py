@@ -200,10 +200,11 @@ def _run_product(
     grid_units: int,
     log: Callable[[str], None],
 ) -> dict[str, Any]:
-    from atlas.pipeline.models_setup import build_bundle, pick_device
+    from atlas.pipeline.models_setup import build_bundle
     from atlas.pipeline.plan import plan_shards
+    from atlas.sampling.compute import resolve_device
 
-    device = pick_device(cfg.compute.device)
+    device = resolve_device(cfg.compute.device)
     bundle = build_bundle(cfg)
     models = bundle.models
     for m in (models.target, models.generator, models.dae):

@@ -139,13 +139,13 @@ def flops_per_chain_step(engine: Engine, layer: str, batch: int = 4) -> float:
     from atlas.sampling.objectives import layer_values
     from atlas.sampling.units import make_unit
 
-    name = engine.resolve_layer(layer)
-    shape = engine.layer_shape(name)
+    name = engine.nets.resolve_layer(layer)
+    shape = engine.nets.layer_shape(name)
     unit = make_unit(name, 0, shape, name == engine.target.output_layer, engine.cfg.spatial)
     sampler = engine.sampler
     state = torch.rand(batch, *sampler.param.state_shape(), device=engine.device, requires_grad=True)
     names = [name] + list(getattr(sampler.prior, "needs_layers", ()))
-    probe = engine.probes(names)[0]
+    probe = engine.nets.probes(names)[0]
     with FlopCounterMode(display=False) as fc:
         with engine.setup.autocast():
             img = sampler.param.image(state)

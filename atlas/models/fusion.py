@@ -2,8 +2,9 @@
 
 Usage::
 
-    fold_batchnorm(G)                    # every Conv/ConvTranspose/Linear -> BatchNorm pair of a Sequential
-    unfold(T, ["conv1.0"])               # a requested layer *is* a folded conv: put its exact output back
+    folding = BatchNormFolding(G)        # G: the caller's own copy (folding rewrites it in place)
+    folding.fold()                       # every Conv/ConvTranspose/Linear -> BatchNorm pair of a Sequential
+    folding.unfold(["conv1.0"])          # a requested layer *is* a folded conv: put its exact output back
 
 An eval-mode BatchNorm is an affine map per channel, ``y = s (x - mean) + beta`` with
 ``s = gamma / sqrt(var + eps)``, so ``BN(W x + b) = (s W) x + s (b - mean) + beta``: the pair becomes one
@@ -11,9 +12,9 @@ layer and the BatchNorm an ``nn.Identity`` (its name keeps its output). The forw
 the whole network are unchanged (up to rounding); the BatchNorm's own passes, forward and backward, vanish.
 
 Only the folded layer's *own* output changes (it now includes the BatchNorm), so a probe on that layer (or on
-its BatchNorm, whose module object changes) calls :func:`unfold` first. Unfolding is permanent: a later
-``fold_batchnorm`` leaves those layers alone, so probes built on them stay valid. Folding is in place,
-idempotent, and recorded on the module (``_atlas_folds``): each module carries its own record, nothing global.
+its BatchNorm, whose module object changes) calls ``unfold`` first. Unfolding is permanent: a later
+``fold`` leaves those layers alone, so probes built on them stay valid. Folding is in place and idempotent;
+its record lives in the ``BatchNormFolding`` object (the Engine folds its own copies of the caller's nets).
 Modules in training mode, lazy (uninitialized) layers and Sequential subclasses with their own ``forward``
 are never folded.
 """
@@ -35,8 +36,6 @@ _FOLDABLE = (
     nn.ConvTranspose3d,
     nn.Linear,
 )
-_RECORD = "_atlas_folds"  # {layer name: _Fold} of the pairs folded now
-_EXACT = "_atlas_exact"  # layer names unfolded for a probe: never folded again
 
 
 @dataclass
@@ -48,14 +47,6 @@ class _Fold:
     bias: torch.Tensor | None
     norm: nn.Module
     norm_name: str
-
-
-def _record(module: nn.Module) -> dict[str, _Fold]:
-    return module.__dict__.setdefault(_RECORD, {})
-
-
-def _exact(module: nn.Module) -> set[str]:
-    return module.__dict__.setdefault(_EXACT, set())
 
 
 def _pairs(module: nn.Module) -> Iterable[tuple[str, str, nn.Sequential, int]]:
@@ -78,65 +69,73 @@ def _pairs(module: nn.Module) -> Iterable[tuple[str, str, nn.Sequential, int]]:
             yield f"{prefix}{layer_key}", f"{prefix}{norm_key}", seq, i + 1
 
 
-@torch.no_grad()
-def fold_batchnorm(module: nn.Module, keep: Iterable[str] = ()) -> list[str]:
-    """Fold every eval-mode BatchNorm into the layer before it, except pairs named (either half) in ``keep``
-    or unfolded before.
+class BatchNormFolding:
+    """The folds of one module, recorded here (never on the module): fold, unfold exactly, list."""
 
-    Returns the names of the layers folded by this call.
-    """
-    keep = set(keep) | _exact(module)
-    record = _record(module)
-    done = []
-    for name, norm_name, parent, index in list(_pairs(module)):
-        if name in keep or norm_name in keep or name in record:
-            continue
-        layer, norm = parent[index - 1], parent[index]
-        scale = norm.weight / torch.sqrt(norm.running_var + norm.eps) if norm.affine else None
-        if scale is None:
-            scale = 1.0 / torch.sqrt(norm.running_var + norm.eps)
-        shift = -norm.running_mean * scale + (norm.bias if norm.affine else 0.0)
-        transposed = isinstance(layer, nn.modules.conv._ConvTransposeNd)
-        # Output channels are dim 0 of a conv / linear weight, dim 1 of a transposed conv's.
-        shape = [1] * layer.weight.dim()
-        shape[1 if transposed else 0] = -1
-        record[name] = _Fold(
-            parent, index, layer, layer.weight.detach().clone(), _clone(layer.bias), norm, norm_name
-        )
-        layer.weight.mul_(scale.view(shape).to(layer.weight.dtype))
-        bias = shift if layer.bias is None else layer.bias * scale + shift
-        layer.bias = nn.Parameter(bias.to(layer.weight.dtype), requires_grad=False)
-        parent[index] = nn.Identity()
-        done.append(name)
-    return done
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module
+        self._folds: dict[str, _Fold] = {}  # layer name -> the pair folded now
+        self._exact: set[str] = set()  # names unfolded for a probe: never folded again
+
+    @property
+    def folded(self) -> list[str]:
+        """Names of the layers currently folded."""
+        return list(self._folds)
+
+    @torch.no_grad()
+    def fold(self, keep: Iterable[str] = ()) -> list[str]:
+        """Fold every eval-mode BatchNorm into the layer before it, except pairs named (either half) in
+        ``keep`` or unfolded before; -> names of the layers folded by this call."""
+        keep = set(keep) | self._exact
+        done = []
+        for name, norm_name, parent, index in list(_pairs(self.module)):
+            if name in keep or norm_name in keep or name in self._folds:
+                continue
+            layer, norm = parent[index - 1], parent[index]
+            self._folds[name] = _Fold(
+                parent, index, layer, layer.weight.detach().clone(), _clone(layer.bias), norm, norm_name
+            )
+            _fold_pair(layer, norm)
+            parent[index] = nn.Identity()
+            done.append(name)
+        return done
+
+    @torch.no_grad()
+    def unfold(self, names: Iterable[str]) -> list[str]:
+        """Undo, for good, the folds of the named layers or BatchNorms (exact: the original parameters come
+        back, on the device and in the dtype the module has now); -> layer names unfolded."""
+        names = set(names)
+        undone = []
+        for name, fold in list(self._folds.items()):
+            if name not in names and fold.norm_name not in names:
+                continue
+            del self._folds[name]
+            w = fold.layer.weight
+            w.copy_(fold.weight.to(device=w.device, dtype=w.dtype))
+            if fold.bias is None:
+                fold.layer.register_parameter("bias", None)
+            else:
+                fold.layer.bias = nn.Parameter(
+                    fold.bias.to(device=w.device, dtype=w.dtype), requires_grad=False
+                )
+            fold.parent[fold.index] = fold.norm.to(device=w.device, dtype=w.dtype)
+            undone.append(name)
+        self._exact.update(names)
+        return undone
 
 
-@torch.no_grad()
-def unfold(module: nn.Module, names: Iterable[str]) -> list[str]:
-    """Undo, for good, the folds of the named layers or BatchNorms (exact: the original parameters come back,
-    on the device and in the dtype the module has now); -> layer names unfolded."""
-    names = set(names)
-    record = _record(module)
-    undone = []
-    for name, fold in list(record.items()):
-        if name not in names and fold.norm_name not in names:
-            continue
-        del record[name]
-        w = fold.layer.weight
-        w.copy_(fold.weight.to(device=w.device, dtype=w.dtype))
-        if fold.bias is None:
-            fold.layer.register_parameter("bias", None)
-        else:
-            fold.layer.bias = nn.Parameter(fold.bias.to(device=w.device, dtype=w.dtype), requires_grad=False)
-        fold.parent[fold.index] = fold.norm.to(device=w.device, dtype=w.dtype)
-        undone.append(name)
-    _exact(module).update(names)
-    return undone
-
-
-def folded(module: nn.Module) -> list[str]:
-    """Names of the layers currently folded."""
-    return list(_record(module))
+def _fold_pair(layer: nn.Module, norm: nn.Module) -> None:
+    """``BN(W x + b) = (s W) x + s (b - mean) + beta``, s = gamma / sqrt(var + eps): rewrite the layer."""
+    scale = 1.0 / torch.sqrt(norm.running_var + norm.eps)
+    if norm.affine:
+        scale = norm.weight * scale
+    shift = -norm.running_mean * scale + (norm.bias if norm.affine else 0.0)
+    # Output channels are dim 0 of a conv / linear weight, dim 1 of a transposed conv's.
+    shape = [1] * layer.weight.dim()
+    shape[1 if isinstance(layer, nn.modules.conv._ConvTransposeNd) else 0] = -1
+    layer.weight.mul_(scale.view(shape).to(layer.weight.dtype))
+    bias = shift if layer.bias is None else layer.bias * scale + shift
+    layer.bias = nn.Parameter(bias.to(layer.weight.dtype), requires_grad=False)
 
 
 def _clone(t: torch.Tensor | None) -> torch.Tensor | None:

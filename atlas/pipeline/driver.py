@@ -31,11 +31,12 @@ from typing import Any
 import torch
 
 from atlas.config import RunConfig
-from atlas.errors import AtlasError, ConfigError
+from atlas.errors import ConfigError
 from atlas.models import LayerProbe, example_input
 from atlas.pipeline.models_setup import RunModels, ShippedBundle, build_bundle, build_models
 from atlas.pipeline.plan import Shard, plan_shards
 from atlas.pipeline.preflight import preflight_config, preflight_models
+from atlas.sampling.units import layer_kind
 from atlas.store import RunStore
 from atlas.store.location import Location, is_remote, open_location
 from atlas.store.lock import RunLock
@@ -100,14 +101,7 @@ def resolve_layers(
     plans = []
     for i, layer in enumerate(cfg.layers):
         shape = tuple(shapes[layer.name])
-        if len(shape) not in (1, 3):
-            raise AtlasError(
-                f"layers.{i}.name: layer {layer.name!r} has output shape {shape}; "
-                "only fc (N,) and conv (C, H, W) layers have units"
-            )
-        kind = layer.kind
-        if kind == "auto":
-            kind = "output" if layer.name == target.output_layer else ("fc" if len(shape) == 1 else "conv")
+        kind = layer_kind(layer.name, shape, target.output_layer, layer.kind, f"layers.{i}")
         units = layer.units.resolve(shape[0], f"layers.{i}.units", layer.name)
         plans.append(LayerPlan(layer.name, kind, shape, units))
     return plans

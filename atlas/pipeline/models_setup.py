@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
 from atlas.config import RunConfig
 from atlas.errors import AtlasError
 from atlas.models import CodeStats, LoadedModel, load_model
@@ -113,14 +111,3 @@ def load_real_images(cfg: RunConfig, size_hint: int) -> Any | None:
     from atlas.sampling import load_image_folder
 
     return load_image_folder(source, size_hint)
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise AtlasError(f"compute.device: {name!r} requested but no CUDA device is visible; use cpu or auto")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise AtlasError(f"compute.device: invalid device {name!r}; valid: auto, cpu, cuda, cuda:N") from None

@@ -37,6 +37,7 @@ from atlas.models import model_layers
 from atlas.models.probes import LayerInfo, resolve_modules
 from atlas.sampling.facets import default_facet_layer
 from atlas.sampling.real import check_image_folder, image_files
+from atlas.sampling.units import layer_kind
 
 if TYPE_CHECKING:
     from atlas.pipeline.models_setup import RunModels
@@ -160,22 +161,7 @@ def _check_layers(cfg: RunConfig, module: nn.Module, shapes: Shapes, output: str
     out = {}
     for i, layer in enumerate(cfg.layers):
         shape = _known_layer(module, shapes, layer.name, f"layers.{i}.name")
-        if len(shape) not in (1, 3):
-            raise ConfigError(
-                f"layers.{i}.name: layer {layer.name!r} has output shape {shape}; "
-                "only fc (N,) and conv (C, H, W) layers have units"
-            )
-        dims = {"fc": 1, "conv": 3, "output": 1}.get(layer.kind)
-        if dims is not None and len(shape) != dims:
-            raise ConfigError(
-                f"layers.{i}.kind: {layer.kind!r} does not fit layer {layer.name!r} of shape {shape}; "
-                "use kind: auto"
-            )
-        if layer.kind == "output" and layer.name != output:
-            raise ConfigError(
-                f"layers.{i}.kind: 'output' but the target's output layer is {output!r}; "
-                f"set models.target.output_layer: {layer.name} instead"
-            )
+        layer_kind(layer.name, shape, output, layer.kind, f"layers.{i}")
         layer.units.check(shape[0], f"layers.{i}.units", layer.name)
         out[layer.name] = shape
     return out

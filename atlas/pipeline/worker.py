@@ -21,10 +21,11 @@ import numpy as np
 import torch
 
 from atlas.config import config_from_dict
-from atlas.pipeline.models_setup import ShippedBundle, WorkerBundle, build_bundle, pick_device
+from atlas.pipeline.models_setup import ShippedBundle, WorkerBundle, build_bundle
 from atlas.pipeline.plan import Shard
 from atlas.pipeline.rows import merge_rows, unit_rows
 from atlas.sampling import Engine
+from atlas.sampling.compute import resolve_device
 from atlas.sampling.results import UnitResult
 from atlas.store import RunStore
 from atlas.store.location import Location
@@ -41,9 +42,10 @@ class AtlasWorker:
         bundle: WorkerBundle | ShippedBundle | None = None,
     ) -> None:
         self.cfg = config_from_dict(config)
-        if threads:
+        threads = threads or self.cfg.compute.threads
+        if threads:  # this process's torch threads (the core never sets them)
             torch.set_num_threads(max(1, int(threads)))
-        self.device = pick_device(self.cfg.compute.device)
+        self.device = resolve_device(self.cfg.compute.device)
         started = time.perf_counter()
         self.shipped = bundle is not None
         if isinstance(bundle, ShippedBundle):
@@ -129,7 +131,8 @@ class AtlasWorker:
         if isinstance(shard, dict):
             shard = Shard(shard["id"], shard["layer"], tuple(shard["units"]))
         started = time.perf_counter()
-        results = self.engine.map_units(shard.layer, list(shard.units), seed=self.cfg.seed)
+        kind = next((layer.kind for layer in self.cfg.layers if layer.name == shard.layer), "auto")
+        results = self.engine.map_units(shard.layer, list(shard.units), seed=self.cfg.seed, kind=kind)
         s = self.cfg.store
         rows = merge_rows(
             [

@@ -37,10 +37,15 @@ def cpu_has_native_bf16() -> bool:
 
 
 def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda if available else cpu; 'cuda' without a GPU is an error."""
+    """'auto' -> cuda if available else cpu; 'cuda' without a GPU, or a name torch rejects, is an error."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(
+            f"compute.device: invalid device {name!r}; valid: auto, cpu, cuda, cuda:N"
+        ) from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"compute.device: {name!r} but no CUDA device is available; use auto or cpu")
     return dev

@@ -3,6 +3,7 @@
 Usage::
 
     labels = cluster_facets(features, distance=0.35, max_facets=4)   # (K, F) -> facet id per chain
+    n = assign_facets(chain_results, distance=0.35, max_facets=4)   # sets ChainResult.facet, -> count
     centers, sizes = kmeans(codes, k=4, seed=0)                     # torch k-means (k-means++ init)
     starts = facet_seed_codes(codes_of_top_images, k=4, seed=0)     # cluster means (pixel starts)
     pos, sizes = facet_exemplars(features_of_top_images, k=4)       # one real exemplar per cluster (codes)
@@ -27,6 +28,8 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+
+from atlas.sampling.results import ChainResult
 
 
 def default_facet_layer(
@@ -74,6 +77,18 @@ def cluster_facets(
         for i in m:
             labels[i] = fid
     return labels
+
+
+def assign_facets(chains: list[ChainResult], distance: float, max_facets: int) -> int:
+    """Set each chain's ``facet`` from its end-point features (diverged chains: -1); -> number of facets."""
+    if not chains or chains[0].features is None:
+        return 0
+    feats = torch.stack([c.features for c in chains])  # type: ignore[misc]  # (K, F)
+    valid = torch.tensor([not c.diverged for c in chains])
+    labels = cluster_facets(feats, distance, max_facets, valid)
+    for c, label in zip(chains, labels, strict=True):
+        c.facet = label
+    return facet_count(labels)
 
 
 def facet_count(labels: list[int]) -> int:

@@ -61,6 +61,32 @@ def kind_of(shape: tuple[int, ...], is_output: bool) -> Kind:
     )
 
 
+def layer_kind(
+    name: str, shape: tuple[int, ...], output_layer: str | None, declared: str = "auto", key: str = "layers"
+) -> Kind:
+    """The one rule for a layer's unit kind (driver, pre-flight, engine): ``declared`` ('auto', 'output',
+    'fc', 'conv', as ``layers[].kind``) checked against the layer's shape and the target's output layer.
+
+    auto: the output layer is 'output', (U,) layers 'fc', (C, H, W) layers 'conv'. ``key`` prefixes errors."""
+    if len(shape) not in (1, 3):
+        raise ConfigError(
+            f"{key}.name: layer {name!r} has output shape {tuple(shape)}; "
+            "only fc (N,) and conv (C, H, W) layers have units"
+        )
+    if declared == "auto":
+        return kind_of(shape, name == output_layer)
+    if {"fc": 1, "conv": 3, "output": 1}.get(declared) != len(shape):
+        raise ConfigError(
+            f"{key}.kind: {declared!r} does not fit layer {name!r} of shape {tuple(shape)}; use kind: auto"
+        )
+    if declared == "output" and name != output_layer:
+        raise ConfigError(
+            f"{key}.kind: 'output' but the target's output layer is {output_layer!r}; "
+            f"set models.target.output_layer: {name} instead"
+        )
+    return declared  # type: ignore[return-value]
+
+
 def center_of(shape: tuple[int, ...]) -> tuple[int, int]:
     """Centre position (y, x) of a (C, H, W) map, as DGN-AM reads conv5 at xy = 6 of 13x13."""
     return shape[1] // 2, shape[2] // 2

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from atlas.models.fusion import fold_batchnorm, folded, unfold
+from atlas.models.fusion import BatchNormFolding
 from atlas.models.probes import LayerProbe
 
 pytestmark = pytest.mark.unit
@@ -43,23 +43,23 @@ def test_folding_keeps_outputs_and_input_gradients_and_undoes_exactly():
     net, x = _net(), torch.randn(5, 3, 8, 8)
     ref_y, ref_g = _out_and_grad(net, x)
     before = copy.deepcopy(net.state_dict())
-    assert sorted(fold_batchnorm(net)) == ["0.0", "1.0", "3"]
+    folding = BatchNormFolding(net)
+    assert sorted(folding.fold()) == ["0.0", "1.0", "3"]
     assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
     y, g = _out_and_grad(net, x)
     torch.testing.assert_close(y, ref_y, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(g, ref_g, atol=1e-5, rtol=1e-5)
-    assert fold_batchnorm(net) == []  # idempotent
-    assert sorted(unfold(net, ["0.0", "1.0", "3", "nope"])) == ["0.0", "1.0", "3"]
+    assert folding.fold() == []  # idempotent
+    assert sorted(folding.unfold(["0.0", "1.0", "3", "nope"])) == ["0.0", "1.0", "3"]
     after = net.state_dict()
     assert set(after) == set(before) and all(torch.equal(before[k], after[k]) for k in before)
 
 
 def test_keep_and_training_mode_are_respected():
-    net = _net()
-    assert sorted(fold_batchnorm(net, keep=["1.0"])) == ["0.0", "3"]
-    assert sorted(folded(net)) == ["0.0", "3"]
-    other = _net().train()
-    assert fold_batchnorm(other) == []
+    folding = BatchNormFolding(_net())
+    assert sorted(folding.fold(keep=["1.0"])) == ["0.0", "3"]
+    assert sorted(folding.folded) == ["0.0", "3"]
+    assert BatchNormFolding(_net().train()).fold() == []
 
 
 def test_probe_on_a_folded_layer_after_unfold_is_exact():
@@ -67,11 +67,12 @@ def test_probe_on_a_folded_layer_after_unfold_is_exact():
     with torch.no_grad():
         conv_ref = LayerProbe(net, ["0.0"])(x)["0.0"]
         block_ref = LayerProbe(net, ["0"])(x)["0"]
-    fold_batchnorm(net)
+    folding = BatchNormFolding(net)
+    folding.fold()
     with torch.no_grad():
         block = LayerProbe(net, ["0"])(x)["0"]  # the block's output is unchanged while folded
         torch.testing.assert_close(block, block_ref, atol=1e-5, rtol=1e-5)
-        unfold(net, ["0.0"])
+        folding.unfold(["0.0"])
         torch.testing.assert_close(LayerProbe(net, ["0.0"])(x)["0.0"], conv_ref)
 
 
@@ -79,13 +80,14 @@ def test_unfold_follows_the_module_to_its_dtype_and_is_permanent():
     net, x = _net(), torch.randn(2, 3, 8, 8)
     with torch.no_grad():
         ref = net(x)
-    fold_batchnorm(net)
+    folding = BatchNormFolding(net)
+    folding.fold()
     net.to(torch.float64)  # the module moves after folding (as Engine.prepare moves it to the device)
-    assert sorted(unfold(net, ["1.1", "3"])) == ["1.0", "3"]  # a BatchNorm's own name unfolds its pair too
+    assert sorted(folding.unfold(["1.1", "3"])) == ["1.0", "3"]  # a BatchNorm's own name unfolds its pair
     with torch.no_grad():
         torch.testing.assert_close(net(x.double()).float(), ref, atol=1e-5, rtol=1e-5)
-    assert fold_batchnorm(net) == []  # unfolded layers stay exact; "0.0" is still folded
-    assert folded(net) == ["0.0"]
+    assert folding.fold() == []  # unfolded layers stay exact; "0.0" is still folded
+    assert folding.folded == ["0.0"]
 
 
 def test_sequential_subclass_with_own_forward_is_not_folded():
@@ -94,7 +96,7 @@ def test_sequential_subclass_with_own_forward_is_not_folded():
             return x + super().forward(x)
 
     net = nn.Sequential(Residual(nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4))).eval()
-    assert fold_batchnorm(net) == []
+    assert BatchNormFolding(net).fold() == []
 
 
 def _bn_target():
@@ -140,10 +142,11 @@ def test_engine_with_folding_matches_engine_without(layer):
             torch.device("cpu"),
             real=real,
         )
-        assert ("conv1" in folded(t.module)) == fold  # folded when built; probes unfold what they read
+        assert ("conv1" in eng.nets.folding.folded) == fold  # folded when built; probes unfold what they read
+        assert isinstance(t.module[1], nn.BatchNorm2d)  # the caller's module is never rewritten
         out[fold] = eng.map_units(layer, [1, 3], seed=0)
         if fold and layer != "fc8":
-            assert "conv1" not in folded(t.module)  # the probed layer was unfolded, for good
+            assert "conv1" not in eng.nets.folding.folded  # the probed layer was unfolded, for good
     for a, b in zip(out[False], out[True], strict=True):
         assert a.status == b.status == "ok"
         for ca, cb in zip(a.chains, b.chains, strict=True):

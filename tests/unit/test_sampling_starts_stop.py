@@ -49,11 +49,10 @@ def test_facet_seeded_code_starts_are_real_codes_of_the_units_top_images(world):
     t, _, _, r = world
     pool = 16
     e = engine(world, facets=FacetConfig(max_facets=3, seed_pool=pool))
-    e._real_pass("fc8")
+    e.real_layer_values("fc8")
     unit = make_unit("fc8", 4, (10,), True, "center")
-    chains = [_Chain(0, unit, c, chain_seed(0, "fc8", 4, c)) for c in range(4)]
-    gens = chain_generators([c.seed for c in chains], CPU)
-    starts, labels = e._starts("fc8", unit, chains, gens, seed=0)
+    gens = chain_generators([chain_seed(0, "fc8", 4, c) for c in range(4)], CPU)
+    starts, labels = e.starts.for_unit("fc8", unit, [0, 1, 2, 3], gens, seed=0)
     with torch.no_grad():
         codes = LayerProbe(t.module, ["relu6"])(t.space.encode(r.images))["relu6"]
     idx, _ = top_real(e.real_layer_values("fc8"), 4, pool)
@@ -102,7 +101,33 @@ def test_stop_at_needs_real_images_and_never_stops_a_silent_unit(world):
     batch = [_Chain(0, make_unit("fc8", 0, (10,), True, "center"), 0, 1)]
     assert e._stop_at("fc8", batch) is None  # no real images: chains run every step
     e2 = engine(world, stop_at=1.0)
-    e2._real_pass("fc8")
-    e2._real_cache["fc8"][:, 3] = -1.0  # a unit no real image activates
+    e2.real_layer_values("fc8")[:, 3] = -1.0  # a unit no real image activates
     s = e2._stop_at("fc8", [_Chain(0, make_unit("fc8", u, (10,), True, "center"), 0, 1) for u in (1, 3)])
     assert math.isfinite(float(s[0])) and math.isinf(float(s[1]))
+
+
+@pytest.mark.parametrize("mode", ["random", "mean", "real", "facet_seeded"])
+def test_pixel_start_modes_draw_what_they_name(world, mode):
+    """Each pixel start mode: its own label and its own picture (grey + noise, mean image + noise, the unit's
+    top real images, the mean images of clusters of them)."""
+    t, _, _, r = world
+    e = engine(world, method="pixel", start=mode, facets=FacetConfig(max_facets=2, seed_pool=8))
+    e.real_layer_values("fc8")
+    unit = make_unit("fc8", 2, (10,), True, "center")
+    gens = chain_generators([chain_seed(0, "fc8", 2, c) for c in range(4)], CPU)
+    x, labels = e.starts.for_unit("fc8", unit, [0, 1, 2, 3], gens, seed=0)
+    assert x.shape == (4, 3, 16, 16) and float(x.min()) >= 0 and float(x.max()) <= 1
+    top, _ = top_real(e.real_layer_values("fc8"), 2, 8)
+    if mode == "random":
+        assert labels == ["random"] * 4 and abs(float(x.mean()) - 0.5) < 0.05 and float(x.std()) > 0.05
+    elif mode == "mean":
+        assert labels == ["mean"] * 4
+        assert float((x - r.images.mean(0)).abs().mean()) < 0.06  # the mean image + N(0, 0.05)
+    elif mode == "real":
+        assert labels == [f"real:{int(i)}" for i in top[:4]]
+        torch.testing.assert_close(x, r.images[top[:4]])  # the unit's top 4 images, no noise
+    else:
+        assert labels == ["facet_seed:0", "facet_seed:1", "facet_seed:0", "facet_seed:1"]
+        members = r.images[top]  # every cluster mean lies inside the hull of the top images
+        assert bool((x[:2] >= members.amin(0) - 1e-6).all() and (x[:2] <= members.amax(0) + 1e-6).all())
+        assert not torch.allclose(x[2], x[0])  # a repeated seed gets its own noise

@@ -1,0 +1,74 @@
+"""Chains in batches: one forward/backward pass per batch, OOM back-off, failures isolated to their unit.
+
+Usage (inside ``Engine.map_units``)::
+
+    batch_size = run_batches(todo, batch_size, run=lambda b: engine._run(layer, b, seed), rows=rows,
+                             progress=progress)
+
+``todo``: chains (items with ``unit_pos``) in unit order. A batch that raises CUDA out-of-memory is retried
+at half the size (the smaller size is kept for later calls); any other failure re-runs the batch unit by
+unit, so only the unit that fails becomes an error row (``rows.errors``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from atlas.sampling.results import ChainResult
+from atlas.sampling.unit_rows import UnitRows
+
+RunChains = Callable[[list[Any]], list[ChainResult]]
+
+
+def run_batches(
+    todo: Sequence[Any],
+    batch_size: int,
+    run: RunChains,
+    rows: UnitRows,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Run every chain of ``todo``; finished units go to ``rows``; -> the batch size that worked."""
+    i = 0
+    while i < len(todo):
+        batch = list(todo[i : i + batch_size])
+        try:
+            out = run_isolated(run, batch, rows.errors)
+        except torch.cuda.OutOfMemoryError:
+            if batch_size <= 1:
+                raise
+            batch_size = max(1, batch_size // 2)  # back off and retry the same chains
+            torch.cuda.empty_cache()
+            continue
+        i += len(batch)
+        finished = rows.add(batch, out, remaining={c.unit_pos for c in todo[i:]})
+        if progress and finished:
+            progress(finished)
+    return batch_size
+
+
+def run_isolated(
+    run: RunChains, batch: list[Any], errors: dict[int, BaseException]
+) -> list[ChainResult | None]:
+    """Run a batch; if it fails, run its units one by one: only a failing unit's chains are None (and its
+    exception lands in ``errors``)."""
+    try:
+        return run(batch)
+    except torch.cuda.OutOfMemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - isolate the failing unit
+        first = exc
+    parts = [[c for c in batch if c.unit_pos == p] for p in dict.fromkeys(c.unit_pos for c in batch)]
+    if len(parts) == 1:  # one unit: its failure is known, no re-run
+        errors[batch[0].unit_pos] = first
+        return [None] * len(batch)
+    out: list[ChainResult | None] = []
+    for part in parts:
+        try:
+            out.extend(run(part))
+        except Exception as exc:  # noqa: BLE001
+            errors[part[0].unit_pos] = exc
+            out.extend([None] * len(part))
+    return out

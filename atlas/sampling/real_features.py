@@ -1,0 +1,89 @@
+"""What the target sees in the real images: per-layer unit values, codes at the code layer, facet features.
+
+Usage::
+
+    feats = RealFeatures(real, nets, setup, code_layer="fc6", facet_layer="fc7", spatial="center")
+    feats.load("fc8", facet_layer="fc7")         # one batched pass (cached per layer)
+    feats.values("fc8")                          # (N, U) each unit's value on each image
+    feats.codes                                  # (N, D) G's code of each image (the code layer), or None
+    feats.facet_features                         # (N, F) features of the facet layer, or None
+    idx, vals = feats.top("fc8", unit=3, k=9)    # the unit's top real images, highest first
+
+Facet-seeded starts cluster the facet features of a unit's top images and start from their codes; dataset
+examples (``real_topk``) and ``sampler.stop_at`` read the values.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from atlas.sampling.compute import ComputeSetup
+from atlas.sampling.facets import top_real
+from atlas.sampling.nets import EngineNets
+from atlas.sampling.objectives import layer_values
+from atlas.sampling.real import RealImagesLike
+from atlas.sampling.units import Spatial, make_unit
+
+
+class RealFeatures:
+    def __init__(
+        self,
+        real: RealImagesLike,
+        nets: EngineNets,
+        setup: ComputeSetup,
+        code_layer: str | None,
+        spatial: Spatial,
+        batch: int = 256,
+    ) -> None:
+        self.real, self.nets, self.setup = real, nets, setup
+        self.code_layer, self.spatial, self.batch = code_layer, spatial, batch
+        self._values: dict[str, torch.Tensor] = {}  # layer -> (N, U)
+        self.codes: torch.Tensor | None = None  # (N, D)
+        self.facet_features: torch.Tensor | None = None  # (N, F)
+
+    @property
+    def images(self) -> torch.Tensor:
+        return self.real.images  # (N, 3, H, W) float rgb01
+
+    def values(self, layer: str) -> torch.Tensor | None:
+        """(N, U) the layer's unit values (at the units' position); None before ``load(layer)``."""
+        return self._values.get(layer)
+
+    def top(self, layer: str, unit: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(indices (k,), values (k,)) of the unit's top k real images, highest first."""
+        return top_real(self._values[layer], unit, k)
+
+    def natural_maximum(self, layer: str, units: list[int]) -> torch.Tensor:
+        """(B,) each listed unit's highest value on the real images; inf for a unit no image activates
+        (``sampler.stop_at`` never stops it)."""
+        top = self._values[layer].max(0).values.float()  # (U,)
+        top = torch.where(top > 0, top, torch.full_like(top, float("inf")))
+        return top[torch.tensor(units, device=top.device)]
+
+    @torch.no_grad()
+    def load(self, layer: str, facet_layer: str | None = None) -> None:
+        """One pass over the images: ``layer``'s values, and the codes / facet features while missing."""
+        if layer in self._values:
+            return
+        want_codes = bool(self.code_layer) and self.codes is None
+        want_facet = facet_layer is not None and self.facet_features is None
+        extra = ([self.code_layer] if want_codes else []) + ([facet_layer] if want_facet else [])
+        names = list(dict.fromkeys([layer, *extra]))
+        probe = self.nets.probes(names)[0]  # type: ignore[list-item]
+        shape = self.nets.layer_shape(layer)
+        dummy = [make_unit(layer, 0, shape, layer == self.nets.output_layer, self.spatial)]
+        vals, code_rows, feat_rows = [], [], []
+        with self.setup.autocast():
+            for i in range(0, self.images.shape[0], self.batch):
+                x = self.images[i : i + self.batch].to(self.nets.device).float()  # (b, 3, H, W)
+                acts = probe(self.setup.to_input(self.nets.space.encode(x)))
+                vals.append(layer_values(acts[layer], dummy * x.shape[0]).float())  # (b, U)
+                if want_codes:
+                    code_rows.append(acts[self.code_layer].float().flatten(1))  # (b, D)
+                if want_facet:
+                    feat_rows.append(acts[facet_layer].float().flatten(1))  # (b, F)
+        self._values[layer] = torch.cat(vals)
+        if code_rows:
+            self.codes = torch.cat(code_rows)
+        if feat_rows:
+            self.facet_features = torch.cat(feat_rows)

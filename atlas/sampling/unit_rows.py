@@ -1,0 +1,112 @@
+"""One ``UnitResult`` per requested unit, built as its last chain finishes (or as its error).
+
+Usage (inside ``Engine.map_units``)::
+
+    rows = UnitRows(engine, "fc8", "output")
+    rows.fail(pos, unit_index, exc)                       # a unit that never ran (e.g. index out of range)
+    n_finished = rows.add(batch, chain_results, remaining={positions still queued})
+    results = rows.in_order(len(units))
+
+A finished unit's chains get their facets (``facets.assign_facets``) and the unit its dataset examples
+(the top real images) and best values; a unit whose chains raised becomes a ``status="error"`` row.
+"""
+
+from __future__ import annotations
+
+import math
+import traceback
+from typing import TYPE_CHECKING, Any
+
+from atlas.models.spaces import to_uint8_images
+from atlas.sampling.facets import assign_facets
+from atlas.sampling.results import ChainResult, UnitResult
+from atlas.sampling.units import Unit
+
+if TYPE_CHECKING:
+    from atlas.sampling.engine import Engine
+
+
+class UnitRows:
+    def __init__(self, engine: Engine, layer: str, kind: str) -> None:
+        self.engine, self.layer, self.kind = engine, layer, kind
+        self.done: dict[int, UnitResult] = {}  # position in the map_units call -> row
+        self.errors: dict[int, BaseException] = {}  # position -> what its chains raised
+        self.real_error: BaseException | None = None  # the real-image pass failed: rows say so
+        self._chains: dict[int, list[ChainResult]] = {}
+
+    def fail(self, pos: int, index: int, exc: BaseException, unit: Unit | None = None) -> None:
+        self.done[pos] = self._error_row(index, exc, unit)
+
+    def add(self, batch: list[Any], results: list[ChainResult | None], remaining: set[int]) -> int:
+        """Collect a batch's chain results (``batch``: items with ``unit_pos`` and ``unit``); build the rows
+        of the units none of whose chains is still queued; -> how many units finished."""
+        for ch, res in zip(batch, results, strict=True):
+            if res is not None:
+                self._chains.setdefault(ch.unit_pos, []).append(res)
+        finished = {ch.unit_pos: ch.unit for ch in batch if ch.unit_pos not in remaining}
+        for pos, unit in sorted(finished.items()):
+            if pos in self.errors:
+                self.fail(pos, unit.index, self.errors[pos], unit)
+            else:
+                self.done[pos] = self._unit_row(unit, self._chains.pop(pos, []))
+        return len(finished)
+
+    def in_order(self, n: int) -> list[UnitResult]:
+        return [self.done[p] for p in range(n) if p in self.done]
+
+    def _unit_row(self, unit: Unit, chains: list[ChainResult]) -> UnitResult:
+        eng = self.engine
+        chains = sorted(chains, key=lambda c: c.chain)
+        count = (
+            assign_facets(chains, eng.facet_cfg.distance, eng.facet_cfg.max_facets)
+            if eng.facet_cfg.enabled
+            else 0
+        )
+        ok = [c for c in chains if not c.diverged] or chains
+        acts = [c.best.activation for c in ok if math.isfinite(c.best.activation)]
+        lps = [c.best.log_prob for c in ok if math.isfinite(c.best.log_prob)]
+        row = UnitResult(
+            layer=self.layer,
+            unit=unit.index,
+            kind=self.kind,
+            spatial=unit.spatial_label,
+            objective=eng.objective.describe(unit),
+            method=eng.sampler.describe(),
+            facet_count=count,
+            chains=chains,
+            real_topk=self._real_topk(unit),
+            best_activation=max(acts) if acts else float("nan"),
+            best_log_prob=max(lps) if lps else float("nan"),
+            best_rank=min((c.best.rank for c in ok), default=-1),
+        )
+        if self.real_error is not None:
+            row.error = f"real images unavailable: {type(self.real_error).__name__}: {self.real_error}"
+        return row
+
+    def _real_topk(self, unit: Unit) -> list[tuple[int, float, object]]:
+        """The unit's top ``facets.top_k_real`` real images: (index, activation, (H, W, 3) uint8)."""
+        k, real = self.engine.facet_cfg.top_k_real, self.engine.real
+        if real is None or k <= 0 or real.values(self.layer) is None:
+            return []
+        idx, vals = real.top(self.layer, unit.index, k)
+        imgs = to_uint8_images(real.images[idx.cpu()]).numpy()
+        return [
+            (int(i), float(v), imgs[j])
+            for j, (i, v) in enumerate(zip(idx.tolist(), vals.tolist(), strict=True))
+        ]
+
+    def _error_row(self, index: int, exc: BaseException, unit: Unit | None) -> UnitResult:
+        eng = self.engine
+        where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+        loc = f" at {where.filename.rsplit('/', 1)[-1]}:{where.lineno}" if where else ""
+        return UnitResult(
+            layer=self.layer,
+            unit=index,
+            kind=self.kind,
+            spatial=unit.spatial_label if unit else None,
+            objective=eng.objective.describe(unit) if unit else f"{eng.objective.kind}[{self.layer}:{index}]",
+            method=eng.sampler.describe(),
+            facet_count=0,
+            status="error",
+            error=f"{type(exc).__name__}: {exc}{loc}",
+        )
