@@ -6,8 +6,9 @@ RUN_DIR is a run (holds run.json) or a directory of runs (a run picker lists the
 URI (``s3://bucket/atlas/demo``; credentials and endpoint from the usual ``AWS_*`` variables). The
 ``ATLAS_RUN_DIR`` environment variable overrides the argument (used by tests). All data is read through
 ``atlas.store.catalog`` (DuckDB views over the run's Parquet; sandboxed). Deep links:
-``?page=unit&layer=fc8&unit=7`` (``page`` in overview | layer | unit | compare | sql; ``run`` picks a run
-under a parent directory; ``p`` is the layer grid's page).
+``/unit?layer=fc8&unit=7`` (pages are routed by ``st.navigation``: ``/`` overview, ``/layer``, ``/unit``,
+``/compare``, ``/sql``; ``run`` picks a run under a parent directory; ``p`` is the layer grid's page). The
+older ``?page=unit&layer=fc8&unit=7`` opens the same page.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import duckdb
 import streamlit as st
@@ -73,105 +75,139 @@ def _unit_ids(uri: str, token: tuple[int, int, int], layer: str) -> list[int]:
     return data.unit_ids(_connection(uri, token), layer)
 
 
-def main() -> None:
-    st.set_page_config(page_title="atlas viewer", page_icon=":material/map:", layout="wide")
-    widgets.inject_css()
-    state.init_from_query_params()
+def _fail(message: str) -> NoReturn:
+    st.error(message)
+    st.stop()
 
+
+def open_root() -> tuple[list[Location], bool]:
+    """The runs of the directory given (itself when it is a run) and whether it holds several."""
     try:
         root = root_dir()
         if root is None:
-            st.error("No run given. Start the viewer with `atlas view RUN_DIR`.")
-            st.stop()
+            _fail("No run given. Start the viewer with `atlas view RUN_DIR`.")
         if not root.is_dir():
-            st.error(f"Run `{root}` does not exist.")
-            st.stop()
+            _fail(f"Run `{root}` does not exist.")
         multi_run = not root.is_file(RUN_FILE)
     except AtlasError as exc:
-        st.error(str(exc))
-        st.stop()
-    runs = [root] if not multi_run else list_runs(root)
+        _fail(str(exc))
+    runs = list_runs(root) if multi_run else [root]
     if not runs:
-        st.error(f"`{root}` holds no atlas run (no run.json in it or in its subdirectories).")
-        st.stop()
+        _fail(f"`{root}` holds no atlas run (no run.json in it or in its subdirectories).")
+    return runs, multi_run
+
+
+def pick_run(runs: list[Location], multi_run: bool) -> Location:
+    """The run shown: the only one, or the one chosen in the sidebar's run picker."""
+    if not multi_run:
+        return runs[0]
     names = [r.name for r in runs]
-
+    if state.get("run") not in names:
+        state.set_("run", names[-1])
     with st.sidebar:
-        st.markdown("## :material/map: atlas")
-        if multi_run:
-            if state.get("run") not in names:
-                state.set_("run", names[-1])
-            st.selectbox(
-                "Run", names, key=state.bind_widget("run"), on_change=state.from_widget, args=("run",)
-            )
-        run_dir = runs[names.index(state.get("run"))] if multi_run else root
+        st.selectbox("Run", names, key=state.bind_widget("run"), on_change=state.from_widget, args=("run",))
+    return runs[names.index(state.get("run"))]
 
+
+def open_context(run_dir: Location, multi_run: bool) -> Context:
+    """Connection, run info and layers of ``run_dir`` (a bad run stops the script with its error)."""
     try:
         conn = connection(run_dir)
         info = data.run_info(conn)
         layer_list = data.layers(conn, info.get("config"))
     except AtlasError as exc:
-        st.error(str(exc))
-        st.stop()
+        _fail(str(exc))
+    names = [name for name, _ in layer_list]
+    if names and state.get("layer") not in names:
+        state.set_("layer", names[0])
+    return Context(
+        conn=conn,
+        run_dir=run_dir,
+        info=info,
+        layers=layer_list,
+        siblings=[r for r in list_runs(run_dir.parent) if r != run_dir],
+        open_other=connection,
+        multi_run=multi_run,
+        unit_ids=lambda name: _unit_ids(run_dir.uri, run_token(run_dir), name),
+    )
 
-    layer_names = [name for name, _ in layer_list]
-    if layer_names and state.get("layer") not in layer_names:
-        state.set_("layer", layer_names[0])
 
+def sidebar(ctx: Context) -> None:
+    """Layer picker, run status and the Refresh button (the page menu is st.navigation's)."""
     with st.sidebar:
-        st.radio(
-            "Page",
-            list(state.PAGES),
-            format_func=lambda p: f"{state.PAGE_ICONS[p]} {state.PAGES[p]}",
-            key=state.bind_widget("page"),
-            on_change=state.from_widget,
-            args=("page",),
-        )
-        if layer_names:
-            sizes = dict(layer_list)
+        if ctx.layers:
+            sizes = dict(ctx.layers)
             st.selectbox(
                 "Layer",
-                layer_names,
+                ctx.layer_names,
                 format_func=lambda name: f"{name}  ·  {sizes[name]:,} units",
                 key=state.bind_widget("layer"),
                 on_change=state.from_widget,
                 args=("layer",),
             )
         st.divider()
-        status = info.get("status") or "unknown"
-        done, planned = info.get("shards_done"), info.get("planned_shards")
-        st.caption(
-            f"**{run_dir.name}** · {status}"
-            + (f" · {done}/{planned} shards" if planned else f" · {done} shards")
-        )
+        status = ctx.info.get("status") or "unknown"
+        done, planned = ctx.info.get("shards_done"), ctx.info.get("planned_shards")
+        shards = f"{done}/{planned} shards" if planned else f"{done} shards"
+        st.caption(f"**{ctx.run_dir.name}** · {status} · {shards}")
         st.button("Refresh", icon=":material/refresh:", help="re-read the run (new shards appear)")
 
-    siblings = [r for r in list_runs(run_dir.parent) if r != run_dir]
-    ctx = Context(
-        conn=conn,
-        run_dir=run_dir,
-        info=info,
-        layers=layer_list,
-        siblings=siblings,
-        open_other=connection,
-        multi_run=multi_run,
-        unit_ids=lambda name: _unit_ids(run_dir.uri, run_token(run_dir), name),
-    )
-    page = state.get("page")
+
+def render_page(name: str, ctx: Context) -> None:
+    """Draw page ``name``; a run that cannot be read shows one error line instead."""
     try:
-        if not layer_names and page != "sql":
+        if not ctx.layers and name != "sql":
             overview.render_empty(ctx)
         else:
-            RENDERERS[page](ctx)
+            RENDERERS[name](ctx)
     except (AtlasError, duckdb.Error) as exc:  # e.g. a shard file damaged after its marker was written
         first = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
         st.error(
-            f"Cannot read this run: {first}. `atlas verify {run_dir.uri}` names bad shards; "
+            f"Cannot read this run: {first}. `atlas verify {ctx.run_dir.uri}` names bad shards; "
             "`--repair` has them redone by the next `atlas run`.",
             icon=":material/error:",
         )
+
+
+def make_pages(ctx: Context) -> dict[str, st.Page]:
+    """One st.Page per viewer page, routed by url_path (the overview at the root URL)."""
+    return {
+        name: st.Page(
+            lambda name=name: render_page(name, ctx),
+            title=title,
+            icon=state.PAGE_ICONS[name],
+            url_path=state.url_path(name) or name,
+            default=name == state.DEFAULT_PAGE,
+        )
+        for name, title in state.PAGES.items()
+    }
+
+
+def route(pages: dict[str, st.Page], current: st.Page, multi_run: bool) -> str:
+    """Name of the page to draw; switches first when a button or a ``?page=`` link asked for another."""
+    here = next(name for name, page in pages.items() if page.url_path == current.url_path)
+    wanted = state.take_pending()
+    if wanted is not None and wanted != here:
+        state.set_("page", wanted)
+        st.switch_page(pages[wanted], query_params=state.params_for(wanted, multi_run))
+    state.set_("page", here)
+    return here
+
+
+def main() -> None:
+    st.set_page_config(page_title="atlas viewer", page_icon=":material/map:", layout="wide")
+    widgets.inject_css()
+    state.init_from_query_params()
+    runs, multi_run = open_root()
+    run_dir = pick_run(runs, multi_run)
+    ctx = open_context(run_dir, multi_run)
+    pages = make_pages(ctx)
+    current = st.navigation(list(pages.values()))
+    route(pages, current, multi_run)
+    sidebar(ctx)
+    current.run()
     state.sync_query_params(multi_run)
-    if info.get("status") == "running":
+    if ctx.info.get("status") == "running":
         _follow(run_dir, run_token(run_dir))
 
 

@@ -1,6 +1,7 @@
-"""Queries behind the viewer's pages: plain functions of a DuckDB connection (from
-:func:`atlas.store.catalog.open_run`) returning pandas frames or small dicts. No Streamlit here, so the
-latency benchmark and tests call exactly what the pages call.
+"""Queries behind the viewer's pages, and the shaping of their results: plain functions of a DuckDB
+connection (from :func:`atlas.store.catalog.open_run`) returning pandas frames, small dicts or dataclasses
+whose columns are documented where they are built. No Streamlit here, so the latency benchmark and tests
+call exactly what the pages call; the pages only lay these out.
 
 Every query takes a fresh cursor (the connection may be shared by several sessions) and filters on
 ``layer`` first (hive partition pruning) and ``unit`` next (files are sorted by unit, so Parquet row-group
@@ -11,12 +12,16 @@ from __future__ import annotations
 
 import bisect
 import json
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
 
-from atlas.store.catalog import unit_sources
+from atlas.config import UnitSelection
+from atlas.errors import AtlasError
+from atlas.store.catalog import query_run, unit_sources
 
 # whitelisted sort orders of the layer grid: label -> ORDER BY clause
 SORTS: dict[str, str] = {
@@ -28,6 +33,8 @@ SORTS: dict[str, str] = {
 }
 
 TRAJECTORY_METRICS = ("activation", "log_prob", "rank", "prior_residual")
+SCHEMA_TABLES = ("units", "chains", "images", "steps", "activations", "run", "shards", "files")
+KIND_ORDER = {"best": 0, "last": 1, "snapshot": 2}  # a chain's kept images, in the order they are shown
 
 
 def _df(conn: Any, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> pd.DataFrame:
@@ -93,6 +100,23 @@ def layer_summary(conn: Any) -> pd.DataFrame:
     )
 
 
+def layer_table(conn: Any, order: list[str]) -> pd.DataFrame:
+    """The overview's layer table, in ``order`` (config order): layer, units, chains, diverged_chains,
+    mean_best_activation, mean_best_log_prob, mean_facets, judge_accuracy, failed_units."""
+    columns = ["layer", "units", "chains", "diverged_chains", "mean_best_activation", "mean_best_log_prob",
+               "mean_facets", "judge_accuracy", "failed_units"]  # fmt: skip
+    table = layer_summary(conn)[columns]
+    rank = {name: i for i, name in enumerate(order)}
+    return table.sort_values("layer", key=lambda s: s.map(rank)).reset_index(drop=True)
+
+
+def layer_stats(conn: Any, layer: str) -> dict[str, Any] | None:
+    """One layer's row of :func:`layer_summary` as a dict (None when the run has no such layer)."""
+    summary = layer_summary(conn)
+    rows = summary[summary["layer"] == layer]
+    return rows.iloc[0].to_dict() if len(rows) else None
+
+
 def counts(conn: Any) -> dict[str, int]:
     """Row counts of every table (images counted without reading PNG bytes)."""
     out = {}
@@ -116,6 +140,30 @@ def diverged_chains(conn: Any, limit: int = 200) -> pd.DataFrame:
     )
 
 
+def created_ts(text: str | None) -> float | None:
+    """The run's ``created`` (ISO 8601) as a POSIX timestamp; None when missing or unreadable."""
+    try:
+        return datetime.fromisoformat(text).timestamp() if text else None
+    except ValueError:
+        return None
+
+
+def shards(conn: Any) -> pd.DataFrame:
+    """Completed shards, oldest first: the ``shards`` table, ``done_time`` shown as ``done`` (HH:MM:SS)."""
+    df = _df(conn, "SELECT * FROM shards ORDER BY done_time")
+    df["done"] = pd.to_datetime(df["done_time"], unit="s").dt.strftime("%H:%M:%S")
+    return df.drop(columns=["done_time"])
+
+
+def schema(conn: Any, tables: tuple[str, ...] = SCHEMA_TABLES) -> dict[str, list[tuple[str, str]]]:
+    """table -> [(column, lower-case type)] for the SQL console's schema list."""
+    out = {}
+    for table in tables:
+        rows = _df(conn, f"DESCRIBE {table}")
+        out[table] = [(str(r.column_name), str(r.column_type).lower()) for r in rows.itertuples()]
+    return out
+
+
 def throughput(conn: Any, created_ts: float | None) -> dict[str, float | None]:
     """Units per minute from shard completion times (and the run's start time when known)."""
     row = _one(
@@ -134,12 +182,24 @@ def throughput(conn: Any, created_ts: float | None) -> dict[str, float | None]:
     }
 
 
+def run_stats(conn: Any, created: str | None) -> dict[str, Any]:
+    """The overview's numbers: row counts (units, chains, images, steps), throughput (units_per_min, wall_s,
+    shard_seconds), diverged_chains (int) and diverged_fraction (of all chains)."""
+    rows = counts(conn)
+    summary = layer_summary(conn)
+    diverged = int(summary["diverged_chains"].sum()) if len(summary) else 0
+    return {
+        **rows,
+        **throughput(conn, created_ts(created)),
+        "diverged_chains": diverged,
+        "diverged_fraction": diverged / max(rows["chains"], 1),
+    }
+
+
 def methods(conn: Any) -> list[str]:
-    return [
-        r[0]
-        for r in conn.cursor().execute("SELECT DISTINCT method FROM chains ORDER BY 1").fetchall()
-        if r[0]
-    ]
+    """The sampling methods of the run's chains, sorted."""
+    rows = _df(conn, "SELECT DISTINCT method FROM chains WHERE method IS NOT NULL ORDER BY 1")
+    return [str(m) for m in rows["method"]]
 
 
 # ---- layer grid -------------------------------------------------------------------------------
@@ -148,37 +208,51 @@ class GridQuery:
     layer: str
     sort: str = "activation ↓"
     min_facets: int = 0
-    units_text: str = ""  # "3, 7, 10-20"
+    units: tuple[tuple[int, int], ...] = ()  # inclusive unit ranges (from parse_units); () = every unit
     only_correct: bool | None = None
     page: int = 0
     page_size: int = 48
 
 
-def parse_units(text: str) -> list[tuple[int, int]]:
-    """ "3, 7, 10-20" -> [(3, 3), (7, 7), (10, 20)]; raises ValueError on anything else."""
-    ranges = []
-    for part in text.replace(";", ",").split(","):
-        part = part.strip()
-        if not part:
-            continue
-        lo, sep, hi = part.partition("-")
-        a = int(lo)
-        b = int(hi) if sep else a
-        ranges.append((min(a, b), max(a, b)))
-    return ranges
+def parse_units(text: str) -> tuple[tuple[int, int], ...]:
+    """ "3, 7, 10-20" -> ((3, 3), (7, 7), (10, 20)); "" or "all" -> () (no filter).
+
+    Read by :meth:`atlas.config.UnitSelection.parse`, the config's own parser (raises ConfigError)."""
+    if not text.strip():
+        return ()
+    selection = UnitSelection.parse(text, "units")
+    return () if selection.all else tuple(selection.ranges)
+
+
+def _merge(ranges: tuple[tuple[int, int], ...] | list[tuple[int, int]]) -> list[tuple[int, int]]:
+    merged: list[tuple[int, int]] = []
+    for lo, hi in sorted(ranges):
+        if merged and lo <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+        else:
+            merged.append((lo, hi))
+    return merged
+
+
+def expand_units(ranges: tuple[tuple[int, int], ...], limit: int) -> tuple[list[int], int]:
+    """The first ``limit`` distinct units of ``ranges`` (ascending) and how many they select in all;
+    never lists more than ``limit`` ids, whatever the ranges."""
+    merged = _merge(ranges)
+    shown: list[int] = []
+    for lo, hi in merged:
+        shown.extend(range(lo, min(hi + 1, lo + limit - len(shown))))
+    return shown, sum(hi - lo + 1 for lo, hi in merged)
+
+
+def units_from(ids: list[int], unit: int | None, n: int) -> list[int]:
+    """Up to ``n`` ids of ``ids`` (sorted) starting at ``unit`` (at the first id when ``unit`` is absent)."""
+    i = bisect.bisect_left(ids, unit) if unit is not None else 0
+    return ids[i : i + n] if i < len(ids) and ids[i] == unit else ids[:n]
 
 
 def format_units(units: list[int]) -> str:
-    """[0, 1, 2, 3, 7] -> "0-3, 7" (the inverse of :func:`parse_units`)."""
-    parts: list[str] = []
-    for u in sorted(set(units)):
-        if parts and "-" not in parts[-1].lstrip("-") and int(parts[-1]) == u - 1:
-            parts[-1] = f"{u - 1}-{u}"
-        elif parts and "-" in parts[-1] and int(parts[-1].split("-")[-1]) == u - 1:
-            parts[-1] = f"{parts[-1].split('-')[0]}-{u}"
-        else:
-            parts.append(str(u))
-    return ", ".join(parts)
+    """[0, 1, 2, 3, 7] -> "0-3, 7" (read back by :func:`parse_units`)."""
+    return ", ".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in _merge([(u, u) for u in units]))
 
 
 def _grid_where(q: GridQuery) -> tuple[str, list[Any]]:
@@ -189,12 +263,17 @@ def _grid_where(q: GridQuery) -> tuple[str, list[Any]]:
     if q.only_correct is not None:
         where.append("judge_correct = ?")
         params.append(bool(q.only_correct))
-    ranges = parse_units(q.units_text) if q.units_text.strip() else []
-    if ranges:
-        where.append("(" + " OR ".join("unit BETWEEN ? AND ?" for _ in ranges) + ")")
-        for a, b in ranges:
+    if q.units:
+        where.append("(" + " OR ".join("unit BETWEEN ? AND ?" for _ in q.units) + ")")
+        for a, b in q.units:
             params.extend([a, b])
     return " AND ".join(where), params
+
+
+def max_facet_count(conn: Any, layer: str) -> int:
+    """The largest facet count of the layer's units (at least 1: the grid's filter bound)."""
+    row = _one(conn, "SELECT max(facet_count) FROM units WHERE layer = ?", [layer])
+    return max(int(row[0]), 1) if row and row[0] is not None else 1
 
 
 def grid_count(conn: Any, q: GridQuery) -> int:
@@ -204,7 +283,9 @@ def grid_count(conn: Any, q: GridQuery) -> int:
 
 
 def grid_page(conn: Any, q: GridQuery) -> pd.DataFrame:
-    """The visible page of the grid: unit stats plus the best image of each unit (only those units)."""
+    """The visible page of the grid, in the sort order: unit, best_activation, best_log_prob, best_rank,
+    facet_count, judge_label, judge_correct, status, png (the unit's best image as bytes, or None).
+    Only the units of this page are read."""
     where, params = _grid_where(q)
     order = SORTS.get(q.sort, SORTS["unit ↑"])
     units = _df(
@@ -214,8 +295,7 @@ def grid_page(conn: Any, q: GridQuery) -> pd.DataFrame:
         [*params, int(q.page_size), int(q.page) * int(q.page_size)],
     )
     if units.empty:
-        units["png"] = []
-        return units
+        return units.assign(png=pd.Series(dtype=object))
     ids = [int(u) for u in units["unit"]]
     marks = ", ".join("?" for _ in ids)
     src = unit_sources(conn, q.layer, ids)["images"]  # only the shards holding these units
@@ -226,7 +306,13 @@ def grid_page(conn: Any, q: GridQuery) -> pd.DataFrame:
             GROUP BY unit""",
         [min(ids), max(ids), *ids],
     )
-    return units.merge(images, on="unit", how="left")
+    out = units.merge(images, on="unit", how="left")
+    return out.assign(png=[png_bytes(v) for v in out["png"]])
+
+
+def png_bytes(value: Any) -> bytes | None:
+    """PNG bytes of a cell (DuckDB gives bytes or memoryview; missing or empty -> None)."""
+    return bytes(value) if isinstance(value, bytes | bytearray | memoryview) and len(value) else None
 
 
 # ---- unit page --------------------------------------------------------------------------------
@@ -357,6 +443,88 @@ def unit_page(conn: Any, layer: str, unit: int, ids: list[int] | None = None) ->
     }
 
 
+@dataclass(frozen=True)
+class UnitView:
+    """The unit page, shaped (every ``png`` is bytes or None).
+
+    facets: one row per facet (``facet`` ascending, missing last): facet, chain, activation, png — the best
+        'best' image of the facet. real: the real top-k, activation descending: rank (1-based), activation,
+        real_index, png. chain_images: chain -> up to ``per_chain`` kept images (best, last, then snapshots
+        by step): kind, step, activation, png. chains / steps / competitors: as :func:`unit_chains`,
+        :func:`unit_steps`, :func:`unit_competitors`. metrics: the trajectory metrics with a recorded value.
+    """
+
+    layer: str
+    unit: int
+    row: dict[str, Any] | None  # the units row; None when the unit is not in the layer
+    prev: int | None
+    next: int | None
+    facets: pd.DataFrame
+    real: pd.DataFrame
+    chain_images: dict[int, pd.DataFrame]
+    chains: pd.DataFrame
+    steps: pd.DataFrame
+    competitors: pd.DataFrame
+    metrics: list[str] = field(default_factory=list)
+
+
+def _with_png(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    out = df[columns].reset_index(drop=True)
+    return out.assign(png=[png_bytes(v) for v in out["png"]])
+
+
+def facet_images(images: pd.DataFrame) -> pd.DataFrame:
+    """Per facet, its most activating 'best' image: facet, chain, activation, png (facet order)."""
+    best = images[images["kind"] == "best"].sort_values("activation", ascending=False, na_position="last")
+    top = best.groupby("facet", dropna=False, sort=True).head(1)
+    top = top.sort_values("facet", na_position="last", kind="stable")
+    return _with_png(top, ["facet", "chain", "activation", "png"])
+
+
+def real_images(images: pd.DataFrame) -> pd.DataFrame:
+    """The real top-k images, most activating first: rank (1-based), activation, real_index, png."""
+    real = images[images["kind"] == "real"].sort_values("activation", ascending=False, kind="stable")
+    out = _with_png(real, ["activation", "real_index", "png"])
+    return out.assign(rank=range(1, len(out) + 1))[["rank", "activation", "real_index", "png"]]
+
+
+def chain_images(images: pd.DataFrame, per_chain: int = 8) -> dict[int, pd.DataFrame]:
+    """chain -> its first ``per_chain`` kept images (best, last, snapshots by step): kind, step, activation,
+    png."""
+    synth = images[images["kind"] != "real"]
+    synth = synth.assign(_o=synth["kind"].map(KIND_ORDER)).sort_values(["chain", "_o", "step"], kind="stable")
+    return {
+        int(chain): _with_png(group.head(per_chain), ["kind", "step", "activation", "png"])
+        for chain, group in synth.groupby("chain", sort=True)
+    }
+
+
+def recorded_metrics(steps: pd.DataFrame) -> list[str]:
+    """The trajectory metrics with at least one value along the chains (in TRAJECTORY_METRICS order)."""
+    return [m for m in TRAJECTORY_METRICS if m in steps and steps[m].notna().any()]
+
+
+def unit_view(conn: Any, layer: str, unit: int, ids: list[int] | None = None) -> UnitView:
+    """Everything the unit page shows, queried by :func:`unit_page` and shaped for drawing."""
+    page = unit_page(conn, layer, unit, ids)
+    images, steps = page["images"], page["steps"]
+    prev, nxt = page["neighbours"]
+    return UnitView(
+        layer=layer,
+        unit=unit,
+        row=page["unit"],
+        prev=prev,
+        next=nxt,
+        facets=facet_images(images),
+        real=real_images(images),
+        chain_images=chain_images(images),
+        chains=page["chains"],
+        steps=steps,
+        competitors=page["competitors"],
+        metrics=recorded_metrics(steps),
+    )
+
+
 # ---- compare ----------------------------------------------------------------------------------
 def best_images(conn: Any, layer: str, units: list[int], method: str | None = None) -> pd.DataFrame:
     """Per unit: its best image (optionally among chains of one method) and that image's activation."""
@@ -385,6 +553,16 @@ def best_images(conn: Any, layer: str, units: list[int], method: str | None = No
     )
 
 
+def best_image_map(conn: Any, layer: str, units: list[int], method: str | None = None) -> dict[int, dict]:
+    """unit -> {"png": bytes | None, "activation": float | None} from :func:`best_images` (absent units:
+    no best image)."""
+    df = best_images(conn, layer, units, method)
+    return {
+        int(r.unit): {"png": png_bytes(r.png), "activation": None if _isnull(r.activation) else r.activation}
+        for r in df.itertuples()
+    }
+
+
 def method_summary(conn: Any, layer: str) -> pd.DataFrame:
     return _df(
         conn,
@@ -394,6 +572,41 @@ def method_summary(conn: Any, layer: str) -> pd.DataFrame:
            FROM chains WHERE layer = ? GROUP BY method ORDER BY method""",
         [layer],
     )
+
+
+# ---- SQL console ----------------------------------------------------------------------------
+def result_frame(columns: list[str], rows: list[tuple[Any, ...]]) -> pd.DataFrame:
+    """A console result as a frame; binary cells become ``<N bytes>``."""
+
+    def cell(value: Any) -> Any:
+        if isinstance(value, bytes | bytearray | memoryview):
+            return f"<{len(bytes(value))} bytes>"
+        return value
+
+    return pd.DataFrame([[cell(v) for v in r] for r in rows], columns=columns)
+
+
+@dataclass(frozen=True)
+class ConsoleResult:
+    """One SQL console run: ``frame`` (see :func:`result_frame`) or ``error`` (a refusal or failure)."""
+
+    sql: str
+    frame: pd.DataFrame | None = None
+    truncated: bool = False
+    seconds: float = 0.0
+    error: str | None = None
+
+
+def console_query(run_dir: Any, sql: str, max_rows: int, timeout_s: float) -> ConsoleResult:
+    """Run ``sql`` on a private sandboxed connection (``atlas.store.catalog.query_run``); never raises
+    for a refused or failing statement."""
+    start = time.perf_counter()
+    try:
+        columns, rows, truncated = query_run(run_dir, sql, max_rows=max_rows, timeout_s=timeout_s)
+    except AtlasError as exc:
+        return ConsoleResult(sql=sql, error=str(exc))
+    frame = result_frame(columns, rows)
+    return ConsoleResult(sql=sql, frame=frame, truncated=truncated, seconds=time.perf_counter() - start)
 
 
 # ---- SQL console examples -------------------------------------------------------------------

@@ -1,14 +1,19 @@
-"""Navigation state of the viewer, kept in sync with the URL's query parameters.
+"""Navigation state of the viewer and the URL it is mirrored to.
 
-Canonical state lives in ``st.session_state`` under ``nav_*`` keys (non-widget keys, so Streamlit never
-drops them when a page's widgets are not drawn). Deep links (``?page=unit&layer=fc8&unit=7``) seed it
-on a session's first run; :func:`sync_query_params` writes it back after every run, so a reload (or a
-copied URL) opens the same view.
+Pages are routed by ``st.navigation``: each page has a ``url_path`` (``/layer``, ``/unit``, ...; the
+overview is ``/``). Everything else a URL carries is a query parameter (``run``, ``layer``, ``unit``,
+``p``), seeded into ``st.session_state`` (``nav_*`` keys, which Streamlit never drops) on a session's first
+run and written back by :func:`sync_query_params` after every run. The older form ``?page=unit&...``
+still opens the named page (see :func:`init_from_query_params`).
+
+A button cannot switch pages from its callback, so :func:`go` records the wanted page and the app switches
+to it (:func:`take_pending`) before anything is drawn.
 """
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 import streamlit as st
 
@@ -26,17 +31,15 @@ PAGE_ICONS = {
     "compare": ":material/compare:",
     "sql": ":material/terminal:",
 }
+DEFAULT_PAGE = "overview"  # served at the app's root URL
 
-# query parameter -> session key (all navigation state that a URL carries)
-PARAMS = {
-    "page": "nav_page",
-    "run": "nav_run",
-    "layer": "nav_layer",
-    "unit": "nav_unit",
-    "p": "nav_grid_page",
-}
-# widget keys mirroring navigation state (set together with it by go())
-WIDGETS = {"nav_page": "w_page", "nav_layer": "w_layer", "nav_unit": "w_unit", "nav_run": "w_run"}
+# widget keys mirroring navigation state (set together with it by set_())
+WIDGETS = {"nav_layer": "w_layer", "nav_unit": "w_unit", "nav_run": "w_run"}
+
+
+def url_path(page: str) -> str:
+    """The page's ``st.Page`` url_path ('' for the default page)."""
+    return "" if page == DEFAULT_PAGE else page
 
 
 def _int(value: Any, default: int | None) -> int | None:
@@ -47,13 +50,13 @@ def _int(value: Any, default: int | None) -> int | None:
 
 
 def init_from_query_params() -> None:
-    """Seed navigation state from the URL once per session."""
+    """Seed navigation state from the URL once per session (a legacy ``page`` parameter becomes pending)."""
     ss = st.session_state
     if ss.get("nav_initialized"):
         return
     qp = st.query_params
-    page = qp.get("page", "overview")
-    ss["nav_page"] = page if page in PAGES else "overview"
+    ss["nav_page"] = DEFAULT_PAGE
+    ss["nav_pending"] = qp.get("page") if qp.get("page") in PAGES else None
     ss["nav_run"] = qp.get("run")
     ss["nav_layer"] = qp.get("layer")
     ss["nav_unit"] = _int(qp.get("unit"), None)
@@ -74,11 +77,19 @@ def set_(name: str, value: Any) -> None:
 
 
 def go(**changes: Any) -> None:
-    """Button callback: change page / layer / unit / run (also moves the matching widgets)."""
+    """Button callback: change page / layer / unit / run / grid_page (a page change is made pending)."""
     for name, value in changes.items():
+        if name == "page":
+            st.session_state["nav_pending"] = value
+            continue
         set_(name, value)
         if name == "layer":
             set_("grid_page", 0)
+
+
+def take_pending() -> str | None:
+    """The page a callback or a legacy ``?page=`` link asked for (once)."""
+    return st.session_state.pop("nav_pending", None)
 
 
 def bind_widget(name: str) -> str:
@@ -97,10 +108,9 @@ def from_widget(name: str) -> None:
         st.session_state["nav_grid_page"] = 0
 
 
-def sync_query_params(multi_run: bool) -> None:
-    """Write the navigation state to the URL (only the parameters that apply)."""
-    page = get("page")
-    params: dict[str, str] = {"page": page}
+def params_for(page: str, multi_run: bool) -> dict[str, str]:
+    """The query parameters of ``page`` in the current state (only those that apply to it)."""
+    params: dict[str, str] = {}
     if multi_run and get("run"):
         params["run"] = str(get("run"))
     if get("layer") is not None and page != "sql":
@@ -109,18 +119,20 @@ def sync_query_params(multi_run: bool) -> None:
         params["unit"] = str(get("unit"))
     if page == "layer" and get("grid_page"):
         params["p"] = str(int(get("grid_page")) + 1)
+    return params
+
+
+def sync_query_params(multi_run: bool) -> None:
+    """Write the navigation state to the URL's query string (the page is the URL path)."""
+    params = params_for(get("page"), multi_run)
     current = {k: st.query_params.get(k) for k in st.query_params}
     if current != params:
         st.query_params.from_dict(params)
 
 
 def link(page: str, layer: str | None = None, unit: int | None = None, run: str | None = None) -> str:
-    """A relative deep link (for copying / sharing)."""
-    parts = [f"page={page}"]
-    if run:
-        parts.append(f"run={run}")
-    if layer is not None:
-        parts.append(f"layer={layer}")
-    if unit is not None:
-        parts.append(f"unit={unit}")
-    return "?" + "&".join(parts)
+    """A relative, URL-encoded deep link: ``unit?layer=fc8&unit=7`` (``./?...`` for the overview)."""
+    params = {"run": run, "layer": layer, "unit": unit}
+    query = urlencode({k: str(v) for k, v in params.items() if v is not None})
+    base = url_path(page) or "./"
+    return f"{base}?{query}" if query else base

@@ -233,13 +233,18 @@ def test_layer_grid(server, page):
     # paging keeps working and updates the URL
     page.get_by_role("button", name="Next").first.click()
     _wait_visible(page.get_by_text("page 2 of 2"), "the pager text 'page 2 of 2' after clicking Next")
-    _wait_url(page, "**p=2**", "the URL to carry p=2 after paging")
+    _wait_url(page, "**/layer?layer=conv3&p=2", "the URL (page as its path) to carry p=2 after paging")
+    # st.navigation's menu opens a page and the URL follows
+    page.locator('[data-testid="stSidebarNav"]').get_by_text("Unit", exact=True).click()
+    _wait_visible(page.get_by_role("heading", name="conv3 · unit 0"), "the unit page opened from the menu")
+    _wait_url(page, "**/unit?layer=conv3&unit=0", "the URL of the unit page opened from the menu")
 
 
 def test_unit_deep_link(server, page):
     page.goto(f"{server}/?page=unit&layer=fc8&unit=7")
     # facets + 6 real images + 4 chains x 5 kept images; four trajectories + competitors
     _settle(page, "fc8 · unit 7", images=26, charts=5)
+    _wait_url(page, "**/unit?layer=fc8&unit=7", "the ?page=unit link to become the unit page's path")
     widths = _image_widths(page)
     assert len(widths) >= 26 and all(w > 0 for w in widths), widths
     assert _charts(page) >= 5

@@ -9,6 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from atlas.bench.synthetic_run import make_synthetic_run
 from atlas.store import RunStore
+from viewer import state
 
 pytestmark = pytest.mark.integration
 
@@ -35,6 +36,12 @@ def app(run_dir: Path, monkeypatch, **params) -> AppTest:
     return at
 
 
+def page_of(at: AppTest) -> str:
+    """The st.navigation page the app finished on (its url_path; the overview is the root URL)."""
+    assert "page" not in at.query_params  # the page is the URL path, not a query parameter
+    return at.session_state["nav_page"]
+
+
 def n_images(at: AppTest) -> int:
     return len(at.get("image"))
 
@@ -51,7 +58,7 @@ def test_overview(runs, monkeypatch):
     assert at.metric[labels.index("Units")].value == "26"
     assert n_charts(at) == 3
     assert [s.value for s in at.subheader][:3] == ["Layers", "Distributions", "Diverged chains"]
-    assert at.query_params["page"] == "overview"
+    assert page_of(at) == "overview"
 
 
 def test_layer_grid_deep_link_sort_and_paging(runs, monkeypatch):
@@ -67,7 +74,7 @@ def test_layer_grid_deep_link_sort_and_paging(runs, monkeypatch):
     at.text_input(key="grid_units").set_value("").run()
     at.button(key="grid_unit_7").click().run()  # a tile opens the unit page
     assert at.title[0].value == "conv3 · unit 7"
-    assert at.query_params["page"] == "unit" and at.query_params["unit"] == "7"
+    assert page_of(at) == "unit" and at.query_params["unit"] == "7"
 
 
 def test_layer_grid_pages(tmp_path, monkeypatch):
@@ -160,3 +167,16 @@ def test_empty_run(tmp_path, monkeypatch):
     RunStore(tmp_path / "empty").init_run({"config": {}, "config_hash": "x"})
     at = app(tmp_path / "empty", monkeypatch)
     assert at.info and "No completed shards" in at.info[0].value
+
+
+def test_page_buttons_switch_pages_and_links_are_encoded(runs, monkeypatch):
+    at = app(runs / "alpha", monkeypatch)
+    at.button(key="ov_open_conv3").click().run()  # a button asks st.navigation for another page
+    assert page_of(at) == "layer" and at.title[0].value == "Layer conv3"
+    assert at.query_params["layer"] == "conv3" and "unit" not in at.query_params
+    at.button(key="grid_unit_3").click().run()
+    assert page_of(at) == "unit" and at.title[0].value == "conv3 · unit 3"
+    links = " ".join(m.value for m in at.markdown)
+    assert "[permalink](unit?layer=conv3&unit=3)" in links and "(layer?layer=conv3)" in links
+    assert state.link("unit", "a b&c/d", 3, run="r 1") == "unit?run=r+1&layer=a+b%26c%2Fd&unit=3"
+    assert state.link("overview") == "./"

@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
-import pandas as pd
 import streamlit as st
 
 from viewer import data, state, widgets
 from viewer.context import Context
-
-
-def _ts(text: str | None) -> float | None:
-    try:
-        return datetime.fromisoformat(text).timestamp() if text else None
-    except ValueError:
-        return None
 
 
 def _duration(seconds: float | None) -> str:
@@ -52,98 +42,72 @@ def render_empty(ctx: Context) -> None:
     st.info("No completed shards yet. This page refreshes with the run: press **Refresh** in the sidebar.")
 
 
-def render(ctx: Context) -> None:
-    _header(ctx)
-    conn, info = ctx.conn, ctx.info
-    counts = data.counts(conn)
-    summary = data.layer_summary(conn)
-    tp = data.throughput(conn, _ts(info.get("created")))
-    diverged_total = int(summary["diverged_chains"].sum()) if len(summary) else 0
-
-    done, planned = info.get("shards_done") or 0, info.get("planned_shards")
+def _numbers(ctx: Context, stats: dict) -> None:
     cols = st.columns(6)
     cols[0].metric("Layers", len(ctx.layers))
-    cols[1].metric("Units", f"{counts['units']:,}")
-    cols[2].metric("Chains", f"{counts['chains']:,}")
-    cols[3].metric("Images", f"{counts['images']:,}")
-    cols[4].metric(
-        "Units / min",
-        f"{tp['units_per_min']:,.0f}" if tp["units_per_min"] else "–",
-        help="units written per minute of wall time (from shard completion times)",
-    )
-    cols[5].metric(
-        "Diverged chains",
-        f"{diverged_total:,}",
-        delta=f"{diverged_total / max(counts['chains'], 1):.1%} of chains" if diverged_total else None,
-        delta_color="inverse",
-        delta_arrow="off",
-    )
+    cols[1].metric("Units", f"{stats['units']:,}")
+    cols[2].metric("Chains", f"{stats['chains']:,}")
+    cols[3].metric("Images", f"{stats['images']:,}")
+    per_min = stats["units_per_min"]
+    cols[4].metric("Units / min", f"{per_min:,.0f}" if per_min else "–",
+                   help="units written per minute of wall time (from shard completion times)")  # fmt: skip
+    diverged = stats["diverged_chains"]
+    cols[5].metric("Diverged chains", f"{diverged:,}", delta_color="inverse", delta_arrow="off",
+                   delta=f"{stats['diverged_fraction']:.1%} of chains" if diverged else None)  # fmt: skip
+    done, planned = ctx.info.get("shards_done") or 0, ctx.info.get("planned_shards")
+    wall = f"wall {_duration(stats['wall_s'])}"
     if planned:
-        st.progress(
-            min(done / planned, 1.0),
-            text=f"{done} of {planned} shards complete · wall {_duration(tp['wall_s'])}",
-        )
+        st.progress(min(done / planned, 1.0), text=f"{done} of {planned} shards complete · {wall}")
     else:
-        st.caption(f"{done} shards complete · wall {_duration(tp['wall_s'])}")
+        st.caption(f"{done} shards complete · {wall}")
 
+
+LAYER_COLUMNS = {
+    "layer": st.column_config.TextColumn("layer"),
+    "diverged_chains": st.column_config.NumberColumn("diverged"),
+    "mean_best_activation": st.column_config.NumberColumn("mean best act.", format="%.3f"),
+    "mean_best_log_prob": st.column_config.NumberColumn("mean best log-prob", format="%.3f"),
+    "mean_facets": st.column_config.NumberColumn("mean facets", format="%.2f"),
+    "judge_accuracy": st.column_config.ProgressColumn("judge accuracy", min_value=0.0, max_value=1.0,
+                                                      format="percent"),
+    "failed_units": st.column_config.NumberColumn("failed"),
+}  # fmt: skip
+
+
+def _layers(ctx: Context) -> None:
     st.subheader("Layers")
-    if len(summary):
-        table = summary[
-            ["layer", "units", "chains", "diverged_chains", "mean_best_activation", "mean_best_log_prob",
-             "mean_facets", "judge_accuracy", "failed_units"]
-        ].copy()  # fmt: skip
-        order = {name: i for i, name in enumerate(ctx.layer_names)}
-        table = table.sort_values("layer", key=lambda s: s.map(order)).reset_index(drop=True)
-        st.dataframe(
-            table,
-            hide_index=True,
-            column_config={
-                "layer": st.column_config.TextColumn("layer"),
-                "diverged_chains": st.column_config.NumberColumn("diverged"),
-                "mean_best_activation": st.column_config.NumberColumn("mean best act.", format="%.3f"),
-                "mean_best_log_prob": st.column_config.NumberColumn("mean best log-prob", format="%.3f"),
-                "mean_facets": st.column_config.NumberColumn("mean facets", format="%.2f"),
-                "judge_accuracy": st.column_config.ProgressColumn(
-                    "judge accuracy", min_value=0.0, max_value=1.0, format="percent"
-                ),
-                "failed_units": st.column_config.NumberColumn("failed"),
-            },
-        )
-        cols = st.columns(len(ctx.layers[:6]))
-        for col, (name, n) in zip(cols, ctx.layers[:6], strict=False):
-            col.button(
-                f"{name} grid ({n:,})",
-                key=f"ov_open_{name}",
-                icon=":material/grid_view:",
-                on_click=state.go,
-                kwargs={"page": "layer", "layer": name},
-                width="stretch",
-            )
+    table = data.layer_table(ctx.conn, ctx.layer_names)
+    if table.empty:
+        return
+    st.dataframe(table, hide_index=True, column_config=LAYER_COLUMNS)
+    for col, (name, n) in zip(st.columns(len(ctx.layers[:6])), ctx.layers[:6], strict=False):
+        col.button(f"{name} grid ({n:,})", key=f"ov_open_{name}", icon=":material/grid_view:",
+                   on_click=state.go, kwargs={"page": "layer", "layer": name}, width="stretch")  # fmt: skip
 
+
+def _distributions(ctx: Context) -> None:
     st.subheader("Distributions")
-    dist = data.distributions(conn)
+    dist = data.distributions(ctx.conn)
     c1, c2, c3 = st.columns(3)
-    with c1:
-        st.altair_chart(widgets.histogram(dist, "best_activation", "best activation"), width="stretch")
-    with c2:
-        st.altair_chart(widgets.histogram(dist, "best_log_prob", "best log-prob"), width="stretch")
-    with c3:
-        st.altair_chart(widgets.count_bars(dist, "facet_count", "facets per unit"), width="stretch")
+    c1.altair_chart(widgets.histogram(dist, "best_activation", "best activation"), width="stretch")
+    c2.altair_chart(widgets.histogram(dist, "best_log_prob", "best log-prob"), width="stretch")
+    c3.altair_chart(widgets.count_bars(dist, "facet_count", "facets per unit"), width="stretch")
 
+
+def _diverged(ctx: Context) -> None:
     st.subheader("Diverged chains")
-    div = data.diverged_chains(conn)
+    div = data.diverged_chains(ctx.conn)
     if div.empty:
         st.success("No chain diverged.")
-    else:
-        st.dataframe(div, hide_index=True, height=min(38 + 35 * len(div), 320))
-        first = div.iloc[0]
-        st.button(
-            f"Open unit {first.layer}/{int(first.unit)}",
-            icon=":material/arrow_forward:",
-            on_click=state.go,
-            kwargs={"page": "unit", "layer": str(first.layer), "unit": int(first.unit)},
-        )
+        return
+    st.dataframe(div, hide_index=True, height=min(38 + 35 * len(div), 320))
+    first = div.iloc[0]
+    layer, unit = str(first.layer), int(first.unit)
+    st.button(f"Open unit {layer}/{unit}", icon=":material/arrow_forward:", on_click=state.go,
+              kwargs={"page": "unit", "layer": layer, "unit": unit})  # fmt: skip
 
+
+def _config(info: dict) -> None:
     with st.expander("Run config and models", icon=":material/settings:"):
         config = info.get("config") or {}
         models = config.get("models") if isinstance(config, dict) else None
@@ -159,8 +123,20 @@ def render(ctx: Context) -> None:
             st.json(info.get("fingerprints") or {}, expanded=True)
             st.markdown("**Versions**")
             st.json(info.get("versions") or {}, expanded=True)
-    shards = conn.cursor().execute("SELECT * FROM shards ORDER BY done_time").df()
+
+
+def _shards(ctx: Context) -> None:
+    shards = data.shards(ctx.conn)
     if len(shards):
         with st.expander(f"Shards ({len(shards)})", icon=":material/view_module:"):
-            shards["done"] = pd.to_datetime(shards["done_time"], unit="s").dt.strftime("%H:%M:%S")
-            st.dataframe(shards.drop(columns=["done_time"]), hide_index=True)
+            st.dataframe(shards, hide_index=True)
+
+
+def render(ctx: Context) -> None:
+    _header(ctx)
+    _numbers(ctx, data.run_stats(ctx.conn, ctx.info.get("created")))
+    _layers(ctx)
+    _distributions(ctx)
+    _diverged(ctx)
+    _config(ctx.info)
+    _shards(ctx)

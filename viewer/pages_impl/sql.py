@@ -6,13 +6,8 @@ Plus the statement check, a timeout and a row cap."""
 
 from __future__ import annotations
 
-import time
-
-import pandas as pd
 import streamlit as st
 
-from atlas.errors import AtlasError
-from atlas.store.catalog import query_run
 from viewer import data, state
 from viewer.context import Context
 
@@ -29,10 +24,15 @@ def _load_example() -> None:
         st.session_state["sql_text"] = template.format(layer=layer, unit=unit)
 
 
-def _display(value):
-    if isinstance(value, bytes | bytearray | memoryview):
-        return f"<{len(bytes(value))} bytes>"
-    return value
+def _result(result: data.ConsoleResult) -> None:
+    if result.error is not None:
+        st.error(f"**Query refused or failed:** {result.error}", icon=":material/error:")
+        return
+    n = len(result.frame)
+    if result.truncated:
+        st.warning(f"Result truncated to the first {MAX_ROWS:,} rows.")
+    st.caption(f"{n:,} row{'s' if n != 1 else ''} · {result.seconds * 1000:.0f} ms")
+    st.dataframe(result.frame, hide_index=True)
 
 
 def render(ctx: Context) -> None:
@@ -50,32 +50,8 @@ def render(ctx: Context) -> None:
     run = st.button("Run query", type="primary", icon=":material/play_arrow:", key="sql_run")
 
     if run or "sql_result" not in st.session_state:
-        start = time.perf_counter()
-        try:
-            columns, rows, truncated = query_run(ctx.run_dir, sql, max_rows=MAX_ROWS, timeout_s=TIMEOUT_S)
-            st.session_state["sql_result"] = (
-                "ok",
-                sql,
-                columns,
-                rows,
-                truncated,
-                time.perf_counter() - start,
-            )
-        except AtlasError as exc:
-            st.session_state["sql_result"] = ("error", sql, str(exc))
-    result = st.session_state["sql_result"]
-    if result[0] == "error":
-        st.error(f"**Query refused or failed:** {result[2]}", icon=":material/error:")
-    else:
-        _, ran_sql, columns, rows, truncated, seconds = result
-        frame = pd.DataFrame([[_display(v) for v in r] for r in rows], columns=columns)
-        note = f"{len(rows):,} row{'s' if len(rows) != 1 else ''} · {seconds * 1000:.0f} ms"
-        if truncated:
-            st.warning(f"Result truncated to the first {MAX_ROWS:,} rows.")
-        st.caption(note)
-        st.dataframe(frame, hide_index=True)
-
+        st.session_state["sql_result"] = data.console_query(ctx.run_dir, sql, MAX_ROWS, TIMEOUT_S)
+    _result(st.session_state["sql_result"])
     with st.expander("Schema", icon=":material/schema:"):
-        for table in ("units", "chains", "images", "steps", "activations", "run", "shards", "files"):
-            cols = ctx.conn.cursor().execute(f"DESCRIBE {table}").fetchall()
-            st.markdown(f"**{table}**: " + ", ".join(f"`{c[0]}` {c[1].lower()}" for c in cols))
+        for table, cols in data.schema(ctx.conn).items():
+            st.markdown(f"**{table}**: " + ", ".join(f"`{name}` {kind}" for name, kind in cols))

@@ -1,0 +1,179 @@
+"""viewer/data.py on a small synthetic run: what the pages get (counts, order, shaped values) is checked
+against the Parquet files read back directly with pandas, not against the viewer's own queries."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from atlas.bench.synthetic_run import make_synthetic_run
+from atlas.errors import ConfigError
+from atlas.store.catalog import open_run
+from viewer import data
+
+pytestmark = pytest.mark.unit
+
+LAYERS = {"fc8": 10, "conv3": 12}  # config order is not alphabetical on purpose
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("viewer-data") / "run"
+    info = make_synthetic_run(
+        run_dir, layers=LAYERS, chains=2, steps=40, images_per_chain=4, real_k=3, methods=("dgn_am", "ppgn_h")
+    )
+    conn = open_run(run_dir)
+    yield run_dir, info, conn
+    conn.close()
+
+
+def written(run_dir, table: str, layer: str) -> pd.DataFrame:
+    """A table of one layer as written (all its shard files), read without the viewer."""
+    return pd.read_parquet(run_dir / table / f"layer={layer}")
+
+
+def test_layers_in_config_order_with_unit_counts(run):
+    _, _, conn = run
+    info = data.run_info(conn)
+    assert data.layers(conn, info["config"]) == list(LAYERS.items())
+    assert data.layers(conn) == sorted(LAYERS.items())  # no config: by name
+
+
+def test_run_stats_match_rows_written(run):
+    run_dir, info, conn = run
+    stats = data.run_stats(conn, data.run_info(conn)["created"])
+    for table in ("units", "chains", "images", "steps"):
+        assert stats[table] == info["rows"][table]
+    diverged = sum(int(written(run_dir, "chains", layer)["diverged"].sum()) for layer in LAYERS)
+    assert stats["diverged_chains"] == diverged
+    assert stats["diverged_fraction"] == pytest.approx(diverged / info["rows"]["chains"])
+    assert stats["units_per_min"] is None or stats["units_per_min"] > 0
+
+
+def test_layer_table_follows_order_and_matches_written_means(run):
+    run_dir, _, conn = run
+    table = data.layer_table(conn, list(LAYERS))
+    assert list(table["layer"]) == list(LAYERS)
+    assert list(table["units"]) == list(LAYERS.values())
+    for rec in table.to_dict("records"):
+        units, chains = written(run_dir, "units", rec["layer"]), written(run_dir, "chains", rec["layer"])
+        assert rec["mean_best_activation"] == pytest.approx(units["best_activation"].mean())
+        assert rec["chains"] == len(chains)
+    stats = data.layer_stats(conn, "conv3")
+    assert stats is not None and stats["units"] == 12
+    assert data.layer_stats(conn, "nope") is None
+
+
+def test_parse_units_uses_the_config_parser():
+    assert data.parse_units(" 3, 10-20 ") == ((3, 3), (10, 20))
+    assert data.parse_units("") == () and data.parse_units("all") == ()
+    for bad in ("20-10", "x", "3;4", "-1"):
+        with pytest.raises(ConfigError):
+            data.parse_units(bad)
+    assert data.format_units([7, 0, 1, 2, 3, 9, 10]) == "0-3, 7, 9-10"
+    assert data.parse_units(data.format_units([0, 1, 2, 3, 7])) == ((0, 3), (7, 7))
+
+
+def test_expand_units_never_lists_more_than_the_limit():
+    units, total = data.expand_units(((5, 6), (0, 10**12), (3, 3)), 24)
+    assert units == list(range(24)) and total == 10**12 + 1
+    assert data.expand_units(((9, 9), (2, 4), (3, 5)), 24) == ([2, 3, 4, 5, 9], 5)
+    assert data.units_from([0, 2, 4, 6, 8], 4, 2) == [4, 6]
+    assert data.units_from([0, 2, 4, 6, 8], 5, 2) == [0, 2]  # not a unit of the layer: from the start
+    assert data.units_from([0, 2, 4], None, 8) == [0, 2, 4]
+
+
+def test_grid_sorted_filtered_paged_with_each_units_best_image(run):
+    run_dir, _, conn = run
+    units = written(run_dir, "units", "conv3")
+    images = written(run_dir, "images", "conv3")
+    q = data.GridQuery(layer="conv3", sort="activation ↓", page_size=5)
+    assert data.grid_count(conn, q) == 12
+    expected = units.sort_values(["best_activation", "unit"], ascending=[False, True])["unit"].tolist()
+    pages = [data.grid_page(conn, data.GridQuery(**{**q.__dict__, "page": p})) for p in range(3)]
+    assert [len(p) for p in pages] == [5, 5, 2]
+    assert [int(u) for p in pages for u in p["unit"]] == expected
+    for rec in pages[0].to_dict("records"):
+        best = images[(images["unit"] == rec["unit"]) & (images["kind"] == "best")]
+        assert rec["png"] == best.loc[best["activation"].idxmax(), "png"] and rec["png"].startswith(PNG)
+    filtered = data.GridQuery(layer="conv3", sort="unit ↑", units=data.parse_units("3-5, 9"))
+    assert data.grid_count(conn, filtered) == 4
+    assert data.grid_page(conn, filtered)["unit"].tolist() == [3, 4, 5, 9]
+    none = data.GridQuery(layer="conv3", min_facets=data.max_facet_count(conn, "conv3") + 1)
+    assert data.grid_count(conn, none) == 0 and data.grid_page(conn, none).empty
+    assert data.max_facet_count(conn, "conv3") == int(units["facet_count"].max())
+
+
+def test_unit_view_shapes_what_was_written(run):
+    run_dir, _, conn = run
+    ids = data.unit_ids(conn, "fc8")
+    assert ids == list(range(10))
+    view = data.unit_view(conn, "fc8", 4, ids)
+    assert (view.prev, view.next) == (3, 5)
+    assert data.unit_view(conn, "fc8", 9).next is None  # neighbours queried when no ids are given
+    row = written(run_dir, "units", "fc8").set_index("unit").loc[4]
+    assert view.row["best_activation"] == pytest.approx(row["best_activation"])
+    images = written(run_dir, "images", "fc8")
+    images = images[images["unit"] == 4]
+    best = images[images["kind"] == "best"]
+    # one tile per facet, in facet order, each the facet's most activating best image
+    assert view.facets["facet"].tolist() == sorted(best["facet"].unique())
+    for rec in view.facets.to_dict("records"):
+        of_facet = best[best["facet"] == rec["facet"]]
+        assert rec["activation"] == pytest.approx(of_facet["activation"].max())
+        assert rec["png"] == of_facet.loc[of_facet["activation"].idxmax(), "png"]
+    real = images[images["kind"] == "real"]
+    assert view.real["rank"].tolist() == [1, 2, 3]
+    assert view.real["activation"].tolist() == sorted(real["activation"], reverse=True)
+    # 2 chains x 2 methods, each with best, last and two snapshots by step
+    assert sorted(view.chain_images) == view.chains["chain"].tolist() == [0, 1, 2, 3]
+    for kept in view.chain_images.values():
+        assert kept["kind"].tolist() == ["best", "last", "snapshot", "snapshot"]
+        assert kept["step"].iloc[2] < kept["step"].iloc[3]
+        assert all(p.startswith(PNG) for p in kept["png"])
+    assert len(view.steps) == len(written(run_dir, "steps", "fc8").query("unit == 4"))
+    assert view.metrics == list(data.TRAJECTORY_METRICS)
+    assert not view.competitors.empty and 4 not in set(view.competitors["competitor"])
+
+
+def test_unit_view_of_a_missing_unit(run):
+    _, _, conn = run
+    view = data.unit_view(conn, "fc8", 99, data.unit_ids(conn, "fc8"))
+    assert view.row is None and view.facets.empty and view.real.empty and view.chain_images == {}
+    assert (view.prev, view.next) == (9, None)
+
+
+def test_best_image_map_per_method(run):
+    run_dir, _, conn = run
+    chains = written(run_dir, "chains", "fc8")
+    images = written(run_dir, "images", "fc8").merge(
+        chains[["unit", "chain", "method"]], on=["unit", "chain"]
+    )
+    for method in ("dgn_am", "ppgn_h", None):
+        got = data.best_image_map(conn, "fc8", [1, 2, 7], method)
+        assert sorted(got) == [1, 2, 7]
+        for unit, rec in got.items():
+            best = images[(images["unit"] == unit) & (images["kind"] == "best")]
+            best = best if method is None else best[best["method"] == method]
+            assert rec["activation"] == pytest.approx(best["activation"].max())
+            assert rec["png"] == best.loc[best["activation"].idxmax(), "png"]
+    assert data.methods(conn) == ["dgn_am", "ppgn_h"]
+    assert data.best_image_map(conn, "fc8", []) == {}
+
+
+def test_shards_schema_and_console(run):
+    run_dir, info, conn = run
+    shards = data.shards(conn)
+    assert len(shards) == info["shards"] and "done_time" not in shards
+    assert shards["done"].str.fullmatch(r"\d\d:\d\d:\d\d").all()
+    schema = data.schema(conn)
+    assert list(schema) == list(data.SCHEMA_TABLES)
+    assert ("best_activation", "double") in schema["units"]
+    ok = data.console_query(run_dir, "SELECT unit, png FROM images WHERE kind = 'best' LIMIT 2", 10, 10.0)
+    assert ok.error is None and len(ok.frame) == 2 and not ok.truncated
+    assert ok.frame["png"].str.fullmatch(r"<\d+ bytes>").all()
+    capped = data.console_query(run_dir, "SELECT unit FROM units", 5, 10.0)
+    assert len(capped.frame) == 5 and capped.truncated
+    refused = data.console_query(run_dir, "COPY units TO '/tmp/atlas-viewer-data.csv'", 10, 10.0)
+    assert refused.frame is None and "read-only" in refused.error
