@@ -18,7 +18,8 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -169,6 +170,66 @@ def make_synthetic_run(
     }
 
 
+def _trajectory(
+    rng: np.random.Generator,
+    unit: int,
+    chain: int,
+    record: list[int],
+    steps: int,
+    tau: float,
+    peak: float,
+    n_layer: int,
+    diverged: bool,
+) -> tuple[list[dict[str, Any]], tuple[float, int, float | None, int | None]]:
+    """A chain's ``steps`` rows (a saturating climb, NaN after half-way when it diverges) and its best
+    (activation, step, log_prob, rank)."""
+    rows: list[dict[str, Any]] = []
+    best: tuple[float, int, float | None, int | None] = (-math.inf, 0, None, None)
+    for step in record:
+        act = peak * (1 - math.exp(-step / tau)) + rng.normal(0, 0.04 * peak)
+        lp = -max(0.02, 3.5 * math.exp(-step / tau) + rng.normal(0, 0.05))
+        rank = max(0, round(n_layer * 0.3 * math.exp(-step / (0.5 * tau))))
+        if diverged and step > steps // 2:
+            act, lp, rank = math.nan, math.nan, None
+        if not math.isnan(act) and act > best[0]:
+            best = (act, step, lp, rank)
+        rows.append(
+            {
+                "unit": unit, "chain": chain, "step": step, "activation": act, "log_prob": lp, "rank": rank,
+                "top_competitor": int((unit + 1 + rng.integers(0, 3)) % n_layer) if rank else
+                int((unit + 1) % n_layer),
+                "code_norm": 20 + 5 * math.exp(-step / tau) + rng.normal(0, 0.3),
+                "prior_residual": 4 * math.exp(-step / tau) + 0.3 + abs(rng.normal(0, 0.05)),
+                "grad_norm": peak * math.exp(-step / tau) + 0.05,
+                "image_change": 0.2 * math.exp(-step / tau) + 0.005,
+            }
+        )  # fmt: skip
+    return rows, best
+
+
+def _image_rows(
+    kept: list[tuple[str, int, float | None, float | None, int | None, float]],
+    common: dict[str, Any],
+    diverged: bool,
+    png: Callable[[float, float], bytes],
+    hue: float,
+) -> list[dict[str, Any]]:
+    """``images`` rows of one chain: (kind, step, activation, log_prob, rank, jitter) each; a diverged
+    chain's last picture is drawn off-hue and noisy."""
+    rows = []
+    for img_kind, step, act, lp, rank, jitter in kept:
+        bad = img_kind == "last" and diverged
+        rows.append(
+            {
+                **common, "kind": img_kind, "step": step,
+                "png": png(hue + (0.5 if bad else 0), 3.0 if bad else jitter),
+                "activation": None if act is None or math.isnan(act) else act,
+                "log_prob": None if lp is None or math.isnan(lp) else lp, "rank": rank,
+            }
+        )  # fmt: skip
+    return rows
+
+
 def _shard_rows(
     rng: np.random.Generator,
     layer: str,
@@ -211,27 +272,10 @@ def _shard_rows(
                 diverged = bool(rng.random() < diverged_rate)
                 tau = rng.uniform(0.15, 0.4) * steps
                 peak = scale * strength * rng.uniform(0.8, 1.2)
-                best_act, best_step, best_lp, best_rank = -math.inf, 0, None, None
-                for step in record:
-                    act = peak * (1 - math.exp(-step / tau)) + rng.normal(0, 0.04 * peak)
-                    lp = -max(0.02, 3.5 * math.exp(-step / tau) + rng.normal(0, 0.05))
-                    rank = max(0, round(n_layer * 0.3 * math.exp(-step / (0.5 * tau))))
-                    if diverged and step > steps // 2:
-                        act, lp, rank = math.nan, math.nan, None
-                    if not math.isnan(act) and act > best_act:
-                        best_act, best_step, best_lp, best_rank = act, step, lp, rank
-                    out["steps"].append(
-                        {
-                            "unit": unit, "chain": chain_id, "step": step, "activation": act, "log_prob": lp,
-                            "rank": rank,
-                            "top_competitor": int((unit + 1 + rng.integers(0, 3)) % n_layer) if rank else
-                            int((unit + 1) % n_layer),
-                            "code_norm": 20 + 5 * math.exp(-step / tau) + rng.normal(0, 0.3),
-                            "prior_residual": 4 * math.exp(-step / tau) + 0.3 + abs(rng.normal(0, 0.05)),
-                            "grad_norm": peak * math.exp(-step / tau) + 0.05,
-                            "image_change": 0.2 * math.exp(-step / tau) + 0.005,
-                        }
-                    )  # fmt: skip
+                rows, (best_act, best_step, best_lp, best_rank) = _trajectory(
+                    rng, unit, chain_id, record, steps, tau, peak, n_layer, diverged
+                )
+                out["steps"].extend(rows)
                 final = out["steps"][-1]
                 chain_hue = facet_hues[facet]
                 seconds = float(rng.uniform(0.5, 2.0))
@@ -249,22 +293,13 @@ def _shard_rows(
                     lasts.append(final["activation"])
                 if best_act > unit_best:
                     unit_best, unit_lp, unit_rank = best_act, best_lp, best_rank
-                common = {"unit": unit, "chain": chain_id, "facet": facet, "width": size, "height": size}
                 kept = [("best", best_step, best_act, best_lp, best_rank, 0.4)]
                 kept.append(("last", steps, final["activation"], final["log_prob"], final["rank"], 0.5))
                 for s in snap_steps:
                     frac = 1 - math.exp(-s / tau)
                     kept.append(("snapshot", s, peak * frac, -3.5 * (1 - frac), None, 1.5 - frac))
-                for img_kind, step, act, lp, rank, jitter in kept:
-                    bad = img_kind == "last" and diverged
-                    out["images"].append(
-                        {
-                            **common, "kind": img_kind, "step": step,
-                            "png": png(shape, chain_hue + (0.5 if bad else 0), 3.0 if bad else jitter),
-                            "activation": None if act is None or math.isnan(act) else act,
-                            "log_prob": None if lp is None or math.isnan(lp) else lp, "rank": rank,
-                        }
-                    )  # fmt: skip
+                common = {"unit": unit, "chain": chain_id, "facet": facet, "width": size, "height": size}
+                out["images"].extend(_image_rows(kept, common, diverged, partial(png, shape), chain_hue))
                 values = rng.normal(0, scale * 0.15, n_layer).astype(np.float32)
                 values[unit] = 0 if diverged else final["activation"]
                 top = np.argsort(-values)[:5]

@@ -23,8 +23,6 @@ CODE_SHAPES: dict[str, tuple[int, ...]] = {
     "fc8": (1000,),
     "pool5": (256, 6, 6),
 }
-# The target layer whose (post-ReLU) output is the code, for CaffeNet-style targets.
-CODE_LAYER_NAMES = {"fc6": "fc6", "fc7": "fc7", "fc8": "fc8", "pool5": "pool5"}
 
 
 class Reshape(nn.Module):

@@ -47,23 +47,38 @@ def read_uri(uri: str, what: str = "weights file") -> bytes:
 
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a torch state-dict file (a path or a URI) with ``weights_only=True`` (pickled code is refused)."""
-    source: str | Path | io.BytesIO
+    obj = _torch_load(_weights_source(path), str(path))
+    if isinstance(obj, Mapping):
+        for key in _NESTED_KEYS:
+            if key in obj and isinstance(obj[key], Mapping):
+                obj = obj[key]
+                break
+    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ModelError(
+            f"weights file {str(path)!r} does not hold a state dict (a mapping of names to tensors)"
+        )
+    out = {str(k): v for k, v in obj.items()}
+    if out and all(k.startswith("module.") for k in out):  # saved from DataParallel
+        out = {k[len("module.") :]: v for k, v in out.items()}
+    return out
+
+
+def _weights_source(path: str | Path) -> Path | io.BytesIO:
+    """The file to read: a local path that exists, or the bytes behind a URI."""
     if is_uri(path):
-        source = io.BytesIO(read_uri(str(path)))
-    else:
-        p = Path(path)
-        if not p.exists():
-            raise ModelError(
-                f"weights file {str(p)!r} not found; give the path of a state-dict file (.pt/.pth)"
-            )
-        if not p.is_file():
-            raise ModelError(
-                f"weights path {str(p)!r} is not a file; give the path of a state-dict file (.pt/.pth)"
-            )
-        source = p
-    label = str(path)
+        return io.BytesIO(read_uri(str(path)))
+    p = Path(path)
+    give = "give the path of a state-dict file (.pt/.pth)"
+    if not p.exists():
+        raise ModelError(f"weights file {str(p)!r} not found; {give}")
+    if not p.is_file():
+        raise ModelError(f"weights path {str(p)!r} is not a file; {give}")
+    return p
+
+
+def _torch_load(source: Path | io.BytesIO, label: str) -> object:
     try:
-        obj = torch.load(source, map_location="cpu", weights_only=True)
+        return torch.load(source, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if "weights_only" in str(exc) or "Unsupported global" in str(exc):
             raise ModelError(
@@ -76,17 +91,6 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
         raise ModelError(
             f"weights file {label!r} is corrupt or not a torch state-dict file ({first})"
         ) from None
-    if isinstance(obj, Mapping):
-        for key in _NESTED_KEYS:
-            if key in obj and isinstance(obj[key], Mapping):
-                obj = obj[key]
-                break
-    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ModelError(f"weights file {label!r} does not hold a state dict (a mapping of names to tensors)")
-    out = {str(k): v for k, v in obj.items()}
-    if out and all(k.startswith("module.") for k in out):  # saved from DataParallel
-        out = {k[len("module.") :]: v for k, v in out.items()}
-    return out
 
 
 def _names(keys: list[str], n: int = 3) -> str:

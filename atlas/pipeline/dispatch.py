@@ -77,126 +77,182 @@ def run_pool(
     log: Callable[[str], None] = print,
 ) -> PoolReport:
     """Run every shard of ``todo`` on the actors ``handles`` (already created); see the module docstring."""
-    import ray
-    from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError, RayTaskError
+    pool = _Pool(handles, todo, max_restarts, max_shard_retries, start_timeout_s, on_result, log)
+    return pool.run()
 
-    slots = [_Slot(i, h) for i, h in enumerate(handles)]
-    pending: deque[Shard] = deque(todo)
-    refs: dict[Any, tuple[str, _Slot, int, Shard | None]] = {}
-    attempts: dict[str, int] = {}
-    report = PoolReport()
-    last_alive = time.monotonic()
-    reprobe_at: dict[int, float] = {}  # slot index -> when to ask a restarting actor again
 
-    def probe(slot: _Slot) -> None:
+class _Pool:
+    def __init__(
+        self,
+        handles: list[Any],
+        todo: list[Shard],
+        max_restarts: int,
+        max_shard_retries: int,
+        start_timeout_s: float,
+        on_result: Callable[[dict[str, Any]], None],
+        log: Callable[[str], None],
+    ) -> None:
+        self.slots = [_Slot(i, h) for i, h in enumerate(handles)]
+        self.pending: deque[Shard] = deque(todo)
+        self.refs: dict[
+            Any, tuple[str, _Slot, int, Shard | None]
+        ] = {}  # ref -> (kind, slot, generation, shard)
+        self.attempts: dict[str, int] = {}  # shard id -> times its actor died under it
+        self.reprobe_at: dict[int, float] = {}  # slot index -> when to ask a restarting actor again
+        self.max_restarts, self.max_shard_retries, self.start_timeout_s = (
+            max_restarts,
+            max_shard_retries,
+            start_timeout_s,
+        )
+        self.on_result, self.log = on_result, log
+        self.report = PoolReport()
+        self.last_alive = time.monotonic()
+
+    # ------------------------------------------------------------------------------------ sending
+    def probe(self, slot: _Slot) -> None:
         slot.state = "starting"
-        refs[slot.handle.ready.remote()] = ("probe", slot, slot.generation, None)
+        self.refs[slot.handle.ready.remote()] = ("probe", slot, slot.generation, None)
 
-    def fill(slot: _Slot) -> None:
-        while slot.state == "alive" and slot.in_flight < IN_FLIGHT_PER_ACTOR and pending:
-            shard = pending.popleft()
+    def fill(self, slot: _Slot) -> None:
+        while slot.state == "alive" and slot.in_flight < IN_FLIGHT_PER_ACTOR and self.pending:
+            shard = self.pending.popleft()
             slot.in_flight += 1
-            refs[slot.handle.run_shard.remote(shard)] = ("shard", slot, slot.generation, shard)
+            self.refs[slot.handle.run_shard.remote(shard)] = ("shard", slot, slot.generation, shard)
 
-    def shards_in_flight() -> int:
-        return sum(1 for kind, *_ in refs.values() if kind == "shard")
+    def shards_in_flight(self) -> int:
+        return sum(1 for kind, *_ in self.refs.values() if kind == "shard")
 
-    for slot in slots:
-        probe(slot)
+    # ------------------------------------------------------------------------------------ the loop
+    def run(self) -> PoolReport:
+        import ray
+        from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
-    while pending or shards_in_flight():
-        now = time.monotonic()
-        for index, when in list(reprobe_at.items()):
-            if when <= now:
-                del reprobe_at[index]
-                probe(slots[index])
-        timeout = min([POLL_S, *(max(0.0, w - now) for w in reprobe_at.values())])
-        ready, _ = ray.wait(list(refs), num_returns=1, timeout=timeout) if refs else ([], [])
-        if not refs:
-            time.sleep(timeout)
-        if any(s.state == "alive" for s in slots):
-            last_alive = time.monotonic()
-        if not ready:
-            if time.monotonic() - last_alive > start_timeout_s:
-                starting = sum(s.state == "starting" for s in slots)
-                raise AtlasError(
-                    f"no atlas worker has been alive for {start_timeout_s:g} s ({starting} waiting to be "
-                    "placed or restarted, the rest dead); the cluster cannot host the actors "
-                    "(see ray status); rerun the same command to resume"
-                )
-            continue
-        ref = ready[0]
-        kind, slot, generation, shard = refs.pop(ref)
-        try:
-            value = ray.get(ref, timeout=60)
-        except GetTimeoutError:  # cannot happen for a ready ref; be safe
-            refs[ref] = (kind, slot, generation, shard)
-            continue
-        except RayActorError as exc:
-            # the actor died (it is restarting: ActorUnavailableError) or is dead for good (ActorDiedError)
-            unavailable = isinstance(exc, ActorUnavailableError)
-            if kind == "shard":
-                assert shard is not None
-                slot.in_flight -= 1
-                pending.appendleft(shard)
-                report.requeued += 1
-                attempts[shard.id] = attempts.get(shard.id, 0) + 1
-                if attempts[shard.id] > max_shard_retries:
-                    raise AtlasError(
-                        f"shard {shard.id} was lost {attempts[shard.id]} times (its worker died each time: "
-                        f"{cause_line(exc)}); see the Ray logs; rerun the same command to resume"
-                    ) from None
-            if generation != slot.generation or slot.state == "dead":
-                continue  # news of a failure already handled
-            slot.generation += 1  # later failures of tasks sent before this one are the same failure
-            slot.in_flight = 0
-            if unavailable or kind == "shard":
-                # wait for Ray's restart; the probe tells (a new pid counts the death)
-                slot.state = "starting"
-                reprobe_at[slot.index] = time.monotonic() + (1.0 if unavailable else 0.0)
-                for other in slots:
-                    fill(other)
+        for slot in self.slots:
+            self.probe(slot)
+        while self.pending or self.shards_in_flight():
+            ref = self._next_ready()
+            if ref is None:
                 continue
-            # a probe answered "dead": out of restarts, or the constructor raised (restarts cannot help)
-            slot.state = "dead"
-            report.dead_actors += 1
-            if not getattr(exc, "actor_init_failed", False):
-                slot.deaths += 1
-                report.deaths += 1
-            log(f"worker {slot.index} is dead ({cause_line(exc)}); the others take its shards")
-            if all(s.state == "dead" for s in slots):
-                if getattr(exc, "actor_init_failed", False):
-                    raise AtlasError(f"no atlas worker could start: {cause_line(exc)}") from None
-                raise AtlasError(
-                    f"every atlas worker died (last: {cause_line(exc)}; ray.max_restarts {max_restarts}); "
-                    "see the Ray logs; rerun the same command to resume"
-                ) from None
-            continue
-        except RayTaskError as exc:
-            cause = exc.as_instanceof_cause() if hasattr(exc, "as_instanceof_cause") else exc
-            if isinstance(cause, AtlasError):
-                raise AtlasError(str(cause).splitlines()[0]) from None
-            where = f"shard {shard.id}" if shard is not None else f"worker {slot.index} start-up"
+            kind, slot, generation, shard = self.refs.pop(ref)
+            try:
+                value = ray.get(ref, timeout=60)
+            except GetTimeoutError:  # cannot happen for a ready ref; be safe
+                self.refs[ref] = (kind, slot, generation, shard)
+            except RayActorError as exc:
+                self._actor_failed(exc, kind, slot, generation, shard)
+            except RayTaskError as exc:
+                _task_failed(exc, slot, shard)
+            else:
+                self._answered(value, kind, slot, generation)
+        return self.report
+
+    def _next_ready(self) -> Any | None:
+        """Re-probe restarting actors that are due; wait for one answer (None: none within the poll)."""
+        import ray
+
+        now = time.monotonic()
+        for index, when in list(self.reprobe_at.items()):
+            if when <= now:
+                del self.reprobe_at[index]
+                self.probe(self.slots[index])
+        timeout = min([POLL_S, *(max(0.0, w - now) for w in self.reprobe_at.values())])
+        if self.refs:
+            ready, _ = ray.wait(list(self.refs), num_returns=1, timeout=timeout)
+        else:
+            ready = []
+            time.sleep(timeout)
+        if any(s.state == "alive" for s in self.slots):
+            self.last_alive = time.monotonic()
+        if not ready and time.monotonic() - self.last_alive > self.start_timeout_s:
+            starting = sum(s.state == "starting" for s in self.slots)
             raise AtlasError(
-                f"{where} failed in the worker: {cause_line(exc)} (full traceback in the Ray worker logs, "
-                "e.g. /tmp/ray/session_latest/logs/worker-*.err)"
+                f"no atlas worker has been alive for {self.start_timeout_s:g} s ({starting} waiting to be "
+                "placed or restarted, the rest dead); the cluster cannot host the actors "
+                "(see ray status); rerun the same command to resume"
+            )
+        return ready[0] if ready else None
+
+    # ---------------------------------------------------------------------------------- answers
+    def _answered(self, value: dict[str, Any], kind: str, slot: _Slot, generation: int) -> None:
+        if kind == "shard":
+            slot.in_flight -= 1
+            self.report.summaries.append(value)
+            self.on_result(value)
+            self.fill(slot)
+            return
+        if generation != slot.generation:
+            return  # an old probe
+        if slot.pid is not None and (value.get("pid"), value.get("node")) != (slot.pid, slot.node):
+            slot.deaths += 1  # a new process: the actor died and Ray restarted it
+            self.report.deaths += 1
+            self.log(
+                f"worker {slot.index} was restarted (pid {slot.pid} -> {value.get('pid')}, "
+                f"death {slot.deaths} of at most {self.max_restarts + 1}); its lost shards were re-queued"
+            )
+        slot.state = "alive"
+        slot.pid, slot.node = value.get("pid"), value.get("node")
+        self.last_alive = time.monotonic()
+        self.fill(slot)
+
+    def _actor_failed(
+        self, exc: BaseException, kind: str, slot: _Slot, generation: int, shard: Shard | None
+    ) -> None:
+        """The actor died (restarting: ActorUnavailableError) or is dead for good (ActorDiedError)."""
+        from ray.exceptions import ActorUnavailableError
+
+        unavailable = isinstance(exc, ActorUnavailableError)
+        if kind == "shard":
+            assert shard is not None
+            slot.in_flight -= 1
+            self._requeue(shard, exc)
+        if generation != slot.generation or slot.state == "dead":
+            return  # news of a failure already handled
+        slot.generation += 1  # later failures of tasks sent before this one are the same failure
+        slot.in_flight = 0
+        if unavailable or kind == "shard":
+            # wait for Ray's restart; the probe tells (a new pid counts the death)
+            slot.state = "starting"
+            self.reprobe_at[slot.index] = time.monotonic() + (1.0 if unavailable else 0.0)
+            for other in self.slots:
+                self.fill(other)
+            return
+        self._dead(slot, exc)  # a probe answered "dead": out of restarts, or the constructor raised
+
+    def _requeue(self, shard: Shard, exc: BaseException) -> None:
+        self.pending.appendleft(shard)
+        self.report.requeued += 1
+        self.attempts[shard.id] = self.attempts.get(shard.id, 0) + 1
+        if self.attempts[shard.id] > self.max_shard_retries:
+            raise AtlasError(
+                f"shard {shard.id} was lost {self.attempts[shard.id]} times (its worker died each time: "
+                f"{cause_line(exc)}); see the Ray logs; rerun the same command to resume"
             ) from None
-        if kind == "probe":
-            if generation == slot.generation:
-                if slot.pid is not None and (value.get("pid"), value.get("node")) != (slot.pid, slot.node):
-                    slot.deaths += 1  # a new process: the actor died and Ray restarted it
-                    report.deaths += 1
-                    log(
-                        f"worker {slot.index} was restarted (pid {slot.pid} -> {value.get('pid')}, "
-                        f"death {slot.deaths} of at most {max_restarts + 1}); its lost shards were re-queued"
-                    )
-                slot.state = "alive"
-                slot.pid, slot.node = value.get("pid"), value.get("node")
-                last_alive = time.monotonic()
-                fill(slot)
-            continue
-        slot.in_flight -= 1
-        report.summaries.append(value)
-        on_result(value)
-        fill(slot)
-    return report
+
+    def _dead(self, slot: _Slot, exc: BaseException) -> None:
+        init_failed = bool(getattr(exc, "actor_init_failed", False))
+        slot.state = "dead"
+        self.report.dead_actors += 1
+        if not init_failed:
+            slot.deaths += 1
+            self.report.deaths += 1
+        self.log(f"worker {slot.index} is dead ({cause_line(exc)}); the others take its shards")
+        if not all(s.state == "dead" for s in self.slots):
+            return
+        if init_failed:
+            raise AtlasError(f"no atlas worker could start: {cause_line(exc)}") from None
+        raise AtlasError(
+            f"every atlas worker died (last: {cause_line(exc)}; ray.max_restarts {self.max_restarts}); "
+            "see the Ray logs; rerun the same command to resume"
+        ) from None
+
+
+def _task_failed(exc: Any, slot: _Slot, shard: Shard | None) -> None:
+    """A worker method raised: a user error keeps its one line; anything else names shard and cause."""
+    cause = exc.as_instanceof_cause() if hasattr(exc, "as_instanceof_cause") else exc
+    if isinstance(cause, AtlasError):
+        raise AtlasError(str(cause).splitlines()[0]) from None
+    where = f"shard {shard.id}" if shard is not None else f"worker {slot.index} start-up"
+    raise AtlasError(
+        f"{where} failed in the worker: {cause_line(exc)} (full traceback in the Ray worker logs, "
+        "e.g. /tmp/ray/session_latest/logs/worker-*.err)"
+    ) from None

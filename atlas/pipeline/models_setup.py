@@ -13,6 +13,7 @@ from typing import Any
 from atlas.config import RunConfig
 from atlas.errors import AtlasError
 from atlas.models import CodeStats, LoadedModel, load_model
+from atlas.models.codes import default_deepsim_stats
 
 
 @dataclass
@@ -49,7 +50,7 @@ def build_models(cfg: RunConfig) -> RunModels:
     if cfg.models.code_stats:
         stats = CodeStats.load(cfg.models.code_stats)
     elif generator is not None:
-        stats = generator.extras.get("code_stats")  # type: ignore[assignment]
+        stats = generator.extras.get("code_stats") or _deepsim_default_stats(generator)  # type: ignore[assignment]
     code_layer = cfg.models.code_layer or (generator.extras.get("code_layer") if generator else None)
     shape = generator.code_shape if generator is not None else None
     if stats is not None and shape is not None and tuple(stats.mean.shape) != tuple(shape):
@@ -58,6 +59,14 @@ def build_models(cfg: RunConfig) -> RunModels:
             f"the generator's code is {generator.code_shape}"
         )
     return RunModels(target, generator, dae, stats, code_layer)
+
+
+def _deepsim_default_stats(generator: LoadedModel) -> CodeStats | None:
+    """A DeePSiM generator without code statistics: PPGN's released clip range ([0, 30]; fc8 [-30, 30])."""
+    variant = generator.extras.get("variant")
+    if not generator.spec.startswith("deepsim:") or generator.code_shape is None:
+        return None
+    return default_deepsim_stats(tuple(generator.code_shape), signed=variant == "fc8")
 
 
 @dataclass

@@ -115,45 +115,66 @@ def run_chains(
         if final:
             break
 
-        with torch.no_grad():
-            old = state.detach()
-            safe_grad = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
-            safe_res = (
-                torch.nan_to_num(residual, nan=0.0, posinf=0.0, neginf=0.0) if residual is not None else None
-            )
-            new, _ = sampler.update(old, safe_grad, safe_res, t, steps, gens)
-            redraw = getattr(sampler, "redraw", None)
-            if redraw is not None and sampler.reset_every and (t + 1) % sampler.reset_every == 0:
-                new = redraw(gens)  # PPGN reset_every: fresh start states (B, *S)
-            tracker.diverge(~finite_rows(new), t)
-            frozen = (tracker.diverged | stopped).view(-1, *([1] * (new.dim() - 1)))
-            state = torch.where(frozen, torch.nan_to_num(old, nan=0.0, posinf=0.0, neginf=0.0), new)
+        state = _next_state(sampler, state, grad, residual, t, steps, gens, tracker, stopped)
 
-    last, best, best_steps = tracker.records()
-    final_values = values.detach().float().cpu()  # (B, U) of the last picture
     features = None
     if readout.facet_layer is not None:
         features = acts[readout.facet_layer].detach().float().flatten(1).cpu()  # (B, F)
     seconds = (time.perf_counter() - t0) / max(b, 1)
+    return _results(tracker, meta, values.detach().float().cpu(), features, seconds)
+
+
+@torch.no_grad()
+def _next_state(
+    sampler: Sampler,
+    state: torch.Tensor,
+    grad: torch.Tensor,
+    residual: torch.Tensor | None,
+    t: int,
+    steps: int,
+    gens: list[torch.Generator],
+    tracker: ChainTracker,
+    stopped: torch.Tensor,
+) -> torch.Tensor:
+    """The sampler's update (non-finite gradients zeroed; PPGN resets); diverged and stopped chains stay."""
+    old = state.detach()
+    safe_res = torch.nan_to_num(residual, nan=0.0, posinf=0.0, neginf=0.0) if residual is not None else None
+    new, _ = sampler.update(
+        old, torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0), safe_res, t, steps, gens
+    )
+    redraw = getattr(sampler, "redraw", None)
+    if redraw is not None and sampler.reset_every and (t + 1) % sampler.reset_every == 0:
+        new = redraw(gens)  # PPGN reset_every: fresh start states (B, *S)
+    tracker.diverge(~finite_rows(new), t)
+    frozen = (tracker.diverged | stopped).view(-1, *([1] * (new.dim() - 1)))
+    return torch.where(frozen, torch.nan_to_num(old, nan=0.0, posinf=0.0, neginf=0.0), new)
+
+
+def _results(
+    tracker: ChainTracker,
+    meta: list[tuple[int, int, str]],
+    final_values: torch.Tensor,
+    features: torch.Tensor | None,
+    seconds: float,
+) -> list[ChainResult]:
+    """One ChainResult per chain; final_values (B, U) of the last picture, features (B, F) or None."""
+    last, best, best_steps = tracker.records()
     diverged = tracker.diverged.cpu().tolist()
-    out = []
-    for i in range(b):
-        chain, seed, label = meta[i]
-        out.append(
-            ChainResult(
-                chain=chain,
-                seed=seed,
-                start=label,
-                facet=-1,
-                last=last[i],
-                best=best[i],
-                best_step=best_steps[i],
-                snapshots=tracker.snapshots[i],
-                trajectory=tracker.rows[i],
-                diverged=bool(diverged[i]),
-                final_activations=final_values[i].clone(),
-                seconds=seconds,
-                features=features[i].clone() if features is not None else None,
-            )
+    return [
+        ChainResult(
+            chain=chain,
+            seed=seed,
+            start=label,
+            facet=-1,
+            last=last[i],
+            best=best[i],
+            best_step=best_steps[i],
+            snapshots=tracker.snapshots[i],
+            trajectory=tracker.rows[i],
+            diverged=bool(diverged[i]),
+            final_activations=final_values[i].clone(),
+            seconds=seconds,
+            features=features[i].clone() if features is not None else None,
         )
-    return out
+        for i, (chain, seed, label) in enumerate(meta)
+    ]

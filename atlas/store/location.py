@@ -76,26 +76,22 @@ def _make_filesystem(uri: str, options: Mapping[str, Any]) -> tuple[pafs.FileSys
     path = f"{parsed.netloc}/{parsed.path.strip('/')}".rstrip("/")
     chosen = {k: v for k, v in options.items() if k in OPTION_KEYS and v not in (None, False)}
     try:
-        if scheme == "s3" and chosen:
-            kwargs: dict[str, Any] = {}
-            if chosen.get("endpoint_override"):
-                kwargs["endpoint_override"] = chosen["endpoint_override"]
-            if chosen.get("region"):
-                kwargs["region"] = chosen["region"]
-            if chosen.get("anonymous"):
-                kwargs["anonymous"] = True
-            return pafs.S3FileSystem(**kwargs), path
-        if scheme in ("gs", "gcs") and chosen:
-            kwargs = {}
-            if chosen.get("anonymous"):
-                kwargs["anonymous"] = True
-            if chosen.get("endpoint_override"):
-                kwargs["endpoint_override"] = chosen["endpoint_override"]
-            return pafs.GcsFileSystem(**kwargs), path
-        fs, _ = pafs.FileSystem.from_uri(f"{scheme}://{parsed.netloc}")
-        return fs, path
+        return _object_store(scheme, parsed.netloc, chosen), path
     except (OSError, ValueError, ImportError) as exc:
         raise AtlasError(f"out_dir: cannot open {uri!r}: {_first_line(exc)}") from None
+
+
+def _object_store(scheme: str, bucket: str, chosen: Mapping[str, Any]) -> pafs.FileSystem:
+    """S3 / GCS filesystem: with ``storage:`` options when given, else from the URI and environment."""
+    if not chosen:
+        return pafs.FileSystem.from_uri(f"{scheme}://{bucket}")[0]
+    kwargs: dict[str, Any] = {k: chosen[k] for k in ("endpoint_override", "region") if chosen.get(k)}
+    if chosen.get("anonymous"):
+        kwargs["anonymous"] = True
+    if scheme == "s3":
+        return pafs.S3FileSystem(**kwargs)
+    kwargs.pop("region", None)  # GCS takes no region
+    return pafs.GcsFileSystem(**kwargs)
 
 
 def _first_line(exc: BaseException) -> str:

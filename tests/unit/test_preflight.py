@@ -3,7 +3,6 @@ and unit selections that are never expanded before they are checked."""
 
 from __future__ import annotations
 
-import dataclasses
 import textwrap
 
 import pytest
@@ -11,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from atlas.cli import main
-from atlas.config import ComputeConfig, FacetConfig, SamplerConfig, UnitSelection, config_from_dict
+from atlas.config import ComputeConfig, FacetConfig, SamplerConfig, UnitSelection, config_from_dict, replace
 from atlas.errors import ConfigError
 from atlas.models import load_model
 from atlas.models.weights import module_fingerprint
@@ -83,7 +82,7 @@ def test_multi_head_model_names_its_output_and_facet_layers():
     report = preflight(cfg, models)
     assert report.layer_shapes == {"head_b": (7,), "head_a": (5,)}
     assert (report.output_layer, report.facet_layer) == ("head_b", "feat")
-    default = preflight(dataclasses.replace(cfg, facets=FacetConfig(real_images=None)), models)
+    default = preflight(replace(cfg, facets=FacetConfig(real_images=None)), models)
     assert default.facet_layer == "head_a" and any("set facets.layer" in w for w in default.warnings)
     engine = Engine(
         models.target,
@@ -201,3 +200,18 @@ def test_new_optional_keys_are_not_written_at_their_defaults():
     data = config(facets={"real_images": None, "layer": "fc6"}).to_dict()
     assert data["facets"]["layer"] == "fc6"
     assert config_from_dict(data).facets.layer == "fc6"
+
+
+@pytest.mark.parametrize(("variant", "lower"), [("fc6", 0.0), ("fc8", -30.0)])
+def test_deepsim_without_code_stats_gets_ppgns_clip_range(variant, lower, tmp_path):
+    """No models.code_stats and no real codes: a DeePSiM generator's codes are clipped to PPGN's [0, 30]
+    ([-30, 30] for the signed fc8 code), as documented; a code-stats file overrides it."""
+    cfg = config(
+        models={"target": f"{SPEC}:good", "generator": f"deepsim:{variant}", "allow_random_weights": True},
+        sampler={"method": "dgn_am", "steps": 2, "chains_per_unit": 1, "start": "random"},
+    )
+    stats = build_models(cfg).code_stats
+    assert stats is not None and "PPGN clip range" in stats.source
+    assert float(stats.lower.min()) == lower and float(stats.upper.max()) == 30.0
+    toy = config(models={"target": f"{SPEC}:good", "allow_random_weights": True})
+    assert build_models(toy).code_stats is None  # no generator, no bounds
