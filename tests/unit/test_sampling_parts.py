@@ -41,11 +41,16 @@ def test_dgn_am_update_normalizes_clips_decays():
 
 
 def test_ppgn_h_update_terms():
+    """d = eps1 R(h) + eps2 grad + eps3 noise (Eq. 11); the step divides d by mean|d| (here 1.25, not 1)."""
     h = torch.ones(1, 4)
-    res, grad, noise = -torch.ones(1, 4), torch.tensor([[2.0, 0.0, 0.0, 0.0]]), torch.zeros(1, 4)
-    new, d = ppgn_h_update(h, res, grad, noise, eps1=1.0, eps2=1.0, eps3=0.0, lr=1.0, lower=None, upper=None)
-    assert torch.allclose(d, torch.tensor([[1.0, -1.0, -1.0, -1.0]]))
-    assert torch.allclose(new, h + d / 1.0)
+    res, grad = torch.full((1, 4), -0.5), torch.tensor([[4.0, 0.0, 0.0, 0.0]])
+    noise = torch.tensor([[0.0, 2.0, 0.0, 0.0]])
+    kw = dict(eps1=1.0, eps2=1.0, eps3=0.25, lr=0.5, lower=None, upper=None)
+    new, d = ppgn_h_update(h, res, grad, noise, **kw)
+    torch.testing.assert_close(d, torch.tensor([[3.5, 0.0, -0.5, -0.5]]))
+    torch.testing.assert_close(new, h + 0.5 * d / 1.125)  # mean|d| = 4.5 / 4
+    raw, _ = ppgn_h_update(h, res, grad, noise, normalize=False, **kw)
+    torch.testing.assert_close(raw, h + 0.5 * d)
 
 
 def test_ppgn_h_update_eq11_is_unnormalized():

@@ -277,9 +277,20 @@ def test_read_only_check_messages():
     check_read_only("WITH a AS (SELECT 1) SELECT * FROM a")
 
 
-def test_unsandboxed_connection_is_ordinary(synthetic_run):
+def test_unsandboxed_connection_is_ordinary(synthetic_run, tmp_path):
+    """sandbox=False: settings and outside files are open (the sandboxed connection refuses both)."""
+    outside = tmp_path / "outside.csv"
+    outside.write_text("a\n1\n2\n")
     conn = open_run(synthetic_run, sandbox=False)
     conn.execute("SET threads = 1")
+    assert conn.execute("SELECT current_setting('threads')").fetchone() == (1,)
+    assert conn.execute(f"SELECT sum(a) FROM read_csv('{outside}')").fetchone() == (3,)
+    assert conn.execute("SELECT count(*) FROM units").fetchone()[0] > 0
+    sandboxed = open_run(synthetic_run)
+    with pytest.raises(Exception, match="(?i)configuration|locked"):
+        sandboxed.execute("SET threads = 1")
+    with pytest.raises(Exception, match="(?i)permission|external|access"):
+        sandboxed.execute(f"SELECT * FROM read_csv('{outside}')")
 
 
 def test_unit_sources_read_only_the_right_files(synthetic_run):
