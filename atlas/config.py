@@ -2,48 +2,44 @@
 
 Usage::
 
-    from atlas.config import load_config
+    from atlas.config import load_config, replace
     cfg = load_config("configs/demo.yaml", overrides=["sampler.steps=50"])
     cfg.sampler.dgn_am.lr          # -> float
+    cfg = replace(cfg, seed=3)     # a validated copy
 
-A config is a tree of frozen dataclasses. YAML is read with ``yaml.safe_load`` and checked field by
-field: an unknown key is an error that lists the valid keys (with a close-match suggestion); a value
-of the wrong type or out of range is an error naming the dotted key, the value and what is valid.
-Every field documents itself (``describe_fields``) with recommended values.
+A config is a tree of frozen pydantic models (strict types, unknown keys forbidden). YAML is read with
+``yaml.safe_load`` and validated by pydantic; ``_config_error`` turns pydantic's first error into one
+line: an unknown key lists the valid keys (with a close-match suggestion); a value of the wrong type or
+out of range names the dotted key, the value and what is valid. Every field documents itself
+(``Field(description=...)``, listed by ``describe_fields``) with recommended values.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import math
 import os
 import re
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_core import core_schema
 
 from atlas.errors import ConfigError
-
-# --------------------------------------------------------------------------------------------- helpers
-
-
-def opt(default: Any, doc: str, **checks: Any) -> Any:
-    """A dataclass field with documentation and range checks (ge, gt, le, lt)."""
-    if isinstance(default, list | dict):
-        return field(default_factory=lambda d=default: type(d)(d), metadata={"doc": doc, **checks})
-    if dataclasses.is_dataclass(default) and isinstance(default, type):
-        return field(default_factory=default, metadata={"doc": doc, **checks})
-    return field(default=default, metadata={"doc": doc, **checks})
-
-
-def section(cls: type, doc: str) -> Any:
-    return field(default_factory=cls, metadata={"doc": doc})
-
 
 # ---------------------------------------------------------------------------------------- unit selection
 
@@ -64,36 +60,51 @@ class UnitSelection:
 
     @staticmethod
     def parse(value: Any, key: str) -> UnitSelection:
+        try:
+            return UnitSelection._parse(value)
+        except ValueError as exc:
+            raise ConfigError(f"{key}: {exc}") from None
+
+    @staticmethod
+    def _parse(value: Any) -> UnitSelection:
+        """``parse`` without the key: raises ValueError (a pydantic validator, see the schema below)."""
         if isinstance(value, UnitSelection):
             return value
-        if isinstance(value, bool):
-            raise ConfigError(f"{key}: invalid unit selection {value!r}; expected {_UNITS_VALID}")
-        if isinstance(value, int):
+        if isinstance(value, int) and not isinstance(value, bool):
             if value < 0:
-                raise ConfigError(f"{key}: unit index {value} is negative; expected {_UNITS_VALID}")
+                raise ValueError(f"unit index {value} is negative; expected {_UNITS_VALID}")
             return UnitSelection(all=False, ranges=((value, value),))
         if isinstance(value, str):
-            text = value.strip()
-            if text == "all":
-                return UnitSelection()
-            ranges: list[tuple[int, int]] = []
-            for part in text.split(","):
-                m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
-                if not m:
-                    raise ConfigError(f"{key}: invalid unit selection {value!r}; expected {_UNITS_VALID}")
-                lo = int(m.group(1))
-                hi = int(m.group(2)) if m.group(2) is not None else lo
-                if hi < lo:
-                    raise ConfigError(
-                        f"{key}: range {part.strip()!r} is empty (end < start); expected {_UNITS_VALID}"
-                    )
-                ranges.append((lo, hi))
-            return UnitSelection(all=False, ranges=tuple(ranges))
+            return UnitSelection._parse_text(value)
         if isinstance(value, list | tuple):
             if not value or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
-                raise ConfigError(f"{key}: invalid unit list {value!r}; expected {_UNITS_VALID}")
+                raise ValueError(f"invalid unit list {value!r}; expected {_UNITS_VALID}")
             return UnitSelection(all=False, ranges=tuple((v, v) for v in value))
-        raise ConfigError(f"{key}: invalid unit selection {value!r}; expected {_UNITS_VALID}")
+        raise ValueError(f"invalid unit selection {value!r}; expected {_UNITS_VALID}")
+
+    @staticmethod
+    def _parse_text(value: str) -> UnitSelection:
+        text = value.strip()
+        if text == "all":
+            return UnitSelection()
+        ranges: list[tuple[int, int]] = []
+        for part in text.split(","):
+            m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+            if not m:
+                raise ValueError(f"invalid unit selection {value!r}; expected {_UNITS_VALID}")
+            lo = int(m.group(1))
+            hi = int(m.group(2)) if m.group(2) is not None else lo
+            if hi < lo:
+                raise ValueError(f"range {part.strip()!r} is empty (end < start); expected {_UNITS_VALID}")
+            ranges.append((lo, hi))
+        return UnitSelection(all=False, ranges=tuple(ranges))
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, _source: Any, _handler: Any) -> core_schema.CoreSchema:
+        """As a config field: validated by ``parse``, written by ``to_yaml``."""
+        return core_schema.no_info_plain_validator_function(
+            cls._parse, serialization=core_schema.plain_serializer_function_ser_schema(cls.to_yaml)
+        )
 
     @property
     def size_bound(self) -> int | None:
@@ -130,374 +141,514 @@ class UnitSelection:
         return ",".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in self.ranges)
 
 
-# --------------------------------------------------------------------------------------------- sections
+# ------------------------------------------------------------------------------------------ base model
 
 HUGE = 1e4  # upper bound of step sizes and weights: larger values are typos (every chain diverges)
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
-@dataclass(frozen=True)
-class PreprocessConfig:
+def _as_float(value: Any) -> Any:
+    """Numbers become floats: integers (not booleans) and numeric text (PyYAML reads 1e-3, without a dot,
+    as a string). Infinities and NaN are refused; anything else is left to pydantic's strict float."""
+    number = value
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        number = value = float(value)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except OverflowError:  # an integer too large for a float
+            number = math.inf
+    if isinstance(number, float) and not math.isfinite(number):
+        raise ValueError(f"{value!r} is not a finite number; give a finite value such as 1e-5")
+    return number
+
+
+Float = Annotated[float, BeforeValidator(_as_float)]
+
+
+class Section(BaseModel):
+    """A config section: frozen, strict (no silent str -> int), unknown keys refused.
+
+    Constructing one directly (``ModelConfig(spec="x")``) raises ConfigError, as loading a file does.
+    Change one with ``replace(section, key=value)``: ``model_copy(update=...)`` would not validate.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    def __init__(self, /, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise _config_error(exc, type(self)) from None
+
+    # pydantic builds nested sections itself (their errors keep the full location) unless __init__ is
+    # custom; this wrapper only translates errors, so it is declared a base __init__.
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain YAML-able values; unit selections in their ``to_yaml`` form."""
+        return _to_plain(self)
+
+
+S = TypeVar("S", bound=BaseModel)
+
+
+def replace(obj: S, **changes: Any) -> S:
+    """A copy of config section ``obj`` with ``changes``, validated like a config file (ConfigError)."""
+    return type(obj)(**{**dict(obj), **changes})
+
+
+def _extra(f: FieldInfo) -> dict[str, Any]:
+    """The field's own documentation flags: type_doc, targets_only, omit_default."""
+    extra = f.json_schema_extra
+    return extra if isinstance(extra, dict) else {}
+
+
+# --------------------------------------------------------------------------------------------- sections
+
+
+class PreprocessConfig(Section):
     """How a target wants its input image: overrides what the model spec (or its factory) declares.
 
     The target sees ``x = (fit(rgb01) * value_scale [channels in channel_order] - mean) / std``, where
     ``rgb01`` is the canonical picture (float RGB in [0, 1]) and ``fit`` brings it to ``size`` x ``size``.
     """
 
-    size: int | None = opt(
+    size: int | None = Field(
         None,
-        "Square input side in pixels the target expects (CaffeNet 227, ResNet 224, tiny CNN 64); "
+        description="Square input side in pixels the target expects (CaffeNet 227, ResNet 224, tiny CNN 64); "
         "a picture of another size is fitted by geometry.",
         ge=1,
         le=4096,
     )
-    geometry: Literal["center_crop", "resize"] | None = opt(
+    geometry: Literal["center_crop", "resize"] | None = Field(
         None,
-        "How a picture of another size is fitted: center_crop (take the centre when larger, as DGN-AM "
-        "crops G's 256 px to 227; resize when smaller) or resize (bilinear to size).",
+        description="How a picture of another size is fitted: center_crop (take the centre when larger, as "
+        "DGN-AM crops G's 256 px to 227; resize when smaller) or resize (bilinear to size).",
     )
-    channel_order: Literal["RGB", "BGR"] | None = opt(
-        None, "Channel order the target expects: RGB (torchvision) or BGR (Caffe models)."
+    channel_order: Literal["RGB", "BGR"] | None = Field(
+        None, description="Channel order the target expects: RGB (torchvision) or BGR (Caffe models)."
     )
-    value_scale: float | None = opt(
+    value_scale: Float | None = Field(
         None,
-        "What full intensity is in the target's units before mean/std: 1.0 for [0,1] inputs "
+        description="What full intensity is in the target's units before mean/std: 1.0 for [0,1] inputs "
         "(torchvision), 255.0 for [0,255] inputs (Caffe).",
         gt=0,
         le=HUGE,
     )
-    mean: list[float] | None = opt(
+    mean: list[Float] | None = Field(
         None,
-        "Per-channel mean subtracted after scaling, in the target's channel order and value scale "
-        "(torchvision [0.485, 0.456, 0.406]; Caffe BGR [104, 117, 123]).",
-        type_doc="[float, float, float] | null",
+        description="Per-channel mean subtracted after scaling, in the target's channel order and value "
+        "scale (torchvision [0.485, 0.456, 0.406]; Caffe BGR [104, 117, 123]).",
+        json_schema_extra={"type_doc": "[float, float, float] | null"},
     )
-    std: list[float] | None = opt(
+    std: list[Annotated[Float, Field(gt=0)]] | None = Field(
         None,
-        "Per-channel std divided by after the mean, in the same order and scale (torchvision "
+        description="Per-channel std divided by after the mean, in the same order and scale (torchvision "
         "[0.229, 0.224, 0.225]; Caffe [1, 1, 1]); each > 0.",
-        gt=0,
-        type_doc="[float > 0, ...x3] | null",
+        json_schema_extra={"type_doc": "[float > 0, ...x3] | null"},
     )
 
-    def __post_init__(self) -> None:
-        for key in ("mean", "std"):
-            value = getattr(self, key)
-            if value is not None and len(value) != 3:
-                raise ConfigError(f"{key}: expected 3 values (one per channel), got {len(value)}: {value}")
+    @field_validator("mean", "std")
+    @classmethod
+    def _three_channels(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None and len(value) != 3:
+            raise ValueError(f"expected 3 values (one per channel), got {len(value)}: {value}")
+        return value
 
 
-@dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(Section):
     """A model given by a spec string, with optional weights file and preprocessing."""
 
-    spec: str = opt(
+    spec: str = Field(
         "",
-        "Model spec: toyworld:NAME, torchvision:NAME, python:pkg.module:factory, deepsim:fc6, "
+        description="Model spec: toyworld:NAME, torchvision:NAME, python:pkg.module:factory, deepsim:fc6, "
         "dae:residual_mlp.",
     )
-    weights: str | None = opt(
+    weights: str | None = Field(
         None,
-        "State-dict file (.pt/.pth, torch.save(model.state_dict())); null: the toy world's cache, a "
-        "factory that loads its own weights, or random weights (allow_random_weights).",
-        type_doc="file | null",
+        description="State-dict file (.pt/.pth, torch.save(model.state_dict())); null: the toy world's "
+        "cache, a factory that loads its own weights, or random weights (allow_random_weights).",
+        json_schema_extra={"type_doc": "file | null"},
     )
-    preprocess: PreprocessConfig | None = opt(
-        None, "Input image space override (targets only); see models.target.preprocess.*.", targets_only=True
-    )
-    output_layer: str | None = opt(
+    preprocess: PreprocessConfig | None = Field(
         None,
-        "Targets: the layer holding the class outputs (its units are kind 'output'); default: the model's "
-        "own (python factories: atlas_output_layer) or its last layer. Name it for multi-head models.",
-        targets_only=True,
-        omit_default=True,
+        description="Input image space override (targets only); see models.target.preprocess.*.",
+        json_schema_extra={"targets_only": True},
+    )
+    output_layer: str | None = Field(
+        None,
+        description="Targets: the layer holding the class outputs (its units are kind 'output'); default: "
+        "the model's own (python factories: atlas_output_layer) or its last layer. Name it for multi-head "
+        "models.",
+        json_schema_extra={"targets_only": True, "omit_default": True},
     )
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="before")
+    @classmethod
+    def _spec_shorthand(cls, data: Any) -> Any:
+        return {"spec": data} if isinstance(data, str) else data  # target: toyworld:target
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelConfig:
         if not self.spec or ":" not in self.spec:
-            raise ConfigError(
+            raise ValueError(
                 f"spec: {self.spec!r} is not a model spec; expected SCHEME:NAME such as toyworld:target, "
                 "torchvision:alexnet, deepsim:fc6 or python:pkg.module:factory"
             )
         if self.output_layer is not None and not self.output_layer.strip():
-            raise ConfigError(
-                "output_layer: empty layer name; name a layer (see `atlas layers SPEC`) or null"
-            )
+            raise ValueError("output_layer: empty layer name; name a layer (see `atlas layers SPEC`) or null")
+        return self
 
 
-@dataclass(frozen=True)
-class ModelsConfig:
-    target: ModelConfig | None = opt(
+class ModelsConfig(Section):
+    target: ModelConfig | None = Field(
         None,
-        "The network whose units are visualized: a spec string or {spec, weights, preprocess, output_layer}.",
+        description="The network whose units are visualized: a spec string or "
+        "{spec, weights, preprocess, output_layer}.",
     )
-    generator: ModelConfig | None = opt(
-        None, "Image generator G for dgn_am / ppgn_h (code -> image): a spec string or {spec, weights}."
-    )
-    dae: ModelConfig | None = opt(
-        None, "Denoising autoencoder on codes for ppgn_h with prior: dae: a spec string or {spec, weights}."
-    )
-    code_layer: str | None = opt(
+    generator: ModelConfig | None = Field(
         None,
-        "Target layer whose output is G's code (prior: joint, real/facet-seeded starts); default: the "
-        "generator's own.",
+        description="Image generator G for dgn_am / ppgn_h (code -> image): a spec string or "
+        "{spec, weights}.",
     )
-    code_stats: str | None = opt(
+    dae: ModelConfig | None = Field(
         None,
-        "File with the code mean and per-dimension bounds (atlas code-stats); toy world: built in.",
-        type_doc="file | null",
+        description="Denoising autoencoder on codes for ppgn_h with prior: dae: a spec string or "
+        "{spec, weights}.",
     )
-    allow_random_weights: bool = opt(
-        False, "Allow real-network specs without weights (random pictures!). Tests only."
+    code_layer: str | None = Field(
+        None,
+        description="Target layer whose output is G's code (prior: joint, real/facet-seeded starts); "
+        "default: the generator's own.",
+    )
+    code_stats: str | None = Field(
+        None,
+        description="File with the code mean and per-dimension bounds (atlas code-stats); toy world: "
+        "built in.",
+        json_schema_extra={"type_doc": "file | null"},
+    )
+    allow_random_weights: bool = Field(
+        False, description="Allow real-network specs without weights (random pictures!). Tests only."
     )
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _check(self) -> ModelsConfig:
         if self.target is None:
-            raise ConfigError("models.target: no target given; e.g. models: {target: toyworld:target}")
+            raise ValueError("target: no target given; e.g. models: {target: toyworld:target}")
         for role in ("generator", "dae"):
             m = getattr(self, role)
             if m is not None and m.output_layer is not None:
-                raise ConfigError(f"models.{role}.output_layer: only a target has an output layer; remove it")
+                raise ValueError(f"{role}.output_layer: only a target has an output layer; remove it")
         if self.dae is not None and self.dae.preprocess is not None:
-            raise ConfigError("models.dae.preprocess: a DAE works on codes, not images; remove it")
+            raise ValueError("dae.preprocess: a DAE works on codes, not images; remove it")
+        return self
 
 
-@dataclass(frozen=True)
-class LayerConfig:
-    name: str = opt("", "Module name of the layer in the target (see `atlas layers SPEC`), e.g. fc8.")
-    units: UnitSelection = opt(
+class LayerConfig(Section):
+    name: str = Field(
+        "", description="Module name of the layer in the target (see `atlas layers SPEC`), e.g. fc8."
+    )
+    units: UnitSelection = Field(
         UnitSelection(),
-        "'all', a range '0-15', ranges and indices '0-15,20', or a list [1, 5, 9]; checked against the "
-        "layer's size before anything runs.",
-        type_doc="all | 'a-b,c' | [int, ...]",
+        description="'all', a range '0-15', ranges and indices '0-15,20', or a list [1, 5, 9]; checked "
+        "against the layer's size before anything runs.",
+        json_schema_extra={"type_doc": "all | 'a-b,c' | [int, ...]"},
     )
-    kind: Literal["auto", "output", "fc", "conv"] = opt(
-        "auto", "Unit kind; auto: the target's output layer is 'output', 2-D layers 'fc', 4-D 'conv'."
+    kind: Literal["auto", "output", "fc", "conv"] = Field(
+        "auto",
+        description="Unit kind; auto: the target's output layer is 'output', 2-D layers 'fc', 4-D 'conv'.",
     )
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="before")
+    @classmethod
+    def _name_shorthand(cls, data: Any) -> Any:
+        return {"name": data} if isinstance(data, str) else data  # layers: [fc8]
+
+    @model_validator(mode="after")
+    def _check(self) -> LayerConfig:
         if not self.name.strip():
-            raise ConfigError("name: empty layer name; name a layer of the target (see `atlas layers SPEC`)")
+            raise ValueError("name: empty layer name; name a layer of the target (see `atlas layers SPEC`)")
+        return self
 
 
-@dataclass(frozen=True)
-class DgnAmConfig:
+class DgnAmConfig(Section):
     """DGN-AM (Nguyen et al. 2016, Eq. 1) step settings."""
 
-    lr: float = opt(
-        0.1, "Start step size of the normalized code step (toy world 0.1; CaffeNet fc6: 8).", gt=0, le=HUGE
+    lr: Float = Field(
+        0.1,
+        description="Start step size of the normalized code step (toy world 0.1; CaffeNet fc6: 8).",
+        gt=0,
+        le=HUGE,
     )
-    lr_end: float = opt(1e-3, "Final step size; decays linearly (original: 1e-10).", ge=0, le=HUGE)
-    l2_decay: float = opt(0.99, "Multiplicative decay of h after each step (original 0.99).", gt=0, le=1)
+    lr_end: Float = Field(
+        1e-3, description="Final step size; decays linearly (original: 1e-10).", ge=0, le=HUGE
+    )
+    l2_decay: Float = Field(
+        0.99, description="Multiplicative decay of h after each step (original 0.99).", gt=0, le=1
+    )
 
 
-@dataclass(frozen=True)
-class PpgnConfig:
+class PpgnConfig(Section):
     """PPGN-h (Nguyen et al. 2017, Eq. 11) sampler settings."""
 
-    prior: Literal["dae", "joint"] = opt("dae", "R(h): the DAE on h, or E(G(h)) (Noiseless Joint PPGN-h).")
-    eps1: float = opt(
+    prior: Literal["dae", "joint"] = Field(
+        "dae", description="R(h): the DAE on h, or E(G(h)) (Noiseless Joint PPGN-h)."
+    )
+    eps1: Float = Field(
         1e-5,
-        "Prior term weight (toward realistic codes); 1e-3 more abstract, 1e-1 ignores class.",
+        description="Prior term weight (toward realistic codes); 1e-3 more abstract, 1e-1 ignores class.",
         ge=0,
         le=HUGE,
     )
-    eps2: float = opt(1.0, "Condition term weight (toward the unit). Original 1.", ge=0, le=HUGE)
-    eps3: float = opt(1e-5, "Noise std (diversity). Original 1e-17 .. 1e-5.", ge=0, le=HUGE)
-    lr: float = opt(
-        1.0, "Step size: of the normalized update (original 1), or the factor on d (eq11).", gt=0, le=HUGE
+    eps2: Float = Field(
+        1.0, description="Condition term weight (toward the unit). Original 1.", ge=0, le=HUGE
     )
-    step: Literal["normalized", "eq11"] = opt(
+    eps3: Float = Field(1e-5, description="Noise std (diversity). Original 1e-17 .. 1e-5.", ge=0, le=HUGE)
+    lr: Float = Field(
+        1.0,
+        description="Step size: of the normalized update (original 1), or the factor on d (eq11).",
+        gt=0,
+        le=HUGE,
+    )
+    step: Literal["normalized", "eq11"] = Field(
         "normalized",
-        "normalized: h += lr d / mean|d| (released code); eq11: h += lr d (Eq. 11 as printed).",
+        description="normalized: h += lr d / mean|d| (released code); eq11: h += lr d (Eq. 11 as printed).",
     )
-    save_every: int = opt(5, "Keep a snapshot every N steps (original 5 for classes, 10 for conv5).", ge=1)
-    threshold: float = opt(
-        0.0, "Keep a snapshot only when the unit's softmax probability exceeds this (PPGN 0.98).", ge=0, le=1
+    save_every: int = Field(
+        5, description="Keep a snapshot every N steps (original 5 for classes, 10 for conv5).", ge=1
     )
-    reset_every: int = opt(
-        0, "Re-draw h every N steps for diversity (0 = never; original 100 for conv5).", ge=0
+    threshold: Float = Field(
+        0.0,
+        description="Keep a snapshot only when the unit's softmax probability exceeds this (PPGN 0.98).",
+        ge=0,
+        le=1,
+    )
+    reset_every: int = Field(
+        0, description="Re-draw h every N steps for diversity (0 = never; original 100 for conv5).", ge=0
     )
 
 
-@dataclass(frozen=True)
-class PixelConfig:
+class PixelConfig(Section):
     """Pixel-space activation maximization with hand-made priors (the baselines)."""
 
-    lr: float = opt(0.05, "Normalized step size in pixel space ([0,1] images).", gt=0, le=HUGE)
-    l2_decay: float = opt(
-        1.0, "Multiplicative decay toward grey after each step (1 = off; 0.99 typical).", gt=0, le=1
+    lr: Float = Field(0.05, description="Normalized step size in pixel space ([0,1] images).", gt=0, le=HUGE)
+    l2_decay: Float = Field(
+        1.0,
+        description="Multiplicative decay toward grey after each step (1 = off; 0.99 typical).",
+        gt=0,
+        le=1,
     )
-    blur_every: int = opt(0, "Gaussian blur every N steps (0 = off; 4 typical).", ge=0)
-    blur_sigma: float = opt(0.5, "Blur sigma in pixels.", gt=0, le=100)
-    jitter: int = opt(0, "Random translation in pixels each step (0 = off).", ge=0, le=1024)
-    tv: float = opt(0.0, "Total-variation penalty weight (0 = off).", ge=0, le=HUGE)
+    blur_every: int = Field(0, description="Gaussian blur every N steps (0 = off; 4 typical).", ge=0)
+    blur_sigma: Float = Field(0.5, description="Blur sigma in pixels.", gt=0, le=100)
+    jitter: int = Field(0, description="Random translation in pixels each step (0 = off).", ge=0, le=1024)
+    tv: Float = Field(0.0, description="Total-variation penalty weight (0 = off).", ge=0, le=HUGE)
 
 
-@dataclass(frozen=True)
-class SamplerConfig:
-    method: Literal["dgn_am", "ppgn_h", "pixel"] = opt(
-        "dgn_am", "Sampler: dgn_am (Eq. 1), ppgn_h (Eq. 11), pixel."
+class SamplerConfig(Section):
+    method: Literal["dgn_am", "ppgn_h", "pixel"] = Field(
+        "dgn_am", description="Sampler: dgn_am (Eq. 1), ppgn_h (Eq. 11), pixel."
     )
-    steps: int = opt(200, "Optimization steps per chain (original 200; toy world 100-200).", ge=1, le=100_000)
-    chains_per_unit: int = opt(
-        4, "Chains per unit (>= 4 for facets; PPGN diversity needs several).", ge=1, le=1024
+    steps: int = Field(
+        200, description="Optimization steps per chain (original 200; toy world 100-200).", ge=1, le=100_000
     )
-    objective: Literal["raw", "softmax", "log_softmax"] = opt(
-        "raw", "raw activation (DGN-AM), softmax, or log_softmax across the layer (PPGN; survey Table 4.2)."
+    chains_per_unit: int = Field(
+        4, description="Chains per unit (>= 4 for facets; PPGN diversity needs several).", ge=1, le=1024
     )
-    spatial: Literal["center", "mean"] = opt(
-        "center", "Conv units: one position at the map centre (DGN-AM/PPGN) or the channel mean."
+    objective: Literal["raw", "softmax", "log_softmax"] = Field(
+        "raw",
+        description="raw activation (DGN-AM), softmax, or log_softmax across the layer (PPGN; survey "
+        "Table 4.2).",
     )
-    start: Literal["random", "mean", "real", "facet_seeded"] = opt(
+    spatial: Literal["center", "mean"] = Field(
+        "center", description="Conv units: one position at the map centre (DGN-AM/PPGN) or the channel mean."
+    )
+    start: Literal["random", "mean", "real", "facet_seeded"] = Field(
         "facet_seeded",
-        "Start codes: random N(0,1) clipped, mean code + noise, a real image's code, or facet-seeded "
-        "(k-means); real and facet_seeded need facets.real_images.",
+        description="Start codes: random N(0,1) clipped, mean code + noise, a real image's code, or "
+        "facet-seeded (k-means); real and facet_seeded need facets.real_images.",
     )
-    start_noise: float = opt(
+    start_noise: Float = Field(
         0.0,
-        "Std of the noise added to start codes, in code stds (mean, real and facet_seeded code starts; "
-        "every method). Pixel starts have their own (atlas/sampling/starts.py).",
+        description="Std of the noise added to start codes, in code stds (mean, real and facet_seeded code "
+        "starts; every method). Pixel starts have their own (atlas/sampling/starts.py).",
         ge=0,
         le=HUGE,
     )
-    record_every: int = opt(10, "Record chain statistics every N steps.", ge=1)
-    stop_at: float = opt(
+    record_every: int = Field(10, description="Record chain statistics every N steps.", ge=1)
+    stop_at: Float = Field(
         0.0,
-        "Stop a chain once its unit's activation reaches this multiple of the unit's highest activation on "
-        "the real images (1.0: the natural maximum; 0 = never). Keeps pictures in the natural range; "
-        "without real images chains run every step.",
+        description="Stop a chain once its unit's activation reaches this multiple of the unit's highest "
+        "activation on the real images (1.0: the natural maximum; 0 = never). Keeps pictures in the natural "
+        "range; without real images chains run every step.",
         ge=0,
         le=HUGE,
-        omit_default=True,
+        json_schema_extra={"omit_default": True},
     )
-    dgn_am: DgnAmConfig = section(DgnAmConfig, "DGN-AM settings.")
-    ppgn_h: PpgnConfig = section(PpgnConfig, "PPGN-h settings.")
-    pixel: PixelConfig = section(PixelConfig, "Pixel baseline settings.")
+    dgn_am: DgnAmConfig = Field(default_factory=DgnAmConfig, description="DGN-AM settings.")
+    ppgn_h: PpgnConfig = Field(default_factory=PpgnConfig, description="PPGN-h settings.")
+    pixel: PixelConfig = Field(default_factory=PixelConfig, description="Pixel baseline settings.")
 
 
-@dataclass(frozen=True)
-class FacetConfig:
-    enabled: bool = opt(True, "Cluster each unit's chain end points into facets.")
-    max_facets: int = opt(4, "Upper bound on facets per unit (and k of facet-seeded k-means).", ge=1, le=64)
-    distance: float = opt(
+class FacetConfig(Section):
+    enabled: bool = Field(True, description="Cluster each unit's chain end points into facets.")
+    max_facets: int = Field(
+        4, description="Upper bound on facets per unit (and k of facet-seeded k-means).", ge=1, le=64
+    )
+    distance: Float = Field(
         0.15,
-        "Cosine distance (facet-layer features) between cluster means above which two facets stay "
-        "apart; toy world: facets of one class 0.18-0.30 apart, chains of one facet < 0.1.",
+        description="Cosine distance (facet-layer features) between cluster means above which two facets "
+        "stay apart; toy world: facets of one class 0.18-0.30 apart, chains of one facet < 0.1.",
         gt=0,
         le=2,
     )
-    layer: str | None = opt(
+    layer: str | None = Field(
         None,
-        "Target layer whose features are clustered into facets; default: the penultimate layer (the last "
-        "1-D layer before the output layer).",
-        omit_default=True,
+        description="Target layer whose features are clustered into facets; default: the penultimate layer "
+        "(the last 1-D layer before the output layer).",
+        json_schema_extra={"omit_default": True},
     )
-    real_images: str | None = opt(
+    real_images: str | None = Field(
         "toyworld",
-        "Real-image set for facet seeds and dataset examples: 'toyworld' (toy-world targets), a folder of "
-        "images (every file must decode), or null.",
-        type_doc="toyworld | folder | null",
+        description="Real-image set for facet seeds and dataset examples: 'toyworld' (toy-world targets), a "
+        "folder of images (every file must decode), or null.",
+        json_schema_extra={"type_doc": "toyworld | folder | null"},
     )
-    top_k_real: int = opt(9, "Real top-k images recorded per unit (dataset examples).", ge=0, le=100)
-    seed_pool: int = opt(300, "Top-activating real images clustered for facet-seeded starts.", ge=1)
+    top_k_real: int = Field(
+        9, description="Real top-k images recorded per unit (dataset examples).", ge=0, le=100
+    )
+    seed_pool: int = Field(
+        300, description="Top-activating real images clustered for facet-seeded starts.", ge=1
+    )
 
-    def __post_init__(self) -> None:
-        if self.layer is not None and not self.layer.strip():
-            raise ConfigError("layer: empty layer name; name a target layer or null (the penultimate layer)")
-        if self.real_images is not None and not self.real_images.strip():
-            raise ConfigError("real_images: empty path; give 'toyworld', a folder of images, or null")
+    @field_validator("layer")
+    @classmethod
+    def _layer_named(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("empty layer name; name a target layer or null (the penultimate layer)")
+        return value
+
+    @field_validator("real_images")
+    @classmethod
+    def _images_named(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("empty path; give 'toyworld', a folder of images, or null")
+        return value
 
 
-@dataclass(frozen=True)
-class ComputeConfig:
-    device: str = opt(
+class ComputeConfig(Section):
+    device: str = Field(
         "auto",
-        "auto (cuda if present, else cpu), cpu, cuda, or cuda:N.",
-        type_doc="auto | cpu | cuda | cuda:N",
+        description="auto (cuda if present, else cpu), cpu, cuda, or cuda:N.",
+        json_schema_extra={"type_doc": "auto | cpu | cuda | cuda:N"},
     )
-    batch_size: int = opt(
-        64, "Chains per forward/backward pass (CPU 32-128; GPU: autotune with 0).", ge=0, le=65536
+    batch_size: int = Field(
+        64, description="Chains per forward/backward pass (CPU 32-128; GPU: autotune with 0).", ge=0, le=65536
     )
-    autocast: Literal["auto", "none", "bf16", "fp16"] = opt(
+    autocast: Literal["auto", "none", "bf16", "fp16"] = Field(
         "auto",
-        "Mixed precision; auto = bf16 on CUDA and CPUs with native bf16 (AVX512-BF16, AMX); fp16: CUDA only.",
+        description="Mixed precision; auto = bf16 on CUDA and CPUs with native bf16 (AVX512-BF16, AMX); "
+        "fp16: CUDA only.",
     )
-    channels_last: bool = opt(
-        True, "Use channels_last memory format (CUDA; CPU in bf16 and float32 alike: faster where measured)."
+    channels_last: bool = Field(
+        True,
+        description="Use channels_last memory format (CUDA; CPU in bf16 and float32 alike: faster where "
+        "measured).",
     )
-    compile: bool = opt(False, "torch.compile the step (CUDA; measure first).")
-    fold_batchnorm: bool = opt(
-        True, "Fold frozen BatchNorm into the conv/linear before it (same outputs, fewer passes)."
+    compile: bool = Field(False, description="torch.compile the step (CUDA; measure first).")
+    fold_batchnorm: bool = Field(
+        True, description="Fold frozen BatchNorm into the conv/linear before it (same outputs, fewer passes)."
     )
-    threads: int | None = opt(
-        None, "torch intra-op threads per worker (default: CPUs given to the worker).", ge=1, le=1024
+    threads: int | None = Field(
+        None,
+        description="torch intra-op threads per worker (default: CPUs given to the worker).",
+        ge=1,
+        le=1024,
     )
 
-    def __post_init__(self) -> None:
-        if not _DEVICE.fullmatch(self.device):
-            raise ConfigError(f"device: invalid device {self.device!r}; valid: auto, cpu, cuda, cuda:N")
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        if not _DEVICE.fullmatch(value):
+            raise ValueError(f"invalid device {value!r}; valid: auto, cpu, cuda, cuda:N")
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> ComputeConfig:
         if self.autocast == "fp16" and self.device == "cpu":
-            raise ConfigError(
+            raise ValueError(
                 "autocast: fp16 needs a CUDA device and compute.device is 'cpu'; use bf16 or auto"
             )
+        return self
 
 
-@dataclass(frozen=True)
-class RayConfig:
-    address: str | None = opt(None, "Ray address; null: RAY_ADDRESS or a new local instance.")
-    num_workers: int | None = opt(
-        None, "AtlasWorker actors; default: one per GPU, else 1 per 2 CPUs.", ge=1, le=100_000
+class RayConfig(Section):
+    address: str | None = Field(None, description="Ray address; null: RAY_ADDRESS or a new local instance.")
+    num_workers: int | None = Field(
+        None, description="AtlasWorker actors; default: one per GPU, else 1 per 2 CPUs.", ge=1, le=100_000
     )
-    cpus_per_worker: float = opt(1.0, "CPUs reserved per actor.", gt=0, le=1024)
-    gpus_per_worker: float | None = opt(
-        None, "GPUs per actor; default 1 where the cluster has GPUs.", ge=0, le=64
+    cpus_per_worker: Float = Field(1.0, description="CPUs reserved per actor.", gt=0, le=1024)
+    gpus_per_worker: Float | None = Field(
+        None, description="GPUs per actor; default 1 where the cluster has GPUs.", ge=0, le=64
     )
-    max_restarts: int = opt(3, "Times a dead actor is restarted (actor deaths, not lost tasks).", ge=0)
-    max_shard_retries: int = opt(3, "Times one shard is re-queued after its actor died under it.", ge=0)
-    units_per_shard: int = opt(16, "Units per shard (the resume granularity).", ge=1)
-    autoscaling: bool = opt(
+    max_restarts: int = Field(
+        3, description="Times a dead actor is restarted (actor deaths, not lost tasks).", ge=0
+    )
+    max_shard_retries: int = Field(
+        3, description="Times one shard is re-queued after its actor died under it.", ge=0
+    )
+    units_per_shard: int = Field(16, description="Units per shard (the resume granularity).", ge=1)
+    autoscaling: bool = Field(
         False,
-        "The cluster adds nodes on demand (cluster.yaml): actor requests no current node can host wait "
-        "instead of being refused. Set num_workers and gpus_per_worker with it.",
+        description="The cluster adds nodes on demand (cluster.yaml): actor requests no current node can "
+        "host wait instead of being refused. Set num_workers and gpus_per_worker with it.",
     )
-    start_timeout_s: float = opt(
+    start_timeout_s: Float = Field(
         900.0,
-        "Give up when no actor is alive or could be (re)started for this long (models load in minutes on "
-        "a busy node; autoscaled nodes take longer).",
+        description="Give up when no actor is alive or could be (re)started for this long (models load in "
+        "minutes on a busy node; autoscaled nodes take longer).",
         gt=0,
     )
 
 
-@dataclass(frozen=True)
-class StoreConfig:
-    keep_snapshots: bool = opt(True, "Store PPGN snapshots as images.")
-    activations_full_max: int = opt(
-        1024, "Store the whole layer's activations when it has at most this many units, else the top-k.", ge=1
+class StoreConfig(Section):
+    keep_snapshots: bool = Field(True, description="Store PPGN snapshots as images.")
+    activations_full_max: int = Field(
+        1024,
+        description="Store the whole layer's activations when it has at most this many units, else the "
+        "top-k.",
+        ge=1,
     )
-    activations_top_k: int = opt(32, "Top-k activations stored for wider layers.", ge=1)
+    activations_top_k: int = Field(32, description="Top-k activations stored for wider layers.", ge=1)
 
 
-@dataclass(frozen=True)
-class StorageConfig:
+class StorageConfig(Section):
     """Where the run lives when ``out_dir`` is a URI (pyarrow.fs; credentials the provider's usual way)."""
 
-    shared: bool = opt(
+    shared: bool = Field(
         False,
-        "A plain local out_dir is a mount every Ray node shares (NFS); needed for a local path on a "
-        "multi-node cluster.",
+        description="A plain local out_dir is a mount every Ray node shares (NFS); needed for a local path "
+        "on a multi-node cluster.",
     )
-    endpoint_override: str | None = opt(
-        None, "S3-compatible endpoint, e.g. http://127.0.0.1:9000 (MinIO); default: AWS_ENDPOINT_URL or AWS."
+    endpoint_override: str | None = Field(
+        None,
+        description="S3-compatible endpoint, e.g. http://127.0.0.1:9000 (MinIO); default: AWS_ENDPOINT_URL "
+        "or AWS.",
     )
-    region: str | None = opt(None, "Object-store region; default: AWS_REGION / AWS_DEFAULT_REGION.")
-    anonymous: bool = opt(False, "Connect without credentials (public buckets).")
+    region: str | None = Field(
+        None, description="Object-store region; default: AWS_REGION / AWS_DEFAULT_REGION."
+    )
+    anonymous: bool = Field(False, description="Connect without credentials (public buckets).")
 
 
-@dataclass(frozen=True)
-class ToyWorldRef:
-    preset: Literal["default", "micro"] = opt("default", "Toy-world preset used by toyworld: specs.")
-    cache_dir: str | None = opt(None, "Cache directory (default $ATLAS_CACHE or ~/.cache/atlas).")
+class ToyWorldRef(Section):
+    preset: Literal["default", "micro"] = Field(
+        "default", description="Toy-world preset used by toyworld: specs."
+    )
+    cache_dir: str | None = Field(
+        None, description="Cache directory (default $ATLAS_CACHE or ~/.cache/atlas)."
+    )
 
 
 _RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
@@ -536,194 +687,183 @@ def _deterministic_steps(s: SamplerConfig) -> bool:
     return False  # pixel: its mean start has noise of its own
 
 
-@dataclass(frozen=True)
-class RunConfig:
-    name: str = opt("atlas", "Run name: the output goes to <out_dir>/<name>.")
-    out_dir: str = opt(
-        "runs", "Where runs live: a local path, file://, s3://bucket/prefix or gs://bucket/prefix."
+class RunConfig(Section):
+    name: str = Field("atlas", description="Run name: the output goes to <out_dir>/<name>.")
+    out_dir: str = Field(
+        "runs",
+        description="Where runs live: a local path, file://, s3://bucket/prefix or gs://bucket/prefix.",
     )
-    seed: int = opt(0, "Run seed; chain seeds derive from (seed, layer, unit, chain).", ge=0, le=2**63 - 1)
-    models: ModelsConfig = section(ModelsConfig, "Target, generator and DAE.")
-    layers: list[LayerConfig] = opt([], "Layers to map, each with a unit selection.")
-    sampler: SamplerConfig = section(SamplerConfig, "Sampler method and settings.")
-    facets: FacetConfig = section(FacetConfig, "Multifaceted units.")
-    compute: ComputeConfig = section(ComputeConfig, "Device and batching.")
-    ray: RayConfig = section(RayConfig, "Distributed execution.")
-    store: StoreConfig = section(StoreConfig, "What is written.")
-    storage: StorageConfig = section(StorageConfig, "Object-store connection and shared mounts.")
-    toyworld: ToyWorldRef = section(ToyWorldRef, "Toy world used by toyworld: specs.")
+    seed: int = Field(
+        0, description="Run seed; chain seeds derive from (seed, layer, unit, chain).", ge=0, le=2**63 - 1
+    )
+    # validated even when left out: a config without models names no target
+    models: ModelsConfig = Field({}, description="Target, generator and DAE.", validate_default=True)
+    layers: list[LayerConfig] = Field([], description="Layers to map, each with a unit selection.")
+    sampler: SamplerConfig = Field(default_factory=SamplerConfig, description="Sampler method and settings.")
+    facets: FacetConfig = Field(default_factory=FacetConfig, description="Multifaceted units.")
+    compute: ComputeConfig = Field(default_factory=ComputeConfig, description="Device and batching.")
+    ray: RayConfig = Field(default_factory=RayConfig, description="Distributed execution.")
+    store: StoreConfig = Field(default_factory=StoreConfig, description="What is written.")
+    storage: StorageConfig = Field(
+        default_factory=StorageConfig, description="Object-store connection and shared mounts."
+    )
+    toyworld: ToyWorldRef = Field(
+        default_factory=ToyWorldRef, description="Toy world used by toyworld: specs."
+    )
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _check(self) -> RunConfig:
         if not _RUN_NAME.fullmatch(self.name) or len(self.name) > 128:
-            raise ConfigError(
+            raise ValueError(
                 f"name: {self.name!r} is not a valid run name; use up to 128 letters, digits, '.', '_', '-', "
                 "not starting with '.' (the run goes to <out_dir>/<name>)"
             )
         if not self.layers:
-            raise ConfigError("layers: no layers selected; give at least one, e.g. layers: [{name: fc8}]")
+            raise ValueError("layers: no layers selected; give at least one, e.g. layers: [{name: fc8}]")
         names = [layer.name for layer in self.layers]
         dup = {n for n in names if names.count(n) > 1}
         if dup:
-            raise ConfigError(f"layers: layer {sorted(dup)[0]!r} is listed twice; list each layer once")
+            raise ValueError(f"layers: layer {sorted(dup)[0]!r} is listed twice; list each layer once")
+        self._check_sampler()
+        return self
+
+    def _check_sampler(self) -> None:
         s = self.sampler
-        check_sampler_models(
-            s.method,
-            s.ppgn_h.prior,
-            generator=self.models.generator is not None,
-            dae=self.models.dae is not None,
-        )
+        try:
+            check_sampler_models(
+                s.method,
+                s.ppgn_h.prior,
+                generator=self.models.generator is not None,
+                dae=self.models.dae is not None,
+            )
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
         if s.start == "mean" and s.chains_per_unit > 1 and s.start_noise == 0 and _deterministic_steps(s):
-            raise ConfigError(
+            raise ValueError(
                 f"sampler.start_noise: with start: mean and no noise all {s.chains_per_unit} chains of a "
                 f"unit are identical ({s.method} adds no noise of its own); set sampler.start_noise > 0 "
                 "(e.g. 0.1), another sampler.start, or sampler.chains_per_unit: 1"
             )
 
-    def to_dict(self) -> dict[str, Any]:
-        return _to_plain(self)
-
 
 # ------------------------------------------------------------------------------------------ validation
 
-_SHORTHAND_STRING = {ModelConfig: "spec", LayerConfig: "name"}
+
+def _is_section(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, BaseModel)
+
+
+def _unwrap(tp: Any) -> Any:
+    """``X`` from ``Annotated[X, ...]`` and ``X | None``."""
+    while True:
+        origin = typing.get_origin(tp)
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if origin is Annotated or (origin in (typing.Union, types.UnionType) and len(args) == 1):
+            tp = args[0]
+        else:
+            return tp
+
+
+def _type_at(root: type[BaseModel], loc: tuple[Any, ...]) -> Any:
+    """The (unwrapped) type at a pydantic error location: ('layers', 0, 'units') -> UnitSelection."""
+    tp: Any = root
+    for part in loc:
+        tp = _unwrap(tp)
+        if typing.get_origin(tp) is list:
+            tp = typing.get_args(tp)[0]
+        elif _is_section(tp) and part in tp.model_fields:
+            tp = tp.model_fields[part].annotation
+        else:
+            return None
+    return _unwrap(tp)
 
 
 def _type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if origin is Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(tp))
     if origin is list:
-        item = typing.get_args(tp)[0]
-        if dataclasses.is_dataclass(item):
-            return "a list of mappings"
-        return f"a list of {_type_name(item)}"
-    if tp is type(None):
-        return "null"
+        item = _unwrap(typing.get_args(tp)[0])
+        return "a list of mappings" if _is_section(item) else f"a list of {_type_name(item)}"
     if tp is UnitSelection:
         return _UNITS_VALID
-    if dataclasses.is_dataclass(tp):
+    if _is_section(tp):
         return "a spec string or a mapping" if tp is ModelConfig else "a mapping"
     return {int: "an integer", float: "a number", str: "a string", bool: "true/false"}.get(tp, str(tp))
 
 
-def _convert(value: Any, tp: Any, key: str) -> Any:
-    origin = typing.get_origin(tp)
-    if tp is UnitSelection:
-        return UnitSelection.parse(value, key)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _convert(value, arg, key)
-            except ConfigError as exc:
-                errors.append(exc)
-        if len(errors) == 1:
-            raise errors[0]
-        raise ConfigError(f"{key}: invalid value {value!r}; expected {_type_name(tp)}")
-    if origin is Literal:
+def _bound(value: Any) -> str:
+    """A range bound as written: 10000 (not 10000.0), 0.5."""
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
+_RANGE_WORDS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+_UNKNOWN_KEY = ("extra_forbidden", "invalid_key")  # invalid_key: a key that is not a string (YAML 1: x)
+
+
+def _unknown_key(root: type[BaseModel], loc: tuple[Any, ...], prefix: str) -> str:
+    section = _type_at(root, loc[:-1])
+    valid = list(section.model_fields) if _is_section(section) else []
+    hint = difflib.get_close_matches(str(loc[-1]), valid, n=1)
+    extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+    where = ".".join(str(p) for p in (*([prefix] if prefix else []), *loc[:-1]))
+    inside = f" in '{where}'" if where else ""
+    return f"unknown config key '{_dotted(prefix, loc)}'{extra}; valid keys{inside}: {', '.join(valid)}"
+
+
+def _dotted(prefix: str, loc: tuple[Any, ...]) -> str:
+    return ".".join(str(p) for p in ((prefix, *loc) if prefix else loc))
+
+
+def _error_line(err: Any, root: type[BaseModel], prefix: str) -> str:
+    """One pydantic error as the one-line message: dotted key, the bad value, what is valid."""
+    loc, kind, value, ctx = tuple(err["loc"]), err["type"], err.get("input"), err.get("ctx") or {}
+    if kind in _UNKNOWN_KEY:
+        return _unknown_key(root, loc, prefix)
+    key, tp = _dotted(prefix, loc), _type_at(root, loc)
+    if kind == "value_error":
+        message = str(ctx["error"])
+        if not key:
+            return message
+        # a section's own validators name its key ("spec: ..."); a field's validator says what is wrong
+        return f"{key}.{message}" if _is_section(tp) else f"{key}: {message}"
+    if kind == "literal_error":
         choices = typing.get_args(tp)
-        if value not in choices:
-            hint = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
-            extra = f" (did you mean {hint[0]!r}?)" if hint else ""
-            raise ConfigError(
-                f"{key}: invalid value {value!r}; valid: {', '.join(repr(c) for c in choices)}{extra}"
-            )
-        return value
-    if origin is list:
-        if not isinstance(value, list):
-            raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
-        (item_tp,) = typing.get_args(tp)
-        return [_convert(v, item_tp, f"{key}.{i}") for i, v in enumerate(value)]
-    if dataclasses.is_dataclass(tp):
-        if isinstance(value, str) and tp in _SHORTHAND_STRING:
-            value = {_SHORTHAND_STRING[tp]: value}
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
-        return build(tp, value, key)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true/false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, str) and re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", value.strip()):
-            value = float(value)  # PyYAML reads 1e-3 (no dot) as a string
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        try:
-            number = float(value)
-        except OverflowError:  # an integer too large for a float
-            number = math.inf
-        if not math.isfinite(number):
-            raise ConfigError(f"{key}: {value!r} is not a finite number; give a finite value such as 1e-5")
-        return number
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
-        return value
-    raise TypeError(f"unsupported config type {tp!r} at {key}")  # programming error
+        hint = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+        extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+        return f"{key}: invalid value {value!r}; valid: {', '.join(repr(c) for c in choices)}{extra}"
+    bounds = [f"{_RANGE_WORDS[k]} {_bound(ctx[k])}" for k in _RANGE_WORDS if k in ctx]
+    if bounds:
+        if tp is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)  # pydantic reports the input of an optional or list item as given
+        return f"{key}: value {value!r} is out of range; must be {bounds[0]}"
+    return f"{key}: expected {_type_name(tp)}, got {value!r}"
 
 
-def _check_range(value: Any, meta: typing.Mapping[str, Any], key: str) -> None:
-    if value is None or isinstance(value, bool) or not isinstance(value, int | float):
-        return
-    for name, op, word in (
-        ("ge", float.__ge__, ">="),
-        ("gt", float.__gt__, ">"),
-        ("le", float.__le__, "<="),
-        ("lt", float.__lt__, "<"),
-    ):
-        if name in meta and not op(float(value), float(meta[name])):
-            raise ConfigError(f"{key}: value {value!r} is out of range; must be {word} {meta[name]}")
+def _config_error(exc: ValidationError, root: type[BaseModel], prefix: str = "") -> ConfigError:
+    """Pydantic's first error as a one-line ConfigError; an unknown key (a typo) before any other."""
+    errors = exc.errors(include_url=False)
+    first = next((e for e in errors if e["type"] in _UNKNOWN_KEY), errors[0])
+    return ConfigError(_error_line(first, root, prefix))
 
 
-def build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
-    """Build dataclass ``cls`` from a plain mapping, validating keys, types and ranges."""
-    hints = typing.get_type_hints(cls)
-    valid = [f.name for f in dataclasses.fields(cls)]
-    kwargs: dict[str, Any] = {}
-    for raw_key, value in data.items():
-        key = str(raw_key)
-        dotted = f"{prefix}.{key}" if prefix else key
-        if key not in valid:
-            hint = difflib.get_close_matches(key, valid, n=1)
-            extra = f" (did you mean {hint[0]!r}?)" if hint else ""
-            where = f" in '{prefix}'" if prefix else ""
-            raise ConfigError(f"unknown config key '{dotted}'{extra}; valid keys{where}: {', '.join(valid)}")
-        converted = _convert(value, hints[key], dotted)
-        meta = next(f.metadata for f in dataclasses.fields(cls) if f.name == key)
-        _check_range(converted, meta, dotted)
-        if isinstance(converted, list):
-            for i, item in enumerate(converted):
-                _check_range(item, meta, f"{dotted}.{i}")
-        kwargs[key] = converted
+def build(cls: type[S], data: Any, prefix: str = "") -> S:
+    """Validate the plain mapping ``data`` as section ``cls``; errors name keys under ``prefix``."""
     try:
-        return cls(**kwargs)
-    except ConfigError as exc:
-        if prefix and not str(exc).startswith(prefix):
-            raise ConfigError(f"{prefix}.{exc}") from None
-        raise
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        raise _config_error(exc, cls, prefix) from None
 
 
 def _to_plain(obj: Any) -> Any:
     if isinstance(obj, UnitSelection):
         return obj.to_yaml()
-    if dataclasses.is_dataclass(obj):
+    if isinstance(obj, BaseModel):
         return {
-            f.name: _to_plain(getattr(obj, f.name))
-            for f in dataclasses.fields(obj)
+            name: _to_plain(getattr(obj, name))
+            for name, f in type(obj).model_fields.items()
             # a newer optional key left at its default is not written: older configs keep their hash
-            if not (f.metadata.get("omit_default") and getattr(obj, f.name) == f.default)
+            if not (_extra(f).get("omit_default") and getattr(obj, name) == f.default)
         }
     if isinstance(obj, list | tuple):
         return [_to_plain(v) for v in obj]
@@ -735,6 +875,20 @@ def _to_plain(obj: Any) -> Any:
 
 def apply_override(data: dict[str, Any], assignment: str) -> None:
     """Apply ``a.b.c=value`` (value parsed as YAML) to a nested mapping in place; list items by index."""
+    dotted, parts, value = _parse_assignment(assignment)
+    node: Any = data
+    for i, part in enumerate(parts[:-1]):
+        node = _descend(node, part, dotted, parts[: i + 1])
+    last = parts[-1]
+    if isinstance(node, list):
+        if not last.isdigit() or int(last) >= len(node):
+            raise ConfigError(f"--set {dotted}: no list item {last!r}")
+        node[int(last)] = value
+    else:
+        node[last] = value
+
+
+def _parse_assignment(assignment: str) -> tuple[str, list[str], Any]:
     if "=" not in assignment:
         raise ConfigError(f"--set {assignment!r}: expected KEY=VALUE, e.g. --set sampler.steps=50")
     dotted, raw = assignment.split("=", 1)
@@ -745,30 +899,23 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
-    node: Any = data
-    for i, part in enumerate(parts[:-1]):
-        if isinstance(node, list):
-            if not part.isdigit() or int(part) >= len(node):
-                raise ConfigError(f"--set {dotted}: no list item {part!r} at '{'.'.join(parts[:i])}'")
-            node = node[int(part)]
-            continue
-        child = node.get(part)
-        if isinstance(child, str) and part in ("target", "generator", "dae"):
-            child = {"spec": child}
-            node[part] = child
-        if child is None:
-            child = {}
-            node[part] = child
-        if not isinstance(child, dict | list):
-            raise ConfigError(f"--set {dotted}: '{'.'.join(parts[: i + 1])}' is a value, not a section")
-        node = child
-    last = parts[-1]
+    return dotted, parts, value
+
+
+def _descend(node: Any, part: str, dotted: str, path: list[str]) -> Any:
+    """Child ``part`` of ``node`` (at ``path``); a spec string or nothing there becomes a mapping."""
     if isinstance(node, list):
-        if not last.isdigit() or int(last) >= len(node):
-            raise ConfigError(f"--set {dotted}: no list item {last!r}")
-        node[int(last)] = value
-    else:
-        node[last] = value
+        if not part.isdigit() or int(part) >= len(node):
+            raise ConfigError(f"--set {dotted}: no list item {part!r} at '{'.'.join(path[:-1])}'")
+        return node[int(part)]
+    child = node.get(part)
+    if isinstance(child, str) and part in ("target", "generator", "dae"):
+        child = node[part] = {"spec": child}
+    if child is None:
+        child = node[part] = {}
+    if not isinstance(child, dict | list):
+        raise ConfigError(f"--set {dotted}: '{'.'.join(path)}' is a value, not a section")
+    return child
 
 
 def config_from_dict(data: dict[str, Any], overrides: typing.Sequence[str] = ()) -> RunConfig:
@@ -804,30 +951,39 @@ def load_config(path: str | os.PathLike[str], overrides: typing.Sequence[str] = 
     return config_from_dict(data, overrides)
 
 
-def _short_type(tp: Any, meta: typing.Mapping[str, Any]) -> str:
+# ------------------------------------------------------------------------------------------ `atlas config`
+
+
+def _bounds(f: FieldInfo) -> dict[str, Any]:
+    """The range constraints of a field (ge, gt, le, lt) as declared."""
+    return {k: getattr(m, k) for m in f.metadata for k in _RANGE_WORDS if getattr(m, k, None) is not None}
+
+
+def _short_type(tp: Any, f: FieldInfo) -> str:
     """Compact type with its valid range, for `atlas config`: 'int >= 1, <= 100000', 'str | null'."""
-    if "type_doc" in meta:
-        return str(meta["type_doc"])
+    if "type_doc" in _extra(f):
+        return str(_extra(f)["type_doc"])
     origin = typing.get_origin(tp)
+    if origin is Annotated:
+        return _short_type(typing.get_args(tp)[0], f)
     if origin is Literal:
         return " | ".join(str(a) for a in typing.get_args(tp))
     if origin in (typing.Union, types.UnionType):
-        return " | ".join(_short_type(a, meta) for a in typing.get_args(tp))
+        return " | ".join(_short_type(a, f) for a in typing.get_args(tp))
     if origin is list:
-        item = typing.get_args(tp)[0]
-        return "list of mappings" if dataclasses.is_dataclass(item) else f"list of {_short_type(item, meta)}"
+        item = _unwrap(typing.get_args(tp)[0])
+        return "list of mappings" if _is_section(item) else f"list of {_short_type(item, f)}"
     if tp is UnitSelection:
         return "units"
     if tp is ModelConfig:
         return "spec | mapping"
-    if dataclasses.is_dataclass(tp):
+    if _is_section(tp):
         return "mapping"
     name = {int: "int", float: "float", str: "str", bool: "bool", type(None): "null"}.get(tp, str(tp))
     if tp in (int, float):
         bounds = [
-            f"{word} {'2^63-1' if meta[k] == 2**63 - 1 else format(meta[k], 'g')}"
-            for k, word in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
-            if k in meta
+            f"{_RANGE_WORDS[k]} {'2^63-1' if v == 2**63 - 1 else format(v, 'g')}"
+            for k, v in _bounds(f).items()
         ]
         name += (" " + ", ".join(bounds)) if bounds else ""
     return name
@@ -848,7 +1004,7 @@ def _yaml_value(value: Any) -> str:
 
 
 def describe_fields(
-    cls: type = RunConfig, prefix: str = "", *, targets: bool = True
+    cls: type[BaseModel] = RunConfig, prefix: str = "", *, targets: bool = True
 ) -> list[tuple[str, str, str, str]]:
     """(dotted key, type with range, default, doc) for every key, nested ones included, for `atlas config`.
 
@@ -856,26 +1012,19 @@ def describe_fields(
     listed with their own keys; target-only keys are left out under ``models.generator`` / ``models.dae``.
     """
     rows: list[tuple[str, str, str, str]] = []
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        if f.metadata.get("targets_only") and not targets:
+    for name, f in cls.model_fields.items():
+        if _extra(f).get("targets_only") and not targets:
             continue
-        key = f"{prefix}{f.name}"
-        tp = hints[f.name]
-        doc = f.metadata.get("doc", "")
-        if dataclasses.is_dataclass(tp) and f.default_factory is not dataclasses.MISSING:
-            rows.extend(describe_fields(tp, key + "."))  # a section: its keys only
+        key, tp = f"{prefix}{name}", f.annotation
+        if _is_section(tp):  # a section: its keys only
+            rows.extend(describe_fields(tp, key + "."))
             continue
-        default = f.default if f.default is not dataclasses.MISSING else _to_plain(f.default_factory())
-        rows.append((key, _short_type(tp, f.metadata), _yaml_value(_to_plain(default)), doc))
-        inner = [
-            a
-            for a in (typing.get_args(tp) or (tp,))
-            if dataclasses.is_dataclass(a) and a is not UnitSelection
-        ]
-        if typing.get_origin(tp) is list and inner:
-            rows.extend(describe_fields(inner[0], key + "[]."))
-        elif inner:  # an optional mapping: models.target, models.target.preprocess
-            for_target = f.name == "target" if cls is ModelsConfig else targets
-            rows.extend(describe_fields(inner[0], key + ".", targets=for_target))
+        default = f.get_default(call_default_factory=True)
+        rows.append((key, _short_type(tp, f), _yaml_value(_to_plain(default)), f.description or ""))
+        inner = _unwrap(tp)
+        if typing.get_origin(inner) is list and _is_section(_unwrap(typing.get_args(inner)[0])):
+            rows.extend(describe_fields(_unwrap(typing.get_args(inner)[0]), key + "[]."))
+        elif _is_section(inner):  # an optional mapping: models.target, models.target.preprocess
+            for_target = name == "target" if cls is ModelsConfig else targets
+            rows.extend(describe_fields(inner, key + ".", targets=for_target))
     return rows

@@ -40,7 +40,6 @@ Output units (toy-world targets, where the judge J exists), unit index = class:
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 import types
@@ -228,7 +227,7 @@ def _run_product(
         "seed": cfg.seed,
         "threads": torch.get_num_threads(),
         "max_units": max_units,
-        "sampler": dataclasses.asdict(cfg.sampler),
+        "sampler": cfg.sampler.to_dict(),
         "layers": {},
     }
     for layer in cfg.layers:

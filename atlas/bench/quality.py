@@ -36,7 +36,6 @@ Two start protocols, because diversity between chains is mostly decided by where
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -56,6 +55,7 @@ from atlas.config import (
     RunConfig,
     SamplerConfig,
     ToyWorldRef,
+    replace,
 )
 from atlas.models.loaded import LoadedModel
 from atlas.sampling import Engine, UnitResult, resolve_device
@@ -76,7 +76,7 @@ def default_methods(base: SamplerConfig) -> dict[str, SamplerConfig]:
     Generator methods use the config's start (facet-seeded by default); the pixel baselines start from noise
     (their classic setting) — without and with hand-made priors.
     """
-    r = dataclasses.replace
+    r = replace
     priors = PixelConfig(lr=base.pixel.lr, l2_decay=0.99, blur_every=4, blur_sigma=0.5, jitter=1, tv=0.05)
     return {
         "dgn_am": r(base, method="dgn_am"),
@@ -93,8 +93,8 @@ COMMON_START_NOISE = 0.25  # start-code noise of the common-start protocol, in c
 def common_start_methods(base: SamplerConfig, ppgn: PpgnConfig | None = None) -> dict[str, SamplerConfig]:
     """The common-start protocol: DGN-AM (step lr and lr / 3) and PPGN-h (``ppgn`` or the base's settings),
     every chain starting at the mean code + ``COMMON_START_NOISE`` std noise."""
-    r = dataclasses.replace
-    common = r(base, start="mean", dgn_am=r(base.dgn_am, noise=COMMON_START_NOISE))
+    r = replace
+    common = r(base, start="mean", start_noise=COMMON_START_NOISE)
     pp = ppgn or base.ppgn_h
     lr = common.dgn_am.lr
     return {
@@ -132,7 +132,7 @@ class QualitySetup:
         dae = load_model(cfg.models.dae, "dae", **kw) if cfg.models.dae else None
         judge = load_model("toyworld:judge", "judge", toyworld=cfg.toyworld)
         real = real_images(cfg.toyworld.preset, cfg.toyworld.cache_dir, split="test")
-        sampler = dataclasses.replace(cfg.sampler, chains_per_unit=max(8, cfg.sampler.chains_per_unit))
+        sampler = replace(cfg.sampler, chains_per_unit=max(8, cfg.sampler.chains_per_unit))
         return QualitySetup(target, gen, dae, judge, real, sampler, cfg.facets, cfg.compute)
 
     @staticmethod
@@ -315,7 +315,7 @@ def run_quality(
         "real": _aggregate(real_rows) if real_rows else {},
         "seeds": seeds,
         "seconds_per_seed": timing,
-        "settings": {n: dataclasses.asdict(all_methods[n]) for n in names},
+        "settings": {n: all_methods[n].to_dict() for n in names},
     }
     if common_start and setup.generator is not None:
         cs_methods = setup.common_start or common_start_methods(setup.sampler)
@@ -326,7 +326,7 @@ def run_quality(
             "methods": cs,
             "diversity_ratio": diversity_ratios(cs),
             "seconds_per_seed": cs_timing,
-            "settings": {n: dataclasses.asdict(c) for n, c in cs_methods.items()},
+            "settings": {n: c.to_dict() for n, c in cs_methods.items()},
         }
     return report
 

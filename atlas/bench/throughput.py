@@ -19,7 +19,6 @@ CPU model and the flags that decide CPU speed (AVX2, AVX-512, AVX512-BF16, AMX),
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -28,7 +27,7 @@ from typing import Any
 
 import torch
 
-from atlas.config import ComputeConfig, FacetConfig, RunConfig, SamplerConfig
+from atlas.config import ComputeConfig, FacetConfig, RunConfig, SamplerConfig, replace
 from atlas.models.loaded import LoadedModel
 from atlas.sampling import Engine, resolve_device
 from atlas.sampling.compute import ComputeSetup
@@ -69,7 +68,7 @@ class ThroughputSetup:
 
 
 def methods_for(setup: ThroughputSetup) -> dict[str, SamplerConfig]:
-    r = dataclasses.replace
+    r = replace
     base = r(setup.sampler, start="random", chains_per_unit=1, record_every=1000)
     out = {}
     if setup.generator is not None:
@@ -106,7 +105,7 @@ def _sync(device: torch.device) -> None:
 
 
 def _engine(setup: ThroughputSetup, cfg: SamplerConfig, batch: int, device: torch.device) -> Engine:
-    compute = dataclasses.replace(setup.compute, batch_size=batch)
+    compute = replace(setup.compute, batch_size=batch)
     return Engine(
         setup.target,
         setup.generator,
@@ -120,7 +119,7 @@ def _engine(setup: ThroughputSetup, cfg: SamplerConfig, batch: int, device: torc
 
 
 def _timed(engine: Engine, layer: str, units: list[int], steps: int, device: torch.device) -> float:
-    engine.cfg = dataclasses.replace(engine.cfg, steps=steps)
+    engine.cfg = replace(engine.cfg, steps=steps)
     _sync(device)
     t0 = time.perf_counter()
     res = engine.map_units(layer, units, seed=0)

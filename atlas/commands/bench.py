@@ -164,10 +164,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _quality(args: argparse.Namespace) -> int:
-    import dataclasses
-
     from atlas.bench.quality import QualitySetup, default_methods, format_table, run_quality
-    from atlas.config import load_config
+    from atlas.config import load_config, replace
     from atlas.errors import AtlasError
 
     if args.config and not args.compare:
@@ -179,10 +177,8 @@ def _quality(args: argparse.Namespace) -> int:
             raise AtlasError("--set needs --config (it overrides a config file's keys)")
         setup = QualitySetup.from_toyworld(args.preset, args.cache_dir)
     if args.steps:
-        setup.sampler = dataclasses.replace(setup.sampler, steps=args.steps)
-        setup.common_start = {
-            n: dataclasses.replace(c, steps=args.steps) for n, c in setup.common_start.items()
-        }
+        setup.sampler = replace(setup.sampler, steps=args.steps)
+        setup.common_start = {n: replace(c, steps=args.steps) for n, c in setup.common_start.items()}
     names = _methods(args.methods)
     known = default_methods(setup.sampler)
     for n in names or []:
@@ -198,17 +194,15 @@ def _quality(args: argparse.Namespace) -> int:
 
 def _product(args: argparse.Namespace) -> int:
     """``bench quality --config``: the config's own atlas, built the worker's way, measured per layer."""
-    import dataclasses
-
     from atlas.bench.product import format_product, run_product
-    from atlas.config import load_config
+    from atlas.config import load_config, replace
     from atlas.errors import AtlasError
 
     if args.max_units is not None and args.max_units < 1:
         raise AtlasError("--max-units: give a positive number of units per layer")
     cfg = load_config(args.config, _with_cache_dir(args))
     if args.steps:
-        cfg = dataclasses.replace(cfg, sampler=dataclasses.replace(cfg.sampler, steps=args.steps))
+        cfg = replace(cfg, sampler=replace(cfg.sampler, steps=args.steps))
     report = run_product(cfg, max_units=args.max_units, out_dir=args.out)
     print(format_product(report))
     _write_json(args.json, report)

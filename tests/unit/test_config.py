@@ -123,3 +123,55 @@ def test_shipped_configs_are_valid():
     assert configs, "no configs shipped"
     for path in configs:
         load_config(path)
+
+
+# A config with non-default values of every kind: integers given for floats, numeric text, unit ranges and
+# lists, a string shorthand, a preprocess override. Its hash was computed with the dataclass config that
+# preceded pydantic; runs resume (and refuse to mix results) by comparing it, so it must never change.
+PINNED = {
+    "name": "pinned",
+    "seed": 7,
+    "models": {
+        "target": {
+            "spec": "toyworld:target",
+            "preprocess": {"size": 64, "mean": [1, 2, 3], "std": [1, 1, 2]},
+        },
+        "generator": "toyworld:generator",
+        "dae": "toyworld:dae",
+    },
+    "layers": [{"name": "fc8", "units": "0-3,9"}, {"name": "conv3", "units": [5, 1]}, "fc7"],
+    "sampler": {"method": "ppgn_h", "steps": 50, "dgn_am": {"lr": 2}, "ppgn_h": {"eps1": "1e-3"}},
+    "facets": {"real_images": None, "distance": 0.2},
+}
+
+
+def test_config_hash_is_stable():
+    from atlas.pipeline.driver import config_hash
+
+    c = config_from_dict(PINNED)
+    assert config_hash(c) == "64491edb10fb576e"
+    data = c.to_dict()
+    assert data["layers"][0]["units"] == [0, 1, 2, 3, 9] and data["sampler"]["dgn_am"]["lr"] == 2.0
+    assert "stop_at" not in data["sampler"] and "output_layer" not in data["models"]["target"]
+    assert config_hash(config_from_dict(data)) == config_hash(c)  # to_dict round-trips
+
+
+def test_replace_validates_and_direct_construction_raises_config_errors():
+    from atlas.config import ModelConfig, SamplerConfig, replace
+
+    c = cfg()
+    changed = replace(c, sampler=replace(c.sampler, steps=7))
+    assert changed.sampler.steps == 7 and c.sampler.steps == 200 and changed.layers == c.layers
+    with pytest.raises(ConfigError, match=r"^steps: value 0 is out of range; must be >= 1$"):
+        replace(c.sampler, steps=0)
+    with pytest.raises(ConfigError, match=r"unknown config key 'noise'"):
+        replace(c.sampler.dgn_am, noise=0.1)
+    with pytest.raises(ConfigError, match=r"^spec: 'alexnet' is not a model spec"):
+        ModelConfig(spec="alexnet")
+    with pytest.raises(ConfigError, match=r"^start_noise: expected a number, got 'x'$"):
+        SamplerConfig(start_noise="x")
+
+
+def test_an_unknown_key_is_reported_before_other_errors():
+    with pytest.raises(ConfigError, match="unknown config key 'sampler.stepz'"):
+        cfg(sampler={"steps": -1, "stepz": 3})
