@@ -121,7 +121,7 @@ def run_location(cfg: RunConfig) -> Location:
                 f"directory ({cwd}), which Ray deletes; give an absolute path or a URI, e.g. "
                 "--set out_dir=s3://bucket/atlas or --set out_dir=$PWD/runs"
             )
-    storage = {k: v for k, v in cfg.storage.__dict__.items() if k != "shared"}
+    storage = cfg.storage.model_dump(exclude={"shared"})
     return open_location(out, storage).child(cfg.name)
 
 
