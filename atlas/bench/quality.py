@@ -161,9 +161,9 @@ class QualitySetup:
             name="bench-quality",
             layers=[_layer("fc8")],
             models=ModelsConfig(
-                target=ModelConfig("toyworld:target"),
-                generator=ModelConfig("toyworld:generator"),
-                dae=ModelConfig("toyworld:dae"),
+                target=ModelConfig(spec="toyworld:target"),
+                generator=ModelConfig(spec="toyworld:generator"),
+                dae=ModelConfig(spec="toyworld:dae"),
                 code_layer="relu6",
             ),
             sampler=SamplerConfig(**base),
