@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from atlas.sampling.concepts import UnitLabel, picture_flags
 from atlas.sampling.results import ImageRecord, UnitResult
 from atlas.store import encode_png
 
@@ -32,6 +33,8 @@ def _image_row(
         "activation": _num(rec.activation),
         "log_prob": _num(rec.log_prob),
         "rank": rec.rank,
+        "natural_percentile": _num(rec.natural_percentile),
+        "flags": picture_flags(rec.natural_percentile),
     }
 
 
@@ -46,6 +49,21 @@ def _activation_row(unit: int, chain: int, values: torch.Tensor, full_max: int, 
         "values": v.tolist() if v.numel() <= full_max else None,
         "top_units": top.indices.tolist(),
         "top_values": top.values.tolist(),
+    }
+
+
+def _label_columns(label: UnitLabel | None) -> dict[str, Any]:
+    if label is None:
+        return {}
+    return {
+        "label": label.label,
+        "label_score": _num(label.score),
+        "label_best": label.best,
+        "label_runner_up": label.runner_up,
+        "label_margin": _num(label.margin),
+        "tuning_concepts": [name for name, _, _ in label.tuning],
+        "tuning_auroc": [_num(a) for _, a, _ in label.tuning],
+        "tuning_mean": [_num(m) for _, _, m in label.tuning],
     }
 
 
@@ -94,6 +112,7 @@ def unit_rows(
             "status": result.status,
             "error": result.error,
             "shard": shard,
+            **_label_columns(result.label),
         }
     )
     for c in result.chains:

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from atlas.errors import AtlasError
+from atlas.sampling.concepts import ConceptSet
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -33,6 +34,7 @@ class FolderImages:
     paths: list[str] = field(default_factory=list)
     labels: torch.Tensor | None = None
     fine: torch.Tensor | None = None
+    concepts: ConceptSet | None = None  # one concept per first-level subfolder (labelled probe set)
 
 
 def image_files(path: str | Path) -> list[Path]:
@@ -112,4 +114,17 @@ def load_image_folder(path: str | Path, size: int, limit: int | None = None) -> 
                 "(every image file in the folder is used)"
             ) from None
     images = torch.stack(out).permute(0, 3, 1, 2).float() / 255.0  # (N, 3, size, size)
-    return FolderImages(images=images, paths=[str(f) for f in files])
+    return FolderImages(images=images, paths=[str(f) for f in files], concepts=folder_concepts(path, files))
+
+
+def folder_concepts(root: str | Path, files: list[Path]) -> ConceptSet | None:
+    """A labelled probe set from a folder with one subfolder per concept: concept ``<subfolder>`` holds the
+    images under it. None unless every image sits in a subfolder and there are at least two."""
+    tops = [f.relative_to(root).parts for f in files]
+    if any(len(parts) < 2 for parts in tops):
+        return None
+    names = sorted({parts[0] for parts in tops})
+    if len(names) < 2:
+        return None
+    members = torch.tensor([[parts[0] == n for n in names] for parts in tops], dtype=torch.bool)  # (N, C)
+    return ConceptSet(names, members)

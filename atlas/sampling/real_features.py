@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 
 from atlas.sampling.compute import ComputeSetup
+from atlas.sampling.concepts import ConceptSet, UnitLabel, label_units, natural_percentile
 from atlas.sampling.facets import top_real
 from atlas.sampling.nets import EngineNets
 from atlas.sampling.objectives import layer_values
@@ -38,6 +39,8 @@ class RealFeatures:
         self.real, self.nets, self.setup = real, nets, setup
         self.code_layer, self.spatial, self.batch = code_layer, spatial, batch
         self._values: dict[str, torch.Tensor] = {}  # layer -> (N, U)
+        self._sorted: dict[str, torch.Tensor] = {}  # layer -> (U, N) each unit's values, ascending
+        self._labels: dict[str, list[UnitLabel]] = {}  # layer -> one label per unit
         self.codes: torch.Tensor | None = None  # (N, D)
         self.facet_features: torch.Tensor | None = None  # (N, F)
 
@@ -52,6 +55,25 @@ class RealFeatures:
     def top(self, layer: str, unit: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(indices (k,), values (k,)) of the unit's top k real images, highest first."""
         return top_real(self._values[layer], unit, k)
+
+    @property
+    def concepts(self) -> ConceptSet | None:
+        """Ground-truth concepts of the images (toy world; a folder with one subfolder per concept)."""
+        return getattr(self.real, "concepts", None)
+
+    def unit_label(self, layer: str, unit: int) -> UnitLabel | None:
+        """The unit's best concept on these images (``concepts.label_units``); None without concepts."""
+        if self.concepts is None or layer not in self._values:
+            return None
+        if layer not in self._labels:
+            self._labels[layer] = label_units(self._values[layer], self.concepts)
+        return self._labels[layer][unit]
+
+    def percentile(self, layer: str, unit: int, value: float) -> float:
+        """Fraction of the images whose value for ``unit`` is below ``value`` (ties half)."""
+        if layer not in self._sorted:
+            self._sorted[layer] = torch.sort(self._values[layer].T.contiguous(), dim=1).values
+        return natural_percentile(self._sorted[layer][unit], value)
 
     def natural_maximum(self, layer: str, units: list[int]) -> torch.Tensor:
         """(B,) each listed unit's highest value on the real images; inf for a unit no image activates

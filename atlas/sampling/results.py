@@ -12,6 +12,8 @@ from typing import Literal
 import numpy as np
 import torch
 
+from atlas.sampling.concepts import UnitLabel
+
 
 @dataclass
 class ImageRecord:
@@ -21,6 +23,7 @@ class ImageRecord:
     log_prob: float  # log-softmax of the unit across its layer (at the same position)
     rank: int  # 0 = the unit is the top of its layer
     kind: Literal["last", "best", "snapshot", "real"] = "last"
+    natural_percentile: float = float("nan")  # share of natural images driving the unit less (issue 16)
 
 
 @dataclass
@@ -54,5 +57,6 @@ class UnitResult:
     best_activation: float = float("nan")
     best_log_prob: float = float("nan")
     best_rank: int = -1
+    label: UnitLabel | None = None  # best concept on the labelled natural images (atlas.sampling.concepts)
     status: Literal["ok", "error"] = "ok"
     error: str | None = None

@@ -81,7 +81,18 @@ class UnitRows:
         )
         if self.real_error is not None:
             row.error = f"real images unavailable: {type(self.real_error).__name__}: {self.real_error}"
+        self._add_truth(row, unit)
         return row
+
+    def _add_truth(self, row: UnitResult, unit: Unit) -> None:
+        """The unit's concept label and each picture's natural percentile (needs the real images)."""
+        real = self.engine.real
+        if real is None or real.values(self.layer) is None:
+            return
+        row.label = real.unit_label(self.layer, unit.index)
+        for c in row.chains:
+            for rec in (c.last, c.best, *c.snapshots):
+                rec.natural_percentile = real.percentile(self.layer, unit.index, rec.activation)
 
     def _real_topk(self, unit: Unit) -> list[tuple[int, float, object]]:
         """The unit's top ``facets.top_k_real`` real images: (index, activation, (H, W, 3) uint8)."""

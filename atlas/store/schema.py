@@ -67,6 +67,15 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("status", _str, True),  # ok | error
             ("error", _str, True),
             ("shard", _str, True),
+            # truth (issue 16): the unit's best concept on labelled natural images (atlas.sampling.concepts)
+            ("label", _str, True),  # null: no concept reaches AUROC 0.85 (or no labelled images)
+            ("label_score", _f64, True),  # AUROC of the best concept (also when below the threshold)
+            ("label_best", _str, True),  # the best concept even when it is no label
+            ("label_runner_up", _str, True),
+            ("label_margin", _f64, True),  # best AUROC - runner-up AUROC
+            ("tuning_concepts", pa.list_(_str), True),  # the unit's top 10 concepts by AUROC, best first
+            ("tuning_auroc", pa.list_(_f64), True),  # their AUROC
+            ("tuning_mean", pa.list_(_f64), True),  # the unit's mean value on each concept's images
         ],
     ),
     # one row per chain
@@ -105,6 +114,9 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("activation", _f64, True),
             ("log_prob", _f64, True),
             ("rank", _i32, True),
+            # faithfulness (issue 16): share of natural images driving the unit less than this picture
+            ("natural_percentile", _f64, True),
+            ("flags", _str, True),  # comma-separated flags (atlas.sampling.concepts.picture_flags); "" = none
         ],
     ),
     # trajectory rows, every k steps of every chain

@@ -12,6 +12,7 @@ import torch
 
 from atlas.errors import AtlasError
 from atlas.models.loaded import LoadedModel
+from atlas.sampling.concepts import ConceptSet
 from atlas.toyworld.world import COMPONENTS, ToyWorld
 
 
@@ -38,6 +39,7 @@ class RealImages:
     fine_names: list[str]
     fine_to_class: list[int]
     multifaceted: list[int]  # class ids with two facets
+    concepts: ConceptSet | None = None  # ground-truth concepts of each image (atlas.toyworld.concepts)
 
 
 def real_images(
@@ -46,6 +48,7 @@ def real_images(
     split: str = "test",
 ) -> RealImages:
     """A split of the world's images (rendered deterministically; needs no training)."""
+    from atlas.toyworld.concepts import toy_concepts
     from atlas.toyworld.shapes import CLASS_NAMES, FINE_NAMES, FINE_TO_CLASS, MULTIFACETED
 
     d = ToyWorld(preset, cache_dir, log=lambda _m: None).data(split)
@@ -57,6 +60,7 @@ def real_images(
         list(FINE_NAMES),
         list(FINE_TO_CLASS),
         list(MULTIFACETED),
+        toy_concepts(d),
     )
 
 

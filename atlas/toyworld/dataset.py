@@ -26,10 +26,29 @@ SPLIT_OFFSETS = {"train": 1, "test": 2}
 
 
 @dataclass
+class ToyAttributes:
+    """What the renderer drew in each image: the ground truth behind every picture (issue 16)."""
+
+    colour: torch.Tensor  # (N,) long, the object's PALETTE index
+    cx: torch.Tensor  # (N,) float, object centre x in [-1, 1] (left to right)
+    cy: torch.Tensor  # (N,) float, object centre y in [-1, 1] (top to bottom)
+    radius: torch.Tensor  # (N,) float, object radius in half-image units
+    distractor: torch.Tensor  # (N,) bool, a small dot of another colour is present
+    mask: torch.Tensor  # (N, S, S) bool, the object's pixels (coverage >= 0.5)
+
+    @staticmethod
+    def cat(parts: list[ToyAttributes]) -> ToyAttributes:
+        return ToyAttributes(
+            *(torch.cat([getattr(p, f) for p in parts]) for f in ToyAttributes.__dataclass_fields__)
+        )
+
+
+@dataclass
 class ToyData:
     images: torch.Tensor  # (N, 3, S, S) uint8 RGB
     labels: torch.Tensor  # (N,) long, class ids
     fine: torch.Tensor  # (N,) long, fine (facet-level) ids
+    attributes: ToyAttributes | None = None  # the renderer's ground truth
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -56,13 +75,17 @@ def render(n: int, cfg: DataConfig, seed: int, chunk: int = 4096) -> ToyData:
     fine = balanced_fine_labels(n, gen)
     labels = torch.tensor(FINE_TO_CLASS)[fine]
     images = torch.empty(n, 3, cfg.size, cfg.size, dtype=torch.uint8)
+    attrs = []
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)
-        images[start:stop] = _render_chunk(fine[start:stop], cfg, gen)
-    return ToyData(images, labels, fine)
+        images[start:stop], part = _render_chunk(fine[start:stop], cfg, gen)
+        attrs.append(part)
+    return ToyData(images, labels, fine, ToyAttributes.cat(attrs))
 
 
-def _render_chunk(fine: torch.Tensor, cfg: DataConfig, gen: torch.Generator) -> torch.Tensor:
+def _render_chunk(
+    fine: torch.Tensor, cfg: DataConfig, gen: torch.Generator
+) -> tuple[torch.Tensor, ToyAttributes]:
     n, s = len(fine), cfg.size
     u = lambda *shape: torch.rand(*shape, generator=gen)  # noqa: E731
     palette = torch.tensor(PALETTE)  # (P, 3)
@@ -114,7 +137,8 @@ def _render_chunk(fine: torch.Tensor, cfg: DataConfig, gen: torch.Generator) -> 
     img = img * (1 - d_alpha) + palette[d_idx][:, :, None, None] * d_alpha
 
     img = img + cfg.noise * torch.randn(img.shape, generator=gen)
-    return (img.clamp(0, 1) * 255).round().to(torch.uint8)
+    truth = ToyAttributes(obj_idx, cx, cy, r, has, alpha[:, 0] >= 0.5)
+    return (img.clamp(0, 1) * 255).round().to(torch.uint8), truth
 
 
 @lru_cache(maxsize=8)

@@ -1,0 +1,118 @@
+"""Unit labels from labelled natural images: which concept does a unit detect, and how well?
+
+Usage::
+
+    concepts = ConceptSet(["class:hook", "colour:red"], members)   # members (N, C) bool over N images
+    scores = auroc(values, concepts.members)                      # values (N, U) -> (U, C) AUROC
+    labels = label_units(values, concepts)                         # one UnitLabel per unit
+
+Each concept is scored as a detector of the unit: the area under the ROC curve of the unit's value on the
+images with the concept (positives) against the images without it (negatives), the Mann-Whitney statistic
+``AUROC = (sum of the positives' ranks - P (P + 1) / 2) / (P N_neg)`` with tied values sharing their average
+rank (post-ReLU units are often 0 on many images). 1.0: every image with the concept drives the unit more
+than every image without; 0.5: chance. A unit's label is its best concept when that scores at least
+``LABEL_THRESHOLD`` (else "no label"), with the runner-up and the margin between them; concepts with fewer
+than ``MIN_POSITIVES`` images are not scored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+LABEL_THRESHOLD = 0.85  # AUROC of a unit's best concept below this: "no label"
+WEAK_PERCENTILE = 0.99  # a picture driving its unit less than 1 % of natural images do is flagged "weak"
+MIN_POSITIVES = 10  # concepts on fewer images are not scored (their AUROC is noise)
+TUNING_TOP = 10  # concepts kept per unit for its tuning chart
+
+
+@dataclass(frozen=True)
+class ConceptSet:
+    names: list[str]  # C concept names, "kind:value" (class:hook, colour:red, pos:top-left, red hook, ...)
+    members: torch.Tensor  # (N, C) bool, image n shows concept c
+
+    def __post_init__(self) -> None:
+        if self.members.dim() != 2 or self.members.shape[1] != len(self.names):
+            shape = tuple(self.members.shape)
+            raise ValueError(f"members {shape} do not fit {len(self.names)} concept names")
+
+
+@dataclass(frozen=True)
+class UnitLabel:
+    label: str | None  # None: no concept reaches LABEL_THRESHOLD
+    score: float  # the best concept's AUROC
+    runner_up: str | None
+    margin: float  # best AUROC - runner-up AUROC
+    best: str | None = None  # the best concept even when below the threshold
+    tuning: tuple[
+        tuple[str, float, float], ...
+    ] = ()  # top TUNING_TOP (concept, AUROC, mean value), best first
+
+
+def average_ranks(values: torch.Tensor) -> torch.Tensor:
+    """(N, U) -> (N, U) 1-based ranks of each column's values, ties sharing their average rank."""
+    cols = values.detach().float().T.contiguous()  # (U, N)
+    cols = torch.nan_to_num(cols, nan=float("-inf"))
+    ordered, _ = torch.sort(cols, dim=1)
+    below = torch.searchsorted(ordered, cols, right=False)  # values strictly smaller
+    upto = torch.searchsorted(ordered, cols, right=True)  # values smaller or equal
+    return ((below + upto + 1).float() / 2).T  # (N, U)
+
+
+def auroc(values: torch.Tensor, members: torch.Tensor) -> torch.Tensor:
+    """values (N, U), members (N, C) bool -> (U, C) AUROC of each unit as a detector of each concept
+    (NaN where a concept has no positives or no negatives)."""
+    ranks = average_ranks(values).double()  # (N, U)
+    pos = members.double()  # (N, C)
+    n_pos = pos.sum(0)  # (C,)
+    n_neg = pos.shape[0] - n_pos
+    rank_sum = ranks.T @ pos  # (U, C)
+    u_stat = rank_sum - n_pos * (n_pos + 1) / 2
+    out = u_stat / (n_pos * n_neg)
+    return torch.where((n_pos > 0) & (n_neg > 0), out, torch.full_like(out, float("nan"))).float()
+
+
+def label_units(
+    values: torch.Tensor,
+    concepts: ConceptSet,
+    threshold: float = LABEL_THRESHOLD,
+    min_positives: int = MIN_POSITIVES,
+) -> list[UnitLabel]:
+    """One UnitLabel per unit (column of ``values`` (N, U)); see the module docstring."""
+    keep = concepts.members.sum(0) >= min_positives  # (C,)
+    names = [n for n, k in zip(concepts.names, keep.tolist(), strict=True) if k]
+    if not names:
+        return [UnitLabel(None, float("nan"), None, float("nan"))] * values.shape[1]
+    members = concepts.members[:, keep]  # (N, C')
+    scores = torch.nan_to_num(auroc(values, members), nan=0.0)  # (U, C')
+    means = torch.nan_to_num(values.detach().float()).T @ members.float() / members.sum(0).float()  # (U, C')
+    top = torch.topk(scores, k=min(TUNING_TOP, len(names)), dim=1)
+    out = []
+    for u in range(values.shape[1]):
+        idx, sc = top.indices[u].tolist(), top.values[u].tolist()
+        tuning = tuple((names[i], s, float(means[u, i])) for i, s in zip(idx, sc, strict=True))
+        second = tuning[1] if len(tuning) > 1 else (None, 0.0, 0.0)
+        label = tuning[0][0] if sc[0] >= threshold else None
+        out.append(UnitLabel(label, sc[0], second[0], sc[0] - second[1], tuning[0][0], tuning))
+    return out
+
+
+def natural_percentile(natural_sorted: torch.Tensor, value: float) -> float:
+    """Fraction of natural images whose value is below ``value`` (ties count half); natural_sorted (N,)."""
+    n = natural_sorted.numel()
+    if n == 0 or value != value:  # no natural images, or NaN
+        return float("nan")
+    x = torch.tensor([float(value)], dtype=natural_sorted.dtype)
+    below = int(torch.searchsorted(natural_sorted, x, right=False))
+    upto = int(torch.searchsorted(natural_sorted, x, right=True))
+    return (below + upto) / (2 * n)
+
+
+def picture_flags(natural_percentile: float) -> str:
+    """Comma-separated flags of a synthetic picture ("" = none): ``weak`` when it drives its unit less than
+    the top 1 % of natural images do (natural_percentile < WEAK_PERCENTILE)."""
+    flags = []
+    if natural_percentile == natural_percentile and natural_percentile < WEAK_PERCENTILE:
+        flags.append("weak")
+    return ",".join(flags)

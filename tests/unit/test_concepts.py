@@ -1,0 +1,146 @@
+"""Unit labels and faithfulness numbers (issue 16) on tiny cases with known answers."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from atlas.sampling.concepts import (
+    ConceptSet,
+    auroc,
+    average_ranks,
+    label_units,
+    natural_percentile,
+    picture_flags,
+)
+
+pytestmark = pytest.mark.unit
+
+
+def _pairwise_auroc(v: torch.Tensor, pos: torch.Tensor) -> float:
+    """Brute force: P(value of a positive > value of a negative), ties counting half."""
+    p, n = v[pos], v[~pos]
+    wins = sum((a > b) + 0.5 * (a == b) for a, b in itertools.product(p.tolist(), n.tolist()))
+    return wins / (len(p) * len(n))
+
+
+def test_average_ranks_share_ties():
+    v = torch.tensor([[0.0], [2.0], [0.0], [1.0], [0.0]])
+    assert average_ranks(v)[:, 0].tolist() == [2.0, 5.0, 2.0, 4.0, 2.0]
+
+
+def test_auroc_matches_the_pairwise_definition_with_ties():
+    gen = torch.Generator().manual_seed(0)
+    v = torch.randint(0, 4, (40, 3), generator=gen).float()  # many ties, as post-ReLU units have
+    members = torch.rand(40, 2, generator=gen) < 0.4
+    got = auroc(v, members)
+    for u in range(3):
+        for c in range(2):
+            assert float(got[u, c]) == pytest.approx(_pairwise_auroc(v[:, u], members[:, c]), abs=1e-6)
+
+
+def test_perfect_inverse_and_constant_detectors():
+    members = torch.tensor([[True], [True], [False], [False]])
+    v = torch.tensor([[5.0, 0.0, 1.0], [4.0, 1.0, 1.0], [1.0, 4.0, 1.0], [0.0, 5.0, 1.0]])
+    assert auroc(v, members)[:, 0].tolist() == [1.0, 0.0, 0.5]
+    assert math.isnan(float(auroc(v, torch.ones(4, 1, dtype=torch.bool))[0, 0]))  # no negatives
+
+
+def test_label_units_best_runner_up_threshold_and_min_positives():
+    n = 60
+    cls = torch.arange(n) % 3  # three balanced concepts
+    members = torch.stack([cls == 0, cls == 1, cls == 2, torch.arange(n) < 3], dim=1)  # last: 3 images only
+    concepts = ConceptSet(["a", "b", "c", "rare"], members)
+    noise = torch.linspace(0, 0.5, n)
+    detector = (cls == 1).float() * 2 + noise  # separates b perfectly
+    weak = (cls == 2).float() * 0.1 + torch.rand(n, generator=torch.Generator().manual_seed(1))  # ~chance
+    rare = (torch.arange(n) < 3).float() * 10  # perfect for "rare", which has too few images to count
+    labels = label_units(torch.stack([detector, weak, rare], dim=1), concepts)
+    assert labels[0].label == "b" and labels[0].score == 1.0 and labels[0].runner_up in {"a", "c"}
+    assert labels[0].margin == pytest.approx(
+        1.0 - float(auroc(detector[:, None], members)[0, :3].sort().values[1])
+    )
+    assert labels[1].label is None and labels[1].score < 0.85 and labels[1].best is not None
+    assert labels[2].best != "rare"
+
+
+def test_natural_percentile_and_flags():
+    natural = torch.tensor([0.0, 1.0, 2.0, 3.0])
+    assert natural_percentile(natural, 10.0) == 1.0
+    assert natural_percentile(natural, -1.0) == 0.0
+    assert natural_percentile(natural, 2.0) == pytest.approx(2.5 / 4)  # a tie counts half
+    assert math.isnan(natural_percentile(natural, math.nan))
+    assert picture_flags(0.5) == "weak" and picture_flags(0.995) == "" and picture_flags(math.nan) == ""
+
+
+def test_folder_concepts_from_subfolders(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from atlas.sampling import load_image_folder
+
+    for sub, k in (("cats", 2), ("dogs", 3)):
+        (tmp_path / sub).mkdir()
+        for i in range(k):
+            Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(tmp_path / sub / f"{i}.png")
+    real = load_image_folder(tmp_path, size=8)
+    assert real.concepts is not None and real.concepts.names == ["cats", "dogs"]
+    assert real.concepts.members.sum(0).tolist() == [2, 3]
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "loose.png")  # not in a subfolder
+    assert load_image_folder(tmp_path, size=8).concepts is None
+
+
+def test_toy_concepts_follow_the_renderer():
+    from atlas.toyworld.concepts import toy_concepts
+    from atlas.toyworld.dataset import render
+    from atlas.toyworld.presets import DataConfig
+    from atlas.toyworld.shapes import CLASS_NAMES
+
+    data = render(240, DataConfig(size=16, n_train=0, n_test=240, seed=0), seed=5)
+    c = toy_concepts(data)
+    col = {n: c.members[:, i] for i, n in enumerate(c.names)}
+    for k, name in enumerate(CLASS_NAMES):
+        assert torch.equal(col[f"class:{name}"], data.labels == k)
+    pos = torch.stack([v for n, v in col.items() if n.startswith("pos:")], dim=1)
+    size = torch.stack([v for n, v in col.items() if n.startswith("size:")], dim=1)
+    colour = torch.stack([v for n, v in col.items() if n.startswith("colour:")], dim=1)
+    assert bool((pos.sum(1) == 1).all() and (size.sum(1) == 1).all() and (colour.sum(1) == 1).all())
+    assert torch.equal(col["red hook"], col["colour:red"] & col["class:hook"])
+    a = data.attributes
+    assert a.mask.shape == (240, 16, 16) and bool(a.mask.flatten(1).any(1).all())  # every object has pixels
+    left = col["pos:middle-left"] | col["pos:top-left"] | col["pos:bottom-left"]
+    assert float(a.cx[left].max()) < float(a.cx[~left].min()) + 1e-6  # left = the smallest centres x
+
+
+def test_engine_stores_labels_and_picture_percentiles():
+    """A concept defined by the target's own response is recovered as the unit's label; every kept picture
+    gets its natural percentile (consistent with its activation) and the weak flag follows it."""
+    from atlas.config import ComputeConfig, FacetConfig, SamplerConfig
+    from atlas.pipeline.rows import unit_rows
+    from atlas.sampling import Engine
+    from tests.unit.tiny_models import tiny_world
+
+    t, g, d, real = tiny_world()
+    with torch.no_grad():
+        logits = t.module(t.space.encode(real.images))  # (N, 10)
+    top = logits[:, 3] > logits[:, 3].median()
+    real.concepts = ConceptSet(["drives-3", "other"], torch.stack([top, ~top], dim=1))
+    cfg = SamplerConfig(steps=6, chains_per_unit=2, record_every=2, start="random", method="dgn_am")
+    eng = Engine(t, g, d, cfg, FacetConfig(), ComputeConfig(autocast="none"), torch.device("cpu"), real=real)
+    (res,) = eng.map_units("fc8", [3], seed=0)
+    assert res.label is not None and res.label.label == "drives-3" and res.label.score == 1.0
+    name, score, mean = res.label.tuning[0]  # the tuning chart's first bar: the label, its mean value
+    assert (name, score) == ("drives-3", 1.0)
+    assert mean == pytest.approx(float(logits[top, 3].mean()), rel=1e-4)
+    natural = torch.sort(logits[:, 3]).values
+    for c in res.chains:
+        for rec in (c.last, c.best):
+            assert rec.natural_percentile == natural_percentile(natural, rec.activation)
+    rows = unit_rows(res, "s", steps=6, keep_snapshots=False, activations_full_max=16, activations_top_k=3)
+    assert rows["units"][0]["label"] == "drives-3" and rows["units"][0]["label_margin"] == 1.0
+    for img in rows["images"]:
+        if img["kind"] != "real":
+            assert img["flags"] == ("weak" if img["natural_percentile"] < 0.99 else "")
