@@ -91,14 +91,17 @@ class LayerProbe:
         return {n: captured[n] for n in self.names}
 
 
-def list_layers(model: nn.Module, example: torch.Tensor, include_containers: bool = False) -> list[LayerInfo]:
-    """Every named module (leaves by default) with its output shape for ``example`` (1, C, H, W)."""
+def list_layers(
+    model: nn.Module, example: torch.Tensor, include_containers: bool = False, stop_after: str | None = None
+) -> list[LayerInfo]:
+    """Every named module (leaves by default) with its output shape for ``example`` (1, C, H, W), in execution
+    order; with ``stop_after`` the forward pass stops once that module (leaf or container) has run."""
     shapes: dict[str, tuple[int, ...]] = {}
     order: list[str] = []
     targets = {
         n: m
         for n, m in model.named_modules()
-        if n and (include_containers or not any(True for _ in m.children()))
+        if n and (include_containers or not any(True for _ in m.children()) or n == stop_after)
     }
 
     def make_hook(name: str):
@@ -106,6 +109,8 @@ def list_layers(model: nn.Module, example: torch.Tensor, include_containers: boo
             if name not in shapes and isinstance(out, torch.Tensor):
                 shapes[name] = tuple(out.shape[1:])
                 order.append(name)
+            if name == stop_after:
+                raise _StopForward
 
         return hook
 
@@ -113,6 +118,8 @@ def list_layers(model: nn.Module, example: torch.Tensor, include_containers: boo
     try:
         with torch.no_grad():
             model(example)
+    except _StopForward:
+        pass
     finally:
         for h in handles:
             h.remove()

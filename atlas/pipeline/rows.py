@@ -34,7 +34,9 @@ def _image_row(
         "log_prob": _num(rec.log_prob),
         "rank": rec.rank,
         "natural_percentile": _num(rec.natural_percentile),
-        "flags": picture_flags(rec.natural_percentile),
+        "path_z": _num(rec.path_z),
+        "path_similarity": _num(rec.path_similarity),
+        "flags": picture_flags(rec.natural_percentile, rec.path_z),
     }
 
 

@@ -29,6 +29,7 @@ import torch
 
 from atlas.models.probes import LayerProbe
 from atlas.sampling.compute import ComputeSetup
+from atlas.sampling.concepts import path_pattern
 from atlas.sampling.objectives import Objective, layer_values, unit_readout
 from atlas.sampling.results import ChainResult
 from atlas.sampling.samplers import Sampler
@@ -45,6 +46,7 @@ class TargetReadout:
     final_probe: LayerProbe  # the unit layer (+ the facet-feature layer), for the last picture
     layer: str
     facet_layer: str | None = None
+    path_layers: tuple[str, ...] = ()  # earlier layers read on the last picture (path similarity, issue 16)
 
 
 def run_chains(
@@ -121,7 +123,8 @@ def run_chains(
     if readout.facet_layer is not None:
         features = acts[readout.facet_layer].detach().float().flatten(1).cpu()  # (B, F)
     seconds = (time.perf_counter() - t0) / max(b, 1)
-    return _results(tracker, meta, values.detach().float().cpu(), features, seconds)
+    paths = {name: path_pattern(acts[name]).cpu() for name in readout.path_layers}  # layer -> (B, C)
+    return _results(tracker, meta, values.detach().float().cpu(), features, seconds, paths)
 
 
 @torch.no_grad()
@@ -156,6 +159,7 @@ def _results(
     final_values: torch.Tensor,
     features: torch.Tensor | None,
     seconds: float,
+    paths: dict[str, torch.Tensor],
 ) -> list[ChainResult]:
     """One ChainResult per chain; final_values (B, U) of the last picture, features (B, F) or None."""
     last, best, best_steps = tracker.records()
@@ -175,6 +179,7 @@ def _results(
             final_activations=final_values[i].clone(),
             seconds=seconds,
             features=features[i].clone() if features is not None else None,
+            path_patterns={name: p[i].clone() for name, p in paths.items()},
         )
         for i, (chain, seed, label) in enumerate(meta)
     ]

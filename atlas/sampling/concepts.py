@@ -109,10 +109,84 @@ def natural_percentile(natural_sorted: torch.Tensor, value: float) -> float:
     return (below + upto) / (2 * n)
 
 
-def picture_flags(natural_percentile: float) -> str:
+def picture_flags(natural_percentile: float, path_z: float = float("nan")) -> str:
     """Comma-separated flags of a synthetic picture ("" = none): ``weak`` when it drives its unit less than
-    the top 1 % of natural images do (natural_percentile < WEAK_PERCENTILE)."""
+    the top 1 % of natural images do (natural_percentile < WEAK_PERCENTILE); ``off_path`` when its
+    earlier-layer patterns depart from the unit's natural top images' by more than 3 natural spreads
+    (path_z < OFF_PATH_Z)."""
     flags = []
     if natural_percentile == natural_percentile and natural_percentile < WEAK_PERCENTILE:
         flags.append("weak")
+    if path_z == path_z and path_z < OFF_PATH_Z:
+        flags.append("off_path")
     return ",".join(flags)
+
+
+# ------------------------------------------------------------------------------------------ path similarity
+PATH_LAYERS = 3  # earlier layers compared (spread over the layers before the unit's)
+PATH_TOP_K = 9  # the unit's natural top images that define its processing path
+OFF_PATH_Z = -3.0  # a picture further below the natural spread than this is flagged "off_path"
+
+
+def choose_path_layers(
+    order: list[tuple[str, tuple[int, ...]]], layer: str, n: int = PATH_LAYERS
+) -> list[str]:
+    """Up to ``n`` layers before ``layer`` (execution order; (C, H, W) or (U,) outputs), spread evenly and
+    ending with the one right before it."""
+    names = [name for name, _ in order]
+    if layer not in names:
+        return []
+    before = [name for name, shape in order[: names.index(layer)] if len(shape) in (1, 3)]
+    if not before:
+        return []
+    picks = {round((len(before) - 1) * (i + 1) / n) for i in range(n)}
+    return [before[i] for i in sorted(picks)]
+
+
+def path_pattern(acts: torch.Tensor) -> torch.Tensor:
+    """A layer's activation pattern: (B, C, H, W) -> channel means (B, C); (B, U) as it is."""
+    acts = acts.detach().float()
+    return acts.mean((2, 3)) if acts.dim() == 4 else acts.flatten(1)
+
+
+@dataclass(frozen=True)
+class PathReference:
+    """A unit's natural processing path (Geirhos et al. 2023): per earlier layer, the mean activation pattern
+    of its top natural images and how far those images themselves spread around it (cosine similarity)."""
+
+    means: dict[str, torch.Tensor]  # layer -> (C,) mean pattern of the top images
+    spread: dict[
+        str, tuple[float, float]
+    ]  # layer -> (mean, std) of each top image's cosine to the others' mean
+
+
+def path_reference(patterns: dict[str, torch.Tensor]) -> PathReference:
+    """patterns: layer -> (k, C) the unit's top-k natural images' patterns (k >= 2)."""
+    means, spread = {}, {}
+    for name, p in patterns.items():
+        p = p.float()
+        k = p.shape[0]
+        others = (p.sum(0, keepdim=True) - p) / max(k - 1, 1)  # (k, C) leave-one-out means
+        sims = torch.nn.functional.cosine_similarity(p, others, dim=1)  # (k,)
+        means[name] = p.mean(0)
+        spread[name] = (float(sims.mean()), float(sims.std()) if k > 2 else 0.0)
+    return PathReference(means, spread)
+
+
+def path_score(
+    ref: PathReference, pattern: dict[str, torch.Tensor], min_std: float = 0.02
+) -> tuple[float, float]:
+    """(z, similarity) of a picture: per layer, its cosine to the natural mean pattern in units of the natural
+    images' spread, z = (cos - mean) / max(std, min_std); z is the lowest over layers (the path breaks where
+    any layer departs), similarity the mean cosine. NaN without layers."""
+    zs, sims = [], []
+    for name, mean in ref.means.items():
+        if name not in pattern:
+            continue
+        cos = float(torch.nn.functional.cosine_similarity(pattern[name].float(), mean, dim=0))
+        mu, sd = ref.spread[name]
+        zs.append((cos - mu) / max(sd, min_std))
+        sims.append(cos)
+    if not zs:
+        return float("nan"), float("nan")
+    return min(zs), sum(sims) / len(sims)

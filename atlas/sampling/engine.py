@@ -27,6 +27,7 @@ from atlas.sampling import facets as facet_mod
 from atlas.sampling.batches import run_batches
 from atlas.sampling.chain import TargetReadout, run_chains
 from atlas.sampling.compute import ComputeSetup
+from atlas.sampling.concepts import choose_path_layers
 from atlas.sampling.nets import EngineNets
 from atlas.sampling.objectives import Objective
 from atlas.sampling.parametrizations import GeneratorParam, PixelParam
@@ -147,7 +148,13 @@ class Engine:
         if self.real is None:
             return
         seeds_from_facets = self.cfg.start == "facet_seeded" and self.method != "pixel"
-        self.real.load(layer, self.facet_layer if seeds_from_facets else None)
+        self.real.load(layer, self.facet_layer if seeds_from_facets else None, self.path_layers(layer))
+
+    def path_layers(self, layer: str) -> list[str]:
+        """Earlier layers whose patterns test a picture's processing path (only with real images)."""
+        if self.real is None:
+            return []
+        return choose_path_layers(self.nets.layers_up_to(layer), layer)
 
     def real_layer_values(self, layer: str) -> torch.Tensor | None:
         """(N, U) the layer's unit values (at the units' position) on the real images; None without them."""
@@ -201,9 +208,12 @@ class Engine:
             labels.extend(lab)
             gens_all.extend(gens)
         probe_layers = [layer] + list(getattr(self.sampler.prior, "needs_layers", ()))
-        final_layers = [layer] + ([self.facet_layer] if self.facet_layer else [])
+        paths = self.path_layers(layer)
+        final_layers = list(dict.fromkeys([layer] + ([self.facet_layer] if self.facet_layer else []) + paths))
         probe, final_probe = self.nets.probes(probe_layers, final_layers)
-        readout = TargetReadout(self.nets.space.encode, probe, final_probe, layer, self.facet_layer)
+        readout = TargetReadout(
+            self.nets.space.encode, probe, final_probe, layer, self.facet_layer, tuple(paths)
+        )
         return run_chains(
             self.sampler,
             readout,

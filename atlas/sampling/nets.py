@@ -49,6 +49,7 @@ class EngineNets:
         self.dae_module = setup.prepare(_folded(own(dae.module), fold)) if dae else None
         self._shapes: dict[str, tuple[int, ...]] = {}
         self._order: list[str] = []
+        self._before: dict[str, list[tuple[str, tuple[int, ...]]]] = {}
 
     @property
     def output_layer(self) -> str | None:
@@ -89,6 +90,15 @@ class EngineNets:
                 self._shapes.setdefault(r.name, r.shape)
             self._order = [r.name for r in rows]
         return [(n, self._shapes[n]) for n in self._order]
+
+    def layers_up_to(self, layer: str) -> list[tuple[str, tuple[int, ...]]]:
+        """(name, shape) of the leaf layers that run before ``layer``, and ``layer`` itself (a batch-1 pass
+        that stops there, cached)."""
+        name = self.resolve_layer(layer)
+        if name not in self._before:
+            rows = list_layers(self.target_module, self._example(), stop_after=name)
+            self._before[name] = [(r.name, r.shape) for r in rows]
+        return self._before[name]
 
 
 def _own_copy(module: nn.Module) -> nn.Module:

@@ -18,7 +18,16 @@ from __future__ import annotations
 import torch
 
 from atlas.sampling.compute import ComputeSetup
-from atlas.sampling.concepts import ConceptSet, UnitLabel, label_units, natural_percentile
+from atlas.sampling.concepts import (
+    PATH_TOP_K,
+    ConceptSet,
+    PathReference,
+    UnitLabel,
+    label_units,
+    natural_percentile,
+    path_pattern,
+    path_reference,
+)
 from atlas.sampling.facets import top_real
 from atlas.sampling.nets import EngineNets
 from atlas.sampling.objectives import layer_values
@@ -43,6 +52,7 @@ class RealFeatures:
         self._labels: dict[str, list[UnitLabel]] = {}  # layer -> one label per unit
         self.codes: torch.Tensor | None = None  # (N, D)
         self.facet_features: torch.Tensor | None = None  # (N, F)
+        self.patterns: dict[str, torch.Tensor] = {}  # path layer -> (N, C) activation patterns
 
     @property
     def images(self) -> torch.Tensor:
@@ -82,19 +92,30 @@ class RealFeatures:
         top = torch.where(top > 0, top, torch.full_like(top, float("inf")))
         return top[torch.tensor(units, device=top.device)]
 
+    def path_reference(self, layer: str, unit: int, path_layers: list[str]) -> PathReference | None:
+        """The unit's natural path: its top PATH_TOP_K images' patterns at ``path_layers`` (loaded ones)."""
+        have = [name for name in path_layers if name in self.patterns]
+        if not have or self.values(layer) is None:
+            return None
+        idx, _ = self.top(layer, unit, PATH_TOP_K)
+        return path_reference({name: self.patterns[name][idx.cpu()] for name in have})
+
     @torch.no_grad()
-    def load(self, layer: str, facet_layer: str | None = None) -> None:
-        """One pass over the images: ``layer``'s values, and the codes / facet features while missing."""
-        if layer in self._values:
+    def load(self, layer: str, facet_layer: str | None = None, path_layers: list[str] | tuple = ()) -> None:
+        """One pass over the images: ``layer``'s values, and the codes / facet features / path-layer patterns
+        while missing."""
+        paths = [name for name in path_layers if name not in self.patterns]
+        if layer in self._values and not paths:
             return
         want_codes = bool(self.code_layer) and self.codes is None
         want_facet = facet_layer is not None and self.facet_features is None
-        extra = ([self.code_layer] if want_codes else []) + ([facet_layer] if want_facet else [])
+        extra = ([self.code_layer] if want_codes else []) + ([facet_layer] if want_facet else []) + paths
         names = list(dict.fromkeys([layer, *extra]))
         probe = self.nets.probes(names)[0]  # type: ignore[list-item]
         shape = self.nets.layer_shape(layer)
         dummy = [make_unit(layer, 0, shape, layer == self.nets.output_layer, self.spatial)]
         vals, code_rows, feat_rows = [], [], []
+        path_rows: dict[str, list[torch.Tensor]] = {name: [] for name in paths}
         with self.setup.autocast():
             for i in range(0, self.images.shape[0], self.batch):
                 x = self.images[i : i + self.batch].to(self.nets.device).float()  # (b, 3, H, W)
@@ -104,8 +125,11 @@ class RealFeatures:
                     code_rows.append(acts[self.code_layer].float().flatten(1))  # (b, D)
                 if want_facet:
                     feat_rows.append(acts[facet_layer].float().flatten(1))  # (b, F)
+                for name in paths:
+                    path_rows[name].append(path_pattern(acts[name]).cpu())  # (b, C)
         self._values[layer] = torch.cat(vals)
         if code_rows:
             self.codes = torch.cat(code_rows)
         if feat_rows:
             self.facet_features = torch.cat(feat_rows)
+        self.patterns.update({name: torch.cat(rows) for name, rows in path_rows.items()})

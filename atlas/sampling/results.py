@@ -24,6 +24,8 @@ class ImageRecord:
     rank: int  # 0 = the unit is the top of its layer
     kind: Literal["last", "best", "snapshot", "real"] = "last"
     natural_percentile: float = float("nan")  # share of natural images driving the unit less (issue 16)
+    path_z: float = float("nan")  # path similarity to the unit's natural top images, in natural spreads
+    path_similarity: float = float("nan")  # mean cosine of its earlier-layer patterns with theirs
 
 
 @dataclass
@@ -41,6 +43,7 @@ class ChainResult:
     final_activations: torch.Tensor  # (U,) float32 CPU: the unit's whole layer for the last image
     seconds: float  # this chain's share of its batch's wall time
     features: torch.Tensor | None = None  # (F,) facet features of the last image (T's penultimate layer)
+    path_patterns: dict[str, torch.Tensor] = field(default_factory=dict)  # layer -> (C,) of the last image
 
 
 @dataclass

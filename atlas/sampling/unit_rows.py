@@ -18,6 +18,7 @@ import traceback
 from typing import TYPE_CHECKING, Any
 
 from atlas.models.spaces import to_uint8_images
+from atlas.sampling.concepts import path_score
 from atlas.sampling.facets import assign_facets
 from atlas.sampling.results import ChainResult, UnitResult
 from atlas.sampling.units import Unit
@@ -90,9 +91,12 @@ class UnitRows:
         if real is None or real.values(self.layer) is None:
             return
         row.label = real.unit_label(self.layer, unit.index)
+        ref = real.path_reference(self.layer, unit.index, self.engine.path_layers(self.layer))
         for c in row.chains:
             for rec in (c.last, c.best, *c.snapshots):
                 rec.natural_percentile = real.percentile(self.layer, unit.index, rec.activation)
+            if ref is not None and c.path_patterns:
+                c.last.path_z, c.last.path_similarity = path_score(ref, c.path_patterns)
 
     def _real_topk(self, unit: Unit) -> list[tuple[int, float, object]]:
         """The unit's top ``facets.top_k_real`` real images: (index, activation, (H, W, 3) uint8)."""

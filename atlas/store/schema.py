@@ -116,6 +116,10 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("rank", _i32, True),
             # faithfulness (issue 16): share of natural images driving the unit less than this picture
             ("natural_percentile", _f64, True),
+            # path similarity (Geirhos et al. 2023), last pictures: lowest z over 3 earlier layers of the
+            # picture's pattern vs the unit's natural top-9 (cosine, in natural spreads); mean cosine
+            ("path_z", _f64, True),
+            ("path_similarity", _f64, True),
             ("flags", _str, True),  # comma-separated flags (atlas.sampling.concepts.picture_flags); "" = none
         ],
     ),

@@ -141,6 +141,35 @@ def test_engine_stores_labels_and_picture_percentiles():
             assert rec.natural_percentile == natural_percentile(natural, rec.activation)
     rows = unit_rows(res, "s", steps=6, keep_snapshots=False, activations_full_max=16, activations_top_k=3)
     assert rows["units"][0]["label"] == "drives-3" and rows["units"][0]["label_margin"] == 1.0
+    assert eng.path_layers("fc8")[-1] == "relu7"  # compared up to the layer right before the unit's
+    lasts = [img for img in rows["images"] if img["kind"] == "last"]
+    assert all(img["path_z"] is not None and -1 <= img["path_similarity"] <= 1 for img in lasts)
     for img in rows["images"]:
         if img["kind"] != "real":
-            assert img["flags"] == ("weak" if img["natural_percentile"] < 0.99 else "")
+            weak = img["natural_percentile"] < 0.99
+            off = img["path_z"] is not None and img["path_z"] < -3
+            assert img["flags"] == ",".join(f for f, on in (("weak", weak), ("off_path", off)) if on)
+
+
+def test_path_layers_spread_before_the_unit_layer():
+    from atlas.sampling.concepts import choose_path_layers
+
+    order = [("c1", (4, 8, 8)), ("r1", (4, 8, 8)), ("c2", (8, 4, 4)), ("flat", (128,)), ("fc", (10,))]
+    assert choose_path_layers(order, "fc") == ["r1", "c2", "flat"]  # the last one right before the unit's
+    assert choose_path_layers(order, "r1") == ["c1"]
+    assert choose_path_layers(order, "c1") == [] and choose_path_layers(order, "nope") == []
+
+
+def test_path_score_in_natural_spreads():
+    from atlas.sampling.concepts import path_reference, path_score
+
+    gen = torch.Generator().manual_seed(0)
+    base = torch.rand(16, generator=gen) + 1.0
+    top = base + 0.05 * torch.randn(9, 16, generator=gen)  # the unit's top natural images: one path
+    ref = path_reference({"l1": top})
+    z_in, sim_in = path_score(ref, {"l1": base + 0.05 * torch.randn(16, generator=gen)})
+    z_out, sim_out = path_score(ref, {"l1": torch.rand(16, generator=gen) * torch.tensor([1.0, 0.0] * 8)})
+    assert z_in > -3 and sim_in > 0.99  # a picture on the natural path looks like one more top image
+    assert z_out < -3 and sim_out < sim_in  # a picture reaching the unit another way is off the path
+    assert all(math.isnan(x) for x in path_score(ref, {"other": base}))  # no shared layer: no score
+    assert picture_flags(1.0, z_out) == "off_path" and picture_flags(0.5, z_out) == "weak,off_path"
