@@ -9,12 +9,20 @@ Usage::
 Each unit gets a "preferred stimulus" (a coloured shape on a textured background); its chains draw variations
 of it (one per facet), with trajectories that climb and saturate, last/best/snapshot images, optional real
 top-k images, whole-layer activations (narrow layers) or top-k pairs (wide layers), and a few diverged chains.
+
+Truth columns (issue 16, ``truth=True``): each unit gets a concept label from a small toy vocabulary (about a
+quarter of the units fall below the 0.85 AUROC threshold: null ``label``), a runner-up, a margin and a tuning
+list of 6-10 concepts (AUROC descending, mean activation roughly following it); each kept synthetic picture
+gets a ``natural_percentile`` against a per-unit natural distribution and the flag ``weak`` exactly when that
+is below 0.99. They are drawn from a generator of their own, so every other value is the same either way.
+``truth=False`` writes the shape of runs made before those columns existed (the files lack them).
 """
 
 from __future__ import annotations
 
 import colorsys
 import hashlib
+import io
 import json
 import math
 import os
@@ -24,13 +32,30 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow.parquet as pq
 
 from atlas.store.png import encode_png
 from atlas.store.schema import TABLES
-from atlas.store.writer import RunStore
+from atlas.store.writer import RunStore, parquet_bytes, shard_rel
 
 SHAPES = ("disk", "ring", "square", "triangle", "cross", "bar")
 ACTIVATIONS_FULL_MAX = 512  # wider layers store only top-k (unit, value) pairs
+
+# truth columns (issue 16): a toy concept vocabulary like atlas.toyworld.concepts'
+CLASSES = ("disk", "ring", "square", "triangle", "cross", "frame", "half_disk", "bowtie", "pill", "hook")
+SHAPE_CLASS = {"disk": "disk", "ring": "ring", "square": "square", "triangle": "triangle", "cross": "cross",
+               "bar": "pill"}  # fmt: skip
+COLOURS = ("red", "orange", "yellow", "green", "cyan", "blue", "magenta", "white")
+HUE_EDGES = (0.04, 0.11, 0.2, 0.42, 0.55, 0.75, 0.92)  # hue -> COLOURS index (red again above the last)
+POSITIONS = tuple(f"pos:{r}-{c}" for r in ("top", "middle", "bottom") for c in ("left", "centre", "right"))
+SIZES = ("size:small", "size:medium", "size:large")
+LABEL_THRESHOLD = 0.85  # as atlas.sampling.concepts.LABEL_THRESHOLD
+WEAK_PERCENTILE = 0.99  # as atlas.sampling.concepts.WEAK_PERCENTILE
+TRUTH_COLUMNS = {
+    "units": ("label", "label_score", "label_best", "label_runner_up", "label_margin", "tuning_concepts",
+              "tuning_auroc", "tuning_mean"),
+    "images": ("natural_percentile", "flags"),
+}  # fmt: skip
 
 
 def _kind(layer: str) -> str:
@@ -97,13 +122,15 @@ def make_synthetic_run(
     seed: int = 0,
     max_shards: int | None = None,
     config_extra: Mapping[str, Any] | None = None,
+    truth: bool = True,
 ) -> dict[str, Any]:
     """Write a complete synthetic run to ``run_dir``; returns row counts and the run's shape.
 
     ``images_per_chain`` counts last + best + snapshots (at least 2). ``methods``: each unit runs ``chains``
     chains per method (the Compare page's "two methods" case). ``png_pool``: reuse that many pre-encoded
     PNGs instead of rendering every image (fast, for the 100k-image benchmark). ``max_shards`` stops early
-    and leaves the run "running" (a run still being written).
+    and leaves the run "running" (a run still being written). ``truth=False``: no truth columns (issue 16)
+    in the files, as in runs written before them.
     """
     layers = dict(layers or {"fc8": 10, "conv3": 16})
     images_per_chain = max(2, images_per_chain)
@@ -154,8 +181,12 @@ def make_synthetic_run(
             rng, layer, range(start, stop), n_layer, chains, steps, record_every, n_snap, real_k,
             methods, image_size, pool, diverged_rate,
         )  # fmt: skip
+        if truth:
+            add_truth(np.random.default_rng([_layer_seed(seed, layer), start, 16]), layer, rows)
         shard_id = f"{layer}-{start // units_per_shard:04d}"
         counts = store.write_shard(shard_id, layer, rows, meta={"seconds": float(rng.uniform(2, 6))})
+        if not truth:
+            _drop_truth_columns(store, layer, shard_id)
         for table, n in counts.items():
             totals[table] = totals.get(table, 0) + n
         done += 1
@@ -333,10 +364,101 @@ def _shard_rows(
                 "real_top1_activation": real_top[0] if real_top else None,
                 "real_top9_mean": float(np.mean(real_top)) if real_top else None,
                 "activation_ratio": unit_best / real_top[0] if real_top else None,
-                "judge_label": f"class{unit}" if kind == "output" else None,
+                "judge_label": CLASSES[unit % len(CLASSES)] if kind == "output" else None,
                 "judge_correct": bool(judge_p > 0.5) if kind == "output" else None,
                 "judge_prob": judge_p if kind == "output" else None,
                 "status": "ok", "error": None,
             }
         )  # fmt: skip
     return out
+
+
+# ---- truth columns (issue 16) ---------------------------------------------------------------------------
+def _colour(hue: float) -> str:
+    i = int(np.searchsorted(HUE_EDGES, hue % 1.0))
+    return COLOURS[i] if i < len(HUE_EDGES) else COLOURS[0]
+
+
+def _best_concept(rng: np.random.Generator, layer: str, unit: int) -> str:
+    """The concept a unit is built to detect: its stimulus' class, colour or both (output units: class)."""
+    cls = SHAPE_CLASS[SHAPES[unit % len(SHAPES)]]
+    colour = _colour(unit * 0.61803)
+    kind = _kind(layer)
+    if kind == "output":
+        return f"class:{CLASSES[unit % len(CLASSES)]}"
+    choices = [f"colour:{colour}", f"{colour} {cls}", f"class:{cls}"]
+    if kind == "conv":
+        choices.append(POSITIONS[unit % len(POSITIONS)])
+    return str(choices[int(rng.integers(len(choices)))])
+
+
+def _vocabulary() -> list[str]:
+    classes = [f"class:{c}" for c in CLASSES]
+    colours = [f"colour:{c}" for c in COLOURS]
+    pairs = [f"{c} {k}" for c in COLOURS[:4] for k in CLASSES[:5]]
+    return [*classes, *colours, *POSITIONS, *SIZES, "distractor", *pairs]
+
+
+VOCABULARY = _vocabulary()
+
+
+def unit_truth(rng: np.random.Generator, layer: str, unit: int, best_activation: float) -> dict[str, Any]:
+    """A units row's truth columns: label (null below LABEL_THRESHOLD), score, runner-up, margin and a
+    tuning list of 6-10 concepts, best first (AUROC descending; mean activation roughly following it)."""
+    best = _best_concept(rng, layer, unit)
+    labelled = rng.random() < 0.75
+    score = float(rng.uniform(0.86, 0.99) if labelled else rng.uniform(0.62, 0.84))
+    n = int(rng.integers(6, 11))
+    others = [c for c in VOCABULARY if c != best]
+    picked = [others[int(i)] for i in rng.choice(len(others), size=n - 1, replace=False)]
+    drops = np.cumsum(rng.uniform(0.005, 0.06, n - 1))
+    aurocs = [score, *(max(0.5, score - float(d)) for d in drops)]
+    scale = best_activation if math.isfinite(best_activation) else 1.0
+    means = [scale * (0.15 + 1.4 * (a - 0.5)) * float(rng.uniform(0.95, 1.05)) for a in aurocs]
+    return {
+        "label": best if score >= LABEL_THRESHOLD else None, "label_score": score, "label_best": best,
+        "label_runner_up": picked[0], "label_margin": score - aurocs[1],
+        "tuning_concepts": [best, *picked], "tuning_auroc": aurocs, "tuning_mean": means,
+    }  # fmt: skip
+
+
+def natural_percentile(activation: float | None, natural_q99: float) -> float | None:
+    """Share of natural images below ``activation``, for a unit whose natural 99th percentile is
+    ``natural_q99`` (a steep logistic-like tail: 0.99 at the q99, about 1 well above it, 0 far below)."""
+    if activation is None or not math.isfinite(activation) or natural_q99 <= 0:
+        return None
+    return float(np.clip(1 - (1 - WEAK_PERCENTILE) * math.exp(-6 * (activation / natural_q99 - 1)), 0, 1))
+
+
+def picture_flags(percentile: float | None) -> str:
+    """ "weak" when the picture drives its unit less than 99 % of natural images do, else ""."""
+    return "weak" if percentile is not None and percentile < WEAK_PERCENTILE else ""
+
+
+def add_truth(rng: np.random.Generator, layer: str, rows: dict[str, list[dict[str, Any]]]) -> None:
+    """Fill the truth columns of one shard's units and images rows in place (real images: no percentile)."""
+    q99: dict[int, float] = {}
+    for row in rows["units"]:
+        best = row["best_activation"]
+        row.update(unit_truth(rng, layer, row["unit"], best))
+        # about one unit in five is hard to drive past its natural top 1 %: its pictures come out weak
+        hard = rng.random() < 0.2
+        q99[row["unit"]] = (best if math.isfinite(best) else 1.0) * float(
+            rng.uniform(1.0, 1.3) if hard else rng.uniform(0.4, 0.8)
+        )
+    for img in rows["images"]:
+        synthetic = img["kind"] != "real"
+        p = natural_percentile(img["activation"], q99[img["unit"]]) if synthetic else None
+        img["natural_percentile"], img["flags"] = p, picture_flags(p)
+
+
+def _drop_truth_columns(store: RunStore, layer: str, shard_id: str) -> None:
+    """Rewrite a shard's units and images files without the truth columns (an old run's shape)."""
+    for table, columns in TRUTH_COLUMNS.items():
+        rel = shard_rel(table, layer, shard_id)
+        if not store.loc.is_file(rel):
+            continue
+        data = pq.read_table(io.BytesIO(store.loc.read_bytes(rel)))
+        store.loc.write_bytes(
+            rel, parquet_bytes(data.drop_columns([c for c in columns if c in data.column_names]))
+        )
