@@ -7,8 +7,8 @@ URI (``s3://bucket/atlas/demo``; credentials and endpoint from the usual ``AWS_*
 ``ATLAS_RUN_DIR`` environment variable overrides the argument (used by tests). All data is read through
 ``atlas.store.catalog`` (DuckDB views over the run's Parquet; sandboxed). Deep links:
 ``/unit?layer=fc8&unit=7`` (pages are routed by ``st.navigation``: ``/`` overview, ``/layer``, ``/unit``,
-``/compare``, ``/sql``; ``run`` picks a run under a parent directory; ``p`` is the layer grid's page). The
-older ``?page=unit&layer=fc8&unit=7`` opens the same page.
+``/compare``, ``/audit``, ``/sql``; ``run`` picks a run under a parent directory; ``p`` is the layer grid's
+page). The older ``?page=unit&layer=fc8&unit=7`` opens the same page.
 """
 
 from __future__ import annotations
@@ -32,13 +32,14 @@ from atlas.store.location import Location, open_location  # noqa: E402
 from atlas.store.manifest import MARKER_SUFFIX, RUN_FILE, SHARDS_DIR, list_runs  # noqa: E402
 from viewer import data, state, widgets  # noqa: E402
 from viewer.context import Context  # noqa: E402
-from viewer.pages_impl import compare, layer, overview, sql, unit  # noqa: E402
+from viewer.pages_impl import audit, compare, layer, overview, sql, unit  # noqa: E402
 
 RENDERERS = {
     "overview": overview.render,
     "layer": layer.render,
     "unit": unit.render,
     "compare": compare.render,
+    "audit": audit.render,
     "sql": sql.render,
 }
 

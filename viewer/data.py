@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,10 +32,27 @@ SORTS: dict[str, str] = {
     "facet count ↓": "facet_count DESC NULLS LAST, best_activation DESC NULLS LAST, unit",
     "unit ↑": "unit",
 }
+LABEL_SORTS: dict[str, str] = {  # only offered when the run has label columns (issue 16)
+    "label score ↓": "label_score DESC NULLS LAST, unit",
+    "label margin ↓": "label_margin DESC NULLS LAST, unit",
+}
 
 TRAJECTORY_METRICS = ("activation", "log_prob", "rank", "prior_residual")
 SCHEMA_TABLES = ("units", "chains", "images", "steps", "activations", "run", "shards", "files")
 KIND_ORDER = {"best": 0, "last": 1, "snapshot": 2}  # a chain's kept images, in the order they are shown
+
+# truth columns (issue 16); runs written before them lack these columns and the viewer hides their UI
+LABEL_COLUMNS = ("label", "label_score", "label_best", "label_runner_up", "label_margin", "tuning_concepts",
+                 "tuning_auroc", "tuning_mean")  # fmt: skip
+PICTURE_COLUMNS = ("natural_percentile", "flags")
+LABEL_THRESHOLD = 0.85  # as atlas.sampling.concepts.LABEL_THRESHOLD (not imported: it pulls in torch)
+WEAK_PERCENTILE = 0.99  # as atlas.sampling.concepts.WEAK_PERCENTILE
+# the pictures the audit and the grid's flag filter look at: a unit's results, not its early snapshots
+AUDIT_KINDS: dict[str, tuple[str, ...]] = {
+    "best and last pictures": ("best", "last"),
+    "best pictures": ("best",),
+    "every kept picture (with snapshots)": ("best", "last", "snapshot"),
+}
 
 
 def _df(conn: Any, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> pd.DataFrame:
@@ -202,6 +220,137 @@ def methods(conn: Any) -> list[str]:
     return [str(m) for m in rows["method"]]
 
 
+# ---- truth columns (issue 16) -----------------------------------------------------------------
+@dataclass(frozen=True)
+class Truth:
+    """Which truth columns the run has: ``labels`` (units.label ... tuning_mean) and ``pictures``
+    (images.natural_percentile and flags). Runs written before issue 16 have neither."""
+
+    labels: bool = False
+    pictures: bool = False
+
+
+def table_columns(conn: Any, table: str) -> set[str]:
+    """The column names of a view or table (DESCRIBE; reads file footers only)."""
+    return {str(r.column_name) for r in _df(conn, f"DESCRIBE {table}").itertuples()}
+
+
+def truth(conn: Any) -> Truth:
+    """Which truth columns the run's tables have (see :class:`Truth`)."""
+    units, images = table_columns(conn, "units"), table_columns(conn, "images")
+    return Truth(labels=set(LABEL_COLUMNS) <= units, pictures=set(PICTURE_COLUMNS) <= images)
+
+
+def split_flags(text: Any) -> list[str]:
+    """ "weak,off_path" -> ["weak", "off_path"]; "" or null -> []."""
+    return [f for f in text.split(",") if f] if isinstance(text, str) else []
+
+
+def percentile_text(value: Any) -> str | None:
+    """A natural percentile as a badge: 0.9973 -> "p99.7" (rounded down, so a weak picture never reads
+    p99.0); 1.0 -> "p100"; null -> None."""
+    if value is None or _isnull(value):
+        return None
+    if float(value) >= 1.0:
+        return "p100"
+    return f"p{math.floor(float(value) * 1000 + 1e-9) / 10:.1f}"
+
+
+def _marks(values: list[Any] | tuple[Any, ...]) -> str:
+    return ", ".join("?" for _ in values)
+
+
+def flag_names(conn: Any, layer: str | None = None) -> list[str]:
+    """The distinct flags on the run's (or one layer's) pictures, sorted; needs ``truth(conn).pictures``."""
+    where, params = ("AND layer = ?", [layer]) if layer is not None else ("", [])
+    rows = _df(
+        conn,
+        f"""SELECT DISTINCT unnest(string_split(flags, ',')) AS flag FROM images
+            WHERE flags IS NOT NULL AND flags <> '' {where} ORDER BY 1""",
+        params,
+    )
+    return [str(f) for f in rows["flag"] if f]
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _flag_counts_sql(flags: list[str]) -> str:
+    """One ``count(*) FILTER`` column per flag (named after it; values bound as parameters)."""
+    return "".join(f", count(*) FILTER (WHERE list_contains(fl, ?)) AS {_quote(f)}" for f in flags)
+
+
+def flag_summary(conn: Any, kinds: tuple[str, ...] = AUDIT_KINDS["best and last pictures"]) -> pd.DataFrame:
+    """Per layer, over its pictures of ``kinds``: layer, units, pictures, flagged (pictures with any flag),
+    flagged_share, flagged_units (units with a flagged picture), then one picture count per flag."""
+    flags = flag_names(conn)
+    df = _df(
+        conn,
+        f"""
+        WITH p AS (SELECT layer, unit, flags, string_split(coalesce(flags, ''), ',') AS fl
+                   FROM images WHERE kind IN ({_marks(kinds)}))
+        SELECT layer, count(DISTINCT unit) AS units, count(*) AS pictures,
+               count(*) FILTER (WHERE flags <> '') AS flagged,
+               count(DISTINCT unit) FILTER (WHERE flags <> '') AS flagged_units{_flag_counts_sql(flags)}
+        FROM p GROUP BY layer ORDER BY layer""",
+        [*kinds, *flags],
+    )
+    df.insert(4, "flagged_share", df["flagged"] / df["pictures"].where(df["pictures"] > 0))
+    return df
+
+
+def flagged_units(
+    conn: Any,
+    kinds: tuple[str, ...] = AUDIT_KINDS["best and last pictures"],
+    layer: str | None = None,
+    flag: str | None = None,
+    labels: bool = True,
+) -> pd.DataFrame:
+    """Units with a flagged picture among their pictures of ``kinds`` (carrying ``flag``, or any flag),
+    most flagged first: layer, unit, flagged, pictures, lowest_percentile, one count per flag, label,
+    label_score (null without ``labels``: a run without label columns)."""
+    flags = flag_names(conn, layer)
+    layer_sql, layer_params = ("AND layer = ?", [layer]) if layer is not None else ("", [])
+    hit = "list_contains(fl, ?)" if flag else "flags <> ''"
+    label_sql = "u.label, u.label_score" if labels else "NULL::VARCHAR AS label, NULL::DOUBLE AS label_score"
+    return _df(
+        conn,
+        f"""
+        WITH p AS (SELECT layer, unit, flags, natural_percentile, string_split(coalesce(flags, ''), ',') AS fl
+                   FROM images WHERE kind IN ({_marks(kinds)}) {layer_sql}),
+        f AS (SELECT layer, unit, count(*) FILTER (WHERE {hit}) AS flagged, count(*) AS pictures,
+                     min(natural_percentile) AS lowest_percentile{_flag_counts_sql(flags)}
+              FROM p GROUP BY layer, unit)
+        SELECT f.*, {label_sql}
+        FROM f JOIN units u USING (layer, unit) WHERE f.flagged > 0
+        ORDER BY f.flagged DESC, f.lowest_percentile ASC NULLS LAST, f.layer, f.unit""",
+        [*kinds, *layer_params, *([flag] if flag else []), *flags],
+    )
+
+
+def unit_flag_counts(
+    conn: Any, layer: str, units: list[int], kinds: tuple[str, ...] = AUDIT_KINDS["best and last pictures"]
+) -> dict[int, dict[str, int]]:
+    """unit -> {flag: pictures of ``kinds`` carrying it} for ``units`` of ``layer`` (units without flagged
+    pictures absent); needs ``truth(conn).pictures``."""
+    if not units:
+        return {}
+    rows = _df(
+        conn,
+        f"""SELECT unit, flag, count(*) AS n
+            FROM (SELECT unit, unnest(string_split(flags, ',')) AS flag FROM images
+                  WHERE layer = ? AND unit BETWEEN ? AND ? AND unit IN ({_marks(units)})
+                  AND kind IN ({_marks(kinds)}) AND flags <> '')
+            WHERE flag <> '' GROUP BY ALL ORDER BY ALL""",
+        [layer, min(units), max(units), *units, *kinds],
+    )
+    out: dict[int, dict[str, int]] = {}
+    for r in rows.itertuples():
+        out.setdefault(int(r.unit), {})[str(r.flag)] = int(r.n)
+    return out
+
+
 # ---- layer grid -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class GridQuery:
@@ -212,6 +361,9 @@ class GridQuery:
     only_correct: bool | None = None
     page: int = 0
     page_size: int = 48
+    label_text: str = ""  # substring of the label (case-insensitive); "no label": units without one
+    flag: str | None = None  # only units with a picture of flag_kinds carrying this flag (e.g. "weak")
+    flag_kinds: tuple[str, ...] = AUDIT_KINDS["best and last pictures"]
 
 
 def parse_units(text: str) -> tuple[tuple[int, int], ...]:
@@ -267,7 +419,29 @@ def _grid_where(q: GridQuery) -> tuple[str, list[Any]]:
         where.append("(" + " OR ".join("unit BETWEEN ? AND ?" for _ in q.units) + ")")
         for a, b in q.units:
             params.extend([a, b])
+    _truth_where(q, where, params)
     return " AND ".join(where), params
+
+
+def _truth_where(q: GridQuery, where: list[str], params: list[Any]) -> None:
+    """The label and flag filters (only set by the page when the run has those columns)."""
+    text = q.label_text.strip()
+    if text.lower() == "no label":
+        where.append("label IS NULL")
+    elif text:
+        where.append("contains(lower(coalesce(label, '')), lower(?))")
+        params.append(text)
+    if q.flag:
+        where.append(
+            f"""unit IN (SELECT unit FROM images WHERE layer = ? AND kind IN ({_marks(q.flag_kinds)})
+                AND list_contains(string_split(flags, ','), ?))"""
+        )
+        params.extend([q.layer, *q.flag_kinds, q.flag])
+
+
+def sorts(labels: bool) -> list[str]:
+    """The grid's sort orders (label ones only for a run with label columns)."""
+    return [*SORTS, *(LABEL_SORTS if labels else ())]
 
 
 def max_facet_count(conn: Any, layer: str) -> int:
@@ -284,18 +458,22 @@ def grid_count(conn: Any, q: GridQuery) -> int:
 
 def grid_page(conn: Any, q: GridQuery) -> pd.DataFrame:
     """The visible page of the grid, in the sort order: unit, best_activation, best_log_prob, best_rank,
-    facet_count, judge_label, judge_correct, status, png (the unit's best image as bytes, or None).
-    Only the units of this page are read."""
+    facet_count, judge_label, judge_correct, status, label, label_score (null in a run without label
+    columns), png (the unit's best image as bytes, or None), flag_counts ({flag: pictures of
+    ``q.flag_kinds`` carrying it}; {} when none or the run has no flags). Only the units of this page are
+    read."""
+    have = truth(conn)
     where, params = _grid_where(q)
-    order = SORTS.get(q.sort, SORTS["unit ↑"])
+    order = {**SORTS, **(LABEL_SORTS if have.labels else {})}.get(q.sort, SORTS["unit ↑"])
+    label_sql = "label, label_score" if have.labels else "NULL::VARCHAR AS label, NULL::DOUBLE AS label_score"
     units = _df(
         conn,
         f"""SELECT unit, best_activation, best_log_prob, best_rank, facet_count, judge_label, judge_correct,
-                   status FROM units WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?""",
+                   status, {label_sql} FROM units WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?""",
         [*params, int(q.page_size), int(q.page) * int(q.page_size)],
     )
     if units.empty:
-        return units.assign(png=pd.Series(dtype=object))
+        return units.assign(png=pd.Series(dtype=object), flag_counts=pd.Series(dtype=object))
     ids = [int(u) for u in units["unit"]]
     marks = ", ".join("?" for _ in ids)
     src = unit_sources(conn, q.layer, ids)["images"]  # only the shards holding these units
@@ -307,7 +485,10 @@ def grid_page(conn: Any, q: GridQuery) -> pd.DataFrame:
         [min(ids), max(ids), *ids],
     )
     out = units.merge(images, on="unit", how="left")
-    return out.assign(png=[png_bytes(v) for v in out["png"]])
+    counts = unit_flag_counts(conn, q.layer, ids, q.flag_kinds) if have.pictures else {}
+    return out.assign(
+        png=[png_bytes(v) for v in out["png"]], flag_counts=[counts.get(int(u), {}) for u in out["unit"]]
+    )
 
 
 def png_bytes(value: Any) -> bytes | None:
@@ -378,16 +559,22 @@ def unit_chains(conn: Any, layer: str, unit: int, src: Sources | None = None) ->
     )
 
 
+IMAGE_COLUMNS = ["chain", "kind", "step", "facet", "real_index", "png", "width", "height", "activation",
+                 "log_prob", "rank", *PICTURE_COLUMNS]  # fmt: skip
+
+
 def unit_images(conn: Any, layer: str, unit: int, src: Sources | None = None) -> pd.DataFrame:
-    """All kept images of a unit (synthetic and real), PNG bytes included."""
+    """All kept images of a unit (synthetic and real), PNG bytes included: IMAGE_COLUMNS (natural_percentile
+    and flags null when the unit's files predate them)."""
     src = _src(conn, layer, unit, src)
-    return _df(
+    df = _df(
         conn,
-        f"""SELECT chain, kind, step, facet, real_index, png, width, height, activation, log_prob, rank
-           FROM {src["images"]} WHERE unit = ?
+        f"""SELECT * FROM {src["images"]} WHERE unit = ?
            ORDER BY kind = 'real', chain, CASE kind WHEN 'best' THEN 0 WHEN 'last' THEN 1 ELSE 2 END, step""",
         [unit],
     )
+    missing = {c: None for c in IMAGE_COLUMNS if c not in df.columns}
+    return df.assign(**missing)[IMAGE_COLUMNS]
 
 
 def unit_steps(conn: Any, layer: str, unit: int, src: Sources | None = None) -> pd.DataFrame:
@@ -444,14 +631,56 @@ def unit_page(conn: Any, layer: str, unit: int, ids: list[int] | None = None) ->
 
 
 @dataclass(frozen=True)
+class LabelView:
+    """A unit's concept label (issue 16). ``label`` None: "no label" (the best concept's AUROC ``score`` is
+    below LABEL_THRESHOLD); ``best`` None as well: no labelled natural images. ``tuning``: concept, auroc,
+    mean (the unit's mean activation on the concept's natural images), is_label; best first."""
+
+    label: str | None
+    score: float | None
+    best: str | None
+    runner_up: str | None
+    margin: float | None
+    tuning: pd.DataFrame
+
+
+def _list(value: Any) -> list[Any]:
+    return [] if value is None or _isnull(value) else list(value)
+
+
+def label_view(row: dict[str, Any] | None) -> LabelView | None:
+    """The label columns of a units row, shaped; None when the row has none (a run older than them)."""
+    if row is None or "label_score" not in row:
+        return None
+    concepts, aurocs, means = (_list(row.get(c)) for c in ("tuning_concepts", "tuning_auroc", "tuning_mean"))
+    n = min(len(concepts), len(aurocs), len(means))
+    tuning = pd.DataFrame(
+        {"concept": concepts[:n], "auroc": aurocs[:n], "mean": means[:n]},
+        columns=["concept", "auroc", "mean"],
+    )
+    tuning["is_label"] = tuning["concept"] == row.get("label")
+    return LabelView(
+        label=row.get("label"),
+        score=row.get("label_score"),
+        best=row.get("label_best"),
+        runner_up=row.get("label_runner_up"),
+        margin=row.get("label_margin"),
+        tuning=tuning,
+    )
+
+
+@dataclass(frozen=True)
 class UnitView:
     """The unit page, shaped (every ``png`` is bytes or None).
 
     facets: one row per facet (``facet`` ascending, missing last): facet, chain, activation, png — the best
         'best' image of the facet. real: the real top-k, activation descending: rank (1-based), activation,
         real_index, png. chain_images: chain -> up to ``per_chain`` kept images (best, last, then snapshots
-        by step): kind, step, activation, png. chains / steps / competitors: as :func:`unit_chains`,
-        :func:`unit_steps`, :func:`unit_competitors`. metrics: the trajectory metrics with a recorded value.
+        by step): kind, step, activation, png. facets and chain_images also carry natural_percentile, badge
+        (:func:`percentile_text`, None when unknown) and flags (a list; [] when none or unknown).
+        chains / steps / competitors: as :func:`unit_chains`, :func:`unit_steps`, :func:`unit_competitors`.
+        metrics: the trajectory metrics with a recorded value. label: :func:`label_view` (None: the run
+        has no label columns).
     """
 
     layer: str
@@ -466,6 +695,7 @@ class UnitView:
     steps: pd.DataFrame
     competitors: pd.DataFrame
     metrics: list[str] = field(default_factory=list)
+    label: LabelView | None = None
 
 
 def _with_png(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
@@ -473,12 +703,23 @@ def _with_png(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     return out.assign(png=[png_bytes(v) for v in out["png"]])
 
 
+def _with_badges(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """:func:`_with_png` plus natural_percentile, badge and flags (a list) of each picture."""
+    out = _with_png(df, [*columns, *PICTURE_COLUMNS])
+    percentiles = [None if _isnull(v) else float(v) for v in out["natural_percentile"]]
+    return out.assign(
+        natural_percentile=pd.Series(percentiles, dtype=object),
+        badge=[percentile_text(v) for v in percentiles],
+        flags=[split_flags(v) for v in out["flags"]],
+    )
+
+
 def facet_images(images: pd.DataFrame) -> pd.DataFrame:
     """Per facet, its most activating 'best' image: facet, chain, activation, png (facet order)."""
     best = images[images["kind"] == "best"].sort_values("activation", ascending=False, na_position="last")
     top = best.groupby("facet", dropna=False, sort=True).head(1)
     top = top.sort_values("facet", na_position="last", kind="stable")
-    return _with_png(top, ["facet", "chain", "activation", "png"])
+    return _with_badges(top, ["facet", "chain", "activation", "png"])
 
 
 def real_images(images: pd.DataFrame) -> pd.DataFrame:
@@ -494,7 +735,7 @@ def chain_images(images: pd.DataFrame, per_chain: int = 8) -> dict[int, pd.DataF
     synth = images[images["kind"] != "real"]
     synth = synth.assign(_o=synth["kind"].map(KIND_ORDER)).sort_values(["chain", "_o", "step"], kind="stable")
     return {
-        int(chain): _with_png(group.head(per_chain), ["kind", "step", "activation", "png"])
+        int(chain): _with_badges(group.head(per_chain), ["kind", "step", "activation", "png"])
         for chain, group in synth.groupby("chain", sort=True)
     }
 
@@ -522,6 +763,7 @@ def unit_view(conn: Any, layer: str, unit: int, ids: list[int] | None = None) ->
         steps=steps,
         competitors=page["competitors"],
         metrics=recorded_metrics(steps),
+        label=label_view(page["unit"]),
     )
 
 
@@ -633,4 +875,36 @@ EXAMPLE_QUERIES: dict[str, str] = {
         "FROM images GROUP BY ALL ORDER BY ALL"
     ),
     "run manifest": "SELECT run_id, status, created, git_sha, shards_done, planned_shards FROM run",
+    "units by label": (
+        "SELECT label, count(*) AS units, avg(label_score) AS mean_auroc,\n"
+        "       list(unit ORDER BY unit) AS unit_ids\n"
+        "FROM units WHERE layer = '{layer}' AND label IS NOT NULL\nGROUP BY label ORDER BY units DESC, label"
+    ),
+    "units with no label": (
+        "SELECT layer, unit, label_best, label_score, label_runner_up, label_margin\n"
+        "FROM units WHERE label IS NULL\nORDER BY layer, label_score DESC NULLS LAST"
+    ),
+    "share of weak pictures per layer": (
+        "SELECT layer, count(*) AS pictures,\n"
+        "       avg(list_contains(string_split(flags, ','), 'weak')::INT) AS weak_share,\n"
+        "       median(natural_percentile) AS median_percentile\n"
+        "FROM images WHERE kind IN ('best', 'last')\nGROUP BY layer ORDER BY layer"
+    ),
+    "label vs judge (output units)": (
+        "SELECT layer, unit, label, label_score, judge_label, judge_correct,\n"
+        "       label = 'class:' || judge_label AS label_agrees\n"
+        "FROM units WHERE kind = 'output'\nORDER BY label_agrees, layer, unit"
+    ),
 }
+# the examples that need truth columns (issue 16): name -> the Truth field they need
+TRUTH_EXAMPLES = {
+    "units by label": "labels",
+    "units with no label": "labels",
+    "share of weak pictures per layer": "pictures",
+    "label vs judge (output units)": "labels",
+}
+
+
+def example_names(have: Truth) -> list[str]:
+    """The console's example queries that run on this run (those needing missing columns left out)."""
+    return [n for n in EXAMPLE_QUERIES if n not in TRUTH_EXAMPLES or getattr(have, TRUTH_EXAMPLES[n])]

@@ -1,7 +1,7 @@
 """Navigation state of the viewer and the URL it is mirrored to.
 
-Pages are routed by ``st.navigation``: each page has a ``url_path`` (``/layer``, ``/unit``, ...; the
-overview is ``/``). Everything else a URL carries is a query parameter (``run``, ``layer``, ``unit``,
+Pages are routed by ``st.navigation``: each page has a ``url_path`` (``/layer``, ``/unit``, ``/audit``, ...;
+the overview is ``/``). Everything else a URL carries is a query parameter (``run``, ``layer``, ``unit``,
 ``p``), seeded into ``st.session_state`` (``nav_*`` keys, which Streamlit never drops) on a session's first
 run and written back by :func:`sync_query_params` after every run. The older form ``?page=unit&...``
 still opens the named page (see :func:`init_from_query_params`).
@@ -22,6 +22,7 @@ PAGES: dict[str, str] = {
     "layer": "Layer grid",
     "unit": "Unit",
     "compare": "Compare",
+    "audit": "Audit",
     "sql": "SQL console",
 }
 PAGE_ICONS = {
@@ -29,6 +30,7 @@ PAGE_ICONS = {
     "layer": ":material/grid_view:",
     "unit": ":material/center_focus_strong:",
     "compare": ":material/compare:",
+    "audit": ":material/flag:",
     "sql": ":material/terminal:",
 }
 DEFAULT_PAGE = "overview"  # served at the app's root URL

@@ -20,6 +20,12 @@ CSS = """
 [data-testid="stMetricValue"] { font-size: 1.55rem; }
 div.block-container { padding-top: 2.2rem; }
 .atlas-tile-label { font-size: 0.8rem; color: rgba(128,128,128,0.95); margin: -0.2rem 0 0.1rem 0; }
+.atlas-tile-concept { font-size: 0.8rem; color: #1c6fb0; font-weight: 600; margin: 0 0 0.1rem 0;
+  line-height: 1.15; overflow-wrap: break-word; }
+.atlas-label { font-size: 1.35rem; font-weight: 600; color: #1c6fb0; }
+.atlas-label.none { color: rgba(128,128,128,0.95); }
+.atlas-label-score { font-size: 1rem; margin-left: 0.6rem; }
+.atlas-tile-flag { font-size: 0.78rem; color: #d62728; margin: 0 0 0.1rem 0; }
 </style>
 """
 
@@ -50,22 +56,50 @@ def fmt(value: Any, digits: int = 3) -> str:
     return f"{v:.{digits}g}" if abs(v) < 1e4 else f"{v:,.0f}"
 
 
+FLAG_COLORS = {"weak": "red"}  # other flags (e.g. off_path) are orange
+PERCENTILE_HELP = (
+    "Under each picture: its natural percentile, the share of natural images that drive the unit less than "
+    "the picture does (p99.7: more than 99.7 % of them); **weak** (red): below p99, the picture drives the "
+    "unit less than its top 1 % of natural images do."
+)
+
+Badges = tuple[str | None, list[str]]  # (natural percentile text such as "p99.7", flags)
+
+
+def badge_markdown(badge: str | None, flags: Sequence[str]) -> str:
+    """Markdown of a picture's faithfulness badges: its natural percentile (red when flagged weak, else
+    green), then one badge per flag, "weak" red, others orange ("" when there is nothing to show)."""
+    parts = [f":{'red' if 'weak' in flags else 'green'}-badge[{badge}]"] if badge else []
+    parts.extend(f":{FLAG_COLORS.get(f, 'orange')}-badge[:material/warning: {f}]" for f in flags)
+    return " ".join(parts)
+
+
+def picture_badges(badge: str | None, flags: Sequence[str]) -> None:
+    """Draw :func:`badge_markdown` (nothing when the picture has no percentile and no flag)."""
+    text = badge_markdown(badge, flags)
+    if text:
+        st.markdown(text)
+
+
 def tiles(
     items: Sequence[tuple[bytes | None, str]],
     *,
     columns: int = 8,
     width: int = 112,
+    badges: Sequence[Badges] | None = None,
 ) -> None:
-    """Draw (png, caption) tiles in rows of ``columns``."""
+    """Draw (png, caption) tiles in rows of ``columns``; ``badges`` (one per item) go under each image."""
     for start in range(0, len(items), columns):
         row = items[start : start + columns]
         cols = st.columns(columns)
-        for col, (png, caption) in zip(cols, row, strict=False):
+        for i, (col, (png, caption)) in enumerate(zip(cols, row, strict=False)):
             with col:
                 if png:
                     st.image(png, caption=caption, width=width)
                 else:
                     st.caption(f"(no image) {caption}")
+                if badges is not None:
+                    picture_badges(*badges[start + i])
 
 
 def histogram(df: pd.DataFrame, field: str, title: str, *, maxbins: int = 30, height: int = 220) -> alt.Chart:
@@ -111,3 +145,36 @@ def trajectory_chart(steps: pd.DataFrame, metric: str, title: str, *, height: in
             tooltip=["chain:N", "step:Q", alt.Tooltip(f"{metric}:Q", format=".4g")],
         )
     )
+
+
+def tuning_chart(
+    tuning: pd.DataFrame, metric: str, *, threshold: float, height: int | None = None
+) -> alt.Chart:
+    """Horizontal bars of a unit's top concepts (best first): ``metric`` "mean" (the unit's mean activation
+    on each concept's natural images) or "auroc" (with the label threshold drawn as a rule); the label's
+    bar is darker."""
+    data = tuning.assign(role=["label" if x else "other" for x in tuning["is_label"]])
+    title = (
+        "mean activation on the concept's natural images" if metric == "mean" else "AUROC (unit as detector)"
+    )
+    x_scale = alt.Scale(domain=[0.5, 1.0]) if metric == "auroc" else alt.Scale(zero=True)
+    bars = (
+        alt.Chart(data, height=height or 24 * len(data) + 40)
+        .mark_bar(clip=True)
+        .encode(
+            x=alt.X(f"{metric}:Q", title=title, scale=x_scale),
+            y=alt.Y(
+                "concept:N", sort=list(data["concept"]), title="concept", axis=alt.Axis(labelOverlap=False)
+            ),
+            color=alt.Color(
+                "role:N",
+                scale=alt.Scale(domain=["label", "other"], range=["#1f77b4", "#9ecae1"]),
+                legend=None,
+            ),
+            tooltip=["concept:N", alt.Tooltip("auroc:Q", format=".3f"), alt.Tooltip("mean:Q", format=".4g")],
+        )
+    )
+    if metric != "auroc":
+        return bars
+    rule = alt.Chart(pd.DataFrame({"x": [threshold]})).mark_rule(strokeDash=[4, 3], color="#d62728")
+    return bars + rule.encode(x="x:Q")

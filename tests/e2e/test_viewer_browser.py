@@ -13,12 +13,14 @@ machine takes its time), and a test that gives up says what it was waiting for a
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import time
 import urllib.request
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from playwright.sync_api import Error as PlaywrightError
 
@@ -48,8 +50,13 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    parent = tmp_path_factory.mktemp("runs")
+def runs_parent(tmp_path_factory):
+    return tmp_path_factory.mktemp("runs")
+
+
+@pytest.fixture(scope="module")
+def server(runs_parent):
+    parent = runs_parent
     make_synthetic_run(
         parent / "demo", layers={"fc8": 10, "conv3": 64}, chains=4, images_per_chain=5, real_k=6, steps=120
     )
@@ -255,6 +262,25 @@ def test_unit_deep_link(server, page):
     page.get_by_role("button", name="unit 8").first.click()
     _wait_visible(page.get_by_role("heading", name="fc8 · unit 8"), "the heading 'fc8 · unit 8' (clicked)")
     _wait_url(page, "**unit=8**", "the URL to carry unit=8 (synced when the script run ends)")
+
+
+def test_unit_label_and_faithfulness_badges(server, runs_parent, page):
+    units = pd.read_parquet(runs_parent / "demo" / "units" / "layer=fc8")
+    images = pd.read_parquet(runs_parent / "demo" / "images" / "layer=fc8")
+    weak_units = set(images.loc[images["flags"] == "weak", "unit"])
+    row = units[units["label"].notna() & units["unit"].isin(weak_units)].iloc[0]
+    unit = int(row["unit"])
+    page.goto(f"{server}/unit?layer=fc8&unit={unit}")
+    _settle(page, f"fc8 · unit {unit}", images=20, charts=6)  # the tuning chart too
+    label = page.locator("span.atlas-label")
+    _wait_visible(label, f"the label {row['label']!r}")
+    assert label.first.inner_text() == row["label"]
+    _wait_visible(page.get_by_text(f"runner-up {row['label_runner_up']}"), "the runner-up caption")
+    badge = page.get_by_text(re.compile(r"^p(\d{1,2}\.\d|100)$"))
+    _wait_visible(badge, "a natural-percentile badge (p99.7)")
+    assert badge.count() >= 20
+    _wait_visible(page.get_by_text(re.compile(r"\bweak$")), "a 'weak' flag badge")
+    _shot(page, "unit-label")
 
 
 def test_compare_and_sql(server, page):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -24,6 +25,14 @@ def runs(tmp_path_factory):
         parent / "beta", layers={"fc8": 10}, chains=2, steps=40, methods=("dgn_am", "ppgn_h"), seed=2
     )
     return parent
+
+
+@pytest.fixture(scope="module")
+def old_run(tmp_path_factory):
+    """A run without the truth columns of issue 16 (as written before them)."""
+    run = tmp_path_factory.mktemp("old") / "old"
+    make_synthetic_run(run, layers={"fc8": 10, "conv3": 16}, chains=2, steps=40, real_k=3, truth=False)
+    return run
 
 
 def app(run_dir: Path, monkeypatch, **params) -> AppTest:
@@ -97,7 +106,7 @@ def test_unit_page_deep_link_and_neighbours(runs, monkeypatch):
         assert name in subheaders
     # facets + 3 real + 3 chains x 4 kept images
     assert n_images(at) >= 3 + 3 * 4 + 1
-    assert n_charts(at) == 5  # activation, log-prob, rank, prior residual, competitors
+    assert n_charts(at) == 6  # tuning, activation, log-prob, rank, prior residual, competitors
     assert at.number_input(key="w_unit").value == 4
     at.button(key="unit_next_top").click().run()
     assert at.title[0].value == "fc8 · unit 5"
@@ -180,3 +189,92 @@ def test_page_buttons_switch_pages_and_links_are_encoded(runs, monkeypatch):
     assert "[permalink](unit?layer=conv3&unit=3)" in links and "(layer?layer=conv3)" in links
     assert state.link("unit", "a b&c/d", 3, run="r 1") == "unit?run=r+1&layer=a+b%26c%2Fd&unit=3"
     assert state.link("overview") == "./"
+
+
+# ---- truth columns (issue 16) ------------------------------------------------------------------
+def markdown_text(at: AppTest) -> str:
+    return "\n".join(m.value for m in at.markdown)
+
+
+def test_unit_page_shows_label_tuning_and_badges(runs, monkeypatch):
+    units = pd.read_parquet(runs / "alpha" / "units" / "layer=conv3").set_index("unit")
+    images = pd.read_parquet(runs / "alpha" / "images" / "layer=conv3")
+    labelled = int(units["label"].first_valid_index())
+    at = app(runs / "alpha", monkeypatch, page="unit", layer="conv3", unit=labelled)
+    assert "Concept label" in [s.value for s in at.subheader]
+    text = markdown_text(at)
+    assert f"<span class='atlas-label'>{units.loc[labelled, 'label']}</span>" in text
+    assert f"`{units.loc[labelled, 'label_runner_up']}`" in " ".join(c.value for c in at.caption)
+    badges = [m.value for m in at.markdown if "-badge[p" in m.value]
+    kept = images[(images["unit"] == labelled) & (images["kind"] != "real")]
+    assert len(badges) >= len(kept)  # one per chain picture, plus the facets
+    weak = [b for b in badges if ":red-badge[:material/warning: weak]" in b]
+    assert len(weak) >= int((kept["flags"] == "weak").sum())
+    at.segmented_control(key="unit_tuning_metric").set_value("AUROC").run()
+    assert not at.exception
+
+
+def test_unit_page_without_label(runs, monkeypatch):
+    units = pd.concat(
+        pd.read_parquet(runs / "alpha" / "units" / f"layer={layer}").assign(layer=layer)
+        for layer in ("fc8", "conv3")
+    )
+    row = units[units["label"].isna()].iloc[0]
+    at = app(runs / "alpha", monkeypatch, page="unit", layer=row["layer"], unit=int(row["unit"]))
+    text = markdown_text(at)
+    assert "<span class='atlas-label none'>no label</span>" in text
+    assert f"best concept `{row['label_best']}` reaches only AUROC" in text
+
+
+def test_layer_grid_label_sort_and_filters(runs, monkeypatch):
+    at = app(runs / "alpha", monkeypatch, page="layer", layer="conv3")
+    assert "label score ↓" in at.selectbox(key="grid_sort").options
+    at.selectbox(key="grid_page_size").set_value(24).run()
+    at.text_input(key="grid_label").set_value("no label").run()
+    units = pd.read_parquet(runs / "alpha" / "units" / "layer=conv3")
+    assert n_images(at) == int(units["label"].isna().sum())
+    at.text_input(key="grid_label").set_value("").run()
+    at.selectbox(key="grid_flag").set_value("with weak pictures").run()
+    images = pd.read_parquet(runs / "alpha" / "images" / "layer=conv3")
+    weak = images[images["kind"].isin(["best", "last"]) & (images["flags"] == "weak")]
+    assert n_images(at) == weak["unit"].nunique() > 0
+    assert "weak</div>" in markdown_text(at)
+
+
+def test_audit_page_lists_flagged_units(runs, monkeypatch):
+    at = app(runs / "alpha", monkeypatch, page="audit", layer="fc8")
+    assert at.title[0].value == "Audit" and page_of(at) == "audit"
+    assert at.query_params["layer"] == "fc8"
+    summary, listed = (d.value for d in at.dataframe)
+    assert list(summary["layer"]) == ["conv3", "fc8"]
+    images = pd.read_parquet(runs / "alpha" / "images" / "layer=fc8")
+    flagged = images[images["kind"].isin(["best", "last"]) & (images["flags"] != "")]
+    per_unit = flagged.groupby("unit").size().sort_values(ascending=False)
+    assert sorted(listed["unit"]) == sorted(per_unit.index)
+    assert list(listed["flagged"]) == sorted(per_unit, reverse=True)
+    assert all(
+        link == f"unit?layer=fc8&unit={u}" for link, u in zip(listed["page"], listed["unit"], strict=True)
+    )
+    at.toggle(key="audit_every_layer").set_value(True).run()
+    assert set(at.dataframe[1].value["layer"]) == {"fc8", "conv3"}
+    first = at.dataframe[1].value.iloc[0]
+    at.button(key="audit_open").click().run()  # opens the first listed unit
+    assert page_of(at) == "unit" and at.title[0].value == f"{first['layer']} · unit {first['unit']}"
+
+
+@pytest.mark.parametrize("page", list(state.PAGES))
+def test_old_run_without_truth_columns_renders_every_page(old_run, monkeypatch, page):
+    at = app(old_run, monkeypatch, page=page, layer="conv3", unit=3)
+    assert not at.error, [e.value for e in at.error]
+    assert page_of(at) == page
+    if page == "unit":
+        assert "Concept label" not in [s.value for s in at.subheader]
+        assert "-badge[p" not in markdown_text(at)
+        assert n_images(at) >= 2 * 4 + 3
+    if page == "layer":
+        assert "label score ↓" not in at.selectbox(key="grid_sort").options
+        assert n_images(at) == 16
+    if page == "audit":
+        assert at.info and "no faithfulness columns" in at.info[0].value
+    if page == "sql":
+        assert "units by label" not in at.selectbox(key="sql_example").options

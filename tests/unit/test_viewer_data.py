@@ -177,3 +177,150 @@ def test_shards_schema_and_console(run):
     assert len(capped.frame) == 5 and capped.truncated
     refused = data.console_query(run_dir, "COPY units TO '/tmp/atlas-viewer-data.csv'", 10, 10.0)
     assert refused.frame is None and "read-only" in refused.error
+
+
+# ---- truth columns (issue 16) ------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def old_run(tmp_path_factory):
+    """A run without the truth columns (the shape of runs written before issue 16)."""
+    run_dir = tmp_path_factory.mktemp("viewer-data-old") / "old"
+    make_synthetic_run(run_dir, layers=LAYERS, chains=2, steps=40, real_k=3, truth=False)
+    conn = open_run(run_dir)
+    yield run_dir, conn
+    conn.close()
+
+
+def test_synthetic_truth_columns_are_consistent(run):
+    from atlas.sampling import concepts
+
+    assert (data.LABEL_THRESHOLD, data.WEAK_PERCENTILE) == (
+        concepts.LABEL_THRESHOLD,
+        concepts.WEAK_PERCENTILE,
+    )
+    run_dir, _, _ = run
+    for layer in LAYERS:
+        units = written(run_dir, "units", layer)
+        assert (units["label"].isna() == (units["label_score"] < data.LABEL_THRESHOLD)).all()
+        for r in units.itertuples():
+            assert 6 <= len(r.tuning_concepts) == len(r.tuning_auroc) == len(r.tuning_mean) <= 10
+            assert r.tuning_concepts[0] == r.label_best and r.tuning_concepts[1] == r.label_runner_up
+            assert list(r.tuning_auroc) == sorted(r.tuning_auroc, reverse=True)
+            assert r.label_margin == pytest.approx(r.tuning_auroc[0] - r.tuning_auroc[1])
+        images = written(run_dir, "images", layer)
+        real, synth = images[images["kind"] == "real"], images[images["kind"] != "real"]
+        assert real["natural_percentile"].isna().all() and (real["flags"] == "").all()
+        p = synth["natural_percentile"]
+        assert p.dropna().between(0, 1).all()
+        assert ((synth["flags"] == "weak") == (p < data.WEAK_PERCENTILE)).all()
+
+
+def test_old_shape_run_lacks_truth_columns_and_keeps_every_other_value(old_run):
+    old_dir, _ = old_run
+    new_dir = old_dir.parent / "same"  # the same run with truth columns: every other value is the same
+    make_synthetic_run(new_dir, layers=LAYERS, chains=2, steps=40, real_k=3)
+    for table, columns in (("units", data.LABEL_COLUMNS), ("images", data.PICTURE_COLUMNS)):
+        for layer in LAYERS:
+            old, new = written(old_dir, table, layer), written(new_dir, table, layer)
+            assert not set(columns) & set(old.columns) and set(columns) <= set(new.columns)
+            pd.testing.assert_frame_equal(new[old.columns], old)
+
+
+def test_percentile_text_and_flags():
+    assert data.percentile_text(0.9973) == "p99.7"
+    assert data.percentile_text(0.98996) == "p98.9"  # rounded down: a weak picture never reads p99.0
+    assert data.percentile_text(0.993) == "p99.3"
+    assert data.percentile_text(1.0) == "p100" and data.percentile_text(None) is None
+    assert data.percentile_text(float("nan")) is None
+    assert data.split_flags("weak,off_path") == ["weak", "off_path"]
+    assert data.split_flags("") == [] and data.split_flags(None) == []
+
+
+def test_unit_view_label_and_badges_match_what_was_written(run):
+    run_dir, _, conn = run
+    assert data.truth(conn) == data.Truth(labels=True, pictures=True)
+    units = written(run_dir, "units", "conv3").set_index("unit")
+    images = written(run_dir, "images", "conv3")
+    for unit in (0, 5, 11):
+        view = data.unit_view(conn, "conv3", unit)
+        row, lab = units.loc[unit], view.label
+        assert lab is not None and lab.best == row["label_best"] and lab.runner_up == row["label_runner_up"]
+        assert lab.label == (None if pd.isna(row["label"]) else row["label"])
+        assert lab.score == pytest.approx(row["label_score"]) and lab.margin == pytest.approx(
+            row["label_margin"]
+        )
+        assert lab.tuning["concept"].tolist() == list(row["tuning_concepts"])
+        assert lab.tuning["mean"].tolist() == pytest.approx(list(row["tuning_mean"]))
+        assert lab.tuning["is_label"].tolist() == [c == row["label"] for c in row["tuning_concepts"]]
+        mine = images[(images["unit"] == unit) & (images["kind"] != "real")]
+        for chain, kept in view.chain_images.items():
+            src = mine[mine["chain"] == chain].set_index(["kind", "step"])
+            for rec in kept.to_dict("records"):
+                got = src.loc[(rec["kind"], rec["step"])]
+                p = got["natural_percentile"]
+                assert rec["natural_percentile"] == (None if pd.isna(p) else pytest.approx(p))
+                assert rec["badge"] == data.percentile_text(p)
+                assert rec["flags"] == data.split_flags(got["flags"])
+        assert view.facets["badge"].notna().all()
+
+
+def test_grid_label_sort_and_filters_match_what_was_written(run):
+    run_dir, _, conn = run
+    units = written(run_dir, "units", "conv3")
+    images = written(run_dir, "images", "conv3")
+    assert "label score ↓" in data.sorts(True) and "label score ↓" not in data.sorts(False)
+    page = data.grid_page(conn, data.GridQuery(layer="conv3", sort="label score ↓", page_size=100))
+    expected = units.sort_values(["label_score", "unit"], ascending=[False, True])
+    assert page["unit"].tolist() == expected["unit"].tolist()
+    assert page["label_score"].tolist() == pytest.approx(expected["label_score"].tolist())
+    text = str(units["label"].dropna().iloc[0])[:4].upper()  # case-insensitive substring
+    hits = units[units["label"].fillna("").str.lower().str.contains(text.lower(), regex=False)]
+    q = data.GridQuery(layer="conv3", sort="unit ↑", label_text=text, page_size=100)
+    assert data.grid_page(conn, q)["unit"].tolist() == sorted(hits["unit"]) and data.grid_count(
+        conn, q
+    ) == len(hits)
+    q = data.GridQuery(layer="conv3", sort="unit ↑", label_text="no label", page_size=100)
+    assert data.grid_page(conn, q)["unit"].tolist() == sorted(units.loc[units["label"].isna(), "unit"])
+    results = images[images["kind"].isin(["best", "last"])]
+    weak = results[results["flags"].str.split(",").apply(lambda f: "weak" in f)]
+    q = data.GridQuery(layer="conv3", sort="unit ↑", flag="weak", page_size=100)
+    page = data.grid_page(conn, q)
+    assert page["unit"].tolist() == sorted(weak["unit"].unique()) and len(page) > 0
+    counts = weak.groupby("unit").size()
+    assert [fc.get("weak") for fc in page["flag_counts"]] == counts.loc[page["unit"]].tolist()
+
+
+def test_flag_summary_and_flagged_units_match_what_was_written(run):
+    run_dir, _, conn = run
+    assert data.flag_names(conn) == ["weak"]
+    summary = data.flag_summary(conn).set_index("layer")
+    listed = data.flagged_units(conn)
+    for layer in LAYERS:
+        images = written(run_dir, "images", layer)
+        results = images[images["kind"].isin(["best", "last"])]
+        flagged = results[results["flags"] != ""]
+        rec = summary.loc[layer]
+        assert (rec["pictures"], rec["flagged"], rec["weak"]) == (len(results), len(flagged), len(flagged))
+        assert rec["flagged_units"] == flagged["unit"].nunique()
+        assert rec["flagged_share"] == pytest.approx(len(flagged) / len(results))
+        mine = listed[listed["layer"] == layer].set_index("unit")
+        per_unit = flagged.groupby("unit").size()
+        assert sorted(mine.index) == sorted(per_unit.index)
+        assert (mine.loc[per_unit.index, "flagged"] == per_unit).all()
+        labels = written(run_dir, "units", layer).set_index("unit")["label"]
+        assert mine["label"].fillna("-").tolist() == labels.loc[mine.index].fillna("-").tolist()
+    assert listed["flagged"].is_monotonic_decreasing
+    one = data.flagged_units(conn, ("best",), layer="fc8", flag="weak")
+    assert set(one["layer"]) <= {"fc8"} and (one["flagged"] <= one["pictures"]).all()
+
+
+def test_old_shape_run_is_shaped_without_truth(old_run):
+    _, conn = old_run
+    assert data.truth(conn) == data.Truth(labels=False, pictures=False)
+    view = data.unit_view(conn, "fc8", 3)
+    assert view.label is None and view.row is not None and "label" not in view.row
+    for kept in view.chain_images.values():
+        assert kept["badge"].isna().all() and kept["flags"].map(len).sum() == 0
+    page = data.grid_page(conn, data.GridQuery(layer="fc8", sort="label score ↓"))  # falls back to unit order
+    assert page["unit"].tolist() == list(range(10)) and page["label"].isna().all()
+    assert page["flag_counts"].tolist() == [{}] * 10
+    assert set(data.example_names(data.truth(conn))) == set(data.EXAMPLE_QUERIES) - set(data.TRUTH_EXAMPLES)

@@ -1,4 +1,5 @@
-"""Layer grid: unit thumbnails (best image) with unit id and activation; sort, filter, paging.
+"""Layer grid: unit thumbnails (best image) with unit id, activation, concept label and flagged pictures;
+sort, filter (units, facets, judge, label text, flags), paging.
 
 Only the visible page is queried (units first, then the best image of just those units), so a
 4096-unit layer costs the same as a 10-unit one.
@@ -7,6 +8,7 @@ Only the visible page is queried (units first, then the best image of just those
 from __future__ import annotations
 
 import dataclasses
+import html
 import math
 
 import pandas as pd
@@ -20,15 +22,37 @@ PAGE_SIZES = (24, 48, 96, 192)
 COLUMNS = 8
 
 
-def _filters(ctx: Context, layer: str) -> data.GridQuery:
-    """The filter row; an unreadable units filter shows an error and filters nothing."""
+def _truth_filters(ctx: Context, layer: str, have: data.Truth) -> dict:
+    """Label text and flag filters (a second row; only the columns the run has)."""
+    if not (have.labels or have.pictures):
+        return {}
+    c1, c2, _ = st.columns([2.2, 2.6, 3.4])
+    out: dict = {}
+    if have.labels:
+        out["label_text"] = c1.text_input(
+            "Label contains", key="grid_label", placeholder="e.g. hook, colour:, no label",
+            help="substring of the unit's concept label (any case); `no label` lists units without one",
+        )  # fmt: skip
+    if have.pictures:
+        options = {"all units": None, **{f"with {f} pictures": f for f in data.flag_names(ctx.conn, layer)}}
+        choice = c2.selectbox(
+            "Pictures", list(options), key="grid_flag",
+            help="units whose best or last pictures carry a flag (weak: natural percentile < p99)",
+        )  # fmt: skip
+        out["flag"] = options.get(choice)
+    return out
+
+
+def _filters(ctx: Context, layer: str, have: data.Truth) -> data.GridQuery:
+    """The filter rows; an unreadable units filter shows an error and filters nothing."""
     c1, c2, c3, c4, c5 = st.columns([2.2, 1.4, 1.2, 1.6, 1.0])
-    sort = c1.selectbox("Sort by", list(data.SORTS), key="grid_sort")
+    sort = c1.selectbox("Sort by", data.sorts(have.labels), key="grid_sort")
     units_text = c2.text_input("Units", key="grid_units", placeholder="e.g. 3, 10-20")
     max_facets = data.max_facet_count(ctx.conn, layer)
     min_facets = c3.number_input("Min facets", min_value=0, max_value=max_facets, key="grid_min_facets")
     judge = c4.selectbox("Judge", ["all", "correct", "wrong"], key="grid_judge")
     page_size = c5.selectbox("Per page", PAGE_SIZES, index=1, key="grid_page_size")
+    truth = _truth_filters(ctx, layer, have)
     try:
         units = data.parse_units(units_text)
     except AtlasError as exc:
@@ -41,6 +65,7 @@ def _filters(ctx: Context, layer: str) -> data.GridQuery:
         units=units,
         only_correct={"all": None, "correct": True, "wrong": False}[judge],
         page_size=int(page_size),
+        **truth,
     )
 
 
@@ -62,7 +87,20 @@ def _pager(page: int, pages: int, total: int, page_size: int) -> None:
                   on_click=state.go, kwargs={"grid_page": pages - 1}, width="stretch")  # fmt: skip
 
 
-def _tile(rec: dict) -> None:
+def _label_line(rec: dict) -> str:
+    """The tile's label line: the label and its AUROC, or "no label" (grey) with the best score."""
+    score = widgets.fmt(rec.get("label_score"), 2)
+    if isinstance(rec.get("label"), str):
+        return f"<div class='atlas-tile-concept'>{html.escape(str(rec['label']))} · {score}</div>"
+    return f"<div class='atlas-tile-label'>no label · {score}</div>"
+
+
+def _flag_line(counts: dict) -> str:
+    text = " · ".join(f"{n} {html.escape(flag)}" for flag, n in sorted(counts.items()))
+    return f"<div class='atlas-tile-flag'>⚠ {text}</div>" if text else ""
+
+
+def _tile(rec: dict, have: data.Truth) -> None:
     unit = int(rec["unit"])
     if rec["png"] is not None:
         st.image(rec["png"], width="stretch")
@@ -72,17 +110,20 @@ def _tile(rec: dict) -> None:
               kwargs={"page": "unit", "unit": unit}, type="tertiary")  # fmt: skip
     facets = rec.get("facet_count")
     facet_text = "" if pd.isna(facets) else f" · {int(facets)} facet{'' if int(facets) == 1 else 's'}"
-    st.markdown(
-        f"<div class='atlas-tile-label'>act {widgets.fmt(rec.get('best_activation'))}{facet_text}</div>",
-        unsafe_allow_html=True,
-    )
+    lines = f"<div class='atlas-tile-label'>act {widgets.fmt(rec.get('best_activation'))}{facet_text}</div>"
+    if have.labels:
+        lines += _label_line(rec)
+    if have.pictures:
+        lines += _flag_line(rec.get("flag_counts") or {})
+    st.markdown(lines, unsafe_allow_html=True)
 
 
 def render(ctx: Context) -> None:
     layer = state.get("layer")
     st.title(f"Layer {layer}")
     st.caption(f"{dict(ctx.layers).get(layer, 0):,} units · click a unit to open its page")
-    query = _filters(ctx, layer)
+    have = data.truth(ctx.conn)
+    query = _filters(ctx, layer, have)
     total = data.grid_count(ctx.conn, query)
     pages = max(1, math.ceil(total / query.page_size))
     page = min(int(state.get("grid_page") or 0), pages - 1)
@@ -95,4 +136,4 @@ def render(ctx: Context) -> None:
     for start in range(0, len(records), COLUMNS):
         for col, rec in zip(st.columns(COLUMNS), records[start : start + COLUMNS], strict=False):
             with col.container(border=True, gap=None):
-                _tile(rec)
+                _tile(rec, have)

@@ -45,7 +45,8 @@ def render(ctx: Context) -> None:
     if "sql_text" not in st.session_state:
         st.session_state["sql_example"] = "mean activation per layer"
         _load_example()
-    st.selectbox("Example queries", list(data.EXAMPLE_QUERIES), key="sql_example", on_change=_load_example)
+    examples = data.example_names(data.truth(ctx.conn))
+    st.selectbox("Example queries", examples, key="sql_example", on_change=_load_example)
     sql = st.text_area("Query", key="sql_text", height=160)
     run = st.button("Run query", type="primary", icon=":material/play_arrow:", key="sql_run")
 

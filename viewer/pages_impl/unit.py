@@ -1,7 +1,10 @@
-"""Unit page: facets, every chain's best / last / snapshot images, real top-k, trajectories,
-competing units, links to the neighbouring units. Lays out :class:`viewer.data.UnitView`."""
+"""Unit page: concept label and tuning (when the run has them), facets, every chain's best / last /
+snapshot images with their faithfulness badges, real top-k, trajectories, competing units, links to the
+neighbouring units. Lays out :class:`viewer.data.UnitView`."""
 
 from __future__ import annotations
+
+import html
 
 import altair as alt
 import pandas as pd
@@ -76,6 +79,61 @@ def _metrics(row: dict) -> None:
         cols[6].metric("Judge", f"{verdict} {row['judge_label']}", help=help_text)
 
 
+def _label_text(lab: data.LabelView) -> None:
+    """The label with its AUROC, runner-up and margin; "no label" (and the best concept's score) when null."""
+    fmt = widgets.fmt
+    if lab.label is not None:
+        score = f"<span class='atlas-label-score'>AUROC <b>{fmt(lab.score)}</b></span>"
+        st.markdown(
+            f"<span class='atlas-label'>{html.escape(lab.label)}</span>{score}", unsafe_allow_html=True
+        )
+    else:
+        st.markdown("<span class='atlas-label none'>no label</span>", unsafe_allow_html=True)
+        if lab.best is None:
+            st.caption("No labelled natural images for this unit.")
+            return
+        st.markdown(
+            f"best concept `{lab.best}` reaches only AUROC **{fmt(lab.score)}** (< {data.LABEL_THRESHOLD})"
+        )
+    if lab.runner_up is not None:
+        st.caption(f"runner-up `{lab.runner_up}` · margin {fmt(lab.margin)}")
+    st.caption(
+        f"AUROC: the unit as a detector of the concept on labelled natural images; a label needs "
+        f"≥ {data.LABEL_THRESHOLD}."
+    )
+
+
+def _tuning(tuning: pd.DataFrame) -> None:
+    if tuning.empty:
+        st.caption("No tuning list recorded.")
+        return
+    metric = st.segmented_control(
+        "Tuning", ["mean activation", "AUROC"], default="mean activation", key="unit_tuning_metric"
+    )
+    key = "auroc" if metric == "AUROC" else "mean"
+    chart = widgets.tuning_chart(tuning, key, threshold=data.LABEL_THRESHOLD)
+    st.altair_chart(chart, width="stretch")
+
+
+def _concept(view: data.UnitView) -> None:
+    """Label and tuning chart; nothing for a run without label columns."""
+    if view.label is None:
+        return
+    st.subheader("Concept label")
+    left, right = st.columns([2, 3])
+    with left:
+        _label_text(view.label)
+    with right:
+        _tuning(view.label.tuning)
+
+
+def _badges(df: pd.DataFrame) -> list[widgets.Badges] | None:
+    """Each picture's (percentile text, flags); None when none of them has any (a run without them)."""
+    if "badge" not in df or (df["badge"].isna().all() and not any(df["flags"])):
+        return None
+    return list(zip(df["badge"], df["flags"], strict=True))
+
+
 def _facets(view: data.UnitView) -> None:
     st.subheader("Facets")
     items = [
@@ -83,7 +141,10 @@ def _facets(view: data.UnitView) -> None:
                    f"chain {int(r['chain'])}")
         for r in view.facets.to_dict("records")
     ]  # fmt: skip
-    widgets.tiles(items, columns=6, width=150)
+    badges = _badges(view.facets)
+    if badges is not None:
+        st.caption(widgets.PERCENTILE_HELP)
+    widgets.tiles(items, columns=6, width=150, badges=badges)
 
 
 def _real(view: data.UnitView) -> None:
@@ -147,14 +208,7 @@ def _chains(view: data.UnitView) -> None:
                 if kept is None:
                     st.caption("no images kept")
                     continue
-                items = [
-                    (
-                        r["png"],
-                        f"{r['kind']} · step {widgets.fmt(r['step'])} · {widgets.fmt(r['activation'])}",
-                    )
-                    for r in kept.to_dict("records")
-                ]
-                widgets.tiles(items, columns=8, width=96)
+                widgets.tiles(_kept_items(kept), columns=8, width=96, badges=_badges(kept))
 
 
 def _competitors(view: data.UnitView) -> None:
@@ -208,6 +262,7 @@ def render(ctx: Context) -> None:
     if view.row.get("status") not in (None, "ok"):
         st.error(f"This unit failed: {view.row.get('error') or view.row.get('status')}")
     _metrics(view.row)
+    _concept(view)
     _facets(view)
     _real(view)
     _trajectories(view)

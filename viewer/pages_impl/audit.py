@@ -1,0 +1,93 @@
+"""Audit: units whose synthetic pictures are flagged by the faithfulness checks (issue 16), most flagged
+first, with each unit's label and a link to its page; a per-layer summary above. Lays out
+:func:`viewer.data.flag_summary` and :func:`viewer.data.flagged_units`."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from viewer import data, state, widgets
+from viewer.context import Context
+
+ANY_FLAG = "any flag"
+
+
+def _controls(ctx: Context, layer: str) -> tuple[tuple[str, ...], str | None, str | None]:
+    """(picture kinds, layer or None for every layer, flag or None for any flag)."""
+    c1, c2, c3 = st.columns([2, 1.4, 1.4])
+    kinds = c1.selectbox("Pictures", list(data.AUDIT_KINDS), key="audit_kinds")
+    every = c2.toggle("every layer", key="audit_every_layer", help=f"off: only layer {layer} (sidebar)")
+    flag = c3.selectbox("Flag", [ANY_FLAG, *data.flag_names(ctx.conn)], key="audit_flag")
+    return data.AUDIT_KINDS[kinds], None if every else layer, None if flag == ANY_FLAG else flag
+
+
+def _summary(ctx: Context, kinds: tuple[str, ...]) -> None:
+    st.subheader("Per layer")
+    summary = data.flag_summary(ctx.conn, kinds)
+    st.dataframe(summary, hide_index=True, column_config={
+        "flagged": "flagged pictures",
+        "flagged_share": st.column_config.ProgressColumn("share flagged", format="percent", min_value=0,
+                                                         max_value=1),
+        "flagged_units": "units with a flagged picture",
+    })  # fmt: skip
+
+
+def _table(ctx: Context, units: pd.DataFrame) -> None:
+    run = ctx.run_dir.name if ctx.multi_run else None
+    shown = units.assign(
+        label=[lab if isinstance(lab, str) else "no label" for lab in units["label"]],
+        page=[state.link("unit", r.layer, int(r.unit), run) for r in units.itertuples()],
+    )
+    st.dataframe(shown, hide_index=True, column_config={
+        "flagged": st.column_config.NumberColumn("flagged pictures"),
+        "pictures": st.column_config.NumberColumn("pictures checked"),
+        "lowest_percentile": st.column_config.NumberColumn("lowest natural percentile", format="%.4f"),
+        "label_score": st.column_config.NumberColumn("label AUROC", format="%.3f"),
+        "page": st.column_config.LinkColumn("unit page", display_text="open unit"),
+    })  # fmt: skip
+
+
+def _open(units: pd.DataFrame) -> None:
+    """A picker that opens a listed unit in this tab."""
+    options = [(str(r.layer), int(r.unit)) for r in units.itertuples()]
+    c1, c2 = st.columns([2, 1])
+    pick = c1.selectbox(
+        "Open a unit", options, format_func=lambda o: f"{o[0]} · unit {o[1]}", key="audit_pick"
+    )
+    c2.button(
+        f"Open {pick[0]} · unit {pick[1]}", icon=":material/arrow_forward:", key="audit_open",
+        on_click=state.go, kwargs={"page": "unit", "layer": pick[0], "unit": pick[1]},
+    )  # fmt: skip
+
+
+def render(ctx: Context) -> None:
+    layer = state.get("layer")
+    st.title("Audit")
+    st.caption(
+        "Units whose synthetic pictures carry a faithfulness flag. **weak**: the picture drives its unit "
+        "less than the top 1 % of natural images do (natural percentile < p99), so it may not show what the "
+        "unit responds to in natural images."
+    )
+    have = data.truth(ctx.conn)
+    if not have.pictures:
+        st.info(
+            "This run has no faithfulness columns (`natural_percentile`, `flags`): it was written before "
+            "they existed. Runs made now have them.",
+            icon=":material/info:",
+        )
+        return
+    kinds, scope, flag = _controls(ctx, layer)
+    _summary(ctx, kinds)
+    units = data.flagged_units(ctx.conn, kinds, scope, flag, labels=have.labels)
+    where = "every layer" if scope is None else f"layer {scope}"
+    st.subheader(f"Flagged units · {where}")
+    if units.empty:
+        st.success("No unit of this selection has a flagged picture.", icon=":material/check_circle:")
+        return
+    total = sum(n for name, n in ctx.layers if scope is None or name == scope)
+    st.caption(
+        f"{len(units):,} of {total:,} units · {widgets.fmt(int(units['flagged'].sum()))} flagged pictures"
+    )
+    _table(ctx, units)
+    _open(units)
