@@ -560,7 +560,7 @@ def unit_chains(conn: Any, layer: str, unit: int, src: Sources | None = None) ->
 
 
 IMAGE_COLUMNS = ["chain", "kind", "step", "facet", "real_index", "png", "width", "height", "activation",
-                 "log_prob", "rank", *PICTURE_COLUMNS]  # fmt: skip
+                 "log_prob", "rank", *PICTURE_COLUMNS, "path_z"]  # fmt: skip
 
 
 def unit_images(conn: Any, layer: str, unit: int, src: Sources | None = None) -> pd.DataFrame:
@@ -705,13 +705,23 @@ def _with_png(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
 
 def _with_badges(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """:func:`_with_png` plus natural_percentile, badge and flags (a list) of each picture."""
-    out = _with_png(df, [*columns, *PICTURE_COLUMNS])
+    extra = ["path_z"] if "path_z" in df.columns else []
+    out = _with_png(df, [*columns, *PICTURE_COLUMNS, *extra])
     percentiles = [None if _isnull(v) else float(v) for v in out["natural_percentile"]]
+    paths = out["path_z"] if extra else [None] * len(out)
     return out.assign(
         natural_percentile=pd.Series(percentiles, dtype=object),
-        badge=[percentile_text(v) for v in percentiles],
+        badge=[badge_text(p, z) for p, z in zip(percentiles, paths, strict=True)],
         flags=[split_flags(v) for v in out["flags"]],
     )
+
+
+def badge_text(percentile: Any, path_z: Any) -> str | None:
+    """A picture's badge: its natural percentile ("p99.7"), then its path z ("p100 · path -0.3")."""
+    text = percentile_text(percentile)
+    if path_z is None or _isnull(path_z):
+        return text
+    return f"{text or 'p?'} · path {float(path_z):+.1f}"
 
 
 def facet_images(images: pd.DataFrame) -> pd.DataFrame:
