@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import math
 import time
-import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -125,15 +124,13 @@ def layer_metrics(results: list[UnitResult]) -> dict[str, Any]:
 
 def output_metrics(results: list[UnitResult], judge: Any, device: torch.device) -> dict[str, Any]:
     """Judge J on output units (unit index = class): every chain's best picture, the worker's verdict."""
-    from atlas.bench.quality import Judge
-    from atlas.pipeline.worker import AtlasWorker
+    from atlas.toyworld.judging import Judge, judge_verdict
 
     j = Judge(judge, device)
     f2c = j.fine_to_class.cpu().tolist()
     names = list(judge.extras.get("fine_names") or [str(i) for i in range(len(f2c))])
     class_names = list(judge.extras.get("class_names") or [])
     multi = sorted({f2c[f] for f in range(len(f2c)) if f2c.count(f2c[f]) > 1})
-    shim = types.SimpleNamespace(judge=judge, device=device)  # what _judge_verdict reads of the worker
     all_ok, per_chain, per_chain_last, worker_ok = [], [], [], []
     wrong: dict[str, Any] = {}
     seen: dict[int, set[int]] = {c: set() for c in multi}
@@ -147,7 +144,7 @@ def output_metrics(results: list[UnitResult], judge: Any, device: torch.device) 
         per_chain += hits
         per_chain_last += (coarse_last == u.unit).tolist()
         all_ok.append(all(hits))
-        verdict = AtlasWorker._judge_verdict(shim, u)  # type: ignore[arg-type]
+        verdict = judge_verdict(j, u.chains, u.unit)  # the worker's own rule
         worker_ok.append(bool(verdict and verdict["judge_correct"]))
         if not all(hits):
             name = class_names[u.unit] if u.unit < len(class_names) else str(u.unit)

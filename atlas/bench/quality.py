@@ -59,6 +59,7 @@ from atlas.config import (
 )
 from atlas.models.loaded import LoadedModel
 from atlas.sampling import Engine, UnitResult, resolve_device
+from atlas.toyworld.judging import Judge
 
 METRICS = (
     "recognizability",
@@ -187,25 +188,6 @@ def _layer(name: str):
 
 
 # -------------------------------------------------------------------------------------------- judging
-
-
-class Judge:
-    """J's coarse (class) and fine (facet) verdicts on uint8 pictures."""
-
-    def __init__(self, judge: LoadedModel, device: torch.device) -> None:
-        self.model, self.device = judge, device
-        judge.module.to(device)
-        self.fine_to_class = torch.tensor(list(judge.extras["fine_to_class"]), device=device)  # type: ignore
-        self.n_classes = int(self.fine_to_class.max()) + 1
-
-    @torch.no_grad()
-    def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """images (N, H, W, 3) uint8 -> (class verdicts (N,), fine verdicts (N,))."""
-        x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device).permute(0, 3, 1, 2).float() / 255
-        p = torch.softmax(self.model.module(self.model.space.encode(x)).float(), dim=1)  # (N, fine)
-        per_class = torch.zeros(p.shape[0], self.n_classes, device=self.device)
-        per_class.index_add_(1, self.fine_to_class, p)
-        return per_class.argmax(1).cpu().numpy(), p.argmax(1).cpu().numpy()
 
 
 def _diversity(images: list[np.ndarray]) -> float:

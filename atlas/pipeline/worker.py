@@ -14,10 +14,8 @@ import json
 import os
 import socket
 import time
-from collections import Counter
 from typing import Any
 
-import numpy as np
 import torch
 
 from atlas.config import config_from_dict
@@ -29,6 +27,7 @@ from atlas.sampling.compute import resolve_device
 from atlas.sampling.results import UnitResult
 from atlas.store import RunStore
 from atlas.store.location import Location
+from atlas.toyworld.judging import Judge, judge_verdict
 
 WORKERS_DIR = "_workers"
 
@@ -68,7 +67,7 @@ class AtlasWorker:
             code_layer=self.models.code_layer,
             real=self.real,
         )
-        self.judge = bundle.judge.to(self.device) if bundle.judge is not None else None
+        self.judge = Judge(bundle.judge, self.device) if bundle.judge is not None else None
         self.store = RunStore(run)
         self.setup_seconds = time.perf_counter() - started
         self._register()
@@ -106,25 +105,10 @@ class AtlasWorker:
     # ------------------------------------------------------------------------------------------- work
 
     def _judge_verdict(self, result: UnitResult) -> dict[str, Any] | None:
-        if self.judge is None or result.kind != "output" or not result.chains:
+        """J's verdict on an output unit's pictures (toy world; ``atlas.toyworld.judging``)."""
+        if self.judge is None or result.kind != "output":
             return None
-        images = np.stack(
-            [c.last.image for c in result.chains if not c.diverged] or [result.chains[0].last.image]
-        )
-        x = torch.from_numpy(images).to(self.device).permute(0, 3, 1, 2).float() / 255.0  # (K, 3, H, W)
-        with torch.no_grad():
-            logits = self.judge.module(self.judge.space.encode(x)).float()
-        fine = logits.argmax(1).tolist()
-        fine_to_class = self.judge.extras["fine_to_class"]
-        coarse = [fine_to_class[f] for f in fine]
-        names = self.judge.extras.get("fine_names") or [str(i) for i in range(logits.shape[1])]
-        label = Counter(fine).most_common(1)[0][0]
-        hits = sum(1 for c in coarse if c == result.unit)
-        return {
-            "judge_label": str(names[label]),
-            "judge_correct": hits * 2 > len(coarse),
-            "judge_prob": hits / len(coarse),
-        }
+        return judge_verdict(self.judge, result.chains, result.unit)
 
     def run_shard(self, shard: Shard | dict[str, Any]) -> dict[str, Any]:
         """Sample every unit of the shard, write its Parquet files and marker; return a small summary."""

@@ -1,0 +1,61 @@
+"""The held-out judge J's verdicts on pictures: one rule for the worker's `units.judge_*` columns and for
+every benchmark (issue 16).
+
+Usage::
+
+    judge = Judge(loaded_judge, device)
+    classes, fines = judge(images)                 # images (N, H, W, 3) uint8 -> (N,), (N,)
+    judge_verdict(judge, result.chains, unit=3)    # {"judge_label", "judge_correct", "judge_prob"}
+
+A picture's class is the class with the most probability summed over its facets (J classifies fine,
+facet-level labels); its fine verdict is J's top fine label. A unit's verdict is over its chains' last
+pictures (diverged chains left out unless all diverged): correct when a majority shows the unit's class;
+``judge_prob`` is that share and ``judge_label`` the most common fine verdict.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from atlas.models.loaded import LoadedModel
+
+
+class Judge:
+    """J's coarse (class) and fine (facet) verdicts on uint8 pictures."""
+
+    def __init__(self, judge: LoadedModel, device: torch.device) -> None:
+        self.model, self.device = judge, device
+        judge.module.to(device)
+        self.fine_to_class = torch.tensor(list(judge.extras["fine_to_class"]), device=device)  # type: ignore
+        self.n_classes = int(self.fine_to_class.max()) + 1
+        fine_names = judge.extras.get("fine_names") or [str(i) for i in range(len(self.fine_to_class))]
+        self.fine_names: list[str] = [str(n) for n in fine_names]  # type: ignore[union-attr]
+
+    @torch.no_grad()
+    def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """images (N, H, W, 3) uint8 -> (class verdicts (N,), fine verdicts (N,))."""
+        x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device).permute(0, 3, 1, 2).float() / 255
+        p = torch.softmax(self.model.module(self.model.space.encode(x)).float(), dim=1)  # (N, fine)
+        per_class = torch.zeros(p.shape[0], self.n_classes, device=self.device)
+        per_class.index_add_(1, self.fine_to_class, p)
+        return per_class.argmax(1).cpu().numpy(), p.argmax(1).cpu().numpy()
+
+
+def judge_verdict(judge: Judge, chains: Sequence[Any], unit: int) -> dict[str, Any] | None:
+    """The unit's verdict from its chains' last pictures (see the module docstring); None without chains."""
+    if not chains:
+        return None
+    kept = [c for c in chains if not c.diverged] or list(chains)
+    classes, fines = judge(np.stack([c.last.image for c in kept]))
+    hits = int((classes == unit).sum())
+    label = Counter(fines.tolist()).most_common(1)[0][0]
+    return {
+        "judge_label": judge.fine_names[int(label)],
+        "judge_correct": hits * 2 > len(kept),
+        "judge_prob": hits / len(kept),
+    }
