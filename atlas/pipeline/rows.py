@@ -36,7 +36,8 @@ def _image_row(
         "natural_percentile": _num(rec.natural_percentile),
         "path_z": _num(rec.path_z),
         "path_similarity": _num(rec.path_similarity),
-        "flags": picture_flags(rec.natural_percentile, rec.path_z),
+        "manifold_percentile": _num(rec.manifold_percentile),
+        "flags": picture_flags(rec.natural_percentile, rec.path_z, rec.manifold_percentile),
     }
 
 

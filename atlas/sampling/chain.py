@@ -47,6 +47,7 @@ class TargetReadout:
     layer: str
     facet_layer: str | None = None
     path_layers: tuple[str, ...] = ()  # earlier layers read on the last picture (path similarity, issue 16)
+    code_layer: str | None = None  # read on the last picture: its code E(x) (on-manifold score, issue 16)
 
 
 def run_chains(
@@ -124,7 +125,18 @@ def run_chains(
         features = acts[readout.facet_layer].detach().float().flatten(1).cpu()  # (B, F)
     seconds = (time.perf_counter() - t0) / max(b, 1)
     paths = {name: path_pattern(acts[name]).cpu() for name in readout.path_layers}  # layer -> (B, C)
-    return _results(tracker, meta, values.detach().float().cpu(), features, seconds, paths)
+    out = _results(tracker, meta, values.detach().float().cpu(), features, seconds, paths)
+    _attach_codes(out, acts, readout.code_layer)
+    return out
+
+
+def _attach_codes(out: list[ChainResult], acts: dict[str, torch.Tensor], code_layer: str | None) -> None:
+    """Each chain's last picture's code E(x), when the readout reads the code layer."""
+    if code_layer is None:
+        return
+    codes = acts[code_layer].detach().float().flatten(1).cpu()  # (B, D)
+    for i, res in enumerate(out):
+        res.last_code = codes[i].clone()
 
 
 @torch.no_grad()

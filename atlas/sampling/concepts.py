@@ -109,16 +109,21 @@ def natural_percentile(natural_sorted: torch.Tensor, value: float) -> float:
     return (below + upto) / (2 * n)
 
 
-def picture_flags(natural_percentile: float, path_z: float = float("nan")) -> str:
+def picture_flags(
+    natural_percentile: float, path_z: float = float("nan"), manifold_percentile: float = float("nan")
+) -> str:
     """Comma-separated flags of a synthetic picture ("" = none): ``weak`` when it drives its unit less than
     the top 1 % of natural images do (natural_percentile < WEAK_PERCENTILE); ``off_path`` when its
     earlier-layer patterns depart from the unit's natural top images' by more than 3 natural spreads
-    (path_z < OFF_PATH_Z)."""
+    (path_z < OFF_PATH_Z); ``off_manifold`` when G redraws it from its own code worse than 99 % of natural
+    images (manifold_percentile < 0.01, ``atlas.sampling.manifold``)."""
     flags = []
     if natural_percentile == natural_percentile and natural_percentile < WEAK_PERCENTILE:
         flags.append("weak")
     if path_z == path_z and path_z < OFF_PATH_Z:
         flags.append("off_path")
+    if manifold_percentile == manifold_percentile and manifold_percentile < 0.01:
+        flags.append("off_manifold")
     return ",".join(flags)
 
 

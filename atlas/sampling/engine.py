@@ -150,6 +150,11 @@ class Engine:
         seeds_from_facets = self.cfg.start == "facet_seeded" and self.method != "pixel"
         self.real.load(layer, self.facet_layer if seeds_from_facets else None, self.path_layers(layer))
 
+    @property
+    def manifold_scored(self) -> bool:
+        """Pictures get an on-manifold score: real images (with their codes), a generator, a code layer."""
+        return self.real is not None and self.nets.gen_module is not None and bool(self.code_layer)
+
     def path_layers(self, layer: str) -> list[str]:
         """Earlier layers whose patterns test a picture's processing path (only with real images)."""
         if self.real is None:
@@ -209,10 +214,12 @@ class Engine:
             gens_all.extend(gens)
         probe_layers = [layer] + list(getattr(self.sampler.prior, "needs_layers", ()))
         paths = self.path_layers(layer)
-        final_layers = list(dict.fromkeys([layer] + ([self.facet_layer] if self.facet_layer else []) + paths))
+        code = [self.code_layer] if self.manifold_scored else []
+        final = [layer] + ([self.facet_layer] if self.facet_layer else []) + paths + code
+        final_layers = list(dict.fromkeys(final))
         probe, final_probe = self.nets.probes(probe_layers, final_layers)
         readout = TargetReadout(
-            self.nets.space.encode, probe, final_probe, layer, self.facet_layer, tuple(paths)
+            self.nets.space.encode, probe, final_probe, layer, self.facet_layer, tuple(paths), *code[:1]
         )
         return run_chains(
             self.sampler,

@@ -29,6 +29,7 @@ from atlas.sampling.concepts import (
     path_reference,
 )
 from atlas.sampling.facets import top_real
+from atlas.sampling.manifold import reconstruction_error
 from atlas.sampling.nets import EngineNets
 from atlas.sampling.objectives import layer_values
 from atlas.sampling.real import RealImagesLike
@@ -53,6 +54,7 @@ class RealFeatures:
         self.codes: torch.Tensor | None = None  # (N, D)
         self.facet_features: torch.Tensor | None = None  # (N, F)
         self.patterns: dict[str, torch.Tensor] = {}  # path layer -> (N, C) activation patterns
+        self._recon: torch.Tensor | None = None  # (N,) sorted errors of G redrawing each image from its code
 
     @property
     def images(self) -> torch.Tensor:
@@ -91,6 +93,19 @@ class RealFeatures:
         top = self._values[layer].max(0).values.float()  # (U,)
         top = torch.where(top > 0, top, torch.full_like(top, float("inf")))
         return top[torch.tensor(units, device=top.device)]
+
+    def manifold_percentile(self, error: float) -> float:
+        """Share of the images G redraws from their codes *worse* than ``error`` (sampling.manifold)."""
+        if self._recon is None:
+            assert self.codes is not None
+            errors = [
+                reconstruction_error(
+                    self.nets, self.images[i : i + self.batch], self.codes[i : i + self.batch]
+                )
+                for i in range(0, self.images.shape[0], self.batch)
+            ]
+            self._recon = torch.sort(torch.cat(errors)).values
+        return 1.0 - natural_percentile(self._recon, error)
 
     def path_reference(self, layer: str, unit: int, path_layers: list[str]) -> PathReference | None:
         """The unit's natural path: its top PATH_TOP_K images' patterns at ``path_layers`` (loaded ones)."""

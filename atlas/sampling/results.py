@@ -26,6 +26,7 @@ class ImageRecord:
     natural_percentile: float = float("nan")  # share of natural images driving the unit less (issue 16)
     path_z: float = float("nan")  # path similarity to the unit's natural top images, in natural spreads
     path_similarity: float = float("nan")  # mean cosine of its earlier-layer patterns with theirs
+    manifold_percentile: float = float("nan")  # share of natural images G redraws worse (sampling.manifold)
 
 
 @dataclass
@@ -44,6 +45,7 @@ class ChainResult:
     seconds: float  # this chain's share of its batch's wall time
     features: torch.Tensor | None = None  # (F,) facet features of the last image (T's penultimate layer)
     path_patterns: dict[str, torch.Tensor] = field(default_factory=dict)  # layer -> (C,) of the last image
+    last_code: torch.Tensor | None = None  # (D,) the target's code-layer activation E(x) of the last image
 
 
 @dataclass

@@ -17,9 +17,13 @@ import math
 import traceback
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import torch
+
 from atlas.models.spaces import to_uint8_images
 from atlas.sampling.concepts import path_score
 from atlas.sampling.facets import assign_facets
+from atlas.sampling.manifold import reconstruction_error
 from atlas.sampling.results import ChainResult, UnitResult
 from atlas.sampling.units import Unit
 
@@ -97,6 +101,20 @@ class UnitRows:
                 rec.natural_percentile = real.percentile(self.layer, unit.index, rec.activation)
             if ref is not None and c.path_patterns:
                 c.last.path_z, c.last.path_similarity = path_score(ref, c.path_patterns)
+        self._add_manifold(row.chains)
+
+    def _add_manifold(self, chains: list[ChainResult]) -> None:
+        """Each last picture's on-manifold score: G's error redrawing it from its code, vs natural images'."""
+        real, with_code = self.engine.real, [c for c in chains if c.last_code is not None]
+        if real is None or real.codes is None or not with_code:
+            return
+        images = (
+            torch.from_numpy(np.stack([c.last.image for c in with_code])).permute(0, 3, 1, 2).float() / 255
+        )
+        codes = torch.stack([c.last_code for c in with_code])  # type: ignore[misc]  # (K, D)
+        errors = reconstruction_error(self.engine.nets, images, codes)  # (K,)
+        for c, err in zip(with_code, errors.tolist(), strict=True):
+            c.last.manifold_percentile = real.manifold_percentile(err)
 
     def _real_topk(self, unit: Unit) -> list[tuple[int, float, object]]:
         """The unit's top ``facets.top_k_real`` real images: (index, activation, (H, W, 3) uint8)."""

@@ -120,6 +120,9 @@ SCHEMAS: dict[str, pa.Schema] = {
             # picture's pattern vs the unit's natural top-9 (cosine, in natural spreads); mean cosine
             ("path_z", _f64, True),
             ("path_similarity", _f64, True),
+            # on-manifold (last pictures, runs with G and a code layer): share of natural images that G
+            # redraws from their own code worse than this picture (atlas.sampling.manifold)
+            ("manifold_percentile", _f64, True),
             ("flags", _str, True),  # comma-separated flags (atlas.sampling.concepts.picture_flags); "" = none
         ],
     ),

@@ -148,7 +148,9 @@ def test_engine_stores_labels_and_picture_percentiles():
         if img["kind"] != "real":
             weak = img["natural_percentile"] < 0.99
             off = img["path_z"] is not None and img["path_z"] < -3
-            assert img["flags"] == ",".join(f for f, on in (("weak", weak), ("off_path", off)) if on)
+            far = img["manifold_percentile"] is not None and img["manifold_percentile"] < 0.01
+            flags = (("weak", weak), ("off_path", off), ("off_manifold", far))
+            assert img["flags"] == ",".join(f for f, on in flags if on)
 
 
 def test_path_layers_spread_before_the_unit_layer():
@@ -173,3 +175,30 @@ def test_path_score_in_natural_spreads():
     assert z_out < -3 and sim_out < sim_in  # a picture reaching the unit another way is off the path
     assert all(math.isnan(x) for x in path_score(ref, {"other": base}))  # no shared layer: no score
     assert picture_flags(1.0, z_out) == "off_path" and picture_flags(0.5, z_out) == "weak,off_path"
+
+
+def test_manifold_percentile_of_pictures_g_draws_and_of_noise():
+    """A picture G drew from a natural code is redrawn about as well as natural images; noise is not."""
+    from atlas.config import ComputeConfig, FacetConfig, SamplerConfig
+    from atlas.sampling import Engine
+    from atlas.sampling.manifold import reconstruction_error
+    from tests.unit.tiny_models import tiny_world
+
+    t, g, d, real = tiny_world()
+    cfg = SamplerConfig(steps=4, chains_per_unit=2, record_every=2, start="random", method="dgn_am")
+    eng = Engine(
+        t, g, d, cfg, FacetConfig(), ComputeConfig(autocast="none"), torch.device("cpu"),
+        code_layer="relu6", real=real,
+    )  # fmt: skip
+    (res,) = eng.map_units("fc8", [2], seed=0)
+    assert eng.manifold_scored and all(c.last_code is not None for c in res.chains)
+    scores = [c.last.manifold_percentile for c in res.chains]
+    assert all(0.0 <= s <= 1.0 for s in scores)
+    noise = torch.rand(8, 3, 16, 16, generator=torch.Generator().manual_seed(0))  # far from G's pictures
+    with torch.no_grad():
+        codes = eng.nets.probes(["relu6"])[0](t.space.encode(noise))["relu6"]
+    worst = reconstruction_error(eng.nets, noise, codes)
+    assert all(eng.real.manifold_percentile(float(e)) < 0.01 for e in worst)
+    typical = float(torch.median(eng.real._recon))
+    assert eng.real.manifold_percentile(typical) == pytest.approx(0.5, abs=0.05)
+    assert picture_flags(1.0, 0.0, 0.005) == "off_manifold"
