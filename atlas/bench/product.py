@@ -196,8 +196,35 @@ def _run_product(
     grid_units: int,
     log: Callable[[str], None],
 ) -> dict[str, Any]:
+    engine, bundle, device = build_engine(cfg)
+    precision = str(engine.setup.dtype or torch.float32).removeprefix("torch.")
+    report: dict[str, Any] = {
+        "precision": precision,
+        "seed": cfg.seed,
+        "threads": torch.get_num_threads(),
+        "max_units": max_units,
+        "sampler": cfg.sampler.to_dict(),
+        "layers": {},
+    }
+    for layer in cfg.layers:
+        kind, units, results, seconds = map_layer(engine, cfg, layer, max_units)
+        m = layer_metrics(results)
+        m["kind"] = kind
+        m["seconds"] = seconds
+        if kind == "output" and bundle.judge is not None:
+            m["judge"] = output_metrics(results, bundle.judge.to(device), device)
+        report["layers"][layer.name] = m
+        log(f"{layer.name}: {len(units)} units in {seconds:.0f} s; " + _summary(m))
+        if out_dir is not None:
+            path = Path(out_dir) / f"{layer.name}-{precision}.png"
+            save_grid(subset(results, grid_units), path, picture="best", n_real=6, gap_px=6, scale=3)
+    return report
+
+
+def build_engine(cfg: RunConfig, truth: bool = True) -> tuple[Engine, Any, torch.device]:
+    """(engine, worker bundle, device): the Engine an AtlasWorker builds for ``cfg``, in this process
+    (``truth=False``: without the truth columns, to time them)."""
     from atlas.pipeline.models_setup import build_bundle
-    from atlas.pipeline.plan import plan_shards
     from atlas.sampling.compute import resolve_device
 
     device = resolve_device(cfg.compute.device)
@@ -217,35 +244,24 @@ def _run_product(
         code_stats=models.code_stats.to(device) if models.code_stats else None,
         code_layer=models.code_layer,
         real=bundle.real,
+        truth=truth,
     )
-    precision = str(engine.setup.dtype or torch.float32).removeprefix("torch.")
-    report: dict[str, Any] = {
-        "precision": precision,
-        "seed": cfg.seed,
-        "threads": torch.get_num_threads(),
-        "max_units": max_units,
-        "sampler": cfg.sampler.to_dict(),
-        "layers": {},
-    }
-    for layer in cfg.layers:
-        kind, n, _ = engine.layer_info(layer.name)
-        units = subset(layer.units.resolve(n, layer=layer.name), max_units)
-        t0 = time.perf_counter()
-        results: list[UnitResult] = []
-        for shard in plan_shards({layer.name: units}, cfg.ray.units_per_shard):
-            results += engine.map_units(shard.layer, list(shard.units), seed=cfg.seed)
-        seconds = time.perf_counter() - t0
-        m = layer_metrics(results)
-        m["kind"] = kind
-        m["seconds"] = seconds
-        if kind == "output" and bundle.judge is not None:
-            m["judge"] = output_metrics(results, bundle.judge.to(device), device)
-        report["layers"][layer.name] = m
-        log(f"{layer.name}: {len(units)} units in {seconds:.0f} s; " + _summary(m))
-        if out_dir is not None:
-            path = Path(out_dir) / f"{layer.name}-{precision}.png"
-            save_grid(subset(results, grid_units), path, picture="best", n_real=6, gap_px=6, scale=3)
-    return report
+    return engine, bundle, device
+
+
+def map_layer(
+    engine: Engine, cfg: RunConfig, layer: Any, max_units: int | None
+) -> tuple[str, list[int], list[UnitResult], float]:
+    """(kind, units, results, seconds) of one configured layer, shard by shard as the workers map it."""
+    from atlas.pipeline.plan import plan_shards
+
+    kind, n, _ = engine.layer_info(layer.name, layer.kind)
+    units = subset(layer.units.resolve(n, layer=layer.name), max_units)
+    t0 = time.perf_counter()
+    results: list[UnitResult] = []
+    for shard in plan_shards({layer.name: units}, cfg.ray.units_per_shard):
+        results += engine.map_units(shard.layer, list(shard.units), seed=cfg.seed, kind=layer.kind)
+    return kind, units, results, time.perf_counter() - t0
 
 
 def _summary(m: dict[str, Any]) -> str:

@@ -64,6 +64,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--batches", default="1,4,16,64,128,256", help="comma-separated batch sizes")
     t.add_argument("--methods", help="comma-separated subset: dgn_am,ppgn_h/dae,ppgn_h/joint,pixel")
     _add_viewer_parser(sub)
+    _add_truth_parser(sub)
     w = sub.add_parser("toyworld", help="Train a toy-world preset from scratch: wall and CPU s per stage.")
     from atlas.bench import toyworld_train
 
@@ -102,6 +103,21 @@ def _add_viewer_parser(sub: argparse._SubParsersAction) -> None:
         metavar="RUN",
         help="measure this existing run (a path or a URI such as s3://bucket/atlas/demo)",
     )
+
+
+def _add_truth_parser(sub: argparse._SubParsersAction) -> None:
+    r = sub.add_parser(
+        "truth",
+        help="Truth columns per method from random starts: labels, weak/off_path/off_manifold shares, cost.",
+    )
+    r.add_argument("--config", default="configs/demo.yaml", help="run config (default configs/demo.yaml)")
+    r.add_argument("--methods", default="dgn_am,ppgn_h,pixel", help="comma-separated: dgn_am,ppgn_h,pixel")
+    r.add_argument(
+        "--max-units", type=int, metavar="N", help="N evenly spaced units per layer (default: all)"
+    )
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
+    r.add_argument("--cache-dir", metavar="DIR", help="toy-world cache directory")
+    r.add_argument("--json", help="write the report as JSON to this path")
 
 
 def _compute_overrides(assignments: list[str]):
@@ -156,6 +172,8 @@ def run(args: argparse.Namespace) -> int:
         return int(viewer_latency.run(args) or 0)
     if args.bench == "quality":
         return _quality(args)
+    if args.bench == "truth":
+        return _truth(args)
     if args.ray:
         from atlas.bench import ray_throughput
 
@@ -205,6 +223,24 @@ def _product(args: argparse.Namespace) -> int:
         cfg = replace(cfg, sampler=replace(cfg.sampler, steps=args.steps))
     report = run_product(cfg, max_units=args.max_units, out_dir=args.out)
     print(format_product(report))
+    _write_json(args.json, report)
+    return 0
+
+
+def _truth(args: argparse.Namespace) -> int:
+    """``bench truth``: the truth columns of the config's atlas per method (atlas.bench.truth)."""
+    from atlas.bench.truth import format_table, run_truth
+    from atlas.config import load_config
+    from atlas.errors import AtlasError
+
+    methods = _methods(args.methods) or []
+    bad = [m for m in methods if m not in ("dgn_am", "ppgn_h", "pixel")]
+    if bad or not methods:
+        raise AtlasError(f"--methods: unknown method {(bad or [''])[0]!r}; valid: dgn_am, ppgn_h, pixel")
+    if args.max_units is not None and args.max_units < 1:
+        raise AtlasError("--max-units: give a positive number of units per layer")
+    report = run_truth(load_config(args.config, _with_cache_dir(args)), methods, args.max_units)
+    print(format_table(report))
     _write_json(args.json, report)
     return 0
 

@@ -68,11 +68,13 @@ class Engine:
         real: RealImagesLike | None = None,
         facet_layer: str | None = None,
         real_batch: int = 256,
+        truth: bool = True,
     ) -> None:
         """``facet_layer``: features clustered into facets (default: ``facets.layer``, else T's penultimate
         layer, the last 1-D layer before the output layer). ``real_batch``: batch size for the passes over
-        the real-image set. The caller's modules are never changed (the engine folds its own copies)."""
-        self.cfg, self.facet_cfg = sampler, facets
+        the real-image set. ``truth``: label units and score pictures (docs/truth.md; needs ``real``).
+        The caller's modules are never changed (the engine folds its own copies)."""
+        self.cfg, self.facet_cfg, self.truth = sampler, facets, truth
         self.setup = ComputeSetup.resolve(compute, torch.device(device))
         self.device = self.setup.device
         self.batch_size = self.setup.batch_size or 512  # 0 (CUDA autotune): start at 512, halve on OOM
@@ -153,11 +155,16 @@ class Engine:
     @property
     def manifold_scored(self) -> bool:
         """Pictures get an on-manifold score: real images (with their codes), a generator, a code layer."""
-        return self.real is not None and self.nets.gen_module is not None and bool(self.code_layer)
+        return (
+            self.truth
+            and self.real is not None
+            and self.nets.gen_module is not None
+            and bool(self.code_layer)
+        )
 
     def path_layers(self, layer: str) -> list[str]:
         """Earlier layers whose patterns test a picture's processing path (only with real images)."""
-        if self.real is None:
+        if self.real is None or not self.truth:
             return []
         return choose_path_layers(self.nets.layers_up_to(layer), layer)
 

@@ -92,7 +92,7 @@ class UnitRows:
     def _add_truth(self, row: UnitResult, unit: Unit) -> None:
         """The unit's concept label and each picture's natural percentile (needs the real images)."""
         real = self.engine.real
-        if real is None or real.values(self.layer) is None:
+        if real is None or real.values(self.layer) is None or not self.engine.truth:
             return
         row.label = real.unit_label(self.layer, unit.index)
         ref = real.path_reference(self.layer, unit.index, self.engine.path_layers(self.layer))

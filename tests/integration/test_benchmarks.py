@@ -97,3 +97,32 @@ def test_bench_bad_input_is_one_line_exit_2(micro_cache, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--batches" in err[0]
+
+
+def test_truth_bench_per_method(micro_cache, tmp_path, capsys):
+    """`atlas bench truth`: every method's truth summary; G's own pictures lie on its manifold, pixel ones
+    (random starts, few steps) do not; bad --methods is a one-line error."""
+    out = tmp_path / "t.json"
+    argv = [
+        "bench",
+        "truth",
+        "--config",
+        "configs/micro.yaml",
+        "--cache-dir",
+        micro_cache,
+        "--max-units",
+        "2",
+    ]
+    argv += ["--methods", "dgn_am,pixel", "--set", "sampler.steps=8", "--json", str(out)]
+    assert main(argv) == 0
+    assert "truth columns add" in capsys.readouterr().out
+    report = json.loads(out.read_text())
+    assert set(report["methods"]) == {"dgn_am", "pixel"}
+    for r in report["methods"].values():
+        fc8 = r["layers"]["fc8"]
+        assert fc8["units"] == 2 and fc8["labelled"] == 1.0  # the micro world's output units are its classes
+        assert all(0.0 <= fc8[f] <= 1.0 for f in ("weak", "off_path", "off_manifold"))
+        assert r["plain_seconds"] > 0 and r["truth_seconds"] > 0
+    dgn, pixel = report["methods"]["dgn_am"]["layers"]["fc8"], report["methods"]["pixel"]["layers"]["fc8"]
+    assert dgn["manifold"] > pixel["manifold"]
+    assert main(["bench", "truth", "--methods", "fourier"]) == 2

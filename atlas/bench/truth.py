@@ -1,0 +1,133 @@
+"""Truth benchmark: the truth columns of a config's atlas, per method, from common starts (issue 16 item 7).
+
+Usage::
+
+    atlas bench truth --config configs/demo.yaml [--methods dgn_am,ppgn_h,pixel] [--max-units 16] [--json P]
+
+For each method the config's atlas is built in-process as the workers build it (``bench.product``), every
+chain from a random start (``sampler.start: random``: never from the unit's own top real images), and the
+truth columns are summarized per layer:
+
+- ``labelled``: share of units with a concept label (AUROC >= 0.85), ``label_score``: median best AUROC;
+- ``weak`` / ``off_path`` / ``off_manifold``: share of last pictures with each flag
+  (``atlas.sampling.concepts.picture_flags``);
+- ``percentile``, ``path_z``, ``manifold``: medians of the last pictures' natural percentile, path z and
+  manifold percentile;
+- ``seconds`` per layer, and ``truth_seconds``: the time the truth columns add to the config's atlas
+  (the same engine with them switched off, once per method, on the first layer).
+
+Not yet measured (issue 16 open): whether the pictures *show* their unit's label (needs the attribute reader)
+and the planted-unit targets.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from atlas.config import RunConfig, replace
+from atlas.sampling.concepts import picture_flags
+from atlas.sampling.results import UnitResult
+
+DEFAULT_METHODS = ("dgn_am", "ppgn_h", "pixel")
+FLAGS = ("weak", "off_path", "off_manifold")
+
+
+def _median(values: list[float]) -> float:
+    vals = [v for v in values if v == v]
+    return float(np.median(vals)) if vals else math.nan
+
+
+def truth_metrics(results: list[UnitResult]) -> dict[str, Any]:
+    """Per-layer summary of the truth columns of ``results`` (see the module docstring)."""
+    ok = [u for u in results if u.status == "ok"]
+    labels = [u.label for u in ok if u.label is not None]
+    lasts = [c.last for u in ok for c in u.chains if not c.diverged]
+    flags = [picture_flags(r.natural_percentile, r.path_z, r.manifold_percentile).split(",") for r in lasts]
+    share = {f: (sum(f in fl for fl in flags) / len(flags) if flags else math.nan) for f in FLAGS}
+    return {
+        "units": len(ok),
+        "labelled": (sum(lab.label is not None for lab in labels) / len(ok)) if ok else math.nan,
+        "label_score": _median([lab.score for lab in labels]),
+        "pictures": len(lasts),
+        **share,
+        "percentile": _median([r.natural_percentile for r in lasts]),
+        "path_z": _median([r.path_z for r in lasts]),
+        "manifold": _median([r.manifold_percentile for r in lasts]),
+    }
+
+
+def run_truth(
+    cfg: RunConfig,
+    methods: list[str] | None = None,
+    max_units: int | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """{"methods": {method: {"layers": {layer: metrics}, "truth_seconds", "plain_seconds"}}, "max_units"}."""
+    report: dict[str, Any] = {"max_units": max_units, "methods": {}}
+    for method in methods or DEFAULT_METHODS:
+        m_cfg = replace(cfg, sampler=replace(cfg.sampler, method=method, start="random"))
+        report["methods"][method] = _run_method(m_cfg, max_units, log)
+    return report
+
+
+def _run_method(cfg: RunConfig, max_units: int | None, log: Callable[[str], None]) -> dict[str, Any]:
+    from atlas.bench.product import build_engine, map_layer
+
+    engine, _bundle, _device = build_engine(cfg)
+    out: dict[str, Any] = {"layers": {}}
+    for layer in cfg.layers:
+        kind, _units, results, seconds = map_layer(engine, cfg, layer, max_units)
+        m = truth_metrics(results) | {"kind": kind, "seconds": seconds}
+        out["layers"][layer.name] = m
+        log(f"{cfg.sampler.method} {layer.name}: {m['units']} units in {seconds:.1f} s; " + _line(m))
+    out["plain_seconds"], out["truth_seconds"] = _overhead(cfg, max_units)
+    return out
+
+
+def _overhead(cfg: RunConfig, max_units: int | None) -> tuple[float, float]:
+    """(seconds without, with the truth columns) for the first layer: a fresh engine each."""
+    from atlas.bench.product import build_engine, map_layer
+
+    timings = []
+    for truth in (False, True):
+        engine, _bundle, _device = build_engine(cfg, truth=truth)
+        t0 = time.perf_counter()
+        map_layer(engine, cfg, cfg.layers[0], max_units)
+        timings.append(time.perf_counter() - t0)
+    return timings[0], timings[1]
+
+
+def _line(m: dict[str, Any]) -> str:
+    return (
+        f"labelled {m['labelled']:.2f} (median AUROC {m['label_score']:.3f}), weak {m['weak']:.2f}, "
+        f"off_path {m['off_path']:.2f}, off_manifold {m['off_manifold']:.2f}, median percentile "
+        f"{m['percentile']:.3f}, path z {m['path_z']:.2f}, manifold {m['manifold']:.2f}"
+    )
+
+
+def format_table(report: dict[str, Any]) -> str:
+    head = (
+        f"{'method':<8}{'layer':<8}{'kind':<7}{'units':>6}{'labelled':>9}{'AUROC':>7}{'weak':>6}"
+        f"{'off_path':>9}{'off_man.':>9}{'pct':>7}{'path z':>8}{'manif.':>8}{'s':>7}"
+    )
+    lines = [head, "-" * len(head)]
+    for method, r in report["methods"].items():
+        for layer, m in r["layers"].items():
+            lines.append(
+                f"{method:<8}{layer:<8}{m['kind']:<7}{m['units']:>6}{m['labelled']:>9.2f}{m['label_score']:>7.3f}"
+                f"{m['weak']:>6.2f}{m['off_path']:>9.2f}{m['off_manifold']:>9.2f}{m['percentile']:>7.3f}"
+                f"{m['path_z']:>8.2f}{m['manifold']:>8.2f}{m['seconds']:>7.1f}"
+            )
+    for method, r in report["methods"].items():
+        plain, truth = r["plain_seconds"], r["truth_seconds"]
+        lines.append(
+            f"{method}: truth columns add {100 * (truth / plain - 1):+.1f} % on the first layer "
+            f"({plain:.1f} s -> {truth:.1f} s; one run each, other jobs may share the cores)"
+        )
+    lines.append("(last pictures; shares of pictures, medians; every chain from a random start)")
+    return "\n".join(lines)
