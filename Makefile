@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q --no-compile -e '.[dev]'  # byte-compiles on first import: ~40 s less
+	$(BIN)/python -m pip install -q -e '.[dev]'  # byte-compiled: PYTHONDONTWRITEBYTECODE would recompile every import
 	@touch $(STAMP)
 
 setup: $(STAMP)  ## create .venv and install atlas with dev extras (quick when done)

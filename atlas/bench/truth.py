@@ -80,13 +80,69 @@ def _run_method(cfg: RunConfig, max_units: int | None, log: Callable[[str], None
 
     engine, _bundle, _device = build_engine(cfg)
     out: dict[str, Any] = {"layers": {}}
+    planted = engine.target.extras.get("planted")
     for layer in cfg.layers:
         kind, _units, results, seconds = map_layer(engine, cfg, layer, max_units)
         m = truth_metrics(results) | {"kind": kind, "seconds": seconds}
+        if planted and layer.name == "planted":
+            m["planted"] = planted_metrics(results, planted, engine.target.module)
+            log(f"{cfg.sampler.method} planted: " + _planted_line(m["planted"]))
         out["layers"][layer.name] = m
         log(f"{cfg.sampler.method} {layer.name}: {m['units']} units in {seconds:.1f} s; " + _line(m))
     out["plain_seconds"], out["truth_seconds"] = _overhead(cfg, max_units)
     return out
+
+
+def planted_metrics(results: list[UnitResult], planted: list[dict], module: Any) -> dict[str, Any]:
+    """Truth checked against construction (atlas/toyworld/planted.py): concept units' labels, silent units
+    without one, and for fooling units which last pictures use the hidden path (the trap fires on them:
+    unfaithful by construction) and whether the flags catch them; concept units' pictures never use it."""
+    import torch
+
+    by_unit = {u.unit: u for u in results if u.status == "ok"}
+    concept = [p for p in planted if p["kind"] == "concept" and p["unit"] in by_unit]
+    recovered = [p["concept"] for p in concept if _label(by_unit[p["unit"]]) == p["concept"]]
+    silent = [p for p in planted if p["kind"] == "silent" and p["unit"] in by_unit]
+    unfaithful, caught, ordinary, false_flags = 0, 0, 0, 0
+    for p in planted:
+        u = by_unit.get(p["unit"])
+        if u is None or p["kind"] == "silent":
+            continue
+        for c in u.chains:
+            x = torch.from_numpy(c.last.image).permute(2, 0, 1)[None].float() / 255
+            with torch.no_grad():
+                trap = float(module.checkerboard(module.encode(x))) > module.tau
+            flagged = bool(
+                picture_flags(c.last.natural_percentile, c.last.path_z, c.last.manifold_percentile)
+            )
+            if p["kind"] == "fooling" and trap:
+                unfaithful, caught = unfaithful + 1, caught + flagged
+            elif p["kind"] == "concept":
+                ordinary, false_flags = ordinary + 1, false_flags + flagged
+    return {
+        "concepts": len(concept),
+        "recovered": recovered,
+        "silent_without_label": sum(_label(by_unit[p["unit"]]) is None for p in silent),
+        "silent": len(silent),
+        "unfaithful_pictures": unfaithful,
+        "unfaithful_flagged": caught / unfaithful if unfaithful else math.nan,
+        "ordinary_pictures": ordinary,
+        "ordinary_flagged": false_flags / ordinary if ordinary else math.nan,
+    }
+
+
+def _label(u: UnitResult) -> str | None:
+    return u.label.label if u.label is not None else None
+
+
+def _planted_line(p: dict[str, Any]) -> str:
+    return (
+        f"concept labels recovered {len(p['recovered'])}/{p['concepts']}, silent without label "
+        f"{p['silent_without_label']}/{p['silent']}, unfaithful pictures flagged "
+        f"{p['unfaithful_flagged']:.2f} (of {p['unfaithful_pictures']}), ordinary pictures flagged "
+        f"{p['ordinary_flagged']:.2f} "
+        f"(of {p['ordinary_pictures']})"
+    )
 
 
 def _overhead(cfg: RunConfig, max_units: int | None) -> tuple[float, float]:
@@ -129,5 +185,9 @@ def format_table(report: dict[str, Any]) -> str:
             f"{method}: truth columns add {100 * (truth / plain - 1):+.1f} % on the first layer "
             f"({plain:.1f} s -> {truth:.1f} s; one run each, other jobs may share the cores)"
         )
+    for method, r in report["methods"].items():
+        p = r["layers"].get("planted", {}).get("planted")
+        if p:
+            lines.append(f"{method} planted: " + _planted_line(p))
     lines.append("(last pictures; shares of pictures, medians; every chain from a random start)")
     return "\n".join(lines)

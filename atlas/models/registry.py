@@ -3,6 +3,7 @@
 Spec strings (DESIGN.md "Models"):
 
 - ``toyworld:target|judge|generator|dae``   the toy world (trained on demand, cached)
+- ``toyworld:planted``                       T plus a layer of planted units (concept, silent, fooling)
 - ``torchvision:NAME``                      any torchvision classification model; ``weights:`` a state-dict
                                              file, or a torchvision weights enum name (needs a network)
 - ``python:package.module:factory``         any ``nn.Module`` returned by ``factory()``; optional weights
@@ -270,7 +271,12 @@ def _load_toyworld(name: str, cfg: ModelConfig, role: Role, _allow: bool, tw: To
 
     if cfg.weights:
         raise ModelError(f"{cfg.spec!r}: toy-world models come from the toy-world cache; remove 'weights'")
-    loaded = toyworld.load_component(name, preset=tw.preset, cache_dir=tw.cache_dir)
+    if name == "planted" and role == "target":  # T plus units whose truth is known (toyworld/planted.py)
+        from atlas.toyworld.planted import planted_target
+
+        loaded = planted_target(tw.preset, tw.cache_dir)
+    else:
+        loaded = toyworld.load_component(name, preset=tw.preset, cache_dir=tw.cache_dir)
     if cfg.preprocess is not None and loaded.space is not None:
         loaded.space = _override_space(loaded.space, cfg.preprocess, cfg.spec)
     return loaded

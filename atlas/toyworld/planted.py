@@ -1,0 +1,147 @@
+"""Planted units: a target variant whose extra units have a truth known by construction (issue 16 item 5).
+
+Usage::
+
+    target = planted_target("default")          # LoadedModel, spec toyworld:planted; layer "planted"
+    target.extras["planted"]                    # [{"unit": 0, "kind": "concept", "concept": "red pill"}, ...]
+    # in a config: models.target: toyworld:planted, layers: [{name: planted}]
+
+The toy target T, unchanged (same layers, same outputs), plus one layer ``planted`` of units read from T's
+code (relu6, the layer G inverts, which keeps colour, position and size) and the input:
+
+- **concept units**: a fixed linear readout of relu6 fitted (ridge least squares, train split) to one
+  concept's indicator, e.g. ``red pill``: their label must come out as that concept;
+- **silent units**: ``relu(w . relu6 - b)`` with b above every natural image's value: 0 on all natural images
+  (no label; nothing natural drives them);
+- **fooling units** (after Geirhos et al. 2023): a concept unit's readout plus a hidden path,
+  ``gain * relu(r(x) - tau)`` with r(x) the mean absolute response of the input to a 2x2 checkerboard
+  filter and tau above every natural image's r: on natural images they are exactly their concept unit, but
+  a high-frequency input reaches them through a path natural images never take. Pictures that use it
+  are unfaithful: the truth columns should flag them.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+from torch import nn
+
+from atlas.models.loaded import LoadedModel, freeze
+
+CONCEPTS = ("red pill", "blue ring", "class:hook", "colour:green", "size:large", "pos:top-left")
+SILENT = 2
+FOOLING = ("red pill", "blue ring", "class:hook")  # concept readouts that get the hidden path
+RIDGE = 1e-4
+TRAP_MARGIN = 1.5  # tau = this x the largest checkerboard response of a natural (train) image
+TRAP_GAIN = 10.0
+
+
+class Checkerboard(nn.Module):
+    """r(x): mean absolute response of each channel to a 2x2 checkerboard, averaged: (B, 3, S, S) -> (B,)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        k = torch.tensor([[1.0, -1.0], [-1.0, 1.0]]).view(1, 1, 2, 2).repeat(3, 1, 1, 1) / 4
+        self.register_buffer("kernel", k)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r = nn.functional.conv2d(x, self.kernel, groups=3)  # (B, 3, S-1, S-1)
+        return r.abs().mean((1, 2, 3))
+
+
+class PlantedTarget(nn.Module):
+    """T's layers by their own names, plus ``readout``, ``checkerboard`` and ``planted`` (B, P); forward
+    returns T's logits."""
+
+    def __init__(self, base: nn.Module, readout: nn.Linear, bias_floor: torch.Tensor, fooling: torch.Tensor,
+                 tau: float) -> None:  # fmt: skip
+        super().__init__()
+        for name, module in base.named_children():
+            self.add_module(name, module)
+        self.readout = readout  # relu6, G's code (D) -> P
+        self.register_buffer("silent", bias_floor)  # (P,) bool: relu-gated silent units
+        self.register_buffer("fooling", fooling)  # (P,) float: 1 for units with the hidden path
+        self.checkerboard = Checkerboard()
+        self.tau = tau
+        self.planted = nn.Identity()
+
+    def encode(self, rgb01: torch.Tensor) -> torch.Tensor:
+        """Canonical RGB (B, 3, S, S) -> this target's input (its image space, kept for the trap check)."""
+        return self.space.encode(rgb01)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.pool1(self.conv1(x))
+        h = self.pool2(self.conv2(h))
+        h = self.pool3(self.conv3(h))
+        code = self.relu6(self.fc6(self.flatten(self.conv4(h))))
+        logits = self.fc8(self.relu7(self.fc7(code)))
+        units = self.readout(code)  # (B, P)
+        units = torch.where(self.silent.bool(), torch.relu(units), units)
+        trap = torch.relu(self.checkerboard(x) - self.tau)  # (B,) 0 on every natural image
+        self.planted(units + TRAP_GAIN * trap[:, None] * self.fooling)
+        return logits
+
+
+def _codes(module: nn.Module, images01: torch.Tensor, space: Any, batch: int = 1024) -> torch.Tensor:
+    out = []
+    with torch.no_grad():
+        for i in range(0, images01.shape[0], batch):
+            out.append(module.code(space.encode(images01[i : i + batch])))
+    return torch.cat(out)  # (N, D) relu6
+
+
+def _ridge(feats: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """Least squares with a ridge: feats (N, F), target (N,) -> (w (F,), b)."""
+    x = torch.cat([feats, torch.ones(feats.shape[0], 1)], dim=1)  # (N, F+1)
+    a = x.T @ x + RIDGE * feats.shape[0] * torch.eye(x.shape[1])
+    w = torch.linalg.solve(a, x.T @ target.float())
+    return w[:-1], float(w[-1])
+
+
+def planted_target(preset: str = "default", cache_dir: str | os.PathLike[str] | None = None) -> LoadedModel:
+    """T with the planted layer (see the module docstring); deterministic for a given toy world."""
+    from atlas.toyworld.api import load_component
+    from atlas.toyworld.concepts import toy_concepts
+    from atlas.toyworld.world import ToyWorld
+
+    base = load_component("target", preset, cache_dir, log=lambda _m: None)
+    train = ToyWorld(preset, cache_dir, log=lambda _m: None).data("train")
+    concepts = toy_concepts(train)
+    images = train.rgb01()
+    feats = _codes(base.module, images, base.space)  # (N, D)
+    gen = torch.Generator().manual_seed(16)
+    rows, bias, units = [], [], []
+    for name in CONCEPTS:
+        w, b = _ridge(feats, concepts.members[:, concepts.names.index(name)])
+        rows.append(w), bias.append(b), units.append({"kind": "concept", "concept": name})
+    for _ in range(SILENT):
+        w = torch.randn(feats.shape[1], generator=gen) / feats.shape[1] ** 0.5
+        rows.append(w), bias.append(-float((feats @ w).max()) - 1.0), units.append({"kind": "silent"})
+    for name in FOOLING:
+        i = CONCEPTS.index(name)
+        rows.append(rows[i]), bias.append(bias[i]), units.append({"kind": "fooling", "concept": name})
+    readout = nn.Linear(feats.shape[1], len(rows))
+    with torch.no_grad():
+        readout.weight.copy_(torch.stack(rows))
+        readout.bias.copy_(torch.tensor(bias))
+    silent = torch.tensor([u["kind"] == "silent" for u in units])
+    fooling = torch.tensor([1.0 if u["kind"] == "fooling" else 0.0 for u in units])
+    with torch.no_grad():
+        natural_r = Checkerboard()(base.space.encode(images)).max()
+    module = PlantedTarget(base.module, readout, silent, fooling, TRAP_MARGIN * float(natural_r))
+    module.space = base.space
+    for i, u in enumerate(units):
+        u["unit"] = i
+    return LoadedModel(
+        freeze(module),
+        "target",
+        "toyworld:planted",
+        space=base.space,
+        output_layer=base.output_layer,
+        weights=base.weights,
+        random_weights=False,
+        fingerprint=base.fingerprint + "+planted",
+        extras=dict(base.extras) | {"planted": units},
+    )
