@@ -39,8 +39,10 @@ def connect(address: str | None) -> bool:
     addr = address or os.environ.get("RAY_ADDRESS")
     if addr:
         ray.init(address=addr, logging_level="WARNING")
-    else:
-        ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, logging_level="WARNING")
+    else:  # "local": a new instance, never a stale cluster recorded in /tmp/ray/ray_current_cluster
+        ray.init(
+            address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False, logging_level="WARNING"
+        )
     return True
 
 

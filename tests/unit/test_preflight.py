@@ -215,3 +215,21 @@ def test_deepsim_without_code_stats_gets_ppgns_clip_range(variant, lower, tmp_pa
     assert float(stats.lower.min()) == lower and float(stats.upper.max()) == 30.0
     toy = config(models={"target": f"{SPEC}:good", "allow_random_weights": True})
     assert build_models(toy).code_stats is None  # no generator, no bounds
+
+
+def test_connect_without_address_starts_a_new_local_ray(monkeypatch):
+    """No address: a fresh local instance (address='local'), so a stale /tmp/ray/ray_current_cluster left by
+    a crashed cluster is never joined; an address (or RAY_ADDRESS) is joined as given."""
+    import ray
+
+    from atlas.pipeline import cluster
+
+    calls = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kw: calls.append(kw))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert cluster.connect(None) is True
+    assert calls[-1]["address"] == "local" and calls[-1]["num_cpus"] >= 1
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
+    cluster.connect(None)
+    assert calls[-1] == {"address": "127.0.0.1:6379", "logging_level": "WARNING"}
