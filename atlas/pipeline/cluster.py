@@ -30,6 +30,11 @@ class WorkerLayout:
         return f"{self.actors} actor(s) x {each}"
 
 
+# Ray starts workers at niceness 15; the actors are the work itself, and at 15 any other busy process on the
+# machine starves them (a restarted actor spent minutes importing under a CPU hog). Local instances use 0.
+LOCAL_SYSTEM_CONFIG = {"worker_niceness": 0}  # copied per ray.init: Ray adds its own keys to the dict
+
+
 def connect(address: str | None) -> bool:
     """Connect to Ray; returns True when this call started it (and so should shut it down)."""
     import ray
@@ -41,7 +46,11 @@ def connect(address: str | None) -> bool:
         ray.init(address=addr, logging_level="WARNING")
     else:  # "local": a new instance, never a stale cluster recorded in /tmp/ray/ray_current_cluster
         ray.init(
-            address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False, logging_level="WARNING"
+            address="local",
+            num_cpus=os.cpu_count() or 1,
+            include_dashboard=False,
+            logging_level="WARNING",
+            _system_config=dict(LOCAL_SYSTEM_CONFIG),
         )
     return True
 

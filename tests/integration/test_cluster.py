@@ -21,6 +21,7 @@ import pytest
 from atlas.config import load_config
 from atlas.errors import ConfigError
 from atlas.pipeline import run_atlas
+from atlas.pipeline.cluster import LOCAL_SYSTEM_CONFIG
 from atlas.store import open_run
 from atlas.store.location import open_location
 from tests.support.s3 import s3_server
@@ -47,7 +48,9 @@ def cluster(s3, tmp_path_factory):
     had_local = ray.is_initialized()
     ray.shutdown()
     caches = {name: tmp_path_factory.mktemp(f"node-cache-{name}") for name in ("cpu", "gpu")}
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    c = Cluster(
+        initialize_head=True, head_node_args={"num_cpus": 0, "_system_config": dict(LOCAL_SYSTEM_CONFIG)}
+    )
     nodes = {
         "cpu": c.add_node(num_cpus=1, env_vars={"ATLAS_CACHE": str(caches["cpu"])}),
         "gpu": c.add_node(num_cpus=1, num_gpus=1, env_vars={"ATLAS_CACHE": str(caches["gpu"])}),
@@ -58,7 +61,13 @@ def cluster(s3, tmp_path_factory):
     ray.shutdown()
     c.shutdown()
     if had_local:
-        ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            logging_level="ERROR",
+            log_to_driver=False,
+            _system_config=dict(LOCAL_SYSTEM_CONFIG),  # actors at normal priority, as atlas run starts them
+        )
 
 
 def micro(out_dir: str, cache: str, *extra: str):

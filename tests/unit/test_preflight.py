@@ -230,6 +230,7 @@ def test_connect_without_address_starts_a_new_local_ray(monkeypatch):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     assert cluster.connect(None) is True
     assert calls[-1]["address"] == "local" and calls[-1]["num_cpus"] >= 1
+    assert calls[-1]["_system_config"]["worker_niceness"] == 0  # actors not starved by other work
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
     cluster.connect(None)
     assert calls[-1] == {"address": "127.0.0.1:6379", "logging_level": "WARNING"}
