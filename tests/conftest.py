@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from atlas.pipeline.cluster import LOCAL_SYSTEM_CONFIG
+from tests.support.local_ray import start_local_ray
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,12 +35,6 @@ def ray_session():
     import ray
 
     if not ray.is_initialized():
-        ray.init(
-            num_cpus=2,
-            include_dashboard=False,
-            logging_level="ERROR",
-            log_to_driver=False,
-            _system_config=dict(LOCAL_SYSTEM_CONFIG),  # actors at normal priority, as atlas run starts them
-        )
+        start_local_ray()
     yield ray
     ray.shutdown()

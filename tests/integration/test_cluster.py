@@ -24,6 +24,7 @@ from atlas.pipeline import run_atlas
 from atlas.pipeline.cluster import LOCAL_SYSTEM_CONFIG
 from atlas.store import open_run
 from atlas.store.location import open_location
+from tests.support.local_ray import start_local_ray
 from tests.support.s3 import s3_server
 from tests.support.waiting import wait_for
 
@@ -61,13 +62,7 @@ def cluster(s3, tmp_path_factory):
     ray.shutdown()
     c.shutdown()
     if had_local:
-        ray.init(
-            num_cpus=2,
-            include_dashboard=False,
-            logging_level="ERROR",
-            log_to_driver=False,
-            _system_config=dict(LOCAL_SYSTEM_CONFIG),  # actors at normal priority, as atlas run starts them
-        )
+        start_local_ray()
 
 
 def micro(out_dir: str, cache: str, *extra: str):
