@@ -41,6 +41,9 @@ from pydantic_core import core_schema
 
 from atlas.errors import ConfigError
 
+if typing.TYPE_CHECKING:
+    from atlas.sampling.objectives import Composite
+
 # ---------------------------------------------------------------------------------------- unit selection
 
 LIST_FORM_MAX = 10_000  # to_yaml() writes selections up to this many units as an index list (stable hash)
@@ -360,6 +363,19 @@ class LayerConfig(Section):
         "auto",
         description="Unit kind; auto: the target's output layer is 'output', 2-D layers 'fc', 4-D 'conv'.",
     )
+    objectives: list[str] = Field(
+        default_factory=list,
+        description="Composite objectives over this layer's units, each visualized like one more unit "
+        "(numbered after the layer's own units): '3 + 5' (both at once), '3 - 5' (contrast), "
+        "'0.7*3 + 0.3*7' (any weights).",
+        json_schema_extra={"omit_default": True, "type_doc": "[str, ...]"},
+    )
+    pairs: list[list[int]] = Field(
+        default_factory=list,
+        description="Shorthand for objectives: [[3, 5], [1, 2]] = '3 + 5', '1 + 2' (units visualized "
+        "together).",
+        json_schema_extra={"omit_default": True, "type_doc": "[[int, int], ...]"},
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -370,7 +386,25 @@ class LayerConfig(Section):
     def _check(self) -> LayerConfig:
         if not self.name.strip():
             raise ValueError("name: empty layer name; name a layer of the target (see `atlas layers SPEC`)")
+        for pair in self.pairs:
+            if len(pair) != 2 or pair[0] == pair[1] or min(pair) < 0:
+                raise ValueError(f"pairs: {pair} is not two different unit indices; write e.g. [3, 5]")
+        try:
+            self.composites()  # syntax now; ranges once the layer's size is known (driver.resolve_layers)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
         return self
+
+    def composite_texts(self) -> list[str]:
+        """``objectives`` then ``pairs`` as expressions, in the order their units are numbered."""
+        return list(self.objectives) + [f"{a} + {b}" for a, b in self.pairs]
+
+    def composites(self, n_units: int | None = None, key: str = "objectives") -> tuple[Composite, ...]:
+        """The layer's composite objectives (units n_units, n_units + 1, ...); ConfigError when one cannot
+        be read or names a unit outside 0..n_units-1."""
+        from atlas.sampling.objectives import parse_composite  # the sampling package imports this module
+
+        return tuple(parse_composite(text, n_units, key) for text in self.composite_texts())
 
 
 class DgnAmConfig(Section):
@@ -446,9 +480,162 @@ class PixelConfig(Section):
     tv: Float = Field(0.0, description="Total-variation penalty weight (0 = off).", ge=0, le=HUGE)
 
 
+class RobustnessFields(Section):
+    """Transformation robustness (Lucid): what the target sees is a randomly warped copy of the picture, each
+    chain drawing its own pad, jitter, scale and rotation every step (one affine warp, grey outside)."""
+
+    pad: Float = Field(
+        0.05,
+        description="Grey padding around the picture, as a fraction of its side (Lucid: 12 px at 224).",
+        ge=0,
+        le=1,
+    )
+    jitter: Float = Field(
+        0.035,
+        description="Random translation up to this fraction of the side, each step (Lucid: 8 px at 224).",
+        ge=0,
+        le=1,
+    )
+    scale_min: Float = Field(0.9, description="Smallest random zoom (Lucid 0.9).", gt=0, le=10)
+    scale_max: Float = Field(1.1, description="Largest random zoom (Lucid 1.1).", gt=0, le=10)
+    rotate: Float = Field(
+        10.0, description="Random rotation up to +- this many degrees (Lucid 10).", ge=0, le=180
+    )
+
+    @model_validator(mode="after")
+    def _check_scale(self) -> RobustnessFields:
+        if self.scale_min > self.scale_max:
+            raise ValueError(
+                f"scale_min: {self.scale_min:g} is above scale_max {self.scale_max:g}; give scale_min <= "
+                "scale_max (e.g. 0.9 and 1.1)"
+            )
+        return self
+
+
+class FourierConfig(RobustnessFields):
+    """Lucid/Lucent Fourier parametrization (Olah et al. 2017): 1/f-scaled spectrum, decorrelated colour,
+    sigmoid; Adam on the spectrum; transformation robustness."""
+
+    lr: Float = Field(0.05, description="Adam step size on the spectrum (Lucid 0.05).", gt=0, le=HUGE)
+    decay_power: Float = Field(
+        1.0, description="Spectrum scale 1 / f^decay_power (Lucid 1.0; Horama 1.5).", ge=0, le=4
+    )
+    init_std: Float = Field(0.01, description="Std of the random start spectrum (Lucid 0.01).", gt=0, le=HUGE)
+
+
+class MacoConfig(Section):
+    """MACO (Fel et al. 2023): optimize the Fourier phase only; the magnitude stays the mean amplitude
+    spectrum of natural images."""
+
+    lr: Float = Field(
+        0.2,
+        description="Adam step size on the phase (toy world: 0.2 best of 0.05 / 0.2 / 1; Horama: NAdam 1.0).",
+        gt=0,
+        le=HUGE,
+    )
+    spectrum: Literal["real", "power_law"] = Field(
+        "real",
+        description="Fixed magnitude: 'real' = mean amplitude spectrum of facets.real_images (toy world or "
+        "your folder; falls back to power_law without them), 'power_law' = 1/f.",
+    )
+    crop_min: Float = Field(
+        0.7,
+        description="Smallest random crop, as a fraction of the picture's side (MACO crops about the "
+        "model's input from a 5x larger canvas; here the canvas is the input size).",
+        gt=0,
+        le=1,
+    )
+    crop_max: Float = Field(1.0, description="Largest random crop (fraction of the side).", gt=0, le=1)
+    noise: Float = Field(
+        0.05, description="Gaussian + uniform noise added to each crop (MACO 0.05).", ge=0, le=1
+    )
+
+    @model_validator(mode="after")
+    def _check_crop(self) -> MacoConfig:
+        if self.crop_min > self.crop_max:
+            raise ValueError(
+                f"crop_min: {self.crop_min:g} is above crop_max {self.crop_max:g}; give crop_min <= crop_max"
+            )
+        return self
+
+
+class AccentuationConfig(RobustnessFields):
+    """Feature accentuation (Hamblin et al. 2024): from a real image, raise the unit while an L2 distance in
+    an early layer keeps the picture close to the start image there."""
+
+    lr: Float = Field(
+        0.05, description="Adam step size on the spectrum (Fourier parametrization).", gt=0, le=HUGE
+    )
+    decay_power: Float = Field(1.0, description="Spectrum scale 1 / f^decay_power.", ge=0, le=4)
+    weight: Float = Field(
+        1.0,
+        description="Weight of the distance term, in objective units: weight x ||phi(x) - phi(x0)||^2 / "
+        "||phi(x0)||^2 of the early layer phi (0 = plain Fourier ascent from the real image; toy world 1).",
+        ge=0,
+        le=HUGE,
+    )
+    layer: str | None = Field(
+        None,
+        description="Target layer of the distance; default: the first layer below the input's resolution "
+        "(toy world pool1, AlexNet features.0).",
+    )
+
+    @field_validator("layer")
+    @classmethod
+    def _layer_named(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("empty layer name; name an early target layer or null (the default)")
+        return value
+
+
+class GaConfig(Section):
+    """XDream-style genetic algorithm in G's code space (Ponce et al. 2019; Xiao & Kreiman 2020): forward
+    passes only. ``sampler.steps`` counts generations."""
+
+    population: int = Field(20, description="Codes per chain per generation (XDream 20-40).", ge=2, le=4096)
+    elite: int = Field(2, description="Best codes kept unchanged each generation.", ge=0, le=4095)
+    temperature: Float = Field(
+        1.0,
+        description="Parent selection: softmax of z-scored fitness / temperature (lower: greedier).",
+        gt=0,
+        le=HUGE,
+    )
+    mutation_rate: Float = Field(0.3, description="Probability that a code element mutates.", ge=0, le=1)
+    mutation_size: Float = Field(
+        0.5, description="Std of a mutation, in code standard deviations.", ge=0, le=HUGE
+    )
+    init_noise: Float = Field(
+        0.5,
+        description="First generation: the start code + this x std x N(0, 1) (member 0 unchanged).",
+        ge=0,
+        le=HUGE,
+    )
+
+    @model_validator(mode="after")
+    def _check_elite(self) -> GaConfig:
+        if self.elite >= self.population:
+            raise ValueError(
+                f"elite: {self.elite} keeps the whole population of {self.population}; give elite < "
+                "population"
+            )
+        return self
+
+
+class CmaesConfig(Section):
+    """Separable CMA-ES (diagonal covariance; Ros & Hansen 2008) in G's code space, in code-std units:
+    forward passes only. ``sampler.steps`` counts generations."""
+
+    population: int = Field(
+        20, description="Samples per chain per generation (lambda; CMA-ES default 4 + 3 ln D).", ge=2, le=4096
+    )
+    sigma: Float = Field(0.5, description="Initial step size, in code standard deviations.", gt=0, le=HUGE)
+
+
 class SamplerConfig(Section):
-    method: Literal["dgn_am", "ppgn_h", "pixel"] = Field(
-        "dgn_am", description="Sampler: dgn_am (Eq. 1), ppgn_h (Eq. 11), pixel."
+    method: Literal["dgn_am", "ppgn_h", "pixel", "fourier", "maco", "accentuation", "ga", "cmaes"] = Field(
+        "dgn_am",
+        description="Sampler: dgn_am (Eq. 1), ppgn_h (Eq. 11), pixel; peers (docs/methods.md): fourier, "
+        "maco, accentuation (pixel family, no generator), ga, cmaes (G's code, forward passes only).",
     )
     steps: int = Field(
         200, description="Optimization steps per chain (original 200; toy world 100-200).", ge=1, le=100_000
@@ -486,9 +673,45 @@ class SamplerConfig(Section):
         le=HUGE,
         json_schema_extra={"omit_default": True},
     )
+    diversity: Float = Field(
+        0.0,
+        description="Weight of the diversity term (Lucid): each chain's objective loses this x its mean "
+        "cosine similarity to the other chains of its unit at sampler.diversity_layer (Gram matrices for "
+        "conv layers). Gradient methods; 0 = off.",
+        ge=0,
+        le=HUGE,
+        json_schema_extra={"omit_default": True},
+    )
+    diversity_layer: str | None = Field(
+        None,
+        description="Layer the diversity term compares; default: the earliest of the three path layers "
+        "before the unit's layer (an early conv layer: style diversity).",
+        json_schema_extra={"omit_default": True},
+    )
     dgn_am: DgnAmConfig = Field(default_factory=DgnAmConfig, description="DGN-AM settings.")
     ppgn_h: PpgnConfig = Field(default_factory=PpgnConfig, description="PPGN-h settings.")
     pixel: PixelConfig = Field(default_factory=PixelConfig, description="Pixel baseline settings.")
+    fourier: FourierConfig = Field(
+        default_factory=FourierConfig,
+        description="Fourier (Lucid) settings.",
+        json_schema_extra={"omit_default": True},
+    )
+    maco: MacoConfig = Field(
+        default_factory=MacoConfig, description="MACO settings.", json_schema_extra={"omit_default": True}
+    )
+    accentuation: AccentuationConfig = Field(
+        default_factory=AccentuationConfig,
+        description="Feature accentuation settings.",
+        json_schema_extra={"omit_default": True},
+    )
+    ga: GaConfig = Field(
+        default_factory=GaConfig,
+        description="Genetic algorithm settings.",
+        json_schema_extra={"omit_default": True},
+    )
+    cmaes: CmaesConfig = Field(
+        default_factory=CmaesConfig, description="CMA-ES settings.", json_schema_extra={"omit_default": True}
+    )
 
 
 class FacetConfig(Section):
@@ -651,6 +874,10 @@ class ToyWorldRef(Section):
     )
 
 
+CODE_METHODS = ("dgn_am", "ppgn_h", "ga", "cmaes")  # optimize G's code: need a generator
+PIXEL_METHODS = ("pixel", "fourier", "maco", "accentuation")  # optimize a picture: no generator
+
+
 _RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 
 
@@ -661,10 +888,10 @@ def check_sampler_models(
 
     ``code_layer``: the resolved code layer, or True when it is not known yet (config time).
     """
-    if method in ("dgn_am", "ppgn_h") and not generator:
+    if method in CODE_METHODS and not generator:
         raise ConfigError(
             f"models.generator: sampler.method {method!r} needs a generator; "
-            "set models.generator or use sampler.method: pixel"
+            "set models.generator or use a pixel-family method (pixel, fourier, maco, accentuation)"
         )
     if method == "ppgn_h" and prior == "dae" and not dae:
         raise ConfigError(
@@ -863,7 +1090,10 @@ def _to_plain(obj: Any) -> Any:
             name: _to_plain(getattr(obj, name))
             for name, f in type(obj).model_fields.items()
             # a newer optional key left at its default is not written: older configs keep their hash
-            if not (_extra(f).get("omit_default") and getattr(obj, name) == f.default)
+            if not (
+                _extra(f).get("omit_default")
+                and getattr(obj, name) == f.get_default(call_default_factory=True)
+            )
         }
     if isinstance(obj, list | tuple):
         return [_to_plain(v) for v in obj]

@@ -19,7 +19,13 @@ For every method, over the output units with >= 8 chains each (means over seeds,
 - ``hidden_activation_ratio``: the same activation ratio for a few hidden units (fc7), when configured.
 
 The "real" row scores each unit's real top-9 images the same way. Image grids (unit rows x chain columns)
-are written per method and seed when ``out_dir`` is given.
+are written per method and seed when ``out_dir`` is given, and ``compare-seed<k>.png``: the same units under
+every method side by side (unit rows; per method its first ``COMPARE_CHAINS`` chains).
+
+Peers (issue 17, docs/methods.md): ``fourier`` (Lucid), ``maco``, ``accentuation`` run at the gradient
+methods' step count; ``ga`` and ``cmaes`` get as many generations as the same forward-pass budget allows
+(``peers.passes_per_image``: a gradient step = 3 forward-pass equivalents, a generation = its population),
+so every row spends (about) equal forward passes per picture; ``report["passes_per_image"]`` says how many.
 
 Two start protocols, because diversity between chains is mostly decided by where the chains start:
 
@@ -47,6 +53,7 @@ import numpy as np
 import torch
 
 from atlas.config import (
+    CODE_METHODS,
     ComputeConfig,
     DgnAmConfig,
     FacetConfig,
@@ -59,6 +66,7 @@ from atlas.config import (
 )
 from atlas.models.loaded import LoadedModel
 from atlas.sampling import Engine, UnitResult, resolve_device
+from atlas.sampling.peers import GRADIENT_STEP_PASSES, passes_per_image
 from atlas.toyworld.judging import Judge
 
 METRICS = (
@@ -85,7 +93,34 @@ def default_methods(base: SamplerConfig) -> dict[str, SamplerConfig]:
         "ppgn_h/joint": r(base, method="ppgn_h", ppgn_h=r(base.ppgn_h, prior="joint")),
         "pixel": r(base, method="pixel", start="random", pixel=PixelConfig(lr=base.pixel.lr)),
         "pixel+priors": r(base, method="pixel", start="random", pixel=priors),
+        **peer_methods(base),
     }
+
+
+def peer_methods(base: SamplerConfig) -> dict[str, SamplerConfig]:
+    """Issue 17's peers at the gradient methods' forward-pass budget (``base.steps`` gradient steps):
+    Fourier, MACO and accentuation take ``base.steps`` steps (their own starts: random spectrum / phase, the
+    unit's top real images); GA and CMA-ES start like DGN-AM, with ``3 x steps / population`` generations
+    (a budget below one population: one generation of a population that fits it)."""
+    r = replace
+    budget = GRADIENT_STEP_PASSES * base.steps
+    ga_pop, ga_gens = _search_budget(base.ga.population, budget)
+    ga = r(base.ga, population=ga_pop, elite=min(base.ga.elite, ga_pop - 1))
+    cma_pop, cma_gens = _search_budget(base.cmaes.population, budget)
+    return {
+        "fourier": r(base, method="fourier"),
+        "maco": r(base, method="maco"),
+        "accentuation": r(base, method="accentuation"),
+        "ga": r(base, method="ga", steps=ga_gens, ga=ga),
+        "cmaes": r(base, method="cmaes", steps=cma_gens, cmaes=r(base.cmaes, population=cma_pop)),
+    }
+
+
+def _search_budget(population: int, budget: int) -> tuple[int, int]:
+    """(population, generations) spending at most ``budget`` forward passes (at least 2 x 1)."""
+    if budget < population:
+        return max(2, budget), 1
+    return population, budget // population
 
 
 COMMON_START_NOISE = 0.25  # start-code noise of the common-start protocol, in code standard deviations
@@ -294,6 +329,7 @@ def run_quality(
     per, real_rows, timing = run({n: all_methods[n] for n in names}, hidden=True, tag="")
     report: dict[str, Any] = {
         "methods": {n: _aggregate(rows) for n, rows in per.items() if rows},
+        "passes_per_image": {n: passes_per_image(all_methods[n]) for n in names},
         "real": _aggregate(real_rows) if real_rows else {},
         "seeds": seeds,
         "seconds_per_seed": timing,
@@ -357,8 +393,9 @@ class _MethodRunner:
         real_rows: list[dict[str, float]] = []
         timing: dict[str, float] = {}
         first = next(iter(methods), None)
+        compare: dict[str, list[UnitResult]] = {}  # seed 0's results of every method (side-by-side grid)
         for name, cfg in methods.items():
-            if cfg.method != "pixel" and setup.generator is None:
+            if cfg.method in CODE_METHODS and setup.generator is None:
                 self.log(f"skip {name}: no generator")
                 continue
             engine = Engine(
@@ -392,8 +429,12 @@ class _MethodRunner:
                 if self.out_dir is not None:
                     slug = (tag + name).replace("/", "_").replace("+", "_").replace(" ", "_")
                     save_grid(res, Path(self.out_dir) / f"{slug}-seed{seed}.png")
+                    if seed == 0:
+                        compare[name] = res
                 self.log(f"{tag}{name} seed {seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in m.items()))
             timing[name] = (time.perf_counter() - t0) / max(self.seeds, 1)
+        if self.out_dir is not None and compare:
+            save_compare(compare, Path(self.out_dir) / f"{tag}compare-seed0.png")
         return per, real_rows, timing
 
 
@@ -440,13 +481,58 @@ def save_grid(
     Image.fromarray(grid).save(path)
 
 
+COMPARE_CHAINS = 2  # chains per method in the side-by-side grid
+
+
+def save_compare(methods: dict[str, list[UnitResult]], path: Path, chains: int = COMPARE_CHAINS) -> None:
+    """PNG: a header row of names, then one row per unit — its real top image, then for each method (in
+    order) the last pictures of its first ``chains`` chains, methods separated by a white gap."""
+    from PIL import Image
+
+    first = next(iter(methods.values()))
+    rows, widths = [], []
+    for i, u in enumerate(first):
+        if u.status != "ok" or not u.chains:
+            continue
+        tile = u.chains[0].last.image
+        gap = np.full((tile.shape[0], 4, 3), 255, np.uint8)
+        blank = np.full_like(tile, 255)
+        parts = [u.real_topk[0][2] if u.real_topk else blank]
+        widths = [tile.shape[1]]
+        for res in methods.values():
+            cs = res[i].chains if i < len(res) and res[i].status == "ok" else []
+            parts += [gap] + [cs[k].last.image if k < len(cs) else blank for k in range(chains)]
+            widths.append(gap.shape[1] + chains * tile.shape[1])
+        rows.append(np.concatenate(parts, axis=1))
+    if not rows:
+        return
+    header = _label_row(["real"] + list(methods), widths)
+    body = [np.pad(r, ((0, 2), (0, 0), (0, 0)), constant_values=255) for r in rows]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.concatenate([header, *body], axis=0)).save(path, optimize=True)
+
+
+def _label_row(names: list[str], widths: list[int], height: int = 12) -> np.ndarray:
+    """(height, sum(widths), 3) uint8: each name left-aligned over its column, cut to fit (6 px a letter)."""
+    from PIL import Image, ImageDraw
+
+    im = Image.new("RGB", (sum(widths), height), "white")
+    draw = ImageDraw.Draw(im)
+    x = 0
+    for name, w in zip(names, widths, strict=True):
+        draw.text((x + 5, 0), name[: max(1, (w - 4) // 6)], fill="black")
+        x += w
+    return np.asarray(im)
+
+
 def format_table(report: dict[str, Any]) -> str:
     cols = list(METRICS) + (
         ["hidden_activation_ratio"]
         if any("hidden_activation_ratio" in m for m in report["methods"].values())
         else []
     )
-    head = f"{'method':<14}" + "".join(f"{c.replace('_', ' ')[:16]:>18}" for c in cols)
+    passes = report.get("passes_per_image", {})
+    head = f"{'method':<14}{'passes/img':>11}" + "".join(f"{c.replace('_', ' ')[:16]:>18}" for c in cols)
     lines = [head, "-" * len(head)]
     rows = list(report["methods"].items()) + ([("real top-9", report["real"])] if report.get("real") else [])
     for name, m in rows:
@@ -455,7 +541,7 @@ def format_table(report: dict[str, Any]) -> str:
             v = m.get(c, float("nan"))
             sd = m.get(f"{c}_std")
             cells.append(f"{v:.3f}" + (f" ±{sd:.2f}" if sd is not None and math.isfinite(sd) else ""))
-        lines.append(f"{name:<14}" + "".join(f"{c:>18}" for c in cells))
+        lines.append(f"{name:<14}{passes.get(name, ''):>11}" + "".join(f"{c:>18}" for c in cells))
     cs = report.get("common_start")
     if cs:
         lines += ["", f"common start ({cs['start']}; the sampler's own diversity):"]

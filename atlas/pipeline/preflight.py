@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from atlas.config import RunConfig, check_sampler_models
+from atlas.config import CODE_METHODS, PIXEL_METHODS, RunConfig, check_sampler_models
 from atlas.errors import AtlasError, ConfigError, ModelError
 from atlas.models import model_layers
 from atlas.models.probes import LayerInfo, resolve_modules
@@ -163,6 +163,7 @@ def _check_layers(cfg: RunConfig, module: nn.Module, shapes: Shapes, output: str
         shape = _known_layer(module, shapes, layer.name, f"layers.{i}.name")
         layer_kind(layer.name, shape, output, layer.kind, f"layers.{i}")
         layer.units.check(shape[0], f"layers.{i}.units", layer.name)
+        layer.composites(shape[0], f"layers.{i}.objectives")
         out[layer.name] = shape
     return out
 
@@ -178,7 +179,7 @@ def _check_code_layer(cfg: RunConfig, models: RunModels, module: nn.Module, shap
     )
     needed = (
         gen is not None
-        and s.method != "pixel"
+        and s.method in CODE_METHODS
         and (s.start in SEEDED_STARTS or (s.method == "ppgn_h" and s.ppgn_h.prior == "joint"))
     )
     name = models.code_layer
@@ -216,8 +217,8 @@ def _model_warnings(cfg: RunConfig, models: RunModels) -> list[str]:
     out, s = [], cfg.sampler
     if cfg.models.dae is not None and models.dae is None:
         out.append("models.dae is set but unused (only ppgn_h with prior: dae uses it)")
-    if s.method == "pixel" and cfg.models.generator is not None:
-        out.append("models.generator is set but unused by sampler.method: pixel")
+    if s.method in PIXEL_METHODS and cfg.models.generator is not None:
+        out.append(f"models.generator is set but unused by sampler.method: {s.method}")
     if cfg.facets.enabled and s.chains_per_unit == 1:
         out.append("facets.enabled with sampler.chains_per_unit: 1 finds one facet per unit; use >= 4 chains")
     if not cfg.facets.enabled and cfg.facets.layer:
@@ -238,12 +239,16 @@ def preflight_models(cfg: RunConfig, models: RunModels) -> PreflightReport:
     output = target.output_layer
     layer_shapes = _check_layers(cfg, module, shapes, output)
     code_layer = _check_code_layer(cfg, models, module, shapes)
-    if s.method != "pixel" and s.start == "mean" and models.code_stats is None:
+    if s.method in CODE_METHODS and s.start == "mean" and models.code_stats is None:
         raise ConfigError(
             "sampler.start: 'mean' needs the mean code and the generator has no code statistics; set "
             "models.code_stats (atlas code-stats --images DIR) or use sampler.start: random"
         )
     facet_layer = _facet_layer(cfg, module, rows, shapes, output)
+    if s.method == "accentuation" and s.accentuation.layer:
+        _known_layer(module, shapes, s.accentuation.layer, "sampler.accentuation.layer")
+    if s.diversity and s.diversity_layer:
+        _known_layer(module, shapes, s.diversity_layer, "sampler.diversity_layer")
     warnings = _model_warnings(cfg, models)
     if cfg.models.target.output_layer and facet_layer and not cfg.facets.layer:
         warnings.append(

@@ -19,7 +19,9 @@ Modules (one per thing that varies): ``units`` (what a unit is), ``objectives`` 
 (DGN-AM Eq. 1, PPGN-h Eq. 11, pixel ascent), ``samplers`` (method = parametrization + prior + step), ``chain``
 (the one batched loop), ``stats`` (per-chain statistics), ``seeds`` (per-chain determinism), ``facets``
 (clustering, facet-seeded starts, dataset examples), ``compute`` (autocast / channels_last / compile),
-``real`` (image folders), ``engine`` (the high-level API).
+``real`` (image folders), ``engine`` (the high-level API). Peers (docs/methods.md): ``fourier`` (Lucid's and
+MACO's parametrizations), ``transforms`` (robustness views, crops), ``peer_samplers`` (Fourier, MACO, feature
+accentuation), ``search`` (GA, CMA-ES: the population loop), ``peers`` (their wiring, forward-pass budgets).
 """
 
 from atlas.sampling.chain import TargetReadout, run_chains
@@ -27,6 +29,7 @@ from atlas.sampling.compute import ComputeSetup, resolve_device
 from atlas.sampling.engine import Engine
 from atlas.sampling.facets import cluster_facets, facet_exemplars, facet_seed_codes, kmeans, top_real
 from atlas.sampling.objectives import Objective, layer_values, unit_readout
+from atlas.sampling.peers import PEER_METHODS, passes_per_image
 from atlas.sampling.real import (
     FolderImages,
     RealImagesLike,
@@ -35,11 +38,13 @@ from atlas.sampling.real import (
     load_image_folder,
 )
 from atlas.sampling.results import ChainResult, ImageRecord, UnitResult
+from atlas.sampling.search import run_search
 from atlas.sampling.seeds import chain_seed
 from atlas.sampling.stats import TRAJECTORY_KEYS
 from atlas.sampling.units import Unit, make_unit
 
 __all__ = [
+    "PEER_METHODS",
     "TRAJECTORY_KEYS",
     "ChainResult",
     "ComputeSetup",
@@ -61,8 +66,10 @@ __all__ = [
     "layer_values",
     "load_image_folder",
     "make_unit",
+    "passes_per_image",
     "resolve_device",
     "run_chains",
+    "run_search",
     "top_real",
     "unit_readout",
 ]

@@ -30,7 +30,7 @@ import torch
 from atlas.models.probes import LayerProbe
 from atlas.sampling.compute import ComputeSetup
 from atlas.sampling.concepts import path_pattern
-from atlas.sampling.objectives import Objective, layer_values, unit_readout
+from atlas.sampling.objectives import Objective, diversity_features, diversity_penalty, layer_values
 from atlas.sampling.results import ChainResult
 from atlas.sampling.samplers import Sampler
 from atlas.sampling.stats import ChainTracker, finite_rows, per_chain_norm
@@ -48,6 +48,8 @@ class TargetReadout:
     facet_layer: str | None = None
     path_layers: tuple[str, ...] = ()  # earlier layers read on the last picture (path similarity, issue 16)
     code_layer: str | None = None  # read on the last picture: its code E(x) (on-manifold score, issue 16)
+    diversity_layer: str | None = None  # read every step: the diversity term's features (issue 17)
+    diversity: float = 0.0  # its weight (sampler.diversity)
 
 
 def run_chains(
@@ -74,6 +76,7 @@ def run_chains(
     tracker = ChainTracker(b, record_every, device)
     state = start.detach().float().clone()
     stopped = torch.zeros(b, dtype=torch.bool, device=device)
+    sampler.begin(state)  # per-batch optimizer state (Adam moments, reference features)
 
     for t in range(steps + 1):
         final = t == steps
@@ -86,7 +89,10 @@ def run_chains(
             f = objective(values, index)  # (B,)
             pen = None if final else sampler.penalty(img)
             total = f - pen if pen is not None else f
-        read = unit_readout(values, index)
+            if not final and readout.diversity_layer is not None:  # Lucid's diversity, per unit's chains
+                feats = diversity_features(acts[readout.diversity_layer])
+                total = total - readout.diversity * diversity_penalty(feats, index)
+        read = objective.readout(values, index)
         bad = ~finite_rows(img) | ~torch.isfinite(f.detach())
         tracker.diverge(bad, t)
         tracker.observe(t, img, read, f)
@@ -120,10 +126,23 @@ def run_chains(
 
         state = _next_state(sampler, state, grad, residual, t, steps, gens, tracker, stopped)
 
+    seconds = (time.perf_counter() - t0) / max(b, 1)
+    return collect_results(tracker, meta, readout, acts, values, seconds)
+
+
+def collect_results(
+    tracker: ChainTracker,
+    meta: list[tuple[int, int, str]],
+    readout: TargetReadout,
+    acts: dict[str, torch.Tensor],
+    values: torch.Tensor,
+    seconds: float,
+) -> list[ChainResult]:
+    """ChainResults from the tracker and the final readout pass (``acts`` of ``readout.final_probe``;
+    values (B, U) of the unit layer): facet features, path patterns and codes of the last pictures."""
     features = None
     if readout.facet_layer is not None:
         features = acts[readout.facet_layer].detach().float().flatten(1).cpu()  # (B, F)
-    seconds = (time.perf_counter() - t0) / max(b, 1)
     paths = {name: path_pattern(acts[name]).cpu() for name in readout.path_layers}  # layer -> (B, C)
     out = _results(tracker, meta, values.detach().float().cpu(), features, seconds, paths)
     _attach_codes(out, acts, readout.code_layer)

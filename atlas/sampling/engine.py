@@ -14,6 +14,7 @@ failure on one unit becomes a ``status="error"`` UnitResult, never an exception 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -29,13 +30,15 @@ from atlas.sampling.chain import TargetReadout, run_chains
 from atlas.sampling.compute import ComputeSetup
 from atlas.sampling.concepts import choose_path_layers
 from atlas.sampling.nets import EngineNets
-from atlas.sampling.objectives import Objective
+from atlas.sampling.objectives import Composite, Objective
 from atlas.sampling.parametrizations import GeneratorParam, PixelParam
+from atlas.sampling.peers import PEER_METHODS, PeerSetup
 from atlas.sampling.priors import DaePrior, JointPrior
 from atlas.sampling.real import RealImagesLike
 from atlas.sampling.real_features import RealFeatures
 from atlas.sampling.results import ChainResult, UnitResult
 from atlas.sampling.samplers import DgnAm, PixelAscent, PpgnH, Sampler
+from atlas.sampling.search import Searcher, run_search
 from atlas.sampling.seeds import chain_generators, chain_seed
 from atlas.sampling.starts import StartStates, random_code_start
 from atlas.sampling.steps import clip_code
@@ -105,6 +108,8 @@ class Engine:
         self.starts = StartStates(
             sampler, facets, shape, self.method == "pixel", self._clip, self.code_stats, self.real
         )
+        if self.method in PEER_METHODS:  # Fourier / MACO / accentuation / GA / CMA-ES (atlas.sampling.peers)
+            self.starts = self._peer().starts(self.sampler, self.starts)  # type: ignore[assignment]
 
     # ------------------------------------------------------------------------------------- layers
     def layer_info(self, layer: str, kind: str = "auto") -> tuple[str, int, tuple[int, ...]]:
@@ -133,9 +138,23 @@ class Engine:
     def _clip(self, h: torch.Tensor) -> torch.Tensor:
         return clip_code(h, *self._bounds())
 
-    def _make_sampler(self) -> Sampler:
+    def _peer(self) -> PeerSetup:
+        return PeerSetup(
+            self.cfg,
+            self.facet_cfg,
+            self.nets,
+            self.setup,
+            self.real,
+            self.code_stats,
+            self._bounds(),
+            self.batch_size,
+        )
+
+    def _make_sampler(self) -> Sampler | Searcher:
         if self.method == "pixel":
             return PixelAscent(PixelParam(self.nets.space.size), self.cfg.pixel)
+        if self.method in PEER_METHODS:
+            return self._peer().sampler(self.generator)
         assert self.generator is not None and self.nets.gen_module is not None
         param = GeneratorParam(self.generator, self.nets.gen_module)
         if self.method == "dgn_am":
@@ -176,24 +195,35 @@ class Engine:
 
     # ---------------------------------------------------------------------------------- mapping
     def map_units(
-        self, layer: str, units: list[int], seed: int, progress: Progress | None = None, kind: str = "auto"
+        self,
+        layer: str,
+        units: list[int],
+        seed: int,
+        progress: Progress | None = None,
+        kind: str = "auto",
+        composites: tuple[Composite, ...] = (),
     ) -> list[UnitResult]:
         """Run ``sampler.chains_per_unit`` chains per unit of ``layer``; one UnitResult per unit, in order.
 
-        ``progress(n)`` is called with the number of units finished since the previous call.
+        ``composites``: the layer's composite objectives (``objectives.parse_composite``), units U, U+1, ...
+        after its own U units. ``progress(n)`` is called with the number of units finished since the
+        previous call.
         """
         name = self.nets.resolve_layer(layer)
-        kind, _, shape = self.layer_info(name, kind)
-        rows = UnitRows(self, name, kind)
+        kind, n, shape = self.layer_info(name, kind)
+        objective = Objective(self.objective.kind, tuple(composites), n)
+        rows = UnitRows(self, name, kind, objective)
         unit_objs: list[Unit | None] = []
         for pos, u in enumerate(units):
             try:
-                unit_objs.append(make_unit(name, int(u), shape, kind == "output", self.cfg.spatial))
+                unit_objs.append(self._unit(name, int(u), shape, kind, objective))
             except Exception as exc:  # noqa: BLE001 - becomes a status row
                 unit_objs.append(None)
                 rows.fail(pos, int(u), exc)
         try:
             self._load_real(name)
+            if self.real is not None:
+                self.real.set_composites(name, objective.weights(torch.device("cpu")) if composites else None)
         except Exception as exc:  # noqa: BLE001 - sample without real images rather than fail the layer
             rows.real_error = exc
         todo = [
@@ -204,11 +234,24 @@ class Engine:
         ]
         if progress and rows.done:
             progress(len(rows.done))
-        run = partial(self._run, name, seed=seed)
-        self.batch_size = run_batches(todo, self.batch_size, run, rows, progress)
+        run = partial(self._run, name, seed=seed, objective=objective)
+        per_unit = self.cfg.chains_per_unit
+        size = (
+            max(per_unit, self.batch_size // per_unit * per_unit) if self.cfg.diversity else self.batch_size
+        )
+        self.batch_size = run_batches(todo, size, run, rows, progress)  # diversity: a unit's chains together
         return rows.in_order(len(units))
 
-    def _run(self, layer: str, batch: list[_Chain], seed: int) -> list[ChainResult]:
+    def _unit(self, layer: str, index: int, shape: tuple[int, ...], kind: str, objective: Objective) -> Unit:
+        """The unit ``index`` of the layer, or the composite objective numbered ``index`` (read where its
+        first term's unit is read)."""
+        comp = objective.composite(index)
+        if comp is None:
+            return make_unit(layer, index, shape, kind == "output", self.cfg.spatial)
+        first = make_unit(layer, comp.terms[0][0], shape, kind == "output", self.cfg.spatial)
+        return dataclasses.replace(first, index=index)
+
+    def _run(self, layer: str, batch: list[_Chain], seed: int, objective: Objective) -> list[ChainResult]:
         """One forward/backward pass per step for the whole batch (its units' start states first)."""
         starts, labels = [], []
         gens_all: list[torch.Generator] = []
@@ -219,19 +262,23 @@ class Engine:
             starts.append(s)
             labels.extend(lab)
             gens_all.extend(gens)
-        probe_layers = [layer] + list(getattr(self.sampler.prior, "needs_layers", ()))
+        diversity = self._diversity_layer(layer)
+        probe_layers = [layer] + list(getattr(self.sampler.prior, "needs_layers", ())) + diversity
         paths = self.path_layers(layer)
         code = [self.code_layer] if self.manifold_scored else []
         final = [layer] + ([self.facet_layer] if self.facet_layer else []) + paths + code
         final_layers = list(dict.fromkeys(final))
-        probe, final_probe = self.nets.probes(probe_layers, final_layers)
+        probe, final_probe = self.nets.probes(list(dict.fromkeys(probe_layers)), final_layers)
         readout = TargetReadout(
             self.nets.space.encode, probe, final_probe, layer, self.facet_layer, tuple(paths), *code[:1]
         )
-        return run_chains(
-            self.sampler,
+        if diversity:
+            readout.diversity_layer, readout.diversity = diversity[0], self.cfg.diversity
+        loop = run_search if isinstance(self.sampler, Searcher) else run_chains  # population / gradient loop
+        return loop(
+            self.sampler,  # type: ignore[arg-type]
             readout,
-            self.objective,
+            objective,
             [c.unit for c in batch],
             torch.cat(starts),  # (B, *S)
             gens_all,
@@ -241,6 +288,16 @@ class Engine:
             meta=[(c.chain, c.seed, lab) for c, lab in zip(batch, labels, strict=True)],
             stop_at=self._stop_at(layer, batch),
         )
+
+    def _diversity_layer(self, layer: str) -> list[str]:
+        """[the layer the diversity term compares] (``sampler.diversity_layer``, else the earliest path
+        layer before ``layer``, else ``layer`` itself); [] when the term is off."""
+        if not self.cfg.diversity:
+            return []
+        if self.cfg.diversity_layer:
+            return [self.nets.resolve_layer(self.cfg.diversity_layer)]
+        before = choose_path_layers(self.nets.layers_up_to(layer), layer)
+        return [before[0] if before else layer]
 
     def _stop_at(self, layer: str, batch: list[_Chain]) -> torch.Tensor | None:
         """(B,) ``sampler.stop_at`` x each chain's unit's natural maximum; None when chains never stop."""

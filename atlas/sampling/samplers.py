@@ -20,6 +20,7 @@ import torch
 
 from atlas.config import DgnAmConfig, PixelConfig, PpgnConfig
 from atlas.sampling import priors, steps
+from atlas.sampling.fourier import FourierParam, PhaseParam
 from atlas.sampling.parametrizations import GeneratorParam, PixelParam
 from atlas.sampling.seeds import randint_per_chain, randn_per_chain
 
@@ -27,14 +28,17 @@ Gens = list[torch.Generator]
 
 
 class Sampler:
-    """Base: no view transform, no penalty, no prior, no snapshots, no resets."""
+    """Base: no view transform, no penalty, no prior, no snapshots, no resets, no per-batch state."""
 
     name = "base"
-    param: GeneratorParam | PixelParam
+    param: GeneratorParam | PixelParam | FourierParam | PhaseParam
     prior: priors.DaePrior | priors.JointPrior | None = None
     snapshot_every: int = 0  # 0: no snapshots
     snapshot_threshold: float = 0.0
     reset_every: int = 0
+
+    def begin(self, state: torch.Tensor) -> None:
+        """Called once per batch with the start states (B, *S), before the first step (optimizer state)."""
 
     def view(self, img: torch.Tensor, t: int, gens: Gens) -> torch.Tensor:
         return img

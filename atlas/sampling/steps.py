@@ -7,12 +7,16 @@
   ``normalize``) or ``h += lr * d`` (the equation as printed: a Langevin-like step whose noise is not
   normalized away), clip.
 - :func:`pixel_update` — normalized gradient ascent on pixels (the baseline), clamped to [0, 1].
+- :func:`adam_update` — Adam (Kingma & Ba 2015, Algorithm 1) as ascent, per element: the peers' optimizer
+  (Lucid's Fourier parametrization, MACO, feature accentuation), with per-chain moments in :class:`AdamState`.
 
 Normalizing by each chain's own mean |g| makes the step size independent of the unit's scale and keeps chains
 in a batch independent of one another.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 
@@ -87,3 +91,36 @@ def ppgn_h_update(
 def pixel_update(x: torch.Tensor, g: torch.Tensor, lr: float) -> torch.Tensor:
     """Normalized pixel ascent: x (B, 3, H, W) rgb01, g = d obj / d x -> clamp(x + lr g / mean|g|, 0, 1)."""
     return (x + lr * g / per_chain_mean_abs(g)).clamp(0.0, 1.0)
+
+
+@dataclass
+class AdamState:
+    """Adam's moments for a batch of chains, (B, *S) each; ``t`` steps taken. Row b belongs to chain b."""
+
+    m: torch.Tensor
+    v: torch.Tensor
+    t: int = 0
+
+    @staticmethod
+    def zeros_like(x: torch.Tensor) -> AdamState:
+        return AdamState(torch.zeros_like(x, dtype=torch.float32), torch.zeros_like(x, dtype=torch.float32))
+
+
+def adam_update(
+    x: torch.Tensor,
+    g: torch.Tensor,
+    state: AdamState,
+    lr: float,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+) -> torch.Tensor:
+    """Adam (Kingma & Ba 2015, Algorithm 1), ascending: ``m = b1 m + (1 - b1) g``,
+    ``v = b2 v + (1 - b2) g^2``, ``x += lr * m_hat / (sqrt(v_hat) + eps)`` with bias-corrected m_hat, v_hat.
+    x, g: (B, *S); ``state`` is updated in place. Element-wise: a chain's steps never depend on its batch."""
+    b1, b2 = betas
+    state.t += 1
+    state.m.mul_(b1).add_(g, alpha=1 - b1)
+    state.v.mul_(b2).addcmul_(g, g, value=1 - b2)
+    m_hat = state.m / (1 - b1**state.t)
+    v_hat = state.v / (1 - b2**state.t)
+    return x + lr * m_hat / (v_hat.sqrt() + eps)

@@ -234,3 +234,31 @@ def test_connect_without_address_starts_a_new_local_ray(monkeypatch):
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
     cluster.connect(None)
     assert calls[-1] == {"address": "127.0.0.1:6379", "logging_level": "WARNING"}
+
+
+def test_composite_objectives_and_named_layers_are_checked_before_anything_runs():
+    """Issue 17: an objective naming a unit outside the layer, an unknown diversity or accentuation layer."""
+    cfg = config(layers=[{"name": "fc8", "objectives": ["3 - 12"]}])
+    with pytest.raises(ConfigError, match=r"^layers\.0\.objectives: unit 12 in '3 - 12' is out of range"):
+        preflight(cfg, build_models(cfg))
+    cfg = config(
+        sampler={
+            "method": "pixel",
+            "steps": 2,
+            "start": "random",
+            "diversity": 1.0,
+            "diversity_layer": "nope",
+        }
+    )
+    with pytest.raises(ConfigError, match=r"^sampler\.diversity_layer: "):
+        preflight(cfg, build_models(cfg))
+    cfg = config(
+        sampler={"method": "accentuation", "steps": 2, "start": "random", "accentuation": {"layer": "nope"}}
+    )
+    with pytest.raises(ConfigError, match=r"^sampler\.accentuation\.layer: "):
+        preflight(cfg, build_models(cfg))
+    ok = config(
+        layers=[{"name": "fc8", "pairs": [[1, 2]]}],
+        sampler={"method": "fourier", "steps": 2, "start": "random"},
+    )
+    assert preflight(ok, build_models(ok)).layer_shapes == {"fc8": (10,)}
