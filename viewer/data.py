@@ -45,6 +45,7 @@ KIND_ORDER = {"best": 0, "last": 1, "snapshot": 2}  # a chain's kept images, in 
 LABEL_COLUMNS = ("label", "label_score", "label_best", "label_runner_up", "label_margin", "tuning_concepts",
                  "tuning_auroc", "tuning_mean")  # fmt: skip
 PICTURE_COLUMNS = ("natural_percentile", "flags")
+READER_COLUMNS = ("label_shown", "reader_agreement")  # the attribute reader (toy world), later than labels
 LABEL_THRESHOLD = 0.85  # as atlas.sampling.concepts.LABEL_THRESHOLD (not imported: it pulls in torch)
 WEAK_PERCENTILE = 0.99  # as atlas.sampling.concepts.WEAK_PERCENTILE
 # the pictures the audit and the grid's flag filter look at: a unit's results, not its early snapshots
@@ -223,11 +224,13 @@ def methods(conn: Any) -> list[str]:
 # ---- truth columns (issue 16) -----------------------------------------------------------------
 @dataclass(frozen=True)
 class Truth:
-    """Which truth columns the run has: ``labels`` (units.label ... tuning_mean) and ``pictures``
-    (images.natural_percentile and flags). Runs written before issue 16 have neither."""
+    """Which truth columns the run has: ``labels`` (units.label ... tuning_mean), ``pictures``
+    (images.natural_percentile and flags) and ``reader`` (units.label_shown, reader_agreement). Runs written
+    before issue 16 have none; runs written before the attribute reader lack ``reader``."""
 
     labels: bool = False
     pictures: bool = False
+    reader: bool = False
 
 
 def table_columns(conn: Any, table: str) -> set[str]:
@@ -238,7 +241,11 @@ def table_columns(conn: Any, table: str) -> set[str]:
 def truth(conn: Any) -> Truth:
     """Which truth columns the run's tables have (see :class:`Truth`)."""
     units, images = table_columns(conn, "units"), table_columns(conn, "images")
-    return Truth(labels=set(LABEL_COLUMNS) <= units, pictures=set(PICTURE_COLUMNS) <= images)
+    return Truth(
+        labels=set(LABEL_COLUMNS) <= units,
+        pictures=set(PICTURE_COLUMNS) <= images,
+        reader=set(READER_COLUMNS) <= units,
+    )
 
 
 def split_flags(text: Any) -> list[str]:
@@ -560,7 +567,7 @@ def unit_chains(conn: Any, layer: str, unit: int, src: Sources | None = None) ->
 
 
 IMAGE_COLUMNS = ["chain", "kind", "step", "facet", "real_index", "png", "width", "height", "activation",
-                 "log_prob", "rank", *PICTURE_COLUMNS, "path_z"]  # fmt: skip
+                 "log_prob", "rank", *PICTURE_COLUMNS, "path_z", "path_percentile"]  # fmt: skip
 
 
 def unit_images(conn: Any, layer: str, unit: int, src: Sources | None = None) -> pd.DataFrame:
@@ -642,6 +649,10 @@ class LabelView:
     runner_up: str | None
     margin: float | None
     tuning: pd.DataFrame
+    label_shown: float | None = None  # share of the chains' last pictures the reader finds the label in
+    reader_agreement: float | None = None  # agreement of their decoded attributes (1 = all alike)
+    dissection_label: str | None = None  # conv units: Network Dissection's concept (IoU >= 0.04)
+    dissection_iou: float | None = None  # its IoU (also below the threshold); None: not dissected
 
 
 def _list(value: Any) -> list[Any]:
@@ -666,6 +677,10 @@ def label_view(row: dict[str, Any] | None) -> LabelView | None:
         runner_up=row.get("label_runner_up"),
         margin=row.get("label_margin"),
         tuning=tuning,
+        label_shown=row.get("label_shown"),
+        reader_agreement=row.get("reader_agreement"),
+        dissection_label=None if _isnull(row.get("dissection_label")) else row.get("dissection_label"),
+        dissection_iou=None if _isnull(row.get("dissection_iou")) else row.get("dissection_iou"),
     )
 
 
@@ -705,10 +720,12 @@ def _with_png(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
 
 def _with_badges(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """:func:`_with_png` plus natural_percentile, badge and flags (a list) of each picture."""
-    extra = ["path_z"] if "path_z" in df.columns else []
+    extra = [c for c in ("path_z", "path_percentile") if c in df.columns]
     out = _with_png(df, [*columns, *PICTURE_COLUMNS, *extra])
     percentiles = [None if _isnull(v) else float(v) for v in out["natural_percentile"]]
-    paths = out["path_z"] if extra else [None] * len(out)
+    z = out["path_z"] if "path_z" in extra else [None] * len(out)
+    pct = out["path_percentile"] if "path_percentile" in extra else [None] * len(out)
+    paths = [_path_badge(p, zz) for p, zz in zip(pct, z, strict=True)]
     return out.assign(
         natural_percentile=pd.Series(percentiles, dtype=object),
         badge=[badge_text(p, z) for p, z in zip(percentiles, paths, strict=True)],
@@ -716,12 +733,21 @@ def _with_badges(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     )
 
 
-def badge_text(percentile: Any, path_z: Any) -> str | None:
-    """A picture's badge: its natural percentile ("p99.7"), then its path z ("p100 · path -0.3")."""
+def _path_badge(path_percentile: Any, path_z: Any) -> str | float | None:
+    """The path percentile as "p45" (runs with it), else the path z of older runs, else None."""
+    if path_percentile is not None and not _isnull(path_percentile):
+        return f"p{100 * float(path_percentile):.0f}"
+    return None if path_z is None or _isnull(path_z) else float(path_z)
+
+
+def badge_text(percentile: Any, path: Any) -> str | None:
+    """A picture's badge: its natural percentile ("p99.7"), then its path: the path percentile as text
+    ("p100 · path p45", runs with ``path_percentile``) or, in older runs, its path z ("p100 · path -0.3")."""
     text = percentile_text(percentile)
-    if path_z is None or _isnull(path_z):
+    if path is None or (not isinstance(path, str) and _isnull(path)):
         return text
-    return f"{text or 'p?'} · path {float(path_z):+.1f}"
+    shown = path if isinstance(path, str) else f"{float(path):+.1f}"
+    return f"{text or 'p?'} · path {shown}"
 
 
 def facet_images(images: pd.DataFrame) -> pd.DataFrame:
@@ -900,6 +926,11 @@ EXAMPLE_QUERIES: dict[str, str] = {
         "       median(natural_percentile) AS median_percentile\n"
         "FROM images WHERE kind IN ('best', 'last')\nGROUP BY layer ORDER BY layer"
     ),
+    "label shown per layer": (
+        "SELECT layer, kind, count(label) AS labelled, avg(label_shown) AS label_shown,\n"
+        "       avg(reader_agreement) AS reader_agreement\n"
+        "FROM units GROUP BY layer, kind ORDER BY layer"
+    ),
     "label vs judge (output units)": (
         "SELECT layer, unit, label, label_score, judge_label, judge_correct,\n"
         "       label = 'class:' || judge_label AS label_agrees\n"
@@ -912,6 +943,7 @@ TRUTH_EXAMPLES = {
     "units with no label": "labels",
     "share of weak pictures per layer": "pictures",
     "label vs judge (output units)": "labels",
+    "label shown per layer": "reader",
 }
 
 

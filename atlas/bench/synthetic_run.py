@@ -16,6 +16,11 @@ list of 6-10 concepts (AUROC descending, mean activation roughly following it); 
 gets a ``natural_percentile`` against a per-unit natural distribution and the flag ``weak`` exactly when that
 is below 0.99. They are drawn from a generator of their own, so every other value is the same either way.
 ``truth=False`` writes the shape of runs made before those columns existed (the files lack them).
+
+Reader columns (``reader=True``, with ``truth``): each unit's ``label_shown`` (a multiple of 1/chains; null
+for units without a label) and ``reader_agreement``, and every last and best picture's ``reader_concepts``
+(its unit's best concept's parts plus a position and a size, as the attribute reader names them), from a
+generator of their own. ``reader=False`` writes runs made after the labels but before the reader.
 """
 
 from __future__ import annotations
@@ -56,6 +61,8 @@ TRUTH_COLUMNS = {
               "tuning_auroc", "tuning_mean"),
     "images": ("natural_percentile", "flags"),
 }  # fmt: skip
+READER_COLUMNS = {"units": ("label_shown", "reader_agreement"), "images": ("reader_concepts",)}
+ALL_TRUTH_COLUMNS = {t: (*TRUTH_COLUMNS[t], *READER_COLUMNS[t]) for t in TRUTH_COLUMNS}
 
 
 def _kind(layer: str) -> str:
@@ -123,6 +130,7 @@ def make_synthetic_run(
     max_shards: int | None = None,
     config_extra: Mapping[str, Any] | None = None,
     truth: bool = True,
+    reader: bool = True,
 ) -> dict[str, Any]:
     """Write a complete synthetic run to ``run_dir``; returns row counts and the run's shape.
 
@@ -130,7 +138,7 @@ def make_synthetic_run(
     chains per method (the Compare page's "two methods" case). ``png_pool``: reuse that many pre-encoded
     PNGs instead of rendering every image (fast, for the 100k-image benchmark). ``max_shards`` stops early
     and leaves the run "running" (a run still being written). ``truth=False``: no truth columns (issue 16)
-    in the files, as in runs written before them.
+    in the files, as in runs written before them; ``reader=False``: labels but no reader columns.
     """
     layers = dict(layers or {"fc8": 10, "conv3": 16})
     images_per_chain = max(2, images_per_chain)
@@ -183,10 +191,14 @@ def make_synthetic_run(
         )  # fmt: skip
         if truth:
             add_truth(np.random.default_rng([_layer_seed(seed, layer), start, 16]), layer, rows)
+        if truth and reader:
+            add_reading(np.random.default_rng([_layer_seed(seed, layer), start, 17]), rows)
         shard_id = f"{layer}-{start // units_per_shard:04d}"
         counts = store.write_shard(shard_id, layer, rows, meta={"seconds": float(rng.uniform(2, 6))})
         if not truth:
-            _drop_truth_columns(store, layer, shard_id)
+            _drop_truth_columns(store, layer, shard_id, ALL_TRUTH_COLUMNS)
+        elif not reader:
+            _drop_truth_columns(store, layer, shard_id, READER_COLUMNS)
         for table, n in counts.items():
             totals[table] = totals.get(table, 0) + n
         done += 1
@@ -452,9 +464,41 @@ def add_truth(rng: np.random.Generator, layer: str, rows: dict[str, list[dict[st
         img["natural_percentile"], img["flags"] = p, picture_flags(p)
 
 
-def _drop_truth_columns(store: RunStore, layer: str, shard_id: str) -> None:
-    """Rewrite a shard's units and images files without the truth columns (an old run's shape)."""
-    for table, columns in TRUTH_COLUMNS.items():
+def add_reading(rng: np.random.Generator, rows: dict[str, list[dict[str, Any]]]) -> None:
+    """Fill the reader columns of one shard's units and images rows in place (after :func:`add_truth`)."""
+    best: dict[int, str] = {}
+    for row in rows["units"]:
+        n = max(1, int(row.get("n_chains") or 1))
+        row["label_shown"] = int(rng.integers(0, n + 1)) / n if row.get("label") else None
+        row["reader_agreement"] = float(rng.choice([0.6, 0.7, 0.8, 0.9, 1.0]))
+        best[row["unit"]] = str(row.get("label_best") or "")
+    for img in rows["images"]:
+        if img["kind"] in ("last", "best"):  # as the worker: snapshots and real images are not read
+            img["reader_concepts"] = _reading(rng, best[img["unit"]])
+
+
+def _reading(rng: np.random.Generator, best: str) -> list[str]:
+    """A picture's decoded concepts as the attribute reader names them (class, colour, position, size and
+    sometimes distractor), showing the unit's best concept ``best``."""
+    pick = lambda names: names[int(rng.integers(len(names)))]  # noqa: E731
+    read = {
+        "class": f"class:{pick(CLASSES)}",
+        "colour": f"colour:{pick(COLOURS)}",
+        "pos": pick(POSITIONS),
+        "size": pick(SIZES),
+    }
+    colour, _, cls = best.partition(" ")
+    for part in [f"colour:{colour}", f"class:{cls}"] if cls else [best]:
+        read[part.partition(":")[0]] = part
+    return list(read.values())
+
+
+def _drop_truth_columns(
+    store: RunStore, layer: str, shard_id: str, columns_of: Mapping[str, Sequence[str]]
+) -> None:
+    """Rewrite a shard's units and images files without ``columns_of`` (table -> columns; an old run's
+    shape)."""
+    for table, columns in columns_of.items():
         rel = shard_rel(table, layer, shard_id)
         if not store.loc.is_file(rel):
             continue

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-STAGES = ("data_train", "target", "judge", "generator", "dae", "evaluate")
+STAGES = ("data_train", "target", "judge", "generator", "dae", "reader", "evaluate")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

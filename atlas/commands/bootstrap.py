@@ -2,7 +2,8 @@
 
 Components come from the cache, else from the weights shipped with atlas, else are trained;
 ``--retrain`` trains everything from scratch into the cache; ``--ship`` trains from scratch in a temporary
-cache and, when the gates pass, writes the result as the package's shipped weights (for developers).
+cache and, when the gates pass, writes the result as the package's shipped weights (for developers);
+``--ship-reader`` does that for the attribute reader alone, adding it to the shipped folder.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ import argparse
 from atlas.commands.options import add_toyworld_options
 
 HELP = (
-    "Load the toy world's T, J, G and DAE (cache, else the shipped weights, else train them) and check "
-    "the quality gates."
+    "Load the toy world's T, J, G, DAE and attribute reader (cache, else the shipped weights, else train "
+    "them) and check the quality gates."
 )
 
 
@@ -31,6 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="developers: train from scratch in a temporary cache and, if the gates pass, write the result "
         "as the shipped weights under atlas/toyworld/weights/ (implies --retrain; ignores --cache-dir)",
     )
+    parser.add_argument(
+        "--ship-reader",
+        action="store_true",
+        help="developers: train only the attribute reader from scratch in a temporary cache and, if its "
+        "gates pass, add it to the preset's shipped weights (T, J, G and the DAE stay as they are)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,7 +50,14 @@ def run(args: argparse.Namespace) -> int:
     from atlas.toyworld.settings import resolve
 
     preset, cache_dir = resolve(args.preset, args.cache_dir, args.config)
-    if args.ship:
+    if args.ship_reader:
+        from atlas.toyworld.api import ship_reader
+
+        report = ship_reader(preset)
+        shipped = report["shipped"]
+        where = f"reader trained from scratch; shipped to {shipped}" if shipped else "NOT shipped"
+        print(f"toy world {preset!r} ({where})")
+    elif args.ship:
         report = ship(preset)
         shipped = report["shipped"]
         where = f"trained from scratch; shipped to {shipped}" if shipped else "a gate failed: NOT shipped"

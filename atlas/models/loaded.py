@@ -10,7 +10,7 @@ from torch import nn
 
 from atlas.models.spaces import ImageSpace
 
-Role = Literal["target", "generator", "dae", "judge"]
+Role = Literal["target", "generator", "dae", "judge", "reader"]
 
 
 @dataclass

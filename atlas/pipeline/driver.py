@@ -103,6 +103,8 @@ def resolve_layers(
         shape = tuple(shapes[layer.name])
         kind = layer_kind(layer.name, shape, target.output_layer, layer.kind, f"layers.{i}")
         units = layer.units.resolve(shape[0], f"layers.{i}.units", layer.name)
+        composites = layer.composites(shape[0], f"layers.{i}.objectives")  # units U, U+1, ... (objectives)
+        units = list(units) + [shape[0] + k for k in range(len(composites))]
         plans.append(LayerPlan(layer.name, kind, shape, units))
     return plans
 
@@ -184,7 +186,14 @@ def run_atlas(
             summary = _summarize(cfg, loc, shards, [], time.perf_counter() - started, skipped=len(shards))
             store.finalize(summary)
         return summary
-    bundle = build_bundle(cfg, models)  # judge and real images resolved here, once
+    bundle = build_bundle(cfg, models)  # judge, attribute reader and real images resolved here, once
+    if bundle.reader is not None:  # provenance of the label_shown columns
+        r = bundle.reader
+        manifest["fingerprints"]["reader"] = {
+            "spec": r.spec,
+            "weights": r.weights,
+            "fingerprint": r.fingerprint,
+        }
     del models
     lock = RunLock(loc)
     try:

@@ -7,6 +7,7 @@ object store, so a node with an empty cache, no weight files and no image folder
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,11 +72,13 @@ def _deepsim_default_stats(generator: LoadedModel) -> CodeStats | None:
 
 @dataclass
 class WorkerBundle:
-    """Everything a worker needs besides its config: models (CPU), the judge, the real-image pool."""
+    """Everything a worker needs besides its config: models (CPU), the judge, the real-image pool and the
+    attribute reader (toy world; None: no reader columns)."""
 
     models: RunModels
     judge: LoadedModel | None
     real: Any | None
+    reader: LoadedModel | None = None
 
 
 @dataclass(frozen=True)
@@ -100,10 +103,28 @@ def load_judge(cfg: RunConfig) -> LoadedModel | None:
     return toyworld.load_component("judge", cfg.toyworld.preset, cfg.toyworld.cache_dir)
 
 
+def load_reader(cfg: RunConfig, log: Callable[[str], None] = print) -> LoadedModel | None:
+    """The toy world's attribute reader, for ``units.label_shown`` (None for other targets, and for a toy
+    world without one: a cache trained before the reader, for a config atlas ships no reader for; its
+    columns stay null, and ``atlas bootstrap`` trains it). Never trains here."""
+    if not cfg.models.target.spec.startswith("toyworld:"):
+        return None
+    from atlas import toyworld
+
+    try:
+        return toyworld.load_component(
+            "reader", cfg.toyworld.preset, cfg.toyworld.cache_dir, train_if_missing=False, log=log
+        )
+    except AtlasError as exc:
+        log(f"atlas: no attribute reader, label_shown stays empty ({exc})")
+        return None
+
+
 def build_bundle(cfg: RunConfig, models: RunModels | None = None) -> WorkerBundle:
-    """Models, judge and real images, resolved here (the driver) once."""
+    """Models, judge, real images and the attribute reader, resolved here (the driver) once."""
     models = models if models is not None else build_models(cfg)
-    return WorkerBundle(models, load_judge(cfg), load_real_images(cfg, models.target.space.size))
+    real = load_real_images(cfg, models.target.space.size)
+    return WorkerBundle(models, load_judge(cfg), real, load_reader(cfg))
 
 
 def load_real_images(cfg: RunConfig, size_hint: int) -> Any | None:

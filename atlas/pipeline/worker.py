@@ -1,6 +1,6 @@
 """AtlasWorker: the body of a Ray actor, as a plain class (tested without Ray).
 
-It takes the target, generator, DAE, judge and real images once (shipped by the driver as a
+It takes the target, generator, DAE, judge, attribute reader and real images once (shipped by the driver as a
 :class:`~atlas.pipeline.models_setup.WorkerBundle`, or built here when none is given), keeps them resident
 on its device, and turns shards into Parquet in the run's store (a local path or a URI)::
 
@@ -28,6 +28,7 @@ from atlas.sampling.results import UnitResult
 from atlas.store import RunStore
 from atlas.store.location import Location
 from atlas.toyworld.judging import Judge, judge_verdict
+from atlas.toyworld.reading import Reader, ReaderVerdict, reader_verdict
 
 WORKERS_DIR = "_workers"
 
@@ -68,6 +69,7 @@ class AtlasWorker:
             real=self.real,
         )
         self.judge = Judge(bundle.judge, self.device) if bundle.judge is not None else None
+        self.reader = Reader(bundle.reader, self.device) if bundle.reader is not None else None
         self.store = RunStore(run)
         self.setup_seconds = time.perf_counter() - started
         self._register()
@@ -110,13 +112,27 @@ class AtlasWorker:
             return None
         return judge_verdict(self.judge, result.chains, result.unit)
 
+    def _reader_verdict(self, result: UnitResult) -> ReaderVerdict | None:
+        """The attribute reader's reading of the unit's pictures: label shown, agreement, decoded concepts
+        (toy world; ``atlas.toyworld.reading``)."""
+        if self.reader is None or result.status != "ok":
+            return None
+        label = result.label.label if result.label is not None else None
+        return reader_verdict(self.reader, result.chains, label)
+
     def run_shard(self, shard: Shard | dict[str, Any]) -> dict[str, Any]:
         """Sample every unit of the shard, write its Parquet files and marker; return a small summary."""
         if isinstance(shard, dict):
             shard = Shard(shard["id"], shard["layer"], tuple(shard["units"]))
         started = time.perf_counter()
-        kind = next((layer.kind for layer in self.cfg.layers if layer.name == shard.layer), "auto")
-        results = self.engine.map_units(shard.layer, list(shard.units), seed=self.cfg.seed, kind=kind)
+        layer = next((lc for lc in self.cfg.layers if lc.name == shard.layer), None)
+        results = self.engine.map_units(
+            shard.layer,
+            list(shard.units),
+            seed=self.cfg.seed,
+            kind=layer.kind if layer else "auto",
+            composites=layer.composites() if layer else (),
+        )
         s = self.cfg.store
         rows = merge_rows(
             [
@@ -128,6 +144,7 @@ class AtlasWorker:
                     activations_full_max=s.activations_full_max,
                     activations_top_k=s.activations_top_k,
                     judge=self._judge_verdict(r),
+                    reader=self._reader_verdict(r),
                 )
                 for r in results
             ]

@@ -1,4 +1,5 @@
-"""The toy world: a procedural image world with its own trained target, judge, generator and DAE.
+"""The toy world: a procedural image world with its own trained target, judge, generator, DAE and attribute
+reader.
 
 Usage::
 
@@ -6,6 +7,7 @@ Usage::
     report = bootstrap("micro", cache_dir="/tmp/atlas-cache")     # cache, else shipped weights; checks gates
     T = load_component("target", "micro", "/tmp/atlas-cache")     # LoadedModel (frozen), output_layer "fc8"
     G = load_component("generator", "micro", "/tmp/atlas-cache")  # input: T's relu6 code
+    R = load_component("reader", "micro", "/tmp/atlas-cache")     # attributes of a picture (reading.py)
     real = real_images("micro", split="test")                      # images, labels, fine labels, names
 
 See docs/toyworld.md for what the world is and why it looks the way it does.
@@ -13,11 +15,13 @@ See docs/toyworld.md for what the world is and why it looks the way it does.
 
 from atlas.toyworld.api import RealImages, bootstrap, load_component, real_images
 from atlas.toyworld.presets import PRESETS, ToyWorldConfig, config_hash, get_preset
-from atlas.toyworld.world import COMPONENTS, ToyWorld
+from atlas.toyworld.world import ALL_COMPONENTS, COMPONENTS, READER, ToyWorld
 
 __all__ = [
+    "ALL_COMPONENTS",
     "COMPONENTS",
     "PRESETS",
+    "READER",
     "RealImages",
     "ToyWorld",
     "ToyWorldConfig",

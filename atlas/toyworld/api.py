@@ -13,7 +13,7 @@ import torch
 from atlas.errors import AtlasError
 from atlas.models.loaded import LoadedModel
 from atlas.sampling.concepts import ConceptSet
-from atlas.toyworld.world import COMPONENTS, ToyWorld
+from atlas.toyworld.world import ALL_COMPONENTS, ToyWorld
 
 
 def load_component(
@@ -24,9 +24,10 @@ def load_component(
     train_if_missing: bool = True,
     log: Callable[[str], None] = print,
 ) -> LoadedModel:
-    """``target | judge | generator | dae`` of a toy world, frozen, trained on demand (with a message)."""
-    if name not in COMPONENTS:
-        raise AtlasError(f"unknown toy-world component {name!r}; valid: {', '.join(COMPONENTS)}")
+    """``target | judge | generator | dae | reader`` of a toy world, frozen, trained on demand (with a
+    message; ``train_if_missing=False``: an AtlasError instead)."""
+    if name not in ALL_COMPONENTS:
+        raise AtlasError(f"unknown toy-world component {name!r}; valid: {', '.join(ALL_COMPONENTS)}")
     return ToyWorld(preset, cache_dir, log).loaded(name, train_if_missing=train_if_missing)
 
 
@@ -80,17 +81,17 @@ def bootstrap(
     was trained (on the machine that trained it, for shipped weights).
     """
     from atlas.toyworld.cache import write_report
-    from atlas.toyworld.gates import evaluate
+    from atlas.toyworld.gates import evaluate, evaluate_reader
 
     world = ToyWorld(preset, cache_dir, log)
     t_start = time.perf_counter()
-    for name in COMPONENTS:  # target first: generator and dae are trained on its codes
+    for name in ALL_COMPONENTS:  # target first: generator and dae are trained on its codes
         world.module(name, retrain=retrain)
     t0, c0 = time.perf_counter(), time.process_time()
     gates, details = evaluate(world)
-    seconds = {
-        k: round(world.seconds.get(k, 0.0), 1) for k in ("data_train", "target", "judge", "generator", "dae")
-    }
+    reader_gates, reader_details = evaluate_reader(world)
+    gates, details = gates | reader_gates, details | reader_details
+    seconds = {k: round(world.seconds.get(k, 0.0), 1) for k in ("data_train", *ALL_COMPONENTS)}
     seconds["evaluate"] = round(time.perf_counter() - t0, 1)
     seconds["total"] = round(time.perf_counter() - t_start, 1)
     cpu = {k: round(v, 1) for k, v in world.cpu_seconds.items() if k != "data_test"}
@@ -105,7 +106,7 @@ def bootstrap(
         "seconds": seconds,
         "cpu_seconds": cpu,  # CPU time of the stages trained in this call (/ 2 threads ~ idle wall time)
         "train_seconds": {
-            n: round(float(world.payload_meta(n).get("train_seconds", 0.0)), 1) for n in COMPONENTS
+            n: round(float(world.payload_meta(n).get("train_seconds", 0.0)), 1) for n in ALL_COMPONENTS
         },
         "details": details,
     }
@@ -146,4 +147,53 @@ def ship(preset: str = "default", log: Callable[[str], None] = print) -> dict[st
         }
         world = ToyWorld(preset, tmp, log)
         dest = write_shipped(Path(world.dir), world.cfg, report, made, log=log)
+    return {**report, "shipped": str(dest)}
+
+
+def ship_reader(preset: str = "default", log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train only the attribute reader from scratch in a temporary cache, check its gates and, only when they
+    pass, add it to the preset's shipped weights (``shipped.add_shipped_reader``: T, J, G and the DAE stay
+    as they are). Returns {"gates", "passed", "seconds", "cpu_seconds", "preset", "config_hash",
+    "reader_hash", "sources", "shipped": the folder or None}."""
+    import shlex
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from atlas.toyworld.gates import evaluate_reader
+    from atlas.toyworld.machine import machine_info
+    from atlas.toyworld.presets import reader_hash
+    from atlas.toyworld.shipped import add_shipped_reader
+
+    with tempfile.TemporaryDirectory(prefix="atlas-ship-reader-") as tmp:
+        world = ToyWorld(preset, tmp, log)
+        t0, c0 = time.perf_counter(), time.process_time()
+        world.module("reader", retrain=True)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        gates, details = evaluate_reader(world)
+        report = {
+            "preset": preset,
+            "config_hash": world.hash,
+            "reader_hash": reader_hash(world.cfg),
+            "sources": dict(world.sources),
+            "gates": gates,
+            "passed": all(g["passed"] for g in gates.values()),
+            "seconds": {"reader": round(world.seconds["reader"], 1)},
+            "cpu_seconds": {"reader": round(world.cpu_seconds["reader"], 1)},
+            "details": details,
+        }
+        if not report["passed"]:
+            log(f"toyworld[{preset}]: a reader gate failed; nothing shipped")
+            return {**report, "shipped": None}
+        command = "atlas " + shlex.join(sys.argv[1:]) if sys.argv and "atlas" in sys.argv[0] else None
+        made = {
+            "command": command or f"atlas bootstrap --preset {preset} --ship-reader",
+            "machine": machine_info(),
+            "seconds": report["seconds"],
+            "cpu_seconds": report["cpu_seconds"],
+            "wall_seconds_total": round(wall, 1),
+            "cpu_seconds_total": round(cpu, 1),
+            "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        }
+        dest = add_shipped_reader(Path(world.dir), world.cfg, gates, made)
     return {**report, "shipped": str(dest)}

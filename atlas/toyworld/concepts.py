@@ -8,6 +8,15 @@ Concepts (each a set of images): ``class:<name>``; ``facet:<name>`` for the face
 ``colour:<name>`` (the object's palette colour); ``pos:<row>-<col>`` (object centre in a 3 x 3 grid of the
 positions' tertiles); ``size:small|medium|large`` (radius tertiles); ``distractor`` (a dot of another colour);
 and the conjunctions ``<colour> <class>``.
+
+The attribute reader (``atlas.toyworld.reading``) decodes the same attributes from a picture;
+:func:`attribute_targets` are its training targets and gate truth, :func:`picture_concepts` names what it
+decoded in this vocabulary, and :func:`shows` says whether those satisfy a unit's label::
+
+    picture_concepts(fine=8, colour=0, row=0, col=2, size=1, distractor=False)
+    # ['class:pill', 'facet:pill/capsule', 'colour:red', 'pos:top-right', 'size:medium']
+    shows(['class:pill', 'colour:red', ...], "red pill")   # True: both parts of the conjunction
+    shows([...], "dogs")                                    # None: not a toy-world concept
 """
 
 from __future__ import annotations
@@ -20,6 +29,9 @@ from atlas.toyworld.shapes import CLASS_NAMES, FINE_NAMES, FINE_TO_CLASS, MULTIF
 
 COLOUR_NAMES = ("red", "green", "blue", "yellow", "cyan", "magenta", "orange", "white")  # PALETTE order
 ROWS, COLS, SIZES = ("top", "middle", "bottom"), ("left", "centre", "right"), ("small", "medium", "large")
+
+
+ATOMIC_KINDS = ("class", "facet", "colour", "pos", "size")  # "<kind>:<value>" concepts, plus "distractor"
 
 
 def _tertile(x: torch.Tensor) -> torch.Tensor:
@@ -43,7 +55,7 @@ def toy_concepts(data: ToyData) -> ConceptSet:
     for k, colour in enumerate(COLOUR_NAMES):
         for c, cls in enumerate(CLASS_NAMES):
             cols[f"{colour} {cls}"] = (a.colour == k) & (data.labels == c)
-    return ConceptSet(list(cols), torch.stack(list(cols.values()), dim=1))
+    return ConceptSet(list(cols), torch.stack(list(cols.values()), dim=1), masks=a.mask.bool())
 
 
 def _attribute_columns(a: ToyAttributes) -> dict[str, torch.Tensor]:
@@ -57,3 +69,51 @@ def _attribute_columns(a: ToyAttributes) -> dict[str, torch.Tensor]:
     cols.update({f"size:{name}": size == i for i, name in enumerate(SIZES)})
     cols["distractor"] = a.distractor.bool()
     return cols
+
+
+def attribute_targets(data: ToyData) -> dict[str, torch.Tensor]:
+    """Per image, the attribute values the reader decodes (``nets.READER_HEADS`` order): fine label, colour,
+    row / column tertile of the centre, radius tertile (the split's own tertiles, as the concepts), and
+    distractor (0/1): {name: (N,) long}."""
+    a = data.attributes
+    if a is None:
+        raise ValueError("toy images without renderer attributes have no attribute targets")
+    return {
+        "fine": data.fine.long(),
+        "colour": a.colour.long(),
+        "row": _tertile(a.cy),
+        "col": _tertile(a.cx),
+        "size": _tertile(a.radius),
+        "distractor": a.distractor.long(),
+    }
+
+
+def picture_concepts(fine: int, colour: int, row: int, col: int, size: int, distractor: bool) -> list[str]:
+    """The atomic concepts of one picture's attributes: class, facet (multifaceted classes), colour,
+    position, size, and ``distractor`` when present (conjunctions follow from class and colour)."""
+    cls = FINE_TO_CLASS[fine]
+    out = [f"class:{CLASS_NAMES[cls]}"]
+    if cls in MULTIFACETED:
+        out.append(f"facet:{FINE_NAMES[fine]}")
+    out += [f"colour:{COLOUR_NAMES[colour]}", f"pos:{ROWS[row]}-{COLS[col]}", f"size:{SIZES[size]}"]
+    return [*out, "distractor"] if distractor else out
+
+
+def requirements(label: str) -> frozenset[str] | None:
+    """The atomic concepts a picture must show to show ``label`` (a conjunction ``<colour> <class>`` needs
+    both); None when ``label`` is not a toy-world concept (e.g. a user's folder name)."""
+    if label == "distractor":
+        return frozenset({label})
+    kind, sep, _value = label.partition(":")
+    if sep and kind in ATOMIC_KINDS:
+        return frozenset({label})
+    colour, sep, cls = label.partition(" ")
+    if sep and colour in COLOUR_NAMES and cls in CLASS_NAMES:
+        return frozenset({f"colour:{colour}", f"class:{cls}"})
+    return None
+
+
+def shows(concepts: list[str] | set[str], label: str) -> bool | None:
+    """Whether a picture with these (decoded) atomic concepts shows ``label``; None when undecidable."""
+    need = requirements(label)
+    return None if need is None else need <= set(concepts)

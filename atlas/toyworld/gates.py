@@ -7,6 +7,12 @@ Gate names (thresholds per preset in ``presets.GateThresholds``):
 - ``j_recon_acc``       J's class accuracy (fine prediction -> its class) on G(E(x)) (>= threshold)
 - ``j_facet_recon_acc`` J's fine-label accuracy on G(E(x)) of multifaceted classes  (>= threshold)
 - ``dae_error_ratio``   DAE error / identity error on noisy held-out codes           (< threshold)
+
+The attribute reader's gates (:func:`evaluate_reader`), its accuracy per attribute on real test images
+(bins by the test split's own tertiles, as the concept vocabulary's):
+- ``reader_class_acc`` class, ``reader_facet_acc`` fine label on the multifaceted classes' images,
+  ``reader_colour_acc``, ``reader_position_acc`` (the 3 x 3 cell), ``reader_size_acc``,
+  ``reader_distractor_acc``                                                         (>= threshold)
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from typing import Any
 
 import torch
 
-from atlas.toyworld.loops import judge_space, predict, target_space, threads
+from atlas.toyworld.loops import judge_space, predict, reader_space, target_space, threads
 from atlas.toyworld.shapes import CLASS_NAMES, FINE_TO_CLASS, MULTIFACETED
 from atlas.toyworld.train_dae import dae_error_ratio
 from atlas.toyworld.world import ToyWorld
@@ -67,6 +73,40 @@ def evaluate(world: ToyWorld) -> tuple[dict[str, dict[str, Any]], dict[str, Any]
         "identity_error": round(ident_err, 4),
     }
     return gates, details
+
+
+@torch.no_grad()
+def evaluate_reader(world: ToyWorld) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """(gates, details) of the attribute reader on the test split; details: accuracy per class."""
+    from atlas.toyworld.concepts import attribute_targets
+    from atlas.toyworld.reading import decode_heads
+
+    th = world.cfg.gates
+    test = world.data("test")
+    truth = attribute_targets(test)
+    reader = world.module("reader")
+    x = reader_space(world.cfg.data.size).encode(test.rgb01())
+    with threads(1):
+        parts = [decode_heads(reader, x[i : i + 500]) for i in range(0, len(x), 500)]
+    got = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+    multi = torch.isin(test.labels, torch.tensor(MULTIFACETED))
+    right = {
+        "class": got["cls"] == test.labels,
+        "facet": (got["fine"] == truth["fine"])[multi],
+        "colour": got["colour"] == truth["colour"],
+        "position": (got["row"] == truth["row"]) & (got["col"] == truth["col"]),
+        "size": got["size"] == truth["size"],
+        "distractor": got["distractor"] == truth["distractor"],
+    }
+    gates = {
+        f"reader_{k}_acc": _gate(v.float().mean().item(), getattr(th, f"reader_{k}_acc"))
+        for k, v in right.items()
+    }
+    per_class = {
+        name: round(right["class"][test.labels == c].float().mean().item(), 3)
+        for c, name in enumerate(CLASS_NAMES)
+    }
+    return gates, {"reader_class_acc_per_class": per_class}
 
 
 def format_table(report: dict[str, Any]) -> str:

@@ -39,11 +39,20 @@ class Judge:
     @torch.no_grad()
     def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """images (N, H, W, 3) uint8 -> (class verdicts (N,), fine verdicts (N,))."""
+        per_class, p = self._probs(images)
+        return per_class.argmax(1).cpu().numpy(), p.argmax(1).cpu().numpy()
+
+    @torch.no_grad()
+    def class_probs(self, images: np.ndarray) -> torch.Tensor:
+        """images (N, H, W, 3) uint8 -> (N, classes) J's probabilities summed over each class's facets."""
+        return self._probs(images)[0].cpu()
+
+    def _probs(self, images: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device).permute(0, 3, 1, 2).float() / 255
         p = torch.softmax(self.model.module(self.model.space.encode(x)).float(), dim=1)  # (N, fine)
         per_class = torch.zeros(p.shape[0], self.n_classes, device=self.device)
         per_class.index_add_(1, self.fine_to_class, p)
-        return per_class.argmax(1).cpu().numpy(), p.argmax(1).cpu().numpy()
+        return per_class, p
 
 
 def judge_verdict(judge: Judge, chains: Sequence[Any], unit: int) -> dict[str, Any] | None:

@@ -25,6 +25,11 @@ def judge_space(size: int) -> ImageSpace:
     return ImageSpace(size=size, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
 
 
+def reader_space(size: int) -> ImageSpace:
+    """The attribute reader's input space: RGB centred at 0.5, scaled by 1/0.3 (its own preprocessing)."""
+    return ImageSpace(size=size, mean=(0.5, 0.5, 0.5), std=(0.3, 0.3, 0.3))
+
+
 def generator_space(size: int) -> ImageSpace:
     """G's output space: RGB in [0, 1] from a sigmoid, so ``space.decode`` is the identity."""
     return ImageSpace(size=size)

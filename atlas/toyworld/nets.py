@@ -10,12 +10,16 @@ Shapes (S = image size, a multiple of 8; D = T's fc6 width):
 - ``Comparator``: a fixed, randomly initialised conv net; its features give G's feature loss. It is neither
   T nor J, so G is not rewarded for pleasing either of them.
 - ``CodeDAE``:    (B, D) raw code -> (B, D) denoised code; standardization by stored mean/std inside.
+- ``ReaderNet``:  (B, 3, S, S) encoded image -> (B, sum of head sizes) attribute logits, heads concatenated in
+  ``READER_HEADS`` order; a third family (coordinate channels, strided convs, GroupNorm, SiLU, no pooling).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from atlas.toyworld.shapes import FINE_NAMES, PALETTE
 
 
 def _conv_bn_relu(cin: int, cout: int) -> nn.Sequential:
@@ -193,3 +197,64 @@ class CodeDAE(nn.Module):
         z = (h - self.mean) / self.std
         z = z + self.out(torch.relu(self.blocks(self.inp(z))))
         return z * self.std + self.mean
+
+
+# the attribute reader's heads, in the order of its concatenated logits: (attribute, number of values)
+READER_HEADS: tuple[tuple[str, int], ...] = (
+    ("fine", len(FINE_NAMES)),  # fine (facet-level) label; class: the most probability summed over facets
+    ("colour", len(PALETTE)),  # the object's palette colour
+    ("row", 3),  # the object centre's row tertile (top, middle, bottom)
+    ("col", 3),  # its column tertile (left, centre, right)
+    ("size", 3),  # radius tertile (small, medium, large)
+    ("distractor", 2),  # a small dot of another colour: no, yes
+)
+
+
+def _gn_silu(cin: int, cout: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
+        nn.GroupNorm(min(4, cout), cout),
+        nn.SiLU(),
+    )
+
+
+class ReaderNet(nn.Module):
+    """The attribute reader: where T and J pool (max / average, global), it keeps *where* things are, and
+    adds *whether* something small is anywhere (a global max).
+
+    (B, 3, S, S) -> concat coordinate maps x, y in [-1, 1] -> (B, 5, S, S) -> stem 3x3 (stride 1) ->
+    three 3x3 stride-2 convs (S/2, S/4, S/8) -> [1x1 squeeze of the S/8 map, flattened ; global max of the
+    S/4 and S/8 maps (B, w3 + w4)] -> hidden (SiLU) -> heads (B, sum of sizes).
+    """
+
+    def __init__(
+        self, widths: tuple[int, ...], squeeze: int, hidden: int, size: int, heads=READER_HEADS
+    ) -> None:
+        super().__init__()
+        w1, w2, w3, w4 = widths
+        coords = (torch.arange(size, dtype=torch.float32) + 0.5) / size * 2 - 1
+        gy, gx = torch.meshgrid(coords, coords, indexing="ij")
+        self.register_buffer("coords", torch.stack([gx, gy])[None], persistent=False)  # (1, 2, S, S)
+        self.stem = _gn_silu(5, w1, 1)
+        self.down1 = _gn_silu(w1, w2, 2)  # S/2
+        self.down2 = _gn_silu(w2, w3, 2)  # S/4
+        self.down3 = _gn_silu(w3, w4, 2)  # S/8
+        self.squeeze = nn.Sequential(nn.Conv2d(w4, squeeze, 1), nn.SiLU())
+        self.flatten = nn.Flatten()
+        self.anywhere = nn.AdaptiveMaxPool2d(1)
+        self.hidden = nn.Sequential(nn.Linear(squeeze * (size // 8) ** 2 + w3 + w4, hidden), nn.SiLU())
+        self.heads = nn.Linear(hidden, sum(n for _, n in heads))
+        self.head_sizes = tuple(heads)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([x, self.coords.to(x.dtype).expand(len(x), -1, -1, -1)], dim=1)  # (B, 5, S, S)
+        mid = self.down2(self.down1(self.stem(x)))  # (B, w3, S/4, S/4)
+        x = self.down3(mid)  # (B, w4, S/8, S/8)
+        where = self.flatten(self.squeeze(x))  # (B, squeeze * (S/8)^2)
+        anywhere = [self.flatten(self.anywhere(mid)), self.flatten(self.anywhere(x))]  # (B, w3), (B, w4)
+        return self.heads(self.hidden(torch.cat([where, *anywhere], dim=1)))  # (B, sum of head sizes)
+
+    def split(self, logits: torch.Tensor) -> dict[str, torch.Tensor]:
+        """(B, sum of head sizes) -> {attribute: (B, n) logits}."""
+        parts = logits.split([n for _, n in self.head_sizes], dim=1)
+        return {name: part for (name, _), part in zip(self.head_sizes, parts, strict=True)}

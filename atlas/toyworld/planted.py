@@ -30,9 +30,12 @@ from torch import nn
 
 from atlas.models.loaded import LoadedModel, freeze
 
-CONCEPTS = ("red pill", "blue ring", "class:hook", "colour:green", "size:large", "pos:top-left")
+# Concepts T's code represents: a readout of relu6 fitted to each ranks that concept first on held-out images.
+# Not "red pill" (relu6 barely tells red from orange pills: precision 0.35 among its top 20) nor "class:hook"
+# (its readout ranks the crescent facet above the class); docs/truth.md.
+CONCEPTS = ("cyan pill", "blue ring", "class:cross", "colour:green", "size:large", "pos:top-left")
 SILENT = 2
-FOOLING = ("red pill", "blue ring", "class:hook")  # concept readouts that get the hidden path
+FOOLING = ("cyan pill", "blue ring", "class:cross")  # concept readouts that get the hidden path
 RIDGE = 1e-4
 TRAP_MARGIN = 1.5  # tau = this x the largest checkerboard response of a natural (train) image
 TRAP_GAIN = 10.0
@@ -93,10 +96,16 @@ def _codes(module: nn.Module, images01: torch.Tensor, space: Any, batch: int = 1
 
 
 def _ridge(feats: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, float]:
-    """Least squares with a ridge: feats (N, F), target (N,) -> (w (F,), b)."""
-    x = torch.cat([feats, torch.ones(feats.shape[0], 1)], dim=1)  # (N, F+1)
-    a = x.T @ x + RIDGE * feats.shape[0] * torch.eye(x.shape[1])
-    w = torch.linalg.solve(a, x.T @ target.float())
+    """Class-balanced least squares with a ridge: feats (N, F), target (N,) bool -> (w (F,), b).
+
+    Positives and negatives weigh half each (a concept on 1 % of the images would otherwise be fitted
+    mostly by the negatives, and its readout would detect a broader concept)."""
+    y = target.float()
+    n, pos = y.numel(), float(y.sum())
+    weight = torch.where(y > 0, n / (2 * max(pos, 1.0)), n / (2 * max(n - pos, 1.0)))  # (N,)
+    x = torch.cat([feats, torch.ones(n, 1)], dim=1)  # (N, F+1)
+    a = x.T @ (x * weight[:, None]) + RIDGE * n * torch.eye(x.shape[1])
+    w = torch.linalg.solve(a, x.T @ (weight * y))
     return w[:-1], float(w[-1])
 
 

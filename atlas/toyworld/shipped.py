@@ -1,4 +1,4 @@
-"""The toy worlds shipped with atlas: trained T, J, G and DAE of each preset, as package data.
+"""The toy worlds shipped with atlas: each preset's trained T, J, G, DAE and attribute reader (package data).
 
 Layout (one folder per preset and config hash, the cache's layout plus a manifest)::
 
@@ -6,6 +6,9 @@ Layout (one folder per preset and config hash, the cache's layout plus a manifes
         target.pt judge.pt generator.pt dae.pt   component files, exactly as the cache holds them, except
                                                  that target.pt leaves out T's decoder (only needed to
                                                  train G from scratch)
+        reader.pt                                the attribute reader (optional: a folder shipped before it
+                                                 has none; the manifest's "reader" entry holds its gates,
+                                                 reader hash and how it was made)
         config.json                              the preset's full config
         report.json                              the gate report of the run that trained them
         manifest.json                            sha256 and size of every file, each component's state-dict
@@ -19,6 +22,8 @@ mismatch is a one-line :class:`AtlasError` naming the file and the fix, never a 
 
 Made by ``atlas bootstrap --preset P --retrain --ship``: train from scratch in a temporary cache, check
 the gates, and (only when they pass) replace ``weights/<preset>-*`` with the result (:func:`write_shipped`).
+``atlas bootstrap --preset P --ship-reader`` trains only the reader and adds it to the existing folder
+(:func:`add_shipped_reader`): the other files stay byte for byte as they are; the manifest gains the entry.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ SHIPPED_ROOT = Path(__file__).resolve().parent / "weights"
 MANIFEST = "manifest.json"
 DROPPED_KEYS = {"target": ("decoder_state_dict", "decoder_fingerprint")}
 COMPONENT_FILES = ("target.pt", "judge.pt", "generator.pt", "dae.pt")
+READER_FILE = "reader.pt"  # optional: a folder shipped before the reader existed has none
 
 
 def shipped_dir(cfg: ToyWorldConfig) -> Path:
@@ -86,6 +92,8 @@ def load_shipped_file(cfg: ToyWorldConfig, component: str) -> tuple[Path, dict[s
     manifest = read_manifest(folder, cfg)
     path = folder / f"{component}.pt"
     entry = manifest["files"].get(path.name)
+    if entry is None and path.name == READER_FILE:
+        return None  # shipped before the reader existed
     if not isinstance(entry, dict):
         raise corrupt(folder / MANIFEST, f"lists no {path.name}", cfg.name, shipped=True)
     if not path.is_file():
@@ -97,6 +105,27 @@ def load_shipped_file(cfg: ToyWorldConfig, component: str) -> tuple[Path, dict[s
     if blob.get("fingerprint") != entry.get("fingerprint"):
         raise corrupt(path, f"fingerprint differs from {MANIFEST}", cfg.name, shipped=True)
     return path, blob
+
+
+def _describe_file(entry: dict[str, Any], path: Path) -> dict[str, Any]:
+    entry["sha256"] = file_sha256(path)
+    entry["bytes"] = path.stat().st_size
+    return entry
+
+
+def reader_entry(cfg: ToyWorldConfig, gates: dict[str, Any], made: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's "reader" entry: reader hash, settings, its gates and how it was made."""
+    import dataclasses
+
+    from atlas.toyworld.presets import reader_hash
+    from atlas.toyworld.train_reader import TRAIN_THREADS
+
+    return {
+        "reader_hash": reader_hash(cfg),
+        "config": dataclasses.asdict(cfg.reader),
+        "gates": gates,
+        "made": {"seed": cfg.reader.seed, "git": _git_sha(), "train_threads": TRAIN_THREADS, **made},
+    }
 
 
 def _git_sha() -> str | None:
@@ -111,6 +140,25 @@ def _git_sha() -> str | None:
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def _stage_components(
+    cache_folder: Path, cfg: ToyWorldConfig, stage: Path
+) -> tuple[tuple[str, ...], dict[str, dict[str, Any]]]:
+    """Copy the component files (the reader when the cache has one) into ``stage``, leaving out
+    DROPPED_KEYS: (file names, {file: {"fingerprint"}})."""
+    files: dict[str, dict[str, Any]] = {}
+    names = (*COMPONENT_FILES, READER_FILE) if (cache_folder / READER_FILE).exists() else COMPONENT_FILES
+    for fname in names:
+        component = fname[:-3]
+        blob = load_component_file(cache_folder / fname, cfg, component)
+        if blob is None:
+            raise FileNotFoundError(cache_folder / fname)
+        for key in DROPPED_KEYS.get(component, ()):
+            blob.pop(key, None)
+        torch.save(blob, stage / fname)
+        files[fname] = {"fingerprint": blob["fingerprint"]}
+    return names, files
 
 
 def write_shipped(
@@ -132,23 +180,12 @@ def write_shipped(
     if stage.exists():
         shutil.rmtree(stage)
     stage.mkdir(parents=True)
-    files: dict[str, dict[str, Any]] = {}
-    for fname in COMPONENT_FILES:
-        component = fname[:-3]
-        blob = load_component_file(cache_folder / fname, cfg, component)
-        if blob is None:
-            raise FileNotFoundError(cache_folder / fname)
-        for key in DROPPED_KEYS.get(component, ()):
-            blob.pop(key, None)
-        torch.save(blob, stage / fname)
-        files[fname] = {"fingerprint": blob["fingerprint"]}
+    names, files = _stage_components(cache_folder, cfg, stage)
     shutil.copyfile(cache_folder / "config.json", stage / "config.json")
     shipped_report = dict(report, cache=f"atlas/toyworld/weights/{name}")
     (stage / "report.json").write_text(json.dumps(shipped_report, indent=2) + "\n")
-    for fname in (*COMPONENT_FILES, "config.json", "report.json"):
-        entry = files.setdefault(fname, {})
-        entry["sha256"] = file_sha256(stage / fname)
-        entry["bytes"] = (stage / fname).stat().st_size
+    for fname in (*names, "config.json", "report.json"):
+        _describe_file(files.setdefault(fname, {}), stage / fname)
     seeds = {k: getattr(cfg, k).seed for k in ("data", "target", "judge", "generator", "dae")}
     manifest = {
         "preset": cfg.name,
@@ -157,6 +194,9 @@ def write_shipped(
         "files": files,
         "made": {"seeds": seeds, "git": _git_sha(), **made},
     }
+    if READER_FILE in names:
+        gates = {k: v for k, v in report["gates"].items() if k.startswith("reader_")}
+        manifest["reader"] = reader_entry(cfg, gates, made)
     (stage / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     dest = root / name
     old = root / f".{name}.{os.getpid()}.old"
@@ -170,3 +210,32 @@ def write_shipped(
             log(f"toyworld[{cfg.name}]: removing shipped weights of an older config: {other}")
             shutil.rmtree(other)
     return dest
+
+
+def add_shipped_reader(
+    cache_folder: Path,
+    cfg: ToyWorldConfig,
+    gates: dict[str, Any],
+    made: dict[str, Any],
+    root: Path | None = None,
+) -> Path:
+    """Add (or replace) ``reader.pt`` in the shipped folder of ``cfg`` from ``cache_folder``; the folder's
+    other files are left as they are, the manifest gains ``files["reader.pt"]`` and the "reader" entry
+    (:func:`reader_entry`). Written to temporary names and moved into place."""
+    root = Path(root) if root is not None else SHIPPED_ROOT
+    folder = root / f"{cfg.name}-{config_hash(cfg)}"
+    manifest = read_manifest(folder, cfg)  # AtlasError when the world itself is not shipped
+    blob = load_component_file(cache_folder / READER_FILE, cfg, "reader")
+    if blob is None:
+        raise FileNotFoundError(cache_folder / READER_FILE)
+    tmp = folder / f".{READER_FILE}.{os.getpid()}.tmp"
+    torch.save(blob, tmp)
+    entry = _describe_file({"fingerprint": blob["fingerprint"]}, tmp)
+    os.replace(tmp, folder / READER_FILE)
+    manifest["files"][READER_FILE] = entry
+    manifest["reader"] = reader_entry(cfg, gates, made)
+    text = json.dumps(manifest, indent=2) + "\n"
+    tmp_manifest = folder / f".{MANIFEST}.{os.getpid()}.tmp"
+    tmp_manifest.write_text(text)
+    os.replace(tmp_manifest, folder / MANIFEST)
+    return folder

@@ -11,7 +11,9 @@ weights shipped with atlas for the preset's config hash (``shipped.py``), else t
 ``world.sources`` says where each loaded component came from: "cache", "shipped" or "trained".
 
 Dependencies: the generator and the DAE are trained on codes of one particular T; each records T's
-fingerprint, and a component whose T has changed is stale and retrained (with a message).
+fingerprint, and a component whose T has changed is stale and retrained (with a message). The attribute
+reader depends only on the world's images; its file records ``reader_hash`` (presets.py), and a reader
+trained with other settings is stale the same way.
 """
 
 from __future__ import annotations
@@ -30,13 +32,15 @@ from atlas.models.codes import CodeStats
 from atlas.models.loaded import LoadedModel, freeze
 from atlas.toyworld.cache import corrupt, load_component_file, save_component, world_dir
 from atlas.toyworld.dataset import ToyData, render_split
-from atlas.toyworld.loops import generator_space, judge_space, state_fingerprint, target_space
-from atlas.toyworld.nets import CodeDAE, Generator, JudgeNet, TargetNet
-from atlas.toyworld.presets import ToyWorldConfig, config_hash, get_preset
+from atlas.toyworld.loops import generator_space, judge_space, reader_space, state_fingerprint, target_space
+from atlas.toyworld.nets import READER_HEADS, CodeDAE, Generator, JudgeNet, TargetNet
+from atlas.toyworld.presets import ToyWorldConfig, config_hash, get_preset, reader_hash
 from atlas.toyworld.shapes import CLASS_NAMES, FINE_NAMES, FINE_TO_CLASS, MULTIFACETED
 from atlas.toyworld.shipped import load_shipped_file, shipped_dir
 
-COMPONENTS = ("target", "judge", "generator", "dae")
+COMPONENTS = ("target", "judge", "generator", "dae")  # the world's core, keyed by config_hash
+READER = "reader"  # the attribute reader (issue 16), keyed by reader_hash; optional in old caches
+ALL_COMPONENTS = (*COMPONENTS, READER)
 CODE_LAYER = "relu6"
 
 
@@ -82,6 +86,10 @@ class ToyWorld:
             return Generator(c.target.fc, c.generator.width, size, c.target.pools)
         if name == "dae":
             return CodeDAE(c.target.fc, c.dae.hidden, c.dae.blocks)
+        if name == READER:
+            from atlas.toyworld.train_reader import build_reader
+
+            return build_reader(c)
         raise AssertionError(name)
 
     def _restore(
@@ -104,11 +112,15 @@ class ToyWorld:
             raise corrupt(path, "weights do not match their recorded fingerprint", self.cfg.name, shipped)
         return module.eval()
 
-    def _stale(self, name: str, blob: dict[str, Any], train_if_missing: bool) -> bool:
+    def _stale(self, name: str, blob: dict[str, Any], train_if_missing: bool) -> str | None:
+        """Why a loaded component must be retrained (None: it is current)."""
         if name in ("generator", "dae"):
             target_fp = self.fingerprint("target", train_if_missing=train_if_missing)
-            return blob["meta"].get("target_fingerprint") != target_fp
-        return False
+            if blob["meta"].get("target_fingerprint") != target_fp:
+                return "was trained on another target"
+        if name == READER and blob.get("reader_hash") != reader_hash(self.cfg):
+            return "was trained with other reader settings"
+        return None
 
     def fingerprint(self, name: str, *, train_if_missing: bool = True) -> str:
         self.module(name, train_if_missing=train_if_missing)
@@ -116,8 +128,8 @@ class ToyWorld:
 
     def module(self, name: str, *, train_if_missing: bool = True, retrain: bool = False) -> nn.Module:
         """The component's module (eval mode, trainable parameters), from memory, the cache or training."""
-        if name not in COMPONENTS:
-            raise AtlasError(f"unknown toy-world component {name!r}; valid: {', '.join(COMPONENTS)}")
+        if name not in ALL_COMPONENTS:
+            raise AtlasError(f"unknown toy-world component {name!r}; valid: {', '.join(ALL_COMPONENTS)}")
         if name in self._modules and not retrain:
             return self._modules[name]
         blob, path, shipped = None, self.path(name), False
@@ -129,16 +141,17 @@ class ToyWorld:
         if blob is not None:
             module = self._restore(name, blob, path=path, shipped=shipped)
             self._modules[name], self._payloads[name], self._files[name] = module, blob, path
-            if not self._stale(name, blob, train_if_missing):
+            stale = self._stale(name, blob, train_if_missing)
+            if stale is None:
                 self.sources[name] = "shipped" if shipped else "cache"
                 return module
             del self._modules[name], self._payloads[name], self._files[name]
             if not train_if_missing:
                 raise AtlasError(
-                    f"toy-world {name} in {str(path.parent)!r} was trained on another target; "
+                    f"toy-world {name} in {str(path.parent)!r} {stale}; "
                     f"run `atlas bootstrap --preset {self.cfg.name}`"
                 )
-            self.log(f"toyworld[{self.cfg.name}]: {name} ({path}) was trained on another target; retraining")
+            self.log(f"toyworld[{self.cfg.name}]: {name} ({path}) {stale}; retraining")
         elif not train_if_missing:
             raise AtlasError(
                 f"toy-world {name} is not trained yet ({str(self.path(name))!r} missing, and atlas ships "
@@ -203,6 +216,16 @@ class ToyWorld:
 
             net = train_judge(self.cfg, self.data("train"), self.log)
             return net, {"state_dict": net.state_dict(), "fingerprint": state_fingerprint(net), "meta": meta}
+        if name == READER:
+            from atlas.toyworld.train_reader import train_reader
+
+            net = train_reader(self.cfg, self.data("train"), self.log)
+            return net, {
+                "state_dict": net.state_dict(),
+                "fingerprint": state_fingerprint(net),
+                "reader_hash": reader_hash(self.cfg),
+                "meta": meta,
+            }
         meta["target_fingerprint"] = self.fingerprint("target")
         if name == "generator":
             from atlas.toyworld.train_generator import train_generator
@@ -274,6 +297,21 @@ class ToyWorld:
                     "fine_names": list(FINE_NAMES),
                     "class_names": list(CLASS_NAMES),
                     "multifaceted": list(MULTIFACETED),
+                },
+                **common,
+            )
+        if name == READER:
+            return LoadedModel(
+                freeze(module),
+                "reader",
+                space=reader_space(size),
+                output_layer="heads",
+                extras={
+                    "heads": [list(h) for h in READER_HEADS],
+                    "reader_hash": reader_hash(self.cfg),
+                    "fine_to_class": list(FINE_TO_CLASS),
+                    "fine_names": list(FINE_NAMES),
+                    "class_names": list(CLASS_NAMES),
                 },
                 **common,
             )

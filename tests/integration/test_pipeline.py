@@ -59,6 +59,8 @@ def test_row_counts_exact_and_rerun_writes_nothing(tmp_path, micro_cache, ray_se
     assert table_count(run_dir, "units", "WHERE layer = 'fc8' AND kind = 'output'") == 10
     manifest = json.loads((run_dir / "run.json").read_text())
     assert manifest["config_hash"] and manifest["fingerprints"]["target"]["spec"] == "toyworld:target"
+    assert manifest["fingerprints"]["reader"]["spec"] == "toyworld:reader"  # provenance of label_shown
+    assert table_count(run_dir, "units", "WHERE reader_agreement IS NULL") == 0
 
     files = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*.parquet")}
     again = run_atlas(cfg, progress=False)
@@ -204,6 +206,14 @@ def test_worker_is_a_plain_class(tmp_path, micro_cache):
     summary = worker.run_shard(Shard("fc8-00000", "fc8", (0, 1)))
     assert summary["units"] == 2 and summary["rows"]["units"] == 2
     assert torch.get_num_threads() >= 1
+    # the attribute reader (shipped with the micro world) reads every unit's pictures
+    conn = open_run(tmp_path / "plain")
+    units = conn.execute("SELECT label, label_shown, reader_agreement FROM units").fetchall()
+    assert all(a is not None and 0 < a <= 1 for _, _, a in units)
+    assert all((label is None) == (shown is None) for label, shown, _ in units)
+    read = conn.execute("SELECT kind, reader_concepts FROM images").fetchall()
+    assert all(c[0].startswith("class:") and len(c) >= 4 for kind, c in read if kind != "real")
+    assert all(c is None for kind, c in read if kind == "real")
 
 
 def test_second_run_into_a_locked_run_is_one_line_exit_2(tmp_path, micro_cache, ray_session, capsys):

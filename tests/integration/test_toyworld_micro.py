@@ -17,13 +17,15 @@ import torch
 
 from atlas.errors import AtlasError
 from atlas.models.probes import LayerProbe
-from atlas.toyworld import COMPONENTS, ToyWorld, bootstrap, get_preset, load_component
+from atlas.toyworld import ALL_COMPONENTS, ToyWorld, bootstrap, get_preset, load_component
 from atlas.toyworld.shipped import MANIFEST, shipped_dir
 
 pytestmark = pytest.mark.integration
 
 MICRO = get_preset("micro")
+READER_GATES = {f"reader_{a}_acc" for a in ("class", "facet", "colour", "position", "size", "distractor")}
 GATES = {"t_acc", "j_fine_acc", "t_recon_acc", "j_recon_acc", "j_facet_recon_acc", "dae_error_ratio"}
+GATES |= READER_GATES
 
 
 @pytest.fixture()
@@ -44,20 +46,34 @@ def filled_cache(tmp_path) -> tuple[str, Path]:
 
 
 def test_micro_trains_from_scratch_and_passes_its_gates(tmp_path):
-    """The real training code, from nothing, into an empty cache: all four components train, gates pass."""
+    """The real training code, from nothing, into an empty cache: all five components train, gates pass."""
     logs: list[str] = []
     report = bootstrap("micro", cache_dir=str(tmp_path), retrain=True, log=logs.append)
     assert report["passed"], report["gates"]
-    assert report["sources"] == dict.fromkeys(COMPONENTS, "trained")
-    assert sum("retraining" in line for line in logs) == len(COMPONENTS), logs
+    assert report["sources"] == dict.fromkeys(ALL_COMPONENTS, "trained")
+    assert sum("retraining" in line for line in logs) == len(ALL_COMPONENTS), logs
     assert set(report["gates"]) == GATES
     for gate in report["gates"].values():
         assert set(gate) >= {"value", "threshold", "passed"}
-    assert set(report["seconds"]) >= {"target", "judge", "generator", "dae"}
+    assert set(report["seconds"]) >= {"target", "judge", "generator", "dae", "reader"}
     world = tmp_path / "toyworld" / shipped_dir(MICRO).name
-    assert sorted(f.stem for f in world.glob("*.pt")) == sorted(COMPONENTS)
+    assert sorted(f.stem for f in world.glob("*.pt")) == sorted(ALL_COMPONENTS)
     assert json.loads((world / "report.json").read_text())["gates"] == report["gates"]
     json.dumps(report)  # JSON-serializable as is
+
+
+def test_old_cache_without_a_reader_bootstraps_only_the_reader(filled_cache, no_shipped):
+    """A cache made before the reader (and no shipped weights): T, J, G and the DAE stay as they are, the
+    reader alone trains (about 30 s) and its gates are checked with the others."""
+    cache, world = filled_cache
+    (world / "reader.pt").unlink()
+    before = {f: f.stat().st_mtime_ns for f in world.glob("*.pt")}
+    with pytest.raises(AtlasError, match="reader is not trained yet"):
+        load_component("reader", "micro", cache, train_if_missing=False)  # a run never trains it
+    report = bootstrap("micro", cache_dir=cache, log=lambda _m: None)
+    assert report["sources"] == {**dict.fromkeys(ALL_COMPONENTS[:4], "cache"), "reader": "trained"}
+    assert report["passed"] and set(report["gates"]) == GATES
+    assert {f: f.stat().st_mtime_ns for f in before} == before and (world / "reader.pt").is_file()
 
 
 def test_cache_hit_does_not_train_or_touch_files(filled_cache):
@@ -67,7 +83,7 @@ def test_cache_hit_does_not_train_or_touch_files(filled_cache):
     logs: list[str] = []
     report = bootstrap("micro", cache_dir=cache, log=logs.append)
     assert not any("train" in line for line in logs), logs
-    assert report["sources"] == dict.fromkeys(COMPONENTS, "cache")
+    assert report["sources"] == dict.fromkeys(ALL_COMPONENTS, "cache")
     assert {f: f.stat().st_mtime_ns for f in files} == before
 
 
@@ -75,12 +91,31 @@ def test_empty_cache_uses_the_shipped_weights(micro_cache):
     logs: list[str] = []
     report = bootstrap("micro", cache_dir=micro_cache, log=logs.append)
     assert report["passed"], report["gates"]
-    assert report["sources"] == dict.fromkeys(COMPONENTS, "shipped")
+    assert report["sources"] == dict.fromkeys(ALL_COMPONENTS, "shipped")
     assert not any("train" in line for line in logs), logs
     assert not list(Path(micro_cache).rglob("*.pt"))  # the cache is not filled from the shipped weights
     shipped = json.loads((shipped_dir(MICRO) / "report.json").read_text())
+    shipped_gates = (
+        shipped["gates"] | json.loads((shipped_dir(MICRO) / MANIFEST).read_text())["reader"]["gates"]
+    )
+    assert set(report["gates"]) == GATES
     for name, gate in report["gates"].items():  # re-evaluated here: the same weights, the same test split
-        assert gate["value"] == pytest.approx(shipped["gates"][name]["value"], abs=0.02), name
+        assert gate["value"] == pytest.approx(shipped_gates[name]["value"], abs=0.02), name
+
+
+def test_shipped_micro_reader_passes_its_gate(micro_cache):
+    """The attribute reader's held-out accuracy per attribute (its gate), on the shipped micro weights."""
+    from atlas.toyworld.gates import evaluate_reader
+
+    world = ToyWorld("micro", micro_cache, log=lambda _m: None)
+    gates, details = evaluate_reader(world)
+    assert set(gates) == READER_GATES and all(g["passed"] for g in gates.values()), gates
+    assert world.sources == {"reader": "shipped"}
+    judge = load_component("judge", "micro", micro_cache, train_if_missing=False)
+    assert set(details["reader_class_acc_per_class"]) == set(judge.extras["class_names"])
+    r = load_component("reader", "micro", micro_cache, train_if_missing=False)
+    assert r.role == "reader" and r.space.size == MICRO.data.size and not r.module.training
+    assert r.module(r.space.encode(torch.rand(2, 3, MICRO.data.size, MICRO.data.size))).shape == (2, 31)
 
 
 def test_components_honour_the_contract(micro_cache):
@@ -153,7 +188,8 @@ def test_bootstrap_command_writes_json_and_exit_code(micro_cache, tmp_path, caps
     assert "t_recon_acc" in printed and "target shipped" in printed
     report = json.loads(out.read_text())
     assert report["passed"] is True and "seconds" in report
-    assert report["sources"] == dict.fromkeys(COMPONENTS, "shipped")
+    assert report["sources"] == dict.fromkeys(ALL_COMPONENTS, "shipped")
+    assert "reader_class_acc" in printed and "reader shipped" in printed
 
     cfg = tmp_path / "tw.yaml"
     cfg.write_text(f"toyworld:\n  preset: micro\n  cache_dir: {micro_cache}\n")

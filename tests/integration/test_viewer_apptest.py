@@ -210,6 +210,9 @@ def test_unit_page_shows_label_tuning_and_badges(runs, monkeypatch):
     assert len(badges) >= len(kept)  # one per chain picture, plus the facets
     weak = [b for b in badges if ":red-badge[:material/warning: weak]" in b]
     assert len(weak) >= int((kept["flags"] == "weak").sum())
+    shown, agreement = units.loc[labelled, "label_shown"], units.loc[labelled, "reader_agreement"]
+    assert f"label shown in **{100 * shown:.0f} %** of the last pictures" in text  # next to the label
+    assert f"reader agreement **{agreement:.2f}**" in text
     at.segmented_control(key="unit_tuning_metric").set_value("AUROC").run()
     assert not at.exception
 
@@ -224,6 +227,19 @@ def test_unit_page_without_label(runs, monkeypatch):
     text = markdown_text(at)
     assert "<span class='atlas-label none'>no label</span>" in text
     assert f"best concept `{row['label_best']}` reaches only AUROC" in text
+    assert "label shown in" not in text and "reader agreement **" in text  # no label: nothing to show
+
+
+def test_unit_page_of_a_run_without_reader_columns(tmp_path, monkeypatch):
+    """Runs written after the labels but before the attribute reader: the label, no reader line."""
+    run = tmp_path / "labels-only"
+    make_synthetic_run(run, layers={"fc8": 10}, chains=2, steps=40, real_k=3, reader=False)
+    units = pd.read_parquet(run / "units" / "layer=fc8").set_index("unit")
+    labelled = int(units["label"].first_valid_index())
+    at = app(run, monkeypatch, page="unit", layer="fc8", unit=labelled)
+    text = markdown_text(at)
+    assert f"<span class='atlas-label'>{units.loc[labelled, 'label']}</span>" in text
+    assert "label shown in" not in text and "reader agreement" not in text
 
 
 def test_layer_grid_label_sort_and_filters(runs, monkeypatch):
@@ -278,3 +294,4 @@ def test_old_run_without_truth_columns_renders_every_page(old_run, monkeypatch, 
         assert at.info and "no faithfulness columns" in at.info[0].value
     if page == "sql":
         assert "units by label" not in at.selectbox(key="sql_example").options
+        assert "label shown per layer" not in at.selectbox(key="sql_example").options

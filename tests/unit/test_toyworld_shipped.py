@@ -8,15 +8,25 @@ from __future__ import annotations
 import json
 import shutil
 from importlib import resources
+from pathlib import Path
 
 import pytest
 import torch
 
 from atlas.errors import AtlasError
-from atlas.toyworld import COMPONENTS, PRESETS, ToyWorld, config_hash, load_component
-from atlas.toyworld.shipped import MANIFEST, SHIPPED_ROOT, file_sha256, shipped_dir
+from atlas.toyworld import ALL_COMPONENTS, COMPONENTS, PRESETS, ToyWorld, config_hash, load_component
+from atlas.toyworld.presets import reader_hash
+from atlas.toyworld.shipped import (
+    MANIFEST,
+    SHIPPED_ROOT,
+    add_shipped_reader,
+    file_sha256,
+    load_shipped_file,
+    shipped_dir,
+)
 
 pytestmark = pytest.mark.unit
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _reship(preset: str) -> str:
@@ -41,18 +51,29 @@ def test_shipped_weights_match_the_current_preset(preset):
     assert report["sources"] == dict.fromkeys(COMPONENTS, "trained")  # trained from scratch by --ship
     made = manifest["made"]
     assert {"command", "machine", "seeds", "wall_seconds_total"} <= set(made)
+    reader = manifest.get("reader")
+    assert reader is not None and "reader.pt" in manifest["files"], (
+        f"atlas ships no attribute reader for {preset!r}; add one with "
+        f"`atlas bootstrap --preset {preset} --ship-reader` (docs/toyworld.md, 'Shipped weights')"
+    )
+    assert reader["reader_hash"] == reader_hash(cfg), (
+        f"the {preset!r} reader settings (or READER_FORMAT_VERSION) changed, so the shipped reader is stale; "
+        f"re-ship it with `atlas bootstrap --preset {preset} --ship-reader`"
+    )
+    assert reader["gates"] and all(g["passed"] for g in reader["gates"].values())
+    assert {"command", "machine", "seed", "wall_seconds_total"} <= set(reader["made"])
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_shipped_weights_load_and_their_fingerprints_verify(preset, tmp_path):
     world = ToyWorld(preset, tmp_path, log=lambda _m: None)  # an empty cache
     manifest = json.loads((shipped_dir(world.cfg) / MANIFEST).read_text())
-    for name in COMPONENTS:
+    for name in ALL_COMPONENTS:
         world.module(name, train_if_missing=False)  # checks sha256, format, hash, state-dict fingerprint
         assert (
             world.fingerprint(name, train_if_missing=False) == manifest["files"][f"{name}.pt"]["fingerprint"]
         )
-    assert world.sources == dict.fromkeys(COMPONENTS, "shipped")
+    assert world.sources == dict.fromkeys(ALL_COMPONENTS, "shipped")
     g = load_component("generator", preset, tmp_path, train_if_missing=False)
     assert g.extras["code_stats"].mean.shape == (world.cfg.target.fc,)
     assert not list(tmp_path.rglob("*.pt"))  # loading never copies them into the cache
@@ -63,7 +84,7 @@ def test_shipped_weights_are_package_data():
     root = resources.files("atlas.toyworld") / "weights"
     for cfg in PRESETS.values():
         folder = root / shipped_dir(cfg).name
-        for name in (*[f"{c}.pt" for c in COMPONENTS], "report.json", "config.json", MANIFEST):
+        for name in (*[f"{c}.pt" for c in ALL_COMPONENTS], "report.json", "config.json", MANIFEST):
             assert (folder / name).is_file(), f"{folder / name} missing from the installed package"
 
 
@@ -144,3 +165,64 @@ def test_the_cache_comes_before_the_shipped_weights(shipped_copy, tmp_path):
     world = ToyWorld("micro", cache, log=lambda _m: None)
     world.module("judge", train_if_missing=False)
     assert world.sources == {"judge": "cache"}
+
+
+def _drop_reader(folder) -> None:
+    """Make ``folder`` look shipped before the reader existed (no reader.pt, no manifest entries)."""
+    (folder / "reader.pt").unlink()
+    manifest = json.loads((folder / MANIFEST).read_text())
+    del manifest["files"]["reader.pt"], manifest["reader"]
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+
+
+def test_a_world_shipped_without_a_reader_keeps_working(shipped_copy, tmp_path):
+    """Old caches and folders shipped before the reader: T, J, G, DAE load; the reader is simply absent
+    (never trained behind the user's back), and a run's bundle gets None (null reader columns)."""
+    from atlas.config import load_config
+    from atlas.pipeline.models_setup import load_reader
+
+    folder, cfg = shipped_copy
+    _drop_reader(folder)
+    cache = tmp_path / "cache"
+    assert load_shipped_file(cfg, "reader") is None
+    world = ToyWorld("micro", cache, log=lambda _m: None)
+    for name in COMPONENTS:
+        world.module(name, train_if_missing=False)
+    with pytest.raises(AtlasError) as err:
+        load_component("reader", "micro", cache, train_if_missing=False)
+    assert "\n" not in str(err.value) and "atlas bootstrap --preset micro" in str(err.value)
+    run_cfg = load_config(
+        REPO / "configs" / "micro.yaml", [f"toyworld.cache_dir={cache}", "models.target=toyworld:target"]
+    )
+    logs: list[str] = []
+    assert load_reader(run_cfg, log=logs.append) is None and "label_shown stays empty" in logs[0]
+    assert not cache.exists() or not list(cache.rglob("*.pt"))  # nothing trained
+
+
+def test_stale_reader_is_not_used(shipped_copy, tmp_path, monkeypatch):
+    """A reader trained with other settings (another reader hash) is stale: an error when training is off."""
+    monkeypatch.setattr("atlas.toyworld.world.reader_hash", lambda cfg: "000000000000")
+    with pytest.raises(AtlasError, match="other reader settings"):
+        load_component("reader", "micro", tmp_path / "cache", train_if_missing=False)
+
+
+def test_add_shipped_reader_leaves_the_other_files_alone(shipped_copy, tmp_path):
+    folder, cfg = shipped_copy
+    reader_file = tmp_path / "reader.pt"
+    shutil.copy(folder / "reader.pt", reader_file)
+    _drop_reader(folder)
+    before = {f.name: file_sha256(f) for f in folder.iterdir() if f.name != MANIFEST}
+    cache_folder = tmp_path / "trained"
+    cache_folder.mkdir()
+    shutil.copy(reader_file, cache_folder / "reader.pt")
+    gates = {"reader_class_acc": {"value": 0.5, "threshold": 0.4, "passed": True}}
+    add_shipped_reader(cache_folder, cfg, gates, {"command": "test"}, root=folder.parent)
+    assert {
+        f.name: file_sha256(f) for f in folder.iterdir() if f.name not in (MANIFEST, "reader.pt")
+    } == before
+    manifest = json.loads((folder / MANIFEST).read_text())
+    assert manifest["files"]["reader.pt"]["sha256"] == file_sha256(folder / "reader.pt")
+    assert manifest["reader"]["reader_hash"] == reader_hash(cfg) and manifest["reader"]["gates"] == gates
+    world = ToyWorld("micro", tmp_path / "cache", log=lambda _m: None)
+    world.module("reader", train_if_missing=False)
+    assert world.sources == {"reader": "shipped"}

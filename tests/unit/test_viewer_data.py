@@ -212,13 +212,21 @@ def test_synthetic_truth_columns_are_consistent(run):
         p = synth["natural_percentile"]
         assert p.dropna().between(0, 1).all()
         assert ((synth["flags"] == "weak") == (p < data.WEAK_PERCENTILE)).all()
+        assert (units["label_shown"].isna() == units["label"].isna()).all()  # no label: nothing to show
+        assert units["label_shown"].dropna().between(0, 1).all() and units["reader_agreement"].notna().all()
+        read = synth[synth["kind"].isin(["last", "best"])]["reader_concepts"]
+        assert read.map(len).ge(4).all() and real["reader_concepts"].isna().all()
+        assert synth[synth["kind"] == "snapshot"]["reader_concepts"].isna().all()
 
 
 def test_old_shape_run_lacks_truth_columns_and_keeps_every_other_value(old_run):
     old_dir, _ = old_run
     new_dir = old_dir.parent / "same"  # the same run with truth columns: every other value is the same
     make_synthetic_run(new_dir, layers=LAYERS, chains=2, steps=40, real_k=3)
-    for table, columns in (("units", data.LABEL_COLUMNS), ("images", data.PICTURE_COLUMNS)):
+    for table, columns in (
+        ("units", (*data.LABEL_COLUMNS, *data.READER_COLUMNS)),
+        ("images", (*data.PICTURE_COLUMNS, "reader_concepts")),
+    ):
         for layer in LAYERS:
             old, new = written(old_dir, table, layer), written(new_dir, table, layer)
             assert not set(columns) & set(old.columns) and set(columns) <= set(new.columns)
@@ -237,7 +245,7 @@ def test_percentile_text_and_flags():
 
 def test_unit_view_label_and_badges_match_what_was_written(run):
     run_dir, _, conn = run
-    assert data.truth(conn) == data.Truth(labels=True, pictures=True)
+    assert data.truth(conn) == data.Truth(labels=True, pictures=True, reader=True)
     units = written(run_dir, "units", "conv3").set_index("unit")
     images = written(run_dir, "images", "conv3")
     for unit in (0, 5, 11):
@@ -251,6 +259,9 @@ def test_unit_view_label_and_badges_match_what_was_written(run):
         assert lab.tuning["concept"].tolist() == list(row["tuning_concepts"])
         assert lab.tuning["mean"].tolist() == pytest.approx(list(row["tuning_mean"]))
         assert lab.tuning["is_label"].tolist() == [c == row["label"] for c in row["tuning_concepts"]]
+        shown = row["label_shown"]
+        assert lab.label_shown == (None if pd.isna(shown) else pytest.approx(shown))
+        assert lab.reader_agreement == pytest.approx(row["reader_agreement"])
         mine = images[(images["unit"] == unit) & (images["kind"] != "real")]
         for chain, kept in view.chain_images.items():
             src = mine[mine["chain"] == chain].set_index(["kind", "step"])
@@ -324,3 +335,37 @@ def test_old_shape_run_is_shaped_without_truth(old_run):
     assert page["unit"].tolist() == list(range(10)) and page["label"].isna().all()
     assert page["flag_counts"].tolist() == [{}] * 10
     assert set(data.example_names(data.truth(conn))) == set(data.EXAMPLE_QUERIES) - set(data.TRUTH_EXAMPLES)
+
+
+def test_run_with_labels_but_no_reader_columns(tmp_path):
+    """Runs written after the labels but before the attribute reader: label shown, no reader line."""
+    run_dir = tmp_path / "labels-only"
+    make_synthetic_run(run_dir, layers={"fc8": 10}, chains=2, steps=40, real_k=3, reader=False)
+    conn = open_run(run_dir)
+    try:
+        assert data.truth(conn) == data.Truth(labels=True, pictures=True, reader=False)
+        view = data.unit_view(conn, "fc8", 3)
+        assert (
+            view.label is not None and view.label.label_shown is None and view.label.reader_agreement is None
+        )
+        assert "label shown per layer" not in data.example_names(data.truth(conn))
+        assert "units by label" in data.example_names(data.truth(conn))
+    finally:
+        conn.close()
+
+
+def test_badges_show_the_path_percentile_and_fall_back_to_path_z():
+    from viewer.data import _path_badge, badge_text, label_view
+
+    assert badge_text(0.997, _path_badge(0.45, -7.0)) == "p99.7 · path p45"
+    assert badge_text(0.997, _path_badge(None, -0.3)) == "p99.7 · path -0.3"  # a run before path_percentile
+    assert badge_text(0.997, _path_badge(None, None)) == "p99.7"
+    row = {
+        "label": "class:disk",
+        "label_score": 0.99,
+        "dissection_label": "white disk",
+        "dissection_iou": 0.12,
+    }
+    lab = label_view(row)
+    assert (lab.dissection_label, lab.dissection_iou) == ("white disk", 0.12)
+    assert label_view({"label": None, "label_score": 0.5}).dissection_iou is None  # older runs: no dissection

@@ -97,9 +97,30 @@ def _label_text(lab: data.LabelView) -> None:
         )
     if lab.runner_up is not None:
         st.caption(f"runner-up `{lab.runner_up}` · margin {fmt(lab.margin)}")
+    _reader_text(lab)
+    if lab.dissection_iou is not None:
+        verdict = f"`{lab.dissection_label}`" if lab.dissection_label else "no concept (IoU < 0.04)"
+        st.caption(f"Network Dissection (object masks): {verdict} · IoU {fmt(lab.dissection_iou)}")
     st.caption(
         f"AUROC: the unit as a detector of the concept on labelled natural images; a label needs "
         f"≥ {data.LABEL_THRESHOLD}."
+    )
+
+
+def _reader_text(lab: data.LabelView) -> None:
+    """What the attribute reader finds in the chains' last pictures (toy world; nothing when not recorded)."""
+    if lab.label_shown is None and lab.reader_agreement is None:
+        return
+    parts = []
+    if lab.label_shown is not None:
+        parts.append(f"label shown in **{100 * float(lab.label_shown):.0f} %** of the last pictures")
+    if lab.reader_agreement is not None:
+        parts.append(f"reader agreement **{float(lab.reader_agreement):.2f}**")
+    st.markdown(" · ".join(parts))
+    st.caption(
+        "The attribute reader (trained on natural toy images) decodes each chain's last picture: the share "
+        "that shows the label, and how alike the chains' class, colour, position, size and distractor are "
+        "(1 = all alike)."
     )
 
 

@@ -1,0 +1,59 @@
+"""Train the attribute reader on natural toy images: fine label, colour, position bin, size bin, distractor.
+
+The reader (``nets.ReaderNet``) tells what a picture shows in the concept vocabulary of
+``atlas.toyworld.concepts``, so the atlas can check whether a unit's pictures show the unit's label
+(issue 16). It is trained on the train split only (targets: ``concepts.attribute_targets``, bins by the
+split's own tertiles), with J's augmentation (blur, lower contrast) so a slightly soft synthetic picture
+reads like the natural one; it never sees a generated image. Loss: the sum of one cross-entropy per head.
+
+One torch thread (``TRAIN_THREADS``): on 2 cores shared with other jobs, a step of this small net took
+0.25 s wall on one thread and 2.8-3.3 s on two (the second thread spins at every barrier while the core is
+busy elsewhere); on idle cores one thread is as fast as two for nets this size (DESIGN.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from atlas.toyworld.concepts import attribute_targets
+from atlas.toyworld.dataset import ToyData
+from atlas.toyworld.loops import cosine_lr, epoch_batches, optimizer_step, progress, reader_space, threads
+from atlas.toyworld.nets import ReaderNet
+from atlas.toyworld.presets import ToyWorldConfig
+from atlas.toyworld.train_judge import augment
+
+TRAIN_THREADS = 1
+
+
+def build_reader(cfg: ToyWorldConfig) -> ReaderNet:
+    rc = cfg.reader
+    return ReaderNet(rc.widths, rc.squeeze, rc.hidden, cfg.data.size)
+
+
+def reader_loss(net: ReaderNet, logits: torch.Tensor, targets: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Sum over heads of the cross-entropy; logits (B, sum of head sizes), targets {head: (B,) long}."""
+    return sum(F.cross_entropy(part, targets[name]) for name, part in net.split(logits).items())  # type: ignore[return-value]
+
+
+def train_reader(cfg: ToyWorldConfig, data: ToyData, log: Callable[[str], None] = print) -> ReaderNet:
+    rc = cfg.reader
+    torch.manual_seed(rc.seed)
+    net = build_reader(cfg)
+    space = reader_space(cfg.data.size)
+    targets = attribute_targets(data)
+    opt = torch.optim.Adam(net.parameters(), lr=rc.lr)
+    gen = torch.Generator().manual_seed(rc.seed)
+    total, step = rc.epochs * (len(data) // rc.batch), 0
+    net.train()
+    with threads(TRAIN_THREADS), progress(total, "toyworld: reader") as bar:
+        for _epoch in range(rc.epochs):
+            for idx in epoch_batches(len(data), rc.batch, gen):
+                x = augment(data.rgb01(idx), rc.blur_p, rc.blur_sigma, gen)
+                loss = reader_loss(net, net(space.encode(x)), {k: v[idx] for k, v in targets.items()})
+                optimizer_step(opt, loss, cosine_lr(rc.lr, step, total))
+                step += 1
+                bar.update(1)
+    return net.eval()
