@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 VIEW ?= 1
 PORT ?= 8501
 DEMO_CONFIG ?= configs/demo.yaml
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= --durations=20  # the slowest tests, printed at the end
 
 .PHONY: setup demo test test-unit test-integration test-browser lint format browser-deps bench clean-runs
 

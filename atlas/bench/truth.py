@@ -5,8 +5,9 @@ Usage::
     atlas bench truth --config configs/demo.yaml [--methods dgn_am,ppgn_h,pixel] [--max-units 16] [--json P]
 
 For each method the config's atlas is built in-process as the workers build it (``bench.product``), every
-chain from a random start (``sampler.start: random``: never from the unit's own top real images), and the
-truth columns are summarized per layer:
+chain from the common start of ``bench quality`` (``sampler.start: mean`` with ``start_noise``
+COMMON_START_NOISE: the mean code, or the mean image for pixel methods, plus a little noise; never from the
+unit's own top real images), and the truth columns are summarized per layer:
 
 - ``labelled``: share of units with a concept label (AUROC >= 0.85), ``label_score``: median best AUROC;
 - ``weak`` / ``off_path`` / ``off_manifold``: share of last pictures with each flag
@@ -16,8 +17,16 @@ truth columns are summarized per layer:
 - ``seconds`` per layer, and ``truth_seconds``: the time the truth columns add to the config's atlas
   (the same engine with them switched off, once per method, on the first layer).
 
-Not yet measured (issue 16 open): whether the pictures *show* their unit's label (needs the attribute reader)
-and the planted-unit targets.
+With the toy world's attribute reader (``atlas.toyworld.reading``; the worker's own rule for
+``units.label_shown``), per layer:
+
+- ``label_shown``: mean over the units with a label (AUROC >= 0.85, a "confident" label) of the share of
+  their chains' last pictures that show it; ``label_shown_units``: how many units that is;
+- ``reader_agreement``: mean over units of the agreement of their last pictures' decoded attributes;
+  ``reader_seconds``: the reader's time on the layer (the worker spends the same per unit);
+
+and for planted units (``configs/planted.yaml``): ``concept_shown`` / ``fooling_shown``, the share of the
+concept (fooling) units' last pictures that show the unit's *planted* concept, and ``shown`` per concept unit.
 """
 
 from __future__ import annotations
@@ -29,8 +38,9 @@ from typing import Any
 
 import numpy as np
 
+from atlas.bench.quality import COMMON_START_NOISE
 from atlas.config import RunConfig, replace
-from atlas.sampling.concepts import picture_flags
+from atlas.sampling.concepts import FAITHFULNESS_FLAGS, picture_flags
 from atlas.sampling.results import UnitResult
 
 DEFAULT_METHODS = ("dgn_am", "ppgn_h", "pixel")
@@ -47,7 +57,10 @@ def truth_metrics(results: list[UnitResult]) -> dict[str, Any]:
     ok = [u for u in results if u.status == "ok"]
     labels = [u.label for u in ok if u.label is not None]
     lasts = [c.last for u in ok for c in u.chains if not c.diverged]
-    flags = [picture_flags(r.natural_percentile, r.path_z, r.manifold_percentile).split(",") for r in lasts]
+    flags = [
+        picture_flags(r.natural_percentile, r.path_percentile, r.manifold_percentile).split(",")
+        for r in lasts
+    ]
     share = {f: (sum(f in fl for fl in flags) / len(flags) if flags else math.nan) for f in FLAGS}
     return {
         "units": len(ok),
@@ -70,7 +83,9 @@ def run_truth(
     """{"methods": {method: {"layers": {layer: metrics}, "truth_seconds", "plain_seconds"}}, "max_units"}."""
     report: dict[str, Any] = {"max_units": max_units, "methods": {}}
     for method in methods or DEFAULT_METHODS:
-        m_cfg = replace(cfg, sampler=replace(cfg.sampler, method=method, start="random"))
+        m_cfg = replace(
+            cfg, sampler=replace(cfg.sampler, method=method, start="mean", start_noise=COMMON_START_NOISE)
+        )
         report["methods"][method] = _run_method(m_cfg, max_units, log)
     return report
 
@@ -78,14 +93,16 @@ def run_truth(
 def _run_method(cfg: RunConfig, max_units: int | None, log: Callable[[str], None]) -> dict[str, Any]:
     from atlas.bench.product import build_engine, map_layer
 
-    engine, _bundle, _device = build_engine(cfg)
+    engine, bundle, device = build_engine(cfg)
+    reader = _reader(bundle, device)
     out: dict[str, Any] = {"layers": {}}
     planted = engine.target.extras.get("planted")
     for layer in cfg.layers:
         kind, _units, results, seconds = map_layer(engine, cfg, layer, max_units)
-        m = truth_metrics(results) | {"kind": kind, "seconds": seconds}
+        m = truth_metrics(results) | reader_metrics(results, reader) | {"kind": kind, "seconds": seconds}
         if planted and layer.name == "planted":
             m["planted"] = planted_metrics(results, planted, engine.target.module)
+            m["planted"] |= planted_shown(results, planted, reader)
             log(f"{cfg.sampler.method} planted: " + _planted_line(m["planted"]))
         out["layers"][layer.name] = m
         log(f"{cfg.sampler.method} {layer.name}: {m['units']} units in {seconds:.1f} s; " + _line(m))
@@ -112,9 +129,10 @@ def planted_metrics(results: list[UnitResult], planted: list[dict], module: Any)
             x = torch.from_numpy(c.last.image).permute(2, 0, 1)[None].float() / 255
             with torch.no_grad():
                 trap = float(module.checkerboard(module.encode(x))) > module.tau
-            flagged = bool(
-                picture_flags(c.last.natural_percentile, c.last.path_z, c.last.manifold_percentile)
+            flags = picture_flags(
+                c.last.natural_percentile, c.last.path_percentile, c.last.manifold_percentile
             )
+            flagged = any(f in FAITHFULNESS_FLAGS for f in flags.split(","))
             if p["kind"] == "fooling" and trap:
                 unfaithful, caught = unfaithful + 1, caught + flagged
             elif p["kind"] == "concept":
@@ -189,5 +207,87 @@ def format_table(report: dict[str, Any]) -> str:
         p = r["layers"].get("planted", {}).get("planted")
         if p:
             lines.append(f"{method} planted: " + _planted_line(p))
-    lines.append("(last pictures; shares of pictures, medians; every chain from a random start)")
+    lines += _shown_lines(report)
+    lines.append(
+        "(last pictures; shares of pictures, medians; every chain from the common start: mean code + noise)"
+    )
     return "\n".join(lines)
+
+
+# ---- the attribute reader: does the picture show the label? ---------------------------------------------
+def _reader(bundle: Any, device: Any) -> Any:
+    """The bundle's attribute reader on ``device`` (None: no reader, e.g. not a toy-world target)."""
+    from atlas.toyworld.reading import Reader
+
+    return Reader(bundle.reader, device) if getattr(bundle, "reader", None) is not None else None
+
+
+def reader_metrics(results: list[UnitResult], reader: Any) -> dict[str, Any]:
+    """label_shown (mean over units with a label), label_shown_units, reader_agreement (mean over units),
+    reader_seconds (the reader's time on this layer, part of what the truth columns cost); NaN without a
+    reader (see the module docstring)."""
+    from atlas.toyworld.reading import reader_verdict
+
+    shown, agree = [], []
+    t0 = time.perf_counter()
+    for u in results:
+        if reader is None or u.status != "ok" or not u.chains:
+            continue
+        v = reader_verdict(reader, u.chains, _label(u))
+        agree.append(v.agreement)
+        if v.label_shown is not None:
+            shown.append(v.label_shown)
+    return {
+        "label_shown": float(np.mean(shown)) if shown else math.nan,
+        "label_shown_units": len(shown),
+        "reader_agreement": float(np.mean(agree)) if agree else math.nan,
+        "reader_seconds": time.perf_counter() - t0,
+    }
+
+
+def planted_shown(results: list[UnitResult], planted: list[dict], reader: Any) -> dict[str, Any]:
+    """Planted units with a concept: the share of their last pictures that show the *planted* concept
+    (``shown``: per concept unit; ``concept_shown`` / ``fooling_shown``: mean over concept / fooling units,
+    every unit has the same number of chains); {} without a reader."""
+    from atlas.toyworld.reading import reader_verdict
+
+    if reader is None:
+        return {}
+    by_unit = {u.unit: u for u in results if u.status == "ok" and u.chains}
+    out: dict[str, Any] = {"shown": {}}
+    for kind in ("concept", "fooling"):
+        values = []
+        for p in planted:
+            if p["kind"] == kind and p["unit"] in by_unit:
+                v = reader_verdict(reader, by_unit[p["unit"]].chains, p["concept"]).label_shown
+                values.append(v)
+                if kind == "concept":
+                    out["shown"][p["concept"]] = v
+        out[f"{kind}_shown"] = float(np.mean(values)) if values else math.nan
+    return out
+
+
+def _shown_lines(report: dict[str, Any]) -> list[str]:
+    """Label shown per method and layer, planted concepts shown; [] without a reader."""
+    lines = []
+    for method, r in report["methods"].items():
+        parts = [
+            f"{layer} ({m['kind']}) {m['label_shown']:.2f} of {m['label_shown_units']}"
+            for layer, m in r["layers"].items()
+            if m.get("label_shown_units")
+        ]
+        if parts:
+            secs = sum(m.get("reader_seconds", 0.0) for m in r["layers"].values())
+            lines.append(
+                f"{method}: label shown (units with a label, last pictures): "
+                + ", ".join(parts)
+                + f" (reader {secs:.1f} s)"
+            )
+        p = r["layers"].get("planted", {}).get("planted", {})
+        if "concept_shown" in p:
+            each = ", ".join(f"{c} {v:.2f}" for c, v in p["shown"].items())
+            lines.append(
+                f"{method} planted: concept units' pictures show their concept {p['concept_shown']:.2f} "
+                f"({each}); fooling units' {p['fooling_shown']:.2f}"
+            )
+    return lines

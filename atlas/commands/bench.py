@@ -41,7 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     q.add_argument(
         "--methods",
         help="comma-separated subset of the data-start table: dgn_am,ppgn_h/dae,ppgn_h/joint,pixel,"
-        "pixel+priors (the common-start protocol runs its own four; --no-common-start skips it)",
+        "pixel+priors,fourier,maco,accentuation,ga,cmaes (ga/cmaes: generations for the same forward-pass "
+        "budget; the common-start protocol runs its own four; --no-common-start skips it)",
     )
     q.add_argument(
         "--no-common-start",
@@ -108,16 +109,31 @@ def _add_viewer_parser(sub: argparse._SubParsersAction) -> None:
 def _add_truth_parser(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser(
         "truth",
-        help="Truth columns per method from random starts: labels, weak/off_path/off_manifold shares, cost.",
+        help="Truth columns per method from common starts (mean code + noise): labels, weak/off_path/"
+        "off_manifold shares, label shown, planted units, cost.",
     )
     r.add_argument("--config", default="configs/demo.yaml", help="run config (default configs/demo.yaml)")
-    r.add_argument("--methods", default="dgn_am,ppgn_h,pixel", help="comma-separated: dgn_am,ppgn_h,pixel")
+    r.add_argument(
+        "--methods",
+        default="dgn_am,ppgn_h,pixel",
+        help="comma-separated sampler methods: dgn_am, ppgn_h, pixel, fourier, maco, accentuation, ga, cmaes",
+    )
     r.add_argument(
         "--max-units", type=int, metavar="N", help="N evenly spaced units per layer (default: all)"
     )
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
     r.add_argument("--cache-dir", metavar="DIR", help="toy-world cache directory")
     r.add_argument("--json", help="write the report as JSON to this path")
+    o = sub.add_parser(
+        "objectives",
+        help="Objective algebra on the toy world's output units: pairs a + b and contrasts a - b (judged), "
+        "the diversity term's effect on chain diversity and recognizability (atlas.bench.objectives).",
+    )
+    o.add_argument("--config", default="configs/demo.yaml", help="run config (default configs/demo.yaml)")
+    o.add_argument("--methods", default="dgn_am,ppgn_h", help="comma-separated gradient methods")
+    o.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
+    o.add_argument("--cache-dir", metavar="DIR", help="toy-world cache directory")
+    o.add_argument("--json", help="write the report as JSON to this path")
 
 
 def _compute_overrides(assignments: list[str]):
@@ -174,6 +190,8 @@ def run(args: argparse.Namespace) -> int:
         return _quality(args)
     if args.bench == "truth":
         return _truth(args)
+    if args.bench == "objectives":
+        return _objectives(args)
     if args.ray:
         from atlas.bench import ray_throughput
 
@@ -227,16 +245,36 @@ def _product(args: argparse.Namespace) -> int:
     return 0
 
 
+def _known_methods(text: str, valid: tuple[str, ...]) -> list[str]:
+    """``--methods a,b`` -> [a, b]; a one-line error naming the first unknown one."""
+    from atlas.errors import AtlasError
+
+    methods = _methods(text) or []
+    bad = [m for m in methods if m not in valid]
+    if bad or not methods:
+        raise AtlasError(f"--methods: unknown method {(bad or [''])[0]!r}; valid: {', '.join(valid)}")
+    return methods
+
+
+def _objectives(args: argparse.Namespace) -> int:
+    """``bench objectives``: pairs, contrasts and the diversity term (atlas.bench.objectives)."""
+    from atlas.bench.objectives import format_table, run_objectives
+    from atlas.config import load_config
+
+    methods = _known_methods(args.methods, ("dgn_am", "ppgn_h", "pixel", "fourier", "maco", "accentuation"))
+    report = run_objectives(load_config(args.config, _with_cache_dir(args)), methods)
+    print(format_table(report))
+    _write_json(args.json, report)
+    return 0
+
+
 def _truth(args: argparse.Namespace) -> int:
     """``bench truth``: the truth columns of the config's atlas per method (atlas.bench.truth)."""
     from atlas.bench.truth import format_table, run_truth
-    from atlas.config import load_config
+    from atlas.config import CODE_METHODS, PIXEL_METHODS, load_config
     from atlas.errors import AtlasError
 
-    methods = _methods(args.methods) or []
-    bad = [m for m in methods if m not in ("dgn_am", "ppgn_h", "pixel")]
-    if bad or not methods:
-        raise AtlasError(f"--methods: unknown method {(bad or [''])[0]!r}; valid: dgn_am, ppgn_h, pixel")
+    methods = _known_methods(args.methods, CODE_METHODS + PIXEL_METHODS)
     if args.max_units is not None and args.max_units < 1:
         raise AtlasError("--max-units: give a positive number of units per layer")
     report = run_truth(load_config(args.config, _with_cache_dir(args)), methods, args.max_units)

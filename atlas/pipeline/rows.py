@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -11,13 +11,21 @@ from atlas.sampling.concepts import UnitLabel, picture_flags
 from atlas.sampling.results import ImageRecord, UnitResult
 from atlas.store import encode_png
 
+if TYPE_CHECKING:
+    from atlas.toyworld.reading import ReaderVerdict
+
 
 def _num(x: float | None) -> float | None:
     return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else float(x)
 
 
 def _image_row(
-    unit: int, chain: int | None, rec: ImageRecord, kind: str, facet: int | None
+    unit: int,
+    chain: int | None,
+    rec: ImageRecord,
+    kind: str,
+    facet: int | None,
+    concepts: list[str] | None = None,
 ) -> dict[str, Any]:
     h, w = rec.image.shape[:2]
     return {
@@ -36,8 +44,10 @@ def _image_row(
         "natural_percentile": _num(rec.natural_percentile),
         "path_z": _num(rec.path_z),
         "path_similarity": _num(rec.path_similarity),
+        "path_percentile": _num(rec.path_percentile),
         "manifold_percentile": _num(rec.manifold_percentile),
-        "flags": picture_flags(rec.natural_percentile, rec.path_z, rec.manifold_percentile),
+        "reader_concepts": concepts,
+        "flags": picture_flags(rec.natural_percentile, rec.path_percentile, rec.manifold_percentile),
     }
 
 
@@ -64,6 +74,8 @@ def _label_columns(label: UnitLabel | None) -> dict[str, Any]:
         "label_best": label.best,
         "label_runner_up": label.runner_up,
         "label_margin": _num(label.margin),
+        "dissection_label": label.dissection.label if label.dissection else None,
+        "dissection_iou": _num(label.dissection.iou) if label.dissection else None,
         "tuning_concepts": [name for name, _, _ in label.tuning],
         "tuning_auroc": [_num(a) for _, a, _ in label.tuning],
         "tuning_mean": [_num(m) for _, _, m in label.tuning],
@@ -79,8 +91,11 @@ def unit_rows(
     activations_full_max: int,
     activations_top_k: int,
     judge: dict[str, Any] | None = None,
+    reader: ReaderVerdict | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
-    """All rows for one unit; ``judge`` (toy world) holds judge_label / judge_correct / judge_prob."""
+    """All rows for one unit; ``judge`` (toy world) holds judge_label / judge_correct / judge_prob,
+    ``reader`` (toy world, ``atlas.toyworld.reading``) label_shown, reader_agreement and each synthetic
+    picture's decoded concepts (``images.reader_concepts``)."""
     u = result.unit
     rows: dict[str, list[dict[str, Any]]] = {
         "units": [],
@@ -112,6 +127,8 @@ def unit_rows(
             "judge_label": (judge or {}).get("judge_label"),
             "judge_correct": (judge or {}).get("judge_correct"),
             "judge_prob": (judge or {}).get("judge_prob"),
+            "label_shown": _num(reader.label_shown) if reader is not None else None,
+            "reader_agreement": _num(reader.agreement) if reader is not None else None,
             "status": result.status,
             "error": result.error,
             "shard": shard,
@@ -137,10 +154,14 @@ def unit_rows(
                 "steps": steps,
             }
         )
-        rows["images"].append(_image_row(u, c.chain, c.last, "last", c.facet))
-        rows["images"].append(_image_row(u, c.chain, c.best, "best", c.facet))
+        read = reader.pictures if reader is not None else {}
+        rows["images"].append(_image_row(u, c.chain, c.last, "last", c.facet, read.get((c.chain, "last", 0))))
+        rows["images"].append(_image_row(u, c.chain, c.best, "best", c.facet, read.get((c.chain, "best", 0))))
         if keep_snapshots:
-            rows["images"].extend(_image_row(u, c.chain, s, "snapshot", c.facet) for s in c.snapshots)
+            rows["images"].extend(
+                _image_row(u, c.chain, s, "snapshot", c.facet, read.get((c.chain, "snapshot", i)))
+                for i, s in enumerate(c.snapshots)
+            )
         for t in c.trajectory:
             rows["steps"].append(
                 {

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import torch
 
 LABEL_THRESHOLD = 0.85  # AUROC of a unit's best concept below this: "no label"
+DISSECTION_QUANTILE = 0.995  # Network Dissection: a conv unit is "on" where its map exceeds this quantile
+DISSECTION_THRESHOLD = 0.04  # Network Dissection: a concept with a lower IoU is no label
 WEAK_PERCENTILE = 0.99  # a picture driving its unit less than 1 % of natural images do is flagged "weak"
 MIN_POSITIVES = 10  # concepts on fewer images are not scored (their AUROC is noise)
 TUNING_TOP = 10  # concepts kept per unit for its tuning chart
@@ -31,11 +33,27 @@ TUNING_TOP = 10  # concepts kept per unit for its tuning chart
 class ConceptSet:
     names: list[str]  # C concept names, "kind:value" (class:hook, colour:red, pos:top-left, red hook, ...)
     members: torch.Tensor  # (N, C) bool, image n shows concept c
+    masks: torch.Tensor | None = (
+        None  # (N, H, W) bool, where image n shows its concepts (the object's pixels)
+    )
 
     def __post_init__(self) -> None:
         if self.members.dim() != 2 or self.members.shape[1] != len(self.names):
             shape = tuple(self.members.shape)
             raise ValueError(f"members {shape} do not fit {len(self.names)} concept names")
+        if self.masks is not None and (self.masks.dim() != 3 or self.masks.shape[0] != self.members.shape[0]):
+            raise ValueError(
+                f"masks {tuple(self.masks.shape)} are not (N, H, W) for {self.members.shape[0]} images"
+            )
+
+
+@dataclass(frozen=True)
+class Dissection:
+    """A conv unit's Network Dissection result (Bau et al. 2017): its best concept by mask IoU."""
+
+    label: str | None  # None: no concept reaches DISSECTION_THRESHOLD
+    iou: float  # the best concept's IoU
+    best: str | None  # the best concept even when below the threshold
 
 
 @dataclass(frozen=True)
@@ -48,6 +66,7 @@ class UnitLabel:
     tuning: tuple[
         tuple[str, float, float], ...
     ] = ()  # top TUNING_TOP (concept, AUROC, mean value), best first
+    dissection: Dissection | None = None  # conv units with concept masks: Network Dissection's verdict
 
 
 def average_ranks(values: torch.Tensor) -> torch.Tensor:
@@ -98,6 +117,56 @@ def label_units(
     return out
 
 
+def dissection_iou(
+    maps: torch.Tensor, concepts: ConceptSet, quantile: float = DISSECTION_QUANTILE, chunk: int = 16
+) -> torch.Tensor:
+    """Network Dissection IoU (Bau et al. 2017, Eq. 1): maps (N, U, h, w) conv activation maps -> (U, C).
+
+    Unit u is "on" where its map, upsampled (bilinear) to the masks' size, exceeds T_u, the ``quantile`` of
+    its values over all images and positions; concept c covers image n's mask when the image shows c.
+    IoU_uc = sum_n |on_u(n) & mask_c(n)| / sum_n |on_u(n) | mask_c(n)|. Needs ``concepts.masks``."""
+    if concepts.masks is None:
+        raise ValueError("Network Dissection needs concept masks")
+    masks = concepts.masks.to(maps.device)  # (N, H, W)
+    members = concepts.members.to(maps.device).float()  # (N, C)
+    n, u = maps.shape[:2]
+    flat = maps.detach().float().transpose(0, 1).reshape(u, -1)  # (U, N h w)
+    k = max(1, min(flat.shape[1], round(quantile * flat.shape[1])))
+    thresholds = flat.kthvalue(k, dim=1).values  # (U,)
+    flat_masks = masks.flatten(1).float()  # (N, H W)
+    mask_area = flat_masks.sum(1)  # (N,)
+    rows = []
+    for i in range(0, u, chunk):
+        up = torch.nn.functional.interpolate(
+            maps[:, i : i + chunk].detach().float(),
+            size=masks.shape[1:],
+            mode="bilinear",
+            align_corners=False,
+        )  # (N, k, H, W)
+        on = (up > thresholds[i : i + chunk].view(1, -1, 1, 1)).flatten(2).float()  # (N, k, H W)
+        inter = torch.einsum("nkp,np->nk", on, flat_masks)  # (N, k)
+        area = on.sum(2)  # (N, k)
+        both = inter.T @ members  # (k, C)
+        union = area.sum(0)[:, None] + (mask_area @ members)[None] - both
+        rows.append(torch.where(union > 0, both / union.clamp_min(1e-9), torch.zeros_like(both)))
+    return torch.cat(rows)  # (U, C)
+
+
+def dissect_units(
+    maps: torch.Tensor,
+    concepts: ConceptSet,
+    threshold: float = DISSECTION_THRESHOLD,
+    quantile: float = DISSECTION_QUANTILE,
+) -> list[Dissection]:
+    """One Dissection per unit of ``maps`` (N, U, h, w): the concept with the highest mask IoU."""
+    iou = dissection_iou(maps, concepts, quantile)  # (U, C)
+    best = iou.max(1)
+    return [
+        Dissection(concepts.names[c] if v >= threshold else None, v, concepts.names[c])
+        for c, v in zip(best.indices.tolist(), best.values.tolist(), strict=True)
+    ]
+
+
 def natural_percentile(natural_sorted: torch.Tensor, value: float) -> float:
     """Fraction of natural images whose value is below ``value`` (ties count half); natural_sorted (N,)."""
     n = natural_sorted.numel()
@@ -110,19 +179,22 @@ def natural_percentile(natural_sorted: torch.Tensor, value: float) -> float:
 
 
 def picture_flags(
-    natural_percentile: float, path_z: float = float("nan"), manifold_percentile: float = float("nan")
+    natural_percentile: float,
+    path_percentile: float = float("nan"),
+    manifold_percentile: float = float("nan"),
 ) -> str:
     """Comma-separated flags of a synthetic picture ("" = none): ``weak`` when it drives its unit less than
     the top 1 % of natural images do (natural_percentile < WEAK_PERCENTILE); ``off_path`` when its
-    earlier-layer patterns depart from the unit's natural top images' by more than 3 natural spreads
-    (path_z < OFF_PATH_Z); ``off_manifold`` when G redraws it from its own code worse than 99 % of natural
-    images (manifold_percentile < 0.01, ``atlas.sampling.manifold``)."""
+    earlier-layer patterns are further from the unit's natural path than those of 99 % of all natural
+    images (path_percentile < OFF_PATH_PERCENTILE, ``path_score``); ``off_manifold`` when G redraws it from
+    its own code worse than 99 % of natural images (manifold_percentile < 0.01, ``atlas.sampling.manifold``).
+    ``weak`` is about strength; ``off_path`` and ``off_manifold`` about faithfulness (FAITHFULNESS_FLAGS)."""
     flags = []
     if natural_percentile == natural_percentile and natural_percentile < WEAK_PERCENTILE:
         flags.append("weak")
-    if path_z == path_z and path_z < OFF_PATH_Z:
+    if path_percentile == path_percentile and path_percentile < OFF_PATH_PERCENTILE:
         flags.append("off_path")
-    if manifold_percentile == manifold_percentile and manifold_percentile < 0.01:
+    if manifold_percentile == manifold_percentile and manifold_percentile < OFF_MANIFOLD_PERCENTILE:
         flags.append("off_manifold")
     return ",".join(flags)
 
@@ -130,7 +202,9 @@ def picture_flags(
 # ------------------------------------------------------------------------------------------ path similarity
 PATH_LAYERS = 3  # earlier layers compared (spread over the layers before the unit's)
 PATH_TOP_K = 9  # the unit's natural top images that define its processing path
-OFF_PATH_Z = -3.0  # a picture further below the natural spread than this is flagged "off_path"
+OFF_PATH_PERCENTILE = 0.01  # further from the unit's path than 99 % of natural images: "off_path"
+OFF_MANIFOLD_PERCENTILE = 0.01  # redrawn by G worse than 99 % of natural images: "off_manifold"
+FAITHFULNESS_FLAGS = ("off_path", "off_manifold")  # flags that say a picture may not show what the unit does
 
 
 def choose_path_layers(
@@ -157,17 +231,18 @@ def path_pattern(acts: torch.Tensor) -> torch.Tensor:
 @dataclass(frozen=True)
 class PathReference:
     """A unit's natural processing path (Geirhos et al. 2023): per earlier layer, the mean activation pattern
-    of its top natural images and how far those images themselves spread around it (cosine similarity)."""
+    of its top natural images, how far those images spread around it, and how close *every* natural image
+    comes to it (cosine similarity)."""
 
     means: dict[str, torch.Tensor]  # layer -> (C,) mean pattern of the top images
-    spread: dict[
-        str, tuple[float, float]
-    ]  # layer -> (mean, std) of each top image's cosine to the others' mean
+    spread: dict[str, tuple[float, float]]  # layer -> (mean, std) of each top image's cosine to the others'
+    natural: dict[str, torch.Tensor]  # layer -> (N,) ascending cosines of all natural images to the mean
 
 
-def path_reference(patterns: dict[str, torch.Tensor]) -> PathReference:
-    """patterns: layer -> (k, C) the unit's top-k natural images' patterns (k >= 2)."""
-    means, spread = {}, {}
+def path_reference(patterns: dict[str, torch.Tensor], natural: dict[str, torch.Tensor]) -> PathReference:
+    """patterns: layer -> (k, C) the unit's top-k natural images' patterns (k >= 2); natural: layer -> (N, C)
+    the patterns of all natural images (the calibration set for ``path_score``'s percentile)."""
+    means, spread, cosines = {}, {}, {}
     for name, p in patterns.items():
         p = p.float()
         k = p.shape[0]
@@ -175,16 +250,28 @@ def path_reference(patterns: dict[str, torch.Tensor]) -> PathReference:
         sims = torch.nn.functional.cosine_similarity(p, others, dim=1)  # (k,)
         means[name] = p.mean(0)
         spread[name] = (float(sims.mean()), float(sims.std()) if k > 2 else 0.0)
-    return PathReference(means, spread)
+        all_sims = torch.nn.functional.cosine_similarity(natural[name].float(), means[name][None], dim=1)
+        cosines[name] = torch.sort(all_sims).values  # (N,)
+    return PathReference(means, spread, cosines)
 
 
-def path_score(
-    ref: PathReference, pattern: dict[str, torch.Tensor], min_std: float = 0.02
-) -> tuple[float, float]:
-    """(z, similarity) of a picture: per layer, its cosine to the natural mean pattern in units of the natural
-    images' spread, z = (cos - mean) / max(std, min_std); z is the lowest over layers (the path breaks where
-    any layer departs), similarity the mean cosine. NaN without layers."""
-    zs, sims = [], []
+@dataclass(frozen=True)
+class PathScore:
+    z: float  # lowest over layers of (cos - top images' mean cos) / their std: how typical of the top images
+    similarity: float  # mean cosine over layers
+    percentile: float  # lowest over layers of the share of natural images less similar (flag: off_path)
+
+
+def path_score(ref: PathReference, pattern: dict[str, torch.Tensor], min_std: float = 0.02) -> PathScore:
+    """A picture's path similarity (Geirhos et al. 2023's sanity check). Per earlier layer: the cosine c of
+    its pattern to the unit's natural mean pattern; z = (c - mean) / max(std, min_std) against the top
+    images' own spread; percentile = share of all natural images whose cosine is below c (ties half). The
+    path breaks where any layer departs, so z and percentile are the lowest over layers, similarity the
+    mean. The percentile is calibrated on every natural image, not only the top ones: a picture that pushes
+    the unit further along its natural path stays as close to it as ordinary images do, while a picture
+    that reaches the unit another way is further from it than (almost) every natural image. NaN without
+    layers."""
+    zs, sims, pcts = [], [], []
     for name, mean in ref.means.items():
         if name not in pattern:
             continue
@@ -192,6 +279,7 @@ def path_score(
         mu, sd = ref.spread[name]
         zs.append((cos - mu) / max(sd, min_std))
         sims.append(cos)
+        pcts.append(natural_percentile(ref.natural[name], cos))
     if not zs:
-        return float("nan"), float("nan")
-    return min(zs), sum(sims) / len(sims)
+        return PathScore(float("nan"), float("nan"), float("nan"))
+    return PathScore(min(zs), sum(sims) / len(sims), min(pcts))

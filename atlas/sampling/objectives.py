@@ -7,10 +7,18 @@ Usage::
     values = layer_values(acts, units)       # (B, U): the unit's layer at the unit's position, per chain
     f = obj(values, index)                   # (B,): chain b's objective for its own unit index[b]
 
+    both = Objective("raw", (parse_composite("3 + 5", 10),), n_units=10)   # objective algebra
+    both(values, torch.tensor([10]))         # unit 10 = the first composite: raw_3 + raw_5
+
 Variants (Nguyen, Yosinski & Clune, survey Table 4.2): ``raw`` activation (DGN-AM; may give non-selective
 stimuli), ``softmax`` probability across the layer (ill-conditioned), ``log_softmax`` across the layer (the
 condition term of PPGN, well-behaved: its gradient at the target is 1 - p). For conv units the "layer" is the
 channel vector at the unit's position (``center``) or the spatial mean of every channel (``mean``).
+
+**Objective algebra** (``layers[].objectives``): a composite objective is a weighted sum of the layer's units
+``sum_i w_i g(v)_i`` with g the variant above — two units at once (``3 + 5``), a contrast (``3 - 5``), any
+weights (``0.7*3 + 0.3*7``). Composites are numbered after the layer's own units (U, U+1, ...) so they are
+stored, labelled and browsed like units; their ``objective`` column spells the expression.
 
 Batching: chain b maximizes its own unit, so the batch objective is ``sum_b f_b``; images do not interact, so
 its gradient w.r.t. chain b's input is chain b's own gradient.
@@ -18,11 +26,13 @@ its gradient w.r.t. chain b's input is chain b's own gradient.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
 
+from atlas.errors import ConfigError
 from atlas.sampling.units import Unit
 
 ObjectiveKind = Literal["raw", "softmax", "log_softmax"]
@@ -53,12 +63,85 @@ def layer_values(acts: torch.Tensor, units: list[Unit]) -> torch.Tensor:
 
 
 @dataclass(frozen=True)
+class Composite:
+    """A weighted sum of a layer's units, e.g. ``3 - 5`` -> terms ((3, 1.0), (5, -1.0))."""
+
+    terms: tuple[tuple[int, float], ...]
+    text: str  # normalized expression, e.g. "3 - 5", "0.7*3 + 0.3*7"
+
+
+_TERM = re.compile(r"\s*([+-])?\s*(?:(\d+(?:\.\d*)?|\.\d+)\s*\*\s*)?(\d+)\s*")
+
+
+def parse_composite(text: str, n_units: int | None = None, key: str = "layers.objectives") -> Composite:
+    """``"3 + 5"``, ``"3 - 5"``, ``"0.7*3 + 0.3*7"``, ``"-2*4 + 1"`` -> Composite; a one-line ConfigError
+    naming ``key`` for anything else (unknown syntax, a unit out of range, a repeated unit, one term)."""
+    pos, terms = 0, []
+    while pos < len(text):
+        m = _TERM.match(text, pos)
+        if m is None or m.end() == pos or (terms and m.group(1) is None):
+            raise ConfigError(
+                f"{key}: cannot read {text!r} at {text[pos:]!r}; write a weighted sum of unit indices "
+                "such as '3 + 5', '3 - 5' or '0.7*3 + 0.3*7'"
+            )
+        sign = -1.0 if m.group(1) == "-" else 1.0
+        terms.append((int(m.group(3)), sign * float(m.group(2) or 1.0)))
+        pos = m.end()
+    units = [u for u, _ in terms]
+    if len(terms) < 2 or len(set(units)) != len(units):
+        raise ConfigError(f"{key}: {text!r} needs two or more different units (e.g. '3 + 5')")
+    if n_units is not None and max(units) >= n_units:
+        raise ConfigError(
+            f"{key}: unit {max(units)} in {text!r} is out of range; the layer has units 0-{n_units - 1}"
+        )
+    return Composite(tuple(terms), _composite_text(terms))
+
+
+def _composite_text(terms: list[tuple[int, float]]) -> str:
+    parts = []
+    for i, (unit, w) in enumerate(terms):
+        mag = "" if abs(w) == 1 else f"{abs(w):g}*"
+        sign = ("-" if w < 0 else "") if i == 0 else (" - " if w < 0 else " + ")
+        parts.append(f"{sign}{mag}{unit}")
+    return "".join(parts)
+
+
+@dataclass(frozen=True)
 class Objective:
     kind: ObjectiveKind = "raw"
+    composites: tuple[Composite, ...] = ()  # units n_units, n_units + 1, ... of the layer
+    n_units: int = 0  # the layer's own units (needed with composites)
+    _weights: dict = field(default_factory=dict, compare=False, repr=False)  # device -> (U, K) cache
 
     def describe(self, unit: Unit) -> str:
-        """Human-readable description stored with every result, e.g. ``raw[conv3:17 @ (4,4)]``."""
+        """Human-readable description stored with every result, e.g. ``raw[conv3:17 @ (4,4)]`` or, for a
+        composite, ``raw[fc8: 3 - 5]``."""
+        comp = self.composite(unit.index)
+        if comp is not None:
+            return f"{self.kind}[{unit.layer}: {comp.text}]"
         return f"{self.kind}[{unit.describe()}]"
+
+    def composite(self, index: int) -> Composite | None:
+        """The composite objective behind unit ``index`` (None for the layer's own units)."""
+        k = index - self.n_units
+        return self.composites[k] if self.composites and 0 <= k < len(self.composites) else None
+
+    def weights(self, device: torch.device) -> torch.Tensor:
+        """(U, K) weight of layer unit u in composite k."""
+        key = str(device)
+        if key not in self._weights:
+            w = torch.zeros(self.n_units, len(self.composites))
+            for k, comp in enumerate(self.composites):
+                for unit, weight in comp.terms:
+                    w[unit, k] = weight
+            self._weights[key] = w.to(device)
+        return self._weights[key]
+
+    def extend(self, per_unit: torch.Tensor) -> torch.Tensor:
+        """(B, U) per-unit values -> (B, U + K) with each composite's weighted sum appended."""
+        if not self.composites:
+            return per_unit
+        return torch.cat([per_unit, per_unit @ self.weights(per_unit.device)], dim=1)
 
     def __call__(self, values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         """values: (B, U) layer vectors; index: (B,) long unit per chain -> (B,) objective per chain."""
@@ -69,7 +152,22 @@ class Objective:
             out = torch.softmax(values, dim=1)
         else:
             out = torch.log_softmax(values, dim=1)
-        return out.gather(1, index.view(-1, 1)).squeeze(1)
+        return self.extend(out).gather(1, index.view(-1, 1)).squeeze(1)
+
+    def readout(self, values: torch.Tensor, index: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``unit_readout`` for this layer's units and composites (a composite's activation and log_prob
+        are its weighted sums; its rank and competitor are those of its first term's unit)."""
+        if not self.composites:
+            return unit_readout(values, index)
+        v = values.detach().float()
+        first = torch.tensor([c.terms[0][0] for c in self.composites], device=v.device)
+        is_comp = index >= self.n_units
+        primary = torch.where(is_comp, first[(index - self.n_units).clamp(0, len(first) - 1)], index)
+        out = unit_readout(v, primary)
+        idx = index.view(-1, 1)
+        out["activation"] = self.extend(v).gather(1, idx).squeeze(1)
+        out["log_prob"] = self.extend(torch.log_softmax(v, dim=1)).gather(1, idx).squeeze(1)
+        return out
 
 
 def unit_readout(values: torch.Tensor, index: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -87,3 +185,25 @@ def unit_readout(values: torch.Tensor, index: torch.Tensor) -> dict[str, torch.T
     others = v.scatter(1, idx, float("-inf"))
     top_other = others.argmax(1) if v.shape[1] > 1 else torch.zeros_like(index)
     return {"activation": act, "log_prob": log_prob, "rank": rank, "top_competitor": top_other}
+
+
+def diversity_features(acts: torch.Tensor) -> torch.Tensor:
+    """What the diversity term compares (Lucid's ``diversity``): conv (B, C, H, W) -> Gram matrices
+    (B, C*C) (style: which channels fire together); fc (B, U) as it is."""
+    a = acts.float()
+    if a.dim() == 4:
+        flat = a.flatten(2)  # (B, C, HW)
+        return (flat @ flat.transpose(1, 2) / flat.shape[2]).flatten(1)  # (B, C*C)
+    return a.flatten(1)
+
+
+def diversity_penalty(features: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """(B,) mean cosine similarity of each chain's features (B, F) to the other chains of its group (the
+    same unit); 0 for a chain alone in its group. Subtracted (times ``sampler.diversity``) from the
+    objective, it pushes a unit's chains apart (Lucid's diversity objective, Olah et al. 2017)."""
+    f = torch.nn.functional.normalize(features.flatten(1), dim=1)
+    sim = f @ f.T  # (B, B)
+    same = (groups.view(-1, 1) == groups.view(1, -1)) & ~torch.eye(
+        len(groups), dtype=torch.bool, device=f.device
+    )
+    return (sim * same).sum(1) / same.sum(1).clamp_min(1)

@@ -15,14 +15,18 @@ examples (``real_topk``) and ``sampler.stop_at`` read the values.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from atlas.sampling.compute import ComputeSetup
 from atlas.sampling.concepts import (
     PATH_TOP_K,
     ConceptSet,
+    Dissection,
     PathReference,
     UnitLabel,
+    dissect_units,
     label_units,
     natural_percentile,
     path_pattern,
@@ -51,6 +55,9 @@ class RealFeatures:
         self._values: dict[str, torch.Tensor] = {}  # layer -> (N, U)
         self._sorted: dict[str, torch.Tensor] = {}  # layer -> (U, N) each unit's values, ascending
         self._labels: dict[str, list[UnitLabel]] = {}  # layer -> one label per unit
+        self._dissections: dict[str, list[Dissection]] = {}  # conv layer -> Network Dissection per unit
+        self._composites: dict[str, torch.Tensor | None] = {}  # layer -> (U, K) composite weights
+        self._extended: dict[str, torch.Tensor] = {}  # layer -> (N, U + K) values with composites
         self.codes: torch.Tensor | None = None  # (N, D)
         self.facet_features: torch.Tensor | None = None  # (N, F)
         self.patterns: dict[str, torch.Tensor] = {}  # path layer -> (N, C) activation patterns
@@ -61,12 +68,39 @@ class RealFeatures:
         return self.real.images  # (N, 3, H, W) float rgb01
 
     def values(self, layer: str) -> torch.Tensor | None:
-        """(N, U) the layer's unit values (at the units' position); None before ``load(layer)``."""
-        return self._values.get(layer)
+        """(N, U [+ K]) the layer's unit values (at the units' position), then its composite objectives'
+        raw weighted sums (``set_composites``); None before ``load(layer)``."""
+        return self._all(layer) if layer in self._values else None
+
+    def set_composites(self, layer: str, weights: torch.Tensor | None) -> None:
+        """Composite objectives of ``layer`` (``objectives.Objective.weights``: (U, K)) become units U ..
+        U + K - 1 of its values: their natural values, percentiles, top images and labels."""
+        old = self._composites.get(layer)
+        same = (old is None and weights is None) or (
+            old is not None
+            and weights is not None
+            and old.shape == weights.shape
+            and torch.equal(old, weights)
+        )
+        if same:
+            return
+        self._composites[layer] = weights.detach().float().cpu() if weights is not None else None
+        for cache in (self._extended, self._sorted, self._labels):
+            cache.pop(layer, None)
+
+    def _all(self, layer: str) -> torch.Tensor:
+        """(N, U + K) values with the composite columns (cached)."""
+        w = self._composites.get(layer)
+        if w is None or w.shape[1] == 0:
+            return self._values[layer]
+        if layer not in self._extended:
+            base = self._values[layer]
+            self._extended[layer] = torch.cat([base, base.float() @ w.to(base.device)], dim=1)
+        return self._extended[layer]
 
     def top(self, layer: str, unit: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(indices (k,), values (k,)) of the unit's top k real images, highest first."""
-        return top_real(self._values[layer], unit, k)
+        return top_real(self._all(layer), unit, k)
 
     @property
     def concepts(self) -> ConceptSet | None:
@@ -78,19 +112,25 @@ class RealFeatures:
         if self.concepts is None or layer not in self._values:
             return None
         if layer not in self._labels:
-            self._labels[layer] = label_units(self._values[layer], self.concepts)
+            labels = label_units(self._all(layer), self.concepts)
+            dissected = self._dissections.get(layer)
+            if dissected is not None:  # the layer's own units (composites have no single map)
+                n = len(dissected)
+                own = [replace(lab, dissection=d) for lab, d in zip(labels[:n], dissected, strict=True)]
+                labels = own + labels[n:]
+            self._labels[layer] = labels
         return self._labels[layer][unit]
 
     def percentile(self, layer: str, unit: int, value: float) -> float:
         """Fraction of the images whose value for ``unit`` is below ``value`` (ties half)."""
         if layer not in self._sorted:
-            self._sorted[layer] = torch.sort(self._values[layer].T.contiguous(), dim=1).values
+            self._sorted[layer] = torch.sort(self._all(layer).T.contiguous(), dim=1).values
         return natural_percentile(self._sorted[layer][unit], value)
 
     def natural_maximum(self, layer: str, units: list[int]) -> torch.Tensor:
         """(B,) each listed unit's highest value on the real images; inf for a unit no image activates
         (``sampler.stop_at`` never stops it)."""
-        top = self._values[layer].max(0).values.float()  # (U,)
+        top = self._all(layer).max(0).values.float()  # (U + K,)
         top = torch.where(top > 0, top, torch.full_like(top, float("inf")))
         return top[torch.tensor(units, device=top.device)]
 
@@ -113,7 +153,8 @@ class RealFeatures:
         if not have or self.values(layer) is None:
             return None
         idx, _ = self.top(layer, unit, PATH_TOP_K)
-        return path_reference({name: self.patterns[name][idx.cpu()] for name in have})
+        top = {name: self.patterns[name][idx.cpu()] for name in have}
+        return path_reference(top, {name: self.patterns[name] for name in have})
 
     @torch.no_grad()
     def load(self, layer: str, facet_layer: str | None = None, path_layers: list[str] | tuple = ()) -> None:
@@ -129,13 +170,16 @@ class RealFeatures:
         probe = self.nets.probes(names)[0]  # type: ignore[list-item]
         shape = self.nets.layer_shape(layer)
         dummy = [make_unit(layer, 0, shape, layer == self.nets.output_layer, self.spatial)]
-        vals, code_rows, feat_rows = [], [], []
+        dissect = self.concepts is not None and self.concepts.masks is not None and len(shape) == 3
+        vals, code_rows, feat_rows, maps = [], [], [], []
         path_rows: dict[str, list[torch.Tensor]] = {name: [] for name in paths}
         with self.setup.autocast():
             for i in range(0, self.images.shape[0], self.batch):
                 x = self.images[i : i + self.batch].to(self.nets.device).float()  # (b, 3, H, W)
                 acts = probe(self.setup.to_input(self.nets.space.encode(x)))
                 vals.append(layer_values(acts[layer], dummy * x.shape[0]).float())  # (b, U)
+                if dissect:
+                    maps.append(acts[layer].float().cpu())  # (b, U, h, w)
                 if want_codes:
                     code_rows.append(acts[self.code_layer].float().flatten(1))  # (b, D)
                 if want_facet:
@@ -143,6 +187,8 @@ class RealFeatures:
                 for name in paths:
                     path_rows[name].append(path_pattern(acts[name]).cpu())  # (b, C)
         self._values[layer] = torch.cat(vals)
+        if maps and self.concepts is not None:
+            self._dissections[layer] = dissect_units(torch.cat(maps), self.concepts)
         if code_rows:
             self.codes = torch.cat(code_rows)
         if feat_rows:

@@ -26,6 +26,7 @@ class ImageRecord:
     natural_percentile: float = float("nan")  # share of natural images driving the unit less (issue 16)
     path_z: float = float("nan")  # path similarity to the unit's natural top images, in natural spreads
     path_similarity: float = float("nan")  # mean cosine of its earlier-layer patterns with theirs
+    path_percentile: float = float("nan")  # share of natural images further from the unit's path (off_path)
     manifold_percentile: float = float("nan")  # share of natural images G redraws worse (sampling.manifold)
 
 

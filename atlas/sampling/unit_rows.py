@@ -24,6 +24,7 @@ from atlas.models.spaces import to_uint8_images
 from atlas.sampling.concepts import path_score
 from atlas.sampling.facets import assign_facets
 from atlas.sampling.manifold import reconstruction_error
+from atlas.sampling.objectives import Objective
 from atlas.sampling.results import ChainResult, UnitResult
 from atlas.sampling.units import Unit
 
@@ -32,8 +33,9 @@ if TYPE_CHECKING:
 
 
 class UnitRows:
-    def __init__(self, engine: Engine, layer: str, kind: str) -> None:
+    def __init__(self, engine: Engine, layer: str, kind: str, objective: Objective | None = None) -> None:
         self.engine, self.layer, self.kind = engine, layer, kind
+        self.objective = objective if objective is not None else engine.objective  # describes the units
         self.done: dict[int, UnitResult] = {}  # position in the map_units call -> row
         self.errors: dict[int, BaseException] = {}  # position -> what its chains raised
         self.real_error: BaseException | None = None  # the real-image pass failed: rows say so
@@ -75,7 +77,7 @@ class UnitRows:
             unit=unit.index,
             kind=self.kind,
             spatial=unit.spatial_label,
-            objective=eng.objective.describe(unit),
+            objective=self.objective.describe(unit),
             method=eng.sampler.describe(),
             facet_count=count,
             chains=chains,
@@ -100,7 +102,9 @@ class UnitRows:
             for rec in (c.last, c.best, *c.snapshots):
                 rec.natural_percentile = real.percentile(self.layer, unit.index, rec.activation)
             if ref is not None and c.path_patterns:
-                c.last.path_z, c.last.path_similarity = path_score(ref, c.path_patterns)
+                score = path_score(ref, c.path_patterns)
+                c.last.path_z, c.last.path_similarity = score.z, score.similarity
+                c.last.path_percentile = score.percentile
         self._add_manifold(row.chains)
 
     def _add_manifold(self, chains: list[ChainResult]) -> None:
@@ -137,7 +141,9 @@ class UnitRows:
             unit=index,
             kind=self.kind,
             spatial=unit.spatial_label if unit else None,
-            objective=eng.objective.describe(unit) if unit else f"{eng.objective.kind}[{self.layer}:{index}]",
+            objective=self.objective.describe(unit)
+            if unit
+            else f"{eng.objective.kind}[{self.layer}:{index}]",
             method=eng.sampler.describe(),
             facet_count=0,
             status="error",

@@ -73,9 +73,16 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("label_best", _str, True),  # the best concept even when it is no label
             ("label_runner_up", _str, True),
             ("label_margin", _f64, True),  # best AUROC - runner-up AUROC
+            # conv units with concept masks (toy world): Network Dissection's best concept by mask IoU
+            ("dissection_label", _str, True),  # null below IoU 0.04 (or not a conv unit / no masks)
+            ("dissection_iou", _f64, True),
             ("tuning_concepts", pa.list_(_str), True),  # the unit's top 10 concepts by AUROC, best first
             ("tuning_auroc", pa.list_(_f64), True),  # their AUROC
             ("tuning_mean", pa.list_(_f64), True),  # the unit's mean value on each concept's images
+            # the attribute reader (toy world, atlas.toyworld.reading) on the chains' last pictures: share
+            # showing the label (null: no label, or no reader); agreement of their decoded attributes
+            ("label_shown", _f64, True),
+            ("reader_agreement", _f64, True),
         ],
     ),
     # one row per chain
@@ -120,9 +127,15 @@ SCHEMAS: dict[str, pa.Schema] = {
             # picture's pattern vs the unit's natural top-9 (cosine, in natural spreads); mean cosine
             ("path_z", _f64, True),
             ("path_similarity", _f64, True),
+            # share of all natural images whose patterns are further from the unit's natural mean pattern
+            # (lowest over the layers): < 0.01 flags the picture off_path
+            ("path_percentile", _f64, True),
             # on-manifold (last pictures, runs with G and a code layer): share of natural images that G
             # redraws from their own code worse than this picture (atlas.sampling.manifold)
             ("manifold_percentile", _f64, True),
+            # the attribute reader's decoded concepts of a last / best picture (class, facet, colour, pos,
+            # size, distractor; atlas.toyworld.concepts.picture_concepts); null: snapshots, real, no reader
+            ("reader_concepts", pa.list_(_str), True),
             ("flags", _str, True),  # comma-separated flags (atlas.sampling.concepts.picture_flags); "" = none
         ],
     ),

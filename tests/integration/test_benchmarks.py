@@ -24,7 +24,10 @@ def test_quality_bench_json_both_protocols(micro_cache, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "common start" in printed and "ppgn_h/dae vs dgn_am" in printed
     report = json.loads(out.read_text())
-    assert set(report["methods"]) == {"dgn_am", "ppgn_h/dae", "ppgn_h/joint", "pixel", "pixel+priors"}
+    gradient = {"dgn_am", "ppgn_h/dae", "ppgn_h/joint", "pixel", "pixel+priors"}
+    peers = {"fourier", "maco", "accentuation", "ga", "cmaes"}  # issue 17
+    assert set(report["methods"]) == gradient | peers
+    assert report["passes_per_image"]["dgn_am"] == 12 and report["passes_per_image"]["ga"] <= 12
     for m in report["methods"].values():
         assert set(m) >= QUALITY_KEYS and 0.0 <= m["recognizability"] <= 1.0
     assert set(report["real"]) >= QUALITY_KEYS
@@ -34,6 +37,7 @@ def test_quality_bench_json_both_protocols(micro_cache, tmp_path, capsys):
     assert all(s["start"] == "mean" for s in cs["settings"].values())
     assert set(cs["diversity_ratio"]) == {"ppgn_h/dae", "ppgn_h/joint"}
     assert (tmp_path / "grids" / "dgn_am-seed0.png").exists()
+    assert (tmp_path / "grids" / "compare-seed0.png").exists()
     assert (tmp_path / "grids" / "common-ppgn_h_dae-seed0.png").exists()
 
 
@@ -115,14 +119,33 @@ def test_truth_bench_per_method(micro_cache, tmp_path, capsys):
     ]
     argv += ["--methods", "dgn_am,pixel", "--set", "sampler.steps=8", "--json", str(out)]
     assert main(argv) == 0
-    assert "truth columns add" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "truth columns add" in printed and "label shown (units with a label" in printed
     report = json.loads(out.read_text())
     assert set(report["methods"]) == {"dgn_am", "pixel"}
     for r in report["methods"].values():
         fc8 = r["layers"]["fc8"]
         assert fc8["units"] == 2 and fc8["labelled"] == 1.0  # the micro world's output units are its classes
         assert all(0.0 <= fc8[f] <= 1.0 for f in ("weak", "off_path", "off_manifold"))
+        assert fc8["label_shown_units"] == 2 and 0.0 <= fc8["label_shown"] <= 1.0  # the attribute reader
+        assert 0.0 < fc8["reader_agreement"] <= 1.0
         assert r["plain_seconds"] > 0 and r["truth_seconds"] > 0
     dgn, pixel = report["methods"]["dgn_am"]["layers"]["fc8"], report["methods"]["pixel"]["layers"]["fc8"]
     assert dgn["manifold"] > pixel["manifold"]
-    assert main(["bench", "truth", "--methods", "fourier"]) == 2
+    assert main(["bench", "truth", "--methods", "bogus"]) == 2
+
+
+def test_objectives_bench_pairs_contrasts_and_diversity(micro_cache, tmp_path, capsys):
+    """`atlas bench objectives` (issue 17 item 2): judged pairs and contrasts, diversity rows per weight."""
+    out = tmp_path / "o.json"
+    argv = ["bench", "objectives", "--config", "configs/micro.yaml", "--cache-dir", micro_cache]
+    argv += ["--methods", "dgn_am", "--set", "sampler.steps=6", "--set", "sampler.chains_per_unit=2"]
+    assert main([*argv, "--json", str(out)]) == 0
+    assert "pairs: both" in capsys.readouterr().out
+    m = json.loads(out.read_text())["methods"]["dgn_am"]
+    assert m["pairs"]["pictures"] == 10 and 0.0 <= m["pairs"]["share"] <= 1.0  # 5 pairs x 2 chains
+    assert set(m["pairs"]["per_pair"]) == {"0 + 1", "2 + 3", "4 + 5", "6 + 7", "8 + 9"}
+    assert set(m["contrasts"]["per_pair"]) == {"0 - 1", "2 - 3", "4 - 5", "6 - 7", "8 - 9"}
+    assert set(m["diversity"]) == {"0.0", "30.0", "300.0"}
+    assert all(0.0 <= d["recognizability"] <= 1.0 and d["diversity"] > 0 for d in m["diversity"].values())
+    assert main([*argv[:4], "--methods", "ga"]) == 2  # gradient methods only: a one-line error

@@ -144,10 +144,11 @@ def test_engine_stores_labels_and_picture_percentiles():
     assert eng.path_layers("fc8")[-1] == "relu7"  # compared up to the layer right before the unit's
     lasts = [img for img in rows["images"] if img["kind"] == "last"]
     assert all(img["path_z"] is not None and -1 <= img["path_similarity"] <= 1 for img in lasts)
+    assert all(0 <= img["path_percentile"] <= 1 for img in lasts)
     for img in rows["images"]:
         if img["kind"] != "real":
             weak = img["natural_percentile"] < 0.99
-            off = img["path_z"] is not None and img["path_z"] < -3
+            off = img["path_percentile"] is not None and img["path_percentile"] < 0.01
             far = img["manifold_percentile"] is not None and img["manifold_percentile"] < 0.01
             flags = (("weak", weak), ("off_path", off), ("off_manifold", far))
             assert img["flags"] == ",".join(f for f, on in flags if on)
@@ -162,19 +163,28 @@ def test_path_layers_spread_before_the_unit_layer():
     assert choose_path_layers(order, "c1") == [] and choose_path_layers(order, "nope") == []
 
 
-def test_path_score_in_natural_spreads():
+def test_path_score_in_natural_spreads_and_percentile_over_all_natural_images():
     from atlas.sampling.concepts import path_reference, path_score
 
     gen = torch.Generator().manual_seed(0)
     base = torch.rand(16, generator=gen) + 1.0
     top = base + 0.05 * torch.randn(9, 16, generator=gen)  # the unit's top natural images: one path
-    ref = path_reference({"l1": top})
-    z_in, sim_in = path_score(ref, {"l1": base + 0.05 * torch.randn(16, generator=gen)})
-    z_out, sim_out = path_score(ref, {"l1": torch.rand(16, generator=gen) * torch.tensor([1.0, 0.0] * 8)})
-    assert z_in > -3 and sim_in > 0.99  # a picture on the natural path looks like one more top image
-    assert z_out < -3 and sim_out < sim_in  # a picture reaching the unit another way is off the path
-    assert all(math.isnan(x) for x in path_score(ref, {"other": base}))  # no shared layer: no score
-    assert picture_flags(1.0, z_out) == "off_path" and picture_flags(0.5, z_out) == "weak,off_path"
+    natural = torch.cat([top, torch.rand(191, 16, generator=gen) + 0.2])  # every natural image (N=200)
+    ref = path_reference({"l1": top}, {"l1": natural})
+    assert ref.natural["l1"].shape == (200,) and bool((ref.natural["l1"].diff() >= 0).all())
+    on = path_score(ref, {"l1": base + 0.05 * torch.randn(16, generator=gen)})
+    further = path_score(ref, {"l1": 3.0 * base + 0.3 * torch.randn(16, generator=gen)})  # same path, pushed
+    other = path_score(ref, {"l1": torch.rand(16, generator=gen) * torch.tensor([1.0, 0.0] * 8)})
+    assert on.z > -3 and on.similarity > 0.99 and on.percentile > 0.9  # one more top image
+    assert further.percentile > 0.5  # pushed along the natural path: as close to it as most natural images
+    assert other.z < -3 and other.similarity < on.similarity  # another way to the unit:
+    assert other.percentile < 0.01  # further from the path than every natural image
+    assert all(math.isnan(x) for x in (path_score(ref, {"other": base}).z, path_score(ref, {}).percentile))
+    assert picture_flags(1.0, other.percentile) == "off_path"
+    assert (
+        picture_flags(0.5, other.percentile) == "weak,off_path"
+        and picture_flags(1.0, further.percentile) == ""
+    )
 
 
 def test_manifold_percentile_of_pictures_g_draws_and_of_noise():
@@ -201,4 +211,54 @@ def test_manifold_percentile_of_pictures_g_draws_and_of_noise():
     assert all(eng.real.manifold_percentile(float(e)) < 0.01 for e in worst)
     typical = float(torch.median(eng.real._recon))
     assert eng.real.manifold_percentile(typical) == pytest.approx(0.5, abs=0.05)
-    assert picture_flags(1.0, 0.0, 0.005) == "off_manifold"
+    assert picture_flags(1.0, 0.5, 0.005) == "off_manifold" and picture_flags(1.0, 0.5, 0.5) == ""
+
+
+def test_dissection_iou_known_answer():
+    """Unit 0 is on exactly where concept A's object is: IoU 1 with A, 0 with B (Bau et al. 2017)."""
+    from atlas.sampling.concepts import dissect_units, dissection_iou
+
+    masks = torch.zeros(4, 8, 8, dtype=torch.bool)
+    for n, (y, x) in enumerate([(0, 0), (2, 4), (5, 1), (6, 6)]):
+        masks[n, y : y + 2, x : x + 2] = True  # each image's object: a 2 x 2 block
+    members = torch.tensor([[1, 0], [1, 0], [0, 1], [0, 1]], dtype=torch.bool)  # A on 0, 1; B on 2, 3
+    concepts = ConceptSet(["A", "B"], members, masks)
+    maps = torch.zeros(4, 2, 8, 8)
+    maps[:2, 0] = masks[:2].float()  # unit 0: A's objects
+    maps[:, 1] = torch.rand(4, 8, 8, generator=torch.Generator().manual_seed(0))  # unit 1: noise
+    iou = dissection_iou(maps, concepts, quantile=0.9)
+    assert iou[0].tolist() == [1.0, 0.0]
+    assert float(iou[1].max()) < 0.5
+    (unit0, unit1) = [dissect_units(maps, concepts, threshold=0.5, quantile=0.9)[i] for i in (0, 1)]
+    assert (unit0.label, unit0.iou) == ("A", 1.0) and unit1.label is None and unit1.best in ("A", "B")
+    with pytest.raises(ValueError, match="masks"):
+        ConceptSet(["A", "B"], members, masks[:3])
+
+
+def test_conv_units_get_network_dissection_columns():
+    from atlas.config import ComputeConfig, FacetConfig, SamplerConfig
+    from atlas.pipeline.rows import unit_rows
+    from atlas.sampling import Engine
+    from tests.unit.tiny_models import tiny_world
+
+    t, g, d, real = tiny_world()
+    n = real.images.shape[0]
+    bright = real.images.mean((1, 2, 3)) > real.images.mean()
+    masks = real.images.mean(1) > real.images.mean(1).flatten(1).median(1).values.view(
+        -1, 1, 1
+    )  # (N, 16, 16)
+    real.concepts = ConceptSet(["bright", "dark"], torch.stack([bright, ~bright], 1), masks)
+    assert masks.shape == (n, 16, 16)
+    cfg = SamplerConfig(steps=2, chains_per_unit=1, record_every=1, start="random", method="dgn_am")
+    compute = ComputeConfig(autocast="none")
+    eng = Engine(t, g, d, cfg, FacetConfig(enabled=False), compute, torch.device("cpu"), real=real)
+    conv = eng.map_units("conv2", [0, 5], seed=0)
+    assert all(r.label is not None and r.label.dissection is not None for r in conv)
+    assert all(
+        r.label.dissection.best in ("bright", "dark") and 0 <= r.label.dissection.iou <= 1 for r in conv
+    )
+    row = unit_rows(conv[0], "s", steps=2, keep_snapshots=False, activations_full_max=16, activations_top_k=3)
+    unit = row["units"][0]
+    assert unit["dissection_iou"] == pytest.approx(conv[0].label.dissection.iou)
+    (fc,) = eng.map_units("fc7", [0], seed=0)  # not a conv unit: no dissection
+    assert fc.label is not None and fc.label.dissection is None

@@ -114,3 +114,34 @@ def test_rows_fit_the_store_schema_and_merge():
         assert to_table(table, table_rows, shard="fc8-0000").num_rows == len(table_rows)  # the write path
     merged = merge_rows([rows, _rows()])
     assert {t: len(v) for t, v in merged.items()} == {t: 2 * len(v) for t, v in rows.items()}
+
+
+def test_reader_columns_with_and_without_a_reader():
+    from atlas.toyworld.reading import ReaderVerdict
+
+    pictures = {
+        (0, "last", 0): ["class:hook", "colour:red"],
+        (0, "best", 0): ["class:disk"],
+        (0, "snapshot", 0): ["class:ring"],
+        (1, "last", 0): ["class:hook", "colour:blue"],
+    }
+    rows = _rows(reader=ReaderVerdict(label_shown=0.5, agreement=0.8, pictures=pictures))
+    (unit,) = rows["units"]
+    assert (unit["label_shown"], unit["reader_agreement"]) == (0.5, 0.8)
+    read = {(i["chain"], i["kind"]): i["reader_concepts"] for i in rows["images"] if i["kind"] != "real"}
+    assert read[(0, "last")] == ["class:hook", "colour:red"] and read[(0, "best")] == ["class:disk"]
+    assert read[(0, "snapshot")] == ["class:ring"] and read[(1, "last")] == ["class:hook", "colour:blue"]
+    assert read[(1, "best")] is None  # not decoded: null
+    assert all("reader_concepts" not in i for i in rows["images"] if i["kind"] == "real")  # real: null
+    for table, table_rows in rows.items():
+        table_ = to_table(table, table_rows)
+        assert table_.num_rows == len(table_rows)
+    images = to_table("images", rows["images"]).to_pylist()
+    (last0,) = [i for i in images if (i["chain"], i["kind"]) == (0, "last")]
+    assert last0["reader_concepts"] == ["class:hook", "colour:red"]  # a list<string> column
+    none = _rows(reader=ReaderVerdict(label_shown=None, agreement=1.0))["units"][0]
+    assert none["label_shown"] is None and none["reader_agreement"] == 1.0  # no label: null
+    plain = _rows()
+    assert plain["units"][0]["label_shown"] is None and plain["units"][0]["reader_agreement"] is None
+    assert all(i.get("reader_concepts") is None for i in plain["images"])  # no reader: null columns
+    assert to_table("units", plain["units"]).column("label_shown").null_count == 1

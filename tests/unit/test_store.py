@@ -197,6 +197,31 @@ def test_new_nullable_column_unions_by_name(store):
     ]
 
 
+def test_reader_columns_and_a_shard_written_before_them(store):
+    """The attribute reader's columns (issue 16) round-trip; a shard written before them reads as null."""
+    rows = shard_rows(units=(0,))
+    rows["units"][0] |= {"label": "red pill", "label_shown": 0.75, "reader_agreement": 0.9}
+    for img in rows["images"]:
+        img["reader_concepts"] = ["class:pill", "colour:red", "pos:top-left", "size:large"]
+    store.write_shard("fc8-0000", "fc8", rows)
+    run = Path(store.uri)
+    for table, dropped in (("units", ["label_shown", "reader_agreement"]), ("images", ["reader_concepts"])):
+        old = run / table / "layer=conv3" / "shard-conv3-0000.parquet"
+        old.parent.mkdir(parents=True)
+        pq.write_table(
+            pq.read_table(run / table / "layer=fc8" / "shard-fc8-0000.parquet").drop_columns(dropped), old
+        )
+    (run / "_shards" / "conv3-0000.done").write_text("{}")
+    conn = open_run(run)
+    got = conn.execute("SELECT layer, label_shown, reader_agreement FROM units ORDER BY layer").fetchall()
+    assert got == [("conv3", None, None), ("fc8", 0.75, 0.9)]
+    hits = conn.execute(
+        "SELECT layer, count(*) FILTER (WHERE list_contains(reader_concepts, 'colour:red')) FROM images "
+        "GROUP BY layer ORDER BY layer"
+    ).fetchall()
+    assert hits == [("conv3", 0), ("fc8", 2)]
+
+
 @pytest.fixture(scope="module")
 def synthetic_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("syn") / "run"

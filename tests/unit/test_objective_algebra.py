@@ -1,0 +1,153 @@
+"""Objective algebra (issue 17 item 2): composite objectives and the diversity term, on tiny tensors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from atlas.errors import ConfigError
+from atlas.sampling.objectives import (
+    Objective,
+    diversity_features,
+    diversity_penalty,
+    parse_composite,
+)
+from atlas.sampling.units import Unit
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize(
+    ("text", "terms", "normal"),
+    [
+        ("3 + 5", ((3, 1.0), (5, 1.0)), "3 + 5"),
+        ("3-5", ((3, 1.0), (5, -1.0)), "3 - 5"),
+        ("0.7*3 + 0.3*7", ((3, 0.7), (7, 0.3)), "0.7*3 + 0.3*7"),
+        ("-2*4 + 1", ((4, -2.0), (1, 1.0)), "-2*4 + 1"),
+        (" 1 + 2 - .5*3", ((1, 1.0), (2, 1.0), (3, -0.5)), "1 + 2 - 0.5*3"),
+    ],
+)
+def test_parse_composite(text, terms, normal):
+    comp = parse_composite(text, n_units=10)
+    assert comp.terms == terms and comp.text == normal
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [("3", "two or more"), ("3 5", "cannot read"), ("a + b", "cannot read"), ("3 + 3", "two or more"),
+     ("3 + 12", "out of range"), ("", "two or more"), ("3 +", "cannot read")],
+)  # fmt: skip
+def test_bad_composites_are_one_line_errors_naming_the_key(text, says):
+    with pytest.raises(ConfigError, match=says) as err:
+        parse_composite(text, n_units=10, key="layers.0.objectives")
+    assert str(err.value).startswith("layers.0.objectives:") and "\n" not in str(err.value)
+
+
+def test_composite_objective_is_the_weighted_sum_of_its_units_for_every_variant():
+    gen = torch.Generator().manual_seed(0)
+    v = torch.randn(3, 6, generator=gen)
+    comps = (parse_composite("1 - 4"), parse_composite("0.5*0 + 2*5"))
+    for kind in ("raw", "softmax", "log_softmax"):
+        plain = Objective(kind)
+        algebra = Objective(kind, comps, n_units=6)
+        g = {i: plain(v, torch.full((3,), i)) for i in range(6)}
+        torch.testing.assert_close(algebra(v, torch.full((3,), 6)), g[1] - g[4])
+        torch.testing.assert_close(algebra(v, torch.full((3,), 7)), 0.5 * g[0] + 2 * g[5])
+        torch.testing.assert_close(algebra(v, torch.tensor([2, 2, 2])), g[2])  # own units unchanged
+
+
+def test_composite_gradient_raises_both_units_of_a_pair():
+    v = torch.zeros(1, 4, requires_grad=True)
+    obj = Objective("log_softmax", (parse_composite("1 + 3"),), n_units=4)
+    obj(v, torch.tensor([4])).sum().backward()
+    g = v.grad[0]
+    assert g[1] > 0 and g[3] > 0 and g[0] < 0 and g[2] < 0  # both up, the rest down
+
+
+def test_composite_readout_and_description():
+    obj = Objective("raw", (parse_composite("2 - 0"),), n_units=3)
+    v = torch.tensor([[1.0, 5.0, 3.0]])
+    r = obj.readout(v, torch.tensor([3]))
+    assert float(r["activation"]) == 2.0  # 3 - 1
+    assert int(r["rank"]) == 1 and int(r["top_competitor"]) == 1  # its first term's unit (2) is second
+    assert obj.describe(Unit("fc8", 3, "output")) == "raw[fc8: 2 - 0]"
+    assert obj.describe(Unit("fc8", 1, "output")) == "raw[fc8:1]"
+    assert obj.composite(3).text == "2 - 0" and obj.composite(2) is None
+
+
+def test_diversity_penalty_is_the_mean_cosine_to_the_other_chains_of_the_same_unit():
+    f = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [1.0, 1.0]])
+    groups = torch.tensor([0, 0, 0, 1, 1])
+    pen = diversity_penalty(f, groups)
+    torch.testing.assert_close(pen[:3], torch.tensor([0.5, 0.5, 0.0]))  # unit 0: two alike, one apart
+    assert float(pen[3]) == pytest.approx(2**-0.5) and float(diversity_penalty(f[:1], groups[:1])) == 0.0
+    gram = diversity_features(torch.ones(2, 3, 4, 4))
+    assert gram.shape == (2, 9) and float(gram[0, 0]) == 1.0
+
+
+def _engine(**sampler):
+    from atlas.config import ComputeConfig, FacetConfig, SamplerConfig
+    from atlas.sampling import Engine
+    from tests.unit.tiny_models import tiny_world
+
+    t, g, d, real = tiny_world()
+    cfg = SamplerConfig(**({"chains_per_unit": 3, "record_every": 2, "method": "dgn_am"} | sampler))
+    compute = ComputeConfig(autocast="none")
+    return Engine(
+        t, g, d, cfg, FacetConfig(enabled=False), compute, torch.device("cpu"), real=real, truth=False
+    )
+
+
+def test_engine_maps_a_composite_objective_as_one_more_unit_and_raises_it():
+    pair = (parse_composite("2 + 5", 10),)
+    res, own = _engine(steps=12, start="mean", start_noise=0.3).map_units(
+        "fc8", [10, 3], seed=0, composites=pair
+    )
+    assert res.unit == 10 and res.status == "ok" and res.objective == "raw[fc8: 2 + 5]"
+    assert own.objective == "raw[fc8:3]"
+    for c in res.chains:
+        v = c.final_activations
+        assert c.last.activation == pytest.approx(float(v[2] + v[5]), rel=1e-4)  # stored: the weighted sum
+        assert c.last.activation > c.trajectory[0]["activation"]  # the objective went up from the start
+    real = _engine(steps=1).real_layer_values("fc8")
+    assert real.shape[1] == 10  # without composites the layer has its own units only
+
+
+def test_composites_become_columns_of_the_real_values_and_out_of_range_ones_are_error_rows():
+    eng = _engine(steps=2)
+    (res,) = eng.map_units("fc8", [10], seed=0, composites=(parse_composite("1 - 4"),))
+    v = eng.real.values("fc8")
+    assert v.shape[1] == 11 and torch.allclose(v[:, 10], v[:, 1] - v[:, 4])
+    (bad,) = eng.map_units("fc8", [11], seed=0, composites=(parse_composite("1 - 4"),))
+    assert bad.status == "error" and "out of range" in bad.error
+
+
+def test_diversity_term_pushes_a_units_chains_apart():
+    def spread(weight: float) -> float:
+        (res,) = _engine(steps=15, start="mean", start_noise=0.05, diversity=weight).map_units(
+            "fc8", [4], seed=0
+        )
+        x = torch.stack([torch.from_numpy(c.last.image).float().flatten() / 255 for c in res.chains])
+        return float(torch.pdist(x).mean())
+
+    assert spread(5.0) > spread(0.0)
+
+
+def test_driver_numbers_composites_after_the_layer_units_and_checks_their_range():
+    from atlas.config import load_config
+    from atlas.pipeline.driver import resolve_layers
+
+    cfg = load_config(
+        "configs/demo.yaml",
+        ['layers=[{"name": "fc8", "units": "0-1", "objectives": ["3 - 5"], "pairs": [[1, 2]]}]'],
+    )
+    assert [c.text for c in cfg.layers[0].composites()] == ["3 - 5", "1 + 2"]
+
+    class Models:
+        target = type("T", (), {"output_layer": "fc8"})()
+
+    (plan,) = resolve_layers(cfg, Models(), shapes={"fc8": (10,)})
+    assert list(plan.units) == [0, 1, 10, 11]
+    bad = load_config("configs/demo.yaml", ['layers=[{"name": "fc8", "objectives": ["3 - 12"]}]'])
+    with pytest.raises(ConfigError, match=r"layers\.0\.objectives: unit 12 .* units 0-9"):
+        resolve_layers(bad, Models(), shapes={"fc8": (10,)})
