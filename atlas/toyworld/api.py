@@ -120,12 +120,9 @@ def ship(preset: str = "default", log: Callable[[str], None] = print) -> dict[st
 
     Returns the bootstrap report plus ``"shipped"``: the folder written (``None`` when a gate failed).
     """
-    import shlex
-    import sys
     import tempfile
     from pathlib import Path
 
-    from atlas.toyworld.machine import machine_info
     from atlas.toyworld.shipped import write_shipped
 
     with tempfile.TemporaryDirectory(prefix="atlas-ship-") as tmp:
@@ -135,19 +132,29 @@ def ship(preset: str = "default", log: Callable[[str], None] = print) -> dict[st
         if not report["passed"]:
             log(f"toyworld[{preset}]: a gate failed; nothing shipped")
             return {**report, "shipped": None}
-        command = "atlas " + shlex.join(sys.argv[1:]) if sys.argv and "atlas" in sys.argv[0] else None
-        made = {
-            "command": command or f"atlas bootstrap --preset {preset} --retrain --ship",
-            "machine": machine_info(),
-            "seconds": report["seconds"],
-            "cpu_seconds": report["cpu_seconds"],
-            "wall_seconds_total": round(wall, 1),
-            "cpu_seconds_total": round(cpu, 1),
-            "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
-        }
+        made = _made_record(f"atlas bootstrap --preset {preset} --retrain --ship", report, wall, cpu)
         world = ToyWorld(preset, tmp, log)
         dest = write_shipped(Path(world.dir), world.cfg, report, made, log=log)
     return {**report, "shipped": str(dest)}
+
+
+def _made_record(default_command: str, report: dict[str, Any], wall: float, cpu: float) -> dict[str, Any]:
+    """How shipped weights were made: the command, the machine, the times (the manifest's ``made``)."""
+    import shlex
+    import sys
+
+    from atlas.toyworld.machine import machine_info
+
+    command = "atlas " + shlex.join(sys.argv[1:]) if sys.argv and "atlas" in sys.argv[0] else None
+    return {
+        "command": command or default_command,
+        "machine": machine_info(),
+        "seconds": report["seconds"],
+        "cpu_seconds": report["cpu_seconds"],
+        "wall_seconds_total": round(wall, 1),
+        "cpu_seconds_total": round(cpu, 1),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+    }
 
 
 def ship_reader(preset: str = "default", log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -155,13 +162,10 @@ def ship_reader(preset: str = "default", log: Callable[[str], None] = print) -> 
     pass, add it to the preset's shipped weights (``shipped.add_shipped_reader``: T, J, G and the DAE stay
     as they are). Returns {"gates", "passed", "seconds", "cpu_seconds", "preset", "config_hash",
     "reader_hash", "sources", "shipped": the folder or None}."""
-    import shlex
-    import sys
     import tempfile
     from pathlib import Path
 
     from atlas.toyworld.gates import evaluate_reader
-    from atlas.toyworld.machine import machine_info
     from atlas.toyworld.presets import reader_hash
     from atlas.toyworld.shipped import add_shipped_reader
 
@@ -185,15 +189,6 @@ def ship_reader(preset: str = "default", log: Callable[[str], None] = print) -> 
         if not report["passed"]:
             log(f"toyworld[{preset}]: a reader gate failed; nothing shipped")
             return {**report, "shipped": None}
-        command = "atlas " + shlex.join(sys.argv[1:]) if sys.argv and "atlas" in sys.argv[0] else None
-        made = {
-            "command": command or f"atlas bootstrap --preset {preset} --ship-reader",
-            "machine": machine_info(),
-            "seconds": report["seconds"],
-            "cpu_seconds": report["cpu_seconds"],
-            "wall_seconds_total": round(wall, 1),
-            "cpu_seconds_total": round(cpu, 1),
-            "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
-        }
+        made = _made_record(f"atlas bootstrap --preset {preset} --ship-reader", report, wall, cpu)
         dest = add_shipped_reader(Path(world.dir), world.cfg, gates, made)
     return {**report, "shipped": str(dest)}
