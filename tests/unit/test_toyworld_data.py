@@ -90,3 +90,21 @@ def test_unknown_component_lists_valid_names(tmp_path):
 
     with pytest.raises(AtlasError, match="target, judge, generator, dae"):
         load_component("decoder", "micro", str(tmp_path))
+
+
+def test_training_threads_from_the_environment(monkeypatch):
+    import torch
+
+    from atlas.errors import AtlasError
+    from atlas.toyworld.loops import threads, train_threads
+
+    monkeypatch.delenv("ATLAS_TRAIN_THREADS", raising=False)
+    assert train_threads() == 2
+    monkeypatch.setenv("ATLAS_TRAIN_THREADS", "1")
+    before = torch.get_num_threads()
+    with threads():
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    monkeypatch.setenv("ATLAS_TRAIN_THREADS", "two")
+    with pytest.raises(AtlasError, match="ATLAS_TRAIN_THREADS='two': give a positive number"):
+        train_threads()
