@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from atlas.bench.diversity import picture_diversity
 from atlas.bench.quality import COMMON_START_NOISE
 from atlas.config import RunConfig, replace
 from atlas.sampling.objectives import parse_composite
@@ -44,15 +45,6 @@ def _common_start(cfg: RunConfig, method: str, **sampler: Any) -> RunConfig:
 
 def _pictures(results: list[UnitResult]) -> list[np.ndarray]:
     return [c.last.image for u in results if u.status == "ok" for c in u.chains if not c.diverged]
-
-
-def _diversity(images: list[np.ndarray]) -> float:
-    """Mean pairwise RMS pixel distance between pictures (bench quality's measure)."""
-    if len(images) < 2:
-        return math.nan
-    x = torch.from_numpy(np.stack(images)).float().flatten(1) / 255  # (K, HW3)
-    d = torch.cdist(x, x) / math.sqrt(x.shape[1])
-    return float(d.sum() / (len(images) * (len(images) - 1)))
 
 
 def run_objectives(
@@ -115,7 +107,7 @@ def _diversity_row(results: list[UnitResult], judge: Any) -> dict[str, float]:
         images = _pictures([u])
         if not images:
             continue
-        divs.append(_diversity(images))
+        divs.append(picture_diversity(images))
         classes, _ = judge(np.stack(images))
         hits, total = hits + int((classes == u.unit).sum()), total + len(images)
     return {

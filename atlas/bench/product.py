@@ -50,6 +50,7 @@ import numpy as np
 import torch
 
 from atlas.bench import colour as col
+from atlas.bench.diversity import picture_diversity
 from atlas.bench.quality import save_grid
 from atlas.config import RunConfig
 from atlas.sampling import Engine, UnitResult
@@ -65,15 +66,6 @@ def subset(units: list[T], max_units: int | None) -> list[T]:
         return units[:1]
     step = (len(units) - 1) / (max_units - 1)
     return [units[round(i * step)] for i in range(max_units)]
-
-
-def _diversity(images: list[np.ndarray]) -> float:
-    if len(images) < 2:
-        return float("nan")
-    x = torch.from_numpy(np.stack(images)).float().flatten(1) / 255
-    d = torch.cdist(x, x) / math.sqrt(x.shape[1])
-    k = x.shape[0]
-    return float(d.sum() / (k * (k - 1)))
 
 
 def _nanmean(x: list[float]) -> float:
@@ -95,13 +87,13 @@ def layer_metrics(results: list[UnitResult]) -> dict[str, Any]:
         chains += len(best)
         ids = col.object_colour(np.stack(best)).tolist()
         pic_ids += ids
-        div.append(_diversity(best))
+        div.append(picture_diversity(best))
         if u.real_topk:
             rimgs = [im for _, _, im in u.real_topk]
             rids = col.object_colour(np.stack(rimgs)).tolist()
             real_ids += rids
             presence.append(col.colour_presence(ids, rids))
-            rdiv.append(_diversity(rimgs))
+            rdiv.append(picture_diversity(rimgs))
             ref = float(np.mean([a for _, a, _ in u.real_topk]))
             if ref > 0:
                 ratio.append(float(np.mean([c.best.activation for c in ok])) / ref)

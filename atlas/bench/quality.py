@@ -52,6 +52,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from atlas.bench.diversity import picture_diversity
 from atlas.config import (
     CODE_METHODS,
     ComputeConfig,
@@ -225,15 +226,6 @@ def _layer(name: str):
 # -------------------------------------------------------------------------------------------- judging
 
 
-def _diversity(images: list[np.ndarray]) -> float:
-    if len(images) < 2:
-        return float("nan")
-    x = torch.from_numpy(np.stack(images)).float().flatten(1) / 255  # (K, HW3)
-    d = torch.cdist(x, x) / math.sqrt(x.shape[1])  # RMS distance
-    k = x.shape[0]
-    return float(d.sum() / (k * (k - 1)))
-
-
 def score_units(
     units: list[UnitResult],
     judge: Judge,
@@ -256,7 +248,7 @@ def score_units(
         coarse, fine = judge(np.stack(imgs))
         rec.extend((coarse == cls).tolist())
         sel.extend([c.last.rank == 0 for c in u.chains])
-        div.append(_diversity(imgs))
+        div.append(picture_diversity(imgs))
         top = u.real_topk[:9]
         if top:
             ref = float(np.mean([a for _, a, _ in top]))
@@ -266,7 +258,7 @@ def score_units(
             rimgs = [im for _, _, im in top]
             rc, rf = judge(np.stack(rimgs))
             r_rec.extend((rc == cls).tolist())
-            r_div.append(_diversity(rimgs))
+            r_div.append(picture_diversity(rimgs))
             if real_values is not None:
                 idx = torch.tensor([i for i, _, _ in top])
                 r_sel.extend((real_values[idx].argmax(1) == u.unit).tolist())

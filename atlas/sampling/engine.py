@@ -99,7 +99,7 @@ class Engine:
         )
         self._facet_layer = facet_layer if facet_layer is not None else facets.layer
         self.real = (
-            RealFeatures(real, self.nets, self.setup, self.code_layer, sampler.spatial, real_batch)
+            RealFeatures(real, self.nets, self.setup, self.code_layer, sampler.spatial, real_batch, truth)
             if real is not None
             else None
         )

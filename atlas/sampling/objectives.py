@@ -111,7 +111,7 @@ class Objective:
     kind: ObjectiveKind = "raw"
     composites: tuple[Composite, ...] = ()  # units n_units, n_units + 1, ... of the layer
     n_units: int = 0  # the layer's own units (needed with composites)
-    _weights: dict = field(default_factory=dict, compare=False, repr=False)  # device -> (U, K) cache
+    _weights: dict = field(default_factory=dict, compare=False, repr=False)  # per-device tensors, cached
 
     def describe(self, unit: Unit) -> str:
         """Human-readable description stored with every result, e.g. ``raw[conv3:17 @ (4,4)]`` or, for a
@@ -160,7 +160,10 @@ class Objective:
         if not self.composites:
             return unit_readout(values, index)
         v = values.detach().float()
-        first = torch.tensor([c.terms[0][0] for c in self.composites], device=v.device)
+        key = f"first:{v.device}"  # each composite's first term's unit (K,), cached per device
+        if key not in self._weights:
+            self._weights[key] = torch.tensor([c.terms[0][0] for c in self.composites], device=v.device)
+        first = self._weights[key]
         is_comp = index >= self.n_units
         primary = torch.where(is_comp, first[(index - self.n_units).clamp(0, len(first) - 1)], index)
         out = unit_readout(v, primary)

@@ -49,9 +49,12 @@ class RealFeatures:
         code_layer: str | None,
         spatial: Spatial,
         batch: int = 256,
+        dissect: bool = True,
     ) -> None:
+        """``dissect``: Network Dissection of conv layers when the concepts have masks (the truth columns)."""
         self.real, self.nets, self.setup = real, nets, setup
         self.code_layer, self.spatial, self.batch = code_layer, spatial, batch
+        self.dissect = dissect
         self._values: dict[str, torch.Tensor] = {}  # layer -> (N, U)
         self._sorted: dict[str, torch.Tensor] = {}  # layer -> (U, N) each unit's values, ascending
         self._labels: dict[str, list[UnitLabel]] = {}  # layer -> one label per unit
@@ -170,7 +173,9 @@ class RealFeatures:
         probe = self.nets.probes(names)[0]  # type: ignore[list-item]
         shape = self.nets.layer_shape(layer)
         dummy = [make_unit(layer, 0, shape, layer == self.nets.output_layer, self.spatial)]
-        dissect = self.concepts is not None and self.concepts.masks is not None and len(shape) == 3
+        dissect = (
+            self.dissect and self.concepts is not None and self.concepts.masks is not None and len(shape) == 3
+        )
         vals, code_rows, feat_rows, maps = [], [], [], []
         path_rows: dict[str, list[torch.Tensor]] = {name: [] for name in paths}
         with self.setup.autocast():
