@@ -8,6 +8,7 @@ How long training takes is a benchmark, not a test: ``atlas bench toyworld --pre
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -18,6 +19,7 @@ import torch
 from atlas.errors import AtlasError
 from atlas.models.probes import LayerProbe
 from atlas.toyworld import ALL_COMPONENTS, ToyWorld, bootstrap, get_preset, load_component
+from atlas.toyworld.presets import PRESETS
 from atlas.toyworld.shipped import MANIFEST, shipped_dir
 
 pytestmark = pytest.mark.integration
@@ -65,9 +67,12 @@ def test_micro_trains_from_scratch_and_passes_its_gates(tmp_path, monkeypatch):
     json.dumps(report)  # JSON-serializable as is
 
 
-def test_old_cache_without_a_reader_bootstraps_only_the_reader(filled_cache, no_shipped):
+def test_old_cache_without_a_reader_bootstraps_only_the_reader(filled_cache, no_shipped, monkeypatch):
     """A cache made before the reader (and no shipped weights): T, J, G and the DAE stay as they are, the
-    reader alone trains (about 30 s) and its gates are checked with the others."""
+    reader alone trains and its gates are checked with the others. One epoch instead of the preset's 20 (a
+    reader that passes its gates is the from-scratch test's): this test is about which components train."""
+    short = dataclasses.replace(MICRO, reader=dataclasses.replace(MICRO.reader, epochs=1))
+    monkeypatch.setitem(PRESETS, "micro", short)
     cache, world = filled_cache
     (world / "reader.pt").unlink()
     before = {f: f.stat().st_mtime_ns for f in world.glob("*.pt")}
@@ -75,7 +80,9 @@ def test_old_cache_without_a_reader_bootstraps_only_the_reader(filled_cache, no_
         load_component("reader", "micro", cache, train_if_missing=False)  # a run never trains it
     report = bootstrap("micro", cache_dir=cache, log=lambda _m: None)
     assert report["sources"] == {**dict.fromkeys(ALL_COMPONENTS[:4], "cache"), "reader": "trained"}
-    assert report["passed"] and set(report["gates"]) == GATES
+    assert set(report["gates"]) == GATES  # the reader's gates evaluated with the others
+    others = {name: g for name, g in report["gates"].items() if name not in READER_GATES}
+    assert all(g["passed"] for g in others.values()), others
     assert {f: f.stat().st_mtime_ns for f in before} == before and (world / "reader.pt").is_file()
 
 

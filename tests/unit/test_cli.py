@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,16 @@ def atlas(*args):
     return subprocess.run(
         [sys.executable, "-m", "atlas", *args], capture_output=True, text=True, timeout=180, cwd=REPO
     )
+
+
+def atlas_in_process(capsys, *args):
+    """``main`` in this process (no interpreter start, no torch import per call); the same exit code and
+    streams. The real-process path is the subprocess cases here and in test_bad_inputs."""
+    from atlas.cli import main
+
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, out, err)
 
 
 def assert_user_error(proc, *fragments):
@@ -38,12 +49,13 @@ def test_layers_alexnet_lists_features_and_classifier_random_weights():
     assert "1000" in row and "fc" in row
 
 
-def test_bad_spec_missing_weights_wrong_key_unknown_config_key(tmp_path):
+def test_bad_spec_missing_weights_wrong_key_unknown_config_key(tmp_path, capsys):
     assert_user_error(
         atlas("layers", "torchvison:alexnet"), "unknown model scheme 'torchvison'", "torchvision"
     )
+    cli = functools.partial(atlas_in_process, capsys)  # the rest in this process
     assert_user_error(
-        atlas("layers", "torchvision:alexnet", "--weights", str(tmp_path / "none.pt")), "not found"
+        cli("layers", "torchvision:alexnet", "--weights", str(tmp_path / "none.pt")), "not found"
     )
     from atlas.models.deepsim import DeePSiMGenerator
 
@@ -52,7 +64,7 @@ def test_bad_spec_missing_weights_wrong_key_unknown_config_key(tmp_path):
     bad = tmp_path / "bad.pt"
     torch.save(state, bad)
     assert_user_error(
-        atlas("layers", "deepsim:fc8", "--weights", str(bad)),
+        cli("layers", "deepsim:fc8", "--weights", str(bad)),
         "missing keys 'G.defc7.weight'",
         "unexpected keys 'G.defc7.weightx'",
     )
@@ -60,9 +72,9 @@ def test_bad_spec_missing_weights_wrong_key_unknown_config_key(tmp_path):
     cfg.write_text(
         "models: {target: toyworld:target}\nlayers: [{name: fc8}]\nsampler: {method: pixel, stepz: 3}\n"
     )
-    assert_user_error(atlas("config", str(cfg)), "unknown config key 'sampler.stepz'", "did you mean 'steps'")
-    assert_user_error(atlas("run", str(cfg)), "unknown config key 'sampler.stepz'")
+    assert_user_error(cli("config", str(cfg)), "unknown config key 'sampler.stepz'", "did you mean 'steps'")
+    assert_user_error(cli("run", str(cfg)), "unknown config key 'sampler.stepz'")
     assert_user_error(
-        atlas("config", str(cfg), "--set", "sampler.steps=-1", "--set", "sampler.stepz=null"),
+        cli("config", str(cfg), "--set", "sampler.steps=-1", "--set", "sampler.stepz=null"),
         "unknown config key",
     )
