@@ -664,6 +664,23 @@ class SamplerConfig(Section):
         le=HUGE,
     )
     record_every: int = Field(10, description="Record chain statistics every N steps.", ge=1)
+    start_pool: int = Field(
+        1,
+        description="Each chain starts from the best of this many draws of its start (scored by the unit's "
+        "objective in one forward pass, no gradient): a search over start regions, e.g. colours the "
+        "gradient does not cross. mean and random starts, code methods; 1 = off.",
+        ge=1,
+        le=1024,
+        json_schema_extra={"omit_default": True},
+    )
+    start_pool_noise: Float = Field(
+        1.0,
+        description="Std, in code stds, of the pool's draws around the mean code (start: mean with "
+        "start_pool > 1); the chosen draw then gets no further noise.",
+        ge=0,
+        le=HUGE,
+        json_schema_extra={"omit_default": True},
+    )
     stop_at: Float = Field(
         0.0,
         description="Stop a chain once its unit's activation reaches this multiple of the unit's highest "

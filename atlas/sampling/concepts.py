@@ -13,6 +13,16 @@ rank (post-ReLU units are often 0 on many images). 1.0: every image with the con
 than every image without; 0.5: chance. A unit's label is its best concept when that scores at least
 ``LABEL_THRESHOLD`` (else "no label"), with the runner-up and the margin between them; concepts with fewer
 than ``MIN_POSITIVES`` images are not scored.
+
+Two rules keep labels from claiming more than the images show:
+
+- **parsimony**: a conjunction (``ConceptSet.parts``: "red pill" = colour:red and class:pill) is the label
+  only when it beats each of its own parts by more than ``PARSIMONY_MARGIN``; else its best part is (a unit
+  that fires for every ring, for white ones a shade more, is a ring detector). The runner-up is the best
+  concept that is neither the label nor a conjunction containing it (a refinement is not a rival);
+- **silence**: a unit that no image activates (``silent``: its maximum over the images <= 0, a hidden unit
+  the ReLU after it keeps at zero on every natural image) gets no label, as Network Dissection leaves units
+  that never fire unlabelled: the order of its negative pre-activations is not a concept the network uses.
 """
 
 from __future__ import annotations
@@ -26,6 +36,8 @@ DISSECTION_QUANTILE = 0.995  # Network Dissection: a conv unit is "on" where its
 DISSECTION_THRESHOLD = 0.04  # Network Dissection: a concept with a lower IoU is no label
 WEAK_PERCENTILE = 0.99  # a picture driving its unit less than 1 % of natural images do is flagged "weak"
 MIN_POSITIVES = 10  # concepts on fewer images are not scored (their AUROC is noise)
+PARSIMONY_MARGIN = 0.02  # a conjunction must beat each of its parts by more than this AUROC (about one
+# standard error of a 25-image concept's AUROC near 0.95) to be the label
 TUNING_TOP = 10  # concepts kept per unit for its tuning chart
 
 
@@ -36,6 +48,7 @@ class ConceptSet:
     masks: torch.Tensor | None = (
         None  # (N, H, W) bool, where image n shows its concepts (the object's pixels)
     )
+    parts: dict[str, tuple[str, ...]] | None = None  # conjunction name -> its atomic concepts' names
 
     def __post_init__(self) -> None:
         if self.members.dim() != 2 or self.members.shape[1] != len(self.names):
@@ -45,6 +58,13 @@ class ConceptSet:
             raise ValueError(
                 f"masks {tuple(self.masks.shape)} are not (N, H, W) for {self.members.shape[0]} images"
             )
+        unknown = {p for ps in (self.parts or {}).values() for p in ps} - set(self.names)
+        if unknown:
+            raise ValueError(f"conjunction parts {sorted(unknown)} are not concepts of the set")
+
+    def parts_of(self, name: str) -> tuple[str, ...]:
+        """The atomic concepts of ``name`` (itself when it is not a conjunction)."""
+        return (self.parts or {}).get(name, (name,))
 
 
 @dataclass(frozen=True)
@@ -97,8 +117,11 @@ def label_units(
     concepts: ConceptSet,
     threshold: float = LABEL_THRESHOLD,
     min_positives: int = MIN_POSITIVES,
+    silent: torch.Tensor | None = None,
+    parsimony: float = PARSIMONY_MARGIN,
 ) -> list[UnitLabel]:
-    """One UnitLabel per unit (column of ``values`` (N, U)); see the module docstring."""
+    """One UnitLabel per unit (column of ``values`` (N, U)); ``silent`` (U,) bool: units no image activates
+    (no label, their best concept kept). See the module docstring for the rules."""
     keep = concepts.members.sum(0) >= min_positives  # (C,)
     names = [n for n, k in zip(concepts.names, keep.tolist(), strict=True) if k]
     if not names:
@@ -107,14 +130,30 @@ def label_units(
     scores = torch.nan_to_num(auroc(values, members), nan=0.0)  # (U, C')
     means = torch.nan_to_num(values.detach().float()).T @ members.float() / members.sum(0).float()  # (U, C')
     top = torch.topk(scores, k=min(TUNING_TOP, len(names)), dim=1)
+    column = {n: i for i, n in enumerate(names)}
+    quiet = silent.tolist() if silent is not None else [False] * values.shape[1]
     out = []
     for u in range(values.shape[1]):
         idx, sc = top.indices[u].tolist(), top.values[u].tolist()
         tuning = tuple((names[i], s, float(means[u, i])) for i, s in zip(idx, sc, strict=True))
-        second = tuning[1] if len(tuning) > 1 else (None, 0.0, 0.0)
-        label = tuning[0][0] if sc[0] >= threshold else None
-        out.append(UnitLabel(label, sc[0], second[0], sc[0] - second[1], tuning[0][0], tuning))
+        best, score = _parsimonious(tuning[0][0], sc[0], scores[u], column, concepts, parsimony)
+        rivals = [t for t in tuning if t[0] != best and best not in concepts.parts_of(t[0])]
+        second = rivals[0] if rivals else (None, 0.0, 0.0)
+        label = best if score >= threshold and not quiet[u] else None
+        out.append(UnitLabel(label, score, second[0], score - second[1], best, tuning))
     return out
+
+
+def _parsimonious(
+    best: str, score: float, scores: torch.Tensor, column: dict[str, int], concepts: ConceptSet, margin: float
+) -> tuple[str, float]:
+    """(concept, AUROC): ``best``, or its best-scoring part when that is within ``margin`` of it."""
+    parts = [p for p in concepts.parts_of(best) if p != best and p in column]
+    if not parts:
+        return best, score
+    part = max(parts, key=lambda p: float(scores[column[p]]))
+    part_score = float(scores[column[part]])
+    return (part, part_score) if part_score >= score - margin else (best, score)
 
 
 def dissection_iou(

@@ -40,6 +40,7 @@ from atlas.sampling.results import ChainResult, UnitResult
 from atlas.sampling.samplers import DgnAm, PixelAscent, PpgnH, Sampler
 from atlas.sampling.search import Searcher, run_search
 from atlas.sampling.seeds import chain_generators, chain_seed
+from atlas.sampling.start_pool import best_of_pool
 from atlas.sampling.starts import StartStates, random_code_start
 from atlas.sampling.steps import clip_code
 from atlas.sampling.unit_rows import UnitRows
@@ -253,13 +254,15 @@ class Engine:
 
     def _run(self, layer: str, batch: list[_Chain], seed: int, objective: Objective) -> list[ChainResult]:
         """One forward/backward pass per step for the whole batch (its units' start states first)."""
-        starts, labels = [], []
+        starts, labels, pools = [], [], []
         gens_all: list[torch.Generator] = []
         for pos in dict.fromkeys(c.unit_pos for c in batch):
             part = [c for c in batch if c.unit_pos == pos]
             gens = chain_generators([c.seed for c in part], self.device)
             s, lab = self.starts.for_unit(layer, part[0].unit, [c.chain for c in part], gens, seed)
             starts.append(s)
+            code_starts = isinstance(self.starts, StartStates)  # peer methods' own starts have no pool
+            pools.append(self.starts.pool(layer, [c.chain for c in part], gens) if code_starts else None)
             labels.extend(lab)
             gens_all.extend(gens)
         diversity = self._diversity_layer(layer)
@@ -274,13 +277,19 @@ class Engine:
         )
         if diversity:
             readout.diversity_layer, readout.diversity = diversity[0], self.cfg.diversity
+        start = torch.cat(starts)  # (B, *S)
+        if pools and all(p is not None for p in pools):  # the start mode is the layer's: all or none
+            candidates = torch.cat(pools, dim=1)  # type: ignore[arg-type]  # (P, B, *S)
+            start = best_of_pool(self.sampler.param, readout, objective, [c.unit for c in batch], candidates,
+                                 self.setup)  # fmt: skip
+            labels = [f"{lab}:pool{self.cfg.start_pool}" for lab in labels]
         loop = run_search if isinstance(self.sampler, Searcher) else run_chains  # population / gradient loop
         return loop(
             self.sampler,  # type: ignore[arg-type]
             readout,
             objective,
             [c.unit for c in batch],
-            torch.cat(starts),  # (B, *S)
+            start,
             gens_all,
             self.cfg.steps,
             self.cfg.record_every,

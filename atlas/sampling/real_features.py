@@ -111,11 +111,14 @@ class RealFeatures:
         return getattr(self.real, "concepts", None)
 
     def unit_label(self, layer: str, unit: int) -> UnitLabel | None:
-        """The unit's best concept on these images (``concepts.label_units``); None without concepts."""
+        """The unit's best concept on these images (``concepts.label_units``); None without concepts.
+        Hidden units no image activates are silent (no label); output units are never silent."""
         if self.concepts is None or layer not in self._values:
             return None
         if layer not in self._labels:
-            labels = label_units(self._all(layer), self.concepts)
+            values = self._all(layer)  # (N, U [+ K])
+            silent = None if layer == self.nets.output_layer else values.max(0).values <= 0
+            labels = label_units(values, self.concepts, silent=silent)
             dissected = self._dissections.get(layer)
             if dissected is not None:  # the layer's own units (composites have no single map)
                 n = len(dissected)

@@ -139,6 +139,23 @@ class StartStates:
         x = seeded_start(seeds, ids, gens, lambda r: (self.cfg.start_noise + r * REPEAT_NOISE) * std)
         return self.clip(x), labels
 
+    def pool(self, layer: str, ids: list[int], gens: list[torch.Generator]) -> torch.Tensor | None:
+        """(P, K, *S) ``sampler.start_pool`` draws per chain of its mean or random code start (the mean
+        code + ``start_pool_noise`` x std x N); None when the pool is off or does not apply (pixel and
+        seeded starts). Draws come from the chains' own generators, after nothing else."""
+        size = self.cfg.start_pool
+        mode = self.mode(layer)
+        if size <= 1 or self.pixel or mode not in ("mean", "random"):
+            return None
+        if mode == "random":
+            draws = [random_code_start(gens, self.shape, self.clip) for _ in range(size)]
+        else:
+            assert self.code_stats is not None
+            noise = self.cfg.start_pool_noise
+            stats = self.code_stats
+            draws = [mean_code_start(gens, self.shape, stats, noise, self.clip) for _ in range(size)]
+        return torch.stack(draws)  # (P, K, *S)
+
     def _mean(self, gens: list[torch.Generator]) -> torch.Tensor:
         if not self.pixel:
             assert self.code_stats is not None

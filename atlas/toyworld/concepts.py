@@ -52,10 +52,13 @@ def toy_concepts(data: ToyData) -> ConceptSet:
         if FINE_TO_CLASS[f] in MULTIFACETED:
             cols[f"facet:{name}"] = data.fine == f
     cols.update(_attribute_columns(a))
+    parts: dict[str, tuple[str, ...]] = {}
     for k, colour in enumerate(COLOUR_NAMES):
         for c, cls in enumerate(CLASS_NAMES):
             cols[f"{colour} {cls}"] = (a.colour == k) & (data.labels == c)
-    return ConceptSet(list(cols), torch.stack(list(cols.values()), dim=1), masks=a.mask.bool())
+            parts[f"{colour} {cls}"] = (f"colour:{colour}", f"class:{cls}")
+    members = torch.stack(list(cols.values()), dim=1)
+    return ConceptSet(list(cols), members, masks=a.mask.bool(), parts=parts)
 
 
 def _attribute_columns(a: ToyAttributes) -> dict[str, torch.Tensor]:

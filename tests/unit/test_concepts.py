@@ -67,6 +67,32 @@ def test_label_units_best_runner_up_threshold_and_min_positives():
     assert labels[2].best != "rare"
 
 
+def test_conjunction_must_beat_its_parts_and_silent_units_get_no_label():
+    """Parsimony: a unit firing for every ring (white ones a shade more) is a ring detector; one firing
+    for white rings only is a white-ring detector. Silence: a unit no image activates gets no label."""
+    n = 240
+    idx = torch.arange(n)
+    shape, colour = idx % 2 == 0, (idx // 2) % 4 == 0  # rings: half the images; white: a quarter
+    names = ["class:ring", "colour:white", "white ring", "other"]
+    members = torch.stack([shape, colour, shape & colour, idx % 3 == 0], dim=1)
+    concepts = ConceptSet(names, members, parts={"white ring": ("colour:white", "class:ring")})
+    jitter = torch.rand(n, generator=torch.Generator().manual_seed(0))
+    any_ring = shape.float() * 0.6 + (shape & colour).float() * 0.5 + jitter  # white a shade more
+    white_ring = (shape & colour).float() * 4 + jitter
+    silent = (shape & colour).float() * 4 + jitter - 10  # the same order, never above 0
+    values = torch.stack([any_ring, white_ring, silent], dim=1)
+    scores = auroc(values, members)
+    assert 0 < float(scores[0, 2] - scores[0, 0]) < 0.02  # by AUROC alone the conjunction would win...
+    labels = label_units(values, concepts, silent=values.max(0).values <= 0)
+    assert labels[0].label == "class:ring" and labels[0].score == pytest.approx(float(scores[0, 0]))
+    assert labels[0].runner_up != "white ring"  # a refinement of the label is not its rival
+    assert labels[1].label == "white ring" and labels[1].runner_up in {"class:ring", "colour:white"}
+    assert labels[2].label is None and labels[2].best == "white ring"  # ...and its order is not a concept
+    assert label_units(values, concepts, parsimony=0.0)[0].label == "white ring"
+    with pytest.raises(ValueError, match="parts"):
+        ConceptSet(names, members, parts={"white ring": ("colour:white", "class:disk")})
+
+
 def test_natural_percentile_and_flags():
     natural = torch.tensor([0.0, 1.0, 2.0, 3.0])
     assert natural_percentile(natural, 10.0) == 1.0
