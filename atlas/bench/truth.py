@@ -1,6 +1,7 @@
 """Truth benchmark: the truth columns of a config's atlas, per method, from common starts (issue 16 item 7).
 
-Usage::
+Every method at the same forward-pass budget per picture (``method_sampler``; ``passes_per_image`` in
+the report). Usage::
 
     atlas bench truth --config configs/demo.yaml [--methods dgn_am,ppgn_h,pixel] [--max-units 16] [--json P]
 
@@ -38,9 +39,10 @@ from typing import Any
 
 import numpy as np
 
-from atlas.bench.quality import COMMON_START_NOISE
-from atlas.config import RunConfig, replace
+from atlas.bench.quality import COMMON_START_NOISE, peer_methods
+from atlas.config import RunConfig, SamplerConfig, replace
 from atlas.sampling.concepts import FAITHFULNESS_FLAGS, picture_flags
+from atlas.sampling.peers import passes_per_image
 from atlas.sampling.results import UnitResult
 
 DEFAULT_METHODS = ("dgn_am", "ppgn_h", "pixel")
@@ -83,11 +85,19 @@ def run_truth(
     """{"methods": {method: {"layers": {layer: metrics}, "truth_seconds", "plain_seconds"}}, "max_units"}."""
     report: dict[str, Any] = {"max_units": max_units, "methods": {}}
     for method in methods or DEFAULT_METHODS:
-        m_cfg = replace(
-            cfg, sampler=replace(cfg.sampler, method=method, start="mean", start_noise=COMMON_START_NOISE)
-        )
+        m_cfg = replace(cfg, sampler=method_sampler(cfg.sampler, method))
         report["methods"][method] = _run_method(m_cfg, max_units, log)
+        report["methods"][method]["passes_per_image"] = passes_per_image(m_cfg.sampler)
     return report
+
+
+def method_sampler(base: SamplerConfig, method: str) -> SamplerConfig:
+    """``base`` for ``method`` from the common start, at the gradient methods' forward-pass budget (the
+    peers as ``bench quality`` runs them: GA and CMA-ES get ``3 x steps / population`` generations; Fourier
+    and MACO start from their own random spectrum, accentuation from the unit's real images by definition)."""
+    common = replace(base, method=method, start="mean", start_noise=COMMON_START_NOISE)
+    peers = peer_methods(common)
+    return peers.get(method, common)
 
 
 def _run_method(cfg: RunConfig, max_units: int | None, log: Callable[[str], None]) -> dict[str, Any]:
@@ -197,6 +207,10 @@ def format_table(report: dict[str, Any]) -> str:
                 f"{m['weak']:>6.2f}{m['off_path']:>9.2f}{m['off_manifold']:>9.2f}{m['percentile']:>7.3f}"
                 f"{m['path_z']:>8.2f}{m['manifold']:>8.2f}{m['seconds']:>7.1f}"
             )
+    lines.append(
+        "forward passes per picture: "
+        + ", ".join(f"{m} {r.get('passes_per_image', '?')}" for m, r in report["methods"].items())
+    )
     for method, r in report["methods"].items():
         plain, truth = r["plain_seconds"], r["truth_seconds"]
         lines.append(

@@ -87,6 +87,7 @@ def unit_rows(
     shard: str,
     *,
     steps: int,
+    passes: int | None = None,
     keep_snapshots: bool,
     activations_full_max: int,
     activations_top_k: int,
@@ -95,7 +96,8 @@ def unit_rows(
 ) -> dict[str, list[dict[str, Any]]]:
     """All rows for one unit; ``judge`` (toy world) holds judge_label / judge_correct / judge_prob,
     ``reader`` (toy world, ``atlas.toyworld.reading``) label_shown, reader_agreement and each synthetic
-    picture's decoded concepts (``images.reader_concepts``)."""
+    picture's decoded concepts (``images.reader_concepts``); ``passes``: forward-pass equivalents each
+    chain spent (``peers.passes_per_image``)."""
     u = result.unit
     rows: dict[str, list[dict[str, Any]]] = {
         "units": [],
@@ -152,6 +154,7 @@ def unit_rows(
                 "diverged": c.diverged,
                 "seconds": c.seconds,
                 "steps": steps,
+                "passes": passes,
             }
         )
         read = reader.pictures if reader is not None else {}

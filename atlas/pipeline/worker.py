@@ -24,6 +24,7 @@ from atlas.pipeline.plan import Shard
 from atlas.pipeline.rows import merge_rows, unit_rows
 from atlas.sampling import Engine
 from atlas.sampling.compute import resolve_device
+from atlas.sampling.peers import passes_per_image
 from atlas.sampling.results import UnitResult
 from atlas.store import RunStore
 from atlas.store.location import Location
@@ -140,6 +141,7 @@ class AtlasWorker:
                     r,
                     shard.id,
                     steps=self.cfg.sampler.steps,
+                    passes=passes_per_image(self.cfg.sampler),
                     keep_snapshots=s.keep_snapshots,
                     activations_full_max=s.activations_full_max,
                     activations_top_k=s.activations_top_k,

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from atlas.config import FacetConfig, SamplerConfig, replace
+from atlas.config import CODE_METHODS, FacetConfig, SamplerConfig, replace
 from atlas.errors import ConfigError, ModelError
 from atlas.models.codes import CodeStats
 from atlas.models.loaded import LoadedModel
@@ -43,12 +43,15 @@ GRADIENT_STEP_PASSES = 3
 
 def passes_per_image(cfg: SamplerConfig) -> int:
     """Forward-pass equivalents one chain spends (its picture): a gradient step counts 3 (forward + backward),
-    a search generation counts its population (forward only); the final readout pass is left out."""
+    a search generation counts its population (forward only), a ``start_pool`` draw one; the final readout
+    pass is left out."""
+    pooled = cfg.start_pool > 1 and cfg.start in ("mean", "random") and cfg.method in CODE_METHODS
+    pool = cfg.start_pool if pooled else 0  # one forward pass per start draw
     if cfg.method == "ga":
-        return cfg.steps * cfg.ga.population
+        return pool + cfg.steps * cfg.ga.population
     if cfg.method == "cmaes":
-        return cfg.steps * cfg.cmaes.population
-    return cfg.steps * GRADIENT_STEP_PASSES
+        return pool + cfg.steps * cfg.cmaes.population
+    return pool + cfg.steps * GRADIENT_STEP_PASSES
 
 
 @dataclass

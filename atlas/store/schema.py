@@ -103,6 +103,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("diverged", _bool, True),
             ("seconds", _f64, True),
             ("steps", _i32, True),
+            ("passes", _i64, True),  # forward-pass equivalents spent (gradient step 3, search member 1)
         ],
     ),
     # one row per kept image

@@ -117,12 +117,16 @@ def test_truth_bench_per_method(micro_cache, tmp_path, capsys):
         "--max-units",
         "2",
     ]
-    argv += ["--methods", "dgn_am,pixel", "--set", "sampler.steps=8", "--json", str(out)]
+    argv += ["--methods", "dgn_am,pixel,ga", "--set", "sampler.steps=8", "--json", str(out)]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "truth columns add" in printed and "label shown (units with a label" in printed
     report = json.loads(out.read_text())
-    assert set(report["methods"]) == {"dgn_am", "pixel"}
+    assert set(report["methods"]) == {"dgn_am", "pixel", "ga"}
+    passes = {m: r["passes_per_image"] for m, r in report["methods"].items()}
+    assert passes["dgn_am"] == passes["pixel"] == 24, passes  # 8 gradient steps x 3
+    assert 12 < passes["ga"] <= 24, passes  # as many whole GA generations as fit the same budget
+    assert "forward passes per picture: dgn_am 24" in printed
     for r in report["methods"].values():
         fc8 = r["layers"]["fc8"]
         assert fc8["units"] == 2 and fc8["labelled"] == 1.0  # the micro world's output units are its classes

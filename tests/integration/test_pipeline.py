@@ -61,6 +61,8 @@ def test_row_counts_exact_and_rerun_writes_nothing(tmp_path, micro_cache, ray_se
     assert manifest["config_hash"] and manifest["fingerprints"]["target"]["spec"] == "toyworld:target"
     assert manifest["fingerprints"]["reader"]["spec"] == "toyworld:reader"  # provenance of label_shown
     assert table_count(run_dir, "units", "WHERE reader_agreement IS NULL") == 0
+    spent = 3 * cfg.sampler.steps  # DGN-AM: a gradient step is 3 forward-pass equivalents
+    assert table_count(run_dir, "chains", f"WHERE passes = {spent}") == chains
 
     files = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*.parquet")}
     again = run_atlas(cfg, progress=False)
