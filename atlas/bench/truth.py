@@ -195,15 +195,16 @@ def _line(m: dict[str, Any]) -> str:
 
 
 def format_table(report: dict[str, Any]) -> str:
+    w = max(8, *(len(m) + 1 for m in report["methods"]))  # "accentuation" is wider than the others
     head = (
-        f"{'method':<8}{'layer':<8}{'kind':<7}{'units':>6}{'labelled':>9}{'AUROC':>7}{'weak':>6}"
+        f"{'method':<{w}}{'layer':<8}{'kind':<7}{'units':>6}{'labelled':>9}{'AUROC':>7}{'weak':>6}"
         f"{'off_path':>9}{'off_man.':>9}{'pct':>7}{'path z':>8}{'manif.':>8}{'s':>7}"
     )
     lines = [head, "-" * len(head)]
     for method, r in report["methods"].items():
         for layer, m in r["layers"].items():
             lines.append(
-                f"{method:<8}{layer:<8}{m['kind']:<7}{m['units']:>6}{m['labelled']:>9.2f}{m['label_score']:>7.3f}"
+                f"{method:<{w}}{layer:<8}{m['kind']:<7}{m['units']:>6}{m['labelled']:>9.2f}{m['label_score']:>7.3f}"
                 f"{m['weak']:>6.2f}{m['off_path']:>9.2f}{m['off_manifold']:>9.2f}{m['percentile']:>7.3f}"
                 f"{m['path_z']:>8.2f}{m['manifold']:>8.2f}{m['seconds']:>7.1f}"
             )
