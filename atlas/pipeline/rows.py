@@ -74,6 +74,7 @@ def _label_columns(label: UnitLabel | None) -> dict[str, Any]:
         "label_best": label.best,
         "label_runner_up": label.runner_up,
         "label_margin": _num(label.margin),
+        "label_top_share": _num(label.top_share),
         "dissection_label": label.dissection.label if label.dissection else None,
         "dissection_iou": _num(label.dissection.iou) if label.dissection else None,
         "tuning_concepts": [name for name, _, _ in label.tuning],

@@ -14,8 +14,12 @@ than every image without; 0.5: chance. A unit's label is its best concept when t
 ``LABEL_THRESHOLD`` (else "no label"), with the runner-up and the margin between them; concepts with fewer
 than ``MIN_POSITIVES`` images are not scored.
 
-Two rules keep labels from claiming more than the images show:
+Three rules keep labels from claiming more than the images show:
 
+- **top consistency**: the label must also describe the unit's strongest responses: at least ``TOP_SHARE``
+  of its top ``TOP_K`` images show it (``UnitLabel.top_share``). AUROC scores the whole ranking, a
+  maximizing picture shows the top of it: a unit whose yellow rings rank high on average but whose top
+  images are white rings is labelled by the best concept that passes both (``white ring``), or not at all;
 - **parsimony**: a conjunction (``ConceptSet.parts``: "red pill" = colour:red and class:pill) is the label
   only when it beats each of its own parts by more than ``PARSIMONY_MARGIN``; else its best part is (a unit
   that fires for every ring, for white ones a shade more, is a ring detector). The runner-up is the best
@@ -36,6 +40,8 @@ DISSECTION_QUANTILE = 0.995  # Network Dissection: a conv unit is "on" where its
 DISSECTION_THRESHOLD = 0.04  # Network Dissection: a concept with a lower IoU is no label
 WEAK_PERCENTILE = 0.99  # a picture driving its unit less than 1 % of natural images do is flagged "weak"
 MIN_POSITIVES = 10  # concepts on fewer images are not scored (their AUROC is noise)
+TOP_K = 20  # a unit's strongest responses: its top 20 images (1 % of the toy world's 2,000)
+TOP_SHARE = 0.5  # a label must show in at least half of them
 PARSIMONY_MARGIN = 0.02  # a conjunction must beat each of its parts by more than this AUROC (about one
 # standard error of a 25-image concept's AUROC near 0.95) to be the label
 TUNING_TOP = 10  # concepts kept per unit for its tuning chart
@@ -87,6 +93,7 @@ class UnitLabel:
         tuple[str, float, float], ...
     ] = ()  # top TUNING_TOP (concept, AUROC, mean value), best first
     dissection: Dissection | None = None  # conv units with concept masks: Network Dissection's verdict
+    top_share: float = float("nan")  # share of the unit's TOP_K images that show the label (or ``best``)
 
 
 def average_ranks(values: torch.Tensor) -> torch.Tensor:
@@ -119,6 +126,8 @@ def label_units(
     min_positives: int = MIN_POSITIVES,
     silent: torch.Tensor | None = None,
     parsimony: float = PARSIMONY_MARGIN,
+    top_share: float = TOP_SHARE,
+    top_k: int = TOP_K,
 ) -> list[UnitLabel]:
     """One UnitLabel per unit (column of ``values`` (N, U)); ``silent`` (U,) bool: units no image activates
     (no label, their best concept kept). See the module docstring for the rules."""
@@ -130,18 +139,34 @@ def label_units(
     scores = torch.nan_to_num(auroc(values, members), nan=0.0)  # (U, C')
     means = torch.nan_to_num(values.detach().float()).T @ members.float() / members.sum(0).float()  # (U, C')
     top = torch.topk(scores, k=min(TUNING_TOP, len(names)), dim=1)
+    strongest = torch.topk(torch.nan_to_num(values.detach().float(), nan=float("-inf")),
+                           k=min(top_k, values.shape[0]), dim=0).indices  # (k, U)  # fmt: skip
+    shares = members[strongest].float().mean(0)  # (U, C'): share of each unit's top images per concept
     column = {n: i for i, n in enumerate(names)}
     quiet = silent.tolist() if silent is not None else [False] * values.shape[1]
     out = []
     for u in range(values.shape[1]):
         idx, sc = top.indices[u].tolist(), top.values[u].tolist()
         tuning = tuple((names[i], s, float(means[u, i])) for i, s in zip(idx, sc, strict=True))
-        best, score = _parsimonious(tuning[0][0], sc[0], scores[u], column, concepts, parsimony)
+        first = _first_consistent(scores[u], shares[u], threshold, top_share, idx[0])
+        su = scores[u]
+        best, score = _parsimonious(names[first], float(su[first]), su, column, concepts, parsimony)
         rivals = [t for t in tuning if t[0] != best and best not in concepts.parts_of(t[0])]
         second = rivals[0] if rivals else (None, 0.0, 0.0)
-        label = best if score >= threshold and not quiet[u] else None
-        out.append(UnitLabel(label, score, second[0], score - second[1], best, tuning))
+        share = float(shares[u, column[best]])
+        confident = score >= threshold and share >= top_share and not quiet[u]
+        label = best if confident else None
+        out.append(UnitLabel(label, score, second[0], score - second[1], best, tuning, top_share=share))
     return out
+
+
+def _first_consistent(
+    scores: torch.Tensor, shares: torch.Tensor, threshold: float, share: float, best: int
+) -> int:
+    """Index of the best-scoring concept that passes both the AUROC threshold and the top share; ``best``
+    (the best by AUROC) when none does. scores, shares: (C',)."""
+    ok = (shares >= share) & (scores >= threshold)
+    return int(torch.where(ok, scores, torch.full_like(scores, -1.0)).argmax()) if bool(ok.any()) else best
 
 
 def _parsimonious(

@@ -73,6 +73,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("label_best", _str, True),  # the best concept even when it is no label
             ("label_runner_up", _str, True),
             ("label_margin", _f64, True),  # best AUROC - runner-up AUROC
+            ("label_top_share", _f64, True),  # share of the unit's top 20 probe images showing the label
             # conv units with concept masks (toy world): Network Dissection's best concept by mask IoU
             ("dissection_label", _str, True),  # null below IoU 0.04 (or not a conv unit / no masks)
             ("dissection_iou", _f64, True),

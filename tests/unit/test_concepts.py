@@ -93,6 +93,28 @@ def test_conjunction_must_beat_its_parts_and_silent_units_get_no_label():
         ConceptSet(names, members, parts={"white ring": ("colour:white", "class:disk")})
 
 
+def test_a_label_must_describe_the_units_top_images():
+    """Top consistency: concept a wins by AUROC (its 100 images sit above the bulk) but the unit's top 20
+    images are 17 of b's 20; b also passes the AUROC threshold, so b is the label, with its top share."""
+    n = 400
+    a = torch.arange(n) < 100
+    b = (torch.arange(n) >= 100) & (torch.arange(n) < 120)
+    jitter = torch.rand(n, generator=torch.Generator().manual_seed(0))
+    values = 2.0 * a.float() + jitter
+    values[100:117] = 10.0 + jitter[100:117]  # 17 of b's images are the unit's strongest responses
+    concepts = ConceptSet(["a", "b"], torch.stack([a, b], dim=1))
+    scores = auroc(values[:, None], concepts.members)[0]
+    assert float(scores[0]) > float(scores[1]) >= 0.85  # AUROC alone would say "a"
+    (lab,) = label_units(values[:, None], concepts)
+    assert lab.label == "b" and lab.score == pytest.approx(float(scores[1]))
+    assert lab.top_share == pytest.approx(17 / 20)
+    assert label_units(values[:, None], concepts, top_share=0.0)[0].label == "a"
+    values[100:117] = 0.5 * jitter[100:117]  # now b's images are weak: its AUROC falls below the threshold
+    values[120:137] = 10.0 + jitter[120:137]  # and the top 20 belong to neither concept
+    (lab,) = label_units(values[:, None], concepts)
+    assert lab.label is None and lab.best == "a" and lab.top_share < 0.5
+
+
 def test_natural_percentile_and_flags():
     natural = torch.tensor([0.0, 1.0, 2.0, 3.0])
     assert natural_percentile(natural, 10.0) == 1.0
