@@ -256,12 +256,12 @@ class Engine:
         """One forward/backward pass per step for the whole batch (its units' start states first)."""
         starts, labels, pools = [], [], []
         gens_all: list[torch.Generator] = []
+        code_starts = isinstance(self.starts, StartStates)  # peer methods' own starts have no pool
         for pos in dict.fromkeys(c.unit_pos for c in batch):
             part = [c for c in batch if c.unit_pos == pos]
             gens = chain_generators([c.seed for c in part], self.device)
             s, lab = self.starts.for_unit(layer, part[0].unit, [c.chain for c in part], gens, seed)
             starts.append(s)
-            code_starts = isinstance(self.starts, StartStates)  # peer methods' own starts have no pool
             pools.append(self.starts.pool(layer, [c.chain for c in part], gens) if code_starts else None)
             labels.extend(lab)
             gens_all.extend(gens)

@@ -2,7 +2,7 @@
 
 Usage::
 
-    candidates = starts.pool(layer, unit, ids, gens)                 # (P, K, *S) or None (pool off)
+    candidates = starts.pool(layer, ids, gens)                       # (P, K, *S) or None (pool off)
     x0 = best_of_pool(param, readout, objective, units, candidates, setup)   # (K, *S)
 
 A gradient chain stays near the region it starts in: from the mean code the toy generator draws one colour,
