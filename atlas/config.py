@@ -681,6 +681,13 @@ class SamplerConfig(Section):
         le=HUGE,
         json_schema_extra={"omit_default": True},
     )
+    relu_gradient: Literal["exact", "redirected"] = Field(
+        "redirected",
+        description="Gradient through the target's nn.ReLU modules while chains climb: exact, or "
+        "redirected (Lucid): an example whose gradient a ReLU blocks entirely gets the incoming gradient "
+        "through it, so a unit that starts dead (0 on the start picture) still moves. Values are unchanged; "
+        "gradient methods.",
+    )
     stop_at: Float = Field(
         0.0,
         description="Stop a chain once its unit's activation reaches this multiple of the unit's highest "

@@ -14,6 +14,7 @@ failure on one unit becomes a ``status="error"`` UnitResult, never an exception 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ import torch
 from atlas.config import ComputeConfig, FacetConfig, SamplerConfig, check_sampler_models
 from atlas.models.codes import CodeStats
 from atlas.models.loaded import LoadedModel
+from atlas.models.probes import resolve_modules
 from atlas.sampling import facets as facet_mod
 from atlas.sampling.batches import run_batches
 from atlas.sampling.chain import TargetReadout, run_chains
@@ -36,6 +38,7 @@ from atlas.sampling.peers import PEER_METHODS, PeerSetup
 from atlas.sampling.priors import DaePrior, JointPrior
 from atlas.sampling.real import RealImagesLike
 from atlas.sampling.real_features import RealFeatures
+from atlas.sampling.relu_redirect import redirected_relus
 from atlas.sampling.results import ChainResult, UnitResult
 from atlas.sampling.samplers import DgnAm, PixelAscent, PpgnH, Sampler
 from atlas.sampling.search import Searcher, run_search
@@ -284,19 +287,22 @@ class Engine:
                                  self.setup)  # fmt: skip
             labels = [f"{lab}:pool{self.cfg.start_pool}" for lab in labels]
         loop = run_search if isinstance(self.sampler, Searcher) else run_chains  # population / gradient loop
-        return loop(
-            self.sampler,  # type: ignore[arg-type]
-            readout,
-            objective,
-            [c.unit for c in batch],
-            start,
-            gens_all,
-            self.cfg.steps,
-            self.cfg.record_every,
-            self.setup,
-            meta=[(c.chain, c.seed, lab) for c, lab in zip(batch, labels, strict=True)],
-            stop_at=self._stop_at(layer, batch),
-        )
+        redirect = self.cfg.relu_gradient == "redirected"  # the unit layer's own ReLUs (relu_redirect.py)
+        unit_module = resolve_modules(self.nets.target_module, [layer])[layer]
+        with redirected_relus(unit_module) if redirect else contextlib.nullcontext():
+            return loop(
+                self.sampler,  # type: ignore[arg-type]
+                readout,
+                objective,
+                [c.unit for c in batch],
+                start,
+                gens_all,
+                self.cfg.steps,
+                self.cfg.record_every,
+                self.setup,
+                meta=[(c.chain, c.seed, lab) for c, lab in zip(batch, labels, strict=True)],
+                stop_at=self._stop_at(layer, batch),
+            )
 
     def _diversity_layer(self, layer: str) -> list[str]:
         """[the layer the diversity term compares] (``sampler.diversity_layer``, else the earliest path
