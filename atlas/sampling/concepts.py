@@ -20,10 +20,12 @@ Three rules keep labels from claiming more than the images show:
   of its top ``TOP_K`` images show it (``UnitLabel.top_share``). AUROC scores the whole ranking, a
   maximizing picture shows the top of it: a unit whose yellow rings rank high on average but whose top
   images are white rings is labelled by the best concept that passes both (``white ring``), or not at all;
-- **parsimony**: a conjunction (``ConceptSet.parts``: "red pill" = colour:red and class:pill) is the label
-  only when it beats each of its own parts by more than ``PARSIMONY_MARGIN``; else its best part is (a unit
-  that fires for every ring, for white ones a shade more, is a ring detector). The runner-up is the best
-  concept that is neither the label nor a conjunction containing it (a refinement is not a rival);
+- **parsimony**: a compound concept (``ConceptSet.parts``) — a conjunction ("red pill" = colour:red and
+  class:pill) or a union ("class:ring|frame" = class:ring or class:frame; Mu & Andreas 2020's compositional
+  explanations) — is the label only when it beats each of its own parts by more than ``PARSIMONY_MARGIN``;
+  else its best part is (a unit that fires for every ring, for white ones a shade more, is a ring detector;
+  one that fires for rings and frames alike is a ring-or-frame detector, not a ring detector). The
+  runner-up is the best concept that is neither the label nor a compound containing it;
 - **silence**: a unit that no image activates (``silent``: its maximum over the images <= 0, a hidden unit
   the ReLU after it keeps at zero on every natural image) gets no label, as Network Dissection leaves units
   that never fire unlabelled: the order of its negative pre-activations is not a concept the network uses.
@@ -42,7 +44,7 @@ WEAK_PERCENTILE = 0.99  # a picture driving its unit less than 1 % of natural im
 MIN_POSITIVES = 10  # concepts on fewer images are not scored (their AUROC is noise)
 TOP_K = 20  # a unit's strongest responses: its top 20 images (1 % of the toy world's 2,000)
 TOP_SHARE = 0.5  # a label must show in at least half of them
-PARSIMONY_MARGIN = 0.02  # a conjunction must beat each of its parts by more than this AUROC (about one
+PARSIMONY_MARGIN = 0.02  # a compound must beat each of its parts by more than this AUROC (about one
 # standard error of a 25-image concept's AUROC near 0.95) to be the label
 TUNING_TOP = 10  # concepts kept per unit for its tuning chart
 
@@ -54,7 +56,7 @@ class ConceptSet:
     masks: torch.Tensor | None = (
         None  # (N, H, W) bool, where image n shows its concepts (the object's pixels)
     )
-    parts: dict[str, tuple[str, ...]] | None = None  # conjunction name -> its atomic concepts' names
+    parts: dict[str, tuple[str, ...]] | None = None  # compound (conjunction or union) -> its atomic concepts
 
     def __post_init__(self) -> None:
         if self.members.dim() != 2 or self.members.shape[1] != len(self.names):
@@ -66,10 +68,10 @@ class ConceptSet:
             )
         unknown = {p for ps in (self.parts or {}).values() for p in ps} - set(self.names)
         if unknown:
-            raise ValueError(f"conjunction parts {sorted(unknown)} are not concepts of the set")
+            raise ValueError(f"compound parts {sorted(unknown)} are not concepts of the set")
 
     def parts_of(self, name: str) -> tuple[str, ...]:
-        """The atomic concepts of ``name`` (itself when it is not a conjunction)."""
+        """The atomic concepts of ``name`` (itself when it is not a compound)."""
         return (self.parts or {}).get(name, (name,))
 
 

@@ -7,7 +7,9 @@ Usage::
 Concepts (each a set of images): ``class:<name>``; ``facet:<name>`` for the facets of multifaceted classes;
 ``colour:<name>`` (the object's palette colour); ``pos:<row>-<col>`` (object centre in a 3 x 3 grid of the
 positions' tertiles); ``size:small|medium|large`` (radius tertiles); ``distractor`` (a dot of another colour);
-and the conjunctions ``<colour> <class>``.
+the conjunctions ``<colour> <class>``; and the unions of two classes or two colours, ``class:ring|frame``,
+``colour:red|orange`` (a unit that fires for rings and frames alike: Mu & Andreas 2020's compositional
+explanations, OR of two concepts).
 
 The attribute reader (``atlas.toyworld.reading``) decodes the same attributes from a picture;
 :func:`attribute_targets` are its training targets and gate truth, :func:`picture_concepts` names what it
@@ -16,6 +18,7 @@ decoded in this vocabulary, and :func:`shows` says whether those satisfy a unit'
     picture_concepts(fine=8, colour=0, row=0, col=2, size=1, distractor=False)
     # ['class:pill', 'facet:pill/capsule', 'colour:red', 'pos:top-right', 'size:medium']
     shows(['class:pill', 'colour:red', ...], "red pill")   # True: both parts of the conjunction
+    shows(['class:frame', ...], "class:ring|frame")         # True: one alternative of the union
     shows([...], "dogs")                                    # None: not a toy-world concept
 """
 
@@ -32,6 +35,7 @@ ROWS, COLS, SIZES = ("top", "middle", "bottom"), ("left", "centre", "right"), ("
 
 
 ATOMIC_KINDS = ("class", "facet", "colour", "pos", "size")  # "<kind>:<value>" concepts, plus "distractor"
+UNION_KINDS = {"class": CLASS_NAMES, "colour": COLOUR_NAMES}  # "<kind>:<a>|<b>": either value
 
 
 def _tertile(x: torch.Tensor) -> torch.Tensor:
@@ -57,6 +61,12 @@ def toy_concepts(data: ToyData) -> ConceptSet:
         for c, cls in enumerate(CLASS_NAMES):
             cols[f"{colour} {cls}"] = (a.colour == k) & (data.labels == c)
             parts[f"{colour} {cls}"] = (f"colour:{colour}", f"class:{cls}")
+    for kind, values in UNION_KINDS.items():
+        for i, a_name in enumerate(values):
+            for b_name in values[i + 1 :]:
+                alternatives = (f"{kind}:{a_name}", f"{kind}:{b_name}")
+                cols[f"{kind}:{a_name}|{b_name}"] = cols[alternatives[0]] | cols[alternatives[1]]
+                parts[f"{kind}:{a_name}|{b_name}"] = alternatives
     members = torch.stack(list(cols.values()), dim=1)
     return ConceptSet(list(cols), members, masks=a.mask.bool(), parts=parts)
 
@@ -102,21 +112,27 @@ def picture_concepts(fine: int, colour: int, row: int, col: int, size: int, dist
     return [*out, "distractor"] if distractor else out
 
 
-def requirements(label: str) -> frozenset[str] | None:
-    """The atomic concepts a picture must show to show ``label`` (a conjunction ``<colour> <class>`` needs
-    both); None when ``label`` is not a toy-world concept (e.g. a user's folder name)."""
+def requirements(label: str) -> list[frozenset[str]] | None:
+    """The alternative sets of atomic concepts a picture must show to show ``label``: one set for an atomic
+    concept or a conjunction ``<colour> <class>`` (which needs both), one per alternative for a union
+    ``class:ring|frame``; None when ``label`` is not a toy-world concept (e.g. a user's folder name)."""
     if label == "distractor":
-        return frozenset({label})
-    kind, sep, _value = label.partition(":")
+        return [frozenset({label})]
+    kind, sep, value = label.partition(":")
+    if sep and kind in UNION_KINDS and "|" in value:
+        options = value.split("|")
+        if len(options) == 2 and all(v in UNION_KINDS[kind] for v in options):
+            return [frozenset({f"{kind}:{v}"}) for v in options]
+        return None
     if sep and kind in ATOMIC_KINDS:
-        return frozenset({label})
+        return [frozenset({label})]
     colour, sep, cls = label.partition(" ")
     if sep and colour in COLOUR_NAMES and cls in CLASS_NAMES:
-        return frozenset({f"colour:{colour}", f"class:{cls}"})
+        return [frozenset({f"colour:{colour}", f"class:{cls}"})]
     return None
 
 
 def shows(concepts: list[str] | set[str], label: str) -> bool | None:
     """Whether a picture with these (decoded) atomic concepts shows ``label``; None when undecidable."""
-    need = requirements(label)
-    return None if need is None else need <= set(concepts)
+    options = requirements(label)
+    return None if options is None else any(need <= set(concepts) for need in options)

@@ -154,9 +154,13 @@ def test_toy_concepts_follow_the_renderer():
         assert torch.equal(col[f"class:{name}"], data.labels == k)
     pos = torch.stack([v for n, v in col.items() if n.startswith("pos:")], dim=1)
     size = torch.stack([v for n, v in col.items() if n.startswith("size:")], dim=1)
-    colour = torch.stack([v for n, v in col.items() if n.startswith("colour:")], dim=1)
+    colour = torch.stack([v for n, v in col.items() if n.startswith("colour:") and "|" not in n], dim=1)
     assert bool((pos.sum(1) == 1).all() and (size.sum(1) == 1).all() and (colour.sum(1) == 1).all())
     assert torch.equal(col["red hook"], col["colour:red"] & col["class:hook"])
+    assert torch.equal(col["class:ring|frame"], col["class:ring"] | col["class:frame"])
+    assert c.parts_of("colour:red|orange") == ("colour:red", "colour:orange")
+    unions = [n for n in c.names if "|" in n]
+    assert len(unions) == 45 + 28  # every pair of the 10 classes and of the 8 colours
     a = data.attributes
     assert a.mask.shape == (240, 16, 16) and bool(a.mask.flatten(1).any(1).all())  # every object has pixels
     left = col["pos:middle-left"] | col["pos:top-left"] | col["pos:bottom-left"]

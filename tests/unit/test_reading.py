@@ -102,6 +102,10 @@ def test_picture_concepts_name_the_vocabulary():
         ("distractor", False),
         ("dogs", None),  # a user's folder concept: the toy reader cannot tell
         ("purple pill", None),  # not a toy colour
+        ("class:pill|ring", True),  # a union: either class
+        ("class:ring|frame", False),
+        ("colour:orange|red", True),
+        ("class:pill|purple", None),  # not a toy class
     ],
 )
 def test_shows_matches_labels_to_decoded_concepts(label, shown):
@@ -109,9 +113,10 @@ def test_shows_matches_labels_to_decoded_concepts(label, shown):
     assert shows(concepts, label) is shown
 
 
-def test_requirements_of_a_conjunction():
-    assert requirements("green hook") == {"colour:green", "class:hook"}
-    assert requirements("distractor") == {"distractor"} and requirements("nothing here") is None
+def test_requirements_of_conjunctions_and_unions():
+    assert requirements("green hook") == [{"colour:green", "class:hook"}]
+    assert requirements("distractor") == [{"distractor"}] and requirements("nothing here") is None
+    assert requirements("class:ring|frame") == [{"class:ring"}, {"class:frame"}]
 
 
 def test_class_sums_its_facets_probability_and_facet_stays_within_the_class():
