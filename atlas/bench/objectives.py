@@ -9,7 +9,9 @@ of ``bench quality`` (mean code + COMMON_START_NOISE) and running every step (``
 stop at the natural maximum leave the diversity term no steps to act):
 
 - **pairs** ``a + b`` (five disjoint pairs of output units): the share of last pictures in which J's two most
-  probable classes (probability summed over facets) are exactly a and b — "the judge recognizes both";
+  probable classes (probability summed over facets) are exactly a and b — "the judge recognizes both"; and
+  the same share on *natural* two-object pictures of each pair (``toyworld.composites``; report
+  ``natural_pairs``): the judge's own ceiling, since the toy world draws one object an image;
 - **contrasts** ``a - b``: the share whose most probable class is a and whose second is not b;
 - **diversity** ``sampler.diversity`` in DIVERSITY_WEIGHTS, plain units: each unit's chain diversity (mean
   pairwise RMS pixel distance between its last pictures, as ``bench quality``) and recognizability (J's
@@ -56,12 +58,17 @@ def run_objectives(
 
     report: dict[str, Any] = {"pairs": [list(p) for p in PAIRS], "methods": {}}
     output = next((layer for layer in cfg.layers if layer.kind in ("auto", "output")), cfg.layers[0])
+    natural_done = False
     for method in methods or ["dgn_am", "ppgn_h"]:
         engine, bundle, device = build_engine(_common_start(cfg, method))
         if bundle.judge is None:
             raise ValueError("bench objectives needs the toy world's judge (a toyworld: target)")
         judge = Judge(bundle.judge, device)
         kind, n, _ = engine.layer_info(output.name, output.kind)
+        if not natural_done:
+            report["natural_pairs"] = natural_pair_share(judge, cfg.toyworld.preset, n)
+            natural_done = True
+            log(f"natural two-object pictures judged both: {report['natural_pairs']['share']:.2f}")
         m: dict[str, Any] = {}
         t0 = time.perf_counter()
         m["pairs"] = _pair_share(engine, judge, output.name, n, cfg.seed, "+")
@@ -93,12 +100,34 @@ def _pair_share(engine: Any, judge: Any, layer: str, n: int, seed: int, op: str)
         if not images:
             continue
         probs = judge.class_probs(np.stack(images))  # (K, classes)
-        top2 = torch.topk(probs, 2, dim=1).indices.tolist()
         a, b = comp.terms[0][0], comp.terms[1][0]
-        ok = [(set(t) == {a, b}) if op == "+" else (t[0] == a and t[1] != b) for t in top2]
+        top2 = torch.topk(probs, 2, dim=1).indices.tolist()
+        ok = _both(probs, a, b) if op == "+" else [t[0] == a and t[1] != b for t in top2]
         hits, total = hits + sum(ok), total + len(ok)
         per_pair[comp.text] = sum(ok) / len(ok)
     return {"share": hits / total if total else math.nan, "pictures": total, "per_pair": per_pair}
+
+
+def _both(probs: torch.Tensor, a: int, b: int) -> list[bool]:
+    """probs (K, classes): is each picture's pair of most probable classes exactly {a, b}?"""
+    return [set(t) == {a, b} for t in torch.topk(probs, 2, dim=1).indices.tolist()]
+
+
+def natural_pair_share(judge: Any, preset: str, n_units: int, per_pair: int = 64) -> dict[str, Any]:
+    """J's "both classes" share on natural two-object pictures of each pair (``two_object_pictures``)."""
+    from atlas.toyworld.composites import two_object_pictures
+    from atlas.toyworld.presets import get_preset
+
+    data = get_preset(preset).data
+    hits, total, shares = 0, 0, {}
+    for a, b in PAIRS:
+        if max(a, b) >= n_units:
+            continue
+        pictures = two_object_pictures(data, a, b, per_pair)
+        ok = _both(judge.class_probs(pictures), a, b) if len(pictures) else []
+        hits, total = hits + sum(ok), total + len(ok)
+        shares[f"{a} + {b}"] = sum(ok) / len(ok) if ok else math.nan
+    return {"share": hits / total if total else math.nan, "pictures": total, "per_pair": shares}
 
 
 def _diversity_row(results: list[UnitResult], judge: Any) -> dict[str, float]:
@@ -135,6 +164,12 @@ def format_table(report: dict[str, Any]) -> str:
             d = m["diversity"][w]
             row += f"{d['diversity']:>10.3f}{d['recognizability']:>8.2f}"
         lines.append(row)
+    if "natural_pairs" in report:
+        nat = report["natural_pairs"]
+        lines.append(
+            f"{'natural':<8}{nat['share']:>12.2f}  (J on {nat['pictures']} natural two-object pictures "
+            "of the same pairs: the judge's own ceiling)"
+        )
     lines.append(
         "(output units, common start; pairs a + b: J's top two classes are a and b; contrasts a - b: J's top "
         "class is a, its second not b; div w: sampler.diversity = w, mean pairwise RMS distance of a unit's "

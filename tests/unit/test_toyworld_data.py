@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import numpy as np
 import pytest
 import torch
 
@@ -108,3 +111,20 @@ def test_training_threads_from_the_environment(monkeypatch):
     monkeypatch.setenv("ATLAS_TRAIN_THREADS", "two")
     with pytest.raises(AtlasError, match="ATLAS_TRAIN_THREADS='two': give a positive number"):
         train_threads()
+
+
+def test_two_object_pictures_paste_a_left_object_over_a_right_one():
+    from atlas.toyworld.composites import two_object_pictures
+
+    cfg = get_preset("micro").data
+    pics = two_object_pictures(cfg, a=0, b=1, n=12)
+    assert pics.dtype == np.uint8 and pics.shape == (12, cfg.size, cfg.size, 3)
+    assert np.array_equal(pics, two_object_pictures(cfg, a=0, b=1, n=12))  # deterministic
+    assert not np.array_equal(pics, two_object_pictures(cfg, a=0, b=1, n=12, seed=1))
+    # the pasted class-0 object lies left of centre, the class-1 image's own object right of it
+    right = render(4000, dataclasses.replace(cfg, distractor_p=0.0), seed=7920)
+    ib = ((right.labels == 1) & (right.attributes.cx > 0.15)).nonzero().flatten()[:12]
+    base = right.images[ib].permute(0, 2, 3, 1).numpy()
+    changed = (pics != base).any(3)  # (K, S, S): where the left object was pasted
+    cols = np.nonzero(changed)[2]
+    assert changed.any(axis=(1, 2)).all() and cols.mean() < cfg.size / 2
