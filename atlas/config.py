@@ -440,6 +440,12 @@ class PpgnConfig(Section):
         1.0, description="Condition term weight (toward the unit). Original 1.", ge=0, le=HUGE
     )
     eps3: Float = Field(1e-5, description="Noise std (diversity). Original 1e-17 .. 1e-5.", ge=0, le=HUGE)
+    noise: Literal["absolute", "relative"] = Field(
+        "absolute",
+        description="absolute: noise std eps3 (Eq. 11); relative: eps3 x each chain's mean |eps2 grad|, so "
+        "noise and condition keep their balance whatever the unit's activation scale.",
+        json_schema_extra={"omit_default": True},
+    )
     lr: Float = Field(
         1.0,
         description="Step size: of the normalized update (original 1), or the factor on d (eq11).",

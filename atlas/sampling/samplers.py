@@ -117,6 +117,7 @@ class PpgnH(Sampler):
             self.lower,
             self.upper,
             normalize=self.cfg.step == "normalized",
+            relative_noise=self.cfg.noise == "relative",
         )
 
 

@@ -73,17 +73,21 @@ def ppgn_h_update(
     lower: torch.Tensor | None,
     upper: torch.Tensor | None,
     normalize: bool = True,
+    relative_noise: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """PPGN-h Eq. 11: ``d = eps1 (R(h) - h) + eps2 dlog p(y|G(h))/dh + N(0, eps3^2)``,
     then ``h <- clip(h + lr d / mean|d|)`` (``normalize``, released code) or ``h <- clip(h + lr d)`` (Eq. 11).
+    ``relative_noise``: the noise std is eps3 x mean|eps2 grad| of each chain, so noise and condition keep
+    the same balance for units whose activations differ in scale (an output logit, a conv unit, a readout).
 
     h, residual (R(h) - h), grad, noise (standard normal): (B, *S). Returns (new h, d).
     """
     d = eps2 * grad
+    condition_scale = per_chain_mean_abs(d) if relative_noise else None  # (B, 1, ...)
     if residual is not None and eps1 > 0:
         d = d + eps1 * residual
     if noise is not None and eps3 > 0:
-        d = d + eps3 * noise
+        d = d + eps3 * (noise * condition_scale if condition_scale is not None else noise)
     h = h + (lr * d / per_chain_mean_abs(d) if normalize else lr * d)
     return clip_code(h, lower, upper), d
 

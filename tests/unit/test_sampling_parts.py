@@ -67,6 +67,21 @@ def test_ppgn_h_update_eq11_is_unnormalized():
     assert not torch.allclose(raw, norm)
 
 
+def test_ppgn_h_relative_noise_keeps_the_step_whatever_the_units_scale():
+    """noise: relative scales the noise by each chain's mean |eps2 grad|: a unit 1000x smaller gets the same
+    normalized step (absolute noise would swamp its gradient)."""
+    torch.manual_seed(0)
+    h, grad, noise = torch.zeros(2, 16), torch.randn(2, 16), torch.randn(2, 16)
+    kw = dict(eps1=0.0, eps2=1.0, eps3=0.5, lr=0.1, lower=None, upper=None)
+    big, d = ppgn_h_update(h, None, grad, noise, relative_noise=True, **kw)
+    small, _ = ppgn_h_update(h, None, grad / 1000, noise, relative_noise=True, **kw)
+    torch.testing.assert_close(big, small)
+    scale = grad.abs().mean(1, keepdim=True)  # (2, 1)
+    torch.testing.assert_close(d, grad + 0.5 * scale * noise)
+    swamped, _ = ppgn_h_update(h, None, grad / 1000, noise, **kw)  # absolute: mostly noise
+    assert not torch.allclose(swamped, big, atol=1e-3)
+
+
 def test_pixel_priors():
     x = torch.rand(3, 3, 8, 8)
     assert gaussian_blur(x, 1.0).shape == x.shape
