@@ -95,6 +95,10 @@ def _label_text(lab: data.LabelView) -> None:
         st.markdown(
             f"best concept `{lab.best}` reaches only AUROC **{fmt(lab.score)}** (< {data.LABEL_THRESHOLD})"
         )
+    if lab.label is not None and "|" in lab.label:
+        kind, _, values = lab.label.partition(":")
+        either = " or ".join(f"`{kind}:{v}`" for v in values.split("|"))
+        st.caption(f"a union: the unit detects {either} alike (it beats each alone by more than the margin)")
     if lab.runner_up is not None:
         st.caption(f"runner-up `{lab.runner_up}` · margin {fmt(lab.margin)}")
     _reader_text(lab)
