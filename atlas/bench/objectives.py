@@ -58,16 +58,14 @@ def run_objectives(
 
     report: dict[str, Any] = {"pairs": [list(p) for p in PAIRS], "methods": {}}
     output = next((layer for layer in cfg.layers if layer.kind in ("auto", "output")), cfg.layers[0])
-    natural_done = False
     for method in methods or ["dgn_am", "ppgn_h"]:
         engine, bundle, device = build_engine(_common_start(cfg, method))
         if bundle.judge is None:
             raise ValueError("bench objectives needs the toy world's judge (a toyworld: target)")
         judge = Judge(bundle.judge, device)
         kind, n, _ = engine.layer_info(output.name, output.kind)
-        if not natural_done:
+        if "natural_pairs" not in report:  # the judge's ceiling, once: the same judge for every method
             report["natural_pairs"] = natural_pair_share(judge, cfg.toyworld.preset, n)
-            natural_done = True
             log(f"natural two-object pictures judged both: {report['natural_pairs']['share']:.2f}")
         m: dict[str, Any] = {}
         t0 = time.perf_counter()
