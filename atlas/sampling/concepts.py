@@ -24,8 +24,11 @@ Three rules keep labels from claiming more than the images show:
   class:pill) or a union ("class:ring|frame" = class:ring or class:frame; Mu & Andreas 2020's compositional
   explanations) — is the label only when it beats each of its own parts by more than ``PARSIMONY_MARGIN``;
   else its best part is (a unit that fires for every ring, for white ones a shade more, is a ring detector;
-  one that fires for rings and frames alike is a ring-or-frame detector, not a ring detector). The
-  runner-up is the best concept that is neither the label nor a compound containing it;
+  one that fires for rings and frames alike is a ring-or-frame detector, not a ring detector). Every part
+  must also hold ``PART_TOP_SHARE`` of the unit's top images (automatic for a conjunction that passes top
+  consistency): an output unit for half disks that ranks pills above the other classes, but has only half
+  disks at its top, is a half-disk detector. The runner-up is the best concept that is neither the label
+  nor a compound containing it;
 - **silence**: a unit that no image activates (``silent``: its maximum over the images <= 0, a hidden unit
   the ReLU after it keeps at zero on every natural image) gets no label, as Network Dissection leaves units
   that never fire unlabelled: the order of its negative pre-activations is not a concept the network uses.
@@ -44,6 +47,7 @@ WEAK_PERCENTILE = 0.99  # a picture driving its unit less than 1 % of natural im
 MIN_POSITIVES = 10  # concepts on fewer images are not scored (their AUROC is noise)
 TOP_K = 20  # a unit's strongest responses: its top 20 images (1 % of the toy world's 2,000)
 TOP_SHARE = 0.5  # a label must show in at least half of them
+PART_TOP_SHARE = 0.1  # every part of a compound must hold this share (2 of 20) of the unit's top images
 PARSIMONY_MARGIN = 0.02  # a compound must beat each of its parts by more than this AUROC (about one
 # standard error of a 25-image concept's AUROC near 0.95) to be the label
 TUNING_TOP = 10  # concepts kept per unit for its tuning chart
@@ -151,8 +155,8 @@ def label_units(
         idx, sc = top.indices[u].tolist(), top.values[u].tolist()
         tuning = tuple((names[i], s, float(means[u, i])) for i, s in zip(idx, sc, strict=True))
         first = _first_consistent(scores[u], shares[u], threshold, top_share, idx[0])
-        su = scores[u]
-        best, score = _parsimonious(names[first], float(su[first]), su, column, concepts, parsimony)
+        su, sh = scores[u], shares[u]
+        best, score = _parsimonious(names[first], float(su[first]), su, sh, column, concepts, parsimony)
         rivals = [t for t in tuning if t[0] != best and best not in concepts.parts_of(t[0])]
         second = rivals[0] if rivals else (None, 0.0, 0.0)
         share = float(shares[u, column[best]])
@@ -172,15 +176,23 @@ def _first_consistent(
 
 
 def _parsimonious(
-    best: str, score: float, scores: torch.Tensor, column: dict[str, int], concepts: ConceptSet, margin: float
+    best: str,
+    score: float,
+    scores: torch.Tensor,
+    shares: torch.Tensor,
+    column: dict[str, int],
+    concepts: ConceptSet,
+    margin: float,
 ) -> tuple[str, float]:
-    """(concept, AUROC): ``best``, or its best-scoring part when that is within ``margin`` of it."""
+    """(concept, AUROC): ``best``, or its best-scoring part when that is within ``margin`` of it, or when a
+    part holds less than PART_TOP_SHARE of the unit's top images (scores, shares: (C',))."""
     parts = [p for p in concepts.parts_of(best) if p != best and p in column]
     if not parts:
         return best, score
-    part = max(parts, key=lambda p: float(scores[column[p]]))
+    present = [p for p in parts if float(shares[column[p]]) >= PART_TOP_SHARE]  # parts the top images show
+    part = max(present or parts, key=lambda p: float(scores[column[p]]))
     part_score = float(scores[column[part]])
-    return (part, part_score) if part_score >= score - margin else (best, score)
+    return (part, part_score) if part_score >= score - margin or len(present) < len(parts) else (best, score)
 
 
 def dissection_iou(

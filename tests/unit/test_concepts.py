@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from atlas.sampling.concepts import (
+    PARSIMONY_MARGIN,
     ConceptSet,
     auroc,
     average_ranks,
@@ -91,6 +92,29 @@ def test_conjunction_must_beat_its_parts_and_silent_units_get_no_label():
     assert label_units(values, concepts, parsimony=0.0)[0].label == "white ring"
     with pytest.raises(ValueError, match="parts"):
         ConceptSet(names, members, parts={"white ring": ("colour:white", "class:disk")})
+
+
+def test_a_union_is_the_label_only_when_both_alternatives_drive_the_unit_to_its_top():
+    """A unit firing for rings and frames alike is a ring-or-frame detector (the union beats each class by
+    more than the margin, both fill its top images); one whose top images are rings only, frames merely
+    ranking above the rest, is a ring detector although the union's AUROC is higher."""
+    n = 400
+    idx = torch.arange(n)
+    ring, frame = idx % 4 == 0, idx % 4 == 1
+    names = ["class:ring", "class:frame", "class:ring|frame", "class:disk"]
+    members = torch.stack([ring, frame, ring | frame, idx % 4 == 2], dim=1)
+    concepts = ConceptSet(names, members, parts={"class:ring|frame": ("class:ring", "class:frame")})
+    jitter = torch.rand(n, generator=torch.Generator().manual_seed(0))
+    alike = (ring | frame).float() * 5 + jitter
+    # 60 of the 100 rings on top, the other 40 below every frame; frames above the rest, never at the top
+    rings_on_top = (ring & (idx < 240)).float() * 5 + frame.float() * 2 + ring.float() + jitter
+    values = torch.stack([alike, rings_on_top], dim=1)
+    scores = auroc(values, members)
+    assert (scores[:, 2] - scores[:, 0] > PARSIMONY_MARGIN).all()  # by AUROC the union would win both
+    assert float(scores[1, 0]) >= 0.85
+    both, top_rings = label_units(values, concepts)
+    assert both.label == "class:ring|frame" and both.runner_up in {"class:ring", "class:frame"}
+    assert top_rings.label == "class:ring" and top_rings.top_share == 1.0
 
 
 def test_a_label_must_describe_the_units_top_images():
