@@ -369,3 +369,13 @@ def test_badges_show_the_path_percentile_and_fall_back_to_path_z():
     lab = label_view(row)
     assert (lab.dissection_label, lab.dissection_iou) == ("white disk", 0.12)
     assert label_view({"label": None, "label_score": 0.5}).dissection_iou is None  # older runs: no dissection
+
+
+def test_union_labels_get_a_caption_naming_both_concepts():
+    from viewer.pages_impl.unit import union_note
+
+    note = union_note("class:ring|frame")
+    assert note is not None and note.startswith(
+        "a union: the unit detects `class:ring` or `class:frame` alike"
+    )
+    assert union_note("class:ring") is None and union_note(None) is None and union_note("red pill") is None

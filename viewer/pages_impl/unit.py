@@ -95,10 +95,9 @@ def _label_text(lab: data.LabelView) -> None:
         st.markdown(
             f"best concept `{lab.best}` reaches only AUROC **{fmt(lab.score)}** (< {data.LABEL_THRESHOLD})"
         )
-    if lab.label is not None and "|" in lab.label:
-        kind, _, values = lab.label.partition(":")
-        either = " or ".join(f"`{kind}:{v}`" for v in values.split("|"))
-        st.caption(f"a union: the unit detects {either} alike (it beats each alone by more than the margin)")
+    union = union_note(lab.label)
+    if union:
+        st.caption(union)
     if lab.runner_up is not None:
         st.caption(f"runner-up `{lab.runner_up}` · margin {fmt(lab.margin)}")
     _reader_text(lab)
@@ -109,6 +108,15 @@ def _label_text(lab: data.LabelView) -> None:
         f"AUROC: the unit as a detector of the concept on labelled natural images; a label needs "
         f"≥ {data.LABEL_THRESHOLD}."
     )
+
+
+def union_note(label: str | None) -> str | None:
+    """The caption under a union label (``class:ring|frame``): which concepts the unit detects alike."""
+    if label is None or "|" not in label:
+        return None
+    kind, _, values = label.partition(":")
+    either = " or ".join(f"`{kind}:{v}`" for v in values.split("|"))
+    return f"a union: the unit detects {either} alike (it beats each alone by more than the margin)"
 
 
 def _reader_text(lab: data.LabelView) -> None:
