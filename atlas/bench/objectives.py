@@ -99,8 +99,7 @@ def _pair_share(engine: Any, judge: Any, layer: str, n: int, seed: int, op: str)
             continue
         probs = judge.class_probs(np.stack(images))  # (K, classes)
         a, b = comp.terms[0][0], comp.terms[1][0]
-        top2 = torch.topk(probs, 2, dim=1).indices.tolist()
-        ok = _both(probs, a, b) if op == "+" else [t[0] == a and t[1] != b for t in top2]
+        ok = _both(probs, a, b) if op == "+" else _first_not_second(probs, a, b)
         hits, total = hits + sum(ok), total + len(ok)
         per_pair[comp.text] = sum(ok) / len(ok)
     return {"share": hits / total if total else math.nan, "pictures": total, "per_pair": per_pair}
@@ -109,6 +108,11 @@ def _pair_share(engine: Any, judge: Any, layer: str, n: int, seed: int, op: str)
 def _both(probs: torch.Tensor, a: int, b: int) -> list[bool]:
     """probs (K, classes): is each picture's pair of most probable classes exactly {a, b}?"""
     return [set(t) == {a, b} for t in torch.topk(probs, 2, dim=1).indices.tolist()]
+
+
+def _first_not_second(probs: torch.Tensor, a: int, b: int) -> list[bool]:
+    """probs (K, classes): is each picture's most probable class a and its second not b?"""
+    return [t[0] == a and t[1] != b for t in torch.topk(probs, 2, dim=1).indices.tolist()]
 
 
 def natural_pair_share(judge: Any, preset: str, n_units: int, per_pair: int = 64) -> dict[str, Any]:

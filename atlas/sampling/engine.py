@@ -287,9 +287,12 @@ class Engine:
                                  self.setup)  # fmt: skip
             labels = [f"{lab}:pool{self.cfg.start_pool}" for lab in labels]
         loop = run_search if isinstance(self.sampler, Searcher) else run_chains  # population / gradient loop
-        redirect = self.cfg.relu_gradient == "redirected"  # the unit layer's own ReLUs (relu_redirect.py)
-        unit_module = resolve_modules(self.nets.target_module, [layer])[layer]
-        with redirected_relus(unit_module) if redirect else contextlib.nullcontext():
+        redirect = (  # the unit layer's own ReLUs (relu_redirect.py)
+            redirected_relus(resolve_modules(self.nets.target_module, [layer])[layer])
+            if self.cfg.relu_gradient == "redirected"
+            else contextlib.nullcontext()
+        )
+        with redirect:
             return loop(
                 self.sampler,  # type: ignore[arg-type]
                 readout,

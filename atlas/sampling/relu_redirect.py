@@ -47,9 +47,7 @@ class RedirectedReLU(torch.autograd.Function):
         flows = exact.flatten(1).any(1)  # (B,) some gradient passes the ReLU exactly
         if bool(flows.all()):  # the common case: nothing to redirect
             return exact
-        raising = torch.where(
-            (x <= 0) & (grad < 0), torch.zeros_like(grad), grad
-        )  # never push x further down
+        raising = grad.masked_fill((x <= 0) & (grad < 0), 0.0)  # never push a negative x further down
         return torch.where(flows.view(-1, *[1] * (x.dim() - 1)), exact, raising)
 
 
