@@ -8,6 +8,7 @@ import torch
 from atlas.models.probes import LayerProbe
 from atlas.sampling.concepts import auroc, label_units
 from atlas.toyworld import load_component, real_images
+from atlas.toyworld.concepts import requirements
 from atlas.toyworld.planted import planted_target
 
 pytestmark = pytest.mark.integration
@@ -38,6 +39,17 @@ def test_planted_units_behave_as_constructed(planted):
     scores = auroc(v[:, concept_idx], members)  # each concept unit against its own concept
     own = [float(scores[i, i]) for i in range(len(concept_idx))]  # micro world: 16 px, few red pills
     assert min(own) >= 0.75 and sum(own) / len(own) >= 0.9, own
+    # each concept unit is the minimum of its parts' readouts, one per atomic concept and layer
+    m = target.module
+    with torch.no_grad():
+        feats = LayerProbe(m, ["relu6", "relu7"])(target.space.encode(real.images[:256]))
+        scores = torch.cat([m.readout6(feats["relu6"]), m.readout7(feats["relu7"])], dim=1)  # (n, R)
+    for u in units:
+        if u["kind"] == "concept":
+            (atoms,) = requirements(u["concept"])
+            parts = m.parts[u["unit"]]
+            assert int(parts.sum()) == 2 * len(atoms), u  # two layers per atomic concept
+            torch.testing.assert_close(v[:256, u["unit"]], scores[:, parts].amin(1))
     labels = label_units(v, real.concepts)
     assert all(labels[u["unit"]].label is None for u in units if u["kind"] == "silent")
     # the hidden path: a high-frequency input reaches the fooling units, not their concept twins
