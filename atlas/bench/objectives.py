@@ -11,7 +11,8 @@ stop at the natural maximum leave the diversity term no steps to act):
 - **pairs** ``a + b`` (five disjoint pairs of output units): the share of last pictures in which J's two most
   probable classes (probability summed over facets) are exactly a and b — "the judge recognizes both"; and
   the same share on *natural* two-object pictures of each pair (``toyworld.composites``; report
-  ``natural_pairs``): the judge's own ceiling, since the toy world draws one object an image;
+  ``natural_pairs``): the judge's own ceiling — the world's own two-object images in the ``pairs`` preset,
+  pasted composites in the one-object worlds;
 - **contrasts** ``a - b``: the share whose most probable class is a and whose second is not b;
 - **diversity** ``sampler.diversity`` in DIVERSITY_WEIGHTS, plain units: each unit's chain diversity (mean
   pairwise RMS pixel distance between its last pictures, as ``bench quality``) and recognizability (J's
@@ -116,8 +117,8 @@ def _first_not_second(probs: torch.Tensor, a: int, b: int) -> list[bool]:
 
 
 def natural_pair_share(judge: Any, preset: str, n_units: int, per_pair: int = 64) -> dict[str, Any]:
-    """J's "both classes" share on natural two-object pictures of each pair (``two_object_pictures``)."""
-    from atlas.toyworld.composites import two_object_pictures
+    """J's "both classes" share on natural two-object pictures of each pair (``natural_pair_pictures``)."""
+    from atlas.toyworld.composites import natural_pair_pictures
     from atlas.toyworld.presets import get_preset
 
     data = get_preset(preset).data
@@ -125,7 +126,7 @@ def natural_pair_share(judge: Any, preset: str, n_units: int, per_pair: int = 64
     for a, b in PAIRS:
         if max(a, b) >= n_units:
             continue
-        pictures = two_object_pictures(data, a, b, per_pair)
+        pictures = natural_pair_pictures(data, a, b, per_pair)
         ok = _both(judge.class_probs(pictures), a, b) if len(pictures) else []
         hits, total = hits + sum(ok), total + len(ok)
         shares[f"{a} + {b}"] = sum(ok) / len(ok) if ok else math.nan

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from atlas.toyworld.presets import PRESETS
+
 HELP = (
     "Benchmarks: 'quality' (judge recognizability, activation, selectivity, diversity, facets), 'throughput'"
     " (chain-steps/s by batch; --ray: units/min with 1 and 2 actors), 'viewer' (unit-page query latency),"
@@ -79,7 +81,7 @@ def _add_model_options(p: argparse.ArgumentParser, config_holds: str, set_help: 
     p.add_argument(
         "--preset",
         default="default",
-        choices=["default", "micro"],
+        choices=list(PRESETS),
         help="toy-world preset when no --config is given",
     )
     p.add_argument(

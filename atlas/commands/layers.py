@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from atlas.toyworld.presets import PRESETS
+
 HELP = "List a model's layers: module name, output shape, unit count, kind (fc/conv)."
 DEFAULT_SIZE = 224  # probe size for a target that declares none
 
@@ -17,7 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=int,
         help=f"input size for targets in pixels (default: the model's declared size, else {DEFAULT_SIZE})",
     )
-    p.add_argument("--preset", default="default", choices=["default", "micro"], help="toy-world preset")
+    p.add_argument("--preset", default="default", choices=list(PRESETS), help="toy-world preset")
 
 
 def _role(spec: str) -> str:

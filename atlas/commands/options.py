@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from atlas.toyworld.presets import PRESETS
+
 
 def add_overrides(p: argparse.ArgumentParser) -> None:
     """``--set KEY=VALUE`` (repeatable), collected in ``args.overrides``."""
@@ -24,7 +26,7 @@ def add_toyworld_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--preset",
-        choices=["default", "micro"],
+        choices=list(PRESETS),
         default=None,
         help="toy-world preset (default: from --config, else 'default')",
     )

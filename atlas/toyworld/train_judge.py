@@ -1,4 +1,5 @@
-"""Train the held-out judge J on fine (facet-level) labels. J is only ever used for evaluation.
+"""Train the held-out judge J on fine (facet-level) labels (half and half on an image with two objects).
+J is only ever used for evaluation.
 
 Augmentation: a random Gaussian blur (probability ``blur_p``, sigma up to ``blur_sigma``) and a contrast
 reduction to 0.6-1.0, so J judges *shape* the way a person would and does not fail a clean, slightly soft
@@ -50,7 +51,7 @@ def train_judge(cfg: ToyWorldConfig, data: ToyData, log: Callable[[str], None] =
         for _epoch in range(jc.epochs):
             for idx in epoch_batches(len(data), jc.batch, gen):
                 x = augment(data.rgb01(idx), jc.blur_p, jc.blur_sigma, gen)
-                loss = F.cross_entropy(net(space.encode(x)), data.fine[idx])
+                loss = F.cross_entropy(net(space.encode(x)), data.fine_targets(idx, len(FINE_NAMES)))
                 optimizer_step(opt, loss, cosine_lr(jc.lr, step, total))
                 step += 1
                 bar.update(1)

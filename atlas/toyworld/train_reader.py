@@ -44,13 +44,15 @@ def train_reader(cfg: ToyWorldConfig, data: ToyData, log: Callable[[str], None] 
     net = build_reader(cfg)
     space = reader_space(cfg.data.size)
     targets = attribute_targets(data)
+    one_object = data.single().nonzero().flatten()  # attributes describe one object: two-object images out
     opt = torch.optim.Adam(net.parameters(), lr=rc.lr)
     gen = torch.Generator().manual_seed(rc.seed)
-    total, step = rc.epochs * (len(data) // rc.batch), 0
+    total, step = rc.epochs * (len(one_object) // rc.batch), 0
     net.train()
     with threads(TRAIN_THREADS), progress(total, "toyworld: reader") as bar:
         for _epoch in range(rc.epochs):
-            for idx in epoch_batches(len(data), rc.batch, gen):
+            for batch in epoch_batches(len(one_object), rc.batch, gen):
+                idx = one_object[batch]
                 x = augment(data.rgb01(idx), rc.blur_p, rc.blur_sigma, gen)
                 loss = reader_loss(net, net(space.encode(x)), {k: v[idx] for k, v in targets.items()})
                 optimizer_step(opt, loss, cosine_lr(rc.lr, step, total))

@@ -1,7 +1,8 @@
 """Train the target T (a classifier) jointly with a decoder from its post-ReLU fc6 code.
 
 Phase 1 (joint): loss = ce_weight * CE(T(x), y) + recon_weight * (10 * MSE(dec(relu6), x) + L1 of image
-gradients). Phase 2 (head): fc7 and fc8 alone, on the frozen eval-mode code, with CE.
+gradients). Phase 2 (head): fc7 and fc8 alone, on the frozen eval-mode code, with CE. y is one-hot, or half
+and half on an image with two objects (``DataConfig.second_p``).
 
 T stays a classifier (it is judged, and used, by its class logits); the auxiliary reconstruction path only
 makes its fc6 keep what a picture needs (colour, position, outline), which a plain classifier throws away
@@ -51,7 +52,7 @@ def train_target(
             for idx in epoch_batches(len(data), tc.batch, gen):
                 x = data.rgb01(idx)  # (B, 3, S, S)
                 h = net.code(space.encode(x))  # (B, D)
-                loss = tc.ce_weight * F.cross_entropy(net.head(h), data.labels[idx])
+                loss = tc.ce_weight * F.cross_entropy(net.head(h), data.class_targets(idx, len(CLASS_NAMES)))
                 if tc.recon_weight > 0:
                     r = dec(h)
                     loss = loss + tc.recon_weight * (10 * F.mse_loss(r, x) + edge_l1(r, x))
@@ -79,7 +80,7 @@ def train_head(net: TargetNet, data: ToyData, epochs: int, lr: float, seed: int,
     with threads(), progress(total, "toyworld: target T (head)") as bar:
         for _epoch in range(epochs):
             for idx in epoch_batches(len(codes), batch, gen):
-                loss = F.cross_entropy(net.head(codes[idx]), data.labels[idx])
+                loss = F.cross_entropy(net.head(codes[idx]), data.class_targets(idx, len(CLASS_NAMES)))
                 optimizer_step(opt, loss, cosine_lr(lr, step, total, warmup=10))
                 step += 1
                 bar.update(1)

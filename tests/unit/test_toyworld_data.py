@@ -128,3 +128,65 @@ def test_two_object_pictures_paste_a_left_object_over_a_right_one():
     changed = (pics != base).any(3)  # (K, S, S): where the left object was pasted
     cols = np.nonzero(changed)[2]
     assert changed.any(axis=(1, 2)).all() and cols.mean() < cfg.size / 2
+
+
+PAIRS = dataclasses.replace(SMALL, radius=(0.36, 0.46), second_p=0.5, distractor_p=0.0)
+
+
+def test_second_objects_are_of_another_class_and_train_as_half_and_half():
+    d = render(400, PAIRS, seed=3)
+    second = d.second_labels()
+    two = second >= 0
+    assert 0.4 < two.float().mean() < 0.6  # second_p
+    assert (second[two] != d.labels[two]).all()  # never the first object's class
+    assert torch.equal(torch.tensor(FINE_TO_CLASS)[d.second_fine[two]], second[two])
+    assert torch.equal(d.single(), ~two)
+    idx = torch.arange(len(d))
+    targets = d.class_targets(idx, len(CLASS_NAMES))  # (N, C)
+    assert torch.allclose(targets.sum(1), torch.ones(len(d)))
+    assert (targets[two].max(1).values == 0.5).all() and (targets[~two].max(1).values == 1.0).all()
+    assert (targets[two, second[two]] == 0.5).all() and (targets[idx, d.labels] >= 0.5).all()
+    fine = d.fine_targets(idx, len(FINE_NAMES))
+    assert (fine[two, d.second_fine[two]] == 0.5).all() and (fine[~two, d.fine[~two]] == 1.0).all()
+
+
+def test_two_objects_sit_in_opposite_halves_without_overlap():
+    d = render(300, PAIRS, seed=4)
+    a, x = d.attributes, d.rgb01()  # (N, 3, S, S)
+    two = d.second_labels() >= 0
+    # the first object is moved off the centre lines' crossing: one centre coordinate beyond its radius
+    off = torch.maximum(a.cx.abs(), a.cy.abs())
+    assert (off[two] >= a.radius[two]).all()
+    # away from the first object (its mask grown by 2 px), pixels far from the background: the second one
+    grown = torch.nn.functional.max_pool2d(a.mask[:, None].float(), 5, 1, 2)[:, 0] > 0  # (N, S, S)
+    background = x.flatten(2).median(2).values  # (N, 3): the object covers a small part
+    far = ((x - background[:, :, None, None]).abs().amax(1) > 0.25) & ~grown  # (N, S, S)
+    pixels = far.flatten(1).sum(1).float()
+    assert pixels[two].quantile(0.05) > 8 and pixels[~two].quantile(0.95) < 4
+
+
+def test_one_object_worlds_render_as_before_second_objects_came():
+    plain = render(64, SMALL, seed=5)
+    assert plain.second_fine is None and plain.single().all()
+    # a zero second_p leaves the hash alone: the shipped one-object worlds keep their weights
+    default = get_preset("default")
+    assert default.data.second_p == 0.0 and get_preset("pairs").data.second_p > 0
+    assert config_hash(default) == "c649bf3f7ce7"  # atlas/toyworld/weights/default-c649bf3f7ce7
+
+
+def test_natural_pair_pictures_are_the_worlds_own_two_object_images_where_it_draws_them():
+    from atlas.toyworld.composites import _pair_pool, natural_pair_pictures, two_object_pictures
+
+    one = get_preset("micro").data
+    assert np.array_equal(natural_pair_pictures(one, 0, 1, n=6), two_object_pictures(one, 0, 1, n=6))
+    two = dataclasses.replace(one, radius=(0.36, 0.46), second_p=0.5)
+    pics = natural_pair_pictures(two, 2, 7, n=10)
+    assert pics.shape == (10, one.size, one.size, 3) and pics.dtype == np.uint8
+    pool = _pair_pool(two, 0)
+    classes = {frozenset(p) for p in zip(pool.labels.tolist(), pool.second_labels().tolist(), strict=True)}
+    assert frozenset((2, 7)) in classes
+    # every picture is one of the pool's images holding a class-2 and a class-7 object
+    images = pool.images.permute(0, 2, 3, 1).numpy()
+    for pic in pics:
+        (i,) = np.nonzero((images == pic).all(axis=(1, 2, 3)))
+        assert {int(pool.labels[i[0]]), int(pool.second_labels()[i[0]])} == {2, 7}

@@ -15,7 +15,7 @@ import torch
 
 from atlas.errors import AtlasError
 from atlas.toyworld import ALL_COMPONENTS, COMPONENTS, PRESETS, ToyWorld, config_hash, load_component
-from atlas.toyworld.presets import reader_hash
+from atlas.toyworld.presets import SHIPPED_PRESETS, reader_hash
 from atlas.toyworld.shipped import (
     MANIFEST,
     SHIPPED_ROOT,
@@ -33,7 +33,7 @@ def _reship(preset: str) -> str:
     return f"`atlas bootstrap --preset {preset} --retrain --ship` (see docs/toyworld.md, 'Shipped weights')"
 
 
-@pytest.mark.parametrize("preset", sorted(PRESETS))
+@pytest.mark.parametrize("preset", SHIPPED_PRESETS)
 def test_shipped_weights_match_the_current_preset(preset):
     cfg = PRESETS[preset]
     shipped = sorted(p.name for p in SHIPPED_ROOT.glob(f"{preset}-*") if p.is_dir())
@@ -64,7 +64,7 @@ def test_shipped_weights_match_the_current_preset(preset):
     assert {"command", "machine", "seed", "wall_seconds_total"} <= set(reader["made"])
 
 
-@pytest.mark.parametrize("preset", sorted(PRESETS))
+@pytest.mark.parametrize("preset", SHIPPED_PRESETS)
 def test_shipped_weights_load_and_their_fingerprints_verify(preset, tmp_path):
     world = ToyWorld(preset, tmp_path, log=lambda _m: None)  # an empty cache
     manifest = json.loads((shipped_dir(world.cfg) / MANIFEST).read_text())
@@ -79,10 +79,15 @@ def test_shipped_weights_load_and_their_fingerprints_verify(preset, tmp_path):
     assert not list(tmp_path.rglob("*.pt"))  # loading never copies them into the cache
 
 
+def test_only_the_shipped_presets_have_shipped_weights():
+    folders = {p.name.split("-")[0] for p in SHIPPED_ROOT.iterdir() if p.is_dir()}
+    assert folders == set(SHIPPED_PRESETS) and set(SHIPPED_PRESETS) <= set(PRESETS)
+
+
 def test_shipped_weights_are_package_data():
     """Found through importlib.resources, i.e. installed with the package (pyproject package-data)."""
     root = resources.files("atlas.toyworld") / "weights"
-    for cfg in PRESETS.values():
+    for cfg in (PRESETS[p] for p in SHIPPED_PRESETS):
         folder = root / shipped_dir(cfg).name
         for name in (*[f"{c}.pt" for c in ALL_COMPONENTS], "report.json", "config.json", MANIFEST):
             assert (folder / name).is_file(), f"{folder / name} missing from the installed package"
