@@ -52,7 +52,6 @@ def stop_head(temp: Path) -> None:
 @pytest.fixture(scope="module")
 def ray_head():
     temp = Path("/tmp") / f"atlas-ray-{os.getpid()}"  # short: Ray's socket paths have a length limit
-    port, dash = free_port(), free_port()
     # the venv first on PATH, so the job's `atlas` and `python` are the ones atlas is installed in
     env = {
         **os.environ,
@@ -63,41 +62,56 @@ def ray_head():
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
     env.pop("RAY_ADDRESS", None)
-    subprocess.run(
-        [
-            RAY,
-            "start",
-            "--head",
-            "--port",
-            str(port),
-            "--node-ip-address",
-            "127.0.0.1",
-            "--temp-dir",
-            str(temp),
-            "--num-cpus",
-            "2",
-            "--dashboard-host",
-            "127.0.0.1",
-            "--dashboard-port",
-            str(dash),
-            "--include-dashboard",
-            "true",
-            "--disable-usage-stats",
-            # own agent ports: another Ray instance of the test session may hold the defaults
-            "--dashboard-agent-listen-port",
-            str(free_port()),
-            "--dashboard-agent-grpc-port",
-            str(free_port()),
-            "--runtime-env-agent-port",
-            str(free_port()),
-            "--metrics-export-port",
-            str(free_port()),
-        ],
-        check=True,
-        capture_output=True,
-        env=env,
-        timeout=120,
-    )
+
+    def start_head() -> tuple[subprocess.CompletedProcess, int]:
+        dash = free_port()
+        started = subprocess.run(
+            [
+                RAY,
+                "start",
+                "--head",
+                "--port",
+                str(free_port()),
+                "--node-ip-address",
+                "127.0.0.1",
+                "--temp-dir",
+                str(temp),
+                "--num-cpus",
+                "2",
+                "--dashboard-host",
+                "127.0.0.1",
+                "--dashboard-port",
+                str(dash),
+                "--include-dashboard",
+                "true",
+                "--disable-usage-stats",
+                # own agent ports: another Ray instance of the test session may hold the defaults
+                "--dashboard-agent-listen-port",
+                str(free_port()),
+                "--dashboard-agent-grpc-port",
+                str(free_port()),
+                "--runtime-env-agent-port",
+                str(free_port()),
+                "--metrics-export-port",
+                str(free_port()),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+        return started, dash
+
+    # a head can fail to start (a port from free_port() taken before Ray binds it; a busy machine): 3 tries
+    for _ in range(3):
+        started, dash = start_head()
+        if started.returncode == 0:
+            break
+        stop_head(temp)
+    else:
+        raise AssertionError(
+            f"`ray start --head` failed 3 times; last output: {(started.stdout + started.stderr)[-800:]}"
+        )
     address = f"http://127.0.0.1:{dash}"
     last: list[str] = []
 
