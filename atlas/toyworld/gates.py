@@ -1,10 +1,10 @@
 """Quality gates of a trained toy world, measured on the held-out test split.
 
-Gate names (thresholds per preset in ``presets.GateThresholds``):
 A prediction is right when it names the image's object, or either object of a two-object image
 (``DataConfig.second_p``); ``details`` then adds T's and J's share of two-object images whose two most
 probable classes are exactly the image's two (``t_both`` and ``j_both``: the ceiling of a two-unit picture).
 
+Gate names (thresholds per preset in ``presets.GateThresholds``):
 - ``t_acc``             T's class accuracy on real test images                      (>= threshold)
 - ``j_fine_acc``        J's fine-label accuracy on real test images                 (>= threshold)
 - ``t_recon_acc``       T's class accuracy on reconstructions G(E(x))               (>= threshold)
