@@ -896,7 +896,7 @@ class StorageConfig(Section):
 
 
 class ToyWorldRef(Section):
-    preset: Literal["default", "micro", "pairs"] = Field(
+    preset: Literal["default", "micro", "pairs"] = Field(  # = presets.PRESETS (a test checks)
         "default", description="Toy-world preset used by toyworld: specs."
     )
     cache_dir: str | None = Field(

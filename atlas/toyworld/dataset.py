@@ -57,12 +57,13 @@ class ToyData:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def second_labels(self) -> torch.Tensor:
-        """(N,) long: the second object's class, -1 where the image has one object."""
+    def second_labels(self, idx: torch.Tensor | None = None) -> torch.Tensor:
+        """(N,) long (or those of ``idx``): the second object's class, -1 where the image has one object."""
+        labels = self.labels if idx is None else self.labels[idx]
         if self.second_fine is None:
-            return torch.full_like(self.labels, -1)
-        classes = torch.tensor(FINE_TO_CLASS)[self.second_fine.clamp(min=0)]
-        return torch.where(self.second_fine >= 0, classes, -1)
+            return torch.full_like(labels, -1)
+        fine = self.second_fine if idx is None else self.second_fine[idx]
+        return torch.where(fine >= 0, torch.tensor(FINE_TO_CLASS)[fine.clamp(min=0)], -1)
 
     def single(self) -> torch.Tensor:
         """(N,) bool: the images with one object (all of them in a one-object world)."""
@@ -70,7 +71,7 @@ class ToyData:
 
     def class_targets(self, idx: torch.Tensor, n_classes: int) -> torch.Tensor:
         """(B, n_classes) training targets: one-hot, or half and half on a two-object image."""
-        return _two_hot(self.labels[idx], self.second_labels()[idx], n_classes)
+        return _two_hot(self.labels[idx], self.second_labels(idx), n_classes)
 
     def fine_targets(self, idx: torch.Tensor, n_fine: int) -> torch.Tensor:
         """(B, n_fine) training targets over fine labels, as :meth:`class_targets`."""
@@ -90,13 +91,19 @@ def _two_hot(first: torch.Tensor, second: torch.Tensor, n: int) -> torch.Tensor:
     return out
 
 
+def _facet_table() -> tuple[torch.Tensor, torch.Tensor]:
+    """Per class: its number of facets (C,) and its first fine label (C,)."""
+    n_facets = torch.tensor([len(c.facets) for c in CLASSES])
+    first_fine = torch.tensor([FINE_TO_CLASS.index(c) for c in range(len(CLASSES))])
+    return n_facets, first_fine
+
+
 def balanced_fine_labels(n: int, gen: torch.Generator) -> torch.Tensor:
     """(n,) fine labels: classes cycle (balanced), facets of a class alternate (50/50), then shuffled."""
     n_classes = len(CLASSES)
     i = torch.arange(n)
     cls, k = i % n_classes, i // n_classes
-    n_facets = torch.tensor([len(c.facets) for c in CLASSES])
-    first_fine = torch.tensor([FINE_TO_CLASS.index(c) for c in range(n_classes)])
+    n_facets, first_fine = _facet_table()
     fine = first_fine[cls] + k % n_facets[cls]
     return fine[torch.randperm(n, generator=gen)]
 
@@ -121,8 +128,7 @@ def _second_fine(labels: torch.Tensor, p: float, gen: torch.Generator) -> torch.
     """(N,) fine label of a second object of another class with probability ``p``, else -1."""
     n, n_classes = len(labels), len(CLASSES)
     other = (labels + torch.randint(1, n_classes, (n,), generator=gen)) % n_classes  # never the first class
-    n_facets = torch.tensor([len(c.facets) for c in CLASSES])
-    first_fine = torch.tensor([FINE_TO_CLASS.index(c) for c in range(n_classes)])
+    n_facets, first_fine = _facet_table()
     facet = (torch.rand(n, generator=gen) * n_facets[other]).long()
     has = torch.rand(n, generator=gen) < p
     return torch.where(has, first_fine[other] + facet, -1)

@@ -49,9 +49,9 @@ def evaluate(world: ToyWorld) -> tuple[dict[str, dict[str, Any]], dict[str, Any]
     with threads():
         codes = world.codes("test")  # (N, D)
         recon = predict(g, codes)  # (N, 3, S, S) rgb01
-        t_real = predict(t, t_space.encode(x)).argmax(1)
+        t_logits, j_logits = predict(t, t_space.encode(x)), predict(j, j_space.encode(x))  # (N, C), (N, F)
+        t_real, j_real = t_logits.argmax(1), j_logits.argmax(1)
         t_rec = predict(t, t_space.encode(recon)).argmax(1)
-        j_real = predict(j, j_space.encode(x)).argmax(1)
         j_rec = predict(j, j_space.encode(recon)).argmax(1)
         dae_err, ident_err = dae_error_ratio(dae, codes, cfg.dae.noise)
     multi = torch.isin(test.labels, torch.tensor(MULTIFACETED))
@@ -85,10 +85,9 @@ def evaluate(world: ToyWorld) -> tuple[dict[str, dict[str, Any]], dict[str, Any]
     }
     two = second >= 0
     if two.any():
-        with threads():
-            t_probs = predict(t, t_space.encode(x[two])).softmax(1)  # (K, classes)
-            j_fine = predict(j, j_space.encode(x[two])).softmax(1)  # (K, fine)
-            j_probs = torch.zeros(len(j_fine), len(CLASS_NAMES)).index_add_(1, f2c, j_fine)
+        t_probs = t_logits[two].softmax(1)  # (K, classes)
+        j_fine = j_logits[two].softmax(1)  # (K, fine)
+        j_probs = torch.zeros(len(j_fine), len(CLASS_NAMES)).index_add_(1, f2c, j_fine)
         pair = torch.stack([test.labels[two], second[two]], 1).sort(1).values  # (K, 2)
         for name, probs in (("t_both", t_probs), ("j_both", j_probs)):
             top2 = probs.topk(2, dim=1).indices.sort(1).values

@@ -190,3 +190,12 @@ def test_natural_pair_pictures_are_the_worlds_own_two_object_images_where_it_dra
     for pic in pics:
         (i,) = np.nonzero((images == pic).all(axis=(1, 2, 3)))
         assert {int(pool.labels[i[0]]), int(pool.second_labels()[i[0]])} == {2, 7}
+
+
+def test_config_accepts_exactly_the_presets():
+    from typing import get_args
+
+    from atlas.config import ToyWorldRef
+    from atlas.toyworld.presets import PRESETS
+
+    assert set(get_args(ToyWorldRef.model_fields["preset"].annotation)) == set(PRESETS)
