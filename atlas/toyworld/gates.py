@@ -17,6 +17,8 @@ The attribute reader's gates (:func:`evaluate_reader`), its accuracy per attribu
 - ``reader_class_acc`` class, ``reader_facet_acc`` fine label on the multifaceted classes' images,
   ``reader_colour_acc``, ``reader_position_acc`` (the 3 x 3 cell), ``reader_size_acc``,
   ``reader_distractor_acc``                                                         (>= threshold)
+- ``reader_cover_iou`` its coverage map (pixels > 0.5) against the objects' masks: intersection / union
+  summed over the split                                                             (>= threshold)
 """
 
 from __future__ import annotations
@@ -124,11 +126,31 @@ def evaluate_reader(world: ToyWorld) -> tuple[dict[str, dict[str, Any]], dict[st
         f"reader_{k}_acc": _gate(v.float().mean().item(), getattr(th, f"reader_{k}_acc"))
         for k, v in right.items()
     }
+    assert test.attributes is not None
+    mask, cover = test.attributes.mask[one], got["cover"]  # (N, S, S) bool each
+    iou = (mask & cover).sum().item() / max((mask | cover).sum().item(), 1)
+    gates["reader_cover_iou"] = _gate(iou, th.reader_cover_iou)
     per_class = {
         name: round(right["class"][labels == c].float().mean().item(), 3)
         for c, name in enumerate(CLASS_NAMES)
     }
-    return gates, {"reader_class_acc_per_class": per_class}
+    return gates, {"reader_class_acc_per_class": per_class, "reader_here_acc": _here_accuracy(mask, cover)}
+
+
+def _here_accuracy(mask: torch.Tensor, cover: torch.Tensor, stride: int = 4) -> dict[str, float]:
+    """Per part of the here vocabulary (``concepts.here_parts``), the share of all stride x stride cells of
+    all images where the coverage map's verdict equals the mask's; mask, cover (N, S, S) bool."""
+    from atlas.sampling.concepts import cell_coverage, here_parts
+
+    size = mask.shape[-1]
+    agree: dict[str, list[torch.Tensor]] = {}
+    for y in range(0, size, stride):
+        for x in range(0, size, stride):
+            cell = (y, y + stride, x, x + stride)
+            truth, read = here_parts(cell_coverage(mask, cell)), here_parts(cell_coverage(cover, cell))
+            for part in truth:
+                agree.setdefault(part, []).append(truth[part] == read[part])
+    return {part: round(torch.cat(v).float().mean().item(), 4) for part, v in agree.items()}
 
 
 def format_table(report: dict[str, Any]) -> str:

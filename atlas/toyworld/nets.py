@@ -16,6 +16,8 @@ Shapes (S = image size, a multiple of 8; D = T's fc6 width):
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -224,7 +226,10 @@ class ReaderNet(nn.Module):
 
     (B, 3, S, S) -> concat coordinate maps x, y in [-1, 1] -> (B, 5, S, S) -> stem 3x3 (stride 1) ->
     three 3x3 stride-2 convs (S/2, S/4, S/8) -> [1x1 squeeze of the S/8 map, flattened ; global max of the
-    S/4 and S/8 maps (B, w3 + w4)] -> hidden (SiLU) -> heads (B, sum of sizes).
+    S/4 and S/8 maps (B, w3 + w4)] -> hidden (SiLU) -> heads (B, sum of sizes); and *which pixels* are the
+    object's: a 1x1 conv of the S/4 map to 16 channels, pixel-shuffled to (B, 1, S, S) coverage logits (the
+    object's mask, so a conv unit's picture can be checked at the unit's place), appended flattened:
+    (B, sum of sizes + S * S).
     """
 
     def __init__(
@@ -244,6 +249,7 @@ class ReaderNet(nn.Module):
         self.anywhere = nn.AdaptiveMaxPool2d(1)
         self.hidden = nn.Sequential(nn.Linear(squeeze * (size // 8) ** 2 + w3 + w4, hidden), nn.SiLU())
         self.heads = nn.Linear(hidden, sum(n for _, n in heads))
+        self.cover = nn.Sequential(nn.Conv2d(w3, 16, 1), nn.PixelShuffle(4))  # (B, w3, S/4, S/4) -> (B,1,S,S)
         self.head_sizes = tuple(heads)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -252,9 +258,16 @@ class ReaderNet(nn.Module):
         x = self.down3(mid)  # (B, w4, S/8, S/8)
         where = self.flatten(self.squeeze(x))  # (B, squeeze * (S/8)^2)
         anywhere = [self.flatten(self.anywhere(mid)), self.flatten(self.anywhere(x))]  # (B, w3), (B, w4)
-        return self.heads(self.hidden(torch.cat([where, *anywhere], dim=1)))  # (B, sum of head sizes)
+        heads = self.heads(self.hidden(torch.cat([where, *anywhere], dim=1)))  # (B, sum of head sizes)
+        return torch.cat([heads, self.cover(mid).flatten(1)], dim=1)  # (B, sum of head sizes + S * S)
 
     def split(self, logits: torch.Tensor) -> dict[str, torch.Tensor]:
-        """(B, sum of head sizes) -> {attribute: (B, n) logits}."""
-        parts = logits.split([n for _, n in self.head_sizes], dim=1)
-        return {name: part for (name, _), part in zip(self.head_sizes, parts, strict=True)}
+        """(B, sum of head sizes [+ S * S]) -> {attribute: (B, n) logits} [+ "cover": (B, S, S) logits of
+        each pixel being the object's, when the reader has the coverage output]."""
+        sizes = [n for _, n in self.head_sizes]
+        heads, rest = logits[:, : sum(sizes)], logits[:, sum(sizes) :]
+        out = {name: part for (name, _), part in zip(self.head_sizes, heads.split(sizes, dim=1), strict=True)}
+        if rest.shape[1]:
+            side = math.isqrt(rest.shape[1])
+            out["cover"] = rest.reshape(len(rest), side, side)
+        return out

@@ -26,6 +26,7 @@ pytestmark = pytest.mark.integration
 
 MICRO = get_preset("micro")
 READER_GATES = {f"reader_{a}_acc" for a in ("class", "facet", "colour", "position", "size", "distractor")}
+READER_GATES.add("reader_cover_iou")  # the coverage map (place-bound concepts)
 GATES = {"t_acc", "j_fine_acc", "t_recon_acc", "j_recon_acc", "j_facet_recon_acc", "dae_error_ratio"}
 GATES |= READER_GATES
 
@@ -125,7 +126,8 @@ def test_shipped_micro_reader_passes_its_gate(micro_cache):
     assert set(details["reader_class_acc_per_class"]) == set(judge.extras["class_names"])
     r = load_component("reader", "micro", micro_cache, train_if_missing=False)
     assert r.role == "reader" and r.space.size == MICRO.data.size and not r.module.training
-    assert r.module(r.space.encode(torch.rand(2, 3, MICRO.data.size, MICRO.data.size))).shape == (2, 31)
+    size = MICRO.data.size
+    assert r.module(r.space.encode(torch.rand(2, 3, size, size))).shape == (2, 31 + size * size)  # + coverage
 
 
 def test_components_honour_the_contract(micro_cache):
