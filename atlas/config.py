@@ -995,7 +995,14 @@ class RunConfig(Section):
             )
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
-        if s.start == "mean" and s.chains_per_unit > 1 and s.start_noise == 0 and _deterministic_steps(s):
+        pooled = s.start_pool > 1 and s.start_pool_noise > 0  # each chain picks from its own draws
+        if (
+            s.start == "mean"
+            and s.chains_per_unit > 1
+            and s.start_noise == 0
+            and not pooled
+            and _deterministic_steps(s)
+        ):
             raise ValueError(
                 f"sampler.start_noise: with start: mean and no noise all {s.chains_per_unit} chains of a "
                 f"unit are identical ({s.method} adds no noise of its own); set sampler.start_noise > 0 "

@@ -14,7 +14,7 @@ import bisect
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -653,6 +653,7 @@ class LabelView:
     reader_agreement: float | None = None  # agreement of their decoded attributes (1 = all alike)
     dissection_label: str | None = None  # conv units: Network Dissection's concept (IoU >= 0.04)
     dissection_iou: float | None = None  # its IoU (also below the threshold); None: not dissected
+    cell: tuple[int, int, int, int] | None = None  # conv units: the image block (y0, y1, x0, x1) it reads
 
 
 def _list(value: Any) -> list[Any]:
@@ -681,6 +682,62 @@ def label_view(row: dict[str, Any] | None) -> LabelView | None:
         reader_agreement=row.get("reader_agreement"),
         dissection_label=None if _isnull(row.get("dissection_label")) else row.get("dissection_label"),
         dissection_iou=None if _isnull(row.get("dissection_iou")) else row.get("dissection_iou"),
+        cell=_cell(row.get("label_cell")),
+    )
+
+
+def _cell(value: Any) -> tuple[int, int, int, int] | None:
+    cell = _list(value)
+    return tuple(int(v) for v in cell) if len(cell) == 4 else None  # type: ignore[return-value]
+
+
+def is_place_bound(concept: str | None) -> bool:
+    """A conv unit's concept about its own place: ``here:edge``, ``colour:red@here`` (atlas.sampling.concepts
+    ``located``)."""
+    return concept is not None and (concept.startswith("here:") or concept.endswith("@here"))
+
+
+def outline_cell(
+    png: bytes | None, cell: tuple[int, int, int, int] | None, min_side: int = 128
+) -> bytes | None:
+    """The picture enlarged (nearest neighbour, by an integer factor s to at least ``min_side`` pixels) with
+    the conv unit's cell (y0, y1, x0, x1 in the picture's pixels) framed just outside it: a white line then a
+    black one, each max(1, s // 2) pixels wide, so the frame shows on any colour and covers none of the
+    cell's pixels; the png unchanged without a cell."""
+    if png is None or cell is None:
+        return png
+    import io
+
+    from PIL import Image, ImageDraw
+
+    img = Image.open(io.BytesIO(png)).convert("RGB")
+    scale = max(1, -(-min_side // max(img.size)))
+    img = img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)
+    y0, y1, x0, x1 = (v * scale for v in cell)
+    t = max(1, scale // 2)  # line width: still visible when the page shows the picture smaller
+    draw = ImageDraw.Draw(img)
+    draw.rectangle((x0 - 2 * t, y0 - 2 * t, x1 - 1 + 2 * t, y1 - 1 + 2 * t), outline=(0, 0, 0), width=t)
+    draw.rectangle((x0 - t, y0 - t, x1 - 1 + t, y1 - 1 + t), outline=(255, 255, 255), width=t)
+    out = io.BytesIO()
+    img.save(out, format="PNG")
+    return out.getvalue()
+
+
+def with_outlined_cell(view: UnitView) -> UnitView:
+    """``view`` with every picture (facets, real top-k, chains' images) outlined at the unit's cell
+    (:func:`outline_cell`); unchanged for a unit without one."""
+    cell = view.label.cell if view.label is not None else None
+    if cell is None:
+        return view
+
+    def outlined(df: pd.DataFrame) -> pd.DataFrame:
+        return df.assign(png=[outline_cell(p, cell) for p in df["png"]]) if "png" in df else df
+
+    return replace(
+        view,
+        facets=outlined(view.facets),
+        real=outlined(view.real),
+        chain_images={chain: outlined(df) for chain, df in view.chain_images.items()},
     )
 
 

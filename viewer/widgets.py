@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -64,6 +65,13 @@ PERCENTILE_HELP = (
 )
 
 Badges = tuple[str | None, list[str]]  # (natural percentile text such as "p99.7", flags)
+
+
+def concept_html(concept: str) -> str:
+    """A concept name for HTML inside st.markdown: escaped, and its colons as entities, so Streamlit's
+    markdown directives (``:red[...]``, ``:red-badge[...]``, emoji shortcodes) never take ``colour:red@here``
+    apart."""
+    return html.escape(concept).replace(":", "&#58;")
 
 
 def badge_markdown(badge: str | None, flags: Sequence[str]) -> str:

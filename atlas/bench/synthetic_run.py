@@ -58,7 +58,7 @@ LABEL_THRESHOLD = 0.85  # as atlas.sampling.concepts.LABEL_THRESHOLD
 WEAK_PERCENTILE = 0.99  # as atlas.sampling.concepts.WEAK_PERCENTILE
 TRUTH_COLUMNS = {
     "units": ("label", "label_score", "label_best", "label_runner_up", "label_margin", "tuning_concepts",
-              "tuning_auroc", "tuning_mean"),
+              "tuning_auroc", "tuning_mean", "label_cell"),
     "images": ("natural_percentile", "flags"),
 }  # fmt: skip
 READER_COLUMNS = {"units": ("label_shown", "reader_agreement"), "images": ("reader_concepts",)}
@@ -190,7 +190,7 @@ def make_synthetic_run(
             methods, image_size, pool, diverged_rate,
         )  # fmt: skip
         if truth:
-            add_truth(np.random.default_rng([_layer_seed(seed, layer), start, 16]), layer, rows)
+            add_truth(np.random.default_rng([_layer_seed(seed, layer), start, 16]), layer, rows, image_size)
         if truth and reader:
             add_reading(np.random.default_rng([_layer_seed(seed, layer), start, 17]), rows)
         shard_id = f"{layer}-{start // units_per_shard:04d}"
@@ -399,9 +399,16 @@ def _best_concept(rng: np.random.Generator, layer: str, unit: int) -> str:
     if kind == "output":
         return f"class:{CLASSES[unit % len(CLASSES)]}"
     choices = [f"colour:{colour}", f"{colour} {cls}", f"class:{cls}"]
-    if kind == "conv":
-        choices.append(POSITIONS[unit % len(POSITIONS)])
+    if kind == "conv":  # conv units: also place-bound concepts (atlas.sampling.concepts.located)
+        choices += [POSITIONS[unit % len(POSITIONS)], f"colour:{colour}@here", "here:interior"]
     return str(choices[int(rng.integers(len(choices)))])
+
+
+def conv_cell(image_size: int, map_side: int = 8) -> list[int]:
+    """A conv unit's cell [y0, y1, x0, x1]: the centre position of a ``map_side`` map over the picture."""
+    c = map_side // 2
+    lo, hi = c * image_size // map_side, (c + 1) * image_size // map_side
+    return [lo, hi, lo, hi]
 
 
 def _vocabulary() -> list[str]:
@@ -414,9 +421,12 @@ def _vocabulary() -> list[str]:
 VOCABULARY = _vocabulary()
 
 
-def unit_truth(rng: np.random.Generator, layer: str, unit: int, best_activation: float) -> dict[str, Any]:
+def unit_truth(
+    rng: np.random.Generator, layer: str, unit: int, best_activation: float, image_size: int = 48
+) -> dict[str, Any]:
     """A units row's truth columns: label (null below LABEL_THRESHOLD), score, runner-up, margin and a
-    tuning list of 6-10 concepts, best first (AUROC descending; mean activation roughly following it)."""
+    tuning list of 6-10 concepts, best first (AUROC descending; mean activation roughly following it);
+    conv units also the cell they are read at."""
     best = _best_concept(rng, layer, unit)
     labelled = rng.random() < 0.75
     score = float(rng.uniform(0.86, 0.99) if labelled else rng.uniform(0.62, 0.84))
@@ -431,6 +441,7 @@ def unit_truth(rng: np.random.Generator, layer: str, unit: int, best_activation:
         "label": best if score >= LABEL_THRESHOLD else None, "label_score": score, "label_best": best,
         "label_runner_up": picked[0], "label_margin": score - aurocs[1],
         "tuning_concepts": [best, *picked], "tuning_auroc": aurocs, "tuning_mean": means,
+        "label_cell": conv_cell(image_size) if _kind(layer) == "conv" else None,
     }  # fmt: skip
 
 
@@ -447,12 +458,14 @@ def picture_flags(percentile: float | None) -> str:
     return "weak" if percentile is not None and percentile < WEAK_PERCENTILE else ""
 
 
-def add_truth(rng: np.random.Generator, layer: str, rows: dict[str, list[dict[str, Any]]]) -> None:
+def add_truth(
+    rng: np.random.Generator, layer: str, rows: dict[str, list[dict[str, Any]]], image_size: int = 48
+) -> None:
     """Fill the truth columns of one shard's units and images rows in place (real images: no percentile)."""
     q99: dict[int, float] = {}
     for row in rows["units"]:
         best = row["best_activation"]
-        row.update(unit_truth(rng, layer, row["unit"], best))
+        row.update(unit_truth(rng, layer, row["unit"], best, image_size))
         # about one unit in five is hard to drive past its natural top 1 %: its pictures come out weak
         hard = rng.random() < 0.2
         q99[row["unit"]] = (best if math.isfinite(best) else 1.0) * float(
@@ -487,10 +500,13 @@ def _reading(rng: np.random.Generator, best: str) -> list[str]:
         "pos": pick(POSITIONS),
         "size": pick(SIZES),
     }
+    here = best.endswith("@here") or best.startswith("here:")  # read at a conv unit's cell
+    best = best.removesuffix("@here")
     colour, _, cls = best.partition(" ")
     for part in [f"colour:{colour}", f"class:{cls}"] if cls else [best]:
         read[part.partition(":")[0]] = part
-    return list(read.values())
+    parts = ["here:object", "here:interior"] if here else []
+    return [v for k, v in read.items() if k != "here"] + parts
 
 
 def _drop_truth_columns(

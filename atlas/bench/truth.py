@@ -239,25 +239,35 @@ def _reader(bundle: Any, device: Any) -> Any:
 
 def reader_metrics(results: list[UnitResult], reader: Any) -> dict[str, Any]:
     """label_shown (mean over units with a label), label_shown_units, reader_agreement (mean over units),
-    reader_seconds (the reader's time on this layer, part of what the truth columns cost); NaN without a
+    reader_seconds (the reader's time on this layer, part of what the truth columns cost), and for conv
+    units' place-bound labels label_shown_parts / label_shown_twins with their unit counts; NaN without a
     reader (see the module docstring)."""
+    from atlas.sampling.concepts import place_kind
     from atlas.toyworld.reading import reader_verdict
 
     shown, agree = [], []
+    by_place: dict[str, list[float]] = {"part": [], "twin": []}
     t0 = time.perf_counter()
     for u in results:
         if reader is None or u.status != "ok" or not u.chains:
             continue
-        v = reader_verdict(reader, u.chains, _label(u))
+        v = reader_verdict(reader, u.chains, _label(u), cell=u.label.cell if u.label is not None else None)
         agree.append(v.agreement)
         if v.label_shown is not None:
             shown.append(v.label_shown)
-    return {
+            kind = place_kind(_label(u))
+            if kind is not None:
+                by_place[kind].append(v.label_shown)
+    out = {
         "label_shown": float(np.mean(shown)) if shown else math.nan,
         "label_shown_units": len(shown),
         "reader_agreement": float(np.mean(agree)) if agree else math.nan,
         "reader_seconds": time.perf_counter() - t0,
     }
+    for kind, values in by_place.items():  # conv units' place-bound labels: parts, @here twins
+        out[f"label_shown_{kind}s"] = float(np.mean(values)) if values else math.nan
+        out[f"label_shown_{kind}_units"] = len(values)
+    return out
 
 
 def planted_shown(results: list[UnitResult], planted: list[dict], reader: Any) -> dict[str, Any]:
@@ -282,12 +292,22 @@ def planted_shown(results: list[UnitResult], planted: list[dict], reader: Any) -
     return out
 
 
+def _place_text(m: dict[str, Any]) -> str:
+    """ " [parts 0.98 of 24, @here 0.75 of 16]" for a layer with place-bound labels, else ""."""
+    parts = [
+        f"{name} {m[f'label_shown_{kind}s']:.2f} of {m[f'label_shown_{kind}_units']}"
+        for kind, name in (("part", "parts"), ("twin", "@here"))
+        if m.get(f"label_shown_{kind}_units")
+    ]
+    return f" [{', '.join(parts)}]" if parts else ""
+
+
 def _shown_lines(report: dict[str, Any]) -> list[str]:
     """Label shown per method and layer, planted concepts shown; [] without a reader."""
     lines = []
     for method, r in report["methods"].items():
         parts = [
-            f"{layer} ({m['kind']}) {m['label_shown']:.2f} of {m['label_shown_units']}"
+            f"{layer} ({m['kind']}) {m['label_shown']:.2f} of {m['label_shown_units']}" + _place_text(m)
             for layer, m in r["layers"].items()
             if m.get("label_shown_units")
         ]

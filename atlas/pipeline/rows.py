@@ -75,6 +75,7 @@ def _label_columns(label: UnitLabel | None) -> dict[str, Any]:
         "label_runner_up": label.runner_up,
         "label_margin": _num(label.margin),
         "label_top_share": _num(label.top_share),
+        "label_cell": list(label.cell) if label.cell is not None else None,
         "dissection_label": label.dissection.label if label.dissection else None,
         "dissection_iou": _num(label.dissection.iou) if label.dissection else None,
         "tuning_concepts": [name for name, _, _ in label.tuning],

@@ -118,8 +118,8 @@ class AtlasWorker:
         (toy world; ``atlas.toyworld.reading``)."""
         if self.reader is None or result.status != "ok":
             return None
-        label = result.label.label if result.label is not None else None
-        return reader_verdict(self.reader, result.chains, label)
+        label, cell = (result.label.label, result.label.cell) if result.label is not None else (None, None)
+        return reader_verdict(self.reader, result.chains, label, cell=cell)
 
     def run_shard(self, shard: Shard | dict[str, Any]) -> dict[str, Any]:
         """Sample every unit of the shard, write its Parquet files and marker; return a small summary."""

@@ -61,6 +61,8 @@ class ConceptSet:
         None  # (N, H, W) bool, where image n shows its concepts (the object's pixels)
     )
     parts: dict[str, tuple[str, ...]] | None = None  # compound (conjunction or union) -> its atomic concepts
+    localizable: tuple[str, ...] = ()  # concepts about the masked object itself (class, colour, ...): they
+    # get a place-bound twin "<concept>@here" for conv units (``located``)
 
     def __post_init__(self) -> None:
         if self.members.dim() != 2 or self.members.shape[1] != len(self.names):
@@ -73,6 +75,10 @@ class ConceptSet:
         unknown = {p for ps in (self.parts or {}).values() for p in ps} - set(self.names)
         if unknown:
             raise ValueError(f"compound parts {sorted(unknown)} are not concepts of the set")
+        if set(self.localizable) - set(self.names):
+            raise ValueError(
+                f"localizable {sorted(set(self.localizable) - set(self.names))} are not concepts"
+            )
 
     def parts_of(self, name: str) -> tuple[str, ...]:
         """The atomic concepts of ``name`` (itself when it is not a compound)."""
@@ -100,6 +106,8 @@ class UnitLabel:
     ] = ()  # top TUNING_TOP (concept, AUROC, mean value), best first
     dissection: Dissection | None = None  # conv units with concept masks: Network Dissection's verdict
     top_share: float = float("nan")  # share of the unit's TOP_K images that show the label (or ``best``)
+    cell: tuple[int, int, int, int] | None = None  # a conv unit's place in the image (``cell_of``): where
+    # its place-bound concepts ("here:edge", "colour:red@here") are, in the probe images and in its pictures
 
 
 def average_ranks(values: torch.Tensor) -> torch.Tensor:
@@ -243,6 +251,87 @@ def dissect_units(
         Dissection(concepts.names[c] if v >= threshold else None, v, concepts.names[c])
         for c, v in zip(best.indices.tolist(), best.values.tolist(), strict=True)
     ]
+
+
+# ------------------------------------------------------------------------------- place-bound (conv units)
+HERE = "@here"  # suffix of a place-bound concept: "colour:red@here" = a red object covers the unit's cell
+HERE_OBJECT, HERE_INTERIOR, HERE_EDGE, HERE_BACKGROUND = (
+    "here:object",
+    "here:interior",
+    "here:edge",
+    "here:background",
+)
+HERE_PARTS = (HERE_OBJECT, HERE_INTERIOR, HERE_EDGE, HERE_BACKGROUND)
+OBJECT_COVER = 0.5  # the object covers a cell when it holds at least half of the cell's pixels
+INTERIOR_COVER = 0.95  # inside the object: (almost) every pixel of the cell
+BACKGROUND_COVER = 0.05  # background: (almost) none
+
+
+def place_kind(concept: str | None) -> str | None:
+    """ "part" for a part at the cell (``here:edge``), "twin" for a place-bound twin (``colour:red@here``),
+    None for any other concept."""
+    if concept is None:
+        return None
+    return "part" if concept in HERE_PARTS else "twin" if concept.endswith(HERE) else None
+
+
+def cell_of(
+    position: tuple[int, int], map_hw: tuple[int, int], image_hw: tuple[int, int]
+) -> tuple[int, int, int, int]:
+    """The image block a conv unit's map position stands for: (y0, y1, x0, x1), the position's share of
+    the image at the map's stride (position (4, 4) of an 8 x 8 map over 32 x 32 pixels: rows and columns
+    16-19). Its receptive field is wider; the block is where the unit's map says *here*."""
+    (y, x), (h, w), (hh, ww) = position, map_hw, image_hw
+    return (
+        y * hh // h,
+        max((y + 1) * hh // h, y * hh // h + 1),
+        x * ww // w,
+        max((x + 1) * ww // w, x * ww // w + 1),
+    )
+
+
+def cell_coverage(masks: torch.Tensor, cell: tuple[int, int, int, int]) -> torch.Tensor:
+    """masks (N, H, W) bool or [0, 1] -> (N,) the share of the cell's pixels that are the object's."""
+    y0, y1, x0, x1 = cell
+    return masks[:, y0:y1, x0:x1].float().mean((1, 2))
+
+
+def here_parts(coverage: torch.Tensor) -> dict[str, torch.Tensor]:
+    """(N,) cell coverage -> the part vocabulary at the cell, {here concept: (N,) bool}: ``here:object``
+    (the object covers the cell), ``here:interior`` (the cell lies inside it), ``here:edge`` (its outline
+    crosses the cell), ``here:background`` (no object there)."""
+    return {
+        HERE_OBJECT: coverage >= OBJECT_COVER,
+        HERE_INTERIOR: coverage >= INTERIOR_COVER,
+        HERE_EDGE: (coverage > BACKGROUND_COVER) & (coverage < INTERIOR_COVER),
+        HERE_BACKGROUND: coverage <= BACKGROUND_COVER,
+    }
+
+
+def located(concepts: ConceptSet, cell: tuple[int, int, int, int]) -> ConceptSet:
+    """``concepts`` plus what is at a conv unit's cell (needs masks): the part vocabulary ``here:*``
+    (:func:`here_parts`) and, for each localizable concept c, ``c@here`` = the image shows c and its object
+    covers the cell. Its parts, for the parsimony rule: c, ``here:object`` and the twins of c's own parts
+    (``white ring@here``: also ``colour:white@here`` and ``class:ring@here``; a union
+    ``class:ring|frame@here`` must so beat ``class:ring@here`` and ``class:frame@here``, each holding some
+    of the unit's top images, as an image-level union its alternatives). A unit read at one
+    place of its map sees part of the image; "a red object here" is what it can detect, "a red object
+    somewhere" is not (Bau et al. 2017 score conv units against masks for the same reason)."""
+    if concepts.masks is None:
+        raise ValueError("place-bound concepts need concept masks")
+    parts = here_parts(cell_coverage(concepts.masks, cell))
+    names, cols, compound = list(concepts.names), [concepts.members], dict(concepts.parts or {})
+    names += list(parts)
+    cols.append(torch.stack(list(parts.values()), dim=1))
+    index = {n: i for i, n in enumerate(concepts.names)}
+    here = [n for n in concepts.localizable if n in index]
+    if here:
+        cols.append(concepts.members[:, [index[n] for n in here]] & parts[HERE_OBJECT][:, None])
+        names += [n + HERE for n in here]
+        for n in here:  # the concept anywhere, the object here, and the twins of its own parts
+            own = [p + HERE for p in concepts.parts_of(n) if p != n and p in concepts.localizable]
+            compound[n + HERE] = (n, HERE_OBJECT, *own)
+    return ConceptSet(names, torch.cat(cols, dim=1), concepts.masks, compound, concepts.localizable)
 
 
 def natural_percentile(natural_sorted: torch.Tensor, value: float) -> float:

@@ -26,8 +26,10 @@ from atlas.sampling.concepts import (
     Dissection,
     PathReference,
     UnitLabel,
+    cell_of,
     dissect_units,
     label_units,
+    located,
     natural_percentile,
     path_pattern,
     path_reference,
@@ -37,7 +39,7 @@ from atlas.sampling.manifold import reconstruction_error
 from atlas.sampling.nets import EngineNets
 from atlas.sampling.objectives import layer_values
 from atlas.sampling.real import RealImagesLike
-from atlas.sampling.units import Spatial, make_unit
+from atlas.sampling.units import Spatial, center_of, make_unit
 
 
 class RealFeatures:
@@ -118,7 +120,9 @@ class RealFeatures:
         if layer not in self._labels:
             values = self._all(layer)  # (N, U [+ K])
             silent = None if layer == self.nets.output_layer else values.max(0).values <= 0
-            labels = label_units(values, self.concepts, silent=silent)
+            cell = self.cell(layer)
+            concepts = self.concepts if cell is None else located(self.concepts, cell)
+            labels = [replace(lab, cell=cell) for lab in label_units(values, concepts, silent=silent)]
             dissected = self._dissections.get(layer)
             if dissected is not None:  # the layer's own units (composites have no single map)
                 n = len(dissected)
@@ -126,6 +130,16 @@ class RealFeatures:
                 labels = own + labels[n:]
             self._labels[layer] = labels
         return self._labels[layer][unit]
+
+    def cell(self, layer: str) -> tuple[int, int, int, int] | None:
+        """The image block a conv layer's units are read at (``spatial="center"``, ``concepts.cell_of``)
+        when the concepts have masks, so their labels include place-bound concepts; None otherwise."""
+        if self.concepts is None or self.concepts.masks is None or self.spatial != "center":
+            return None
+        shape = self.nets.layer_shape(layer)
+        if len(shape) != 3:
+            return None
+        return cell_of(center_of(shape), (shape[1], shape[2]), tuple(self.concepts.masks.shape[1:]))
 
     def percentile(self, layer: str, unit: int, value: float) -> float:
         """Fraction of the images whose value for ``unit`` is below ``value`` (ties half)."""

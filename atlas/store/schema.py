@@ -74,6 +74,9 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("label_runner_up", _str, True),
             ("label_margin", _f64, True),  # best AUROC - runner-up AUROC
             ("label_top_share", _f64, True),  # share of the unit's top 20 probe images showing the label
+            # conv units with concept masks: the image block [y0, y1, x0, x1) (pixels) the unit is read at,
+            # where its place-bound concepts ("here:edge", "colour:red@here") are; null for other units
+            ("label_cell", pa.list_(_i32), True),
             # conv units with concept masks (toy world): Network Dissection's best concept by mask IoU
             ("dissection_label", _str, True),  # null below IoU 0.04 (or not a conv unit / no masks)
             ("dissection_iou", _f64, True),

@@ -9,7 +9,10 @@ Concepts (each a set of images): ``class:<name>``; ``facet:<name>`` for the face
 positions' tertiles); ``size:small|medium|large`` (radius tertiles); ``distractor`` (a dot of another colour);
 the conjunctions ``<colour> <class>``; and the unions of two classes or two colours, ``class:ring|frame``,
 ``colour:red|orange`` (a unit that fires for rings and frames alike: Mu & Andreas 2020's compositional
-explanations, OR of two concepts).
+explanations, OR of two concepts). Class, facet, colour, colour-and-class and union concepts are
+*localizable*: a conv unit read at one place of its map is also scored on their place-bound twins
+``<concept>@here`` and on the parts ``here:object|interior|edge|background`` at its cell
+(``atlas.sampling.concepts.located``).
 
 The attribute reader (``atlas.toyworld.reading``) decodes the same attributes from a picture;
 :func:`attribute_targets` are its training targets and gate truth, :func:`picture_concepts` names what it
@@ -19,6 +22,7 @@ decoded in this vocabulary, and :func:`shows` says whether those satisfy a unit'
     # ['class:pill', 'facet:pill/capsule', 'colour:red', 'pos:top-right', 'size:medium']
     shows(['class:pill', 'colour:red', ...], "red pill")   # True: both parts of the conjunction
     shows(['class:frame', ...], "class:ring|frame")         # True: one alternative of the union
+    shows(['colour:red', 'here:object', ...], "colour:red@here")   # True: red, and the object is here
     shows([...], "dogs")                                    # None: not a toy-world concept
 """
 
@@ -26,7 +30,7 @@ from __future__ import annotations
 
 import torch
 
-from atlas.sampling.concepts import ConceptSet
+from atlas.sampling.concepts import HERE, HERE_OBJECT, HERE_PARTS, ConceptSet
 from atlas.toyworld.dataset import ToyAttributes, ToyData
 from atlas.toyworld.shapes import CLASS_NAMES, FINE_NAMES, FINE_TO_CLASS, MULTIFACETED
 
@@ -68,7 +72,19 @@ def toy_concepts(data: ToyData) -> ConceptSet:
                 cols[f"{kind}:{a_name}|{b_name}"] = cols[alternatives[0]] | cols[alternatives[1]]
                 parts[f"{kind}:{a_name}|{b_name}"] = alternatives
     members = torch.stack(list(cols.values()), dim=1)
-    return ConceptSet(list(cols), members, masks=a.mask.bool(), parts=parts)
+    localizable = tuple(n for n in cols if _is_localizable(n))
+    return ConceptSet(list(cols), members, masks=a.mask.bool(), parts=parts, localizable=localizable)
+
+
+def _is_localizable(name: str) -> bool:
+    """Concepts about the object itself (class, facet, colour, colour-and-class, and the unions of two
+    classes or colours): they have a place-bound twin ``<concept>@here`` for conv units
+    (``sampling.concepts.located``); position, size and the distractor do not."""
+    kind, sep, value = name.partition(":")
+    if sep:
+        return kind in ("class", "facet", "colour")
+    colour, sep, cls = name.partition(" ")
+    return bool(sep) and colour in COLOUR_NAMES and cls in CLASS_NAMES
 
 
 def _attribute_columns(a: ToyAttributes) -> dict[str, torch.Tensor]:
@@ -112,11 +128,27 @@ def picture_concepts(fine: int, colour: int, row: int, col: int, size: int, dist
     return [*out, "distractor"] if distractor else out
 
 
+def _atomic_values(kind: str) -> tuple[str, ...]:
+    """The values of an atomic concept kind (``<kind>:<value>``)."""
+    return {
+        "class": CLASS_NAMES,
+        "facet": tuple(FINE_NAMES[f] for f in range(len(FINE_NAMES)) if FINE_TO_CLASS[f] in MULTIFACETED),
+        "colour": COLOUR_NAMES,
+        "pos": tuple(f"{r}-{c}" for r in ROWS for c in COLS),
+        "size": SIZES,
+    }[kind]
+
+
 def requirements(label: str) -> list[frozenset[str]] | None:
     """The alternative sets of atomic concepts a picture must show to show ``label``: one set for an atomic
     concept or a conjunction ``<colour> <class>`` (which needs both), one per alternative for a union
-    ``class:ring|frame``; None when ``label`` is not a toy-world concept (e.g. a user's folder name)."""
-    if label == "distractor":
+    ``class:ring|frame``; a place-bound ``<concept>@here`` needs the concept's set and ``here:object``, a
+    part ``here:edge`` itself (a picture's ``here:`` concepts are read at its unit's cell); None when
+    ``label`` is not a toy-world concept (e.g. a user's folder name)."""
+    if label.endswith(HERE) and _is_localizable(label[: -len(HERE)]):
+        inner = requirements(label[: -len(HERE)])
+        return None if inner is None else [need | {HERE_OBJECT} for need in inner]
+    if label == "distractor" or label in HERE_PARTS:
         return [frozenset({label})]
     kind, sep, value = label.partition(":")
     if sep and kind in UNION_KINDS and "|" in value:
@@ -125,7 +157,7 @@ def requirements(label: str) -> list[frozenset[str]] | None:
             return [frozenset({f"{kind}:{v}"}) for v in options]
         return None
     if sep and kind in ATOMIC_KINDS:
-        return [frozenset({label})]
+        return [frozenset({label})] if value in _atomic_values(kind) else None
     colour, sep, cls = label.partition(" ")
     if sep and colour in COLOUR_NAMES and cls in CLASS_NAMES:
         return [frozenset({f"colour:{colour}", f"class:{cls}"})]

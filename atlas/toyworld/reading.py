@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from atlas.models.loaded import LoadedModel
+from atlas.sampling.concepts import cell_coverage, here_parts
 from atlas.toyworld.concepts import picture_concepts, shows
 from atlas.toyworld.shapes import FINE_TO_CLASS
 
@@ -42,7 +43,7 @@ AGREEMENT_ATTRIBUTES = ("cls", "colour", "position", "size", "distractor")
 @dataclass
 class Decoded:
     """The reader's values for N pictures, each (N,) int64: class, fine label, colour, row, col, size bin,
-    distractor (0/1)."""
+    distractor (0/1); and ``cover`` (N, S, S) bool, the object's pixels (None: a reader without the map)."""
 
     cls: np.ndarray
     fine: np.ndarray
@@ -51,6 +52,7 @@ class Decoded:
     col: np.ndarray
     size: np.ndarray
     distractor: np.ndarray
+    cover: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.cls)
@@ -60,15 +62,23 @@ class Decoded:
         """(N,) the 3 x 3 cell, row-major."""
         return self.row * 3 + self.col
 
-    def concepts(self, i: int) -> list[str]:
-        """Picture ``i``'s atomic concepts (``concepts.picture_concepts``)."""
-        return picture_concepts(
+    def concepts(self, i: int, cell: tuple[int, int, int, int] | None = None) -> list[str]:
+        """Picture ``i``'s atomic concepts (``concepts.picture_concepts``), and with a conv unit's ``cell``
+        (``sampling.concepts.cell_of``) the ``here:`` parts the coverage map shows there."""
+        out = picture_concepts(
             int(self.fine[i]), int(self.colour[i]), int(self.row[i]), int(self.col[i]), int(self.size[i]),
             bool(self.distractor[i]),
         )  # fmt: skip
+        if cell is None or self.cover is None:
+            return out
+        coverage = cell_coverage(torch.from_numpy(self.cover[i : i + 1]), cell)  # (1,)
+        return out + [part for part, on in here_parts(coverage).items() if bool(on[0])]
 
     def select(self, idx: Sequence[int]) -> Decoded:
-        return Decoded(*(getattr(self, f)[list(idx)] for f in self.__dataclass_fields__))
+        pick = list(idx)
+        return Decoded(
+            *(None if (v := getattr(self, f)) is None else v[pick] for f in self.__dataclass_fields__)
+        )
 
 
 @torch.no_grad()
@@ -81,8 +91,12 @@ def decode_heads(module: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
     per_class = torch.zeros(p.shape[0], int(f2c.max()) + 1, device=p.device).index_add_(1, f2c, p)
     cls = per_class.argmax(1)  # (N,)
     fine = torch.where(f2c[None, :] == cls[:, None], p, torch.full_like(p, -1.0)).argmax(1)
-    out = {"cls": cls, "fine": fine}
-    return out | {k: heads[k].argmax(1) for k in ("colour", "row", "col", "size", "distractor")}
+    out = {"cls": cls, "fine": fine} | {
+        k: heads[k].argmax(1) for k in ("colour", "row", "col", "size", "distractor")
+    }
+    if "cover" in heads:  # (N, S, S) the object's pixels
+        out["cover"] = heads["cover"] > 0
+    return out
 
 
 class Reader:
@@ -99,9 +113,7 @@ class Reader:
         for i in range(0, len(rgb01), self.batch):
             x = self.model.space.encode(rgb01[i : i + self.batch].to(self.device).float())  # type: ignore[union-attr]
             parts.append(decode_heads(self.model.module, x))
-        return Decoded(
-            **{k: torch.cat([p[k] for p in parts]).cpu().numpy() for k in Decoded.__dataclass_fields__}
-        )
+        return Decoded(**{k: torch.cat([p[k] for p in parts]).cpu().numpy() for k in parts[0]})
 
     def __call__(self, images: np.ndarray) -> Decoded:
         """images (N, H, W, 3) uint8 -> Decoded."""
@@ -136,19 +148,25 @@ def _kept_pictures(chains: Sequence[Any], snapshots: bool) -> list[tuple[tuple[i
 
 
 def reader_verdict(
-    reader: Reader, chains: Sequence[Any], label: str | None, snapshots: bool = False
+    reader: Reader,
+    chains: Sequence[Any],
+    label: str | None,
+    snapshots: bool = False,
+    cell: tuple[int, int, int, int] | None = None,
 ) -> ReaderVerdict | None:
     """The unit's reading from its chains' pictures (see the module docstring); None without chains.
     Decodes every chain's last and best picture (``snapshots``: the snapshots too; the worker leaves them
-    out, they are early pictures and would triple the reader's cost)."""
+    out, they are early pictures and would triple the reader's cost). ``cell``: a conv unit's place in the
+    picture (``sampling.concepts.cell_of``): each picture's concepts then include the ``here:`` parts there,
+    so a place-bound label (``colour:red@here``) can be checked."""
     if not chains:
         return None
     pictures = _kept_pictures(chains, snapshots)
     decoded = reader(np.stack([image for _, image in pictures]))
     index = {key: i for i, (key, _) in enumerate(pictures)}
-    concepts = {key: decoded.concepts(i) for key, i in index.items()}
+    concepts = {key: decoded.concepts(i, cell) for key, i in index.items()}
     kept = [c for c in chains if not c.diverged] or list(chains)
     lasts = [index[(c.chain, "last", 0)] for c in kept]
-    shown = [shows(decoded.concepts(i), label) for i in lasts] if label is not None else [None]
+    shown = [shows(decoded.concepts(i, cell), label) for i in lasts] if label is not None else [None]
     label_shown = None if shown[0] is None else sum(bool(s) for s in shown) / len(shown)
     return ReaderVerdict(label_shown, agreement(decoded.select(lasts)), concepts)

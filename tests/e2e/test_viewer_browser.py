@@ -283,6 +283,32 @@ def test_unit_label_and_faithfulness_badges(server, runs_parent, page):
     _shot(page, "unit-label")
 
 
+def test_conv_unit_frames_its_place(server, runs_parent, page):
+    """A conv unit with a place-bound label: the caption says where *here* is, and the frame toggle redraws
+    every picture (framed, then plain)."""
+    units = pd.read_parquet(runs_parent / "demo" / "units" / "layer=conv3")
+    row = units[units["label"].fillna("").str.contains("here")].iloc[0]
+    unit, (y0, y1, x0, x1) = int(row["unit"]), (int(v) for v in row["label_cell"])
+    page.goto(f"{server}/unit?layer=conv3&unit={unit}")
+    _settle(page, f"conv3 · unit {unit}", images=20)
+    label = page.locator("span.atlas-label")
+    _wait_visible(label, f"the label {row['label']!r}")
+    assert label.first.inner_text() == row["label"]  # `colour:red@here` whole, not a markdown directive
+    where = f"rows {y0}–{y1 - 1}, columns {x0}–{x1 - 1}"
+    _wait_visible(page.get_by_text(where, exact=False), f"the place-bound caption ({where})")
+    sources = "() => Array.from(document.querySelectorAll('img')).map(i => i.src)"
+    framed = page.evaluate(sources)
+    _shot(page, "unit-conv-place")
+    page.get_by_text("Frame the unit's place on its pictures").click()  # off: the plain pictures
+    _wait_until(
+        page,
+        f"(s, before) => {{ const now = ({sources})(); return !s.running && now.length === before.length"
+        " && now.every(src => !before.includes(src)); }",
+        "every picture to be replaced by its unframed version",
+        arg=framed,
+    )
+
+
 def test_compare_and_sql(server, page):
     page.goto(f"{server}/?page=compare&layer=fc8&unit=0")
     _settle(page, "Compare", images=16)

@@ -18,6 +18,8 @@ from atlas.config import load_config
 from atlas.errors import AtlasError
 from atlas.pipeline import run_atlas
 from atlas.sampling.compute import cpu_has_native_bf16
+from atlas.sampling.concepts import cell_of
+from atlas.sampling.units import center_of
 from atlas.store import open_run
 from tests.support.waiting import wait_for
 
@@ -216,6 +218,23 @@ def test_worker_is_a_plain_class(tmp_path, micro_cache):
     read = conn.execute("SELECT kind, reader_concepts FROM images").fetchall()
     assert all(c[0].startswith("class:") and len(c) >= 4 for kind, c in read if kind != "real")
     assert all(c is None for kind, c in read if kind == "real")
+    # a conv unit is read at its cell: every picture gets exactly one of background / edge / interior there
+    worker.run_shard(Shard("conv2-00000", "conv2", (0, 1)))
+    conn = open_run(tmp_path / "plain")  # sees the new shard's files
+    cells = conn.execute("SELECT DISTINCT label_cell FROM units WHERE layer = 'conv2'").fetchall()
+    shape = worker.engine.nets.layer_shape("conv2")  # (C, h, w)
+    assert [tuple(c) for (c,) in cells] == [cell_of(center_of(shape), shape[1:], (16, 16))]
+    assert (
+        conn.execute("SELECT count(*) FROM units WHERE layer = 'fc8' AND label_cell IS NOT NULL").fetchone()[
+            0
+        ]
+        == 0
+    )
+    read = conn.execute(
+        "SELECT reader_concepts FROM images WHERE layer = 'conv2' AND kind = 'last'"
+    ).fetchall()
+    parts = {"here:background", "here:edge", "here:interior"}
+    assert read and all(len(parts & set(c)) == 1 for (c,) in read)
 
 
 def test_second_run_into_a_locked_run_is_one_line_exit_2(tmp_path, micro_cache, ray_session, capsys):

@@ -11,6 +11,7 @@ from streamlit.testing.v1 import AppTest
 from atlas.bench.synthetic_run import make_synthetic_run
 from atlas.store import RunStore
 from viewer import state
+from viewer.widgets import concept_html
 
 pytestmark = pytest.mark.integration
 
@@ -203,7 +204,7 @@ def test_unit_page_shows_label_tuning_and_badges(runs, monkeypatch):
     at = app(runs / "alpha", monkeypatch, page="unit", layer="conv3", unit=labelled)
     assert "Concept label" in [s.value for s in at.subheader]
     text = markdown_text(at)
-    assert f"<span class='atlas-label'>{units.loc[labelled, 'label']}</span>" in text
+    assert f"<span class='atlas-label'>{concept_html(units.loc[labelled, 'label'])}</span>" in text
     assert f"`{units.loc[labelled, 'label_runner_up']}`" in " ".join(c.value for c in at.caption)
     badges = [m.value for m in at.markdown if "-badge[p" in m.value]
     kept = images[(images["unit"] == labelled) & (images["kind"] != "real")]
@@ -215,6 +216,32 @@ def test_unit_page_shows_label_tuning_and_badges(runs, monkeypatch):
     assert f"reader agreement **{agreement:.2f}**" in text
     at.segmented_control(key="unit_tuning_metric").set_value("AUROC").run()
     assert not at.exception
+
+
+def test_conv_unit_page_frames_the_units_place(runs, monkeypatch):
+    """A conv unit with a place-bound label: the note says where *here* is, the pictures are framed there
+    (enlarged), and the toggle turns the frame off."""
+    units = pd.read_parquet(runs / "alpha" / "units" / "layer=conv3").set_index("unit")
+    place_bound = units[units["label"].fillna("").str.contains("here")]
+    assert len(place_bound), "the synthetic run gives some conv units a place-bound label"
+    unit = int(place_bound.index[0])
+    y0, y1, x0, x1 = (int(v) for v in units.loc[unit, "label_cell"])
+    at = app(runs / "alpha", monkeypatch, page="unit", layer="conv3", unit=unit)
+    assert not at.exception
+    captions = " ".join(c.value for c in at.caption)
+    assert f"rows {y0}–{y1 - 1}, columns {x0}–{x1 - 1}" in captions
+    assert at.toggle(key="unit_outline_cell").value is True
+
+    def picture_urls() -> list[str]:  # each picture's media file (named by its content)
+        return [url.url for im in at.get("image") for url in im.proto.imgs]
+
+    framed = picture_urls()
+    assert framed, "the unit page shows pictures"
+    at.toggle(key="unit_outline_cell").set_value(False).run()
+    plain = picture_urls()
+    assert not at.exception and len(plain) == len(framed) and not set(plain) & set(framed)
+    fc = app(runs / "alpha", monkeypatch, page="unit", layer="fc8", unit=0)
+    assert not [t for t in fc.toggle if t.key == "unit_outline_cell"]  # fc units have no place
 
 
 def test_unit_page_without_label(runs, monkeypatch):
@@ -238,7 +265,7 @@ def test_unit_page_of_a_run_without_reader_columns(tmp_path, monkeypatch):
     labelled = int(units["label"].first_valid_index())
     at = app(run, monkeypatch, page="unit", layer="fc8", unit=labelled)
     text = markdown_text(at)
-    assert f"<span class='atlas-label'>{units.loc[labelled, 'label']}</span>" in text
+    assert f"<span class='atlas-label'>{concept_html(units.loc[labelled, 'label'])}</span>" in text
     assert "label shown in" not in text and "reader agreement" not in text
 
 

@@ -338,3 +338,81 @@ def test_conv_units_get_network_dissection_columns():
     assert unit["dissection_iou"] == pytest.approx(conv[0].label.dissection.iou)
     (fc,) = eng.map_units("fc7", [0], seed=0)  # not a conv unit: no dissection
     assert fc.label is not None and fc.label.dissection is None
+
+
+def test_cell_of_maps_a_position_to_its_image_block():
+    from atlas.sampling.concepts import cell_of
+
+    assert cell_of((4, 4), (8, 8), (32, 32)) == (16, 20, 16, 20)
+    assert cell_of((0, 7), (8, 8), (32, 32)) == (0, 4, 28, 32)
+    assert cell_of((1, 2), (3, 3), (8, 8)) == (2, 5, 5, 8)  # stride 8/3: blocks tile the image
+    assert cell_of((2, 2), (4, 4), (2, 2)) == (1, 2, 1, 2)  # a map finer than the image: one pixel
+
+
+def test_here_parts_follow_the_cell_coverage():
+    from atlas.sampling.concepts import here_parts
+
+    parts = here_parts(torch.tensor([0.0, 0.05, 0.3, 0.5, 0.94, 0.95, 1.0]))
+    assert parts["here:background"].tolist() == [True, True, False, False, False, False, False]
+    assert parts["here:edge"].tolist() == [False, False, True, True, True, False, False]
+    assert parts["here:object"].tolist() == [False, False, False, True, True, True, True]
+    assert parts["here:interior"].tolist() == [False, False, False, False, False, True, True]
+
+
+def _place_bound_world(n: int = 120) -> tuple[ConceptSet, torch.Tensor, tuple[int, int, int, int]]:
+    """n 8 x 8 images: a red or blue 4 x 4 object in one of four quadrants (each red / blue and quadrant
+    equally often); the cell is the top-left quadrant's 2 x 2 centre."""
+    g = torch.Generator().manual_seed(0)
+    red = torch.arange(n) % 2 == 0
+    quadrant = torch.randperm(n, generator=g) % 4
+    masks = torch.zeros(n, 8, 8, dtype=torch.bool)
+    for i, q in enumerate(quadrant.tolist()):
+        y, x = 4 * (q // 2), 4 * (q % 2)
+        masks[i, y : y + 4, x : x + 4] = True
+    members = torch.stack([red, ~red], dim=1)
+    concepts = ConceptSet(
+        ["colour:red", "colour:blue"], members, masks, localizable=("colour:red", "colour:blue")
+    )
+    return concepts, quadrant, (1, 3, 1, 3)
+
+
+def test_located_adds_the_parts_and_the_place_bound_twins():
+    from atlas.sampling.concepts import located
+
+    concepts, quadrant, cell = _place_bound_world()
+    here = located(concepts, cell)
+    col = {name: here.members[:, i] for i, name in enumerate(here.names)}
+    at_cell = quadrant == 0
+    assert torch.equal(col["here:object"], at_cell) and torch.equal(col["here:interior"], at_cell)
+    assert torch.equal(col["here:background"], ~at_cell) and not bool(col["here:edge"].any())
+    assert torch.equal(col["colour:red@here"], col["colour:red"] & at_cell)
+    assert here.parts_of("colour:red@here") == ("colour:red", "here:object")
+    either = ConceptSet(
+        ["colour:red", "colour:blue", "colour:red|blue"],
+        torch.cat([concepts.members, concepts.members.any(1, keepdim=True)], dim=1),
+        concepts.masks,
+        parts={"colour:red|blue": ("colour:red", "colour:blue")},
+        localizable=("colour:red", "colour:blue", "colour:red|blue"),
+    )
+    assert located(either, cell).parts_of("colour:red|blue@here") == (
+        "colour:red|blue", "here:object", "colour:red@here", "colour:blue@here",
+    )  # fmt: skip
+    assert here.names[:2] == concepts.names  # the image-level concepts stay, first
+    with pytest.raises(ValueError, match="masks"):
+        located(ConceptSet(["a"], torch.ones(3, 1, dtype=torch.bool)), cell)
+    with pytest.raises(ValueError, match="localizable"):
+        ConceptSet(["a"], torch.ones(3, 1, dtype=torch.bool), localizable=("b",))
+
+
+def test_a_conv_unit_that_sees_a_red_object_at_its_place_gets_the_place_bound_label():
+    """Image-level colour scores about 0.62 (red objects elsewhere do not drive the unit); 'a red object here'
+    scores 1.0 and beats both its parts by more than the parsimony margin."""
+    from atlas.sampling.concepts import located
+
+    concepts, quadrant, cell = _place_bound_world()
+    red = concepts.members[:, 0]
+    values = ((quadrant == 0) & red).float()[:, None] + 0.01 * torch.rand(len(red), 1)  # (N, 1)
+    plain = label_units(values, concepts, top_k=10)[0]
+    assert plain.label is None and plain.best == "colour:red" and plain.score < 0.7  # ~0.25 + 0.75 / 2
+    (unit,) = label_units(values, located(concepts, cell), top_k=10)
+    assert unit.label == "colour:red@here" and unit.score == 1.0 and unit.top_share == 1.0

@@ -175,3 +175,14 @@ def test_replace_validates_and_direct_construction_raises_config_errors():
 def test_an_unknown_key_is_reported_before_other_errors():
     with pytest.raises(ConfigError, match="unknown config key 'sampler.stepz'"):
         cfg(sampler={"steps": -1, "stepz": 3})
+
+
+def test_a_start_pool_makes_mean_start_chains_differ():
+    """start: mean without noise gives identical chains (refused), unless each chain picks its start from its
+    own pool of noisy draws."""
+    with pytest.raises(ConfigError, match="chains of a unit are identical"):
+        cfg(sampler={"start": "mean", "chains_per_unit": 2})
+    c = cfg(sampler={"start": "mean", "chains_per_unit": 2, "start_pool": 8})
+    assert c.sampler.start_pool == 8
+    with pytest.raises(ConfigError, match="chains of a unit are identical"):
+        cfg(sampler={"start": "mean", "chains_per_unit": 2, "start_pool": 8, "start_pool_noise": 0})

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import types
 
 import numpy as np
@@ -113,6 +114,31 @@ def test_shows_matches_labels_to_decoded_concepts(label, shown):
     assert shows(concepts, label) is shown
 
 
+def test_requirements_of_place_bound_concepts():
+    assert requirements("colour:red@here") == [{"colour:red", "here:object"}]
+    assert requirements("white ring@here") == [{"colour:white", "class:ring", "here:object"}]
+    assert requirements("here:edge") == [{"here:edge"}]
+    assert requirements("pos:top-left@here") is None and requirements("class:bogus@here") is None
+    assert requirements("class:ring|frame@here") == [
+        {"class:ring", "here:object"},
+        {"class:frame", "here:object"},
+    ]
+    assert shows(["class:pill", "colour:red", "here:object"], "red pill@here") is True
+    assert shows(["class:pill", "colour:red", "here:background"], "red pill@here") is False
+
+
+def test_toy_concepts_mark_the_object_concepts_localizable():
+    from atlas.toyworld.concepts import toy_concepts
+    from atlas.toyworld.dataset import render
+    from atlas.toyworld.presets import DataConfig
+
+    c = toy_concepts(render(60, DataConfig(size=16, n_train=0, n_test=60, seed=0), seed=1))
+    assert {"class:ring", "facet:pill/capsule", "colour:red", "red ring", "class:ring|frame"} <= set(
+        c.localizable
+    )
+    assert not any(n.startswith(("pos:", "size:")) or n == "distractor" for n in c.localizable)
+
+
 def test_requirements_of_conjunctions_and_unions():
     assert requirements("green hook") == [{"colour:green", "class:hook"}]
     assert requirements("distractor") == [{"distractor"}] and requirements("nothing here") is None
@@ -173,9 +199,62 @@ def test_unit_verdict_from_last_pictures_without_diverged_chains():
 def test_reader_net_shapes_and_heads():
     net = ReaderNet((4, 8, 8, 8), 4, 16, 16)
     out = net(torch.zeros(2, 3, 16, 16))
-    assert out.shape == (2, sum(SIZES))
-    assert {k: v.shape[1] for k, v in net.split(out).items()} == dict(READER_HEADS)
+    assert out.shape == (2, sum(SIZES) + 16 * 16)  # the heads, then the coverage map's logits
+    parts = net.split(out)
+    assert {k: v.shape[1] for k, v in parts.items() if k != "cover"} == dict(READER_HEADS)
+    assert parts["cover"].shape == (2, 16, 16)
+    assert decode_heads(net, torch.zeros(2, 3, 16, 16))["cover"].dtype == torch.bool
     assert "coords" not in net.state_dict()  # derived from the size, not stored
+
+
+def test_reader_loss_learns_the_coverage_map():
+    """A few steps on one image fit its mask: the coverage term is part of the reader's loss."""
+    from atlas.toyworld.train_reader import reader_loss
+
+    torch.manual_seed(0)
+    net = ReaderNet((4, 8, 8, 8), 4, 16, 16)
+    x = torch.rand(1, 3, 16, 16)
+    mask = torch.zeros(1, 16, 16, dtype=torch.bool)
+    mask[:, 4:12, 2:9] = True
+    targets = {name: torch.zeros(1, dtype=torch.long) for name, _ in READER_HEADS}
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    for _ in range(150):
+        opt.zero_grad()
+        reader_loss(net, net(x), targets, mask).backward()
+        opt.step()
+    net.eval()
+    got = decode_heads(net, x)["cover"]
+    assert (got == mask).float().mean() > 0.95
+    heads_only = reader_loss(net, net(x), targets)  # without a mask: the heads' cross-entropy alone
+    assert heads_only < reader_loss(net, net(x), targets, ~mask)
+
+
+class _CoverReader(_TwoPictureReader):
+    """As _TwoPictureReader, and the object's pixels are the red ones."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        red = x[:, 0] > x[:, 2]  # (B, 4, 4)
+        cover = torch.where(red, 20.0, -20.0).flatten(1)
+        return torch.cat([super().forward(x), cover], dim=1)
+
+
+def test_place_bound_concepts_are_read_at_the_units_cell():
+    left_red = np.concatenate([RED[:, :3], BLUE[:, 3:]], axis=1)  # red but the last column: a red pill
+    model = LoadedModel(_CoverReader(RED_PILL, BLUE_DISK), "reader", "test:reader", space=ImageSpace(4))
+    reader = Reader(model, torch.device("cpu"))
+    d = reader(np.stack([left_red, BLUE]))
+    assert d.cover is not None and d.cover.shape == (2, 4, 4)
+    assert d.concepts(0, (0, 2, 0, 2))[-2:] == ["here:object", "here:interior"]
+    assert d.concepts(0, (0, 2, 3, 4))[-1] == "here:background"
+    assert d.concepts(0, (0, 2, 2, 4))[-2:] == ["here:object", "here:edge"]  # half covered
+    assert d.concepts(0) == picture_concepts(8, 0, 0, 2, 2, False)  # no cell: no here concepts
+    assert d.select([1]).cover.shape == (1, 4, 4)
+    chains = [_chain(0, left_red), _chain(1, BLUE)]
+    v = reader_verdict(reader, chains, "colour:red@here", cell=(0, 4, 0, 2))
+    assert v.label_shown == 0.5 and "here:interior" in v.pictures[(0, "last", 0)]
+    assert reader_verdict(reader, chains, "colour:red@here", cell=(0, 4, 3, 4)).label_shown == 0.0
+    assert reader_verdict(reader, chains, "here:background", cell=(0, 4, 3, 4)).label_shown == 1.0
+    assert reader_verdict(reader, chains, "colour:red@here").label_shown == 0.0  # no cell: never here
 
 
 def test_bench_label_shown_and_planted_concepts_shown():
@@ -183,7 +262,7 @@ def test_bench_label_shown_and_planted_concepts_shown():
     from atlas.bench.truth import planted_shown, reader_metrics
 
     def unit(u, chains, label):
-        lab = types.SimpleNamespace(label=label) if label else None
+        lab = types.SimpleNamespace(label=label, cell=None) if label else None
         return types.SimpleNamespace(unit=u, status="ok", chains=chains, label=lab)
 
     results = [
@@ -194,6 +273,20 @@ def test_bench_label_shown_and_planted_concepts_shown():
     m = reader_metrics(results, _reader())
     assert m["label_shown_units"] == 2 and m["label_shown"] == pytest.approx(0.75)
     assert m["reader_agreement"] == pytest.approx((1.0 + 0.5 + 1.0) / 3)
+    assert m["label_shown_part_units"] == 0 and math.isnan(m["label_shown_parts"])  # no conv unit here
+    conv = [
+        unit(0, [_chain(0, RED), _chain(1, BLUE)], "here:interior"),
+        unit(1, [_chain(0, RED)], "red pill"),
+    ]
+    cover = LoadedModel(_CoverReader(RED_PILL, BLUE_DISK), "reader", "test:reader", space=ImageSpace(4))
+    for u in conv:
+        u.label.cell = (0, 4, 0, 4)
+    m = reader_metrics(conv, Reader(cover, torch.device("cpu")))
+    assert (m["label_shown_part_units"], m["label_shown_parts"]) == (
+        1,
+        0.5,
+    )  # the red picture covers the cell
+    assert m["label_shown_twin_units"] == 0 and m["label_shown"] == pytest.approx(0.75)
     planted = [
         {"unit": 0, "kind": "concept", "concept": "red pill"},
         {"unit": 1, "kind": "fooling", "concept": "blue disk"},

@@ -379,3 +379,33 @@ def test_union_labels_get_a_caption_naming_both_concepts():
         "a union: the unit detects `class:ring` or `class:frame` alike"
     )
     assert union_note("class:ring") is None and union_note(None) is None and union_note("red pill") is None
+
+
+def test_place_bound_labels_get_their_cell_framed_on_the_pictures():
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from viewer.data import is_place_bound, label_view, outline_cell
+    from viewer.pages_impl.unit import place_note
+
+    lab = label_view({"label": "colour:red@here", "label_score": 0.9, "label_cell": [16, 20, 8, 12]})
+    assert lab.cell == (16, 20, 8, 12)
+    assert label_view({"label": "class:ring", "label_score": 0.9}).cell is None  # fc units, older runs
+    assert is_place_bound("colour:red@here") and is_place_bound("here:edge")
+    assert not is_place_bound("red pill") and not is_place_bound(None)
+    note = place_note("here:edge", (16, 20, 8, 12))
+    assert note is not None and "rows 16–19, columns 8–11" in note
+    assert place_note("class:ring", (16, 20, 8, 12)) is None and place_note("here:edge", None) is None
+
+    pixels = np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    framed = np.asarray(Image.open(io.BytesIO(outline_cell(buf.getvalue(), (16, 20, 8, 12)))))
+    assert framed.shape == (128, 128, 3)  # enlarged 4 x (nearest) to at least 128 px; lines 2 px wide
+    assert np.array_equal(framed[64:80, 32:48], np.kron(pixels[16:20, 8:12], np.ones((4, 4, 1), np.uint8)))
+    assert (framed[62:64, 32:48] == 255).all() and (framed[60:62, 32:48] == 0).all()  # white, then black
+    assert (framed[64:80, 48:50] == 255).all() and (framed[64:80, 50:52] == 0).all()
+    assert (framed[80:82, 32:48] == 255).all() and (framed[64:80, 28:30] == 0).all()
+    assert outline_cell(buf.getvalue(), None) == buf.getvalue() and outline_cell(None, (0, 1, 0, 1)) is None

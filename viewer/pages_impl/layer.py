@@ -91,7 +91,7 @@ def _label_line(rec: dict) -> str:
     """The tile's label line: the label and its AUROC, or "no label" (grey) with the best score."""
     score = widgets.fmt(rec.get("label_score"), 2)
     if isinstance(rec.get("label"), str):
-        return f"<div class='atlas-tile-concept'>{html.escape(str(rec['label']))} · {score}</div>"
+        return f"<div class='atlas-tile-concept'>{widgets.concept_html(str(rec['label']))} · {score}</div>"
     return f"<div class='atlas-tile-label'>no label · {score}</div>"
 
 

@@ -4,8 +4,6 @@ neighbouring units. Lays out :class:`viewer.data.UnitView`."""
 
 from __future__ import annotations
 
-import html
-
 import altair as alt
 import pandas as pd
 import streamlit as st
@@ -85,7 +83,8 @@ def _label_text(lab: data.LabelView) -> None:
     if lab.label is not None:
         score = f"<span class='atlas-label-score'>AUROC <b>{fmt(lab.score)}</b></span>"
         st.markdown(
-            f"<span class='atlas-label'>{html.escape(lab.label)}</span>{score}", unsafe_allow_html=True
+            f"<span class='atlas-label'>{widgets.concept_html(lab.label)}</span>{score}",
+            unsafe_allow_html=True,
         )
     else:
         st.markdown("<span class='atlas-label none'>no label</span>", unsafe_allow_html=True)
@@ -98,6 +97,9 @@ def _label_text(lab: data.LabelView) -> None:
     union = union_note(lab.label)
     if union:
         st.caption(union)
+    place = place_note(lab.label or lab.best, lab.cell)
+    if place:
+        st.caption(place)
     if lab.runner_up is not None:
         st.caption(f"runner-up `{lab.runner_up}` · margin {fmt(lab.margin)}")
     _reader_text(lab)
@@ -117,6 +119,20 @@ def union_note(label: str | None) -> str | None:
     kind, _, values = label.partition(":")
     either = " or ".join(f"`{kind}:{v}`" for v in values.split("|"))
     return f"a union: the unit detects {either} alike (it beats each alone by more than the margin)"
+
+
+def place_note(concept: str | None, cell: tuple[int, int, int, int] | None) -> str | None:
+    """The caption under a conv unit's place-bound concept (``colour:red@here``, ``here:edge``): where
+    *here* is, in the pictures' pixels."""
+    if not data.is_place_bound(concept) or cell is None:
+        return None
+    y0, y1, x0, x1 = cell
+    where = f"rows {y0}–{y1 - 1}, columns {x0}–{x1 - 1}"
+    return (
+        f"place-bound: *here* is the block of the picture the unit's map position reads ({where}; framed on "
+        f"the pictures below): `@here` = the object covers it, `here:edge` = its outline crosses it, "
+        f"`here:interior` = it lies inside the object, `here:background` = no object there"
+    )
 
 
 def _reader_text(lab: data.LabelView) -> None:
@@ -295,6 +311,12 @@ def render(ctx: Context) -> None:
     if view.row.get("status") not in (None, "ok"):
         st.error(f"This unit failed: {view.row.get('error') or view.row.get('status')}")
     _metrics(view.row)
+    if view.label is not None and view.label.cell is not None:
+        outline = st.toggle(
+            "Frame the unit's place on its pictures", value=True, key="unit_outline_cell",
+            help="a conv unit reads one position of its map: the block of the picture it stands for",
+        )  # fmt: skip
+        view = data.with_outlined_cell(view) if outline else view
     _concept(view)
     _facets(view)
     _real(view)
