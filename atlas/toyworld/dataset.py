@@ -38,6 +38,7 @@ class ToyAttributes:
     radius: torch.Tensor  # (N,) float, object radius in half-image units
     distractor: torch.Tensor  # (N,) bool, a small dot of another colour is present
     mask: torch.Tensor  # (N, S, S) bool, the object's pixels (coverage >= 0.5)
+    objects: torch.Tensor  # (N, S, S) bool, every object's pixels (the second object's too; distractor not)
 
     @staticmethod
     def cat(parts: list[ToyAttributes]) -> ToyAttributes:
@@ -190,6 +191,9 @@ def _render_chunk(
     img = img * (1 - alpha) + colour[:, :, None, None] * alpha
     if second is not None:
         img = img * (1 - second_alpha) + second_colour[:, :, None, None] * second_alpha
+    objects = alpha[:, 0] >= 0.5
+    if second is not None:
+        objects = objects | (second_alpha[:, 0] >= 0.5)
 
     # distractor: a small dot of another colour, sometimes
     has = u(n) < cfg.distractor_p
@@ -201,7 +205,7 @@ def _render_chunk(
     img = img * (1 - d_alpha) + palette[d_idx][:, :, None, None] * d_alpha
 
     img = img + cfg.noise * torch.randn(img.shape, generator=gen)
-    truth = ToyAttributes(obj_idx, cx, cy, r, has, alpha[:, 0] >= 0.5)
+    truth = ToyAttributes(obj_idx, cx, cy, r, has, alpha[:, 0] >= 0.5, objects)
     return (img.clamp(0, 1) * 255).round().to(torch.uint8), truth
 
 

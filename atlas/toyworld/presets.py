@@ -85,6 +85,7 @@ class GeneratorConfig:
     edge_weight: float = 1.0  # L1 on image gradients (keeps edges sharp)
     feature_weight: float = 0.5  # L1 on the features of a fixed comparator C (not T, not J)
     adv_weight: float = 0.0  # adversarial term (discriminator conditioned on the code); 0 = off
+    object_weight: float = 0.0  # extra pixel-loss weight on the objects' pixels (1 + w there); 0 = plain MSE
     d_every: int = 2  # discriminator update every N generator steps
     seed: int = 3
 
@@ -235,6 +236,8 @@ def config_hash(cfg: ToyWorldConfig) -> str:
     d.pop("reader")
     if not d["data"]["second_p"]:
         d["data"].pop("second_p")  # came after the shipped hashes (see DataConfig.second_p)
+    if not d["generator"]["object_weight"]:
+        d["generator"].pop("object_weight")  # came after the shipped hashes too
     d["format_version"] = FORMAT_VERSION
     blob = json.dumps(d, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:12]

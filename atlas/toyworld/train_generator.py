@@ -2,11 +2,13 @@
 
 G starts from the decoder trained jointly with T and is fine-tuned on codes of the *frozen, eval-mode* T:
 
-    loss = pixel_weight   * 10 * MSE(G(h), x) + edge_weight * L1(grad G(h), grad x)
+    loss = pixel_weight   * 10 * wMSE(G(h), x) + edge_weight * L1(grad G(h), grad x)
          + feature_weight * sum_l L1(C_l(G(h)), C_l(x))          (C: fixed random conv comparator, not T)
          + adv_weight     * softplus(-D(G(h), h))                 (D: conditioned on the code; optional)
 
-J is never used here. The pixel and edge terms keep colour, contrast and sharp outlines; the comparator's
+wMSE weighs each pixel 1 + ``object_weight`` on the objects' pixels (the renderer's masks), normalized by the
+mean weight (plain MSE at 0): the background is most of a picture and otherwise dominates the loss. J is
+never used here. The pixel and edge terms keep colour, contrast and sharp outlines; the comparator's
 features reward local structure without rewarding whatever pleases T.
 """
 
@@ -61,6 +63,7 @@ def train_generator(
         g = copy.deepcopy(decoder)
     else:
         g = Generator(codes.shape[1], gc.width, size, cfg.target.pools)
+    objects = data.attributes.objects if gc.object_weight and data.attributes is not None else None
     comp = Comparator()
     disc = CodeDiscriminator(codes.shape[1], max(8, gc.width // 2), size) if gc.adv_weight > 0 else None
     opt = torch.optim.Adam(g.parameters(), lr=gc.lr)
@@ -73,7 +76,8 @@ def train_generator(
             for idx in epoch_batches(len(data), gc.batch, gen):
                 x, h = data.rgb01(idx), codes[idx]
                 r = g(h)
-                loss = gc.pixel_weight * 10 * F.mse_loss(r, x) + gc.edge_weight * edge_l1(r, x)
+                w = None if objects is None else 1 + gc.object_weight * objects[idx].float()[:, None]
+                loss = gc.pixel_weight * 10 * weighted_mse(r, x, w) + gc.edge_weight * edge_l1(r, x)
                 if gc.feature_weight > 0:
                     fr, fx = comp(r), comp(x)
                     loss = loss + gc.feature_weight * sum(
@@ -91,6 +95,14 @@ def train_generator(
                 bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
     g.eval()
     return g
+
+
+def weighted_mse(r: torch.Tensor, x: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
+    """Mean squared error of (B, 3, S, S) pictures, each pixel weighted by w (B, 1, S, S) and normalized by
+    the mean weight; plain MSE without w."""
+    if w is None:
+        return F.mse_loss(r, x)
+    return ((r - x) ** 2 * w).mean() / w.mean()
 
 
 def reconstruct(target: TargetNet, g: Generator, images01: torch.Tensor, size: int) -> torch.Tensor:

@@ -199,3 +199,28 @@ def test_config_accepts_exactly_the_presets():
     from atlas.toyworld.presets import PRESETS
 
     assert set(get_args(ToyWorldRef.model_fields["preset"].annotation)) == set(PRESETS)
+
+
+def test_objects_mask_holds_every_object_and_weights_gs_pixel_loss():
+    """``ToyAttributes.objects``: the first object's mask in a one-object image, both objects' in a pair;
+    G's object-weighted MSE is plain MSE at weight 0 and counts object pixels 1 + w times."""
+    from atlas.toyworld.train_generator import weighted_mse
+
+    one = render(64, SMALL, seed=5).attributes
+    assert torch.equal(one.objects, one.mask)
+    d = render(120, PAIRS, seed=4)
+    a, two = d.attributes, d.second_labels() >= 0
+    assert (a.objects >= a.mask).all() and torch.equal(a.objects[~two], a.mask[~two])
+    extra = (a.objects & ~a.mask).flatten(1).sum(1)  # the second object's pixels
+    assert (extra[two] > 20).all() and (extra[~two] == 0).all()
+    r, x = torch.zeros(1, 3, 2, 2), torch.ones(1, 3, 2, 2)
+    x[..., 0, 0] = 3.0  # error 9 on the object pixel, 1 elsewhere
+    w = torch.ones(1, 1, 2, 2)
+    assert weighted_mse(r, x, None) == weighted_mse(r, x, w) == pytest.approx(3.0)
+    w[..., 0, 0] = 4.0  # object weight 3: (4 * 9 + 3 * 1) / 7 per channel
+    assert weighted_mse(r, x, w) == pytest.approx((4 * 9 + 3) / 7)
+    default = get_preset("default")
+    heavier = dataclasses.replace(
+        default, generator=dataclasses.replace(default.generator, object_weight=2.0)
+    )
+    assert config_hash(default) == "c649bf3f7ce7" and config_hash(heavier) != config_hash(default)
