@@ -692,8 +692,8 @@ def _cell(value: Any) -> tuple[int, int, int, int] | None:
 
 
 def is_place_bound(concept: str | None) -> bool:
-    """A conv unit's concept about its own place: ``here:edge``, ``colour:red@here`` (atlas.sampling.concepts
-    ``located``)."""
+    """A conv unit's concept about its own place: ``here:edge``, ``colour:red@here`` (as
+    atlas.sampling.concepts ``place_kind`` is not None; not imported: it pulls in torch)."""
     return concept is not None and (concept.startswith("here:") or concept.endswith("@here"))
 
 

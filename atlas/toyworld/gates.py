@@ -140,17 +140,13 @@ def evaluate_reader(world: ToyWorld) -> tuple[dict[str, dict[str, Any]], dict[st
 def _here_accuracy(mask: torch.Tensor, cover: torch.Tensor, stride: int = 4) -> dict[str, float]:
     """Per part of the here vocabulary (``concepts.here_parts``), the share of all stride x stride cells of
     all images where the coverage map's verdict equals the mask's; mask, cover (N, S, S) bool."""
-    from atlas.sampling.concepts import cell_coverage, here_parts
+    from atlas.sampling.concepts import here_parts
 
-    size = mask.shape[-1]
-    agree: dict[str, list[torch.Tensor]] = {}
-    for y in range(0, size, stride):
-        for x in range(0, size, stride):
-            cell = (y, y + stride, x, x + stride)
-            truth, read = here_parts(cell_coverage(mask, cell)), here_parts(cell_coverage(cover, cell))
-            for part in truth:
-                agree.setdefault(part, []).append(truth[part] == read[part])
-    return {part: round(torch.cat(v).float().mean().item(), 4) for part, v in agree.items()}
+    def coverage(m: torch.Tensor) -> torch.Tensor:  # (N, S, S) -> every cell's share of object pixels
+        return torch.nn.functional.avg_pool2d(m[:, None].float(), stride).flatten()
+
+    truth, read = here_parts(coverage(mask)), here_parts(coverage(cover))
+    return {part: round((truth[part] == read[part]).float().mean().item(), 4) for part in truth}
 
 
 def format_table(report: dict[str, Any]) -> str:

@@ -166,7 +166,8 @@ def reader_verdict(
     index = {key: i for i, (key, _) in enumerate(pictures)}
     concepts = {key: decoded.concepts(i, cell) for key, i in index.items()}
     kept = [c for c in chains if not c.diverged] or list(chains)
-    lasts = [index[(c.chain, "last", 0)] for c in kept]
-    shown = [shows(decoded.concepts(i, cell), label) for i in lasts] if label is not None else [None]
+    last_keys = [(c.chain, "last", 0) for c in kept]
+    lasts = [index[key] for key in last_keys]
+    shown = [shows(concepts[key], label) for key in last_keys] if label is not None else [None]
     label_shown = None if shown[0] is None else sum(bool(s) for s in shown) / len(shown)
     return ReaderVerdict(label_shown, agreement(decoded.select(lasts)), concepts)
