@@ -12,8 +12,14 @@ stop at the natural maximum leave the diversity term no steps to act):
   probable classes (probability summed over facets) are exactly a and b — "the judge recognizes both"; and
   the same share on *natural* two-object pictures of each pair (``toyworld.composites``; report
   ``natural_pairs``): the judge's own ceiling — the world's own two-object images in the ``pairs`` preset,
-  pasted composites in the one-object worlds;
-- **contrasts** ``a - b``: the share whose most probable class is a and whose second is not b;
+  pasted composites in the one-object worlds; and the target's own reading of the same last pictures
+  (``target_share``: T's two highest units of the layer are a and b), what the chains actually optimized —
+  high for T and low for J means pictures that please T without showing both classes;
+- **pairs from the config's own start** (``pairs_own_start``): the same pairs with the config's
+  ``sampler.start`` and ``stop_at`` (``facet_seeded``: the codes of each pair's top real images, which a
+  ``log_softmax`` pair ranks by log p(a) + log p(b): natural pictures of both): what an atlas run draws;
+- **contrasts** ``a - b``: the share whose most probable class is a and whose second is not b (by J, and
+  by T in ``target_share``);
 - **diversity** ``sampler.diversity`` in DIVERSITY_WEIGHTS, plain units: each unit's chain diversity (mean
   pairwise RMS pixel distance between its last pictures, as ``bench quality``) and recognizability (J's
   class = the unit's).
@@ -37,6 +43,8 @@ from atlas.sampling.results import UnitResult
 
 DIVERSITY_WEIGHTS = (0.0, 30.0, 300.0)  # the term is a cosine (<= 1) against raw activations (~10)
 PAIRS = ((0, 1), (2, 3), (4, 5), (6, 7), (8, 9))
+# methods whose start is a real image by definition, whatever sampler.start says (atlas.sampling.peers)
+REAL_START = {"accentuation": "the unit's top real images (a composite's: ranked by its own objective)"}
 
 
 def _common_start(cfg: RunConfig, method: str, **sampler: Any) -> RunConfig:
@@ -68,11 +76,15 @@ def run_objectives(
         if "natural_pairs" not in report:  # the judge's ceiling, once: the same judge for every method
             report["natural_pairs"] = natural_pair_share(judge, cfg.toyworld.preset, n)
             log(f"natural two-object pictures judged both: {report['natural_pairs']['share']:.2f}")
-        m: dict[str, Any] = {}
+        m: dict[str, Any] = {"start": REAL_START.get(method, "common")}
         t0 = time.perf_counter()
         m["pairs"] = _pair_share(engine, judge, output.name, n, cfg.seed, "+")
         m["contrasts"] = _pair_share(engine, judge, output.name, n, cfg.seed, "-")
         m["pair_seconds"] = time.perf_counter() - t0
+        own_engine, _, _ = build_engine(replace(cfg, sampler=replace(cfg.sampler, method=method)))
+        m["pairs_own_start"] = _pair_share(own_engine, judge, output.name, n, cfg.seed, "+") | {
+            "start": cfg.sampler.start
+        }
         m["diversity"] = {}
         for weight in DIVERSITY_WEIGHTS:
             w_cfg = _common_start(cfg, method, diversity=weight)
@@ -83,31 +95,54 @@ def run_objectives(
                 "seconds": time.perf_counter() - t0
             }
             log(f"{method} diversity {weight:g}: " + _diversity_line(m["diversity"][str(weight)]))
-        log(f"{method}: pairs judged both {m['pairs']['share']:.2f}, contrasts {m['contrasts']['share']:.2f}")
+        log(
+            f"{method}: pairs judged both {m['pairs']['share']:.2f} ({cfg.sampler.start} start: "
+            f"{m['pairs_own_start']['share']:.2f}), contrasts {m['contrasts']['share']:.2f}"
+        )
         report["methods"][method] = m
     return report
 
 
-def _pair_share(engine: Any, judge: Any, layer: str, n: int, seed: int, op: str) -> dict[str, Any]:
-    """Composite ``a op b`` for each pair: the share of pictures J reads as the pair (see module doc)."""
-    composites = tuple(parse_composite(f"{a} {op} {b}", n) for a, b in PAIRS if max(a, b) < n)
+def _pair_share(
+    engine: Any, judge: Any, layer: str, n: int, seed: int, op: str, pairs: tuple = PAIRS
+) -> dict[str, Any]:
+    """Composite ``a op b`` for each pair: the share of pictures J (and T) reads as the pair (module doc)."""
+    composites = tuple(parse_composite(f"{a} {op} {b}", n) for a, b in pairs if max(a, b) < n)
     ids = [n + k for k in range(len(composites))]
     results = engine.map_units(layer, ids, seed=seed, composites=composites)
-    hits, total, per_pair = 0, 0, {}
+    read = _both if op == "+" else _first_not_second
+    hits, target_hits, total, per_pair, target_per_pair = 0, 0, 0, {}, {}
     for comp, res in zip(composites, results, strict=True):
         images = _pictures([res])
         if not images:
             continue
-        probs = judge.class_probs(np.stack(images))  # (K, classes)
         a, b = comp.terms[0][0], comp.terms[1][0]
-        ok = _both(probs, a, b) if op == "+" else _first_not_second(probs, a, b)
-        hits, total = hits + sum(ok), total + len(ok)
+        ok = read(judge.class_probs(np.stack(images)), a, b)  # J: (K, classes) probabilities
+        target_ok = read(_last_layer_values([res]), a, b)  # T's own layer on the same pictures
+        hits, target_hits, total = hits + sum(ok), target_hits + sum(target_ok), total + len(ok)
         per_pair[comp.text] = sum(ok) / len(ok)
-    return {"share": hits / total if total else math.nan, "pictures": total, "per_pair": per_pair}
+        target_per_pair[comp.text] = sum(target_ok) / len(target_ok)
+    return {
+        "share": hits / total if total else math.nan,
+        "target_share": target_hits / total if total else math.nan,
+        "pictures": total,
+        "per_pair": per_pair,
+        "target_per_pair": target_per_pair,
+    }
+
+
+def _last_layer_values(results: list[UnitResult]) -> torch.Tensor:
+    """(K, U) the target's whole layer on each last picture, in ``_pictures`` order: what the chains
+    optimized, so "T reads both" against "J reads both" separates a chain that missed its objective from a
+    picture that pleases T without looking like the classes (Nguyen et al. 2015's fooling images)."""
+    return torch.stack(
+        [c.final_activations.float() for u in results if u.status == "ok" for c in u.chains if not c.diverged]
+    )
 
 
 def _both(probs: torch.Tensor, a: int, b: int) -> list[bool]:
-    """probs (K, classes): is each picture's pair of most probable classes exactly {a, b}?"""
+    """probs (K, classes) (or any monotone scores, e.g. logits): is each picture's pair of most probable
+    classes exactly {a, b}?"""
     return [set(t) == {a, b} for t in torch.topk(probs, 2, dim=1).indices.tolist()]
 
 
@@ -157,25 +192,33 @@ def _diversity_line(row: dict[str, float]) -> str:
 
 def format_table(report: dict[str, Any]) -> str:
     lines = [
-        f"{'method':<8}{'pairs: both':>12}{'contrasts':>11}  "
+        f"{'method':<13}{'pairs: both':>12}{'(T)':>6}{'own start':>11}{'contrasts':>11}{'(T)':>6}  "
         + "".join(f"{'div ' + w:>10}{'recog.':>8}" for w in map(str, DIVERSITY_WEIGHTS)),
-        "-" * (31 + 18 * len(DIVERSITY_WEIGHTS)),
+        "-" * (59 + 18 * len(DIVERSITY_WEIGHTS)),
     ]
     for method, m in report["methods"].items():
-        row = f"{method:<8}{m['pairs']['share']:>12.2f}{m['contrasts']['share']:>11.2f}  "
+        p, c, own = m["pairs"], m["contrasts"], m["pairs_own_start"]
+        row = f"{method:<13}{p['share']:>12.2f}{p['target_share']:>6.2f}{own['share']:>11.2f}"
+        row += f"{c['share']:>11.2f}{c['target_share']:>6.2f}  "
         for w in map(str, DIVERSITY_WEIGHTS):
             d = m["diversity"][w]
             row += f"{d['diversity']:>10.3f}{d['recognizability']:>8.2f}"
         lines.append(row)
+    for method, m in report["methods"].items():
+        if m.get("start", "common") != "common":
+            lines.append(f"{'':<13}{method} starts from {m['start']}, not from the common start")
     if "natural_pairs" in report:
         nat = report["natural_pairs"]
         lines.append(
-            f"{'natural':<8}{nat['share']:>12.2f}  (J on {nat['pictures']} natural two-object pictures "
+            f"{'natural':<13}{nat['share']:>12.2f}  (J on {nat['pictures']} natural two-object pictures "
             "of the same pairs: the judge's own ceiling)"
         )
     lines.append(
-        "(output units, common start; pairs a + b: J's top two classes are a and b; contrasts a - b: J's top "
-        "class is a, its second not b; div w: sampler.diversity = w, mean pairwise RMS distance of a unit's "
-        "last pictures, and the share J reads as the unit's class)"
+        "(output units, common start; pairs a + b: J's top two classes are a and b, (T): the target's own "
+        "top two on the same pictures, what the chains optimized; own start: pairs judged both from the "
+        "config's own sampler.start and stop_at (facet_seeded: the codes of the pair's top real images); "
+        "contrasts a - b: J's top class is a, its "
+        "second not b; div w: sampler.diversity = w, mean pairwise RMS distance of a unit's last pictures, "
+        "and the share J reads as the unit's class)"
     )
     return "\n".join(lines)

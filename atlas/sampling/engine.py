@@ -227,7 +227,8 @@ class Engine:
         try:
             self._load_real(name)
             if self.real is not None:
-                self.real.set_composites(name, objective.weights(torch.device("cpu")) if composites else None)
+                weights = objective.weights(torch.device("cpu")) if composites else None
+                self.real.set_composites(name, weights, objective.kind)
         except Exception as exc:  # noqa: BLE001 - sample without real images rather than fail the layer
             rows.real_error = exc
         todo = [

@@ -62,7 +62,9 @@ class RealFeatures:
         self._labels: dict[str, list[UnitLabel]] = {}  # layer -> one label per unit
         self._dissections: dict[str, list[Dissection]] = {}  # conv layer -> Network Dissection per unit
         self._composites: dict[str, torch.Tensor | None] = {}  # layer -> (U, K) composite weights
+        self._composite_kind: dict[str, str] = {}  # layer -> the objective variant its composites sum
         self._extended: dict[str, torch.Tensor] = {}  # layer -> (N, U + K) values with composites
+        self._scores: dict[str, torch.Tensor] = {}  # layer -> (N, U + K) what top() ranks by
         self.codes: torch.Tensor | None = None  # (N, D)
         self.facet_features: torch.Tensor | None = None  # (N, F)
         self.patterns: dict[str, torch.Tensor] = {}  # path layer -> (N, C) activation patterns
@@ -77,20 +79,25 @@ class RealFeatures:
         raw weighted sums (``set_composites``); None before ``load(layer)``."""
         return self._all(layer) if layer in self._values else None
 
-    def set_composites(self, layer: str, weights: torch.Tensor | None) -> None:
+    def set_composites(self, layer: str, weights: torch.Tensor | None, kind: str = "raw") -> None:
         """Composite objectives of ``layer`` (``objectives.Objective.weights``: (U, K)) become units U ..
-        U + K - 1 of its values: their natural values, percentiles, top images and labels."""
+        U + K - 1 of its values: their natural values, percentiles, top images and labels. ``kind``: the
+        objective variant they sum (``Objective.kind``), which ranks their top images (``top``)."""
         old = self._composites.get(layer)
-        same = (old is None and weights is None) or (
-            old is not None
-            and weights is not None
-            and old.shape == weights.shape
-            and torch.equal(old, weights)
+        same = self._composite_kind.get(layer, "raw") == kind and (
+            (old is None and weights is None)
+            or (
+                old is not None
+                and weights is not None
+                and old.shape == weights.shape
+                and torch.equal(old, weights)
+            )
         )
         if same:
             return
         self._composites[layer] = weights.detach().float().cpu() if weights is not None else None
-        for cache in (self._extended, self._sorted, self._labels):
+        self._composite_kind[layer] = kind
+        for cache in (self._extended, self._scores, self._sorted, self._labels):
             cache.pop(layer, None)
 
     def _all(self, layer: str) -> torch.Tensor:
@@ -104,8 +111,25 @@ class RealFeatures:
         return self._extended[layer]
 
     def top(self, layer: str, unit: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(indices (k,), values (k,)) of the unit's top k real images, highest first."""
-        return top_real(self._all(layer), unit, k)
+        """(indices (k,), values (k,)) of the unit's top k real images, highest first: ranked by what the
+        unit's chains maximize (``_score``), valued as ``values`` (a composite: its raw weighted sum)."""
+        idx, _ = top_real(self._score(layer), unit, k)
+        return idx, self._all(layer)[idx, unit].float()
+
+    def _score(self, layer: str) -> torch.Tensor:
+        """(N, U + K) what ranks the top images: the layer's own values, then each composite's weighted sum
+        of its objective variant g (Eq. 2 of Nguyen et al. 2016 at a real image): a ``log_softmax`` pair
+        ``a + b`` scores log p(a) + log p(b), highest on pictures of both, where the raw sum is highest on
+        one object halfway between the two classes."""
+        w = self._composites.get(layer)
+        kind = self._composite_kind.get(layer, "raw")
+        if w is None or w.shape[1] == 0 or kind == "raw":
+            return self._all(layer)
+        if layer not in self._scores:
+            base = self._values[layer].float()  # (N, U)
+            g = torch.log_softmax(base, dim=1) if kind == "log_softmax" else torch.softmax(base, dim=1)
+            self._scores[layer] = torch.cat([base, g @ w.to(base.device)], dim=1)
+        return self._scores[layer]
 
     @property
     def concepts(self) -> ConceptSet | None:

@@ -151,6 +151,10 @@ def test_objectives_bench_pairs_contrasts_and_diversity(micro_cache, tmp_path, c
     assert natural["pictures"] > 0 and 0.0 <= natural["share"] <= 1.0 and len(natural["per_pair"]) == 5
     m = report["methods"]["dgn_am"]
     assert m["pairs"]["pictures"] == 10 and 0.0 <= m["pairs"]["share"] <= 1.0  # 5 pairs x 2 chains
+    assert m["pairs_own_start"]["pictures"] == 10 and m["pairs_own_start"]["start"] == "facet_seeded"
+    assert 0.0 <= m["pairs"]["target_share"] <= 1.0 and set(m["pairs"]["target_per_pair"]) == set(
+        m["pairs"]["per_pair"]
+    )
     assert set(m["pairs"]["per_pair"]) == {"0 + 1", "2 + 3", "4 + 5", "6 + 7", "8 + 9"}
     assert set(m["contrasts"]["per_pair"]) == {"0 - 1", "2 - 3", "4 - 5", "6 - 7", "8 - 9"}
     assert set(m["diversity"]) == {"0.0", "30.0", "300.0"}

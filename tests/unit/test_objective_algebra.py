@@ -151,3 +151,53 @@ def test_driver_numbers_composites_after_the_layer_units_and_checks_their_range(
     bad = load_config("configs/demo.yaml", ['layers=[{"name": "fc8", "objectives": ["3 - 12"]}]'])
     with pytest.raises(ConfigError, match=r"layers\.0\.objectives: unit 12 .* units 0-9"):
         resolve_layers(bad, Models(), shapes={"fc8": (10,)})
+
+
+def test_pair_share_reads_the_same_last_pictures_by_the_judge_and_by_the_target():
+    """bench objectives: J's verdict and T's own top two are taken on the same non-diverged last pictures."""
+    import types
+
+    import numpy as np
+
+    from atlas.bench.objectives import _last_layer_values, _pair_share
+
+    def chain(values, diverged=False):
+        return types.SimpleNamespace(
+            last=types.SimpleNamespace(image=np.zeros((2, 2, 3), np.uint8)),
+            final_activations=torch.tensor(values),
+            diverged=diverged,
+        )
+
+    fooling = types.SimpleNamespace(  # T reads 0 and 1 on both kept pictures, J sees class 2 first
+        status="ok",
+        chains=[chain([5.0, 4.0, 0.0]), chain([3.0, 6.0, 1.0]), chain([0.0, 0.0, 9.0], diverged=True)],
+    )
+    assert _last_layer_values([fooling]).tolist() == [[5.0, 4.0, 0.0], [3.0, 6.0, 1.0]]
+    engine = types.SimpleNamespace(map_units=lambda layer, ids, seed, composites: [fooling])
+    judge = types.SimpleNamespace(class_probs=lambda x: torch.tensor([[0.2, 0.3, 0.5]]).expand(len(x), 3))
+    both = _pair_share(engine, judge, "fc8", 3, 0, "+", pairs=((0, 1),))
+    contrast = _pair_share(engine, judge, "fc8", 3, 0, "-", pairs=((0, 1),))
+    assert both["pictures"] == 2 and both["share"] == 0.0 and both["target_share"] == 1.0
+    assert both["target_per_pair"] == {"0 + 1": 1.0}
+    # 0 - 1: T's top is 0 then 1 on the first picture (second is b: no), 1 first on the second (no)
+    assert contrast["target_share"] == 0.0 and contrast["share"] == 0.0
+
+
+def test_a_composites_top_real_images_are_ranked_by_its_own_objective_variant():
+    """A log_softmax pair's top real images maximize log p(a) + log p(b) (pictures of both), not the raw
+    sum (one object between the classes); their recorded values stay the raw weighted sums."""
+    pair = (parse_composite("2 + 5", 10),)
+    for kind in ("raw", "log_softmax"):
+        eng = _engine(steps=1, objective=kind)
+        eng.map_units("fc8", [10], seed=0, composites=pair)
+        v = eng.real.values("fc8")  # (N, 11): raw values, the pair's raw sum last
+        base = v[:, :10].float()
+        score = base if kind == "raw" else torch.log_softmax(base, dim=1)
+        want = torch.topk(score[:, 2] + score[:, 5], 5).indices
+        idx, vals = eng.real.top("fc8", 10, 5)
+        assert idx.tolist() == want.tolist()
+        assert torch.allclose(vals, v[idx, 10].float())
+        own, _ = eng.real.top("fc8", 3, 5)  # the layer's own units: ranked by their values, as before
+        assert own.tolist() == torch.topk(base[:, 3], 5).indices.tolist()
+    raw_top = torch.topk(base[:, 2] + base[:, 5], 5).indices
+    assert raw_top.tolist() != want.tolist()  # the tiny world's two rankings differ: the test can fail
