@@ -128,8 +128,9 @@ def _add_truth_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--json", help="write the report as JSON to this path")
     o = sub.add_parser(
         "objectives",
-        help="Objective algebra on the toy world's output units: pairs a + b and contrasts a - b (judged), "
-        "the diversity term's effect on chain diversity and recognizability (atlas.bench.objectives).",
+        help="Objective algebra on the toy world's output units: pairs a + b and contrasts a - b (judged by "
+        "J, and read by T itself), pairs from the config's own start, the diversity term's effect on chain "
+        "diversity and recognizability (atlas.bench.objectives).",
     )
     o.add_argument("--config", default="configs/demo.yaml", help="run config (default configs/demo.yaml)")
     o.add_argument("--methods", default="dgn_am,ppgn_h", help="comma-separated gradient methods")

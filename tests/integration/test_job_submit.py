@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -56,6 +57,9 @@ def ray_head():
     env = {
         **os.environ,
         "RAY_AUTH_MODE": "token",
+        # `ray start --head` in token mode needs a token and creates none (on a fresh machine there is no
+        # ~/.ray/auth_token until something calls ray.init): the head and its clients share the test's own
+        "RAY_AUTH_TOKEN": secrets.token_hex(32),
         # as docs/pipeline.md advises for `ray start`: the job's supervisor, driver and actors at niceness 0,
         # not Ray's 15 (at 15 a busy machine starves the job: 15 s quiet took 135 s under a two-core hog)
         "RAY_worker_niceness": "0",
