@@ -217,8 +217,7 @@ def format_table(report: dict[str, Any]) -> str:
         "(output units, common start; pairs a + b: J's top two classes are a and b, (T): the target's own "
         "top two on the same pictures, what the chains optimized; own start: pairs judged both from the "
         "config's own sampler.start and stop_at (facet_seeded: the codes of the pair's top real images); "
-        "contrasts a - b: J's top class is a, its "
-        "second not b; div w: sampler.diversity = w, mean pairwise RMS distance of a unit's last pictures, "
-        "and the share J reads as the unit's class)"
+        "contrasts a - b: J's top class is a, its second not b; div w: sampler.diversity = w, mean pairwise "
+        "RMS distance of a unit's last pictures, and the share J reads as the unit's class)"
     )
     return "\n".join(lines)
