@@ -54,8 +54,13 @@ def _common_start(cfg: RunConfig, method: str, **sampler: Any) -> RunConfig:
     return replace(cfg, sampler=s)
 
 
+def _kept_chains(results: list[UnitResult]) -> list[Any]:
+    """The non-diverged chains of the units that ran, in order: whose last pictures the bench judges."""
+    return [c for u in results if u.status == "ok" for c in u.chains if not c.diverged]
+
+
 def _pictures(results: list[UnitResult]) -> list[np.ndarray]:
-    return [c.last.image for u in results if u.status == "ok" for c in u.chains if not c.diverged]
+    return [c.last.image for c in _kept_chains(results)]
 
 
 def run_objectives(
@@ -135,9 +140,7 @@ def _last_layer_values(results: list[UnitResult]) -> torch.Tensor:
     """(K, U) the target's whole layer on each last picture, in ``_pictures`` order: what the chains
     optimized, so "T reads both" against "J reads both" separates a chain that missed its objective from a
     picture that pleases T without looking like the classes (Nguyen et al. 2015's fooling images)."""
-    return torch.stack(
-        [c.final_activations.float() for u in results if u.status == "ok" for c in u.chains if not c.diverged]
-    )
+    return torch.stack([c.final_activations.float() for c in _kept_chains(results)])
 
 
 def _both(probs: torch.Tensor, a: int, b: int) -> list[bool]:

@@ -62,6 +62,16 @@ def layer_values(acts: torch.Tensor, units: list[Unit]) -> torch.Tensor:
     return at_pos
 
 
+def variant(values: torch.Tensor, kind: ObjectiveKind) -> torch.Tensor:
+    """(B, U) layer vectors -> (B, U) g(v), g the objective variant across the layer (float32)."""
+    values = values.float()
+    if kind == "raw":
+        return values
+    if kind == "softmax":
+        return torch.softmax(values, dim=1)
+    return torch.log_softmax(values, dim=1)
+
+
 @dataclass(frozen=True)
 class Composite:
     """A weighted sum of a layer's units, e.g. ``3 - 5`` -> terms ((3, 1.0), (5, -1.0))."""
@@ -145,13 +155,7 @@ class Objective:
 
     def __call__(self, values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         """values: (B, U) layer vectors; index: (B,) long unit per chain -> (B,) objective per chain."""
-        values = values.float()
-        if self.kind == "raw":
-            out = values
-        elif self.kind == "softmax":
-            out = torch.softmax(values, dim=1)
-        else:
-            out = torch.log_softmax(values, dim=1)
+        out = variant(values, self.kind)
         return self.extend(out).gather(1, index.view(-1, 1)).squeeze(1)
 
     def readout(self, values: torch.Tensor, index: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -37,7 +37,7 @@ from atlas.sampling.concepts import (
 from atlas.sampling.facets import top_real
 from atlas.sampling.manifold import reconstruction_error
 from atlas.sampling.nets import EngineNets
-from atlas.sampling.objectives import layer_values
+from atlas.sampling.objectives import layer_values, variant
 from atlas.sampling.real import RealImagesLike
 from atlas.sampling.units import Spatial, center_of, make_unit
 
@@ -127,7 +127,7 @@ class RealFeatures:
             return self._all(layer)
         if layer not in self._scores:
             base = self._values[layer].float()  # (N, U)
-            g = torch.log_softmax(base, dim=1) if kind == "log_softmax" else torch.softmax(base, dim=1)
+            g = variant(base, kind)  # type: ignore[arg-type]
             self._scores[layer] = torch.cat([base, g @ w.to(base.device)], dim=1)
         return self._scores[layer]
 
