@@ -13,6 +13,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 # subcommand -> module under atlas.commands (explicit table; no dynamic discovery)
 COMMANDS: dict[str, str] = {
@@ -30,26 +31,54 @@ COMMANDS: dict[str, str] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+class OneLineParser(argparse.ArgumentParser):
+    """Command-line mistakes (unknown flag, bad choice, missing argument) are one line, as every other user
+    error: ``atlas: error: argument --format: invalid choice: 'xml' ... (see 'atlas sql --help')``, exit 2.
+    Subcommand parsers inherit the class (``add_subparsers`` uses the parent's)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"atlas: error: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The ``atlas`` parser and each subcommand's own parser."""
+    parser = OneLineParser(
         prog="atlas",
         description="Atlas of preferred images for every unit of an image network (DGN-AM / PPGN-h).",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    commands = {}
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(f"atlas.commands.{module_name}")
         p = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(p)
         p.set_defaults(_run=module.run)
-    return parser
+        commands[name] = p
+    return parser, commands
+
+
+def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Options may sit anywhere among a subcommand's positionals (``atlas sql RUN --format csv QUERY``):
+    what a plain parse leaves over is parsed again, intermixed, by the subcommand's own parser."""
+    parser, commands = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        own = commands[args.command]
+        try:
+            again = own.parse_intermixed_args(argv[argv.index(args.command) + 1 :])
+        except TypeError:  # a parser with sub-commands of its own cannot intermix
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        again.command = args.command
+        return again
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from atlas.errors import AtlasError
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse(argv)
     try:
         code = args._run(args)
     except AtlasError as exc:

@@ -395,16 +395,27 @@ class LayerConfig(Section):
             raise ValueError(str(exc)) from None
         return self
 
-    def composite_texts(self) -> list[str]:
-        """``objectives`` then ``pairs`` as expressions, in the order their units are numbered."""
-        return list(self.objectives) + [f"{a} + {b}" for a, b in self.pairs]
+    def composite_texts(self) -> list[tuple[str, str]]:
+        """``objectives`` then ``pairs`` as (the key that wrote it, expression), in the order their units
+        are numbered: ``("objectives", "3 - 5")``, ``("pairs", "1 + 2")``."""
+        return [("objectives", t) for t in self.objectives] + [("pairs", f"{a} + {b}") for a, b in self.pairs]
 
-    def composites(self, n_units: int | None = None, key: str = "objectives") -> tuple[Composite, ...]:
-        """The layer's composite objectives (units n_units, n_units + 1, ...); ConfigError when one cannot
-        be read or names a unit outside 0..n_units-1."""
+    def composites(self, n_units: int | None = None, prefix: str = "") -> tuple[Composite, ...]:
+        """The layer's composite objectives (units n_units, n_units + 1, ...); a ConfigError naming
+        ``{prefix}objectives`` or ``{prefix}pairs`` when one cannot be read, names a unit outside
+        0..n_units-1, or repeats another (the same units and weights: it would be drawn twice)."""
         from atlas.sampling.objectives import parse_composite  # the sampling package imports this module
 
-        return tuple(parse_composite(text, n_units, key) for text in self.composite_texts())
+        out: list[Composite] = []
+        for field_name, text in self.composite_texts():
+            comp = parse_composite(text, n_units, f"{prefix}{field_name}")
+            twin = next((c for c in out if sorted(c.terms) == sorted(comp.terms)), None)
+            if twin is not None:
+                raise ConfigError(
+                    f"{prefix}{field_name}: {text!r} repeats {twin.text!r}; list each composite once"
+                )
+            out.append(comp)
+        return tuple(out)
 
 
 class DgnAmConfig(Section):

@@ -9,7 +9,8 @@ from atlas.toyworld.presets import PRESETS
 HELP = (
     "Benchmarks: 'quality' (judge recognizability, activation, selectivity, diversity, facets), 'throughput'"
     " (chain-steps/s by batch; --ray: units/min with 1 and 2 actors), 'viewer' (unit-page query latency),"
-    " 'toyworld' (training the toy world from scratch: wall and CPU s per stage)."
+    " 'toyworld' (training the toy world from scratch: wall and CPU s per stage), 'truth' (methods against"
+    " the toy world's ground truth), 'objectives' (pairs, contrasts and the diversity term)."
 )
 
 
@@ -114,7 +115,9 @@ def _add_truth_parser(sub: argparse._SubParsersAction) -> None:
         help="Truth columns per method from common starts (mean code + noise): labels, weak/off_path/"
         "off_manifold shares, label shown, planted units, cost.",
     )
-    r.add_argument("--config", default="configs/demo.yaml", help="run config (default configs/demo.yaml)")
+    r.add_argument(
+        "--config", default=None, help="run config (default: configs/demo.yaml of the atlas checkout)"
+    )
     r.add_argument(
         "--methods",
         default="dgn_am,ppgn_h,pixel",
@@ -132,7 +135,9 @@ def _add_truth_parser(sub: argparse._SubParsersAction) -> None:
         "J, and read by T itself), pairs from the config's own start, the diversity term's effect on chain "
         "diversity and recognizability (atlas.bench.objectives).",
     )
-    o.add_argument("--config", default="configs/demo.yaml", help="run config (default configs/demo.yaml)")
+    o.add_argument(
+        "--config", default=None, help="run config (default: configs/demo.yaml of the atlas checkout)"
+    )
     o.add_argument("--methods", default="dgn_am,ppgn_h", help="comma-separated gradient methods")
     o.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
     o.add_argument("--cache-dir", metavar="DIR", help="toy-world cache directory")
@@ -265,7 +270,7 @@ def _objectives(args: argparse.Namespace) -> int:
     from atlas.config import load_config
 
     methods = _known_methods(args.methods, ("dgn_am", "ppgn_h", "pixel", "fourier", "maco", "accentuation"))
-    report = run_objectives(load_config(args.config, _with_cache_dir(args)), methods)
+    report = run_objectives(load_config(_demo_unless(args.config), _with_cache_dir(args)), methods)
     print(format_table(report))
     _write_json(args.json, report)
     return 0
@@ -280,7 +285,7 @@ def _truth(args: argparse.Namespace) -> int:
     methods = _known_methods(args.methods, CODE_METHODS + PIXEL_METHODS)
     if args.max_units is not None and args.max_units < 1:
         raise AtlasError("--max-units: give a positive number of units per layer")
-    report = run_truth(load_config(args.config, _with_cache_dir(args)), methods, args.max_units)
+    report = run_truth(load_config(_demo_unless(args.config), _with_cache_dir(args)), methods, args.max_units)
     print(format_table(report))
     _write_json(args.json, report)
     return 0
@@ -313,3 +318,20 @@ def _throughput(args: argparse.Namespace) -> int:
     print(format_table(report))
     _write_json(args.json, report)
     return 0
+
+
+def _demo_unless(config: str | None) -> str:
+    """The run config a bench measures: ``--config``, else the demo config of this atlas checkout (not of
+    the current folder, so the bench runs from anywhere)."""
+    if config is not None:
+        return config
+    from pathlib import Path
+
+    from atlas.errors import ConfigError
+
+    demo = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
+    if not demo.is_file():
+        raise ConfigError(
+            "no --config given and this atlas install has no configs/demo.yaml; pass --config FILE"
+        )
+    return str(demo)

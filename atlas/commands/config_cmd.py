@@ -7,7 +7,10 @@ import sys
 
 from atlas.commands.options import add_overrides
 
-HELP = "Validate a run config and print the resolved values, or list all keys with docs (no FILE)."
+HELP = (
+    "Validate a run config and print it resolved (keys at their defaults left out), or list all keys with"
+    " docs (no FILE)."
+)
 
 INTRO = """\
 Run config keys (YAML). Override any with --set KEY=VALUE; list items by index (--set layers.0.units=0-15).

@@ -8,8 +8,11 @@ plus ``run`` (manifest) and ``shards`` (completed shards).
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from typing import Any, TextIO
+
+MAX_TIMEOUT_S = 86_400.0  # a day: longer is a typo (and inf overflows the timer)
 
 HELP = (
     "query a run with SQL (DuckDB, read-only): tables units, chains, images, steps, activations, run, shards"
@@ -19,6 +22,7 @@ EXAMPLES = """examples:
   atlas sql runs/demo "SELECT layer, count(*) AS units, avg(best_activation) FROM units GROUP BY layer"
   atlas sql runs/demo "SELECT unit, facet_count FROM units WHERE layer='fc8' ORDER BY facet_count DESC"
   atlas sql runs/demo --format csv "SELECT * FROM steps WHERE layer='fc8' AND unit=7" > unit7.csv
+  atlas sql runs/demo "SELECT count(*) FROM chains" --format json   # options go anywhere
   atlas sql runs/demo            # interactive; end statements with ';', .quit to leave
 """
 
@@ -33,8 +37,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("query", metavar="QUERY", nargs="?", help="one SQL statement; omit for a prompt")
     parser.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format")
-    parser.add_argument("--max-rows", type=int, default=10_000, help="row cap (default 10000)")
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds before a query is cancelled")
+    parser.add_argument("--max-rows", type=_positive_int, default=10_000, help="row cap (default 10000)")
+    parser.add_argument(
+        "--timeout", type=_positive_seconds, default=60.0, help="seconds before a query is cancelled"
+    )
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of rows >= 1")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (0 < value <= MAX_TIMEOUT_S):  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds in (0, {MAX_TIMEOUT_S:g}]")
+    return value
 
 
 def _cell(value: Any) -> Any:

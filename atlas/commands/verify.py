@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "Check every completed shard of a run (objects exist, read, row counts); --repair redoes bad ones."
+HELP = (
+    "Check every completed shard of a run (objects exist, read, row counts, schema version); --repair redoes"
+    " bad ones."
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

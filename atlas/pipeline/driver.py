@@ -103,7 +103,7 @@ def resolve_layers(
         shape = tuple(shapes[layer.name])
         kind = layer_kind(layer.name, shape, target.output_layer, layer.kind, f"layers.{i}")
         units = layer.units.resolve(shape[0], f"layers.{i}.units", layer.name)
-        composites = layer.composites(shape[0], f"layers.{i}.objectives")  # units U, U+1, ... (objectives)
+        composites = layer.composites(shape[0], f"layers.{i}.")  # units U, U+1, ... (objectives)
         units = list(units) + [shape[0] + k for k in range(len(composites))]
         plans.append(LayerPlan(layer.name, kind, shape, units))
     return plans

@@ -163,7 +163,7 @@ def _check_layers(cfg: RunConfig, module: nn.Module, shapes: Shapes, output: str
         shape = _known_layer(module, shapes, layer.name, f"layers.{i}.name")
         layer_kind(layer.name, shape, output, layer.kind, f"layers.{i}")
         layer.units.check(shape[0], f"layers.{i}.units", layer.name)
-        layer.composites(shape[0], f"layers.{i}.objectives")
+        layer.composites(shape[0], f"layers.{i}.")
         out[layer.name] = shape
     return out
 

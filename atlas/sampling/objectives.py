@@ -36,6 +36,7 @@ from atlas.errors import ConfigError
 from atlas.sampling.units import Unit
 
 ObjectiveKind = Literal["raw", "softmax", "log_softmax"]
+MAX_WEIGHT = 1e4  # a composite term's largest weight in size: larger ones are typos (as config.HUGE)
 
 
 def layer_values(acts: torch.Tensor, units: list[Unit]) -> torch.Tensor:
@@ -85,7 +86,8 @@ _TERM = re.compile(r"\s*([+-])?\s*(?:(\d+(?:\.\d*)?|\.\d+)\s*\*\s*)?(\d+)\s*")
 
 def parse_composite(text: str, n_units: int | None = None, key: str = "layers.objectives") -> Composite:
     """``"3 + 5"``, ``"3 - 5"``, ``"0.7*3 + 0.3*7"``, ``"-2*4 + 1"`` -> Composite; a one-line ConfigError
-    naming ``key`` for anything else (unknown syntax, a unit out of range, a repeated unit, one term)."""
+    naming ``key`` for anything else (unknown syntax, a unit out of range, a repeated unit, one term, a
+    weight of 0 or above ``MAX_WEIGHT``)."""
     pos, terms = 0, []
     while pos < len(text):
         m = _TERM.match(text, pos)
@@ -98,8 +100,20 @@ def parse_composite(text: str, n_units: int | None = None, key: str = "layers.ob
         terms.append((int(m.group(3)), sign * float(m.group(2) or 1.0)))
         pos = m.end()
     units = [u for u, _ in terms]
-    if len(terms) < 2 or len(set(units)) != len(units):
+    repeated = sorted({u for u in units if units.count(u) > 1})
+    if repeated:
+        raise ConfigError(
+            f"{key}: unit {repeated[0]} appears more than once in {text!r}; give each unit one term "
+            "and add its weights (e.g. '2*3 + 5')"
+        )
+    if len(terms) < 2:
         raise ConfigError(f"{key}: {text!r} needs two or more different units (e.g. '3 + 5')")
+    for unit, weight in terms:
+        if weight == 0 or abs(weight) > MAX_WEIGHT:
+            raise ConfigError(
+                f"{key}: unit {unit} in {text!r} has weight {weight:g}; weights are nonzero and at most "
+                f"{MAX_WEIGHT:g} in size (drop a unit rather than weigh it 0)"
+            )
     if n_units is not None and max(units) >= n_units:
         raise ConfigError(
             f"{key}: unit {max(units)} in {text!r} is out of range; the layer has units 0-{n_units - 1}"

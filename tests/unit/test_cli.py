@@ -78,3 +78,20 @@ def test_bad_spec_missing_weights_wrong_key_unknown_config_key(tmp_path, capsys)
         cli("config", str(cfg), "--set", "sampler.steps=-1", "--set", "sampler.stepz=null"),
         "unknown config key",
     )
+
+
+def test_command_line_mistakes_are_one_line_in_a_real_process():
+    """argparse's own errors (unknown command, bad choice, missing argument) as every user error: one line."""
+    assert_user_error(atlas("nope"), "invalid choice: 'nope'", "(see 'atlas --help')")
+    assert_user_error(
+        atlas("bootstrap", "--preset", "nope"), "--preset: invalid choice", "'atlas bootstrap --help'"
+    )
+    assert_user_error(atlas("sql"), "required: RUN_DIR")
+
+
+def test_benches_find_the_demo_config_from_any_folder(tmp_path, monkeypatch):
+    from atlas.commands.bench import _demo_unless
+
+    monkeypatch.chdir(tmp_path)  # no configs/ here
+    assert Path(_demo_unless(None)) == REPO / "configs" / "demo.yaml"
+    assert _demo_unless("mine.yaml") == "mine.yaml"

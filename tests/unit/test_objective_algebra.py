@@ -34,8 +34,11 @@ def test_parse_composite(text, terms, normal):
 
 @pytest.mark.parametrize(
     ("text", "says"),
-    [("3", "two or more"), ("3 5", "cannot read"), ("a + b", "cannot read"), ("3 + 3", "two or more"),
-     ("3 + 12", "out of range"), ("", "two or more"), ("3 +", "cannot read")],
+    [("3", "two or more"), ("3 5", "cannot read"), ("a + b", "cannot read"),
+     ("3 + 12", "out of range"), ("", "two or more"), ("3 +", "cannot read"),
+     ("3 + 3", "unit 3 appears more than once"), ("3 + 5 + 3", "unit 3 appears more than once"),
+     ("0*3 + 5", "unit 3 in '0\\*3 \\+ 5' has weight 0"),
+     ("100000*3 + 5", "weight 100000; weights are nonzero")],
 )  # fmt: skip
 def test_bad_composites_are_one_line_errors_naming_the_key(text, says):
     with pytest.raises(ConfigError, match=says) as err:
@@ -151,6 +154,26 @@ def test_driver_numbers_composites_after_the_layer_units_and_checks_their_range(
     bad = load_config("configs/demo.yaml", ['layers=[{"name": "fc8", "objectives": ["3 - 12"]}]'])
     with pytest.raises(ConfigError, match=r"layers\.0\.objectives: unit 12 .* units 0-9"):
         resolve_layers(bad, Models(), shapes={"fc8": (10,)})
+
+
+def test_composite_errors_name_the_key_the_user_wrote_and_refuse_repeats():
+    from atlas.config import load_config
+
+    cfg = load_config(
+        "configs/demo.yaml", ['layers=[{"name": "fc8", "objectives": ["3 - 5"], "pairs": [[1, 12]]}]']
+    )
+    with pytest.raises(ConfigError, match=r"^layers\.0\.pairs: unit 12 in '1 \+ 12' is out of range"):
+        cfg.layers[0].composites(10, "layers.0.")
+    for layer, says in [
+        ('{"name": "fc8", "objectives": ["3 + 5"], "pairs": [[5, 3]]}', r"pairs: '5 \+ 3' repeats '3 \+ 5'"),
+        ('{"name": "fc8", "objectives": ["3 - 5", "3-5"]}', r"objectives: '3-5' repeats '3 - 5'"),
+    ]:
+        with pytest.raises(ConfigError, match=says):
+            load_config("configs/demo.yaml", [f"layers=[{layer}]"])
+    distinct = load_config(
+        "configs/demo.yaml", ['layers=[{"name": "fc8", "objectives": ["3 + 5", "3 - 5"]}]']
+    )
+    assert [c.text for c in distinct.layers[0].composites(10)] == ["3 + 5", "3 - 5"]
 
 
 def test_pair_share_reads_the_same_last_pictures_by_the_judge_and_by_the_target():

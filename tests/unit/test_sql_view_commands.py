@@ -51,6 +51,31 @@ def test_sql_errors_are_one_line(run_dir, tmp_path):
         sql.run(parse(sql, [str(tmp_path / "missing"), "SELECT 1"]))
 
 
+def test_sql_options_go_anywhere_and_bad_values_are_one_line(run_dir, capsys):
+    """Through the whole CLI: options between RUN and QUERY, and argparse's own errors as one line."""
+    from atlas.cli import main
+
+    q = "SELECT layer, count(*) AS n FROM units GROUP BY layer"
+    assert main(["sql", str(run_dir), "--format", "csv", q]) == 0
+    assert capsys.readouterr().out.splitlines() == ["layer,n", "fc8,4"]
+    assert main(["sql", "--max-rows", "5", str(run_dir), q, "--format", "csv"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["layer,n", "fc8,4"]
+    for argv, says in [
+        (["--timeout", "nan"], "argument --timeout: 'nan' is not a number of seconds"),
+        (["--timeout", "inf"], "argument --timeout: 'inf' is not a number of seconds"),
+        (["--timeout", "-1"], "argument --timeout: '-1'"),
+        (["--max-rows", "0"], "argument --max-rows: '0' is not a whole number of rows >= 1"),
+        (["--max-rows", "-5"], "argument --max-rows: '-5'"),
+        (["--format", "xml"], "argument --format: invalid choice: 'xml'"),
+        (["--bogus"], "unrecognized arguments: --bogus"),
+    ]:
+        with pytest.raises(SystemExit) as exit_:
+            main(["sql", str(run_dir), "SELECT 1", *argv])
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and err.startswith(f"atlas: error: {says}"), err
+        assert len(err.strip().splitlines()) == 1 and "(see 'atlas sql --help')" in err
+
+
 def test_sql_interactive(run_dir, monkeypatch, capsys):
     script = "SELECT count(*) AS n\nFROM units;\nATTACH '/tmp/x.db';\nSELECT 7 AS seven;\n.quit\nSELECT 1;\n"
     monkeypatch.setattr(sys, "stdin", io.StringIO(script))
