@@ -11,15 +11,19 @@ from atlas.models.codes import codes_of_images
 
 
 def real_codes(cfg: RunConfig, images_dir: str, limit: int | None, log=print) -> tuple[torch.Tensor, str]:
-    """Codes h = E(x) of the images in ``images_dir`` at the config's code layer; returns (codes, layer)."""
+    """Codes h = E(x) of the images in ``images_dir`` at the config's code layer (through the generator's
+    code encoder when it has one: a subspace generator's coefficients); returns (codes, layer)."""
     from atlas.sampling import load_image_folder
+    from atlas.sampling.manifold import encode_code
 
     kw = {"allow_random_weights": cfg.models.allow_random_weights, "toyworld": cfg.toyworld}
     target = load_model(cfg.models.target, "target", **kw)
     layer = cfg.models.code_layer
-    if layer is None and cfg.models.generator is not None:
+    encoder = None
+    if cfg.models.generator is not None:
         generator = load_model(cfg.models.generator, "generator", **kw)
-        layer = generator.extras.get("code_layer")  # type: ignore[assignment]
+        layer = layer or generator.extras.get("code_layer")  # type: ignore[assignment]
+        encoder = generator.extras.get("code_encoder")
     if not layer:
         raise AtlasError(
             "models.code_layer: name the target layer whose output is the generator's code "
@@ -28,5 +32,10 @@ def real_codes(cfg: RunConfig, images_dir: str, limit: int | None, log=print) ->
     probe = LayerProbe(target.module, [layer])
     real = load_image_folder(images_dir, max(target.space.size, 256), limit=limit)
     log(f"computing {layer} codes of {len(real.images)} images from {images_dir}")
-    codes = codes_of_images(lambda x: probe(target.space.encode(x))[layer], real.images)
+
+    def code(x: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) rgb01 -> (B, *code shape)
+        acts = probe(target.space.encode(x))[layer]
+        return encode_code(acts, encoder) if encoder is not None else acts
+
+    codes = codes_of_images(code, real.images)
     return codes, str(layer)

@@ -193,6 +193,10 @@ def _check_code_layer(cfg: RunConfig, models: RunModels, module: nn.Module, shap
         return None
     where = "models.code_layer" if cfg.models.code_layer else f"models.code_layer (the generator's {name!r})"
     shape = _known_layer(module, shapes, name, where)
+    encoder = gen.extras.get("code_encoder") if gen is not None else None
+    if isinstance(encoder, nn.Module):  # a subspace generator: its encoder reads the layer
+        with torch.no_grad():
+            shape = tuple(encoder(torch.zeros(1, *shape)).shape[1:])
     if gen is not None and gen.code_shape and math.prod(shape) != math.prod(gen.code_shape):
         raise ConfigError(
             f"{where}: layer {name!r} outputs {math.prod(shape)} values per image ({shape}) but the "

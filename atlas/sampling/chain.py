@@ -26,10 +26,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from atlas.models.probes import LayerProbe
 from atlas.sampling.compute import ComputeSetup
 from atlas.sampling.concepts import path_pattern
+from atlas.sampling.manifold import encode_code
 from atlas.sampling.objectives import Objective, diversity_features, diversity_penalty, layer_values
 from atlas.sampling.results import ChainResult
 from atlas.sampling.samplers import Sampler
@@ -48,6 +50,7 @@ class TargetReadout:
     facet_layer: str | None = None
     path_layers: tuple[str, ...] = ()  # earlier layers read on the last picture (path similarity, issue 16)
     code_layer: str | None = None  # read on the last picture: its code E(x) (on-manifold score, issue 16)
+    code_encoder: nn.Module | None = None  # the code layer's activations -> G's code (subspace generators)
     diversity_layer: str | None = None  # read every step: the diversity term's features (issue 17)
     diversity: float = 0.0  # its weight (sampler.diversity)
 
@@ -145,15 +148,20 @@ def collect_results(
         features = acts[readout.facet_layer].detach().float().flatten(1).cpu()  # (B, F)
     paths = {name: path_pattern(acts[name]).cpu() for name in readout.path_layers}  # layer -> (B, C)
     out = _results(tracker, meta, values.detach().float().cpu(), features, seconds, paths)
-    _attach_codes(out, acts, readout.code_layer)
+    _attach_codes(out, acts, readout.code_layer, readout.code_encoder)
     return out
 
 
-def _attach_codes(out: list[ChainResult], acts: dict[str, torch.Tensor], code_layer: str | None) -> None:
+def _attach_codes(
+    out: list[ChainResult],
+    acts: dict[str, torch.Tensor],
+    code_layer: str | None,
+    encoder: nn.Module | None = None,
+) -> None:
     """Each chain's last picture's code E(x), when the readout reads the code layer."""
     if code_layer is None:
         return
-    codes = acts[code_layer].detach().float().flatten(1).cpu()  # (B, D)
+    codes = encode_code(acts[code_layer].detach(), encoder).cpu()  # (B, D)
     for i, res in enumerate(out):
         res.last_code = codes[i].clone()
 

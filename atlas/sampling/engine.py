@@ -15,12 +15,14 @@ failure on one unit becomes a ``status="error"`` UnitResult, never an exception 
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
 import torch
+from torch import nn
 
 from atlas.config import ComputeConfig, FacetConfig, SamplerConfig, check_sampler_models
 from atlas.models.codes import CodeStats
@@ -92,6 +94,10 @@ class Engine:
         self.code_stats: CodeStats | None = stats.to(self.device) if isinstance(stats, CodeStats) else None
         layer = code_layer if code_layer is not None else extras.get("code_layer")
         self.code_layer: str | None = str(layer) if layer else None
+        encoder = extras.get("code_encoder")  # a subspace generator's: code layer -> its code
+        self.code_encoder: nn.Module | None = (
+            copy.deepcopy(encoder).to(self.device).eval() if isinstance(encoder, nn.Module) else None
+        )
         self.objective = Objective(sampler.objective)
         self.method = sampler.method
         check_sampler_models(  # the config's own rule: one source of the user-facing message
@@ -103,7 +109,16 @@ class Engine:
         )
         self._facet_layer = facet_layer if facet_layer is not None else facets.layer
         self.real = (
-            RealFeatures(real, self.nets, self.setup, self.code_layer, sampler.spatial, real_batch, truth)
+            RealFeatures(
+                real,
+                self.nets,
+                self.setup,
+                self.code_layer,
+                sampler.spatial,
+                real_batch,
+                truth,
+                self.code_encoder,
+            )
             if real is not None
             else None
         )
@@ -164,7 +179,9 @@ class Engine:
         if self.method == "dgn_am":
             return DgnAm(param, self.cfg.dgn_am, *self._bounds())
         dae = self.cfg.ppgn_h.prior == "dae"
-        prior = DaePrior(self.nets.dae_module) if dae else JointPrior(self.code_layer or "")
+        prior = (
+            DaePrior(self.nets.dae_module) if dae else JointPrior(self.code_layer or "", self.code_encoder)
+        )
         redraw = partial(random_code_start, shape=param.state_shape(), clip=self._clip)  # PPGN resets
         return PpgnH(param, prior, self.cfg.ppgn_h, *self._bounds(), redraw=redraw)
 
@@ -279,6 +296,7 @@ class Engine:
         readout = TargetReadout(
             self.nets.space.encode, probe, final_probe, layer, self.facet_layer, tuple(paths), *code[:1]
         )
+        readout.code_encoder = self.code_encoder
         if diversity:
             readout.diversity_layer, readout.diversity = diversity[0], self.cfg.diversity
         start = torch.cat(starts)  # (B, *S)

@@ -4,7 +4,8 @@ Usage::
 
     err = reconstruction_error(nets, images01, codes)   # (B, 3, H, W) rgb01, (B, D) codes E(x) -> (B,)
 
-For a picture x, E(x) is the target's code-layer activation (the layer G inverts: ``models.code_layer``)
+For a picture x, E(x) is the target's code-layer activation (the layer G inverts: ``models.code_layer``;
+through G's code encoder when it has one, :func:`encode_code`)
 and G(E(x)) the picture G draws from it; the error is the mean squared difference of x and G(E(x)) in the
 target's input encoding. Natural images have a spread of errors; a picture G reproduces worse than almost
 every natural image lies off the image manifold G learned (``images.manifold_percentile``: the share of
@@ -15,10 +16,19 @@ method (pixel pictures too) whenever the run has a generator and a code layer.
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from atlas.sampling.nets import EngineNets
 
 OFF_MANIFOLD_PERCENTILE = 0.01
+
+
+def encode_code(acts: torch.Tensor, encoder: nn.Module | None) -> torch.Tensor:
+    """E(x): the code layer's activations (B, *L) -> G's code (B, D): flattened, or through the generator's
+    ``extras["code_encoder"]`` (a subspace generator's whitened coefficients, atlas.models.subspace)."""
+    if encoder is None:
+        return acts.float().flatten(1)
+    return encoder(acts.float()).float().flatten(1)
 
 
 @torch.no_grad()

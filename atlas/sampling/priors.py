@@ -42,13 +42,16 @@ class JointPrior:
 
     name = "joint"
 
-    def __init__(self, code_layer: str) -> None:
+    def __init__(self, code_layer: str, encoder: nn.Module | None = None) -> None:
         self.code_layer = code_layer
+        self.encoder = encoder  # the code layer's activations -> G's code (subspace generators), else as is
         self.needs_layers = (code_layer,)
 
     def residual(self, h: torch.Tensor, acts: dict[str, torch.Tensor]) -> torch.Tensor:
-        """h: (B, *S); acts[code_layer]: (B, *S) = E(G(h)) from the objective's own forward pass."""
-        e = acts[self.code_layer].detach().float().reshape(h.shape)
+        """h: (B, *S); acts[code_layer] (B, *L) -> E(G(h)) (B, *S) from the objective's own forward pass."""
+        a = acts[self.code_layer].detach().float()
+        with torch.no_grad():
+            e = (self.encoder(a) if self.encoder is not None else a).float().reshape(h.shape)
         return e - h.detach()
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import torch
+from torch import nn
 
 from atlas.sampling.compute import ComputeSetup
 from atlas.sampling.concepts import (
@@ -35,7 +36,7 @@ from atlas.sampling.concepts import (
     path_reference,
 )
 from atlas.sampling.facets import top_real
-from atlas.sampling.manifold import reconstruction_error
+from atlas.sampling.manifold import encode_code, reconstruction_error
 from atlas.sampling.nets import EngineNets
 from atlas.sampling.objectives import layer_values, variant
 from atlas.sampling.real import RealImagesLike
@@ -52,10 +53,13 @@ class RealFeatures:
         spatial: Spatial,
         batch: int = 256,
         dissect: bool = True,
+        code_encoder: nn.Module | None = None,
     ) -> None:
-        """``dissect``: Network Dissection of conv layers when the concepts have masks (the truth columns)."""
+        """``dissect``: Network Dissection of conv layers when the concepts have masks (the truth columns).
+        ``code_encoder``: the code layer's activations -> G's code (a subspace generator's); else flat."""
         self.real, self.nets, self.setup = real, nets, setup
         self.code_layer, self.spatial, self.batch = code_layer, spatial, batch
+        self.code_encoder = code_encoder
         self.dissect = dissect
         self._values: dict[str, torch.Tensor] = {}  # layer -> (N, U)
         self._sorted: dict[str, torch.Tensor] = {}  # layer -> (U, N) each unit's values, ascending
@@ -227,7 +231,7 @@ class RealFeatures:
                 if dissect:
                     maps.append(acts[layer].float().cpu())  # (b, U, h, w)
                 if want_codes:
-                    code_rows.append(acts[self.code_layer].float().flatten(1))  # (b, D)
+                    code_rows.append(encode_code(acts[self.code_layer], self.code_encoder))  # (b, D)
                 if want_facet:
                     feat_rows.append(acts[facet_layer].float().flatten(1))  # (b, F)
                 for name in paths:

@@ -53,8 +53,8 @@ def evaluate(world: ToyWorld) -> tuple[dict[str, dict[str, Any]], dict[str, Any]
         recon = predict(g, codes)  # (N, 3, S, S) rgb01
         t_logits, j_logits = predict(t, t_space.encode(x)), predict(j, j_space.encode(x))  # (N, C), (N, F)
         t_real, j_real = t_logits.argmax(1), j_logits.argmax(1)
-        t_rec = predict(t, t_space.encode(recon)).argmax(1)
-        j_rec = predict(j, j_space.encode(recon)).argmax(1)
+        t_rec_logits, j_rec_logits = predict(t, t_space.encode(recon)), predict(j, j_space.encode(recon))
+        t_rec, j_rec = t_rec_logits.argmax(1), j_rec_logits.argmax(1)
         dae_err, ident_err = dae_error_ratio(dae, codes, cfg.dae.noise)
     multi = torch.isin(test.labels, torch.tensor(MULTIFACETED))
     second, second_fine = test.second_labels(), test.second_fine
@@ -86,14 +86,14 @@ def evaluate(world: ToyWorld) -> tuple[dict[str, dict[str, Any]], dict[str, Any]
         "identity_error": round(ident_err, 4),
     }
     two = second >= 0
-    if two.any():
-        t_probs = t_logits[two].softmax(1)  # (K, classes)
-        j_fine = j_logits[two].softmax(1)  # (K, fine)
-        j_probs = torch.zeros(len(j_fine), len(CLASS_NAMES)).index_add_(1, f2c, j_fine)
+    if two.any():  # both objects of a two-object picture: the real ones, and G's redraws (``_recon``)
         pair = torch.stack([test.labels[two], second[two]], 1).sort(1).values  # (K, 2)
-        for name, probs in (("t_both", t_probs), ("j_both", j_probs)):
-            top2 = probs.topk(2, dim=1).indices.sort(1).values
-            details[name] = round((top2 == pair).all(1).float().mean().item(), 4)
+        for suffix, tl, jl in (("", t_logits, j_logits), ("_recon", t_rec_logits, j_rec_logits)):
+            j_fine = jl[two].softmax(1)  # (K, fine)
+            j_probs = torch.zeros(len(j_fine), len(CLASS_NAMES)).index_add_(1, f2c, j_fine)
+            for name, probs in (("t_both", tl[two].softmax(1)), ("j_both", j_probs)):
+                top2 = probs.topk(2, dim=1).indices.sort(1).values
+                details[name + suffix] = round((top2 == pair).all(1).float().mean().item(), 4)
     return gates, details
 
 

@@ -46,6 +46,12 @@ class TargetNet(nn.Module):
         self.relu7 = nn.ReLU()
         self.fc8 = nn.Linear(fc, n_classes)
 
+    def conv_map(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) encoded input -> (B, C4, S / 2**pools, S / 2**pools) the post-ReLU conv4 map."""
+        x = self.pool1(self.conv1(x))
+        x = self.pool2(self.conv2(x))
+        return self.conv4(self.pool3(self.conv3(x)))
+
     def code(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) encoded image -> (B, D) post-ReLU fc6 code."""
         x = self.pool1(self.conv1(x))
@@ -91,6 +97,18 @@ class JudgeNet(nn.Module):
         return self.head(self.flatten(self.gap(self.block3(x))))
 
 
+def _up(cin: int, cout: int) -> nn.Sequential:
+    """x2 up-block of the DeePSiM family: transposed conv 4x4 s2, conv 3x3, BatchNorm, LeakyReLU 0.2."""
+    return nn.Sequential(
+        nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.LeakyReLU(0.2),
+        nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.LeakyReLU(0.2),
+    )
+
+
 class Generator(nn.Module):
     def __init__(self, code_dim: int, width: int, size: int, ups: int = 3) -> None:
         super().__init__()
@@ -98,26 +116,32 @@ class Generator(nn.Module):
         w = width
         self.w0 = 2 * w
         self.defc = nn.Sequential(nn.Linear(code_dim, self.w0 * self.s0 * self.s0), nn.LeakyReLU(0.2))
-
-        def up(cin: int, cout: int) -> nn.Sequential:
-            return nn.Sequential(
-                nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1, bias=False),
-                nn.BatchNorm2d(cout),
-                nn.LeakyReLU(0.2),
-                nn.Conv2d(cout, cout, 3, padding=1, bias=False),
-                nn.BatchNorm2d(cout),
-                nn.LeakyReLU(0.2),
-            )
-
-        self.deconv3 = up(self.w0, w) if ups == 3 else nn.Identity()  # S/8 -> S/4
-        self.deconv2 = up(w if ups == 3 else self.w0, w)  # S/4 -> S/2
-        self.deconv1 = up(w, w // 2)  # S/2 -> S
+        self.deconv3 = _up(self.w0, w) if ups == 3 else nn.Identity()  # S/8 -> S/4
+        self.deconv2 = _up(w if ups == 3 else self.w0, w)  # S/4 -> S/2
+        self.deconv1 = _up(w, w // 2)  # S/2 -> S
         self.to_rgb = nn.Conv2d(w // 2, 3, 3, padding=1)
         self.out = nn.Sigmoid()
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         x = self.defc(h).view(len(h), self.w0, self.s0, self.s0)
         return self.out(self.to_rgb(self.deconv1(self.deconv2(self.deconv3(x)))))
+
+
+class SpatialGenerator(nn.Module):
+    """G from T's conv4 map (B, C4, S / 2**ups, S / 2**ups) -> (B, 3, S, S) rgb01 (as DeePSiM's pool5 G):
+    a 3x3 conv to 2 x width channels, ``ups`` up-blocks (the last to width / 2), 3x3 conv to RGB, sigmoid."""
+
+    def __init__(self, in_channels: int, width: int, ups: int = 2) -> None:
+        super().__init__()
+        w = width
+        self.inp = nn.Sequential(nn.Conv2d(in_channels, 2 * w, 3, padding=1), nn.LeakyReLU(0.2))
+        widths = [2 * w] + [w] * (ups - 1) + [w // 2]
+        self.ups = nn.Sequential(*(_up(a, b) for a, b in zip(widths[:-1], widths[1:], strict=True)))
+        self.to_rgb = nn.Conv2d(w // 2, 3, 3, padding=1)
+        self.out = nn.Sigmoid()
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.out(self.to_rgb(self.ups(self.inp(h))))
 
 
 class CodeDiscriminator(nn.Module):

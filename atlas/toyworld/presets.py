@@ -88,6 +88,12 @@ class GeneratorConfig:
     object_weight: float = 0.0  # extra pixel-loss weight on the objects' pixels (1 + w there); 0 = plain MSE
     d_every: int = 2  # discriminator update every N generator steps
     seed: int = 3
+    # the T layer G draws from (issue 17): "relu6" (the fc6 code; G starts from T's decoder) or "conv4" (T's
+    # spatial map, as DeePSiM's pool5 G; G trained from scratch). Left out of config_hash at "relu6".
+    code_layer: str = "relu6"
+    # with conv4: G's code is this many whitened principal coefficients of the map (atlas.models.subspace;
+    # 0: the whole map, which code ascent turns into fragments). Left out of config_hash at 0.
+    subspace: int = 0
 
 
 @dataclass(frozen=True)
@@ -141,6 +147,9 @@ class GateThresholds:
     reader_cover_iou: float = 0.85  # the coverage map's IoU with the objects' masks (summed over the split)
 
 
+CODE_LAYERS = ("relu6", "conv4")  # the T layers a toy-world G can draw from
+
+
 @dataclass(frozen=True)
 class ToyWorldConfig:
     name: str = "default"
@@ -155,6 +164,19 @@ class ToyWorldConfig:
     def __post_init__(self) -> None:
         if self.data.size % 8:
             raise AtlasError(f"toy world {self.name!r}: data.size {self.data.size} must be a multiple of 8")
+        g = self.generator
+        if g.code_layer not in CODE_LAYERS:
+            raise AtlasError(
+                f"toy world {self.name!r}: generator.code_layer {g.code_layer!r}; valid: {CODE_LAYERS}"
+            )
+        if g.code_layer == "relu6" and g.subspace:
+            raise AtlasError(
+                f"toy world {self.name!r}: generator.subspace needs generator.code_layer 'conv4'"
+            )
+        if g.code_layer != "relu6" and g.adv_weight:
+            raise AtlasError(
+                f"toy world {self.name!r}: generator.adv_weight needs generator.code_layer 'relu6'"
+            )
 
 
 DEFAULT = ToyWorldConfig()
@@ -188,16 +210,20 @@ MICRO = ToyWorldConfig(
 
 # pairs (issue 17, experimental): half the images hold two objects of different classes in opposite halves,
 # and T and J learn both labels (soft targets, half each), so a picture made for "a + b" can be judged as
-# both. Not shipped: `atlas bootstrap --preset pairs` trains it (28 min on 2 cores). 40 x 40 so each object is
-# still 8-10 px in radius: at 32 x 32 (6-7 px) T, J and the reader lost the shapes. fc 512 and CE weight 0.4:
-# with the default T (fc 256, CE 0.2) T named both objects of a natural picture 0.29 of the time; CE 1.0
-# gave 0.90 but G's blurriest redraws; 0.4 gives 0.87.
-# Its generator gates fail (G redraws two objects as soft blobs; docs/toyworld.md, "The pairs world").
+# both. Not shipped: `atlas bootstrap --preset pairs` trains it (10 min on 2 idle cores). 40 x 40 so each
+# object is still 8-10 px in radius: at 32 x 32 (6-7 px) T, J and the reader lost the shapes. fc 512 and CE
+# weight 0.4: with the default T (fc 256, CE 0.2) T named both objects of a natural picture 0.29 of the
+# time; CE 1.0 gave 0.90 but G's blurriest redraws; 0.4 gives 0.87.
+# G draws from T's conv4 map through its top 512 whitened principal coefficients: a G from the fc6 code
+# redrew two objects as soft blobs (J read its redraws right 0.38, both objects 0.16; this G: 0.91 / 0.72),
+# and DGN-AM's pair pictures from it were read as both by J 0.20-0.30 (this G: 0.90 from the config's own
+# start; docs/toyworld.md, "The pairs world"). Still failing: t_recon_acc 0.81 and the reader's gates.
 PAIRS = ToyWorldConfig(
     name="pairs",
     data=DataConfig(size=40, radius=(0.4, 0.48), second_p=0.5),
     target=TargetConfig(fc=512, ce_weight=0.4),
     judge=JudgeConfig(epochs=6),
+    generator=GeneratorConfig(code_layer="conv4", subspace=512),
     gates=GateThresholds(
         t_acc=0.95,  # top class is one of the image's classes
         j_fine_acc=0.95,
@@ -238,6 +264,10 @@ def config_hash(cfg: ToyWorldConfig) -> str:
         d["data"].pop("second_p")  # came after the shipped hashes (see DataConfig.second_p)
     if not d["generator"]["object_weight"]:
         d["generator"].pop("object_weight")  # came after the shipped hashes too
+    if d["generator"]["code_layer"] == "relu6":
+        d["generator"].pop("code_layer")  # so did the spatial generator (issue 17)
+    if not d["generator"]["subspace"]:
+        d["generator"].pop("subspace")
     d["format_version"] = FORMAT_VERSION
     blob = json.dumps(d, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:12]

@@ -1,6 +1,9 @@
-"""Train the generator G to invert T's post-ReLU fc6 code (DeePSiM losses, scaled down).
+"""Train the generator G to invert T's post-ReLU fc6 code (DeePSiM losses, scaled down), or T's conv4 map.
 
-G starts from the decoder trained jointly with T and is fine-tuned on codes of the *frozen, eval-mode* T:
+fc6 (``generator.code_layer: relu6``): G starts from the decoder trained jointly with T and is fine-tuned on
+codes of the *frozen, eval-mode* T. conv4 (issue 17): a :class:`SpatialGenerator` trained from scratch on the
+maps, then, with ``generator.subspace: k``, driven by the maps' top-k whitened principal coefficients
+(:class:`atlas.models.subspace.SubspaceGenerator`). The loss is the same:
 
     loss = pixel_weight   * 10 * wMSE(G(h), x) + edge_weight * L1(grad G(h), grad x)
          + feature_weight * sum_l L1(C_l(G(h)), C_l(x))          (C: fixed random conv comparator, not T)
@@ -19,7 +22,9 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
+from atlas.models.subspace import CodeSubspace, SubspaceGenerator
 from atlas.toyworld.dataset import ToyData
 from atlas.toyworld.loops import (
     cosine_lr,
@@ -31,7 +36,7 @@ from atlas.toyworld.loops import (
     target_space,
     threads,
 )
-from atlas.toyworld.nets import CodeDiscriminator, Comparator, Generator, TargetNet
+from atlas.toyworld.nets import CodeDiscriminator, Comparator, Generator, SpatialGenerator, TargetNet
 from atlas.toyworld.presets import ToyWorldConfig
 
 
@@ -48,6 +53,19 @@ def codes_of(target: TargetNet, images01: torch.Tensor, size: int, batch: int = 
     return torch.cat(out)
 
 
+@torch.no_grad()
+def maps_of(target: TargetNet, images01: torch.Tensor, size: int, batch: int = 500) -> torch.Tensor:
+    """(N, 3, S, S) rgb01 (float or uint8/255) -> (N, C4, h, w) post-ReLU conv4 maps of eval-mode T."""
+    space = target_space(size)
+    target.eval()
+    out = []
+    for i in range(0, len(images01), batch):
+        x = images01[i : i + batch]
+        x = x.float() / 255.0 if x.dtype == torch.uint8 else x
+        out.append(target.conv_map(space.encode(x)))
+    return torch.cat(out)
+
+
 def train_generator(
     cfg: ToyWorldConfig,
     data: ToyData,
@@ -55,6 +73,7 @@ def train_generator(
     decoder: Generator,
     log: Callable[[str], None] = print,
 ) -> Generator:
+    """G from the fc6 code, fine-tuned from T's decoder."""
     gc, size = cfg.generator, cfg.data.size
     torch.manual_seed(gc.seed)
     with threads():
@@ -63,6 +82,33 @@ def train_generator(
         g = copy.deepcopy(decoder)
     else:
         g = Generator(codes.shape[1], gc.width, size, cfg.target.pools)
+    return fit_generator(cfg, data, g, codes, log)
+
+
+def train_spatial_generator(
+    cfg: ToyWorldConfig, data: ToyData, target: TargetNet, log: Callable[[str], None] = print
+) -> nn.Module:
+    """G from T's conv4 map, trained from scratch; with ``generator.subspace: k`` wrapped so that its code
+    is the maps' top-k whitened principal coefficients (fitted on the training maps)."""
+    gc, size = cfg.generator, cfg.data.size
+    torch.manual_seed(gc.seed)
+    with threads():
+        maps = maps_of(target, data.images, size)  # (N, C4, h, w)
+    g = fit_generator(cfg, data, SpatialGenerator(maps.shape[1], gc.width, cfg.target.pools), maps, log)
+    if not gc.subspace:
+        return g
+    with threads():
+        sub = CodeSubspace.fit(maps, gc.subspace, seed=gc.seed)
+    log(f"toyworld: G's code = {gc.subspace} whitened principal coefficients of conv4 "
+        f"({sub.explained(maps):.3f} of the maps' variance)")  # fmt: skip
+    return SubspaceGenerator(sub, g).eval()
+
+
+def fit_generator(
+    cfg: ToyWorldConfig, data: ToyData, g: nn.Module, codes: torch.Tensor, log: Callable[[str], None] = print
+) -> nn.Module:
+    """Train g on (image, code) pairs: codes (N, *code) of ``data``'s images, in order (the loss above)."""
+    gc, size = cfg.generator, cfg.data.size
     objects = data.attributes.objects if gc.object_weight and data.attributes is not None else None
     comp = Comparator()
     disc = CodeDiscriminator(codes.shape[1], max(8, gc.width // 2), size) if gc.adv_weight > 0 else None

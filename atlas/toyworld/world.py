@@ -18,6 +18,8 @@ trained with other settings is stale the same way.
 
 from __future__ import annotations
 
+import copy
+import math
 import os
 import time
 from collections.abc import Callable
@@ -30,10 +32,18 @@ from torch import nn
 from atlas.errors import AtlasError
 from atlas.models.codes import CodeStats
 from atlas.models.loaded import LoadedModel, freeze
+from atlas.models.subspace import CodeEncoder, CodeSubspace, SubspaceGenerator
 from atlas.toyworld.cache import corrupt, load_component_file, save_component, world_dir
 from atlas.toyworld.dataset import ToyData, render_split
-from atlas.toyworld.loops import generator_space, judge_space, reader_space, state_fingerprint, target_space
-from atlas.toyworld.nets import READER_HEADS, CodeDAE, Generator, JudgeNet, TargetNet
+from atlas.toyworld.loops import (
+    generator_space,
+    judge_space,
+    reader_space,
+    state_fingerprint,
+    target_space,
+    threads,
+)
+from atlas.toyworld.nets import READER_HEADS, CodeDAE, Generator, JudgeNet, SpatialGenerator, TargetNet
 from atlas.toyworld.presets import ToyWorldConfig, config_hash, get_preset, reader_hash
 from atlas.toyworld.shapes import CLASS_NAMES, FINE_NAMES, FINE_TO_CLASS, MULTIFACETED
 from atlas.toyworld.shipped import load_shipped_file, shipped_dir
@@ -41,7 +51,6 @@ from atlas.toyworld.shipped import load_shipped_file, shipped_dir
 COMPONENTS = ("target", "judge", "generator", "dae")  # the world's core, keyed by config_hash
 READER = "reader"  # the attribute reader (issue 16), keyed by reader_hash; optional in old caches
 ALL_COMPONENTS = (*COMPONENTS, READER)
-CODE_LAYER = "relu6"
 
 
 class ToyWorld:
@@ -82,10 +91,17 @@ class ToyWorld:
             return TargetNet(c.target.widths, c.target.fc, len(CLASS_NAMES), size, c.target.pools)
         if name == "judge":
             return JudgeNet(c.judge.widths, len(FINE_NAMES))
-        if name in ("generator", "decoder"):
+        if name == "decoder" or (name == "generator" and not self.spatial):
             return Generator(c.target.fc, c.generator.width, size, c.target.pools)
+        if name == "generator":
+            g = SpatialGenerator(c.target.widths[3], c.generator.width, c.target.pools)
+            return (
+                SubspaceGenerator(CodeSubspace(self.map_shape, c.generator.subspace), g)
+                if c.generator.subspace
+                else g
+            )
         if name == "dae":
-            return CodeDAE(c.target.fc, c.dae.hidden, c.dae.blocks)
+            return CodeDAE(math.prod(self.code_shape), c.dae.hidden, c.dae.blocks)
         if name == READER:
             from atlas.toyworld.train_reader import build_reader
 
@@ -192,11 +208,40 @@ class ToyWorld:
             "target", self._payloads["target"], "decoder_state_dict", self._files["target"], shipped
         )
 
-    def codes(self, split: str) -> torch.Tensor:
-        """(N, D) post-ReLU fc6 codes of the split under the current T."""
-        from atlas.toyworld.train_generator import codes_of
+    @property
+    def spatial(self) -> bool:
+        """G draws from T's conv4 map (``generator.code_layer: conv4``), not from the fc6 code."""
+        return self.cfg.generator.code_layer == "conv4"
 
-        return codes_of(self.module("target"), self.data(split).images, self.cfg.data.size)
+    @property
+    def map_shape(self) -> tuple[int, int, int]:
+        """(C4, h, w) of T's conv4 map."""
+        side = self.cfg.data.size // 2**self.cfg.target.pools
+        return (self.cfg.target.widths[3], side, side)
+
+    @property
+    def code_shape(self) -> tuple[int, ...]:
+        """G's code: (fc,) for fc6, (k,) for a conv4 subspace, the map's shape for the whole map."""
+        g = self.cfg.generator
+        if not self.spatial:
+            return (self.cfg.target.fc,)
+        return (g.subspace,) if g.subspace else self.map_shape
+
+    def codes(self, split: str) -> torch.Tensor:
+        """(N, *code_shape) G's codes of the split's images under the current T (and G's subspace)."""
+        return self._codes(split, self.module("generator") if self.spatial else None)
+
+    def _codes(self, split: str, generator: nn.Module | None) -> torch.Tensor:
+        from atlas.toyworld.train_generator import codes_of, maps_of
+
+        images, size = self.data(split).images, self.cfg.data.size
+        if not self.spatial:
+            return codes_of(self.module("target"), images, size)  # (N, fc)
+        maps = maps_of(self.module("target"), images, size)  # (N, C4, h, w)
+        if isinstance(generator, SubspaceGenerator):
+            with torch.no_grad():
+                return generator.subspace.encode(maps)  # (N, k)
+        return maps
 
     def _train(self, name: str) -> tuple[nn.Module, dict[str, Any]]:
         meta: dict[str, Any] = {"preset": self.cfg.name, "seed": getattr(self.cfg, name).seed}
@@ -228,10 +273,17 @@ class ToyWorld:
             }
         meta["target_fingerprint"] = self.fingerprint("target")
         if name == "generator":
-            from atlas.toyworld.train_generator import train_generator
+            from atlas.toyworld.train_generator import train_generator, train_spatial_generator
 
-            g = train_generator(self.cfg, self.data("train"), self.module("target"), self.decoder(), self.log)
-            stats = CodeStats.from_codes(self.codes("train"), source=f"toyworld:{self.cfg.name} train relu6")
+            train, gc = self.data("train"), self.cfg.generator
+            if self.spatial:
+                g = train_spatial_generator(self.cfg, train, self.module("target"), self.log)
+            else:
+                g = train_generator(self.cfg, train, self.module("target"), self.decoder(), self.log)
+            where = gc.code_layer + (f" subspace {gc.subspace}" if gc.subspace else "")
+            with threads():
+                codes = self._codes("train", g)
+            stats = CodeStats.from_codes(codes, source=f"toyworld:{self.cfg.name} train {where}")
             tensors = {
                 "mean": stats.mean,
                 "std": stats.std,
@@ -267,10 +319,9 @@ class ToyWorld:
     # ------------------------------------------------------------------------------------ LoadedModel
     def loaded(self, name: str, *, train_if_missing: bool = True) -> LoadedModel:
         """A fresh frozen copy of the component, described for the rest of atlas."""
-        import copy
 
         module = copy.deepcopy(self.module(name, train_if_missing=train_if_missing))
-        size, fc = self.cfg.data.size, self.cfg.target.fc
+        size, code_layer = self.cfg.data.size, self.cfg.generator.code_layer
         common = dict(
             spec=f"toyworld:{name}",
             weights=f"toyworld:{self.cfg.name}:{self.hash}",
@@ -316,14 +367,17 @@ class ToyWorld:
                 **common,
             )
         if name == "generator":
+            extras: dict[str, object] = {"code_stats": self.code_stats(), "code_layer": code_layer}
+            if isinstance(module, SubspaceGenerator):  # the code layer's map -> G's coefficients
+                extras["code_encoder"] = freeze(CodeEncoder(copy.deepcopy(module.subspace)))
             return LoadedModel(
                 freeze(module),
                 "generator",
                 space=generator_space(size),
-                code_shape=(fc,),
-                extras={"code_stats": self.code_stats(), "code_layer": CODE_LAYER},
+                code_shape=self.code_shape,
+                extras=extras,
                 **common,
             )
         return LoadedModel(
-            freeze(module), "dae", code_shape=(fc,), extras={"code_layer": CODE_LAYER}, **common
+            freeze(module), "dae", code_shape=self.code_shape, extras={"code_layer": code_layer}, **common
         )
