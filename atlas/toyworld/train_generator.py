@@ -41,29 +41,26 @@ from atlas.toyworld.presets import ToyWorldConfig
 
 
 @torch.no_grad()
+def _read_t(read, target: TargetNet, images01: torch.Tensor, size: int, batch: int) -> torch.Tensor:
+    """``read(T's encoded input batch)`` over (N, 3, S, S) rgb01 images (float or uint8/255), eval-mode T."""
+    space = target_space(size)
+    target.eval()
+    out = []
+    for i in range(0, len(images01), batch):
+        x = images01[i : i + batch]
+        x = x.float() / 255.0 if x.dtype == torch.uint8 else x
+        out.append(read(space.encode(x)))
+    return torch.cat(out)
+
+
 def codes_of(target: TargetNet, images01: torch.Tensor, size: int, batch: int = 500) -> torch.Tensor:
     """(N, 3, S, S) rgb01 (float or uint8/255) -> (N, D) post-ReLU fc6 codes of eval-mode T."""
-    space = target_space(size)
-    target.eval()
-    out = []
-    for i in range(0, len(images01), batch):
-        x = images01[i : i + batch]
-        x = x.float() / 255.0 if x.dtype == torch.uint8 else x
-        out.append(target.code(space.encode(x)))
-    return torch.cat(out)
+    return _read_t(target.code, target, images01, size, batch)
 
 
-@torch.no_grad()
 def maps_of(target: TargetNet, images01: torch.Tensor, size: int, batch: int = 500) -> torch.Tensor:
     """(N, 3, S, S) rgb01 (float or uint8/255) -> (N, C4, h, w) post-ReLU conv4 maps of eval-mode T."""
-    space = target_space(size)
-    target.eval()
-    out = []
-    for i in range(0, len(images01), batch):
-        x = images01[i : i + batch]
-        x = x.float() / 255.0 if x.dtype == torch.uint8 else x
-        out.append(target.conv_map(space.encode(x)))
-    return torch.cat(out)
+    return _read_t(target.conv_map, target, images01, size, batch)
 
 
 def train_generator(
