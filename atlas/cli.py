@@ -65,9 +65,12 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     argv = list(sys.argv[1:] if argv is None else argv)
     args, extra = parser.parse_known_args(argv)
     if extra:
+        at = argv.index(args.command)
+        if set(extra) & set(argv[:at]):  # e.g. `atlas --bogus sql RUN`: atlas itself has no such option
+            parser.error(f"unrecognized arguments: {' '.join(a for a in argv[:at] if a in extra)}")
         own = commands[args.command]
         try:
-            again = own.parse_intermixed_args(argv[argv.index(args.command) + 1 :])
+            again = own.parse_intermixed_args(argv[at + 1 :])
         except TypeError:  # a parser with sub-commands of its own cannot intermix
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         again.command = args.command

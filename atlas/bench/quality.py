@@ -201,7 +201,6 @@ class QualitySetup:
                 target=ModelConfig(spec="toyworld:target"),
                 generator=ModelConfig(spec="toyworld:generator"),
                 dae=ModelConfig(spec="toyworld:dae"),
-                code_layer="relu6",
             ),
             sampler=SamplerConfig(**base),
             facets=FacetConfig(max_facets=4, seed_pool=300),

@@ -32,7 +32,7 @@ class CodeSubspace(nn.Module):
         for s in layer_shape:
             d *= int(s)
         self.layer_shape = tuple(int(s) for s in layer_shape)
-        self.nonnegative = nonnegative
+        self.register_buffer("nonnegative", torch.tensor(nonnegative))  # () bool: decode clamps at 0
         self.register_buffer("mean", torch.zeros(d))  # (D,)
         self.register_buffer("basis", torch.zeros(d, k))  # (D, k)
         self.register_buffer("scale", torch.ones(k))  # (k,)
@@ -49,36 +49,36 @@ class CodeSubspace(nn.Module):
         if not 1 <= k <= min(n - 1, d):
             raise ValueError(f"subspace size {k} must be in 1..{min(n - 1, d)} for {n} codes of {d} values")
         mean = flat.mean(0)
-        state = torch.random.get_rng_state()
-        torch.manual_seed(seed)
-        try:
+        devices = [flat.device] if flat.is_cuda else []
+        with torch.random.fork_rng(devices=devices):  # the caller's random state stays as it was
+            torch.manual_seed(seed)
             _, s, v = torch.pca_lowrank(flat - mean, q=min(k + 16, d, n), center=False, niter=4)
-        finally:
-            torch.random.set_rng_state(state)
-        sub = CodeSubspace(
-            tuple(codes.shape[1:]), k, bool((flat >= 0).all()) if nonnegative is None else nonnegative
-        )
+        if s[k - 1] <= 1e-6 * s[0]:
+            raise ValueError(f"subspace size {k} exceeds the codes' rank (direction {k} has no variance)")
+        nonneg = bool((flat >= 0).all()) if nonnegative is None else nonnegative
+        sub = CodeSubspace(tuple(codes.shape[1:]), k, nonneg)
         sub.mean.copy_(mean)
         sub.basis.copy_(v[:, :k])
         sub.scale.copy_((s[:k] / max(n - 1, 1) ** 0.5).clamp_min(1e-8))
         return sub
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, *L) layer activations -> (B, k) whitened coefficients."""
-        flat = x.float().flatten(1)
-        return ((flat - self.mean) @ self.basis) / self.scale
+        """(B, *L) layer activations -> (B, k) whitened coefficients (float32, also under autocast)."""
+        with torch.autocast(x.device.type, enabled=False):
+            flat = x.float().flatten(1)
+            return ((flat - self.mean) @ self.basis) / self.scale
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """(B, k) -> (B, *L) the map in the subspace (clamped at 0 for a post-ReLU layer)."""
-        flat = self.mean + (z.float() * self.scale) @ self.basis.T  # (B, D)
-        if self.nonnegative:
-            flat = flat.clamp_min(0.0)
+        """(B, k) -> (B, *L) the map in the subspace (clamped at 0 for a post-ReLU layer; float32)."""
+        with torch.autocast(z.device.type, enabled=False):
+            flat = self.mean + (z.float() * self.scale) @ self.basis.T  # (B, D)
+            flat = torch.where(self.nonnegative, flat.clamp_min(0.0), flat)
         return flat.view(-1, *self.layer_shape)
 
     def explained(self, codes: torch.Tensor) -> float:
-        """Share of the codes' variance (about the mean) that the subspace keeps."""
+        """Share of the codes' variance about the subspace's mean that their projection keeps."""
         flat = codes.detach().float().flatten(1) - self.mean
-        return float(self.scale.pow(2).sum() * (len(flat) - 1) / flat.pow(2).sum().clamp_min(1e-12))
+        return float((flat @ self.basis).pow(2).sum() / flat.pow(2).sum().clamp_min(1e-12))
 
 
 class CodeEncoder(nn.Module):

@@ -195,8 +195,15 @@ def _check_code_layer(cfg: RunConfig, models: RunModels, module: nn.Module, shap
     shape = _known_layer(module, shapes, name, where)
     encoder = gen.extras.get("code_encoder") if gen is not None else None
     if isinstance(encoder, nn.Module):  # a subspace generator: its encoder reads the layer
-        with torch.no_grad():
-            shape = tuple(encoder(torch.zeros(1, *shape)).shape[1:])
+        probe = torch.zeros(1, *shape, device=next(encoder.buffers(), torch.zeros(0)).device)
+        try:
+            with torch.no_grad():
+                shape = tuple(encoder(probe).shape[1:])
+        except (RuntimeError, ValueError):
+            raise ConfigError(
+                f"{where}: the generator's code encoder cannot read layer {name!r} ({shape}); name the layer "
+                "its subspace was fitted on"
+            ) from None
     if gen is not None and gen.code_shape and math.prod(shape) != math.prod(gen.code_shape):
         raise ConfigError(
             f"{where}: layer {name!r} outputs {math.prod(shape)} values per image ({shape}) but the "

@@ -91,8 +91,8 @@ class GeneratorConfig:
     # the T layer G draws from (issue 17): "relu6" (the fc6 code; G starts from T's decoder) or "conv4" (T's
     # spatial map, as DeePSiM's pool5 G; G trained from scratch). Left out of config_hash at "relu6".
     code_layer: str = "relu6"
-    # with conv4: G's code is this many whitened principal coefficients of the map (atlas.models.subspace;
-    # 0: the whole map, which code ascent turns into fragments). Left out of config_hash at 0.
+    # with conv4 (required): G's code is this many whitened principal coefficients of the map
+    # (atlas.models.subspace; the whole map as the code turned code ascent into fragments). Not hashed at 0.
     subspace: int = 0
 
 
@@ -176,6 +176,13 @@ class ToyWorldConfig:
         if g.code_layer != "relu6" and g.adv_weight:
             raise AtlasError(
                 f"toy world {self.name!r}: generator.adv_weight needs generator.code_layer 'relu6'"
+            )
+        map_size = self.target.widths[3] * (self.data.size // 2**self.target.pools) ** 2
+        top = min(map_size, self.data.n_train - 1)
+        if g.code_layer == "conv4" and not 1 <= g.subspace <= top:
+            raise AtlasError(
+                f"toy world {self.name!r}: generator.subspace {g.subspace} with code_layer 'conv4' must be "
+                f"in 1..{top} (the map has {map_size} values)"
             )
 
 

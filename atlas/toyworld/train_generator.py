@@ -31,7 +31,6 @@ from atlas.toyworld.loops import (
     edge_l1,
     epoch_batches,
     optimizer_step,
-    predict,
     progress,
     target_space,
     threads,
@@ -84,20 +83,18 @@ def train_generator(
 
 def train_spatial_generator(
     cfg: ToyWorldConfig, data: ToyData, target: TargetNet, log: Callable[[str], None] = print
-) -> nn.Module:
-    """G from T's conv4 map, trained from scratch; with ``generator.subspace: k`` wrapped so that its code
-    is the maps' top-k whitened principal coefficients (fitted on the training maps)."""
+) -> SubspaceGenerator:
+    """G from T's conv4 map, trained from scratch, wrapped so that its code is the maps' top-k whitened
+    principal coefficients (``generator.subspace: k``, fitted on the training maps first: a k the maps cannot
+    hold fails before the training)."""
     gc, size = cfg.generator, cfg.data.size
     torch.manual_seed(gc.seed)
     with threads():
         maps = maps_of(target, data.images, size)  # (N, C4, h, w)
-    g = fit_generator(cfg, data, SpatialGenerator(maps.shape[1], gc.width, cfg.target.pools), maps, log)
-    if not gc.subspace:
-        return g
-    with threads():
-        sub = CodeSubspace.fit(maps, gc.subspace, seed=gc.seed)
+        sub = CodeSubspace.fit(maps, gc.subspace, seed=gc.seed)  # leaves the random state as it was
     log(f"toyworld: G's code = {gc.subspace} whitened principal coefficients of conv4 "
         f"({sub.explained(maps):.3f} of the maps' variance)")  # fmt: skip
+    g = fit_generator(cfg, data, SpatialGenerator(maps.shape[1], gc.width, cfg.target.pools), maps, log)
     return SubspaceGenerator(sub, g).eval()
 
 
@@ -146,8 +143,3 @@ def weighted_mse(r: torch.Tensor, x: torch.Tensor, w: torch.Tensor | None) -> to
     if w is None:
         return F.mse_loss(r, x)
     return ((r - x) ** 2 * w).mean() / w.mean()
-
-
-def reconstruct(target: TargetNet, g: Generator, images01: torch.Tensor, size: int) -> torch.Tensor:
-    """G(E(x)) for (N, 3, S, S) rgb01 images -> (N, 3, S, S) rgb01."""
-    return predict(g, codes_of(target, images01, size))

@@ -93,13 +93,9 @@ class ToyWorld:
             return JudgeNet(c.judge.widths, len(FINE_NAMES))
         if name == "decoder" or (name == "generator" and not self.spatial):
             return Generator(c.target.fc, c.generator.width, size, c.target.pools)
-        if name == "generator":
+        if name == "generator":  # spatial: a conv4 G driven by the map's subspace coefficients
             g = SpatialGenerator(c.target.widths[3], c.generator.width, c.target.pools)
-            return (
-                SubspaceGenerator(CodeSubspace(self.map_shape, c.generator.subspace), g)
-                if c.generator.subspace
-                else g
-            )
+            return SubspaceGenerator(CodeSubspace(self.map_shape, c.generator.subspace), g)
         if name == "dae":
             return CodeDAE(math.prod(self.code_shape), c.dae.hidden, c.dae.blocks)
         if name == READER:
@@ -134,6 +130,10 @@ class ToyWorld:
             target_fp = self.fingerprint("target", train_if_missing=train_if_missing)
             if blob["meta"].get("target_fingerprint") != target_fp:
                 return "was trained on another target"
+        if name == "dae" and self.spatial:  # its codes are G's subspace coefficients
+            gen_fp = self.fingerprint("generator", train_if_missing=train_if_missing)
+            if blob["meta"].get("generator_fingerprint") != gen_fp:
+                return "was trained on another generator's codes"
         if name == READER and blob.get("reader_hash") != reader_hash(self.cfg):
             return "was trained with other reader settings"
         return None
@@ -221,11 +221,8 @@ class ToyWorld:
 
     @property
     def code_shape(self) -> tuple[int, ...]:
-        """G's code: (fc,) for fc6, (k,) for a conv4 subspace, the map's shape for the whole map."""
-        g = self.cfg.generator
-        if not self.spatial:
-            return (self.cfg.target.fc,)
-        return (g.subspace,) if g.subspace else self.map_shape
+        """G's code: (fc,) for fc6, (k,) for the conv4 subspace."""
+        return (self.cfg.generator.subspace,) if self.spatial else (self.cfg.target.fc,)
 
     def codes(self, split: str) -> torch.Tensor:
         """(N, *code_shape) G's codes of the split's images under the current T (and G's subspace)."""
@@ -238,10 +235,9 @@ class ToyWorld:
         if not self.spatial:
             return codes_of(self.module("target"), images, size)  # (N, fc)
         maps = maps_of(self.module("target"), images, size)  # (N, C4, h, w)
-        if isinstance(generator, SubspaceGenerator):
-            with torch.no_grad():
-                return generator.subspace.encode(maps)  # (N, k)
-        return maps
+        assert isinstance(generator, SubspaceGenerator)
+        with torch.no_grad():
+            return generator.subspace.encode(maps)  # (N, k)
 
     def _train(self, name: str) -> tuple[nn.Module, dict[str, Any]]:
         meta: dict[str, Any] = {"preset": self.cfg.name, "seed": getattr(self.cfg, name).seed}
@@ -300,6 +296,8 @@ class ToyWorld:
             }
         from atlas.toyworld.train_dae import train_dae
 
+        if self.spatial:
+            meta["generator_fingerprint"] = self.fingerprint("generator")
         dae = train_dae(self.cfg, self.codes("train"), self.log)
         return dae, {"state_dict": dae.state_dict(), "fingerprint": state_fingerprint(dae), "meta": meta}
 

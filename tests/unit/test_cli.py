@@ -95,3 +95,12 @@ def test_benches_find_the_demo_config_from_any_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no configs/ here
     assert Path(_demo_unless(None)) == REPO / "configs" / "demo.yaml"
     assert _demo_unless("mine.yaml") == "mine.yaml"
+
+
+def test_an_unknown_option_before_the_command_is_refused(capsys):
+    from atlas.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--bogus", "sql", "runs/none", "SELECT 1"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.startswith("atlas: error: unrecognized arguments: --bogus"), err

@@ -141,6 +141,46 @@ def test_toy_world_spatial_generator_trains_on_t_conv4_maps_and_redraws_better_t
         (dict(subspace=8), "generator.subspace needs generator.code_layer 'conv4'"),
         (dict(code_layer="fc7"), "generator.code_layer 'fc7'"),
         (dict(code_layer="conv4", adv_weight=0.1), "generator.adv_weight needs"),
+        (dict(code_layer="conv4"), r"generator.subspace 0 with code_layer 'conv4' must be in 1\.\.768"),
     ]:
         with pytest.raises(AtlasError, match=says):
             dataclasses.replace(MICRO, generator=dataclasses.replace(MICRO.generator, **bad))
+
+
+def test_fit_leaves_the_random_state_refuses_a_rank_it_cannot_hold_and_persists_the_clamp():
+    maps = low_rank_maps(rank=5)
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    CodeSubspace.fit(maps, k=3)
+    assert torch.equal(torch.rand(3), expected)  # the caller's random stream goes on as if nothing ran
+    with pytest.raises(ValueError, match="exceeds the codes' rank"):
+        CodeSubspace.fit(maps, k=8)  # 5 directions of variance
+    signed = CodeSubspace.fit(maps - 40, k=5)
+    assert not bool(signed.nonnegative) and (signed.decode(signed.encode(maps - 40)) < 0).any()
+    restored = CodeSubspace((4, 3, 3), 5)  # default: clamps at 0
+    restored.load_state_dict(signed.state_dict())
+    assert not bool(restored.nonnegative)  # the clamp flag travels with the weights
+
+
+def test_preflight_refuses_a_code_layer_the_encoder_cannot_read():
+    from atlas.config import config_from_dict
+    from atlas.errors import ConfigError
+    from atlas.pipeline.models_setup import RunModels
+    from atlas.pipeline.preflight import preflight_models
+
+    target, gen, _, _, _ = spatial_world()
+    cfg = config_from_dict(
+        {
+            "name": "t",
+            "models": {"target": "python:tests.unit.byo_factories:good", "allow_random_weights": True},
+            "layers": [{"name": "fc8"}],
+            "sampler": {"method": "pixel", "steps": 2, "chains_per_unit": 2, "start": "random"},
+            "facets": {"real_images": None},
+            "compute": {"device": "cpu"},
+        }
+    )  # the code layer is checked against G whatever the method (the config needs no G for pixels)
+    stats = gen.extras["code_stats"]
+    assert preflight_models(cfg, RunModels(target, gen, None, stats, "pool2")).code_layer == "pool2"
+    with pytest.raises(ConfigError, match="code encoder cannot read layer 'relu6'"):
+        preflight_models(cfg, RunModels(target, gen, None, stats, "relu6"))
