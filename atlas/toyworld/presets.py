@@ -224,7 +224,8 @@ MICRO = ToyWorldConfig(
 # G draws from T's conv4 map through its top 512 whitened principal coefficients: a G from the fc6 code
 # redrew two objects as soft blobs (J read its redraws right 0.38, both objects 0.16; this G: 0.91 / 0.72),
 # and DGN-AM's pair pictures from it were read as both by J 0.20-0.30 (this G: 0.90 from the config's own
-# start; docs/toyworld.md, "The pairs world"). Still failing: t_recon_acc 0.81 and the reader's gates.
+# start, as its start drawings; 0.20-0.40 from the mean code; docs/toyworld.md, "The pairs world").
+# Still failing: t_recon_acc 0.81 and the reader's gates.
 PAIRS = ToyWorldConfig(
     name="pairs",
     data=DataConfig(size=40, radius=(0.4, 0.48), second_p=0.5),
