@@ -222,10 +222,10 @@ MICRO = ToyWorldConfig(
 # weight 0.4: with the default T (fc 256, CE 0.2) T named both objects of a natural picture 0.29 of the
 # time; CE 1.0 gave 0.90 but G's blurriest redraws; 0.4 gives 0.87.
 # G draws from T's conv4 map through its top 512 whitened principal coefficients: a G from the fc6 code
-# redrew two objects as soft blobs (J read its redraws right 0.38, both objects 0.16; this G: 0.91 / 0.72),
-# and DGN-AM's pair pictures from it were read as both by J 0.20-0.30 (this G: 0.90 from the config's own
-# start, as its start drawings; 0.20-0.40 from the mean code; docs/toyworld.md, "The pairs world").
-# Still failing: t_recon_acc 0.81 and the reader's gates.
+# redrew two objects as soft blobs (J read its redraws right 0.38, both objects 0.16; this G: 0.96 / 0.84),
+# and DGN-AM's pair pictures from it were read as both by J 0.20-0.30 (this G: 1.00 from the config's own
+# start, as its start drawings; 0.20-0.35 from the mean code; docs/toyworld.md, "The pairs world").
+# Still failing: the reader's gates.
 PAIRS = ToyWorldConfig(
     name="pairs",
     data=DataConfig(size=40, radius=(0.4, 0.48), second_p=0.5),

@@ -94,7 +94,9 @@ def train_spatial_generator(
         sub = CodeSubspace.fit(maps, gc.subspace, seed=gc.seed)  # leaves the random state as it was
     log(f"toyworld: G's code = {gc.subspace} whitened principal coefficients of conv4 "
         f"({sub.explained(maps):.3f} of the maps' variance)")  # fmt: skip
-    g = fit_generator(cfg, data, SpatialGenerator(maps.shape[1], gc.width, cfg.target.pools), maps, log)
+    with torch.no_grad():  # G learns to draw the maps it will be given: their projections on the subspace
+        projected = torch.cat([sub.decode(sub.encode(maps[i : i + 2000])) for i in range(0, len(maps), 2000)])
+    g = fit_generator(cfg, data, SpatialGenerator(maps.shape[1], gc.width, cfg.target.pools), projected, log)
     return SubspaceGenerator(sub, g).eval()
 
 
