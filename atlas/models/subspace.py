@@ -4,7 +4,7 @@ Usage::
 
     maps = target_conv4_maps                       # (N, C, H, W) real codes of a spatial layer
     sub = CodeSubspace.fit(maps, k=512)            # top-k principal directions, whitened
-    z = sub.encode(maps)                           # (N, k): mean 0, std 1 per coefficient
+    z = sub.encode(maps)                           # (N, k): mean 0, std 1 per coefficient (= sub(maps))
     g = SubspaceGenerator(sub, spatial_g)          # z (B, k) -> picture: spatial_g(sub.decode(z))
 
 Why: a generator from a spatial layer (DeePSiM's pool5 G, Dosovitskiy & Brox 2016) draws far more of a picture
@@ -18,6 +18,8 @@ real starts, the joint prior and the on-manifold score (``extras["code_encoder"]
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -28,9 +30,7 @@ class CodeSubspace(nn.Module):
 
     def __init__(self, layer_shape: tuple[int, ...], k: int, nonnegative: bool = True) -> None:
         super().__init__()
-        d = 1
-        for s in layer_shape:
-            d *= int(s)
+        d = math.prod(int(s) for s in layer_shape)
         self.layer_shape = tuple(int(s) for s in layer_shape)
         self.register_buffer("nonnegative", torch.tensor(nonnegative))  # () bool: decode clamps at 0
         self.register_buffer("mean", torch.zeros(d))  # (D,)
@@ -75,21 +75,14 @@ class CodeSubspace(nn.Module):
             flat = torch.where(self.nonnegative, flat.clamp_min(0.0), flat)
         return flat.view(-1, *self.layer_shape)
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The code encoder (``extras["code_encoder"]`` of a subspace generator): :meth:`encode`."""
+        return self.encode(x)
+
     def explained(self, codes: torch.Tensor) -> float:
         """Share of the codes' variance about the subspace's mean that their projection keeps."""
         flat = codes.detach().float().flatten(1) - self.mean
         return float((flat @ self.basis).pow(2).sum() / flat.pow(2).sum().clamp_min(1e-12))
-
-
-class CodeEncoder(nn.Module):
-    """A code layer's activations -> the subspace generator's code (its ``extras["code_encoder"]``)."""
-
-    def __init__(self, subspace: CodeSubspace) -> None:
-        super().__init__()
-        self.subspace = subspace
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, *L) -> (B, k)
-        return self.subspace.encode(x)
 
 
 class SubspaceGenerator(nn.Module):

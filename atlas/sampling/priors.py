@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from atlas.sampling.manifold import encode_code
+
 # ----------------------------------------------------------------------------------- learned code priors
 
 
@@ -49,9 +51,8 @@ class JointPrior:
 
     def residual(self, h: torch.Tensor, acts: dict[str, torch.Tensor]) -> torch.Tensor:
         """h: (B, *S); acts[code_layer] (B, *L) -> E(G(h)) (B, *S) from the objective's own forward pass."""
-        a = acts[self.code_layer].detach().float()
         with torch.no_grad():
-            e = (self.encoder(a) if self.encoder is not None else a).float().reshape(h.shape)
+            e = encode_code(acts[self.code_layer].detach(), self.encoder).reshape(h.shape)
         return e - h.detach()
 
 

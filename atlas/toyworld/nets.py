@@ -54,10 +54,7 @@ class TargetNet(nn.Module):
 
     def code(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) encoded image -> (B, D) post-ReLU fc6 code."""
-        x = self.pool1(self.conv1(x))
-        x = self.pool2(self.conv2(x))
-        x = self.pool3(self.conv3(x))
-        return self.relu6(self.fc6(self.flatten(self.conv4(x))))
+        return self.relu6(self.fc6(self.flatten(self.conv_map(x))))
 
     def head(self, h: torch.Tensor) -> torch.Tensor:
         """(B, D) code -> (B, n_classes) logits."""

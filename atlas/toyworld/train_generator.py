@@ -2,8 +2,8 @@
 
 fc6 (``generator.code_layer: relu6``): G starts from the decoder trained jointly with T and is fine-tuned on
 codes of the *frozen, eval-mode* T. conv4 (issue 17): a :class:`SpatialGenerator` trained from scratch on the
-maps, then, with ``generator.subspace: k``, driven by the maps' top-k whitened principal coefficients
-(:class:`atlas.models.subspace.SubspaceGenerator`). The loss is the same:
+maps' projections on their top-k principal directions (``generator.subspace: k``) and driven by the whitened
+coefficients (:class:`atlas.models.subspace.SubspaceGenerator`). The loss is the same:
 
     loss = pixel_weight   * 10 * wMSE(G(h), x) + edge_weight * L1(grad G(h), grad x)
          + feature_weight * sum_l L1(C_l(G(h)), C_l(x))          (C: fixed random conv comparator, not T)

@@ -32,7 +32,7 @@ from torch import nn
 from atlas.errors import AtlasError
 from atlas.models.codes import CodeStats
 from atlas.models.loaded import LoadedModel, freeze
-from atlas.models.subspace import CodeEncoder, CodeSubspace, SubspaceGenerator
+from atlas.models.subspace import CodeSubspace, SubspaceGenerator
 from atlas.toyworld.cache import corrupt, load_component_file, save_component, world_dir
 from atlas.toyworld.dataset import ToyData, render_split
 from atlas.toyworld.loops import (
@@ -367,7 +367,7 @@ class ToyWorld:
         if name == "generator":
             extras: dict[str, object] = {"code_stats": self.code_stats(), "code_layer": code_layer}
             if isinstance(module, SubspaceGenerator):  # the code layer's map -> G's coefficients
-                extras["code_encoder"] = freeze(CodeEncoder(copy.deepcopy(module.subspace)))
+                extras["code_encoder"] = freeze(copy.deepcopy(module.subspace))
             return LoadedModel(
                 freeze(module),
                 "generator",

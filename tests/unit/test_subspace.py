@@ -13,7 +13,7 @@ from atlas.models.codes import CodeStats
 from atlas.models.loaded import LoadedModel, freeze
 from atlas.models.probes import LayerProbe
 from atlas.models.spaces import ImageSpace
-from atlas.models.subspace import CodeEncoder, CodeSubspace, SubspaceGenerator
+from atlas.models.subspace import CodeSubspace, SubspaceGenerator
 from atlas.sampling import Engine
 from tests.unit.tiny_models import SIZE, TinyReal, tiny_target
 
@@ -70,7 +70,7 @@ def spatial_world(k: int = 8):
         code_shape=(k,),
         extras={
             "code_layer": "pool2",
-            "code_encoder": freeze(CodeEncoder(sub)),
+            "code_encoder": freeze(sub),
             "code_stats": CodeStats.from_codes(sub.encode(maps), "tiny pool2 subspace"),
         },
     )
