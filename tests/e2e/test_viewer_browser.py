@@ -141,6 +141,9 @@ STATE_JS = """() => {
 }"""
 
 
+SOURCES_JS = """() => Array.from(document.querySelectorAll('[data-testid="stMain"] img')).map(i => i.src)"""
+
+
 def _state(page) -> dict:
     try:
         return page.evaluate(STATE_JS)
@@ -156,6 +159,33 @@ def _wait_until(page, condition_js: str, what: str, arg=None, timeout_s: float |
         page.wait_for_function(js, arg=arg, timeout=timeout_s * 1000, polling=250)
     except PlaywrightError:
         pytest.fail(f"gave up after {timeout_s:g} s waiting for {what} on {page.url}; page: {_state(page)}")
+
+
+def _quiet_sources(page, what: str, unlike: list[str] | None = None, polls: int = 4) -> list[str]:
+    """The page's picture sources once the page is quiet: no script run, every image decoded and the same
+    sources on ``polls`` polls in a row (Streamlit replaces elements while a rerun streams in); with
+    ``unlike``, also none of those sources left."""
+    js = f"""(arg) => {{
+      const s = ({STATE_JS})();
+      const now = ({SOURCES_JS})();
+      const key = JSON.stringify(now);
+      const w = window.__atlasQuiet = (window.__atlasQuiet && window.__atlasQuiet.key === key)
+        ? {{key, n: window.__atlasQuiet.n + 1}} : {{key, n: 1}};
+      const fresh = !arg.unlike || now.every(src => !arg.unlike.includes(src));
+      return !s.running && s.images > 0 && s.images_decoded === s.images && fresh && w.n >= arg.polls;
+    }}"""
+    try:
+        page.wait_for_function(js, arg={"unlike": unlike, "polls": polls}, timeout=WAIT_S * 1000, polling=250)
+    except PlaywrightError:
+        now = page.evaluate(SOURCES_JS)
+        left = (
+            "" if unlike is None else f"{sum(src in unlike for src in now)} of {len(now)} pictures unchanged "
+        )
+        pytest.fail(
+            f"gave up after {WAIT_S:g} s waiting for {what} on {page.url}; {left}(before: "
+            f"{len(unlike or [])}); page: {_state(page)}"
+        )
+    return page.evaluate(SOURCES_JS)
 
 
 def _wait_visible(locator, what: str, timeout_s: float | None = None) -> None:
@@ -296,17 +326,19 @@ def test_conv_unit_frames_its_place(server, runs_parent, page):
     assert label.first.inner_text() == row["label"]  # `colour:red@here` whole, not a markdown directive
     where = f"rows {y0}–{y1 - 1}, columns {x0}–{x1 - 1}"
     _wait_visible(page.get_by_text(where, exact=False), f"the place-bound caption ({where})")
-    sources = "() => Array.from(document.querySelectorAll('img')).map(i => i.src)"
-    framed = page.evaluate(sources)
     _shot(page, "unit-conv-place")
-    page.get_by_text("Frame the unit's place on its pictures").click()  # off: the plain pictures
+    framed = _quiet_sources(page, "the framed pictures")
+    toggle = page.get_by_role("switch", name="Frame the unit's place on its pictures")
+    _wait_visible(toggle, "the frame toggle")
+    assert toggle.first.is_checked()
+    page.get_by_text("Frame the unit's place on its pictures").click()  # off: the plain pictures (its label)
     _wait_until(
         page,
-        f"(s, before) => {{ const now = ({sources})(); return !s.running && now.length === before.length"
-        " && now.every(src => !before.includes(src)); }",
-        "every picture to be replaced by its unframed version",
-        arg=framed,
+        "() => !document.querySelector('[role=switch][aria-label^=\"Frame the unit\"]').checked",
+        "the frame toggle to turn off",
     )
+    plain = _quiet_sources(page, "every picture to be replaced by its unframed version", unlike=framed)
+    assert len(plain) == len(framed) and not set(plain) & set(framed)
 
 
 def test_compare_and_sql(server, page):
