@@ -8,10 +8,11 @@ Usage::
     cfg = replace(cfg, seed=3)     # a validated copy
 
 A config is a tree of frozen pydantic models (strict types, unknown keys forbidden). YAML is read with
-``yaml.safe_load`` and validated by pydantic; ``_config_error`` turns pydantic's first error into one
-line: an unknown key lists the valid keys (with a close-match suggestion); a value of the wrong type or
-out of range names the dotted key, the value and what is valid. Every field documents itself
-(``Field(description=...)``, listed by ``describe_fields``) with recommended values.
+``yaml.SafeLoader`` (a key given twice is refused) and validated by pydantic; ``_config_error`` turns
+pydantic's first error into one line: an unknown key lists the valid keys (with a close-match
+suggestion); a value of the wrong type or out of range names the dotted key, the value and what is valid.
+Every field documents itself (``Field(description=...)``, listed by ``describe_fields``) with recommended
+values.
 """
 
 from __future__ import annotations
@@ -387,8 +388,10 @@ class LayerConfig(Section):
         if not self.name.strip():
             raise ValueError("name: empty layer name; name a layer of the target (see `atlas layers SPEC`)")
         for pair in self.pairs:
-            if len(pair) != 2 or pair[0] == pair[1] or min(pair) < 0:
+            if len(pair) != 2 or pair[0] == pair[1]:
                 raise ValueError(f"pairs: {pair} is not two different unit indices; write e.g. [3, 5]")
+            if min(pair) < 0:
+                raise ValueError(f"pairs: {pair} has a negative unit index; units count from 0 (e.g. [3, 5])")
         try:
             self.composites()  # syntax now; ranges once the layer's size is known (driver.resolve_layers)
         except ConfigError as exc:
@@ -986,6 +989,8 @@ class RunConfig(Section):
                 f"name: {self.name!r} is not a valid run name; use up to 128 letters, digits, '.', '_', '-', "
                 "not starting with '.' (the run goes to <out_dir>/<name>)"
             )
+        if not self.out_dir.strip():
+            raise ValueError("out_dir: empty; give a folder (e.g. runs) or s3://bucket/prefix")
         if not self.layers:
             raise ValueError("layers: no layers selected; give at least one, e.g. layers: [{name: fc8}]")
         names = [layer.name for layer in self.layers]
@@ -1170,9 +1175,12 @@ def _parse_assignment(assignment: str) -> tuple[str, list[str], Any]:
     if "=" not in assignment:
         raise ConfigError(f"--set {assignment!r}: expected KEY=VALUE, e.g. --set sampler.steps=50")
     dotted, raw = assignment.split("=", 1)
-    parts = [p for p in dotted.strip().split(".") if p]
-    if not parts:
-        raise ConfigError(f"--set {assignment!r}: empty key; expected KEY=VALUE, e.g. --set sampler.steps=50")
+    parts = dotted.strip().split(".")
+    if not all(parts):
+        raise ConfigError(
+            f"--set {assignment!r}: empty key or key part; expected KEY=VALUE with dotted keys, e.g. "
+            "--set sampler.steps=50"
+        )
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
@@ -1203,8 +1211,30 @@ def config_from_dict(data: dict[str, Any], overrides: typing.Sequence[str] = ())
     return build(RunConfig, data)
 
 
-def load_config(path: str | os.PathLike[str], overrides: typing.Sequence[str] = ()) -> RunConfig:
-    """Read a YAML config file, apply dotted overrides, validate. Raises ConfigError."""
+class DuplicateKeyError(yaml.YAMLError):
+    """A mapping that names one key twice (YAML keeps the last silently)."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice in one mapping, naming it and both lines."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            line = key_node.start_mark.line + 1
+            if isinstance(key, typing.Hashable) and key in seen:
+                raise DuplicateKeyError(
+                    f"key {key!r} appears twice (lines {seen[key]} and {line}); keep one (merge the two)"
+                )
+            if isinstance(key, typing.Hashable):
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The mapping a YAML config file holds (an empty file: {}); one-line errors for a missing, unreadable,
+    invalid or non-mapping file and for a key given twice."""
     p = Path(path)
     if p.is_dir():
         raise ConfigError(
@@ -1213,7 +1243,9 @@ def load_config(path: str | os.PathLike[str], overrides: typing.Sequence[str] = 
     if not p.is_file():
         raise ConfigError(f"config file {str(p)!r} not found; pass a YAML file such as configs/demo.yaml")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        data = yaml.load(p.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
+    except DuplicateKeyError as exc:
+        raise ConfigError(f"config file {str(p)!r}: {exc}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(
             f"config file {str(p)!r} is unreadable ({type(exc).__name__}); pass a UTF-8 YAML text file"
@@ -1226,7 +1258,12 @@ def load_config(path: str | os.PathLike[str], overrides: typing.Sequence[str] = 
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {str(p)!r} must hold a mapping of keys, got {type(data).__name__}")
-    return config_from_dict(data, overrides)
+    return data
+
+
+def load_config(path: str | os.PathLike[str], overrides: typing.Sequence[str] = ()) -> RunConfig:
+    """Read a YAML config file, apply dotted overrides, validate. Raises ConfigError."""
+    return config_from_dict(read_config_file(path), overrides)
 
 
 # ------------------------------------------------------------------------------------------ `atlas config`

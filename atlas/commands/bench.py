@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from atlas.commands.options import positive_int
 from atlas.toyworld.presets import PRESETS
 
 HELP = (
@@ -25,14 +26,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     _add_model_options(q, "models, sampler settings", "e.g. --set sampler.dgn_am.lr=0.2 (with --config)")
     q.add_argument(
         "--seeds",
-        type=int,
+        type=positive_int,
         default=3,
         help="seeds to average over in the method comparison (default 3); with --config the run's seed",
     )
     q.add_argument("--out", help="directory for image grids (per method and seed; with --config per layer)")
     q.add_argument(
         "--max-units",
-        type=int,
+        type=positive_int,
         metavar="N",
         help="with --config: a deterministic subset of each layer's units, N evenly spaced (default: all)",
     )
@@ -52,7 +53,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="skip the common-start protocol (the samplers' own diversity: DGN-AM vs PPGN-h)",
     )
-    q.add_argument("--steps", type=int, help="override sampler.steps")
+    q.add_argument("--steps", type=positive_int, help="override sampler.steps")
     t = sub.add_parser("throughput", help="Chain-steps/s by batch size per method (GFLOP/s; MFU on CUDA).")
     _add_model_options(t, "models, compute", "compute.* also without --config")
     t.add_argument(
@@ -64,7 +65,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="with --ray: also run into this store (s3://bucket/prefix, or 'local-s3' for an S3 API server "
         "on 127.0.0.1 from moto) and report its units/min against a local directory",
     )
-    t.add_argument("--repeat", type=int, default=1, help="with --ray: measurements per setting (median)")
+    t.add_argument(
+        "--repeat", type=positive_int, default=1, help="with --ray: measurements per setting (median)"
+    )
     t.add_argument("--batches", default="1,4,16,64,128,256", help="comma-separated batch sizes")
     t.add_argument("--methods", help="comma-separated subset: dgn_am,ppgn_h/dae,ppgn_h/joint,pixel")
     _add_viewer_parser(sub)
@@ -97,9 +100,11 @@ def _add_model_options(p: argparse.ArgumentParser, config_holds: str, set_help: 
 
 def _add_viewer_parser(sub: argparse._SubParsersAction) -> None:
     v = sub.add_parser("viewer", help="Unit-page query latency on a synthetic run (target <= 200 ms).")
-    v.add_argument("--images", type=int, default=100_000, help="images in the synthetic run (default 100k)")
-    v.add_argument("--units", type=int, default=25, help="units timed per layer")
-    v.add_argument("--repeat", type=int, default=3, help="timed repetitions per unit")
+    v.add_argument(
+        "--images", type=positive_int, default=100_000, help="images in the synthetic run (default 100k)"
+    )
+    v.add_argument("--units", type=positive_int, default=25, help="units timed per layer")
+    v.add_argument("--repeat", type=positive_int, default=3, help="timed repetitions per unit")
     v.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     v.add_argument("--keep", metavar="DIR", help="build (or reuse) the run here instead of a temp dir")
     v.add_argument(
@@ -124,7 +129,7 @@ def _add_truth_parser(sub: argparse._SubParsersAction) -> None:
         help="comma-separated sampler methods: dgn_am, ppgn_h, pixel, fourier, maco, accentuation, ga, cmaes",
     )
     r.add_argument(
-        "--max-units", type=int, metavar="N", help="N evenly spaced units per layer (default: all)"
+        "--max-units", type=positive_int, metavar="N", help="N evenly spaced units per layer (default: all)"
     )
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
     r.add_argument("--cache-dir", metavar="DIR", help="toy-world cache directory")
@@ -173,11 +178,10 @@ def _write_json(path: str | None, report: dict) -> None:
     import json
     from pathlib import Path
 
+    from atlas.atomic import atomic_write
+
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_suffix(p.suffix + ".tmp")
-    tmp.write_text(json.dumps(report, indent=2, default=str))
-    tmp.replace(p)
+    atomic_write(p, lambda tmp: tmp.write_text(json.dumps(report, indent=2, default=str)))
     print(f"wrote {p}")
 
 
@@ -186,6 +190,13 @@ def _methods(text: str | None) -> list[str] | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from atlas.atomic import check_output_file
+    from atlas.errors import AtlasError
+
+    if getattr(args, "json", None):  # before the work, not after it
+        check_output_file(args.json, "--json")
+    if args.bench == "throughput" and args.store and not args.ray:
+        raise AtlasError("--store: measures the store through Ray workers; add --ray (or drop --store)")
     if args.bench == "toyworld":
         from atlas.bench import toyworld_train
 
@@ -240,10 +251,7 @@ def _product(args: argparse.Namespace) -> int:
     """``bench quality --config``: the config's own atlas, built the worker's way, measured per layer."""
     from atlas.bench.product import format_product, run_product
     from atlas.config import load_config, replace
-    from atlas.errors import AtlasError
 
-    if args.max_units is not None and args.max_units < 1:
-        raise AtlasError("--max-units: give a positive number of units per layer")
     cfg = load_config(args.config, _with_cache_dir(args))
     if args.steps:
         cfg = replace(cfg, sampler=replace(cfg.sampler, steps=args.steps))
@@ -280,11 +288,8 @@ def _truth(args: argparse.Namespace) -> int:
     """``bench truth``: the truth columns of the config's atlas per method (atlas.bench.truth)."""
     from atlas.bench.truth import format_table, run_truth
     from atlas.config import CODE_METHODS, PIXEL_METHODS, load_config
-    from atlas.errors import AtlasError
 
     methods = _known_methods(args.methods, CODE_METHODS + PIXEL_METHODS)
-    if args.max_units is not None and args.max_units < 1:
-        raise AtlasError("--max-units: give a positive number of units per layer")
     report = run_truth(load_config(_demo_unless(args.config), _with_cache_dir(args)), methods, args.max_units)
     print(format_table(report))
     _write_json(args.json, report)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from atlas.commands.options import add_overrides
+from atlas.commands.options import add_overrides, positive_float, positive_int
 
 HELP = "Compute the code mean and per-dimension bounds (mean + 3 std) from a folder of real images."
 
@@ -15,22 +15,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--out", required=True, help="output file, e.g. weights/fc6_stats.pt (set as models.code_stats)"
     )
-    p.add_argument("--limit", type=int, help="use at most N images")
-    p.add_argument("--sigmas", type=float, default=3.0, help="upper bound = mean + SIGMAS * std (DGN-AM: 3)")
+    p.add_argument("--limit", type=positive_int, help="use at most N images")
+    p.add_argument(
+        "--sigmas", type=positive_float, default=3.0, help="upper bound = mean + SIGMAS * std (DGN-AM: 3)"
+    )
     add_overrides(p)
 
 
 def run(args: argparse.Namespace) -> int:
+    from atlas.atomic import check_output_file
     from atlas.config import load_config
     from atlas.models.codes import CodeStats
     from atlas.real_codes import real_codes
 
     cfg = load_config(args.config, args.overrides)
+    out = check_output_file(args.out, "--out")
     codes, layer = real_codes(cfg, args.images, args.limit)
     stats = CodeStats.from_codes(
         codes, source=f"{layer} of {len(codes)} images in {args.images}", sigmas=args.sigmas
     )
-    stats.save(args.out)
+    stats.save(out)
     up = stats.upper.flatten()
     print(
         f"wrote {args.out}: {codes.shape[0]} codes of shape {tuple(codes.shape[1:])}; upper bound mean "

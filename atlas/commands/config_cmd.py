@@ -8,8 +8,8 @@ import sys
 from atlas.commands.options import add_overrides
 
 HELP = (
-    "Validate a run config and print it resolved (keys at their defaults left out), or list all keys with"
-    " docs (no FILE)."
+    "Validate a run config and print it resolved (defaults filled in; a few newer optional keys appear only"
+    " when set), or list all keys with docs (no FILE)."
 )
 
 INTRO = """\

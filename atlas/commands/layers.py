@@ -87,4 +87,12 @@ def run(args: argparse.Namespace) -> int:
     )
     params = sum(p.numel() for p in model.module.parameters())
     print(f"{len(rows)} layers, {params:,} parameters, {total_units:,} units in layers with weights")
+    if not args.all:  # a block (conv2 = conv2.0-conv2.2) is a layer too: configs often name it
+        leaves = {r.name for r in rows}
+        blocks = [r.name for r in model_layers(model, include_containers=True) if r.name not in leaves]
+        if blocks:
+            shown = ", ".join(blocks[:4]) + (", ..." if len(blocks) > 4 else "")
+            print(
+                f"{len(blocks)} blocks ({shown}) are layers too (output: their last part's); --all lists them"
+            )
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 from atlas.toyworld.presets import PRESETS
 
@@ -17,6 +18,28 @@ def add_overrides(p: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="dotted config override, e.g. --set sampler.steps=50 (repeatable)",
     )
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (argparse's own one-line error otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer; give one >= 1") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is below 1; give an integer >= 1")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; give a finite number > 0") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number > 0")
+    return value
 
 
 def add_toyworld_options(p: argparse.ArgumentParser) -> None:

@@ -1,8 +1,9 @@
 """``atlas sql RUN_DIR [QUERY]``: read-only SQL over a run's Parquet tables (DuckDB views).
 
 Without QUERY, an interactive prompt: statements end with ``;``, ``.tables`` lists the views,
-``.quit`` exits. Tables: units, chains, images, steps, activations (each with a ``layer`` column),
-plus ``run`` (manifest) and ``shards`` (completed shards).
+``.quit`` exits; at the end of its input the last statement runs without its ``;``. Tables: units,
+chains, images, steps, activations (each with a ``layer`` column), plus ``run`` (manifest), ``shards``
+(completed shards) and ``files`` (the Parquet files behind the tables).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import Any, TextIO
 MAX_TIMEOUT_S = 86_400.0  # a day: longer is a typo (and inf overflows the timer)
 
 HELP = (
-    "query a run with SQL (DuckDB, read-only): tables units, chains, images, steps, activations, run, shards"
+    "query a run with SQL (DuckDB, read-only): tables units, chains, images, steps, activations, run, shards,"
+    " files"
 )
 
 EXAMPLES = """examples:
@@ -116,34 +118,51 @@ def write_result(
         print(f"atlas: warning: result truncated to {len(rows)} rows (--max-rows)", file=sys.stderr)
 
 
+DOT_COMMANDS = {".tables": "SHOW TABLES;", ".quit": None, ".exit": None, "\\q": None}
+
+
+def _statements(lines: TextIO, prompt: Any, complain: Any):
+    """The SQL statements typed on ``lines`` (each ending with ';', the last one maybe without), dot
+    commands answered (.tables) or ended on (.quit); ``prompt(continued)`` before each line."""
+    buffer: list[str] = []
+    while True:
+        prompt(bool(buffer))
+        line = lines.readline()
+        if not line:  # end of input: a last statement without its ';' still runs
+            if buffer:
+                yield "\n".join(buffer)
+            return
+        stripped = line.strip()
+        if not buffer and (stripped in DOT_COMMANDS or stripped.startswith(".")):
+            if stripped not in DOT_COMMANDS:
+                complain(f"unknown command {stripped.split()[0]}; valid: .tables, .quit")
+                continue
+            if DOT_COMMANDS[stripped] is None:
+                return
+            stripped = DOT_COMMANDS[stripped]
+        if stripped or buffer:
+            buffer.append(stripped)
+        if stripped.endswith(";"):
+            yield "\n".join(buffer)
+            buffer.clear()
+
+
 def _interactive(conn: Any, args: argparse.Namespace, run_query: Any, error_type: type) -> int:
     tty = sys.stdin.isatty()
-    buffer: list[str] = []
+    errors = sys.stderr if tty else sys.stdout  # piped: errors inline with the results
     if tty:
         print("atlas sql — end statements with ';'  (.tables, .quit)", file=sys.stderr)
-    while True:
+
+    def prompt(continued: bool) -> None:
         if tty:
-            sys.stderr.write("atlas> " if not buffer else "  ...> ")
+            sys.stderr.write("  ...> " if continued else "atlas> ")
             sys.stderr.flush()
-        line = sys.stdin.readline()
-        if not line:
-            break
-        stripped = line.strip()
-        if not buffer and stripped in (".quit", ".exit", "\\q"):
-            break
-        if not buffer and stripped == ".tables":
-            stripped = "SHOW TABLES;"
-        if not stripped and not buffer:
-            continue
-        buffer.append(stripped)
-        if not stripped.endswith(";"):
-            continue
-        sql = "\n".join(buffer)
-        buffer.clear()
+
+    for sql in _statements(sys.stdin, prompt, lambda msg: print(f"error: {msg}", file=errors)):
         try:
             columns, rows, truncated = run_query(conn, sql, max_rows=args.max_rows, timeout_s=args.timeout)
         except error_type as exc:
-            print(f"error: {exc}", file=sys.stderr if tty else sys.stdout)
+            print(f"error: {exc}", file=errors)
             continue
         write_result(columns, rows, truncated, args.format, sys.stdout)
         sys.stdout.flush()

@@ -35,9 +35,11 @@ def run(args: argparse.Namespace) -> int:
     preset, cache_dir = resolve(args.preset, args.cache_dir, args.config)
     if args.per_row < 1:
         raise AtlasError(f"--per-row {args.per_row}: must be at least 1")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise AtlasError(f"--out: {out} is a file; give a directory for samples.png and reconstructions.png")
     world = ToyWorld(preset, cache_dir)
     test = world.data("test")
-    out = Path(args.out)
     print(save_png(sample_grid(test.images, test.fine, args.per_row), out / "samples.png"))
     try:
         g = world.module("generator", train_if_missing=not args.no_train)

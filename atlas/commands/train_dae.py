@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from atlas.commands.options import add_overrides
+from atlas.commands.options import add_overrides, positive_float, positive_int
 
 HELP = "Train a residual-MLP denoising autoencoder on real codes (the PPGN-h prior: models.dae)."
 
@@ -17,10 +17,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         required=True,
         help="output state-dict file (models.dae: {spec: dae:residual_mlp, weights: OUT})",
     )
-    p.add_argument("--limit", type=int, help="use at most N images")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--hidden", type=int, default=1024)
-    p.add_argument("--noise", type=float, default=0.5, help="training noise, in code standard deviations")
+    p.add_argument("--limit", type=positive_int, help="use at most N images")
+    p.add_argument("--epochs", type=positive_int, default=20)
+    p.add_argument("--hidden", type=positive_int, default=1024)
+    p.add_argument(
+        "--noise", type=positive_float, default=0.5, help="training noise, in code standard deviations"
+    )
     p.add_argument("--seed", type=int, default=0)
     add_overrides(p)
 
@@ -28,12 +30,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from atlas.atomic import atomic_write, check_output_file
     from atlas.config import load_config
     from atlas.errors import AtlasError
     from atlas.models.dae import train_dae
     from atlas.real_codes import real_codes
 
     cfg = load_config(args.config, args.overrides)
+    out = check_output_file(args.out, "--out")
     codes, layer = real_codes(cfg, args.images, args.limit)
     if len(codes) < 10:
         raise AtlasError(
@@ -41,11 +45,7 @@ def run(args: argparse.Namespace) -> int:
             "(thousands for a useful prior)"
         )
     dae, report = train_dae(codes, hidden=args.hidden, epochs=args.epochs, noise=args.noise, seed=args.seed)
-    tmp = args.out + ".tmp"
-    torch.save(dae.state_dict(), tmp)
-    import os
-
-    os.replace(tmp, args.out)
+    atomic_write(out, lambda tmp: torch.save(dae.state_dict(), tmp))
     verdict = "better than" if report["heldout_error"] < report["identity_error"] else "NOT better than"
     print(
         f"wrote {args.out}: DAE on {report['codes']} {layer} codes (dim {report['dim']}); held-out error "

@@ -53,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
 
     run_dir = open_location(args.run_dir)
     if not run_dir.is_dir():
+        if run_dir.is_file(""):
+            raise AtlasError(f"{args.run_dir} is a file, not a run; pass the run's folder (out_dir/name)")
         raise AtlasError(f"run {args.run_dir} does not exist")
     if not run_dir.is_file(RUN_FILE) and not list_runs(run_dir):
         raise AtlasError(f"{args.run_dir} holds no atlas run (no run.json in it or in its subdirectories)")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from atlas.atomic import atomic_write
 from atlas.errors import ModelError
 
 
@@ -55,9 +56,7 @@ class CodeStats:
             "upper": self.upper,
             **{f"pct_{k}": v for k, v in self.percentiles.items()},
         }
-        tmp = Path(str(path) + ".tmp")
-        torch.save({"tensors": payload, "source": self.source}, tmp)
-        tmp.replace(path)
+        atomic_write(path, lambda tmp: torch.save({"tensors": payload, "source": self.source}, tmp))
 
     @staticmethod
     def load(path: str | Path) -> CodeStats:
@@ -77,11 +76,31 @@ class CodeStats:
             blob = torch.load(source, map_location="cpu", weights_only=True)
             t = blob["tensors"]
             pct = {k[4:]: v for k, v in t.items() if k.startswith("pct_")}
-            return CodeStats(t["mean"], t["std"], t["lower"], t["upper"], pct, str(blob.get("source", "")))
+            stats = CodeStats(t["mean"], t["std"], t["lower"], t["upper"], pct, str(blob.get("source", "")))
         except Exception as exc:  # noqa: BLE001 - any failure means the file is not usable
             raise ModelError(
                 f"code statistics file {str(p)!r} is unreadable ({type(exc).__name__})"
             ) from None
+        problem = stats.problem()
+        if problem:
+            raise ModelError(
+                f"code statistics file {str(p)!r} {problem}; recompute it with `atlas code-stats`"
+            )
+        return stats
+
+    def problem(self) -> str | None:
+        """Why these statistics cannot bound and start code chains (None: they can)."""
+        named = {"mean": self.mean, "std": self.std, "lower": self.lower, "upper": self.upper}
+        for name, t in named.items():
+            if not isinstance(t, torch.Tensor) or t.shape != self.mean.shape:
+                return f"has a {name!r} that is not a tensor of the mean's shape {tuple(self.mean.shape)}"
+            if not bool(torch.isfinite(t.float()).all()):
+                return f"holds non-finite values (nan or inf) in {name!r}"
+        if bool((self.std < 0).any()):
+            return "holds a negative 'std'"
+        if bool((self.upper < self.lower).any()):
+            return "has an 'upper' bound below its 'lower' bound"
+        return None
 
 
 def default_deepsim_stats(code_shape: tuple[int, ...], signed: bool) -> CodeStats:

@@ -80,12 +80,14 @@ def _torch_load(source: Path | io.BytesIO, label: str) -> object:
     try:
         return torch.load(source, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+        if "Unsupported global" in str(exc):  # a real pickle that names classes or functions
             raise ModelError(
                 f"weights file {label!r} refused: it holds pickled Python objects, not only tensors; "
                 "re-save it with torch.save(model.state_dict(), path)"
             ) from None
-        raise ModelError(f"weights file {label!r} is corrupt or not a torch file ({exc})") from None
+        raise ModelError(
+            f"weights file {label!r} is corrupt or not a torch state-dict file (unreadable pickle data)"
+        ) from None
     except Exception as exc:  # noqa: BLE001 - arbitrary bytes fail in many ways (zip, pickle, struct, unicode)
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ModelError(

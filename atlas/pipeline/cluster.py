@@ -11,6 +11,7 @@ Every check here runs on the driver after connecting and before anything is writ
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,35 @@ class WorkerLayout:
 LOCAL_SYSTEM_CONFIG = {"worker_niceness": 0}  # copied per ray.init: Ray adds its own keys to the dict
 
 
+ADDRESS_FORMS = (
+    "host:port (the head's GCS port, e.g. 10.0.0.5:6379), ray://host:port (Ray Client), 'auto' (the cluster "
+    "started on this machine) or 'local'"
+)
+
+
+def check_address(address: str | None, probe_s: float = 5.0) -> None:
+    """Refuse, in one line and before any work, a Ray address (``--address`` / ``ray.address``, else
+    ``RAY_ADDRESS``) that is malformed or where nothing listens: ray.init raises a traceback on the first
+    and retries for minutes on the second."""
+    addr = address or os.environ.get("RAY_ADDRESS")
+    if not addr or addr in ("auto", "local"):
+        return
+    source = "--address (or ray.address)" if address else "RAY_ADDRESS"
+    host, sep, port = addr.removeprefix("ray://").rpartition(":")
+    host = host.strip("[]")  # [::1]:6379
+    if not (sep and host and port.isdigit() and 0 < int(port) < 65536) or any(c in host for c in " /\t"):
+        raise ConfigError(f"{source}: Ray address {addr!r} is not valid; expected {ADDRESS_FORMS}")
+    try:
+        socket.create_connection((host, int(port)), timeout=probe_s).close()
+    except OSError as exc:
+        why = exc.strerror or str(exc) or type(exc).__name__
+        raise ConfigError(
+            f"{source}: nothing answers at Ray address {addr!r} ({why}); start the cluster "
+            "(`ray start --head`) and give its head's host:port, or leave the address unset for a local "
+            "instance"
+        ) from None
+
+
 def connect(address: str | None) -> bool:
     """Connect to Ray; returns True when this call started it (and so should shut it down)."""
     import ray
@@ -43,7 +73,12 @@ def connect(address: str | None) -> bool:
         return False
     addr = address or os.environ.get("RAY_ADDRESS")
     if addr:
-        ray.init(address=addr, logging_level="WARNING")
+        check_address(address)
+        try:
+            ray.init(address=addr, logging_level="WARNING")
+        except (ConnectionError, ValueError) as exc:  # e.g. 'auto' with no cluster running here
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(f"Ray address {addr!r}: {first}; expected {ADDRESS_FORMS}") from None
     else:  # "local": a new instance, never a stale cluster recorded in /tmp/ray/ray_current_cluster
         ray.init(
             address="local",

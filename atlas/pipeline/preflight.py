@@ -128,7 +128,10 @@ def check_real_images(cfg: RunConfig, decode: bool = True) -> tuple[bool, int | 
 
 
 def preflight_config(cfg: RunConfig, *, address: str | None = None, decode_images: bool = True) -> list[str]:
-    """The checks that need no model: device, real-image folder, starts. Returns warnings."""
+    """The checks that need no model: Ray address, device, real-image folder, starts. Returns warnings."""
+    from atlas.pipeline.cluster import check_address
+
+    check_address(address)
     warnings = check_device(cfg, is_local(address))
     warnings += check_real_images(cfg, decode_images)[2]
     return warnings
@@ -234,6 +237,13 @@ def _model_warnings(cfg: RunConfig, models: RunModels) -> list[str]:
         out.append("facets.enabled with sampler.chains_per_unit: 1 finds one facet per unit; use >= 4 chains")
     if not cfg.facets.enabled and cfg.facets.layer:
         out.append("facets.layer is set but facets.enabled is false")
+    if s.diversity > 0 and s.chains_per_unit == 1:
+        out.append("sampler.diversity pushes a unit's chains apart and does nothing with one chain a unit")
+    if s.method == "dgn_am" and s.dgn_am.lr_end > s.dgn_am.lr:
+        out.append(
+            f"sampler.dgn_am.lr_end {s.dgn_am.lr_end:g} is above lr {s.dgn_am.lr:g}: the step grows over the "
+            "run instead of decaying (set lr_end <= lr)"
+        )
     for role in ("target", "generator", "dae"):
         m = getattr(models, role)
         if m is not None and m.random_weights:

@@ -81,13 +81,13 @@ class Composite:
     text: str  # normalized expression, e.g. "3 - 5", "0.7*3 + 0.3*7"
 
 
-_TERM = re.compile(r"\s*([+-])?\s*(?:(\d+(?:\.\d*)?|\.\d+)\s*\*\s*)?(\d+)\s*")
+_TERM = re.compile(r"\s*([+-])?\s*(?:((?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*\*\s*)?(\d+)\s*")
 
 
 def parse_composite(text: str, n_units: int | None = None, key: str = "layers.objectives") -> Composite:
-    """``"3 + 5"``, ``"3 - 5"``, ``"0.7*3 + 0.3*7"``, ``"-2*4 + 1"`` -> Composite; a one-line ConfigError
-    naming ``key`` for anything else (unknown syntax, a unit out of range, a repeated unit, one term, a
-    weight of 0 or above ``MAX_WEIGHT``)."""
+    """``"3 + 5"``, ``"3 - 5"``, ``"0.7*3 + 0.3*7"``, ``"-2*4 + 1"``, ``"1e-2*3 + 5"`` -> Composite; a
+    one-line ConfigError naming ``key`` for anything else (unknown syntax, a unit out of range, a repeated
+    unit, one term, a weight of 0 or above ``MAX_WEIGHT``)."""
     pos, terms = 0, []
     while pos < len(text):
         m = _TERM.match(text, pos)
@@ -139,11 +139,9 @@ class Objective:
 
     def describe(self, unit: Unit) -> str:
         """Human-readable description stored with every result, e.g. ``raw[conv3:17 @ (4,4)]`` or, for a
-        composite, ``raw[fc8: 3 - 5]``."""
+        composite, ``raw[fc8: 3 - 5]`` (``raw[conv3: 3 - 5 @ (4,4)]``: read where its units are)."""
         comp = self.composite(unit.index)
-        if comp is not None:
-            return f"{self.kind}[{unit.layer}: {comp.text}]"
-        return f"{self.kind}[{unit.describe()}]"
+        return f"{self.kind}[{unit.describe(comp.text if comp is not None else None)}]"
 
     def composite(self, index: int) -> Composite | None:
         """The composite objective behind unit ``index`` (None for the layer's own units)."""

@@ -88,6 +88,12 @@ class UnitRows:
         )
         if self.real_error is not None:
             row.error = f"real images unavailable: {type(self.real_error).__name__}: {self.real_error}"
+        if chains and all(c.diverged for c in chains):  # no picture to show: the unit failed
+            row.status = "error"
+            row.error = (
+                f"all {len(chains)} chains diverged (a non-finite code, picture or objective); check "
+                "models.code_stats and the sampler's step size"
+            )
         self._add_truth(row, unit)
         return row
 

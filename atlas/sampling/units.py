@@ -30,8 +30,10 @@ class Unit:
     spatial: Spatial | None = None  # conv units only
     position: tuple[int, int] | None = None  # (y, x) for conv units read at one position
 
-    def describe(self) -> str:
-        base = f"{self.layer}:{self.index}"
+    def describe(self, what: str | None = None) -> str:
+        """``layer:index`` (or ``layer: what``, e.g. a composite's text) with where a conv unit is read:
+        ``conv3:17 @ (4,4)``, ``conv3: 1 + 3 @ (4,4)``, ``conv3:17 mean``."""
+        base = f"{self.layer}:{self.index}" if what is None else f"{self.layer}: {what}"
         if self.kind != "conv" and self.spatial is None:
             return base
         if self.spatial == "mean":

@@ -354,8 +354,9 @@ def check_read_only(sql: str) -> None:
         raise AtlasError(f"one statement at a time please ({len(statements)} given)")
     kind = statements[0].type.name
     if kind not in READ_ONLY_STATEMENTS:
+        shown = {"LOAD": "INSTALL/LOAD"}.get(kind, kind)  # DuckDB files INSTALL under LOAD
         raise AtlasError(
-            f"the SQL console is read-only: {kind} statements are refused "
+            f"the SQL console is read-only: {shown} statements are refused "
             "(use SELECT, WITH, FROM, DESCRIBE, SHOW, SUMMARIZE or EXPLAIN)"
         )
 

@@ -34,6 +34,7 @@ from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 
+from atlas.atomic import atomic_write
 from atlas.errors import AtlasError
 
 OBJECT_STORE_SCHEMES = ("s3", "gs", "gcs")
@@ -216,7 +217,7 @@ class Location:
         target = self.full(rel)
         try:
             if self.local:
-                _atomic_local_write(Path(target), data)
+                atomic_write(Path(target), lambda tmp: tmp.write_bytes(data), sync=True)
                 return
             stream = self.fs.open_output_stream(target)
             try:
@@ -255,20 +256,6 @@ def _check_local_dir(path: Path) -> None:
             if not os.access(parent, os.W_OK | os.X_OK):
                 raise AtlasError(f"out_dir: {parent} is not writable; choose a writable out_dir")
             return
-
-
-def _atomic_local_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def open_location(

@@ -55,6 +55,8 @@ def read_manifest(run: str | os.PathLike[str] | Location) -> dict[str, Any]:
     """The run's ``run.json``; a missing run or manifest is an :class:`AtlasError`."""
     loc = open_location(run)
     if not loc.is_file(RUN_FILE):
+        if loc.is_file(""):
+            raise AtlasError(f"{loc.display()} is a file, not a run; pass the run's folder (out_dir/name)")
         if not loc.is_dir():
             raise AtlasError(f"run {loc.display()} does not exist")
         raise AtlasError(f"{loc.display()} is not an atlas run (no {RUN_FILE}); pass a run made by atlas run")

@@ -36,7 +36,9 @@ def _check_file(loc: Location, rel: str, expected_rows: int) -> str | None:
     except FileNotFoundError:
         return f"{rel} is missing"
     except (OSError, ValueError) as exc:  # truncated or not Parquet (pyarrow raises ArrowInvalid/OSError)
-        return f"{rel} is unreadable ({str(exc).splitlines()[0][:80]})"
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        first = first if len(first) <= 120 else first[:117].rsplit(" ", 1)[0] + " ..."
+        return f"{rel} is unreadable ({first})"
     if meta.num_rows != expected_rows:
         return f"{rel} has {meta.num_rows} rows, its marker says {expected_rows}"
     if int(version) > SCHEMA_VERSION:

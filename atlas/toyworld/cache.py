@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from atlas.atomic import atomic_write
 from atlas.errors import AtlasError
 from atlas.toyworld.presets import FORMAT_VERSION, ToyWorldConfig, config_dict, config_hash
 
@@ -41,25 +42,14 @@ def world_dir(cfg: ToyWorldConfig, cache_dir: str | os.PathLike[str] | None = No
     return cache_root(cache_dir) / "toyworld" / f"{cfg.name}-{config_hash(cfg)}"
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def save_component(path: Path, cfg: ToyWorldConfig, component: str, payload: dict[str, Any]) -> None:
     """Write one component file atomically; ``payload`` holds state dicts, fingerprints and meta."""
     blob = {"format": FORMAT_VERSION, "component": component, "config_hash": config_hash(cfg), **payload}
-    _atomic_write(path, lambda tmp: torch.save(blob, tmp))
+    atomic_write(path, lambda tmp: torch.save(blob, tmp))
     config_file = path.parent / "config.json"
     if not config_file.exists():
         text = json.dumps({"config_hash": config_hash(cfg), "config": config_dict(cfg)}, indent=2)
-        _atomic_write(config_file, lambda tmp: tmp.write_text(text))
+        atomic_write(config_file, lambda tmp: tmp.write_text(text))
 
 
 def corrupt(path: Path, reason: str, preset: str, shipped: bool = False) -> AtlasError:
@@ -102,5 +92,5 @@ def write_report(
 ) -> Path:
     path = world_dir(cfg, cache_dir) / "report.json"
     text = json.dumps(report, indent=2)
-    _atomic_write(path, lambda tmp: tmp.write_text(text))
+    atomic_write(path, lambda tmp: tmp.write_text(text))
     return path

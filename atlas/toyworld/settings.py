@@ -10,24 +10,12 @@ section::
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from atlas.config import ToyWorldRef, build
+from atlas.config import ToyWorldRef, build, read_config_file
 from atlas.errors import ConfigError
 
 
 def read_toyworld_section(path: str) -> ToyWorldRef:
-    import yaml
-
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file {str(p)!r} not found; pass a YAML file with a `toyworld:` section")
-    try:
-        data = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError:
-        raise ConfigError(f"config file {str(p)!r} is not valid YAML") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {str(p)!r} must hold a mapping of keys")
+    data = read_config_file(path)
     section = data.get("toyworld") or {}
     if not isinstance(section, dict):
         raise ConfigError(f"toyworld: expected a mapping with keys preset, cache_dir; got {section!r}")

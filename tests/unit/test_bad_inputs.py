@@ -161,6 +161,14 @@ def a_file(tmp: Path) -> None:
     (tmp / "file.png").write_bytes(_png(tmp))
 
 
+def nan_code_stats(tmp: Path) -> None:
+    from atlas.models.codes import CodeStats
+
+    stats = CodeStats.from_codes(torch.rand(20, 16), "test")
+    stats.upper[3] = float("nan")
+    stats.save(tmp / "stats.pt")
+
+
 def corrupt_weights(tmp: Path) -> None:
     (tmp / "w.pt").write_text("these are not tensors")
 
@@ -358,6 +366,20 @@ CONFIG_CASES = [
     Case("set into a value", ("'sampler.steps' is a value, not a section",), sets=("sampler.steps.x=3",)),
     Case("set negative seed", ("seed: value -1 is out of range",), sets=("seed=-1",)),
     Case("empty image path", ("facets.real_images: empty path",), {"facets": {"real_images": ""}}),
+    Case(
+        "set empty key part", ("--set 'sampler..steps=3': empty key or key part",), sets=("sampler..steps=3",)
+    ),
+    Case("empty out_dir", ("out_dir: empty; give a folder",), sets=("out_dir=",)),
+    Case(
+        "key given twice",
+        ("config file '{tmp}/c.yaml': key 'sampler' appears twice (lines 2 and 4)",),
+        raw="name: t\nsampler: {method: pixel}\nlayers: [fc8]\nsampler: {steps: 3}\n",
+    ),
+    Case(
+        "negative pair unit",
+        ("layers.0.pairs: [-1, 2] has a negative unit index",),
+        {"layers": [{"name": "fc8", "pairs": [[-1, 2]]}]},
+    ),
 ]
 
 
@@ -566,6 +588,23 @@ PREFLIGHT_CASES = [
         "gpu workers without a gpu",
         ("ray.gpus_per_worker: 1 GPU(s) per worker requested",),
         {"compute": {"device": "auto"}, "ray": {"gpus_per_worker": 1}},
+    ),
+    Case(
+        "ray address malformed",
+        ("--address (or ray.address): Ray address 'not a host' is not valid", "host:port"),
+        {"ray": {"address": "not a host"}},
+    ),
+    Case(
+        "ray address with nothing listening",
+        ("nothing answers at Ray address '127.0.0.1:1'", "ray start --head"),
+        {"ray": {"address": "127.0.0.1:1"}},
+    ),
+    Case(
+        "code stats with nan",
+        ("code statistics file '{tmp}/stats.pt' holds non-finite values (nan or inf) in 'upper'",),
+        GEN,
+        setup=nan_code_stats,
+        merge=({"models": {"code_stats": "{tmp}/stats.pt"}},),
     ),
     Case(
         "fp16 without a gpu",

@@ -25,6 +25,7 @@ pytestmark = pytest.mark.unit
         ("0.7*3 + 0.3*7", ((3, 0.7), (7, 0.3)), "0.7*3 + 0.3*7"),
         ("-2*4 + 1", ((4, -2.0), (1, 1.0)), "-2*4 + 1"),
         (" 1 + 2 - .5*3", ((1, 1.0), (2, 1.0), (3, -0.5)), "1 + 2 - 0.5*3"),
+        ("1e-2*3 + 2.5E1*5", ((3, 0.01), (5, 25.0)), "0.01*3 + 25*5"),
     ],
 )
 def test_parse_composite(text, terms, normal):
@@ -38,7 +39,8 @@ def test_parse_composite(text, terms, normal):
      ("3 + 12", "out of range"), ("", "two or more"), ("3 +", "cannot read"),
      ("3 + 3", "unit 3 appears more than once"), ("3 + 5 + 3", "unit 3 appears more than once"),
      ("0*3 + 5", "unit 3 in '0\\*3 \\+ 5' has weight 0"),
-     ("100000*3 + 5", "weight 100000; weights are nonzero")],
+     ("100000*3 + 5", "weight 100000; weights are nonzero"),
+     ("1e5*3 + 5", "weight 100000; weights are nonzero"), ("3e2 + 5", "cannot read")],
 )  # fmt: skip
 def test_bad_composites_are_one_line_errors_naming_the_key(text, says):
     with pytest.raises(ConfigError, match=says) as err:
@@ -76,6 +78,10 @@ def test_composite_readout_and_description():
     assert obj.describe(Unit("fc8", 3, "output")) == "raw[fc8: 2 - 0]"
     assert obj.describe(Unit("fc8", 1, "output")) == "raw[fc8:1]"
     assert obj.composite(3).text == "2 - 0" and obj.composite(2) is None
+    at = (4, 5)  # a conv composite says where it is read, as its units do
+    assert obj.describe(Unit("conv3", 3, "conv", "center", at)) == "raw[conv3: 2 - 0 @ (4,5)]"
+    assert obj.describe(Unit("conv3", 1, "conv", "center", at)) == "raw[conv3:1 @ (4,5)]"
+    assert obj.describe(Unit("conv3", 3, "conv", "mean")) == "raw[conv3: 2 - 0 mean]"
 
 
 def test_diversity_penalty_is_the_mean_cosine_to_the_other_chains_of_the_same_unit():

@@ -235,3 +235,13 @@ def test_cpu_autocast_modes_run_and_rise(world, autocast):
     res = eng.map_units("fc8", [1, 2], seed=0)
     assert gain(res) > 0.005
     assert all(np.isfinite(c.last.activation) for u in res for c in u.chains)
+
+
+def test_a_unit_whose_every_chain_diverged_is_an_error_row(world):
+    engine = make(world, method="dgn_am", objective="log_softmax")
+    k = engine.cfg.chains_per_unit
+    engine.sampler.param = Poison(engine.sampler.param, row=list(range(k)), at=2)  # all of unit 0's chains
+    res = engine.map_units("fc8", [0, 1], seed=0)
+    assert [u.status for u in res] == ["error", "ok"]
+    assert f"all {k} chains diverged" in res[0].error
+    assert len(res[0].chains) == k  # what the chains did is kept for inspection

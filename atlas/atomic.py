@@ -1,0 +1,46 @@
+"""Local output files: checked before any work, then written whole or not at all.
+
+path = check_output_file(args.out, "--out")          # one-line error now, not after an hour of work
+atomic_write(path, lambda tmp: torch.save(obj, tmp))  # a hidden temporary file, renamed into place
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from atlas.errors import AtlasError
+
+
+def check_output_file(path: str | os.PathLike[str], what: str) -> Path:
+    """``path`` as a Path once it can take a file: not a directory, and its nearest existing ancestor a
+    writable directory (missing folders are created at the write); else a one-line error naming ``what``."""
+    p = Path(path)
+    if str(path).strip() == "" or p.is_dir():
+        shown = str(path) or "''"
+        raise AtlasError(f"{what}: {shown} is a directory, not a file; give a file path like {p / 'out.pt'}")
+    for parent in p.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise AtlasError(f"{what}: {parent} is a file, so {p} cannot be written; choose another path")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise AtlasError(f"{what}: {parent} is not writable; choose another path")
+            break
+    return p
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object], sync: bool = False) -> None:
+    """``write(tmp)`` to a hidden file beside ``path``, then rename it over ``path``: readers see the old
+    file or the new one, never half of one; a failed write leaves nothing. ``sync``: fsync before renaming."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        if sync:
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+        os.replace(tmp, p)
+    finally:
+        tmp.unlink(missing_ok=True)

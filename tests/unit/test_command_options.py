@@ -1,0 +1,162 @@
+"""Command options as users mistype them: one `atlas: error:` line and exit 2 before any work, nothing
+written; and the small answers that used to mislead (sql's prompt, layers' blocks, weights messages)."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import subprocess
+
+import pytest
+import torch
+
+from atlas.cli import main
+
+pytestmark = pytest.mark.unit
+SPEC = "python:tests.unit.byo_factories"
+
+
+def cli(capsys, *args: str) -> subprocess.CompletedProcess:
+    try:
+        code = main(list(args))
+    except SystemExit as exc:  # argparse's own errors
+        code = exc.code
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, out, err)
+
+
+def assert_user_error(proc, *fragments):
+    err = proc.stderr.strip()
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, err)
+    assert "Traceback" not in err and len(err.splitlines()) == 1 and err.startswith("atlas: error: "), err
+    for fragment in fragments:
+        assert fragment in err, err
+
+
+@pytest.fixture()
+def config(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        f"name: t\nout_dir: {tmp_path / 'runs'}\n"
+        f"models: {{target: '{SPEC}:good', allow_random_weights: true}}\n"
+        "layers: [fc8]\nsampler: {method: pixel, steps: 2, chains_per_unit: 2, start: random}\n"
+        "facets: {real_images: null}\ncompute: {device: cpu}\n"
+    )
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["--limit", "-3"], ["argument --limit: -3 is below 1"]),
+        (["--limit", "0"], ["0 is below 1"]),
+        (["--sigmas", "nan"], ["--sigmas", "nan is not a finite number > 0"]),
+        (["--sigmas", "-3"], ["-3 is not a finite number > 0"]),
+    ],
+)
+def test_code_stats_options_are_checked_first(args, fragments, config, tmp_path, capsys):
+    proc = cli(capsys, "code-stats", "--config", config, "--images", str(tmp_path), "--out", "s.pt", *args)
+    assert_user_error(proc, *fragments)
+
+
+@pytest.mark.parametrize("command", ["code-stats", "train-dae"])
+def test_an_output_path_that_cannot_take_a_file_is_refused_before_the_work(command, config, tmp_path, capsys):
+    folder = tmp_path / "adir"
+    folder.mkdir()
+    images = tmp_path / "no-images-needed"  # the output is checked before the images are read
+    proc = cli(capsys, command, "--config", config, "--images", str(images), "--out", str(folder))
+    assert_user_error(proc, f"--out: {folder} is a directory, not a file")
+    (tmp_path / "afile").write_text("x")
+    proc = cli(
+        capsys,
+        command,
+        "--config",
+        config,
+        "--images",
+        str(images),
+        "--out",
+        str(tmp_path / "afile" / "s.pt"),
+    )
+    assert_user_error(proc, "is a file, so", "cannot be written")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adir", "afile", "c.yaml"]  # nothing half-written
+    assert not any(folder.iterdir())
+
+
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["quality", "--seeds", "-1"], ["--seeds", "-1 is below 1"]),
+        (["quality", "--steps", "0"], ["--steps", "0 is below 1"]),
+        (["truth", "--max-units", "0"], ["--max-units", "0 is below 1"]),
+        (["viewer", "--images", "0"], ["--images", "0 is below 1"]),
+        (
+            ["throughput", "--store", "ftp://x"],
+            ["--store: measures the store through Ray workers; add --ray"],
+        ),
+        (["objectives", "--json", "{tmp}"], ["--json: {tmp} is a directory, not a file"]),
+    ],
+)
+def test_bench_options_are_checked_before_any_bench_runs(args, fragments, tmp_path, capsys):
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    assert_user_error(cli(capsys, "bench", *args), *(f.replace("{tmp}", str(tmp_path)) for f in fragments))
+
+
+def test_sql_prompt_runs_a_last_statement_without_semicolon_and_names_unknown_commands():
+    from atlas.commands.sql import _statements
+
+    complaints: list[str] = []
+    typed = io.StringIO("SELECT 1;\n.bogus\n.tables\nSELECT\n  2\n")
+    got = list(_statements(typed, lambda continued: None, complaints.append))
+    assert got == ["SELECT 1;", "SHOW TABLES;", "SELECT\n2"]
+    assert complaints == ["unknown command .bogus; valid: .tables, .quit"]
+    assert list(
+        _statements(io.StringIO("SELECT 1;\n.quit\nSELECT 2;\n"), lambda c: None, complaints.append)
+    ) == ["SELECT 1;"]
+
+
+def test_layers_names_the_blocks_it_leaves_out(capsys):
+    proc = cli(capsys, "layers", "toyworld:target", "--preset", "micro")
+    assert proc.returncode == 0, proc.stderr
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith("4 blocks (conv1, conv2, conv3, conv4)") and "--all lists them" in last, last
+    every = cli(capsys, "layers", "toyworld:target", "--preset", "micro", "--all").stdout
+    assert "blocks (" not in every
+
+
+def test_random_bytes_as_weights_are_called_corrupt_not_pickled_objects(tmp_path, capsys):
+    junk = tmp_path / "w.pt"
+    junk.write_bytes(bytes(range(256)) * 4)
+    proc = cli(capsys, "layers", f"{SPEC}:good", "--weights", str(junk))
+    assert_user_error(proc, "is corrupt or not a torch state-dict file")
+
+    obj = tmp_path / "obj.pt"
+    torch.save({"m": argparse.Namespace(a=1)}, obj)  # a real pickle of an object: refused as such
+    assert_user_error(
+        cli(capsys, "layers", f"{SPEC}:good", "--weights", str(obj)), "holds pickled Python objects"
+    )
+
+
+def test_verify_keeps_the_whole_reason_short(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from atlas.store.location import open_location
+    from atlas.store.verify import _check_file
+
+    good = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"a": [1]}), good)
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(b"PAR1" + b"x" * 50)
+    loc = open_location(str(tmp_path))
+    assert _check_file(loc, "t.parquet", 1) is None
+    why = _check_file(loc, "bad.parquet", 1)
+    assert why is not None and why.startswith("bad.parquet is unreadable (") and why.endswith(")"), why
+    assert "this is)" not in why and len(why) < 200
+
+
+def test_a_path_that_is_a_file_is_not_a_missing_run(tmp_path, capsys):
+    f = tmp_path / "c.yaml"
+    f.write_text("x: 1\n")
+    assert_user_error(cli(capsys, "sql", str(f), "SELECT 1"), "is a file, not a run")
+    assert_user_error(cli(capsys, "view", str(f)), "is a file, not a run")
+    assert_user_error(cli(capsys, "sql", str(tmp_path / "none"), "SELECT 1"), "does not exist")
