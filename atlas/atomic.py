@@ -20,14 +20,21 @@ def check_output_file(path: str | os.PathLike[str], what: str) -> Path:
     if str(path).strip() == "" or p.is_dir():
         shown = str(path) or "''"
         raise AtlasError(f"{what}: {shown} is a directory, not a file; give a file path like {p / 'out.pt'}")
-    for parent in p.parents:
+    check_writable_dir(p.parent, what)
+    return p
+
+
+def check_writable_dir(path: str | os.PathLike[str], what: str) -> None:
+    """The folder ``path``, or else its nearest existing ancestor (where it would be created), is a writable
+    directory; else a one-line error naming ``what``."""
+    p = Path(path)
+    for parent in (p, *p.parents):
         if parent.exists():
             if not parent.is_dir():
-                raise AtlasError(f"{what}: {parent} is a file, so {p} cannot be written; choose another path")
+                raise AtlasError(f"{what}: {parent} is a file, not a directory; choose another path")
             if not os.access(parent, os.W_OK | os.X_OK):
                 raise AtlasError(f"{what}: {parent} is not writable; choose another path")
-            break
-    return p
+            return
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object], sync: bool = False) -> None:

@@ -13,6 +13,8 @@ import math
 import sys
 from typing import Any, TextIO
 
+from atlas.commands.options import positive_int
+
 MAX_TIMEOUT_S = 86_400.0  # a day: longer is a typo (and inf overflows the timer)
 
 HELP = (
@@ -39,20 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("query", metavar="QUERY", nargs="?", help="one SQL statement; omit for a prompt")
     parser.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format")
-    parser.add_argument("--max-rows", type=_positive_int, default=10_000, help="row cap (default 10000)")
+    parser.add_argument("--max-rows", type=positive_int, default=10_000, help="row cap (default 10000)")
     parser.add_argument(
         "--timeout", type=_positive_seconds, default=60.0, help="seconds before a query is cancelled"
     )
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of rows >= 1")
-    return value
 
 
 def _positive_seconds(text: str) -> float:

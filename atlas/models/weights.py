@@ -80,7 +80,7 @@ def _torch_load(source: Path | io.BytesIO, label: str) -> object:
     try:
         return torch.load(source, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "Unsupported global" in str(exc):  # a real pickle that names classes or functions
+        if "GLOBAL" in str(exc) or _is_zip(source):  # torch.save's zip whose pickle holds more than tensors
             raise ModelError(
                 f"weights file {label!r} refused: it holds pickled Python objects, not only tensors; "
                 "re-save it with torch.save(model.state_dict(), path)"
@@ -93,6 +93,17 @@ def _torch_load(source: Path | io.BytesIO, label: str) -> object:
         raise ModelError(
             f"weights file {label!r} is corrupt or not a torch state-dict file ({first})"
         ) from None
+
+
+def _is_zip(source: Path | io.BytesIO) -> bool:
+    """torch.save's format is a zip archive (random bytes and other files are not)."""
+    import zipfile
+
+    try:
+        return zipfile.is_zipfile(source)
+    finally:
+        if isinstance(source, io.BytesIO):
+            source.seek(0)
 
 
 def _names(keys: list[str], n: int = 3) -> str:

@@ -34,7 +34,7 @@ from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 
-from atlas.atomic import atomic_write
+from atlas.atomic import atomic_write, check_writable_dir
 from atlas.errors import AtlasError
 
 OBJECT_STORE_SCHEMES = ("s3", "gs", "gcs")
@@ -242,20 +242,10 @@ class Location:
         """Write and remove a probe object; a read-only, full, missing-bucket or non-directory location is
         one :class:`AtlasError` naming it."""
         if self.local:
-            _check_local_dir(Path(self.path))
+            check_writable_dir(self.path, "out_dir")
         probe = f".atlas-write-probe-{os.getpid()}"
         self.write_bytes(probe, b"ok")
         self.delete(probe)
-
-
-def _check_local_dir(path: Path) -> None:
-    for parent in (path, *path.parents):
-        if parent.exists():
-            if not parent.is_dir():
-                raise AtlasError(f"out_dir: {parent} is a file, not a directory; choose another out_dir")
-            if not os.access(parent, os.W_OK | os.X_OK):
-                raise AtlasError(f"out_dir: {parent} is not writable; choose a writable out_dir")
-            return
 
 
 def open_location(

@@ -77,7 +77,7 @@ def test_an_output_path_that_cannot_take_a_file_is_refused_before_the_work(comma
         "--out",
         str(tmp_path / "afile" / "s.pt"),
     )
-    assert_user_error(proc, "is a file, so", "cannot be written")
+    assert_user_error(proc, "afile is a file, not a directory; choose another path")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["adir", "afile", "c.yaml"]  # nothing half-written
     assert not any(folder.iterdir())
 

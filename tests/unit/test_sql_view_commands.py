@@ -64,8 +64,8 @@ def test_sql_options_go_anywhere_and_bad_values_are_one_line(run_dir, capsys):
         (["--timeout", "nan"], "argument --timeout: 'nan' is not a number of seconds"),
         (["--timeout", "inf"], "argument --timeout: 'inf' is not a number of seconds"),
         (["--timeout", "-1"], "argument --timeout: '-1'"),
-        (["--max-rows", "0"], "argument --max-rows: '0' is not a whole number of rows >= 1"),
-        (["--max-rows", "-5"], "argument --max-rows: '-5'"),
+        (["--max-rows", "0"], "argument --max-rows: 0 is below 1; give an integer >= 1"),
+        (["--max-rows", "-5"], "argument --max-rows: -5 is below 1"),
         (["--format", "xml"], "argument --format: invalid choice: 'xml'"),
         (["--bogus"], "unrecognized arguments: --bogus"),
     ]:
