@@ -7,6 +7,7 @@ atomic_write(path, lambda tmp: torch.save(obj, tmp))  # a hidden temporary file,
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,10 +17,12 @@ from atlas.errors import AtlasError
 def check_output_file(path: str | os.PathLike[str], what: str) -> Path:
     """``path`` as a Path once it can take a file: not a directory, and its nearest existing ancestor a
     writable directory (missing folders are created at the write); else a one-line error naming ``what``."""
-    p = Path(path)
-    if str(path).strip() == "" or p.is_dir():
-        shown = str(path) or "''"
-        raise AtlasError(f"{what}: {shown} is a directory, not a file; give a file path like {p / 'out.pt'}")
+    text = str(path)
+    if not text.strip():
+        raise AtlasError(f"{what}: empty path; give a file path such as out/stats.pt")
+    p = Path(text)
+    if p.is_dir() or text.endswith(("/", os.sep)):
+        raise AtlasError(f"{what}: {text} is a directory, not a file; give a file path like {p / 'out.pt'}")
     check_writable_dir(p.parent, what)
     return p
 
@@ -42,12 +45,22 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object], 
     file or the new one, never half of one; a failed write leaves nothing. ``sync``: fsync before renaming."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+    # unique per writer (process, thread); created by ``write``, so it gets the usual permissions
+    tmp = p.with_name(f".{p.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
     try:
         write(tmp)
         if sync:
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
+            _fsync(tmp)
         os.replace(tmp, p)
+        if sync:  # the rename itself
+            _fsync(p.parent)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

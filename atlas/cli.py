@@ -71,8 +71,8 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
         own = commands[args.command]
         try:
             again = own.parse_intermixed_args(argv[at + 1 :])
-        except TypeError:  # a parser with sub-commands of its own cannot intermix
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        except TypeError:  # a parser with sub-commands of its own cannot intermix: its own errors then
+            again = own.parse_args(argv[at + 1 :])
         again.command = args.command
         return again
     return args

@@ -1182,7 +1182,9 @@ def _parse_assignment(assignment: str) -> tuple[str, list[str], Any]:
             "--set sampler.steps=50"
         )
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = yaml.load(raw, Loader=_UniqueKeyLoader) if raw.strip() else ""  # noqa: S506 - a SafeLoader
+    except DuplicateKeyError as exc:
+        raise ConfigError(f"--set {assignment!r}: {exc}") from None
     except yaml.YAMLError:
         value = raw
     return dotted, parts, value
@@ -1221,6 +1223,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, int] = {}
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults`: its keys may be overridden
+                continue
             key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
             line = key_node.start_mark.line + 1
             if isinstance(key, typing.Hashable) and key in seen:

@@ -19,10 +19,10 @@ def real_codes(cfg: RunConfig, images_dir: str, limit: int | None, log=print) ->
     kw = {"allow_random_weights": cfg.models.allow_random_weights, "toyworld": cfg.toyworld}
     target = load_model(cfg.models.target, "target", **kw)
     layer = cfg.models.code_layer
-    encoder = None  # a subspace generator's (its code is not the layer's activations); G named the layer
-    if layer is None and cfg.models.generator is not None:
+    encoder = None  # a subspace generator's (its code is not the layer's activations), as the engine's
+    if cfg.models.generator is not None:
         generator = load_model(cfg.models.generator, "generator", **kw)
-        layer = generator.extras.get("code_layer")  # type: ignore[assignment]
+        layer = layer or generator.extras.get("code_layer")
         encoder = generator.extras.get("code_encoder")
     if not layer:
         raise AtlasError(

@@ -25,15 +25,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from atlas.atomic import check_output_file
     from atlas.config import load_config
+    from atlas.errors import AtlasError
     from atlas.models.codes import CodeStats
     from atlas.real_codes import real_codes
 
     cfg = load_config(args.config, args.overrides)
     out = check_output_file(args.out, "--out")
     codes, layer = real_codes(cfg, args.images, args.limit)
+    if len(codes) < 2:
+        raise AtlasError(
+            f"--images: {len(codes)} image(s) in {args.images!r}; a standard deviation needs at least 2 "
+            "(hundreds for useful bounds)"
+        )
     stats = CodeStats.from_codes(
         codes, source=f"{layer} of {len(codes)} images in {args.images}", sigmas=args.sigmas
     )
+    problem = stats.problem()
+    if problem:  # e.g. non-finite codes: the file would be refused when a run loads it
+        raise AtlasError(f"--images: the codes of {args.images!r} give statistics that {problem}")
     stats.save(out)
     up = stats.upper.flatten()
     print(

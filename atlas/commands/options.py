@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
 
 from atlas.toyworld.presets import PRESETS
 
@@ -31,15 +32,25 @@ def positive_int(text: str) -> int:
     return value
 
 
-def positive_float(text: str) -> float:
-    """argparse type: a finite number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number; give a finite number > 0") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} is not a finite number > 0")
-    return value
+def positive_number(maximum: float = math.inf, unit: str = "") -> Callable[[str], float]:
+    """argparse type: a finite number > 0 (and <= ``maximum``); ``unit`` names it in the error."""
+    want = "a finite number" + (f" of {unit}" if unit else "") + " > 0"
+    want += f" and <= {maximum:g}" if math.isfinite(maximum) else ""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and 0 < value <= maximum):
+            raise argparse.ArgumentTypeError(f"{text} is not {want}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+positive_float = positive_number()
 
 
 def add_toyworld_options(p: argparse.ArgumentParser) -> None:

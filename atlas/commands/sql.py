@@ -9,11 +9,10 @@ chains, images, steps, activations (each with a ``layer`` column), plus ``run`` 
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from typing import Any, TextIO
 
-from atlas.commands.options import positive_int
+from atlas.commands.options import positive_int, positive_number
 
 MAX_TIMEOUT_S = 86_400.0  # a day: longer is a typo (and inf overflows the timer)
 
@@ -43,18 +42,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format")
     parser.add_argument("--max-rows", type=positive_int, default=10_000, help="row cap (default 10000)")
     parser.add_argument(
-        "--timeout", type=_positive_seconds, default=60.0, help="seconds before a query is cancelled"
+        "--timeout",
+        type=positive_number(MAX_TIMEOUT_S, "seconds"),
+        default=60.0,
+        help="seconds before a query is cancelled",
     )
-
-
-def _positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (0 < value <= MAX_TIMEOUT_S):  # also refuses nan and inf
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds in (0, {MAX_TIMEOUT_S:g}]")
-    return value
 
 
 def _cell(value: Any) -> Any:
@@ -125,7 +117,8 @@ def _statements(lines: TextIO, prompt: Any, complain: Any):
                 yield "\n".join(buffer)
             return
         stripped = line.strip()
-        if not buffer and (stripped in DOT_COMMANDS or stripped.startswith(".")):
+        if not buffer and stripped.startswith((".", "\\")):  # a dot command, with or without a ';'
+            stripped = stripped.rstrip(";").strip()
             if stripped not in DOT_COMMANDS:
                 complain(f"unknown command {stripped.split()[0]}; valid: .tables, .quit")
                 continue

@@ -92,8 +92,10 @@ class CodeStats:
         """Why these statistics cannot bound and start code chains (None: they can)."""
         named = {"mean": self.mean, "std": self.std, "lower": self.lower, "upper": self.upper}
         for name, t in named.items():
-            if not isinstance(t, torch.Tensor) or t.shape != self.mean.shape:
-                return f"has a {name!r} that is not a tensor of the mean's shape {tuple(self.mean.shape)}"
+            if not isinstance(t, torch.Tensor):
+                return f"has a {name!r} that is not a tensor ({type(t).__name__})"
+            if t.shape != self.mean.shape:
+                return f"has a {name!r} of shape {tuple(t.shape)}, not the mean's {tuple(self.mean.shape)}"
             if not bool(torch.isfinite(t.float()).all()):
                 return f"holds non-finite values (nan or inf) in {name!r}"
         if bool((self.std < 0).any()):

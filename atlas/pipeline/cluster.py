@@ -42,20 +42,37 @@ ADDRESS_FORMS = (
 )
 
 
-def check_address(address: str | None, probe_s: float = 5.0) -> None:
-    """Refuse, in one line and before any work, a Ray address (``--address`` / ``ray.address``, else
-    ``RAY_ADDRESS``) that is malformed or where nothing listens: ray.init raises a traceback on the first
-    and retries for minutes on the second."""
+def check_address(address: str | None) -> tuple[str, int] | None:
+    """The (host, port) of a Ray address (``--address`` / ``ray.address``, else ``RAY_ADDRESS``); None for
+    no address, 'auto' and 'local'. A malformed one is a one-line error: ray.init raises a traceback."""
     addr = address or os.environ.get("RAY_ADDRESS")
     if not addr or addr in ("auto", "local"):
-        return
+        return None
     source = "--address (or ray.address)" if address else "RAY_ADDRESS"
     host, sep, port = addr.removeprefix("ray://").rpartition(":")
-    host = host.strip("[]")  # [::1]:6379
-    if not (sep and host and port.isdigit() and 0 < int(port) < 65536) or any(c in host for c in " /\t"):
+    bracketed = host.startswith("[") and host.endswith("]")  # IPv6: [::1]:6379
+    host = host[1:-1] if bracketed else host
+    bad_host = not host or any(c in host for c in " /\t") or (":" in host and not bracketed)
+    if not (sep and port.isdigit() and 0 < int(port) < 65536) or bad_host:
         raise ConfigError(f"{source}: Ray address {addr!r} is not valid; expected {ADDRESS_FORMS}")
+    return host, int(port)
+
+
+def probe_address(address: str | None, timeout_s: float = 5.0) -> None:
+    """Refuse, in one line, a Ray address whose host cannot be resolved or where nothing listens (a TCP
+    connect): ray.init would retry for minutes."""
+    where = check_address(address)
+    if where is None:
+        return
+    addr = address or os.environ.get("RAY_ADDRESS")
+    source = "--address (or ray.address)" if address else "RAY_ADDRESS"
+    host, port = where
     try:
-        socket.create_connection((host, int(port)), timeout=probe_s).close()
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        raise ConfigError(f"{source}: the host of Ray address {addr!r} cannot be resolved") from None
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
     except OSError as exc:
         why = exc.strerror or str(exc) or type(exc).__name__
         raise ConfigError(
@@ -73,10 +90,10 @@ def connect(address: str | None) -> bool:
         return False
     addr = address or os.environ.get("RAY_ADDRESS")
     if addr:
-        check_address(address)
+        probe_address(address)  # after the model checks: `atlas config --check` stays off the network
         try:
             ray.init(address=addr, logging_level="WARNING")
-        except (ConnectionError, ValueError) as exc:  # e.g. 'auto' with no cluster running here
+        except ConnectionError as exc:  # e.g. 'auto' with no cluster running here
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ConfigError(f"Ray address {addr!r}: {first}; expected {ADDRESS_FORMS}") from None
     else:  # "local": a new instance, never a stale cluster recorded in /tmp/ray/ray_current_cluster

@@ -128,7 +128,8 @@ def check_real_images(cfg: RunConfig, decode: bool = True) -> tuple[bool, int | 
 
 
 def preflight_config(cfg: RunConfig, *, address: str | None = None, decode_images: bool = True) -> list[str]:
-    """The checks that need no model: Ray address, device, real-image folder, starts. Returns warnings."""
+    """The checks that need no model: the Ray address's form (whether it answers: at connect), device,
+    real-image folder, starts. Returns warnings."""
     from atlas.pipeline.cluster import check_address
 
     check_address(address)

@@ -86,14 +86,17 @@ class UnitRows:
             best_log_prob=max(lps) if lps else float("nan"),
             best_rank=min((c.best.rank for c in ok), default=-1),
         )
+        notes = []
         if self.real_error is not None:
-            row.error = f"real images unavailable: {type(self.real_error).__name__}: {self.real_error}"
-        if chains and all(c.diverged for c in chains):  # no picture to show: the unit failed
-            row.status = "error"
-            row.error = (
+            notes.append(f"real images unavailable: {type(self.real_error).__name__}: {self.real_error}")
+        if chains and all(c.diverged for c in chains):
+            notes.append(
                 f"all {len(chains)} chains diverged (a non-finite code, picture or objective); check "
                 "models.code_stats and the sampler's step size"
             )
+            if not acts:  # not one finite picture before they did: the unit failed
+                row.status = "error"
+        row.error = "; ".join(notes) or None
         self._add_truth(row, unit)
         return row
 

@@ -334,7 +334,7 @@ def test_conv_unit_frames_its_place(server, runs_parent, page):
     page.get_by_text("Frame the unit's place on its pictures").click()  # off: the plain pictures (its label)
     _wait_until(
         page,
-        "() => !document.querySelector('[role=switch][aria-label^=\"Frame the unit\"]').checked",
+        "() => document.querySelector('[role=switch][aria-label^=\"Frame the unit\"]')?.checked === false",
         "the frame toggle to turn off",
     )
     plain = _quiet_sources(page, "every picture to be replaced by its unframed version", unlike=framed)

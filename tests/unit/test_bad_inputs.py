@@ -595,11 +595,6 @@ PREFLIGHT_CASES = [
         {"ray": {"address": "not a host"}},
     ),
     Case(
-        "ray address with nothing listening",
-        ("nothing answers at Ray address '127.0.0.1:1'", "ray start --head"),
-        {"ray": {"address": "127.0.0.1:1"}},
-    ),
-    Case(
         "code stats with nan",
         ("code statistics file '{tmp}/stats.pt' holds non-finite values (nan or inf) in 'upper'",),
         GEN,
@@ -634,6 +629,16 @@ def test_bad_models_and_preflight(case: Case, mode: str, tmp_path, capsys, monke
         sys.path[:] = [p for p in sys.path if p != str(tmp_path)]
         sys.modules.pop("broken_factories", None)
     assert_one_line_error(*result, case.expect, tmp_path)
+
+
+def test_a_ray_address_where_nothing_answers_is_one_line_before_ray_starts(tmp_path, capsys):
+    """`atlas run` probes the address before ray.init (which would retry for minutes); `atlas config
+    --check` stays off the network and passes."""
+    path = _config_file(Case("nothing listening", (), {"ray": {"address": "127.0.0.1:1"}}), tmp_path)
+    expect = ("nothing answers at Ray address '127.0.0.1:1'", "ray start --head")
+    assert_one_line_error(*run_cli(capsys, "run", path, "--no-progress"), expect, tmp_path)
+    assert run_cli(capsys, "config", path, "--check")[0] == 0
+    assert not (tmp_path / "runs").exists()
 
 
 def test_base_config_passes_preflight(tmp_path, capsys):

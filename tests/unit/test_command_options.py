@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import re
 import subprocess
 
 import pytest
@@ -105,7 +106,7 @@ def test_sql_prompt_runs_a_last_statement_without_semicolon_and_names_unknown_co
     from atlas.commands.sql import _statements
 
     complaints: list[str] = []
-    typed = io.StringIO("SELECT 1;\n.bogus\n.tables\nSELECT\n  2\n")
+    typed = io.StringIO("SELECT 1;\n.bogus\n.tables;\nSELECT\n  2\n")
     got = list(_statements(typed, lambda continued: None, complaints.append))
     assert got == ["SELECT 1;", "SHOW TABLES;", "SELECT\n2"]
     assert complaints == ["unknown command .bogus; valid: .tables, .quit"]
@@ -160,3 +161,81 @@ def test_a_path_that_is_a_file_is_not_a_missing_run(tmp_path, capsys):
     assert_user_error(cli(capsys, "sql", str(f), "SELECT 1"), "is a file, not a run")
     assert_user_error(cli(capsys, "view", str(f)), "is a file, not a run")
     assert_user_error(cli(capsys, "sql", str(tmp_path / "none"), "SELECT 1"), "does not exist")
+
+
+def test_yaml_anchors_and_merge_keys_still_load_and_a_set_value_cannot_repeat_a_key(tmp_path, capsys):
+    from atlas.config import load_config
+
+    path = tmp_path / "m.yaml"
+    path.write_text(
+        "x-defaults: &d {steps: 3, chains_per_unit: 2}\n"
+        "name: t\nmodels: {target: toyworld:target}\nlayers: [fc8]\n"
+        "sampler: {<<: *d, method: pixel, chains_per_unit: 4}\n"
+    )
+    with pytest.raises(
+        Exception, match="unknown config key 'x-defaults'"
+    ):  # anchors parse; the key is unknown
+        load_config(path)
+    path.write_text(path.read_text().replace("x-defaults: &d {steps: 3, chains_per_unit: 2}\n", ""))
+    path.write_text(
+        "name: t\nmodels: {target: toyworld:target}\nlayers: [&f {name: fc8}]\n"
+        "sampler: {method: pixel, steps: 3}\nfacets: {<<: {top_k_real: 5, seed_pool: 20}, seed_pool: 30}\n"
+    )
+    cfg = load_config(path)
+    assert cfg.facets.top_k_real == 5 and cfg.facets.seed_pool == 30  # an explicit key overrides a merged one
+    proc = cli(capsys, "config", str(path), "--set", "sampler={steps: 3, steps: 5}")
+    assert_user_error(proc, "--set 'sampler={steps: 3, steps: 5}': key 'steps' appears twice")
+
+
+def test_code_stats_needs_two_codes_and_never_writes_what_a_run_refuses(
+    tmp_path, monkeypatch, capsys, config
+):
+    import atlas.real_codes
+    from atlas.models.codes import CodeStats
+
+    out = tmp_path / "s.pt"
+    monkeypatch.setattr(atlas.real_codes, "real_codes", lambda *a, **k: (torch.rand(1, 8), "fc7"))
+    proc = cli(capsys, "code-stats", "--config", config, "--images", str(tmp_path), "--out", str(out))
+    assert_user_error(proc, "1 image(s)", "needs at least 2")
+    bad = torch.rand(5, 8)
+    bad[2, 3] = float("inf")
+    monkeypatch.setattr(atlas.real_codes, "real_codes", lambda *a, **k: (bad, "fc7"))
+    proc = cli(capsys, "code-stats", "--config", config, "--images", str(tmp_path), "--out", str(out))
+    assert_user_error(proc, "give statistics that holds non-finite values")
+    assert not out.exists()
+    stats = CodeStats.from_codes(torch.rand(5, 8), "t")
+    stats.mean = [0.0] * 8  # what a hand-made file may hold
+    assert stats.problem() == "has a 'mean' that is not a tensor (list)"
+
+
+@pytest.mark.parametrize(
+    "path, says", [("", "--out: empty path"), ("  ", "--out: empty path"), ("new/", "new/ is a directory")]
+)
+def test_output_paths_that_name_no_file(path, says):
+    from atlas.atomic import check_output_file
+    from atlas.errors import AtlasError
+
+    with pytest.raises(AtlasError, match=re.escape(says)):
+        check_output_file(path, "--out")
+
+
+def test_atomic_write_leaves_nothing_behind_when_the_write_fails(tmp_path):
+    from atlas.atomic import atomic_write
+
+    target = tmp_path / "f.bin"
+    atomic_write(target, lambda tmp: tmp.write_bytes(b"old"), sync=True)
+
+    def fails(tmp):
+        tmp.write_bytes(b"half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(target, fails)
+    assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["f.bin"]
+
+
+def test_a_bench_actions_mistake_points_at_its_own_help(capsys):
+    proc = cli(capsys, "bench", "quality", "--seeds", "x")
+    assert_user_error(proc, "(see 'atlas bench quality --help')")
+    proc = cli(capsys, "bench", "objectives", "--bogus")
+    assert_user_error(proc, "unrecognized arguments: --bogus")

@@ -233,7 +233,7 @@ def test_connect_without_address_starts_a_new_local_ray(monkeypatch):
     assert calls[-1]["address"] == "local" and calls[-1]["num_cpus"] >= 1
     assert calls[-1]["_system_config"]["worker_niceness"] == 0  # actors not starved by other work
     probed = []
-    monkeypatch.setattr(cluster, "check_address", probed.append)  # nothing listens here: see the next test
+    monkeypatch.setattr(cluster, "probe_address", probed.append)  # nothing listens here: see the next test
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
     cluster.connect(None)
     assert calls[-1] == {"address": "127.0.0.1:6379", "logging_level": "WARNING"} and probed == [None]
@@ -246,33 +246,40 @@ def test_connect_without_address_starts_a_new_local_ray(monkeypatch):
         ("10.0.0.5", "is not valid"),
         ("host:99999", "is not valid"),
         ("ray://", "is not valid"),
+        ("::1:6379", "is not valid"),  # IPv6 goes in brackets: [::1]:6379
         ("http://127.0.0.1:8265", "is not valid"),  # the dashboard's URL is for `ray job submit`, not a run
         ("127.0.0.1:{port}", "nothing answers at Ray address '127.0.0.1:{port}'"),
+        (
+            "no-such-host.invalid:6379",
+            "the host of Ray address 'no-such-host.invalid:6379' cannot be resolved",
+        ),
     ],
 )
 def test_a_ray_address_is_checked_before_ray_starts(address, says, monkeypatch):
     import socket
 
-    from atlas.pipeline.cluster import check_address
+    from atlas.pipeline.cluster import check_address, probe_address
 
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     address, says = address.format(port=port), says.format(port=port)
     with pytest.raises(ConfigError, match=re.escape(says)) as err:
-        check_address(address, probe_s=2)
+        probe_address(address, timeout_s=2)
     assert str(err.value).startswith("--address (or ray.address): ")
     monkeypatch.setenv("RAY_ADDRESS", address)
     with pytest.raises(ConfigError, match="^RAY_ADDRESS: "):
-        check_address(None, probe_s=2)
+        probe_address(None, timeout_s=2)
+    monkeypatch.delenv("RAY_ADDRESS")
     with socket.socket() as server:  # something listening: accepted (Ray then does the rest)
         server.bind(("127.0.0.1", 0))
         server.listen()
-        check_address(f"127.0.0.1:{server.getsockname()[1]}")
-        check_address(f"ray://127.0.0.1:{server.getsockname()[1]}")
-    monkeypatch.delenv("RAY_ADDRESS")
+        for ok in (f"127.0.0.1:{server.getsockname()[1]}", f"ray://127.0.0.1:{server.getsockname()[1]}"):
+            probe_address(ok)
+    assert check_address("[::1]:6379") == ("::1", 6379)
     for fine in ("auto", "local", None):  # Ray's own words, and no address (a local instance)
-        check_address(fine)
+        assert check_address(fine) is None
+        probe_address(fine)
 
 
 def test_composite_objectives_and_named_layers_are_checked_before_anything_runs():

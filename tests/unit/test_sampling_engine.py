@@ -237,11 +237,15 @@ def test_cpu_autocast_modes_run_and_rise(world, autocast):
     assert all(np.isfinite(c.last.activation) for u in res for c in u.chains)
 
 
-def test_a_unit_whose_every_chain_diverged_is_an_error_row(world):
+@pytest.mark.parametrize("at", [0, 3])
+def test_a_unit_whose_every_chain_diverged_is_an_error_row_unless_it_drew_before(world, at):
+    """Diverged from the first picture: no picture to show, an error row. Later: the finite pictures
+    before the divergence stand (status ok), and the row says what happened."""
     engine = make(world, method="dgn_am", objective="log_softmax")
     k = engine.cfg.chains_per_unit
-    engine.sampler.param = Poison(engine.sampler.param, row=list(range(k)), at=2)  # all of unit 0's chains
+    engine.sampler.param = Poison(engine.sampler.param, row=list(range(k)), at=at)  # all of unit 0's chains
     res = engine.map_units("fc8", [0, 1], seed=0)
-    assert [u.status for u in res] == ["error", "ok"]
-    assert f"all {k} chains diverged" in res[0].error
+    assert [u.status for u in res] == ["error" if at == 0 else "ok", "ok"]
+    assert f"all {k} chains diverged" in res[0].error and res[1].error is None
     assert len(res[0].chains) == k  # what the chains did is kept for inspection
+    assert np.isfinite(res[0].best_activation) == (at > 0)

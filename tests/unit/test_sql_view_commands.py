@@ -61,9 +61,9 @@ def test_sql_options_go_anywhere_and_bad_values_are_one_line(run_dir, capsys):
     assert main(["sql", "--max-rows", "5", str(run_dir), q, "--format", "csv"]) == 0
     assert capsys.readouterr().out.splitlines() == ["layer,n", "fc8,4"]
     for argv, says in [
-        (["--timeout", "nan"], "argument --timeout: 'nan' is not a number of seconds"),
-        (["--timeout", "inf"], "argument --timeout: 'inf' is not a number of seconds"),
-        (["--timeout", "-1"], "argument --timeout: '-1'"),
+        (["--timeout", "nan"], "argument --timeout: nan is not a finite number of seconds > 0 and <= 86400"),
+        (["--timeout", "inf"], "argument --timeout: inf is not a finite number of seconds > 0"),
+        (["--timeout", "-1"], "argument --timeout: -1 is not a finite"),
         (["--max-rows", "0"], "argument --max-rows: 0 is below 1; give an integer >= 1"),
         (["--max-rows", "-5"], "argument --max-rows: -5 is below 1"),
         (["--format", "xml"], "argument --format: invalid choice: 'xml'"),

@@ -184,3 +184,41 @@ def test_preflight_refuses_a_code_layer_the_encoder_cannot_read():
     assert preflight_models(cfg, RunModels(target, gen, None, stats, "pool2")).code_layer == "pool2"
     with pytest.raises(ConfigError, match="code encoder cannot read layer 'relu6'"):
         preflight_models(cfg, RunModels(target, gen, None, stats, "relu6"))
+
+
+@pytest.mark.parametrize("code_layer", [None, "pool2"])
+def test_code_stats_and_train_dae_read_codes_through_the_encoder_whoever_names_the_layer(
+    code_layer, monkeypatch
+):
+    """`atlas code-stats` / `train-dae` (atlas.real_codes) give the coefficients the run uses, also when the
+    config names models.code_layer itself (the engine reads through G's encoder either way)."""
+    from types import SimpleNamespace
+
+    import atlas.sampling
+    from atlas import real_codes as rc
+    from atlas.config import config_from_dict
+
+    target, gen, real, sub, _ = spatial_world()
+    monkeypatch.setattr(rc, "load_model", lambda spec, role, **kw: target if role == "target" else gen)
+    monkeypatch.setattr(
+        atlas.sampling, "load_image_folder", lambda *a, **k: SimpleNamespace(images=real.images)
+    )
+    models = {"target": "python:tests.unit.byo_factories:good", "generator": "python:x:y"}
+    cfg = config_from_dict(
+        {
+            "models": {
+                **models,
+                "allow_random_weights": True,
+                **({"code_layer": code_layer} if code_layer else {}),
+            },
+            "layers": [{"name": "fc8"}],
+            "sampler": {"method": "dgn_am", "start": "random"},
+            "facets": {"real_images": None},
+        }
+    )
+    codes, layer = rc.real_codes(cfg, "imgs", None, log=lambda *a: None)
+    probe = LayerProbe(target.module, ["pool2"])
+    with torch.no_grad():
+        expected = sub.encode(probe(target.space.encode(real.images))["pool2"])
+    assert layer == "pool2" and codes.shape == (len(real.images), sub.k)
+    assert torch.allclose(codes, expected, atol=1e-4)
