@@ -120,6 +120,8 @@ def open_context(run_dir: Location, multi_run: bool) -> Context:
         _fail(str(exc))
     names = [name for name, _ in layer_list]
     if names and state.get("layer") not in names:
+        if state.get("layer") is not None:  # a stale or mistyped link
+            state.notice(f"Layer {state.get('layer')!r} is not in this run; showing {names[0]} instead.")
         state.set_("layer", names[0])
     return Context(
         conn=conn,
@@ -156,6 +158,9 @@ def sidebar(ctx: Context) -> None:
 
 def render_page(name: str, ctx: Context) -> None:
     """Draw page ``name``; a run that cannot be read shows one error line instead."""
+    said = state.take_notice()
+    if said:
+        st.warning(said, icon=":material/link_off:")
     try:
         if not ctx.layers and name != "sql":
             overview.render_empty(ctx)
@@ -196,7 +201,7 @@ def route(pages: dict[str, st.Page], current: st.Page, multi_run: bool) -> str:
 
 
 def main() -> None:
-    st.set_page_config(page_title="atlas viewer", page_icon=":material/map:", layout="wide")
+    st.set_page_config(page_title="atlas viewer", page_icon="🗺️", layout="wide")
     widgets.inject_css()
     state.init_from_query_params()
     runs, multi_run = open_root()

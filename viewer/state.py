@@ -38,6 +38,17 @@ DEFAULT_PAGE = "overview"  # served at the app's root URL
 # widget keys mirroring navigation state (set together with it by set_())
 WIDGETS = {"nav_layer": "w_layer", "nav_unit": "w_unit", "nav_run": "w_run"}
 
+# the layer grid's sort and filters in its URL: query parameter -> (widget key, value when left alone)
+GRID_PARAMS: dict[str, tuple[str, Any]] = {
+    "sort": ("grid_sort", None),  # None: the first sort order
+    "units": ("grid_units", ""),
+    "facets": ("grid_min_facets", 0),
+    "judge": ("grid_judge", "all"),
+    "per": ("grid_page_size", 48),
+    "label": ("grid_label", ""),
+    "flag": ("grid_flag", "all units"),
+}
+
 
 def url_path(page: str) -> str:
     """The page's ``st.Page`` url_path ('' for the default page)."""
@@ -62,8 +73,20 @@ def init_from_query_params() -> None:
     ss["nav_run"] = qp.get("run")
     ss["nav_layer"] = qp.get("layer")
     ss["nav_unit"] = _int(qp.get("unit"), None)
+    if qp.get("unit") is not None and ss["nav_unit"] is None:
+        notice(f"The link's unit {qp.get('unit')!r} is not a unit number; showing the layer's first unit.")
     ss["nav_grid_page"] = max(0, _int(qp.get("p"), 1) - 1)
+    ss["nav_grid_url"] = {k: qp.get(k) for k in GRID_PARAMS if qp.get(k) is not None}  # for grid_widget
     ss["nav_initialized"] = True
+
+
+def notice(message: str) -> None:
+    """Say ``message`` once, above the next page drawn (e.g. a stale link's layer that no longer exists)."""
+    st.session_state["nav_notice"] = message
+
+
+def take_notice() -> str | None:
+    return st.session_state.pop("nav_notice", None)
 
 
 def get(name: str) -> Any:
@@ -110,6 +133,29 @@ def from_widget(name: str) -> None:
         st.session_state["nav_grid_page"] = 0
 
 
+def grid_widget(param: str, options: list[Any] | None = None) -> str:
+    """Key of the grid widget behind query parameter ``param``, seeded once from the session's first URL
+    (a value the widget cannot take is dropped: the widget keeps its default)."""
+    key, default = GRID_PARAMS[param]
+    raw = st.session_state.get("nav_grid_url", {}).pop(param, None)
+    if raw is not None:
+        value: Any = _int(raw, None) if isinstance(default, int) else raw
+        if value is not None and (options is None or value in options):
+            st.session_state[key] = value
+    return key
+
+
+def grid_params() -> dict[str, str]:
+    """The grid's sort and filters that differ from their defaults, as query parameters."""
+    out = {}
+    for param, (key, default) in GRID_PARAMS.items():
+        value = st.session_state.get(key)
+        first = st.session_state.get(f"{key}_first")  # the sort's default: its first option
+        if value is not None and value != default and not (default is None and value == first):
+            out[param] = str(value)
+    return out
+
+
 def params_for(page: str, multi_run: bool) -> dict[str, str]:
     """The query parameters of ``page`` in the current state (only those that apply to it)."""
     params: dict[str, str] = {}
@@ -121,6 +167,8 @@ def params_for(page: str, multi_run: bool) -> dict[str, str]:
         params["unit"] = str(get("unit"))
     if page == "layer" and get("grid_page"):
         params["p"] = str(int(get("grid_page")) + 1)
+    if page == "layer":
+        params.update(grid_params())
     return params
 
 

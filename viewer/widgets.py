@@ -17,7 +17,8 @@ CSS = """
 [data-testid="stImage"] img, [data-testid="stFullScreenFrame"] img {
   image-rendering: pixelated; border-radius: 4px;
 }
-[data-testid="stImageCaption"] { font-size: 0.78rem; line-height: 1.15; text-align: center; }
+[data-testid="stImageCaption"] { font-size: 0.78rem; line-height: 1.15; text-align: center;
+  overflow-wrap: anywhere; }
 [data-testid="stMetricValue"] { font-size: 1.55rem; }
 div.block-container { padding-top: 2.2rem; }
 .atlas-tile-label { font-size: 0.8rem; color: rgba(128,128,128,0.95); margin: -0.2rem 0 0.1rem 0; }
@@ -70,8 +71,9 @@ Badges = tuple[str | None, list[str]]  # (natural percentile text such as "p99.7
 def concept_html(concept: str) -> str:
     """A concept name for HTML inside st.markdown: escaped, and its colons as entities, so Streamlit's
     markdown directives (``:red[...]``, ``:red-badge[...]``, emoji shortcodes) never take ``colour:red@here``
-    apart."""
-    return html.escape(concept).replace(":", "&#58;")
+    apart; a narrow tile wraps it after ':' and '|' or before '@', not inside a word."""
+    text = html.escape(concept).replace(":", "&#58;<wbr>").replace("|", "|<wbr>")
+    return text.replace("@", "<wbr>@")
 
 
 def badge_markdown(badge: str | None, flags: Sequence[str]) -> str:
@@ -93,17 +95,17 @@ def tiles(
     items: Sequence[tuple[bytes | None, str]],
     *,
     columns: int = 8,
-    width: int = 112,
     badges: Sequence[Badges] | None = None,
 ) -> None:
-    """Draw (png, caption) tiles in rows of ``columns``; ``badges`` (one per item) go under each image."""
+    """Draw (png, caption) tiles in rows of ``columns``, each picture its column's width; ``badges`` (one
+    per item) go under each image."""
     for start in range(0, len(items), columns):
         row = items[start : start + columns]
         cols = st.columns(columns)
         for i, (col, (png, caption)) in enumerate(zip(cols, row, strict=False)):
             with col:
-                if png:
-                    st.image(png, caption=caption, width=width)
+                if png:  # as wide as its column: neighbours and their captions never overlap
+                    st.image(png, caption=caption, width="stretch")
                 else:
                     st.caption(f"(no image) {caption}")
                 if badges is not None:
@@ -186,3 +188,17 @@ def tuning_chart(
         return bars
     rule = alt.Chart(pd.DataFrame({"x": [threshold]})).mark_rule(strokeDash=[4, 3], color="#d62728")
     return bars + rule.encode(x="x:Q")
+
+
+def unit_picker(options: Sequence[tuple[str, int]], key: str, label: str = "Open a unit") -> None:
+    """A select box of (layer, unit) and a button that opens the chosen unit's page in this tab."""
+    from viewer import state
+
+    c1, c2 = st.columns([2, 1])
+    pick = c1.selectbox(
+        label, list(options), format_func=lambda o: f"{o[0]} · unit {o[1]}", key=f"{key}_pick"
+    )
+    c2.button(
+        f"Open {pick[0]} · unit {pick[1]}", icon=":material/arrow_forward:", key=f"{key}_open",
+        on_click=state.go, kwargs={"page": "unit", "layer": pick[0], "unit": pick[1]},
+    )  # fmt: skip

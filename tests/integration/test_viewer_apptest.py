@@ -97,6 +97,27 @@ def test_layer_grid_pages(tmp_path, monkeypatch):
     at.button(key="grid_last").click().run()
     assert n_images(at) == 130 - 96
     assert at.query_params["p"] == "3"
+    at.selectbox(key="grid_sort").set_value("unit ↑").run()  # a new order starts at page 1 and is linked
+    assert "p" not in at.query_params and at.query_params["sort"] == "unit ↑"
+    at.text_input(key="grid_units").set_value("100-129").run()
+    at.selectbox(key="grid_page_size").set_value(24).run()
+    assert at.query_params["units"] == "100-129" and at.query_params["per"] == "24"
+    # the link brings the same grid back in a new session; values a widget cannot take are dropped
+    again = app(tmp_path / "wide", monkeypatch, page="layer", **dict(at.query_params))
+    assert (
+        again.selectbox(key="grid_sort").value == "unit ↑"
+        and again.text_input(key="grid_units").value == "100-129"
+    )
+    labels = [b.label for b in again.button if b.key and b.key.startswith("grid_unit_")]
+    assert labels[:2] == ["**unit 100**", "**unit 101**"] and n_images(again) == 24
+    odd = app(
+        tmp_path / "wide", monkeypatch, page="layer", layer="conv5", sort="nope", per="7", judge="wrong"
+    )
+    assert (
+        odd.selectbox(key="grid_sort").value == "activation ↓"
+        and odd.selectbox(key="grid_page_size").value == 48
+    )
+    assert odd.selectbox(key="grid_judge").value == "wrong" and odd.query_params["judge"] == "wrong"
 
 
 def test_unit_page_deep_link_and_neighbours(runs, monkeypatch):
@@ -119,7 +140,10 @@ def test_unit_page_deep_link_and_neighbours(runs, monkeypatch):
 
 def test_unit_page_missing_unit_and_bad_layer(runs, monkeypatch):
     at = app(runs / "alpha", monkeypatch, page="unit", layer="nope", unit=3)
-    assert at.title[0].value.endswith("unit 3")  # falls back to the first layer
+    assert at.title[0].value.endswith("unit 3")  # falls back to the first layer, and says so
+    assert "Layer 'nope' is not in this run" in at.warning[0].value
+    at = app(runs / "alpha", monkeypatch, page="unit", layer="fc8", unit="abc")
+    assert at.title[0].value == "fc8 · unit 0" and "unit 'abc' is not a unit number" in at.warning[0].value
     at = app(runs / "alpha", monkeypatch, page="bogus")
     assert at.title[0].value == "alpha"  # unknown page -> overview
 
@@ -187,7 +211,9 @@ def test_page_buttons_switch_pages_and_links_are_encoded(runs, monkeypatch):
     at.button(key="grid_unit_3").click().run()
     assert page_of(at) == "unit" and at.title[0].value == "conv3 · unit 3"
     links = " ".join(m.value for m in at.markdown)
-    assert "[permalink](unit?layer=conv3&unit=3)" in links and "(layer?layer=conv3)" in links
+    assert "[permalink](unit?layer=conv3&unit=3)" in links
+    at.button(key="unit_grid_top").click().run()  # back to the grid in this tab (a link opens a new one)
+    assert page_of(at) == "layer" and at.title[0].value == "Layer conv3"
     assert state.link("unit", "a b&c/d", 3, run="r 1") == "unit?run=r+1&layer=a+b%26c%2Fd&unit=3"
     assert state.link("overview") == "./"
 

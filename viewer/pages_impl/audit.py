@@ -38,27 +38,15 @@ def _table(ctx: Context, units: pd.DataFrame) -> None:
     shown = units.assign(
         label=[lab if isinstance(lab, str) else "no label" for lab in units["label"]],
         page=[state.link("unit", r.layer, int(r.unit), run) for r in units.itertuples()],
+        lowest_percentile=[data.percentile_text(v) for v in units["lowest_percentile"]],
     )
     st.dataframe(shown, hide_index=True, column_config={
         "flagged": st.column_config.NumberColumn("flagged pictures"),
         "pictures": st.column_config.NumberColumn("pictures checked"),
-        "lowest_percentile": st.column_config.NumberColumn("lowest natural percentile", format="%.4f"),
+        "lowest_percentile": st.column_config.TextColumn("lowest natural percentile"),
         "label_score": st.column_config.NumberColumn("label AUROC", format="%.3f"),
         "page": st.column_config.LinkColumn("unit page", display_text="open unit"),
     })  # fmt: skip
-
-
-def _open(units: pd.DataFrame) -> None:
-    """A picker that opens a listed unit in this tab."""
-    options = [(str(r.layer), int(r.unit)) for r in units.itertuples()]
-    c1, c2 = st.columns([2, 1])
-    pick = c1.selectbox(
-        "Open a unit", options, format_func=lambda o: f"{o[0]} · unit {o[1]}", key="audit_pick"
-    )
-    c2.button(
-        f"Open {pick[0]} · unit {pick[1]}", icon=":material/arrow_forward:", key="audit_open",
-        on_click=state.go, kwargs={"page": "unit", "layer": pick[0], "unit": pick[1]},
-    )  # fmt: skip
 
 
 def render(ctx: Context) -> None:
@@ -90,4 +78,4 @@ def render(ctx: Context) -> None:
         f"{len(units):,} of {total:,} units · {widgets.fmt(int(units['flagged'].sum()))} flagged pictures"
     )
     _table(ctx, units)
-    _open(units)
+    widgets.unit_picker([(str(r.layer), int(r.unit)) for r in units.itertuples()], key="audit")

@@ -32,8 +32,10 @@ def _pairs(layer: str, units: list[int], sides: list[tuple[str, dict[int, dict]]
 def _side_image(name: str, rec: dict | None) -> None:
     if rec is not None and rec["png"] is not None:
         st.image(rec["png"], caption=f"{name} · {widgets.fmt(rec['activation'])}", width="stretch")
+    elif rec is not None:
+        st.caption(f"{name}: no picture kept")
     else:
-        st.caption(f"{name}: –")
+        st.caption(f"{name}: not in this run (yet)")
 
 
 def _units_input(ctx: Context, layer: str) -> list[int]:

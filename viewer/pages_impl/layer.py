@@ -20,6 +20,8 @@ from viewer.context import Context
 
 PAGE_SIZES = (24, 48, 96, 192)
 COLUMNS = 8
+JUDGE = ["all", "correct", "wrong"]
+FIRST_PAGE = {"on_change": state.go, "kwargs": {"grid_page": 0}}  # a new sort or filter starts at page 1
 
 
 def _truth_filters(ctx: Context, layer: str, have: data.Truth) -> dict:
@@ -30,14 +32,16 @@ def _truth_filters(ctx: Context, layer: str, have: data.Truth) -> dict:
     out: dict = {}
     if have.labels:
         out["label_text"] = c1.text_input(
-            "Label contains", key="grid_label", placeholder="e.g. hook, colour:, no label",
+            "Label contains", key=state.grid_widget("label"), placeholder="e.g. hook, colour:, no label",
             help="substring of the unit's concept label (any case); `no label` lists units without one",
+            **FIRST_PAGE,
         )  # fmt: skip
     if have.pictures:
         options = {"all units": None, **{f"with {f} pictures": f for f in data.flag_names(ctx.conn, layer)}}
         choice = c2.selectbox(
-            "Pictures", list(options), key="grid_flag",
+            "Pictures", list(options), key=state.grid_widget("flag", list(options)),
             help="units whose best or last pictures carry a flag (weak: natural percentile < p99)",
+            **FIRST_PAGE,
         )  # fmt: skip
         out["flag"] = options.get(choice)
     return out
@@ -46,12 +50,22 @@ def _truth_filters(ctx: Context, layer: str, have: data.Truth) -> dict:
 def _filters(ctx: Context, layer: str, have: data.Truth) -> data.GridQuery:
     """The filter rows; an unreadable units filter shows an error and filters nothing."""
     c1, c2, c3, c4, c5 = st.columns([2.2, 1.4, 1.2, 1.6, 1.0])
-    sort = c1.selectbox("Sort by", data.sorts(have.labels), key="grid_sort")
-    units_text = c2.text_input("Units", key="grid_units", placeholder="e.g. 3, 10-20")
+    sorts = data.sorts(have.labels)
+    st.session_state["grid_sort_first"] = sorts[0]  # the default, left out of the URL
+    sort = c1.selectbox("Sort by", sorts, key=state.grid_widget("sort", sorts), **FIRST_PAGE)
+    units_text = c2.text_input(
+        "Units", key=state.grid_widget("units"), placeholder="e.g. 3, 10-20", **FIRST_PAGE
+    )
     max_facets = data.max_facet_count(ctx.conn, layer)
-    min_facets = c3.number_input("Min facets", min_value=0, max_value=max_facets, key="grid_min_facets")
-    judge = c4.selectbox("Judge", ["all", "correct", "wrong"], key="grid_judge")
-    page_size = c5.selectbox("Per page", PAGE_SIZES, index=1, key="grid_page_size")
+    facets = list(range(max_facets + 1))
+    min_facets = c3.number_input("Min facets", min_value=0, max_value=max_facets,
+                                 key=state.grid_widget("facets", facets), **FIRST_PAGE)  # fmt: skip
+    judge = c4.selectbox("Judge", JUDGE, key=state.grid_widget("judge", JUDGE), **FIRST_PAGE)
+    if "grid_page_size" not in st.session_state:
+        st.session_state["grid_page_size"] = PAGE_SIZES[1]
+    page_size = c5.selectbox(
+        "Per page", PAGE_SIZES, key=state.grid_widget("per", list(PAGE_SIZES)), **FIRST_PAGE
+    )
     truth = _truth_filters(ctx, layer, have)
     try:
         units = data.parse_units(units_text)
@@ -128,10 +142,10 @@ def render(ctx: Context) -> None:
     pages = max(1, math.ceil(total / query.page_size))
     page = min(int(state.get("grid_page") or 0), pages - 1)
     state.set_("grid_page", page)
-    _pager(page, pages, total, query.page_size)
     if total == 0:
         st.info("No unit matches the filter.")
         return
+    _pager(page, pages, total, query.page_size)
     records = data.grid_page(ctx.conn, dataclasses.replace(query, page=page)).to_dict("records")
     for start in range(0, len(records), COLUMNS):
         for col, rec in zip(st.columns(COLUMNS), records[start : start + COLUMNS], strict=False):

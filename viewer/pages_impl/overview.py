@@ -101,10 +101,8 @@ def _diverged(ctx: Context) -> None:
         st.success("No chain diverged.")
         return
     st.dataframe(div, hide_index=True, height=min(38 + 35 * len(div), 320))
-    first = div.iloc[0]
-    layer, unit = str(first.layer), int(first.unit)
-    st.button(f"Open unit {layer}/{unit}", icon=":material/arrow_forward:", on_click=state.go,
-              kwargs={"page": "unit", "layer": layer, "unit": unit})  # fmt: skip
+    units = list(dict.fromkeys((str(r.layer), int(r.unit)) for r in div.itertuples()))  # in order, once
+    widgets.unit_picker(units, key="diverged", label="Open a unit with diverged chains")
 
 
 def _config(info: dict) -> None:

@@ -25,20 +25,20 @@ def _int(value) -> int | None:
 
 def _nav(ctx: Context, view: data.UnitView, suffix: str) -> None:
     prev, nxt = view.prev, view.next
-    c1, c2, c3 = st.columns([1, 1, 4])
+    c1, c2, c3, c4 = st.columns([1, 1, 1.3, 2.7])
     c1.button(f"unit {prev}" if prev is not None else "first unit", icon=":material/chevron_left:",
               disabled=prev is None, key=f"unit_prev_{suffix}", on_click=state.go,
               kwargs={"unit": prev}, width="stretch")  # fmt: skip
     c2.button(f"unit {nxt}" if nxt is not None else "last unit", icon=":material/chevron_right:",
               icon_position="right", disabled=nxt is None, key=f"unit_next_{suffix}", on_click=state.go,
               kwargs={"unit": nxt}, width="stretch")  # fmt: skip
+    c3.button(f"{view.layer} grid", icon=":material/grid_view:", key=f"unit_grid_{suffix}",
+              on_click=state.go, kwargs={"page": "layer"}, width="stretch",
+              help="back to the layer grid, in this tab")  # fmt: skip
     if suffix == "top":
         run = ctx.run_dir.name if ctx.multi_run else None
-        here, grid = (
-            state.link("unit", view.layer, view.unit, run),
-            state.link("layer", view.layer, None, run),
-        )
-        c3.markdown(f"[permalink]({here}) · [back to the {view.layer} grid]({grid})")
+        here = state.link("unit", view.layer, view.unit, run)
+        c4.markdown(f"[permalink]({here})", help="this unit's link, to copy or open in a new tab")
 
 
 def _unit_input(ids: list[int]) -> int:
@@ -193,7 +193,7 @@ def _facets(view: data.UnitView) -> None:
     badges = _badges(view.facets)
     if badges is not None:
         st.caption(widgets.PERCENTILE_HELP)
-    widgets.tiles(items, columns=6, width=150, badges=badges)
+    widgets.tiles(items, columns=6, badges=badges)
 
 
 def _real(view: data.UnitView) -> None:
@@ -205,7 +205,7 @@ def _real(view: data.UnitView) -> None:
                    + (f" · idx {int(r['real_index'])}" if pd.notna(r["real_index"]) else ""))
         for r in view.real.to_dict("records")
     ]  # fmt: skip
-    widgets.tiles(items, columns=8, width=104)
+    widgets.tiles(items, columns=8)
 
 
 def _trajectories(view: data.UnitView) -> None:
@@ -257,7 +257,7 @@ def _chains(view: data.UnitView) -> None:
                 if kept is None:
                     st.caption("no images kept")
                     continue
-                widgets.tiles(_kept_items(kept), columns=8, width=96, badges=_badges(kept))
+                widgets.tiles(_kept_items(kept), columns=8, badges=_badges(kept))
 
 
 def _competitors(view: data.UnitView) -> None:
