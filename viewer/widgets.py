@@ -174,7 +174,10 @@ def tuning_chart(
         .encode(
             x=alt.X(f"{metric}:Q", title=title, scale=x_scale),
             y=alt.Y(
-                "concept:N", sort=list(data["concept"]), title="concept", axis=alt.Axis(labelOverlap=False)
+                "concept:N",
+                sort=list(data["concept"]),
+                title="concept (by AUROC)",  # the same order under either metric
+                axis=alt.Axis(labelOverlap=False),
             ),
             color=alt.Color(
                 "role:N",

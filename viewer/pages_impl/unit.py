@@ -73,7 +73,11 @@ def _metrics(row: dict) -> None:
     )  # fmt: skip
     if row.get("judge_label") is not None:
         verdict = "✓" if row.get("judge_correct") else "✗"
-        help_text = f"p = {widgets.fmt(row.get('judge_prob'))}"
+        help_text = (
+            f"what the held-out judge J reads in this unit's last pictures (their majority), p = "
+            f"{widgets.fmt(row.get('judge_prob'))}; ✓ when it is the class the unit stands for (its own "
+            "output unit's class), ✗ when J reads another class"
+        )
         cols[6].metric("Judge", f"{verdict} {row['judge_label']}", help=help_text)
 
 
