@@ -2,8 +2,9 @@
 
 Pages are routed by ``st.navigation``: each page has a ``url_path`` (``/layer``, ``/unit``, ``/audit``, ...;
 the overview is ``/``). Everything else a URL carries is a query parameter (``run``, ``layer``, ``unit``,
-``p``), seeded into ``st.session_state`` (``nav_*`` keys, which Streamlit never drops) on a session's first
-run and written back by :func:`sync_query_params` after every run. The older form ``?page=unit&...``
+``p``; the grid's sort and filters, :data:`GRID_PARAMS`; ``frame``; the console's own query ``q``), seeded
+into ``st.session_state`` on a session's first run and written back by :func:`sync_query_params` after
+every run. The older form ``?page=unit&...``
 still opens the named page (see :func:`init_from_query_params`).
 
 A button cannot switch pages from its callback, so :func:`go` records the wanted page and the app switches
@@ -76,6 +77,9 @@ def init_from_query_params() -> None:
     if qp.get("unit") is not None and ss["nav_unit"] is None:
         notice(f"The link's unit {qp.get('unit')!r} is not a unit number; showing the layer's first unit.")
     ss["nav_grid_page"] = max(0, _int(qp.get("p"), 1) - 1)
+    ss["nav_sql"] = qp.get("q")
+    if qp.get("frame") == "0":  # the unit page's frame toggle, off
+        ss["unit_outline_cell"] = False
     ss["nav_grid_url"] = {k: qp.get(k) for k in GRID_PARAMS if qp.get(k) is not None}  # for grid_widget
     ss["nav_initialized"] = True
 
@@ -169,6 +173,14 @@ def params_for(page: str, multi_run: bool) -> dict[str, str]:
         params["p"] = str(int(get("grid_page")) + 1)
     if page == "layer":
         params.update(grid_params())
+    if page == "unit" and st.session_state.get("unit_outline_cell") is False:
+        params["frame"] = "0"
+    if (
+        page == "sql"
+        and st.session_state.get("sql_example") == "your query"
+        and st.session_state.get("sql_text")
+    ):
+        params["q"] = str(st.session_state["sql_text"])  # the user's own query, not an example
     return params
 
 

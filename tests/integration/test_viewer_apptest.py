@@ -174,8 +174,13 @@ def test_sql_console(runs, monkeypatch):
     at.text_area(key="sql_text").set_value("SELECT * FROM read_csv('/etc/passwd')")
     at.button(key="sql_run").click().run()
     assert at.error and "refused or failed" in at.error[0].value
+    assert at.selectbox(key="sql_example").value == "your query"  # not the example it started from
+    assert at.query_params["q"] == "SELECT * FROM read_csv('/etc/passwd')"
     at.selectbox(key="sql_example").set_value("a unit's trajectory").run()
-    assert "FROM steps" in at.text_area(key="sql_text").value
+    assert "FROM steps" in at.text_area(key="sql_text").value and "q" not in at.query_params
+    linked = app(runs / "alpha", monkeypatch, page="sql", q="SELECT count(*) AS n FROM chains")
+    assert linked.text_area(key="sql_text").value == "SELECT count(*) AS n FROM chains"
+    assert list(linked.dataframe[0].value["n"]) == [26 * 3]  # the linked query ran
 
 
 def test_run_picker_on_parent_directory(runs, monkeypatch):
@@ -266,6 +271,9 @@ def test_conv_unit_page_frames_the_units_place(runs, monkeypatch):
     at.toggle(key="unit_outline_cell").set_value(False).run()
     plain = picture_urls()
     assert not at.exception and len(plain) == len(framed) and not set(plain) & set(framed)
+    assert at.query_params["frame"] == "0"  # the link keeps the pictures plain
+    again = app(runs / "alpha", monkeypatch, **dict(at.query_params), page="unit")
+    assert again.toggle(key="unit_outline_cell").value is False
     fc = app(runs / "alpha", monkeypatch, page="unit", layer="fc8", unit=0)
     assert not [t for t in fc.toggle if t.key == "unit_outline_cell"]  # fc units have no place
 

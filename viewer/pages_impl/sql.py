@@ -13,6 +13,7 @@ from viewer.context import Context
 
 MAX_ROWS = 5_000
 TIMEOUT_S = 10.0
+OWN = "your query"  # the example box once the text is the user's own (also what a ?q= link opens)
 
 
 def _load_example() -> None:
@@ -22,6 +23,11 @@ def _load_example() -> None:
         layer = state.get("layer") or "fc8"
         unit = state.get("unit") if state.get("unit") is not None else 0
         st.session_state["sql_text"] = template.format(layer=layer, unit=unit)
+
+
+def _own_text() -> None:
+    """The text was edited: it is the user's own query now (and goes into the URL as ?q=)."""
+    st.session_state["sql_example"] = OWN
 
 
 def _result(result: data.ConsoleResult) -> None:
@@ -43,11 +49,15 @@ def render(ctx: Context) -> None:
         f"One statement at a time · results capped at {MAX_ROWS:,} rows · {TIMEOUT_S:g} s limit."
     )
     if "sql_text" not in st.session_state:
-        st.session_state["sql_example"] = "mean activation per layer"
-        _load_example()
-    examples = data.example_names(data.truth(ctx.conn))
+        linked = state.get("sql")  # ?q= from the session's first URL
+        if linked:
+            st.session_state["sql_example"], st.session_state["sql_text"] = OWN, linked
+        else:
+            st.session_state["sql_example"] = "mean activation per layer"
+            _load_example()
+    examples = [OWN, *data.example_names(data.truth(ctx.conn))]
     st.selectbox("Example queries", examples, key="sql_example", on_change=_load_example)
-    sql = st.text_area("Query", key="sql_text", height=160)
+    sql = st.text_area("Query", key="sql_text", height=160, on_change=_own_text)
     run = st.button("Run query", type="primary", icon=":material/play_arrow:", key="sql_run")
 
     if run or "sql_result" not in st.session_state:
