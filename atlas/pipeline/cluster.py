@@ -37,18 +37,24 @@ LOCAL_SYSTEM_CONFIG = {"worker_niceness": 0}  # copied per ray.init: Ray adds it
 
 
 ADDRESS_FORMS = (
-    "host:port (the head's GCS port, e.g. 10.0.0.5:6379), ray://host:port (Ray Client), 'auto' (the cluster "
-    "started on this machine) or 'local'"
+    "host:port (the head's GCS port, e.g. 10.0.0.5:6379; IPv6 as [::1]:6379), ray://host:port (Ray Client), "
+    "'auto' (the cluster started on this machine) or 'local'"
 )
+
+
+def _given(address: str | None) -> tuple[str | None, str]:
+    """(the address in use, where it came from): the argument, else ``RAY_ADDRESS``."""
+    if address:
+        return address, "--address (or ray.address)"
+    return os.environ.get("RAY_ADDRESS"), "RAY_ADDRESS"
 
 
 def check_address(address: str | None) -> tuple[str, int] | None:
     """The (host, port) of a Ray address (``--address`` / ``ray.address``, else ``RAY_ADDRESS``); None for
     no address, 'auto' and 'local'. A malformed one is a one-line error: ray.init raises a traceback."""
-    addr = address or os.environ.get("RAY_ADDRESS")
+    addr, source = _given(address)
     if not addr or addr in ("auto", "local"):
         return None
-    source = "--address (or ray.address)" if address else "RAY_ADDRESS"
     host, sep, port = addr.removeprefix("ray://").rpartition(":")
     bracketed = host.startswith("[") and host.endswith("]")  # IPv6: [::1]:6379
     host = host[1:-1] if bracketed else host
@@ -64,8 +70,7 @@ def probe_address(address: str | None, timeout_s: float = 5.0) -> None:
     where = check_address(address)
     if where is None:
         return
-    addr = address or os.environ.get("RAY_ADDRESS")
-    source = "--address (or ray.address)" if address else "RAY_ADDRESS"
+    addr, source = _given(address)
     host, port = where
     try:
         socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
