@@ -80,6 +80,11 @@ def _layers(ctx: Context) -> None:
     if table.empty:
         return
     st.dataframe(table, hide_index=True, column_config=LAYER_COLUMNS)
+    if table["judge_accuracy"].isna().any():
+        st.caption(
+            "judge accuracy: the share of a layer's units whose pictures the held-out judge reads as the "
+            "unit's own class; empty for layers whose units stand for no class (hidden layers)"
+        )
     for col, (name, n) in zip(st.columns(len(ctx.layers[:6])), ctx.layers[:6], strict=False):
         col.button(f"{name} grid ({n:,})", key=f"ov_open_{name}", icon=":material/grid_view:",
                    on_click=state.go, kwargs={"page": "layer", "layer": name}, width="stretch")  # fmt: skip
