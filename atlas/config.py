@@ -853,7 +853,11 @@ class ComputeConfig(Section):
 class RayConfig(Section):
     address: str | None = Field(None, description="Ray address; null: RAY_ADDRESS or a new local instance.")
     num_workers: int | None = Field(
-        None, description="AtlasWorker actors; default: one per GPU, else 1 per 2 CPUs.", ge=1, le=100_000
+        None,
+        description="AtlasWorker actors; default: as many as the cluster's GPUs (with gpus_per_worker) or "
+        "CPUs / cpus_per_worker allow, at most one per shard.",
+        ge=1,
+        le=100_000,
     )
     cpus_per_worker: Float = Field(1.0, description="CPUs reserved per actor.", gt=0, le=1024)
     gpus_per_worker: Float | None = Field(

@@ -1,6 +1,6 @@
 """Model specs -> frozen modules with their image spaces.
 
-Spec strings (DESIGN.md "Models"):
+Spec strings (the design notes' "Models"):
 
 - ``toyworld:target|judge|generator|dae``   the toy world (trained on demand, cached)
 - ``toyworld:planted``                       T plus a layer of planted units (concept, silent, fooling)

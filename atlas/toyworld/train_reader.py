@@ -10,7 +10,7 @@ object's mask (where the object is: the place-bound ``here:`` concepts of conv u
 
 One torch thread (``TRAIN_THREADS``): on 2 cores shared with other jobs, a step of this small net took
 0.25 s wall on one thread and 2.8-3.3 s on two (the second thread spins at every barrier while the core is
-busy elsewhere); on idle cores one thread is as fast as two for nets this size (DESIGN.md).
+busy elsewhere); on idle cores one thread is as fast as two for nets this size (the team's design notes).
 """
 
 from __future__ import annotations
