@@ -15,6 +15,13 @@ class AtlasError(Exception):
         super().__init__(" ".join(str(message).split()))
 
 
+def first_line(exc: BaseException) -> str:
+    """The first non-blank line of an exception's message (its type name when there is none): what a
+    one-line error quotes from a library's multi-line message."""
+    lines = [ln for ln in str(exc).splitlines() if ln.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
 class ConfigError(AtlasError):
     """Invalid configuration: unknown key, wrong type or out-of-range value."""
 

@@ -12,19 +12,16 @@ world into a fresh run, so it is what a user waits for. Two comparisons:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import tempfile
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
+from atlas.bench import REPO_CONFIGS, write_json
 from atlas.errors import AtlasError
 from atlas.tables import format_table
-
-REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def _config(args: argparse.Namespace, out_dir: str, workers: int, name: str):
@@ -133,8 +130,5 @@ def run(args: argparse.Namespace) -> int:
     if store:
         report["ratio_store_vs_local"] = round(per["store-2"] / per["local-2"], 3)
         print(f"{store} / local directory (2 actors): {report['ratio_store_vs_local']:.2f}x")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=2))
-        print(f"wrote {args.json}")
+    write_json(args.json, report)
     return 0

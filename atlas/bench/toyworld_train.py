@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import json
 import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
+
+from atlas.bench import write_json
 
 STAGES = ("data_train", "target", "judge", "generator", "dae", "reader", "evaluate")
 
@@ -85,9 +85,5 @@ def format_table(report: dict[str, Any]) -> str:
 def run(args: argparse.Namespace) -> int:
     report = run_training_bench(args.preset)
     print(format_table(report))
-    if args.json:
-        p = Path(args.json)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(json.dumps(report, indent=2))
-        print(f"wrote {p}")
+    write_json(args.json, report)
     return 0 if report["passed"] else 1

@@ -12,7 +12,6 @@ median <= 200 ms.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import shutil
 import statistics
@@ -20,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from atlas.bench import write_json
 
 TARGET_MS = 200.0
 IMAGES_PER_UNIT = 4 * 4 + 4  # chains x (best, last, 2 snapshots) + 4 real
@@ -161,9 +162,7 @@ def _report(res: dict[str, Any], build: dict[str, Any], args: argparse.Namespace
             )
     verdict = "PASS" if res["pass"] else "FAIL"
     print(f"\nunit page median (worst layer) {worst:.1f} ms — target <= {TARGET_MS:.0f} ms: {verdict}")
-    if getattr(args, "json", None):
-        Path(args.json).write_text(json.dumps(res, indent=2, default=str) + "\n")
-        print(f"wrote {args.json}")
+    write_json(getattr(args, "json", None), res)
     return 0
 
 

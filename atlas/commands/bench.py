@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from atlas.bench import write_json
 from atlas.commands.options import positive_int
 from atlas.toyworld.presets import PRESETS
 
@@ -172,19 +173,6 @@ def _with_cache_dir(args: argparse.Namespace) -> list[str]:
     return list(args.set) + ([f"toyworld.cache_dir={args.cache_dir}"] if args.cache_dir else [])
 
 
-def _write_json(path: str | None, report: dict) -> None:
-    if not path:
-        return
-    import json
-    from pathlib import Path
-
-    from atlas.atomic import atomic_write
-
-    p = Path(path)
-    atomic_write(p, lambda tmp: tmp.write_text(json.dumps(report, indent=2, default=str)))
-    print(f"wrote {p}")
-
-
 def _methods(text: str | None) -> list[str] | None:
     return [m.strip() for m in text.split(",") if m.strip()] if text else None
 
@@ -243,7 +231,7 @@ def _quality(args: argparse.Namespace) -> int:
         setup, seeds=args.seeds, out_dir=args.out, methods=names, common_start=not args.no_common_start
     )
     print(format_table(report))
-    _write_json(args.json, report)
+    write_json(args.json, report)
     return 0
 
 
@@ -257,7 +245,7 @@ def _product(args: argparse.Namespace) -> int:
         cfg = replace(cfg, sampler=replace(cfg.sampler, steps=args.steps))
     report = run_product(cfg, max_units=args.max_units, out_dir=args.out)
     print(format_product(report))
-    _write_json(args.json, report)
+    write_json(args.json, report)
     return 0
 
 
@@ -280,7 +268,7 @@ def _objectives(args: argparse.Namespace) -> int:
     methods = _known_methods(args.methods, ("dgn_am", "ppgn_h", "pixel", "fourier", "maco", "accentuation"))
     report = run_objectives(load_config(_demo_unless(args.config), _with_cache_dir(args)), methods)
     print(format_table(report))
-    _write_json(args.json, report)
+    write_json(args.json, report)
     return 0
 
 
@@ -292,7 +280,7 @@ def _truth(args: argparse.Namespace) -> int:
     methods = _known_methods(args.methods, CODE_METHODS + PIXEL_METHODS)
     report = run_truth(load_config(_demo_unless(args.config), _with_cache_dir(args)), methods, args.max_units)
     print(format_table(report))
-    _write_json(args.json, report)
+    write_json(args.json, report)
     return 0
 
 
@@ -321,7 +309,7 @@ def _throughput(args: argparse.Namespace) -> int:
             raise AtlasError(f"--methods: unknown method {n!r}; valid: {', '.join(known)}")
     report = run_throughput(setup, batches=batches, methods=names)
     print(format_table(report))
-    _write_json(args.json, report)
+    write_json(args.json, report)
     return 0
 
 
@@ -330,11 +318,10 @@ def _demo_unless(config: str | None) -> str:
     the current folder, so the bench runs from anywhere)."""
     if config is not None:
         return config
-    from pathlib import Path
-
+    from atlas.bench import REPO_CONFIGS
     from atlas.errors import ConfigError
 
-    demo = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
+    demo = REPO_CONFIGS / "demo.yaml"
     if not demo.is_file():
         raise ConfigError(
             "no --config given and this atlas install has no configs/demo.yaml; pass --config FILE"

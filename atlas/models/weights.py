@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from atlas.errors import ModelError
+from atlas.errors import ModelError, first_line
 
 _NESTED_KEYS = ("state_dict", "model", "model_state_dict")
 
@@ -39,7 +39,7 @@ def read_uri(uri: str, what: str = "weights file") -> bytes:
     except FileNotFoundError:
         raise ModelError(f"{what} {uri!r} not found") from None
     except (OSError, ValueError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        first = first_line(exc)
         if "not found" in first.lower() or "no such file" in first.lower():
             raise ModelError(f"{what} {uri!r} not found") from None
         raise ModelError(f"{what} {uri!r} cannot be read ({first})") from None
@@ -89,7 +89,7 @@ def _torch_load(source: Path | io.BytesIO, label: str) -> object:
             f"weights file {label!r} is corrupt or not a torch state-dict file (unreadable pickle data)"
         ) from None
     except Exception as exc:  # noqa: BLE001 - arbitrary bytes fail in many ways (zip, pickle, struct, unicode)
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        first = first_line(exc)
         raise ModelError(
             f"weights file {label!r} is corrupt or not a torch state-dict file ({first})"
         ) from None

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from atlas.config import RunConfig
-from atlas.errors import ConfigError
+from atlas.errors import ConfigError, first_line
 
 
 @dataclass(frozen=True)
@@ -99,8 +99,7 @@ def connect(address: str | None) -> bool:
         try:
             ray.init(address=addr, logging_level="WARNING")
         except ConnectionError as exc:  # e.g. 'auto' with no cluster running here
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ConfigError(f"Ray address {addr!r}: {first}; expected {ADDRESS_FORMS}") from None
+            raise ConfigError(f"Ray address {addr!r}: {first_line(exc)}; expected {ADDRESS_FORMS}") from None
     else:  # "local": a new instance, never a stale cluster recorded in /tmp/ray/ray_current_cluster
         ray.init(
             address="local",

@@ -45,7 +45,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.dataset as pads
 
-from atlas.errors import AtlasError
+from atlas.errors import AtlasError, first_line
 from atlas.store.location import Location, open_location
 from atlas.store.manifest import read_manifest, read_markers
 from atlas.store.schema import SCHEMAS, TABLES, duckdb_type
@@ -328,7 +328,7 @@ def open_run(
     except duckdb.Error as exc:
         conn.close()
         raise AtlasError(
-            f"cannot read run {loc.display()}: {_error_line(exc)}; "
+            f"cannot read run {loc.display()}: {first_line(exc)}; "
             f"`atlas verify {loc.display()} --repair` finds bad shards and has them redone"
         ) from None
     except BaseException:
@@ -337,17 +337,12 @@ def open_run(
     return conn
 
 
-def _error_line(exc: BaseException) -> str:
-    lines = [ln for ln in str(exc).splitlines() if ln.strip()]
-    return lines[0] if lines else type(exc).__name__
-
-
 def check_read_only(sql: str) -> None:
     """Raise :class:`AtlasError` unless ``sql`` is exactly one read-only statement."""
     try:
         statements = duckdb.extract_statements(sql)
     except duckdb.Error as exc:
-        raise AtlasError(_error_line(exc)) from exc
+        raise AtlasError(first_line(exc)) from exc
     if not statements:
         raise AtlasError("empty query")
     if len(statements) > 1:
@@ -398,7 +393,7 @@ def run_query(
             elapsed = time.monotonic() - start
             raise AtlasError(f"query cancelled after {elapsed:.1f} s (limit {timeout_s:g} s)")
         if "error" in outcome:
-            raise AtlasError(_error_line(outcome["error"])) from outcome["error"]
+            raise AtlasError(first_line(outcome["error"])) from outcome["error"]
     finally:
         if not worker.is_alive():
             cur.close()

@@ -35,7 +35,7 @@ from urllib.parse import urlparse
 import pyarrow.fs as pafs
 
 from atlas.atomic import atomic_write, check_writable_dir
-from atlas.errors import AtlasError
+from atlas.errors import AtlasError, first_line
 
 OBJECT_STORE_SCHEMES = ("s3", "gs", "gcs")
 SCHEMES = ("file", *OBJECT_STORE_SCHEMES)
@@ -79,7 +79,7 @@ def _make_filesystem(uri: str, options: Mapping[str, Any]) -> tuple[pafs.FileSys
     try:
         return _object_store(scheme, parsed.netloc, chosen), path
     except (OSError, ValueError, ImportError) as exc:
-        raise AtlasError(f"out_dir: cannot open {uri!r}: {_first_line(exc)}") from None
+        raise AtlasError(f"out_dir: cannot open {uri!r}: {first_line(exc)}") from None
 
 
 def _object_store(scheme: str, bucket: str, chosen: Mapping[str, Any]) -> pafs.FileSystem:
@@ -93,11 +93,6 @@ def _object_store(scheme: str, bucket: str, chosen: Mapping[str, Any]) -> pafs.F
         return pafs.S3FileSystem(**kwargs)
     kwargs.pop("region", None)  # GCS takes no region
     return pafs.GcsFileSystem(**kwargs)
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [ln for ln in str(exc).splitlines() if ln.strip()]
-    return lines[0] if lines else type(exc).__name__
 
 
 class Location:
@@ -155,7 +150,7 @@ class Location:
         try:
             return self.fs.get_file_info(self.full(rel))
         except OSError as exc:
-            raise AtlasError(f"cannot reach {self.display(rel)}: {_first_line(exc)}") from None
+            raise AtlasError(f"cannot reach {self.display(rel)}: {first_line(exc)}") from None
 
     def exists(self, rel: str = "") -> bool:
         return self._info(rel).type != pafs.FileType.NotFound
@@ -180,7 +175,7 @@ class Location:
         try:
             infos = self.fs.get_file_info(selector)
         except OSError as exc:
-            raise AtlasError(f"cannot list {self.display(rel)}: {_first_line(exc)}") from None
+            raise AtlasError(f"cannot list {self.display(rel)}: {first_line(exc)}") from None
         out = []
         for info in infos:
             if info.type != pafs.FileType.File or not info.base_name.endswith(suffix):
@@ -197,7 +192,7 @@ class Location:
         try:
             infos = self.fs.get_file_info(selector)
         except OSError as exc:
-            raise AtlasError(f"cannot list {self.display(rel)}: {_first_line(exc)}") from None
+            raise AtlasError(f"cannot list {self.display(rel)}: {first_line(exc)}") from None
         return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory)
 
     # --------------------------------------------------------------------------------------- bytes
@@ -210,7 +205,7 @@ class Location:
         except OSError as exc:
             if "not found" in str(exc).lower() or "no such file" in str(exc).lower():
                 raise FileNotFoundError(self.display(rel)) from None
-            raise AtlasError(f"cannot read {self.display(rel)}: {_first_line(exc)}") from None
+            raise AtlasError(f"cannot read {self.display(rel)}: {first_line(exc)}") from None
 
     def write_bytes(self, rel: str, data: bytes) -> None:
         """Write ``data`` to ``rel`` so that readers see the old object or the whole new one."""
@@ -225,7 +220,7 @@ class Location:
             finally:
                 stream.close()  # the upload completes here, whole, or raises and leaves nothing
         except OSError as exc:
-            raise AtlasError(f"cannot write {self.display(rel)}: {_first_line(exc)}") from None
+            raise AtlasError(f"cannot write {self.display(rel)}: {first_line(exc)}") from None
 
     def delete(self, rel: str) -> None:
         """Remove one file; a missing one is fine."""
@@ -236,7 +231,7 @@ class Location:
         except OSError as exc:
             if "not found" in str(exc).lower() or "no such file" in str(exc).lower():
                 return
-            raise AtlasError(f"cannot delete {self.display(rel)}: {_first_line(exc)}") from None
+            raise AtlasError(f"cannot delete {self.display(rel)}: {first_line(exc)}") from None
 
     def check_writable(self) -> None:
         """Write and remove a probe object; a read-only, full, missing-bucket or non-directory location is

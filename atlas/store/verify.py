@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import pyarrow.parquet as pq
 
+from atlas.errors import first_line
 from atlas.store.location import Location, open_location
 from atlas.store.manifest import MARKER_SUFFIX, SHARDS_DIR, read_manifest, read_markers
 from atlas.store.schema import SCHEMA_VERSION
@@ -36,7 +37,7 @@ def _check_file(loc: Location, rel: str, expected_rows: int) -> str | None:
     except FileNotFoundError:
         return f"{rel} is missing"
     except (OSError, ValueError) as exc:  # truncated or not Parquet (pyarrow raises ArrowInvalid/OSError)
-        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        first = first_line(exc)
         first = first if len(first) <= 120 else first[:117].rsplit(" ", 1)[0] + " ..."
         return f"{rel} is unreadable ({first})"
     if meta.num_rows != expected_rows:
