@@ -44,18 +44,27 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object], 
     """``write(tmp)`` to a hidden file beside ``path``, then rename it over ``path``: readers see the old
     file or the new one, never half of one; a failed write leaves nothing. ``sync``: fsync before renaming."""
     p = Path(path)
+    created = [d for d in (p.parent, *p.parent.parents) if not d.exists()]  # deepest first
     p.parent.mkdir(parents=True, exist_ok=True)
     # unique per writer (process, thread); created by ``write``, so it gets the usual permissions
     tmp = p.with_name(f".{p.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
+    done = False
     try:
         write(tmp)
         if sync:
             _fsync(tmp)
         os.replace(tmp, p)
+        done = True
         if sync:  # the rename itself
             _fsync(p.parent)
     finally:
         tmp.unlink(missing_ok=True)
+        if not done:  # nor the folders made for it (those another writer filled meanwhile stay)
+            for d in created:
+                try:
+                    d.rmdir()
+                except OSError:
+                    break
 
 
 def _fsync(path: Path) -> None:

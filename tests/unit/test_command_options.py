@@ -230,6 +230,9 @@ def test_atomic_write_leaves_nothing_behind_when_the_write_fails(tmp_path):
     with pytest.raises(OSError, match="disk full"):
         atomic_write(target, fails)
     assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["f.bin"]
+    with pytest.raises(OSError, match="disk full"):  # nor the new folders it made for the file
+        atomic_write(tmp_path / "new" / "deeper" / "f.bin", fails)
+    assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]
 
 
 def test_a_bench_actions_mistake_points_at_its_own_help(capsys):
