@@ -174,6 +174,7 @@ def run_atlas(
             for lp in layers
         ],
         "chains_per_unit": cfg.sampler.chains_per_unit,
+        "units_per_shard": cfg.ray.units_per_shard,  # shard ids depend on it: a resume must keep it
         "method": cfg.sampler.method,
         "output_layer": checked.output_layer,
         "facet_layer": checked.facet_layer,

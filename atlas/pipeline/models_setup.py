@@ -15,6 +15,7 @@ from atlas.config import RunConfig
 from atlas.errors import AtlasError
 from atlas.models import CodeStats, LoadedModel, load_model
 from atlas.models.codes import default_deepsim_stats
+from atlas.models.weights import file_fingerprint
 
 
 @dataclass
@@ -24,6 +25,7 @@ class RunModels:
     dae: LoadedModel | None
     code_stats: CodeStats | None
     code_layer: str | None
+    code_stats_file: str | None = None  # models.code_stats when the statistics come from a file
 
     def fingerprints(self) -> dict[str, Any]:
         out = {}
@@ -36,6 +38,11 @@ class RunModels:
                     "random_weights": m.random_weights,
                     "fingerprint": m.fingerprint,
                 }
+        if self.code_stats_file:  # the statistics behind the same path may change between resumes
+            out["code_stats"] = {
+                "weights": self.code_stats_file,
+                "fingerprint": file_fingerprint(self.code_stats_file),
+            }
         return out
 
 
@@ -59,7 +66,7 @@ def build_models(cfg: RunConfig) -> RunModels:
             f"models.code_stats: statistics have shape {tuple(stats.mean.shape)}, "
             f"the generator's code is {generator.code_shape}"
         )
-    return RunModels(target, generator, dae, stats, code_layer)
+    return RunModels(target, generator, dae, stats, code_layer, cfg.models.code_stats)
 
 
 def _deepsim_default_stats(generator: LoadedModel) -> CodeStats | None:

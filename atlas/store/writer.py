@@ -52,6 +52,32 @@ DEFAULT_ROW_GROUP_ROWS = 16384
 REQUIRED_MANIFEST_KEYS = ("config", "config_hash")
 
 
+def resume_problem(existing: Mapping[str, Any], new: Mapping[str, Any]) -> str | None:
+    """Why a run with manifest ``existing`` cannot be resumed under ``new`` (same config hash), or None.
+
+    The hash covers the config's text, not what it points at, nor where shards begin: a shard is named by
+    its layer and index, so another ``ray.units_per_shard`` would take old shards for new ones (units
+    lost or written twice), and other weights behind the same path would mix two networks in one run."""
+    old_size, new_size = existing.get("units_per_shard"), new.get("units_per_shard")
+    if old_size is not None and new_size is not None and old_size != new_size:
+        return (
+            f"was planned with ray.units_per_shard={old_size} (now {new_size}); resume with "
+            f"--set ray.units_per_shard={old_size}, or use a new run name (--set name=...)"
+        )
+    old_prints, new_prints = existing.get("fingerprints") or {}, new.get("fingerprints") or {}
+    for role, old in old_prints.items():
+        now = new_prints.get(role)
+        if not isinstance(old, Mapping) or not isinstance(now, Mapping):
+            continue
+        if old.get("fingerprint") and now.get("fingerprint") and old["fingerprint"] != now["fingerprint"]:
+            return (
+                f"was made with other {role} weights ({old.get('weights')}: fingerprint "
+                f"{old['fingerprint']}, now {now['fingerprint']}); results of two networks must not mix: "
+                "use a new run name (--set name=...) or remove the run"
+            )
+    return None
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -115,6 +141,9 @@ class RunStore:
                     f"new {str(manifest['config_hash'])[:12]}); "
                     "use a new run name (--set name=...) or remove it"
                 )
+            problem = resume_problem(existing, manifest)
+            if problem:
+                raise AtlasError(f"run {self.loc.display()} {problem}")
             resumed = dict(existing)
             resumed.update({k: v for k, v in manifest.items() if k not in ("created",)})
             resumed["created"] = existing.get("created", manifest.get("created"))

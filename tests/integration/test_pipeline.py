@@ -78,6 +78,11 @@ def test_different_config_in_same_run_dir_refused(tmp_path, micro_cache, ray_ses
         run_atlas(
             micro_config(tmp_path, micro_cache, "sampler.steps=5", "layers.1.units=0-1"), progress=False
         )
+    # shard ids depend on the shard size: another size would take the old shards for new ones
+    with pytest.raises(AtlasError, match="planned with ray.units_per_shard="):
+        run_atlas(
+            micro_config(tmp_path, micro_cache, "ray.units_per_shard=1", "layers.1.units=0-1"), progress=False
+        )
 
 
 def test_worker_sigkill_mid_run_completes_without_loss_or_duplicates(tmp_path, micro_cache, ray_session):
