@@ -175,7 +175,8 @@ class _Pool:
     # ---------------------------------------------------------------------------------- answers
     def _answered(self, value: dict[str, Any], kind: str, slot: _Slot, generation: int) -> None:
         if kind == "shard":
-            slot.in_flight -= 1
+            if generation == slot.generation:  # else counted off when the failure reset the slot
+                slot.in_flight -= 1
             self.report.summaries.append(value)
             self.on_result(value)
             self.fill(slot)
@@ -203,7 +204,8 @@ class _Pool:
         unavailable = isinstance(exc, ActorUnavailableError)
         if kind == "shard":
             assert shard is not None
-            slot.in_flight -= 1
+            if generation == slot.generation:  # a later failure of the same death: already reset to 0
+                slot.in_flight -= 1
             self._requeue(shard, exc)
         if generation != slot.generation or slot.state == "dead":
             return  # news of a failure already handled

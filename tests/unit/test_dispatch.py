@@ -1,0 +1,66 @@
+"""The actor pool's bookkeeping (atlas.pipeline.dispatch), with fake actor handles: no Ray cluster."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from atlas.pipeline.dispatch import IN_FLIGHT_PER_ACTOR, _Pool
+from atlas.pipeline.plan import plan_shards
+
+pytestmark = pytest.mark.unit
+
+
+class _Method:
+    def __init__(self, counter):
+        self.counter = counter
+
+    def remote(self, *args):
+        return next(self.counter)  # a stand-in object ref
+
+
+class _Handle:
+    def __init__(self):
+        counter = itertools.count()
+        self.ready, self.run_shard = _Method(counter), _Method(counter)
+
+
+def _outstanding(pool: _Pool) -> int:
+    return sum(1 for kind, *_ in pool.refs.values() if kind == "shard")
+
+
+def _pool(shards: int) -> _Pool:
+    todo = plan_shards({"fc8": list(range(shards))}, 1)
+    return _Pool([_Handle()], todo, 2, 3, 60.0, lambda _r: None, lambda _m: None)
+
+
+def test_one_death_that_loses_every_shard_in_flight_counts_them_off_once():
+    pool = _pool(5)
+    slot = pool.slots[0]
+    slot.state = "alive"
+    pool.fill(slot)
+    sent = [(ref, shard) for ref, (kind, _s, _g, shard) in pool.refs.items() if kind == "shard"]
+    assert slot.in_flight == len(sent) == IN_FLIGHT_PER_ACTOR
+    for ref, shard in sent:  # each lost task reports the same death
+        del pool.refs[ref]
+        pool._actor_failed(RuntimeError("node died"), "shard", slot, 0, shard)
+    assert slot.in_flight == 0 and slot.state == "starting"
+    assert [s.id for s in pool.pending][:2] == [shard.id for _r, shard in reversed(sent)]  # re-queued first
+    pool._answered({"pid": 2, "node": "n"}, "probe", slot, slot.generation)  # the restarted actor
+    assert slot.state == "alive" and _outstanding(pool) == slot.in_flight == IN_FLIGHT_PER_ACTOR
+
+
+def test_a_shard_of_a_reset_slot_that_still_finishes_does_not_free_a_place_twice():
+    pool = _pool(4)
+    slot = pool.slots[0]
+    slot.state = "alive"
+    pool.fill(slot)
+    (ref, (_k, _s, generation, shard)), *_ = pool.refs.items()
+    del pool.refs[ref]
+    pool._actor_failed(RuntimeError("unavailable"), "shard", slot, generation, shard)
+    pool._answered({"pid": 1, "node": "n"}, "probe", slot, slot.generation)
+    old = next(r for r, (kind, _s, g, _sh) in pool.refs.items() if kind == "shard" and g == generation)
+    del pool.refs[old]
+    pool._answered({"shard": "x"}, "shard", slot, generation)  # sent before the reset, finished after
+    assert _outstanding(pool) == slot.in_flight == IN_FLIGHT_PER_ACTOR  # not one more
