@@ -118,14 +118,34 @@ def alive_nodes() -> list[dict[str, Any]]:
 
 
 def check_storage(cfg: RunConfig, local: bool, where: str) -> None:
-    """Refuse a plain local ``out_dir`` on a cluster of more than one node (before anything is written)."""
+    """Refuse a plain local ``out_dir`` (before anything is written) where actors may run on another node
+    than the driver: a cluster of more than one node, one that may add nodes (``ray.autoscaling``), or a
+    driver that joined through Ray Client (``ray://``: its disk is on no node). The workers check again
+    from where they run (:func:`atlas.pipeline.worker.check_run_reachable`)."""
+    if not local or cfg.storage.shared:
+        return
     nodes = alive_nodes()
-    if local and len(nodes) > 1 and not cfg.storage.shared:
-        raise ConfigError(
-            f"out_dir: {where} is a local path but the Ray cluster has {len(nodes)} nodes, each with its own "
-            "disk; use out_dir: s3://bucket/prefix (or gs://), or set storage.shared: true if it is a mount "
-            "every node shares"
-        )
+    if len(nodes) > 1:
+        why = f"the Ray cluster has {len(nodes)} nodes, each with its own disk"
+    elif cfg.ray.autoscaling:
+        why = "ray.autoscaling lets Ray add nodes, each with its own disk"
+    elif _client_mode():
+        why = "this driver joined through Ray Client (ray://), so its disk is on none of the cluster's nodes"
+    else:
+        return
+    raise ConfigError(
+        f"out_dir: {where} is a local path but {why}; use out_dir: s3://bucket/prefix (or gs://), or set "
+        "storage.shared: true if it is a mount every node shares"
+    )
+
+
+def _client_mode() -> bool:
+    try:
+        from ray.util.client import ray as client
+
+        return bool(client.is_connected())
+    except Exception:  # noqa: BLE001 - an older or newer Ray without the client module: not a client
+        return False
 
 
 def plan_layout(cfg: RunConfig, n_shards: int) -> WorkerLayout:

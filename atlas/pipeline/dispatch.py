@@ -57,12 +57,13 @@ class PoolReport:
 
 
 def cause_line(exc: BaseException) -> str:
-    """The most telling line of a Ray error: the original exception's last ``Type: message`` line."""
+    """The most telling line of a Ray error: the original exception's last ``Type: message`` line (an
+    atlas user error: its message alone, as the CLI prints it)."""
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     for ln in reversed(lines):
-        head = ln.split(":", 1)[0]
+        head, _, message = ln.partition(":")
         if head.endswith(("Error", "Exception")) and " " not in head:
-            return ln
+            return message.strip() if head.startswith("atlas.errors.") else ln
     return lines[0] if lines else type(exc).__name__
 
 

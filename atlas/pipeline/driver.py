@@ -22,6 +22,7 @@ import platform
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -175,6 +176,7 @@ def run_atlas(
         ],
         "chains_per_unit": cfg.sampler.chains_per_unit,
         "units_per_shard": cfg.ray.units_per_shard,  # shard ids depend on it: a resume must keep it
+        "run_token": uuid.uuid4().hex[:16],  # this driver's: each worker checks it sees this run.json
         "method": cfg.sampler.method,
         "output_layer": checked.output_layer,
         "facet_layer": checked.facet_layer,
@@ -254,7 +256,10 @@ def _dispatch(
             max_restarts=cfg.ray.max_restarts,
             max_task_retries=0,
         )
-        actors = [remote.remote(cfg.to_dict(), loc, layout.threads, shipped) for _ in range(layout.actors)]
+        token = manifest["run_token"]
+        actors = [
+            remote.remote(cfg.to_dict(), loc, layout.threads, shipped, token) for _ in range(layout.actors)
+        ]
         bar = _progress_bar(total_units, done_units, cfg.name) if progress else None
         try:
             report = run_pool(

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from atlas.config import config_from_dict
+from atlas.errors import AtlasError, first_line
 from atlas.pipeline.models_setup import ShippedBundle, WorkerBundle, build_bundle
 from atlas.pipeline.plan import Shard
 from atlas.pipeline.rows import merge_rows, unit_rows
@@ -34,6 +35,26 @@ from atlas.toyworld.reading import Reader, ReaderVerdict, reader_verdict
 WORKERS_DIR = "_workers"
 
 
+def check_run_reachable(store: RunStore, run_token: str) -> None:
+    """Refuse to work on a run this node cannot see: the driver wrote ``run.json`` with ``run_token``
+    before it started the actors, so a worker that finds no such file (another node's local disk, a mount
+    missing here, an object store it reaches under other settings) would write where nobody reads."""
+    where = f"{store.loc.display()} from {socket.gethostname()}"
+    try:
+        manifest = store.manifest()
+    except Exception as exc:  # noqa: BLE001 - any storage error: the node cannot read the run
+        raise AtlasError(f"out_dir: cannot read the run {where} ({first_line(exc)}); {_REACH}") from None
+    if manifest is None or manifest.get("run_token") != run_token:
+        seen = "no run.json" if manifest is None else "another run's run.json"
+        raise AtlasError(f"out_dir: this worker finds {seen} at {where}; {_REACH}")
+
+
+_REACH = (
+    "every node must reach out_dir: use an object store (s3://, gs://) or a mount every node shares "
+    "(storage.shared: true), with the same storage settings on every node"
+)
+
+
 class AtlasWorker:
     def __init__(
         self,
@@ -41,8 +62,14 @@ class AtlasWorker:
         run: str | Location,
         threads: int | None = None,
         bundle: WorkerBundle | ShippedBundle | None = None,
+        run_token: str | None = None,
     ) -> None:
+        """``run_token``: the driver's token in the run's ``run.json``; given, the worker first checks
+        that it sees that run from its node (:func:`check_run_reachable`)."""
         self.cfg = config_from_dict(config)
+        self.store = RunStore(run)
+        if run_token is not None:
+            check_run_reachable(self.store, run_token)
         threads = threads or self.cfg.compute.threads
         if threads:  # this process's torch threads (the core never sets them)
             torch.set_num_threads(max(1, int(threads)))
@@ -71,7 +98,6 @@ class AtlasWorker:
         )
         self.judge = Judge(bundle.judge, self.device) if bundle.judge is not None else None
         self.reader = Reader(bundle.reader, self.device) if bundle.reader is not None else None
-        self.store = RunStore(run)
         self.setup_seconds = time.perf_counter() - started
         self._register()
 

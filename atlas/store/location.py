@@ -64,8 +64,14 @@ def is_remote(uri: str) -> bool:
 def _make_filesystem(uri: str, options: Mapping[str, Any]) -> tuple[pafs.FileSystem, str]:
     scheme = _scheme(uri)
     if scheme in ("", "file"):
+        if scheme == "file" and urlparse(uri).netloc not in ("", "localhost"):
+            raise AtlasError(
+                f"out_dir: {uri!r} names the host {urlparse(uri).netloc!r}; a file URI takes an absolute "
+                "path after three slashes (file:///data/runs) or use a plain path"
+            )
         path = urlparse(uri).path if scheme == "file" else uri
-        return pafs.LocalFileSystem(), str(Path(path).expanduser().resolve())
+        # absolute, but symlinks kept: the path every node mounts, not where it points on this one
+        return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(path))
     if scheme not in SCHEMES:
         raise AtlasError(
             f"out_dir: unsupported storage scheme {scheme + '://'!r} in {uri!r}; "

@@ -30,6 +30,7 @@ CASES = [
     (["sql", "{tmp}/afile", "SELECT 1"], ("afile",)),
     (["sql", "ftp://host/run", "SELECT 1"], ("ftp://", "s3://bucket/prefix")),
     (["sql", "s3://", "SELECT 1"], ("names no bucket",)),
+    (["sql", "file://runs/demo", "SELECT 1"], ("names the host 'runs'", "file:///data/runs")),
     (["sql", "{run}", "DROP TABLE units"], ("read-only", "DROP")),
     (["sql", "{run}", "SELECT 1; DROP TABLE units"], ("one statement at a time",)),
     (["sql", "{run}", "DELETE FROM units"], ("read-only", "DELETE")),

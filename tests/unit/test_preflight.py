@@ -282,6 +282,27 @@ def test_a_ray_address_is_checked_before_ray_starts(address, says, monkeypatch):
         probe_address(fine)
 
 
+def test_a_local_out_dir_is_refused_wherever_actors_may_run_on_another_node(monkeypatch):
+    from atlas.pipeline import cluster
+
+    nodes, client = [{"Alive": True}], [False]
+    monkeypatch.setattr(cluster, "alive_nodes", lambda: nodes)
+    monkeypatch.setattr(cluster, "_client_mode", lambda: client[0])
+    one = config()
+    cluster.check_storage(one, True, "/data/runs/x")  # one node, no autoscaling, a local driver: fine
+    cluster.check_storage(one, False, "s3://b/x")
+    for cfg, is_client, n_nodes, why in (
+        (config(ray={"autoscaling": True}), False, 1, "ray.autoscaling lets Ray add nodes"),
+        (one, True, 1, "this driver joined through Ray Client"),
+        (one, False, 2, "the Ray cluster has 2 nodes"),
+    ):
+        client[0] = is_client
+        nodes[:] = [{"Alive": True}] * n_nodes
+        with pytest.raises(ConfigError, match=f"^out_dir: /data/runs/x is a local path but {why}"):
+            cluster.check_storage(cfg, True, "/data/runs/x")
+        cluster.check_storage(replace(cfg, storage=replace(cfg.storage, shared=True)), True, "/data/runs/x")
+
+
 def test_composite_objectives_and_named_layers_are_checked_before_anything_runs():
     """Issue 17: an objective naming a unit outside the layer, an unknown diversity or accentuation layer."""
     cfg = config(layers=[{"name": "fc8", "objectives": ["3 - 12"]}])
