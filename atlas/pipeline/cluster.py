@@ -154,7 +154,10 @@ def plan_layout(cfg: RunConfig, n_shards: int) -> WorkerLayout:
 
     resources = ray.cluster_resources()
     gpus, cpus = resources.get("GPU", 0.0), resources.get("CPU", 0.0)
-    gpw = cfg.ray.gpus_per_worker if cfg.ray.gpus_per_worker is not None else (1.0 if gpus >= 1 else 0.0)
+    if cfg.ray.gpus_per_worker is not None:
+        gpw = cfg.ray.gpus_per_worker
+    else:  # a GPU per actor where there are GPUs, unless the config asks for the CPU
+        gpw = 1.0 if gpus >= 1 and cfg.compute.device != "cpu" else 0.0
     cpw = cfg.ray.cpus_per_worker
     if cfg.ray.num_workers:
         n = cfg.ray.num_workers
@@ -165,6 +168,28 @@ def plan_layout(cfg: RunConfig, n_shards: int) -> WorkerLayout:
     n = max(1, min(n, n_shards))
     threads = cfg.compute.threads or max(1, int(cpw))
     return WorkerLayout(n, cpw, gpw, threads)
+
+
+def check_device(cfg: RunConfig, layout: WorkerLayout) -> None:
+    """Refuse a ``compute.device`` the actors cannot have: Ray shows each actor only the GPUs it was given
+    (``ray.gpus_per_worker``), numbered from 0, so ``cuda`` needs GPUs per actor and ``cuda:N`` an index
+    below their count."""
+    device = cfg.compute.device
+    if not device.startswith("cuda"):
+        return
+    if layout.gpus <= 0:
+        raise ConfigError(
+            f"compute.device: {device} but the actors get no GPU (ray.gpus_per_worker "
+            f"{cfg.ray.gpus_per_worker if cfg.ray.gpus_per_worker is not None else 'unset'} and no GPU in "
+            "the cluster now); set ray.gpus_per_worker: 1 (with ray.autoscaling: true for GPU nodes yet to "
+            "start) or use device: auto"
+        )
+    index = device.partition(":")[2]
+    if index.isdigit() and int(index) >= max(1, int(layout.gpus)):
+        raise ConfigError(
+            f"compute.device: {device}, but each actor sees only its own {max(1, int(layout.gpus))} GPU(s), "
+            "numbered from 0 (ray.gpus_per_worker); use device: cuda or auto"
+        )
 
 
 def check_feasible(cfg: RunConfig, layout: WorkerLayout) -> None:

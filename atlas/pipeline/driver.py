@@ -236,6 +236,7 @@ def _dispatch(
             raise ConfigError(
                 "compute.autocast: fp16 needs GPU workers and this cluster has none; use bf16 or auto"
             )
+        cluster.check_device(cfg, layout)
         cluster.check_feasible(cfg, layout)
         loc.check_writable()
         lock.acquire()  # one writer per run (released on crash)

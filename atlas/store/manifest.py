@@ -22,13 +22,15 @@ SHARDS_DIR = "_shards"
 MARKER_SUFFIX = ".done"
 
 # shard ids and layer names become file/directory names: keep them boring
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._+-]*$")  # not hidden, not an option
 
 
 def check_name(kind: str, name: str) -> str:
     """Return ``name`` if it is safe as a file/partition name, else raise ``ValueError``."""
     if not isinstance(name, str) or not _SAFE_NAME.match(name) or ".." in name:
-        raise ValueError(f"{kind} {name!r} is not a safe file name (letters, digits, '._+-' only)")
+        raise ValueError(
+            f"{kind} {name!r} is not a safe file name (letters, digits, '._+-' only, not first '.+-')"
+        )
     return name
 
 

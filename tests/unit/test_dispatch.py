@@ -64,3 +64,13 @@ def test_a_shard_of_a_reset_slot_that_still_finishes_does_not_free_a_place_twice
     del pool.refs[old]
     pool._answered({"shard": "x"}, "shard", slot, generation)  # sent before the reset, finished after
     assert _outstanding(pool) == slot.in_flight == IN_FLIGHT_PER_ACTOR  # not one more
+
+
+def test_the_plan_refuses_a_layer_that_cannot_name_files_and_keeps_distinct_names_apart():
+    from atlas.errors import ConfigError
+
+    shards = plan_shards({"_fc": [0, 1, 2], "a+b": [0], "a_b": [0]}, 2)  # EfficientNet-PyTorch's "_fc"
+    assert [s.id for s in shards] == ["_fc-00000", "_fc-00001", "a+b-00000", "a_b-00000"]
+    for bad in ("conv 1", ".hidden", "-x", "a/b", "..", ""):
+        with pytest.raises(ConfigError, match=r"^layers: the layer .* cannot name the run's files"):
+            plan_shards({bad: [0]}, 2)

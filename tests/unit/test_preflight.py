@@ -303,6 +303,30 @@ def test_a_local_out_dir_is_refused_wherever_actors_may_run_on_another_node(monk
         cluster.check_storage(replace(cfg, storage=replace(cfg.storage, shared=True)), True, "/data/runs/x")
 
 
+def test_the_device_each_actor_gets_is_checked_against_the_layout(monkeypatch):
+    import ray
+
+    from atlas.pipeline import cluster
+
+    resources = {"CPU": 16.0, "GPU": 2.0}
+    monkeypatch.setattr(ray, "cluster_resources", lambda: resources)
+    assert cluster.plan_layout(config(compute={"device": "cpu"}), 8).gpus == 0  # no GPU held idle
+    layout = cluster.plan_layout(config(compute={"device": "auto"}), 8)
+    assert (layout.actors, layout.gpus) == (2, 1.0)
+    for device in ("cuda", "cuda:0", "auto", "cpu"):
+        cluster.check_device(config(compute={"device": device}), layout)
+    with pytest.raises(ConfigError, match=r"^compute.device: cuda:1, but each actor sees only its own 1 GPU"):
+        cluster.check_device(config(compute={"device": "cuda:1"}), layout)
+    resources.pop("GPU")
+    cfg = config(compute={"device": "cuda"})
+    with pytest.raises(
+        ConfigError, match=r"^compute.device: cuda but the actors get no GPU .* set ray.gpus_per_worker: 1"
+    ):
+        cluster.check_device(cfg, cluster.plan_layout(cfg, 8))
+    cfg = config(compute={"device": "cuda"}, ray={"gpus_per_worker": 1, "autoscaling": True})  # GPUs to come
+    cluster.check_device(cfg, cluster.plan_layout(cfg, 8))
+
+
 def test_composite_objectives_and_named_layers_are_checked_before_anything_runs():
     """Issue 17: an objective naming a unit outside the layer, an unknown diversity or accentuation layer."""
     cfg = config(layers=[{"name": "fc8", "objectives": ["3 - 12"]}])
