@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from atlas.commands.options import add_overrides
 
@@ -69,10 +70,15 @@ class _ViewerWhenReady:
         from atlas.commands.view import streamlit_command
 
         if self.proc is None:
+            env = dict(os.environ)  # the run's storage settings, as the viewer reads them (AWS_*)
+            for key, var in (("endpoint_override", "AWS_ENDPOINT_URL"), ("region", "AWS_REGION")):
+                if self.loc.options.get(key):
+                    env[var] = str(self.loc.options[key])
             self.proc = subprocess.Popen(
                 streamlit_command(self.loc.uri, self.port, "127.0.0.1"),
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
+                env=env,
             )
             print(
                 f"\natlas viewer: http://localhost:{self.port}/  (filling in while the run goes on)",

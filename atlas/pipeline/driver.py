@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -125,6 +126,15 @@ def run_location(cfg: RunConfig) -> Location:
                 "--set out_dir=s3://bucket/atlas or --set out_dir=$PWD/runs"
             )
     storage = cfg.storage.model_dump(exclude={"shared"})
+    if out.startswith("s3://") and not storage.get("endpoint_override"):
+        # the endpoint this driver finds in its environment travels with the Location to every actor (and
+        # the viewer), which would otherwise take theirs: another node may have none, or another one
+        env = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        if env:
+            storage["endpoint_override"] = env
+            storage["region"] = storage.get("region") or os.environ.get("AWS_REGION") or os.environ.get(
+                "AWS_DEFAULT_REGION"
+            )
     return open_location(out, storage).child(cfg.name)
 
 

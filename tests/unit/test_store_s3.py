@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +15,7 @@ from tests.support.s3 import s3_server
 from tests.unit.test_store import manifest, shard_rows
 
 pytestmark = pytest.mark.unit
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -108,3 +110,17 @@ def test_weights_and_code_stats_load_from_s3(s3, tmp_path):
     assert torch.equal(CodeStats.load(s3.uri("weights", "s.pt")).upper, stats.upper)
     with pytest.raises(ModelError, match="not found"):
         load_state_dict_file(s3.uri("weights", "missing.pt"))
+
+
+def test_the_drivers_endpoint_travels_with_the_run_to_nodes_without_it(s3, tmp_path, monkeypatch):
+    """AWS_ENDPOINT_URL set only where the driver runs: the Location the actors get carries it."""
+    from atlas.config import load_config
+    from atlas.pipeline.driver import run_location
+
+    cfg = load_config(REPO / "configs" / "micro.yaml", [f"out_dir={s3.uri('runs')}", "name=endpoint"])
+    loc = run_location(cfg)
+    assert loc.options["endpoint_override"] == s3.endpoint
+    RunStore(loc).init_run(manifest())
+    monkeypatch.delenv("AWS_ENDPOINT_URL")  # a worker node without the variable
+    arrived = pickle.loads(pickle.dumps(loc))
+    assert RunStore(arrived).manifest()["config_hash"] == "abc123"
