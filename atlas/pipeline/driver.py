@@ -132,10 +132,29 @@ def run_location(cfg: RunConfig) -> Location:
         env = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
         if env:
             storage["endpoint_override"] = env
-            storage["region"] = storage.get("region") or os.environ.get("AWS_REGION") or os.environ.get(
-                "AWS_DEFAULT_REGION"
+            storage["region"] = (
+                storage.get("region") or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
             )
     return open_location(out, storage).child(cfg.name)
+
+
+def _ship_user_code(cfg: RunConfig) -> None:
+    """Pickle the modules of ``python:`` models by value: the driver imported them from its own files
+    (a script folder on its PYTHONPATH), which a worker node need not have, or have in another version.
+    Installed packages (site-packages) stay by reference: every node installs them."""
+    import ray.cloudpickle
+
+    for role in ("target", "generator", "dae"):
+        model = getattr(cfg.models, role)
+        spec = getattr(model, "spec", "") or ""
+        if not spec.startswith("python:"):
+            continue
+        package = spec.removeprefix("python:").rsplit(":", 1)[0].split(".")[0]
+        module = sys.modules.get(package)
+        where = str(getattr(module, "__file__", None) or "")
+        if module is None or package == "atlas" or not where or "-packages" in Path(where).as_posix():
+            continue
+        ray.cloudpickle.register_pickle_by_value(module)
 
 
 def _progress_bar(total: int, initial: int, desc: str):
@@ -260,6 +279,7 @@ def _dispatch(
             f"on {layout.describe()}"
         )
         # models, judge, real images: once into the object store, passed by reference (kept alive here)
+        _ship_user_code(cfg)
         shipped = ShippedBundle(ray.put(bundle))
         remote = ray.remote(AtlasWorker).options(
             num_cpus=layout.cpus,

@@ -289,3 +289,35 @@ def test_a_worker_that_cannot_see_the_run_refuses_to_start(tmp_path, micro_cache
         assert message.startswith("no atlas worker could start: out_dir: this worker ") and says in message
         assert "every node must reach out_dir" in message and "\n" not in message
     assert not (tmp_path / "unseen").exists() and not (tmp_path / "seen" / "units").exists()
+
+
+def test_a_python_model_from_the_drivers_own_files_reaches_workers_without_them(
+    tmp_path, micro_cache, ray_session, monkeypatch
+):
+    """A `python:` target whose module only the driver can import (a folder on the driver's sys.path, not
+    installed): its code travels by value with the shipped models, so the actors need no copy."""
+    package = tmp_path / "driver_only_nets"
+    package.mkdir()
+    source = (REPO / "tests" / "unit" / "byo_factories.py").read_text()
+    wrapper = (  # a class of the package's own, so the shipped network refers to the package
+        "\n\nclass Wrapped(nn.Module):\n    def __init__(self, inner):\n        super().__init__()\n"
+        "        self.inner = inner\n\n    def forward(self, x):\n        return self.inner(x)\n"
+    )
+    (package / "__init__.py").write_text(source.replace("return net()", "return Wrapped(net())") + wrapper)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = micro_config(
+        tmp_path,
+        micro_cache,
+        "models.target=python:driver_only_nets:good",
+        "models.allow_random_weights=true",
+        "models.generator=null",
+        "models.dae=null",
+        "sampler.method=pixel",
+        "sampler.start=random",
+        "sampler.steps=2",
+        "facets.real_images=null",
+        "layers=[{name: inner.fc8, units: 0-1}]",
+    )
+    summary = run_atlas(cfg, progress=False)
+    assert summary["units"] == 2
+    assert table_count(tmp_path / cfg.name, "units", "WHERE layer = 'inner.fc8'") == 2
