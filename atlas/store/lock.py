@@ -3,9 +3,10 @@
 Local disks and shared mounts: an exclusive ``flock`` on ``<run>/.atlas.lock``, which the kernel releases
 when the holder dies (crash, SIGKILL), so a rerun after a crash is never blocked. Object stores have no
 locks: the holder writes ``<run>/_lock.json`` (host, pid, heartbeat every ``HEARTBEAT_S``) and removes it
-at the end; a second run is refused while the holder is alive (same host: its pid exists) or its heartbeat
-is fresh (another host: younger than ``STALE_S``). That is advisory (two drivers starting in the same
-second can both pass), which is what an object store without conditional writes through pyarrow allows.
+at the end; a second run is refused while the holder's heartbeat is fresh (younger than ``STALE_S``) and,
+on the same host, its pid still runs and is not the caller's (a pid may be reused). That is advisory
+(two drivers starting in the same second can both pass), which is what an object store without
+conditional writes through pyarrow allows.
 
     with RunLock(loc):
         store.init_run(...); dispatch(...); store.finalize(...)
@@ -84,7 +85,9 @@ class RunLock:
         if isinstance(holder, dict):
             same_host = holder.get("host") == self.owner["host"]
             fresh = time.time() - float(holder.get("heartbeat", 0)) < STALE_S
-            if (same_host and _pid_alive(int(holder.get("pid", -1)))) or (not same_host and fresh):
+            # same host: a live pid that still beats (a pid alone may have been reused since, even by us)
+            pid = int(holder.get("pid", -1))
+            if fresh and (not same_host or (pid != self.owner["pid"] and _pid_alive(pid))):
                 raise self._busy(holder)
         self._beat()
         self._thread = threading.Thread(target=self._heartbeat, name="atlas-run-lock", daemon=True)

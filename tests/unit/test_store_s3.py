@@ -124,3 +124,29 @@ def test_the_drivers_endpoint_travels_with_the_run_to_nodes_without_it(s3, tmp_p
     monkeypatch.delenv("AWS_ENDPOINT_URL")  # a worker node without the variable
     arrived = pickle.loads(pickle.dumps(loc))
     assert RunStore(arrived).manifest()["config_hash"] == "abc123"
+
+
+def test_the_object_store_lock_goes_by_heartbeat_and_never_blocks_on_a_reused_pid(s3):
+    import json
+    import os
+    import socket
+    import time
+
+    from atlas.store.lock import REMOTE_LOCK, STALE_S, RunLock
+
+    loc = open_location(s3.uri("runs", "locked"))
+    here, now, old = socket.gethostname(), time.time(), time.time() - 2 * STALE_S
+    for holder, busy in (
+        ({"host": "other", "pid": 1, "heartbeat": now}, True),  # another driver, beating
+        ({"host": "other", "pid": 1, "heartbeat": old}, False),  # it stopped beating long ago
+        ({"host": here, "pid": os.getppid(), "heartbeat": now}, True),  # a live process here, beating
+        ({"host": here, "pid": os.getppid(), "heartbeat": old}, False),  # its pid lives on, it does not beat
+        ({"host": here, "pid": os.getpid(), "heartbeat": now}, False),  # our own pid: a dead holder's, reused
+    ):
+        loc.write_bytes(REMOTE_LOCK, json.dumps(holder).encode())
+        if busy:
+            with pytest.raises(AtlasError, match="is being written by another atlas run"):
+                RunLock(loc).acquire()
+        else:
+            RunLock(loc).acquire().release()
+            assert not loc.is_file(REMOTE_LOCK)
