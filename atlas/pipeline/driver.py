@@ -42,6 +42,7 @@ from atlas.sampling.units import layer_kind
 from atlas.store import RunStore
 from atlas.store.location import Location, is_remote, open_location
 from atlas.store.lock import RunLock
+from atlas.store.manifest import read_markers
 
 # config sections that do not change the results (where and how fast they are computed)
 _NON_RESULT_KEYS = ("out_dir", "storage", "ray", "compute")
@@ -138,23 +139,55 @@ def run_location(cfg: RunConfig) -> Location:
     return open_location(out, storage).child(cfg.name)
 
 
-def _ship_user_code(cfg: RunConfig) -> None:
-    """Pickle the modules of ``python:`` models by value: the driver imported them from its own files
-    (a script folder on its PYTHONPATH), which a worker node need not have, or have in another version.
-    Installed packages (site-packages) stay by reference: every node installs them."""
-    import ray.cloudpickle
+def _check_shards_match(store: RunStore, cfg: RunConfig, shards: list[Shard]) -> None:
+    """Refuse to resume a run (same config) whose completed shards this plan cuts otherwise: a shard is
+    named by its layer and index, so under another ``ray.units_per_shard`` (or an older atlas's names)
+    skipping or redoing shards by name would lose units or write them twice. Each marker's unit range must
+    be its planned shard's. A different config is refused by the manifest check instead."""
+    existing = store.manifest()
+    if existing is None or existing.get("config_hash") != config_hash(cfg):
+        return
+    planned = {s.id: (min(s.units), max(s.units)) for s in shards}
+    for shard_id, marker in sorted(read_markers(store.loc).items()):
+        units = marker.get("units")
+        if shard_id in planned and (units is None or tuple(units) == planned[shard_id]):
+            continue
+        size = existing.get("units_per_shard")
+        hint = f"--set ray.units_per_shard={size}" if size else "the ray.units_per_shard it was made with"
+        held = f" (units {units[0]}-{units[1]})" if units else ""
+        raise ConfigError(
+            f"run {store.loc.display()}: its shard {shard_id}{held} is cut otherwise under "
+            f"ray.units_per_shard={cfg.ray.units_per_shard}; resume with {hint}, or use a new run name "
+            "(--set name=...)"
+        )
 
+
+def _user_modules(cfg: RunConfig, bundle: Any) -> list[Any]:
+    """The modules of the run's own code: those of ``python:`` factories and of every class in the shipped
+    networks that the driver imported from its own files (not an installed package, the standard library
+    or atlas): a worker node need not have those files, or may have another version of them."""
+    import sysconfig
+
+    paths = sysconfig.get_paths()
+    installed = {Path(paths[k]).as_posix() for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    names = set()
     for role in ("target", "generator", "dae"):
-        model = getattr(cfg.models, role)
-        spec = getattr(model, "spec", "") or ""
-        if not spec.startswith("python:"):
+        spec = getattr(getattr(cfg.models, role), "spec", "") or ""
+        if spec.startswith("python:"):
+            names.add(spec.removeprefix("python:").rsplit(":", 1)[0])
+    for model in (bundle.models.target, bundle.models.generator, bundle.models.dae):
+        if model is not None:
+            names.update(type(m).__module__ for m in model.module.modules())
+    found = []
+    for name in sorted(names):
+        module = sys.modules.get(name)
+        where = Path(str(getattr(module, "__file__", None) or "")).as_posix()
+        if module is None or name.split(".")[0] in ("atlas", "torch", "torchvision") or not where:
             continue
-        package = spec.removeprefix("python:").rsplit(":", 1)[0].split(".")[0]
-        module = sys.modules.get(package)
-        where = str(getattr(module, "__file__", None) or "")
-        if module is None or package == "atlas" or not where or "-packages" in Path(where).as_posix():
+        if "-packages/" in where or any(where.startswith(p + "/") for p in installed):
             continue
-        ray.cloudpickle.register_pickle_by_value(module)
+        found.append(module)
+    return found
 
 
 def _progress_bar(total: int, initial: int, desc: str):
@@ -187,6 +220,7 @@ def run_atlas(
     shards = plan_shards({lp.name: lp.units for lp in layers}, cfg.ray.units_per_shard)
     loc = run_location(cfg)
     store = RunStore(loc)
+    _check_shards_match(store, cfg, shards)
     done = store.completed_shards() & {s.id for s in shards}
     todo = [s for s in shards if s.id not in done]
     total_units = sum(len(s.units) for s in shards)
@@ -251,6 +285,7 @@ def _dispatch(
     progress: bool,
 ) -> list[dict[str, Any]]:
     import ray
+    import ray.cloudpickle
 
     from atlas.pipeline import cluster
     from atlas.pipeline.dispatch import run_pool
@@ -279,8 +314,15 @@ def _dispatch(
             f"on {layout.describe()}"
         )
         # models, judge, real images: once into the object store, passed by reference (kept alive here)
-        _ship_user_code(cfg)
-        shipped = ShippedBundle(ray.put(bundle))
+        # the run's own modules go by value (only the driver has their files), for this one put
+        own = _user_modules(cfg, bundle)
+        for module in own:
+            ray.cloudpickle.register_pickle_by_value(module)
+        try:
+            shipped = ShippedBundle(ray.put(bundle))
+        finally:
+            for module in own:
+                ray.cloudpickle.unregister_pickle_by_value(module)
         remote = ray.remote(AtlasWorker).options(
             num_cpus=layout.cpus,
             num_gpus=layout.gpus,

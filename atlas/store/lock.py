@@ -4,7 +4,7 @@ Local disks and shared mounts: an exclusive ``flock`` on ``<run>/.atlas.lock``, 
 when the holder dies (crash, SIGKILL), so a rerun after a crash is never blocked. Object stores have no
 locks: the holder writes ``<run>/_lock.json`` (host, pid, heartbeat every ``HEARTBEAT_S``) and removes it
 at the end; a second run is refused while the holder's heartbeat is fresh (younger than ``STALE_S``) and,
-on the same host, its pid still runs and is not the caller's (a pid may be reused). That is advisory
+on the same host, its pid still runs (a stale beat frees it even so: pids are reused). That is advisory
 (two drivers starting in the same second can both pass), which is what an object store without
 conditional writes through pyarrow allows.
 
@@ -85,9 +85,9 @@ class RunLock:
         if isinstance(holder, dict):
             same_host = holder.get("host") == self.owner["host"]
             fresh = time.time() - float(holder.get("heartbeat", 0)) < STALE_S
-            # same host: a live pid that still beats (a pid alone may have been reused since, even by us)
-            pid = int(holder.get("pid", -1))
-            if fresh and (not same_host or (pid != self.owner["pid"] and _pid_alive(pid))):
+            # a holder counts while it beats; on this host not once its pid is gone (it crashed). A live pid
+            # alone may have been reused since (a restarted head), so a stale beat frees the lock anyway.
+            if fresh and (not same_host or _pid_alive(int(holder.get("pid", -1)))):
                 raise self._busy(holder)
         self._beat()
         self._thread = threading.Thread(target=self._heartbeat, name="atlas-run-lock", daemon=True)

@@ -53,17 +53,9 @@ REQUIRED_MANIFEST_KEYS = ("config", "config_hash")
 
 
 def resume_problem(existing: Mapping[str, Any], new: Mapping[str, Any]) -> str | None:
-    """Why a run with manifest ``existing`` cannot be resumed under ``new`` (same config hash), or None.
-
-    The hash covers the config's text, not what it points at, nor where shards begin: a shard is named by
-    its layer and index, so another ``ray.units_per_shard`` would take old shards for new ones (units
-    lost or written twice), and other weights behind the same path would mix two networks in one run."""
-    old_size, new_size = existing.get("units_per_shard"), new.get("units_per_shard")
-    if old_size is not None and new_size is not None and old_size != new_size:
-        return (
-            f"was planned with ray.units_per_shard={old_size} (now {new_size}); resume with "
-            f"--set ray.units_per_shard={old_size}, or use a new run name (--set name=...)"
-        )
+    """Why a run with manifest ``existing`` cannot be resumed under ``new`` (same config hash), or None:
+    the hash covers the config's text, not what its paths point at, and other weights behind the same
+    path would mix two networks in one run (``fingerprints``: sha256 of each weights file)."""
     old_prints, new_prints = existing.get("fingerprints") or {}, new.get("fingerprints") or {}
     for role, old in old_prints.items():
         now = new_prints.get(role)

@@ -78,11 +78,22 @@ def test_different_config_in_same_run_dir_refused(tmp_path, micro_cache, ray_ses
         run_atlas(
             micro_config(tmp_path, micro_cache, "sampler.steps=5", "layers.1.units=0-1"), progress=False
         )
-    # shard ids depend on the shard size: another size would take the old shards for new ones
-    with pytest.raises(AtlasError, match="planned with ray.units_per_shard="):
-        run_atlas(
-            micro_config(tmp_path, micro_cache, "ray.units_per_shard=1", "layers.1.units=0-1"), progress=False
-        )
+    # shard ids depend on the shard size: another size would take the old shards for new ones (smaller:
+    # units written twice; larger: units lost), also for a run an older atlas made (no units_per_shard)
+    run_json = tmp_path / "micro" / "run.json"
+    for size, older, hint in (
+        ("1", False, "--set ray.units_per_shard=4"),
+        ("8", False, "--set ray.units_per_shard=4"),
+        ("1", True, "the ray.units_per_shard it was made with"),
+    ):
+        if older:  # no units_per_shard in its run.json
+            run_json.write_text(json.dumps(json.loads(run_json.read_text()) | {"units_per_shard": None}))
+        says = rf"its shard \S+ \(units \d+-\d+\) is cut otherwise .* resume with {hint}"
+        with pytest.raises(AtlasError, match=says):
+            run_atlas(
+                micro_config(tmp_path, micro_cache, f"ray.units_per_shard={size}", "layers.1.units=0-1"),
+                progress=False,
+            )
 
 
 def test_worker_sigkill_mid_run_completes_without_loss_or_duplicates(tmp_path, micro_cache, ray_session):
@@ -296,14 +307,16 @@ def test_a_python_model_from_the_drivers_own_files_reaches_workers_without_them(
 ):
     """A `python:` target whose module only the driver can import (a folder on the driver's sys.path, not
     installed): its code travels by value with the shipped models, so the actors need no copy."""
-    package = tmp_path / "driver_only_nets"
-    package.mkdir()
     source = (REPO / "tests" / "unit" / "byo_factories.py").read_text()
-    wrapper = (  # a class of the package's own, so the shipped network refers to the package
-        "\n\nclass Wrapped(nn.Module):\n    def __init__(self, inner):\n        super().__init__()\n"
-        "        self.inner = inner\n\n    def forward(self, x):\n        return self.inner(x)\n"
+    # the factory's module, and the network's own class in a sibling module of the driver's folder
+    (tmp_path / "driver_only_nets.py").write_text(
+        source.replace("return net()", "return Wrapped(net())") + "\nfrom driver_only_layers import Wrapped\n"
     )
-    (package / "__init__.py").write_text(source.replace("return net()", "return Wrapped(net())") + wrapper)
+    (tmp_path / "driver_only_layers.py").write_text(
+        "from torch import nn\n\n\nclass Wrapped(nn.Module):\n    def __init__(self, inner):\n"
+        "        super().__init__()\n        self.inner = inner\n\n    def forward(self, x):\n"
+        "        return self.inner(x)\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     cfg = micro_config(
         tmp_path,

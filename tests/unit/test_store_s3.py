@@ -126,7 +126,7 @@ def test_the_drivers_endpoint_travels_with_the_run_to_nodes_without_it(s3, tmp_p
     assert RunStore(arrived).manifest()["config_hash"] == "abc123"
 
 
-def test_the_object_store_lock_goes_by_heartbeat_and_never_blocks_on_a_reused_pid(s3):
+def test_the_object_store_lock_goes_by_heartbeat_and_a_reused_pid_never_blocks_for_good(s3):
     import json
     import os
     import socket
@@ -141,7 +141,8 @@ def test_the_object_store_lock_goes_by_heartbeat_and_never_blocks_on_a_reused_pi
         ({"host": "other", "pid": 1, "heartbeat": old}, False),  # it stopped beating long ago
         ({"host": here, "pid": os.getppid(), "heartbeat": now}, True),  # a live process here, beating
         ({"host": here, "pid": os.getppid(), "heartbeat": old}, False),  # its pid lives on, it does not beat
-        ({"host": here, "pid": os.getpid(), "heartbeat": now}, False),  # our own pid: a dead holder's, reused
+        ({"host": here, "pid": 2**22 + 7, "heartbeat": now}, False),  # crashed here a moment ago
+        ({"host": here, "pid": os.getpid(), "heartbeat": old}, False),  # a pid reused since (even by us)
     ):
         loc.write_bytes(REMOTE_LOCK, json.dumps(holder).encode())
         if busy:
