@@ -42,15 +42,15 @@ def check_writable_dir(path: str | os.PathLike[str], what: str) -> None:
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object], sync: bool = False) -> None:
     """``write(tmp)`` to a hidden file beside ``path``, then rename it over ``path``: readers see the old
-    file or the new one, never half of one; a failed write leaves nothing. ``sync``: fsync before renaming."""
+    file or the new one, never half of one; a failed write leaves nothing (nor the folders it made, unless
+    another writer has put something in them). ``sync``: fsync before renaming."""
     p = Path(path)
-    created = [d for d in (p.parent, *p.parent.parents) if not d.exists()]  # deepest first
-    p.parent.mkdir(parents=True, exist_ok=True)
+    created = _missing_folders(p.parent)
     # unique per writer (process, thread); created by ``write``, so it gets the usual permissions
     tmp = p.with_name(f".{p.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
     done = False
     try:
-        write(tmp)
+        _write_in_folder(tmp, write)
         if sync:
             _fsync(tmp)
         os.replace(tmp, p)
@@ -59,12 +59,35 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object], 
             _fsync(p.parent)
     finally:
         tmp.unlink(missing_ok=True)
-        if not done:  # nor the folders made for it (those another writer filled meanwhile stay)
-            for d in created:
+        if not done:
+            for folder in created:
                 try:
-                    d.rmdir()
+                    folder.rmdir()
                 except OSError:
                     break
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and its ancestors up to the first that exists, deepest first."""
+    missing = []
+    for f in (folder, *folder.parents):
+        if f.exists():
+            break
+        missing.append(f)
+    return missing
+
+
+def _write_in_folder(tmp: Path, write: Callable[[Path], object]) -> None:
+    """Make ``tmp``'s folder and ``write(tmp)``; once more if another writer's failure removed the new
+    folder in between."""
+    for attempt in (1, 2):
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            write(tmp)
+            return
+        except FileNotFoundError:
+            if attempt == 2 or tmp.parent.exists():
+                raise
 
 
 def _fsync(path: Path) -> None:

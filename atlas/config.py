@@ -350,6 +350,10 @@ class ModelsConfig(Section):
         return self
 
 
+# what may name a run's files and folders (a layer's partition, a shard): not hidden, not an option
+FILE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._+-]*$")
+
+
 class LayerConfig(Section):
     name: str = Field(
         "", description="Module name of the layer in the target (see `atlas layers SPEC`), e.g. fc8."
@@ -387,6 +391,11 @@ class LayerConfig(Section):
     def _check(self) -> LayerConfig:
         if not self.name.strip():
             raise ValueError("name: empty layer name; name a layer of the target (see `atlas layers SPEC`)")
+        if not FILE_NAME.match(self.name) or ".." in self.name:
+            raise ValueError(
+                f"name: the layer {self.name!r} cannot name the run's files (letters, digits and '._+-', "
+                "starting with a letter, digit or '_'); rename the module"
+            )
         for pair in self.pairs:
             if len(pair) != 2 or pair[0] == pair[1]:
                 raise ValueError(f"pairs: {pair} is not two different unit indices; write e.g. [3, 5]")

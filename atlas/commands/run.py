@@ -70,10 +70,14 @@ class _ViewerWhenReady:
         from atlas.commands.view import streamlit_command
 
         if self.proc is None:
-            env = dict(os.environ)  # the run's storage settings, as the viewer reads them (AWS_*)
-            for key, var in (("endpoint_override", "AWS_ENDPOINT_URL"), ("region", "AWS_REGION")):
-                if self.loc.options.get(key):
-                    env[var] = str(self.loc.options[key])
+            env = dict(os.environ)  # an S3 run's storage settings, as the viewer reads them (AWS_*)
+            if self.loc.uri.startswith("s3://"):
+                for key, names in (
+                    ("endpoint_override", ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")),
+                    ("region", ("AWS_REGION",)),
+                ):
+                    if self.loc.options.get(key):
+                        env.update(dict.fromkeys(names, str(self.loc.options[key])))
             self.proc = subprocess.Popen(
                 streamlit_command(self.loc.uri, self.port, "127.0.0.1"),
                 stdout=subprocess.DEVNULL,

@@ -178,11 +178,14 @@ def check_device(cfg: RunConfig, layout: WorkerLayout) -> None:
     if not device.startswith("cuda"):
         return
     if layout.gpus <= 0:
+        why = (
+            "ray.gpus_per_worker: 0 gives them none"
+            if cfg.ray.gpus_per_worker is not None
+            else "the cluster has no GPU now and ray.gpus_per_worker is unset"
+        )
         raise ConfigError(
-            f"compute.device: {device} but the actors get no GPU (ray.gpus_per_worker "
-            f"{cfg.ray.gpus_per_worker if cfg.ray.gpus_per_worker is not None else 'unset'} and no GPU in "
-            "the cluster now); set ray.gpus_per_worker: 1 (with ray.autoscaling: true for GPU nodes yet to "
-            "start) or use device: auto"
+            f"compute.device: {device} but the actors get no GPU ({why}); set ray.gpus_per_worker: 1 (with "
+            "ray.autoscaling: true for GPU nodes yet to start) or use device: auto"
         )
     index = device.partition(":")[2]
     if index.isdigit() and int(index) >= max(1, int(layout.gpus)):

@@ -33,6 +33,7 @@ from atlas.toyworld.judging import Judge, judge_verdict
 from atlas.toyworld.reading import Reader, ReaderVerdict, reader_verdict
 
 WORKERS_DIR = "_workers"
+TOKEN_RETRY_S = (0.5, 1.0, 2.0, 4.0)  # before a worker decides it cannot see the run
 
 
 def check_run_reachable(store: RunStore, run_token: str) -> None:
@@ -40,13 +41,17 @@ def check_run_reachable(store: RunStore, run_token: str) -> None:
     before it started the actors, so a worker that finds no such file (another node's local disk, a mount
     missing here, an object store it reaches under other settings) would write where nobody reads."""
     where = f"{store.loc.display()} from {socket.gethostname()}"
-    try:
-        manifest = store.manifest()
-    except Exception as exc:  # noqa: BLE001 - any storage error: the node cannot read the run
-        raise AtlasError(f"out_dir: cannot read the run {where} ({first_line(exc)}); {_REACH}") from None
-    if manifest is None or manifest.get("run_token") != run_token:
-        seen = "no run.json" if manifest is None else "another run's run.json"
-        raise AtlasError(f"out_dir: this worker finds {seen} at {where}; {_REACH}")
+    for wait in (*TOKEN_RETRY_S, None):  # a store may show a just-written run.json late (S3-likes, NFS)
+        try:
+            manifest = store.manifest()
+        except Exception as exc:  # noqa: BLE001 - any storage error: the node cannot read the run
+            raise AtlasError(f"out_dir: cannot read the run {where} ({first_line(exc)}); {_REACH}") from None
+        if manifest is not None and manifest.get("run_token") == run_token:
+            return
+        if wait is not None:
+            time.sleep(wait)
+    seen = "no run.json" if manifest is None else "another run's run.json"
+    raise AtlasError(f"out_dir: this worker finds {seen} at {where}; {_REACH}")
 
 
 _REACH = (

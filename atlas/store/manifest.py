@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from atlas.config import FILE_NAME
 from atlas.errors import AtlasError
 from atlas.store.location import FileEntry, Location, open_location
 
@@ -22,7 +22,7 @@ SHARDS_DIR = "_shards"
 MARKER_SUFFIX = ".done"
 
 # shard ids and layer names become file/directory names: keep them boring
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._+-]*$")  # not hidden, not an option
+_SAFE_NAME = FILE_NAME
 
 
 def check_name(kind: str, name: str) -> str:

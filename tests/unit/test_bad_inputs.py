@@ -301,6 +301,11 @@ CONFIG_CASES = [
         {"layers": [{"name": "fc8"}, {"name": "fc8"}]},
     ),
     Case("empty layer name", ("layers.0.name: empty layer name",), {"layers": [{"name": ""}]}),
+    Case(
+        "layer name that cannot name files",
+        ("layers.0.name: the layer 'conv 1' cannot name the run's files", "rename the module"),
+        {"layers": [{"name": "conv 1"}]},
+    ),
     Case("layers not a list", ("layers: expected a list of mappings, got 'fc8'",), {"layers": "fc8"}),
     Case(
         "spec without scheme",
