@@ -14,9 +14,12 @@ from pathlib import Path
 from atlas.errors import AtlasError
 
 
-def check_output_file(path: str | os.PathLike[str], what: str) -> Path:
+def check_output_file(
+    path: str | os.PathLike[str], what: str, inputs: dict[str, str | os.PathLike[str]] | None = None
+) -> Path:
     """``path`` as a Path once it can take a file: not a directory, and its nearest existing ancestor a
-    writable directory (missing folders are created at the write); else a one-line error naming ``what``."""
+    writable directory (missing folders are created at the write), nor one of the command's ``inputs``
+    (option -> file or folder) or a file an input folder holds; else a one-line error naming ``what``."""
     text = str(path)
     if not text.strip():
         raise AtlasError(f"{what}: empty path; give a file path such as out/stats.pt")
@@ -24,6 +27,14 @@ def check_output_file(path: str | os.PathLike[str], what: str) -> Path:
     if p.is_dir() or text.endswith(("/", os.sep)):
         raise AtlasError(f"{what}: {text} is a directory, not a file; give a file path like {p / 'out.pt'}")
     check_writable_dir(p.parent, what)
+    here = Path(os.path.abspath(p.expanduser()))
+    for option, given in (inputs or {}).items():
+        source = Path(os.path.abspath(Path(given).expanduser()))
+        if here == source or (source in here.parents and here.exists()):
+            raise AtlasError(
+                f"{what}: {text} would overwrite the command's own input ({option} {given}); "
+                "write it somewhere else"
+            )
     return p
 
 

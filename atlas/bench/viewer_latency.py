@@ -23,15 +23,29 @@ from typing import Any
 from atlas.bench import write_json
 
 TARGET_MS = 200.0
+MAX_IMAGES = 5_000_000  # a synthetic run this large takes gigabytes already
 IMAGES_PER_UNIT = 4 * 4 + 4  # chains x (best, last, 2 snapshots) + 4 real
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--images", type=int, default=100_000, help="images in the synthetic run")
-    parser.add_argument("--units", type=int, default=25, help="units timed per layer")
-    parser.add_argument("--repeat", type=int, default=3, help="timed repetitions per unit")
+    """The options of ``atlas bench viewer`` (also ``python -m atlas.bench.viewer_latency``)."""
+    from atlas.commands.options import int_in, positive_int
+
+    parser.add_argument(
+        "--images",
+        type=int_in(1, MAX_IMAGES, "images"),
+        default=100_000,
+        help="images in the synthetic run (default 100k)",
+    )
+    parser.add_argument("--units", type=positive_int, default=25, help="units timed per layer")
+    parser.add_argument("--repeat", type=positive_int, default=3, help="timed repetitions per unit")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--keep", metavar="DIR", help="build (or reuse) the run here instead of a temp dir")
+    parser.add_argument(
+        "--run",
+        metavar="RUN",
+        help="measure this existing run (a path or a URI such as s3://bucket/atlas/demo)",
+    )
 
 
 def _percentile(values: list[float], q: float) -> float:

@@ -100,19 +100,10 @@ def _add_model_options(p: argparse.ArgumentParser, config_holds: str, set_help: 
 
 
 def _add_viewer_parser(sub: argparse._SubParsersAction) -> None:
+    from atlas.bench import viewer_latency
+
     v = sub.add_parser("viewer", help="Unit-page query latency on a synthetic run (target <= 200 ms).")
-    v.add_argument(
-        "--images", type=positive_int, default=100_000, help="images in the synthetic run (default 100k)"
-    )
-    v.add_argument("--units", type=positive_int, default=25, help="units timed per layer")
-    v.add_argument("--repeat", type=positive_int, default=3, help="timed repetitions per unit")
-    v.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-    v.add_argument("--keep", metavar="DIR", help="build (or reuse) the run here instead of a temp dir")
-    v.add_argument(
-        "--run",
-        metavar="RUN",
-        help="measure this existing run (a path or a URI such as s3://bucket/atlas/demo)",
-    )
+    viewer_latency.add_arguments(v)
 
 
 def _add_truth_parser(sub: argparse._SubParsersAction) -> None:

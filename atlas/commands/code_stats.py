@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from atlas.real_codes import real_codes
 
     cfg = load_config(args.config, args.overrides)
-    out = check_output_file(args.out, "--out")
+    out = check_output_file(args.out, "--out", {"--config": args.config, "--images": args.images})
     codes, layer = real_codes(cfg, args.images, args.limit)
     if len(codes) < 2:
         raise AtlasError(

@@ -21,15 +21,39 @@ def add_overrides(p: argparse.ArgumentParser) -> None:
     )
 
 
+def int_in(minimum: int, maximum: int, unit: str = "") -> Callable[[str], int]:
+    """argparse type: an integer in [minimum, maximum] (argparse's own one-line error otherwise)."""
+    want = f"an integer{' of ' + unit if unit else ''} from {minimum} to {maximum}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {want}") from None
+        if not minimum <= value <= maximum:
+            raise argparse.ArgumentTypeError(f"{value} is not {want}")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
 def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1 (argparse's own one-line error otherwise)."""
+    """argparse type: an integer >= 1 (and within int64, so it reaches torch and Arrow whole)."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer; give one >= 1") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} is below 1; give an integer >= 1")
+    if value > MAX_INT:
+        raise argparse.ArgumentTypeError(f"{value} is too large; give an integer from 1 to {MAX_INT}")
     return value
+
+
+MAX_INT = 2**63 - 1
+seed_number = int_in(0, 2**63 - 1)  # as the config's seed
+port_number = int_in(1, 65535)
 
 
 def positive_number(maximum: float = math.inf, unit: str = "") -> Callable[[str], float]:
@@ -70,3 +94,35 @@ def add_toyworld_options(p: argparse.ArgumentParser) -> None:
         default=None,
         help="cache directory (default: $ATLAS_CACHE or ~/.cache/atlas)",
     )
+
+
+def check_listen(host: str, port: int) -> None:
+    """A one-line error unless a server could listen on ``host``:``port`` now (checked before any work, so
+    the viewer's address is never printed for a server that cannot start)."""
+    import errno
+    import socket
+
+    from atlas.errors import AtlasError
+
+    hint = "give 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)"
+    if not host.strip():
+        raise AtlasError(f"--host: empty; {hint}")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError):
+        raise AtlasError(f"--host {host!r}: no such address; {hint}") from None
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                other = port + 1 if port < 65535 else 8501
+                raise AtlasError(
+                    f"--port {port}: already in use on {host}; choose another, e.g. --port {other}"
+                ) from None
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise AtlasError(f"--host {host}: not an address of this machine; {hint}") from None
+            raise AtlasError(
+                f"--host {host} --port {port}: cannot listen there ({exc.strerror}); {hint}"
+            ) from None

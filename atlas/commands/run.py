@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from atlas.commands.options import add_overrides
+from atlas.commands.options import add_overrides, port_number
 
 HELP = "Build the atlas for a config on Ray (local instance, --address, or under `ray job submit`)."
 
@@ -21,15 +21,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="serve the viewer as soon as the first shard is written (it fills in while the rest are "
         "built) and keep it up after the run; Ctrl-C stops it",
     )
-    p.add_argument("--port", type=int, default=8501, help="viewer port with --view (default 8501)")
+    p.add_argument("--port", type=port_number, help="viewer port with --view (default 8501)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from atlas.commands.options import check_listen
     from atlas.config import load_config
+    from atlas.errors import AtlasError
     from atlas.pipeline.driver import format_summary, run_atlas, run_location
 
+    if args.port is not None and not args.view:
+        raise AtlasError(
+            f"--port {args.port}: the viewer's port, used only with --view; add --view or drop it"
+        )
+    port = args.port or 8501
+    if args.view:
+        check_listen("127.0.0.1", port)  # before any work: the address printed later must serve
     cfg = load_config(args.config, args.overrides)
-    viewer = _ViewerWhenReady(run_location(cfg), args.port) if args.view else None
+    viewer = _ViewerWhenReady(run_location(cfg), port) if args.view else None
     try:
         summary = run_atlas(cfg, address=args.address or cfg.ray.address, progress=not args.no_progress)
         print(format_summary(summary))
@@ -47,10 +56,6 @@ class _ViewerWhenReady:
     def __init__(self, loc, port: int) -> None:
         import threading
 
-        if not 0 < port < 65536:
-            from atlas.errors import AtlasError
-
-            raise AtlasError(f"--port {port} is not a valid port (1-65535)")
         self.loc, self.port, self.proc = loc, port, None
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="atlas-view-when-ready", daemon=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from atlas.commands.options import add_toyworld_options
+from atlas.commands.options import add_toyworld_options, int_in
 
 HELP = "Look at the toy world: `atlas toyworld show --out DIR` writes PNG grids."
 
@@ -17,7 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     show.add_argument(
         "--out", metavar="DIR", default="toyworld-show", help="output folder (default toyworld-show)"
     )
-    show.add_argument("--per-row", type=int, default=10, help="images per row (default 10)")
+    show.add_argument(
+        "--per-row", type=int_in(1, 100, "images per row"), default=10, help="images per row (default 10)"
+    )
     show.add_argument(
         "--no-train", action="store_true", help="do not train a missing generator; write only the sample grid"
     )
@@ -33,8 +35,6 @@ def run(args: argparse.Namespace) -> int:
     from atlas.toyworld.show import recon_grid, sample_grid, save_png
 
     preset, cache_dir = resolve(args.preset, args.cache_dir, args.config)
-    if args.per_row < 1:
-        raise AtlasError(f"--per-row {args.per_row}: must be at least 1")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise AtlasError(f"--out: {out} is a file; give a directory for samples.png and reconstructions.png")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from atlas.commands.options import add_overrides, positive_float, positive_int
+from atlas.commands.options import add_overrides, int_in, positive_int, positive_number, seed_number
 
 HELP = "Train a residual-MLP denoising autoencoder on real codes (the PPGN-h prior: models.dae)."
 
@@ -19,15 +19,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--limit", type=positive_int, help="use at most N images")
     p.add_argument("--epochs", type=positive_int, default=20)
-    p.add_argument("--hidden", type=positive_int, default=1024)
+    p.add_argument("--hidden", type=int_in(1, 65536, "hidden units"), default=1024)
     p.add_argument(
-        "--noise", type=positive_float, default=0.5, help="training noise, in code standard deviations"
+        "--noise",
+        type=positive_number(100.0, "code standard deviations"),
+        default=0.5,
+        help="training noise, in code standard deviations",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_number, default=0)
     add_overrides(p)
 
 
 def run(args: argparse.Namespace) -> int:
+    import math
+
     import torch
 
     from atlas.atomic import atomic_write, check_output_file
@@ -37,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from atlas.real_codes import real_codes
 
     cfg = load_config(args.config, args.overrides)
-    out = check_output_file(args.out, "--out")
+    out = check_output_file(args.out, "--out", {"--config": args.config, "--images": args.images})
     codes, layer = real_codes(cfg, args.images, args.limit)
     if len(codes) < 10:
         raise AtlasError(
@@ -45,6 +50,12 @@ def run(args: argparse.Namespace) -> int:
             "(thousands for a useful prior)"
         )
     dae, report = train_dae(codes, hidden=args.hidden, epochs=args.epochs, noise=args.noise, seed=args.seed)
+    finite = all(torch.isfinite(t).all() for t in dae.state_dict().values())
+    if not finite or not math.isfinite(report["heldout_error"]):
+        raise AtlasError(
+            f"the DAE's training diverged (held-out error {report['heldout_error']}); {args.out} left as it "
+            "was: lower --noise or check the codes (atlas code-stats)"
+        )
     atomic_write(out, lambda tmp: torch.save(dae.state_dict(), tmp))
     verdict = "better than" if report["heldout_error"] < report["identity_error"] else "NOT better than"
     print(

@@ -25,10 +25,15 @@ def run(args: argparse.Namespace) -> int:
     report = verify_run(args.run_dir, repair=args.repair)
     for shard, problem in sorted(report.bad.items()):
         print(f"bad shard {shard}: {problem}")
+    if report.unmarked:
+        print(f"{report.unmarked} planned shard(s) have no marker although the run says it is complete")
     print(
         f"{report.run}: {report.shards} complete shards, {report.files} files checked, "
         f"{len(report.bad)} bad" + (f", {len(report.repaired)} markers removed" if report.repaired else "")
     )
-    if report.bad and not args.repair:
+    damaged = bool(report.bad or report.unmarked)
+    if damaged and not args.repair:
         print(f"run `atlas verify {args.run_dir} --repair`, then the same `atlas run` to redo them")
-    return 1 if report.bad and not args.repair else 0
+    elif damaged:
+        print("marked incomplete: the same `atlas run` redoes the missing shards")
+    return 1 if damaged and not args.repair else 0

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 
+from atlas.commands.options import port_number
+
 HELP = "browse a run (or a directory of runs) in the Streamlit viewer"
 
 
@@ -16,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="RUN_DIR",
         help="run directory or URI (s3://bucket/atlas/demo), or a directory holding runs",
     )
-    parser.add_argument("--port", type=int, default=8501, help="port (default 8501)")
+    parser.add_argument("--port", type=port_number, default=8501, help="port (default 8501)")
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 exposes it)"
     )
@@ -47,19 +49,21 @@ def run(args: argparse.Namespace) -> int:
     import signal
     import subprocess
 
+    from atlas.commands.options import check_listen
     from atlas.errors import AtlasError
     from atlas.store.location import open_location
-    from atlas.store.manifest import RUN_FILE, list_runs
+    from atlas.store.manifest import RUN_FILE, list_runs, read_manifest
 
     run_dir = open_location(args.run_dir)
     if not run_dir.is_dir():
         if run_dir.is_file(""):
             raise AtlasError(f"{args.run_dir} is a file, not a run; pass the run's folder (out_dir/name)")
         raise AtlasError(f"run {args.run_dir} does not exist")
-    if not run_dir.is_file(RUN_FILE) and not list_runs(run_dir):
+    if run_dir.is_file(RUN_FILE):
+        read_manifest(run_dir)  # a damaged run.json is one line here, not a broken page
+    elif not list_runs(run_dir):
         raise AtlasError(f"{args.run_dir} holds no atlas run (no run.json in it or in its subdirectories)")
-    if not 0 < args.port < 65536:
-        raise AtlasError(f"--port {args.port} is not a valid port (1-65535)")
+    check_listen(args.host, args.port)
     shown = "localhost" if args.host in ("127.0.0.1", "0.0.0.0") else args.host
     print(f"atlas viewer: http://{shown}:{args.port}/  (run {run_dir}; Ctrl-C stops it)", flush=True)
     proc = subprocess.Popen(streamlit_command(run_dir.uri, args.port, args.host))

@@ -133,6 +133,11 @@ def apply_state_dict(module: nn.Module, state: Mapping[str, torch.Tensor], sourc
                 f"state dict {source!r}: tensor {key!r} has shape {tuple(tensor.shape)}, "
                 f"the model expects {tuple(own[key].shape)}"
             )
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ModelError(
+                f"state dict {source!r}: tensor {key!r} holds NaN or infinite values (a training that "
+                "diverged?); retrain it or use another file"
+            )
     module.load_state_dict(dict(state), strict=True)
 
 

@@ -250,7 +250,30 @@ def _run_table(loc: Location, manifest: dict[str, Any], markers: dict[str, dict[
             ("versions", pa.string()),
         ]
     )
+    _check_types(row, schema, loc)
     return pa.Table.from_pylist([row], schema=schema)
+
+
+def _check_types(row: dict[str, Any], schema: pa.Schema, loc: Location) -> None:
+    """One line naming the field when run.json holds a value of the wrong type (a damaged or hand-edited
+    file), instead of an Arrow error at the first query."""
+    for f in schema:
+        value = row[f.name]
+        if value is None:
+            continue
+        if pa.types.is_string(f.type):
+            ok = isinstance(value, str)
+        elif pa.types.is_integer(f.type):
+            bits = f.type.bit_width - 1
+            ok = isinstance(value, int) and not isinstance(value, bool) and -(2**bits) <= value < 2**bits
+        else:
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if not ok:
+            kind = "a string" if pa.types.is_string(f.type) else "a number in range"
+            raise AtlasError(
+                f"run {loc.display()}: its run.json holds {f.name} = {json.dumps(value, default=str)[:60]}, "
+                f"not {kind}; the file is damaged (restore it, or build the atlas again under a new name)"
+            )
 
 
 def _shards_table(markers: dict[str, dict[str, Any]]) -> pa.Table:
@@ -276,6 +299,28 @@ def _shards_table(markers: dict[str, dict[str, Any]]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=schema)
 
 
+def _check_complete(
+    loc: Location, manifest: dict[str, Any], markers: dict[str, dict[str, Any]], listed: dict[str, list[str]]
+) -> None:
+    """Refuse a damaged run rather than answer from part of it: every file a completed shard's marker
+    promises is there, and a run that says it is complete has every planned shard's marker."""
+    have = {(table, _shard_of(f)) for table, files in listed.items() for f in files}
+    fix = f"`atlas verify {loc.display()} --repair` finds bad shards and has them redone"
+    for shard, marker in sorted(markers.items()):
+        rows = marker.get("rows")
+        for table, n in rows.items() if isinstance(rows, dict) else ():
+            if table in SCHEMAS and isinstance(n, int) and n > 0 and (table, shard) not in have:
+                raise AtlasError(
+                    f"run {loc.display()} is damaged: shard {shard}'s {table} file is missing; {fix}"
+                )
+    planned = manifest.get("planned_shards")
+    if manifest.get("status") == "complete" and isinstance(planned, int) and len(markers) < planned:
+        raise AtlasError(
+            f"run {loc.display()} says it is complete but only {len(markers)} of its {planned} shards have "
+            f"their marker in _shards/; {fix}"
+        )
+
+
 def open_run(
     run: str | os.PathLike[str] | Location,
     *,
@@ -299,8 +344,11 @@ def open_run(
         sources = _Sources(conn, loc)
         allowed: list[str] = []
         file_rows: list[dict[str, Any]] = []
+        listed = {table: table_files(loc, table, completed) for table in TABLES}
+        if not include_partial:
+            _check_complete(loc, manifest, markers, listed)
         for table in TABLES:
-            files = table_files(loc, table, completed)
+            files = listed[table]
             source = sources.table(table, files) if files else None
             _create_view(conn, table, source, materialize=table in MATERIALIZED)
             if loc.local:

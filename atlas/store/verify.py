@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from atlas.errors import first_line
 from atlas.store.location import Location, open_location
-from atlas.store.manifest import MARKER_SUFFIX, SHARDS_DIR, read_manifest, read_markers
+from atlas.store.manifest import MARKER_SUFFIX, RUN_FILE, SHARDS_DIR, read_manifest, read_markers, write_json
 from atlas.store.schema import SCHEMA_VERSION
 from atlas.store.writer import shard_rel
 
@@ -27,6 +27,7 @@ class VerifyReport:
     files: int = 0
     bad: dict[str, str] = field(default_factory=dict)  # shard id -> first problem found
     repaired: list[str] = field(default_factory=list)
+    unmarked: int = 0  # planned shards of a run that says it is complete, without a marker
 
 
 def _check_file(loc: Location, rel: str, expected_rows: int) -> str | None:
@@ -49,9 +50,13 @@ def _check_file(loc: Location, rel: str, expected_rows: int) -> str | None:
 
 def verify_run(run: str | os.PathLike[str] | Location, *, repair: bool = False) -> VerifyReport:
     loc = open_location(run)
-    read_manifest(loc)  # a missing run or run.json is one clear error
+    manifest = read_manifest(loc)  # a missing run or run.json is one clear error
     report = VerifyReport(loc.display())
-    for shard, marker in read_markers(loc).items():
+    markers = read_markers(loc)
+    planned = manifest.get("planned_shards")
+    if manifest.get("status") == "complete" and isinstance(planned, int) and not isinstance(planned, bool):
+        report.unmarked = max(0, planned - len(markers))
+    for shard, marker in markers.items():
         report.shards += 1
         rows = marker.get("rows")
         layer = marker.get("layer")
@@ -68,4 +73,6 @@ def verify_run(run: str | os.PathLike[str] | Location, *, repair: bool = False) 
         for shard in report.bad:
             loc.delete(f"{SHARDS_DIR}/{shard}{MARKER_SUFFIX}")
             report.repaired.append(shard)
+        if report.bad or report.unmarked:  # no longer complete: the next `atlas run` redoes what is missing
+            write_json(loc, RUN_FILE, {**manifest, "status": "incomplete"})
     return report

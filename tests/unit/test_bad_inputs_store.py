@@ -50,7 +50,10 @@ CASES = [
     (["verify", "{tmp}/empty"], ("not an atlas run",)),
     (["view", "{tmp}/missing"], ("missing", "does not exist")),
     (["view", "{tmp}/empty"], ("empty", "no atlas run")),
-    (["view", "{run}", "--port", "70000"], ("--port 70000",)),
+    (["view", "{run}", "--port", "70000"], ("--port", "70000 is not an integer from 1 to 65535")),
+    (["view", "{run}", "--host", ""], ("--host: empty", "127.0.0.1")),
+    (["view", "{run}", "--host", "no such.invalid"], ("--host 'no such.invalid': no such address",)),
+    (["view", "{run}", "--host", "8.8.8.8"], ("--host 8.8.8.8: not an address of this machine",)),
 ]
 
 
@@ -58,7 +61,11 @@ CASES = [
 def test_run_readers_refuse_bad_input_in_one_line(run, tmp_path, capsys, argv, expect):
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
     argv = [a.replace("{tmp}", str(tmp_path)).replace("{run}", str(run)) for a in argv]
-    assert main(argv) == 2
+    try:
+        code = main(argv)
+    except SystemExit as stop:  # argparse's own checks (option types) exit from the parser
+        code = stop.code
+    assert code == 2
     err = capsys.readouterr().err
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("atlas: error:"), err
@@ -67,3 +74,24 @@ def test_run_readers_refuse_bad_input_in_one_line(run, tmp_path, capsys, argv, e
         assert fragment.replace("{tmp}", str(tmp_path)) in lines[0], lines[0]
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before, "something was written"
     assert open_run(run).execute("SELECT count(*) FROM units").fetchone() == (2,)
+
+
+def test_view_and_run_view_refuse_a_port_in_use_before_any_work(run, tmp_path, capsys):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        assert main(["view", str(run), "--port", port]) == 2
+        assert f"--port {port}: already in use on 127.0.0.1; choose another" in capsys.readouterr().err
+        assert main(["run", str(tmp_path / "no-config-read-yet.yaml"), "--view", "--port", port]) == 2
+        assert f"--port {port}: already in use" in capsys.readouterr().err
+    assert main(["run", str(tmp_path / "x.yaml"), "--port", port]) == 2
+    assert "used only with --view" in capsys.readouterr().err
+
+
+def test_view_refuses_a_run_json_that_is_not_json(run, capsys):
+    (run / "run.json").write_text("{not json")
+    assert main(["view", str(run)]) == 2
+    assert "run.json is not valid JSON" in capsys.readouterr().err

@@ -7,6 +7,7 @@ import argparse
 import io
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 import torch
@@ -183,6 +184,35 @@ def test_yaml_anchors_and_merge_keys_still_load_and_a_set_value_cannot_repeat_a_
     assert cfg.facets.top_k_real == 5 and cfg.facets.seed_pool == 30  # an explicit key overrides a merged one
     proc = cli(capsys, "config", str(path), "--set", "sampler={steps: 3, steps: 5}")
     assert_user_error(proc, "--set 'sampler={steps: 3, steps: 5}': key 'steps' appears twice")
+
+
+@pytest.mark.parametrize("command", ["code-stats", "train-dae"])
+def test_an_output_over_the_commands_own_inputs_is_refused(command, config, tmp_path, capsys):
+    images = tmp_path / "imgs"
+    images.mkdir()
+    (images / "0.png").write_bytes(b"an image")
+    before = Path(config).read_bytes()
+    for out, option in ((config, "--config"), (str(images / "0.png"), "--images")):
+        proc = cli(capsys, command, "--config", config, "--images", str(images), "--out", out)
+        assert_user_error(proc, f"--out: {out} would overwrite the command's own input ({option} ")
+    assert Path(config).read_bytes() == before and (images / "0.png").read_bytes() == b"an image"
+
+
+@pytest.mark.parametrize(
+    "command, args, says",
+    [
+        ("train-dae", ["--noise", "1e300"], "1e300 is not a finite number of code standard deviations > 0"),
+        ("train-dae", ["--hidden", "100000000"], "is not an integer of hidden units from 1 to 65536"),
+        ("train-dae", ["--seed", "99999999999999999999999"], "is not an integer from 0 to"),
+        ("train-dae", ["--seed", "-1"], "-1 is not an integer from 0 to"),
+        ("code-stats", ["--limit", "99999999999999999999999"], "is too large; give an integer from 1 to"),
+    ],
+)
+def test_numbers_beyond_what_the_work_can_take_are_refused_first(
+    command, args, says, config, tmp_path, capsys
+):
+    proc = cli(capsys, command, "--config", config, "--images", str(tmp_path), "--out", "o.pt", *args)
+    assert_user_error(proc, says)
 
 
 def test_code_stats_needs_two_codes_and_never_writes_what_a_run_refuses(

@@ -122,6 +122,14 @@ def test_state_dict_roundtrip_and_errors(tmp_path):
     ):
         load_model(ModelConfig(spec=spec, weights=str(shape), preprocess=pre))
 
+    # NaN weights (a diverged training) are refused, naming the tensor
+    state = torch.load(path, weights_only=True)
+    state["4.weight"][0, 0] = float("nan")
+    diverged = tmp_path / "nan.pt"
+    torch.save(state, diverged)
+    with pytest.raises(ModelError, match=r"tensor '4.weight' holds NaN or infinite values"):
+        load_model(ModelConfig(spec=spec, weights=str(diverged), preprocess=pre))
+
 
 def test_missing_corrupt_and_pickle_files_refused(tmp_path):
     spec = "python:tests.unit.test_models:tiny_cnn"

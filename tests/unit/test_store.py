@@ -371,6 +371,47 @@ def test_verify_finds_a_truncated_shard_and_repair_reopens_it(store, tmp_path):
     assert open_run(run).execute("SELECT count(*) FROM units").fetchone() == (2,)
 
 
+def test_a_damaged_complete_run_is_refused_by_sql_and_found_by_verify(store, capsys):
+    """A finished run missing a shard's file, or markers, answers no query (it would answer from part of
+    the run); verify names the damage and --repair marks the run incomplete so `atlas run` redoes it."""
+    from atlas.cli import main
+    from atlas.store.verify import verify_run
+
+    run = Path(store.uri)
+    store.write_shard("fc8-0000", "fc8", shard_rows(units=(0, 1)))
+    store.write_shard("fc8-0001", "fc8", shard_rows(units=(2,)))
+    store.finalize({"units": 3})
+    (run / "units" / "layer=fc8" / "shard-fc8-0001.parquet").unlink()
+    with pytest.raises(
+        AtlasError, match=r"is damaged: shard fc8-0001's units file is missing; `atlas verify"
+    ):
+        open_run(run)
+    assert main(["verify", str(run), "--repair"]) == 0
+    assert open_run(run).execute("SELECT status, shards_done FROM run").fetchone() == ("incomplete", 1)
+
+    store.write_shard("fc8-0001", "fc8", shard_rows(units=(2,)))  # redone, then the marker lost
+    store.finalize({"units": 3})
+    (run / "_shards" / "fc8-0000.done").unlink()
+    with pytest.raises(AtlasError, match=r"says it is complete but only 1 of its 2 shards have their marker"):
+        open_run(run)
+    assert verify_run(run).unmarked == 1 and main(["verify", str(run)]) == 1
+    assert "1 planned shard(s) have no marker" in capsys.readouterr().out
+
+
+def test_a_run_json_with_a_wrong_type_is_named_not_an_arrow_error(store):
+    run = Path(store.uri)
+    data = json.loads((run / "run.json").read_text())
+    for field, value in (
+        ("planned_shards", "x"),
+        ("created", 5),
+        ("status", [1]),
+        ("planned_shards", 10**30),
+    ):
+        (run / "run.json").write_text(json.dumps(data | {field: value}))
+        with pytest.raises(AtlasError, match=f"its run.json holds {field} = .*; the file is damaged"):
+            open_run(run)
+
+
 def test_verify_flags_row_counts_that_disagree_with_the_marker(store):
     store.write_shard("fc8-0000", "fc8", shard_rows(units=(0, 1)))
     marker = Path(store.uri) / "_shards" / "fc8-0000.done"
