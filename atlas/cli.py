@@ -78,10 +78,27 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _utf8_arguments(argv: Sequence[str]) -> list[str]:
+    """The arguments, once each is text: bytes the locale cannot decode arrive as surrogates, which no
+    path or query takes."""
+    for arg in argv:
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = arg.encode("utf-8", "backslashreplace").decode()
+            print(f"atlas: error: argument '{shown}' holds bytes that are not UTF-8 text", file=sys.stderr)
+            raise SystemExit(2) from None
+    return list(argv)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from atlas.errors import AtlasError
 
-    args = parse(argv)
+    try:
+        args = parse(_utf8_arguments(sys.argv[1:] if argv is None else argv))
+    except KeyboardInterrupt:  # while the commands' modules load
+        print("atlas: interrupted", file=sys.stderr)
+        return 130
     try:
         code = args._run(args)
     except AtlasError as exc:

@@ -190,6 +190,15 @@ class Section(BaseModel):
     # custom; this wrapper only translates errors, so it is declared a base __init__.
     __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
 
+    @model_validator(mode="after")
+    def _ints_fit_int64(self) -> Section:
+        """Every integer fits in 64 bits, as torch, Arrow and Ray take it (a huge one is a typo)."""
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+                raise ValueError(f"{name}: {value} is too large; at most {2**63 - 1}")
+        return self
+
     def to_dict(self) -> dict[str, Any]:
         """Plain YAML-able values; unit selections in their ``to_yaml`` form."""
         return _to_plain(self)

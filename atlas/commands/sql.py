@@ -9,6 +9,7 @@ chains, images, steps, activations (each with a ``layer`` column), plus ``run`` 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from typing import Any, TextIO
 
@@ -55,6 +56,32 @@ def _cell(value: Any) -> Any:
     return value
 
 
+def _json_cell(value: Any) -> Any:
+    """Strict JSON: NaN and infinities (no JSON number) as null, within lists and maps too."""
+    value = _cell(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, list | tuple):
+        return [_json_cell(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _json_cell(v) for k, v in value.items()}
+    return value
+
+
+def _unique_names(columns: list[str]) -> list[str]:
+    """``a, a, b`` -> ``a, a_2, b``: JSON objects need distinct keys."""
+    seen: dict[str, int] = {}
+    names = []
+    for c in columns:
+        seen[c] = seen.get(c, 0) + 1
+        name = c if seen[c] == 1 else f"{c}_{seen[c]}"
+        while name in columns and seen[c] > 1:
+            seen[c] += 1
+            name = f"{c}_{seen[c]}"
+        names.append(name)
+    return names
+
+
 def _text(value: Any, width: int = 40) -> str:
     value = _cell(value)
     if value is None:
@@ -92,8 +119,9 @@ def write_result(
     elif fmt == "json":
         import json
 
-        records = [dict(zip(columns, (_cell(v) for v in row), strict=True)) for row in rows]
-        out.write(json.dumps(records, default=str, indent=1) + "\n")
+        keys = _unique_names(columns)  # SELECT 1 AS a, 2 AS a keeps both
+        records = [dict(zip(keys, (_json_cell(v) for v in row), strict=True)) for row in rows]
+        out.write(json.dumps(records, default=str, indent=1, allow_nan=False) + "\n")
     else:
         if columns:
             out.write(format_table(columns, rows) + "\n")

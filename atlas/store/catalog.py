@@ -385,17 +385,36 @@ def open_run(
     return conn
 
 
+_EXPLAINED = re.compile(r"(?is)^EXPLAIN\s+(?:ANALY[SZ]E\s+)?(?:\([^)]*\)\s*)?(.*)$")
+
+
+def _without_leading_comments(sql: str) -> str:
+    text = sql.lstrip()
+    while text.startswith(("--", "/*")):
+        end = text.find("\n") if text.startswith("--") else text.find("*/")
+        text = "" if end < 0 else text[end + (1 if text.startswith("--") else 2) :].lstrip()
+    return text
+
+
 def check_read_only(sql: str) -> None:
     """Raise :class:`AtlasError` unless ``sql`` is exactly one read-only statement."""
     try:
         statements = duckdb.extract_statements(sql)
     except duckdb.Error as exc:
         raise AtlasError(first_line(exc)) from exc
+    except (TypeError, UnicodeError):  # text with undecodable bytes (surrogate escapes)
+        raise AtlasError("the query holds bytes that are not UTF-8 text; write it in UTF-8") from None
     if not statements:
         raise AtlasError("empty query")
     if len(statements) > 1:
         raise AtlasError(f"one statement at a time please ({len(statements)} given)")
     kind = statements[0].type.name
+    if kind == "EXPLAIN":  # EXPLAIN ANALYZE runs its statement: that one must be read-only too
+        inner = _EXPLAINED.match(_without_leading_comments(statements[0].query))
+        if inner is None or not inner.group(1).strip():
+            raise AtlasError("the SQL console could not tell what this EXPLAIN explains; EXPLAIN a SELECT")
+        check_read_only(inner.group(1))
+        return
     if kind not in READ_ONLY_STATEMENTS:
         shown = {"LOAD": "INSTALL/LOAD"}.get(kind, kind)  # DuckDB files INSTALL under LOAD
         raise AtlasError(
@@ -433,7 +452,12 @@ def run_query(
     worker = threading.Thread(target=work, name="atlas-sql", daemon=True)
     start = time.monotonic()
     worker.start()
-    worker.join(timeout_s)
+    try:
+        worker.join(timeout_s)
+    except KeyboardInterrupt:  # Ctrl-C: stop the query too, so the connection can close
+        cur.interrupt()
+        worker.join(5.0)
+        raise
     try:
         if worker.is_alive():
             cur.interrupt()

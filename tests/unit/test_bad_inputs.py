@@ -370,6 +370,11 @@ CONFIG_CASES = [
     Case("set missing item", ("--set layers.5.units: no list item '5'",), sets=("layers.5.units=0-1",)),
     Case("set into a value", ("'sampler.steps' is a value, not a section",), sets=("sampler.steps.x=3",)),
     Case("set negative seed", ("seed: value -1 is out of range",), sets=("seed=-1",)),
+    Case(
+        "an integer past 64 bits",
+        ("ray.max_restarts: 99999999999999999999999 is too large; at most 9223372036854775807",),
+        sets=("ray.max_restarts=99999999999999999999999",),
+    ),
     Case("empty image path", ("facets.real_images: empty path",), {"facets": {"real_images": ""}}),
     Case(
         "set empty key part", ("--set 'sampler..steps=3': empty key or key part",), sets=("sampler..steps=3",)

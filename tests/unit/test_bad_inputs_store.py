@@ -95,3 +95,13 @@ def test_view_refuses_a_run_json_that_is_not_json(run, capsys):
     (run / "run.json").write_text("{not json")
     assert main(["view", str(run)]) == 2
     assert "run.json is not valid JSON" in capsys.readouterr().err
+
+
+def test_an_argument_with_bytes_that_are_not_utf8_is_one_line(capsys):
+    with pytest.raises(SystemExit) as stop:  # what Python makes of the byte 0xff in argv
+        main(["sql", "pr\udcffistine", "SELECT 1"])
+    assert stop.value.code == 2
+    assert (
+        capsys.readouterr().err
+        == "atlas: error: argument 'pr\\udcffistine' holds bytes that are not UTF-8 text\n"
+    )

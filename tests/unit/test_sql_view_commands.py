@@ -39,11 +39,27 @@ def test_sql_formats(run_dir, capsys):
     sql.run(parse(sql, [str(run_dir), "SELECT unit, png FROM images LIMIT 1", "--format", "json"]))
     rec = json.loads(capsys.readouterr().out)[0]
     assert rec["png"].startswith("<") and rec["png"].endswith("bytes>")
+    # strict JSON: no NaN/Infinity tokens, and a repeated column name keeps both values
+    q = "SELECT 'nan'::DOUBLE AS a, 2 AS a, ['inf'::DOUBLE, 1.5] AS xs"
+    sql.run(parse(sql, [str(run_dir), q, "--format", "json"]))
+    text = capsys.readouterr().out
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in JSON")) == [
+        {"a": None, "a_2": 2, "xs": [None, 1.5]}
+    ]
 
 
 def test_sql_errors_are_one_line(run_dir, tmp_path):
     with pytest.raises(AtlasError, match="read-only"):
         sql.run(parse(sql, [str(run_dir), "COPY units TO '/tmp/x.csv'"]))
+    for writes in (
+        "EXPLAIN ANALYZE INSERT INTO units SELECT * FROM units",
+        "EXPLAIN ANALYZE CREATE MACRO m() AS 1",
+    ):
+        with pytest.raises(AtlasError, match="read-only"):  # EXPLAIN ANALYZE runs what it explains
+            sql.run(parse(sql, [str(run_dir), writes]))
+    assert sql.run(parse(sql, [str(run_dir), "EXPLAIN ANALYZE SELECT count(*) FROM units"])) == 0
+    with pytest.raises(AtlasError, match="not UTF-8 text"):  # what argv gives for undecodable bytes
+        sql.run(parse(sql, [str(run_dir), "SELECT '\udcff'"]))
     with pytest.raises(AtlasError) as exc:
         sql.run(parse(sql, [str(run_dir), "SELECT nope FROM units"]))
     assert "\n" not in str(exc.value)
