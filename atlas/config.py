@@ -1261,13 +1261,17 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The mapping a YAML config file holds (an empty file: {}); one-line errors for a missing, unreadable,
     invalid or non-mapping file and for a key given twice."""
-    p = Path(path)
+    p = Path(path).expanduser()  # '~/x.yaml' quoted, or after '=', reaches us unexpanded
     if p.is_dir():
         raise ConfigError(
             f"config path {str(p)!r} is a directory; pass a YAML file such as configs/demo.yaml"
         )
-    if not p.is_file():
+    if not p.exists():
         raise ConfigError(f"config file {str(p)!r} not found; pass a YAML file such as configs/demo.yaml")
+    if not p.is_file():
+        raise ConfigError(
+            f"config path {str(p)!r} is not a regular file; pass a YAML file such as configs/demo.yaml"
+        )
     try:
         data = yaml.load(p.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
     except DuplicateKeyError as exc:
@@ -1276,6 +1280,8 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ConfigError(
             f"config file {str(p)!r} is unreadable ({type(exc).__name__}); pass a UTF-8 YAML text file"
         ) from None
+    except RecursionError:
+        raise ConfigError(f"config file {str(p)!r} nests too deeply to be a config") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

@@ -70,6 +70,8 @@ def run_objectives(
     from atlas.bench.product import build_engine
     from atlas.toyworld.judging import Judge
 
+    for method in methods or ["dgn_am", "ppgn_h"]:  # every method's config is valid before any work
+        _common_start(cfg, method)
     report: dict[str, Any] = {"pairs": [list(p) for p in PAIRS], "methods": {}}
     output = next((layer for layer in cfg.layers if layer.kind in ("auto", "output")), cfg.layers[0])
     for method in methods or ["dgn_am", "ppgn_h"]:

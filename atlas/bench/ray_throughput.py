@@ -28,7 +28,7 @@ def _config(args: argparse.Namespace, out_dir: str, workers: int, name: str):
     from atlas.config import load_config
 
     path = args.config or str(REPO_CONFIGS / "demo.yaml")
-    preset = [] if args.config else [f"toyworld.preset={args.preset}"]
+    preset = [] if args.config else [f"toyworld.preset={args.preset or 'default'}"]
     if getattr(args, "cache_dir", None):
         preset.append(f"toyworld.cache_dir={args.cache_dir}")
     cpus = max(1, (os.cpu_count() or 2) // workers)

@@ -84,8 +84,9 @@ def run_truth(
 ) -> dict[str, Any]:
     """{"methods": {method: {"layers": {layer: metrics}, "truth_seconds", "plain_seconds"}}, "max_units"}."""
     report: dict[str, Any] = {"max_units": max_units, "methods": {}}
-    for method in methods or DEFAULT_METHODS:
-        m_cfg = replace(cfg, sampler=method_sampler(cfg.sampler, method))
+    # every method's config is valid (e.g. ppgn_h has its DAE) before the first one runs
+    configs = {m: replace(cfg, sampler=method_sampler(cfg.sampler, m)) for m in methods or DEFAULT_METHODS}
+    for method, m_cfg in configs.items():
         report["methods"][method] = _run_method(m_cfg, max_units, log)
         report["methods"][method]["passes_per_image"] = passes_per_image(m_cfg.sampler)
     return report

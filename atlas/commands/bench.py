@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from atlas.bench import write_json
 from atlas.commands.options import positive_int
@@ -28,7 +29,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     q.add_argument(
         "--seeds",
         type=positive_int,
-        default=3,
         help="seeds to average over in the method comparison (default 3); with --config the run's seed",
     )
     q.add_argument("--out", help="directory for image grids (per method and seed; with --config per layer)")
@@ -85,9 +85,8 @@ def _add_model_options(p: argparse.ArgumentParser, config_holds: str, set_help: 
     p.add_argument("--json", help="write the report as JSON to this path")
     p.add_argument(
         "--preset",
-        default="default",
         choices=list(PRESETS),
-        help="toy-world preset when no --config is given",
+        help="toy-world preset when no --config is given (default: default)",
     )
     p.add_argument(
         "--cache-dir",
@@ -169,13 +168,11 @@ def _methods(text: str | None) -> list[str] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from atlas.atomic import check_output_file
     from atlas.errors import AtlasError
 
-    if getattr(args, "json", None):  # before the work, not after it
-        check_output_file(args.json, "--json")
     if args.bench == "throughput" and args.store and not args.ray:
         raise AtlasError("--store: measures the store through Ray workers; add --ray (or drop --store)")
+    _check_paths(args)  # before the work, not after it
     if args.bench == "toyworld":
         from atlas.bench import toyworld_train
 
@@ -197,11 +194,36 @@ def run(args: argparse.Namespace) -> int:
     return _throughput(args)
 
 
+def _check_paths(args: argparse.Namespace) -> None:
+    """Where a benchmark will write (--json, --out, --keep) and what it will read (--store), checked
+    before minutes of work; a `~` the shell left alone (``--json=~/b.json``) is expanded."""
+    from atlas.atomic import check_output_file, check_writable_dir
+    from atlas.errors import AtlasError
+    from atlas.store.location import is_remote, open_location
+
+    if getattr(args, "json", None) is not None:
+        args.json = str(check_output_file(args.json, "--json").expanduser())
+    for option in ("out", "keep"):
+        folder = getattr(args, option, None)
+        if folder is not None:
+            if not folder.strip():
+                raise AtlasError(f"--{option}: empty path; give a directory")
+            folder = str(Path(folder).expanduser())
+            check_writable_dir(folder, f"--{option}")
+            setattr(args, option, folder)
+    store = getattr(args, "store", None)
+    if store and store != "local-s3":
+        if not is_remote(store):
+            raise AtlasError(f"--store: {store!r} is no object store; give s3://bucket/prefix or local-s3")
+        open_location(store, what="--store")
+
+
 def _quality(args: argparse.Namespace) -> int:
     from atlas.bench.quality import QualitySetup, default_methods, format_table, run_quality
     from atlas.config import load_config, replace
     from atlas.errors import AtlasError
 
+    _refuse_unused(args)
     if args.config and not args.compare:
         return _product(args)
     if args.config:
@@ -209,7 +231,7 @@ def _quality(args: argparse.Namespace) -> int:
     else:
         if args.set:
             raise AtlasError("--set needs --config (it overrides a config file's keys)")
-        setup = QualitySetup.from_toyworld(args.preset, args.cache_dir)
+        setup = QualitySetup.from_toyworld(args.preset or "default", args.cache_dir)
     if args.steps:
         setup.sampler = replace(setup.sampler, steps=args.steps)
         setup.common_start = {n: replace(c, steps=args.steps) for n, c in setup.common_start.items()}
@@ -219,11 +241,36 @@ def _quality(args: argparse.Namespace) -> int:
         if n not in known:
             raise AtlasError(f"--methods: unknown method {n!r}; valid: {', '.join(known)}")
     report = run_quality(
-        setup, seeds=args.seeds, out_dir=args.out, methods=names, common_start=not args.no_common_start
+        setup, seeds=args.seeds or 3, out_dir=args.out, methods=names, common_start=not args.no_common_start
     )
     print(format_table(report))
     write_json(args.json, report)
     return 0
+
+
+def _refuse_unused(args: argparse.Namespace) -> None:
+    """`bench quality` has two modes; an option of the other one would be silently ignored."""
+    from atlas.errors import AtlasError
+
+    if args.config and not args.compare:
+        mode, unused = (
+            "with --config (the config's own atlas)",
+            {
+                "--seeds": args.seeds,
+                "--methods": args.methods,
+                "--no-common-start": args.no_common_start or None,
+                "--preset": args.preset,
+            },
+        )
+    else:
+        mode, unused = "in the method comparison", {"--max-units": args.max_units}
+        if not args.config:
+            unused["--compare"] = args.compare or None
+    given = [name for name, value in unused.items() if value is not None]
+    if given:
+        raise AtlasError(f"{given[0]} does not apply {mode}; drop it (see 'atlas bench quality --help')")
+    if args.methods is not None and not _methods(args.methods):
+        raise AtlasError("--methods: empty list; name at least one method, e.g. dgn_am,pixel")
 
 
 def _product(args: argparse.Namespace) -> int:
@@ -281,7 +328,7 @@ def _throughput(args: argparse.Namespace) -> int:
     from atlas.errors import AtlasError
 
     try:  # bad input first: loading (or training) the models can take minutes
-        batches = [int(b) for b in args.batches.split(",") if b.strip()]
+        batches = [int(b) for b in args.batches.split(",")]
     except ValueError:
         raise AtlasError(f"--batches: {args.batches!r} is not a list of integers, e.g. 1,8,64") from None
     if not batches or min(batches) < 1:
@@ -290,7 +337,7 @@ def _throughput(args: argparse.Namespace) -> int:
         setup = ThroughputSetup.from_config(load_config(args.config, _with_cache_dir(args)))
     else:
         compute = _compute_overrides(args.set) if args.set else None
-        setup = ThroughputSetup.from_toyworld(args.preset, args.cache_dir)
+        setup = ThroughputSetup.from_toyworld(args.preset or "default", args.cache_dir)
         if compute is not None:
             setup.compute = compute
     names = _methods(args.methods)

@@ -185,8 +185,9 @@ def _interactive(conn: Any, args: argparse.Namespace, run_query: Any, error_type
 def run(args: argparse.Namespace) -> int:
     from atlas.errors import AtlasError
     from atlas.store.catalog import open_run, run_query
+    from atlas.store.location import open_location
 
-    conn = open_run(args.run_dir)
+    conn = open_run(open_location(args.run_dir, what="RUN"))
     try:
         if args.query is None:
             return _interactive(conn, args, run_query, AtlasError)

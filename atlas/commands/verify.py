@@ -20,9 +20,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from atlas.store.location import open_location
     from atlas.store.verify import verify_run
 
-    report = verify_run(args.run_dir, repair=args.repair)
+    report = verify_run(open_location(args.run_dir, what="RUN"), repair=args.repair)
     for shard, problem in sorted(report.bad.items()):
         print(f"bad shard {shard}: {problem}")
     if report.unmarked:

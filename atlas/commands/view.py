@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from atlas.store.location import open_location
     from atlas.store.manifest import RUN_FILE, list_runs, read_manifest
 
-    run_dir = open_location(args.run_dir)
+    run_dir = open_location(args.run_dir, what="RUN_DIR")
     if not run_dir.is_dir():
         if run_dir.is_file(""):
             raise AtlasError(f"{args.run_dir} is a file, not a run; pass the run's folder (out_dir/name)")

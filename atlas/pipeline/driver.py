@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -396,7 +397,8 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"of {summary['shards']}; diverged chains: {summary['diverged']}; unit errors: {summary['errors']}"
         + (f"; precision: {', '.join(summary['precision'])}" if summary.get("precision") else ""),
         f"  output: {summary['run_dir']}",
-        f"  browse: atlas view {summary['run_dir']}",
-        f'  query:  atlas sql {summary["run_dir"]} "SELECT layer, count(*) FROM units GROUP BY layer"',
+        f"  browse: atlas view {shlex.quote(str(summary['run_dir']))}",  # commands to paste as they are
+        f"  query:  atlas sql {shlex.quote(str(summary['run_dir']))} "
+        '"SELECT layer, count(*) FROM units GROUP BY layer"',
     ]
     return "\n".join(lines)

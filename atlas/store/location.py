@@ -250,9 +250,16 @@ class Location:
 
 
 def open_location(
-    uri: str | os.PathLike[str] | Location, options: Mapping[str, Any] | None = None
+    uri: str | os.PathLike[str] | Location, options: Mapping[str, Any] | None = None, what: str = "out_dir"
 ) -> Location:
-    """A :class:`Location` for ``uri`` (a Location passes through)."""
+    """A :class:`Location` for ``uri`` (a Location passes through); a bad URI's one-line error names
+    ``what`` (the option or argument it came from)."""
     if isinstance(uri, Location):
         return uri
-    return Location(uri, options)
+    try:
+        return Location(uri, options)
+    except AtlasError as exc:
+        text = str(exc)
+        if what != "out_dir" and text.startswith("out_dir: "):
+            raise AtlasError(f"{what}: {text.removeprefix('out_dir: ')}") from None
+        raise

@@ -198,6 +198,7 @@ CONFIG_CASES = [
     Case("binary config", ("is unreadable", "UTF-8"), setup=binary_config, path="{tmp}/bin.yaml"),
     Case("invalid yaml", ("is not valid YAML at line",), raw="layers: [\nname: x\n"),
     Case("yaml list", ("must hold a mapping",), raw="- 1\n- 2\n"),
+    Case("yaml nested past the recursion limit", ("nests too deeply",), raw="a: " + "[" * 5000 + "]" * 5000),
     Case("empty file", ("models.target: no target given",), raw=""),
     Case(
         "unknown key",

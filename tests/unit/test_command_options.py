@@ -90,7 +90,7 @@ def test_an_output_path_that_cannot_take_a_file_is_refused_before_the_work(comma
         (["quality", "--seeds", "-1"], ["--seeds", "-1 is below 1"]),
         (["quality", "--steps", "0"], ["--steps", "0 is below 1"]),
         (["truth", "--max-units", "0"], ["--max-units", "0 is below 1"]),
-        (["viewer", "--images", "0"], ["--images", "0 is below 1"]),
+        (["viewer", "--images", "0"], ["--images", "0 is not an integer of images from 1 to"]),
         (
             ["throughput", "--store", "ftp://x"],
             ["--store: measures the store through Ray workers; add --ray"],
@@ -270,3 +270,47 @@ def test_a_bench_actions_mistake_points_at_its_own_help(capsys):
     assert_user_error(proc, "(see 'atlas bench quality --help')")
     proc = cli(capsys, "bench", "objectives", "--bogus")
     assert_user_error(proc, "unrecognized arguments: --bogus")
+
+
+def test_bench_options_that_would_be_ignored_or_fail_late_are_refused_first(config, tmp_path, capsys):
+    """No benchmark work starts (these would run for minutes) before its options are all usable."""
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    no_g = config  # pixel methods only: a method that needs G must fail before the pixel one runs
+    for args, says in (
+        (["quality", "--config", config, "--seeds", "5"], "--seeds does not apply with --config"),
+        (["quality", "--config", config, "--preset", "micro"], "--preset does not apply with --config"),
+        (["quality", "--max-units", "3"], "--max-units does not apply in the method comparison"),
+        (["quality", "--compare"], "--compare does not apply in the method comparison"),
+        (["quality", "--methods", ""], "--methods: empty list"),
+        (["quality", "--out", str(afile)], f"--out: {afile} is a file, not a directory"),
+        (["quality", "--json", ""], "--json: empty path"),
+        (["viewer", "--keep", str(afile)], f"--keep: {afile} is a file, not a directory"),
+        (["throughput", "--batches", "1,,2"], "--batches: '1,,2' is not a list of integers"),
+        (["throughput", "--ray", "--store", "ftp://x/y"], "--store: 'ftp://x/y' is no object store"),
+        (["throughput", "--ray", "--store", "s3://"], "--store: 's3://' names no bucket"),
+        (["objectives", "--config", str(no_g), "--methods", "pixel,dgn_am"], "'dgn_am' needs a generator"),
+        (["truth", "--config", str(no_g), "--methods", "pixel,ppgn_h"], "'ppgn_h' needs a generator"),
+    ):
+        assert_user_error(cli(capsys, "bench", *args), says)
+
+
+def test_a_tilde_the_shell_left_alone_is_expanded_for_a_bench_report(tmp_path, monkeypatch):
+    import argparse
+
+    from atlas.commands.bench import _check_paths
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    args = argparse.Namespace(json="~/b.json", out="~/grids", keep=None, store=None)
+    _check_paths(args)
+    assert (args.json, args.out) == (str(tmp_path / "b.json"), str(tmp_path / "grids"))
+
+
+def test_run_hints_quote_paths_with_spaces():
+    from atlas.pipeline.driver import format_summary
+
+    summary = {"units": 1, "chains": 2, "images": 4, "rows": {"units": 1}, "wall_seconds": 1.0,
+               "units_per_minute": 60.0, "shards_run": 1, "shards_skipped": 0, "shards": 1, "diverged": 0,
+               "errors": 0, "run_dir": "/tmp/a b/run"}  # fmt: skip
+    text = format_summary(summary)
+    assert "atlas sql '/tmp/a b/run' \"SELECT" in text and "atlas view '/tmp/a b/run'" in text
