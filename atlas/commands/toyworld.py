@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from atlas.toyworld.show import recon_grid, sample_grid, save_png
 
     preset, cache_dir = resolve(args.preset, args.cache_dir, args.config)
-    out = Path(args.out)
+    out = Path(args.out).expanduser()
     if out.exists() and not out.is_dir():
         raise AtlasError(f"--out: {out} is a file; give a directory for samples.png and reconstructions.png")
     world = ToyWorld(preset, cache_dir)

@@ -65,7 +65,7 @@ class CodeStats:
 
         from atlas.models.weights import is_uri, read_uri
 
-        p = Path(path)
+        p = Path(path).expanduser()
         if is_uri(path):
             source: Path | io.BytesIO = io.BytesIO(read_uri(str(path), "code statistics file"))
         elif not p.is_file():

@@ -67,7 +67,7 @@ def _weights_source(path: str | Path) -> Path | io.BytesIO:
     """The file to read: a local path that exists, or the bytes behind a URI."""
     if is_uri(path):
         return io.BytesIO(read_uri(str(path)))
-    p = Path(path)
+    p = Path(path).expanduser()
     give = "give the path of a state-dict file (.pt/.pth)"
     if not p.exists():
         raise ModelError(f"weights file {str(p)!r} not found; {give}")
@@ -147,7 +147,7 @@ def file_fingerprint(path: str | Path) -> str:
     if is_uri(path):
         h.update(read_uri(str(path)))
         return h.hexdigest()[:16]
-    with open(path, "rb") as f:
+    with open(Path(path).expanduser(), "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()[:16]

@@ -39,7 +39,7 @@ class FolderImages:
 
 def image_files(path: str | Path) -> list[Path]:
     """The image files under ``path`` (recursive, sorted); one-line errors for a missing/empty folder."""
-    root = Path(path)
+    root = Path(path).expanduser()
     if not root.exists():
         raise AtlasError(f"image folder {str(root)!r} not found; give a directory of .png/.jpg images")
     if not root.is_dir():

@@ -92,7 +92,7 @@ def test_real_network_without_weights_refused():
         load_model("torchvision:alexnet")
 
 
-def test_state_dict_roundtrip_and_errors(tmp_path):
+def test_state_dict_roundtrip_and_errors(tmp_path, monkeypatch):
     path = tmp_path / "tiny.pt"
     torch.save(tiny_cnn().state_dict(), path)
     spec = "python:tests.unit.test_models:tiny_cnn"
@@ -121,6 +121,11 @@ def test_state_dict_roundtrip_and_errors(tmp_path):
         ModelError, match=r"tensor '4.weight' has shape \(5, 17\), the model expects \(5, 16\)"
     ):
         load_model(ModelConfig(spec=spec, weights=str(shape), preprocess=pre))
+
+    # a '~' the shell did not expand (quoted, or in a YAML file) names the home folder
+    monkeypatch.setenv("HOME", str(tmp_path))
+    home = load_model(ModelConfig(spec=spec, weights=f"~/{path.name}", preprocess=pre))
+    assert home.fingerprint == m.fingerprint
 
     # NaN weights (a diverged training) are refused, naming the tensor
     state = torch.load(path, weights_only=True)
