@@ -15,22 +15,26 @@ from atlas.errors import AtlasError
 
 
 def check_output_file(
-    path: str | os.PathLike[str], what: str, inputs: dict[str, str | os.PathLike[str]] | None = None
+    path: str | os.PathLike[str],
+    what: str,
+    inputs: dict[str, str | os.PathLike[str]] | None = None,
+    reads: tuple[str, ...] = (),
 ) -> Path:
-    """``path`` as a Path once it can take a file: not a directory, and its nearest existing ancestor a
-    writable directory (missing folders are created at the write), nor one of the command's ``inputs``
-    (option -> file or folder) or a file an input folder holds; else a one-line error naming ``what``."""
+    """``path`` (``~`` expanded) as a Path once it can take a file: not a directory, and its nearest existing
+    ancestor a writable directory (missing folders are created at the write), nor one of the command's
+    ``inputs`` (option -> file or folder), nor, inside an input folder, a file the command reads there
+    (suffixes ``reads``); else a one-line error naming ``what``."""
     text = str(path)
     if not text.strip():
         raise AtlasError(f"{what}: empty path; give a file path such as out/stats.pt")
-    p = Path(text)
+    p = Path(text).expanduser()
     if p.is_dir() or text.endswith(("/", os.sep)):
         raise AtlasError(f"{what}: {text} is a directory, not a file; give a file path like {p / 'out.pt'}")
     check_writable_dir(p.parent, what)
-    here = Path(os.path.abspath(p.expanduser()))
+    here = Path(os.path.abspath(p))
     for option, given in (inputs or {}).items():
         source = Path(os.path.abspath(Path(given).expanduser()))
-        if here == source or (source in here.parents and here.exists()):
+        if here == source or (source in here.parents and here.suffix.lower() in reads):
             raise AtlasError(
                 f"{what}: {text} would overwrite the command's own input ({option} {given}); "
                 "write it somewhere else"
@@ -41,7 +45,7 @@ def check_output_file(
 def check_writable_dir(path: str | os.PathLike[str], what: str) -> None:
     """The folder ``path``, or else its nearest existing ancestor (where it would be created), is a writable
     directory; else a one-line error naming ``what``."""
-    p = Path(path)
+    p = Path(path).expanduser()
     for parent in (p, *p.parents):
         if parent.exists():
             if not parent.is_dir():

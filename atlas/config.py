@@ -196,7 +196,9 @@ class Section(BaseModel):
         for name in type(self).model_fields:
             value = getattr(self, name)
             if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
-                raise ValueError(f"{name}: {value} is too large; at most {2**63 - 1}")
+                raise ValueError(
+                    f"{name}: {value} does not fit in 64 bits; give one from {-(2**63)} to {2**63 - 1}"
+                )
         return self
 
     def to_dict(self) -> dict[str, Any]:

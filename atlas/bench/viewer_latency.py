@@ -34,7 +34,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--images",
         type=int_in(1, MAX_IMAGES, "images"),
-        default=100_000,
         help="images in the synthetic run (default 100k)",
     )
     parser.add_argument("--units", type=positive_int, default=25, help="units timed per layer")

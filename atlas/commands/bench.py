@@ -67,7 +67,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "on 127.0.0.1 from moto) and report its units/min against a local directory",
     )
     t.add_argument(
-        "--repeat", type=positive_int, default=1, help="with --ray: measurements per setting (median)"
+        "--repeat", type=positive_int, help="with --ray: measurements per setting (median; default 1)"
     )
     t.add_argument("--batches", default="1,4,16,64,128,256", help="comma-separated batch sizes")
     t.add_argument("--methods", help="comma-separated subset: dgn_am,ppgn_h/dae,ppgn_h/joint,pixel")
@@ -164,15 +164,21 @@ def _with_cache_dir(args: argparse.Namespace) -> list[str]:
 
 
 def _methods(text: str | None) -> list[str] | None:
-    return [m.strip() for m in text.split(",") if m.strip()] if text else None
+    """``--methods a,b`` -> [a, b]; None when not given (every method); an empty list is a mistake."""
+    if text is None:
+        return None
+    methods = [m.strip() for m in text.split(",") if m.strip()]
+    if not methods:
+        from atlas.errors import AtlasError
+
+        raise AtlasError("--methods: empty list; name at least one method, e.g. dgn_am,pixel")
+    return methods
 
 
 def run(args: argparse.Namespace) -> int:
-    from atlas.errors import AtlasError
 
-    if args.bench == "throughput" and args.store and not args.ray:
-        raise AtlasError("--store: measures the store through Ray workers; add --ray (or drop --store)")
-    _check_paths(args)  # before the work, not after it
+    _refuse_unused(args)  # before the work, not after it
+    _check_paths(args)
     if args.bench == "toyworld":
         from atlas.bench import toyworld_train
 
@@ -202,7 +208,7 @@ def _check_paths(args: argparse.Namespace) -> None:
     from atlas.store.location import is_remote, open_location
 
     if getattr(args, "json", None) is not None:
-        args.json = str(check_output_file(args.json, "--json").expanduser())
+        args.json = str(check_output_file(args.json, "--json"))
     for option in ("out", "keep"):
         folder = getattr(args, option, None)
         if folder is not None:
@@ -223,9 +229,9 @@ def _quality(args: argparse.Namespace) -> int:
     from atlas.config import load_config, replace
     from atlas.errors import AtlasError
 
-    _refuse_unused(args)
     if args.config and not args.compare:
         return _product(args)
+    names = _methods(args.methods)  # before the models load
     if args.config:
         setup = QualitySetup.from_config(load_config(args.config, _with_cache_dir(args)))
     else:
@@ -235,7 +241,6 @@ def _quality(args: argparse.Namespace) -> int:
     if args.steps:
         setup.sampler = replace(setup.sampler, steps=args.steps)
         setup.common_start = {n: replace(c, steps=args.steps) for n, c in setup.common_start.items()}
-    names = _methods(args.methods)
     known = default_methods(setup.sampler)
     for n in names or []:
         if n not in known:
@@ -249,28 +254,39 @@ def _quality(args: argparse.Namespace) -> int:
 
 
 def _refuse_unused(args: argparse.Namespace) -> None:
-    """`bench quality` has two modes; an option of the other one would be silently ignored."""
+    """An option the chosen benchmark and mode would silently ignore is refused (one line)."""
     from atlas.errors import AtlasError
 
-    if args.config and not args.compare:
-        mode, unused = (
-            "with --config (the config's own atlas)",
-            {
-                "--seeds": args.seeds,
-                "--methods": args.methods,
-                "--no-common-start": args.no_common_start or None,
-                "--preset": args.preset,
-            },
-        )
-    else:
-        mode, unused = "in the method comparison", {"--max-units": args.max_units}
-        if not args.config:
-            unused["--compare"] = args.compare or None
-    given = [name for name, value in unused.items() if value is not None]
-    if given:
-        raise AtlasError(f"{given[0]} does not apply {mode}; drop it (see 'atlas bench quality --help')")
-    if args.methods is not None and not _methods(args.methods):
-        raise AtlasError("--methods: empty list; name at least one method, e.g. dgn_am,pixel")
+    if args.bench == "throughput" and args.store and not args.ray:
+        raise AtlasError("--store: measures the store through Ray workers; add --ray (or drop --store)")
+    for mode, names in _other_modes_options(args):
+        for name in names:
+            if getattr(args, name.lstrip("-").replace("-", "_"), None) not in (None, False):
+                raise AtlasError(
+                    f"{name} does not apply {mode}; drop it (see 'atlas bench {args.bench} --help')"
+                )
+
+
+def _other_modes_options(args: argparse.Namespace) -> list[tuple[str, tuple[str, ...]]]:
+    """(this mode, the options only another mode reads) for the chosen benchmark."""
+    if args.bench == "quality" and args.config and not args.compare:
+        return [
+            (
+                "with --config (the config's own atlas)",
+                ("--seeds", "--methods", "--preset", "--no-common-start"),
+            )
+        ]
+    if args.bench == "quality":
+        other = ("with --config", ("--preset",)) if args.config else ("without --config", ("--compare",))
+        return [("in the method comparison", ("--max-units",)), other]
+    if args.bench == "throughput":
+        return [
+            ("without --ray", () if args.ray else ("--repeat",)),
+            ("with --config", ("--preset",) if args.config else ()),
+        ]
+    if args.bench == "viewer" and args.run:
+        return [("with --run (an existing run is measured)", ("--images", "--keep"))]
+    return []
 
 
 def _product(args: argparse.Namespace) -> int:
@@ -333,6 +349,7 @@ def _throughput(args: argparse.Namespace) -> int:
         raise AtlasError(f"--batches: {args.batches!r} is not a list of integers, e.g. 1,8,64") from None
     if not batches or min(batches) < 1:
         raise AtlasError("--batches: give positive batch sizes, e.g. 1,8,64")
+    names = _methods(args.methods)
     if args.config:
         setup = ThroughputSetup.from_config(load_config(args.config, _with_cache_dir(args)))
     else:
@@ -340,7 +357,6 @@ def _throughput(args: argparse.Namespace) -> int:
         setup = ThroughputSetup.from_toyworld(args.preset or "default", args.cache_dir)
         if compute is not None:
             setup.compute = compute
-    names = _methods(args.methods)
     known = methods_for(setup)
     for n in names or []:
         if n not in known:

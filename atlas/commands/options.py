@@ -21,9 +21,12 @@ def add_overrides(p: argparse.ArgumentParser) -> None:
     )
 
 
+MAX_INT = 2**63 - 1  # what torch, Arrow and Ray take as an integer
+
+
 def int_in(minimum: int, maximum: int, unit: str = "") -> Callable[[str], int]:
     """argparse type: an integer in [minimum, maximum] (argparse's own one-line error otherwise)."""
-    want = f"an integer{' of ' + unit if unit else ''} from {minimum} to {maximum}"
+    want = f"an integer from {minimum} to {maximum}" + (f" ({unit})" if unit else "")
 
     def parse(text: str) -> int:
         try:
@@ -51,7 +54,6 @@ def positive_int(text: str) -> int:
     return value
 
 
-MAX_INT = 2**63 - 1
 seed_number = int_in(0, 2**63 - 1)  # as the config's seed
 port_number = int_in(1, 65535)
 

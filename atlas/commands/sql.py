@@ -177,6 +177,9 @@ def _interactive(conn: Any, args: argparse.Namespace, run_query: Any, error_type
         except error_type as exc:
             print(f"error: {exc}", file=errors)
             continue
+        except KeyboardInterrupt:  # Ctrl-C stops the query (run_query interrupts it), not the session
+            print("error: interrupted", file=errors)
+            continue
         write_result(columns, rows, truncated, args.format, sys.stdout)
         sys.stdout.flush()
     return 0
@@ -187,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
     from atlas.store.catalog import open_run, run_query
     from atlas.store.location import open_location
 
-    conn = open_run(open_location(args.run_dir, what="RUN"))
+    conn = open_run(open_location(args.run_dir, what="RUN_DIR"))
     try:
         if args.query is None:
             return _interactive(conn, args, run_query, AtlasError)

@@ -40,9 +40,11 @@ def run(args: argparse.Namespace) -> int:
     from atlas.errors import AtlasError
     from atlas.models.dae import train_dae
     from atlas.real_codes import real_codes
+    from atlas.sampling.real import IMAGE_SUFFIXES
 
     cfg = load_config(args.config, args.overrides)
-    out = check_output_file(args.out, "--out", {"--config": args.config, "--images": args.images})
+    inputs = {"--config": args.config, "--images": args.images}
+    out = check_output_file(args.out, "--out", inputs, reads=IMAGE_SUFFIXES)
     codes, layer = real_codes(cfg, args.images, args.limit)
     if len(codes) < 10:
         raise AtlasError(

@@ -133,7 +133,11 @@ def apply_state_dict(module: nn.Module, state: Mapping[str, torch.Tensor], sourc
                 f"state dict {source!r}: tensor {key!r} has shape {tuple(tensor.shape)}, "
                 f"the model expects {tuple(own[key].shape)}"
             )
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+    parameters = {name for name, _ in module.named_parameters()}
+    for key, tensor in state.items():  # NaN anywhere; inf in a parameter (a buffer may mask with -inf)
+        if tensor.is_floating_point() and (
+            bool(torch.isnan(tensor).any()) or (key in parameters and bool(torch.isinf(tensor).any()))
+        ):
             raise ModelError(
                 f"state dict {source!r}: tensor {key!r} holds NaN or infinite values (a training that "
                 "diverged?); retrain it or use another file"

@@ -36,6 +36,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import threading
 import time
 from collections.abc import Iterable
@@ -47,7 +48,7 @@ import pyarrow.dataset as pads
 
 from atlas.errors import AtlasError, first_line
 from atlas.store.location import Location, open_location
-from atlas.store.manifest import read_manifest, read_markers
+from atlas.store.manifest import read_manifest, read_markers, unmarked_shards
 from atlas.store.schema import SCHEMAS, TABLES, duckdb_type
 
 # small tables (one row per unit) loaded into memory at open: grid sorting, unit lists and aggregates then
@@ -305,7 +306,7 @@ def _check_complete(
     """Refuse a damaged run rather than answer from part of it: every file a completed shard's marker
     promises is there, and a run that says it is complete has every planned shard's marker."""
     have = {(table, _shard_of(f)) for table, files in listed.items() for f in files}
-    fix = f"`atlas verify {loc.display()} --repair` finds bad shards and has them redone"
+    fix = f"`atlas verify {shlex.quote(loc.display())} --repair`, then the same `atlas run`, redoes them"
     for shard, marker in sorted(markers.items()):
         rows = marker.get("rows")
         for table, n in rows.items() if isinstance(rows, dict) else ():
@@ -313,11 +314,10 @@ def _check_complete(
                 raise AtlasError(
                     f"run {loc.display()} is damaged: shard {shard}'s {table} file is missing; {fix}"
                 )
-    planned = manifest.get("planned_shards")
-    if manifest.get("status") == "complete" and isinstance(planned, int) and len(markers) < planned:
+    if unmarked_shards(manifest, markers):
         raise AtlasError(
-            f"run {loc.display()} says it is complete but only {len(markers)} of its {planned} shards have "
-            f"their marker in _shards/; {fix}"
+            f"run {loc.display()} says it is complete but only {len(markers)} of its "
+            f"{manifest['planned_shards']} shards have their marker in _shards/; {fix}"
         )
 
 
@@ -338,6 +338,7 @@ def open_run(
     loc = open_location(run)
     manifest = read_manifest(loc)
     markers = read_markers(loc)
+    run_table = _run_table(loc, manifest, markers)  # a wrong-typed run.json field: refused before the work
     completed = None if include_partial else set(markers)
     conn = RunConnection(duckdb.connect(":memory:"), loc)
     try:
@@ -361,7 +362,7 @@ def open_run(
                      "source": sources.file(table, f)}
                 )  # fmt: skip
         conn.from_arrow(pa.Table.from_pylist(file_rows, schema=FILES_SCHEMA)).create("files")
-        conn.from_arrow(_run_table(loc, manifest, markers)).create("run")
+        conn.from_arrow(run_table).create("run")
         conn.from_arrow(_shards_table(markers)).create("shards")
         conn.execute(f"SET memory_limit={_sql_str(memory_limit)}")
         conn.execute(f"SET threads={int(threads)}")
@@ -385,7 +386,10 @@ def open_run(
     return conn
 
 
-_EXPLAINED = re.compile(r"(?is)^EXPLAIN\s+(?:ANALY[SZ]E\s+)?(?:\([^)]*\)\s*)?(.*)$")
+_EXPLAIN_OPTION = r"(?:ANALY[SZ]E|FORMAT\s+\w+)"
+_EXPLAIN_PREFIX = re.compile(
+    rf"(?is)EXPLAIN\b|ANALY[SZ]E\b|\(\s*{_EXPLAIN_OPTION}(?:\s*,\s*{_EXPLAIN_OPTION})*\s*\)"
+)
 
 
 def _without_leading_comments(sql: str) -> str:
@@ -393,6 +397,15 @@ def _without_leading_comments(sql: str) -> str:
     while text.startswith(("--", "/*")):
         end = text.find("\n") if text.startswith("--") else text.find("*/")
         text = "" if end < 0 else text[end + (1 if text.startswith("--") else 2) :].lstrip()
+    return text
+
+
+def _explained(sql: str) -> str:
+    """The statement an ``EXPLAIN [ANALYZE] [(options)]`` explains (comments between the words skipped;
+    a parenthesis counts as options only when it holds option words, else it is the query's)."""
+    text = _without_leading_comments(sql)
+    while (head := _EXPLAIN_PREFIX.match(text)) is not None:
+        text = _without_leading_comments(text[head.end() :])
     return text
 
 
@@ -410,10 +423,10 @@ def check_read_only(sql: str) -> None:
         raise AtlasError(f"one statement at a time please ({len(statements)} given)")
     kind = statements[0].type.name
     if kind == "EXPLAIN":  # EXPLAIN ANALYZE runs its statement: that one must be read-only too
-        inner = _EXPLAINED.match(_without_leading_comments(statements[0].query))
-        if inner is None or not inner.group(1).strip():
+        inner = _explained(statements[0].query)
+        if not inner.strip():
             raise AtlasError("the SQL console could not tell what this EXPLAIN explains; EXPLAIN a SELECT")
-        check_read_only(inner.group(1))
+        check_read_only(inner)
         return
     if kind not in READ_ONLY_STATEMENTS:
         shown = {"LOAD": "INSTALL/LOAD"}.get(kind, kind)  # DuckDB files INSTALL under LOAD
@@ -457,6 +470,8 @@ def run_query(
     except KeyboardInterrupt:  # Ctrl-C: stop the query too, so the connection can close
         cur.interrupt()
         worker.join(5.0)
+        if not worker.is_alive():
+            cur.close()
         raise
     try:
         if worker.is_alive():

@@ -61,12 +61,13 @@ def is_remote(uri: str) -> bool:
     return _scheme(str(uri)) in OBJECT_STORE_SCHEMES
 
 
-def _make_filesystem(uri: str, options: Mapping[str, Any]) -> tuple[pafs.FileSystem, str]:
+def _make_filesystem(uri: str, options: Mapping[str, Any], what: str) -> tuple[pafs.FileSystem, str]:
+    """(filesystem, path) for ``uri``; a bad one is one line naming ``what`` (the option it came from)."""
     scheme = _scheme(uri)
     if scheme in ("", "file"):
         if scheme == "file" and urlparse(uri).netloc not in ("", "localhost"):
             raise AtlasError(
-                f"out_dir: {uri!r} names the host {urlparse(uri).netloc!r}; a file URI takes an absolute "
+                f"{what}: {uri!r} names the host {urlparse(uri).netloc!r}; a file URI takes an absolute "
                 "path after three slashes (file:///data/runs) or use a plain path"
             )
         path = urlparse(uri).path if scheme == "file" else uri
@@ -74,18 +75,18 @@ def _make_filesystem(uri: str, options: Mapping[str, Any]) -> tuple[pafs.FileSys
         return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(path))
     if scheme not in SCHEMES:
         raise AtlasError(
-            f"out_dir: unsupported storage scheme {scheme + '://'!r} in {uri!r}; "
+            f"{what}: unsupported storage scheme {scheme + '://'!r} in {uri!r}; "
             "use a local path, file://, s3://bucket/prefix or gs://bucket/prefix"
         )
     parsed = urlparse(uri)
     if not parsed.netloc:
-        raise AtlasError(f"out_dir: {uri!r} names no bucket; expected {scheme}://bucket/prefix")
+        raise AtlasError(f"{what}: {uri!r} names no bucket; expected {scheme}://bucket/prefix")
     path = f"{parsed.netloc}/{parsed.path.strip('/')}".rstrip("/")
     chosen = {k: v for k, v in options.items() if k in OPTION_KEYS and v not in (None, False)}
     try:
         return _object_store(scheme, parsed.netloc, chosen), path
     except (OSError, ValueError, ImportError) as exc:
-        raise AtlasError(f"out_dir: cannot open {uri!r}: {first_line(exc)}") from None
+        raise AtlasError(f"{what}: cannot open {uri!r}: {first_line(exc)}") from None
 
 
 def _object_store(scheme: str, bucket: str, chosen: Mapping[str, Any]) -> pafs.FileSystem:
@@ -104,10 +105,12 @@ def _object_store(scheme: str, bucket: str, chosen: Mapping[str, Any]) -> pafs.F
 class Location:
     """A directory-like place in one filesystem (local disk or an object-store prefix)."""
 
-    def __init__(self, uri: str | os.PathLike[str], options: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self, uri: str | os.PathLike[str], options: Mapping[str, Any] | None = None, what: str = "out_dir"
+    ) -> None:
         text = os.fspath(uri)
         self.options = {k: v for k, v in dict(options or {}).items() if k in OPTION_KEYS}
-        self.fs, self.path = _make_filesystem(text, self.options)
+        self.fs, self.path = _make_filesystem(text, self.options, what)
         self.local = isinstance(self.fs, pafs.LocalFileSystem)
         scheme = _scheme(text)
         self.uri = self.path if self.local else f"{'gs' if scheme == 'gcs' else scheme}://{self.path}"
@@ -256,10 +259,4 @@ def open_location(
     ``what`` (the option or argument it came from)."""
     if isinstance(uri, Location):
         return uri
-    try:
-        return Location(uri, options)
-    except AtlasError as exc:
-        text = str(exc)
-        if what != "out_dir" and text.startswith("out_dir: "):
-            raise AtlasError(f"{what}: {text.removeprefix('out_dir: ')}") from None
-        raise
+    return Location(uri, options, what)

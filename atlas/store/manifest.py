@@ -68,6 +68,15 @@ def read_manifest(run: str | os.PathLike[str] | Location) -> dict[str, Any]:
     return data
 
 
+def unmarked_shards(manifest: dict[str, Any], markers: dict[str, Any]) -> int:
+    """How many planned shards of a run that says it is complete have no marker (0 for a run not yet
+    complete, or a run.json without a usable ``planned_shards``)."""
+    planned = manifest.get("planned_shards")
+    if manifest.get("status") != "complete" or not isinstance(planned, int) or isinstance(planned, bool):
+        return 0
+    return max(0, planned - len(markers))
+
+
 def read_markers(run: str | os.PathLike[str] | Location) -> dict[str, dict[str, Any]]:
     """Completion markers of a run: shard id -> marker content (layer, row counts, time, meta).
 

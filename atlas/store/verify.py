@@ -15,7 +15,16 @@ import pyarrow.parquet as pq
 
 from atlas.errors import first_line
 from atlas.store.location import Location, open_location
-from atlas.store.manifest import MARKER_SUFFIX, RUN_FILE, SHARDS_DIR, read_manifest, read_markers, write_json
+from atlas.store.lock import RunLock
+from atlas.store.manifest import (
+    MARKER_SUFFIX,
+    RUN_FILE,
+    SHARDS_DIR,
+    read_manifest,
+    read_markers,
+    unmarked_shards,
+    write_json,
+)
 from atlas.store.schema import SCHEMA_VERSION
 from atlas.store.writer import shard_rel
 
@@ -53,9 +62,7 @@ def verify_run(run: str | os.PathLike[str] | Location, *, repair: bool = False) 
     manifest = read_manifest(loc)  # a missing run or run.json is one clear error
     report = VerifyReport(loc.display())
     markers = read_markers(loc)
-    planned = manifest.get("planned_shards")
-    if manifest.get("status") == "complete" and isinstance(planned, int) and not isinstance(planned, bool):
-        report.unmarked = max(0, planned - len(markers))
+    report.unmarked = unmarked_shards(manifest, markers)
     for shard, marker in markers.items():
         report.shards += 1
         rows = marker.get("rows")
@@ -69,10 +76,12 @@ def verify_run(run: str | os.PathLike[str] | Location, *, repair: bool = False) 
             if problem:
                 report.bad[shard] = problem
                 break
-    if repair:
-        for shard in report.bad:
-            loc.delete(f"{SHARDS_DIR}/{shard}{MARKER_SUFFIX}")
-            report.repaired.append(shard)
-        if report.bad or report.unmarked:  # no longer complete: the next `atlas run` redoes what is missing
-            write_json(loc, RUN_FILE, {**manifest, "status": "incomplete"})
+    if repair and (report.bad or report.unmarked):
+        with RunLock(loc):  # not while an `atlas run` writes it (refused in one line)
+            for shard in report.bad:
+                loc.delete(f"{SHARDS_DIR}/{shard}{MARKER_SUFFIX}")
+                report.repaired.append(shard)
+            now = read_manifest(loc)  # as it is now, not as it was before the checks
+            if now.get("status") == "complete":  # the next `atlas run` redoes what is missing
+                write_json(loc, RUN_FILE, {**now, "status": "incomplete"})
     return report

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from atlas.cli import main
+from atlas.errors import AtlasError
 
 pytestmark = pytest.mark.unit
 SPEC = "python:tests.unit.byo_factories"
@@ -90,7 +91,7 @@ def test_an_output_path_that_cannot_take_a_file_is_refused_before_the_work(comma
         (["quality", "--seeds", "-1"], ["--seeds", "-1 is below 1"]),
         (["quality", "--steps", "0"], ["--steps", "0 is below 1"]),
         (["truth", "--max-units", "0"], ["--max-units", "0 is below 1"]),
-        (["viewer", "--images", "0"], ["--images", "0 is not an integer of images from 1 to"]),
+        (["viewer", "--images", "0"], ["--images", "0 is not an integer from 1 to 5000000 (images)"]),
         (
             ["throughput", "--store", "ftp://x"],
             ["--store: measures the store through Ray workers; add --ray"],
@@ -202,7 +203,7 @@ def test_an_output_over_the_commands_own_inputs_is_refused(command, config, tmp_
     "command, args, says",
     [
         ("train-dae", ["--noise", "1e300"], "1e300 is not a finite number of code standard deviations > 0"),
-        ("train-dae", ["--hidden", "100000000"], "is not an integer of hidden units from 1 to 65536"),
+        ("train-dae", ["--hidden", "100000000"], "is not an integer from 1 to 65536 (hidden units)"),
         ("train-dae", ["--seed", "99999999999999999999999"], "is not an integer from 0 to"),
         ("train-dae", ["--seed", "-1"], "-1 is not an integer from 0 to"),
         ("code-stats", ["--limit", "99999999999999999999999"], "is too large; give an integer from 1 to"),
@@ -281,7 +282,15 @@ def test_bench_options_that_would_be_ignored_or_fail_late_are_refused_first(conf
         (["quality", "--config", config, "--seeds", "5"], "--seeds does not apply with --config"),
         (["quality", "--config", config, "--preset", "micro"], "--preset does not apply with --config"),
         (["quality", "--max-units", "3"], "--max-units does not apply in the method comparison"),
-        (["quality", "--compare"], "--compare does not apply in the method comparison"),
+        (["quality", "--compare"], "--compare does not apply without --config"),
+        (
+            ["quality", "--config", config, "--compare", "--preset", "micro"],
+            "--preset does not apply with --config",
+        ),
+        (["throughput", "--config", config, "--preset", "micro"], "--preset does not apply with --config"),
+        (["throughput", "--repeat", "3"], "--repeat does not apply without --ray"),
+        (["throughput", "--methods", ""], "--methods: empty list"),
+        (["viewer", "--run", str(tmp_path), "--images", "10"], "--images does not apply with --run"),
         (["quality", "--methods", ""], "--methods: empty list"),
         (["quality", "--out", str(afile)], f"--out: {afile} is a file, not a directory"),
         (["quality", "--json", ""], "--json: empty path"),
@@ -304,6 +313,37 @@ def test_a_tilde_the_shell_left_alone_is_expanded_for_a_bench_report(tmp_path, m
     args = argparse.Namespace(json="~/b.json", out="~/grids", keep=None, store=None)
     _check_paths(args)
     assert (args.json, args.out) == (str(tmp_path / "b.json"), str(tmp_path / "grids"))
+    (tmp_path / "adir").mkdir()  # checked where it will be written, not at a literal ./~
+    with pytest.raises(AtlasError, match="is a directory, not a file"):
+        _check_paths(argparse.Namespace(json="~/adir", out=None, keep=None, store=None))
+
+
+def test_train_dae_that_diverges_writes_nothing(config, tmp_path, monkeypatch, capsys):
+    from torch import nn
+
+    import atlas.models.dae
+    import atlas.real_codes
+
+    out = tmp_path / "dae.pt"
+    out.write_bytes(b"the previous DAE")
+    monkeypatch.setattr(atlas.real_codes, "real_codes", lambda *a, **k: (torch.rand(20, 8), "fc7"))
+    diverged = nn.Linear(2, 2)
+    nn.init.constant_(diverged.weight, float("nan"))
+    report = {"heldout_error": float("nan"), "identity_error": 1.0, "codes": 20, "dim": 8}
+    monkeypatch.setattr(atlas.models.dae, "train_dae", lambda *a, **k: (diverged, report))
+    proc = cli(capsys, "train-dae", "--config", config, "--images", str(tmp_path), "--out", str(out))
+    assert_user_error(proc, "the DAE's training diverged", "left as it was")
+    assert out.read_bytes() == b"the previous DAE"
+
+
+def test_a_new_output_beside_the_images_is_fine_and_any_interface_can_serve():
+    from atlas.atomic import check_output_file
+    from atlas.commands.options import check_listen
+
+    images = Path(__file__).parent  # a folder the command would read images from
+    assert check_output_file(images / "stats-new.pt", "--out", {"--images": images}, reads=(".png",))
+    check_listen("0.0.0.0", 0)  # port 0: any free one
+    check_listen("127.0.0.1", 0)
 
 
 def test_run_hints_quote_paths_with_spaces():

@@ -236,3 +236,22 @@ def test_random_weights_are_deterministic():
     b = load_model("deepsim:fc8", "generator", allow_random_weights=True)
     assert torch.equal(a.module.G.defc7.weight, b.module.G.defc7.weight)
     assert all(not p.requires_grad for p in a.module.parameters())
+
+
+def test_infinite_values_are_refused_in_parameters_only():
+    """A buffer may hold -inf on purpose (an attention mask); a parameter may not, nor anything NaN."""
+    from atlas.models.weights import apply_state_dict
+
+    class Masked(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(2, 2)
+            self.register_buffer("mask", torch.full((2, 2), float("-inf")).triu(1))
+
+    state = Masked().state_dict()
+    apply_state_dict(Masked(), state, "masked.pt")
+    for key, bad in (("lin.weight", float("inf")), ("mask", float("nan"))):
+        broken = {k: v.clone() for k, v in state.items()}
+        broken[key][0, 0] = bad
+        with pytest.raises(ModelError, match=f"tensor '{key}' holds NaN or infinite values"):
+            apply_state_dict(Masked(), broken, "masked.pt")

@@ -111,3 +111,26 @@ def test_view_command_line_and_errors(run_dir, tmp_path):
         view.run(parse(view, [str(tmp_path / "missing")]))
     with pytest.raises(AtlasError, match="no atlas run"):
         view.run(parse(view, [str(tmp_path)]))
+
+
+def test_ctrl_c_in_the_console_stops_the_query_not_the_session(monkeypatch, capsys):
+    import argparse
+    import io
+
+    from atlas.commands.sql import _interactive
+
+    asked = []
+
+    def run_query(conn, sql, **kw):
+        asked.append(sql.strip())
+        if len(asked) == 1:
+            raise KeyboardInterrupt  # what Ctrl-C raises while run_query waits for the query
+        return ["x"], [(1,)], False
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("SELECT slow;\nSELECT 1;\n"))
+    args = argparse.Namespace(max_rows=10, timeout=5.0, format="csv")
+    assert _interactive(None, args, run_query, AtlasError) == 0
+    out = capsys.readouterr().out
+    assert (
+        asked == ["SELECT slow;", "SELECT 1;"] and "error: interrupted" in out and out.endswith("x\r\n1\r\n")
+    )  # csv rows
