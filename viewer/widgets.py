@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import altair as alt
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -112,18 +113,41 @@ def tiles(
                     picture_badges(*badges[start + i])
 
 
-def histogram(df: pd.DataFrame, field: str, title: str, *, maxbins: int = 30, height: int = 220) -> alt.Chart:
-    data = df[["layer", field]].dropna()
-    return (
-        alt.Chart(data, title=title, height=height)
-        .mark_bar(opacity=0.75)
-        .encode(
-            x=alt.X(f"{field}:Q", bin=alt.Bin(maxbins=maxbins), title=None),
-            y=alt.Y("count():Q", title="units", stack=None),
-            color=alt.Color("layer:N", title="layer"),
-            tooltip=["layer:N", alt.Tooltip("count():Q", title="units")],
+def layer_histograms(
+    df: pd.DataFrame, field: str, *, maxbins: int = 24, height: int = 110
+) -> list[alt.Chart]:
+    """One small histogram of ``field`` per layer, each binned over its own range: layers differ in scale
+    by orders of magnitude (a class logit vs a conv channel's mean), so one shared axis would squeeze every
+    layer but the widest into a sliver. Colours match the other per-layer charts (layers in sorted order)."""
+    layers = sorted(df["layer"].dropna().unique().tolist())
+    charts = []
+    for layer in layers:
+        values = df.loc[df["layer"] == layer, field].to_numpy(dtype=float)
+        values = values[np.isfinite(values)]
+        if values.size == 0:
+            continue
+        edges = np.histogram_bin_edges(values, bins="auto")
+        if len(edges) - 1 > maxbins:
+            edges = np.histogram_bin_edges(values, bins=maxbins)
+        counts, edges = np.histogram(values, bins=edges)
+        bins = pd.DataFrame({"start": edges[:-1], "end": edges[1:], "units": counts, "layer": layer})
+        charts.append(
+            alt.Chart(bins, height=height)  # the whole chart's height (Streamlit fits it): axes included
+            .mark_bar()
+            .encode(
+                x=alt.X("start:Q", title=None, scale=alt.Scale(zero=False), axis=alt.Axis(tickCount=4)),
+                x2="end:Q",
+                y=alt.Y("units:Q", title=layer, axis=alt.Axis(tickCount=3, format="d", titleFontSize=11)),
+                y2=alt.datum(0),  # a bar from 0 up over its bin (x to x2), not a dash at its count
+                color=alt.Color("layer:N", scale=alt.Scale(domain=layers), legend=None),
+                tooltip=[
+                    alt.Tooltip("start:Q", title="from", format=".3g"),
+                    alt.Tooltip("end:Q", title="to", format=".3g"),
+                    alt.Tooltip("units:Q", title="units"),
+                ],
+            )
         )
-    )
+    return charts
 
 
 def count_bars(df: pd.DataFrame, field: str, title: str, *, height: int = 220) -> alt.Chart:

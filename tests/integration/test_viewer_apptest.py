@@ -66,7 +66,7 @@ def test_overview(runs, monkeypatch):
     labels = [m.label for m in at.metric]
     assert {"Units", "Chains", "Images", "Diverged chains"} <= set(labels)
     assert at.metric[labels.index("Units")].value == "26"
-    assert n_charts(at) == 3
+    assert n_charts(at) == 2 * 2 + 1  # a histogram per layer (fc8, conv3) of activation and log-prob; facets
     assert [s.value for s in at.subheader][:3] == ["Layers", "Distributions", "Diverged chains"]
     assert page_of(at) == "overview"
 

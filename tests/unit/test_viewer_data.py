@@ -409,3 +409,27 @@ def test_place_bound_labels_get_their_cell_framed_on_the_pictures():
     assert (framed[64:80, 48:50] == 255).all() and (framed[64:80, 50:52] == 0).all()
     assert (framed[80:82, 32:48] == 255).all() and (framed[64:80, 28:30] == 0).all()
     assert outline_cell(buf.getvalue(), None) == buf.getvalue() and outline_cell(None, (0, 1, 0, 1)) is None
+
+
+def test_each_layers_histogram_is_binned_over_its_own_range():
+    """Layers differ in scale by orders of magnitude: one shared axis would leave each but the widest a
+    sliver. Every finite value is counted once, in its own layer's bins."""
+    import numpy as np
+    import pandas as pd
+
+    from viewer import widgets
+
+    rng = np.random.default_rng(0)
+    small, large = rng.normal(0, 0.01, 50), rng.normal(500, 100, 80)
+    dist = pd.DataFrame(
+        {
+            "layer": ["conv"] * 52 + ["fc8"] * 80,
+            "best_activation": [*small, float("nan"), float("inf"), *large],
+        }
+    )
+    charts = widgets.layer_histograms(dist, "best_activation")
+    assert len(charts) == 2
+    for chart, values in zip(charts, (small, large), strict=True):
+        bins = chart.data
+        assert bins["units"].sum() == len(values) and len(bins) <= 24
+        assert bins["start"].min() == values.min() and np.isclose(bins["end"].max(), values.max())

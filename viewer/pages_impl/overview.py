@@ -94,8 +94,13 @@ def _distributions(ctx: Context) -> None:
     st.subheader("Distributions")
     dist = data.distributions(ctx.conn)
     c1, c2, c3 = st.columns(3)
-    c1.altair_chart(widgets.histogram(dist, "best_activation", "best activation"), width="stretch")
-    c2.altair_chart(widgets.histogram(dist, "best_log_prob", "best log-prob"), width="stretch")
+    for col, field, title in (
+        (c1, "best_activation", "best activation"),
+        (c2, "best_log_prob", "best log-prob"),
+    ):
+        col.markdown(f"**{title}** · units per bin, each layer on its own scale")
+        for chart in widgets.layer_histograms(dist, field):
+            col.altair_chart(chart, width="stretch")
     c3.altair_chart(widgets.count_bars(dist, "facet_count", "facets per unit"), width="stretch")
 
 
