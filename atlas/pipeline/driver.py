@@ -163,34 +163,6 @@ def _check_shards_match(store: RunStore, cfg: RunConfig, shards: list[Shard]) ->
         )
 
 
-def _user_modules(cfg: RunConfig, bundle: Any) -> list[Any]:
-    """The modules of the run's own code: those of ``python:`` factories and of every class in the shipped
-    networks that the driver imported from its own files (not an installed package, the standard library
-    or atlas): a worker node need not have those files, or may have another version of them."""
-    import sysconfig
-
-    paths = sysconfig.get_paths()
-    installed = {Path(paths[k]).as_posix() for k in ("stdlib", "platstdlib", "purelib", "platlib")}
-    names = set()
-    for role in ("target", "generator", "dae"):
-        spec = getattr(getattr(cfg.models, role), "spec", "") or ""
-        if spec.startswith("python:"):
-            names.add(spec.removeprefix("python:").rsplit(":", 1)[0])
-    for model in (bundle.models.target, bundle.models.generator, bundle.models.dae):
-        if model is not None:
-            names.update(type(m).__module__ for m in model.module.modules())
-    found = []
-    for name in sorted(names):
-        module = sys.modules.get(name)
-        where = Path(str(getattr(module, "__file__", None) or "")).as_posix()
-        if module is None or name.split(".")[0] in ("atlas", "torch", "torchvision") or not where:
-            continue
-        if "-packages/" in where or any(where.startswith(p + "/") for p in installed):
-            continue
-        found.append(module)
-    return found
-
-
 def _progress_bar(total: int, initial: int, desc: str):
     from tqdm import tqdm
 
@@ -286,7 +258,6 @@ def _dispatch(
     progress: bool,
 ) -> list[dict[str, Any]]:
     import ray
-    import ray.cloudpickle
 
     from atlas.pipeline import cluster
     from atlas.pipeline.dispatch import run_pool
@@ -315,15 +286,7 @@ def _dispatch(
             f"on {layout.describe()}"
         )
         # models, judge, real images: once into the object store, passed by reference (kept alive here)
-        # the run's own modules go by value (only the driver has their files), for this one put
-        own = _user_modules(cfg, bundle)
-        for module in own:
-            ray.cloudpickle.register_pickle_by_value(module)
-        try:
-            shipped = ShippedBundle(ray.put(bundle))
-        finally:
-            for module in own:
-                ray.cloudpickle.unregister_pickle_by_value(module)
+        shipped = ShippedBundle.put(cfg, bundle)
         remote = ray.remote(AtlasWorker).options(
             num_cpus=layout.cpus,
             num_gpus=layout.gpus,

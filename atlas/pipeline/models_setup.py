@@ -7,8 +7,10 @@ object store, so a node with an empty cache, no weight files and no image folder
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from atlas.config import RunConfig
@@ -95,10 +97,56 @@ class ShippedBundle:
 
     ref: Any  # ray.ObjectRef of a WorkerBundle
 
+    @classmethod
+    def put(cls, cfg: RunConfig, bundle: WorkerBundle) -> ShippedBundle:
+        """``bundle`` into the object store, once. The run's own code (:func:`own_code_modules`) goes by
+        value, for this put only: only the driver has its files."""
+        import ray
+        import ray.cloudpickle
+
+        own = own_code_modules(cfg, bundle)
+        for module in own:
+            ray.cloudpickle.register_pickle_by_value(module)
+        try:
+            return cls(ray.put(bundle))
+        finally:
+            for module in own:
+                ray.cloudpickle.unregister_pickle_by_value(module)
+
     def fetch(self) -> WorkerBundle:
         import ray
 
         return ray.get(self.ref)
+
+
+def own_code_modules(cfg: RunConfig, bundle: Any) -> list[Any]:
+    """The modules of the run's own code: those of ``python:`` factories and of every class in the shipped
+    networks that the driver imported from its own files (not an installed package, the standard library
+    or atlas): a worker node need not have those files, or may have another version of them."""
+    import sysconfig
+
+    paths = sysconfig.get_paths()
+    installed = {Path(paths[k]).as_posix() for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    names = set()
+    for role in ("target", "generator", "dae"):
+        spec = getattr(getattr(cfg.models, role), "spec", "") or ""
+        if spec.startswith("python:"):
+            names.add(spec.removeprefix("python:").rsplit(":", 1)[0])
+    for model in (bundle.models.target, bundle.models.generator, bundle.models.dae):
+        if model is not None:
+            names.update(type(m).__module__ for m in model.module.modules())
+    found = []
+    for name in sorted(names):
+        module = sys.modules.get(name)
+        where = Path(str(getattr(module, "__file__", None) or "")).as_posix()
+        if module is None or name == "__main__" or not where:  # cloudpickle sends __main__'s by value
+            continue
+        if name.split(".")[0] in ("atlas", "torch", "torchvision"):
+            continue
+        if "-packages/" in where or any(where.startswith(p + "/") for p in installed):
+            continue
+        found.append(module)
+    return found
 
 
 def load_judge(cfg: RunConfig) -> LoadedModel | None:
