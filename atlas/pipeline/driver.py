@@ -140,16 +140,18 @@ def run_location(cfg: RunConfig) -> Location:
     return open_location(out, storage).child(cfg.name)
 
 
-def _check_shards_match(store: RunStore, cfg: RunConfig, shards: list[Shard]) -> None:
-    """Refuse to resume a run (same config) whose completed shards this plan cuts otherwise: a shard is
-    named by its layer and index, so under another ``ray.units_per_shard`` (or an older atlas's names)
-    skipping or redoing shards by name would lose units or write them twice. Each marker's unit range must
-    be its planned shard's. A different config is refused by the manifest check instead."""
+def _completed_shards(store: RunStore, cfg: RunConfig, shards: list[Shard]) -> set[str]:
+    """Ids of the plan's shards the run already holds. Resuming a run (same config) whose completed shards
+    this plan cuts otherwise is refused: a shard is named by its layer and index, so under another
+    ``ray.units_per_shard`` (or an older atlas's names) skipping or redoing shards by name would lose units
+    or write them twice. Each marker's unit range must be its planned shard's. A different config is
+    refused by the manifest check instead."""
     existing = store.manifest()
     if existing is None or existing.get("config_hash") != config_hash(cfg):
-        return
+        return store.completed_shards() & {s.id for s in shards}
     planned = {s.id: (min(s.units), max(s.units)) for s in shards}
-    for shard_id, marker in sorted(read_markers(store.loc).items()):
+    markers = read_markers(store.loc)  # read once: the check and the ids of what is done
+    for shard_id, marker in sorted(markers.items()):
         units = marker.get("units")
         if shard_id in planned and (units is None or tuple(units) == planned[shard_id]):
             continue
@@ -161,6 +163,7 @@ def _check_shards_match(store: RunStore, cfg: RunConfig, shards: list[Shard]) ->
             f"ray.units_per_shard={cfg.ray.units_per_shard}; resume with {hint}, or use a new run name "
             "(--set name=...)"
         )
+    return set(markers)
 
 
 def _progress_bar(total: int, initial: int, desc: str):
@@ -193,8 +196,7 @@ def run_atlas(
     shards = plan_shards({lp.name: lp.units for lp in layers}, cfg.ray.units_per_shard)
     loc = run_location(cfg)
     store = RunStore(loc)
-    _check_shards_match(store, cfg, shards)
-    done = store.completed_shards() & {s.id for s in shards}
+    done = _completed_shards(store, cfg, shards)
     todo = [s for s in shards if s.id not in done]
     total_units = sum(len(s.units) for s in shards)
     manifest = {

@@ -293,7 +293,7 @@ def test_a_worker_that_cannot_see_the_run_refuses_to_start(tmp_path, micro_cache
                 [Shard("fc8-00000", "fc8", (0,))],
                 max_restarts=0,
                 max_shard_retries=1,
-                start_timeout_s=600,
+                start_timeout_s=cfg.ray.start_timeout_s,  # the run's own: the test waits for the refusal
                 log=lambda _m: None,
             )
         message = str(caught.value)

@@ -128,7 +128,7 @@ def test_ctrl_c_in_the_console_stops_the_query_not_the_session(monkeypatch, caps
         return ["x"], [(1,)], False
 
     monkeypatch.setattr("sys.stdin", io.StringIO("SELECT slow;\nSELECT 1;\n"))
-    args = argparse.Namespace(max_rows=10, timeout=5.0, format="csv")
+    args = argparse.Namespace(max_rows=10, timeout=None, format="csv")
     assert _interactive(None, args, run_query, AtlasError) == 0
     out = capsys.readouterr().out
     assert (
