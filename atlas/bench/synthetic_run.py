@@ -41,7 +41,7 @@ import pyarrow.parquet as pq
 
 from atlas.store.png import encode_png
 from atlas.store.schema import TABLES
-from atlas.store.writer import RunStore, parquet_bytes, shard_rel
+from atlas.store.writer import RunStore, parquet_bytes
 
 SHAPES = ("disk", "ring", "square", "triangle", "cross", "bar")
 ACTIVATIONS_FULL_MAX = 512  # wider layers store only top-k (unit, value) pairs
@@ -514,9 +514,10 @@ def _drop_truth_columns(
 ) -> None:
     """Rewrite a shard's units and images files without ``columns_of`` (table -> columns; an old run's
     shape)."""
+    files = store.shard_files(shard_id)
     for table, columns in columns_of.items():
-        rel = shard_rel(table, layer, shard_id)
-        if not store.loc.is_file(rel):
+        rel = files.get(table)
+        if rel is None:
             continue
         data = pq.read_table(io.BytesIO(store.loc.read_bytes(rel)))
         store.loc.write_bytes(

@@ -7,14 +7,14 @@ Usage::
                                    # + run shards files
     columns, rows, truncated = run_query(conn, "SELECT layer, count(*) FROM units GROUP BY layer")
 
-Each data table reads the Parquet files of *completed* shards (those with a ``_shards/<id>.done`` marker),
-with ``hive_partitioning`` (the ``layer`` column comes from ``layer=<name>`` directories) and
-``union_by_name`` (files written before a nullable column was added still read). ``chains``, ``images``,
-``steps`` and ``activations`` are views; ``units`` (one row per unit) is loaded into memory at open, so unit
-lists, grid sorting and aggregates do not depend on how many shard files a layer has. The ``files`` table
-lists each Parquet file with its shard's unit range, so point lookups read just the files that hold a unit
-(:func:`unit_sources`). Reopen the connection to see shards written since (the viewer does so whenever a
-new shard completes).
+Each data table reads the Parquet files of *completed* shards (those with a ``_shards/<id>.done`` marker), the
+ones the marker names (one writing attempt's; ``atlas.store.writer``), with ``hive_partitioning`` (the
+``layer`` column comes from ``layer=<name>`` directories) and ``union_by_name`` (files written before a
+nullable column was added still read). ``chains``, ``images``, ``steps`` and ``activations`` are views;
+``units`` (one row per unit) is loaded into memory at open, so unit lists, grid sorting and aggregates do not
+depend on how many shard files a layer has. The ``files`` table lists each Parquet file with its shard's unit
+range, so point lookups read just the files that hold a unit (:func:`unit_sources`). Reopen the connection to
+see shards written since (the viewer does so whenever a new shard completes).
 
 Local runs are read by DuckDB's own Parquet reader. Runs on an object store are read through the same
 ``pyarrow.fs`` filesystem the writers used: each file is registered as a ``pyarrow.dataset`` (built from
@@ -48,7 +48,14 @@ import pyarrow.dataset as pads
 
 from atlas.errors import AtlasError, first_line
 from atlas.store.location import Location, open_location
-from atlas.store.manifest import read_manifest, read_markers, unmarked_shards
+from atlas.store.manifest import (
+    ATTEMPT_SEP,
+    marker_files,
+    read_manifest,
+    read_markers,
+    shard_of_file,
+    unmarked_shards,
+)
 from atlas.store.schema import SCHEMAS, TABLES, duckdb_type
 
 # small tables (one row per unit) loaded into memory at open: grid sorting, unit lists and aggregates then
@@ -76,9 +83,8 @@ def _sql_str(value: str) -> str:
 
 
 def _shard_of(path: str) -> str:
-    # .../shard-<id>.parquet -> <id>
-    name = path.rsplit("/", 1)[-1]
-    return name[len("shard-") : -len(".parquet")]
+    # .../shard-<id>[~<attempt>].parquet -> <id>
+    return shard_of_file(path.rsplit("/", 1)[-1])
 
 
 def _layer_of(path: str) -> str:
@@ -86,17 +92,26 @@ def _layer_of(path: str) -> str:
     return path.rsplit("/", 2)[-2].partition("=")[2]
 
 
-def table_files(loc: Location, table: str, completed: set[str] | None) -> list[str]:
-    """Paths (inside ``loc.fs``) of ``table``'s Parquet files, all layers, only of completed shards unless
-    ``completed`` is None."""
-    files = [
-        e.path
-        for e in loc.list_files(table, suffix=".parquet", recursive=True)
-        if e.name.startswith("shard-") and "/layer=" in e.path
-    ]
-    if completed is not None:
-        files = [f for f in files if _shard_of(f) in completed]
-    return files
+def table_files(
+    loc: Location, table: str, markers: dict[str, dict[str, Any]], *, partial: bool = False
+) -> list[str]:
+    """Paths (inside ``loc.fs``) of ``table``'s Parquet files, all layers: the file each completed shard's
+    marker names (one attempt's), the untagged file of a shard whose marker predates attempt tags, and with
+    ``partial`` also every file of shards without a marker."""
+    named = {rel for shard, m in markers.items() for t, rel in marker_files(shard, m).items() if t == table}
+    untagged = {shard for shard, m in markers.items() if not isinstance(m.get("files"), dict)}
+    keep = []
+    for e in loc.list_files(table, suffix=".parquet", recursive=True):
+        if not e.name.startswith("shard-") or "/layer=" not in e.path:
+            continue
+        shard = shard_of_file(e.name)
+        if (
+            "/".join(e.path.rsplit("/", 3)[-3:]) in named  # <table>/layer=<name>/<file>
+            or (shard in untagged and ATTEMPT_SEP not in e.name)
+            or (partial and shard not in markers)
+        ):
+            keep.append(e.path)
+    return keep
 
 
 def _file_schema(table: str) -> pa.Schema:
@@ -339,13 +354,12 @@ def open_run(
     manifest = read_manifest(loc)
     markers = read_markers(loc)
     run_table = _run_table(loc, manifest, markers)  # a wrong-typed run.json field: refused before the work
-    completed = None if include_partial else set(markers)
     conn = RunConnection(duckdb.connect(":memory:"), loc)
     try:
         sources = _Sources(conn, loc)
         allowed: list[str] = []
         file_rows: list[dict[str, Any]] = []
-        listed = {table: table_files(loc, table, completed) for table in TABLES}
+        listed = {table: table_files(loc, table, markers, partial=include_partial) for table in TABLES}
         if not include_partial:
             _check_complete(loc, manifest, markers, listed)
         for table in TABLES:

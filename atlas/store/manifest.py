@@ -20,6 +20,7 @@ RUN_FILE = "run.json"
 SUMMARY_FILE = "summary.json"
 SHARDS_DIR = "_shards"
 MARKER_SUFFIX = ".done"
+ATTEMPT_SEP = "~"  # shard-<id>~<attempt>.parquet: no shard id holds a '~' (check_name)
 
 # shard ids and layer names become file/directory names: keep them boring
 _SAFE_NAME = FILE_NAME
@@ -66,6 +67,32 @@ def read_manifest(run: str | os.PathLike[str] | Location) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise AtlasError(f"{loc.display(RUN_FILE)} does not hold a JSON object")
     return data
+
+
+def shard_rel(table: str, layer: str, shard_id: str, attempt: str | None = None) -> str:
+    """Path of one table's file for one shard, relative to the run. ``attempt`` tags the writing attempt,
+    so two attempts at one shard (a restarted actor while the old one still writes) never share a file;
+    None gives the one name a shard's file had in runs written before attempts were tagged."""
+    tag = f"{ATTEMPT_SEP}{attempt}" if attempt else ""
+    return f"{table}/layer={layer}/shard-{shard_id}{tag}.parquet"
+
+
+def marker_files(shard_id: str, marker: dict[str, Any]) -> dict[str, str]:
+    """table -> path (relative to the run) of each file a completed shard's marker vouches for: those it
+    names (``files``: the tables of the attempt that wrote the marker, all from that one attempt), or in
+    a marker of an older run the untagged name of each table it counted rows of; {} if unreadable."""
+    files = marker.get("files")
+    if isinstance(files, dict):
+        return {t: rel for t, rel in files.items() if isinstance(t, str) and isinstance(rel, str)}
+    rows, layer = marker.get("rows"), marker.get("layer")
+    if not isinstance(rows, dict) or not isinstance(layer, str):
+        return {}
+    return {t: shard_rel(t, layer, shard_id) for t, n in rows.items() if isinstance(n, int) and n > 0}
+
+
+def shard_of_file(name: str) -> str:
+    """A shard file's base name -> its shard id: ``shard-<id>[~<attempt>].parquet`` -> ``<id>``."""
+    return name.removeprefix("shard-").removesuffix(".parquet").partition(ATTEMPT_SEP)[0]
 
 
 def unmarked_shards(manifest: dict[str, Any], markers: dict[str, Any]) -> int:

@@ -20,13 +20,13 @@ from atlas.store.manifest import (
     MARKER_SUFFIX,
     RUN_FILE,
     SHARDS_DIR,
+    marker_files,
     read_manifest,
     read_markers,
     unmarked_shards,
     write_json,
 )
 from atlas.store.schema import SCHEMA_VERSION
-from atlas.store.writer import shard_rel
 
 
 @dataclass
@@ -70,9 +70,11 @@ def verify_run(run: str | os.PathLike[str] | Location, *, repair: bool = False) 
         if not isinstance(rows, dict) or not isinstance(layer, str):
             report.bad[shard] = "its marker is unreadable"
             continue
+        files = marker_files(shard, marker)
         for table, n in rows.items():
             report.files += 1
-            problem = _check_file(loc, shard_rel(table, layer, shard), int(n))
+            rel = files.get(table)
+            problem = _check_file(loc, rel, int(n)) if rel else f"its marker names no {table} file"
             if problem:
                 report.bad[shard] = problem
                 break

@@ -12,17 +12,22 @@ Usage (driver, then each worker)::
 Layout::
 
     <run_dir>/run.json
-    <run_dir>/<table>/layer=<layer>/shard-<id>.parquet   (whole or not at all, see atlas.store.location)
-    <run_dir>/_shards/<id>.done                          (written last: a shard is complete iff it exists)
+    <run_dir>/<table>/layer=<layer>/shard-<id>~<attempt>.parquet  (whole or not at all: atlas.store.location)
+    <run_dir>/_shards/<id>.done   (written last: a shard is complete iff it exists; it names its files)
 
-File names are a function of the shard id only, so a retried shard overwrites its own objects instead of
-adding duplicates, and a shard killed half-way leaves no marker and is simply run again. Each Parquet
+Each attempt at a shard writes its tables under its own random tag and then the marker, which names
+those files: readers take a shard's tables only from the marker, so they always come from one attempt,
+even when two attempts at one shard overlap (an actor Ray restarts while the old one still writes), and a
+shard killed half-way leaves no marker and is simply run again. Files no marker names (a dead or
+outvoted attempt's) are removed when the run finishes (:meth:`RunStore.finalize`). Runs written before
+attempts were tagged (``shard-<id>.parquet``, markers without ``files``) read as before. Each Parquet
 file is serialized in memory and written with one call, which on S3/GCS is one upload that appears whole.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -40,7 +45,11 @@ from atlas.store.manifest import (
     SHARDS_DIR,
     SUMMARY_FILE,
     check_name,
+    marker_files,
     read_json,
+    read_markers,
+    shard_of_file,
+    shard_rel,
     write_json,
 )
 from atlas.store.schema import SCHEMA_VERSION, TABLES, UNCOMPRESSED_COLUMNS, to_table
@@ -72,11 +81,6 @@ def resume_problem(existing: Mapping[str, Any], new: Mapping[str, Any]) -> str |
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def shard_rel(table: str, layer: str, shard_id: str) -> str:
-    """Path of one table's file for one shard, relative to the run."""
-    return f"{table}/layer={layer}/shard-{shard_id}.parquet"
 
 
 def parquet_bytes(table: pa.Table, *, extra_metadata: Mapping[str, str] | None = None) -> bytes:
@@ -150,7 +154,9 @@ class RunStore:
         write_json(self.loc, RUN_FILE, data)
 
     def finalize(self, summary: Mapping[str, Any]) -> None:
-        """Write ``summary.json`` and mark the run complete in ``run.json``."""
+        """Remove the files no marker names, write ``summary.json`` and mark the run complete in
+        ``run.json`` (the driver, once every shard is done: no attempt is still writing)."""
+        self.remove_stray_files()
         summary = {"finished": _now(), **summary}
         write_json(self.loc, SUMMARY_FILE, summary)
         manifest = self.manifest() or {}
@@ -166,6 +172,25 @@ class RunStore:
         """Ids of shards whose completion marker exists."""
         return {e.name[: -len(MARKER_SUFFIX)] for e in self.loc.list_files(SHARDS_DIR, suffix=MARKER_SUFFIX)}
 
+    def shard_files(self, shard_id: str) -> dict[str, str]:
+        """table -> path (relative to the run) of a completed shard's files, as its marker names them."""
+        return marker_files(shard_id, read_json(self.loc, self.marker_rel(shard_id)))
+
+    def remove_stray_files(self) -> list[str]:
+        """Delete the table files of completed shards that their marker does not name (attempts that died
+        or lost the race to write the marker); files of shards without a marker are left alone. Returns
+        the paths removed (relative to the run). Shards whose marker predates attempt tags are left alone."""
+        markers = {s: m for s, m in read_markers(self.loc).items() if isinstance(m.get("files"), dict)}
+        named = {rel for shard, m in markers.items() for rel in marker_files(shard, m).values()}
+        stray = []
+        for table in TABLES:
+            for entry in self.loc.list_files(table, suffix=".parquet", recursive=True):
+                rel = "/".join(entry.path.rsplit("/", 3)[-3:])  # <table>/layer=<name>/<file>
+                if shard_of_file(entry.name) in markers and rel not in named:
+                    self.loc.delete(rel)
+                    stray.append(rel)
+        return stray
+
     def remove_marker(self, shard_id: str) -> None:
         """Forget that a shard completed (``atlas verify --repair``): the next run redoes it."""
         self.loc.delete(self.marker_rel(shard_id))
@@ -178,11 +203,11 @@ class RunStore:
         *,
         meta: Mapping[str, Any] | None = None,
     ) -> dict[str, int]:
-        """Write one shard's rows (table -> list of row dicts) and then its completion marker.
+        """Write one shard's rows (table -> list of row dicts) under a fresh attempt tag, then its
+        completion marker naming those files (module docstring).
 
-        Tables absent from ``rows`` or with no rows get no file (a stale file from an earlier
-        attempt is removed). ``meta`` (e.g. ``{"seconds": 12.3, "worker": "..."}``) is kept in the
-        marker. Returns the row count per table.
+        Tables absent from ``rows`` or with no rows get no file. ``meta`` (e.g. ``{"seconds": 12.3,
+        "worker": "..."}``) is kept in the marker. Returns the row count per table.
         """
         check_name("shard id", shard_id)
         check_name("layer", layer)
@@ -193,19 +218,22 @@ class RunStore:
         tables = {name: to_table(name, rows.get(name) or [], shard=shard_id) for name in TABLES}
         bounds = [pc.min_max(t["unit"]) for t in tables.values() if t.num_rows]
         units = [b[k].as_py() for b in bounds for k in ("min", "max")]
+        attempt = secrets.token_hex(4)
         counts: dict[str, int] = {}
+        files: dict[str, str] = {}
         for name, table in tables.items():
-            rel = shard_rel(name, layer, shard_id)
             if table.num_rows == 0:
-                self.loc.delete(rel)
                 continue
+            rel = shard_rel(name, layer, shard_id, attempt)
             data = parquet_bytes(table, extra_metadata={"atlas.shard": shard_id, "atlas.layer": layer})
             self.loc.write_bytes(rel, data)
-            counts[name] = table.num_rows
+            counts[name], files[name] = table.num_rows, rel
         marker = {
             "shard": shard_id,
             "layer": layer,
             "rows": counts,
+            "files": files,  # the one attempt whose tables readers take
+            "attempt": attempt,
             "units": [min(units), max(units)] if units else None,  # lets readers find a unit's file
             "written": _now(),
             "time": time.time(),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +58,9 @@ def test_write_shard_layout_and_counts(store):
     counts = store.write_shard("fc8-0000", "fc8", shard_rows())
     assert counts == {"units": 2, "chains": 4, "images": 4, "steps": 12, "activations": 4}
     run = Path(store.uri)
-    assert (run / "units" / "layer=fc8" / "shard-fc8-0000.parquet").is_file()
+    files = store.shard_files("fc8-0000")
+    assert set(files) == set(counts) and all((run / rel).is_file() for rel in files.values())
+    assert re.fullmatch(r"units/layer=fc8/shard-fc8-0000~[0-9a-f]{8}\.parquet", files["units"])
     assert (run / "_shards" / "fc8-0000.done").is_file()
     assert not list(run.rglob("*.tmp"))
     assert store.completed_shards() == {"fc8-0000"}
@@ -67,7 +70,7 @@ def test_write_shard_layout_and_counts(store):
 
 def test_schema_metadata_and_uncompressed_png(store):
     store.write_shard("fc8-0000", "fc8", shard_rows())
-    path = Path(store.uri) / "images" / "layer=fc8" / "shard-fc8-0000.parquet"
+    path = Path(store.uri) / store.shard_files("fc8-0000")["images"]
     f = pq.ParquetFile(path)
     meta = f.schema_arrow.metadata
     assert meta[b"atlas.schema_version"] == str(SCHEMA_VERSION).encode()
@@ -201,7 +204,7 @@ def test_new_nullable_column_unions_by_name(store):
     # an older file lacking a column that later files have: union_by_name fills nulls
     old = Path(store.uri) / "units" / "layer=conv3" / "shard-conv3-0000.parquet"
     old.parent.mkdir(parents=True)
-    table = pq.read_table(Path(store.uri) / "units" / "layer=fc8" / "shard-fc8-0000.parquet")
+    table = pq.read_table(Path(store.uri) / store.shard_files("fc8-0000")["units"])
     pq.write_table(table.drop_columns(["judge_prob"]), old)
     (Path(store.uri) / "_shards" / "conv3-0000.done").write_text("{}")
     conn = open_run(Path(store.uri))
@@ -222,9 +225,7 @@ def test_reader_columns_and_a_shard_written_before_them(store):
     for table, dropped in (("units", ["label_shown", "reader_agreement"]), ("images", ["reader_concepts"])):
         old = run / table / "layer=conv3" / "shard-conv3-0000.parquet"
         old.parent.mkdir(parents=True)
-        pq.write_table(
-            pq.read_table(run / table / "layer=fc8" / "shard-fc8-0000.parquet").drop_columns(dropped), old
-        )
+        pq.write_table(pq.read_table(run / store.shard_files("fc8-0000")[table]).drop_columns(dropped), old)
     (run / "_shards" / "conv3-0000.done").write_text("{}")
     conn = open_run(run)
     got = conn.execute("SELECT layer, label_shown, reader_agreement FROM units ORDER BY layer").fetchall()
@@ -339,7 +340,7 @@ def test_unit_sources_read_only_the_right_files(synthetic_run):
     marker = json.loads((synthetic_run / "_shards" / "conv3-0001.done").read_text())
     assert marker["units"] == [8, 15]
     src = unit_sources(conn, "conv3", 9)
-    assert "shard-conv3-0001.parquet" in src["images"] and "conv3-0000" not in src["images"]
+    assert "shard-conv3-0001~" in src["images"] and "conv3-0000" not in src["images"]
     for table in ("units", "chains", "images", "steps", "activations"):
         direct = conn.execute(f"SELECT count(*) FROM {src[table]} WHERE unit = 9").fetchone()
         view = conn.execute(f"SELECT count(*) FROM {table} WHERE layer = 'conv3' AND unit = 9").fetchone()
@@ -350,6 +351,52 @@ def test_unit_sources_read_only_the_right_files(synthetic_run):
     assert conn.execute(f"SELECT count(*) FROM {none['units']}").fetchone() == (0,)
 
 
+def test_overlapping_attempts_at_one_shard_read_as_one_and_the_loser_is_swept(store, monkeypatch):
+    """Two attempts at one shard (an actor Ray restarted while the old one still writes): the marker that
+    lands names its own attempt's files, so every table reads from that one attempt, never a mix; the
+    other attempt's files go when the run finishes. A shard of an older run (untagged file, marker
+    without ``files``) still reads and is left alone."""
+    import atlas.store.writer as writer
+    from atlas.store.verify import verify_run
+
+    real_write_json = writer.write_json
+
+    class Killed(Exception):
+        pass
+
+    def killed_before_its_marker(loc, rel, data):
+        raise Killed
+
+    def another_attempt_meanwhile(loc, rel, data):  # B writes all its tables, dies; then A's marker
+        monkeypatch.setattr(writer, "write_json", killed_before_its_marker)
+        with pytest.raises(Killed):
+            store.write_shard("fc8-0000", "fc8", shard_rows(chains=3, png=b"\x89PNG B"))
+        real_write_json(loc, rel, data)
+
+    monkeypatch.setattr(writer, "write_json", another_attempt_meanwhile)
+    store.write_shard("fc8-0000", "fc8", shard_rows(chains=2, png=b"\x89PNG A"))
+    monkeypatch.setattr(writer, "write_json", real_write_json)
+    run = Path(store.uri)
+    assert len(list(run.glob("*/layer=fc8/shard-fc8-0000~*.parquet"))) == 10  # both attempts' files
+    legacy = run / "units" / "layer=conv3" / "shard-conv3-0000.parquet"
+    legacy.parent.mkdir()
+    legacy.write_bytes((run / store.shard_files("fc8-0000")["units"]).read_bytes())
+    (run / "_shards" / "conv3-0000.done").write_text(json.dumps({"layer": "conv3", "rows": {"units": 2}}))
+
+    def read(conn):
+        return (
+            conn.execute("SELECT count(*) FROM chains").fetchone()[0],
+            conn.execute("SELECT list(DISTINCT png) FROM images").fetchone()[0],
+            conn.execute("SELECT layer, count(*) FROM units GROUP BY layer ORDER BY layer").fetchall(),
+        )
+
+    assert read(open_run(run)) == (4, [b"\x89PNG A"], [("conv3", 2), ("fc8", 2)])
+    assert verify_run(run).bad == {}
+    store.finalize({"units": 2})
+    assert len(list(run.glob("*/layer=fc8/shard-fc8-0000~*.parquet"))) == 5 and legacy.is_file()
+    assert read(open_run(run)) == (4, [b"\x89PNG A"], [("conv3", 2), ("fc8", 2)])
+
+
 def test_verify_finds_a_truncated_shard_and_repair_reopens_it(store, tmp_path):
     from atlas.cli import main
     from atlas.store.verify import verify_run
@@ -358,7 +405,7 @@ def test_verify_finds_a_truncated_shard_and_repair_reopens_it(store, tmp_path):
     store.write_shard("fc8-0001", "fc8", shard_rows(units=(2,)))
     run = Path(store.uri)
     assert verify_run(run).bad == {}
-    victim = run / "units" / "layer=fc8" / "shard-fc8-0001.parquet"
+    victim = run / store.shard_files("fc8-0001")["units"]
     victim.write_bytes(victim.read_bytes()[:40])  # truncated, marker still there
     report = verify_run(run)
     assert set(report.bad) == {"fc8-0001"} and "unreadable" in report.bad["fc8-0001"]
@@ -381,7 +428,7 @@ def test_a_damaged_complete_run_is_refused_by_sql_and_found_by_verify(store, cap
     store.write_shard("fc8-0000", "fc8", shard_rows(units=(0, 1)))
     store.write_shard("fc8-0001", "fc8", shard_rows(units=(2,)))
     store.finalize({"units": 3})
-    (run / "units" / "layer=fc8" / "shard-fc8-0001.parquet").unlink()
+    (run / store.shard_files("fc8-0001")["units"]).unlink()
     with pytest.raises(
         AtlasError, match=r"is damaged: shard fc8-0001's units file is missing; `atlas verify"
     ):

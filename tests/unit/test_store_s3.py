@@ -31,9 +31,10 @@ def test_shards_land_as_whole_objects_and_read_back(s3, tmp_path, monkeypatch):
     store.init_run(manifest(planned_shards=2))
     store.write_shard("fc8-0000", "fc8", shard_rows(units=(0, 1)))
     store.write_shard("fc8-0001", "fc8", shard_rows(units=(2,)))
-    store.write_shard("fc8-0000", "fc8", shard_rows(units=(0, 1)))  # a retried shard overwrites its own
+    store.write_shard("fc8-0000", "fc8", shard_rows(units=(0, 1)))  # a retry: its own files, then marker
     keys = s3.objects("runs/a")
-    assert f"{s3.bucket}/runs/a/units/layer=fc8/shard-fc8-0000.parquet" in keys
+    assert f"{s3.bucket}/runs/a/{store.shard_files('fc8-0000')['units']}" in keys
+    assert sum("/units/layer=fc8/shard-fc8-0000~" in k for k in keys) == 2  # until the run finishes
     assert f"{s3.bucket}/runs/a/_shards/fc8-0001.done" in keys
     assert not any(k.rsplit("/", 1)[-1].startswith(".") for k in keys)  # no temp objects
     assert list(tmp_path.iterdir()) == []
@@ -47,6 +48,9 @@ def test_shards_land_as_whole_objects_and_read_back(s3, tmp_path, monkeypatch):
     src = unit_sources(conn, "fc8", 2)
     assert conn.execute(f"SELECT count(*) FROM {src['chains']} WHERE unit = 2").fetchone() == (2,)
     assert conn.execute("SELECT run_id, shards_done FROM run").fetchone() == ("a", 2)
+    store.finalize({"units": 3})  # the first attempt's files go: no marker names them
+    assert sum("/units/layer=fc8/shard-fc8-0000~" in k for k in s3.objects("runs/a")) == 1
+    assert open_run(s3.uri("runs", "a")).execute("SELECT count(*) FROM units").fetchone() == (3,)
 
 
 def test_unmarked_shard_is_invisible_and_reader_needs_no_extension(s3):
