@@ -17,8 +17,8 @@ that computed them, skipped on resume), and the pool needs just four rules:
 4. **Bounded waiting.** When no actor is alive and none came back for ``ray.start_timeout_s``, the run
    stops with the reason instead of hanging.
 
-Results are idempotent (deterministic object names), so a shard computed twice is written twice, never
-duplicated.
+Results are idempotent: a shard computed twice is written twice, never duplicated (each attempt writes
+its own files, the first marker names the ones readers take: atlas.store.writer).
 """
 
 from __future__ import annotations

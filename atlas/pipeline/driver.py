@@ -11,7 +11,8 @@
    writable, then writes ``run.json`` (a different config in the same run is refused);
 4. ships models, judge and real images to the actors through Ray's object store (no node needs a cache
    or weight files) and keeps the actors busy (:mod:`atlas.pipeline.dispatch`): lost shards are
-   re-queued, actor deaths counted, shard writes are idempotent, so nothing is lost or duplicated.
+   re-queued, actor deaths counted, and a shard's first completed attempt is the one read (its marker names
+   its files), so nothing is lost or duplicated.
 """
 
 from __future__ import annotations
@@ -144,13 +145,14 @@ def _completed_shards(store: RunStore, cfg: RunConfig, shards: list[Shard]) -> s
     """Ids of the plan's shards the run already holds. Resuming a run (same config) whose completed shards
     this plan cuts otherwise is refused: a shard is named by its layer and index, so under another
     ``ray.units_per_shard`` (or an older atlas's names) skipping or redoing shards by name would lose units
-    or write them twice. Each marker's unit range must be its planned shard's. A different config is
-    refused by the manifest check instead."""
+    or write them twice. Each marker's unit range must be its planned shard's; a shard whose marker does not
+    read is done again. A different config is refused by the manifest check instead."""
     existing = store.manifest()
     if existing is None or existing.get("config_hash") != config_hash(cfg):
         return store.completed_shards() & {s.id for s in shards}
     planned = {s.id: (min(s.units), max(s.units)) for s in shards}
     markers = read_markers(store.loc)  # read once: the check and the ids of what is done
+    markers = {k: m for k, m in markers.items() if isinstance(m.get("rows"), dict)}  # unreadable: redone
     for shard_id, marker in sorted(markers.items()):
         units = marker.get("units")
         if shard_id in planned and (units is None or tuple(units) == planned[shard_id]):
@@ -287,8 +289,8 @@ def _dispatch(
             f"atlas run {cfg.name}: {len(todo)} shards, {total_units - done_units} units to go, "
             f"on {layout.describe()}"
         )
-        # models, judge, real images: once into the object store, passed by reference (kept alive here)
-        shipped = ShippedBundle.put(cfg, bundle)
+        # models, judge, real images: once into the object store, held for the workers (kept alive here)
+        shipped, _holder = ShippedBundle.put(cfg, bundle, f"atlas-bundle-{manifest['run_token']}")
         remote = ray.remote(AtlasWorker).options(
             num_cpus=layout.cpus,
             num_gpus=layout.gpus,

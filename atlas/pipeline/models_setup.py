@@ -90,33 +90,58 @@ class WorkerBundle:
     reader: LoadedModel | None = None
 
 
+class BundleHolder:
+    """A Ray actor on the driver's node that holds the reference to the run's :class:`WorkerBundle`: workers
+    look it up by name, so no object reference travels in their constructor's arguments. Ray cannot
+    rebuild such arguments and warns, for every actor with ``max_restarts`` > 0, that its restart may
+    fail (ray-project/ray#53727); through the holder a restarted worker fetches the bundle as the first
+    one did, for as long as the driver runs."""
+
+    def __init__(self, box: list[Any]) -> None:
+        self.box = box  # [ray.ObjectRef of a WorkerBundle]: in a list it stays a ref (borrowed: kept alive)
+
+    def get(self) -> list[Any]:
+        return self.box
+
+
 @dataclass(frozen=True)
 class ShippedBundle:
-    """A :class:`WorkerBundle` in Ray's object store, passed by reference: the actor fetches it in its
-    constructor (and again on a restart) while the driver keeps the reference alive."""
+    """How a worker finds the run's :class:`WorkerBundle` in Ray's object store: the name of the run's
+    :class:`BundleHolder`. The worker fetches the bundle in its constructor (and again on a restart)."""
 
-    ref: Any  # ray.ObjectRef of a WorkerBundle
+    holder: str  # the BundleHolder actor's name
 
     @classmethod
-    def put(cls, cfg: RunConfig, bundle: WorkerBundle) -> ShippedBundle:
-        """``bundle`` into the object store, once. The run's own code (:func:`own_code_modules`) goes by
-        value, for this put only: only the driver has its files."""
+    def put(cls, cfg: RunConfig, bundle: WorkerBundle, name: str) -> tuple[ShippedBundle, Any]:
+        """``bundle`` into the object store, once, held by a :class:`BundleHolder` named ``name`` on this
+        node; returns the ShippedBundle for the workers and the holder's handle, which the driver keeps
+        for the run (the holder goes when its last handle does). The run's own code
+        (:func:`own_code_modules`) goes by value, for this put only: only the driver has its files."""
         import ray
         import ray.cloudpickle
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         own = own_code_modules(cfg, bundle)
         for module in own:
             ray.cloudpickle.register_pickle_by_value(module)
         try:
-            return cls(ray.put(bundle))
+            ref = ray.put(bundle)
         finally:
             for module in own:
                 ray.cloudpickle.unregister_pickle_by_value(module)
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        holder = (
+            ray.remote(BundleHolder)
+            .options(name=name, num_cpus=0, max_restarts=0, scheduling_strategy=here)
+            .remote([ref])
+        )
+        return cls(name), holder
 
     def fetch(self) -> WorkerBundle:
         import ray
 
-        return ray.get(self.ref)
+        [ref] = ray.get(ray.get_actor(self.holder).get.remote())
+        return ray.get(ref)
 
 
 def own_code_modules(cfg: RunConfig, bundle: Any) -> list[Any]:

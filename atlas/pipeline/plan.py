@@ -10,7 +10,7 @@ from atlas.store.manifest import check_name
 
 @dataclass(frozen=True)
 class Shard:
-    id: str  # deterministic: "<layer>-<index>"; names its Parquet files and its completion marker
+    id: str  # deterministic: "<layer>-<index>"; names its marker and (with an attempt tag) its files
     layer: str
     units: tuple[int, ...]
 

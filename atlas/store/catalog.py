@@ -92,26 +92,36 @@ def _layer_of(path: str) -> str:
     return path.rsplit("/", 2)[-2].partition("=")[2]
 
 
-def table_files(
-    loc: Location, table: str, markers: dict[str, dict[str, Any]], *, partial: bool = False
-) -> list[str]:
-    """Paths (inside ``loc.fs``) of ``table``'s Parquet files, all layers: the file each completed shard's
-    marker names (one attempt's), the untagged file of a shard whose marker predates attempt tags, and with
-    ``partial`` also every file of shards without a marker."""
-    named = {rel for shard, m in markers.items() for t, rel in marker_files(shard, m).items() if t == table}
+def run_files(
+    loc: Location, markers: dict[str, dict[str, Any]], *, partial: bool = False
+) -> dict[str, list[str]]:
+    """table -> paths (inside ``loc.fs``) of its Parquet files, all layers: the files each completed shard's
+    marker names (one attempt's), the untagged files of shards whose marker predates attempt tags, and with
+    ``partial`` the newest attempt's files of each shard without a marker (one attempt a shard, so its
+    tables never mix)."""
+    named = {rel for shard, m in markers.items() for rel in marker_files(shard, m).values()}
     untagged = {shard for shard, m in markers.items() if not isinstance(m.get("files"), dict)}
-    keep = []
-    for e in loc.list_files(table, suffix=".parquet", recursive=True):
-        if not e.name.startswith("shard-") or "/layer=" not in e.path:
-            continue
-        shard = shard_of_file(e.name)
-        if (
-            "/".join(e.path.rsplit("/", 3)[-3:]) in named  # <table>/layer=<name>/<file>
-            or (shard in untagged and ATTEMPT_SEP not in e.name)
-            or (partial and shard not in markers)
-        ):
-            keep.append(e.path)
-    return keep
+    out: dict[str, list[str]] = {table: [] for table in TABLES}
+    unmarked: dict[tuple[str, str], list[tuple[str, str]]] = {}  # (shard, attempt) -> [(table, path)]
+    newest: dict[str, tuple[int, str]] = {}  # shard -> (latest file time, its attempt)
+    for table in TABLES:
+        for e in loc.list_files(table, suffix=".parquet", recursive=True):
+            if not e.name.startswith("shard-") or "/layer=" not in e.path:
+                continue
+            shard = shard_of_file(e.name)
+            if "/".join(e.path.rsplit("/", 3)[-3:]) in named or (  # <table>/layer=<name>/<file>
+                shard in untagged and ATTEMPT_SEP not in e.name
+            ):
+                out[table].append(e.path)
+            elif partial and shard not in markers:
+                attempt = e.name.removesuffix(".parquet").partition(ATTEMPT_SEP)[2]
+                unmarked.setdefault((shard, attempt), []).append((table, e.path))
+                newest[shard] = max(newest.get(shard, (-1, "")), (e.mtime_ns or 0, attempt))
+    for (shard, attempt), files in unmarked.items():
+        if newest[shard][1] == attempt:
+            for table, path in files:
+                out[table].append(path)
+    return {table: sorted(paths) for table, paths in out.items()}
 
 
 def _file_schema(table: str) -> pa.Schema:
@@ -318,13 +328,15 @@ def _shards_table(markers: dict[str, dict[str, Any]]) -> pa.Table:
 def _check_complete(
     loc: Location, manifest: dict[str, Any], markers: dict[str, dict[str, Any]], listed: dict[str, list[str]]
 ) -> None:
-    """Refuse a damaged run rather than answer from part of it: every file a completed shard's marker
-    promises is there, and a run that says it is complete has every planned shard's marker."""
+    """Refuse a damaged run rather than answer from part of it: every completed shard's marker reads and
+    every file it promises is there, and a run that says it is complete has every planned shard's marker."""
     have = {(table, _shard_of(f)) for table, files in listed.items() for f in files}
     fix = f"`atlas verify {shlex.quote(loc.display())} --repair`, then the same `atlas run`, redoes them"
     for shard, marker in sorted(markers.items()):
         rows = marker.get("rows")
-        for table, n in rows.items() if isinstance(rows, dict) else ():
+        if not isinstance(rows, dict) or not isinstance(marker.get("layer"), str):
+            raise AtlasError(f"run {loc.display()} is damaged: shard {shard}'s marker is unreadable; {fix}")
+        for table, n in rows.items():
             if table in SCHEMAS and isinstance(n, int) and n > 0 and (table, shard) not in have:
                 raise AtlasError(
                     f"run {loc.display()} is damaged: shard {shard}'s {table} file is missing; {fix}"
@@ -359,7 +371,7 @@ def open_run(
         sources = _Sources(conn, loc)
         allowed: list[str] = []
         file_rows: list[dict[str, Any]] = []
-        listed = {table: table_files(loc, table, markers, partial=include_partial) for table in TABLES}
+        listed = run_files(loc, markers, partial=include_partial)
         if not include_partial:
             _check_complete(loc, manifest, markers, listed)
         for table in TABLES:

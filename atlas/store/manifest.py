@@ -107,14 +107,18 @@ def unmarked_shards(manifest: dict[str, Any], markers: dict[str, Any]) -> int:
 def read_markers(run: str | os.PathLike[str] | Location) -> dict[str, dict[str, Any]]:
     """Completion markers of a run: shard id -> marker content (layer, row counts, time, meta).
 
-    Markers are read in parallel (on an object store each is one GET)."""
+    Markers are read in parallel (on an object store each is one GET). A marker that is not JSON reads as
+    ``{}`` (readers refuse the run as damaged; ``verify --repair`` removes it), one gone since the listing
+    is left out, and one that cannot be read (a failed GET) is an AtlasError, not a shard quietly missing."""
     loc = open_location(run)
     entries = loc.list_files(SHARDS_DIR, suffix=MARKER_SUFFIX)
 
-    def load(entry: FileEntry) -> dict[str, Any]:
+    def load(entry: FileEntry) -> dict[str, Any] | None:
         try:
             data = json.loads(loc.read_bytes(f"{SHARDS_DIR}/{entry.name}"))
-        except (OSError, AtlasError, json.JSONDecodeError, UnicodeDecodeError):
+        except FileNotFoundError:
+            return None
+        except (json.JSONDecodeError, UnicodeDecodeError):
             data = {}
         return data if isinstance(data, dict) else {}
 
@@ -123,7 +127,7 @@ def read_markers(run: str | os.PathLike[str] | Location) -> dict[str, dict[str, 
             contents = list(pool.map(load, entries))
     else:
         contents = [load(e) for e in entries]
-    return {e.name[: -len(MARKER_SUFFIX)]: c for e, c in zip(entries, contents, strict=True)}
+    return {e.name[: -len(MARKER_SUFFIX)]: c for e, c in zip(entries, contents, strict=True) if c is not None}
 
 
 def list_runs(parent: str | os.PathLike[str] | Location) -> list[Location]:

@@ -191,6 +191,16 @@ class RunStore:
                     stray.append(rel)
         return stray
 
+    def _finished_by_another(self, shard_id: str) -> bool:
+        """Has another attempt already written this shard's marker (readable)? The first marker wins: a
+        late attempt (an actor Ray restarted while the old one still ran) must not replace it, or
+        :meth:`remove_stray_files` could have removed the files the replacement names."""
+        try:
+            marker = read_json(self.loc, self.marker_rel(shard_id))
+        except (FileNotFoundError, AtlasError):
+            return False
+        return isinstance(marker, dict) and isinstance(marker.get("rows"), dict)
+
     def remove_marker(self, shard_id: str) -> None:
         """Forget that a shard completed (``atlas verify --repair``): the next run redoes it."""
         self.loc.delete(self.marker_rel(shard_id))
@@ -204,7 +214,8 @@ class RunStore:
         meta: Mapping[str, Any] | None = None,
     ) -> dict[str, int]:
         """Write one shard's rows (table -> list of row dicts) under a fresh attempt tag, then its
-        completion marker naming those files (module docstring).
+        completion marker naming those files (module docstring); if another attempt has finished the shard
+        meanwhile, its marker stands and this attempt's files are removed again.
 
         Tables absent from ``rows`` or with no rows get no file. ``meta`` (e.g. ``{"seconds": 12.3,
         "worker": "..."}``) is kept in the marker. Returns the row count per table.
@@ -228,6 +239,10 @@ class RunStore:
             data = parquet_bytes(table, extra_metadata={"atlas.shard": shard_id, "atlas.layer": layer})
             self.loc.write_bytes(rel, data)
             counts[name], files[name] = table.num_rows, rel
+        if self._finished_by_another(shard_id):  # its marker stands: these files would be strays
+            for rel in files.values():
+                self.loc.delete(rel)
+            return counts
         marker = {
             "shard": shard_id,
             "layer": layer,

@@ -212,6 +212,9 @@ def test_killed_driver_resumes_from_markers_in_the_store(cluster, s3, micro_cach
     rerun = subprocess.run(args, capture_output=True, text=True, timeout=900)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "already complete" in rerun.stdout + rerun.stderr
+    # the workers find their models through the run's BundleHolder: no object reference in their
+    # constructor's arguments, so Ray has no restart to warn about (ray-project/ray#53727)
+    assert "constructor arguments in the object store" not in rerun.stdout + rerun.stderr
     after = markers(run)
     assert len(after) == 10
     assert {k: after[k] for k in before} == before, "a completed shard was recomputed"

@@ -206,7 +206,8 @@ def test_new_nullable_column_unions_by_name(store):
     old.parent.mkdir(parents=True)
     table = pq.read_table(Path(store.uri) / store.shard_files("fc8-0000")["units"])
     pq.write_table(table.drop_columns(["judge_prob"]), old)
-    (Path(store.uri) / "_shards" / "conv3-0000.done").write_text("{}")
+    old_marker = {"layer": "conv3", "rows": {"units": 1}}  # an older run's: no attempt tags, no `files`
+    (Path(store.uri) / "_shards" / "conv3-0000.done").write_text(json.dumps(old_marker))
     conn = open_run(Path(store.uri))
     assert conn.execute("SELECT layer, judge_prob FROM units ORDER BY layer").fetchall() == [
         ("conv3", None),
@@ -226,7 +227,8 @@ def test_reader_columns_and_a_shard_written_before_them(store):
         old = run / table / "layer=conv3" / "shard-conv3-0000.parquet"
         old.parent.mkdir(parents=True)
         pq.write_table(pq.read_table(run / store.shard_files("fc8-0000")[table]).drop_columns(dropped), old)
-    (run / "_shards" / "conv3-0000.done").write_text("{}")
+    old_marker = {"layer": "conv3", "rows": {"units": 1, "images": 4}}  # an older run's marker
+    (run / "_shards" / "conv3-0000.done").write_text(json.dumps(old_marker))
     conn = open_run(run)
     got = conn.execute("SELECT layer, label_shown, reader_agreement FROM units ORDER BY layer").fetchall()
     assert got == [("conv3", None, None), ("fc8", 0.75, 0.9)]
@@ -395,6 +397,60 @@ def test_overlapping_attempts_at_one_shard_read_as_one_and_the_loser_is_swept(st
     store.finalize({"units": 2})
     assert len(list(run.glob("*/layer=fc8/shard-fc8-0000~*.parquet"))) == 5 and legacy.is_file()
     assert read(open_run(run)) == (4, [b"\x89PNG A"], [("conv3", 2), ("fc8", 2)])
+    # a late attempt (the old actor, cut off, finishing after the run): the first marker stands
+    marker = (run / "_shards" / "fc8-0000.done").read_bytes()
+    store.write_shard("fc8-0000", "fc8", shard_rows(chains=3, png=b"\x89PNG C"))
+    assert (run / "_shards" / "fc8-0000.done").read_bytes() == marker
+    assert len(list(run.glob("*/layer=fc8/shard-fc8-0000~*.parquet"))) == 5
+    assert read(open_run(run)) == (4, [b"\x89PNG A"], [("conv3", 2), ("fc8", 2)])
+
+
+def test_an_unreadable_marker_is_damage_not_a_missing_shard(tmp_path):
+    """A marker that is not JSON would hide its shard's rows (its files are named nowhere): the run is
+    refused as damaged, verify --repair removes the marker, and a resumed run redoes the shard."""
+    from atlas.config import load_config
+    from atlas.pipeline.driver import _completed_shards, config_hash
+    from atlas.pipeline.plan import plan_shards
+    from atlas.store.verify import verify_run
+
+    cfg = load_config(Path(__file__).parents[2] / "configs" / "micro.yaml")
+    store = RunStore(tmp_path / "run")
+    store.init_run(manifest(config_hash(cfg), planned_shards=2))
+    store.write_shard("fc8-00000", "fc8", shard_rows(units=(0, 1)))
+    store.write_shard("fc8-00001", "fc8", shard_rows(units=(2,)))
+    run = Path(store.uri)
+    (run / "_shards" / "fc8-00001.done").write_text("not json")
+    with pytest.raises(AtlasError, match=r"damaged: shard fc8-00001's marker is unreadable; `atlas verify"):
+        open_run(run)
+    assert verify_run(run).bad == {"fc8-00001": "its marker is unreadable"}
+    assert _completed_shards(store, cfg, plan_shards({"fc8": [0, 1, 2]}, 2)) == {"fc8-00000"}
+    store.write_shard("fc8-00001", "fc8", shard_rows(units=(2,)))  # redone: replaces the unreadable one
+    assert open_run(run).execute("SELECT count(*) FROM units").fetchone() == (3,)
+
+
+def test_a_partial_read_takes_one_attempt_of_each_unfinished_shard(store):
+    """include_partial (a crashed run) shows the newest attempt of a shard without a marker, never two
+    attempts' rows at once."""
+    import atlas.store.writer as writer
+
+    def killed(loc, rel, data):
+        raise RuntimeError("killed before the marker")
+
+    run = Path(store.uri)
+    real_write_json = writer.write_json
+    writer.write_json = killed
+    try:
+        for png in (b"\x89PNG old", b"\x89PNG new"):
+            for earlier in run.glob("*/layer=fc8/*.parquet"):  # the first attempt's files: long ago
+                os.utime(earlier, ns=(10**18, 10**18))
+            with pytest.raises(RuntimeError):
+                store.write_shard("fc8-0000", "fc8", shard_rows(units=(0, 1), png=png))
+    finally:
+        writer.write_json = real_write_json
+    assert open_run(run).execute("SELECT count(*) FROM units").fetchone() == (0,)
+    conn = open_run(run, include_partial=True)
+    assert conn.execute("SELECT count(*), count(DISTINCT unit) FROM units").fetchone() == (2, 2)
+    assert conn.execute("SELECT list(DISTINCT png) FROM images").fetchone() == ([b"\x89PNG new"],)
 
 
 def test_verify_finds_a_truncated_shard_and_repair_reopens_it(store, tmp_path):

@@ -31,10 +31,11 @@ def test_shards_land_as_whole_objects_and_read_back(s3, tmp_path, monkeypatch):
     store.init_run(manifest(planned_shards=2))
     store.write_shard("fc8-0000", "fc8", shard_rows(units=(0, 1)))
     store.write_shard("fc8-0001", "fc8", shard_rows(units=(2,)))
-    store.write_shard("fc8-0000", "fc8", shard_rows(units=(0, 1)))  # a retry: its own files, then marker
+    first = store.shard_files("fc8-0000")
+    store.write_shard("fc8-0000", "fc8", shard_rows(units=(0, 1)))  # a late attempt: the first marker stands
     keys = s3.objects("runs/a")
-    assert f"{s3.bucket}/runs/a/{store.shard_files('fc8-0000')['units']}" in keys
-    assert sum("/units/layer=fc8/shard-fc8-0000~" in k for k in keys) == 2  # until the run finishes
+    assert store.shard_files("fc8-0000") == first and f"{s3.bucket}/runs/a/{first['units']}" in keys
+    assert sum("/units/layer=fc8/shard-fc8-0000~" in k for k in keys) == 1  # the late files removed
     assert f"{s3.bucket}/runs/a/_shards/fc8-0001.done" in keys
     assert not any(k.rsplit("/", 1)[-1].startswith(".") for k in keys)  # no temp objects
     assert list(tmp_path.iterdir()) == []
@@ -48,8 +49,11 @@ def test_shards_land_as_whole_objects_and_read_back(s3, tmp_path, monkeypatch):
     src = unit_sources(conn, "fc8", 2)
     assert conn.execute(f"SELECT count(*) FROM {src['chains']} WHERE unit = 2").fetchone() == (2,)
     assert conn.execute("SELECT run_id, shards_done FROM run").fetchone() == ("a", 2)
+    store.remove_marker("fc8-0001")  # redone after `verify --repair`: a second attempt's files, then
+    store.write_shard("fc8-0001", "fc8", shard_rows(units=(2,)))
+    assert sum("/units/layer=fc8/shard-fc8-0001~" in k for k in s3.objects("runs/a")) == 2
     store.finalize({"units": 3})  # the first attempt's files go: no marker names them
-    assert sum("/units/layer=fc8/shard-fc8-0000~" in k for k in s3.objects("runs/a")) == 1
+    assert sum("/units/layer=fc8/shard-fc8-0001~" in k for k in s3.objects("runs/a")) == 1
     assert open_run(s3.uri("runs", "a")).execute("SELECT count(*) FROM units").fetchone() == (3,)
 
 
