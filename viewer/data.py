@@ -47,6 +47,7 @@ LABEL_COLUMNS = ("label", "label_score", "label_best", "label_runner_up", "label
 PICTURE_COLUMNS = ("natural_percentile", "flags")
 READER_COLUMNS = ("label_shown", "reader_agreement")  # the attribute reader (toy world), later than labels
 LABEL_THRESHOLD = 0.85  # as atlas.sampling.concepts.LABEL_THRESHOLD (not imported: it pulls in torch)
+TOP_K, TOP_SHARE = 20, 0.5  # as atlas.sampling.concepts: a label shows in half of the unit's top 20 images
 WEAK_PERCENTILE = 0.99  # as atlas.sampling.concepts.WEAK_PERCENTILE
 # the pictures the audit and the grid's flag filter look at: a unit's results, not its early snapshots
 AUDIT_KINDS: dict[str, tuple[str, ...]] = {
@@ -639,9 +640,11 @@ def unit_page(conn: Any, layer: str, unit: int, ids: list[int] | None = None) ->
 
 @dataclass(frozen=True)
 class LabelView:
-    """A unit's concept label (issue 16). ``label`` None: "no label" (the best concept's AUROC ``score`` is
-    below LABEL_THRESHOLD); ``best`` None as well: no labelled natural images. ``tuning``: concept, auroc,
-    mean (the unit's mean activation on the concept's natural images), is_label; best first."""
+    """A unit's concept label (issue 16). ``label`` None: "no label" (:func:`no_label_reason`: the best
+    concept's AUROC ``score`` is below LABEL_THRESHOLD, it shows in fewer than TOP_SHARE of the unit's top
+    images, or no image activates the unit); ``best`` None as well: no labelled natural images.
+    ``tuning``: concept, auroc, mean (the unit's mean activation on the concept's natural images),
+    is_label; best first."""
 
     label: str | None
     score: float | None
@@ -654,6 +657,7 @@ class LabelView:
     dissection_label: str | None = None  # conv units: Network Dissection's concept (IoU >= 0.04)
     dissection_iou: float | None = None  # its IoU (also below the threshold); None: not dissected
     cell: tuple[int, int, int, int] | None = None  # conv units: the image block (y0, y1, x0, x1) it reads
+    top_share: float | None = None  # share of the unit's top TOP_K natural images that show label / best
 
 
 def _list(value: Any) -> list[Any]:
@@ -683,7 +687,28 @@ def label_view(row: dict[str, Any] | None) -> LabelView | None:
         dissection_label=None if _isnull(row.get("dissection_label")) else row.get("dissection_label"),
         dissection_iou=None if _isnull(row.get("dissection_iou")) else row.get("dissection_iou"),
         cell=_cell(row.get("label_cell")),
+        top_share=None if _isnull(row.get("label_top_share")) else row.get("label_top_share"),
     )
+
+
+def no_label_reason(lab: LabelView) -> str:
+    """Why a unit with a best concept has no label, by the labelling rules (atlas.sampling.concepts) in
+    their order: AUROC below the threshold, then too few of the unit's top images showing it, else silence."""
+    best, score = f"`{lab.best}`", _fmt_score(lab.score)
+    if lab.score is None or _isnull(lab.score) or lab.score < LABEL_THRESHOLD:
+        return f"best concept {best} reaches only AUROC **{score}** (< {LABEL_THRESHOLD})"
+    if lab.top_share is not None and lab.top_share < TOP_SHARE:
+        return (
+            f"best concept {best} has AUROC **{score}**, but only {lab.top_share:.0%} of the unit's top "
+            f"{TOP_K} natural images show it (a label needs {TOP_SHARE:.0%})"
+        )
+    if lab.top_share is None:
+        return f"best concept {best} (AUROC **{score}**) does not describe the unit's top natural images"
+    return f"best concept {best} has AUROC **{score}**, but no natural image activates the unit (silent)"
+
+
+def _fmt_score(value: Any) -> str:
+    return "–" if value is None or _isnull(value) else f"{float(value):.3f}"
 
 
 def _cell(value: Any) -> tuple[int, int, int, int] | None:
@@ -990,7 +1015,9 @@ EXAMPLE_QUERIES: dict[str, str] = {
     ),
     "label vs judge (output units)": (
         "SELECT layer, unit, label, label_score, judge_label, judge_correct,\n"
-        "       label = 'class:' || judge_label AS label_agrees\n"
+        "       (label LIKE 'class:%' AND list_contains(string_split(label[7:], '|'),\n"
+        "                                             split_part(judge_label, '/', 1)))\n"
+        "       OR label = 'facet:' || judge_label AS label_agrees  -- J says 'pill/capsule'; a union 'a|b'\n"
         "FROM units WHERE kind = 'output'\nORDER BY label_agrees, layer, unit"
     ),
 }

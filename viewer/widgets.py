@@ -62,8 +62,11 @@ def fmt(value: Any, digits: int = 3) -> str:
 FLAG_COLORS = {"weak": "red"}  # other flags (e.g. off_path) are orange
 PERCENTILE_HELP = (
     "Under each picture: its natural percentile, the share of natural images that drive the unit less than "
-    "the picture does (p99.7: more than 99.7 % of them); **weak** (red): below p99, the picture drives the "
-    "unit less than its top 1 % of natural images do."
+    "the picture does (p99.7: more than 99.7 % of them), and its path percentile (**path p45**: the share "
+    "of natural images that reach the unit along a less similar path through the earlier layers). Flags: "
+    "**weak** (red): below p99, the picture drives the unit less than its top 1 % of natural images do; "
+    "**off_path**: path below p1, it reaches the unit another way than natural images do; **off_manifold**: "
+    "G redraws it worse than 99 % of natural images, it is off the image manifold G learned."
 )
 
 Badges = tuple[str | None, list[str]]  # (natural percentile text such as "p99.7", flags)

@@ -190,12 +190,27 @@ def old_run(tmp_path_factory):
     conn.close()
 
 
+def test_no_label_names_the_rule_that_refused_it():
+    """A unit without a label whose best concept passes the AUROC threshold was refused by another rule:
+    the unit page says which, never "reaches only 0.95 (< 0.85)"."""
+    base = {"label": None, "label_best": "green pill", "label_runner_up": "red pill", "label_margin": 0.01}
+    low = data.label_view(base | {"label_score": 0.80, "label_top_share": 0.9})
+    few = data.label_view(base | {"label_score": 0.953, "label_top_share": 0.35})
+    silent = data.label_view(base | {"label_score": 0.953, "label_top_share": 0.9})
+    assert data.no_label_reason(low) == "best concept `green pill` reaches only AUROC **0.800** (< 0.85)"
+    said = data.no_label_reason(few)
+    assert "**0.953**, but only 35% of the unit's top 20 natural images show it (a label needs 50%)" in said
+    assert "no natural image activates the unit" in data.no_label_reason(silent)
+
+
 def test_synthetic_truth_columns_are_consistent(run):
     from atlas.sampling import concepts
 
-    assert (data.LABEL_THRESHOLD, data.WEAK_PERCENTILE) == (
+    assert (data.LABEL_THRESHOLD, data.WEAK_PERCENTILE, data.TOP_K, data.TOP_SHARE) == (
         concepts.LABEL_THRESHOLD,
         concepts.WEAK_PERCENTILE,
+        concepts.TOP_K,
+        concepts.TOP_SHARE,
     )
     run_dir, _, _ = run
     for layer in LAYERS:

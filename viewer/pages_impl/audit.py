@@ -53,9 +53,11 @@ def render(ctx: Context) -> None:
     layer = state.get("layer")
     st.title("Audit")
     st.caption(
-        "Units whose synthetic pictures carry a faithfulness flag. **weak**: the picture drives its unit "
-        "less than the top 1 % of natural images do (natural percentile < p99), so it may not show what the "
-        "unit responds to in natural images."
+        "Units whose synthetic pictures carry a flag. **weak**: the picture drives its unit less than the "
+        "top 1 % of natural images do (natural percentile < p99), so it may not show what the unit responds "
+        "to in natural images; **off_path**: it reaches the unit along another path through the earlier "
+        "layers than natural images do (path percentile < p1); **off_manifold**: G redraws it worse than "
+        "99 % of natural images (manifold percentile < p1), it is off the image manifold G learned."
     )
     have = data.truth(ctx.conn)
     if not have.pictures:

@@ -95,9 +95,7 @@ def _label_text(lab: data.LabelView) -> None:
         if lab.best is None:
             st.caption("No labelled natural images for this unit.")
             return
-        st.markdown(
-            f"best concept `{lab.best}` reaches only AUROC **{fmt(lab.score)}** (< {data.LABEL_THRESHOLD})"
-        )
+        st.markdown(data.no_label_reason(lab))
     union = union_note(lab.label)
     if union:
         st.caption(union)
@@ -105,14 +103,17 @@ def _label_text(lab: data.LabelView) -> None:
     if place:
         st.caption(place)
     if lab.runner_up is not None:
-        st.caption(f"runner-up `{lab.runner_up}` · margin {fmt(lab.margin)}")
+        higher = lab.margin is not None and lab.margin < 0 and lab.label is not None
+        why = f" (it scores higher, but fewer than half of the unit's top {data.TOP_K} images show it)"
+        st.caption(f"runner-up `{lab.runner_up}` · margin {fmt(lab.margin)}" + (why if higher else ""))
     _reader_text(lab)
     if lab.dissection_iou is not None:
         verdict = f"`{lab.dissection_label}`" if lab.dissection_label else "no concept (IoU < 0.04)"
         st.caption(f"Network Dissection (object masks): {verdict} · IoU {fmt(lab.dissection_iou)}")
     st.caption(
         f"AUROC: the unit as a detector of the concept on labelled natural images; a label needs "
-        f"≥ {data.LABEL_THRESHOLD}."
+        f"≥ {data.LABEL_THRESHOLD}, and at least {data.TOP_SHARE:.0%} of the unit's top {data.TOP_K} "
+        "images showing it."
     )
 
 
@@ -272,8 +273,9 @@ def _competitors(view: data.UnitView) -> None:
         return
     c1, c2 = st.columns([3, 2])
     with c1:
+        rows = comp.assign(competitor=comp["competitor"].astype(str))
         chart = (
-            alt.Chart(comp.assign(competitor=comp["competitor"].astype(str)), height=220)
+            alt.Chart(rows, height=max(120, 26 * len(rows) + 50))  # tall enough for every unit's own label
             .mark_bar()
             .encode(
                 x=alt.X("times_top_competitor:Q", title="steps as top competitor"),
@@ -300,7 +302,11 @@ def render(ctx: Context) -> None:
     if not ids:
         st.info(f"Layer {layer} has no units yet.")
         return
-    if state.get("unit") is None:
+    asked = state.get("unit")
+    if asked is None:
+        state.set_("unit", ids[0])
+    elif int(asked) not in set(ids) and ctx.info.get("status") != "running":  # e.g. another layer picked
+        st.warning(f"Unit {asked} is not in layer {layer} (units {ids[0]}–{ids[-1]}); showing unit {ids[0]}.")
         state.set_("unit", ids[0])
     top = st.columns([3, 1])
     with top[1]:
@@ -310,7 +316,8 @@ def render(ctx: Context) -> None:
         _title(view)
     _nav(ctx, view, "top")
     if view.row is None:
-        st.warning(f"Unit {unit} is not in layer {layer} (yet). Units present: {ids[0]}–{ids[-1]}.")
+        yet = " (yet)" if ctx.info.get("status") == "running" else ""
+        st.warning(f"Unit {unit} is not in layer {layer}{yet}. Units present: {ids[0]}–{ids[-1]}.")
         return
     if view.row.get("status") not in (None, "ok"):
         st.error(f"This unit failed: {view.row.get('error') or view.row.get('status')}")
