@@ -44,7 +44,7 @@ from atlas.sampling.units import layer_kind
 from atlas.store import RunStore
 from atlas.store.location import Location, is_remote, open_location
 from atlas.store.lock import RunLock
-from atlas.store.manifest import read_markers
+from atlas.store.manifest import marker_readable, read_markers
 
 # config sections that do not change the results (where and how fast they are computed)
 _NON_RESULT_KEYS = ("out_dir", "storage", "ray", "compute")
@@ -152,7 +152,7 @@ def _completed_shards(store: RunStore, cfg: RunConfig, shards: list[Shard]) -> s
         return store.completed_shards() & {s.id for s in shards}
     planned = {s.id: (min(s.units), max(s.units)) for s in shards}
     markers = read_markers(store.loc)  # read once: the check and the ids of what is done
-    markers = {k: m for k, m in markers.items() if isinstance(m.get("rows"), dict)}  # unreadable: redone
+    markers = {k: m for k, m in markers.items() if marker_readable(m)}  # unreadable: redone
     for shard_id, marker in sorted(markers.items()):
         units = marker.get("units")
         if shard_id in planned and (units is None or tuple(units) == planned[shard_id]):

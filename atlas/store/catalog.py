@@ -50,7 +50,9 @@ from atlas.errors import AtlasError, first_line
 from atlas.store.location import Location, open_location
 from atlas.store.manifest import (
     ATTEMPT_SEP,
+    file_rel,
     marker_files,
+    marker_readable,
     read_manifest,
     read_markers,
     shard_of_file,
@@ -109,9 +111,7 @@ def run_files(
             if not e.name.startswith("shard-") or "/layer=" not in e.path:
                 continue
             shard = shard_of_file(e.name)
-            if "/".join(e.path.rsplit("/", 3)[-3:]) in named or (  # <table>/layer=<name>/<file>
-                shard in untagged and ATTEMPT_SEP not in e.name
-            ):
+            if file_rel(e.path) in named or (shard in untagged and ATTEMPT_SEP not in e.name):
                 out[table].append(e.path)
             elif partial and shard not in markers:
                 attempt = e.name.removesuffix(".parquet").partition(ATTEMPT_SEP)[2]
@@ -333,10 +333,9 @@ def _check_complete(
     have = {(table, _shard_of(f)) for table, files in listed.items() for f in files}
     fix = f"`atlas verify {shlex.quote(loc.display())} --repair`, then the same `atlas run`, redoes them"
     for shard, marker in sorted(markers.items()):
-        rows = marker.get("rows")
-        if not isinstance(rows, dict) or not isinstance(marker.get("layer"), str):
+        if not marker_readable(marker):
             raise AtlasError(f"run {loc.display()} is damaged: shard {shard}'s marker is unreadable; {fix}")
-        for table, n in rows.items():
+        for table, n in marker["rows"].items():
             if table in SCHEMAS and isinstance(n, int) and n > 0 and (table, shard) not in have:
                 raise AtlasError(
                     f"run {loc.display()} is damaged: shard {shard}'s {table} file is missing; {fix}"

@@ -77,6 +77,17 @@ def shard_rel(table: str, layer: str, shard_id: str, attempt: str | None = None)
     return f"{table}/layer={layer}/shard-{shard_id}{tag}.parquet"
 
 
+def marker_readable(marker: dict[str, Any]) -> bool:
+    """Does a marker (as :func:`read_markers` returns it) give its shard's row counts and layer?"""
+    return isinstance(marker.get("rows"), dict) and isinstance(marker.get("layer"), str)
+
+
+def file_rel(path: str) -> str:
+    """A shard file's path inside the filesystem -> its path relative to the run, as markers name it:
+    ``<table>/layer=<name>/<file>``."""
+    return "/".join(path.rsplit("/", 3)[-3:])
+
+
 def marker_files(shard_id: str, marker: dict[str, Any]) -> dict[str, str]:
     """table -> path (relative to the run) of each file a completed shard's marker vouches for: those it
     names (``files``: the tables of the attempt that wrote the marker, all from that one attempt), or in
@@ -84,9 +95,9 @@ def marker_files(shard_id: str, marker: dict[str, Any]) -> dict[str, str]:
     files = marker.get("files")
     if isinstance(files, dict):
         return {t: rel for t, rel in files.items() if isinstance(t, str) and isinstance(rel, str)}
-    rows, layer = marker.get("rows"), marker.get("layer")
-    if not isinstance(rows, dict) or not isinstance(layer, str):
+    if not marker_readable(marker):
         return {}
+    rows, layer = marker["rows"], marker["layer"]
     return {t: shard_rel(t, layer, shard_id) for t, n in rows.items() if isinstance(n, int) and n > 0}
 
 

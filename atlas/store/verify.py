@@ -21,6 +21,7 @@ from atlas.store.manifest import (
     RUN_FILE,
     SHARDS_DIR,
     marker_files,
+    marker_readable,
     read_manifest,
     read_markers,
     unmarked_shards,
@@ -65,13 +66,11 @@ def verify_run(run: str | os.PathLike[str] | Location, *, repair: bool = False) 
     report.unmarked = unmarked_shards(manifest, markers)
     for shard, marker in markers.items():
         report.shards += 1
-        rows = marker.get("rows")
-        layer = marker.get("layer")
-        if not isinstance(rows, dict) or not isinstance(layer, str):
+        if not marker_readable(marker):
             report.bad[shard] = "its marker is unreadable"
             continue
         files = marker_files(shard, marker)
-        for table, n in rows.items():
+        for table, n in marker["rows"].items():
             report.files += 1
             rel = files.get(table)
             problem = _check_file(loc, rel, int(n)) if rel else f"its marker names no {table} file"

@@ -45,7 +45,9 @@ from atlas.store.manifest import (
     SHARDS_DIR,
     SUMMARY_FILE,
     check_name,
+    file_rel,
     marker_files,
+    marker_readable,
     read_json,
     read_markers,
     shard_of_file,
@@ -185,7 +187,7 @@ class RunStore:
         stray = []
         for table in TABLES:
             for entry in self.loc.list_files(table, suffix=".parquet", recursive=True):
-                rel = "/".join(entry.path.rsplit("/", 3)[-3:])  # <table>/layer=<name>/<file>
+                rel = file_rel(entry.path)
                 if shard_of_file(entry.name) in markers and rel not in named:
                     self.loc.delete(rel)
                     stray.append(rel)
@@ -199,7 +201,7 @@ class RunStore:
             marker = read_json(self.loc, self.marker_rel(shard_id))
         except (FileNotFoundError, AtlasError):
             return False
-        return isinstance(marker, dict) and isinstance(marker.get("rows"), dict)
+        return isinstance(marker, dict) and marker_readable(marker)
 
     def remove_marker(self, shard_id: str) -> None:
         """Forget that a shard completed (``atlas verify --repair``): the next run redoes it."""

@@ -305,7 +305,7 @@ def render(ctx: Context) -> None:
     asked = state.get("unit")
     if asked is None:
         state.set_("unit", ids[0])
-    elif int(asked) not in set(ids) and ctx.info.get("status") != "running":  # e.g. another layer picked
+    elif int(asked) not in ids and ctx.info.get("status") != "running":  # e.g. another layer picked
         st.warning(f"Unit {asked} is not in layer {layer} (units {ids[0]}–{ids[-1]}); showing unit {ids[0]}.")
         state.set_("unit", ids[0])
     top = st.columns([3, 1])
