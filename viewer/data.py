@@ -175,6 +175,14 @@ def shards(conn: Any) -> pd.DataFrame:
     return df.drop(columns=["done_time"])
 
 
+def precisions(conn: Any) -> dict[str, int]:
+    """Shards per compute precision ('bfloat16', 'float32', ...), most first; empty for markers without it."""
+    df = _df(conn, "SELECT precision, count(*) AS n FROM shards WHERE precision IS NOT NULL GROUP BY 1")
+    return dict(
+        sorted(((str(r.precision), int(r.n)) for r in df.itertuples()), key=lambda pn: (-pn[1], pn[0]))
+    )
+
+
 def schema(conn: Any, tables: tuple[str, ...] = SCHEMA_TABLES) -> dict[str, list[tuple[str, str]]]:
     """table -> [(column, lower-case type)] for the SQL console's schema list."""
     out = {}
@@ -993,6 +1001,10 @@ EXAMPLE_QUERIES: dict[str, str] = {
         "FROM images GROUP BY ALL ORDER BY ALL"
     ),
     "run manifest": "SELECT run_id, status, created, git_sha, shards_done, planned_shards FROM run",
+    "where the shards ran (precision, device, host)": (
+        "SELECT precision, device, host, count(*) AS shards, sum(units_rows) AS units,\n"
+        "       sum(seconds) AS seconds\nFROM shards GROUP BY ALL ORDER BY shards DESC"
+    ),
     "units by label": (
         "SELECT label, count(*) AS units, avg(label_score) AS mean_auroc,\n"
         "       list(unit ORDER BY unit) AS unit_ids\n"

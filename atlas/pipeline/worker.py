@@ -189,6 +189,7 @@ class AtlasWorker:
             meta={
                 "seconds": round(time.perf_counter() - started, 3),
                 "pid": os.getpid(),
+                "host": socket.gethostname(),
                 "device": str(self.device),
                 "precision": self.precision,
             },

@@ -302,12 +302,17 @@ def _check_types(row: dict[str, Any], schema: pa.Schema, loc: Location) -> None:
             )
 
 
+# the ``shards`` table's provenance columns, from each marker's ``meta`` (written by the worker)
+SHARD_PROVENANCE = ("precision", "device", "host")
+
+
 def _shards_table(markers: dict[str, dict[str, Any]]) -> pa.Table:
     rows = []
     for shard, m in markers.items():
         counts = m.get("rows") or {}
         meta = m.get("meta") or {}
-        seconds = meta.get("seconds") if isinstance(meta, dict) else None
+        meta = meta if isinstance(meta, dict) else {}
+        seconds = meta.get("seconds")
         rows.append(
             {
                 "shard": shard,
@@ -315,12 +320,15 @@ def _shards_table(markers: dict[str, dict[str, Any]]) -> pa.Table:
                 "done_time": m.get("time"),
                 "seconds": float(seconds) if isinstance(seconds, int | float) else None,
                 **{f"{t}_rows": int(counts.get(t, 0)) for t in TABLES},
+                # where and how the shard was computed (null in markers that predate a field)
+                **{key: str(meta[key]) if meta.get(key) is not None else None for key in SHARD_PROVENANCE},
             }
         )
     schema = pa.schema(
         [("shard", pa.string()), ("layer", pa.string())]
         + [("done_time", pa.float64()), ("seconds", pa.float64())]
         + [(f"{t}_rows", pa.int64()) for t in TABLES]
+        + [(key, pa.string()) for key in SHARD_PROVENANCE]
     )
     return pa.Table.from_pylist(rows, schema=schema)
 

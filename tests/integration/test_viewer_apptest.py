@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -200,6 +201,30 @@ def test_run_being_written_shows_new_shards(tmp_path, monkeypatch):
     make_synthetic_run(run, layers={"fc8": 16}, units_per_shard=8, chains=1, steps=10)  # finishes the run
     at.run()
     assert at.metric[[m.label for m in at.metric].index("Units")].value == "16"
+
+
+def test_overview_names_the_precision_and_warns_when_shards_mix_them(tmp_path, monkeypatch):
+    run = tmp_path / "mixed"
+    make_synthetic_run(run, layers={"fc8": 16}, units_per_shard=8, chains=1, steps=10)
+    markers = sorted((run / "_shards").glob("*.done"))
+    assert len(markers) == 2
+
+    def set_precision(marker: Path, precision: str) -> None:
+        body = json.loads(marker.read_text())
+        body["meta"] = {**(body.get("meta") or {}), "precision": precision}
+        marker.write_text(json.dumps(body))
+
+    for marker in markers:
+        set_precision(marker, "bfloat16")
+    at = app(run, monkeypatch)
+    assert "computed in bfloat16" in at.caption[0].value
+    assert not at.warning
+    set_precision(markers[1], "float32")
+    at = app(run, monkeypatch)
+    assert "computed in" not in at.caption[0].value
+    assert any(
+        "mixes compute precisions (1 shard in bfloat16, 1 shard in float32)" in w.value for w in at.warning
+    )
 
 
 def test_empty_run(tmp_path, monkeypatch):

@@ -354,3 +354,16 @@ def test_run_hints_quote_paths_with_spaces():
                "errors": 0, "run_dir": "/tmp/a b/run"}  # fmt: skip
     text = format_summary(summary)
     assert "atlas sql '/tmp/a b/run' \"SELECT" in text and "atlas view '/tmp/a b/run'" in text
+
+
+def test_run_summary_warns_when_workers_computed_in_different_precisions():
+    from atlas.pipeline.driver import format_summary
+
+    summary = {"units": 1, "chains": 2, "images": 4, "rows": {"units": 1}, "wall_seconds": 1.0,
+               "units_per_minute": 60.0, "shards_run": 2, "shards_skipped": 0, "shards": 2, "diverged": 0,
+               "errors": 0, "run_dir": "/tmp/run", "precision": ["bfloat16"]}  # fmt: skip
+    assert "precision: bfloat16" in format_summary(summary)
+    assert "warning" not in format_summary(summary)
+    text = format_summary(summary | {"precision": ["bfloat16", "float32"]})
+    assert "precision: bfloat16, float32" in text
+    assert "warning: the workers computed in different precisions" in text

@@ -199,6 +199,22 @@ def test_catalog_views_empty_tables_and_run_table(store):
     assert conn.execute("SELECT shard, units_rows FROM shards").fetchall() == [("fc8-0000", 1)]
 
 
+def test_shards_table_says_where_and_in_what_precision_each_shard_ran(store):
+    meta = {"seconds": 1.5, "precision": "bfloat16", "device": "cpu", "host": "node-a"}
+    store.write_shard("fc8-0000", "fc8", {"units": [{"unit": 1}]}, meta=meta)
+    store.write_shard("fc8-0001", "fc8", {"units": [{"unit": 2}]}, meta={"precision": "float32"})
+    store.write_shard("fc8-0002", "fc8", {"units": [{"unit": 3}]})  # a marker without provenance
+    conn = open_run(Path(store.uri))
+    rows = conn.execute(
+        "SELECT shard, precision, device, host, seconds FROM shards ORDER BY shard"
+    ).fetchall()
+    assert rows == [
+        ("fc8-0000", "bfloat16", "cpu", "node-a", 1.5),
+        ("fc8-0001", "float32", None, None, None),
+        ("fc8-0002", None, None, None, None),
+    ]
+
+
 def test_new_nullable_column_unions_by_name(store):
     store.write_shard("fc8-0000", "fc8", shard_rows(units=(0,)))
     # an older file lacking a column that later files have: union_by_name fills nulls

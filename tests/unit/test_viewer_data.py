@@ -179,6 +179,18 @@ def test_shards_schema_and_console(run):
     assert refused.frame is None and "read-only" in refused.error
 
 
+def test_every_example_query_runs_on_a_run_with_every_column(run):
+    run_dir, info, _ = run
+    for name in data.example_names(data.truth(run[2])):
+        sql = data.EXAMPLE_QUERIES[name].format(layer="fc8", unit=3)
+        result = data.console_query(run_dir, sql, 1000, 10.0)
+        assert result.error is None, (name, result.error)
+        assert len(result.frame) > 0 or name in ("diverged chains", "units with no label"), name
+    where_sql = data.EXAMPLE_QUERIES["where the shards ran (precision, device, host)"]
+    where = data.console_query(run_dir, where_sql, 10, 10.0)
+    assert where.frame["shards"].sum() == info["shards"]
+
+
 # ---- truth columns (issue 16) ------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def old_run(tmp_path_factory):

@@ -34,7 +34,19 @@ def _header(ctx: Context) -> None:
         bits.append(f"facets on `{info['facet_layer']}`")
     if info.get("output_layer"):
         bits.append(f"output layer `{info['output_layer']}`")
+    precisions = data.precisions(ctx.conn)
+    if len(precisions) == 1:
+        bits.append(f"computed in {next(iter(precisions))}")
     st.caption(" · ".join(bits) + f" · `{ctx.run_dir}`")
+    if len(precisions) > 1:
+        mix = ", ".join(f"{n} shard{'' if n == 1 else 's'} in {p}" for p, n in precisions.items())
+        st.warning(
+            f"This atlas mixes compute precisions ({mix}): `compute.autocast: auto` picks bf16 only on nodes "
+            "with native bf16, so activations of units computed on different nodes differ slightly. Compare "
+            "them within one precision (the `shards` table says which), or pin `compute.autocast` "
+            "(`bf16` or `none`) and build the atlas again.",
+            icon=":material/warning:",
+        )
 
 
 def render_empty(ctx: Context) -> None:

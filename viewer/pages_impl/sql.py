@@ -61,7 +61,8 @@ def render(ctx: Context) -> None:
     run = st.button("Run query", type="primary", icon=":material/play_arrow:", key="sql_run")
 
     if run or "sql_result" not in st.session_state:
-        st.session_state["sql_result"] = data.console_query(ctx.run_dir, sql, MAX_ROWS, TIMEOUT_S)
+        with st.spinner("Running the query ...", show_time=True):
+            st.session_state["sql_result"] = data.console_query(ctx.run_dir, sql, MAX_ROWS, TIMEOUT_S)
     _result(st.session_state["sql_result"])
     with st.expander("Schema", icon=":material/schema:"):
         for table, cols in data.schema(ctx.conn).items():
