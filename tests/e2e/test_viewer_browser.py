@@ -267,6 +267,16 @@ def test_layer_grid(server, page):
     assert len(widths) >= 48 and all(w > 0 for w in widths), widths
     _wait_visible(page.get_by_text("page 1 of 2"), "the pager text 'page 1 of 2'")
     _shot(page, "layer-grid")
+    # a tile's picture links to its unit's page, opened in a new tab (the grid stays as it is)
+    anchor = page.locator('a:has([data-testid="stImage"]), [data-testid="stImage"] a').first
+    href = anchor.get_attribute("href") or ""
+    assert href.startswith("unit?layer=conv3&unit="), href
+    with page.expect_popup() as opened:
+        anchor.click()
+    tab = opened.value
+    unit = href.rsplit("=", 1)[1]
+    _wait_visible(tab.get_by_role("heading", name=f"conv3 · unit {unit}"), "the unit page a picture opened")
+    tab.close()
     # paging keeps working and updates the URL
     page.get_by_role("button", name="Next").first.click()
     _wait_visible(page.get_by_text("page 2 of 2"), "the pager text 'page 2 of 2' after clicking Next")

@@ -114,10 +114,11 @@ def _flag_line(counts: dict) -> str:
     return f"<div class='atlas-tile-flag'>⚠ {text}</div>" if text else ""
 
 
-def _tile(rec: dict, have: data.Truth) -> None:
+def _tile(rec: dict, have: data.Truth, link: str) -> None:
+    """One unit's tile; its picture links to the unit page (``link``), as does its name button."""
     unit = int(rec["unit"])
     if rec["png"] is not None:
-        st.image(rec["png"], width="stretch")
+        st.image(rec["png"], width="stretch", link=link)
     else:
         st.caption("no image")
     st.button(f"**unit {unit}**", key=f"grid_unit_{unit}", help=f"open unit {unit}", on_click=state.go,
@@ -135,7 +136,10 @@ def _tile(rec: dict, have: data.Truth) -> None:
 def render(ctx: Context) -> None:
     layer = state.get("layer")
     st.title(f"Layer {layer}")
-    st.caption(f"{dict(ctx.layers).get(layer, 0):,} units · click a unit to open its page")
+    st.caption(
+        f"{dict(ctx.layers).get(layer, 0):,} units · click a unit's name to open its page, "
+        "its picture to open it in a new tab"
+    )
     have = data.truth(ctx.conn)
     query = _filters(ctx, layer, have)
     total = data.grid_count(ctx.conn, query)
@@ -147,7 +151,8 @@ def render(ctx: Context) -> None:
         return
     _pager(page, pages, total, query.page_size)
     records = data.grid_page(ctx.conn, dataclasses.replace(query, page=page)).to_dict("records")
+    run = ctx.run_dir.name if ctx.multi_run else None
     for start in range(0, len(records), COLUMNS):
         for col, rec in zip(st.columns(COLUMNS), records[start : start + COLUMNS], strict=False):
             with col.container(border=True, gap=None):
-                _tile(rec, have)
+                _tile(rec, have, state.link("unit", layer, int(rec["unit"]), run))
