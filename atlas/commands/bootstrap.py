@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--ship",
         action="store_true",
         help="developers: train from scratch in a temporary cache and, if the gates pass, write the result "
-        "as the shipped weights under atlas/toyworld/weights/ (implies --retrain; ignores --cache-dir)",
+        "as the shipped weights under atlas/toyworld/weights/ (trains from scratch; takes no --cache-dir)",
     )
     parser.add_argument(
         "--ship-reader",
@@ -38,6 +38,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="developers: train only the attribute reader from scratch in a temporary cache and, if its "
         "gates pass, add it to the preset's shipped weights (T, J, G and the DAE stay as they are)",
     )
+
+
+def check_ship_flags(args: argparse.Namespace) -> None:
+    """--ship and --ship-reader train in a temporary cache and write the package's weights: they take no
+    --cache-dir or --retrain, and not each other (a one-line error instead of a flag silently ignored)."""
+    from atlas.errors import AtlasError
+
+    ship = [flag for flag, on in (("--ship", args.ship), ("--ship-reader", args.ship_reader)) if on]
+    if len(ship) > 1:
+        raise AtlasError(
+            "--ship and --ship-reader exclude each other; --ship trains the whole world, "
+            "--ship-reader only the attribute reader"
+        )
+    if ship and args.cache_dir:
+        raise AtlasError(
+            f"{ship[0]} trains in a temporary cache and writes atlas/toyworld/weights/, so --cache-dir does "
+            "not apply; drop --cache-dir (or drop the flag to train into that cache)"
+        )
+    if ship and args.retrain:
+        raise AtlasError(f"{ship[0]} already trains from scratch; drop --retrain")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     from atlas.toyworld.gates import format_table
     from atlas.toyworld.settings import resolve
 
+    check_ship_flags(args)
     preset, cache_dir = resolve(args.preset, args.cache_dir, args.config)
     if args.ship_reader:
         from atlas.toyworld.api import ship_reader

@@ -725,3 +725,34 @@ def test_subprocess_stderr_is_one_line(args, fragment, tmp_path):
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert proc.stderr.startswith("atlas: error: ") and fragment in proc.stderr
     assert not (tmp_path / "runs").exists()
+
+
+# ---------------------------------------------------------------------------------- atlas bootstrap
+
+BOOTSTRAP_CASES = [
+    (
+        "ship with a cache dir",
+        ["--ship", "--cache-dir", "{tmp}/cache"],
+        ("--ship trains in a temporary cache",),
+    ),
+    ("ship reader with a cache dir", ["--ship-reader", "--cache-dir", "{tmp}/c"], ("drop --cache-dir",)),
+    ("both ship flags", ["--ship", "--ship-reader"], ("--ship and --ship-reader exclude each other",)),
+    ("ship with retrain", ["--ship", "--retrain"], ("already trains from scratch; drop --retrain",)),
+]
+
+
+@pytest.mark.parametrize(
+    "args, expect", [c[1:] for c in BOOTSTRAP_CASES], ids=[c[0] for c in BOOTSTRAP_CASES]
+)
+def test_bootstrap_ship_flags_that_do_not_go_together(args, expect, tmp_path, capsys, monkeypatch):
+    """Refused before anything trains or is written (the shipped weights above all)."""
+    import atlas.toyworld.api as api
+
+    def refuse(*_a, **_k):
+        raise AssertionError("training started: the flags were not checked first")
+
+    for name in ("ship", "ship_reader", "bootstrap"):
+        monkeypatch.setattr(api, name, refuse)
+    result = run_cli(capsys, "bootstrap", "--preset", "micro", *[_fmt(a, tmp_path) for a in args])
+    assert_one_line_error(*result, expect, tmp_path)
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "c").exists()
