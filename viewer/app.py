@@ -195,7 +195,9 @@ def route(pages: dict[str, st.Page], current: st.Page, multi_run: bool) -> str:
     wanted = state.take_pending()
     if wanted is not None and wanted != here:
         state.set_("page", wanted)
-        st.switch_page(pages[wanted], query_params=state.params_for(wanted, multi_run))
+        params = state.params_for(wanted, multi_run)
+        st.session_state["nav_synced"] = params  # the URL switch_page writes is ours, not a history step
+        st.switch_page(pages[wanted], query_params=params)
     state.set_("page", here)
     return here
 
@@ -204,6 +206,7 @@ def main() -> None:
     st.set_page_config(page_title="atlas viewer", page_icon="🗺️", layout="wide")
     widgets.inject_css()
     state.init_from_query_params()
+    state.follow_history()
     runs, multi_run = open_root()
     run_dir = pick_run(runs, multi_run)
     ctx = open_context(run_dir, multi_run)

@@ -84,6 +84,28 @@ def init_from_query_params() -> None:
     ss["nav_initialized"] = True
 
 
+def follow_history() -> None:
+    """Re-seed the navigation state from the URL when the browser moved in its history (Back, Forward).
+
+    Streamlit reruns the app with the URL it went back to, but the state of a session is seeded from its
+    URL only once, and :func:`sync_query_params` would write the old state straight back over it. So a
+    run whose query parameters differ from the last ones this session wrote is a history step, and the
+    URL wins. Empty parameters are not: the page menu opens a page without any (the state then stays).
+    """
+    ss = st.session_state
+    written = ss.get("nav_synced")
+    current = {k: st.query_params.get(k) for k in st.query_params}
+    if not ss.get("nav_initialized") or written is None or not current or current == written:
+        return
+    for key, _default in GRID_PARAMS.values():
+        ss.pop(key, None)  # the grid's widgets take the URL's values, or their defaults
+    ss.pop("unit_outline_cell", None)
+    if "q" in current:  # a step back to the console's own query: it reloads the query from the URL
+        ss.pop("sql_text", None)
+    ss["nav_initialized"] = False
+    init_from_query_params()
+
+
 def notice(message: str) -> None:
     """Say ``message`` once, above the next page drawn (e.g. a stale link's layer that no longer exists)."""
     st.session_state["nav_notice"] = message
@@ -190,6 +212,7 @@ def sync_query_params(multi_run: bool) -> None:
     current = {k: st.query_params.get(k) for k in st.query_params}
     if current != params:
         st.query_params.from_dict(params)
+    st.session_state["nav_synced"] = params  # what follow_history compares the next run's URL with
 
 
 def link(page: str, layer: str | None = None, unit: int | None = None, run: str | None = None) -> str:

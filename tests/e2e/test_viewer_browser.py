@@ -302,6 +302,10 @@ def test_unit_deep_link(server, page):
     page.get_by_role("button", name="unit 8").first.click()
     _wait_visible(page.get_by_role("heading", name="fc8 · unit 8"), "the heading 'fc8 · unit 8' (clicked)")
     _wait_url(page, "**unit=8**", "the URL to carry unit=8 (synced when the script run ends)")
+    # the browser's Back returns to unit 7, page and URL alike
+    page.go_back()
+    _wait_visible(page.get_by_role("heading", name="fc8 · unit 7"), "the heading 'fc8 · unit 7' after Back")
+    _wait_url(page, "**unit=7**", "the URL to carry unit=7 after Back")
 
 
 def test_unit_label_and_faithfulness_badges(server, runs_parent, page):

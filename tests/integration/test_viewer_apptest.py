@@ -139,6 +139,23 @@ def test_unit_page_deep_link_and_neighbours(runs, monkeypatch):
     assert at.button(key="unit_next_top").disabled  # last unit
 
 
+def test_browser_back_to_an_earlier_url_shows_that_state(runs, monkeypatch):
+    """Back/Forward rerun the app with the URL they went to: that URL wins over the session's state."""
+    at = app(runs / "alpha", monkeypatch, page="unit", layer="fc8", unit=4)
+    at.button(key="unit_next_top").click().run()
+    assert at.title[0].value == "fc8 · unit 5" and at.query_params["unit"] == "5"
+    at.query_params["unit"] = "4"  # the browser's Back: the earlier URL, then a rerun
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title[0].value == "fc8 · unit 4" and at.query_params["unit"] == "4"
+    assert at.number_input(key="w_unit").value == 4
+    at.button(key="unit_next_top").click().run()  # and the session goes on from there
+    assert at.title[0].value == "fc8 · unit 5" and at.query_params["unit"] == "5"
+    at.query_params.clear()  # the page menu opens a page without parameters: the state stays
+    at.run()
+    assert at.title[0].value == "fc8 · unit 5" and at.query_params["unit"] == "5"
+
+
 def test_unit_page_missing_unit_and_bad_layer(runs, monkeypatch):
     at = app(runs / "alpha", monkeypatch, page="unit", layer="nope", unit=3)
     assert at.title[0].value.endswith("unit 3")  # falls back to the first layer, and says so
