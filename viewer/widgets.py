@@ -29,6 +29,18 @@ div.block-container { padding-top: 2.2rem; }
 .atlas-label.none { color: rgba(128,128,128,0.95); }
 .atlas-label-score { font-size: 1rem; margin-left: 0.6rem; }
 .atlas-tile-flag { font-size: 0.78rem; color: #d62728; margin: 0 0 0.1rem 0; }
+/* the layer grid's rows of 8 tiles wrap to 4 (then 2) a line on narrow screens (a laptop with the sidebar
+   open) instead of squeezing each tile to a letter's width (media queries: a container query would make
+   the page a containing block and trap full-screen views) */
+@media (max-width: 1400px) {
+  [data-testid="stHorizontalBlock"]:has(.atlas-tile-label) { flex-wrap: wrap; row-gap: 1rem; }
+  [data-testid="stHorizontalBlock"]:has(.atlas-tile-label) > [data-testid="stColumn"] {
+    flex: 0 0 calc(25% - 0.75rem) !important; min-width: 0; }
+}
+@media (max-width: 900px) {
+  [data-testid="stHorizontalBlock"]:has(.atlas-tile-label) > [data-testid="stColumn"] {
+    flex: 0 0 calc(50% - 0.5rem) !important; }
+}
 </style>
 """
 
