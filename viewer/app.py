@@ -206,6 +206,7 @@ def main() -> None:
     st.set_page_config(page_title="atlas viewer", page_icon="🗺️", layout="wide")
     widgets.inject_css()
     state.init_from_query_params()
+    state.keep_widget_state()
     state.follow_history()
     runs, multi_run = open_root()
     run_dir = pick_run(runs, multi_run)

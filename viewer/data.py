@@ -175,12 +175,13 @@ def shards(conn: Any) -> pd.DataFrame:
     return df.drop(columns=["done_time"])
 
 
-def precisions(conn: Any) -> dict[str, int]:
-    """Shards per compute precision ('bfloat16', 'float32', ...), most first; empty for markers without it."""
-    df = _df(conn, "SELECT precision, count(*) AS n FROM shards WHERE precision IS NOT NULL GROUP BY 1")
-    return dict(
-        sorted(((str(r.precision), int(r.n)) for r in df.itertuples()), key=lambda pn: (-pn[1], pn[0]))
-    )
+def precisions(conn: Any) -> tuple[dict[str, int], int]:
+    """(shards per compute precision ('bfloat16', 'float32', ...), most first; shards whose marker predates
+    the precision field)."""
+    df = _df(conn, "SELECT precision, count(*) AS n FROM shards GROUP BY 1")
+    known = [(str(r.precision), int(r.n)) for r in df.itertuples() if isinstance(r.precision, str)]
+    unrecorded = int(df.loc[df["precision"].isna(), "n"].sum())
+    return dict(sorted(known, key=lambda pn: (-pn[1], pn[0]))), unrecorded
 
 
 def schema(conn: Any, tables: tuple[str, ...] = SCHEMA_TABLES) -> dict[str, list[tuple[str, str]]]:

@@ -14,7 +14,7 @@ to it (:func:`take_pending`) before anything is drawn.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlparse
 
 import streamlit as st
 
@@ -84,26 +84,119 @@ def init_from_query_params() -> None:
     ss["nav_initialized"] = True
 
 
-def follow_history() -> None:
-    """Re-seed the navigation state from the URL when the browser moved in its history (Back, Forward).
+OWN_QUERY = "your query"  # the console's example box once the text is the user's own (written as ?q=)
 
-    Streamlit reruns the app with the URL it went back to, but the state of a session is seeded from its
-    URL only once, and :func:`sync_query_params` would write the old state straight back over it. So a
-    run whose query parameters differ from the last ones this session wrote is a history step, and the
-    URL wins. Empty parameters are not: the page menu opens a page without any (the state then stays).
+# widgets whose values outlive their page (Streamlit drops a widget's state in a run that does not draw
+# it: without this, the grid's sort and filters were gone after a visit to a unit page)
+KEPT_WIDGETS = (*(key for key, _ in GRID_PARAMS.values()), "unit_outline_cell", "sql_example", "sql_text")
+
+
+def keep_widget_state() -> None:
+    """Keep the values of :data:`KEPT_WIDGETS` across pages (Streamlit's documented way: re-assigning a
+    widget's key at the top of a run interrupts its clean-up)."""
+    ss = st.session_state
+    for key in KEPT_WIDGETS:
+        if key in ss:
+            ss[key] = ss[key]
+
+
+def url_keys(page: str) -> set[str]:
+    """The query parameters :func:`params_for` can write on ``page``."""
+    keys = {"run"} | ({"layer"} if page != "sql" else set())
+    return (
+        keys
+        | {
+            "unit": {"unit"},
+            "compare": {"unit"},
+            "layer": {"p", *GRID_PARAMS},
+            "sql": {"q"},
+        }.get(page, set())
+        | ({"frame"} if page == "unit" else set())
+    )
+
+
+def page_of_path(path: str) -> str | None:
+    """The page a URL path opens (its last segment; '' is the overview), None for no page of ours."""
+    segment = path.rstrip("/").rsplit("/", 1)[-1] if path.strip("/") else ""
+    return next((page for page in PAGES if url_path(page) == segment), None) if segment else DEFAULT_PAGE
+
+
+def history_step() -> tuple[str, dict[str, str]] | None:
+    """(page, its URL's query parameters) when the browser moved in its history (Back, Forward) to a URL
+    whose state this session does not show; None otherwise.
+
+    Streamlit reruns the app with the URL the browser went to and flags the run (``is_history_navigation``;
+    where a Streamlit lacks the flag, a URL that differs from the last one this session wrote counts). Not
+    a step to follow: a URL without parameters (the page menu's) or with parameters its page never writes
+    (the in-between entry a page switch leaves in the history); the session's state stands then.
     """
     ss = st.session_state
     written = ss.get("nav_synced")
     current = {k: st.query_params.get(k) for k in st.query_params}
     if not ss.get("nav_initialized") or written is None or not current or current == written:
+        return None
+    if (
+        _history_flag() is False
+    ):  # a click whose rerun carried the URL before the last sync reached the browser
+        return None
+    page = page_of_path(_url_path())
+    if page is None or set(current) - url_keys(page):
+        return None
+    return page, current
+
+
+def _history_flag() -> bool | None:
+    """Whether Streamlit flags this run as the browser's history navigation (None: it has no such flag)."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    return getattr(get_script_run_ctx(), "is_history_navigation", None)
+
+
+def _url_path() -> str:
+    """The path of the URL this run was started with ('/unit', '/' for the overview)."""
+    return urlparse(str(st.context.url or "")).path
+
+
+def follow_history() -> None:
+    """Re-seed the navigation state from the URL of a history step (:func:`history_step`).
+
+    The session's state is seeded from its first URL only, and :func:`sync_query_params` would write it
+    straight back over the URL that Back went to. Only the keys the page's URL carries change: a step back
+    to a grid URL keeps the unit last opened, a step to the console keeps the layer.
+    """
+    step = history_step()
+    if step is None:
         return
+    page, qp = step
+    for name in ("run", "layer"):
+        if name in qp:
+            set_(name, qp[name])
+    if page in ("unit", "compare") and _int(qp.get("unit"), None) is not None:
+        set_("unit", _int(qp.get("unit"), None))
+    {"layer": _seed_grid, "unit": _seed_unit_page, "sql": _seed_console}.get(page, lambda _qp: None)(qp)
+
+
+def _seed_grid(qp: dict[str, str]) -> None:
+    set_("grid_page", max(0, (_int(qp.get("p"), 1) or 1) - 1))
     for key, _default in GRID_PARAMS.values():
-        ss.pop(key, None)  # the grid's widgets take the URL's values, or their defaults
-    ss.pop("unit_outline_cell", None)
-    if "q" in current:  # a step back to the console's own query: it reloads the query from the URL
+        st.session_state.pop(key, None)  # the widgets take the URL's values (grid_widget), else defaults
+    st.session_state["nav_grid_url"] = {k: qp[k] for k in GRID_PARAMS if k in qp}
+
+
+def _seed_unit_page(qp: dict[str, str]) -> None:
+    st.session_state.pop("unit_outline_cell", None)
+    if qp.get("frame") == "0":
+        st.session_state["unit_outline_cell"] = False
+
+
+def _seed_console(qp: dict[str, str]) -> None:
+    ss = st.session_state
+    ss.pop("sql_result", None)  # run what the box will show
+    if "q" in qp:
+        ss["sql_example"], ss["sql_text"] = OWN_QUERY, qp["q"]
+    elif ss.get("sql_example") == OWN_QUERY:
+        ss.pop("sql_example", None)  # back to an example: the console opens its first one
         ss.pop("sql_text", None)
-    ss["nav_initialized"] = False
-    init_from_query_params()
 
 
 def notice(message: str) -> None:
@@ -199,7 +292,7 @@ def params_for(page: str, multi_run: bool) -> dict[str, str]:
         params["frame"] = "0"
     if (
         page == "sql"
-        and st.session_state.get("sql_example") == "your query"
+        and st.session_state.get("sql_example") == OWN_QUERY
         and st.session_state.get("sql_text")
     ):
         params["q"] = str(st.session_state["sql_text"])  # the user's own query, not an example

@@ -302,10 +302,34 @@ def test_unit_deep_link(server, page):
     page.get_by_role("button", name="unit 8").first.click()
     _wait_visible(page.get_by_role("heading", name="fc8 · unit 8"), "the heading 'fc8 · unit 8' (clicked)")
     _wait_url(page, "**unit=8**", "the URL to carry unit=8 (synced when the script run ends)")
-    # the browser's Back returns to unit 7, page and URL alike
+    # the browser's Back returns to unit 7, page and URL alike (checked once the run has ended)
     page.go_back()
-    _wait_visible(page.get_by_role("heading", name="fc8 · unit 7"), "the heading 'fc8 · unit 7' after Back")
-    _wait_url(page, "**unit=7**", "the URL to carry unit=7 after Back")
+    _settle(page, "fc8 · unit 7")
+    assert "unit=7" in page.url, page.url
+
+
+def test_back_and_forward_step_through_what_the_session_showed(server, page):
+    page.goto(f"{server}/layer?layer=conv3&sort=rank+%E2%86%91")
+    _settle(page, "Layer conv3", images=48)
+    first = page.get_by_role("button", name=re.compile(r"^unit \d+$")).first
+    unit = int(first.inner_text().split()[-1])
+    first.click()
+    _settle(page, f"conv3 · unit {unit}")
+    other = unit + 1 if unit < 63 else unit - 1  # conv3 has units 0-63: the next one, or the previous
+    page.get_by_role("button", name=f"unit {other}").first.click()
+    _settle(page, f"conv3 · unit {other}")
+    _wait_url(page, f"**unit={other}", f"the URL to carry unit={other}")
+    page.go_back()
+    _settle(page, f"conv3 · unit {unit}")
+    assert f"unit={unit}" in page.url, (
+        page.url
+    )  # the run has ended: the session did not write unit {other} back
+    page.go_back()  # to the grid, its sort order kept
+    _settle(page, "Layer conv3", images=48)
+    assert "sort=rank" in page.url, page.url
+    page.go_forward()
+    _settle(page, f"conv3 · unit {unit}")
+    assert f"unit={unit}" in page.url, page.url
 
 
 def test_unit_label_and_faithfulness_badges(server, runs_parent, page):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -65,6 +66,8 @@ def test_row_counts_exact_and_rerun_writes_nothing(tmp_path, micro_cache, ray_se
     assert table_count(run_dir, "units", "WHERE reader_agreement IS NULL") == 0
     spent = 3 * cfg.sampler.steps  # DGN-AM: a gradient step is 3 forward-pass equivalents
     assert table_count(run_dir, "chains", f"WHERE passes = {spent}") == chains
+    where = open_run(run_dir).execute("SELECT DISTINCT precision, device, host FROM shards").fetchall()
+    assert where == [(summary["precision"][0], "cpu", socket.gethostname())]  # each shard's provenance
 
     files = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*.parquet")}
     again = run_atlas(cfg, progress=False)

@@ -746,6 +746,7 @@ BOOTSTRAP_CASES = [
 )
 def test_bootstrap_ship_flags_that_do_not_go_together(args, expect, tmp_path, capsys, monkeypatch):
     """Refused before anything trains or is written (the shipped weights above all)."""
+    import atlas.toyworld
     import atlas.toyworld.api as api
 
     def refuse(*_a, **_k):
@@ -753,6 +754,7 @@ def test_bootstrap_ship_flags_that_do_not_go_together(args, expect, tmp_path, ca
 
     for name in ("ship", "ship_reader", "bootstrap"):
         monkeypatch.setattr(api, name, refuse)
+    monkeypatch.setattr(atlas.toyworld, "bootstrap", refuse)  # what the command calls for a plain bootstrap
     result = run_cli(capsys, "bootstrap", "--preset", "micro", *[_fmt(a, tmp_path) for a in args])
     assert_one_line_error(*result, expect, tmp_path)
     assert not (tmp_path / "cache").exists() and not (tmp_path / "c").exists()

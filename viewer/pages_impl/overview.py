@@ -34,9 +34,12 @@ def _header(ctx: Context) -> None:
         bits.append(f"facets on `{info['facet_layer']}`")
     if info.get("output_layer"):
         bits.append(f"output layer `{info['output_layer']}`")
-    precisions = data.precisions(ctx.conn)
+    precisions, unrecorded = data.precisions(ctx.conn)
     if len(precisions) == 1:
-        bits.append(f"computed in {next(iter(precisions))}")
+        old = (
+            f" ({unrecorded} older shard{'s' if unrecorded != 1 else ''}: not recorded)" if unrecorded else ""
+        )
+        bits.append(f"computed in {next(iter(precisions))}{old}")
     st.caption(" · ".join(bits) + f" · `{ctx.run_dir}`")
     if len(precisions) > 1:
         mix = ", ".join(f"{n} shard{'' if n == 1 else 's'} in {p}" for p, n in precisions.items())

@@ -13,7 +13,7 @@ from viewer.context import Context
 
 MAX_ROWS = 5_000
 TIMEOUT_S = 10.0
-OWN = "your query"  # the example box once the text is the user's own (also what a ?q= link opens)
+OWN = state.OWN_QUERY  # the example box once the text is the user's own (also what a ?q= link opens)
 
 
 def _load_example() -> None:

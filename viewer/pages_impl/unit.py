@@ -323,8 +323,9 @@ def render(ctx: Context) -> None:
         st.error(f"This unit failed: {view.row.get('error') or view.row.get('status')}")
     _metrics(view.row)
     if view.label is not None and view.label.cell is not None:
+        st.session_state.setdefault("unit_outline_cell", True)  # on; kept across pages (state.KEPT_WIDGETS)
         outline = st.toggle(
-            "Frame the unit's place on its pictures", value=True, key="unit_outline_cell",
+            "Frame the unit's place on its pictures", key="unit_outline_cell",
             help="a conv unit reads one position of its map: the block of the picture it stands for",
         )  # fmt: skip
         view = data.with_outlined_cell(view) if outline else view
