@@ -37,6 +37,11 @@ div.block-container { padding-top: 2.2rem; }
   [data-testid="stHorizontalBlock"]:has(.atlas-tile-label) > [data-testid="stColumn"] {
     flex: 0 0 calc(25% - 0.75rem) !important; min-width: 0; }
 }
+@media (max-width: 1200px) {  /* the pager's buttons keep their icons; their words stay for screen readers */
+  [data-testid="stHorizontalBlock"]:has(.atlas-pager) button [data-testid="stMarkdownContainer"] {
+    position: absolute; width: 1px; height: 1px; overflow: hidden; clip-path: inset(50%);
+    white-space: nowrap; }
+}
 @media (max-width: 900px) {
   [data-testid="stHorizontalBlock"]:has(.atlas-tile-label) > [data-testid="stColumn"] {
     flex: 0 0 calc(50% - 0.5rem) !important; }

@@ -91,7 +91,8 @@ def _pager(page: int, pages: int, total: int, page_size: int) -> None:
                   on_click=state.go, kwargs={"grid_page": page - 1}, width="stretch")  # fmt: skip
     first, last = page * page_size + 1, min((page + 1) * page_size, total)
     nav[2].markdown(
-        f"<div style='text-align:center;padding-top:0.4rem'>page <b>{page + 1}</b> of {pages} · "
+        "<div class='atlas-pager' style='text-align:center;padding-top:0.4rem'>"
+        f"page <b>{page + 1}</b> of {pages} · "
         f"units {first if total else 0}–{last} of {total:,}</div>",
         unsafe_allow_html=True,
     )
