@@ -115,10 +115,11 @@ def url_keys(page: str) -> set[str]:
     )
 
 
-def page_of_path(path: str) -> str | None:
-    """The page a URL path opens (its last segment; '' is the overview), None for no page of ours."""
-    segment = path.rstrip("/").rsplit("/", 1)[-1] if path.strip("/") else ""
-    return next((page for page in PAGES if url_path(page) == segment), None) if segment else DEFAULT_PAGE
+def page_of_path(path: str) -> str:
+    """The page a URL path opens: its last segment's ('/unit', '/atlas/unit' behind a base path), else the
+    overview (the root, a base path alone, or a path Streamlit opens as its default page)."""
+    segment = path.rstrip("/").rsplit("/", 1)[-1]
+    return next((page for page in PAGES if url_path(page) == segment and segment), DEFAULT_PAGE)
 
 
 def history_step() -> tuple[str, dict[str, str]] | None:
@@ -140,7 +141,7 @@ def history_step() -> tuple[str, dict[str, str]] | None:
     ):  # a click whose rerun carried the URL before the last sync reached the browser
         return None
     page = page_of_path(_url_path())
-    if page is None or set(current) - url_keys(page):
+    if set(current) - url_keys(page):
         return None
     return page, current
 

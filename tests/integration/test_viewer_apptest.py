@@ -162,6 +162,22 @@ def test_browser_back_to_an_earlier_url_shows_that_state(runs, monkeypatch):
     assert at.title[0].value == "fc8 · unit 5" and at.query_params["unit"] == "5"
 
 
+def test_history_urls_map_to_their_pages_and_keys():
+    assert [state.page_of_path(p) for p in ("/", "/unit", "/atlas/unit", "/atlas/", "/layer/", "/nope")] == [
+        "overview", "unit", "unit", "overview", "layer", "overview"
+    ]  # fmt: skip
+    assert state.url_keys("unit") == {"run", "layer", "unit", "frame"}
+    assert state.url_keys("sql") == {"run", "q"}
+    assert "unit" not in state.url_keys("layer")  # a page switch's in-between entry is not followed
+
+
+@pytest.mark.parametrize("page", list(state.PAGES))
+def test_every_parameter_a_page_writes_is_one_a_history_step_reads(runs, monkeypatch, page):
+    """On the parent of two runs (so the URL carries ``run`` too), with a unit, a grid page and a sort."""
+    at = app(runs, monkeypatch, page=page, run="alpha", layer="fc8", unit=3, p=2, sort="rank ↑")
+    assert "run" in at.query_params and set(at.query_params) <= state.url_keys(page), dict(at.query_params)
+
+
 def test_grid_sort_and_filters_survive_a_visit_to_a_unit(runs, monkeypatch):
     at = app(runs / "alpha", monkeypatch, page="layer", layer="conv3")
     at.selectbox(key="grid_sort").set_value("rank ↑").run()
