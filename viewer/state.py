@@ -136,9 +136,7 @@ def history_step() -> tuple[str, dict[str, str]] | None:
     current = {k: st.query_params.get(k) for k in st.query_params}
     if not ss.get("nav_initialized") or written is None or not current or current == written:
         return None
-    if (
-        _history_flag() is False
-    ):  # a click whose rerun carried the URL before the last sync reached the browser
+    if _history_flag() is False:  # a click whose rerun still carried the URL before the last sync
         return None
     page = page_of_path(_url_path())
     if set(current) - url_keys(page):
