@@ -100,19 +100,18 @@ def keep_widget_state() -> None:
             ss[key] = ss[key]
 
 
+# the query parameters of each page beyond ``run`` and ``layer`` (see params_for)
+PAGE_KEYS: dict[str, set[str]] = {
+    "unit": {"unit", "frame"},
+    "compare": {"unit"},
+    "layer": {"p", *GRID_PARAMS},
+    "sql": {"q"},
+}
+
+
 def url_keys(page: str) -> set[str]:
     """The query parameters :func:`params_for` can write on ``page``."""
-    keys = {"run"} | ({"layer"} if page != "sql" else set())
-    return (
-        keys
-        | {
-            "unit": {"unit"},
-            "compare": {"unit"},
-            "layer": {"p", *GRID_PARAMS},
-            "sql": {"q"},
-        }.get(page, set())
-        | ({"frame"} if page == "unit" else set())
-    )
+    return {"run"} | ({"layer"} if page != "sql" else set()) | PAGE_KEYS.get(page, set())
 
 
 def page_of_path(path: str) -> str:
@@ -133,7 +132,7 @@ def history_step() -> tuple[str, dict[str, str]] | None:
     """
     ss = st.session_state
     written = ss.get("nav_synced")
-    current = {k: st.query_params.get(k) for k in st.query_params}
+    current = _url_params()
     if not ss.get("nav_initialized") or written is None or not current or current == written:
         return None
     if _history_flag() is False:  # a click whose rerun still carried the URL before the last sync
@@ -142,6 +141,11 @@ def history_step() -> tuple[str, dict[str, str]] | None:
     if set(current) - url_keys(page):
         return None
     return page, current
+
+
+def _url_params() -> dict[str, str]:
+    """The query parameters of the URL this run was started with."""
+    return {k: st.query_params.get(k) for k in st.query_params}
 
 
 def _history_flag() -> bool | None:
@@ -170,13 +174,14 @@ def follow_history() -> None:
     for name in ("run", "layer"):
         if name in qp:
             set_(name, qp[name])
-    if page in ("unit", "compare") and _int(qp.get("unit"), None) is not None:
-        set_("unit", _int(qp.get("unit"), None))
+    unit = _int(qp.get("unit"), None)
+    if page in ("unit", "compare") and unit is not None:
+        set_("unit", unit)
     {"layer": _seed_grid, "unit": _seed_unit_page, "sql": _seed_console}.get(page, lambda _qp: None)(qp)
 
 
 def _seed_grid(qp: dict[str, str]) -> None:
-    set_("grid_page", max(0, (_int(qp.get("p"), 1) or 1) - 1))
+    set_("grid_page", max(0, _int(qp.get("p"), 1) - 1))
     for key, _default in GRID_PARAMS.values():
         st.session_state.pop(key, None)  # the widgets take the URL's values (grid_widget), else defaults
     st.session_state["nav_grid_url"] = {k: qp[k] for k in GRID_PARAMS if k in qp}
@@ -301,8 +306,7 @@ def params_for(page: str, multi_run: bool) -> dict[str, str]:
 def sync_query_params(multi_run: bool) -> None:
     """Write the navigation state to the URL's query string (the page is the URL path)."""
     params = params_for(get("page"), multi_run)
-    current = {k: st.query_params.get(k) for k in st.query_params}
-    if current != params:
+    if _url_params() != params:
         st.query_params.from_dict(params)
     st.session_state["nav_synced"] = params  # what follow_history compares the next run's URL with
 

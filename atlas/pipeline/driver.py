@@ -363,17 +363,15 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"  shards: {summary['shards_run']} run, {summary['shards_skipped']} already complete, "
         f"of {summary['shards']}; diverged chains: {summary['diverged']}; unit errors: {summary['errors']}"
         + (f"; precision: {', '.join(summary['precision'])}" if summary.get("precision") else ""),
-        *(
-            [
-                "  warning: the workers computed in different precisions (compute.autocast: auto picks bf16 "
-                "only where a node has native bf16); pin compute.autocast to bf16 or none for one precision"
-            ]
-            if len(summary.get("precision") or []) > 1
-            else []
-        ),
         f"  output: {summary['run_dir']}",
         f"  browse: atlas view {shlex.quote(str(summary['run_dir']))}",  # commands to paste as they are
         f"  query:  atlas sql {shlex.quote(str(summary['run_dir']))} "
         '"SELECT layer, count(*) FROM units GROUP BY layer"',
     ]
+    if len(summary.get("precision") or []) > 1:
+        warning = (
+            "  warning: the workers computed in different precisions (compute.autocast: auto picks bf16 only "
+            "where a node has native bf16); pin compute.autocast to bf16 or none for one precision"
+        )
+        lines.insert(2, warning)
     return "\n".join(lines)
