@@ -34,7 +34,8 @@ SORTS: dict[str, str] = {
 }
 LABEL_SORTS: dict[str, str] = {  # only offered when the run has label columns (issue 16)
     "label score ↓": "label_score DESC NULLS LAST, unit",
-    "label margin ↓": "label_margin DESC NULLS LAST, unit",
+    # labelled units first: an unlabelled unit's margin is its best concept's, a label it did not get
+    "label margin ↓": "label IS NULL, label_margin DESC NULLS LAST, unit",
 }
 
 TRAJECTORY_METRICS = ("activation", "log_prob", "rank", "prior_residual")
@@ -461,6 +462,12 @@ def sorts(labels: bool) -> list[str]:
     return [*SORTS, *(LABEL_SORTS if labels else ())]
 
 
+def has_verdicts(conn: Any, layer: str) -> bool:
+    """Whether the judge gave a verdict on any unit of ``layer`` (output units of a run with a judge)."""
+    row = _one(conn, "SELECT count(judge_correct) FROM units WHERE layer = ?", [layer])
+    return bool(row and row[0])
+
+
 def max_facet_count(conn: Any, layer: str) -> int:
     """The largest facet count of the layer's units (at least 1: the grid's filter bound)."""
     row = _one(conn, "SELECT max(facet_count) FROM units WHERE layer = ?", [layer])
@@ -482,7 +489,12 @@ def grid_page(conn: Any, q: GridQuery) -> pd.DataFrame:
     have = truth(conn)
     where, params = _grid_where(q)
     order = {**SORTS, **(LABEL_SORTS if have.labels else {})}.get(q.sort, SORTS["unit ↑"])
-    label_sql = "label, label_score" if have.labels else "NULL::VARCHAR AS label, NULL::DOUBLE AS label_score"
+    label_sql = (
+        "label, label_score, label_best, label_top_share"
+        if have.labels
+        else "NULL::VARCHAR AS label, NULL::DOUBLE AS label_score, NULL::VARCHAR AS label_best, "
+        "NULL::DOUBLE AS label_top_share"
+    )
     units = _df(
         conn,
         f"""SELECT unit, best_activation, best_log_prob, best_rank, facet_count, judge_label, judge_correct,
@@ -700,20 +712,26 @@ def label_view(row: dict[str, Any] | None) -> LabelView | None:
     )
 
 
-def no_label_reason(lab: LabelView) -> str:
+def no_label_reason(lab: LabelView, *, code: str = "`") -> str:
     """Why a unit with a best concept has no label, by the labelling rules (atlas.sampling.concepts) in
-    their order: AUROC below the threshold, then too few of the unit's top images showing it, else silence."""
-    best, score = f"`{lab.best}`", _fmt_score(lab.score)
+    their order: AUROC below the threshold, then too few of the unit's top images showing it, else silence.
+    Markdown (``code`` around the concept, ``**`` around the score); ``code=""`` for plain text."""
+    best, score = f"{code}{lab.best}{code}", _fmt_score(lab.score)
+    bold = "**" if code else ""
     if lab.score is None or _isnull(lab.score) or lab.score < LABEL_THRESHOLD:
-        return f"best concept {best} reaches only AUROC **{score}** (< {LABEL_THRESHOLD})"
+        return f"best concept {best} reaches only AUROC {bold}{score}{bold} (< {LABEL_THRESHOLD})"
     if lab.top_share is not None and lab.top_share < TOP_SHARE:
         return (
-            f"best concept {best} has AUROC **{score}**, but only {lab.top_share:.0%} of the unit's top "
-            f"{TOP_K} natural images show it (a label needs {TOP_SHARE:.0%})"
+            f"best concept {best} has AUROC {bold}{score}{bold}, but only {lab.top_share:.0%} of the unit's "
+            f"top {TOP_K} natural images show it (a label needs {TOP_SHARE:.0%})"
         )
     if lab.top_share is None:
-        return f"best concept {best} (AUROC **{score}**) does not describe the unit's top natural images"
-    return f"best concept {best} has AUROC **{score}**, but no natural image activates the unit (silent)"
+        return (
+            f"best concept {best} (AUROC {bold}{score}{bold}) does not describe the unit's top natural images"
+        )
+    return (
+        f"best concept {best} has AUROC {bold}{score}{bold}, but no natural image activates the unit (silent)"
+    )
 
 
 def _fmt_score(value: Any) -> str:

@@ -71,6 +71,9 @@ def init_from_query_params() -> None:
     qp = st.query_params
     ss["nav_page"] = DEFAULT_PAGE
     ss["nav_pending"] = qp.get("page") if qp.get("page") in PAGES else None
+    if qp.get("page") is not None and ss["nav_pending"] is None:
+        pages = ", ".join(PAGES)
+        notice(f"The link's page {qp.get('page')!r} is not a viewer page ({pages}); showing the overview.")
     ss["nav_run"] = qp.get("run")
     ss["nav_layer"] = qp.get("layer")
     ss["nav_unit"] = _int(qp.get("unit"), None)
@@ -181,16 +184,34 @@ def follow_history() -> None:
 
 
 def _seed_grid(qp: dict[str, str]) -> None:
+    """The grid's widgets back to their defaults, then the URL's values (:func:`grid_widget`)."""
     set_("grid_page", max(0, _int(qp.get("p"), 1) - 1))
-    for key, _default in GRID_PARAMS.values():
-        st.session_state.pop(key, None)  # the widgets take the URL's values (grid_widget), else defaults
+    _reset_grid_widgets(GRID_PARAMS)
     st.session_state["nav_grid_url"] = {k: qp[k] for k in GRID_PARAMS if k in qp}
 
 
+def _reset_grid_widgets(params: Any) -> None:
+    """The grid widgets of query parameters ``params`` back to their defaults. A default is *assigned*,
+    not popped: a popped key leaves the browser's widget showing its old value (a filter the tiles no
+    longer use, applied again by the next click)."""
+    ss = st.session_state
+    for param in params:
+        key, default = GRID_PARAMS[param]
+        value = ss.get(f"{key}_first") if default is None else default  # the sort's default: its first
+        if value is None:
+            ss.pop(key, None)
+        else:
+            ss[key] = value
+
+
+def clear_grid_filters() -> None:
+    """Button callback: every grid filter off (the sort and page size stay), back to page 1."""
+    _reset_grid_widgets([p for p in GRID_PARAMS if p not in ("sort", "per")])
+    set_("grid_page", 0)
+
+
 def _seed_unit_page(qp: dict[str, str]) -> None:
-    st.session_state.pop("unit_outline_cell", None)
-    if qp.get("frame") == "0":
-        st.session_state["unit_outline_cell"] = False
+    st.session_state["unit_outline_cell"] = qp.get("frame") != "0"
 
 
 def _seed_console(qp: dict[str, str]) -> None:
@@ -205,7 +226,8 @@ def _seed_console(qp: dict[str, str]) -> None:
 
 def notice(message: str) -> None:
     """Say ``message`` once, above the next page drawn (e.g. a stale link's layer that no longer exists)."""
-    st.session_state["nav_notice"] = message
+    said = st.session_state.get("nav_notice")
+    st.session_state["nav_notice"] = f"{said} {message}" if said else message  # a link can be stale twice
 
 
 def take_notice() -> str | None:

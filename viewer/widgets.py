@@ -46,6 +46,33 @@ div.block-container { padding-top: 2.2rem; }
   [data-testid="stHorizontalBlock"]:has(.atlas-tile-label) > [data-testid="stColumn"] {
     flex: 0 0 calc(50% - 0.5rem) !important; }
 }
+/* a picture's badges wrap under it instead of ending in "p100 · path p…" (the faithfulness flags are what
+   the unit page is for) */
+.stMarkdownBadge { white-space: normal !important; overflow: visible !important;
+  text-overflow: clip !important; }
+/* rows of five or more columns (metrics, picture rows, the grid's filters) wrap to four a line, then two,
+   on narrow screens; a chain card puts its pictures under its text */
+@media (max-width: 1100px) {
+  [data-testid="stHorizontalBlock"]:has(> [data-testid="stColumn"]:nth-child(5)):not(:has(.atlas-pager,
+    .atlas-tile-label)) {
+    flex-wrap: wrap; row-gap: 0.8rem; }
+  [data-testid="stHorizontalBlock"]:has(> [data-testid="stColumn"]:nth-child(5)):not(:has(.atlas-pager,
+    .atlas-tile-label))
+    > [data-testid="stColumn"] { flex: 0 0 calc(25% - 0.75rem) !important; min-width: 0; }
+  [data-testid="stHorizontalBlock"]:has(> [data-testid="stColumn"] :is(.atlas-chain-head, .atlas-label)) {
+    flex-wrap: wrap; }
+  [data-testid="stHorizontalBlock"]:has(> [data-testid="stColumn"] :is(.atlas-chain-head, .atlas-label))
+    > [data-testid="stColumn"] { flex: 0 0 100% !important; }
+  /* the unit page's buttons as wide as their words */
+  [data-testid="stHorizontalBlock"]:has(.atlas-unit-nav) { flex-wrap: wrap; }
+  [data-testid="stHorizontalBlock"]:has(.atlas-unit-nav) > [data-testid="stColumn"] {
+    flex: 0 0 auto !important; width: auto !important; min-width: fit-content; }
+}
+@media (max-width: 700px) {
+  [data-testid="stHorizontalBlock"]:has(> [data-testid="stColumn"]:nth-child(5)):not(:has(.atlas-pager,
+    .atlas-tile-label))
+    > [data-testid="stColumn"] { flex: 0 0 calc(50% - 0.5rem) !important; }
+}
 </style>
 """
 
@@ -188,7 +215,12 @@ def count_bars(df: pd.DataFrame, field: str, title: str, *, height: int = 220) -
 def trajectory_chart(steps: pd.DataFrame, metric: str, title: str, *, height: int = 220) -> alt.Chart:
     data = steps[["chain", "step", metric]].copy()
     data["chain"] = data["chain"].astype(str)
-    y = alt.Y(f"{metric}:Q", title=None, scale=alt.Scale(zero=False, reverse=metric == "rank"))
+    y = alt.Y(
+        f"{metric}:Q",
+        title=None,
+        scale=alt.Scale(zero=False, reverse=metric == "rank"),
+        axis=alt.Axis(format="d", tickMinStep=1) if metric == "rank" else alt.Axis(format="~g"),
+    )  # a flat series gets one tick: "0", not "0.000000"
     return (
         alt.Chart(data, title=title, height=height)
         .mark_line(point=False, strokeWidth=1.8)

@@ -63,6 +63,21 @@ def layer_values(acts: torch.Tensor, units: list[Unit]) -> torch.Tensor:
     return at_pos
 
 
+def log_softmax(values: torch.Tensor) -> torch.Tensor:
+    """(B, U) -> (B, U) log p = v - logsumexp(v) across the layer, exact at the top as well.
+
+    Plain ``log_softmax`` rounds the top unit's log p to exactly 0 in float32 once its margin over the rest
+    passes ~17 (a confident class: every such unit would tie at 0 in ``best_log_prob``). The top unit's
+    value is computed as -softplus(logsumexp(others) - v_top), which keeps e.g. -2e-22 for a margin of 50;
+    the other units' values (log p < -log 2) are plain log-softmax."""
+    out = torch.log_softmax(values, dim=1)
+    if values.shape[1] < 2:
+        return out
+    top = values.argmax(dim=1, keepdim=True)  # (B, 1)
+    others = torch.logsumexp(values.scatter(1, top, float("-inf")), dim=1, keepdim=True)  # (B, 1)
+    return out.scatter(1, top, -torch.nn.functional.softplus(others - values.gather(1, top)))
+
+
 def variant(values: torch.Tensor, kind: ObjectiveKind) -> torch.Tensor:
     """(B, U) layer vectors -> (B, U) g(v), g the objective variant across the layer (float32)."""
     values = values.float()
@@ -70,7 +85,7 @@ def variant(values: torch.Tensor, kind: ObjectiveKind) -> torch.Tensor:
         return values
     if kind == "softmax":
         return torch.softmax(values, dim=1)
-    return torch.log_softmax(values, dim=1)
+    return log_softmax(values)
 
 
 @dataclass(frozen=True)
@@ -185,7 +200,7 @@ class Objective:
         out = unit_readout(v, primary)
         idx = index.view(-1, 1)
         out["activation"] = self.extend(v).gather(1, idx).squeeze(1)
-        out["log_prob"] = self.extend(torch.log_softmax(v, dim=1)).gather(1, idx).squeeze(1)
+        out["log_prob"] = self.extend(log_softmax(v)).gather(1, idx).squeeze(1)
         return out
 
 
@@ -199,7 +214,7 @@ def unit_readout(values: torch.Tensor, index: torch.Tensor) -> dict[str, torch.T
     v = values.detach().float()
     idx = index.view(-1, 1)
     act = v.gather(1, idx).squeeze(1)
-    log_prob = torch.log_softmax(v, dim=1).gather(1, idx).squeeze(1)
+    log_prob = log_softmax(v).gather(1, idx).squeeze(1)
     rank = (v > act.view(-1, 1)).sum(1)
     others = v.scatter(1, idx, float("-inf"))
     top_other = others.argmax(1) if v.shape[1] > 1 else torch.zeros_like(index)

@@ -332,6 +332,24 @@ def test_back_and_forward_step_through_what_the_session_showed(server, page):
     assert f"unit={unit}" in page.url, page.url
 
 
+def test_back_resets_the_grid_controls_the_earlier_url_lacks(server, page):
+    """The filter box shows what the tiles use after Back (a key popped from the session, not re-set,
+    left the browser's box showing the filter, and the next click applied it again)."""
+    page.goto(f"{server}/layer?layer=conv3")
+    _settle(page, "Layer conv3", images=48)
+    units = page.get_by_label("Units")
+    units.fill("3-9")
+    units.press("Enter")
+    _wait_url(page, "**units=3-9**", "the URL to carry the units filter")
+    _wait_visible(page.get_by_text("units 1–7 of 7"), "the filtered grid (7 units)")
+    page.go_back()
+    _wait_visible(page.get_by_text("units 1–48 of 64"), "the whole grid after Back")
+    _wait_until(page, "() => document.querySelector('input[aria-label=\"Units\"]')?.value === ''",
+                "the Units box to be empty after Back")  # fmt: skip
+    page.get_by_role("button", name="Next").first.click()  # the next click keeps the grid whole
+    _wait_visible(page.get_by_text("page 2 of 2"), "page 2 of the whole grid")
+
+
 def test_unit_label_and_faithfulness_badges(server, runs_parent, page):
     units = pd.read_parquet(runs_parent / "demo" / "units" / "layer=fc8")
     images = pd.read_parquet(runs_parent / "demo" / "images" / "layer=fc8")

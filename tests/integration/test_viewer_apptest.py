@@ -198,6 +198,10 @@ def test_unit_page_missing_unit_and_bad_layer(runs, monkeypatch):
     at = app(runs / "alpha", monkeypatch, page="unit", layer="nope", unit=3)
     assert at.title[0].value.endswith("unit 3")  # falls back to the first layer, and says so
     assert "Layer 'nope' is not in this run" in at.warning[0].value
+    at = app(runs / "alpha", monkeypatch, page="bogus", layer="nope")
+    assert page_of(at) == "overview"
+    said = at.warning[0].value
+    assert "page 'bogus' is not a viewer page (overview, layer, unit" in said and "Layer 'nope'" in said
     at = app(runs / "alpha", monkeypatch, page="unit", layer="fc8", unit="abc")
     assert at.title[0].value == "fc8 · unit 0" and "unit 'abc' is not a unit number" in at.warning[0].value
     at = app(runs / "alpha", monkeypatch, page="bogus")
@@ -234,6 +238,9 @@ def test_sql_console(runs, monkeypatch):
     assert at.query_params["q"] == "SELECT * FROM read_csv('/etc/passwd')"
     at.selectbox(key="sql_example").set_value("a unit's trajectory").run()
     assert "FROM steps" in at.text_area(key="sql_text").value and "q" not in at.query_params
+    assert not at.error and "step" in at.dataframe[0].value.columns  # the picked example ran
+    at.text_area(key="sql_text").set_value("SELECT 7 AS seven").run()  # Ctrl+Enter commits without a click
+    assert list(at.dataframe[0].value["seven"]) == [7] and at.query_params["q"] == "SELECT 7 AS seven"
     linked = app(runs / "alpha", monkeypatch, page="sql", q="SELECT count(*) AS n FROM chains")
     assert linked.text_area(key="sql_text").value == "SELECT count(*) AS n FROM chains"
     assert list(linked.dataframe[0].value["n"]) == [26 * 3]  # the linked query ran
@@ -301,7 +308,7 @@ def test_page_buttons_switch_pages_and_links_are_encoded(runs, monkeypatch):
     at.button(key="grid_unit_3").click().run()
     assert page_of(at) == "unit" and at.title[0].value == "conv3 · unit 3"
     links = " ".join(m.value for m in at.markdown)
-    assert "[permalink](unit?layer=conv3&unit=3)" in links
+    assert "href='unit?layer=conv3&amp;unit=3'>permalink</a>" in links
     at.button(key="unit_grid_top").click().run()  # back to the grid in this tab (a link opens a new one)
     assert page_of(at) == "layer" and at.title[0].value == "Layer conv3"
     assert state.link("unit", "a b&c/d", 3, run="r 1") == "unit?run=r+1&layer=a+b%26c%2Fd&unit=3"
@@ -357,6 +364,7 @@ def test_conv_unit_page_frames_the_units_place(runs, monkeypatch):
     plain = picture_urls()
     assert not at.exception and len(plain) == len(framed) and not set(plain) & set(framed)
     assert at.query_params["frame"] == "0"  # the link keeps the pictures plain
+    assert f"unit={unit}&amp;frame=0'>permalink" in " ".join(m.value for m in at.markdown)  # this link too
     again = app(runs / "alpha", monkeypatch, **dict(at.query_params), page="unit")
     assert again.toggle(key="unit_outline_cell").value is False
     fc = app(runs / "alpha", monkeypatch, page="unit", layer="fc8", unit=0)
@@ -401,6 +409,30 @@ def test_layer_grid_label_sort_and_filters(runs, monkeypatch):
     weak = images[images["kind"].isin(["best", "last"]) & (images["flags"] == "weak")]
     assert n_images(at) == weak["unit"].nunique() > 0
     assert "weak</div>" in markdown_text(at)
+
+
+def test_layer_grid_label_margin_unlabelled_tiles_judge_and_empty_state(runs, monkeypatch):
+    units = pd.read_parquet(runs / "alpha" / "units" / "layer=conv3")
+    at = app(runs / "alpha", monkeypatch, page="layer", layer="conv3")
+    assert not [s for s in at.selectbox if s.key == "grid_judge"]  # no verdicts on a hidden layer
+    at.selectbox(key="grid_sort").set_value("label margin ↓").run()
+    tiles = [m.value for m in at.markdown if "atlas-tile-label'>act" in m.value]
+    labelled = int(units["label"].notna().sum())
+    assert 0 < labelled < len(tiles)
+    assert all("atlas-tile-concept" in t for t in tiles[:labelled])  # labelled units first
+    assert not any("atlas-tile-concept" in t for t in tiles[labelled:])
+    unlabelled = units[units["label"].isna() & units["label_best"].notna()].iloc[0]
+    assert f"no label · best {concept_html(unlabelled['label_best'])}" in markdown_text(at)
+    assert "title='best concept " in markdown_text(at)  # why no label, as the tooltip
+    at.text_input(key="grid_units").set_value("300-400").run()
+    assert n_images(at) == 0
+    said = at.info[0].value
+    assert "units `300-400`" in said and "units 0–15" in said, said
+    at.button(key="grid_clear").click().run()
+    assert n_images(at) == 16 and at.text_input(key="grid_units").value == ""
+    assert at.selectbox(key="grid_sort").value == "label margin ↓"  # the sort is no filter: it stays
+    fc8 = app(runs / "alpha", monkeypatch, page="layer", layer="fc8")
+    assert fc8.selectbox(key="grid_judge").options == ["all", "correct", "wrong"]
 
 
 def test_audit_page_lists_flagged_units(runs, monkeypatch):

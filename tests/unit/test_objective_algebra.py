@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from atlas.errors import ConfigError
+from atlas.sampling import objectives
 from atlas.sampling.objectives import (
     Objective,
     diversity_features,
@@ -230,3 +231,17 @@ def test_a_composites_top_real_images_are_ranked_by_its_own_objective_variant():
         assert own.tolist() == torch.topk(base[:, 3], 5).indices.tolist()
     raw_top = torch.topk(base[:, 2] + base[:, 5], 5).indices
     assert raw_top.tolist() != want.tolist()  # the tiny world's two rankings differ: the test can fail
+
+
+def test_log_prob_stays_exact_for_a_confident_unit():
+    """float32 log-softmax rounds a confident top unit's log p to 0 (every such unit would tie); the
+    readout keeps its true size, and the other units' values are plain log-softmax."""
+    v = torch.tensor([[50.0, 0.0, 0.0], [30.0, 10.0, 0.0], [1.0, 2.0, 3.0]])
+    assert torch.log_softmax(v, dim=1)[0, 0] == 0  # what plain float32 gives
+    exact = torch.log_softmax(v.double(), dim=1)  # float64 holds these margins... except the first
+    exact[0, 0] = -2 * torch.exp(torch.tensor(-50.0, dtype=torch.float64))  # -log1p(2 e^-50)
+    got = objectives.log_softmax(v).double()
+    assert torch.allclose(got, exact, rtol=1e-5, atol=0), (got, exact)
+    read = objectives.unit_readout(v, torch.tensor([0, 0, 2]))
+    assert -1e-20 < read["log_prob"][0] < 0
+    assert read["log_prob"][1] < read["log_prob"][0]  # the less confident unit ranks below

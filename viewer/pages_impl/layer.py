@@ -60,7 +60,9 @@ def _filters(ctx: Context, layer: str, have: data.Truth) -> data.GridQuery:
     facets = list(range(max_facets + 1))
     min_facets = c3.number_input("Min facets", min_value=0, max_value=max_facets,
                                  key=state.grid_widget("facets", facets), **FIRST_PAGE)  # fmt: skip
-    judge = c4.selectbox("Judge", JUDGE, key=state.grid_widget("judge", JUDGE), **FIRST_PAGE)
+    judge = "all"
+    if data.has_verdicts(ctx.conn, layer):  # the judge reads output units only
+        judge = c4.selectbox("Judge", JUDGE, key=state.grid_widget("judge", JUDGE), **FIRST_PAGE)
     if "grid_page_size" not in st.session_state:
         st.session_state["grid_page_size"] = PAGE_SIZES[1]
     page_size = c5.selectbox(
@@ -103,11 +105,24 @@ def _pager(page: int, pages: int, total: int, page_size: int) -> None:
 
 
 def _label_line(rec: dict) -> str:
-    """The tile's label line: the label and its AUROC, or "no label" (grey) with the best score."""
+    """The tile's label line: the label and its AUROC, or "no label" (grey) with the best concept and its
+    score, and why it is no label as the line's tooltip."""
     score = widgets.fmt(rec.get("label_score"), 2)
     if isinstance(rec.get("label"), str):
         return f"<div class='atlas-tile-concept'>{widgets.concept_html(str(rec['label']))} · {score}</div>"
-    return f"<div class='atlas-tile-label'>no label · {score}</div>"
+    best = rec.get("label_best")
+    if not isinstance(best, str):
+        return "<div class='atlas-tile-label'>no label</div>"
+    share = rec.get("label_top_share")
+    why = data.no_label_reason(
+        data.LabelView(label=None, score=rec.get("label_score"), best=best, runner_up=None, margin=None,
+                       tuning=pd.DataFrame(), top_share=None if pd.isna(share) else float(share)),
+        code="",
+    )  # fmt: skip
+    return (
+        f"<div class='atlas-tile-label' title='{html.escape(why, quote=True)}'>no label · best "
+        f"{widgets.concept_html(best)} {score}</div>"
+    )
 
 
 def _flag_line(counts: dict) -> str:
@@ -134,6 +149,22 @@ def _tile(rec: dict, have: data.Truth, link: str) -> None:
     st.markdown(lines, unsafe_allow_html=True)
 
 
+def _nothing_matches(ctx: Context, layer: str) -> None:
+    """The empty grid: which filters are on (the layer's unit range beside the units filter) and a button
+    that clears them."""
+    on = {param: value for param, value in state.grid_params().items() if param not in ("sort", "per")}
+    ids = ctx.ids(layer)
+    where = f" (layer {layer} has units {ids[0]}–{ids[-1]})" if ids and "units" in on else ""
+    filters = ", ".join(f"{FILTER_NAMES.get(p, p)} `{v}`" for p, v in on.items())
+    st.info(f"No unit matches the filters: {filters}{where}." if on else "No unit matches the filters.")
+    st.button("Clear the filters", icon=":material/filter_alt_off:", key="grid_clear",
+              on_click=state.clear_grid_filters)  # fmt: skip
+
+
+FILTER_NAMES = {"units": "units", "facets": "min facets", "judge": "judge", "label": "label contains",
+                "flag": "pictures"}  # fmt: skip
+
+
 def render(ctx: Context) -> None:
     layer = state.get("layer")
     st.title(f"Layer {layer}")
@@ -148,7 +179,7 @@ def render(ctx: Context) -> None:
     page = min(int(state.get("grid_page") or 0), pages - 1)
     state.set_("grid_page", page)
     if total == 0:
-        st.info("No unit matches the filter.")
+        _nothing_matches(ctx, layer)
         return
     _pager(page, pages, total, query.page_size)
     records = data.grid_page(ctx.conn, dataclasses.replace(query, page=page)).to_dict("records")

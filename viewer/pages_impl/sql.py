@@ -58,9 +58,10 @@ def render(ctx: Context) -> None:
     examples = [OWN, *data.example_names(data.truth(ctx.conn))]
     st.selectbox("Example queries", examples, key="sql_example", on_change=_load_example)
     sql = st.text_area("Query", key="sql_text", height=160, on_change=_own_text)
-    run = st.button("Run query", type="primary", icon=":material/play_arrow:", key="sql_run")
-
-    if run or "sql_result" not in st.session_state:
+    run = st.button("Run query", type="primary", icon=":material/play_arrow:", key="sql_run",
+                    help="or Ctrl+Enter in the box; a new example runs when picked")  # fmt: skip
+    shown = st.session_state.get("sql_result")
+    if run or shown is None or shown.sql != sql:  # the result on screen is always of the text in the box
         with st.spinner("Running the query ...", show_time=True):
             st.session_state["sql_result"] = data.console_query(ctx.run_dir, sql, MAX_ROWS, TIMEOUT_S)
     _result(st.session_state["sql_result"])

@@ -4,6 +4,9 @@ neighbouring units. Lays out :class:`viewer.data.UnitView`."""
 
 from __future__ import annotations
 
+import html
+from urllib.parse import urlencode
+
 import altair as alt
 import pandas as pd
 import streamlit as st
@@ -35,10 +38,12 @@ def _nav(ctx: Context, view: data.UnitView, suffix: str) -> None:
     c3.button(f"{view.layer} grid", icon=":material/grid_view:", key=f"unit_grid_{suffix}",
               on_click=state.go, kwargs={"page": "layer"}, width="stretch",
               help="back to the layer grid, in this tab")  # fmt: skip
-    if suffix == "top":
-        run = ctx.run_dir.name if ctx.multi_run else None
-        here = state.link("unit", view.layer, view.unit, run)
-        c4.markdown(f"[permalink]({here})", help="this unit's link, to copy or open in a new tab")
+    if suffix == "top":  # the page's own URL (frame toggle and run included), to copy or open elsewhere
+        here = html.escape(f"unit?{urlencode(state.params_for('unit', ctx.multi_run))}")
+        c4.markdown(f"<a class='atlas-unit-nav' href='{here}'>permalink</a>", unsafe_allow_html=True,
+                    help="this unit's link, to copy or open in a new tab")  # fmt: skip
+    else:
+        c4.markdown("<span class='atlas-unit-nav'></span>", unsafe_allow_html=True)  # narrow-screen CSS
 
 
 def _unit_input(ids: list[int]) -> int:
@@ -234,7 +239,8 @@ def _chain_caption(rec: dict) -> str:
         f"start {rec.get('start') or '–'} · seed {seed}\n\n"
         f"final act {widgets.fmt(rec.get('final_activation'))} · "
         f"best {widgets.fmt(rec.get('best_activation'))} @ step {widgets.fmt(rec.get('best_step'))}\n\n"
-        f"{widgets.fmt(rec.get('seconds'))} s"
+        f"{widgets.fmt(rec.get('seconds'))} s (its share of the batch's time)"
+        + (f" · {widgets.fmt(rec.get('passes'))} forward passes" if pd.notna(rec.get("passes")) else "")
     )
 
 
@@ -253,7 +259,7 @@ def _chains(view: data.UnitView) -> None:
         with st.container(border=True):
             head, body = st.columns([1.3, 6])
             with head:
-                st.markdown(f"**chain {chain}**")
+                st.markdown(f"<b class='atlas-chain-head'>chain {chain}</b>", unsafe_allow_html=True)
                 if rec.get("diverged"):
                     st.badge("diverged", color="red", icon=":material/warning:")
                 st.caption(_chain_caption(rec))
