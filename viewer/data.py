@@ -22,7 +22,7 @@ import pandas as pd
 
 from atlas.config import UnitSelection
 from atlas.errors import AtlasError
-from atlas.store.catalog import query_run, unit_sources
+from atlas.store.catalog import SHARD_PROVENANCE, query_run, unit_sources
 
 # whitelisted sort orders of the layer grid: label -> ORDER BY clause
 SORTS: dict[str, str] = {
@@ -83,6 +83,22 @@ def run_info(conn: Any) -> dict[str, Any]:
         if isinstance(info.get(key), str):
             info[key] = json.loads(info[key])
     return info
+
+
+def model_differences(info: dict[str, Any], other: dict[str, Any]) -> list[str]:
+    """The networks (target, generator, ...) whose weights fingerprints differ between two runs' infos;
+    a network either run does not record is not compared."""
+    mine, theirs = info.get("fingerprints") or {}, other.get("fingerprints") or {}
+
+    def fingerprint(entry: Any) -> Any:  # {"spec": ..., "fingerprint": ...}, or the fingerprint itself
+        return entry.get("fingerprint") if isinstance(entry, dict) else entry
+
+    out = []
+    for name in ("target", "generator", "dae"):
+        a, b = fingerprint(mine.get(name)), fingerprint(theirs.get(name))
+        if a and b and a != b:
+            out.append({"dae": "DAE priors"}.get(name, f"{name}s"))
+    return out
 
 
 def layers(conn: Any, config: Any = None) -> list[tuple[str, int]]:
@@ -173,6 +189,9 @@ def shards(conn: Any) -> pd.DataFrame:
     """Completed shards, oldest first: the ``shards`` table, ``done_time`` shown as ``done`` (HH:MM:SS)."""
     df = _df(conn, "SELECT * FROM shards ORDER BY done_time")
     df["done"] = pd.to_datetime(df["done_time"], unit="s").dt.strftime("%H:%M:%S")
+    for column in SHARD_PROVENANCE:  # shards written before their marker recorded it
+        if column in df:
+            df[column] = df[column].fillna("not recorded")
     return df.drop(columns=["done_time"])
 
 

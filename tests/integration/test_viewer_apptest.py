@@ -94,6 +94,9 @@ def test_layer_grid_pages(tmp_path, monkeypatch):
     )
     at = app(tmp_path / "wide", monkeypatch, page="layer", layer="conv5", p=2)
     assert n_images(at) == 48
+    at.button(key="grid_next_bottom").click().run()  # the pager under a long page
+    assert at.query_params["p"] == "3"
+    at.button(key="grid_prev").click().run()
     assert any("page **2** of 3" in m.value or "page <b>2</b> of 3" in m.value for m in at.markdown)
     at.button(key="grid_last").click().run()
     assert n_images(at) == 130 - 96
@@ -118,7 +121,7 @@ def test_layer_grid_pages(tmp_path, monkeypatch):
         odd.selectbox(key="grid_sort").value == "activation ↓"
         and odd.selectbox(key="grid_page_size").value == 48
     )
-    assert odd.selectbox(key="grid_judge").value == "wrong" and odd.query_params["judge"] == "wrong"
+    assert "judge" not in odd.query_params  # no judge on this layer: nothing to filter on, no filter kept
 
 
 def test_unit_page_deep_link_and_neighbours(runs, monkeypatch):
@@ -131,6 +134,7 @@ def test_unit_page_deep_link_and_neighbours(runs, monkeypatch):
     assert n_images(at) >= 3 + 3 * 4 + 1
     assert n_charts(at) == 6  # tuning, activation, log-prob, rank, prior residual, competitors
     assert at.number_input(key="w_unit").value == 4
+    assert any(c.value.startswith("unit 4 itself: mean final activation") for c in at.caption)
     at.button(key="unit_next_top").click().run()
     assert at.title[0].value == "fc8 · unit 5"
     assert at.query_params["unit"] == "5" and at.query_params["layer"] == "fc8"
@@ -213,6 +217,7 @@ def test_compare_runs(runs, monkeypatch):
     assert at.title[0].value == "Compare"
     assert n_images(at) == 16  # 8 units x 2 runs
     assert at.selectbox(key="cmp_other").value == "beta"
+    assert "different targets" in at.warning[0].value  # synthetic runs of other configs: other targets
 
 
 def test_compare_methods(runs, monkeypatch):

@@ -460,3 +460,23 @@ def test_each_layers_histogram_is_binned_over_its_own_range():
         bins = chart.data
         assert bins["units"].sum() == len(values) and len(bins) <= 24
         assert bins["start"].min() == values.min() and np.isclose(bins["end"].max(), values.max())
+
+
+def test_model_differences_name_the_networks_whose_weights_differ():
+    mine = {"fingerprints": {"target": {"spec": "t", "fingerprint": "aa"}, "generator": {"fingerprint": "g"}}}
+    assert data.model_differences(mine, mine) == []
+    other = {"fingerprints": {"target": {"fingerprint": "bb"}, "generator": "g", "dae": {"fingerprint": "d"}}}
+    assert data.model_differences(mine, other) == ["targets"]  # the DAE is recorded by one run only
+    assert data.model_differences({}, other) == []  # an old run without fingerprints: nothing to say
+
+
+def test_a_snapshot_of_the_last_step_is_not_shown_twice():
+    from viewer.pages_impl.unit import _without_repeats
+
+    kept = pd.DataFrame(
+        {"kind": ["best", "last", "snapshot", "snapshot"], "step": [95, 100, 50, 100], "png": [b"x"] * 4}
+    )
+    assert list(zip(*_without_repeats(kept)[["kind", "step"]].to_dict("list").values(), strict=True)) == [
+        ("best", 95), ("last", 100), ("snapshot", 50)
+    ]  # fmt: skip
+    assert len(_without_repeats(kept[kept["kind"] != "last"])) == 3  # no last picture: nothing to drop

@@ -93,6 +93,13 @@ def _compare_runs(ctx: Context, layer: str) -> None:
         have = ", ".join(sorted(other_layers)) or "none"
         st.warning(f"Run {other_name} has no layer {layer} (it has {have}).")
         return
+    differs = data.model_differences(ctx.info, data.run_info(other))
+    if differs:
+        st.warning(
+            f"The runs use different {' and '.join(differs)} (weights fingerprints differ): the same unit "
+            "number may not be the same unit, and activations are on different scales.",
+            icon=":material/warning:",
+        )
     runs = [(ctx.run_dir.name, ctx.conn), (other_name, other)]
     for col, (name, conn) in zip(st.columns(2), runs, strict=True):
         with col:

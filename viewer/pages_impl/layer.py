@@ -85,11 +85,13 @@ def _filters(ctx: Context, layer: str, have: data.Truth) -> data.GridQuery:
     )
 
 
-def _pager(page: int, pages: int, total: int, page_size: int) -> None:
+def _pager(page: int, pages: int, total: int, page_size: int, where: str = "") -> None:
+    """First / Prev / "page 2 of 3 · units 49-96 of 130" / Next / Last (``where``: the key suffix of a
+    second pager, under the tiles)."""
     nav = st.columns([1, 1, 3, 1, 1])
-    nav[0].button("First", icon=":material/first_page:", disabled=page == 0, key="grid_first",
+    nav[0].button("First", icon=":material/first_page:", disabled=page == 0, key=f"grid_first{where}",
                   on_click=state.go, kwargs={"grid_page": 0}, width="stretch")  # fmt: skip
-    nav[1].button("Prev", icon=":material/chevron_left:", disabled=page == 0, key="grid_prev",
+    nav[1].button("Prev", icon=":material/chevron_left:", disabled=page == 0, key=f"grid_prev{where}",
                   on_click=state.go, kwargs={"grid_page": page - 1}, width="stretch")  # fmt: skip
     first, last = page * page_size + 1, min((page + 1) * page_size, total)
     nav[2].markdown(
@@ -98,9 +100,10 @@ def _pager(page: int, pages: int, total: int, page_size: int) -> None:
         f"units {first if total else 0}–{last} of {total:,}</div>",
         unsafe_allow_html=True,
     )
-    nav[3].button("Next", icon=":material/chevron_right:", disabled=page >= pages - 1, key="grid_next",
+    last = page >= pages - 1
+    nav[3].button("Next", icon=":material/chevron_right:", disabled=last, key=f"grid_next{where}",
                   on_click=state.go, kwargs={"grid_page": page + 1}, width="stretch")  # fmt: skip
-    nav[4].button("Last", icon=":material/last_page:", disabled=page >= pages - 1, key="grid_last",
+    nav[4].button("Last", icon=":material/last_page:", disabled=last, key=f"grid_last{where}",
                   on_click=state.go, kwargs={"grid_page": pages - 1}, width="stretch")  # fmt: skip
 
 
@@ -188,3 +191,5 @@ def render(ctx: Context) -> None:
         for col, rec in zip(st.columns(COLUMNS), records[start : start + COLUMNS], strict=False):
             with col.container(border=True, gap=None):
                 _tile(rec, have, state.link("unit", layer, int(rec["unit"]), run))
+    if len(records) > 2 * COLUMNS:  # a long page: the pager again under it
+        _pager(page, pages, total, query.page_size, "_bottom")

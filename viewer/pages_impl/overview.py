@@ -84,7 +84,7 @@ LAYER_COLUMNS = {
     "mean_best_log_prob": st.column_config.NumberColumn("mean best log-prob", format="%.3f"),
     "mean_facets": st.column_config.NumberColumn("mean facets", format="%.2f"),
     "judge_accuracy": st.column_config.ProgressColumn("judge accuracy", min_value=0.0, max_value=1.0,
-                                                      format="percent"),
+                                                      format="percent", color="green"),
     "failed_units": st.column_config.NumberColumn("failed"),
 }  # fmt: skip
 

@@ -244,6 +244,14 @@ def _chain_caption(rec: dict) -> str:
     )
 
 
+def _without_repeats(kept: pd.DataFrame) -> pd.DataFrame:
+    """A chain's kept pictures less a snapshot of its last step (the last picture itself)."""
+    last = kept.loc[kept["kind"] == "last", "step"]
+    if last.empty:
+        return kept
+    return kept[~((kept["kind"] == "snapshot") & kept["step"].isin(last))]
+
+
 def _kept_items(kept: pd.DataFrame) -> list[tuple[bytes | None, str]]:
     fmt = widgets.fmt
     return [
@@ -268,6 +276,7 @@ def _chains(view: data.UnitView) -> None:
                 if kept is None:
                     st.caption("no images kept")
                     continue
+                kept = _without_repeats(kept)
                 widgets.tiles(_kept_items(kept), columns=8, badges=_badges(kept))
 
 
@@ -291,6 +300,10 @@ def _competitors(view: data.UnitView) -> None:
         )
         st.altair_chart(chart, width="stretch")
     with c2:
+        finals = view.chains["final_activation"] if "final_activation" in view.chains else pd.Series()
+        own = pd.to_numeric(finals, errors="coerce").mean()
+        if pd.notna(own):  # what the competitors' activations compare with
+            st.caption(f"unit {view.unit} itself: mean final activation **{widgets.fmt(own)}**")
         st.dataframe(comp, hide_index=True, column_config={
             "competitor": "unit", "times_top_competitor": "top competitor (steps)",
             "in_final_top": "in final top-k",
