@@ -162,7 +162,8 @@ def _statements(lines: TextIO, prompt: Any, complain: Any):
 
 def _interactive(conn: Any, args: argparse.Namespace, run_query: Any, error_type: type) -> int:
     tty = sys.stdin.isatty()
-    errors = sys.stderr if tty else sys.stdout  # piped: errors inline with the results
+    errors = sys.stderr  # stdout holds results only (a piped CSV stays CSV)
+    failed = 0
     if tty:
         print("atlas sql — end statements with ';'  (.tables, .quit)", file=sys.stderr)
 
@@ -171,17 +172,25 @@ def _interactive(conn: Any, args: argparse.Namespace, run_query: Any, error_type
             sys.stderr.write("  ...> " if continued else "atlas> ")
             sys.stderr.flush()
 
-    for sql in _statements(sys.stdin, prompt, lambda msg: print(f"error: {msg}", file=errors)):
+    def complain(message: str) -> None:
+        nonlocal failed
+        failed += 1
+        print(f"error: {message}", file=errors, flush=True)
+
+    for sql in _statements(sys.stdin, prompt, complain):
         try:
             columns, rows, truncated = run_query(conn, sql, max_rows=args.max_rows, timeout_s=args.timeout)
         except error_type as exc:
-            print(f"error: {exc}", file=errors)
+            complain(str(exc))
             continue
         except KeyboardInterrupt:  # Ctrl-C stops the query (run_query interrupts it), not the session
-            print("error: interrupted", file=errors)
+            complain("interrupted")
             continue
         write_result(columns, rows, truncated, args.format, sys.stdout)
         sys.stdout.flush()
+    if failed and not tty:  # a script of statements: a failed one fails the command (as a bad query does)
+        print(f"atlas: error: {failed} statement{'s' if failed > 1 else ''} failed", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -469,6 +469,21 @@ def check_read_only(sql: str) -> None:
         )
 
 
+_HINTS = ("Did you mean", "Candidate bindings")  # the lines of DuckDB's messages that help a user fix a query
+
+
+def query_error(exc: BaseException) -> str:
+    """DuckDB's error on one line: its first line plus its hints ("Did you mean "units"?", the candidate
+    columns), and the run's tables when the one named is not among them."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    if not lines:
+        return type(exc).__name__
+    text = "; ".join([lines[0], *(ln for ln in lines[1:] if ln.startswith(_HINTS))])
+    if lines[0].startswith("Catalog Error: Table with name"):
+        text += f" (the run's tables: {', '.join([*TABLES, 'run', 'shards', 'files'])})"
+    return text
+
+
 def run_query(
     conn: duckdb.DuckDBPyConnection,
     sql: str,
@@ -513,7 +528,7 @@ def run_query(
             elapsed = time.monotonic() - start
             raise AtlasError(f"query cancelled after {elapsed:.1f} s (limit {timeout_s:g} s)")
         if "error" in outcome:
-            raise AtlasError(first_line(outcome["error"])) from outcome["error"]
+            raise AtlasError(query_error(outcome["error"])) from outcome["error"]
     finally:
         if not worker.is_alive():
             cur.close()

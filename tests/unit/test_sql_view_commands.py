@@ -61,8 +61,11 @@ def test_sql_errors_are_one_line(run_dir, tmp_path):
     with pytest.raises(AtlasError, match="not UTF-8 text"):  # what argv gives for undecodable bytes
         sql.run(parse(sql, [str(run_dir), "SELECT '\udcff'"]))
     with pytest.raises(AtlasError) as exc:
-        sql.run(parse(sql, [str(run_dir), "SELECT nope FROM units"]))
-    assert "\n" not in str(exc.value)
+        sql.run(parse(sql, [str(run_dir), "SELECT best_activaton FROM units"]))
+    assert "\n" not in str(exc.value) and 'Candidate bindings: "best_activation"' in str(exc.value)
+    with pytest.raises(AtlasError) as exc:  # DuckDB's hint kept, and the tables there are
+        sql.run(parse(sql, [str(run_dir), "SELECT * FROM unit"]))
+    assert 'Did you mean "units"?' in str(exc.value) and "tables: units, chains, images" in str(exc.value)
     with pytest.raises(AtlasError, match="does not exist"):
         sql.run(parse(sql, [str(tmp_path / "missing"), "SELECT 1"]))
 
@@ -95,10 +98,13 @@ def test_sql_options_go_anywhere_and_bad_values_are_one_line(run_dir, capsys):
 def test_sql_interactive(run_dir, monkeypatch, capsys):
     script = "SELECT count(*) AS n\nFROM units;\nATTACH '/tmp/x.db';\nSELECT 7 AS seven;\n.quit\nSELECT 1;\n"
     monkeypatch.setattr(sys, "stdin", io.StringIO(script))
+    assert sql.run(parse(sql, [str(run_dir)])) == 2  # piped, and a statement failed
+    said = capsys.readouterr()
+    assert "error: the SQL console is read-only: ATTACH" in said.err and "error" not in said.out
+    assert "seven" in said.out and said.out.count("(1 row)") == 2  # nothing after .quit
+    assert said.err.splitlines()[-1] == "atlas: error: 1 statement failed"
+    monkeypatch.setattr(sys, "stdin", io.StringIO("SELECT 1 AS one;\n"))
     assert sql.run(parse(sql, [str(run_dir)])) == 0
-    out = capsys.readouterr().out
-    assert "error: the SQL console is read-only: ATTACH" in out
-    assert "seven" in out and out.count("(1 row)") == 2  # nothing after .quit
 
 
 def test_view_command_line_and_errors(run_dir, tmp_path):
@@ -129,8 +135,7 @@ def test_ctrl_c_in_the_console_stops_the_query_not_the_session(monkeypatch, caps
 
     monkeypatch.setattr("sys.stdin", io.StringIO("SELECT slow;\nSELECT 1;\n"))
     args = argparse.Namespace(max_rows=10, timeout=None, format="csv")
-    assert _interactive(None, args, run_query, AtlasError) == 0
-    out = capsys.readouterr().out
-    assert (
-        asked == ["SELECT slow;", "SELECT 1;"] and "error: interrupted" in out and out.endswith("x\r\n1\r\n")
-    )  # csv rows
+    assert _interactive(None, args, run_query, AtlasError) == 2  # piped: the interrupted one counts
+    said = capsys.readouterr()
+    assert asked == ["SELECT slow;", "SELECT 1;"] and "error: interrupted" in said.err
+    assert said.out == "x\r\n1\r\n"  # csv rows, and nothing else
