@@ -52,7 +52,20 @@ def check_writable_dir(path: str | os.PathLike[str], what: str) -> None:
                 raise AtlasError(f"{what}: {parent} is a file, not a directory; choose another path")
             if not os.access(parent, os.W_OK | os.X_OK):
                 raise AtlasError(f"{what}: {parent} is not writable; choose another path")
+            _probe(parent, what)
             return
+
+
+def _probe(folder: Path, what: str) -> None:
+    """Create and remove a hidden file in ``folder``: permission bits do not tell for root, a read-only
+    mount or a pseudo file system such as /proc."""
+    probe = folder / f".atlas-probe-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        probe.touch(exist_ok=False)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise AtlasError(f"{what}: cannot create files in {folder} ({reason}); choose another path") from None
+    probe.unlink(missing_ok=True)
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object], sync: bool = False) -> None:

@@ -62,14 +62,17 @@ def check_ship_flags(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import json
-    from pathlib import Path
 
+    from atlas.atomic import atomic_write, check_output_file, check_writable_dir
     from atlas.toyworld import bootstrap
     from atlas.toyworld.api import ship
     from atlas.toyworld.gates import format_table
     from atlas.toyworld.settings import resolve
 
     check_ship_flags(args)
+    json_out = check_output_file(args.json, "--json") if args.json else None  # before minutes of training
+    if args.cache_dir:
+        check_writable_dir(args.cache_dir, "--cache-dir")
     preset, cache_dir = resolve(args.preset, args.cache_dir, args.config)
     if args.ship_reader:
         from atlas.toyworld.api import ship_reader
@@ -88,8 +91,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"toy world {preset!r} ({report['cache']})")
     print("weights: " + ", ".join(f"{k} {v}" for k, v in report["sources"].items()))
     print(format_table(report))
-    if args.json:
-        out = Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=2))
+    if json_out is not None:
+        atomic_write(json_out, lambda tmp: tmp.write_text(json.dumps(report, indent=2)))
     return 0 if report["passed"] else 1

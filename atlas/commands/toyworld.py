@@ -28,16 +28,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from atlas.atomic import check_writable_dir
     from atlas.errors import AtlasError
     from atlas.toyworld import ToyWorld
     from atlas.toyworld.loops import predict
     from atlas.toyworld.settings import resolve
     from atlas.toyworld.show import recon_grid, sample_grid, save_png
 
-    preset, cache_dir = resolve(args.preset, args.cache_dir, args.config)
     out = Path(args.out).expanduser()
     if out.exists() and not out.is_dir():
         raise AtlasError(f"--out: {out} is a file; give a directory for samples.png and reconstructions.png")
+    check_writable_dir(out, "--out")
+    if args.cache_dir:
+        check_writable_dir(args.cache_dir, "--cache-dir")
+    preset, cache_dir = resolve(args.preset, args.cache_dir, args.config)
     world = ToyWorld(preset, cache_dir)
     test = world.data("test")
     print(save_png(sample_grid(test.images, test.fine, args.per_row), out / "samples.png"))

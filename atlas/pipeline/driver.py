@@ -268,6 +268,7 @@ def _dispatch(
     from atlas.pipeline.worker import AtlasWorker
 
     loc = store.loc
+    loc.check_writable()  # the driver writes run.json: a bad out_dir is an error before Ray starts
     owned = cluster.connect(address)
     try:
         cluster.check_storage(cfg, loc.local, loc.display())
@@ -278,7 +279,6 @@ def _dispatch(
             )
         cluster.check_device(cfg, layout)
         cluster.check_feasible(cfg, layout)
-        loc.check_writable()
         lock.acquire()  # one writer per run (released on crash)
         store.init_run(manifest)  # the first write of the run
         done_units = total_units - sum(len(s.units) for s in todo)

@@ -738,13 +738,18 @@ BOOTSTRAP_CASES = [
     ("ship reader with a cache dir", ["--ship-reader", "--cache-dir", "{tmp}/c"], ("drop --cache-dir",)),
     ("both ship flags", ["--ship", "--ship-reader"], ("--ship and --ship-reader exclude each other",)),
     ("ship with retrain", ["--ship", "--retrain"], ("already trains from scratch; drop --retrain",)),
+    # outputs checked before anything trains; /proc passes a permission check as root, but takes no file
+    # (for others it is not writable: either way a one-line error naming the option)
+    ("json in /proc", ["--json", "/proc/atlas-x/r.json"], ("--json: ", " /proc ", "choose another path")),
+    ("json a directory", ["--json", "{tmp}"], ("--json:", "is a directory, not a file")),
+    ("cache dir in /proc", ["--cache-dir", "/proc/atlas-x"], ("--cache-dir: ", " /proc ", "another path")),
 ]
 
 
 @pytest.mark.parametrize(
     "args, expect", [c[1:] for c in BOOTSTRAP_CASES], ids=[c[0] for c in BOOTSTRAP_CASES]
 )
-def test_bootstrap_ship_flags_that_do_not_go_together(args, expect, tmp_path, capsys, monkeypatch):
+def test_bootstrap_flags_refused_before_training(args, expect, tmp_path, capsys, monkeypatch):
     """Refused before anything trains or is written (the shipped weights above all)."""
     import atlas.toyworld
     import atlas.toyworld.api as api
