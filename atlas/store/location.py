@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -86,12 +87,14 @@ def _make_filesystem(uri: str, options: Mapping[str, Any], what: str) -> tuple[p
     try:
         return _object_store(scheme, parsed.netloc, chosen), path
     except (OSError, ValueError, ImportError) as exc:
-        raise AtlasError(f"{what}: cannot open {uri!r}: {first_line(exc)}") from None
+        raise AtlasError(f"{what}: cannot open {uri!r}: {storage_reason(exc)}") from None
 
 
 def _object_store(scheme: str, bucket: str, chosen: Mapping[str, Any]) -> pafs.FileSystem:
-    """S3 / GCS filesystem: with ``storage:`` options when given, else from the URI and environment."""
-    if not chosen:
+    """S3 / GCS filesystem: with ``storage:`` options when given, else from the URI and environment. GCS
+    retries for at most :data:`GCS_RETRY_S` (its client's default is 15 minutes: a bucket that cannot be
+    reached, or a machine without credentials, looked like a hang)."""
+    if not chosen and scheme == "s3":
         return pafs.FileSystem.from_uri(f"{scheme}://{bucket}")[0]
     kwargs: dict[str, Any] = {k: chosen[k] for k in ("endpoint_override", "region") if chosen.get(k)}
     if chosen.get("anonymous"):
@@ -99,7 +102,23 @@ def _object_store(scheme: str, bucket: str, chosen: Mapping[str, Any]) -> pafs.F
     if scheme == "s3":
         return pafs.S3FileSystem(**kwargs)
     kwargs.pop("region", None)  # GCS takes no region
-    return pafs.GcsFileSystem(**kwargs)
+    return pafs.GcsFileSystem(**kwargs, retry_time_limit=timedelta(seconds=GCS_RETRY_S))
+
+
+GCS_RETRY_S = 20
+_NO_GCS_CREDENTIALS = (
+    "no Google Cloud credentials on this machine (set GOOGLE_APPLICATION_CREDENTIALS, or "
+    "storage.anonymous: true for a public bucket)"
+)
+
+
+def storage_reason(exc: BaseException) -> str:
+    """A storage error's reason on one line: the client's first line, missing GCS credentials said plainly
+    (the GCS client's status text repeats itself for hundreds of characters)."""
+    text = first_line(exc)
+    if "OAuth2 access token" in text:
+        return _NO_GCS_CREDENTIALS
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 class Location:
@@ -159,7 +178,7 @@ class Location:
         try:
             return self.fs.get_file_info(self.full(rel))
         except OSError as exc:
-            raise AtlasError(f"cannot reach {self.display(rel)}: {first_line(exc)}") from None
+            raise AtlasError(f"cannot reach {self.display(rel)}: {storage_reason(exc)}") from None
 
     def exists(self, rel: str = "") -> bool:
         return self._info(rel).type != pafs.FileType.NotFound
@@ -184,7 +203,7 @@ class Location:
         try:
             infos = self.fs.get_file_info(selector)
         except OSError as exc:
-            raise AtlasError(f"cannot list {self.display(rel)}: {first_line(exc)}") from None
+            raise AtlasError(f"cannot list {self.display(rel)}: {storage_reason(exc)}") from None
         out = []
         for info in infos:
             if info.type != pafs.FileType.File or not info.base_name.endswith(suffix):
@@ -201,7 +220,7 @@ class Location:
         try:
             infos = self.fs.get_file_info(selector)
         except OSError as exc:
-            raise AtlasError(f"cannot list {self.display(rel)}: {first_line(exc)}") from None
+            raise AtlasError(f"cannot list {self.display(rel)}: {storage_reason(exc)}") from None
         return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory)
 
     # --------------------------------------------------------------------------------------- bytes
@@ -214,7 +233,7 @@ class Location:
         except OSError as exc:
             if "not found" in str(exc).lower() or "no such file" in str(exc).lower():
                 raise FileNotFoundError(self.display(rel)) from None
-            raise AtlasError(f"cannot read {self.display(rel)}: {first_line(exc)}") from None
+            raise AtlasError(f"cannot read {self.display(rel)}: {storage_reason(exc)}") from None
 
     def write_bytes(self, rel: str, data: bytes) -> None:
         """Write ``data`` to ``rel`` so that readers see the old object or the whole new one."""
@@ -229,7 +248,7 @@ class Location:
             finally:
                 stream.close()  # the upload completes here, whole, or raises and leaves nothing
         except OSError as exc:
-            raise AtlasError(f"cannot write {self.display(rel)}: {first_line(exc)}") from None
+            raise AtlasError(f"cannot write {self.display(rel)}: {storage_reason(exc)}") from None
 
     def delete(self, rel: str) -> None:
         """Remove one file; a missing one is fine."""
@@ -240,7 +259,7 @@ class Location:
         except OSError as exc:
             if "not found" in str(exc).lower() or "no such file" in str(exc).lower():
                 return
-            raise AtlasError(f"cannot delete {self.display(rel)}: {first_line(exc)}") from None
+            raise AtlasError(f"cannot delete {self.display(rel)}: {storage_reason(exc)}") from None
 
     def check_writable(self) -> None:
         """Write and remove a probe object; a read-only, full, missing-bucket or non-directory location is

@@ -601,3 +601,14 @@ def test_console_queries_cannot_change_what_another_session_sees(store, sql):
     fresh = open_run(Path(store.uri))  # and a new session
     assert {t: fresh.execute(f"SELECT count(*) FROM {t}").fetchone() for t in before} == before
     assert not Path("/tmp/atlas-leak.csv").exists() and not Path("/tmp/atlas-leak.db").exists()
+
+
+def test_gcs_gives_up_in_seconds_and_says_when_credentials_are_missing():
+    """The GCS client retries for 15 minutes by default: an unreachable bucket looked like a hang."""
+    from atlas.store.location import GCS_RETRY_S, open_location, storage_reason
+
+    fs = open_location("gs://some-bucket/runs").fs
+    assert fs.__reduce__()[1][0]["retry_time_limit"].total_seconds() == GCS_RETRY_S <= 60
+    noisy = OSError("google::cloud::Status(UNAVAILABLE: Could not create a OAuth2 access token " + "x" * 900)
+    assert storage_reason(noisy).startswith("no Google Cloud credentials on this machine")
+    assert len(storage_reason(OSError("y" * 900))) == 300
