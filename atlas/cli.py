@@ -111,8 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f" {exc.filename}" if exc.filename else ""
         print(f"atlas: error:{where}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("atlas: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # an Interrupted says how to resume
+        print(f"atlas: {exc}" if str(exc) else "atlas: interrupted", file=sys.stderr)
         return 130
     return int(code or 0)
 

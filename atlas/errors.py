@@ -28,3 +28,8 @@ class ConfigError(AtlasError):
 
 class ModelError(AtlasError):
     """A model spec, weights file or state dict that cannot be resolved or loaded."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during work that can be resumed; its message (one line) says how. The CLI prints it as
+    ``atlas: <message>`` and exits with 130."""

@@ -194,12 +194,27 @@ def _interactive(conn: Any, args: argparse.Namespace, run_query: Any, error_type
     return 0
 
 
+def _note_partial(conn: Any) -> None:
+    """On stderr: a run that is not complete answers for its complete shards only."""
+    row = conn.execute("SELECT status, shards_done, planned_shards FROM run").fetchone()
+    if row is None or row[0] == "complete":
+        return
+    status, done, planned = row
+    of = f" of {planned}" if planned is not None else ""
+    print(
+        f"atlas: note: the run is {status or 'of unknown status'}: results cover its {done}{of} complete "
+        "shards",
+        file=sys.stderr,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from atlas.errors import AtlasError
     from atlas.store.catalog import open_run, run_query
     from atlas.store.location import open_location
 
     conn = open_run(open_location(args.run_dir, what="RUN_DIR"))
+    _note_partial(conn)
     try:
         if args.query is None:
             return _interactive(conn, args, run_query, AtlasError)

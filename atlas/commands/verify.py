@@ -28,10 +28,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"bad shard {shard}: {problem}")
     if report.unmarked:
         print(f"{report.unmarked} planned shard(s) have no marker although the run says it is complete")
+    of = f" of {report.planned} planned" if report.planned is not None else ""
     print(
-        f"{report.run}: {report.shards} complete shards, {report.files} files checked, "
+        f"{report.run}: {report.shards}{of} shards complete, {report.files} files checked, "
         f"{len(report.bad)} bad" + (f", {len(report.repaired)} markers removed" if report.repaired else "")
     )
+    if report.status in ("running", "interrupted") and report.planned and report.shards < report.planned:
+        print(
+            f"the run is {report.status} (or its driver died): the same `atlas run` finishes the "
+            f"{report.planned - report.shards} missing shards"
+        )
     damaged = bool(report.bad or report.unmarked)
     if damaged and not args.repair:
         print(f"run `atlas verify {args.run_dir} --repair`, then the same `atlas run` to redo them")

@@ -10,6 +10,7 @@ Every check here runs on the driver after connecting and before anything is writ
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from dataclasses import dataclass
@@ -101,6 +102,7 @@ def connect(address: str | None) -> bool:
         except ConnectionError as exc:  # e.g. 'auto' with no cluster running here
             raise ConfigError(f"Ray address {addr!r}: {first_line(exc)}; expected {ADDRESS_FORMS}") from None
     else:  # "local": a new instance, never a stale cluster recorded in /tmp/ray/ray_current_cluster
+        _quiet_secure_default_notice()
         ray.init(
             address="local",
             num_cpus=os.cpu_count() or 1,
@@ -109,6 +111,20 @@ def connect(address: str | None) -> bool:
             _system_config=dict(LOCAL_SYSTEM_CONFIG),
         )
     return True
+
+
+class _SecureDefaultNotice(logging.Filter):
+    """Drops Ray's "Token authentication is enabled for this Ray cluster" on a local start: the secure
+    default, said on every run. Its warning that authentication is *disabled* still shows."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Token authentication is enabled")
+
+
+def _quiet_secure_default_notice() -> None:
+    log = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    if not any(isinstance(f, _SecureDefaultNotice) for f in log.filters):
+        log.addFilter(_SecureDefaultNotice())
 
 
 def alive_nodes() -> list[dict[str, Any]]:

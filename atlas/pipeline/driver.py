@@ -35,7 +35,7 @@ from typing import Any
 import torch
 
 from atlas.config import RunConfig
-from atlas.errors import ConfigError
+from atlas.errors import AtlasError, ConfigError, Interrupted
 from atlas.models import LayerProbe, example_input
 from atlas.pipeline.models_setup import RunModels, ShippedBundle, build_bundle, build_models
 from atlas.pipeline.plan import Shard, plan_shards
@@ -183,17 +183,22 @@ def _progress_bar(total: int, initial: int, desc: str):
     )
 
 
+def _to_stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
 def run_atlas(
-    cfg: RunConfig, *, address: str | None = None, log=print, progress: bool = True
+    cfg: RunConfig, *, address: str | None = None, log=print, progress: bool = True, warn=_to_stderr
 ) -> dict[str, Any]:
-    """Build (or finish) the atlas a config describes; returns the run summary."""
+    """Build (or finish) the atlas a config describes; returns the run summary. ``log`` takes progress
+    lines, ``warn`` warnings (stderr: stdout stays the summary)."""
     started = time.perf_counter()
     for warning in preflight_config(cfg, address=address):  # before any model loads or toy world trains
-        log(f"atlas: warning: {warning}")
+        warn(f"atlas: warning: {warning}")
     models = build_models(cfg)
     checked = preflight_models(cfg, models)
     for warning in checked.warnings:
-        log(f"atlas: warning: {warning}")
+        warn(f"atlas: warning: {warning}")
     layers = resolve_layers(cfg, models, checked.layer_shapes)
     shards = plan_shards({lp.name: lp.units for lp in layers}, cfg.ray.units_per_shard)
     loc = run_location(cfg)
@@ -239,8 +244,12 @@ def run_atlas(
         }
     del models
     lock = RunLock(loc)
+    args = (cfg, store, lock, manifest, bundle, todo, total_units, address, log, progress)
     try:
-        summaries = _dispatch(cfg, store, lock, manifest, bundle, todo, total_units, address, log, progress)
+        try:
+            summaries = _dispatch(*args)
+        except KeyboardInterrupt:
+            raise _interrupted(store, len(shards)) from None
         wall = time.perf_counter() - started
         summary = _summarize(cfg, loc, shards, summaries, wall, skipped=len(shards) - len(todo))
         store.finalize(summary)
@@ -323,6 +332,18 @@ def _dispatch(
     finally:
         if owned:
             ray.shutdown()
+
+
+def _interrupted(store: RunStore, planned: int) -> Interrupted:
+    """Ctrl-C: mark the run interrupted (the viewer stops waiting for shards) and say how to finish it."""
+    try:
+        done = len(store.completed_shards())
+        store.mark_interrupted()
+    except (AtlasError, OSError):  # the interrupt is what matters; the marking is a courtesy
+        return Interrupted("interrupted; the same `atlas run` resumes from the shards complete so far")
+    return Interrupted(
+        f"interrupted: {done} of {planned} shards complete; the same `atlas run` resumes from there"
+    )
 
 
 def _summarize(

@@ -66,7 +66,25 @@ def read_manifest(run: str | os.PathLike[str] | Location) -> dict[str, Any]:
     data = read_json(loc, RUN_FILE)
     if not isinstance(data, dict):
         raise AtlasError(f"{loc.display(RUN_FILE)} does not hold a JSON object")
+    newer = newer_schema(data)
+    if newer is not None:
+        raise AtlasError(f"run {loc.display()} was written by a newer atlas ({newer}); upgrade atlas")
     return data
+
+
+def newer_schema(record: dict[str, Any]) -> str | None:
+    """ "schema version 2; this atlas reads up to 1" when ``record`` (run.json or a shard marker) was written
+    with a schema newer than this atlas's; None when it reads it."""
+    from atlas.store.schema import SCHEMA_VERSION
+
+    version = record.get("schema_version", 0)
+    try:
+        version = int(version)
+    except (TypeError, ValueError):
+        return f"schema version {version!r}; this atlas reads up to {SCHEMA_VERSION}"
+    if version <= SCHEMA_VERSION:
+        return None
+    return f"schema version {version}; this atlas reads up to {SCHEMA_VERSION}"
 
 
 def shard_rel(table: str, layer: str, shard_id: str, attempt: str | None = None) -> str:

@@ -22,6 +22,7 @@ from atlas.store.manifest import (
     SHARDS_DIR,
     marker_files,
     marker_readable,
+    newer_schema,
     read_manifest,
     read_markers,
     unmarked_shards,
@@ -38,6 +39,8 @@ class VerifyReport:
     bad: dict[str, str] = field(default_factory=dict)  # shard id -> first problem found
     repaired: list[str] = field(default_factory=list)
     unmarked: int = 0  # planned shards of a run that says it is complete, without a marker
+    planned: int | None = None  # run.json's planned_shards
+    status: str | None = None  # run.json's status: running, interrupted, complete, incomplete
 
 
 def _check_file(loc: Location, rel: str, expected_rows: int) -> str | None:
@@ -61,13 +64,22 @@ def _check_file(loc: Location, rel: str, expected_rows: int) -> str | None:
 def verify_run(run: str | os.PathLike[str] | Location, *, repair: bool = False) -> VerifyReport:
     loc = open_location(run)
     manifest = read_manifest(loc)  # a missing run or run.json is one clear error
-    report = VerifyReport(loc.display())
+    planned = manifest.get("planned_shards")
+    report = VerifyReport(
+        loc.display(),
+        planned=planned if isinstance(planned, int) and not isinstance(planned, bool) else None,
+        status=manifest.get("status") if isinstance(manifest.get("status"), str) else None,
+    )
     markers = read_markers(loc)
     report.unmarked = unmarked_shards(manifest, markers)
     for shard, marker in markers.items():
         report.shards += 1
         if not marker_readable(marker):
             report.bad[shard] = "its marker is unreadable"
+            continue
+        newer = newer_schema(marker)
+        if newer is not None:
+            report.bad[shard] = f"its marker was written by a newer atlas ({newer})"
             continue
         files = marker_files(shard, marker)
         for table, n in marker["rows"].items():

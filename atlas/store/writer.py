@@ -166,6 +166,13 @@ class RunStore:
         manifest["finished"] = summary["finished"]
         write_json(self.loc, RUN_FILE, manifest)
 
+    def mark_interrupted(self) -> None:
+        """Mark a run the driver stopped (Ctrl-C) ``interrupted`` in ``run.json``; its complete shards
+        stay, and the same ``atlas run`` resumes it (:meth:`init_run` sets it running again)."""
+        manifest = self.manifest()
+        if manifest is not None and manifest.get("status") == "running":
+            write_json(self.loc, RUN_FILE, {**manifest, "status": "interrupted"})
+
     # ---- shards -------------------------------------------------------------------------------
     def marker_rel(self, shard_id: str) -> str:
         return f"{SHARDS_DIR}/{check_name('shard id', shard_id)}{MARKER_SUFFIX}"

@@ -104,3 +104,25 @@ def test_an_unknown_option_before_the_command_is_refused(capsys):
         main(["--bogus", "sql", "runs/none", "SELECT 1"])
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and err.startswith("atlas: error: unrecognized arguments: --bogus"), err
+
+
+def test_ctrl_c_says_how_to_resume_when_the_work_can_be_resumed(monkeypatch, capsys):
+    from atlas.cli import main
+    from atlas.commands import sql
+    from atlas.errors import Interrupted
+
+    def stopped(_args):
+        raise Interrupted("interrupted: 3 of 8 shards complete; the same `atlas run` resumes from there")
+
+    monkeypatch.setattr(sql, "run", stopped)
+    assert main(["sql", "somewhere", "SELECT 1"]) == 130
+    assert capsys.readouterr().err == (
+        "atlas: interrupted: 3 of 8 shards complete; the same `atlas run` resumes from there\n"
+    )
+
+    def plain(_args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sql, "run", plain)
+    assert main(["sql", "somewhere", "SELECT 1"]) == 130
+    assert capsys.readouterr().err == "atlas: interrupted\n"

@@ -517,6 +517,49 @@ def test_a_damaged_complete_run_is_refused_by_sql_and_found_by_verify(store, cap
     assert "1 planned shard(s) have no marker" in capsys.readouterr().out
 
 
+def test_an_interrupted_run_says_so_in_verify_and_sql_and_resumes(store, capsys):
+    """Ctrl-C marks the run interrupted; verify counts the shards still to do (no damage: exit 0), a query
+    answers with a note on stderr, and the next `atlas run` (init_run) sets it running again."""
+    from atlas.cli import main
+
+    run = Path(store.uri)
+    store.write_shard("fc8-0000", "fc8", shard_rows(units=(0, 1)))
+    from atlas.pipeline.driver import _interrupted  # what the driver raises on Ctrl-C
+
+    said = str(_interrupted(store, 2))
+    assert said == "interrupted: 1 of 2 shards complete; the same `atlas run` resumes from there"
+    assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
+    assert main(["verify", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "1 of 2 planned shards complete" in out and "the run is interrupted" in out, out
+    assert main(["sql", str(run), "SELECT count(*) AS n FROM units", "--format", "csv"]) == 0
+    said = capsys.readouterr()
+    assert said.out.splitlines() == ["n", "2"]
+    assert said.err.strip() == "atlas: note: the run is interrupted: results cover its 1 of 2 complete shards"
+    store.init_run(manifest(planned_shards=2))  # the same `atlas run` again
+    assert json.loads((run / "run.json").read_text())["status"] == "running"
+    store.finalize({"units": 2})
+    store.mark_interrupted()  # only a running run is marked
+    assert json.loads((run / "run.json").read_text())["status"] == "complete"
+
+
+def test_a_run_or_shard_from_a_newer_atlas_is_refused_in_one_line(store):
+    from atlas.store.schema import SCHEMA_VERSION
+    from atlas.store.verify import verify_run
+
+    run = Path(store.uri)
+    store.write_shard("fc8-0000", "fc8", shard_rows(units=(0, 1)))
+    marker = run / "_shards" / "fc8-0000.done"
+    marker.write_text(json.dumps(json.loads(marker.read_text()) | {"schema_version": SCHEMA_VERSION + 1}))
+    assert "written by a newer atlas" in verify_run(run).bad["fc8-0000"]
+    data = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps(data | {"schema_version": 999}))
+    with pytest.raises(
+        AtlasError, match=f"newer atlas \\(schema version 999; this atlas reads up to {SCHEMA_VERSION}"
+    ):
+        open_run(run)
+
+
 def test_a_run_json_with_a_wrong_type_is_named_not_an_arrow_error(store):
     run = Path(store.uri)
     data = json.loads((run / "run.json").read_text())
