@@ -312,9 +312,20 @@ class ModelConfig(Section):
                 f"spec: {self.spec!r} is not a model spec; expected SCHEME:NAME such as toyworld:target, "
                 "torchvision:alexnet, deepsim:fc6 or python:pkg.module:factory"
             )
+        scheme = self.spec.partition(":")[0]
+        if scheme not in MODEL_SCHEMES:  # before anything loads (atlas.models.registry.SCHEMES loads them)
+            hint = difflib.get_close_matches(scheme, MODEL_SCHEMES, n=1)
+            raise ValueError(
+                f"spec: unknown model scheme {scheme!r} in {self.spec!r}"
+                + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                + f"; valid: {', '.join(MODEL_SCHEMES)}"
+            )
         if self.output_layer is not None and not self.output_layer.strip():
             raise ValueError("output_layer: empty layer name; name a layer (see `atlas layers SPEC`) or null")
         return self
+
+
+MODEL_SCHEMES = ("toyworld", "torchvision", "python", "deepsim", "dae")  # atlas.models.registry.SCHEMES
 
 
 class ModelsConfig(Section):

@@ -87,7 +87,10 @@ def _load_torchvision(
     if name not in available:
         hint = difflib.get_close_matches(name, available, n=3)
         extra = f" (did you mean {', '.join(hint)}?)" if hint else ""
-        raise ModelError(f"unknown torchvision model {name!r}{extra}; see torchvision.models.list_models()")
+        raise ModelError(
+            f"unknown torchvision model {name!r}{extra}; torchvision has {len(available)} models, e.g. "
+            "alexnet, vgg16, resnet50, vit_b_16 (torchvision.models.list_models() names them all)"
+        )
     weights = cfg.weights
     if weights and not Path(weights).suffix and "/" not in weights and not Path(weights).exists():
         # a weights enum name such as IMAGENET1K_V1: torchvision downloads it (needs a network)

@@ -70,7 +70,8 @@ def _weights_source(path: str | Path) -> Path | io.BytesIO:
     p = Path(path).expanduser()
     give = "give the path of a state-dict file (.pt/.pth)"
     if not p.exists():
-        raise ModelError(f"weights file {str(p)!r} not found; {give}")
+        where = "" if p.is_absolute() else f" (from {Path.cwd()})"
+        raise ModelError(f"weights file {str(p)!r} not found{where}; {give}")
     if not p.is_file():
         raise ModelError(f"weights path {str(p)!r} is not a file; {give}")
     return p

@@ -262,10 +262,11 @@ class Location:
             raise AtlasError(f"cannot delete {self.display(rel)}: {storage_reason(exc)}") from None
 
     def check_writable(self) -> None:
-        """Write and remove a probe object; a read-only, full, missing-bucket or non-directory location is
-        one :class:`AtlasError` naming it."""
-        if self.local:
+        """Write and remove a probe file or object; a read-only, full, missing-bucket or non-directory
+        location is one :class:`AtlasError` naming it."""
+        if self.local:  # a probe file in the folder, or in its nearest existing ancestor: no folder made
             check_writable_dir(self.path, "out_dir")
+            return
         probe = f".atlas-write-probe-{os.getpid()}"
         self.write_bytes(probe, b"ok")
         self.delete(probe)

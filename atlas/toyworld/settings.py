@@ -10,12 +10,16 @@ section::
 
 from __future__ import annotations
 
-from atlas.config import ToyWorldRef, build, read_config_file
+from atlas.config import ToyWorldRef, build, config_from_dict, read_config_file
 from atlas.errors import ConfigError
 
 
 def read_toyworld_section(path: str) -> ToyWorldRef:
+    """The file's ``toyworld:`` section; a file with more than that is validated whole as a run config
+    (a typo anywhere in it is the same one-line error as under `atlas run`)."""
     data = read_config_file(path)
+    if set(data) - {"toyworld"}:
+        return config_from_dict(data).toyworld
     section = data.get("toyworld") or {}
     if not isinstance(section, dict):
         raise ConfigError(f"toyworld: expected a mapping with keys preset, cache_dir; got {section!r}")

@@ -113,7 +113,7 @@ def assert_one_line_error(code: int, out: str, err: str, expect, tmp: Path) -> N
     text = out + err
     assert code == 2, f"exit {code}, expected 2:\n{text}"
     assert "Traceback" not in text, text
-    lines = err.strip().splitlines()
+    lines = [ln for ln in err.strip().splitlines() if not ln.startswith("atlas: warning: ")]  # random weights
     assert len(lines) == 1 and lines[0].startswith("atlas: error: "), text
     assert text.count("atlas: error:") == 1, text
     for fragment in expect:
@@ -763,3 +763,22 @@ def test_bootstrap_flags_refused_before_training(args, expect, tmp_path, capsys,
     result = run_cli(capsys, "bootstrap", "--preset", "micro", *[_fmt(a, tmp_path) for a in args])
     assert_one_line_error(*result, expect, tmp_path)
     assert not (tmp_path / "cache").exists() and not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize("command", [["bootstrap", "--preset", "micro"], ["toyworld", "show", "--no-train"]])
+def test_toyworld_commands_validate_a_whole_run_config(command, tmp_path, capsys, monkeypatch):
+    """A run config handed to a toy-world command is checked whole, as `atlas run` checks it."""
+    import atlas.toyworld
+
+    monkeypatch.setattr(atlas.toyworld, "bootstrap", lambda *_a, **_k: pytest.fail("it went on"))
+    monkeypatch.setattr(atlas.toyworld, "ToyWorld", lambda *_a, **_k: pytest.fail("it went on"))
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("name: x\nsamplr: {steps: 3}\nmodels: {target: toyworld:target}\nlayers: [{name: fc8}]\n")
+    result = run_cli(
+        capsys,
+        *command,
+        "--config",
+        str(typo),
+        *(["--out", str(tmp_path / "o")] if "show" in command else []),
+    )
+    assert_one_line_error(*result, ("unknown config key 'samplr' (did you mean 'sampler'?)",), tmp_path)

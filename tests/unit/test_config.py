@@ -68,6 +68,7 @@ BAD = [
     ({"layers": []}, "layers: no layers selected"),
     ({"layers": [{"name": "fc8"}, {"name": "fc8"}]}, "layers: layer 'fc8' is listed twice"),
     ({"models": {"target": "alexnet"}}, "spec: 'alexnet' is not a model spec"),
+    ({"models": {"target": "nosuch:x"}}, "spec: unknown model scheme 'nosuch' in 'nosuch:x'; valid: "),
     (
         {"models": {"target": "toyworld:target"}},
         "models.generator: sampler.method 'dgn_am' needs a generator",

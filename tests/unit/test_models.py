@@ -83,7 +83,9 @@ def test_torchvision_unknown_name_suggests():
 
 
 def test_unknown_scheme():
-    with pytest.raises(ModelError, match="unknown model scheme 'torchvison'.*did you mean 'torchvision'"):
+    from atlas.errors import AtlasError  # the spec's own check (a ConfigError) speaks before the registry
+
+    with pytest.raises(AtlasError, match="unknown model scheme 'torchvison'.*did you mean 'torchvision'"):
         load_model("torchvison:alexnet")
 
 
@@ -255,3 +257,10 @@ def test_infinite_values_are_refused_in_parameters_only():
         broken[key][0, 0] = bad
         with pytest.raises(ModelError, match=f"tensor '{key}' holds NaN or infinite values"):
             apply_state_dict(Masked(), broken, "masked.pt")
+
+
+def test_the_config_knows_every_model_scheme_the_registry_loads():
+    from atlas.config import MODEL_SCHEMES
+    from atlas.models.registry import SCHEMES
+
+    assert set(MODEL_SCHEMES) == set(SCHEMES)
