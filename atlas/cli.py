@@ -40,12 +40,53 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"atlas: error: {message} (see '{self.prog} --help')\n")
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Examples (text of several lines: the epilogs) keep their lines, one-line descriptions wrap, and
+    every option's help states its default when it has one and does not say it already."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text.strip():
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        shown = default not in (None, False, True, argparse.SUPPRESS, [], "")
+        if action.option_strings and shown and "default" not in text.lower() and action.help is not None:
+            value = ",".join(map(str, default)) if isinstance(default, tuple | list) else default
+            return f"{text} (default {value})"
+        return action.help
+
+
+# metavars of the options several commands share, one spelling each
+METAVARS = {"--config": "FILE", "--json": "PATH", "--cache-dir": "DIR", "--images": "DIR"}
+
+
+def _tidy(parser: argparse.ArgumentParser, description: str | None = None) -> None:
+    """One style for a command's parser and its own subcommands' (``bench quality``, ``toyworld show``):
+    the help formatter, a description (the line the command list shows), shared metavars."""
+    parser.formatter_class = HelpFormatter
+    parser.description = parser.description or description
+    for action in parser._actions:  # argparse keeps no public list of a parser's actions
+        for option in action.option_strings:
+            if option in METAVARS and action.metavar is None and action.nargs != 0:
+                action.metavar = METAVARS[option]
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {a.dest: a.help for a in action._choices_actions}
+            for name, child in action.choices.items():
+                _tidy(child, helps.get(name))
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """The ``atlas`` parser and each subcommand's own parser."""
+    from atlas import __version__
+
     parser = OneLineParser(
         prog="atlas",
         description="Atlas of preferred images for every unit of an image network (DGN-AM / PPGN-h).",
     )
+    parser.add_argument("--version", action="version", version=f"atlas {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     commands = {}
@@ -53,6 +94,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         module = importlib.import_module(f"atlas.commands.{module_name}")
         p = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(p)
+        p.epilog = p.epilog or getattr(module, "EXAMPLES", None)
+        _tidy(p)
         p.set_defaults(_run=module.run)
         commands[name] = p
     return parser, commands

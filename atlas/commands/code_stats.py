@@ -7,17 +7,21 @@ import argparse
 from atlas.commands.options import add_overrides, positive_float, positive_int
 
 HELP = "Compute the code mean and per-dimension bounds (mean + 3 std) from a folder of real images."
+EXAMPLES = """example:
+  atlas code-stats --config configs/alexnet-deepsim.yaml --images ~/imagenet-val --out weights/fc6_stats.pt
+"""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True, help="run config naming the target and models.code_layer")
     p.add_argument("--images", required=True, help="folder of real images (searched recursively)")
     p.add_argument(
-        "--out", required=True, help="output file, e.g. weights/fc6_stats.pt (set as models.code_stats)"
-    )
-    p.add_argument("--limit", type=positive_int, help="use at most N images")
+        "--out", required=True, metavar="FILE",
+        help="output file, e.g. weights/fc6_stats.pt (set as models.code_stats)",
+    )  # fmt: skip
+    p.add_argument("--limit", type=positive_int, metavar="N", help="use at most N images (default: all)")
     p.add_argument(
-        "--sigmas", type=positive_float, default=3.0, help="upper bound = mean + SIGMAS * std (DGN-AM: 3)"
+        "--sigmas", type=positive_float, default=3.0, help="upper bound = mean + SIGMAS * std (as DGN-AM)"
     )
     add_overrides(p)
 

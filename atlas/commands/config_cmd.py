@@ -9,7 +9,7 @@ from atlas.commands.options import add_overrides
 
 HELP = (
     "Validate a run config and print it resolved (defaults filled in; a few newer optional keys appear only"
-    " when set), or list all keys with docs (no FILE)."
+    " when set), or list all keys with docs (no CONFIG)."
 )
 
 INTRO = """\
@@ -25,8 +25,17 @@ and mean/std are per channel in that scale and channel order. Keys left out keep
 """
 
 
+EXAMPLES = """examples:
+  atlas config configs/demo.yaml --set sampler.steps=50     # validated and resolved
+  atlas config configs/alexnet-deepsim.yaml --check         # also loads the models and checks the layers
+  atlas config                                              # every key with its doc
+"""
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", nargs="?", help="YAML run config (omit to list every key with its doc)")
+    p.add_argument(
+        "config", nargs="?", metavar="CONFIG", help="YAML run config (omit to list every key with its doc)"
+    )
     add_overrides(p)
     p.add_argument(
         "--check",

@@ -10,9 +10,20 @@ HELP = "List a model's layers: module name, output shape, unit count, kind (fc/c
 DEFAULT_SIZE = 224  # probe size for a target that declares none
 
 
+EXAMPLES = """examples:
+  atlas layers toyworld:target
+  atlas layers torchvision:alexnet --weights weights/alexnet.pth
+  atlas layers python:mypkg.nets:build --size 128
+"""
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("spec", help="model spec, e.g. torchvision:alexnet, toyworld:target, deepsim:fc6")
-    p.add_argument("--weights", help="state-dict file to load (default: random weights, and it says so)")
+    p.add_argument(
+        "spec", metavar="SPEC", help="model spec, e.g. torchvision:alexnet, toyworld:target, deepsim:fc6"
+    )
+    p.add_argument(
+        "--weights", metavar="FILE", help="state-dict file to load (default: random weights, and it says so)"
+    )
     p.add_argument("--all", action="store_true", help="include container modules, not only leaves")
     p.add_argument(
         "--size",

@@ -8,10 +8,16 @@ import os
 from atlas.commands.options import add_overrides, port_number
 
 HELP = "Build the atlas for a config on Ray (local instance, --address, or under `ray job submit`)."
+EXAMPLES = """examples:
+  atlas run configs/demo.yaml                          # a local Ray instance
+  atlas run configs/demo.yaml --set sampler.steps=50 --set name=demo50 --view
+  atlas run configs/alexnet-deepsim.yaml --address 10.0.0.5:6379 --set out_dir=s3://bucket/atlas
+  (rerun the same command to resume: complete shards are skipped)
+"""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", help="YAML run config, e.g. configs/demo.yaml")
+    p.add_argument("config", metavar="CONFIG", help="YAML run config, e.g. configs/demo.yaml")
     add_overrides(p)
     p.add_argument("--address", help="Ray address to join (default: RAY_ADDRESS, else a local instance)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -18,8 +18,8 @@ from atlas.commands.options import positive_int, positive_number
 MAX_TIMEOUT_S = 86_400.0  # a day: longer is a typo (and inf overflows the timer)
 
 HELP = (
-    "query a run with SQL (DuckDB, read-only): tables units, chains, images, steps, activations, run, shards,"
-    " files"
+    "Query a run with SQL (DuckDB, read-only): tables units, chains, images, steps, activations, run, shards,"
+    " files."
 )
 
 EXAMPLES = """examples:
@@ -32,8 +32,6 @@ EXAMPLES = """examples:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.epilog = EXAMPLES
     parser.add_argument(
         "run_dir",
         metavar="RUN_DIR",
@@ -41,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("query", metavar="QUERY", nargs="?", help="one SQL statement; omit for a prompt")
     parser.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format")
-    parser.add_argument("--max-rows", type=positive_int, default=10_000, help="row cap (default 10000)")
+    parser.add_argument("--max-rows", type=positive_int, default=10_000, metavar="N", help="row cap")
     parser.add_argument(
         "--timeout",
         type=positive_number(MAX_TIMEOUT_S, "seconds"),

@@ -12,7 +12,9 @@ HELP = "Look at the toy world: `atlas toyworld show --out DIR` writes PNG grids.
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="toyworld_command", metavar="ACTION")
     sub.required = True
-    show = sub.add_parser("show", help="write samples.png (a row per fine label) and reconstructions.png")
+    show = sub.add_parser(
+        "show", help="Write samples.png (a row per fine label) and reconstructions.png (G's redraws)."
+    )
     add_toyworld_options(show)
     show.add_argument(
         "--out", metavar="DIR", default="toyworld-show", help="output folder (default toyworld-show)"

@@ -7,6 +7,10 @@ import argparse
 from atlas.commands.options import add_overrides, int_in, positive_int, positive_number, seed_number
 
 HELP = "Train a residual-MLP denoising autoencoder on real codes (the PPGN-h prior: models.dae)."
+EXAMPLES = """example:
+  atlas train-dae --config configs/alexnet-deepsim.yaml --images ~/imagenet-val --out weights/dae.pt
+  # then in the config:  models: {dae: {spec: dae:residual_mlp, weights: weights/dae.pt}}
+"""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -15,18 +19,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--out",
         required=True,
-        help="output state-dict file (models.dae: {spec: dae:residual_mlp, weights: OUT})",
+        metavar="FILE",
+        help="output state-dict file (models.dae: {spec: dae:residual_mlp, weights: FILE})",
     )
-    p.add_argument("--limit", type=positive_int, help="use at most N images")
-    p.add_argument("--epochs", type=positive_int, default=20)
-    p.add_argument("--hidden", type=int_in(1, 65536, "hidden units"), default=1024)
+    p.add_argument("--limit", type=positive_int, metavar="N", help="use at most N images (default: all)")
+    p.add_argument("--epochs", type=positive_int, default=20, metavar="N", help="passes over the codes")
+    p.add_argument(
+        "--hidden", type=int_in(1, 65536, "hidden units"), default=1024, metavar="N",
+        help="hidden units of each residual block",
+    )  # fmt: skip
     p.add_argument(
         "--noise",
         type=positive_number(100.0, "code standard deviations"),
         default=0.5,
         help="training noise, in code standard deviations",
     )
-    p.add_argument("--seed", type=seed_number, default=0)
+    p.add_argument("--seed", type=seed_number, default=0, help="seed of the noise, batches and weights")
     add_overrides(p)
 
 

@@ -10,8 +10,14 @@ HELP = (
 )
 
 
+EXAMPLES = """examples:
+  atlas verify runs/demo              # exit 1 when a shard is bad
+  atlas verify runs/demo --repair     # then the same `atlas run` redoes the bad shards
+"""
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_dir", metavar="RUN", help="run directory or URI (s3://bucket/atlas/demo)")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="run directory or URI (s3://bucket/atlas/demo)")
     p.add_argument(
         "--repair",
         action="store_true",

@@ -9,7 +9,12 @@ import argparse
 
 from atlas.commands.options import port_number
 
-HELP = "browse a run (or a directory of runs) in the Streamlit viewer"
+HELP = "Browse a run (or a directory of runs) in the Streamlit viewer."
+EXAMPLES = """examples:
+  atlas view runs/demo                      # http://localhost:8501
+  atlas view runs --port 8600               # a directory of runs: a run picker in the sidebar
+  atlas view s3://bucket/atlas/demo --host 0.0.0.0
+"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -126,3 +127,20 @@ def test_ctrl_c_says_how_to_resume_when_the_work_can_be_resumed(monkeypatch, cap
     monkeypatch.setattr(sql, "run", plain)
     assert main(["sql", "somewhere", "SELECT 1"]) == 130
     assert capsys.readouterr().err == "atlas: interrupted\n"
+
+
+def test_help_states_defaults_and_examples_and_the_version(capsys):
+    from atlas.cli import build_parser, main
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.startswith("atlas 0.")
+    parser, commands = build_parser()
+    for name, sub in commands.items():
+        text = sub.format_help()
+        assert sub.description and sub.description[0].isupper(), name  # a sentence, as in `atlas --help`
+        assert "--config CONFIG" not in text and "--json JSON" not in text, name  # one metavar each
+    assert re.search(r"--epochs N +passes over the codes \(default 20\)", commands["train-dae"].format_help())
+    assert "examples:" in commands["run"].format_help()
+    bench = commands["bench"]._subparsers._group_actions[0].choices["quality"]
+    assert bench.description  # a sub-command's own help says what it does
