@@ -69,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
     elif not list_runs(run_dir):
         raise AtlasError(f"{args.run_dir} holds no atlas run (no run.json in it or in its subdirectories)")
     check_listen(args.host, args.port)
-    shown = "localhost" if args.host in ("127.0.0.1", "0.0.0.0") else args.host
+    shown = "localhost" if args.host in ("127.0.0.1", "0.0.0.0", "::", "::1") else args.host
+    shown = f"[{shown}]" if ":" in shown else shown  # an IPv6 address in a URL
     print(f"atlas viewer: http://{shown}:{args.port}/  (run {run_dir}; Ctrl-C stops it)", flush=True)
     proc = subprocess.Popen(streamlit_command(run_dir.uri, args.port, args.host))
 

@@ -461,6 +461,11 @@ def check_read_only(sql: str) -> None:
             raise AtlasError("the SQL console could not tell what this EXPLAIN explains; EXPLAIN a SELECT")
         check_read_only(inner)
         return
+    if kind == "MULTI" and re.match(r"(?i)\s*(UN)?PIVOT\b", _without_leading_comments(sql)):
+        raise AtlasError(
+            "a PIVOT without its IN list first creates a type from the data (a write); name the values, "
+            "e.g. PIVOT units ON layer IN ('fc8', 'fc7') USING count(*), or use GROUP BY"
+        )
     if kind not in READ_ONLY_STATEMENTS:
         shown = {"LOAD": "INSTALL/LOAD"}.get(kind, kind)  # DuckDB files INSTALL under LOAD
         raise AtlasError(

@@ -62,6 +62,13 @@ def read_manifest(run: str | os.PathLike[str] | Location) -> dict[str, Any]:
             raise AtlasError(f"{loc.display()} is a file, not a run; pass the run's folder (out_dir/name)")
         if not loc.is_dir():
             raise AtlasError(f"run {loc.display()} does not exist")
+        inside = [run.name for run in list_runs(loc)]
+        if inside:
+            shown = ", ".join(inside[:5]) + (f" and {len(inside) - 5} more" if len(inside) > 5 else "")
+            raise AtlasError(
+                f"{loc.display()} is a folder of runs ({shown}), not a run; pass one of them, e.g. "
+                f"{loc.child(inside[0]).display()}"
+            )
         raise AtlasError(f"{loc.display()} is not an atlas run (no {RUN_FILE}); pass a run made by atlas run")
     data = read_json(loc, RUN_FILE)
     if not isinstance(data, dict):

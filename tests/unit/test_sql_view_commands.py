@@ -68,6 +68,13 @@ def test_sql_errors_are_one_line(run_dir, tmp_path):
     assert 'Did you mean "units"?' in str(exc.value) and "tables: units, chains, images" in str(exc.value)
     with pytest.raises(AtlasError, match="does not exist"):
         sql.run(parse(sql, [str(tmp_path / "missing"), "SELECT 1"]))
+    with pytest.raises(AtlasError, match=r"PIVOT without its IN list .* PIVOT units ON layer IN \('fc8'"):
+        sql.run(parse(sql, [str(run_dir), "PIVOT units ON layer USING count(*)"]))
+    assert sql.run(parse(sql, [str(run_dir), "PIVOT units ON layer IN ('fc8') USING count(*)"])) == 0
+    with pytest.raises(
+        AtlasError, match=f"is a folder of runs \\(run\\), not a run; pass one of them, e.g. {run_dir}"
+    ):
+        sql.run(parse(sql, [str(run_dir.parent), "SELECT 1"]))
 
 
 def test_sql_options_go_anywhere_and_bad_values_are_one_line(run_dir, capsys):
