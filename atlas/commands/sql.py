@@ -192,18 +192,16 @@ def _interactive(conn: Any, args: argparse.Namespace, run_query: Any, error_type
     return 0
 
 
-def _note_partial(conn: Any) -> None:
-    """On stderr: a run that is not complete answers for its complete shards only."""
+def _partial_note(conn: Any) -> str | None:
+    """For stderr: a run that is not complete answers for its complete shards only (None when complete)."""
     row = conn.execute("SELECT status, shards_done, planned_shards FROM run").fetchone()
     if row is None or row[0] == "complete":
-        return
+        return None
     status, done, planned = row
     of = f" of {planned}" if planned is not None else ""
-    print(
-        f"atlas: note: the run is {status or 'of unknown status'}: results cover its {done}{of} complete "
-        "shards",
-        file=sys.stderr,
-    )
+    shards = "shard" if done == 1 and not of else "shards"
+    said = status or "of unknown status"
+    return f"atlas: note: the run is {said}: results cover its {done}{of} complete {shards}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -212,12 +210,16 @@ def run(args: argparse.Namespace) -> int:
     from atlas.store.location import open_location
 
     conn = open_run(open_location(args.run_dir, what="RUN_DIR"))
-    _note_partial(conn)
+    note = _partial_note(conn)
     try:
         if args.query is None:
+            if note:
+                print(note, file=sys.stderr)
             return _interactive(conn, args, run_query, AtlasError)
         columns, rows, truncated = run_query(conn, args.query, max_rows=args.max_rows, timeout_s=args.timeout)
         write_result(columns, rows, truncated, args.format, sys.stdout)
+        if note:  # after the answer: an error stays the one line on stderr
+            print(note, file=sys.stderr)
         return 0
     finally:
         conn.close()
