@@ -10,6 +10,7 @@ statistics skip the rest).
 
 from __future__ import annotations
 
+import base64
 import bisect
 import json
 import math
@@ -981,15 +982,33 @@ def method_summary(conn: Any, layer: str) -> pd.DataFrame:
 
 
 # ---- SQL console ----------------------------------------------------------------------------
+PICTURE_ROWS = 500  # console results up to this many rows show PNG cells as pictures (data URLs)
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
 def result_frame(columns: list[str], rows: list[tuple[Any, ...]]) -> pd.DataFrame:
-    """A console result as a frame; binary cells become ``<N bytes>``."""
+    """A console result as a frame: PNG cells as ``data:image/png`` URLs (the console draws them) when the
+    result has at most :data:`PICTURE_ROWS` rows, other binary cells as ``<N bytes>``."""
+    pictures = len(rows) <= PICTURE_ROWS
 
     def cell(value: Any) -> Any:
         if isinstance(value, bytes | bytearray | memoryview):
-            return f"<{len(bytes(value))} bytes>"
+            raw = bytes(value)
+            if pictures and raw.startswith(PNG_MAGIC):
+                return "data:image/png;base64," + base64.b64encode(raw).decode("ascii")
+            return f"<{len(raw)} bytes>"
         return value
 
     return pd.DataFrame([[cell(v) for v in r] for r in rows], columns=columns)
+
+
+def picture_columns(frame: pd.DataFrame) -> list[str]:
+    """The columns of a console result that hold pictures (see :func:`result_frame`)."""
+    return [
+        str(c)
+        for c in frame.columns
+        if frame[c].map(lambda v: isinstance(v, str) and v.startswith("data:image/png;base64,")).any()
+    ]
 
 
 @dataclass(frozen=True)

@@ -244,6 +244,12 @@ def test_sql_console(runs, monkeypatch):
     at.selectbox(key="sql_example").set_value("a unit's trajectory").run()
     assert "FROM steps" in at.text_area(key="sql_text").value and "q" not in at.query_params
     assert not at.error and "step" in at.dataframe[0].value.columns  # the picked example ran
+    at.text_area(key="sql_text").set_value("SELECT layer, unit, png FROM images ORDER BY unit LIMIT 3").run()
+    shown = at.dataframe[0].value  # pictures drawn, and each row's unit page linked
+    assert all(v.startswith("data:image/png;base64,") for v in shown["png"])
+    assert list(shown["unit page"]) == [
+        f"unit?layer={la}&unit={u}" for la, u in zip(shown["layer"], shown["unit"], strict=True)
+    ]
     at.text_area(key="sql_text").set_value("SELECT 7 AS seven").run()  # Ctrl+Enter commits without a click
     assert list(at.dataframe[0].value["seven"]) == [7] and at.query_params["q"] == "SELECT 7 AS seven"
     linked = app(runs / "alpha", monkeypatch, page="sql", q="SELECT count(*) AS n FROM chains")

@@ -480,3 +480,12 @@ def test_a_snapshot_of_the_last_step_is_not_shown_twice():
         ("best", 95), ("last", 100), ("snapshot", 50)
     ]  # fmt: skip
     assert len(_without_repeats(kept[kept["kind"] != "last"])) == 3  # no last picture: nothing to drop
+
+
+def test_console_results_draw_png_cells_as_pictures_up_to_a_row_count():
+    png = data.PNG_MAGIC + b"rest"
+    frame = data.result_frame(["unit", "png", "blob"], [(1, png, b"\x00\x01")])
+    assert frame.loc[0, "png"].startswith("data:image/png;base64,") and frame.loc[0, "blob"] == "<2 bytes>"
+    assert data.picture_columns(frame) == ["png"]  # found whatever dtype pandas gives text columns
+    many = data.result_frame(["png"], [(png,)] * (data.PICTURE_ROWS + 1))
+    assert data.picture_columns(many) == [] and many.loc[0, "png"] == f"<{len(png)} bytes>"

@@ -6,6 +6,9 @@ Plus the statement check, a timeout and a row cap."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import pandas as pd
 import streamlit as st
 
 from viewer import data, state
@@ -30,15 +33,41 @@ def _own_text() -> None:
     st.session_state["sql_example"] = OWN
 
 
-def _result(result: data.ConsoleResult) -> None:
+def unit_links(frame: pd.DataFrame, run: str | None = None) -> list[str | None] | None:
+    """Each row's unit page (``unit?layer=..&unit=..``) when the result has ``layer`` and ``unit``
+    columns (None for a row without both); None when it has not."""
+    if not {"layer", "unit"} <= set(map(str, frame.columns)):
+        return None
+
+    def one(layer: Any, unit: Any) -> str | None:
+        try:
+            return state.link("unit", layer, int(unit), run) if isinstance(layer, str) else None
+        except (TypeError, ValueError):  # a NULL or non-numeric unit
+            return None
+
+    return [one(layer, unit) for layer, unit in zip(frame["layer"], frame["unit"], strict=True)]
+
+
+def _result(result: data.ConsoleResult, run: str | None) -> None:
+    """The result table: PNG columns drawn as pictures, and a link to each row's unit page when the
+    result has ``layer`` and ``unit`` columns."""
     if result.error is not None:
         st.error(f"**Query refused or failed:** {result.error}", icon=":material/error:")
         return
-    n = len(result.frame)
+    frame = result.frame
+    n = len(frame)
     if result.truncated:
         st.warning(f"Result truncated to the first {MAX_ROWS:,} rows.")
-    st.caption(f"{n:,} row{'s' if n != 1 else ''} · {result.seconds * 1000:.0f} ms")
-    st.dataframe(result.frame, hide_index=True)
+    pictures = data.picture_columns(frame)
+    config: dict = {c: st.column_config.ImageColumn(c, width="small") for c in pictures}
+    links = unit_links(frame, run)
+    if links is not None and "unit page" not in frame.columns:
+        frame = frame.assign(**{"unit page": links})
+        config["unit page"] = st.column_config.LinkColumn("unit page", display_text="open", width="small")
+    blobs = n > data.PICTURE_ROWS and any(frame[c].astype(str).str.endswith(" bytes>").any() for c in frame)
+    more = f" · pictures are drawn for results up to {data.PICTURE_ROWS} rows" if blobs else ""
+    st.caption(f"{n:,} row{'s' if n != 1 else ''} · {result.seconds * 1000:.0f} ms{more}")
+    st.dataframe(frame, hide_index=True, column_config=config, row_height=48 if pictures else None)
 
 
 def render(ctx: Context) -> None:
@@ -64,7 +93,7 @@ def render(ctx: Context) -> None:
     if run or shown is None or shown.sql != sql:  # the result on screen is always of the text in the box
         with st.spinner("Running the query ...", show_time=True):
             st.session_state["sql_result"] = data.console_query(ctx.run_dir, sql, MAX_ROWS, TIMEOUT_S)
-    _result(st.session_state["sql_result"])
+    _result(st.session_state["sql_result"], ctx.run_dir.name if ctx.multi_run else None)
     with st.expander("Schema", icon=":material/schema:"):
         for table, cols in data.schema(ctx.conn).items():
             st.markdown(f"**{table}**: " + ", ".join(f"`{name}` {kind}" for name, kind in cols))
