@@ -601,9 +601,8 @@ def unit_chains(conn: Any, layer: str, unit: int, src: Sources | None = None) ->
     src = _src(conn, layer, unit, src)
     return _df(
         conn,
-        f"""SELECT chain, method, facet, start, seed, final_activation, final_log_prob, final_rank,
-                  best_activation, best_step, diverged, steps, seconds
-           FROM {src["chains"]} WHERE unit = ? ORDER BY chain""",
+        f"""SELECT * EXCLUDE (unit) FROM {src["chains"]} WHERE unit = ? ORDER BY chain""",  # the columns
+        # this run has: passes and stopped_step came later
         [unit],
     )
 

@@ -153,6 +153,7 @@ def unit_rows(
                 "final_rank": c.last.rank,
                 "best_activation": _num(c.best.activation),
                 "best_step": c.best_step,
+                "stopped_step": c.stopped_step,
                 "diverged": c.diverged,
                 "seconds": c.seconds,
                 "steps": steps,

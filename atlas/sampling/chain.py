@@ -78,7 +78,6 @@ def run_chains(
     index = torch.tensor([u.index for u in units], dtype=torch.long, device=device)  # (B,)
     tracker = ChainTracker(b, record_every, device)
     state = start.detach().float().clone()
-    stopped = torch.zeros(b, dtype=torch.bool, device=device)
     sampler.begin(state)  # per-batch optimizer state (Adam moments, reference features)
 
     for t in range(steps + 1):
@@ -100,7 +99,7 @@ def run_chains(
         tracker.diverge(bad, t)
         tracker.observe(t, img, read, f)
         if stop_at is not None:  # natural range reached: this state is the chain's picture from now on
-            stopped |= read["activation"].detach().float() >= stop_at
+            tracker.stop(read["activation"].detach().float() >= stop_at, t)
 
         grad = residual = None
         if not final:
@@ -127,7 +126,7 @@ def run_chains(
         if final:
             break
 
-        state = _next_state(sampler, state, grad, residual, t, steps, gens, tracker, stopped)
+        state = _next_state(sampler, state, grad, residual, t, steps, gens, tracker)
 
     seconds = (time.perf_counter() - t0) / max(b, 1)
     return collect_results(tracker, meta, readout, acts, values, seconds)
@@ -176,7 +175,6 @@ def _next_state(
     steps: int,
     gens: list[torch.Generator],
     tracker: ChainTracker,
-    stopped: torch.Tensor,
 ) -> torch.Tensor:
     """The sampler's update (non-finite gradients zeroed; PPGN resets); diverged and stopped chains stay."""
     old = state.detach()
@@ -188,7 +186,7 @@ def _next_state(
     if redraw is not None and sampler.reset_every and (t + 1) % sampler.reset_every == 0:
         new = redraw(gens)  # PPGN reset_every: fresh start states (B, *S)
     tracker.diverge(~finite_rows(new), t)
-    frozen = (tracker.diverged | stopped).view(-1, *([1] * (new.dim() - 1)))
+    frozen = (tracker.diverged | tracker.stopped).view(-1, *([1] * (new.dim() - 1)))
     return torch.where(frozen, torch.nan_to_num(old, nan=0.0, posinf=0.0, neginf=0.0), new)
 
 
@@ -203,6 +201,7 @@ def _results(
     """One ChainResult per chain; final_values (B, U) of the last picture, features (B, F) or None."""
     last, best, best_steps = tracker.records()
     diverged = tracker.diverged.cpu().tolist()
+    stop_steps = tracker.stop_step.cpu().tolist()
     return [
         ChainResult(
             chain=chain,
@@ -212,6 +211,7 @@ def _results(
             last=last[i],
             best=best[i],
             best_step=best_steps[i],
+            stopped_step=stop_steps[i] if stop_steps[i] >= 0 else None,
             snapshots=tracker.snapshots[i],
             trajectory=tracker.rows[i],
             diverged=bool(diverged[i]),

@@ -47,6 +47,7 @@ class ChainResult:
     features: torch.Tensor | None = None  # (F,) facet features of the last image (T's penultimate layer)
     path_patterns: dict[str, torch.Tensor] = field(default_factory=dict)  # layer -> (C,) of the last image
     last_code: torch.Tensor | None = None  # (D,) the target's code-layer activation E(x) of the last image
+    stopped_step: int | None = None  # the step its unit reached sampler.stop_at (then it stays); None: never
 
 
 @dataclass

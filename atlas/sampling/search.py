@@ -311,7 +311,6 @@ def run_search(
     b, device = start.shape[0], start.device
     index = torch.tensor([u.index for u in units], dtype=torch.long, device=device)  # (B,)
     tracker = ChainTracker(b, record_every, device)
-    stopped = torch.zeros(b, dtype=torch.bool, device=device)
     searcher.begin(start.detach().float(), gens)
     best: _Best | None = None
     for t in range(steps):
@@ -320,11 +319,11 @@ def run_search(
         if best is None:
             best = top
         else:
-            best.take(top, (top.f > best.f) & ~stopped)
+            best.take(top, (top.f > best.f) & ~tracker.stopped)
         read = objective.readout(best.values, index)
         tracker.observe(t, best.img, read, best.f)
         if stop_at is not None:
-            stopped |= read["activation"].float() >= stop_at
+            tracker.stop(read["activation"].float() >= stop_at, t)
         if t % record_every == 0:
             nan = per_chain_norm(None, b, device)
             tracker.record(t, read, per_chain_norm(best.code, b, device), nan, nan, best.img)

@@ -60,6 +60,8 @@ class ChainTracker:
         self.last_step = torch.zeros(b, dtype=torch.long, device=device)
         self.diverged = torch.zeros(b, dtype=torch.bool, device=device)
         self.diverged_at = [-1] * b
+        self.stopped = torch.zeros(b, dtype=torch.bool, device=device)  # sampler.stop_at reached
+        self.stop_step = torch.full((b,), -1, dtype=torch.long, device=device)  # when (-1: never)
         self.rows: list[list[dict]] = [[] for _ in range(b)]
         self.snapshots: list[list[ImageRecord]] = [[] for _ in range(b)]
         self._prev_recorded: torch.Tensor | None = None
@@ -93,6 +95,12 @@ class ChainTracker:
             for i in torch.nonzero(new).flatten().tolist():
                 self.diverged_at[i] = t
             self.diverged |= new
+
+    def stop(self, mask: torch.Tensor, t: int) -> None:
+        """Chains (B,) bool that reached their ``stop_at`` at step t: they move no more from here on."""
+        new = mask & ~self.stopped
+        self.stop_step = torch.where(new, torch.full_like(self.stop_step, t), self.stop_step)
+        self.stopped |= new
 
     # ---- every record_every steps
     def record(

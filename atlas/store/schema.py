@@ -108,6 +108,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("seconds", _f64, True),
             ("steps", _i32, True),
             ("passes", _i64, True),  # forward-pass equivalents spent (gradient step 3, search member 1)
+            ("stopped_step", _i32, True),  # the step the unit reached sampler.stop_at; null: it never did
         ],
     ),
     # one row per kept image

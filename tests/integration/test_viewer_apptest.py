@@ -135,6 +135,10 @@ def test_unit_page_deep_link_and_neighbours(runs, monkeypatch):
     assert n_charts(at) == 6  # tuning, activation, log-prob, rank, prior residual, competitors
     assert at.number_input(key="w_unit").value == 4
     assert any(c.value.startswith("unit 4 itself: mean final activation") for c in at.caption)
+    stopped = pd.read_parquet(runs / "alpha" / "chains" / "layer=fc8").query("unit == 3 and chain == 0")
+    at3 = app(runs / "alpha", monkeypatch, page="unit", layer="fc8", unit=3)
+    said = f"**stopped at step {int(stopped['stopped_step'].iloc[0])}**: its unit reached `sampler.stop_at`"
+    assert sum(said in c.value for c in at3.caption) == 1  # chain 0 only
     at.button(key="unit_next_top").click().run()
     assert at.title[0].value == "fc8 · unit 5"
     assert at.query_params["unit"] == "5" and at.query_params["layer"] == "fc8"

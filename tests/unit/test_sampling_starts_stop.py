@@ -83,11 +83,13 @@ def test_stop_at_freezes_a_chain_once_it_reaches_the_natural_maximum(world):
             hit = [i for i, a in enumerate(acts) if a >= threshold]
             if not hit:
                 assert c.best.activation == pytest.approx(cf.best.activation, rel=1e-4)
+                assert c.stopped_step is None and cf.stopped_step is None
                 continue
             stopped += 1
             first = hit[0]
             assert all(a == pytest.approx(acts[first], rel=1e-5) for a in acts[first:])  # frozen
             assert c.best_step == c.trajectory[first]["step"] and c.best.activation >= threshold
+            assert c.stopped_step == c.best_step  # recorded: the chains table says when it stopped
             assert c.last.activation == pytest.approx(c.best.activation, rel=1e-5)
             norms = [row["code_norm"] for row in c.trajectory[first:]]
             assert max(norms) - min(norms) < 1e-4  # the code no longer moves

@@ -234,12 +234,20 @@ def _trajectories(view: data.UnitView) -> None:
 
 def _chain_caption(rec: dict) -> str:
     seed = rec.get("seed") if rec.get("seed") is not None else "–"
+    stopped = rec.get("stopped_step")
+    stop = (
+        f"**stopped at step {int(stopped)}**: its unit reached `sampler.stop_at` × its top natural "
+        "activation, and the picture stays from there\n\n"
+        if stopped is not None and pd.notna(stopped)
+        else ""
+    )
     return (
         f"{rec.get('method') or '–'} · facet {widgets.fmt(rec.get('facet'))}\n\n"
         f"start {rec.get('start') or '–'} · seed {seed}\n\n"
         f"final act {widgets.fmt(rec.get('final_activation'))} · "
         f"best {widgets.fmt(rec.get('best_activation'))} @ step {widgets.fmt(rec.get('best_step'))}\n\n"
-        f"{widgets.fmt(rec.get('seconds'))} s (its share of the batch's time)"
+        + stop
+        + f"{widgets.fmt(rec.get('seconds'))} s (its share of the batch's time)"
         + (f" · {widgets.fmt(rec.get('passes'))} forward passes" if pd.notna(rec.get("passes")) else "")
     )
 
