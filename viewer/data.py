@@ -367,6 +367,41 @@ def flagged_units(
     )
 
 
+AUDIT_PICTURE_ROWS = 100  # the audit table draws pictures for its first rows only (each read is a PNG)
+
+
+def audit_pictures(
+    conn: Any,
+    units: list[tuple[str, int]],
+    kinds: tuple[str, ...] = AUDIT_KINDS["best and last pictures"],
+    flag: str | None = None,
+) -> dict[tuple[str, int], tuple[bytes | None, bytes | None]]:
+    """(layer, unit) -> (its flagged picture of ``kinds`` with the lowest natural percentile, carrying
+    ``flag`` or any flag; its most activating natural image) as PNG bytes, for the audit table."""
+    if not units:
+        return {}
+    hit = "list_contains(string_split(flags, ','), ?)" if flag else "coalesce(flags, '') <> ''"
+    pairs = " OR ".join("(layer = ? AND unit = ?)" for _ in units)
+    params = [v for pair in units for v in pair]
+    rows = _df(
+        conn,
+        f"""SELECT layer, unit,
+                   arg_min(png, coalesce(natural_percentile, 1e9))
+                       FILTER (WHERE kind IN ({_marks(kinds)}) AND {hit}) AS flagged,
+                   arg_max(png, coalesce(activation, -1e308)) FILTER (WHERE kind = 'real') AS natural
+            FROM images WHERE ({pairs}) GROUP BY layer, unit""",
+        [*kinds, *([flag] if flag else []), *params],
+    )
+    return {
+        (str(r.layer), int(r.unit)): (png_bytes(r.flagged), png_bytes(r.natural)) for r in rows.itertuples()
+    }
+
+
+def png_data_url(png: bytes | None) -> str | None:
+    """A PNG as a ``data:`` URL (what a dataframe's image column draws)."""
+    return None if png is None else "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
 def unit_flag_counts(
     conn: Any, layer: str, units: list[int], kinds: tuple[str, ...] = AUDIT_KINDS["best and last pictures"]
 ) -> dict[int, dict[str, int]]:
@@ -994,7 +1029,7 @@ def result_frame(columns: list[str], rows: list[tuple[Any, ...]]) -> pd.DataFram
         if isinstance(value, bytes | bytearray | memoryview):
             raw = bytes(value)
             if pictures and raw.startswith(PNG_MAGIC):
-                return "data:image/png;base64," + base64.b64encode(raw).decode("ascii")
+                return png_data_url(raw)
             return f"<{len(raw)} bytes>"
         return value
 

@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from atlas.bench.synthetic_run import make_synthetic_run
 from atlas.store import RunStore
-from viewer import state
+from viewer import data, state
 from viewer.widgets import concept_html
 
 pytestmark = pytest.mark.integration
@@ -464,6 +464,11 @@ def test_audit_page_lists_flagged_units(runs, monkeypatch):
     assert all(
         link == f"unit?layer=fc8&unit={u}" for link, u in zip(listed["page"], listed["unit"], strict=True)
     )
+    for row in listed.itertuples():  # the worst flagged picture beside the unit's top natural image
+        mine = flagged[flagged["unit"] == row.unit]
+        worst = mine[mine["natural_percentile"] == mine["natural_percentile"].min()]  # ties: any of them
+        assert row._3 in {data.png_data_url(bytes(png)) for png in worst["png"]}  # "flagged picture"
+        assert row._4.startswith("data:image/png;base64,")  # "top natural"
     at.toggle(key="audit_every_layer").set_value(True).run()
     assert set(at.dataframe[1].value["layer"]) == {"fc8", "conv3"}
     first = at.dataframe[1].value.iloc[0]

@@ -33,14 +33,27 @@ def _summary(ctx: Context, kinds: tuple[str, ...]) -> None:
     })  # fmt: skip
 
 
-def _table(ctx: Context, units: pd.DataFrame) -> None:
+def _table(ctx: Context, units: pd.DataFrame, kinds: tuple[str, ...], flag: str | None) -> None:
+    """The flagged units, each with its worst flagged picture beside its most activating natural image
+    (the first :data:`viewer.data.AUDIT_PICTURE_ROWS` rows) and a link to its page."""
     run = ctx.run_dir.name if ctx.multi_run else None
+    first = [(str(r.layer), int(r.unit)) for r in units.head(data.AUDIT_PICTURE_ROWS).itertuples()]
+    pictures = data.audit_pictures(ctx.conn, first, kinds, flag)
+    keys = [(str(r.layer), int(r.unit)) for r in units.itertuples()]
     shown = units.assign(
         label=[lab if isinstance(lab, str) else "no label" for lab in units["label"]],
         page=[state.link("unit", r.layer, int(r.unit), run) for r in units.itertuples()],
         lowest_percentile=[data.percentile_text(v) for v in units["lowest_percentile"]],
     )
-    st.dataframe(shown, hide_index=True, column_config={
+    shown.insert(2, "flagged picture", [data.png_data_url(pictures.get(k, (None, None))[0]) for k in keys])
+    shown.insert(3, "top natural", [data.png_data_url(pictures.get(k, (None, None))[1]) for k in keys])
+    if len(units) > data.AUDIT_PICTURE_ROWS:
+        st.caption(f"pictures for the first {data.AUDIT_PICTURE_ROWS} units; open a unit for the rest")
+    st.dataframe(shown, hide_index=True, row_height=48, column_config={
+        "flagged picture": st.column_config.ImageColumn(
+            "flagged picture", help="its flagged picture with the lowest natural percentile"),
+        "top natural": st.column_config.ImageColumn(
+            "top natural", help="the natural image that drives the unit most"),
         "flagged": st.column_config.NumberColumn("flagged pictures"),
         "pictures": st.column_config.NumberColumn("pictures checked"),
         "lowest_percentile": st.column_config.TextColumn("lowest natural percentile"),
@@ -79,5 +92,5 @@ def render(ctx: Context) -> None:
     st.caption(
         f"{len(units):,} of {total:,} units · {widgets.fmt(int(units['flagged'].sum()))} flagged pictures"
     )
-    _table(ctx, units)
+    _table(ctx, units, kinds, flag)
     widgets.unit_picker([(str(r.layer), int(r.unit)) for r in units.itertuples()], key="audit")
