@@ -325,6 +325,29 @@ class ModelConfig(Section):
         return self
 
 
+# sections that change where and how fast a run computes, not what it computes (left out of its hash)
+NON_RESULT_SECTIONS = ("out_dir", "storage", "ray", "compute")
+
+
+def config_differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two config dicts (``sampler.steps``, ``layers.0.units``),
+    the sections of :data:`NON_RESULT_SECTIONS` left out."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for key in sorted(set(old) | set(new), key=str):
+            if not prefix and key in NON_RESULT_SECTIONS:
+                continue
+            out += config_differences(old.get(key), new.get(key), f"{prefix}{key}.")
+        return out
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        return [
+            d
+            for i, (a, b) in enumerate(zip(old, new, strict=True))
+            for d in config_differences(a, b, f"{prefix}{i}.")
+        ]
+    return [] if old == new else [prefix.rstrip(".")]
+
+
 MODEL_SCHEMES = ("toyworld", "torchvision", "python", "deepsim", "dae")  # atlas.models.registry.SCHEMES
 
 

@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from atlas.config import RunConfig
+from atlas.config import NON_RESULT_SECTIONS, RunConfig
 from atlas.errors import AtlasError, ConfigError, Interrupted
 from atlas.models import LayerProbe, example_input
 from atlas.pipeline.models_setup import RunModels, ShippedBundle, build_bundle, build_models
@@ -46,12 +46,10 @@ from atlas.store.location import Location, is_remote, open_location
 from atlas.store.lock import RunLock
 from atlas.store.manifest import marker_readable, read_markers
 
-# config sections that do not change the results (where and how fast they are computed)
-_NON_RESULT_KEYS = ("out_dir", "storage", "ray", "compute")
-
 
 def config_hash(cfg: RunConfig) -> str:
-    data = {k: v for k, v in cfg.to_dict().items() if k not in _NON_RESULT_KEYS}
+    """The hash of what a config computes (its :data:`NON_RESULT_SECTIONS` left out)."""
+    data = {k: v for k, v in cfg.to_dict().items() if k not in NON_RESULT_SECTIONS}
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -37,6 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from atlas.config import config_differences
 from atlas.errors import AtlasError
 from atlas.store.location import Location, open_location
 from atlas.store.manifest import (
@@ -133,11 +134,12 @@ class RunStore:
         existing = self.manifest()
         if existing is not None:
             if existing.get("config_hash") != manifest["config_hash"]:
+                differ = config_differences(existing.get("config") or {}, manifest.get("config") or {})
+                shown = ", ".join(differ[:6]) + (f" and {len(differ) - 6} more" if len(differ) > 6 else "")
                 raise AtlasError(
                     f"run {self.loc.display()} holds a different config "
-                    f"(hash {str(existing.get('config_hash'))[:12]}, "
-                    f"new {str(manifest['config_hash'])[:12]}); "
-                    "use a new run name (--set name=...) or remove it"
+                    + (f"({shown} differ; " if differ else f"(hash {str(existing.get('config_hash'))[:12]}; ")
+                    + "use a new run name (--set name=...) or remove it"
                 )
             problem = resume_problem(existing, manifest)
             if problem:

@@ -152,6 +152,19 @@ def test_config_hash_refusal_and_resume(store):
     assert data["status"] == "running" and len(data["resumed"]) == 1
     with pytest.raises(AtlasError, match="different config"):
         store.init_run(manifest(config_hash="zzz"))
+    other = manifest(config_hash="zzz") | {"config": {"name": "t", "layers": ["fc7"], "ray": {"x": 1}}}
+    with pytest.raises(AtlasError, match=r"different config \(layers.0 differ; use a new run name"):
+        store.init_run(other)  # what differs, named (ray is not a result: not named)
+
+
+def test_config_differences_name_dotted_keys():
+    from atlas.config import config_differences
+
+    old = {"sampler": {"steps": 100, "dgn_am": {"lr": 0.5}}, "layers": [{"name": "fc8", "units": "all"}]}
+    new = {"sampler": {"steps": 50, "dgn_am": {"lr": 0.5}}, "layers": [{"name": "fc8", "units": "0-3"}],
+           "compute": {"batch_size": 8}, "seed": 1}  # fmt: skip
+    assert config_differences(old, new) == ["layers.0.units", "sampler.steps", "seed"]
+    assert config_differences(old, old) == []
 
 
 def test_resume_refuses_other_weights_behind_the_same_config(store):
