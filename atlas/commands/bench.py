@@ -303,12 +303,17 @@ def _product(args: argparse.Namespace) -> int:
     return 0
 
 
-def _known_methods(text: str, valid: tuple[str, ...]) -> list[str]:
-    """``--methods a,b`` -> [a, b]; a one-line error naming the first unknown one."""
+def _known_methods(text: str, valid: tuple[str, ...], elsewhere: str = "") -> list[str]:
+    """``--methods a,b`` -> [a, b]; a one-line error naming the first unknown one (``elsewhere``: why a
+    method atlas has is not measured by this bench)."""
+    from atlas.config import CODE_METHODS, PIXEL_METHODS
     from atlas.errors import AtlasError
 
     methods = _methods(text) or []
     bad = [m for m in methods if m not in valid]
+    if bad and bad[0] in CODE_METHODS + PIXEL_METHODS and elsewhere:
+        here = ", ".join(valid)
+        raise AtlasError(f"--methods: {bad[0]!r} is not measured here ({elsewhere}); valid: {here}")
     if bad or not methods:
         raise AtlasError(f"--methods: unknown method {(bad or [''])[0]!r}; valid: {', '.join(valid)}")
     return methods
@@ -319,7 +324,11 @@ def _objectives(args: argparse.Namespace) -> int:
     from atlas.bench.objectives import format_table, run_objectives
     from atlas.config import load_config
 
-    methods = _known_methods(args.methods, ("dgn_am", "ppgn_h", "pixel", "fourier", "maco", "accentuation"))
+    methods = _known_methods(
+        args.methods,
+        ("dgn_am", "ppgn_h", "pixel", "fourier", "maco", "accentuation"),
+        "its diversity term is a gradient term, and ga and cmaes use no gradients",
+    )
     report = run_objectives(load_config(_demo_unless(args.config), _with_cache_dir(args)), methods)
     print(format_table(report))
     write_json(args.json, report)
