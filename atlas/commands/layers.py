@@ -59,6 +59,11 @@ def run(args: argparse.Namespace) -> int:
             f"--size: {args.size} is not a usable input size; give pixels from 1 to 4096, e.g. 64"
         )
     role = _role(args.spec)
+    if args.size is not None and role not in ("target", "judge"):
+        raise AtlasError(
+            f"--size: {args.spec} is a {role}, whose picture size is its own; --size sets a target's "
+            "input size"
+        )
     pre = PreprocessConfig(size=args.size) if args.size else None
     cfg = ModelConfig(spec=args.spec, weights=args.weights, preprocess=pre)
     model = load_model(

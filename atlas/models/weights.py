@@ -90,9 +90,11 @@ def _torch_load(source: Path | io.BytesIO, label: str) -> object:
             f"weights file {label!r} is corrupt or not a torch state-dict file (unreadable pickle data)"
         ) from None
     except Exception as exc:  # noqa: BLE001 - arbitrary bytes fail in many ways (zip, pickle, struct, unicode)
-        first = first_line(exc)
+        first = first_line(exc)  # a bare KeyError's is just a number: say what kind of failure it was
+        why = f"{type(exc).__name__}: {first}" if len(first) < 24 else first
         raise ModelError(
-            f"weights file {label!r} is corrupt or not a torch state-dict file ({first})"
+            f"weights file {label!r} is corrupt or not a torch state-dict file (torch.load: {why}); give a "
+            "file written by torch.save(model.state_dict(), path)"
         ) from None
 
 

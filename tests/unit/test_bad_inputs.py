@@ -671,6 +671,7 @@ LAYERS_CASES = [
     ("default size too large", [f"{SPEC}:undeclared"], ("a forward pass at 224x224 px", "--size N")),
     ("size too small", [f"{SPEC}:good", "--size", "8"], ("a forward pass at 8x8 px", "--size N")),
     ("size zero", [f"{SPEC}:good", "--size", "0"], ("--size: 0 is not a usable input size",)),
+    ("size of a generator", ["deepsim:fc6", "--size", "32"], ("--size: deepsim:fc6 is a generator",)),
     ("factory raises", [f"{SPEC}:raises"], ("raises() raised ValueError",)),
     ("scheme typo", ["torchvison:alexnet"], ("unknown model scheme 'torchvison'",)),
     ("no scheme", ["alexnet"], ("spec: 'alexnet' is not a model spec",)),
