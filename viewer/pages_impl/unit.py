@@ -48,7 +48,8 @@ def _nav(ctx: Context, view: data.UnitView, suffix: str) -> None:
 
 def _unit_input(ids: list[int]) -> int:
     st.number_input("Unit", min_value=min(ids), max_value=max(ids), step=1, key=state.bind_widget("unit"),
-                    on_change=state.from_widget, args=("unit",))  # fmt: skip
+                    on_change=state.from_widget, args=("unit",),
+                    help=f"units {min(ids)}–{max(ids)} of this layer")  # fmt: skip
     return int(state.get("unit"))
 
 
@@ -312,9 +313,13 @@ def _competitors(view: data.UnitView) -> None:
         own = pd.to_numeric(finals, errors="coerce").mean()
         if pd.notna(own):  # what the competitors' activations compare with
             st.caption(f"unit {view.unit} itself: mean final activation **{widgets.fmt(own)}**")
-        st.dataframe(comp, hide_index=True, column_config={
+        shown = comp
+        if comp["in_final_top"].nunique() == 1 and len(comp) > 1:  # e.g. every unit of a 10-unit layer
+            shown = comp.drop(columns=["in_final_top"])  # is in every chain's top-k: it says nothing
+        st.dataframe(shown, hide_index=True, column_config={
             "competitor": "unit", "times_top_competitor": "top competitor (steps)",
-            "in_final_top": "in final top-k",
+            "in_final_top": st.column_config.NumberColumn(
+                "in final top-k", help="how many of the unit's chains have it among their final top units"),
             "mean_final_activation": st.column_config.NumberColumn("mean act.", format="%.3f"),
         })  # fmt: skip
         options = [int(u) for u in comp["competitor"]]
