@@ -52,7 +52,12 @@ class HelpFormatter(argparse.HelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
         default = action.default
-        shown = default not in (None, False, True, argparse.SUPPRESS, [], "")
+        shown = not (
+            default is None
+            or isinstance(default, bool)
+            or default is argparse.SUPPRESS
+            or default in ([], "")
+        )  # 0 and 1 are defaults to state (``in (False, True)`` would take them for booleans)
         if action.option_strings and shown and "default" not in text.lower() and action.help is not None:
             value = ",".join(map(str, default)) if isinstance(default, tuple | list) else default
             return f"{text} (default {value})"

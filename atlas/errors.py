@@ -22,6 +22,13 @@ def first_line(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
+def some(items, n: int = 5, *, quoted: bool = False) -> str:
+    """The first ``n`` of ``items`` for a one-line message: ``a, b, c and 4 more``."""
+    items = list(items)
+    shown = ", ".join(repr(i) if quoted else str(i) for i in items[:n])
+    return shown + (f" and {len(items) - n} more" if len(items) > n else "")
+
+
 class ConfigError(AtlasError):
     """Invalid configuration: unknown key, wrong type or out-of-range value."""
 

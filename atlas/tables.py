@@ -24,3 +24,17 @@ def format_table(
         return "  ".join(out).rstrip()
 
     return "\n".join([line(list(headers)), line(["-" * w for w in widths]), *(line(r) for r in cells)])
+
+
+def unique_names(columns: list[str]) -> list[str]:
+    """``a, a, b`` -> ``a, a_2, b``: JSON objects and shown tables need distinct names."""
+    seen: dict[str, int] = {}
+    names = []
+    for c in columns:
+        seen[c] = seen.get(c, 0) + 1
+        name = c if seen[c] == 1 else f"{c}_{seen[c]}"
+        while name in columns and seen[c] > 1:
+            seen[c] += 1
+            name = f"{c}_{seen[c]}"
+        names.append(name)
+    return names

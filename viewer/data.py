@@ -24,6 +24,7 @@ import pandas as pd
 from atlas.config import UnitSelection
 from atlas.errors import AtlasError
 from atlas.store.catalog import SHARD_PROVENANCE, query_run, unit_sources
+from atlas.tables import unique_names
 
 # whitelisted sort orders of the layer grid: label -> ORDER BY clause
 SORTS: dict[str, str] = {
@@ -378,23 +379,24 @@ def audit_pictures(
 ) -> dict[tuple[str, int], tuple[bytes | None, bytes | None]]:
     """(layer, unit) -> (its flagged picture of ``kinds`` with the lowest natural percentile, carrying
     ``flag`` or any flag; its most activating natural image) as PNG bytes, for the audit table."""
-    if not units:
-        return {}
     hit = "list_contains(string_split(flags, ','), ?)" if flag else "coalesce(flags, '') <> ''"
-    pairs = " OR ".join("(layer = ? AND unit = ?)" for _ in units)
-    params = [v for pair in units for v in pair]
-    rows = _df(
-        conn,
-        f"""SELECT layer, unit,
-                   arg_min(png, coalesce(natural_percentile, 1e9))
-                       FILTER (WHERE kind IN ({_marks(kinds)}) AND {hit}) AS flagged,
-                   arg_max(png, coalesce(activation, -1e308)) FILTER (WHERE kind = 'real') AS natural
-            FROM images WHERE ({pairs}) GROUP BY layer, unit""",
-        [*kinds, *([flag] if flag else []), *params],
-    )
-    return {
-        (str(r.layer), int(r.unit)): (png_bytes(r.flagged), png_bytes(r.natural)) for r in rows.itertuples()
-    }
+    out: dict[tuple[str, int], tuple[bytes | None, bytes | None]] = {}
+    for layer in sorted({layer for layer, _ in units}):
+        ids = sorted({unit for name, unit in units if name == layer})
+        src = unit_sources(conn, layer, ids)["images"]  # only the files that hold these units
+        rows = _df(
+            conn,
+            f"""SELECT unit,
+                       arg_min(png, coalesce(natural_percentile, 1e9))
+                           FILTER (WHERE kind IN ({_marks(kinds)}) AND {hit}) AS flagged,
+                       arg_max(png, coalesce(activation, -1e308)) FILTER (WHERE kind = 'real') AS natural
+                FROM {src} WHERE unit IN ({_marks(ids)}) GROUP BY unit""",
+            [*kinds, *([flag] if flag else []), *ids],
+        )
+        out.update(
+            ((layer, int(r.unit)), (png_bytes(r.flagged), png_bytes(r.natural))) for r in rows.itertuples()
+        )
+    return out
 
 
 def png_data_url(png: bytes | None) -> str | None:
@@ -544,8 +546,10 @@ def grid_page(conn: Any, q: GridQuery) -> pd.DataFrame:
     have = truth(conn)
     where, params = _grid_where(q)
     order = {**SORTS, **(LABEL_SORTS if have.labels else {})}.get(q.sort, SORTS["unit ↑"])
+    has_share = "label_top_share" in table_columns(conn, "units")
+    share = "label_top_share" if has_share else "NULL AS label_top_share"
     label_sql = (
-        "label, label_score, label_best, label_top_share"
+        f"label, label_score, label_best, {share}"  # label_top_share came after the first label columns
         if have.labels
         else "NULL::VARCHAR AS label, NULL::DOUBLE AS label_score, NULL::VARCHAR AS label_best, "
         "NULL::DOUBLE AS label_top_share"
@@ -1033,7 +1037,7 @@ def result_frame(columns: list[str], rows: list[tuple[Any, ...]]) -> pd.DataFram
             return f"<{len(raw)} bytes>"
         return value
 
-    return pd.DataFrame([[cell(v) for v in r] for r in rows], columns=columns)
+    return pd.DataFrame([[cell(v) for v in r] for r in rows], columns=unique_names(columns))
 
 
 def picture_columns(frame: pd.DataFrame) -> list[str]:
@@ -1051,6 +1055,7 @@ class ConsoleResult:
 
     sql: str
     frame: pd.DataFrame | None = None
+    run: str = ""  # the run's URI: a result belongs to its run and its text
     truncated: bool = False
     seconds: float = 0.0
     error: str | None = None
@@ -1063,9 +1068,10 @@ def console_query(run_dir: Any, sql: str, max_rows: int, timeout_s: float) -> Co
     try:
         columns, rows, truncated = query_run(run_dir, sql, max_rows=max_rows, timeout_s=timeout_s)
     except AtlasError as exc:
-        return ConsoleResult(sql=sql, error=str(exc))
+        return ConsoleResult(sql=sql, error=str(exc), run=str(run_dir))
     frame = result_frame(columns, rows)
-    return ConsoleResult(sql=sql, frame=frame, truncated=truncated, seconds=time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    return ConsoleResult(sql=sql, frame=frame, truncated=truncated, seconds=seconds, run=str(run_dir))
 
 
 # ---- SQL console examples -------------------------------------------------------------------

@@ -66,20 +66,6 @@ def _json_cell(value: Any) -> Any:
     return value
 
 
-def _unique_names(columns: list[str]) -> list[str]:
-    """``a, a, b`` -> ``a, a_2, b``: JSON objects need distinct keys."""
-    seen: dict[str, int] = {}
-    names = []
-    for c in columns:
-        seen[c] = seen.get(c, 0) + 1
-        name = c if seen[c] == 1 else f"{c}_{seen[c]}"
-        while name in columns and seen[c] > 1:
-            seen[c] += 1
-            name = f"{c}_{seen[c]}"
-        names.append(name)
-    return names
-
-
 def _text(value: Any, width: int = 40) -> str:
     value = _cell(value)
     if value is None:
@@ -117,7 +103,9 @@ def write_result(
     elif fmt == "json":
         import json
 
-        keys = _unique_names(columns)  # SELECT 1 AS a, 2 AS a keeps both
+        from atlas.tables import unique_names
+
+        keys = unique_names(columns)  # SELECT 1 AS a, 2 AS a keeps both
         records = [dict(zip(keys, (_json_cell(v) for v in row), strict=True)) for row in rows]
         out.write(json.dumps(records, default=str, indent=1, allow_nan=False) + "\n")
     else:

@@ -32,6 +32,12 @@ def run(args: argparse.Namespace) -> int:
     report = verify_run(open_location(args.run_dir, what="RUN"), repair=args.repair)
     for shard, problem in sorted(report.bad.items()):
         print(f"bad shard {shard}: {problem}")
+    if report.newer:
+        first = min(report.newer)
+        print(
+            f"{len(report.newer)} shard(s) written by a newer atlas (e.g. {first}: {report.newer[first]}): "
+            "not checked and never repaired here; upgrade atlas"
+        )
     if report.unmarked:
         print(f"{report.unmarked} planned shard(s) have no marker although the run says it is complete")
     of = f" of {report.planned} planned" if report.planned is not None else ""
@@ -45,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
             f"{report.planned - report.shards} missing shards"
         )
     damaged = bool(report.bad or report.unmarked)
+    if report.newer and not damaged:
+        return 1  # not verified
     if damaged and not args.repair:
         print(f"run `atlas verify {args.run_dir} --repair`, then the same `atlas run` to redo them")
     elif damaged:

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from atlas.errors import ModelError, first_line
+from atlas.errors import ModelError, first_line, some
 
 _NESTED_KEYS = ("state_dict", "model", "model_state_dict")
 
@@ -110,8 +110,7 @@ def _is_zip(source: Path | io.BytesIO) -> bool:
 
 
 def _names(keys: list[str], n: int = 3) -> str:
-    shown = ", ".join(repr(k) for k in keys[:n])
-    return shown + (f" and {len(keys) - n} more" if len(keys) > n else "")
+    return some(keys, n, quoted=True)
 
 
 def apply_state_dict(module: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:

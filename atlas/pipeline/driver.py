@@ -247,6 +247,8 @@ def run_atlas(
         try:
             summaries = _dispatch(*args)
         except KeyboardInterrupt:
+            if not lock.held:  # stopped before it held the run: the run.json may be another driver's
+                raise
             raise _interrupted(store, len(shards)) from None
         wall = time.perf_counter() - started
         summary = _summarize(cfg, loc, shards, summaries, wall, skipped=len(shards) - len(todo))

@@ -461,7 +461,7 @@ def check_read_only(sql: str) -> None:
             raise AtlasError("the SQL console could not tell what this EXPLAIN explains; EXPLAIN a SELECT")
         check_read_only(inner)
         return
-    if kind == "MULTI" and re.match(r"(?i)\s*(UN)?PIVOT\b", _without_leading_comments(sql)):
+    if kind == "MULTI" and re.search(r"(?i)\b(UN)?PIVOT\b", sql):  # leading, or in a subquery
         raise AtlasError(
             "a PIVOT without its IN list first creates a type from the data (a write); name the values, "
             "e.g. PIVOT units ON layer IN ('fc8', 'fc7') USING count(*), or use GROUP BY"

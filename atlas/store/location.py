@@ -62,7 +62,9 @@ def is_remote(uri: str) -> bool:
     return _scheme(str(uri)) in OBJECT_STORE_SCHEMES
 
 
-def _make_filesystem(uri: str, options: Mapping[str, Any], what: str) -> tuple[pafs.FileSystem, str]:
+def _make_filesystem(
+    uri: str, options: Mapping[str, Any], what: str, patient: bool = False
+) -> tuple[pafs.FileSystem, str]:
     """(filesystem, path) for ``uri``; a bad one is one line naming ``what`` (the option it came from)."""
     scheme = _scheme(uri)
     if scheme in ("", "file"):
@@ -85,15 +87,16 @@ def _make_filesystem(uri: str, options: Mapping[str, Any], what: str) -> tuple[p
     path = f"{parsed.netloc}/{parsed.path.strip('/')}".rstrip("/")
     chosen = {k: v for k, v in options.items() if k in OPTION_KEYS and v not in (None, False)}
     try:
-        return _object_store(scheme, parsed.netloc, chosen), path
+        return _object_store(scheme, parsed.netloc, chosen, patient), path
     except (OSError, ValueError, ImportError) as exc:
         raise AtlasError(f"{what}: cannot open {uri!r}: {storage_reason(exc)}") from None
 
 
-def _object_store(scheme: str, bucket: str, chosen: Mapping[str, Any]) -> pafs.FileSystem:
+def _object_store(scheme: str, bucket: str, chosen: Mapping[str, Any], patient: bool) -> pafs.FileSystem:
     """S3 / GCS filesystem: with ``storage:`` options when given, else from the URI and environment. GCS
-    retries for at most :data:`GCS_RETRY_S` (its client's default is 15 minutes: a bucket that cannot be
-    reached, or a machine without credentials, looked like a hang)."""
+    retries for at most :data:`GCS_RETRY_S` where a person waits (its client's default is 15 minutes: a
+    bucket that cannot be reached, or a machine without credentials, looked like a hang); ``patient`` (the
+    workers' copies, writing shards) keeps the client's default, so a short outage costs no shard."""
     if not chosen and scheme == "s3":
         return pafs.FileSystem.from_uri(f"{scheme}://{bucket}")[0]
     kwargs: dict[str, Any] = {k: chosen[k] for k in ("endpoint_override", "region") if chosen.get(k)}
@@ -102,7 +105,9 @@ def _object_store(scheme: str, bucket: str, chosen: Mapping[str, Any]) -> pafs.F
     if scheme == "s3":
         return pafs.S3FileSystem(**kwargs)
     kwargs.pop("region", None)  # GCS takes no region
-    return pafs.GcsFileSystem(**kwargs, retry_time_limit=timedelta(seconds=GCS_RETRY_S))
+    if not patient:
+        kwargs["retry_time_limit"] = timedelta(seconds=GCS_RETRY_S)
+    return pafs.GcsFileSystem(**kwargs)
 
 
 GCS_RETRY_S = 20
@@ -117,6 +122,9 @@ def storage_reason(exc: BaseException) -> str:
     (the GCS client's status text repeats itself for hundreds of characters)."""
     text = first_line(exc)
     if "OAuth2 access token" in text:
+        given = os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
+        if given:
+            return f"the Google Cloud credentials in GOOGLE_APPLICATION_CREDENTIALS ({given}) were refused"
         return _NO_GCS_CREDENTIALS
     return text if len(text) <= 300 else text[:297] + "..."
 
@@ -125,18 +133,23 @@ class Location:
     """A directory-like place in one filesystem (local disk or an object-store prefix)."""
 
     def __init__(
-        self, uri: str | os.PathLike[str], options: Mapping[str, Any] | None = None, what: str = "out_dir"
+        self,
+        uri: str | os.PathLike[str],
+        options: Mapping[str, Any] | None = None,
+        what: str = "out_dir",
+        patient: bool = False,
     ) -> None:
+        """``patient``: retry object-store calls as long as the client's default (workers), not briefly."""
         text = os.fspath(uri)
         self.options = {k: v for k, v in dict(options or {}).items() if k in OPTION_KEYS}
-        self.fs, self.path = _make_filesystem(text, self.options, what)
+        self.fs, self.path = _make_filesystem(text, self.options, what, patient)
         self.local = isinstance(self.fs, pafs.LocalFileSystem)
         scheme = _scheme(text)
         self.uri = self.path if self.local else f"{'gs' if scheme == 'gcs' else scheme}://{self.path}"
 
     # pickling: the URI and options travel, the filesystem is rebuilt on arrival (credentials stay local)
-    def __reduce__(self):
-        return (Location, (self.uri, self.options))
+    def __reduce__(self):  # a copy sent to a worker retries as long as the client's default
+        return (Location, (self.uri, self.options, "out_dir", True))
 
     def __repr__(self) -> str:
         return f"Location({self.uri!r})"

@@ -49,6 +49,11 @@ class RunLock:
         self._thread: threading.Thread | None = None
         self.owner = {"host": socket.gethostname(), "pid": os.getpid()}
 
+    @property
+    def held(self) -> bool:
+        """Whether this lock has been acquired (and not released)."""
+        return self._fh is not None or self._thread is not None
+
     def _busy(self, holder: dict[str, Any]) -> AtlasError:
         return AtlasError(
             f"run {self.loc.display()} is being written by another atlas run (pid {holder.get('pid')} on "

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from atlas.config import FILE_NAME
-from atlas.errors import AtlasError
+from atlas.errors import AtlasError, some
 from atlas.store.location import FileEntry, Location, open_location
 
 RUN_FILE = "run.json"
@@ -64,9 +64,8 @@ def read_manifest(run: str | os.PathLike[str] | Location) -> dict[str, Any]:
             raise AtlasError(f"run {loc.display()} does not exist")
         inside = [run.name for run in list_runs(loc)]
         if inside:
-            shown = ", ".join(inside[:5]) + (f" and {len(inside) - 5} more" if len(inside) > 5 else "")
             raise AtlasError(
-                f"{loc.display()} is a folder of runs ({shown}), not a run; pass one of them, e.g. "
+                f"{loc.display()} is a folder of runs ({some(inside)}), not a run; pass one of them, e.g. "
                 f"{loc.child(inside[0]).display()}"
             )
         raise AtlasError(f"{loc.display()} is not an atlas run (no {RUN_FILE}); pass a run made by atlas run")
@@ -85,10 +84,8 @@ def newer_schema(record: dict[str, Any]) -> str | None:
     from atlas.store.schema import SCHEMA_VERSION
 
     version = record.get("schema_version", 0)
-    try:
-        version = int(version)
-    except (TypeError, ValueError):
-        return f"schema version {version!r}; this atlas reads up to {SCHEMA_VERSION}"
+    if isinstance(version, bool) or not isinstance(version, int):  # damage, not a newer atlas: not ours
+        return None  # to judge here (readers check the fields they need)
     if version <= SCHEMA_VERSION:
         return None
     return f"schema version {version}; this atlas reads up to {SCHEMA_VERSION}"

@@ -41,6 +41,7 @@ class VerifyReport:
     unmarked: int = 0  # planned shards of a run that says it is complete, without a marker
     planned: int | None = None  # run.json's planned_shards
     status: str | None = None  # run.json's status: running, interrupted, complete, incomplete
+    newer: dict[str, str] = field(default_factory=dict)  # shard id -> schema it was written with (kept)
 
 
 def _check_file(loc: Location, rel: str, expected_rows: int) -> str | None:
@@ -78,8 +79,8 @@ def verify_run(run: str | os.PathLike[str] | Location, *, repair: bool = False) 
             report.bad[shard] = "its marker is unreadable"
             continue
         newer = newer_schema(marker)
-        if newer is not None:
-            report.bad[shard] = f"its marker was written by a newer atlas ({newer})"
+        if newer is not None:  # valid output of a newer atlas: not this one's to judge or repair
+            report.newer[shard] = newer
             continue
         files = marker_files(shard, marker)
         for table, n in marker["rows"].items():

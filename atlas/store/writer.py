@@ -38,7 +38,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from atlas.config import config_differences
-from atlas.errors import AtlasError
+from atlas.errors import AtlasError, some
 from atlas.store.location import Location, open_location
 from atlas.store.manifest import (
     MARKER_SUFFIX,
@@ -49,6 +49,7 @@ from atlas.store.manifest import (
     file_rel,
     marker_files,
     marker_readable,
+    newer_schema,
     read_json,
     read_markers,
     shard_of_file,
@@ -135,12 +136,15 @@ class RunStore:
         if existing is not None:
             if existing.get("config_hash") != manifest["config_hash"]:
                 differ = config_differences(existing.get("config") or {}, manifest.get("config") or {})
-                shown = ", ".join(differ[:6]) + (f" and {len(differ) - 6} more" if len(differ) > 6 else "")
+                old_hash = str(existing.get("config_hash"))[:12]
+                what = f"{some(differ, 6)} differ" if differ else f"hash {old_hash}"
                 raise AtlasError(
-                    f"run {self.loc.display()} holds a different config "
-                    + (f"({shown} differ; " if differ else f"(hash {str(existing.get('config_hash'))[:12]}; ")
-                    + "use a new run name (--set name=...) or remove it"
+                    f"run {self.loc.display()} holds a different config ({what}); use a new run name "
+                    "(--set name=...) or remove it"
                 )
+            newer = newer_schema(existing)
+            if newer is not None:
+                raise AtlasError(f"run {self.loc.display()} was written by a newer atlas ({newer}); upgrade")
             problem = resume_problem(existing, manifest)
             if problem:
                 raise AtlasError(f"run {self.loc.display()} {problem}")

@@ -254,11 +254,20 @@ def test_sql_console(runs, monkeypatch):
     assert list(shown["unit page"]) == [
         f"unit?layer={la}&unit={u}" for la, u in zip(shown["layer"], shown["unit"], strict=True)
     ]
+    at.text_area(key="sql_text").set_value("SELECT layer, unit, layer FROM units LIMIT 1").run()
+    assert list(at.dataframe[0].value.columns) == ["layer", "unit", "layer_2", "unit page"]  # no crash
     at.text_area(key="sql_text").set_value("SELECT 7 AS seven").run()  # Ctrl+Enter commits without a click
     assert list(at.dataframe[0].value["seven"]) == [7] and at.query_params["q"] == "SELECT 7 AS seven"
     linked = app(runs / "alpha", monkeypatch, page="sql", q="SELECT count(*) AS n FROM chains")
     assert linked.text_area(key="sql_text").value == "SELECT count(*) AS n FROM chains"
     assert list(linked.dataframe[0].value["n"]) == [26 * 3]  # the linked query ran
+
+
+def test_sql_result_follows_the_run_picked(runs, monkeypatch):
+    at = app(runs, monkeypatch, page="sql", run="alpha", q="SELECT run_id FROM run")
+    assert list(at.dataframe[0].value["run_id"]) == ["alpha"]
+    at.selectbox(key="w_run").set_value("beta").run()
+    assert list(at.dataframe[0].value["run_id"]) == ["beta"]  # not the other run's answer
 
 
 def test_run_picker_on_parent_directory(runs, monkeypatch):
@@ -448,6 +457,10 @@ def test_layer_grid_label_margin_unlabelled_tiles_judge_and_empty_state(runs, mo
     assert at.selectbox(key="grid_sort").value == "label margin ↓"  # the sort is no filter: it stays
     fc8 = app(runs / "alpha", monkeypatch, page="layer", layer="fc8")
     assert fc8.selectbox(key="grid_judge").options == ["all", "correct", "wrong"]
+    fc8.selectbox(key="grid_judge").set_value("wrong").run()
+    assert fc8.query_params["judge"] == "wrong"
+    fc8.selectbox(key="w_layer").set_value("conv3").run()  # a layer without verdicts: no judge filter left
+    assert "judge" not in fc8.query_params and n_images(fc8) == 16
 
 
 def test_audit_page_lists_flagged_units(runs, monkeypatch):

@@ -142,5 +142,9 @@ def test_help_states_defaults_and_examples_and_the_version(capsys):
         assert "--config CONFIG" not in text and "--json JSON" not in text, name  # one metavar each
     assert re.search(r"--epochs N +passes over the codes \(default 20\)", commands["train-dae"].format_help())
     assert "examples:" in commands["run"].format_help()
+    assert re.search(
+        r"--seed SEED +seed of the noise, batches and weights \(default 0\)",
+        commands["train-dae"].format_help(),
+    )
     bench = commands["bench"]._subparsers._group_actions[0].choices["quality"]
     assert bench.description  # a sub-command's own help says what it does

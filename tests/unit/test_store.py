@@ -153,7 +153,7 @@ def test_config_hash_refusal_and_resume(store):
     with pytest.raises(AtlasError, match="different config"):
         store.init_run(manifest(config_hash="zzz"))
     other = manifest(config_hash="zzz") | {"config": {"name": "t", "layers": ["fc7"], "ray": {"x": 1}}}
-    with pytest.raises(AtlasError, match=r"different config \(layers.0 differ; use a new run name"):
+    with pytest.raises(AtlasError, match=r"different config \(layers.0 differ\); use a new run name"):
         store.init_run(other)  # what differs, named (ray is not a result: not named)
 
 
@@ -564,9 +564,13 @@ def test_a_run_or_shard_from_a_newer_atlas_is_refused_in_one_line(store):
     store.write_shard("fc8-0000", "fc8", shard_rows(units=(0, 1)))
     marker = run / "_shards" / "fc8-0000.done"
     marker.write_text(json.dumps(json.loads(marker.read_text()) | {"schema_version": SCHEMA_VERSION + 1}))
-    assert "written by a newer atlas" in verify_run(run).bad["fc8-0000"]
+    report = verify_run(run, repair=True)
+    assert report.bad == {} and "schema version" in report.newer["fc8-0000"]  # reported, never repaired
+    assert marker.exists()
     data = json.loads((run / "run.json").read_text())
     (run / "run.json").write_text(json.dumps(data | {"schema_version": 999}))
+    with pytest.raises(AtlasError, match="written by a newer atlas"):  # no resume adds older shards to it
+        store.init_run(manifest(planned_shards=2))
     with pytest.raises(
         AtlasError, match=f"newer atlas \\(schema version 999; this atlas reads up to {SCHEMA_VERSION}"
     ):
@@ -659,12 +663,19 @@ def test_console_queries_cannot_change_what_another_session_sees(store, sql):
     assert not Path("/tmp/atlas-leak.csv").exists() and not Path("/tmp/atlas-leak.db").exists()
 
 
-def test_gcs_gives_up_in_seconds_and_says_when_credentials_are_missing():
+def test_gcs_gives_up_in_seconds_and_says_when_credentials_are_missing(monkeypatch):
     """The GCS client retries for 15 minutes by default: an unreachable bucket looked like a hang."""
     from atlas.store.location import GCS_RETRY_S, open_location, storage_reason
 
-    fs = open_location("gs://some-bucket/runs").fs
-    assert fs.__reduce__()[1][0]["retry_time_limit"].total_seconds() == GCS_RETRY_S <= 60
+    import pickle
+
+    loc = open_location("gs://some-bucket/runs")
+    assert loc.fs.__reduce__()[1][0]["retry_time_limit"].total_seconds() == GCS_RETRY_S <= 60
+    worker = pickle.loads(pickle.dumps(loc))  # a worker's copy writes shards: the client's own patience
+    assert worker == loc and worker.fs.__reduce__()[1][0]["retry_time_limit"] is None
     noisy = OSError("google::cloud::Status(UNAVAILABLE: Could not create a OAuth2 access token " + "x" * 900)
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
     assert storage_reason(noisy).startswith("no Google Cloud credentials on this machine")
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", "/keys/sa.json")
+    assert "GOOGLE_APPLICATION_CREDENTIALS (/keys/sa.json) were refused" in storage_reason(noisy)
     assert len(storage_reason(OSError("y" * 900))) == 300

@@ -63,6 +63,8 @@ def _filters(ctx: Context, layer: str, have: data.Truth) -> data.GridQuery:
     judge = "all"
     if data.has_verdicts(ctx.conn, layer):  # the judge reads output units only
         judge = c4.selectbox("Judge", JUDGE, key=state.grid_widget("judge", JUDGE), **FIRST_PAGE)
+    else:  # no verdicts here: no judge filter in the URL or the empty grid's message either
+        st.session_state[state.GRID_PARAMS["judge"][0]] = "all"
     if "grid_page_size" not in st.session_state:
         st.session_state["grid_page_size"] = PAGE_SIZES[1]
     page_size = c5.selectbox(

@@ -90,7 +90,8 @@ def render(ctx: Context) -> None:
     run = st.button("Run query", type="primary", icon=":material/play_arrow:", key="sql_run",
                     help="or Ctrl+Enter in the box; a new example runs when picked")  # fmt: skip
     shown = st.session_state.get("sql_result")
-    if run or shown is None or shown.sql != sql:  # the result on screen is always of the text in the box
+    stale = shown is None or (shown.sql, shown.run) != (sql, str(ctx.run_dir))
+    if run or stale:  # the result on screen is always of the text in the box, on the run shown
         with st.spinner("Running the query ...", show_time=True):
             st.session_state["sql_result"] = data.console_query(ctx.run_dir, sql, MAX_ROWS, TIMEOUT_S)
     _result(st.session_state["sql_result"], ctx.run_dir.name if ctx.multi_run else None)
