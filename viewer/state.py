@@ -51,6 +51,18 @@ GRID_PARAMS: dict[str, tuple[str, Any]] = {
 }
 
 
+# the compare page's choices in its URL: query parameter -> widget key (the units box's key is per layer,
+# ``cmp_units_<layer>``; each widget's default is kept under ``<key>_first`` by the page)
+COMPARE_PARAMS: dict[str, str] = {"vs": "cmp_other", "mode": "cmp_mode", "cmp": "cmp_units"}
+COMPARE_MODES = {"runs": "two runs", "methods": "two methods"}  # ?mode= value -> the control's label
+
+
+def compare_key(param: str, layer: str | None) -> str:
+    """The widget key behind compare parameter ``param`` (the units box has one per layer)."""
+    key = COMPARE_PARAMS[param]
+    return f"{key}_{layer}" if param == "cmp" else key
+
+
 def url_path(page: str) -> str:
     """The page's ``st.Page`` url_path ('' for the default page)."""
     return "" if page == DEFAULT_PAGE else page
@@ -84,6 +96,7 @@ def init_from_query_params() -> None:
     if qp.get("frame") == "0":  # the unit page's frame toggle, off
         ss["unit_outline_cell"] = False
     ss["nav_grid_url"] = {k: qp.get(k) for k in GRID_PARAMS if qp.get(k) is not None}  # for grid_widget
+    ss["nav_cmp_url"] = {k: qp.get(k) for k in COMPARE_PARAMS if qp.get(k) is not None}  # compare_widget
     ss["nav_initialized"] = True
 
 
@@ -91,7 +104,14 @@ OWN_QUERY = "your query"  # the console's example box once the text is the user'
 
 # widgets whose values outlive their page (Streamlit drops a widget's state in a run that does not draw
 # it: without this, the grid's sort and filters were gone after a visit to a unit page)
-KEPT_WIDGETS = (*(key for key, _ in GRID_PARAMS.values()), "unit_outline_cell", "sql_example", "sql_text")
+KEPT_WIDGETS = (
+    *(key for key, _ in GRID_PARAMS.values()),
+    "unit_outline_cell",
+    "sql_example",
+    "sql_text",
+    "cmp_other",
+    "cmp_mode",
+)
 
 
 def keep_widget_state() -> None:
@@ -106,7 +126,7 @@ def keep_widget_state() -> None:
 # the query parameters of each page beyond ``run`` and ``layer`` (see params_for)
 PAGE_KEYS: dict[str, set[str]] = {
     "unit": {"unit", "frame"},
-    "compare": {"unit"},
+    "compare": {"unit", *COMPARE_PARAMS},
     "layer": {"p", *GRID_PARAMS},
     "sql": {"q"},
 }
@@ -180,7 +200,8 @@ def follow_history() -> None:
     unit = _int(qp.get("unit"), None)
     if page in ("unit", "compare") and unit is not None:
         set_("unit", unit)
-    {"layer": _seed_grid, "unit": _seed_unit_page, "sql": _seed_console}.get(page, lambda _qp: None)(qp)
+    seed = {"layer": _seed_grid, "unit": _seed_unit_page, "sql": _seed_console, "compare": _seed_compare}
+    seed.get(page, lambda _qp: None)(qp)
 
 
 def _seed_grid(qp: dict[str, str]) -> None:
@@ -208,6 +229,48 @@ def clear_grid_filters() -> None:
     """Button callback: every grid filter off (the sort and page size stay), back to page 1."""
     _reset_grid_widgets([p for p in GRID_PARAMS if p not in ("sort", "per")])
     set_("grid_page", 0)
+
+
+def _seed_compare(qp: dict[str, str]) -> None:
+    """The compare page's controls back to their defaults (assigned, as the grid's), then the URL's."""
+    ss = st.session_state
+    for param in COMPARE_PARAMS:
+        key = compare_key(param, get("layer"))
+        first = ss.get(f"{key}_first")
+        if first is not None:
+            ss[key] = first
+    ss["nav_cmp_url"] = {k: qp[k] for k in COMPARE_PARAMS if k in qp}
+
+
+def compare_widget(param: str, layer: str | None, options: list[Any] | None, default: Any) -> str:
+    """Key of the compare control behind ``param``: its default remembered (``<key>_first``, for the URL
+    and history steps), seeded once from the URL (a value it cannot take is dropped)."""
+    ss = st.session_state
+    key = compare_key(param, layer)
+    untouched = key not in ss or ss[key] == ss.get(f"{key}_first")  # a default follows the unit shown
+    ss[f"{key}_first"] = default
+    raw = ss.get("nav_cmp_url", {}).pop(param, None)
+    value = COMPARE_MODES.get(raw) if param == "mode" else raw
+    if value is not None and (options is None or value in options):
+        ss[key] = value
+    elif untouched or (options is not None and ss[key] not in options):
+        ss[key] = default
+    return key
+
+
+def compare_params() -> dict[str, str]:
+    """The compare page's choices that differ from their defaults, as query parameters."""
+    ss, out = st.session_state, {}
+    for param in COMPARE_PARAMS:
+        key = compare_key(param, get("layer"))
+        value = ss.get(key)
+        if value is None or value == ss.get(f"{key}_first"):
+            continue
+        if param == "mode":
+            value = next((k for k, label in COMPARE_MODES.items() if label == value), None)
+        if value is not None:
+            out[param] = str(value)
+    return out
 
 
 def _seed_unit_page(qp: dict[str, str]) -> None:
@@ -314,6 +377,8 @@ def params_for(page: str, multi_run: bool) -> dict[str, str]:
         params["p"] = str(int(get("grid_page")) + 1)
     if page == "layer":
         params.update(grid_params())
+    if page == "compare":
+        params.update(compare_params())
     if page == "unit" and st.session_state.get("unit_outline_cell") is False:
         params["frame"] = "0"
     if (

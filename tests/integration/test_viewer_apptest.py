@@ -224,6 +224,28 @@ def test_compare_runs(runs, monkeypatch):
     assert "different targets" in at.warning[0].value  # synthetic runs of other configs: other targets
 
 
+def test_compare_choices_are_in_the_url_and_come_back(runs, monkeypatch):
+    at = app(runs / "alpha", monkeypatch, page="compare", layer="fc8", unit=0)
+    assert not {"vs", "mode", "cmp"} & set(at.query_params)  # defaults stay out of the URL
+    at.text_input(key="cmp_units_fc8").set_value("2-5").run()
+    assert at.query_params["cmp"] == "2-5" and n_images(at) == 8  # 4 units x 2 runs
+    again = app(runs / "alpha", monkeypatch, **dict(at.query_params), page="compare")
+    assert again.text_input(key="cmp_units_fc8").value == "2-5" and n_images(again) == 8
+    monkeypatch.setattr(state, "_history_flag", lambda: True)  # Back to the compare URL before the edit
+    monkeypatch.setattr(state, "_url_path", lambda: "/compare")
+    at.query_params.clear()
+    at.query_params.update({"layer": "fc8", "unit": "0"})
+    at.run()
+    assert at.text_input(key="cmp_units_fc8").value != "2-5" and "cmp" not in at.query_params
+    monkeypatch.setattr(state, "_history_flag", lambda: False)
+    both = app(runs / "beta", monkeypatch, page="compare", layer="fc8", mode="methods")
+    assert both.segmented_control(key="cmp_mode").value == "two methods"
+    assert both.query_params["mode"] == "methods" and len(both.dataframe) == 1  # the per-method summary
+    odd = app(runs / "beta", monkeypatch, page="compare", layer="fc8", mode="nope", vs="gamma")
+    assert odd.segmented_control(key="cmp_mode").value == "two runs"  # values it cannot take: dropped
+    assert odd.selectbox(key="cmp_other").value == "alpha" and "vs" not in odd.query_params
+
+
 def test_compare_methods(runs, monkeypatch):
     at = app(runs / "beta", monkeypatch, page="compare", layer="fc8")
     at.segmented_control(key="cmp_mode").set_value("two methods").run()

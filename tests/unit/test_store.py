@@ -665,9 +665,9 @@ def test_console_queries_cannot_change_what_another_session_sees(store, sql):
 
 def test_gcs_gives_up_in_seconds_and_says_when_credentials_are_missing(monkeypatch):
     """The GCS client retries for 15 minutes by default: an unreachable bucket looked like a hang."""
-    from atlas.store.location import GCS_RETRY_S, open_location, storage_reason
-
     import pickle
+
+    from atlas.store.location import GCS_RETRY_S, open_location, storage_reason
 
     loc = open_location("gs://some-bucket/runs")
     assert loc.fs.__reduce__()[1][0]["retry_time_limit"].total_seconds() == GCS_RETRY_S <= 60

@@ -39,9 +39,7 @@ def _side_image(name: str, rec: dict | None) -> None:
 
 
 def _units_input(ctx: Context, layer: str) -> list[int]:
-    key = f"cmp_units_{layer}"
-    if key not in st.session_state:
-        st.session_state[key] = _default_units(ctx, layer)
+    key = state.compare_widget("cmp", layer, None, _default_units(ctx, layer))
     text = st.text_input("Units", key=key, help="numbers and ranges, e.g. 0-7, 12")
     if not text.strip():
         return []
@@ -83,7 +81,7 @@ def _run_summary(name: str, stats: dict | None) -> None:
 
 def _compare_runs(ctx: Context, layer: str) -> None:
     names = [p.name for p in ctx.siblings]
-    other_name = st.selectbox("Other run", names, key="cmp_other")
+    other_name = st.selectbox("Other run", names, key=state.compare_widget("vs", layer, names, names[0]))
     other = ctx.open_other(ctx.siblings[names.index(other_name)]) if ctx.open_other else None
     if other is None:
         st.error("Cannot open the other run.")
@@ -122,7 +120,8 @@ def render(ctx: Context) -> None:
             "Put a second run next to it (e.g. `atlas run ... --set name=other`) or sample with two methods."
         )
         return
-    mode = st.segmented_control("Compare", modes, default=modes[0], key="cmp_mode") or modes[0]
+    key = state.compare_widget("mode", layer, modes, modes[0])
+    mode = st.segmented_control("Compare", modes, key=key) or modes[0]
     if mode == "two methods":
         _compare_methods(ctx, layer, run_methods)
     else:
