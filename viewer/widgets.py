@@ -64,7 +64,9 @@ div.block-container { padding-top: 2.2rem; }
   [data-testid="stHorizontalBlock"]:has(> [data-testid="stColumn"] :is(.atlas-chain-head, .atlas-label))
     > [data-testid="stColumn"] { flex: 0 0 100% !important; }
   /* a row of controls (the grid's filters) or of three or more charts: two a line */
-  [data-testid="stHorizontalBlock"]:has(> [data-testid="stColumn"]:nth-child(5)):not(:has(.atlas-pager,
+  [data-testid="stHorizontalBlock"]:has(> [data-testid="stColumn"]:nth-child(4)):not(:has(.atlas-pager,
+    .atlas-tile-label)):has(input) { flex-wrap: wrap; row-gap: 0.8rem; }
+  [data-testid="stHorizontalBlock"]:has(> [data-testid="stColumn"]:nth-child(4)):not(:has(.atlas-pager,
     .atlas-tile-label)):has(input) > [data-testid="stColumn"] { flex: 0 0 calc(50% - 0.5rem) !important; }
   [data-testid="stHorizontalBlock"]:has(> [data-testid="stColumn"]:nth-child(3)):has(
     [data-testid="stVegaLiteChart"]) { flex-wrap: wrap; row-gap: 0.8rem; }

@@ -49,7 +49,11 @@ def _truth_filters(ctx: Context, layer: str, have: data.Truth) -> dict:
 
 def _filters(ctx: Context, layer: str, have: data.Truth) -> data.GridQuery:
     """The filter rows; an unreadable units filter shows an error and filters nothing."""
-    c1, c2, c3, c4, c5 = st.columns([2.2, 1.4, 1.2, 1.6, 1.0])
+    verdicts = data.has_verdicts(ctx.conn, layer)  # the judge reads output units only
+    if verdicts:
+        c1, c2, c3, c4, c5 = st.columns([2.2, 1.4, 1.2, 1.6, 1.0])
+    else:  # no Judge column: no gap where it would be
+        (c1, c2, c3, c5), c4 = st.columns([2.2, 1.4, 1.2, 1.0]), None
     sorts = data.sorts(have.labels)
     st.session_state["grid_sort_first"] = sorts[0]  # the default, left out of the URL
     sort = c1.selectbox("Sort by", sorts, key=state.grid_widget("sort", sorts), **FIRST_PAGE)
@@ -61,7 +65,7 @@ def _filters(ctx: Context, layer: str, have: data.Truth) -> data.GridQuery:
     min_facets = c3.number_input("Min facets", min_value=0, max_value=max_facets,
                                  key=state.grid_widget("facets", facets), **FIRST_PAGE)  # fmt: skip
     judge = "all"
-    if data.has_verdicts(ctx.conn, layer):  # the judge reads output units only
+    if c4 is not None:
         judge = c4.selectbox("Judge", JUDGE, key=state.grid_widget("judge", JUDGE), **FIRST_PAGE)
     else:  # no verdicts here: no judge filter in the URL or the empty grid's message either
         st.session_state[state.GRID_PARAMS["judge"][0]] = "all"
