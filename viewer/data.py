@@ -23,7 +23,7 @@ import pandas as pd
 
 from atlas.config import UnitSelection
 from atlas.errors import AtlasError
-from atlas.store.catalog import SHARD_PROVENANCE, query_run, unit_sources
+from atlas.store.catalog import RUN_TABLES, SHARD_PROVENANCE, query_run, unit_sources
 from atlas.tables import unique_names
 
 # whitelisted sort orders of the layer grid: label -> ORDER BY clause
@@ -41,7 +41,7 @@ LABEL_SORTS: dict[str, str] = {  # only offered when the run has label columns (
 }
 
 TRAJECTORY_METRICS = ("activation", "log_prob", "rank", "prior_residual")
-SCHEMA_TABLES = ("units", "chains", "images", "steps", "activations", "run", "shards", "files")
+SCHEMA_TABLES = RUN_TABLES
 KIND_ORDER = {"best": 0, "last": 1, "snapshot": 2}  # a chain's kept images, in the order they are shown
 
 # truth columns (issue 16); runs written before them lack these columns and the viewer hides their UI
@@ -263,6 +263,7 @@ class Truth:
     labels: bool = False
     pictures: bool = False
     reader: bool = False
+    top_share: bool = field(default=False, compare=False)  # units.label_top_share: after the first labels
 
 
 def table_columns(conn: Any, table: str) -> set[str]:
@@ -277,6 +278,7 @@ def truth(conn: Any) -> Truth:
         labels=set(LABEL_COLUMNS) <= units,
         pictures=set(PICTURE_COLUMNS) <= images,
         reader=set(READER_COLUMNS) <= units,
+        top_share="label_top_share" in units,
     )
 
 
@@ -399,9 +401,12 @@ def audit_pictures(
     return out
 
 
+PNG_DATA_URL = "data:image/png;base64,"  # what a dataframe's image column draws
+
+
 def png_data_url(png: bytes | None) -> str | None:
-    """A PNG as a ``data:`` URL (what a dataframe's image column draws)."""
-    return None if png is None else "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+    """A PNG as a ``data:`` URL (:data:`PNG_DATA_URL`)."""
+    return None if png is None else PNG_DATA_URL + base64.b64encode(png).decode("ascii")
 
 
 def unit_flag_counts(
@@ -546,10 +551,9 @@ def grid_page(conn: Any, q: GridQuery) -> pd.DataFrame:
     have = truth(conn)
     where, params = _grid_where(q)
     order = {**SORTS, **(LABEL_SORTS if have.labels else {})}.get(q.sort, SORTS["unit ↑"])
-    has_share = "label_top_share" in table_columns(conn, "units")
-    share = "label_top_share" if has_share else "NULL AS label_top_share"
+    share = "label_top_share" if have.top_share else "NULL AS label_top_share"
     label_sql = (
-        f"label, label_score, label_best, {share}"  # label_top_share came after the first label columns
+        f"label, label_score, label_best, {share}"
         if have.labels
         else "NULL::VARCHAR AS label, NULL::DOUBLE AS label_score, NULL::VARCHAR AS label_best, "
         "NULL::DOUBLE AS label_top_share"
@@ -1045,7 +1049,7 @@ def picture_columns(frame: pd.DataFrame) -> list[str]:
     return [
         str(c)
         for c in frame.columns
-        if frame[c].map(lambda v: isinstance(v, str) and v.startswith("data:image/png;base64,")).any()
+        if frame[c].map(lambda v: isinstance(v, str) and v.startswith(PNG_DATA_URL)).any()
     ]
 
 

@@ -474,6 +474,7 @@ def check_read_only(sql: str) -> None:
         )
 
 
+RUN_TABLES = (*TABLES, "run", "shards", "files")  # every table and view a run connection has
 _HINTS = ("Did you mean", "Candidate bindings")  # the lines of DuckDB's messages that help a user fix a query
 
 
@@ -485,7 +486,7 @@ def query_error(exc: BaseException) -> str:
         return type(exc).__name__
     text = "; ".join([lines[0], *(ln for ln in lines[1:] if ln.startswith(_HINTS))])
     if lines[0].startswith("Catalog Error: Table with name"):
-        text += f" (the run's tables: {', '.join([*TABLES, 'run', 'shards', 'files'])})"
+        text += f" (the run's tables: {', '.join(RUN_TABLES)})"
     return text
 
 

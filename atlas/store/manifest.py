@@ -72,10 +72,15 @@ def read_manifest(run: str | os.PathLike[str] | Location) -> dict[str, Any]:
     data = read_json(loc, RUN_FILE)
     if not isinstance(data, dict):
         raise AtlasError(f"{loc.display(RUN_FILE)} does not hold a JSON object")
-    newer = newer_schema(data)
+    check_schema(loc, data)
+    return data
+
+
+def check_schema(loc: Location, manifest: dict[str, Any]) -> None:
+    """Refuse, in one line, a run whose run.json was written with a newer schema than this atlas reads."""
+    newer = newer_schema(manifest)
     if newer is not None:
         raise AtlasError(f"run {loc.display()} was written by a newer atlas ({newer}); upgrade atlas")
-    return data
 
 
 def newer_schema(record: dict[str, Any]) -> str | None:

@@ -46,10 +46,10 @@ from atlas.store.manifest import (
     SHARDS_DIR,
     SUMMARY_FILE,
     check_name,
+    check_schema,
     file_rel,
     marker_files,
     marker_readable,
-    newer_schema,
     read_json,
     read_markers,
     shard_of_file,
@@ -142,9 +142,7 @@ class RunStore:
                     f"run {self.loc.display()} holds a different config ({what}); use a new run name "
                     "(--set name=...) or remove it"
                 )
-            newer = newer_schema(existing)
-            if newer is not None:
-                raise AtlasError(f"run {self.loc.display()} was written by a newer atlas ({newer}); upgrade")
+            check_schema(self.loc, existing)  # no resume adds this atlas's shards to a newer run
             problem = resume_problem(existing, manifest)
             if problem:
                 raise AtlasError(f"run {self.loc.display()} {problem}")
