@@ -1,4 +1,4 @@
-"""viewer/data.py on a small synthetic run: what the pages get (counts, order, shaped values) is checked
+"""viewer/data/ on a small synthetic run: what the pages get (counts, order, shaped values) is checked
 against the Parquet files read back directly with pandas, not against the viewer's own queries."""
 
 from __future__ import annotations
@@ -382,7 +382,7 @@ def test_run_with_labels_but_no_reader_columns(tmp_path):
 
 
 def test_badges_show_the_path_percentile_and_fall_back_to_path_z():
-    from viewer.data import _path_badge, badge_text, label_view
+    from viewer.data.unit import _path_badge, badge_text, label_view
 
     assert badge_text(0.997, _path_badge(0.45, -7.0)) == "p99.7 · path p45"
     assert badge_text(0.997, _path_badge(None, -0.3)) == "p99.7 · path -0.3"  # a run before path_percentile

@@ -1,0 +1,136 @@
+"""Config files and ``--set`` overrides: YAML read safely (a key given twice is refused), dotted
+assignments applied, the result validated as a ``RunConfig``.
+"""
+
+from __future__ import annotations
+
+import os
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from atlas.config.run import RunConfig
+from atlas.config.section import build
+from atlas.errors import ConfigError
+
+
+def apply_override(data: dict[str, Any], assignment: str) -> None:
+    """Apply ``a.b.c=value`` (value parsed as YAML) to a nested mapping in place; list items by index."""
+    dotted, parts, value = _parse_assignment(assignment)
+    node: Any = data
+    for i, part in enumerate(parts[:-1]):
+        node = _descend(node, part, dotted, parts[: i + 1])
+    last = parts[-1]
+    if isinstance(node, list):
+        if not last.isdigit() or int(last) >= len(node):
+            raise ConfigError(f"--set {dotted}: no list item {last!r}")
+        node[int(last)] = value
+    else:
+        node[last] = value
+
+
+def _parse_assignment(assignment: str) -> tuple[str, list[str], Any]:
+    if "=" not in assignment:
+        raise ConfigError(f"--set {assignment!r}: expected KEY=VALUE, e.g. --set sampler.steps=50")
+    dotted, raw = assignment.split("=", 1)
+    parts = dotted.strip().split(".")
+    if not all(parts):
+        raise ConfigError(
+            f"--set {assignment!r}: empty key or key part; expected KEY=VALUE with dotted keys, e.g. "
+            "--set sampler.steps=50"
+        )
+    try:
+        value = yaml.load(raw, Loader=_UniqueKeyLoader) if raw.strip() else ""  # noqa: S506 - a SafeLoader
+    except DuplicateKeyError as exc:
+        raise ConfigError(f"--set {assignment!r}: {exc}") from None
+    except yaml.YAMLError:
+        value = raw
+    return dotted, parts, value
+
+
+def _descend(node: Any, part: str, dotted: str, path: list[str]) -> Any:
+    """Child ``part`` of ``node`` (at ``path``); a spec string or nothing there becomes a mapping."""
+    if isinstance(node, list):
+        if not part.isdigit() or int(part) >= len(node):
+            raise ConfigError(f"--set {dotted}: no list item {part!r} at '{'.'.join(path[:-1])}'")
+        return node[int(part)]
+    child = node.get(part)
+    if isinstance(child, str) and part in ("target", "generator", "dae"):
+        child = node[part] = {"spec": child}
+    if child is None:
+        child = node[part] = {}
+    if not isinstance(child, dict | list):
+        raise ConfigError(f"--set {dotted}: '{'.'.join(path)}' is a value, not a section")
+    return child
+
+
+def config_from_dict(data: dict[str, Any], overrides: typing.Sequence[str] = ()) -> RunConfig:
+    data = dict(data or {})
+    for assignment in overrides:
+        apply_override(data, assignment)
+    return build(RunConfig, data)
+
+
+class DuplicateKeyError(yaml.YAMLError):
+    """A mapping that names one key twice (YAML keeps the last silently)."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice in one mapping, naming it and both lines."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults`: its keys may be overridden
+                continue
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            line = key_node.start_mark.line + 1
+            if isinstance(key, typing.Hashable) and key in seen:
+                raise DuplicateKeyError(
+                    f"key {key!r} appears twice (lines {seen[key]} and {line}); keep one (merge the two)"
+                )
+            if isinstance(key, typing.Hashable):
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The mapping a YAML config file holds (an empty file: {}); one-line errors for a missing, unreadable,
+    invalid or non-mapping file and for a key given twice."""
+    p = Path(path).expanduser()  # '~/x.yaml' quoted, or after '=', reaches us unexpanded
+    if p.is_dir():
+        raise ConfigError(
+            f"config path {str(p)!r} is a directory; pass a YAML file such as configs/demo.yaml"
+        )
+    if not p.exists():
+        raise ConfigError(f"config file {str(p)!r} not found; pass a YAML file such as configs/demo.yaml")
+    if not p.is_file():
+        raise ConfigError(
+            f"config path {str(p)!r} is not a regular file; pass a YAML file such as configs/demo.yaml"
+        )
+    try:
+        data = yaml.load(p.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
+    except DuplicateKeyError as exc:
+        raise ConfigError(f"config file {str(p)!r}: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"config file {str(p)!r} is unreadable ({type(exc).__name__}); pass a UTF-8 YAML text file"
+        ) from None
+    except RecursionError:
+        raise ConfigError(f"config file {str(p)!r} nests too deeply to be a config") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"config file {str(p)!r} is not valid YAML{where}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(p)!r} must hold a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def load_config(path: str | os.PathLike[str], overrides: typing.Sequence[str] = ()) -> RunConfig:
+    """Read a YAML config file, apply dotted overrides, validate. Raises ConfigError."""
+    return config_from_dict(read_config_file(path), overrides)

@@ -1,0 +1,165 @@
+"""The ``models`` section: the target, the generator G, the DAE and how the target wants its input."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import (
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from atlas.config.section import HUGE, Float, Section
+
+
+class PreprocessConfig(Section):
+    """How a target wants its input image: overrides what the model spec (or its factory) declares.
+
+    The target sees ``x = (fit(rgb01) * value_scale [channels in channel_order] - mean) / std``, where
+    ``rgb01`` is the canonical picture (float RGB in [0, 1]) and ``fit`` brings it to ``size`` x ``size``.
+    """
+
+    size: int | None = Field(
+        None,
+        description="Square input side in pixels the target expects (CaffeNet 227, ResNet 224, tiny CNN 64); "
+        "a picture of another size is fitted by geometry.",
+        ge=1,
+        le=4096,
+    )
+    geometry: Literal["center_crop", "resize"] | None = Field(
+        None,
+        description="How a picture of another size is fitted: center_crop (take the centre when larger, as "
+        "DGN-AM crops G's 256 px to 227; resize when smaller) or resize (bilinear to size).",
+    )
+    channel_order: Literal["RGB", "BGR"] | None = Field(
+        None, description="Channel order the target expects: RGB (torchvision) or BGR (Caffe models)."
+    )
+    value_scale: Float | None = Field(
+        None,
+        description="What full intensity is in the target's units before mean/std: 1.0 for [0,1] inputs "
+        "(torchvision), 255.0 for [0,255] inputs (Caffe).",
+        gt=0,
+        le=HUGE,
+    )
+    mean: list[Float] | None = Field(
+        None,
+        description="Per-channel mean subtracted after scaling, in the target's channel order and value "
+        "scale (torchvision [0.485, 0.456, 0.406]; Caffe BGR [104, 117, 123]).",
+        json_schema_extra={"type_doc": "[float, float, float] | null"},
+    )
+    std: list[Annotated[Float, Field(gt=0)]] | None = Field(
+        None,
+        description="Per-channel std divided by after the mean, in the same order and scale (torchvision "
+        "[0.229, 0.224, 0.225]; Caffe [1, 1, 1]); each > 0.",
+        json_schema_extra={"type_doc": "[float > 0, ...x3] | null"},
+    )
+
+    @field_validator("mean", "std")
+    @classmethod
+    def _three_channels(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None and len(value) != 3:
+            raise ValueError(f"expected 3 values (one per channel), got {len(value)}: {value}")
+        return value
+
+
+MODEL_SCHEMES = ("toyworld", "torchvision", "python", "deepsim", "dae")  # atlas.models.registry.SCHEMES
+
+
+class ModelConfig(Section):
+    """A model given by a spec string, with optional weights file and preprocessing."""
+
+    spec_shorthand: ClassVar[bool] = True  # `target: toyworld:target` stands for {spec: toyworld:target}
+
+    spec: str = Field(
+        "",
+        description="Model spec: toyworld:NAME, torchvision:NAME, python:pkg.module:factory, deepsim:fc6, "
+        "dae:residual_mlp.",
+    )
+    weights: str | None = Field(
+        None,
+        description="State-dict file (.pt/.pth, torch.save(model.state_dict())); null: the toy world's "
+        "cache, a factory that loads its own weights, or random weights (allow_random_weights).",
+        json_schema_extra={"type_doc": "file | null"},
+    )
+    preprocess: PreprocessConfig | None = Field(
+        None,
+        description="Input image space override (targets only); see models.target.preprocess.*.",
+        json_schema_extra={"targets_only": True},
+    )
+    output_layer: str | None = Field(
+        None,
+        description="Targets: the layer holding the class outputs (its units are kind 'output'); default: "
+        "the model's own (python factories: atlas_output_layer) or its last layer. Name it for multi-head "
+        "models.",
+        json_schema_extra={"targets_only": True, "omit_default": True},
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _spec_shorthand(cls, data: Any) -> Any:
+        return {"spec": data} if isinstance(data, str) else data  # target: toyworld:target
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelConfig:
+        if not self.spec or ":" not in self.spec:
+            raise ValueError(
+                f"spec: {self.spec!r} is not a model spec; expected SCHEME:NAME such as toyworld:target, "
+                "torchvision:alexnet, deepsim:fc6 or python:pkg.module:factory"
+            )
+        scheme = self.spec.partition(":")[0]
+        if scheme not in MODEL_SCHEMES:  # before anything loads (atlas.models.registry.SCHEMES loads them)
+            hint = difflib.get_close_matches(scheme, MODEL_SCHEMES, n=1)
+            raise ValueError(
+                f"spec: unknown model scheme {scheme!r} in {self.spec!r}"
+                + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                + f"; valid: {', '.join(MODEL_SCHEMES)}"
+            )
+        if self.output_layer is not None and not self.output_layer.strip():
+            raise ValueError("output_layer: empty layer name; name a layer (see `atlas layers SPEC`) or null")
+        return self
+
+
+class ModelsConfig(Section):
+    target: ModelConfig | None = Field(
+        None,
+        description="The network whose units are visualized: a spec string or "
+        "{spec, weights, preprocess, output_layer}.",
+    )
+    generator: ModelConfig | None = Field(
+        None,
+        description="Image generator G for dgn_am / ppgn_h (code -> image): a spec string or "
+        "{spec, weights}.",
+    )
+    dae: ModelConfig | None = Field(
+        None,
+        description="Denoising autoencoder on codes for ppgn_h with prior: dae: a spec string or "
+        "{spec, weights}.",
+    )
+    code_layer: str | None = Field(
+        None,
+        description="Target layer whose output is G's code (prior: joint, real/facet-seeded starts); "
+        "default: the generator's own.",
+    )
+    code_stats: str | None = Field(
+        None,
+        description="File with the code mean and per-dimension bounds (atlas code-stats); toy world: "
+        "built in.",
+        json_schema_extra={"type_doc": "file | null"},
+    )
+    allow_random_weights: bool = Field(
+        False, description="Allow real-network specs without weights (random pictures!). Tests only."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelsConfig:
+        if self.target is None:
+            raise ValueError("target: no target given; e.g. models: {target: toyworld:target}")
+        for role in ("generator", "dae"):
+            m = getattr(self, role)
+            if m is not None and m.output_layer is not None:
+                raise ValueError(f"{role}.output_layer: only a target has an output layer; remove it")
+        if self.dae is not None and self.dae.preprocess is not None:
+            raise ValueError("dae.preprocess: a DAE works on codes, not images; remove it")
+        return self

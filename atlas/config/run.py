@@ -1,0 +1,148 @@
+"""The whole run config (``RunConfig``), its cross-field rules, and how two runs' configs differ."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import (
+    Field,
+    model_validator,
+)
+
+from atlas.config.execution import ComputeConfig, RayConfig, StorageConfig, StoreConfig, ToyWorldRef
+from atlas.config.layers import LayerConfig
+from atlas.config.models import ModelsConfig
+from atlas.config.sampler import FacetConfig, SamplerConfig
+from atlas.config.section import Section
+from atlas.errors import ConfigError
+
+CODE_METHODS = ("dgn_am", "ppgn_h", "ga", "cmaes")  # optimize G's code: need a generator
+PIXEL_METHODS = ("pixel", "fourier", "maco", "accentuation")  # optimize a picture: no generator
+
+
+_RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+
+
+def check_sampler_models(
+    method: str, prior: str, *, generator: bool, dae: bool, code_layer: str | None | bool = True
+) -> None:
+    """The one source of "this sampler needs that model" errors (config, pre-flight and Engine).
+
+    ``code_layer``: the resolved code layer, or True when it is not known yet (config time).
+    """
+    if method in CODE_METHODS and not generator:
+        raise ConfigError(
+            f"models.generator: sampler.method {method!r} needs a generator; "
+            "set models.generator or use a pixel-family method (pixel, fourier, maco, accentuation)"
+        )
+    if method == "ppgn_h" and prior == "dae" and not dae:
+        raise ConfigError(
+            "models.dae: ppgn_h with prior: dae needs a DAE; "
+            "set models.dae or use sampler.ppgn_h.prior: joint"
+        )
+    if method == "ppgn_h" and prior == "joint" and not code_layer:
+        raise ConfigError(
+            "models.code_layer: ppgn_h with prior: joint needs the target layer whose output is G's code "
+            "and the generator names none; set models.code_layer (see `atlas layers SPEC`) or use prior: dae"
+        )
+
+
+def _deterministic_steps(s: SamplerConfig) -> bool:
+    """True when the sampler adds no randomness after the start (chains from one start stay identical)."""
+    if s.method == "dgn_am":
+        return True
+    if s.method == "ppgn_h":
+        return s.ppgn_h.eps3 == 0 and s.ppgn_h.reset_every == 0
+    return False  # pixel: its mean start has noise of its own
+
+
+class RunConfig(Section):
+    name: str = Field("atlas", description="Run name: the output goes to <out_dir>/<name>.")
+    out_dir: str = Field(
+        "runs",
+        description="Where runs live: a local path, file://, s3://bucket/prefix or gs://bucket/prefix.",
+    )
+    seed: int = Field(
+        0, description="Run seed; chain seeds derive from (seed, layer, unit, chain).", ge=0, le=2**63 - 1
+    )
+    # validated even when left out: a config without models names no target
+    models: ModelsConfig = Field({}, description="Target, generator and DAE.", validate_default=True)
+    layers: list[LayerConfig] = Field([], description="Layers to map, each with a unit selection.")
+    sampler: SamplerConfig = Field(default_factory=SamplerConfig, description="Sampler method and settings.")
+    facets: FacetConfig = Field(default_factory=FacetConfig, description="Multifaceted units.")
+    compute: ComputeConfig = Field(default_factory=ComputeConfig, description="Device and batching.")
+    ray: RayConfig = Field(default_factory=RayConfig, description="Distributed execution.")
+    store: StoreConfig = Field(default_factory=StoreConfig, description="What is written.")
+    storage: StorageConfig = Field(
+        default_factory=StorageConfig, description="Object-store connection and shared mounts."
+    )
+    toyworld: ToyWorldRef = Field(
+        default_factory=ToyWorldRef, description="Toy world used by toyworld: specs."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> RunConfig:
+        if not _RUN_NAME.fullmatch(self.name) or len(self.name) > 128:
+            raise ValueError(
+                f"name: {self.name!r} is not a valid run name; use up to 128 letters, digits, '.', '_', '-', "
+                "not starting with '.' (the run goes to <out_dir>/<name>)"
+            )
+        if not self.out_dir.strip():
+            raise ValueError("out_dir: empty; give a folder (e.g. runs) or s3://bucket/prefix")
+        if not self.layers:
+            raise ValueError("layers: no layers selected; give at least one, e.g. layers: [{name: fc8}]")
+        names = [layer.name for layer in self.layers]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"layers: layer {sorted(dup)[0]!r} is listed twice; list each layer once")
+        self._check_sampler()
+        return self
+
+    def _check_sampler(self) -> None:
+        s = self.sampler
+        try:
+            check_sampler_models(
+                s.method,
+                s.ppgn_h.prior,
+                generator=self.models.generator is not None,
+                dae=self.models.dae is not None,
+            )
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        pooled = s.start_pool > 1 and s.start_pool_noise > 0  # each chain picks from its own draws
+        if (
+            s.start == "mean"
+            and s.chains_per_unit > 1
+            and s.start_noise == 0
+            and not pooled
+            and _deterministic_steps(s)
+        ):
+            raise ValueError(
+                f"sampler.start_noise: with start: mean and no noise all {s.chains_per_unit} chains of a "
+                f"unit are identical ({s.method} adds no noise of its own); set sampler.start_noise > 0 "
+                "(e.g. 0.1), another sampler.start, or sampler.chains_per_unit: 1"
+            )
+
+
+# sections that change where and how fast a run computes, not what it computes (left out of its hash)
+NON_RESULT_SECTIONS = ("out_dir", "storage", "ray", "compute")
+
+
+def config_differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two config dicts (``sampler.steps``, ``layers.0.units``),
+    the sections of :data:`NON_RESULT_SECTIONS` left out."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for key in sorted(set(old) | set(new), key=str):
+            if not prefix and key in NON_RESULT_SECTIONS:
+                continue
+            out += config_differences(old.get(key), new.get(key), f"{prefix}{key}.")
+        return out
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        return [
+            d
+            for i, (a, b) in enumerate(zip(old, new, strict=True))
+            for d in config_differences(a, b, f"{prefix}{i}.")
+        ]
+    return [] if old == new else [prefix.rstrip(".")]

@@ -1,0 +1,61 @@
+"""The compare page: the best picture per unit of one run or method, and a method summary per layer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from atlas.store.catalog import unit_sources
+from viewer.data.query import fetch_frame, is_null, png_bytes
+
+
+def best_images(conn: Any, layer: str, units: list[int], method: str | None = None) -> pd.DataFrame:
+    """Per unit: its best image (optionally among chains of one method) and that image's activation."""
+    if not units:
+        return pd.DataFrame(columns=["unit", "png", "activation", "chains"])
+    marks = ", ".join("?" for _ in units)
+    method_filter = "AND c.method = ?" if method else ""
+    params: list[Any] = [min(units), max(units), *units, min(units), max(units), *units]
+    if method:
+        params.append(method)
+    src = unit_sources(conn, layer, units)
+    return fetch_frame(
+        conn,
+        f"""
+        SELECT i.unit, arg_max(i.png, coalesce(i.activation, -1e308)) AS png, max(i.activation) AS activation,
+               count(DISTINCT i.chain) AS chains
+        FROM (SELECT * FROM {src["images"]} WHERE unit BETWEEN ? AND ? AND unit IN ({marks})
+              AND kind = 'best') i
+        JOIN (SELECT unit, chain, method FROM {src["chains"]} WHERE unit BETWEEN ? AND ?
+              AND unit IN ({marks})) c
+          ON i.unit = c.unit AND i.chain = c.chain
+        WHERE true {method_filter}
+        GROUP BY i.unit ORDER BY i.unit
+        """,
+        params,
+    )
+
+
+def best_image_map(conn: Any, layer: str, units: list[int], method: str | None = None) -> dict[int, dict]:
+    """unit -> {"png": bytes | None, "activation": float | None} from :func:`best_images` (absent units:
+    no best image)."""
+    df = best_images(conn, layer, units, method)
+    return {
+        int(r.unit): {
+            "png": png_bytes(r.png),
+            "activation": None if is_null(r.activation) else r.activation,
+        }
+        for r in df.itertuples()
+    }
+
+
+def method_summary(conn: Any, layer: str) -> pd.DataFrame:
+    return fetch_frame(
+        conn,
+        """SELECT method, count(*) AS chains, avg(best_activation) AS mean_best_activation,
+                  avg(final_log_prob) AS mean_final_log_prob, avg(diverged::INT) AS diverged_rate,
+                  avg(seconds) AS mean_seconds
+           FROM chains WHERE layer = ? GROUP BY method ORDER BY method""",
+        [layer],
+    )

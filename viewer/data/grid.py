@@ -1,0 +1,182 @@
+"""The layer grid: its filters (``GridQuery``), sort orders, unit-range parsing and one page of tiles."""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from atlas.config import UnitSelection
+from atlas.store.catalog import unit_sources
+from viewer.data.query import fetch_frame, fetch_one, placeholders, png_bytes
+from viewer.data.truth import AUDIT_KINDS, truth, unit_flag_counts
+
+# whitelisted sort orders of the layer grid: label -> ORDER BY clause
+SORTS: dict[str, str] = {
+    "activation ↓": "best_activation DESC NULLS LAST, unit",
+    "selectivity (log-prob) ↓": "best_log_prob DESC NULLS LAST, unit",
+    "rank ↑": "best_rank ASC NULLS LAST, best_activation DESC NULLS LAST, unit",
+    "facet count ↓": "facet_count DESC NULLS LAST, best_activation DESC NULLS LAST, unit",
+    "unit ↑": "unit",
+}
+LABEL_SORTS: dict[str, str] = {  # only offered when the run has label columns (issue 16)
+    "label score ↓": "label_score DESC NULLS LAST, unit",
+    # labelled units first: an unlabelled unit's margin is its best concept's, a label it did not get
+    "label margin ↓": "label IS NULL, label_margin DESC NULLS LAST, unit",
+}
+
+
+@dataclass(frozen=True)
+class GridQuery:
+    layer: str
+    sort: str = "activation ↓"
+    min_facets: int = 0
+    units: tuple[tuple[int, int], ...] = ()  # inclusive unit ranges (from parse_units); () = every unit
+    only_correct: bool | None = None
+    page: int = 0
+    page_size: int = 48
+    label_text: str = ""  # substring of the label (case-insensitive); "no label": units without one
+    flag: str | None = None  # only units with a picture of flag_kinds carrying this flag (e.g. "weak")
+    flag_kinds: tuple[str, ...] = AUDIT_KINDS["best and last pictures"]
+
+
+def parse_units(text: str) -> tuple[tuple[int, int], ...]:
+    """ "3, 7, 10-20" -> ((3, 3), (7, 7), (10, 20)); "" or "all" -> () (no filter).
+
+    Read by :meth:`atlas.config.UnitSelection.parse`, the config's own parser (raises ConfigError)."""
+    if not text.strip():
+        return ()
+    selection = UnitSelection.parse(text, "units")
+    return () if selection.all else tuple(selection.ranges)
+
+
+def _merge(
+    ranges: tuple[tuple[int, int], ...] | list[tuple[int, int]],
+) -> list[tuple[int, int]]:
+    merged: list[tuple[int, int]] = []
+    for lo, hi in sorted(ranges):
+        if merged and lo <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+        else:
+            merged.append((lo, hi))
+    return merged
+
+
+def expand_units(ranges: tuple[tuple[int, int], ...], limit: int) -> tuple[list[int], int]:
+    """The first ``limit`` distinct units of ``ranges`` (ascending) and how many they select in all;
+    never lists more than ``limit`` ids, whatever the ranges."""
+    merged = _merge(ranges)
+    shown: list[int] = []
+    for lo, hi in merged:
+        shown.extend(range(lo, min(hi + 1, lo + limit - len(shown))))
+    return shown, sum(hi - lo + 1 for lo, hi in merged)
+
+
+def units_from(ids: list[int], unit: int | None, n: int) -> list[int]:
+    """Up to ``n`` ids of ``ids`` (sorted) starting at ``unit`` (at the first id when ``unit`` is absent)."""
+    i = bisect.bisect_left(ids, unit) if unit is not None else 0
+    return ids[i : i + n] if i < len(ids) and ids[i] == unit else ids[:n]
+
+
+def format_units(units: list[int]) -> str:
+    """[0, 1, 2, 3, 7] -> "0-3, 7" (read back by :func:`parse_units`)."""
+    return ", ".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in _merge([(u, u) for u in units]))
+
+
+def _grid_where(q: GridQuery) -> tuple[str, list[Any]]:
+    where, params = ["layer = ?"], [q.layer]
+    if q.min_facets:
+        where.append("facet_count >= ?")
+        params.append(int(q.min_facets))
+    if q.only_correct is not None:
+        where.append("judge_correct = ?")
+        params.append(bool(q.only_correct))
+    if q.units:
+        where.append("(" + " OR ".join("unit BETWEEN ? AND ?" for _ in q.units) + ")")
+        for a, b in q.units:
+            params.extend([a, b])
+    _truth_where(q, where, params)
+    return " AND ".join(where), params
+
+
+def _truth_where(q: GridQuery, where: list[str], params: list[Any]) -> None:
+    """The label and flag filters (only set by the page when the run has those columns)."""
+    text = q.label_text.strip()
+    if text.lower() == "no label":
+        where.append("label IS NULL")
+    elif text:
+        where.append("contains(lower(coalesce(label, '')), lower(?))")
+        params.append(text)
+    if q.flag:
+        where.append(
+            f"""unit IN (SELECT unit FROM images WHERE layer = ? AND kind IN ({placeholders(q.flag_kinds)})
+                AND list_contains(string_split(flags, ','), ?))"""
+        )
+        params.extend([q.layer, *q.flag_kinds, q.flag])
+
+
+def sorts(labels: bool) -> list[str]:
+    """The grid's sort orders (label ones only for a run with label columns)."""
+    return [*SORTS, *(LABEL_SORTS if labels else ())]
+
+
+def has_verdicts(conn: Any, layer: str) -> bool:
+    """Whether the judge gave a verdict on any unit of ``layer`` (output units of a run with a judge)."""
+    row = fetch_one(conn, "SELECT count(judge_correct) FROM units WHERE layer = ?", [layer])
+    return bool(row and row[0])
+
+
+def max_facet_count(conn: Any, layer: str) -> int:
+    """The largest facet count of the layer's units (at least 1: the grid's filter bound)."""
+    row = fetch_one(conn, "SELECT max(facet_count) FROM units WHERE layer = ?", [layer])
+    return max(int(row[0]), 1) if row and row[0] is not None else 1
+
+
+def grid_count(conn: Any, q: GridQuery) -> int:
+    where, params = _grid_where(q)
+    row = fetch_one(conn, f"SELECT count(*) FROM units WHERE {where}", params)
+    return int(row[0]) if row else 0
+
+
+def grid_page(conn: Any, q: GridQuery) -> pd.DataFrame:
+    """The visible page of the grid, in the sort order: unit, best_activation, best_log_prob, best_rank,
+    facet_count, judge_label, judge_correct, status, label, label_score (null in a run without label
+    columns), png (the unit's best image as bytes, or None), flag_counts ({flag: pictures of
+    ``q.flag_kinds`` carrying it}; {} when none or the run has no flags). Only the units of this page are
+    read."""
+    have = truth(conn)
+    where, params = _grid_where(q)
+    order = {**SORTS, **(LABEL_SORTS if have.labels else {})}.get(q.sort, SORTS["unit ↑"])
+    share = "label_top_share" if have.top_share else "NULL AS label_top_share"
+    label_sql = (
+        f"label, label_score, label_best, {share}"
+        if have.labels
+        else "NULL::VARCHAR AS label, NULL::DOUBLE AS label_score, NULL::VARCHAR AS label_best, "
+        "NULL::DOUBLE AS label_top_share"
+    )
+    units = fetch_frame(
+        conn,
+        f"""SELECT unit, best_activation, best_log_prob, best_rank, facet_count, judge_label, judge_correct,
+                   status, {label_sql} FROM units WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?""",
+        [*params, int(q.page_size), int(q.page) * int(q.page_size)],
+    )
+    if units.empty:
+        return units.assign(png=pd.Series(dtype=object), flag_counts=pd.Series(dtype=object))
+    ids = [int(u) for u in units["unit"]]
+    marks = ", ".join("?" for _ in ids)
+    src = unit_sources(conn, q.layer, ids)["images"]  # only the shards holding these units
+    images = fetch_frame(
+        conn,
+        f"""SELECT unit, arg_max(png, coalesce(activation, -1e308)) AS png
+            FROM {src} WHERE unit BETWEEN ? AND ? AND unit IN ({marks}) AND kind = 'best'
+            GROUP BY unit""",
+        [min(ids), max(ids), *ids],
+    )
+    out = units.merge(images, on="unit", how="left")
+    counts = unit_flag_counts(conn, q.layer, ids, q.flag_kinds) if have.pictures else {}
+    return out.assign(
+        png=[png_bytes(v) for v in out["png"]],
+        flag_counts=[counts.get(int(u), {}) for u in out["unit"]],
+    )

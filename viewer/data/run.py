@@ -1,0 +1,195 @@
+"""Run-level facts for the overview: the run's manifest, layers, counts, shards, throughput and schema."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+
+from atlas.store.catalog import RUN_TABLES, SHARD_PROVENANCE
+from viewer.data.query import fetch_frame, fetch_one
+
+SCHEMA_TABLES = RUN_TABLES
+
+
+def run_info(conn: Any) -> dict[str, Any]:
+    """The ``run`` table as a dict, with config / fingerprints / versions parsed from JSON."""
+    df = fetch_frame(conn, "SELECT * FROM run")
+    info = {k: (None if pd.isna(v) else v) for k, v in df.iloc[0].to_dict().items()} if len(df) else {}
+    for key in ("config", "fingerprints", "versions"):
+        if isinstance(info.get(key), str):
+            info[key] = json.loads(info[key])
+    return info
+
+
+def model_differences(info: dict[str, Any], other: dict[str, Any]) -> list[str]:
+    """The networks (target, generator, ...) whose weights fingerprints differ between two runs' infos;
+    a network either run does not record is not compared."""
+    mine, theirs = info.get("fingerprints") or {}, other.get("fingerprints") or {}
+
+    def fingerprint(
+        entry: Any,
+    ) -> Any:  # {"spec": ..., "fingerprint": ...}, or the fingerprint itself
+        return entry.get("fingerprint") if isinstance(entry, dict) else entry
+
+    out = []
+    for name in ("target", "generator", "dae"):
+        a, b = fingerprint(mine.get(name)), fingerprint(theirs.get(name))
+        if a and b and a != b:
+            out.append({"dae": "DAE priors"}.get(name, f"{name}s"))
+    return out
+
+
+def layers(conn: Any, config: Any = None) -> list[tuple[str, int]]:
+    """(layer, unit count) in the order the config names them (unknown layers last, by name)."""
+    rows = fetch_frame(conn, "SELECT layer, count(*) AS n FROM units GROUP BY layer")
+    text = json.dumps(config, sort_keys=False) if config is not None else ""
+
+    def order(name: str) -> tuple[int, str]:
+        pos = text.find(json.dumps(name))
+        return (pos if pos >= 0 else len(text) + 1, name)
+
+    pairs = [(str(r.layer), int(r.n)) for r in rows.itertuples()]
+    return sorted(pairs, key=lambda p: order(p[0]))
+
+
+def layer_summary(conn: Any) -> pd.DataFrame:
+    """Per-layer counts and means (units, chains, diverged, activation, facets, judge accuracy)."""
+    return fetch_frame(
+        conn,
+        """
+        WITH u AS (
+            SELECT layer, count(*) AS units, avg(best_activation) AS mean_best_activation,
+                   avg(best_log_prob) AS mean_best_log_prob, avg(facet_count) AS mean_facets,
+                   avg(CASE WHEN judge_correct THEN 1.0 WHEN judge_correct IS NULL THEN NULL ELSE 0.0 END)
+                       AS judge_accuracy,
+                   count(*) FILTER (WHERE status IS NOT NULL AND status <> 'ok') AS failed_units
+            FROM units GROUP BY layer),
+        c AS (
+            SELECT layer, count(*) AS chains, count(*) FILTER (WHERE diverged) AS diverged_chains,
+                   sum(seconds) AS chain_seconds
+            FROM chains GROUP BY layer)
+        SELECT u.*, coalesce(c.chains, 0) AS chains, coalesce(c.diverged_chains, 0) AS diverged_chains,
+               c.chain_seconds
+        FROM u LEFT JOIN c USING (layer) ORDER BY layer
+        """,
+    )
+
+
+def layer_table(conn: Any, order: list[str]) -> pd.DataFrame:
+    """The overview's layer table, in ``order`` (config order): layer, units, chains, diverged_chains,
+    mean_best_activation, mean_best_log_prob, mean_facets, judge_accuracy, failed_units."""
+    columns = ["layer", "units", "chains", "diverged_chains", "mean_best_activation", "mean_best_log_prob",
+               "mean_facets", "judge_accuracy", "failed_units"]  # fmt: skip
+    table = layer_summary(conn)[columns]
+    rank = {name: i for i, name in enumerate(order)}
+    return table.sort_values("layer", key=lambda s: s.map(rank)).reset_index(drop=True)
+
+
+def layer_stats(conn: Any, layer: str) -> dict[str, Any] | None:
+    """One layer's row of :func:`layer_summary` as a dict (None when the run has no such layer)."""
+    summary = layer_summary(conn)
+    rows = summary[summary["layer"] == layer]
+    return rows.iloc[0].to_dict() if len(rows) else None
+
+
+def counts(conn: Any) -> dict[str, int]:
+    """Row counts of every table (images counted without reading PNG bytes)."""
+    out = {}
+    for table in ("units", "chains", "images", "steps"):
+        row = fetch_one(conn, f"SELECT count(*) FROM {table}")
+        out[table] = int(row[0]) if row else 0
+    return out
+
+
+def distributions(conn: Any) -> pd.DataFrame:
+    """One row per unit: layer, unit, best activation, best log-prob, facet count."""
+    return fetch_frame(
+        conn,
+        "SELECT layer, unit, best_activation, best_log_prob, facet_count FROM units",
+    )
+
+
+def diverged_chains(conn: Any, limit: int = 200) -> pd.DataFrame:
+    return fetch_frame(
+        conn,
+        """SELECT layer, unit, chain, method, start, best_activation, best_step, steps
+           FROM chains WHERE diverged ORDER BY layer, unit, chain LIMIT ?""",
+        [limit],
+    )
+
+
+def created_ts(text: str | None) -> float | None:
+    """The run's ``created`` (ISO 8601) as a POSIX timestamp; None when missing or unreadable."""
+    try:
+        return datetime.fromisoformat(text).timestamp() if text else None
+    except ValueError:
+        return None
+
+
+def shards(conn: Any) -> pd.DataFrame:
+    """Completed shards, oldest first: the ``shards`` table, ``done_time`` shown as ``done`` (HH:MM:SS)."""
+    df = fetch_frame(conn, "SELECT * FROM shards ORDER BY done_time")
+    df["done"] = pd.to_datetime(df["done_time"], unit="s").dt.strftime("%H:%M:%S")
+    for column in SHARD_PROVENANCE:  # shards written before their marker recorded it
+        if column in df:
+            df[column] = df[column].fillna("not recorded")
+    return df.drop(columns=["done_time"])
+
+
+def precisions(conn: Any) -> tuple[dict[str, int], int]:
+    """(shards per compute precision ('bfloat16', 'float32', ...), most first; shards whose marker predates
+    the precision field)."""
+    df = fetch_frame(conn, "SELECT precision, count(*) AS n FROM shards GROUP BY 1")
+    known = [(str(r.precision), int(r.n)) for r in df.itertuples() if isinstance(r.precision, str)]
+    unrecorded = int(df.loc[df["precision"].isna(), "n"].sum())
+    return dict(sorted(known, key=lambda pn: (-pn[1], pn[0]))), unrecorded
+
+
+def schema(conn: Any, tables: tuple[str, ...] = SCHEMA_TABLES) -> dict[str, list[tuple[str, str]]]:
+    """table -> [(column, lower-case type)] for the SQL console's schema list."""
+    out = {}
+    for table in tables:
+        rows = fetch_frame(conn, f"DESCRIBE {table}")
+        out[table] = [(str(r.column_name), str(r.column_type).lower()) for r in rows.itertuples()]
+    return out
+
+
+def throughput(conn: Any, created_ts: float | None) -> dict[str, float | None]:
+    """Units per minute from shard completion times (and the run's start time when known)."""
+    row = fetch_one(
+        conn,
+        "SELECT min(done_time), max(done_time), sum(units_rows), count(*), sum(seconds) FROM shards",
+    )
+    if not row or row[3] == 0:
+        return {"units_per_min": None, "wall_s": None, "shard_seconds": None}
+    first, last, units, n, seconds = row
+    start = created_ts if created_ts is not None and created_ts <= first else None
+    wall = (last - start) if start is not None else (last - first) * n / max(n - 1, 1)
+    return {
+        "units_per_min": (units / wall * 60) if wall and wall > 0 else None,
+        "wall_s": wall,
+        "shard_seconds": seconds,
+    }
+
+
+def run_stats(conn: Any, created: str | None) -> dict[str, Any]:
+    """The overview's numbers: row counts (units, chains, images, steps), throughput (units_per_min, wall_s,
+    shard_seconds), diverged_chains (int) and diverged_fraction (of all chains)."""
+    rows = counts(conn)
+    summary = layer_summary(conn)
+    diverged = int(summary["diverged_chains"].sum()) if len(summary) else 0
+    return {
+        **rows,
+        **throughput(conn, created_ts(created)),
+        "diverged_chains": diverged,
+        "diverged_fraction": diverged / max(rows["chains"], 1),
+    }
+
+
+def methods(conn: Any) -> list[str]:
+    """The sampling methods of the run's chains, sorted."""
+    rows = fetch_frame(conn, "SELECT DISTINCT method FROM chains WHERE method IS NOT NULL ORDER BY 1")
+    return [str(m) for m in rows["method"]]
