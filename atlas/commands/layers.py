@@ -14,6 +14,7 @@ EXAMPLES = """examples:
   atlas layers toyworld:target
   atlas layers torchvision:alexnet --weights weights/alexnet.pth
   atlas layers python:mypkg.nets:build --size 128
+  atlas layers python:mypkg.nets:build_mnist --size 28 --gray
 """
 
 
@@ -29,6 +30,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--size",
         type=int,
         help=f"input size for targets in pixels (default: the model's declared size, else {DEFAULT_SIZE})",
+    )
+    p.add_argument(
+        "--gray",
+        action="store_true",
+        help="a one-channel target: it reads the picture's luminance (preprocess.channel_order: gray)",
     )
     p.add_argument("--preset", default="default", choices=list(PRESETS), help="toy-world preset")
 
@@ -64,7 +70,13 @@ def run(args: argparse.Namespace) -> int:
             f"--size: {args.spec} is a {role}, whose picture size is its own; --size sets a target's "
             "input size"
         )
-    pre = PreprocessConfig(size=args.size) if args.size else None
+    if args.gray and role not in ("target", "judge"):
+        raise AtlasError(f"--gray: {args.spec} is a {role}; --gray sets a target's input channels")
+    pre = (
+        PreprocessConfig(size=args.size, channel_order="gray" if args.gray else None)
+        if args.size or args.gray
+        else None
+    )
     cfg = ModelConfig(spec=args.spec, weights=args.weights, preprocess=pre)
     model = load_model(
         cfg,
@@ -87,20 +99,27 @@ def run(args: argparse.Namespace) -> int:
     if role in ("target", "judge") and model.output_layer:
         print(f"output layer: {model.output_layer}")
     total_units = sum(r.units for r in rows if r.kind in ("fc", "conv") and r.params)
+    output = model.output_layer if role in ("target", "judge") else None
+    reused = any(r.calls > 1 for r in rows)  # a module called twice (ResNet's shared ReLU): a column then
     table = [
         (
             r.name,
             r.module_type,
             "x".join(map(str, r.shape)),
             r.units or "",
-            r.kind,
+            "output" if r.name == output and r.kind != "other" else r.kind,
             f"{r.params:,}" if r.params else "",
+            *([f"{r.calls}x" if r.calls > 1 else ""] if reused else []),
         )
         for r in rows
     ]
-    print(
-        format_table(["layer", "type", "output shape", "units", "kind", "params"], table, align_right=(3, 5))
-    )
+    header = ["layer", "type", "output shape", "units", "kind", "params"] + (["runs"] if reused else [])
+    print(format_table(header, table, align_right=(3, 5)))
+    if reused:
+        print(
+            "runs: a module called more than once in a forward pass; atlas reads its first call (the shape "
+            "shown), so for a later one name a module that runs once (e.g. the block around it)"
+        )
     params = sum(p.numel() for p in model.module.parameters())
     print(f"{len(rows)} layers, {params:,} parameters, {total_units:,} units in layers with weights")
     if not args.all:  # a block (conv2 = conv2.0-conv2.2) is a layer too: configs often name it

@@ -33,8 +33,10 @@ class PreprocessConfig(Section):
         description="How a picture of another size is fitted: center_crop (take the centre when larger, as "
         "DGN-AM crops G's 256 px to 227; resize when smaller) or resize (bilinear to size).",
     )
-    channel_order: Literal["RGB", "BGR"] | None = Field(
-        None, description="Channel order the target expects: RGB (torchvision) or BGR (Caffe models)."
+    channel_order: Literal["RGB", "BGR", "gray"] | None = Field(
+        None,
+        description="Channel order the target expects: RGB (torchvision), BGR (Caffe models) or gray (one "
+        "channel: the picture's luminance; mean and std then one value each).",
     )
     value_scale: Float | None = Field(
         None,
@@ -46,22 +48,32 @@ class PreprocessConfig(Section):
     mean: list[Float] | None = Field(
         None,
         description="Per-channel mean subtracted after scaling, in the target's channel order and value "
-        "scale (torchvision [0.485, 0.456, 0.406]; Caffe BGR [104, 117, 123]).",
-        json_schema_extra={"type_doc": "[float, float, float] | null"},
+        "scale (torchvision [0.485, 0.456, 0.406]; Caffe BGR [104, 117, 123]); one value: every channel's.",
+        json_schema_extra={"type_doc": "[float, float, float] | [float] | null"},
     )
     std: list[Annotated[Float, Field(gt=0)]] | None = Field(
         None,
         description="Per-channel std divided by after the mean, in the same order and scale (torchvision "
-        "[0.229, 0.224, 0.225]; Caffe [1, 1, 1]); each > 0.",
-        json_schema_extra={"type_doc": "[float > 0, ...x3] | null"},
+        "[0.229, 0.224, 0.225]; Caffe [1, 1, 1]); each > 0; one value: every channel's.",
+        json_schema_extra={"type_doc": "[float > 0, ...x3] | [float > 0] | null"},
     )
 
     @field_validator("mean", "std")
     @classmethod
     def _three_channels(cls, value: list[float] | None) -> list[float] | None:
-        if value is not None and len(value) != 3:
-            raise ValueError(f"expected 3 values (one per channel), got {len(value)}: {value}")
+        if value is not None and len(value) not in (1, 3):
+            raise ValueError(
+                f"expected 3 values (one per channel) or 1 (every channel's), got {len(value)}: {value}"
+            )
         return value
+
+    @model_validator(mode="after")
+    def _gray_one_value(self) -> PreprocessConfig:
+        for key in ("mean", "std"):
+            value = getattr(self, key)
+            if self.channel_order == "gray" and value is not None and len(value) != 1:
+                raise ValueError(f"{key}: channel_order gray has one channel; give one value, e.g. [0.5]")
+        return self
 
 
 MODEL_SCHEMES = ("toyworld", "torchvision", "python", "deepsim", "dae")  # atlas.models.registry.SCHEMES

@@ -29,6 +29,8 @@ class LayerInfo:
     units: int  # features for 2-D outputs, channels for 4-D outputs
     kind: str  # "fc", "conv" or "other"
     params: int
+    calls: int = 1  # times the module ran in one forward pass; probes read its first call
+    last_call: int = 0  # order of its last call among all hooked calls (highest: the network's end)
 
 
 class _StopForward(Exception):
@@ -70,10 +72,13 @@ class LayerProbe:
 
         def make_hook(name: str):
             def hook(_module: nn.Module, _inputs: object, output: torch.Tensor) -> None:
-                if name not in captured:
+                if name in captured:  # a module called twice is read at its first call
+                    return
+                if wanted.issubset({*captured, name}):
                     captured[name] = output
-                if wanted.issubset(captured):
                     raise _StopForward
+                # the forward goes on: a later in-place op (F.relu(x, inplace=True)) must not change it
+                captured[name] = output.clone() if isinstance(output, torch.Tensor) else output
 
             return hook
 
@@ -98,6 +103,8 @@ def list_layers(
     order; with ``stop_after`` the forward pass stops once that module (leaf or container) has run."""
     shapes: dict[str, tuple[int, ...]] = {}
     order: list[str] = []
+    calls: dict[str, int] = {}
+    last_call: dict[str, int] = {}
     targets = {
         n: m
         for n, m in model.named_modules()
@@ -106,9 +113,12 @@ def list_layers(
 
     def make_hook(name: str):
         def hook(_m: nn.Module, _i: object, out: object) -> None:
-            if name not in shapes and isinstance(out, torch.Tensor):
-                shapes[name] = tuple(out.shape[1:])
-                order.append(name)
+            if isinstance(out, torch.Tensor):
+                if name not in shapes:
+                    shapes[name] = tuple(out.shape[1:])
+                    order.append(name)
+                calls[name] = calls.get(name, 0) + 1
+                last_call[name] = sum(calls.values())
             if name == stop_after:
                 raise _StopForward
 
@@ -128,5 +138,16 @@ def list_layers(
         module = targets[name]
         kind, units = _kind(shapes[name])
         params = sum(p.numel() for p in module.parameters(recurse=False))
-        rows.append(LayerInfo(name, type(module).__name__, shapes[name], units, kind, params))
+        rows.append(
+            LayerInfo(
+                name, type(module).__name__, shapes[name], units, kind, params, calls[name], last_call[name]
+            )
+        )
     return rows
+
+
+def last_leaf(rows: list[LayerInfo]) -> str | None:
+    """The module that ran last in the forward pass (``list_layers`` rows of leaves): a network's output
+    layer, whatever the order its modules were registered in (a dropout defined last but applied before
+    the classifier)."""
+    return max(rows, key=lambda r: r.last_call).name if rows else None

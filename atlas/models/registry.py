@@ -29,7 +29,7 @@ from atlas.config import ModelConfig, PreprocessConfig, ToyWorldRef, build
 from atlas.errors import ConfigError, ModelError
 from atlas.models import deepsim
 from atlas.models.loaded import LoadedModel, Role, freeze
-from atlas.models.probes import LayerInfo, list_layers, resolve_modules
+from atlas.models.probes import LayerInfo, last_leaf, list_layers, resolve_modules
 from atlas.models.spaces import ImageSpace, deepsim_space, torchvision_space
 from atlas.models.weights import apply_state_dict, file_fingerprint, load_state_dict_file, module_fingerprint
 
@@ -48,17 +48,24 @@ def _override_space(space: ImageSpace, pre: PreprocessConfig | None, spec: str) 
     updates = {
         k: getattr(pre, k) for k in ("size", "geometry", "channel_order", "value_scale") if getattr(pre, k)
     }
-    for key in ("mean", "std"):  # three values each: PreprocessConfig checks
+    for key in ("mean", "std"):  # three values, or one: PreprocessConfig checks
         value = getattr(pre, key)
         if value is not None:
             updates[key] = tuple(float(v) for v in value)
     return ImageSpace(**{**space.__dict__, **updates})
 
 
-def _weights(module: nn.Module, cfg: ModelConfig, allow_random: bool, role: Role) -> tuple[str, bool, str]:
-    """Load cfg.weights into module, or accept random weights. Returns (weights, random, fingerprint)."""
+def _weights(
+    module: nn.Module,
+    cfg: ModelConfig,
+    allow_random: bool,
+    role: Role,
+    state: dict[str, torch.Tensor] | None = None,
+) -> tuple[str, bool, str]:
+    """Load cfg.weights (or its ``state``, read already) into module, or accept random weights. Returns
+    (weights, random, fingerprint)."""
     if cfg.weights:
-        state = load_state_dict_file(cfg.weights)
+        state = state if state is not None else load_state_dict_file(cfg.weights)
         apply_state_dict(module, state, cfg.weights)
         return str(cfg.weights), False, file_fingerprint(cfg.weights)
     if not allow_random:
@@ -67,6 +74,20 @@ def _weights(module: nn.Module, cfg: ModelConfig, allow_random: bool, role: Role
             "(or models.allow_random_weights: true to run on random weights, for tests)"
         )
     return "random", True, f"random:{RANDOM_SEED}"
+
+
+def _torchvision_layout(name: str, state: dict[str, torch.Tensor] | None) -> dict[str, bool]:
+    """Constructor arguments for torchvision models whose pretrained layout differs from a fresh one:
+    GoogLeNet and Inception v3 are built as torchvision builds them for its pretrained weights (inputs
+    re-normalized inside, ``transform_input=True``; auxiliary heads only when the weights hold them).
+    Without weights: torchvision's defaults (its weight-initialization warning silenced)."""
+    aux = {"googlenet": "aux1.", "inception_v3": "AuxLogits."}.get(name)
+    if aux is None:
+        return {}
+    if state is None:
+        return {"init_weights": True}
+    has_aux = any(k.startswith(aux) for k in state)
+    return {"transform_input": True, "aux_logits": has_aux, "init_weights": False}
 
 
 def _leaf_names(module: nn.Module) -> list[str]:
@@ -109,17 +130,17 @@ def _load_torchvision(
             ) from None
         w, random, fp = weights, False, module_fingerprint(module)
     else:
-        module = _random_init(lambda: torchvision.models.get_model(name, weights=None))
-        w, random, fp = _weights(module, cfg, allow_random, role)
+        state = load_state_dict_file(cfg.weights) if cfg.weights else None
+        layout = _torchvision_layout(name, state)
+        module = _random_init(lambda: torchvision.models.get_model(name, weights=None, **layout))
+        w, random, fp = _weights(module, cfg, allow_random, role, state)
     size = 299 if name.startswith("inception") else 224
     space = _override_space(torchvision_space(size), cfg.preprocess, cfg.spec)
-    leaves = _leaf_names(module)
     return LoadedModel(
         freeze(module),
         role,
         cfg.spec,
-        space,
-        output_layer=leaves[-1] if leaves else None,
+        space,  # the output layer: the module that runs last (load_model)
         weights=w,
         random_weights=random,
         fingerprint=fp,
@@ -206,7 +227,6 @@ def _load_python(
             _override_space(ImageSpace(size=cfg.preprocess.size), cfg.preprocess, cfg.spec),
             "config",
         )
-    leaves = _leaf_names(module)
     output = _declared(factory, module, "atlas_output_layer")
     if output is not None:
         _check_layer(module, output, f"spec {cfg.spec!r}: atlas_output_layer")
@@ -217,7 +237,7 @@ def _load_python(
         cfg.spec,
         space,
         code_shape=tuple(code_shape) if code_shape else None,
-        output_layer=str(output) if output is not None else (leaves[-1] if leaves else None),
+        output_layer=str(output) if output is not None else None,  # else the module that runs last
         weights=w,
         random_weights=random,
         fingerprint=fp,
@@ -330,7 +350,20 @@ def load_model(
     if cfg.output_layer is not None:
         _check_layer(model.module, cfg.output_layer, f"models.{role}.output_layer")
         model.output_layer = cfg.output_layer
+    elif model.output_layer is None and role in ("target", "judge"):
+        model.output_layer = _last_module_run(model)
     return model
+
+
+def _last_module_run(model: LoadedModel) -> str | None:
+    """A network's default output layer: the leaf module that runs last in a batch-1 forward pass (not the
+    one registered last: a dropout defined after the classifier but applied before it). When that pass
+    fails (a size the network cannot take) the last registered leaf; ``model_layers`` reports the failure."""
+    try:
+        return last_leaf(list_layers(model.module, example_input(model)))
+    except Exception:  # noqa: BLE001 - reported in one line by the next model_layers call
+        leaves = _leaf_names(model.module)
+        return leaves[-1] if leaves else None
 
 
 def _check_layer(module: nn.Module, name: object, where: str) -> None:
@@ -369,6 +402,12 @@ def model_layers(model: LoadedModel, include_containers: bool = False) -> list[L
             )
             if model.spec.startswith("python:"):
                 how += ", or declare atlas_image_space on the factory"
+            if "channels" in str(exc) and model.space is not None:  # torch: "expected ... to have 1 channels"
+                how = (
+                    f"the network reads another number of channels than the {model.space.channels} it was "
+                    f"given: set models.{model.role}.preprocess.channel_order (gray: one channel, the "
+                    "picture's luminance; RGB or BGR: three), or --gray (atlas layers)"
+                )
             raise ModelError(
                 f"{model.spec}: a forward pass at {size}x{size} px (input {shape}) failed "
                 f"({_one_line(exc, 160)}); {how}"

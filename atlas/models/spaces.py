@@ -20,11 +20,16 @@ import torch.nn.functional as F
 IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
 IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
 CAFFE_MEAN_BGR = (104.0, 117.0, 123.0)
+_LUMA = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)  # ITU-R BT.601 luma weights
 
 
 @dataclass(frozen=True)
 class ImageSpace:
     """A tensor encoding of RGB images: ``x = (rgb01 * value_scale)[channel_order] - mean) / std``.
+
+    ``channel_order: gray`` is a one-channel model: it reads the picture's luminance (ITU-R BT.601,
+    0.299 R + 0.587 G + 0.114 B), and a one-channel output decodes to a grey RGB picture. ``mean`` and
+    ``std`` hold one value per channel, or one value for every channel.
 
     ``size`` is the square size the model uses; ``geometry`` says how a picture of another size is
     fitted when encoding: ``center_crop`` (crop when larger, as DGN-AM crops 256 -> 227; resize when
@@ -32,16 +37,23 @@ class ImageSpace:
     """
 
     size: int
-    channel_order: Literal["RGB", "BGR"] = "RGB"
+    channel_order: Literal["RGB", "BGR", "gray"] = "RGB"
     value_scale: float = 1.0
-    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    mean: tuple[float, ...] = (0.0, 0.0, 0.0)  # 3 values, or 1 for every channel
+    std: tuple[float, ...] = (1.0, 1.0, 1.0)
     geometry: Literal["center_crop", "resize"] = "resize"
 
     def _stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean = torch.tensor(self.mean, dtype=like.dtype, device=like.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, dtype=like.dtype, device=like.device).view(1, 3, 1, 1)
+        mean = torch.tensor(self.mean, dtype=like.dtype, device=like.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, dtype=like.dtype, device=like.device).view(1, -1, 1, 1)
+        if self.channel_order == "gray":  # one channel: the first value
+            mean, std = mean[:, :1], std[:, :1]
         return mean, std
+
+    @property
+    def channels(self) -> int:
+        """Channels of the model tensor: 1 for gray, else 3."""
+        return 1 if self.channel_order == "gray" else 3
 
     def fit(self, rgb01: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) -> (B, 3, size, size) by this space's geometry."""
@@ -54,25 +66,32 @@ class ImageSpace:
         return F.interpolate(rgb01, size=(self.size, self.size), mode="bilinear", align_corners=False)
 
     def encode(self, rgb01: torch.Tensor) -> torch.Tensor:
-        """Canonical RGB [0,1] (B, 3, H, W) -> model tensor (B, 3, size, size)."""
+        """Canonical RGB [0,1] (B, 3, H, W) -> model tensor (B, C, size, size), C = ``channels``."""
         x = self.fit(rgb01) * self.value_scale
         if self.channel_order == "BGR":
             x = x.flip(1)
+        elif self.channel_order == "gray":
+            x = (x * _LUMA.to(x.dtype).to(x.device)).sum(1, keepdim=True)  # (B, 1, size, size)
         mean, std = self._stats(x)
         return (x - mean) / std
 
     def decode(self, x: torch.Tensor) -> torch.Tensor:
-        """Model tensor (B, 3, H, W) -> canonical RGB, nominally in [0,1] (not clamped: keeps gradients)."""
+        """Model tensor (B, C, H, W) -> canonical RGB (B, 3, H, W), nominally in [0,1] (not clamped: keeps
+        gradients); a gray tensor becomes a grey picture."""
         mean, std = self._stats(x)
         x = x * std + mean
         if self.channel_order == "BGR":
             x = x.flip(1)
+        elif self.channel_order == "gray":
+            x = x.expand(-1, 3, -1, -1)
         return x / self.value_scale
 
     def describe(self) -> str:
+        n = self.channels if len(self.mean) >= self.channels else 1  # the values the encoding uses
+        mean, std = self.mean[:n], self.std[:n]
         return (
             f"{self.size}x{self.size} {self.channel_order} x{self.value_scale:g} "
-            f"mean={tuple(round(m, 3) for m in self.mean)} std={tuple(round(s, 3) for s in self.std)} "
+            f"mean={tuple(round(m, 3) for m in mean)} std={tuple(round(s, 3) for s in std)} "
             f"({self.geometry})"
         )
 

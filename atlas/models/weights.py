@@ -8,10 +8,13 @@ once and ships the loaded model to every actor.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import io
 import pickle
+import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import NoReturn
 
 import torch
 from torch import nn
@@ -54,8 +57,15 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
                 obj = obj[key]
                 break
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        found = (
+            f"; it holds keys {some([str(k) for k in obj], 4, quoted=True)}"
+            if isinstance(obj, Mapping)
+            else ""
+        )
         raise ModelError(
-            f"weights file {str(path)!r} does not hold a state dict (a mapping of names to tensors)"
+            f"weights file {str(path)!r} does not hold a state dict (a mapping of names to tensors){found}; "
+            f"atlas reads one at the top level or under {some(list(_NESTED_KEYS), 3, quoted=True)}: re-save "
+            "it with torch.save(model.state_dict(), path)"
         )
     out = {str(k): v for k, v in obj.items()}
     if out and all(k.startswith("module.") for k in out):  # saved from DataParallel
@@ -77,25 +87,58 @@ def _weights_source(path: str | Path) -> Path | io.BytesIO:
     return p
 
 
+_GLOBAL = re.compile(r"(?:GLOBAL |but got <class ')([A-Za-z_][\w.]*)")  # torch's two ways of naming it
+_NUMPY_GLOBALS_MAX = 16  # numpy's array and scalar reconstruction needs a handful
+
+
 def _torch_load(source: Path | io.BytesIO, label: str) -> object:
-    try:
-        return torch.load(source, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if "GLOBAL" in str(exc) or _is_zip(source):  # torch.save's zip whose pickle holds more than tensors
+    """``torch.load(weights_only=True)``; numpy arrays and scalars beside the tensors (a checkpoint's
+    ``best_acc``) are allowed by name, one at a time, as torch's docs advise; any other Python object is
+    refused, naming it."""
+    allowed: list[object] = []
+    while True:
+        try:
+            with torch.serialization.safe_globals(allowed):
+                return torch.load(source, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:
+            name = _GLOBAL.search(str(exc))
+            numpy_global = _numpy_global(name.group(1)) if name else None
+            if numpy_global is not None and len(allowed) < _NUMPY_GLOBALS_MAX:
+                allowed.append(numpy_global)
+                if isinstance(source, io.BytesIO):
+                    source.seek(0)
+                continue
+            _refuse_pickle(exc, source, label, name.group(1) if name else None)
+        except Exception as exc:  # noqa: BLE001 - arbitrary bytes fail in many ways (zip, pickle, struct)
+            first = first_line(exc)  # a bare KeyError's is just a number: say what kind of failure it was
+            why = f"{type(exc).__name__}: {first}" if len(first) < 24 else first
             raise ModelError(
-                f"weights file {label!r} refused: it holds pickled Python objects, not only tensors; "
-                "re-save it with torch.save(model.state_dict(), path)"
+                f"weights file {label!r} is corrupt or not a torch state-dict file (torch.load: {why}); give "
+                "a file written by torch.save(model.state_dict(), path)"
             ) from None
+
+
+def _numpy_global(dotted: str) -> object | None:
+    """The numpy class or function a checkpoint's pickle names (``numpy._core.multiarray.scalar``)."""
+    if not dotted.startswith("numpy."):
+        return None
+    module, _, attr = dotted.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError):
+        return None
+
+
+def _refuse_pickle(exc: Exception, source: Path | io.BytesIO, label: str, name: str | None) -> NoReturn:
+    if name or _is_zip(source):  # torch.save's zip whose pickle holds more than tensors
+        what = f" ({name})" if name else ""
         raise ModelError(
-            f"weights file {label!r} is corrupt or not a torch state-dict file (unreadable pickle data)"
+            f"weights file {label!r} refused: it holds pickled Python objects{what}, not only tensors; "
+            "re-save it with torch.save(model.state_dict(), path)"
         ) from None
-    except Exception as exc:  # noqa: BLE001 - arbitrary bytes fail in many ways (zip, pickle, struct, unicode)
-        first = first_line(exc)  # a bare KeyError's is just a number: say what kind of failure it was
-        why = f"{type(exc).__name__}: {first}" if len(first) < 24 else first
-        raise ModelError(
-            f"weights file {label!r} is corrupt or not a torch state-dict file (torch.load: {why}); give a "
-            "file written by torch.save(model.state_dict(), path)"
-        ) from None
+    raise ModelError(
+        f"weights file {label!r} is corrupt or not a torch state-dict file (unreadable pickle data)"
+    ) from None
 
 
 def _is_zip(source: Path | io.BytesIO) -> bool:
@@ -113,9 +156,25 @@ def _names(keys: list[str], n: int = 3) -> str:
     return some(keys, n, quoted=True)
 
 
+def _without_wrapper_prefix(
+    state: Mapping[str, torch.Tensor], own: Mapping[str, object]
+) -> Mapping[str, torch.Tensor]:
+    """``state`` with the first name part every key shares removed (``model.`` from a Lightning module,
+    ``backbone.`` from a wrapper), when exactly the model's keys are left; else ``state`` as it is."""
+    if not state or set(state) == set(own):
+        return state
+    heads = {k.split(".", 1)[0] for k in state}
+    if len(heads) != 1 or not all("." in k for k in state):
+        return state
+    cut = len(heads.pop()) + 1
+    stripped = {k[cut:]: v for k, v in state.items()}
+    return stripped if set(stripped) == set(own) else state
+
+
 def apply_state_dict(module: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
     """Strictly load ``state`` into ``module``; missing/unexpected keys and shape mismatches are named."""
     own = module.state_dict()
+    state = _without_wrapper_prefix(state, own)
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     if missing or unexpected:

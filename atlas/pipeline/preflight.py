@@ -34,7 +34,9 @@ from torch import nn
 from atlas.config import CODE_METHODS, PIXEL_METHODS, RunConfig, check_sampler_models
 from atlas.errors import AtlasError, ConfigError, ModelError
 from atlas.models import model_layers
-from atlas.models.probes import LayerInfo, resolve_modules
+from atlas.models.loaded import LoadedModel
+from atlas.models.probes import LayerInfo, LayerProbe, resolve_modules
+from atlas.models.registry import example_input
 from atlas.sampling.facets import default_facet_layer
 from atlas.sampling.real import check_image_folder, image_files
 from atlas.sampling.units import layer_kind
@@ -271,7 +273,9 @@ def preflight_models(cfg: RunConfig, models: RunModels) -> PreflightReport:
         _known_layer(module, shapes, s.accentuation.layer, "sampler.accentuation.layer")
     if s.diversity and s.diversity_layer:
         _known_layer(module, shapes, s.diversity_layer, "sampler.diversity_layer")
-    warnings = _model_warnings(cfg, models)
+    if s.method not in ("ga", "cmaes"):
+        _check_differentiable(target, list(layer_shapes), s.method)
+    warnings = _model_warnings(cfg, models) + _reused_modules(cfg, rows, code_layer)
     if cfg.models.target.output_layer and facet_layer and not cfg.facets.layer:
         warnings.append(
             f"facets cluster the features of {facet_layer!r} (the last 1-D layer before the output layer "
@@ -284,6 +288,35 @@ def preflight_models(cfg: RunConfig, models: RunModels) -> PreflightReport:
         facet_layer=facet_layer,
         code_layer=code_layer,
     )
+
+
+def _check_differentiable(target: LoadedModel, layers: list[str], method: str) -> None:
+    """Gradient methods climb the input gradient of each layer: a target whose forward runs under
+    ``torch.no_grad`` (or detaches, or leaves torch) gives none, and every unit would fail in the workers."""
+    x = example_input(target).requires_grad_(True)
+    with torch.enable_grad():
+        acts = LayerProbe(target.module, layers)(x)
+    flat = [name for name in layers if not acts[name].requires_grad]
+    if flat:
+        raise ModelError(
+            f"models.target: layer {flat[0]!r} does not depend differentiably on the input (a forward under "
+            f"torch.no_grad, a detach, or a step outside torch); sampler.method {method!r} needs input "
+            "gradients: use ga or cmaes (forward passes only), or make the forward differentiable"
+        )
+
+
+def _reused_modules(cfg: RunConfig, rows: list[LayerInfo], code_layer: str | None) -> list[str]:
+    """A module that runs more than once in a forward pass (ResNet's ``layer4.2.relu`` runs three times) is
+    read at its first call; say so for every layer the run reads, since its later calls are what a reader
+    of the network's code may expect."""
+    calls = {r.name: r.calls for r in rows}
+    named = [layer.name for layer in cfg.layers] + [n for n in (code_layer, cfg.facets.layer) if n]
+    return [
+        f"layer {name!r} runs {calls[name]} times in one forward pass; atlas reads its first call (for a "
+        "later one, name a module that runs once, e.g. the block that contains it)"
+        for name in dict.fromkeys(named)
+        if calls.get(name, 1) > 1
+    ]
 
 
 def preflight(

@@ -94,10 +94,14 @@ def run_chains(
             if not final and readout.diversity_layer is not None:  # Lucid's diversity, per unit's chains
                 feats = diversity_features(acts[readout.diversity_layer])
                 total = total - readout.diversity * diversity_penalty(feats, index)
-        read = objective.readout(values, index)
+        if not final and sampler.views_randomly:  # T climbed a random view: read the picture itself
+            values_kept, f_kept = _read_picture(readout, setup, img, units, objective, index)
+        else:
+            values_kept, f_kept = values, f
+        read = objective.readout(values_kept, index)
         bad = ~finite_rows(img) | ~torch.isfinite(f.detach())
         tracker.diverge(bad, t)
-        tracker.observe(t, img, read, f)
+        tracker.observe(t, img, read, f_kept)
         if stop_at is not None:  # natural range reached: this state is the chain's picture from now on
             tracker.stop(read["activation"].detach().float() >= stop_at, t)
 
@@ -130,6 +134,23 @@ def run_chains(
 
     seconds = (time.perf_counter() - t0) / max(b, 1)
     return collect_results(tracker, meta, readout, acts, values, seconds)
+
+
+def _read_picture(
+    readout: TargetReadout,
+    setup: ComputeSetup,
+    img: torch.Tensor,
+    units: list[Unit],
+    objective: Objective,
+    index: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The unit layer's values (B, U) and the objective (B,) on the picture as stored, not on the random
+    view the step climbed (one forward pass, no gradient): the best picture, ``stop_at`` and the recorded
+    activations then belong to the picture kept."""
+    with torch.no_grad(), setup.autocast():
+        acts = readout.probe(setup.to_input(readout.encode(img.detach())))
+        values = layer_values(acts[readout.layer], units).float()
+        return values, objective(values, index)
 
 
 def collect_results(

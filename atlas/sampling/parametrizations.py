@@ -48,5 +48,9 @@ class GeneratorParam:
         return tuple(self.generator.code_shape)
 
     def image(self, state: torch.Tensor) -> torch.Tensor:
-        out = self.module(state)  # (B, 3, H, W) in G's output space
-        return self.generator.space.decode(out.float())
+        """The picture the target reads and the store keeps: G's output clamped to [0, 1]. The clamp is
+        straight-through (its gradient is the identity), so the code step of Eq. 1 is DGN-AM's, while every
+        recorded activation belongs to the stored picture (G's raw output may leave [0, 1]: DeePSiM's last
+        deconvolution has no squashing)."""
+        rgb = self.generator.space.decode(self.module(state).float())  # (B, 3, H, W), nominally [0, 1]
+        return rgb + (rgb.clamp(0, 1) - rgb).detach()

@@ -40,6 +40,7 @@ class _AdamSampler(Sampler):
 
     lr: float
     _adam: steps.AdamState | None = None
+    views_randomly = True  # robustness transforms (Lucid) or MACO's crops: what is kept is read apart
 
     def begin(self, state: torch.Tensor) -> None:
         self._adam = steps.AdamState.zeros_like(state)

@@ -44,7 +44,8 @@ GRADIENT_STEP_PASSES = 3
 def passes_per_image(cfg: SamplerConfig) -> int:
     """Forward-pass equivalents one chain spends (its picture): a gradient step counts 3 (forward + backward),
     a search generation counts its population (forward only), a ``start_pool`` draw one; the final readout
-    pass is left out."""
+    pass is left out, and so is the no-gradient read of the picture itself that methods seeing a random view
+    spend each step on what they keep (``Sampler.views_randomly``): it is bookkeeping, not search."""
     pooled = cfg.start_pool > 1 and cfg.start in ("mean", "random") and cfg.method in CODE_METHODS
     pool = cfg.start_pool if pooled else 0  # one forward pass per start draw
     if cfg.method == "ga":

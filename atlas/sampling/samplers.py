@@ -40,6 +40,12 @@ class Sampler:
     def begin(self, state: torch.Tensor) -> None:
         """Called once per batch with the start states (B, *S), before the first step (optimizer state)."""
 
+    @property
+    def views_randomly(self) -> bool:
+        """True when ``view`` shows the target a random transform of the picture (jitter, crops): the loop
+        then reads the picture itself once more, without gradient, for what it keeps and records."""
+        return False
+
     def view(self, img: torch.Tensor, t: int, gens: Gens) -> torch.Tensor:
         return img
 
@@ -139,6 +145,10 @@ class PixelAscent(Sampler):
         ]
         parts = [p for p in parts if p]
         return "pixel" + (f"[{','.join(parts)}]" if parts else "")
+
+    @property
+    def views_randomly(self) -> bool:
+        return self.cfg.jitter > 0
 
     def view(self, img, t, gens):
         if self.cfg.jitter <= 0:

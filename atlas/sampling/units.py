@@ -53,8 +53,9 @@ class Unit:
 
 
 def kind_of(shape: tuple[int, ...], is_output: bool) -> Kind:
-    """Kind of a layer from its per-example output shape: (U,) -> fc/output, (C, H, W) -> conv."""
-    if len(shape) == 1:
+    """Kind of a layer from its per-example output shape: (U,) -> fc/output, (C, H, W) -> conv; an output
+    layer of shape (U, 1, 1) (SqueezeNet's pooled classifier) is 'output' too, read at its one position."""
+    if len(shape) == 1 or (is_output and _one_position(shape)):
         return "output" if is_output else "fc"
     if len(shape) == 3:
         return "conv"
@@ -77,7 +78,8 @@ def layer_kind(
         )
     if declared == "auto":
         return kind_of(shape, name == output_layer)
-    if {"fc": 1, "conv": 3, "output": 1}.get(declared) != len(shape):
+    fits = {"fc": len(shape) == 1, "conv": len(shape) == 3, "output": len(shape) == 1 or _one_position(shape)}
+    if not fits[declared]:
         raise ConfigError(
             f"{key}.kind: {declared!r} does not fit layer {name!r} of shape {tuple(shape)}; use kind: auto"
         )
@@ -87,6 +89,10 @@ def layer_kind(
             f"set models.target.output_layer: {name} instead"
         )
     return declared  # type: ignore[return-value]
+
+
+def _one_position(shape: tuple[int, ...]) -> bool:
+    return len(shape) == 3 and tuple(shape[1:]) == (1, 1)
 
 
 def center_of(shape: tuple[int, ...]) -> tuple[int, int]:

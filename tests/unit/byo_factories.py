@@ -104,3 +104,125 @@ def generator() -> nn.Module:
 
 
 generator.atlas_image_space = {"size": 32, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
+
+
+class WideGenerator(Generator):
+    """The same generator without tanh, scaled: its pictures leave [0, 1] (as DeePSiM's may)."""
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return 3.0 * self.up(self.fc(h).view(-1, 3, 8, 8))
+
+
+def wide_generator() -> nn.Module:
+    return WideGenerator()
+
+
+wide_generator.atlas_image_space = generator.atlas_image_space
+
+
+class NoGrad(nn.Module):
+    """A black-box target: its forward runs under torch.no_grad (forward-only methods only)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = net()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.body(x)
+
+
+def no_grad() -> nn.Module:
+    return NoGrad()
+
+
+no_grad.atlas_image_space = good.atlas_image_space
+
+
+class InPlace(nn.Module):
+    """conv1 -> F.relu(inplace=True): a later in-place op on a probed layer's output (Inception's style)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 4, 3, padding=1)
+        self.conv2 = nn.Conv2d(4, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = nn.functional.relu(self.conv1(x), inplace=True)
+        x = nn.functional.relu(self.conv2(x), inplace=True)
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+def in_place() -> nn.Module:
+    return InPlace()
+
+
+in_place.atlas_image_space = {"size": 16}
+
+
+class DropoutLast(nn.Module):
+    """A dropout registered after the classifier but applied before it; the classifier runs last."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 6, 3)
+        self.fc = nn.Linear(6, 5)
+        self.dropout = nn.Dropout(0.2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.dropout(torch.relu(self.conv(x)).mean(dim=(2, 3))))
+
+
+def dropout_last() -> nn.Module:
+    return DropoutLast()
+
+
+dropout_last.atlas_image_space = {"size": 16}
+
+
+def pooled_classifier() -> nn.Module:
+    """SqueezeNet's shape: a conv classifier pooled to (N, 1, 1), flattened outside any module."""
+    return nn.Sequential(
+        OrderedDict(
+            [
+                ("conv", nn.Conv2d(3, 6, 3)),
+                ("relu", nn.ReLU()),
+                ("classifier", nn.Conv2d(6, 5, 1)),
+                ("pool", nn.AdaptiveAvgPool2d(1)),
+            ]
+        )
+    )
+
+
+pooled_classifier.atlas_image_space = {"size": 16}
+
+
+def gray() -> nn.Module:
+    """A one-channel network (MNIST-like)."""
+    return nn.Sequential(
+        OrderedDict([("conv1", nn.Conv2d(1, 4, 3)), ("relu1", nn.ReLU()), ("pool", nn.AdaptiveAvgPool2d(1)),
+                     ("flatten", nn.Flatten()), ("fc", nn.Linear(4, 3))])
+    )  # fmt: skip
+
+
+gray.atlas_image_space = {"size": 16, "channel_order": "gray", "mean": [0.5], "std": [0.25]}
+
+
+def shared_relu() -> nn.Module:
+    """One ReLU module called twice (ResNet's blocks do this)."""
+
+    class Shared(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1, self.conv2 = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 6, 3, padding=1)
+            self.relu = nn.ReLU()
+            self.fc = nn.Linear(6, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(self.relu(self.conv2(self.relu(self.conv1(x)))).mean(dim=(2, 3)))
+
+    return Shared()
+
+
+shared_relu.atlas_image_space = {"size": 16}
