@@ -34,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--images",
         type=int_in(1, MAX_IMAGES, "images"),
+        metavar="N",
         help="images in the synthetic run (default 100k)",
     )
     parser.add_argument("--units", type=positive_int, default=25, help="units timed per layer")

@@ -207,8 +207,9 @@ def _check_paths(args: argparse.Namespace) -> None:
     from atlas.errors import AtlasError
     from atlas.store.location import is_remote, open_location
 
-    if getattr(args, "json", None) is not None:
-        args.json = str(check_output_file(args.json, "--json"))
+    inputs = {f"--{o}": getattr(args, o) for o in ("config", "run") if getattr(args, o, None)}
+    if getattr(args, "json", None) is not None:  # never over the command's own config or run
+        args.json = str(check_output_file(args.json, "--json", inputs, reads=(".json", ".parquet")))
     for option in ("out", "keep"):
         folder = getattr(args, option, None)
         if folder is not None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
+import threading
 
 from atlas.commands.options import add_overrides, port_number
 
@@ -34,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from atlas.commands.options import check_listen
     from atlas.config import load_config
     from atlas.errors import AtlasError
+    from atlas.pipeline.cluster import stop_on_sigterm
     from atlas.pipeline.driver import format_summary, run_atlas, run_location
 
     if args.port is not None and not args.view:
@@ -45,13 +48,19 @@ def run(args: argparse.Namespace) -> int:
         check_listen("127.0.0.1", port)  # before any work: the address printed later must serve
     cfg = load_config(args.config, args.overrides)
     viewer = _ViewerWhenReady(run_location(cfg), port) if args.view else None
+    main_thread = threading.current_thread() is threading.main_thread()  # signals are the main thread's
+    previous = signal.getsignal(signal.SIGTERM)
     try:
+        stop_on_sigterm()  # as Ctrl-C: before Ray starts, and again once it has (connect)
         summary = run_atlas(cfg, address=args.address or cfg.ray.address, progress=not args.no_progress)
         print(format_summary(summary))
         if viewer is not None:
+            stop_on_sigterm()  # a Ray joined elsewhere may have set its own
             return viewer.serve_until_stopped()
         return 0 if summary["errors"] == 0 else 1
     finally:
+        if main_thread and previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         if viewer is not None:
             viewer.stop()
 
@@ -95,10 +104,17 @@ class _ViewerWhenReady:
                 stderr=subprocess.DEVNULL,
                 env=env,
             )
-            print(
-                f"\natlas viewer: http://localhost:{self.port}/  (filling in while the run goes on)",
-                flush=True,
-            )
+            going_on = "" if self._complete() else "  (filling in while the run goes on)"
+            print(f"\natlas viewer: http://localhost:{self.port}/{going_on}", flush=True)
+
+    def _complete(self) -> bool:
+        from atlas.errors import AtlasError
+        from atlas.store.manifest import read_manifest
+
+        try:
+            return read_manifest(self.loc).get("status") == "complete"
+        except AtlasError:
+            return False
 
     def _watch(self) -> None:
         while not self._done.wait(1.0):
@@ -113,7 +129,7 @@ class _ViewerWhenReady:
         print("atlas viewer stays up; Ctrl-C stops it", flush=True)
         try:
             return self.proc.wait() if self.proc is not None else 0
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: stop() takes the viewer down
             return 0
 
     def stop(self) -> None:

@@ -147,6 +147,8 @@ def _statements(lines: TextIO, prompt: Any, complain: Any):
 
 
 def _interactive(conn: Any, args: argparse.Namespace, run_query: Any, error_type: type) -> int:
+    from atlas.store.catalog import split_statements
+
     tty = sys.stdin.isatty()
     errors = sys.stderr  # stdout holds results only (a piped CSV stays CSV)
     failed = 0
@@ -163,7 +165,7 @@ def _interactive(conn: Any, args: argparse.Namespace, run_query: Any, error_type
         failed += 1
         print(f"error: {message}", file=errors, flush=True)
 
-    for sql in _statements(sys.stdin, prompt, complain):
+    for sql in (s for text in _statements(sys.stdin, prompt, complain) for s in split_statements(text)):
         try:
             columns, rows, truncated = run_query(conn, sql, max_rows=args.max_rows, timeout_s=args.timeout)
         except error_type as exc:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,7 +112,20 @@ def connect(address: str | None) -> bool:
             logging_level="WARNING",
             _system_config=dict(LOCAL_SYSTEM_CONFIG),
         )
+    stop_on_sigterm()
     return True
+
+
+def _sigterm_as_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM (``kill``, a scheduler, ``ray job stop``) ends this driver as Ctrl-C does: the run is marked
+    interrupted and resumes, a viewer it started goes down with it. Set after ``ray.init``, whose core
+    worker installs a handler of its own that ends the process at once, skipping all of that."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
 
 
 class _SecureDefaultNotice(logging.Filter):

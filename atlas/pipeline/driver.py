@@ -44,7 +44,7 @@ from atlas.sampling.units import layer_kind
 from atlas.store import RunStore
 from atlas.store.location import Location, is_remote, open_location
 from atlas.store.lock import RunLock
-from atlas.store.manifest import marker_readable, read_markers
+from atlas.store.manifest import SUMMARY_FILE, marker_readable, read_json, read_markers
 
 
 def config_hash(cfg: RunConfig) -> str:
@@ -226,12 +226,14 @@ def run_atlas(
         "code_layer": checked.code_layer,
     }
     summaries: list[dict[str, Any]] = []
-    if not todo:
+    if not todo:  # every shard done: the run's own summary stays what its last work wrote
         with RunLock(loc):
+            previous = _previous_summary(loc)
             store.init_run(manifest)
-            summary = _summarize(cfg, loc, shards, [], time.perf_counter() - started, skipped=len(shards))
+            summary = previous or _summarize(cfg, loc, shards, [], time.perf_counter() - started, len(shards))
             store.finalize(summary)
-        return summary
+        this_call = {"shards_run": 0, "shards_skipped": len(shards), "nothing_to_do": True}
+        return {**summary, "run_dir": loc.display(), **this_call}
     bundle = build_bundle(cfg, models)  # judge, attribute reader and real images resolved here, once
     if bundle.reader is not None:  # provenance of the label_shown columns
         r = bundle.reader
@@ -346,6 +348,15 @@ def _interrupted(store: RunStore, planned: int) -> Interrupted:
     )
 
 
+def _previous_summary(loc: Location) -> dict[str, Any] | None:
+    """The run's ``summary.json`` (its finish time included), or None when it is missing or unreadable."""
+    try:
+        summary = read_json(loc, SUMMARY_FILE) if loc.is_file(SUMMARY_FILE) else None
+    except AtlasError:
+        return None
+    return summary if isinstance(summary, dict) and "units" in summary else None
+
+
 def _summarize(
     cfg: RunConfig,
     loc: Location,
@@ -377,6 +388,17 @@ def _summarize(
 
 
 def format_summary(summary: dict[str, Any]) -> str:
+    if summary.get("nothing_to_do"):
+        run = shlex.quote(str(summary["run_dir"]))
+        return "\n".join(
+            [
+                f"atlas: nothing to do: all {summary['shards']} shards of {summary['run_dir']} are complete "
+                f"({summary['units']} units, {summary['chains']} chains, {summary['images']} images; "
+                f"finished {summary.get('finished', '?')})",
+                f"  browse: atlas view {run}",
+                f'  query:  atlas sql {run} "SELECT layer, count(*) FROM units GROUP BY layer"',
+            ]
+        )
     lines = [
         f"atlas: {summary['units']} units, {summary['chains']} chains, {summary['images']} images, "
         f"{sum(summary['rows'].values())} rows in {summary['wall_seconds']:.1f} s "

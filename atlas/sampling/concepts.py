@@ -165,13 +165,23 @@ def label_units(
         first = _first_consistent(scores[u], shares[u], threshold, top_share, idx[0])
         su, sh = scores[u], shares[u]
         best, score = _parsimonious(names[first], float(su[first]), su, sh, column, concepts, parsimony)
-        rivals = [t for t in tuning if t[0] != best and best not in concepts.parts_of(t[0])]
-        second = rivals[0] if rivals else (None, 0.0, 0.0)
+        rival, rival_score = _runner_up(best, su, names, concepts)
         share = float(shares[u, column[best]])
         confident = score >= threshold and share >= top_share and not quiet[u]
         label = best if confident else None
-        out.append(UnitLabel(label, score, second[0], score - second[1], best, tuning, top_share=share))
+        out.append(UnitLabel(label, score, rival, score - rival_score, best, tuning, top_share=share))
     return out
+
+
+def _runner_up(
+    best: str, scores: torch.Tensor, names: list[str], concepts: ConceptSet
+) -> tuple[str | None, float]:
+    """(concept, AUROC) of the best-scoring concept that is neither ``best`` nor a compound holding it,
+    among all concepts (not only the tuning chart's top ones, which may all hold ``best``); scores (C',)."""
+    for i in torch.argsort(scores, descending=True).tolist():
+        if names[i] != best and best not in concepts.parts_of(names[i]):
+            return names[i], float(scores[i])
+    return None, 0.0
 
 
 def _first_consistent(

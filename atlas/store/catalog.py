@@ -442,6 +442,15 @@ def _explained(sql: str) -> str:
     return text
 
 
+def split_statements(sql: str) -> list[str]:
+    """The statements of a script line such as ``SELECT 1; SELECT 2;``, each as its own text (quotes and
+    comments respected by DuckDB's parser); the text as it is when it does not parse (its error follows)."""
+    try:
+        return [s.query for s in duckdb.extract_statements(sql)] or [sql]
+    except (duckdb.Error, TypeError, UnicodeError):
+        return [sql]
+
+
 def check_read_only(sql: str) -> None:
     """Raise :class:`AtlasError` unless ``sql`` is exactly one read-only statement."""
     try:

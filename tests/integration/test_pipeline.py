@@ -18,6 +18,7 @@ import torch
 from atlas.config import load_config
 from atlas.errors import AtlasError
 from atlas.pipeline import run_atlas
+from atlas.pipeline.driver import format_summary
 from atlas.sampling.compute import cpu_has_native_bf16
 from atlas.sampling.concepts import cell_of
 from atlas.sampling.units import center_of
@@ -70,9 +71,13 @@ def test_row_counts_exact_and_rerun_writes_nothing(tmp_path, micro_cache, ray_se
     assert where == [(summary["precision"][0], "cpu", socket.gethostname())]  # each shard's provenance
 
     files = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*.parquet")}
+    written = json.loads((run_dir / "summary.json").read_text())
     again = run_atlas(cfg, progress=False)
     assert again["shards_run"] == 0 and again["shards_skipped"] == summary["shards"]
     assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*.parquet")} == files
+    assert json.loads((run_dir / "summary.json").read_text()) == written  # the run's record, not the no-op's
+    assert format_summary(again).startswith(f"atlas: nothing to do: all {summary['shards']} shards")
+    assert f"({units} units, {chains} chains" in format_summary(again)
 
 
 def test_different_config_in_same_run_dir_refused(tmp_path, micro_cache, ray_session):

@@ -416,3 +416,21 @@ def test_a_conv_unit_that_sees_a_red_object_at_its_place_gets_the_place_bound_la
     assert plain.label is None and plain.best == "colour:red" and plain.score < 0.7  # ~0.25 + 0.75 / 2
     (unit,) = label_units(values, located(concepts, cell), top_k=10)
     assert unit.label == "colour:red@here" and unit.score == 1.0 and unit.top_share == 1.0
+
+
+def test_the_runner_up_is_found_beyond_the_tuning_charts_top_concepts():
+    """A label whose ten best concepts are all compounds holding it still gets a rival: the best concept
+    outside them, with the margin measured against it (not a margin of the whole AUROC, no rival)."""
+    n = 300
+    idx = torch.arange(n)
+    ring = idx % 2 == 0
+    colours = [(idx // 2) % 12 == k for k in range(12)]
+    names = ["class:ring", *[f"ring {k}" for k in range(12)], "class:disk"]
+    members = torch.stack([ring, *[ring & c for c in colours], idx % 5 == 0], dim=1)
+    parts = {f"ring {k}": ("class:ring",) for k in range(12)}
+    concepts = ConceptSet(names, members, parts=parts)
+    values = (ring.float() + 0.01 * torch.rand(n, generator=torch.Generator().manual_seed(1)))[:, None]
+    [label] = label_units(values, concepts)
+    assert label.label == "class:ring"
+    assert all(name.startswith("ring ") or name == "class:ring" for name, _, _ in label.tuning)  # the premise
+    assert label.runner_up == "class:disk" and label.margin < label.score

@@ -112,6 +112,10 @@ def test_sql_interactive(run_dir, monkeypatch, capsys):
     assert said.err.splitlines()[-1] == "atlas: error: 1 statement failed"
     monkeypatch.setattr(sys, "stdin", io.StringIO("SELECT 1 AS one;\n"))
     assert sql.run(parse(sql, [str(run_dir)])) == 0
+    monkeypatch.setattr(sys, "stdin", io.StringIO("SELECT 1 AS one; SELECT 'a;b' AS two;\n"))  # one line
+    assert sql.run(parse(sql, [str(run_dir)])) == 0
+    out = capsys.readouterr().out
+    assert "one" in out and "a;b" in out and out.count("(1 row)") == 3
 
 
 def test_view_command_line_and_errors(run_dir, tmp_path):
