@@ -104,6 +104,8 @@ def pick_run(runs: list[Location], multi_run: bool) -> Location:
         return runs[0]
     names = [r.name for r in runs]
     if state.get("run") not in names:
+        if state.get("run"):  # a link to a run this folder does not hold (renamed, another machine's)
+            state.notice(f"Run {state.get('run')!r} is not in this folder; showing {names[-1]} instead.")
         state.set_("run", names[-1])
     with st.sidebar:
         st.selectbox("Run", names, key=state.bind_widget("run"), on_change=state.from_widget, args=("run",))

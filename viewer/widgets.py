@@ -192,7 +192,12 @@ def layer_histograms(
             alt.Chart(bins, height=height)  # the whole chart's height (Streamlit fits it): axes included
             .mark_bar()
             .encode(
-                x=alt.X("start:Q", title=None, scale=alt.Scale(zero=False), axis=alt.Axis(tickCount=4)),
+                x=alt.X(
+                    "start:Q",
+                    title=None,
+                    scale=alt.Scale(zero=False),
+                    axis=alt.Axis(tickCount=4, format="~g"),  # log-probs near 0: -1e-17, not -0.000000...
+                ),
                 x2="end:Q",
                 y=alt.Y("units:Q", title=layer, axis=alt.Axis(tickCount=3, format="d", titleFontSize=11)),
                 y2=alt.datum(0),  # a bar from 0 up over its bin (x to x2), not a dash at its count

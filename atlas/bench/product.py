@@ -257,10 +257,9 @@ def map_layer(
 
 
 def _summary(m: dict[str, Any]) -> str:
-    o = m["over_representation"]
     s = (
         f"colour presence {m['colour_presence']:.2f}, top colour {_top(m)}, "
-        f"over-rep. {o['max_ratio']:.2f}x {o['colour']}, act. ratio {m['activation_ratio']:.2f}, "
+        f"over-rep. {_over(m)}, act. ratio {m['activation_ratio']:.2f}, "
         f"diversity {m['diversity']:.3f} (real {m['diversity_real']:.3f})"
     )
     if "judge" in m:
@@ -272,6 +271,12 @@ def _summary(m: dict[str, Any]) -> str:
             f"facets {j['facets_recovered']}/{j['facets_total']}"
         )
     return s
+
+
+def _over(m: dict[str, Any]) -> str:
+    """'1.85x red', or '-' when no colour has enough pictures to compare (a handful of units)."""
+    o = m["over_representation"]
+    return f"{o['max_ratio']:.2f}x {o['colour']}" if o["colour"] else "-"
 
 
 def _top(m: dict[str, Any]) -> str:
@@ -289,8 +294,7 @@ def format_product(report: dict[str, Any]) -> str:
         f"{'act. ratio':>11}{'diversity (real)':>18}",
     ]
     for name, m in report["layers"].items():
-        o = m["over_representation"]
-        over = f"{o['max_ratio']:.2f}x {o['colour'] or ''}"
+        over = _over(m)
         div = f"{m['diversity']:.3f} ({m['diversity_real']:.3f})"
         lines.append(
             f"{name:<8}{m['units']:>6}{m['colour_presence']:>16.3f}{over:>20}{_top(m):>30}"
@@ -302,12 +306,16 @@ def format_product(report: dict[str, Any]) -> str:
             continue
         n = j["units"]
         facets = ", ".join(f"{c} {v['recovered']}" for c, v in j["facets"].items())
+        recovered = (
+            f"facets {j['facets_recovered']}/{j['facets_total']}: {facets}"
+            if j["facets_total"]
+            else "no multifaceted class among these units"
+        )
         lines.append(
             f"{name}: judged correct in every chain's best picture {j['units_all_correct']}/{n} units; "
             f"per chain {j['chain_recognizability']:.3f} "
             f"(last pictures {j['chain_recognizability_last']:.3f}); "
-            f"worker verdict {j['worker_judge_correct']}/{n}; facets "
-            f"{j['facets_recovered']}/{j['facets_total']}: {facets}"
+            f"worker verdict {j['worker_judge_correct']}/{n}; {recovered}"
         )
         for cls, fines in j["wrong"].items():
             lines.append(f"  wrong: {cls}: J says {fines}")

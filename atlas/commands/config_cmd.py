@@ -71,10 +71,10 @@ def _check(cfg) -> list[str]:
     for line in warnings + report.warnings:
         print(f"atlas: warning: {line}", file=sys.stderr)
     layers = ", ".join(f"{n} {'x'.join(map(str, s))}" for n, s in report.layer_shapes.items())
-    return [
-        f"# pre-flight passed: layers {layers}; output layer {report.output_layer}; "
-        f"facet layer {report.facet_layer}; code layer {report.code_layer}"
-    ]
+    named = [("output layer", report.output_layer), ("facet layer", report.facet_layer)]
+    named.append(("code layer", report.code_layer))
+    parts = [f"{what} {name}" if name else f"no {what}" for what, name in named]
+    return [f"# pre-flight passed: layers {layers}; " + "; ".join(parts)]
 
 
 def run(args: argparse.Namespace) -> int:

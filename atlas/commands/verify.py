@@ -43,7 +43,12 @@ def run(args: argparse.Namespace) -> int:
     of = f" of {report.planned} planned" if report.planned is not None else ""
     print(
         f"{report.run}: {report.shards}{of} shards complete, {report.files} files checked, "
-        f"{len(report.bad)} bad" + (f", {len(report.repaired)} markers removed" if report.repaired else "")
+        f"{len(report.bad)} bad"
+        + (
+            f", {len(report.repaired)} marker{'s' if len(report.repaired) != 1 else ''} removed"
+            if report.repaired
+            else ""
+        )
     )
     if report.status in ("running", "interrupted") and report.planned and report.shards < report.planned:
         print(

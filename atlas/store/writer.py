@@ -137,7 +137,8 @@ class RunStore:
             if existing.get("config_hash") != manifest["config_hash"]:
                 differ = config_differences(existing.get("config") or {}, manifest.get("config") or {})
                 old_hash = str(existing.get("config_hash"))[:12]
-                what = f"{some(differ, 6)} differ" if differ else f"hash {old_hash}"
+                verb = "differs" if len(differ) == 1 else "differ"
+                what = f"{some(differ, 6)} {verb}" if differ else f"hash {old_hash}"
                 raise AtlasError(
                     f"run {self.loc.display()} holds a different config ({what}); use a new run name "
                     "(--set name=...) or remove it"

@@ -82,7 +82,7 @@ def test_row_counts_exact_and_rerun_writes_nothing(tmp_path, micro_cache, ray_se
 
 def test_different_config_in_same_run_dir_refused(tmp_path, micro_cache, ray_session):
     run_atlas(micro_config(tmp_path, micro_cache, "layers.1.units=0-1"), progress=False)
-    with pytest.raises(AtlasError, match=r"different config \(sampler.steps differ\); use a new run name"):
+    with pytest.raises(AtlasError, match=r"different config \(sampler.steps differs\); use a new run name"):
         run_atlas(
             micro_config(tmp_path, micro_cache, "sampler.steps=5", "layers.1.units=0-1"), progress=False
         )

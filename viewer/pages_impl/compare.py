@@ -3,9 +3,12 @@ for the same units."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import streamlit as st
 
 from atlas.errors import AtlasError
+from atlas.store.manifest import read_manifest
 from viewer import data, state, widgets
 from viewer.context import Context
 
@@ -79,9 +82,19 @@ def _run_summary(name: str, stats: dict | None) -> None:
     m[2].metric("diverged", widgets.fmt(int(stats["diverged_chains"])))
 
 
+def _manifest_layers(run: Any) -> set[str]:
+    """The layers a run's run.json plans (empty when it cannot be read): the default other run is the
+    first that has the layer shown."""
+    try:
+        return {str(entry.get("name")) for entry in read_manifest(run).get("layers") or []}
+    except (AtlasError, AttributeError, TypeError):
+        return set()
+
+
 def _compare_runs(ctx: Context, layer: str) -> None:
     names = [p.name for p in ctx.siblings]
-    other_name = st.selectbox("Other run", names, key=state.compare_widget("vs", layer, names, names[0]))
+    default = next((p.name for p in ctx.siblings if layer in _manifest_layers(p)), names[0])
+    other_name = st.selectbox("Other run", names, key=state.compare_widget("vs", layer, names, default))
     other = ctx.open_other(ctx.siblings[names.index(other_name)]) if ctx.open_other else None
     if other is None:
         st.error("Cannot open the other run.")
