@@ -17,6 +17,28 @@ HELP = (
 )
 
 
+SUB_EXAMPLES = {
+    "quality": """examples:
+  atlas bench quality                                            # every method on the toy world, 3 seeds
+  atlas bench quality --steps 50 --seeds 1 --out grids/          # quicker, with image grids
+  atlas bench quality --config configs/demo.yaml --max-units 10 --json q.json   # the demo atlas itself""",
+    "throughput": """examples:
+  atlas bench throughput --batches 16,64 --methods dgn_am        # a few minutes on 2 CPU cores
+  atlas bench throughput --config configs/alexnet-deepsim.yaml --set models.allow_random_weights=true \
+      --set models.target.weights=null --set models.generator.weights=null --json gpu.json""",
+    "toyworld": """example:
+  atlas bench toyworld --preset micro --json train.json          # wall and CPU seconds per stage""",
+    "viewer": """examples:
+  atlas bench viewer                                             # a synthetic run of 100k images
+  atlas bench viewer --run runs/demo --json viewer-latency.json  # an existing run""",
+    "truth": """example:
+  atlas bench truth --methods dgn_am,ppgn_h,fourier --max-units 8""",
+    "objectives": """examples:
+  atlas bench objectives                                         # pairs, contrasts, diversity: toy world
+  atlas bench objectives --config configs/pairs.yaml --methods dgn_am,accentuation""",
+}
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="bench", metavar="BENCH")
     sub.required = True
@@ -138,6 +160,8 @@ def _add_truth_parser(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
     o.add_argument("--cache-dir", metavar="DIR", help="toy-world cache directory")
     o.add_argument("--json", help="write the report as JSON to this path")
+    for name, parser in sub.choices.items():
+        parser.epilog = SUB_EXAMPLES.get(name)
 
 
 def _compute_overrides(assignments: list[str]):

@@ -12,6 +12,12 @@ import argparse
 
 from atlas.commands.options import add_toyworld_options
 
+EXAMPLES = """examples:
+  atlas bootstrap                          # check the shipped default world's gates (seconds)
+  atlas bootstrap --preset pairs           # the two-object world: trains here (~10 min on 2 cores)
+  atlas bootstrap --retrain --json gates.json
+"""
+
 HELP = (
     "Load the toy world's T, J, G, DAE and attribute reader (cache, else the shipped weights, else train "
     "them) and check the quality gates."

@@ -15,6 +15,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     show = sub.add_parser(
         "show", help="Write samples.png (a row per fine label) and reconstructions.png (G's redraws)."
     )
+    show.epilog = """examples:
+  atlas toyworld show                           # toyworld-show/samples.png and reconstructions.png
+  atlas toyworld show --preset pairs --out pairs-show"""
     add_toyworld_options(show)
     show.add_argument(
         "--out", metavar="DIR", default="toyworld-show", help="output folder (default toyworld-show)"

@@ -153,7 +153,7 @@ def test_config_hash_refusal_and_resume(store):
     with pytest.raises(AtlasError, match="different config"):
         store.init_run(manifest(config_hash="zzz"))
     other = manifest(config_hash="zzz") | {"config": {"name": "t", "layers": ["fc7"], "ray": {"x": 1}}}
-    with pytest.raises(AtlasError, match=r"different config \(layers.0 differ\); use a new run name"):
+    with pytest.raises(AtlasError, match=r"different config \(layers.0 differs\); use a new run name"):
         store.init_run(other)  # what differs, named (ray is not a result: not named)
 
 
