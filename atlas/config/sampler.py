@@ -60,6 +60,13 @@ class PpgnConfig(Section):
         gt=0,
         le=HUGE,
     )
+    condition: Literal["exact", "released"] = Field(
+        "exact",
+        description="The condition term's gradient with objective log_softmax: exact (Eq. 11: d log p(y|x), "
+        "every competing unit pushed down by its p) or released (the released sampler's one-hot (1 - p_y) on "
+        "the unit alone).",
+        json_schema_extra={"omit_default": True},
+    )
     step: Literal["normalized", "eq11"] = Field(
         "normalized",
         description="normalized: h += lr d / mean|d| (released code); eq11: h += lr d (Eq. 11 as printed).",
@@ -106,7 +113,8 @@ class RobustnessFields(Section):
     )
     jitter: Float = Field(
         0.035,
-        description="Random translation up to this fraction of the side, each step (Lucid: 8 px at 224).",
+        description="Random translation over this fraction of the side in all (half each way), each step "
+        "(Lucid's jitter(8): 8 px at 224).",
         ge=0,
         le=1,
     )
@@ -350,6 +358,19 @@ class SamplerConfig(Section):
     cmaes: CmaesConfig = Field(
         default_factory=CmaesConfig, description="CMA-ES settings.", json_schema_extra={"omit_default": True}
     )
+
+    @model_validator(mode="after")
+    def _check(self) -> SamplerConfig:
+        _check_condition(self)
+        return self
+
+
+def _check_condition(s: SamplerConfig) -> None:
+    if s.method == "ppgn_h" and s.ppgn_h.condition == "released" and s.objective != "log_softmax":
+        raise ValueError(
+            f"ppgn_h.condition: 'released' is the released sampler's gradient of log p(y|x) and "
+            f"sampler.objective is {s.objective!r}; set sampler.objective: log_softmax or condition: exact"
+        )
 
 
 class FacetConfig(Section):

@@ -8,6 +8,11 @@ Usage (a ``python:`` target; REFERENCE: conv1 96 ... fc8 1000, 10,568 units)::
       generator: {spec: deepsim:fc6, weights: weights/upconv_fc6.pth}
       code_layer: relu6               # Caffe's in-place ReLU: the "fc6" blob G inverts is post-ReLU
 
+Caffe runs its ReLUs in place, so the blobs DGN-AM and PPGN read as ``fc7``, ``conv5`` ... hold the values
+after the ReLU: name ``relu7``, ``relu5`` ... as the layers to map to read what they read (their softmax,
+ranks and snapshot thresholds); ``sampler.relu_gradient: redirected`` (the default) still moves a unit that
+starts below zero, as the released code's backward from the pre-ReLU layer does.
+
 Not torchvision's AlexNet: CaffeNet has 96 conv1 filters (torchvision 64), local response normalization
 after pooling, and two groups in conv2, conv4 and conv5, so its weights do not load into torchvision's
 layout. Module names follow Caffe's layer names (``conv1.weight`` ... ``fc8.bias``), the keys of a

@@ -98,7 +98,8 @@ class Engine:
         self.code_encoder: nn.Module | None = (
             copy.deepcopy(encoder).to(self.device).eval() if isinstance(encoder, nn.Module) else None
         )
-        self.objective = Objective(sampler.objective)
+        condition = sampler.ppgn_h.condition if sampler.method == "ppgn_h" else "exact"
+        self.objective = Objective(sampler.objective, gradient=condition)
         self.method = sampler.method
         check_sampler_models(  # the config's own rule: one source of the user-facing message
             sampler.method,
@@ -189,7 +190,7 @@ class Engine:
     def _load_real(self, layer: str) -> None:
         if self.real is None:
             return
-        seeds_from_facets = self.cfg.start == "facet_seeded" and self.method != "pixel"
+        seeds_from_facets = self.cfg.start == "facet_seeded"  # seeds clustered by facet features
         self.real.load(layer, self.facet_layer if seeds_from_facets else None, self.path_layers(layer))
 
     @property
@@ -232,7 +233,7 @@ class Engine:
         """
         name = self.nets.resolve_layer(layer)
         kind, n, shape = self.layer_info(name, kind)
-        objective = Objective(self.objective.kind, tuple(composites), n)
+        objective = Objective(self.objective.kind, tuple(composites), n, self.objective.gradient)
         rows = UnitRows(self, name, kind, objective)
         unit_objs: list[Unit | None] = []
         for pos, u in enumerate(units):

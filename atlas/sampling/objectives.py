@@ -78,6 +78,16 @@ def log_softmax(values: torch.Tensor) -> torch.Tensor:
     return out.scatter(1, top, -torch.nn.functional.softplus(others - values.gather(1, top)))
 
 
+def released_log_softmax(values: torch.Tensor) -> torch.Tensor:
+    """(B, U) -> (B, U): log p as :func:`log_softmax`, but with the released PPGN sampler's gradient: unit u's
+    column moves v_u alone, by (1 - p_u) (``sampler.py``: a one-hot of ``1 - probs`` at the unit), where the
+    exact gradient of Eq. 11 also pushes every other unit down by its p. Straight-through: the value is
+    exact, only the gradient differs."""
+    log_p = log_softmax(values)  # (B, U)
+    gain = (1 - log_p.exp()).detach()
+    return log_p.detach() + gain * (values - values.detach())
+
+
 def variant(values: torch.Tensor, kind: ObjectiveKind) -> torch.Tensor:
     """(B, U) layer vectors -> (B, U) g(v), g the objective variant across the layer (float32)."""
     values = values.float()
@@ -150,6 +160,7 @@ class Objective:
     kind: ObjectiveKind = "raw"
     composites: tuple[Composite, ...] = ()  # units n_units, n_units + 1, ... of the layer
     n_units: int = 0  # the layer's own units (needed with composites)
+    gradient: Literal["exact", "released"] = "exact"  # log_softmax only: ppgn_h.condition
     _weights: dict = field(default_factory=dict, compare=False, repr=False)  # per-device tensors, cached
 
     def describe(self, unit: Unit) -> str:
@@ -182,7 +193,8 @@ class Objective:
 
     def __call__(self, values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         """values: (B, U) layer vectors; index: (B,) long unit per chain -> (B,) objective per chain."""
-        out = variant(values, self.kind)
+        released = self.gradient == "released" and self.kind == "log_softmax"
+        out = released_log_softmax(values.float()) if released else variant(values, self.kind)
         return self.extend(out).gather(1, index.view(-1, 1)).squeeze(1)
 
     def readout(self, values: torch.Tensor, index: torch.Tensor) -> dict[str, torch.Tensor]:

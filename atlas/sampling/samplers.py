@@ -104,8 +104,14 @@ class PpgnH(Sampler):
         self.redraw = redraw  # gens -> fresh start states (B, *S), used every reset_every steps
 
     def describe(self) -> str:
-        """``ppgn_h/dae`` (released normalized step) or ``ppgn_h/dae[eq11]`` (Eq. 11 as printed)."""
-        return f"ppgn_h/{self.prior.name}" + ("[eq11]" if self.cfg.step == "eq11" else "")
+        """``ppgn_h/dae`` (released normalized step), ``ppgn_h/dae[eq11]`` (Eq. 11's step as printed),
+        ``ppgn_h/dae[released]`` (the released sampler's condition gradient), or both."""
+        marks = [
+            m
+            for m, on in (("eq11", self.cfg.step == "eq11"), ("released", self.cfg.condition == "released"))
+            if on
+        ]
+        return f"ppgn_h/{self.prior.name}" + (f"[{','.join(marks)}]" if marks else "")
 
     def update(self, state, grad, residual, t, n_steps, gens):
         noise = None

@@ -181,7 +181,7 @@ class StartStates:
             return self._states_of(chosen), labels
         kseed = chain_seed(seed, layer, unit.index, -1)
         if self.pixel:  # Nguyen et al. 2016: the mean *image* of each cluster of top images
-            feats = real.codes[idx] if real.codes is not None else values[idx]
+            feats = next(f[idx] for f in (real.facet_features, real.codes, values) if f is not None)
             _, groups = facet_mod.kmeans(feats, self.facet_cfg.max_facets, kseed)
             imgs = self._states_of(idx)
             seeds = torch.stack([imgs[groups == j].mean(0) for j in range(int(groups.max()) + 1)])

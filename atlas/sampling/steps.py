@@ -75,8 +75,10 @@ def ppgn_h_update(
     normalize: bool = True,
     relative_noise: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """PPGN-h Eq. 11: ``d = eps1 (R(h) - h) + eps2 dlog p(y|G(h))/dh + N(0, eps3^2)``,
-    then ``h <- clip(h + lr d / mean|d|)`` (``normalize``, released code) or ``h <- clip(h + lr d)`` (Eq. 11).
+    """PPGN-h Eq. 11: ``d = eps1 (R(h) - h) + eps2 grad + N(0, eps3^2)``, grad the gradient of the sampler's
+    objective (Eq. 11's d log p(y|G(h))/dh with ``sampler.objective: log_softmax``; the raw activation's
+    with ``raw``, as the demo config), then ``h <- clip(h + lr d / mean|d|)`` (``normalize``, released code)
+    or ``h <- clip(h + lr d)`` (Eq. 11).
     ``relative_noise``: the noise std is eps3 x mean|eps2 grad| of each chain, so noise and condition keep
     the same balance for units whose activations differ in scale (an output logit, a conv unit, a readout).
 

@@ -44,10 +44,11 @@ def robustness_theta(
     """(B, 5) uniforms -> (B, 2, 3) Lucid's pad, jitter, scale, rotate as one warp (module docstring).
 
     ``in = R(r) (out * (1 + 2 pad) / s) + d``: s in [scale], r in [-rotate, rotate] degrees, d in
-    [-2 jitter, 2 jitter]^2 (normalized coordinates span 2 per side)."""
+    [-jitter, jitter]^2 (normalized coordinates span 2 per side): a shift over ``jitter`` of the side in all,
+    half of it each way, as Lucid's ``jitter(8)`` (a random crop offset in [0, 8) px) at 224 px is 0.035."""
     s = scale[0] + (scale[1] - scale[0]) * u[:, 0]
     r = math.radians(rotate) * (2 * u[:, 1] - 1)
-    dx, dy = (2 * u[:, 2] - 1) * 2 * jitter, (2 * u[:, 3] - 1) * 2 * jitter
+    dx, dy = (2 * u[:, 2] - 1) * jitter, (2 * u[:, 3] - 1) * jitter
     z = (1 + 2 * pad) / s
     cos, sin = torch.cos(r) * z, torch.sin(r) * z
     row0 = torch.stack([cos, -sin, dx], dim=1)
