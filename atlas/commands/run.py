@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import threading
 
 from atlas.commands.options import add_overrides, port_number
@@ -36,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from atlas.commands.options import check_listen
     from atlas.config import load_config
     from atlas.errors import AtlasError
-    from atlas.pipeline.cluster import stop_on_sigterm
+    from atlas.pipeline.cluster import restore_sigterm, stop_on_sigterm
     from atlas.pipeline.driver import format_summary, run_atlas, run_location
 
     if args.port is not None and not args.view:
@@ -48,19 +47,16 @@ def run(args: argparse.Namespace) -> int:
         check_listen("127.0.0.1", port)  # before any work: the address printed later must serve
     cfg = load_config(args.config, args.overrides)
     viewer = _ViewerWhenReady(run_location(cfg), port) if args.view else None
-    main_thread = threading.current_thread() is threading.main_thread()  # signals are the main thread's
-    previous = signal.getsignal(signal.SIGTERM)
+    previous = stop_on_sigterm()  # as Ctrl-C: before Ray starts (the driver sets it again once it has)
     try:
-        stop_on_sigterm()  # as Ctrl-C: before Ray starts, and again once it has (connect)
         summary = run_atlas(cfg, address=args.address or cfg.ray.address, progress=not args.no_progress)
         print(format_summary(summary))
         if viewer is not None:
-            stop_on_sigterm()  # a Ray joined elsewhere may have set its own
+            stop_on_sigterm()  # the driver put Ray's back
             return viewer.serve_until_stopped()
         return 0 if summary["errors"] == 0 else 1
     finally:
-        if main_thread and previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        restore_sigterm(previous)
         if viewer is not None:
             viewer.stop()
 
@@ -69,7 +65,6 @@ class _ViewerWhenReady:
     """Starts ``atlas view RUN`` in a subprocess once the run has its first completed shard."""
 
     def __init__(self, loc, port: int) -> None:
-        import threading
 
         self.loc, self.port, self.proc = loc, port, None
         self._done = threading.Event()

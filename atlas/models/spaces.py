@@ -46,8 +46,8 @@ class ImageSpace:
     def _stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean = torch.tensor(self.mean, dtype=like.dtype, device=like.device).view(1, -1, 1, 1)
         std = torch.tensor(self.std, dtype=like.dtype, device=like.device).view(1, -1, 1, 1)
-        if self.channel_order == "gray":  # one channel: the first value
-            mean, std = mean[:, :1], std[:, :1]
+        if self.channel_order == "gray":
+            mean, std = _one_channel(mean), _one_channel(std)
         return mean, std
 
     @property
@@ -87,13 +87,21 @@ class ImageSpace:
         return x / self.value_scale
 
     def describe(self) -> str:
-        n = self.channels if len(self.mean) >= self.channels else 1  # the values the encoding uses
-        mean, std = self.mean[:n], self.std[:n]
+        mean, std = (t.flatten().tolist() for t in self._stats(torch.zeros(1, 3, 1, 1)))  # what it uses
         return (
             f"{self.size}x{self.size} {self.channel_order} x{self.value_scale:g} "
             f"mean={tuple(round(m, 3) for m in mean)} std={tuple(round(s, 3) for s in std)} "
             f"({self.geometry})"
         )
+
+
+def _one_channel(stats: torch.Tensor) -> torch.Tensor:
+    """(1, C, 1, 1) per-channel stats -> (1, 1, 1, 1) for a gray model: one value as it is; three (an RGB
+    space's, e.g. a torchvision target told channel_order: gray) folded with the luma weights, as the
+    luminance itself is."""
+    if stats.shape[1] == 1:
+        return stats
+    return (stats * _LUMA.to(stats.dtype).to(stats.device)).sum(1, keepdim=True)
 
 
 def deepsim_space() -> ImageSpace:

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import NoReturn
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -118,15 +119,26 @@ def _torch_load(source: Path | io.BytesIO, label: str) -> object:
             ) from None
 
 
+# what numpy's arrays and scalars need to unpickle, and nothing else (numpy has functions that run code)
+_NUMPY_GLOBALS = frozenset(
+    f"numpy.{core}.multiarray.{name}" for core in ("core", "_core") for name in ("scalar", "_reconstruct")
+) | {"numpy.ndarray", "numpy.dtype"}
+
+
 def _numpy_global(dotted: str) -> object | None:
-    """The numpy class or function a checkpoint's pickle names (``numpy._core.multiarray.scalar``)."""
-    if not dotted.startswith("numpy."):
+    """The numpy class or function a checkpoint's pickle names, when it is one of those that rebuild an array
+    or a scalar (:data:`_NUMPY_GLOBALS`, or a dtype class such as ``numpy.dtypes.Float64DType``); None for
+    anything else, which is then refused."""
+    if dotted not in _NUMPY_GLOBALS and not dotted.startswith("numpy.dtypes."):
         return None
     module, _, attr = dotted.rpartition(".")
     try:
-        return getattr(importlib.import_module(module), attr)
+        value = getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError):
         return None
+    if dotted.startswith("numpy.dtypes.") and not (isinstance(value, type) and issubclass(value, np.dtype)):
+        return None
+    return value
 
 
 def _refuse_pickle(exc: Exception, source: Path | io.BytesIO, label: str, name: str | None) -> NoReturn:

@@ -112,7 +112,6 @@ def connect(address: str | None) -> bool:
             logging_level="WARNING",
             _system_config=dict(LOCAL_SYSTEM_CONFIG),
         )
-    stop_on_sigterm()
     return True
 
 
@@ -120,12 +119,20 @@ def _sigterm_as_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def stop_on_sigterm() -> None:
+def stop_on_sigterm() -> Any:
     """SIGTERM (``kill``, a scheduler, ``ray job stop``) ends this driver as Ctrl-C does: the run is marked
     interrupted and resumes, a viewer it started goes down with it. Set after ``ray.init``, whose core
-    worker installs a handler of its own that ends the process at once, skipping all of that."""
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    worker installs a handler of its own that ends the process at once, skipping all of that. Returns the
+    handler it replaced, for :func:`restore_sigterm` (None off the main thread: nothing was set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+
+
+def restore_sigterm(previous: Any) -> None:
+    """Put back the handler :func:`stop_on_sigterm` replaced: a program embedding atlas keeps its own."""
+    if previous is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, previous)
 
 
 class _SecureDefaultNotice(logging.Filter):

@@ -232,8 +232,8 @@ def run_atlas(
             store.init_run(manifest)
             summary = previous or _summarize(cfg, loc, shards, [], time.perf_counter() - started, len(shards))
             store.finalize(summary)
-        this_call = {"shards_run": 0, "shards_skipped": len(shards), "nothing_to_do": True}
-        return {**summary, "run_dir": loc.display(), **this_call}
+        this_call = {"shards_run": 0, "shards_skipped": len(shards), "errors": 0, "nothing_to_do": True}
+        return {**summary, "run_dir": loc.display(), "run_totals": _run_totals(loc), **this_call}
     bundle = build_bundle(cfg, models)  # judge, attribute reader and real images resolved here, once
     if bundle.reader is not None:  # provenance of the label_shown columns
         r = bundle.reader
@@ -281,6 +281,7 @@ def _dispatch(
     loc = store.loc
     loc.check_writable()  # the driver writes run.json: a bad out_dir is an error before Ray starts
     owned = cluster.connect(address)
+    previous_sigterm = cluster.stop_on_sigterm()  # after ray.init, which sets its own; put back at the end
     try:
         cluster.check_storage(cfg, loc.local, loc.display())
         layout = cluster.plan_layout(cfg, len(todo))
@@ -334,6 +335,7 @@ def _dispatch(
     finally:
         if owned:
             ray.shutdown()
+        cluster.restore_sigterm(previous_sigterm)
 
 
 def _interrupted(store: RunStore, planned: int) -> Interrupted:
@@ -346,6 +348,17 @@ def _interrupted(store: RunStore, planned: int) -> Interrupted:
     return Interrupted(
         f"interrupted: {done} of {planned} shards complete; the same `atlas run` resumes from there"
     )
+
+
+def _run_totals(loc: Location) -> dict[str, int]:
+    """Rows of the whole run by table, from its completion markers (a run finished over several calls:
+    each call's summary counts its own shards)."""
+    totals: Counter[str] = Counter()
+    for marker in read_markers(loc).values():
+        rows = marker.get("rows")
+        if isinstance(rows, dict):
+            totals.update({str(k): int(v) for k, v in rows.items() if isinstance(v, int)})
+    return dict(totals)
 
 
 def _previous_summary(loc: Location) -> dict[str, Any] | None:
@@ -390,11 +403,12 @@ def _summarize(
 def format_summary(summary: dict[str, Any]) -> str:
     if summary.get("nothing_to_do"):
         run = shlex.quote(str(summary["run_dir"]))
+        rows = summary.get("run_totals") or {}
+        counts = ", ".join(f"{rows.get(k, 0)} {k}" for k in ("units", "chains", "images"))
         return "\n".join(
             [
                 f"atlas: nothing to do: all {summary['shards']} shards of {summary['run_dir']} are complete "
-                f"({summary['units']} units, {summary['chains']} chains, {summary['images']} images; "
-                f"finished {summary.get('finished', '?')})",
+                f"({counts}; finished {summary.get('finished', '?')})",
                 f"  browse: atlas view {run}",
                 f'  query:  atlas sql {run} "SELECT layer, count(*) FROM units GROUP BY layer"',
             ]

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from atlas.config import CODE_METHODS, PIXEL_METHODS, RunConfig, check_sampler_models
-from atlas.errors import AtlasError, ConfigError, ModelError
+from atlas.errors import AtlasError, ConfigError, ModelError, first_line
 from atlas.models import model_layers
 from atlas.models.loaded import LoadedModel
 from atlas.models.probes import LayerInfo, LayerProbe, resolve_modules
@@ -293,9 +293,15 @@ def preflight_models(cfg: RunConfig, models: RunModels) -> PreflightReport:
 def _check_differentiable(target: LoadedModel, layers: list[str], method: str) -> None:
     """Gradient methods climb the input gradient of each layer: a target whose forward runs under
     ``torch.no_grad`` (or detaches, or leaves torch) gives none, and every unit would fail in the workers."""
-    x = example_input(target).requires_grad_(True)
-    with torch.enable_grad():
-        acts = LayerProbe(target.module, layers)(x)
+    leaf = example_input(target).requires_grad_(True)
+    try:
+        with torch.enable_grad():
+            acts = LayerProbe(target.module, layers)(leaf * 1)  # not a leaf: a forward may change it in place
+    except Exception as exc:  # noqa: BLE001 - user networks fail in many ways
+        raise ModelError(
+            f"models.target: a forward pass with input gradients failed ({type(exc).__name__}: "
+            f"{first_line(exc)}); sampler.method {method!r} needs them: use ga or cmaes (forward passes only)"
+        ) from None
     flat = [name for name in layers if not acts[name].requires_grad]
     if flat:
         raise ModelError(

@@ -35,12 +35,16 @@ def robust_view(img: torch.Tensor, cfg: RobustnessFields, gens: Gens) -> torch.T
     return warp(img, theta)
 
 
+def transforms_on(cfg: RobustnessFields) -> bool:
+    """Do the robustness transforms change the picture at all (pad, jitter, rotation or a zoom range)?"""
+    return bool(cfg.pad or cfg.jitter or cfg.rotate or cfg.scale_min != 1 or cfg.scale_max != 1)
+
+
 class _AdamSampler(Sampler):
     """Adam ascent on the state, moments reset for every batch of chains (``begin``)."""
 
     lr: float
     _adam: steps.AdamState | None = None
-    views_randomly = True  # robustness transforms (Lucid) or MACO's crops: what is kept is read apart
 
     def begin(self, state: torch.Tensor) -> None:
         self._adam = steps.AdamState.zeros_like(state)
@@ -63,6 +67,10 @@ class FourierAscent(_AdamSampler):
     def describe(self) -> str:
         return f"fourier[lr={self.cfg.lr:g},decay={self.cfg.decay_power:g}]"
 
+    @property
+    def views_randomly(self) -> bool:
+        return transforms_on(self.cfg)
+
     def view(self, img, t, gens):
         return robust_view(img, self.cfg, gens)
 
@@ -79,6 +87,8 @@ class Maco(_AdamSampler):
 
     def describe(self) -> str:
         return f"maco[spectrum={self.spectrum}]"
+
+    views_randomly = True  # MACO's random crops, always
 
     def view(self, img, t, gens):
         u = rand_per_chain(gens, 1, img.device)
@@ -110,6 +120,10 @@ class Accentuation(_AdamSampler):
         super().begin(state)
         with torch.no_grad():
             self._ref = self.features(self.param.image(state)).detach().float().flatten(1)
+
+    @property
+    def views_randomly(self) -> bool:
+        return transforms_on(self.cfg)
 
     def view(self, img, t, gens):
         return robust_view(img, self.cfg, gens)

@@ -47,7 +47,9 @@ def distinct_count(run_dir, table, keys):
 
 def test_row_counts_exact_and_rerun_writes_nothing(tmp_path, micro_cache, ray_session):
     cfg = micro_config(tmp_path, micro_cache)
+    handler = signal.getsignal(signal.SIGTERM)
     summary = run_atlas(cfg, progress=False)
+    assert signal.getsignal(signal.SIGTERM) is handler  # a program embedding atlas keeps its own
     run_dir = Path(summary["run_dir"])
     units = 10 + 4  # fc8 all (10 classes) + conv2 0-3
     chains = units * cfg.sampler.chains_per_unit
@@ -176,6 +178,8 @@ def test_killed_driver_then_rerun_completes(tmp_path, micro_cache):
     assert len(list((run_dir / "_shards").glob("*.done"))) == 10
     units = 20
     assert table_count(run_dir, "units") == units == distinct_count(run_dir, "units", "layer, unit")
+    again = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900)  # nothing left to do
+    assert again.returncode == 0 and f"({units} units, " in again.stdout  # the whole run's counts
 
 
 @pytest.mark.parametrize(

@@ -226,3 +226,21 @@ def shared_relu() -> nn.Module:
 
 
 shared_relu.atlas_image_space = {"size": 16}
+
+
+class CentresInPlace(nn.Module):
+    """A forward that changes its input in place (x.sub_), as some preprocessing wrappers do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = net(16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x.sub_(0.5))
+
+
+def centres_in_place() -> nn.Module:
+    return CentresInPlace()
+
+
+centres_in_place.atlas_image_space = {"size": 16}

@@ -201,3 +201,35 @@ def test_caffenet_has_the_papers_layout():
     assert sum(rows[n].units for n in counted) == 10_568  # REFERENCE: CaffeNet's unit count
     assert rows["conv1"].shape == (96, 55, 55) and rows["pool5"].shape == (256, 6, 6)
     assert model.output_layer == "fc8" and model.space.channel_order == "BGR" and model.space.size == 227
+
+
+class _RunsCode:
+    """A pickle that calls a numpy function which runs code (numpy.testing's runstring)."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        from numpy.testing._private.utils import runstring
+
+        return runstring, (f"open({self.marker!r}, 'w').write('ran')", {})
+
+
+def test_a_checkpoint_that_would_run_code_through_numpy_is_refused(tmp_path):
+    marker, path = tmp_path / "ran", tmp_path / "evil.pt"
+    torch.save({"state_dict": target().module.state_dict(), "meta": _RunsCode(str(marker))}, path)
+    with pytest.raises(ModelError, match=r"refused: it holds pickled Python objects \(numpy.testing"):
+        load_state_dict_file(path)
+    assert not marker.exists()
+
+
+def test_a_forward_that_changes_its_input_in_place_passes_the_gradient_check():
+    cfg = config_from_dict(
+        {
+            "models": {"target": f"{SPEC}:centres_in_place", "allow_random_weights": True},
+            "layers": [{"name": "body.fc8"}],
+            "sampler": {"method": "pixel", "steps": 2, "chains_per_unit": 1, "start": "random"},
+            "facets": {"real_images": None},
+        }
+    )
+    assert preflight(cfg, build_models(cfg)).layer_shapes == {"body.fc8": (10,)}

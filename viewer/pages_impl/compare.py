@@ -82,13 +82,17 @@ def _run_summary(name: str, stats: dict | None) -> None:
     m[2].metric("diverged", widgets.fmt(int(stats["diverged_chains"])))
 
 
-def _manifest_layers(run: Any) -> set[str]:
+def _manifest_layers(run: Any) -> frozenset[str]:
     """The layers a run's run.json plans (empty when it cannot be read): the default other run is the
-    first that has the layer shown."""
-    try:
-        return {str(entry.get("name")) for entry in read_manifest(run).get("layers") or []}
-    except (AtlasError, AttributeError, TypeError):
-        return set()
+    first that has the layer shown. Read once a session per run (a sibling on S3 costs a request)."""
+    seen: dict[str, frozenset[str]] = st.session_state.setdefault("cmp_manifest_layers", {})
+    if run.uri not in seen:
+        try:
+            layers = frozenset(str(entry.get("name")) for entry in read_manifest(run).get("layers") or [])
+        except (AtlasError, AttributeError, TypeError):
+            layers = frozenset()
+        seen[run.uri] = layers
+    return seen[run.uri]
 
 
 def _compare_runs(ctx: Context, layer: str) -> None:
