@@ -297,6 +297,8 @@ def _check_differentiable(target: LoadedModel, layers: list[str], method: str) -
     try:
         with torch.enable_grad():
             acts = LayerProbe(target.module, layers)(leaf * 1)  # not a leaf: a forward may change it in place
+    except AtlasError:
+        raise
     except Exception as exc:  # noqa: BLE001 - user networks fail in many ways
         raise ModelError(
             f"models.target: a forward pass with input gradients failed ({type(exc).__name__}: "
