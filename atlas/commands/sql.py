@@ -91,6 +91,9 @@ def format_table(columns: list[str], rows: list[tuple[Any, ...]]) -> str:
     return "\n".join(out)
 
 
+EXPLAIN_COLUMNS = ["explain_key", "explain_value"]  # what DuckDB's EXPLAIN (ANALYZE) answers
+
+
 def write_result(
     columns: list[str], rows: list[tuple[Any, ...]], truncated: bool, fmt: str, out: TextIO
 ) -> None:
@@ -108,6 +111,9 @@ def write_result(
         keys = unique_names(columns)  # SELECT 1 AS a, 2 AS a keeps both
         records = [dict(zip(keys, (_json_cell(v) for v in row), strict=True)) for row in rows]
         out.write(json.dumps(records, default=str, indent=1, allow_nan=False) + "\n")
+    elif list(columns) == EXPLAIN_COLUMNS:  # a query plan: DuckDB's drawing, as it is (a table cell cuts it)
+        for key, plan in rows:
+            out.write(f"{key}:\n{plan}\n")
     else:
         if columns:
             out.write(format_table(columns, rows) + "\n")

@@ -46,6 +46,9 @@ def test_sql_formats(run_dir, capsys):
     assert json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in JSON")) == [
         {"a": None, "a_2": 2, "xs": [None, 1.5]}
     ]
+    sql.run(parse(sql, [str(run_dir), "EXPLAIN SELECT count(*) FROM units"]))
+    plan = capsys.readouterr().out
+    assert plan.startswith("physical_plan:\n") and "╰" in plan and "…" not in plan  # the whole drawing
 
 
 def test_sql_errors_are_one_line(run_dir, tmp_path):
