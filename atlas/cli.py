@@ -161,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt as exc:  # an Interrupted says how to resume
         print(f"atlas: {exc}" if str(exc) else "atlas: interrupted", file=sys.stderr)
-        return 130
+        return int(getattr(exc, "exit_code", 130))  # 143 after SIGTERM
     return int(code or 0)
 
 

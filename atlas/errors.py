@@ -37,6 +37,16 @@ class ModelError(AtlasError):
     """A model spec, weights file or state dict that cannot be resolved or loaded."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C (atlas.pipeline.cluster.stop_on_sigterm); the CLI exits with 143."""
+
+    exit_code = 143  # 128 + SIGTERM, what a shell reports for a process the signal ended
+
+
 class Interrupted(KeyboardInterrupt):
-    """Ctrl-C during work that can be resumed; its message (one line) says how. The CLI prints it as
-    ``atlas: <message>`` and exits with 130."""
+    """Ctrl-C (or SIGTERM) during work that can be resumed; its message (one line) says how. The CLI prints
+    it as ``atlas: <message>`` and exits with ``exit_code``: 130, or 143 after SIGTERM."""
+
+    def __init__(self, message: str, exit_code: int = 130) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from atlas.commands.options import check_listen
     from atlas.config import load_config
     from atlas.errors import AtlasError
-    from atlas.pipeline.cluster import restore_sigterm, stop_on_sigterm
+    from atlas.pipeline.cluster import stop_on_sigterm
     from atlas.pipeline.driver import format_summary, run_atlas, run_location
 
     if args.port is not None and not args.view:
@@ -47,16 +47,17 @@ def run(args: argparse.Namespace) -> int:
         check_listen("127.0.0.1", port)  # before any work: the address printed later must serve
     cfg = load_config(args.config, args.overrides)
     viewer = _ViewerWhenReady(run_location(cfg), port) if args.view else None
-    previous = stop_on_sigterm()  # as Ctrl-C: before Ray starts (the driver sets it again once it has)
+    guards = [stop_on_sigterm()]  # as Ctrl-C: before Ray starts (the driver sets it again once it has)
     try:
         summary = run_atlas(cfg, address=args.address or cfg.ray.address, progress=not args.no_progress)
         print(format_summary(summary))
         if viewer is not None:
-            stop_on_sigterm()  # the driver put Ray's back
+            guards.append(stop_on_sigterm())  # the driver put Ray's back
             return viewer.serve_until_stopped()
         return 0 if summary["errors"] == 0 else 1
     finally:
-        restore_sigterm(previous)
+        for guard in reversed(guards):
+            guard.restore()
         if viewer is not None:
             viewer.stop()
 

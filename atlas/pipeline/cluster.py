@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from atlas.config import RunConfig
-from atlas.errors import ConfigError, first_line
+from atlas.errors import ConfigError, Terminated, first_line
 
 
 @dataclass(frozen=True)
@@ -115,24 +115,33 @@ def connect(address: str | None) -> bool:
     return True
 
 
-def _sigterm_as_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+class SigtermGuard:
+    """SIGTERM (``kill``, a scheduler, ``ray job stop``) handled as Ctrl-C while it is set: the run is marked
+    interrupted and resumes, a viewer started with it goes down with it. Ray's ``wait``/``get`` turn the
+    exception into a plain KeyboardInterrupt, so ``received`` says which signal it was."""
+
+    def __init__(self) -> None:
+        self.received = False
+        self.previous: Any = None
+        self.active = threading.current_thread() is threading.main_thread()  # signals are the main thread's
+        if self.active:
+            self.previous = signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.received = True
+        raise Terminated
+
+    def restore(self) -> None:
+        """Put back the handler it replaced: a program embedding atlas keeps its own."""
+        if self.active and self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+            self.active = False
 
 
-def stop_on_sigterm() -> Any:
-    """SIGTERM (``kill``, a scheduler, ``ray job stop``) ends this driver as Ctrl-C does: the run is marked
-    interrupted and resumes, a viewer it started goes down with it. Set after ``ray.init``, whose core
-    worker installs a handler of its own that ends the process at once, skipping all of that. Returns the
-    handler it replaced, for :func:`restore_sigterm` (None off the main thread: nothing was set)."""
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    return signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
-
-
-def restore_sigterm(previous: Any) -> None:
-    """Put back the handler :func:`stop_on_sigterm` replaced: a program embedding atlas keeps its own."""
-    if previous is not None and threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, previous)
+def stop_on_sigterm() -> SigtermGuard:
+    """Handle SIGTERM as Ctrl-C until ``.restore()``. Set again after ``ray.init``, whose core worker installs
+    a handler of its own that ends the process at once, skipping the run's interrupted mark."""
+    return SigtermGuard()
 
 
 class _SecureDefaultNotice(logging.Filter):

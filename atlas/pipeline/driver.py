@@ -35,7 +35,7 @@ from typing import Any
 import torch
 
 from atlas.config import NON_RESULT_SECTIONS, RunConfig
-from atlas.errors import AtlasError, ConfigError, Interrupted
+from atlas.errors import AtlasError, ConfigError, Interrupted, Terminated
 from atlas.models import LayerProbe, example_input
 from atlas.pipeline.models_setup import RunModels, ShippedBundle, build_bundle, build_models
 from atlas.pipeline.plan import Shard, plan_shards
@@ -248,10 +248,10 @@ def run_atlas(
     try:
         try:
             summaries = _dispatch(*args)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             if not lock.held:  # stopped before it held the run: the run.json may be another driver's
                 raise
-            raise _interrupted(store, len(shards)) from None
+            raise _interrupted(store, len(shards), getattr(exc, "exit_code", 130)) from None
         wall = time.perf_counter() - started
         summary = _summarize(cfg, loc, shards, summaries, wall, skipped=len(shards) - len(todo))
         store.finalize(summary)
@@ -281,7 +281,7 @@ def _dispatch(
     loc = store.loc
     loc.check_writable()  # the driver writes run.json: a bad out_dir is an error before Ray starts
     owned = cluster.connect(address)
-    previous_sigterm = cluster.stop_on_sigterm()  # after ray.init, which sets its own; put back at the end
+    sigterm = cluster.stop_on_sigterm()  # after ray.init, which sets its own; put back at the end
     try:
         cluster.check_storage(cfg, loc.local, loc.display())
         layout = cluster.plan_layout(cfg, len(todo))
@@ -332,21 +332,29 @@ def _dispatch(
         if report.deaths:
             log(f"{report.deaths} worker death(s) survived; {report.requeued} shard(s) re-queued")
         return report.summaries
+    except KeyboardInterrupt:
+        if sigterm.received:  # Ray's wait re-raised it as a plain KeyboardInterrupt
+            raise Terminated from None
+        raise
     finally:
         if owned:
             ray.shutdown()
-        cluster.restore_sigterm(previous_sigterm)
+        sigterm.restore()
 
 
-def _interrupted(store: RunStore, planned: int) -> Interrupted:
-    """Ctrl-C: mark the run interrupted (the viewer stops waiting for shards) and say how to finish it."""
+def _interrupted(store: RunStore, planned: int, exit_code: int = 130) -> Interrupted:
+    """Ctrl-C or SIGTERM: mark the run interrupted (the viewer stops waiting for shards) and say how to
+    finish it."""
     try:
         done = len(store.completed_shards())
         store.mark_interrupted()
     except (AtlasError, OSError):  # the interrupt is what matters; the marking is a courtesy
-        return Interrupted("interrupted; the same `atlas run` resumes from the shards complete so far")
+        return Interrupted(
+            "interrupted; the same `atlas run` resumes from the shards complete so far", exit_code
+        )
     return Interrupted(
-        f"interrupted: {done} of {planned} shards complete; the same `atlas run` resumes from there"
+        f"interrupted: {done} of {planned} shards complete; the same `atlas run` resumes from there",
+        exit_code,
     )
 
 

@@ -10,6 +10,7 @@ def start_local_ray() -> None:
     import ray
 
     ray.init(
+        address="local",  # a new instance, never a cluster a developer started with `ray start`
         num_cpus=2,
         include_dashboard=False,
         logging_level="ERROR",

@@ -110,7 +110,7 @@ def test_an_unknown_option_before_the_command_is_refused(capsys):
 def test_ctrl_c_says_how_to_resume_when_the_work_can_be_resumed(monkeypatch, capsys):
     from atlas.cli import main
     from atlas.commands import sql
-    from atlas.errors import Interrupted
+    from atlas.errors import Interrupted, Terminated
 
     def stopped(_args):
         raise Interrupted("interrupted: 3 of 8 shards complete; the same `atlas run` resumes from there")
@@ -127,6 +127,14 @@ def test_ctrl_c_says_how_to_resume_when_the_work_can_be_resumed(monkeypatch, cap
     monkeypatch.setattr(sql, "run", plain)
     assert main(["sql", "somewhere", "SELECT 1"]) == 130
     assert capsys.readouterr().err == "atlas: interrupted\n"
+
+    def terminated(_args):  # SIGTERM, as atlas.pipeline.cluster.stop_on_sigterm raises it
+        raise Interrupted("interrupted: 3 of 8 shards complete; ...", exit_code=Terminated.exit_code)
+
+    monkeypatch.setattr(sql, "run", terminated)
+    assert main(["sql", "somewhere", "SELECT 1"]) == 143
+    monkeypatch.setattr(sql, "run", lambda _args: (_ for _ in ()).throw(Terminated()))
+    assert main(["sql", "somewhere", "SELECT 1"]) == 143  # before any run was held
 
 
 def test_help_states_defaults_and_examples_and_the_version(capsys):
