@@ -67,6 +67,10 @@ def check_address(address: str | None) -> tuple[str, int] | None:
     return host, int(port)
 
 
+# Ray's well-known ports that are not a head's GCS port (ray job submit's address is the dashboard's)
+DASHBOARD_PORTS = {8265: "dashboard and job-submission port", 10001: "Ray Client port (use ray://host:10001)"}
+
+
 def probe_address(address: str | None, timeout_s: float = 5.0) -> None:
     """Refuse, in one line, a Ray address whose host cannot be resolved or where nothing listens (a TCP
     connect): ray.init would retry for minutes."""
@@ -75,6 +79,11 @@ def probe_address(address: str | None, timeout_s: float = 5.0) -> None:
         return
     addr, source = _given(address)
     host, port = where
+    if port in DASHBOARD_PORTS and not addr.startswith("ray://"):
+        raise ConfigError(
+            f"{source}: port {port} of Ray address {addr!r} is Ray's {DASHBOARD_PORTS[port]}, not the head's "
+            "GCS port (6379 unless `ray start --head --port` says otherwise); give host:6379"
+        )
     try:
         socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror:

@@ -118,13 +118,14 @@ RAY_WORKING_DIR_CACHE = "runtime_resources/working_dir_files"
 def run_location(cfg: RunConfig) -> Location:
     """Where this run lives: ``<out_dir>/<name>`` on its filesystem (local path or URI)."""
     out = cfg.out_dir
-    if not is_remote(out) and not out.startswith("file://") and not Path(out).expanduser().is_absolute():
-        cwd = Path.cwd()
-        if RAY_WORKING_DIR_CACHE in cwd.as_posix():
+    if not is_remote(out):
+        local = Path(out.removeprefix("file://")).expanduser()
+        where = (Path.cwd() / local) if not local.is_absolute() else local
+        if RAY_WORKING_DIR_CACHE in where.as_posix():  # relative under `ray job submit`, or $PWD inside it
             raise ConfigError(
-                f"out_dir: the relative path {out!r} would land in Ray's temporary copy of the working "
-                f"directory ({cwd}), which Ray deletes; give an absolute path or a URI, e.g. "
-                "--set out_dir=s3://bucket/atlas or --set out_dir=$PWD/runs"
+                f"out_dir: {out!r} lands in Ray's temporary copy of the job's working directory "
+                f"({where}), which Ray deletes; give a URI or a folder outside the job, e.g. "
+                "--set out_dir=s3://bucket/atlas or --set out_dir=/mnt/shared/atlas (a mount every node has)"
             )
     storage = cfg.storage.model_dump(exclude={"shared"})
     if out.startswith("s3://") and not storage.get("endpoint_override"):
@@ -392,6 +393,8 @@ def _summarize(
     units = sum(s["units"] for s in summaries)
     return {
         "run_dir": loc.display(),
+        "endpoint": loc.options.get("endpoint_override"),  # an S3-like store's: readers need it too
+        "run_totals": _run_totals(loc),  # the whole run's rows (this call's are below)
         "shards": len(shards),
         "shards_run": len(summaries),
         "shards_skipped": skipped,
@@ -409,6 +412,8 @@ def _summarize(
 
 
 def format_summary(summary: dict[str, Any]) -> str:
+    endpoint = summary.get("endpoint")  # commands to paste as they are: the store's endpoint with them
+    env = f"AWS_ENDPOINT_URL={shlex.quote(str(endpoint))} " if endpoint else ""
     if summary.get("nothing_to_do"):
         run = shlex.quote(str(summary["run_dir"]))
         rows = summary.get("run_totals") or {}
@@ -417,8 +422,8 @@ def format_summary(summary: dict[str, Any]) -> str:
             [
                 f"atlas: nothing to do: all {summary['shards']} shards of {summary['run_dir']} are complete "
                 f"({counts}; finished {summary.get('finished', '?')})",
-                f"  browse: atlas view {run}",
-                f'  query:  atlas sql {run} "SELECT layer, count(*) FROM units GROUP BY layer"',
+                f"  browse: {env}atlas view {run}",
+                f'  query:  {env}atlas sql {run} "SELECT layer, count(*) FROM units GROUP BY layer"',
             ]
         )
     lines = [
@@ -429,8 +434,8 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"of {summary['shards']}; diverged chains: {summary['diverged']}; unit errors: {summary['errors']}"
         + (f"; precision: {', '.join(summary['precision'])}" if summary.get("precision") else ""),
         f"  output: {summary['run_dir']}",
-        f"  browse: atlas view {shlex.quote(str(summary['run_dir']))}",  # commands to paste as they are
-        f"  query:  atlas sql {shlex.quote(str(summary['run_dir']))} "
+        f"  browse: {env}atlas view {shlex.quote(str(summary['run_dir']))}",
+        f"  query:  {env}atlas sql {shlex.quote(str(summary['run_dir']))} "
         '"SELECT layer, count(*) FROM units GROUP BY layer"',
     ]
     if len(summary.get("precision") or []) > 1:

@@ -45,7 +45,8 @@ def check_run_reachable(store: RunStore, run_token: str) -> None:
         try:
             manifest = store.manifest()
         except Exception as exc:  # noqa: BLE001 - any storage error: the node cannot read the run
-            raise AtlasError(f"out_dir: cannot read the run {where} ({first_line(exc)}); {_REACH}") from None
+            how = _REACH if store.loc.local else _REACH_STORE  # on an object store already: its access
+            raise AtlasError(f"out_dir: cannot read the run {where} ({first_line(exc)}); {how}") from None
         if manifest is not None and manifest.get("run_token") == run_token:
             return
         if wait is not None:
@@ -54,6 +55,10 @@ def check_run_reachable(store: RunStore, run_token: str) -> None:
     raise AtlasError(f"out_dir: this worker finds {seen} at {where}; {_REACH}")
 
 
+_REACH_STORE = (
+    "every node needs read and write access to the store: its credentials (AWS_* / GOOGLE_APPLICATION_"
+    "CREDENTIALS, or an instance role) on the worker nodes too, and the same storage settings"
+)
 _REACH = (
     "every node must reach out_dir: use an object store (s3://, gs://) or a mount every node shares "
     "(storage.shared: true), with the same storage settings on every node"

@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import socket
+import sys
 import threading
 import time
 from typing import Any
@@ -55,9 +56,14 @@ class RunLock:
         return self._fh is not None or self._thread is not None
 
     def _busy(self, holder: dict[str, Any]) -> AtlasError:
+        expires = (
+            ""
+            if self.loc.local
+            else f" (a dead driver's lock frees itself {STALE_S:.0f} s after its last beat)"
+        )
         return AtlasError(
             f"run {self.loc.display()} is being written by another atlas run (pid {holder.get('pid')} on "
-            f"{holder.get('host')}); wait for it to finish, or use another name (--set name=...)"
+            f"{holder.get('host')}); wait for it to finish{expires}, or use another name (--set name=...)"
         )
 
     def acquire(self) -> RunLock:
@@ -115,7 +121,11 @@ class RunLock:
             self._stop.set()
             self._thread.join(timeout=5)
             self._thread = None
-            self.loc.delete(REMOTE_LOCK)
+            try:
+                self.loc.delete(REMOTE_LOCK)
+            except (AtlasError, OSError) as exc:  # best effort: never hide the error that ended the run
+                print(f"atlas: warning: the run's lock stays until it expires ({STALE_S:.0f} s): {exc}",
+                      file=sys.stderr)  # fmt: skip
 
     def __enter__(self) -> RunLock:
         return self.acquire()

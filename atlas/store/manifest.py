@@ -40,7 +40,8 @@ def _loads(data: bytes, where: str) -> Any:
         return json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         msg = getattr(exc, "msg", str(exc))
-        raise AtlasError(f"{where} is not valid JSON ({msg})") from None
+        fix = "; remove the run (or use another name) to start it again" if where.endswith("run.json") else ""
+        raise AtlasError(f"{where} is not valid JSON ({msg}){fix}") from None
 
 
 def write_json(loc: Location, rel: str, data: Any) -> None:

@@ -206,5 +206,5 @@ def test_relative_out_dir_under_job_submit_is_refused_with_the_fix(micro_cache, 
     errors = {line for line in logs.splitlines() if line.startswith("atlas: error:")}  # (ray repeats logs)
     assert len(errors) == 1, logs[-3000:]
     (error,) = errors
-    assert "temporary copy of the working directory" in error and "out_dir=" in error
+    assert "temporary copy of the job's working directory" in error and "out_dir=" in error
     assert "Traceback" not in logs

@@ -248,6 +248,8 @@ def test_connect_without_address_starts_a_new_local_ray(monkeypatch):
         ("ray://", "is not valid"),
         ("::1:6379", "is not valid"),  # IPv6 goes in brackets: [::1]:6379
         ("http://127.0.0.1:8265", "is not valid"),  # the dashboard's URL is for `ray job submit`, not a run
+        ("127.0.0.1:8265", "is Ray's dashboard and job-submission port, not the head's GCS port"),
+        ("127.0.0.1:10001", "Ray Client port (use ray://host:10001)"),
         ("127.0.0.1:{port}", "nothing answers at Ray address '127.0.0.1:{port}'"),
         (
             "no-such-host.invalid:6379",
@@ -353,3 +355,28 @@ def test_composite_objectives_and_named_layers_are_checked_before_anything_runs(
         sampler={"method": "fourier", "steps": 2, "start": "random"},
     )
     assert preflight(ok, build_models(ok)).layer_shapes == {"fc8": (10,)}
+
+
+def test_an_out_dir_inside_rays_job_copy_is_refused_relative_or_absolute(tmp_path, monkeypatch):
+    """Under `ray job submit` the working directory is Ray's temporary copy: `runs` and `$PWD/runs` both
+    land there, and Ray deletes it."""
+    from atlas.pipeline.driver import RAY_WORKING_DIR_CACHE, run_location
+
+    job = tmp_path / RAY_WORKING_DIR_CACHE / "_ray_pkg_0123"
+    job.mkdir(parents=True)
+    monkeypatch.chdir(job)
+    for out in ("runs", str(job / "runs"), f"file://{job}/runs"):
+        with pytest.raises(ConfigError, match="lands in Ray's temporary copy of the job's working directory"):
+            run_location(config(out_dir=out))
+    assert run_location(config(out_dir=str(tmp_path / "elsewhere"))).local
+
+
+def test_printed_commands_carry_the_stores_endpoint():
+    from atlas.pipeline.driver import format_summary
+
+    summary = {"units": 1, "chains": 2, "images": 3, "rows": {"units": 1}, "wall_seconds": 1.0,
+               "units_per_minute": 60.0, "shards_run": 1, "shards_skipped": 0, "shards": 1, "diverged": 0,
+               "errors": 0, "run_dir": "s3://b/atlas/demo", "endpoint": "http://127.0.0.1:9000"}  # fmt: skip
+    text = format_summary(summary)
+    assert "browse: AWS_ENDPOINT_URL=http://127.0.0.1:9000 atlas view s3://b/atlas/demo" in text
+    assert "atlas view s3://b/atlas/demo" in format_summary({**summary, "endpoint": None})
