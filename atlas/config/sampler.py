@@ -101,6 +101,13 @@ class PixelConfig(Section):
     tv: Float = Field(0.0, description="Total-variation penalty weight (0 = off).", ge=0, le=HUGE)
 
 
+def _ordered(section: Section, low: str, high: str, example: str = "") -> None:
+    """A range given by two keys is not upside down: ``low`` <= ``high``."""
+    lo, hi = getattr(section, low), getattr(section, high)
+    if lo > hi:
+        raise ValueError(f"{low}: {lo:g} is above {high} {hi:g}; give {low} <= {high}{example}")
+
+
 class RobustnessFields(Section):
     """Transformation robustness (Lucid): what the target sees is a randomly warped copy of the picture, each
     chain drawing its own pad, jitter, scale and rotation every step (one affine warp, grey outside)."""
@@ -126,11 +133,7 @@ class RobustnessFields(Section):
 
     @model_validator(mode="after")
     def _check_scale(self) -> RobustnessFields:
-        if self.scale_min > self.scale_max:
-            raise ValueError(
-                f"scale_min: {self.scale_min:g} is above scale_max {self.scale_max:g}; give scale_min <= "
-                "scale_max (e.g. 0.9 and 1.1)"
-            )
+        _ordered(self, "scale_min", "scale_max", " (e.g. 0.9 and 1.1)")
         return self
 
 
@@ -174,10 +177,7 @@ class MacoConfig(Section):
 
     @model_validator(mode="after")
     def _check_crop(self) -> MacoConfig:
-        if self.crop_min > self.crop_max:
-            raise ValueError(
-                f"crop_min: {self.crop_min:g} is above crop_max {self.crop_max:g}; give crop_min <= crop_max"
-            )
+        _ordered(self, "crop_min", "crop_max")
         return self
 
 
