@@ -12,6 +12,7 @@ after the deepest requested one never run (baukit's ``Trace(stop=True)``).
 from __future__ import annotations
 
 import difflib
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -105,6 +106,7 @@ def list_layers(
     order: list[str] = []
     calls: dict[str, int] = {}
     last_call: dict[str, int] = {}
+    tick = itertools.count(1)  # every hooked call, in the order they run
     targets = {
         n: m
         for n, m in model.named_modules()
@@ -118,7 +120,7 @@ def list_layers(
                     shapes[name] = tuple(out.shape[1:])
                     order.append(name)
                 calls[name] = calls.get(name, 0) + 1
-                last_call[name] = sum(calls.values())
+                last_call[name] = next(tick)
             if name == stop_after:
                 raise _StopForward
 
