@@ -27,22 +27,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from atlas.atomic import check_output_file
-    from atlas.config import load_config
     from atlas.errors import AtlasError
     from atlas.models.codes import CodeStats
-    from atlas.real_codes import real_codes
-    from atlas.sampling.real import IMAGE_SUFFIXES
+    from atlas.real_codes import command_codes
 
-    cfg = load_config(args.config, args.overrides)
-    inputs = {"--config": args.config, "--images": args.images}
-    out = check_output_file(args.out, "--out", inputs, reads=IMAGE_SUFFIXES)
-    codes, layer = real_codes(cfg, args.images, args.limit)
-    if len(codes) < 2:
-        raise AtlasError(
-            f"--images: {len(codes)} image(s) in {args.images!r}; a standard deviation needs at least 2 "
-            "(hundreds for useful bounds)"
-        )
+    out, codes, layer = command_codes(
+        args, 2, "a standard deviation needs at least 2 (hundreds for useful bounds)"
+    )
     stats = CodeStats.from_codes(
         codes, source=f"{layer} of {len(codes)} images in {args.images}", sigmas=args.sigmas
     )

@@ -43,22 +43,12 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from atlas.atomic import atomic_write, check_output_file
-    from atlas.config import load_config
+    from atlas.atomic import atomic_write
     from atlas.errors import AtlasError
     from atlas.models.dae import train_dae
-    from atlas.real_codes import real_codes
-    from atlas.sampling.real import IMAGE_SUFFIXES
+    from atlas.real_codes import command_codes
 
-    cfg = load_config(args.config, args.overrides)
-    inputs = {"--config": args.config, "--images": args.images}
-    out = check_output_file(args.out, "--out", inputs, reads=IMAGE_SUFFIXES)
-    codes, layer = real_codes(cfg, args.images, args.limit)
-    if len(codes) < 10:
-        raise AtlasError(
-            f"--images: only {len(codes)} images in {args.images!r}; a DAE needs at least 10 "
-            "(thousands for a useful prior)"
-        )
+    out, codes, layer = command_codes(args, 10, "a DAE needs at least 10 (thousands for a useful prior)")
     dae, report = train_dae(codes, hidden=args.hidden, epochs=args.epochs, noise=args.noise, seed=args.seed)
     finite = all(torch.isfinite(t).all() for t in dae.state_dict().values())
     if not finite or not math.isfinite(report["heldout_error"]):
