@@ -1,21 +1,29 @@
 """``atlas sql RUN_DIR [QUERY]``: read-only SQL over a run's Parquet tables (DuckDB views).
 
-Without QUERY, an interactive prompt: statements end with ``;``, ``.tables`` lists the views,
-``.quit`` exits; at the end of its input the last statement runs without its ``;``. Tables: units,
-chains, images, steps, activations (each with a ``layer`` column), plus ``run`` (manifest), ``shards``
-(completed shards) and ``files`` (the Parquet files behind the tables).
+Without QUERY, an interactive prompt (line editing and history on a terminal): statements end with ``;``,
+``.tables`` lists the views, ``.schema [TABLE]`` their columns, ``.help``, ``.quit``; Ctrl-C clears the
+statement being typed (or stops the one running). Piped, the statements run in order (the last one may
+lack its ``;``); a failing one is named by its number and line. Tables: units, chains, images, steps,
+activations (each with a ``layer`` column), plus ``run`` (manifest), ``shards`` (completed shards) and
+``files`` (the Parquet files behind the tables).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import datetime as dt
+import json
 import math
 import sys
+from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
-from atlas.commands.options import positive_int, positive_number
+from atlas.commands.options import int_in, positive_int, positive_number
 
 MAX_TIMEOUT_S = 86_400.0  # a day: longer is a typo (and inf overflows the timer)
+SCREEN_MAX_ROWS = 10_000  # the default row cap of the formats meant for a screen (csv and json: none)
+FORMATS = ("table", "line", "markdown", "csv", "json")
 
 HELP = (
     "Query a run with SQL (DuckDB, read-only): tables units, chains, images, steps, activations, run, shards,"
@@ -27,7 +35,9 @@ EXAMPLES = """examples:
   atlas sql runs/demo "SELECT unit, facet_count FROM units WHERE layer='fc8' ORDER BY facet_count DESC"
   atlas sql runs/demo --format csv "SELECT * FROM steps WHERE layer='fc8' AND unit=7" > unit7.csv
   atlas sql runs/demo "SELECT count(*) FROM chains" --format json   # options go anywhere
-  atlas sql runs/demo            # interactive; end statements with ';', .quit to leave
+  atlas sql runs/demo --format line "SELECT * FROM units WHERE layer='fc8' AND unit=7"   # one row, whole
+  atlas sql runs/demo ".schema chains"                             # the columns of a table
+  atlas sql runs/demo            # interactive; end statements with ';', .help, .quit to leave
 """
 
 
@@ -37,9 +47,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="RUN_DIR",
         help="run directory or URI such as s3://bucket/atlas/demo (holds run.json)",
     )
-    parser.add_argument("query", metavar="QUERY", nargs="?", help="one SQL statement; omit for a prompt")
-    parser.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format")
-    parser.add_argument("--max-rows", type=positive_int, default=10_000, metavar="N", help="row cap")
+    parser.add_argument(
+        "query",
+        metavar="QUERY",
+        nargs="?",
+        help="one SQL statement (or .tables, .schema [TABLE]); omit for a prompt",
+    )
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="table",
+        help="table (cells cut at --width), line (one 'column = value' line each), markdown, csv or json",
+    )
+    parser.add_argument(
+        "--max-rows",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help=f"row cap (default: {SCREEN_MAX_ROWS:,} for table, line and markdown; none for csv and json)",
+    )
+    parser.add_argument(
+        "--width",
+        type=int_in(0, 100_000, "characters"),
+        default=40,
+        metavar="N",
+        help="table format: cut cells longer than N characters (0: never)",
+    )
     parser.add_argument(
         "--timeout",
         type=positive_number(MAX_TIMEOUT_S, "seconds"),
@@ -48,37 +81,86 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def row_cap(args: argparse.Namespace) -> int | None:
+    """--max-rows, else the format's default: exports (csv, json) are whole, screens are capped."""
+    if args.max_rows is not None:
+        return args.max_rows
+    return None if args.format in ("csv", "json") else SCREEN_MAX_ROWS
+
+
 def _cell(value: Any) -> Any:
     if isinstance(value, bytes | bytearray | memoryview):
         return f"<{len(bytes(value))} bytes>"
     return value
 
 
+def iso_duration(value: dt.timedelta) -> str:
+    """ISO 8601 duration of a DuckDB INTERVAL (as Python's timedelta): ``P1DT2H0M3.5S``, ``-PT30S``."""
+    total = value.total_seconds()
+    sign, total = ("-" if total < 0 else ""), abs(total)
+    days, rest = divmod(total, 86_400)
+    hours, rest = divmod(rest, 3_600)
+    minutes, seconds = divmod(rest, 60)
+    clock = f"T{int(hours)}H{int(minutes)}M{seconds:g}S" if rest or hours or not days else ""
+    return f"{sign}P{f'{int(days)}D' if days else ''}{clock}"
+
+
 def _json_cell(value: Any) -> Any:
-    """Strict JSON: NaN and infinities (no JSON number) as null, within lists and maps too."""
+    """Strict JSON: NaN and infinities (no JSON number) as null, within lists and maps too; times in ISO
+    8601 (timestamps, dates, intervals as durations)."""
     value = _cell(value)
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, list | tuple):
         return [_json_cell(v) for v in value]
     if isinstance(value, dict):
-        return {k: _json_cell(v) for k, v in value.items()}
+        return {str(k): _json_cell(v) for k, v in value.items()}
+    if isinstance(value, dt.timedelta):
+        return iso_duration(value)
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    return value
+
+
+def _csv_cell(value: Any) -> Any:
+    """A CSV cell other tools read back: lists and structs as JSON, booleans as true/false, times in ISO
+    8601, NULL as an empty cell."""
+    value = _cell(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple | dict):
+        return json.dumps(_json_cell(value), default=str)
+    if isinstance(value, dt.timedelta | dt.datetime | dt.date | dt.time):
+        return _json_cell(value)
     return value
 
 
 def _text(value: Any, width: int = 40) -> str:
+    """A value for the screen (``width`` 0: never cut)."""
     value = _cell(value)
     if value is None:
-        return "NULL"
-    text = f"{value:.6g}" if isinstance(value, float) else str(value)
-    return text if len(text) <= width else text[: width - 1] + "…"
+        text = "NULL"
+    elif isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, float):
+        text = f"{value:.6g}"
+    elif isinstance(value, dt.timedelta):
+        text = iso_duration(value)
+    elif isinstance(value, list | tuple):  # as DuckDB prints a list: [class:disk, 0.97]
+        text = "[" + ", ".join(_text(v, 0) for v in value) + "]"
+    else:
+        text = str(value)
+    return text if not width or len(text) <= width else text[: width - 1] + "…"
 
 
-def format_table(columns: list[str], rows: list[tuple[Any, ...]]) -> str:
-    cells = [[_text(v) for v in row] for row in rows]
+def format_table(columns: list[str], rows: list[tuple[Any, ...]], width: int = 40) -> str:
+    cells = [[_text(v, width) for v in row] for row in rows]
     widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
     numeric = [
-        all(isinstance(row[i], int | float) or row[i] is None for row in rows) for i in range(len(columns))
+        all(
+            isinstance(row[i], int | float) and not isinstance(row[i], bool) or row[i] is None for row in rows
+        )
+        for i in range(len(columns))
     ]
 
     def line(values: list[str]) -> str:
@@ -91,101 +173,261 @@ def format_table(columns: list[str], rows: list[tuple[Any, ...]]) -> str:
     return "\n".join(out)
 
 
+def format_lines(columns: list[str], rows: list[tuple[Any, ...]]) -> str:
+    """One ``column = value`` line per column, a ``-- row N --`` header per row (wide rows, whole values)."""
+    pad = max((len(c) for c in columns), default=0)
+    out = []
+    for n, row in enumerate(rows, 1):
+        out.append(f"-- row {n} --")
+        out.extend(f"{c.ljust(pad)} = {_text(v, 0)}" for c, v in zip(columns, row, strict=True))
+    return "\n".join(out)
+
+
+def format_markdown(columns: list[str], rows: list[tuple[Any, ...]]) -> str:
+    """A GitHub-flavoured Markdown table (whole values; ``|`` and line breaks escaped)."""
+
+    def md(value: Any) -> str:
+        text = value if isinstance(value, str) and value in columns else _text(value, 0)
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    out = ["| " + " | ".join(md(c) for c in columns) + " |", "|" + "---|" * len(columns)]
+    out.extend("| " + " | ".join(md(v) for v in row) + " |" for row in rows)
+    return "\n".join(out)
+
+
 EXPLAIN_COLUMNS = ["explain_key", "explain_value"]  # what DuckDB's EXPLAIN (ANALYZE) answers
 
 
+def json_records(columns: list[str], rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    from atlas.tables import unique_names
+
+    keys = unique_names(columns)  # SELECT 1 AS a, 2 AS a keeps both
+    return [dict(zip(keys, (_json_cell(v) for v in row), strict=True)) for row in rows]
+
+
 def write_result(
-    columns: list[str], rows: list[tuple[Any, ...]], truncated: bool, fmt: str, out: TextIO
+    columns: list[str],
+    rows: list[tuple[Any, ...]],
+    truncated: bool,
+    fmt: str,
+    out: TextIO,
+    width: int = 40,
 ) -> None:
     if fmt == "csv":
         import csv
 
         writer = csv.writer(out)
         writer.writerow(columns)
-        writer.writerows([_cell(v) for v in row] for row in rows)
+        writer.writerows([_csv_cell(v) for v in row] for row in rows)
     elif fmt == "json":
-        import json
-
-        from atlas.tables import unique_names
-
-        keys = unique_names(columns)  # SELECT 1 AS a, 2 AS a keeps both
-        records = [dict(zip(keys, (_json_cell(v) for v in row), strict=True)) for row in rows]
-        out.write(json.dumps(records, default=str, indent=1, allow_nan=False) + "\n")
+        out.write(json.dumps(json_records(columns, rows), default=str, indent=1, allow_nan=False) + "\n")
     elif list(columns) == EXPLAIN_COLUMNS:  # a query plan: DuckDB's drawing, as it is (a table cell cuts it)
         for key, plan in rows:
             out.write(f"{key}:\n{plan}\n")
     else:
         if columns:
-            out.write(format_table(columns, rows) + "\n")
+            shown = {"line": format_lines, "markdown": format_markdown}.get(fmt)
+            out.write((shown(columns, rows) if shown else format_table(columns, rows, width)) + "\n")
         out.write(f"({len(rows)} row{'s' if len(rows) != 1 else ''}{', truncated' if truncated else ''})\n")
-    if truncated and fmt != "table":
+    if truncated and fmt in ("csv", "json"):
         print(f"atlas: warning: result truncated to {len(rows)} rows (--max-rows)", file=sys.stderr)
 
 
-DOT_COMMANDS = {".tables": "SHOW TABLES;", ".quit": None, ".exit": None, "\\q": None}
+DOT_HELP = """.tables            the tables (views) of the run
+.schema [TABLE]    every table's columns and types, or one table's (DESCRIBE TABLE)
+.help              this list
+.quit              leave (also .exit, \\q, Ctrl-D)
+Statements end with ';'. Ctrl-C clears the statement being typed, or stops the one running."""
+
+SCHEMA_SQL = (
+    'SELECT table_name AS "table", column_name AS "column", data_type AS type FROM duckdb_columns() '
+    "WHERE NOT internal ORDER BY table_name, column_index;"
+)
 
 
-def _statements(lines: TextIO, prompt: Any, complain: Any):
-    """The SQL statements typed on ``lines`` (each ending with ';', the last one maybe without), dot
-    commands answered (.tables) or ended on (.quit); ``prompt(continued)`` before each line."""
+def dot_command(text: str) -> str | None:
+    """A dot command as the SQL it stands for (``.tables``, ``.schema [TABLE]``), ``""`` for ``.help``,
+    None for ``.quit``; raises ValueError naming the valid ones."""
+    word, _, rest = text.strip().rstrip(";").strip().partition(" ")
+    rest = rest.strip()
+    if word in (".quit", ".exit", "\\q") and not rest:
+        return None
+    if word == ".tables" and not rest:
+        return "SHOW TABLES;"
+    if word == ".schema":
+        if not rest:
+            return SCHEMA_SQL
+        if not rest.replace("_", "").isalnum():
+            raise ValueError(f".schema takes one table name, not {rest!r}")
+        return f'DESCRIBE "{rest}";'
+    if word == ".help" and not rest:
+        return ""
+    raise ValueError(
+        f"unknown command {text.strip().split()[0]}; valid: .tables, .schema [TABLE], .help, .quit"
+    )
+
+
+_QUIT = object()  # what a dot command line gives for .quit
+_CANCELLED = object()  # Ctrl-C at the prompt
+
+
+def _read_or_cancel(
+    read_line: Callable[[bool], str | None], continued: bool, say: Callable[[str], None]
+) -> Any:
+    """The next line, None at the end of input, _CANCELLED on Ctrl-C (the session goes on)."""
+    try:
+        return read_line(continued)
+    except KeyboardInterrupt:
+        say("")  # the prompt's line ends
+        return _CANCELLED
+
+
+def _dot_line(text: str, number: int, complain: Callable[..., None], say: Callable[[str], None]) -> Any:
+    """A typed dot command: the SQL it stands for, None when answered here (.help, or refused), _QUIT."""
+    try:
+        sql = dot_command(text)
+    except ValueError as exc:
+        complain(str(exc), number)
+        return None
+    if sql is None:
+        return _QUIT
+    if not sql:
+        say(DOT_HELP)
+        return None
+    return sql
+
+
+def _statements(
+    read_line: Callable[[bool], str | None], complain: Callable[..., None], say: Callable[[str], None]
+) -> Iterator[tuple[int, str]]:
+    """(first line number, text) of the SQL statements typed (each ending with ';', the last one maybe
+    without), dot commands answered (.tables, .schema, .help) or ended on (.quit). ``read_line(continued)``
+    gives the next line, None at the end of input, or raises KeyboardInterrupt (Ctrl-C: the statement being
+    typed is dropped)."""
     buffer: list[str] = []
+    first = number = 0
     while True:
-        prompt(bool(buffer))
-        line = lines.readline()
-        if not line:  # end of input: a last statement without its ';' still runs
+        line = _read_or_cancel(read_line, bool(buffer), say)
+        if line is _CANCELLED:
+            buffer.clear()
+            continue
+        if line is None:  # end of input: a last statement without its ';' still runs
             if buffer:
-                yield "\n".join(buffer)
+                yield first, "\n".join(buffer)
             return
+        number += 1
         stripped = line.strip()
         if not buffer and stripped.startswith((".", "\\")):  # a dot command, with or without a ';'
-            stripped = stripped.rstrip(";").strip()
-            if stripped not in DOT_COMMANDS:
-                complain(f"unknown command {stripped.split()[0]}; valid: .tables, .quit")
-                continue
-            if DOT_COMMANDS[stripped] is None:
+            stripped = _dot_line(stripped, number, complain, say)
+            if stripped is _QUIT:
                 return
-            stripped = DOT_COMMANDS[stripped]
+            if stripped is None:
+                continue
+        first = first if buffer else number  # a statement's first line (blank lines before it skipped)
         if stripped or buffer:
             buffer.append(stripped)
         if stripped.endswith(";"):
-            yield "\n".join(buffer)
+            yield first, "\n".join(buffer)
             buffer.clear()
+
+
+def _line_reader(editing: bool) -> Callable[[bool], str | None]:
+    """``read(continued)`` -> the next line of standard input (None at its end). ``editing`` (stdin and
+    stdout a terminal): input() with readline's line editing and history; else plain reads, the prompt on
+    stderr (only when stdin is a terminal), so that stdout holds results only."""
+    prompts = ("atlas> ", "  ...> ")
+    if editing:
+        with contextlib.suppress(ImportError):  # a Python built without it: plain input() still works
+            import readline  # noqa: F401 - input() edits lines and keeps history once it is loaded
+
+        def read(continued: bool) -> str | None:
+            try:
+                return input(prompts[continued])
+            except EOFError:
+                sys.stderr.write("\n")
+                return None
+
+        return read
+    tty = sys.stdin.isatty()
+
+    def read_plain(continued: bool) -> str | None:
+        if tty:
+            sys.stderr.write(prompts[continued])
+            sys.stderr.flush()
+        return sys.stdin.readline() or None
+
+    return read_plain
+
+
+class _Console:
+    """What a prompt or a piped script of statements prints: results on stdout, errors on stderr (a
+    script's named by statement number and line), and, for a script's JSON, one document at the end."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.tty = sys.stdin.isatty()
+        self.failed = 0
+        self.written = 0
+        self.collect = args.format == "json" and not self.tty  # a script's JSON: one document for all
+        self.results: list[dict[str, Any]] = []
+
+    def complain(self, message: str, where: tuple[int, int] | int | None = None) -> None:
+        self.failed += 1
+        if self.tty or where is None:
+            text = f"error: {message}"
+        elif isinstance(where, int):
+            text = f"atlas: error: line {where}: {message}"
+        else:
+            text = f"atlas: error: statement {where[0]} (line {where[1]}): {message}"
+        print(text, file=sys.stderr, flush=True)
+
+    def say(self, text: str) -> None:
+        print(text, file=sys.stdout if sys.stdout.isatty() else sys.stderr, flush=True)
+
+    def show(self, number: int, columns: list[str], rows: list[tuple[Any, ...]], truncated: bool) -> None:
+        if self.collect:
+            self.results.append({"statement": number, "rows": json_records(columns, rows)})
+            if truncated:
+                print(f"atlas: warning: statement {number} truncated to {len(rows)} rows", file=sys.stderr)
+            return
+        if self.written and self.args.format == "csv" and not self.tty:
+            sys.stdout.write("\r\n")  # a blank line between the result sets of a script
+        write_result(columns, rows, truncated, self.args.format, sys.stdout, self.args.width)
+        sys.stdout.flush()
+        self.written += 1
+
+    def finish(self) -> int:
+        if self.collect and self.results:  # one statement: its rows, as a one-statement query gives them
+            one = len(self.results) == 1 and self.results[0]["statement"] == 1
+            whole = self.results[0]["rows"] if one else self.results
+            sys.stdout.write(json.dumps(whole, default=str, indent=1, allow_nan=False) + "\n")
+        if self.failed and not self.tty:  # a script: a failed statement fails the command, as a bad query
+            s = "s" if self.failed > 1 else ""
+            print(f"atlas: error: {self.failed} statement{s} failed", file=sys.stderr)
+            return 2
+        return 0
 
 
 def _interactive(conn: Any, args: argparse.Namespace, run_query: Any, error_type: type) -> int:
     from atlas.store.catalog import split_statements
 
-    tty = sys.stdin.isatty()
-    errors = sys.stderr  # stdout holds results only (a piped CSV stays CSV)
-    failed = 0
-    if tty:
-        print("atlas sql — end statements with ';'  (.tables, .quit)", file=sys.stderr)
-
-    def prompt(continued: bool) -> None:
-        if tty:
-            sys.stderr.write("  ...> " if continued else "atlas> ")
-            sys.stderr.flush()
-
-    def complain(message: str) -> None:
-        nonlocal failed
-        failed += 1
-        print(f"error: {message}", file=errors, flush=True)
-
-    for sql in (s for text in _statements(sys.stdin, prompt, complain) for s in split_statements(text)):
+    console = _Console(args)
+    if console.tty:
+        print("atlas sql — end statements with ';'  (.help, .tables, .schema, .quit)", file=sys.stderr)
+    read_line = _line_reader(console.tty and sys.stdout.isatty())
+    typed = _statements(read_line, console.complain, console.say)
+    statements = ((line, s) for line, text in typed for s in split_statements(text))
+    for number, (line, sql) in enumerate(statements, 1):
         try:
-            columns, rows, truncated = run_query(conn, sql, max_rows=args.max_rows, timeout_s=args.timeout)
+            columns, rows, truncated = run_query(conn, sql, max_rows=row_cap(args), timeout_s=args.timeout)
         except error_type as exc:
-            complain(str(exc))
+            console.complain(str(exc), (number, line))
             continue
         except KeyboardInterrupt:  # Ctrl-C stops the query (run_query interrupts it), not the session
-            complain("interrupted")
+            console.complain("interrupted", (number, line))
             continue
-        write_result(columns, rows, truncated, args.format, sys.stdout)
-        sys.stdout.flush()
-    if failed and not tty:  # a script of statements: a failed one fails the command (as a bad query does)
-        print(f"atlas: error: {failed} statement{'s' if failed > 1 else ''} failed", file=sys.stderr)
-        return 2
-    return 0
+        console.show(number, columns, rows, truncated)
+    return console.finish()
 
 
 def _partial_note(conn: Any) -> str | None:
@@ -212,8 +454,17 @@ def run(args: argparse.Namespace) -> int:
             if note:
                 print(note, file=sys.stderr)
             return _interactive(conn, args, run_query, AtlasError)
-        columns, rows, truncated = run_query(conn, args.query, max_rows=args.max_rows, timeout_s=args.timeout)
-        write_result(columns, rows, truncated, args.format, sys.stdout)
+        query = args.query
+        if query.strip().startswith("."):  # .tables, .schema [TABLE] as a one-shot query
+            try:
+                query = dot_command(query)
+            except ValueError as exc:
+                raise AtlasError(f"QUERY: {exc}") from None
+            if not query:
+                print(DOT_HELP)
+                return 0
+        columns, rows, truncated = run_query(conn, query, max_rows=row_cap(args), timeout_s=args.timeout)
+        write_result(columns, rows, truncated, args.format, sys.stdout, args.width)
         if note:  # after the answer: an error stays the one line on stderr
             print(note, file=sys.stderr)
         return 0

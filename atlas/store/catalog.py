@@ -503,11 +503,11 @@ def run_query(
     conn: duckdb.DuckDBPyConnection,
     sql: str,
     *,
-    max_rows: int = 10_000,
+    max_rows: int | None = 10_000,
     timeout_s: float = 10.0,
     read_only: bool = True,
 ) -> tuple[list[str], list[tuple[Any, ...]], bool]:
-    """Run one statement with a timeout and a row cap: ``(columns, rows, truncated)``.
+    """Run one statement with a timeout and a row cap (None: every row): ``(columns, rows, truncated)``.
 
     A refused, failing or timed-out query raises :class:`AtlasError` with DuckDB's one-line message.
     """
@@ -519,9 +519,7 @@ def run_query(
     def work() -> None:
         try:
             cur.execute(sql)
-            columns = [d[0] for d in cur.description] if cur.description else []
-            rows = cur.fetchmany(max_rows + 1) if columns else []
-            outcome["result"] = (columns, rows)
+            outcome["result"] = _fetch(cur, max_rows)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
             outcome["error"] = exc
 
@@ -548,8 +546,16 @@ def run_query(
         if not worker.is_alive():
             cur.close()
     columns, rows = outcome["result"]
-    truncated = len(rows) > max_rows
-    return columns, rows[:max_rows], truncated
+    keep = len(rows) if max_rows is None else max_rows
+    return columns, rows[:keep], len(rows) > keep
+
+
+def _fetch(cur: duckdb.DuckDBPyConnection, max_rows: int | None) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """(columns, rows) of an executed statement: every row, or max_rows + 1 (to tell a cut result)."""
+    if not cur.description:
+        return [], []
+    columns = [d[0] for d in cur.description]
+    return columns, cur.fetchall() if max_rows is None else cur.fetchmany(max_rows + 1)
 
 
 def query_run(

@@ -13,9 +13,38 @@ Usage::
 See docs/toyworld.md for what the world is and why it looks the way it does.
 """
 
-from atlas.toyworld.api import RealImages, bootstrap, load_component, real_images
-from atlas.toyworld.presets import PRESETS, ToyWorldConfig, config_hash, get_preset
-from atlas.toyworld.world import ALL_COMPONENTS, COMPONENTS, READER, ToyWorld
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from atlas.toyworld.api import RealImages, bootstrap, load_component, real_images
+    from atlas.toyworld.presets import PRESETS, ToyWorldConfig, config_hash, get_preset
+    from atlas.toyworld.world import ALL_COMPONENTS, COMPONENTS, READER, ToyWorld
+
+# Imported on first use, so that `atlas.toyworld.presets` (what the command-line options read) costs no torch
+_HOMES = {
+    "RealImages": "api",
+    "bootstrap": "api",
+    "load_component": "api",
+    "real_images": "api",
+    "PRESETS": "presets",
+    "ToyWorldConfig": "presets",
+    "config_hash": "presets",
+    "get_preset": "presets",
+    "ALL_COMPONENTS": "world",
+    "COMPONENTS": "world",
+    "READER": "world",
+    "ToyWorld": "world",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'atlas.toyworld' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"atlas.toyworld.{_HOMES[name]}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "ALL_COMPONENTS",

@@ -104,17 +104,43 @@ def test_bench_options_are_checked_before_any_bench_runs(args, fragments, tmp_pa
     assert_user_error(cli(capsys, "bench", *args), *(f.replace("{tmp}", str(tmp_path)) for f in fragments))
 
 
+def _typed(text: str):
+    """read_line(continued) over ``text``'s lines; None at the end (as the console's readers)."""
+    lines = iter(io.StringIO(text).readlines())
+    return lambda continued: next(lines, None)
+
+
 def test_sql_prompt_runs_a_last_statement_without_semicolon_and_names_unknown_commands():
+    from atlas.commands.sql import DOT_HELP, SCHEMA_SQL, _statements
+
+    complaints, said = [], []
+
+    def complain(message, where=None):
+        complaints.append((message, where))
+
+    typed = _typed("SELECT 1;\n.bogus\n.tables;\n\nSELECT\n  2\n")
+    got = list(_statements(typed, complain, said.append))
+    assert got == [(1, "SELECT 1;"), (3, "SHOW TABLES;"), (5, "SELECT\n2")]  # with their first lines
+    assert complaints == [("unknown command .bogus; valid: .tables, .schema [TABLE], .help, .quit", 2)]
+    typed = _typed("SELECT 1;\n.schema units\n.schema\n.help\n.quit\nSELECT 2;\n")
+    got = list(_statements(typed, complain, said.append))
+    assert got == [(1, "SELECT 1;"), (2, 'DESCRIBE "units";'), (3, SCHEMA_SQL)] and said == [DOT_HELP]
+
+
+def test_ctrl_c_at_the_prompt_drops_the_statement_being_typed_and_goes_on():
     from atlas.commands.sql import _statements
 
-    complaints: list[str] = []
-    typed = io.StringIO("SELECT 1;\n.bogus\n.tables;\nSELECT\n  2\n")
-    got = list(_statements(typed, lambda continued: None, complaints.append))
-    assert got == ["SELECT 1;", "SHOW TABLES;", "SELECT\n2"]
-    assert complaints == ["unknown command .bogus; valid: .tables, .quit"]
-    assert list(
-        _statements(io.StringIO("SELECT 1;\n.quit\nSELECT 2;\n"), lambda c: None, complaints.append)
-    ) == ["SELECT 1;"]
+    feed = iter(["SELECT 'lost'", KeyboardInterrupt, "SELECT 'kept';", None])
+
+    def read_line(continued):
+        item = next(feed)
+        if item is KeyboardInterrupt:
+            raise KeyboardInterrupt
+        return item
+
+    said = []
+    assert list(_statements(read_line, lambda *a: None, said.append)) == [(2, "SELECT 'kept';")]
+    assert said == [""]
 
 
 def test_layers_names_the_blocks_it_leaves_out(capsys):

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.unit
 def parse(module, argv):
     parser = argparse.ArgumentParser()
     module.add_arguments(parser)
-    return parser.parse_args(argv)
+    return parser.parse_intermixed_args(argv)  # as the CLI: options anywhere
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +110,8 @@ def test_sql_interactive(run_dir, monkeypatch, capsys):
     monkeypatch.setattr(sys, "stdin", io.StringIO(script))
     assert sql.run(parse(sql, [str(run_dir)])) == 2  # piped, and a statement failed
     said = capsys.readouterr()
-    assert "error: the SQL console is read-only: ATTACH" in said.err and "error" not in said.out
+    assert said.err.startswith("atlas: error: statement 2 (line 3): the SQL console is read-only: ATTACH")
+    assert "error" not in said.out
     assert "seven" in said.out and said.out.count("(1 row)") == 2  # nothing after .quit
     assert said.err.splitlines()[-1] == "atlas: error: 1 statement failed"
     monkeypatch.setattr(sys, "stdin", io.StringIO("SELECT 1 AS one;\n"))
@@ -119,6 +120,70 @@ def test_sql_interactive(run_dir, monkeypatch, capsys):
     assert sql.run(parse(sql, [str(run_dir)])) == 0
     out = capsys.readouterr().out
     assert "one" in out and "a;b" in out and out.count("(1 row)") == 3
+
+
+def test_sql_exports_are_whole_and_readable_back(run_dir, capsys):
+    """csv and json carry every row unless --max-rows says otherwise (screens cap at 10,000); CSV cells
+    are what other tools read back: lists as JSON, booleans true/false, intervals in ISO 8601."""
+    import csv
+    import json
+
+    q = "SELECT i, [i, i + 1] AS pair, i % 2 = 0 AS even, INTERVAL 90 SECOND AS t FROM range(12000) r(i)"
+    assert sql.run(parse(sql, [str(run_dir), "--format", "csv", q])) == 0
+    said = capsys.readouterr()
+    rows = list(csv.reader(io.StringIO(said.out)))
+    assert len(rows) == 12001 and said.err == ""
+    assert rows[0] == ["i", "pair", "even", "t"] and rows[2] == ["1", "[1, 2]", "false", "PT0H1M30S"]
+    assert sql.run(parse(sql, [str(run_dir), "--format", "json", q])) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert len(records) == 12000 and records[1] == {"i": 1, "pair": [1, 2], "even": False, "t": "PT0H1M30S"}
+    assert sql.run(parse(sql, [str(run_dir), q])) == 0  # the table format is for a screen: capped
+    assert capsys.readouterr().out.rstrip().endswith("(10000 rows, truncated)")
+    assert sql.run(parse(sql, [str(run_dir), "--format", "csv", "--max-rows", "5", q])) == 0
+    said = capsys.readouterr()
+    assert len(said.out.splitlines()) == 6 and "truncated to 5 rows" in said.err
+
+
+def test_sql_wide_rows_line_markdown_and_dot_commands(run_dir, capsys):
+    long = "SELECT repeat('x', 60) AS long, 'a|b' AS bar"
+    assert sql.run(parse(sql, [str(run_dir), long])) == 0
+    assert "x" * 39 + "…" in capsys.readouterr().out  # the table cuts at --width 40
+    assert sql.run(parse(sql, [str(run_dir), "--width", "0", long])) == 0
+    assert "x" * 60 in capsys.readouterr().out
+    assert sql.run(parse(sql, [str(run_dir), "--format", "line", long])) == 0
+    assert capsys.readouterr().out.splitlines()[:3] == ["-- row 1 --", "long = " + "x" * 60, "bar  = a|b"]
+    assert sql.run(parse(sql, [str(run_dir), "--format", "markdown", long])) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[:3] == ["| long | bar |", "|---|---|", f"| {'x' * 60} | a\\|b |"]
+    assert sql.run(parse(sql, [str(run_dir), ".schema chains"])) == 0
+    assert "best_step" in capsys.readouterr().out
+    assert sql.run(parse(sql, [str(run_dir), ".schema"])) == 0
+    schema = capsys.readouterr().out
+    assert "units" in schema and "steps" in schema and "grad_norm" in schema
+    with pytest.raises(AtlasError, match=r"QUERY: unknown command \.drop; valid: \.tables"):
+        sql.run(parse(sql, [str(run_dir), ".drop units"]))
+    with pytest.raises(AtlasError, match="one table name"):
+        sql.run(parse(sql, [str(run_dir), '.schema units"; DROP']))
+
+
+def test_a_piped_script_in_json_is_one_document_and_failures_are_numbered(run_dir, monkeypatch, capsys):
+    import json
+
+    script = "SELECT 1 AS a;\nSELEC 2;\n\nSELECT 3 AS c;\n"
+    monkeypatch.setattr(sys, "stdin", io.StringIO(script))
+    assert sql.run(parse(sql, [str(run_dir), "--format", "json"])) == 2
+    said = capsys.readouterr()
+    assert json.loads(said.out) == [
+        {"statement": 1, "rows": [{"a": 1}]},
+        {"statement": 3, "rows": [{"c": 3}]},
+    ]
+    assert said.err.startswith("atlas: error: statement 2 (line 2): Parser Error")
+    monkeypatch.setattr(sys, "stdin", io.StringIO("SELECT 1 AS a"))  # one statement: its rows, as a query
+    assert sql.run(parse(sql, [str(run_dir), "--format", "json"])) == 0
+    assert json.loads(capsys.readouterr().out) == [{"a": 1}]
+    monkeypatch.setattr(sys, "stdin", io.StringIO("SELECT 1 AS a; SELECT 2 AS b;"))
+    assert sql.run(parse(sql, [str(run_dir), "--format", "csv"])) == 0
+    assert capsys.readouterr().out.split("\r\n") == ["a", "1", "", "b", "2", ""]  # a blank line between
 
 
 def test_view_command_line_and_errors(run_dir, tmp_path):
@@ -148,8 +213,8 @@ def test_ctrl_c_in_the_console_stops_the_query_not_the_session(monkeypatch, caps
         return ["x"], [(1,)], False
 
     monkeypatch.setattr("sys.stdin", io.StringIO("SELECT slow;\nSELECT 1;\n"))
-    args = argparse.Namespace(max_rows=10, timeout=None, format="csv")
+    args = argparse.Namespace(max_rows=10, timeout=None, format="csv", width=40)
     assert _interactive(None, args, run_query, AtlasError) == 2  # piped: the interrupted one counts
     said = capsys.readouterr()
-    assert asked == ["SELECT slow;", "SELECT 1;"] and "error: interrupted" in said.err
+    assert asked == ["SELECT slow;", "SELECT 1;"] and "statement 1 (line 1): interrupted" in said.err
     assert said.out == "x\r\n1\r\n"  # csv rows, and nothing else
