@@ -143,7 +143,7 @@ def _text(value: Any, width: int = 40) -> str:
     elif isinstance(value, bool):
         text = "true" if value else "false"
     elif isinstance(value, float):
-        text = f"{value:.6g}"
+        text = f"{value:.6g}" if width else repr(value)  # whole values: every digit
     elif isinstance(value, dt.timedelta):
         text = iso_duration(value)
     elif isinstance(value, list | tuple):  # as DuckDB prints a list: [class:disk, 0.97]

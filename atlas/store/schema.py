@@ -49,9 +49,9 @@ SCHEMAS: dict[str, pa.Schema] = {
         [
             ("unit", _i32, False),
             ("kind", _str, True),  # output | fc | conv
-            ("spatial", _str, True),  # center | mean | none
+            ("spatial", _str, True),  # conv units: "center (y,x)" or "mean"; null for fc / output units
             ("objective", _str, True),  # self-describing objective, e.g. "log_softmax[fc8, 7]"
-            ("method", _str, True),  # dgn_am | ppgn_h | pixel ...
+            ("method", _str, True),  # the sampler and its settings: dgn_am, ppgn_h/dae, cmaes[pop=20], ...
             ("n_chains", _i32, True),
             ("facet_count", _i32, True),
             ("best_activation", _f64, True),
@@ -69,10 +69,10 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("shard", _str, True),
             # truth (issue 16): the unit's best concept on labelled natural images (atlas.sampling.concepts)
             ("label", _str, True),  # null: no concept reaches AUROC 0.85 (or no labelled images)
-            ("label_score", _f64, True),  # AUROC of the best concept (also when below the threshold)
-            ("label_best", _str, True),  # the best concept even when it is no label
+            ("label_score", _f64, True),  # AUROC of label_best (also when below the threshold)
+            ("label_best", _str, True),  # the concept the label rules pick, also when it is no label
             ("label_runner_up", _str, True),
-            ("label_margin", _f64, True),  # best AUROC - runner-up AUROC
+            ("label_margin", _f64, True),  # label_score - runner-up AUROC (< 0: a higher one failed the rules)
             ("label_top_share", _f64, True),  # share of the unit's top 20 probe images showing the label
             # conv units with concept masks: the image block [y0, y1, x0, x1) (pixels) the unit is read at,
             # where its place-bound concepts ("here:edge", "colour:red@here") are; null for other units
@@ -98,7 +98,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("seed", _i64, True),
             ("facet", _i32, True),
             ("method", _str, True),
-            ("start", _str, True),  # random | facet-seeded | ...
+            ("start", _str, True),  # facet_seed:K | real:I | mean | random, ":poolN" after a start pool
             ("final_activation", _f64, True),
             ("final_log_prob", _f64, True),
             ("final_rank", _i32, True),
@@ -142,7 +142,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             # the attribute reader's decoded concepts of a last / best picture (class, facet, colour, pos,
             # size, distractor; atlas.toyworld.concepts.picture_concepts); null: snapshots, real, no reader
             ("reader_concepts", pa.list_(_str), True),
-            ("flags", _str, True),  # comma-separated flags (atlas.sampling.concepts.picture_flags); "" = none
+            ("flags", _str, True),  # comma-separated (atlas.sampling.concepts.picture_flags); "" none, null: real
         ],
     ),
     # trajectory rows, every k steps of every chain

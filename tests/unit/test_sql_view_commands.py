@@ -186,6 +186,34 @@ def test_a_piped_script_in_json_is_one_document_and_failures_are_numbered(run_di
     assert capsys.readouterr().out.split("\r\n") == ["a", "1", "", "b", "2", ""]  # a blank line between
 
 
+def test_docs_sql_names_every_column_of_every_table(run_dir):
+    """docs/sql.md's column tables cover what `.schema` shows: a column added to the store (or to the run,
+    shards and files tables) without a line saying what it means fails here."""
+    import re
+    from pathlib import Path
+
+    from atlas.store.catalog import open_run
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "sql.md").read_text()
+    documented = set()
+    for row in re.findall(r"^\| (`[a-z_]+\.[a-z_0-9]+`(?:, `[a-z_]+\.[a-z_0-9]+`)*) \|", text, re.M):
+        documented.update(re.findall(r"`([a-z_]+\.[a-z_0-9]+)`", row))
+    conn = open_run(run_dir)
+    try:
+        rows = conn.execute(
+            "SELECT table_name, column_name FROM duckdb_columns() WHERE NOT internal"
+        ).fetchall()
+    finally:
+        conn.close()
+    named_in_tables_row = {"layer", "shard"}  # every data view's partition column; files/shards list it
+    missing = sorted(
+        f"{t}.{c}"
+        for t, c in rows
+        if f"{t}.{c}" not in documented and not (c in named_in_tables_row or c.endswith("_rows"))
+    )
+    assert not missing, f"columns with no meaning in docs/sql.md: {missing}"
+
+
 def test_view_command_line_and_errors(run_dir, tmp_path):
     cmd = view.streamlit_command(str(run_dir), 8600, "127.0.0.1")
     assert cmd[0] == sys.executable and cmd[1:4] == ["-m", "streamlit", "run"]
