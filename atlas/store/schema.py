@@ -72,7 +72,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("label_score", _f64, True),  # AUROC of label_best (also when below the threshold)
             ("label_best", _str, True),  # the concept the label rules pick, also when it is no label
             ("label_runner_up", _str, True),
-            ("label_margin", _f64, True),  # label_score - runner-up AUROC (< 0: a higher one failed the rules)
+            ("label_margin", _f64, True),  # label_score - runner-up AUROC (< 0: a higher one failed a rule)
             ("label_top_share", _f64, True),  # share of the unit's top 20 probe images showing the label
             # conv units with concept masks: the image block [y0, y1, x0, x1) (pixels) the unit is read at,
             # where its place-bound concepts ("here:edge", "colour:red@here") are; null for other units
@@ -142,7 +142,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             # the attribute reader's decoded concepts of a last / best picture (class, facet, colour, pos,
             # size, distractor; atlas.toyworld.concepts.picture_concepts); null: snapshots, real, no reader
             ("reader_concepts", pa.list_(_str), True),
-            ("flags", _str, True),  # comma-separated (atlas.sampling.concepts.picture_flags); "" none, null: real
+            ("flags", _str, True),  # comma-separated (concepts.picture_flags); "" none, null: real images
         ],
     ),
     # trajectory rows, every k steps of every chain
