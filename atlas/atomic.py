@@ -26,10 +26,12 @@ def check_output_file(
     (suffixes ``reads``); else a one-line error naming ``what``."""
     text = str(path)
     if not text.strip():
-        raise AtlasError(f"{what}: empty path; give a file path such as out/stats.pt")
+        example = "out/report.json" if what == "--json" else "out/stats.pt"
+        raise AtlasError(f"{what}: empty path; give a file path such as {example}")
     p = Path(text).expanduser()
     if p.is_dir() or text.endswith(("/", os.sep)):
-        raise AtlasError(f"{what}: {text} is a directory, not a file; give a file path like {p / 'out.pt'}")
+        example = p / ("report.json" if what == "--json" else "out.pt")
+        raise AtlasError(f"{what}: {text} is a directory, not a file; give a file path like {example}")
     check_writable_dir(p.parent, what)
     here = Path(os.path.abspath(p))
     for option, given in (inputs or {}).items():

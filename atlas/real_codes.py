@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from atlas.config import RunConfig
@@ -19,7 +21,7 @@ def real_codes(cfg: RunConfig, images_dir: str, limit: int | None, log=print) ->
     kw = {"allow_random_weights": cfg.models.allow_random_weights, "toyworld": cfg.toyworld}
     target = load_model(cfg.models.target, "target", **kw)
     layer = cfg.models.code_layer
-    encoder = None  # a subspace generator's (its code is not the layer's activations), as the engine's
+    encoder = generator = None  # a subspace generator's encoder (its code is not the layer's activations)
     if cfg.models.generator is not None:
         generator = load_model(cfg.models.generator, "generator", **kw)
         layer = layer or generator.extras.get("code_layer")
@@ -30,15 +32,31 @@ def real_codes(cfg: RunConfig, images_dir: str, limit: int | None, log=print) ->
             "(e.g. classifier.2 for AlexNet's post-ReLU fc6)"
         )
     probe = LayerProbe(target.module, [layer])
-    real = load_image_folder(images_dir, max(target.space.size, 256), limit=limit)
-    log(f"computing {layer} codes of {len(real.images)} images from {images_dir}")
 
     def code(x: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) rgb01 -> (B, *code shape)
         acts = probe(target.space.encode(x))[layer]
         return encode_code(acts, encoder) if encoder is not None else acts
 
+    _check_code_size(code, target.space.size, generator, layer)  # before reading a single image
+    real = load_image_folder(images_dir, max(target.space.size, 256), limit=limit)
+    log(f"computing {layer} codes of {len(real.images)} images from {images_dir}")
+
     codes = codes_of_images(code, real.images)
     return codes, str(layer)
+
+
+def _check_code_size(code, size: int, generator, layer: str) -> None:
+    """The layer's codes must be what the generator takes (else `atlas run` refuses the file written)."""
+    if generator is None or not generator.code_shape:
+        return
+    with torch.no_grad():
+        shape = tuple(code(torch.zeros(1, 3, size, size)).shape[1:])
+    want = tuple(generator.code_shape)
+    if math.prod(shape) != math.prod(want):
+        raise AtlasError(
+            f"models.code_layer: layer {layer!r} gives codes of {math.prod(shape)} values {shape} but the "
+            f"generator's code has {math.prod(want)} {want}; name the layer G inverts"
+        )
 
 
 def command_codes(args, minimum: int, purpose: str) -> tuple[object, torch.Tensor, str]:

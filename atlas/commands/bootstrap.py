@@ -76,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
     from atlas.toyworld.settings import resolve
 
     check_ship_flags(args)
-    json_out = check_output_file(args.json, "--json") if args.json else None  # before minutes of training
+    inputs = {"--config": args.config} if args.config else None  # checked before any training
+    json_out = None if args.json is None else check_output_file(args.json, "--json", inputs)
     if args.cache_dir:
         check_writable_dir(args.cache_dir, "--cache-dir")
     preset, cache_dir = resolve(args.preset, args.cache_dir, args.config)

@@ -23,7 +23,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="output state-dict file (models.dae: {spec: dae:residual_mlp, weights: FILE})",
     )
     p.add_argument("--limit", type=positive_int, metavar="N", help="use at most N images (default: all)")
-    p.add_argument("--epochs", type=positive_int, default=20, metavar="N", help="passes over the codes")
+    p.add_argument(
+        "--epochs",
+        type=int_in(1, 100_000, "passes over the codes"),
+        default=20,
+        metavar="N",
+        help="passes over the codes",
+    )
     p.add_argument(
         "--hidden", type=int_in(1, 65536, "hidden units"), default=1024, metavar="N",
         help="hidden units of each residual block",

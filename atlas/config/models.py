@@ -174,4 +174,33 @@ class ModelsConfig(Section):
                 raise ValueError(f"{role}.output_layer: only a target has an output layer; remove it")
         if self.dae is not None and self.dae.preprocess is not None:
             raise ValueError("dae.preprocess: a DAE works on codes, not images; remove it")
+        for role in ("target", "generator", "dae"):
+            _check_toyworld_role(role, getattr(self, role))
         return self
+
+
+# the toy world's components and the roles each can take (a judge is a network too: it can be a target)
+TOYWORLD_ROLES = {
+    "target": ("target",),
+    "judge": ("target",),
+    "planted": ("target",),
+    "generator": ("generator",),
+    "dae": ("dae",),
+}
+
+
+def _check_toyworld_role(role: str, model: ModelConfig | None) -> None:
+    """``toyworld:<component>`` in a role it cannot take (``generator: toyworld:dae``) fails here, in one
+    line, before anything loads (else a worker would fail mid-run)."""
+    if model is None or not model.spec.startswith("toyworld:"):
+        return
+    name = model.spec.partition(":")[2]
+    if name not in TOYWORLD_ROLES:
+        valid = ", ".join(f"toyworld:{n}" for n, roles in TOYWORLD_ROLES.items() if role in roles)
+        raise ValueError(f"{role}: unknown toy-world component {name!r}; valid here: {valid}")
+    if role not in TOYWORLD_ROLES[name]:
+        right = next((f"toyworld:{n}" for n, roles in TOYWORLD_ROLES.items() if roles == (role,)), None)
+        raise ValueError(
+            f"{role}: {model.spec!r} is the toy world's {name}, not a {role}"
+            + (f"; use {right}" if right else "")
+        )

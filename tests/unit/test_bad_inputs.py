@@ -207,6 +207,26 @@ CONFIG_CASES = [
     ),
     Case("unknown top key", ("unknown config key 'sampel'", "did you mean 'sampler'"), {"sampel": {}}),
     Case(
+        "toy-world dae as the generator",
+        ("models.generator: 'toyworld:dae' is the toy world's dae, not a generator; use toyworld:generator",),
+        sets=("models.generator=toyworld:dae",),
+    ),
+    Case(
+        "toy-world target as the generator",
+        ("models.generator: 'toyworld:target' is the toy world's target, not a generator",),
+        sets=("models.generator=toyworld:target", "sampler.start=random"),
+    ),
+    Case(
+        "toy-world generator as the dae",
+        ("models.dae: 'toyworld:generator' is the toy world's generator, not a dae; use toyworld:dae",),
+        sets=("models.dae=toyworld:generator",),
+    ),
+    Case(
+        "unknown toy-world component",
+        ("models.target: unknown toy-world component 'gen'", "valid here: toyworld:target"),
+        sets=("models.target=toyworld:gen",),
+    ),
+    Case(
         "unknown model key",
         ("unknown config key 'models.target.weight'", "did you mean 'weights'"),
         {"models": {"target": {"spec": f"{SPEC}:good", "weight": "x.pt"}}},
@@ -764,6 +784,18 @@ def test_bootstrap_flags_refused_before_training(args, expect, tmp_path, capsys,
     result = run_cli(capsys, "bootstrap", "--preset", "micro", *[_fmt(a, tmp_path) for a in args])
     assert_one_line_error(*result, expect, tmp_path)
     assert not (tmp_path / "cache").exists() and not (tmp_path / "c").exists()
+
+
+def test_bootstrap_never_writes_its_report_over_its_own_config(tmp_path, capsys, monkeypatch):
+    import atlas.toyworld
+
+    monkeypatch.setattr(atlas.toyworld, "bootstrap", lambda *_a, **_k: pytest.fail("it went on"))
+    config = tmp_path / "c.yaml"
+    config.write_text("name: x\ntoyworld: {preset: micro}\nmodels: {target: toyworld:target}\n")
+    before = config.read_text()
+    result = run_cli(capsys, "bootstrap", "--config", str(config), "--json", str(config))
+    assert_one_line_error(*result, ("--json:", "would overwrite the command's own input (--config"), tmp_path)
+    assert config.read_text() == before
 
 
 @pytest.mark.parametrize("command", [["bootstrap", "--preset", "micro"], ["toyworld", "show", "--no-train"]])

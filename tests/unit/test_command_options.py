@@ -242,6 +242,23 @@ def test_numbers_beyond_what_the_work_can_take_are_refused_first(
     assert_user_error(proc, says)
 
 
+@pytest.mark.parametrize("command", ["code-stats", "train-dae"])
+def test_codes_of_a_layer_the_generator_cannot_take_are_refused_before_any_image_is_read(
+    command, tmp_path, capsys
+):
+    images = tmp_path / "imgs"
+    images.mkdir()  # empty: the check comes first, else the error would be about the folder
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "name: t\ntoyworld: {preset: micro}\nlayers: [fc8]\n"
+        "models: {target: toyworld:target, generator: toyworld:generator, code_layer: fc8}\n"
+    )
+    out = tmp_path / "o.pt"
+    proc = cli(capsys, command, "--config", str(config), "--images", str(images), "--out", str(out))
+    assert_user_error(proc, "models.code_layer: layer 'fc8' gives codes of 10 values", "has 64 (64,)")
+    assert not out.exists()
+
+
 def test_code_stats_needs_two_codes_and_never_writes_what_a_run_refuses(
     tmp_path, monkeypatch, capsys, config
 ):
