@@ -277,7 +277,22 @@ def _run_table(loc: Location, manifest: dict[str, Any], markers: dict[str, dict[
         ]
     )
     _check_types(row, schema, loc)
+    if row["status"] is not None and row["status"] not in RUN_STATUSES:
+        raise AtlasError(
+            f"run {loc.display()}: its run.json holds status = {json.dumps(row['status'])[:60]}, not one of "
+            f"{', '.join(RUN_STATUSES)}; the file is damaged (restore it, or build the atlas again under a "
+            "new name)"
+        )
     return pa.Table.from_pylist([row], schema=schema)
+
+
+RUN_STATUSES = ("running", "complete", "incomplete", "interrupted")  # what run.json's status can say
+
+
+def check_run_json(loc: Location, manifest: dict[str, Any]) -> None:
+    """One line naming the field when run.json holds a value of the wrong type or an unknown status (what
+    `atlas sql` and the viewer refuse a run for; `atlas verify` says it too)."""
+    _run_table(loc, manifest, {})
 
 
 def _check_types(row: dict[str, Any], schema: pa.Schema, loc: Location) -> None:

@@ -105,9 +105,34 @@ def shard_rel(table: str, layer: str, shard_id: str, attempt: str | None = None)
     return f"{table}/layer={layer}/shard-{shard_id}{tag}.parquet"
 
 
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _inside_run(rel: Any, table: Any, layer: str) -> bool:
+    """A marker's file path: relative to the run and inside its table's partition (never ``..``)."""
+    if not isinstance(rel, str) or not isinstance(table, str):
+        return False
+    parts = rel.split("/")
+    return len(parts) == 3 and parts[:2] == [table, f"layer={layer}"] and parts[2] not in ("", ".", "..")
+
+
 def marker_readable(marker: dict[str, Any]) -> bool:
-    """Does a marker (as :func:`read_markers` returns it) give its shard's row counts and layer?"""
-    return isinstance(marker.get("rows"), dict) and isinstance(marker.get("layer"), str)
+    """Does a marker (as :func:`read_markers` returns it) hold what readers take from it, each field of its
+    type: the layer, row counts (integers >= 0), the unit range ``[lo, hi]``, the time, and files inside
+    the run? Any reader treats another marker as damage (``atlas verify --repair`` removes it)."""
+    rows, layer, units = marker.get("rows"), marker.get("layer"), marker.get("units")
+    if not isinstance(layer, str) or not isinstance(rows, dict) or not all(map(_count, rows.values())):
+        return False
+    if units is not None and not (isinstance(units, list) and len(units) == 2 and all(map(_count, units))):
+        return False
+    when = marker.get("time")
+    if when is not None and (isinstance(when, bool) or not isinstance(when, int | float)):
+        return False
+    files = marker.get("files")
+    return files is None or (
+        isinstance(files, dict) and all(_inside_run(rel, t, layer) for t, rel in files.items())
+    )
 
 
 def file_rel(path: str) -> str:

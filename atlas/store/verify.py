@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import pyarrow.parquet as pq
 
 from atlas.errors import first_line
+from atlas.store.catalog import check_run_json
 from atlas.store.location import Location, open_location
 from atlas.store.lock import RunLock
 from atlas.store.manifest import (
@@ -44,7 +45,25 @@ class VerifyReport:
     newer: dict[str, str] = field(default_factory=dict)  # shard id -> schema it was written with (kept)
 
 
-def _check_file(loc: Location, rel: str, expected_rows: int) -> str | None:
+def _unit_range(meta: pq.FileMetaData) -> tuple[int, int] | None:
+    """(lowest, highest) ``unit`` of a Parquet file from its row groups' statistics (None: not recorded)."""
+    names = meta.schema.names
+    if "unit" not in names or meta.num_rows == 0:
+        return None
+    col = names.index("unit")
+    lows, highs = [], []
+    for g in range(meta.num_row_groups):
+        stats = meta.row_group(g).column(col).statistics
+        if stats is None or not stats.has_min_max:
+            return None
+        lows.append(stats.min)
+        highs.append(stats.max)
+    return int(min(lows)), int(max(highs))
+
+
+def _check_file(loc: Location, rel: str, expected_rows: int, units: list[int] | None = None) -> str | None:
+    """The first problem of one shard file (missing, unreadable, other row count, units outside the
+    marker's range: another shard's file in its place, newer schema), or None."""
     try:
         with loc.fs.open_input_file(loc.full(rel)) as fh:
             meta = pq.ParquetFile(fh).metadata
@@ -57,6 +76,9 @@ def _check_file(loc: Location, rel: str, expected_rows: int) -> str | None:
         return f"{rel} is unreadable ({first})"
     if meta.num_rows != expected_rows:
         return f"{rel} has {meta.num_rows} rows, its marker says {expected_rows}"
+    held = _unit_range(meta)
+    if units is not None and held is not None and not (units[0] <= held[0] and held[1] <= units[1]):
+        return f"{rel} holds units {held[0]}-{held[1]}, its marker says {units[0]}-{units[1]}"
     if int(version) > SCHEMA_VERSION:
         return f"{rel} has schema version {int(version)}; this atlas reads up to {SCHEMA_VERSION}"
     return None
@@ -65,6 +87,7 @@ def _check_file(loc: Location, rel: str, expected_rows: int) -> str | None:
 def verify_run(run: str | os.PathLike[str] | Location, *, repair: bool = False) -> VerifyReport:
     loc = open_location(run)
     manifest = read_manifest(loc)  # a missing run or run.json is one clear error
+    check_run_json(loc, manifest)  # a damaged field: the readers refuse the run, and no repair mends it
     planned = manifest.get("planned_shards")
     report = VerifyReport(
         loc.display(),
@@ -86,7 +109,9 @@ def verify_run(run: str | os.PathLike[str] | Location, *, repair: bool = False) 
         for table, n in marker["rows"].items():
             report.files += 1
             rel = files.get(table)
-            problem = _check_file(loc, rel, int(n)) if rel else f"its marker names no {table} file"
+            problem = (
+                _check_file(loc, rel, n, marker.get("units")) if rel else f"its marker names no {table} file"
+            )
             if problem:
                 report.bad[shard] = problem
                 break

@@ -679,3 +679,66 @@ def test_gcs_gives_up_in_seconds_and_says_when_credentials_are_missing(monkeypat
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", "/keys/sa.json")
     assert "GOOGLE_APPLICATION_CREDENTIALS (/keys/sa.json) were refused" in storage_reason(noisy)
     assert len(storage_reason(OSError("y" * 900))) == 300
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("rows", None),
+        ("rows", {"units": "sixteen"}),
+        ("rows", {"units": -1}),
+        ("units", ["a", "b"]),
+        ("units", "0-7"),
+        ("time", "yesterday"),
+        ("files", {"units": "../../elsewhere/units/layer=conv3/shard-conv3-0000.parquet"}),
+        ("files", {"units": "/etc/passwd"}),
+        ("files", {"units": 7}),
+    ],
+)
+def test_a_marker_field_of_the_wrong_type_is_damage_to_every_reader(synthetic_run, tmp_path, field, value):
+    """A hand-edited or damaged marker: `atlas sql` (and the viewer) refuse the run in one line, `atlas
+    verify` names the shard bad, so its --repair is the fix the refusal names (no tracebacks, no file
+    read outside the run)."""
+    import shutil
+
+    from atlas.errors import AtlasError
+    from atlas.store.verify import verify_run
+
+    run = tmp_path / "run"
+    shutil.copytree(synthetic_run, run)
+    path = run / "_shards" / "conv3-0000.done"
+    marker = json.loads(path.read_text())
+    marker[field] = value
+    path.write_text(json.dumps(marker))
+    with pytest.raises(
+        AtlasError, match="shard conv3-0000's marker is unreadable; `atlas verify .* --repair`"
+    ):
+        open_run(run)
+    report = verify_run(run)
+    assert report.bad == {"conv3-0000": "its marker is unreadable"}
+    verify_run(run, repair=True)
+    assert not path.exists() and verify_run(run).bad == {}
+
+
+def test_verify_finds_another_shards_file_in_place_and_a_run_json_the_readers_refuse(synthetic_run, tmp_path):
+    import shutil
+
+    from atlas.errors import AtlasError
+    from atlas.store.verify import verify_run
+
+    run = tmp_path / "run"
+    shutil.copytree(synthetic_run, run)
+    first = next((run / "units" / "layer=conv3").glob("shard-conv3-0000*.parquet"))
+    second = next((run / "units" / "layer=conv3").glob("shard-conv3-0001*.parquet"))
+    shutil.copy(second, first)  # same row count, units 8-15 where the marker says 0-7
+    report = verify_run(run)
+    assert report.bad["conv3-0000"].endswith("holds units 8-15, its marker says 0-7"), report.bad
+    manifest = json.loads((run / "run.json").read_text())
+    for field, value, says in [
+        ("status", "bananas", 'status = "bananas", not one of running, complete, incomplete, interrupted'),
+        ("planned_shards", "many", 'planned_shards = "many", not a number in range'),
+    ]:
+        (run / "run.json").write_text(json.dumps({**manifest, field: value}))
+        for reader in (open_run, verify_run):
+            with pytest.raises(AtlasError, match=re.escape(says)):
+                reader(run)
