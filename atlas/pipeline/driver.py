@@ -42,6 +42,7 @@ from atlas.pipeline.plan import Shard, plan_shards
 from atlas.pipeline.preflight import preflight_config, preflight_models
 from atlas.sampling.units import layer_kind
 from atlas.store import RunStore
+from atlas.store.catalog import open_run
 from atlas.store.location import Location, is_remote, open_location
 from atlas.store.lock import RunLock
 from atlas.store.manifest import SUMMARY_FILE, marker_readable, read_json, read_markers
@@ -230,9 +231,14 @@ def run_atlas(
     if not todo:  # every shard done: the run's own summary stays what its last work wrote
         with RunLock(loc):
             previous = _previous_summary(loc)
-            store.init_run(manifest)
             summary = previous or _summarize(cfg, loc, shards, [], time.perf_counter() - started, len(shards))
-            store.finalize(summary)
+            existing = store.manifest()
+            if existing is not None and existing.get("status") == "complete" and previous:
+                store.check_resume(manifest, existing)  # a complete run stays as it is: nothing written
+                open_run(loc).close()  # but a damaged one (a file gone) says so, and names the repair
+            else:  # all shards done but never finished (stopped after the last one): finish it
+                store.init_run(manifest)
+                store.finalize(summary)
         this_call = {"shards_run": 0, "shards_skipped": len(shards), "errors": 0, "nothing_to_do": True}
         return {**summary, "run_dir": loc.display(), "run_totals": _run_totals(loc), **this_call}
     bundle = build_bundle(cfg, models)  # judge, attribute reader and real images resolved here, once

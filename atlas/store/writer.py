@@ -134,31 +134,48 @@ class RunStore:
             raise ValueError(f"run manifest lacks {missing}")
         existing = self.manifest()
         if existing is not None:
-            if existing.get("config_hash") != manifest["config_hash"]:
-                differ = config_differences(existing.get("config") or {}, manifest.get("config") or {})
-                old_hash = str(existing.get("config_hash"))[:12]
-                verb = "differs" if len(differ) == 1 else "differ"
-                what = f"{some(differ, 6)} {verb}" if differ else f"hash {old_hash}"
-                raise AtlasError(
-                    f"run {self.loc.display()} holds a different config ({what}); use a new run name "
-                    "(--set name=...) or remove it"
-                )
-            check_schema(self.loc, existing)  # no resume adds this atlas's shards to a newer run
-            problem = resume_problem(existing, manifest)
-            if problem:
-                raise AtlasError(f"run {self.loc.display()} {problem}")
+            self.check_resume(manifest, existing)
             resumed = dict(existing)
             resumed.update({k: v for k, v in manifest.items() if k not in ("created",)})
+            old_prints = existing.get("fingerprints")  # e.g. the reader's, which this call may not load
+            if isinstance(old_prints, dict) and isinstance(manifest.get("fingerprints"), dict):
+                resumed["fingerprints"] = {**old_prints, **manifest["fingerprints"]}
             resumed["created"] = existing.get("created", manifest.get("created"))
             resumed["status"] = "running"
             resumed["resumed"] = [*existing.get("resumed", []), _now()]
             write_json(self.loc, RUN_FILE, resumed)
             return
+        if self.loc.list_files(SHARDS_DIR, suffix=MARKER_SUFFIX):  # shards of a run whose run.json is gone
+            raise AtlasError(
+                f"run {self.loc.display()} holds completed shards but no run.json (lost or deleted), so "
+                "nothing says which config made them; restore its run.json, or use a new run name "
+                "(--set name=...) or remove the folder"
+            )
         data = dict(manifest)
         data.setdefault("created", _now())
         data["schema_version"] = SCHEMA_VERSION
         data["status"] = "running"
         write_json(self.loc, RUN_FILE, data)
+
+    def check_resume(self, manifest: Mapping[str, Any], existing: Mapping[str, Any] | None = None) -> None:
+        """Raise :class:`AtlasError` unless ``manifest`` may go on with the run here (the same config, a
+        schema this atlas writes, the same shard layout); writes nothing."""
+        existing = self.manifest() if existing is None else existing
+        if existing is None:
+            return
+        if existing.get("config_hash") != manifest["config_hash"]:
+            differ = config_differences(existing.get("config") or {}, manifest.get("config") or {})
+            old_hash = str(existing.get("config_hash"))[:12]
+            verb = "differs" if len(differ) == 1 else "differ"
+            what = f"{some(differ, 6)} {verb}" if differ else f"hash {old_hash}"
+            raise AtlasError(
+                f"run {self.loc.display()} holds a different config ({what}); use a new run name "
+                "(--set name=...) or remove it"
+            )
+        check_schema(self.loc, existing)  # no resume adds this atlas's shards to a newer run
+        problem = resume_problem(existing, manifest)
+        if problem:
+            raise AtlasError(f"run {self.loc.display()} {problem}")
 
     def finalize(self, summary: Mapping[str, Any]) -> None:
         """Remove the files no marker names, write ``summary.json`` and mark the run complete in

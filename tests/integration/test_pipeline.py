@@ -74,12 +74,24 @@ def test_row_counts_exact_and_rerun_writes_nothing(tmp_path, micro_cache, ray_se
 
     files = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*.parquet")}
     written = json.loads((run_dir / "summary.json").read_text())
+    record = (run_dir / "run.json").read_bytes()
     again = run_atlas(cfg, progress=False)
+    assert (run_dir / "run.json").read_bytes() == record  # provenance (git sha, reader) kept as it was
     assert again["shards_run"] == 0 and again["shards_skipped"] == summary["shards"]
     assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*.parquet")} == files
     assert json.loads((run_dir / "summary.json").read_text()) == written  # the run's record, not the no-op's
     assert format_summary(again).startswith(f"atlas: nothing to do: all {summary['shards']} shards")
     assert f"({units} units, {chains} chains" in format_summary(again)
+
+    gone = next(run_dir.glob("units/layer=fc8/*.parquet"))  # damage: the rerun says so, names the repair
+    gone.rename(tmp_path / "aside.parquet")
+    with pytest.raises(AtlasError, match=r"is damaged: shard fc8-\d+'s units file is missing; `atlas verify"):
+        run_atlas(cfg, progress=False)
+    (tmp_path / "aside.parquet").rename(gone)
+    (run_dir / "run.json").rename(tmp_path / "run.json")  # lost: no config may adopt its shards
+    with pytest.raises(AtlasError, match="holds completed shards but no run.json"):
+        run_atlas(micro_config(tmp_path, micro_cache, "sampler.steps=2"), progress=False)
+    assert not (run_dir / "run.json").exists()
 
 
 def test_different_config_in_same_run_dir_refused(tmp_path, micro_cache, ray_session):
