@@ -311,6 +311,7 @@ def set_(name: str, value: Any) -> None:
 
 def go(**changes: Any) -> None:
     """Button callback: change page / layer / unit / run / grid_page (a page change is made pending)."""
+    st.session_state.pop(LAYER_PICKED, None)  # a link's unit is checked against its layer again
     for name, value in changes.items():
         if name == "page":
             st.session_state["nav_pending"] = value
@@ -339,6 +340,15 @@ def from_widget(name: str) -> None:
     st.session_state[f"nav_{name}"] = value
     if name == "layer":
         st.session_state["nav_grid_page"] = 0
+        st.session_state[LAYER_PICKED] = True  # a unit page then shows the layer's first unit, no warning
+
+
+LAYER_PICKED = "nav_layer_picked"  # set when the user picks a layer in the sidebar (not a link's layer)
+
+
+def layer_just_picked() -> bool:
+    """Did the user pick the layer in the sidebar since the last call (once)?"""
+    return bool(st.session_state.pop(LAYER_PICKED, False))
 
 
 def grid_widget(param: str, options: list[Any] | None = None) -> str:

@@ -110,7 +110,19 @@ def fmt(value: Any, digits: int = 3) -> str:
         return str(value)
     if math.isnan(v):
         return "–"
+    if abs(v) < NOISE:  # float noise around 0 (a log-prob of a sure class: -1.3e-43) reads as 0
+        return "0"
     return f"{v:.{digits}g}" if abs(v) < 1e4 else f"{v:,.0f}"
+
+
+NOISE = 1e-9  # values closer to 0 are float noise (log-probs of sure classes), shown and drawn as 0
+AXIS_NUMBERS = "~r"  # axis ticks in plain decimals, trailing zeros dropped: 10, 150, 0.5 (not 1e+1)
+
+
+def without_noise(values: pd.Series) -> pd.Series:
+    """Values as charts should draw them: float noise around 0 (|v| < NOISE) set to 0, so an axis over
+    log-probs of sure classes reads 0, not -1e-26."""
+    return values.mask(values.abs() < NOISE, 0.0) if values.dtype.kind == "f" else values  # NaN stays NaN
 
 
 FLAG_COLORS = {"weak": "red"}  # other flags (e.g. off_path) are orange
@@ -179,7 +191,7 @@ def layer_histograms(
     layers = sorted(df["layer"].dropna().unique().tolist())
     charts = []
     for layer in layers:
-        values = df.loc[df["layer"] == layer, field].to_numpy(dtype=float)
+        values = without_noise(df.loc[df["layer"] == layer, field].astype(float)).to_numpy()
         values = values[np.isfinite(values)]
         if values.size == 0:
             continue
@@ -196,7 +208,7 @@ def layer_histograms(
                     "start:Q",
                     title=None,
                     scale=alt.Scale(zero=False),
-                    axis=alt.Axis(tickCount=4, format="~g"),  # log-probs near 0: -1e-17, not -0.000000...
+                    axis=alt.Axis(tickCount=4, format=AXIS_NUMBERS),
                 ),
                 x2="end:Q",
                 y=alt.Y("units:Q", title=layer, axis=alt.Axis(tickCount=3, format="d", titleFontSize=11)),
@@ -230,11 +242,12 @@ def count_bars(df: pd.DataFrame, field: str, title: str, *, height: int = 220) -
 def trajectory_chart(steps: pd.DataFrame, metric: str, title: str, *, height: int = 220) -> alt.Chart:
     data = steps[["chain", "step", metric]].copy()
     data["chain"] = data["chain"].astype(str)
+    data[metric] = without_noise(data[metric])
     y = alt.Y(
         f"{metric}:Q",
         title=None,
         scale=alt.Scale(zero=False, reverse=metric == "rank"),
-        axis=alt.Axis(format="d", tickMinStep=1) if metric == "rank" else alt.Axis(format="~g"),
+        axis=alt.Axis(format="d", tickMinStep=1) if metric == "rank" else alt.Axis(format=AXIS_NUMBERS),
     )  # a flat series gets one tick: "0", not "0.000000"
     return (
         alt.Chart(data, title=title, height=height)
@@ -296,3 +309,18 @@ def unit_picker(options: Sequence[tuple[str, int]], key: str, label: str = "Open
         f"Open {pick[0]} · unit {pick[1]}", icon=":material/arrow_forward:", key=f"{key}_open",
         on_click=state.go, kwargs={"page": "unit", "layer": pick[0], "unit": pick[1]},
     )  # fmt: skip
+
+
+def chain_table(chains: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """A unit's chains as a table for the screen: seeds as text (64-bit: beyond what a number column shows
+    exactly), float noise around 0 as 0, and floats at 4 significant digits. Returns (data, column_config)."""
+    table = chains.copy()
+    config: dict[str, Any] = {}
+    for name in table.columns:
+        if name == "seed":
+            table[name] = table[name].map(lambda v: "" if pd.isna(v) else str(int(v)))
+            config[name] = st.column_config.TextColumn("seed")
+        elif table[name].dtype.kind == "f":
+            table[name] = without_noise(table[name])
+            config[name] = st.column_config.NumberColumn(name, format="%.4g")
+    return table, config

@@ -213,6 +213,10 @@ def test_no_label_names_the_rule_that_refused_it():
     said = data.no_label_reason(few)
     assert "**0.953**, but only 35% of the unit's top 20 natural images show it (a label needs 50%)" in said
     assert "no natural image activates the unit" in data.no_label_reason(silent)
+    dead = base | {"label_score": 0.7, "label_top_share": 0.15, "kind": "fc", "real_top1_activation": -13.7}
+    assert data.no_label_reason(data.label_view(dead)).startswith("no natural image activates the unit")
+    assert data.is_silent(dead) and not data.is_silent(dead | {"kind": "output"})
+    assert not data.is_silent(dead | {"real_top1_activation": 0.2}) and not data.is_silent(base)
 
 
 def test_synthetic_truth_columns_are_consistent(run):
@@ -489,3 +493,31 @@ def test_console_results_draw_png_cells_as_pictures_up_to_a_row_count():
     assert data.picture_columns(frame) == ["png"]  # found whatever dtype pandas gives text columns
     many = data.result_frame(["png"], [(png,)] * (data.PICTURE_ROWS + 1))
     assert data.picture_columns(many) == [] and many.loc[0, "png"] == f"<{len(png)} bytes>"
+
+
+def test_float_noise_around_zero_reads_as_zero_and_seeds_as_text():
+    """A sure class's log-prob (-1.3e-43) is 0 on screen and on a chart's axis, never -1e-26; NaN stays
+    missing; 64-bit seeds are text (a number column cannot show them exactly)."""
+    import numpy as np
+
+    from viewer import widgets
+
+    cleaned = widgets.without_noise(pd.Series([-1.29e-43, 0.5, float("nan"), -3e-17, -2.0]))
+    assert cleaned[[0, 1, 3, 4]].tolist() == [0.0, 0.5, 0.0, -2.0] and np.isnan(cleaned[2])
+    assert widgets.fmt(-1.29e-43) == "0" and widgets.fmt(-0.0123) == "-0.0123"
+    chains = pd.DataFrame({"chain": [0, 1], "seed": [2**62 + 1, 5], "final_log_prob": [-1e-16, -1.5]})
+    table, config = widgets.chain_table(chains)
+    assert table["seed"].tolist() == [str(2**62 + 1), "5"] and table["final_log_prob"].tolist() == [0.0, -1.5]
+    assert set(config) == {"seed", "final_log_prob"}
+
+
+def test_compared_runs_are_summarized_over_the_units_both_hold(run):
+    import numpy as np
+
+    run_dir, _info, conn = run
+    every = data.stats_over(conn, "fc8", data.unit_ids(conn, "fc8"))
+    two = data.stats_over(conn, "fc8", [0, 1])
+    units = written(run_dir, "units", "fc8")
+    assert np.isclose(every["mean_best_activation"], units["best_activation"].mean())
+    assert np.isclose(two["mean_best_activation"], units[units.unit.isin([0, 1])]["best_activation"].mean())
+    assert data.stats_over(conn, "fc8", [])["mean_best_activation"] is None

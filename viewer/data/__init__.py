@@ -10,7 +10,7 @@ Every query takes a fresh cursor (the connection may be shared by several sessio
 statistics skip the rest).
 """
 
-from viewer.data.compare import best_image_map, best_images, method_summary
+from viewer.data.compare import best_image_map, best_images, method_summary, stats_over
 from viewer.data.console import (
     EXAMPLE_QUERIES,
     PICTURE_ROWS,
@@ -96,6 +96,7 @@ from viewer.data.unit import (
     chain_images,
     facet_images,
     is_place_bound,
+    is_silent,
     label_view,
     neighbours,
     no_label_reason,
@@ -171,9 +172,11 @@ __all__ = [
     "layers",
     "max_facet_count",
     "method_summary",
+    "stats_over",
     "methods",
     "model_differences",
     "neighbours",
+    "is_silent",
     "no_label_reason",
     "outline_cell",
     "parse_units",

@@ -59,3 +59,21 @@ def method_summary(conn: Any, layer: str) -> pd.DataFrame:
            FROM chains WHERE layer = ? GROUP BY method ORDER BY method""",
         [layer],
     )
+
+
+def stats_over(conn: Any, layer: str, units: list[int]) -> dict[str, Any]:
+    """mean best activation, mean facets and diverged chains of ``layer`` over ``units`` only (two runs
+    compared over the units both hold, not each over its own)."""
+    if not units:
+        return {"mean_best_activation": None, "mean_facets": None, "diverged_chains": 0}
+    marks = ", ".join("?" for _ in units)
+    frame = fetch_frame(
+        conn,
+        f"""SELECT avg(best_activation) AS mean_best_activation, avg(facet_count) AS mean_facets,
+                   (SELECT count(*) FROM chains WHERE layer = ? AND diverged AND unit IN ({marks}))
+                       AS diverged_chains
+            FROM units WHERE layer = ? AND unit IN ({marks})""",
+        [layer, *units, layer, *units],
+    )
+    row = frame.iloc[0].to_dict()
+    return {k: (None if is_null(v) else v) for k, v in row.items()}

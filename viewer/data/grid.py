@@ -158,8 +158,9 @@ def grid_page(conn: Any, q: GridQuery) -> pd.DataFrame:
     )
     units = fetch_frame(
         conn,
-        f"""SELECT unit, best_activation, best_log_prob, best_rank, facet_count, judge_label, judge_correct,
-                   status, {label_sql} FROM units WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?""",
+        f"""SELECT unit, kind, best_activation, best_log_prob, best_rank, facet_count, judge_label,
+                   judge_correct, status, real_top1_activation, {label_sql}
+            FROM units WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?""",
         [*params, int(q.page_size), int(q.page) * int(q.page_size)],
     )
     if units.empty:

@@ -174,6 +174,7 @@ class LabelView:
     dissection_iou: float | None = None  # its IoU (also below the threshold); None: not dissected
     cell: tuple[int, int, int, int] | None = None  # conv units: the image block (y0, y1, x0, x1) it reads
     top_share: float | None = None  # share of the unit's top TOP_K natural images that show label / best
+    silent: bool = False  # a hidden unit no natural image activates (real top-1 <= 0): no label by rule
 
 
 def _list(value: Any) -> list[Any]:
@@ -204,15 +205,30 @@ def label_view(row: dict[str, Any] | None) -> LabelView | None:
         dissection_iou=None if is_null(row.get("dissection_iou")) else row.get("dissection_iou"),
         cell=_cell(row.get("label_cell")),
         top_share=None if is_null(row.get("label_top_share")) else row.get("label_top_share"),
+        silent=is_silent(row),
     )
+
+
+def is_silent(row: dict[str, Any]) -> bool:
+    """A hidden unit no natural image activates: its highest value on the real images is <= 0 (output
+    units are never silent: their values are logits)."""
+    top = row.get("real_top1_activation")
+    return row.get("kind") != "output" and top is not None and not is_null(top) and float(top) <= 0
 
 
 def no_label_reason(lab: LabelView, *, code: str = "`") -> str:
     """Why a unit with a best concept has no label, by the labelling rules (atlas.sampling.concepts) in
-    their order: AUROC below the threshold, then too few of the unit's top images showing it, else silence.
+    their order: silence (known from the unit's real top-1), AUROC below the threshold, then too few of the
+    unit's top images showing it, else silence.
     Markdown (``code`` around the concept, ``**`` around the score); ``code=""`` for plain text."""
     best, score = f"{code}{lab.best}{code}", _fmt_score(lab.score)
     bold = "**" if code else ""
+    if lab.silent:
+        return (
+            f"no natural image activates the unit (silent: its highest value on them is <= 0), and a silent "
+            f"unit gets no label; its best concept {best} (AUROC {bold}{score}{bold}) only orders its "
+            "negative values"
+        )
     if lab.score is None or is_null(lab.score) or lab.score < LABEL_THRESHOLD:
         return f"best concept {best} reaches only AUROC {bold}{score}{bold} (< {LABEL_THRESHOLD})"
     if lab.top_share is not None and lab.top_share < TOP_SHARE:

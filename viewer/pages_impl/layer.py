@@ -116,18 +116,26 @@ def _pager(page: int, pages: int, total: int, page_size: int, where: str = "") -
 def _label_line(rec: dict) -> str:
     """The tile's label line: the label and its AUROC, or "no label" (grey) with the best concept and its
     score, and why it is no label as the line's tooltip."""
-    score = widgets.fmt(rec.get("label_score"), 2)
+    value = rec.get("label_score")
+    score = "–" if value is None or pd.isna(value) else f"{float(value):.3f}"  # AUROC, 3 decimals always
     if isinstance(rec.get("label"), str):
-        return f"<div class='atlas-tile-concept'>{widgets.concept_html(str(rec['label']))} · {score}</div>"
+        return (
+            f"<div class='atlas-tile-concept' title='AUROC {score}: how well the unit tells natural images "
+            f"with the concept from those without'>{widgets.concept_html(str(rec['label']))} · "
+            f"AUROC {score}</div>"
+        )
+    silent = data.is_silent(rec)
     best = rec.get("label_best")
     if not isinstance(best, str):
-        return "<div class='atlas-tile-label'>no label</div>"
+        return f"<div class='atlas-tile-label'>no label{' · silent' if silent else ''}</div>"
     share = rec.get("label_top_share")
     why = data.no_label_reason(
-        data.LabelView(label=None, score=rec.get("label_score"), best=best, runner_up=None, margin=None,
-                       tuning=pd.DataFrame(), top_share=None if pd.isna(share) else float(share)),
+        data.LabelView(label=None, score=value, best=best, runner_up=None, margin=None, tuning=pd.DataFrame(),
+                       top_share=None if pd.isna(share) else float(share), silent=silent),
         code="",
     )  # fmt: skip
+    if silent:
+        return f"<div class='atlas-tile-label' title='{html.escape(why, quote=True)}'>no label · silent</div>"
     return (
         f"<div class='atlas-tile-label' title='{html.escape(why, quote=True)}'>no label · best "
         f"{widgets.concept_html(best)} {score}</div>"

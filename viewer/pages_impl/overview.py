@@ -94,6 +94,8 @@ def _layers(ctx: Context) -> None:
     table = data.layer_table(ctx.conn, ctx.layer_names)
     if table.empty:
         return
+    # float noise around 0 (sure classes) would read -0.000
+    table["mean_best_log_prob"] = widgets.without_noise(table["mean_best_log_prob"].astype(float))
     st.dataframe(table, hide_index=True, column_config=LAYER_COLUMNS)
     if table["judge_accuracy"].isna().any():
         st.caption(

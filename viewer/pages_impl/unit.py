@@ -65,7 +65,11 @@ def _title(view: data.UnitView) -> None:
 def _metrics(row: dict) -> None:
     cols = st.columns(7)
     cols[0].metric("Best activation", widgets.fmt(row.get("best_activation")))
-    cols[1].metric("Best log-prob", widgets.fmt(row.get("best_log_prob")))
+    cols[1].metric(
+        "Best log-prob", widgets.fmt(row.get("best_log_prob")),
+        help="log-softmax of the unit over its layer's units (at its map position for a conv unit) on its "
+        "best picture: 0 = the unit takes all of the layer's softmax, log 1/N = no more than any other",
+    )  # fmt: skip
     cols[2].metric(
         "Best rank", widgets.fmt(row.get("best_rank")), help="0 = the most active unit of its layer"
     )
@@ -335,9 +339,10 @@ def render(ctx: Context) -> None:
         st.info(f"Layer {layer} has no units yet.")
         return
     asked = state.get("unit")
-    if asked is None:
+    picked = state.layer_just_picked()  # another layer chosen in the sidebar: its first unit, no warning
+    if asked is None or (picked and int(asked) not in ids):
         state.set_("unit", ids[0])
-    elif int(asked) not in ids and ctx.info.get("status") != "running":  # e.g. another layer picked
+    elif int(asked) not in ids and ctx.info.get("status") != "running":  # a link to a unit not in the layer
         st.warning(f"Unit {asked} is not in layer {layer} (units {ids[0]}–{ids[-1]}); showing unit {ids[0]}.")
         state.set_("unit", ids[0])
     top = st.columns([3, 1])
@@ -354,6 +359,14 @@ def render(ctx: Context) -> None:
     if view.row.get("status") not in (None, "ok"):
         st.error(f"This unit failed: {view.row.get('error') or view.row.get('status')}")
     _metrics(view.row)
+    if data.is_silent(view.row):
+        st.info(
+            f"**Silent unit:** no natural image activates it (its highest value on them is "
+            f"{widgets.fmt(view.row.get('real_top1_activation'))} <= 0; the ReLU after it keeps it at 0). "
+            "Its pictures' natural percentiles (p100) only say they beat values that are all <= 0, and it "
+            "gets no concept label.",
+            icon=":material/do_not_disturb_on:",
+        )
     if view.label is not None and view.label.cell is not None:
         st.session_state.setdefault("unit_outline_cell", True)  # on; kept across pages (state.KEPT_WIDGETS)
         outline = st.toggle(
@@ -368,5 +381,5 @@ def render(ctx: Context) -> None:
     _chains(view)
     _competitors(view)
     with st.expander("Chain table", icon=":material/table:"):
-        st.dataframe(view.chains, hide_index=True)
+        st.dataframe(*widgets.chain_table(view.chains), hide_index=True)
     _nav(ctx, view, "bottom")
