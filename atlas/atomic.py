@@ -47,6 +47,8 @@ def check_output_file(
 def check_writable_dir(path: str | os.PathLike[str], what: str) -> None:
     """The folder ``path``, or else its nearest existing ancestor (where it would be created), is a writable
     directory; else a one-line error naming ``what``."""
+    if not str(path).strip():  # Path("") is the current directory: never what an empty option means
+        raise AtlasError(f"{what}: empty path; give a folder")
     p = Path(path).expanduser()
     for parent in (p, *p.parents):
         if parent.exists():

@@ -231,6 +231,10 @@ def _check_paths(args: argparse.Namespace) -> None:
     from atlas.errors import AtlasError
     from atlas.store.location import is_remote, open_location
 
+    for option in ("config", "run"):  # read, not written: an empty one would mean "none" by accident
+        given = getattr(args, option, None)
+        if given is not None and not given.strip():
+            raise AtlasError(f"--{option}: empty path; give a {'file' if option == 'config' else 'run'}")
     inputs = {f"--{o}": getattr(args, o) for o in ("config", "run") if getattr(args, o, None)}
     if getattr(args, "json", None) is not None:  # never over the command's own config or run
         args.json = str(check_output_file(args.json, "--json", inputs, reads=(".json", ".parquet")))

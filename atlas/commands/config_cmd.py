@@ -84,6 +84,10 @@ def run(args: argparse.Namespace) -> int:
     from atlas.errors import AtlasError
     from atlas.tables import format_table
 
+    if args.config is not None and not args.config.strip():
+        raise AtlasError(
+            "CONFIG: empty path; give a config file such as configs/demo.yaml (none: list every key)"
+        )
     if not args.config:
         if args.overrides or args.check:
             raise AtlasError(

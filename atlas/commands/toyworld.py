@@ -40,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
     from atlas.toyworld.settings import resolve
     from atlas.toyworld.show import recon_grid, sample_grid, save_png
 
+    if not args.out.strip():  # Path("") is the current directory
+        raise AtlasError("--out: empty path; give a folder for samples.png and reconstructions.png")
     out = Path(args.out).expanduser()
     if out.exists() and not out.is_dir():
         raise AtlasError(f"--out: {out} is a file; give a directory for samples.png and reconstructions.png")

@@ -74,6 +74,10 @@ def _make_filesystem(
                 "path after three slashes (file:///data/runs) or use a plain path"
             )
         path = urlparse(uri).path if scheme == "file" else uri
+        if not path.strip():  # "" or "file://": the current directory by accident, never by intent
+            raise AtlasError(
+                f"{what}: {uri!r} is an empty path; give a folder such as runs (or file:///data/runs)"
+            )
         # absolute, but symlinks kept: the path every node mounts, not where it points on this one
         return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(path))
     if scheme not in SCHEMES:
