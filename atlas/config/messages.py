@@ -70,10 +70,24 @@ RANGE_WORDS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
 _UNKNOWN_KEY = ("extra_forbidden", "invalid_key")  # invalid_key: a key that is not a string (YAML 1: x)
 
 
+def _nested_home(section: Any, key: str) -> str | None:
+    """``sub.key`` when ``key`` is a field of exactly one sub-section of ``section`` (a key written one
+    level too high: ``steps`` -> ``sampler.steps``), else None."""
+    if not is_section(section):
+        return None
+    homes = [
+        f"{name}.{key}"
+        for name, field in section.model_fields.items()
+        if is_section(unwrap(field.annotation)) and key in unwrap(field.annotation).model_fields
+    ]
+    return homes[0] if len(homes) == 1 else None
+
+
 def _unknown_key(root: type[BaseModel], loc: tuple[Any, ...], prefix: str) -> str:
     section = _type_at(root, loc[:-1])
     valid = list(section.model_fields) if is_section(section) else []
-    hint = difflib.get_close_matches(str(loc[-1]), valid, n=1)
+    nested = _nested_home(section, str(loc[-1]))  # `steps:` at the top: sampler.steps, exactly
+    hint = [nested] if nested else difflib.get_close_matches(str(loc[-1]), valid, n=1)
     extra = f" (did you mean {hint[0]!r}?)" if hint else ""
     where = ".".join(str(p) for p in (*([prefix] if prefix else []), *loc[:-1]))
     inside = f" in '{where}'" if where else ""

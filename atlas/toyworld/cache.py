@@ -35,7 +35,15 @@ def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     if cache_dir is not None:
         return Path(cache_dir).expanduser()
     env = os.environ.get("ATLAS_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "atlas"
+    if not env:
+        return Path.home() / ".cache" / "atlas"
+    root = Path(env).expanduser()
+    for parent in (root, *root.parents):  # a file in the way: name the variable, not a temp file under it
+        if parent.exists():
+            if not parent.is_dir():
+                raise AtlasError(f"ATLAS_CACHE: {parent} is a file, not a directory; point it at a folder")
+            break
+    return root
 
 
 def world_dir(cfg: ToyWorldConfig, cache_dir: str | os.PathLike[str] | None = None) -> Path:

@@ -207,6 +207,11 @@ CONFIG_CASES = [
     ),
     Case("unknown top key", ("unknown config key 'sampel'", "did you mean 'sampler'"), {"sampel": {}}),
     Case(
+        "a key one level too high",
+        ("unknown config key 'steps' (did you mean 'sampler.steps'?)",),
+        {"steps": 5},
+    ),
+    Case(
         "toy-world dae as the generator",
         ("models.generator: 'toyworld:dae' is the toy world's dae, not a generator; use toyworld:generator",),
         sets=("models.generator=toyworld:dae",),
@@ -815,3 +820,11 @@ def test_toyworld_commands_validate_a_whole_run_config(command, tmp_path, capsys
         *(["--out", str(tmp_path / "o")] if "show" in command else []),
     )
     assert_one_line_error(*result, ("unknown config key 'samplr' (did you mean 'sampler'?)",), tmp_path)
+
+
+def test_an_atlas_cache_that_is_a_file_is_named_as_the_variable(tmp_path, capsys, monkeypatch):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    monkeypatch.setenv("ATLAS_CACHE", str(afile / "sub"))
+    result = run_cli(capsys, "bootstrap", "--preset", "micro")
+    assert_one_line_error(*result, (f"ATLAS_CACHE: {afile} is a file, not a directory",), tmp_path)
