@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     from atlas.commands.options import check_listen
     from atlas.errors import AtlasError
     from atlas.store.location import open_location
-    from atlas.store.manifest import RUN_FILE, list_runs, read_manifest
+    from atlas.store.manifest import RUN_FILE, list_runs
 
     run_dir = open_location(args.run_dir, what="RUN_DIR")
     if not run_dir.is_dir():
@@ -65,7 +65,9 @@ def run(args: argparse.Namespace) -> int:
             raise AtlasError(f"{args.run_dir} is a file, not a run; pass the run's folder (out_dir/name)")
         raise AtlasError(f"run {args.run_dir} does not exist")
     if run_dir.is_file(RUN_FILE):
-        read_manifest(run_dir)  # a damaged run.json is one line here, not a broken page
+        from atlas.store.catalog import open_run
+
+        open_run(run_dir).close()  # a damaged run (run.json, a marker, a file gone) is one line, not a page
     elif not list_runs(run_dir):
         raise AtlasError(f"{args.run_dir} holds no atlas run (no run.json in it or in its subdirectories)")
     check_listen(args.host, args.port)

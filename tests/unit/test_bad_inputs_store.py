@@ -111,3 +111,15 @@ def test_an_argument_with_bytes_that_are_not_utf8_is_one_line(capsys):
         capsys.readouterr().err
         == "atlas: error: argument 'pr\\udcffistine' holds bytes that are not UTF-8 text\n"
     )
+
+
+def test_view_refuses_a_run_the_readers_refuse_before_any_server_starts(run, capsys, monkeypatch):
+    import json
+    import subprocess
+
+    monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: pytest.fail("the server started"))
+    marker = run / "_shards" / "fc8-0000.done"
+    marker.write_text(json.dumps({**json.loads(marker.read_text()), "rows": {"units": None}}))
+    assert main(["view", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "shard fc8-0000's marker is unreadable; `atlas verify" in err and len(err.splitlines()) == 1
