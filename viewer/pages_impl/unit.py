@@ -381,5 +381,6 @@ def render(ctx: Context) -> None:
     _chains(view)
     _competitors(view)
     with st.expander("Chain table", icon=":material/table:"):
-        st.dataframe(*widgets.chain_table(view.chains), hide_index=True)
+        table, columns = widgets.chain_table(view.chains)
+        st.dataframe(table, hide_index=True, column_config=columns)
     _nav(ctx, view, "bottom")
