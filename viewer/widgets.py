@@ -49,7 +49,7 @@ div.block-container { padding-top: 2.2rem; }
 /* a picture's badges wrap under it instead of ending in "p100 · path p…" (the faithfulness flags are what
    the unit page is for) */
 .stMarkdownBadge { white-space: normal !important; overflow: visible !important;
-  text-overflow: clip !important; }
+  text-overflow: clip !important; overflow-wrap: normal !important; word-break: keep-all !important; }
 /* rows of five or more columns (metrics, picture rows, the grid's filters) wrap to four a line, then two,
    on narrow screens; a chain card puts its pictures under its text */
 @media (max-width: 1100px) {

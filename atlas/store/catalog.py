@@ -508,10 +508,19 @@ def query_error(exc: BaseException) -> str:
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     if not lines:
         return type(exc).__name__
-    text = "; ".join([lines[0], *(ln for ln in lines[1:] if ln.startswith(_HINTS))])
+    hints = [ln for ln in lines[1:] if ln.startswith(_HINTS)]
+    if lines[0].startswith("Catalog Error: Table with name"):  # DuckDB may suggest its own catalog's tables
+        hints = [h for h in hints if not _suggests_other_than(h, RUN_TABLES)]
+    text = "; ".join([lines[0], *hints])
     if lines[0].startswith("Catalog Error: Table with name"):
         text += f" (the run's tables: {', '.join(RUN_TABLES)})"
     return text
+
+
+def _suggests_other_than(hint: str, tables: tuple[str, ...]) -> bool:
+    """A 'Did you mean "pg_sequences"?' hint naming none of ``tables`` (an internal DuckDB table)."""
+    named = re.findall(r'"([^"]+)"', hint)
+    return bool(named) and not any(name in tables for name in named)
 
 
 def run_query(

@@ -246,3 +246,9 @@ def test_ctrl_c_in_the_console_stops_the_query_not_the_session(monkeypatch, caps
     said = capsys.readouterr()
     assert asked == ["SELECT slow;", "SELECT 1;"] and "statement 1 (line 1): interrupted" in said.err
     assert said.out == "x\r\n1\r\n"  # csv rows, and nothing else
+
+
+def test_an_unknown_table_is_never_answered_with_duckdbs_internal_tables(run_dir):
+    with pytest.raises(AtlasError) as exc:
+        sql.run(parse(sql, [str(run_dir), "SELECT * FROM sequences"]))
+    assert "pg_sequences" not in str(exc.value) and "the run's tables: units" in str(exc.value)

@@ -40,7 +40,9 @@ def _truth_filters(ctx: Context, layer: str, have: data.Truth) -> dict:
         options = {"all units": None, **{f"with {f} pictures": f for f in data.flag_names(ctx.conn, layer)}}
         choice = c2.selectbox(
             "Pictures", list(options), key=state.grid_widget("flag", list(options)),
-            help="units whose best or last pictures carry a flag (weak: natural percentile < p99)",
+            help="units whose best or last pictures carry a flag: weak (natural percentile below p99), "
+            "off_path (path percentile below p1: it reaches the unit another way than natural images), "
+            "off_manifold (G redraws it worse than 99 % of natural images)",
             **FIRST_PAGE,
         )  # fmt: skip
         out["flag"] = options.get(choice)
