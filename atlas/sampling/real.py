@@ -11,6 +11,7 @@ Anything with an ``.images`` (N, 3, H, W) float rgb01 tensor works as a real-ima
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -46,8 +47,16 @@ def image_files(path: str | Path) -> list[Path]:
         raise AtlasError(f"image folder {str(root)!r} is a file, not a directory; give a directory of images")
     try:
         every = [p for p in root.rglob("*") if p.is_file()]
+        dangling = sorted(p for p in root.rglob("*") if p.is_symlink() and not p.exists())
     except OSError as exc:
         raise AtlasError(f"image folder {str(root)!r} cannot be listed ({type(exc).__name__})") from None
+    broken = [p for p in dangling if p.suffix.lower() in IMAGE_SUFFIXES]
+    if broken:  # an image the user put there that cannot be read: an error, not a quiet skip
+        raise AtlasError(
+            f"image {str(broken[0])!r} is a link to nothing ({os.readlink(broken[0])!r} does not exist)"
+            + (f", and {len(broken) - 1} more" if len(broken) > 1 else "")
+            + "; fix or remove it"
+        )
     files = sorted(p for p in every if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         other = f" (it holds {len(every)} other files)" if every else " (it is empty)"

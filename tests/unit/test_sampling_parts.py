@@ -170,3 +170,15 @@ def test_compute_fp16_on_cpu_runs_float32():
 
     setup = compute.ComputeSetup.resolve(ComputeConfig(autocast="fp16"), torch.device("cpu"))
     assert setup.dtype is None and setup.channels_last
+
+
+def test_an_image_linked_to_nothing_is_an_error_naming_it(tmp_path):
+    from PIL import Image
+
+    from atlas.errors import AtlasError
+    from atlas.sampling.real import load_image_folder
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    (tmp_path / "b.png").symlink_to(tmp_path / "gone.png")
+    with pytest.raises(AtlasError, match=r"image '.*b\.png' is a link to nothing .*; fix or remove it"):
+        load_image_folder(tmp_path, 8)
