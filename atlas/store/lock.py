@@ -43,8 +43,11 @@ def _pid_alive(pid: int) -> bool:
 
 
 class RunLock:
-    def __init__(self, loc: Location) -> None:
+    def __init__(self, loc: Location, elsewhere: str = ", or use another name (--set name=...)") -> None:
+        """``elsewhere``: the way round a busy lock the message offers (a run can take another name; a
+        repair cannot)."""
         self.loc = loc
+        self.elsewhere = elsewhere
         self._fh: Any = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -63,7 +66,7 @@ class RunLock:
         )
         return AtlasError(
             f"run {self.loc.display()} is being written by another atlas run (pid {holder.get('pid')} on "
-            f"{holder.get('host')}); wait for it to finish{expires}, or use another name (--set name=...)"
+            f"{holder.get('host')}); wait for it to finish{expires}{self.elsewhere}"
         )
 
     def acquire(self) -> RunLock:

@@ -116,7 +116,7 @@ def verify_run(run: str | os.PathLike[str] | Location, *, repair: bool = False) 
                 report.bad[shard] = problem
                 break
     if repair and (report.bad or report.unmarked):
-        with RunLock(loc):  # not while an `atlas run` writes it (refused in one line)
+        with RunLock(loc, elsewhere=", then repair it"):  # not while an `atlas run` writes it (one line)
             for shard in report.bad:
                 loc.delete(f"{SHARDS_DIR}/{shard}{MARKER_SUFFIX}")
                 report.repaired.append(shard)

@@ -619,8 +619,10 @@ def test_run_lock_refuses_a_second_writer_and_dies_with_its_holder(tmp_path):
     )  # fmt: skip
     try:
         assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(AtlasError, match=f"pid {holder.pid}"):
+        with pytest.raises(AtlasError, match=f"pid {holder.pid}.*or use another name"):
             RunLock(loc).acquire()
+        with pytest.raises(AtlasError, match=f"pid {holder.pid}.*wait for it to finish, then repair it$"):
+            RunLock(loc, elsewhere=", then repair it").acquire()  # what verify --repair says
     finally:
         holder.kill()
         holder.wait(timeout=30)
