@@ -124,8 +124,10 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"config file {str(p)!r} is not valid YAML{where}") from None
-    if data is None:
-        data = {}
+    if data is None:  # an empty file, or comments only: say so, not "no target given"
+        raise ConfigError(
+            f"config file {str(p)!r} holds no keys (empty or comments only); start from configs/demo.yaml"
+        )
     if not isinstance(data, dict):
         raise ConfigError(f"config file {str(p)!r} must hold a mapping of keys, got {type(data).__name__}")
     return data

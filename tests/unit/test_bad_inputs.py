@@ -199,7 +199,8 @@ CONFIG_CASES = [
     Case("invalid yaml", ("is not valid YAML at line",), raw="layers: [\nname: x\n"),
     Case("yaml list", ("must hold a mapping",), raw="- 1\n- 2\n"),
     Case("yaml nested past the recursion limit", ("nests too deeply",), raw="a: " + "[" * 5000 + "]" * 5000),
-    Case("empty file", ("models.target: no target given",), raw=""),
+    Case("empty file", ("holds no keys (empty or comments only)",), raw=""),
+    Case("comments only", ("holds no keys",), raw="# nothing here\n"),
     Case(
         "unknown key",
         ("unknown config key 'sampler.stepz'", "did you mean 'steps'"),
@@ -783,9 +784,11 @@ def test_bootstrap_flags_refused_before_training(args, expect, tmp_path, capsys,
     def refuse(*_a, **_k):
         raise AssertionError("training started: the flags were not checked first")
 
+    # the package first: its names load lazily from api, which must not be patched yet (else the patch is
+    # what monkeypatch would put back)
+    monkeypatch.setattr(atlas.toyworld, "bootstrap", refuse)  # what the command calls for a plain bootstrap
     for name in ("ship", "ship_reader", "bootstrap"):
         monkeypatch.setattr(api, name, refuse)
-    monkeypatch.setattr(atlas.toyworld, "bootstrap", refuse)  # what the command calls for a plain bootstrap
     result = run_cli(capsys, "bootstrap", "--preset", "micro", *[_fmt(a, tmp_path) for a in args])
     assert_one_line_error(*result, expect, tmp_path)
     assert not (tmp_path / "cache").exists() and not (tmp_path / "c").exists()
