@@ -339,6 +339,10 @@ def test_bench_options_that_would_be_ignored_or_fail_late_are_refused_first(conf
         (["quality", "--json", ""], "--json: empty path"),
         (["viewer", "--keep", str(afile)], f"--keep: {afile} is a file, not a directory"),
         (["throughput", "--batches", "1,,2"], "--batches: '1,,2' is not a list of integers"),
+        (
+            ["throughput", "--batches", "8,99999999"],
+            "--batches: give batch sizes from 1 to 65536 (compute.batch_size)",
+        ),
         (["throughput", "--ray", "--store", "ftp://x/y"], "--store: 'ftp://x/y' is no object store"),
         (["throughput", "--ray", "--store", "s3://"], "--store: 's3://' names no bucket"),
         (["objectives", "--config", str(no_g), "--methods", "pixel,dgn_am"], "'dgn_am' needs a generator"),
