@@ -89,6 +89,9 @@ def _unknown_key(root: type[BaseModel], loc: tuple[Any, ...], prefix: str) -> st
     nested = _nested_home(section, str(loc[-1]))  # `steps:` at the top: sampler.steps, exactly
     hint = [nested] if nested else difflib.get_close_matches(str(loc[-1]), valid, n=1)
     extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+    key, colon, value = str(loc[-1]).partition(":")
+    if colon and value and not value.startswith(" "):  # {name:fc8} is the one key "name:fc8" in YAML
+        extra = f" (YAML needs a space after ':': {key}: {value})"
     where = ".".join(str(p) for p in (*([prefix] if prefix else []), *loc[:-1]))
     inside = f" in '{where}'" if where else ""
     return f"unknown config key '{_dotted(prefix, loc)}'{extra}; valid keys{inside}: {', '.join(valid)}"
