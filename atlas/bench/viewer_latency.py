@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from atlas.bench import write_json
+from atlas.errors import AtlasError
 
 TARGET_MS = 200.0
 MAX_IMAGES = 5_000_000  # a synthetic run this large takes gigabytes already
@@ -144,6 +145,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         if (run_dir / "run.json").is_file():
             build = {"reused": str(run_dir)}
+            _check_reusable(run_dir, images if getattr(args, "images", None) else None)
+        elif keep and run_dir.is_dir() and any(run_dir.iterdir()):
+            raise AtlasError(
+                f"--keep: {keep} holds other files; give a new or empty folder (or one this bench built, "
+                "to measure it again)"
+            )
         else:
             print(f"building a synthetic run with ~{images:,} images in {run_dir} ...", flush=True)
             build = build_run(run_dir, images)
@@ -153,6 +160,26 @@ def run(args: argparse.Namespace) -> int:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
     return _report(res, build, args)
+
+
+def _check_reusable(run_dir: Path, images: int | None) -> None:
+    """A --keep folder's run is reused only when this bench built it (a real run: --run measures it), and
+    an --images given must be what it holds (it is not rebuilt)."""
+    from atlas.store.manifest import read_manifest
+
+    config = read_manifest(run_dir).get("config") or {}
+    if not (isinstance(config, dict) and config.get("synthetic")):
+        raise AtlasError(
+            f"--keep: {run_dir} holds a run this bench did not build; measure it with --run {run_dir}"
+        )
+    if images is not None:
+        units = sum(int(n) for n in (config.get("layers") or {}).values())
+        built = units * IMAGES_PER_UNIT
+        if abs(built - images) > IMAGES_PER_UNIT:
+            raise AtlasError(
+                f"--images {images:,}: the run in --keep {run_dir} was built with about {built:,}; give a "
+                "new --keep folder to build another size (or drop --images to measure it again)"
+            )
 
 
 def _report(res: dict[str, Any], build: dict[str, Any], args: argparse.Namespace) -> int:

@@ -338,6 +338,7 @@ def test_bench_options_that_would_be_ignored_or_fail_late_are_refused_first(conf
         (["quality", "--out", str(afile)], f"--out: {afile} is a file, not a directory"),
         (["quality", "--json", ""], "--json: empty path"),
         (["viewer", "--keep", str(afile)], f"--keep: {afile} is a file, not a directory"),
+        (["viewer", "--keep", str(tmp_path)], f"--keep: {tmp_path} holds other files; give a new or empty"),
         (["throughput", "--batches", "1,,2"], "--batches: '1,,2' is not a list of integers"),
         (
             ["throughput", "--batches", "8,99999999"],
@@ -416,3 +417,17 @@ def test_run_summary_warns_when_workers_computed_in_different_precisions():
     text = format_summary(summary | {"precision": ["bfloat16", "float32"]})
     assert "precision: bfloat16, float32" in text
     assert "warning: the workers computed in different precisions" in text
+
+
+def test_bench_viewer_keep_reuses_only_its_own_run_of_the_size_asked(tmp_path, capsys):
+    from atlas.bench.synthetic_run import make_synthetic_run
+
+    real = tmp_path / "real"
+    make_synthetic_run(real, layers={"fc8": 4}, chains=1, steps=4, images_per_chain=2, real_k=0,
+                       config_extra={"synthetic": False})  # fmt: skip
+    says = f"--keep: {real} holds a run this bench did not build; measure it with --run {real}"
+    assert_user_error(cli(capsys, "bench", "viewer", "--keep", str(real)), says)
+    mine = tmp_path / "mine"
+    make_synthetic_run(mine, layers={"conv5": 100}, chains=1, steps=4, images_per_chain=2, real_k=0)
+    says = "--images 100,000: the run in --keep"
+    assert_user_error(cli(capsys, "bench", "viewer", "--keep", str(mine), "--images", "100000"), says)
