@@ -484,6 +484,17 @@ def test_a_snapshot_of_the_last_step_is_not_shown_twice():
         ("best", 95), ("last", 100), ("snapshot", 50)
     ]  # fmt: skip
     assert len(_without_repeats(kept[kept["kind"] != "last"])) == 3  # no last picture: nothing to drop
+    stopped = pd.DataFrame(
+        {"kind": ["best", "last", "snapshot", "snapshot", "snapshot"], "step": [6, 100, 0, 10, 20],
+         "png": [b"x"] * 5}
+    )  # fmt: skip
+    shown = _without_repeats(stopped, 6.0)  # stopped at step 6: later snapshots are all its last picture
+    assert list(zip(shown["kind"], shown["step"], strict=True)) == [
+        ("best", 6),
+        ("last", 100),
+        ("snapshot", 0),
+    ]
+    assert len(_without_repeats(stopped, float("nan"))) == 5  # never stopped
 
 
 def test_console_results_draw_png_cells_as_pictures_up_to_a_row_count():

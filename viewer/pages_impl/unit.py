@@ -257,12 +257,19 @@ def _chain_caption(rec: dict) -> str:
     )
 
 
-def _without_repeats(kept: pd.DataFrame) -> pd.DataFrame:
-    """A chain's kept pictures less a snapshot of its last step (the last picture itself)."""
+def _without_repeats(kept: pd.DataFrame, stopped: float | None = None) -> pd.DataFrame:
+    """A chain's kept pictures less a snapshot of its last step (the last picture itself) and the
+    snapshots after the chain stopped (``stopped``: its ``stopped_step``; they are all its last picture)."""
+    snap = kept["kind"] == "snapshot"
+    if stopped is not None and pd.notna(stopped):
+        kept, snap = (
+            kept[~(snap & (kept["step"] > int(stopped)))],
+            snap[~(snap & (kept["step"] > int(stopped)))],
+        )
     last = kept.loc[kept["kind"] == "last", "step"]
     if last.empty:
         return kept
-    return kept[~((kept["kind"] == "snapshot") & kept["step"].isin(last))]
+    return kept[~(snap & kept["step"].isin(last))]
 
 
 def _kept_items(kept: pd.DataFrame) -> list[tuple[bytes | None, str]]:
@@ -289,7 +296,7 @@ def _chains(view: data.UnitView) -> None:
                 if kept is None:
                     st.caption("no images kept")
                     continue
-                kept = _without_repeats(kept)
+                kept = _without_repeats(kept, rec.get("stopped_step"))
                 widgets.tiles(_kept_items(kept), columns=8, badges=_badges(kept))
 
 
