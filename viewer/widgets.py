@@ -110,9 +110,13 @@ def fmt(value: Any, digits: int = 3) -> str:
         return str(value)
     if math.isnan(v):
         return "–"
-    if abs(v) < NOISE:  # float noise around 0 (a log-prob of a sure class: -1.3e-43) reads as 0
-        return "0"
     return f"{v:.{digits}g}" if abs(v) < 1e4 else f"{v:,.0f}"
+
+
+def snap(value: Any) -> Any:
+    """A log-prob as it should read: float noise around 0 (a sure class's -1.3e-43) is 0; other values
+    (and activations, which can be tiny and real) as they are."""
+    return 0.0 if isinstance(value, float) and abs(value) < NOISE else value
 
 
 NOISE = 1e-9  # values closer to 0 are float noise (log-probs of sure classes), shown and drawn as 0
@@ -274,7 +278,8 @@ def tuning_chart(
     x_scale = alt.Scale(domain=[0.5, 1.0]) if metric == "auroc" else alt.Scale(zero=True)
     extra: dict[str, Any] = {}
     low = float(data["mean"].min()) if metric == "mean" and len(data) else 0.0
-    if low < 0:  # a unit below 0 on every concept (silent): bars from below the lowest, so higher is longer
+    high = float(data["mean"].max()) if metric == "mean" and len(data) else 0.0
+    if high < 0:  # a unit below 0 on every concept (silent): bars from below the lowest, so higher is longer
         span = max(float(data["mean"].max()) - low, abs(low) * 0.1, 1e-6)
         base = low - 0.1 * span
         x_scale = alt.Scale(zero=False, domain=[base, max(0.0, float(data["mean"].max()))])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from atlas.commands.options import add_toyworld_options
+from atlas.commands.options import add_toyworld_options, refuse_empty
 
 EXAMPLES = """examples:
   atlas bootstrap                          # check the shipped default world's gates (seconds)
@@ -76,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
     from atlas.toyworld.settings import resolve
 
     check_ship_flags(args)
+    refuse_empty(args, "config", "cache_dir")
     inputs = {"--config": args.config} if args.config else None  # checked before any training
     json_out = None if args.json is None else check_output_file(args.json, "--json", inputs)
     if args.cache_dir:

@@ -128,3 +128,14 @@ def check_listen(host: str, port: int) -> None:
             raise AtlasError(
                 f"--host {host} --port {port}: cannot listen there ({exc.strerror}); {hint}"
             ) from None
+
+
+def refuse_empty(args: argparse.Namespace, *options: str) -> None:
+    """A path option given as "" (``--config ''``) would mean its default (the default world, the
+    default cache, the current directory) by accident: a one-line error naming it instead."""
+    from atlas.errors import AtlasError
+
+    for option in options:
+        given = getattr(args, option, None)
+        if given is not None and not str(given).strip():
+            raise AtlasError(f"--{option.replace('_', '-')}: empty path; give a {option.replace('_', ' ')}")

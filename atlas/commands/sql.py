@@ -95,14 +95,19 @@ def _cell(value: Any) -> Any:
 
 
 def iso_duration(value: dt.timedelta) -> str:
-    """ISO 8601 duration of a DuckDB INTERVAL (as Python's timedelta): ``P1DT2H0M3.5S``, ``-PT30S``."""
-    total = value.total_seconds()
-    sign, total = ("-" if total < 0 else ""), abs(total)
-    days, rest = divmod(total, 86_400)
-    hours, rest = divmod(rest, 3_600)
+    """ISO 8601 duration of a DuckDB INTERVAL (as Python's timedelta), exact to the microsecond:
+    ``P1DT2H0M3.5S``, ``PT0H0M0.000001S``, ``-PT0H0M30S``."""
+    sign = "-" if value < dt.timedelta(0) else ""
+    value = abs(value)
+    hours, rest = divmod(value.seconds, 3_600)
     minutes, seconds = divmod(rest, 60)
-    clock = f"T{int(hours)}H{int(minutes)}M{seconds:g}S" if rest or hours or not days else ""
-    return f"{sign}P{f'{int(days)}D' if days else ''}{clock}"
+    fraction = f".{value.microseconds:06d}".rstrip("0") if value.microseconds else ""
+    clock = (
+        f"T{hours}H{minutes}M{seconds}{fraction}S"
+        if value.seconds or value.microseconds or not value.days
+        else ""
+    )
+    return f"{sign}P{f'{value.days}D' if value.days else ''}{clock}"
 
 
 def _json_cell(value: Any) -> Any:
@@ -239,10 +244,12 @@ DOT_HELP = """.tables            the tables (views) of the run
 .quit              leave (also .exit, \\q, Ctrl-D)
 Statements end with ';'. Ctrl-C clears the statement being typed, or stops the one running."""
 
+_OWN = r"NOT internal AND table_name NOT LIKE '\_%' ESCAPE '\'"  # the run's own: no registered _arrow_*
 SCHEMA_SQL = (
     'SELECT table_name AS "table", column_name AS "column", data_type AS type FROM duckdb_columns() '
-    "WHERE NOT internal ORDER BY table_name, column_index;"
+    f"WHERE {_OWN} ORDER BY table_name, column_index;"
 )
+TABLES_SQL = f"SELECT DISTINCT table_name AS name FROM duckdb_columns() WHERE {_OWN} ORDER BY name;"
 
 
 def dot_command(text: str) -> str | None:
@@ -253,7 +260,7 @@ def dot_command(text: str) -> str | None:
     if word in (".quit", ".exit", "\\q") and not rest:
         return None
     if word == ".tables" and not rest:
-        return "SHOW TABLES;"
+        return TABLES_SQL
     if word == ".schema":
         if not rest:
             return SCHEMA_SQL
@@ -397,7 +404,7 @@ class _Console:
         self.written += 1
 
     def finish(self) -> int:
-        if self.collect and self.results:  # one statement: its rows, as a one-statement query gives them
+        if self.collect:  # one statement: its rows, as a one-statement query gives them ([] when none ran)
             one = len(self.results) == 1 and self.results[0]["statement"] == 1
             whole = self.results[0]["rows"] if one else self.results
             sys.stdout.write(json.dumps(whole, default=str, indent=1, allow_nan=False) + "\n")
@@ -460,6 +467,8 @@ def run(args: argparse.Namespace) -> int:
                 query = dot_command(query)
             except ValueError as exc:
                 raise AtlasError(f"QUERY: {exc}") from None
+            if query is None:  # .quit as a one-shot query: nothing to leave
+                return 0
             if not query:
                 print(DOT_HELP)
                 return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from atlas.commands.options import add_toyworld_options, int_in
+from atlas.commands.options import add_toyworld_options, int_in, refuse_empty
 
 HELP = "Look at the toy world: `atlas toyworld show --out DIR` writes PNG grids."
 
@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise AtlasError(f"--out: {out} is a file; give a directory for samples.png and reconstructions.png")
     check_writable_dir(out, "--out")
+    refuse_empty(args, "config", "cache_dir")
     if args.cache_dir:
         check_writable_dir(args.cache_dir, "--cache-dir")
     preset, cache_dir = resolve(args.preset, args.cache_dir, args.config)

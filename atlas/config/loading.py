@@ -124,10 +124,8 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"config file {str(p)!r} is not valid YAML{where}") from None
-    if data is None:  # an empty file, or comments only: say so, not "no target given"
-        raise ConfigError(
-            f"config file {str(p)!r} holds no keys (empty or comments only); start from configs/demo.yaml"
-        )
+    if data is None:  # an empty file, or comments only (load_config says so when no --set fills it)
+        data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {str(p)!r} must hold a mapping of keys, got {type(data).__name__}")
     return data
@@ -135,4 +133,9 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def load_config(path: str | os.PathLike[str], overrides: typing.Sequence[str] = ()) -> RunConfig:
     """Read a YAML config file, apply dotted overrides, validate. Raises ConfigError."""
-    return config_from_dict(read_config_file(path), overrides)
+    data = read_config_file(path)
+    if not data and not overrides:  # say so, not "models.target: no target given"
+        raise ConfigError(
+            f"config file {str(path)!r} holds no keys (empty or comments only); start from configs/demo.yaml"
+        )
+    return config_from_dict(data, overrides)

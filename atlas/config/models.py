@@ -184,6 +184,7 @@ TOYWORLD_ROLES = {
     "target": ("target",),
     "judge": ("target",),
     "planted": ("target",),
+    "reader": ("target",),  # the attribute reader: a network like any other
     "generator": ("generator",),
     "dae": ("dae",),
 }

@@ -52,6 +52,8 @@ CASES = [
     (["config", ""], ("CONFIG: empty path",)),
     (["bench", "viewer", "--run", ""], ("--run: empty path",)),
     (["toyworld", "show", "--no-train", "--out", ""], ("--out: empty path",)),
+    (["bootstrap", "--config", ""], ("--config: empty path",)),
+    (["bootstrap", "--preset", "micro", "--cache-dir", ""], ("--cache-dir: empty path",)),
     (["verify", "{tmp}/missing"], ("missing", "does not exist")),
     (["verify", "{tmp}/empty"], ("not an atlas run",)),
     (["view", "{tmp}/missing"], ("missing", "does not exist")),

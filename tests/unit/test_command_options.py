@@ -111,7 +111,7 @@ def _typed(text: str):
 
 
 def test_sql_prompt_runs_a_last_statement_without_semicolon_and_names_unknown_commands():
-    from atlas.commands.sql import DOT_HELP, SCHEMA_SQL, _statements
+    from atlas.commands.sql import DOT_HELP, SCHEMA_SQL, TABLES_SQL, _statements
 
     complaints, said = [], []
 
@@ -120,7 +120,7 @@ def test_sql_prompt_runs_a_last_statement_without_semicolon_and_names_unknown_co
 
     typed = _typed("SELECT 1;\n.bogus\n.tables;\n\nSELECT\n  2\n")
     got = list(_statements(typed, complain, said.append))
-    assert got == [(1, "SELECT 1;"), (3, "SHOW TABLES;"), (5, "SELECT\n2")]  # with their first lines
+    assert got == [(1, "SELECT 1;"), (3, TABLES_SQL), (5, "SELECT\n2")]  # with their first lines
     assert complaints == [("unknown command .bogus; valid: .tables, .schema [TABLE], .help, .quit", 2)]
     typed = _typed("SELECT 1;\n.schema units\n.schema\n.help\n.quit\nSELECT 2;\n")
     got = list(_statements(typed, complain, said.append))

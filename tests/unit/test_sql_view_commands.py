@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import io
 import json
 import sys
@@ -134,6 +135,12 @@ def test_sql_exports_are_whole_and_readable_back(run_dir, capsys):
     rows = list(csv.reader(io.StringIO(said.out)))
     assert len(rows) == 12001 and said.err == ""
     assert rows[0] == ["i", "pair", "even", "t"] and rows[2] == ["1", "[1, 2]", "false", "PT0H1M30S"]
+    from atlas.commands.sql import iso_duration
+
+    assert iso_duration(dt.timedelta(microseconds=1)) == "PT0H0M0.000001S"  # exact, never 1e-06
+    assert iso_duration(dt.timedelta(days=400, microseconds=1)) == "P400DT0H0M0.000001S"
+    assert iso_duration(-dt.timedelta(seconds=30)) == "-PT0H0M30S"
+    assert iso_duration(dt.timedelta(days=2)) == "P2D"
     assert sql.run(parse(sql, [str(run_dir), "--format", "json", q])) == 0
     records = json.loads(capsys.readouterr().out)
     assert len(records) == 12000 and records[1] == {"i": 1, "pair": [1, 2], "even": False, "t": "PT0H1M30S"}

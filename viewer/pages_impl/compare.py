@@ -56,11 +56,22 @@ def _units_input(ctx: Context, layer: str) -> list[int]:
         return []
     ids = ctx.ids(layer)
     held = [u for u in ids if not ranges or any(lo <= u <= hi for lo, hi in ranges)]
-    if ranges and len(held) < sum(hi - lo + 1 for lo, hi in ranges) and ids:
-        st.caption(f"layer {layer} has units {ids[0]}–{ids[-1]}: the others are left out")
+    if ranges and ids and len(held) < _count(ranges):
+        yet = " so far (the run is still being written)" if ctx.info.get("status") == "running" else ""
+        st.caption(f"layer {layer} has units {ids[0]}–{ids[-1]}{yet}: the others are left out")
     if len(held) > MAX_UNITS:
         st.caption(f"showing the first {MAX_UNITS} of {len(held)} units")
     return held[:MAX_UNITS]
+
+
+def _count(ranges: Any) -> int:
+    """How many distinct units inclusive ranges ((lo, hi), ...) name (overlaps counted once)."""
+    total, end = 0, None
+    for lo, hi in sorted(ranges):
+        start = lo if end is None else max(lo, end + 1)
+        total += max(0, hi - start + 1)
+        end = hi if end is None else max(end, hi)
+    return total
 
 
 def _modes(ctx: Context, run_methods: list[str]) -> list[str]:
@@ -117,21 +128,26 @@ def _compare_runs(ctx: Context, layer: str) -> None:
     default = _default_other(ctx, layer)
     other_name = st.selectbox("Other run", names, key=state.compare_widget("vs", layer, names, default))
     where = ctx.siblings[names.index(other_name)]
-    try:
-        _compare_with(ctx, layer, other_name, ctx.open_other(where) if ctx.open_other else None)
-    except (AtlasError, duckdb.Error) as exc:  # the other run is damaged, not this one
+    try:  # the other run's open and first reads: a damage found here is its, not this run's
+        other = ctx.open_other(where) if ctx.open_other else None
+        other_layers = {name for name, _ in data.layers(other)} if other is not None else set()
+        other_ids = data.unit_ids(other, layer) if layer in other_layers else []
+    except (AtlasError, duckdb.Error) as exc:
         st.error(
             f"Cannot read run {other_name}: {first_line(exc)}. `atlas verify {where.uri}` names bad shards; "
             "`--repair` has them redone by the next `atlas run`.",
             icon=":material/error:",
         )
+        return
+    _compare_with(ctx, layer, other_name, other, other_layers, other_ids)
 
 
-def _compare_with(ctx: Context, layer: str, other_name: str, other: Any) -> None:
+def _compare_with(
+    ctx: Context, layer: str, other_name: str, other: Any, other_layers: set[str], other_ids: list[int]
+) -> None:
     if other is None:
         st.error("Cannot open the other run.")
         return
-    other_layers = {name for name, _ in data.layers(other)}
     if layer not in other_layers:
         have = ", ".join(sorted(other_layers)) or "none"
         st.warning(f"Run {other_name} has no layer {layer} (it has {have}).")
@@ -145,7 +161,7 @@ def _compare_with(ctx: Context, layer: str, other_name: str, other: Any) -> None
             icon=":material/warning:",
         )
     runs = [(ctx.run_dir.name, ctx.conn, ctx.info), (other_name, other, other_info)]
-    both = sorted(set(ctx.ids(layer)) & set(data.unit_ids(other, layer)))
+    both = sorted(set(ctx.ids(layer)) & set(other_ids))
     for col, (name, conn, _info) in zip(st.columns(2), runs, strict=True):
         with col:
             _run_summary(name, data.stats_over(conn, layer, both))

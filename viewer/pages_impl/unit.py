@@ -66,7 +66,7 @@ def _metrics(row: dict) -> None:
     cols = st.columns(7)
     cols[0].metric("Best activation", widgets.fmt(row.get("best_activation")))
     cols[1].metric(
-        "Best log-prob", widgets.fmt(row.get("best_log_prob")),
+        "Best log-prob", widgets.fmt(widgets.snap(row.get("best_log_prob"))),
         help="log-softmax of the unit over its layer's units (at its map position for a conv unit) on its "
         "best picture: 0 = the unit takes all of the layer's softmax, log 1/N = no more than any other",
     )  # fmt: skip
@@ -259,17 +259,14 @@ def _chain_caption(rec: dict) -> str:
 
 def _without_repeats(kept: pd.DataFrame, stopped: float | None = None) -> pd.DataFrame:
     """A chain's kept pictures less a snapshot of its last step (the last picture itself) and the
-    snapshots after the chain stopped (``stopped``: its ``stopped_step``; they are all its last picture)."""
-    snap = kept["kind"] == "snapshot"
+    snapshots from the step the chain stopped on (``stopped``: its ``stopped_step``; its picture is frozen
+    there, so they are all its last picture)."""
     if stopped is not None and pd.notna(stopped):
-        kept, snap = (
-            kept[~(snap & (kept["step"] > int(stopped)))],
-            snap[~(snap & (kept["step"] > int(stopped)))],
-        )
+        kept = kept[~((kept["kind"] == "snapshot") & (kept["step"] >= int(stopped)))]
     last = kept.loc[kept["kind"] == "last", "step"]
     if last.empty:
         return kept
-    return kept[~(snap & kept["step"].isin(last))]
+    return kept[~((kept["kind"] == "snapshot") & kept["step"].isin(last))]
 
 
 def _kept_items(kept: pd.DataFrame) -> list[tuple[bytes | None, str]]:
