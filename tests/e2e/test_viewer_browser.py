@@ -399,6 +399,16 @@ def test_conv_unit_frames_its_place(server, runs_parent, page):
     assert len(plain) == len(framed) and not set(plain) & set(framed)
 
 
+def _console_query(page, sql: str) -> None:
+    """Type ``sql`` into the console and run it: the text is committed (the box left, Streamlit's rerun
+    over) before the button is pressed, so a busy machine cannot run the box's previous text."""
+    box = page.locator("textarea").first
+    box.fill(sql)
+    box.press("Tab")
+    _wait_until(page, "(s) => !s.running", "the console to take the typed query")
+    page.get_by_role("button", name="Run query").click()
+
+
 def test_compare_and_sql(server, page):
     page.goto(f"{server}/?page=compare&layer=fc8&unit=0")
     _settle(page, "Compare", images=16)
@@ -408,16 +418,15 @@ def test_compare_and_sql(server, page):
     page.goto(f"{server}/?page=sql")
     _settle(page, "SQL console")
     _wait_visible(page.locator("textarea"), "the SQL text area")
-    page.locator("textarea").first.fill("COPY units TO '/tmp/atlas-browser-leak.csv'")
-    page.get_by_role("button", name="Run query").click()
+    _console_query(page, "COPY units TO '/tmp/atlas-browser-leak.csv'")
     _wait_visible(page.get_by_text("Query refused or failed"), "the refusal of a COPY statement")
     assert not Path("/tmp/atlas-browser-leak.csv").exists()
     _shot(page, "sql-refused")
-    page.locator("textarea").first.fill(
+    _console_query(
+        page,
         "SELECT layer, count(*) AS units, avg(best_activation) AS mean_best "
-        "FROM units GROUP BY layer ORDER BY 1"
+        "FROM units GROUP BY layer ORDER BY 1",
     )
-    page.get_by_role("button", name="Run query").click()
     _wait_visible(page.get_by_text("2 rows"), "the query result '2 rows'")
     _wait_visible(page.locator('[data-testid="stDataFrame"]'), "the result table")
     _shot(page, "sql")
