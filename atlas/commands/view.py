@@ -65,9 +65,9 @@ def run(args: argparse.Namespace) -> int:
             raise AtlasError(f"{args.run_dir} is a file, not a run; pass the run's folder (out_dir/name)")
         raise AtlasError(f"run {args.run_dir} does not exist")
     if run_dir.is_file(RUN_FILE):
-        from atlas.store.catalog import open_run
+        from atlas.store.catalog import check_run
 
-        open_run(run_dir).close()  # a damaged run (run.json, a marker, a file gone) is one line, not a page
+        check_run(run_dir)  # a damaged run (run.json, a marker, a file gone) is one line, not a page
     elif not list_runs(run_dir):
         raise AtlasError(f"{args.run_dir} holds no atlas run (no run.json in it or in its subdirectories)")
     check_listen(args.host, args.port)

@@ -42,7 +42,7 @@ from atlas.pipeline.plan import Shard, plan_shards
 from atlas.pipeline.preflight import preflight_config, preflight_models
 from atlas.sampling.units import layer_kind
 from atlas.store import RunStore
-from atlas.store.catalog import open_run
+from atlas.store.catalog import check_run
 from atlas.store.location import Location, is_remote, open_location
 from atlas.store.lock import RunLock
 from atlas.store.manifest import SUMMARY_FILE, marker_readable, read_json, read_markers
@@ -235,7 +235,7 @@ def run_atlas(
             existing = store.manifest()
             if existing is not None and existing.get("status") == "complete" and previous:
                 store.check_resume(manifest, existing)  # a complete run stays as it is: nothing written
-                open_run(loc).close()  # but a damaged one (a file gone) says so, and names the repair
+                check_run(loc)  # but a damaged one (a file gone) says so, and names the repair
             else:  # all shards done but never finished (stopped after the last one): finish it
                 store.init_run(manifest)
                 store.finalize(summary)

@@ -370,6 +370,17 @@ def _check_complete(
         )
 
 
+def check_run(run: str | os.PathLike[str] | Location) -> None:
+    """What :func:`open_run` refuses a run for (run.json's fields, unreadable markers, a file a marker
+    promises gone, markers missing from a complete run), without reading any table: one listing and the
+    markers. Raises :class:`AtlasError` naming the fix."""
+    loc = open_location(run)
+    manifest = read_manifest(loc)
+    markers = read_markers(loc)
+    _run_table(loc, manifest, markers)
+    _check_complete(loc, manifest, markers, run_files(loc, markers, partial=False))
+
+
 def open_run(
     run: str | os.PathLike[str] | Location,
     *,
