@@ -744,3 +744,19 @@ def test_verify_finds_another_shards_file_in_place_and_a_run_json_the_readers_re
         for reader in (open_run, verify_run):
             with pytest.raises(AtlasError, match=re.escape(says)):
                 reader(run)
+
+
+def test_check_run_refuses_what_open_run_refuses_without_reading_tables(synthetic_run, tmp_path):
+    import shutil
+
+    from atlas.errors import AtlasError
+    from atlas.store.catalog import check_run
+
+    check_run(synthetic_run)  # a sound run passes
+    run = tmp_path / "run"
+    shutil.copytree(synthetic_run, run)
+    next((run / "steps" / "layer=conv3").glob("*.parquet")).unlink()
+    with pytest.raises(
+        AtlasError, match=r"is damaged: shard conv3-\d+'s steps file is missing; `atlas verify"
+    ):
+        check_run(run)
