@@ -46,8 +46,9 @@ def image_files(path: str | Path) -> list[Path]:
     if not root.is_dir():
         raise AtlasError(f"image folder {str(root)!r} is a file, not a directory; give a directory of images")
     try:
-        every = [p for p in root.rglob("*") if p.is_file()]
-        dangling = sorted(p for p in root.rglob("*") if p.is_symlink() and not p.exists())
+        entries = list(root.rglob("*"))  # one walk of the folder
+        every = [p for p in entries if p.is_file()]
+        dangling = sorted(p for p in entries if p.is_symlink() and not p.exists())
     except OSError as exc:
         raise AtlasError(f"image folder {str(root)!r} cannot be listed ({type(exc).__name__})") from None
     broken = [p for p in dangling if p.suffix.lower() in IMAGE_SUFFIXES]

@@ -520,12 +520,11 @@ def query_error(exc: BaseException) -> str:
     if not lines:
         return type(exc).__name__
     hints = [ln for ln in lines[1:] if ln.startswith(_HINTS)]
-    if lines[0].startswith("Catalog Error: Table with name"):  # DuckDB may suggest its own catalog's tables
+    unknown_table = lines[0].startswith("Catalog Error: Table with name")
+    if unknown_table:  # DuckDB may suggest its own catalog's tables (pg_sequences): not the run's
         hints = [h for h in hints if not _suggests_other_than(h, RUN_TABLES)]
     text = "; ".join([lines[0], *hints])
-    if lines[0].startswith("Catalog Error: Table with name"):
-        text += f" (the run's tables: {', '.join(RUN_TABLES)})"
-    return text
+    return text + (f" (the run's tables: {', '.join(RUN_TABLES)})" if unknown_table else "")
 
 
 def _suggests_other_than(hint: str, tables: tuple[str, ...]) -> bool:

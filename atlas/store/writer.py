@@ -157,12 +157,9 @@ class RunStore:
         data["status"] = "running"
         write_json(self.loc, RUN_FILE, data)
 
-    def check_resume(self, manifest: Mapping[str, Any], existing: Mapping[str, Any] | None = None) -> None:
-        """Raise :class:`AtlasError` unless ``manifest`` may go on with the run here (the same config, a
-        schema this atlas writes, the same shard layout); writes nothing."""
-        existing = self.manifest() if existing is None else existing
-        if existing is None:
-            return
+    def check_resume(self, manifest: Mapping[str, Any], existing: Mapping[str, Any]) -> None:
+        """Raise :class:`AtlasError` unless ``manifest`` may go on with the run whose run.json is
+        ``existing`` (the same config, a schema this atlas writes, the same shard layout); writes nothing."""
         if existing.get("config_hash") != manifest["config_hash"]:
             differ = config_differences(existing.get("config") or {}, manifest.get("config") or {})
             old_hash = str(existing.get("config_hash"))[:12]

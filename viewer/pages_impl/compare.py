@@ -56,22 +56,12 @@ def _units_input(ctx: Context, layer: str) -> list[int]:
         return []
     ids = ctx.ids(layer)
     held = [u for u in ids if not ranges or any(lo <= u <= hi for lo, hi in ranges)]
-    if ranges and ids and len(held) < _count(ranges):
+    if ranges and ids and len(held) < data.expand_units(ranges, 0)[1]:  # its total counts overlaps once
         yet = " so far (the run is still being written)" if ctx.info.get("status") == "running" else ""
         st.caption(f"layer {layer} has units {ids[0]}–{ids[-1]}{yet}: the others are left out")
     if len(held) > MAX_UNITS:
         st.caption(f"showing the first {MAX_UNITS} of {len(held)} units")
     return held[:MAX_UNITS]
-
-
-def _count(ranges: Any) -> int:
-    """How many distinct units inclusive ranges ((lo, hi), ...) name (overlaps counted once)."""
-    total, end = 0, None
-    for lo, hi in sorted(ranges):
-        start = lo if end is None else max(lo, end + 1)
-        total += max(0, hi - start + 1)
-        end = hi if end is None else max(end, hi)
-    return total
 
 
 def _modes(ctx: Context, run_methods: list[str]) -> list[str]:
@@ -188,8 +178,7 @@ def render(ctx: Context) -> None:
         )
         return
     key = state.compare_widget("mode", layer, modes, modes[0])
-    mode = st.segmented_control("Compare", modes, key=key) if len(modes) > 1 else modes[0]
-    mode = mode or modes[0]
+    mode = (st.segmented_control("Compare", modes, key=key) if len(modes) > 1 else None) or modes[0]
     if mode == "two methods":
         _compare_methods(ctx, layer, run_methods)
     else:
