@@ -394,8 +394,10 @@ def _summarize(
     skipped: int,
 ) -> dict[str, Any]:
     rows: Counter[str] = Counter()
+    warnings: Counter[str] = Counter()
     for s in summaries:
         rows.update(s["rows"])
+        warnings.update(s.get("warnings", {}))
     units = sum(s["units"] for s in summaries)
     return {
         "run_dir": loc.display(),
@@ -410,6 +412,7 @@ def _summarize(
         "rows": dict(rows),
         "errors": sum(s["errors"] for s in summaries),
         "diverged": sum(s["diverged"] for s in summaries),
+        "warnings": dict(warnings),  # note -> units sampled with it (status ok, `units.error` set)
         "precision": sorted({s.get("precision", "float32") for s in summaries}),
         "wall_seconds": round(wall, 2),
         "units_per_minute": round(units / wall * 60, 2) if wall > 0 else None,
@@ -450,4 +453,6 @@ def format_summary(summary: dict[str, Any]) -> str:
             "where a node has native bf16); pin compute.autocast to bf16 or none for one precision"
         )
         lines.insert(2, warning)
+    for note, count in sorted((summary.get("warnings") or {}).items(), key=lambda kv: -kv[1])[:3]:
+        lines.insert(2, f"  warning: {count} unit{'s' if count != 1 else ''}: {note} (units.error)")
     return "\n".join(lines)

@@ -14,6 +14,7 @@ import json
 import os
 import socket
 import time
+from collections import Counter
 from typing import Any
 
 import torch
@@ -205,12 +206,23 @@ class AtlasWorker:
             "units": len(shard.units),
             "chains": sum(len(r.chains) for r in results),
             "errors": sum(r.status != "ok" for r in results),
+            "warnings": _warnings(results),
             "diverged": sum(c.diverged for r in results for c in r.chains),
             "rows": counts,
             "seconds": time.perf_counter() - started,
             "pid": os.getpid(),
             "precision": self.precision,
         }
+
+
+def _warnings(results: list[UnitResult]) -> dict[str, int]:
+    """Units that were sampled (status ok) with a note in ``error`` (real images unavailable, every chain
+    diverged), counted by note: the run summary shows them, so a run that fell back is not reported clean."""
+    notes: Counter[str] = Counter()
+    for r in results:
+        if r.status == "ok" and r.error:
+            notes.update(r.error.split("; "))
+    return dict(notes)
 
 
 def _ray_node_id() -> str | None:

@@ -17,8 +17,7 @@ CPU = torch.device("cpu")
 
 
 @pytest.fixture(scope="module")
-def world():
-    torch.set_num_threads(1)
+def world(one_torch_thread):
     return tiny_world()
 
 
@@ -249,3 +248,29 @@ def test_a_unit_whose_every_chain_diverged_is_an_error_row_unless_it_drew_before
     assert f"all {k} chains diverged" in res[0].error and res[1].error is None
     assert len(res[0].chains) == k  # what the chains did is kept for inspection
     assert np.isfinite(res[0].best_activation) == (at > 0)
+
+
+def test_a_layer_whose_real_images_fail_is_sampled_and_reported_as_a_warning(world, monkeypatch):
+    """The real-image pass failing (a bad facet layer, memory) must not be silent: the units are sampled
+    (seeded starts fall back) and carry the note, and the run summary counts them as warnings."""
+    from atlas.pipeline.driver import format_summary
+    from atlas.pipeline.worker import _warnings
+
+    engine = make(world, method="dgn_am", start="facet_seeded", steps=2)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("facet layer relu9 not found")
+
+    monkeypatch.setattr(engine.real, "load", broken)
+    res = engine.map_units("fc8", [0, 1], seed=0)
+    assert [r.status for r in res] == ["ok", "ok"]
+    assert all("real images unavailable: RuntimeError: facet layer relu9" in r.error for r in res)
+    assert all(c.start.startswith("mean") or c.start.startswith("random") for r in res for c in r.chains)
+    notes = _warnings(res)
+    assert list(notes.values()) == [2]
+    summary = {"units": 2, "chains": 4, "images": 8, "rows": {"units": 2}, "wall_seconds": 1.0,
+               "units_per_minute": 60.0, "shards_run": 1, "shards_skipped": 0, "shards": 1, "diverged": 0,
+               "errors": 0, "run_dir": "/tmp/run", "warnings": notes}  # fmt: skip
+    text = format_summary(summary)
+    assert "warning: 2 units: real images unavailable: RuntimeError: facet layer relu9 not found" in text
+    assert "warning" not in format_summary(summary | {"warnings": {}})
