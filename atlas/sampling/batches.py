@@ -29,17 +29,21 @@ def run_batches(
     run: RunChains,
     rows: UnitRows,
     progress: Callable[[int], None] | None = None,
+    granule: int = 1,
 ) -> int:
-    """Run every chain of ``todo``; finished units go to ``rows``; -> the batch size that worked."""
+    """Run every chain of ``todo``; finished units go to ``rows``; -> the batch size that worked.
+
+    ``granule``: batch sizes stay multiples of it, also when an out-of-memory error halves them (the
+    diversity term compares a unit's chains within a batch, so they must not be split)."""
     i = 0
     while i < len(todo):
         batch = list(todo[i : i + batch_size])
         try:
             out = run_isolated(run, batch, rows.errors)
         except torch.cuda.OutOfMemoryError:
-            if batch_size <= 1:
+            if batch_size <= granule:
                 raise
-            batch_size = max(1, batch_size // 2)  # back off and retry the same chains
+            batch_size = max(granule, batch_size // 2 // granule * granule)  # back off, retry the same chains
             torch.cuda.empty_cache()
             continue
         i += len(batch)

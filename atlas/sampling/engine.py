@@ -258,11 +258,9 @@ class Engine:
         if progress and rows.done:
             progress(len(rows.done))
         run = partial(self._run, name, seed=seed, objective=objective)
-        per_unit = self.cfg.chains_per_unit
-        size = (
-            max(per_unit, self.batch_size // per_unit * per_unit) if self.cfg.diversity else self.batch_size
-        )
-        self.batch_size = run_batches(todo, size, run, rows, progress)  # diversity: a unit's chains together
+        granule = self.cfg.chains_per_unit if self.cfg.diversity else 1  # diversity: a unit's chains together
+        size = max(granule, self.batch_size // granule * granule)
+        self.batch_size = run_batches(todo, size, run, rows, progress, granule)
         return rows.in_order(len(units))
 
     def _unit(self, layer: str, index: int, shape: tuple[int, ...], kind: str, objective: Objective) -> Unit:

@@ -1,0 +1,58 @@
+"""Batching: an out-of-memory error halves the batch, keeping whole units when the chains are coupled."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+from atlas.sampling.batches import run_batches
+
+pytestmark = pytest.mark.unit
+
+
+@dataclass(frozen=True)
+class Todo:
+    unit_pos: int
+    chain: int
+
+
+class Rows:
+    def __init__(self):
+        self.errors: dict[int, BaseException] = {}
+        self.added: list[list[Todo]] = []
+
+    def add(self, batch, out, remaining):
+        self.added.append(batch)
+        return 0
+
+
+def run_with_memory_for(limit: int, seen: list[int]):
+    def run(batch):
+        seen.append(len(batch))
+        if len(batch) > limit:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return [None] * len(batch)
+
+    return run
+
+
+@pytest.mark.parametrize("granule, expected", [(1, 5), (4, 4)])
+def test_out_of_memory_halves_the_batch_in_whole_units(monkeypatch, granule, expected):
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    todo = [Todo(u, c) for u in range(6) for c in range(4)]  # 6 units x 4 chains
+    rows, seen = Rows(), []
+    size = run_batches(todo, 20, run_with_memory_for(6, seen), rows, granule=granule)
+    assert size == expected  # 20 -> 10 -> 5 alone; 20 -> 8 -> 4 in whole units of 4
+    assert [c for b in rows.added for c in b] == todo  # every chain once, in order
+    if granule > 1:
+        for batch in rows.added:  # no unit split across batches
+            units = {c.unit_pos for c in batch}
+            assert all(sum(c.unit_pos == u for c in batch) == granule for u in units)
+
+
+def test_out_of_memory_at_one_granule_is_raised():
+    todo = [Todo(0, c) for c in range(4)]
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        run_batches(todo, 4, run_with_memory_for(3, []), Rows(), granule=4)
