@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import typing
 from typing import Any, Literal
 
 from pydantic import (
@@ -11,13 +10,10 @@ from pydantic import (
     model_validator,
 )
 
+from atlas.config.composites import Composite, parse_composite
 from atlas.config.section import Section
 from atlas.config.units import UnitSelection
 from atlas.errors import ConfigError
-
-if typing.TYPE_CHECKING:
-    from atlas.sampling.objectives import Composite
-
 
 # what may name a run's files and folders (a layer's partition, a shard): not hidden, not an option
 FILE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._+-]*$")
@@ -85,8 +81,6 @@ class LayerConfig(Section):
         """The layer's composite objectives (units n_units, n_units + 1, ...); a ConfigError naming
         ``{prefix}objectives`` or ``{prefix}pairs`` when one cannot be read, names a unit outside
         0..n_units-1, or repeats another (the same units and weights: it would be drawn twice)."""
-        from atlas.sampling.objectives import parse_composite  # the sampling package imports this module
-
         out: list[Composite] = []
         for field_name, text in self.composite_texts():
             comp = parse_composite(text, n_units, f"{prefix}{field_name}")
