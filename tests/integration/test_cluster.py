@@ -176,9 +176,9 @@ def test_local_out_dir_on_a_multi_node_cluster_is_refused(cluster, micro_cache, 
 def test_actor_sigkill_under_cpu_load_counts_one_death(cluster, s3, micro_cache):
     run, cfg, thread, outcome, logs = twenty_unit_run(s3, micro_cache, "sigkill", workers=1, steps=30)
     hog = [
-        subprocess.Popen([sys.executable, "-c", "import time\nt=time.time()\nwhile time.time()-t<240: pass"])
+        subprocess.Popen([sys.executable, "-c", f"import os\nwhile os.getppid() == {os.getpid()}: pass"])
         for _ in range(2)
-    ]  # both cores busy, for at most 4 minutes
+    ]  # both cores busy until the kill below (or until this process dies: no orphans)
     try:
         thread.start()
         wait_for(lambda: markers(run) and workers(run), 600, "a worker that finished a shard")

@@ -32,8 +32,7 @@ PEERS = ("fourier", "maco", "accentuation", "ga", "cmaes")
 
 
 @pytest.fixture(scope="module")
-def world():
-    torch.set_num_threads(1)
+def world(one_torch_thread):
     return tiny_world()
 
 

@@ -56,8 +56,7 @@ def test_context_redirects_every_relu_module_and_leaves_the_module_as_it_was(inp
     assert not net[1]._forward_hooks and not net[1]._forward_pre_hooks
 
 
-def test_engine_chains_of_a_dead_conv_unit_move_only_with_redirected_gradients():
-    torch.set_num_threads(1)
+def test_engine_chains_of_a_dead_conv_unit_move_only_with_redirected_gradients(one_torch_thread):
     t, g, d, r = tiny_world()
     with torch.no_grad():
         t.module.conv2.bias[3] -= 0.5  # conv2 unit 3 at the centre: about -0.5 on the mean start picture

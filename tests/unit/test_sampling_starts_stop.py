@@ -21,8 +21,7 @@ FP32 = ComputeConfig(autocast="none")  # exact comparisons with float32 codes
 
 
 @pytest.fixture(scope="module")
-def world():
-    torch.set_num_threads(1)
+def world(one_torch_thread):
     return tiny_world()
 
 
