@@ -14,34 +14,85 @@ Recipe::
     for r in engine.map_units("fc8", list(range(n_units)), seed=0):
         print(r.objective, r.status, r.facet_count, r.best_activation, [c.last.activation for c in r.chains])
 
-Modules (one per thing that varies): ``units`` (what a unit is), ``objectives`` (raw / softmax / log_softmax),
-``parametrizations`` (pixels or G(h)), ``priors`` (DAE, joint E(G(h)), hand-made pixel priors), ``steps``
-(DGN-AM Eq. 1, PPGN-h Eq. 11, pixel ascent), ``samplers`` (method = parametrization + prior + step), ``chain``
-(the one batched loop), ``stats`` (per-chain statistics), ``seeds`` (per-chain determinism), ``facets``
-(clustering, facet-seeded starts, dataset examples), ``compute`` (autocast / channels_last / compile),
-``real`` (image folders), ``engine`` (the high-level API). Peers (docs/methods.md): ``fourier`` (Lucid's and
-MACO's parametrizations), ``transforms`` (robustness views, crops), ``peer_samplers`` (Fourier, MACO, feature
-accentuation), ``search`` (GA, CMA-ES: the population loop), ``peers`` (their wiring, forward-pass budgets).
+Modules (one per thing that varies): ``units`` (what a unit is), ``objectives`` (raw / softmax / log_softmax,
+composites), ``parametrizations`` (pixels or G(h)), ``priors`` (DAE, joint E(G(h)), hand-made pixel priors),
+``steps`` (DGN-AM Eq. 1, PPGN-h Eq. 11, pixel ascent), ``samplers`` (method = parametrization + prior + step),
+``chain`` (the one batched loop), ``batches`` (batching, out-of-memory back-off, failing units isolated),
+``starts`` and ``start_pool`` (where chains start), ``relu_redirect`` (Lucid's redirected ReLU for dead
+starts), ``stats`` (per-chain statistics), ``results`` (what a chain and a unit return), ``unit_rows``
+(results in unit order), ``seeds`` (per-chain determinism), ``facets`` (clustering, facet-seeded starts),
+``nets`` (target, G and DAE on one device; layer probes), ``real`` (image folders), ``real_features`` (the
+real images' activations: top images, natural percentiles), ``concepts`` (concept labels, flags, path
+similarity), ``manifold`` (on-manifold score), ``compute`` (autocast / channels_last / compile), ``engine``
+(the high-level API). Peers (docs/methods.md): ``fourier`` (Lucid's and MACO's parametrizations),
+``transforms`` (robustness views, crops), ``peer_samplers`` (Fourier, MACO, feature accentuation), ``search``
+(GA, CMA-ES: the population loop), ``peers`` (their wiring, forward-pass budgets).
+
+Names are imported on first use (``atlas.sampling.Engine`` loads the engine then), so importing one module
+of the package (``atlas.sampling.units``) does not load all of them.
 """
 
-from atlas.sampling.chain import TargetReadout, run_chains
-from atlas.sampling.compute import ComputeSetup, resolve_device
-from atlas.sampling.engine import Engine
-from atlas.sampling.facets import cluster_facets, facet_exemplars, facet_seed_codes, kmeans, top_real
-from atlas.sampling.objectives import Objective, layer_values, unit_readout
-from atlas.sampling.peers import PEER_METHODS, passes_per_image
-from atlas.sampling.real import (
-    FolderImages,
-    RealImagesLike,
-    check_image_folder,
-    image_files,
-    load_image_folder,
-)
-from atlas.sampling.results import ChainResult, ImageRecord, UnitResult
-from atlas.sampling.search import run_search
-from atlas.sampling.seeds import chain_seed
-from atlas.sampling.stats import TRAJECTORY_KEYS
-from atlas.sampling.units import Unit, make_unit
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from atlas.sampling.chain import TargetReadout, run_chains
+    from atlas.sampling.compute import ComputeSetup, resolve_device
+    from atlas.sampling.engine import Engine
+    from atlas.sampling.facets import cluster_facets, facet_exemplars, kmeans, top_real
+    from atlas.sampling.objectives import Objective, layer_values, unit_readout
+    from atlas.sampling.peers import PEER_METHODS, passes_per_image
+    from atlas.sampling.real import (
+        FolderImages,
+        RealImagesLike,
+        check_image_folder,
+        image_files,
+        load_image_folder,
+    )
+    from atlas.sampling.results import ChainResult, ImageRecord, UnitResult
+    from atlas.sampling.search import run_search
+    from atlas.sampling.seeds import chain_seed
+    from atlas.sampling.stats import TRAJECTORY_KEYS
+    from atlas.sampling.units import Unit, make_unit
+
+_HOMES = {
+    "TargetReadout": "chain",
+    "run_chains": "chain",
+    "ComputeSetup": "compute",
+    "resolve_device": "compute",
+    "Engine": "engine",
+    "cluster_facets": "facets",
+    "facet_exemplars": "facets",
+    "kmeans": "facets",
+    "top_real": "facets",
+    "Objective": "objectives",
+    "layer_values": "objectives",
+    "unit_readout": "objectives",
+    "PEER_METHODS": "peers",
+    "passes_per_image": "peers",
+    "FolderImages": "real",
+    "RealImagesLike": "real",
+    "check_image_folder": "real",
+    "image_files": "real",
+    "load_image_folder": "real",
+    "ChainResult": "results",
+    "ImageRecord": "results",
+    "UnitResult": "results",
+    "run_search": "search",
+    "chain_seed": "seeds",
+    "TRAJECTORY_KEYS": "stats",
+    "Unit": "units",
+    "make_unit": "units",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'atlas.sampling' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"atlas.sampling.{_HOMES[name]}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "PEER_METHODS",
@@ -60,7 +111,6 @@ __all__ = [
     "check_image_folder",
     "cluster_facets",
     "facet_exemplars",
-    "facet_seed_codes",
     "image_files",
     "kmeans",
     "layer_values",

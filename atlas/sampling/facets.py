@@ -5,13 +5,12 @@ Usage::
     labels = cluster_facets(features, distance=0.35, max_facets=4)   # (K, F) -> facet id per chain
     n = assign_facets(chain_results, distance=0.35, max_facets=4)   # sets ChainResult.facet, -> count
     centers, sizes = kmeans(codes, k=4, seed=0)                     # torch k-means (k-means++ init)
-    starts = facet_seed_codes(codes_of_top_images, k=4, seed=0)     # cluster means (pixel starts)
     pos, sizes = facet_exemplars(features_of_top_images, k=4)       # one real exemplar per cluster (codes)
     idx, vals = top_real(values, unit, k=9)                         # the unit's top real images
     default_facet_layer([("fc7", (32,)), ("fc8", (10,))], "fc8")    # -> "fc7" (T's penultimate layer)
 
 Facet criterion (``FacetConfig``): chain end points are described by T's penultimate-layer features of their
-last picture, L2-normalized. Average-free centroid agglomeration: start with one cluster per chain and merge
+last picture, L2-normalized. Centroid agglomeration: start with one cluster per chain and merge
 the two clusters whose mean directions are closest in cosine distance while that distance is <= ``distance``,
 or while there are more than ``max_facets`` clusters. So two facets are kept apart iff their means differ by
 more than ``distance`` in cosine distance (0.2-0.5 is sensible; lower splits more).
@@ -129,18 +128,6 @@ def kmeans(x: torch.Tensor, k: int, seed: int = 0, iters: int = 50) -> tuple[tor
     remap = torch.full((c.shape[0],), -1, dtype=torch.long)
     remap[torch.tensor(used)] = torch.arange(len(used))
     return c[used].to(x.device), remap[labels].to(x.device)
-
-
-def facet_seed_codes(codes: torch.Tensor, k: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """codes (N, *S) of the unit's top real images -> (cluster-mean codes (k', *S), cluster sizes (k',)).
-
-    Clusters are ordered by size (largest first), so chain c starts from cluster c mod k'.
-    """
-    flat = codes.flatten(1)
-    centers, labels = kmeans(flat, k, seed)
-    sizes = torch.bincount(labels.cpu(), minlength=centers.shape[0])
-    order = torch.argsort(sizes, descending=True, stable=True)
-    return centers[order.to(centers.device)].view(-1, *codes.shape[1:]), sizes[order]
 
 
 def facet_exemplars(features: torch.Tensor, k: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
