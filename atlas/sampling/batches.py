@@ -2,12 +2,12 @@
 
 Usage (inside ``Engine.map_units``)::
 
-    batch_size = run_batches(todo, batch_size, run=lambda b: engine._run(layer, b, seed), rows=rows,
-                             progress=progress)
+    batch_size = run_batches(todo, batch_size, run=lambda b: engine._run(layer, b, seed, objective),
+                             rows=rows, progress=progress, granule=chains_per_unit_or_1)
 
 ``todo``: chains (items with ``unit_pos``) in unit order. A batch that raises CUDA out-of-memory is retried
-at half the size (the smaller size is kept for later calls); any other failure re-runs the batch unit by
-unit, so only the unit that fails becomes an error row (``rows.errors``).
+at half the size, in multiples of ``granule`` (the smaller size is kept for later calls); any other failure
+re-runs the batch unit by unit, so only the unit that fails becomes an error row (``rows.errors``).
 """
 
 from __future__ import annotations

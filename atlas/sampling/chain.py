@@ -121,7 +121,7 @@ def run_chains(
                 read,
                 per_chain_norm(state, b, device),
                 per_chain_norm(residual, b, device),
-                per_chain_norm(grad, b, device) if grad is not None else per_chain_norm(None, b, device),
+                per_chain_norm(grad, b, device),
                 img,
             )
         if sampler.snapshot_every and t > 0 and t % sampler.snapshot_every == 0:
@@ -200,12 +200,10 @@ def _next_state(
     """The sampler's update (non-finite gradients zeroed; PPGN resets); diverged and stopped chains stay."""
     old = state.detach()
     safe_res = torch.nan_to_num(residual, nan=0.0, posinf=0.0, neginf=0.0) if residual is not None else None
-    new, _ = sampler.update(
-        old, torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0), safe_res, t, steps, gens
-    )
-    redraw = getattr(sampler, "redraw", None)
-    if redraw is not None and sampler.reset_every and (t + 1) % sampler.reset_every == 0:
-        new = redraw(gens)  # PPGN reset_every: fresh start states (B, *S)
+    safe_grad = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
+    new = sampler.update(old, safe_grad, safe_res, t, steps, gens)
+    if sampler.redraw is not None and sampler.reset_every and (t + 1) % sampler.reset_every == 0:
+        new = sampler.redraw(gens)  # PPGN reset_every: fresh start states (B, *S)
     tracker.diverge(~finite_rows(new), t)
     frozen = (tracker.diverged | tracker.stopped).view(-1, *([1] * (new.dim() - 1)))
     return torch.where(frozen, torch.nan_to_num(old, nan=0.0, posinf=0.0, neginf=0.0), new)

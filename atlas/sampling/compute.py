@@ -3,10 +3,10 @@
 Usage::
 
     setup = ComputeSetup.resolve(compute_cfg, device)
-    G = setup.prepare(generator.module)         # channels_last (CUDA; CPU under bf16); torch.compile if asked
+    G = setup.prepare(generator.module)         # channels_last if set; torch.compile if asked (CUDA)
     with setup.autocast():                      # bf16 on CUDA and on CPUs with native bf16 (auto)
         ...
-    x = setup.to_input(x)                       # channels_last where it pays (CUDA; CPU with bf16)
+    x = setup.to_input(x)                       # channels_last when compute.channels_last
 
 ``autocast: auto`` picks bf16 on CUDA and on CPUs with native bf16 arithmetic (AVX512-BF16 or AMX: oneDNN's
 bf16 convolutions and matmuls run 2-4x faster than float32 there); elsewhere float32. The optimized state

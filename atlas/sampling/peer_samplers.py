@@ -52,7 +52,7 @@ class _AdamSampler(Sampler):
     def update(self, state, grad, residual, t, n_steps, gens):
         if self._adam is None or self._adam.m.shape != state.shape:  # called without begin(): fresh moments
             self._adam = steps.AdamState.zeros_like(state)
-        return steps.adam_update(state, grad, self._adam, self.lr), grad
+        return steps.adam_update(state, grad, self._adam, self.lr)
 
 
 class FourierAscent(_AdamSampler):

@@ -2,7 +2,7 @@
 
 Usage::
 
-    feats = RealFeatures(real, nets, setup, code_layer="fc6", facet_layer="fc7", spatial="center")
+    feats = RealFeatures(real, nets, setup, code_layer="fc6", spatial="center")
     feats.load("fc8", facet_layer="fc7")         # one batched pass (cached per layer)
     feats.values("fc8")                          # (N, U) each unit's value on each image
     feats.codes                                  # (N, D) G's code of each image (the code layer), or None

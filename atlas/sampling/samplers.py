@@ -36,6 +36,7 @@ class Sampler:
     snapshot_every: int = 0  # 0: no snapshots
     snapshot_threshold: float = 0.0
     reset_every: int = 0
+    redraw: Callable[[Gens], torch.Tensor] | None = None  # gens -> fresh starts (B, *S), every reset_every
 
     def begin(self, state: torch.Tensor) -> None:
         """Called once per batch with the start states (B, *S), before the first step (optimizer state)."""
@@ -60,8 +61,8 @@ class Sampler:
         t: int,
         n_steps: int,
         gens: Gens,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> (new state (B, *S), the step direction actually used (B, *S))."""
+    ) -> torch.Tensor:
+        """-> the new state (B, *S)."""
         raise NotImplementedError
 
     def describe(self) -> str:
@@ -80,7 +81,7 @@ class DgnAm(Sampler):
 
     def update(self, state, grad, residual, t, n_steps, gens):
         lr = steps.linear_lr(t, n_steps, self.cfg.lr, self.cfg.lr_end)
-        return steps.dgn_am_update(state, grad, lr, self.cfg.l2_decay, self.lower, self.upper), grad
+        return steps.dgn_am_update(state, grad, lr, self.cfg.l2_decay, self.lower, self.upper)
 
 
 class PpgnH(Sampler):
@@ -101,7 +102,7 @@ class PpgnH(Sampler):
         self.snapshot_every = cfg.save_every
         self.snapshot_threshold = cfg.threshold
         self.reset_every = cfg.reset_every
-        self.redraw = redraw  # gens -> fresh start states (B, *S), used every reset_every steps
+        self.redraw = redraw
 
     def describe(self) -> str:
         """``ppgn_h/dae`` (released normalized step), ``ppgn_h/dae[eq11]`` (Eq. 11's step as printed),
@@ -117,7 +118,7 @@ class PpgnH(Sampler):
         noise = None
         if self.cfg.eps3 > 0:
             noise = randn_per_chain(gens, tuple(state.shape[1:]), state.device)
-        return steps.ppgn_h_update(
+        new, _direction = steps.ppgn_h_update(
             state,
             residual,
             grad,
@@ -131,6 +132,7 @@ class PpgnH(Sampler):
             normalize=self.cfg.step == "normalized",
             relative_noise=self.cfg.noise == "relative",
         )
+        return new
 
 
 class PixelAscent(Sampler):
@@ -170,4 +172,4 @@ class PixelAscent(Sampler):
         x = priors.decay_toward_grey(x, self.cfg.l2_decay)
         if self.cfg.blur_every and (t + 1) % self.cfg.blur_every == 0:
             x = priors.gaussian_blur(x, self.cfg.blur_sigma)
-        return x, grad
+        return x

@@ -2,7 +2,7 @@
 
 Usage::
 
-    starts = StartStates(cfg.sampler, cfg.facets, param_shape, device, pixel=False, clip=clip,
+    starts = StartStates(cfg.sampler, cfg.facets, param_shape, pixel=False, clip=clip,
                          code_stats=stats, real=real_features)
     x0, labels = starts.for_unit("fc8", unit, chain_ids, gens, seed)   # (K, *S), ["facet_seed:0", ...]
 

@@ -3,7 +3,7 @@
 Usage (inside the chain loop)::
 
     tracker = ChainTracker(batch_size, record_every, device)
-    tracker.observe(t, img, readout, objective, alive)         # every step: best image, last image
+    tracker.observe(t, img, readout, value)                    # every step: best image, last image
     tracker.record(t, readout, code_norm, residual_norm, grad_norm, img)   # every record_every steps
     tracker.snapshot(t, img, readout, mask)                    # PPGN snapshots above the threshold
     tracker.diverge(mask, t)                                   # NaN/Inf: freeze + flag, never stop the batch
