@@ -22,7 +22,6 @@ import json
 import os
 import platform
 import shlex
-import subprocess
 import sys
 import time
 import uuid
@@ -40,6 +39,7 @@ from atlas.models import LayerProbe, example_input
 from atlas.pipeline.models_setup import RunModels, ShippedBundle, build_bundle, build_models
 from atlas.pipeline.plan import Shard, plan_shards
 from atlas.pipeline.preflight import preflight_config, preflight_models
+from atlas.provenance import git_sha
 from atlas.sampling.units import layer_kind
 from atlas.store import RunStore
 from atlas.store.catalog import check_run
@@ -52,20 +52,6 @@ def config_hash(cfg: RunConfig) -> str:
     """The hash of what a config computes (its :data:`NON_RESULT_SECTIONS` left out)."""
     data = {k: v for k, v in cfg.to_dict().items() if k not in NON_RESULT_SECTIONS}
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def git_sha() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            cwd=Path(__file__).resolve().parent,
-        )
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def versions() -> dict[str, str]:

@@ -32,13 +32,13 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from atlas.provenance import git_sha
 from atlas.toyworld.cache import corrupt, load_component_file
 from atlas.toyworld.presets import FORMAT_VERSION, ToyWorldConfig, config_hash
 
@@ -124,22 +124,8 @@ def reader_entry(cfg: ToyWorldConfig, gates: dict[str, Any], made: dict[str, Any
         "reader_hash": reader_hash(cfg),
         "config": dataclasses.asdict(cfg.reader),
         "gates": gates,
-        "made": {"seed": cfg.reader.seed, "git": _git_sha(), "train_threads": TRAIN_THREADS, **made},
+        "made": {"seed": cfg.reader.seed, "git": git_sha(12), "train_threads": TRAIN_THREADS, **made},
     }
-
-
-def _git_sha() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def _stage_components(
@@ -192,7 +178,7 @@ def write_shipped(
         "config_hash": config_hash(cfg),
         "format": FORMAT_VERSION,
         "files": files,
-        "made": {"seeds": seeds, "git": _git_sha(), **made},
+        "made": {"seeds": seeds, "git": git_sha(12), **made},
     }
     if READER_FILE in names:
         gates = {k: v for k, v in report["gates"].items() if k.startswith("reader_")}
