@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
+from atlas.sampling.units import Unit
 from atlas.store.png import encode_png
 from atlas.store.schema import TABLES
 from atlas.store.writer import RunStore, parquet_bytes
@@ -368,10 +369,12 @@ def _shard_rows(
                 }
             )  # fmt: skip
         judge_p = float(np.clip(rng.beta(5, 2), 0, 1))
+        conv = kind == "conv"  # read at the centre of a 9 x 9 map, as a real run writes it
+        where = Unit(layer, unit, kind, "center" if conv else None, (4, 4) if conv else None)
         out["units"].append(
             {
-                "unit": unit, "kind": kind, "spatial": "center" if kind == "conv" else "none",
-                "objective": f"{'log_softmax' if kind == 'output' else 'raw'}[{layer}, {unit}]",
+                "unit": unit, "kind": kind, "spatial": where.spatial_label,
+                "objective": f"{'log_softmax' if kind == 'output' else 'raw'}[{where.describe()}]",
                 "method": methods[0], "n_chains": chains * len(methods), "facet_count": facet_count,
                 "best_activation": unit_best, "best_log_prob": unit_lp, "best_rank": unit_rank,
                 "mean_last_activation": float(np.mean(lasts)) if lasts else None,

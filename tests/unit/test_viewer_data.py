@@ -534,3 +534,12 @@ def test_compared_runs_are_summarized_over_the_units_both_hold(run):
     assert np.isclose(every["mean_best_activation"], units["best_activation"].mean())
     assert np.isclose(two["mean_best_activation"], units[units.unit.isin([0, 1])]["best_activation"].mean())
     assert data.stats_over(conn, "fc8", [])["mean_best_activation"] is None
+
+
+def test_synthetic_runs_write_what_real_runs_write():
+    """The viewer's tests browse synthetic runs: their thresholds and strings must be the real ones."""
+    from atlas.bench import synthetic_run
+    from atlas.sampling import concepts
+
+    assert synthetic_run.LABEL_THRESHOLD == concepts.LABEL_THRESHOLD
+    assert synthetic_run.WEAK_PERCENTILE == concepts.WEAK_PERCENTILE
