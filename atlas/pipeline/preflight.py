@@ -1,14 +1,15 @@
 """Pre-flight: every check of a run that needs no worker, on the driver, before Ray or any write.
 
-Usage (the driver, right after ``build_models``)::
+Usage (what the driver does: the model-free checks first, so nothing loads or trains for a bad config)::
 
-    report = preflight(cfg, models, address=address)     # raises AtlasError: one line, exit 2
+    warnings = preflight_config(cfg, address=address)    # raises AtlasError: one line, exit 2
+    models = build_models(cfg)
+    report = preflight_models(cfg, models)                # or preflight(cfg, models, address=...): both
     for line in report.warnings:
         log(f"atlas: warning: {line}")
     report.facet_layer, report.layer_shapes              # what the workers will use (run.json)
 
-``preflight_config(cfg, address=...)`` is the part that needs no model (device, image folder, starts); call
-it before ``build_models`` to fail before a toy world trains. ``preflight`` runs both parts.
+``preflight_config`` is the part that needs no model (the Ray address's form, device, image folder, starts).
 
 Rules worth knowing:
 
@@ -57,7 +58,6 @@ class PreflightReport:
     output_layer: str | None = None
     facet_layer: str | None = None  # None: facets disabled
     code_layer: str | None = None
-    real_images: int | None = None  # images in the facets.real_images folder
 
 
 def is_local(address: str | None) -> bool:
@@ -330,10 +330,9 @@ def _reused_modules(cfg: RunConfig, rows: list[LayerInfo], code_layer: str | Non
 def preflight(
     cfg: RunConfig, models: RunModels, *, address: str | None = None, decode_images: bool = True
 ) -> PreflightReport:
-    """Every check that needs no worker; raises AtlasError (one line) or returns the report."""
-    warnings = check_device(cfg, is_local(address))
-    _have, count, real_warnings = check_real_images(cfg, decode_images)
+    """Every check that needs no worker, as the driver runs them (:func:`preflight_config` before the models
+    load, then :func:`preflight_models`); raises AtlasError (one line) or returns the report."""
+    warnings = preflight_config(cfg, address=address, decode_images=decode_images)
     report = preflight_models(cfg, models)
-    report.warnings = warnings + real_warnings + report.warnings
-    report.real_images = count
+    report.warnings = warnings + report.warnings
     return report
