@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 
 def _cell(value: object) -> str:
@@ -12,10 +12,14 @@ def _cell(value: object) -> str:
 
 
 def format_table(
-    headers: Sequence[str], rows: Sequence[Sequence[object]], align_right: Sequence[int] = ()
+    headers: Sequence[str],
+    rows: Sequence[Sequence[object]],
+    align_right: Sequence[int] = (),
+    cell: Callable[[object], str] = _cell,
 ) -> str:
-    """Column-aligned table with a header rule; ``align_right`` lists numeric column indices."""
-    cells = [[_cell(v) for v in row] for row in rows]
+    """Column-aligned table with a header rule; ``align_right`` lists numeric column indices; ``cell``
+    writes one value (default: floats to 4 significant digits, None as blank)."""
+    cells = [[cell(v) for v in row] for row in rows]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
 
     def line(values: Sequence[str]) -> str:

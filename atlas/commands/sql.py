@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
 from atlas.commands.options import int_in, positive_int, positive_number
+from atlas.tables import format_table as text_table
 
 MAX_TIMEOUT_S = 86_400.0  # a day: longer is a typo (and inf overflows the timer)
 SCREEN_MAX_ROWS = 10_000  # the default row cap of the formats meant for a screen (csv and json: none)
@@ -159,23 +160,13 @@ def _text(value: Any, width: int = 40) -> str:
 
 
 def format_table(columns: list[str], rows: list[tuple[Any, ...]], width: int = 40) -> str:
-    cells = [[_text(v, width) for v in row] for row in rows]
-    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
-    numeric = [
-        all(
-            isinstance(row[i], int | float) and not isinstance(row[i], bool) or row[i] is None for row in rows
-        )
-        for i in range(len(columns))
-    ]
+    """DuckDB-like text table: numbers (and NULL-only columns) right-aligned, cells cut at ``width``."""
 
-    def line(values: list[str]) -> str:
-        return "  ".join(
-            v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric, strict=True)
-        ).rstrip()
+    def is_number(v: Any) -> bool:
+        return v is None or isinstance(v, int | float) and not isinstance(v, bool)
 
-    out = [line(columns), "  ".join("-" * w for w in widths)]
-    out.extend(line(r) for r in cells)
-    return "\n".join(out)
+    numeric = [i for i in range(len(columns)) if all(is_number(row[i]) for row in rows)]
+    return text_table(columns, rows, align_right=numeric, cell=lambda v: _text(v, width))
 
 
 def format_lines(columns: list[str], rows: list[tuple[Any, ...]]) -> str:
