@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import ParamSpec, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -15,6 +17,22 @@ from tqdm import tqdm
 
 from atlas.errors import AtlasError
 from atlas.models.spaces import ImageSpace
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def own_rng(train: Callable[P, R]) -> Callable[P, R]:
+    """A trainer seeds torch's global generator (``torch.manual_seed``) for its initial weights; this keeps
+    the caller's generator as it was (``torch.random.fork_rng``), so bootstrapping a world changes no one
+    else's random draws. What the trainer computes is unchanged."""
+
+    @functools.wraps(train)
+    def wrapped(*args: P.args, **kwargs: P.kwargs) -> R:
+        with torch.random.fork_rng(devices=[]):
+            return train(*args, **kwargs)
+
+    return wrapped
 
 
 def target_space(size: int) -> ImageSpace:

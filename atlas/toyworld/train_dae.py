@@ -12,11 +12,12 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from atlas.toyworld.loops import cosine_lr, epoch_batches, optimizer_step, progress, threads
+from atlas.toyworld.loops import cosine_lr, epoch_batches, optimizer_step, own_rng, progress, threads
 from atlas.toyworld.nets import CodeDAE
 from atlas.toyworld.presets import ToyWorldConfig
 
 
+@own_rng
 def train_dae(cfg: ToyWorldConfig, codes: torch.Tensor, log: Callable[[str], None] = print) -> CodeDAE:
     """codes: (N, D) clean training codes -> trained, eval-mode DAE."""
     dc = cfg.dae

@@ -31,6 +31,7 @@ from atlas.toyworld.loops import (
     edge_l1,
     epoch_batches,
     optimizer_step,
+    own_rng,
     progress,
     target_space,
     threads,
@@ -62,6 +63,7 @@ def maps_of(target: TargetNet, images01: torch.Tensor, size: int, batch: int = 5
     return _read_t(target.conv_map, target, images01, size, batch)
 
 
+@own_rng
 def train_generator(
     cfg: ToyWorldConfig,
     data: ToyData,
@@ -81,6 +83,7 @@ def train_generator(
     return fit_generator(cfg, data, g, codes, log)
 
 
+@own_rng
 def train_spatial_generator(
     cfg: ToyWorldConfig, data: ToyData, target: TargetNet, log: Callable[[str], None] = print
 ) -> SubspaceGenerator:

@@ -20,6 +20,7 @@ from atlas.toyworld.loops import (
     gaussian_blur,
     judge_space,
     optimizer_step,
+    own_rng,
     progress,
     threads,
 )
@@ -38,6 +39,7 @@ def augment(x: torch.Tensor, blur_p: float, blur_sigma: float, gen: torch.Genera
     return m + (x - m) * c
 
 
+@own_rng
 def train_judge(cfg: ToyWorldConfig, data: ToyData, log: Callable[[str], None] = print) -> JudgeNet:
     jc, size = cfg.judge, cfg.data.size
     torch.manual_seed(jc.seed)

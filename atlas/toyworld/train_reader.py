@@ -22,7 +22,15 @@ import torch.nn.functional as F
 
 from atlas.toyworld.concepts import attribute_targets
 from atlas.toyworld.dataset import ToyData
-from atlas.toyworld.loops import cosine_lr, epoch_batches, optimizer_step, progress, reader_space, threads
+from atlas.toyworld.loops import (
+    cosine_lr,
+    epoch_batches,
+    optimizer_step,
+    own_rng,
+    progress,
+    reader_space,
+    threads,
+)
 from atlas.toyworld.nets import ReaderNet
 from atlas.toyworld.presets import ToyWorldConfig
 from atlas.toyworld.train_judge import augment
@@ -53,6 +61,7 @@ def reader_loss(
     return loss  # type: ignore[return-value]
 
 
+@own_rng
 def train_reader(cfg: ToyWorldConfig, data: ToyData, log: Callable[[str], None] = print) -> ReaderNet:
     rc = cfg.reader
     torch.manual_seed(rc.seed)

@@ -24,6 +24,7 @@ from atlas.toyworld.loops import (
     edge_l1,
     epoch_batches,
     optimizer_step,
+    own_rng,
     progress,
     target_space,
     threads,
@@ -33,6 +34,7 @@ from atlas.toyworld.presets import ToyWorldConfig
 from atlas.toyworld.shapes import CLASS_NAMES
 
 
+@own_rng
 def train_target(
     cfg: ToyWorldConfig, data: ToyData, log: Callable[[str], None] = print
 ) -> tuple[TargetNet, Generator]:

@@ -224,3 +224,32 @@ def test_objects_mask_holds_every_object_and_weights_gs_pixel_loss():
         default, generator=dataclasses.replace(default.generator, object_weight=2.0)
     )
     assert config_hash(default) == "c649bf3f7ce7" and config_hash(heavier) != config_hash(default)
+
+
+def test_trainers_leave_the_callers_random_generator_alone():
+    """Bootstrapping a world must not reseed torch's global generator under its caller's feet."""
+    import importlib
+
+    from atlas.toyworld.loops import own_rng
+
+    @own_rng
+    def seeds_and_draws() -> torch.Tensor:
+        torch.manual_seed(0)
+        return torch.rand(3)
+
+    torch.manual_seed(123)
+    expected = torch.rand(4)
+    torch.manual_seed(123)
+    inside = seeds_and_draws()
+    assert torch.equal(torch.rand(4), expected) and torch.equal(inside, seeds_and_draws())
+    trainers = {
+        "train_dae": ["train_dae"],
+        "train_generator": ["train_generator", "train_spatial_generator"],
+        "train_judge": ["train_judge"],
+        "train_target": ["train_target"],
+        "train_reader": ["train_reader"],
+    }
+    for module, names in trainers.items():
+        mod = importlib.import_module(f"atlas.toyworld.{module}")
+        for name in names:
+            assert hasattr(getattr(mod, name), "__wrapped__"), f"{module}.{name} is not @own_rng"
