@@ -57,20 +57,3 @@ def _check_code_size(code, size: int, generator, layer: str) -> None:
             f"models.code_layer: layer {layer!r} gives codes of {math.prod(shape)} values {shape} but the "
             f"generator's code has {math.prod(want)} {want}; name the layer G inverts"
         )
-
-
-def command_codes(args, minimum: int, purpose: str) -> tuple[object, torch.Tensor, str]:
-    """What `atlas code-stats` and `atlas train-dae` start with: the config loaded, ``--out`` checked (not one
-    of the inputs), and the codes of ``--images`` (at least ``minimum``, else a one-line error naming
-    ``purpose``). Returns (the output path, codes (N, *code shape), the code layer)."""
-    from atlas.atomic import check_output_file
-    from atlas.config import load_config
-    from atlas.sampling.real import IMAGE_SUFFIXES
-
-    cfg = load_config(args.config, args.overrides)
-    inputs = {"--config": args.config, "--images": args.images}
-    out = check_output_file(args.out, "--out", inputs, reads=IMAGE_SUFFIXES)
-    codes, layer = real_codes(cfg, args.images, args.limit)
-    if len(codes) < minimum:
-        raise AtlasError(f"--images: only {len(codes)} image(s) in {args.images!r}; {purpose}")
-    return out, codes, layer

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from atlas.commands.options import add_overrides, positive_float, positive_int
+from atlas.commands.code_input import add_code_input_arguments
+from atlas.commands.options import positive_float
 
 HELP = "Compute the code mean and per-dimension bounds (mean + 3 std) from a folder of real images."
 EXAMPLES = """example:
@@ -13,23 +14,16 @@ EXAMPLES = """example:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", required=True, help="run config naming the target and models.code_layer")
-    p.add_argument("--images", required=True, help="folder of real images (searched recursively)")
-    p.add_argument(
-        "--out", required=True, metavar="FILE",
-        help="output file, e.g. weights/fc6_stats.pt (set as models.code_stats)",
-    )  # fmt: skip
-    p.add_argument("--limit", type=positive_int, metavar="N", help="use at most N images (default: all)")
+    add_code_input_arguments(p, "output file, e.g. weights/fc6_stats.pt (set as models.code_stats)")
     p.add_argument(
         "--sigmas", type=positive_float, default=3.0, help="upper bound = mean + SIGMAS * std (as DGN-AM)"
     )
-    add_overrides(p)
 
 
 def run(args: argparse.Namespace) -> int:
+    from atlas.commands.code_input import command_codes
     from atlas.errors import AtlasError
     from atlas.models.codes import CodeStats
-    from atlas.real_codes import command_codes
 
     out, codes, layer = command_codes(
         args, 2, "a standard deviation needs at least 2 (hundreds for useful bounds)"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from atlas.commands.options import add_overrides, int_in, positive_int, positive_number, seed_number
+from atlas.commands.code_input import add_code_input_arguments
+from atlas.commands.options import int_in, positive_number, seed_number
 
 HELP = "Train a residual-MLP denoising autoencoder on real codes (the PPGN-h prior: models.dae)."
 EXAMPLES = """example:
@@ -14,15 +15,9 @@ EXAMPLES = """example:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", required=True, help="run config naming the target and models.code_layer")
-    p.add_argument("--images", required=True, help="folder of real images (searched recursively)")
-    p.add_argument(
-        "--out",
-        required=True,
-        metavar="FILE",
-        help="output state-dict file (models.dae: {spec: dae:residual_mlp, weights: FILE})",
+    add_code_input_arguments(
+        p, "output state-dict file (models.dae: {spec: dae:residual_mlp, weights: FILE})"
     )
-    p.add_argument("--limit", type=positive_int, metavar="N", help="use at most N images (default: all)")
     p.add_argument(
         "--epochs",
         type=int_in(1, 100_000, "passes over the codes"),
@@ -41,7 +36,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="training noise, in code standard deviations",
     )
     p.add_argument("--seed", type=seed_number, default=0, help="seed of the noise, batches and weights")
-    add_overrides(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,9 +44,9 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from atlas.atomic import atomic_write
+    from atlas.commands.code_input import command_codes
     from atlas.errors import AtlasError
     from atlas.models.dae import train_dae
-    from atlas.real_codes import command_codes
 
     out, codes, layer = command_codes(args, 10, "a DAE needs at least 10 (thousands for a useful prior)")
     dae, report = train_dae(codes, hidden=args.hidden, epochs=args.epochs, noise=args.noise, seed=args.seed)

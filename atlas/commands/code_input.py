@@ -1,0 +1,40 @@
+"""What `atlas code-stats` and `atlas train-dae` share: their input options, and the codes of ``--images``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from atlas.commands.options import add_overrides, positive_int
+from atlas.errors import AtlasError
+
+if TYPE_CHECKING:
+    import torch  # the commands' options load without torch (a quick `atlas --help`)
+
+
+def add_code_input_arguments(p: argparse.ArgumentParser, out_help: str) -> None:
+    """``--config``, ``--images``, ``--out``, ``--limit`` and ``--set``."""
+    p.add_argument("--config", required=True, help="run config naming the target and models.code_layer")
+    p.add_argument("--images", required=True, help="folder of real images (searched recursively)")
+    p.add_argument("--out", required=True, metavar="FILE", help=out_help)
+    p.add_argument("--limit", type=positive_int, metavar="N", help="use at most N images (default: all)")
+    add_overrides(p)
+
+
+def command_codes(args: argparse.Namespace, minimum: int, purpose: str) -> tuple[Path, torch.Tensor, str]:
+    """What `atlas code-stats` and `atlas train-dae` start with: the config loaded, ``--out`` checked (not one
+    of the inputs), and the codes of ``--images`` (at least ``minimum``, else a one-line error naming
+    ``purpose``). Returns (the output path, codes (N, *code shape), the code layer)."""
+    from atlas.atomic import check_output_file
+    from atlas.config import load_config
+    from atlas.real_codes import real_codes
+    from atlas.sampling.real import IMAGE_SUFFIXES
+
+    cfg = load_config(args.config, args.overrides)
+    inputs = {"--config": args.config, "--images": args.images}
+    out = check_output_file(args.out, "--out", inputs, reads=IMAGE_SUFFIXES)
+    codes, layer = real_codes(cfg, args.images, args.limit)
+    if len(codes) < minimum:
+        raise AtlasError(f"--images: only {len(codes)} image(s) in {args.images!r}; {purpose}")
+    return out, codes, layer
