@@ -20,7 +20,6 @@ import uuid
 from typing import Any
 
 from atlas.bench import REPO_CONFIGS, write_json
-from atlas.errors import AtlasError
 from atlas.tables import format_table
 
 
@@ -46,30 +45,12 @@ def _config(args: argparse.Namespace, out_dir: str, workers: int, name: str):
 
 
 def _local_s3() -> tuple[str, Any]:
-    """Start moto's S3 API server on 127.0.0.1 with a bucket; returns (uri, server)."""
-    try:
-        from moto.server import ThreadedMotoServer
-    except ImportError:
-        raise AtlasError("--store local-s3 needs moto: pip install 'moto[server]'") from None
-    import logging
+    """Start moto's S3 API server on 127.0.0.1 with a bucket, before Ray starts (its workers inherit the
+    ``AWS_*`` variables); returns (uri, server: ``stop()`` restores the environment)."""
+    from atlas.bench.local_s3 import s3_server
 
-    import pyarrow.fs as pafs
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    for key, value in {
-        "AWS_ENDPOINT_URL": endpoint,
-        "AWS_ACCESS_KEY_ID": "bench",
-        "AWS_SECRET_ACCESS_KEY": "bench",
-        "AWS_REGION": "us-east-1",
-        "AWS_EC2_METADATA_DISABLED": "true",
-    }.items():
-        os.environ[key] = value  # before Ray starts, so its workers inherit them
-    pafs.S3FileSystem(endpoint_override=endpoint, allow_bucket_creation=True).create_dir("atlas-bench")
-    return "s3://atlas-bench/runs", server
+    server = s3_server("atlas-bench")
+    return server.uri("runs"), server
 
 
 def _measure(args: argparse.Namespace, out_dir: str, workers: int) -> dict[str, Any]:
