@@ -82,6 +82,10 @@ def init_from_query_params() -> None:
         return
     qp = st.query_params
     ss["nav_page"] = DEFAULT_PAGE
+    unknown = unknown_path(_url_path(), str(st.get_option("server.baseUrlPath") or ""))
+    if unknown:
+        pages = ", ".join("/" + url_path(p) for p in PAGES)
+        notice(f"There is no page /{unknown} (pages: {pages}); showing the overview.")
     ss["nav_pending"] = qp.get("page") if qp.get("page") in PAGES else None
     if qp.get("page") is not None and ss["nav_pending"] is None:
         pages = ", ".join(PAGES)
@@ -142,6 +146,18 @@ def page_of_path(path: str) -> str:
     overview (the root, a base path alone, or a path Streamlit opens as its default page)."""
     segment = path.rstrip("/").rsplit("/", 1)[-1]
     return next((page for page in PAGES if url_path(page) == segment and segment), DEFAULT_PAGE)
+
+
+def unknown_path(path: str, base: str = "") -> str | None:
+    """The part of a URL path (after the server's base path) that names no page: ``/nosuchpage`` ->
+    ``nosuchpage``; None for a page's path, the root or the base path alone."""
+    rest = path.strip("/")
+    base = base.strip("/")
+    if base and (rest == base or rest.startswith(base + "/")):
+        rest = rest[len(base) :].strip("/")
+    if not rest or any(rest == url_path(p) for p in PAGES):
+        return None
+    return rest
 
 
 def history_step() -> tuple[str, dict[str, str]] | None:

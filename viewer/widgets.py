@@ -179,7 +179,9 @@ def tiles(
         for i, (col, (png, caption)) in enumerate(zip(cols, row, strict=False)):
             with col:
                 if png:  # as wide as its column: neighbours and their captions never overlap
-                    st.image(png, caption=caption, width="stretch")
+                    st.image(
+                        png, caption=caption, width="stretch", output_format="PNG"
+                    )  # exact pixels, not JPEG
                 else:
                     st.caption(f"(no image) {caption}")
                 if badges is not None:

@@ -19,6 +19,7 @@ import subprocess
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import pandas as pd
 import pytest
@@ -210,7 +211,7 @@ def _settle(page, expect_title: str, images: int = 0, charts: int = 0) -> None:
     )
 
 
-def _wait_url(page, pattern: str, what: str) -> None:
+def _wait_url(page, pattern, what: str) -> None:  # a glob, or a predicate of the URL
     try:
         page.wait_for_url(pattern, timeout=WAIT_S * 1000)
     except PlaywrightError:
@@ -258,6 +259,8 @@ def test_overview(server, page):
     assert page.get_by_text("Distributions").count() >= 1
     assert _charts(page) >= 3, "the three distribution charts should render"
     assert _shot(page, "overview").stat().st_size > 10_000
+    page.goto(f"{server}/nosuchpage?layer=fc8")  # a mistyped path is named, not silently the overview
+    _wait_visible(page.get_by_text("There is no page /nosuchpage"), "the notice naming the unknown path")
 
 
 def test_layer_grid(server, page):
@@ -295,6 +298,8 @@ def test_unit_deep_link(server, page):
     widths = _image_widths(page)
     assert len(widths) >= 26 and all(w > 0 for w in widths), widths
     assert _charts(page) >= 5
+    sources = page.locator('[data-testid="stImage"] img').evaluate_all("(els) => els.map((e) => e.src)")
+    assert sources and all(".png" in src for src in sources), sources[:3]  # the stored pixels, not a JPEG
     _shot(page, "unit")
     # the deep link survives a reload and neighbour navigation updates it
     page.reload()
@@ -343,9 +348,9 @@ def test_back_resets_the_grid_controls_the_earlier_url_lacks(server, page):
     units.fill("3-9")
     units.press("Enter")
     _wait_url(page, "**units=3-9**", "the URL to carry the units filter")
-    _wait_visible(page.get_by_text("units 1–7 of 7"), "the filtered grid (7 units)")
+    _wait_visible(page.get_by_text("showing 1–7 of 7 units"), "the filtered grid (7 units)")
     page.go_back()
-    _wait_visible(page.get_by_text("units 1–48 of 64"), "the whole grid after Back")
+    _wait_visible(page.get_by_text("showing 1–48 of 64 units"), "the whole grid after Back")
     _wait_until(page, "() => document.querySelector('input[aria-label=\"Units\"]')?.value === ''",
                 "the Units box to be empty after Back")  # fmt: skip
     page.get_by_role("button", name="Next").first.click()  # the next click keeps the grid whole
@@ -405,6 +410,9 @@ def _console_query(page, sql: str) -> None:
     box = page.locator("textarea").first
     box.fill(sql)
     box.press("Tab")
+    # taken: the page writes the user's own query into its URL (?q=) once its rerun has the text
+    typed = lambda url: parse_qs(urlparse(url).query).get("q") == [sql]  # noqa: E731
+    _wait_url(page, typed, "the console's ?q= to be the typed query")
     _wait_until(page, "(s) => !s.running", "the console to take the typed query")
     page.get_by_role("button", name="Run query").click()
 
@@ -430,3 +438,13 @@ def test_compare_and_sql(server, page):
     _wait_visible(page.get_by_text("2 rows"), "the query result '2 rows'")
     _wait_visible(page.locator('[data-testid="stDataFrame"]'), "the result table")
     _shot(page, "sql")
+    # a ?q= link's query is the session's once: the console opened later from the menu does not bring it back
+    page.goto(f"{server}/sql?q=SELECT+42+AS+linked")
+    _wait_visible(page.get_by_text("1 row"), "the linked query's result")
+    _console_query(page, "SELECT 3 AS three")
+    nav = page.locator('[data-testid="stSidebarNav"]')
+    nav.get_by_text("Overview", exact=True).click()
+    _settle(page, "demo")
+    nav.get_by_text("SQL console", exact=True).click()
+    _settle(page, "SQL console")
+    assert "42 AS linked" not in page.locator("textarea").first.input_value()

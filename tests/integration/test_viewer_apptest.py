@@ -175,6 +175,10 @@ def test_history_urls_map_to_their_pages_and_keys():
         "overview", "unit", "unit", "overview", "layer", "overview"
     ]  # fmt: skip
     assert state.url_keys("unit") == {"run", "layer", "unit", "frame"}
+    paths = ("/", "/unit", "/nosuchpage", "/unit/extra", "/atlas", "/atlas/unit", "/atlas/nope")
+    assert [state.unknown_path(p, "atlas") for p in paths] == [
+        None, None, "nosuchpage", "unit/extra", None, None, "nope"
+    ]  # fmt: skip
     assert state.url_keys("sql") == {"run", "q"}
     assert "unit" not in state.url_keys("layer")  # a page switch's in-between entry is not followed
 

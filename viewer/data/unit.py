@@ -221,7 +221,7 @@ def no_label_reason(lab: LabelView, *, code: str = "`") -> str:
     their order: silence (known from the unit's real top-1), AUROC below the threshold, then too few of the
     unit's top images showing it, else silence.
     Markdown (``code`` around the concept, ``**`` around the score); ``code=""`` for plain text."""
-    best, score = f"{code}{lab.best}{code}", _fmt_score(lab.score)
+    best, score = f"{code}{lab.best}{code}", fmt_auroc(lab.score)
     bold = "**" if code else ""
     if lab.silent:
         return (
@@ -245,7 +245,8 @@ def no_label_reason(lab: LabelView, *, code: str = "`") -> str:
     )
 
 
-def _fmt_score(value: Any) -> str:
+def fmt_auroc(value: Any) -> str:
+    """An AUROC as every page shows it: 3 decimals always (1.000, not 1), "–" when missing."""
     return "–" if value is None or is_null(value) else f"{float(value):.3f}"
 
 

@@ -36,7 +36,12 @@ def _pairs(layer: str, units: list[int], sides: list[tuple[str, dict[int, dict],
 
 def _side_image(name: str, rec: dict | None, running: bool = False) -> None:
     if rec is not None and rec["png"] is not None:
-        st.image(rec["png"], caption=f"{name} · {widgets.fmt(rec['activation'])}", width="stretch")
+        st.image(
+            rec["png"],
+            caption=f"{name} · {widgets.fmt(rec['activation'])}",
+            width="stretch",
+            output_format="PNG",
+        )
     elif rec is not None:
         st.caption(f"{name}: no picture kept")
     else:

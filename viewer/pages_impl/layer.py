@@ -105,7 +105,7 @@ def _pager(page: int, pages: int, total: int, page_size: int, where: str = "") -
     nav[2].markdown(
         "<div class='atlas-pager' style='text-align:center;padding-top:0.4rem'>"
         f"page <b>{page + 1}</b> of {pages} · "
-        f"units {first if total else 0}–{last} of {total:,}</div>",
+        f"showing {first if total else 0}–{last} of {total:,} units</div>",
         unsafe_allow_html=True,
     )
     last = page >= pages - 1
@@ -119,7 +119,7 @@ def _label_line(rec: dict) -> str:
     """The tile's label line: the label and its AUROC, or "no label" (grey) with the best concept and its
     score, and why it is no label as the line's tooltip."""
     value = rec.get("label_score")
-    score = "–" if value is None or pd.isna(value) else f"{float(value):.3f}"  # AUROC, 3 decimals always
+    score = data.fmt_auroc(value)
     if isinstance(rec.get("label"), str):
         return (
             f"<div class='atlas-tile-concept' title='AUROC {score}: how well the unit tells natural images "
@@ -153,7 +153,7 @@ def _tile(rec: dict, have: data.Truth, link: str) -> None:
     """One unit's tile; its picture links to the unit page (``link``), as does its name button."""
     unit = int(rec["unit"])
     if rec["png"] is not None:
-        st.image(rec["png"], width="stretch", link=link)
+        st.image(rec["png"], width="stretch", link=link, output_format="PNG")
     else:
         st.caption("no image")
     st.button(f"**unit {unit}**", key=f"grid_unit_{unit}", help=f"open unit {unit}", on_click=state.go,

@@ -66,7 +66,8 @@ def _result(result: data.ConsoleResult, run: str | None) -> None:
         config["unit page"] = st.column_config.LinkColumn("unit page", display_text="open", width="small")
     blobs = n > data.PICTURE_ROWS and any(frame[c].astype(str).str.endswith(" bytes>").any() for c in frame)
     more = f" · pictures are drawn for results up to {data.PICTURE_ROWS} rows" if blobs else ""
-    st.caption(f"{n:,} row{'s' if n != 1 else ''} · {result.seconds * 1000:.0f} ms{more}")
+    took = f"{result.seconds * 1000:.0f} ms with opening the run (a sandboxed connection per query)"
+    st.caption(f"{n:,} row{'s' if n != 1 else ''} · {took}{more}")
     st.dataframe(frame, hide_index=True, column_config=config, row_height=48 if pictures else None)
 
 
@@ -78,7 +79,7 @@ def render(ctx: Context) -> None:
         f"One statement at a time · results capped at {MAX_ROWS:,} rows · {TIMEOUT_S:g} s limit."
     )
     if "sql_text" not in st.session_state:
-        linked = state.get("sql")  # ?q= from the session's first URL
+        linked = st.session_state.pop("nav_sql", None)  # ?q= of the session's first URL, used once
         if linked:
             st.session_state["sql_example"], st.session_state["sql_text"] = OWN, linked
         else:

@@ -95,7 +95,7 @@ def _label_text(lab: data.LabelView) -> None:
     """The label with its AUROC, runner-up and margin; "no label" (and the best concept's score) when null."""
     fmt = widgets.fmt
     if lab.label is not None:
-        score = f"<span class='atlas-label-score'>AUROC <b>{fmt(lab.score)}</b></span>"
+        score = f"<span class='atlas-label-score'>AUROC <b>{data.fmt_auroc(lab.score)}</b></span>"
         st.markdown(
             f"<span class='atlas-label'>{widgets.concept_html(lab.label)}</span>{score}",
             unsafe_allow_html=True,
