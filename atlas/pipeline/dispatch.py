@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from atlas.errors import AtlasError
+from atlas.errors import AtlasError, first_line
 from atlas.pipeline.plan import Shard
 
 IN_FLIGHT_PER_ACTOR = 2  # the next shard is queued while one is written
@@ -251,9 +251,9 @@ class _Pool:
 
 def _task_failed(exc: Any, slot: _Slot, shard: Shard | None) -> None:
     """A worker method raised: a user error keeps its one line; anything else names shard and cause."""
-    cause = exc.as_instanceof_cause() if hasattr(exc, "as_instanceof_cause") else exc
-    if isinstance(cause, AtlasError):
-        raise AtlasError(str(cause).splitlines()[0]) from None
+    cause = getattr(exc, "cause", None) or exc  # a RayTaskError's original exception
+    if isinstance(cause, AtlasError):  # its own message: str() of Ray's wrapper starts with the task header
+        raise AtlasError(first_line(cause) or cause_line(exc)) from None
     where = f"shard {shard.id}" if shard is not None else f"worker {slot.index} start-up"
     raise AtlasError(
         f"{where} failed in the worker: {cause_line(exc)} (full traceback in the Ray worker logs, "

@@ -74,3 +74,26 @@ def test_the_plan_refuses_a_layer_that_cannot_name_files_and_keeps_distinct_name
     for bad in ("conv 1", ".hidden", "-x", "a/b", "..", ""):
         with pytest.raises(ConfigError, match=r"^layers: the layer .* cannot name the run's files"):
             plan_shards({bad: [0]}, 2)
+
+
+def test_an_atlas_error_raised_in_a_shard_reaches_the_user_as_its_own_line():
+    """A storage error in a worker (a full disk, an expired credential) is an AtlasError there; Ray wraps it
+    in a RayTaskError whose text starts with the task's header, which said nothing about the cause."""
+    from ray.exceptions import RayTaskError
+
+    from atlas.errors import AtlasError
+    from atlas.pipeline.dispatch import _task_failed
+
+    message = "cannot write s3://b/run/shards/fc8-0000.images.parquet: No space left on device"
+    wrapped = RayTaskError(
+        "AtlasWorker.run_shard",
+        f"Traceback (most recent call last):\n  File x\natlas.errors.AtlasError: {message}",
+        AtlasError(message),
+        proctitle="ray::AtlasWorker.run_shard()",
+        pid=5,
+        ip="127.0.0.1",
+        actor_repr="<AtlasWorker>",
+    )
+    with pytest.raises(AtlasError) as raised:
+        _task_failed(wrapped, None, None)
+    assert str(raised.value) == message
