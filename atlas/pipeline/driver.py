@@ -224,7 +224,7 @@ def run_atlas(
                 check_run(loc)  # but a damaged one (a file gone) says so, and names the repair
             else:  # all shards done but never finished (stopped after the last one): finish it
                 store.init_run(manifest)
-                store.finalize(summary)
+                _finalize(store, summary)
         this_call = {"shards_run": 0, "shards_skipped": len(shards), "errors": 0, "nothing_to_do": True}
         return {**summary, "run_dir": loc.display(), "run_totals": _run_totals(loc), **this_call}
     bundle = build_bundle(cfg, models)  # judge, attribute reader and real images resolved here, once
@@ -245,9 +245,13 @@ def run_atlas(
             if not lock.held:  # stopped before it held the run: the run.json may be another driver's
                 raise
             raise _interrupted(store, len(shards), getattr(exc, "exit_code", 130)) from None
+        except AtlasError:
+            if lock.held:  # a run that failed is not left saying "running"
+                store.mark_interrupted("incomplete")
+            raise
         wall = time.perf_counter() - started
         summary = _summarize(cfg, loc, shards, summaries, wall, skipped=len(shards) - len(todo))
-        store.finalize(summary)
+        _finalize(store, summary)
     finally:
         lock.release()
     return summary
@@ -333,6 +337,17 @@ def _dispatch(
         if owned:
             ray.shutdown()
         sigterm.restore()
+
+
+def _finalize(store: RunStore, summary: dict[str, Any]) -> None:
+    """Mark the run complete, unless a shard counted done is damaged (a file its marker names was lost
+    while the run was stopped): then it stays ``incomplete`` and the error names the repair."""
+    try:
+        check_run(store.loc)
+    except AtlasError:
+        store.mark_interrupted("incomplete")
+        raise
+    store.finalize(summary)
 
 
 def _interrupted(store: RunStore, planned: int, exit_code: int = 130) -> Interrupted:

@@ -185,12 +185,13 @@ class RunStore:
         manifest["finished"] = summary["finished"]
         write_json(self.loc, RUN_FILE, manifest)
 
-    def mark_interrupted(self) -> None:
-        """Mark a run the driver stopped (Ctrl-C) ``interrupted`` in ``run.json``; its complete shards
-        stay, and the same ``atlas run`` resumes it (:meth:`init_run` sets it running again)."""
+    def mark_interrupted(self, status: str = "interrupted") -> None:
+        """Mark a run the driver stopped ``interrupted`` (Ctrl-C) or ``incomplete`` (it failed) in
+        ``run.json``, so no reader waits for it; its complete shards stay, and the same ``atlas run``
+        resumes it (:meth:`init_run` sets it running again)."""
         manifest = self.manifest()
         if manifest is not None and manifest.get("status") == "running":
-            write_json(self.loc, RUN_FILE, {**manifest, "status": "interrupted"})
+            write_json(self.loc, RUN_FILE, {**manifest, "status": status})
 
     # ---- shards -------------------------------------------------------------------------------
     def marker_rel(self, shard_id: str) -> str:

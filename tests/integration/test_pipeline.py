@@ -88,6 +88,20 @@ def test_row_counts_exact_and_rerun_writes_nothing(tmp_path, micro_cache, ray_se
     with pytest.raises(AtlasError, match=r"is damaged: shard fc8-\d+'s units file is missing; `atlas verify"):
         run_atlas(cfg, progress=False)
     (tmp_path / "aside.parquet").rename(gone)
+
+    # a resume (one shard left to do) over a shard whose file was lost meanwhile: not reported complete
+    manifest["status"] = "interrupted"
+    (run_dir / "run.json").write_text(json.dumps(manifest))
+    next((run_dir / "_shards").glob("conv2-*.done")).unlink()
+    gone.rename(tmp_path / "aside.parquet")
+    with pytest.raises(AtlasError, match=r"is damaged: shard fc8-\d+'s units file is missing"):
+        run_atlas(cfg, progress=False)
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "incomplete"
+    (tmp_path / "aside.parquet").rename(gone)
+    assert run_atlas(cfg, progress=False)["shards_run"] == 0  # the redone shard was kept: just finished
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "complete"
+    assert table_count(run_dir, "units") == units
+
     (run_dir / "run.json").rename(tmp_path / "run.json")  # lost: no config may adopt its shards
     with pytest.raises(AtlasError, match="holds completed shards but no run.json"):
         run_atlas(micro_config(tmp_path, micro_cache, "sampler.steps=2"), progress=False)
