@@ -165,6 +165,15 @@ def picture_badges(badge: str | None, flags: Sequence[str]) -> None:
         st.markdown(text)
 
 
+def picture(png: bytes, caption: str | None = None, link: str | None = None) -> None:
+    """A stored picture as its column's width, as the PNG it is (``st.image`` would re-encode it to JPEG);
+    bytes that do not decode (a damaged file) are named on the page instead of ending the page."""
+    try:
+        st.image(png, caption=caption, width="stretch", link=link, output_format="PNG")
+    except (OSError, ValueError, SyntaxError):  # PIL's errors for a broken PNG
+        st.caption(f"(picture unreadable: `atlas verify --deep` names the damaged shard) {caption or ''}")
+
+
 def tiles(
     items: Sequence[tuple[bytes | None, str]],
     *,
@@ -179,9 +188,7 @@ def tiles(
         for i, (col, (png, caption)) in enumerate(zip(cols, row, strict=False)):
             with col:
                 if png:  # as wide as its column: neighbours and their captions never overlap
-                    st.image(
-                        png, caption=caption, width="stretch", output_format="PNG"
-                    )  # exact pixels, not JPEG
+                    picture(png, caption=caption)
                 else:
                     st.caption(f"(no image) {caption}")
                 if badges is not None:

@@ -1,4 +1,5 @@
-"""`atlas verify RUN [--repair]`: check every completed shard of a run; --repair re-opens the bad ones."""
+"""`atlas verify RUN [--deep] [--repair]`: check every completed shard of a run; --repair re-opens the bad
+ones."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ HELP = (
 
 EXAMPLES = """examples:
   atlas verify runs/demo              # exit 1 when a shard is bad
+  atlas verify runs/demo --deep       # also every data page and picture (reads the whole run)
   atlas verify runs/demo --repair     # then the same `atlas run` redoes the bad shards
 """
 
@@ -23,13 +25,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="remove the completion markers of bad shards, so the next `atlas run` redoes them",
     )
+    p.add_argument(
+        "--deep",
+        action="store_true",
+        help="also read every data page (checking its CRC) and decode every picture: slower, finds damaged "
+        "bytes inside a file whose footer still reads",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from atlas.store.location import open_location
     from atlas.store.verify import verify_run
 
-    report = verify_run(open_location(args.run_dir, what="RUN"), repair=args.repair)
+    report = verify_run(open_location(args.run_dir, what="RUN"), repair=args.repair, deep=args.deep)
     for shard, problem in sorted(report.bad.items()):
         print(f"bad shard {shard}: {problem}")
     if report.newer:

@@ -8,10 +8,12 @@ next ``atlas run`` of the same config redoes exactly those.
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass, field
 
 import pyarrow.parquet as pq
+from PIL import Image
 
 from atlas.errors import first_line
 from atlas.store.catalog import check_run_json
@@ -61,9 +63,12 @@ def _unit_range(meta: pq.FileMetaData) -> tuple[int, int] | None:
     return int(min(lows)), int(max(highs))
 
 
-def _check_file(loc: Location, rel: str, expected_rows: int, units: list[int] | None = None) -> str | None:
+def _check_file(
+    loc: Location, rel: str, expected_rows: int, units: list[int] | None = None, deep: bool = False
+) -> str | None:
     """The first problem of one shard file (missing, unreadable, other row count, units outside the
-    marker's range: another shard's file in its place, newer schema), or None."""
+    marker's range: another shard's file in its place, newer schema), or None. ``deep`` also reads every
+    page (checking its CRC where written) and decodes every picture."""
     try:
         with loc.fs.open_input_file(loc.full(rel)) as fh:
             meta = pq.ParquetFile(fh).metadata
@@ -71,9 +76,7 @@ def _check_file(loc: Location, rel: str, expected_rows: int, units: list[int] | 
     except FileNotFoundError:
         return f"{rel} is missing"
     except (OSError, ValueError) as exc:  # truncated or not Parquet (pyarrow raises ArrowInvalid/OSError)
-        first = first_line(exc)
-        first = first if len(first) <= 120 else first[:117].rsplit(" ", 1)[0] + " ..."
-        return f"{rel} is unreadable ({first})"
+        return f"{rel} is unreadable ({_short(first_line(exc))})"
     if meta.num_rows != expected_rows:
         return f"{rel} has {meta.num_rows} rows, its marker says {expected_rows}"
     held = _unit_range(meta)
@@ -81,10 +84,40 @@ def _check_file(loc: Location, rel: str, expected_rows: int, units: list[int] | 
         return f"{rel} holds units {held[0]}-{held[1]}, its marker says {units[0]}-{units[1]}"
     if int(version) > SCHEMA_VERSION:
         return f"{rel} has schema version {int(version)}; this atlas reads up to {SCHEMA_VERSION}"
+    return _read_whole(loc, rel) if deep else None
+
+
+def _read_whole(loc: Location, rel: str) -> str | None:
+    """The first problem met reading every page of a file and decoding its pictures, or None."""
+    try:
+        with loc.fs.open_input_file(loc.full(rel)) as fh:
+            table = pq.read_table(fh, page_checksum_verification=True)
+    except (OSError, ValueError) as exc:  # a page that fails its CRC or does not decompress
+        return f"{rel} has damaged data ({_short(first_line(exc))})"
+    if "png" not in table.column_names:
+        return None
+    for row, png in enumerate(table.column("png").to_pylist()):
+        if png is None:
+            continue
+        try:
+            with Image.open(io.BytesIO(png)) as img:
+                img.verify()  # chunk CRCs
+            with Image.open(io.BytesIO(png)) as img:
+                img.load()  # the pixels decompress
+        except (OSError, ValueError, SyntaxError) as exc:
+            return f"{rel} row {row}: its picture does not decode ({_short(first_line(exc))})"
     return None
 
 
-def verify_run(run: str | os.PathLike[str] | Location, *, repair: bool = False) -> VerifyReport:
+def _short(text: str) -> str:
+    return text if len(text) <= 120 else text[:117].rsplit(" ", 1)[0] + " ..."
+
+
+def verify_run(
+    run: str | os.PathLike[str] | Location, *, repair: bool = False, deep: bool = False
+) -> VerifyReport:
+    """Check every completed shard's marker and files (``deep``: every byte and picture too); ``repair``
+    removes the markers of bad shards so the next ``atlas run`` redoes them."""
     loc = open_location(run)
     manifest = read_manifest(loc)  # a missing run or run.json is one clear error
     check_run_json(loc, manifest)  # a damaged field: the readers refuse the run, and no repair mends it
@@ -109,9 +142,8 @@ def verify_run(run: str | os.PathLike[str] | Location, *, repair: bool = False) 
         for table, n in marker["rows"].items():
             report.files += 1
             rel = files.get(table)
-            problem = (
-                _check_file(loc, rel, n, marker.get("units")) if rel else f"its marker names no {table} file"
-            )
+            units = marker.get("units")
+            problem = _check_file(loc, rel, n, units, deep) if rel else f"its marker names no {table} file"
             if problem:
                 report.bad[shard] = problem
                 break

@@ -104,6 +104,7 @@ def parquet_bytes(table: pa.Table, *, extra_metadata: Mapping[str, str] | None =
         use_dictionary=use_dictionary,
         row_group_size=ROW_GROUP_ROWS.get(name, DEFAULT_ROW_GROUP_ROWS),
         write_statistics=True,
+        write_page_checksum=True,  # CRC per page: `atlas verify --deep` finds damaged bytes
     )
     return sink.getvalue().to_pybytes()
 

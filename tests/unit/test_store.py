@@ -760,3 +760,26 @@ def test_check_run_refuses_what_open_run_refuses_without_reading_tables(syntheti
         AtlasError, match=r"is damaged: shard conv3-\d+'s steps file is missing; `atlas verify"
     ):
         check_run(run)
+
+
+def test_verify_deep_finds_damaged_bytes_and_pictures_the_quick_check_passes(synthetic_run, store, tmp_path):
+    import shutil
+
+    from atlas.store.verify import verify_run
+
+    run = tmp_path / "copy"
+    shutil.copytree(synthetic_run, run)
+    assert verify_run(run, deep=True).bad == {}
+    victim = max((run / "images").rglob("*.parquet"), key=lambda p: p.stat().st_size)
+    data = bytearray(victim.read_bytes())
+    middle = len(data) // 3  # inside the data pages, far from the footer
+    data[middle : middle + 64] = bytes(b ^ 0xFF for b in data[middle : middle + 64])
+    victim.write_bytes(bytes(data))
+    assert verify_run(run).bad == {}  # the footer still reads: the quick check cannot see it
+    (shard,) = verify_run(run, deep=True).bad.items()
+    assert "has damaged data" in shard[1] or "does not decode" in shard[1], shard
+
+    store.write_shard("fc8-0000", "fc8", shard_rows(units=(0, 1), png=b"\x89PNG not a picture"))
+    assert verify_run(store.uri).bad == {}
+    bad = verify_run(store.uri, deep=True).bad
+    assert set(bad) == {"fc8-0000"} and "its picture does not decode" in bad["fc8-0000"], bad

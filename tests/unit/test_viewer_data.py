@@ -543,3 +543,14 @@ def test_synthetic_runs_write_what_real_runs_write():
 
     assert synthetic_run.LABEL_THRESHOLD == concepts.LABEL_THRESHOLD
     assert synthetic_run.WEAK_PERCENTILE == concepts.WEAK_PERCENTILE
+
+
+def test_a_picture_that_does_not_decode_is_named_not_a_traceback(monkeypatch):
+    import streamlit as st
+
+    from viewer import widgets
+
+    said: list[str] = []
+    monkeypatch.setattr(st, "caption", lambda text, **_: said.append(text))
+    widgets.picture(b"\x89PNG not a picture", caption="unit 3")  # a damaged shard's bytes
+    assert said and "picture unreadable" in said[0] and "atlas verify --deep" in said[0]

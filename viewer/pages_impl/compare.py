@@ -36,12 +36,7 @@ def _pairs(layer: str, units: list[int], sides: list[tuple[str, dict[int, dict],
 
 def _side_image(name: str, rec: dict | None, running: bool = False) -> None:
     if rec is not None and rec["png"] is not None:
-        st.image(
-            rec["png"],
-            caption=f"{name} · {widgets.fmt(rec['activation'])}",
-            width="stretch",
-            output_format="PNG",
-        )
+        widgets.picture(rec["png"], caption=f"{name} · {widgets.fmt(rec['activation'])}")
     elif rec is not None:
         st.caption(f"{name}: no picture kept")
     else:

@@ -153,7 +153,7 @@ def _tile(rec: dict, have: data.Truth, link: str) -> None:
     """One unit's tile; its picture links to the unit page (``link``), as does its name button."""
     unit = int(rec["unit"])
     if rec["png"] is not None:
-        st.image(rec["png"], width="stretch", link=link, output_format="PNG")
+        widgets.picture(rec["png"], link=link)
     else:
         st.caption("no image")
     st.button(f"**unit {unit}**", key=f"grid_unit_{unit}", help=f"open unit {unit}", on_click=state.go,
