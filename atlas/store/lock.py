@@ -86,10 +86,17 @@ class RunLock:
                     holder = {}
                 fh.close()
                 raise self._busy(holder) from None
-            fh.seek(0)
-            fh.truncate()
-            fh.write(json.dumps(self.owner))
-            fh.flush()
+            try:
+                fh.seek(0)
+                fh.truncate()
+                fh.write(json.dumps(self.owner))
+                fh.flush()
+            except OSError as exc:  # a full disk: the run could not write a shard either
+                fh.close()
+                raise AtlasError(
+                    f"cannot write the run's lock file {path}: {exc.strerror or exc}; free space there or "
+                    "choose another out_dir"
+                ) from None
             self._fh = fh
             return self
         try:

@@ -783,3 +783,16 @@ def test_verify_deep_finds_damaged_bytes_and_pictures_the_quick_check_passes(syn
     assert verify_run(store.uri).bad == {}
     bad = verify_run(store.uri, deep=True).bad
     assert set(bad) == {"fc8-0000"} and "its picture does not decode" in bad["fc8-0000"], bad
+
+
+def test_a_full_disk_at_the_lock_is_one_line_naming_the_file(tmp_path):
+    from atlas.store.location import open_location
+    from atlas.store.lock import LOCAL_LOCK, RunLock
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / LOCAL_LOCK).symlink_to("/dev/full")  # a file that takes no write (ENOSPC; truncate: EINVAL)
+    with pytest.raises(AtlasError) as err:
+        RunLock(open_location(run)).acquire()
+    message = str(err.value)
+    assert message.startswith(f"cannot write the run's lock file {run / LOCAL_LOCK}: ") and "\n" not in message
