@@ -29,7 +29,7 @@ if _ROOT not in sys.path:
 from atlas.errors import AtlasError, first_line  # noqa: E402
 from atlas.store.catalog import open_run  # noqa: E402
 from atlas.store.location import Location, open_location  # noqa: E402
-from atlas.store.manifest import MARKER_SUFFIX, RUN_FILE, SHARDS_DIR, list_runs  # noqa: E402
+from atlas.store.manifest import MARKER_SUFFIX, RUN_FILE, SHARDS_DIR, list_runs, read_manifest  # noqa: E402
 from viewer import data, state, widgets  # noqa: E402
 from viewer.context import Context  # noqa: E402
 from viewer.pages_impl import audit, compare, layer, overview, sql, unit  # noqa: E402
@@ -98,15 +98,23 @@ def open_root() -> tuple[list[Location], bool]:
     return runs, multi_run
 
 
+def _manifest(run: Location) -> dict | None:
+    try:
+        return read_manifest(run)
+    except AtlasError:
+        return None
+
+
 def pick_run(runs: list[Location], multi_run: bool) -> Location:
     """The run shown: the only one, or the one chosen in the sidebar's run picker."""
     if not multi_run:
         return runs[0]
     names = [r.name for r in runs]
     if state.get("run") not in names:
+        first = names[data.default_run([_manifest(r) for r in runs])]  # the newest complete run
         if state.get("run"):  # a link to a run this folder does not hold (renamed, another machine's)
-            state.notice(f"Run {state.get('run')!r} is not in this folder; showing {names[-1]} instead.")
-        state.set_("run", names[-1])
+            state.notice(f"Run {state.get('run')!r} is not in this folder; showing {first} instead.")
+        state.set_("run", first)
     with st.sidebar:
         st.selectbox("Run", names, key=state.bind_widget("run"), on_change=state.from_widget, args=("run",))
     return runs[names.index(state.get("run"))]

@@ -554,3 +554,17 @@ def test_a_picture_that_does_not_decode_is_named_not_a_traceback(monkeypatch):
     monkeypatch.setattr(st, "caption", lambda text, **_: said.append(text))
     widgets.picture(b"\x89PNG not a picture", caption="unit 3")  # a damaged shard's bytes
     assert said and "picture unreadable" in said[0] and "atlas verify --deep" in said[0]
+
+
+def test_a_folder_of_runs_opens_on_its_newest_complete_run():
+    from viewer.data import default_run
+
+    runs = [
+        {"status": "complete", "created": "2026-11-01T10:00:00+00:00"},  # "alpha"
+        {"status": "complete", "created": "2026-11-03T10:00:00+00:00"},  # "beta": newest complete
+        {"status": "running", "created": "2026-12-01T10:00:00+00:00"},  # "gamma": still being written
+        None,  # "zeta": run.json does not read
+    ]
+    assert default_run(runs) == 1
+    assert default_run([runs[2], None]) == 0  # nothing complete: the newest
+    assert default_run([None, None]) == 1 and default_run([]) == 0

@@ -129,6 +129,18 @@ def created_ts(text: str | None) -> float | None:
         return None
 
 
+def default_run(manifests: list[dict[str, Any] | None]) -> int:
+    """Which of several runs to open first: the most recently created complete one, else the most
+    recently created; ``manifests[i]`` is run i's run.json (None when it does not read)."""
+
+    def key(i: int) -> tuple[bool, float, int]:
+        m = manifests[i] or {}
+        created = created_ts(m.get("created") if isinstance(m.get("created"), str) else None)
+        return (m.get("status") == "complete", created if created is not None else float("-inf"), i)
+
+    return max(range(len(manifests)), key=key) if manifests else 0
+
+
 def shards(conn: Any) -> pd.DataFrame:
     """Completed shards, oldest first: the ``shards`` table, ``done_time`` shown as ``done`` (HH:MM:SS)."""
     df = fetch_frame(conn, "SELECT * FROM shards ORDER BY done_time")
