@@ -532,3 +532,23 @@ def test_old_run_without_truth_columns_renders_every_page(old_run, monkeypatch, 
     if page == "sql":
         assert "units by label" not in at.selectbox(key="sql_example").options
         assert "label shown per layer" not in at.selectbox(key="sql_example").options
+
+
+def test_audit_of_a_clean_layer_says_where_the_flagged_units_are(runs, tmp_path, monkeypatch):
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    run = tmp_path / "clean-fc8"
+    shutil.copytree(runs / "alpha", run)
+    for path in (run / "images" / "layer=fc8").glob("*.parquet"):  # fc8's pictures all unflagged
+        table = pq.read_table(path)
+        flags = table.column("flags").to_pylist()
+        table = table.set_column(table.column_names.index("flags"), "flags", [["" if f else f for f in flags]])
+        pq.write_table(table, path)
+    at = app(run, monkeypatch, page="audit", layer="fc8")
+    conv3 = pd.read_parquet(run / "images" / "layer=conv3")
+    n = conv3[conv3["kind"].isin(["best", "last"]) & (conv3["flags"] != "")]["unit"].nunique()
+    assert n > 0
+    said = [s.value for s in at.success]
+    assert any(f"Flagged units in other layers: conv3 {n}" in text for text in said), said

@@ -62,6 +62,17 @@ def _table(ctx: Context, units: pd.DataFrame, kinds: tuple[str, ...], flag: str 
     })  # fmt: skip
 
 
+def _elsewhere(ctx: Context, kinds, flag: str | None, labels: bool) -> str:
+    """Where the flagged units are when the sidebar's layer has none (the page opens on that layer)."""
+    every = data.flagged_units(ctx.conn, kinds, None, flag, labels=labels)
+    if every.empty:
+        return ""
+    counts = every["layer"].value_counts()
+    order = [name for name, _ in ctx.layers if name in counts.index]  # the run's layer order
+    listed = ", ".join(f"{name} {int(counts[name])}" for name in order)
+    return f" Flagged units in other layers: {listed} (turn on **every layer**, or pick one in the sidebar)."
+
+
 def render(ctx: Context) -> None:
     layer = state.get("layer")
     st.title("Audit")
@@ -86,7 +97,9 @@ def render(ctx: Context) -> None:
     where = "every layer" if scope is None else f"layer {scope}"
     st.subheader(f"Flagged units · {where}")
     if units.empty:
-        st.success("No unit of this selection has a flagged picture.", icon=":material/check_circle:")
+        elsewhere = "" if scope is None else _elsewhere(ctx, kinds, flag, have.labels)
+        done = f"No unit of this selection has a flagged picture.{elsewhere}"
+        st.success(done, icon=":material/check_circle:")
         return
     total = sum(n for name, n in ctx.layers if scope is None or name == scope)
     st.caption(
