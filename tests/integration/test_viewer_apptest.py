@@ -544,7 +544,8 @@ def test_audit_of_a_clean_layer_says_where_the_flagged_units_are(runs, tmp_path,
     for path in (run / "images" / "layer=fc8").glob("*.parquet"):  # fc8's pictures all unflagged
         table = pq.read_table(path)
         flags = table.column("flags").to_pylist()
-        table = table.set_column(table.column_names.index("flags"), "flags", [["" if f else f for f in flags]])
+        unflagged = [["" if f else f for f in flags]]
+        table = table.set_column(table.column_names.index("flags"), "flags", unflagged)
         pq.write_table(table, path)
     at = app(run, monkeypatch, page="audit", layer="fc8")
     conv3 = pd.read_parquet(run / "images" / "layer=conv3")

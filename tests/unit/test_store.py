@@ -795,4 +795,5 @@ def test_a_full_disk_at_the_lock_is_one_line_naming_the_file(tmp_path):
     with pytest.raises(AtlasError) as err:
         RunLock(open_location(run)).acquire()
     message = str(err.value)
-    assert message.startswith(f"cannot write the run's lock file {run / LOCAL_LOCK}: ") and "\n" not in message
+    assert message.startswith(f"cannot write the run's lock file {run / LOCAL_LOCK}: ")
+    assert "\n" not in message
