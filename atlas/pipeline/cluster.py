@@ -114,13 +114,17 @@ def connect(address: str | None) -> bool:
             raise ConfigError(f"Ray address {addr!r}: {first_line(exc)}; expected {ADDRESS_FORMS}") from None
     else:  # "local": a new instance, never a stale cluster recorded in /tmp/ray/ray_current_cluster
         _quiet_secure_default_notice()
-        ray.init(
-            address="local",
-            num_cpus=os.cpu_count() or 1,
-            include_dashboard=False,
-            logging_level="WARNING",
-            _system_config=dict(LOCAL_SYSTEM_CONFIG),
-        )
+        try:
+            ray.init(
+                address="local",
+                num_cpus=os.cpu_count() or 1,
+                include_dashboard=False,
+                logging_level="WARNING",
+                _system_config=dict(LOCAL_SYSTEM_CONFIG),
+            )
+        except BaseException:  # Ctrl-C or SIGTERM while it starts: no Ray processes left behind
+            ray.shutdown()
+            raise
     return True
 
 

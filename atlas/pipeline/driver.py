@@ -277,8 +277,13 @@ def _dispatch(
 
     loc = store.loc
     loc.check_writable()  # the driver writes run.json: a bad out_dir is an error before Ray starts
-    owned = cluster.connect(address)
-    sigterm = cluster.stop_on_sigterm()  # after ray.init, which sets its own; put back at the end
+    starting = cluster.stop_on_sigterm()  # SIGTERM while Ray starts is Ctrl-C too (exit 143, a message)
+    try:
+        owned = cluster.connect(address)  # its SIGTERM raises Terminated: exit 143, Ray shut down
+    except BaseException:
+        starting.restore()
+        raise
+    sigterm = cluster.stop_on_sigterm()  # again after ray.init, which sets its own; both put back at the end
     try:
         cluster.check_storage(cfg, loc.local, loc.display())
         layout = cluster.plan_layout(cfg, len(todo))
@@ -337,6 +342,7 @@ def _dispatch(
         if owned:
             ray.shutdown()
         sigterm.restore()
+        starting.restore()
 
 
 def _finalize(store: RunStore, summary: dict[str, Any]) -> None:
