@@ -95,6 +95,13 @@ class RayConfig(Section):
         "minutes on a busy node; autoscaled nodes take longer).",
         gt=0,
     )
+    stall_timeout_s: Float = Field(
+        0.0,
+        description="A live actor holding shards that answers nothing for this long (hung: a stuck device, a "
+        "stopped process) is killed so Ray restarts it and its shards go to another; 0: ten times the "
+        "slowest shard so far, at least 300 s (no limit before the first shard finishes).",
+        ge=0,
+    )
 
 
 class StoreConfig(Section):

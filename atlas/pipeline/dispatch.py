@@ -15,7 +15,10 @@ that computed them, skipped on resume), and the pool needs just four rules:
    whose node is gone and cannot be placed again simply never answers its probe while the others finish
    the queue. A shard that has killed ``ray.max_shard_retries`` actors is poison and stops the run.
 4. **Bounded waiting.** When no actor is alive and none came back for ``ray.start_timeout_s``, the run
-   stops with the reason instead of hanging.
+   stops with the reason instead of hanging. A live actor that holds shards and answers nothing for
+   ``ray.stall_timeout_s`` (by default ten times the slowest shard so far, at least
+   :data:`STALL_FLOOR_S`) is hung (a stuck device, a stopped process): it is killed, so Ray restarts it
+   and rule 2 re-queues its shards.
 
 Results are idempotent: a shard computed twice is written twice, never duplicated (each attempt writes
 its own files, the first marker names the ones readers take: atlas.store.writer).
@@ -34,6 +37,8 @@ from atlas.pipeline.plan import Shard
 
 IN_FLIGHT_PER_ACTOR = 2  # the next shard is queued while one is written
 POLL_S = 5.0
+STALL_FACTOR = 10.0  # a hung actor: silent for this many times the slowest shard so far ...
+STALL_FLOOR_S = 300.0  # ... and at least this long
 
 
 @dataclass
@@ -46,6 +51,7 @@ class _Slot:
     in_flight: int = 0
     pid: int | None = None
     node: str | None = None
+    last_answer: float = 0.0  # time.monotonic() of its last answer (probe or shard)
 
 
 @dataclass
@@ -53,6 +59,7 @@ class PoolReport:
     summaries: list[dict[str, Any]] = field(default_factory=list)
     deaths: int = 0  # actor deaths observed (each restart or final death once)
     requeued: int = 0  # shards re-queued after their actor died
+    stalled: int = 0  # hung actors killed (so Ray restarts them)
     dead_actors: int = 0  # actors that ended dead (restarts exhausted or never placed again)
 
 
@@ -74,12 +81,13 @@ def run_pool(
     max_restarts: int,
     max_shard_retries: int,
     start_timeout_s: float,
+    stall_timeout_s: float = 0.0,
     on_result: Callable[[dict[str, Any]], None] = lambda _r: None,
     log: Callable[[str], None] = print,
 ) -> PoolReport:
     """Run every shard of ``todo`` on the actors ``handles`` (already created); see the module docstring."""
-    pool = _Pool(handles, todo, max_restarts, max_shard_retries, start_timeout_s, on_result, log)
-    return pool.run()
+    limits = (max_restarts, max_shard_retries, start_timeout_s)
+    return _Pool(handles, todo, *limits, on_result, log, stall_timeout_s).run()
 
 
 class _Pool:
@@ -92,6 +100,7 @@ class _Pool:
         start_timeout_s: float,
         on_result: Callable[[dict[str, Any]], None],
         log: Callable[[str], None],
+        stall_timeout_s: float = 0.0,
     ) -> None:
         self.slots = [_Slot(i, h) for i, h in enumerate(handles)]
         self.pending: deque[Shard] = deque(todo)
@@ -108,6 +117,7 @@ class _Pool:
         self.on_result, self.log = on_result, log
         self.report = PoolReport()
         self.last_alive = time.monotonic()
+        self.stall_timeout_s = stall_timeout_s  # 0: from the shards' own times (stall_limit)
 
     # ------------------------------------------------------------------------------------ sending
     def probe(self, slot: _Slot) -> None:
@@ -164,6 +174,8 @@ class _Pool:
             time.sleep(timeout)
         if any(s.state == "alive" for s in self.slots):
             self.last_alive = time.monotonic()
+        for slot in self.stalled(time.monotonic()):
+            self._kill_stalled(slot)
         if not ready and time.monotonic() - self.last_alive > self.start_timeout_s:
             starting = sum(s.state == "starting" for s in self.slots)
             raise AtlasError(
@@ -173,8 +185,37 @@ class _Pool:
             )
         return ready[0] if ready else None
 
+    def stall_limit(self) -> float | None:
+        """Seconds of silence after which a live actor holding shards counts as hung (None: no limit yet,
+        before the first shard finished and with ``stall_timeout_s`` 0)."""
+        if self.stall_timeout_s > 0:
+            return self.stall_timeout_s
+        times = [float(s.get("seconds", 0.0)) for s in self.report.summaries]
+        return max(STALL_FLOOR_S, STALL_FACTOR * max(times)) if times else None
+
+    def stalled(self, now: float) -> list[_Slot]:
+        limit = self.stall_limit()
+        if limit is None:
+            return []
+        return [s for s in self.slots if s.state == "alive" and s.in_flight and now - s.last_answer > limit]
+
+    def _kill_stalled(self, slot: _Slot) -> None:
+        """Kill a hung actor; Ray restarts it (while ``ray.max_restarts`` allows) and its shards' failures
+        re-queue them (rule 2)."""
+        import ray
+
+        limit = self.stall_limit() or 0.0
+        slot.last_answer = time.monotonic()  # once per stall: its failure resets the slot
+        self.report.stalled += 1
+        self.log(
+            f"worker {slot.index} (pid {slot.pid}) answered nothing for {limit:.0f} s while holding "
+            f"{slot.in_flight} shard(s): killed so Ray restarts it; its shards are re-queued"
+        )
+        ray.kill(slot.handle, no_restart=False)
+
     # ---------------------------------------------------------------------------------- answers
     def _answered(self, value: dict[str, Any], kind: str, slot: _Slot, generation: int) -> None:
+        slot.last_answer = time.monotonic()
         if kind == "shard":
             if generation == slot.generation:  # else counted off when the failure reset the slot
                 slot.in_flight -= 1

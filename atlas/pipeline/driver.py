@@ -323,6 +323,7 @@ def _dispatch(
                 max_restarts=cfg.ray.max_restarts,
                 max_shard_retries=cfg.ray.max_shard_retries,
                 start_timeout_s=cfg.ray.start_timeout_s,
+                stall_timeout_s=cfg.ray.stall_timeout_s,
                 on_result=(lambda r: bar.update(r["units"])) if bar is not None else (lambda _r: None),
                 log=log,
             )

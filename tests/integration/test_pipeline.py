@@ -3,6 +3,7 @@ worker SIGKILL, driver kill, and errors before any actor starts."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -162,6 +163,40 @@ def test_worker_sigkill_mid_run_completes_without_loss_or_duplicates(tmp_path, m
     assert table_count(run_dir, "chains") == chains == distinct_count(run_dir, "chains", "layer, unit, chain")
     images = table_count(run_dir, "images")
     assert images == distinct_count(run_dir, "images", "layer, unit, chain, kind, step, real_index")
+
+
+def test_a_hung_worker_is_killed_and_its_shards_done_by_its_restart(tmp_path, micro_cache, ray_session):
+    """SIGSTOP: the actor neither answers nor dies, so Ray never restarts it; the pool's stall limit does."""
+    cfg = micro_config(
+        tmp_path,
+        micro_cache,
+        "sampler.steps=20",
+        "ray.units_per_shard=2",
+        "ray.num_workers=1",
+        "ray.stall_timeout_s=20",
+        "layers.1.units=0-5",
+    )
+    run_dir = tmp_path / cfg.name
+    outcome: dict = {}
+    logs: list[str] = []
+    thread = threading.Thread(target=lambda: outcome.update(run_atlas(cfg, progress=False, log=logs.append)))
+    thread.start()
+
+    def worker_pid_after_a_shard() -> int | None:
+        infos = sorted((run_dir / "_workers").glob("*.json")) if (run_dir / "_workers").exists() else []
+        done = list((run_dir / "_shards").glob("*.done")) if (run_dir / "_shards").exists() else []
+        return json.loads(infos[0].read_text())["pid"] if infos and done else None
+
+    pid = wait_for(worker_pid_after_a_shard, 600, "a worker that finished its first shard")
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        thread.join(timeout=900)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)  # if the pool did not
+    assert not thread.is_alive() and outcome, f"run did not complete after the worker hung; log: {logs}"
+    assert any("answered nothing for 20 s" in line for line in logs), logs
+    assert table_count(run_dir, "units") == distinct_count(run_dir, "units", "layer, unit") == 10 + 6
 
 
 def test_killed_driver_then_rerun_completes(tmp_path, micro_cache):

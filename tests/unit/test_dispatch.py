@@ -97,3 +97,37 @@ def test_an_atlas_error_raised_in_a_shard_reaches_the_user_as_its_own_line():
     with pytest.raises(AtlasError) as raised:
         _task_failed(wrapped, None, None)
     assert str(raised.value) == message
+
+
+def test_a_live_actor_silent_for_ten_slowest_shards_is_killed_and_its_shards_requeued(monkeypatch):
+    """A hung actor (a stopped process, a stuck device) never fails, so Ray never restarts it: the pool
+    kills it after ten times the slowest shard (at least STALL_FLOOR_S) of silence."""
+    import ray
+
+    from atlas.pipeline.dispatch import STALL_FLOOR_S
+
+    killed = []
+    monkeypatch.setattr(ray, "kill", lambda handle, no_restart=True: killed.append((handle, no_restart)))
+    pool = _pool(6)
+    slot = pool.slots[0]
+    pool._answered({"pid": 1, "node": "n"}, "probe", slot, 0)  # alive: two shards sent
+    assert slot.in_flight == IN_FLIGHT_PER_ACTOR
+    heard = slot.last_answer
+    assert pool.stall_limit() is None and pool.stalled(heard + 10 * STALL_FLOOR_S) == []  # no shard done yet
+    (ref, (_k, _s, generation, _shard)), *_ = pool.refs.items()
+    del pool.refs[ref]
+    pool._answered({"seconds": 60.0, "units": 1}, "shard", slot, generation)  # the slowest so far: 60 s
+    assert pool.stall_limit() == 600.0
+    heard = slot.last_answer
+    assert pool.stalled(heard + 599) == [] and pool.stalled(heard + 601) == [slot]
+    pool._kill_stalled(slot)
+    assert killed == [(slot.handle, False)] and pool.report.stalled == 1  # Ray restarts it
+    assert pool.stalled(slot.last_answer + 1) == []  # killed once per stall: its clock starts again
+    sent = [(r, s) for r, (kind, _x, _g, s) in list(pool.refs.items()) if kind == "shard"]
+    for r, shard in sent:  # its tasks then fail as for any death: the shards go back to the queue
+        del pool.refs[r]
+        pool._actor_failed(RuntimeError("killed"), "shard", slot, slot.generation, shard)
+    assert slot.in_flight == 0 and slot.state == "starting"
+    assert {s.id for _r, s in sent} <= {s.id for s in pool.pending}
+    pool.stall_timeout_s = 30.0  # ray.stall_timeout_s set: it rules
+    assert pool.stall_limit() == 30.0
