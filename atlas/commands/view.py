@@ -42,7 +42,7 @@ def streamlit_command(run_dir: str, port: int, host: str) -> list[str]:
     import sys
 
     return [
-        sys.executable, "-m", "streamlit", "run", str(app_path()),
+        sys.executable, "-m", "atlas.commands.viewer_server", "run", str(app_path()),  # streamlit's CLI
         "--server.address", host, "--server.port", str(port), "--server.headless", "true",
         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
         "--client.toolbarMode", "minimal",

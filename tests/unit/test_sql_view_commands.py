@@ -223,7 +223,7 @@ def test_docs_sql_names_every_column_of_every_table(run_dir):
 
 def test_view_command_line_and_errors(run_dir, tmp_path):
     cmd = view.streamlit_command(str(run_dir), 8600, "127.0.0.1")
-    assert cmd[0] == sys.executable and cmd[1:4] == ["-m", "streamlit", "run"]
+    assert cmd[0] == sys.executable and cmd[1:4] == ["-m", "atlas.commands.viewer_server", "run"]
     assert cmd[4].endswith("viewer/app.py") and cmd[-2:] == ["--", str(run_dir)]
     assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1"
     assert cmd[cmd.index("--server.headless") + 1] == "true"
