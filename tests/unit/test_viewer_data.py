@@ -568,3 +568,16 @@ def test_a_folder_of_runs_opens_on_its_newest_complete_run():
     assert default_run(runs) == 1
     assert default_run([runs[2], None]) == 0  # nothing complete: the newest
     assert default_run([None, None]) == 1 and default_run([]) == 0
+
+
+def test_trajectories_end_where_their_chain_stopped():
+    from viewer.data import until_stopped
+
+    steps = pd.DataFrame(
+        {"chain": [0, 0, 0, 1, 1, 1], "step": [0, 10, 20, 0, 10, 20], "activation": [1.0, 5, 5, 1, 2, 3]}
+    )
+    chains = pd.DataFrame({"chain": [0, 1], "stopped_step": [2.0, None]})  # chain 0 stopped at step 2
+    out = until_stopped(steps, chains)
+    assert out[out["chain"] == 0][["step", "activation"]].values.tolist() == [[0, 1.0], [2, 5.0]]
+    assert out[out["chain"] == 1]["step"].tolist() == [0, 10, 20]  # ran to the end: untouched
+    assert until_stopped(steps, chains.drop(columns="stopped_step")).equals(steps)  # an older run

@@ -113,6 +113,7 @@ from viewer.data.unit import (
     unit_row,
     unit_steps,
     unit_view,
+    until_stopped,
     with_outlined_cell,
 )
 
@@ -204,6 +205,7 @@ __all__ = [
     "truth",
     "unit_chains",
     "unit_competitors",
+    "until_stopped",
     "unit_flag_counts",
     "unit_ids",
     "unit_images",

@@ -140,6 +140,20 @@ def unit_competitors(
     )
 
 
+def until_stopped(steps: pd.DataFrame, chains: pd.DataFrame) -> pd.DataFrame:
+    """Each chain's trajectory rows up to the step it stopped on (``chains.stopped_step``; `sampler.stop_at`):
+    the rows recorded after it repeat the frozen values, and drawn they read as a chain that ran on. The
+    first row recorded after the stop holds the values of the stop itself, so it is kept, moved to it."""
+    if steps.empty or "stopped_step" not in chains.columns:
+        return steps
+    stop = steps["chain"].map(chains.set_index("chain")["stopped_step"])
+    after = steps[stop.notna() & (steps["step"] >= stop)]
+    first_after = after.loc[after.groupby("chain")["step"].idxmin()].copy()
+    first_after["step"] = stop[first_after.index].astype(steps["step"].dtype)
+    kept = steps[stop.isna() | (steps["step"] < stop)]
+    return pd.concat([kept, first_after]).sort_values(["chain", "step"], kind="stable")
+
+
 def unit_page(conn: Any, layer: str, unit: int, ids: list[int] | None = None) -> dict[str, Any]:
     """Everything the unit page shows (the benchmark times exactly this). ``ids``: the layer's sorted unit
     ids when the caller has them cached (the viewer does), else neighbours are queried."""

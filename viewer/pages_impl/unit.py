@@ -228,11 +228,14 @@ def _trajectories(view: data.UnitView) -> None:
     if view.steps.empty:
         st.caption("No trajectory rows for this unit.")
         return
+    steps = data.until_stopped(view.steps, view.chains)
+    if len(steps) < len(view.steps):
+        st.caption("A chain's line ends at the step it stopped on (`sampler.stop_at`): its picture stays.")
     c1, c2 = st.columns(2)
     for i, metric in enumerate(data.TRAJECTORY_METRICS):
         with c1 if i % 2 == 0 else c2:
             if metric in view.metrics:
-                st.altair_chart(widgets.trajectory_chart(view.steps, metric, TITLES[metric]), width="stretch")
+                st.altair_chart(widgets.trajectory_chart(steps, metric, TITLES[metric]), width="stretch")
             else:
                 st.caption(f"{TITLES[metric]}: not recorded")
 
@@ -269,12 +272,17 @@ def _without_repeats(kept: pd.DataFrame, stopped: float | None = None) -> pd.Dat
     return kept[~((kept["kind"] == "snapshot") & kept["step"].isin(last))]
 
 
-def _kept_items(kept: pd.DataFrame) -> list[tuple[bytes | None, str]]:
+def _kept_items(kept: pd.DataFrame, stopped: float | None = None) -> list[tuple[bytes | None, str]]:
+    """(picture, caption) per kept picture; a stopped chain's last picture says from which step it stands."""
     fmt = widgets.fmt
-    return [
-        (r["png"], f"{r['kind']} · step {fmt(r['step'])} · {fmt(r['activation'])}")
-        for r in kept.to_dict("records")
-    ]
+    frozen = stopped is not None and pd.notna(stopped)
+
+    def step(r: dict) -> str:
+        if frozen and r["kind"] == "last" and pd.notna(r["step"]) and r["step"] > stopped:
+            return f"step {int(stopped)} (frozen)"
+        return f"step {fmt(r['step'])}"
+
+    return [(r["png"], f"{r['kind']} · {step(r)} · {fmt(r['activation'])}") for r in kept.to_dict("records")]
 
 
 def _chains(view: data.UnitView) -> None:
@@ -294,7 +302,7 @@ def _chains(view: data.UnitView) -> None:
                     st.caption("no images kept")
                     continue
                 kept = _without_repeats(kept, rec.get("stopped_step"))
-                widgets.tiles(_kept_items(kept), columns=8, badges=_badges(kept))
+                widgets.tiles(_kept_items(kept, rec.get("stopped_step")), columns=8, badges=_badges(kept))
 
 
 def _competitors(view: data.UnitView) -> None:
