@@ -145,6 +145,9 @@ def test_unit_page_deep_link_and_neighbours(runs, monkeypatch):
     at.number_input(key="w_unit").set_value(9).run()
     assert at.title[0].value == "fc8 · unit 9"
     assert at.button(key="unit_next_top").disabled  # last unit
+    at.number_input(key="w_unit").set_value(500).run()  # past the layer's end: said, not ignored
+    assert any("Unit 500 is not in layer fc8 (units 0–9)" in w.value for w in at.warning)
+    assert at.title[0].value == "fc8 · unit 0"
 
 
 def test_browser_back_to_an_earlier_url_shows_that_state(runs, monkeypatch):

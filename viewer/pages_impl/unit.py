@@ -47,7 +47,9 @@ def _nav(ctx: Context, view: data.UnitView, suffix: str) -> None:
 
 
 def _unit_input(ids: list[int]) -> int:
-    st.number_input("Unit", min_value=min(ids), max_value=max(ids), step=1, key=state.bind_widget("unit"),
+    # no max: a number past the layer's end is applied and answered with the page's "not in layer" warning,
+    # where a bounded box turned red and ignored Enter
+    st.number_input("Unit", min_value=0, step=1, key=state.bind_widget("unit"),
                     on_change=state.from_widget, args=("unit",),
                     help=f"units {min(ids)}–{max(ids)} of this layer")  # fmt: skip
     return int(state.get("unit"))
