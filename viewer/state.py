@@ -376,6 +376,10 @@ def grid_widget(param: str, options: list[Any] | None = None) -> str:
         value: Any = _int(raw, None) if isinstance(default, int) else raw
         if value is not None and (options is None or value in options):
             st.session_state[key] = value
+        else:  # said, not dropped in silence: a filter lost turns the grid into "all units"
+            offered = ", ".join(map(str, options)) if options and len(options) <= 12 else ""
+            valid = f" (this grid offers: {offered})" if offered else ""
+            notice(f"The link's {param}={raw!r} is not one this grid can show{valid}; it is left out.")
     return key
 
 

@@ -556,3 +556,10 @@ def test_audit_of_a_clean_layer_says_where_the_flagged_units_are(runs, tmp_path,
     assert n > 0
     said = [s.value for s in at.success]
     assert any(f"Flagged units in other layers: conv3 {n}" in text for text in said), said
+
+
+def test_a_grid_link_value_the_grid_cannot_take_is_named(runs, monkeypatch):
+    at = app(runs / "alpha", monkeypatch, page="layer", layer="conv3", flag="off_path", per="7")
+    said = " ".join(w.value for w in at.warning)
+    assert "flag='off_path' is not one this grid can show" in said, said
+    assert "per='7' is not one this grid can show" in said and "it is left out" in said
