@@ -37,10 +37,11 @@ WORKERS_DIR = "_workers"
 TOKEN_RETRY_S = (0.5, 1.0, 2.0, 4.0)  # before a worker decides it cannot see the run
 
 
-def check_run_reachable(store: RunStore, run_token: str) -> None:
+def check_run_reachable(store: RunStore, run_token: str) -> dict[str, Any]:
     """Refuse to work on a run this node cannot see: the driver wrote ``run.json`` with ``run_token``
     before it started the actors, so a worker that finds no such file (another node's local disk, a mount
-    missing here, an object store it reaches under other settings) would write where nobody reads."""
+    missing here, an object store it reaches under other settings) would write where nobody reads.
+    Returns that run.json."""
     where = f"{store.loc.display()} from {socket.gethostname()}"
     for wait in (*TOKEN_RETRY_S, None):  # a store may show a just-written run.json late (S3-likes, NFS)
         try:
@@ -49,7 +50,7 @@ def check_run_reachable(store: RunStore, run_token: str) -> None:
             how = _REACH if store.loc.local else _REACH_STORE  # on an object store already: its access
             raise AtlasError(f"out_dir: cannot read the run {where} ({first_line(exc)}); {how}") from None
         if manifest is not None and manifest.get("run_token") == run_token:
-            return
+            return manifest
         if wait is not None:
             time.sleep(wait)
     seen = "no run.json" if manifest is None else "another run's run.json"
@@ -79,8 +80,10 @@ class AtlasWorker:
         that it sees that run from its node (:func:`check_run_reachable`)."""
         self.cfg = config_from_dict(config)
         self.store = RunStore(run)
-        if run_token is not None:
-            check_run_reachable(self.store, run_token)
+        reachable = run_token is not None
+        manifest = check_run_reachable(self.store, run_token) if reachable else self.store.manifest()
+        # each marker names the config that made its shard: a run whose run.json is lost can be resumed
+        self.config_hash = (manifest or {}).get("config_hash")
         threads = threads or self.cfg.compute.threads
         if threads:  # this process's torch threads (the core never sets them)
             torch.set_num_threads(max(1, int(threads)))
@@ -198,6 +201,7 @@ class AtlasWorker:
                 "host": socket.gethostname(),
                 "device": str(self.device),
                 "precision": self.precision,
+                "config_hash": self.config_hash,
             },
         )
         return {

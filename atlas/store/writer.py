@@ -146,13 +146,19 @@ class RunStore:
             resumed["resumed"] = [*existing.get("resumed", []), _now()]
             write_json(self.loc, RUN_FILE, resumed)
             return
-        if self.loc.list_files(SHARDS_DIR, suffix=MARKER_SUFFIX):  # shards of a run whose run.json is gone
-            raise AtlasError(
-                f"run {self.loc.display()} holds completed shards but no run.json (lost or deleted), so "
-                "nothing says which config made them; restore its run.json, or use a new run name "
-                "(--set name=...) or remove the folder"
-            )
         data = dict(manifest)
+        if self.loc.list_files(SHARDS_DIR, suffix=MARKER_SUFFIX):  # shards of a run whose run.json is gone
+            made_by = {
+                (m.get("meta") or {}).get("config_hash") if isinstance(m, dict) else None
+                for m in read_markers(self.loc).values()
+            }
+            if made_by != {manifest["config_hash"]}:  # another config's, or markers that do not say
+                raise AtlasError(
+                    f"run {self.loc.display()} holds completed shards but no run.json (lost or deleted), and "
+                    "their markers do not name this config as the one that made them; restore its run.json, "
+                    "or use a new run name (--set name=...) or remove the folder"
+                )
+            data["adopted"] = _now()  # run.json written again over shards this very config made
         data.setdefault("created", _now())
         data["schema_version"] = SCHEMA_VERSION
         data["status"] = "running"

@@ -107,6 +107,10 @@ def test_row_counts_exact_and_rerun_writes_nothing(tmp_path, micro_cache, ray_se
     with pytest.raises(AtlasError, match="holds completed shards but no run.json"):
         run_atlas(micro_config(tmp_path, micro_cache, "sampler.steps=2"), progress=False)
     assert not (run_dir / "run.json").exists()
+    adopted = run_atlas(cfg, progress=False)  # the config its markers name: the run is taken up again
+    assert adopted["shards_run"] == 0 and table_count(run_dir, "units") == units
+    manifest = json.loads((run_dir / "run.json").read_text())
+    assert manifest["status"] == "complete" and manifest["adopted"]
 
 
 def test_different_config_in_same_run_dir_refused(tmp_path, micro_cache, ray_session):

@@ -797,3 +797,22 @@ def test_a_full_disk_at_the_lock_is_one_line_naming_the_file(tmp_path):
     message = str(err.value)
     assert message.startswith(f"cannot write the run's lock file {run / LOCAL_LOCK}: ")
     assert "\n" not in message
+
+
+def test_a_lost_run_json_is_rewritten_only_for_the_config_its_markers_name(tmp_path):
+    from atlas.store.writer import RunStore
+
+    store = RunStore(str(tmp_path / "run"))
+    store.init_run(manifest("abc123"))
+    store.write_shard("fc8-0000", "fc8", shard_rows(), meta={"config_hash": "abc123"})
+    (tmp_path / "run" / "run.json").unlink()
+    with pytest.raises(AtlasError, match="do not name this config"):
+        store.init_run(manifest("other"))
+    assert not (tmp_path / "run" / "run.json").exists()
+    store.init_run(manifest("abc123"))  # the config that made the shards: taken up again
+    restored = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert restored["config_hash"] == "abc123" and restored["adopted"]
+    (tmp_path / "run" / "run.json").unlink()
+    store.write_shard("fc8-0001", "fc8", shard_rows(units=(2,)))  # a marker that names no config
+    with pytest.raises(AtlasError, match="do not name this config"):
+        store.init_run(manifest("abc123"))
