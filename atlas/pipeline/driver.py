@@ -227,19 +227,22 @@ def run_atlas(
                 _finalize(store, summary)
         this_call = {"shards_run": 0, "shards_skipped": len(shards), "errors": 0, "nothing_to_do": True}
         return {**summary, "run_dir": loc.display(), "run_totals": _run_totals(loc), **this_call}
-    bundle = build_bundle(cfg, models)  # judge, attribute reader and real images resolved here, once
-    if bundle.reader is not None:  # provenance of the label_shown columns
-        r = bundle.reader
-        manifest["fingerprints"]["reader"] = {
-            "spec": r.spec,
-            "weights": r.weights,
-            "fingerprint": r.fingerprint,
-        }
-    del models
+    loc.check_writable()  # the driver writes run.json: a bad out_dir is an error before the lock, Ray, models
     lock = RunLock(loc)
-    args = (cfg, store, lock, manifest, bundle, todo, total_units, address, log, progress)
     try:
         try:
+            lock.acquire()  # one writer per run, before the slow start (a second driver stops at once)
+            todo = _still_to_do(store, todo)  # what another driver finished before this one got the lock
+            bundle = build_bundle(cfg, models)  # judge, attribute reader and real images resolved here, once
+            if bundle.reader is not None:  # provenance of the label_shown columns
+                r = bundle.reader
+                manifest["fingerprints"]["reader"] = {
+                    "spec": r.spec,
+                    "weights": r.weights,
+                    "fingerprint": r.fingerprint,
+                }
+            del models
+            args = (cfg, store, manifest, bundle, todo, total_units, address, log, progress)
             summaries = _dispatch(*args)
         except KeyboardInterrupt as exc:
             if not lock.held:  # stopped before it held the run: the run.json may be another driver's
@@ -257,10 +260,15 @@ def run_atlas(
     return summary
 
 
+def _still_to_do(store: RunStore, todo: list[Shard]) -> list[Shard]:
+    """``todo`` less the shards completed since it was planned (by a driver that held the run then)."""
+    done = store.completed_shards()
+    return [s for s in todo if s.id not in done]
+
+
 def _dispatch(
     cfg: RunConfig,
     store: RunStore,
-    lock: RunLock,
     manifest: dict[str, Any],
     bundle: Any,
     todo: list[Shard],
@@ -276,7 +284,6 @@ def _dispatch(
     from atlas.pipeline.worker import AtlasWorker
 
     loc = store.loc
-    loc.check_writable()  # the driver writes run.json: a bad out_dir is an error before Ray starts
     starting = cluster.stop_on_sigterm()  # SIGTERM while Ray starts is Ctrl-C too (exit 143, a message)
     try:
         owned = cluster.connect(address)  # its SIGTERM raises Terminated: exit 143, Ray shut down
@@ -293,8 +300,7 @@ def _dispatch(
             )
         cluster.check_device(cfg, layout)
         cluster.check_feasible(cfg, layout)
-        lock.acquire()  # one writer per run (released on crash)
-        store.init_run(manifest)  # the first write of the run
+        store.init_run(manifest)  # the first write of the run (under the lock the caller holds)
         done_units = total_units - sum(len(s.units) for s in todo)
         if done_units:
             n_done = manifest["planned_shards"] - len(todo)

@@ -816,3 +816,15 @@ def test_a_lost_run_json_is_rewritten_only_for_the_config_its_markers_name(tmp_p
     store.write_shard("fc8-0001", "fc8", shard_rows(units=(2,)))  # a marker that names no config
     with pytest.raises(AtlasError, match="do not name this config"):
         store.init_run(manifest("abc123"))
+
+
+def test_a_driver_that_gets_the_lock_late_skips_what_the_other_finished(tmp_path):
+    from atlas.pipeline.driver import _still_to_do
+    from atlas.pipeline.plan import plan_shards
+    from atlas.store.writer import RunStore
+
+    store = RunStore(str(tmp_path / "run"))
+    store.init_run(manifest())
+    todo = plan_shards({"fc8": [0, 1, 2, 3]}, 2)  # planned before the lock: both shards to do
+    store.write_shard(todo[0].id, "fc8", shard_rows(units=(0, 1)))  # meanwhile, by the driver then holding it
+    assert [s.id for s in _still_to_do(store, todo)] == [todo[1].id]
