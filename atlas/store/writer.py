@@ -31,6 +31,7 @@ import secrets
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -225,6 +226,12 @@ class RunStore:
                 if shard_of_file(entry.name) in markers and rel not in named:
                     self.loc.delete(rel)
                     stray.append(rel)
+        if self.loc.local:  # temporaries of writes killed mid-way (atomic.atomic_write): listings skip them
+            root = Path(self.loc.path)
+            for tmp in root.rglob(".*.tmp"):
+                if tmp.is_file() and tmp.name.count(".") >= 3:  # .<name>.<pid>.<tag>.tmp
+                    tmp.unlink(missing_ok=True)
+                    stray.append(tmp.relative_to(root).as_posix())
         return stray
 
     def _finished_by_another(self, shard_id: str) -> bool:

@@ -828,3 +828,19 @@ def test_a_driver_that_gets_the_lock_late_skips_what_the_other_finished(tmp_path
     todo = plan_shards({"fc8": [0, 1, 2, 3]}, 2)  # planned before the lock: both shards to do
     store.write_shard(todo[0].id, "fc8", shard_rows(units=(0, 1)))  # meanwhile, by the driver then holding it
     assert [s.id for s in _still_to_do(store, todo)] == [todo[1].id]
+
+
+def test_finalize_sweeps_the_temporaries_of_writes_killed_mid_way(tmp_path):
+    from atlas.store.writer import RunStore
+
+    store = RunStore(str(tmp_path / "run"))
+    store.init_run(manifest())
+    store.write_shard("fc8-0000", "fc8", shard_rows())
+    part = next((tmp_path / "run" / "units").rglob("*.parquet")).parent
+    left = part / ".shard-fc8-0001~ab12.parquet.4242.0123456789ab.tmp"  # a worker killed while writing
+    left.write_bytes(b"half a file")
+    keep = tmp_path / "run" / ".atlas.lock"
+    keep.write_text("{}")
+    store.finalize({"units": 2})
+    assert not left.exists() and keep.exists()
+    assert open_run(tmp_path / "run").execute("SELECT count(*) FROM units").fetchone() == (2,)
