@@ -26,8 +26,10 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +38,7 @@ import torch
 from atlas.config import NON_RESULT_SECTIONS, RunConfig
 from atlas.errors import AtlasError, ConfigError, Interrupted, Terminated
 from atlas.models import LayerProbe, example_input
-from atlas.pipeline.models_setup import RunModels, ShippedBundle, build_bundle, build_models
+from atlas.pipeline.models_setup import RunModels, ShippedBundle, WorkerBundle, build_bundle, build_models
 from atlas.pipeline.plan import Shard, plan_shards
 from atlas.pipeline.preflight import preflight_config, preflight_models
 from atlas.provenance import git_sha
@@ -227,23 +229,12 @@ def run_atlas(
                 _finalize(store, summary)
         this_call = {"shards_run": 0, "shards_skipped": len(shards), "errors": 0, "nothing_to_do": True}
         return {**summary, "run_dir": loc.display(), "run_totals": _run_totals(loc), **this_call}
-    loc.check_writable()  # the driver writes run.json: a bad out_dir is an error before the lock, Ray, models
+    bundle = partial(_make_bundle, cfg, models, manifest)  # made under the lock
     lock = RunLock(loc)
     try:
         try:
-            lock.acquire()  # one writer per run, before the slow start (a second driver stops at once)
-            todo = _still_to_do(store, todo)  # what another driver finished before this one got the lock
-            bundle = build_bundle(cfg, models)  # judge, attribute reader and real images resolved here, once
-            if bundle.reader is not None:  # provenance of the label_shown columns
-                r = bundle.reader
-                manifest["fingerprints"]["reader"] = {
-                    "spec": r.spec,
-                    "weights": r.weights,
-                    "fingerprint": r.fingerprint,
-                }
-            del models
-            args = (cfg, store, manifest, bundle, todo, total_units, address, log, progress)
-            summaries = _dispatch(*args)
+            args = (cfg, store, lock, manifest, bundle, todo, total_units, address, log, progress)
+            summaries, todo = _dispatch(*args)
         except KeyboardInterrupt as exc:
             if not lock.held:  # stopped before it held the run: the run.json may be another driver's
                 raise
@@ -260,6 +251,17 @@ def run_atlas(
     return summary
 
 
+def _make_bundle(cfg: RunConfig, models: RunModels, manifest: dict[str, Any]) -> WorkerBundle:
+    """Judge, attribute reader and real images, resolved once (under the run's lock: a driver that cannot
+    have the run does not load them); the reader's fingerprint goes into ``manifest``."""
+    made = build_bundle(cfg, models)
+    if made.reader is not None:  # provenance of the label_shown columns
+        r = made.reader
+        reader = {"spec": r.spec, "weights": r.weights, "fingerprint": r.fingerprint}
+        manifest["fingerprints"]["reader"] = reader
+    return made
+
+
 def _still_to_do(store: RunStore, todo: list[Shard]) -> list[Shard]:
     """``todo`` less the shards completed since it was planned (by a driver that held the run then)."""
     done = store.completed_shards()
@@ -269,14 +271,17 @@ def _still_to_do(store: RunStore, todo: list[Shard]) -> list[Shard]:
 def _dispatch(
     cfg: RunConfig,
     store: RunStore,
+    lock: RunLock,
     manifest: dict[str, Any],
-    bundle: Any,
+    make_bundle: Callable[[], WorkerBundle],
     todo: list[Shard],
     total_units: int,
     address: str | None,
     log,
     progress: bool,
-) -> list[dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], list[Shard]]:
+    """Start (or join) Ray, take the run's lock, and run ``todo``'s shards still to do then on an actor
+    pool; -> (the shards' summaries, the shards it ran)."""
     import ray
 
     from atlas.pipeline import cluster
@@ -284,6 +289,7 @@ def _dispatch(
     from atlas.pipeline.worker import AtlasWorker
 
     loc = store.loc
+    loc.check_writable()  # the driver writes run.json: a bad out_dir is an error before Ray starts
     starting = cluster.stop_on_sigterm()  # SIGTERM while Ray starts is Ctrl-C too (exit 143, a message)
     try:
         owned = cluster.connect(address)  # its SIGTERM raises Terminated: exit 143, Ray shut down
@@ -300,7 +306,10 @@ def _dispatch(
             )
         cluster.check_device(cfg, layout)
         cluster.check_feasible(cfg, layout)
-        store.init_run(manifest)  # the first write of the run (under the lock the caller holds)
+        lock.acquire()  # one writer per run (released on crash); after the checks: bad input writes nothing
+        todo = _still_to_do(store, todo)  # what another driver finished before this one got the lock
+        bundle = make_bundle()
+        store.init_run(manifest)  # the first write of the run
         done_units = total_units - sum(len(s.units) for s in todo)
         if done_units:
             n_done = manifest["planned_shards"] - len(todo)
@@ -340,7 +349,7 @@ def _dispatch(
                 ray.kill(actor)
         if report.deaths:
             log(f"{report.deaths} worker death(s) survived; {report.requeued} shard(s) re-queued")
-        return report.summaries
+        return report.summaries, todo
     except KeyboardInterrupt:
         if sigterm.received:  # Ray's wait re-raised it as a plain KeyboardInterrupt
             raise Terminated from None

@@ -32,8 +32,9 @@ Names are imported on first use (``atlas.sampling.Engine`` loads the engine then
 of the package (``atlas.sampling.units``) does not load all of them.
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from atlas.lazy_names import lazy_getattr
 
 if TYPE_CHECKING:
     from atlas.sampling.chain import TargetReadout, run_chains
@@ -86,12 +87,7 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _HOMES:
-        raise AttributeError(f"module 'atlas.sampling' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"atlas.sampling.{_HOMES[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _HOMES)
 
 
 __all__ = [

@@ -13,8 +13,9 @@ Usage::
 See docs/toyworld.md for what the world is and why it looks the way it does.
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from atlas.lazy_names import lazy_getattr
 
 if TYPE_CHECKING:
     from atlas.toyworld.api import RealImages, bootstrap, load_component, real_images
@@ -38,12 +39,7 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _HOMES:
-        raise AttributeError(f"module 'atlas.toyworld' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"atlas.toyworld.{_HOMES[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _HOMES)
 
 
 __all__ = [

@@ -46,6 +46,13 @@ def distinct_count(run_dir, table, keys):
     return conn.execute(f"SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {table})").fetchone()[0]
 
 
+def worker_pid_after_a_shard(run_dir: Path) -> int | None:
+    """The pid of the run's first worker once a shard is complete (None before)."""
+    infos = sorted((run_dir / "_workers").glob("*.json")) if (run_dir / "_workers").exists() else []
+    done = list((run_dir / "_shards").glob("*.done")) if (run_dir / "_shards").exists() else []
+    return json.loads(infos[0].read_text())["pid"] if infos and done else None
+
+
 def test_row_counts_exact_and_rerun_writes_nothing(tmp_path, micro_cache, ray_session):
     cfg = micro_config(tmp_path, micro_cache)
     handler = signal.getsignal(signal.SIGTERM)
@@ -151,12 +158,7 @@ def test_worker_sigkill_mid_run_completes_without_loss_or_duplicates(tmp_path, m
     thread = threading.Thread(target=lambda: outcome.update(run_atlas(cfg, progress=False)))
     thread.start()
 
-    def worker_pid_after_a_shard() -> int | None:
-        infos = sorted((run_dir / "_workers").glob("*.json")) if (run_dir / "_workers").exists() else []
-        done = list((run_dir / "_shards").glob("*.done")) if (run_dir / "_shards").exists() else []
-        return json.loads(infos[0].read_text())["pid"] if infos and done else None
-
-    pid = wait_for(worker_pid_after_a_shard, 600, "a worker that finished its first shard")
+    pid = wait_for(lambda: worker_pid_after_a_shard(run_dir), 600, "a worker that finished its first shard")
     os.kill(pid, signal.SIGKILL)
     thread.join(timeout=900)
     assert not thread.is_alive() and outcome, "run did not complete (900 s) after the worker was killed"
@@ -186,12 +188,7 @@ def test_a_hung_worker_is_killed_and_its_shards_done_by_its_restart(tmp_path, mi
     thread = threading.Thread(target=lambda: outcome.update(run_atlas(cfg, progress=False, log=logs.append)))
     thread.start()
 
-    def worker_pid_after_a_shard() -> int | None:
-        infos = sorted((run_dir / "_workers").glob("*.json")) if (run_dir / "_workers").exists() else []
-        done = list((run_dir / "_shards").glob("*.done")) if (run_dir / "_shards").exists() else []
-        return json.loads(infos[0].read_text())["pid"] if infos and done else None
-
-    pid = wait_for(worker_pid_after_a_shard, 600, "a worker that finished its first shard")
+    pid = wait_for(lambda: worker_pid_after_a_shard(run_dir), 600, "a worker that finished its first shard")
     os.kill(pid, signal.SIGSTOP)
     try:
         thread.join(timeout=900)
