@@ -211,7 +211,10 @@ class _Pool:
             f"worker {slot.index} (pid {slot.pid}) answered nothing for {limit:.0f} s while holding "
             f"{slot.in_flight} shard(s): killed so Ray restarts it; its shards are re-queued"
         )
-        ray.kill(slot.handle, no_restart=False)
+        try:
+            ray.kill(slot.handle, no_restart=False)
+        except Exception as exc:  # noqa: BLE001 - e.g. it died meanwhile: its failure arrives anyway
+            self.log(f"worker {slot.index}: could not be killed ({first_line(exc)})")
 
     # ---------------------------------------------------------------------------------- answers
     def _answered(self, value: dict[str, Any], kind: str, slot: _Slot, generation: int) -> None:

@@ -476,6 +476,6 @@ def format_summary(summary: dict[str, Any]) -> str:
             "where a node has native bf16); pin compute.autocast to bf16 or none for one precision"
         )
         lines.insert(2, warning)
-    for note, count in sorted((summary.get("warnings") or {}).items(), key=lambda kv: -kv[1])[:3]:
-        lines.insert(2, f"  warning: {count} unit{'s' if count != 1 else ''}: {note} (units.error)")
+    notes = sorted((summary.get("warnings") or {}).items(), key=lambda kv: -kv[1])[:3]  # most units first
+    lines[2:2] = [f"  warning: {n} unit{'s' if n != 1 else ''}: {note} (units.error)" for note, n in notes]
     return "\n".join(lines)
