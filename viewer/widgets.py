@@ -53,6 +53,8 @@ div.block-container { padding-top: 2.2rem; }
 /* rows of five or more columns (metrics, picture rows, the grid's filters) wrap to four a line, then two,
    on narrow screens; a chain card puts its pictures under its text */
 @media (max-width: 1100px) {
+  /* the sidebar stays open down to 768 px (Streamlit's breakpoint): the page's own side margins give way */
+  div.block-container { padding-left: 1.25rem; padding-right: 1.25rem; }
   [data-testid="stHorizontalBlock"]:has(> [data-testid="stColumn"]:nth-child(5)):not(:has(.atlas-pager,
     .atlas-tile-label)) {
     flex-wrap: wrap; row-gap: 0.8rem; }
