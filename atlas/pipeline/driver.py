@@ -217,14 +217,16 @@ def run_atlas(
     }
     summaries: list[dict[str, Any]] = []
     if not todo:  # every shard done: the run's own summary stays what its last work wrote
-        with RunLock(loc):
-            previous = _previous_summary(loc)
-            summary = previous or _summarize(cfg, loc, shards, [], time.perf_counter() - started, len(shards))
-            existing = store.manifest()
-            if existing is not None and existing.get("status") == "complete" and previous:
-                store.check_resume(manifest, existing)  # a complete run stays as it is: nothing written
-                check_run(loc)  # but a damaged one (a file gone) says so, and names the repair
-            else:  # all shards done but never finished (stopped after the last one): finish it
+        previous, existing = _previous_summary(loc), store.manifest()
+        if existing is not None and existing.get("status") == "complete" and previous:
+            summary = previous  # a complete run stays as it is: nothing written, so no lock (read-only media)
+            store.check_resume(manifest, existing)
+            check_run(loc)  # but a damaged one (a file gone) says so, and names the repair
+        else:  # all shards done but never finished (stopped after the last one): finish it
+            with RunLock(loc):
+                previous = _previous_summary(loc)
+                wall = time.perf_counter() - started
+                summary = previous or _summarize(cfg, loc, shards, [], wall, len(shards))
                 store.init_run(manifest)
                 _finalize(store, summary)
         this_call = {"shards_run": 0, "shards_skipped": len(shards), "errors": 0, "nothing_to_do": True}

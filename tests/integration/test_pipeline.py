@@ -53,7 +53,7 @@ def worker_pid_after_a_shard(run_dir: Path) -> int | None:
     return json.loads(infos[0].read_text())["pid"] if infos and done else None
 
 
-def test_row_counts_exact_and_rerun_writes_nothing(tmp_path, micro_cache, ray_session):
+def test_row_counts_exact_and_rerun_writes_nothing(tmp_path, micro_cache, ray_session, monkeypatch):
     cfg = micro_config(tmp_path, micro_cache)
     handler = signal.getsignal(signal.SIGTERM)
     summary = run_atlas(cfg, progress=False)
@@ -90,6 +90,14 @@ def test_row_counts_exact_and_rerun_writes_nothing(tmp_path, micro_cache, ray_se
     assert json.loads((run_dir / "summary.json").read_text()) == written  # the run's record, not the no-op's
     assert format_summary(again).startswith(f"atlas: nothing to do: all {summary['shards']} shards")
     assert f"({units} units, {chains} chains" in format_summary(again)
+    with monkeypatch.context() as m:  # nothing to write, so no lock either: a run on read-only media reruns
+        from atlas.pipeline import driver
+
+        def no_lock(*_a, **_k):
+            raise AssertionError("the no-op rerun of a complete run took the run's lock")
+
+        m.setattr(driver, "RunLock", no_lock)
+        assert run_atlas(cfg, progress=False)["nothing_to_do"]
 
     gone = next(run_dir.glob("units/layer=fc8/*.parquet"))  # damage: the rerun says so, names the repair
     gone.rename(tmp_path / "aside.parquet")
