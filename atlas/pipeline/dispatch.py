@@ -118,6 +118,7 @@ class _Pool:
         self.report = PoolReport()
         self.last_alive = time.monotonic()
         self.stall_timeout_s = stall_timeout_s  # 0: from the shards' own times (stall_limit)
+        self.slowest_shard_s: float | None = None  # the longest a finished shard took (None: none yet)
 
     # ------------------------------------------------------------------------------------ sending
     def probe(self, slot: _Slot) -> None:
@@ -190,8 +191,9 @@ class _Pool:
         before the first shard finished and with ``stall_timeout_s`` 0)."""
         if self.stall_timeout_s > 0:
             return self.stall_timeout_s
-        times = [float(s.get("seconds", 0.0)) for s in self.report.summaries]
-        return max(STALL_FLOOR_S, STALL_FACTOR * max(times)) if times else None
+        if self.slowest_shard_s is None:
+            return None
+        return max(STALL_FLOOR_S, STALL_FACTOR * self.slowest_shard_s)
 
     def stalled(self, now: float) -> list[_Slot]:
         limit = self.stall_limit()
@@ -223,6 +225,8 @@ class _Pool:
             if generation == slot.generation:  # else counted off when the failure reset the slot
                 slot.in_flight -= 1
             self.report.summaries.append(value)
+            took = float(value.get("seconds", 0.0))  # kept as it comes: stall_limit runs every poll
+            self.slowest_shard_s = max(took, self.slowest_shard_s or 0.0)
             self.on_result(value)
             self.fill(slot)
             return
