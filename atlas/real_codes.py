@@ -8,8 +8,9 @@ import torch
 
 from atlas.config import RunConfig
 from atlas.errors import AtlasError
-from atlas.models import LayerProbe, load_model
+from atlas.models import LayerProbe
 from atlas.models.codes import codes_of_images
+from atlas.models.registry import load_run_model
 
 
 def real_codes(cfg: RunConfig, images_dir: str, limit: int | None, log=print) -> tuple[torch.Tensor, str]:
@@ -18,12 +19,11 @@ def real_codes(cfg: RunConfig, images_dir: str, limit: int | None, log=print) ->
     from atlas.sampling import load_image_folder
     from atlas.sampling.manifold import encode_code
 
-    kw = {"allow_random_weights": cfg.models.allow_random_weights, "toyworld": cfg.toyworld}
-    target = load_model(cfg.models.target, "target", **kw)
+    target = load_run_model(cfg, "target")
     layer = cfg.models.code_layer
     encoder = generator = None  # a subspace generator's encoder (its code is not the layer's activations)
     if cfg.models.generator is not None:
-        generator = load_model(cfg.models.generator, "generator", **kw)
+        generator = load_run_model(cfg, "generator")
         layer = layer or generator.extras.get("code_layer")
         encoder = generator.extras.get("code_encoder")
     if not layer:

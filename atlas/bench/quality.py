@@ -160,13 +160,12 @@ class QualitySetup:
 
     @staticmethod
     def from_config(cfg: RunConfig, log: Callable[[str], None] = print) -> QualitySetup:
-        from atlas.models.registry import load_model
+        from atlas.models.registry import load_model, load_run_model
         from atlas.toyworld import real_images
 
-        kw = dict(allow_random_weights=cfg.models.allow_random_weights, toyworld=cfg.toyworld)
-        target = load_model(cfg.models.target, "target", **kw)
-        gen = load_model(cfg.models.generator, "generator", **kw) if cfg.models.generator else None
-        dae = load_model(cfg.models.dae, "dae", **kw) if cfg.models.dae else None
+        target = load_run_model(cfg, "target")
+        gen = load_run_model(cfg, "generator")
+        dae = load_run_model(cfg, "dae")
         judge = load_model("toyworld:judge", "judge", toyworld=cfg.toyworld)
         real = real_images(cfg.toyworld.preset, cfg.toyworld.cache_dir, split="test")
         sampler = replace(cfg.sampler, chains_per_unit=max(8, cfg.sampler.chains_per_unit))

@@ -48,12 +48,11 @@ class ThroughputSetup:
 
     @staticmethod
     def from_config(cfg: RunConfig) -> ThroughputSetup:
-        from atlas.models.registry import load_model
+        from atlas.models.registry import load_run_model
 
-        kw = dict(allow_random_weights=cfg.models.allow_random_weights, toyworld=cfg.toyworld)
-        target = load_model(cfg.models.target, "target", **kw)
-        gen = load_model(cfg.models.generator, "generator", **kw) if cfg.models.generator else None
-        dae = load_model(cfg.models.dae, "dae", **kw) if cfg.models.dae else None
+        target = load_run_model(cfg, "target")
+        gen = load_run_model(cfg, "generator")
+        dae = load_run_model(cfg, "dae")
         layer = cfg.layers[0].name if cfg.layers else "output"
         return ThroughputSetup(target, gen, dae, cfg.sampler, cfg.compute, layer, cfg.models.code_layer)
 

@@ -229,7 +229,8 @@ def _check_paths(args: argparse.Namespace) -> None:
     before minutes of work; a `~` the shell left alone (``--json=~/b.json``) is expanded."""
     from atlas.atomic import check_output_file, check_writable_dir
     from atlas.errors import AtlasError
-    from atlas.store.location import is_remote, open_location
+    from atlas.store.location import open_location
+    from atlas.uri_filesystem import is_remote
 
     for option in ("config", "run"):  # read, not written: an empty one would mean "none" by accident
         given = getattr(args, option, None)

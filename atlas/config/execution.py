@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import (
     Field,
@@ -132,6 +132,10 @@ class StorageConfig(Section):
         None, description="Object-store region; default: AWS_REGION / AWS_DEFAULT_REGION."
     )
     anonymous: bool = Field(False, description="Connect without credentials (public buckets).")
+
+    def object_store_options(self) -> dict[str, Any]:
+        """The options an object-store URI opens with (``out_dir``, weights, code statistics)."""
+        return self.model_dump(exclude={"shared"})
 
 
 class ToyWorldRef(Section):

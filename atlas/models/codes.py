@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -59,15 +61,16 @@ class CodeStats:
         atomic_write(path, lambda tmp: torch.save({"tensors": payload, "source": self.source}, tmp))
 
     @staticmethod
-    def load(path: str | Path) -> CodeStats:
-        """Read a file written by :meth:`save`; ``path`` may be a URI (s3://, gs://, file://)."""
+    def load(path: str | Path, storage: Mapping[str, Any] | None = None) -> CodeStats:
+        """Read a file written by :meth:`save`; ``path`` may be a URI (s3://, gs://, file://), opened with
+        the ``storage:`` options."""
         import io
 
         from atlas.models.weights import is_uri, read_uri
 
         p = Path(path).expanduser()
         if is_uri(path):
-            source: Path | io.BytesIO = io.BytesIO(read_uri(str(path), "code statistics file"))
+            source: Path | io.BytesIO = io.BytesIO(read_uri(str(path), "code statistics file", storage))
         elif not p.is_file():
             raise ModelError(f"code statistics file {str(p)!r} not found; create it with `atlas code-stats`")
         else:

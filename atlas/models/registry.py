@@ -19,21 +19,32 @@ from __future__ import annotations
 
 import difflib
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-from atlas.config import ModelConfig, PreprocessConfig, ToyWorldRef, build
+from atlas.config import ModelConfig, PreprocessConfig, RunConfig, ToyWorldRef, build
 from atlas.errors import ConfigError, ModelError
 from atlas.models import deepsim
 from atlas.models.loaded import LoadedModel, Role, freeze
 from atlas.models.probes import LayerInfo, last_leaf, list_layers, resolve_modules
 from atlas.models.spaces import ImageSpace, deepsim_space, torchvision_space
-from atlas.models.weights import apply_state_dict, file_fingerprint, load_state_dict_file, module_fingerprint
+from atlas.models.weights import apply_state_dict, module_fingerprint, read_state_dict
 
 RANDOM_SEED = 0  # random weights are deterministic so every worker builds the same network
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """What every scheme's loader is told besides the model's own config."""
+
+    allow_random_weights: bool = False
+    toyworld: ToyWorldRef = field(default_factory=ToyWorldRef)
+    storage: Mapping[str, Any] = field(default_factory=dict)  # weights URIs open with the storage: options
 
 
 def _random_init(build: Callable[[], nn.Module]) -> nn.Module:
@@ -58,17 +69,17 @@ def _override_space(space: ImageSpace, pre: PreprocessConfig | None, spec: str) 
 def _weights(
     module: nn.Module,
     cfg: ModelConfig,
-    allow_random: bool,
+    opts: LoadOptions,
     role: Role,
-    state: dict[str, torch.Tensor] | None = None,
+    read: tuple[dict[str, torch.Tensor], str] | None = None,
 ) -> tuple[str, bool, str]:
-    """Load cfg.weights (or its ``state``, read already) into module, or accept random weights. Returns
-    (weights, random, fingerprint)."""
+    """Load cfg.weights (or ``read``, its (state, fingerprint) read already) into module, or accept random
+    weights. Returns (weights, random, fingerprint)."""
     if cfg.weights:
-        state = state if state is not None else load_state_dict_file(cfg.weights)
+        state, fingerprint = read if read is not None else read_state_dict(cfg.weights, opts.storage)
         apply_state_dict(module, state, cfg.weights)
-        return str(cfg.weights), False, file_fingerprint(cfg.weights)
-    if not allow_random:
+        return str(cfg.weights), False, fingerprint
+    if not opts.allow_random_weights:
         raise ModelError(
             f"{role} {cfg.spec!r} has no weights file; set models.{role}.weights to a state-dict file "
             "(or models.allow_random_weights: true to run on random weights, for tests)"
@@ -97,9 +108,7 @@ def _leaf_names(module: nn.Module) -> list[str]:
 # ------------------------------------------------------------------------------------------------ schemes
 
 
-def _load_torchvision(
-    name: str, cfg: ModelConfig, role: Role, allow_random: bool, _tw: ToyWorldRef
-) -> LoadedModel:
+def _load_torchvision(name: str, cfg: ModelConfig, role: Role, opts: LoadOptions) -> LoadedModel:
     import torchvision
 
     if role not in ("target", "judge"):
@@ -130,10 +139,10 @@ def _load_torchvision(
             ) from None
         w, random, fp = weights, False, module_fingerprint(module)
     else:
-        state = load_state_dict_file(cfg.weights) if cfg.weights else None
-        layout = _torchvision_layout(name, state)
+        read = read_state_dict(cfg.weights, opts.storage) if cfg.weights else None
+        layout = _torchvision_layout(name, read[0] if read else None)
         module = _random_init(lambda: torchvision.models.get_model(name, weights=None, **layout))
-        w, random, fp = _weights(module, cfg, allow_random, role, state)
+        w, random, fp = _weights(module, cfg, opts, role, read)
     size = 299 if name.startswith("inception") else 224
     space = _override_space(torchvision_space(size), cfg.preprocess, cfg.spec)
     return LoadedModel(
@@ -193,9 +202,7 @@ def _one_line(exc: BaseException, limit: int = 200) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _load_python(
-    target: str, cfg: ModelConfig, role: Role, allow_random: bool, _tw: ToyWorldRef
-) -> LoadedModel:
+def _load_python(target: str, cfg: ModelConfig, role: Role, opts: LoadOptions) -> LoadedModel:
     """Any ``nn.Module`` from ``factory()``; the factory (or the module) may declare ``atlas_image_space``,
     ``atlas_loads_own_weights`` and ``atlas_output_layer`` (README: "Bring your own model")."""
     factory = _import_factory(target, cfg.spec)
@@ -212,7 +219,7 @@ def _load_python(
     if own and not cfg.weights:  # an explicit weights file still wins
         w, random, fp = f"python:{target} (own weights)", False, module_fingerprint(module)
     else:
-        w, random, fp = _weights(module, cfg, allow_random, role)
+        w, random, fp = _weights(module, cfg, opts, role)
     declared = _declared(factory, module, "atlas_image_space")
     if declared is None:
         declared = _declared(factory, module, "atlas_input_space")  # the older name
@@ -245,15 +252,13 @@ def _load_python(
     )
 
 
-def _load_deepsim(
-    variant: str, cfg: ModelConfig, role: Role, allow_random: bool, _tw: ToyWorldRef
-) -> LoadedModel:
+def _load_deepsim(variant: str, cfg: ModelConfig, role: Role, opts: LoadOptions) -> LoadedModel:
     if role != "generator":
         raise ModelError(f"{cfg.spec!r} is a generator; it cannot be the {role}")
     if variant not in deepsim.VARIANTS:
         raise ModelError(f"unknown DeePSiM variant {variant!r}; valid: {', '.join(deepsim.VARIANTS)}")
     module = _random_init(lambda: deepsim.DeePSiMGenerator(variant))
-    w, random, fp = _weights(module, cfg, allow_random, role)
+    w, random, fp = _weights(module, cfg, opts, role)
     return LoadedModel(
         freeze(module),
         role,
@@ -267,7 +272,7 @@ def _load_deepsim(
     )
 
 
-def _load_dae(kind: str, cfg: ModelConfig, role: Role, allow_random: bool, _tw: ToyWorldRef) -> LoadedModel:
+def _load_dae(kind: str, cfg: ModelConfig, role: Role, opts: LoadOptions) -> LoadedModel:
     from atlas.models.dae import ResidualMLPDAE
 
     if role != "dae":
@@ -276,7 +281,7 @@ def _load_dae(kind: str, cfg: ModelConfig, role: Role, allow_random: bool, _tw: 
         raise ModelError(f"unknown DAE kind {kind!r}; valid: residual_mlp")
     if not cfg.weights:
         raise ModelError(f"dae {cfg.spec!r} needs a weights file; train one with `atlas train-dae`")
-    state = load_state_dict_file(cfg.weights)
+    state, fingerprint = read_state_dict(cfg.weights, opts.storage)
     module = ResidualMLPDAE.from_state_dict(state, cfg.weights)
     return LoadedModel(
         freeze(module),
@@ -285,13 +290,14 @@ def _load_dae(kind: str, cfg: ModelConfig, role: Role, allow_random: bool, _tw: 
         code_shape=(module.dim,),
         weights=cfg.weights,
         random_weights=False,
-        fingerprint=file_fingerprint(cfg.weights),
+        fingerprint=fingerprint,
     )
 
 
-def _load_toyworld(name: str, cfg: ModelConfig, role: Role, _allow: bool, tw: ToyWorldRef) -> LoadedModel:
+def _load_toyworld(name: str, cfg: ModelConfig, role: Role, opts: LoadOptions) -> LoadedModel:
     from atlas import toyworld
 
+    tw = opts.toyworld
     if cfg.weights:
         raise ModelError(f"{cfg.spec!r}: toy-world models come from the toy-world cache; remove 'weights'")
     if name == "planted" and role == "target":  # T plus units whose truth is known (toyworld/planted.py)
@@ -305,7 +311,7 @@ def _load_toyworld(name: str, cfg: ModelConfig, role: Role, _allow: bool, tw: To
     return loaded
 
 
-SCHEMES: dict[str, Callable[[str, ModelConfig, Role, bool, ToyWorldRef], LoadedModel]] = {
+SCHEMES: dict[str, Callable[[str, ModelConfig, Role, LoadOptions], LoadedModel]] = {
     "toyworld": _load_toyworld,
     "torchvision": _load_torchvision,
     "python": _load_python,
@@ -320,9 +326,12 @@ def load_model(
     *,
     allow_random_weights: bool = False,
     toyworld: ToyWorldRef | None = None,
+    storage: Mapping[str, Any] | None = None,
     default_size: int | None = None,
 ) -> LoadedModel:
     """Resolve a model spec (or ModelConfig) to a frozen LoadedModel. Raises ModelError with one line.
+
+    ``storage``: the options a weights URI opens with (a run config's ``storage:`` section).
 
     ``default_size``: input size for a target that declares none (``atlas layers`` probes at 224);
     without it such a target is an error asking for ``models.<role>.preprocess.size``.
@@ -338,7 +347,8 @@ def load_model(
         )
     if not rest:
         raise ModelError(f"model spec {cfg.spec!r} names no model; e.g. {scheme}:NAME")
-    model = SCHEMES[scheme](rest, cfg, role, allow_random_weights, toyworld or ToyWorldRef())
+    opts = LoadOptions(allow_random_weights, toyworld or ToyWorldRef(), dict(storage or {}))
+    model = SCHEMES[scheme](rest, cfg, role, opts)
     if role in ("target", "judge") and model.space is None:
         if default_size is None:
             raise ModelError(
@@ -353,6 +363,21 @@ def load_model(
     elif model.output_layer is None and role in ("target", "judge"):
         model.output_layer = _last_module_run(model)
     return model
+
+
+def load_run_model(run: RunConfig, role: Role) -> LoadedModel | None:
+    """The model a run config names for ``role`` (``models.<role>``; None when it names none), loaded as
+    that run loads it: its random-weights permission, toy world and ``storage:`` options."""
+    cfg = getattr(run.models, role)
+    if cfg is None:
+        return None
+    return load_model(
+        cfg,
+        role,
+        allow_random_weights=run.models.allow_random_weights,
+        toyworld=run.toyworld,
+        storage=run.storage.object_store_options(),
+    )
 
 
 def _last_module_run(model: LoadedModel) -> str | None:

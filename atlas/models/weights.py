@@ -1,8 +1,9 @@
 """Safe loading of state-dict files and strict application to a module, with one-line errors.
 
 A weights path may be a local path or a URI (``s3://bucket/weights/alexnet.pth``, ``gs://...``,
-``file://...``), read through ``pyarrow.fs`` with the provider's usual credentials; the driver reads it
-once and ships the loaded model to every actor.
+``file://...``), read through ``pyarrow.fs`` with the run config's ``storage:`` options (an S3-compatible
+endpoint, region, anonymous access) or else the provider's usual environment; the driver reads it once
+and ships the loaded model to every actor.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pickle
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
@@ -32,26 +33,44 @@ def is_uri(path: str | Path) -> bool:
     return isinstance(path, str) and path.startswith(URI_SCHEMES)
 
 
-def read_uri(uri: str, what: str = "weights file") -> bytes:
-    """The bytes of an object-store or file:// object (pyarrow.fs); missing or unreadable is one line."""
-    import pyarrow.fs as pafs
+def read_uri(uri: str, what: str = "weights file", storage: Mapping[str, Any] | None = None) -> bytes:
+    """The bytes of an object-store or file:// object (pyarrow.fs), opened with the ``storage:`` options
+    (``endpoint_override``, ``region``, ``anonymous``); missing or unreadable is one line."""
+    from atlas.uri_filesystem import make_filesystem, storage_reason
 
+    fs, inner = make_filesystem(uri, storage or {}, what)
     try:
-        fs, inner = pafs.FileSystem.from_uri(uri)
         with fs.open_input_file(inner) as fh:
             return fh.read()
     except FileNotFoundError:
         raise ModelError(f"{what} {uri!r} not found") from None
     except (OSError, ValueError) as exc:
-        first = first_line(exc)
+        first = storage_reason(exc)
         if "not found" in first.lower() or "no such file" in first.lower():
             raise ModelError(f"{what} {uri!r} not found") from None
         raise ModelError(f"{what} {uri!r} cannot be read ({first})") from None
 
 
-def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a torch state-dict file (a path or a URI) with ``weights_only=True`` (pickled code is refused)."""
-    obj = _torch_load(_weights_source(path), str(path))
+def load_state_dict_file(
+    path: str | Path, storage: Mapping[str, Any] | None = None
+) -> dict[str, torch.Tensor]:
+    """Read a torch state-dict file (a path, or a URI opened with the ``storage:`` options) with
+    ``weights_only=True`` (pickled code is refused)."""
+    return read_state_dict(path, storage)[0]
+
+
+def read_state_dict(
+    path: str | Path, storage: Mapping[str, Any] | None = None
+) -> tuple[dict[str, torch.Tensor], str]:
+    """(state dict, :func:`file_fingerprint`) of a state-dict file, its bytes read once (an object store's
+    file is fetched once, not once to load and again to fingerprint)."""
+    source = _weights_source(path, storage)
+    fingerprint = _fingerprint_source(source)
+    return _state_dict_of(_torch_load(source, str(path)), path), fingerprint
+
+
+def _state_dict_of(obj: object, path: str | Path) -> dict[str, torch.Tensor]:
+    """The mapping of names to tensors a loaded file holds (at the top level or under a usual key)."""
     if isinstance(obj, Mapping):
         for key in _NESTED_KEYS:
             if key in obj and isinstance(obj[key], Mapping):
@@ -74,10 +93,10 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     return out
 
 
-def _weights_source(path: str | Path) -> Path | io.BytesIO:
+def _weights_source(path: str | Path, storage: Mapping[str, Any] | None = None) -> Path | io.BytesIO:
     """The file to read: a local path that exists, or the bytes behind a URI."""
     if is_uri(path):
-        return io.BytesIO(read_uri(str(path)))
+        return io.BytesIO(read_uri(str(path), storage=storage))
     p = Path(path).expanduser()
     give = "give the path of a state-dict file (.pt/.pth)"
     if not p.exists():
@@ -218,13 +237,19 @@ def apply_state_dict(module: nn.Module, state: Mapping[str, torch.Tensor], sourc
     module.load_state_dict(dict(state), strict=True)
 
 
-def file_fingerprint(path: str | Path) -> str:
-    """sha256 of a file's bytes (first 16 hex digits); ``path`` may be a URI."""
-    h = hashlib.sha256()
+def file_fingerprint(path: str | Path, storage: Mapping[str, Any] | None = None) -> str:
+    """sha256 of a file's bytes (first 16 hex digits); ``path`` may be a URI (the ``storage:`` options)."""
     if is_uri(path):
-        h.update(read_uri(str(path)))
+        return _fingerprint_source(io.BytesIO(read_uri(str(path), storage=storage)))
+    return _fingerprint_source(Path(path).expanduser())
+
+
+def _fingerprint_source(source: Path | io.BytesIO) -> str:
+    h = hashlib.sha256()
+    if isinstance(source, io.BytesIO):
+        h.update(source.getbuffer())
         return h.hexdigest()[:16]
-    with open(Path(path).expanduser(), "rb") as f:
+    with open(source, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()[:16]

@@ -45,9 +45,10 @@ from atlas.provenance import git_sha
 from atlas.sampling.units import layer_kind
 from atlas.store import RunStore
 from atlas.store.catalog import check_run
-from atlas.store.location import Location, is_remote, open_location
+from atlas.store.location import Location, open_location
 from atlas.store.lock import RunLock
 from atlas.store.manifest import SUMMARY_FILE, marker_readable, read_json, read_markers
+from atlas.uri_filesystem import is_remote
 
 
 def config_hash(cfg: RunConfig) -> str:
@@ -116,7 +117,7 @@ def run_location(cfg: RunConfig) -> Location:
                 f"({where}), which Ray deletes; give a URI or a folder outside the job, e.g. "
                 "--set out_dir=s3://bucket/atlas or --set out_dir=/mnt/shared/atlas (a mount every node has)"
             )
-    storage = cfg.storage.model_dump(exclude={"shared"})
+    storage = cfg.storage.object_store_options()
     if out.startswith("s3://") and not storage.get("endpoint_override"):
         # the endpoint this driver finds in its environment travels with the Location to every actor (and
         # the viewer), which would otherwise take theirs: another node may have none, or another one

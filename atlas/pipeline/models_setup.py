@@ -15,8 +15,9 @@ from typing import Any
 
 from atlas.config import RunConfig
 from atlas.errors import AtlasError
-from atlas.models import CodeStats, LoadedModel, load_model
+from atlas.models import CodeStats, LoadedModel
 from atlas.models.codes import default_deepsim_stats
+from atlas.models.registry import load_run_model
 from atlas.models.weights import file_fingerprint
 
 
@@ -28,6 +29,7 @@ class RunModels:
     code_stats: CodeStats | None
     code_layer: str | None
     code_stats_file: str | None = None  # models.code_stats when the statistics come from a file
+    code_stats_fingerprint: str | None = None  # that file's (file_fingerprint), read when it was loaded
 
     def fingerprints(self) -> dict[str, Any]:
         out = {}
@@ -43,22 +45,24 @@ class RunModels:
         if self.code_stats_file:  # the statistics behind the same path may change between resumes
             out["code_stats"] = {
                 "weights": self.code_stats_file,
-                "fingerprint": file_fingerprint(self.code_stats_file),
+                "fingerprint": self.code_stats_fingerprint,
             }
         return out
 
 
 def build_models(cfg: RunConfig) -> RunModels:
     """Load target, generator and DAE (CPU); resolve code statistics and the code layer."""
-    kw = {"allow_random_weights": cfg.models.allow_random_weights, "toyworld": cfg.toyworld}
-    target = load_model(cfg.models.target, "target", **kw)
-    generator = load_model(cfg.models.generator, "generator", **kw) if cfg.models.generator else None
+    target = load_run_model(cfg, "target")
+    generator = load_run_model(cfg, "generator")
     dae = None
-    if cfg.models.dae is not None and cfg.sampler.method == "ppgn_h" and cfg.sampler.ppgn_h.prior == "dae":
-        dae = load_model(cfg.models.dae, "dae", **kw)
+    if cfg.sampler.method == "ppgn_h" and cfg.sampler.ppgn_h.prior == "dae":
+        dae = load_run_model(cfg, "dae")
     stats: CodeStats | None = None
+    stats_fingerprint = None
     if cfg.models.code_stats:
-        stats = CodeStats.load(cfg.models.code_stats)
+        storage = cfg.storage.object_store_options()
+        stats = CodeStats.load(cfg.models.code_stats, storage)
+        stats_fingerprint = file_fingerprint(cfg.models.code_stats, storage)
     elif generator is not None:
         stats = generator.extras.get("code_stats") or _deepsim_default_stats(generator)  # type: ignore[assignment]
     code_layer = cfg.models.code_layer or (generator.extras.get("code_layer") if generator else None)
@@ -68,7 +72,7 @@ def build_models(cfg: RunConfig) -> RunModels:
             f"models.code_stats: statistics have shape {tuple(stats.mean.shape)}, "
             f"the generator's code is {generator.code_shape}"
         )
-    return RunModels(target, generator, dae, stats, code_layer, cfg.models.code_stats)
+    return RunModels(target, generator, dae, stats, code_layer, cfg.models.code_stats, stats_fingerprint)
 
 
 def _deepsim_default_stats(generator: LoadedModel) -> CodeStats | None:

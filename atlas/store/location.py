@@ -28,19 +28,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 
 from atlas.atomic import atomic_write, check_writable_dir
-from atlas.errors import AtlasError, first_line
-
-OBJECT_STORE_SCHEMES = ("s3", "gs", "gcs")
-SCHEMES = ("file", *OBJECT_STORE_SCHEMES)
-OPTION_KEYS = ("endpoint_override", "region", "anonymous")
+from atlas.errors import AtlasError
+from atlas.uri_filesystem import OPTION_KEYS, make_filesystem, scheme_of, storage_reason
 
 
 @dataclass(frozen=True)
@@ -49,88 +44,6 @@ class FileEntry:
     path: str  # path inside the filesystem
     size: int | None
     mtime_ns: int | None
-
-
-def _scheme(uri: str) -> str:
-    parsed = urlparse(uri)
-    # a Windows drive letter or a plain path has no (or a one-letter) scheme
-    return parsed.scheme.lower() if len(parsed.scheme) > 1 else ""
-
-
-def is_remote(uri: str) -> bool:
-    """True for object-store URIs (s3://, gs://)."""
-    return _scheme(str(uri)) in OBJECT_STORE_SCHEMES
-
-
-def _make_filesystem(
-    uri: str, options: Mapping[str, Any], what: str, patient: bool = False
-) -> tuple[pafs.FileSystem, str]:
-    """(filesystem, path) for ``uri``; a bad one is one line naming ``what`` (the option it came from)."""
-    scheme = _scheme(uri)
-    if scheme in ("", "file"):
-        if scheme == "file" and urlparse(uri).netloc not in ("", "localhost"):
-            raise AtlasError(
-                f"{what}: {uri!r} names the host {urlparse(uri).netloc!r}; a file URI takes an absolute "
-                "path after three slashes (file:///data/runs) or use a plain path"
-            )
-        path = urlparse(uri).path if scheme == "file" else uri
-        if not path.strip():  # "" or "file://": the current directory by accident, never by intent
-            raise AtlasError(
-                f"{what}: {uri!r} is an empty path; give a folder such as runs (or file:///data/runs)"
-            )
-        # absolute, but symlinks kept: the path every node mounts, not where it points on this one
-        return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(path))
-    if scheme not in SCHEMES:
-        raise AtlasError(
-            f"{what}: unsupported storage scheme {scheme + '://'!r} in {uri!r}; "
-            "use a local path, file://, s3://bucket/prefix or gs://bucket/prefix"
-        )
-    parsed = urlparse(uri)
-    if not parsed.netloc:
-        raise AtlasError(f"{what}: {uri!r} names no bucket; expected {scheme}://bucket/prefix")
-    path = f"{parsed.netloc}/{parsed.path.strip('/')}".rstrip("/")
-    chosen = {k: v for k, v in options.items() if k in OPTION_KEYS and v not in (None, False)}
-    try:
-        return _object_store(scheme, parsed.netloc, chosen, patient), path
-    except (OSError, ValueError, ImportError) as exc:
-        raise AtlasError(f"{what}: cannot open {uri!r}: {storage_reason(exc)}") from None
-
-
-def _object_store(scheme: str, bucket: str, chosen: Mapping[str, Any], patient: bool) -> pafs.FileSystem:
-    """S3 / GCS filesystem: with ``storage:`` options when given, else from the URI and environment. GCS
-    retries for at most :data:`GCS_RETRY_S` where a person waits (its client's default is 15 minutes: a
-    bucket that cannot be reached, or a machine without credentials, looked like a hang); ``patient`` (the
-    workers' copies, writing shards) keeps the client's default, so a short outage costs no shard."""
-    if not chosen and scheme == "s3":
-        return pafs.FileSystem.from_uri(f"{scheme}://{bucket}")[0]
-    kwargs: dict[str, Any] = {k: chosen[k] for k in ("endpoint_override", "region") if chosen.get(k)}
-    if chosen.get("anonymous"):
-        kwargs["anonymous"] = True
-    if scheme == "s3":
-        return pafs.S3FileSystem(**kwargs)
-    kwargs.pop("region", None)  # GCS takes no region
-    if not patient:
-        kwargs["retry_time_limit"] = timedelta(seconds=GCS_RETRY_S)
-    return pafs.GcsFileSystem(**kwargs)
-
-
-GCS_RETRY_S = 20
-_NO_GCS_CREDENTIALS = (
-    "no Google Cloud credentials on this machine (set GOOGLE_APPLICATION_CREDENTIALS, or "
-    "storage.anonymous: true for a public bucket)"
-)
-
-
-def storage_reason(exc: BaseException) -> str:
-    """A storage error's reason on one line: the client's first line, missing GCS credentials said plainly
-    (the GCS client's status text repeats itself for hundreds of characters)."""
-    text = first_line(exc)
-    if "OAuth2 access token" in text:
-        given = os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
-        if given:
-            return f"the Google Cloud credentials in GOOGLE_APPLICATION_CREDENTIALS ({given}) were refused"
-        return _NO_GCS_CREDENTIALS
-    return text if len(text) <= 300 else text[:297] + "..."
 
 
 class Location:
@@ -146,9 +59,9 @@ class Location:
         """``patient``: retry object-store calls as long as the client's default (workers), not briefly."""
         text = os.fspath(uri)
         self.options = {k: v for k, v in dict(options or {}).items() if k in OPTION_KEYS}
-        self.fs, self.path = _make_filesystem(text, self.options, what, patient)
+        self.fs, self.path = make_filesystem(text, self.options, what, patient)
         self.local = isinstance(self.fs, pafs.LocalFileSystem)
-        scheme = _scheme(text)
+        scheme = scheme_of(text)
         self.uri = self.path if self.local else f"{'gs' if scheme == 'gcs' else scheme}://{self.path}"
 
     # pickling: the URI and options travel, the filesystem is rebuilt on arrival (credentials stay local)

@@ -669,7 +669,8 @@ def test_gcs_gives_up_in_seconds_and_says_when_credentials_are_missing(monkeypat
     """The GCS client retries for 15 minutes by default: an unreachable bucket looked like a hang."""
     import pickle
 
-    from atlas.store.location import GCS_RETRY_S, open_location, storage_reason
+    from atlas.store.location import open_location
+    from atlas.uri_filesystem import GCS_RETRY_S, storage_reason
 
     loc = open_location("gs://some-bucket/runs")
     assert loc.fs.__reduce__()[1][0]["retry_time_limit"].total_seconds() == GCS_RETRY_S <= 60

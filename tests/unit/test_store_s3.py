@@ -120,6 +120,47 @@ def test_weights_and_code_stats_load_from_s3(s3, tmp_path):
         load_state_dict_file(s3.uri("weights", "missing.pt"))
 
 
+def test_weights_and_code_stats_on_an_endpoint_only_the_storage_section_names(s3, tmp_path, monkeypatch):
+    """No AWS_ENDPOINT_URL anywhere: the run config's storage.endpoint_override reaches the weights, the
+    code statistics and their fingerprints (read once each), as it reaches out_dir."""
+    import pyarrow.fs as pafs
+    import torch
+
+    from atlas.config import load_config
+    from atlas.models.codes import CodeStats
+    from atlas.models.registry import load_run_model
+    from atlas.models.weights import file_fingerprint
+    from atlas.pipeline.models_setup import build_models
+    from tests.unit.test_models import tiny_cnn
+
+    net = tiny_cnn()
+    torch.save(net.state_dict(), tmp_path / "t.pt")
+    CodeStats(torch.zeros(4), torch.ones(4), torch.zeros(4), torch.ones(4) * 3, {}, "test").save(
+        tmp_path / "s.pt"
+    )
+    fs = pafs.S3FileSystem(endpoint_override=s3.endpoint)
+    for name in ("t.pt", "s.pt"):
+        with fs.open_output_stream(f"{s3.bucket}/elsewhere/{name}") as fh:
+            fh.write((tmp_path / name).read_bytes())
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    sets = [
+        "models.target.spec=python:tests.unit.test_models:tiny_cnn",
+        f"models.target.weights={s3.uri('elsewhere', 't.pt')}",
+        "models.target.preprocess.size=16",
+        f"models.code_stats={s3.uri('elsewhere', 's.pt')}",
+        f"storage.endpoint_override={s3.endpoint}",
+    ]
+    cfg = load_config(REPO / "configs" / "micro.yaml", sets)
+    target = load_run_model(cfg, "target")
+    assert torch.equal(target.module[0].weight, net[0].weight.detach())
+    assert target.fingerprint == file_fingerprint(tmp_path / "t.pt")
+    models = build_models(
+        cfg.model_copy(update={"models": cfg.models.model_copy(update={"generator": None})})
+    )
+    assert torch.equal(models.code_stats.upper, torch.ones(4) * 3)
+    assert models.fingerprints()["code_stats"]["fingerprint"] == file_fingerprint(tmp_path / "s.pt")
+
+
 def test_the_drivers_endpoint_travels_with_the_run_to_nodes_without_it(s3, tmp_path, monkeypatch):
     """AWS_ENDPOINT_URL set only where the driver runs: the Location the actors get carries it."""
     from atlas.config import load_config
