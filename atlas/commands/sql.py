@@ -407,7 +407,7 @@ class _Console:
 
 
 def _interactive(conn: Any, args: argparse.Namespace, run_query: Any, error_type: type) -> int:
-    from atlas.store.catalog import split_statements
+    from atlas.store.queries import split_statements
 
     console = _Console(args)
     if console.tty:
@@ -442,8 +442,9 @@ def _partial_note(conn: Any) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     from atlas.errors import AtlasError
-    from atlas.store.catalog import open_run, run_query
+    from atlas.store.catalog import open_run
     from atlas.store.location import open_location
+    from atlas.store.queries import run_query
 
     conn = open_run(open_location(args.run_dir, what="RUN_DIR"))
     note = _partial_note(conn)

@@ -11,9 +11,10 @@ This is the only package importing pyarrow and duckdb.
     columns, rows, truncated = run_query(conn, "SELECT * FROM units")
 """
 
-from atlas.store.catalog import open_run, run_query
+from atlas.store.catalog import open_run
 from atlas.store.manifest import list_runs, read_manifest
 from atlas.store.png import decode_png, encode_png
+from atlas.store.queries import run_query
 from atlas.store.schema import SCHEMA_VERSION, SCHEMAS, TABLES
 from atlas.store.writer import RunStore
 

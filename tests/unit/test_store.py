@@ -15,7 +15,7 @@ import pytest
 from atlas.bench.synthetic_run import make_synthetic_run
 from atlas.errors import AtlasError
 from atlas.store import RunStore, decode_png, encode_png, open_run, run_query
-from atlas.store.catalog import check_read_only
+from atlas.store.queries import check_read_only
 from atlas.store.schema import SCHEMA_VERSION, SCHEMAS
 
 pytestmark = pytest.mark.unit
@@ -650,7 +650,7 @@ WRAPPED_WRITES = [
 
 @pytest.mark.parametrize("sql", WRAPPED_WRITES)
 def test_console_queries_cannot_change_what_another_session_sees(store, sql):
-    from atlas.store.catalog import query_run
+    from atlas.store.queries import query_run
 
     store.write_shard("fc8-0000", "fc8", shard_rows(units=(0, 1)))
     shared = open_run(Path(store.uri))  # the viewer pages' connection

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from atlas.errors import AtlasError
-from atlas.store.catalog import query_run
+from atlas.store.queries import query_run
 from atlas.tables import unique_names
 from viewer.data.query import PNG_DATA_URL, png_data_url
 from viewer.data.truth import Truth
@@ -56,7 +56,7 @@ class ConsoleResult:
 
 
 def console_query(run_dir: Any, sql: str, max_rows: int, timeout_s: float) -> ConsoleResult:
-    """Run ``sql`` on a private sandboxed connection (``atlas.store.catalog.query_run``); never raises
+    """Run ``sql`` on a private sandboxed connection (``atlas.store.queries.query_run``); never raises
     for a refused or failing statement."""
     start = time.perf_counter()
     try:

@@ -1,6 +1,6 @@
 """SQL console: read-only DuckDB over the run.
 
-Each query runs on its own private sandboxed connection (``atlas.store.catalog.query_run``), never on
+Each query runs on its own private sandboxed connection (``atlas.store.queries.query_run``), never on
 the connection the pages share: no statement, however wrapped, can change what another session sees.
 Plus the statement check, a timeout and a row cap."""
 

@@ -1,0 +1,193 @@
+"""A user's SQL on a run connection (:func:`atlas.store.catalog.open_run`): exactly one read-only
+statement, a timeout, a row cap and DuckDB's error on one line.
+
+Usage::
+
+    from atlas.store.queries import query_run, run_query
+    columns, rows, truncated = query_run("runs/demo", "SELECT layer, count(*) FROM units GROUP BY layer")
+
+The connection's sandbox (the catalog's) is what makes a query harmless; the statement check here is a
+first line of defence and gives the clear messages (``the SQL console is read-only: ...``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from typing import Any
+
+import duckdb
+
+from atlas.errors import AtlasError, first_line
+from atlas.store.catalog import RUN_TABLES, open_run
+from atlas.store.location import Location
+
+# statement types the console runs; DESCRIBE / SHOW / SUMMARIZE / FROM-first parse as SELECT
+READ_ONLY_STATEMENTS = frozenset({"SELECT", "EXPLAIN"})
+
+_EXPLAIN_OPTION = r"(?:ANALY[SZ]E|FORMAT\s+\w+)"
+_EXPLAIN_PREFIX = re.compile(
+    rf"(?is)EXPLAIN\b|ANALY[SZ]E\b|\(\s*{_EXPLAIN_OPTION}(?:\s*,\s*{_EXPLAIN_OPTION})*\s*\)"
+)
+
+
+def _without_leading_comments(sql: str) -> str:
+    text = sql.lstrip()
+    while text.startswith(("--", "/*")):
+        end = text.find("\n") if text.startswith("--") else text.find("*/")
+        text = "" if end < 0 else text[end + (1 if text.startswith("--") else 2) :].lstrip()
+    return text
+
+
+def _explained(sql: str) -> str:
+    """The statement an ``EXPLAIN [ANALYZE] [(options)]`` explains (comments between the words skipped;
+    a parenthesis counts as options only when it holds option words, else it is the query's)."""
+    text = _without_leading_comments(sql)
+    while (head := _EXPLAIN_PREFIX.match(text)) is not None:
+        text = _without_leading_comments(text[head.end() :])
+    return text
+
+
+def split_statements(sql: str) -> list[str]:
+    """The statements of a script line such as ``SELECT 1; SELECT 2;``, each as its own text (quotes and
+    comments respected by DuckDB's parser); the text as it is when it does not parse (its error follows)."""
+    try:
+        return [s.query for s in duckdb.extract_statements(sql)] or [sql]
+    except (duckdb.Error, TypeError, UnicodeError):
+        return [sql]
+
+
+def check_read_only(sql: str) -> None:
+    """Raise :class:`AtlasError` unless ``sql`` is exactly one read-only statement."""
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise AtlasError(first_line(exc)) from exc
+    except (TypeError, UnicodeError):  # text with undecodable bytes (surrogate escapes)
+        raise AtlasError("the query holds bytes that are not UTF-8 text; write it in UTF-8") from None
+    if not statements:
+        raise AtlasError("empty query")
+    if len(statements) > 1:
+        raise AtlasError(f"one statement at a time please ({len(statements)} given)")
+    kind = statements[0].type.name
+    if kind == "EXPLAIN":  # EXPLAIN ANALYZE runs its statement: that one must be read-only too
+        inner = _explained(statements[0].query)
+        if not inner.strip():
+            raise AtlasError("the SQL console could not tell what this EXPLAIN explains; EXPLAIN a SELECT")
+        check_read_only(inner)
+        return
+    if kind == "MULTI" and re.search(r"(?i)\b(UN)?PIVOT\b", sql):  # leading, or in a subquery
+        raise AtlasError(
+            "a PIVOT without its IN list first creates a type from the data (a write); name the values, "
+            "e.g. PIVOT units ON layer IN ('fc8', 'fc7') USING count(*), or use GROUP BY"
+        )
+    if kind not in READ_ONLY_STATEMENTS:
+        shown = {"LOAD": "INSTALL/LOAD"}.get(kind, kind)  # DuckDB files INSTALL under LOAD
+        raise AtlasError(
+            f"the SQL console is read-only: {shown} statements are refused "
+            "(use SELECT, WITH, FROM, DESCRIBE, SHOW, SUMMARIZE or EXPLAIN)"
+        )
+
+
+_HINTS = ("Did you mean", "Candidate bindings")  # the lines of DuckDB's messages that help a user fix a query
+
+
+def query_error(exc: BaseException) -> str:
+    """DuckDB's error on one line: its first line plus its hints ("Did you mean "units"?", the candidate
+    columns), and the run's tables when the one named is not among them."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    if not lines:
+        return type(exc).__name__
+    hints = [ln for ln in lines[1:] if ln.startswith(_HINTS)]
+    unknown_table = lines[0].startswith("Catalog Error: Table with name")
+    if unknown_table:  # DuckDB may suggest its own catalog's tables (pg_sequences): not the run's
+        hints = [h for h in hints if not _suggests_other_than(h, RUN_TABLES)]
+    text = "; ".join([lines[0], *hints])
+    return text + (f" (the run's tables: {', '.join(RUN_TABLES)})" if unknown_table else "")
+
+
+def _suggests_other_than(hint: str, tables: tuple[str, ...]) -> bool:
+    """A 'Did you mean "pg_sequences"?' hint naming none of ``tables`` (an internal DuckDB table)."""
+    named = re.findall(r'"([^"]+)"', hint)
+    return bool(named) and not any(name in tables for name in named)
+
+
+def run_query(
+    conn: duckdb.DuckDBPyConnection,
+    sql: str,
+    *,
+    max_rows: int | None = 10_000,
+    timeout_s: float = 10.0,
+    read_only: bool = True,
+) -> tuple[list[str], list[tuple[Any, ...]], bool]:
+    """Run one statement with a timeout and a row cap (None: every row): ``(columns, rows, truncated)``.
+
+    A refused, failing or timed-out query raises :class:`AtlasError` with DuckDB's one-line message.
+    """
+    if read_only:
+        check_read_only(sql)
+    cur = conn.cursor()
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            cur.execute(sql)
+            outcome["result"] = _fetch(cur, max_rows)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=work, name="atlas-sql", daemon=True)
+    start = time.monotonic()
+    worker.start()
+    try:
+        worker.join(timeout_s)
+    except KeyboardInterrupt:  # Ctrl-C: stop the query too, so the connection can close
+        cur.interrupt()
+        worker.join(5.0)
+        if not worker.is_alive():
+            cur.close()
+        raise
+    try:
+        if worker.is_alive():
+            cur.interrupt()
+            worker.join(5.0)
+            elapsed = time.monotonic() - start
+            raise AtlasError(f"query cancelled after {elapsed:.1f} s (limit {timeout_s:g} s)")
+        if "error" in outcome:
+            raise AtlasError(query_error(outcome["error"])) from outcome["error"]
+    finally:
+        if not worker.is_alive():
+            cur.close()
+    columns, rows = outcome["result"]
+    keep = len(rows) if max_rows is None else max_rows
+    return columns, rows[:keep], len(rows) > keep
+
+
+def _fetch(cur: duckdb.DuckDBPyConnection, max_rows: int | None) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """(columns, rows) of an executed statement: every row, or max_rows + 1 (to tell a cut result)."""
+    if not cur.description:
+        return [], []
+    columns = [d[0] for d in cur.description]
+    return columns, cur.fetchall() if max_rows is None else cur.fetchmany(max_rows + 1)
+
+
+def query_run(
+    run: str | os.PathLike[str] | Location,
+    sql: str,
+    *,
+    max_rows: int = 10_000,
+    timeout_s: float = 10.0,
+) -> tuple[list[str], list[tuple[Any, ...]], bool]:
+    """Run one untrusted statement on a private, sandboxed connection that is closed afterwards.
+
+    Read-only by construction: whatever a statement manages to do (``EXPLAIN ANALYZE DROP TABLE units``
+    runs the DROP), it does to a throwaway in-memory catalog that no other session reads; the data
+    itself is Parquet that the sandbox cannot write. The statement check in :func:`run_query` stays as a
+    first line of defence and for clear messages."""
+    conn = open_run(run)
+    try:
+        return run_query(conn, sql, max_rows=max_rows, timeout_s=timeout_s)
+    finally:
+        conn.close()
