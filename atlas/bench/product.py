@@ -51,7 +51,7 @@ import torch
 
 from atlas.bench import colour as col
 from atlas.bench.diversity import picture_diversity
-from atlas.bench.quality import save_grid
+from atlas.bench.picture_grids import save_grid
 from atlas.config import RunConfig
 from atlas.sampling import Engine, UnitResult
 

@@ -20,7 +20,7 @@ For every method, over the output units with >= 8 chains each (means over seeds,
 
 The "real" row scores each unit's real top-9 images the same way. Image grids (unit rows x chain columns)
 are written per method and seed when ``out_dir`` is given, and ``compare-seed<k>.png``: the same units under
-every method side by side (unit rows; per method its first ``COMPARE_CHAINS`` chains).
+every method side by side (unit rows; per method its first ``picture_grids.COMPARE_CHAINS`` chains).
 
 Peers (issue 17, docs/methods.md): ``fourier`` (Lucid), ``maco``, ``accentuation`` run at the gradient
 methods' step count; ``ga`` and ``cmaes`` get as many generations as the same forward-pass budget allows
@@ -53,6 +53,7 @@ import numpy as np
 import torch
 
 from atlas.bench.diversity import picture_diversity
+from atlas.bench.picture_grids import save_compare, save_grid
 from atlas.config import (
     CODE_METHODS,
     ComputeConfig,
@@ -436,83 +437,6 @@ def _aggregate(rows: list[dict[str, float]]) -> dict[str, float]:
         if len(rows) > 1 and k not in ("facets_total",):
             out[f"{k}_std"] = float(np.nanstd(vals)) if np.isfinite(vals).any() else float("nan")
     return out
-
-
-def save_grid(
-    units: list[UnitResult],
-    path: Path,
-    *,
-    picture: str = "last",
-    n_real: int = 3,
-    gap_px: int = 4,
-    scale: int = 1,
-) -> None:
-    """PNG grid: one row per unit — its real top ``n_real`` images, a gap, then every chain's ``picture``
-    ('last' or 'best'), upscaled ``scale`` times."""
-    from PIL import Image
-
-    rows = []
-    for u in units:
-        if u.status != "ok" or not u.chains:
-            continue
-        tiles = [getattr(c, picture).image for c in u.chains]
-        h, w, _ = tiles[0].shape
-        gap = np.full((h, gap_px, 3), 255, np.uint8)
-        real = [im for _, _, im in u.real_topk[:n_real]] or [np.zeros_like(tiles[0])]
-        rows.append(np.concatenate(real + [gap] + tiles, axis=1))
-    if not rows:
-        return
-    width = max(r.shape[1] for r in rows)
-    rows = [np.pad(r, ((0, 2), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
-    grid = np.concatenate(rows, axis=0)
-    if scale > 1:
-        grid = grid.repeat(scale, axis=0).repeat(scale, axis=1)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(grid).save(path)
-
-
-COMPARE_CHAINS = 2  # chains per method in the side-by-side grid
-
-
-def save_compare(methods: dict[str, list[UnitResult]], path: Path, chains: int = COMPARE_CHAINS) -> None:
-    """PNG: a header row of names, then one row per unit — its real top image, then for each method (in
-    order) the last pictures of its first ``chains`` chains, methods separated by a white gap."""
-    from PIL import Image
-
-    first = next(iter(methods.values()))
-    rows, widths = [], []
-    for i, u in enumerate(first):
-        if u.status != "ok" or not u.chains:
-            continue
-        tile = u.chains[0].last.image
-        gap = np.full((tile.shape[0], 4, 3), 255, np.uint8)
-        blank = np.full_like(tile, 255)
-        parts = [u.real_topk[0][2] if u.real_topk else blank]
-        widths = [tile.shape[1]]
-        for res in methods.values():
-            cs = res[i].chains if i < len(res) and res[i].status == "ok" else []
-            parts += [gap] + [cs[k].last.image if k < len(cs) else blank for k in range(chains)]
-            widths.append(gap.shape[1] + chains * tile.shape[1])
-        rows.append(np.concatenate(parts, axis=1))
-    if not rows:
-        return
-    header = _label_row(["real"] + list(methods), widths)
-    body = [np.pad(r, ((0, 2), (0, 0), (0, 0)), constant_values=255) for r in rows]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.concatenate([header, *body], axis=0)).save(path, optimize=True)
-
-
-def _label_row(names: list[str], widths: list[int], height: int = 12) -> np.ndarray:
-    """(height, sum(widths), 3) uint8: each name left-aligned over its column, cut to fit (6 px a letter)."""
-    from PIL import Image, ImageDraw
-
-    im = Image.new("RGB", (sum(widths), height), "white")
-    draw = ImageDraw.Draw(im)
-    x = 0
-    for name, w in zip(names, widths, strict=True):
-        draw.text((x + 5, 0), name[: max(1, (w - 4) // 6)], fill="black")
-        x += w
-    return np.asarray(im)
 
 
 def format_table(report: dict[str, Any]) -> str:

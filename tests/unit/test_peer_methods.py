@@ -255,7 +255,8 @@ def test_peer_sections_stay_out_of_the_config_at_their_defaults():
 def test_bench_rows_share_the_forward_pass_budget(world, tmp_path):
     from PIL import Image
 
-    from atlas.bench.quality import default_methods, save_compare
+    from atlas.bench.picture_grids import save_compare
+    from atlas.bench.quality import default_methods
 
     methods = default_methods(SamplerConfig(steps=50, chains_per_unit=2))
     budgets = {n: passes_per_image(c) for n, c in methods.items()}
