@@ -142,11 +142,11 @@ def test_load_image_folder(tmp_path):
 
 
 @pytest.mark.parametrize("native", [True, False])
-def test_compute_auto_picks_bf16_only_where_the_cpu_has_it(monkeypatch, native):
+def test_compute_auto_picks_bf16_only_where_the_cpu_runs_it_faster(monkeypatch, native):
     from atlas.config import ComputeConfig
     from atlas.sampling import compute
 
-    monkeypatch.setattr(compute, "cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr(compute, "cpu_bf16_is_faster", lambda: native)
     cpu = torch.device("cpu")
     auto = compute.ComputeSetup.resolve(ComputeConfig(), cpu)
     assert auto.dtype == (torch.bfloat16 if native else None)
