@@ -268,7 +268,13 @@ def trajectory_chart(steps: pd.DataFrame, metric: str, title: str, *, height: in
         alt.Chart(data, title=title, height=height)
         .mark_line(point=False, strokeWidth=1.8)
         .encode(
-            x=alt.X("step:Q", title="step"),
+            # whole steps, and one domain for every chart of the same steps (a metric's gaps move no axis)
+            x=alt.X(
+                "step:Q",
+                title="step",
+                axis=alt.Axis(format="d", tickMinStep=1),
+                scale=alt.Scale(domain=[0, max(1, int(steps["step"].max()))]),
+            ),
             y=y,
             color=alt.Color("chain:N", title="chain"),
             tooltip=["chain:N", "step:Q", alt.Tooltip(f"{metric}:Q", format=".4g")],

@@ -581,3 +581,24 @@ def test_trajectories_end_where_their_chain_stopped():
     assert out[out["chain"] == 0][["step", "activation"]].values.tolist() == [[0, 1.0], [2, 5.0]]
     assert out[out["chain"] == 1]["step"].tolist() == [0, 10, 20]  # ran to the end: untouched
     assert until_stopped(steps, chains.drop(columns="stopped_step")).equals(steps)  # an older run
+
+
+def test_competitors_count_only_the_steps_a_chain_ran(run):
+    """A chain stopped at step 2 (sampler.stop_at) keeps recording its frozen rows: they are no steps on which
+    a competitor led, so the count stops with the chain, as its trajectory line does."""
+    _, _, conn = run
+    steps = pd.DataFrame(
+        {"chain": [0, 0, 0, 0, 1, 1], "step": [0, 10, 20, 30, 0, 10], "top_competitor": [7, 6, 6, 6, 6, 4]}
+    )
+    chains = pd.DataFrame({"chain": [0, 1], "stopped_step": [2.0, None]})
+    comp = data.unit_competitors(conn, "fc8", 4, steps=steps, chains=chains).set_index("competitor")
+    # chain 0: step 0 (7) and the row that holds its stop (6); chain 1: both rows (6; 4 is the unit itself)
+    assert comp.loc[6, "times_top_competitor"] == 2 and comp.loc[7, "times_top_competitor"] == 1
+    assert 4 not in comp.index
+    unstopped = chains.assign(stopped_step=None)
+    assert (
+        data.unit_competitors(conn, "fc8", 4, steps=steps, chains=unstopped)
+        .set_index("competitor")
+        .loc[6, "times_top_competitor"]
+        == 4
+    )

@@ -113,31 +113,45 @@ def unit_steps(conn: Any, layer: str, unit: int, src: Sources | None = None) -> 
 
 
 def unit_competitors(
-    conn: Any, layer: str, unit: int, k: int = 8, src: Sources | None = None
+    conn: Any,
+    layer: str,
+    unit: int,
+    k: int = 8,
+    src: Sources | None = None,
+    *,
+    steps: pd.DataFrame | None = None,
+    chains: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """Units competing with ``unit``: how often each was the top competitor along the trajectories,
-    and its mean activation where it shows up among the top units of the chains' final images."""
+    """Units competing with ``unit``: on how many recorded steps each was the top competitor along the
+    trajectories (up to each chain's stop: :func:`until_stopped`; the frozen rows after it do not count),
+    and its mean activation where it shows up among the top units of the chains' final images. ``steps``
+    and ``chains``: the unit's rows when the caller has them (the unit page), else fetched."""
     src = _src(conn, layer, unit, src)
-    return fetch_frame(
+    steps = unit_steps(conn, layer, unit, src) if steps is None else steps
+    chains = unit_chains(conn, layer, unit, src) if chains is None else chains
+    ran = until_stopped(steps, chains)
+    ran = ran[ran["top_competitor"].notna() & (ran["top_competitor"] != unit)]
+    traj = ran.groupby("top_competitor").size().rename("times_top_competitor")
+    final = fetch_frame(
         conn,
-        f"""
-        WITH traj AS (
-            SELECT top_competitor AS competitor, count(*) AS times_top_competitor
-            FROM {src["steps"]} WHERE unit = ? AND top_competitor IS NOT NULL AND top_competitor <> ?
-            GROUP BY 1),
-        fin AS (
-            SELECT t.u AS competitor, count(*) AS in_final_top, avg(t.v) AS mean_final_activation
+        f"""SELECT t.u AS competitor, count(*) AS in_final_top, avg(t.v) AS mean_final_activation
             FROM (SELECT unnest(top_units) AS u, unnest(top_values) AS v
                   FROM {src["activations"]} WHERE unit = ?) t
-            WHERE t.u <> ? GROUP BY 1)
-        SELECT competitor, coalesce(times_top_competitor, 0) AS times_top_competitor,
-               coalesce(in_final_top, 0) AS in_final_top, mean_final_activation
-        FROM traj FULL OUTER JOIN fin USING (competitor)
-        ORDER BY times_top_competitor DESC, in_final_top DESC, mean_final_activation DESC NULLS LAST
-        LIMIT ?
-        """,
-        [unit, unit, unit, unit, k],
+            WHERE t.u <> ? GROUP BY 1""",
+        [unit, unit],
+    ).set_index("competitor")
+    traj.index = traj.index.astype("int64").rename("competitor")
+    final.index = final.index.astype("int64")
+    out = pd.concat([traj, final], axis=1).rename_axis("competitor").reset_index()
+    out["times_top_competitor"] = out["times_top_competitor"].fillna(0).astype("int64")
+    out["in_final_top"] = out["in_final_top"].fillna(0).astype("int64")
+    out = out.sort_values(
+        ["times_top_competitor", "in_final_top", "mean_final_activation"],
+        ascending=False,
+        na_position="last",
+        kind="stable",
     )
+    return out[["competitor", "times_top_competitor", "in_final_top", "mean_final_activation"]].head(k)
 
 
 def until_stopped(steps: pd.DataFrame, chains: pd.DataFrame) -> pd.DataFrame:
@@ -146,7 +160,7 @@ def until_stopped(steps: pd.DataFrame, chains: pd.DataFrame) -> pd.DataFrame:
     first row recorded after the stop holds the values of the stop itself, so it is kept, moved to it."""
     if steps.empty or "stopped_step" not in chains.columns:
         return steps
-    stop = steps["chain"].map(chains.set_index("chain")["stopped_step"])
+    stop = pd.to_numeric(steps["chain"].map(chains.set_index("chain")["stopped_step"]), errors="coerce")
     after = steps[stop.notna() & (steps["step"] >= stop)]
     first_after = after.loc[after.groupby("chain")["step"].idxmin()].copy()
     first_after["step"] = stop[first_after.index].astype(steps["step"].dtype)
@@ -161,10 +175,10 @@ def unit_page(conn: Any, layer: str, unit: int, ids: list[int] | None = None) ->
     return {
         "unit": unit_row(conn, layer, unit, src),
         "neighbours": neighbours(conn, layer, unit, ids),
-        "chains": unit_chains(conn, layer, unit, src),
+        "chains": (chains := unit_chains(conn, layer, unit, src)),
         "images": unit_images(conn, layer, unit, src),
-        "steps": unit_steps(conn, layer, unit, src),
-        "competitors": unit_competitors(conn, layer, unit, src=src),
+        "steps": (steps := unit_steps(conn, layer, unit, src)),
+        "competitors": unit_competitors(conn, layer, unit, src=src, steps=steps, chains=chains),
     }
 
 

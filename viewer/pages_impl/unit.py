@@ -208,9 +208,9 @@ def _facets(view: data.UnitView) -> None:
         for r in view.facets.to_dict("records")
     ]  # fmt: skip
     badges = _badges(view.facets)
-    if badges is not None:
-        st.caption(widgets.PERCENTILE_HELP)
     widgets.tiles(items, columns=6, badges=badges)
+    if badges is not None:  # the legend under the pictures it explains
+        st.caption(widgets.PERCENTILE_HELP)
 
 
 def _real(view: data.UnitView) -> None:
@@ -222,7 +222,7 @@ def _real(view: data.UnitView) -> None:
                    + (f" · idx {int(r['real_index'])}" if pd.notna(r["real_index"]) else ""))
         for r in view.real.to_dict("records")
     ]  # fmt: skip
-    widgets.tiles(items, columns=8)
+    widgets.tiles(items, columns=len(items) if len(items) <= 10 else 8)  # the top-9 in one row
 
 
 def _trajectories(view: data.UnitView) -> None:
@@ -320,7 +320,11 @@ def _competitors(view: data.UnitView) -> None:
             alt.Chart(rows, height=max(120, 26 * len(rows) + 50))  # tall enough for every unit's own label
             .mark_bar()
             .encode(
-                x=alt.X("times_top_competitor:Q", title="steps as top competitor"),
+                x=alt.X(
+                    "times_top_competitor:Q",
+                    title="recorded steps as top competitor",
+                    axis=alt.Axis(tickMinStep=1, format="d"),
+                ),
                 y=alt.Y("competitor:N", sort="-x", title="unit"),
                 tooltip=["competitor", "times_top_competitor", "in_final_top", "mean_final_activation"],
             )
@@ -388,8 +392,8 @@ def render(ctx: Context) -> None:
             help="a conv unit reads one position of its map: the block of the picture it stands for",
         )  # fmt: skip
         view = data.with_outlined_cell(view) if outline else view
+    _facets(view)  # the pictures first: what a user opened the page for, above the fold
     _concept(view)
-    _facets(view)
     _real(view)
     _trajectories(view)
     _chains(view)
