@@ -8,12 +8,12 @@ Usage::
         ...
     x = setup.to_input(x)                       # channels_last when compute.channels_last
 
-``autocast: auto`` picks bf16 on CUDA and on CPUs whose bf16 arithmetic is measured to be clearly faster than
-float32 (:func:`cpu_bf16_is_faster`: native bf16, and a bf16 matmul at least :data:`BF16_MIN_SPEEDUP` x as fast);
-elsewhere float32. The flags alone do not tell: with AVX512-BF16 a 2-core AMD EPYC ran bf16 matmuls 4.4x as
-fast as float32, a 2-core Intel Xeon without AMX at half float32's speed (its demo atlas 193 s in bf16, 152 s
-in float32). The optimized state
-(code or pixels) and every update stay float32; autocast only covers the forward pass (and its backward).
+``autocast: auto`` picks bf16 on CUDA and on CPUs whose bf16 arithmetic is measured to be clearly faster
+than float32 (:func:`cpu_bf16_is_faster`: native bf16, and a bf16 matmul at least :data:`BF16_MIN_SPEEDUP` x
+as fast); elsewhere float32. The flags alone do not tell: with AVX512-BF16 a 2-core AMD EPYC ran bf16
+matmuls 4.4x as fast as float32, a 2-core Intel Xeon without AMX at half float32's speed (its demo atlas
+193 s in bf16, 152 s in float32). The optimized state (code or pixels) and every update stay float32;
+autocast only covers the forward pass (and its backward).
 """
 
 from __future__ import annotations
@@ -49,8 +49,8 @@ _PROBE_ROUNDS = 4
 @functools.cache  # a fact of this machine's CPU, measured once per process
 def cpu_bf16_is_faster() -> bool:
     """True when this CPU has native bf16 (:func:`cpu_has_native_bf16`) and a bf16 matmul runs at least
-    :data:`BF16_MIN_SPEEDUP` x as fast as a float32 one (best of :data:`_PROBE_ROUNDS` interleaved rounds each,
-    so other work on the cores slows both alike; ~0.1 s)."""
+    :data:`BF16_MIN_SPEEDUP` x as fast as a float32 one (best of :data:`_PROBE_ROUNDS` interleaved rounds
+    each, so other work on the cores slows both alike; ~0.1 s)."""
     if not cpu_has_native_bf16():
         return False
     best = {torch.float32: float("inf"), torch.bfloat16: float("inf")}

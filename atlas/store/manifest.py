@@ -40,7 +40,7 @@ def _loads(data: bytes, where: str) -> Any:
         return json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         msg = getattr(exc, "msg", str(exc))
-        fix = "; remove the run (or use another name) to start it again" if where.endswith("run.json") else ""
+        fix = f"; {DAMAGED_RUN_JSON_FIX}" if where.endswith("run.json") else ""
         raise AtlasError(f"{where} is not valid JSON ({msg}){fix}") from None
 
 
@@ -53,6 +53,38 @@ def write_json(loc: Location, rel: str, data: Any) -> None:
 def read_json(loc: Location, rel: str) -> Any:
     """Read a JSON file written by :func:`write_json`; a corrupt file is an :class:`AtlasError`."""
     return _loads(loc.read_bytes(rel), loc.display(rel))
+
+
+DAMAGED_RUN_JSON_FIX = (
+    "remove run.json and rerun the same command (the finished shards are taken up again), or use a new run "
+    "name"
+)
+# the keys resume and the readers use, and their JSON types
+_MANIFEST_TYPES = {"config": dict, "config_hash": str, "fingerprints": dict}
+
+
+def manifest_problem(data: Any) -> str | None:
+    """What is wrong with a ``run.json``'s content (not an object, a key of the wrong type), or None."""
+    if not isinstance(data, dict):
+        return f"it holds a JSON {type(data).__name__.replace('str', 'string')}, not an object"
+    for key, kind in _MANIFEST_TYPES.items():
+        value = data.get(key)
+        if key in ("config", "config_hash") and value is None:
+            return f"it has no {key!r}"
+        if value is not None and not isinstance(value, kind):
+            kind_name = "object" if kind is dict else "string"
+            return f"its {key!r} is {json.dumps(value)[:40]}, not a JSON {kind_name}"
+    return None
+
+
+def read_run_json(loc: Location) -> dict[str, Any]:
+    """``run.json`` under ``loc`` (which must hold one), checked by :func:`manifest_problem`: a damaged one is
+    one line naming what is wrong and the fix."""
+    data = read_json(loc, RUN_FILE)
+    problem = manifest_problem(data)
+    if problem:
+        raise AtlasError(f"{loc.display(RUN_FILE)} is damaged: {problem}; {DAMAGED_RUN_JSON_FIX}")
+    return data
 
 
 def read_manifest(run: str | os.PathLike[str] | Location) -> dict[str, Any]:
@@ -70,9 +102,7 @@ def read_manifest(run: str | os.PathLike[str] | Location) -> dict[str, Any]:
                 f"{loc.child(inside[0]).display()}"
             )
         raise AtlasError(f"{loc.display()} is not an atlas run (no {RUN_FILE}); pass a run made by atlas run")
-    data = read_json(loc, RUN_FILE)
-    if not isinstance(data, dict):
-        raise AtlasError(f"{loc.display(RUN_FILE)} does not hold a JSON object")
+    data = read_run_json(loc)
     check_schema(loc, data)
     return data
 

@@ -53,6 +53,7 @@ from atlas.store.manifest import (
     marker_readable,
     read_json,
     read_markers,
+    read_run_json,
     shard_of_file,
     shard_rel,
     write_json,
@@ -123,7 +124,7 @@ class RunStore:
     # ---- run manifest -------------------------------------------------------------------------
     def manifest(self) -> dict[str, Any] | None:
         """The current ``run.json`` content, or None before :meth:`init_run`."""
-        return read_json(self.loc, RUN_FILE) if self.loc.is_file(RUN_FILE) else None
+        return read_run_json(self.loc) if self.loc.is_file(RUN_FILE) else None
 
     def init_run(self, manifest: Mapping[str, Any]) -> None:
         """Create the run (write ``run.json``) or accept a resume of the same config.

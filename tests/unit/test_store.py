@@ -845,3 +845,28 @@ def test_finalize_sweeps_the_temporaries_of_writes_killed_mid_way(tmp_path):
     store.finalize({"units": 2})
     assert not left.exists() and keep.exists()
     assert open_run(tmp_path / "run").execute("SELECT count(*) FROM units").fetchone() == (2,)
+
+
+@pytest.mark.parametrize(
+    "content, said",
+    [
+        ("[1, 2]", "holds a JSON list, not an object"),
+        ('"run"', "holds a JSON string, not an object"),
+        ("{}", "has no 'config'"),
+        ('{"config": {}, "config_hash": "abc123", "fingerprints": "x"}', "its 'fingerprints' is \"x\""),
+        ('{"config": "oops", "config_hash": "abc123"}', "its 'config' is \"oops\""),
+    ],
+)
+def test_a_damaged_run_json_is_one_line_with_the_fix_for_every_reader(tmp_path, content, said):
+    """Valid JSON of the wrong shape: the writer's resume check, `atlas sql`/`verify` and the viewer all
+    refuse it in one line that names what is wrong and how to recover the finished shards."""
+    from atlas.store.manifest import read_manifest
+
+    store = RunStore(tmp_path / "run")
+    store.init_run(manifest())
+    (tmp_path / "run" / "run.json").write_text(content)
+    for read in (store.manifest, lambda: read_manifest(tmp_path / "run")):
+        with pytest.raises(AtlasError) as err:
+            read()
+        text = str(err.value)
+        assert said in text and "damaged" in text and "rerun the same command" in text and "\n" not in text
