@@ -19,6 +19,10 @@ from atlas.errors import ConfigError
 FILE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._+-]*$")
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 class LayerConfig(Section):
     name: str = Field(
         "", description="Module name of the layer in the target (see `atlas layers SPEC`), e.g. fc8."
@@ -50,7 +54,13 @@ class LayerConfig(Section):
     @model_validator(mode="before")
     @classmethod
     def _name_shorthand(cls, data: Any) -> Any:
-        return {"name": data} if isinstance(data, str) else data  # layers: [fc8]
+        """``layers: [fc8]``; and a number as a name (an ``nn.Sequential``'s layer ``4``, which YAML reads as
+        an int) is that name's text."""
+        if _is_int(data):
+            data = str(data)
+        if isinstance(data, dict) and _is_int(data.get("name")):
+            data = {**data, "name": str(data["name"])}
+        return {"name": data} if isinstance(data, str) else data
 
     @model_validator(mode="after")
     def _check(self) -> LayerConfig:

@@ -4,7 +4,9 @@ assignments applied, the result validated as a ``RunConfig``.
 
 from __future__ import annotations
 
+import copy
 import os
+import re
 import typing
 from pathlib import Path
 from typing import Any
@@ -67,10 +69,14 @@ def _descend(node: Any, part: str, dotted: str, path: list[str]) -> Any:
 
 
 def config_from_dict(data: dict[str, Any], overrides: typing.Sequence[str] = ()) -> RunConfig:
-    data = dict(data or {})
+    """Validate ``data`` with ``overrides`` applied to a copy of it (the caller's nested sections stay)."""
+    data = copy.deepcopy(dict(data or {}))
     for assignment in overrides:
         apply_override(data, assignment)
     return build(RunConfig, data)
+
+
+_YAML11_NUMBER_TAGS = {"tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:timestamp"}
 
 
 class DuplicateKeyError(yaml.YAMLError):
@@ -78,7 +84,15 @@ class DuplicateKeyError(yaml.YAMLError):
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """yaml.SafeLoader that refuses a key given twice in one mapping, naming it and both lines."""
+    """yaml.SafeLoader that refuses a key given twice in one mapping, naming it and both lines, and reads
+    numbers and dates as YAML 1.2 does: ``010`` is ten (YAML 1.1: octal 8), ``1:30`` and ``2024-01-01`` stay
+    text (YAML 1.1: 90 in base 60, a date), ``1e-3`` is a number (YAML 1.1: text). A unit list ``010,011``
+    or a range typed ``1:3`` thus never selects other units than the ones written."""
+
+    yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag not in _YAML11_NUMBER_TAGS]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, int] = {}
@@ -94,6 +108,25 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             if isinstance(key, typing.Hashable):
                 seen[key] = line
         return super().construct_mapping(node, deep=deep)
+
+
+_INT = "tag:yaml.org,2002:int"
+_FLOAT = "tag:yaml.org,2002:float"
+
+
+def _yaml12_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    return int(loader.construct_scalar(node))  # decimal, leading zeros and all (the resolver's pattern)
+
+
+_UniqueKeyLoader.add_implicit_resolver(_INT, re.compile(r"^[-+]?[0-9]+$"), list("-+0123456789"))
+_UniqueKeyLoader.add_implicit_resolver(
+    _FLOAT,
+    re.compile(
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
+    list("-+.0123456789"),
+)
+_UniqueKeyLoader.add_constructor(_INT, _yaml12_int)
 
 
 def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -81,6 +81,15 @@ class RunConfig(Section):
         default_factory=ToyWorldRef, description="Toy world used by toyworld: specs."
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _numeric_name(cls, data: Any) -> Any:
+        """A run named by a number (``--set name=2025``, which YAML reads as an int) is that number's text."""
+        name = data.get("name") if isinstance(data, dict) else None
+        if isinstance(name, int) and not isinstance(name, bool):
+            data = {**data, "name": str(name)}
+        return data
+
     @model_validator(mode="after")
     def _check(self) -> RunConfig:
         if not _RUN_NAME.fullmatch(self.name) or len(self.name) > 128:

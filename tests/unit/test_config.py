@@ -55,6 +55,29 @@ def test_overrides_apply_with_yaml_types():
     assert c.models.target.weights == "/tmp/x.pt" and c.ray.address is None
 
 
+def test_numbers_and_names_read_as_written_yaml_12_not_yaml_11(tmp_path):
+    """YAML 1.1 would read `010` as octal 8 and `1:3` as 63 in base 60 (other units than the ones written, and
+    exit 0), and refuse a run or layer named `2024-01-01` or `4` as not text. Read as YAML 1.2 does: a
+    leading zero is decimal, `a:b` stays text (and is refused where a number or range is due), names are
+    the text typed."""
+    c = config_from_dict(BASE, ["layers.0.units=010", "name=2024-01-01", "sampler.steps=020"])
+    assert c.layers[0].units.resolve(20) == [10] and c.name == "2024-01-01" and c.sampler.steps == 20
+    with pytest.raises(ConfigError, match="layers.1.units: invalid unit selection '1:3'"):
+        config_from_dict(BASE, ["layers.1.units=1:3"])
+    with pytest.raises(ConfigError, match="sampler.steps: expected an integer, got '1:30'"):
+        config_from_dict(BASE, ["sampler.steps=1:30"])
+    assert config_from_dict(BASE, ["name=123"]).name == "123"
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "name: t\nmodels: {target: toyworld:target, generator: toyworld:generator}\n"
+        "layers:\n  - {name: 4, units: [010, 011]}\n  - 7\n"
+        "sampler: {dgn_am: {lr: 1e-3}}\n"
+    )
+    c = load_config(path)
+    assert [layer.name for layer in c.layers] == ["4", "7"] and c.layers[0].units.resolve(20) == [10, 11]
+    assert c.sampler.dgn_am.lr == pytest.approx(1e-3)
+
+
 BAD = [
     ({"sampler": {"stepz": 3}}, "unknown config key 'sampler.stepz' (did you mean 'steps'?)"),
     ({"bogus": 1}, "unknown config key 'bogus'"),
