@@ -111,6 +111,11 @@ def connect(address: str | None) -> bool:
         try:
             ray.init(address=addr, logging_level="WARNING")
         except ConnectionError as exc:  # e.g. 'auto' with no cluster running here
+            if addr == "auto":  # Ray's own text asks for the --address flag this user just gave
+                raise ConfigError(
+                    "Ray address 'auto': no Ray cluster is running on this machine; start one (`ray start "
+                    "--head`), give its head's host:port, or leave --address unset for a local instance"
+                ) from None
             raise ConfigError(f"Ray address {addr!r}: {first_line(exc)}; expected {ADDRESS_FORMS}") from None
     else:  # "local": a new instance, never a stale cluster recorded in /tmp/ray/ray_current_cluster
         _quiet_secure_default_notice()

@@ -26,3 +26,25 @@ def test_ctrl_c_while_a_local_ray_starts_shuts_it_down(monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         cluster.connect(None)
     assert calls == ["init", "shutdown"]
+
+
+def test_address_auto_without_a_cluster_says_so_and_not_to_pass_the_flag_just_given(monkeypatch):
+    import ray
+
+    from atlas.errors import ConfigError
+    from atlas.pipeline import cluster
+
+    def init(**_kwargs):  # Ray's own words: they ask for the --address flag the user just gave
+        raise ConnectionError(
+            "Could not find any running Ray instance. Please specify the one to connect to by setting "
+            "`--address` flag or `RAY_ADDRESS` environment variable."
+        )
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.setattr(cluster, "probe_address", lambda _address: None)
+    with pytest.raises(ConfigError) as err:
+        cluster.connect("auto")
+    text = str(err.value)
+    assert "no Ray cluster is running on this machine" in text and "ray start --head" in text
+    assert "--address` flag" not in text and "\n" not in text
