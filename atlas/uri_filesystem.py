@@ -14,12 +14,13 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-import pyarrow.fs as pafs
-
 from atlas.errors import AtlasError, first_line
+
+if TYPE_CHECKING:  # pyarrow loads where a filesystem is made: parse_uri serves config checks too
+    import pyarrow.fs as pafs
 
 OBJECT_STORE_SCHEMES = ("s3", "gs", "gcs")
 SCHEMES = ("file", *OBJECT_STORE_SCHEMES)
@@ -37,10 +38,10 @@ def is_remote(uri: str) -> bool:
     return scheme_of(str(uri)) in OBJECT_STORE_SCHEMES
 
 
-def make_filesystem(
-    uri: str, options: Mapping[str, Any], what: str, patient: bool = False
-) -> tuple[pafs.FileSystem, str]:
-    """(filesystem, path) for ``uri``; a bad one is one line naming ``what`` (the option it came from)."""
+def parse_uri(uri: str, what: str) -> tuple[str, str]:
+    """(scheme, path in its filesystem) of ``uri``, checked without touching any storage: scheme ``""`` for
+    a local path (made absolute), ``s3``/``gs``/``gcs`` with ``bucket/prefix``. A bad one is one line naming
+    ``what`` (the option it came from)."""
     scheme = scheme_of(uri)
     if scheme in ("", "file"):
         if scheme == "file" and urlparse(uri).netloc not in ("", "localhost"):
@@ -54,7 +55,7 @@ def make_filesystem(
                 f"{what}: {uri!r} is an empty path; give a folder such as runs (or file:///data/runs)"
             )
         # absolute, but symlinks kept: the path every node mounts, not where it points on this one
-        return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(path))
+        return "", os.path.abspath(os.path.expanduser(path))
     if scheme not in SCHEMES:
         raise AtlasError(
             f"{what}: unsupported storage scheme {scheme + '://'!r} in {uri!r}; "
@@ -63,19 +64,33 @@ def make_filesystem(
     parsed = urlparse(uri)
     if not parsed.netloc:
         raise AtlasError(f"{what}: {uri!r} names no bucket; expected {scheme}://bucket/prefix")
-    path = f"{parsed.netloc}/{parsed.path.strip('/')}".rstrip("/")
+    return scheme, f"{parsed.netloc}/{parsed.path.strip('/')}".rstrip("/")
+
+
+def make_filesystem(
+    uri: str, options: Mapping[str, Any], what: str, patient: bool = False
+) -> tuple[pafs.FileSystem, str]:
+    """(filesystem, path) for ``uri`` (:func:`parse_uri`); a bad one is one line naming ``what``."""
+    import pyarrow.fs as pafs
+
+    scheme, path = parse_uri(uri, what)
+    if not scheme:
+        return pafs.LocalFileSystem(), path
+    bucket = path.split("/", 1)[0]
     chosen = {k: v for k, v in options.items() if k in OPTION_KEYS and v not in (None, False)}
     try:
-        return _object_store(scheme, parsed.netloc, chosen, patient), path
+        return _object_store(scheme, bucket, chosen, patient), path
     except (OSError, ValueError, ImportError) as exc:
         raise AtlasError(f"{what}: cannot open {uri!r}: {storage_reason(exc)}") from None
 
 
 def _object_store(scheme: str, bucket: str, chosen: Mapping[str, Any], patient: bool) -> pafs.FileSystem:
-    """S3 / GCS filesystem: with ``storage:`` options when given, else from the URI and environment. GCS
-    retries for at most :data:`GCS_RETRY_S` where a person waits (its client's default is 15 minutes: a
-    bucket that cannot be reached, or a machine without credentials, looked like a hang); ``patient`` (the
-    workers' copies, writing shards) keeps the client's default, so a short outage costs no shard."""
+    """
+        import pyarrow.fs as pafs
+    S3 / GCS filesystem: with ``storage:`` options when given, else from the URI and environment. GCS
+        retries for at most :data:`GCS_RETRY_S` where a person waits (its client's default is 15 minutes: a
+        bucket that cannot be reached, or a machine without credentials, looked like a hang); ``patient`` (the
+        workers' copies, writing shards) keeps the client's default, so a short outage costs no shard."""
     if not chosen and scheme == "s3":
         return pafs.FileSystem.from_uri(f"{scheme}://{bucket}")[0]
     kwargs: dict[str, Any] = {k: chosen[k] for k in ("endpoint_override", "region") if chosen.get(k)}

@@ -15,7 +15,8 @@ from atlas.config.layers import LayerConfig
 from atlas.config.models import ModelsConfig
 from atlas.config.sampler import FacetConfig, SamplerConfig
 from atlas.config.section import Section
-from atlas.errors import ConfigError
+from atlas.errors import AtlasError, ConfigError
+from atlas.uri_filesystem import parse_uri
 
 CODE_METHODS = ("dgn_am", "ppgn_h", "ga", "cmaes")  # optimize G's code: need a generator
 PIXEL_METHODS = ("pixel", "fourier", "maco", "accentuation")  # optimize a picture: no generator
@@ -99,6 +100,10 @@ class RunConfig(Section):
             )
         if not self.out_dir.strip():
             raise ValueError("out_dir: empty; give a folder (e.g. runs) or s3://bucket/prefix")
+        try:  # the URI's form (scheme, bucket), checked where the config loads: `atlas config --check` too
+            parse_uri(self.out_dir, "out_dir")
+        except AtlasError as exc:
+            raise ValueError(str(exc)) from None
         if not self.layers:
             raise ValueError("layers: no layers selected; give at least one, e.g. layers: [{name: fc8}]")
         names = [layer.name for layer in self.layers]
