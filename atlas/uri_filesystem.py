@@ -85,12 +85,12 @@ def make_filesystem(
 
 
 def _object_store(scheme: str, bucket: str, chosen: Mapping[str, Any], patient: bool) -> pafs.FileSystem:
-    """
-        import pyarrow.fs as pafs
-    S3 / GCS filesystem: with ``storage:`` options when given, else from the URI and environment. GCS
-        retries for at most :data:`GCS_RETRY_S` where a person waits (its client's default is 15 minutes: a
-        bucket that cannot be reached, or a machine without credentials, looked like a hang); ``patient`` (the
-        workers' copies, writing shards) keeps the client's default, so a short outage costs no shard."""
+    """S3 / GCS filesystem: with ``storage:`` options when given, else from the URI and environment. GCS
+    retries for at most :data:`GCS_RETRY_S` where a person waits (its client's default is 15 minutes: a
+    bucket that cannot be reached, or a machine without credentials, looked like a hang); ``patient`` (the
+    workers' copies, writing shards) keeps the client's default, so a short outage costs no shard."""
+    import pyarrow.fs as pafs
+
     if not chosen and scheme == "s3":
         return pafs.FileSystem.from_uri(f"{scheme}://{bucket}")[0]
     kwargs: dict[str, Any] = {k: chosen[k] for k in ("endpoint_override", "region") if chosen.get(k)}

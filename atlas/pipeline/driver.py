@@ -192,6 +192,7 @@ def run_atlas(
     shards = plan_shards({lp.name: lp.units for lp in layers}, cfg.ray.units_per_shard)
     loc = run_location(cfg)
     store = RunStore(loc)
+    store.check_own_folder()  # before Ray starts: a folder of other files is no run to write into
     done = _completed_shards(store, cfg, shards)
     todo = [s for s in shards if s.id not in done]
     total_units = sum(len(s.units) for s in shards)

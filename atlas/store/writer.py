@@ -65,6 +65,7 @@ ROW_GROUP_ROWS = {"images": 256, "activations": 1024}
 DEFAULT_ROW_GROUP_ROWS = 16384
 
 REQUIRED_MANIFEST_KEYS = ("config", "config_hash")
+RUN_ENTRIES = frozenset({RUN_FILE, SUMMARY_FILE, *TABLES})  # besides "_"- and "."-prefixed ones
 
 
 def resume_problem(existing: Mapping[str, Any], new: Mapping[str, Any]) -> str | None:
@@ -126,6 +127,20 @@ class RunStore:
         """The current ``run.json`` content, or None before :meth:`init_run`."""
         return read_run_json(self.loc) if self.loc.is_file(RUN_FILE) else None
 
+    def check_own_folder(self) -> None:
+        """Refuse a run folder that holds files no atlas run writes and no run.json (``out_dir=.`` with
+        a name that is an existing folder of pictures, say): the run would write among them and sweep it.
+        A run's own names: run.json, summary.json, the tables' folders and ``_``/``.``-prefixed entries."""
+        if not self.loc.is_dir() or self.loc.is_file(RUN_FILE):
+            return
+        names = [entry.name for entry in self.loc.list_files()] + self.loc.list_dirs()
+        foreign = sorted(n for n in names if n not in RUN_ENTRIES and not n.startswith(("_", ".")))
+        if foreign:
+            raise AtlasError(
+                f"{self.loc.display()} holds files no atlas run writes ({some(foreign, 3, quoted=True)}) and "
+                "no run.json; give the run a folder of its own: another name (--set name=...) or out_dir"
+            )
+
     def init_run(self, manifest: Mapping[str, Any]) -> None:
         """Create the run (write ``run.json``) or accept a resume of the same config.
 
@@ -148,6 +163,7 @@ class RunStore:
             resumed["resumed"] = [*existing.get("resumed", []), _now()]
             write_json(self.loc, RUN_FILE, resumed)
             return
+        self.check_own_folder()
         data = dict(manifest)
         if self.loc.list_files(SHARDS_DIR, suffix=MARKER_SUFFIX):  # shards of a run whose run.json is gone
             made_by = {

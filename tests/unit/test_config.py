@@ -81,7 +81,10 @@ def test_numbers_and_names_read_as_written_yaml_12_not_yaml_11(tmp_path):
 BAD = [
     ({"sampler": {"stepz": 3}}, "unknown config key 'sampler.stepz' (did you mean 'steps'?)"),
     ({"bogus": 1}, "unknown config key 'bogus'"),
-    ({"out_dir": "ftp://x/y"}, "out_dir: unsupported storage scheme 'ftp://' in 'ftp://x/y'; use a local path"),
+    (
+        {"out_dir": "ftp://x/y"},
+        "out_dir: unsupported storage scheme 'ftp://' in 'ftp://x/y'; use a local path",
+    ),
     ({"out_dir": "s3://"}, "out_dir: 's3://' names no bucket; expected s3://bucket/prefix"),
     ({"out_dir": "gs:/bucket"}, "out_dir: 'gs:/bucket' names no bucket"),
     ({"sampler": {"steps": "many"}}, "sampler.steps: expected an integer, got 'many'"),

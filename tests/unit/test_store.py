@@ -870,3 +870,22 @@ def test_a_damaged_run_json_is_one_line_with_the_fix_for_every_reader(tmp_path, 
             read()
         text = str(err.value)
         assert said in text and "damaged" in text and "rerun the same command" in text and "\n" not in text
+
+
+def test_a_folder_of_other_files_is_no_run_to_write_into(tmp_path):
+    """`--set out_dir=. --set name=photos` where photos/ holds the user's pictures: refused, untouched."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "cat.png").write_bytes(b"not ours")
+    (photos / "album").mkdir()
+    store = RunStore(photos)
+    for call in (store.check_own_folder, lambda: store.init_run(manifest())):
+        with pytest.raises(AtlasError, match=r"holds files no atlas run writes \('album', 'cat.png'\)"):
+            call()
+    assert sorted(p.name for p in photos.iterdir()) == ["album", "cat.png"]
+    ours = tmp_path / "run"  # what an interrupted first start leaves (lock, workers' records): a run's own
+    (ours / "_workers").mkdir(parents=True)
+    (ours / ".atlas.lock").write_text("")
+    RunStore(ours).init_run(manifest())
+    (ours / "notes.txt").write_text("a user's note beside a run")  # beside run.json: the run is still its own
+    RunStore(ours).check_own_folder()
