@@ -93,12 +93,17 @@ def _layer_of(path: str) -> str:
 
 
 def run_files(
-    loc: Location, markers: dict[str, dict[str, Any]], *, partial: bool = False
+    loc: Location,
+    markers: dict[str, dict[str, Any]],
+    *,
+    partial: bool = False,
+    sizes: dict[str, int | None] | None = None,
 ) -> dict[str, list[str]]:
     """table -> paths (inside ``loc.fs``) of its Parquet files, all layers: the files each completed shard's
     marker names (one attempt's), the untagged files of shards whose marker predates attempt tags, and with
     ``partial`` the newest attempt's files of each shard without a marker (one attempt a shard, so its
-    tables never mix)."""
+    tables never mix). ``sizes``, when given, is filled with each listed file's bytes (by its run-relative
+    path), from the same listing."""
     named = {rel for shard, m in markers.items() for rel in marker_files(shard, m).values()}
     untagged = {shard for shard, m in markers.items() if not isinstance(m.get("files"), dict)}
     out: dict[str, list[str]] = {table: [] for table in TABLES}
@@ -109,6 +114,8 @@ def run_files(
             if not e.name.startswith("shard-") or "/layer=" not in e.path:
                 continue
             shard = shard_of_file(e.name)
+            if sizes is not None:
+                sizes[file_rel(e.path)] = e.size
             if file_rel(e.path) in named or (shard in untagged and ATTEMPT_SEP not in e.name):
                 out[table].append(e.path)
             elif partial and shard not in markers:
@@ -347,10 +354,15 @@ def _shards_table(markers: dict[str, dict[str, Any]]) -> pa.Table:
 
 
 def _check_complete(
-    loc: Location, manifest: dict[str, Any], markers: dict[str, dict[str, Any]], listed: dict[str, list[str]]
+    loc: Location,
+    manifest: dict[str, Any],
+    markers: dict[str, dict[str, Any]],
+    listed: dict[str, list[str]],
+    sizes: dict[str, int | None] | None = None,
 ) -> None:
     """Refuse a damaged run rather than answer from part of it: every completed shard's marker reads and
-    every file it promises is there, and a run that says it is complete has every planned shard's marker."""
+    every file it promises is there (with the bytes it recorded, where it did and ``sizes`` lists them),
+    and a run that says it is complete has every planned shard's marker."""
     have = {(table, _shard_of(f)) for table, files in listed.items() for f in files}
     fix = f"`atlas verify {shlex.quote(loc.display())} --repair`, then the same `atlas run`, redoes them"
     for shard, marker in sorted(markers.items()):
@@ -360,6 +372,14 @@ def _check_complete(
             if table in SCHEMAS and isinstance(n, int) and n > 0 and (table, shard) not in have:
                 raise AtlasError(
                     f"run {loc.display()} is damaged: shard {shard}'s {table} file is missing; {fix}"
+                )
+        recorded = marker.get("sizes") if isinstance(marker.get("sizes"), dict) else {}
+        for table, rel in marker_files(shard, marker).items() if sizes is not None else ():
+            want, got = recorded.get(table), sizes.get(rel)
+            if isinstance(want, int) and got is not None and got != want:
+                raise AtlasError(
+                    f"run {loc.display()} is damaged: shard {shard}'s {table} file holds {got:,} bytes, "
+                    f"{want:,} were written (truncated or overwritten); {fix}"
                 )
     if unmarked_shards(manifest, markers):
         raise AtlasError(
@@ -376,7 +396,8 @@ def check_run(run: str | os.PathLike[str] | Location) -> None:
     manifest = read_manifest(loc)
     markers = read_markers(loc)
     _run_table(loc, manifest, markers)
-    _check_complete(loc, manifest, markers, run_files(loc, markers, partial=False))
+    sizes: dict[str, int | None] = {}
+    _check_complete(loc, manifest, markers, run_files(loc, markers, partial=False, sizes=sizes), sizes)
 
 
 def open_run(
@@ -402,9 +423,10 @@ def open_run(
         sources = _Sources(conn, loc)
         allowed: list[str] = []
         file_rows: list[dict[str, Any]] = []
-        listed = run_files(loc, markers, partial=include_partial)
+        sizes: dict[str, int | None] = {}
+        listed = run_files(loc, markers, partial=include_partial, sizes=sizes)
         if not include_partial:
-            _check_complete(loc, manifest, markers, listed)
+            _check_complete(loc, manifest, markers, listed, sizes)
         for table in TABLES:
             files = listed[table]
             source = sources.table(table, files) if files else None

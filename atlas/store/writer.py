@@ -292,13 +292,14 @@ class RunStore:
         attempt = secrets.token_hex(4)
         counts: dict[str, int] = {}
         files: dict[str, str] = {}
+        sizes: dict[str, int] = {}
         for name, table in tables.items():
             if table.num_rows == 0:
                 continue
             rel = shard_rel(name, layer, shard_id, attempt)
             data = parquet_bytes(table, extra_metadata={"atlas.shard": shard_id, "atlas.layer": layer})
             self.loc.write_bytes(rel, data)
-            counts[name], files[name] = table.num_rows, rel
+            counts[name], files[name], sizes[name] = table.num_rows, rel, len(data)
         if self._finished_by_another(shard_id):  # its marker stands: these files would be strays
             for rel in files.values():
                 self.loc.delete(rel)
@@ -308,6 +309,7 @@ class RunStore:
             "layer": layer,
             "rows": counts,
             "files": files,  # the one attempt whose tables readers take
+            "sizes": sizes,  # their bytes: a truncated or overwritten file is damage a listing shows
             "attempt": attempt,
             "units": [min(units), max(units)] if units else None,  # lets readers find a unit's file
             "written": _now(),

@@ -889,3 +889,23 @@ def test_a_folder_of_other_files_is_no_run_to_write_into(tmp_path):
     RunStore(ours).init_run(manifest())
     (ours / "notes.txt").write_text("a user's note beside a run")  # beside run.json: the run is still its own
     RunStore(ours).check_own_folder()
+
+
+def test_a_truncated_file_of_a_complete_run_is_damage_the_quick_check_sees(store):
+    """`atlas run` on a complete run answers 'nothing to do' after check_run, which reads no table: the
+    bytes each marker recorded make a truncated (or overwritten) file damage it names, with the fix."""
+    from atlas.store.catalog import check_run
+
+    run = Path(store.uri)
+    store.write_shard("fc8-0000", "fc8", shard_rows(units=(0, 1)))
+    store.write_shard("fc8-0001", "fc8", shard_rows(units=(2,)))
+    store.finalize({"units": 3})
+    check_run(run)
+    victim = run / store.shard_files("fc8-0000")["images"]
+    written = victim.stat().st_size
+    victim.write_bytes(victim.read_bytes()[:100])
+    for check in (check_run, open_run):
+        with pytest.raises(AtlasError) as err:
+            check(run)
+        assert f"shard fc8-0000's images file holds 100 bytes, {written:,} were written" in str(err.value)
+        assert "atlas verify" in str(err.value) and "--repair" in str(err.value)
