@@ -17,7 +17,9 @@ MAX_UNITS = 24
 
 
 def _default_units(ctx: Context, layer: str) -> str:
-    return data.format_units(data.units_from(ctx.ids(layer), state.get("unit"), 8))
+    """A small layer's every unit (up to 12: a 10-unit output layer whole), else 8 from the unit shown."""
+    ids = ctx.ids(layer)
+    return data.format_units(data.units_from(ids, state.get("unit"), len(ids) if len(ids) <= 12 else 8))
 
 
 def _pairs(layer: str, units: list[int], sides: list[tuple[str, dict[int, dict], bool]]) -> None:
@@ -79,8 +81,8 @@ def _compare_methods(ctx: Context, layer: str, run_methods: list[str]) -> None:
     _pairs(layer, units, sides)
 
 
-def _run_summary(name: str, stats: dict | None) -> None:
-    st.markdown(f"**{name}**")
+def _run_summary(name: str, stats: dict | None, methods: list[str]) -> None:
+    st.markdown(f"**{name}** · {', '.join(methods) or 'no chains yet'}")  # what made its pictures
     if stats is None:
         return
     m = st.columns(3)
@@ -154,7 +156,7 @@ def _compare_with(
     both = sorted(set(ctx.ids(layer)) & set(other_ids))
     for col, (name, conn, _info) in zip(st.columns(2), runs, strict=True):
         with col:
-            _run_summary(name, data.stats_over(conn, layer, both))
+            _run_summary(name, data.stats_over(conn, layer, both), data.methods(conn))
     st.caption(f"summaries over the {len(both):,} units of layer {layer} that both runs hold")
     units = _units_input(ctx, layer)
     sides = [
@@ -173,8 +175,9 @@ def render(ctx: Context) -> None:
     if not modes:
         st.info(
             "Nothing to compare yet: this run uses one method "
-            f"({', '.join(run_methods) or '–'}) and has no sibling run in `{ctx.run_dir.parent}`. "
-            "Put a second run next to it (e.g. `atlas run ... --set name=other`) or sample with two methods."
+            f"({', '.join(run_methods) or '–'}) and has no sibling run in `{ctx.run_dir.parent}`. Put a "
+            "second run next to it, e.g. the same config with another method: `atlas run CONFIG --set "
+            "name=other --set sampler.method=ppgn_h` (same out_dir): this page then finds it."
         )
         return
     key = state.compare_widget("mode", layer, modes, modes[0])
