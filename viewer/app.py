@@ -155,8 +155,9 @@ def sidebar(ctx: Context) -> None:
                 ctx.layer_names,
                 format_func=lambda name: f"{name}  ·  {sizes[name]:,} units",
                 key=state.bind_widget("layer"),
-                on_change=state.from_widget,
-                args=("layer",),
+                on_change=state.layer_from_sidebar,
+                help="the layer of the Layer grid, Unit, Compare and Audit pages; picked on the overview or "
+                "the SQL console, it opens that layer's grid",
             )
         st.divider()
         status = ctx.info.get("status") or "unknown"

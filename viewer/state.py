@@ -360,6 +360,15 @@ def from_widget(name: str) -> None:
 
 
 LAYER_PICKED = "nav_layer_picked"  # set when the user picks a layer in the sidebar (not a link's layer)
+ALL_LAYER_PAGES = ("overview", "sql")  # pages about every layer: a layer picked there opens its grid
+
+
+def layer_from_sidebar() -> None:
+    """The sidebar's layer picker: the navigation state's layer; on a page about every layer (the overview,
+    the SQL console) the picked layer's grid opens, since that page has no one layer to show."""
+    from_widget("layer")
+    if get("page") in ALL_LAYER_PAGES:
+        st.session_state["nav_pending"] = "layer"
 
 
 def layer_just_picked() -> bool:

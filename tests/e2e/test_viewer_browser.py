@@ -259,6 +259,13 @@ def test_overview(server, page):
     assert page.get_by_text("Distributions").count() >= 1
     assert _charts(page) >= 3, "the three distribution charts should render"
     assert _shot(page, "overview").stat().st_size > 10_000
+    # the sidebar's layer picker on the overview (about every layer) opens the picked layer's grid
+    page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first.click()
+    page.get_by_role("option").filter(has_text="conv3").first.click()
+    _wait_visible(
+        page.get_by_role("heading", name="Layer conv3"), "the grid of the layer picked on the overview"
+    )
+    _wait_url(page, "**/layer?layer=conv3*", "the URL of the grid the overview's layer picker opened")
     page.goto(f"{server}/nosuchpage?layer=fc8")  # a mistyped path is named, not silently the overview
     _wait_visible(page.get_by_text("There is no page /nosuchpage"), "the notice naming the unknown path")
 
