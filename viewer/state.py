@@ -115,6 +115,9 @@ KEPT_WIDGETS = (
     "sql_text",
     "cmp_other",
     "cmp_mode",
+    "audit_kinds",
+    "audit_every_layer",
+    "audit_flag",
 )
 
 

@@ -40,6 +40,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from atlas.sampling.units import Unit
+from atlas.store.manifest import read_json, write_json
 from atlas.store.png import encode_png
 from atlas.store.schema import TABLES
 from atlas.store.writer import RunStore, parquet_bytes
@@ -528,3 +529,6 @@ def _drop_truth_columns(
         store.loc.write_bytes(
             rel, parquet_bytes(data.drop_columns([c for c in columns if c in data.column_names]))
         )
+    marker = read_json(store.loc, store.marker_rel(shard_id))  # an old run's markers record no sizes
+    marker.pop("sizes", None)
+    write_json(store.loc, store.marker_rel(shard_id), marker)

@@ -550,10 +550,18 @@ def test_audit_of_a_clean_layer_says_where_the_flagged_units_are(runs, tmp_path,
         unflagged = [["" if f else f for f in flags]]
         table = table.set_column(table.column_names.index("flags"), "flags", unflagged)
         pq.write_table(table, path)
+    for marker_path in (run / "_shards").glob("*.done"):  # the rewritten files' bytes, as a writer records
+        marker = json.loads(marker_path.read_text())
+        marker["sizes"] = {table: (run / rel).stat().st_size for table, rel in marker["files"].items()}
+        marker_path.write_text(json.dumps(marker))
     at = app(run, monkeypatch, page="audit", layer="fc8")
     conv3 = pd.read_parquet(run / "images" / "layer=conv3")
     n = conv3[conv3["kind"].isin(["best", "last"]) & (conv3["flags"] != "")]["unit"].nunique()
     assert n > 0
+    # the sidebar's layer has no flags: the page opens on every layer, not on an empty list
+    assert at.toggle(key="audit_every_layer").value is True
+    assert set(at.dataframe[1].value["layer"]) == {"conv3"} and len(at.dataframe[1].value) == n
+    at.toggle(key="audit_every_layer").set_value(False).run()  # the clean layer alone: where the rest are
     said = [s.value for s in at.success]
     assert any(f"Flagged units in other layers: conv3 {n}" in text for text in said), said
 

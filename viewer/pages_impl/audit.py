@@ -17,6 +17,9 @@ def _controls(ctx: Context, layer: str) -> tuple[tuple[str, ...], str | None, st
     """(picture kinds, layer or None for every layer, flag or None for any flag)."""
     c1, c2, c3 = st.columns([2, 1.4, 1.4])
     kinds = c1.selectbox("Pictures", list(data.AUDIT_KINDS), key="audit_kinds")
+    if "audit_every_layer" not in st.session_state:  # first visit: every layer unless this one has flags
+        none_here = data.flagged_units(ctx.conn, data.AUDIT_KINDS[kinds], layer, None, labels=False).empty
+        st.session_state["audit_every_layer"] = none_here
     every = c2.toggle("every layer", key="audit_every_layer", help=f"off: only layer {layer} (sidebar)")
     flag = c3.selectbox("Flag", [ANY_FLAG, *data.flag_names(ctx.conn)], key="audit_flag")
     return data.AUDIT_KINDS[kinds], None if every else layer, None if flag == ANY_FLAG else flag
@@ -49,7 +52,7 @@ def _table(ctx: Context, units: pd.DataFrame, kinds: tuple[str, ...], flag: str 
     shown.insert(3, "top natural", [data.png_data_url(pictures.get(k, (None, None))[1]) for k in keys])
     if len(units) > data.AUDIT_PICTURE_ROWS:
         st.caption(f"pictures for the first {data.AUDIT_PICTURE_ROWS} units; open a unit for the rest")
-    st.dataframe(shown, hide_index=True, row_height=48, column_config={
+    st.dataframe(shown, hide_index=True, row_height=72, column_config={  # pictures big enough to compare
         "flagged picture": st.column_config.ImageColumn(
             "flagged picture", help="its flagged picture with the lowest natural percentile"),
         "top natural": st.column_config.ImageColumn(
