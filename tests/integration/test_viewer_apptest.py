@@ -226,7 +226,7 @@ def test_unit_page_missing_unit_and_bad_layer(runs, monkeypatch):
 def test_compare_runs(runs, monkeypatch):
     at = app(runs / "alpha", monkeypatch, page="compare", layer="fc8", unit=0)
     assert at.title[0].value == "Compare"
-    assert n_images(at) == 16  # 8 units x 2 runs
+    assert n_images(at) == 20  # all 10 units of the small layer x 2 runs
     assert at.selectbox(key="cmp_other").value == "beta"
     assert "different targets" in at.warning[0].value  # synthetic runs of other configs: other targets
 
@@ -257,7 +257,7 @@ def test_compare_methods(runs, monkeypatch):
     at = app(runs / "beta", monkeypatch, page="compare", layer="fc8")
     at.segmented_control(key="cmp_mode").set_value("two methods").run()
     assert not at.exception
-    assert n_images(at) == 16
+    assert n_images(at) == 20  # the 10 units x 2 methods
     assert len(at.dataframe) == 1  # per-method summary
 
 
