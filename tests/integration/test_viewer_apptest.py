@@ -68,7 +68,13 @@ def test_overview(runs, monkeypatch):
     assert {"Units", "Chains", "Images", "Diverged chains"} <= set(labels)
     assert at.metric[labels.index("Units")].value == "26"
     assert n_charts(at) == 2 * 2 + 1  # a histogram per layer (fc8, conv3) of activation and log-prob; facets
-    assert [s.value for s in at.subheader][:3] == ["Layers", "Distributions", "Diverged chains"]
+    assert [s.value for s in at.subheader][:4] == [
+        "Pictures · layer fc8",  # the synthetic run's first layer (it records no output layer)
+        "Layers",
+        "Distributions",
+        "Diverged chains",
+    ]
+    assert n_images(at) == 10  # the best picture of each of fc8's 10 units
     assert page_of(at) == "overview"
 
 

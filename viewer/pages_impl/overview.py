@@ -107,6 +107,29 @@ def _layers(ctx: Context) -> None:
                    on_click=state.go, kwargs={"page": "layer", "layer": name}, width="stretch")  # fmt: skip
 
 
+GALLERY_UNITS = 10  # an output layer of 10 classes shows whole
+
+
+def _gallery(ctx: Context) -> None:
+    """The best pictures of the first units of the output layer (else the first layer): what the run drew,
+    at a glance; each opens its unit's page in a new tab."""
+    output = ctx.info.get("output_layer")
+    layer = output if output in ctx.layer_names else ctx.layer_names[0]
+    tiles = data.grid_page(ctx.conn, data.GridQuery(layer, sort="unit ↑", page_size=GALLERY_UNITS))
+    tiles = tiles[tiles["png"].notna()]
+    if tiles.empty:
+        return
+    st.subheader(f"Pictures · layer {layer}")
+    run = ctx.run_dir.name if ctx.multi_run else None
+    for col, rec in zip(st.columns(GALLERY_UNITS), tiles.to_dict("records"), strict=False):
+        with col:
+            named = rec.get("label") if isinstance(rec.get("label"), str) else rec.get("judge_label")
+            caption = f"unit {int(rec['unit'])}" + (f" · {named}" if isinstance(named, str) else "")
+            widgets.picture(
+                rec["png"], caption=caption, link=state.link("unit", layer, int(rec["unit"]), run)
+            )
+
+
 def _distributions(ctx: Context) -> None:
     st.subheader("Distributions")
     dist = data.distributions(ctx.conn)
@@ -160,6 +183,7 @@ def _shards(ctx: Context) -> None:
 def render(ctx: Context) -> None:
     _header(ctx)
     _numbers(ctx, data.run_stats(ctx.conn, ctx.info.get("created")))
+    _gallery(ctx)
     _layers(ctx)
     _distributions(ctx)
     _diverged(ctx)
