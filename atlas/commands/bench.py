@@ -390,7 +390,10 @@ def _throughput(args: argparse.Namespace) -> int:
 
     most = next(m.le for m in ComputeConfig.model_fields["batch_size"].metadata if hasattr(m, "le"))
     if not batches or min(batches) < 1 or max(batches) > most:
-        raise AtlasError(f"--batches: give batch sizes from 1 to {most} (compute.batch_size), e.g. 1,8,64")
+        raise AtlasError(
+            f"--batches: {args.batches!r} has a size out of range; give batch sizes from 1 to {most} "
+            "(compute.batch_size), e.g. 1,8,64"
+        )
     names = _methods(args.methods)
     if args.config:
         setup = ThroughputSetup.from_config(load_config(args.config, _with_cache_dir(args)))

@@ -27,7 +27,7 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
     last = parts[-1]
     if isinstance(node, list):
         if not last.isdigit() or int(last) >= len(node):
-            raise ConfigError(f"--set {dotted}: no list item {last!r}")
+            raise ConfigError(f"--set {dotted}: no list item {last!r}; {_items(node)}")
         node[int(last)] = value
     else:
         node[last] = value
@@ -52,11 +52,18 @@ def _parse_assignment(assignment: str) -> tuple[str, list[str], Any]:
     return dotted, parts, value
 
 
+def _items(node: list[Any]) -> str:
+    """What indices a list has, for an error about one it lacks."""
+    return f"it has items 0-{len(node) - 1}" if node else "it is empty"
+
+
 def _descend(node: Any, part: str, dotted: str, path: list[str]) -> Any:
     """Child ``part`` of ``node`` (at ``path``); a spec string or nothing there becomes a mapping."""
     if isinstance(node, list):
         if not part.isdigit() or int(part) >= len(node):
-            raise ConfigError(f"--set {dotted}: no list item {part!r} at '{'.'.join(path[:-1])}'")
+            raise ConfigError(
+                f"--set {dotted}: no list item {part!r} at '{'.'.join(path[:-1])}'; {_items(node)}"
+            )
         return node[int(part)]
     child = node.get(part)
     if isinstance(child, str) and part in ("target", "generator", "dae"):

@@ -117,13 +117,24 @@ def _error_line(err: Any, root: type[BaseModel], prefix: str) -> str:
         choices = typing.get_args(tp)
         hint = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
         extra = f" (did you mean {hint[0]!r}?)" if hint else ""
-        return f"{key}: invalid value {value!r}; valid: {', '.join(repr(c) for c in choices)}{extra}"
+        return f"{key}: invalid value {_shown(value)}; valid: {', '.join(repr(c) for c in choices)}{extra}"
     bounds = [f"{RANGE_WORDS[k]} {_bound(ctx[k])}" for k in RANGE_WORDS if k in ctx]
     if bounds:
         if tp is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)  # pydantic reports the input of an optional or list item as given
-        return f"{key}: value {value!r} is out of range; must be {bounds[0]}"
-    return f"{key}: expected {_type_name(tp)}, got {value!r}"
+        return f"{key}: value {_shown(value)} is out of range; must be {bounds[0]}"
+    if value is None:  # an empty section or key (`facets:` with nothing under it) reads as null
+        return f"{key}: expected {_type_name(tp)}, got nothing (an empty value); give one or remove the key"
+    return f"{key}: expected {_type_name(tp)}, got {_shown(value)}"
+
+
+SHOWN_CHARS = 80  # a value echoed in an error: enough to recognize it, never a screenful
+
+
+def _shown(value: Any) -> str:
+    """``repr(value)``, cut to :data:`SHOWN_CHARS` (a 5,000-character value makes no readable line)."""
+    text = repr(value)
+    return text if len(text) <= SHOWN_CHARS else f"{text[: SHOWN_CHARS - 5]}...({len(text):,} chars)"
 
 
 def config_error(exc: ValidationError, root: type[BaseModel], prefix: str = "") -> ConfigError:

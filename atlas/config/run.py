@@ -93,10 +93,15 @@ class RunConfig(Section):
 
     @model_validator(mode="after")
     def _check(self) -> RunConfig:
-        if not _RUN_NAME.fullmatch(self.name) or len(self.name) > 128:
+        if len(self.name) > 128:
             raise ValueError(
-                f"name: {self.name!r} is not a valid run name; use up to 128 letters, digits, '.', '_', '-', "
-                "not starting with '.' (the run goes to <out_dir>/<name>)"
+                f"name: {self.name[:40]!r}... is {len(self.name):,} characters long; a run name takes at "
+                "most 128 (the run goes to <out_dir>/<name>)"
+            )
+        if not _RUN_NAME.fullmatch(self.name):
+            raise ValueError(
+                f"name: {self.name!r} is not a valid run name; use up to 128 ASCII letters, digits, '.', "
+                "'_', '-', not starting with '.' (the run goes to <out_dir>/<name>)"
             )
         if not self.out_dir.strip():
             raise ValueError("out_dir: empty; give a folder (e.g. runs) or s3://bucket/prefix")

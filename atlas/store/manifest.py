@@ -94,7 +94,10 @@ def read_manifest(run: str | os.PathLike[str] | Location) -> dict[str, Any]:
         if loc.is_file(""):
             raise AtlasError(f"{loc.display()} is a file, not a run; pass the run's folder (out_dir/name)")
         if not loc.is_dir():
-            raise AtlasError(f"run {loc.display()} does not exist")
+            raise AtlasError(
+                f"run {loc.display()} does not exist; pass a run's folder (out_dir/name, e.g. runs/demo) "
+                "that atlas run made"
+            )
         inside = [run.name for run in list_runs(loc)]
         if inside:
             raise AtlasError(

@@ -68,7 +68,7 @@ def check_read_only(sql: str) -> None:
     except (TypeError, UnicodeError):  # text with undecodable bytes (surrogate escapes)
         raise AtlasError("the query holds bytes that are not UTF-8 text; write it in UTF-8") from None
     if not statements:
-        raise AtlasError("empty query")
+        raise AtlasError("empty query; write one statement, e.g. SELECT * FROM units LIMIT 5")
     if len(statements) > 1:
         raise AtlasError(f"one statement at a time please ({len(statements)} given)")
     kind = statements[0].type.name
@@ -105,6 +105,11 @@ def query_error(exc: BaseException) -> str:
     if unknown_table:  # DuckDB may suggest its own catalog's tables (pg_sequences): not the run's
         hints = [h for h in hints if not _suggests_other_than(h, RUN_TABLES)]
     text = "; ".join([lines[0], *hints])
+    if "disabled by configuration" in lines[0]:  # read_csv('/etc/passwd'), read_parquet(...), ATTACH
+        return (
+            f"{text}; a query reads only the run's tables ({', '.join(RUN_TABLES)}), no other file: copy "
+            "the run (atlas sql --format csv) to join it with your own data"
+        )
     return text + (f" (the run's tables: {', '.join(RUN_TABLES)})" if unknown_table else "")
 
 
@@ -154,7 +159,10 @@ def run_query(
             cur.interrupt()
             worker.join(5.0)
             elapsed = time.monotonic() - start
-            raise AtlasError(f"query cancelled after {elapsed:.1f} s (limit {timeout_s:g} s)")
+            raise AtlasError(
+                f"query cancelled after {elapsed:.1f} s (limit {timeout_s:g} s); narrow it (WHERE layer = "
+                "... AND unit = ..., a LIMIT) or give it longer (atlas sql --timeout)"
+            )
         if "error" in outcome:
             raise AtlasError(query_error(outcome["error"])) from outcome["error"]
     finally:

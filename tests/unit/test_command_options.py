@@ -342,7 +342,7 @@ def test_bench_options_that_would_be_ignored_or_fail_late_are_refused_first(conf
         (["throughput", "--batches", "1,,2"], "--batches: '1,,2' is not a list of integers"),
         (
             ["throughput", "--batches", "8,99999999"],
-            "--batches: give batch sizes from 1 to 65536 (compute.batch_size)",
+            "has a size out of range; give batch sizes from 1 to 65536 (compute.batch_size)",
         ),
         (["throughput", "--ray", "--store", "ftp://x/y"], "--store: 'ftp://x/y' is no object store"),
         (["throughput", "--ray", "--store", "s3://"], "--store: 's3://' names no bucket"),

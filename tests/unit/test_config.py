@@ -216,3 +216,20 @@ def test_a_start_pool_makes_mean_start_chains_differ():
     assert c.sampler.start_pool == 8
     with pytest.raises(ConfigError, match="chains of a unit are identical"):
         cfg(sampler={"start": "mean", "chains_per_unit": 2, "start_pool": 8, "start_pool_noise": 0})
+
+
+def test_messages_stay_readable_for_long_empty_and_missing_values():
+    """A pasted 300-character value is cut in the message, an empty section says so in words (not 'None'),
+    and a list index beyond the list names the indices it has."""
+    long = "x" * 300
+    with pytest.raises(ConfigError) as err:
+        config_from_dict(BASE, [f"sampler.method={long}"])
+    assert len(str(err.value)) < 250 and "(302 chars)" in str(err.value)
+    with pytest.raises(ConfigError, match=r"name: 'x{40}'\.\.\. is 300 characters long; a run name takes at"):
+        config_from_dict(BASE, [f"name={long}"])
+    with pytest.raises(
+        ConfigError, match=r"sampler.steps: expected an integer, got nothing \(an empty value\)"
+    ):
+        config_from_dict(BASE, ["sampler.steps=null"])
+    with pytest.raises(ConfigError, match=r"no list item '5' at 'layers'; it has items 0-1"):
+        config_from_dict(BASE, ["layers.5.units=3"])
