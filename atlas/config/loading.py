@@ -136,6 +136,19 @@ _UniqueKeyLoader.add_implicit_resolver(
 _UniqueKeyLoader.add_constructor(_INT, _yaml12_int)
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """Where and what: " at line 2, column 9: found a tab character ..." (YAML's own words, one line)."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    problem = " ".join(str(getattr(exc, "problem", "") or "").split())
+    if "'\\t'" in problem:
+        problem += " (a tab: indent with spaces)"
+    context, opened = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if context and opened is not None:  # e.g. "while parsing a flow sequence": where the "[" was opened
+        problem += f" ({context} opened at line {opened.line + 1}, column {opened.column + 1})"
+    return f"{where}: {problem}" if problem else where
+
+
 def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The mapping a YAML config file holds (an empty file: {}); one-line errors for a missing, unreadable,
     invalid or non-mapping file and for a key given twice."""
@@ -161,9 +174,7 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     except RecursionError:
         raise ConfigError(f"config file {str(p)!r} nests too deeply to be a config") from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"config file {str(p)!r} is not valid YAML{where}") from None
+        raise ConfigError(f"config file {str(p)!r} is not valid YAML{_yaml_problem(exc)}") from None
     if data is None:  # an empty file, or comments only (load_config says so when no --set fills it)
         data = {}
     if not isinstance(data, dict):

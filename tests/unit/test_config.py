@@ -132,8 +132,12 @@ def test_yaml_file_errors(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "missing.yaml")
     bad = tmp_path / "bad.yaml"
-    bad.write_text("layers: [\n")
-    with pytest.raises(ConfigError, match="not valid YAML"):
+    bad.write_text("name: t\nlayers: [fc8\n")
+    with pytest.raises(ConfigError, match=r"not valid YAML at line 3, column 1: expected ',' or '\]'") as err:
+        load_config(bad)
+    assert "flow sequence opened at line 2, column 9" in str(err.value)  # where the "[" was opened
+    bad.write_text("name: t\nsampler:\n\tsteps: 3\n")
+    with pytest.raises(ConfigError, match=r"at line 3, column 1: .*\(a tab: indent with spaces\)"):
         load_config(bad)
     listy = tmp_path / "list.yaml"
     listy.write_text("- 1\n- 2\n")
