@@ -71,6 +71,10 @@ class CodeStats:
         p = Path(path).expanduser()
         if is_uri(path):
             source: Path | io.BytesIO = io.BytesIO(read_uri(str(path), "code statistics file", storage))
+        elif p.is_dir():
+            raise ModelError(
+                f"code statistics path {str(p)!r} is a folder; give the file `atlas code-stats` wrote (.pt)"
+            )
         elif not p.is_file():
             raise ModelError(f"code statistics file {str(p)!r} not found; create it with `atlas code-stats`")
         else:
@@ -82,7 +86,8 @@ class CodeStats:
             stats = CodeStats(t["mean"], t["std"], t["lower"], t["upper"], pct, str(blob.get("source", "")))
         except Exception as exc:  # noqa: BLE001 - any failure means the file is not usable
             raise ModelError(
-                f"code statistics file {str(p)!r} is unreadable ({type(exc).__name__})"
+                f"code statistics file {str(p)!r} is unreadable ({type(exc).__name__}): it is not a file "
+                "`atlas code-stats` wrote (tensors mean, std, lower, upper); create one with it"
             ) from None
         problem = stats.problem()
         if problem:

@@ -131,7 +131,10 @@ def _torch_load(source: Path | io.BytesIO, label: str) -> object:
             _refuse_pickle(exc, source, label, name.group(1) if name else None)
         except Exception as exc:  # noqa: BLE001 - arbitrary bytes fail in many ways (zip, pickle, struct)
             first = first_line(exc)  # a bare KeyError's is just a number: say what kind of failure it was
-            why = f"{type(exc).__name__}: {first}" if len(first) < 24 else first
+            kind = type(exc).__name__
+            why = first if len(first) >= 24 or first.startswith(kind) else f"{kind}: {first}"
+            if isinstance(exc, EOFError):  # torch's "EOFError: EOFError" said plainly
+                why = "the file ends before any data (empty or cut short)"
             raise ModelError(
                 f"weights file {label!r} is corrupt or not a torch state-dict file (torch.load: {why}); give "
                 "a file written by torch.save(model.state_dict(), path)"
