@@ -386,6 +386,12 @@ def _interrupted(store: RunStore, planned: int, exit_code: int = 130) -> Interru
         return Interrupted(
             "interrupted; the same `atlas run` resumes from the shards complete so far", exit_code
         )
+    if done >= planned:  # stopped after its last shard, before the run was finished (summary, status)
+        return Interrupted(
+            f"interrupted after its last shard ({done} of {planned} complete); the same `atlas run` finishes "
+            "the run without sampling again",
+            exit_code,
+        )
     return Interrupted(
         f"interrupted: {done} of {planned} shards complete; the same `atlas run` resumes from there",
         exit_code,
