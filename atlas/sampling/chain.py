@@ -71,7 +71,9 @@ def run_chains(
     """Run B chains for ``steps`` updates; start: (B, *S) float32; meta[b] = (chain, seed, start label).
 
     ``stop_at`` (B,): chain b stops moving once its unit's activation reaches ``stop_at[b]`` (inf: never);
-    its state, picture and best record stay those of the step that reached it."""
+    its state, picture and best record stay those of the step that reached it. Once every chain of the
+    batch has stopped (or diverged) the loop goes straight to its last step: no forward pass is spent on
+    pictures that can no longer change."""
     t0 = time.perf_counter()
     b = start.shape[0]
     device = start.device
@@ -80,7 +82,8 @@ def run_chains(
     state = start.detach().float().clone()
     sampler.begin(state)  # per-batch optimizer state (Adam moments, reference features)
 
-    for t in range(steps + 1):
+    t = 0
+    while t <= steps:
         final = t == steps
         state = state.detach().requires_grad_(not final)
         with torch.set_grad_enabled(not final), setup.autocast():
@@ -131,6 +134,9 @@ def run_chains(
             break
 
         state = _next_state(sampler, state, grad, residual, t, steps, gens, tracker)
+        # every chain stopped (stop_at) or diverged: their states stay, so the steps left would only repeat
+        # them; the last step reads and records the pictures once
+        t = steps if bool((tracker.stopped | tracker.diverged).all()) else t + 1
 
     seconds = (time.perf_counter() - t0) / max(b, 1)
     return collect_results(tracker, meta, readout, acts, values, seconds)

@@ -177,3 +177,29 @@ def test_start_pool_draws_from_the_mean_and_raises_the_start_activation(world):
     assert first_values(pooled)[1] == act_pooled  # deterministic
     seeded = engine(world, start="facet_seeded", start_pool=16, steps=2)
     assert not any("pool" in lab for lab in first_values(seeded)[0])
+
+
+def test_a_batch_whose_chains_all_stopped_skips_to_its_last_step(world, monkeypatch):
+    """Once every chain of a batch has stopped, the steps left would only repeat frozen pictures: the loop
+    reads them once more at the last step (the same pictures and records as running every step)."""
+    from atlas.sampling import chain
+
+    calls = {"n": 0}
+    real_next = chain._next_state
+
+    def counting(*args, **kwargs):
+        calls["n"] += 1
+        return real_next(*args, **kwargs)
+
+    monkeypatch.setattr(chain, "_next_state", counting)
+    ppgn = PpgnConfig(eps1=1e-3, eps3=0.0, lr=0.3)
+    low = engine(world, ppgn_h=ppgn, steps=40, stop_at=1e-6)  # reached at once by units real images drive
+    natural = low.real_layer_values("fc8").max(0).values
+    units = [u for u in range(len(natural)) if float(natural[u]) > 0][:2]
+    res = low.map_units("fc8", units, seed=0)
+    chains = [c for u in res for c in u.chains]
+    assert all(c.stopped_step is not None for c in chains), [c.stopped_step for c in chains]
+    last = max(c.stopped_step for c in chains)
+    assert calls["n"] == last + 1 < 40  # updates up to the last stop, none after
+    for c in chains:
+        assert c.trajectory[-1]["step"] == 40 and c.last.activation == pytest.approx(c.best.activation)
