@@ -224,7 +224,11 @@ def write_result(
         if columns:
             shown = {"line": format_lines, "markdown": format_markdown}.get(fmt)
             out.write((shown(columns, rows) if shown else format_table(columns, rows, width)) + "\n")
-        out.write(f"({len(rows)} row{'s' if len(rows) != 1 else ''}{', truncated' if truncated else ''})\n")
+        count = f"{len(rows)} row{'s' if len(rows) != 1 else ''}{', truncated' if truncated else ''}"
+        if fmt == "markdown":  # pasted as it is into a document: the count goes to stderr
+            print(f"atlas: note: {count}", file=sys.stderr)
+        else:
+            out.write(f"({count})\n")
     if truncated and fmt in ("csv", "json"):
         print(f"atlas: warning: result truncated to {len(rows)} rows (--max-rows)", file=sys.stderr)
 
