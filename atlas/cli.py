@@ -120,10 +120,22 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
         try:
             again = own.parse_intermixed_args(argv[at + 1 :])
         except TypeError:  # a parser with sub-commands of its own cannot intermix: its own errors then
-            again = own.parse_args(argv[at + 1 :])
+            again, rest = own.parse_known_args(argv[at + 1 :])
+            if rest:  # named by the sub-command that was given (`atlas bench viewer --help`)
+                _chosen_subcommand(own, again).error(f"unrecognized arguments: {' '.join(rest)}")
         again.command = args.command
         return again
     return args
+
+
+def _chosen_subcommand(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The parser of the sub-command ``args`` chose under ``parser`` (``bench`` -> ``bench viewer``)."""
+    for action in parser._actions:  # argparse keeps no public list of a parser's actions
+        if isinstance(action, argparse._SubParsersAction):
+            chosen = action.choices.get(getattr(args, action.dest, None) or "")
+            if chosen is not None:
+                return chosen
+    return parser
 
 
 def _utf8_arguments(argv: Sequence[str]) -> list[str]:

@@ -107,6 +107,15 @@ def test_an_unknown_option_before_the_command_is_refused(capsys):
     assert exit_.value.code == 2 and err.startswith("atlas: error: unrecognized arguments: --bogus"), err
 
 
+def test_an_unknown_option_of_a_sub_command_points_to_that_sub_commands_help(capsys):
+    from atlas.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", "viewer", "--config", "x.yaml"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "--config x.yaml (see 'atlas bench viewer --help')" in err, err
+
+
 def test_ctrl_c_says_how_to_resume_when_the_work_can_be_resumed(monkeypatch, capsys):
     from atlas.cli import main
     from atlas.commands import sql
