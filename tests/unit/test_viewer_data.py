@@ -481,8 +481,8 @@ def test_a_snapshot_of_the_last_step_is_not_shown_twice():
         {"kind": ["best", "last", "snapshot", "snapshot"], "step": [95, 100, 50, 100], "png": [b"x"] * 4}
     )
     assert list(zip(*_without_repeats(kept)[["kind", "step"]].to_dict("list").values(), strict=True)) == [
-        ("best", 95), ("last", 100), ("snapshot", 50)
-    ]  # fmt: skip
+        ("best", 95), ("snapshot", 50), ("last", 100)
+    ]  # fmt: skip  (best, the way there in step order, the end)
     assert len(_without_repeats(kept[kept["kind"] != "last"])) == 3  # no last picture: nothing to drop
     stopped = pd.DataFrame(
         {"kind": ["best", "last", "snapshot", "snapshot", "snapshot"], "step": [6, 100, 0, 6, 20],
@@ -490,8 +490,7 @@ def test_a_snapshot_of_the_last_step_is_not_shown_twice():
     )  # fmt: skip
     shown = _without_repeats(stopped, 6.0)  # stopped at step 6: later snapshots are all its last picture
     assert list(zip(shown["kind"], shown["step"], strict=True)) == [
-        ("best", 6),
-        ("last", 100),
+        ("best = last", 6),  # its picture froze at its best: shown once
         ("snapshot", 0),
     ]
     assert len(_without_repeats(stopped, float("nan"))) == 5  # never stopped

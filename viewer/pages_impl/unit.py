@@ -262,16 +262,26 @@ def _chain_caption(rec: dict) -> str:
     )
 
 
+KIND_ORDER = {"best": 0, "snapshot": 1, "last": 2}  # the best, then the way there in step order, then the end
+
+
 def _without_repeats(kept: pd.DataFrame, stopped: float | None = None) -> pd.DataFrame:
-    """A chain's kept pictures less a snapshot of its last step (the last picture itself) and the
-    snapshots from the step the chain stopped on (``stopped``: its ``stopped_step``; its picture is frozen
-    there, so they are all its last picture)."""
+    """A chain's kept pictures, best first, then its snapshots in step order, then its last picture; less
+    a snapshot of its last step (the last picture itself) and the snapshots from the step the chain
+    stopped on (``stopped``: its ``stopped_step``; its picture is frozen there, so they are all its last
+    picture). A stopped chain's last picture is its best one: shown once, as ``best = last``."""
     if stopped is not None and pd.notna(stopped):
         kept = kept[~((kept["kind"] == "snapshot") & (kept["step"] >= int(stopped)))]
+        best_steps = set(kept.loc[kept["kind"] == "best", "step"])
+        if int(stopped) in best_steps and (kept["kind"] == "last").any():
+            kept = kept[kept["kind"] != "last"].assign(
+                kind=lambda df: df["kind"].where(df["kind"] != "best", "best = last")
+            )
     last = kept.loc[kept["kind"] == "last", "step"]
-    if last.empty:
-        return kept
-    return kept[~((kept["kind"] == "snapshot") & kept["step"].isin(last))]
+    if not last.empty:
+        kept = kept[~((kept["kind"] == "snapshot") & kept["step"].isin(last))]
+    order = kept["kind"].map(KIND_ORDER).fillna(0)
+    return kept.assign(_order=order).sort_values(["_order", "step"], kind="stable").drop(columns="_order")
 
 
 def _kept_items(kept: pd.DataFrame, stopped: float | None = None) -> list[tuple[bytes | None, str]]:
