@@ -198,21 +198,35 @@ def tiles(
 
 
 def layer_histograms(
-    df: pd.DataFrame, field: str, *, maxbins: int = 24, height: int = 110
+    df: pd.DataFrame,
+    field: str,
+    *,
+    order: Sequence[str] | None = None,
+    maxbins: int = 24,
+    height: int = 110,
 ) -> list[alt.Chart]:
-    """One small histogram of ``field`` per layer, each binned over its own range: layers differ in scale
-    by orders of magnitude (a class logit vs a conv channel's mean), so one shared axis would squeeze every
-    layer but the widest into a sliver. Colours match the other per-layer charts (layers in sorted order)."""
+    """One small histogram of ``field`` per layer (in ``order``, the run's layer order; else sorted), each
+    binned over its own range: layers differ in scale by orders of magnitude (a class logit vs a conv
+    channel's mean), so one shared axis would squeeze every layer but the widest into a sliver. Colours
+    match the other per-layer charts (assigned in sorted order). A layer whose units all share one value
+    (fc8's log-probs of sure classes: 0) gets one narrow bar there, not a block over the whole axis."""
     layers = sorted(df["layer"].dropna().unique().tolist())
+    shown = [name for name in order if name in layers] if order is not None else layers
     charts = []
-    for layer in layers:
+    for layer in shown:
         values = without_noise(df.loc[df["layer"] == layer, field].astype(float)).to_numpy()
         values = values[np.isfinite(values)]
         if values.size == 0:
             continue
-        edges = np.histogram_bin_edges(values, bins="auto")
-        if len(edges) - 1 > maxbins:
-            edges = np.histogram_bin_edges(values, bins=maxbins)
+        domain = None
+        if np.ptp(values) == 0:  # one value: a narrow bar in a window around it
+            pad = max(1.0, abs(float(values[0])) * 0.5)
+            edges = np.array([values[0] - pad / 24, values[0] + pad / 24])
+            domain = [float(values[0]) - pad, float(values[0]) + pad]
+        else:
+            edges = np.histogram_bin_edges(values, bins="auto")
+            if len(edges) - 1 > maxbins:
+                edges = np.histogram_bin_edges(values, bins=maxbins)
         counts, edges = np.histogram(values, bins=edges)
         bins = pd.DataFrame({"start": edges[:-1], "end": edges[1:], "units": counts, "layer": layer})
         charts.append(
@@ -222,7 +236,7 @@ def layer_histograms(
                 x=alt.X(
                     "start:Q",
                     title=None,
-                    scale=alt.Scale(zero=False),
+                    scale=alt.Scale(zero=False, **({"domain": domain} if domain else {})),
                     axis=alt.Axis(tickCount=4, format=AXIS_NUMBERS),
                 ),
                 x2="end:Q",

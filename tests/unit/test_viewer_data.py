@@ -464,6 +464,14 @@ def test_each_layers_histogram_is_binned_over_its_own_range():
         bins = chart.data
         assert bins["units"].sum() == len(values) and len(bins) <= 24
         assert bins["start"].min() == values.min() and np.isclose(bins["end"].max(), values.max())
+    in_run_order = widgets.layer_histograms(dist, "best_activation", order=["fc8", "conv"])
+    assert [c.data["layer"].iloc[0] for c in in_run_order] == ["fc8", "conv"]  # the run's order, not a-z
+    sure = pd.DataFrame({"layer": ["fc8"] * 10, "best_log_prob": [0.0] * 10})  # every class sure: all 0
+    [one] = widgets.layer_histograms(sure, "best_log_prob")
+    bar = one.data.iloc[0]
+    assert one.data["units"].tolist() == [10] and bar["start"] < 0 < bar["end"]
+    assert one.to_dict()["encoding"]["x"]["scale"]["domain"] == [-1.0, 1.0]  # a window around the value
+    assert bar["end"] - bar["start"] < 0.1  # with a narrow bar in it
 
 
 def test_model_differences_name_the_networks_whose_weights_differ():
@@ -481,7 +489,9 @@ def test_a_snapshot_of_the_last_step_is_not_shown_twice():
         {"kind": ["best", "last", "snapshot", "snapshot"], "step": [95, 100, 50, 100], "png": [b"x"] * 4}
     )
     assert list(zip(*_without_repeats(kept)[["kind", "step"]].to_dict("list").values(), strict=True)) == [
-        ("best", 95), ("snapshot", 50), ("last", 100)
+        ("best", 95),
+        ("snapshot", 50),
+        ("last", 100),
     ]  # fmt: skip  (best, the way there in step order, the end)
     assert len(_without_repeats(kept[kept["kind"] != "last"])) == 3  # no last picture: nothing to drop
     stopped = pd.DataFrame(

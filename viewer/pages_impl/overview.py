@@ -139,7 +139,7 @@ def _distributions(ctx: Context) -> None:
         (c2, "best_log_prob", "best log-prob"),
     ):
         col.markdown(f"**{title}** · units per bin, each layer on its own scale")
-        for chart in widgets.layer_histograms(dist, field):
+        for chart in widgets.layer_histograms(dist, field, order=ctx.layer_names):
             col.altair_chart(chart, width="stretch")
     c3.altair_chart(widgets.count_bars(dist, "facet_count", "facets per unit"), width="stretch")
 
