@@ -68,7 +68,12 @@ def _result(result: data.ConsoleResult, run: str | None) -> None:
     more = f" · pictures are drawn for results up to {data.PICTURE_ROWS} rows" if blobs else ""
     took = f"{result.seconds * 1000:.0f} ms with opening the run (a sandboxed connection per query)"
     st.caption(f"{n:,} row{'s' if n != 1 else ''} · {took}{more}")
-    st.dataframe(frame, hide_index=True, column_config=config, row_height=48 if pictures else None)
+    row = 48 if pictures else 35  # Streamlit's default row height is 35 px
+    height = 38 + row * min(n, SHOWN_ROWS) + 3  # header, rows, border: a short result whole, never 7.5 rows
+    st.dataframe(frame, hide_index=True, column_config=config, row_height=row, height=height)
+
+
+SHOWN_ROWS = 12  # rows the result table shows before it scrolls
 
 
 def render(ctx: Context) -> None:
