@@ -66,7 +66,8 @@ _MANIFEST_TYPES = {"config": dict, "config_hash": str, "fingerprints": dict}
 def manifest_problem(data: Any) -> str | None:
     """What is wrong with a ``run.json``'s content (not an object, a key of the wrong type), or None."""
     if not isinstance(data, dict):
-        return f"it holds a JSON {type(data).__name__.replace('str', 'string')}, not an object"
+        kind = {list: "list", str: "string", bool: "boolean", int: "number", float: "number"}.get(type(data))
+        return f"it holds a JSON {kind or 'null'}, not an object"
     for key, kind in _MANIFEST_TYPES.items():
         value = data.get(key)
         if key in ("config", "config_hash") and value is None:

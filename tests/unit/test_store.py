@@ -852,6 +852,8 @@ def test_finalize_sweeps_the_temporaries_of_writes_killed_mid_way(tmp_path):
     [
         ("[1, 2]", "holds a JSON list, not an object"),
         ('"run"', "holds a JSON string, not an object"),
+        ("null", "holds a JSON null, not an object"),
+        ("42", "holds a JSON number, not an object"),
         ("{}", "has no 'config'"),
         ('{"config": {}, "config_hash": "abc123", "fingerprints": "x"}', "its 'fingerprints' is \"x\""),
         ('{"config": "oops", "config_hash": "abc123"}', "its 'config' is \"oops\""),
