@@ -54,7 +54,8 @@ def cpu_bf16_is_faster() -> bool:
     if not cpu_has_native_bf16():
         return False
     best = {torch.float32: float("inf"), torch.bfloat16: float("inf")}
-    mats = {dt: (torch.randn(_PROBE_SIZE, _PROBE_SIZE).to(dt),) * 2 for dt in best}
+    gen = torch.Generator().manual_seed(0)  # its own: the global generator's state stays the caller's
+    mats = {dt: (torch.randn(_PROBE_SIZE, _PROBE_SIZE, generator=gen).to(dt),) * 2 for dt in best}
     with torch.no_grad():
         for dt in best:
             torch.mm(*mats[dt])  # warm-up: oneDNN picks and caches its kernel

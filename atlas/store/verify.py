@@ -64,13 +64,19 @@ def _unit_range(meta: pq.FileMetaData) -> tuple[int, int] | None:
 
 
 def _check_file(
-    loc: Location, rel: str, expected_rows: int, units: list[int] | None = None, deep: bool = False
+    loc: Location,
+    rel: str,
+    expected_rows: int,
+    units: list[int] | None = None,
+    deep: bool = False,
+    expected_bytes: int | None = None,
 ) -> str | None:
-    """The first problem of one shard file (missing, unreadable, other row count, units outside the
-    marker's range: another shard's file in its place, newer schema), or None. ``deep`` also reads every
-    page (checking its CRC where written) and decodes every picture."""
+    """The first problem of one shard file (missing, other bytes than its marker recorded, unreadable,
+    other row count, units outside the marker's range: another shard's file in its place, newer schema),
+    or None. ``deep`` also reads every page (checking its CRC where written) and decodes every picture."""
     try:
         with loc.fs.open_input_file(loc.full(rel)) as fh:
+            size = fh.size()
             meta = pq.ParquetFile(fh).metadata
             version = (meta.metadata or {}).get(b"atlas.schema_version", b"0")
     except FileNotFoundError:
@@ -84,6 +90,8 @@ def _check_file(
         return f"{rel} holds units {held[0]}-{held[1]}, its marker says {units[0]}-{units[1]}"
     if int(version) > SCHEMA_VERSION:
         return f"{rel} has schema version {int(version)}; this atlas reads up to {SCHEMA_VERSION}"
+    if isinstance(expected_bytes, int) and size != expected_bytes:  # after the more telling checks above
+        return f"{rel} holds {size:,} bytes, {expected_bytes:,} were written (truncated or overwritten)"
     return _read_whole(loc, rel) if deep else None
 
 
@@ -143,7 +151,12 @@ def verify_run(
             report.files += 1
             rel = files.get(table)
             units = marker.get("units")
-            problem = _check_file(loc, rel, n, units, deep) if rel else f"its marker names no {table} file"
+            sizes = marker.get("sizes") if isinstance(marker.get("sizes"), dict) else {}
+            problem = (
+                _check_file(loc, rel, n, units, deep, sizes.get(table))
+                if rel
+                else f"its marker names no {table} file"
+            )
             if problem:
                 report.bad[shard] = problem
                 break

@@ -911,3 +911,12 @@ def test_a_truncated_file_of_a_complete_run_is_damage_the_quick_check_sees(store
             check(run)
         assert f"shard fc8-0000's images file holds 100 bytes, {written:,} were written" in str(err.value)
         assert "atlas verify" in str(err.value) and "--repair" in str(err.value)
+    # the fix it names works: verify sees the same damage, also in a valid file of other bytes (the same
+    # rows written again uncompressed), and --repair has the shard redone
+    from atlas.store.verify import verify_run
+
+    other = run / store.shard_files("fc8-0001")["units"]
+    pq.write_table(pq.read_table(other), other, compression="none")
+    report = verify_run(run, repair=True)
+    assert "unreadable" in report.bad["fc8-0000"] and "were written" in report.bad["fc8-0001"]
+    assert store.completed_shards() == set()
