@@ -16,7 +16,7 @@ from atlas.config.models import ModelsConfig
 from atlas.config.sampler import FacetConfig, SamplerConfig
 from atlas.config.section import Section
 from atlas.errors import AtlasError, ConfigError
-from atlas.uri_filesystem import parse_uri
+from atlas.uri_filesystem import is_remote, parse_uri, scheme_of
 
 CODE_METHODS = ("dgn_am", "ppgn_h", "ga", "cmaes")  # optimize G's code: need a generator
 PIXEL_METHODS = ("pixel", "fourier", "maco", "accentuation")  # optimize a picture: no generator
@@ -81,6 +81,29 @@ class RunConfig(Section):
     toyworld: ToyWorldRef = Field(
         default_factory=ToyWorldRef, description="Toy world used by toyworld: specs."
     )
+
+    def storage_options_for(self, uri: str | None) -> dict[str, Any]:
+        """The ``storage:`` options a weights or code-statistics URI opens with. With ``out_dir`` on an
+        object store, the section describes that store: it applies to URIs on the same kind of store (the
+        region only in ``out_dir``'s own bucket), and a URI elsewhere (a public gs:// file, a bucket in
+        another region) opens with its own defaults. With a local ``out_dir`` its S3 settings (endpoint,
+        region) can describe only S3 URIs, so it applies to those."""
+        if not uri or not is_remote(uri):
+            return {}
+        options = self.storage.object_store_options()
+        if not is_remote(self.out_dir):
+            return options if scheme_of(uri) == "s3" else {}
+        kind = {"gcs": "gs"}
+        if kind.get(scheme_of(uri), scheme_of(uri)) != kind.get(
+            scheme_of(self.out_dir), scheme_of(self.out_dir)
+        ):
+            return {}
+        if (
+            parse_uri(uri, "weights")[1].split("/", 1)[0]
+            != parse_uri(self.out_dir, "out_dir")[1].split("/", 1)[0]
+        ):
+            options.pop("region", None)
+        return options
 
     @model_validator(mode="before")
     @classmethod

@@ -376,7 +376,7 @@ def load_run_model(run: RunConfig, role: Role) -> LoadedModel | None:
         role,
         allow_random_weights=run.models.allow_random_weights,
         toyworld=run.toyworld,
-        storage=run.storage.object_store_options(),
+        storage=run.storage_options_for(cfg.weights),
     )
 
 

@@ -60,7 +60,7 @@ def build_models(cfg: RunConfig) -> RunModels:
     stats: CodeStats | None = None
     stats_fingerprint = None
     if cfg.models.code_stats:
-        storage = cfg.storage.object_store_options()
+        storage = cfg.storage_options_for(cfg.models.code_stats)
         stats = CodeStats.load(cfg.models.code_stats, storage)
         stats_fingerprint = file_fingerprint(cfg.models.code_stats, storage)
     elif generator is not None:

@@ -237,3 +237,19 @@ def test_messages_stay_readable_for_long_empty_and_missing_values():
         config_from_dict(BASE, ["sampler.steps=null"])
     with pytest.raises(ConfigError, match=r"no list item '5' at 'layers'; it has items 0-1"):
         config_from_dict(BASE, ["layers.5.units=3"])
+
+
+def test_storage_options_reach_the_uris_on_out_dirs_store_only():
+    """The storage: section describes out_dir's store: a weights URI there opens with it, one elsewhere (a
+    public gs:// file, another bucket's region) with its own defaults; with a local out_dir its S3 settings
+    reach S3 URIs."""
+    minio = ["storage.endpoint_override=http://minio:9000", "storage.region=eu-west-1"]
+    c = config_from_dict(BASE, [*minio, "out_dir=s3://runs/atlas"])
+    assert c.storage_options_for("s3://runs/w/alexnet.pth")["region"] == "eu-west-1"
+    other_bucket = c.storage_options_for("s3://weights/alexnet.pth")
+    assert other_bucket["endpoint_override"] == "http://minio:9000" and "region" not in other_bucket
+    assert c.storage_options_for("gs://public/alexnet.pth") == {}
+    assert c.storage_options_for("/local/alexnet.pth") == {} and c.storage_options_for(None) == {}
+    local = config_from_dict(BASE, minio)
+    assert local.storage_options_for("s3://weights/a.pth")["endpoint_override"] == "http://minio:9000"
+    assert local.storage_options_for("gs://weights/a.pth") == {}
