@@ -64,9 +64,15 @@ class CodeStats:
     def load(path: str | Path, storage: Mapping[str, Any] | None = None) -> CodeStats:
         """Read a file written by :meth:`save`; ``path`` may be a URI (s3://, gs://, file://), opened with
         the ``storage:`` options."""
+        return CodeStats.read(path, storage)[0]
+
+    @staticmethod
+    def read(path: str | Path, storage: Mapping[str, Any] | None = None) -> tuple[CodeStats, str]:
+        """(:meth:`load`'s statistics, the file's fingerprint), from one read of its bytes: the fingerprint a
+        resume compares is that of the statistics the run used."""
         import io
 
-        from atlas.models.weights import is_uri, read_uri
+        from atlas.models.weights import is_uri, read_uri, source_fingerprint
 
         p = Path(path).expanduser()
         if is_uri(path):
@@ -78,7 +84,8 @@ class CodeStats:
         elif not p.is_file():
             raise ModelError(f"code statistics file {str(p)!r} not found; create it with `atlas code-stats`")
         else:
-            source = p
+            source = io.BytesIO(p.read_bytes())  # one read: the statistics and their fingerprint
+        fingerprint = source_fingerprint(source)
         try:
             blob = torch.load(source, map_location="cpu", weights_only=True)
             t = blob["tensors"]
@@ -94,7 +101,7 @@ class CodeStats:
             raise ModelError(
                 f"code statistics file {str(p)!r} {problem}; recompute it with `atlas code-stats`"
             )
-        return stats
+        return stats, fingerprint
 
     def problem(self) -> str | None:
         """Why these statistics cannot bound and start code chains (None: they can)."""

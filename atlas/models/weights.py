@@ -65,7 +65,7 @@ def read_state_dict(
     """(state dict, :func:`file_fingerprint`) of a state-dict file, its bytes read once (an object store's
     file is fetched once, not once to load and again to fingerprint)."""
     source = _weights_source(path, storage)
-    fingerprint = _fingerprint_source(source)
+    fingerprint = source_fingerprint(source)
     return _state_dict_of(_torch_load(source, str(path)), path), fingerprint
 
 
@@ -243,11 +243,12 @@ def apply_state_dict(module: nn.Module, state: Mapping[str, torch.Tensor], sourc
 def file_fingerprint(path: str | Path, storage: Mapping[str, Any] | None = None) -> str:
     """sha256 of a file's bytes (first 16 hex digits); ``path`` may be a URI (the ``storage:`` options)."""
     if is_uri(path):
-        return _fingerprint_source(io.BytesIO(read_uri(str(path), storage=storage)))
-    return _fingerprint_source(Path(path).expanduser())
+        return source_fingerprint(io.BytesIO(read_uri(str(path), storage=storage)))
+    return source_fingerprint(Path(path).expanduser())
 
 
-def _fingerprint_source(source: Path | io.BytesIO) -> str:
+def source_fingerprint(source: Path | io.BytesIO) -> str:
+    """sha256 (first 16 hex digits) of a file's bytes, or of bytes read already."""
     h = hashlib.sha256()
     if isinstance(source, io.BytesIO):
         h.update(source.getbuffer())

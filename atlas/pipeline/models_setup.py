@@ -18,7 +18,6 @@ from atlas.errors import AtlasError
 from atlas.models import CodeStats, LoadedModel
 from atlas.models.codes import default_deepsim_stats
 from atlas.models.registry import load_run_model
-from atlas.models.weights import file_fingerprint
 
 
 @dataclass
@@ -29,7 +28,7 @@ class RunModels:
     code_stats: CodeStats | None
     code_layer: str | None
     code_stats_file: str | None = None  # models.code_stats when the statistics come from a file
-    code_stats_fingerprint: str | None = None  # that file's (file_fingerprint), read when it was loaded
+    code_stats_fingerprint: str | None = None  # its fingerprint, from the bytes the statistics came from
 
     def fingerprints(self) -> dict[str, Any]:
         out = {}
@@ -61,8 +60,7 @@ def build_models(cfg: RunConfig) -> RunModels:
     stats_fingerprint = None
     if cfg.models.code_stats:
         storage = cfg.storage_options_for(cfg.models.code_stats)
-        stats = CodeStats.load(cfg.models.code_stats, storage)
-        stats_fingerprint = file_fingerprint(cfg.models.code_stats, storage)
+        stats, stats_fingerprint = CodeStats.read(cfg.models.code_stats, storage)
     elif generator is not None:
         stats = generator.extras.get("code_stats") or _deepsim_default_stats(generator)  # type: ignore[assignment]
     code_layer = cfg.models.code_layer or (generator.extras.get("code_layer") if generator else None)
