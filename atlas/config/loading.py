@@ -49,6 +49,8 @@ def _parse_assignment(assignment: str) -> tuple[str, list[str], Any]:
         raise ConfigError(f"--set {assignment!r}: {exc}") from None
     except yaml.YAMLError:
         value = raw
+    if parts[-1] == "name" and isinstance(value, int | float) and not isinstance(value, bool):
+        value = raw.strip()  # a name is text as typed: `--set name=007` is run 007, not 7
     return dotted, parts, value
 
 
@@ -64,7 +66,12 @@ def _descend(node: Any, part: str, dotted: str, path: list[str]) -> Any:
             raise ConfigError(
                 f"--set {dotted}: no list item {part!r} at '{'.'.join(path[:-1])}'; {_items(node)}"
             )
-        return node[int(part)]
+        item = node[int(part)]
+        if path[-2:-1] == ["layers"] and not isinstance(item, dict | list):  # `layers: [fc8]` shorthand
+            item = node[int(part)] = {"name": item}
+        if not isinstance(item, dict | list):
+            raise ConfigError(f"--set {dotted}: '{'.'.join(path)}' is a value, not a section")
+        return item
     child = node.get(part)
     if isinstance(child, str) and part in ("target", "generator", "dae"):
         child = node[part] = {"spec": child}
@@ -84,6 +91,8 @@ def config_from_dict(data: dict[str, Any], overrides: typing.Sequence[str] = ())
 
 
 _YAML11_NUMBER_TAGS = {"tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:timestamp"}
+_NUMBER_TAGS = {"tag:yaml.org,2002:int", "tag:yaml.org,2002:float"}
+NAME_KEYS = ("name", "layers")  # a run's or layer's name (and a layer list's shorthand items): text as typed
 
 
 class DuplicateKeyError(yaml.YAMLError):
@@ -102,6 +111,12 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     }
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        for key_node, value_node in node.value:  # names are text as typed: `name: 007`, `layers: [0.10]`
+            if isinstance(key_node, yaml.ScalarNode) and key_node.value in NAME_KEYS:
+                items = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+                for item in items:
+                    if isinstance(item, yaml.ScalarNode) and item.style is None and item.tag in _NUMBER_TAGS:
+                        item.tag = "tag:yaml.org,2002:str"
         seen: dict[Any, int] = {}
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults`: its keys may be overridden

@@ -67,14 +67,19 @@ def test_numbers_and_names_read_as_written_yaml_12_not_yaml_11(tmp_path):
     with pytest.raises(ConfigError, match="sampler.steps: expected an integer, got '1:30'"):
         config_from_dict(BASE, ["sampler.steps=1:30"])
     assert config_from_dict(BASE, ["name=123"]).name == "123"
+    assert config_from_dict(BASE, ["name=007"]).name == "007"  # a name is the text typed, zeros and all
+    assert config_from_dict(BASE, ["name=1.50"]).name == "1.50"
     path = tmp_path / "c.yaml"
     path.write_text(
         "name: t\nmodels: {target: toyworld:target, generator: toyworld:generator}\n"
-        "layers:\n  - {name: 4, units: [010, 011]}\n  - 7\n"
+        "layers:\n  - {name: 4, units: [010, 011]}\n  - 07\n  - {name: 0.10}\n"
         "sampler: {dgn_am: {lr: 1e-3}}\n"
     )
     c = load_config(path)
-    assert [layer.name for layer in c.layers] == ["4", "7"] and c.layers[0].units.resolve(20) == [10, 11]
+    assert [layer.name for layer in c.layers] == ["4", "07", "0.10"]  # nested Sequential names as typed
+    assert c.layers[0].units.resolve(20) == [10, 11]
+    c = load_config(path, ["layers.1.units=0-2"])  # a shorthand item takes a key: it becomes a section
+    assert c.layers[1].name == "07" and c.layers[1].units.resolve(20) == [0, 1, 2]
     assert c.sampler.dgn_am.lr == pytest.approx(1e-3)
 
 
