@@ -58,6 +58,12 @@ def _deterministic_steps(s: SamplerConfig) -> bool:
     return False  # pixel: its mean start has noise of its own
 
 
+def _store_of(uri: str, what: str) -> tuple[str, str]:
+    """(kind of object store, bucket) of an object-store URI: ``gs://`` and ``gcs://`` are one kind."""
+    scheme, path = parse_uri(uri, what)
+    return {"gcs": "gs"}.get(scheme, scheme), path.split("/", 1)[0]
+
+
 class RunConfig(Section):
     name: str = Field("atlas", description="Run name: the output goes to <out_dir>/<name>.")
     out_dir: str = Field(
@@ -93,15 +99,10 @@ class RunConfig(Section):
         options = self.storage.object_store_options()
         if not is_remote(self.out_dir):
             return options if scheme_of(uri) == "s3" else {}
-        kind = {"gcs": "gs"}
-        if kind.get(scheme_of(uri), scheme_of(uri)) != kind.get(
-            scheme_of(self.out_dir), scheme_of(self.out_dir)
-        ):
+        (kind, bucket), (out_kind, out_bucket) = _store_of(uri, "weights"), _store_of(self.out_dir, "out_dir")
+        if kind != out_kind:
             return {}
-        if (
-            parse_uri(uri, "weights")[1].split("/", 1)[0]
-            != parse_uri(self.out_dir, "out_dir")[1].split("/", 1)[0]
-        ):
+        if bucket != out_bucket:
             options.pop("region", None)
         return options
 
