@@ -56,6 +56,10 @@ GRID_PARAMS: dict[str, tuple[str, Any]] = {
 COMPARE_PARAMS: dict[str, str] = {"vs": "cmp_other", "mode": "cmp_mode", "cmp": "cmp_units"}
 COMPARE_MODES = {"runs": "two runs", "methods": "two methods"}  # ?mode= value -> the control's label
 
+# the audit page's controls in its URL: query parameter -> widget key (defaults under ``<key>_first``)
+AUDIT_PARAMS: dict[str, str] = {"pictures": "audit_kinds", "all": "audit_every_layer", "flag": "audit_flag"}
+AUDIT_SCOPE = {"1": True, "0": False}  # ?all= value -> the "every layer" toggle
+
 
 def compare_key(param: str, layer: str | None) -> str:
     """The widget key behind compare parameter ``param`` (the units box has one per layer)."""
@@ -101,6 +105,7 @@ def init_from_query_params() -> None:
         ss["unit_outline_cell"] = False
     ss["nav_grid_url"] = {k: qp.get(k) for k in GRID_PARAMS if qp.get(k) is not None}  # for grid_widget
     ss["nav_cmp_url"] = {k: qp.get(k) for k in COMPARE_PARAMS if qp.get(k) is not None}  # compare_widget
+    ss["nav_audit_url"] = {k: qp.get(k) for k in AUDIT_PARAMS if qp.get(k) is not None}  # audit_widget
     ss["nav_initialized"] = True
 
 
@@ -135,6 +140,7 @@ PAGE_KEYS: dict[str, set[str]] = {
     "unit": {"unit", "frame"},
     "compare": {"unit", *COMPARE_PARAMS},
     "layer": {"p", *GRID_PARAMS},
+    "audit": set(AUDIT_PARAMS),
     "sql": {"q"},
 }
 
@@ -219,7 +225,13 @@ def follow_history() -> None:
     unit = _int(qp.get("unit"), None)
     if page in ("unit", "compare") and unit is not None:
         set_("unit", unit)
-    seed = {"layer": _seed_grid, "unit": _seed_unit_page, "sql": _seed_console, "compare": _seed_compare}
+    seed = {
+        "layer": _seed_grid,
+        "unit": _seed_unit_page,
+        "sql": _seed_console,
+        "compare": _seed_compare,
+        "audit": _seed_audit,
+    }
     seed.get(page, lambda _qp: None)(qp)
 
 
@@ -252,43 +264,94 @@ def clear_grid_filters() -> None:
 
 def _seed_compare(qp: dict[str, str]) -> None:
     """The compare page's controls back to their defaults (assigned, as the grid's), then the URL's."""
+    keys = {param: compare_key(param, get("layer")) for param in COMPARE_PARAMS}
+    _seed_link_widgets(keys, "nav_cmp_url", qp)
+
+
+def _seed_audit(qp: dict[str, str]) -> None:
+    """The audit page's controls back to their defaults, then the URL's (:func:`audit_widget`)."""
+    _seed_link_widgets(AUDIT_PARAMS, "nav_audit_url", qp)
+
+
+def _seed_link_widgets(keys: dict[str, str], store: str, qp: dict[str, str]) -> None:
+    """Widgets ``keys`` (query parameter -> key) back to their remembered defaults; the URL's values are
+    kept under ``store`` for the page's next draw (:func:`_link_seeded`)."""
     ss = st.session_state
-    for param in COMPARE_PARAMS:
-        key = compare_key(param, get("layer"))
+    for key in keys.values():
         first = ss.get(f"{key}_first")
         if first is not None:
             ss[key] = first
-    ss["nav_cmp_url"] = {k: qp[k] for k in COMPARE_PARAMS if k in qp}
+    ss[store] = {k: qp[k] for k in keys if k in qp}
 
 
 def compare_widget(param: str, layer: str | None, options: list[Any] | None, default: Any) -> str:
     """Key of the compare control behind ``param``: its default remembered (``<key>_first``, for the URL
-    and history steps), seeded once from the URL (a value it cannot take is dropped)."""
-    ss = st.session_state
+    and history steps), seeded once from the URL (a value it cannot take is named and left out)."""
     key = compare_key(param, layer)
-    untouched = key not in ss or ss[key] == ss.get(f"{key}_first")  # a default follows the unit shown
+    _link_seeded(key, "nav_cmp_url", param, options, default, COMPARE_MODES if param == "mode" else None)
+    return key
+
+
+def _link_seeded(
+    key: str,
+    store: str,
+    param: str,
+    options: list[Any] | None,
+    default: Any,
+    words: dict[str, Any] | None = None,
+) -> None:
+    """Seed widget ``key`` once from the link's ``param`` (kept under ``store`` by
+    :func:`init_from_query_params`; ``words``: the URL's text -> the widget's value, where they differ);
+    else a widget left at its default follows ``default`` (which may change with the unit or layer
+    shown). ``<key>_first`` remembers the default for the URL."""
+    ss = st.session_state
+    untouched = key not in ss or ss[key] == ss.get(f"{key}_first")
     ss[f"{key}_first"] = default
-    raw = ss.get("nav_cmp_url", {}).pop(param, None)
-    value = COMPARE_MODES.get(raw) if param == "mode" else raw
+    raw = ss.get(store, {}).pop(param, None)
+    value = words.get(raw) if words is not None and raw is not None else raw
     if value is not None and (options is None or value in options):
         ss[key] = value
-    elif untouched or (options is not None and ss[key] not in options):
+        return
+    if raw is not None:  # said, not dropped in silence (as the grid's)
+        valid = list(words) if words is not None else options
+        offered = f" (this page offers: {', '.join(map(str, valid))})" if valid and len(valid) <= 12 else ""
+        notice(f"The link's {param}={raw!r} is not one this page can show{offered}; it is left out.")
+    if untouched or (options is not None and ss[key] not in options):
         ss[key] = default
-    return key
 
 
 def compare_params() -> dict[str, str]:
     """The compare page's choices that differ from their defaults, as query parameters."""
+    keys = {param: compare_key(param, get("layer")) for param in COMPARE_PARAMS}
+    labels = {label: mode for mode, label in COMPARE_MODES.items()}
+    return _changed_params(keys, {"mode": labels.get})
+
+
+def audit_widget(param: str, options: list[Any], default: Any) -> str:
+    """Key of the audit control behind ``param`` (``pictures``, ``all``, ``flag``), seeded once from the
+    URL; a value the control cannot take is named and left out."""
+    key = AUDIT_PARAMS[param]
+    _link_seeded(key, "nav_audit_url", param, options, default, AUDIT_SCOPE if param == "all" else None)
+    return key
+
+
+def audit_params() -> dict[str, str]:
+    """The audit page's choices that differ from their defaults, as query parameters."""
+    scope = {value: text for text, value in AUDIT_SCOPE.items()}
+    return _changed_params(AUDIT_PARAMS, {"all": scope.get})
+
+
+def _changed_params(keys: dict[str, str], encode: dict[str, Any]) -> dict[str, str]:
+    """Query parameter -> text for the widgets ``keys`` whose value differs from its default
+    (``<key>_first``); ``encode``: per parameter, the value's text in the URL (None: left out)."""
     ss, out = st.session_state, {}
-    for param in COMPARE_PARAMS:
-        key = compare_key(param, get("layer"))
+    for param, key in keys.items():
         value = ss.get(key)
         if value is None or value == ss.get(f"{key}_first"):
             continue
-        if param == "mode":
-            value = next((k for k, label in COMPARE_MODES.items() if label == value), None)
-        if value is not None:
-            out[param] = str(value)
+        text = encode[param](value) if param in encode else str(value)
+        if text is not None:
+            out[param] = str(text)
     return out
 
 
@@ -421,6 +484,8 @@ def params_for(page: str, multi_run: bool) -> dict[str, str]:
         params.update(grid_params())
     if page == "compare":
         params.update(compare_params())
+    if page == "audit":
+        params.update(audit_params())
     if page == "unit" and st.session_state.get("unit_outline_cell") is False:
         params["frame"] = "0"
     if (

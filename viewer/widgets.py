@@ -341,6 +341,16 @@ def tuning_chart(
     return bars + rule.encode(x="x:Q")
 
 
+def link_notice() -> None:
+    """The notices the page's own controls left while drawing (a link's value they cannot take), as the
+    app shows those of the URL above every page."""
+    from viewer import state
+
+    said = state.take_notice()
+    if said:
+        st.warning(said, icon=":material/link_off:")
+
+
 def unit_picker(options: Sequence[tuple[str, int]], key: str, label: str = "Open a unit") -> None:
     """A select box of (layer, unit) and a button that opens the chosen unit's page in this tab."""
     from viewer import state

@@ -255,8 +255,11 @@ def test_compare_choices_are_in_the_url_and_come_back(runs, monkeypatch):
     assert both.segmented_control(key="cmp_mode").value == "two methods"
     assert both.query_params["mode"] == "methods" and len(both.dataframe) == 1  # the per-method summary
     odd = app(runs / "beta", monkeypatch, page="compare", layer="fc8", mode="nope", vs="gamma")
-    assert odd.segmented_control(key="cmp_mode").value == "two runs"  # values it cannot take: dropped
+    assert odd.segmented_control(key="cmp_mode").value == "two runs"  # values it cannot take: named, left out
     assert odd.selectbox(key="cmp_other").value == "alpha" and "vs" not in odd.query_params
+    said = " ".join(w.value for w in odd.warning)
+    assert "mode='nope' is not one this page can show (this page offers: runs, methods)" in said, said
+    assert "vs='gamma'" in said
 
 
 def test_compare_methods(runs, monkeypatch):
@@ -522,6 +525,36 @@ def test_audit_page_lists_flagged_units(runs, monkeypatch):
     first = at.dataframe[1].value.iloc[0]
     at.button(key="audit_open").click().run()  # opens the first listed unit
     assert page_of(at) == "unit" and at.title[0].value == f"{first['layer']} · unit {first['unit']}"
+
+
+def test_audit_choices_are_in_the_url_and_come_back(runs, monkeypatch):
+    at = app(runs / "alpha", monkeypatch, page="audit", layer="fc8")
+    assert not set(state.AUDIT_PARAMS) & set(at.query_params)  # defaults stay out of the URL
+    flag = at.selectbox(key="audit_flag").options[1]
+    at.toggle(key="audit_every_layer").set_value(True).run()
+    at.selectbox(key="audit_flag").set_value(flag).run()
+    assert at.query_params["all"] == "1" and at.query_params["flag"] == flag
+    listed = at.dataframe[1].value
+    again = app(runs / "alpha", monkeypatch, **dict(at.query_params), page="audit")  # the link, opened anew
+    assert (
+        again.toggle(key="audit_every_layer").value is True
+        and again.selectbox(key="audit_flag").value == flag
+    )
+    assert again.dataframe[1].value[["layer", "unit"]].equals(listed[["layer", "unit"]])
+    monkeypatch.setattr(state, "_history_flag", lambda: True)  # Back to the audit URL before the changes
+    monkeypatch.setattr(state, "_url_path", lambda: "/audit")
+    at.query_params.clear()
+    at.query_params.update({"layer": "fc8"})
+    at.run()
+    assert at.toggle(key="audit_every_layer").value is False and at.selectbox(key="audit_flag").index == 0
+    assert not set(state.AUDIT_PARAMS) & set(at.query_params)
+    monkeypatch.setattr(state, "_history_flag", lambda: False)
+    odd = app(runs / "alpha", monkeypatch, page="audit", layer="fc8", all="yes", flag="nope")
+    said = " ".join(w.value for w in odd.warning)
+    assert (
+        "all='yes' is not one this page can show (this page offers: 1, 0)" in said and "flag='nope'" in said
+    )
+    assert odd.toggle(key="audit_every_layer").value is False and "flag" not in odd.query_params
 
 
 @pytest.mark.parametrize("page", list(state.PAGES))

@@ -14,14 +14,23 @@ ANY_FLAG = "any flag"
 
 
 def _controls(ctx: Context, layer: str) -> tuple[tuple[str, ...], str | None, str | None]:
-    """(picture kinds, layer or None for every layer, flag or None for any flag)."""
+    """(picture kinds, layer or None for every layer, flag or None for any flag); each control in the URL
+    when changed (``?pictures=``, ``?all=1``, ``?flag=``)."""
     c1, c2, c3 = st.columns([2, 1.4, 1.4])
-    kinds = c1.selectbox("Pictures", list(data.AUDIT_KINDS), key="audit_kinds")
-    if "audit_every_layer" not in st.session_state:  # first visit: every layer unless this one has flags
-        none_here = data.flagged_units(ctx.conn, data.AUDIT_KINDS[kinds], layer, None, labels=False).empty
-        st.session_state["audit_every_layer"] = none_here
-    every = c2.toggle("every layer", key="audit_every_layer", help=f"off: only layer {layer} (sidebar)")
-    flag = c3.selectbox("Flag", [ANY_FLAG, *data.flag_names(ctx.conn)], key="audit_flag")
+    kind_names = list(data.AUDIT_KINDS)
+    kinds = c1.selectbox(
+        "Pictures", kind_names, key=state.audit_widget("pictures", kind_names, kind_names[0])
+    )
+    # every layer by default when this one has no flagged picture of those kinds (else an empty list)
+    none_here = data.flagged_units(ctx.conn, data.AUDIT_KINDS[kinds], layer, None, labels=False).empty
+    every = c2.toggle(
+        "every layer",
+        key=state.audit_widget("all", [True, False], none_here),
+        help=f"off: only layer {layer} (sidebar)",
+    )
+    flags = [ANY_FLAG, *data.flag_names(ctx.conn)]
+    flag = c3.selectbox("Flag", flags, key=state.audit_widget("flag", flags, ANY_FLAG))
+    widgets.link_notice()
     return data.AUDIT_KINDS[kinds], None if every else layer, None if flag == ANY_FLAG else flag
 
 

@@ -49,6 +49,7 @@ def _units_input(ctx: Context, layer: str) -> list[int]:
     """The units typed, those the layer has (a note names the others), at most MAX_UNITS."""
     key = state.compare_widget("cmp", layer, None, _default_units(ctx, layer))
     text = st.text_input("Units", key=key, help="numbers and ranges, e.g. 0-7, 12")
+    widgets.link_notice()  # a link's value a control here cannot take (state.compare_widget)
     if not text.strip():
         return []
     try:
@@ -119,6 +120,7 @@ def _compare_runs(ctx: Context, layer: str) -> None:
     names = [p.name for p in ctx.siblings]
     default = _default_other(ctx, layer)
     other_name = st.selectbox("Other run", names, key=state.compare_widget("vs", layer, names, default))
+    widgets.link_notice()
     where = ctx.siblings[names.index(other_name)]
     try:  # the other run's open and first reads: a damage found here is its, not this run's
         other = ctx.open_other(where) if ctx.open_other else None
@@ -182,6 +184,7 @@ def render(ctx: Context) -> None:
         return
     key = state.compare_widget("mode", layer, modes, modes[0])
     mode = (st.segmented_control("Compare", modes, key=key) if len(modes) > 1 else None) or modes[0]
+    widgets.link_notice()
     if mode == "two methods":
         _compare_methods(ctx, layer, run_methods)
     else:

@@ -193,9 +193,7 @@ def render(ctx: Context) -> None:
     )
     have = data.truth(ctx.conn)
     query = _filters(ctx, layer, have)
-    said = state.take_notice()  # a link's filter value the grid cannot take (state.grid_widget)
-    if said:
-        st.warning(said, icon=":material/link_off:")
+    widgets.link_notice()  # a link's filter value the grid cannot take (state.grid_widget)
     total = data.grid_count(ctx.conn, query)
     pages = max(1, math.ceil(total / query.page_size))
     page = min(int(state.get("grid_page") or 0), pages - 1)
