@@ -238,6 +238,7 @@ def build_engine(cfg: RunConfig, truth: bool = True) -> tuple[Engine, Any, torch
         real=bundle.real,
         truth=truth,
     )
+    engine.prepare(layer.name for layer in cfg.layers)
     return engine, bundle, device
 
 

@@ -110,6 +110,7 @@ class AtlasWorker:
             code_layer=self.models.code_layer,
             real=self.real,
         )
+        self.engine.prepare(layer.name for layer in self.cfg.layers)  # same bits whatever the shard order
         self.judge = Judge(bundle.judge, self.device) if bundle.judge is not None else None
         self.reader = Reader(bundle.reader, self.device) if bundle.reader is not None else None
         self.setup_seconds = time.perf_counter() - started

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 
@@ -286,12 +286,9 @@ class Engine:
             labels.extend(lab)
             gens_all.extend(gens)
         diversity = self._diversity_layer(layer)
-        probe_layers = [layer] + list(getattr(self.sampler.prior, "needs_layers", ())) + diversity
         paths = self.path_layers(layer)
         code = [self.code_layer] if self.manifold_scored else []
-        final = [layer] + ([self.facet_layer] if self.facet_layer else []) + paths + code
-        final_layers = list(dict.fromkeys(final))
-        probe, final_probe = self.nets.probes(list(dict.fromkeys(probe_layers)), final_layers)
+        probe, final_probe = self.nets.probes(*self._probe_lists(layer))
         readout = TargetReadout(
             self.nets.space.encode, probe, final_probe, layer, self.facet_layer, tuple(paths), *code[:1]
         )
@@ -324,6 +321,32 @@ class Engine:
                 meta=[(c.chain, c.seed, lab) for c, lab in zip(batch, labels, strict=True)],
                 stop_at=self._stop_at(layer, batch),
             )
+
+    def _probe_lists(self, layer: str) -> tuple[list[str], list[str]]:
+        """(layers read at every step, layers read on the last pictures) of a batch of ``layer``'s chains."""
+        prior = list(getattr(self.sampler.prior, "needs_layers", ()))
+        steps = [layer, *prior, *self._diversity_layer(layer)]
+        code = [self.code_layer] if self.manifold_scored else []
+        final = [layer, *([self.facet_layer] if self.facet_layer else []), *self.path_layers(layer), *code]
+        return list(dict.fromkeys(steps)), list(dict.fromkeys(final))
+
+    def layers_read(self, layer: str) -> list[str]:
+        """Every target layer that mapping ``layer`` reads: the chains' probes and the pass over the real
+        images (codes, facet features, path patterns)."""
+        name = self.nets.resolve_layer(layer)
+        steps, final = self._probe_lists(name)
+        real = [self.code_layer] if self.code_layer and self.real is not None else []
+        return list(dict.fromkeys([*steps, *final, *real]))
+
+    def prepare(self, layers: Iterable[str]) -> None:
+        """Unfold, before any chain runs, the BatchNorm folds of every layer that mapping ``layers`` reads.
+
+        A probe on a folded layer unfolds it for good (``EngineNets.probes``), and a folded conv + BN
+        computes the same function in other float bits (~1e-6) than the unfolded pair: a process that met
+        the layers in another order (a conv layer's shard before an fc layer's, or none) then computed the
+        other layers' pictures from other bits, which PPGN-h's chains amplify. Prepared with the run's
+        layers, every process computes in the same modules whatever order its shards come in."""
+        self.nets.probes([name for layer in layers for name in self.layers_read(layer)])
 
     def _diversity_layer(self, layer: str) -> list[str]:
         """[the layer the diversity term compares] (``sampler.diversity_layer``, else the earliest path

@@ -305,6 +305,8 @@ def test_worker_is_a_plain_class(tmp_path, micro_cache):
     cfg = micro_config(tmp_path, micro_cache, "sampler.steps=4")
     RunStore(tmp_path / "plain").init_run({"config": cfg.to_dict(), "config_hash": "x"})
     worker = AtlasWorker(cfg.to_dict(), str(tmp_path / "plain"), threads=1)
+    folded = worker.engine.nets.folding.folded  # fixed as the worker starts (Engine.prepare): no shard
+    assert folded  # unfolds a BatchNorm that changes another layer's bits, whatever order shards come in
     summary = worker.run_shard(Shard("fc8-00000", "fc8", (0, 1)))
     assert summary["units"] == 2 and summary["rows"]["units"] == 2
     assert torch.get_num_threads() >= 1
@@ -319,6 +321,7 @@ def test_worker_is_a_plain_class(tmp_path, micro_cache):
     # a conv unit is read at its cell: every picture gets exactly one of background / edge / interior there
     worker.run_shard(Shard("conv2-00000", "conv2", (0, 1)))
     conn = open_run(tmp_path / "plain")  # sees the new shard's files
+    assert worker.engine.nets.folding.folded == folded
     cells = conn.execute("SELECT DISTINCT label_cell FROM units WHERE layer = 'conv2'").fetchall()
     shape = worker.engine.nets.layer_shape("conv2")  # (C, h, w)
     assert [tuple(c) for (c,) in cells] == [cell_of(center_of(shape), shape[1:], (16, 16))]

@@ -112,6 +112,30 @@ def test_determinism_and_seed_dependence(world):
     assert r1.chains[0].seed != r1.chains[1].seed
 
 
+def test_the_order_a_process_maps_layers_in_does_not_change_the_bits(one_torch_thread):
+    """A probe on a folded conv layer unfolds its BatchNorm for good, and folded or not the pair gives other
+    float bits: an actor that mapped a conv1 shard before an fc8 shard drew fc8 from other bits than one
+    that did not (PPGN-h's chains amplify them). Prepared with the run's layers (as every worker is), the
+    order no longer matters."""
+    bn_world = tiny_world(batchnorm=True)
+    kw = dict(method="ppgn_h", ppgn_h=PpgnConfig(eps3=0.5, lr=0.1))
+
+    def fc8(first: str | None, layers: list[str] | None) -> list[torch.Tensor]:
+        engine = make(bn_world, **kw)
+        if layers is not None:
+            engine.prepare(layers)
+        if first is not None:
+            engine.map_units(first, [0], seed=1)
+        return [c.final_activations for u in engine.map_units("fc8", [2, 5], seed=1) for c in u.chains]
+
+    def same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+        return all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+    assert not same(fc8(None, None), fc8("conv1", None))  # the fault this guards against is real here
+    assert same(fc8(None, ["fc8", "conv1"]), fc8("conv1", ["fc8", "conv1"]))
+    assert same(fc8("conv1", ["conv1", "fc8"]), fc8(None, ["conv1", "fc8"]))
+
+
 def test_conv_center_vs_mean(world):
     center = make(world, method="pixel", spatial="center").map_units("conv2", [3], seed=0)[0]
     mean = make(world, method="pixel", spatial="mean").map_units("conv2", [3], seed=0)[0]

@@ -30,15 +30,21 @@ class ResidualMLP(nn.Module):
         return torch.relu(h + 0.1 * self.net(h))
 
 
-def tiny_target(seed: int = 0) -> LoadedModel:
+def tiny_target(seed: int = 0, batchnorm: bool = False) -> LoadedModel:
+    """``batchnorm``: BatchNorms (``bn1``, ``bn2``, random running statistics) after the convs, which the
+    engine folds."""
     torch.manual_seed(seed)
+    bn1 = [("bn1", _random_batchnorm(8))] if batchnorm else []
+    bn2 = [("bn2", _random_batchnorm(16))] if batchnorm else []
     m = nn.Sequential(
         OrderedDict(
             [
                 ("conv1", nn.Conv2d(3, 8, 3, padding=1)),
+                *bn1,
                 ("relu1", nn.ReLU()),
                 ("pool1", nn.MaxPool2d(2)),
                 ("conv2", nn.Conv2d(8, 16, 3, padding=1)),
+                *bn2,
                 ("relu2", nn.ReLU()),
                 ("pool2", nn.MaxPool2d(2)),
                 ("flatten", nn.Flatten()),
@@ -52,6 +58,16 @@ def tiny_target(seed: int = 0) -> LoadedModel:
     )
     space = ImageSpace(size=SIZE, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
     return LoadedModel(freeze(m), "target", "tiny:target", space=space, output_layer="fc8")
+
+
+def _random_batchnorm(channels: int) -> nn.BatchNorm2d:
+    norm = nn.BatchNorm2d(channels)
+    with torch.no_grad():
+        norm.running_mean.normal_(0.0, 0.3)
+        norm.running_var.uniform_(0.5, 2.0)
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.normal_(0.0, 0.1)
+    return norm
 
 
 def tiny_generator(seed: int = 1) -> LoadedModel:
@@ -99,9 +115,11 @@ class TinyReal:
         self.labels = torch.zeros(n, dtype=torch.long)
 
 
-def tiny_world(seed: int = 0):
-    """(target, generator, dae, real) with the generator's code stats from the real images' relu6 codes."""
-    target, gen, dae, real = tiny_target(seed), tiny_generator(seed + 1), tiny_dae(seed + 2), TinyReal()
+def tiny_world(seed: int = 0, batchnorm: bool = False):
+    """(target, generator, dae, real) with the generator's code stats from the real images' relu6 codes;
+    ``batchnorm``: the target's (:func:`tiny_target`)."""
+    target, gen = tiny_target(seed, batchnorm), tiny_generator(seed + 1)
+    dae, real = tiny_dae(seed + 2), TinyReal()
     from atlas.models.probes import LayerProbe
 
     with torch.no_grad():
