@@ -13,7 +13,7 @@ import importlib
 import io
 import pickle
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -190,26 +190,42 @@ def _names(keys: list[str], n: int = 3) -> str:
     return some(keys, n, quoted=True)
 
 
+OPTIONAL_KEY_SUFFIX = "num_batches_tracked"  # BatchNorm's counter: older and converted files lack it
+
+
+def _required(own: Mapping[str, object]) -> set[str]:
+    """The model's keys a state dict must hold: all but BatchNorm's ``num_batches_tracked`` counters, which
+    PyTorch fills in when a file lacks them (eval-mode outputs never read them)."""
+    return {k for k in own if k.rsplit(".", 1)[-1] != OPTIONAL_KEY_SUFFIX}
+
+
+def _fits(keys: Iterable[str], own: Mapping[str, object]) -> bool:
+    """Do ``keys`` name exactly the model's keys, its optional ones or not?"""
+    keys = set(keys)
+    return keys <= set(own) and _required(own) <= keys
+
+
 def _without_wrapper_prefix(
     state: Mapping[str, torch.Tensor], own: Mapping[str, object]
 ) -> Mapping[str, torch.Tensor]:
     """``state`` with the first name part every key shares removed (``model.`` from a Lightning module,
     ``backbone.`` from a wrapper), when exactly the model's keys are left; else ``state`` as it is."""
-    if not state or set(state) == set(own):
+    if not state or _fits(state, own):
         return state
     heads = {k.split(".", 1)[0] for k in state}
     if len(heads) != 1 or not all("." in k for k in state):
         return state
     cut = len(heads.pop()) + 1
     stripped = {k[cut:]: v for k, v in state.items()}
-    return stripped if set(stripped) == set(own) else state
+    return stripped if _fits(stripped, own) else state
 
 
 def apply_state_dict(module: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
     """Strictly load ``state`` into ``module``; missing/unexpected keys and shape mismatches are named."""
     own = module.state_dict()
     state = _without_wrapper_prefix(state, own)
-    missing = [k for k in own if k not in state]
+    required = _required(own)
+    missing = [k for k in own if k not in state and k in required]
     unexpected = [k for k in state if k not in own]
     if missing or unexpected:
         parts = []

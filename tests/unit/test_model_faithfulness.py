@@ -185,6 +185,21 @@ def test_checkpoints_as_people_save_them_load(tmp_path):
         load_state_dict_file(path)
 
 
+def test_a_file_without_batchnorm_counters_loads_as_pytorch_loads_it(tmp_path):
+    """Older and converted checkpoints lack BatchNorm's ``num_batches_tracked``; PyTorch fills it in."""
+    import torchvision as tv
+
+    state = tv.models.resnet18(weights=None).state_dict()
+    kept = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    path = tmp_path / "old.pt"
+    torch.save({f"module.{k}": v for k, v in kept.items()}, path)  # DataParallel's prefix too
+    model = load_model(ModelConfig(spec="torchvision:resnet18", weights=str(path)))
+    assert torch.equal(model.module.state_dict()["conv1.weight"], state["conv1.weight"])
+    torch.save({k: v for k, v in kept.items() if k != "bn1.running_var"}, path)  # a real key still counts
+    with pytest.raises(ModelError, match="missing keys 'bn1.running_var'"):
+        load_model(ModelConfig(spec="torchvision:resnet18", weights=str(path)))
+
+
 def test_torchvision_googlenet_takes_its_pretrained_layout(tmp_path):
     import torchvision as tv
 
