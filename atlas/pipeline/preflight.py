@@ -218,6 +218,28 @@ def _check_code_layer(cfg: RunConfig, models: RunModels, module: nn.Module, shap
     return name
 
 
+def _check_dae(cfg: RunConfig, models: RunModels) -> None:
+    """PPGN-h's DAE prior denoises G's code (R(h) - h, Eq. 7 of Nguyen et al. 2017): one batch-1 pass on
+    a code of G's shape must give a code of that shape, else every unit fails in the workers."""
+    s, gen, dae = cfg.sampler, models.generator, models.dae
+    if s.method != "ppgn_h" or s.ppgn_h.prior != "dae" or dae is None or gen is None or not gen.code_shape:
+        return
+    code = torch.zeros(1, *gen.code_shape)
+    try:
+        with torch.no_grad():
+            out = dae.module(code)
+        problem = None if tuple(out.shape) == tuple(code.shape) else f"returns shape {tuple(out.shape[1:])}"
+    except (RuntimeError, ValueError, TypeError) as exc:
+        problem = f"fails on it ({first_line(exc)})"
+    if problem is not None:
+        dae_code = f" (it was made for codes of shape {dae.code_shape})" if dae.code_shape else ""
+        joint = " or use sampler.ppgn_h.prior: joint" if models.code_layer else ""
+        raise ConfigError(
+            f"models.dae: the generator's code has shape {tuple(gen.code_shape)} and the DAE {problem}"
+            f"{dae_code}; train one on this generator's code (atlas train-dae with this config){joint}"
+        )
+
+
 def _facet_layer(
     cfg: RunConfig, module: nn.Module, rows: list[LayerInfo], shapes: Shapes, output: str | None
 ) -> str | None:
@@ -263,6 +285,7 @@ def preflight_models(cfg: RunConfig, models: RunModels) -> PreflightReport:
     output = target.output_layer
     layer_shapes = _check_layers(cfg, module, shapes, output)
     code_layer = _check_code_layer(cfg, models, module, shapes)
+    _check_dae(cfg, models)
     if s.method in CODE_METHODS and s.start == "mean" and models.code_stats is None:
         raise ConfigError(
             "sampler.start: 'mean' needs the mean code and the generator has no code statistics; set "

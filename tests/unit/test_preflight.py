@@ -218,6 +218,28 @@ def test_deepsim_without_code_stats_gets_ppgns_clip_range(variant, lower, tmp_pa
     assert build_models(toy).code_stats is None  # no generator, no bounds
 
 
+def test_a_dae_for_another_code_is_refused_before_anything_runs(tmp_path):
+    """PPGN-h's DAE must denoise G's code: a DAE trained on another generator's code failed every unit in
+    the workers, and the run was marked complete."""
+    from atlas.models.dae import ResidualMLPDAE
+
+    path = tmp_path / "dae32.pt"
+    torch.save(ResidualMLPDAE(32, hidden=8, blocks=1).state_dict(), path)
+    models = {"target": f"{SPEC}:good", "generator": "deepsim:fc8", "allow_random_weights": True}
+    sampler = {"method": "ppgn_h", "steps": 2, "chains_per_unit": 1, "start": "random"}
+    cfg = config(
+        models={**models, "dae": {"spec": "dae:residual_mlp", "weights": str(path)}}, sampler=sampler
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"models.dae: the generator's code has shape \(1000,\) and the DAE "
+        r"fails on it .*made for codes of shape \(32,\)\); train one on this generator's code",
+    ):
+        preflight(cfg, build_models(cfg))
+    torch.save(ResidualMLPDAE(1000, hidden=8, blocks=1).state_dict(), path)  # this G's code: accepted
+    assert preflight(cfg, build_models(cfg)).layer_shapes["fc8"] == (10,)
+
+
 def test_connect_without_address_starts_a_new_local_ray(monkeypatch):
     """No address: a fresh local instance (address='local'), so a stale /tmp/ray/ray_current_cluster left by
     a crashed cluster is never joined; an address (or RAY_ADDRESS) is joined as given."""
