@@ -12,7 +12,7 @@ HELP = (
 
 
 EXAMPLES = """examples:
-  atlas verify runs/demo              # exit 1 when a shard is bad
+  atlas verify runs/demo              # exit 1 when a shard is bad or holds failed units
   atlas verify runs/demo --deep       # also every data page and picture (reads the whole run)
   atlas verify runs/demo --repair     # then the same `atlas run` redoes the bad shards
 """
@@ -23,7 +23,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--repair",
         action="store_true",
-        help="remove the completion markers of bad shards, so the next `atlas run` redoes them",
+        help="remove the completion markers of bad shards and of shards with failed units, so the next "
+        "`atlas run` redoes them",
     )
     p.add_argument(
         "--deep",
@@ -31,6 +32,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="also read every data page (checking its CRC) and decode every picture: slower, finds damaged "
         "bytes inside a file whose footer still reads",
     )
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 160 else text[:157].rsplit(" ", 1)[0] + " ..."
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,12 +51,15 @@ def run(args: argparse.Namespace) -> int:
             f"{len(report.newer)} shard(s) written by a newer atlas (e.g. {first}: {report.newer[first]}): "
             "not checked and never repaired here; upgrade atlas"
         )
+    for shard, (n, error) in sorted(report.failed.items()):
+        print(f"shard {shard}: {n} unit{'s' if n != 1 else ''} failed (no pictures): {_short(error)}")
     if report.unmarked:
         print(f"{report.unmarked} planned shard(s) have no marker although the run says it is complete")
     of = f" of {report.planned} planned" if report.planned is not None else ""
     print(
         f"{report.run}: {report.shards}{of} shards complete, {report.files} files checked, "
         f"{len(report.bad)} bad"
+        + (f", {len(report.failed)} with failed units" if report.failed else "")
         + (
             f", {len(report.repaired)} marker{'s' if len(report.repaired) != 1 else ''} removed"
             if report.repaired
@@ -63,11 +71,12 @@ def run(args: argparse.Namespace) -> int:
             f"the run is {report.status} (or its driver died): the same `atlas run` finishes the "
             f"{report.planned - report.shards} missing shards"
         )
-    damaged = bool(report.bad or report.unmarked)
+    damaged = bool(report.bad or report.unmarked or report.failed)
     if report.newer and not damaged:
         return 1  # not verified
     if damaged and not args.repair:
-        print(f"run `atlas verify {args.run_dir} --repair`, then the same `atlas run` to redo them")
+        fixed = "once the units' error is fixed, " if report.failed and not report.bad else ""
+        print(f"{fixed}run `atlas verify {args.run_dir} --repair`, then the same `atlas run` to redo them")
     elif damaged:
         print("marked incomplete: the same `atlas run` redoes the missing shards")
     return 1 if damaged and not args.repair else 0

@@ -231,7 +231,10 @@ def run_atlas(
                 summary = previous or _summarize(cfg, loc, shards, [], wall, len(shards))
                 store.init_run(manifest)
                 _finalize(store, summary)
-        this_call = {"shards_run": 0, "shards_skipped": len(shards), "errors": 0, "nothing_to_do": True}
+        failed = _run_unit_errors(
+            loc
+        )  # the run's failed units: the same exit code as the call that made them
+        this_call = {"shards_run": 0, "shards_skipped": len(shards), "errors": failed, "nothing_to_do": True}
         return {**summary, "run_dir": loc.display(), "run_totals": _run_totals(loc), **this_call}
     bundle = partial(_make_bundle, cfg, models, manifest)  # made under the lock
     lock = RunLock(loc)
@@ -409,6 +412,17 @@ def _run_totals(loc: Location) -> dict[str, int]:
     return dict(totals)
 
 
+def _run_unit_errors(loc: Location) -> int:
+    """Units of the whole run that failed, from its completion markers (``meta.unit_errors``; markers
+    written before it count none)."""
+    total = 0
+    for marker in read_markers(loc).values():
+        meta = marker.get("meta")
+        n = meta.get("unit_errors") if isinstance(meta, dict) else None
+        total += n if isinstance(n, int) and not isinstance(n, bool) else 0
+    return total
+
+
 def _previous_summary(loc: Location) -> dict[str, Any] | None:
     """The run's ``summary.json`` (its finish time included), or None when it is missing or unreadable."""
     try:
@@ -428,9 +442,11 @@ def _summarize(
 ) -> dict[str, Any]:
     rows: Counter[str] = Counter()
     warnings: Counter[str] = Counter()
+    failures: Counter[str] = Counter()
     for s in summaries:
         rows.update(s["rows"])
         warnings.update(s.get("warnings", {}))
+        failures.update(s.get("error_notes", {}))
     units = sum(s["units"] for s in summaries)
     return {
         "run_dir": loc.display(),
@@ -446,6 +462,7 @@ def _summarize(
         "errors": sum(s["errors"] for s in summaries),
         "diverged": sum(s["diverged"] for s in summaries),
         "warnings": dict(warnings),  # note -> units sampled with it (status ok, `units.error` set)
+        "error_notes": dict(failures),  # error's first line -> units that failed with it (status error)
         "precision": sorted({s.get("precision", "float32") for s in summaries}),
         "wall_seconds": round(wall, 2),
         "units_per_minute": round(units / wall * 60, 2) if wall > 0 else None,
@@ -460,10 +477,12 @@ def format_summary(summary: dict[str, Any]) -> str:
         run = shlex.quote(str(summary["run_dir"]))
         rows = summary.get("run_totals") or {}
         counts = ", ".join(f"{rows.get(k, 0)} {k}" for k in ("units", "chains", "images"))
+        failed = int(summary.get("errors") or 0)
         return "\n".join(
             [
                 f"atlas: nothing to do: all {summary['shards']} shards of {summary['run_dir']} are complete "
                 f"({counts}; finished {summary.get('finished', '?')})",
+                *([_failed_units_hint(failed, run, env)] if failed else []),
                 f"  browse: {env}atlas view {run}",
                 f'  query:  {env}atlas sql {run} "SELECT layer, count(*) FROM units GROUP BY layer"',
             ]
@@ -488,4 +507,18 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.insert(2, warning)
     notes = sorted((summary.get("warnings") or {}).items(), key=lambda kv: -kv[1])[:3]  # most units first
     lines[2:2] = [f"  warning: {n} unit{'s' if n != 1 else ''}: {note} (units.error)" for note, n in notes]
+    failures = sorted((summary.get("error_notes") or {}).items(), key=lambda kv: -kv[1])[:3]
+    if failures:
+        run = shlex.quote(str(summary["run_dir"]))
+        said = [f"  error: {n} unit{'s' if n != 1 else ''} failed: {note}" for note, n in failures]
+        lines[2:2] = [*said, _failed_units_hint(int(summary["errors"]), run, env)]
     return "\n".join(lines)
+
+
+def _failed_units_hint(failed: int, run: str, env: str) -> str:
+    """Where a run's failed units are, and how to have them redone once their cause is fixed."""
+    return (
+        f"  {failed} unit{'s' if failed != 1 else ''} of this run failed (no pictures; {env}atlas sql {run} "
+        "\"SELECT layer, unit, error FROM units WHERE status = 'error'\"); once the cause is fixed, "
+        f"`{env}atlas verify {run} --repair` and the same `atlas run` redo their shards"
+    )

@@ -192,11 +192,13 @@ class AtlasWorker:
                 for r in results
             ]
         )
+        failed = _unit_errors(results)
         counts = self.store.write_shard(
             shard.id,
             shard.layer,
             rows,
             meta={
+                "unit_errors": sum(failed.values()),  # `atlas run` and `atlas verify` say so; --repair redoes
                 "seconds": round(time.perf_counter() - started, 3),
                 "pid": os.getpid(),
                 "host": socket.gethostname(),
@@ -210,7 +212,8 @@ class AtlasWorker:
             "layer": shard.layer,
             "units": len(shard.units),
             "chains": sum(len(r.chains) for r in results),
-            "errors": sum(r.status != "ok" for r in results),
+            "errors": sum(failed.values()),
+            "error_notes": failed,
             "warnings": _warnings(results),
             "diverged": sum(c.diverged for r in results for c in r.chains),
             "rows": counts,
@@ -218,6 +221,11 @@ class AtlasWorker:
             "pid": os.getpid(),
             "precision": self.precision,
         }
+
+
+def _unit_errors(results: list[UnitResult]) -> dict[str, int]:
+    """Units that failed (no pictures), counted by their error's first line (``units.error``)."""
+    return dict(Counter(first_line(r.error or "unknown error") for r in results if r.status != "ok"))
 
 
 def _warnings(results: list[UnitResult]) -> dict[str, int]:

@@ -45,6 +45,7 @@ class VerifyReport:
     planned: int | None = None  # run.json's planned_shards
     status: str | None = None  # run.json's status: running, interrupted, complete, incomplete
     newer: dict[str, str] = field(default_factory=dict)  # shard id -> schema it was written with (kept)
+    failed: dict[str, tuple[int, str]] = field(default_factory=dict)  # shard id -> (failed units, an error)
 
 
 def _unit_range(meta: pq.FileMetaData) -> tuple[int, int] | None:
@@ -117,6 +118,36 @@ def _read_whole(loc: Location, rel: str) -> str | None:
     return None
 
 
+def _check_shard_files(
+    loc: Location, marker: dict, files: dict[str, str], deep: bool, report: VerifyReport
+) -> str | None:
+    """The first problem of a shard's files (:func:`_check_file` each, counted in ``report.files``)."""
+    sizes = marker.get("sizes") if isinstance(marker.get("sizes"), dict) else {}
+    for table, n in marker["rows"].items():
+        report.files += 1
+        rel = files.get(table)
+        if not rel:
+            return f"its marker names no {table} file"
+        problem = _check_file(loc, rel, n, marker.get("units"), deep, sizes.get(table))
+        if problem:
+            return problem
+    return None
+
+
+def _failed_units(loc: Location, rel: str) -> tuple[int, str] | None:
+    """(units of a shard's units file that failed, the first one's error), or None when none did: a unit
+    that failed (``status = 'error'``: a model that raised in the workers, say) has no pictures, and once
+    its cause is fixed ``--repair`` has its shard redone."""
+    with loc.fs.open_input_file(loc.full(rel)) as fh:
+        names = pq.ParquetFile(fh).schema_arrow.names
+        if "status" not in names:
+            return None
+        cols = pq.read_table(fh, columns=[c for c in ("status", "error") if c in names]).to_pydict()
+    errors = [e for st, e in zip(cols["status"], cols.get("error", [None] * len(cols["status"])), strict=True)
+              if st == "error"]  # fmt: skip
+    return (len(errors), first_line(errors[0] or "unknown error")) if errors else None
+
+
 def _short(text: str) -> str:
     return text if len(text) <= 120 else text[:117].rsplit(" ", 1)[0] + " ..."
 
@@ -147,22 +178,16 @@ def verify_run(
             report.newer[shard] = newer
             continue
         files = marker_files(shard, marker)
-        for table, n in marker["rows"].items():
-            report.files += 1
-            rel = files.get(table)
-            units = marker.get("units")
-            sizes = marker.get("sizes") if isinstance(marker.get("sizes"), dict) else {}
-            problem = (
-                _check_file(loc, rel, n, units, deep, sizes.get(table))
-                if rel
-                else f"its marker names no {table} file"
-            )
-            if problem:
-                report.bad[shard] = problem
-                break
-    if repair and (report.bad or report.unmarked):
+        problem = _check_shard_files(loc, marker, files, deep, report)
+        if problem:
+            report.bad[shard] = problem
+        elif files.get("units"):
+            failed = _failed_units(loc, files["units"])
+            if failed is not None:
+                report.failed[shard] = failed
+    if repair and (report.bad or report.unmarked or report.failed):
         with RunLock(loc, elsewhere=", then repair it"):  # not while an `atlas run` writes it (one line)
-            for shard in report.bad:
+            for shard in [*report.bad, *report.failed]:
                 loc.delete(f"{SHARDS_DIR}/{shard}{MARKER_SUFFIX}")
                 report.repaired.append(shard)
             now = read_manifest(loc)  # as it is now, not as it was before the checks

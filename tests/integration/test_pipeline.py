@@ -322,6 +322,11 @@ def test_worker_is_a_plain_class(tmp_path, micro_cache):
     worker.run_shard(Shard("conv2-00000", "conv2", (0, 1)))
     conn = open_run(tmp_path / "plain")  # sees the new shard's files
     assert worker.engine.nets.folding.folded == folded
+    from atlas.pipeline.driver import _run_unit_errors
+
+    assert _run_unit_errors(RunStore(tmp_path / "plain").loc) == 0
+    failing = worker.run_shard(Shard("fc8-00009", "fc8", (98,)))  # a unit that fails: counted in its marker
+    assert failing["errors"] == 1 and _run_unit_errors(RunStore(tmp_path / "plain").loc) == 1
     cells = conn.execute("SELECT DISTINCT label_cell FROM units WHERE layer = 'conv2'").fetchall()
     shape = worker.engine.nets.layer_shape("conv2")  # (C, h, w)
     assert [tuple(c) for (c,) in cells] == [cell_of(center_of(shape), shape[1:], (16, 16))]

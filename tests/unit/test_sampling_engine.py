@@ -189,6 +189,27 @@ def test_bad_unit_becomes_error_row(world):
     assert "out of range" in res[1].error
 
 
+def test_failed_units_are_named_in_the_run_summary_with_how_to_redo_them(world):
+    """A unit that failed is in the summary with its error and the way to redo it once fixed; a rerun of
+    the complete run says so again (and `atlas run` exits 1 both times: ``errors``)."""
+    from atlas.pipeline.driver import format_summary
+    from atlas.pipeline.worker import _unit_errors
+
+    res = make(world, method="pixel", steps=2).map_units("fc8", [0, 98, 99], seed=0)
+    failed = _unit_errors(res)
+    assert sum(failed.values()) == 2 and all("out of range" in note for note in failed)
+    summary = {"units": 3, "chains": 2, "images": 4, "rows": {"units": 3}, "wall_seconds": 1.0,
+               "units_per_minute": 60.0, "shards_run": 1, "shards_skipped": 0, "shards": 1, "diverged": 0,
+               "errors": 2, "run_dir": "/tmp/my run", "error_notes": failed}  # fmt: skip
+    text = format_summary(summary)
+    assert "  error: 1 unit failed: ConfigError: unit 98 is out of range for layer 'fc8'" in text
+    assert "2 units of this run failed (no pictures; atlas sql '/tmp/my run'" in text
+    assert "`atlas verify '/tmp/my run' --repair` and the same `atlas run` redo their shards" in text
+    again = {"nothing_to_do": True, "shards": 1, "run_dir": "/tmp/my run", "errors": 2, "run_totals": {}}
+    assert "2 units of this run failed" in format_summary(again)
+    assert "failed" not in format_summary(again | {"errors": 0})
+
+
 def test_target_not_run_past_deepest_layer(world):
     t = world[0]
     calls = {"fc7": 0, "fc8": 0}

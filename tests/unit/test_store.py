@@ -503,6 +503,31 @@ def test_verify_finds_a_truncated_shard_and_repair_reopens_it(store, tmp_path):
     assert open_run(run).execute("SELECT count(*) FROM units").fetchone() == (2,)
 
 
+def test_verify_names_shards_with_failed_units_and_repair_has_them_redone(store, capsys):
+    """A unit that failed in the workers (a model that raised) has no pictures; its shard is complete, so
+    only verify finds it: named with the error, exit 1, and --repair has the shard redone."""
+    from atlas.cli import main
+    from atlas.store.verify import verify_run
+
+    store.write_shard("fc8-0000", "fc8", shard_rows(units=(0, 1)))
+    failed = shard_rows(units=(2, 3))
+    failed["units"][1].update(status="error", error="ValueError: this net only takes batch 1 at my.py:9")
+    store.write_shard("fc8-0001", "fc8", failed)
+    store.finalize({"units": 4})
+    run = Path(store.uri)
+    report = verify_run(run)
+    assert report.bad == {} and report.failed == {
+        "fc8-0001": (1, "ValueError: this net only takes batch 1 at my.py:9")
+    }
+    assert main(["verify", str(run)]) == 1
+    out = capsys.readouterr().out
+    assert "shard fc8-0001: 1 unit failed (no pictures): ValueError: this net only takes batch 1" in out
+    assert "0 bad, 1 with failed units" in out and "once the units' error is fixed, run `atlas verify" in out
+    assert main(["verify", str(run), "--repair"]) == 0
+    assert store.completed_shards() == {"fc8-0000"}
+    assert open_run(run).execute("SELECT status FROM run").fetchone() == ("incomplete",)
+
+
 def test_a_damaged_complete_run_is_refused_by_sql_and_found_by_verify(store, capsys):
     """A finished run missing a shard's file, or markers, answers no query (it would answer from part of
     the run); verify names the damage and --repair marks the run incomplete so `atlas run` redoes it."""
