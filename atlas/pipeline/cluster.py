@@ -58,6 +58,12 @@ def check_address(address: str | None) -> tuple[str, int] | None:
     addr, source = _given(address)
     if not addr or addr in ("auto", "local"):
         return None
+    if addr.startswith(("http://", "https://")):  # RAY_ADDRESS as Ray's job docs set it, for `ray job submit`
+        host = addr.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[0] or "HEAD"
+        raise ConfigError(
+            f"{source}: Ray address {addr!r} is a dashboard URL, what `ray job submit` takes; `atlas run` "
+            f"joins the head's GCS port: give {host}:6379 (or 'auto' on the head itself)"
+        )
     host, sep, port = addr.removeprefix("ray://").rpartition(":")
     bracketed = host.startswith("[") and host.endswith("]")  # IPv6: [::1]:6379
     host = host[1:-1] if bracketed else host
@@ -116,7 +122,15 @@ def connect(address: str | None) -> bool:
                     "Ray address 'auto': no Ray cluster is running on this machine; start one (`ray start "
                     "--head`), give its head's host:port, or leave --address unset for a local instance"
                 ) from None
-            raise ConfigError(f"Ray address {addr!r}: {first_line(exc)}; expected {ADDRESS_FORMS}") from None
+            if addr.startswith("ray://") or check_address(address) is None:
+                raise ConfigError(
+                    f"Ray address {addr!r}: {first_line(exc)}; expected {ADDRESS_FORMS}"
+                ) from None
+            raise ConfigError(  # the form is right and the port answers (probe_address): not the address
+                f"Ray address {addr!r} answers but Ray could not join it ({first_line(exc)}); a cluster "
+                "started with token authentication needs RAY_AUTH_MODE=token and its token on this machine "
+                "too (`ray get-auth-token` on the head; Ray's token-auth docs)"
+            ) from None
     else:  # "local": a new instance, never a stale cluster recorded in /tmp/ray/ray_current_cluster
         _quiet_secure_default_notice()
         try:
@@ -127,8 +141,10 @@ def connect(address: str | None) -> bool:
                 logging_level="WARNING",
                 _system_config=dict(LOCAL_SYSTEM_CONFIG),
             )
-        except BaseException:  # Ctrl-C or SIGTERM while it starts: no Ray processes left behind
+        except BaseException as exc:  # Ctrl-C or SIGTERM while it starts: no Ray processes left behind
             ray.shutdown()
+            if isinstance(exc, SystemExit) and exc.code == signal.SIGTERM:  # Ray's own handler, set mid-start
+                raise Terminated from None  # exit 143 with the message, as a SIGTERM a moment later
             raise
     return True
 

@@ -48,3 +48,51 @@ def test_address_auto_without_a_cluster_says_so_and_not_to_pass_the_flag_just_gi
     text = str(err.value)
     assert "no Ray cluster is running on this machine" in text and "ray start --head" in text
     assert "--address` flag" not in text and "\n" not in text
+
+
+def test_sigterm_while_a_local_ray_starts_is_terminated_and_shuts_ray_down(monkeypatch):
+    """Ray's driver sets its own SIGTERM handler (``sys.exit(15)``) part-way through ray.init: a SIGTERM
+    then was a silent exit 15; it is Terminated (exit 143, the message) and Ray is shut down."""
+    import ray
+
+    from atlas.errors import Terminated
+    from atlas.pipeline import cluster
+
+    def init(**kw):
+        raise SystemExit(15)
+
+    shut = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.setattr(ray, "shutdown", lambda: shut.append(True))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    with pytest.raises(Terminated):
+        cluster.connect(None)
+    assert shut == [True]
+    monkeypatch.setattr(ray, "init", lambda **kw: (_ for _ in ()).throw(SystemExit(3)))  # any other exit
+    with pytest.raises(SystemExit):
+        cluster.connect(None)
+
+
+def test_an_address_that_answers_but_refuses_ray_names_token_authentication(monkeypatch):
+    """A head started with token authentication refuses a driver without its token: the address was right,
+    so the message does not list address forms but says what the cluster may need."""
+    import ray
+
+    from atlas.errors import ConfigError
+    from atlas.pipeline import cluster
+
+    def init(**_kwargs):
+        raise ConnectionError("Failed to connect to GCS within 60 seconds")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.setattr(cluster, "probe_address", lambda _address: None)
+    with pytest.raises(ConfigError) as err:
+        cluster.connect("10.0.0.5:6379")
+    text = str(err.value)
+    assert (
+        "answers but Ray could not join it (Failed to connect to GCS" in text
+        and "RAY_AUTH_MODE=token" in text
+    )
+    assert "expected host:port" not in text and "\n" not in text

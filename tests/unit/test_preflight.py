@@ -269,7 +269,11 @@ def test_connect_without_address_starts_a_new_local_ray(monkeypatch):
         ("host:99999", "is not valid"),
         ("ray://", "is not valid"),
         ("::1:6379", "is not valid"),  # IPv6 goes in brackets: [::1]:6379
-        ("http://127.0.0.1:8265", "is not valid"),  # the dashboard's URL is for `ray job submit`, not a run
+        (
+            "http://127.0.0.1:8265",
+            "is a dashboard URL, what `ray job submit` takes; `atlas run` joins the "
+            "head's GCS port: give 127.0.0.1:6379",
+        ),  # RAY_ADDRESS as Ray's job docs set it
         ("127.0.0.1:8265", "is Ray's dashboard and job-submission port, not the head's GCS port"),
         ("127.0.0.1:10001", "Ray Client port (use ray://host:10001)"),
         ("127.0.0.1:{port}", "nothing answers at Ray address '127.0.0.1:{port}'"),
