@@ -110,7 +110,27 @@ def query_error(exc: BaseException) -> str:
             f"{text}; a query reads only the run's tables ({', '.join(RUN_TABLES)}), no other file: copy "
             "the run (atlas sql --format csv) to join it with your own data"
         )
+    if _reads_damaged_bytes(exc, lines[0]):
+        said = "".join(c if c.isprintable() else "?" for c in text).strip()  # damaged bytes in the text
+        return (
+            f"reading the run's files failed ({said}): a shard file is probably damaged; `atlas verify "
+            "--deep` on the run names it, and with --repair the same `atlas run` redoes it"
+        )
     return text + (f" (the run's tables: {', '.join(RUN_TABLES)})" if unknown_table else "")
+
+
+_DAMAGE_WORDS = ("out of buffer", "corrupt", "checksum", "decompress", "parquet", "thrift", "page header")
+
+
+def _reads_damaged_bytes(exc: BaseException, first: str) -> bool:
+    """Did the query fail reading the run's Parquet bytes rather than on its own SQL? DuckDB's Parquet
+    reader raises its bare ``duckdb.Error`` ("don't know what type: ...", a Thrift decode of a damaged page
+    header) or an I/O / invalid-input error that names the damage ("Out of buffer", a checksum)."""
+    if type(exc) is duckdb.Error:
+        return True
+    if isinstance(exc, duckdb.IOException | duckdb.InvalidInputException):
+        return any(word in first.lower() for word in _DAMAGE_WORDS)
+    return False
 
 
 def _suggests_other_than(hint: str, tables: tuple[str, ...]) -> bool:

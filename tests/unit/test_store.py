@@ -811,6 +811,33 @@ def test_verify_deep_finds_damaged_bytes_and_pictures_the_quick_check_passes(syn
     assert set(bad) == {"fc8-0000"} and "its picture does not decode" in bad["fc8-0000"], bad
 
 
+def test_a_query_that_fails_on_damaged_bytes_points_at_verify_deep(synthetic_run, tmp_path):
+    """DuckDB's Parquet reader fails on a damaged page header with a bare error ("don't know what type")
+    or "Out of buffer": the message says a shard file is damaged and how to find and redo it; errors of
+    the query itself stay as DuckDB words them."""
+    import shutil
+
+    import duckdb
+
+    from atlas.store.queries import query_error
+
+    damaged = ("reading the run's files failed", "`atlas verify --deep` on the run names it")
+    said = query_error(duckdb.Error("don't know what type: \x0e"))
+    assert all(part in said for part in damaged) and "\x0e" not in said
+    said = query_error(duckdb.InvalidInputException("Invalid Input Error: Out of buffer"))
+    assert all(part in said for part in damaged)
+    for own in (duckdb.InvalidInputException("Invalid Input Error: boom"), duckdb.ConversionException("x")):
+        assert "verify" not in query_error(own)
+    run = tmp_path / "copy"  # a real damaged page header: the first data page of a file
+    shutil.copytree(synthetic_run, run)
+    victim = max((run / "steps").rglob("*.parquet"), key=lambda p: p.stat().st_size)
+    data = bytearray(victim.read_bytes())
+    data[4:260] = bytes(b ^ 0x5A for b in data[4:260])
+    victim.write_bytes(bytes(data))
+    with pytest.raises(AtlasError, match="a shard file is probably damaged"):
+        run_query(open_run(run), "SELECT * FROM steps", max_rows=None)
+
+
 def test_a_full_disk_at_the_lock_is_one_line_naming_the_file(tmp_path):
     from atlas.store.location import open_location
     from atlas.store.lock import LOCAL_LOCK, RunLock
