@@ -185,8 +185,21 @@ def _import_factory(target: str, spec: str) -> Callable[[], object]:
     try:
         py_module = importlib.import_module(module_name)
     except ImportError as exc:
+        missing = getattr(exc, "name", None)
+        own = (
+            isinstance(exc, ModuleNotFoundError)
+            and missing is not None
+            and (module_name == missing or module_name.startswith(missing + "."))
+        )  # the module itself (or its package) is not found, not something it imports
+        if own:
+            raise ModelError(
+                f"spec {spec!r}: cannot import module {module_name!r} ({exc}); is it on PYTHONPATH?"
+            ) from None
+        not_found = isinstance(exc, ModuleNotFoundError) and missing
+        needs = f"it imports {missing!r}, which is not installed" if not_found else _one_line(exc)
         raise ModelError(
-            f"spec {spec!r}: cannot import module {module_name!r} ({exc}); is it on PYTHONPATH?"
+            f"spec {spec!r}: module {module_name!r} was found but importing it failed ({needs}); install "
+            "what it needs in this environment (and on every node)"
         ) from None
     except Exception as exc:  # noqa: BLE001 - user code: SyntaxError, NameError, ...
         raise ModelError(f"spec {spec!r}: importing {module_name!r} failed ({_one_line(exc)})") from None

@@ -169,8 +169,22 @@ def test_python_scheme_needs_preprocessing_and_factory():
         load_model("python:tests.unit.test_models:tiny_cnn", allow_random_weights=True)
     with pytest.raises(ModelError, match="has no callable 'nothing'"):
         load_model("python:tests.unit.test_models:nothing", allow_random_weights=True)
-    with pytest.raises(ModelError, match="cannot import module"):
+    with pytest.raises(ModelError, match="cannot import module 'no_such_pkg.mod'.*is it on PYTHONPATH"):
         load_model("python:no_such_pkg.mod:f", allow_random_weights=True)
+
+
+def test_a_module_that_imports_a_missing_package_is_not_blamed_on_pythonpath(tmp_path, monkeypatch):
+    (tmp_path / "needs_timm.py").write_text("import timm_not_installed\n\ndef build():\n    pass\n")
+    (tmp_path / "bad_name.py").write_text("from os import no_such_name\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ModelError) as err:
+        load_model("python:needs_timm:build", allow_random_weights=True)
+    said = str(err.value)
+    assert "module 'needs_timm' was found but importing it failed (it imports 'timm_not_installed'" in said
+    assert "PYTHONPATH" not in said
+    with pytest.raises(ModelError, match="cannot import name 'no_such_name'") as err:
+        load_model("python:bad_name:build", allow_random_weights=True)
+    assert "PYTHONPATH" not in str(err.value)
 
 
 @pytest.mark.parametrize(
