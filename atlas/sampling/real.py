@@ -72,10 +72,28 @@ def _decode(f: Path):
     from PIL import Image
 
     with Image.open(f) as im:
-        im = im.convert("RGB")
+        im = _to_rgb8(im)
     if min(im.size) < 1:
         raise ValueError("empty image")
     return im
+
+
+def _to_rgb8(im):
+    """RGB with 8 bits a channel. A 16-bit or 32-bit grayscale image (PIL modes ``I;16*``, ``I``) is scaled
+    from its depth's range, and a float one (``F``) from [0, 1] (or [0, 255] when above 1): PIL's own
+    conversion clips them at 255, a 16-bit PNG turning almost white."""
+    import numpy as np
+    from PIL import Image
+
+    if im.mode.startswith("I;16") or im.mode in ("I", "F"):
+        values = np.asarray(im, dtype=np.float64)
+        if im.mode == "F":
+            top = 1.0 if values.size == 0 or np.nanmax(values) <= 1.0 else 255.0
+        else:  # 'I' holds a 16-bit PNG on older Pillows: its depth from its values
+            top = 65535.0 if im.mode.startswith("I;16") or values.max(initial=0) > 255 else 255.0
+        gray = np.clip(np.nan_to_num(values) / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(gray).convert("RGB")
+    return im.convert("RGB")
 
 
 def check_image_folder(path: str | Path) -> int:

@@ -141,6 +141,18 @@ def test_load_image_folder(tmp_path):
     assert real.images.shape == (2, 3, 8, 8) and abs(float(real.images[0].mean()) - 200 / 255) < 1e-3
 
 
+def test_deep_grayscale_images_keep_their_brightness(tmp_path):
+    """A 16-bit PNG (PIL mode I;16) or a float TIFF (F) is scaled from its depth: PIL's own RGB conversion
+    clips at 255, and a mid-grey 16-bit picture came out white."""
+    from PIL import Image
+
+    Image.fromarray(np.full((8, 8), 32768, np.uint16)).save(tmp_path / "a16.png")  # mid grey in 16 bits
+    Image.fromarray(np.full((8, 8), 0.25, np.float32)).save(tmp_path / "b.tiff")  # a quarter, as a float
+    assert Image.open(tmp_path / "a16.png").mode.startswith("I")
+    means = [round(float(m), 2) for m in load_image_folder(tmp_path, size=8).images.mean(dim=(1, 2, 3))]
+    assert means == [0.5, 0.25]
+
+
 @pytest.mark.parametrize("native", [True, False])
 def test_compute_auto_picks_bf16_only_where_the_cpu_runs_it_faster(monkeypatch, native):
     from atlas.config import ComputeConfig
