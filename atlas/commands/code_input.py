@@ -34,6 +34,8 @@ def command_codes(args: argparse.Namespace, minimum: int, purpose: str) -> tuple
     cfg = load_config(args.config, args.overrides)
     inputs = {"--config": args.config, "--images": args.images}
     out = check_output_file(args.out, "--out", inputs, reads=IMAGE_SUFFIXES)
+    if args.limit is not None and args.limit < minimum:  # before any image is read
+        raise AtlasError(f"--limit {args.limit} keeps too few images; {purpose}")
     codes, layer = real_codes(cfg, args.images, args.limit)
     if len(codes) < minimum:
         raise AtlasError(f"--images: only {len(codes)} image(s) in {args.images!r}; {purpose}")

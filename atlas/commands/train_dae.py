@@ -57,9 +57,13 @@ def run(args: argparse.Namespace) -> int:
             "was: lower --noise or check the codes (atlas code-stats)"
         )
     atomic_write(out, lambda tmp: torch.save(dae.state_dict(), tmp))
-    verdict = "better than" if report["heldout_error"] < report["identity_error"] else "NOT better than"
+    heldout, identity = report["heldout_error"], report["identity_error"]
+    gain = 1.0 - heldout / identity if identity > 0 else 0.0
+    verdict = (  # a gain below 0.1 % prints as the same number: no better
+        f"{gain:.1%} below the identity's" if gain >= 0.001 else "NOT better than the identity"
+    )
     print(
         f"wrote {args.out}: DAE on {report['codes']} {layer} codes (dim {report['dim']}); held-out error "
-        f"{report['heldout_error']:.4f} vs identity {report['identity_error']:.4f} ({verdict} the identity)"
+        f"{heldout:.4f} vs identity {identity:.4f} ({verdict})"
     )
     return 0

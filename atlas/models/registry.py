@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,7 +123,7 @@ def _load_torchvision(name: str, cfg: ModelConfig, role: Role, opts: LoadOptions
             "alexnet, vgg16, resnet50, vit_b_16 (torchvision.models.list_models() names them all)"
         )
     weights = cfg.weights
-    if weights and not Path(weights).suffix and "/" not in weights and not Path(weights).exists():
+    if weights and _names_weights_enum(weights):
         # a weights enum name such as IMAGENET1K_V1: torchvision downloads it (needs a network)
         try:
             enum = torchvision.models.get_model_weights(name)[weights.split(".")[-1]]
@@ -207,6 +208,14 @@ def _import_factory(target: str, spec: str) -> Callable[[], object]:
     if not callable(factory):
         raise ModelError(f"spec {spec!r}: module {module_name!r} has no callable {factory_name!r}")
     return factory
+
+
+def _names_weights_enum(weights: str) -> bool:
+    """Does ``weights`` name a torchvision weights enum (``IMAGENET1K_V1``, ``DEFAULT``, or as torchvision
+    prints it, ``AlexNet_Weights.IMAGENET1K_V1``) rather than a file?"""
+    if Path(weights).exists() or "/" in weights:
+        return False
+    return not Path(weights).suffix or re.fullmatch(r"\w+_Weights\.\w+", weights) is not None
 
 
 def _one_line(exc: BaseException, limit: int = 200) -> str:
@@ -441,10 +450,11 @@ def model_layers(model: LoadedModel, include_containers: bool = False) -> list[L
             if model.spec.startswith("python:"):
                 how += ", or declare atlas_image_space on the factory"
             if "channels" in str(exc) and model.space is not None:  # torch: "expected ... to have 1 channels"
+                gray = "leave out --gray" if model.space.channels == 1 else "--gray"
                 how = (
                     f"the network reads another number of channels than the {model.space.channels} it was "
                     f"given: set models.{model.role}.preprocess.channel_order (gray: one channel, the "
-                    "picture's luminance; RGB or BGR: three), or --gray (atlas layers)"
+                    f"picture's luminance; RGB or BGR: three), or {gray} (atlas layers)"
                 )
             raise ModelError(
                 f"{model.spec}: a forward pass at {size}x{size} px (input {shape}) failed "

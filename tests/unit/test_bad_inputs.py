@@ -578,6 +578,11 @@ PREFLIGHT_CASES = [
         {"models": {"target": "torchvision:alexnett"}},
     ),
     Case(
+        "torchvision weights enum as torchvision prints it, unknown member",
+        ("unknown weights 'AlexNet_Weights.NOPE' for torchvision:alexnet; valid: IMAGENET1K_V1, or a file",),
+        {"models": {"target": {"spec": "torchvision:alexnet", "weights": "AlexNet_Weights.NOPE"}}},
+    ),
+    Case(
         "generator as target",
         ("'deepsim:fc6' is a generator; it cannot be the target",),
         {"models": {"target": "deepsim:fc6"}},

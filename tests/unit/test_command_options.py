@@ -62,6 +62,14 @@ def test_code_stats_options_are_checked_first(args, fragments, config, tmp_path,
     assert_user_error(proc, *fragments)
 
 
+def test_a_limit_below_what_the_command_needs_names_the_limit_not_the_folder(config, tmp_path, capsys):
+    images = tmp_path / "no-images-read"  # refused before any image is read
+    proc = cli(
+        capsys, "train-dae", "--config", config, "--images", str(images), "--out", "d.pt", "--limit", "3"
+    )
+    assert_user_error(proc, "--limit 3 keeps too few images; a DAE needs at least 10")
+
+
 @pytest.mark.parametrize("command", ["code-stats", "train-dae"])
 def test_an_output_path_that_cannot_take_a_file_is_refused_before_the_work(command, config, tmp_path, capsys):
     folder = tmp_path / "adir"

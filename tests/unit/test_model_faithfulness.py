@@ -160,9 +160,14 @@ def test_a_one_channel_network_reads_the_pictures_luminance():
     with pytest.raises(ConfigError, match="mean: channel_order gray has one channel"):
         PreprocessConfig(channel_order="gray", mean=[0.5, 0.5, 0.5])
     rgb_space = PreprocessConfig(channel_order="RGB", mean=[0.5])  # the same net told it reads RGB
-    with pytest.raises(ModelError, match="another number of channels.*channel_order .gray"):
+    with pytest.raises(ModelError, match="another number of channels.*channel_order .gray.*or --gray"):
         model_layers(
             load_model(ModelConfig(spec=f"{SPEC}:gray", preprocess=rgb_space), allow_random_weights=True)
+        )
+    gray_space = PreprocessConfig(channel_order="gray", mean=[0.5])  # an RGB net told it reads gray
+    with pytest.raises(ModelError, match="another number of channels than the 1 .*or leave out --gray"):
+        model_layers(
+            load_model(ModelConfig(spec=f"{SPEC}:good", preprocess=gray_space), allow_random_weights=True)
         )
 
 
