@@ -83,8 +83,9 @@ def check_read_only(sql: str) -> None:
             "a PIVOT without its IN list first creates a type from the data (a write); name the values, "
             "e.g. PIVOT units ON layer IN ('fc8', 'fc7') USING count(*), or use GROUP BY"
         )
-    if kind not in READ_ONLY_STATEMENTS:
-        shown = {"LOAD": "INSTALL/LOAD"}.get(kind, kind)  # DuckDB files INSTALL under LOAD
+    if kind not in READ_ONLY_STATEMENTS:  # named by its own first word: DuckDB files USE under SET, ...
+        word = re.match(r"\s*([A-Za-z]+)", statements[0].query or "")
+        shown = word.group(1).upper() if word else kind
         raise AtlasError(
             f"the SQL console is read-only: {shown} statements are refused "
             "(use SELECT, WITH, FROM, DESCRIBE, SHOW, SUMMARIZE or EXPLAIN)"

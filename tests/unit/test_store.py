@@ -345,6 +345,9 @@ def test_read_only_check_messages():
         check_read_only("SELECT 1; SELECT 2")
     with pytest.raises(AtlasError, match="read-only: CREATE"):
         check_read_only("CREATE TABLE t AS SELECT 1")
+    for sql, word in (("CHECKPOINT", "CHECKPOINT"), ("use memory", "USE"), ("INSTALL httpfs", "INSTALL")):
+        with pytest.raises(AtlasError, match=f"read-only: {word} statements are refused"):
+            check_read_only(sql)  # named by their own word, not DuckDB's kind (CALL, SET, LOAD)
     check_read_only("WITH a AS (SELECT 1) SELECT * FROM a")
 
 
