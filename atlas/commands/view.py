@@ -57,19 +57,22 @@ def run(args: argparse.Namespace) -> int:
     from atlas.commands.options import check_listen
     from atlas.errors import AtlasError
     from atlas.store.location import open_location
-    from atlas.store.manifest import RUN_FILE, list_runs
+    from atlas.store.manifest import RUN_FILE, list_runs, no_run_here
 
     run_dir = open_location(args.run_dir, what="RUN_DIR")
     if not run_dir.is_dir():
         if run_dir.is_file(""):
             raise AtlasError(f"{args.run_dir} is a file, not a run; pass the run's folder (out_dir/name)")
-        raise AtlasError(f"run {args.run_dir} does not exist")
+        raise AtlasError(
+            f"run {args.run_dir} does not exist; pass a run's folder (out_dir/name, e.g. runs/demo) or a "
+            "folder of runs (out_dir)"
+        )
     if run_dir.is_file(RUN_FILE):
         from atlas.store.catalog import check_run
 
         check_run(run_dir)  # a damaged run (run.json, a marker, a file gone) is one line, not a page
     elif not list_runs(run_dir):
-        raise AtlasError(f"{args.run_dir} holds no atlas run (no run.json in it or in its subdirectories)")
+        raise AtlasError(no_run_here(run_dir))  # a lost run.json, or runs deeper down: said
     check_listen(args.host, args.port)
     shown = "localhost" if args.host in ("127.0.0.1", "0.0.0.0", "::", "::1") else args.host
     shown = f"[{shown}]" if ":" in shown else shown  # an IPv6 address in a URL

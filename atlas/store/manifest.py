@@ -105,7 +105,7 @@ def read_manifest(run: str | os.PathLike[str] | Location) -> dict[str, Any]:
                 f"{loc.display()} is a folder of runs ({some(inside)}), not a run; pass one of them, e.g. "
                 f"{loc.child(inside[0]).display()}"
             )
-        raise AtlasError(f"{loc.display()} is not an atlas run (no {RUN_FILE}); pass a run made by atlas run")
+        raise AtlasError(no_run_here(loc))
     data = read_run_json(loc)
     check_schema(loc, data)
     return data
@@ -226,6 +226,25 @@ def read_markers(run: str | os.PathLike[str] | Location) -> dict[str, dict[str, 
     else:
         contents = [load(e) for e in entries]
     return {e.name[: -len(MARKER_SUFFIX)]: c for e, c in zip(entries, contents, strict=True) if c is not None}
+
+
+def no_run_here(loc: Location) -> str:
+    """Why folder ``loc`` (neither a run nor a folder of runs) is no run, and what to pass instead: a run
+    whose run.json was lost (its shards' markers are there), or runs deeper down (``runs/`` of a project)."""
+    if loc.list_files(SHARDS_DIR, suffix=MARKER_SUFFIX, limit=1):
+        return (
+            f"{loc.display()} holds completed shards but no {RUN_FILE} (lost or deleted); the same "
+            "`atlas run` that made it writes it again (its shards are kept), or restore the file"
+        )
+    for name in loc.list_dirs():
+        runs = [] if name.startswith((".", "_")) else list_runs(loc.child(name))
+        if runs:
+            return (
+                f"{loc.display()} holds no atlas run, but {loc.child(name).display()} holds runs "
+                f"({some([r.name for r in runs])}); pass one of them, e.g. {runs[0].display()} (atlas view "
+                "takes their folder too)"
+            )
+    return f"{loc.display()} is not an atlas run (no {RUN_FILE}); pass a run made by atlas run"
 
 
 def list_runs(parent: str | os.PathLike[str] | Location) -> list[Location]:

@@ -21,6 +21,9 @@ def run(tmp_path) -> Path:
     store.write_shard("fc8-0000", "fc8", shard_rows(units=(0, 1)))
     (tmp_path / "afile").write_text("not a run")
     (tmp_path / "empty").mkdir()
+    (tmp_path / "lost" / "_shards").mkdir(parents=True)  # a run whose run.json was deleted
+    (tmp_path / "lost" / "_shards" / "fc8-0000.done").write_text("{}")
+    RunStore(tmp_path / "project" / "runs" / "r1").init_run(manifest())  # a project's folder, runs below
     return tmp_path / "run"
 
 
@@ -57,7 +60,12 @@ CASES = [
     (["verify", "{tmp}/missing"], ("missing", "does not exist")),
     (["verify", "{tmp}/empty"], ("not an atlas run",)),
     (["view", "{tmp}/missing"], ("missing", "does not exist")),
-    (["view", "{tmp}/empty"], ("empty", "no atlas run")),
+    (["view", "{tmp}/empty"], ("empty", "not an atlas run")),
+    (["view", "{tmp}/lost"], ("lost holds completed shards but no run.json", "the same `atlas run`")),
+    (["sql", "{tmp}/lost", "SELECT 1"], ("lost holds completed shards but no run.json",)),
+    (["verify", "{tmp}/lost"], ("lost holds completed shards but no run.json",)),
+    (["view", "{tmp}/project"], ("project holds no atlas run, but {tmp}/project/runs holds runs (r1)",)),
+    (["sql", "{tmp}/project", "SELECT 1"], ("pass one of them, e.g. {tmp}/project/runs/r1",)),
     (["view", "{run}", "--port", "70000"], ("--port", "70000 is not an integer from 1 to 65535")),
     (["view", "{run}", "--host", ""], ("--host: empty", "127.0.0.1")),
     (["view", "{run}", "--host", "no such.invalid"], ("--host 'no such.invalid': no such address",)),
