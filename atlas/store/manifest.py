@@ -244,7 +244,10 @@ def no_run_here(loc: Location) -> str:
                 f"({some([r.name for r in runs])}); pass one of them, e.g. {runs[0].display()} (atlas view "
                 "takes their folder too)"
             )
-    return f"{loc.display()} is not an atlas run (no {RUN_FILE}); pass a run made by atlas run"
+    return (
+        f"{loc.display()} is not an atlas run (no {RUN_FILE} in it or in the folders below it); pass a run "
+        "made by atlas run"
+    )
 
 
 def list_runs(parent: str | os.PathLike[str] | Location) -> list[Location]:

@@ -230,7 +230,7 @@ def test_view_command_line_and_errors(run_dir, tmp_path):
     assert cmd[cmd.index("--server.headless") + 1] == "true"
     with pytest.raises(AtlasError, match="does not exist"):
         view.run(parse(view, [str(tmp_path / "missing")]))
-    with pytest.raises(AtlasError, match="no atlas run"):
+    with pytest.raises(AtlasError, match="not an atlas run .no run.json in it or in the folders below it"):
         view.run(parse(view, [str(tmp_path)]))
 
 
