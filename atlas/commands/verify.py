@@ -38,6 +38,23 @@ def _short(text: str) -> str:
     return text if len(text) <= 160 else text[:157].rsplit(" ", 1)[0] + " ..."
 
 
+def _pending_shards(report, run_dir: str) -> str | None:
+    """The line on planned shards still missing from a run that is not finished: who is writing them, or
+    that the same `atlas run` finishes them."""
+    from atlas.store.location import open_location
+    from atlas.store.lock import RunLock
+
+    missing = (report.planned or 0) - report.shards
+    if report.status not in ("running", "interrupted", "incomplete") or missing <= 0:
+        return None
+    writer = RunLock(open_location(run_dir, what="RUN")).holder() if report.status == "running" else None
+    if writer is not None:
+        where = f"pid {writer.get('pid', '?')} on {writer.get('host', '?')}"
+        return f"the run is being written by atlas run ({where}): {missing} shards still to come"
+    died = " (or its driver died)" if report.status == "running" else ""
+    return f"the run is {report.status}{died}: the same `atlas run` finishes the {missing} missing shards"
+
+
 def run(args: argparse.Namespace) -> int:
     from atlas.store.location import open_location
     from atlas.store.verify import verify_run
@@ -66,11 +83,9 @@ def run(args: argparse.Namespace) -> int:
             else ""
         )
     )
-    if report.status in ("running", "interrupted") and report.planned and report.shards < report.planned:
-        print(
-            f"the run is {report.status} (or its driver died): the same `atlas run` finishes the "
-            f"{report.planned - report.shards} missing shards"
-        )
+    pending = _pending_shards(report, args.run_dir)
+    if pending:
+        print(pending)
     damaged = bool(report.bad or report.unmarked or report.failed)
     if report.newer and not damaged:
         return 1  # not verified

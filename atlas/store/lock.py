@@ -69,6 +69,35 @@ class RunLock:
             f"{holder.get('host')}); wait for it to finish{expires}{self.elsewhere}"
         )
 
+    def holder(self) -> dict[str, Any] | None:
+        """The live writer holding this run's lock (host, pid), or None: a look that takes nothing."""
+        if self.loc.local:
+            import fcntl
+
+            path = os.path.join(self.loc.path, LOCAL_LOCK)
+            try:
+                fh = open(path)  # noqa: SIM115 - closed below
+            except OSError:
+                return None
+            with fh:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)  # taken at once: no writer holds it
+                except BlockingIOError:
+                    try:
+                        return json.loads(fh.read() or "{}")
+                    except json.JSONDecodeError:
+                        return {}
+                except OSError:
+                    return None
+                fcntl.flock(fh, fcntl.LOCK_UN)
+            return None
+        try:
+            held = json.loads(self.loc.read_bytes(REMOTE_LOCK))
+        except (FileNotFoundError, json.JSONDecodeError, AtlasError):
+            return None
+        fresh = isinstance(held, dict) and time.time() - float(held.get("heartbeat", 0)) < STALE_S
+        return held if fresh else None
+
     def acquire(self) -> RunLock:
         if self.loc.local:
             import fcntl

@@ -579,6 +579,17 @@ def test_an_interrupted_run_says_so_in_verify_and_sql_and_resumes(store, capsys)
     assert said.err.strip() == "atlas: note: the run is interrupted: results cover its 1 of 2 complete shards"
     store.init_run(manifest(planned_shards=2))  # the same `atlas run` again
     assert json.loads((run / "run.json").read_text())["status"] == "running"
+    from atlas.store.lock import RunLock
+
+    assert RunLock(store.loc).holder() is None
+    main(["verify", str(run)])  # running, and no writer holds the lock: its driver may have died
+    assert "the run is running (or its driver died): the same `atlas run` finishes the 1 missing" in (
+        capsys.readouterr().out
+    )
+    with RunLock(store.loc):  # a live writer: verify names it
+        assert RunLock(store.loc).holder()["pid"] == os.getpid()
+        main(["verify", str(run)])
+        assert f"being written by atlas run (pid {os.getpid()} on " in capsys.readouterr().out
     store.finalize({"units": 2})
     store.mark_interrupted()  # only a running run is marked
     assert json.loads((run / "run.json").read_text())["status"] == "complete"
