@@ -33,13 +33,14 @@ import torch
 from torch import nn
 
 from atlas.config import CODE_METHODS, PIXEL_METHODS, RunConfig, check_sampler_models
-from atlas.errors import AtlasError, ConfigError, ModelError, first_line
+from atlas.errors import AtlasError, ConfigError, ModelError, first_line, some
 from atlas.models import model_layers
 from atlas.models.loaded import LoadedModel
 from atlas.models.probes import LayerInfo, LayerProbe, resolve_modules
 from atlas.models.registry import example_input
+from atlas.sampling.concepts import MIN_POSITIVES
 from atlas.sampling.facets import default_facet_layer
-from atlas.sampling.real import check_image_folder, image_files
+from atlas.sampling.real import check_image_folder, image_files, small_concepts
 from atlas.sampling.units import layer_kind
 
 if TYPE_CHECKING:
@@ -121,6 +122,12 @@ def check_real_images(cfg: RunConfig, decode: bool = True) -> tuple[bool, int | 
         except AtlasError as exc:
             raise AtlasError(f"facets.real_images: {exc}") from None
         have = True
+        small = small_concepts(source, image_files(source), MIN_POSITIVES)
+        if small:
+            warnings.append(
+                f"facets.real_images: concept folders with fewer than {MIN_POSITIVES} images are not scored "
+                f"as labels ({some(small, 4, quoted=True)}); give each concept {MIN_POSITIVES} or more"
+            )
     if start in SEEDED_STARTS and not have:
         raise ConfigError(
             f"sampler.start: {start!r} needs real images and {why}; set facets.real_images to a folder of "

@@ -145,6 +145,16 @@ def load_image_folder(path: str | Path, size: int, limit: int | None = None) -> 
     return FolderImages(images=images, paths=[str(f) for f in files], concepts=folder_concepts(path, files))
 
 
+def small_concepts(root: str | Path, files: list[Path], minimum: int) -> list[str]:
+    """The concept subfolders of ``root`` (:func:`folder_concepts`) holding fewer than ``minimum`` images:
+    the labels never score them (``concepts.MIN_POSITIVES``)."""
+    concepts = folder_concepts(root, files)
+    if concepts is None:
+        return []
+    counts = concepts.members.sum(0).tolist()
+    return [name for name, n in zip(concepts.names, counts, strict=True) if n < minimum]
+
+
 def folder_concepts(root: str | Path, files: list[Path]) -> ConceptSet | None:
     """A labelled probe set from a folder with one subfolder per concept: concept ``<subfolder>`` holds the
     images under it. None unless every image sits in a subfolder and there are at least two."""

@@ -53,6 +53,26 @@ def test_facet_layer_from_config_and_disabled():
     assert report.facet_layer is None and any("facets.enabled is false" in w for w in report.warnings)
 
 
+def test_concept_folders_too_small_to_be_scored_are_a_warning(tmp_path):
+    """A labelled folder (one subfolder per concept) whose concepts hold fewer than 10 images gave NULL
+    labels in silence: the labels never score them."""
+    from PIL import Image
+
+    from atlas.pipeline.preflight import check_real_images
+
+    for concept, n in (("dogs", 12), ("cats", 3), ("striped", 2)):
+        (tmp_path / concept).mkdir()
+        for i in range(n):
+            Image.new("RGB", (8, 8), (i * 9, 0, 0)).save(tmp_path / concept / f"{i}.png")
+    cfg = config(facets={"real_images": str(tmp_path)})
+    _, count, warnings = check_real_images(cfg)
+    assert count == 17
+    assert warnings == [
+        "facets.real_images: concept folders with fewer than 10 images are not scored as labels ('cats', "
+        "'striped'); give each concept 10 or more"
+    ]
+
+
 def test_toyworld_images_for_another_target_is_a_warning_unless_starts_need_them():
     cfg = config(facets={"real_images": "toyworld"})
     assert any("not a toy-world model" in w for w in preflight(cfg, build_models(cfg)).warnings)
