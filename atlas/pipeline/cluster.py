@@ -28,6 +28,7 @@ class WorkerLayout:
     cpus: float  # per actor
     gpus: float  # per actor
     threads: int  # torch intra-op threads per actor
+    note: str | None = None  # what was changed from the config, and why (the driver prints it)
 
     def describe(self) -> str:
         each = f"{self.gpus:g} GPU" if self.gpus else f"{self.cpus:g} CPU"
@@ -246,9 +247,19 @@ def plan_layout(cfg: RunConfig, n_shards: int) -> WorkerLayout:
         n = int(gpus // gpw)
     else:
         n = int(cpus // cpw)
+    note = None
+    fits = int(gpus // gpw) if gpw > 0 else int(cpus // cpw) if cpw > 0 else n
+    if cfg.ray.num_workers and not cfg.ray.autoscaling and 1 <= fits < min(n, n_shards):
+        each = f"{gpw:g} GPU" if gpw > 0 else f"{cpw:g} CPU"
+        note = (
+            f"ray.num_workers {n} asks for more actors than this cluster holds at once ({fits} x {each}); "
+            f"{fits} run, as the others would wait for nodes that never come (ray.autoscaling: true for a "
+            "cluster that grows)"
+        )
+        n = fits
     n = max(1, min(n, n_shards))
     threads = cfg.compute.threads or max(1, int(cpw))
-    return WorkerLayout(n, cpw, gpw, threads)
+    return WorkerLayout(n, cpw, gpw, threads, note)
 
 
 def check_device(cfg: RunConfig, layout: WorkerLayout) -> None:

@@ -323,7 +323,7 @@ def _dispatch(
             log(f"resuming {loc.display()}: {n_done} of {manifest['planned_shards']} shards already complete")
         log(
             f"atlas run {cfg.name}: {len(todo)} shards, {total_units - done_units} units to go, "
-            f"on {layout.describe()}"
+            f"on {layout.describe()}" + (f"\natlas: warning: {layout.note}" if layout.note else "")
         )
         # models, judge, real images: once into the object store, held for the workers (kept alive here)
         shipped, _holder = ShippedBundle.put(cfg, bundle, f"atlas-bundle-{manifest['run_token']}")

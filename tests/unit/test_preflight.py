@@ -375,6 +375,20 @@ def test_the_device_each_actor_gets_is_checked_against_the_layout(monkeypatch):
     cluster.check_device(cfg, cluster.plan_layout(cfg, 8))
 
 
+def test_more_workers_than_the_cluster_holds_run_as_many_as_fit_and_say_so(monkeypatch):
+    import ray
+
+    from atlas.pipeline import cluster
+
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
+    layout = cluster.plan_layout(config(ray={"num_workers": 5}), 8)
+    assert layout.actors == 2 and "ray.num_workers 5 asks for more actors than this cluster holds at once " \
+        "(2 x 1 CPU); 2 run" in layout.note  # fmt: skip
+    assert cluster.plan_layout(config(ray={"num_workers": 5, "autoscaling": True}), 8).actors == 5
+    assert cluster.plan_layout(config(ray={"num_workers": 2}), 8).note is None
+    assert cluster.plan_layout(config(ray={"num_workers": 5}), 1).note is None  # one shard: one actor anyway
+
+
 def test_composite_objectives_and_named_layers_are_checked_before_anything_runs():
     """Issue 17: an objective naming a unit outside the layer, an unknown diversity or accentuation layer."""
     cfg = config(layers=[{"name": "fc8", "objectives": ["3 - 12"]}])
