@@ -63,18 +63,26 @@ def _wrap_doc(rows: list[tuple[str, str, str, str]]) -> list[tuple[str, str, str
 
 def _check(cfg) -> list[str]:
     """Pre-flight as `atlas run` does it, without Ray: returns lines describing what was checked."""
+    from atlas.config import PIXEL_METHODS
+    from atlas.models.spaces import conversion
     from atlas.pipeline.models_setup import build_models
     from atlas.pipeline.preflight import preflight_config, preflight_models
 
     warnings = preflight_config(cfg, address=cfg.ray.address)
-    report = preflight_models(cfg, build_models(cfg))
+    models = build_models(cfg)
+    report = preflight_models(cfg, models)
     for line in warnings + report.warnings:
         print(f"atlas: warning: {line}", file=sys.stderr)
     layers = ", ".join(f"{n} {'x'.join(map(str, s))}" for n, s in report.layer_shapes.items())
     named = [("output layer", report.output_layer), ("facet layer", report.facet_layer)]
     named.append(("code layer", report.code_layer))
     parts = [f"{what} {name}" if name else f"no {what}" for what, name in named]
-    return [f"# pre-flight passed: layers {layers}; " + "; ".join(parts)]
+    lines = [f"# pre-flight passed: layers {layers}; " + "; ".join(parts)]
+    gen, target = models.generator, models.target
+    drawn = gen is not None and gen.space is not None and cfg.sampler.method not in PIXEL_METHODS
+    if drawn and target.space is not None:
+        lines.append(f"# pictures: the generator's {conversion(gen.space, target.space)} for the target")
+    return lines
 
 
 def run(args: argparse.Namespace) -> int:

@@ -63,6 +63,17 @@ class ImageSpace:
         if self.geometry == "center_crop" and h >= self.size and w >= self.size:
             top, left = (h - self.size) // 2, (w - self.size) // 2
             return rgb01[..., top : top + self.size, left : left + self.size]
+        if h > self.size or w > self.size:  # shrinking: antialiased, so every pixel of G's picture counts
+            # (plain bilinear reads 4 of each (H/size)^2 pixels: at 256 -> 32 px, 6 % of them get a gradient,
+            # and the ascent can hide the unit's pattern in the pixels it skips)
+            small = F.interpolate(
+                rgb01.float(),
+                size=(self.size, self.size),
+                mode="bilinear",
+                align_corners=False,
+                antialias=True,
+            )
+            return small.to(rgb01.dtype)
         return F.interpolate(rgb01, size=(self.size, self.size), mode="bilinear", align_corners=False)
 
     def encode(self, rgb01: torch.Tensor) -> torch.Tensor:
@@ -93,6 +104,18 @@ class ImageSpace:
             f"mean={tuple(round(m, 3) for m in mean)} std={tuple(round(s, 3) for s in std)} "
             f"({self.geometry})"
         )
+
+
+def conversion(source: ImageSpace, target: ImageSpace) -> str:
+    """How a picture drawn in ``source`` (a generator's) reaches ``target`` (a network's input), in words."""
+    n, m = source.size, target.size
+    if n == m:
+        how = "same size"
+    elif target.geometry == "center_crop" and n > m:
+        how = f"centre {m}x{m} crop"
+    else:
+        how = f"resized to {m}x{m}" + (", antialiased" if n > m else " (enlarged)")
+    return f"{n}x{n} {source.channel_order} -> {m}x{m} {target.channel_order} ({how})"
 
 
 def _one_channel(stats: torch.Tensor) -> torch.Tensor:
