@@ -209,15 +209,23 @@ def _without_wrapper_prefix(
     state: Mapping[str, torch.Tensor], own: Mapping[str, object]
 ) -> Mapping[str, torch.Tensor]:
     """``state`` with the first name part every key shares removed (``model.`` from a Lightning module,
-    ``backbone.`` from a wrapper), when exactly the model's keys are left; else ``state`` as it is."""
+    ``backbone.`` from a wrapper), or with the model's own single first part added (a file of the network
+    a module wraps, e.g. DeePSiM's ``G.``), when exactly the model's keys are left; else ``state``."""
     if not state or _fits(state, own):
         return state
     heads = {k.split(".", 1)[0] for k in state}
-    if len(heads) != 1 or not all("." in k for k in state):
-        return state
-    cut = len(heads.pop()) + 1
-    stripped = {k[cut:]: v for k, v in state.items()}
-    return stripped if _fits(stripped, own) else state
+    if len(heads) == 1 and all("." in k for k in state):
+        cut = len(heads.pop()) + 1
+        stripped = {k[cut:]: v for k, v in state.items()}
+        if _fits(stripped, own):
+            return stripped
+    own_heads = {k.split(".", 1)[0] for k in own}  # the model wraps the saved network (DeePSiM's ``G.``)
+    if len(own_heads) == 1 and all("." in k for k in own):
+        head = own_heads.pop()
+        wrapped = {f"{head}.{k}": v for k, v in state.items()}
+        if _fits(wrapped, own):
+            return wrapped
+    return state
 
 
 def apply_state_dict(module: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:

@@ -236,8 +236,8 @@ class _Pool:
             slot.deaths += 1  # a new process: the actor died and Ray restarted it
             self.report.deaths += 1
             self.log(
-                f"worker {slot.index} was restarted (pid {slot.pid} -> {value.get('pid')}, "
-                f"death {slot.deaths} of at most {self.max_restarts + 1}); its lost shards were re-queued"
+                f"worker {slot.index} was restarted (pid {slot.pid} -> {value.get('pid')}, restart "
+                f"{slot.deaths} of ray.max_restarts {self.max_restarts}); its lost shards were re-queued"
             )
         slot.state = "alive"
         slot.pid, slot.node = value.get("pid"), value.get("node")

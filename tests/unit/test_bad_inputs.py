@@ -694,9 +694,7 @@ def test_base_config_passes_preflight(tmp_path, capsys):
         assert "# pre-flight passed: layers fc8 10, conv2 8x16x16" in out and "facet layer relu7" in out
         assert "atlas: error" not in err and "RANDOM weights" in err
         drawn = "generator" in change.get("models", {})
-        assert (
-            "# pictures: the generator's 32x32 RGB -> 32x32 RGB (same size)" in out
-        ) == drawn
+        assert ("# pictures: the generator's 32x32 RGB -> 32x32 RGB (same size)" in out) == drawn
     assert not (tmp_path / "runs").exists()
 
 

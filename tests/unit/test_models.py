@@ -223,6 +223,10 @@ def test_deepsim_fc6_parameters_and_key_layout(tmp_path):
     loaded = load_model(ModelConfig(spec="deepsim:fc6", weights=str(path)), "generator")
     assert loaded.module.G.defc7.weight[0, 0].item() == pytest.approx(0.01)
     assert loaded.code_shape == (4096,) and not loaded.random_weights
+    # the same file saved from the bare network (no "G." prefix): the wrapper's prefix is added
+    torch.save({k[2:]: torch.full_like(v, 0.02) for k, v in g.state_dict().items()}, path)
+    loaded = load_model(ModelConfig(spec="deepsim:fc6", weights=str(path)), "generator")
+    assert loaded.module.G.defc7.weight[0, 0].item() == pytest.approx(0.02)
     with pytest.raises(ModelError, match="is a generator; it cannot be the target"):
         load_model(ModelConfig(spec="deepsim:fc6", weights=str(path)), "target")
     with pytest.raises(ModelError, match="unknown DeePSiM variant 'fc9'"):
