@@ -217,7 +217,6 @@ def run_atlas(
         "facet_layer": checked.facet_layer,
         "code_layer": checked.code_layer,
     }
-    summaries: list[dict[str, Any]] = []
     if not todo:  # every shard done: the run's own summary stays what its last work wrote
         previous, existing = _previous_summary(loc), store.manifest()
         if existing is not None and existing.get("status") == "complete" and previous:
@@ -231,31 +230,31 @@ def run_atlas(
                 summary = previous or _summarize(cfg, loc, shards, [], wall, len(shards))
                 store.init_run(manifest)
                 _finalize(store, summary)
-        failed = _run_unit_errors(
-            loc
-        )  # the run's failed units: the same exit code as the call that made them
+        failed = _run_unit_errors(loc)  # the exit code of the call that made them, again
         this_call = {"shards_run": 0, "shards_skipped": len(shards), "errors": failed, "nothing_to_do": True}
         return {**summary, "run_dir": loc.display(), "run_totals": _run_totals(loc), **this_call}
     bundle = partial(_make_bundle, cfg, models, manifest)  # made under the lock
     lock = RunLock(loc)
-    try:
-        try:
-            args = (cfg, store, lock, manifest, bundle, todo, total_units, address, log, progress)
-            summaries, todo = _dispatch(*args)
-        except KeyboardInterrupt as exc:
-            if not lock.held:  # stopped before it held the run: the run.json may be another driver's
-                raise
-            raise _interrupted(store, len(shards), getattr(exc, "exit_code", 130)) from None
-        except AtlasError:
-            if lock.held:  # a run that failed is not left saying "running"
-                store.mark_interrupted("incomplete")
-            raise
+
+    def finish(summaries: list[dict[str, Any]], ran: list[Shard]) -> dict[str, Any]:
         wall = time.perf_counter() - started
-        summary = _summarize(cfg, loc, shards, summaries, wall, skipped=len(shards) - len(todo))
+        summary = _summarize(cfg, loc, shards, summaries, wall, skipped=len(shards) - len(ran))
         _finalize(store, summary)
+        return summary
+
+    try:
+        args = (cfg, store, lock, manifest, bundle, todo, total_units, address, log, progress, finish)
+        return _dispatch(*args)
+    except KeyboardInterrupt as exc:
+        if not lock.held:  # stopped before it held the run: the run.json may be another driver's
+            raise
+        raise _interrupted(store, len(shards), getattr(exc, "exit_code", 130)) from None
+    except AtlasError:
+        if lock.held:  # a run that failed is not left saying "running"
+            store.mark_interrupted("incomplete")
+        raise
     finally:
         lock.release()
-    return summary
 
 
 def _make_bundle(cfg: RunConfig, models: RunModels, manifest: dict[str, Any]) -> WorkerBundle:
@@ -286,9 +285,15 @@ def _dispatch(
     address: str | None,
     log,
     progress: bool,
-) -> tuple[list[dict[str, Any]], list[Shard]]:
-    """Start (or join) Ray, take the run's lock, and run ``todo``'s shards still to do then on an actor
-    pool; -> (the shards' summaries, the shards it ran)."""
+    finish: Callable[[list[dict[str, Any]], list[Shard]], dict[str, Any]],
+) -> dict[str, Any]:
+    """Start (or join) Ray, take the run's lock, run ``todo``'s shards still to do then on an actor pool,
+    and ``finish(the shards' summaries, the shards it ran)`` -> the run's summary.
+
+    ``finish`` (the summary and the run's completion) runs before Ray's teardown (the actors killed, a
+    local instance shut down): Ray's shutdown sets SIGTERM back to the default below Python for about a
+    second, and a SIGTERM then ended the process in silence with the run left "running"; now a run that
+    is done is marked so first."""
     import ray
 
     from atlas.pipeline import cluster
@@ -349,14 +354,13 @@ def _dispatch(
                 on_result=(lambda r: bar.update(r["units"])) if bar is not None else (lambda _r: None),
                 log=log,
             )
+            _pool_done(report, bar, log)
+            return finish(report.summaries, todo)  # the run complete before Ray's teardown (docstring)
         finally:
             if bar is not None:
                 bar.close()
             for actor in actors:
                 ray.kill(actor)
-        if report.deaths:
-            log(f"{report.deaths} worker death(s) survived; {report.requeued} shard(s) re-queued")
-        return report.summaries, todo
     except KeyboardInterrupt:
         if sigterm.received:  # Ray's wait re-raised it as a plain KeyboardInterrupt
             raise Terminated from None
@@ -366,6 +370,14 @@ def _dispatch(
             ray.shutdown()
         sigterm.restore()
         starting.restore()
+
+
+def _pool_done(report: Any, bar: Any, log) -> None:
+    """The progress bar closed (closing it again is a no-op) and the worker deaths the pool survived said."""
+    if bar is not None:
+        bar.close()
+    if report.deaths:
+        log(f"{report.deaths} worker death(s) survived; {report.requeued} shard(s) re-queued")
 
 
 def _finalize(store: RunStore, summary: dict[str, Any]) -> None:
@@ -384,10 +396,15 @@ def _interrupted(store: RunStore, planned: int, exit_code: int = 130) -> Interru
     finish it."""
     try:
         done = len(store.completed_shards())
-        store.mark_interrupted()
+        finished = (store.manifest() or {}).get("status") == "complete"
+        store.mark_interrupted()  # a running run only
     except (AtlasError, OSError):  # the interrupt is what matters; the marking is a courtesy
         return Interrupted(
             "interrupted; the same `atlas run` resumes from the shards complete so far", exit_code
+        )
+    if finished:  # the signal came while Ray shut down, after the run was marked complete
+        return Interrupted(
+            f"interrupted after the run was complete ({done} shards); nothing is lost", exit_code
         )
     if done >= planned:  # stopped after its last shard, before the run was finished (summary, status)
         return Interrupted(

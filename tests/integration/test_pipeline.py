@@ -54,9 +54,20 @@ def worker_pid_after_a_shard(run_dir: Path) -> int | None:
 
 
 def test_row_counts_exact_and_rerun_writes_nothing(tmp_path, micro_cache, ray_session, monkeypatch):
+    import ray
+
     cfg = micro_config(tmp_path, micro_cache)
     handler = signal.getsignal(signal.SIGTERM)
+    kill, status_at_teardown = ray.kill, []
+
+    def teardown(actor, **kw):  # Ray's teardown (kill, then shutdown) comes after the run is complete:
+        status_at_teardown.append(json.loads((tmp_path / "micro" / "run.json").read_text())["status"])
+        kill(actor, **kw)  # a shutdown resets SIGTERM below Python: a signal then ended the driver at once
+
+    monkeypatch.setattr(ray, "kill", teardown)
     summary = run_atlas(cfg, progress=False)
+    monkeypatch.setattr(ray, "kill", kill)
+    assert status_at_teardown and set(status_at_teardown) == {"complete"}
     assert signal.getsignal(signal.SIGTERM) is handler  # a program embedding atlas keeps its own
     run_dir = Path(summary["run_dir"])
     units = 10 + 4  # fc8 all (10 classes) + conv2 0-3

@@ -593,6 +593,9 @@ def test_an_interrupted_run_says_so_in_verify_and_sql_and_resumes(store, capsys)
     store.finalize({"units": 2})
     store.mark_interrupted()  # only a running run is marked
     assert json.loads((run / "run.json").read_text())["status"] == "complete"
+    said = str(_interrupted(store, 2))  # a SIGTERM while Ray shuts down, after the run was finished
+    assert said.startswith("interrupted after the run was complete (") and said.endswith("nothing is lost")
+    assert json.loads((run / "run.json").read_text())["status"] == "complete"
 
 
 def test_a_run_or_shard_from_a_newer_atlas_is_refused_in_one_line(store):
