@@ -403,9 +403,8 @@ def _interrupted(store: RunStore, planned: int, exit_code: int = 130) -> Interru
             "interrupted; the same `atlas run` resumes from the shards complete so far", exit_code
         )
     if finished:  # the signal came while Ray shut down, after the run was marked complete
-        return Interrupted(
-            f"interrupted after the run was complete ({done} shards); nothing is lost", exit_code
-        )
+        shards = f"{done} shard{'s' if done != 1 else ''}"
+        return Interrupted(f"interrupted after the run was complete ({shards}): nothing is lost", exit_code)
     if done >= planned:  # stopped after its last shard, before the run was finished (summary, status)
         return Interrupted(
             f"interrupted after its last shard ({done} of {planned} complete); the same `atlas run` finishes "
