@@ -23,7 +23,7 @@ SUB_EXAMPLES = {
   atlas bench quality --steps 50 --seeds 1 --out grids/          # quicker, with image grids
   atlas bench quality --config configs/demo.yaml --max-units 10 --json q.json   # the demo atlas itself""",
     "throughput": """examples:
-  atlas bench throughput --batches 16,64 --methods dgn_am        # a few minutes on 2 CPU cores
+  atlas bench throughput --batches 16,64 --methods dgn_am        # 10-80 s on 2 CPU cores
   atlas bench throughput --config configs/alexnet-deepsim.yaml --set models.allow_random_weights=true \
       --set models.target.weights=null --set models.generator.weights=null --json gpu.json""",
     "toyworld": """example:

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from atlas.config import CODE_METHODS, PIXEL_METHODS, RunConfig, check_sampler_models
+from atlas.config import CODE_METHODS, RunConfig, check_sampler_models
 from atlas.errors import AtlasError, ConfigError, ModelError, first_line, some
 from atlas.models import model_layers
 from atlas.models.loaded import LoadedModel
@@ -143,8 +143,26 @@ def preflight_config(cfg: RunConfig, *, address: str | None = None, decode_image
 
     check_address(address)
     warnings = check_device(cfg, is_local(address))
-    warnings += check_real_images(cfg, decode_images)[2]
-    return warnings
+    have_real, _, said = check_real_images(cfg, decode_images)
+    return warnings + said + _without_real_images(cfg, have_real)
+
+
+def _without_real_images(cfg: RunConfig, have_real: bool) -> list[str]:
+    """Warnings for the peer methods that fall back when the run has no real images."""
+    s = cfg.sampler
+    if have_real:
+        return []
+    if s.method == "maco" and s.maco.spectrum == "real":
+        return [
+            "sampler.maco.spectrum: real needs real images (facets.real_images); without them MACO fixes the "
+            "1/f power-law spectrum instead (method maco[spectrum=power_law])"
+        ]
+    if s.method == "accentuation":
+        return [
+            "sampler.method: accentuation accentuates real images and the run has none (facets.real_images); "
+            "its chains start from the mean picture instead"
+        ]
+    return []
 
 
 # ---------------------------------------------------------------------------------------------- models
@@ -263,13 +281,13 @@ def _model_warnings(cfg: RunConfig, models: RunModels) -> list[str]:
     out, s = [], cfg.sampler
     if cfg.models.dae is not None and models.dae is None:
         out.append("models.dae is set but unused (only ppgn_h with prior: dae uses it)")
-    if s.method in PIXEL_METHODS and cfg.models.generator is not None:
-        out.append(f"models.generator is set but unused by sampler.method: {s.method}")
     if cfg.facets.enabled and s.chains_per_unit == 1:
         out.append("facets.enabled with sampler.chains_per_unit: 1 finds one facet per unit; use >= 4 chains")
     if not cfg.facets.enabled and cfg.facets.layer:
         out.append("facets.layer is set but facets.enabled is false")
-    if s.diversity > 0 and s.chains_per_unit == 1:
+    if s.diversity > 0 and s.method in ("ga", "cmaes"):
+        out.append(f"sampler.diversity is a gradient term: sampler.method {s.method} ignores it")
+    elif s.diversity > 0 and s.chains_per_unit == 1:
         out.append("sampler.diversity pushes a unit's chains apart and does nothing with one chain a unit")
     if s.method == "dgn_am" and s.dgn_am.lr_end > s.dgn_am.lr:
         out.append(

@@ -56,8 +56,10 @@ class Judge:
 
 
 def judge_verdict(judge: Judge, chains: Sequence[Any], unit: int) -> dict[str, Any] | None:
-    """The unit's verdict from its chains' last pictures (see the module docstring); None without chains."""
-    if not chains:
+    """The unit's verdict from its chains' last pictures (see the module docstring); None without chains,
+    and for a unit that is no class (a composite objective numbered after the classes, issue 17: its
+    verdict would count a class it is not)."""
+    if not chains or not 0 <= unit < judge.n_classes:
         return None
     kept = [c for c in chains if not c.diverged] or list(chains)
     classes, fines = judge(np.stack([c.last.image for c in kept]))

@@ -66,3 +66,4 @@ def test_unit_verdict_is_a_majority_of_last_pictures_without_diverged_chains():
     all_diverged = [_chain((0, 0, 255), diverged=True)] * 2
     assert judge_verdict(judge, all_diverged, unit=1)["judge_correct"] is True  # all diverged: use them
     assert judge_verdict(judge, [], unit=0) is None
+    assert judge_verdict(judge, chains, unit=2) is None  # a composite after the 2 classes: no verdict

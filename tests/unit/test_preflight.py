@@ -73,6 +73,27 @@ def test_concept_folders_too_small_to_be_scored_are_a_warning(tmp_path):
     ]
 
 
+def test_settings_a_method_ignores_or_falls_back_from_are_warnings():
+    from atlas.pipeline.preflight import preflight_config
+
+    none = {"real_images": None}
+    maco = config(
+        sampler={"method": "maco", "steps": 2, "chains_per_unit": 2, "start": "random"}, facets=none
+    )
+    assert any("MACO fixes the 1/f power-law spectrum" in w for w in preflight_config(maco))
+    accent = config(sampler={"method": "accentuation", "steps": 2, "start": "random"}, facets=none)
+    assert any(
+        "accentuation accentuates real images and the run has none" in w for w in preflight_config(accent)
+    )
+    with_g = {"target": f"{SPEC}:good", "generator": f"{SPEC}:generator", "allow_random_weights": True}
+    sampler = {"method": "ga", "steps": 2, "chains_per_unit": 2, "start": "random", "diversity": 1.0}
+    ga = config(models=with_g, sampler=sampler)
+    said = preflight(ga, build_models(ga)).warnings
+    assert "sampler.diversity is a gradient term: sampler.method ga ignores it" in said
+    pixel = config(models=with_g)  # a generator with a pixel method: no warning, it scores the manifold
+    assert not any("unused" in w for w in preflight(pixel, build_models(pixel)).warnings)
+
+
 def test_toyworld_images_for_another_target_is_a_warning_unless_starts_need_them():
     cfg = config(facets={"real_images": "toyworld"})
     assert any("not a toy-world model" in w for w in preflight(cfg, build_models(cfg)).warnings)
