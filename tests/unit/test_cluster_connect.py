@@ -28,26 +28,35 @@ def test_ctrl_c_while_a_local_ray_starts_shuts_it_down(monkeypatch):
     assert calls == ["init", "shutdown"]
 
 
-def test_address_auto_without_a_cluster_says_so_and_not_to_pass_the_flag_just_given(monkeypatch):
+def _connect_refused(monkeypatch, address: str, ray_says: str) -> str:
+    """The one-line error of ``connect(address)`` when ray.init raises ConnectionError(ray_says)."""
     import ray
 
     from atlas.errors import ConfigError
     from atlas.pipeline import cluster
 
-    def init(**_kwargs):  # Ray's own words: they ask for the --address flag the user just gave
-        raise ConnectionError(
-            "Could not find any running Ray instance. Please specify the one to connect to by setting "
-            "`--address` flag or `RAY_ADDRESS` environment variable."
-        )
+    def init(**_kwargs):
+        raise ConnectionError(ray_says)
 
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", init)
     monkeypatch.setattr(cluster, "probe_address", lambda _address: None)
     with pytest.raises(ConfigError) as err:
-        cluster.connect("auto")
+        cluster.connect(address)
     text = str(err.value)
+    assert "\n" not in text
+    return text
+
+
+def test_address_auto_without_a_cluster_says_so_and_not_to_pass_the_flag_just_given(monkeypatch):
+    text = _connect_refused(  # Ray's own words: they ask for the --address flag the user just gave
+        monkeypatch,
+        "auto",
+        "Could not find any running Ray instance. Please specify the one to connect to by setting "
+        "`--address` flag or `RAY_ADDRESS` environment variable.",
+    )
     assert "no Ray cluster is running on this machine" in text and "ray start --head" in text
-    assert "--address` flag" not in text and "\n" not in text
+    assert "--address` flag" not in text
 
 
 def test_sigterm_while_a_local_ray_starts_is_terminated_and_shuts_ray_down(monkeypatch):
@@ -77,22 +86,9 @@ def test_sigterm_while_a_local_ray_starts_is_terminated_and_shuts_ray_down(monke
 def test_an_address_that_answers_but_refuses_ray_names_token_authentication(monkeypatch):
     """A head started with token authentication refuses a driver without its token: the address was right,
     so the message does not list address forms but says what the cluster may need."""
-    import ray
-
-    from atlas.errors import ConfigError
-    from atlas.pipeline import cluster
-
-    def init(**_kwargs):
-        raise ConnectionError("Failed to connect to GCS within 60 seconds")
-
-    monkeypatch.setattr(ray, "is_initialized", lambda: False)
-    monkeypatch.setattr(ray, "init", init)
-    monkeypatch.setattr(cluster, "probe_address", lambda _address: None)
-    with pytest.raises(ConfigError) as err:
-        cluster.connect("10.0.0.5:6379")
-    text = str(err.value)
+    text = _connect_refused(monkeypatch, "10.0.0.5:6379", "Failed to connect to GCS within 60 seconds")
     assert (
         "answers but Ray could not join it (Failed to connect to GCS" in text
         and "RAY_AUTH_MODE=token" in text
     )
-    assert "expected host:port" not in text and "\n" not in text
+    assert "expected host:port" not in text
