@@ -92,3 +92,13 @@ def test_an_address_that_answers_but_refuses_ray_names_token_authentication(monk
         and "RAY_AUTH_MODE=token" in text
     )
     assert "expected host:port" not in text
+
+
+def test_the_bundle_holder_ends_itself_once_its_raylet_is_gone():
+    """A holder that outlived its Ray (parent 1, ~1 GB) ended only when killed by hand; it now watches its
+    parent and leaves once the raylet that started it is gone."""
+    from atlas.pipeline.models_setup import exit_when_orphaned
+
+    parents, left = iter([4242, 4242, 4242, 1]), []
+    exit_when_orphaned(4242, interval_s=0.0, getppid=lambda: next(parents), leave=left.append)
+    assert left == [0] and next(parents, None) is None  # it looked until the parent changed, then left
