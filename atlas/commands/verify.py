@@ -34,10 +34,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _short(text: str) -> str:
-    return text if len(text) <= 160 else text[:157].rsplit(" ", 1)[0] + " ..."
-
-
 def _pending_shards(report, run_dir: str) -> str | None:
     """The line on planned shards still missing from a run that is not finished: who is writing them, or
     that the same `atlas run` finishes them."""
@@ -69,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
             "not checked and never repaired here; upgrade atlas"
         )
     for shard, (n, error) in sorted(report.failed.items()):
-        print(f"shard {shard}: {n} unit{'s' if n != 1 else ''} failed (no pictures): {_short(error)}")
+        print(f"shard {shard}: {n} unit{'s' if n != 1 else ''} failed (no pictures): {error}")
     if report.unmarked:
         print(f"{report.unmarked} planned shard(s) have no marker although the run says it is complete")
     of = f" of {report.planned} planned" if report.planned is not None else ""

@@ -230,9 +230,9 @@ def run_atlas(
                 summary = previous or _summarize(cfg, loc, shards, [], wall, len(shards))
                 store.init_run(manifest)
                 _finalize(store, summary)
-        failed = _run_unit_errors(loc)  # the exit code of the call that made them, again
+        totals, failed = _marker_tallies(read_markers(loc))  # failed units: the exit code that made them
         this_call = {"shards_run": 0, "shards_skipped": len(shards), "errors": failed, "nothing_to_do": True}
-        return {**summary, "run_dir": loc.display(), "run_totals": _run_totals(loc), **this_call}
+        return {**summary, "run_dir": loc.display(), "run_totals": totals, **this_call}
     bundle = partial(_make_bundle, cfg, models, manifest)  # made under the lock
     lock = RunLock(loc)
 
@@ -420,23 +420,28 @@ def _interrupted(store: RunStore, planned: int, exit_code: int = 130) -> Interru
 def _run_totals(loc: Location) -> dict[str, int]:
     """Rows of the whole run by table, from its completion markers (a run finished over several calls:
     each call's summary counts its own shards)."""
-    totals: Counter[str] = Counter()
-    for marker in read_markers(loc).values():
-        rows = marker.get("rows")
-        if isinstance(rows, dict):
-            totals.update({str(k): int(v) for k, v in rows.items() if isinstance(v, int)})
-    return dict(totals)
+    return _marker_tallies(read_markers(loc))[0]
 
 
 def _run_unit_errors(loc: Location) -> int:
     """Units of the whole run that failed, from its completion markers (``meta.unit_errors``; markers
     written before it count none)."""
-    total = 0
-    for marker in read_markers(loc).values():
+    return _marker_tallies(read_markers(loc))[1]
+
+
+def _marker_tallies(markers: dict[str, dict[str, Any]]) -> tuple[dict[str, int], int]:
+    """(rows by table, failed units) summed over a run's completion markers (read once: on an object
+    store each is a GET)."""
+    totals: Counter[str] = Counter()
+    failed = 0
+    for marker in markers.values():
+        rows = marker.get("rows")
+        if isinstance(rows, dict):
+            totals.update({str(k): int(v) for k, v in rows.items() if isinstance(v, int)})
         meta = marker.get("meta")
         n = meta.get("unit_errors") if isinstance(meta, dict) else None
-        total += n if isinstance(n, int) and not isinstance(n, bool) else 0
-    return total
+        failed += n if isinstance(n, int) and not isinstance(n, bool) else 0
+    return dict(totals), failed
 
 
 def _previous_summary(loc: Location) -> dict[str, Any] | None:

@@ -118,11 +118,12 @@ def check_real_images(cfg: RunConfig, decode: bool = True) -> tuple[bool, int | 
                 )
     elif source:
         try:
-            count = check_image_folder(source) if decode else len(image_files(source))
+            files = image_files(source)  # one walk of the folder
+            count = check_image_folder(source, files) if decode else len(files)
         except AtlasError as exc:
             raise AtlasError(f"facets.real_images: {exc}") from None
         have = True
-        small = small_concepts(source, image_files(source), MIN_POSITIVES)
+        small = small_concepts(source, files, MIN_POSITIVES)
         if small:
             warnings.append(
                 f"facets.real_images: concept folders with fewer than {MIN_POSITIVES} images are not scored "

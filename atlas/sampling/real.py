@@ -96,13 +96,13 @@ def _to_rgb8(im):
     return im.convert("RGB")
 
 
-def check_image_folder(path: str | Path) -> int:
+def check_image_folder(path: str | Path, files: list[Path] | None = None) -> int:
     """Decode every image under ``path`` (nothing kept); returns the count.
 
     An unreadable file is an error naming it (and how many more there are), not a skip: the workers load
     the same folder and must see the same images in the same order (real-image indices are recorded).
     """
-    files = image_files(path)
+    files = image_files(path) if files is None else files  # ``files``: the caller's listing of it
     bad: list[tuple[Path, str]] = []
     for f in files:
         try:

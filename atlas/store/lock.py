@@ -42,6 +42,14 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _holder_record(fh: Any) -> dict[str, Any]:
+    """What the lock file's holder wrote of itself (host, pid); {} when it wrote nothing readable yet."""
+    try:
+        return json.loads(fh.read() or "{}")
+    except json.JSONDecodeError:
+        return {}
+
+
 class RunLock:
     def __init__(self, loc: Location, elsewhere: str = ", or use another name (--set name=...)") -> None:
         """``elsewhere``: the way round a busy lock the message offers (a run can take another name; a
@@ -83,10 +91,7 @@ class RunLock:
                 try:
                     fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)  # taken at once: no writer holds it
                 except BlockingIOError:
-                    try:
-                        return json.loads(fh.read() or "{}")
-                    except json.JSONDecodeError:
-                        return {}
+                    return _holder_record(fh)
                 except OSError:
                     return None
                 fcntl.flock(fh, fcntl.LOCK_UN)
@@ -109,10 +114,7 @@ class RunLock:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 fh.seek(0)
-                try:
-                    holder = json.loads(fh.read() or "{}")
-                except json.JSONDecodeError:
-                    holder = {}
+                holder = _holder_record(fh)
                 fh.close()
                 raise self._busy(holder) from None
             try:

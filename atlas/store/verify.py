@@ -145,7 +145,7 @@ def _failed_units(loc: Location, rel: str) -> tuple[int, str] | None:
         cols = pq.read_table(fh, columns=[c for c in ("status", "error") if c in names]).to_pydict()
     errors = [e for st, e in zip(cols["status"], cols.get("error", [None] * len(cols["status"])), strict=True)
               if st == "error"]  # fmt: skip
-    return (len(errors), first_line(errors[0] or "unknown error")) if errors else None
+    return (len(errors), _short(first_line(errors[0] or "unknown error"))) if errors else None
 
 
 def _short(text: str) -> str:
