@@ -33,6 +33,7 @@ class RealImagesLike(Protocol):
 class FolderImages:
     images: torch.Tensor  # (N, 3, size, size) float rgb01
     paths: list[str] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)  # each image's path inside the folder (atlas shows it)
     labels: torch.Tensor | None = None
     fine: torch.Tensor | None = None
     concepts: ConceptSet | None = None  # one concept per first-level subfolder (labelled probe set)
@@ -142,7 +143,13 @@ def load_image_folder(path: str | Path, size: int, limit: int | None = None) -> 
                 "(every image file in the folder is used)"
             ) from None
     images = torch.stack(out).permute(0, 3, 1, 2).float() / 255.0  # (N, 3, size, size)
-    return FolderImages(images=images, paths=[str(f) for f in files], concepts=folder_concepts(path, files))
+    root = Path(path).expanduser()
+    return FolderImages(
+        images=images,
+        paths=[str(f) for f in files],
+        names=[f.relative_to(root).as_posix() for f in files],
+        concepts=folder_concepts(path, files),
+    )
 
 
 def small_concepts(root: str | Path, files: list[Path], minimum: int) -> list[str]:

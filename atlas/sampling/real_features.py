@@ -78,6 +78,11 @@ class RealFeatures:
     def images(self) -> torch.Tensor:
         return self.real.images  # (N, 3, H, W) float rgb01
 
+    def name(self, index: int) -> str | None:
+        """Real image ``index``'s file inside a user's folder (None for sets without files: the toy world)."""
+        names = getattr(self.real, "names", None)
+        return names[index] if names and 0 <= index < len(names) else None
+
     def values(self, layer: str) -> torch.Tensor | None:
         """(N, U [+ K]) the layer's unit values (at the units' position), then its composite objectives'
         raw weighted sums (``set_composites``); None before ``load(layer)``."""

@@ -61,6 +61,7 @@ class UnitResult:
     facet_count: int
     chains: list[ChainResult] = field(default_factory=list)
     real_topk: list[tuple[int, float, np.ndarray]] = field(default_factory=list)  # (real index, act, image)
+    real_names: dict[int, str] = field(default_factory=dict)  # real index -> its file in a user's folder
     best_activation: float = float("nan")
     best_log_prob: float = float("nan")
     best_rank: int = -1

@@ -72,6 +72,7 @@ class UnitRows:
         ok = [c for c in chains if not c.diverged] or chains
         acts = [c.best.activation for c in ok if math.isfinite(c.best.activation)]
         lps = [c.best.log_prob for c in ok if math.isfinite(c.best.log_prob)]
+        real_topk = self._real_topk(unit)
         row = UnitResult(
             layer=self.layer,
             unit=unit.index,
@@ -81,7 +82,8 @@ class UnitRows:
             method=eng.sampler.describe(),
             facet_count=count,
             chains=chains,
-            real_topk=self._real_topk(unit),
+            real_topk=real_topk,
+            real_names=self._real_names(real_topk),
             best_activation=max(acts) if acts else float("nan"),
             best_log_prob=max(lps) if lps else float("nan"),
             best_rank=min((c.best.rank for c in ok), default=-1),
@@ -140,6 +142,12 @@ class UnitRows:
             (int(i), float(v), imgs[j])
             for j, (i, v) in enumerate(zip(idx.tolist(), vals.tolist(), strict=True))
         ]
+
+    def _real_names(self, real_topk: list[tuple[int, float, object]]) -> dict[int, str]:
+        """Each top real image's file inside the user's folder (none for the toy world)."""
+        real = self.engine.real
+        names = {i: real.name(i) for i, _, _ in real_topk} if real is not None else {}
+        return {i: n for i, n in names.items() if n is not None}
 
     def _error_row(self, index: int, exc: BaseException, unit: Unit | None) -> UnitResult:
         eng = self.engine

@@ -121,6 +121,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("step", _i32, True),
             ("facet", _i32, True),
             ("real_index", _i32, True),
+            ("real_name", _str, True),  # a real image's file inside facets.real_images (null: the toy world)
             ("png", pa.binary(), True),
             ("width", _i32, True),
             ("height", _i32, True),

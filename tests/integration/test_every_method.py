@@ -73,3 +73,7 @@ def test_method_runs_on_alexnet_deepsim_random_weights(method, tmp_path, image_f
     summary = run_atlas(load_config(REPO / "configs" / "alexnet-deepsim.yaml", overrides), progress=False)
     assert summary["units"] == 2
     _ran_every_unit(summary["run_dir"], method, 2)
+    if method == "accentuation":  # a user's real images are named by their file in the folder
+        query = "SELECT DISTINCT real_name FROM images WHERE kind = 'real'"
+        names = {n for (n,) in open_run(summary["run_dir"]).execute(query).fetchall()}
+        assert names and names <= {f"{i}.png" for i in range(6)}, names

@@ -48,6 +48,7 @@ def _result() -> UnitResult:
         facet_count=2,
         chains=[_chain(0, 2.0, 2.5), _chain(1, math.nan, 3.5, diverged=True)],
         real_topk=[(7, 4.0, _image(200)), (3, 2.0, _image(201))],
+        real_names={7: "cats/tabby.jpg"},  # index 3 has no file (a set without files, as the toy world)
         best_activation=3.5,
         best_log_prob=-0.1,
         best_rank=0,
@@ -92,6 +93,8 @@ def test_chains_images_steps_and_nan_become_null():
     assert np.array_equal(decode_png(best["png"]), _image(20))  # the picture round-trips
     real = rows["images"][-2]
     assert (real["real_index"], real["activation"], real["facet"]) == (7, 4.0, None)
+    assert real["real_name"] == "cats/tabby.jpg" and rows["images"][-1]["real_name"] is None
+    assert best["real_name"] is None  # synthetic pictures have no file
     assert len(rows["steps"]) == 6 and all(s["log_prob"] is None for s in rows["steps"])
     assert [s["step"] for s in rows["steps"][:3]] == [0, 10, 20]
     assert len(_rows(keep_snapshots=False)["images"]) == 6  # no snapshot rows

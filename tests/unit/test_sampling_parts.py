@@ -139,6 +139,7 @@ def test_load_image_folder(tmp_path):
     (tmp_path / "notes.txt").write_text("x")
     real = load_image_folder(tmp_path, size=8)
     assert real.images.shape == (2, 3, 8, 8) and abs(float(real.images[0].mean()) - 200 / 255) < 1e-3
+    assert real.names == ["a.png", "sub/b.jpg"]  # what the atlas stores and shows: the path inside the folder
 
 
 def test_deep_grayscale_images_keep_their_brightness(tmp_path):

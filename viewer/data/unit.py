@@ -83,8 +83,8 @@ def unit_chains(conn: Any, layer: str, unit: int, src: Sources | None = None) ->
     )
 
 
-IMAGE_COLUMNS = ["chain", "kind", "step", "facet", "real_index", "png", "width", "height", "activation",
-                 "log_prob", "rank", *PICTURE_COLUMNS, "path_z", "path_percentile"]  # fmt: skip
+IMAGE_COLUMNS = ["chain", "kind", "step", "facet", "real_index", "real_name", "png", "width", "height",
+                 "activation", "log_prob", "rank", *PICTURE_COLUMNS, "path_z", "path_percentile"]  # fmt: skip
 
 
 def unit_images(conn: Any, layer: str, unit: int, src: Sources | None = None) -> pd.DataFrame:
@@ -412,10 +412,11 @@ def facet_images(images: pd.DataFrame) -> pd.DataFrame:
 
 
 def real_images(images: pd.DataFrame) -> pd.DataFrame:
-    """The real top-k images, most activating first: rank (1-based), activation, real_index, png."""
+    """The real top-k images, most activating first: rank (1-based), activation, real_index, real_name (its
+    file in the user's folder; null for the toy world and runs before the column), png."""
     real = images[images["kind"] == "real"].sort_values("activation", ascending=False, kind="stable")
-    out = _with_png(real, ["activation", "real_index", "png"])
-    return out.assign(rank=range(1, len(out) + 1))[["rank", "activation", "real_index", "png"]]
+    out = _with_png(real, ["activation", "real_index", "real_name", "png"])
+    return out.assign(rank=range(1, len(out) + 1))[["rank", "activation", "real_index", "real_name", "png"]]
 
 
 def chain_images(images: pd.DataFrame, per_chain: int = 8) -> dict[int, pd.DataFrame]:

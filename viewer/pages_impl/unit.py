@@ -20,6 +20,7 @@ TITLES = {
     "rank": "rank (0 = top)",
     "prior_residual": "prior residual ‖R(h) − h‖",
 }
+REAL_NAME_CHARS = 28  # a real picture's file name under its tile: longer ones show their end
 
 
 def _int(value) -> int | None:
@@ -217,12 +218,21 @@ def _real(view: data.UnitView) -> None:
     if view.real.empty:
         return
     st.subheader("Real top-k images")
-    items = [
-        (r["png"], f"#{r['rank']} · act {widgets.fmt(r['activation'])}"
-                   + (f" · idx {int(r['real_index'])}" if pd.notna(r["real_index"]) else ""))
-        for r in view.real.to_dict("records")
-    ]  # fmt: skip
+    items = [(r["png"], f"#{r['rank']} · act {widgets.fmt(r['activation'])}{_real_source(r)}")
+             for r in view.real.to_dict("records")]  # fmt: skip
     widgets.tiles(items, columns=len(items) if len(items) <= 10 else 8)  # the top-9 in one row
+    if view.real["real_name"].notna().any():
+        st.caption("Each picture's file inside `facets.real_images`; `atlas sql` has the whole path as "
+                   "`images.real_name`.")  # fmt: skip
+
+
+def _real_source(row: dict) -> str:
+    """Where a real picture comes from: its file in the user's folder (the end of a long path), else its
+    index in the real image set."""
+    name = row.get("real_name")
+    if isinstance(name, str) and name:
+        return f" · {name if len(name) <= REAL_NAME_CHARS else '…' + name[-(REAL_NAME_CHARS - 1) :]}"
+    return f" · idx {int(row['real_index'])}" if pd.notna(row["real_index"]) else ""
 
 
 def _trajectories(view: data.UnitView) -> None:
