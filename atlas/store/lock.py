@@ -1,7 +1,8 @@
 """One writer per run at a time.
 
 Local disks and shared mounts: an exclusive ``flock`` on ``<run>/.atlas.lock``, which the kernel releases
-when the holder dies (crash, SIGKILL), so a rerun after a crash is never blocked. Object stores have no
+when the holder dies (crash, SIGKILL), so a rerun after a crash is never blocked; the holder removes the
+file as it lets go (a crashed one leaves it, unlocked). Object stores have no
 locks: the holder writes ``<run>/_lock.json`` (host, pid, heartbeat every ``HEARTBEAT_S``) and removes it
 at the end; a second run is refused while the holder's heartbeat is fresh (younger than ``STALE_S``) and,
 on the same host, its pid still runs (a stale beat frees it even so: pids are reused). That is advisory
@@ -105,18 +106,9 @@ class RunLock:
 
     def acquire(self) -> RunLock:
         if self.loc.local:
-            import fcntl
-
             path = os.path.join(self.loc.path, LOCAL_LOCK)
             os.makedirs(self.loc.path, exist_ok=True)
-            fh = open(path, "a+")  # noqa: SIM115 - held open for the lock's lifetime
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                fh.seek(0)
-                holder = _holder_record(fh)
-                fh.close()
-                raise self._busy(holder) from None
+            fh = self._lock_file(path)
             try:
                 fh.seek(0)
                 fh.truncate()
@@ -146,6 +138,27 @@ class RunLock:
         self._thread.start()
         return self
 
+    def _lock_file(self, path: str) -> Any:
+        """``path`` opened and flocked; the holder removes the file as it lets go, so a lock taken on a file
+        that was removed (or replaced) meanwhile is let go and taken again on the file now there."""
+        import fcntl
+
+        while True:
+            fh = open(path, "a+")  # noqa: SIM115 - held open for the lock's lifetime
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.seek(0)
+                holder = _holder_record(fh)
+                fh.close()
+                raise self._busy(holder) from None
+            try:
+                if os.stat(path).st_ino == os.fstat(fh.fileno()).st_ino:
+                    return fh
+            except FileNotFoundError:
+                pass
+            fh.close()  # the file it locked is gone: the last holder let go in between
+
     def _beat(self) -> None:
         self.loc.write_bytes(REMOTE_LOCK, json.dumps({**self.owner, "heartbeat": time.time()}).encode())
 
@@ -156,6 +169,8 @@ class RunLock:
 
     def release(self) -> None:
         if self._fh is not None:
+            with contextlib.suppress(OSError):  # no lock file left in a finished run (removed while held)
+                os.unlink(os.path.join(self.loc.path, LOCAL_LOCK))
             self._fh.close()  # closing releases the flock
             self._fh = None
         if self._thread is not None:

@@ -672,6 +672,40 @@ def test_run_lock_refuses_a_second_writer_and_dies_with_its_holder(tmp_path):
         pass
 
 
+def test_run_lock_leaves_no_file_and_a_lock_on_a_removed_file_is_taken_again(tmp_path, monkeypatch):
+    """The holder removes ``.atlas.lock`` as it lets go (no file left in a finished run); a driver that
+    opened the old file just before then, and locks it just after, must not hold a lock nobody else sees."""
+    import fcntl
+    import os
+
+    from atlas.store.location import open_location
+    from atlas.store.lock import LOCAL_LOCK, RunLock
+
+    loc = open_location(tmp_path / "run")
+    with RunLock(loc):
+        assert (tmp_path / "run" / LOCAL_LOCK).exists()
+    assert not (tmp_path / "run" / LOCAL_LOCK).exists()
+
+    path = tmp_path / "run" / LOCAL_LOCK
+    path.write_text("")
+    stale = os.stat(path).st_ino
+    real_flock, swaps = fcntl.flock, []
+
+    def flock_after_the_holder_let_go(fh, op):  # the old holder unlinks and a third driver makes a new file
+        if not swaps and op & fcntl.LOCK_EX:
+            path.unlink()
+            path.write_text("")
+            swaps.append(stale)
+        return real_flock(fh, op)
+
+    monkeypatch.setattr(fcntl, "flock", flock_after_the_holder_let_go)
+    lock = RunLock(loc).acquire()
+    try:
+        assert swaps and os.fstat(lock._fh.fileno()).st_ino == os.stat(path).st_ino  # the file now there
+    finally:
+        lock.release()
+
+
 WRAPPED_WRITES = [
     "DROP TABLE units",
     "EXPLAIN ANALYZE DROP TABLE units",
