@@ -39,7 +39,7 @@ from atlas.models.loaded import LoadedModel
 from atlas.models.probes import LayerInfo, LayerProbe, resolve_modules
 from atlas.models.registry import example_input
 from atlas.sampling.concepts import MIN_POSITIVES
-from atlas.sampling.facets import default_facet_layer
+from atlas.sampling.facets import default_facet_layer, pass_through_layers
 from atlas.sampling.real import check_image_folder, image_files, small_concepts
 from atlas.sampling.units import layer_kind
 
@@ -275,7 +275,8 @@ def _facet_layer(
         _known_layer(module, shapes, cfg.facets.layer, "facets.layer")
         return cfg.facets.layer
     leaves = _leaves(module)
-    return default_facet_layer([(r.name, r.shape) for r in rows if r.name in leaves], output)
+    layers = [(r.name, r.shape) for r in rows if r.name in leaves]
+    return default_facet_layer(layers, output, pass_through_layers(module))
 
 
 def _model_warnings(cfg: RunConfig, models: RunModels) -> list[str]:

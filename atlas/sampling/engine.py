@@ -145,7 +145,9 @@ class Engine:
             return None
         if self._facet_layer is None:
             self._facet_layer = facet_mod.default_facet_layer(
-                self.nets.layer_order(), self.target.output_layer
+                self.nets.layer_order(),
+                self.target.output_layer,
+                facet_mod.pass_through_layers(self.nets.target_module),
             )
         return self._facet_layer
 

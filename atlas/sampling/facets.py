@@ -23,22 +23,32 @@ exemplar: a mean of codes decodes to no real picture).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from atlas.sampling.results import ChainResult
 
 
+def pass_through_layers(module: nn.Module) -> set[str]:
+    """Names of ``module``'s layers that compute nothing in eval mode (dropout, ``nn.Identity``): they repeat
+    the layer before them, so they never stand for it (CaffeNet's ``drop7`` is its ``relu7``'s values)."""
+    kinds = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
+    return {name for name, m in module.named_modules() if name and isinstance(m, kinds)}
+
+
 def default_facet_layer(
-    layers: Sequence[tuple[str, tuple[int, ...]]], output_layer: str | None
+    layers: Sequence[tuple[str, tuple[int, ...]]], output_layer: str | None, skip: Collection[str] = ()
 ) -> str | None:
     """The layer whose features are clustered into facets when ``facets.layer`` is not set: T's penultimate
     layer, the last layer with a 1-D output before the output layer (else the last layer before it).
 
-    ``layers``: (name, per-example output shape) of the target's leaf modules in execution order.
+    ``layers``: (name, per-example output shape) of the target's leaf modules in execution order; ``skip``:
+    layers that pass their input through (:func:`pass_through_layers`), never chosen.
     """
+    layers = [(n, shape) for n, shape in layers if n not in skip or n == output_layer]
     names = [n for n, _ in layers]
     before = names[: names.index(output_layer)] if output_layer in names else names
     shapes = dict(layers)

@@ -108,6 +108,23 @@ def test_cluster_facets_criterion():
     assert cluster_facets(x, 0.35, 8, valid)[5] == -1
 
 
+def test_the_default_facet_layer_is_never_a_layer_that_passes_its_input_through():
+    """CaffeNet's fc7 block is fc7, relu7, drop7: its penultimate layer is relu7, not the Dropout after it."""
+    from torch import nn
+
+    from atlas.models.caffenet import caffenet as caffenet_net
+    from atlas.sampling.facets import default_facet_layer, pass_through_layers
+
+    head = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Dropout(0.5), nn.Identity(), nn.Linear(3, 2))
+    layers = [(str(i), (3,)) for i in range(4)] + [("4", (2,))]
+    assert pass_through_layers(head) == {"2", "3"}
+    assert default_facet_layer(layers, "4") == "3"  # without the skip: the Identity
+    assert default_facet_layer(layers, "4", pass_through_layers(head)) == "1"
+    assert default_facet_layer(layers[:3], "2", {"2"}) == "1"  # an output layer is itself, never skipped
+    caffenet = pass_through_layers(caffenet_net(num_classes=10))
+    assert {"drop6", "drop7"} <= caffenet and "relu7" not in caffenet
+
+
 def test_kmeans_finds_the_clusters_deterministically():
     g = torch.Generator().manual_seed(1)
     a = torch.randn(30, 8, generator=g) * 0.1 + 3
