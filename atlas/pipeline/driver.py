@@ -41,6 +41,7 @@ from atlas.models import LayerProbe, example_input
 from atlas.pipeline.models_setup import RunModels, ShippedBundle, WorkerBundle, build_bundle, build_models
 from atlas.pipeline.plan import Shard, plan_shards
 from atlas.pipeline.preflight import preflight_config, preflight_models
+from atlas.pipeline.progress import progress_bar
 from atlas.provenance import git_sha
 from atlas.sampling.units import layer_kind
 from atlas.store import RunStore
@@ -155,21 +156,6 @@ def _completed_shards(store: RunStore, cfg: RunConfig, shards: list[Shard]) -> s
             "(--set name=...)"
         )
     return set(markers)
-
-
-def _progress_bar(total: int, initial: int, desc: str):
-    from tqdm import tqdm
-
-    return tqdm(
-        total=total,
-        initial=initial,
-        unit="unit",
-        desc=desc,
-        dynamic_ncols=True,
-        mininterval=0.5,
-        file=sys.stderr,
-        smoothing=0.1,
-    )
 
 
 def _to_stderr(message: str) -> None:
@@ -342,7 +328,7 @@ def _dispatch(
         actors = [
             remote.remote(cfg.to_dict(), loc, layout.threads, shipped, token) for _ in range(layout.actors)
         ]
-        bar = _progress_bar(total_units, done_units, cfg.name) if progress else None
+        bar = progress_bar(total_units, done_units, cfg.name) if progress else None
         try:
             report = run_pool(
                 actors,

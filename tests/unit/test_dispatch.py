@@ -131,3 +131,26 @@ def test_a_live_actor_silent_for_ten_slowest_shards_is_killed_and_its_shards_req
     assert {s.id for _r, s in sent} <= {s.id for s in pool.pending}
     pool.stall_timeout_s = 30.0  # ray.stall_timeout_s set: it rules
     assert pool.stall_limit() == 30.0
+
+
+def test_progress_off_a_terminal_is_whole_lines_at_a_pace_and_the_last_count_once():
+    """A log (ray job logs, CI) gets plain lines, not tqdm's redraws: one at the start, one per interval with
+    this run's own estimate of what is left (a resume's earlier shards are not its pace), one at the end."""
+    import io
+
+    from atlas.pipeline.progress import LogLines, progress_bar
+
+    log, now = io.StringIO(), [0.0]
+    assert isinstance(progress_bar(10, 0, "demo", log), LogLines)  # StringIO is no terminal
+    bar = LogLines(100, 40, "demo", log, every_s=30.0, clock=lambda: now[0])
+    for t, n in ((10, 10), (31, 10), (40, 5), (95, 35)):
+        now[0] = float(t)
+        bar.update(n)
+    bar.close()
+    bar.close()
+    lines = log.getvalue().splitlines()[1:]  # the first: progress_bar's own bar
+    assert lines == [
+        "demo: 40/100 units (40%) after 0:00",
+        "demo: 60/100 units (60%) after 0:31, about 1:02 left",  # 20 units in 31 s, 40 to go
+        "demo: 100/100 units (100%) after 1:35",  # said once, though closed twice
+    ]

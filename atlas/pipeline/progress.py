@@ -1,0 +1,85 @@
+"""The run's progress: a live bar on a terminal, whole lines in a log.
+
+A log (``ray job logs``, a scheduler's output file, CI) does not redraw ``\\r``: there tqdm's bar is one
+long line holding every redraw, its last one twice. Off a terminal the run says where it is in plain
+lines instead, one every ``every_s`` seconds and one at the end::
+
+    demo: 120/362 units (33%) after 0:40, about 1:21 left
+
+    bar = progress_bar(total=362, initial=0, desc="demo")   # a tqdm bar, or LogLines off a terminal
+    bar.update(4); bar.close()
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, TextIO
+
+LOG_EVERY_S = 30.0  # a line in a log at most this often (and one when the run ends)
+
+
+def progress_bar(total: int, initial: int, desc: str, stream: TextIO | None = None) -> Any:
+    """tqdm on a terminal, :class:`LogLines` elsewhere; both take ``update(n)`` and ``close()``."""
+    stream = stream if stream is not None else sys.stderr
+    if not stream.isatty():
+        return LogLines(total, initial, desc, stream)
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total,
+        initial=initial,
+        unit="unit",
+        desc=desc,
+        dynamic_ncols=True,
+        mininterval=0.5,
+        file=stream,
+        smoothing=0.1,
+    )
+
+
+def _clock_text(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+class LogLines:
+    def __init__(
+        self,
+        total: int,
+        initial: int,
+        desc: str,
+        stream: TextIO,
+        every_s: float = LOG_EVERY_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.total, self.n, self.desc, self.stream = total, initial, desc, stream
+        self.every_s, self.clock = every_s, clock
+        self._start, self._initial = clock(), initial
+        self._said_at, self._said_n = self._start, initial
+        self._closed = False
+        self._say()  # the run has started: where it stands (a resume starts above 0)
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        if self.clock() - self._said_at >= self.every_s:
+            self._say()
+
+    def close(self) -> None:
+        """The last count, unless it was just said; closing twice says nothing more."""
+        if not self._closed and self.n != self._said_n:
+            self._say()
+        self._closed = True
+
+    def _say(self) -> None:
+        now = self.clock()
+        elapsed = now - self._start
+        share = f" ({100 * self.n / self.total:.0f}%)" if self.total else ""
+        line = f"{self.desc}: {self.n}/{self.total} units{share} after {_clock_text(elapsed)}"
+        done = self.n - self._initial
+        if done > 0 and self.n < self.total:  # this run's own pace, not a resume's earlier shards
+            line += f", about {_clock_text(elapsed / done * (self.total - self.n))} left"
+        print(line, file=self.stream, flush=True)
+        self._said_at, self._said_n = now, self.n
