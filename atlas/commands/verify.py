@@ -87,7 +87,9 @@ def run(args: argparse.Namespace) -> int:
         return 1  # not verified
     if damaged and not args.repair:
         fixed = "once the units' error is fixed, " if report.failed and not report.bad else ""
-        print(f"{fixed}run `atlas verify {args.run_dir} --repair`, then the same `atlas run` to redo them")
+        deep = " --deep" if args.deep else ""  # what only the deep check saw, only a deep repair sees
+        print(f"{fixed}run `atlas verify {args.run_dir}{deep} --repair`, then the same `atlas run` to redo "
+              "them")  # fmt: skip
     elif damaged:
         print("marked incomplete: the same `atlas run` redoes the missing shards")
     return 1 if damaged and not args.repair else 0

@@ -101,8 +101,15 @@ class RunLock:
             held = json.loads(self.loc.read_bytes(REMOTE_LOCK))
         except (FileNotFoundError, json.JSONDecodeError, AtlasError):
             return None
-        fresh = isinstance(held, dict) and time.time() - float(held.get("heartbeat", 0)) < STALE_S
-        return held if fresh else None
+        return held if isinstance(held, dict) and self._live(held) else None
+
+    def _live(self, holder: dict[str, Any]) -> bool:
+        """Whether an object-store lock's holder counts: it beats, and on this host its pid still runs (a
+        killed driver's beat stays fresh for a while). A live pid alone may have been reused since (a
+        restarted head), so a stale beat frees the lock anyway."""
+        fresh = time.time() - float(holder.get("heartbeat", 0)) < STALE_S
+        same_host = holder.get("host") == self.owner["host"]
+        return fresh and (not same_host or _pid_alive(int(holder.get("pid", -1))))
 
     def acquire(self) -> RunLock:
         if self.loc.local:
@@ -126,13 +133,8 @@ class RunLock:
             holder = json.loads(self.loc.read_bytes(REMOTE_LOCK))
         except (FileNotFoundError, json.JSONDecodeError):
             holder = None
-        if isinstance(holder, dict):
-            same_host = holder.get("host") == self.owner["host"]
-            fresh = time.time() - float(holder.get("heartbeat", 0)) < STALE_S
-            # a holder counts while it beats; on this host not once its pid is gone (it crashed). A live pid
-            # alone may have been reused since (a restarted head), so a stale beat frees the lock anyway.
-            if fresh and (not same_host or _pid_alive(int(holder.get("pid", -1)))):
-                raise self._busy(holder)
+        if isinstance(holder, dict) and self._live(holder):
+            raise self._busy(holder)
         self._beat()
         self._thread = threading.Thread(target=self._heartbeat, name="atlas-run-lock", daemon=True)
         self._thread.start()

@@ -839,7 +839,9 @@ def test_check_run_refuses_what_open_run_refuses_without_reading_tables(syntheti
         check_run(run)
 
 
-def test_verify_deep_finds_damaged_bytes_and_pictures_the_quick_check_passes(synthetic_run, store, tmp_path):
+def test_verify_deep_finds_damaged_bytes_and_pictures_the_quick_check_passes(
+    synthetic_run, store, tmp_path, capsys
+):
     import shutil
 
     from atlas.store.verify import verify_run
@@ -855,6 +857,12 @@ def test_verify_deep_finds_damaged_bytes_and_pictures_the_quick_check_passes(syn
     assert verify_run(run).bad == {}  # the footer still reads: the quick check cannot see it
     (shard,) = verify_run(run, deep=True).bad.items()
     assert "has damaged data" in shard[1] or "does not decode" in shard[1], shard
+    from atlas.cli import main
+
+    assert main(["verify", str(run), "--deep"]) == 1  # its fix is the deep repair: a quick one sees nothing
+    assert f"run `atlas verify {run} --deep --repair`, then" in capsys.readouterr().out
+    assert main(["verify", str(run), "--deep", "--repair"]) == 0 and capsys.readouterr()
+    assert verify_run(run, deep=True).bad == {}  # the marker is gone: the same `atlas run` redoes the shard
 
     store.write_shard("fc8-0000", "fc8", shard_rows(units=(0, 1), png=b"\x89PNG not a picture"))
     assert verify_run(store.uri).bad == {}

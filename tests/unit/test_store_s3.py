@@ -194,6 +194,7 @@ def test_the_object_store_lock_goes_by_heartbeat_and_a_reused_pid_never_blocks_f
         ({"host": here, "pid": os.getpid(), "heartbeat": old}, False),  # a pid reused since (even by us)
     ):
         loc.write_bytes(REMOTE_LOCK, json.dumps(holder).encode())
+        assert (RunLock(loc).holder() is not None) == busy  # what verify says agrees with what a run does
         if busy:
             with pytest.raises(AtlasError, match="is being written by another atlas run"):
                 RunLock(loc).acquire()
