@@ -254,6 +254,17 @@ def _make_bundle(cfg: RunConfig, models: RunModels, manifest: dict[str, Any]) ->
     return made
 
 
+def _cpu_autocast(store: RunStore) -> dict[str, str]:
+    """``autocast: auto``'s answer per CPU kind for the run's CPU workers (``run_compute``): what the run
+    recorded before (a resume keeps its precision), plus this machine's, measured once now if new."""
+    from atlas.sampling.compute import cpu_autocast, cpu_kind
+
+    recorded = (store.manifest() or {}).get("cpu_autocast")
+    decided = dict(recorded) if isinstance(recorded, dict) else {}
+    decided.setdefault(cpu_kind(), cpu_autocast())
+    return decided
+
+
 def _still_to_do(store: RunStore, todo: list[Shard]) -> list[Shard]:
     """``todo`` less the shards completed since it was planned (by a driver that held the run then)."""
     done = store.completed_shards()
@@ -307,6 +318,8 @@ def _dispatch(
         lock.acquire()  # one writer per run (released on crash); after the checks: bad input writes nothing
         todo = _still_to_do(store, todo)  # what another driver finished before this one got the lock
         bundle = make_bundle()
+        if cfg.compute.autocast == "auto" and not layout.gpus:
+            manifest["cpu_autocast"] = _cpu_autocast(store)
         store.init_run(manifest)  # the first write of the run
         done_units = total_units - sum(len(s.units) for s in todo)
         if done_units:

@@ -19,13 +19,13 @@ from typing import Any
 
 import torch
 
-from atlas.config import config_from_dict
+from atlas.config import ComputeConfig, config_from_dict
 from atlas.errors import AtlasError, first_line
 from atlas.pipeline.models_setup import ShippedBundle, WorkerBundle, build_bundle
 from atlas.pipeline.plan import Shard
 from atlas.pipeline.rows import merge_rows, unit_rows
 from atlas.sampling import Engine
-from atlas.sampling.compute import resolve_device
+from atlas.sampling.compute import cpu_kind, resolve_device
 from atlas.sampling.peers import passes_per_image
 from atlas.sampling.results import UnitResult
 from atlas.store import RunStore
@@ -67,6 +67,18 @@ _REACH = (
 )
 
 
+def run_compute(
+    compute: ComputeConfig, device: torch.device, manifest: dict[str, Any] | None
+) -> ComputeConfig:
+    """``compute`` with ``autocast: auto`` settled as the run recorded it for this CPU's kind (run.json's
+    ``cpu_autocast``, :func:`atlas.sampling.compute.cpu_kind`): one precision for every CPU worker of a kind,
+    whatever the load when each measures. A kind the run has not recorded measures for itself."""
+    if compute.autocast != "auto" or device.type != "cpu":
+        return compute
+    decided = ((manifest or {}).get("cpu_autocast") or {}).get(cpu_kind())
+    return compute.model_copy(update={"autocast": decided}) if decided in ("bf16", "none") else compute
+
+
 class AtlasWorker:
     def __init__(
         self,
@@ -104,7 +116,7 @@ class AtlasWorker:
             self.models.dae,
             self.cfg.sampler,
             self.cfg.facets,
-            self.cfg.compute,
+            run_compute(self.cfg.compute, self.device, manifest),
             self.device,
             code_stats=self.models.code_stats.to(self.device) if self.models.code_stats else None,
             code_layer=self.models.code_layer,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import platform
 import time
 from dataclasses import dataclass
 
@@ -43,14 +44,14 @@ def cpu_has_native_bf16() -> bool:
 
 BF16_MIN_SPEEDUP = 1.5  # bf16 / float32 matmul speed auto asks for (measured: 4.4x or 0.5x, never near 1.5)
 _PROBE_SIZE = 768  # a matmul of 0.9 GFLOP: a few ms in either precision
-_PROBE_ROUNDS = 4
+_PROBE_ROUNDS = 8
 
 
 @functools.cache  # a fact of this machine's CPU, measured once per process
 def cpu_bf16_is_faster() -> bool:
     """True when this CPU has native bf16 (:func:`cpu_has_native_bf16`) and a bf16 matmul runs at least
     :data:`BF16_MIN_SPEEDUP` x as fast as a float32 one (best of :data:`_PROBE_ROUNDS` interleaved rounds
-    each, so other work on the cores slows both alike; ~0.1 s)."""
+    each, so other work on the cores slows both alike; ~0.2 s)."""
     if not cpu_has_native_bf16():
         return False
     best = {torch.float32: float("inf"), torch.bfloat16: float("inf")}
@@ -65,6 +66,25 @@ def cpu_bf16_is_faster() -> bool:
                 torch.mm(*mats[dt])
                 best[dt] = min(best[dt], time.perf_counter() - start)
     return best[torch.float32] >= BF16_MIN_SPEEDUP * best[torch.bfloat16]
+
+
+def cpu_kind() -> str:
+    """This CPU's kind, as far as precision goes: its model name, the instruction set torch runs and torch's
+    version. A run records ``auto``'s answer per kind (``run.json``'s ``cpu_autocast``), so every CPU worker
+    of one kind, in this call or a resume, computes in the same precision whatever the load when it starts:
+    the measured answer (:func:`cpu_bf16_is_faster`) can flip on cores busy with other work."""
+    model = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as fh:
+            names = [line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")]
+        model = names[0] if names else model
+    bf16 = "native bf16" if cpu_has_native_bf16() else "no native bf16"
+    return f"{model} | {torch.backends.cpu.get_cpu_capability()} | {bf16} | torch {torch.__version__}"
+
+
+def cpu_autocast() -> str:
+    """``compute.autocast: auto``'s answer on this CPU as a setting: 'bf16' or 'none' (float32)."""
+    return "bf16" if cpu_bf16_is_faster() else "none"
 
 
 def resolve_device(name: str) -> torch.device:

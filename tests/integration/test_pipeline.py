@@ -20,7 +20,7 @@ from atlas.config import load_config
 from atlas.errors import AtlasError
 from atlas.pipeline import run_atlas
 from atlas.pipeline.driver import format_summary
-from atlas.sampling.compute import cpu_bf16_is_faster
+from atlas.sampling.compute import cpu_kind
 from atlas.sampling.concepts import cell_of
 from atlas.sampling.units import center_of
 from atlas.store import open_run
@@ -73,7 +73,8 @@ def test_row_counts_exact_and_rerun_writes_nothing(tmp_path, micro_cache, ray_se
     units = 10 + 4  # fc8 all (10 classes) + conv2 0-3
     chains = units * cfg.sampler.chains_per_unit
     assert summary["units"] == units and summary["chains"] == chains
-    assert summary["precision"] == ["bfloat16" if cpu_bf16_is_faster() else "float32"]
+    recorded = json.loads((run_dir / "run.json").read_text())["cpu_autocast"]  # auto's answer, measured once
+    assert summary["precision"] == [{"bf16": "bfloat16", "none": "float32"}[recorded[cpu_kind()]]]
     assert table_count(run_dir, "units") == units
     assert table_count(run_dir, "chains") == chains
     assert table_count(run_dir, "activations") == chains

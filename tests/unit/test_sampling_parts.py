@@ -187,6 +187,30 @@ def test_compute_auto_picks_bf16_only_where_the_cpu_runs_it_faster(monkeypatch, 
     assert forced.dtype == torch.bfloat16 and not forced.channels_last
 
 
+def test_auto_precision_is_measured_once_per_run_and_cpu_kind_and_kept_on_resume(tmp_path, monkeypatch):
+    """The measured answer can flip on busy cores (a resume on the same machine once wrote 2 of 9 shards
+    in bf16): the run records it per CPU kind, its workers take it, and a resume keeps it."""
+    from atlas.config import ComputeConfig
+    from atlas.pipeline import driver
+    from atlas.pipeline.worker import run_compute
+    from atlas.sampling import compute
+    from atlas.store import RunStore
+
+    store = RunStore(tmp_path / "run")
+    monkeypatch.setattr(compute, "cpu_bf16_is_faster", lambda: False)
+    first = driver._cpu_autocast(store)
+    assert first == {compute.cpu_kind(): "none"}
+    store.init_run({"config": {}, "config_hash": "abc", "cpu_autocast": first})
+    monkeypatch.setattr(compute, "cpu_bf16_is_faster", lambda: True)  # the cores are quieter now
+    assert driver._cpu_autocast(store) == first  # a resume keeps the run's precision
+    cpu, auto = torch.device("cpu"), ComputeConfig()
+    assert run_compute(auto, cpu, {"cpu_autocast": first}).autocast == "none"
+    other = {"cpu_autocast": {"another CPU | AVX2 | no native bf16 | torch 2": "none"}}
+    assert run_compute(auto, cpu, other).autocast == "auto"  # a kind the run has not seen measures itself
+    assert run_compute(ComputeConfig(autocast="bf16"), cpu, {"cpu_autocast": first}).autocast == "bf16"
+    assert run_compute(auto, torch.device("cuda"), {"cpu_autocast": first}).autocast == "auto"
+
+
 def test_capped_instruction_set_means_no_native_bf16(monkeypatch):
     """ATEN_CPU_CAPABILITY=avx2 makes torch run as on a CPU without AVX-512: auto must not pick bf16 there."""
     from atlas.sampling import compute
