@@ -32,6 +32,20 @@ if TYPE_CHECKING:
     from atlas.sampling.engine import Engine
 
 
+NO_GRADIENT = (
+    "no gradient reached the unit in any chain (its pictures are their starts, not preferred images): it is "
+    "0 around the starts behind a ReLU that sampler.relu_gradient cannot redirect (a functional F.relu); "
+    "try sampler.start_pool or name the layer before that ReLU"
+)
+
+
+def _no_gradient(chains: list[ChainResult]) -> bool:
+    """Whether every recorded step of every chain had a zero gradient (gradient methods record
+    ``grad_norm``, NaN on the final row; search methods none): the objective never moved the chains."""
+    norms = [n for c in chains for t in c.trajectory if math.isfinite(n := t.get("grad_norm", math.nan))]
+    return bool(norms) and all(n == 0 for n in norms)
+
+
 class UnitRows:
     def __init__(self, engine: Engine, layer: str, kind: str, objective: Objective | None = None) -> None:
         self.engine, self.layer, self.kind = engine, layer, kind
@@ -98,6 +112,8 @@ class UnitRows:
             )
             if not acts:  # not one finite picture before they did: the unit failed
                 row.status = "error"
+        if _no_gradient(chains):
+            notes.append(NO_GRADIENT)
         row.error = "; ".join(notes) or None
         self._add_truth(row, unit)
         return row

@@ -63,10 +63,13 @@ def test_engine_chains_of_a_dead_conv_unit_move_only_with_redirected_gradients(o
     facets = FacetConfig()
     fp32 = ComputeConfig(autocast="none")
 
-    def activations(mode: str) -> list[float]:
+    def unit(mode: str):
         cfg = SamplerConfig(method="dgn_am", steps=30, chains_per_unit=2, start="mean", relu_gradient=mode)
         rows = Engine(t, g, d, cfg, facets, fp32, torch.device("cpu"), real=r).map_units("relu2", [3], seed=0)
-        return [c.last.activation for c in rows[0].chains]
+        return [c.last.activation for c in rows[0].chains], rows[0]
 
-    assert activations("exact") == [0.0, 0.0]
-    assert min(activations("redirected")) > 0.0
+    stuck, row = unit("exact")
+    assert stuck == [0.0, 0.0]  # a ReLU redirect cannot reach (a functional one) leaves the unit so: said
+    assert row.status == "ok" and "no gradient reached the unit in any chain" in (row.error or ""), row.error
+    moved, row = unit("redirected")
+    assert min(moved) > 0.0 and row.error is None
