@@ -119,6 +119,7 @@ def unit_rows(
             "kind": result.kind,
             "spatial": result.spatial,
             "objective": result.objective,
+            "composite": result.composite,
             "method": result.method,
             "n_chains": len(result.chains),
             "facet_count": result.facet_count,

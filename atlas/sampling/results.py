@@ -68,3 +68,4 @@ class UnitResult:
     label: UnitLabel | None = None  # best concept on the labelled natural images (atlas.sampling.concepts)
     status: Literal["ok", "error"] = "ok"
     error: str | None = None
+    composite: str | None = None  # a composite objective's expression ("3 - 5"); None for the layer's units

@@ -93,6 +93,7 @@ class UnitRows:
             kind=self.kind,
             spatial=unit.spatial_label,
             objective=self.objective.describe(unit),
+            composite=self._composite(unit.index),
             method=eng.sampler.describe(),
             facet_count=count,
             chains=chains,
@@ -159,6 +160,11 @@ class UnitRows:
             for j, (i, v) in enumerate(zip(idx.tolist(), vals.tolist(), strict=True))
         ]
 
+    def _composite(self, index: int) -> str | None:
+        """Unit ``index``'s composite expression (``3 - 5``), None for the layer's own units."""
+        comp = self.objective.composite(index)
+        return comp.text if comp is not None else None
+
     def _real_names(self, real_topk: list[tuple[int, float, object]]) -> dict[int, str]:
         """Each top real image's file inside the user's folder (none for the toy world)."""
         real = self.engine.real
@@ -177,6 +183,7 @@ class UnitRows:
             objective=self.objective.describe(unit)
             if unit
             else f"{eng.objective.kind}[{self.layer}:{index}]",
+            composite=self._composite(index),
             method=eng.sampler.describe(),
             facet_count=0,
             status="error",

@@ -51,6 +51,9 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("kind", _str, True),  # output | fc | conv
             ("spatial", _str, True),  # conv units: "center (y,x)" or "mean"; null for fc / output units
             ("objective", _str, True),  # self-describing objective, e.g. "log_softmax[fc8, 7]"
+            # a composite objective's expression ("3 - 5"; units numbered after the layer's own): its
+            # best_log_prob is the weighted sum of its terms' log-probs, its best_rank its first term's
+            ("composite", _str, True),  # null for the layer's own units
             ("method", _str, True),  # the sampler and its settings: dgn_am, ppgn_h/dae, cmaes[pop=20], ...
             ("n_chains", _i32, True),
             ("facet_count", _i32, True),

@@ -115,6 +115,7 @@ def test_engine_maps_a_composite_objective_as_one_more_unit_and_raises_it():
     )
     assert res.unit == 10 and res.status == "ok" and res.objective == "raw[fc8: 2 + 5]"
     assert own.objective == "raw[fc8:3]"
+    assert (res.composite, own.composite) == ("2 + 5", None)  # units.composite: what tells them apart
     for c in res.chains:
         v = c.final_activations
         assert c.last.activation == pytest.approx(float(v[2] + v[5]), rel=1e-4)  # stored: the weighted sum

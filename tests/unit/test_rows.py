@@ -75,6 +75,7 @@ def test_one_unit_row_with_its_summary_numbers():
     assert row["activation_ratio"] == pytest.approx(3.5 / 4.0)
     assert (row["judge_label"], row["judge_correct"], row["judge_prob"]) == ("hook", True, 0.75)
     assert _rows()["units"][0]["judge_label"] is None  # no judge: empty verdict columns
+    assert _rows()["units"][0]["composite"] is None  # the layer's own unit
 
 
 def test_chains_images_steps_and_nan_become_null():
