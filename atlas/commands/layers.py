@@ -128,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
         if blocks:
             shown = ", ".join(blocks[:4]) + (", ..." if len(blocks) > 4 else "")
             print(
-                f"{len(blocks)} blocks ({shown}) are layers too (output: their last part's); --all lists them"
+                f"{len(blocks)} blocks ({shown}) are layers too (read at the block's own output); --all "
+                "lists them"
             )
     return 0

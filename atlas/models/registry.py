@@ -93,13 +93,37 @@ def _torchvision_layout(name: str, state: dict[str, torch.Tensor] | None) -> dic
     GoogLeNet and Inception v3 are built as torchvision builds them for its pretrained weights (inputs
     re-normalized inside, ``transform_input=True``; auxiliary heads only when the weights hold them).
     Without weights: torchvision's defaults (its weight-initialization warning silenced)."""
+    classes = _fine_tuned_classes(name, state) if state is not None else {}
     aux = {"googlenet": "aux1.", "inception_v3": "AuxLogits."}.get(name)
     if aux is None:
-        return {}
+        return classes
     if state is None:
         return {"init_weights": True}
     has_aux = any(k.startswith(aux) for k in state)
-    return {"transform_input": True, "aux_logits": has_aux, "init_weights": False}
+    return {"transform_input": True, "aux_logits": has_aux, "init_weights": False, **classes}
+
+
+def _fine_tuned_classes(name: str, state: dict[str, torch.Tensor]) -> dict[str, int]:
+    """``{"num_classes": N}`` when ``state`` is the model fine-tuned to N classes (its classifier, the last
+    Linear or Conv2d, has N outputs and the inputs torchvision's has), else {}: a state dict saved from
+    ``resnet18(num_classes=10)`` loads into ``torchvision:resnet18`` as it is."""
+    import torchvision
+
+    try:
+        with torch.device("meta"):  # the layout only: no memory, no initialization
+            fresh = torchvision.models.get_model(name, weights=None)
+    except Exception:  # noqa: BLE001 - a model meta tensors cannot build: the shape check names a mismatch
+        return {}
+    heads = [(n, m) for n, m in fresh.named_modules() if isinstance(m, nn.Linear | nn.Conv2d)]
+    if not heads:
+        return {}
+    head, module = heads[-1]
+    key = f"{head}.weight"
+    saved = next((t for k, t in state.items() if k == key or k.endswith(f".{key}")), None)
+    own = tuple(module.weight.shape)
+    if saved is None or tuple(saved.shape[1:]) != own[1:] or saved.shape[0] == own[0]:
+        return {}
+    return {"num_classes": int(saved.shape[0])}
 
 
 def _leaf_names(module: nn.Module) -> list[str]:

@@ -77,6 +77,24 @@ def test_torchvision_alexnet_layers_random():
     assert rows["classifier.6"].units == 1000 and rows["classifier.6"].kind == "fc"
 
 
+def test_a_torchvision_model_fine_tuned_to_other_classes_loads_with_them(tmp_path):
+    """A state dict saved from ``resnet18(num_classes=10)`` is the 10-class model; a change elsewhere than
+    the classifier's output count is still a shape error naming the tensor."""
+    import torchvision
+
+    tuned = torchvision.models.resnet18(num_classes=10)
+    torch.save(tuned.state_dict(), tmp_path / "r18-10.pt")
+    m = load_model(ModelConfig(spec="torchvision:resnet18", weights=str(tmp_path / "r18-10.pt")))
+    assert m.module.fc.out_features == 10 and torch.equal(m.module.fc.weight, tuned.fc.weight)
+    state = tuned.state_dict()
+    state["fc.weight"] = torch.zeros(10, 256)  # other inputs: no resnet18 of any class count
+    torch.save(state, tmp_path / "bad.pt")
+    with pytest.raises(
+        ModelError, match=r"'fc.weight' has shape \(10, 256\), the model expects \(1000, 512\)"
+    ):
+        load_model(ModelConfig(spec="torchvision:resnet18", weights=str(tmp_path / "bad.pt")))
+
+
 def test_torchvision_unknown_name_suggests():
     with pytest.raises(ModelError, match="did you mean alexnet"):
         load_model("torchvision:alexnett", allow_random_weights=True)
