@@ -221,6 +221,7 @@ def run_atlas(
         return {**summary, "run_dir": loc.display(), "run_totals": totals, **this_call}
     bundle = partial(_make_bundle, cfg, models, manifest)  # made under the lock
     lock = RunLock(loc)
+    lock.check_free()  # a run another driver is writing: refused before Ray starts
 
     def finish(summaries: list[dict[str, Any]], ran: list[Shard]) -> dict[str, Any]:
         wall = time.perf_counter() - started

@@ -111,6 +111,13 @@ class RunLock:
         same_host = holder.get("host") == self.owner["host"]
         return fresh and (not same_host or _pid_alive(int(holder.get("pid", -1))))
 
+    def check_free(self) -> None:
+        """Refuse now, taking nothing, when a live writer holds the run: before a driver spends half a
+        minute starting Ray only to find the lock taken (:meth:`acquire` still decides)."""
+        holder = self.holder()
+        if holder is not None:
+            raise self._busy(holder)
+
     def acquire(self) -> RunLock:
         if self.loc.local:
             path = os.path.join(self.loc.path, LOCAL_LOCK)

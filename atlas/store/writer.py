@@ -203,7 +203,7 @@ class RunStore:
         """Remove the files no marker names, write ``summary.json`` and mark the run complete in
         ``run.json`` (the driver, once every shard is done: no attempt is still writing)."""
         self.remove_stray_files()
-        summary = {"finished": _now(), **summary}
+        summary = {**summary, "finished": _now()}  # now, also over an earlier call's summary it reuses
         write_json(self.loc, SUMMARY_FILE, summary)
         manifest = self.manifest() or {}
         manifest["status"] = "complete"

@@ -197,6 +197,8 @@ def test_the_object_store_lock_goes_by_heartbeat_and_a_reused_pid_never_blocks_f
         assert (RunLock(loc).holder() is not None) == busy  # what verify says agrees with what a run does
         if busy:
             with pytest.raises(AtlasError, match="is being written by another atlas run"):
+                RunLock(loc).check_free()  # what `atlas run` asks before it starts Ray
+            with pytest.raises(AtlasError, match="is being written by another atlas run"):
                 RunLock(loc).acquire()
         else:
             RunLock(loc).acquire().release()
