@@ -111,6 +111,10 @@ _NO_GCS_CREDENTIALS = (
 )
 
 
+_DENIED = ("ACCESS_DENIED", "AccessDenied", "Access Denied", "HTTP status 403", "InvalidAccessKeyId",
+           "SignatureDoesNotMatch")  # fmt: skip
+
+
 def storage_reason(exc: BaseException) -> str:
     """A storage error's reason on one line: the client's first line, missing GCS credentials said plainly
     (the GCS client's status text repeats itself for hundreds of characters)."""
@@ -120,4 +124,7 @@ def storage_reason(exc: BaseException) -> str:
         if given:
             return f"the Google Cloud credentials in GOOGLE_APPLICATION_CREDENTIALS ({given}) were refused"
         return _NO_GCS_CREDENTIALS
-    return text if len(text) <= 300 else text[:297] + "..."
+    text = text if len(text) <= 300 else text[:297] + "..."
+    if any(sign in text for sign in _DENIED):  # reached, and refused: not a network problem
+        return f"access denied, the store refused these credentials ({text})"
+    return text

@@ -758,6 +758,9 @@ def test_gcs_gives_up_in_seconds_and_says_when_credentials_are_missing(monkeypat
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", "/keys/sa.json")
     assert "GOOGLE_APPLICATION_CREDENTIALS (/keys/sa.json) were refused" in storage_reason(noisy)
     assert len(storage_reason(OSError("y" * 900))) == 300
+    denied = OSError("When getting information for key 'atlas' in bucket 'b': AWS Error ACCESS_DENIED during "
+                     "HeadObject operation: No response body.")  # fmt: skip
+    assert storage_reason(denied).startswith("access denied, the store refused these credentials (When ")
 
 
 @pytest.mark.parametrize(
