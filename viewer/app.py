@@ -76,6 +76,12 @@ def _unit_ids(uri: str, token: tuple[int, int, int], layer: str) -> list[int]:
     return data.unit_ids(_connection(uri, token), layer)
 
 
+@st.cache_data(max_entries=16, show_spinner=False)
+def _run_manifest(uri: str, token: tuple[int, int, int]) -> dict:
+    """run.json of the run at ``uri`` ({} when it does not read), read again when a shard lands."""
+    return _manifest(open_location(uri)) or {}
+
+
 def _fail(message: str) -> NoReturn:
     st.error(message)
     st.stop()
@@ -110,14 +116,26 @@ def pick_run(runs: list[Location], multi_run: bool) -> Location:
     if not multi_run:
         return runs[0]
     names = [r.name for r in runs]
+    manifests = [_manifest(r) for r in runs]
+    statuses = {r.name: run_status(m) for r, m in zip(runs, manifests, strict=True)}
     if state.get("run") not in names:
-        first = names[data.default_run([_manifest(r) for r in runs])]  # the newest complete run
+        first = names[data.default_run(manifests)]  # the newest complete run
         if state.get("run"):  # a link to a run this folder does not hold (renamed, another machine's)
             state.notice(f"Run {state.get('run')!r} is not in this folder; showing {first} instead.")
         state.set_("run", first)
     with st.sidebar:
-        st.selectbox("Run", names, key=state.bind_widget("run"), on_change=state.from_widget, args=("run",))
+        st.selectbox("Run", names, key=state.bind_widget("run"), on_change=state.from_widget, args=("run",),
+                     format_func=lambda name: f"{name} · {statuses[name]}")  # fmt: skip
     return runs[names.index(state.get("run"))]
+
+
+def run_status(manifest: dict | None) -> str:
+    """A run's status for the picker: run.json's (complete, interrupted, running, incomplete), or
+    "damaged" when it does not read."""
+    if manifest is None:
+        return "damaged"
+    status = manifest.get("status")
+    return status if isinstance(status, str) and status else "unknown"
 
 
 def open_context(run_dir: Location, multi_run: bool) -> Context:
@@ -126,14 +144,10 @@ def open_context(run_dir: Location, multi_run: bool) -> Context:
         conn = connection(run_dir)
         info = data.run_info(conn)
         layer_list = data.layers(conn, info.get("config"))
+        composites = data.composite_counts(conn)
     except AtlasError as exc:
         _fail(str(exc))
-    names = [name for name, _ in layer_list]
-    if names and state.get("layer") not in names:
-        if state.get("layer") is not None:  # a stale or mistyped link
-            state.notice(f"Layer {state.get('layer')!r} is not in this run; showing {names[0]} instead.")
-        state.set_("layer", names[0])
-    return Context(
+    ctx = Context(
         conn=conn,
         run_dir=run_dir,
         info=info,
@@ -142,18 +156,29 @@ def open_context(run_dir: Location, multi_run: bool) -> Context:
         open_other=connection,
         multi_run=multi_run,
         unit_ids=lambda name: _unit_ids(run_dir.uri, run_token(run_dir), name),
+        manifest=_run_manifest(run_dir.uri, run_token(run_dir)),
+        composites=composites,
     )
+    names = ctx.layer_names
+    asked = state.get("layer")
+    if names and asked not in names and asked not in ctx.unwritten_layers:  # a planned one: "not written yet"
+        if asked is not None:  # a stale or mistyped link
+            state.notice(f"Layer {asked!r} is not in this run; showing {names[0]} instead.")
+        state.set_("layer", names[0])
+    return ctx
 
 
 def sidebar(ctx: Context) -> None:
     """Layer picker, run status and the Refresh button (the page menu is st.navigation's)."""
     with st.sidebar:
         if ctx.layers:
-            sizes = dict(ctx.layers)
+            unwritten = ctx.unwritten_layers
             st.selectbox(
                 "Layer",
-                ctx.layer_names,
-                format_func=lambda name: f"{name}  ·  {sizes[name]:,} units",
+                [*ctx.layer_names, *unwritten],
+                format_func=lambda name: (
+                    f"{name}  ·  " + ("not written yet" if name in unwritten else ctx.size_text(name))
+                ),
                 key=state.bind_widget("layer"),
                 on_change=state.layer_from_sidebar,
                 help="the layer of the Layer grid, Unit, Compare and Audit pages; picked on the overview or "
@@ -175,6 +200,8 @@ def render_page(name: str, ctx: Context) -> None:
     try:
         if not ctx.layers and name != "sql":
             overview.render_empty(ctx)
+        elif name in LAYER_PAGES and state.get("layer") in ctx.unwritten_layers:
+            not_written(ctx, state.get("layer"))
         else:
             RENDERERS[name](ctx)
     except (AtlasError, duckdb.Error) as exc:  # e.g. a shard file damaged after its marker was written
@@ -184,6 +211,25 @@ def render_page(name: str, ctx: Context) -> None:
             "`--repair` has them redone by the next `atlas run`.",
             icon=":material/error:",
         )
+
+
+LAYER_PAGES = ("layer", "unit", "compare", "audit")  # pages about the sidebar's layer
+
+
+def not_written(ctx: Context, layer: str) -> None:
+    """A layer run.json plans but no completed shard holds yet: said, and the link kept."""
+    st.title(f"Layer {layer}")
+    status = ctx.info.get("status")
+    when = (
+        "this page fills in when its first shard lands (checked every 5 s; **Refresh** checks now)"
+        if status == "running"
+        else f"the run is {status or 'not finished'}: the same `atlas run` resumes it and writes this layer"
+    )
+    st.info(
+        f"Layer {layer} is not written yet: the run plans it, but none of its shards has completed; {when}. "
+        f"Written so far: {', '.join(ctx.layer_names)}.",
+        icon=":material/hourglass_empty:",
+    )
 
 
 def make_pages(ctx: Context) -> dict[str, st.Page]:

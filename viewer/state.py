@@ -321,10 +321,16 @@ def _link_seeded(
 
 
 def compare_params() -> dict[str, str]:
-    """The compare page's choices that differ from their defaults, as query parameters."""
+    """The compare page's choices that differ from their defaults, as query parameters; the other run
+    (``vs``) always, while two runs are compared: its default is whichever sibling comes first, so a shared
+    link would compare with another run once a new sibling appears."""
     keys = {param: compare_key(param, get("layer")) for param in COMPARE_PARAMS}
     labels = {label: mode for mode, label in COMPARE_MODES.items()}
-    return _changed_params(keys, {"mode": labels.get})
+    out = _changed_params(keys, {"mode": labels.get})
+    other, mode = st.session_state.get(keys["vs"]), st.session_state.get(keys["mode"])
+    if other is not None and mode != COMPARE_MODES["methods"]:
+        out = {"vs": str(other), **out}
+    return out
 
 
 def audit_widget(param: str, options: list[Any], default: Any) -> str:

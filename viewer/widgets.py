@@ -115,6 +115,11 @@ def fmt(value: Any, digits: int = 3) -> str:
     return f"{v:.{digits}g}" if abs(v) < 1e4 else f"{v:,.0f}"
 
 
+def fixed(value: Any, digits: int = 3) -> str:
+    """A number with ``digits`` decimals for a table's text column ('–' for missing)."""
+    return "–" if value is None or pd.isna(value) else f"{float(value):,.{digits}f}"
+
+
 def snap(value: Any) -> Any:
     """A log-prob as it should read: float noise around 0 (a sure class's -1.3e-43) is 0; other values
     (and activations, which can be tiny and real) as they are."""

@@ -11,6 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from atlas.bench.synthetic_run import make_synthetic_run
 from atlas.store import RunStore
+from tests.unit.test_viewer_data import distinct_pictures
 from viewer import data, state
 from viewer.widgets import concept_html
 
@@ -136,8 +137,10 @@ def test_unit_page_deep_link_and_neighbours(runs, monkeypatch):
     subheaders = [s.value for s in at.subheader]
     for name in ("Facets", "Real top-k images", "Trajectories", "Chains", "Competing units"):
         assert name in subheaders
-    # facets + 3 real + 3 chains x 4 kept images
-    assert n_images(at) >= 3 + 3 * 4 + 1
+    # facets + 3 real + 3 chains x their distinct kept images (a best = last picture once)
+    images = pd.read_parquet(runs / "alpha" / "images" / "layer=fc8").query("unit == 4")
+    kept = distinct_pictures(images, ("best", "last", "snapshot"))
+    assert n_images(at) >= 3 + len(kept) + 1
     assert n_charts(at) == 6  # tuning, activation, log-prob, rank, prior residual, competitors
     assert at.number_input(key="w_unit").value == 4
     assert any(c.value.startswith("unit 4 itself: mean final activation") for c in at.caption)
@@ -152,7 +155,7 @@ def test_unit_page_deep_link_and_neighbours(runs, monkeypatch):
     assert at.title[0].value == "fc8 · unit 9"
     assert at.button(key="unit_next_top").disabled  # last unit
     at.number_input(key="w_unit").set_value(500).run()  # past the layer's end: said, not ignored
-    assert any("Unit 500 is not in layer fc8 (units 0–9)" in w.value for w in at.warning)
+    assert any("Unit 500 is not in layer fc8 (units 0-9)" in w.value for w in at.warning)
     assert at.title[0].value == "fc8 · unit 0"
 
 
@@ -239,7 +242,8 @@ def test_compare_runs(runs, monkeypatch):
 
 def test_compare_choices_are_in_the_url_and_come_back(runs, monkeypatch):
     at = app(runs / "alpha", monkeypatch, page="compare", layer="fc8", unit=0)
-    assert not {"vs", "mode", "cmp"} & set(at.query_params)  # defaults stay out of the URL
+    assert not {"mode", "cmp"} & set(at.query_params)  # defaults stay out of the URL
+    assert at.query_params["vs"] == "beta"  # but the other run always: the default one can change
     at.text_input(key="cmp_units_fc8").set_value("2-5").run()
     assert at.query_params["cmp"] == "2-5" and n_images(at) == 8  # 4 units x 2 runs
     again = app(runs / "alpha", monkeypatch, **dict(at.query_params), page="compare")
@@ -256,7 +260,7 @@ def test_compare_choices_are_in_the_url_and_come_back(runs, monkeypatch):
     assert both.query_params["mode"] == "methods" and len(both.dataframe) == 1  # the per-method summary
     odd = app(runs / "beta", monkeypatch, page="compare", layer="fc8", mode="nope", vs="gamma")
     assert odd.segmented_control(key="cmp_mode").value == "two runs"  # values it cannot take: named, left out
-    assert odd.selectbox(key="cmp_other").value == "alpha" and "vs" not in odd.query_params
+    assert odd.selectbox(key="cmp_other").value == "alpha" and odd.query_params["vs"] == "alpha"
     said = " ".join(w.value for w in odd.warning)
     assert "mode='nope' is not one this page can show (this page offers: runs, methods)" in said, said
     assert "vs='gamma'" in said
@@ -311,7 +315,7 @@ def test_sql_result_follows_the_run_picked(runs, monkeypatch):
 def test_run_picker_on_parent_directory(runs, monkeypatch):
     at = app(runs, monkeypatch)
     picker = at.selectbox(key="w_run")
-    assert picker.options == ["alpha", "beta"]
+    assert picker.options == ["alpha · complete", "beta · complete"]  # each run's status
     at = app(runs, monkeypatch, run="alpha", page="layer", layer="conv3")
     assert at.title[0].value == "Layer conv3"
     assert at.query_params["run"] == "alpha"
@@ -392,8 +396,8 @@ def test_unit_page_shows_label_tuning_and_badges(runs, monkeypatch):
     assert f"<span class='atlas-label'>{concept_html(units.loc[labelled, 'label'])}</span>" in text
     assert f"`{units.loc[labelled, 'label_runner_up']}`" in " ".join(c.value for c in at.caption)
     badges = [m.value for m in at.markdown if "-badge[p" in m.value]
-    kept = images[(images["unit"] == labelled) & (images["kind"] != "real")]
-    assert len(badges) >= len(kept)  # one per chain picture, plus the facets
+    kept = distinct_pictures(images[images["unit"] == labelled], ("best", "last", "snapshot"))
+    assert len(badges) >= len(kept)  # one per distinct chain picture, plus the facets
     weak = [b for b in badges if ":red-badge[:material/warning: weak]" in b]
     assert len(weak) >= int((kept["flags"] == "weak").sum())
     shown, agreement = units.loc[labelled, "label_shown"], units.loc[labelled, "reader_agreement"]
@@ -489,7 +493,7 @@ def test_layer_grid_label_margin_unlabelled_tiles_judge_and_empty_state(runs, mo
     at.text_input(key="grid_units").set_value("300-400").run()
     assert n_images(at) == 0
     said = at.info[0].value
-    assert "units `300-400`" in said and "units 0–15" in said, said
+    assert "units `300-400`" in said and "units 0-15" in said, said
     at.button(key="grid_clear").click().run()
     assert n_images(at) == 16 and at.text_input(key="grid_units").value == ""
     assert at.selectbox(key="grid_sort").value == "label margin ↓"  # the sort is no filter: it stays
@@ -509,9 +513,9 @@ def test_audit_page_lists_flagged_units(runs, monkeypatch):
     assert list(summary["layer"]) == ["conv3", "fc8"]
     images = pd.read_parquet(runs / "alpha" / "images" / "layer=fc8")
     flagged = images[images["kind"].isin(["best", "last"]) & (images["flags"] != "")]
-    per_unit = flagged.groupby("unit").size().sort_values(ascending=False)
+    per_unit = distinct_pictures(images).query("flags != ''").groupby("unit").size()
     assert sorted(listed["unit"]) == sorted(per_unit.index)
-    assert list(listed["flagged"]) == sorted(per_unit, reverse=True)
+    assert list(listed["flagged"]) == sorted(per_unit, reverse=True)  # a best = last picture counted once
     assert all(
         link == f"unit?layer=fc8&unit={u}" for link, u in zip(listed["page"], listed["unit"], strict=True)
     )

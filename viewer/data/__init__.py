@@ -10,7 +10,14 @@ Every query takes a fresh cursor (the connection may be shared by several sessio
 statistics skip the rest).
 """
 
-from viewer.data.compare import best_image_map, best_images, method_summary, stats_over
+from viewer.data.compare import (
+    best_image_map,
+    best_images,
+    failed_units,
+    match_units,
+    method_summary,
+    stats_over,
+)
 from viewer.data.console import (
     EXAMPLE_QUERIES,
     PICTURE_ROWS,
@@ -62,6 +69,7 @@ from viewer.data.run import (
     run_info,
     run_stats,
     schema,
+    sessions,
     shards,
     throughput,
 )
@@ -116,8 +124,33 @@ from viewer.data.unit import (
     until_stopped,
     with_outlined_cell,
 )
+from viewer.data.units import (
+    FAILED,
+    compact_units,
+    composite_counts,
+    composite_sql,
+    failures,
+    first_term,
+    own_sql,
+    redo_hint,
+    unit_kinds,
+    unit_name,
+)
 
 __all__ = [
+    "failed_units",
+    "match_units",
+    "FAILED",
+    "compact_units",
+    "composite_counts",
+    "composite_sql",
+    "failures",
+    "first_term",
+    "own_sql",
+    "redo_hint",
+    "sessions",
+    "unit_kinds",
+    "unit_name",
     "AUDIT_KINDS",
     "AUDIT_PICTURE_ROWS",
     "ConsoleResult",

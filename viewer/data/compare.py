@@ -77,3 +77,32 @@ def stats_over(conn: Any, layer: str, units: list[int]) -> dict[str, Any]:
     )
     row = frame.iloc[0].to_dict()
     return {k: (None if is_null(v) else v) for k, v in row.items()}
+
+
+def match_units(
+    ids: list[int], kinds: dict[int, dict], other_ids: list[int], other_kinds: dict[int, dict]
+) -> tuple[dict[int, int], dict[int, tuple[str | None, str | None]]]:
+    """Which unit of the other run each unit of this one is compared with: a layer's own unit with the
+    same number, a composite with the same expression (composites are numbered after the layer's own
+    units, so unit 10 can be ``3 + 5`` in one run and ``1 + 2`` in another). Returns (unit -> the other
+    run's unit, for those matched; unit -> (its objective here, there) for the units both runs number
+    alike that hold different objectives; None = the layer's own unit)."""
+    held = set(other_ids)
+    by_expression = {k["composite"]: u for u, k in other_kinds.items() if k.get("composite")}
+    matched: dict[int, int] = {}
+    differ: dict[int, tuple[str | None, str | None]] = {}
+    for unit in ids:
+        mine = kinds.get(unit, {}).get("composite")
+        theirs = other_kinds.get(unit, {}).get("composite") if unit in held else None
+        if unit in held and mine != theirs:
+            differ[unit] = (mine, theirs)
+        if mine is None and unit in held and theirs is None:
+            matched[unit] = unit
+        elif mine is not None and mine in by_expression:
+            matched[unit] = by_expression[mine]
+    return matched, differ
+
+
+def failed_units(kinds: dict[int, dict]) -> set[int]:
+    """The failed units of :func:`viewer.data.units.unit_kinds`."""
+    return {u for u, k in kinds.items() if k.get("status") == "error"}

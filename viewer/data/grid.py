@@ -12,6 +12,7 @@ from atlas.config import UnitSelection
 from atlas.store.catalog import unit_sources
 from viewer.data.query import fetch_frame, fetch_one, placeholders, png_bytes
 from viewer.data.truth import AUDIT_KINDS, truth, unit_flag_counts
+from viewer.data.units import composite_sql
 
 # whitelisted sort orders of the layer grid: label -> ORDER BY clause
 SORTS: dict[str, str] = {
@@ -26,6 +27,9 @@ LABEL_SORTS: dict[str, str] = {  # only offered when the run has label columns (
     # labelled units first: an unlabelled unit's margin is its best concept's, a label it did not get
     "label margin ↓": "label IS NULL, label_margin DESC NULLS LAST, unit",
 }
+# composites after the layer's own units: a contrast's log-prob is a sum of its terms' (+113), its rank its
+# first term's
+COMPOSITES_LAST = ("selectivity (log-prob) ↓", "rank ↑")
 
 
 @dataclass(frozen=True)
@@ -141,14 +145,17 @@ def grid_count(conn: Any, q: GridQuery) -> int:
 
 
 def grid_page(conn: Any, q: GridQuery) -> pd.DataFrame:
-    """The visible page of the grid, in the sort order: unit, best_activation, best_log_prob, best_rank,
-    facet_count, judge_label, judge_correct, status, label, label_score (null in a run without label
+    """The visible page of the grid, in the sort order: unit, composite (its expression; null for the
+    layer's own units), best_activation, best_log_prob, best_rank, facet_count, judge_label, judge_correct,
+    status, error, label, label_score (null in a run without label
     columns), png (the unit's best image as bytes, or None), flag_counts ({flag: pictures of
     ``q.flag_kinds`` carrying it}; {} when none or the run has no flags). Only the units of this page are
     read."""
     have = truth(conn)
     where, params = _grid_where(q)
     order = {**SORTS, **(LABEL_SORTS if have.labels else {})}.get(q.sort, SORTS["unit ↑"])
+    if q.sort in COMPOSITES_LAST:
+        order = f"({composite_sql(conn)}) IS NOT NULL, {order}"
     share = "label_top_share" if have.top_share else "NULL AS label_top_share"
     label_sql = (
         f"label, label_score, label_best, {share}"
@@ -158,8 +165,9 @@ def grid_page(conn: Any, q: GridQuery) -> pd.DataFrame:
     )
     units = fetch_frame(
         conn,
-        f"""SELECT unit, kind, best_activation, best_log_prob, best_rank, facet_count, judge_label,
-                   judge_correct, status, real_top1_activation, {label_sql}
+        f"""SELECT unit, {composite_sql(conn)} AS composite, kind, best_activation, best_log_prob,
+                   best_rank, facet_count, judge_label, judge_correct, status, error, real_top1_activation,
+                   {label_sql}
             FROM units WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?""",
         [*params, int(q.page_size), int(q.page) * int(q.page_size)],
     )

@@ -10,6 +10,7 @@ import pandas as pd
 
 from atlas.store.catalog import RUN_TABLES, SHARD_PROVENANCE
 from viewer.data.query import fetch_frame, fetch_one
+from viewer.data.units import FAILED, failures, own_sql
 
 SCHEMA_TABLES = RUN_TABLES
 
@@ -56,17 +57,22 @@ def layers(conn: Any, config: Any = None) -> list[tuple[str, int]]:
 
 
 def layer_summary(conn: Any) -> pd.DataFrame:
-    """Per-layer counts and means (units, chains, diverged, activation, facets, judge accuracy)."""
+    """Per-layer counts and means: units (the layer's own), composites (its composite objectives, counted
+    apart: a contrast's log-prob is a sum of its terms'), the means over its own units that did not fail,
+    failed_units, chains (composites' included), diverged chains, judge accuracy."""
     return fetch_frame(
         conn,
-        """
-        WITH u AS (
-            SELECT layer, count(*) AS units, avg(best_activation) AS mean_best_activation,
-                   avg(best_log_prob) AS mean_best_log_prob, avg(facet_count) AS mean_facets,
+        f"""
+        WITH k AS (SELECT *, ({own_sql(conn)}) AS own, coalesce({FAILED}, false) AS failed FROM units),
+        u AS (
+            SELECT layer, count(*) FILTER (WHERE own) AS units, count(*) FILTER (WHERE NOT own) AS composites,
+                   avg(best_activation) FILTER (WHERE own) AS mean_best_activation,
+                   avg(best_log_prob) FILTER (WHERE own) AS mean_best_log_prob,
+                   avg(facet_count) FILTER (WHERE own AND NOT failed) AS mean_facets,
                    avg(CASE WHEN judge_correct THEN 1.0 WHEN judge_correct IS NULL THEN NULL ELSE 0.0 END)
-                       AS judge_accuracy,
+                       FILTER (WHERE own) AS judge_accuracy,
                    count(*) FILTER (WHERE status IS NOT NULL AND status <> 'ok') AS failed_units
-            FROM units GROUP BY layer),
+            FROM k GROUP BY layer),
         c AS (
             SELECT layer, count(*) AS chains, count(*) FILTER (WHERE diverged) AS diverged_chains,
                    sum(seconds) AS chain_seconds
@@ -79,10 +85,11 @@ def layer_summary(conn: Any) -> pd.DataFrame:
 
 
 def layer_table(conn: Any, order: list[str]) -> pd.DataFrame:
-    """The overview's layer table, in ``order`` (config order): layer, units, chains, diverged_chains,
-    mean_best_activation, mean_best_log_prob, mean_facets, judge_accuracy, failed_units."""
-    columns = ["layer", "units", "chains", "diverged_chains", "mean_best_activation", "mean_best_log_prob",
-               "mean_facets", "judge_accuracy", "failed_units"]  # fmt: skip
+    """The overview's layer table, in ``order`` (config order): layer, units, composites, failed_units,
+    chains, diverged_chains, mean_best_activation, mean_best_log_prob, mean_facets, judge_accuracy (the
+    means over the layer's own units)."""
+    columns = ["layer", "units", "composites", "failed_units", "chains", "diverged_chains",
+               "mean_best_activation", "mean_best_log_prob", "mean_facets", "judge_accuracy"]  # fmt: skip
     table = layer_summary(conn)[columns]
     rank = {name: i for i, name in enumerate(order)}
     return table.sort_values("layer", key=lambda s: s.map(rank)).reset_index(drop=True)
@@ -105,10 +112,12 @@ def counts(conn: Any) -> dict[str, int]:
 
 
 def distributions(conn: Any) -> pd.DataFrame:
-    """One row per unit: layer, unit, best activation, best log-prob, facet count."""
+    """One row per own unit that did not fail (composites and failed units left out): layer, unit, best
+    activation, best log-prob, facet count."""
     return fetch_frame(
         conn,
-        "SELECT layer, unit, best_activation, best_log_prob, facet_count FROM units",
+        f"""SELECT layer, unit, best_activation, best_log_prob, facet_count FROM units
+            WHERE ({own_sql(conn)}) AND NOT coalesce({FAILED}, false)""",
     )
 
 
@@ -169,35 +178,58 @@ def schema(conn: Any, tables: tuple[str, ...] = SCHEMA_TABLES) -> dict[str, list
     return out
 
 
-def throughput(conn: Any, created_ts: float | None) -> dict[str, float | None]:
-    """Units per minute from shard completion times (and the run's start time when known)."""
-    row = fetch_one(
-        conn,
-        "SELECT min(done_time), max(done_time), sum(units_rows), count(*), sum(seconds) FROM shards",
-    )
-    if not row or row[3] == 0:
+def sessions(created: str | None, resumed: Any) -> list[float]:
+    """The start times (POSIX) of a run's sessions: its ``created`` and each ``resumed`` of run.json,
+    sorted (unreadable ones left out)."""
+    times = [created, *(resumed if isinstance(resumed, list) else [])]
+    return sorted(t for t in (created_ts(v if isinstance(v, str) else None) for v in times) if t is not None)
+
+
+def throughput(
+    conn: Any, created_ts: float | None, failed: int = 0, starts: list[float] | None = None
+) -> dict[str, float | None]:
+    """Units sampled per minute of the run's work: from each session's start (``starts``: run.json's
+    ``created`` and ``resumed``) to its last shard's completion, summed, so the idle time between an
+    interrupt and its resume is not counted; failed units are not counted as sampled."""
+    done = fetch_frame(conn, "SELECT done_time, units_rows, seconds FROM shards ORDER BY done_time")
+    done = done[done["done_time"].notna()]
+    if done.empty:
         return {"units_per_min": None, "wall_s": None, "shard_seconds": None}
-    first, last, units, n, seconds = row
-    start = created_ts if created_ts is not None and created_ts <= first else None
-    wall = (last - start) if start is not None else (last - first) * n / max(n - 1, 1)
+    starts = sorted(starts) if starts else ([created_ts] if created_ts is not None else [])
+    times = [float(t) for t in done["done_time"]]
+    wall = 0.0
+    if starts and starts[0] <= times[0]:
+        ends: dict[float, float] = {}  # session start -> its last shard's completion
+        for t in times:
+            start = max(s for s in starts if s <= t)
+            ends[start] = max(ends.get(start, t), t)
+        wall = sum(end - start for start, end in ends.items())
+    else:  # no start known: the span of the completions, stretched by one shard's share
+        n = len(times)
+        wall = (times[-1] - times[0]) * n / max(n - 1, 1)
+    units = max(int(done["units_rows"].sum()) - failed, 0)
     return {
         "units_per_min": (units / wall * 60) if wall and wall > 0 else None,
         "wall_s": wall,
-        "shard_seconds": seconds,
+        "shard_seconds": float(done["seconds"].sum()) if done["seconds"].notna().any() else None,
     }
 
 
-def run_stats(conn: Any, created: str | None) -> dict[str, Any]:
+def run_stats(conn: Any, created: str | None, resumed: Any = None) -> dict[str, Any]:
     """The overview's numbers: row counts (units, chains, images, steps), throughput (units_per_min, wall_s,
-    shard_seconds), diverged_chains (int) and diverged_fraction (of all chains)."""
+    shard_seconds; ``resumed``: run.json's list of resume times), diverged_chains (int), diverged_fraction
+    (of all chains), failures (:func:`viewer.data.units.failures`) and composites (their count)."""
     rows = counts(conn)
     summary = layer_summary(conn)
     diverged = int(summary["diverged_chains"].sum()) if len(summary) else 0
+    failed = failures(conn)
     return {
         **rows,
-        **throughput(conn, created_ts(created)),
+        **throughput(conn, created_ts(created), failed["count"], sessions(created, resumed)),
         "diverged_chains": diverged,
         "diverged_fraction": diverged / max(rows["chains"], 1),
+        "failures": failed,
+        "composites": int(summary["composites"].sum()) if len(summary) else 0,
     }
 
 

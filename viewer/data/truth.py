@@ -99,21 +99,40 @@ def _flag_counts_sql(flags: list[str]) -> str:
     return "".join(f", count(*) FILTER (WHERE list_contains(fl, ?)) AS {_quote(f)}" for f in flags)
 
 
+def pictures_sql(kinds: tuple[str, ...], where: str = "") -> str:
+    """SQL of one row per distinct picture of ``kinds``: layer, unit, chain, step, fl (the union of its
+    flags, a list), natural_percentile. A chain whose best picture is its last one (the same step) keeps
+    it as two rows (kinds 'best' and 'last', their flags computed apart): counted once here. Binds
+    ``kinds`` (then whatever ``where`` adds)."""
+    return f"""SELECT layer, unit, chain, step,
+                      list_sort(list_distinct(list_filter(
+                          flatten(list(string_split(coalesce(flags, ''), ','))), lambda x: x <> ''))) AS fl,
+                      min(natural_percentile) AS natural_percentile
+               FROM images WHERE kind IN ({placeholders(kinds)}) {where}
+               GROUP BY layer, unit, chain, step, CASE WHEN step IS NULL THEN kind END"""
+
+
 def flag_summary(conn: Any, kinds: tuple[str, ...] = AUDIT_KINDS["best and last pictures"]) -> pd.DataFrame:
-    """Per layer, over its pictures of ``kinds``: layer, units, pictures, flagged (pictures with any flag),
-    flagged_share, flagged_units (units with a flagged picture), then one picture count per flag."""
+    """Per layer, over its distinct pictures of ``kinds`` (a best = last picture once): layer, units (with
+    pictures), pictures, flagged (pictures with any flag), flagged_share, flagged_units (units with a
+    flagged picture), failed_units (no pictures to check), then one picture count per flag."""
     flags = flag_names(conn)
     df = fetch_frame(
         conn,
         f"""
-        WITH p AS (SELECT layer, unit, flags, string_split(coalesce(flags, ''), ',') AS fl
-                   FROM images WHERE kind IN ({placeholders(kinds)}))
-        SELECT layer, count(DISTINCT unit) AS units, count(*) AS pictures,
-               count(*) FILTER (WHERE flags <> '') AS flagged,
-               count(DISTINCT unit) FILTER (WHERE flags <> '') AS flagged_units{_flag_counts_sql(flags)}
-        FROM p GROUP BY layer ORDER BY layer""",
+        WITH p AS ({pictures_sql(kinds)}),
+        s AS (SELECT layer, count(DISTINCT unit) AS units, count(*) AS pictures,
+                     count(*) FILTER (WHERE len(fl) > 0) AS flagged,
+                     count(DISTINCT unit) FILTER (WHERE len(fl) > 0) AS flagged_units{_flag_counts_sql(flags)}
+              FROM p GROUP BY layer),
+        f AS (SELECT layer, count(*) FILTER (WHERE status = 'error') AS failed_units
+              FROM units GROUP BY layer)
+        SELECT f.layer, s.* EXCLUDE (layer), f.failed_units
+        FROM f LEFT JOIN s USING (layer) ORDER BY f.layer""",
         [*kinds, *flags],
     )
+    counted = [c for c in df.columns if c != "layer"]
+    df[counted] = df[counted].fillna(0).astype(int)  # a layer whose units all failed has no pictures
     df.insert(4, "flagged_share", df["flagged"] / df["pictures"].where(df["pictures"] > 0))
     return df
 
@@ -125,23 +144,26 @@ def flagged_units(
     flag: str | None = None,
     labels: bool = True,
 ) -> pd.DataFrame:
-    """Units with a flagged picture among their pictures of ``kinds`` (carrying ``flag``, or any flag),
-    most flagged first: layer, unit, flagged, pictures, lowest_percentile, one count per flag, label,
-    label_score (null without ``labels``: a run without label columns)."""
+    """Units with a flagged picture among their distinct pictures of ``kinds`` (carrying ``flag``, or any
+    flag), most flagged first: layer, unit, composite (its expression; null for the layer's own units),
+    flagged, pictures, lowest_percentile, one count per flag, label, label_score (null without ``labels``:
+    a run without label columns)."""
+    from viewer.data.units import composite_sql
+
     flags = flag_names(conn, layer)
     layer_sql, layer_params = ("AND layer = ?", [layer]) if layer is not None else ("", [])
-    hit = "list_contains(fl, ?)" if flag else "flags <> ''"
+    hit = "list_contains(fl, ?)" if flag else "len(fl) > 0"
     label_sql = "u.label, u.label_score" if labels else "NULL::VARCHAR AS label, NULL::DOUBLE AS label_score"
     return fetch_frame(
         conn,
         f"""
-        WITH p AS (SELECT layer, unit, flags, natural_percentile, string_split(coalesce(flags, ''), ',') AS fl
-                   FROM images WHERE kind IN ({placeholders(kinds)}) {layer_sql}),
+        WITH p AS ({pictures_sql(kinds, layer_sql)}),
         f AS (SELECT layer, unit, count(*) FILTER (WHERE {hit}) AS flagged, count(*) AS pictures,
                      min(natural_percentile) AS lowest_percentile{_flag_counts_sql(flags)}
               FROM p GROUP BY layer, unit)
-        SELECT f.*, {label_sql}
-        FROM f JOIN units u USING (layer, unit) WHERE f.flagged > 0
+        SELECT f.layer, f.unit, u.composite_expr AS composite, f.* EXCLUDE (layer, unit), {label_sql}
+        FROM f JOIN (SELECT *, {composite_sql(conn)} AS composite_expr FROM units) u USING (layer, unit)
+        WHERE f.flagged > 0
         ORDER BY f.flagged DESC, f.lowest_percentile ASC NULLS LAST, f.layer, f.unit""",
         [*kinds, *layer_params, *([flag] if flag else []), *flags],
     )
@@ -184,18 +206,17 @@ def unit_flag_counts(
     units: list[int],
     kinds: tuple[str, ...] = AUDIT_KINDS["best and last pictures"],
 ) -> dict[int, dict[str, int]]:
-    """unit -> {flag: pictures of ``kinds`` carrying it} for ``units`` of ``layer`` (units without flagged
-    pictures absent); needs ``truth(conn).pictures``."""
+    """unit -> {flag: distinct pictures of ``kinds`` carrying it (a best = last picture once)} for ``units``
+    of ``layer`` (units without flagged pictures absent); needs ``truth(conn).pictures``."""
     if not units:
         return {}
+    where = f"AND layer = ? AND unit BETWEEN ? AND ? AND unit IN ({placeholders(units)})"
     rows = fetch_frame(
         conn,
         f"""SELECT unit, flag, count(*) AS n
-            FROM (SELECT unit, unnest(string_split(flags, ',')) AS flag FROM images
-                  WHERE layer = ? AND unit BETWEEN ? AND ? AND unit IN ({placeholders(units)})
-                  AND kind IN ({placeholders(kinds)}) AND flags <> '')
-            WHERE flag <> '' GROUP BY ALL ORDER BY ALL""",
-        [layer, min(units), max(units), *units, *kinds],
+            FROM (SELECT unit, unnest(fl) AS flag FROM ({pictures_sql(kinds, where)}))
+            GROUP BY ALL ORDER BY ALL""",
+        [*kinds, layer, min(units), max(units), *units],
     )
     out: dict[int, dict[str, int]] = {}
     for r in rows.itertuples():

@@ -42,6 +42,7 @@ def _summary(ctx: Context, kinds: tuple[str, ...]) -> None:
         "flagged_share": st.column_config.ProgressColumn("share flagged", format="percent", min_value=0,
                                                          max_value=1),
         "flagged_units": "units with a flagged picture",
+        "failed_units": st.column_config.NumberColumn("failed units", help="units that failed: no pictures"),
     })  # fmt: skip
 
 
@@ -52,6 +53,8 @@ def _table(ctx: Context, units: pd.DataFrame, kinds: tuple[str, ...], flag: str 
     first = [(str(r.layer), int(r.unit)) for r in units.head(data.AUDIT_PICTURE_ROWS).itertuples()]
     pictures = data.audit_pictures(ctx.conn, first, kinds, flag)
     keys = [(str(r.layer), int(r.unit)) for r in units.itertuples()]
+    if units["composite"].isna().all():
+        units = units.drop(columns=["composite"])
     shown = units.assign(
         label=[lab if isinstance(lab, str) else "no label" for lab in units["label"]],
         page=[state.link("unit", r.layer, int(r.unit), run) for r in units.itertuples()],
@@ -71,6 +74,7 @@ def _table(ctx: Context, units: pd.DataFrame, kinds: tuple[str, ...], flag: str 
         "lowest_percentile": st.column_config.TextColumn("lowest natural percentile"),
         "label_score": st.column_config.NumberColumn("label AUROC", format="%.3f"),
         "page": st.column_config.LinkColumn("unit page", display_text="open unit"),
+        "composite": st.column_config.TextColumn("composite", help="the composite objective's expression"),
     })  # fmt: skip
 
 
@@ -108,14 +112,28 @@ def render(ctx: Context) -> None:
     units = data.flagged_units(ctx.conn, kinds, scope, flag, labels=have.labels)
     where = "every layer" if scope is None else f"layer {scope}"
     st.subheader(f"Flagged units · {where}")
+    failures = data.failures(ctx.conn)
+    failed = failures["count"] if scope is None else failures["per_layer"].get(scope, 0)
+    unchecked = (
+        f" {failed:,} failed unit{'s' if failed != 1 else ''} of {where} have no pictures to check: "
+        f"the overview names their error; {data.redo_hint(ctx.run_dir.uri)}."
+        if failed
+        else ""
+    )
     if units.empty:
         elsewhere = "" if scope is None else _elsewhere(ctx, kinds, flag, have.labels)
-        done = f"No unit of this selection has a flagged picture.{elsewhere}"
-        st.success(done, icon=":material/check_circle:")
+        done = f"No unit of this selection has a flagged picture.{elsewhere}{unchecked}"
+        if failed:
+            st.warning(done, icon=":material/error:")
+        else:
+            st.success(done, icon=":material/check_circle:")
         return
+    if failed:
+        st.warning(unchecked.strip(), icon=":material/error:")
     total = sum(n for name, n in ctx.layers if scope is None or name == scope)
     st.caption(
-        f"{len(units):,} of {total:,} units · {widgets.fmt(int(units['flagged'].sum()))} flagged pictures"
+        f"{len(units):,} of {total:,} units · {widgets.fmt(int(units['flagged'].sum()))} flagged pictures "
+        "(a chain's best picture that is also its last counted once)"
     )
     _table(ctx, units, kinds, flag)
     widgets.unit_picker([(str(r.layer), int(r.unit)) for r in units.itertuples()], key="audit")

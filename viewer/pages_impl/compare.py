@@ -22,14 +22,19 @@ def _default_units(ctx: Context, layer: str) -> str:
     return data.format_units(data.units_from(ids, state.get("unit"), len(ids) if len(ids) <= 12 else 8))
 
 
-def _pairs(layer: str, units: list[int], sides: list[tuple[str, dict[int, dict], bool]]) -> None:
-    """Four units a row; per unit its best image on each side (``sides``: (name, data.best_image_map,
-    whether that run is still being written))."""
+Side = tuple[str, dict[int, dict], bool]  # (name, unit -> {"png", "activation"} or {"note"}, being written)
+
+
+def _pairs(layer: str, units: list[int], sides: list[Side], names: dict[int, str]) -> None:
+    """Four units a row; per unit its best image on each side (``sides``: (name, unit -> its best image
+    or a note saying why there is none, whether that run is still being written); ``names``: the units'
+    names here, e.g. "unit 10 · 3 + 5")."""
     per_row = 4
     for start in range(0, len(units), per_row):
         for col, unit in zip(st.columns(per_row), units[start : start + per_row], strict=False):
             with col.container(border=True):
-                st.button(f"**unit {unit}**", key=f"cmp_open_{unit}", type="tertiary", on_click=state.go,
+                st.button(f"**{names.get(unit, f'unit {unit}')}**", key=f"cmp_open_{unit}",
+                          type="tertiary", on_click=state.go,
                           kwargs={"page": "unit", "layer": layer, "unit": unit})  # fmt: skip
                 for sub, (name, images, running) in zip(st.columns(len(sides)), sides, strict=True):
                     with sub:
@@ -37,12 +42,25 @@ def _pairs(layer: str, units: list[int], sides: list[tuple[str, dict[int, dict],
 
 
 def _side_image(name: str, rec: dict | None, running: bool = False) -> None:
-    if rec is not None and rec["png"] is not None:
-        widgets.picture(rec["png"], caption=f"{name} · {widgets.fmt(rec['activation'])}")
+    if rec is not None and rec.get("note"):
+        st.caption(f"{name}: {rec['note']}")
+    elif rec is not None and rec["png"] is not None:
+        which = f" · {rec['caption']}" if rec.get("caption") else ""  # a composite numbered otherwise there
+        widgets.picture(rec["png"], caption=f"{name}{which} · {widgets.fmt(rec['activation'])}")
     elif rec is not None:
         st.caption(f"{name}: no picture kept")
     else:
         st.caption(f"{name}: not in this run" + (" (yet)" if running else ""))
+
+
+def _side(conn: Any, layer: str, units: list[int], kinds: dict[int, dict], method: str | None = None) -> dict:
+    """unit -> its best image in ``conn`` (of ``method``'s chains), or a note for a failed unit."""
+    images: dict[int, dict] = data.best_image_map(conn, layer, units, method)
+    for unit in units:
+        kind = kinds.get(unit, {})
+        if kind.get("status") == "error":
+            images[unit] = {"note": f"failed ({kind.get('error') or 'no error recorded'})"}
+    return images
 
 
 def _units_input(ctx: Context, layer: str) -> list[int]:
@@ -61,7 +79,7 @@ def _units_input(ctx: Context, layer: str) -> list[int]:
     held = [u for u in ids if not ranges or any(lo <= u <= hi for lo, hi in ranges)]
     if ranges and ids and len(held) < data.expand_units(ranges, 0)[1]:  # its total counts overlaps once
         yet = " so far (the run is still being written)" if ctx.info.get("status") == "running" else ""
-        st.caption(f"layer {layer} has units {ids[0]}–{ids[-1]}{yet}: the others are left out")
+        st.caption(f"layer {layer} has units {data.compact_units(ids)}{yet}: the others are left out")
     if len(held) > MAX_UNITS:
         st.caption(f"showing the first {MAX_UNITS} of {len(held)} units")
     return held[:MAX_UNITS]
@@ -77,9 +95,10 @@ def _compare_methods(ctx: Context, layer: str, run_methods: list[str]) -> None:
     m_b = c2.selectbox("Right method", run_methods, index=1, key="cmp_method_b")
     st.dataframe(data.method_summary(ctx.conn, layer), hide_index=True)
     units = _units_input(ctx, layer)
-    sides = [(m, data.best_image_map(ctx.conn, layer, units, m), False) for m in (m_a, m_b)]
+    kinds = data.unit_kinds(ctx.conn, layer)
+    sides = [(m, _side(ctx.conn, layer, units, kinds, m), False) for m in (m_a, m_b)]
     st.caption(f"best image per unit · left **{m_a}**, right **{m_b}** · layer {layer}")
-    _pairs(layer, units, sides)
+    _pairs(layer, units, sides, {u: data.unit_name(u, kinds.get(u, {}).get("composite")) for u in units})
 
 
 def _run_summary(name: str, stats: dict | None, methods: list[str]) -> None:
@@ -154,19 +173,86 @@ def _compare_with(
             "number may not be the same unit, and activations are on different scales.",
             icon=":material/warning:",
         )
+    mine, theirs = data.unit_kinds(ctx.conn, layer), data.unit_kinds(other, layer)
+    matched, differ = data.match_units(ctx.ids(layer), mine, other_ids, theirs)
+    _objectives_differ(other_name, differ)
+    failed_here, failed_there = data.failed_units(mine), data.failed_units(theirs)
+    both = sorted(  # own units both runs hold and sampled: never a composite, never a failed unit
+        u for u, v in matched.items() if u == v and not mine.get(u, {}).get("composite")
+        and u not in failed_here and v not in failed_there
+    )  # fmt: skip
     runs = [(ctx.run_dir.name, ctx.conn, ctx.info), (other_name, other, other_info)]
-    both = sorted(set(ctx.ids(layer)) & set(other_ids))
     for col, (name, conn, _info) in zip(st.columns(2), runs, strict=True):
         with col:
             _run_summary(name, data.stats_over(conn, layer, both), data.methods(conn))
-    st.caption(f"summaries over the {len(both):,} units of layer {layer} that both runs hold")
+    left_out = _left_out(ctx, other_name, mine, failed_here, failed_there)
+    st.caption(f"summaries over the {len(both):,} units of layer {layer} that both runs hold{left_out}")
     units = _units_input(ctx, layer)
+    here = _side(ctx.conn, layer, units, mine)
+    wanted = sorted({matched[u] for u in units if u in matched})
+    fetched = _side(other, layer, wanted, theirs)
+    there: dict[int, dict] = {}
+    for unit in units:
+        if unit in matched:
+            there[unit] = fetched.get(matched[unit], {"png": None, "activation": None})
+            if matched[unit] != unit:
+                there[unit] = {**there[unit], "caption": f"unit {matched[unit]}"}
+        elif unit in differ:
+            objective = f"`{differ[unit][1]}`" if differ[unit][1] else "its own unit"
+            there[unit] = {"note": f"unit {unit} is {objective} there"}
+        elif mine.get(unit, {}).get("composite"):
+            there[unit] = {"note": f"no composite `{mine[unit]['composite']}`"}
     sides = [
-        (name, data.best_image_map(conn, layer, units), info.get("status") == "running")
-        for name, conn, info in runs
+        (ctx.run_dir.name, here, ctx.info.get("status") == "running"),
+        (other_name, there, other_info.get("status") == "running"),
     ]
     st.caption(f"best image per unit · left **{ctx.run_dir.name}**, right **{other_name}** · layer {layer}")
-    _pairs(layer, units, sides)
+    _pairs(layer, units, sides, {u: data.unit_name(u, mine.get(u, {}).get("composite")) for u in units})
+
+
+def _objectives_differ(other_name: str, differ: dict[int, tuple[str | None, str | None]]) -> None:
+    """A warning naming the units both runs number alike that hold different objectives."""
+    if not differ:
+        return
+    shown = [
+        f"unit {u}: {f'`{a}`' if a else 'own unit'} here, {f'`{b}`' if b else 'own unit'} in {other_name}"
+        for u, (a, b) in list(differ.items())[:6]
+    ]
+    more = f" and {len(differ) - 6} more" if len(differ) > 6 else ""
+    st.warning(
+        f"{len(differ)} unit{'s' if len(differ) != 1 else ''} of the same number hold different objectives "
+        f"in the two runs ({'; '.join(shown)}{more}): they are not compared as one unit. A composite is "
+        "shown beside the other run's composite of the same expression, where it has one; none is in the "
+        "summaries.",
+        icon=":material/warning:",
+    )
+
+
+def _left_out(ctx: Context, other_name: str, mine: dict, failed_here: set, failed_there: set) -> str:
+    """What the summaries leave out: composites and failed units (each run's)."""
+    parts = []
+    composites = sum(1 for k in mine.values() if k.get("composite"))
+    if composites:
+        parts.append(f"{composites} composite{'s' if composites != 1 else ''}")
+    sides = ((ctx.run_dir.name, failed_here), (other_name, failed_there))
+    failed = [f"{len(f)} in {name}" for name, f in sides if f]
+    if failed:
+        parts.append(f"failed units ({', '.join(failed)})")
+    return f"; left out: {' and '.join(parts)}" if parts else ""
+
+
+def _mode_not_offered(ctx: Context, modes: list[str], run_methods: list[str]) -> None:
+    """A link's mode this run cannot show, said with the reason (one method, no sibling run) and left out."""
+    link = st.session_state.get("nav_cmp_url", {})
+    wanted = state.COMPARE_MODES.get(link.get("mode"))
+    if wanted is None or wanted in modes:
+        return
+    raw = link.pop("mode")
+    if wanted == "two methods":
+        reason = f"this run has one method ({', '.join(run_methods) or 'none yet'})"
+    else:
+        reason = f"this run has no sibling run in `{ctx.run_dir.parent}`"
+    state.notice(f"The link's mode={raw!r} cannot be shown: {reason}; showing {modes[0]}.")
 
 
 def render(ctx: Context) -> None:
@@ -182,6 +268,7 @@ def render(ctx: Context) -> None:
             "name=other --set sampler.method=ppgn_h` (same out_dir): this page then finds it."
         )
         return
+    _mode_not_offered(ctx, modes, run_methods)
     key = state.compare_widget("mode", layer, modes, modes[0])
     mode = (st.segmented_control("Compare", modes, key=key) if len(modes) > 1 else None) or modes[0]
     widgets.link_notice()

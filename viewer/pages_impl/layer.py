@@ -149,15 +149,32 @@ def _flag_line(counts: dict) -> str:
     return f"<div class='atlas-tile-flag'>⚠ {text}</div>" if text else ""
 
 
+def _failed_line(rec: dict) -> str:
+    """A failed unit's tile line: "failed" and its error (whole, as the line's tooltip)."""
+    error = rec.get("error") if isinstance(rec.get("error"), str) else "no error recorded"
+    short = error if len(error) <= 60 else error[:59] + "…"
+    return (
+        f"<div class='atlas-tile-flag' title='{html.escape(error, quote=True)}'>✗ failed: "
+        f"{html.escape(short)}</div>"
+    )
+
+
 def _tile(rec: dict, have: data.Truth, link: str) -> None:
     """One unit's tile; its picture links to the unit page (``link``), as does its name button."""
     unit = int(rec["unit"])
+    failed = rec.get("status") == "error"
     if rec["png"] is not None:
         widgets.picture(rec["png"], link=link)
+    elif failed:
+        st.badge("failed", color="red", icon=":material/error:")
     else:
         st.caption("no image")
-    st.button(f"**unit {unit}**", key=f"grid_unit_{unit}", help=f"open unit {unit}", on_click=state.go,
+    name = data.unit_name(unit, rec.get("composite"))
+    st.button(f"**{name}**", key=f"grid_unit_{unit}", help=f"open {name}", on_click=state.go,
               kwargs={"page": "unit", "unit": unit}, type="tertiary")  # fmt: skip
+    if failed:
+        st.markdown(_failed_line(rec), unsafe_allow_html=True)
+        return
     facets = rec.get("facet_count")
     facet_text = "" if pd.isna(facets) else f" · {int(facets)} facet{'' if int(facets) == 1 else 's'}"
     lines = f"<div class='atlas-tile-label'>act {widgets.fmt(rec.get('best_activation'))}{facet_text}</div>"
@@ -173,7 +190,7 @@ def _nothing_matches(ctx: Context, layer: str) -> None:
     that clears them."""
     on = {param: value for param, value in state.grid_params().items() if param not in ("sort", "per")}
     ids = ctx.ids(layer)
-    where = f" (layer {layer} has units {ids[0]}–{ids[-1]})" if ids and "units" in on else ""
+    where = f" (layer {layer} has units {data.compact_units(ids)})" if ids and "units" in on else ""
     filters = ", ".join(f"{FILTER_NAMES.get(p, p)} `{v}`" for p, v in on.items())
     st.info(f"No unit matches the filters: {filters}{where}." if on else "No unit matches the filters.")
     st.button("Clear the filters", icon=":material/filter_alt_off:", key="grid_clear",
@@ -188,15 +205,18 @@ def render(ctx: Context) -> None:
     layer = state.get("layer")
     st.title(f"Layer {layer}")
     st.caption(
-        f"{dict(ctx.layers).get(layer, 0):,} units · click a unit's name to open its page, "
-        "its picture to open it in a new tab"
+        f"{ctx.size_text(layer)} · click a unit's name to open its page, its picture to open it in a new tab"
     )
     have = data.truth(ctx.conn)
     query = _filters(ctx, layer, have)
     widgets.link_notice()  # a link's filter value the grid cannot take (state.grid_widget)
     total = data.grid_count(ctx.conn, query)
     pages = max(1, math.ceil(total / query.page_size))
-    page = min(int(state.get("grid_page") or 0), pages - 1)
+    asked = int(state.get("grid_page") or 0)
+    page = min(asked, pages - 1)
+    if asked > page and total:  # said, as other link values a page cannot take
+        st.warning(f"There is no page {asked + 1} of this grid (it has {pages}); showing page {pages}.",
+                   icon=":material/link_off:")  # fmt: skip
     state.set_("grid_page", page)
     if total == 0:
         _nothing_matches(ctx, layer)

@@ -19,12 +19,25 @@ def _duration(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def _header(ctx: Context) -> None:
+STATUS_NOTES = {  # what a run that is not complete needs, under its badge
+    "interrupted": "interrupted (Ctrl-C or a stop): the same `atlas run` resumes it, redoing no completed "
+    "shard",
+    "incomplete": "incomplete (the run stopped on an error): the same `atlas run` resumes it, once the cause "
+    "is fixed",
+}
+
+
+def _header(ctx: Context, failed: int = 0) -> None:
     info = ctx.info
     status = info.get("status") or "unknown"
-    color = {"complete": "green", "running": "orange"}.get(status, "gray")
+    color = {"complete": "orange" if failed else "green", "running": "orange", "interrupted": "red",
+             "incomplete": "red"}.get(status, "gray")  # fmt: skip
     st.title(f"{ctx.run_dir.name}")
-    st.badge(status, color=color, icon=":material/check_circle:" if status == "complete" else None)
+    icon = ":material/check_circle:" if status == "complete" and not failed else None
+    shown = f"{status} · {failed:,} failed unit{'' if failed == 1 else 's'}" if failed else status
+    st.badge(shown, color=color, icon=icon if icon else ":material/warning:" if failed else None)
+    if status in STATUS_NOTES:
+        st.caption(STATUS_NOTES[status])
     bits = [f"created {info.get('created') or '–'}"]
     if info.get("git_sha"):
         bits.append(f"git `{str(info['git_sha'])[:10]}`")
@@ -54,23 +67,50 @@ def _header(ctx: Context) -> None:
 
 def render_empty(ctx: Context) -> None:
     _header(ctx)
-    st.info("No completed shards yet. This page refreshes with the run: press **Refresh** in the sidebar.")
+    if ctx.info.get("status") == "running":
+        when = "they appear here as they land (checked every 5 s; **Refresh** in the sidebar checks now)"
+    else:
+        when = "the same `atlas run` resumes the run and writes them"
+    st.info(f"No completed shards yet: {when}.")
+
+
+def _failures(ctx: Context, failed: dict) -> None:
+    """A warning naming the failed units (count, per layer, the first error) and how to redo them."""
+    if not failed["count"]:
+        return
+    layers = ", ".join(f"{name} {n:,}" for name, n in failed["per_layer"].items())
+    layer, unit = failed["first_unit"]
+    total = sum(n for _, n in ctx.layers)
+    redo = data.redo_hint(ctx.run_dir.uri)
+    st.warning(
+        f"**{failed['count']:,} of {total:,} units failed** ({layers}): they have no pictures. First error "
+        f"({layer} unit {unit}): `{failed['first_error'] or 'not recorded'}`. "
+        f"{redo[0].upper()}{redo[1:]}. The SQL console lists them all: "
+        "`SELECT layer, unit, error FROM units WHERE status = 'error'`.",
+        icon=":material/error:",
+    )
 
 
 def _numbers(ctx: Context, stats: dict) -> None:
     cols = st.columns(6)
     cols[0].metric("Layers", len(ctx.layers))
-    cols[1].metric("Units", f"{stats['units']:,}")
+    composites = stats.get("composites") or 0
+    own = f"of which {composites:,} composite objectives (`3 + 5`)" if composites else None
+    cols[1].metric("Units", f"{stats['units']:,}", help=own)
     cols[2].metric("Chains", f"{stats['chains']:,}")
     cols[3].metric("Images", f"{stats['images']:,}")
     per_min = stats["units_per_min"]
     cols[4].metric("Units / min", f"{per_min:,.0f}" if per_min else "–",
-                   help="units written per minute of wall time (from shard completion times)")  # fmt: skip
+                   help="units sampled per minute of the run's work: from each start (and resume) to its "
+                   "last shard, so the time between an interrupt and its resume is not counted; failed "
+                   "units are not counted")  # fmt: skip
     diverged = stats["diverged_chains"]
     cols[5].metric("Diverged chains", f"{diverged:,}", delta_color="inverse", delta_arrow="off",
                    delta=f"{stats['diverged_fraction']:.1%} of chains" if diverged else None)  # fmt: skip
     done, planned = ctx.info.get("shards_done") or 0, ctx.info.get("planned_shards")
-    wall = f"wall {_duration(stats['wall_s'])}"
+    resumed = ctx.manifest.get("resumed")
+    again = f" over {len(resumed) + 1} sessions" if isinstance(resumed, list) and resumed else ""
+    wall = f"work {_duration(stats['wall_s'])}{again}"
     if planned:
         st.progress(min(done / planned, 1.0), text=f"{done} of {planned} shards complete · {wall}")
     else:
@@ -79,14 +119,18 @@ def _numbers(ctx: Context, stats: dict) -> None:
 
 LAYER_COLUMNS = {
     "layer": st.column_config.TextColumn("layer"),
+    "units": st.column_config.NumberColumn("units", help="the layer's own units"),
+    "composites": st.column_config.NumberColumn(
+        "composites", help="composite objectives (`3 + 5`): not in the means (a log-prob summed over terms)"),
+    "failed_units": st.column_config.NumberColumn("failed", help="units that failed (no pictures)"),
     "diverged_chains": st.column_config.NumberColumn("diverged"),
     "mean_best_activation": st.column_config.NumberColumn("mean best act.", format="%.3f"),
     "mean_best_log_prob": st.column_config.NumberColumn("mean best log-prob", format="%.3f"),
     "mean_facets": st.column_config.NumberColumn("mean facets", format="%.2f"),
     "judge_accuracy": st.column_config.ProgressColumn("judge accuracy", min_value=0.0, max_value=1.0,
                                                       format="percent", color="green"),
-    "failed_units": st.column_config.NumberColumn("failed"),
 }  # fmt: skip
+MEAN_COLUMNS = {"mean_best_activation": 3, "mean_best_log_prob": 3, "mean_facets": 2}  # shown as text: "–"
 
 
 def _layers(ctx: Context) -> None:
@@ -96,14 +140,19 @@ def _layers(ctx: Context) -> None:
         return
     # float noise around 0 (sure classes) would read -0.000
     table["mean_best_log_prob"] = widgets.without_noise(table["mean_best_log_prob"].astype(float))
+    for column, digits in MEAN_COLUMNS.items():  # a layer whose units all failed has no mean: "–"
+        table[column] = [widgets.fixed(v, digits) for v in table[column]]
+    if not table["composites"].any():
+        table = table.drop(columns=["composites"])
     st.dataframe(table, hide_index=True, column_config=LAYER_COLUMNS)
+    st.caption("means over each layer's own units that did not fail (composite objectives are counted apart)")
     if table["judge_accuracy"].isna().any():
         st.caption(
             "judge accuracy: the share of a layer's units whose pictures the held-out judge reads as the "
             "unit's own class; empty for layers whose units stand for no class (hidden layers)"
         )
-    for col, (name, n) in zip(st.columns(len(ctx.layers[:6])), ctx.layers[:6], strict=False):
-        col.button(f"{name} grid ({n:,})", key=f"ov_open_{name}", icon=":material/grid_view:",
+    for col, (name, _) in zip(st.columns(len(ctx.layers[:6])), ctx.layers[:6], strict=False):
+        col.button(f"{name} grid ({ctx.size_text(name)})", key=f"ov_open_{name}", icon=":material/grid_view:",
                    on_click=state.go, kwargs={"page": "layer", "layer": name}, width="stretch")  # fmt: skip
 
 
@@ -124,7 +173,8 @@ def _gallery(ctx: Context) -> None:
     for col, rec in zip(st.columns(GALLERY_UNITS), tiles.to_dict("records"), strict=False):
         with col:
             named = rec.get("label") if isinstance(rec.get("label"), str) else rec.get("judge_label")
-            caption = f"unit {int(rec['unit'])}" + (f" · {named}" if isinstance(named, str) else "")
+            name = data.unit_name(int(rec["unit"]), rec.get("composite"))
+            caption = name + (f" · {named}" if isinstance(named, str) else "")
             widgets.picture(
                 rec["png"], caption=caption, link=state.link("unit", layer, int(rec["unit"]), run)
             )
@@ -144,9 +194,12 @@ def _distributions(ctx: Context) -> None:
     c3.altair_chart(widgets.count_bars(dist, "facet_count", "facets per unit"), width="stretch")
 
 
-def _diverged(ctx: Context) -> None:
+def _diverged(ctx: Context, failed: int = 0) -> None:
     st.subheader("Diverged chains")
     div = data.diverged_chains(ctx.conn)
+    if div.empty and failed:
+        st.info(f"No chain diverged; {failed:,} failed units ran no chain (see the warning above).")
+        return
     if div.empty:
         st.success("No chain diverged.")
         return
@@ -181,11 +234,14 @@ def _shards(ctx: Context) -> None:
 
 
 def render(ctx: Context) -> None:
-    _header(ctx)
-    _numbers(ctx, data.run_stats(ctx.conn, ctx.info.get("created")))
+    stats = data.run_stats(ctx.conn, ctx.info.get("created"), ctx.manifest.get("resumed"))
+    failed = stats["failures"]
+    _header(ctx, failed["count"])
+    _failures(ctx, failed)
+    _numbers(ctx, stats)
     _gallery(ctx)
     _layers(ctx)
     _distributions(ctx)
-    _diverged(ctx)
+    _diverged(ctx, failed["count"])
     _config(ctx.info)
     _shards(ctx)

@@ -52,12 +52,13 @@ def _unit_input(ids: list[int]) -> int:
     # where a bounded box turned red and ignored Enter
     st.number_input("Unit", min_value=0, step=1, key=state.bind_widget("unit"),
                     on_change=state.from_widget, args=("unit",),
-                    help=f"units {min(ids)}–{max(ids)} of this layer")  # fmt: skip
+                    help=f"units {data.compact_units(ids)} of this layer")  # fmt: skip
     return int(state.get("unit"))
 
 
 def _title(view: data.UnitView) -> None:
-    st.title(f"{view.layer} · unit {view.unit}")
+    composite = (view.row or {}).get("composite")
+    st.title(f"{view.layer} · {data.unit_name(view.unit, composite)}")
     row = view.row
     if row and row.get("objective"):
         st.caption(
@@ -67,15 +68,28 @@ def _title(view: data.UnitView) -> None:
 
 def _metrics(row: dict) -> None:
     cols = st.columns(7)
+    composite = row.get("composite")
+    rank = row.get("best_rank")
+    rank = None if rank is None or pd.isna(rank) or rank < 0 else int(rank)  # -1: no chain ranked (failed)
     cols[0].metric("Best activation", widgets.fmt(row.get("best_activation")))
-    cols[1].metric(
-        "Best log-prob", widgets.fmt(widgets.snap(row.get("best_log_prob"))),
-        help="log-softmax of the unit over its layer's units (at its map position for a conv unit) on its "
-        "best picture: 0 = the unit takes all of the layer's softmax, log 1/N = no more than any other",
-    )  # fmt: skip
-    cols[2].metric(
-        "Best rank", widgets.fmt(row.get("best_rank")), help="0 = the most active unit of its layer"
-    )
+    if composite:  # a sum of its terms' log-probs and its first term's rank: said as such
+        first = data.first_term(composite)
+        cols[1].metric(
+            "Terms' log-prob (sum)", widgets.fmt(widgets.snap(row.get("best_log_prob"))),
+            help=f"the weighted sum of the log-softmax of its terms ({composite}) on its best picture, not a "
+            "probability: a contrast's can be far above 0",
+        )  # fmt: skip
+        cols[2].metric(f"Rank of unit {first}", widgets.fmt(rank),
+                       help=f"the rank of its first term, unit {first}, on its best picture (0 = the most "
+                       "active unit of its layer)")  # fmt: skip
+    else:
+        cols[1].metric(
+            "Best log-prob", widgets.fmt(widgets.snap(row.get("best_log_prob"))),
+            help="log-softmax of the unit over its layer's units (at its map position for a conv unit) on "
+            "its best picture: 0 = the unit takes all of the layer's softmax, log 1/N = no more than any "
+            "other",
+        )  # fmt: skip
+        cols[2].metric("Best rank", widgets.fmt(rank), help="0 = the most active unit of its layer")
     cols[3].metric("Facets", widgets.fmt(row.get("facet_count")))
     cols[4].metric("Chains", widgets.fmt(row.get("n_chains")))
     ratio = row.get("activation_ratio")
@@ -272,26 +286,46 @@ def _chain_caption(rec: dict) -> str:
     )
 
 
-KIND_ORDER = {"best": 0, "snapshot": 1, "last": 2}  # the best, then the way there in step order, then the end
+# the best, then the way there in step order, then the end
+KIND_ORDER = {"best": 0, "best = last": 0, "snapshot": 1, "last": 2}
 
 
 def _without_repeats(kept: pd.DataFrame, stopped: float | None = None) -> pd.DataFrame:
     """A chain's kept pictures, best first, then its snapshots in step order, then its last picture; less
     a snapshot of its last step (the last picture itself) and the snapshots from the step the chain
     stopped on (``stopped``: its ``stopped_step``; its picture is frozen there, so they are all its last
-    picture). A stopped chain's last picture is its best one: shown once, as ``best = last``."""
-    if stopped is not None and pd.notna(stopped):
+    picture). A best picture that is the last one (the same step, or a stopped chain's best at the step it
+    stopped on) is shown once, as ``best = last``, with the badges and flags of both."""
+    frozen = stopped is not None and pd.notna(stopped)
+    if frozen:
         kept = kept[~((kept["kind"] == "snapshot") & (kept["step"] >= int(stopped)))]
-        best_steps = set(kept.loc[kept["kind"] == "best", "step"])
-        if int(stopped) in best_steps and (kept["kind"] == "last").any():
-            kept = kept[kept["kind"] != "last"].assign(
-                kind=lambda df: df["kind"].where(df["kind"] != "best", "best = last")
-            )
+    last_steps = set(kept.loc[kept["kind"] == "last", "step"])
+    if frozen and last_steps:
+        last_steps.add(int(stopped))
+    is_best = kept["kind"] == "best"
+    if last_steps and (is_best & kept["step"].isin(last_steps)).any():
+        kept = _best_is_last(kept)
     last = kept.loc[kept["kind"] == "last", "step"]
     if not last.empty:
         kept = kept[~((kept["kind"] == "snapshot") & kept["step"].isin(last))]
     order = kept["kind"].map(KIND_ORDER).fillna(0)
     return kept.assign(_order=order).sort_values(["_order", "step"], kind="stable").drop(columns="_order")
+
+
+def _best_is_last(kept: pd.DataFrame) -> pd.DataFrame:
+    """The chain's best and last rows as one ``best = last`` row: the last's badge (it carries the path
+    percentile) else the best's, and the flags of both (each was checked apart)."""
+    best = kept.index[kept["kind"] == "best"][0]
+    last_rows = kept[kept["kind"] == "last"]
+    merged = kept.loc[best].copy()
+    merged["kind"] = "best = last"
+    if "flags" in kept:
+        flags = [*(merged["flags"] or []), *(f for fl in last_rows["flags"] for f in (fl or []))]
+        merged["flags"] = list(dict.fromkeys(flags))
+    if "badge" in kept and len(last_rows) and last_rows["badge"].iloc[0] is not None:
+        merged["badge"] = last_rows["badge"].iloc[0]
+    rest = kept[~kept["kind"].isin(["best", "last"])]
+    return pd.concat([merged.to_frame().T, rest]).astype({"step": kept["step"].dtype}, errors="ignore")
 
 
 def _kept_items(kept: pd.DataFrame, stopped: float | None = None) -> list[tuple[bytes | None, str]]:
@@ -381,7 +415,9 @@ def render(ctx: Context) -> None:
     if asked is None or (picked and int(asked) not in ids):
         state.set_("unit", ids[0])
     elif int(asked) not in ids and ctx.info.get("status") != "running":  # a link to a unit not in the layer
-        st.warning(f"Unit {asked} is not in layer {layer} (units {ids[0]}–{ids[-1]}); showing unit {ids[0]}.")
+        st.warning(
+            f"Unit {asked} is not in layer {layer} (units {data.compact_units(ids)}); showing unit {ids[0]}."
+        )
         state.set_("unit", ids[0])
     top = st.columns([3, 1])
     with top[1]:
@@ -392,10 +428,14 @@ def render(ctx: Context) -> None:
     _nav(ctx, view, "top")
     if view.row is None:
         yet = " (yet)" if ctx.info.get("status") == "running" else ""
-        st.warning(f"Unit {unit} is not in layer {layer}{yet}. Units present: {ids[0]}–{ids[-1]}.")
+        st.warning(f"Unit {unit} is not in layer {layer}{yet}. Units present: {data.compact_units(ids)}.")
         return
     if view.row.get("status") not in (None, "ok"):
-        st.error(f"This unit failed: {view.row.get('error') or view.row.get('status')}")
+        st.error(
+            f"This unit failed: `{view.row.get('error') or view.row.get('status')}`. It has no pictures; "
+            f"{data.redo_hint(ctx.run_dir.uri)}.",
+            icon=":material/error:",
+        )
     _metrics(view.row)
     if data.is_silent(view.row):
         st.info(
