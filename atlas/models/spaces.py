@@ -76,6 +76,14 @@ class ImageSpace:
             return small.to(rgb01.dtype)
         return F.interpolate(rgb01, size=(self.size, self.size), mode="bilinear", align_corners=False)
 
+    def seen(self, rgb01: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) rgb01 -> the picture in the colours this model reads, same shape: a gray model's
+        luminance in all three channels (the colours G draws beside it reach no unit), else unchanged."""
+        if self.channel_order != "gray":
+            return rgb01
+        luma = (rgb01 * _LUMA.to(rgb01.dtype).to(rgb01.device)).sum(1, keepdim=True)  # (B, 1, H, W)
+        return luma.expand(-1, 3, -1, -1)
+
     def encode(self, rgb01: torch.Tensor) -> torch.Tensor:
         """Canonical RGB [0,1] (B, 3, H, W) -> model tensor (B, C, size, size), C = ``channels``."""
         x = self.fit(rgb01) * self.value_scale

@@ -53,6 +53,7 @@ class TargetReadout:
     code_encoder: nn.Module | None = None  # the code layer's activations -> G's code (subspace generators)
     diversity_layer: str | None = None  # read every step: the diversity term's features (issue 17)
     diversity: float = 0.0  # its weight (sampler.diversity)
+    seen: Callable[[torch.Tensor], torch.Tensor] = lambda rgb01: rgb01  # what is kept: ImageSpace.seen
 
 
 def run_chains(
@@ -104,7 +105,7 @@ def run_chains(
         read = objective.readout(values_kept, index)
         bad = ~finite_rows(img) | ~torch.isfinite(f.detach())
         tracker.diverge(bad, t)
-        tracker.observe(t, img, read, f_kept)
+        tracker.observe(t, readout.seen(img), read, f_kept)
         if stop_at is not None:  # natural range reached: this state is the chain's picture from now on
             tracker.stop(read["activation"].detach().float() >= stop_at, t)
 
@@ -125,11 +126,11 @@ def run_chains(
                 per_chain_norm(state, b, device),
                 per_chain_norm(residual, b, device),
                 per_chain_norm(grad, b, device),
-                img,
+                readout.seen(img),
             )
         if sampler.snapshot_every and t > 0 and t % sampler.snapshot_every == 0:
             keep = read["log_prob"].exp() > sampler.snapshot_threshold
-            tracker.snapshot(t, img, read, keep)
+            tracker.snapshot(t, readout.seen(img), read, keep)
         if final:
             break
 

@@ -295,6 +295,7 @@ class Engine:
             self.nets.space.encode, probe, final_probe, layer, self.facet_layer, tuple(paths), *code[:1]
         )
         readout.code_encoder = self.code_encoder
+        readout.seen = self.nets.space.seen  # a gray target's pictures are kept as the luminance it reads
         if diversity:
             readout.diversity_layer, readout.diversity = diversity[0], self.cfg.diversity
         start = torch.cat(starts)  # (B, *S)

@@ -321,12 +321,12 @@ def run_search(
         else:
             best.take(top, (top.f > best.f) & ~tracker.stopped)
         read = objective.readout(best.values, index)
-        tracker.observe(t, best.img, read, best.f)
+        tracker.observe(t, readout.seen(best.img), read, best.f)
         if stop_at is not None:
             tracker.stop(read["activation"].float() >= stop_at, t)
         if t % record_every == 0:
             nan = per_chain_norm(None, b, device)
-            tracker.record(t, read, per_chain_norm(best.code, b, device), nan, nan, best.img)
+            tracker.record(t, read, per_chain_norm(best.code, b, device), nan, nan, readout.seen(best.img))
     code = best.code if best is not None else start.detach().float()
     with setup.autocast():  # the final readout: the best codes' pictures through the final probe
         img = searcher.param.image(code).float()
@@ -335,8 +335,8 @@ def run_search(
     f = objective(values, index)
     read = objective.readout(values, index)
     tracker.diverge(~torch.isfinite(f) | ~torch.isfinite(img).flatten(1).all(1), steps)
-    tracker.observe(steps, img, read, f)
+    tracker.observe(steps, readout.seen(img), read, f)
     nan = per_chain_norm(None, b, device)
-    tracker.record(steps, read, per_chain_norm(code, b, device), nan, nan, img)
+    tracker.record(steps, read, per_chain_norm(code, b, device), nan, nan, readout.seen(img))
     seconds = (time.perf_counter() - t0) / max(b, 1)
     return collect_results(tracker, meta, readout, acts, values, seconds)

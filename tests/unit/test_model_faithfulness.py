@@ -156,7 +156,10 @@ def test_a_one_channel_network_reads_the_pictures_luminance():
     luma = 0.299 * rgb[:, 0] + 0.587 * rgb[:, 1] + 0.114 * rgb[:, 2]
     assert x.shape == (2, 1, 16, 16) and torch.allclose(x[:, 0], (luma - 0.5) / 0.25, atol=1e-6)
     assert ImageSpace(size=4, channel_order="gray").decode(torch.zeros(1, 1, 4, 4)).shape == (1, 3, 4, 4)
-    run_engine(t, None, "fc", [0, 1], method="pixel", steps=3)
+    results = run_engine(t, None, "fc", [0, 1], method="pixel", steps=3)
+    for picture in (c.last.image for r in results for c in r.chains):  # kept as the network reads it
+        assert (picture[..., 0] == picture[..., 1]).all() and (picture[..., 1] == picture[..., 2]).all()
+    assert_records_match_pictures(t, results, "fc")  # the grey picture drives the unit as recorded
     with pytest.raises(ConfigError, match="mean: channel_order gray has one channel"):
         PreprocessConfig(channel_order="gray", mean=[0.5, 0.5, 0.5])
     rgb_space = PreprocessConfig(channel_order="RGB", mean=[0.5])  # the same net told it reads RGB
