@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from atlas.bench.synthetic_run import make_synthetic_run
 from atlas.store import RunStore
-from tests.unit.test_viewer_data import distinct_pictures
+from tests.unit.test_viewer_data import distinct_pictures, fail_and_compose
 from viewer import data, state
 from viewer.widgets import concept_html
 
@@ -614,3 +614,96 @@ def test_a_grid_link_value_the_grid_cannot_take_is_named(runs, monkeypatch):
     said = " ".join(w.value for w in at.warning)
     assert "flag='off_path' is not one this grid can show" in said, said
     assert "per='7' is not one this grid can show" in said and "it is left out" in said
+
+
+@pytest.fixture(scope="module")
+def broken(tmp_path_factory):
+    """Two runs side by side: "left" (fc8 units 2 and 3 failed; composites 10 = 3 + 5, 11 = 3 - 5) and
+    "right" (composites 10 = 1 + 2, 11 = 3 + 5)."""
+    parent = tmp_path_factory.mktemp("broken")
+    make_synthetic_run(parent / "left", layers={"fc8": 10}, chains=2, steps=40, real_k=3)
+    fail_and_compose(parent / "left")
+    make_synthetic_run(parent / "right", layers={"fc8": 10}, chains=2, steps=40, real_k=3)
+    fail_and_compose(parent / "right", composites={"1 + 2": 4.0, "3 + 5": 100.0}, failed=())
+    return parent
+
+
+def texts(at: AppTest, kind: str) -> str:
+    """The text of every element of ``kind`` ("alert": warnings, errors, infos and successes)."""
+    kinds = ("warning", "error", "info", "success") if kind == "alert" else (kind,)
+    return " ".join(str(e.value) for k in kinds for e in at.get(k))
+
+
+def test_failed_units_are_said_on_every_page(broken, monkeypatch):
+    run = broken / "left"
+    at = app(run, monkeypatch)
+    warned = texts(at, "alert")
+    assert "2 of 12 units failed" in warned and "RuntimeError: boom 2 at model.py:7" in warned
+    assert f"atlas verify {run}" in warned and "--repair" in warned and "the same `atlas run`" in warned
+    assert any("-badge[:material/warning: complete · 2 failed units]" in m.value for m in at.markdown)
+    assert "No chain diverged" not in texts(at, "success")
+    layers = at.dataframe[0].value
+    assert (layers.loc[0, "units"], layers.loc[0, "composites"], layers.loc[0, "failed_units"]) == (10, 2, 2)
+    assert at.selectbox(key="w_layer").options == ["fc8  ·  10 units + 2 composites"]
+    grid = app(run, monkeypatch, page="layer", layer="fc8", sort="unit ↑")
+    failed_lines = [m.value for m in grid.markdown if "✗ failed" in m.value]
+    assert len(failed_lines) == 2 and "RuntimeError: boom 2" in failed_lines[0]
+    names = [b.label for b in grid.button if b.key and b.key.startswith("grid_unit_")]
+    assert "**unit 10 · 3 + 5**" in names and "**unit 11 · 3 - 5**" in names
+    unit = app(run, monkeypatch, page="unit", layer="fc8", unit=2)
+    assert "This unit failed: `RuntimeError: boom 2" in texts(unit, "error") and "--repair" in texts(
+        unit, "error"
+    )
+    assert "-1" not in [m.value for m in unit.metric]  # no sentinel rank
+    audit = app(run, monkeypatch, page="audit", layer="fc8")
+    assert (
+        "2 failed units of" in texts(audit, "alert") and audit.dataframe[0].value.loc[0, "failed_units"] == 2
+    )
+
+
+def test_a_composites_unit_page_says_what_its_numbers_are(broken, monkeypatch):
+    at = app(broken / "left", monkeypatch, page="unit", layer="fc8", unit=10)
+    assert at.title[0].value == "fc8 · unit 10 · 3 + 5"
+    labels = [m.label for m in at.metric]
+    assert "Terms' log-prob (sum)" in labels and "Rank of unit 3" in labels and "Best log-prob" not in labels
+
+
+def test_compare_keeps_different_objectives_of_one_number_apart(broken, monkeypatch):
+    at = app(broken / "left", monkeypatch, page="compare", layer="fc8", cmp="2, 10-11")
+    warned = texts(at, "alert")
+    assert "unit 10: `3 + 5` here, `1 + 2` in right" in warned and "not compared as one unit" in warned
+    said = texts(at, "caption")
+    assert "summaries over the 8 units of layer fc8 that both runs hold" in said  # 10 less 2 failed
+    assert "left out: 2 composites and failed units (2 in left)" in said
+    assert "left: failed (RuntimeError: boom 2" in said and "not in this run" not in said
+    assert "right: unit 11 is `3 + 5` there" in said  # its unit 11 is what left's unit 10 is
+    labels = [b.label for b in at.button if b.key and b.key.startswith("cmp_open_")]
+    assert labels == ["**unit 2**", "**unit 10 · 3 + 5**", "**unit 11 · 3 - 5**"]
+    assert at.query_params["vs"] == "right"  # the other run always in the link
+    one = app(broken / "left", monkeypatch, page="compare", layer="fc8", mode="methods")
+    assert "this run has one method (dgn_am)" in texts(one, "alert")
+    assert "(this page offers: runs, methods)" not in texts(one, "alert")
+
+
+def test_a_planned_layer_not_written_yet_keeps_its_link(tmp_path, monkeypatch):
+    run = tmp_path / "partial"
+    make_synthetic_run(run, layers={"fc8": 10, "conv3": 16}, chains=1, steps=20, max_shards=2)
+    manifest = json.loads((run / "run.json").read_text())
+    manifest["layers"] = [{"name": "fc8", "kind": "output", "shape": [10], "units": 10},
+                          {"name": "conv3", "kind": "conv", "shape": [16, 9, 9], "units": 16}]  # fmt: skip
+    (run / "run.json").write_text(json.dumps(manifest))
+    at = app(run, monkeypatch, page="layer", layer="conv3")
+    assert "Layer conv3 is not written yet" in texts(at, "alert") and "not in this run" not in texts(
+        at, "alert"
+    )
+    assert at.query_params["layer"] == "conv3"  # the link kept
+    assert "conv3  ·  not written yet" in at.selectbox(key="w_layer").options
+    odd = app(run, monkeypatch, page="layer", layer="conv9")
+    assert "Layer 'conv9' is not in this run" in texts(odd, "alert")
+
+
+def test_a_grid_page_past_the_last_is_named_and_units_are_listed_compactly(runs, monkeypatch):
+    at = app(runs / "alpha", monkeypatch, page="layer", layer="fc8", p=999)
+    assert "There is no page 999 of this grid (it has 1); showing page 1." in texts(at, "alert")
+    unit = app(runs / "alpha", monkeypatch, page="unit", layer="conv3", unit=81)
+    assert "Unit 81 is not in layer conv3 (units 0-15)" in texts(unit, "alert")

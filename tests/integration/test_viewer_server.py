@@ -45,3 +45,35 @@ def test_atlas_view_killed_with_sigkill_leaves_no_server(tmp_path):
     finally:
         if view.poll() is None:
             view.kill()
+
+
+def test_a_port_in_use_is_answered_with_one_that_is_free():
+    from atlas.commands.view import check_port
+    from atlas.errors import AtlasError
+
+    held = []
+    try:
+        for _ in range(50):  # two neighbouring ports in use: the next one is no answer
+            first = socket.socket()
+            first.bind(("127.0.0.1", 0))
+            port = first.getsockname()[1]
+            second = socket.socket()
+            try:
+                second.bind(("127.0.0.1", port + 1))
+            except OSError:
+                first.close()
+                continue
+            held = [first, second]
+            break
+        for s in held:
+            s.listen()
+        with pytest.raises(AtlasError) as err:
+            check_port("127.0.0.1", port)
+        said = str(err.value)
+        assert f"--port {port}: already in use" in said and f"--port {port + 1} " not in said
+        suggested = int(said.split("e.g. --port ")[1].split()[0])
+        with socket.socket() as probe:  # free indeed
+            probe.bind(("127.0.0.1", suggested))
+    finally:
+        for s in held:
+            s.close()

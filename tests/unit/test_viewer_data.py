@@ -622,3 +622,166 @@ def test_competitors_count_only_the_steps_a_chain_ran(run):
         .loc[6, "times_top_competitor"]
         == 4
     )
+
+
+def rewrite_run(run_dir, layer: str, units=None, images=None) -> None:
+    """Rewrite ``layer``'s units and images files through ``units(df) -> df`` / ``images(df) -> df`` (the
+    last shard's file takes rows added), as failed units and composites of a real run would be written;
+    the markers then record no sizes, as old runs' do."""
+    import json
+    from pathlib import Path
+
+    for table, change in (("units", units), ("images", images)):
+        if change is None:
+            continue
+        files = sorted(Path(run_dir, table, f"layer={layer}").glob("*.parquet"))
+        frames = [pd.read_parquet(f) for f in files]
+        whole = change(pd.concat(frames, ignore_index=True))
+        for f, frame in zip(files, frames, strict=True):
+            mine = whole["unit"].between(frame["unit"].min(), frame["unit"].max())
+            last = f == files[-1]
+            (whole[mine | (whole["unit"] > frame["unit"].max())] if last else whole[mine]).to_parquet(
+                f, index=False
+            )
+    for marker in Path(run_dir, "_shards").glob("*.done"):
+        content = json.loads(marker.read_text())
+        content.pop("sizes", None)
+        marker.write_text(json.dumps(content))
+
+
+FAILED_UNITS = (2, 3)
+COMPOSITES = {"3 + 5": 113.0, "3 - 5": 57.0}  # expression -> its (summed) best log-prob
+
+
+def fail_and_compose(
+    run_dir, layer: str = "fc8", n: int = 10, composites=COMPOSITES, failed=FAILED_UNITS, column: bool = True
+):
+    """Units ``failed`` of ``layer`` failed (no pictures) and ``composites`` added as units n, n+1, ...;
+    without ``column``, no ``composite`` column (a run before it: only the objective says it)."""
+
+    def units(df: pd.DataFrame) -> pd.DataFrame:
+        bad = df["unit"].isin(failed)
+        df.loc[bad, ["best_activation", "best_log_prob", "mean_last_activation"]] = None
+        df.loc[bad, ["best_rank", "facet_count", "n_chains"]] = [-1, 0, 0]
+        df.loc[bad, "status"] = "error"
+        df.loc[bad, "error"] = [f"RuntimeError: boom {u} at model.py:7" for u in df.loc[bad, "unit"]]
+        added = []
+        for k, (text, log_prob) in enumerate(composites.items()):
+            row = df[df["unit"] == 0].iloc[0].copy()
+            row["unit"], row["composite"] = n + k, text
+            row["objective"], row["best_log_prob"], row["best_rank"] = f"raw[{layer}: {text}]", log_prob, 3
+            added.append(row)
+        out = pd.concat([df, pd.DataFrame(added)], ignore_index=True)
+        return out if column else out.drop(columns=["composite"])
+
+    rewrite_run(run_dir, layer, units=units, images=lambda df: df[~df["unit"].isin(failed)])
+
+
+@pytest.fixture(scope="module")
+def broken(tmp_path_factory):
+    """fc8 of 10 units, 2 of them failed, and 2 composites (units 10 and 11)."""
+    run_dir = tmp_path_factory.mktemp("broken") / "run"
+    make_synthetic_run(run_dir, layers={"fc8": 10}, chains=2, steps=40, real_k=3)
+    fail_and_compose(run_dir)
+    conn = open_run(run_dir)
+    yield run_dir, conn
+    conn.close()
+
+
+def test_failed_units_and_composites_stay_out_of_layer_statistics(broken):
+    run_dir, conn = broken
+    units = written(run_dir, "units", "fc8")
+    own = units[units["composite"].isna() & (units["status"] != "error")]
+    table = data.layer_table(conn, ["fc8"]).iloc[0]
+    assert (table["units"], table["composites"], table["failed_units"]) == (10, 2, 2)
+    assert table["mean_best_log_prob"] == pytest.approx(own["best_log_prob"].mean())  # no +113
+    assert table["mean_facets"] == pytest.approx(own["facet_count"].mean())  # no failed 0 facets
+    assert sorted(data.distributions(conn)["unit"]) == sorted(own["unit"])
+    stats = data.run_stats(conn, data.run_info(conn)["created"])
+    assert stats["failures"]["count"] == 2 and stats["failures"]["first_unit"] == ("fc8", 2)
+    assert stats["failures"]["first_error"] == "RuntimeError: boom 2 at model.py:7"
+    assert stats["composites"] == 2
+    assert data.composite_counts(conn) == {"fc8": 2}
+    kinds = data.unit_kinds(conn, "fc8")
+    assert {u: k["composite"] for u, k in kinds.items()} == {2: None, 3: None, 10: "3 + 5", 11: "3 - 5"}
+    assert {u for u, k in kinds.items() if k["status"] == "error"} == set(FAILED_UNITS)
+    page = data.grid_page(conn, data.GridQuery("fc8", sort="selectivity (log-prob) ↓", page_size=100))
+    assert page["unit"].tolist()[-2:] == [10, 11]  # contrasts after the layer's own units, not first
+    assert page.set_index("unit").loc[10, "composite"] == "3 + 5"
+    assert page.set_index("unit").loc[2, "error"].startswith("RuntimeError: boom 2")
+    summary = data.flag_summary(conn).set_index("layer")
+    assert summary.loc["fc8", "failed_units"] == 2
+    assert data.unit_name(10, "3 + 5") == "unit 10 · 3 + 5" and data.unit_name(4, None) == "unit 4"
+    assert data.first_term("0.7*3 + 0.3*7") == "3"
+
+
+def test_composites_of_runs_before_the_composite_column_are_read_from_the_objective(tmp_path):
+    run_dir = tmp_path / "old"
+    make_synthetic_run(run_dir, layers={"fc8": 10}, chains=1, steps=20, real_k=0)
+    fail_and_compose(run_dir, composites={"1 + 2": 9.0}, failed=(), column=False)
+    conn = open_run(run_dir)
+    try:
+        assert "composite" not in data.table_columns(conn, "units")
+        assert data.composite_counts(conn) == {"fc8": 1}
+        assert data.unit_kinds(conn, "fc8") == {10: {"composite": "1 + 2", "status": "ok", "error": None}}
+        assert data.layer_table(conn, ["fc8"]).iloc[0]["units"] == 10
+    finally:
+        conn.close()
+
+
+def test_compare_matches_composites_by_expression_not_number():
+    ids, other_ids = [0, 1, 10, 11], [0, 1, 10, 11, 12]
+    mine = {10: {"composite": "3 + 5"}, 11: {"composite": "3 - 5"}}
+    theirs = {10: {"composite": "1 + 2"}, 11: {"composite": "3 + 5"}, 12: {"composite": "3 - 5"}}
+    matched, differ = data.match_units(ids, mine, other_ids, theirs)
+    assert matched == {0: 0, 1: 1, 10: 11, 11: 12}
+    assert differ == {10: ("3 + 5", "1 + 2"), 11: ("3 - 5", "3 + 5")}
+    matched, differ = data.match_units([0, 10], {10: {"composite": "3 + 5"}}, [0, 10], {})
+    assert matched == {0: 0} and differ == {10: ("3 + 5", None)}  # unit 10 is an own unit there
+
+
+def test_throughput_leaves_out_the_idle_time_between_an_interrupt_and_its_resume(tmp_path):
+    import json
+    from datetime import UTC, datetime
+
+    run_dir = tmp_path / "resumed"
+    make_synthetic_run(run_dir, layers={"fc8": 10}, chains=1, steps=20, real_k=0, units_per_shard=2)
+    t0 = 1_700_000_000.0
+    times = [t0 + 60, t0 + 120, t0 + 3600 + 60, t0 + 3600 + 120, t0 + 3600 + 180]  # an hour idle between
+    for marker, t in zip(sorted((run_dir / "_shards").glob("*.done")), times, strict=True):
+        content = json.loads(marker.read_text())
+        marker.write_text(json.dumps({**content, "time": t}))
+    created = datetime.fromtimestamp(t0, UTC).isoformat()
+    resumed = [datetime.fromtimestamp(t0 + 3600, UTC).isoformat()]
+    conn = open_run(run_dir)
+    try:
+        stats = data.run_stats(conn, created, resumed)
+        assert stats["wall_s"] == pytest.approx(120 + 180)  # each session to its last shard
+        assert stats["units_per_min"] == pytest.approx(10 / 300 * 60)
+        assert data.run_stats(conn, created)["wall_s"] == pytest.approx(3600 + 180)  # without the resume
+    finally:
+        conn.close()
+
+
+def test_unit_lists_are_named_compactly():
+    assert data.compact_units([0, 1, 2, 3, 4, 5, 6, 7, 96]) == "0-7, 96"
+    assert data.compact_units([5]) == "5"
+    assert data.compact_units(list(range(0, 40, 2))) == "0, 2, 4, 6, 8, 10, … (14 more ranges, to 38)"
+
+
+def test_a_best_picture_that_is_the_last_is_shown_once_with_both_pictures_flags():
+    from viewer.pages_impl.unit import _without_repeats
+
+    kept = pd.DataFrame(
+        {
+            "kind": ["best", "last", "snapshot"],
+            "step": [100, 100, 50],
+            "png": [b"x"] * 3,
+            "badge": ["p99.5", "p99.5 · path p0", "p80.0"],
+            "flags": [[], ["off_path"], ["weak"]],
+        }
+    )  # fmt: skip  (a DGN-AM chain whose best step is its last)
+    shown = _without_repeats(kept)
+    assert list(zip(shown["kind"], shown["step"], strict=True)) == [("best = last", 100), ("snapshot", 50)]
+    merged = shown.iloc[0]
+    assert merged["flags"] == ["off_path"] and merged["badge"] == "p99.5 · path p0"  # the union, not one copy

@@ -54,10 +54,12 @@ def _side_image(name: str, rec: dict | None, running: bool = False) -> None:
 
 
 def _side(conn: Any, layer: str, units: list[int], kinds: dict[int, dict], method: str | None = None) -> dict:
-    """unit -> its best image in ``conn`` (of ``method``'s chains), or a note for a failed unit."""
+    """unit -> its best image in ``conn`` (of ``method``'s chains), or a note for a failed unit; ``units``
+    are units the run holds (one without a picture: none kept)."""
     images: dict[int, dict] = data.best_image_map(conn, layer, units, method)
     for unit in units:
         kind = kinds.get(unit, {})
+        images.setdefault(unit, {"png": None, "activation": None})
         if kind.get("status") == "error":
             images[unit] = {"note": f"failed ({kind.get('error') or 'no error recorded'})"}
     return images
