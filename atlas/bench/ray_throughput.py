@@ -77,10 +77,9 @@ def run(args: argparse.Namespace) -> int:
     if store == "local-s3":
         store, server = _local_s3()
     repeat = max(1, int(getattr(args, "repeat", 1) or 1))
-    if not ray.is_initialized():
-        ray.init(
-            num_cpus=os.cpu_count() or 2, include_dashboard=False, logging_level="ERROR", log_to_driver=False
-        )
+    from atlas.pipeline import cluster
+
+    owned = cluster.connect(None)  # a new local instance (or RAY_ADDRESS's), never a stale recorded cluster
     settings = [("local", 1), ("local", 2)] + ([("store", 2)] if store else [])
     results: dict[tuple[str, int], list[dict[str, Any]]] = {s: [] for s in settings}
     try:
@@ -92,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if server is not None:
             server.stop()
+        if owned:
+            ray.shutdown()
     report: dict[str, Any] = {"cpus": os.cpu_count(), "repeat": repeat, "store": store, "settings": {}}
     rows = []
     for (where, workers), runs in results.items():

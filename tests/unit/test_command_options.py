@@ -439,3 +439,26 @@ def test_bench_viewer_keep_reuses_only_its_own_run_of_the_size_asked(tmp_path, c
     make_synthetic_run(mine, layers={"conv5": 100}, chains=1, steps=4, images_per_chain=2, real_k=0)
     says = "--images 100,000: the run in --keep"
     assert_user_error(cli(capsys, "bench", "viewer", "--keep", str(mine), "--images", "100000"), says)
+
+
+def test_the_ray_throughput_bench_starts_its_own_local_instance(monkeypatch):
+    """`bench throughput --ray` called a bare ray.init(), which joins the cluster a stale
+    /tmp/ray/ray_current_cluster names (and failed there with a traceback): it connects as `atlas run`."""
+    import argparse
+
+    import ray
+
+    from atlas.bench import ray_throughput
+    from atlas.pipeline import cluster
+
+    asked = []
+
+    def connect(address):
+        asked.append(address)
+        raise KeyboardInterrupt  # stop before any run
+
+    monkeypatch.setattr(cluster, "connect", connect)
+    monkeypatch.setattr(ray, "init", lambda *a, **k: pytest.fail("a bare ray.init"))
+    with pytest.raises(KeyboardInterrupt):
+        ray_throughput.run(argparse.Namespace(store=None, repeat=1))
+    assert asked == [None]
