@@ -462,3 +462,16 @@ def test_the_ray_throughput_bench_starts_its_own_local_instance(monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         ray_throughput.run(argparse.Namespace(store=None, repeat=1))
     assert asked == [None]
+
+
+def test_bench_json_is_strict_json_with_null_for_what_is_no_number(tmp_path):
+    """NaN (a speedup without batch 1, an activation ratio without real images) is null: strict parsers
+    (JavaScript's JSON.parse) refuse Python's bare NaN."""
+    import json
+
+    from atlas.bench import write_json
+
+    write_json(str(tmp_path / "r.json"), {"speedup": float("nan"), "rows": [{"x": float("inf"), "y": 1.5}]})
+    text = (tmp_path / "r.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == {"speedup": None, "rows": [{"x": None, "y": 1.5}]}
