@@ -24,8 +24,9 @@ SUB_EXAMPLES = {
   atlas bench quality --config configs/demo.yaml --max-units 10 --json q.json   # the demo atlas itself""",
     "throughput": """examples:
   atlas bench throughput --batches 16,64 --methods dgn_am        # 10-80 s on 2 CPU cores
-  atlas bench throughput --config configs/alexnet-deepsim.yaml --set models.allow_random_weights=true \
-      --set models.target.weights=null --set models.generator.weights=null --json gpu.json""",
+  atlas bench throughput --config configs/alexnet-deepsim.yaml --json gpu.json \\
+      --set models.allow_random_weights=true --set models.target.weights=null \\
+      --set models.generator.weights=null""",
     "toyworld": """example:
   atlas bench toyworld --preset micro --json train.json          # wall and CPU seconds per stage""",
     "viewer": """examples:
@@ -99,6 +100,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from atlas.bench import toyworld_train
 
     toyworld_train.add_arguments(w)
+    for name, parser in sub.choices.items():  # after the last one is added: each bench's examples
+        parser.epilog = SUB_EXAMPLES.get(name)
 
 
 def _add_model_options(p: argparse.ArgumentParser, config_holds: str, set_help: str) -> None:
@@ -160,8 +163,6 @@ def _add_truth_parser(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
     o.add_argument("--cache-dir", metavar="DIR", help="toy-world cache directory")
     o.add_argument("--json", help="write the report as JSON to this path")
-    for name, parser in sub.choices.items():
-        parser.epilog = SUB_EXAMPLES.get(name)
 
 
 def _compute_overrides(assignments: list[str]):

@@ -98,6 +98,29 @@ def add_toyworld_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _bind_error(host: str, port: int) -> OSError | None:
+    """What binding ``host``:``port`` now raises (None: a server could listen there)."""
+    import socket
+
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            return exc
+    return None
+
+
+def free_port(host: str, port: int, tries: int = 100) -> int | None:
+    """The first port after ``port`` a server could listen on now (past 65535: from 1024 on), else None."""
+    for step in range(1, tries + 1):
+        candidate = port + step if port + step <= 65535 else 1023 + (port + step - 65535)
+        if _bind_error(host, candidate) is None:
+            return candidate
+    return None
+
+
 def check_listen(host: str, port: int) -> None:
     """A one-line error unless a server could listen on ``host``:``port`` now (checked before any work, so
     the viewer's address is never printed for a server that cannot start)."""
@@ -110,24 +133,18 @@ def check_listen(host: str, port: int) -> None:
     if not host.strip():
         raise AtlasError(f"--host: empty; {hint}")
     try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        exc = _bind_error(host, port)
     except (socket.gaierror, UnicodeError):
         raise AtlasError(f"--host {host!r}: no such address; {hint}") from None
-    with socket.socket(family, kind, proto) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(address)
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                other = port + 1 if port < 65535 else 8501
-                raise AtlasError(
-                    f"--port {port}: already in use on {host}; choose another, e.g. --port {other}"
-                ) from None
-            if exc.errno == errno.EADDRNOTAVAIL:
-                raise AtlasError(f"--host {host}: not an address of this machine; {hint}") from None
-            raise AtlasError(
-                f"--host {host} --port {port}: cannot listen there ({exc.strerror}); {hint}"
-            ) from None
+    if exc is None:
+        return
+    if exc.errno == errno.EADDRINUSE:
+        other = free_port(host, port)  # free now: the next port may be taken too (a second viewer)
+        fix = f"e.g. --port {other} (free now)" if other else "no port of the next 100 is free"
+        raise AtlasError(f"--port {port}: already in use on {host}; choose another, {fix}")
+    if exc.errno == errno.EADDRNOTAVAIL:
+        raise AtlasError(f"--host {host}: not an address of this machine; {hint}")
+    raise AtlasError(f"--host {host} --port {port}: cannot listen there ({exc.strerror}); {hint}")
 
 
 def refuse_empty(args: argparse.Namespace, *options: str) -> None:

@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     show.epilog = """examples:
   atlas toyworld show                           # toyworld-show/samples.png and reconstructions.png
-  atlas toyworld show --preset pairs --out pairs-show"""
+  atlas toyworld show --preset pairs --out pairs-show  # trains the pairs world first (~10 min idle)"""
     add_toyworld_options(show)
     show.add_argument(
         "--out", metavar="DIR", default="toyworld-show", help="output folder (default toyworld-show)"

@@ -50,44 +50,6 @@ def streamlit_command(run_dir: str, port: int, host: str) -> list[str]:
     ]  # fmt: skip
 
 
-def port_taken(host: str, port: int) -> bool:
-    """Whether a server listens on ``host``:``port`` already (False when the address does not resolve:
-    :func:`atlas.commands.options.check_listen` names that)."""
-    import errno
-    import socket
-
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-    except (socket.gaierror, UnicodeError, OSError):
-        return False
-    with socket.socket(family, kind, proto) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(address)
-        except OSError as exc:
-            return exc.errno == errno.EADDRINUSE
-    return False
-
-
-def free_port(host: str, port: int, tries: int = 100) -> int | None:
-    """The first port after ``port`` that nothing listens on (wrapping to 1024 past 65535), else None."""
-    for step in range(1, tries + 1):
-        candidate = port + step if port + step <= 65535 else 1023 + (port + step - 65535)
-        if not port_taken(host, candidate):
-            return candidate
-    return None
-
-
-def check_port(host: str, port: int) -> None:
-    """A one-line error when ``port`` is in use, suggesting a port that is free now."""
-    from atlas.errors import AtlasError
-
-    if port_taken(host, port):
-        other = free_port(host, port)
-        hint = f"e.g. --port {other} (free now)" if other else "no port of the next 100 is free"
-        raise AtlasError(f"--port {port}: already in use on {host}; choose another, {hint}")
-
-
 def run(args: argparse.Namespace) -> int:
     import signal
     import subprocess
@@ -111,7 +73,6 @@ def run(args: argparse.Namespace) -> int:
         check_run(run_dir)  # a damaged run (run.json, a marker, a file gone) is one line, not a page
     elif not list_runs(run_dir):
         raise AtlasError(no_run_here(run_dir))  # a lost run.json, or runs deeper down: said
-    check_port(args.host, args.port)  # in use: a port that is free now, not just the next one
     check_listen(args.host, args.port)
     shown = "localhost" if args.host in ("127.0.0.1", "0.0.0.0", "::", "::1") else args.host
     shown = f"[{shown}]" if ":" in shown else shown  # an IPv6 address in a URL

@@ -48,7 +48,7 @@ def test_atlas_view_killed_with_sigkill_leaves_no_server(tmp_path):
 
 
 def test_a_port_in_use_is_answered_with_one_that_is_free():
-    from atlas.commands.view import check_port
+    from atlas.commands.options import check_listen
     from atlas.errors import AtlasError
 
     held = []
@@ -68,7 +68,7 @@ def test_a_port_in_use_is_answered_with_one_that_is_free():
         for s in held:
             s.listen()
         with pytest.raises(AtlasError) as err:
-            check_port("127.0.0.1", port)
+            check_listen("127.0.0.1", port)  # atlas view and atlas run --view
         said = str(err.value)
         assert f"--port {port}: already in use" in said and f"--port {port + 1} " not in said
         suggested = int(said.split("e.g. --port ")[1].split()[0])
