@@ -297,9 +297,14 @@ def format_product(report: dict[str, Any]) -> str:
     for name, m in report["layers"].items():
         over = _over(m)
         div = f"{m['diversity']:.3f} ({m['diversity_real']:.3f})"
+        ratio = f"{m['activation_ratio']:.2f}" if math.isfinite(m["activation_ratio"]) else "–"
         lines.append(
-            f"{name:<8}{m['units']:>6}{m['colour_presence']:>16.3f}{over:>20}{_top(m):>30}"
-            f"{m['activation_ratio']:>11.2f}{div:>18}"
+            f"{name:<8}{m['units']:>6}{m['colour_presence']:>16.3f}{over:>20}{_top(m):>30}{ratio:>11}{div:>18}"
+        )
+    if any(not math.isfinite(m["activation_ratio"]) for m in report["layers"].values()):
+        lines.append(
+            "(act. ratio –: no unit of the layer has a real top-9 mean above 0, e.g. an fc layer read before "
+            "its ReLU; the ratio would mean nothing, as units.activation_ratio is NULL there)"
         )
     for name, m in report["layers"].items():
         j = m.get("judge")

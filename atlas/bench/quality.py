@@ -446,7 +446,11 @@ def format_table(report: dict[str, Any]) -> str:
         else []
     )
     passes = report.get("passes_per_image", {})
-    head = f"{'method':<14}{'passes/img':>11}" + "".join(f"{c.replace('_', ' ')[:16]:>18}" for c in cols)
+    names = [c.replace("_", " ") for c in cols]
+    widths = [max(len(n), 16) + 2 for n in names]
+    head = f"{'method':<14}{'passes/img':>11}" + "".join(
+        f"{n:>{w}}" for n, w in zip(names, widths, strict=True)
+    )
     lines = [head, "-" * len(head)]
     rows = list(report["methods"].items()) + ([("real top-9", report["real"])] if report.get("real") else [])
     for name, m in rows:
@@ -454,8 +458,18 @@ def format_table(report: dict[str, Any]) -> str:
         for c in cols:
             v = m.get(c, float("nan"))
             sd = m.get(f"{c}_std")
-            cells.append(f"{v:.3f}" + (f" ±{sd:.2f}" if sd is not None and math.isfinite(sd) else ""))
-        lines.append(f"{name:<14}{passes.get(name, ''):>11}" + "".join(f"{c:>18}" for c in cells))
+            text = f"{v:.3f}" if math.isfinite(v) else "–"  # not measured for this row (real: no chains)
+            cells.append(text + (f" ±{sd:.2f}" if sd is not None and math.isfinite(sd) else ""))
+        lines.append(
+            f"{name:<14}{passes.get(name, ''):>11}"
+            + "".join(f"{c:>{w}}" for c, w in zip(cells, widths, strict=True))
+        )
+    lines.append(
+        "(passes/img: forward-pass equivalents per picture; recognizability: share of last pictures the "
+        "judge J reads as the unit's class; activation ratio: activation / the real top-9's mean; "
+        "selectivity: share where the unit is its layer's top; diversity: mean RMS distance between a "
+        "unit's pictures; hidden activation ratio: the same ratio for fc7 units; – : not measured there)"
+    )
     cs = report.get("common_start")
     if cs:
         lines += ["", f"common start ({cs['start']}; the sampler's own diversity):"]

@@ -19,7 +19,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import inspect
 import tempfile
 import time
 from collections.abc import Callable
@@ -40,11 +39,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run_training_bench(preset: str = "micro", log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train ``preset`` from scratch in a temporary cache; stage timings, gates and machine description."""
     from atlas.toyworld import bootstrap
-    from atlas.toyworld.loops import threads
+    from atlas.toyworld.loops import train_threads
     from atlas.toyworld.machine import machine_info
 
     machine = machine_info()
-    machine["training_threads"] = inspect.signature(threads).parameters["n"].default
+    machine["training_threads"] = train_threads()  # what threads() trains with (ATLAS_TRAIN_THREADS, else 2)
     with tempfile.TemporaryDirectory(prefix="atlas-bench-toyworld-") as tmp:
         t0, c0 = time.perf_counter(), time.process_time()
         report = bootstrap(preset, tmp, retrain=True, log=log)
@@ -72,7 +71,7 @@ def format_table(report: dict[str, Any]) -> str:
     m = report["machine"]
     lines = [
         f"toy world {report['preset']!r} (config {report['config_hash']}) trained from scratch",
-        f"{describe(m)} (training uses {m['training_threads']})",
+        f"{describe(m)} (training uses {m['training_threads']} threads)",
         f"{'stage':<12}{'wall s':>9}{'CPU s':>9}",
         "-" * 30,
     ]
