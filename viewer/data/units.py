@@ -91,17 +91,13 @@ def failures(conn: Any) -> dict[str, Any]:
 
 
 def compact_units(ids: list[int], parts: int = 6) -> str:
-    """Sorted unit ids as ranges: [0..7, 96] -> "0-7, 96"; past ``parts`` ranges, the first ones and how
-    many more."""
-    ranges: list[tuple[int, int]] = []
-    for u in ids:
-        if ranges and u == ranges[-1][1] + 1:
-            ranges[-1] = (ranges[-1][0], u)
-        elif not ranges or u > ranges[-1][1]:
-            ranges.append((u, u))
-    text = [str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in ranges]
+    """Unit ids as ranges (:func:`format_units`): [0..7, 96] -> "0-7, 96"; past ``parts`` ranges, the first
+    ones and how many more."""
+    from viewer.data.grid import format_units  # grid reads this module's composite_sql
+
+    text = format_units(sorted(set(ids))).split(", ") if ids else []
     if len(text) > parts:
-        return ", ".join(text[:parts]) + f", … ({len(text) - parts} more ranges, to {ids[-1]})"
+        return ", ".join(text[:parts]) + f", … ({len(text) - parts} more ranges, to {max(ids)})"
     return ", ".join(text)
 
 
