@@ -20,6 +20,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import re
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,7 +111,8 @@ def _fine_tuned_classes(name: str, state: dict[str, torch.Tensor]) -> dict[str, 
     import torchvision
 
     try:
-        with torch.device("meta"):  # the layout only: no memory, no initialization
+        with torch.device("meta"), warnings.catch_warnings():  # the layout only: no memory, no init
+            warnings.simplefilter("ignore")  # GoogLeNet's note on its future initialization
             fresh = torchvision.models.get_model(name, weights=None)
     except Exception:  # noqa: BLE001 - a model meta tensors cannot build: the shape check names a mismatch
         return {}
