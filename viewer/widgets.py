@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,22 +30,30 @@ div.block-container { padding-top: 2.2rem; }
 .atlas-label.none { color: rgba(128,128,128,0.95); }
 .atlas-label-score { font-size: 1rem; margin-left: 0.6rem; }
 .atlas-tile-flag { font-size: 0.78rem; color: #d62728; margin: 0 0 0.1rem 0; }
-/* the layer grid's rows of 8 tiles wrap to 4 (then 2) a line on narrow screens (a laptop with the sidebar
-   open) instead of squeezing each tile to a letter's width (media queries: a container query would make
-   the page a containing block and trap full-screen views) */
-@media (max-width: 1400px) {
-  [data-testid="stHorizontalBlock"]:has(.atlas-tile-label) { flex-wrap: wrap; row-gap: 1rem; }
-  [data-testid="stHorizontalBlock"]:has(.atlas-tile-label) > [data-testid="stColumn"] {
-    flex: 0 0 calc(25% - 0.75rem) !important; min-width: 0; }
-}
+/* the layer grid: one CSS grid of tiles (a horizontal container keyed atlas_grid), as many columns of at
+   least 150 px as the page holds (6 at 1440 px with the sidebar open, 4 on a laptop, 2 on a phone), every
+   tile of a row as high as the row; each line under a picture is one line ("…", the whole as tooltip) */
+.st-key-atlas_grid { display: grid !important; grid-template-columns: repeat(auto-fill, minmax(150px, 1fr));
+  gap: 0.75rem !important; align-items: stretch; }
+.st-key-atlas_grid > * { width: auto !important; min-width: 0 !important; max-width: none !important;
+  flex: none !important; }
+.st-key-atlas_grid [class*="st-key-atlas_tile_"] { height: 100%;
+  padding: 0.4rem 0.4rem 0.6rem 0.4rem !important; }
+.st-key-atlas_grid :is(.atlas-tile-label, .atlas-tile-concept, .atlas-tile-flag) {
+  white-space: nowrap; overflow: hidden; text-overflow: ellipsis; margin: 0; }
+.st-key-atlas_grid button[kind="tertiary"] { max-width: 100%; min-height: 0; padding: 0.15rem 0 0 0; }
+.st-key-atlas_grid button[kind="tertiary"] p { white-space: nowrap; overflow: hidden;
+  text-overflow: ellipsis; }
+.atlas-tile-empty { aspect-ratio: 1 / 1; border-radius: 4px; background: rgba(128,128,128,0.12);
+  display: flex; flex-direction: column; align-items: center; justify-content: center; gap: 0.3rem;
+  padding: 0.5rem; font-size: 0.8rem; color: rgba(128,128,128,0.95); overflow: hidden; text-align: center; }
+.atlas-tile-empty.failed { background: rgba(214,39,40,0.08); color: #d62728; }
+.atlas-tile-empty.failed span { font-size: 0.72rem; line-height: 1.2; overflow-wrap: anywhere;
+  display: -webkit-box; -webkit-line-clamp: 5; -webkit-box-orient: vertical; overflow: hidden; }
 @media (max-width: 1200px) {  /* the pager's buttons keep their icons; their words stay for screen readers */
   [data-testid="stHorizontalBlock"]:has(.atlas-pager) button [data-testid="stMarkdownContainer"] {
     position: absolute; width: 1px; height: 1px; overflow: hidden; clip-path: inset(50%);
     white-space: nowrap; }
-}
-@media (max-width: 900px) {
-  [data-testid="stHorizontalBlock"]:has(.atlas-tile-label) > [data-testid="stColumn"] {
-    flex: 0 0 calc(50% - 0.5rem) !important; }
 }
 /* a picture's badges wrap under it instead of ending in "p100 · path p…" (the faithfulness flags are what
    the unit page is for) */
@@ -149,12 +158,15 @@ PERCENTILE_HELP = (
 Badges = tuple[str | None, list[str]]  # (natural percentile text such as "p99.7", flags)
 
 
-def concept_html(concept: str) -> str:
+def concept_html(concept: str, wrap: bool = True) -> str:
     """A concept name for HTML inside st.markdown: escaped, and its colons as entities, so Streamlit's
     markdown directives (``:red[...]``, ``:red-badge[...]``, emoji shortcodes) never take ``colour:red@here``
-    apart; a narrow tile wraps it after ':' and '|' or before '@', not inside a word."""
-    text = html.escape(concept).replace(":", "&#58;<wbr>").replace("|", "|<wbr>")
-    return text.replace("@", "<wbr>@")
+    apart; with ``wrap``, a narrow column wraps it after ':' and '|' or before '@', not inside a word
+    (without: one line, as the grid's tiles show it)."""
+    text = html.escape(concept).replace(":", "&#58;")
+    if not wrap:
+        return text
+    return text.replace("&#58;", "&#58;<wbr>").replace("|", "|<wbr>").replace("@", "<wbr>@")
 
 
 def badge_markdown(badge: str | None, flags: Sequence[str]) -> str:
@@ -356,16 +368,25 @@ def link_notice() -> None:
         st.warning(said, icon=":material/link_off:")
 
 
-def unit_picker(options: Sequence[tuple[str, int]], key: str, label: str = "Open a unit") -> None:
-    """A select box of (layer, unit) and a button that opens the chosen unit's page in this tab."""
+def markdown_text(text: str) -> str:
+    """Plain text for a markdown label (a button's, a title's): a composite's ``0.7*3 + 0.3*7`` keeps its
+    asterisks instead of turning into italics; Streamlit's ``:directives[...]`` are left unopened."""
+    return re.sub(r"([\\`*_{}\[\]<>~$])", r"\\\1", text)
+
+
+def unit_picker(options: Sequence[tuple[str, int, str | None]], key: str, label: str = "Open a unit") -> None:
+    """A select box of (layer, unit, composite expression or None) and a button that opens the chosen unit's
+    page in this tab; a composite reads with its expression ("fc8 · unit 10 · 3 + 5", as on its page)."""
     from viewer import state
+    from viewer.data.units import unit_name
+
+    def name(option: tuple[str, int, str | None]) -> str:
+        return f"{option[0]} · {unit_name(option[1], option[2])}"
 
     c1, c2 = st.columns([2, 1])
-    pick = c1.selectbox(
-        label, list(options), format_func=lambda o: f"{o[0]} · unit {o[1]}", key=f"{key}_pick"
-    )
+    pick = c1.selectbox(label, list(options), format_func=name, key=f"{key}_pick")
     c2.button(
-        f"Open {pick[0]} · unit {pick[1]}", icon=":material/arrow_forward:", key=f"{key}_open",
+        f"Open {markdown_text(name(pick))}", icon=":material/arrow_forward:", key=f"{key}_open",
         on_click=state.go, kwargs={"page": "unit", "layer": pick[0], "unit": pick[1]},
     )  # fmt: skip
 

@@ -276,6 +276,16 @@ def test_layer_grid(server, page):
     widths = _image_widths(page)
     assert len(widths) >= 48 and all(w > 0 for w in widths), widths
     _wait_visible(page.get_by_text("page 1 of 2"), "the pager text 'page 1 of 2'")
+    # pictures to look at: 6 tiles a row at 1440 px, each picture 128-200 px, every tile as high as the rest
+    tiles = page.eval_on_selector_all(
+        '.st-key-atlas_grid [class*="st-key-atlas_tile_"]',
+        """els => els.map(e => { const r = e.getBoundingClientRect(), i = e.querySelector('img');
+             return [Math.round(r.top), Math.round(r.height), i ? i.getBoundingClientRect().width : 0]; })""",
+    )
+    assert len(tiles) == 48, tiles
+    assert all(128 <= width <= 200 for _, _, width in tiles), tiles
+    assert max(h for _, h, _ in tiles) - min(h for _, h, _ in tiles) <= 2, tiles  # one line a caption
+    assert len({top for top, _, _ in tiles}) == 8, tiles  # 48 tiles in rows of 6
     _shot(page, "layer-grid")
     # a tile's picture links to its unit's page, opened in a new tab (the grid stays as it is)
     anchor = page.locator('a:has([data-testid="stImage"]), [data-testid="stImage"] a').first
@@ -307,6 +317,11 @@ def test_unit_deep_link(server, page):
     assert _charts(page) >= 5
     sources = page.locator('[data-testid="stImage"] img').evaluate_all("(els) => els.map((e) => e.src)")
     assert sources and all(".png" in src for src in sources), sources[:3]  # the stored pixels, not a JPEG
+    chained = page.eval_on_selector_all(  # a chain card's pictures use its width: 5 a row, not 8
+        '[data-testid="stHorizontalBlock"]:has(.atlas-chain-head) [data-testid="stImage"] img',
+        "els => els.map(e => e.getBoundingClientRect().width)",
+    )
+    assert chained and all(width >= 128 for width in chained), chained
     _shot(page, "unit")
     # the deep link survives a reload and neighbour navigation updates it
     page.reload()

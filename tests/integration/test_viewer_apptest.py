@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from atlas.bench.synthetic_run import make_synthetic_run
 from atlas.store import RunStore
-from tests.unit.test_viewer_data import distinct_pictures, fail_and_compose
+from tests.unit.test_viewer_data import distinct_pictures, fail_and_compose, rewrite_run
 from viewer import data, state
 from viewer.widgets import concept_html
 
@@ -482,13 +482,14 @@ def test_layer_grid_label_margin_unlabelled_tiles_judge_and_empty_state(runs, mo
     at = app(runs / "alpha", monkeypatch, page="layer", layer="conv3")
     assert not [s for s in at.selectbox if s.key == "grid_judge"]  # no verdicts on a hidden layer
     at.selectbox(key="grid_sort").set_value("label margin ↓").run()
-    tiles = [m.value for m in at.markdown if "atlas-tile-label'>act" in m.value]
+    tiles = [m.value for m in at.markdown if "'>act " in m.value]  # a tile's numbers line
     labelled = int(units["label"].notna().sum())
     assert 0 < labelled < len(tiles)
     assert all("atlas-tile-concept" in t for t in tiles[:labelled])  # labelled units first
     assert not any("atlas-tile-concept" in t for t in tiles[labelled:])
     unlabelled = units[units["label"].isna() & units["label_best"].notna()].iloc[0]
-    assert f"no label · best {concept_html(unlabelled['label_best'])}" in markdown_text(at)
+    best = concept_html(unlabelled["label_best"], wrap=False)  # a tile's line is one line: no <wbr>
+    assert f"no label · best {best}" in markdown_text(at)
     assert "title='best concept " in markdown_text(at)  # why no label, as the tooltip
     at.text_input(key="grid_units").set_value("300-400").run()
     assert n_images(at) == 0
@@ -659,6 +660,34 @@ def test_failed_units_are_said_on_every_page(broken, monkeypatch):
     assert (
         "2 failed units of" in texts(audit, "alert") and audit.dataframe[0].value.loc[0, "failed_units"] == 2
     )
+
+
+def test_unit_pickers_name_a_composites_expression(tmp_path, monkeypatch):
+    """The "Open a unit" boxes under the diverged chains and the audit list name a composite as its page
+    does ("fc8 · unit 10 · 3 + 5"), and its page's title keeps the asterisks of "0.7*3 + 0.3*7"."""
+    run = tmp_path / "run"
+    make_synthetic_run(run, layers={"fc8": 10}, chains=2, steps=40, real_k=3)
+    fail_and_compose(run, composites={"3 + 5": 113.0, "0.7*3 + 0.3*7": 9.0}, failed=())
+
+    def as_unit_10(df: pd.DataFrame, **change) -> pd.DataFrame:  # unit 0's rows again, as unit 10's
+        added = df[df["unit"] == 0].assign(unit=10, **change)
+        return pd.concat([df, added], ignore_index=True)
+
+    rewrite_run(
+        run, "fc8", images=lambda df: as_unit_10(df, flags="weak"),
+        chains=lambda df: as_unit_10(df, diverged=True),
+    )  # fmt: skip
+    at = app(run, monkeypatch)
+    assert "fc8 · unit 10 · 3 + 5" in at.selectbox(key="diverged_pick").options
+    (diverged,) = [d.value for d in at.dataframe if "chain" in d.value.columns]
+    assert set(diverged.loc[diverged["unit"] == 10, "composite"]) == {"3 + 5"}
+    audit = app(run, monkeypatch, page="audit", layer="fc8")
+    options = audit.selectbox(key="audit_pick").options
+    assert "fc8 · unit 10 · 3 + 5" in options and "fc8 · unit 0" in options
+    audit.selectbox(key="audit_pick").select_index(options.index("fc8 · unit 10 · 3 + 5")).run()
+    assert audit.button(key="audit_open").label == "Open fc8 · unit 10 · 3 + 5"
+    unit = app(run, monkeypatch, page="unit", layer="fc8", unit=11)
+    assert unit.title[0].value == "fc8 · unit 11 · 0.7\\*3 + 0.3\\*7"  # markdown: shown as 0.7*3 + 0.3*7
 
 
 def test_a_composites_unit_page_says_what_its_numbers_are(broken, monkeypatch):

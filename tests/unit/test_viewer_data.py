@@ -624,14 +624,14 @@ def test_competitors_count_only_the_steps_a_chain_ran(run):
     )
 
 
-def rewrite_run(run_dir, layer: str, units=None, images=None) -> None:
-    """Rewrite ``layer``'s units and images files through ``units(df) -> df`` / ``images(df) -> df`` (the
-    last shard's file takes rows added), as failed units and composites of a real run would be written;
-    the markers then record no sizes, as old runs' do."""
+def rewrite_run(run_dir, layer: str, units=None, images=None, chains=None) -> None:
+    """Rewrite ``layer``'s units, images and chains files through ``units(df) -> df`` / ``images(df) -> df``
+    / ``chains(df) -> df`` (the last shard's file takes rows added), as failed units and composites of a
+    real run would be written; the markers then record no sizes, as old runs' do."""
     import json
     from pathlib import Path
 
-    for table, change in (("units", units), ("images", images)):
+    for table, change in (("units", units), ("images", images), ("chains", chains)):
         if change is None:
             continue
         files = sorted(Path(run_dir, table, f"layer={layer}").glob("*.parquet"))
@@ -707,7 +707,12 @@ def test_failed_units_and_composites_stay_out_of_layer_statistics(broken):
     assert {u for u, k in kinds.items() if k["status"] == "error"} == set(FAILED_UNITS)
     page = data.grid_page(conn, data.GridQuery("fc8", sort="selectivity (log-prob) ↓", page_size=100))
     assert page["unit"].tolist()[-2:] == [10, 11]  # contrasts after the layer's own units, not first
+    for sort in data.sorts(labels=True):  # every sort: composites after the own units (failed ones too)
+        order = data.grid_page(conn, data.GridQuery("fc8", sort=sort, page_size=100))["unit"].tolist()
+        assert sorted(order[-2:]) == [10, 11] and sorted(order[:-2]) == list(range(10)), (sort, order)
     assert page.set_index("unit").loc[10, "composite"] == "3 + 5"
+    assert data.unit_row(conn, "fc8", 10)["composite"] == "3 + 5"
+    assert data.unit_row(conn, "fc8", 4)["composite"] is None
     assert page.set_index("unit").loc[2, "error"].startswith("RuntimeError: boom 2")
     summary = data.flag_summary(conn).set_index("layer")
     assert summary.loc["fc8", "failed_units"] == 2
@@ -724,6 +729,8 @@ def test_composites_of_runs_before_the_composite_column_are_read_from_the_object
         assert "composite" not in data.table_columns(conn, "units")
         assert data.composite_counts(conn) == {"fc8": 1}
         assert data.unit_kinds(conn, "fc8") == {10: {"composite": "1 + 2", "status": "ok", "error": None}}
+        assert data.unit_row(conn, "fc8", 10)["composite"] == "1 + 2"  # the unit page's title says it
+        assert data.unit_row(conn, "fc8", 3)["composite"] is None
         assert data.layer_table(conn, ["fc8"]).iloc[0]["units"] == 10
     finally:
         conn.close()

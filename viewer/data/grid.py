@@ -27,9 +27,9 @@ LABEL_SORTS: dict[str, str] = {  # only offered when the run has label columns (
     # labelled units first: an unlabelled unit's margin is its best concept's, a label it did not get
     "label margin ↓": "label IS NULL, label_margin DESC NULLS LAST, unit",
 }
-# composites after the layer's own units: a contrast's log-prob is a sum of its terms' (+113), its rank its
-# first term's
-COMPOSITES_LAST = ("selectivity (log-prob) ↓", "rank ↑")
+# every sort keeps composites after the layer's own units (they are numbered after them): a composite is
+# another kind of objective, and its numbers are not the own units' (a contrast's log-prob is a sum of its
+# terms', +113; its rank its first term's; its activation a weighted sum of its terms')
 
 
 @dataclass(frozen=True)
@@ -154,8 +154,7 @@ def grid_page(conn: Any, q: GridQuery) -> pd.DataFrame:
     have = truth(conn)
     where, params = _grid_where(q)
     order = {**SORTS, **(LABEL_SORTS if have.labels else {})}.get(q.sort, SORTS["unit ↑"])
-    if q.sort in COMPOSITES_LAST:
-        order = f"({composite_sql(conn)}) IS NOT NULL, {order}"
+    order = f"({composite_sql(conn)}) IS NOT NULL, {order}"  # composites after the layer's own units
     share = "label_top_share" if have.top_share else "NULL AS label_top_share"
     label_sql = (
         f"label, label_score, label_best, {share}"

@@ -10,7 +10,7 @@ import pandas as pd
 
 from atlas.store.catalog import RUN_TABLES, SHARD_PROVENANCE
 from viewer.data.query import fetch_frame, fetch_one
-from viewer.data.units import FAILED, failures, own_sql
+from viewer.data.units import FAILED, composite_sql, failures, own_sql
 
 SCHEMA_TABLES = RUN_TABLES
 
@@ -122,10 +122,16 @@ def distributions(conn: Any) -> pd.DataFrame:
 
 
 def diverged_chains(conn: Any, limit: int = 200) -> pd.DataFrame:
+    """The diverged chains (the first ``limit``): layer, unit, composite (its expression; null for the
+    layer's own units), chain, method, start, best_activation, best_step, steps."""
     return fetch_frame(
         conn,
-        """SELECT layer, unit, chain, method, start, best_activation, best_step, steps
-           FROM chains WHERE diverged ORDER BY layer, unit, chain LIMIT ?""",
+        f"""SELECT c.layer, c.unit, u.composite, c.chain, c.method, c.start, c.best_activation,
+                   c.best_step, c.steps
+            FROM (SELECT * FROM chains WHERE diverged) c
+            LEFT JOIN (SELECT layer, unit, {composite_sql(conn)} AS composite FROM units) u
+            USING (layer, unit)
+            ORDER BY c.layer, c.unit, c.chain LIMIT ?""",
         [limit],
     )
 

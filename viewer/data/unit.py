@@ -19,7 +19,9 @@ from viewer.data.truth import (
     TOP_SHARE,
     percentile_text,
     split_flags,
+    table_columns,
 )
+from viewer.data.units import composite_sql
 
 TRAJECTORY_METRICS = ("activation", "log_prob", "rank", "prior_residual")
 KIND_ORDER = {
@@ -66,8 +68,15 @@ def _src(conn: Any, layer: str, unit: int, src: Sources | None) -> Sources:
 
 
 def unit_row(conn: Any, layer: str, unit: int, src: Sources | None = None) -> dict[str, Any] | None:
+    """The unit's units row, with ``composite`` (its expression, None for the layer's own units) also in a
+    run written before that column (read from the objective)."""
     # units is held in memory by the catalog: no file lookup needed
-    df = fetch_frame(conn, "SELECT * FROM units WHERE layer = ? AND unit = ?", [layer, unit])
+    own = "* EXCLUDE (composite)" if "composite" in table_columns(conn, "units") else "*"
+    df = fetch_frame(
+        conn,
+        f"SELECT {own}, {composite_sql(conn)} AS composite FROM units WHERE layer = ? AND unit = ?",
+        [layer, unit],
+    )
     if df.empty:
         return None
     return {k: (None if is_null(v) else v) for k, v in df.iloc[0].to_dict().items()}

@@ -55,6 +55,8 @@ def _table(ctx: Context, units: pd.DataFrame, kinds: tuple[str, ...], flag: str 
     keys = [(str(r.layer), int(r.unit)) for r in units.itertuples()]
     if units["composite"].isna().all():
         units = units.drop(columns=["composite"])
+    else:  # the layer's own units: an empty cell, not "None"
+        units = units.assign(composite=units["composite"].fillna(""))
     shown = units.assign(
         label=[lab if isinstance(lab, str) else "no label" for lab in units["label"]],
         page=[state.link("unit", r.layer, int(r.unit), run) for r in units.itertuples()],
@@ -64,18 +66,37 @@ def _table(ctx: Context, units: pd.DataFrame, kinds: tuple[str, ...], flag: str 
     shown.insert(3, "top natural", [data.png_data_url(pictures.get(k, (None, None))[1]) for k in keys])
     if len(units) > data.AUDIT_PICTURE_ROWS:
         st.caption(f"pictures for the first {data.AUDIT_PICTURE_ROWS} units; open a unit for the rest")
-    st.dataframe(shown, hide_index=True, row_height=72, column_config={  # pictures big enough to compare
+    order = ["layer", "unit", "composite", "flagged picture", "top natural", "label", "label_score",
+             "flagged", "pictures", "lowest_percentile"]  # fmt: skip
+    flag_columns = [c for c in shown.columns if c not in {*order, "page"}]  # one count per flag
+    # widths that fit the page (980 px at 1440 px with the sidebar open) with two flags
+    config = {
+        "layer": st.column_config.TextColumn("layer", width=60),
+        "unit": st.column_config.NumberColumn("unit", width=52),
+        "composite": st.column_config.TextColumn("composite", width=90, help="the composite's expression"),
         "flagged picture": st.column_config.ImageColumn(
-            "flagged picture", help="its flagged picture with the lowest natural percentile"),
+            "flagged picture", width=ROW_PX + 8,
+            help="its flagged picture with the lowest natural percentile"),
         "top natural": st.column_config.ImageColumn(
-            "top natural", help="the natural image that drives the unit most"),
-        "flagged": st.column_config.NumberColumn("flagged pictures"),
-        "pictures": st.column_config.NumberColumn("pictures checked"),
-        "lowest_percentile": st.column_config.TextColumn("lowest natural percentile"),
-        "label_score": st.column_config.NumberColumn("label AUROC", format="%.3f"),
-        "page": st.column_config.LinkColumn("unit page", display_text="open unit"),
-        "composite": st.column_config.TextColumn("composite", help="the composite objective's expression"),
-    })  # fmt: skip
+            "top natural", width=ROW_PX + 8, help="the natural image that drives the unit most"),
+        "label": st.column_config.TextColumn("label", width=130),
+        "label_score": st.column_config.NumberColumn("AUROC", format="%.3f", width=64,
+                                                     help="the label's AUROC"),
+        "flagged": st.column_config.NumberColumn("flagged", width=64, help="flagged pictures"),
+        "pictures": st.column_config.NumberColumn("checked", width=64, help="pictures checked"),
+        "lowest_percentile": st.column_config.TextColumn(
+            "lowest pct", width=72, help="the lowest natural percentile of its pictures"),
+        "page": st.column_config.LinkColumn("unit page", display_text="open unit", width=80),
+        **{c: st.column_config.NumberColumn(c, width=76, help=f"pictures flagged {c}")
+           for c in flag_columns},
+    }  # fmt: skip
+    height = 38 + ROW_PX * min(len(shown), SHOWN_ROWS) + 3  # header, rows, border: a short list whole
+    st.dataframe(shown, hide_index=True, row_height=ROW_PX, height=height, column_config=config,
+                 column_order=[c for c in [*order, *flag_columns, "page"] if c in shown.columns])  # fmt: skip
+
+
+ROW_PX = 112  # the flagged units' rows: pictures ~106 px, big enough to judge a flag
+SHOWN_ROWS = 7  # rows the table shows before it scrolls (the table then fits a 900 px screen)
 
 
 def _elsewhere(ctx: Context, kinds, flag: str | None, labels: bool) -> str:
@@ -136,4 +157,7 @@ def render(ctx: Context) -> None:
         "(a chain's best picture that is also its last counted once)"
     )
     _table(ctx, units, kinds, flag)
-    widgets.unit_picker([(str(r.layer), int(r.unit)) for r in units.itertuples()], key="audit")
+    widgets.unit_picker(
+        [(str(r.layer), int(r.unit), r.composite if isinstance(r.composite, str) else None)
+         for r in units.itertuples()], key="audit",
+    )  # fmt: skip

@@ -33,7 +33,8 @@ def _pairs(layer: str, units: list[int], sides: list[Side], names: dict[int, str
     for start in range(0, len(units), per_row):
         for col, unit in zip(st.columns(per_row), units[start : start + per_row], strict=False):
             with col.container(border=True):
-                st.button(f"**{names.get(unit, f'unit {unit}')}**", key=f"cmp_open_{unit}",
+                title = widgets.markdown_text(names.get(unit, f"unit {unit}"))
+                st.button(f"**{title}**", key=f"cmp_open_{unit}",
                           type="tertiary", on_click=state.go,
                           kwargs={"page": "unit", "layer": layer, "unit": unit})  # fmt: skip
                 for sub, (name, images, running) in zip(st.columns(len(sides)), sides, strict=True):

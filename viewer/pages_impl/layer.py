@@ -19,7 +19,7 @@ from viewer import data, state, widgets
 from viewer.context import Context
 
 PAGE_SIZES = (24, 48, 96, 192)
-COLUMNS = 8
+ROW_TILES = 6  # tiles a row holds on a 1440 px screen with the sidebar open (widgets.TILE_PX wide or more)
 JUDGE = ["all", "correct", "wrong"]
 FIRST_PAGE = {"on_change": state.go, "kwargs": {"grid_page": 0}}  # a new sort or filter starts at page 1
 
@@ -121,9 +121,10 @@ def _label_line(rec: dict) -> str:
     value = rec.get("label_score")
     score = data.fmt_auroc(value)
     if isinstance(rec.get("label"), str):
+        label = widgets.concept_html(str(rec["label"]), wrap=False)
         return (
-            f"<div class='atlas-tile-concept' title='AUROC {score}: how well the unit tells natural images "
-            f"with the concept from those without'>{widgets.concept_html(str(rec['label']))} · "
+            f"<div class='atlas-tile-concept' title='{label} · AUROC {score}: how well the unit tells "
+            f"natural images with the concept from those without'>{label} · "
             f"AUROC {score}</div>"
         )
     silent = data.is_silent(rec)
@@ -140,48 +141,63 @@ def _label_line(rec: dict) -> str:
         return f"<div class='atlas-tile-label' title='{html.escape(why, quote=True)}'>no label · silent</div>"
     return (
         f"<div class='atlas-tile-label' title='{html.escape(why, quote=True)}'>no label · best "
-        f"{widgets.concept_html(best)} {score}</div>"
+        f"{widgets.concept_html(best, wrap=False)} {score}</div>"
     )
 
 
 def _flag_line(counts: dict) -> str:
     text = " · ".join(f"{n} {html.escape(flag)}" for flag, n in sorted(counts.items()))
-    return f"<div class='atlas-tile-flag'>⚠ {text}</div>" if text else ""
+    tip = f"flagged best/last pictures: {text}"
+    return f"<div class='atlas-tile-flag' title='{tip}'>⚠ {text}</div>" if text else ""
 
 
 def _failed_line(rec: dict) -> str:
-    """A failed unit's tile line: "failed" and its error (whole, as the line's tooltip)."""
-    error = rec.get("error") if isinstance(rec.get("error"), str) else "no error recorded"
-    short = error if len(error) <= 60 else error[:59] + "…"
+    """A failed unit's tile line: "failed" (its error whole as the line's tooltip; the error is written in
+    the picture's place above)."""
     return (
-        f"<div class='atlas-tile-flag' title='{html.escape(error, quote=True)}'>✗ failed: "
-        f"{html.escape(short)}</div>"
+        f"<div class='atlas-tile-flag' title='{html.escape(_error(rec), quote=True)}'>✗ failed · no "
+        "pictures</div>"
     )
 
 
+def _error(rec: dict) -> str:
+    return rec["error"] if isinstance(rec.get("error"), str) else "no error recorded"
+
+
+def _no_picture(rec: dict) -> str:
+    """A square where a tile's picture would be (the tiles stay as high as their neighbours): a failed
+    unit's error (its first lines; whole as the tooltip), else "no image"."""
+    if rec.get("status") != "error":
+        return "<div class='atlas-tile-empty'>no image</div>"
+    error = html.escape(_error(rec), quote=True)
+    return f"<div class='atlas-tile-empty failed' title='{error}'><b>failed</b><span>{error}</span></div>"
+
+
 def _tile(rec: dict, have: data.Truth, link: str) -> None:
-    """One unit's tile; its picture links to the unit page (``link``), as does its name button."""
+    """One unit's tile: its picture (a link to the unit page, ``link``, in a new tab), its name (a button
+    that opens the unit here) and one line each for its numbers, its label and its flagged pictures: every
+    line one line high (cut with "…"; the whole text as its tooltip), so tiles line up in even rows."""
     unit = int(rec["unit"])
     failed = rec.get("status") == "error"
     if rec["png"] is not None:
         widgets.picture(rec["png"], link=link)
-    elif failed:
-        st.badge("failed", color="red", icon=":material/error:")
     else:
-        st.caption("no image")
+        st.markdown(_no_picture(rec), unsafe_allow_html=True)
     name = data.unit_name(unit, rec.get("composite"))
-    st.button(f"**{name}**", key=f"grid_unit_{unit}", help=f"open {name}", on_click=state.go,
-              kwargs={"page": "unit", "unit": unit}, type="tertiary")  # fmt: skip
+    st.button(f"**{widgets.markdown_text(name)}**", key=f"grid_unit_{unit}", help=f"open {name}",
+              on_click=state.go, kwargs={"page": "unit", "unit": unit}, type="tertiary")  # fmt: skip
     if failed:
         st.markdown(_failed_line(rec), unsafe_allow_html=True)
         return
     facets = rec.get("facet_count")
     facet_text = "" if pd.isna(facets) else f" · {int(facets)} facet{'' if int(facets) == 1 else 's'}"
-    lines = f"<div class='atlas-tile-label'>act {widgets.fmt(rec.get('best_activation'))}{facet_text}</div>"
+    act = widgets.fmt(rec.get("best_activation"))
+    lines = f"<div class='atlas-tile-label' title='best activation {act}{facet_text}'>act {act}{facet_text}"
+    lines += "</div>"
     if have.labels:
         lines += _label_line(rec)
-    if have.pictures:
-        lines += _flag_line(rec.get("flag_counts") or {})
+    if have.pictures:  # a line on every tile, empty when none is flagged: rows of even height
+        lines += _flag_line(rec.get("flag_counts") or {}) or "<div class='atlas-tile-flag'>&nbsp;</div>"
     st.markdown(lines, unsafe_allow_html=True)
 
 
@@ -224,9 +240,11 @@ def render(ctx: Context) -> None:
     _pager(page, pages, total, query.page_size)
     records = data.grid_page(ctx.conn, dataclasses.replace(query, page=page)).to_dict("records")
     run = ctx.run_dir.name if ctx.multi_run else None
-    for start in range(0, len(records), COLUMNS):
-        for col, rec in zip(st.columns(COLUMNS), records[start : start + COLUMNS], strict=False):
-            with col.container(border=True, gap=None):
+    # one CSS grid of tiles (widgets.CSS, .st-key-atlas_grid): as many columns of at least TILE_PX as the
+    # page holds (6 at 1440 px with the sidebar open), every tile of a row as high as the row
+    with st.container(key="atlas_grid", horizontal=True, gap="small"):
+        for rec in records:
+            with st.container(border=True, gap=None, key=f"atlas_tile_{int(rec['unit'])}"):
                 _tile(rec, have, state.link("unit", layer, int(rec["unit"]), run))
-    if len(records) > 2 * COLUMNS:  # a long page: the pager again under it
+    if len(records) > 2 * ROW_TILES:  # a long page: the pager again under it
         _pager(page, pages, total, query.page_size, "_bottom")

@@ -203,8 +203,12 @@ def _diverged(ctx: Context, failed: int = 0) -> None:
     if div.empty:
         st.success("No chain diverged.")
         return
+    units = list(dict.fromkeys(  # in order, once
+        (str(r.layer), int(r.unit), r.composite if isinstance(r.composite, str) else None)
+        for r in div.itertuples()))  # fmt: skip
+    if div["composite"].isna().all():  # no composite diverged: no empty column
+        div = div.drop(columns=["composite"])
     st.dataframe(div, hide_index=True, height=min(38 + 35 * len(div), 320))
-    units = list(dict.fromkeys((str(r.layer), int(r.unit)) for r in div.itertuples()))  # in order, once
     widgets.unit_picker(units, key="diverged", label="Open a unit with diverged chains")
 
 

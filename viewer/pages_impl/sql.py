@@ -59,7 +59,7 @@ def _result(result: data.ConsoleResult, run: str | None) -> None:
     if result.truncated:
         st.warning(f"Result truncated to the first {MAX_ROWS:,} rows.")
     pictures = data.picture_columns(frame)
-    config: dict = {c: st.column_config.ImageColumn(c, width="small") for c in pictures}
+    config: dict = {c: st.column_config.ImageColumn(c, width=PICTURE_ROW_PX + 8) for c in pictures}
     links = unit_links(frame, run)
     if links is not None and "unit page" not in frame.columns:
         frame = frame.assign(**{"unit page": links})
@@ -68,12 +68,14 @@ def _result(result: data.ConsoleResult, run: str | None) -> None:
     more = f" · pictures are drawn for results up to {data.PICTURE_ROWS} rows" if blobs else ""
     took = f"{result.seconds * 1000:.0f} ms with opening the run (a sandboxed connection per query)"
     st.caption(f"{n:,} row{'s' if n != 1 else ''} · {took}{more}")
-    row = 48 if pictures else 35  # Streamlit's default row height is 35 px
-    height = 38 + row * min(n, SHOWN_ROWS) + 3  # header, rows, border: a short result whole, never 7.5 rows
+    row, rows = (PICTURE_ROW_PX, PICTURE_ROWS_SHOWN) if pictures else (35, SHOWN_ROWS)  # 35: Streamlit's
+    height = 38 + row * min(n, rows) + 3  # header, rows, border: a short result whole, never 7.5 rows
     st.dataframe(frame, hide_index=True, column_config=config, row_height=row, height=height)
 
 
 SHOWN_ROWS = 12  # rows the result table shows before it scrolls
+PICTURE_ROW_PX = 96  # a result with pictures: rows high enough to see them (~90 px)
+PICTURE_ROWS_SHOWN = 8  # ... and as many rows as fit a 900 px screen under the query box
 
 
 def render(ctx: Context) -> None:

@@ -58,7 +58,7 @@ def _unit_input(ids: list[int]) -> int:
 
 def _title(view: data.UnitView) -> None:
     composite = (view.row or {}).get("composite")
-    st.title(f"{view.layer} · {data.unit_name(view.unit, composite)}")
+    st.title(f"{view.layer} · {widgets.markdown_text(data.unit_name(view.unit, composite))}")
     row = view.row
     if row and row.get("objective"):
         st.caption(
@@ -358,7 +358,14 @@ def _chains(view: data.UnitView) -> None:
                     st.caption("no images kept")
                     continue
                 kept = _without_repeats(kept, rec.get("stopped_step"))
-                widgets.tiles(_kept_items(kept, rec.get("stopped_step")), columns=8, badges=_badges(kept))
+                items = _kept_items(kept, rec.get("stopped_step"))
+                widgets.tiles(items, columns=chain_columns(len(items)), badges=_badges(kept))
+
+
+def chain_columns(pictures: int) -> int:
+    """Columns of a chain card's pictures: one a picture, at least 4 (one picture is ~180 px at 1440 px
+    with the sidebar open, not an 80 px stamp beside an empty card) and at most 8 (more wrap)."""
+    return min(max(pictures, 4), 8)
 
 
 def _competitors(view: data.UnitView) -> None:
