@@ -17,6 +17,8 @@ HELP = (
 )
 
 
+DEFAULT_BATCHES_TEXT = "1,4,16,64,128,256"  # bench throughput's batch sizes
+
 SUB_EXAMPLES = {
     "quality": """examples:
   atlas bench quality                                            # every method on the toy world, 3 seeds
@@ -92,8 +94,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument(
         "--repeat", type=positive_int, help="with --ray: measurements per setting (median; default 1)"
     )
-    t.add_argument("--batches", default="1,4,16,64,128,256", help="comma-separated batch sizes")
-    t.add_argument("--methods", help="comma-separated subset: dgn_am,ppgn_h/dae,ppgn_h/joint,pixel")
+    t.add_argument(
+        "--batches", help=f"comma-separated batch sizes (default {DEFAULT_BATCHES_TEXT}; not with --ray)"
+    )
+    t.add_argument(
+        "--methods", help="comma-separated subset: dgn_am,ppgn_h/dae,ppgn_h/joint,pixel (not with --ray)"
+    )
     _add_viewer_parser(sub)
     _add_truth_parser(sub)
     w = sub.add_parser("toyworld", help="Train a toy-world preset from scratch: wall and CPU s per stage.")
@@ -313,6 +319,10 @@ def _other_modes_options(args: argparse.Namespace) -> list[tuple[str, tuple[str,
     if args.bench == "throughput":
         return [
             ("without --ray", () if args.ray else ("--repeat",)),
+            (
+                "with --ray (the demo atlas end to end on 1 and 2 actors)",
+                ("--batches", "--methods") if args.ray else (),
+            ),
             ("with --config", ("--preset",) if args.config else ()),
         ]
     if args.bench == "viewer" and args.run:
@@ -383,16 +393,17 @@ def _throughput(args: argparse.Namespace) -> int:
     from atlas.config import load_config
     from atlas.errors import AtlasError
 
+    text = args.batches or DEFAULT_BATCHES_TEXT
     try:  # bad input first: loading (or training) the models can take minutes
-        batches = [int(b) for b in args.batches.split(",")]
+        batches = [int(b) for b in text.split(",")]
     except ValueError:
-        raise AtlasError(f"--batches: {args.batches!r} is not a list of integers, e.g. 1,8,64") from None
+        raise AtlasError(f"--batches: {text!r} is not a list of integers, e.g. 1,8,64") from None
     from atlas.config.execution import ComputeConfig
 
     most = next(m.le for m in ComputeConfig.model_fields["batch_size"].metadata if hasattr(m, "le"))
     if not batches or min(batches) < 1 or max(batches) > most:
         raise AtlasError(
-            f"--batches: {args.batches!r} has a size out of range; give batch sizes from 1 to {most} "
+            f"--batches: {text!r} has a size out of range; give batch sizes from 1 to {most} "
             "(compute.batch_size), e.g. 1,8,64"
         )
     names = _methods(args.methods)
