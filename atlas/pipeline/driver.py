@@ -327,7 +327,8 @@ def _dispatch(
             n_done = manifest["planned_shards"] - len(todo)
             log(f"resuming {loc.display()}: {n_done} of {manifest['planned_shards']} shards already complete")
         log(
-            f"atlas run {cfg.name}: {len(todo)} shards, {total_units - done_units} units to go, "
+            f"atlas run {cfg.name}: {len(todo)} shard{'s' if len(todo) != 1 else ''}, "
+            f"{total_units - done_units} units to go, "
             f"on {layout.describe()}" + (f"\natlas: warning: {layout.note}" if layout.note else "")
         )
         # models, judge, real images: once into the object store, held for the workers (kept alive here)

@@ -2,7 +2,7 @@
 
 A log (``ray job logs``, a scheduler's output file, CI) does not redraw ``\\r``: there tqdm's bar is one
 long line holding every redraw, its last one twice. Off a terminal the run says where it is in plain
-lines instead, one every ``every_s`` seconds and one at the end::
+lines instead, one every ``every_s`` seconds (also while no shard finishes) and one at the end::
 
     demo: 120/362 units (33%) after 0:40, about 1:21 left
 
@@ -13,6 +13,7 @@ lines instead, one every ``every_s`` seconds and one at the end::
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, TextIO
@@ -54,24 +55,39 @@ class LogLines:
         stream: TextIO,
         every_s: float = LOG_EVERY_S,
         clock: Callable[[], float] = time.monotonic,
+        ticking: bool = True,
     ) -> None:
+        """``ticking``: a line every ``every_s`` also while no unit finishes (a first shard can take
+        minutes), from a background thread; off, lines come only with ``update`` (tests drive the clock)."""
         self.total, self.n, self.desc, self.stream = total, initial, desc, stream
         self.every_s, self.clock = every_s, clock
         self._start, self._initial = clock(), initial
         self._said_at, self._said_n = self._start, initial
-        self._closed = False
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
         self._say()  # the run has started: where it stands (a resume starts above 0)
+        self._ticker = threading.Thread(target=self._tick, name="atlas-progress", daemon=True)
+        if ticking:
+            self._ticker.start()
 
     def update(self, n: int = 1) -> None:
-        self.n += n
-        if self.clock() - self._said_at >= self.every_s:
-            self._say()
+        with self._lock:
+            self.n += n
+            if self.clock() - self._said_at >= self.every_s:
+                self._say()
 
     def close(self) -> None:
         """The last count, unless it was just said; closing twice says nothing more."""
-        if not self._closed and self.n != self._said_n:
-            self._say()
-        self._closed = True
+        with self._lock:
+            if not self._stop.is_set() and self.n != self._said_n:
+                self._say()
+            self._stop.set()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self.every_s / 6):
+            with self._lock:
+                if not self._stop.is_set() and self.clock() - self._said_at >= self.every_s:
+                    self._say()
 
     def _say(self) -> None:
         now = self.clock()

@@ -141,8 +141,10 @@ def test_progress_off_a_terminal_is_whole_lines_at_a_pace_and_the_last_count_onc
     from atlas.pipeline.progress import LogLines, progress_bar
 
     log, now = io.StringIO(), [0.0]
-    assert isinstance(progress_bar(10, 0, "demo", log), LogLines)  # StringIO is no terminal
-    bar = LogLines(100, 40, "demo", log, every_s=30.0, clock=lambda: now[0])
+    first = progress_bar(10, 0, "demo", log)
+    assert isinstance(first, LogLines)  # StringIO is no terminal
+    first.close()
+    bar = LogLines(100, 40, "demo", log, every_s=30.0, clock=lambda: now[0], ticking=False)
     for t, n in ((10, 10), (31, 10), (40, 5), (95, 35)):
         now[0] = float(t)
         bar.update(n)
@@ -154,3 +156,22 @@ def test_progress_off_a_terminal_is_whole_lines_at_a_pace_and_the_last_count_onc
         "demo: 60/100 units (60%) after 0:31, about 1:02 left",  # 20 units in 31 s, 40 to go
         "demo: 100/100 units (100%) after 1:35",  # said once, though closed twice
     ]
+
+
+def test_progress_in_a_log_goes_on_while_no_unit_finishes():
+    """A first shard can take minutes: the log still says where the run stands every interval."""
+    import io
+    import time
+
+    from atlas.pipeline.progress import LogLines
+
+    log = io.StringIO()
+    bar = LogLines(14, 0, "micro", log, every_s=0.05)
+    deadline = time.monotonic() + 60
+    while log.getvalue().count("micro: 0/14 units") < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    bar.close()
+    said = log.getvalue().count("\n")
+    assert log.getvalue().count("micro: 0/14 units (0%)") >= 3, log.getvalue()
+    time.sleep(0.2)
+    assert log.getvalue().count("\n") == said  # closed: the ticker says nothing more
