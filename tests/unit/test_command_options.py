@@ -340,7 +340,7 @@ def test_bench_options_that_would_be_ignored_or_fail_late_are_refused_first(conf
         ),
         (["throughput", "--config", config, "--preset", "micro"], "--preset does not apply with --config"),
         (["throughput", "--repeat", "3"], "--repeat does not apply without --ray"),
-        (["throughput", "--ray", "--batches", "1"], "--batches does not apply with --ray (the demo atlas end"),
+        (["throughput", "--ray", "--batches", "1"], "--batches does not apply with --ray (the demo"),
         (["throughput", "--ray", "--methods", "dgn_am"], "--methods does not apply with --ray"),
         (["throughput", "--methods", ""], "--methods: empty list"),
         (["viewer", "--run", str(tmp_path), "--images", "10"], "--images does not apply with --run"),
