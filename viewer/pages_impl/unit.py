@@ -342,28 +342,44 @@ def _kept_items(kept: pd.DataFrame, stopped: float | None = None) -> list[tuple[
 
 
 def _chains(view: data.UnitView) -> None:
+    """A card per chain. Chains of one or two pictures each (a best = last picture) share a row two by two,
+    their text above their pictures (two a card: ~210 px at 1440 px with the sidebar open); longer chains
+    get a row each, their text beside their pictures (:func:`chain_columns`)."""
     st.subheader("Chains")
+    cards = []
     for rec in view.chains.to_dict("records"):
-        chain = int(rec["chain"])
-        with st.container(border=True):
-            head, body = st.columns([1.3, 6])
-            with head:
-                st.markdown(f"<b class='atlas-chain-head'>chain {chain}</b>", unsafe_allow_html=True)
-                if rec.get("diverged"):
-                    st.badge("diverged", color="red", icon=":material/warning:")
-                st.caption(_chain_caption(rec))
-            with body:
-                kept = view.chain_images.get(chain)
-                if kept is None:
-                    st.caption("no images kept")
-                    continue
-                kept = _without_repeats(kept, rec.get("stopped_step"))
-                items = _kept_items(kept, rec.get("stopped_step"))
-                widgets.tiles(items, columns=chain_columns(len(items)), badges=_badges(kept))
+        kept = view.chain_images.get(int(rec["chain"]))
+        kept = None if kept is None else _without_repeats(kept, rec.get("stopped_step"))
+        cards.append((rec, kept, [] if kept is None else _kept_items(kept, rec.get("stopped_step"))))
+    pair = max((len(items) for _, _, items in cards), default=0) <= SHORT_CHAIN
+    per_row = 2 if pair else 1
+    for start in range(0, len(cards), per_row):
+        for col, card in zip(st.columns(per_row), cards[start : start + per_row], strict=False):
+            with col:
+                _chain_card(*card, beside=not pair)
+
+
+SHORT_CHAIN = 2  # chains of at most this many pictures are drawn two cards a row
+
+
+def _chain_card(rec: dict, kept: pd.DataFrame | None, items: list, beside: bool) -> None:
+    with st.container(border=True):
+        head, body = st.columns([1.3, 6]) if beside else (st.container(), st.container())
+        with head:
+            st.markdown(f"<b class='atlas-chain-head'>chain {int(rec['chain'])}</b>", unsafe_allow_html=True)
+            if rec.get("diverged"):
+                st.badge("diverged", color="red", icon=":material/warning:")
+            st.caption(_chain_caption(rec))
+        with body:
+            if kept is None:
+                st.caption("no images kept")
+                return
+            columns = chain_columns(len(items)) if beside else SHORT_CHAIN
+            widgets.tiles(items, columns=columns, badges=_badges(kept))
 
 
 def chain_columns(pictures: int) -> int:
-    """Columns of a chain card's pictures: one a picture, at least 4 (one picture is ~180 px at 1440 px
+    """Columns of a chain card's pictures beside its text: one a picture, at least 4 (~180 px at 1440 px
     with the sidebar open, not an 80 px stamp beside an empty card) and at most 8 (more wrap)."""
     return min(max(pictures, 4), 8)
 
