@@ -694,7 +694,7 @@ def test_a_composites_unit_page_says_what_its_numbers_are(broken, monkeypatch):
     at = app(broken / "left", monkeypatch, page="unit", layer="fc8", unit=10)
     assert at.title[0].value == "fc8 · unit 10 · 3 + 5"
     labels = [m.label for m in at.metric]
-    assert "Terms' log-prob (sum)" in labels and "Rank of unit 3" in labels and "Best log-prob" not in labels
+    assert "Log-prob sum" in labels and "Rank of unit 3" in labels and "Best log-prob" not in labels
 
 
 def test_compare_keeps_different_objectives_of_one_number_apart(broken, monkeypatch):

@@ -75,7 +75,7 @@ def _metrics(row: dict) -> None:
     if composite:  # a sum of its terms' log-probs and its first term's rank: said as such
         first = data.first_term(composite)
         cols[1].metric(
-            "Terms' log-prob (sum)", widgets.fmt(widgets.snap(row.get("best_log_prob"))),
+            "Log-prob sum", widgets.fmt(widgets.snap(row.get("best_log_prob"))),
             help=f"the weighted sum of the log-softmax of its terms ({composite}) on its best picture, not a "
             "probability: a contrast's can be far above 0",
         )  # fmt: skip
