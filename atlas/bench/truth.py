@@ -17,7 +17,7 @@ unit's own top real images), and the truth columns are summarized per layer:
   manifold percentile;
 - ``seconds`` per layer, and ``truth_seconds``: the time the truth columns add to the config's atlas
   (the same engine with them switched off, per method, on the first layer: the median of alternating
-  runs after a warm-up).
+  runs after a warm-up of each).
 
 With the toy world's attribute reader (``atlas.toyworld.reading``; the worker's own rule for
 ``units.label_shown``), per layer:
@@ -176,18 +176,20 @@ def _planted_line(p: dict[str, Any]) -> str:
     )
 
 
-OVERHEAD_ROUNDS = 2  # alternating rounds of (off, on) after a warm-up: the median of each
+OVERHEAD_ROUNDS = 3  # alternating rounds of (off, on) after a warm-up of each: the median of each
 
 
 def _overhead(cfg: RunConfig, max_units: int | None) -> tuple[float, float]:
-    """(seconds without, with the truth columns) for the first layer: an engine of each, warmed up by one
-    untimed pass (the first pass in a process pays one-time costs: it had made the columns look -87 %),
-    then :data:`OVERHEAD_ROUNDS` alternating timed passes each, so other work on the cores weighs on both."""
+    """(seconds without, with the truth columns) for the first layer: an engine of each, each warmed up by
+    one untimed pass (a first pass pays one-time costs, the truth engine's real features among them: one
+    cold run each had made the columns look -87 %), then :data:`OVERHEAD_ROUNDS` alternating timed passes
+    each, so other work on the cores weighs on both; the median of each."""
     from atlas.bench.product import build_engine, map_layer
 
     engines = {truth: build_engine(cfg, truth=truth)[0] for truth in (False, True)}
     timings: dict[bool, list[float]] = {False: [], True: []}
-    map_layer(engines[False], cfg, cfg.layers[0], max_units)  # the warm-up, untimed
+    for engine in engines.values():  # the warm-ups, untimed
+        map_layer(engine, cfg, cfg.layers[0], max_units)
     for _ in range(OVERHEAD_ROUNDS):
         for truth in (False, True):
             t0 = time.perf_counter()
@@ -226,8 +228,8 @@ def format_table(report: dict[str, Any]) -> str:
         plain, truth = r["plain_seconds"], r["truth_seconds"]
         lines.append(
             f"{method}: truth columns add {100 * (truth / plain - 1):+.1f} % on the first layer "
-            f"({plain:.1f} s -> {truth:.1f} s; median of {OVERHEAD_ROUNDS} alternating runs each after a "
-            "warm-up; other jobs may share the cores)"
+            f"({plain:.1f} s -> {truth:.1f} s; median of {OVERHEAD_ROUNDS} alternating runs each after "
+            "warm-ups; other jobs may share the cores)"
         )
     for method, r in report["methods"].items():
         p = r["layers"].get("planted", {}).get("planted")

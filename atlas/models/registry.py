@@ -121,7 +121,11 @@ def _fine_tuned_classes(name: str, state: dict[str, torch.Tensor]) -> dict[str, 
         return {}
     head, module = heads[-1]
     key = f"{head}.weight"
-    saved = next((t for k, t in state.items() if k == key or k.endswith(f".{key}")), None)
+    aux = (".AuxLogits.", ".aux1.", ".aux2.")  # inception's and googlenet's side heads end in .fc.weight too
+    heads = sorted(  # the key itself, else under a wrapper's prefix (the shortest)
+        (k for k in state if f".{k}".endswith(f".{key}") and not any(a in f".{k}" for a in aux)), key=len
+    )
+    saved = state[heads[0]] if heads else None
     own = tuple(module.weight.shape)
     if saved is None or tuple(saved.shape[1:]) != own[1:] or saved.shape[0] == own[0]:
         return {}

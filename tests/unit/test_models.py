@@ -95,6 +95,23 @@ def test_a_torchvision_model_fine_tuned_to_other_classes_loads_with_them(tmp_pat
         load_model(ModelConfig(spec="torchvision:resnet18", weights=str(tmp_path / "bad.pt")))
 
 
+def test_the_fine_tuned_class_count_is_read_from_the_main_head_not_an_aux_one():
+    """Inception v3's AuxLogits.fc.weight ends in .fc.weight too, and comes first in its state dict."""
+    import torchvision
+
+    from atlas.models.registry import _fine_tuned_classes
+
+    with torch.device("meta"):
+        tuned = torchvision.models.inception_v3(
+            weights=None, num_classes=10, aux_logits=True, init_weights=False
+        )
+    state = tuned.state_dict()
+    assert _fine_tuned_classes("inception_v3", state) == {"num_classes": 10}
+    assert _fine_tuned_classes("inception_v3", {f"module.{k}": v for k, v in state.items()}) == {
+        "num_classes": 10
+    }
+
+
 def test_torchvision_unknown_name_suggests():
     with pytest.raises(ModelError, match="did you mean alexnet"):
         load_model("torchvision:alexnett", allow_random_weights=True)
