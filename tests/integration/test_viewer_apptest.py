@@ -514,7 +514,8 @@ def test_audit_page_lists_flagged_units(runs, monkeypatch):
     assert list(summary["layer"]) == ["conv3", "fc8"]
     images = pd.read_parquet(runs / "alpha" / "images" / "layer=fc8")
     flagged = images[images["kind"].isin(["best", "last"]) & (images["flags"] != "")]
-    per_unit = distinct_pictures(images).query("flags != ''").groupby("unit").size()
+    chains = pd.read_parquet(runs / "alpha" / "chains" / "layer=fc8")
+    per_unit = distinct_pictures(images, chains=chains).query("flags != ''").groupby("unit").size()
     assert sorted(listed["unit"]) == sorted(per_unit.index)
     assert list(listed["flagged"]) == sorted(per_unit, reverse=True)  # a best = last picture counted once
     assert all(

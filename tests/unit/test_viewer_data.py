@@ -33,10 +33,18 @@ def written(run_dir, table: str, layer: str) -> pd.DataFrame:
     return pd.read_parquet(run_dir / table / f"layer={layer}")
 
 
-def distinct_pictures(images: pd.DataFrame, kinds=("best", "last")) -> pd.DataFrame:
-    """One row per distinct picture of ``kinds`` (a chain's best picture that is its last, the same step,
-    once): unit, chain, step, flags (the union of the rows' flags, comma-separated)."""
+def distinct_pictures(images: pd.DataFrame, kinds=("best", "last"), chains: pd.DataFrame | None = None):
+    """One row per distinct picture of ``kinds`` (a chain's best picture that is its last once: the same
+    step, or a stopped chain's stop step, ``chains.stopped_step``, where its last picture froze): unit,
+    chain, step, flags (the union of the rows' flags, comma-separated)."""
     rows = images[images["kind"].isin(kinds)]
+    if chains is not None and "stopped_step" in chains:
+        stops = chains.set_index(["unit", "chain"])["stopped_step"]
+        stop = [stops.get((u, c)) for u, c in zip(rows["unit"], rows["chain"], strict=True)]
+        frozen = [
+            k == "last" and s is not None and pd.notna(s) for k, s in zip(rows["kind"], stop, strict=True)
+        ]
+        rows = rows.assign(step=[s if f else t for f, s, t in zip(frozen, stop, rows["step"], strict=True)])
     union = rows.groupby(["unit", "chain", "step"])["flags"].agg(
         lambda fl: ",".join(sorted({f for text in fl for f in str(text or "").split(",") if f}))
     )
@@ -332,7 +340,7 @@ def test_grid_label_sort_and_filters_match_what_was_written(run):
     ) == len(hits)
     q = data.GridQuery(layer="conv3", sort="unit ↑", label_text="no label", page_size=100)
     assert data.grid_page(conn, q)["unit"].tolist() == sorted(units.loc[units["label"].isna(), "unit"])
-    results = distinct_pictures(images)
+    results = distinct_pictures(images, chains=written(run_dir, "chains", "conv3"))
     weak = results[results["flags"].str.split(",").apply(lambda f: "weak" in f)]
     q = data.GridQuery(layer="conv3", sort="unit ↑", flag="weak", page_size=100)
     page = data.grid_page(conn, q)
@@ -348,7 +356,7 @@ def test_flag_summary_and_flagged_units_match_what_was_written(run):
     listed = data.flagged_units(conn)
     for layer in LAYERS:
         images = written(run_dir, "images", layer)
-        results = distinct_pictures(images)  # a best = last picture is one picture
+        results = distinct_pictures(images, chains=written(run_dir, "chains", layer))  # best = last: once
         assert len(results) < (images["kind"].isin(["best", "last"])).sum()  # the run has such pairs
         flagged = results[results["flags"] != ""]
         rec = summary.loc[layer]

@@ -99,16 +99,23 @@ def _flag_counts_sql(flags: list[str]) -> str:
     return "".join(f", count(*) FILTER (WHERE list_contains(fl, ?)) AS {_quote(f)}" for f in flags)
 
 
-def pictures_sql(kinds: tuple[str, ...], where: str = "") -> str:
+def pictures_sql(conn: Any, kinds: tuple[str, ...], where: str = "") -> str:
     """SQL of one row per distinct picture of ``kinds``: layer, unit, chain, step, fl (the union of its
-    flags, a list), natural_percentile. A chain whose best picture is its last one (the same step) keeps
-    it as two rows (kinds 'best' and 'last', their flags computed apart): counted once here. Binds
-    ``kinds`` (then whatever ``where`` adds)."""
+    flags, a list), natural_percentile. A chain whose best picture is its last one keeps it as two rows
+    (kinds 'best' and 'last', their flags computed apart): counted once here. That is the same step, or,
+    for a chain that stopped (``chains.stopped_step``: its picture frozen from there, its last row at the
+    final step), the last picture's stop step. Binds ``kinds`` (then whatever ``where`` adds)."""
+    if "stopped_step" in table_columns(conn, "chains"):
+        shown = "CASE WHEN i.kind = 'last' AND c.stopped_step IS NOT NULL THEN c.stopped_step ELSE i.step END"
+        source = f"""(SELECT i.* REPLACE ({shown} AS step) FROM images i
+                      LEFT JOIN chains c ON c.layer = i.layer AND c.unit = i.unit AND c.chain = i.chain)"""
+    else:  # a run written before chains recorded where they stopped
+        source = "images"
     return f"""SELECT layer, unit, chain, step,
                       list_sort(list_distinct(list_filter(
                           flatten(list(string_split(coalesce(flags, ''), ','))), lambda x: x <> ''))) AS fl,
                       min(natural_percentile) AS natural_percentile
-               FROM images WHERE kind IN ({placeholders(kinds)}) {where}
+               FROM {source} WHERE kind IN ({placeholders(kinds)}) {where}
                GROUP BY layer, unit, chain, step, CASE WHEN step IS NULL THEN kind END"""
 
 
@@ -120,7 +127,7 @@ def flag_summary(conn: Any, kinds: tuple[str, ...] = AUDIT_KINDS["best and last 
     df = fetch_frame(
         conn,
         f"""
-        WITH p AS ({pictures_sql(kinds)}),
+        WITH p AS ({pictures_sql(conn, kinds)}),
         s AS (SELECT layer, count(DISTINCT unit) AS units, count(*) AS pictures,
                      count(*) FILTER (WHERE len(fl) > 0) AS flagged,
                      count(DISTINCT unit) FILTER (WHERE len(fl) > 0) AS flagged_units{_flag_counts_sql(flags)}
@@ -157,7 +164,7 @@ def flagged_units(
     return fetch_frame(
         conn,
         f"""
-        WITH p AS ({pictures_sql(kinds, layer_sql)}),
+        WITH p AS ({pictures_sql(conn, kinds, layer_sql)}),
         f AS (SELECT layer, unit, count(*) FILTER (WHERE {hit}) AS flagged, count(*) AS pictures,
                      min(natural_percentile) AS lowest_percentile{_flag_counts_sql(flags)}
               FROM p GROUP BY layer, unit)
@@ -214,7 +221,7 @@ def unit_flag_counts(
     rows = fetch_frame(
         conn,
         f"""SELECT unit, flag, count(*) AS n
-            FROM (SELECT unit, unnest(fl) AS flag FROM ({pictures_sql(kinds, where)}))
+            FROM (SELECT unit, unnest(fl) AS flag FROM ({pictures_sql(conn, kinds, where)}))
             GROUP BY ALL ORDER BY ALL""",
         [*kinds, layer, min(units), max(units), *units],
     )
