@@ -82,6 +82,11 @@ class BatchNormFolding:
         """Names of the layers currently folded."""
         return list(self._folds)
 
+    @property
+    def folded_norms(self) -> set[str]:
+        """Names of the BatchNorm layers folded away now (an ``nn.Identity`` stands in their place)."""
+        return {fold.norm_name for fold in self._folds.values()}
+
     @torch.no_grad()
     def fold(self, keep: Iterable[str] = ()) -> list[str]:
         """Fold every eval-mode BatchNorm into the layer before it, except pairs named (either half) in

@@ -147,7 +147,8 @@ class Engine:
             self._facet_layer = facet_mod.default_facet_layer(
                 self.nets.layer_order(),
                 self.target.output_layer,
-                facet_mod.pass_through_layers(self.nets.target_module),
+                # a folded BatchNorm's Identity is no pass-through layer of the network (preflight's view)
+                facet_mod.pass_through_layers(self.nets.target_module) - self.nets.folding.folded_norms,
             )
         return self._facet_layer
 

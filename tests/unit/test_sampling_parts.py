@@ -238,3 +238,28 @@ def test_an_image_linked_to_nothing_is_an_error_naming_it(tmp_path):
     (tmp_path / "b.png").symlink_to(tmp_path / "gone.png")
     with pytest.raises(AtlasError, match=r"image '.*b\.png' is a link to nothing .*; fix or remove it"):
         load_image_folder(tmp_path, 8)
+
+
+def test_the_engine_picks_the_facet_layer_preflight_names_when_a_batchnorm_before_the_output_is_folded():
+    """A folded BatchNorm becomes an nn.Identity in the engine's copy: still the network's own layer there."""
+    from collections import OrderedDict
+
+    from torch import nn
+
+    from atlas.config import ComputeConfig, FacetConfig, SamplerConfig
+    from atlas.models.loaded import LoadedModel, freeze
+    from atlas.models.spaces import ImageSpace
+    from atlas.sampling import Engine
+    from atlas.sampling.facets import default_facet_layer, pass_through_layers
+
+    norm = nn.BatchNorm1d(6).eval()
+    net = nn.Sequential(OrderedDict([("flat", nn.Flatten()), ("fc1", nn.Linear(48, 6)), ("bn1", norm),
+                                     ("drop", nn.Dropout(0.5)), ("out", nn.Linear(6, 3))]))  # fmt: skip
+    model = LoadedModel(freeze(net), "target", "tiny:bn-head", space=ImageSpace(size=4), output_layer="out")
+    shapes = [("flat", (48,)), ("fc1", (6,)), ("bn1", (6,)), ("drop", (6,)), ("out", (3,))]
+    assert default_facet_layer(shapes, "out", pass_through_layers(net)) == "bn1"  # preflight's answer
+    engine = Engine(
+        model, None, None, SamplerConfig(method="pixel", steps=1, chains_per_unit=1, start="random"),
+        FacetConfig(real_images=None), ComputeConfig(batch_size=2, autocast="none"), torch.device("cpu"),
+    )  # fmt: skip
+    assert engine.nets.folding.folded_norms == {"bn1"} and engine.facet_layer == "bn1"
