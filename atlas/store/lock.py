@@ -30,6 +30,7 @@ from atlas.store.location import Location
 LOCAL_LOCK = ".atlas.lock"
 REMOTE_LOCK = "_lock.json"
 HEARTBEAT_S = 20.0
+LOCK_ATTEMPTS = 10  # tries to take a local lock file a look holds, or that its last holder just removed
 STALE_S = 90.0
 
 
@@ -73,9 +74,10 @@ class RunLock:
             if self.loc.local
             else f" (a dead driver's lock frees itself {STALE_S:.0f} s after its last beat)"
         )
+        who = f" (pid {holder.get('pid')} on {holder.get('host')})" if holder.get("pid") else ""
         return AtlasError(
-            f"run {self.loc.display()} is being written by another atlas run (pid {holder.get('pid')} on "
-            f"{holder.get('host')}); wait for it to finish{expires}{self.elsewhere}"
+            f"run {self.loc.display()} is being written by another atlas run{who}; wait for it to finish"
+            f"{expires}{self.elsewhere}"
         )
 
     def holder(self) -> dict[str, Any] | None:
@@ -152,7 +154,7 @@ class RunLock:
         that was removed (or replaced) meanwhile is let go and taken again on the file now there."""
         import fcntl
 
-        while True:
+        for attempt in range(LOCK_ATTEMPTS):
             fh = open(path, "a+")  # noqa: SIM115 - held open for the lock's lifetime
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -160,13 +162,25 @@ class RunLock:
                 fh.seek(0)
                 holder = _holder_record(fh)
                 fh.close()
-                raise self._busy(holder) from None
+                gone = holder.get("host") == self.owner["host"] and not _pid_alive(int(holder.get("pid", -1)))
+                if (holder and not gone) or attempt == LOCK_ATTEMPTS - 1:
+                    raise self._busy(holder) from None
+                time.sleep(0.02)  # no live holder on record: a look (holder()), or a driver taking it now
+                continue
             try:
-                if os.stat(path).st_ino == os.fstat(fh.fileno()).st_ino:
+                here, held = os.stat(path), os.fstat(fh.fileno())
+                if (here.st_dev, here.st_ino) == (held.st_dev, held.st_ino):
                     return fh
             except FileNotFoundError:
                 pass
             fh.close()  # the file it locked is gone: the last holder let go in between
+        fh = open(path, "a+")  # noqa: SIM115 - a filesystem whose inode numbers move: lock what is there
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            raise self._busy({}) from None
+        return fh
 
     def _beat(self) -> None:
         self.loc.write_bytes(REMOTE_LOCK, json.dumps({**self.owner, "heartbeat": time.time()}).encode())

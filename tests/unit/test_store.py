@@ -706,6 +706,25 @@ def test_run_lock_leaves_no_file_and_a_lock_on_a_removed_file_is_taken_again(tmp
         lock.release()
 
 
+def test_a_look_at_the_lock_never_makes_a_starting_driver_think_the_run_is_busy(tmp_path, monkeypatch):
+    """`atlas run` and `atlas verify` look at the lock (a shared flock, a moment long): a driver taking it
+    then retries instead of refusing with 'pid None on None'."""
+    import fcntl
+    import time
+
+    from atlas.store.location import open_location
+    from atlas.store.lock import LOCAL_LOCK, RunLock
+
+    loc = open_location(tmp_path / "run")
+    (tmp_path / "run").mkdir()
+    look = open(tmp_path / "run" / LOCAL_LOCK, "a+")  # noqa: SIM115 - closed by the patched sleep
+    fcntl.flock(look, fcntl.LOCK_SH)  # what RunLock.holder() takes while it looks
+    monkeypatch.setattr(time, "sleep", lambda _s: look.close())  # the look ends before the retry
+    lock = RunLock(loc).acquire()
+    assert lock.held and look.closed
+    lock.release()
+
+
 WRAPPED_WRITES = [
     "DROP TABLE units",
     "EXPLAIN ANALYZE DROP TABLE units",
