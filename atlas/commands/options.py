@@ -114,8 +114,9 @@ def _bind_error(host: str, port: int) -> OSError | None:
 
 def free_port(host: str, port: int, tries: int = 100) -> int | None:
     """The first port after ``port`` a server could listen on now (past 65535: from 1024 on), else None."""
+    start = max(port, 1023)  # below 1024 a user may not listen at all (EACCES), busy or not
     for step in range(1, tries + 1):
-        candidate = port + step if port + step <= 65535 else 1023 + (port + step - 65535)
+        candidate = start + step if start + step <= 65535 else 1023 + (start + step - 65535)
         if _bind_error(host, candidate) is None:
             return candidate
     return None

@@ -97,5 +97,6 @@ class LogLines:
         done = self.n - self._initial
         if done > 0 and self.n < self.total:  # this run's own pace, not a resume's earlier shards
             line += f", about {_clock_text(elapsed / done * (self.total - self.n))} left"
-        print(line, file=self.stream, flush=True)
+        self.stream.write(line + "\n")  # one write: the ticker's line never interleaves with the driver's
+        self.stream.flush()
         self._said_at, self._said_n = now, self.n

@@ -33,9 +33,9 @@ if TYPE_CHECKING:
 
 
 NO_GRADIENT = (
-    "no gradient reached the unit in any chain (its pictures are their starts, not preferred images): it is "
-    "0 around the starts behind a ReLU that sampler.relu_gradient cannot redirect (a functional F.relu), "
-    "so try sampler.start_pool or name the layer before that ReLU"
+    "no gradient reached the unit in any chain (its pictures moved by the method's prior or regularizers "
+    "only, not toward the unit): it is 0 around the starts behind a ReLU that sampler.relu_gradient cannot "
+    "redirect (a functional F.relu), so try sampler.start_pool or name the layer before that ReLU"
 )
 
 

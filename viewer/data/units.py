@@ -8,11 +8,11 @@ from typing import Any
 from viewer.data.query import fetch_frame, is_null
 from viewer.data.truth import table_columns
 
-# runs written before units.composite: a composite's objective reads ``raw[fc8: 3 - 5]`` (``@ (4,4)`` after
-# its terms for a conv layer), a unit's own ``raw[fc8:3]``
+# runs written before units.composite: a composite's objective reads ``raw[fc8: 3 - 5]`` (``@ (4,4)`` or
+# `` mean`` after its terms for a conv layer), a unit's own ``raw[fc8:3]``
 COMPOSITE_FROM_OBJECTIVE = (
     r"CASE WHEN objective LIKE '%: %' "
-    r"THEN regexp_extract(objective, '\[[^\]:]*: (.*?)( @ [^\]]*)?\]$', 1) END"
+    r"THEN regexp_extract(objective, '\[[^\]:]*: (.*?)( @ [^\]]*| mean)?\]$', 1) END"
 )
 FAILED = "status = 'error'"
 

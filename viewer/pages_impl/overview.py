@@ -124,9 +124,10 @@ LAYER_COLUMNS = {
         "composites", help="composite objectives (`3 + 5`): not in the means (a log-prob summed over terms)"),
     "failed_units": st.column_config.NumberColumn("failed", help="units that failed (no pictures)"),
     "diverged_chains": st.column_config.NumberColumn("diverged"),
-    "mean_best_activation": st.column_config.NumberColumn("mean best act.", format="%.3f"),
-    "mean_best_log_prob": st.column_config.NumberColumn("mean best log-prob", format="%.3f"),
-    "mean_facets": st.column_config.NumberColumn("mean facets", format="%.2f"),
+    # text (widgets.fixed): a layer whose units all failed reads "–", which a number column flags as an error
+    "mean_best_activation": st.column_config.TextColumn("mean best act."),
+    "mean_best_log_prob": st.column_config.TextColumn("mean best log-prob"),
+    "mean_facets": st.column_config.TextColumn("mean facets"),
     "judge_accuracy": st.column_config.ProgressColumn("judge accuracy", min_value=0.0, max_value=1.0,
                                                       format="percent", color="green"),
 }  # fmt: skip
