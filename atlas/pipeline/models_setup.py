@@ -104,9 +104,10 @@ class BundleHolder:
 
     def __init__(self, box: list[Any]) -> None:
         self.box = box  # [ray.ObjectRef of a WorkerBundle]: in a list it stays a ref (borrowed: kept alive)
-        parent = os.getppid()  # the raylet that started this process
+        parent = os.getppid()  # the process that started this one (the raylet, or 1 when started detached)
+        raylet = int(os.environ.get("RAY_RAYLET_PID", "0") or 0)  # Ray names its raylet to every worker
         threading.Thread(
-            target=exit_when_orphaned, args=(parent,), name="atlas-holder-watch", daemon=True
+            target=exit_when_orphaned, args=(parent, raylet), name="atlas-holder-watch", daemon=True
         ).start()
 
     def get(self) -> list[Any]:
@@ -115,15 +116,30 @@ class BundleHolder:
 
 def exit_when_orphaned(
     parent: int,
+    raylet: int = 0,
     interval_s: float = 5.0,
     getppid: Callable[[], int] = os.getppid,
     leave: Callable[[int], Any] = os._exit,
+    alive: Callable[[int], bool] = lambda pid: os.path.exists(f"/proc/{pid}") or _signals(pid),
 ) -> None:
-    """End this process once its parent (the raylet that started it) is gone: a holder outlived its Ray
-    after full test runs (parent 1, ~1 GB each, found 1-3 times a run), idle, never told to exit."""
-    while getppid() == parent:
+    """End this process once its raylet is gone: a holder outlived its Ray after full test runs (parent 1,
+    ~1 GB each, found 1-3 times a run), idle, never told to exit. Gone: the parent changed (the raylet that
+    started it died), or the raylet Ray named (``RAY_RAYLET_PID``) no longer runs; a worker Ray started
+    detached has parent 1 from the start, so only the second tells."""
+    while getppid() == parent and (raylet <= 0 or alive(raylet)):
         time.sleep(interval_s)
     leave(0)
+
+
+def _signals(pid: int) -> bool:
+    """Whether ``pid`` runs (a signal 0 reaches it; no /proc, e.g. macOS)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @dataclass(frozen=True)

@@ -102,3 +102,9 @@ def test_the_bundle_holder_ends_itself_once_its_raylet_is_gone():
     parents, left = iter([4242, 4242, 4242, 1]), []
     exit_when_orphaned(4242, interval_s=0.0, getppid=lambda: next(parents), leave=left.append)
     assert left == [0] and next(parents, None) is None  # it looked until the parent changed, then left
+    # a worker Ray started detached has parent 1 from the start: the raylet Ray named is what tells
+    runs, left = iter([True, True, False]), []
+    exit_when_orphaned(
+        1, 4924, interval_s=0.0, getppid=lambda: 1, leave=left.append, alive=lambda _p: next(runs)
+    )
+    assert left == [0] and next(runs, None) is None
