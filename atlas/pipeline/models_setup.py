@@ -21,6 +21,7 @@ from atlas.errors import AtlasError
 from atlas.models import CodeStats, LoadedModel
 from atlas.models.codes import default_deepsim_stats
 from atlas.models.registry import load_run_model
+from atlas.store.lock import pid_alive
 
 
 @dataclass
@@ -120,7 +121,7 @@ def exit_when_orphaned(
     interval_s: float = 5.0,
     getppid: Callable[[], int] = os.getppid,
     leave: Callable[[int], Any] = os._exit,
-    alive: Callable[[int], bool] = lambda pid: os.path.exists(f"/proc/{pid}") or _signals(pid),
+    alive: Callable[[int], bool] = pid_alive,
 ) -> None:
     """End this process once its raylet is gone: a holder outlived its Ray after full test runs (parent 1,
     ~1 GB each, found 1-3 times a run), idle, never told to exit. Gone: the parent changed (the raylet that
@@ -129,17 +130,6 @@ def exit_when_orphaned(
     while getppid() == parent and (raylet <= 0 or alive(raylet)):
         time.sleep(interval_s)
     leave(0)
-
-
-def _signals(pid: int) -> bool:
-    """Whether ``pid`` runs (a signal 0 reaches it; no /proc, e.g. macOS)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclass(frozen=True)

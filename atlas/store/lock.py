@@ -34,7 +34,8 @@ LOCK_ATTEMPTS = 10  # tries to take a local lock file a look holds, or that its 
 STALE_S = 90.0
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this host (a signal 0 reaches it, or it is another user's)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -111,7 +112,7 @@ class RunLock:
         restarted head), so a stale beat frees the lock anyway."""
         fresh = time.time() - float(holder.get("heartbeat", 0)) < STALE_S
         same_host = holder.get("host") == self.owner["host"]
-        return fresh and (not same_host or _pid_alive(int(holder.get("pid", -1))))
+        return fresh and (not same_host or pid_alive(int(holder.get("pid", -1))))
 
     def check_free(self) -> None:
         """Refuse now, taking nothing, when a live writer holds the run: before a driver spends half a
@@ -162,7 +163,7 @@ class RunLock:
                 fh.seek(0)
                 holder = _holder_record(fh)
                 fh.close()
-                gone = holder.get("host") == self.owner["host"] and not _pid_alive(int(holder.get("pid", -1)))
+                gone = holder.get("host") == self.owner["host"] and not pid_alive(int(holder.get("pid", -1)))
                 if (holder and not gone) or attempt == LOCK_ATTEMPTS - 1:
                     raise self._busy(holder) from None
                 time.sleep(0.02)  # no live holder on record: a look (holder()), or a driver taking it now

@@ -173,5 +173,5 @@ def test_progress_in_a_log_goes_on_while_no_unit_finishes():
     bar.close()
     said = log.getvalue().count("\n")
     assert log.getvalue().count("micro: 0/14 units (0%)") >= 3, log.getvalue()
-    time.sleep(0.2)
-    assert log.getvalue().count("\n") == said  # closed: the ticker says nothing more
+    bar._ticker.join()  # closed: the ticker ends, and says nothing more
+    assert log.getvalue().count("\n") == said
