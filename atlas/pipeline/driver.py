@@ -332,7 +332,7 @@ def _dispatch(
             f"on {layout.describe()}" + (f"\natlas: warning: {layout.note}" if layout.note else "")
         )
         # models, judge, real images: once into the object store, held for the workers (kept alive here)
-        shipped, _holder = ShippedBundle.put(cfg, bundle, f"atlas-bundle-{manifest['run_token']}")
+        shipped, holder = ShippedBundle.put(cfg, bundle, f"atlas-bundle-{manifest['run_token']}")
         remote = ray.remote(AtlasWorker).options(
             num_cpus=layout.cpus,
             num_gpus=layout.gpus,
@@ -360,7 +360,7 @@ def _dispatch(
         finally:
             if bar is not None:
                 bar.close()
-            for actor in actors:
+            for actor in (*actors, holder):  # the holder too: a handle a traceback keeps would keep it
                 ray.kill(actor)
     except KeyboardInterrupt:
         if sigterm.received:  # Ray's wait re-raised it as a plain KeyboardInterrupt

@@ -220,6 +220,37 @@ def test_a_hung_worker_is_killed_and_its_shards_done_by_its_restart(tmp_path, mi
     assert table_count(run_dir, "units") == distinct_count(run_dir, "units", "layer, unit") == 10 + 6
 
 
+def test_a_run_that_raises_leaves_no_bundle_holder(tmp_path, micro_cache, ray_session, monkeypatch):
+    """The driver kills the run's BundleHolder itself: a traceback that keeps the driver's frames (pytest's,
+    a notebook's) would otherwise keep its handle, and the holder, for as long as Ray runs."""
+    import ray
+
+    from atlas.pipeline import driver
+
+    class FailingBar:
+        def update(self, _n):
+            raise RuntimeError("the progress bar broke")
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(driver, "progress_bar", lambda *_a, **_k: FailingBar())
+    cfg = micro_config(tmp_path, micro_cache, "sampler.steps=2", "layers.1.units=0-1")
+    with pytest.raises(RuntimeError, match="the progress bar broke") as caught:
+        run_atlas(cfg, progress=True, log=lambda _m: None)
+    token = json.loads((tmp_path / cfg.name / "run.json").read_text())["run_token"]
+
+    def holder_gone() -> bool:
+        try:
+            ray.get_actor(f"atlas-bundle-{token}")
+        except ValueError:
+            return True
+        return False
+
+    wait_for(holder_gone, 120, "the run's BundleHolder to be gone")
+    assert caught.tb is not None  # the traceback, and the driver's frames in it, still held here
+
+
 def test_killed_driver_then_rerun_completes(tmp_path, micro_cache):
     args = [
         sys.executable,
