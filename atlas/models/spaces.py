@@ -77,8 +77,14 @@ class ImageSpace:
         return F.interpolate(rgb01, size=(self.size, self.size), mode="bilinear", align_corners=False)
 
     def seen(self, rgb01: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) rgb01 -> the picture in the colours this model reads, same shape: a gray model's
-        luminance in all three channels (the colours G draws beside it reach no unit), else unchanged."""
+        """(B, 3, H, W) rgb01 -> the picture as this model reads it, for keeping: a ``center_crop`` space
+        keeps only the crop it reads (DeePSiM's 256 px picture -> the 227 px centre that AlexNet reads, as
+        DGN-AM's ``act_max.py`` and PPGN save it; the border reaches no unit), and a gray model's picture is
+        its luminance in all three channels (the colours G draws beside it reach no unit). A picture the
+        space resizes is kept at its own size."""
+        h, w = rgb01.shape[-2:]
+        if self.geometry == "center_crop" and h >= self.size and w >= self.size:
+            rgb01 = self.fit(rgb01)  # (B, 3, size, size)
         if self.channel_order != "gray":
             return rgb01
         luma = (rgb01 * _LUMA.to(rgb01.dtype).to(rgb01.device)).sum(1, keepdim=True)  # (B, 1, H, W)

@@ -2,14 +2,15 @@
 
 Usage::
 
-    u = rand_per_chain(gens, 5, device)                    # (B, 5) uniforms, row b from chain b's generator
+    u = rand_per_chain(gens, 4, device)                    # (B, 4) uniforms, row b from chain b's generator
     seen = warp(img, robustness_theta(u, pad=0.05, jitter=0.035, scale=(0.9, 1.1), rotate=10))
-    seen = warp(img, crop_theta(u[:, :3], crop=(0.7, 1.0)))    # MACO's random crop, resized to the side
+    seen = warp(img, crop_theta(u[:, :1], normal, crop=(0.7, 1.0)))  # MACO's crop (normal: (B, 2) N(0, 1))
     seen = seen + crop_noise(gens, seen.shape, 0.05)        # MACO's Gaussian + uniform noise
 
-Lucid's ``standard_transforms`` (pad 12, jitter 8, scale 0.9-1.1, rotate +-10 degrees, jitter 4 at 224 px)
-become one affine warp per chain: the picture padded with grey by ``pad`` (fraction of its side), zoomed by
-``s``, rotated by ``r`` and shifted by up to ``jitter`` (fraction of the side), sampled bilinearly at the
+Lucid's ``standard_transforms`` (pad 12, jitter 8, scale 0.9-1.1, rotate +-10 degrees at 224 px; its second,
+final ``jitter(4)`` is left out) become one affine warp per chain: the picture padded with grey by ``pad``
+(fraction of its side), zoomed by ``s``, rotated by ``r`` and shifted by up to ``jitter`` (fraction of the
+side), sampled bilinearly at the
 picture's own size. MACO (Fel et al. 2023) crops a random box (side ``c`` in ``crop`` x the picture's side,
 centre ~ N(0.5, 0.15) kept inside) and resizes it to the picture's size.
 """
@@ -41,7 +42,7 @@ def warp(img: torch.Tensor, theta: torch.Tensor, fill: float = GREY) -> torch.Te
 def robustness_theta(
     u: torch.Tensor, pad: float, jitter: float, scale: tuple[float, float], rotate: float
 ) -> torch.Tensor:
-    """(B, 5) uniforms -> (B, 2, 3) Lucid's pad, jitter, scale, rotate as one warp (module docstring).
+    """(B, 4) uniforms -> (B, 2, 3) Lucid's pad, jitter, scale, rotate as one warp (module docstring).
 
     ``in = R(r) (out * (1 + 2 pad) / s) + d``: s in [scale], r in [-rotate, rotate] degrees, d in
     [-jitter, jitter]^2 (normalized coordinates span 2 per side): a shift over ``jitter`` of the side in all,

@@ -286,6 +286,21 @@ def test_space_conversion_deepsim_to_torchvision_roundtrip():
     assert caffe.encode(rgb).shape == (2, 3, 227, 227)
 
 
+def test_a_kept_picture_is_what_the_target_reads():
+    """A centre-cropping space keeps the crop it reads (256 -> the 227 centre, as act_max.py saves it); a
+    resizing space keeps the picture at its own size; a gray space keeps the luminance."""
+    from atlas.models.spaces import ImageSpace
+
+    rgb = torch.rand(2, 3, 256, 256)
+    crop = ImageSpace(size=227, geometry="center_crop").seen(rgb)
+    assert torch.equal(crop, rgb[..., 14:241, 14:241])
+    assert torch.equal(ImageSpace(size=32, geometry="resize").seen(rgb), rgb)
+    small = torch.rand(1, 3, 20, 20)  # smaller than the crop: the space enlarges it, the store keeps it
+    assert torch.equal(ImageSpace(size=227, geometry="center_crop").seen(small), small)
+    gray = ImageSpace(size=227, channel_order="gray", geometry="center_crop").seen(rgb)
+    assert gray.shape == (2, 3, 227, 227) and torch.equal(gray[:, 0], gray[:, 2])
+
+
 def test_shrinking_a_picture_reads_every_pixel():
     """A resize to a smaller target is antialiased: every pixel of G's 256 px picture reaches a 32 px
     target's input (plain bilinear read about 6 % of them: an ascent could hide its pattern in the rest)."""
