@@ -1,4 +1,5 @@
-"""Shared by `atlas code-stats` and `atlas train-dae`: real images -> codes of the target's code layer."""
+"""Shared by `atlas code-stats` and `atlas train-dae`: real images -> codes at the code layer of the network
+G inverts (`models.encoder`, else the target)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,13 @@ from atlas.models.registry import load_run_model
 
 
 def real_codes(cfg: RunConfig, images_dir: str, limit: int | None, log=print) -> tuple[torch.Tensor, str]:
-    """Codes h = E(x) of the images in ``images_dir`` at the config's code layer (through the generator's
-    code encoder when it has one: a subspace generator's coefficients); returns (codes, layer)."""
+    """Codes h = E(x) of the images in ``images_dir`` at the config's code layer, E the network G inverts
+    (``models.encoder``, else the target; through the generator's code encoder when it has one: a subspace
+    generator's coefficients); returns (codes, layer)."""
     from atlas.sampling import load_image_folder
     from atlas.sampling.manifold import encode_code
 
-    target = load_run_model(cfg, "target")
+    network = load_run_model(cfg, "encoder") or load_run_model(cfg, "target")
     layer = cfg.models.code_layer
     encoder = generator = None  # a subspace generator's encoder (its code is not the layer's activations)
     if cfg.models.generator is not None:
@@ -31,14 +33,14 @@ def real_codes(cfg: RunConfig, images_dir: str, limit: int | None, log=print) ->
             "models.code_layer: name the target layer whose output is the generator's code "
             "(e.g. classifier.2 for AlexNet's post-ReLU fc6)"
         )
-    probe = LayerProbe(target.module, [layer])
+    probe = LayerProbe(network.module, [layer])
 
     def code(x: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) rgb01 -> (B, *code shape)
-        acts = probe(target.space.encode(x))[layer]
+        acts = probe(network.space.encode(x))[layer]
         return encode_code(acts, encoder) if encoder is not None else acts
 
-    _check_code_size(code, target.space.size, generator, layer)  # before reading a single image
-    real = load_image_folder(images_dir, max(target.space.size, 256), limit=limit)
+    _check_code_size(code, network.space.size, generator, layer)  # before reading a single image
+    real = load_image_folder(images_dir, max(network.space.size, 256), limit=limit)
     log(f"computing {layer} codes of {len(real.images)} images from {images_dir}")
 
     codes = codes_of_images(code, real.images)

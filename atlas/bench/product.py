@@ -216,29 +216,12 @@ def _run_product(
 def build_engine(cfg: RunConfig, truth: bool = True) -> tuple[Engine, Any, torch.device]:
     """(engine, worker bundle, device): the Engine an AtlasWorker builds for ``cfg``, in this process
     (``truth=False``: without the truth columns, to time them)."""
-    from atlas.pipeline.models_setup import build_bundle
+    from atlas.pipeline.models_setup import build_bundle, make_engine
     from atlas.sampling.compute import resolve_device
 
     device = resolve_device(cfg.compute.device)
     bundle = build_bundle(cfg)
-    models = bundle.models
-    for m in (models.target, models.generator, models.dae):
-        if m is not None:
-            m.to(device)
-    engine = Engine(  # the arguments AtlasWorker passes
-        models.target,
-        models.generator,
-        models.dae,
-        cfg.sampler,
-        cfg.facets,
-        cfg.compute,
-        device,
-        code_stats=models.code_stats.to(device) if models.code_stats else None,
-        code_layer=models.code_layer,
-        real=bundle.real,
-        truth=truth,
-    )
-    engine.prepare(layer.name for layer in cfg.layers)
+    engine = make_engine(cfg, bundle, device, truth=truth)  # as AtlasWorker makes it
     return engine, bundle, device
 
 

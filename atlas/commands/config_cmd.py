@@ -82,6 +82,10 @@ def _check(cfg) -> list[str]:
     drawn = gen is not None and gen.space is not None and cfg.sampler.method not in PIXEL_METHODS
     if drawn and target.space is not None:
         lines.append(f"# pictures: the generator's {conversion(gen.space, target.space)} for the target")
+        encoder = models.encoder
+        if encoder is not None and encoder.space is not None and report.code_layer:
+            seen = conversion(gen.space, encoder.space)
+            lines.append(f"# code: {encoder.spec}'s {report.code_layer} reads the generator's {seen}")
     return lines
 
 

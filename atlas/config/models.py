@@ -149,10 +149,18 @@ class ModelsConfig(Section):
         description="Denoising autoencoder on codes for ppgn_h with prior: dae: a spec string or "
         "{spec, weights}.",
     )
+    encoder: ModelConfig | None = Field(
+        None,
+        description="The network G inverts, when it is not the target (e.g. CaffeNet for a DeePSiM "
+        "generator and a torchvision or ResNet target): code_layer is then its layer, read in its own "
+        "preprocess; a spec string or {spec, weights, preprocess}.",
+        json_schema_extra={"omit_default": True},  # unset, older configs keep their hash
+    )
     code_layer: str | None = Field(
         None,
-        description="Target layer whose output is G's code (prior: joint, real/facet-seeded starts); "
-        "default: the generator's own.",
+        description="Layer whose output is G's code (prior: joint, real/facet-seeded starts, code "
+        "statistics): the encoder's when models.encoder is set, else the target's; default: the "
+        "generator's own.",
     )
     code_stats: str | None = Field(
         None,
@@ -168,20 +176,24 @@ class ModelsConfig(Section):
     def _check(self) -> ModelsConfig:
         if self.target is None:
             raise ValueError("target: no target given; e.g. models: {target: toyworld:target}")
-        for role in ("generator", "dae"):
+        if self.encoder is not None and self.generator is None:
+            raise ValueError(
+                "encoder: it reads G's code, and no generator is given; remove it or set models.generator"
+            )
+        for role in ("generator", "dae", "encoder"):
             m = getattr(self, role)
             if m is not None and m.output_layer is not None:
                 raise ValueError(f"{role}.output_layer: only a target has an output layer; remove it")
         if self.dae is not None and self.dae.preprocess is not None:
             raise ValueError("dae.preprocess: a DAE works on codes, not images; remove it")
-        for role in ("target", "generator", "dae"):
+        for role in ("target", "generator", "dae", "encoder"):
             _check_toyworld_role(role, getattr(self, role))
         return self
 
 
 # the toy world's components and the roles each can take (a judge is a network too: it can be a target)
 TOYWORLD_ROLES = {
-    "target": ("target",),
+    "target": ("target", "encoder"),  # T is the network the toy world's G inverts
     "judge": ("target",),
     "planted": ("target",),
     "reader": ("target",),  # the attribute reader: a network like any other
@@ -200,7 +212,7 @@ def _check_toyworld_role(role: str, model: ModelConfig | None) -> None:
         valid = ", ".join(f"toyworld:{n}" for n, roles in TOYWORLD_ROLES.items() if role in roles)
         raise ValueError(f"{role}: unknown toy-world component {name!r}; valid here: {valid}")
     if role not in TOYWORLD_ROLES[name]:
-        right = next((f"toyworld:{n}" for n, roles in TOYWORLD_ROLES.items() if roles == (role,)), None)
+        right = next((f"toyworld:{n}" for n, roles in TOYWORLD_ROLES.items() if role in roles), None)
         raise ValueError(
             f"{role}: {model.spec!r} is the toy world's {name}, not a {role}"
             + (f"; use {right}" if right else "")

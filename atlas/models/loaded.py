@@ -10,7 +10,8 @@ from torch import nn
 
 from atlas.models.spaces import ImageSpace
 
-Role = Literal["target", "generator", "dae", "judge", "reader"]
+Role = Literal["target", "generator", "dae", "judge", "reader", "encoder"]
+IMAGE_ROLES = ("target", "judge", "encoder")  # roles of image networks: they read pictures in a space
 
 
 @dataclass

@@ -32,7 +32,7 @@ from torch import nn
 from atlas.config import ModelConfig, PreprocessConfig, RunConfig, ToyWorldRef, build
 from atlas.errors import ConfigError, ModelError
 from atlas.models import deepsim
-from atlas.models.loaded import LoadedModel, Role, freeze
+from atlas.models.loaded import IMAGE_ROLES, LoadedModel, Role, freeze
 from atlas.models.probes import LayerInfo, last_leaf, list_layers, resolve_modules
 from atlas.models.spaces import ImageSpace, deepsim_space, torchvision_space
 from atlas.models.weights import apply_state_dict, module_fingerprint, read_state_dict
@@ -142,7 +142,7 @@ def _leaf_names(module: nn.Module) -> list[str]:
 def _load_torchvision(name: str, cfg: ModelConfig, role: Role, opts: LoadOptions) -> LoadedModel:
     import torchvision
 
-    if role not in ("target", "judge"):
+    if role not in IMAGE_ROLES:
         raise ModelError(f"{cfg.spec!r} is a classifier; it can be a target, not a {role}")
     available = sorted(torchvision.models.list_models(module=torchvision.models))
     if name not in available:
@@ -281,7 +281,7 @@ def _load_python(target: str, cfg: ModelConfig, role: Role, opts: LoadOptions) -
             _override_space(_declared_space(declared, cfg.spec), cfg.preprocess, cfg.spec),
             "declared",
         )
-    elif role in ("target", "judge") and cfg.preprocess is not None and cfg.preprocess.size is not None:
+    elif role in IMAGE_ROLES and cfg.preprocess is not None and cfg.preprocess.size is not None:
         space, source = (
             _override_space(ImageSpace(size=cfg.preprocess.size), cfg.preprocess, cfg.spec),
             "config",
@@ -401,7 +401,7 @@ def load_model(
         raise ModelError(f"model spec {cfg.spec!r} names no model; e.g. {scheme}:NAME")
     opts = LoadOptions(allow_random_weights, toyworld or ToyWorldRef(), dict(storage or {}))
     model = SCHEMES[scheme](rest, cfg, role, opts)
-    if role in ("target", "judge") and model.space is None:
+    if role in IMAGE_ROLES and model.space is None:
         if default_size is None:
             raise ModelError(
                 f"spec {cfg.spec!r} declares no input size; set models.{role}.preprocess.size (and geometry, "

@@ -33,10 +33,11 @@ class RunModels:
     code_layer: str | None
     code_stats_file: str | None = None  # models.code_stats when the statistics come from a file
     code_stats_fingerprint: str | None = None  # its fingerprint, from the bytes the statistics came from
+    encoder: LoadedModel | None = None  # models.encoder: the network G inverts, when not the target
 
     def fingerprints(self) -> dict[str, Any]:
         out = {}
-        for role in ("target", "generator", "dae"):
+        for role in ("target", "generator", "dae", "encoder"):
             m = getattr(self, role)
             if m is not None:
                 out[role] = {
@@ -54,9 +55,10 @@ class RunModels:
 
 
 def build_models(cfg: RunConfig) -> RunModels:
-    """Load target, generator and DAE (CPU); resolve code statistics and the code layer."""
+    """Load target, generator, DAE and encoder (CPU); resolve code statistics and the code layer."""
     target = load_run_model(cfg, "target")
     generator = load_run_model(cfg, "generator")
+    encoder = load_run_model(cfg, "encoder")
     dae = None
     if cfg.sampler.method == "ppgn_h" and cfg.sampler.ppgn_h.prior == "dae":
         dae = load_run_model(cfg, "dae")
@@ -74,7 +76,9 @@ def build_models(cfg: RunConfig) -> RunModels:
             f"models.code_stats: statistics have shape {tuple(stats.mean.shape)}, "
             f"the generator's code is {generator.code_shape}"
         )
-    return RunModels(target, generator, dae, stats, code_layer, cfg.models.code_stats, stats_fingerprint)
+    return RunModels(
+        target, generator, dae, stats, code_layer, cfg.models.code_stats, stats_fingerprint, encoder
+    )
 
 
 def _deepsim_default_stats(generator: LoadedModel) -> CodeStats | None:
@@ -181,11 +185,11 @@ def own_code_modules(cfg: RunConfig, bundle: Any) -> list[Any]:
     paths = sysconfig.get_paths()
     installed = {Path(paths[k]).as_posix() for k in ("stdlib", "platstdlib", "purelib", "platlib")}
     names = set()
-    for role in ("target", "generator", "dae"):
+    for role in ("target", "generator", "dae", "encoder"):
         spec = getattr(getattr(cfg.models, role), "spec", "") or ""
         if spec.startswith("python:"):
             names.add(spec.removeprefix("python:").rsplit(":", 1)[0])
-    for model in (bundle.models.target, bundle.models.generator, bundle.models.dae):
+    for model in (bundle.models.target, bundle.models.generator, bundle.models.dae, bundle.models.encoder):
         if model is not None:
             names.update(type(m).__module__ for m in model.module.modules())
     found = []
@@ -233,6 +237,36 @@ def build_bundle(cfg: RunConfig, models: RunModels | None = None) -> WorkerBundl
     models = models if models is not None else build_models(cfg)
     real = load_real_images(cfg, models.target.space.size)
     return WorkerBundle(models, load_judge(cfg), real, load_reader(cfg))
+
+
+def make_engine(
+    cfg: RunConfig, bundle: WorkerBundle, device: Any, compute: Any = None, truth: bool = True
+) -> Any:
+    """The sampling engine a worker maps with: the bundle's models moved to ``device``, the run's sampler,
+    facets and code settings; ``compute``: the run's compute section as this worker resolved it (default:
+    the config's). Prepared with the run's layers (``Engine.prepare``: the same bits whatever the order)."""
+    from atlas.sampling import Engine
+
+    models = bundle.models
+    for m in (models.target, models.generator, models.dae, models.encoder):
+        if m is not None:
+            m.to(device)
+    engine = Engine(
+        models.target,
+        models.generator,
+        models.dae,
+        cfg.sampler,
+        cfg.facets,
+        compute if compute is not None else cfg.compute,
+        device,
+        code_stats=models.code_stats.to(device) if models.code_stats else None,
+        code_layer=models.code_layer,
+        real=bundle.real,
+        truth=truth,
+        encoder=models.encoder,
+    )
+    engine.prepare(layer.name for layer in cfg.layers)
+    return engine
 
 
 def load_real_images(cfg: RunConfig, size_hint: int) -> Any | None:

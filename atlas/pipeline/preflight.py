@@ -224,6 +224,10 @@ def _check_code_layer(cfg: RunConfig, models: RunModels, module: nn.Module, shap
     if not name:
         return None
     where = "models.code_layer" if cfg.models.code_layer else f"models.code_layer (the generator's {name!r})"
+    if models.encoder is not None:  # the code is the encoder's layer (models.encoder), not the target's
+        module = models.encoder.module
+        shapes = {r.name: r.shape for r in model_layers(models.encoder, include_containers=True)}
+        where += " in models.encoder"
     shape = _known_layer(module, shapes, name, where)
     encoder = gen.extras.get("code_encoder") if gen is not None else None
     if isinstance(encoder, nn.Module):  # a subspace generator: its encoder reads the layer
@@ -296,11 +300,34 @@ def _model_warnings(cfg: RunConfig, models: RunModels) -> list[str]:
             f"sampler.dgn_am.lr_end {s.dgn_am.lr_end:g} is above lr {s.dgn_am.lr:g}: the step grows over the "
             "run instead of decaying (set lr_end <= lr)"
         )
-    for role in ("target", "generator", "dae"):
+    for role in ("target", "generator", "dae", "encoder"):
         m = getattr(models, role)
         if m is not None and m.random_weights:
             out.append(f"models.{role} ({m.spec}) runs on RANDOM weights: the pictures show nothing learned")
     return out
+
+
+def _foreign_code(cfg: RunConfig, models: RunModels) -> list[str]:
+    """A DeePSiM generator inverts CaffeNet's code: read from another target (torchvision's AlexNet, a
+    ResNet), real-image starts, the joint prior and code statistics use codes whose units are not G's."""
+    gen, s, layer = models.generator, cfg.sampler, models.code_layer
+    if gen is None or models.encoder is not None or not gen.spec.startswith("deepsim:") or not layer:
+        return []
+    if models.target.spec.startswith("python:atlas.models.caffenet"):
+        return []
+    uses = []
+    if s.method == "ppgn_h" and s.ppgn_h.prior == "joint":
+        uses.append("the joint prior E(G(h))")
+    if s.start in SEEDED_STARTS:
+        uses.append(f"sampler.start {s.start!r}")
+    if not uses:
+        return []
+    return [
+        f"models.code_layer: {gen.spec} inverts CaffeNet's {gen.spec.partition(':')[2]} code, but "
+        f"{' and '.join(uses)} read{'s' if len(uses) == 1 else ''} {models.target.spec}'s {layer!r}, another "
+        "network's units; set "
+        "models.encoder to CaffeNet (python:atlas.models.caffenet:caffenet with its weights)"
+    ]
 
 
 def preflight_models(cfg: RunConfig, models: RunModels) -> PreflightReport:
@@ -325,7 +352,9 @@ def preflight_models(cfg: RunConfig, models: RunModels) -> PreflightReport:
         _known_layer(module, shapes, s.diversity_layer, "sampler.diversity_layer")
     if s.method not in ("ga", "cmaes"):
         _check_differentiable(target, list(layer_shapes), s.method)
-    warnings = _model_warnings(cfg, models) + _reused_modules(cfg, rows, code_layer)
+    own_code = code_layer if models.encoder is None else None  # an encoder's layer is none of the target's
+    warnings = _model_warnings(cfg, models) + _reused_modules(cfg, rows, own_code)
+    warnings += _foreign_code(cfg, models)
     if cfg.models.target.output_layer and facet_layer and not cfg.facets.layer:
         warnings.append(
             f"facets cluster the features of {facet_layer!r} (the last 1-D layer before the output layer "

@@ -21,10 +21,9 @@ import torch
 
 from atlas.config import ComputeConfig, config_from_dict
 from atlas.errors import AtlasError, first_line
-from atlas.pipeline.models_setup import ShippedBundle, WorkerBundle, build_bundle
+from atlas.pipeline.models_setup import ShippedBundle, WorkerBundle, build_bundle, make_engine
 from atlas.pipeline.plan import Shard
 from atlas.pipeline.rows import merge_rows, unit_rows
-from atlas.sampling import Engine
 from atlas.sampling.compute import cpu_kind, resolve_device
 from atlas.sampling.peers import passes_per_image
 from atlas.sampling.results import UnitResult
@@ -106,23 +105,9 @@ class AtlasWorker:
             bundle = bundle.fetch()
         bundle = bundle if bundle is not None else build_bundle(self.cfg)
         self.models = bundle.models
-        for m in (self.models.target, self.models.generator, self.models.dae):
-            if m is not None:
-                m.to(self.device)
         self.real = bundle.real
-        self.engine = Engine(
-            self.models.target,
-            self.models.generator,
-            self.models.dae,
-            self.cfg.sampler,
-            self.cfg.facets,
-            run_compute(self.cfg.compute, self.device, manifest),
-            self.device,
-            code_stats=self.models.code_stats.to(self.device) if self.models.code_stats else None,
-            code_layer=self.models.code_layer,
-            real=self.real,
-        )
-        self.engine.prepare(layer.name for layer in self.cfg.layers)  # same bits whatever the shard order
+        compute = run_compute(self.cfg.compute, self.device, manifest)  # the run's precision (run.json)
+        self.engine = make_engine(self.cfg, bundle, self.device, compute)  # prepared: same bits in any order
         self.judge = Judge(bundle.judge, self.device) if bundle.judge is not None else None
         self.reader = Reader(bundle.reader, self.device) if bundle.reader is not None else None
         self.setup_seconds = time.perf_counter() - started

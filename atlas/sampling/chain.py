@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from atlas.models.probes import LayerProbe
 from atlas.sampling.compute import ComputeSetup
@@ -54,6 +54,18 @@ class TargetReadout:
     diversity_layer: str | None = None  # read every step: the diversity term's features (issue 17)
     diversity: float = 0.0  # its weight (sampler.diversity)
     seen: Callable[[torch.Tensor], torch.Tensor] = lambda rgb01: rgb01  # what is kept: ImageSpace.seen
+    # a separate encoder (models.encoder): rgb01 -> its code layer's activations, stored in acts under
+    # code_key (the joint prior's and code_layer's name for it); None: the target's own pass holds the code
+    code_reader: Callable[[torch.Tensor], torch.Tensor] | None = None
+    code_key: str | None = None
+    code_every_step: bool = False  # the prior reads the code at every step (PPGN-h, prior: joint)
+
+    def with_code(self, acts: dict[str, Tensor], img: Tensor, final: bool) -> dict[str, Tensor]:
+        """``acts`` plus the encoder's code of ``img`` (B, 3, H, W) where the step or the last readout needs
+        it; ``acts`` itself when the target's own pass reads the code."""
+        if self.code_reader is None or self.code_key is None or not (self.code_every_step or final):
+            return acts
+        return {**acts, self.code_key: self.code_reader(img)}
 
 
 def run_chains(
@@ -91,6 +103,7 @@ def run_chains(
             img = sampler.param.image(state)  # (B, 3, H, W)
             seen = img if final else sampler.view(img, t, gens)
             acts = (readout.final_probe if final else readout.probe)(setup.to_input(readout.encode(seen)))
+            acts = readout.with_code(acts, img, final)
             values = layer_values(acts[readout.layer], units).float()  # (B, U)
             f = objective(values, index)  # (B,)
             pen = None if final else sampler.penalty(img)

@@ -78,22 +78,31 @@ class Engine:
         facet_layer: str | None = None,
         real_batch: int = 256,
         truth: bool = True,
+        encoder: LoadedModel | None = None,
     ) -> None:
         """``facet_layer``: features clustered into facets (default: ``facets.layer``, else T's penultimate
         layer, the last 1-D layer before the output layer). ``real_batch``: batch size for the passes over
         the real-image set. ``truth``: label units and score pictures (docs/truth.md; needs ``real``).
-        The caller's modules are never changed (the engine folds its own copies)."""
+        ``encoder``: the network G inverts when it is not the target (``models.encoder``): ``code_layer``
+        is then its layer, read by a pass of its own. The caller's modules are never changed (the engine
+        folds its own copies)."""
         self.cfg, self.facet_cfg, self.truth = sampler, facets, truth
         self.setup = ComputeSetup.resolve(compute, torch.device(device))
         self.device = self.setup.device
         self.batch_size = self.setup.batch_size or 512  # 0 (CUDA autotune): start at 512, halve on OOM
-        self.nets = EngineNets(target, generator, dae, self.setup, fold=compute.fold_batchnorm)
+        fold = compute.fold_batchnorm
+        self.nets = EngineNets(target, generator, dae, self.setup, fold=fold, encoder=encoder)
         self.target, self.generator, self.dae = target, generator, dae
         extras = generator.extras if generator is not None else {}
         stats = code_stats if code_stats is not None else extras.get("code_stats")
         self.code_stats: CodeStats | None = stats.to(self.device) if isinstance(stats, CodeStats) else None
         layer = code_layer if code_layer is not None else extras.get("code_layer")
         self.code_layer: str | None = str(layer) if layer else None
+        # where the code is read: the target's own pass (key = the layer), or a separate encoder's pass,
+        # whose activations join the target's under a key no target layer has
+        separate = encoder is not None and self.code_layer is not None
+        self.code_reader = self.nets.code_reader(self.code_layer) if separate else None  # type: ignore[arg-type]
+        self.code_key: str | None = f"encoder:{self.code_layer}" if separate else self.code_layer
         encoder = extras.get("code_encoder")  # a subspace generator's: code layer -> its code
         self.code_encoder: nn.Module | None = (
             copy.deepcopy(encoder).to(self.device).eval() if isinstance(encoder, nn.Module) else None
@@ -114,11 +123,12 @@ class Engine:
                 real,
                 self.nets,
                 self.setup,
-                self.code_layer,
+                self.code_key,
                 sampler.spatial,
                 real_batch,
                 truth,
                 self.code_encoder,
+                self.code_reader,
             )
             if real is not None
             else None
@@ -183,9 +193,7 @@ class Engine:
         if self.method == "dgn_am":
             return DgnAm(param, self.cfg.dgn_am, *self._bounds())
         dae = self.cfg.ppgn_h.prior == "dae"
-        prior = (
-            DaePrior(self.nets.dae_module) if dae else JointPrior(self.code_layer or "", self.code_encoder)
-        )
+        prior = DaePrior(self.nets.dae_module) if dae else JointPrior(self.code_key or "", self.code_encoder)
         redraw = partial(random_code_start, shape=param.state_shape(), clip=self._clip)  # PPGN resets
         return PpgnH(param, prior, self.cfg.ppgn_h, *self._bounds(), redraw=redraw)
 
@@ -290,12 +298,15 @@ class Engine:
             gens_all.extend(gens)
         diversity = self._diversity_layer(layer)
         paths = self.path_layers(layer)
-        code = [self.code_layer] if self.manifold_scored else []
+        code = [self.code_key] if self.manifold_scored else []
         probe, final_probe = self.nets.probes(*self._probe_lists(layer))
         readout = TargetReadout(
             self.nets.space.encode, probe, final_probe, layer, self.facet_layer, tuple(paths), *code[:1]
         )
         readout.code_encoder = self.code_encoder
+        if self.code_reader is not None:  # a separate encoder reads the code (models.encoder)
+            readout.code_reader, readout.code_key = self.code_reader, self.code_key
+            readout.code_every_step = self.code_key in getattr(self.sampler.prior, "needs_layers", ())
         readout.seen = self.nets.space.seen  # a gray target's pictures are kept as the luminance it reads
         if diversity:
             readout.diversity_layer, readout.diversity = diversity[0], self.cfg.diversity
@@ -330,16 +341,19 @@ class Engine:
         """(layers read at every step, layers read on the last pictures) of a batch of ``layer``'s chains."""
         prior = list(getattr(self.sampler.prior, "needs_layers", ()))
         steps = [layer, *prior, *self._diversity_layer(layer)]
-        code = [self.code_layer] if self.manifold_scored else []
+        code = [self.code_key] if self.manifold_scored else []
         final = [layer, *([self.facet_layer] if self.facet_layer else []), *self.path_layers(layer), *code]
-        return list(dict.fromkeys(steps)), list(dict.fromkeys(final))
+        own = [self.code_key] if self.code_reader is not None else []  # the encoder's, not the target's
+        steps, final = [n for n in dict.fromkeys(steps) if n not in own], list(dict.fromkeys(final))
+        return steps, [n for n in final if n not in own]
 
     def layers_read(self, layer: str) -> list[str]:
         """Every target layer that mapping ``layer`` reads: the chains' probes and the pass over the real
         images (codes, facet features, path patterns)."""
         name = self.nets.resolve_layer(layer)
         steps, final = self._probe_lists(name)
-        real = [self.code_layer] if self.code_layer and self.real is not None else []
+        in_target = self.code_layer and self.real is not None and self.code_reader is None
+        real = [self.code_layer] if in_target else []
         return list(dict.fromkeys([*steps, *final, *real]))
 
     def prepare(self, layers: Iterable[str]) -> None:

@@ -14,6 +14,7 @@ Folding rewrites modules in place, so the engine folds copies (``copy.deepcopy``
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -33,12 +34,17 @@ class EngineNets:
         dae: LoadedModel | None,
         setup: ComputeSetup,
         fold: bool,
+        encoder: LoadedModel | None = None,
     ) -> None:
+        """``encoder``: the network G inverts when it is not the target (``models.encoder``)."""
         if target.space is None:
             raise ConfigError(f"target {target.spec!r} declares no input space")
-        self.target, self.generator, self.dae = target, generator, dae
+        if encoder is not None and encoder.space is None:
+            raise ConfigError(f"encoder {encoder.spec!r} declares no input space")
+        self.target, self.generator, self.dae, self.encoder = target, generator, dae, encoder
         self.space = target.space
         self.device = setup.device
+        self.setup = setup
         own = _own_copy if fold else (lambda m: m)
         target_module = own(target.module)
         self.folding = BatchNormFolding(target_module)
@@ -47,6 +53,8 @@ class EngineNets:
         self.target_module = setup.prepare(target_module, compile_ok=False)
         self.gen_module = setup.prepare(_folded(own(generator.module), fold)) if generator else None
         self.dae_module = setup.prepare(_folded(own(dae.module), fold)) if dae else None
+        # the encoder is only probed at its code layer: kept unfolded, so that layer reads exactly
+        self.encoder_module = setup.prepare(own(encoder.module), compile_ok=False) if encoder else None
         self._shapes: dict[str, tuple[int, ...]] = {}
         self._order: list[str] = []
         self._before: dict[str, list[tuple[str, tuple[int, ...]]]] = {}
@@ -68,6 +76,18 @@ class EngineNets:
         unfolded first (all lists before any probe is built: an unfold swaps modules a probe holds)."""
         self.folding.unfold([n for names in name_lists for n in names])
         return [LayerProbe(self.target_module, names) for names in name_lists]
+
+    def code_reader(self, layer: str) -> Callable[[torch.Tensor], torch.Tensor]:
+        """rgb01 (B, 3, H, W) -> the encoder's ``layer`` activations (B, *L), no gradient: G's code read by
+        the network G inverts, in that network's own image space (``models.encoder``)."""
+        assert self.encoder is not None and self.encoder.space is not None and self.encoder_module is not None
+        probe, space, setup = LayerProbe(self.encoder_module, [layer]), self.encoder.space, self.setup
+
+        def read(rgb01: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                return probe(setup.to_input(space.encode(rgb01.detach())))[layer]
+
+        return read
 
     def _example(self) -> torch.Tensor:
         s = self.space.size

@@ -15,6 +15,7 @@ examples (``real_topk``) and ``sampler.stop_at`` read the values.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 import torch
@@ -54,12 +55,15 @@ class RealFeatures:
         batch: int = 256,
         dissect: bool = True,
         code_encoder: nn.Module | None = None,
+        code_reader: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         """``dissect``: Network Dissection of conv layers when the concepts have masks (the truth columns).
-        ``code_encoder``: the code layer's activations -> G's code (a subspace generator's); else flat."""
+        ``code_encoder``: the code layer's activations -> G's code (a subspace generator's); else flat.
+        ``code_reader``: rgb01 -> the code layer's activations from a separate encoder (``models.encoder``,
+        ``EngineNets.code_reader``); None: the target's own pass reads ``code_layer``."""
         self.real, self.nets, self.setup = real, nets, setup
         self.code_layer, self.spatial, self.batch = code_layer, spatial, batch
-        self.code_encoder = code_encoder
+        self.code_encoder, self.code_reader = code_encoder, code_reader
         self.dissect = dissect
         self._values: dict[str, torch.Tensor] = {}  # layer -> (N, U)
         self._sorted: dict[str, torch.Tensor] = {}  # layer -> (U, N) each unit's values, ascending
@@ -218,7 +222,8 @@ class RealFeatures:
             return
         want_codes = bool(self.code_layer) and self.codes is None
         want_facet = facet_layer is not None and self.facet_features is None
-        extra = ([self.code_layer] if want_codes else []) + ([facet_layer] if want_facet else []) + paths
+        in_target = want_codes and self.code_reader is None
+        extra = ([self.code_layer] if in_target else []) + ([facet_layer] if want_facet else []) + paths
         names = list(dict.fromkeys([layer, *extra]))
         probe = self.nets.probes(names)[0]  # type: ignore[list-item]
         shape = self.nets.layer_shape(layer)
@@ -236,7 +241,8 @@ class RealFeatures:
                 if dissect:
                     maps.append(acts[layer].float().cpu())  # (b, U, h, w)
                 if want_codes:
-                    code_rows.append(encode_code(acts[self.code_layer], self.code_encoder))  # (b, D)
+                    held = acts[self.code_layer] if in_target else self.code_reader(x)  # type: ignore[misc]
+                    code_rows.append(encode_code(held, self.code_encoder))  # (b, D)
                 if want_facet:
                     feat_rows.append(acts[facet_layer].float().flatten(1))  # (b, F)
                 for name in paths:

@@ -330,7 +330,7 @@ def run_search(
     code = best.code if best is not None else start.detach().float()
     with setup.autocast():  # the final readout: the best codes' pictures through the final probe
         img = searcher.param.image(code).float()
-        acts = readout.final_probe(setup.to_input(readout.encode(img)))
+        acts = readout.with_code(readout.final_probe(setup.to_input(readout.encode(img))), img, final=True)
         values = layer_values(acts[readout.layer], units).float()
     f = objective(values, index)
     read = objective.readout(values, index)

@@ -64,6 +64,7 @@ def test_method_runs_on_alexnet_deepsim_random_weights(method, tmp_path, image_f
         "models.allow_random_weights=true",
         "models.target.weights=null",
         "models.generator.weights=null",
+        "models.encoder.weights=null",  # CaffeNet, which G inverts
         "layers=[{name: classifier.6, units: [0]}, {name: features.10, units: [3]}]",
         f"sampler.method={method}",
         *TINY,

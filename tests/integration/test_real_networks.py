@@ -3,6 +3,7 @@ models, code statistics and DAE training from an image folder, and refusing miss
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -34,6 +35,7 @@ def test_alexnet_deepsim_random_weights_tiny_selection(tmp_path, ray_session):
             "models.allow_random_weights=true",
             "models.target.weights=null",
             "models.generator.weights=null",
+            "models.encoder.weights=null",  # CaffeNet, which G inverts
             "layers=[{name: classifier.6, units: [0, 1]}]",
             "sampler.chains_per_unit=2",
             "sampler.steps=3",
@@ -48,9 +50,13 @@ def test_alexnet_deepsim_random_weights_tiny_selection(tmp_path, ray_session):
     conn = open_run(summary["run_dir"])
     assert conn.execute("SELECT count(*) FROM chains").fetchone()[0] == 4
     w, h = conn.execute("SELECT width, height FROM images WHERE kind = 'last' LIMIT 1").fetchone()
-    assert (w, h) == (256, 256)  # the generator's picture, before the target's 227 crop
+    assert (w, h) == (227, 227)  # G draws 256 px; kept is the centre crop the target reads (act_max.py's)
     manifest = (Path(summary["run_dir"]) / "run.json").read_text()
     assert '"random_weights": true' in manifest  # outputs record which weights were used
+    # the joint prior read G's code from CaffeNet's relu6 (no layer of AlexNet's): the workers had the encoder
+    fingerprints = json.loads(manifest)["fingerprints"]
+    assert fingerprints["encoder"]["spec"] == "python:atlas.models.caffenet:caffenet"
+    assert json.loads(manifest)["code_layer"] == "relu6"
 
 
 def test_real_config_without_weights_is_refused_exit_2(tmp_path, capsys):

@@ -199,7 +199,9 @@ def test_code_stats_and_train_dae_read_codes_through_the_encoder_whoever_names_t
     from atlas.config import config_from_dict
 
     target, gen, real, sub, _ = spatial_world()
-    monkeypatch.setattr(rc, "load_run_model", lambda cfg, role: target if role == "target" else gen)
+    monkeypatch.setattr(
+        rc, "load_run_model", lambda cfg, role: {"target": target, "encoder": None}.get(role, gen)
+    )
     monkeypatch.setattr(
         atlas.sampling, "load_image_folder", lambda *a, **k: SimpleNamespace(images=real.images)
     )

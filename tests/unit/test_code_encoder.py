@@ -1,0 +1,146 @@
+"""models.encoder: G's code read by a network of its own (the one G inverts), not by the target."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from atlas.config import ComputeConfig, FacetConfig, PpgnConfig, SamplerConfig, config_from_dict
+from atlas.errors import ConfigError
+from atlas.models.spaces import ImageSpace
+from atlas.pipeline.preflight import _foreign_code
+from atlas.sampling import Engine
+from tests.unit.tiny_models import tiny_target, tiny_world
+
+pytestmark = pytest.mark.unit
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def world(one_torch_thread):
+    return tiny_world()
+
+
+def engine(world, encoder=None, **sampler):
+    t, g, d, r = world
+    base = dict(
+        steps=6,
+        chains_per_unit=3,
+        record_every=1,
+        start="facet_seeded",
+        method="ppgn_h",
+        ppgn_h=PpgnConfig(prior="joint", eps1=0.1, lr=0.1),
+    )
+    base.update(sampler)
+    facets = FacetConfig(max_facets=2, seed_pool=20, top_k_real=3)
+    return Engine(
+        t, g, d, SamplerConfig(**base), facets, ComputeConfig(batch_size=64), CPU, real=r, encoder=encoder
+    )
+
+
+def chains(results):
+    return [
+        (c.start, [row["activation"] for row in c.trajectory], c.last_code) for u in results for c in u.chains
+    ]
+
+
+def test_an_encoder_that_is_the_target_gives_the_targets_results(world):
+    """The encoder's own pass reads the same code the target's pass held: every start, prior step and
+    stored code is the same."""
+    plain = engine(world).map_units("fc8", [1, 4], seed=0)
+    twin = tiny_target(0)  # the same weights, loaded apart
+    own = engine(world, encoder=twin).map_units("fc8", [1, 4], seed=0)
+    assert all(u.status == "ok" for u in plain + own), [u.error for u in plain + own]
+    for (s1, a1, c1), (s2, a2, c2) in zip(chains(plain), chains(own), strict=True):
+        assert s1 == s2 and s1.startswith("facet_seed:")
+        torch.testing.assert_close(torch.tensor(a1), torch.tensor(a2))
+        torch.testing.assert_close(c1, c2)
+
+
+def test_another_encoder_changes_the_starts_the_prior_and_the_codes(world):
+    plain = engine(world).map_units("fc8", [1], seed=0)
+    other = engine(world, encoder=tiny_target(7)).map_units("fc8", [1], seed=0)
+    assert other[0].status == "ok", other[0].error
+    (_, a1, c1), (_, a2, c2) = chains(plain)[0], chains(other)[0]
+    assert a1 != a2  # other start codes and another pull of the prior
+    assert not torch.allclose(c1, c2)
+    # the last code is the encoder's reading of the last picture
+    e = engine(world, encoder=tiny_target(7))
+    last = e.map_units("fc8", [1], seed=0)[0].chains[0]
+    picture = torch.from_numpy(last.last.image).permute(2, 0, 1)[None].float() / 255.0
+    read = e.code_reader(picture).flatten(1)[0]
+    torch.testing.assert_close(read, last.last_code, atol=0.05, rtol=0.05)  # the PNG's 8 bits
+
+
+def test_an_encoder_reads_pictures_in_its_own_space(world):
+    """A BGR 0-255 encoder at twice the size (as CaffeNet beside a torchvision target) reads each picture
+    in its own space; its code layer is named in it."""
+    from collections import OrderedDict
+
+    from torch import nn
+
+    from atlas.models.loaded import LoadedModel, freeze
+    from atlas.models.probes import LayerProbe
+
+    tiny = tiny_target(7).module
+    module = freeze(nn.Sequential(OrderedDict([("down", nn.AvgPool2d(2)), ("net", tiny)])))
+    space = ImageSpace(
+        size=32, channel_order="BGR", value_scale=255.0, mean=(104.0, 117.0, 123.0), std=(64.0,) * 3
+    )
+    enc = LoadedModel(module, "encoder", "tiny:encoder", space=space)
+    t, g, d, r = world
+    e = Engine(t, g, d, SamplerConfig(steps=3, chains_per_unit=2, start="facet_seeded", method="dgn_am"),
+               FacetConfig(max_facets=2, seed_pool=20), ComputeConfig(batch_size=64), CPU, real=r,
+               code_layer="net.relu6", encoder=enc)  # fmt: skip
+    res = e.map_units("fc8", [0], seed=0)
+    assert res[0].status == "ok", res[0].error
+    picture = torch.rand(2, 3, 16, 16)
+    want = LayerProbe(module, ["net.relu6"])(space.encode(picture))["net.relu6"]
+    torch.testing.assert_close(e.code_reader(picture), want)
+    assert res[0].chains[0].last_code is not None and res[0].chains[0].last_code.shape == (32,)
+
+
+def test_the_target_never_probes_the_encoders_layer(world):
+    e = engine(world, encoder=tiny_target(7))
+    steps, final = e._probe_lists("fc8")
+    assert "encoder:relu6" not in steps + final and "relu6" not in steps
+    assert e.code_key == "encoder:relu6" and "relu6" not in e.layers_read("fc8")
+
+
+def test_config_encoder_needs_a_generator_and_is_an_image_network(tmp_path):
+    base = ["models.target=toyworld:target", "layers=[{name: fc8, units: [0]}]", f"out_dir={tmp_path}"]
+    with pytest.raises(ConfigError, match=r"models.encoder: it reads G's code, and no generator is given"):
+        config_from_dict({}, [*base, "sampler.method=pixel", "models.encoder=toyworld:target"])
+    with pytest.raises(ConfigError, match=r"encoder: 'toyworld:generator' is the toy world's generator"):
+        config_from_dict(
+            {}, [*base, "models.generator=toyworld:generator", "models.encoder=toyworld:generator"]
+        )
+    cfg = config_from_dict(
+        {}, [*base, "models.generator=toyworld:generator", "models.encoder=toyworld:target"]
+    )
+    assert cfg.models.encoder.spec == "toyworld:target"
+
+
+def test_a_deepsim_generator_read_through_another_network_is_a_warning():
+    def models(target, encoder=None):
+        gen = SimpleNamespace(spec="deepsim:fc6")
+        return SimpleNamespace(generator=gen, encoder=encoder, code_layer="classifier.2", target=target)
+
+    def cfg(prior="joint", start="random"):
+        return SimpleNamespace(
+            sampler=SimpleNamespace(method="ppgn_h", ppgn_h=SimpleNamespace(prior=prior), start=start)
+        )
+
+    alexnet = SimpleNamespace(spec="torchvision:alexnet")
+    [said] = _foreign_code(cfg(), models(alexnet))
+    assert (
+        "deepsim:fc6 inverts CaffeNet's fc6 code, but the joint prior E(G(h)) reads torchvision:alexnet's"
+        in said
+    )
+    assert "set models.encoder to CaffeNet" in said
+    assert "sampler.start 'facet_seeded'" in _foreign_code(cfg("dae", "facet_seeded"), models(alexnet))[0]
+    assert _foreign_code(cfg("dae"), models(alexnet)) == []  # nothing reads the code
+    assert _foreign_code(cfg(), models(alexnet, encoder=object())) == []
+    assert _foreign_code(cfg(), models(SimpleNamespace(spec="python:atlas.models.caffenet:caffenet"))) == []
