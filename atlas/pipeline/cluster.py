@@ -10,6 +10,7 @@ Every check here runs on the driver after connecting and before anything is writ
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -106,6 +107,85 @@ def probe_address(address: str | None, timeout_s: float = 5.0) -> None:
         ) from None
 
 
+def shutdown_local() -> None:
+    """Shut down the Ray instance this process started, and end the agents it orphaned.
+
+    A Ctrl-C at a terminal reaches the whole process group, Ray's raylet included: a raylet that dies of it
+    leaves its dashboard and runtime-env agents running for about a minute (~200 MB), unseen by
+    ``ray.shutdown``, which found them after a Ctrl-C while Ray started."""
+    import ray
+
+    ray.shutdown()
+    end_orphaned_agents()
+
+
+def end_orphaned_agents(proc: str = "/proc") -> list[int]:
+    """SIGKILL the Ray agents of this process group whose raylet died: processes with parent 1 and
+    ``RAY_RAYLET_PID`` in their environment (every process a raylet starts has it) naming a raylet that no
+    longer runs. A live instance's processes are left alone (even a worker that Ray started detached, with
+    parent 1), as are other groups'. Returns the pids ended ([] where there is no /proc)."""
+    ended: list[int] = []
+    if not os.path.isdir(proc):
+        return ended
+    group, me = os.getpgrp(), os.getpid()
+    for entry in os.scandir(proc):
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        pid = int(entry.name)
+        try:
+            if _stat(pid, proc)[1:3] != [b"1", b"%d" % group]:  # parent 1, this process group
+                continue
+            with open(f"{proc}/{pid}/environ", "rb") as fh:
+                env = dict(v.split(b"=", 1) for v in fh.read().split(b"\0") if b"=" in v)
+            raylet = int(env.get(b"RAY_RAYLET_PID", b"0") or 0)
+            if raylet <= 0 or _runs(raylet, proc):  # not Ray's, or its raylet lives (a detached worker)
+                continue
+            os.kill(pid, signal.SIGKILL)
+            ended.append(pid)
+        except (OSError, IndexError, ValueError):  # gone meanwhile, another user's, or unreadable
+            continue
+    return ended
+
+
+def _stat(pid: int, proc: str = "/proc") -> list[bytes]:
+    """/proc/PID/stat's fields after "(comm)": state, ppid, pgrp, ... ([] when it cannot be read)."""
+    try:
+        with open(f"{proc}/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
+
+
+def _children(pid: int, proc: str = "/proc") -> list[int]:
+    """The pids whose parent is ``pid`` ([] where there is no /proc)."""
+    if not os.path.isdir(proc):
+        return []
+    return [
+        int(e.name)
+        for e in os.scandir(proc)
+        if e.name.isdigit() and _stat(int(e.name), proc)[1:2] == [b"%d" % pid]
+    ]
+
+
+def _end_trees(roots: list[int]) -> None:
+    """SIGKILL ``roots`` and every process below them (collected first: a killed parent's children move to
+    pid 1, out of reach of the walk)."""
+    tree, todo = [], list(roots)
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(_children(pid))
+    for pid in tree:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _runs(pid: int, proc: str) -> bool:
+    """Whether ``pid`` runs: it exists and is no zombie (a raylet that died, not yet reaped by its parent)."""
+    state = _stat(pid, proc)[:1]
+    return bool(state) and state != [b"Z"]
+
+
 def connect(address: str | None) -> bool:
     """Connect to Ray; returns True when this call started it (and so should shut it down)."""
     import ray
@@ -134,6 +214,7 @@ def connect(address: str | None) -> bool:
             ) from None
     else:  # "local": a new instance, never a stale cluster recorded in /tmp/ray/ray_current_cluster
         _quiet_secure_default_notice()
+        before = set(_children(os.getpid()))
         try:
             ray.init(
                 address="local",
@@ -143,7 +224,8 @@ def connect(address: str | None) -> bool:
                 _system_config=dict(LOCAL_SYSTEM_CONFIG),
             )
         except BaseException as exc:  # Ctrl-C or SIGTERM while it starts: no Ray processes left behind
-            ray.shutdown()
+            shutdown_local()  # a no-op before ray.init knows its node: the processes it started then
+            _end_trees([c for c in _children(os.getpid()) if c not in before])  # (gcs, raylet, agents)
             if isinstance(exc, SystemExit) and exc.code == signal.SIGTERM:  # Ray's own handler, set mid-start
                 raise Terminated from None  # exit 143 with the message, as a SIGTERM a moment later
             raise

@@ -368,7 +368,7 @@ def _dispatch(
         raise
     finally:
         if owned:
-            ray.shutdown()
+            cluster.shutdown_local()
         sigterm.restore()
         starting.restore()
 

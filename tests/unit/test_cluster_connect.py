@@ -8,24 +8,77 @@ pytestmark = pytest.mark.unit
 
 
 def test_ctrl_c_while_a_local_ray_starts_shuts_it_down(monkeypatch):
-    """Ctrl-C (or SIGTERM) inside ray.init left Ray's agents running for minutes; now it shuts Ray down."""
+    """Ctrl-C (or SIGTERM) inside ray.init left Ray's processes running (its agents for about a minute):
+    ray.shutdown knows no node yet then, so the processes that ray.init started, and theirs, are ended."""
+    import subprocess
+
     import ray
 
     from atlas.pipeline import cluster
+    from tests.support.waiting import wait_for
 
     calls: list[str] = []
+    started: list[subprocess.Popen] = []
 
-    def init(**_kwargs):
+    def init(**_kwargs):  # as ray.init: a raylet-like child with an agent-like child of its own, then ^C
         calls.append("init")
+        started.append(subprocess.Popen(["bash", "-c", "sleep 300 & wait"]))
+        wait_for(lambda: cluster._children(started[0].pid), 30, "the child's own child")
         raise KeyboardInterrupt
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", init)
     monkeypatch.setattr(ray, "shutdown", lambda: calls.append("shutdown"))
+    grandchildren: list[int] = []
+    monkeypatch.setattr(cluster, "_end_trees", _recording(cluster._end_trees, grandchildren))
     with pytest.raises(KeyboardInterrupt):
         cluster.connect(None)
     assert calls == ["init", "shutdown"]
+    assert started[0].wait(timeout=30) == -9  # the child, killed
+    assert grandchildren and all(not cluster._runs(pid, "/proc") for pid in grandchildren)
+
+
+def _recording(end_trees, seen: list[int]):
+    """``end_trees`` that first notes the grandchildren it is about to end."""
+    from atlas.pipeline import cluster
+
+    def wrapped(roots: list[int]) -> None:
+        seen.extend(pid for root in roots for pid in cluster._children(root))
+        end_trees(roots)
+
+    return wrapped
+
+
+def test_agents_whose_raylet_died_are_ended_and_no_other_process(tmp_path, monkeypatch):
+    """Only processes of this group, with parent 1 and a RAY_RAYLET_PID naming a raylet that no longer
+    runs (or is a zombie) are ended: a live instance's detached workers and other groups' stay."""
+    import os
+    import signal
+
+    from atlas.pipeline import cluster
+
+    group = os.getpgrp()
+
+    def fake(pid: int, state: str, ppid: int, pgrp: int, raylet: int | None) -> None:
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "stat").write_bytes(
+            b"%d (a b) %s %d %d 0 0" % (pid, state.encode(), ppid, pgrp)
+        )
+        env = b"HOME=/x\0" + (b"RAY_RAYLET_PID=%d\0" % raylet if raylet is not None else b"")
+        (tmp_path / str(pid) / "environ").write_bytes(env)
+
+    fake(100, "S", 1, group, 900)  # orphaned agent, raylet 900 gone: ended
+    fake(101, "S", 1, group, 901)  # orphaned agent, raylet 901 a zombie: ended
+    fake(901, "Z", 55, group, None)
+    fake(102, "S", 1, group, 902)  # a detached worker of a live raylet: kept
+    fake(902, "S", 1, group, None)
+    fake(103, "S", 1, group + 1, 900)  # another process group: kept
+    fake(104, "S", 7, group, 900)  # a parent of its own: kept
+    fake(105, "S", 1, group, None)  # not Ray's: kept
+    killed: list[int] = []
+    monkeypatch.setattr(os, "kill", lambda pid, sig: killed.append(pid) if sig == signal.SIGKILL else None)
+    assert sorted(cluster.end_orphaned_agents(str(tmp_path))) == [100, 101] == sorted(killed)
 
 
 def _connect_refused(monkeypatch, address: str, ray_says: str) -> str:
