@@ -4,6 +4,7 @@ G inverts (`models.encoder`, else the target)."""
 from __future__ import annotations
 
 import math
+import sys
 
 import torch
 
@@ -11,6 +12,7 @@ from atlas.config import RunConfig
 from atlas.errors import AtlasError
 from atlas.models import LayerProbe
 from atlas.models.codes import codes_of_images
+from atlas.models.deepsim import foreign_code_note
 from atlas.models.registry import load_run_model
 
 
@@ -40,6 +42,11 @@ def real_codes(cfg: RunConfig, images_dir: str, limit: int | None, log=print) ->
         return encode_code(acts, encoder) if encoder is not None else acts
 
     _check_code_size(code, network.space.size, generator, layer)  # before reading a single image
+    if generator is not None:
+        key = "models.encoder" if cfg.models.encoder is not None else "models.code_layer"
+        note = foreign_code_note(generator.spec, network.spec, str(layer), ["these codes"], key)
+        if note:
+            print(f"atlas: warning: {note}", file=sys.stderr)
     real = load_image_folder(images_dir, max(network.space.size, 256), limit=limit)
     log(f"computing {layer} codes of {len(real.images)} images from {images_dir}")
 

@@ -15,7 +15,12 @@ if TYPE_CHECKING:
 
 def add_code_input_arguments(p: argparse.ArgumentParser, out_help: str) -> None:
     """``--config``, ``--images``, ``--out``, ``--limit`` and ``--set``."""
-    p.add_argument("--config", required=True, help="run config naming the target and models.code_layer")
+    p.add_argument(
+        "--config",
+        required=True,
+        help="run config naming the generator, models.code_layer and the network it belongs to "
+        "(models.encoder, else the target)",
+    )
     p.add_argument("--images", required=True, help="folder of real images (searched recursively)")
     p.add_argument("--out", required=True, metavar="FILE", help=out_help)
     p.add_argument("--limit", type=positive_int, metavar="N", help="use at most N images (default: all)")
@@ -25,7 +30,7 @@ def add_code_input_arguments(p: argparse.ArgumentParser, out_help: str) -> None:
 def command_codes(args: argparse.Namespace, minimum: int, purpose: str) -> tuple[Path, torch.Tensor, str]:
     """What `atlas code-stats` and `atlas train-dae` start with: the config loaded, ``--out`` checked (not one
     of the inputs), and the codes of ``--images`` (at least ``minimum``, else a one-line error naming
-    ``purpose``). Returns (the output path, codes (N, *code shape), the code layer)."""
+    ``purpose``). Returns (the output path, codes (N, *code shape), the code layer named with its network)."""
     from atlas.atomic import check_output_file
     from atlas.config import load_config
     from atlas.real_codes import real_codes
@@ -39,4 +44,5 @@ def command_codes(args: argparse.Namespace, minimum: int, purpose: str) -> tuple
     codes, layer = real_codes(cfg, args.images, args.limit)
     if len(codes) < minimum:
         raise AtlasError(f"--images: only {len(codes)} image(s) in {args.images!r}; {purpose}")
-    return out, codes, layer
+    network = (cfg.models.encoder or cfg.models.target).spec  # type: ignore[union-attr]
+    return out, codes, f"{network}'s {layer}"  # which network's codes: the file's source says it

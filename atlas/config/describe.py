@@ -66,16 +66,20 @@ def _yaml_value(value: Any) -> str:
 
 
 def describe_fields(
-    cls: type[BaseModel] = RunConfig, prefix: str = "", *, targets: bool = True
+    cls: type[BaseModel] = RunConfig, prefix: str = "", *, role: str = "target"
 ) -> list[tuple[str, str, str, str]]:
     """(dotted key, type with range, default, doc) for every key, nested ones included, for `atlas config`.
 
     Optional sections (``models.target``, ``models.target.preprocess``) and list items (``layers[]``) are
-    listed with their own keys; target-only keys are left out under ``models.generator`` / ``models.dae``.
+    listed with their own keys; under ``models.<role>`` only the keys that role takes (``preprocess`` for
+    image networks: the target and the encoder; ``output_layer`` for the target).
     """
     rows: list[tuple[str, str, str, str]] = []
     for name, f in cls.model_fields.items():
-        if field_extra(f).get("targets_only") and not targets:
+        extra = field_extra(f)
+        if extra.get("targets_only") and role != "target":
+            continue
+        if extra.get("image_networks_only") and role not in ("target", "encoder"):
             continue
         key, tp = f"{prefix}{name}", f.annotation
         if is_section(tp):  # a section: its keys only
@@ -87,6 +91,5 @@ def describe_fields(
         if typing.get_origin(inner) is list and is_section(unwrap(typing.get_args(inner)[0])):
             rows.extend(describe_fields(unwrap(typing.get_args(inner)[0]), key + "[]."))
         elif is_section(inner):  # an optional mapping: models.target, models.target.preprocess
-            for_target = name == "target" if cls is ModelsConfig else targets
-            rows.extend(describe_fields(inner, key + ".", targets=for_target))
+            rows.extend(describe_fields(inner, key + ".", role=name if cls is ModelsConfig else role))
     return rows

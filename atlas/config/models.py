@@ -97,8 +97,9 @@ class ModelConfig(Section):
     )
     preprocess: PreprocessConfig | None = Field(
         None,
-        description="Input image space override (targets only); see models.target.preprocess.*.",
-        json_schema_extra={"targets_only": True},
+        description="Input image space override (image networks: the target, the encoder); see "
+        "models.target.preprocess.*.",
+        json_schema_extra={"image_networks_only": True},
     )
     output_layer: str | None = Field(
         None,
@@ -195,7 +196,7 @@ class ModelsConfig(Section):
 TOYWORLD_ROLES = {
     "target": ("target", "encoder"),  # T is the network the toy world's G inverts
     "judge": ("target",),
-    "planted": ("target",),
+    "planted": ("target", "encoder"),  # T with planted units: T's layers too
     "reader": ("target",),  # the attribute reader: a network like any other
     "generator": ("generator",),
     "dae": ("dae",),
@@ -213,7 +214,8 @@ def _check_toyworld_role(role: str, model: ModelConfig | None) -> None:
         raise ValueError(f"{role}: unknown toy-world component {name!r}; valid here: {valid}")
     if role not in TOYWORLD_ROLES[name]:
         right = next((f"toyworld:{n}" for n, roles in TOYWORLD_ROLES.items() if role in roles), None)
+        article = "an" if role[0] in "aeiou" else "a"
         raise ValueError(
-            f"{role}: {model.spec!r} is the toy world's {name}, not a {role}"
+            f"{role}: {model.spec!r} is the toy world's {name}, not {article} {role}"
             + (f"; use {right}" if right else "")
         )

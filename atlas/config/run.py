@@ -43,7 +43,8 @@ def check_sampler_models(
     if method == "ppgn_h" and prior == "joint" and not code_layer:
         raise ConfigError(
             "models.code_layer: ppgn_h with prior: joint needs the target layer whose output is G's code "
-            "and the generator names none; set models.code_layer (see `atlas layers SPEC`) or use prior: dae"
+            "and the generator names none; set models.code_layer (see `atlas layers SPEC`; with "
+            "models.encoder when G inverts another network than the target) or use prior: dae"
         )
 
 

@@ -88,7 +88,7 @@ def replace(obj: S, **changes: Any) -> S:
 
 
 def field_extra(f: FieldInfo) -> dict[str, Any]:
-    """The field's own documentation flags: type_doc, targets_only, omit_default."""
+    """The field's own documentation flags: type_doc, targets_only, image_networks_only, omit_default."""
     extra = f.json_schema_extra
     return extra if isinstance(extra, dict) else {}
 

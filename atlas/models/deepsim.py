@@ -25,6 +25,27 @@ CODE_SHAPES: dict[str, tuple[int, ...]] = {
 }
 
 
+INVERTED_NETWORK = "python:atlas.models.caffenet:caffenet"  # DeePSiM's generators invert CaffeNet's codes
+CAFFENET_CODE_LAYERS = {"fc6": "relu6", "fc7": "relu7", "fc8": "fc8", "pool5": "pool5"}  # by variant
+
+
+def foreign_code_note(generator: str, network: str, layer: str, uses: list[str], key: str) -> str | None:
+    """A warning when a DeePSiM generator's code is read from a network that is not CaffeNet (the one its
+    generators invert: unit i of another network's fc6 means nothing to G), for ``uses`` (what reads the
+    code, e.g. "the joint prior E(G(h))"); ``key``: the config key that names ``network``. None when the
+    generator is no DeePSiM one, the network is CaffeNet or nothing reads the code."""
+    variant = generator.partition(":")[2]
+    if not generator.startswith("deepsim:") or network.startswith(INVERTED_NETWORK) or not uses:
+        return None
+    verb = "reads" if len(uses) == 1 else "read"
+    want = CAFFENET_CODE_LAYERS.get(variant, variant)
+    return (
+        f"{key}: {generator} inverts CaffeNet's {variant} code, but {' and '.join(uses)} {verb} "
+        f"{network}'s {layer!r}, another network's units; set models.encoder to CaffeNet "
+        f"({INVERTED_NETWORK} with its weights) and models.code_layer to {want}"
+    )
+
+
 class Reshape(nn.Module):
     """(B, N) -> (B, *shape): the fully connected code layers into a feature map."""
 

@@ -423,13 +423,17 @@ def load_run_model(run: RunConfig, role: Role) -> LoadedModel | None:
     cfg = getattr(run.models, role)
     if cfg is None:
         return None
-    return load_model(
-        cfg,
-        role,
-        allow_random_weights=run.models.allow_random_weights,
-        toyworld=run.toyworld,
-        storage=run.storage_options_for(cfg.weights),
-    )
+    try:
+        return load_model(
+            cfg,
+            role,
+            allow_random_weights=run.models.allow_random_weights,
+            toyworld=run.toyworld,
+            storage=run.storage_options_for(cfg.weights),
+        )
+    except ModelError as exc:  # which of the run's models: four take weights files
+        said = str(exc)
+        raise ModelError(said if said.startswith("models.") else f"models.{role}: {said}") from None
 
 
 def _last_module_run(model: LoadedModel) -> str | None:
@@ -471,7 +475,7 @@ def model_layers(model: LoadedModel, include_containers: bool = False) -> list[L
         return list_layers(model.module, x, include_containers=include_containers)
     except Exception as exc:  # noqa: BLE001 - user networks fail in many ways
         shape = "x".join(map(str, x.shape[1:]))
-        if model.role in ("target", "judge"):
+        if model.role in IMAGE_ROLES:
             size = model.space.size if model.space is not None else "?"
             how = (
                 f"set the size it expects with models.{model.role}.preprocess.size (atlas run) or "

@@ -35,6 +35,7 @@ from torch import nn
 from atlas.config import CODE_METHODS, RunConfig, check_sampler_models
 from atlas.errors import AtlasError, ConfigError, ModelError, first_line, some
 from atlas.models import model_layers
+from atlas.models.deepsim import CAFFENET_CODE_LAYERS, foreign_code_note
 from atlas.models.loaded import LoadedModel
 from atlas.models.probes import LayerInfo, LayerProbe, resolve_modules
 from atlas.models.registry import example_input
@@ -215,11 +216,20 @@ def _check_code_layer(cfg: RunConfig, models: RunModels, module: nn.Module, shap
         and (s.start in SEEDED_STARTS or (s.method == "ppgn_h" and s.ppgn_h.prior == "joint"))
     )
     name = models.code_layer
+    if models.encoder is not None and not name:
+        variant = gen.spec.partition(":")[2] if gen is not None and gen.spec.startswith("deepsim:") else ""
+        layer = CAFFENET_CODE_LAYERS.get(variant)
+        example = f" (e.g. {layer} of CaffeNet for deepsim:{variant})" if layer else ""
+        raise ConfigError(
+            f"models.code_layer: models.encoder is set, so name its layer whose output is G's code{example}; "
+            "or remove the encoder"
+        )
     if needed and not name:
         raise ConfigError(
             f"models.code_layer: sampler.start {s.start!r} turns real images into start codes through the "
-            "target layer whose output is G's code, and none is known; set models.code_layer or use "
-            "sampler.start: random (or mean)"
+            "target layer whose output is G's code, and none is known; set models.code_layer (and "
+            "models.encoder when G inverts another network than the target) or use sampler.start: random "
+            "(or mean)"
         )
     if not name:
         return None
@@ -308,26 +318,23 @@ def _model_warnings(cfg: RunConfig, models: RunModels) -> list[str]:
 
 
 def _foreign_code(cfg: RunConfig, models: RunModels) -> list[str]:
-    """A DeePSiM generator inverts CaffeNet's code: read from another target (torchvision's AlexNet, a
-    ResNet), real-image starts, the joint prior and code statistics use codes whose units are not G's."""
+    """A DeePSiM generator inverts CaffeNet's code: read from another network (torchvision's AlexNet, a
+    ResNet, as the target or the encoder), the joint prior, real-image starts and the on-manifold score use
+    codes whose units are not G's (``deepsim.foreign_code_note``)."""
     gen, s, layer = models.generator, cfg.sampler, models.code_layer
-    if gen is None or models.encoder is not None or not gen.spec.startswith("deepsim:") or not layer:
-        return []
-    if models.target.spec.startswith("python:atlas.models.caffenet"):
+    if gen is None or not layer:
         return []
     uses = []
     if s.method == "ppgn_h" and s.ppgn_h.prior == "joint":
         uses.append("the joint prior E(G(h))")
     if s.start in SEEDED_STARTS:
         uses.append(f"sampler.start {s.start!r}")
-    if not uses:
-        return []
-    return [
-        f"models.code_layer: {gen.spec} inverts CaffeNet's {gen.spec.partition(':')[2]} code, but "
-        f"{' and '.join(uses)} read{'s' if len(uses) == 1 else ''} {models.target.spec}'s {layer!r}, another "
-        "network's units; set "
-        "models.encoder to CaffeNet (python:atlas.models.caffenet:caffenet with its weights)"
-    ]
+    if cfg.facets.real_images:
+        uses.append("the on-manifold score")
+    network = models.encoder if models.encoder is not None else models.target
+    key = "models.encoder" if models.encoder is not None else "models.code_layer"
+    note = foreign_code_note(gen.spec, network.spec, layer, uses, key)
+    return [note] if note else []
 
 
 def preflight_models(cfg: RunConfig, models: RunModels) -> PreflightReport:

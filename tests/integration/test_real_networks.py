@@ -62,7 +62,7 @@ def test_alexnet_deepsim_random_weights_tiny_selection(tmp_path, ray_session):
 def test_real_config_without_weights_is_refused_exit_2(tmp_path, capsys):
     proc = atlas_cli("run", "configs/alexnet-deepsim.yaml", "--set", f"out_dir={tmp_path}")
     assert proc.returncode == 2
-    assert proc.stderr.startswith("atlas: error: weights file 'weights/alexnet.pth' not found")
+    assert proc.stderr.startswith("atlas: error: models.target: weights file 'weights/alexnet.pth' not found")
     assert "Traceback" not in proc.stderr
     from atlas.cli import main  # the second case in this process (the same main, no interpreter start)
 

@@ -124,23 +124,55 @@ def test_config_encoder_needs_a_generator_and_is_an_image_network(tmp_path):
 
 
 def test_a_deepsim_generator_read_through_another_network_is_a_warning():
-    def models(target, encoder=None):
+    def models(target, encoder=None, layer="classifier.2"):
         gen = SimpleNamespace(spec="deepsim:fc6")
-        return SimpleNamespace(generator=gen, encoder=encoder, code_layer="classifier.2", target=target)
+        return SimpleNamespace(generator=gen, encoder=encoder, code_layer=layer, target=target)
 
-    def cfg(prior="joint", start="random"):
-        return SimpleNamespace(
-            sampler=SimpleNamespace(method="ppgn_h", ppgn_h=SimpleNamespace(prior=prior), start=start)
-        )
+    def cfg(prior="joint", start="random", real=None):
+        sampler = SimpleNamespace(method="ppgn_h", ppgn_h=SimpleNamespace(prior=prior), start=start)
+        return SimpleNamespace(sampler=sampler, facets=SimpleNamespace(real_images=real))
 
     alexnet = SimpleNamespace(spec="torchvision:alexnet")
+    caffenet = SimpleNamespace(spec="python:atlas.models.caffenet:caffenet")
     [said] = _foreign_code(cfg(), models(alexnet))
-    assert (
-        "deepsim:fc6 inverts CaffeNet's fc6 code, but the joint prior E(G(h)) reads torchvision:alexnet's"
-        in said
-    )
-    assert "set models.encoder to CaffeNet" in said
+    assert said.startswith("models.code_layer: deepsim:fc6 inverts CaffeNet's fc6 code, but the joint prior")
+    assert "E(G(h)) reads torchvision:alexnet's 'classifier.2', another network's units" in said
+    want = "set models.encoder to CaffeNet (python:atlas.models.caffenet:caffenet with its weights) and "
+    assert said.endswith(want + "models.code_layer to relu6")
     assert "sampler.start 'facet_seeded'" in _foreign_code(cfg("dae", "facet_seeded"), models(alexnet))[0]
+    assert "the on-manifold score" in _foreign_code(cfg("dae", real="imgs"), models(alexnet))[0]
     assert _foreign_code(cfg("dae"), models(alexnet)) == []  # nothing reads the code
-    assert _foreign_code(cfg(), models(alexnet, encoder=object())) == []
-    assert _foreign_code(cfg(), models(SimpleNamespace(spec="python:atlas.models.caffenet:caffenet"))) == []
+    # an encoder that is not CaffeNet is the same mistake; CaffeNet, as encoder or target, is none
+    [wrong] = _foreign_code(cfg(), models(alexnet, encoder=alexnet))
+    assert wrong.startswith("models.encoder: deepsim:fc6 inverts CaffeNet's fc6 code")
+    assert _foreign_code(cfg(), models(alexnet, encoder=caffenet, layer="relu6")) == []
+    assert _foreign_code(cfg(), models(caffenet, layer="relu6")) == []
+
+
+def test_preflight_reads_the_code_layer_in_the_encoder_and_wants_one_named():
+    from atlas.pipeline.models_setup import RunModels
+    from atlas.pipeline.preflight import preflight_models
+    from tests.unit.tiny_models import tiny_generator
+
+    target, gen, _, _ = tiny_world()
+    cfg = config_from_dict(
+        {
+            "name": "t",
+            "models": {"target": "python:tests.unit.byo_factories:good", "allow_random_weights": True},
+            "layers": [{"name": "fc8"}],
+            "sampler": {"method": "pixel", "steps": 2, "chains_per_unit": 2, "start": "random"},
+            "facets": {"real_images": None},
+            "compute": {"device": "cpu"},
+        }
+    )
+    encoder = tiny_target(7)
+    named = RunModels(target, gen, None, None, "relu6", encoder=encoder)
+    assert preflight_models(cfg, named).code_layer == "relu6"
+    with pytest.raises(ConfigError, match=r"in models.encoder: unknown layer 'fc9'"):
+        preflight_models(cfg, RunModels(target, gen, None, None, "fc9", encoder=encoder))
+    with pytest.raises(ConfigError, match=r"layer 'fc8' outputs 10 values .* the generator's code has 32"):
+        preflight_models(cfg, RunModels(target, gen, None, None, "fc8", encoder=encoder))
+    bare = tiny_generator()
+    bare.extras.pop("code_layer")
+    with pytest.raises(ConfigError, match=r"models.code_layer: models.encoder is set, so name its layer"):
+        preflight_models(cfg, RunModels(target, bare, None, None, None, encoder=encoder))
