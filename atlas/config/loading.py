@@ -45,7 +45,7 @@ def _parse_assignment(assignment: str) -> tuple[str, list[str], Any]:
         )
     try:
         value = yaml.load(raw, Loader=_UniqueKeyLoader) if raw.strip() else ""  # noqa: S506 - a SafeLoader
-    except DuplicateKeyError as exc:
+    except (DuplicateKeyError, ExpansionError) as exc:
         raise ConfigError(f"--set {assignment!r}: {exc}") from None
     except yaml.YAMLError:
         value = raw
@@ -99,6 +99,32 @@ class DuplicateKeyError(yaml.YAMLError):
     """A mapping that names one key twice (YAML keeps the last silently)."""
 
 
+MAX_CONFIG_VALUES = 100_000  # values a config may expand to: YAML aliases (&a, *a) repeat a value each use
+
+
+class ExpansionError(yaml.YAMLError):
+    """A document whose aliases expand it past :data:`MAX_CONFIG_VALUES` values (or into itself)."""
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int | None]) -> int:
+    """How many values ``node`` becomes once every alias is expanded, counted on the composed graph (an
+    alias is a shared node: sizes of shared nodes are memoized, so a billion-value "alias bomb" is counted
+    in a few steps, never built). A node met again inside itself (a recursive alias) counts as too many."""
+    key = id(node)
+    if key in sizes:
+        known = sizes[key]
+        return MAX_CONFIG_VALUES + 1 if known is None else known
+    sizes[key] = None  # in progress
+    if isinstance(node, yaml.SequenceNode):
+        total = 1 + sum(_expanded_size(item, sizes) for item in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        total = 1 + sum(_expanded_size(k, sizes) + _expanded_size(v, sizes) for k, v in node.value)
+    else:
+        total = 1
+    sizes[key] = total = min(total, MAX_CONFIG_VALUES + 1)
+    return total
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
     """yaml.SafeLoader that refuses a key given twice in one mapping, naming it and both lines, and reads
     numbers and dates as YAML 1.2 does: ``010`` is ten (YAML 1.1: octal 8), ``1:30`` and ``2024-01-01`` stay
@@ -109,6 +135,17 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         first: [(tag, regexp) for tag, regexp in resolvers if tag not in _YAML11_NUMBER_TAGS]
         for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
     }
+
+    def get_single_node(self) -> yaml.Node | None:
+        """The composed document, refused before it is built when its aliases expand it past
+        :data:`MAX_CONFIG_VALUES` values (an "alias bomb" of nested aliases took minutes and gigabytes)."""
+        node = super().get_single_node()  # type: ignore[no-untyped-call]
+        if node is not None and _expanded_size(node, {}) > MAX_CONFIG_VALUES:
+            raise ExpansionError(
+                f"its aliases (*name) expand it to more than {MAX_CONFIG_VALUES:,} values (or into itself); "
+                "a config holds a few hundred: write the values out"
+            )
+        return node
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         for key_node, value_node in node.value:  # names are text as typed: `name: 007`, `layers: [0.10]`
@@ -180,7 +217,7 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         )
     try:
         data = yaml.load(p.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
-    except DuplicateKeyError as exc:
+    except (DuplicateKeyError, ExpansionError) as exc:
         raise ConfigError(f"config file {str(p)!r}: {exc}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(

@@ -258,3 +258,42 @@ def test_storage_options_reach_the_uris_on_out_dirs_store_only():
     local = config_from_dict(BASE, minio)
     assert local.storage_options_for("s3://weights/a.pth")["endpoint_override"] == "http://minio:9000"
     assert local.storage_options_for("gs://weights/a.pth") == {}
+
+
+def test_an_alias_bomb_is_refused_before_it_is_built(tmp_path):
+    """Nested YAML aliases (each level 10x the last: 10^9 values at depth 9) are counted on the composed
+    graph, not expanded: one line, at once; a recursive alias too; ordinary aliases still load."""
+    lines = ["name: bomb", "models: {target: toyworld:target}", "a0: &a0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join([*lines, "layers: [{name: fc8, units: *a8}]"]) + "\n")
+    with pytest.raises(
+        ConfigError, match=r"bomb.yaml': its aliases \(\*name\) expand it to more than 100,000"
+    ):
+        load_config(bomb)
+    loop = tmp_path / "loop.yaml"
+    loop.write_text("name: r\nx: &x [1, *x]\n")
+    with pytest.raises(ConfigError, match="expand it to more than 100,000 values"):
+        load_config(loop)
+    with pytest.raises(ConfigError, match=r"--set 'layers.0.units=.*expand it to more than"):
+        load_config(_small(tmp_path), ["layers.0.units=" + _inline_bomb()])
+    fine = tmp_path / "fine.yaml"
+    fine.write_text(
+        "name: ok\nmodels: {target: toyworld:target}\nunits: &u [0, 1, 2]\nlayers: [{name: fc8, units: *u}]\n"
+    )
+    with pytest.raises(
+        ConfigError, match="unknown key 'units'"
+    ):  # the alias loaded; the extra key is refused
+        load_config(fine)
+
+
+def _small(tmp_path):
+    path = tmp_path / "small.yaml"
+    path.write_text("name: s\nmodels: {target: toyworld:target}\nlayers: [{name: fc8}]\n")
+    return path
+
+
+def _inline_bomb() -> str:
+    levels = ["&l0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]"]
+    levels += [f"&l{i} [" + ", ".join([f"*l{i - 1}"] * 10) + "]" for i in range(1, 6)]
+    return "[" + ", ".join(levels) + "]"
