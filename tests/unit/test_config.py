@@ -282,7 +282,7 @@ def test_an_alias_bomb_is_refused_before_it_is_built(tmp_path):
         "name: ok\nmodels: {target: toyworld:target}\nunits: &u [0, 1, 2]\nlayers: [{name: fc8, units: *u}]\n"
     )
     with pytest.raises(
-        ConfigError, match="unknown key 'units'"
+        ConfigError, match="unknown config key 'units'"
     ):  # the alias loaded; the extra key is refused
         load_config(fine)
 
