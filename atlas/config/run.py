@@ -173,11 +173,15 @@ NON_RESULT_SECTIONS = ("out_dir", "storage", "ray", "compute")
 
 def config_differences(old: Any, new: Any, prefix: str = "") -> list[str]:
     """Dotted keys whose values differ between two config dicts (``sampler.steps``, ``layers.0.units``),
-    the sections of :data:`NON_RESULT_SECTIONS` left out."""
+    the sections of :data:`NON_RESULT_SECTIONS` left out. A key only one of them records differs too, even
+    at null (the hash counts it: a config written by another atlas version)."""
     if isinstance(old, dict) and isinstance(new, dict):
         out = []
         for key in sorted(set(old) | set(new), key=str):
             if not prefix and key in NON_RESULT_SECTIONS:
+                continue
+            if (key in old) != (key in new):
+                out.append(f"{prefix}{key}")
                 continue
             out += config_differences(old.get(key), new.get(key), f"{prefix}{key}.")
         return out

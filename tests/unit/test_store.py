@@ -165,6 +165,10 @@ def test_config_differences_name_dotted_keys():
            "compute": {"batch_size": 8}, "seed": 1}  # fmt: skip
     assert config_differences(old, new) == ["layers.0.units", "sampler.steps", "seed"]
     assert config_differences(old, old) == []
+    # a key that only one records, at null (another atlas version wrote it): the hash differs, so it is named
+    assert config_differences({"models": {"encoder": None, "dae": None}}, {"models": {"dae": None}}) == [
+        "models.encoder"
+    ]
 
 
 def test_resume_refuses_other_weights_behind_the_same_config(store):
