@@ -198,11 +198,13 @@ def _methods(text: str | None) -> list[str] | None:
     """``--methods a,b`` -> [a, b]; None when not given (every method); an empty list is a mistake."""
     if text is None:
         return None
-    methods = [m.strip() for m in text.split(",") if m.strip()]
-    if not methods:
-        from atlas.errors import AtlasError
+    from atlas.errors import AtlasError
 
+    methods = [m.strip() for m in text.split(",")]
+    if not any(methods):
         raise AtlasError("--methods: empty list; name at least one method, e.g. dgn_am,pixel")
+    if not all(methods):  # `a,,b` or a trailing comma: a name left out by mistake?
+        raise AtlasError(f"--methods: {text!r} has an empty item; name the methods, e.g. dgn_am,pixel")
     return methods
 
 
@@ -393,7 +395,7 @@ def _throughput(args: argparse.Namespace) -> int:
     from atlas.config import load_config
     from atlas.errors import AtlasError
 
-    text = args.batches or DEFAULT_BATCHES_TEXT
+    text = DEFAULT_BATCHES_TEXT if args.batches is None else args.batches
     try:  # bad input first: loading (or training) the models can take minutes
         batches = [int(b) for b in text.split(",")]
     except ValueError:

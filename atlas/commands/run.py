@@ -42,6 +42,11 @@ def run(args: argparse.Namespace) -> int:
         raise AtlasError(
             f"--port {args.port}: the viewer's port, used only with --view; add --view or drop it"
         )
+    if args.address is not None and not args.address.strip():  # `--address "$HEAD"` with HEAD unset
+        raise AtlasError(
+            "--address: empty; give the head's host:port (e.g. 10.0.0.5:6379), ray://host:10001 or auto, "
+            "or leave it out for a local instance"
+        )
     port = args.port or 8501
     if args.view:
         check_listen("127.0.0.1", port)  # before any work: the address printed later must serve

@@ -232,7 +232,7 @@ def _import_factory(target: str, spec: str) -> Callable[[], object]:
             f"spec {spec!r}: module {module_name!r} was found but importing it failed ({needs}); install "
             "what it needs in this environment (and on every node)"
         ) from None
-    except Exception as exc:  # noqa: BLE001 - user code: SyntaxError, NameError, ...
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - user code: SyntaxError, NameError, sys.exit()
         raise ModelError(f"spec {spec!r}: importing {module_name!r} failed ({_one_line(exc)})") from None
     factory = getattr(py_module, factory_name, None)
     if not callable(factory):
@@ -261,7 +261,7 @@ def _load_python(target: str, cfg: ModelConfig, role: Role, opts: LoadOptions) -
     factory_name = target.rsplit(":", 1)[1]
     try:
         module = _random_init(factory)  # type: ignore[arg-type]
-    except Exception as exc:  # noqa: BLE001 - user code
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - user code (sys.exit() ended atlas in silence)
         raise ModelError(f"spec {cfg.spec!r}: {factory_name}() raised {_one_line(exc)}") from None
     if not isinstance(module, nn.Module):
         raise ModelError(

@@ -52,6 +52,10 @@ def raises() -> nn.Module:
     raise ValueError("bad hyper-parameter: width must be even")
 
 
+def exits() -> nn.Module:
+    raise SystemExit(3)  # a script's factory that calls sys.exit(): atlas ended in silence with 3
+
+
 def not_a_module() -> int:
     return 42
 

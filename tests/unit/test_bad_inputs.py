@@ -683,6 +683,14 @@ def test_a_ray_address_where_nothing_answers_is_one_line_before_ray_starts(tmp_p
     assert not (tmp_path / "runs").exists()
 
 
+def test_an_empty_ray_address_is_refused_not_a_local_run(tmp_path, capsys):
+    """`--address "$HEAD"` with HEAD unset must not quietly start a local instance instead."""
+    path = _config_file(Case("empty address", (), {}), tmp_path)
+    expect = ("--address: empty; give the head's host:port", "leave it out for a local instance")
+    assert_one_line_error(*run_cli(capsys, "run", path, "--address", " ", "--no-progress"), expect, tmp_path)
+    assert not (tmp_path / "runs").exists()
+
+
 def test_base_config_passes_preflight(tmp_path, capsys):
     """The base the cases change passes every check: each case fails for its own reason."""
     good_folder(tmp_path)
@@ -706,6 +714,7 @@ LAYERS_CASES = [
     ("size zero", [f"{SPEC}:good", "--size", "0"], ("--size: 0 is not a usable input size",)),
     ("size of a generator", ["deepsim:fc6", "--size", "32"], ("--size: deepsim:fc6 is a generator",)),
     ("factory raises", [f"{SPEC}:raises"], ("raises() raised ValueError",)),
+    ("factory exits", [f"{SPEC}:exits"], ("exits() raised SystemExit: 3",)),
     ("scheme typo", ["torchvison:alexnet"], ("unknown model scheme 'torchvison'",)),
     ("no scheme", ["alexnet"], ("spec: 'alexnet' is not a model spec",)),
     (

@@ -350,6 +350,8 @@ def test_bench_options_that_would_be_ignored_or_fail_late_are_refused_first(conf
         (["viewer", "--keep", str(afile)], f"--keep: {afile} is a file, not a directory"),
         (["viewer", "--keep", str(tmp_path)], f"--keep: {tmp_path} holds other files; give a new or empty"),
         (["throughput", "--batches", "1,,2"], "--batches: '1,,2' is not a list of integers"),
+        (["throughput", "--batches", ""], "--batches: '' is not a list of integers"),  # not the defaults
+        (["throughput", "--methods", "dgn_am,,pixel"], "--methods: 'dgn_am,,pixel' has an empty item"),
         (
             ["throughput", "--batches", "8,99999999"],
             "has a size out of range; give batch sizes from 1 to 65536 (compute.batch_size)",
