@@ -31,17 +31,19 @@ from atlas.toyworld.presets import FORMAT_VERSION, ToyWorldConfig, config_dict, 
 
 
 def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """``cache_dir``, else ``$ATLAS_CACHE``, else ``~/.cache/atlas``."""
-    if cache_dir is not None:
-        return Path(cache_dir).expanduser()
+    """``cache_dir``, else ``$ATLAS_CACHE``, else ``~/.cache/atlas``; a file where the folder (or one above
+    it) should be is a one-line error naming the setting, not a temp file under it, before any work."""
     env = os.environ.get("ATLAS_CACHE")
-    if not env:
-        return Path.home() / ".cache" / "atlas"
-    root = Path(env).expanduser()
-    for parent in (root, *root.parents):  # a file in the way: name the variable, not a temp file under it
+    if cache_dir is not None:
+        root, key = Path(cache_dir).expanduser(), "toyworld.cache_dir (--cache-dir)"
+    elif env:
+        root, key = Path(env).expanduser(), "ATLAS_CACHE"
+    else:
+        root, key = Path.home() / ".cache" / "atlas", "~/.cache/atlas"
+    for parent in (root, *root.parents):
         if parent.exists():
             if not parent.is_dir():
-                raise AtlasError(f"ATLAS_CACHE: {parent} is a file, not a directory; point it at a folder")
+                raise AtlasError(f"{key}: {parent} is a file, not a directory; point it at a folder")
             break
     return root
 

@@ -847,3 +847,15 @@ def test_an_atlas_cache_that_is_a_file_is_named_as_the_variable(tmp_path, capsys
     monkeypatch.setenv("ATLAS_CACHE", str(afile / "sub"))
     result = run_cli(capsys, "bootstrap", "--preset", "micro")
     assert_one_line_error(*result, (f"ATLAS_CACHE: {afile} is a file, not a directory",), tmp_path)
+
+
+def test_a_config_cache_dir_that_is_a_file_is_named_as_the_key(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    config = tmp_path / "tw.yaml"
+    config.write_text(
+        f"toyworld: {{preset: micro, cache_dir: {afile}}}\n"
+        "models: {target: toyworld:target, generator: toyworld:generator}\nlayers: [{name: fc8}]\n"
+    )
+    result = run_cli(capsys, "bootstrap", "--config", str(config))
+    assert_one_line_error(*result, (f"toyworld.cache_dir (--cache-dir): {afile} is a file",), tmp_path)
