@@ -131,6 +131,7 @@ class RunStore:
         """Refuse a run folder that holds files no atlas run writes and no run.json (``out_dir=.`` with
         a name that is an existing folder of pictures, say): the run would write among them and sweep it.
         A run's own names: run.json, summary.json, the tables' folders and ``_``/``.``-prefixed entries."""
+        self._check_not_inside_a_run()
         if not self.loc.is_dir() or self.loc.is_file(RUN_FILE):
             return
         names = [entry.name for entry in self.loc.list_files()] + self.loc.list_dirs()
@@ -140,6 +141,20 @@ class RunStore:
                 f"{self.loc.display()} holds files no atlas run writes ({some(foreign, 3, quoted=True)}) and "
                 "no run.json; give the run a folder of its own: another name (--set name=...) or out_dir"
             )
+
+    def _check_not_inside_a_run(self) -> None:
+        """Refuse a local run folder below another run (``out_dir`` = a run, or one of its table folders):
+        its files would sit among that run's, where `verify`, a repair or a `rm -r` of either reaches the
+        other. Local paths only: an object store would answer one request per parent."""
+        if not self.loc.local:
+            return
+        path = Path(self.loc.path).resolve()
+        for parent in path.parents:
+            if (parent / RUN_FILE).is_file():
+                raise AtlasError(
+                    f"out_dir: {self.loc.display()} is inside the run {parent}; give the run a folder "
+                    "outside it (another out_dir)"
+                )
 
     def init_run(self, manifest: Mapping[str, Any]) -> None:
         """Create the run (write ``run.json``) or accept a resume of the same config.

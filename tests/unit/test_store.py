@@ -1030,6 +1030,17 @@ def test_a_folder_of_other_files_is_no_run_to_write_into(tmp_path):
     RunStore(ours).check_own_folder()
 
 
+def test_a_run_inside_another_run_is_refused(tmp_path):
+    """out_dir pointed at a run (or one of its table folders): the new run would sit among its files."""
+    outer = tmp_path / "base"
+    RunStore(outer).init_run(manifest())
+    for inner in (outer / "micro", outer / "units" / "micro"):
+        with pytest.raises(AtlasError, match=rf"out_dir: {inner} is inside the run {outer}; give the run a"):
+            RunStore(inner).check_own_folder()
+        assert not inner.exists()
+    RunStore(tmp_path / "beside").check_own_folder()  # a sibling is fine
+
+
 def test_a_truncated_file_of_a_complete_run_is_damage_the_quick_check_sees(store):
     """`atlas run` on a complete run answers 'nothing to do' after check_run, which reads no table: the
     bytes each marker recorded make a truncated (or overwritten) file damage it names, with the fix."""
