@@ -48,12 +48,15 @@ def check_sampler_models(
         )
 
 
+NEGLIGIBLE_NOISE = 1e-9  # a PPGN-h eps3 below this moves no float32 code a chain can see
+
+
 def _deterministic_steps(s: SamplerConfig) -> bool:
     """True when the sampler adds no randomness after the start (chains from one start stay identical)."""
     if s.method == "dgn_am":
         return True
-    if s.method == "ppgn_h":
-        return s.ppgn_h.eps3 == 0 and s.ppgn_h.reset_every == 0
+    if s.method == "ppgn_h":  # eps3 of the released settings (1e-17) is lost in float32 codes: no noise
+        return s.ppgn_h.eps3 < NEGLIGIBLE_NOISE and s.ppgn_h.reset_every == 0
     return False  # pixel: its mean start has noise of its own
 
 
@@ -162,7 +165,13 @@ class RunConfig(Section):
         ):
             raise ValueError(
                 f"sampler.start_noise: with start: mean and no noise all {s.chains_per_unit} chains of a "
-                f"unit are identical ({s.method} adds no noise of its own); set sampler.start_noise > 0 "
+                f"unit are identical ({s.method} adds no noise of its own"
+                + (
+                    f": eps3 {s.ppgn_h.eps3:g} is lost in float32"
+                    if s.method == "ppgn_h" and s.ppgn_h.eps3
+                    else ""
+                )
+                + "); set sampler.start_noise > 0 "
                 "(e.g. 0.1), another sampler.start, or sampler.chains_per_unit: 1"
             )
 

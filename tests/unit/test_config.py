@@ -225,6 +225,11 @@ def test_a_start_pool_makes_mean_start_chains_differ():
     assert c.sampler.start_pool == 8
     with pytest.raises(ConfigError, match="chains of a unit are identical"):
         cfg(sampler={"start": "mean", "chains_per_unit": 2, "start_pool": 8, "start_pool_noise": 0})
+    # PPGN-h's released eps3 (1e-17) is lost in float32 codes: its chains from one start stay identical too
+    ppgn = {"method": "ppgn_h", "start": "mean", "chains_per_unit": 2}
+    with pytest.raises(ConfigError, match=r"identical \(ppgn_h adds no noise of its own: eps3 1e-17 is lost"):
+        cfg(sampler={**ppgn, "ppgn_h": {"eps3": 1e-17}})
+    assert cfg(sampler={**ppgn, "ppgn_h": {"eps3": 1e-3}}).sampler.ppgn_h.eps3 == 1e-3
 
 
 def test_messages_stay_readable_for_long_empty_and_missing_values():
