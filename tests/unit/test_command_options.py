@@ -70,6 +70,23 @@ def test_a_limit_below_what_the_command_needs_names_the_limit_not_the_folder(con
     assert_user_error(proc, "--limit 3 keeps too few images; a DAE needs at least 10")
 
 
+def test_too_few_images_for_a_dae_are_counted_before_the_codes(config, tmp_path, capsys, monkeypatch):
+    """Six images for a DAE that needs ten: said before the models load and any code is computed."""
+    from PIL import Image
+
+    import atlas.real_codes
+
+    images = tmp_path / "six"
+    images.mkdir()
+    for i in range(6):
+        Image.new("RGB", (8, 8)).save(images / f"{i}.png")
+    monkeypatch.setattr(atlas.real_codes, "real_codes", lambda *a, **k: pytest.fail("codes were computed"))
+    proc = cli(
+        capsys, "train-dae", "--config", config, "--images", str(images), "--out", str(tmp_path / "d.pt")
+    )
+    assert_user_error(proc, f"--images: only 6 image(s) in {str(images)!r}; a DAE needs at least 10")
+
+
 @pytest.mark.parametrize("command", ["code-stats", "train-dae"])
 def test_an_output_path_that_cannot_take_a_file_is_refused_before_the_work(command, config, tmp_path, capsys):
     folder = tmp_path / "adir"
