@@ -130,7 +130,7 @@ def test_row_counts_exact_and_rerun_writes_nothing(tmp_path, micro_cache, ray_se
     assert json.loads((run_dir / "run.json").read_text())["status"] == "complete"
     assert table_count(run_dir, "units") == units
 
-    (run_dir / "run.json").rename(tmp_path / "run.json")  # lost: no config may adopt its shards
+    (run_dir / "run.json").rename(tmp_path / "lost-run.json")  # lost: no config may adopt its shards
     with pytest.raises(AtlasError, match="holds completed shards but no run.json"):
         run_atlas(micro_config(tmp_path, micro_cache, "sampler.steps=2"), progress=False)
     assert not (run_dir / "run.json").exists()
