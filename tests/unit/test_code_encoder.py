@@ -12,7 +12,7 @@ from atlas.errors import ConfigError
 from atlas.models.spaces import ImageSpace
 from atlas.pipeline.preflight import _foreign_code
 from atlas.sampling import Engine
-from tests.unit.tiny_models import tiny_target, tiny_world
+from tests.unit.tiny_models import pixel_config, tiny_target, tiny_world
 
 pytestmark = pytest.mark.unit
 CPU = torch.device("cpu")
@@ -155,16 +155,7 @@ def test_preflight_reads_the_code_layer_in_the_encoder_and_wants_one_named():
     from tests.unit.tiny_models import tiny_generator
 
     target, gen, _, _ = tiny_world()
-    cfg = config_from_dict(
-        {
-            "name": "t",
-            "models": {"target": "python:tests.unit.byo_factories:good", "allow_random_weights": True},
-            "layers": [{"name": "fc8"}],
-            "sampler": {"method": "pixel", "steps": 2, "chains_per_unit": 2, "start": "random"},
-            "facets": {"real_images": None},
-            "compute": {"device": "cpu"},
-        }
-    )
+    cfg = pixel_config()  # the code layer is checked against G whatever the method
     encoder = tiny_target(7)
     named = RunModels(target, gen, None, None, "relu6", encoder=encoder)
     assert preflight_models(cfg, named).code_layer == "relu6"

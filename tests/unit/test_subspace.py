@@ -164,22 +164,13 @@ def test_fit_leaves_the_random_state_refuses_a_rank_it_cannot_hold_and_persists_
 
 
 def test_preflight_refuses_a_code_layer_the_encoder_cannot_read():
-    from atlas.config import config_from_dict
     from atlas.errors import ConfigError
     from atlas.pipeline.models_setup import RunModels
     from atlas.pipeline.preflight import preflight_models
+    from tests.unit.tiny_models import pixel_config
 
     target, gen, _, _, _ = spatial_world()
-    cfg = config_from_dict(
-        {
-            "name": "t",
-            "models": {"target": "python:tests.unit.byo_factories:good", "allow_random_weights": True},
-            "layers": [{"name": "fc8"}],
-            "sampler": {"method": "pixel", "steps": 2, "chains_per_unit": 2, "start": "random"},
-            "facets": {"real_images": None},
-            "compute": {"device": "cpu"},
-        }
-    )  # the code layer is checked against G whatever the method (the config needs no G for pixels)
+    cfg = pixel_config()  # the code layer is checked against G whatever the method (no G needed for pixels)
     stats = gen.extras["code_stats"]
     assert preflight_models(cfg, RunModels(target, gen, None, stats, "pool2")).code_layer == "pool2"
     with pytest.raises(ConfigError, match="code encoder cannot read layer 'relu6'"):

@@ -126,3 +126,20 @@ def tiny_world(seed: int = 0, batchnorm: bool = False):
         codes = LayerProbe(target.module, ["relu6"])(target.space.encode(real.images))["relu6"]
     gen.extras["code_stats"] = CodeStats.from_codes(codes, "tiny real images")
     return target, gen, dae, real
+
+
+def pixel_config():
+    """A run config of a small python: target and the pixel method (no generator needed): the checks of
+    preflight_models with models the test builds itself."""
+    from atlas.config import config_from_dict
+
+    return config_from_dict(
+        {
+            "name": "t",
+            "models": {"target": "python:tests.unit.byo_factories:good", "allow_random_weights": True},
+            "layers": [{"name": "fc8"}],
+            "sampler": {"method": "pixel", "steps": 2, "chains_per_unit": 2, "start": "random"},
+            "facets": {"real_images": None},
+            "compute": {"device": "cpu"},
+        }
+    )
