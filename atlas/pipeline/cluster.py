@@ -111,8 +111,8 @@ def shutdown_local() -> None:
     """Shut down the Ray instance this process started, and end the agents it orphaned.
 
     A Ctrl-C at a terminal reaches the whole process group, Ray's raylet included: a raylet that dies of it
-    leaves its dashboard and runtime-env agents running for about a minute (~200 MB), unseen by
-    ``ray.shutdown``, which found them after a Ctrl-C while Ray started."""
+    leaves its dashboard and runtime-env agents running for about a minute (~200 MB), which
+    ``ray.shutdown`` no longer reaches (seen after a Ctrl-C while Ray started)."""
     import ray
 
     ray.shutdown()
