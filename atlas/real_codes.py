@@ -16,12 +16,16 @@ from atlas.models.deepsim import foreign_code_note
 from atlas.models.registry import load_run_model
 
 
-def real_codes(cfg: RunConfig, images_dir: str, limit: int | None, log=print) -> tuple[torch.Tensor, str]:
+def real_codes(
+    cfg: RunConfig, images_dir: str, limit: int | None, log=print, minimum: tuple[int, str] = (1, "")
+) -> tuple[torch.Tensor, str]:
     """Codes h = E(x) of the images in ``images_dir`` at the config's code layer, E the network G inverts
     (``models.encoder``, else the target; through the generator's code encoder when it has one: a subspace
-    generator's coefficients); returns (codes, layer)."""
+    generator's coefficients); returns (codes, layer). ``minimum``: (the fewest images the caller needs, why),
+    checked after the layer and before any image is decoded."""
     from atlas.sampling import load_image_folder
     from atlas.sampling.manifold import encode_code
+    from atlas.sampling.real import image_files
 
     network = load_run_model(cfg, "encoder") or load_run_model(cfg, "target")
     layer = cfg.models.code_layer
@@ -47,6 +51,10 @@ def real_codes(cfg: RunConfig, images_dir: str, limit: int | None, log=print) ->
         note = foreign_code_note(generator.spec, network.spec, str(layer), ["these codes"], key)
         if note:
             print(f"atlas: warning: {note}", file=sys.stderr)
+    least, purpose = minimum  # too few images: said before any is decoded and coded
+    found = len(image_files(images_dir)) if least > 1 else least  # (one: load_image_folder says "none")
+    if found < least:
+        raise AtlasError(f"--images: only {found} image(s) in {images_dir!r}; {purpose}")
     real = load_image_folder(images_dir, max(network.space.size, 256), limit=limit)
     log(f"computing {layer} codes of {len(real.images)} images from {images_dir}")
 

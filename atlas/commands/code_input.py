@@ -41,12 +41,7 @@ def command_codes(args: argparse.Namespace, minimum: int, purpose: str) -> tuple
     out = check_output_file(args.out, "--out", inputs, reads=IMAGE_SUFFIXES)
     if args.limit is not None and args.limit < minimum:  # before any image is read
         raise AtlasError(f"--limit {args.limit} keeps too few images; {purpose}")
-    from atlas.sampling.real import image_files
-
-    found = len(image_files(args.images))  # before the models load and the codes are computed
-    if found < minimum:
-        raise AtlasError(f"--images: only {found} image(s) in {args.images!r}; {purpose}")
-    codes, layer = real_codes(cfg, args.images, args.limit)
+    codes, layer = real_codes(cfg, args.images, args.limit, minimum=(minimum, purpose))
     if len(codes) < minimum:
         raise AtlasError(f"--images: only {len(codes)} image(s) in {args.images!r}; {purpose}")
     network = (cfg.models.encoder or cfg.models.target).spec  # type: ignore[union-attr]

@@ -71,7 +71,7 @@ def test_a_limit_below_what_the_command_needs_names_the_limit_not_the_folder(con
 
 
 def test_too_few_images_for_a_dae_are_counted_before_the_codes(config, tmp_path, capsys, monkeypatch):
-    """Six images for a DAE that needs ten: said before the models load and any code is computed."""
+    """Six images for a DAE that needs ten: said before any image is decoded and coded."""
     from PIL import Image
 
     import atlas.real_codes
@@ -80,9 +80,21 @@ def test_too_few_images_for_a_dae_are_counted_before_the_codes(config, tmp_path,
     images.mkdir()
     for i in range(6):
         Image.new("RGB", (8, 8)).save(images / f"{i}.png")
-    monkeypatch.setattr(atlas.real_codes, "real_codes", lambda *a, **k: pytest.fail("codes were computed"))
+    monkeypatch.setattr(
+        atlas.real_codes, "codes_of_images", lambda *a, **k: pytest.fail("codes were computed")
+    )
+    out = str(tmp_path / "d.pt")
     proc = cli(
-        capsys, "train-dae", "--config", config, "--images", str(images), "--out", str(tmp_path / "d.pt")
+        capsys,
+        "train-dae",
+        "--config",
+        config,
+        "--images",
+        str(images),
+        "--out",
+        out,
+        "--set",
+        "models.code_layer=relu6",
     )
     assert_user_error(proc, f"--images: only 6 image(s) in {str(images)!r}; a DAE needs at least 10")
 
