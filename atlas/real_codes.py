@@ -47,15 +47,15 @@ def real_codes(
 
     _check_code_size(code, network.space.size, generator, layer)  # before reading a single image
     if generator is not None:
-        key = "models.encoder" if cfg.models.encoder is not None else "models.code_layer"
-        note = foreign_code_note(generator.spec, network.spec, str(layer), ["these codes"], key)
+        via = cfg.models.encoder is not None
+        note = foreign_code_note(generator.spec, network.spec, str(layer), ["these codes"], via_encoder=via)
         if note:
             print(f"atlas: warning: {note}", file=sys.stderr)
     least, purpose = minimum  # too few images: said before any is decoded and coded
-    found = len(image_files(images_dir)) if least > 1 else least  # (one: load_image_folder says "none")
-    if found < least:
-        raise AtlasError(f"--images: only {found} image(s) in {images_dir!r}; {purpose}")
-    real = load_image_folder(images_dir, max(network.space.size, 256), limit=limit)
+    files = image_files(images_dir) if least > 1 else None  # (one: load_image_folder says "none")
+    if files is not None and len(files) < least:
+        raise AtlasError(f"--images: only {len(files)} image(s) in {images_dir!r}; {purpose}")
+    real = load_image_folder(images_dir, max(network.space.size, 256), limit=limit, files=files)
     log(f"computing {layer} codes of {len(real.images)} images from {images_dir}")
 
     codes = codes_of_images(code, real.images)

@@ -29,11 +29,15 @@ INVERTED_NETWORK = "python:atlas.models.caffenet:caffenet"  # DeePSiM's generato
 CAFFENET_CODE_LAYERS = {"fc6": "relu6", "fc7": "relu7", "fc8": "fc8", "pool5": "pool5"}  # by variant
 
 
-def foreign_code_note(generator: str, network: str, layer: str, uses: list[str], key: str) -> str | None:
+def foreign_code_note(
+    generator: str, network: str, layer: str, uses: list[str], via_encoder: bool
+) -> str | None:
     """A warning when a DeePSiM generator's code is read from a network that is not CaffeNet (the one its
     generators invert: unit i of another network's fc6 means nothing to G), for ``uses`` (what reads the
-    code, e.g. "the joint prior E(G(h))"); ``key``: the config key that names ``network``. None when the
-    generator is no DeePSiM one, the network is CaffeNet or nothing reads the code."""
+    code, e.g. "the joint prior E(G(h))"); ``via_encoder``: ``network`` is models.encoder (else the target,
+    through models.code_layer). None when the generator is no DeePSiM one, the network is CaffeNet or
+    nothing reads the code."""
+    key = "models.encoder" if via_encoder else "models.code_layer"
     variant = generator.partition(":")[2]
     if not generator.startswith("deepsim:") or network.startswith(INVERTED_NETWORK) or not uses:
         return None

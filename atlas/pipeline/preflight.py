@@ -332,8 +332,7 @@ def _foreign_code(cfg: RunConfig, models: RunModels) -> list[str]:
     if cfg.facets.real_images:
         uses.append("the on-manifold score")
     network = models.encoder if models.encoder is not None else models.target
-    key = "models.encoder" if models.encoder is not None else "models.code_layer"
-    note = foreign_code_note(gen.spec, network.spec, layer, uses, key)
+    note = foreign_code_note(gen.spec, network.spec, layer, uses, via_encoder=models.encoder is not None)
     return [note] if note else []
 
 

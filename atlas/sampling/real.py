@@ -119,11 +119,14 @@ def check_image_folder(path: str | Path, files: list[Path] | None = None) -> int
     return len(files)
 
 
-def load_image_folder(path: str | Path, size: int, limit: int | None = None) -> FolderImages:
-    """Every image under ``path`` (recursive, sorted), shorter side resized to ``size``, centre-cropped."""
+def load_image_folder(
+    path: str | Path, size: int, limit: int | None = None, files: list[Path] | None = None
+) -> FolderImages:
+    """Every image under ``path`` (recursive, sorted), shorter side resized to ``size``, centre-cropped
+    (``files``: the caller's listing of it, :func:`image_files`)."""
     from PIL import Image
 
-    files = image_files(path)
+    files = image_files(path) if files is None else files
     if limit is not None:
         files = files[:limit]
     out = []
