@@ -48,7 +48,9 @@ GRID_PARAMS: dict[str, tuple[str, Any]] = {
     "per": ("grid_page_size", 48),
     "label": ("grid_label", ""),
     "flag": ("grid_flag", "all units"),
+    "picture": ("grid_picture", "best"),
 }
+GRID_VIEW_PARAMS = ("sort", "per", "picture")  # how the grid shows its units, not which: no filters
 
 
 # the compare page's choices in its URL: query parameter -> widget key (the units box's key is per layer,
@@ -257,8 +259,8 @@ def _reset_grid_widgets(params: Any) -> None:
 
 
 def clear_grid_filters() -> None:
-    """Button callback: every grid filter off (the sort and page size stay), back to page 1."""
-    _reset_grid_widgets([p for p in GRID_PARAMS if p not in ("sort", "per")])
+    """Button callback: every grid filter off (the sort, page size and picture stay), back to page 1."""
+    _reset_grid_widgets([p for p in GRID_PARAMS if p not in GRID_VIEW_PARAMS])
     set_("grid_page", 0)
 
 

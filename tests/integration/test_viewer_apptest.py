@@ -58,6 +58,11 @@ def n_images(at: AppTest) -> int:
     return len(at.get("image"))
 
 
+def tile_urls(at: AppTest) -> list[str]:
+    """The media URLs of the page's pictures (Streamlit names a picture by its bytes)."""
+    return [img.url for element in at.get("image") for img in element.proto.imgs]
+
+
 def n_charts(at: AppTest) -> int:
     return len(at.get("vega_lite_chart"))
 
@@ -90,6 +95,15 @@ def test_layer_grid_deep_link_sort_and_paging(runs, monkeypatch):
     at.text_input(key="grid_units").set_value("3-5, 9").run()
     assert n_images(at) == 4
     at.text_input(key="grid_units").set_value("").run()
+    best_tiles = tile_urls(at)
+    at.selectbox(key="grid_picture").set_value("last").run()  # each unit's final iterate instead
+    assert at.query_params["picture"] == "last" and n_images(at) == 16
+    assert tile_urls(at) != best_tiles
+    at.text_input(key="grid_units").set_value("999").run()  # nothing matches: clear the filters
+    at.button(key="grid_clear").click().run()
+    assert at.selectbox(key="grid_picture").value == "last" and n_images(at) == 16  # not a filter: kept
+    at.selectbox(key="grid_picture").set_value("best").run()
+    assert "picture" not in at.query_params and tile_urls(at) == best_tiles
     at.button(key="grid_unit_7").click().run()  # a tile opens the unit page
     assert at.title[0].value == "conv3 · unit 7"
     assert page_of(at) == "unit" and at.query_params["unit"] == "7"

@@ -123,6 +123,21 @@ def test_grid_sorted_filtered_paged_with_each_units_best_image(run):
     assert data.max_facet_count(conn, "conv3") == int(units["facet_count"].max())
 
 
+@pytest.mark.parametrize("picture", ["best", "last"])
+def test_grid_tiles_show_each_units_most_activating_picture_of_the_chosen_kind(run, picture):
+    run_dir, _, conn = run
+    images = written(run_dir, "images", "fc8")
+    page = data.grid_page(conn, data.GridQuery(layer="fc8", sort="unit ↑", picture=picture))
+    assert page["unit"].tolist() == list(range(10))
+    for rec in page.to_dict("records"):
+        mine = images[(images["unit"] == rec["unit"]) & (images["kind"] == picture)]
+        top = mine.loc[mine["activation"].idxmax()]
+        assert rec["png"] == top["png"] and rec["picture_activation"] == pytest.approx(top["activation"])
+    if picture == "last":  # the synthetic run's last pictures are not its best ones: the switch shows
+        best = data.grid_page(conn, data.GridQuery(layer="fc8", sort="unit ↑"))
+        assert (best["png"] != page["png"]).any()
+
+
 def test_unit_view_shapes_what_was_written(run):
     run_dir, _, conn = run
     ids = data.unit_ids(conn, "fc8")

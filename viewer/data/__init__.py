@@ -31,6 +31,7 @@ from viewer.data.console import (
 )
 from viewer.data.grid import (
     LABEL_SORTS,
+    PICTURES,
     SORTS,
     GridQuery,
     expand_units,
@@ -158,6 +159,7 @@ __all__ = [
     "GridQuery",
     "IMAGE_COLUMNS",
     "KIND_ORDER",
+    "PICTURES",
     "LABEL_COLUMNS",
     "LABEL_SORTS",
     "LABEL_THRESHOLD",

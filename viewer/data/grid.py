@@ -44,6 +44,12 @@ class GridQuery:
     label_text: str = ""  # substring of the label (case-insensitive); "no label": units without one
     flag: str | None = None  # only units with a picture of flag_kinds carrying this flag (e.g. "weak")
     flag_kinds: tuple[str, ...] = AUDIT_KINDS["best and last pictures"]
+    picture: str = "best"  # which of its chains' pictures a tile shows: PICTURES
+
+
+# a tile's picture: the unit's most activating chain picture of this kind ("last": the final iterate, what
+# the released act_max.py saves; "best": the highest objective any step reached, what the run ranks by)
+PICTURES: dict[str, str] = {"best": "best", "last": "last"}
 
 
 def parse_units(text: str) -> tuple[tuple[int, int], ...]:
@@ -148,7 +154,8 @@ def grid_page(conn: Any, q: GridQuery) -> pd.DataFrame:
     """The visible page of the grid, in the sort order: unit, composite (its expression; null for the
     layer's own units), best_activation, best_log_prob, best_rank, facet_count, judge_label, judge_correct,
     status, error, label, label_score (null in a run without label
-    columns), png (the unit's best image as bytes, or None), flag_counts ({flag: pictures of
+    columns), png (the unit's most activating picture of kind ``q.picture`` as bytes, or None),
+    picture_activation (that picture's activation), flag_counts ({flag: pictures of
     ``q.flag_kinds`` carrying it}; {} when none or the run has no flags). Only the units of this page are
     read."""
     have = truth(conn)
@@ -171,16 +178,18 @@ def grid_page(conn: Any, q: GridQuery) -> pd.DataFrame:
         [*params, int(q.page_size), int(q.page) * int(q.page_size)],
     )
     if units.empty:
-        return units.assign(png=pd.Series(dtype=object), flag_counts=pd.Series(dtype=object))
+        return units.assign(png=pd.Series(dtype=object), picture_activation=pd.Series(dtype=float),
+                            flag_counts=pd.Series(dtype=object))  # fmt: skip
     ids = [int(u) for u in units["unit"]]
     marks = ", ".join("?" for _ in ids)
     src = unit_sources(conn, q.layer, ids)["images"]  # only the shards holding these units
     images = fetch_frame(
         conn,
-        f"""SELECT unit, arg_max(png, coalesce(activation, -1e308)) AS png
-            FROM {src} WHERE unit BETWEEN ? AND ? AND unit IN ({marks}) AND kind = 'best'
+        f"""SELECT unit, arg_max(png, coalesce(activation, -1e308)) AS png,
+                   max(activation) AS picture_activation
+            FROM {src} WHERE unit BETWEEN ? AND ? AND unit IN ({marks}) AND kind = ?
             GROUP BY unit""",
-        [min(ids), max(ids), *ids],
+        [min(ids), max(ids), *ids, PICTURES.get(q.picture, "best")],
     )
     out = units.merge(images, on="unit", how="left")
     counts = unit_flag_counts(conn, q.layer, ids, q.flag_kinds) if have.pictures else {}

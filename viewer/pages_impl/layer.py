@@ -1,7 +1,7 @@
-"""Layer grid: unit thumbnails (best image) with unit id, activation, concept label and flagged pictures;
-sort, filter (units, facets, judge, label text, flags), paging.
+"""Layer grid: unit thumbnails (best or last image) with unit id, activation, concept label and flagged
+pictures; sort, filter (units, facets, judge, label text, flags), paging.
 
-Only the visible page is queried (units first, then the best image of just those units), so a
+Only the visible page is queried (units first, then the shown image of just those units), so a
 4096-unit layer costs the same as a 10-unit one.
 """
 
@@ -53,9 +53,9 @@ def _filters(ctx: Context, layer: str, have: data.Truth) -> data.GridQuery:
     """The filter rows; an unreadable units filter shows an error and filters nothing."""
     verdicts = data.has_verdicts(ctx.conn, layer)  # the judge reads output units only
     if verdicts:
-        c1, c2, c3, c4, c5 = st.columns([2.2, 1.4, 1.2, 1.6, 1.0])
+        c1, c2, c3, c4, c5, c6 = st.columns([2.2, 1.4, 1.2, 1.6, 1.0, 1.0])
     else:  # no Judge column: no gap where it would be
-        (c1, c2, c3, c5), c4 = st.columns([2.2, 1.4, 1.2, 1.0]), None
+        (c1, c2, c3, c5, c6), c4 = st.columns([2.2, 1.4, 1.2, 1.0, 1.0]), None
     sorts = data.sorts(have.labels)
     st.session_state["grid_sort_first"] = sorts[0]  # the default, left out of the URL
     sort = c1.selectbox("Sort by", sorts, key=state.grid_widget("sort", sorts), **FIRST_PAGE)
@@ -76,6 +76,13 @@ def _filters(ctx: Context, layer: str, have: data.Truth) -> data.GridQuery:
     page_size = c5.selectbox(
         "Per page", PAGE_SIZES, key=state.grid_widget("per", list(PAGE_SIZES)), **FIRST_PAGE
     )
+    pictures = list(data.PICTURES)
+    picture = c6.selectbox(
+        "Picture", pictures, key=state.grid_widget("picture", pictures),
+        help="best: each chain's highest-objective picture over all its steps (what the run ranks by); "
+        "last: each chain's final iterate (what the released act_max.py saves). A tile shows the unit's "
+        "most activating one.",
+    )  # fmt: skip
     truth = _truth_filters(ctx, layer, have)
     try:
         units = data.parse_units(units_text)
@@ -89,6 +96,7 @@ def _filters(ctx: Context, layer: str, have: data.Truth) -> data.GridQuery:
         units=units,
         only_correct={"all": None, "correct": True, "wrong": False}[judge],
         page_size=int(page_size),
+        picture=picture,
         **truth,
     )
 
@@ -173,7 +181,7 @@ def _no_picture(rec: dict) -> str:
     return f"<div class='atlas-tile-empty failed' title='{error}'><b>failed</b><span>{error}</span></div>"
 
 
-def _tile(rec: dict, have: data.Truth, link: str) -> None:
+def _tile(rec: dict, have: data.Truth, link: str, picture: str) -> None:
     """One unit's tile: its picture (a link to the unit page, ``link``, in a new tab), its name (a button
     that opens the unit here) and one line each for its numbers, its label and its flagged pictures: every
     line one line high (cut with "…"; the whole text as its tooltip), so tiles line up in even rows."""
@@ -191,8 +199,13 @@ def _tile(rec: dict, have: data.Truth, link: str) -> None:
         return
     facets = rec.get("facet_count")
     facet_text = "" if pd.isna(facets) else f" · {int(facets)} facet{'' if int(facets) == 1 else 's'}"
-    act = widgets.fmt(rec.get("best_activation"))
-    lines = f"<div class='atlas-tile-label' title='best activation {act}{facet_text}'>act {act}{facet_text}"
+    if picture == "best":
+        act = widgets.fmt(rec.get("best_activation"))
+        tip = f"best activation {act}"
+    else:  # the number of the picture shown
+        act = widgets.fmt(rec.get("picture_activation"))
+        tip = f"activation of this {picture} picture {act} (best {widgets.fmt(rec.get('best_activation'))})"
+    lines = f"<div class='atlas-tile-label' title='{tip}{facet_text}'>act {act}{facet_text}"
     lines += "</div>"
     if have.labels:
         lines += _label_line(rec)
@@ -204,7 +217,7 @@ def _tile(rec: dict, have: data.Truth, link: str) -> None:
 def _nothing_matches(ctx: Context, layer: str) -> None:
     """The empty grid: which filters are on (the layer's unit range beside the units filter) and a button
     that clears them."""
-    on = {param: value for param, value in state.grid_params().items() if param not in ("sort", "per")}
+    on = {param: value for param, value in state.grid_params().items() if param not in state.GRID_VIEW_PARAMS}
     ids = ctx.ids(layer)
     where = f" (layer {layer} has units {data.compact_units(ids)})" if ids and "units" in on else ""
     filters = ", ".join(f"{FILTER_NAMES.get(p, p)} `{v}`" for p, v in on.items())
@@ -245,6 +258,6 @@ def render(ctx: Context) -> None:
     with st.container(key="atlas_grid", horizontal=True, gap="small"):
         for rec in records:
             with st.container(border=True, gap=None, key=f"atlas_tile_{int(rec['unit'])}"):
-                _tile(rec, have, state.link("unit", layer, int(rec["unit"]), run))
+                _tile(rec, have, state.link("unit", layer, int(rec["unit"]), run), query.picture)
     if len(records) > 2 * ROW_TILES:  # a long page: the pager again under it
         _pager(page, pages, total, query.page_size, "_bottom")
