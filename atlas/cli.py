@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "sql": "sql",
     "verify": "verify",
     "view": "view",
+    "export": "export",
     "bench": "bench",
     "code-stats": "code_stats",
     "train-dae": "train_dae",

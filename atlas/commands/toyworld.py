@@ -13,7 +13,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="toyworld_command", metavar="ACTION")
     sub.required = True
     show = sub.add_parser(
-        "show", help="Write samples.png (a row per fine label) and reconstructions.png (G's redraws)."
+        "show", help="Write samples.png (a row per fine label, named) and reconstructions.png (G's redraws)."
     )
     show.epilog = """examples:
   atlas toyworld show                           # toyworld-show/samples.png and reconstructions.png
@@ -34,11 +34,12 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from atlas.atomic import check_writable_dir
+    from atlas.contact_sheet import save_sheet
     from atlas.errors import AtlasError
     from atlas.toyworld import ToyWorld
     from atlas.toyworld.loops import predict
     from atlas.toyworld.settings import resolve
-    from atlas.toyworld.show import recon_grid, sample_grid, save_png
+    from atlas.toyworld.show import recon_sheet, sample_sheet
 
     if not args.out.strip():  # Path("") is the current directory
         raise AtlasError("--out: empty path; give a folder for samples.png and reconstructions.png")
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     preset, cache_dir = resolve(args.preset, args.cache_dir, args.config)
     world = ToyWorld(preset, cache_dir)
     test = world.data("test")
-    print(save_png(sample_grid(test.images, test.fine, args.per_row), out / "samples.png"))
+    print(save_sheet(sample_sheet(test.images, test.fine, args.per_row), out / "samples.png"))
     try:
         g = world.module("generator", train_if_missing=not args.no_train)
     except AtlasError as exc:
@@ -61,5 +62,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"(no reconstructions: {exc})")
         return 0
     recon = predict(g, world.codes("test"))
-    print(save_png(recon_grid(test.rgb01(), recon, test.fine, args.per_row), out / "reconstructions.png"))
+    print(save_sheet(recon_sheet(test.rgb01(), recon, test.fine, args.per_row), out / "reconstructions.png"))
     return 0

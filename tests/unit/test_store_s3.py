@@ -57,6 +57,22 @@ def test_shards_land_as_whole_objects_and_read_back(s3, tmp_path, monkeypatch):
     assert open_run(s3.uri("runs", "a")).execute("SELECT count(*) FROM units").fetchone() == (3,)
 
 
+def test_a_run_on_s3_exports_to_a_local_folder(s3, tmp_path):
+    from viewer.export import ExportRequest, export_run
+
+    store = RunStore(s3.uri("runs", "export"))
+    store.init_run(manifest(planned_shards=1))
+    store.write_shard("fc8-0000", "fc8", shard_rows(units=(0, 1, 2)))
+    report = export_run(ExportRequest(s3.uri("runs", "export"), tmp_path / "out"), say=lambda _: None)
+    assert report.layers == [("fc8", 3, 1)]
+    conn = open_run(s3.uri("runs", "export"))
+    for unit in range(3):
+        (png,) = conn.execute(
+            "SELECT png FROM images WHERE unit = ? AND kind = 'best' ORDER BY activation DESC LIMIT 1", [unit]
+        ).fetchone()
+        assert (tmp_path / "out" / "fc8" / f"unit-{unit}.png").read_bytes() == png
+
+
 def test_unmarked_shard_is_invisible_and_reader_needs_no_extension(s3):
     store = RunStore(s3.uri("runs", "b"))
     store.init_run(manifest())

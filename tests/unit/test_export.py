@@ -1,0 +1,171 @@
+"""`atlas export` and its contact sheets, on a small synthetic run: the files are checked against the Parquet
+tables read back with pandas, not against the export's own queries."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from atlas.bench.synthetic_run import make_synthetic_run
+from atlas.cli import main
+from atlas.contact_sheet import Tile, contact_sheet
+from viewer.export import MARKER, ExportRequest, export_run
+
+pytestmark = pytest.mark.unit
+
+LAYERS = {"fc8": 10, "conv3": 12}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("export") / "run"
+    make_synthetic_run(run_dir, layers=LAYERS, chains=2, steps=40, images_per_chain=4, real_k=3)
+    return run_dir
+
+
+def written(run_dir, table: str, layer: str) -> pd.DataFrame:
+    return pd.read_parquet(run_dir / table / f"layer={layer}")
+
+
+def cli(capsys, *args: str) -> tuple[int, str, str]:
+    try:
+        code = main(list(args))
+    except SystemExit as exc:  # argparse's own errors (a bad choice, a number out of range)
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def tiles_in(page: str) -> list[tuple[str, str]]:
+    """(picture href, caption title) of each tile of index.html, in page order."""
+    return re.findall(r"<figure><a href='([^']+)'>.*?<figcaption title='([^']+)'>", page)
+
+
+@pytest.mark.parametrize("picture", ["best", "last"])
+def test_every_unit_exported_as_its_stored_png_with_sheets_and_page(run, tmp_path, capsys, picture):
+    out = tmp_path / "atlas"
+    code, text, err = cli(
+        capsys, "export", str(run), "--out", str(out), "--picture", picture, "--per-sheet", "8"
+    )
+    assert code == 0, err
+    assert f"wrote {out}: 22 units of 2 layers" in text
+    page = (out / "index.html").read_text()
+    hrefs = [href for href, _ in tiles_in(page)]
+    assert hrefs[:10] == [f"fc8/unit-{u}.png" for u in range(10)]  # the config's layer order, by unit
+    assert hrefs[10:] == [f"conv3/unit-{u:02d}.png" for u in range(12)]
+    for layer in LAYERS:
+        images = written(run, "images", layer)
+        for unit in range(LAYERS[layer]):
+            mine = images[(images["unit"] == unit) & (images["kind"] == picture)]
+            kept = mine.loc[mine["activation"].idxmax(), "png"]  # the unit's most activating picture
+            width = len(str(LAYERS[layer] - 1))
+            assert (out / layer / f"unit-{unit:0{width}d}.png").read_bytes() == kept
+        sheets = sorted((out / layer).glob("sheet-*.png"))
+        assert [s.name for s in sheets] == [
+            f"sheet-{i:02d}.png" for i in range(1, -(-LAYERS[layer] // 8) + 1)
+        ]
+        with Image.open(sheets[0]) as im:
+            assert im.width > 8 * 96 and im.height > 96  # 8 tiles of 96 px a row, captions under them
+    assert json.loads((out / MARKER).read_text())["picture"] == picture
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left
+
+
+def test_sort_units_and_layers_select_and_order_like_the_grid(run, tmp_path):
+    out = tmp_path / "atlas"
+    req = ExportRequest(str(run), out, layers=("conv3",), units="2-9", sort="activation")
+    report = export_run(req, say=lambda _: None)
+    assert report.layers == [("conv3", 8, 1)]
+    units = written(run, "units", "conv3")
+    units = units[units["unit"].between(2, 9)].sort_values(
+        ["best_activation", "unit"], ascending=[False, True]
+    )
+    titles = [title for _, title in tiles_in((out / "index.html").read_text())]
+    assert titles == [f"unit {u}" for u in units["unit"]]
+    assert sorted(p.name for p in (out / "conv3").glob("unit-*.png")) == [
+        f"unit-{u}.png" for u in range(2, 10)
+    ]
+    assert not (out / "fc8").exists()
+
+
+def test_an_earlier_export_is_replaced_whole_and_a_failed_one_changes_nothing(run, tmp_path, monkeypatch):
+    out = tmp_path / "atlas"
+    export_run(ExportRequest(str(run), out, units="0-3"), say=lambda _: None)
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    (out / "fc8" / "stale.png").write_bytes(b"old")
+
+    def broken(*_a, **_k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("viewer.export.build.save_sheet", broken)
+    with pytest.raises(OSError, match="disk full"):
+        export_run(ExportRequest(str(run), out), say=lambda _: None)
+    after = sorted(p.relative_to(out) for p in out.rglob("*"))
+    assert after == sorted(
+        [*before, (out / "fc8" / "stale.png").relative_to(out)]
+    )  # the old export, as it was
+    monkeypatch.undo()
+    export_run(ExportRequest(str(run), out, layers=("fc8",)), say=lambda _: None)
+    assert not (out / "fc8" / "stale.png").exists() and not (out / "conv3").exists()
+    assert len(list((out / "fc8").glob("unit-*.png"))) == 10
+    assert [p.name for p in tmp_path.iterdir()] == ["atlas"]  # no staging or old folder left
+
+
+@pytest.mark.parametrize(
+    ("args", "expect"),
+    [
+        (["--layers", "fc9"], "--layers: the run has no layer 'fc9'; its layers are fc8, conv3"),
+        (["--layers", "fc8,,conv3"], "--layers"),
+        (["--units", "500-600"], "--units: '500-600' selects no unit of fc8, conv3"),
+        (["--units", "5-3"], "--units: range '5-3' is empty"),
+        (["--out", "{run}/pictures"], "is inside the run"),
+        (["--out", "{tmp}/other"], "holds other files and no earlier export"),
+        (["--out", "{tmp}/file.txt"], "is a file"),
+        (["--out", ""], "--out: empty path"),
+        (["--columns", "0"], "--columns"),
+        (["--tile", "4096"], "--tile"),
+        (["--picture", "snapshot"], "--picture"),
+    ],
+)
+def test_bad_input_is_one_line_and_writes_nothing(run, tmp_path, capsys, args, expect):
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    (tmp_path / "file.txt").write_text("mine")
+    args = [a.format(run=run, tmp=tmp_path) for a in args]
+    if "--out" not in args:
+        args += ["--out", str(tmp_path / "new")]
+    before = sorted(tmp_path.rglob("*")), sorted(run.rglob("*"))
+    code, out, err = cli(capsys, "export", str(run), *args)
+    assert code == 2 and "Traceback" not in out + err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("atlas: error: ") and expect in lines[0], err
+    assert (sorted(tmp_path.rglob("*")), sorted(run.rglob("*"))) == before
+
+
+def test_the_commands_choices_are_the_exports():
+    from atlas.commands import export as command
+    from viewer import data, export
+
+    assert tuple(export.SORTS) == command.SORTS and tuple(data.PICTURES) == command.PICTURES
+
+
+def test_contact_sheet_draws_pictures_captions_and_missing_tiles():
+    red = np.zeros((32, 32, 3), np.uint8)
+    red[..., 0] = 255
+    png = io.BytesIO()
+    Image.fromarray(red).save(png, format="PNG")
+    tiles = [
+        Tile(red, ("unit 0", "a caption far too long to fit under one small tile, cut with an ellipsis")),
+        Tile(png.getvalue(), ("unit 1",)),
+        Tile(None, ("unit 2",), "failed"),
+        Tile(b"not a png", ("unit 3",)),  # damaged bytes: drawn as missing, not an error
+    ]
+    sheet = np.asarray(contact_sheet(tiles, columns=3, tile_px=48, title="fc8", row_labels=["a", "b"]))
+    assert sheet.shape[1] > 3 * 48 and sheet.shape[0] > 2 * 48
+    reds = (sheet[..., 0] == 255) & (sheet[..., 1] == 0) & (sheet[..., 2] == 0)
+    assert reds.sum() == 2 * 48 * 48  # both red pictures, scaled to 48 px; the others are no red

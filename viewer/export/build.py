@@ -1,0 +1,228 @@
+"""`atlas export`: a run's pictures as plain files to share without Python, Streamlit or the run's store: for
+each layer every unit's picture as the PNG it is stored as, labelled contact sheets of them, and one static
+``index.html`` over it all. The units, their order and their pictures are the layer grid's
+(:mod:`viewer.data`).
+
+The folder is built beside ``out`` and moved into place when whole, so a failed or interrupted export leaves
+``out`` as it was; a folder an earlier export wrote (it holds :data:`MARKER`) is replaced, any other folder
+with files in it is refused.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from atlas.contact_sheet import Tile, contact_sheet, save_sheet
+from atlas.errors import AtlasError, ConfigError
+from viewer import data
+from viewer.export.site import SiteLayer, SiteTile, index_html
+
+MARKER = "atlas-export.json"  # what an export writes last; a folder holding it may be replaced
+SORTS = {  # --sort -> the layer grid's order
+    "unit": "unit ↑",
+    "activation": "activation ↓",
+    "selectivity": "selectivity (log-prob) ↓",
+    "rank": "rank ↑",
+    "facets": "facet count ↓",
+}
+QUERY_PAGE = 512  # units read per query
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    run: str  # a run directory or URI
+    out: Path  # a local folder
+    layers: tuple[str, ...] = ()  # () = every layer, in the config's order
+    units: str = ""  # "3, 10-20" (per layer); "" = every unit
+    picture: str = "best"  # data.PICTURES
+    sort: str = "unit"  # SORTS
+    columns: int = 10  # tiles a row on a contact sheet
+    per_sheet: int = 100  # units a contact sheet
+    tile_px: int = 96  # a picture's side on a contact sheet
+
+
+@dataclass
+class ExportReport:
+    out: Path
+    layers: list[tuple[str, int, int]] = field(default_factory=list)  # (layer, units, contact sheets)
+    skipped: list[str] = field(default_factory=list)  # layers with no unit in --units
+
+    @property
+    def units(self) -> int:
+        return sum(n for _, n, _ in self.layers)
+
+
+def folder_name(layer: str) -> str:
+    """A layer's folder: its name with anything but letters, digits, ``.``, ``_`` and ``-`` as ``_``."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", layer).lstrip(".") or "layer"
+
+
+def check_out(out: Path, run: str) -> None:
+    """``out`` can take the export: not a file, not inside the run, empty or an earlier export; one line
+    naming ``--out`` otherwise."""
+    from atlas.atomic import check_writable_dir
+
+    if out.exists() and not out.is_dir():
+        raise AtlasError(f"--out: {out} is a file; give a folder for the exported atlas")
+    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
+        raise AtlasError(
+            f"--out: {out} holds other files and no earlier export ({MARKER}); give a new or empty folder"
+        )
+    if "://" not in run or run.startswith("file://"):
+        run_dir = Path(os.path.abspath(Path(run.removeprefix("file://")).expanduser()))
+        here = Path(os.path.abspath(out))
+        if here == run_dir or run_dir in here.parents:
+            raise AtlasError(f"--out: {out} is inside the run {run}; export it to a folder outside the run")
+    check_writable_dir(out.parent, "--out")
+
+
+def _layers(conn: Any, wanted: tuple[str, ...]) -> list[str]:
+    """The run's layers in its config's order, or ``wanted`` (each checked against them)."""
+    have = [name for name, _ in data.layers(conn, data.run_info(conn).get("config"))]
+    unknown = [name for name in wanted if name not in have]
+    if unknown:
+        raise AtlasError(f"--layers: the run has no layer {unknown[0]!r}; its layers are {', '.join(have)}")
+    return list(dict.fromkeys(wanted)) if wanted else have
+
+
+def _number(value: Any) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{float(value):.3g}"
+
+
+def _caption(rec: dict[str, Any], picture: str, labels: bool) -> tuple[str, ...]:
+    """A unit's caption lines: its name, the shown picture's activation, its label (runs with labels); a
+    failed unit's error."""
+    name = data.unit_name(int(rec["unit"]), rec.get("composite"))
+    if rec.get("status") == "error":
+        return (name, f"failed: {rec.get('error') or 'no error recorded'}")
+    act = rec.get("best_activation") if picture == "best" else rec.get("picture_activation")
+    lines = [name, f"act {_number(act)}"]
+    if labels:
+        label = rec.get("label")
+        lines.append(f"{label} ({_number(rec.get('label_score'))})" if isinstance(label, str) else "no label")
+    return tuple(lines)
+
+
+def _unit_records(conn: Any, query: data.GridQuery) -> list[dict[str, Any]]:
+    """Every unit the grid query selects, in its order, with its picture (a page of units at a time)."""
+    out: list[dict[str, Any]] = []
+    for page in range(math.ceil(data.grid_count(conn, query) / QUERY_PAGE)):
+        page_query = data.GridQuery(**{**query.__dict__, "page": page, "page_size": QUERY_PAGE})
+        out += data.grid_page(conn, page_query).to_dict("records")
+    return out
+
+
+def _export_layer(
+    conn: Any, req: ExportRequest, layer: str, units: tuple[tuple[int, int], ...], staging: Path, labels: bool
+) -> SiteLayer | None:
+    """One layer's PNGs and contact sheets under ``staging``; its part of the page (None: no unit)."""
+    records = _unit_records(
+        conn, data.GridQuery(layer=layer, sort=SORTS[req.sort], units=units, picture=req.picture)
+    )
+    if not records:
+        return None
+    folder = folder_name(layer)
+    width = len(str(max(int(r["unit"]) for r in records)))
+    (staging / folder).mkdir(parents=True, exist_ok=True)
+    tiles, site_tiles = [], []
+    for rec in records:
+        caption = _caption(rec, req.picture, labels)
+        href = None
+        if rec.get("png") is not None:
+            href = f"{folder}/unit-{int(rec['unit']):0{width}d}.png"
+            (staging / href).write_bytes(rec["png"])  # as stored: the picture the run kept, not redrawn
+        failed = rec.get("status") == "error"
+        tiles.append(Tile(rec.get("png"), caption, "failed" if failed else "no image"))
+        site_tiles.append(SiteTile(href, caption[0], caption[1:], failed))
+    sheets = []
+    for i in range(0, len(tiles), req.per_sheet):
+        chunk = records[i : i + req.per_sheet]
+        ids = data.format_units(sorted(int(r["unit"]) for r in chunk))
+        title = f"{layer} · units {ids} · {req.picture} pictures"
+        name = f"{folder}/sheet-{i // req.per_sheet + 1:02d}.png"
+        sheet = contact_sheet(
+            tiles[i : i + req.per_sheet], columns=req.columns, tile_px=req.tile_px, title=title
+        )
+        save_sheet(sheet, staging / name)
+        sheets.append(name)
+    summary = (
+        f"{len(records)} unit{'s' if len(records) != 1 else ''} · {req.picture} pictures · by {req.sort}"
+    )
+    return SiteLayer(layer, folder, summary, tuple(sheets), tuple(site_tiles))
+
+
+def _move_into_place(staging: Path, out: Path) -> None:
+    """``staging`` becomes ``out``; an earlier export there is removed once the new one is in place."""
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        os.replace(out, old)
+    os.replace(staging, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def export_run(req: ExportRequest, say: Callable[[str], None] = print) -> ExportReport:
+    """Write the export of ``req.run`` to ``req.out`` (see the module docstring); ``say`` gets a line per
+    layer."""
+    from atlas.store.catalog import open_run
+
+    check_out(req.out, req.run)
+    try:
+        units = data.parse_units(req.units)
+    except ConfigError as exc:
+        raise AtlasError(f"--units: {str(exc).removeprefix('units: ')}") from None
+    conn = open_run(req.run)
+    staging = req.out.with_name(f".{req.out.name}.export-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        layers = _layers(conn, req.layers)
+        labels = data.truth(conn).labels
+        info = data.run_info(conn)
+        report = ExportReport(req.out)
+        site: list[SiteLayer] = []
+        staging.mkdir(parents=True)
+        for layer in layers:
+            part = _export_layer(conn, req, layer, units, staging, labels)
+            if part is None:
+                report.skipped.append(layer)
+                continue
+            site.append(part)
+            report.layers.append((layer, len(part.tiles), len(part.sheets)))
+            say(f"{layer}: {len(part.tiles)} units, {len(part.sheets)} contact sheet(s)")
+        if not site:
+            raise AtlasError(
+                f"--units: {req.units!r} selects no unit of {', '.join(layers)}; "
+                'give units the layers have (`atlas sql RUN "SELECT layer, min(unit), max(unit) FROM units '
+                'GROUP BY layer"`)'
+            )
+        name = str(info.get("name") or Path(req.run.rstrip("/")).name)
+        when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        meta = [
+            f"run {req.run} · status {info.get('status') or '–'} · method {_method(conn)}",
+            f"exported by atlas export on {when}: each unit's most activating {req.picture} picture, "
+            f"by {req.sort}" + (" · a label's number is its AUROC on natural images" if labels else ""),
+        ]
+        (staging / "index.html").write_text(index_html(f"atlas · {name}", meta, site), encoding="utf-8")
+        marker = {"run": req.run, "exported": when, "picture": req.picture, "sort": req.sort,
+                  "units": req.units, "layers": [layer for layer, _, _ in report.layers]}  # fmt: skip
+        (staging / MARKER).write_text(json.dumps(marker, indent=1) + "\n", encoding="utf-8")
+        _move_into_place(staging, req.out)
+        return report
+    finally:
+        conn.close()
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _method(conn: Any) -> str:
+    methods = data.fetch_frame(conn, "SELECT DISTINCT method FROM units WHERE method IS NOT NULL ORDER BY 1")
+    return ", ".join(str(m) for m in methods["method"]) or "–"
