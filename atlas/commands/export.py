@@ -82,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
     report = export_run(req)
     skipped = f" ({', '.join(report.skipped)}: no unit in --units)" if report.skipped else ""
     print(
-        f"wrote {report.out}: {report.units} units of {len(report.layers)} layers{skipped}; "
+        f"wrote {report.out}: {report.units} units of {len(report.layers)} "
+        f"layer{'s' if len(report.layers) != 1 else ''}{skipped}; "
         f"open {report.out / 'index.html'}"
     )
     return 0

@@ -16,6 +16,7 @@ import math
 import os
 import re
 import shutil
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ SORTS = {  # --sort -> the layer grid's order
     "facets": "facet count ↓",
 }
 QUERY_PAGE = 512  # units read per query
+PROGRESS_EVERY_S = 10.0  # a progress line inside a long layer at most this often
 
 
 @dataclass(frozen=True)
@@ -123,9 +125,16 @@ def _unit_records(conn: Any, query: data.GridQuery) -> list[dict[str, Any]]:
 
 
 def _export_layer(
-    conn: Any, req: ExportRequest, layer: str, units: tuple[tuple[int, int], ...], staging: Path, labels: bool
+    conn: Any,
+    req: ExportRequest,
+    layer: str,
+    units: tuple[tuple[int, int], ...],
+    staging: Path,
+    labels: bool,
+    say: Callable[[str], None],
 ) -> SiteLayer | None:
-    """One layer's PNGs and contact sheets under ``staging``; its part of the page (None: no unit)."""
+    """One layer's PNGs and contact sheets under ``staging``; its part of the page (None: no unit). A long
+    layer says how far it is every :data:`PROGRESS_EVERY_S`."""
     records = _unit_records(
         conn, data.GridQuery(layer=layer, sort=SORTS[req.sort], units=units, picture=req.picture)
     )
@@ -145,7 +154,11 @@ def _export_layer(
         tiles.append(Tile(rec.get("png"), caption, "failed" if failed else "no image"))
         site_tiles.append(SiteTile(href, caption[0], caption[1:], failed))
     sheets = []
+    said = time.monotonic()
     for i in range(0, len(tiles), req.per_sheet):
+        if time.monotonic() - said >= PROGRESS_EVERY_S:
+            say(f"{layer}: {i} of {len(tiles)} units on contact sheets")
+            said = time.monotonic()
         chunk = records[i : i + req.per_sheet]
         ids = data.format_units(sorted(int(r["unit"]) for r in chunk))
         title = f"{layer} · units {ids} · {req.picture} pictures"
@@ -192,13 +205,14 @@ def export_run(req: ExportRequest, say: Callable[[str], None] = print) -> Export
         site: list[SiteLayer] = []
         staging.mkdir(parents=True)
         for layer in layers:
-            part = _export_layer(conn, req, layer, units, staging, labels)
+            part = _export_layer(conn, req, layer, units, staging, labels, say)
             if part is None:
                 report.skipped.append(layer)
                 continue
             site.append(part)
             report.layers.append((layer, len(part.tiles), len(part.sheets)))
-            say(f"{layer}: {len(part.tiles)} units, {len(part.sheets)} contact sheet(s)")
+            sheets = f"{len(part.sheets)} contact sheet{'s' if len(part.sheets) != 1 else ''}"
+            say(f"{layer}: {len(part.tiles)} units, {sheets}")
         if not site:
             raise AtlasError(
                 f"--units: {req.units!r} selects no unit of {', '.join(layers)}; "
