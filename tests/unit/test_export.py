@@ -127,12 +127,16 @@ def test_an_earlier_export_is_replaced_whole_and_a_failed_one_changes_nothing(ru
         (["--out", "{tmp}/other"], "holds other files and no earlier export"),
         (["--out", "{tmp}/file.txt"], "is a file"),
         (["--out", ""], "--out: empty path"),
+        (["--out", "."], "holds the current folder"),
+        (["--out", "{tmp}/.."], "holds the current folder"),
         (["--columns", "0"], "--columns"),
         (["--tile", "4096"], "--tile"),
         (["--picture", "snapshot"], "--picture"),
     ],
 )
-def test_bad_input_is_one_line_and_writes_nothing(run, tmp_path, capsys, args, expect):
+def test_bad_input_is_one_line_and_writes_nothing(run, tmp_path, capsys, monkeypatch, args, expect):
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")  # an empty current folder: `--out .` is still refused
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
     (tmp_path / "file.txt").write_text("mine")

@@ -74,6 +74,9 @@ def check_out(out: Path, run: str) -> None:
     naming ``--out`` otherwise."""
     from atlas.atomic import check_writable_dir
 
+    here = Path(os.path.abspath(out))
+    if here == Path.cwd() or here in Path.cwd().parents:  # it is replaced whole: not under the user's feet
+        raise AtlasError(f"--out: {out} holds the current folder; give a folder to write, e.g. demo-atlas")
     if out.exists() and not out.is_dir():
         raise AtlasError(f"--out: {out} is a file; give a folder for the exported atlas")
     if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
@@ -82,7 +85,6 @@ def check_out(out: Path, run: str) -> None:
         )
     if "://" not in run or run.startswith("file://"):
         run_dir = Path(os.path.abspath(Path(run.removeprefix("file://")).expanduser()))
-        here = Path(os.path.abspath(out))
         if here == run_dir or run_dir in here.parents:
             raise AtlasError(f"--out: {out} is inside the run {run}; export it to a folder outside the run")
     check_writable_dir(out.parent, "--out")
@@ -196,7 +198,8 @@ def export_run(req: ExportRequest, say: Callable[[str], None] = print) -> Export
     except ConfigError as exc:
         raise AtlasError(f"--units: {str(exc).removeprefix('units: ')}") from None
     conn = open_run(req.run)
-    staging = req.out.with_name(f".{req.out.name}.export-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    out = Path(os.path.abspath(req.out))
+    staging = out.with_name(f".{out.name}.export-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
         layers = _layers(conn, req.layers)
         labels = data.truth(conn).labels
@@ -230,7 +233,7 @@ def export_run(req: ExportRequest, say: Callable[[str], None] = print) -> Export
         marker = {"run": req.run, "exported": when, "picture": req.picture, "sort": req.sort,
                   "units": req.units, "layers": [layer for layer, _, _ in report.layers]}  # fmt: skip
         (staging / MARKER).write_text(json.dumps(marker, indent=1) + "\n", encoding="utf-8")
-        _move_into_place(staging, req.out)
+        _move_into_place(staging, out)
         return report
     finally:
         conn.close()
