@@ -16,6 +16,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,6 +118,34 @@ def shutdown_local() -> None:
 
     ray.shutdown()
     end_orphaned_agents()
+
+
+def kill_actors(actors: list[Any], timeout_s: float = 10.0) -> list[Any]:
+    """``ray.kill`` each actor, then keep the handles until Ray reports each one dead (or ``timeout_s``
+    passes); returns those not confirmed dead. ``ray.kill`` returns at once: handles dropped right after
+    it can tell the GCS "out of scope" before the kill lands, and the actor then exits gracefully through
+    Ray's exit handler, which sometimes hung (a holder left running with parent 1)."""
+    import ray
+    from ray.exceptions import GetTimeoutError, RayActorError
+
+    for actor in actors:
+        ray.kill(actor, no_restart=True)
+    deadline = time.monotonic() + timeout_s
+    alive = list(actors)
+    while alive and time.monotonic() < deadline:
+        pending = []
+        for actor in alive:
+            try:  # a killed actor's calls fail with RayActorError; one still running answers or times out
+                ray.get(actor.__ray_ready__.remote(), timeout=max(0.1, min(2.0, deadline - time.monotonic())))
+                pending.append(actor)
+            except RayActorError:
+                continue
+            except GetTimeoutError:
+                pending.append(actor)
+        alive = pending
+        if alive:
+            time.sleep(0.1)
+    return alive
 
 
 def end_orphaned_agents(proc: str = "/proc") -> list[int]:

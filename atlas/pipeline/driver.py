@@ -333,18 +333,18 @@ def _dispatch(
         )
         # models, judge, real images: once into the object store, held for the workers (kept alive here)
         shipped, holder = ShippedBundle.put(cfg, bundle, f"atlas-bundle-{manifest['run_token']}")
-        remote = ray.remote(AtlasWorker).options(
-            num_cpus=layout.cpus,
-            num_gpus=layout.gpus,
-            max_restarts=cfg.ray.max_restarts,
-            max_task_retries=0,
-        )
-        token = manifest["run_token"]
-        actors = [
-            remote.remote(cfg.to_dict(), loc, layout.threads, shipped, token) for _ in range(layout.actors)
-        ]
-        bar = progress_bar(total_units, done_units, cfg.name) if progress else None
-        try:
+        actors: list[Any] = []
+        bar = None
+        try:  # from the holder's start: whatever fails after it, the holder and workers are killed
+            remote = ray.remote(AtlasWorker).options(
+                num_cpus=layout.cpus,
+                num_gpus=layout.gpus,
+                max_restarts=cfg.ray.max_restarts,
+                max_task_retries=0,
+            )
+            args = (cfg.to_dict(), loc, layout.threads, shipped, manifest["run_token"])
+            actors = [remote.remote(*args) for _ in range(layout.actors)]
+            bar = progress_bar(total_units, done_units, cfg.name) if progress else None
             report = run_pool(
                 actors,
                 todo,
@@ -360,8 +360,9 @@ def _dispatch(
         finally:
             if bar is not None:
                 bar.close()
-            for actor in (*actors, holder):  # the holder too: a handle a traceback keeps would keep it
-                ray.kill(actor)
+            # the holder too (a handle a traceback keeps would keep it); the handles held until Ray says
+            # each is dead: dropped sooner, an actor could exit gracefully instead, and that can hang
+            cluster.kill_actors([*actors, holder])
     except KeyboardInterrupt:
         if sigterm.received:  # Ray's wait re-raised it as a plain KeyboardInterrupt
             raise Terminated from None

@@ -7,6 +7,7 @@ object store, so a node with an empty cache, no weight files and no image folder
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 import threading
@@ -114,9 +115,24 @@ class BundleHolder:
         threading.Thread(
             target=exit_when_orphaned, args=(parent, raylet), name="atlas-holder-watch", daemon=True
         ).start()
+        end_before_rays_exit_handler()
 
     def get(self) -> list[Any]:
         return self.box
+
+
+def end_before_rays_exit_handler(register: Callable[..., Any] = atexit.register) -> bool:
+    """In a Ray actor's process, end a graceful exit (its last handle dropped) at the first Python exit
+    hook, before Ray's own exit handler runs: that handler (``CoreWorkerProcess::HandleAtExit``, then
+    ``~Publisher``) sometimes deadlocked and left the actor running with parent 1 (found on a holder, ~1 GB).
+    Elsewhere (the driver, a test that builds a worker in its own process) nothing is registered: the
+    process's own exit code must stand. True when registered."""
+    import ray
+
+    if getattr(ray._private.worker.global_worker, "mode", None) != ray.WORKER_MODE:
+        return False
+    register(os._exit, 0)  # registered last: runs first, before Ray's hooks (atexit is last-in first-out)
+    return True
 
 
 def exit_when_orphaned(

@@ -21,7 +21,13 @@ import torch
 
 from atlas.config import ComputeConfig, config_from_dict
 from atlas.errors import AtlasError, first_line
-from atlas.pipeline.models_setup import ShippedBundle, WorkerBundle, build_bundle, make_engine
+from atlas.pipeline.models_setup import (
+    ShippedBundle,
+    WorkerBundle,
+    build_bundle,
+    end_before_rays_exit_handler,
+    make_engine,
+)
 from atlas.pipeline.plan import Shard
 from atlas.pipeline.rows import merge_rows, unit_rows
 from atlas.sampling.compute import cpu_kind, resolve_device
@@ -89,6 +95,7 @@ class AtlasWorker:
     ) -> None:
         """``run_token``: the driver's token in the run's ``run.json``; given, the worker first checks
         that it sees that run from its node (:func:`check_run_reachable`)."""
+        end_before_rays_exit_handler()  # as a Ray actor: a graceful exit cannot hang in Ray's handler
         self.cfg = config_from_dict(config)
         self.store = RunStore(run)
         reachable = run_token is not None

@@ -220,21 +220,27 @@ def test_a_hung_worker_is_killed_and_its_shards_done_by_its_restart(tmp_path, mi
     assert table_count(run_dir, "units") == distinct_count(run_dir, "units", "layer, unit") == 10 + 6
 
 
-def test_a_run_that_raises_leaves_no_bundle_holder(tmp_path, micro_cache, ray_session, monkeypatch):
+@pytest.mark.parametrize("fails_at", ["update", "start"])
+def test_a_run_that_raises_leaves_no_bundle_holder(tmp_path, micro_cache, ray_session, monkeypatch, fails_at):
     """The driver kills the run's BundleHolder itself: a traceback that keeps the driver's frames (pytest's,
-    a notebook's) would otherwise keep its handle, and the holder, for as long as Ray runs."""
+    a notebook's) would otherwise keep its handle, and the holder, for as long as Ray runs. So too when
+    what fails comes between the holder's start and the pool's (the progress bar's own start)."""
     import ray
 
     from atlas.pipeline import driver
 
     class FailingBar:
+        def __init__(self, *_a, **_k):
+            if fails_at == "start":
+                raise RuntimeError("the progress bar broke")
+
         def update(self, _n):
             raise RuntimeError("the progress bar broke")
 
         def close(self):
             pass
 
-    monkeypatch.setattr(driver, "progress_bar", lambda *_a, **_k: FailingBar())
+    monkeypatch.setattr(driver, "progress_bar", FailingBar)
     cfg = micro_config(tmp_path, micro_cache, "sampler.steps=2", "layers.1.units=0-1")
     with pytest.raises(RuntimeError, match="the progress bar broke") as caught:
         run_atlas(cfg, progress=True, log=lambda _m: None)
@@ -249,6 +255,46 @@ def test_a_run_that_raises_leaves_no_bundle_holder(tmp_path, micro_cache, ray_se
 
     wait_for(holder_gone, 120, "the run's BundleHolder to be gone")
     assert caught.tb is not None  # the traceback, and the driver's frames in it, still held here
+
+
+def _actor_pid(handle) -> int:
+    import ray
+
+    return ray.get(handle.__ray_call__.remote(lambda _self: os.getpid()))
+
+
+def test_killed_actors_are_dead_when_kill_actors_returns(ray_session):
+    """Each handle is held until Ray says its actor is dead: none is left to exit gracefully."""
+    import ray
+
+    from atlas.pipeline.cluster import kill_actors
+    from atlas.pipeline.models_setup import BundleHolder
+
+    ref = ray.put(b"x")
+    holders = [ray.remote(BundleHolder).options(num_cpus=0, max_restarts=0).remote([ref]) for _ in range(2)]
+    pids = [_actor_pid(h) for h in holders]
+    assert kill_actors(holders) == []
+    for holder in holders:
+        with pytest.raises(ray.exceptions.RayActorError):
+            ray.get(holder.get.remote(), timeout=30)
+    gone = lambda: not any(Path(f"/proc/{pid}").exists() for pid in pids)  # noqa: E731
+    wait_for(gone, 30, "the killed actors' processes to end")
+
+
+def test_a_dropped_actor_exits_before_rays_exit_handler(ray_session):
+    """A holder whose last handle goes (no kill) exits at the first Python exit hook: Ray's own exit handler,
+    which sometimes hung and left it running with parent 1, never starts (its log says when it does)."""
+    import ray
+
+    from atlas.pipeline.models_setup import BundleHolder
+
+    logs = Path(ray._private.worker._global_node.get_logs_dir_path())
+    holder = ray.remote(BundleHolder).options(num_cpus=0, max_restarts=0).remote([ray.put(b"x")])
+    pid = _actor_pid(holder)
+    del holder
+    wait_for(lambda: not Path(f"/proc/{pid}").exists(), 60, "the dropped holder's process to end")
+    [log] = logs.glob(f"python-core-worker-*_{pid}.log")
+    assert "Destructing CoreWorkerProcessImpl" not in log.read_text()  # Ray's exit handler never ran
 
 
 def test_killed_driver_then_rerun_completes(tmp_path, micro_cache):

@@ -164,3 +164,13 @@ def test_the_bundle_holder_ends_itself_once_its_raylet_is_gone():
         1, 4924, interval_s=0.0, getppid=lambda: 1, leave=left.append, alive=lambda _p: next(runs)
     )
     assert left == [0] and next(runs, None) is None
+
+
+def test_only_a_ray_actor_process_ends_its_exit_early():
+    """The early exit (before Ray's exit handler) is registered in a Ray actor's process only: a driver or a
+    test that builds a worker in its own process keeps its exit code (a failing suite must not exit 0)."""
+    from atlas.pipeline.models_setup import end_before_rays_exit_handler
+
+    registered = []
+    assert end_before_rays_exit_handler(register=lambda *a: registered.append(a)) is False
+    assert registered == []
