@@ -18,6 +18,8 @@ from urllib.parse import urlencode, urlparse
 
 import streamlit as st
 
+from viewer import data
+
 PAGES: dict[str, str] = {
     "overview": "Overview",
     "layer": "Layer grid",
@@ -51,6 +53,9 @@ GRID_PARAMS: dict[str, tuple[str, Any]] = {
     "picture": ("grid_picture", "best"),
 }
 GRID_VIEW_PARAMS = ("sort", "per", "picture")  # how the grid shows its units, not which: no filters
+# grid values a link writes as a plain word (?sort=activation): parameter -> {word: the widget's value};
+# a link with the widget's own value (an older link's "activation ↓") is taken as well
+GRID_URL_WORDS: dict[str, dict[str, str]] = {"sort": data.SORT_WORDS}
 
 
 # the compare page's choices in its URL: query parameter -> widget key (the units box's key is per layer,
@@ -456,14 +461,23 @@ def grid_widget(param: str, options: list[Any] | None = None) -> str:
     key, default = GRID_PARAMS[param]
     raw = st.session_state.get("nav_grid_url", {}).pop(param, None)
     if raw is not None:
-        value: Any = _int(raw, None) if isinstance(default, int) else raw
+        given = GRID_URL_WORDS.get(param, {}).get(raw, raw)
+        value: Any = _int(given, None) if isinstance(default, int) else given
         if value is not None and (options is None or value in options):
             st.session_state[key] = value
         else:  # said, not dropped in silence: a filter lost turns the grid into "all units"
-            offered = ", ".join(map(str, options)) if options and len(options) <= 12 else ""
+            offered = (
+                ", ".join(_url_word(param, o) for o in options) if options and len(options) <= 12 else ""
+            )
             valid = f" (this grid offers: {offered})" if offered else ""
             notice(f"The link's {param}={raw!r} is not one this grid can show{valid}; it is left out.")
     return key
+
+
+def _url_word(param: str, value: Any) -> str:
+    """How grid parameter ``param`` writes ``value`` in a link (:data:`GRID_URL_WORDS`)."""
+    words = {label: word for word, label in GRID_URL_WORDS.get(param, {}).items()}
+    return words.get(value, str(value))
 
 
 def grid_params() -> dict[str, str]:
@@ -473,7 +487,7 @@ def grid_params() -> dict[str, str]:
         value = st.session_state.get(key)
         first = st.session_state.get(f"{key}_first")  # the sort's default: its first option
         if value is not None and value != default and not (default is None and value == first):
-            out[param] = str(value)
+            out[param] = _url_word(param, value)
     return out
 
 

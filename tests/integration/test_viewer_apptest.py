@@ -123,7 +123,7 @@ def test_layer_grid_pages(tmp_path, monkeypatch):
     assert n_images(at) == 130 - 96
     assert at.query_params["p"] == "3"
     at.selectbox(key="grid_sort").set_value("unit ↑").run()  # a new order starts at page 1 and is linked
-    assert "p" not in at.query_params and at.query_params["sort"] == "unit ↑"
+    assert "p" not in at.query_params and at.query_params["sort"] == "unit"  # a link's plain word
     at.text_input(key="grid_units").set_value("100-129").run()
     at.selectbox(key="grid_page_size").set_value(24).run()
     assert at.query_params["units"] == "100-129" and at.query_params["per"] == "24"
@@ -143,6 +143,13 @@ def test_layer_grid_pages(tmp_path, monkeypatch):
         and odd.selectbox(key="grid_page_size").value == 48
     )
     assert "judge" not in odd.query_params  # no judge on this layer: nothing to filter on, no filter kept
+    said = " ".join(w.value for w in odd.warning)
+    assert "sort='nope' is not one this grid can show (this grid offers: activation, selectivity" in said
+    for written in ("rank", "rank ↑"):  # the plain word, and an older link's label
+        assert (
+            app(tmp_path / "wide", monkeypatch, page="layer", sort=written).selectbox(key="grid_sort").value
+            == "rank ↑"
+        )
 
 
 def test_unit_page_deep_link_and_neighbours(runs, monkeypatch):

@@ -32,6 +32,7 @@ from viewer.data.console import (
 from viewer.data.grid import (
     LABEL_SORTS,
     PICTURES,
+    SORT_WORDS,
     SORTS,
     GridQuery,
     expand_units,
@@ -170,6 +171,7 @@ __all__ = [
     "PNG_MAGIC",
     "READER_COLUMNS",
     "SCHEMA_TABLES",
+    "SORT_WORDS",
     "SORTS",
     "Sources",
     "TOP_K",

@@ -27,6 +27,16 @@ LABEL_SORTS: dict[str, str] = {  # only offered when the run has label columns (
     # labelled units first: an unlabelled unit's margin is its best concept's, a label it did not get
     "label margin ↓": "label IS NULL, label_margin DESC NULLS LAST, unit",
 }
+# each order's plain word: what links (?sort=activation) and `atlas export --sort` take
+SORT_WORDS: dict[str, str] = {
+    "unit": "unit ↑",
+    "activation": "activation ↓",
+    "selectivity": "selectivity (log-prob) ↓",
+    "rank": "rank ↑",
+    "facets": "facet count ↓",
+    "label-score": "label score ↓",
+    "label-margin": "label margin ↓",
+}
 # every sort keeps composites after the layer's own units (they are numbered after them): a composite is
 # another kind of objective, and its numbers are not the own units' (a contrast's log-prob is a sum of its
 # terms', +113; its rank its first term's; its activation a weighted sum of its terms')

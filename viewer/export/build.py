@@ -29,12 +29,8 @@ from viewer import data
 from viewer.export.site import SiteLayer, SiteTile, index_html
 
 MARKER = "atlas-export.json"  # what an export writes last; a folder holding it may be replaced
-SORTS = {  # --sort -> the layer grid's order
-    "unit": "unit ↑",
-    "activation": "activation ↓",
-    "selectivity": "selectivity (log-prob) ↓",
-    "rank": "rank ↑",
-    "facets": "facet count ↓",
+SORTS = {  # --sort -> the layer grid's order (the label orders need a run with labels: not offered)
+    word: label for word, label in data.SORT_WORDS.items() if label in data.SORTS
 }
 QUERY_PAGE = 512  # units read per query
 PROGRESS_EVERY_S = 10.0  # a progress line inside a long layer at most this often
