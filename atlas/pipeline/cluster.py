@@ -17,7 +17,7 @@ import signal
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from atlas.config import RunConfig
@@ -31,10 +31,20 @@ class WorkerLayout:
     gpus: float  # per actor
     threads: int  # torch intra-op threads per actor
     note: str | None = None  # what was changed from the config, and why (the driver prints it)
+    memory: int = 0  # host memory bytes reserved per actor (Ray's ``memory`` resource); 0: none reserved
 
     def describe(self) -> str:
         each = f"{self.gpus:g} GPU" if self.gpus else f"{self.cpus:g} CPU"
-        return f"{self.actors} actor(s) x {each}"
+        held = f", {self.memory / GB:.1f} GB" if self.memory else ""
+        return f"{self.actors} actor(s) x {each}{held}"
+
+
+GB = 1e9
+# an actor's resident memory: the Python + torch + Ray process, then its copy of the models (fetched from the
+# object store, moved to its device, plus the engine's working copies and activations). AlexNet + DeePSiM fc6
+# + CaffeNet (0.71 GB of weights) measured 3.2-4.2 GB per CPU actor at batch 64; 1 GB + 4 x 0.71 = 3.9 GB.
+ACTOR_BASE_BYTES = 1.0 * GB
+ACTOR_BYTES_PER_WEIGHT_BYTE = 4.0
 
 
 # Ray starts workers at niceness 15; the actors are the work itself, and at 15 any other busy process on the
@@ -371,6 +381,64 @@ def plan_layout(cfg: RunConfig, n_shards: int) -> WorkerLayout:
     n = max(1, min(n, n_shards))
     threads = cfg.compute.threads or max(1, int(cpw))
     return WorkerLayout(n, cpw, gpw, threads, note)
+
+
+def actor_memory(cfg: RunConfig, bundle_bytes: int) -> tuple[int, bool]:
+    """Host memory to reserve per actor, in bytes, and whether it is an estimate:
+    ``ray.memory_per_worker_gb``, else :data:`ACTOR_BASE_BYTES` + :data:`ACTOR_BYTES_PER_WEIGHT_BYTE` x
+    the bundle's tensor bytes."""
+    if cfg.ray.memory_per_worker_gb is not None:
+        return int(cfg.ray.memory_per_worker_gb * GB), False
+    return int(ACTOR_BASE_BYTES + ACTOR_BYTES_PER_WEIGHT_BYTE * bundle_bytes), True
+
+
+def fit_memory(cfg: RunConfig, layout: WorkerLayout, need: int, estimated: bool) -> WorkerLayout:
+    """``layout`` with ``need`` bytes of host memory reserved per actor (Ray's ``memory`` resource, so Ray
+    itself puts no more actors on a node than its memory holds) and its actor count capped to what fits
+    each alive node's CPUs, GPUs and memory at once (counting CPUs alone, a 32-core 64 GB node started 32
+    actors of ~4 GB). A cluster that autoscales keeps its count. A reservation no node can give: an error
+    when the config set it, else one actor per node gets the most a node offers (noted)."""
+    if cfg.ray.autoscaling:
+        return replace(layout, memory=need)
+    hosts = [  # (CPU, GPU, memory) of each node that can host an actor by its CPUs and GPUs
+        (res.get("CPU", 0.0), res.get("GPU", 0.0), res.get("memory", 0.0))
+        for res in (n.get("Resources", {}) for n in alive_nodes())
+        if res.get("CPU", 0.0) >= layout.cpus and res.get("GPU", 0.0) >= layout.gpus
+    ]
+    if not hosts:  # check_feasible said why
+        return replace(layout, memory=need)
+    notes = [layout.note] if layout.note else []
+    most = max(m for _, _, m in hosts)
+    if need > most:
+        if not estimated:
+            raise ConfigError(
+                f"ray.memory_per_worker_gb: {need / GB:g} GB per actor but no node of this cluster offers "
+                f"Ray more than {most / GB:.1f} GB; lower it, or set ray.autoscaling: true if bigger nodes "
+                "are added on demand"
+            )
+        notes.append(
+            f"each actor's estimated {need / GB:.1f} GB is more than any node offers Ray "
+            f"({most / GB:.1f} GB); an actor gets a whole node's share (ray.memory_per_worker_gb sets it)"
+        )
+        need = int(most)
+
+    def slots(cpu: float, gpu: float, memory: float) -> int:
+        by_device = int(cpu // layout.cpus) if layout.cpus > 0 else layout.actors
+        if layout.gpus > 0:
+            by_device = min(by_device, int(gpu // layout.gpus))
+        return min(by_device, int(memory // need))
+
+    fits = sum(slots(*host) for host in hosts)
+    actors = layout.actors
+    if 1 <= fits < actors:
+        how = "estimated from the models" if estimated else "ray.memory_per_worker_gb"
+        total = sum(m for _, _, m in hosts)
+        notes.append(
+            f"{fits} actor(s) fit this cluster's memory ({need / GB:.1f} GB each, {how}; its nodes offer Ray "
+            f"{total / GB:.1f} GB), not the {actors} its CPUs/GPUs allow"
+        )
+        actors = fits
+    return replace(layout, actors=actors, memory=need, note="; ".join(notes) or None)
 
 
 def check_device(cfg: RunConfig, layout: WorkerLayout) -> None:

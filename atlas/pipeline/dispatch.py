@@ -83,11 +83,14 @@ def run_pool(
     start_timeout_s: float,
     stall_timeout_s: float = 0.0,
     on_result: Callable[[dict[str, Any]], None] = lambda _r: None,
+    on_poll: Callable[[], None] = lambda: None,
     log: Callable[[str], None] = print,
 ) -> PoolReport:
-    """Run every shard of ``todo`` on the actors ``handles`` (already created); see the module docstring."""
+    """Run every shard of ``todo`` on the actors ``handles`` (already created); see the module docstring.
+    ``on_result(summary)`` after each shard; ``on_poll()`` after each answer or wait (at most
+    :data:`POLL_S` apart)."""
     limits = (max_restarts, max_shard_retries, start_timeout_s)
-    return _Pool(handles, todo, *limits, on_result, log, stall_timeout_s).run()
+    return _Pool(handles, todo, *limits, on_result, log, stall_timeout_s, on_poll).run()
 
 
 class _Pool:
@@ -101,6 +104,7 @@ class _Pool:
         on_result: Callable[[dict[str, Any]], None],
         log: Callable[[str], None],
         stall_timeout_s: float = 0.0,
+        on_poll: Callable[[], None] = lambda: None,
     ) -> None:
         self.slots = [_Slot(i, h) for i, h in enumerate(handles)]
         self.pending: deque[Shard] = deque(todo)
@@ -114,7 +118,7 @@ class _Pool:
             max_shard_retries,
             start_timeout_s,
         )
-        self.on_result, self.log = on_result, log
+        self.on_result, self.on_poll, self.log = on_result, on_poll, log
         self.report = PoolReport()
         self.last_alive = time.monotonic()
         self.stall_timeout_s = stall_timeout_s  # 0: from the shards' own times (stall_limit)
@@ -143,6 +147,7 @@ class _Pool:
             self.probe(slot)
         while self.pending or self.shards_in_flight():
             ref = self._next_ready()
+            self.on_poll()
             if ref is None:
                 continue
             kind, slot, generation, shard = self.refs.pop(ref)

@@ -41,7 +41,7 @@ from atlas.models import LayerProbe, example_input
 from atlas.pipeline.models_setup import RunModels, ShippedBundle, WorkerBundle, build_bundle, build_models
 from atlas.pipeline.plan import Shard, plan_shards
 from atlas.pipeline.preflight import preflight_config, preflight_models
-from atlas.pipeline.progress import progress_bar
+from atlas.pipeline.progress import UnitCount, progress_bar
 from atlas.provenance import git_sha
 from atlas.sampling.units import layer_kind
 from atlas.store import RunStore
@@ -319,13 +319,20 @@ def _dispatch(
         lock.acquire()  # one writer per run (released on crash); after the checks: bad input writes nothing
         todo = _still_to_do(store, todo)  # what another driver finished before this one got the lock
         bundle = make_bundle()
+        layout = cluster.fit_memory(cfg, layout, *cluster.actor_memory(cfg, bundle.tensor_bytes()))
         if cfg.compute.autocast == "auto" and not layout.gpus:
             manifest["cpu_autocast"] = _cpu_autocast(store)
+        started_at = (store.manifest() or {}).get("git_sha")  # the code that started the run, if resumed
         store.init_run(manifest)  # the first write of the run
         done_units = total_units - sum(len(s.units) for s in todo)
         if done_units:
             n_done = manifest["planned_shards"] - len(todo)
             log(f"resuming {loc.display()}: {n_done} of {manifest['planned_shards']} shards already complete")
+        if started_at and manifest.get("git_sha") and started_at != manifest["git_sha"]:
+            log(
+                f"atlas: warning: the run was started by code at git {started_at[:10]} and resumes at "
+                f"{manifest['git_sha'][:10]}: its shards come from both (run.json: git_sha, resumed_git_sha)"
+            )
         log(
             f"atlas run {cfg.name}: {len(todo)} shard{'s' if len(todo) != 1 else ''}, "
             f"{total_units - done_units} units to go, "
@@ -339,12 +346,14 @@ def _dispatch(
             remote = ray.remote(AtlasWorker).options(
                 num_cpus=layout.cpus,
                 num_gpus=layout.gpus,
+                memory=layout.memory or None,
                 max_restarts=cfg.ray.max_restarts,
                 max_task_retries=0,
             )
             args = (cfg.to_dict(), loc, layout.threads, shipped, manifest["run_token"])
             actors = [remote.remote(*args) for _ in range(layout.actors)]
             bar = progress_bar(total_units, done_units, cfg.name) if progress else None
+            count = UnitCount(bar)
             report = run_pool(
                 actors,
                 todo,
@@ -352,7 +361,8 @@ def _dispatch(
                 max_shard_retries=cfg.ray.max_shard_retries,
                 start_timeout_s=cfg.ray.start_timeout_s,
                 stall_timeout_s=cfg.ray.stall_timeout_s,
-                on_result=(lambda r: bar.update(r["units"])) if bar is not None else (lambda _r: None),
+                on_result=lambda r: count.shard_done(r["shard"], r["units"]),
+                on_poll=_ReportsInside(holder, count.inside) if bar is not None else (lambda: None),
                 log=log,
             )
             _pool_done(report, bar, log)
@@ -372,6 +382,27 @@ def _dispatch(
             cluster.shutdown_local()
         sigterm.restore()
         starting.restore()
+
+
+class _ReportsInside:
+    """Called at each poll of the pool: hands ``use`` the holder's latest report of the units finished
+    inside running shards, without waiting (one question in flight; its answer is used at a later poll)."""
+
+    def __init__(self, holder: Any, use: Callable[[dict[str, int]], None]) -> None:
+        self.holder, self.use, self.asked = holder, use, None
+
+    def __call__(self) -> None:
+        import ray
+
+        if self.asked is not None:
+            ready, _ = ray.wait([self.asked], timeout=0)
+            if not ready:
+                return
+            try:
+                self.use(ray.get(self.asked))
+            except ray.exceptions.RayError:  # the holder is gone: the bar moves per shard
+                return
+        self.asked = self.holder.progress.remote()
 
 
 def _pool_done(report: Any, bar: Any, log) -> None:

@@ -100,16 +100,45 @@ class WorkerBundle:
     real: Any | None
     reader: LoadedModel | None = None
 
+    def tensor_bytes(self) -> int:
+        """Bytes of every tensor the bundle holds (the models' parameters and buffers, the real images),
+        each counted once: what a worker holds resident after fetching it."""
+        return _tensor_bytes(self, set())
+
+
+def _tensor_bytes(obj: Any, seen: set[int]) -> int:
+    import dataclasses
+
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        key = obj.untyped_storage().data_ptr() if obj.device.type != "meta" else id(obj)
+        if key in seen:
+            return 0
+        seen.add(key)
+        return obj.untyped_storage().nbytes()
+    if isinstance(obj, torch.nn.Module):
+        return sum(_tensor_bytes(t, seen) for t in (*obj.parameters(), *obj.buffers()))
+    if isinstance(obj, dict):
+        return sum(_tensor_bytes(v, seen) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_tensor_bytes(v, seen) for v in obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return sum(_tensor_bytes(getattr(obj, f.name), seen) for f in dataclasses.fields(obj))
+    return 0
+
 
 class BundleHolder:
     """A Ray actor on the driver's node that holds the reference to the run's :class:`WorkerBundle`: workers
     look it up by name, so no object reference travels in their constructor's arguments. Ray cannot
     rebuild such arguments and warns, for every actor with ``max_restarts`` > 0, that its restart may
     fail (ray-project/ray#53727); through the holder a restarted worker fetches the bundle as the first
-    one did, for as long as the driver runs."""
+    one did, for as long as the driver runs. It also keeps the units finished inside shards still
+    running, which workers report and the driver's progress bar reads (a 64-unit shard takes minutes)."""
 
     def __init__(self, box: list[Any]) -> None:
         self.box = box  # [ray.ObjectRef of a WorkerBundle]: in a list it stays a ref (borrowed: kept alive)
+        self.units_done: dict[str, int] = {}  # shard id -> units finished in its latest attempt
         parent = os.getppid()  # the process that started this one (the raylet, or 1 when started detached)
         raylet = int(os.environ.get("RAY_RAYLET_PID", "0") or 0)  # Ray names its raylet to every worker
         threading.Thread(
@@ -119,6 +148,12 @@ class BundleHolder:
 
     def get(self) -> list[Any]:
         return self.box
+
+    def shard_progress(self, shard: str, units: int) -> None:
+        self.units_done[shard] = units
+
+    def progress(self) -> dict[str, int]:
+        return dict(self.units_done)
 
 
 def end_before_rays_exit_handler(register: Callable[..., Any] = atexit.register) -> bool:
@@ -188,8 +223,13 @@ class ShippedBundle:
     def fetch(self) -> WorkerBundle:
         import ray
 
-        [ref] = ray.get(ray.get_actor(self.holder).get.remote())
+        [ref] = ray.get(self.holder_handle().get.remote())
         return ray.get(ref)
+
+    def holder_handle(self) -> Any:
+        import ray
+
+        return ray.get_actor(self.holder)
 
 
 def own_code_modules(cfg: RunConfig, bundle: Any) -> list[Any]:

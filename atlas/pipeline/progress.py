@@ -100,3 +100,35 @@ class LogLines:
         self.stream.write(line + "\n")  # one write: the ticker's line never interleaves with the driver's
         self.stream.flush()
         self._said_at, self._said_n = now, self.n
+
+
+class UnitCount:
+    """What the bar shows: units of finished shards plus units finished inside shards still running (as
+    their workers last reported), fed to ``bar`` as one count that never goes back (a re-queued shard's
+    report starts again from 0; the bar waits until the count passes what it showed). ``bar`` None: no
+    bar (counted all the same)."""
+
+    def __init__(self, bar: Any | None) -> None:
+        self.bar = bar
+        self.shown = 0  # units added to the bar so far
+        self.finished_units = 0
+        self.finished: set[str] = set()
+        self.running: dict[str, int] = {}  # shard id -> units finished inside it
+
+    def shard_done(self, shard: str, units: int) -> None:
+        self.finished.add(shard)
+        self.finished_units += units
+        self.running.pop(shard, None)
+        self._show()
+
+    def inside(self, reported: dict[str, int]) -> None:
+        """The workers' latest reports: shard id -> units finished in it (finished shards are ignored)."""
+        self.running = {k: int(v) for k, v in reported.items() if k not in self.finished}
+        self._show()
+
+    def _show(self) -> None:
+        now = self.finished_units + sum(self.running.values())
+        if now > self.shown:
+            if self.bar is not None:
+                self.bar.update(now - self.shown)
+            self.shown = now

@@ -15,6 +15,7 @@ import os
 import socket
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -108,7 +109,9 @@ class AtlasWorker:
         self.device = resolve_device(self.cfg.compute.device)
         started = time.perf_counter()
         self.shipped = bundle is not None
+        self.holder = None  # the run's BundleHolder, told the units finished inside each shard
         if isinstance(bundle, ShippedBundle):
+            self.holder = bundle.holder_handle()
             bundle = bundle.fetch()
         bundle = bundle if bundle is not None else build_bundle(self.cfg)
         self.models = bundle.models
@@ -176,6 +179,7 @@ class AtlasWorker:
             shard.layer,
             list(shard.units),
             seed=self.cfg.seed,
+            progress=self._progress_teller(shard.id),
             kind=layer.kind if layer else "auto",
             composites=layer.composites() if layer else (),
         )
@@ -225,6 +229,20 @@ class AtlasWorker:
             "pid": os.getpid(),
             "precision": self.precision,
         }
+
+    def _progress_teller(self, shard: str) -> Callable[[int], None] | None:
+        """``progress(n)`` for ``map_units``: the shard's units finished so far, told to the run's holder
+        without waiting (the driver's bar moves inside a shard); None without a holder."""
+        if self.holder is None:
+            return None
+        holder, done = self.holder, [0]
+
+        def tell(n: int) -> None:
+            done[0] += n
+            holder.shard_progress.remote(shard, done[0])
+
+        tell(0)  # a new attempt of the shard starts from none
+        return tell
 
 
 def _unit_errors(results: list[UnitResult]) -> dict[str, int]:

@@ -176,6 +176,9 @@ class RunStore:
             resumed["created"] = existing.get("created", manifest.get("created"))
             resumed["status"] = "running"
             resumed["resumed"] = [*existing.get("resumed", []), _now()]
+            # the code that started the run stays its git_sha; each resume's own code is listed beside
+            resumed["git_sha"] = existing.get("git_sha", manifest.get("git_sha"))
+            resumed["resumed_git_sha"] = [*existing.get("resumed_git_sha", []), manifest.get("git_sha")]
             write_json(self.loc, RUN_FILE, resumed)
             return
         self.check_own_folder()

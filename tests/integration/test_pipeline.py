@@ -257,6 +257,35 @@ def test_a_run_that_raises_leaves_no_bundle_holder(tmp_path, micro_cache, ray_se
     assert caught.tb is not None  # the traceback, and the driver's frames in it, still held here
 
 
+def test_the_bar_moves_inside_a_shard(tmp_path, micro_cache, ray_session, monkeypatch):
+    """Workers tell the run's holder the units finished inside a shard; the bar shows them before the shard
+    is done (a 64-unit shard of a real network takes minutes: the bar sat at 0% until then)."""
+    from atlas.pipeline import dispatch, driver
+
+    monkeypatch.setattr(dispatch, "POLL_S", 0.05)
+    shown = []
+
+    class Bar:
+        def __init__(self, total, initial, _desc):
+            self.n = initial
+
+        def update(self, n):
+            self.n += n
+            shown.append(self.n)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(driver, "progress_bar", Bar)
+    cfg = micro_config(
+        tmp_path, micro_cache, "layers.0.units=0-7", "layers.1.units=0", "ray.units_per_shard=8",
+        "compute.batch_size=2",  # a unit (two chains) per batch: eight reports inside the fc8 shard
+    )  # fmt: skip
+    run_atlas(cfg, progress=True, log=lambda _m: None)
+    assert shown == sorted(shown) and shown[-1] == 9  # never back, and every unit in the end
+    assert set(shown) - {1, 8, 9}, shown  # whole shards alone (1 and 8 units) add up to 1, 8 or 9 only
+
+
 def _actor_pid(handle) -> int:
     import ray
 
@@ -331,9 +360,17 @@ def test_killed_driver_then_rerun_completes(tmp_path, micro_cache):
     proc.wait(timeout=30)
     done_before = len(list((run_dir / "_shards").glob("*.done")))
     assert done_before >= 1
+    manifest = json.loads((run_dir / "run.json").read_text())
+    (run_dir / "run.json").write_text(
+        json.dumps(manifest | {"git_sha": "c0ffee" * 6})
+    )  # started by older code
     rerun = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert "already complete" in rerun.stdout + rerun.stderr
+    resumed = json.loads((run_dir / "run.json").read_text())
+    assert resumed["git_sha"] == "c0ffee" * 6 and len(resumed["resumed_git_sha"]) == 1  # both codes kept
+    if resumed["resumed_git_sha"][0]:  # this checkout's sha (None outside a git checkout)
+        assert "started by code at git c0ffeec0ff and resumes at" in rerun.stdout + rerun.stderr
     assert len(list((run_dir / "_shards").glob("*.done"))) == 10
     units = 20
     assert table_count(run_dir, "units") == units == distinct_count(run_dir, "units", "layer, unit")

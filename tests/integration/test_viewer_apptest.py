@@ -379,6 +379,12 @@ def test_overview_names_the_precision_and_warns_when_shards_mix_them(tmp_path, m
     markers[1].write_text(json.dumps(body))
     at = app(run, monkeypatch)
     assert "computed in bfloat16 (1 older shard: not recorded)" in at.caption[0].value and not at.warning
+    # resumed by other code: the header names the code that started the run and the resume's
+    manifest = json.loads((run / "run.json").read_text())
+    manifest |= {"git_sha": "a" * 40, "resumed": ["2026-12-01T00:00:00+00:00"], "resumed_git_sha": ["b" * 40]}
+    (run / "run.json").write_text(json.dumps(manifest))
+    at = app(run, monkeypatch)
+    assert f"git `{'a' * 10}` (resumed at `{'b' * 10}`)" in at.caption[0].value, at.caption[0].value
 
 
 def test_empty_run(tmp_path, monkeypatch):

@@ -175,3 +175,28 @@ def test_progress_in_a_log_goes_on_while_no_unit_finishes():
     assert log.getvalue().count("micro: 0/14 units (0%)") >= 3, log.getvalue()
     bar._ticker.join()  # closed: the ticker ends, and says nothing more
     assert log.getvalue().count("\n") == said
+
+
+def test_the_unit_count_adds_units_inside_running_shards_and_never_goes_back():
+    from atlas.pipeline.progress import UnitCount
+
+    class Bar:
+        n = 0
+
+        def update(self, k):
+            assert k > 0
+            self.n += k
+
+    bar = Bar()
+    count = UnitCount(bar)
+    count.inside({"a": 3, "b": 1})
+    assert bar.n == 4
+    count.shard_done("a", 8)  # a's 8 replace its 3
+    assert bar.n == 9
+    count.inside({"a": 8, "b": 0})  # a stale report of a finished shard; b re-queued, started again
+    assert bar.n == 9  # not back to 8
+    count.inside({"b": 5})
+    assert bar.n == 13
+    count.shard_done("b", 8)
+    assert bar.n == 16 and count.shown == 16
+    UnitCount(None).shard_done("a", 3)  # no bar: counted, nothing shown

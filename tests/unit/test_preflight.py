@@ -3,6 +3,7 @@ and unit selections that are never expanded before they are checked."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import textwrap
 
@@ -461,3 +462,58 @@ def test_printed_commands_carry_the_stores_endpoint():
     text = format_summary(summary)
     assert "browse: AWS_ENDPOINT_URL=http://127.0.0.1:9000 atlas view s3://b/atlas/demo" in text
     assert "atlas view s3://b/atlas/demo" in format_summary({**summary, "endpoint": None})
+
+
+def test_actors_are_capped_by_each_nodes_memory_and_reserve_it(monkeypatch):
+    """A 32-core 64 GB node started 32 actors of ~4 GB (CPUs alone were counted): each actor now reserves
+    its memory (Ray's ``memory`` resource) and the count fits every node's CPUs and memory at once."""
+    import ray
+
+    from atlas.pipeline import cluster
+
+    gb = cluster.GB
+    nodes = [
+        {"Alive": True, "Resources": {"CPU": 32.0, "memory": 45 * gb}},
+        {"Alive": True, "Resources": {"CPU": 0.0, "memory": 500 * gb}},  # a head with no CPU hosts none
+        {"Alive": True, "Resources": {"CPU": 2.0, "memory": 100 * gb}},
+    ]
+    monkeypatch.setattr(ray, "nodes", lambda: nodes)
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 34.0, "memory": 645 * gb})
+    cfg = config()
+    layout = cluster.plan_layout(cfg, 100)
+    assert layout.actors == 34 and layout.memory == 0
+    need, estimated = cluster.actor_memory(cfg, int(0.71 * gb))  # AlexNet + DeePSiM fc6 + CaffeNet
+    assert estimated and need == int(3.84 * gb)
+    fitted = cluster.fit_memory(cfg, layout, need, estimated)
+    assert fitted.actors == 11 + 2 and fitted.memory == need  # 45 // 3.84 on the big node, CPUs on the small
+    assert "13 actor(s) fit this cluster's memory (3.8 GB each, estimated from the models" in fitted.note
+    assert "not the 34 its CPUs/GPUs allow" in fitted.note and "3.8 GB" in fitted.describe()
+    # few shards: fewer actors than fit, nothing to say
+    few = cluster.fit_memory(cfg, cluster.plan_layout(cfg, 4), need, estimated)
+    assert few.actors == 4 and few.note is None
+    # set in the config: used as given; more than any node offers is refused, naming the key
+    set_cfg = config(ray={"memory_per_worker_gb": 20})
+    assert cluster.actor_memory(set_cfg, 10**12) == (20 * 10**9, False)
+    assert cluster.fit_memory(set_cfg, layout, 20 * 10**9, False).actors == 2 + 2
+    too_big = r"^ray.memory_per_worker_gb: 200 GB per actor but no node .* 100.0 GB"
+    with pytest.raises(ConfigError, match=too_big):
+        cluster.fit_memory(config(ray={"memory_per_worker_gb": 200}), layout, 200 * 10**9, False)
+    # an estimate above every node: one actor per node gets the most a node offers, and the note says so
+    big = cluster.fit_memory(cfg, layout, 200 * 10**9, True)
+    assert big.memory == int(100 * gb) and big.actors == 1 and "more than any node offers Ray" in big.note
+    # an autoscaling cluster keeps its count (nodes may come), with the reservation
+    scaling = config(ray={"autoscaling": True})
+    assert cluster.fit_memory(scaling, layout, need, True) == dataclasses.replace(layout, memory=need)
+
+
+def test_the_bundles_tensor_bytes_count_each_shared_tensor_once():
+    import torch
+
+    from atlas.models import LoadedModel
+    from atlas.pipeline.models_setup import RunModels, WorkerBundle
+
+    net = torch.nn.Linear(10, 10)  # 110 float32: 440 bytes
+    target = LoadedModel(net, "target", "python:x")
+    models = RunModels(target, None, None, None, None, encoder=target)  # the encoder is the target: once
+    bundle = WorkerBundle(models, LoadedModel(torch.nn.Linear(10, 1), "judge", "python:y"), torch.zeros(4, 3))
+    assert bundle.tensor_bytes() == 440 + 44 + 48

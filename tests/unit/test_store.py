@@ -147,9 +147,11 @@ def test_layer_key_in_rows_is_dropped(store):
 
 
 def test_config_hash_refusal_and_resume(store):
-    store.init_run(manifest())  # same hash: resume is fine
+    first = json.loads((Path(store.uri) / "run.json").read_text())["git_sha"]
+    store.init_run(manifest() | {"git_sha": "f00d"})  # same hash: resume is fine (here by other code)
     data = json.loads((Path(store.uri) / "run.json").read_text())
     assert data["status"] == "running" and len(data["resumed"]) == 1
+    assert data["git_sha"] == first and data["resumed_git_sha"] == ["f00d"]  # the starting code kept
     with pytest.raises(AtlasError, match="different config"):
         store.init_run(manifest(config_hash="zzz"))
     other = manifest(config_hash="zzz") | {"config": {"name": "t", "layers": ["fc7"], "ray": {"x": 1}}}

@@ -40,7 +40,10 @@ def _header(ctx: Context, failed: int = 0) -> None:
         st.caption(STATUS_NOTES[status])
     bits = [f"created {info.get('created') or '–'}"]
     if info.get("git_sha"):
-        bits.append(f"git `{str(info['git_sha'])[:10]}`")
+        sha = str(info["git_sha"])[:10]  # the code that started the run; a resume's other code said too
+        later = {str(g)[:10] for g in ctx.manifest.get("resumed_git_sha") or [] if g} - {sha}
+        also = f" (resumed at {', '.join(f'`{g}`' for g in sorted(later))})" if later else ""
+        bits.append(f"git `{sha}`{also}")
     if info.get("config_hash"):
         bits.append(f"config `{str(info['config_hash'])[:10]}`")
     if info.get("facet_layer"):
