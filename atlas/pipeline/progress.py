@@ -12,6 +12,7 @@ lines instead, one every ``every_s`` seconds (also while no shard finishes) and 
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -19,12 +20,15 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 LOG_EVERY_S = 30.0  # a line in a log at most this often (and one when the run ends)
+MIN_BAR_COLUMNS = 20  # a terminal narrower than this gets plain lines instead of a bar
 
 
 def progress_bar(total: int, initial: int, desc: str, stream: TextIO | None = None) -> Any:
-    """tqdm on a terminal, :class:`LogLines` elsewhere; both take ``update(n)`` and ``close()``."""
+    """tqdm on a terminal, :class:`LogLines` elsewhere (also on a terminal that says it has no columns: a
+    pty started without a size, as some container runners give, drew no bar at all); both take
+    ``update(n)`` and ``close()``."""
     stream = stream if stream is not None else sys.stderr
-    if not stream.isatty():
+    if not stream.isatty() or _columns(stream) < MIN_BAR_COLUMNS:
         return LogLines(total, initial, desc, stream)
     from tqdm import tqdm
 
@@ -38,6 +42,13 @@ def progress_bar(total: int, initial: int, desc: str, stream: TextIO | None = No
         file=stream,
         smoothing=0.1,
     )
+
+
+def _columns(stream: TextIO) -> int:
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (OSError, ValueError, AttributeError):
+        return 0
 
 
 def _clock_text(seconds: float) -> str:

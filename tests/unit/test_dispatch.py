@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 
 import pytest
 
@@ -200,3 +201,24 @@ def test_the_unit_count_adds_units_inside_running_shards_and_never_goes_back():
     count.shard_done("b", 8)
     assert bar.n == 16 and count.shown == 16
     UnitCount(None).shard_done("a", 3)  # no bar: counted, nothing shown
+
+
+def test_a_terminal_without_columns_gets_plain_lines_and_one_with_them_a_bar():
+    """A pty started without a size (0 x 0, as some container runners give) drew no bar at all."""
+    import fcntl
+    import struct
+    import termios
+
+    from atlas.pipeline.progress import LogLines, progress_bar
+
+    main, side = os.openpty()
+    try:
+        with open(side, "w", closefd=False) as stream:
+            assert isinstance(progress_bar(10, 0, "demo", stream), LogLines)  # a new pty: 0 x 0
+            fcntl.ioctl(side, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+            bar = progress_bar(10, 0, "demo", stream)
+            assert not isinstance(bar, LogLines) and type(bar).__name__ == "tqdm"
+            bar.close()
+    finally:
+        os.close(side)
+        os.close(main)
