@@ -29,6 +29,18 @@ def micro_cache(tmp_path_factory) -> str:
     return cache
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_atlas_actor_outlives_its_ray():
+    """When the session ends (after its Ray instances shut down): no BundleHolder or AtlasWorker of it is
+    left running without its raylet. Ones already orphaned when the session began are not its own."""
+    from tests.support.strays import orphaned_actors, wait_for_no_new_orphans
+
+    before = set(orphaned_actors())
+    yield
+    left = wait_for_no_new_orphans(before)
+    assert not left, f"atlas actors outlived their Ray instance (killed now): {left}"
+
+
 @pytest.fixture(scope="session")
 def ray_session():
     """One local Ray instance shared by the whole session (starting one takes ~7 s)."""
