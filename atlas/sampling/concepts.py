@@ -285,21 +285,6 @@ def place_kind(concept: str | None) -> str | None:
     return "part" if concept in HERE_PARTS else "twin" if concept.endswith(HERE) else None
 
 
-def cell_of(
-    position: tuple[int, int], map_hw: tuple[int, int], image_hw: tuple[int, int]
-) -> tuple[int, int, int, int]:
-    """The image block a conv unit's map position stands for: (y0, y1, x0, x1), the position's share of
-    the image at the map's stride (position (4, 4) of an 8 x 8 map over 32 x 32 pixels: rows and columns
-    16-19). Its receptive field is wider; the block is where the unit's map says *here*."""
-    (y, x), (h, w), (hh, ww) = position, map_hw, image_hw
-    return (
-        y * hh // h,
-        max((y + 1) * hh // h, y * hh // h + 1),
-        x * ww // w,
-        max((x + 1) * ww // w, x * ww // w + 1),
-    )
-
-
 def cell_coverage(masks: torch.Tensor, cell: tuple[int, int, int, int]) -> torch.Tensor:
     """masks (N, H, W) bool or [0, 1] -> (N,) the share of the cell's pixels that are the object's."""
     y0, y1, x0, x1 = cell

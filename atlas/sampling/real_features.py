@@ -21,6 +21,7 @@ from dataclasses import replace
 import torch
 from torch import nn
 
+from atlas.map_cells import cell_of
 from atlas.sampling.compute import ComputeSetup
 from atlas.sampling.concepts import (
     PATH_TOP_K,
@@ -28,7 +29,6 @@ from atlas.sampling.concepts import (
     Dissection,
     PathReference,
     UnitLabel,
-    cell_of,
     dissect_units,
     label_units,
     located,
@@ -169,7 +169,7 @@ class RealFeatures:
         return self._labels[layer][unit]
 
     def cell(self, layer: str) -> tuple[int, int, int, int] | None:
-        """The image block a conv layer's units are read at (``spatial="center"``, ``concepts.cell_of``)
+        """The image block a conv layer's units are read at (``spatial="center"``, ``map_cells.cell_of``)
         when the concepts have masks, so their labels include place-bound concepts; None otherwise."""
         if self.concepts is None or self.concepts.masks is None or self.spatial != "center":
             return None

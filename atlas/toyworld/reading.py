@@ -64,7 +64,7 @@ class Decoded:
 
     def concepts(self, i: int, cell: tuple[int, int, int, int] | None = None) -> list[str]:
         """Picture ``i``'s atomic concepts (``concepts.picture_concepts``), and with a conv unit's ``cell``
-        (``sampling.concepts.cell_of``) the ``here:`` parts the coverage map shows there."""
+        (``atlas.map_cells.cell_of``) the ``here:`` parts the coverage map shows there."""
         out = picture_concepts(
             int(self.fine[i]), int(self.colour[i]), int(self.row[i]), int(self.col[i]), int(self.size[i]),
             bool(self.distractor[i]),
@@ -157,7 +157,7 @@ def reader_verdict(
     """The unit's reading from its chains' pictures (see the module docstring); None without chains.
     Decodes every chain's last and best picture (``snapshots``: the snapshots too; the worker leaves them
     out, they are early pictures and would triple the reader's cost). ``cell``: a conv unit's place in the
-    picture (``sampling.concepts.cell_of``): each picture's concepts then include the ``here:`` parts there,
+    picture (``atlas.map_cells.cell_of``): each picture's concepts then include the ``here:`` parts there,
     so a place-bound label (``colour:red@here``) can be checked."""
     if not chains:
         return None

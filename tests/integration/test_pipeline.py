@@ -18,10 +18,10 @@ import torch
 
 from atlas.config import load_config
 from atlas.errors import AtlasError
+from atlas.map_cells import cell_of
 from atlas.pipeline import run_atlas
 from atlas.pipeline.driver import format_summary
 from atlas.sampling.compute import cpu_kind
-from atlas.sampling.concepts import cell_of
 from atlas.sampling.units import center_of
 from atlas.store import open_run
 from tests.support.waiting import wait_for

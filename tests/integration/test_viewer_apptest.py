@@ -464,6 +464,24 @@ def test_conv_unit_page_frames_the_units_place(runs, monkeypatch):
     assert not [t for t in fc.toggle if t.key == "unit_outline_cell"]  # fc units have no place
 
 
+def test_a_conv_units_place_is_framed_without_a_concept_label(tmp_path, monkeypatch):
+    """A run with no concept labels (a real network's) still frames a conv unit's map position, from the
+    unit's spatial column and the layer's map shape in run.json."""
+    run = tmp_path / "unlabelled"
+    make_synthetic_run(run, layers={"fc8": 4, "conv3": 4}, chains=1, steps=10, real_k=2, truth=False)
+    manifest = json.loads((run / "run.json").read_text())
+    manifest["layers"] = [{"name": "fc8", "kind": "output", "shape": [4]},
+                          {"name": "conv3", "kind": "conv", "shape": [4, 8, 8]}]  # fmt: skip
+    (run / "run.json").write_text(json.dumps(manifest))
+    at = app(run, monkeypatch, page="unit", layer="conv3", unit=1)
+    assert at.toggle(key="unit_outline_cell").value is True
+    framed = tile_urls(at)
+    at.toggle(key="unit_outline_cell").set_value(False).run()
+    assert framed and len(tile_urls(at)) == len(framed) and not set(tile_urls(at)) & set(framed)
+    fc = app(run, monkeypatch, page="unit", layer="fc8", unit=0)
+    assert not [t for t in fc.toggle if t.key == "unit_outline_cell"]
+
+
 def test_unit_page_without_label(runs, monkeypatch):
     units = pd.concat(
         pd.read_parquet(runs / "alpha" / "units" / f"layer={layer}").assign(layer=layer)

@@ -341,7 +341,7 @@ def test_conv_units_get_network_dissection_columns():
 
 
 def test_cell_of_maps_a_position_to_its_image_block():
-    from atlas.sampling.concepts import cell_of
+    from atlas.map_cells import cell_of
 
     assert cell_of((4, 4), (8, 8), (32, 32)) == (16, 20, 16, 20)
     assert cell_of((0, 7), (8, 8), (32, 32)) == (0, 4, 28, 32)

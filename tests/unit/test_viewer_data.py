@@ -476,6 +476,46 @@ def test_place_bound_labels_get_their_cell_framed_on_the_pictures():
     assert outline_cell(buf.getvalue(), None) == buf.getvalue() and outline_cell(None, (0, 1, 0, 1)) is None
 
 
+def test_a_conv_units_place_without_a_label_is_its_map_position_on_each_picture():
+    """Real networks have no concept labels (no cell): the frame comes from the unit's map position and the
+    layer's map size in run.json, as a block of each picture at its own size."""
+    import io
+
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+
+    from viewer.data import UnitView, outline_cell, unit_place, with_outlined_cell
+
+    manifest = {"layers": [{"name": "features.11", "kind": "conv", "shape": [256, 13, 13]},
+                           {"name": "fc8", "kind": "output", "shape": [1000]}]}  # fmt: skip
+    assert unit_place({"spatial": "center (6,6)"}, "features.11", manifest) == ((6, 6), (13, 13))
+    assert unit_place({"spatial": "mean"}, "features.11", manifest) is None  # the map's mean: everywhere
+    assert unit_place({"spatial": None}, "fc8", manifest) is None
+    assert unit_place({"spatial": "center (6,6)"}, "features.11", {}) is None  # shapes not recorded
+    assert unit_place(None, "features.11", manifest) is None
+
+    def png(side: int) -> bytes:
+        buf = io.BytesIO()
+        Image.fromarray(np.full((side, side, 3), 90, np.uint8)).save(buf, format="PNG")
+        return buf.getvalue()
+
+    empty = pd.DataFrame()
+    view = UnitView("features.11", 3, {"spatial": "center (6,6)"}, None, None,
+                    facets=pd.DataFrame({"png": [png(227)]}), real=pd.DataFrame({"png": [png(64)]}),
+                    chain_images={0: pd.DataFrame({"png": [png(227), None]})}, chains=empty, steps=empty,
+                    competitors=empty)  # fmt: skip
+    framed = with_outlined_cell(view, unit_place(view.row, "features.11", manifest))
+    # 6 of 13 over 227 px: rows and columns 104-121; over 64 px: 29-33 (enlarged 2 x to 128 px)
+    assert framed.facets["png"][0] == outline_cell(png(227), (104, 122, 104, 122))
+    assert framed.real["png"][0] == outline_cell(png(64), (29, 34, 29, 34))
+    assert (
+        framed.chain_images[0]["png"][0] == framed.facets["png"][0]
+        and framed.chain_images[0]["png"][1] is None
+    )
+    assert with_outlined_cell(view, None) is view  # no label cell, no place: as it was
+
+
 def test_each_layers_histogram_is_binned_over_its_own_range():
     """Layers differ in scale by orders of magnitude: one shared axis would leave each but the widest a
     sliver. Every finite value is counted once, in its own layer's bins."""

@@ -5,11 +5,13 @@
 from __future__ import annotations
 
 import bisect
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
 
+from atlas.map_cells import cell_of
 from atlas.store.catalog import unit_sources
 from viewer.data.query import fetch_frame, fetch_one, is_null, png_bytes
 from viewer.data.truth import (
@@ -298,6 +300,16 @@ def is_place_bound(concept: str | None) -> bool:
     return concept is not None and (concept.startswith("here:") or concept.endswith("@here"))
 
 
+def picture_size(png: bytes) -> tuple[int, int]:
+    """(height, width) of a PNG, from its header."""
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(png)) as img:
+        return img.height, img.width
+
+
 def outline_cell(
     png: bytes | None, cell: tuple[int, int, int, int] | None, min_side: int = 128
 ) -> bytes | None:
@@ -328,15 +340,37 @@ def outline_cell(
     return out.getvalue()
 
 
-def with_outlined_cell(view: UnitView) -> UnitView:
+Place = tuple[tuple[int, int], tuple[int, int]]  # a conv unit's map position (y, x) and map size (H, W)
+
+
+def unit_place(row: dict[str, Any] | None, layer: str, manifest: dict[str, Any]) -> Place | None:
+    """Where a conv unit reads its map: its position from its ``spatial`` column (``center (6,6)``) and
+    the map's size from run.json's layer shapes; None for an fc unit, a map mean (``spatial: mean``) or a
+    run that does not record the shape. Framed on every picture, with or without a concept label."""
+    spatial = str((row or {}).get("spatial") or "")
+    found = re.fullmatch(r"\w+ \((\d+),\s*(\d+)\)", spatial)
+    entries = [e for e in manifest.get("layers") or [] if isinstance(e, dict) and e.get("name") == layer]
+    shape = entries[0].get("shape") if entries else None
+    if not found or not isinstance(shape, list) or len(shape) != 3:
+        return None
+    return (int(found[1]), int(found[2])), (int(shape[1]), int(shape[2]))
+
+
+def with_outlined_cell(view: UnitView, place: Place | None = None) -> UnitView:
     """``view`` with every picture (facets, real top-k, chains' images) outlined at the unit's cell
-    (:func:`outline_cell`); unchanged for a unit without one."""
+    (:func:`outline_cell`): its concept label's cell, else its map ``place`` (:func:`unit_place`) as a
+    block of each picture (``map_cells.cell_of`` at the picture's own size); unchanged without either."""
     cell = view.label.cell if view.label is not None else None
-    if cell is None:
+    if cell is None and place is None:
         return view
 
+    def framed(png: bytes | None) -> bytes | None:
+        if cell is not None or png is None:
+            return outline_cell(png, cell)
+        return outline_cell(png, cell_of(*place, picture_size(png)))
+
     def outlined(df: pd.DataFrame) -> pd.DataFrame:
-        return df.assign(png=[outline_cell(p, cell) for p in df["png"]]) if "png" in df else df
+        return df.assign(png=[framed(p) for p in df["png"]]) if "png" in df else df
 
     return replace(
         view,

@@ -468,13 +468,14 @@ def render(ctx: Context) -> None:
             "gets no concept label.",
             icon=":material/do_not_disturb_on:",
         )
-    if view.label is not None and view.label.cell is not None:
+    place = data.unit_place(view.row, layer, ctx.manifest)  # the frame without a concept label too
+    if (view.label is not None and view.label.cell is not None) or place is not None:
         st.session_state.setdefault("unit_outline_cell", True)  # on; kept across pages (state.KEPT_WIDGETS)
         outline = st.toggle(
             "Frame the unit's place on its pictures", key="unit_outline_cell",
             help="a conv unit reads one position of its map: the block of the picture it stands for",
         )  # fmt: skip
-        view = data.with_outlined_cell(view) if outline else view
+        view = data.with_outlined_cell(view, place) if outline else view
     _facets(view)  # the pictures first: what a user opened the page for, above the fold
     _concept(view)
     _real(view)
