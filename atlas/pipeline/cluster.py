@@ -407,8 +407,10 @@ def fit_memory(cfg: RunConfig, layout: WorkerLayout, need: int, estimated: bool)
     ]
     if not hosts:  # check_feasible said why
         return replace(layout, memory=need)
-    notes = [layout.note] if layout.note else []
     most = max(m for _, _, m in hosts)
+    if most <= 0:  # no node tells Ray its memory: nothing to fit, nothing to reserve
+        return layout
+    notes = [layout.note] if layout.note else []
     if need > most:
         if not estimated:
             raise ConfigError(

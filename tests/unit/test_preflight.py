@@ -501,6 +501,9 @@ def test_actors_are_capped_by_each_nodes_memory_and_reserve_it(monkeypatch):
     # an estimate above every node: one actor per node gets the most a node offers, and the note says so
     big = cluster.fit_memory(cfg, layout, 200 * 10**9, True)
     assert big.memory == int(100 * gb) and big.actors == 1 and "more than any node offers Ray" in big.note
+    # nodes that report no memory to Ray: nothing to fit or reserve
+    nodes[:] = [{"Alive": True, "Resources": {"CPU": 4.0}}]
+    assert cluster.fit_memory(cfg, layout, need, estimated) == layout
     # an autoscaling cluster keeps its count (nodes may come), with the reservation
     scaling = config(ray={"autoscaling": True})
     assert cluster.fit_memory(scaling, layout, need, True) == dataclasses.replace(layout, memory=need)
