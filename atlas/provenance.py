@@ -32,3 +32,10 @@ def git_sha(short: int | None = None) -> str | None:
         return None
     dirty = _git("status", "--porcelain", "--untracked-files=no")
     return f"{sha}-dirty" if dirty else sha
+
+
+def short_sha(sha: str, digits: int = 10) -> str:
+    """A recorded git sha as messages and pages show it: its first ``digits`` hex digits, keeping the
+    ``-dirty`` mark (a resume by the same commit with uncommitted changes is other code)."""
+    dirty = sha.endswith("-dirty")
+    return sha.removesuffix("-dirty")[:digits] + ("-dirty" if dirty else "")

@@ -32,12 +32,22 @@ def micro_cache(tmp_path_factory) -> str:
 @pytest.fixture(scope="session", autouse=True)
 def no_atlas_actor_outlives_its_ray():
     """When the session ends (after its Ray instances shut down): no BundleHolder or AtlasWorker of it is
-    left running without its raylet. Ones already orphaned when the session began are not its own."""
-    from tests.support.strays import orphaned_actors, wait_for_no_new_orphans
+    left running without its raylet. The session's processes carry its own mark in their environment
+    (set before any Ray starts), so another suite's or run's actors are never judged or killed."""
+    import os
+    import uuid
 
-    before = set(orphaned_actors())
+    from tests.support.strays import SESSION_VAR, wait_for_no_orphans
+
+    session = uuid.uuid4().hex
+    had = os.environ.get(SESSION_VAR)
+    os.environ[SESSION_VAR] = session
     yield
-    left = wait_for_no_new_orphans(before)
+    if had is None:
+        os.environ.pop(SESSION_VAR, None)
+    else:
+        os.environ[SESSION_VAR] = had
+    left = wait_for_no_orphans(session)
     assert not left, f"atlas actors outlived their Ray instance (killed now): {left}"
 
 

@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         tile_px=args.tile,
     )  # fmt: skip
     report = export_run(req)
-    skipped = f" ({', '.join(report.skipped)}: no unit in --units)" if report.skipped else ""
+    skipped = f" ({'; '.join(f'{layer}: {why}' for layer, why in report.skipped)})" if report.skipped else ""
     print(
         f"wrote {report.out}: {report.units} units of {len(report.layers)} "
         f"layer{'s' if len(report.layers) != 1 else ''}{skipped}; "

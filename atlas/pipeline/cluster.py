@@ -34,17 +34,23 @@ class WorkerLayout:
     memory: int = 0  # host memory bytes reserved per actor (Ray's ``memory`` resource); 0: none reserved
 
     def describe(self) -> str:
-        each = f"{self.gpus:g} GPU" if self.gpus else f"{self.cpus:g} CPU"
-        held = f", {self.memory / GB:.1f} GB" if self.memory else ""
-        return f"{self.actors} actor(s) x {each}{held}"
+        return f"{self.actors} actor(s) x {self.each()}"
+
+    def each(self) -> str:
+        """What one actor asks of a node: ``1 CPU``, ``1 GPU, 2.4 GB``."""
+        device = f"{self.gpus:g} GPU" if self.gpus else f"{self.cpus:g} CPU"
+        return device + (f", {self.memory / GB:.1f} GB" if self.memory else "")
 
 
 GB = 1e9
 # an actor's resident memory: the Python + torch + Ray process, then its copy of the models (fetched from the
 # object store, moved to its device, plus the engine's working copies and activations). AlexNet + DeePSiM fc6
 # + CaffeNet (0.71 GB of weights) measured 3.2-4.2 GB per CPU actor at batch 64; 1 GB + 4 x 0.71 = 3.9 GB.
+# A GPU actor keeps its models and activations on the device: on the host, the fetched copy while it moves
+# (2 x, reasoned, not measured).
 ACTOR_BASE_BYTES = 1.0 * GB
 ACTOR_BYTES_PER_WEIGHT_BYTE = 4.0
+GPU_ACTOR_BYTES_PER_WEIGHT_BYTE = 2.0
 
 
 # Ray starts workers at niceness 15; the actors are the work itself, and at 15 any other busy process on the
@@ -383,23 +389,36 @@ def plan_layout(cfg: RunConfig, n_shards: int) -> WorkerLayout:
     return WorkerLayout(n, cpw, gpw, threads, note)
 
 
-def actor_memory(cfg: RunConfig, bundle_bytes: int) -> tuple[int, bool]:
+def actor_memory(cfg: RunConfig, bundle_bytes: int, gpus: float = 0.0) -> tuple[int, bool]:
     """Host memory to reserve per actor, in bytes, and whether it is an estimate:
-    ``ray.memory_per_worker_gb``, else :data:`ACTOR_BASE_BYTES` + :data:`ACTOR_BYTES_PER_WEIGHT_BYTE` x
-    the bundle's tensor bytes."""
+    ``ray.memory_per_worker_gb``, else :data:`ACTOR_BASE_BYTES` + the bundle's tensor bytes x
+    :data:`ACTOR_BYTES_PER_WEIGHT_BYTE` (:data:`GPU_ACTOR_BYTES_PER_WEIGHT_BYTE` for actors with ``gpus``)."""
     if cfg.ray.memory_per_worker_gb is not None:
         return int(cfg.ray.memory_per_worker_gb * GB), False
-    return int(ACTOR_BASE_BYTES + ACTOR_BYTES_PER_WEIGHT_BYTE * bundle_bytes), True
+    factor = GPU_ACTOR_BYTES_PER_WEIGHT_BYTE if gpus > 0 else ACTOR_BYTES_PER_WEIGHT_BYTE
+    return int(ACTOR_BASE_BYTES + factor * bundle_bytes), True
+
+
+def reserve_memory(cfg: RunConfig, layout: WorkerLayout, bundle_bytes: int | None = None) -> WorkerLayout:
+    """:func:`fit_memory` with :func:`actor_memory`'s reservation: a configured one when ``bundle_bytes`` is
+    None (before any model loads: one no node gives is refused at once), an estimate once the bundle's
+    size is known; ``layout`` unchanged in the other two cases."""
+    if (cfg.ray.memory_per_worker_gb is None) == (bundle_bytes is None):
+        return layout
+    return fit_memory(cfg, layout, *actor_memory(cfg, bundle_bytes or 0, layout.gpus))
 
 
 def fit_memory(cfg: RunConfig, layout: WorkerLayout, need: int, estimated: bool) -> WorkerLayout:
     """``layout`` with ``need`` bytes of host memory reserved per actor (Ray's ``memory`` resource, so Ray
     itself puts no more actors on a node than its memory holds) and its actor count capped to what fits
     each alive node's CPUs, GPUs and memory at once (counting CPUs alone, a 32-core 64 GB node started 32
-    actors of ~4 GB). A cluster that autoscales keeps its count. A reservation no node can give: an error
-    when the config set it, else one actor per node gets the most a node offers (noted)."""
+    actors of ~4 GB); a note says so when memory is what lowered the count. A reservation no node can
+    give: an error when the config set it; an estimate is lowered to the most a node offers (only such
+    nodes then host an actor, one each; noted). A cluster that autoscales keeps its count and reserves
+    only a configured amount (nodes yet to come may hold less than an estimate); nodes that report no
+    memory to Ray get no reservation."""
     if cfg.ray.autoscaling:
-        return replace(layout, memory=need)
+        return layout if estimated else replace(layout, memory=need)
     hosts = [  # (CPU, GPU, memory) of each node that can host an actor by its CPUs and GPUs
         (res.get("CPU", 0.0), res.get("GPU", 0.0), res.get("memory", 0.0))
         for res in (n.get("Resources", {}) for n in alive_nodes())
@@ -408,7 +427,7 @@ def fit_memory(cfg: RunConfig, layout: WorkerLayout, need: int, estimated: bool)
     if not hosts:  # check_feasible said why
         return replace(layout, memory=need)
     most = max(m for _, _, m in hosts)
-    if most <= 0:  # no node tells Ray its memory: nothing to fit, nothing to reserve
+    if most <= 0:
         return layout
     notes = [layout.note] if layout.note else []
     if need > most:
@@ -420,25 +439,28 @@ def fit_memory(cfg: RunConfig, layout: WorkerLayout, need: int, estimated: bool)
             )
         notes.append(
             f"each actor's estimated {need / GB:.1f} GB is more than any node offers Ray "
-            f"({most / GB:.1f} GB); an actor gets a whole node's share (ray.memory_per_worker_gb sets it)"
+            f"({most / GB:.1f} GB): actors get {most / GB:.1f} GB, one on each node that offers that much "
+            "(ray.memory_per_worker_gb sets it)"
         )
         need = int(most)
 
-    def slots(cpu: float, gpu: float, memory: float) -> int:
+    def slots(cpu: float, gpu: float, memory: float | None = None) -> int:
         by_device = int(cpu // layout.cpus) if layout.cpus > 0 else layout.actors
         if layout.gpus > 0:
             by_device = min(by_device, int(gpu // layout.gpus))
-        return min(by_device, int(memory // need))
+        return by_device if memory is None else min(by_device, int(memory // need))
 
+    by_devices = sum(slots(cpu, gpu) for cpu, gpu, _ in hosts)  # what fits the nodes, memory aside
     fits = sum(slots(*host) for host in hosts)
     actors = layout.actors
     if 1 <= fits < actors:
-        how = "estimated from the models" if estimated else "ray.memory_per_worker_gb"
-        total = sum(m for _, _, m in hosts)
-        notes.append(
-            f"{fits} actor(s) fit this cluster's memory ({need / GB:.1f} GB each, {how}; its nodes offer Ray "
-            f"{total / GB:.1f} GB), not the {actors} its CPUs/GPUs allow"
-        )
+        if fits < by_devices:  # memory lowered it, not CPUs or GPUs split across nodes
+            how = "estimated from the models" if estimated else "ray.memory_per_worker_gb"
+            total = sum(m for _, _, m in hosts)
+            notes.append(
+                f"{fits} actor(s) fit this cluster's memory ({need / GB:.1f} GB each, {how}; its nodes offer "
+                f"Ray {total / GB:.1f} GB), not the {min(actors, by_devices)} its CPUs/GPUs hold"
+            )
         actors = fits
     return replace(layout, actors=actors, memory=need, note="; ".join(notes) or None)
 

@@ -42,7 +42,7 @@ from atlas.pipeline.models_setup import RunModels, ShippedBundle, WorkerBundle, 
 from atlas.pipeline.plan import Shard, plan_shards
 from atlas.pipeline.preflight import preflight_config, preflight_models
 from atlas.pipeline.progress import UnitCount, progress_bar
-from atlas.provenance import git_sha
+from atlas.provenance import git_sha, short_sha
 from atlas.sampling.units import layer_kind
 from atlas.store import RunStore
 from atlas.store.catalog import check_run
@@ -316,10 +316,11 @@ def _dispatch(
             )
         cluster.check_device(cfg, layout)
         cluster.check_feasible(cfg, layout)
+        layout = cluster.reserve_memory(cfg, layout)  # a configured one no node gives: refused before loading
         lock.acquire()  # one writer per run (released on crash); after the checks: bad input writes nothing
         todo = _still_to_do(store, todo)  # what another driver finished before this one got the lock
         bundle = make_bundle()
-        layout = cluster.fit_memory(cfg, layout, *cluster.actor_memory(cfg, bundle.tensor_bytes()))
+        layout = cluster.reserve_memory(cfg, layout, bundle.tensor_bytes())  # an estimate: from the models
         if cfg.compute.autocast == "auto" and not layout.gpus:
             manifest["cpu_autocast"] = _cpu_autocast(store)
         started_at = (store.manifest() or {}).get("git_sha")  # the code that started the run, if resumed
@@ -328,11 +329,7 @@ def _dispatch(
         if done_units:
             n_done = manifest["planned_shards"] - len(todo)
             log(f"resuming {loc.display()}: {n_done} of {manifest['planned_shards']} shards already complete")
-        if started_at and manifest.get("git_sha") and started_at != manifest["git_sha"]:
-            log(
-                f"atlas: warning: the run was started by code at git {started_at[:10]} and resumes at "
-                f"{manifest['git_sha'][:10]}: its shards come from both (run.json: git_sha, resumed_git_sha)"
-            )
+        _say_other_code(started_at, manifest.get("git_sha"), log)
         log(
             f"atlas run {cfg.name}: {len(todo)} shard{'s' if len(todo) != 1 else ''}, "
             f"{total_units - done_units} units to go, "
@@ -364,6 +361,7 @@ def _dispatch(
                 on_result=lambda r: count.shard_done(r["shard"], r["units"]),
                 on_poll=_ReportsInside(holder, count.inside) if bar is not None else (lambda: None),
                 log=log,
+                each_actor=layout.each(),
             )
             _pool_done(report, bar, log)
             return finish(report.summaries, todo)  # the run complete before Ray's teardown (docstring)
@@ -382,6 +380,15 @@ def _dispatch(
             cluster.shutdown_local()
         sigterm.restore()
         starting.restore()
+
+
+def _say_other_code(started_at: str | None, now: str | None, log) -> None:
+    """Warn when a run is resumed by other code than the one that started it (both known)."""
+    if started_at and now and started_at != now:
+        log(
+            f"atlas: warning: the run was started by code at git {short_sha(started_at)} and resumes at "
+            f"{short_sha(now)}: its shards come from both (run.json: git_sha, resumed_git_sha)"
+        )
 
 
 class _ReportsInside:

@@ -280,6 +280,7 @@ def test_the_bar_moves_inside_a_shard(tmp_path, micro_cache, ray_session, monkey
     cfg = micro_config(
         tmp_path, micro_cache, "layers.0.units=0-7", "layers.1.units=0", "ray.units_per_shard=8",
         "compute.batch_size=2",  # a unit (two chains) per batch: eight reports inside the fc8 shard
+        "sampler.steps=60",  # each batch long enough for polls 0.05 s apart to land inside the shard
     )  # fmt: skip
     run_atlas(cfg, progress=True, log=lambda _m: None)
     assert shown == sorted(shown) and shown[-1] == 9  # never back, and every unit in the end

@@ -11,11 +11,15 @@ import time
 from atlas.pipeline.cluster import _runs
 
 ACTOR_TITLES = (b"ray::BundleHolder", b"ray::AtlasWorker")  # the process titles Ray gives atlas's actors
+SESSION_VAR = (
+    "ATLAS_TEST_SESSION"  # set by the suite: its raylets, their actors and its subprocesses inherit it
+)
 
 
-def orphaned_actors(proc: str = "/proc") -> dict[int, str]:
-    """pid -> command line of each atlas actor process whose raylet (``RAY_RAYLET_PID``) no longer runs
-    (gone, or a zombie)."""
+def orphaned_actors(session: str, proc: str = "/proc") -> dict[int, str]:
+    """pid -> command line of each atlas actor process of test session ``session`` (its environment has
+    :data:`SESSION_VAR` = ``session``: another suite's or run's actors on a shared machine are not this
+    one's) whose raylet (``RAY_RAYLET_PID``) no longer runs (gone, or a zombie)."""
     found: dict[int, str] = {}
     if not os.path.isdir(proc):
         return found
@@ -30,6 +34,8 @@ def orphaned_actors(proc: str = "/proc") -> dict[int, str]:
                 continue
             with open(f"{proc}/{pid}/environ", "rb") as fh:
                 env = dict(v.split(b"=", 1) for v in fh.read().split(b"\0") if b"=" in v)
+            if env.get(SESSION_VAR.encode()) != session.encode():
+                continue
             raylet = int(env.get(b"RAY_RAYLET_PID", b"0") or 0)
             if raylet > 0 and not _runs(raylet, proc):  # gone, or a zombie
                 found[pid] = cmdline.replace(b"\0", b" ").decode(errors="replace").strip()
@@ -38,12 +44,12 @@ def orphaned_actors(proc: str = "/proc") -> dict[int, str]:
     return found
 
 
-def wait_for_no_new_orphans(before: set[int], wait_s: float = 60.0) -> dict[int, str]:
-    """Wait up to ``wait_s`` for the orphaned actors not in ``before`` to end; SIGKILL those left (the
+def wait_for_no_orphans(session: str, wait_s: float = 60.0) -> dict[int, str]:
+    """Wait up to ``wait_s`` for session ``session``'s orphaned actors to end; SIGKILL those left (the
     machine is not left with them) and return them."""
     deadline = time.monotonic() + wait_s
     while True:
-        left = {pid: cmd for pid, cmd in orphaned_actors().items() if pid not in before}
+        left = orphaned_actors(session)
         if not left or time.monotonic() > deadline:
             break
         time.sleep(0.5)

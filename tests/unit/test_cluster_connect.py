@@ -179,11 +179,12 @@ def test_only_a_ray_actor_process_ends_its_exit_early():
 def test_the_suites_stray_check_finds_only_atlas_actors_whose_raylet_is_gone(tmp_path):
     from tests.support.strays import orphaned_actors
 
-    def fake(pid: int, cmdline: bytes, raylet: int | None, state: str = "S") -> None:
+    def fake(pid: int, cmdline: bytes, raylet: int | None, state: str = "S", session: bytes = b"s1") -> None:
         (tmp_path / str(pid)).mkdir()
         (tmp_path / str(pid) / "cmdline").write_bytes(cmdline)
         (tmp_path / str(pid) / "stat").write_bytes(b"%d (x) %s 1 1 0 0" % (pid, state.encode()))
-        env = b"HOME=/x\0" + (b"RAY_RAYLET_PID=%d\0" % raylet if raylet is not None else b"")
+        env = b"HOME=/x\0ATLAS_TEST_SESSION=" + session + b"\0"
+        env += b"RAY_RAYLET_PID=%d\0" % raylet if raylet is not None else b""
         (tmp_path / str(pid) / "environ").write_bytes(env)
 
     fake(100, b"ray::BundleHolder\0\0\0", 900)  # its raylet 900 gone: found
@@ -193,4 +194,6 @@ def test_the_suites_stray_check_finds_only_atlas_actors_whose_raylet_is_gone(tmp
     fake(902, b"raylet\0", None)
     fake(103, b"ray::IDLE\0", 900)  # Ray's own idle worker: not atlas's to judge
     fake(104, b"python\0-m\0pytest\0", 900)
-    assert orphaned_actors(str(tmp_path)) == {100: "ray::BundleHolder", 101: "ray::AtlasWorker.run_shard"}
+    fake(105, b"ray::BundleHolder\0", 900, session=b"s2")  # another suite's (or run's): not judged here
+    want = {100: "ray::BundleHolder", 101: "ray::AtlasWorker.run_shard"}
+    assert orphaned_actors("s1", str(tmp_path)) == want

@@ -214,7 +214,9 @@ def test_a_terminal_without_columns_gets_plain_lines_and_one_with_them_a_bar():
     main, side = os.openpty()
     try:
         with open(side, "w", closefd=False) as stream:
-            assert isinstance(progress_bar(10, 0, "demo", stream), LogLines)  # a new pty: 0 x 0
+            lines = progress_bar(10, 0, "demo", stream)
+            lines.close()  # its ticker thread would write to the closed pty later
+            assert isinstance(lines, LogLines)  # a new pty: 0 x 0
             fcntl.ioctl(side, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
             bar = progress_bar(10, 0, "demo", stream)
             assert not isinstance(bar, LogLines) and type(bar).__name__ == "tqdm"
@@ -222,3 +224,18 @@ def test_a_terminal_without_columns_gets_plain_lines_and_one_with_them_a_bar():
     finally:
         os.close(side)
         os.close(main)
+
+
+def test_actors_that_cannot_be_placed_end_the_run_saying_what_each_asks_for(monkeypatch):
+    """No actor alive for ray.start_timeout_s: one line that names what an actor asks of a node (a memory
+    reservation no node can give waits like a CPU request no node has)."""
+    import ray
+
+    from atlas.errors import AtlasError
+
+    monkeypatch.setattr(ray, "wait", lambda refs, num_returns, timeout: ([], refs))  # nobody ever answers
+    todo = plan_shards({"fc8": [0, 1]}, 1)
+    pool = _Pool([_Handle()], todo, 2, 3, 0.01, lambda _r: None, lambda _m: None, each_actor="1 CPU, 3.8 GB")
+    pool.last_alive -= 1.0  # the bound has passed
+    with pytest.raises(AtlasError, match=r"cannot host the actors \(each asks for 1 CPU, 3.8 GB\) \(see ray"):
+        pool.run()

@@ -151,6 +151,23 @@ def test_bad_input_is_one_line_and_writes_nothing(run, tmp_path, capsys, monkeyp
     assert (sorted(tmp_path.rglob("*")), sorted(run.rglob("*"))) == before
 
 
+def test_a_run_still_running_exports_what_is_done_and_says_what_is_not(tmp_path, capsys):
+    """A run being written: its completed layers are exported, the others named as not done yet; with no
+    completed shard at all, one line says so (no --units was given, so none is blamed)."""
+    running = tmp_path / "running"
+    make_synthetic_run(running, layers={"fc8": 4, "conv3": 4}, chains=1, steps=10, units_per_shard=4,
+                       max_shards=1)  # fmt: skip
+    code, out, err = cli(capsys, "export", str(running), "--out", str(tmp_path / "part"))
+    assert code == 0 and "4 units of 1 layer (conv3: no unit done yet)" in out, out + err
+    code, out, err = cli(capsys, "export", str(running), "--out", str(tmp_path / "p2"), "--units", "99")
+    assert code == 2 and "--units: '99' selects no unit of fc8, conv3;" in err, err
+    empty = tmp_path / "empty"
+    make_synthetic_run(empty, layers={"fc8": 4}, chains=1, steps=10, max_shards=0)
+    code, out, err = cli(capsys, "export", str(empty), "--out", str(tmp_path / "none"))
+    assert code == 2 and err.count("\n") == 1 and "no unit of fc8 is done yet (status running)" in err, err
+    assert "--units" not in err and not (tmp_path / "none").exists()
+
+
 def test_the_commands_choices_are_the_exports():
     from atlas.commands import export as command
     from viewer import data, export

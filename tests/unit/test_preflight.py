@@ -3,9 +3,9 @@ and unit selections that are never expanded before they are checked."""
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import textwrap
+from dataclasses import replace as replace_layout
 
 import pytest
 import torch
@@ -487,7 +487,7 @@ def test_actors_are_capped_by_each_nodes_memory_and_reserve_it(monkeypatch):
     fitted = cluster.fit_memory(cfg, layout, need, estimated)
     assert fitted.actors == 11 + 2 and fitted.memory == need  # 45 // 3.84 on the big node, CPUs on the small
     assert "13 actor(s) fit this cluster's memory (3.8 GB each, estimated from the models" in fitted.note
-    assert "not the 34 its CPUs/GPUs allow" in fitted.note and "3.8 GB" in fitted.describe()
+    assert "not the 34 its CPUs/GPUs hold" in fitted.note and "3.8 GB" in fitted.describe()
     # few shards: fewer actors than fit, nothing to say
     few = cluster.fit_memory(cfg, cluster.plan_layout(cfg, 4), need, estimated)
     assert few.actors == 4 and few.note is None
@@ -501,12 +501,26 @@ def test_actors_are_capped_by_each_nodes_memory_and_reserve_it(monkeypatch):
     # an estimate above every node: one actor per node gets the most a node offers, and the note says so
     big = cluster.fit_memory(cfg, layout, 200 * 10**9, True)
     assert big.memory == int(100 * gb) and big.actors == 1 and "more than any node offers Ray" in big.note
+    # reserve_memory: a configured amount before any model loads, an estimate once the models' size is known
+    assert cluster.reserve_memory(set_cfg, layout).memory == 20 * 10**9
+    assert cluster.reserve_memory(set_cfg, layout, 10**9) is layout  # already reserved
+    assert cluster.reserve_memory(cfg, layout) is layout  # the estimate waits for the bundle
+    assert cluster.reserve_memory(cfg, layout, int(0.71 * gb)).memory == need
+    gpu_need, _ = cluster.actor_memory(cfg, int(0.71 * gb), gpus=1.0)  # the weights move to the device
+    assert gpu_need == int(2.42 * gb)
+    # CPUs split across nodes, not memory, lower the count: fitted without blaming memory
+    nodes[:] = [{"Alive": True, "Resources": {"CPU": 3.0, "memory": 200 * gb}}] * 2
+    split = cluster.fit_memory(config(ray={"cpus_per_worker": 2}), replace_layout(layout, cpus=2.0, actors=3),
+                               need, estimated)  # fmt: skip
+    assert split.actors == 2 and split.note is None
     # nodes that report no memory to Ray: nothing to fit or reserve
     nodes[:] = [{"Alive": True, "Resources": {"CPU": 4.0}}]
     assert cluster.fit_memory(cfg, layout, need, estimated) == layout
-    # an autoscaling cluster keeps its count (nodes may come), with the reservation
+    # an autoscaling cluster keeps its count (nodes may come) and reserves only a configured amount (nodes
+    # yet to come may hold less than an estimate)
     scaling = config(ray={"autoscaling": True})
-    assert cluster.fit_memory(scaling, layout, need, True) == dataclasses.replace(layout, memory=need)
+    assert cluster.fit_memory(scaling, layout, need, True) is layout
+    assert cluster.fit_memory(scaling, layout, need, False) == replace_layout(layout, memory=need)
 
 
 def test_the_bundles_tensor_bytes_count_each_shared_tensor_once():

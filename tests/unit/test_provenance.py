@@ -39,3 +39,11 @@ def test_an_installed_copy_inside_another_checkout_records_no_commit(tmp_path, m
     assert re.fullmatch(r"[0-9a-f]{40}", provenance.git_sha() or "")
     (project / "f").write_text("changed")
     assert (provenance.git_sha() or "").endswith("-dirty")
+
+
+def test_a_short_sha_keeps_the_dirty_mark():
+    from atlas.provenance import short_sha
+
+    assert short_sha("0123456789abcdef" * 2 + "01234567") == "0123456789"
+    assert short_sha("0123456789abcdef" * 2 + "01234567-dirty") == "0123456789-dirty"
+    assert short_sha("c0ffee") == "c0ffee"

@@ -53,7 +53,7 @@ class ExportRequest:
 class ExportReport:
     out: Path
     layers: list[tuple[str, int, int]] = field(default_factory=list)  # (layer, units, contact sheets)
-    skipped: list[str] = field(default_factory=list)  # layers with no unit in --units
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (layer, why nothing of it is exported)
 
     @property
     def units(self) -> int:
@@ -86,13 +86,26 @@ def check_out(out: Path, run: str) -> None:
     check_writable_dir(out.parent, "--out")
 
 
-def _layers(conn: Any, wanted: tuple[str, ...]) -> list[str]:
-    """The run's layers in its config's order, or ``wanted`` (each checked against them)."""
-    have = [name for name, _ in data.layers(conn, data.run_info(conn).get("config"))]
-    unknown = [name for name in wanted if name not in have]
+def _layers(conn: Any, wanted: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """(the layers to export, the planned ones among them that no completed shard holds yet): the run's
+    layers in its config's order, or ``wanted`` (each checked against the config's)."""
+    config = data.run_info(conn).get("config")
+    have = [name for name, _ in data.layers(conn, config)]
+    planned = _planned_layers(config)
+    known = have + [name for name in planned if name not in have]
+    unknown = [name for name in wanted if name not in known]
     if unknown:
-        raise AtlasError(f"--layers: the run has no layer {unknown[0]!r}; its layers are {', '.join(have)}")
-    return list(dict.fromkeys(wanted)) if wanted else have
+        raise AtlasError(f"--layers: the run has no layer {unknown[0]!r}; its layers are {', '.join(known)}")
+    chosen = list(dict.fromkeys(wanted)) if wanted else known
+    return [n for n in chosen if n in have], [n for n in chosen if n not in have]
+
+
+def _planned_layers(config: Any) -> list[str]:
+    """The layer names a run's config lists (``layers``: entries with a ``name``, or a name -> count map)."""
+    entries = config.get("layers") if isinstance(config, dict) else None
+    if isinstance(entries, dict):
+        return [str(name) for name in entries]
+    return [str(e["name"]) for e in entries or [] if isinstance(e, dict) and e.get("name")]
 
 
 def _number(value: Any) -> str:
@@ -197,24 +210,31 @@ def export_run(req: ExportRequest, say: Callable[[str], None] = print) -> Export
     out = Path(os.path.abspath(req.out))
     staging = out.with_name(f".{out.name}.export-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
-        layers = _layers(conn, req.layers)
+        layers, not_yet = _layers(conn, req.layers)
         labels = data.truth(conn).labels
         info = data.run_info(conn)
-        report = ExportReport(req.out)
+        report = ExportReport(req.out, skipped=[(layer, "no unit done yet") for layer in not_yet])
         site: list[SiteLayer] = []
         staging.mkdir(parents=True)
         for layer in layers:
             part = _export_layer(conn, req, layer, units, staging, labels, say)
             if part is None:
-                report.skipped.append(layer)
+                report.skipped.append((layer, "no unit in --units"))
                 continue
             site.append(part)
             report.layers.append((layer, len(part.tiles), len(part.sheets)))
             sheets = f"{len(part.sheets)} contact sheet{'s' if len(part.sheets) != 1 else ''}"
             say(f"{layer}: {len(part.tiles)} units, {sheets}")
+        named = ", ".join(layers + not_yet)
+        if not site and not req.units:
+            status = info.get("status") or "unknown"
+            raise AtlasError(
+                f"run {req.run}: no unit of {named or 'the run'} is done yet (status {status}); export it "
+                "once `atlas run` has completed shards"
+            )
         if not site:
             raise AtlasError(
-                f"--units: {req.units!r} selects no unit of {', '.join(layers)}; "
+                f"--units: {req.units!r} selects no unit of {named}; "
                 'give units the layers have (`atlas sql RUN "SELECT layer, min(unit), max(unit) FROM units '
                 'GROUP BY layer"`)'
             )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from atlas.provenance import short_sha
 from viewer import data, state, widgets
 from viewer.context import Context
 
@@ -40,8 +41,8 @@ def _header(ctx: Context, failed: int = 0) -> None:
         st.caption(STATUS_NOTES[status])
     bits = [f"created {info.get('created') or '–'}"]
     if info.get("git_sha"):
-        sha = str(info["git_sha"])[:10]  # the code that started the run; a resume's other code said too
-        later = {str(g)[:10] for g in ctx.manifest.get("resumed_git_sha") or [] if g} - {sha}
+        sha = short_sha(str(info["git_sha"]))  # the code that started the run; a resume's other code too
+        later = {short_sha(str(g)) for g in ctx.manifest.get("resumed_git_sha") or [] if g} - {sha}
         also = f" (resumed at {', '.join(f'`{g}`' for g in sorted(later))})" if later else ""
         bits.append(f"git `{sha}`{also}")
     if info.get("config_hash"):
