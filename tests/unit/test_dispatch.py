@@ -239,3 +239,31 @@ def test_actors_that_cannot_be_placed_end_the_run_saying_what_each_asks_for(monk
     pool.last_alive -= 1.0  # the bound has passed
     with pytest.raises(AtlasError, match=r"cannot host the actors \(each asks for 1 CPU, 3.8 GB\) \(see ray"):
         pool.run()
+
+
+def test_the_driver_reads_the_holders_counts_without_waiting(monkeypatch):
+    """Each poll of the pool: one question to the holder in flight; its answer is used at a later poll, and
+    a poll whose answer has not come does not wait for it."""
+    import ray
+
+    from atlas.pipeline.driver import _ReportsInside
+
+    answers, asked, used = iter([{"a": 2}, {"a": 5, "b": 1}]), [], []
+
+    class Holder:
+        class progress:  # noqa: N801 - the actor method's name
+            @staticmethod
+            def remote():
+                asked.append(next(answers))
+                return len(asked) - 1  # a stand-in object ref
+
+    arrived: set[int] = set()
+    monkeypatch.setattr(ray, "wait", lambda refs, timeout: ([r for r in refs if r in arrived], []))
+    monkeypatch.setattr(ray, "get", lambda ref: asked[ref])
+    poll = _ReportsInside(Holder(), used.append)
+    poll()  # asks
+    poll()  # no answer yet: nothing used, not asked again
+    assert len(asked) == 1 and used == []
+    arrived.add(0)
+    poll()  # the answer is used and the next question sent
+    assert used == [{"a": 2}] and len(asked) == 2
