@@ -180,8 +180,7 @@ def end_orphaned_agents(proc: str = "/proc") -> list[int]:
         try:
             if _stat(pid, proc)[1:3] != [b"1", b"%d" % group]:  # parent 1, this process group
                 continue
-            with open(f"{proc}/{pid}/environ", "rb") as fh:
-                env = dict(v.split(b"=", 1) for v in fh.read().split(b"\0") if b"=" in v)
+            env = _environ(pid, proc)
             raylet = int(env.get(b"RAY_RAYLET_PID", b"0") or 0)
             if raylet <= 0 or _runs(raylet, proc):  # not Ray's, or its raylet lives (a detached worker)
                 continue
@@ -190,6 +189,12 @@ def end_orphaned_agents(proc: str = "/proc") -> list[int]:
         except (OSError, IndexError, ValueError):  # gone meanwhile, another user's, or unreadable
             continue
     return ended
+
+
+def _environ(pid: int, proc: str = "/proc") -> dict[bytes, bytes]:
+    """/proc/PID/environ as a dict (OSError when it cannot be read: gone, or another user's)."""
+    with open(f"{proc}/{pid}/environ", "rb") as fh:
+        return dict(v.split(b"=", 1) for v in fh.read().split(b"\0") if b"=" in v)
 
 
 def _stat(pid: int, proc: str = "/proc") -> list[bytes]:

@@ -323,13 +323,12 @@ def _dispatch(
         layout = cluster.reserve_memory(cfg, layout, bundle.tensor_bytes())  # an estimate: from the models
         if cfg.compute.autocast == "auto" and not layout.gpus:
             manifest["cpu_autocast"] = _cpu_autocast(store)
-        started_at = (store.manifest() or {}).get("git_sha")  # the code that started the run, if resumed
-        store.init_run(manifest)  # the first write of the run
+        earlier = store.init_run(manifest)  # the first write of the run (a resume: the run.json it found)
         done_units = total_units - sum(len(s.units) for s in todo)
         if done_units:
             n_done = manifest["planned_shards"] - len(todo)
             log(f"resuming {loc.display()}: {n_done} of {manifest['planned_shards']} shards already complete")
-        _say_other_code(started_at, manifest.get("git_sha"), log)
+        _say_other_code((earlier or {}).get("git_sha"), manifest.get("git_sha"), log)
         log(
             f"atlas run {cfg.name}: {len(todo)} shard{'s' if len(todo) != 1 else ''}, "
             f"{total_units - done_units} units to go, "

@@ -156,8 +156,9 @@ class RunStore:
                     "outside it (another out_dir)"
                 )
 
-    def init_run(self, manifest: Mapping[str, Any]) -> None:
-        """Create the run (write ``run.json``) or accept a resume of the same config.
+    def init_run(self, manifest: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Create the run (write ``run.json``) or accept a resume of the same config; returns the run.json
+        a resume found (None: a new run).
 
         Raises :class:`AtlasError` when the directory already holds a run with a different
         ``config_hash``: results of two configs must never mix in one directory.
@@ -180,7 +181,7 @@ class RunStore:
             resumed["git_sha"] = existing.get("git_sha", manifest.get("git_sha"))
             resumed["resumed_git_sha"] = [*existing.get("resumed_git_sha", []), manifest.get("git_sha")]
             write_json(self.loc, RUN_FILE, resumed)
-            return
+            return existing
         self.check_own_folder()
         data = dict(manifest)
         if self.loc.list_files(SHARDS_DIR, suffix=MARKER_SUFFIX):  # shards of a run whose run.json is gone
@@ -199,6 +200,7 @@ class RunStore:
         data["schema_version"] = SCHEMA_VERSION
         data["status"] = "running"
         write_json(self.loc, RUN_FILE, data)
+        return None
 
     def check_resume(self, manifest: Mapping[str, Any], existing: Mapping[str, Any]) -> None:
         """Raise :class:`AtlasError` unless ``manifest`` may go on with the run whose run.json is

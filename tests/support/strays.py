@@ -8,7 +8,7 @@ import os
 import signal
 import time
 
-from atlas.pipeline.cluster import _runs
+from atlas.pipeline.cluster import _environ, _runs
 
 ACTOR_TITLES = (b"ray::BundleHolder", b"ray::AtlasWorker")  # the process titles Ray gives atlas's actors
 SESSION_VAR = (
@@ -32,8 +32,7 @@ def orphaned_actors(session: str, proc: str = "/proc") -> dict[int, str]:
                 cmdline = fh.read()
             if not cmdline.startswith(ACTOR_TITLES):
                 continue
-            with open(f"{proc}/{pid}/environ", "rb") as fh:
-                env = dict(v.split(b"=", 1) for v in fh.read().split(b"\0") if b"=" in v)
+            env = _environ(pid, proc)
             if env.get(SESSION_VAR.encode()) != session.encode():
                 continue
             raylet = int(env.get(b"RAY_RAYLET_PID", b"0") or 0)
