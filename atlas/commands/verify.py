@@ -70,8 +70,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"{report.unmarked} planned shard(s) have no marker although the run says it is complete")
     of = f" of {report.planned} planned" if report.planned is not None else ""
     print(
-        f"{report.run}: {report.shards}{of} shards complete, {report.files} files checked, "
-        f"{len(report.bad)} bad"
+        f"{report.run}: {report.shards}{of} shards complete, {report.files} files checked"
+        + (
+            f" (deep: {report.deep_rows:,} rows read page by page, {report.deep_pictures:,} pictures decoded)"
+            if args.deep
+            else ""
+        )
+        + f", {len(report.bad)} bad"
         + (f", {len(report.failed)} with failed units" if report.failed else "")
         + (
             f", {len(report.repaired)} marker{'s' if len(report.repaired) != 1 else ''} removed"

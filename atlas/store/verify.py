@@ -46,6 +46,8 @@ class VerifyReport:
     status: str | None = None  # run.json's status: running, interrupted, complete, incomplete
     newer: dict[str, str] = field(default_factory=dict)  # shard id -> schema it was written with (kept)
     failed: dict[str, tuple[int, str]] = field(default_factory=dict)  # shard id -> (failed units, an error)
+    deep_rows: int = 0  # rows read page by page (--deep)
+    deep_pictures: int = 0  # pictures decoded (--deep)
 
 
 def _unit_range(meta: pq.FileMetaData) -> tuple[int, int] | None:
@@ -71,6 +73,7 @@ def _check_file(
     units: list[int] | None = None,
     deep: bool = False,
     expected_bytes: int | None = None,
+    report: VerifyReport | None = None,
 ) -> str | None:
     """The first problem of one shard file (missing, other bytes than its marker recorded, unreadable,
     other row count, units outside the marker's range: another shard's file in its place, newer schema),
@@ -93,21 +96,26 @@ def _check_file(
         return f"{rel} has schema version {int(version)}; this atlas reads up to {SCHEMA_VERSION}"
     if isinstance(expected_bytes, int) and size != expected_bytes:  # after the more telling checks above
         return f"{rel} holds {size:,} bytes, {expected_bytes:,} were written (truncated or overwritten)"
-    return _read_whole(loc, rel) if deep else None
+    return _read_whole(loc, rel, report) if deep else None
 
 
-def _read_whole(loc: Location, rel: str) -> str | None:
-    """The first problem met reading every page of a file and decoding its pictures, or None."""
+def _read_whole(loc: Location, rel: str, report: VerifyReport | None = None) -> str | None:
+    """The first problem met reading every page of a file and decoding its pictures, or None; the rows read
+    and pictures decoded are counted in ``report``."""
     try:
         with loc.fs.open_input_file(loc.full(rel)) as fh:
             table = pq.read_table(fh, page_checksum_verification=True)
     except (OSError, ValueError) as exc:  # a page that fails its CRC or does not decompress
         return f"{rel} has damaged data ({_short(first_line(exc))})"
+    if report is not None:
+        report.deep_rows += table.num_rows
     if "png" not in table.column_names:
         return None
     for row, png in enumerate(table.column("png").to_pylist()):
         if png is None:
             continue
+        if report is not None:
+            report.deep_pictures += 1
         try:
             with Image.open(io.BytesIO(png)) as img:
                 img.verify()  # chunk CRCs
@@ -128,7 +136,7 @@ def _check_shard_files(
         rel = files.get(table)
         if not rel:
             return f"its marker names no {table} file"
-        problem = _check_file(loc, rel, n, marker.get("units"), deep, sizes.get(table))
+        problem = _check_file(loc, rel, n, marker.get("units"), deep, sizes.get(table), report)
         if problem:
             return problem
     return None

@@ -58,14 +58,13 @@ def test_every_unit_exported_as_its_stored_png_with_sheets_and_page(run, tmp_pat
     page = (out / "index.html").read_text()
     hrefs = [href for href, _ in tiles_in(page)]
     assert hrefs[:10] == [f"fc8/unit-{u}.png" for u in range(10)]  # the config's layer order, by unit
-    assert hrefs[10:] == [f"conv3/unit-{u:02d}.png" for u in range(12)]
+    assert hrefs[10:] == [f"conv3/unit-{u}.png" for u in range(12)]  # unpadded in every layer
     for layer in LAYERS:
         images = written(run, "images", layer)
         for unit in range(LAYERS[layer]):
             mine = images[(images["unit"] == unit) & (images["kind"] == picture)]
             kept = mine.loc[mine["activation"].idxmax(), "png"]  # the unit's most activating picture
-            width = len(str(LAYERS[layer] - 1))
-            assert (out / layer / f"unit-{unit:0{width}d}.png").read_bytes() == kept
+            assert (out / layer / f"unit-{unit}.png").read_bytes() == kept
         sheets = sorted((out / layer).glob("sheet-*.png"))
         assert [s.name for s in sheets] == [
             f"sheet-{i:02d}.png" for i in range(1, -(-LAYERS[layer] // 8) + 1)
@@ -190,3 +189,16 @@ def test_contact_sheet_draws_pictures_captions_and_missing_tiles():
     assert sheet.shape[1] > 3 * 48 and sheet.shape[0] > 2 * 48
     reds = (sheet[..., 0] == 255) & (sheet[..., 1] == 0) & (sheet[..., 2] == 0)
     assert reds.sum() == 2 * 48 * 48  # both red pictures, scaled to 48 px; the others are no red
+
+
+def test_a_labelled_units_caption_gives_its_auroc_as_the_viewer_does(run, tmp_path, capsys):
+    """Three decimals on a line of its own (after the label, a contact sheet's tile cut it off)."""
+    out = tmp_path / "labelled"
+    assert cli(capsys, "export", str(run), "--out", str(out), "--layers", "fc8")[0] == 0
+    units = written(run, "units", "fc8").set_index("unit")
+    page = (out / "index.html").read_text()
+    labelled = units[units["label"].notna()]
+    assert len(labelled) > 0
+    for unit, rec in labelled.iterrows():
+        caption = re.search(rf"<figcaption title='unit {unit}'>(.*?)</figcaption>", page).group(1)
+        assert f">{rec['label']}<" in caption and f">AUROC {rec['label_score']:.3f}<" in caption, caption

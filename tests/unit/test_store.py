@@ -8,6 +8,7 @@ import os
 import re
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -876,7 +877,22 @@ def test_verify_deep_finds_damaged_bytes_and_pictures_the_quick_check_passes(
 
     run = tmp_path / "copy"
     shutil.copytree(synthetic_run, run)
-    assert verify_run(run, deep=True).bad == {}
+    sound = verify_run(run, deep=True)
+    assert sound.bad == {}
+    con = duckdb.connect()
+    (pictures,) = con.execute(f"SELECT count(png) FROM read_parquet('{run}/images/*/*.parquet')").fetchone()
+    rows = sum(
+        con.execute(f"SELECT count(*) FROM read_parquet('{run}/{t}/*/*.parquet')").fetchone()[0]
+        for t in ("units", "chains", "images", "steps", "activations")
+        if (run / t).exists()
+    )
+    assert (sound.deep_rows, sound.deep_pictures) == (rows, pictures) and pictures > 0
+    from atlas.cli import main
+
+    assert main(["verify", str(run), "--deep"]) == 0
+    said = capsys.readouterr().out
+    assert f"(deep: {rows:,} rows read page by page, {pictures:,} pictures decoded), 0 bad" in said, said
+    assert verify_run(run).deep_pictures == 0  # the quick check decodes nothing
     victim = max((run / "images").rglob("*.parquet"), key=lambda p: p.stat().st_size)
     data = bytearray(victim.read_bytes())
     middle = len(data) // 3  # inside the data pages, far from the footer
@@ -885,7 +901,6 @@ def test_verify_deep_finds_damaged_bytes_and_pictures_the_quick_check_passes(
     assert verify_run(run).bad == {}  # the footer still reads: the quick check cannot see it
     (shard,) = verify_run(run, deep=True).bad.items()
     assert "has damaged data" in shard[1] or "does not decode" in shard[1], shard
-    from atlas.cli import main
 
     assert main(["verify", str(run), "--deep"]) == 1  # its fix is the deep repair: a quick one sees nothing
     assert f"run `atlas verify {run} --deep --repair`, then" in capsys.readouterr().out

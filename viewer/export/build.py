@@ -120,9 +120,13 @@ def _caption(rec: dict[str, Any], picture: str, labels: bool) -> tuple[str, ...]
         return (name, f"failed: {rec.get('error') or 'no error recorded'}")
     act = rec.get("best_activation") if picture == "best" else rec.get("picture_activation")
     lines = [name, f"act {_number(act)}"]
-    if labels:
+    if labels:  # the AUROC on a line of its own: after the label, a sheet's tile cut it off
         label = rec.get("label")
-        lines.append(f"{label} ({_number(rec.get('label_score'))})" if isinstance(label, str) else "no label")
+        lines += (
+            [label, f"AUROC {data.fmt_auroc(rec.get('label_score'))}"]
+            if isinstance(label, str)
+            else ["no label"]
+        )
     return tuple(lines)
 
 
@@ -152,14 +156,13 @@ def _export_layer(
     if not records:
         return None
     folder = folder_name(layer)
-    width = len(str(max(int(r["unit"]) for r in records)))
     (staging / folder).mkdir(parents=True, exist_ok=True)
     tiles, site_tiles = [], []
     for rec in records:
         caption = _caption(rec, req.picture, labels)
         href = None
         if rec.get("png") is not None:
-            href = f"{folder}/unit-{int(rec['unit']):0{width}d}.png"
+            href = f"{folder}/unit-{int(rec['unit'])}.png"  # unpadded: the same name in every run and layer
             (staging / href).write_bytes(rec["png"])  # as stored: the picture the run kept, not redrawn
         failed = rec.get("status") == "error"
         tiles.append(Tile(rec.get("png"), caption, "failed" if failed else "no image"))

@@ -99,13 +99,23 @@ def _metrics(row: dict) -> None:
         help="activation of the most activating real image; the ratio is best synthetic / real top-1",
     )  # fmt: skip
     if row.get("judge_label") is not None:
-        verdict = "✓" if row.get("judge_correct") else "✗"
-        help_text = (
-            f"what the held-out judge J reads in this unit's last pictures (their majority), p = "
-            f"{widgets.fmt(row.get('judge_prob'))}; ✓ when it is the class the unit stands for (its own "
-            "output unit's class), ✗ when J reads another class"
-        )
-        cols[6].metric("Judge", f"{verdict} {row['judge_label']}", help=help_text)
+        cols[6].metric("Judge", *judge_metric(row), delta_color="off", delta_arrow="off")
+
+
+def judge_metric(row: dict) -> tuple[str, str | None, str]:
+    """The Judge metric's value, delta and tooltip: ✓ or ✗ with J's most common reading, and the share of
+    last pictures J reads as the unit's class under it (a tie, 2 of 4, is no majority: ✗, though the most
+    common reading may be the unit's own class)."""
+    share = row.get("judge_prob")
+    right = share is not None and not pd.isna(share)
+    delta = f"{float(share):.0%} read as its class" if right else None
+    help_text = (
+        "the held-out judge J's reading of this unit's last pictures (diverged chains left out): ✓ when more "
+        "than half are read as the class the unit stands for, ✗ otherwise (a tie included); beside it J's "
+        "most common reading (its fine label, which may be the unit's own class in a tie), under it the "
+        "share read as the unit's class"
+    )
+    return f"{'✓' if row.get('judge_correct') else '✗'} {row['judge_label']}", delta, help_text
 
 
 def _label_text(lab: data.LabelView) -> None:
