@@ -855,3 +855,14 @@ def test_a_best_picture_that_is_the_last_is_shown_once_with_both_pictures_flags(
     assert list(zip(shown["kind"], shown["step"], strict=True)) == [("best = last", 100), ("snapshot", 50)]
     merged = shown.iloc[0]
     assert merged["flags"] == ["off_path"] and merged["badge"] == "p99.5 · path p0"  # the union, not one copy
+
+
+def test_the_judge_metric_gives_the_share_read_right_so_a_tie_is_no_bare_cross():
+    from viewer.pages_impl.unit import judge_metric
+
+    tie = {"judge_label": "half_disk", "judge_correct": False, "judge_prob": 0.5}
+    value, delta, tip = judge_metric(tie)
+    assert (value, delta) == ("✗ half_disk", "50% read as its class") and "a tie included" in tip
+    value, delta, _ = judge_metric({"judge_label": "ring", "judge_correct": True, "judge_prob": 0.75})
+    assert (value, delta) == ("✓ ring", "75% read as its class")
+    assert judge_metric({"judge_label": "ring", "judge_correct": False, "judge_prob": None})[1] is None
