@@ -78,6 +78,12 @@ def test_layer_table_follows_order_and_matches_written_means(run):
         units, chains = written(run_dir, "units", rec["layer"]), written(run_dir, "chains", rec["layer"])
         assert rec["mean_best_activation"] == pytest.approx(units["best_activation"].mean())
         assert rec["chains"] == len(chains)
+        assert rec["median_best_step"] == pytest.approx(chains["best_step"].median())
+        assert rec["steps"] == chains["steps"].max()
+        assert (
+            rec["stopped_share"] == pytest.approx(chains["stopped_step"].notna().mean())
+            and rec["stopped_share"]
+        )
     stats = data.layer_stats(conn, "conv3")
     assert stats is not None and stats["units"] == 12
     assert data.layer_stats(conn, "nope") is None
@@ -866,3 +872,17 @@ def test_the_judge_metric_gives_the_share_read_right_so_a_tie_is_no_bare_cross()
     value, delta, _ = judge_metric({"judge_label": "ring", "judge_correct": True, "judge_prob": 0.75})
     assert (value, delta) == ("✓ ring", "75% read as its class")
     assert judge_metric({"judge_label": "ring", "judge_correct": False, "judge_prob": None})[1] is None
+
+
+def test_the_overview_says_which_layers_found_their_best_pictures_near_their_starts():
+    from viewer.pages_impl.overview import _early_best
+
+    table = pd.DataFrame(
+        {
+            "layer": ["fc8", "fc7", "conv4", "old"],
+            "median_best_step": [4.0, 60.0, 10.0, None],
+            "steps": [100, 100, 100, None],
+            "stopped_share": [0.975, 0.49, None, None],
+        }
+    )
+    assert _early_best(table) == [("fc8", 4.0, 100, 0.975), ("conv4", 10.0, 100, None)]

@@ -10,6 +10,7 @@ import pandas as pd
 
 from atlas.store.catalog import RUN_TABLES, SHARD_PROVENANCE
 from viewer.data.query import fetch_frame, fetch_one
+from viewer.data.truth import table_columns
 from viewer.data.units import FAILED, composite_sql, failures, own_sql
 
 SCHEMA_TABLES = RUN_TABLES
@@ -59,7 +60,8 @@ def layers(conn: Any, config: Any = None) -> list[tuple[str, int]]:
 def layer_summary(conn: Any) -> pd.DataFrame:
     """Per-layer counts and means: units (the layer's own), composites (its composite objectives, counted
     apart: a contrast's log-prob is a sum of its terms'), the means over its own units that did not fail,
-    failed_units, chains (composites' included), diverged chains, judge accuracy."""
+    failed_units, chains (composites' included), diverged chains, judge accuracy, and how far the chains
+    moved (:func:`_moves_sql`)."""
     return fetch_frame(
         conn,
         f"""
@@ -75,21 +77,32 @@ def layer_summary(conn: Any) -> pd.DataFrame:
             FROM k GROUP BY layer),
         c AS (
             SELECT layer, count(*) AS chains, count(*) FILTER (WHERE diverged) AS diverged_chains,
-                   sum(seconds) AS chain_seconds
+                   sum(seconds) AS chain_seconds, {_moves_sql(conn)}
             FROM chains GROUP BY layer)
         SELECT u.*, coalesce(c.chains, 0) AS chains, coalesce(c.diverged_chains, 0) AS diverged_chains,
-               c.chain_seconds
+               c.chain_seconds, c.median_best_step, c.steps, c.stopped_share
         FROM u LEFT JOIN c USING (layer) ORDER BY layer
         """,
     )
 
 
+def _moves_sql(conn: Any) -> str:
+    """How far a layer's chains moved: the median step of their best picture, the steps they had, and the
+    share that ``sampler.stop_at`` stopped (NULL in runs whose chains table lacks the columns)."""
+    have = table_columns(conn, "chains")
+    best = "median(best_step)" if "best_step" in have else "NULL::DOUBLE"
+    steps = "max(steps)" if "steps" in have else "NULL::BIGINT"
+    stopped = "avg((stopped_step IS NOT NULL)::DOUBLE)" if "stopped_step" in have else "NULL::DOUBLE"
+    return f"{best} AS median_best_step, {steps} AS steps, {stopped} AS stopped_share"
+
+
 def layer_table(conn: Any, order: list[str]) -> pd.DataFrame:
     """The overview's layer table, in ``order`` (config order): layer, units, composites, failed_units,
     chains, diverged_chains, mean_best_activation, mean_best_log_prob, mean_facets, judge_accuracy (the
-    means over the layer's own units)."""
+    means over the layer's own units), median_best_step, steps, stopped_share (over its chains)."""
     columns = ["layer", "units", "composites", "failed_units", "chains", "diverged_chains",
-               "mean_best_activation", "mean_best_log_prob", "mean_facets", "judge_accuracy"]  # fmt: skip
+               "mean_best_activation", "mean_best_log_prob", "mean_facets", "judge_accuracy",
+               "median_best_step", "steps", "stopped_share"]  # fmt: skip
     table = layer_summary(conn)[columns]
     rank = {name: i for i, name in enumerate(order)}
     return table.sort_values("layer", key=lambda s: s.map(rank)).reset_index(drop=True)

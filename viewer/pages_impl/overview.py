@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from atlas.provenance import short_sha
@@ -134,7 +135,14 @@ LAYER_COLUMNS = {
     "mean_facets": st.column_config.TextColumn("mean facets"),
     "judge_accuracy": st.column_config.ProgressColumn("judge accuracy", min_value=0.0, max_value=1.0,
                                                       format="percent", color="green"),
+    "best_step": st.column_config.TextColumn(
+        "best at step", help="the median chain's step of its best picture (the one the grid shows), of the "
+        "steps a chain had: near 0, the pictures are close to their starts"),
+    "stopped_share": st.column_config.ProgressColumn(
+        "stopped", min_value=0.0, max_value=1.0, format="percent", color="blue",
+        help="chains that sampler.stop_at stopped: they reached stop_at x the unit's top real activation"),
 }  # fmt: skip
+EARLY_BEST = 0.1  # a layer whose median best picture comes within this share of its steps is said
 MEAN_COLUMNS = {"mean_best_activation": 3, "mean_best_log_prob": 3, "mean_facets": 2}  # shown as text: "–"
 
 
@@ -149,8 +157,19 @@ def _layers(ctx: Context) -> None:
         table[column] = [widgets.fixed(v, digits) for v in table[column]]
     if not table["composites"].any():
         table = table.drop(columns=["composites"])
+    early = _early_best(table)
+    table["best_step"] = [
+        "–" if pd.isna(best) else f"{best:g} of {int(steps)}" if pd.notna(steps) else f"{best:g}"
+        for best, steps in zip(table["median_best_step"], table["steps"], strict=True)
+    ]
+    table = table.drop(columns=["median_best_step", "steps"])
+    table = table[[c for c in table.columns if c != "stopped_share"] + ["stopped_share"]]
+    if not table["stopped_share"].fillna(0).any():  # no stop_at, or a run from before the column
+        table = table.drop(columns=["stopped_share"])
     st.dataframe(table, hide_index=True, column_config=LAYER_COLUMNS)
     st.caption("means over each layer's own units that did not fail (composite objectives are counted apart)")
+    if early:
+        st.info(_early_best_text(ctx, early), icon=":material/info:")
     if table["judge_accuracy"].isna().any():
         st.caption(
             "judge accuracy: the share of a layer's units whose pictures the held-out judge reads as the "
@@ -159,6 +178,36 @@ def _layers(ctx: Context) -> None:
     for col, (name, _) in zip(st.columns(len(ctx.layers[:6])), ctx.layers[:6], strict=False):
         col.button(f"{name} grid ({ctx.size_text(name)})", key=f"ov_open_{name}", icon=":material/grid_view:",
                    on_click=state.go, kwargs={"page": "layer", "layer": name}, width="stretch")  # fmt: skip
+
+
+def _early_best(table: pd.DataFrame) -> list[tuple[str, float, int, float | None]]:
+    """(layer, median best step, steps, stopped share) of the layers whose median chain found its best
+    picture within :data:`EARLY_BEST` of its steps."""
+    out = []
+    for rec in table.to_dict("records"):
+        best, steps = rec.get("median_best_step"), rec.get("steps")
+        if pd.notna(best) and pd.notna(steps) and steps > 0 and best <= EARLY_BEST * steps:
+            share = rec.get("stopped_share")
+            out.append((str(rec["layer"]), float(best), int(steps), None if pd.isna(share) else float(share)))
+    return out
+
+
+def _early_best_text(ctx: Context, early: list[tuple[str, float, int, float | None]]) -> str:
+    """What an early best means: the pictures are near their starts (which the run's config names)."""
+    sampler = (ctx.info.get("config") or {}).get("sampler") or {}
+    parts = []
+    for layer, best, steps, stopped in early:
+        said = f"**{layer}** at step {best:g} of {steps}"
+        parts.append(said + (f" ({stopped:.0%} of its chains stopped by `stop_at`)" if stopped else ""))
+    start = sampler.get("start")
+    seeded = " (`facet_seeded` / `real`: G's drawing of the unit's top real images)" if start in (
+        "facet_seeded", "real") else ""  # fmt: skip
+    return (
+        f"The median chain found its best picture early in {', '.join(parts)}: these pictures stay close "
+        f"to their starts{seeded}. `sampler.stop_at` {sampler.get('stop_at', '?')} stops a chain once its "
+        "unit reaches that multiple of its top real activation; `stop_at: 0` lets the chains climb further "
+        "(docs/sampling.md, Starts)."
+    )
 
 
 GALLERY_UNITS = 10  # an output layer of 10 classes shows whole
