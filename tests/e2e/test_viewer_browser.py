@@ -286,6 +286,14 @@ def test_layer_grid(server, page):
     assert all(128 <= width <= 200 for _, _, width in tiles), tiles
     assert max(h for _, h, _ in tiles) - min(h for _, h, _ in tiles) <= 2, tiles  # one line a caption
     assert len({top for top, _, _ in tiles}) == 8, tiles  # 48 tiles in rows of 6
+    # every tile's lines inside its border (Streamlit pulls a markdown block up by 1rem: they spilt over)
+    spill = page.eval_on_selector_all(
+        '.st-key-atlas_grid [class*="st-key-atlas_tile_"]',
+        """els => els.map(e => { const lines = e.querySelectorAll('[data-testid="stMarkdownContainer"] div');
+             const last = lines[lines.length - 1];
+             return last ? e.getBoundingClientRect().bottom - last.getBoundingClientRect().bottom : 0; })""",
+    )
+    assert min(spill) >= 4, spill  # at least the tile's bottom padding's worth of room under the last line
     _shot(page, "layer-grid")
     # a tile's picture links to its unit's page, opened in a new tab (the grid stays as it is)
     anchor = page.locator('a:has([data-testid="stImage"]), [data-testid="stImage"] a').first
