@@ -42,7 +42,8 @@ div.block-container { padding-top: 2.2rem; }
 .st-key-atlas_grid :is(.atlas-tile-label, .atlas-tile-concept, .atlas-tile-flag) {
   white-space: nowrap; overflow: hidden; text-overflow: ellipsis; margin: 0; height: 1.15rem;
   line-height: 1.15rem; }  /* a fixed line: a "⚠" of a taller font grows no tile */
-.st-key-atlas_grid [class*="st-key-atlas_tile_"] [data-testid="stMarkdownContainer"] { margin-bottom: 0 !important; }
+.st-key-atlas_grid [class*="st-key-atlas_tile_"] [data-testid="stMarkdownContainer"] {
+  margin-bottom: 0 !important; }
   /* Streamlit pulls a markdown block up by 1rem: the tile's last lines would spill over its border */
 .st-key-atlas_grid button[kind="tertiary"] { max-width: 100%; min-height: 0; padding: 0.15rem 0 0 0; }
 .st-key-atlas_grid button[kind="tertiary"] p { white-space: nowrap; overflow: hidden;

@@ -3,6 +3,8 @@ against the Parquet files read back directly with pandas, not against the viewer
 
 from __future__ import annotations
 
+import dataclasses
+
 import pandas as pd
 import pytest
 
@@ -886,3 +888,19 @@ def test_the_overview_says_which_layers_found_their_best_pictures_near_their_sta
         }
     )
     assert _early_best(table) == [("fc8", 4.0, 100, 0.975), ("conv4", 10.0, 100, None)]
+
+
+def test_the_unit_page_warns_when_the_judge_and_the_reader_read_the_pictures_apart():
+    from viewer.pages_impl.unit import readers_disagree
+
+    lab = data.LabelView(label="class:bowtie", score=0.99, best="class:bowtie", runner_up=None, margin=None,
+                         tuning=pd.DataFrame(), top_share=None, silent=False, label_shown=1.0)  # fmt: skip
+    said = readers_disagree(lab, {"judge_prob": 0.0})
+    assert said and "J reads the unit's class in 0%" in said and "`class:bowtie` in 100%" in said
+    assert readers_disagree(lab, {"judge_prob": 0.75}) is None  # close enough
+    assert readers_disagree(lab, {"judge_prob": None}) is None  # no judge (hidden layers)
+    hidden = data.LabelView(label="colour:red", score=0.99, best="colour:red", runner_up=None, margin=None,
+                            tuning=pd.DataFrame(), top_share=None, silent=False, label_shown=1.0)  # fmt: skip
+    assert readers_disagree(hidden, {"judge_prob": 0.0}) is None  # J reads classes only
+    union = dataclasses.replace(lab, label="class:half_disk|pill", best="class:half_disk|pill")
+    assert readers_disagree(union, {"judge_prob": 0.5}) is None  # J may read the other half as pill

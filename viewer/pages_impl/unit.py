@@ -99,7 +99,8 @@ def _metrics(row: dict) -> None:
         help="activation of the most activating real image; the ratio is best synthetic / real top-1",
     )  # fmt: skip
     if row.get("judge_label") is not None:
-        cols[6].metric("Judge", *judge_metric(row), delta_color="off", delta_arrow="off")
+        value, delta, help_text = judge_metric(row)
+        cols[6].metric("Judge", value, delta=delta, help=help_text, delta_color="off", delta_arrow="off")
 
 
 def judge_metric(row: dict) -> tuple[str, str | None, str]:
@@ -118,7 +119,7 @@ def judge_metric(row: dict) -> tuple[str, str | None, str]:
     return f"{'✓' if row.get('judge_correct') else '✗'} {row['judge_label']}", delta, help_text
 
 
-def _label_text(lab: data.LabelView) -> None:
+def _label_text(lab: data.LabelView, row: dict | None = None) -> None:
     """The label with its AUROC, runner-up and margin; "no label" (and the best concept's score) when null."""
     fmt = widgets.fmt
     if lab.label is not None:
@@ -144,6 +145,9 @@ def _label_text(lab: data.LabelView) -> None:
         why = f" (it scores higher, but fewer than half of the unit's top {data.TOP_K} images show it)"
         st.caption(f"runner-up `{lab.runner_up}` · margin {fmt(lab.margin)}" + (why if higher else ""))
     _reader_text(lab)
+    disagree = readers_disagree(lab, row or {})
+    if disagree:
+        st.warning(disagree, icon=":material/report:")
     if lab.dissection_iou is not None:
         verdict = f"`{lab.dissection_label}`" if lab.dissection_label else "no concept (IoU < 0.04)"
         st.caption(f"Network Dissection (object masks): {verdict} · IoU {fmt(lab.dissection_iou)}")
@@ -194,6 +198,29 @@ def _reader_text(lab: data.LabelView) -> None:
     )
 
 
+DISAGREE = 0.5  # the judge's and the reader's shares of the same last pictures this far apart are said
+
+
+def readers_disagree(lab: data.LabelView, row: dict) -> str | None:
+    """A warning when the held-out judge J and the attribute reader read the same last pictures far apart:
+    J the unit's class in ``judge_prob`` of them, the reader the unit's class label in ``label_shown`` (an
+    output unit of the toy world, labelled with one class); None when they agree or either is missing."""
+    judged, shown = row.get("judge_prob"), lab.label_shown
+    if judged is None or shown is None or pd.isna(judged) or pd.isna(shown):
+        return None
+    label = str(lab.label or "")
+    if not label.startswith("class:") or "|" in label:  # a union (class:a|b) is no share of the unit's class
+        return None
+    if abs(float(judged) - float(shown)) < DISAGREE:
+        return None
+    return (
+        f"Two held-out readers disagree on these last pictures: the judge J reads the unit's class in "
+        f"{float(judged):.0%} of them, the attribute reader its label `{lab.label}` in {float(shown):.0%}. "
+        "Neither reading is safe here; the pictures' flags (`off_manifold`: G redraws them worse than 99 % "
+        "of natural images) say how unlike natural images they are."
+    )
+
+
 def _tuning(tuning: pd.DataFrame) -> None:
     if tuning.empty:
         st.caption("No tuning list recorded.")
@@ -213,7 +240,7 @@ def _concept(view: data.UnitView) -> None:
     st.subheader("Concept label")
     left, right = st.columns([2, 3])
     with left:
-        _label_text(view.label)
+        _label_text(view.label, view.row)
     with right:
         _tuning(view.label.tuning)
 
