@@ -29,6 +29,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "built) and keep it up after the run; Ctrl-C stops it",
     )
     p.add_argument("--port", type=port_number, help="viewer port with --view (default 8501)")
+    p.add_argument(
+        "--allow-code-change",
+        action="store_true",
+        help="resume a run although the source of your own network code (a python: model's files) changed "
+        "since it started: only when the change leaves what the network computes as it was; run.json "
+        "records it (resumed_code_change). Without it such a resume is refused",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,7 +61,12 @@ def run(args: argparse.Namespace) -> int:
     viewer = _ViewerWhenReady(run_location(cfg), port) if args.view else None
     guards = [stop_on_sigterm()]  # as Ctrl-C: before Ray starts (the driver sets it again once it has)
     try:
-        summary = run_atlas(cfg, address=args.address or cfg.ray.address, progress=not args.no_progress)
+        summary = run_atlas(
+            cfg,
+            address=args.address or cfg.ray.address,
+            progress=not args.no_progress,
+            allow_code_change=args.allow_code_change,
+        )
         print(format_summary(summary))
         if viewer is not None:
             guards.append(stop_on_sigterm())  # the driver put Ray's back

@@ -49,6 +49,7 @@ from atlas.store.catalog import check_run
 from atlas.store.location import Location, open_location
 from atlas.store.lock import RunLock
 from atlas.store.manifest import SUMMARY_FILE, marker_readable, read_json, read_markers
+from atlas.store.writer import code_changes
 from atlas.uri_filesystem import is_remote
 
 
@@ -163,10 +164,17 @@ def _to_stderr(message: str) -> None:
 
 
 def run_atlas(
-    cfg: RunConfig, *, address: str | None = None, log=print, progress: bool = True, warn=_to_stderr
+    cfg: RunConfig,
+    *,
+    address: str | None = None,
+    log=print,
+    progress: bool = True,
+    warn=_to_stderr,
+    allow_code_change: bool = False,
 ) -> dict[str, Any]:
     """Build (or finish) the atlas a config describes; returns the run summary. ``log`` takes progress
-    lines, ``warn`` warnings (stderr: stdout stays the summary)."""
+    lines, ``warn`` warnings (stderr: stdout stays the summary); ``allow_code_change``: resume a run
+    whose networks' own code changed since (:func:`atlas.store.writer.resume_problem`)."""
     started = time.perf_counter()
     for warning in preflight_config(cfg, address=address):  # before any model loads or toy world trains
         warn(f"atlas: warning: {warning}")
@@ -207,14 +215,14 @@ def run_atlas(
         previous, existing = _previous_summary(loc), store.manifest()
         if existing is not None and existing.get("status") == "complete" and previous:
             summary = previous  # a complete run stays as it is: nothing written, so no lock (read-only media)
-            store.check_resume(manifest, existing)
+            store.check_resume(manifest, existing, allow_code_change)
             check_run(loc)  # but a damaged one (a file gone) says so, and names the repair
         else:  # all shards done but never finished (stopped after the last one): finish it
             with RunLock(loc):
                 previous = _previous_summary(loc)
                 wall = time.perf_counter() - started
                 summary = previous or _summarize(cfg, loc, shards, [], wall, len(shards))
-                store.init_run(manifest)
+                store.init_run(manifest, allow_code_change)
                 _finalize(store, summary)
         totals, failed = _marker_tallies(read_markers(loc))  # failed units: the exit code that made them
         this_call = {"shards_run": 0, "shards_skipped": len(shards), "errors": failed, "nothing_to_do": True}
@@ -222,6 +230,7 @@ def run_atlas(
     bundle = partial(_make_bundle, cfg, models, manifest)  # made under the lock
     lock = RunLock(loc)
     lock.check_free()  # a run another driver is writing: refused before Ray starts
+    _check_resume_early(store, manifest, allow_code_change)
 
     def finish(summaries: list[dict[str, Any]], ran: list[Shard]) -> dict[str, Any]:
         wall = time.perf_counter() - started
@@ -231,7 +240,7 @@ def run_atlas(
 
     try:
         args = (cfg, store, lock, manifest, bundle, todo, total_units, address, log, progress, finish)
-        return _dispatch(*args)
+        return _dispatch(*args, allow_code_change=allow_code_change)
     except KeyboardInterrupt as exc:
         if not lock.held:  # stopped before it held the run: the run.json may be another driver's
             raise
@@ -242,6 +251,14 @@ def run_atlas(
         raise
     finally:
         lock.release()
+
+
+def _check_resume_early(store: RunStore, manifest: dict[str, Any], allow_code_change: bool) -> None:
+    """Another config, other weights or other network code in the run: refused before Ray starts (the
+    same check runs again under the run's lock, :meth:`RunStore.init_run`)."""
+    existing = store.manifest()
+    if existing is not None:
+        store.check_resume(manifest, existing, allow_code_change)
 
 
 def _make_bundle(cfg: RunConfig, models: RunModels, manifest: dict[str, Any]) -> WorkerBundle:
@@ -284,6 +301,7 @@ def _dispatch(
     log,
     progress: bool,
     finish: Callable[[list[dict[str, Any]], list[Shard]], dict[str, Any]],
+    allow_code_change: bool = False,
 ) -> dict[str, Any]:
     """Start (or join) Ray, take the run's lock, run ``todo``'s shards still to do then on an actor pool,
     and ``finish(the shards' summaries, the shards it ran)`` -> the run's summary.
@@ -323,7 +341,10 @@ def _dispatch(
         layout = cluster.reserve_memory(cfg, layout, bundle.tensor_bytes())  # an estimate: from the models
         if cfg.compute.autocast == "auto" and not layout.gpus:
             manifest["cpu_autocast"] = _cpu_autocast(store)
-        earlier = store.init_run(manifest)  # the first write of the run (a resume: the run.json it found)
+        # the first write of the run (a resume: the run.json it found)
+        earlier = store.init_run(manifest, allow_code_change)
+        for change in code_changes(earlier or {}, manifest):
+            log(f"atlas: warning: resuming with other code of the {change} (--allow-code-change)")
         done_units = total_units - sum(len(s.units) for s in todo)
         if done_units:
             n_done = manifest["planned_shards"] - len(todo)

@@ -37,6 +37,9 @@ class RunModels:
     encoder: LoadedModel | None = None  # models.encoder: the network G inverts, when not the target
 
     def fingerprints(self) -> dict[str, Any]:
+        """Per network: its spec, weights and their fingerprint, and for a network built by the user's
+        own code (:func:`own_code_modules`) the fingerprint of that code's source files (``code``) and
+        their names (``code_files``): a resume by other code would mix two networks."""
         out = {}
         for role in ("target", "generator", "dae", "encoder"):
             m = getattr(self, role)
@@ -46,6 +49,7 @@ class RunModels:
                     "weights": m.weights,
                     "random_weights": m.random_weights,
                     "fingerprint": m.fingerprint,
+                    **code_fingerprint(m),
                 }
         if self.code_stats_file:  # the statistics behind the same path may change between resumes
             out["code_stats"] = {
@@ -233,18 +237,48 @@ def own_code_modules(cfg: RunConfig, bundle: Any) -> list[Any]:
     """The modules of the run's own code: those of ``python:`` factories and of every class in the shipped
     networks that the driver imported from its own files (not an installed package, the standard library
     or atlas): a worker node need not have those files, or may have another version of them."""
+    names = set()
+    for role in ("target", "generator", "dae", "encoder"):
+        spec = getattr(getattr(cfg.models, role), "spec", "") or ""
+        names.update(_factory_module(spec))
+    for model in (bundle.models.target, bundle.models.generator, bundle.models.dae, bundle.models.encoder):
+        if model is not None:
+            names.update(type(m).__module__ for m in model.module.modules())
+    return _own_modules(names)
+
+
+def _factory_module(spec: str) -> list[str]:
+    """The module a ``python:module:factory`` spec imports (none for other schemes)."""
+    return [spec.removeprefix("python:").rsplit(":", 1)[0]] if spec.startswith("python:") else []
+
+
+def code_fingerprint(model: LoadedModel) -> dict[str, Any]:
+    """``{"code": sha256 (16 hex digits) of the source files of the user's own code behind ``model``,
+    "code_files": their names}`` (its ``python:`` factory's module and the modules of its classes, as
+    :func:`own_code_modules` picks them); ``{}`` when none is the user's (torchvision, atlas, an installed
+    package: their versions and atlas's git sha are recorded apart)."""
+    import hashlib
+
+    names = {*_factory_module(model.spec), *(type(m).__module__ for m in model.module.modules())}
+    digest, files = hashlib.sha256(), []
+    for module in sorted(_own_modules(names), key=lambda m: m.__name__):
+        path = Path(str(module.__file__))
+        try:
+            source = path.read_bytes()
+        except OSError:  # a module without a readable file (built in memory): nothing to compare
+            continue
+        digest.update(module.__name__.encode() + b"\0" + source + b"\0")
+        files.append(path.name)
+    return {"code": digest.hexdigest()[:16], "code_files": files} if files else {}
+
+
+def _own_modules(names: set[str]) -> list[Any]:
+    """The imported modules among ``names`` loaded from the user's own files (see
+    :func:`own_code_modules`)."""
     import sysconfig
 
     paths = sysconfig.get_paths()
     installed = {Path(paths[k]).as_posix() for k in ("stdlib", "platstdlib", "purelib", "platlib")}
-    names = set()
-    for role in ("target", "generator", "dae", "encoder"):
-        spec = getattr(getattr(cfg.models, role), "spec", "") or ""
-        if spec.startswith("python:"):
-            names.add(spec.removeprefix("python:").rsplit(":", 1)[0])
-    for model in (bundle.models.target, bundle.models.generator, bundle.models.dae, bundle.models.encoder):
-        if model is not None:
-            names.update(type(m).__module__ for m in model.module.modules())
     found = []
     for name in sorted(names):
         module = sys.modules.get(name)

@@ -68,10 +68,13 @@ REQUIRED_MANIFEST_KEYS = ("config", "config_hash")
 RUN_ENTRIES = frozenset({RUN_FILE, SUMMARY_FILE, *TABLES})  # besides "_"- and "."-prefixed ones
 
 
-def resume_problem(existing: Mapping[str, Any], new: Mapping[str, Any]) -> str | None:
+def resume_problem(
+    existing: Mapping[str, Any], new: Mapping[str, Any], allow_code_change: bool = False
+) -> str | None:
     """Why a run with manifest ``existing`` cannot be resumed under ``new`` (same config hash), or None:
     the hash covers the config's text, not what its paths point at, and other weights behind the same
-    path would mix two networks in one run (``fingerprints``: sha256 of each weights file)."""
+    path, or other source of the user's own network code (``code``: its files' sha256; unless
+    ``allow_code_change``), would mix two networks in one run (``fingerprints``)."""
     old_prints, new_prints = existing.get("fingerprints") or {}, new.get("fingerprints") or {}
     for role, old in old_prints.items():
         now = new_prints.get(role)
@@ -83,7 +86,29 @@ def resume_problem(existing: Mapping[str, Any], new: Mapping[str, Any]) -> str |
                 f"{old['fingerprint']}, now {now['fingerprint']}); results of two networks must not mix: "
                 "use a new run name (--set name=...) or remove the run"
             )
+        if old.get("code") and now.get("code") and old["code"] != now["code"] and not allow_code_change:
+            files = ", ".join(str(f) for f in now.get("code_files") or old.get("code_files") or [])
+            return (
+                f"was made by other code of its {role} ({files} changed since: code fingerprint "
+                f"{old['code']}, now {now['code']}); results of two networks must not mix: restore that "
+                "code, or use a new run name (--set name=...); if the change leaves what the network "
+                "computes as it was (a comment, a fix for units that failed), resume with "
+                "`atlas run CONFIG --allow-code-change`"
+            )
     return None
+
+
+def code_changes(existing: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """The networks whose own code's fingerprint differs between two manifests (``role: files``)."""
+    old_prints, new_prints = existing.get("fingerprints") or {}, new.get("fingerprints") or {}
+    out = []
+    for role, old in old_prints.items():
+        now = new_prints.get(role)
+        if not (isinstance(old, Mapping) and isinstance(now, Mapping)):
+            continue
+        if old.get("code") and now.get("code") and old["code"] != now["code"]:
+            out.append(f"{role}: {', '.join(str(f) for f in now.get('code_files') or [])}")
+    return out
 
 
 def _now() -> str:
@@ -156,20 +181,25 @@ class RunStore:
                     "outside it (another out_dir)"
                 )
 
-    def init_run(self, manifest: Mapping[str, Any]) -> dict[str, Any] | None:
+    def init_run(self, manifest: Mapping[str, Any], allow_code_change: bool = False) -> dict[str, Any] | None:
         """Create the run (write ``run.json``) or accept a resume of the same config; returns the run.json
         a resume found (None: a new run).
 
         Raises :class:`AtlasError` when the directory already holds a run with a different
-        ``config_hash``: results of two configs must never mix in one directory.
+        ``config_hash``: results of two configs must never mix in one directory (nor of two networks:
+        :func:`resume_problem`; ``allow_code_change`` accepts other source of the user's network code, and
+        the resume records which networks' code changed under ``resumed_code_change``).
         """
         missing = [k for k in REQUIRED_MANIFEST_KEYS if k not in manifest]
         if missing:
             raise ValueError(f"run manifest lacks {missing}")
         existing = self.manifest()
         if existing is not None:
-            self.check_resume(manifest, existing)
+            self.check_resume(manifest, existing, allow_code_change)
             resumed = dict(existing)
+            changed = code_changes(existing, manifest)
+            if changed:
+                resumed["resumed_code_change"] = [*existing.get("resumed_code_change", []), {_now(): changed}]
             resumed.update({k: v for k, v in manifest.items() if k not in ("created",)})
             old_prints = existing.get("fingerprints")  # e.g. the reader's, which this call may not load
             if isinstance(old_prints, dict) and isinstance(manifest.get("fingerprints"), dict):
@@ -202,7 +232,9 @@ class RunStore:
         write_json(self.loc, RUN_FILE, data)
         return None
 
-    def check_resume(self, manifest: Mapping[str, Any], existing: Mapping[str, Any]) -> None:
+    def check_resume(
+        self, manifest: Mapping[str, Any], existing: Mapping[str, Any], allow_code_change: bool = False
+    ) -> None:
         """Raise :class:`AtlasError` unless ``manifest`` may go on with the run whose run.json is
         ``existing`` (the same config, a schema this atlas writes, the same shard layout); writes nothing."""
         if existing.get("config_hash") != manifest["config_hash"]:
@@ -215,7 +247,7 @@ class RunStore:
                 "(--set name=...) or remove it"
             )
         check_schema(self.loc, existing)  # no resume adds this atlas's shards to a newer run
-        problem = resume_problem(existing, manifest)
+        problem = resume_problem(existing, manifest, allow_code_change)
         if problem:
             raise AtlasError(f"run {self.loc.display()} {problem}")
 

@@ -543,3 +543,11 @@ def test_a_python_model_from_the_drivers_own_files_reaches_workers_without_them(
     summary = run_atlas(cfg, progress=False)
     assert summary["units"] == 2
     assert table_count(tmp_path / cfg.name, "units", "WHERE layer = 'inner.fc8'") == 2
+    # the network's own code is fingerprinted: a rerun by other code is refused, unless allowed
+    recorded = json.loads((tmp_path / cfg.name / "run.json").read_text())["fingerprints"]["target"]
+    assert sorted(recorded["code_files"]) == ["driver_only_layers.py", "driver_only_nets.py"]
+    layers = tmp_path / "driver_only_layers.py"
+    layers.write_text(layers.read_text().replace("return self.inner(x)", "return 2 * self.inner(x)"))
+    with pytest.raises(AtlasError, match="other code of its target .*driver_only_layers.py"):
+        run_atlas(cfg, progress=False)
+    assert run_atlas(cfg, progress=False, allow_code_change=True)["nothing_to_do"]

@@ -1085,3 +1085,24 @@ def test_a_truncated_file_of_a_complete_run_is_damage_the_quick_check_sees(store
     report = verify_run(run, repair=True)
     assert "unreadable" in report.bad["fc8-0000"] and "were written" in report.bad["fc8-0001"]
     assert store.completed_shards() == set()
+
+
+def test_resume_refuses_other_network_code_unless_allowed_and_records_it(store):
+    prints = {
+        "target": {"weights": "t.pt", "fingerprint": "aaaa", "code": "c0de", "code_files": ["mynet.py"]}
+    }
+    fresh = store.uri + "-code"
+    run = RunStore(fresh)
+    run.init_run(manifest(fingerprints=prints))
+    changed = {"target": {**prints["target"], "code": "c1de"}}
+    with pytest.raises(
+        AtlasError, match=r"other code of its target \(mynet.py changed since.*--allow-code-change"
+    ):
+        run.init_run(manifest(fingerprints=changed))
+    assert "resumed_code_change" not in json.loads((Path(fresh) / "run.json").read_text())  # wrote nothing
+    run.init_run(manifest(fingerprints=changed), allow_code_change=True)
+    written = json.loads((Path(fresh) / "run.json").read_text())
+    assert written["fingerprints"]["target"]["code"] == "c1de"  # later resumes compare with this code
+    assert [list(entry.values()) for entry in written["resumed_code_change"]] == [[["target: mynet.py"]]]
+    run.init_run(manifest(fingerprints=changed))  # the same code again: a plain resume
+    run.init_run(manifest(fingerprints={"target": {"fingerprint": "aaaa"}}))  # no code recorded: not compared
