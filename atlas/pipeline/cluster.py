@@ -96,9 +96,36 @@ def check_address(address: str | None) -> tuple[str, int] | None:
 DASHBOARD_PORTS = {8265: "dashboard and job-submission port", 10001: "Ray Client port (use ray://host:10001)"}
 
 
-def probe_address(address: str | None, timeout_s: float = 5.0) -> None:
-    """Refuse, in one line, a Ray address whose host cannot be resolved or where nothing listens (a TCP
-    connect): ray.init would retry for minutes."""
+# the client's HTTP/2 connection preface and an empty SETTINGS frame: a gRPC server (Ray's GCS) answers
+# with a SETTINGS frame of its own (a 9-byte frame header whose type byte is 4)
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+HTTP2_SETTINGS = 4
+
+
+def speaks_grpc(host: str, port: int, timeout_s: float = 3.0) -> bool | None:
+    """Whether the server at ``host:port`` answers an HTTP/2 preface as a gRPC server does (True), answers
+    otherwise or hangs up (False: a dashboard's HTTP/1, an SSH banner, ...), or says nothing in
+    ``timeout_s`` (None: undecided)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s) as conn:
+            conn.sendall(HTTP2_PREFACE)
+            head = b""
+            while len(head) < 9:
+                chunk = conn.recv(9 - len(head))
+                if not chunk:
+                    break
+                head += chunk
+    except TimeoutError:
+        return None if not head else False
+    except OSError:
+        return False
+    return len(head) == 9 and head[3] == HTTP2_SETTINGS
+
+
+def probe_address(address: str | None, timeout_s: float = 5.0, answer_timeout_s: float = 3.0) -> None:
+    """Refuse, in one line, a Ray address whose host cannot be resolved, where nothing listens (a TCP
+    connect), or where something else than a gRPC server answers (a dashboard on another port; its GCS
+    speaks gRPC): ray.init would retry for minutes, or for ever."""
     where = check_address(address)
     if where is None:
         return
@@ -122,6 +149,13 @@ def probe_address(address: str | None, timeout_s: float = 5.0) -> None:
             "(`ray start --head`) and give its head's host:port, or leave the address unset for a local "
             "instance"
         ) from None
+    tls = os.environ.get("RAY_USE_TLS", "").lower() in ("1", "true")  # a TLS handshake comes first there
+    if not addr.startswith("ray://") and not tls and speaks_grpc(host, port, answer_timeout_s) is False:
+        raise ConfigError(
+            f"{source}: Ray address {addr!r} answers, but not as Ray's GCS does (it speaks gRPC): another "
+            "service listens on that port (a dashboard's HTTP, say); give the head's GCS port (6379 unless "
+            "`ray start --head --port` says otherwise)"
+        )
 
 
 def shutdown_local() -> None:
@@ -256,6 +290,12 @@ def connect(address: str | None) -> bool:
             if addr.startswith("ray://") or check_address(address) is None:
                 raise ConfigError(
                     f"Ray address {addr!r}: {first_line(exc)}; expected {ADDRESS_FORMS}"
+                ) from None
+            if "Method not found" in str(exc):  # a gRPC server without the GCS's services
+                raise ConfigError(
+                    f"Ray address {addr!r} answers gRPC but is no GCS (its services are missing: "
+                    f"{first_line(exc)}); the Ray Client port joins as ray://{addr}, the head's GCS port "
+                    "(6379 unless `ray start --head --port` says otherwise) as host:port"
                 ) from None
             raise ConfigError(  # the form is right and the port answers (probe_address): not the address
                 f"Ray address {addr!r} answers but Ray could not join it ({first_line(exc)}); a cluster "

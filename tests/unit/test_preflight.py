@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import textwrap
+import threading
 from dataclasses import replace as replace_layout
 
 import pytest
@@ -345,7 +346,7 @@ def test_a_ray_address_is_checked_before_ray_starts(address, says, monkeypatch):
         server.bind(("127.0.0.1", 0))
         server.listen()
         for ok in (f"127.0.0.1:{server.getsockname()[1]}", f"ray://127.0.0.1:{server.getsockname()[1]}"):
-            probe_address(ok)
+            probe_address(ok, answer_timeout_s=0.5)  # it says nothing: undecided, left to Ray
     assert check_address("[::1]:6379") == ("::1", 6379)
     for fine in ("auto", "local", None):  # Ray's own words, and no address (a local instance)
         assert check_address(fine) is None
@@ -534,3 +535,42 @@ def test_the_bundles_tensor_bytes_count_each_shared_tensor_once():
     models = RunModels(target, None, None, None, None, encoder=target)  # the encoder is the target: once
     bundle = WorkerBundle(models, LoadedModel(torch.nn.Linear(10, 1), "judge", "python:y"), torch.zeros(4, 3))
     assert bundle.tensor_bytes() == 440 + 44 + 48
+
+
+def _serve_once(answer: bytes) -> tuple[int, threading.Thread]:
+    """A server on 127.0.0.1 that, for two connections (the probe's connect, then its question), reads a
+    client's first bytes and answers ``answer`` (then hangs up)."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+
+    def serve() -> None:
+        with server:
+            for _ in range(2):
+                conn, _ = server.accept()
+                with conn:
+                    if conn.recv(64):
+                        conn.sendall(answer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return server.getsockname()[1], thread
+
+
+def test_a_ray_address_where_another_service_answers_is_refused_before_ray_retries_for_ever(monkeypatch):
+    """A dashboard on a non-default port (HTTP/1) hung `ray.init` for 13 minutes; Ray's GCS speaks gRPC,
+    which answers an HTTP/2 preface with a SETTINGS frame."""
+    from atlas.pipeline.cluster import probe_address
+
+    port, served = _serve_once(b"HTTP/1.1 505 HTTP Version Not Supported\r\n\r\n")
+    with pytest.raises(ConfigError, match="answers, but not as Ray's GCS does .*a dashboard's HTTP"):
+        probe_address(f"127.0.0.1:{port}")
+    served.join()
+    port, served = _serve_once(b"\x00\x00\x06\x04\x00\x00\x00\x00\x00" + bytes(6))  # a gRPC server's SETTINGS
+    probe_address(f"127.0.0.1:{port}")
+    served.join()
+    monkeypatch.setenv("RAY_USE_TLS", "1")  # a TLS handshake would come first: not probed
+    port, served = _serve_once(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+    probe_address(f"127.0.0.1:{port}", answer_timeout_s=0.5)
