@@ -50,6 +50,7 @@ from atlas.store.location import Location, open_location
 from atlas.store.lock import RunLock
 from atlas.store.manifest import SUMMARY_FILE, marker_readable, read_json, read_markers
 from atlas.store.writer import code_changes
+from atlas.toyworld.cache import cache_root
 from atlas.uri_filesystem import is_remote
 
 
@@ -253,6 +254,9 @@ def run_atlas(
         lock.release()
 
 
+PRECISION_RECORD = "cpu-precision.json"  # in the atlas cache: compute.autocast auto's answer per CPU kind
+
+
 def _check_resume_early(store: RunStore, manifest: dict[str, Any], allow_code_change: bool) -> None:
     """Another config, other weights or other network code in the run: refused before Ray starts (the
     same check runs again under the run's lock, :meth:`RunStore.init_run`)."""
@@ -272,14 +276,16 @@ def _make_bundle(cfg: RunConfig, models: RunModels, manifest: dict[str, Any]) ->
     return made
 
 
-def _cpu_autocast(store: RunStore) -> dict[str, str]:
+def _cpu_autocast(store: RunStore, machine_record: Path | None = None) -> dict[str, str]:
     """``autocast: auto``'s answer per CPU kind for the run's CPU workers (``run_compute``): what the run
-    recorded before (a resume keeps its precision), plus this machine's, measured once now if new."""
-    from atlas.sampling.compute import cpu_autocast, cpu_kind
+    recorded before (a resume keeps its precision), plus this machine's if new, as ``machine_record`` keeps
+    it (:func:`atlas.sampling.compute.machine_cpu_autocast`: every run on a machine alike)."""
+    from atlas.sampling.compute import cpu_kind, machine_cpu_autocast
 
     recorded = (store.manifest() or {}).get("cpu_autocast")
     decided = dict(recorded) if isinstance(recorded, dict) else {}
-    decided.setdefault(cpu_kind(), cpu_autocast())
+    if cpu_kind() not in decided:
+        decided[cpu_kind()] = machine_cpu_autocast(machine_record)
     return decided
 
 
@@ -340,7 +346,8 @@ def _dispatch(
         bundle = make_bundle()
         layout = cluster.reserve_memory(cfg, layout, bundle.tensor_bytes())  # an estimate: from the models
         if cfg.compute.autocast == "auto" and not layout.gpus:
-            manifest["cpu_autocast"] = _cpu_autocast(store)
+            record = cache_root(cfg.toyworld.cache_dir) / PRECISION_RECORD
+            manifest["cpu_autocast"] = _cpu_autocast(store, record)
         # the first write of the run (a resume: the run.json it found)
         earlier = store.init_run(manifest, allow_code_change)
         for change in code_changes(earlier or {}, manifest):

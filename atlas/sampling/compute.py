@@ -20,9 +20,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
+import os
 import platform
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -50,10 +53,21 @@ _PROBE_ROUNDS = 8
 @functools.cache  # a fact of this machine's CPU, measured once per process
 def cpu_bf16_is_faster() -> bool:
     """True when this CPU has native bf16 (:func:`cpu_has_native_bf16`) and a bf16 matmul runs at least
-    :data:`BF16_MIN_SPEEDUP` x as fast as a float32 one (best of :data:`_PROBE_ROUNDS` interleaved rounds
-    each, so other work on the cores slows both alike; ~0.2 s)."""
+    :data:`BF16_MIN_SPEEDUP` x as fast as a float32 one (on one thread, best of :data:`_PROBE_ROUNDS`
+    interleaved rounds each, so other work on the cores slows both alike; ~0.2 s)."""
     if not cpu_has_native_bf16():
         return False
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one core's arithmetic: another process on the machine's cores slows it less
+    try:
+        return _bf16_speedup() >= BF16_MIN_SPEEDUP
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _bf16_speedup() -> float:
+    """float32 / bf16 time of a :data:`_PROBE_SIZE` square matmul, the best of :data:`_PROBE_ROUNDS`
+    interleaved rounds each."""
     best = {torch.float32: float("inf"), torch.bfloat16: float("inf")}
     gen = torch.Generator().manual_seed(0)  # its own: the global generator's state stays the caller's
     mats = {dt: (torch.randn(_PROBE_SIZE, _PROBE_SIZE, generator=gen).to(dt),) * 2 for dt in best}
@@ -65,7 +79,7 @@ def cpu_bf16_is_faster() -> bool:
                 start = time.perf_counter()
                 torch.mm(*mats[dt])
                 best[dt] = min(best[dt], time.perf_counter() - start)
-    return best[torch.float32] >= BF16_MIN_SPEEDUP * best[torch.bfloat16]
+    return best[torch.float32] / best[torch.bfloat16]
 
 
 def cpu_kind() -> str:
@@ -85,6 +99,29 @@ def cpu_kind() -> str:
 def cpu_autocast() -> str:
     """``compute.autocast: auto``'s answer on this CPU as a setting: 'bf16' or 'none' (float32)."""
     return "bf16" if cpu_bf16_is_faster() else "none"
+
+
+def machine_cpu_autocast(record: Path | None) -> str:
+    """:func:`cpu_autocast` for this CPU's kind as ``record`` (a JSON file: kind -> answer) keeps it:
+    measured on the first run of a machine, then the same for every later run there (measured per run,
+    two runs of one model minutes apart once computed in two precisions). ``record`` None, unreadable or
+    not writable: measured now. Delete the file to measure again; ``compute.autocast`` pins a precision."""
+    kind = cpu_kind()
+    known: dict[str, str] = {}
+    if record is not None:
+        with contextlib.suppress(OSError, ValueError):
+            loaded = json.loads(record.read_text())
+            known = {str(k): str(v) for k, v in loaded.items()} if isinstance(loaded, dict) else {}
+    if known.get(kind) in ("bf16", "none"):
+        return known[kind]
+    answer = cpu_autocast()
+    if record is not None:
+        with contextlib.suppress(OSError):
+            record.parent.mkdir(parents=True, exist_ok=True)
+            tmp = record.with_name(f".{record.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps({**known, kind: answer}, indent=1))
+            os.replace(tmp, record)
+    return answer
 
 
 def resolve_device(name: str) -> torch.device:

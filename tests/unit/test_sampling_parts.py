@@ -211,6 +211,34 @@ def test_auto_precision_is_measured_once_per_run_and_cpu_kind_and_kept_on_resume
     assert run_compute(auto, torch.device("cuda"), {"cpu_autocast": first}).autocast == "auto"
 
 
+def test_auto_precision_is_kept_per_machine_so_runs_minutes_apart_compute_alike(tmp_path, monkeypatch):
+    """Measured per run, two runs of one model minutes apart computed in bf16 and in float32: the first
+    measurement on a machine is kept in the cache's record, and every later run takes it."""
+    import json
+
+    from atlas.pipeline import driver
+    from atlas.sampling import compute
+    from atlas.store import RunStore
+
+    record = tmp_path / "cache" / "cpu-precision.json"
+    monkeypatch.setattr(compute, "cpu_bf16_is_faster", lambda: False)
+    assert compute.machine_cpu_autocast(record) == "none"
+    assert json.loads(record.read_text()) == {compute.cpu_kind(): "none"}
+    monkeypatch.setattr(compute, "cpu_bf16_is_faster", lambda: True)  # a noisy second measurement
+    assert compute.machine_cpu_autocast(record) == "none"  # not measured again
+    assert driver._cpu_autocast(RunStore(tmp_path / "next-run"), record) == {compute.cpu_kind(): "none"}
+    record.write_text(json.dumps({"another CPU | AVX2 | no native bf16 | torch 2": "none"}))
+    assert compute.machine_cpu_autocast(record) == "bf16"  # this kind is new: measured and added
+    assert json.loads(record.read_text()) == {
+        "another CPU | AVX2 | no native bf16 | torch 2": "none",
+        compute.cpu_kind(): "bf16",
+    }
+    record.write_text("{not json")
+    assert compute.machine_cpu_autocast(record) == "bf16"  # a damaged record: measured again, rewritten
+    assert json.loads(record.read_text()) == {compute.cpu_kind(): "bf16"}
+    assert compute.machine_cpu_autocast(None) == "bf16"  # no record: measured now
+
+
 def test_capped_instruction_set_means_no_native_bf16(monkeypatch):
     """ATEN_CPU_CAPABILITY=avx2 makes torch run as on a CPU without AVX-512: auto must not pick bf16 there."""
     from atlas.sampling import compute
