@@ -39,7 +39,7 @@ def run_batches(
     while i < len(todo):
         batch = list(todo[i : i + batch_size])
         try:
-            out = run_isolated(run, batch, rows.errors)
+            out = run_isolated(run, batch, rows.errors, rows.fell_back)
         except torch.cuda.OutOfMemoryError:
             if batch_size <= granule:
                 raise
@@ -54,10 +54,14 @@ def run_batches(
 
 
 def run_isolated(
-    run: RunChains, batch: list[Any], errors: dict[int, BaseException]
+    run: RunChains,
+    batch: list[Any],
+    errors: dict[int, BaseException],
+    fell_back: dict[int, BaseException] | None = None,
 ) -> list[ChainResult | None]:
     """Run a batch; if it fails, run its units one by one: only a failing unit's chains are None (and its
-    exception lands in ``errors``)."""
+    exception lands in ``errors``); a unit whose chains ran alone after its batch failed lands in
+    ``fell_back`` with the batch's exception (a network failing at some batch sizes is said, not hidden)."""
     try:
         return run(batch)
     except torch.cuda.OutOfMemoryError:
@@ -75,4 +79,7 @@ def run_isolated(
         except Exception as exc:  # noqa: BLE001
             errors[part[0].unit_pos] = exc
             out.extend([None] * len(part))
+        else:
+            if fell_back is not None:
+                fell_back[part[0].unit_pos] = first
     return out

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from atlas.errors import first_line
 from atlas.models.spaces import to_uint8_images
 from atlas.sampling.concepts import path_score
 from atlas.sampling.facets import assign_facets
@@ -39,6 +40,17 @@ NO_GRADIENT = (
 )
 
 
+def fell_back_note(exc: BaseException) -> str:
+    """A unit's note when its batch raised and its chains then ran alone (their results are sound: chains do
+    not interact); the same text for every unit of a cause, so the run's summary counts them together (no
+    "; ": the summary splits a unit's notes there)."""
+    return (
+        f"its batch failed ({type(exc).__name__}: {first_line(exc)}) and its chains ran alone: the network "
+        "fails on some batches (a batch size, a mix of inputs), and a compute.batch_size it takes saves "
+        "the reruns"
+    )
+
+
 def _no_gradient(chains: list[ChainResult]) -> bool:
     """Whether every recorded step of every chain had a zero gradient (gradient methods record
     ``grad_norm``, NaN on the final row; search methods none): the objective never moved the chains."""
@@ -52,6 +64,7 @@ class UnitRows:
         self.objective = objective if objective is not None else engine.objective  # describes the units
         self.done: dict[int, UnitResult] = {}  # position in the map_units call -> row
         self.errors: dict[int, BaseException] = {}  # position -> what its chains raised
+        self.fell_back: dict[int, BaseException] = {}  # position -> what its batch raised (it ran alone then)
         self.real_error: BaseException | None = None  # the real-image pass failed: rows say so
         self._chains: dict[int, list[ChainResult]] = {}
 
@@ -69,7 +82,9 @@ class UnitRows:
             if pos in self.errors:
                 self.fail(pos, unit.index, self.errors[pos], unit)
             else:
-                self.done[pos] = self._unit_row(unit, self._chains.pop(pos, []))
+                self.done[pos] = row = self._unit_row(unit, self._chains.pop(pos, []))
+                if pos in self.fell_back:
+                    row.error = "; ".join(filter(None, [row.error, fell_back_note(self.fell_back[pos])]))
         return len(finished)
 
     def in_order(self, n: int) -> list[UnitResult]:

@@ -21,6 +21,7 @@ class Todo:
 class Rows:
     def __init__(self):
         self.errors: dict[int, BaseException] = {}
+        self.fell_back: dict[int, BaseException] = {}
         self.added: list[list[Todo]] = []
 
     def add(self, batch, out, remaining):
@@ -56,3 +57,23 @@ def test_out_of_memory_at_one_granule_is_raised():
     todo = [Todo(0, c) for c in range(4)]
     with pytest.raises(torch.cuda.OutOfMemoryError):
         run_batches(todo, 4, run_with_memory_for(3, []), Rows(), granule=4)
+
+
+def test_a_batch_that_fails_as_a_whole_reruns_its_units_alone_and_says_so():
+    """A network that raises on batches of more than 2 chains: every unit's chains succeed alone, and each
+    unit is listed with the batch's error (its note), so the fallback is not silent."""
+    todo = [Todo(u, c) for u in range(3) for c in range(2)]  # 3 units x 2 chains
+
+    def run(batch):
+        if len(batch) > 2:
+            raise ValueError("expected a batch of at most 2")
+        return [object()] * len(batch)
+
+    rows = Rows()
+    run_batches(todo, 6, run, rows)
+    assert rows.errors == {}
+    assert set(rows.fell_back) == {0, 1, 2}
+    assert all(str(e) == "expected a batch of at most 2" for e in rows.fell_back.values())
+    fine = Rows()
+    run_batches(todo, 2, run, fine)  # batches the network takes: nothing to say
+    assert fine.fell_back == {} and fine.errors == {}

@@ -210,6 +210,27 @@ def test_failed_units_are_named_in_the_run_summary_with_how_to_redo_them(world):
     assert "failed" not in format_summary(again | {"errors": 0})
 
 
+def test_a_unit_whose_batch_failed_and_ran_alone_carries_a_note_the_summary_counts(world, monkeypatch):
+    """A network that fails on batches of more than 2 chains: its units are sound (run alone), and each
+    says so in units.error, counted once in the run's warnings (a trial found it silent)."""
+    from atlas.pipeline.worker import _warnings
+    from atlas.sampling.engine import Engine
+
+    run = Engine._run
+
+    def small_batches_only(self, layer, batch, *args, **kwargs):
+        if len(batch) > 2:
+            raise ValueError("this network takes at most 2 pictures")
+        return run(self, layer, batch, *args, **kwargs)
+
+    monkeypatch.setattr(Engine, "_run", small_batches_only)
+    res = make(world, method="pixel", steps=2, batch=8).map_units("fc8", [0, 1, 2], seed=0)
+    assert [r.status for r in res] == ["ok"] * 3 and all(len(r.chains) == 2 for r in res)
+    notes = {r.error for r in res}
+    assert len(notes) == 1 and "its batch failed (ValueError: this network takes at most 2" in notes.pop()
+    assert list(_warnings(res).values()) == [3]
+
+
 def test_target_not_run_past_deepest_layer(world):
     t = world[0]
     calls = {"fc7": 0, "fc8": 0}
