@@ -201,6 +201,11 @@ def _check_layers(cfg: RunConfig, module: nn.Module, shapes: Shapes, output: str
     return out
 
 
+ENCODER_EXAMPLES = (
+    "toyworld:target for toyworld:generator, python:atlas.models.caffenet:caffenet for deepsim:fc6"
+)
+
+
 def _check_code_layer(cfg: RunConfig, models: RunModels, module: nn.Module, shapes: Shapes) -> str | None:
     s, gen = cfg.sampler, models.generator
     check_sampler_models(
@@ -238,7 +243,19 @@ def _check_code_layer(cfg: RunConfig, models: RunModels, module: nn.Module, shap
         module = models.encoder.module
         shapes = {r.name: r.shape for r in model_layers(models.encoder, include_containers=True)}
         where += " in models.encoder"
-    shape = _known_layer(module, shapes, name, where)
+    # the generator's own layer name, looked up in a target that may not be the network G was trained on
+    guessed = not cfg.models.code_layer and models.encoder is None and gen is not None
+    hint = (
+        f"; {gen.spec} draws from the code of the network it was trained on: name that network as "
+        f"models.encoder ({ENCODER_EXAMPLES}), or a layer of the target whose output has G's code size as "
+        "models.code_layer"
+        if guessed and gen is not None
+        else ""
+    )
+    try:
+        shape = _known_layer(module, shapes, name, where)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}{hint}") from None
     encoder = gen.extras.get("code_encoder") if gen is not None else None
     if isinstance(encoder, nn.Module):  # a subspace generator: its encoder reads the layer
         probe = torch.zeros(1, *shape, device=next(encoder.buffers(), torch.zeros(0)).device)
@@ -254,6 +271,7 @@ def _check_code_layer(cfg: RunConfig, models: RunModels, module: nn.Module, shap
         raise ConfigError(
             f"{where}: layer {name!r} outputs {math.prod(shape)} values per image ({shape}) but the "
             f"generator's code has {math.prod(gen.code_shape)} {gen.code_shape}; name the layer G inverts"
+            + hint
         )
     return name
 

@@ -512,6 +512,15 @@ PREFLIGHT_CASES = [
         merge=({"models": {"code_layer": "relu9"}},),
     ),
     Case(
+        "another network's generator without its encoder",  # a user's trial: listing layers did not help
+        (
+            "models.code_layer (the generator's 'relu6'): layer 'relu6' outputs 16 values",
+            "toyworld:generator draws from the code of the network it was trained on",
+            "models.encoder (toyworld:target for toyworld:generator",
+        ),
+        {"models": {"generator": "toyworld:generator"}, "sampler": {"method": "dgn_am"}},
+    ),  # fmt: skip
+    Case(
         "seeded start without code layer",
         ("models.code_layer: sampler.start 'facet_seeded'",),
         GEN,
