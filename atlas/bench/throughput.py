@@ -20,6 +20,7 @@ CPU model and the flags that decide CPU speed (AVX2, AVX-512, AVX512-BF16, AMX),
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from atlas.config import ComputeConfig, FacetConfig, RunConfig, SamplerConfig, r
 from atlas.models.loaded import LoadedModel
 from atlas.sampling import Engine, resolve_device
 from atlas.sampling.compute import ComputeSetup
-from atlas.toyworld.machine import describe, machine_info
+from atlas.toyworld.machine import busy_note, describe, load_average, machine_info
 
 DEFAULT_BATCHES = (1, 4, 16, 64, 128, 256)
 
@@ -221,6 +222,7 @@ def run_throughput(
         "peak_tflops": peak,  # measured matmul rate in the precision the steps ran in
         "peak_dtype": str(peak_dtype).removeprefix("torch."),
         "machine": machine_info(),  # CPU model and flags (bf16 / AMX / AVX-512 / AVX2), torch
+        "load_before": load_average(),  # other work on the cores lowers every rate (busy_note)
     }
     t_start = time.perf_counter()
     for name in names:
@@ -258,6 +260,7 @@ def run_throughput(
         base = row["by_batch"].get(1)
         row["speedup"] = row["by_batch"][best] / base if base else float("nan")
         report["methods"][name] = row
+    report["load_after"] = load_average()
     if peak:  # a peak measured on busy cores is low: the higher of a measure before and one after the steps
         peak = report["peak_tflops"] = max(peak, matmul_peak_tflops(device, peak_dtype))
         for row in report["methods"].values():
@@ -291,6 +294,10 @@ def format_table(report: dict[str, Any]) -> str:
             line += f"{m['mfu'] * 100:>8.1f}%"
         lines.append(line)
     lines.append("(chain-steps/s; ms/step and GFLOP/s per batch in the JSON)")
+    cpus = (report.get("machine") or {}).get("cpus") or os.cpu_count() or 1
+    busy = busy_note(report.get("load_before"), report.get("load_after"), cpus, int(report["threads"]))
+    if busy:
+        lines.append(busy)
     if any(m.get("mfu", 0) > 1 for m in report["methods"].values()):
         lines.append(
             "(of peak above 100 %: the matmul peak was measured while other work shared the cores, or the "

@@ -50,6 +50,32 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+def load_average() -> float | None:
+    """The machine's 1-minute load average (runnable processes, this one's threads included); None where
+    the system does not say."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (OSError, AttributeError):
+        return None
+
+
+def busy_note(before: float | None, after: float | None, cpus: int, own_threads: int) -> str | None:
+    """A line saying a speed measurement shared the machine, or None: the load before it began above half
+    the CPUs, or during it above its own threads plus one (a 2-core machine's throughput moved 24x with
+    another process at 100 %)."""
+    said = []
+    if before is not None and before > 0.5 * cpus:
+        said.append(f"{before:g} before it started")
+    if after is not None and after > own_threads + 1:
+        said.append(f"{after:g} at its end ({own_threads} of it this measurement's threads)")
+    if not said:
+        return None
+    return (
+        f"warning: the machine was busy (load average {' and '.join(said)}, on {cpus} CPUs): these rates "
+        "are lower than an idle machine's and move from run to run; measure again on idle cores"
+    )
+
+
 def describe(info: dict[str, Any]) -> str:
     flags = " ".join(f for f, on in info["cpu_flags"].items() if on) or "none of " + "/".join(FLAGS)
     return (

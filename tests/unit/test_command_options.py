@@ -508,3 +508,22 @@ def test_bench_json_is_strict_json_with_null_for_what_is_no_number(tmp_path):
     text = (tmp_path / "r.json").read_text()
     assert "NaN" not in text and "Infinity" not in text
     assert json.loads(text) == {"speedup": None, "rows": [{"x": None, "y": 1.5}]}
+
+
+def test_a_speed_table_says_when_the_machine_was_busy():
+    """A 2-core machine's throughput moved 24x with another process at 100 %: the table says so."""
+    from atlas.bench.throughput import format_table
+    from atlas.toyworld.machine import busy_note
+
+    assert busy_note(0.3, 2.4, cpus=2, own_threads=2) is None  # idle before; during: the bench itself
+    said = busy_note(2.8, 4.1, cpus=2, own_threads=2)
+    assert said and "load average 2.8 before it started and 4.1 at its end" in said and "on 2 CPUs" in said
+    assert "at its end" not in busy_note(1.5, None, cpus=2, own_threads=2)
+    row = {"by_batch": {16: 29.6}, "best_batch": 16, "speedup": float("nan"), "gflop_per_chain_step": 0.09,
+           "gflops": {16: 2.77}}  # fmt: skip
+    machine = {"cpus": 2, "cpu_model": "x", "cpu_flags": {}, "torch": "2", "torch_threads": 2}
+    report = {"device": "cpu", "threads": 2, "methods": {"dgn_am": row}, "load_before": 2.8,
+              "load_after": 4.1, "machine": machine}  # fmt: skip
+    assert format_table(report).splitlines()[-1].startswith("warning: the machine was busy")
+    quiet = {**report, "load_before": 0.2, "load_after": 2.1}
+    assert "busy" not in format_table(quiet)
