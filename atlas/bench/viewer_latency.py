@@ -118,7 +118,8 @@ def measure(run_dir: Path | str, units_per_layer: int = 25, repeat: int = 3, see
             data.grid_page(conn, q)
             grid_ms.append((time.perf_counter() - t) * 1000)
         results["layers"][layer] = {
-            "units": n,
+            "units": n,  # the layer's size
+            "timed": len(picks),  # units timed (--units)
             "unit_page": _stats(page_ms),
             "queries": {k: _stats(v) for k, v in per_query.items()},
             "grid_page": _stats(grid_ms),
@@ -189,7 +190,11 @@ def _report(res: dict[str, Any], build: dict[str, Any], args: argparse.Namespace
     res["pass"] = worst <= TARGET_MS
 
     print(f"\nopen_run: {res['open_ms']:.0f} ms (once per new shard; cached between reruns)")
-    header = f"{'layer':<8} {'units':>6} {'what':<14} {'median ms':>10} {'p95 ms':>8} {'max ms':>8}"
+    width = max([8, *(len(layer) for layer in res["layers"])])  # long names (layer3.1.conv2) keep columns
+    header = (
+        f"{'layer':<{width}} {'units':>6} {'timed':>6} {'what':<14} {'median ms':>10} {'p95 ms':>8} "
+        f"{'max ms':>8}"
+    )
     print(header)
     print("-" * len(header))
     for layer, v in res["layers"].items():
@@ -198,8 +203,8 @@ def _report(res: dict[str, Any], build: dict[str, Any], args: argparse.Namespace
         rows += [(f"  {k}", s) for k, s in v["queries"].items()]
         for what, s in rows:
             print(
-                f"{layer:<8} {v['units']:>6} {what:<14} {s['median_ms']:>10.1f} {s['p95_ms']:>8.1f} "
-                f"{s['max_ms']:>8.1f}"
+                f"{layer:<{width}} {v['units']:>6} {v.get('timed', v['units']):>6} {what:<14} "
+                f"{s['median_ms']:>10.1f} {s['p95_ms']:>8.1f} {s['max_ms']:>8.1f}"
             )
     verdict = "PASS" if res["pass"] else "FAIL"
     print(f"\nunit page median (worst layer) {worst:.1f} ms — target <= {TARGET_MS:.0f} ms: {verdict}")

@@ -527,3 +527,21 @@ def test_a_speed_table_says_when_the_machine_was_busy():
     assert format_table(report).splitlines()[-1].startswith("warning: the machine was busy")
     quiet = {**report, "load_before": 0.2, "load_after": 2.1}
     assert "busy" not in format_table(quiet)
+
+
+def test_the_viewer_bench_keeps_its_columns_for_long_layer_names_and_counts_the_units_timed(tmp_path, capsys):
+    import argparse
+
+    from atlas.bench.synthetic_run import make_synthetic_run
+    from atlas.bench.viewer_latency import _report, measure
+
+    make_synthetic_run(tmp_path / "run", layers={"fc8": 10, "layer3.1.conv2": 12}, chains=2, steps=20)
+    res = measure(tmp_path / "run", units_per_layer=3, repeat=1)
+    assert {layer: (v["units"], v["timed"]) for layer, v in res["layers"].items()} == {
+        "fc8": (10, 3),
+        "layer3.1.conv2": (12, 3),
+    }
+    _report(res, {}, argparse.Namespace(json=None))
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith(("layer ", "fc8 ", "layer3"))]
+    assert len(lines) > 2 and len({ln.index(" unit page") for ln in lines if " unit page" in ln}) == 1
+    assert len({len(ln) for ln in lines}) == 1, lines  # every row as wide as the header: columns line up
