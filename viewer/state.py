@@ -51,11 +51,15 @@ GRID_PARAMS: dict[str, tuple[str, Any]] = {
     "label": ("grid_label", ""),
     "flag": ("grid_flag", "all units"),
     "picture": ("grid_picture", "best"),
+    "natural": ("grid_natural", "all units"),
 }
 GRID_VIEW_PARAMS = ("sort", "per", "picture")  # how the grid shows its units, not which: no filters
 # grid values a link writes as a plain word (?sort=activation): parameter -> {word: the widget's value};
 # a link with the widget's own value (an older link's "activation ↓") is taken as well
-GRID_URL_WORDS: dict[str, dict[str, str]] = {"sort": data.SORT_WORDS}
+GRID_URL_WORDS: dict[str, dict[str, str]] = {
+    "sort": data.SORT_WORDS,
+    "natural": {"active": "active on natural images", "silent": "silent on natural images"},
+}
 
 
 # the compare page's choices in its URL: query parameter -> widget key (the units box's key is per layer,

@@ -4,6 +4,7 @@ against the Parquet files read back directly with pandas, not against the viewer
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pandas as pd
 import pytest
@@ -904,3 +905,39 @@ def test_the_unit_page_warns_when_the_judge_and_the_reader_read_the_pictures_apa
     assert readers_disagree(hidden, {"judge_prob": 0.0}) is None  # J reads classes only
     union = dataclasses.replace(lab, label="class:half_disk|pill", best="class:half_disk|pill")
     assert readers_disagree(union, {"judge_prob": 0.5}) is None  # J may read the other half as pill
+
+
+def test_the_grid_leaves_out_or_keeps_only_the_units_no_natural_image_activates(tmp_path):
+    """Silent hidden units (real top-1 <= 0) ranked first by facets in a trial's fc7 (25 of the 33 units
+    with 3+ facets): the grid can leave them out, or show them alone."""
+    import pyarrow.parquet as pq
+
+    run_dir = tmp_path / "run"
+    make_synthetic_run(run_dir, layers={"fc8": 10, "conv3": 12}, chains=2, steps=20)
+    for path in (run_dir / "units").rglob("*.parquet"):  # units 0-3 of each layer: no real image fires them
+        table = pq.read_table(path).to_pandas()
+        table.loc[table["unit"] < 4, "real_top1_activation"] = -0.5
+        pq.write_table(pa_table(table, pq.read_schema(path)), path)
+    for marker in (run_dir / "_shards").glob("*.done"):  # the new files' sizes, as a writer records them
+        record = json.loads(marker.read_text())
+        record["sizes"]["units"] = (run_dir / record["files"]["units"]).stat().st_size
+        marker.write_text(json.dumps(record))
+    conn = open_run(run_dir)
+    try:
+        count = {
+            n: data.grid_count(conn, data.GridQuery("conv3", natural=n)) for n in (None, "active", "silent")
+        }
+        assert count == {None: 12, "active": 8, "silent": 4}
+        page = data.grid_page(conn, data.GridQuery("conv3", natural="silent", sort="unit ↑"))
+        assert list(page["unit"]) == [0, 1, 2, 3]
+        assert data.silent_count(conn, "conv3") == 4
+        assert data.silent_count(conn, "fc8") == 0  # output units are logits: never silent
+        assert data.grid_count(conn, data.GridQuery("fc8", natural="active")) == 10
+    finally:
+        conn.close()
+
+
+def pa_table(frame: pd.DataFrame, schema):
+    import pyarrow as pa
+
+    return pa.Table.from_pandas(frame, schema=schema, preserve_index=False)

@@ -31,6 +31,7 @@ from viewer.data.console import (
 )
 from viewer.data.grid import (
     LABEL_SORTS,
+    NATURAL,
     PICTURES,
     SORT_WORDS,
     SORTS,
@@ -42,6 +43,7 @@ from viewer.data.grid import (
     has_verdicts,
     max_facet_count,
     parse_units,
+    silent_count,
     sorts,
     units_from,
 )
@@ -164,6 +166,7 @@ __all__ = [
     "PICTURES",
     "LABEL_COLUMNS",
     "LABEL_SORTS",
+    "NATURAL",
     "LABEL_THRESHOLD",
     "LabelView",
     "PICTURE_COLUMNS",
@@ -237,6 +240,7 @@ __all__ = [
     "run_stats",
     "schema",
     "shards",
+    "silent_count",
     "sorts",
     "split_flags",
     "table_columns",

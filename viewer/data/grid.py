@@ -55,6 +55,17 @@ class GridQuery:
     flag: str | None = None  # only units with a picture of flag_kinds carrying this flag (e.g. "weak")
     flag_kinds: tuple[str, ...] = AUDIT_KINDS["best and last pictures"]
     picture: str = "best"  # which of its chains' pictures a tile shows: PICTURES
+    natural: str | None = None  # "active": units a natural image activates; "silent": hidden units none does
+
+
+# the grid's natural-images filter: its choice -> GridQuery.natural (a silent unit: a hidden unit whose
+# highest value on the real images is <= 0, ``is_silent``; its facets and labels are of synthetic pictures)
+NATURAL: dict[str, str | None] = {
+    "all units": None,
+    "active on natural images": "active",
+    "silent on natural images": "silent",
+}
+SILENT_SQL = "(kind <> 'output' AND real_top1_activation <= 0)"
 
 
 # a tile's picture: the unit's most activating chain picture of this kind ("last": the final iterate, what
@@ -117,8 +128,18 @@ def _grid_where(q: GridQuery) -> tuple[str, list[Any]]:
         where.append("(" + " OR ".join("unit BETWEEN ? AND ?" for _ in q.units) + ")")
         for a, b in q.units:
             params.extend([a, b])
+    if q.natural == "silent":
+        where.append(SILENT_SQL)
+    elif q.natural == "active":
+        where.append(f"NOT coalesce({SILENT_SQL}, false)")
     _truth_where(q, where, params)
     return " AND ".join(where), params
+
+
+def silent_count(conn: Any, layer: str) -> int:
+    """How many of the layer's units no natural image activates (:data:`SILENT_SQL`)."""
+    row = fetch_one(conn, f"SELECT count(*) FROM units WHERE layer = ? AND {SILENT_SQL}", [layer])
+    return int(row[0]) if row else 0
 
 
 def _truth_where(q: GridQuery, where: list[str], params: list[Any]) -> None:

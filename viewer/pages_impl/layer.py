@@ -25,11 +25,26 @@ FIRST_PAGE = {"on_change": state.go, "kwargs": {"grid_page": 0}}  # a new sort o
 
 
 def _truth_filters(ctx: Context, layer: str, have: data.Truth) -> dict:
-    """Label text and flag filters (a second row; only the columns the run has)."""
-    if not (have.labels or have.pictures):
+    """Label text, flag and natural-images filters (a second row; only the columns the run has, and the
+    natural-images filter where the layer has silent units)."""
+    silent = data.silent_count(ctx.conn, layer)
+    if not (have.labels or have.pictures or silent):
+        st.session_state[state.GRID_PARAMS["natural"][0]] = "all units"  # nothing to filter: no URL param
         return {}
-    c1, c2, _ = st.columns([2.2, 2.6, 3.4])
+    c1, c2, c3 = st.columns([2.2, 2.6, 3.4])
     out: dict = {}
+    if silent:
+        choices = list(data.NATURAL)
+        choice = c3.selectbox(
+            "Natural images", choices, key=state.grid_widget("natural", choices),
+            help=f"{silent} unit{'s' if silent != 1 else ''} of this layer fire on no natural image (their "
+            "highest real activation is <= 0): their pictures, facets and labels come from synthetic "
+            "pictures alone; leave them out, or look at them alone",
+            **FIRST_PAGE,
+        )  # fmt: skip
+        out["natural"] = data.NATURAL[choice]
+    else:
+        st.session_state[state.GRID_PARAMS["natural"][0]] = "all units"
     if have.labels:
         out["label_text"] = c1.text_input(
             "Label contains", key=state.grid_widget("label"), placeholder="e.g. hook, colour:, no label",
@@ -227,7 +242,7 @@ def _nothing_matches(ctx: Context, layer: str) -> None:
 
 
 FILTER_NAMES = {"units": "units", "facets": "min facets", "judge": "judge", "label": "label contains",
-                "flag": "pictures"}  # fmt: skip
+                "flag": "pictures", "natural": "natural images"}  # fmt: skip
 
 
 def render(ctx: Context) -> None:
