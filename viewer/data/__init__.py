@@ -16,6 +16,7 @@ from viewer.data.compare import (
     failed_units,
     match_units,
     method_summary,
+    setting_differences,
     stats_over,
 )
 from viewer.data.console import (
@@ -218,6 +219,7 @@ __all__ = [
     "layers",
     "max_facet_count",
     "method_summary",
+    "setting_differences",
     "stats_over",
     "methods",
     "model_differences",

@@ -6,8 +6,10 @@ from typing import Any
 
 import pandas as pd
 
+from atlas.config import config_differences
 from atlas.store.catalog import unit_sources
 from viewer.data.query import fetch_frame, is_null, png_bytes
+from viewer.data.truth import table_columns
 
 
 def best_images(conn: Any, layer: str, units: list[int], method: str | None = None) -> pd.DataFrame:
@@ -62,21 +64,65 @@ def method_summary(conn: Any, layer: str) -> pd.DataFrame:
 
 
 def stats_over(conn: Any, layer: str, units: list[int]) -> dict[str, Any]:
-    """mean best activation, mean facets and diverged chains of ``layer`` over ``units`` only (two runs
-    compared over the units both hold, not each over its own)."""
+    """mean best activation, mean facets, diverged chains, the judge's accuracy (output units of the toy
+    world), the share of best and last pictures carrying a flag and the steps a chain had, of ``layer``
+    over ``units`` only (two runs compared over the units both hold, not each over its own). A number the
+    run does not record is None: a higher activation alone can hide pictures nobody recognizes."""
     if not units:
-        return {"mean_best_activation": None, "mean_facets": None, "diverged_chains": 0}
+        empty = ("mean_best_activation", "mean_facets", "judge_accuracy", "flagged_share", "steps")
+        return {**dict.fromkeys(empty), "diverged_chains": 0}
     marks = ", ".join("?" for _ in units)
+    flagged = (
+        f"""(SELECT avg((coalesce(flags, '') <> '')::DOUBLE) FROM images
+             WHERE layer = ? AND kind IN ('best', 'last') AND flags IS NOT NULL AND unit IN ({marks}))"""
+        if "flags" in table_columns(conn, "images")
+        else "NULL::DOUBLE"
+    )
+    steps = "max(steps)" if "steps" in table_columns(conn, "chains") else "NULL::BIGINT"
     frame = fetch_frame(
         conn,
         f"""SELECT avg(best_activation) AS mean_best_activation, avg(facet_count) AS mean_facets,
                    (SELECT count(*) FROM chains WHERE layer = ? AND diverged AND unit IN ({marks}))
-                       AS diverged_chains
+                       AS diverged_chains,
+                   avg(judge_correct::DOUBLE) AS judge_accuracy,
+                   {flagged} AS flagged_share,
+                   (SELECT {steps} FROM chains WHERE layer = ? AND unit IN ({marks})) AS steps
             FROM units WHERE layer = ? AND unit IN ({marks})""",
-        [layer, *units, layer, *units],
+        [
+            layer,
+            *units,
+            *([layer, *units] if flagged != "NULL::DOUBLE" else []),
+            layer,
+            *units,
+            layer,
+            *units,
+        ],
     )
     row = frame.iloc[0].to_dict()
     return {k: (None if is_null(v) else v) for k, v in row.items()}
+
+
+def setting_differences(config: dict[str, Any], other: dict[str, Any]) -> list[str]:
+    """The settings that change results and differ between two runs' configs, as ``key: a vs b`` (the
+    run's name and its layers left out: the comparison is of one layer's units)."""
+    out = []
+    for key in config_differences(config, other):
+        if key == "name" or key.startswith("layers"):
+            continue
+        out.append(f"{key}: {_value_at(config, key)} vs {_value_at(other, key)}")
+    return out
+
+
+def _value_at(config: Any, key: str) -> str:
+    value = config
+    for part in key.split("."):
+        if isinstance(value, dict):
+            value = value.get(part, "–")
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return "–"
+    return "–" if value is None else str(value)
 
 
 def match_units(

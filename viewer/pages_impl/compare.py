@@ -105,13 +105,24 @@ def _compare_methods(ctx: Context, layer: str, run_methods: list[str]) -> None:
 
 
 def _run_summary(name: str, stats: dict | None, methods: list[str]) -> None:
-    st.markdown(f"**{name}** · {', '.join(methods) or 'no chains yet'}")  # what made its pictures
+    steps = f" · {int(stats['steps'])} steps" if stats and stats.get("steps") is not None else ""
+    st.markdown(f"**{name}** · {', '.join(methods) or 'no chains yet'}{steps}")  # what made its pictures
     if stats is None:
         return
-    m = st.columns(3)
-    m[0].metric("mean best act.", widgets.fmt(stats["mean_best_activation"]))
-    m[1].metric("mean facets", widgets.fmt(stats["mean_facets"]))
-    m[2].metric("diverged", widgets.fmt(int(stats["diverged_chains"] or 0)))
+    shown = [
+        ("mean best act.", widgets.fmt(stats["mean_best_activation"]), None),
+        ("mean facets", widgets.fmt(stats["mean_facets"]), None),
+        ("diverged", widgets.fmt(int(stats["diverged_chains"] or 0)), None),
+    ]
+    if stats.get("judge_accuracy") is not None:
+        tip = "the share of units whose last pictures the held-out judge reads as their class"
+        shown.append(("judge accuracy", f"{stats['judge_accuracy']:.0%}", tip))
+    if stats.get("flagged_share") is not None:
+        shown.append(("flagged pictures", f"{stats['flagged_share']:.0%}",
+                      "best and last pictures carrying a flag (weak, off_path, off_manifold): the Audit page "
+                      "lists them"))  # fmt: skip
+    for col, (label, value, tip) in zip(st.columns(len(shown)), shown, strict=True):
+        col.metric(label, value, help=tip)
 
 
 def _manifest(run: Any) -> tuple[frozenset[str], dict[str, Any]]:
@@ -190,6 +201,7 @@ def _compare_with(
             _run_summary(name, data.stats_over(conn, layer, both), data.methods(conn))
     left_out = _left_out(ctx, other_name, mine, failed_here, failed_there)
     st.caption(f"summaries over the {len(both):,} units of layer {layer} that both runs hold{left_out}")
+    _settings_differ(ctx, other_name, other_info)
     units = _units_input(ctx, layer)
     here = _side(ctx.conn, layer, units, mine)
     wanted = sorted({matched[u] for u in units if u in matched})
@@ -211,6 +223,17 @@ def _compare_with(
     ]
     st.caption(f"best image per unit · left **{ctx.run_dir.name}**, right **{other_name}** · layer {layer}")
     _pairs(layer, units, sides, {u: data.unit_name(u, mine.get(u, {}).get("composite")) for u in units})
+
+
+def _settings_differ(ctx: Context, other_name: str, other_info: dict) -> None:
+    """A caption naming the settings that change results and differ between the two runs (the method's
+    steps and step size, the start, ...): a higher mean activation after twice the steps is no better
+    method."""
+    settings = data.setting_differences(ctx.info.get("config") or {}, other_info.get("config") or {})
+    if settings:
+        more = f"; and {len(settings) - 8} more" if len(settings) > 8 else ""
+        shown = "; ".join(f"`{s}`" for s in settings[:8]) + more
+        st.caption(f"settings that differ ({ctx.run_dir.name} vs {other_name}): {shown}")
 
 
 def _objectives_differ(other_name: str, differ: dict[int, tuple[str | None, str | None]]) -> None:
