@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import html
+import io
 import math
 import re
 from collections.abc import Sequence
@@ -12,6 +14,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 import streamlit as st
+from PIL import Image
 
 CSS = """
 <style>
@@ -30,24 +33,21 @@ div.block-container { padding-top: 2.2rem; }
 .atlas-label.none { color: rgba(128,128,128,0.95); }
 .atlas-label-score { font-size: 1rem; margin-left: 0.6rem; }
 .atlas-tile-flag { font-size: 0.78rem; color: #d62728; margin: 0 0 0.1rem 0; }
-/* the layer grid: one CSS grid of tiles (a horizontal container keyed atlas_grid), as many columns of at
-   least 150 px as the page holds (6 at 1440 px with the sidebar open, 4 on a laptop, 2 on a phone), every
-   tile of a row as high as the row; each line under a picture is one line ("…", the whole as tooltip) */
-.st-key-atlas_grid { display: grid !important; grid-template-columns: repeat(auto-fill, minmax(150px, 1fr));
-  gap: 0.75rem !important; align-items: stretch; }
-.st-key-atlas_grid > * { width: auto !important; min-width: 0 !important; max-width: none !important;
-  flex: none !important; }
-.st-key-atlas_grid [class*="st-key-atlas_tile_"] { height: 100%;
-  padding: 0.4rem 0.4rem 0.6rem 0.4rem !important; }
-.st-key-atlas_grid :is(.atlas-tile-label, .atlas-tile-concept, .atlas-tile-flag) {
+/* the layer grid: one CSS grid of tiles (one HTML block, .atlas-grid), as many columns of at least 150 px
+   as the page holds (6 at 1440 px with the sidebar open, 4 on a laptop, 2 on a phone), every tile of a row
+   as high as the row; each line under a picture is one line ("…", the whole as tooltip) */
+.atlas-grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(150px, 1fr)); gap: 0.75rem;
+  align-items: stretch; margin-bottom: 1rem; }
+.atlas-tile { border: 1px solid rgba(49,51,63,0.2); border-radius: 0.5rem; padding: 0.4rem 0.4rem 0.6rem;
+  min-width: 0; display: flex; flex-direction: column; gap: 0.1rem; }
+.atlas-tile-picture img { width: 100%; aspect-ratio: 1 / 1; object-fit: contain; border-radius: 4px;
+  display: block; }
+.atlas-tile-name { font-weight: 600; font-size: 0.9rem; padding-top: 0.15rem; color: inherit !important;
+  text-decoration: none; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+.atlas-tile-name:hover { color: #1c6fb0 !important; text-decoration: underline; }
+.atlas-grid :is(.atlas-tile-label, .atlas-tile-concept, .atlas-tile-flag) {
   white-space: nowrap; overflow: hidden; text-overflow: ellipsis; margin: 0; height: 1.15rem;
   line-height: 1.15rem; }  /* a fixed line: a "⚠" of a taller font grows no tile */
-.st-key-atlas_grid [class*="st-key-atlas_tile_"] [data-testid="stMarkdownContainer"] {
-  margin-bottom: 0 !important; }
-  /* Streamlit pulls a markdown block up by 1rem: the tile's last lines would spill over its border */
-.st-key-atlas_grid button[kind="tertiary"] { max-width: 100%; min-height: 0; padding: 0.15rem 0 0 0; }
-.st-key-atlas_grid button[kind="tertiary"] p { white-space: nowrap; overflow: hidden;
-  text-overflow: ellipsis; }
 .atlas-tile-empty { aspect-ratio: 1 / 1; border-radius: 4px; background: rgba(128,128,128,0.12);
   display: flex; flex-direction: column; align-items: center; justify-content: center; gap: 0.3rem;
   padding: 0.5rem; font-size: 0.8rem; color: rgba(128,128,128,0.95); overflow: hidden; text-align: center; }
@@ -186,6 +186,27 @@ def picture_badges(badge: str | None, flags: Sequence[str]) -> None:
     text = badge_markdown(badge, flags)
     if text:
         st.markdown(text)
+
+
+THUMBNAIL_PX = 192  # a grid tile shows a picture at ~140-200 px: larger ones travel scaled to this
+
+
+@functools.lru_cache(maxsize=4096)
+def thumbnail_png(png: bytes, max_px: int = THUMBNAIL_PX) -> bytes | None:
+    """``png`` as it is when no side exceeds ``max_px`` (the toy world's 64 px pictures), else scaled down
+    to ``max_px`` (a 227 px AlexNet picture: a grid page inline stays a few MB); None when it does not
+    decode (a damaged file)."""
+    try:
+        with Image.open(io.BytesIO(png)) as img:
+            if max(img.size) <= max_px:
+                img.verify()
+                return png
+            img.thumbnail((max_px, max_px), Image.Resampling.LANCZOS)
+            out = io.BytesIO()
+            img.save(out, format="PNG")
+            return out.getvalue()
+    except (OSError, ValueError, SyntaxError):
+        return None
 
 
 def picture(png: bytes, caption: str | None = None, link: str | None = None) -> None:

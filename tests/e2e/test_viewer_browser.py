@@ -278,7 +278,7 @@ def test_layer_grid(server, page):
     _wait_visible(page.get_by_text("page 1 of 2"), "the pager text 'page 1 of 2'")
     # pictures to look at: 6 tiles a row at 1440 px, each picture 128-200 px, every tile as high as the rest
     tiles = page.eval_on_selector_all(
-        '.st-key-atlas_grid [class*="st-key-atlas_tile_"]',
+        ".atlas-grid .atlas-tile",
         """els => els.map(e => { const r = e.getBoundingClientRect(), i = e.querySelector('img');
              return [Math.round(r.top), Math.round(r.height), i ? i.getBoundingClientRect().width : 0]; })""",
     )
@@ -286,17 +286,16 @@ def test_layer_grid(server, page):
     assert all(128 <= width <= 200 for _, _, width in tiles), tiles
     assert max(h for _, h, _ in tiles) - min(h for _, h, _ in tiles) <= 2, tiles  # one line a caption
     assert len({top for top, _, _ in tiles}) == 8, tiles  # 48 tiles in rows of 6
-    # every tile's lines inside its border (Streamlit pulls a markdown block up by 1rem: they spilt over)
+    # every tile's lines inside its border (Streamlit's tiles once let their last line spill over it)
     spill = page.eval_on_selector_all(
-        '.st-key-atlas_grid [class*="st-key-atlas_tile_"]',
-        """els => els.map(e => { const lines = e.querySelectorAll('[data-testid="stMarkdownContainer"] div');
-             const last = lines[lines.length - 1];
-             return last ? e.getBoundingClientRect().bottom - last.getBoundingClientRect().bottom : 0; })""",
+        ".atlas-grid .atlas-tile",
+        """els => els.map(e => { const last = e.lastElementChild;
+             return e.getBoundingClientRect().bottom - last.getBoundingClientRect().bottom; })""",
     )
     assert min(spill) >= 4, spill  # at least the tile's bottom padding's worth of room under the last line
     _shot(page, "layer-grid")
     # a tile's picture links to its unit's page, opened in a new tab (the grid stays as it is)
-    anchor = page.locator('a:has([data-testid="stImage"]), [data-testid="stImage"] a').first
+    anchor = page.locator("a.atlas-tile-picture").first
     href = anchor.get_attribute("href") or ""
     assert href.startswith("unit?layer=conv3&unit="), href
     with page.expect_popup() as opened:
@@ -346,7 +345,7 @@ def test_unit_deep_link(server, page):
 def test_back_and_forward_step_through_what_the_session_showed(server, page):
     page.goto(f"{server}/layer?layer=conv3&sort=rank+%E2%86%91")
     _settle(page, "Layer conv3", images=48)
-    first = page.get_by_role("button", name=re.compile(r"^unit \d+$")).first
+    first = page.locator("a.atlas-tile-name").first  # a tile's name: a link, loaded as a new page
     unit = int(first.inner_text().split()[-1])
     first.click()
     _settle(page, f"conv3 · unit {unit}")

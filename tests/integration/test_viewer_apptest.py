@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import html
 import json
+import os
+import re
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 import pandas as pd
 import pytest
@@ -54,13 +58,43 @@ def page_of(at: AppTest) -> str:
     return at.session_state["nav_page"]
 
 
+def grid_tiles(at: AppTest) -> list[dict]:
+    """The layer grid's tiles (one HTML block): unit, picture (a data URL, None without one), the name's
+    link and text, and the tile's HTML."""
+    block = next((m.value for m in at.markdown if "<div class='atlas-grid'>" in m.value), "")
+    tiles = []
+    for chunk in block.split("<div class='atlas-tile' data-unit='")[1:]:
+        picture = re.search(r"<img src='([^']+)'", chunk)
+        name = re.search(r"class='atlas-tile-name' href='([^']+)'[^>]*>([^<]*)</a>", chunk)
+        assert name, chunk
+        tiles.append({
+            "unit": int(chunk.split("'", 1)[0]), "src": picture.group(1) if picture else None,
+            "href": html.unescape(name.group(1)), "name": html.unescape(name.group(2)), "html": chunk,
+        })  # fmt: skip
+    return tiles
+
+
+def open_tile(at: AppTest, unit: int, monkeypatch) -> AppTest:
+    """Click a grid tile's name: its link opens the unit page in a new session (the browser loads it)."""
+    href = next(t["href"] for t in grid_tiles(at) if t["unit"] == unit)
+    path, _, query = href.partition("?")
+    return app(Path(os.environ["ATLAS_RUN_DIR"]), monkeypatch, page=path, **dict(parse_qsl(query)))
+
+
 def n_images(at: AppTest) -> int:
-    return len(at.get("image"))
+    """The page's pictures: Streamlit images, and the grid's tiles with a picture."""
+    return len(at.get("image")) + sum(1 for t in grid_tiles(at) if t["src"])
 
 
 def tile_urls(at: AppTest) -> list[str]:
-    """The media URLs of the page's pictures (Streamlit names a picture by its bytes)."""
-    return [img.url for element in at.get("image") for img in element.proto.imgs]
+    """The page's pictures: media URLs of its Streamlit images (named by their bytes), the grid's data
+    URLs."""
+    media = [img.url for element in at.get("image") for img in element.proto.imgs]
+    return media + [t["src"] for t in grid_tiles(at) if t["src"]]
+
+
+def tile_names(at: AppTest) -> list[str]:
+    return [t["name"] for t in grid_tiles(at)]
 
 
 def n_charts(at: AppTest) -> int:
@@ -90,8 +124,7 @@ def test_layer_grid_deep_link_sort_and_paging(runs, monkeypatch):
     assert n_images(at) == 16
     at.selectbox(key="grid_page_size").set_value(24).run()
     at.selectbox(key="grid_sort").set_value("unit ↑").run()
-    labels = [b.label for b in at.button if b.key and b.key.startswith("grid_unit_")]
-    assert labels[:3] == ["**unit 0**", "**unit 1**", "**unit 2**"]
+    assert tile_names(at)[:3] == ["unit 0", "unit 1", "unit 2"]
     at.text_input(key="grid_units").set_value("3-5, 9").run()
     assert n_images(at) == 4
     at.text_input(key="grid_units").set_value("").run()
@@ -104,7 +137,7 @@ def test_layer_grid_deep_link_sort_and_paging(runs, monkeypatch):
     assert at.selectbox(key="grid_picture").value == "last" and n_images(at) == 16  # not a filter: kept
     at.selectbox(key="grid_picture").set_value("best").run()
     assert "picture" not in at.query_params and tile_urls(at) == best_tiles
-    at.button(key="grid_unit_7").click().run()  # a tile opens the unit page
+    at = open_tile(at, 7, monkeypatch)  # a tile's name opens the unit page
     assert at.title[0].value == "conv3 · unit 7"
     assert page_of(at) == "unit" and at.query_params["unit"] == "7"
 
@@ -133,8 +166,7 @@ def test_layer_grid_pages(tmp_path, monkeypatch):
         again.selectbox(key="grid_sort").value == "unit ↑"
         and again.text_input(key="grid_units").value == "100-129"
     )
-    labels = [b.label for b in again.button if b.key and b.key.startswith("grid_unit_")]
-    assert labels[:2] == ["**unit 100**", "**unit 101**"] and n_images(again) == 24
+    assert tile_names(again)[:2] == ["unit 100", "unit 101"] and n_images(again) == 24
     odd = app(
         tmp_path / "wide", monkeypatch, page="layer", layer="conv5", sort="nope", per="7", judge="wrong"
     )
@@ -224,19 +256,27 @@ def test_every_parameter_a_page_writes_is_one_a_history_step_reads(runs, monkeyp
 
 
 def test_grid_sort_and_filters_survive_a_visit_to_a_unit(runs, monkeypatch):
+    """A tile's name is a link to the unit page's own URL (the browser loads it: a new session); the grid's
+    sort and filters live in the grid's URL, which the browser's Back returns to."""
     at = app(runs / "alpha", monkeypatch, page="layer", layer="conv3")
     at.selectbox(key="grid_sort").set_value("rank ↑").run()
     at.text_input(key="grid_units").set_value("3-9").run()
-    assert at.query_params["sort"] == "rank" and at.query_params["units"] == "3-9"
-    at.button(key="grid_unit_5").click().run()
-    assert at.title[0].value == "conv3 · unit 5"
-    at.button(key="unit_next_top").click().run()  # a second run of the unit page, without the grid's widgets
-    at.button(key="unit_grid_top").click().run()
-    assert at.title[0].value == "Layer conv3"
-    assert at.selectbox(key="grid_sort").value == "rank ↑" and at.text_input(key="grid_units").value == "3-9"
-    assert at.query_params["sort"] == "rank" and at.query_params["units"] == "3-9"
-    shown = [w.value for w in at.warning] + [e.value for e in at.exception]
+    grid_url = dict(at.query_params)
+    assert grid_url["sort"] == "rank" and grid_url["units"] == "3-9"
+    assert next(t["href"] for t in grid_tiles(at) if t["unit"] == 5) == "unit?layer=conv3&unit=5"
+    unit = open_tile(at, 5, monkeypatch)
+    assert unit.title[0].value == "conv3 · unit 5" and set(unit.query_params) == {"layer", "unit"}
+    unit.button(
+        key="unit_next_top"
+    ).click().run()  # a second run of the unit page, without the grid's widgets
+    unit.button(key="unit_grid_top").click().run()
+    assert unit.title[0].value == "Layer conv3"
+    shown = [w.value for w in unit.warning] + [e.value for e in unit.exception]
     assert not any("Session State API" in str(text) for text in shown), shown
+    back = app(runs / "alpha", monkeypatch, page="layer", **grid_url)  # Back: the grid's URL, loaded again
+    assert (
+        back.selectbox(key="grid_sort").value == "rank ↑" and back.text_input(key="grid_units").value == "3-9"
+    )
 
 
 def test_unit_page_missing_unit_and_bad_layer(runs, monkeypatch):
@@ -398,7 +438,7 @@ def test_page_buttons_switch_pages_and_links_are_encoded(runs, monkeypatch):
     at.button(key="ov_open_conv3").click().run()  # a button asks st.navigation for another page
     assert page_of(at) == "layer" and at.title[0].value == "Layer conv3"
     assert at.query_params["layer"] == "conv3" and "unit" not in at.query_params
-    at.button(key="grid_unit_3").click().run()
+    at = open_tile(at, 3, monkeypatch)
     assert page_of(at) == "unit" and at.title[0].value == "conv3 · unit 3"
     links = " ".join(m.value for m in at.markdown)
     assert "href='unit?layer=conv3&amp;unit=3'>permalink</a>" in links
@@ -527,7 +567,7 @@ def test_layer_grid_label_margin_unlabelled_tiles_judge_and_empty_state(runs, mo
     at = app(runs / "alpha", monkeypatch, page="layer", layer="conv3")
     assert not [s for s in at.selectbox if s.key == "grid_judge"]  # no verdicts on a hidden layer
     at.selectbox(key="grid_sort").set_value("label margin ↓").run()
-    tiles = [m.value for m in at.markdown if "'>act " in m.value]  # a tile's numbers line
+    tiles = [t["html"] for t in grid_tiles(at)]
     labelled = int(units["label"].notna().sum())
     assert 0 < labelled < len(tiles)
     assert all("atlas-tile-concept" in t for t in tiles[:labelled])  # labelled units first
@@ -693,10 +733,10 @@ def test_failed_units_are_said_on_every_page(broken, monkeypatch):
     assert (layers.loc[0, "units"], layers.loc[0, "composites"], layers.loc[0, "failed_units"]) == (10, 2, 2)
     assert at.selectbox(key="w_layer").options == ["fc8  ·  10 units + 2 composites"]
     grid = app(run, monkeypatch, page="layer", layer="fc8", sort="unit ↑")
-    failed_lines = [m.value for m in grid.markdown if "✗ failed" in m.value]
+    failed_lines = [t["html"] for t in grid_tiles(grid) if "✗ failed" in t["html"]]
     assert len(failed_lines) == 2 and "RuntimeError: boom 2" in failed_lines[0]
-    names = [b.label for b in grid.button if b.key and b.key.startswith("grid_unit_")]
-    assert "**unit 10 · 3 + 5**" in names and "**unit 11 · 3 - 5**" in names
+    names = tile_names(grid)
+    assert "unit 10 · 3 + 5" in names and "unit 11 · 3 - 5" in names
     unit = app(run, monkeypatch, page="unit", layer="fc8", unit=2)
     assert "This unit failed: `RuntimeError: boom 2" in texts(unit, "error") and "--repair" in texts(
         unit, "error"
