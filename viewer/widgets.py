@@ -191,7 +191,7 @@ def picture_badges(badge: str | None, flags: Sequence[str]) -> None:
 THUMBNAIL_PX = 192  # a grid tile shows a picture at ~140-200 px: larger ones travel scaled to this
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=512)  # a few pages of tiles (each key holds its picture: 100 KB at 227 px)
 def thumbnail_png(png: bytes, max_px: int = THUMBNAIL_PX) -> bytes | None:
     """``png`` as it is when no side exceeds ``max_px`` (the toy world's 64 px pictures), else scaled down
     to ``max_px`` (a 227 px AlexNet picture: a grid page inline stays a few MB); None when it does not

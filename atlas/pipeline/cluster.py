@@ -106,10 +106,10 @@ def speaks_grpc(host: str, port: int, timeout_s: float = 3.0) -> bool | None:
     """Whether the server at ``host:port`` answers an HTTP/2 preface as a gRPC server does (True), answers
     otherwise or hangs up (False: a dashboard's HTTP/1, an SSH banner, ...), or says nothing in
     ``timeout_s`` (None: undecided)."""
+    head = b""
     try:
         with socket.create_connection((host, port), timeout=timeout_s) as conn:
             conn.sendall(HTTP2_PREFACE)
-            head = b""
             while len(head) < 9:
                 chunk = conn.recv(9 - len(head))
                 if not chunk:
