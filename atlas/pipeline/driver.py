@@ -284,8 +284,9 @@ def _cpu_autocast(store: RunStore, machine_record: Path | None = None) -> dict[s
 
     recorded = (store.manifest() or {}).get("cpu_autocast")
     decided = dict(recorded) if isinstance(recorded, dict) else {}
-    if cpu_kind() not in decided:
-        decided[cpu_kind()] = machine_cpu_autocast(machine_record)
+    kind = cpu_kind()  # reads /proc/cpuinfo
+    if kind not in decided:
+        decided[kind] = machine_cpu_autocast(machine_record)
     return decided
 
 

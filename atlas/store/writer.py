@@ -75,39 +75,45 @@ def resume_problem(
     the hash covers the config's text, not what its paths point at, and other weights behind the same
     path, or other source of the user's own network code (``code``: its files' sha256; unless
     ``allow_code_change``), would mix two networks in one run (``fingerprints``)."""
-    old_prints, new_prints = existing.get("fingerprints") or {}, new.get("fingerprints") or {}
-    for role, old in old_prints.items():
-        now = new_prints.get(role)
-        if not isinstance(old, Mapping) or not isinstance(now, Mapping):
-            continue
-        if old.get("fingerprint") and now.get("fingerprint") and old["fingerprint"] != now["fingerprint"]:
-            return (
-                f"was made with other {role} weights ({old.get('weights')}: fingerprint "
-                f"{old['fingerprint']}, now {now['fingerprint']}); results of two networks must not mix: "
-                "use a new run name (--set name=...) or remove the run"
-            )
-        if old.get("code") and now.get("code") and old["code"] != now["code"] and not allow_code_change:
-            files = ", ".join(str(f) for f in now.get("code_files") or old.get("code_files") or [])
-            return (
-                f"was made by other code of its {role} ({files} changed since: code fingerprint "
-                f"{old['code']}, now {now['code']}); results of two networks must not mix: restore that "
-                "code, or use a new run name (--set name=...); if the change leaves what the network "
-                "computes as it was (a comment, a fix for units that failed), resume with "
-                "`atlas run CONFIG --allow-code-change`"
-            )
+    for role, old, now in _differing(existing, new, "fingerprint"):
+        return (
+            f"was made with other {role} weights ({old.get('weights')}: fingerprint "
+            f"{old['fingerprint']}, now {now['fingerprint']}); results of two networks must not mix: "
+            "use a new run name (--set name=...) or remove the run"
+        )
+    for role, old, now in [] if allow_code_change else _differing(existing, new, "code"):
+        files = ", ".join(str(f) for f in now.get("code_files") or old.get("code_files") or [])
+        return (
+            f"was made by other code of its {role} ({files} changed since: code fingerprint "
+            f"{old['code']}, now {now['code']}); results of two networks must not mix: restore that "
+            "code, or use a new run name (--set name=...); if the change leaves what the network "
+            "computes as it was (a comment, a fix for units that failed), resume with "
+            "`atlas run CONFIG --allow-code-change`"
+        )
     return None
 
 
 def code_changes(existing: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """The networks whose own code's fingerprint differs between two manifests (``role: files``)."""
+    return [
+        f"{role}: {', '.join(str(f) for f in now.get('code_files') or [])}"
+        for role, _old, now in _differing(existing, new, "code")
+    ]
+
+
+def _differing(
+    existing: Mapping[str, Any], new: Mapping[str, Any], key: str
+) -> list[tuple[str, Mapping[str, Any], Mapping[str, Any]]]:
+    """(role, its entry then, now) of the networks whose ``fingerprints`` entries both record ``key``, with
+    other values (a network or a key one manifest lacks is not compared: an older run.json)."""
     old_prints, new_prints = existing.get("fingerprints") or {}, new.get("fingerprints") or {}
     out = []
     for role, old in old_prints.items():
         now = new_prints.get(role)
         if not (isinstance(old, Mapping) and isinstance(now, Mapping)):
             continue
-        if old.get("code") and now.get("code") and old["code"] != now["code"]:
-            out.append(f"{role}: {', '.join(str(f) for f in now.get('code_files') or [])}")
+        if old.get(key) and now.get(key) and old[key] != now[key]:
+            out.append((role, old, now))
     return out
 
 

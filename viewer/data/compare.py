@@ -72,10 +72,11 @@ def stats_over(conn: Any, layer: str, units: list[int]) -> dict[str, Any]:
         empty = ("mean_best_activation", "mean_facets", "judge_accuracy", "flagged_share", "steps")
         return {**dict.fromkeys(empty), "diverged_chains": 0}
     marks = ", ".join("?" for _ in units)
+    has_flags = "flags" in table_columns(conn, "images")
     flagged = (
         f"""(SELECT avg((coalesce(flags, '') <> '')::DOUBLE) FROM images
              WHERE layer = ? AND kind IN ('best', 'last') AND flags IS NOT NULL AND unit IN ({marks}))"""
-        if "flags" in table_columns(conn, "images")
+        if has_flags
         else "NULL::DOUBLE"
     )
     steps = "max(steps)" if "steps" in table_columns(conn, "chains") else "NULL::BIGINT"
@@ -88,15 +89,7 @@ def stats_over(conn: Any, layer: str, units: list[int]) -> dict[str, Any]:
                    {flagged} AS flagged_share,
                    (SELECT {steps} FROM chains WHERE layer = ? AND unit IN ({marks})) AS steps
             FROM units WHERE layer = ? AND unit IN ({marks})""",
-        [
-            layer,
-            *units,
-            *([layer, *units] if flagged != "NULL::DOUBLE" else []),
-            layer,
-            *units,
-            layer,
-            *units,
-        ],
+        [layer, *units, *([layer, *units] if has_flags else []), layer, *units, layer, *units],
     )
     row = frame.iloc[0].to_dict()
     return {k: (None if is_null(v) else v) for k, v in row.items()}

@@ -28,8 +28,9 @@ def _truth_filters(ctx: Context, layer: str, have: data.Truth) -> dict:
     """Label text, flag and natural-images filters (a second row; only the columns the run has, and the
     natural-images filter where the layer has silent units)."""
     silent = data.silent_count(ctx.conn, layer)
+    if not silent:  # nothing to filter on: no filter kept, none in the URL
+        st.session_state[state.GRID_PARAMS["natural"][0]] = "all units"
     if not (have.labels or have.pictures or silent):
-        st.session_state[state.GRID_PARAMS["natural"][0]] = "all units"  # nothing to filter: no URL param
         return {}
     c1, c2, c3 = st.columns([2.2, 2.6, 3.4])
     out: dict = {}
@@ -43,8 +44,6 @@ def _truth_filters(ctx: Context, layer: str, have: data.Truth) -> dict:
             **FIRST_PAGE,
         )  # fmt: skip
         out["natural"] = data.NATURAL[choice]
-    else:
-        st.session_state[state.GRID_PARAMS["natural"][0]] = "all units"
     if have.labels:
         out["label_text"] = c1.text_input(
             "Label contains", key=state.grid_widget("label"), placeholder="e.g. hook, colour:, no label",
@@ -202,13 +201,12 @@ def _tile(rec: dict, have: data.Truth, link: str, picture: str) -> str:
     every line one line high (cut with "…"; the whole text as its tooltip), so tiles line up in even rows."""
     unit = int(rec["unit"])
     name = data.unit_name(unit, rec.get("composite"))
-    href = html.escape(link, quote=True)
+    href, quoted = html.escape(link, quote=True), html.escape(name, quote=True)
     small = widgets.thumbnail_png(rec["png"]) if rec["png"] is not None else None
     if small is not None:  # inline: the page's pictures arrive with it, not as 192 requests
         shown = (
             f"<a class='atlas-tile-picture' href='{href}' target='_blank' rel='noopener' title='open "
-            f"{html.escape(name, quote=True)} in a new tab'><img src='{data.png_data_url(small)}' "
-            f"alt='{html.escape(name, quote=True)}'></a>"
+            f"{quoted} in a new tab'><img src='{data.png_data_url(small)}' alt='{quoted}'></a>"
         )
     elif rec["png"] is not None:  # bytes that do not decode: named, the page goes on
         shown = (
@@ -217,7 +215,6 @@ def _tile(rec: dict, have: data.Truth, link: str, picture: str) -> str:
         )
     else:
         shown = _no_picture(rec)
-    quoted = html.escape(name, quote=True)
     title = f"<a class='atlas-tile-name' href='{href}' target='_self' title='open {quoted}'>{quoted}</a>"
     if rec.get("status") == "error":
         return _tile_box(unit, shown + title + _failed_line(rec))
@@ -282,8 +279,8 @@ def render(ctx: Context) -> None:
     run = ctx.run_dir.name if ctx.multi_run else None
     # one CSS grid of tiles (widgets.CSS, .atlas-grid), one HTML block: as many columns of at least TILE_PX
     # as the page holds (6 at 1440 px with the sidebar open), every tile of a row as high as the row. As
-    # ~800 Streamlit elements (a container, picture, button and lines a tile) a 192-tile page took 3-6 s
-    # to turn in Chromium; as one block, 0.4-0.6 s
+    # ~800 Streamlit elements (a container, picture, button and lines a tile) a 192-tile page took 3.2-6.7 s
+    # to turn in Chromium; as one block, 0.3-0.7 s (docs/viewer.md)
     tiles = "".join(
         _tile(rec, have, state.link("unit", layer, int(rec["unit"]), run), query.picture) for rec in records
     )
