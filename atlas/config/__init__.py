@@ -39,6 +39,7 @@ from atlas.config.run import (
     RunConfig,
     check_sampler_models,
     config_differences,
+    layer_extension,
 )
 from atlas.config.sampler import (
     AccentuationConfig,
@@ -95,6 +96,7 @@ __all__ = [
     "config_differences",
     "config_from_dict",
     "describe_fields",
+    "layer_extension",
     "load_config",
     "read_config_file",
     "replace",

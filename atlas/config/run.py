@@ -201,3 +201,29 @@ def config_differences(old: Any, new: Any, prefix: str = "") -> list[str]:
             for d in config_differences(a, b, f"{prefix}{i}.")
         ]
     return [] if old == new else [prefix.rstrip(".")]
+
+
+def layer_extension(old: dict[str, Any], new: dict[str, Any]) -> tuple[list[str], list[str], list[str]]:
+    """How config ``new`` (a dict) grows the run that config ``old`` made: (the layers it adds, the keys
+    that differ otherwise, the run's layers it leaves out). A run grows by new layers only: its other
+    result settings stay, and each layer it holds is listed as it was made, in any position (a changed one
+    is named by its key in ``new``: ``layers.1.units``). It extends the run when it adds layers and the
+    other two lists are empty; the same config gives ([], [], [])."""
+    strip = ("layers", *NON_RESULT_SECTIONS)
+    changed = config_differences(
+        {k: v for k, v in old.items() if k not in strip}, {k: v for k, v in new.items() if k not in strip}
+    )
+    old_layers, new_layers = _layer_entries(old), _layer_entries(new)
+    position = {name: i for i, name in enumerate(new_layers)}
+    for name, entry in old_layers.items():
+        if name in new_layers:
+            changed += config_differences(entry, new_layers[name], f"layers.{position[name]}.")
+    added = [name for name in new_layers if name not in old_layers]
+    return added, changed, [name for name in old_layers if name not in new_layers]
+
+
+def _layer_entries(config: dict[str, Any]) -> dict[str, Any]:
+    """A config dict's layer entries by name (an entry without a name is keyed by its position)."""
+    layers = config.get("layers")
+    entries = layers if isinstance(layers, list) else []
+    return {str(e.get("name", i)) if isinstance(e, dict) else str(i): e for i, e in enumerate(entries)}

@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from atlas.config import NON_RESULT_SECTIONS, RunConfig
+from atlas.config import NON_RESULT_SECTIONS, RunConfig, layer_extension
 from atlas.errors import AtlasError, ConfigError, Interrupted, Terminated
 from atlas.models import LayerProbe, example_input
 from atlas.pipeline.models_setup import RunModels, ShippedBundle, WorkerBundle, build_bundle, build_models
@@ -138,9 +138,10 @@ def _completed_shards(store: RunStore, cfg: RunConfig, shards: list[Shard]) -> s
     this plan cuts otherwise is refused: a shard is named by its layer and index, so under another
     ``ray.units_per_shard`` (or an older atlas's names) skipping or redoing shards by name would lose units
     or write them twice. Each marker's unit range must be its planned shard's; a shard whose marker does not
-    read is done again. A different config is refused by the manifest check instead."""
+    read is done again. The same config, or one that adds layers, is checked so; a different config is
+    refused by the manifest check instead."""
     existing = store.manifest()
-    if existing is None or existing.get("config_hash") != config_hash(cfg):
+    if existing is None or not _same_or_extended(existing, cfg):
         return store.completed_shards() & {s.id for s in shards}
     planned = {s.id: (min(s.units), max(s.units)) for s in shards}
     markers = read_markers(store.loc)  # read once: the check and the ids of what is done
@@ -158,6 +159,14 @@ def _completed_shards(store: RunStore, cfg: RunConfig, shards: list[Shard]) -> s
             "(--set name=...)"
         )
     return set(markers)
+
+
+def _same_or_extended(existing: dict[str, Any], cfg: RunConfig) -> bool:
+    """Whether ``cfg`` resumes the run of manifest ``existing`` or adds layers to it (nothing else)."""
+    if existing.get("config_hash") == config_hash(cfg):
+        return True
+    added, differ, left_out = layer_extension(existing.get("config") or {}, cfg.to_dict())
+    return bool(added) and not differ and not left_out
 
 
 def _to_stderr(message: str) -> None:
@@ -354,9 +363,7 @@ def _dispatch(
         for change in code_changes(earlier or {}, manifest):
             log(f"atlas: warning: resuming with other code of the {change} (--allow-code-change)")
         done_units = total_units - sum(len(s.units) for s in todo)
-        if done_units:
-            n_done = manifest["planned_shards"] - len(todo)
-            log(f"resuming {loc.display()}: {n_done} of {manifest['planned_shards']} shards already complete")
+        _say_resume(loc, earlier, manifest, len(todo) if done_units else None, log)
         _say_other_code((earlier or {}).get("git_sha"), manifest.get("git_sha"), log)
         log(
             f"atlas run {cfg.name}: {len(todo)} shard{'s' if len(todo) != 1 else ''}, "
@@ -408,6 +415,19 @@ def _dispatch(
             cluster.shutdown_local()
         sigterm.restore()
         starting.restore()
+
+
+def _say_resume(
+    loc: Location, earlier: dict[str, Any] | None, manifest: dict[str, Any], todo: int | None, log
+) -> None:
+    """Say which layers a config adds to the run (``earlier``: its run.json), and how many of its planned
+    shards are complete when ``todo`` (the shards still to do) is given."""
+    added = layer_extension((earlier or {}).get("config") or {}, manifest["config"])[0]
+    if earlier is not None and added:
+        log(f"extending {loc.display()} with layer{'s' if len(added) > 1 else ''} {', '.join(added)}")
+    if todo is not None:
+        planned = manifest["planned_shards"]
+        log(f"resuming {loc.display()}: {planned - todo} of {planned} shards already complete")
 
 
 def _say_other_code(started_at: str | None, now: str | None, log) -> None:

@@ -38,7 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from atlas.config import config_differences
+from atlas.config import layer_extension
 from atlas.errors import AtlasError, some
 from atlas.store.location import Location, open_location
 from atlas.store.manifest import (
@@ -91,6 +91,14 @@ def resume_problem(
             "`atlas run CONFIG --allow-code-change`"
         )
     return None
+
+
+def _what_differs(keys: list[str], left_out: list[str]) -> str:
+    """``sampler.steps differs; layer conv3 left out`` (:func:`atlas.config.layer_extension`'s lists)."""
+    parts = [f"{some(keys, 6)} {'differs' if len(keys) == 1 else 'differ'}"] if keys else []
+    if left_out:
+        parts.append(f"layer{'s' if len(left_out) > 1 else ''} {some(left_out, 6)} left out")
+    return "; ".join(parts)
 
 
 def code_changes(existing: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
@@ -188,7 +196,8 @@ class RunStore:
                 )
 
     def init_run(self, manifest: Mapping[str, Any], allow_code_change: bool = False) -> dict[str, Any] | None:
-        """Create the run (write ``run.json``) or accept a resume of the same config; returns the run.json
+        """Create the run (write ``run.json``) or accept a resume of the same config, or of one that adds
+        layers to it (:func:`atlas.config.layer_extension`; listed under ``extended``); returns the run.json
         a resume found (None: a new run).
 
         Raises :class:`AtlasError` when the directory already holds a run with a different
@@ -203,6 +212,9 @@ class RunStore:
         if existing is not None:
             self.check_resume(manifest, existing, allow_code_change)
             resumed = dict(existing)
+            added = layer_extension(existing.get("config") or {}, manifest.get("config") or {})[0]
+            if added:  # a config that adds layers to the run (check_resume: nothing else changed)
+                resumed["extended"] = [*existing.get("extended", []), {_now(): added}]
             changed = code_changes(existing, manifest)
             if changed:
                 resumed["resumed_code_change"] = [*existing.get("resumed_code_change", []), {_now(): changed}]
@@ -244,14 +256,15 @@ class RunStore:
         """Raise :class:`AtlasError` unless ``manifest`` may go on with the run whose run.json is
         ``existing`` (the same config, a schema this atlas writes, the same shard layout); writes nothing."""
         if existing.get("config_hash") != manifest["config_hash"]:
-            differ = config_differences(existing.get("config") or {}, manifest.get("config") or {})
-            old_hash = str(existing.get("config_hash"))[:12]
-            verb = "differs" if len(differ) == 1 else "differ"
-            what = f"{some(differ, 6)} {verb}" if differ else f"hash {old_hash}"
-            raise AtlasError(
-                f"run {self.loc.display()} holds a different config ({what}); use a new run name "
-                "(--set name=...) or remove it"
-            )
+            old_config, new_config = existing.get("config") or {}, manifest.get("config") or {}
+            added, differ, left_out = layer_extension(old_config, new_config)
+            if differ or left_out or not added:  # nothing added: the same config under another hash
+                what = _what_differs(differ, left_out) or f"hash {str(existing.get('config_hash'))[:12]}"
+                raise AtlasError(
+                    f"run {self.loc.display()} holds a different config ({what}); a run takes new layers "
+                    "but keeps its settings and the layers it holds: use a new run name (--set name=...) "
+                    "or remove it"
+                )
         check_schema(self.loc, existing)  # no resume adds this atlas's shards to a newer run
         problem = resume_problem(existing, manifest, allow_code_change)
         if problem:

@@ -142,7 +142,8 @@ def test_row_counts_exact_and_rerun_writes_nothing(tmp_path, micro_cache, ray_se
 
 def test_different_config_in_same_run_dir_refused(tmp_path, micro_cache, ray_session):
     run_atlas(micro_config(tmp_path, micro_cache, "layers.1.units=0-1"), progress=False)
-    with pytest.raises(AtlasError, match=r"different config \(sampler.steps differs\); use a new run name"):
+    refused = r"different config \(sampler.steps differs\); a run takes new layers"
+    with pytest.raises(AtlasError, match=refused):
         run_atlas(
             micro_config(tmp_path, micro_cache, "sampler.steps=5", "layers.1.units=0-1"), progress=False
         )
@@ -162,6 +163,37 @@ def test_different_config_in_same_run_dir_refused(tmp_path, micro_cache, ray_ses
                 micro_config(tmp_path, micro_cache, f"ray.units_per_shard={size}", "layers.1.units=0-1"),
                 progress=False,
             )
+
+
+def test_a_finished_run_takes_new_layers(tmp_path, micro_cache, ray_session):
+    from atlas.store.verify import verify_run
+
+    only_fc8 = tmp_path / "fc8.yaml"
+    micro = (REPO / "configs" / "micro.yaml").read_text()
+    only_fc8.write_text(micro.replace('  - {name: conv2, units: "0-3"}\n', ""))
+    first_cfg = load_config(only_fc8, [f"out_dir={tmp_path}", f"toyworld.cache_dir={micro_cache}"])
+    first = run_atlas(first_cfg, progress=False)
+    run_dir = tmp_path / "micro"
+    fc8_files = {p: p.stat().st_mtime_ns for p in run_dir.glob("*/layer=fc8/*.parquet")}
+    assert fc8_files and not list(run_dir.glob("*/layer=conv2"))
+    said: list[str] = []
+    grown_cfg = micro_config(tmp_path, micro_cache, "layers.1.units=0-1")
+    grown = run_atlas(grown_cfg, progress=False, log=said.append)
+    assert grown["shards_run"] == 1 and grown["shards_skipped"] == first["shards"]  # only the new layer ran
+    assert any(line.startswith("extending ") and line.endswith("with layer conv2") for line in said), said
+    assert {p: p.stat().st_mtime_ns for p in run_dir.glob("*/layer=fc8/*.parquet")} == fc8_files
+    manifest = json.loads((run_dir / "run.json").read_text())
+    assert manifest["status"] == "complete" and manifest["planned_shards"] == first["shards"] + 1
+    assert [list(e.values()) for e in manifest["extended"]] == [[["conv2"]]]
+    assert [layer["name"] for layer in manifest["layers"]] == ["fc8", "conv2"]
+    assert table_count(run_dir, "units", "WHERE layer = 'conv2'") == 2
+    assert table_count(run_dir, "units", "WHERE layer = 'fc8'") == first["units"]
+    report = verify_run(run_dir)
+    assert not report.bad and not report.unmarked and report.shards == first["shards"] + 1
+    # the layers it holds stay as made: more units of conv2 are another run
+    refused = r"different config \(layers.1.units differs\); a run takes new layers"
+    with pytest.raises(AtlasError, match=refused):
+        run_atlas(micro_config(tmp_path, micro_cache, "layers.1.units=0-3"), progress=False)
 
 
 def test_worker_sigkill_mid_run_completes_without_loss_or_duplicates(tmp_path, micro_cache, ray_session):

@@ -156,8 +156,42 @@ def test_config_hash_refusal_and_resume(store):
     with pytest.raises(AtlasError, match="different config"):
         store.init_run(manifest(config_hash="zzz"))
     other = manifest(config_hash="zzz") | {"config": {"name": "t", "layers": ["fc7"], "ray": {"x": 1}}}
-    with pytest.raises(AtlasError, match=r"different config \(layers.0 differs\); use a new run name"):
+    with pytest.raises(AtlasError, match=r"different config \(layers.0 differs\); a run takes new layers"):
         store.init_run(other)  # what differs, named (ray is not a result: not named)
+
+
+def test_a_config_that_adds_layers_extends_the_run(tmp_path):
+    fc8 = {"name": "fc8", "units": "all"}
+    store = RunStore(str(tmp_path / "r"))
+    store.init_run(manifest(config={"seed": 0, "layers": [fc8]}))
+    grown = {"seed": 0, "layers": [{"name": "conv3", "units": "0-7"}, fc8], "ray": {"actors": 4}}
+    store.init_run(manifest(config_hash="grown", config=grown))  # a new layer, in any position
+    data = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert data["config"] == grown and data["config_hash"] == "grown"
+    assert [list(e.values()) for e in data["extended"]] == [[["conv3"]]]
+    conv3, conv4 = grown["layers"][0], {"name": "conv4"}
+    cases = [  # what a run cannot take, named
+        ({"seed": 1, "layers": [conv3, fc8, conv4]}, r"\(seed differs\)"),
+        ({"seed": 0, "layers": [conv3, {"name": "fc8", "units": "0-3"}, conv4]}, r"\(layers.1.units diff"),
+        ({"seed": 0, "layers": [fc8, conv4]}, r"\(layer conv3 left out\); a run takes new"),
+    ]
+    for config, message in cases:
+        with pytest.raises(AtlasError, match=message):
+            store.init_run(manifest(config_hash="other", config=config))
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["config"] == grown  # nothing written
+
+
+def test_layer_extension_names_added_layers_and_what_blocks_them():
+    from atlas.config import layer_extension
+
+    old = {"sampler": {"steps": 100}, "layers": [{"name": "fc8", "units": "all"}], "out_dir": "runs"}
+    assert layer_extension(old, old) == ([], [], [])
+    wider = {**old, "layers": [*old["layers"], {"name": "conv4", "units": "0-3"}], "out_dir": "s3://b/x"}
+    assert layer_extension(old, wider) == (["conv4"], [], [])  # where it is written is no result setting
+    fewer = {**old, "layers": [{"name": "conv4"}], "sampler": {"steps": 50}}
+    assert layer_extension(old, fewer) == (["conv4"], ["sampler.steps"], ["fc8"])
+    moved = {**old, "layers": [{"name": "conv4"}, {"name": "fc8", "units": "0-3"}]}
+    assert layer_extension(old, moved) == (["conv4"], ["layers.1.units"], [])  # named where it is now
 
 
 def test_config_differences_name_dotted_keys():
