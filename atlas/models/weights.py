@@ -133,12 +133,32 @@ def _torch_load(source: Path | io.BytesIO, label: str) -> object:
             first = first_line(exc)  # a bare KeyError's is just a number: say what kind of failure it was
             kind = type(exc).__name__
             why = first if len(first) >= 24 or first.startswith(kind) else f"{kind}: {first}"
+            why = f"torch.load: {why}"
             if isinstance(exc, EOFError):  # torch's "EOFError: EOFError" said plainly
-                why = "the file ends before any data (empty or cut short)"
+                why = "torch.load: the file ends before any data (empty or cut short)"
+            why = _not_torch_format(source) or why
             raise ModelError(
-                f"weights file {label!r} is corrupt or not a torch state-dict file (torch.load: {why}); give "
+                f"weights file {label!r} is corrupt or not a torch state-dict file ({why}); give "
                 "a file written by torch.save(model.state_dict(), path)"
             ) from None
+
+
+def _not_torch_format(source: Path | io.BytesIO) -> str | None:
+    """What a file that is neither of torch.save's formats (a zip archive, or a pickle for the legacy
+    one) holds instead, said plainly (torch's own error for a text file is ``KeyError: 101``); None for
+    those formats."""
+    if isinstance(source, io.BytesIO):
+        head = source.getvalue()[:64]
+    else:
+        with open(source, "rb") as f:
+            head = f.read(64)
+    if not head or head.startswith(b"PK") or head[:1] == b"\x80":
+        return None
+    text = head.decode("utf-8", errors="replace")
+    if text.isprintable() or all(c.isprintable() or c in "\n\r\t" for c in text):
+        start = " ".join(text.split())[:32]
+        return f"it holds text starting {start!r}, not torch.save's zip or pickle format"
+    return f"its first bytes {head[:8].hex()} are neither torch.save's zip archive nor its pickle format"
 
 
 # what numpy's arrays and scalars need to unpickle, and nothing else (numpy has functions that run code)
@@ -164,14 +184,18 @@ def _numpy_global(dotted: str) -> object | None:
 
 
 def _refuse_pickle(exc: Exception, source: Path | io.BytesIO, label: str, name: str | None) -> NoReturn:
-    if name or _is_zip(source):  # torch.save's zip whose pickle holds more than tensors
+    zipped = _is_zip(source)
+    other_format = None if zipped else _not_torch_format(source)  # text: its 'c' reads as pickle's GLOBAL
+    if not other_format and (name or zipped):  # torch.save's zip whose pickle holds more than tensors
         what = f" ({name})" if name else ""
         raise ModelError(
             f"weights file {label!r} refused: it holds pickled Python objects{what}, not only tensors; "
             "re-save it with torch.save(model.state_dict(), path)"
         ) from None
+    why = other_format or "unreadable pickle data"
     raise ModelError(
-        f"weights file {label!r} is corrupt or not a torch state-dict file (unreadable pickle data)"
+        f"weights file {label!r} is corrupt or not a torch state-dict file ({why}); give a file written "
+        "by torch.save(model.state_dict(), path)"
     ) from None
 
 

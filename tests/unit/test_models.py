@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 import random
+import re
 
 import pytest
 import torch
@@ -187,6 +188,10 @@ def test_missing_corrupt_and_pickle_files_refused(tmp_path):
     for payload in payloads:  # arbitrary bytes fail in many ways; each must be one clear ModelError
         corrupt.write_bytes(payload)
         with pytest.raises(ModelError, match="corrupt|does not hold a state dict|refused"):
+            load_model(ModelConfig(spec=spec, weights=str(corrupt), preprocess=pre))
+    for text in ("conv1.weight: [0.1, 0.2]\n", '{"conv1.weight": [0.1]}'):  # torch says "KeyError: 101"
+        corrupt.write_text(text)
+        with pytest.raises(ModelError, match=rf"holds text starting {re.escape(repr(text.strip()))}, not"):
             load_model(ModelConfig(spec=spec, weights=str(corrupt), preprocess=pre))
 
     class Payload:
