@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from typing import Any
 
 from pydantic import (
@@ -203,12 +204,14 @@ def config_differences(old: Any, new: Any, prefix: str = "") -> list[str]:
     return [] if old == new else [prefix.rstrip(".")]
 
 
-def layer_extension(old: dict[str, Any], new: dict[str, Any]) -> tuple[list[str], list[str], list[str]]:
+def layer_extension(
+    old: dict[str, Any], new: dict[str, Any], units_may_grow: Collection[str] = ()
+) -> tuple[list[str], list[str], list[str]]:
     """How config ``new`` (a dict) grows the run that config ``old`` made: (the layers it adds, the keys
-    that differ otherwise, the run's layers it leaves out). A run grows by new layers only: its other
+    that differ otherwise, the run's layers it leaves out). A run grows by new layers, and by more units
+    of the layers in ``units_may_grow`` (the caller checked that their units only grew): its other
     result settings stay, and each layer it holds is listed as it was made, in any position (a changed one
-    is named by its key in ``new``: ``layers.1.units``). It extends the run when it adds layers and the
-    other two lists are empty; the same config gives ([], [], [])."""
+    is named by its key in ``new``: ``layers.1.units``). The same config gives ([], [], [])."""
     strip = ("layers", *NON_RESULT_SECTIONS)
     changed = config_differences(
         {k: v for k, v in old.items() if k not in strip}, {k: v for k, v in new.items() if k not in strip}
@@ -217,7 +220,9 @@ def layer_extension(old: dict[str, Any], new: dict[str, Any]) -> tuple[list[str]
     position = {name: i for i, name in enumerate(new_layers)}
     for name, entry in old_layers.items():
         if name in new_layers:
-            changed += config_differences(entry, new_layers[name], f"layers.{position[name]}.")
+            prefix = f"layers.{position[name]}."
+            grown = f"{prefix}units" if name in units_may_grow else None
+            changed += [k for k in config_differences(entry, new_layers[name], prefix) if k != grown]
     added = [name for name in new_layers if name not in old_layers]
     return added, changed, [name for name in old_layers if name not in new_layers]
 

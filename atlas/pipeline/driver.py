@@ -35,11 +35,11 @@ from typing import Any
 
 import torch
 
-from atlas.config import NON_RESULT_SECTIONS, RunConfig, layer_extension
+from atlas.config import NON_RESULT_SECTIONS, RunConfig
 from atlas.errors import AtlasError, ConfigError, Interrupted, Terminated
 from atlas.models import LayerProbe, example_input
 from atlas.pipeline.models_setup import RunModels, ShippedBundle, WorkerBundle, build_bundle, build_models
-from atlas.pipeline.plan import Shard, plan_shards
+from atlas.pipeline.plan import Shard, plan_groups, unit_groups
 from atlas.pipeline.preflight import preflight_config, preflight_models
 from atlas.pipeline.progress import UnitCount, progress_bar
 from atlas.provenance import git_sha, short_sha
@@ -49,7 +49,7 @@ from atlas.store.catalog import check_run
 from atlas.store.location import Location, open_location
 from atlas.store.lock import RunLock
 from atlas.store.manifest import SUMMARY_FILE, marker_readable, read_json, read_markers
-from atlas.store.writer import code_changes
+from atlas.store.writer import code_changes, run_growth
 from atlas.toyworld.cache import cache_root
 from atlas.uri_filesystem import is_remote
 
@@ -133,15 +133,15 @@ def run_location(cfg: RunConfig) -> Location:
     return open_location(out, storage).child(cfg.name)
 
 
-def _completed_shards(store: RunStore, cfg: RunConfig, shards: list[Shard]) -> set[str]:
+def _completed_shards(store: RunStore, manifest: dict[str, Any], shards: list[Shard]) -> set[str]:
     """Ids of the plan's shards the run already holds. Resuming a run (same config) whose completed shards
     this plan cuts otherwise is refused: a shard is named by its layer and index, so under another
     ``ray.units_per_shard`` (or an older atlas's names) skipping or redoing shards by name would lose units
     or write them twice. Each marker's unit range must be its planned shard's; a shard whose marker does not
-    read is done again. The same config, or one that adds layers, is checked so; a different config is
-    refused by the manifest check instead."""
+    read is done again. The same config, or one that adds layers or units, is checked so; a different
+    config is refused by the manifest check instead."""
     existing = store.manifest()
-    if existing is None or not _same_or_extended(existing, cfg):
+    if existing is None or not _same_or_extended(existing, manifest):
         return store.completed_shards() & {s.id for s in shards}
     planned = {s.id: (min(s.units), max(s.units)) for s in shards}
     markers = read_markers(store.loc)  # read once: the check and the ids of what is done
@@ -155,17 +155,18 @@ def _completed_shards(store: RunStore, cfg: RunConfig, shards: list[Shard]) -> s
         held = f" (units {units[0]}-{units[1]})" if units else ""
         raise ConfigError(
             f"run {store.loc.display()}: its shard {shard_id}{held} is cut otherwise under "
-            f"ray.units_per_shard={cfg.ray.units_per_shard}; resume with {hint}, or use a new run name "
+            f"ray.units_per_shard={manifest['units_per_shard']}; resume with {hint}, or use a new run name "
             "(--set name=...)"
         )
     return set(markers)
 
 
-def _same_or_extended(existing: dict[str, Any], cfg: RunConfig) -> bool:
-    """Whether ``cfg`` resumes the run of manifest ``existing`` or adds layers to it (nothing else)."""
-    if existing.get("config_hash") == config_hash(cfg):
+def _same_or_extended(existing: dict[str, Any], manifest: dict[str, Any]) -> bool:
+    """Whether ``manifest`` resumes the run of manifest ``existing`` or adds layers or units to it (and
+    nothing else: :func:`atlas.store.writer.run_growth`)."""
+    if existing.get("config_hash") == manifest["config_hash"]:
         return True
-    added, differ, left_out = layer_extension(existing.get("config") or {}, cfg.to_dict())
+    added, differ, left_out = run_growth(existing, manifest)
     return bool(added) and not differ and not left_out
 
 
@@ -193,12 +194,12 @@ def run_atlas(
     for warning in checked.warnings:
         warn(f"atlas: warning: {warning}")
     layers = resolve_layers(cfg, models, checked.layer_shapes)
-    shards = plan_shards({lp.name: lp.units for lp in layers}, cfg.ray.units_per_shard)
     loc = run_location(cfg)
     store = RunStore(loc)
     store.check_own_folder()  # before Ray starts: a folder of other files is no run to write into
-    done = _completed_shards(store, cfg, shards)
-    todo = [s for s in shards if s.id not in done]
+    held = (store.manifest() or {}).get("unit_groups") or {}  # a layer whose selection grew keeps its cut
+    groups = {lp.name: unit_groups(held.get(lp.name), lp.units) for lp in layers}
+    shards = plan_groups(groups, cfg.ray.units_per_shard)
     total_units = sum(len(s.units) for s in shards)
     manifest = {
         "config": cfg.to_dict(),
@@ -220,7 +221,10 @@ def run_atlas(
         "output_layer": checked.output_layer,
         "facet_layer": checked.facet_layer,
         "code_layer": checked.code_layer,
+        "unit_groups": groups,  # each layer's units, in the groups the run took them (plan.unit_groups)
     }
+    done = _completed_shards(store, manifest, shards)
+    todo = [s for s in shards if s.id not in done]
     if not todo:  # every shard done: the run's own summary stays what its last work wrote
         previous, existing = _previous_summary(loc), store.manifest()
         if existing is not None and existing.get("status") == "complete" and previous:
@@ -420,11 +424,11 @@ def _dispatch(
 def _say_resume(
     loc: Location, earlier: dict[str, Any] | None, manifest: dict[str, Any], todo: int | None, log
 ) -> None:
-    """Say which layers a config adds to the run (``earlier``: its run.json), and how many of its planned
-    shards are complete when ``todo`` (the shards still to do) is given."""
-    added = layer_extension((earlier or {}).get("config") or {}, manifest["config"])[0]
-    if earlier is not None and added:
-        log(f"extending {loc.display()} with layer{'s' if len(added) > 1 else ''} {', '.join(added)}")
+    """Say which layers and units a config adds to the run (``earlier``: its run.json), and how many of
+    its planned shards are complete when ``todo`` (the shards still to do) is given."""
+    added = run_growth(earlier, manifest)[0] if earlier is not None else []
+    if added:
+        log(f"extending {loc.display()} with {', '.join(added)}")
     if todo is not None:
         planned = manifest["planned_shards"]
         log(f"resuming {loc.display()}: {planned - todo} of {planned} shards already complete")

@@ -93,6 +93,28 @@ def resume_problem(
     return None
 
 
+def run_growth(existing: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[list[str], list[str], list[str]]:
+    """How manifest ``new`` grows the run of manifest ``existing``: (what it adds, as ``layer conv4`` and
+    ``8 more units of fc8``; the config keys that differ otherwise; the run's layers it leaves out), from
+    :func:`atlas.config.layer_extension`. A layer's units grew when ``new``'s ``unit_groups`` for it
+    start with the run's and add more (:func:`atlas.pipeline.plan.unit_groups`): its held shards keep
+    their cut. It extends the run when it adds something and the other two lists are empty."""
+    old_groups, new_groups = existing.get("unit_groups") or {}, new.get("unit_groups") or {}
+    grown = {}
+    for layer, held in old_groups.items():
+        now = new_groups.get(layer)
+        if (
+            isinstance(held, list)
+            and isinstance(now, list)
+            and len(now) > len(held)
+            and now[: len(held)] == held
+        ):
+            grown[layer] = sum(len(group) for group in now[len(held) :])
+    added, changed, left_out = layer_extension(existing.get("config") or {}, new.get("config") or {}, grown)
+    more = [f"{n} more unit{'' if n == 1 else 's'} of {layer}" for layer, n in grown.items()]
+    return [f"layer {name}" for name in added] + more, changed, left_out
+
+
 def _what_differs(keys: list[str], left_out: list[str]) -> str:
     """``sampler.steps differs; layer conv3 left out`` (:func:`atlas.config.layer_extension`'s lists)."""
     parts = [f"{some(keys, 6)} {'differs' if len(keys) == 1 else 'differ'}"] if keys else []
@@ -212,8 +234,8 @@ class RunStore:
         if existing is not None:
             self.check_resume(manifest, existing, allow_code_change)
             resumed = dict(existing)
-            added = layer_extension(existing.get("config") or {}, manifest.get("config") or {})[0]
-            if added:  # a config that adds layers to the run (check_resume: nothing else changed)
+            added = run_growth(existing, manifest)[0]
+            if added:  # a config that adds layers or units to the run (check_resume: nothing else changed)
                 resumed["extended"] = [*existing.get("extended", []), {_now(): added}]
             changed = code_changes(existing, manifest)
             if changed:
@@ -256,14 +278,13 @@ class RunStore:
         """Raise :class:`AtlasError` unless ``manifest`` may go on with the run whose run.json is
         ``existing`` (the same config, a schema this atlas writes, the same shard layout); writes nothing."""
         if existing.get("config_hash") != manifest["config_hash"]:
-            old_config, new_config = existing.get("config") or {}, manifest.get("config") or {}
-            added, differ, left_out = layer_extension(old_config, new_config)
+            added, differ, left_out = run_growth(existing, manifest)
             if differ or left_out or not added:  # nothing added: the same config under another hash
                 what = _what_differs(differ, left_out) or f"hash {str(existing.get('config_hash'))[:12]}"
                 raise AtlasError(
                     f"run {self.loc.display()} holds a different config ({what}); a run takes new layers "
-                    "but keeps its settings and the layers it holds: use a new run name (--set name=...) "
-                    "or remove it"
+                    "and units but keeps its settings and the units it holds: use a new run name "
+                    "(--set name=...) or remove it"
                 )
         check_schema(self.loc, existing)  # no resume adds this atlas's shards to a newer run
         problem = resume_problem(existing, manifest, allow_code_change)

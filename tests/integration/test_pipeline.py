@@ -180,20 +180,32 @@ def test_a_finished_run_takes_new_layers(tmp_path, micro_cache, ray_session):
     grown_cfg = micro_config(tmp_path, micro_cache, "layers.1.units=0-1")
     grown = run_atlas(grown_cfg, progress=False, log=said.append)
     assert grown["shards_run"] == 1 and grown["shards_skipped"] == first["shards"]  # only the new layer ran
-    assert any(line.startswith("extending ") and line.endswith("with layer conv2") for line in said), said
+    assert any(line.startswith("extending ") and line.endswith(" with layer conv2") for line in said), said
     assert {p: p.stat().st_mtime_ns for p in run_dir.glob("*/layer=fc8/*.parquet")} == fc8_files
     manifest = json.loads((run_dir / "run.json").read_text())
     assert manifest["status"] == "complete" and manifest["planned_shards"] == first["shards"] + 1
-    assert [list(e.values()) for e in manifest["extended"]] == [[["conv2"]]]
+    assert [list(e.values()) for e in manifest["extended"]] == [[["layer conv2"]]]
     assert [layer["name"] for layer in manifest["layers"]] == ["fc8", "conv2"]
     assert table_count(run_dir, "units", "WHERE layer = 'conv2'") == 2
     assert table_count(run_dir, "units", "WHERE layer = 'fc8'") == first["units"]
     report = verify_run(run_dir)
     assert not report.bad and not report.unmarked and report.shards == first["shards"] + 1
-    # the layers it holds stay as made: more units of conv2 are another run
-    refused = r"different config \(layers.1.units differs\); a run takes new layers"
+    # more units of a held layer: only they run, in shards of their own (the held shard keeps its cut)
+    said.clear()
+    more = run_atlas(
+        micro_config(tmp_path, micro_cache, "layers.1.units=0-3"), progress=False, log=said.append
+    )
+    assert more["shards_run"] == 1 and any(line.endswith(" with 2 more units of conv2") for line in said), (
+        said
+    )
+    assert table_count(run_dir, "units", "WHERE layer = 'conv2'") == 4
+    assert distinct_count(run_dir, "chains", "layer, unit, chain") == table_count(run_dir, "chains")
+    assert json.loads((run_dir / "run.json").read_text())["unit_groups"]["conv2"] == [[0, 1], [2, 3]]
+    assert not verify_run(run_dir).bad
+    # the units it holds stay: a selection that leaves some out is another run
+    refused = r"different config \(layers.1.units differs\); a run takes new layers and units"
     with pytest.raises(AtlasError, match=refused):
-        run_atlas(micro_config(tmp_path, micro_cache, "layers.1.units=0-3"), progress=False)
+        run_atlas(micro_config(tmp_path, micro_cache, "layers.1.units=1-3"), progress=False)
 
 
 def test_worker_sigkill_mid_run_completes_without_loss_or_duplicates(tmp_path, micro_cache, ray_session):

@@ -425,11 +425,14 @@ def test_overview_names_the_precision_and_warns_when_shards_mix_them(tmp_path, m
     (run / "run.json").write_text(json.dumps(manifest))
     at = app(run, monkeypatch)
     assert f"git `{'a' * 10}` (resumed at `{'b' * 10}`)" in at.caption[0].value, at.caption[0].value
-    assert "layers added later" not in at.caption[0].value
-    manifest["extended"] = [{"2026-12-02T00:00:00+00:00": ["conv4"]}, {"2026-12-03T00:00:00+00:00": ["fc7"]}]
-    (run / "run.json").write_text(json.dumps(manifest))  # a config that added layers (layer_extension)
+    assert "added later" not in at.caption[0].value
+    manifest["extended"] = [
+        {"2026-12-02T00:00:00+00:00": ["layer conv4"]},
+        {"2026-12-03T00:00:00+00:00": ["layer fc7", "8 more units of conv4"]},
+    ]
+    (run / "run.json").write_text(json.dumps(manifest))  # configs that added layers and units (run_growth)
     at = app(run, monkeypatch)
-    assert "layers added later: `conv4`, `fc7`" in at.caption[0].value, at.caption[0].value
+    assert "added later: layer conv4; layer fc7; 8 more units of conv4" in at.caption[0].value
 
 
 def test_empty_run(tmp_path, monkeypatch):

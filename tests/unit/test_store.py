@@ -168,7 +168,7 @@ def test_a_config_that_adds_layers_extends_the_run(tmp_path):
     store.init_run(manifest(config_hash="grown", config=grown))  # a new layer, in any position
     data = json.loads((tmp_path / "r" / "run.json").read_text())
     assert data["config"] == grown and data["config_hash"] == "grown"
-    assert [list(e.values()) for e in data["extended"]] == [[["conv3"]]]
+    assert [list(e.values()) for e in data["extended"]] == [[["layer conv3"]]]
     conv3, conv4 = grown["layers"][0], {"name": "conv4"}
     cases = [  # what a run cannot take, named
         ({"seed": 1, "layers": [conv3, fc8, conv4]}, r"\(seed differs\)"),
@@ -179,6 +179,40 @@ def test_a_config_that_adds_layers_extends_the_run(tmp_path):
         with pytest.raises(AtlasError, match=message):
             store.init_run(manifest(config_hash="other", config=config))
     assert json.loads((tmp_path / "r" / "run.json").read_text())["config"] == grown  # nothing written
+
+
+def test_more_units_of_a_held_layer_extend_the_run_when_its_groups_grow(tmp_path):
+    store = RunStore(str(tmp_path / "r"))
+    fc8 = {"name": "fc8", "units": "0-3"}
+    store.init_run(manifest(config={"layers": [fc8]}, unit_groups={"fc8": [[0, 1, 2, 3]]}))
+    wider = {"layers": [{"name": "fc8", "units": "all"}]}
+    groups = {"fc8": [[0, 1, 2, 3], [4, 5, 6, 7, 8, 9]]}  # the held group first, then the new units
+    store.init_run(manifest(config_hash="wider", config=wider, unit_groups=groups))
+    data = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert [list(e.values()) for e in data["extended"]] == [[["6 more units of fc8"]]]
+    assert data["unit_groups"] == groups
+    for other in ({"fc8": [[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]]}, {"fc8": [[4, 5, 6, 7, 8, 9]]}):  # cut otherwise
+        again = manifest(config_hash="again", config={"layers": [{"name": "fc8", "units": "0-9"}]})
+        with pytest.raises(AtlasError, match=r"\(layers.0.units differs\); a run takes new layers and units"):
+            store.init_run(again | {"unit_groups": other})
+
+
+def test_unit_groups_keep_the_held_cut_and_add_the_rest():
+    from atlas.pipeline.plan import plan_groups, unit_groups
+
+    assert unit_groups(None, [0, 1, 2]) == [[0, 1, 2]]
+    assert unit_groups([[0, 1, 2]], [0, 1, 2]) == [[0, 1, 2]]
+    assert unit_groups([[0, 1, 2]], [0, 1, 2, 3, 4, 10]) == [[0, 1, 2], [3, 4, 10]]  # 10: a composite
+    assert unit_groups([[0, 1, 2], [3]], [3, 2, 1, 0, 5]) == [[0, 1, 2], [3], [5]]
+    assert unit_groups([[0, 1, 2]], [0, 1]) == [[0, 1]]  # leaves out held units: the manifest check refuses
+    shards = plan_groups({"fc8": [[0, 1, 2], [3, 4, 10]], "conv": [[7]]}, 2)
+    assert [(s.id, s.units) for s in shards] == [
+        ("fc8-00000", (0, 1)),
+        ("fc8-00001", (2,)),  # the held group's cut, as the run made it
+        ("fc8-00002", (3, 4)),
+        ("fc8-00003", (10,)),
+        ("conv-00000", (7,)),
+    ]
 
 
 def test_layer_extension_names_added_layers_and_what_blocks_them():
@@ -192,6 +226,7 @@ def test_layer_extension_names_added_layers_and_what_blocks_them():
     assert layer_extension(old, fewer) == (["conv4"], ["sampler.steps"], ["fc8"])
     moved = {**old, "layers": [{"name": "conv4"}, {"name": "fc8", "units": "0-3"}]}
     assert layer_extension(old, moved) == (["conv4"], ["layers.1.units"], [])  # named where it is now
+    assert layer_extension(old, moved, units_may_grow={"fc8"}) == (["conv4"], [], [])
 
 
 def test_config_differences_name_dotted_keys():
@@ -496,7 +531,8 @@ def test_an_unreadable_marker_is_damage_not_a_missing_shard(tmp_path):
     with pytest.raises(AtlasError, match=r"damaged: shard fc8-00001's marker is unreadable; `atlas verify"):
         open_run(run)
     assert verify_run(run).bad == {"fc8-00001": "its marker is unreadable"}
-    assert _completed_shards(store, cfg, plan_shards({"fc8": [0, 1, 2]}, 2)) == {"fc8-00000"}
+    planned = {"config_hash": config_hash(cfg), "units_per_shard": 2}
+    assert _completed_shards(store, planned, plan_shards({"fc8": [0, 1, 2]}, 2)) == {"fc8-00000"}
     store.write_shard("fc8-00001", "fc8", shard_rows(units=(2,)))  # redone: replaces the unreadable one
     assert open_run(run).execute("SELECT count(*) FROM units").fetchone() == (3,)
 

@@ -31,9 +31,9 @@ STATUS_NOTES = {  # what a run that is not complete needs, under its badge
 }
 
 
-def _added_layers(extended: Any) -> list[str]:
-    """The layers later configs added to the run: run.json's ``extended``, [{time: [layer, ...]}, ...]
-    (:func:`atlas.config.layer_extension`)."""
+def _growth(extended: Any) -> list[str]:
+    """What later configs added to the run (``layer conv4``, ``8 more units of fc8``): run.json's
+    ``extended``, [{time: [what, ...]}, ...] (:func:`atlas.store.writer.run_growth`)."""
     entries = extended if isinstance(extended, list) else []
     return [str(n) for e in entries if isinstance(e, dict) for names in e.values() for n in names or []]
 
@@ -57,9 +57,9 @@ def _header(ctx: Context, failed: int = 0) -> None:
         bits.append(f"git `{sha}`{also}")
     if info.get("config_hash"):
         bits.append(f"config `{str(info['config_hash'])[:10]}`")
-    added = _added_layers(ctx.manifest.get("extended"))
+    added = _growth(ctx.manifest.get("extended"))
     if added:
-        bits.append(f"layers added later: {', '.join(f'`{n}`' for n in added)}")
+        bits.append(f"added later: {'; '.join(added)}")
     if info.get("facet_layer"):
         bits.append(f"facets on `{info['facet_layer']}`")
     if info.get("output_layer"):
