@@ -115,6 +115,7 @@ def init_from_query_params() -> None:
     if qp.get("frame") == "0":  # the unit page's frame toggle, off
         ss["unit_outline_cell"] = False
     ss["nav_grid_url"] = {k: qp.get(k) for k in GRID_PARAMS if qp.get(k) is not None}  # for grid_widget
+    ss["nav_grid_return"] = {k: qp.get(k) for k in GRID_RETURN_KEYS if qp.get(k) is not None}  # grid_return
     ss["nav_cmp_url"] = {k: qp.get(k) for k in COMPARE_PARAMS if qp.get(k) is not None}  # compare_widget
     ss["nav_audit_url"] = {k: qp.get(k) for k in AUDIT_PARAMS if qp.get(k) is not None}  # audit_widget
     ss["nav_initialized"] = True
@@ -147,8 +148,10 @@ def keep_widget_state() -> None:
 
 
 # the query parameters of each page beyond ``run`` and ``layer`` (see params_for)
+GRID_RETURN_KEYS = ("p", *GRID_PARAMS)  # a unit page's URL from a grid tile: the grid to return to
+
 PAGE_KEYS: dict[str, set[str]] = {
-    "unit": {"unit", "frame"},
+    "unit": {"unit", "frame", *GRID_RETURN_KEYS},
     "compare": {"unit", *COMPARE_PARAMS},
     "layer": {"p", *GRID_PARAMS},
     "audit": set(AUDIT_PARAMS),
@@ -197,7 +200,10 @@ def history_step() -> tuple[str, dict[str, str]] | None:
     if _history_flag() is False:  # a click whose rerun still carried the URL before the last sync
         return None
     page = page_of_path(_url_path())
-    if set(current) - url_keys(page):
+    keys = url_keys(page)
+    if page == "unit" and "unit" not in current:  # a grid's parameters on /unit: the switch's in-between
+        keys -= set(GRID_RETURN_KEYS)
+    if set(current) - keys:
         return None
     return page, current
 
@@ -374,6 +380,9 @@ def _changed_params(keys: dict[str, str], encode: dict[str, Any]) -> dict[str, s
 
 def _seed_unit_page(qp: dict[str, str]) -> None:
     st.session_state["unit_outline_cell"] = qp.get("frame") != "0"
+    if any(k in qp for k in GRID_RETURN_KEYS):  # opened from a grid tile: that grid is the one to return to
+        _seed_grid(qp)
+        st.session_state["nav_grid_return"] = {k: qp[k] for k in GRID_RETURN_KEYS if k in qp}
 
 
 def _seed_console(qp: dict[str, str]) -> None:
@@ -484,6 +493,21 @@ def _url_word(param: str, value: Any) -> str:
     return words.get(value, str(value))
 
 
+def grid_return_params() -> dict[str, str]:
+    """The grid's page, sort and filters for the links of its tiles. A tile's link loads the unit page in
+    a new session, which seeds the grid from them (:func:`init_from_query_params`), so its grid button
+    returns to the grid as it was; its URL keeps them while it shows units (:func:`params_for`: dropped,
+    the rewritten URL was one more history entry, and Back from the unit page led to itself) until the
+    grid is drawn (:func:`grid_drawn`)."""
+    page = get("grid_page")
+    return {**({"p": str(int(page) + 1)} if page else {}), **grid_params()}
+
+
+def grid_drawn() -> None:
+    """The grid took the parameters a tile's link brought (its widgets hold them now)."""
+    st.session_state.pop("nav_grid_return", None)
+
+
 def grid_params() -> dict[str, str]:
     """The grid's sort and filters that differ from their defaults, as query parameters."""
     out = {}
@@ -504,23 +528,27 @@ def params_for(page: str, multi_run: bool) -> dict[str, str]:
         params["layer"] = str(get("layer"))
     if page in ("unit", "compare") and get("unit") is not None:
         params["unit"] = str(get("unit"))
-    if page == "layer" and get("grid_page"):
-        params["p"] = str(int(get("grid_page")) + 1)
-    if page == "layer":
-        params.update(grid_params())
-    if page == "compare":
-        params.update(compare_params())
-    if page == "audit":
-        params.update(audit_params())
-    if page == "unit" and st.session_state.get("unit_outline_cell") is False:
-        params["frame"] = "0"
-    if (
-        page == "sql"
-        and st.session_state.get("sql_example") == OWN_QUERY
-        and st.session_state.get("sql_text")
-    ):
-        params["q"] = str(st.session_state["sql_text"])  # the user's own query, not an example
-    return params
+    own = {
+        "layer": grid_return_params,  # the grid's own page, sort and filters
+        "compare": compare_params,
+        "audit": audit_params,
+        "unit": _unit_params,
+        "sql": _console_params,
+    }.get(page)
+    return {**params, **(own() if own else {})}
+
+
+def _unit_params() -> dict[str, str]:
+    """The unit page's own parameters: its frame toggle, and the grid the tile that opened the session's
+    unit page was on (:func:`grid_return_params`)."""
+    frame = {"frame": "0"} if st.session_state.get("unit_outline_cell") is False else {}
+    return {**frame, **(st.session_state.get("nav_grid_return") or {})}
+
+
+def _console_params() -> dict[str, str]:
+    """The console's query when it is the user's own, not an example."""
+    ss = st.session_state
+    return {"q": str(ss["sql_text"])} if ss.get("sql_example") == OWN_QUERY and ss.get("sql_text") else {}
 
 
 def sync_query_params(multi_run: bool) -> None:
@@ -531,9 +559,16 @@ def sync_query_params(multi_run: bool) -> None:
     st.session_state["nav_synced"] = params  # what follow_history compares the next run's URL with
 
 
-def link(page: str, layer: str | None = None, unit: int | None = None, run: str | None = None) -> str:
-    """A relative, URL-encoded deep link: ``unit?layer=fc8&unit=7`` (``./?...`` for the overview)."""
-    params = {"run": run, "layer": layer, "unit": unit}
+def link(
+    page: str,
+    layer: str | None = None,
+    unit: int | None = None,
+    run: str | None = None,
+    extra: dict[str, str] | None = None,
+) -> str:
+    """A relative, URL-encoded deep link: ``unit?layer=fc8&unit=7`` (``./?...`` for the overview);
+    ``extra``: more query parameters (a grid tile's: the grid's own, :func:`grid_return_params`)."""
+    params = {"run": run, "layer": layer, "unit": unit, **(extra or {})}
     query = urlencode({k: str(v) for k, v in params.items() if v is not None})
     base = url_path(page) or "./"
     return f"{base}?{query}" if query else base

@@ -211,6 +211,11 @@ def _settle(page, expect_title: str, images: int = 0, charts: int = 0) -> None:
     )
 
 
+def _query(url: str) -> dict[str, str]:
+    """A URL's (or a relative link's) query parameters, one value each."""
+    return {k: v[0] for k, v in parse_qs(urlparse(url).query).items()}
+
+
 def _wait_url(page, pattern, what: str) -> None:  # a glob, or a predicate of the URL
     try:
         page.wait_for_url(pattern, timeout=WAIT_S * 1000)
@@ -301,7 +306,7 @@ def test_layer_grid(server, page):
     with page.expect_popup() as opened:
         anchor.click()
     tab = opened.value
-    unit = href.rsplit("=", 1)[1]
+    unit = _query(href)["unit"]
     _wait_visible(tab.get_by_role("heading", name=f"conv3 · unit {unit}"), "the unit page a picture opened")
     tab.close()
     # paging keeps working and updates the URL
@@ -352,7 +357,8 @@ def test_back_and_forward_step_through_what_the_session_showed(server, page):
     other = unit + 1 if unit < 63 else unit - 1  # conv3 has units 0-63: the next one, or the previous
     page.get_by_role("button", name=f"unit {other}").first.click()
     _settle(page, f"conv3 · unit {other}")
-    _wait_url(page, f"**unit={other}", f"the URL to carry unit={other}")
+    _wait_url(page, lambda url: _query(url).get("unit") == str(other), f"the URL to carry unit={other}")
+    assert _query(page.url).get("sort") == "rank", page.url  # the grid the tile was on, to return to
     page.go_back()
     _settle(page, f"conv3 · unit {unit}")
     assert f"unit={unit}" in page.url, (
@@ -366,6 +372,10 @@ def test_back_and_forward_step_through_what_the_session_showed(server, page):
     page.go_forward()
     _settle(page, f"conv3 · unit {unit}")
     assert f"unit={unit}" in page.url, page.url
+    # the unit page a tile's link opened (a session of its own) returns to the grid as the tile left it
+    page.get_by_role("button", name="conv3 grid").first.click()
+    _settle(page, "Layer conv3", images=48)
+    _wait_url(page, lambda url: _query(url).get("sort") == "rank", "the grid's sort order after its button")
 
 
 def test_back_resets_the_grid_controls_the_earlier_url_lacks(server, page):

@@ -239,7 +239,7 @@ def test_history_urls_map_to_their_pages_and_keys():
     assert [state.page_of_path(p) for p in ("/", "/unit", "/atlas/unit", "/atlas/", "/layer/", "/nope")] == [
         "overview", "unit", "unit", "overview", "layer", "overview"
     ]  # fmt: skip
-    assert state.url_keys("unit") == {"run", "layer", "unit", "frame"}
+    assert state.url_keys("unit") == {"run", "layer", "unit", "frame", "p", *state.GRID_PARAMS}  # from a tile
     paths = ("/", "/unit", "/nosuchpage", "/unit/extra", "/atlas", "/atlas/unit", "/atlas/nope")
     assert [state.unknown_path(p, "atlas") for p in paths] == [
         None, None, "nosuchpage", "unit/extra", None, None, "nope"
@@ -263,14 +263,25 @@ def test_grid_sort_and_filters_survive_a_visit_to_a_unit(runs, monkeypatch):
     at.text_input(key="grid_units").set_value("3-9").run()
     grid_url = dict(at.query_params)
     assert grid_url["sort"] == "rank" and grid_url["units"] == "3-9"
-    assert next(t["href"] for t in grid_tiles(at) if t["unit"] == 5) == "unit?layer=conv3&unit=5"
+    href = next(t["href"] for t in grid_tiles(at) if t["unit"] == 5)
+    assert href == "unit?layer=conv3&unit=5&sort=rank&units=3-9", href  # the grid's own, to come back to
     unit = open_tile(at, 5, monkeypatch)
-    assert unit.title[0].value == "conv3 · unit 5" and set(unit.query_params) == {"layer", "unit"}
+    assert unit.title[0].value == "conv3 · unit 5" and dict(unit.query_params) == {
+        "layer": "conv3",
+        "unit": "5",
+        "sort": "rank",
+        "units": "3-9",
+    }  # the URL it loaded: no new entry
+    assert "href='unit?layer=conv3&amp;unit=5'>permalink</a>" in " ".join(m.value for m in unit.markdown)
     unit.button(
         key="unit_next_top"
     ).click().run()  # a second run of the unit page, without the grid's widgets
-    unit.button(key="unit_grid_top").click().run()
+    unit.button(key="unit_grid_top").click().run()  # the new session's grid button: the grid as it was
     assert unit.title[0].value == "Layer conv3"
+    assert (
+        unit.selectbox(key="grid_sort").value == "rank ↑" and unit.text_input(key="grid_units").value == "3-9"
+    )
+    assert dict(unit.query_params) == grid_url
     shown = [w.value for w in unit.warning] + [e.value for e in unit.exception]
     assert not any("Session State API" in str(text) for text in shown), shown
     back = app(runs / "alpha", monkeypatch, page="layer", **grid_url)  # Back: the grid's URL, loaded again

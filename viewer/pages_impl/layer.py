@@ -262,6 +262,7 @@ def render(ctx: Context) -> None:
     )
     have = data.truth(ctx.conn)
     query = _filters(ctx, layer, have)
+    state.grid_drawn()  # its widgets hold what a tile's link brought to the unit page
     widgets.link_notice()  # a link's filter value the grid cannot take (state.grid_widget)
     total = data.grid_count(ctx.conn, query)
     pages = max(1, math.ceil(total / query.page_size))
@@ -281,8 +282,10 @@ def render(ctx: Context) -> None:
     # as the page holds (6 at 1440 px with the sidebar open), every tile of a row as high as the row. As
     # ~800 Streamlit elements (a container, picture, button and lines a tile) a 192-tile page took 3.2-6.7 s
     # to turn in Chromium; as one block, 0.3-0.7 s (docs/viewer.md)
+    back = state.grid_return_params()  # the unit page's grid button comes back to this page of the grid
     tiles = "".join(
-        _tile(rec, have, state.link("unit", layer, int(rec["unit"]), run), query.picture) for rec in records
+        _tile(rec, have, state.link("unit", layer, int(rec["unit"]), run, back), query.picture)
+        for rec in records
     )
     st.markdown(f"<div class='atlas-grid'>{tiles}</div>", unsafe_allow_html=True)
     if len(records) > 2 * ROW_TILES:  # a long page: the pager again under it

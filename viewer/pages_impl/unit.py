@@ -40,7 +40,12 @@ def _nav(ctx: Context, view: data.UnitView, suffix: str) -> None:
               on_click=state.go, kwargs={"page": "layer"}, width="stretch",
               help="back to the layer grid, in this tab")  # fmt: skip
     if suffix == "top":  # the page's own URL (frame toggle and run included), to copy or open elsewhere
-        here = html.escape(f"unit?{urlencode(state.params_for('unit', ctx.multi_run))}")
+        own = {
+            k: v
+            for k, v in state.params_for("unit", ctx.multi_run).items()
+            if k not in state.GRID_RETURN_KEYS
+        }
+        here = html.escape(f"unit?{urlencode(own)}")  # the unit's link, without the grid it was opened from
         c4.markdown(f"<a class='atlas-unit-nav' href='{here}'>permalink</a>", unsafe_allow_html=True,
                     help="this unit's link, to copy or open in a new tab")  # fmt: skip
     else:
