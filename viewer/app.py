@@ -111,6 +111,13 @@ def _manifest(run: Location) -> dict | None:
         return None
 
 
+# The sidebar's pickers show each option by its name alone, a label that never changes while the viewer
+# is open: the browser keeps a selectbox's pick by its label, so a label that changed as shards landed (a
+# layer's written size, a run's status) no longer matched, the pick fell back to the first option, and
+# every open page switched to the first layer or run on its own (an overview or console became that
+# layer's grid). What the labels said is in the pickers' help.
+
+
 def pick_run(runs: list[Location], multi_run: bool) -> Location:
     """The run shown: the only one, or the one chosen in the sidebar's run picker."""
     if not multi_run:
@@ -123,9 +130,9 @@ def pick_run(runs: list[Location], multi_run: bool) -> Location:
         if state.get("run"):  # a link to a run this folder does not hold (renamed, another machine's)
             state.notice(f"Run {state.get('run')!r} is not in this folder; showing {first} instead.")
         state.set_("run", first)
-    with st.sidebar:
+    with st.sidebar:  # options by name alone (the note above)
         st.selectbox("Run", names, key=state.bind_widget("run"), on_change=state.from_widget, args=("run",),
-                     format_func=lambda name: f"{name} · {statuses[name]}")  # fmt: skip
+                     help="; ".join(f"{name}: {status}" for name, status in statuses.items()))  # fmt: skip
     return runs[names.index(state.get("run"))]
 
 
@@ -173,16 +180,17 @@ def sidebar(ctx: Context) -> None:
     with st.sidebar:
         if ctx.layers:
             unwritten = ctx.unwritten_layers
-            st.selectbox(
+            sizes = "; ".join(
+                f"{name}: {'not written yet' if name in unwritten else ctx.size_text(name)}"
+                for name in [*ctx.layer_names, *unwritten]
+            )
+            st.selectbox(  # options by name alone (the note above pick_run); their sizes in the help
                 "Layer",
                 [*ctx.layer_names, *unwritten],
-                format_func=lambda name: (
-                    f"{name}  ·  " + ("not written yet" if name in unwritten else ctx.size_text(name))
-                ),
                 key=state.bind_widget("layer"),
                 on_change=state.layer_from_sidebar,
                 help="the layer of the Layer grid, Unit, Compare and Audit pages; picked on the overview or "
-                "the SQL console, it opens that layer's grid",
+                f"the SQL console, it opens that layer's grid. {sizes}",
             )
         st.divider()
         status = ctx.info.get("status") or "unknown"

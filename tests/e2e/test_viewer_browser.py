@@ -12,8 +12,10 @@ machine takes its time), and a test that gives up says what it was waiting for a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import shutil
 import socket
 import subprocess
 import time
@@ -64,10 +66,18 @@ def server(runs_parent):
     make_synthetic_run(
         parent / "demo-b", layers={"fc8": 10, "conv3": 64}, chains=3, methods=("ppgn_h", "dgn_am"), seed=3
     )
+    with _serving(parent / "demo", parent / "streamlit.log") as url:
+        yield url
+
+
+@contextlib.contextmanager
+def _serving(run: Path, log_path: Path):
+    """``atlas view``'s Streamlit on ``run`` (a run or a folder of runs), on a free port: its URL, once
+    the health endpoint answers."""
     port = _free_port()
-    log = open(parent / "streamlit.log", "w")  # noqa: SIM115 - closed at teardown
+    log = open(log_path, "w")  # noqa: SIM115 - closed at exit
     proc = subprocess.Popen(
-        streamlit_command(str(parent / "demo"), port, "127.0.0.1"), stdout=log, stderr=subprocess.STDOUT
+        streamlit_command(str(run), port, "127.0.0.1"), stdout=log, stderr=subprocess.STDOUT
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 2 * WAIT_S
@@ -85,16 +95,18 @@ def server(runs_parent):
             log.close()
             pytest.fail(
                 f"streamlit did not start ({why}) waiting for {url}/_stcore/health to return 200; its log:\n"
-                f"{(parent / 'streamlit.log').read_text()[-3000:]}"
+                f"{log_path.read_text()[-3000:]}"
             )
         time.sleep(0.25)
-    yield url
-    proc.terminate()
     try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
 
 
 @pytest.fixture(scope="module")
@@ -488,3 +500,33 @@ def test_compare_and_sql(server, page):
     nav.get_by_text("SQL console", exact=True).click()
     _settle(page, "SQL console")
     assert "42 AS linked" not in page.locator("textarea").first.input_value()
+
+
+def test_open_pages_stay_put_while_shards_land(browser, tmp_path):
+    """The sidebar's pickers name each layer and run by labels that do not change while a run is written:
+    a label with the layer's written size or the run's status changed as shards landed, the browser's
+    pick no longer matched it, and every open page fell back to the first layer (an overview or a console
+    turned into that layer's grid, a unit page into another layer's unit)."""
+    parent, done = tmp_path / "runs", tmp_path / "done"
+    layers = {"fc8": 10, "conv3": 16}
+    make_synthetic_run(parent / "live", layers=layers, chains=1, steps=20, max_shards=3)  # conv3: 8 of 16
+    make_synthetic_run(parent / "other", layers=layers, chains=1, steps=20, seed=1)
+    make_synthetic_run(done, layers=layers, chains=1, steps=20)  # what "live" holds once it is complete
+    context = browser.new_context(viewport={"width": 1440, "height": 1000}, device_scale_factor=1)
+    with _serving(parent, tmp_path / "streamlit.log") as url:
+        pages = {"unit": context.new_page(), "overview": context.new_page()}
+        pages["unit"].goto(f"{url}/unit?run=live&layer=conv3&unit=5")
+        _settle(pages["unit"], "conv3 · unit 5")
+        pages["overview"].goto(f"{url}/?run=live")
+        _settle(pages["overview"], "live")
+        shutil.rmtree(parent / "live")
+        shutil.copytree(done, parent / "live")  # the rest of its shards land, and it is complete
+        for name, page in pages.items():  # each page sees it (it follows a running run every 5 s)
+            page.get_by_role("button", name="Refresh").click()
+            done_text = page.get_by_text(re.compile(r"complete · (\d+)/\1 shards"))
+            _wait_visible(done_text, f"the {name} page to see the run complete")
+        _settle(pages["unit"], "conv3 · unit 5")
+        _settle(pages["overview"], "live")
+        assert _query(pages["unit"].url) == {"run": "live", "layer": "conv3", "unit": "5"}, pages["unit"].url
+        assert urlparse(pages["overview"].url).path == "/", pages["overview"].url
+    context.close()
