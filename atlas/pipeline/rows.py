@@ -163,13 +163,12 @@ def unit_rows(
             }
         )
         read = reader.pictures if reader is not None else {}
-        rows["images"].append(_image_row(u, c.chain, c.last, "last", c.facet, read.get((c.chain, "last", 0))))
-        rows["images"].append(_image_row(u, c.chain, c.best, "best", c.facet, read.get((c.chain, "best", 0))))
-        if keep_snapshots:
-            rows["images"].extend(
-                _image_row(u, c.chain, s, "snapshot", c.facet, read.get((c.chain, "snapshot", i)))
-                for i, s in enumerate(c.snapshots)
-            )
+        drawn = [(c.last, "last", 0), (c.best, "best", 0)]
+        drawn += [(s, "snapshot", i) for i, s in enumerate(c.snapshots)] if keep_snapshots else []
+        if result.status != "ok":  # a failed unit's chains drew nothing with a finite value: no pictures
+            drawn = []
+        for record, kind, i in drawn:
+            rows["images"].append(_image_row(u, c.chain, record, kind, c.facet, read.get((c.chain, kind, i))))
         for t in c.trajectory:
             rows["steps"].append(
                 {

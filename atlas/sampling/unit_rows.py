@@ -117,15 +117,20 @@ class UnitRows:
             real_names=self._real_names(real_topk),
             best_activation=max(acts) if acts else float("nan"),
             best_log_prob=max(lps) if lps else float("nan"),
-            best_rank=min((c.best.rank for c in ok), default=-1),
+            best_rank=min((c.best.rank for c in ok if math.isfinite(c.best.activation)), default=-1),
         )
         notes = []
         if self.real_error is not None:
             notes.append(f"real images unavailable: {type(self.real_error).__name__}: {self.real_error}")
         if chains and all(c.diverged for c in chains):
+            cause = (
+                "not one finite value of the unit on any picture the chains drew: does the network "
+                "return NaN or inf for it? else check models.code_stats and the sampler's step size"
+                if not acts
+                else "check models.code_stats and the sampler's step size"
+            )
             notes.append(
-                f"all {len(chains)} chains diverged (a non-finite code, picture or objective); check "
-                "models.code_stats and the sampler's step size"
+                f"all {len(chains)} chains diverged (a non-finite code, picture or objective); {cause}"
             )
             if not acts:  # not one finite picture before they did: the unit failed
                 row.status = "error"

@@ -314,6 +314,14 @@ def test_a_unit_whose_every_chain_diverged_is_an_error_row_unless_it_drew_before
     assert f"all {k} chains diverged" in res[0].error and res[1].error is None
     assert len(res[0].chains) == k  # what the chains did is kept for inspection
     assert np.isfinite(res[0].best_activation) == (at > 0)
+    assert (res[0].best_rank == -1) == (at == 0)  # no rank 0 ("the top unit") from NaN comparisons
+    assert ("does the network return NaN or inf for it?" in res[0].error) == (at == 0)
+    from atlas.pipeline.rows import unit_rows
+
+    rows = unit_rows(res[0], "s", steps=2, keep_snapshots=True, activations_full_max=16, activations_top_k=3)
+    drawn = [r for r in rows["images"] if r["kind"] != "real"]
+    assert (len(drawn) == 0) == (at == 0), [r["kind"] for r in drawn]  # a failed unit: no pictures at all
+    assert len(rows["chains"]) == k
 
 
 def test_a_layer_whose_real_images_fail_is_sampled_and_reported_as_a_warning(world, monkeypatch):

@@ -202,13 +202,14 @@ def _tile(rec: dict, have: data.Truth, link: str, picture: str) -> str:
     unit = int(rec["unit"])
     name = data.unit_name(unit, rec.get("composite"))
     href, quoted = html.escape(link, quote=True), html.escape(name, quote=True)
-    small = widgets.thumbnail_png(rec["png"]) if rec["png"] is not None else None
+    failed = rec.get("status") == "error"  # its error in the picture's place (older runs kept pictures)
+    small = widgets.thumbnail_png(rec["png"]) if rec["png"] is not None and not failed else None
     if small is not None:  # inline: the page's pictures arrive with it, not as 192 requests
         shown = (
             f"<a class='atlas-tile-picture' href='{href}' target='_blank' rel='noopener' title='open "
             f"{quoted} in a new tab'><img src='{data.png_data_url(small)}' alt='{quoted}'></a>"
         )
-    elif rec["png"] is not None:  # bytes that do not decode: named, the page goes on
+    elif rec["png"] is not None and not failed:  # bytes that do not decode: named, the page goes on
         shown = (
             "<div class='atlas-tile-empty failed'>picture unreadable: <code>atlas verify --deep</code> names "
             "the damaged shard</div>"
