@@ -159,7 +159,8 @@ PERCENTILE_HELP = (
     "G redraws it worse than 99 % of natural images, it is off the image manifold G learned."
 )
 
-Badges = tuple[str | None, list[str]]  # (natural percentile text such as "p99.7", flags)
+# (natural percentile text such as "p99.7", flags[, muted: the percentile of a silent unit, shown grey])
+Badges = tuple[str | None, list[str]] | tuple[str | None, list[str], bool]
 
 
 def concept_html(concept: str, wrap: bool = True) -> str:
@@ -173,17 +174,19 @@ def concept_html(concept: str, wrap: bool = True) -> str:
     return text.replace("&#58;", "&#58;<wbr>").replace("|", "|<wbr>").replace("@", "<wbr>@")
 
 
-def badge_markdown(badge: str | None, flags: Sequence[str]) -> str:
-    """Markdown of a picture's faithfulness badges: its natural percentile (red when flagged weak, else
-    green), then one badge per flag, "weak" red, others orange ("" when there is nothing to show)."""
-    parts = [f":{'red' if 'weak' in flags else 'green'}-badge[{badge}]"] if badge else []
+def badge_markdown(badge: str | None, flags: Sequence[str], muted: bool = False) -> str:
+    """Markdown of a picture's faithfulness badges: its natural percentile (red when flagged weak, grey
+    when ``muted``: a silent unit's, which beats only values <= 0, else green), then one badge per flag,
+    "weak" red, others orange ("" when there is nothing to show)."""
+    tone = "red" if "weak" in flags else "gray" if muted else "green"
+    parts = [f":{tone}-badge[{badge}]"] if badge else []
     parts.extend(f":{FLAG_COLORS.get(f, 'orange')}-badge[:material/warning: {f}]" for f in flags)
     return " ".join(parts)
 
 
-def picture_badges(badge: str | None, flags: Sequence[str]) -> None:
+def picture_badges(badge: str | None, flags: Sequence[str], muted: bool = False) -> None:
     """Draw :func:`badge_markdown` (nothing when the picture has no percentile and no flag)."""
-    text = badge_markdown(badge, flags)
+    text = badge_markdown(badge, flags, muted)
     if text:
         st.markdown(text)
 

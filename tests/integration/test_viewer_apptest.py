@@ -821,6 +821,22 @@ def test_compare_keeps_different_objectives_of_one_number_apart(broken, monkeypa
     assert "(this page offers: runs, methods)" not in texts(one, "alert")
 
 
+def test_a_silent_units_percentiles_are_grey_not_green(tmp_path, monkeypatch):
+    """A silent unit's pictures beat natural values that are all <= 0: p100 there is no success (a trial
+    read a green p100 on pictures at activation -0.65)."""
+    from tests.support.run_edits import set_units_column
+
+    run = tmp_path / "silent"
+    make_synthetic_run(run, layers={"fc8": 10, "conv3": 12}, chains=2, steps=20)
+    set_units_column(run, "real_top1_activation", -0.5, below=4)
+    shown = {}
+    for unit in (1, 6):
+        at = app(run, monkeypatch, page="unit", layer="conv3", unit=unit)
+        badges = " ".join(m.value for m in at.markdown)
+        shown[unit] = (":gray-badge[p" in badges, ":green-badge[p" in badges or ":red-badge[p" in badges)
+    assert shown == {1: (True, False), 6: (False, True)}, shown
+
+
 def test_a_planned_layer_not_written_yet_keeps_its_link(tmp_path, monkeypatch):
     run = tmp_path / "partial"
     make_synthetic_run(run, layers={"fc8": 10, "conv3": 16}, chains=1, steps=20, max_shards=2)

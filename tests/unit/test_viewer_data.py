@@ -700,7 +700,6 @@ def rewrite_run(run_dir, layer: str, units=None, images=None, chains=None) -> No
     """Rewrite ``layer``'s units, images and chains files through ``units(df) -> df`` / ``images(df) -> df``
     / ``chains(df) -> df`` (the last shard's file takes rows added), as failed units and composites of a
     real run would be written; the markers then record no sizes, as old runs' do."""
-    import json
     from pathlib import Path
 
     for table, change in (("units", units), ("images", images), ("chains", chains)):
@@ -820,7 +819,6 @@ def test_compare_matches_composites_by_expression_not_number():
 
 
 def test_throughput_leaves_out_the_idle_time_between_an_interrupt_and_its_resume(tmp_path):
-    import json
     from datetime import UTC, datetime
 
     run_dir = tmp_path / "resumed"
@@ -910,18 +908,11 @@ def test_the_unit_page_warns_when_the_judge_and_the_reader_read_the_pictures_apa
 def test_the_grid_leaves_out_or_keeps_only_the_units_no_natural_image_activates(tmp_path):
     """Silent hidden units (real top-1 <= 0) ranked first by facets in a trial's fc7 (25 of the 33 units
     with 3+ facets): the grid can leave them out, or show them alone."""
-    import pyarrow.parquet as pq
+    from tests.support.run_edits import set_units_column
 
     run_dir = tmp_path / "run"
     make_synthetic_run(run_dir, layers={"fc8": 10, "conv3": 12}, chains=2, steps=20)
-    for path in (run_dir / "units").rglob("*.parquet"):  # units 0-3 of each layer: no real image fires them
-        table = pq.read_table(path).to_pandas()
-        table.loc[table["unit"] < 4, "real_top1_activation"] = -0.5
-        pq.write_table(pa_table(table, pq.read_schema(path)), path)
-    for marker in (run_dir / "_shards").glob("*.done"):  # the new files' sizes, as a writer records them
-        record = json.loads(marker.read_text())
-        record["sizes"]["units"] = (run_dir / record["files"]["units"]).stat().st_size
-        marker.write_text(json.dumps(record))
+    set_units_column(run_dir, "real_top1_activation", -0.5, below=4)  # units 0-3: no real image fires them
     conn = open_run(run_dir)
     try:
         count = {
@@ -935,12 +926,6 @@ def test_the_grid_leaves_out_or_keeps_only_the_units_no_natural_image_activates(
         assert data.grid_count(conn, data.GridQuery("fc8", natural="active")) == 10
     finally:
         conn.close()
-
-
-def pa_table(frame: pd.DataFrame, schema):
-    import pyarrow as pa
-
-    return pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
 
 
 def test_compare_summaries_say_how_recognizable_and_how_flagged_and_which_settings_differ(run):

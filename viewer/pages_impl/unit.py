@@ -250,11 +250,12 @@ def _concept(view: data.UnitView) -> None:
         _tuning(view.label.tuning)
 
 
-def _badges(df: pd.DataFrame) -> list[widgets.Badges] | None:
-    """Each picture's (percentile text, flags); None when none of them has any (a run without them)."""
+def _badges(df: pd.DataFrame, silent: bool = False) -> list[widgets.Badges] | None:
+    """Each picture's (percentile text, flags, muted); None when none of them has any (a run without
+    them). A silent unit's percentiles are grey: p100 there only beats natural values that are all <= 0."""
     if "badge" not in df or (df["badge"].isna().all() and not any(df["flags"])):
         return None
-    return list(zip(df["badge"], df["flags"], strict=True))
+    return [(badge, flags, silent) for badge, flags in zip(df["badge"], df["flags"], strict=True)]
 
 
 def _facets(view: data.UnitView) -> None:
@@ -264,7 +265,7 @@ def _facets(view: data.UnitView) -> None:
                    f"chain {int(r['chain'])}")
         for r in view.facets.to_dict("records")
     ]  # fmt: skip
-    badges = _badges(view.facets)
+    badges = _badges(view.facets, view.row is not None and data.is_silent(view.row))
     widgets.tiles(items, columns=6, badges=badges)
     if badges is not None:  # the legend under the pictures it explains
         st.caption(widgets.PERCENTILE_HELP)
@@ -395,16 +396,17 @@ def _chains(view: data.UnitView) -> None:
         cards.append((rec, kept, [] if kept is None else _kept_items(kept, rec.get("stopped_step"))))
     pair = max((len(items) for _, _, items in cards), default=0) <= SHORT_CHAIN
     per_row = 2 if pair else 1
+    silent = view.row is not None and data.is_silent(view.row)
     for start in range(0, len(cards), per_row):
         for col, card in zip(st.columns(per_row), cards[start : start + per_row], strict=False):
             with col:
-                _chain_card(*card, beside=not pair)
+                _chain_card(*card, beside=not pair, silent=silent)
 
 
 SHORT_CHAIN = 2  # chains of at most this many pictures are drawn two cards a row
 
 
-def _chain_card(rec: dict, kept: pd.DataFrame | None, items: list, beside: bool) -> None:
+def _chain_card(rec: dict, kept: pd.DataFrame | None, items: list, beside: bool, silent: bool) -> None:
     with st.container(border=True):
         head, body = st.columns([1.3, 6]) if beside else (st.container(), st.container())
         with head:
@@ -417,7 +419,7 @@ def _chain_card(rec: dict, kept: pd.DataFrame | None, items: list, beside: bool)
                 st.caption("no images kept")
                 return
             columns = chain_columns(len(items)) if beside else SHORT_CHAIN
-            widgets.tiles(items, columns=columns, badges=_badges(kept))
+            widgets.tiles(items, columns=columns, badges=_badges(kept, silent))
 
 
 def chain_columns(pictures: int) -> int:
