@@ -166,8 +166,21 @@ class RunConnection:
         return _RunCursor(self._conn.cursor(), self, set() if self._tables or self._files else None)
 
     def execute(self, sql: str, parameters: Any = None) -> Any:
+        self._drop_unfinished()
         self.bind(self._conn, sql, set(self._tables))
         return self._conn.execute(sql) if parameters is None else self._conn.execute(sql, parameters)
+
+    def sql(self, query: str, *args: Any, **kwargs: Any) -> Any:
+        self._drop_unfinished()
+        return self._conn.sql(query, *args, **kwargs)
+
+    def _drop_unfinished(self) -> None:
+        """A new statement drops what is left of the last ``execute``'s result, as DuckDB 1.x did: 2.x
+        refuses the statement instead (``.execute(q).fetchone()`` then ``.sql(...)``: "connection has an
+        unfinished result"), the pattern docs/sql.md's example follows."""
+        abort = getattr(self._conn, "abort", None)  # DuckDB >= 2.0
+        if abort is not None:
+            abort()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._conn, name)

@@ -361,6 +361,20 @@ def test_synthetic_run_counts(synthetic_run):
     assert conn.execute("SELECT status FROM run").fetchone() == ("complete",)
 
 
+def test_the_python_example_of_the_sql_docs_runs(synthetic_run):
+    """docs/sql.md's "From Python": a picture by ``execute(...).fetchone()`` (rows left unread), then a
+    DataFrame by ``sql(...).df()`` on the same connection (DuckDB 2 refused it: an unfinished result)."""
+    run = open_run(synthetic_run)
+    png = run.execute(
+        "SELECT png FROM images WHERE layer='fc8' AND unit=7 AND kind='best' ORDER BY activation DESC"
+    ).fetchone()[0]  # more rows than the one fetched
+    assert decode_png(png).shape == (48, 48, 3)
+    best = run.sql("SELECT layer, unit, best_activation FROM units ORDER BY best_activation DESC").df()
+    assert len(best) == 26
+    run.execute("SELECT * FROM images").fetchone()
+    assert run.execute("SELECT count(*) FROM units").fetchone() == (26,)
+
+
 def test_run_query_good_and_capped(synthetic_run):
     conn = open_run(synthetic_run)
     cols, rows, truncated = run_query(
