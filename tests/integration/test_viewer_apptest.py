@@ -821,6 +821,15 @@ def test_compare_keeps_different_objectives_of_one_number_apart(broken, monkeypa
     assert "(this page offers: runs, methods)" not in texts(one, "alert")
 
 
+def test_compare_with_nothing_to_compare_suggests_another_method(tmp_path, monkeypatch):
+    """A trial's PPGN-h run was told to run `sampler.method=ppgn_h` again to have something to compare."""
+    for method, other in (("ppgn_h", "dgn_am"), ("dgn_am", "ppgn_h")):
+        run = tmp_path / method / "solo"
+        make_synthetic_run(run, layers={"fc8": 10}, chains=1, steps=20, methods=(method,))
+        said = texts(app(run, monkeypatch, page="compare", layer="fc8"), "info")
+        assert f"--set name=solo-{other} --set sampler.method={other}`" in said, said
+
+
 def test_a_silent_units_percentiles_are_grey_not_green(tmp_path, monkeypatch):
     """A silent unit's pictures beat natural values that are all <= 0: p100 there is no success (a trial
     read a green p100 on pictures at activation -0.65)."""

@@ -287,11 +287,13 @@ def render(ctx: Context) -> None:
     run_methods = data.methods(ctx.conn)
     modes = _modes(ctx, run_methods)
     if not modes:
+        other = "dgn_am" if any(m.split("/")[0] == "ppgn_h" for m in run_methods) else "ppgn_h"
         st.info(
             "Nothing to compare yet: this run uses one method "
             f"({', '.join(run_methods) or '–'}) and has no sibling run in `{ctx.run_dir.parent}`. Put a "
             "second run next to it, e.g. the same config with another method: `atlas run CONFIG --set "
-            "name=other --set sampler.method=ppgn_h` (same out_dir): this page then finds it."
+            f"name={ctx.run_dir.name}-{other} --set sampler.method={other}` (same out_dir): this page then "
+            "finds it."
         )
         return
     _mode_not_offered(ctx, modes, run_methods)
