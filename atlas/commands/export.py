@@ -16,7 +16,7 @@ EXAMPLES = """examples:
   atlas export s3://bucket/atlas/demo --out demo-atlas --units 0-99 --columns 20 --tile 64
 """
 PICTURES = ("best", "last")  # viewer.data.PICTURES (not imported here: it pulls in pandas)
-SORTS = ("unit", "activation", "selectivity", "rank", "facets")  # viewer.export.SORTS
+SORTS = ("unit", "activation", "selectivity", "rank", "facets", "label-score", "label-margin")  # export.SORTS
 
 
 def _layer_list(text: str) -> tuple[str, ...]:

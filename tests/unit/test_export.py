@@ -92,6 +92,23 @@ def test_sort_units_and_layers_select_and_order_like_the_grid(run, tmp_path):
     assert not (out / "fc8").exists()
 
 
+def test_label_sorts_order_by_the_label_and_need_a_run_with_labels(run, tmp_path, capsys):
+    """The grid's two label sorts, which docs/viewer.md says `--sort` takes, were refused as choices."""
+    out = tmp_path / "atlas"
+    export_run(ExportRequest(str(run), out, layers=("conv3",), sort="label-score"), say=lambda _: None)
+    units = written(run, "units", "conv3").sort_values(["label_score", "unit"], ascending=[False, True])
+    titles = [title for _, title in tiles_in((out / "index.html").read_text())]
+    assert titles == [f"unit {u}" for u in units["unit"]]
+    plain = tmp_path / "plain"
+    make_synthetic_run(plain, layers={"fc8": 4}, chains=1, steps=10, truth=False)
+    code, _, err = cli(capsys, "export", str(plain), "--out", str(tmp_path / "p"), "--sort", "label-margin")
+    assert code == 2 and err.strip() == (
+        "atlas: error: --sort label-margin: this run has no concept labels; sort by unit, activation, "
+        "selectivity, rank, facets"
+    ), err
+    assert not (tmp_path / "p").exists()
+
+
 def test_an_earlier_export_is_replaced_whole_and_a_failed_one_changes_nothing(run, tmp_path, monkeypatch):
     out = tmp_path / "atlas"
     export_run(ExportRequest(str(run), out, units="0-3"), say=lambda _: None)

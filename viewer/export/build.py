@@ -29,9 +29,7 @@ from viewer import data
 from viewer.export.site import SiteLayer, SiteTile, index_html
 
 MARKER = "atlas-export.json"  # what an export writes last; a folder holding it may be replaced
-SORTS = {  # --sort -> the layer grid's order (the label orders need a run with labels: not offered)
-    word: label for word, label in data.SORT_WORDS.items() if label in data.SORTS
-}
+SORTS = dict(data.SORT_WORDS)  # --sort -> the layer grid's order (the label orders: a run with labels)
 QUERY_PAGE = 512  # units read per query
 PROGRESS_EVERY_S = 10.0  # a progress line inside a long layer at most this often
 
@@ -215,6 +213,9 @@ def export_run(req: ExportRequest, say: Callable[[str], None] = print) -> Export
     try:
         layers, not_yet = _layers(conn, req.layers)
         labels = data.truth(conn).labels
+        if SORTS[req.sort] in data.LABEL_SORTS and not labels:
+            plain = ", ".join(w for w, label in SORTS.items() if label not in data.LABEL_SORTS)
+            raise AtlasError(f"--sort {req.sort}: this run has no concept labels; sort by {plain}")
         info = data.run_info(conn)
         report = ExportReport(req.out, skipped=[(layer, "no unit done yet") for layer in not_yet])
         site: list[SiteLayer] = []
