@@ -87,7 +87,8 @@ def _unknown_key(root: type[BaseModel], loc: tuple[Any, ...], prefix: str) -> st
     section = _type_at(root, loc[:-1])
     valid = list(section.model_fields) if is_section(section) else []
     nested = _nested_home(section, str(loc[-1]))  # `steps:` at the top: sampler.steps, exactly
-    hint = [nested] if nested else difflib.get_close_matches(str(loc[-1]), valid, n=1)
+    near = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.8)  # sampler.step: steps, a typo
+    hint = near or ([nested] if nested else difflib.get_close_matches(str(loc[-1]), valid, n=1))
     extra = f" (did you mean {hint[0]!r}?)" if hint else ""
     key, colon, value = str(loc[-1]).partition(":")
     if colon and value and not value.startswith(" "):  # {name:fc8} is the one key "name:fc8" in YAML

@@ -85,6 +85,11 @@ def test_numbers_and_names_read_as_written_yaml_12_not_yaml_11(tmp_path):
 
 BAD = [
     ({"sampler": {"stepz": 3}}, "unknown config key 'sampler.stepz' (did you mean 'steps'?)"),
+    (
+        {"sampler": {"step": 3}},
+        "unknown config key 'sampler.step' (did you mean 'steps'?)",
+    ),  # not ppgn_h.step
+    ({"steps": 3}, "unknown config key 'steps' (did you mean 'sampler.steps'?)"),  # a key one level too high
     ({"bogus": 1}, "unknown config key 'bogus'"),
     (
         {"out_dir": "ftp://x/y"},
