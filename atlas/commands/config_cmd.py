@@ -109,6 +109,11 @@ def run(args: argparse.Namespace) -> int:
         print(format_table(["key", "type", "default", "doc"], _wrap_doc(describe_fields())))
         return 0
     cfg = load_config(args.config, args.overrides)
+    if not args.check:  # --check says these with the model's
+        from atlas.config.advice import config_warnings
+
+        for line in config_warnings(cfg):
+            print(f"atlas: warning: {line}", file=sys.stderr)
     extra = _check(cfg) if args.check else []
     print(yaml.safe_dump(cfg.to_dict(), sort_keys=False).rstrip())
     for line in extra:

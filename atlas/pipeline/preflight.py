@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from atlas.config import CODE_METHODS, RunConfig, check_sampler_models
+from atlas.config.advice import config_warnings
 from atlas.errors import AtlasError, ConfigError, ModelError, first_line, some
 from atlas.models import model_layers
 from atlas.models.deepsim import CAFFENET_CODE_LAYERS, foreign_code_note
@@ -312,22 +313,10 @@ def _facet_layer(
 
 
 def _model_warnings(cfg: RunConfig, models: RunModels) -> list[str]:
-    out, s = [], cfg.sampler
+    out = []
     if cfg.models.dae is not None and models.dae is None:
         out.append("models.dae is set but unused (only ppgn_h with prior: dae uses it)")
-    if cfg.facets.enabled and s.chains_per_unit == 1:
-        out.append("facets.enabled with sampler.chains_per_unit: 1 finds one facet per unit; use >= 4 chains")
-    if not cfg.facets.enabled and cfg.facets.layer:
-        out.append("facets.layer is set but facets.enabled is false")
-    if s.diversity > 0 and s.method in ("ga", "cmaes"):
-        out.append(f"sampler.diversity is a gradient term: sampler.method {s.method} ignores it")
-    elif s.diversity > 0 and s.chains_per_unit == 1:
-        out.append("sampler.diversity pushes a unit's chains apart and does nothing with one chain a unit")
-    if s.method == "dgn_am" and s.dgn_am.lr_end > s.dgn_am.lr:
-        out.append(
-            f"sampler.dgn_am.lr_end {s.dgn_am.lr_end:g} is above lr {s.dgn_am.lr:g}: the step grows over the "
-            "run instead of decaying (set lr_end <= lr)"
-        )
+    out += config_warnings(cfg)
     for role in ("target", "generator", "dae", "encoder"):
         m = getattr(models, role)
         if m is not None and m.random_weights:

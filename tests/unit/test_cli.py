@@ -165,3 +165,17 @@ def test_help_states_defaults_and_examples_and_the_version(capsys):
     )
     bench = commands["bench"]._subparsers._group_actions[0].choices["quality"]
     assert bench.description  # a sub-command's own help says what it does
+
+
+def test_config_says_its_own_warnings_without_check(capsys):
+    """Warnings that need no model (lr_end above lr) were said by `atlas config --check` only."""
+    proc = atlas_in_process(
+        capsys, "config", str(REPO / "configs" / "demo.yaml"), "--set", "sampler.method=dgn_am",
+        "--set", "models.dae=null", "--set", "sampler.dgn_am.lr_end=1",
+    )  # fmt: skip
+    assert proc.returncode == 0 and proc.stdout.startswith("name: demo"), proc.stderr
+    assert proc.stderr.strip() == (
+        "atlas: warning: sampler.dgn_am.lr_end 1 is above lr 0.6: the step grows over the run instead of "
+        "decaying (set lr_end <= lr)"
+    )
+    assert atlas_in_process(capsys, "config", str(REPO / "configs" / "demo.yaml")).stderr == ""

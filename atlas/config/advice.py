@@ -1,0 +1,26 @@
+"""Settings that are valid but likely not meant, read from the config alone (no model, no torch import):
+``atlas config`` says them, and ``atlas run`` / ``atlas config --check`` with the model's."""
+
+from __future__ import annotations
+
+from atlas.config.run import RunConfig
+
+
+def config_warnings(cfg: RunConfig) -> list[str]:
+    """Settings that are valid but likely not meant, read from the config alone (``atlas config`` says
+    them without --check)."""
+    out, s = [], cfg.sampler
+    if cfg.facets.enabled and s.chains_per_unit == 1:
+        out.append("facets.enabled with sampler.chains_per_unit: 1 finds one facet per unit; use >= 4 chains")
+    if not cfg.facets.enabled and cfg.facets.layer:
+        out.append("facets.layer is set but facets.enabled is false")
+    if s.diversity > 0 and s.method in ("ga", "cmaes"):
+        out.append(f"sampler.diversity is a gradient term: sampler.method {s.method} ignores it")
+    elif s.diversity > 0 and s.chains_per_unit == 1:
+        out.append("sampler.diversity pushes a unit's chains apart and does nothing with one chain a unit")
+    if s.method == "dgn_am" and s.dgn_am.lr_end > s.dgn_am.lr:
+        out.append(
+            f"sampler.dgn_am.lr_end {s.dgn_am.lr_end:g} is above lr {s.dgn_am.lr:g}: the step grows over the "
+            "run instead of decaying (set lr_end <= lr)"
+        )
+    return out
