@@ -177,8 +177,9 @@ class RunConfig(Section):
             )
 
 
-# sections that change where and how fast a run computes, not what it computes (left out of its hash)
-NON_RESULT_SECTIONS = ("out_dir", "storage", "ray", "compute")
+# keys that change where and how fast a run computes, not what it computes (left out of its hash): its
+# name too, so a run copied to another folder resumes there under that folder's name
+NON_RESULT_SECTIONS = ("name", "out_dir", "storage", "ray", "compute")
 
 
 def config_differences(old: Any, new: Any, prefix: str = "") -> list[str]:

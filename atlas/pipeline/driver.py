@@ -166,8 +166,8 @@ def _same_or_extended(existing: dict[str, Any], manifest: dict[str, Any]) -> boo
     nothing else: :func:`atlas.store.writer.run_growth`)."""
     if existing.get("config_hash") == manifest["config_hash"]:
         return True
-    added, differ, left_out = run_growth(existing, manifest)
-    return bool(added) and not differ and not left_out
+    _added, differ, left_out = run_growth(existing, manifest)
+    return not differ and not left_out  # nothing differs: an older atlas's hash of the same config
 
 
 def _to_stderr(message: str) -> None:

@@ -279,8 +279,8 @@ class RunStore:
         ``existing`` (the same config, a schema this atlas writes, the same shard layout); writes nothing."""
         if existing.get("config_hash") != manifest["config_hash"]:
             added, differ, left_out = run_growth(existing, manifest)
-            if differ or left_out or not added:  # nothing added: the same config under another hash
-                what = _what_differs(differ, left_out) or f"hash {str(existing.get('config_hash'))[:12]}"
+            if differ or left_out:  # neither: the same config or one that adds (a hash of an older atlas)
+                what = _what_differs(differ, left_out)
                 raise AtlasError(
                     f"run {self.loc.display()} holds a different config ({what}); a run takes new layers "
                     "and units but keeps its settings and the units it holds: use a new run name "
