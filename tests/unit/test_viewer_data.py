@@ -587,6 +587,10 @@ def test_a_snapshot_of_the_last_step_is_not_shown_twice():
         ("snapshot", 0),
     ]
     assert len(_without_repeats(stopped, float("nan"))) == 5  # never stopped
+    at_end = pd.DataFrame({"kind": ["best", "last", "snapshot", "snapshot"], "step": [100, 100, 50, 100],
+                           "png": [b"x"] * 4})  # fmt: skip
+    shown = _without_repeats(at_end)  # its best is its last: the last step's snapshot is that picture too
+    assert list(zip(shown["kind"], shown["step"], strict=True)) == [("best = last", 100), ("snapshot", 50)]
 
 
 def test_console_results_draw_png_cells_as_pictures_up_to_a_row_count():

@@ -345,12 +345,11 @@ def _without_repeats(kept: pd.DataFrame, stopped: float | None = None) -> pd.Dat
     last_steps = set(kept.loc[kept["kind"] == "last", "step"])
     if frozen and last_steps:
         last_steps.add(int(stopped))
+    if last_steps:  # the last picture itself (before a best = last merge takes the "last" row away)
+        kept = kept[~((kept["kind"] == "snapshot") & kept["step"].isin(last_steps))]
     is_best = kept["kind"] == "best"
     if last_steps and (is_best & kept["step"].isin(last_steps)).any():
         kept = _best_is_last(kept)
-    last = kept.loc[kept["kind"] == "last", "step"]
-    if not last.empty:
-        kept = kept[~((kept["kind"] == "snapshot") & kept["step"].isin(last))]
     order = kept["kind"].map(KIND_ORDER).fillna(0)
     return kept.assign(_order=order).sort_values(["_order", "step"], kind="stable").drop(columns="_order")
 
