@@ -323,22 +323,23 @@ def trajectory_chart(steps: pd.DataFrame, metric: str, title: str, *, height: in
         scale=alt.Scale(zero=False, reverse=metric == "rank"),
         axis=alt.Axis(format="d", tickMinStep=1) if metric == "rank" else alt.Axis(format=AXIS_NUMBERS),
     )  # a flat series gets one tick: "0", not "0.000000"
-    return (
-        alt.Chart(data, title=title, height=height)
-        .mark_line(point=False, strokeWidth=1.8)
-        .encode(
-            # whole steps, and one domain for every chart of the same steps (a metric's gaps move no axis)
-            x=alt.X(
-                "step:Q",
-                title="step",
-                axis=alt.Axis(format="d", tickMinStep=1),
-                scale=alt.Scale(domain=[0, max(1, int(steps["step"].max()))]),
-            ),
-            y=y,
-            color=alt.Color("chain:N", title="chain"),
-            tooltip=["chain:N", "step:Q", alt.Tooltip(f"{metric}:Q", format=".4g")],
-        )
-    )
+    encoding = {
+        # whole steps, and one domain for every chart of the same steps (a metric's gaps move no axis)
+        "x": alt.X(
+            "step:Q",
+            title="step",
+            axis=alt.Axis(format="d", tickMinStep=1),
+            scale=alt.Scale(domain=[0, max(1, int(steps["step"].max()))]),
+        ),
+        "y": y,
+        "color": alt.Color("chain:N", title="chain"),
+        "tooltip": ["chain:N", "step:Q", alt.Tooltip(f"{metric}:Q", format=".4g")],
+    }
+    lines = alt.Chart(data).mark_line(point=False, strokeWidth=1.8).encode(**encoding)
+    # a chain with one recorded value (stopped at its start) has no line to draw: a dot instead
+    alone = data[data.groupby("chain")[metric].transform("count") == 1].dropna(subset=[metric])
+    dots = alt.Chart(alone).mark_point(filled=True, size=50, opacity=1).encode(**encoding)
+    return alt.layer(lines, dots, title=title, height=height)
 
 
 def tuning_chart(

@@ -951,3 +951,15 @@ def test_compare_summaries_say_how_recognizable_and_how_flagged_and_which_settin
         "sampler.method: dgn_am vs fourier",
         "sampler.steps: 100 vs 50",
     ]
+
+
+def test_a_chain_with_one_recorded_step_is_drawn_as_a_dot():
+    """A chain stopped at its start has one trajectory row: as a line it was in the legend and nowhere on
+    the chart."""
+    from viewer import widgets
+
+    steps = pd.DataFrame({"chain": [0, 1, 1, 1], "step": [0, 0, 5, 10], "activation": [1.0, 0.5, 0.7, 0.9]})
+    chart = widgets.trajectory_chart(steps, "activation", "activation")
+    lines, dots = chart.layer
+    assert len(lines.data) == 4 and dots.data["chain"].tolist() == ["0"]
+    assert chart.to_dict()["layer"][1]["mark"]["type"] == "point"
