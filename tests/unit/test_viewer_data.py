@@ -963,3 +963,14 @@ def test_a_chain_with_one_recorded_step_is_drawn_as_a_dot():
     lines, dots = chart.layer
     assert len(lines.data) == 4 and dots.data["chain"].tolist() == ["0"]
     assert chart.to_dict()["layer"][1]["mark"]["type"] == "point"
+
+
+def test_a_stopped_chains_card_says_what_it_spent_of_its_budget():
+    from viewer.pages_impl.unit import _passes_text
+
+    assert _passes_text({"passes": 300, "steps": 100, "stopped_step": None}) == " · 300 forward passes"
+    assert _passes_text({"passes": 300, "steps": 100, "stopped_step": 2}) == (
+        " · 6 of its 300 forward passes spent when it stopped"
+    )
+    assert _passes_text({"passes": 300, "steps": 100, "stopped_step": 0}).startswith(" · 0 of its 300")
+    assert _passes_text({"passes": None, "steps": 100, "stopped_step": 2}) == ""

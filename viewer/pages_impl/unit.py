@@ -325,8 +325,21 @@ def _chain_caption(rec: dict) -> str:
         f"best {widgets.fmt(rec.get('best_activation'))} @ step {widgets.fmt(rec.get('best_step'))}\n\n"
         + stop
         + f"{widgets.fmt(rec.get('seconds'))} s (its share of the batch's time)"
-        + (f" · {widgets.fmt(rec.get('passes'))} forward passes" if pd.notna(rec.get("passes")) else "")
+        + _passes_text(rec)
     )
+
+
+def _passes_text(rec: dict) -> str:
+    """The chain's forward-pass budget, and for a chain ``stop_at`` stopped, what it had spent by then (a
+    trial read "300 forward passes" on every chain, one stopped at step 0 too)."""
+    passes, steps, stopped = rec.get("passes"), rec.get("steps"), rec.get("stopped_step")
+    if passes is None or pd.isna(passes):
+        return ""
+    text = f" · {widgets.fmt(passes)} forward passes"
+    if stopped is not None and pd.notna(stopped) and steps is not None and pd.notna(steps) and steps > 0:
+        spent = round(float(passes) * float(stopped) / float(steps))
+        text = f" · {widgets.fmt(spent)} of its {widgets.fmt(passes)} forward passes spent when it stopped"
+    return text
 
 
 # the best, then the way there in step order, then the end
