@@ -10,7 +10,9 @@ User errors (:class:`atlas.errors.AtlasError`) print one line, ``atlas: error: .
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
+import re
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -38,7 +40,20 @@ class OneLineParser(argparse.ArgumentParser):
     Subcommand parsers inherit the class (``add_subparsers`` uses the parent's)."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"atlas: error: {message} (see '{self.prog} --help')\n")
+        self.exit(2, f"atlas: error: {message}{_did_you_mean(message)} (see '{self.prog} --help')\n")
+
+
+_INVALID_CHOICE = re.compile(r"invalid choice: '([^']*)' \(choose from (.*)\)$")
+
+
+def _did_you_mean(message: str) -> str:
+    """`` (did you mean 'run'?)`` after argparse's invalid choice (``atlas runn``), when one is close."""
+    found = _INVALID_CHOICE.search(message)
+    if not found:
+        return ""
+    choices = re.findall(r"'([^']*)'", found.group(2))
+    close = difflib.get_close_matches(found.group(1), choices, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 class HelpFormatter(argparse.HelpFormatter):

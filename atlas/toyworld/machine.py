@@ -71,8 +71,8 @@ def busy_note(before: float | None, after: float | None, cpus: int, own_threads:
     if not said:
         return None
     return (
-        f"warning: the machine was busy (load average {' and '.join(said)}, on {cpus} CPUs): these rates "
-        "are lower than an idle machine's and move from run to run; measure again on idle cores"
+        f"atlas: warning: the machine was busy (load average {' and '.join(said)}, on {cpus} CPUs): these "
+        "rates are lower than an idle machine's and move from run to run; measure again on idle cores"
     )
 
 

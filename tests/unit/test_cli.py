@@ -90,6 +90,14 @@ def test_command_line_mistakes_are_one_line_in_a_real_process():
     assert_user_error(atlas("sql"), "required: RUN_DIR")
 
 
+def test_a_mistyped_command_or_choice_names_the_close_one():
+    said = atlas("runn", "configs/demo.yaml")
+    assert_user_error(said, "invalid choice: 'runn'")
+    assert said.stderr.rstrip().endswith("(did you mean 'run'?) (see 'atlas --help')"), said.stderr
+    assert_user_error(atlas("sql", "runs/x", "--format", "marcdown"), "(did you mean 'markdown'?)")
+    assert "did you mean" not in atlas("qqq").stderr  # nothing close: no guess
+
+
 def test_benches_find_the_demo_config_from_any_folder(tmp_path, monkeypatch):
     from atlas.commands.bench import _demo_unless
 

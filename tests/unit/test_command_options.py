@@ -524,7 +524,7 @@ def test_a_speed_table_says_when_the_machine_was_busy():
     machine = {"cpus": 2, "cpu_model": "x", "cpu_flags": {}, "torch": "2", "torch_threads": 2}
     report = {"device": "cpu", "threads": 2, "methods": {"dgn_am": row}, "load_before": 2.8,
               "load_after": 4.1, "machine": machine}  # fmt: skip
-    assert format_table(report).splitlines()[-1].startswith("warning: the machine was busy")
+    assert format_table(report).splitlines()[-1].startswith("atlas: warning: the machine was busy")
     quiet = {**report, "load_before": 0.2, "load_after": 2.1}
     assert "busy" not in format_table(quiet)
 

@@ -974,3 +974,16 @@ def test_a_stopped_chains_card_says_what_it_spent_of_its_budget():
     )
     assert _passes_text({"passes": 300, "steps": 100, "stopped_step": 0}).startswith(" · 0 of its 300")
     assert _passes_text({"passes": None, "steps": 100, "stopped_step": 2}) == ""
+
+
+def test_a_unit_whose_chains_found_their_best_early_says_its_pictures_are_near_their_starts():
+    """The demo's fc8 chains stop at steps 1-3 of 100: a trial read those pictures as synthesized."""
+    from viewer.pages_impl.unit import _near_start_note
+
+    early = pd.DataFrame({"best_step": [1, 3, 2, 100], "steps": [100] * 4, "stopped_step": [1, 3, 2, None]})
+    said = _near_start_note(early, {"start": "facet_seeded"})
+    assert said.startswith("**Near their starts:** this unit's chains found their best pictures by step 2.5")
+    assert "(3 of 4 stopped by `sampler.stop_at`)" in said and "top real images" in said
+    late = early.assign(best_step=[40, 90, 100, 100], stopped_step=[None] * 4)
+    assert _near_start_note(late, {"start": "facet_seeded"}) is None
+    assert "top real images" not in _near_start_note(early, {"start": "mean"})

@@ -58,6 +58,7 @@ from viewer.data.query import (
     png_data_url,
 )
 from viewer.data.run import (
+    EARLY_BEST,
     SCHEMA_TABLES,
     counts,
     created_ts,
@@ -195,6 +196,7 @@ __all__ = [
     "counts",
     "created_ts",
     "default_run",
+    "EARLY_BEST",
     "distributions",
     "diverged_chains",
     "example_names",

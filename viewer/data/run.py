@@ -13,6 +13,10 @@ from viewer.data.query import fetch_frame, fetch_one
 from viewer.data.truth import table_columns
 from viewer.data.units import FAILED, composite_sql, failures, own_sql
 
+# a layer (the overview) or unit (its page) whose median chain found its best picture within this share of
+# its steps is said to keep pictures close to their starts
+EARLY_BEST = 0.1
+
 SCHEMA_TABLES = RUN_TABLES
 
 

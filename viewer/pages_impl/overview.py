@@ -154,7 +154,6 @@ LAYER_COLUMNS = {
         "stopped", min_value=0.0, max_value=1.0, format="percent", color="blue",
         help="chains that sampler.stop_at stopped: they reached stop_at x the unit's top real activation"),
 }  # fmt: skip
-EARLY_BEST = 0.1  # a layer whose median best picture comes within this share of its steps is said
 MEAN_COLUMNS = {"mean_best_activation": 3, "mean_best_log_prob": 3, "mean_facets": 2}  # shown as text: "–"
 
 
@@ -194,11 +193,11 @@ def _layers(ctx: Context) -> None:
 
 def _early_best(table: pd.DataFrame) -> list[tuple[str, float, int, float | None]]:
     """(layer, median best step, steps, stopped share) of the layers whose median chain found its best
-    picture within :data:`EARLY_BEST` of its steps."""
+    picture within :data:`viewer.data.EARLY_BEST` of its steps."""
     out = []
     for rec in table.to_dict("records"):
         best, steps = rec.get("median_best_step"), rec.get("steps")
-        if pd.notna(best) and pd.notna(steps) and steps > 0 and best <= EARLY_BEST * steps:
+        if pd.notna(best) and pd.notna(steps) and steps > 0 and best <= data.EARLY_BEST * steps:
             share = rec.get("stopped_share")
             out.append((str(rec["layer"]), float(best), int(steps), None if pd.isna(share) else float(share)))
     return out

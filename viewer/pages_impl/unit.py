@@ -329,6 +329,28 @@ def _chain_caption(rec: dict) -> str:
     )
 
 
+def _near_start_note(chains: pd.DataFrame, sampler: dict) -> str | None:
+    """What the unit's pictures are when its median chain found its best one early (within
+    :data:`viewer.data.EARLY_BEST` of its steps): close to their starts, not found by the climb (the
+    overview says it per layer; a trial read the demo's fc8 pictures as synthesized)."""
+    if chains.empty or "best_step" not in chains or "steps" not in chains:
+        return None
+    best, steps = chains["best_step"].median(), chains["steps"].max()
+    if pd.isna(best) or pd.isna(steps) or steps <= 0 or best > data.EARLY_BEST * steps:
+        return None
+    stopped = int(chains["stopped_step"].notna().sum()) if "stopped_step" in chains else 0
+    by_stop = f" ({stopped} of {len(chains)} stopped by `sampler.stop_at`)" if stopped else ""
+    seeded = sampler.get("start") in ("facet_seeded", "real")
+    start = (
+        " (`facet_seeded` / `real`: the generator's drawings of the unit's top real images)" if seeded else ""
+    )
+    return (
+        f"**Near their starts:** this unit's chains found their best pictures by step {best:g} of "
+        f"{int(steps)}{by_stop}, so its pictures stay close to where the chains started{start}, rather "
+        "than being found by the climb. `sampler.stop_at: 0` lets them climb on (docs/sampling.md, Starts)."
+    )
+
+
 def _passes_text(rec: dict) -> str:
     """The chain's forward-pass budget, and for a chain ``stop_at`` stopped, what it had spent by then (a
     trial read "300 forward passes" on every chain, one stopped at step 0 too)."""
@@ -516,6 +538,9 @@ def render(ctx: Context) -> None:
             icon=":material/error:",
         )
     _metrics(view.row)
+    near = _near_start_note(view.chains, (ctx.info.get("config") or {}).get("sampler") or {})
+    if near:
+        st.info(near, icon=":material/history:")
     if data.is_silent(view.row):
         st.info(
             f"**Silent unit:** no natural image activates it (its highest value on them is "
