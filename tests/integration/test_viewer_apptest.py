@@ -116,6 +116,9 @@ def test_overview(runs, monkeypatch):
     ]
     assert n_images(at) == 10  # the best picture of each of fc8's 10 units
     assert page_of(at) == "overview"
+    layers = at.dataframe[0].value
+    shares = layers["stopped_share"].dropna()  # whole percents ("97.5%" beside "49.02%": two formats)
+    assert len(shares) and ((shares == shares.round()) & shares.between(0, 100)).all(), shares.tolist()
 
 
 def test_layer_grid_deep_link_sort_and_paging(runs, monkeypatch):

@@ -136,7 +136,8 @@ def render(ctx: Context) -> None:
     failures = data.failures(ctx.conn)
     failed = failures["count"] if scope is None else failures["per_layer"].get(scope, 0)
     unchecked = (
-        f" {failed:,} failed unit{'s' if failed != 1 else ''} of {where} have no pictures to check: "
+        f" {failed:,} failed unit{' has' if failed == 1 else 's have'} no pictures to check"
+        f"{'' if scope is None else f' in layer {scope}'}: "
         f"the overview names their error; {data.redo_hint(ctx.run_dir.uri)}."
         if failed
         else ""

@@ -151,7 +151,7 @@ LAYER_COLUMNS = {
         "best at step", help="the median chain's step of its best picture (the one the grid shows), of the "
         "steps a chain had: near 0, the pictures are close to their starts"),
     "stopped_share": st.column_config.ProgressColumn(
-        "stopped", min_value=0.0, max_value=1.0, format="percent", color="blue",
+        "stopped", min_value=0.0, max_value=100.0, format="%.0f%%", color="blue", width="small",
         help="chains that sampler.stop_at stopped: they reached stop_at x the unit's top real activation"),
 }  # fmt: skip
 MEAN_COLUMNS = {"mean_best_activation": 3, "mean_best_log_prob": 3, "mean_facets": 2}  # shown as text: "–"
@@ -177,6 +177,8 @@ def _layers(ctx: Context) -> None:
     table = table[[c for c in table.columns if c != "stopped_share"] + ["stopped_share"]]
     if not table["stopped_share"].fillna(0).any():  # no stop_at, or a run from before the column
         table = table.drop(columns=["stopped_share"])
+    else:  # in percent, whole: "97.5%" beside "49.02%" read as two formats
+        table["stopped_share"] = (table["stopped_share"] * 100).round()
     st.dataframe(table, hide_index=True, column_config=LAYER_COLUMNS)
     st.caption("means over each layer's own units that did not fail (composite objectives are counted apart)")
     if early:
