@@ -275,8 +275,16 @@ def _diverged(ctx: Context, failed: int = 0) -> None:
         for r in div.itertuples()))  # fmt: skip
     if div["composite"].isna().all():  # no composite diverged: no empty column
         div = div.drop(columns=["composite"])
-    st.dataframe(div, hide_index=True, height=min(38 + 35 * len(div), 320))
+    st.dataframe(div, hide_index=True, height=min(38 + 35 * len(div), 320), column_config=DIVERGED_COLUMNS)
     widgets.unit_picker(units, key="diverged", label="Open a unit with diverged chains")
+
+
+DIVERGED_COLUMNS = {
+    "best_activation": st.column_config.NumberColumn(
+        "best act.", format="%.4g", help="its best picture's activation before it diverged (empty: none)"),
+    "best_step": st.column_config.NumberColumn("best at step"),
+    "steps": st.column_config.NumberColumn("steps"),
+}  # fmt: skip
 
 
 def _config(info: dict) -> None:
