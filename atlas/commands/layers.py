@@ -98,7 +98,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"code shape: {model.code_shape}")
     if role in ("target", "judge") and model.output_layer:
         print(f"output layer: {model.output_layer}")
-    total_units = sum(r.units for r in rows if r.kind in ("fc", "conv") and r.params)
+    # a normalization layer's channels are its conv's again (conv2.1 BatchNorm2d after conv2.0): not counted
+    total_units = sum(
+        r.units for r in rows if r.kind in ("fc", "conv") and r.params and "Norm" not in r.module_type
+    )
     output = model.output_layer if role in ("target", "judge") else None
     reused = any(r.calls > 1 for r in rows)  # a module called twice (ResNet's shared ReLU): a column then
     table = [
@@ -121,7 +124,10 @@ def run(args: argparse.Namespace) -> int:
             "shown), so for a later one name a module that runs once (e.g. the block around it)"
         )
     params = sum(p.numel() for p in model.module.parameters())
-    print(f"{len(rows)} layers, {params:,} parameters, {total_units:,} units in layers with weights")
+    print(
+        f"{len(rows)} layers, {params:,} parameters, {total_units:,} units in layers with weights "
+        "(normalization layers not counted)"
+    )
     if not args.all:  # a block (conv2 = conv2.0-conv2.2) is a layer too: configs often name it
         leaves = {r.name for r in rows}
         blocks = [r.name for r in model_layers(model, include_containers=True) if r.name not in leaves]

@@ -180,6 +180,14 @@ def test_ctrl_c_at_the_prompt_drops_the_statement_being_typed_and_goes_on():
     assert said == [""]
 
 
+def test_layers_counts_a_conv_and_its_batchnorm_once(capsys):
+    """The summary's unit count took each BatchNorm's channels again beside its conv's."""
+    out = cli(capsys, "layers", "toyworld:target", "--preset", "micro").stdout
+    rows = [line.split() for line in out.splitlines() if line.split()[1:2] in (["Conv2d"], ["Linear"])]
+    expected = sum(int(r[3]) for r in rows)
+    assert f"{expected:,} units in layers with weights (normalization layers not counted)" in out, out
+
+
 def test_layers_names_the_blocks_it_leaves_out(capsys):
     proc = cli(capsys, "layers", "toyworld:target", "--preset", "micro")
     assert proc.returncode == 0, proc.stderr
