@@ -45,7 +45,7 @@ def streamlit_command(run_dir: str, port: int, host: str) -> list[str]:
         sys.executable, "-m", "atlas.commands.viewer_server", "run", str(app_path()),  # streamlit's CLI
         "--server.address", host, "--server.port", str(port), "--server.headless", "true",
         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
-        "--client.toolbarMode", "minimal",
+        "--client.toolbarMode", "minimal", "--logger.level", "warning",  # not its server's start-up lines
         "--", run_dir,
     ]  # fmt: skip
 
