@@ -234,7 +234,7 @@ def write_result(
 
 
 DOT_HELP = """.tables            the tables (views) of the run
-.schema [TABLE]    every table's columns and types, or one table's (DESCRIBE TABLE)
+.schema [TABLE]    every table's columns and types, or one table's
 .help              this list
 .quit              leave (also .exit, \\q, Ctrl-D)
 Statements end with ';'. Ctrl-C clears the statement being typed, or stops the one running."""
@@ -261,7 +261,7 @@ def dot_command(text: str) -> str | None:
             return SCHEMA_SQL
         if not rest.replace("_", "").isalnum():
             raise ValueError(f".schema takes one table name, not {rest!r}")
-        return f'DESCRIBE "{rest}";'
+        return f'SELECT column_name AS "column", column_type AS type FROM (DESCRIBE "{rest}");'
     if word == ".help" and not rest:
         return ""
     raise ValueError(

@@ -161,7 +161,8 @@ def test_sql_prompt_runs_a_last_statement_without_semicolon_and_names_unknown_co
     assert complaints == [("unknown command .bogus; valid: .tables, .schema [TABLE], .help, .quit", 2)]
     typed = _typed("SELECT 1;\n.schema units\n.schema\n.help\n.quit\nSELECT 2;\n")
     got = list(_statements(typed, complain, said.append))
-    assert got == [(1, "SELECT 1;"), (2, 'DESCRIBE "units";'), (3, SCHEMA_SQL)] and said == [DOT_HELP]
+    units = 'SELECT column_name AS "column", column_type AS type FROM (DESCRIBE "units");'
+    assert got == [(1, "SELECT 1;"), (2, units), (3, SCHEMA_SQL)] and said == [DOT_HELP]
 
 
 def test_ctrl_c_at_the_prompt_drops_the_statement_being_typed_and_goes_on():
