@@ -88,12 +88,20 @@ div.block-container { padding-top: 2.2rem; }
   [data-testid="stHorizontalBlock"]:has(> [data-testid="stColumn"]:nth-child(3)):has(
     [data-testid="stVegaLiteChart"]) > [data-testid="stColumn"] {
     flex: 0 0 calc(50% - 0.5rem) !important; min-width: 0; }
+  /* the compare page's unit cards (four a row, two pictures each): two a line, one below 700 px (at
+     800 px with the sidebar open its pictures were ~28 px wide) */
+  [data-testid="stHorizontalBlock"]:has(> [data-testid="stColumn"] [class*="st-key-cmp_open_"]) {
+    flex-wrap: wrap; row-gap: 0.8rem; }
+  [data-testid="stHorizontalBlock"]:has(> [data-testid="stColumn"] [class*="st-key-cmp_open_"])
+    > [data-testid="stColumn"] { flex: 0 0 calc(50% - 0.5rem) !important; min-width: 0; }
   /* the unit page's buttons as wide as their words */
   [data-testid="stHorizontalBlock"]:has(.atlas-unit-nav) { flex-wrap: wrap; }
   [data-testid="stHorizontalBlock"]:has(.atlas-unit-nav) > [data-testid="stColumn"] {
     flex: 0 0 auto !important; width: auto !important; min-width: fit-content; }
 }
 @media (max-width: 700px) {
+  [data-testid="stHorizontalBlock"]:has(> [data-testid="stColumn"] [class*="st-key-cmp_open_"])
+    > [data-testid="stColumn"] { flex: 0 0 100% !important; }
   [data-testid="stHorizontalBlock"]:has(> [data-testid="stColumn"]:nth-child(5)):not(:has(.atlas-pager,
     .atlas-tile-label))
     > [data-testid="stColumn"] { flex: 0 0 calc(50% - 0.5rem) !important; }

@@ -813,6 +813,12 @@ def test_compare_keeps_different_objectives_of_one_number_apart(broken, monkeypa
     assert "unit 10: `3 + 5` here, `1 + 2` in right" in warned and "not compared as one unit" in warned
     said = texts(at, "caption")
     assert "summaries over the 8 units of layer fc8 that both runs hold" in said  # 10 less 2 failed
+    table = at.dataframe[0].value  # the two runs side by side, a row a measure (metrics' labels were cut)
+    assert list(table.columns) == ["", "left", "right"] and list(table[""])[:3] == [
+        "method",
+        "steps",
+        "mean best activation",
+    ]
     assert "left out: 2 composites and failed units (2 in left)" in said
     assert "left: failed (RuntimeError: boom 2" in said and "not in this run" not in said
     assert "right: unit 11 is `3 + 5` there" in said  # its unit 11 is what left's unit 10 is

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import duckdb
+import pandas as pd
 import streamlit as st
 
 from atlas.errors import AtlasError, first_line
@@ -104,25 +105,28 @@ def _compare_methods(ctx: Context, layer: str, run_methods: list[str]) -> None:
     _pairs(layer, units, sides, {u: data.unit_name(u, kinds.get(u, {}).get("composite")) for u in units})
 
 
-def _run_summary(name: str, stats: dict | None, methods: list[str]) -> None:
-    steps = f" · {int(stats['steps'])} steps" if stats and stats.get("steps") is not None else ""
-    st.markdown(f"**{name}** · {', '.join(methods) or 'no chains yet'}{steps}")  # what made its pictures
-    if stats is None:
-        return
-    shown = [
-        ("mean best act.", widgets.fmt(stats["mean_best_activation"]), None),
-        ("mean facets", widgets.fmt(stats["mean_facets"]), None),
-        ("diverged", widgets.fmt(int(stats["diverged_chains"] or 0)), None),
-    ]
-    if stats.get("judge_accuracy") is not None:
-        tip = "the share of units whose last pictures the held-out judge reads as their class"
-        shown.append(("judge accuracy", f"{stats['judge_accuracy']:.0%}", tip))
-    if stats.get("flagged_share") is not None:
-        shown.append(("flagged pictures", f"{stats['flagged_share']:.0%}",
-                      "best and last pictures carrying a flag (weak, off_path, off_manifold): the Audit page "
-                      "lists them"))  # fmt: skip
-    for col, (label, value, tip) in zip(st.columns(len(shown)), shown, strict=True):
-        col.metric(label, value, help=tip)
+def _summary_table(runs: list[tuple[str, dict | None, list[str]]]) -> None:
+    """The two runs' summaries side by side, a row a measure (as metrics, two rows of five in half a page
+    each, their labels were cut to "mean best …", "judge a…" at 1400 px and worse when narrower)."""
+    rows = {
+        "method": [", ".join(methods) or "no chains yet" for _, _, methods in runs],
+        "steps": [widgets.fmt(s.get("steps")) if s else "–" for _, s, _ in runs],
+        "mean best activation": [widgets.fmt(s["mean_best_activation"]) if s else "–" for _, s, _ in runs],
+        "mean facets": [widgets.fmt(s["mean_facets"]) if s else "–" for _, s, _ in runs],
+        "diverged chains": [widgets.fmt(int(s["diverged_chains"] or 0)) if s else "–" for _, s, _ in runs],
+    }
+    if any(s and s.get("judge_accuracy") is not None for _, s, _ in runs):
+        rows["judge accuracy"] = [_percent(s, "judge_accuracy") for _, s, _ in runs]
+    if any(s and s.get("flagged_share") is not None for _, s, _ in runs):
+        rows["flagged pictures"] = [_percent(s, "flagged_share") for _, s, _ in runs]
+    names = [name for name, _, _ in runs]
+    table = pd.DataFrame({"": list(rows), **{n: [v[i] for v in rows.values()] for i, n in enumerate(names)}})
+    st.dataframe(table, hide_index=True, width="content")
+
+
+def _percent(stats: dict | None, key: str) -> str:
+    value = (stats or {}).get(key)
+    return "–" if value is None else f"{value:.0%}"
 
 
 def _manifest(run: Any) -> tuple[frozenset[str], dict[str, Any]]:
@@ -195,12 +199,15 @@ def _compare_with(
         u for u, v in matched.items() if u == v and not mine.get(u, {}).get("composite")
         and u not in failed_here and v not in failed_there
     )  # fmt: skip
-    runs = [(ctx.run_dir.name, ctx.conn, ctx.info), (other_name, other, other_info)]
-    for col, (name, conn, _info) in zip(st.columns(2), runs, strict=True):
-        with col:
-            _run_summary(name, data.stats_over(conn, layer, both), data.methods(conn))
+    runs = [(ctx.run_dir.name, ctx.conn), (other_name, other)]
+    _summary_table([(name, data.stats_over(conn, layer, both), data.methods(conn)) for name, conn in runs])
     left_out = _left_out(ctx, other_name, mine, failed_here, failed_there)
-    st.caption(f"summaries over the {len(both):,} units of layer {layer} that both runs hold{left_out}")
+    st.caption(
+        f"summaries over the {len(both):,} units of layer {layer} that both runs hold{left_out}; judge "
+        "accuracy: the share of units whose last pictures the held-out judge reads as their class; flagged "
+        "pictures: best and last pictures carrying a flag (weak, off_path, off_manifold), which the Audit "
+        "page lists"
+    )
     _settings_differ(ctx, other_name, other_info)
     units = _units_input(ctx, layer)
     here = _side(ctx.conn, layer, units, mine)
