@@ -23,7 +23,7 @@ CSS = """
   image-rendering: pixelated; border-radius: 4px;
 }
 [data-testid="stImageCaption"] { font-size: 0.78rem; line-height: 1.15; text-align: center;
-  overflow-wrap: anywhere; }
+  overflow-wrap: break-word; }
 [data-testid="stMetricValue"] { font-size: 1.55rem; }
 div.block-container { padding-top: 2.2rem; }
 .atlas-tile-label { font-size: 0.8rem; color: rgba(128,128,128,0.95); margin: -0.2rem 0 0.1rem 0; }

@@ -145,8 +145,8 @@ LAYER_COLUMNS = {
     "mean_best_activation": st.column_config.TextColumn("mean best act."),
     "mean_best_log_prob": st.column_config.TextColumn("mean best log-prob"),
     "mean_facets": st.column_config.TextColumn("mean facets"),
-    "judge_accuracy": st.column_config.ProgressColumn("judge accuracy", min_value=0.0, max_value=1.0,
-                                                      format="percent", color="green"),
+    "judge_accuracy": st.column_config.ProgressColumn("judge acc.", min_value=0.0, max_value=1.0,
+                                                      format="percent", color="green", width="small"),
     "best_step": st.column_config.TextColumn(
         "best at step", help="the median chain's step of its best picture (the one the grid shows), of the "
         "steps a chain had: near 0, the pictures are close to their starts"),
@@ -185,8 +185,8 @@ def _layers(ctx: Context) -> None:
         st.info(_early_best_text(ctx, early), icon=":material/info:")
     if table["judge_accuracy"].isna().any():
         st.caption(
-            "judge accuracy: the share of a layer's units whose pictures the held-out judge reads as the "
-            "unit's own class; empty for layers whose units stand for no class (hidden layers)"
+            "judge acc.: the share of a layer's units whose pictures the held-out judge reads as the unit's "
+            "own class; empty for layers whose units stand for no class (hidden layers)"
         )
     for col, (name, _) in zip(st.columns(len(ctx.layers[:6])), ctx.layers[:6], strict=False):
         col.button(f"{name} grid ({ctx.size_text(name)})", key=f"ov_open_{name}", icon=":material/grid_view:",
@@ -241,7 +241,9 @@ def _gallery(ctx: Context) -> None:
         with col:
             named = rec.get("label") if isinstance(rec.get("label"), str) else rec.get("judge_label")
             name = data.unit_name(int(rec["unit"]), rec.get("composite"))
-            caption = name + (f" · {named}" if isinstance(named, str) else "")
+            # a break after a concept's ':' and '|' ("class:\u200btriangle"), not inside its words
+            shown = named.replace(":", ":\u200b").replace("|", "|\u200b") if isinstance(named, str) else None
+            caption = name + (f" · {shown}" if shown else "")
             widgets.picture(
                 rec["png"], caption=caption, link=state.link("unit", layer, int(rec["unit"]), run)
             )
