@@ -361,33 +361,28 @@ def tuning_chart(
         "mean activation on the concept's natural images" if metric == "mean" else "AUROC (unit as detector)"
     )
     x_scale = alt.Scale(domain=[0.5, 1.0]) if metric == "auroc" else alt.Scale(zero=True)
-    extra: dict[str, Any] = {}
-    low = float(data["mean"].min()) if metric == "mean" and len(data) else 0.0
     high = float(data["mean"].max()) if metric == "mean" and len(data) else 0.0
-    if high < 0:  # a unit below 0 on every concept (silent): bars from below the lowest, so higher is longer
-        span = max(float(data["mean"].max()) - low, abs(low) * 0.1, 1e-6)
-        base = low - 0.1 * span
-        x_scale = alt.Scale(zero=False, domain=[base, max(0.0, float(data["mean"].max()))])
-        extra["x2"] = alt.datum(base)
+    # a unit below 0 on every concept (silent): dots on an axis that ends at 0, where a bar's length (from
+    # 0, or from below the lowest) would say nothing a reader could use
+    silent = high < 0
     bars = (
-        alt.Chart(data, height=height or 24 * len(data) + 40)
-        .mark_bar(clip=True)
-        .encode(
-            x=alt.X(f"{metric}:Q", title=title, scale=x_scale),
-            y=alt.Y(
-                "concept:N",
-                sort=list(data["concept"]),
-                title="concept (by AUROC)",  # the same order under either metric
-                axis=alt.Axis(labelOverlap=False, labelLimit=260),  # whole names: colour:yellow@here
-            ),
-            color=alt.Color(
-                "role:N",
-                scale=alt.Scale(domain=["label", "other"], range=["#1f77b4", "#9ecae1"]),
-                legend=None,
-            ),
-            tooltip=["concept:N", alt.Tooltip("auroc:Q", format=".3f"), alt.Tooltip("mean:Q", format=".4g")],
-            **extra,
-        )
+        alt.Chart(data, height=height or 24 * len(data) + 40).mark_circle(size=90, opacity=1)
+        if silent
+        else alt.Chart(data, height=height or 24 * len(data) + 40).mark_bar(clip=True)
+    ).encode(
+        x=alt.X(f"{metric}:Q", title=title, scale=x_scale),
+        y=alt.Y(
+            "concept:N",
+            sort=list(data["concept"]),
+            title="concept (by AUROC)",  # the same order under either metric
+            axis=alt.Axis(labelOverlap=False, labelLimit=260),  # whole names: colour:yellow@here
+        ),
+        color=alt.Color(
+            "role:N",
+            scale=alt.Scale(domain=["label", "other"], range=["#1f77b4", "#9ecae1"]),
+            legend=None,
+        ),
+        tooltip=["concept:N", alt.Tooltip("auroc:Q", format=".3f"), alt.Tooltip("mean:Q", format=".4g")],
     )
     if metric != "auroc":
         return bars

@@ -987,3 +987,15 @@ def test_a_unit_whose_chains_found_their_best_early_says_its_pictures_are_near_t
     late = early.assign(best_step=[40, 90, 100, 100], stopped_step=[None] * 4)
     assert _near_start_note(late, {"start": "facet_seeded"}) is None
     assert "top real images" not in _near_start_note(early, {"start": "mean"})
+
+
+def test_a_silent_units_tuning_chart_draws_dots_not_bars():
+    """Below 0 on every concept, bars from 0 (or from below the lowest) gave lengths that meant nothing."""
+    from viewer import widgets
+
+    tuning = pd.DataFrame(
+        {"concept": ["a", "b"], "mean": [-10.4, -7.8], "auroc": [0.6, 0.7], "is_label": [0, 0]}
+    )
+    assert widgets.tuning_chart(tuning, "mean", threshold=0.85).to_dict()["mark"]["type"] == "circle"
+    active = tuning.assign(mean=[1.0, -0.5])
+    assert widgets.tuning_chart(active, "mean", threshold=0.85).to_dict()["mark"]["type"] == "bar"
