@@ -873,9 +873,9 @@ def test_the_judge_metric_gives_the_share_read_right_so_a_tie_is_no_bare_cross()
 
     tie = {"judge_label": "half_disk", "judge_correct": False, "judge_prob": 0.5}
     value, delta, tip = judge_metric(tie)
-    assert (value, delta) == ("✗ half_disk", "50% read as its class") and "a tie included" in tip
+    assert (value, delta) == ("✗ half_disk", "50% its class") and "a tie included" in tip
     value, delta, _ = judge_metric({"judge_label": "ring", "judge_correct": True, "judge_prob": 0.75})
-    assert (value, delta) == ("✓ ring", "75% read as its class")
+    assert (value, delta) == ("✓ ring", "75% its class")
     assert judge_metric({"judge_label": "ring", "judge_correct": False, "judge_prob": None})[1] is None
 
 

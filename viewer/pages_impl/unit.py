@@ -114,7 +114,7 @@ def judge_metric(row: dict) -> tuple[str, str | None, str]:
     common reading may be the unit's own class)."""
     share = row.get("judge_prob")
     right = share is not None and not pd.isna(share)
-    delta = f"{float(share):.0%} read as its class" if right else None
+    delta = f"{float(share):.0%} its class" if right else None  # short: the metric is a seventh of a row
     help_text = (
         "the held-out judge J's reading of this unit's last pictures (diverged chains left out): ✓ when more "
         "than half are read as the class the unit stands for, ✗ otherwise (a tie included); beside it J's "
