@@ -155,7 +155,7 @@ def _not_torch_format(source: Path | io.BytesIO) -> str | None:
     if not head or head.startswith(b"PK") or head[:1] == b"\x80":
         return None
     text = head.decode("utf-8", errors="replace")
-    if text.isprintable() or all(c.isprintable() or c in "\n\r\t" for c in text):
+    if all(c.isprintable() or c in "\n\r\t" for c in text):
         start = " ".join(text.split())[:32]
         return f"it holds text starting {start!r}, not torch.save's zip or pickle format"
     return f"its first bytes {head[:8].hex()} are neither torch.save's zip archive nor its pickle format"

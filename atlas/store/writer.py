@@ -219,8 +219,8 @@ class RunStore:
 
     def init_run(self, manifest: Mapping[str, Any], allow_code_change: bool = False) -> dict[str, Any] | None:
         """Create the run (write ``run.json``) or accept a resume of the same config, or of one that adds
-        layers to it (:func:`atlas.config.layer_extension`; listed under ``extended``); returns the run.json
-        a resume found (None: a new run).
+        layers or units to it (:func:`run_growth`; listed under ``extended``); returns the run.json a resume
+        found (None: a new run).
 
         Raises :class:`AtlasError` when the directory already holds a run with a different
         ``config_hash``: results of two configs must never mix in one directory (nor of two networks:
@@ -278,7 +278,7 @@ class RunStore:
         """Raise :class:`AtlasError` unless ``manifest`` may go on with the run whose run.json is
         ``existing`` (the same config, a schema this atlas writes, the same shard layout); writes nothing."""
         if existing.get("config_hash") != manifest["config_hash"]:
-            added, differ, left_out = run_growth(existing, manifest)
+            _added, differ, left_out = run_growth(existing, manifest)
             if differ or left_out:  # neither: the same config or one that adds (a hash of an older atlas)
                 what = _what_differs(differ, left_out)
                 raise AtlasError(
