@@ -92,6 +92,13 @@ def test_sort_units_and_layers_select_and_order_like_the_grid(run, tmp_path):
     assert not (out / "fc8").exists()
 
 
+def test_the_weakest_sort_puts_the_least_activating_units_first(run, tmp_path):
+    out = tmp_path / "weak"
+    export_run(ExportRequest(str(run), out, layers=("conv3",), sort="weakest"), say=lambda _: None)
+    units = written(run, "units", "conv3").sort_values(["best_activation", "unit"], ascending=[True, True])
+    assert [t for _, t in tiles_in((out / "index.html").read_text())] == [f"unit {u}" for u in units["unit"]]
+
+
 def test_label_sorts_order_by_the_label_and_need_a_run_with_labels(run, tmp_path, capsys):
     """The grid's two label sorts, which docs/viewer.md says `--sort` takes, were refused as choices."""
     out = tmp_path / "atlas"
@@ -104,7 +111,7 @@ def test_label_sorts_order_by_the_label_and_need_a_run_with_labels(run, tmp_path
     code, _, err = cli(capsys, "export", str(plain), "--out", str(tmp_path / "p"), "--sort", "label-margin")
     assert code == 2 and err.strip() == (
         "atlas: error: --sort label-margin: this run has no concept labels; sort by unit, activation, "
-        "selectivity, rank, facets"
+        "weakest, selectivity, rank, facets"
     ), err
     assert not (tmp_path / "p").exists()
 

@@ -17,6 +17,7 @@ from viewer.data.units import composite_sql
 # whitelisted sort orders of the layer grid: label -> ORDER BY clause
 SORTS: dict[str, str] = {
     "activation ↓": "best_activation DESC NULLS LAST, unit",
+    "activation ↑": "best_activation ASC NULLS LAST, unit",  # the weakest first: where synthesis fell short
     "selectivity (log-prob) ↓": "best_log_prob DESC NULLS LAST, unit",
     "rank ↑": "best_rank ASC NULLS LAST, best_activation DESC NULLS LAST, unit",
     "facet count ↓": "facet_count DESC NULLS LAST, best_activation DESC NULLS LAST, unit",
@@ -31,6 +32,7 @@ LABEL_SORTS: dict[str, str] = {  # only offered when the run has label columns (
 SORT_WORDS: dict[str, str] = {
     "unit": "unit ↑",
     "activation": "activation ↓",
+    "weakest": "activation ↑",
     "selectivity": "selectivity (log-prob) ↓",
     "rank": "rank ↑",
     "facets": "facet count ↓",
