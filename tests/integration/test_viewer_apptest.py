@@ -179,7 +179,8 @@ def test_layer_grid_pages(tmp_path, monkeypatch):
     )
     assert "judge" not in odd.query_params  # no judge on this layer: nothing to filter on, no filter kept
     said = " ".join(w.value for w in odd.warning)
-    assert "sort='nope' is not one this grid can show (this grid offers: activation, selectivity" in said
+    offered = "(this grid offers: activation, weakest, selectivity"
+    assert f"sort='nope' is not one this grid can show {offered}" in said
     for written in ("rank", "rank ↑"):  # the plain word, and an older link's label
         assert (
             app(tmp_path / "wide", monkeypatch, page="layer", sort=written).selectbox(key="grid_sort").value
