@@ -111,15 +111,14 @@ def _manifest(run: Location) -> dict | None:
         return None
 
 
-# The sidebar's pickers show each option by its name alone, a label that never changes while the viewer
-# is open: the browser keeps a selectbox's pick by its label, so a label that changed as shards landed (a
-# layer's written size, a run's status) no longer matched, the pick fell back to the first option, and
-# every open page switched to the first layer or run on its own (an overview or console became that
-# layer's grid). What the labels said is in the pickers' help.
-
-
 def pick_run(runs: list[Location], multi_run: bool) -> Location:
-    """The run shown: the only one, or the one chosen in the sidebar's run picker."""
+    """The run shown: the only one, or the one chosen in the sidebar's run picker.
+
+    The sidebar's pickers (runs here, layers in :func:`sidebar`) show each option by its name alone, a
+    label that never changes while the viewer is open: the browser keeps a selectbox's pick by its label,
+    so a label that changed as shards landed (a layer's written size, a run's status) no longer matched,
+    the pick fell back to the first option, and every open page switched to the first layer or run on its
+    own. What the labels said is in the pickers' help."""
     if not multi_run:
         return runs[0]
     names = [r.name for r in runs]
@@ -130,7 +129,7 @@ def pick_run(runs: list[Location], multi_run: bool) -> Location:
         if state.get("run"):  # a link to a run this folder does not hold (renamed, another machine's)
             state.notice(f"Run {state.get('run')!r} is not in this folder; showing {first} instead.")
         state.set_("run", first)
-    with st.sidebar:  # options by name alone (the note above)
+    with st.sidebar:  # options by name alone (the docstring)
         st.selectbox("Run", names, key=state.bind_widget("run"), on_change=state.from_widget, args=("run",),
                      help="; ".join(f"{name}: {status}" for name, status in statuses.items()))  # fmt: skip
     return runs[names.index(state.get("run"))]
@@ -184,7 +183,7 @@ def sidebar(ctx: Context) -> None:
                 f"{name}: {'not written yet' if name in unwritten else ctx.size_text(name)}"
                 for name in [*ctx.layer_names, *unwritten]
             )
-            st.selectbox(  # options by name alone (the note above pick_run); their sizes in the help
+            st.selectbox(  # options by name alone (pick_run's docstring); their sizes in the help
                 "Layer",
                 [*ctx.layer_names, *unwritten],
                 key=state.bind_widget("layer"),

@@ -133,14 +133,15 @@ def run_location(cfg: RunConfig) -> Location:
     return open_location(out, storage).child(cfg.name)
 
 
-def _completed_shards(store: RunStore, manifest: dict[str, Any], shards: list[Shard]) -> set[str]:
+def _completed_shards(
+    store: RunStore, existing: dict[str, Any] | None, manifest: dict[str, Any], shards: list[Shard]
+) -> set[str]:
     """Ids of the plan's shards the run already holds. Resuming a run (same config) whose completed shards
     this plan cuts otherwise is refused: a shard is named by its layer and index, so under another
     ``ray.units_per_shard`` (or an older atlas's names) skipping or redoing shards by name would lose units
     or write them twice. Each marker's unit range must be its planned shard's; a shard whose marker does not
     read is done again. The same config, or one that adds layers or units, is checked so; a different
-    config is refused by the manifest check instead."""
-    existing = store.manifest()
+    config is refused by the manifest check instead (``existing``: the run's run.json, None for a new run)."""
     if existing is None or not _same_or_extended(existing, manifest):
         return store.completed_shards() & {s.id for s in shards}
     planned = {s.id: (min(s.units), max(s.units)) for s in shards}
@@ -197,7 +198,8 @@ def run_atlas(
     loc = run_location(cfg)
     store = RunStore(loc)
     store.check_own_folder()  # before Ray starts: a folder of other files is no run to write into
-    held = (store.manifest() or {}).get("unit_groups") or {}  # a layer whose selection grew keeps its cut
+    existing = store.manifest()  # read once: the held unit groups and the completed shards
+    held = (existing or {}).get("unit_groups") or {}  # a layer whose selection grew keeps its cut
     groups = {lp.name: unit_groups(held.get(lp.name), lp.units) for lp in layers}
     shards = plan_groups(groups, cfg.ray.units_per_shard)
     total_units = sum(len(s.units) for s in shards)
@@ -223,7 +225,7 @@ def run_atlas(
         "code_layer": checked.code_layer,
         "unit_groups": groups,  # each layer's units, in the groups the run took them (plan.unit_groups)
     }
-    done = _completed_shards(store, manifest, shards)
+    done = _completed_shards(store, existing, manifest, shards)
     todo = [s for s in shards if s.id not in done]
     if not todo:  # every shard done: the run's own summary stays what its last work wrote
         previous, existing = _previous_summary(loc), store.manifest()

@@ -163,10 +163,10 @@ def unit_rows(
             }
         )
         read = reader.pictures if reader is not None else {}
-        drawn = [(c.last, "last", 0), (c.best, "best", 0)]
-        drawn += [(s, "snapshot", i) for i, s in enumerate(c.snapshots)] if keep_snapshots else []
-        if result.status != "ok":  # a failed unit's chains drew nothing with a finite value: no pictures
-            drawn = []
+        drawn = []  # a failed unit's chains drew nothing with a finite value: no pictures
+        if result.status == "ok":
+            drawn = [(c.last, "last", 0), (c.best, "best", 0)]
+            drawn += [(s, "snapshot", i) for i, s in enumerate(c.snapshots)] if keep_snapshots else []
         for record, kind, i in drawn:
             rows["images"].append(_image_row(u, c.chain, record, kind, c.facet, read.get((c.chain, kind, i))))
         for t in c.trajectory:

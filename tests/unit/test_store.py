@@ -548,7 +548,9 @@ def test_an_unreadable_marker_is_damage_not_a_missing_shard(tmp_path):
         open_run(run)
     assert verify_run(run).bad == {"fc8-00001": "its marker is unreadable"}
     planned = {"config_hash": config_hash(cfg), "units_per_shard": 2}
-    assert _completed_shards(store, planned, plan_shards({"fc8": [0, 1, 2]}, 2)) == {"fc8-00000"}
+    assert _completed_shards(store, store.manifest(), planned, plan_shards({"fc8": [0, 1, 2]}, 2)) == {
+        "fc8-00000"
+    }
     store.write_shard("fc8-00001", "fc8", shard_rows(units=(2,)))  # redone: replaces the unreadable one
     assert open_run(run).execute("SELECT count(*) FROM units").fetchone() == (3,)
 

@@ -17,6 +17,12 @@ from viewer.data.units import FAILED, composite_sql, failures, own_sql
 # its steps is said to keep pictures close to their starts
 EARLY_BEST = 0.1
 
+
+def found_early(best_step: Any, steps: Any) -> bool:
+    """Whether a median best step came within :data:`EARLY_BEST` of the chains' steps (both known)."""
+    return bool(pd.notna(best_step) and pd.notna(steps) and steps > 0 and best_step <= EARLY_BEST * steps)
+
+
 SCHEMA_TABLES = RUN_TABLES
 
 

@@ -199,7 +199,7 @@ def _early_best(table: pd.DataFrame) -> list[tuple[str, float, int, float | None
     out = []
     for rec in table.to_dict("records"):
         best, steps = rec.get("median_best_step"), rec.get("steps")
-        if pd.notna(best) and pd.notna(steps) and steps > 0 and best <= data.EARLY_BEST * steps:
+        if data.found_early(best, steps):
             share = rec.get("stopped_share")
             out.append((str(rec["layer"]), float(best), int(steps), None if pd.isna(share) else float(share)))
     return out

@@ -336,7 +336,7 @@ def _near_start_note(chains: pd.DataFrame, sampler: dict) -> str | None:
     if chains.empty or "best_step" not in chains or "steps" not in chains:
         return None
     best, steps = chains["best_step"].median(), chains["steps"].max()
-    if pd.isna(best) or pd.isna(steps) or steps <= 0 or best > data.EARLY_BEST * steps:
+    if not data.found_early(best, steps):
         return None
     stopped = int(chains["stopped_step"].notna().sum()) if "stopped_step" in chains else 0
     by_stop = f" ({stopped} of {len(chains)} stopped by `sampler.stop_at`)" if stopped else ""
