@@ -48,7 +48,7 @@ def real_codes(
     _check_code_size(code, network.space.size, generator, layer)  # before reading a single image
     if generator is not None:
         via = cfg.models.encoder is not None
-        note = foreign_code_note(generator.spec, network.spec, str(layer), ["these codes"], via_encoder=via)
+        note = foreign_code_note(generator.spec, network.spec, str(layer), ["this command"], via_encoder=via)
         if note:
             print(f"atlas: warning: {note}", file=sys.stderr)
     least, purpose = minimum  # too few images: said before any is decoded and coded

@@ -27,10 +27,12 @@ def add_code_input_arguments(p: argparse.ArgumentParser, out_help: str) -> None:
     add_overrides(p)
 
 
-def command_codes(args: argparse.Namespace, minimum: int, purpose: str) -> tuple[Path, torch.Tensor, str]:
+def command_codes(
+    args: argparse.Namespace, minimum: int, purpose: str
+) -> tuple[Path, torch.Tensor, tuple[str, str]]:
     """What `atlas code-stats` and `atlas train-dae` start with: the config loaded, ``--out`` checked (not one
     of the inputs), and the codes of ``--images`` (at least ``minimum``, else a one-line error naming
-    ``purpose``). Returns (the output path, codes (N, *code shape), the code layer named with its network)."""
+    ``purpose``). Returns (the output path, codes (N, *code shape), (the network's spec, its code layer))."""
     from atlas.atomic import check_output_file
     from atlas.config import load_config
     from atlas.real_codes import real_codes
@@ -45,4 +47,4 @@ def command_codes(args: argparse.Namespace, minimum: int, purpose: str) -> tuple
     if len(codes) < minimum:
         raise AtlasError(f"--images: only {len(codes)} image(s) in {args.images!r}; {purpose}")
     network = (cfg.models.encoder or cfg.models.target).spec  # type: ignore[union-attr]
-    return out, codes, f"{network}'s {layer}"  # which network's codes: the file's source says it
+    return out, codes, (network, layer)  # which network's codes: the file says it

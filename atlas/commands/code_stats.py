@@ -25,12 +25,11 @@ def run(args: argparse.Namespace) -> int:
     from atlas.errors import AtlasError
     from atlas.models.codes import CodeStats
 
-    out, codes, layer = command_codes(
+    out, codes, (network, layer) = command_codes(
         args, 2, "a standard deviation needs at least 2 (hundreds for useful bounds)"
     )
-    stats = CodeStats.from_codes(
-        codes, source=f"{layer} of {len(codes)} images in {args.images}", sigmas=args.sigmas
-    )
+    source = f"{network}'s {layer} of {len(codes)} images in {args.images}"
+    stats = CodeStats.from_codes(codes, source=source, sigmas=args.sigmas, read_from=(network, layer))
     problem = stats.problem()
     if problem:  # e.g. non-finite codes: the file would be refused when a run loads it
         raise AtlasError(f"--images: the codes of {args.images!r} give statistics that {problem}")

@@ -133,8 +133,10 @@ def run(args: argparse.Namespace) -> int:
         blocks = [r.name for r in model_layers(model, include_containers=True) if r.name not in leaves]
         if blocks:
             shown = ", ".join(blocks[:4]) + (", ..." if len(blocks) > 4 else "")
-            print(
-                f"{len(blocks)} blocks ({shown}) are layers too (read at the block's own output); --all "
-                "lists them"
+            these = (
+                f"{len(blocks)} blocks ({shown}) are layers"
+                if len(blocks) > 1
+                else f"1 block ({shown}) is a layer"
             )
+            print(f"{these} too (read at the block's own output); --all lists them")
     return 0

@@ -114,6 +114,13 @@ def iso_duration(value: dt.timedelta) -> str:
 def _json_cell(value: Any) -> Any:
     """Strict JSON: NaN and infinities (no JSON number) as null, within lists and maps too; times in ISO
     8601 (timestamps, dates, intervals as durations)."""
+    from atlas.store.queries import JsonText
+
+    if isinstance(value, JsonText):  # a JSON column's value: the data it holds
+        try:
+            return json.loads(value)
+        except ValueError:
+            return str(value)
     value = _cell(value)
     if isinstance(value, float) and not math.isfinite(value):
         return None

@@ -48,7 +48,10 @@ def run(args: argparse.Namespace) -> int:
     from atlas.errors import AtlasError
     from atlas.models.dae import train_dae
 
-    out, codes, layer = command_codes(args, 10, "a DAE needs at least 10 (thousands for a useful prior)")
+    out, codes, (network, code_layer) = command_codes(
+        args, 10, "a DAE needs at least 10 (thousands for a useful prior)"
+    )
+    layer = f"{network}'s {code_layer}"
     dae, report = train_dae(codes, hidden=args.hidden, epochs=args.epochs, noise=args.noise, seed=args.seed)
     finite = all(torch.isfinite(t).all() for t in dae.state_dict().values())
     if not finite or not math.isfinite(report["heldout_error"]):

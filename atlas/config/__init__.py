@@ -35,6 +35,7 @@ from atlas.config.models import MODEL_SCHEMES, ModelConfig, ModelsConfig, Prepro
 from atlas.config.run import (
     CODE_METHODS,
     NON_RESULT_SECTIONS,
+    OWN_START_METHODS,
     PIXEL_METHODS,
     RunConfig,
     check_sampler_models,
@@ -64,6 +65,7 @@ __all__ = [
     "LIST_FORM_MAX",
     "MODEL_SCHEMES",
     "NON_RESULT_SECTIONS",
+    "OWN_START_METHODS",
     "PIXEL_METHODS",
     "AccentuationConfig",
     "CmaesConfig",

@@ -19,16 +19,21 @@ from atlas.errors import ConfigError
 
 
 def apply_override(data: dict[str, Any], assignment: str) -> None:
-    """Apply ``a.b.c=value`` (value parsed as YAML) to a nested mapping in place; list items by index."""
+    """Apply ``a.b.c=value`` (value parsed as YAML) to a nested mapping in place; list items by index, and
+    the index one past a list's last item appends one (``--set "layers.2={name: conv4}"`` on two layers,
+    or ``--set layers.2.name=conv4``)."""
     dotted, parts, value = _parse_assignment(assignment)
     node: Any = data
     for i, part in enumerate(parts[:-1]):
         node = _descend(node, part, dotted, parts[: i + 1])
     last = parts[-1]
     if isinstance(node, list):
-        if not last.isdigit() or int(last) >= len(node):
+        if not last.isdigit() or int(last) > len(node):
             raise ConfigError(f"--set {dotted}: no list item {last!r}; {_items(node)}")
-        node[int(last)] = value
+        if int(last) == len(node):
+            node.append(value)
+        else:
+            node[int(last)] = value
     else:
         node[last] = value
 
@@ -56,16 +61,19 @@ def _parse_assignment(assignment: str) -> tuple[str, list[str], Any]:
 
 def _items(node: list[Any]) -> str:
     """What indices a list has, for an error about one it lacks."""
-    return f"it has items 0-{len(node) - 1}" if node else "it is empty"
+    has = f"it has items 0-{len(node) - 1}" if node else "it is empty"
+    return f"{has} (item {len(node)} appends one)"
 
 
 def _descend(node: Any, part: str, dotted: str, path: list[str]) -> Any:
     """Child ``part`` of ``node`` (at ``path``); a spec string or nothing there becomes a mapping."""
     if isinstance(node, list):
-        if not part.isdigit() or int(part) >= len(node):
+        if not part.isdigit() or int(part) > len(node):
             raise ConfigError(
                 f"--set {dotted}: no list item {part!r} at '{'.'.join(path[:-1])}'; {_items(node)}"
             )
+        if int(part) == len(node):  # one past the last item: a new one, set key by key
+            node.append({})
         item = node[int(part)]
         if path[-2:-1] == ["layers"] and not isinstance(item, dict | list):  # `layers: [fc8]` shorthand
             item = node[int(part)] = {"name": item}

@@ -21,6 +21,9 @@ from atlas.uri_filesystem import is_remote, parse_uri, scheme_of
 
 CODE_METHODS = ("dgn_am", "ppgn_h", "ga", "cmaes")  # optimize G's code: need a generator
 PIXEL_METHODS = ("pixel", "fourier", "maco", "accentuation")  # optimize a picture: no generator
+# start where their papers do (a grey or random spectrum; accentuation: the unit's top real images, else the
+# mean picture), whatever sampler.start says
+OWN_START_METHODS = ("fourier", "maco", "accentuation")
 
 
 _RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")

@@ -27,9 +27,12 @@ class CodeStats:
     upper: torch.Tensor  # (D,)
     percentiles: dict[str, torch.Tensor]  # e.g. {"p50": (D,), "p99": (D,)}
     source: str = ""  # what the statistics were computed from
+    read_from: tuple[str, str] | None = None  # (network spec, layer) the codes were read from, when known
 
     @staticmethod
-    def from_codes(codes: torch.Tensor, source: str, sigmas: float = 3.0) -> CodeStats:
+    def from_codes(
+        codes: torch.Tensor, source: str, sigmas: float = 3.0, read_from: tuple[str, str] | None = None
+    ) -> CodeStats:
         """codes: (N, *code_shape) real codes -> statistics with the mean + ``sigmas`` * std upper bound."""
         c = codes.detach().float().flatten(1)  # (N, D)
         mean, std = c.mean(0), c.std(0)
@@ -38,7 +41,8 @@ class CodeStats:
         qs = torch.quantile(c[: min(len(c), 20000)], torch.tensor([0.5, 0.9, 0.99]), dim=0)
         shape = codes.shape[1:]
         pct = {"p50": qs[0].view(shape), "p90": qs[1].view(shape), "p99": qs[2].view(shape)}
-        return CodeStats(mean.view(shape), std.view(shape), lower.view(shape), upper.view(shape), pct, source)
+        bounds = (mean.view(shape), std.view(shape), lower.view(shape), upper.view(shape))
+        return CodeStats(*bounds, pct, source, read_from)
 
     def to(self, device: torch.device | str) -> CodeStats:
         return CodeStats(
@@ -48,6 +52,7 @@ class CodeStats:
             self.upper.to(device),
             {k: v.to(device) for k, v in self.percentiles.items()},
             self.source,
+            self.read_from,
         )
 
     def save(self, path: str | Path) -> None:
@@ -58,7 +63,8 @@ class CodeStats:
             "upper": self.upper,
             **{f"pct_{k}": v for k, v in self.percentiles.items()},
         }
-        atomic_write(path, lambda tmp: torch.save({"tensors": payload, "source": self.source}, tmp))
+        blob = {"tensors": payload, "source": self.source, "read_from": list(self.read_from or ())}
+        atomic_write(path, lambda tmp: torch.save(blob, tmp))
 
     @staticmethod
     def load(path: str | Path, storage: Mapping[str, Any] | None = None) -> CodeStats:
@@ -90,7 +96,16 @@ class CodeStats:
             blob = torch.load(source, map_location="cpu", weights_only=True)
             t = blob["tensors"]
             pct = {k[4:]: v for k, v in t.items() if k.startswith("pct_")}
-            stats = CodeStats(t["mean"], t["std"], t["lower"], t["upper"], pct, str(blob.get("source", "")))
+            read_from = tuple(str(x) for x in blob.get("read_from") or ())  # older files: not recorded
+            stats = CodeStats(
+                t["mean"],
+                t["std"],
+                t["lower"],
+                t["upper"],
+                pct,
+                str(blob.get("source", "")),
+                read_from if len(read_from) == 2 else None,  # type: ignore[arg-type]
+            )
         except Exception as exc:  # noqa: BLE001 - any failure means the file is not usable
             raise ModelError(
                 f"code statistics file {str(p)!r} is unreadable ({type(exc).__name__}): it is not a file "

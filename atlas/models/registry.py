@@ -35,7 +35,7 @@ from atlas.models import deepsim
 from atlas.models.loaded import IMAGE_ROLES, LoadedModel, Role, freeze
 from atlas.models.probes import LayerInfo, last_leaf, list_layers, resolve_modules
 from atlas.models.spaces import ImageSpace, deepsim_space, torchvision_space
-from atlas.models.weights import apply_state_dict, module_fingerprint, read_state_dict
+from atlas.models.weights import apply_state_dict, is_uri, module_fingerprint, read_state_dict
 
 RANDOM_SEED = 0  # random weights are deterministic so every worker builds the same network
 
@@ -433,7 +433,14 @@ def load_run_model(run: RunConfig, role: Role) -> LoadedModel | None:
         )
     except ModelError as exc:  # which of the run's models: four take weights files
         said = str(exc)
-        raise ModelError(said if said.startswith("models.") else f"models.{role}: {said}") from None
+        said = said if said.startswith("models.") else f"models.{role}: {said}"
+        if run.models.allow_random_weights and _missing_local_file(cfg.weights):  # random weights asked
+            said += f" (or models.{role}.weights: null to run it on random weights too)"
+        raise ModelError(said) from None
+
+
+def _missing_local_file(weights: str | None) -> bool:
+    return bool(weights) and not is_uri(weights) and not Path(weights).expanduser().exists()
 
 
 def _last_module_run(model: LoadedModel) -> str | None:

@@ -74,7 +74,7 @@ def build_models(cfg: RunConfig) -> RunModels:
         stats, stats_fingerprint = CodeStats.read(cfg.models.code_stats, storage)
     elif generator is not None:
         stats = generator.extras.get("code_stats") or _deepsim_default_stats(generator)  # type: ignore[assignment]
-    code_layer = cfg.models.code_layer or (generator.extras.get("code_layer") if generator else None)
+    code_layer = cfg.models.code_layer or generators_own_layer(generator, encoder or target)
     shape = generator.code_shape if generator is not None else None
     if stats is not None and shape is not None and tuple(stats.mean.shape) != tuple(shape):
         raise AtlasError(
@@ -84,6 +84,14 @@ def build_models(cfg: RunConfig) -> RunModels:
     return RunModels(
         target, generator, dae, stats, code_layer, cfg.models.code_stats, stats_fingerprint, encoder
     )
+
+
+def generators_own_layer(generator: LoadedModel | None, reader: LoadedModel) -> str | None:
+    """The layer G names as its code (its ``code_layer`` extra: T's relu6 for the toy world's G) when the
+    network that reads codes (the encoder, else the target) has a layer of that name; None otherwise, so
+    a run that needs no code layer (DGN-AM from a random or mean start) takes any target, as with DeePSiM."""
+    name = generator.extras.get("code_layer") if generator is not None else None
+    return name if name and name in dict(reader.module.named_modules()) else None
 
 
 def _deepsim_default_stats(generator: LoadedModel) -> CodeStats | None:

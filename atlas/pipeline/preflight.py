@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from atlas.config import CODE_METHODS, RunConfig, check_sampler_models
+from atlas.config import CODE_METHODS, OWN_START_METHODS, RunConfig, check_sampler_models
 from atlas.config.advice import config_warnings
 from atlas.errors import AtlasError, ConfigError, ModelError, first_line, some
 from atlas.models import model_layers
@@ -131,7 +131,7 @@ def check_real_images(cfg: RunConfig, decode: bool = True) -> tuple[bool, int | 
                 f"facets.real_images: concept folders with fewer than {MIN_POSITIVES} images are not scored "
                 f"as labels ({some(small, 4, quoted=True)}); give each concept {MIN_POSITIVES} or more"
             )
-    if start in SEEDED_STARTS and not have:
+    if start in SEEDED_STARTS and not have and cfg.sampler.method not in OWN_START_METHODS:
         raise ConfigError(
             f"sampler.start: {start!r} needs real images and {why}; set facets.real_images to a folder of "
             "images, or use sampler.start: random (or mean)"
@@ -231,11 +231,13 @@ def _check_code_layer(cfg: RunConfig, models: RunModels, module: nn.Module, shap
             "or remove the encoder"
         )
     if needed and not name:
+        own = gen.extras.get("code_layer") if gen is not None else None
+        lacks = f" ({gen.spec} reads {own!r}, which the target lacks)" if gen is not None and own else ""
         raise ConfigError(
             f"models.code_layer: sampler.start {s.start!r} turns real images into start codes through the "
-            "target layer whose output is G's code, and none is known; set models.code_layer (and "
-            "models.encoder when G inverts another network than the target) or use sampler.start: random "
-            "(or mean)"
+            f"target layer whose output is G's code, and none is known{lacks}; set models.code_layer (and "
+            f"models.encoder when G inverts another network than the target: {ENCODER_EXAMPLES}) or use "
+            "sampler.start: random (or mean)"
         )
     if not name:
         return None
@@ -320,7 +322,10 @@ def _model_warnings(cfg: RunConfig, models: RunModels) -> list[str]:
     for role in ("target", "generator", "dae", "encoder"):
         m = getattr(models, role)
         if m is not None and m.random_weights:
-            out.append(f"models.{role} ({m.spec}) runs on RANDOM weights: the pictures show nothing learned")
+            said = f"models.{role} ({m.spec}) runs on RANDOM weights: the pictures show nothing learned"
+            if role == "generator" and m.spec.startswith("deepsim:"):  # a user's trial: all-grey pictures
+                said += " (a random DeePSiM generator draws nearly flat mean-colour pictures: plumbing only)"
+            out.append(said)
     return out
 
 
@@ -341,6 +346,23 @@ def _foreign_code(cfg: RunConfig, models: RunModels) -> list[str]:
     network = models.encoder if models.encoder is not None else models.target
     note = foreign_code_note(gen.spec, network.spec, layer, uses, via_encoder=models.encoder is not None)
     return [note] if note else []
+
+
+def _stats_of_another_code(cfg: RunConfig, models: RunModels, code_layer: str | None) -> list[str]:
+    """models.code_stats computed from another network's or layer's codes than the run's (the file records
+    where `atlas code-stats` read them): its bounds and mean would clip and start G's code on another
+    scale. Only a code of another size is an error (the shape check); this one is said."""
+    stats = models.code_stats
+    if stats is None or stats.read_from is None or not cfg.models.code_stats or not code_layer:
+        return []
+    network = (models.encoder or models.target).spec
+    if stats.read_from == (network, code_layer):
+        return []
+    was = f"{stats.read_from[0]}'s {stats.read_from[1]!r}"
+    return [
+        f"models.code_stats: {cfg.models.code_stats} holds statistics of {was}, but the run reads its code "
+        f"from {network}'s {code_layer!r}; recompute them for it (atlas code-stats --config ... --images DIR)"
+    ]
 
 
 def preflight_models(cfg: RunConfig, models: RunModels) -> PreflightReport:
@@ -364,10 +386,10 @@ def preflight_models(cfg: RunConfig, models: RunModels) -> PreflightReport:
     if s.diversity and s.diversity_layer:
         _known_layer(module, shapes, s.diversity_layer, "sampler.diversity_layer")
     if s.method not in ("ga", "cmaes"):
-        _check_differentiable(target, list(layer_shapes), s.method)
+        _check_differentiable(target, list(layer_shapes), s.method, models.generator is not None)
     own_code = code_layer if models.encoder is None else None  # an encoder's layer is none of the target's
     warnings = _model_warnings(cfg, models) + _reused_modules(cfg, rows, own_code)
-    warnings += _foreign_code(cfg, models)
+    warnings += _foreign_code(cfg, models) + _stats_of_another_code(cfg, models, code_layer)
     if cfg.models.target.output_layer and facet_layer and not cfg.facets.layer:
         warnings.append(
             f"facets cluster the features of {facet_layer!r} (the last 1-D layer before the output layer "
@@ -382,9 +404,14 @@ def preflight_models(cfg: RunConfig, models: RunModels) -> PreflightReport:
     )
 
 
-def _check_differentiable(target: LoadedModel, layers: list[str], method: str) -> None:
+def _check_differentiable(target: LoadedModel, layers: list[str], method: str, generator: bool) -> None:
     """Gradient methods climb the input gradient of each layer: a target whose forward runs under
-    ``torch.no_grad`` (or detaches, or leaves torch) gives none, and every unit would fail in the workers."""
+    ``torch.no_grad`` (or detaches, or leaves torch) gives none, and every unit would fail in the workers.
+    The way out (GA or CMA-ES, forward passes only) searches a generator's code: without a generator the
+    error says that one is needed too."""
+    search = "use ga or cmaes (forward passes only)"
+    if not generator:  # a user's trial was sent from here to ga, which then asked for a generator
+        search += ", which search a generator's code: set models.generator too"
     leaf = example_input(target).requires_grad_(True)
     try:
         with torch.enable_grad():
@@ -394,14 +421,14 @@ def _check_differentiable(target: LoadedModel, layers: list[str], method: str) -
     except Exception as exc:  # noqa: BLE001 - user networks fail in many ways
         raise ModelError(
             f"models.target: a forward pass with input gradients failed ({type(exc).__name__}: "
-            f"{first_line(exc)}); sampler.method {method!r} needs them: use ga or cmaes (forward passes only)"
+            f"{first_line(exc)}); sampler.method {method!r} needs them: {search}"
         ) from None
     flat = [name for name in layers if not acts[name].requires_grad]
     if flat:
         raise ModelError(
             f"models.target: layer {flat[0]!r} does not depend differentiably on the input (a forward under "
             f"torch.no_grad, a detach, or a step outside torch); sampler.method {method!r} needs input "
-            "gradients: use ga or cmaes (forward passes only), or make the forward differentiable"
+            f"gradients: {search}; or make the forward differentiable"
         )
 
 

@@ -153,7 +153,33 @@ def run_chains(
         t = steps if bool((tracker.stopped | tracker.diverged).all()) else t + 1
 
     seconds = (time.perf_counter() - t0) / max(b, 1)
+    values = read_kept_as_stored(tracker, readout, setup, units, objective, index)
     return collect_results(tracker, meta, readout, acts, values, seconds)
+
+
+def read_kept_as_stored(
+    tracker: ChainTracker,
+    readout: TargetReadout,
+    setup: ComputeSetup,
+    units: list[Unit],
+    objective: Objective,
+    index: torch.Tensor,
+) -> torch.Tensor:
+    """Read each chain's best and last pictures again as they are stored (rounded to their PNG's 8 bits) in
+    float32, whatever the chain's precision, and keep those numbers in their records; returns the last
+    pictures' unit-layer values (B, U). A user's own forward pass of a stored picture then gives its stored
+    activation: bf16 readings differ from it by 1-3 % and tie between pictures (a user's trial). Two
+    forward passes per batch, no gradient."""
+    assert tracker.best_img is not None and tracker.last_img is not None
+    reads = []
+    for kept in (tracker.best_img, tracker.last_img):  # (B, 3, H, W) as kept (ImageSpace.seen)
+        stored = (kept.clamp(0, 1) * 255).round() / 255  # what to_uint8_images writes, back in [0, 1]
+        with torch.no_grad():
+            acts = readout.probe(setup.to_input(readout.encode(stored)))
+            values = layer_values(acts[readout.layer], units).float()  # (B, U)
+        reads.append((objective.readout(values, index), values))
+    (tracker.best_read, _), (tracker.last_read, last_values) = reads
+    return last_values
 
 
 def _read_picture(

@@ -15,8 +15,9 @@ The population loop (``sampler.steps`` counts generations)::
 
 Each chain's state and picture is its best member so far (its best code, that code's picture and layer
 values), tracked by the same ``ChainTracker`` as the gradient loop, so facets, rows, the store and the viewer
-see no difference. Forward passes per picture: ``steps x P`` (+ 1 final readout); no backward pass ever
-runs. Every random draw comes from the chain's own generator, and every update is per chain.
+see no difference. Forward passes per picture: ``steps x P`` (+ 1 final readout, + 2 float32 reads of the
+kept pictures); no backward pass ever runs. Every random draw comes from the chain's own generator, and
+every update is per chain.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 import torch
 
 from atlas.config import CmaesConfig, GaConfig
-from atlas.sampling.chain import TargetReadout, collect_results
+from atlas.sampling.chain import TargetReadout, collect_results, read_kept_as_stored
 from atlas.sampling.compute import ComputeSetup
 from atlas.sampling.objectives import Objective, layer_values
 from atlas.sampling.parametrizations import GeneratorParam
@@ -339,4 +340,5 @@ def run_search(
     nan = per_chain_norm(None, b, device)
     tracker.record(steps, read, per_chain_norm(code, b, device), nan, nan, readout.seen(img))
     seconds = (time.perf_counter() - t0) / max(b, 1)
+    values = read_kept_as_stored(tracker, readout, setup, units, objective, index)
     return collect_results(tracker, meta, readout, acts, values, seconds)

@@ -45,10 +45,9 @@ def fell_back_note(exc: BaseException) -> str:
     not interact); the same text for every unit of a cause, so the run's summary counts them together (no
     "; ": the summary splits a unit's notes there)."""
     return (
-        f"its batch failed ({type(exc).__name__}: {first_line(exc).replace('; ', ', ')}) and its chains ran "
-        "alone: the network "
-        "fails on some batches (a batch size, a mix of inputs), and a compute.batch_size it takes saves "
-        "the reruns"
+        f"the batch failed ({type(exc).__name__}: {first_line(exc).replace('; ', ', ')}) and the unit's "
+        "chains ran alone: the network fails on some batches (a batch size, a mix of inputs), and a "
+        "compute.batch_size it takes saves the reruns"
     )
 
 

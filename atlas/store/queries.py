@@ -194,12 +194,28 @@ def run_query(
     return columns, rows[:keep], len(rows) > keep
 
 
+class JsonText(str):
+    """A value of a DuckDB ``JSON`` column: its text everywhere (a table cell, CSV), and the nested data it
+    holds where the answer is JSON itself (``atlas sql --format json``), not a string of escaped JSON."""
+
+
 def _fetch(cur: duckdb.DuckDBPyConnection, max_rows: int | None) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """(columns, rows) of an executed statement: every row, or max_rows + 1 (to tell a cut result)."""
+    """(columns, rows) of an executed statement: every row, or max_rows + 1 (to tell a cut result). The
+    values of JSON columns (and lists of JSON) are :class:`JsonText`."""
     if not cur.description:
         return [], []
     columns = [d[0] for d in cur.description]
-    return columns, cur.fetchall() if max_rows is None else cur.fetchmany(max_rows + 1)
+    rows = cur.fetchall() if max_rows is None else cur.fetchmany(max_rows + 1)
+    json_columns = [i for i, d in enumerate(cur.description) if str(d[1]).upper() in ("JSON", "JSON[]")]
+    if json_columns:
+        rows = [tuple(_as_json_text(v) if i in json_columns else v for i, v in enumerate(r)) for r in rows]
+    return columns, rows
+
+
+def _as_json_text(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_as_json_text(v) for v in value]
+    return JsonText(value) if isinstance(value, str) else value
 
 
 def query_run(

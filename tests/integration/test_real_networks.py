@@ -121,6 +121,7 @@ def test_code_stats_and_train_dae_from_a_folder(tmp_path):
 
     stats = CodeStats.load(stats_out)
     assert stats.upper.shape == (128,) and (stats.upper >= stats.mean).all()
+    assert stats.read_from == ("python:atlas.examples.tiny_cnn:build", "relu6")  # where the codes were read
     proc = atlas_cli("train-dae", *common, "--out", str(dae_out), "--epochs", "2", "--hidden", "32")
     assert proc.returncode == 0, proc.stderr
     assert "held-out error" in proc.stdout

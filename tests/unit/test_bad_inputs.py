@@ -597,8 +597,8 @@ PREFLIGHT_CASES = [
         {"models": {"target": "deepsim:fc6"}},
     ),
     Case(
-        "weights missing",
-        ("weights file '{tmp}/none.pt' not found",),
+        "weights missing",  # random weights are allowed (the base): say how to have them for this one too
+        ("weights file '{tmp}/none.pt' not found", "(or models.target.weights: null to run it on random"),
         {"models": {"target": {"spec": f"{SPEC}:good", "weights": "{tmp}/none.pt"}}},
     ),
     Case(
@@ -713,6 +713,43 @@ def test_base_config_passes_preflight(tmp_path, capsys):
         drawn = "generator" in change.get("models", {})
         assert ("# pictures: the generator's 32x32 RGB -> 32x32 RGB (same size)" in out) == drawn
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("method", ["fourier", "maco", "accentuation"])
+def test_a_seeded_start_without_images_is_no_error_for_methods_that_start_their_own_way(
+    method, tmp_path, capsys
+):
+    """Fourier and MACO start from their own spectrum, accentuation from the unit's real images (else the
+    mean picture): ``sampler.start`` (facet_seeded by default) does not concern them, so the lack of real
+    images it would need is no reason to refuse them (a user's trial: a Fourier run refused for it)."""
+    data = base_config(tmp_path)
+    data["sampler"] |= {"method": method, "start": "facet_seeded"}
+    (tmp_path / "own.yaml").write_text(yaml.safe_dump(data))
+    code, out, err = run_cli(capsys, "config", str(tmp_path / "own.yaml"), "--check")
+    assert code == 0 and "# pre-flight passed" in out, err
+
+
+def test_another_networks_generator_needs_its_code_layer_only_to_read_real_codes(tmp_path, capsys):
+    """DGN-AM from a random start needs only G and the target's gradient (README): the toy world's G, whose
+    code is T's relu6, drives a target without such a layer, as a DeePSiM G does (a user's trial was told
+    ``unknown layer 'relu6'`` for a key they never set). A seeded start reads real images' codes, so it
+    still asks for the layer and says which one G reads."""
+    good_folder(tmp_path)
+    data = base_config(tmp_path) | {"layers": [{"name": "fc", "units": "0-1"}]}
+    data["models"] = {
+        "target": f"{SPEC}:in_place",
+        "generator": "toyworld:generator",
+        "allow_random_weights": True,
+    }
+    data["sampler"] |= {"method": "dgn_am"}
+    (tmp_path / "gen.yaml").write_text(yaml.safe_dump(data))
+    code, out, err = run_cli(capsys, "config", str(tmp_path / "gen.yaml"), "--check")
+    assert code == 0, err
+    assert "# pre-flight passed: layers fc 5" in out and "no code layer" in out
+    sets = ["--set", "sampler.start=facet_seeded", "--set", f"facets.real_images={tmp_path / 'imgs'}"]
+    code, out, err = run_cli(capsys, "config", str(tmp_path / "gen.yaml"), "--check", *sets)
+    expect = ("models.code_layer: sampler.start 'facet_seeded'", "toyworld:generator reads 'relu6', which")
+    assert_one_line_error(code, out, err, expect, tmp_path)
 
 
 # ------------------------------------------------------------------------------------- atlas layers

@@ -250,8 +250,19 @@ def test_messages_stay_readable_for_long_empty_and_missing_values():
         ConfigError, match=r"sampler.steps: expected an integer, got nothing \(an empty value\)"
     ):
         config_from_dict(BASE, ["sampler.steps=null"])
-    with pytest.raises(ConfigError, match=r"no list item '5' at 'layers'; it has items 0-1"):
+    with pytest.raises(ConfigError, match=r"no list item '5' at 'layers'; it has items 0-1 \(item 2 appends"):
         config_from_dict(BASE, ["layers.5.units=3"])
+
+
+def test_the_index_after_a_lists_last_item_appends_one():
+    """Growing a run by a layer from the command line took retyping the whole layers list (a user's trial:
+    ``--set "layers.3={...}"`` was 'no list item'); one past the end appends, whole or key by key."""
+    whole = config_from_dict(BASE, ["layers.2={name: conv2, units: 0-1}"])
+    by_key = config_from_dict(BASE, ["layers.2.name=conv2", "layers.2.units=0-1"])
+    assert [lc.name for lc in whole.layers] == [lc.name for lc in by_key.layers] == ["fc8", "conv3", "conv2"]
+    assert whole.to_dict()["layers"] == by_key.to_dict()["layers"]
+    with pytest.raises(ConfigError, match=r"no list item '4' at 'layers'"):  # only the next one
+        config_from_dict(BASE, ["layers.4.name=conv2"])
 
 
 def test_storage_options_reach_the_uris_on_out_dirs_store_only():

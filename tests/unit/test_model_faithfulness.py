@@ -44,12 +44,12 @@ def recomputed(model, layer: str, unit: int, image: np.ndarray) -> float:
     return float(acts[unit])
 
 
-def run_engine(t, g, layer: str, units: list[int], **sampler):
+def run_engine(t, g, layer: str, units: list[int], autocast: str = "none", **sampler):
     base = dict(steps=12, chains_per_unit=2, record_every=4, start="random")
     base.update(sampler)
     engine = Engine(
         t, g, None, SamplerConfig(**base), FacetConfig(enabled=False, real_images=None),
-        ComputeConfig(batch_size=8, autocast="none"), CPU,
+        ComputeConfig(batch_size=8, autocast=autocast), CPU,
     )  # fmt: skip
     results = engine.map_units(layer, units, seed=0)
     assert all(r.status == "ok" for r in results), [r.error for r in results]
@@ -79,6 +79,22 @@ def test_methods_that_climb_a_random_view_keep_what_the_picture_itself_reads(met
     t = target()
     results = run_engine(t, None, "conv2", [0, 1, 2], steps=15, **method)
     assert_records_match_pictures(t, results, "conv2")
+
+
+@pytest.mark.parametrize("method", ["dgn_am", "pixel", "ga"])
+def test_stored_activations_are_a_float32_reading_of_the_stored_picture_in_any_precision(method):
+    """Chains that climb in bf16 keep their pictures' numbers as a user's float32 forward pass of the stored
+    8-bit picture gives them (a user's trial: bf16 numbers 1-3 % off, and two pictures tied), and the
+    activations table's vector is the last picture's."""
+    t = target()
+    g = load_model(f"{SPEC}:generator", "generator", allow_random_weights=True) if method != "pixel" else None
+    results = run_engine(t, g, "fc8", [0, 3], autocast="bf16", method=method, steps=6)
+    for r in results:
+        for c in r.chains:
+            for rec in (c.best, c.last):
+                again = recomputed(t, "fc8", r.unit, rec.image)
+                assert again == pytest.approx(rec.activation, rel=1e-5, abs=1e-6), (r.unit, rec.kind)
+            assert float(c.final_activations[r.unit]) == pytest.approx(c.last.activation, rel=1e-6)
 
 
 def test_an_in_place_op_after_a_probed_layer_does_not_change_its_reading():
@@ -129,6 +145,13 @@ def test_a_target_without_input_gradients_is_refused_for_gradient_methods_only()
     data["sampler"] = {**data["sampler"], "method": "ga"}
     ga = config_from_dict(data)
     assert preflight(ga, build_models(ga)).layer_shapes == {"body.fc8": (10,)}
+    data["models"].pop("generator")  # GA and CMA-ES search a generator's code: the way out says so
+    data["sampler"] = {**data["sampler"], "method": "pixel"}
+    pixel = config_from_dict(data)
+    with pytest.raises(
+        ModelError, match=r"use ga or cmaes \(forward passes only\), which search a generator's"
+    ):
+        preflight(pixel, build_models(pixel))
 
 
 def test_a_module_that_runs_twice_is_counted_and_named_in_a_warning():

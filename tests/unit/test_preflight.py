@@ -261,6 +261,34 @@ def test_deepsim_without_code_stats_gets_ppgns_clip_range(variant, lower, tmp_pa
     assert build_models(toy).code_stats is None  # no generator, no bounds
 
 
+def test_code_stats_of_another_layer_are_said_and_older_files_pass(tmp_path):
+    """A code-stats file records the network and layer its codes were read from: statistics of another
+    layer of the same size passed in silence (a user's trial: fc6's bounds on fc7's code)."""
+    from atlas.models.codes import CodeStats
+
+    codes = torch.rand(20, 16)
+    path, older = tmp_path / "stats.pt", tmp_path / "older.pt"
+    CodeStats.from_codes(codes, "t", read_from=(f"{SPEC}:good", "relu6")).save(path)
+    CodeStats.from_codes(codes, "t").save(older)  # as files written before the record was kept
+    assert (
+        CodeStats.load(path).read_from == (f"{SPEC}:good", "relu6")
+        and CodeStats.load(older).read_from is None
+    )
+    said = {}
+    for file, layer in ((path, "relu6"), (path, "fc6"), (older, "fc6")):
+        models = {"target": f"{SPEC}:good", "generator": f"{SPEC}:generator", "allow_random_weights": True}
+        cfg = config(
+            models=models | {"code_layer": layer, "code_stats": str(file)},
+            sampler={"method": "dgn_am", "steps": 2, "chains_per_unit": 1, "start": "random"},
+        )
+        said[file.name, layer] = [w for w in preflight(cfg, build_models(cfg)).warnings if "code_stats" in w]
+    assert said[path.name, "relu6"] == [] and said[older.name, "fc6"] == []
+    assert said[path.name, "fc6"] == [
+        f"models.code_stats: {path} holds statistics of {SPEC}:good's 'relu6', but the run reads its code "
+        f"from {SPEC}:good's 'fc6'; recompute them for it (atlas code-stats --config ... --images DIR)"
+    ]
+
+
 def test_a_dae_for_another_code_is_refused_before_anything_runs(tmp_path):
     """PPGN-h's DAE must denoise G's code: a DAE trained on another generator's code failed every unit in
     the workers, and the run was marked complete."""

@@ -227,7 +227,7 @@ def test_a_unit_whose_batch_failed_and_ran_alone_carries_a_note_the_summary_coun
     res = make(world, method="pixel", steps=2, batch=8).map_units("fc8", [0, 1, 2], seed=0)
     assert [r.status for r in res] == ["ok"] * 3 and all(len(r.chains) == 2 for r in res)
     notes = {r.error for r in res}
-    assert len(notes) == 1 and "its batch failed (ValueError: this network takes at most 2" in notes.pop()
+    assert len(notes) == 1 and "the batch failed (ValueError: this network takes at most 2" in notes.pop()
     assert list(_warnings(res).values()) == [3]
 
 

@@ -47,6 +47,14 @@ def test_sql_formats(run_dir, capsys):
     assert json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in JSON")) == [
         {"a": None, "a_2": 2, "xs": [None, 1.5]}
     ]
+    # a JSON column is nested data in JSON (a user's trial: config::JSON->'layers' came out as a string),
+    # and its text in a table or CSV
+    q = """SELECT '{"layers": [{"name": "fc8"}]}'::JSON->'layers' AS l, ['[1]'::JSON] AS js,
+           NULL::JSON AS n"""
+    sql.run(parse(sql, [str(run_dir), q, "--format", "json"]))
+    assert json.loads(capsys.readouterr().out) == [{"l": [{"name": "fc8"}], "js": [[1]], "n": None}]
+    sql.run(parse(sql, [str(run_dir), q, "--format", "csv"]))
+    assert capsys.readouterr().out.splitlines()[1] == '"[{""name"":""fc8""}]",[[1]],'  # a list: JSON
     sql.run(parse(sql, [str(run_dir), "EXPLAIN SELECT count(*) FROM units"]))
     plan = capsys.readouterr().out
     assert plan.startswith("physical_plan:\n") and "╰" in plan and "…" not in plan  # the whole drawing
