@@ -37,6 +37,12 @@ class ModelError(AtlasError):
     """A model spec, weights file or state dict that cannot be resolved or loaded."""
 
 
+class WorkerSetupError(AtlasError):
+    """A worker whose setup raised (a user's network failing in the workers only): one line with the cause
+    and where it was raised, the whole traceback in a file of the run's, so Ray's log forwarding does not
+    print dozens of lines twice on the driver's console (a user's trial)."""
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, handled as Ctrl-C (atlas.pipeline.cluster.stop_on_sigterm); the CLI exits with 143."""
 

@@ -26,7 +26,7 @@ _ROOT = str(Path(__file__).resolve().parent.parent)
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-from atlas.errors import AtlasError, first_line  # noqa: E402
+from atlas.errors import AtlasError  # noqa: E402
 from atlas.store.catalog import open_run  # noqa: E402
 from atlas.store.location import Location, open_location  # noqa: E402
 from atlas.store.manifest import MARKER_SUFFIX, RUN_FILE, SHARDS_DIR, list_runs, read_manifest  # noqa: E402
@@ -212,12 +212,7 @@ def render_page(name: str, ctx: Context) -> None:
         else:
             RENDERERS[name](ctx)
     except (AtlasError, duckdb.Error) as exc:  # e.g. a shard file damaged after its marker was written
-        first = first_line(exc)
-        st.error(
-            f"Cannot read this run: {first}. `atlas verify {ctx.run_dir.uri}` names bad shards; "
-            "`--repair` has them redone by the next `atlas run`.",
-            icon=":material/error:",
-        )
+        st.error(data.cannot_read(exc, ctx.run_dir.uri), icon=":material/error:")
 
 
 LAYER_PAGES = ("layer", "unit", "compare", "audit")  # pages about the sidebar's layer

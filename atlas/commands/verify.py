@@ -48,7 +48,8 @@ def _pending_shards(report, run_dir: str) -> str | None:
         where = f"pid {writer.get('pid', '?')} on {writer.get('host', '?')}"
         return f"the run is being written by atlas run ({where}): {missing} shards still to come"
     died = " (or its driver died)" if report.status == "running" else ""
-    return f"the run is {report.status}{died}: the same `atlas run` finishes the {missing} missing shards"
+    shards = f"{missing} missing shard{'s' if missing != 1 else ''}"
+    return f"the run is {report.status}{died}: the same `atlas run` finishes the {shards}"
 
 
 def run(args: argparse.Namespace) -> int:

@@ -81,7 +81,8 @@ def check_address(address: str | None) -> tuple[str, int] | None:
         host = addr.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[0] or "HEAD"
         raise ConfigError(
             f"{source}: Ray address {addr!r} is a dashboard URL, what `ray job submit` takes; `atlas run` "
-            f"joins the head's GCS port: give {host}:6379 (or 'auto' on the head itself)"
+            f"joins the head's GCS port: give {host}:PORT, PORT the head's `ray start --head --port` (6379 "
+            "unless set), or 'auto' on the head itself"
         )
     host, sep, port = addr.removeprefix("ray://").rpartition(":")
     bracketed = host.startswith("[") and host.endswith("]")  # IPv6: [::1]:6379
@@ -134,7 +135,7 @@ def probe_address(address: str | None, timeout_s: float = 5.0, answer_timeout_s:
     if port in DASHBOARD_PORTS and not addr.startswith("ray://"):
         raise ConfigError(
             f"{source}: port {port} of Ray address {addr!r} is Ray's {DASHBOARD_PORTS[port]}, not the head's "
-            "GCS port (6379 unless `ray start --head --port` says otherwise); give host:6379"
+            "GCS port (6379 unless `ray start --head --port` says otherwise); give host:PORT"
         )
     try:
         socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -196,6 +197,51 @@ def kill_actors(actors: list[Any], timeout_s: float = 10.0) -> list[Any]:
         if alive:
             time.sleep(0.1)
     return alive
+
+
+def _local_processes(*kinds: str) -> list[Any] | None:
+    """The Popen objects of the processes of ``kinds`` the local Ray instance this process started runs
+    (Ray's own record of what its ray.init started); None when this process started none."""
+    import ray
+
+    node = getattr(getattr(getattr(ray, "_private", None), "worker", None), "_global_node", None)
+    try:
+        return [i.process for kind in kinds for i in node.all_processes.get(kind) or []]
+    except AttributeError:  # no local instance of this process's (a cluster)
+        return None
+
+
+def local_instance_signalled(wait_s: float = 0.5) -> bool:
+    """Whether the signal that interrupted the run reached the local Ray instance too (a SIGTERM to the
+    whole process group): its Python helpers (monitor, log monitor), which keep the default handler, are
+    gone within ``wait_s``. Its GCS and raylet then shut down and carry no ``ray.kill``. A Ctrl-C reaches
+    the group too, but Ray's processes block SIGINT; a SIGTERM to the driver alone reaches none."""
+    helpers = _local_processes("monitor", "log_monitor")
+    if not helpers:
+        return False
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        if any(p.poll() is not None for p in helpers):
+            return True
+        time.sleep(0.05)
+    return any(p.poll() is not None for p in helpers)
+
+
+def end_local_instance() -> list[int]:
+    """SIGKILL the local Ray instance this process started: its GCS, its raylet and every process the
+    raylet started (the actors' workers, its agents); returns the workers' and agents' pids ([] when this
+    process started none). ``ray.shutdown`` then has only the driver's side left to end.
+
+    For an interrupted run whose instance goes down with it. A SIGTERM to the whole process group
+    (`timeout`, Slurm, systemd) reaches the GCS and raylet too; shutting down, they no longer carry
+    ``ray.kill``, so :func:`kill_actors` waited its whole timeout while the workers went on writing shards,
+    and the run took 17-34 s to stop (a user's trial). The workers write each shard whole, then its
+    marker: a worker ended mid-shard leaves nothing the resume takes for done."""
+    raylets = [p.pid for p in _local_processes("raylet") or []]
+    gcs = [p.pid for p in _local_processes("gcs_server") or []]
+    workers = [child for pid in raylets for child in _children(pid)]
+    _end_trees(workers + raylets + gcs)
+    return workers
 
 
 def end_orphaned_agents(proc: str = "/proc") -> list[int]:

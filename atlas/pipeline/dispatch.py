@@ -26,10 +26,12 @@ its own files, the first marker names the ones readers take: atlas.store.writer)
 
 from __future__ import annotations
 
+import re
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from atlas.errors import AtlasError, first_line
@@ -63,14 +65,21 @@ class PoolReport:
     dead_actors: int = 0  # actors that ended dead (restarts exhausted or never placed again)
 
 
+_FRAME = re.compile(r'File "([^"]+)", line (\d+)')  # a traceback's frame line, as Ray's error text quotes it
+
+
 def cause_line(exc: BaseException) -> str:
-    """The most telling line of a Ray error: the original exception's last ``Type: message`` line (an
-    atlas user error: its message alone, as the CLI prints it)."""
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    """The most telling line of a Ray error: the original exception's last ``Type: message`` line and
+    where it was raised (``at my_models.py:12``: the traceback's last frame); an atlas user error: its
+    message alone, as the CLI prints it."""
+    text = str(exc)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    frames = _FRAME.findall(text)
+    where = f" at {Path(frames[-1][0]).name}:{frames[-1][1]}" if frames else ""
     for ln in reversed(lines):
         head, _, message = ln.partition(":")
         if head.endswith(("Error", "Exception")) and " " not in head:
-            return message.strip() if head.startswith("atlas.errors.") else ln
+            return message.strip() if head.startswith("atlas.errors.") else ln + where
     return lines[0] if lines else type(exc).__name__
 
 

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -380,6 +381,7 @@ def _dispatch(
         shipped, holder = ShippedBundle.put(cfg, bundle, f"atlas-bundle-{manifest['run_token']}")
         actors: list[Any] = []
         bar = None
+        interrupted = False
         try:  # from the holder's start: whatever fails after it, the holder and workers are killed
             remote = ray.remote(AtlasWorker).options(
                 num_cpus=layout.cpus,
@@ -406,12 +408,13 @@ def _dispatch(
             )
             _pool_done(report, bar, log)
             return finish(report.summaries, todo)  # the run complete before Ray's teardown (docstring)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM (Terminated)
+            interrupted = True
+            raise
         finally:
             if bar is not None:
                 bar.close()
-            # the holder too (a handle a traceback keeps would keep it); the handles held until Ray says
-            # each is dead: dropped sooner, an actor could exit gracefully instead, and that can hang
-            cluster.kill_actors([*actors, holder])
+            _end_actors(store, [*actors, holder], interrupted, owned)
     except KeyboardInterrupt:
         if sigterm.received:  # Ray's wait re-raised it as a plain KeyboardInterrupt
             raise Terminated from None
@@ -421,6 +424,25 @@ def _dispatch(
             cluster.shutdown_local()
         sigterm.restore()
         starting.restore()
+
+
+def _end_actors(store: RunStore, actors: list[Any], interrupted: bool, owned: bool) -> None:
+    """Kill the run's actors (the holder too: a handle a traceback keeps would keep it), the handles held
+    until Ray says each is dead: dropped sooner, an actor could exit gracefully instead, and that can hang.
+
+    An interrupted run is marked so before Ray's teardown, so a grace period that ends in SIGKILL does not
+    leave it "running"; when the signal reached its own local instance too (a SIGTERM to the process group:
+    its GCS and raylet, shutting down, carry no ``ray.kill``, and the run took 17-34 s to stop while its
+    workers went on writing shards), that instance's processes are ended at once."""
+    from atlas.pipeline import cluster
+
+    if interrupted:
+        with contextlib.suppress(AtlasError, OSError):
+            store.mark_interrupted()
+    ended = interrupted and owned and cluster.local_instance_signalled()
+    if ended:
+        cluster.end_local_instance()
+    cluster.kill_actors(actors, timeout_s=0.0 if ended else 10.0)
 
 
 def _say_resume(

@@ -14,6 +14,7 @@ import json
 import os
 import socket
 import time
+import traceback
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 import torch
 
 from atlas.config import ComputeConfig, config_from_dict
-from atlas.errors import AtlasError, first_line
+from atlas.errors import AtlasError, WorkerSetupError, first_line
 from atlas.pipeline.models_setup import (
     ShippedBundle,
     WorkerBundle,
@@ -106,8 +107,19 @@ class AtlasWorker:
         threads = threads or self.cfg.compute.threads
         if threads:  # this process's torch threads (the core never sets them)
             torch.set_num_threads(max(1, int(threads)))
-        self.device = resolve_device(self.cfg.compute.device)
         started = time.perf_counter()
+        try:
+            self._set_up(bundle, manifest)
+        except AtlasError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a user's network fails in many ways
+            raise WorkerSetupError(self._setup_failure(exc)) from None
+        self.setup_seconds = time.perf_counter() - started
+        self._register()
+
+    def _set_up(self, bundle: WorkerBundle | ShippedBundle | None, manifest: dict[str, Any] | None) -> None:
+        """Device, models, engine, judge and reader: resident for every shard of the run."""
+        self.device = resolve_device(self.cfg.compute.device)
         self.shipped = bundle is not None
         self.holder = None  # the run's BundleHolder, told the units finished inside each shard
         if isinstance(bundle, ShippedBundle):
@@ -120,8 +132,19 @@ class AtlasWorker:
         self.engine = make_engine(self.cfg, bundle, self.device, compute)  # prepared: same bits in any order
         self.judge = Judge(bundle.judge, self.device) if bundle.judge is not None else None
         self.reader = Reader(bundle.reader, self.device) if bundle.reader is not None else None
-        self.setup_seconds = time.perf_counter() - started
-        self._register()
+
+    def _setup_failure(self, exc: BaseException) -> str:
+        """``Type: message at file:line`` of a setup that raised; its whole traceback is written to the run's
+        ``_workers/<host>-<pid>.traceback.txt`` (every node reaches the run) and named."""
+        frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+        where = f" at {os.path.basename(frame.filename)}:{frame.lineno}" if frame else ""
+        said = f"{type(exc).__name__}: {first_line(exc)}{where}"
+        name = f"{WORKERS_DIR}/{socket.gethostname()}-{os.getpid()}.traceback.txt"
+        try:
+            self.store.loc.write_bytes(name, "".join(traceback.format_exception(exc)).encode())
+        except (AtlasError, OSError):
+            return f"{said} (its traceback: the Ray worker logs)"
+        return f"{said} (its traceback: {self.store.loc.display(name)})"
 
     # ------------------------------------------------------------------------------------------ setup
 

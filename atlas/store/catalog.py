@@ -49,6 +49,7 @@ from atlas.errors import AtlasError, first_line
 from atlas.store.location import Location, open_location
 from atlas.store.manifest import (
     ATTEMPT_SEP,
+    DAMAGED_RUN_JSON_FIX,
     file_rel,
     marker_files,
     marker_readable,
@@ -298,8 +299,7 @@ def _run_table(loc: Location, manifest: dict[str, Any], markers: dict[str, dict[
     if row["status"] is not None and row["status"] not in RUN_STATUSES:
         raise AtlasError(
             f"run {loc.display()}: its run.json holds status = {json.dumps(row['status'])[:60]}, not one of "
-            f"{', '.join(RUN_STATUSES)}; the file is damaged (restore it, or build the atlas again under a "
-            "new name)"
+            f"{', '.join(RUN_STATUSES)}; the file is damaged: restore it, or {DAMAGED_RUN_JSON_FIX}"
         )
     return pa.Table.from_pylist([row], schema=schema)
 
@@ -331,7 +331,7 @@ def _check_types(row: dict[str, Any], schema: pa.Schema, loc: Location) -> None:
             kind = "a string" if pa.types.is_string(f.type) else "a number in range"
             raise AtlasError(
                 f"run {loc.display()}: its run.json holds {f.name} = {json.dumps(value, default=str)[:60]}, "
-                f"not {kind}; the file is damaged (restore it, or build the atlas again under a new name)"
+                f"not {kind}; the file is damaged: restore it, or {DAMAGED_RUN_JSON_FIX}"
             )
 
 

@@ -111,8 +111,8 @@ def query_error(exc: BaseException) -> str:
             f"{text}; a query reads only the run's tables ({', '.join(RUN_TABLES)}), no other file: copy "
             "the run (atlas sql --format csv) to join it with your own data"
         )
-    if _reads_damaged_bytes(exc, lines[0]):
-        said = "".join(c if c.isprintable() else "?" for c in text).strip()  # damaged bytes in the text
+    if reads_damaged_bytes(exc, lines[0]):
+        said = printable(text)  # damaged bytes in the text
         return (
             f"reading the run's files failed ({said}): a shard file is probably damaged; `atlas verify "
             "--deep` on the run names it, and with --repair the same `atlas run` redoes it"
@@ -123,7 +123,12 @@ def query_error(exc: BaseException) -> str:
 _DAMAGE_WORDS = ("out of buffer", "corrupt", "checksum", "decompress", "parquet", "thrift", "page header")
 
 
-def _reads_damaged_bytes(exc: BaseException, first: str) -> bool:
+def printable(text: str) -> str:
+    """``text`` with every unprintable character as '?': a damaged page's bytes quoted in DuckDB's error."""
+    return "".join(c if c.isprintable() else "?" for c in text).strip()
+
+
+def reads_damaged_bytes(exc: BaseException, first: str) -> bool:
     """Did the query fail reading the run's Parquet bytes rather than on its own SQL? DuckDB's Parquet
     reader raises its bare ``duckdb.Error`` ("don't know what type: ...", a Thrift decode of a damaged page
     header) or an I/O / invalid-input error that names the damage ("Out of buffer", a checksum)."""

@@ -248,3 +248,21 @@ def centres_in_place() -> nn.Module:
 
 
 centres_in_place.atlas_image_space = {"size": 16}
+
+
+class BreaksInForward(nn.Module):
+    """A network that builds and loads, then raises in every forward pass (as one failing in the workers)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = net()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise ValueError("boom in forward")
+
+
+def breaks_in_forward() -> nn.Module:
+    return BreaksInForward()
+
+
+breaks_in_forward.atlas_image_space = good.atlas_image_space

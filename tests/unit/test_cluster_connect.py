@@ -197,3 +197,43 @@ def test_the_suites_stray_check_finds_only_atlas_actors_whose_raylet_is_gone(tmp
     fake(105, b"ray::BundleHolder\0", 900, session=b"s2")  # another suite's (or run's): not judged here
     want = {100: "ray::BundleHolder", 101: "ray::AtlasWorker.run_shard"}
     assert orphaned_actors("s1", str(tmp_path)) == want
+
+
+def test_an_interrupted_run_is_marked_first_and_ends_its_instance_when_the_signal_reached_it(
+    tmp_path, monkeypatch
+):
+    """A SIGTERM to the whole process group (`timeout`, Slurm, systemd) reaches the local GCS and raylet
+    too; shutting down, they carried no ``ray.kill``, and the run took 17-34 s to stop while its workers
+    went on writing shards (a user's trial). Interrupted, the driver marks the run first; when the signal
+    ended the instance's own Python helpers, it ends the instance's processes (GCS, raylet and what the
+    raylet started) and waits for no actor. A signal to the driver alone keeps Ray's graceful teardown."""
+    import subprocess
+    import types
+
+    import ray
+
+    from atlas.pipeline import cluster, driver
+    from atlas.store import RunStore
+    from tests.support.waiting import wait_for
+
+    raylet = subprocess.Popen(["bash", "-c", "sleep 300 & wait"])  # a raylet and the worker it started
+    gcs, monitor = subprocess.Popen(["sleep", "300"]), subprocess.Popen(["sleep", "300"])
+    wait_for(lambda: cluster._children(raylet.pid), 30, "the raylet's worker")
+    [worker] = cluster._children(raylet.pid)
+    info = lambda p: types.SimpleNamespace(process=p)  # noqa: E731 - Ray's ProcessInfo, as far as read
+    processes = {"raylet": [info(raylet)], "gcs_server": [info(gcs)], "monitor": [info(monitor)]}
+    monkeypatch.setattr(ray._private.worker, "_global_node", types.SimpleNamespace(all_processes=processes))
+    store = RunStore(tmp_path / "run")
+    seen: list[tuple[str, object]] = []
+    status = lambda: store.manifest()["status"]  # noqa: E731
+    monkeypatch.setattr(cluster, "kill_actors", lambda a, timeout_s: seen.append((status(), timeout_s)))
+    for interrupted, expect in ((False, ("running", 10.0)), (True, ("interrupted", 10.0))):
+        store.init_run({"config": {}, "config_hash": "x", "run_token": "t"})
+        driver._end_actors(store, ["actor"], interrupted=interrupted, owned=True)
+        assert seen.pop() == expect and raylet.poll() is None  # the instance was not signalled: left to Ray
+    monitor.kill()  # as the group's SIGTERM ends it
+    store.init_run({"config": {}, "config_hash": "x", "run_token": "t"})
+    driver._end_actors(store, ["actor"], interrupted=True, owned=True)
+    assert seen == [("interrupted", 0.0)]  # marked first, and no wait for what Ray can no longer kill
+    assert raylet.wait(timeout=30) == -9 and gcs.wait(timeout=30) == -9
+    wait_for(lambda: not cluster._runs(worker, "/proc"), 30, "the worker's end")

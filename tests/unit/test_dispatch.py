@@ -267,3 +267,41 @@ def test_the_driver_reads_the_holders_counts_without_waiting(monkeypatch):
     arrived.add(0)
     poll()  # the answer is used and the next question sent
     assert used == [{"a": 2}] and len(asked) == 2
+
+
+def test_a_worker_whose_setup_raises_says_what_and_where_in_one_line(tmp_path):
+    """A network that fails in the workers only (a user's trial: ~50 lines of traceback forwarded by Ray,
+    twice, and a last line without the place): the worker raises one line, ``Type: message at
+    file:line``, and keeps the whole traceback in a file of the run's (every node reaches it)."""
+    from pathlib import Path
+
+    from atlas.config import config_from_dict
+    from atlas.errors import WorkerSetupError
+    from atlas.pipeline.dispatch import cause_line
+    from atlas.pipeline.worker import AtlasWorker
+
+    cfg = config_from_dict(
+        {
+            "name": "t",
+            "models": {
+                "target": "python:tests.unit.byo_factories:breaks_in_forward",
+                "allow_random_weights": True,
+            },
+            "layers": [{"name": "body.fc8"}],
+            "sampler": {"method": "pixel", "steps": 2, "chains_per_unit": 1, "start": "random"},
+            "facets": {"real_images": None},
+        }
+    )
+    with pytest.raises(WorkerSetupError) as caught:
+        AtlasWorker(cfg.to_dict(), str(tmp_path / "run"), threads=1)
+    said = str(caught.value)
+    assert said.startswith("ValueError: boom in forward at byo_factories.py:") and "\n" not in said
+    kept = Path(said.rsplit("(its traceback: ", 1)[1].rstrip(")"))
+    assert (
+        kept.parent == tmp_path / "run" / "_workers"
+        and 'raise ValueError("boom in forward")' in kept.read_text()
+    )
+    ray_text = 'Traceback (most recent call last):\n  File "/x/ray/worker.py", line 9, in f\n  File ' + (
+        '"/home/u/my_models.py", line 12, in forward\nValueError: bad shape'
+    )  # a Ray error's text: the driver's line names the last frame
+    assert cause_line(Exception(ray_text)) == "ValueError: bad shape at my_models.py:12"

@@ -343,7 +343,8 @@ def test_connect_without_address_starts_a_new_local_ray(monkeypatch):
         (
             "http://127.0.0.1:8265",
             "is a dashboard URL, what `ray job submit` takes; `atlas run` joins the "
-            "head's GCS port: give 127.0.0.1:6379",
+            "head's GCS port: give 127.0.0.1:PORT, PORT the head's `ray start --head --port` (6379 "
+            "unless set)",
         ),  # RAY_ADDRESS as Ray's job docs set it
         ("127.0.0.1:8265", "is Ray's dashboard and job-submission port, not the head's GCS port"),
         ("127.0.0.1:10001", "Ray Client port (use ray://host:10001)"),

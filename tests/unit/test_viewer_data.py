@@ -999,3 +999,37 @@ def test_a_silent_units_tuning_chart_draws_dots_not_bars():
     assert widgets.tuning_chart(tuning, "mean", threshold=0.85).to_dict()["mark"]["type"] == "circle"
     active = tuning.assign(mean=[1.0, -0.5])
     assert widgets.tuning_chart(active, "mean", threshold=0.85).to_dict()["mark"]["type"] == "bar"
+
+
+def test_a_run_that_cannot_be_read_is_sent_to_the_check_that_finds_why():
+    """A damaged page (bytes changed, size kept) is seen only by `atlas verify --deep`: a user's trial told
+    to run the plain check got "0 bad". DuckDB's error quoting the damaged bytes is shown printable."""
+    import duckdb
+
+    from atlas.errors import AtlasError
+    from viewer.data import cannot_read
+
+    said = cannot_read(duckdb.Error("don't know what type: \x8f\x01"), "/runs/r")
+    assert said.startswith("Cannot read this run: don't know what type: ??.") and "\x8f" not in said
+    assert "`atlas verify --deep /runs/r` names" in said and "`atlas verify --deep --repair /runs/r`" in said
+    said = cannot_read(AtlasError("shard fc8-00000's units file is missing"), "/runs/r")
+    assert "`atlas verify /runs/r` names" in said and "--deep" not in said
+
+
+def test_a_running_run_that_no_driver_writes_is_told_apart(tmp_path):
+    """run.json says "running" after a driver's SIGKILL: the overview says no `atlas run` writes it (a user's
+    trial saw "running" for ever), not while a driver holds the run's lock."""
+    from atlas.store.location import open_location
+    from atlas.store.lock import RunLock
+    from viewer.data import driver_gone
+
+    run = open_location(str(tmp_path / "run"))
+    (tmp_path / "run").mkdir()
+    assert driver_gone(run, "running") and not driver_gone(run, "complete")
+    lock = RunLock(run)
+    lock.acquire()
+    try:
+        assert not driver_gone(run, "running")
+    finally:
+        lock.release()
+    assert driver_gone(run, "running")

@@ -8,7 +8,10 @@ from typing import Any
 
 import pandas as pd
 
+from atlas.errors import first_line
 from atlas.store.catalog import RUN_TABLES, SHARD_PROVENANCE
+from atlas.store.location import Location
+from atlas.store.queries import printable, reads_damaged_bytes
 from viewer.data.query import fetch_frame, fetch_one
 from viewer.data.truth import table_columns
 from viewer.data.units import FAILED, composite_sql, failures, own_sql
@@ -266,3 +269,24 @@ def methods(conn: Any) -> list[str]:
     """The sampling methods of the run's chains, sorted."""
     rows = fetch_frame(conn, "SELECT DISTINCT method FROM chains WHERE method IS NOT NULL ORDER BY 1")
     return [str(m) for m in rows["method"]]
+
+
+def cannot_read(exc: BaseException, run: str) -> str:
+    """The one line a page shows for a run it cannot read, with the check that finds the cause: a damaged
+    page of a Parquet file (its bytes changed, its size not) is seen only by ``atlas verify --deep``, and a
+    user's trial sent to the plain check was told "0 bad"."""
+    first = printable(first_line(exc))
+    deep = " --deep" if reads_damaged_bytes(exc, first) or "verify --deep" in first else ""
+    return (
+        f"Cannot read this run: {first}. `atlas verify{deep} {run}` names bad shards; `atlas verify{deep} "
+        f"--repair {run}` has them redone by the next `atlas run`."
+    )
+
+
+def driver_gone(run: Location, status: str | None) -> bool:
+    """A run.json that says "running" while no `atlas run` holds the run's lock: its driver stopped without
+    marking it (SIGKILL, a lost machine), and the viewer would wait for shards for ever (a user's trial;
+    `atlas verify` says "(or its driver died)")."""
+    from atlas.store.lock import RunLock
+
+    return status == "running" and RunLock(run).holder() is None

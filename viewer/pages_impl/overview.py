@@ -49,6 +49,11 @@ def _header(ctx: Context, failed: int = 0) -> None:
     st.badge(shown, color=color, icon=icon if icon else ":material/warning:" if failed else None)
     if status in STATUS_NOTES:
         st.caption(STATUS_NOTES[status])
+    elif data.driver_gone(ctx.run_dir, status):
+        st.caption(
+            "no `atlas run` writes it now: its driver stopped without marking it (killed, or its machine "
+            "went down); the same `atlas run` resumes it, redoing no completed shard"
+        )
     bits = [f"created {info.get('created') or '–'}"]
     if info.get("git_sha"):
         sha = short_sha(str(info["git_sha"]))  # the code that started the run; a resume's other code too
