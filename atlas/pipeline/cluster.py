@@ -200,8 +200,8 @@ def kill_actors(actors: list[Any], timeout_s: float = 10.0) -> list[Any]:
 
 
 def _local_processes(*kinds: str) -> list[Any] | None:
-    """The Popen objects of the processes of ``kinds`` the local Ray instance this process started runs
-    (Ray's own record of what its ray.init started); None when this process started none."""
+    """The processes (Popen) of ``kinds`` ("raylet", "gcs_server", ...) of the local Ray instance this
+    process started, from Ray's own record of what its ray.init started; None when it started none."""
     import ray
 
     node = getattr(getattr(getattr(ray, "_private", None), "worker", None), "_global_node", None)
