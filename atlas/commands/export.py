@@ -16,7 +16,17 @@ EXAMPLES = """examples:
   atlas export s3://bucket/atlas/demo --out demo-atlas --units 0-99 --columns 20 --tile 64
 """
 PICTURES = ("best", "last")  # viewer.data.PICTURES (not imported here: it pulls in pandas)
-SORTS = ("unit", "activation", "weakest", "selectivity", "rank", "facets", "label-score", "label-margin")
+SORTS = (
+    "unit",
+    "activation",
+    "weakest",
+    "selectivity",
+    "rank",
+    "facets",
+    "label-score",
+    "label-margin",
+    "flagged",
+)
 # (viewer.export.SORTS: not imported here, it pulls in pandas)
 
 

@@ -114,6 +114,9 @@ def test_label_sorts_order_by_the_label_and_need_a_run_with_labels(run, tmp_path
         "weakest, selectivity, rank, facets"
     ), err
     assert not (tmp_path / "p").exists()
+    export_run(ExportRequest(str(run), tmp_path / "f", layers=("conv3",), sort="flagged"), say=lambda _: None)
+    code, _, err = cli(capsys, "export", str(plain), "--out", str(tmp_path / "p"), "--sort", "flagged")
+    assert code == 2 and "--sort flagged: this run has no picture flags; sort by unit, activation," in err
 
 
 def test_an_earlier_export_is_replaced_whole_and_a_failed_one_changes_nothing(run, tmp_path, monkeypatch):

@@ -1033,3 +1033,23 @@ def test_a_running_run_that_no_driver_writes_is_told_apart(tmp_path):
     finally:
         lock.release()
     assert driver_gone(run, "running")
+
+
+def test_grid_sorts_the_units_with_most_flagged_pictures_first(run):
+    """Where to audit: the units with the most flagged pictures (distinct, of the grid's picture kinds)
+    first, then by activation; offered, and taken by `atlas export --sort flagged`, where flags exist."""
+    run_dir, _, conn = run
+    units = written(run_dir, "units", "conv3").set_index("unit")
+    pictures = distinct_pictures(
+        written(run_dir, "images", "conv3"), chains=written(run_dir, "chains", "conv3")
+    )
+    flagged = pictures[pictures["flags"] != ""].groupby("unit").size()
+    assert "flagged pictures ↓" in data.sorts(True, True) and "flagged pictures ↓" not in data.sorts(True)
+    assert data.SORT_WORDS["flagged"] == "flagged pictures ↓"
+    page = data.grid_page(conn, data.GridQuery(layer="conv3", sort="flagged pictures ↓", page_size=100))
+    counts = [int(flagged.get(u, 0)) for u in page["unit"]]
+    assert len(page) == len(units) and counts[0] > 0 and counts == sorted(counts, reverse=True)
+    for n in set(counts):  # within a count: the strongest first
+        acts = [units.loc[u, "best_activation"] for u, c in zip(page["unit"], counts, strict=True) if c == n]
+        assert acts == sorted(acts, reverse=True)
+    assert [sum(fc.values()) > 0 for fc in page["flag_counts"]] == [c > 0 for c in counts]

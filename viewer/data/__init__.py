@@ -31,6 +31,7 @@ from viewer.data.console import (
     result_frame,
 )
 from viewer.data.grid import (
+    FLAG_SORTS,
     LABEL_SORTS,
     NATURAL,
     PICTURES,
@@ -170,6 +171,7 @@ __all__ = [
     "KIND_ORDER",
     "PICTURES",
     "LABEL_COLUMNS",
+    "FLAG_SORTS",
     "LABEL_SORTS",
     "NATURAL",
     "LABEL_THRESHOLD",

@@ -11,7 +11,7 @@ import pandas as pd
 from atlas.config import UnitSelection
 from atlas.store.catalog import unit_sources
 from viewer.data.query import fetch_frame, fetch_one, placeholders, png_bytes
-from viewer.data.truth import AUDIT_KINDS, truth, unit_flag_counts
+from viewer.data.truth import AUDIT_KINDS, pictures_sql, truth, unit_flag_counts
 from viewer.data.units import composite_sql
 
 # whitelisted sort orders of the layer grid: label -> ORDER BY clause
@@ -28,6 +28,10 @@ LABEL_SORTS: dict[str, str] = {  # only offered when the run has label columns (
     # labelled units first: an unlabelled unit's margin is its best concept's, a label it did not get
     "label margin ↓": "label IS NULL, label_margin DESC NULLS LAST, unit",
 }
+FLAG_SORTS: dict[str, str] = {  # only offered when the run has picture flags (issue 16's audit)
+    # the units with the most flagged pictures (of the grid's picture kinds) first: where to audit
+    "flagged pictures ↓": "coalesce(flagged, 0) DESC, best_activation DESC NULLS LAST, unit",
+}
 # each order's plain word: what links (?sort=activation) and `atlas export --sort` take
 SORT_WORDS: dict[str, str] = {
     "unit": "unit ↑",
@@ -38,6 +42,7 @@ SORT_WORDS: dict[str, str] = {
     "facets": "facet count ↓",
     "label-score": "label score ↓",
     "label-margin": "label margin ↓",
+    "flagged": "flagged pictures ↓",
 }
 # every sort keeps composites after the layer's own units (they are numbered after them): a composite is
 # another kind of objective, and its numbers are not the own units' (a contrast's log-prob is a sum of its
@@ -160,9 +165,10 @@ def _truth_where(q: GridQuery, where: list[str], params: list[Any]) -> None:
         params.extend([q.layer, *q.flag_kinds, q.flag])
 
 
-def sorts(labels: bool) -> list[str]:
-    """The grid's sort orders (label ones only for a run with label columns)."""
-    return [*SORTS, *(LABEL_SORTS if labels else ())]
+def sorts(labels: bool, flags: bool = False) -> list[str]:
+    """The grid's sort orders (label ones only for a run with label columns, the flag one for a run with
+    picture flags)."""
+    return [*SORTS, *(LABEL_SORTS if labels else ()), *(FLAG_SORTS if flags else ())]
 
 
 def has_verdicts(conn: Any, layer: str) -> bool:
@@ -193,8 +199,15 @@ def grid_page(conn: Any, q: GridQuery) -> pd.DataFrame:
     read."""
     have = truth(conn)
     where, params = _grid_where(q)
-    order = {**SORTS, **(LABEL_SORTS if have.labels else {})}.get(q.sort, SORTS["unit ↑"])
+    offered = {**SORTS, **(LABEL_SORTS if have.labels else {}), **(FLAG_SORTS if have.pictures else {})}
+    order = offered.get(q.sort, SORTS["unit ↑"])
     order = f"({composite_sql(conn)}) IS NOT NULL, {order}"  # composites after the layer's own units
+    source, joined = "units", []
+    if q.sort in FLAG_SORTS and have.pictures:  # each unit's distinct flagged pictures of the grid's kinds
+        flagged = f"""SELECT unit AS flagged_unit, count(*) FILTER (WHERE len(fl) > 0) AS flagged
+                      FROM ({pictures_sql(conn, q.flag_kinds, "AND layer = ?")}) GROUP BY unit"""
+        source = f"units LEFT JOIN ({flagged}) ON flagged_unit = unit"
+        joined = [*q.flag_kinds, q.layer]
     share = "label_top_share" if have.top_share else "NULL AS label_top_share"
     label_sql = (
         f"label, label_score, label_best, {share}"
@@ -207,8 +220,8 @@ def grid_page(conn: Any, q: GridQuery) -> pd.DataFrame:
         f"""SELECT unit, {composite_sql(conn)} AS composite, kind, best_activation, best_log_prob,
                    best_rank, facet_count, judge_label, judge_correct, status, error, real_top1_activation,
                    {label_sql}
-            FROM units WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?""",
-        [*params, int(q.page_size), int(q.page) * int(q.page_size)],
+            FROM {source} WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?""",
+        [*joined, *params, int(q.page_size), int(q.page) * int(q.page_size)],
     )
     if units.empty:
         return units.assign(png=pd.Series(dtype=object), picture_activation=pd.Series(dtype=float),

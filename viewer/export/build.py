@@ -212,10 +212,15 @@ def export_run(req: ExportRequest, say: Callable[[str], None] = print) -> Export
     staging = out.with_name(f".{out.name}.export-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
         layers, not_yet = _layers(conn, req.layers)
-        labels = data.truth(conn).labels
+        have = data.truth(conn)
+        labels = have.labels
+        plain = ", ".join(
+            w for w, o in SORTS.items() if o not in data.LABEL_SORTS and o not in data.FLAG_SORTS
+        )
         if SORTS[req.sort] in data.LABEL_SORTS and not labels:
-            plain = ", ".join(w for w, label in SORTS.items() if label not in data.LABEL_SORTS)
             raise AtlasError(f"--sort {req.sort}: this run has no concept labels; sort by {plain}")
+        if SORTS[req.sort] in data.FLAG_SORTS and not have.pictures:
+            raise AtlasError(f"--sort {req.sort}: this run has no picture flags; sort by {plain}")
         info = data.run_info(conn)
         report = ExportReport(req.out, skipped=[(layer, "no unit done yet") for layer in not_yet])
         site: list[SiteLayer] = []

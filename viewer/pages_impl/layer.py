@@ -70,7 +70,7 @@ def _filters(ctx: Context, layer: str, have: data.Truth) -> data.GridQuery:
         c1, c2, c3, c4, c5, c6 = st.columns([2.2, 1.4, 1.2, 1.6, 1.0, 1.0])
     else:  # no Judge column: no gap where it would be
         (c1, c2, c3, c5, c6), c4 = st.columns([2.2, 1.4, 1.2, 1.0, 1.0]), None
-    sorts = data.sorts(have.labels)
+    sorts = data.sorts(have.labels, have.pictures)
     st.session_state["grid_sort_first"] = sorts[0]  # the default, left out of the URL
     sort = c1.selectbox("Sort by", sorts, key=state.grid_widget("sort", sorts), **FIRST_PAGE)
     units_text = c2.text_input(
