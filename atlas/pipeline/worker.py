@@ -139,7 +139,7 @@ class AtlasWorker:
         frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
         where = f" at {os.path.basename(frame.filename)}:{frame.lineno}" if frame else ""
         said = f"{type(exc).__name__}: {first_line(exc)}{where}"
-        name = f"{WORKERS_DIR}/{socket.gethostname()}-{os.getpid()}.traceback.txt"
+        name = _own_file(".traceback.txt")
         try:
             self.store.loc.write_bytes(name, "".join(traceback.format_exception(exc)).encode())
         except (AtlasError, OSError):
@@ -151,7 +151,7 @@ class AtlasWorker:
     def _register(self) -> None:
         """Write <run>/_workers/<host>-<pid>.json so operators (and tests) can find this process."""
         info = self.describe() | {"setup_seconds": round(self.setup_seconds, 2), "shipped": self.shipped}
-        name = f"{WORKERS_DIR}/{socket.gethostname()}-{os.getpid()}.json"
+        name = _own_file(".json")
         self.store.loc.write_bytes(name, json.dumps(info).encode())
 
     def ready(self) -> dict[str, Any]:
@@ -266,6 +266,11 @@ class AtlasWorker:
 
         tell(0)  # a new attempt of the shard starts from none
         return tell
+
+
+def _own_file(suffix: str) -> str:
+    """This worker's file in the run: ``_workers/<host>-<pid><suffix>``."""
+    return f"{WORKERS_DIR}/{socket.gethostname()}-{os.getpid()}{suffix}"
 
 
 def _unit_errors(results: list[UnitResult]) -> dict[str, int]:

@@ -168,18 +168,17 @@ def read_kept_as_stored(
     """Read each chain's best and last pictures again as they are stored (rounded to their PNG's 8 bits) in
     float32, whatever the chain's precision, and keep those numbers in their records; returns the last
     pictures' unit-layer values (B, U). A user's own forward pass of a stored picture then gives its stored
-    activation: bf16 readings differ from it by 1-3 % and tie between pictures (a user's trial). Two
-    forward passes per batch, no gradient."""
+    activation: bf16 readings differ from it by 1-3 % and tie between pictures (a user's trial). One
+    forward pass of both kinds (2B pictures), no gradient."""
     assert tracker.best_img is not None and tracker.last_img is not None
-    reads = []
-    for kept in (tracker.best_img, tracker.last_img):  # (B, 3, H, W) as kept (ImageSpace.seen)
-        stored = (kept.clamp(0, 1) * 255).round() / 255  # what to_uint8_images writes, back in [0, 1]
-        with torch.no_grad():
-            acts = readout.probe(setup.to_input(readout.encode(stored)))
-            values = layer_values(acts[readout.layer], units).float()  # (B, U)
-        reads.append((objective.readout(values, index), values))
-    (tracker.best_read, _), (tracker.last_read, last_values) = reads
-    return last_values
+    kept = torch.cat([tracker.best_img, tracker.last_img])  # (2B, 3, H, W) as kept (ImageSpace.seen)
+    stored = (kept.clamp(0, 1) * 255).round() / 255  # what to_uint8_images writes, back in [0, 1]
+    with torch.no_grad():
+        acts = readout.probe(setup.to_input(readout.encode(stored)))
+        values = layer_values(acts[readout.layer], units + units).float()  # (2B, U)
+    best, last = values.chunk(2)
+    tracker.best_read, tracker.last_read = objective.readout(best, index), objective.readout(last, index)
+    return last
 
 
 def _read_picture(
