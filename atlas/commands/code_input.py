@@ -34,11 +34,11 @@ def command_codes(
     of the inputs), and the codes of ``--images`` (at least ``minimum``, else a one-line error naming
     ``purpose``). Returns (the output path, codes (N, *code shape), (the network's spec, its code layer))."""
     from atlas.atomic import check_output_file
-    from atlas.config import load_config
+    from atlas.commands.options import load_command_config
     from atlas.real_codes import real_codes
     from atlas.sampling.real import IMAGE_SUFFIXES
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_command_config(args)
     inputs = {"--config": args.config, "--images": args.images}
     out = check_output_file(args.out, "--out", inputs, reads=IMAGE_SUFFIXES)
     if args.limit is not None and args.limit < minimum:  # before any image is read

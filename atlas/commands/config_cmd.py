@@ -92,7 +92,8 @@ def _check(cfg) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     import yaml
 
-    from atlas.config import describe_fields, load_config
+    from atlas.commands.options import load_command_config
+    from atlas.config import describe_fields
     from atlas.errors import AtlasError
     from atlas.tables import format_table
 
@@ -108,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         print(INTRO)
         print(format_table(["key", "type", "default", "doc"], _wrap_doc(describe_fields())))
         return 0
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_command_config(args)
     if not args.check:  # --check says these with the model's
         from atlas.config.advice import config_warnings
 

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from atlas.toyworld.presets import PRESETS
+
+if TYPE_CHECKING:
+    from atlas.config import RunConfig
 
 
 def add_overrides(p: argparse.ArgumentParser) -> None:
@@ -19,6 +24,17 @@ def add_overrides(p: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="dotted config override, e.g. --set sampler.steps=50 (repeatable)",
     )
+
+
+def load_command_config(args: argparse.Namespace) -> RunConfig:
+    """The config a command's CONFIG file and ``--set`` options make; a ``--set KEY={...}`` that replaced
+    a whole section holding other keys is said on stderr (``config_override_warnings``)."""
+    from atlas.config import config_override_warnings, load_config
+
+    cfg = load_config(args.config, args.overrides)
+    for line in config_override_warnings(args.config, args.overrides):
+        print(f"atlas: warning: {line}", file=sys.stderr)
+    return cfg
 
 
 MAX_INT = 2**63 - 1  # what torch, Arrow and Ray take as an integer

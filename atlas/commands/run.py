@@ -39,8 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from atlas.commands.options import check_listen
-    from atlas.config import load_config
+    from atlas.commands.options import check_listen, load_command_config
     from atlas.errors import AtlasError
     from atlas.pipeline.cluster import stop_on_sigterm
     from atlas.pipeline.driver import format_summary, run_atlas, run_location
@@ -57,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     port = args.port or 8501
     if args.view:
         check_listen("127.0.0.1", port)  # before any work: the address printed later must serve
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_command_config(args)
     viewer = _ViewerWhenReady(run_location(cfg), port) if args.view else None
     guards = [stop_on_sigterm()]  # as Ctrl-C: before Ray starts (the driver sets it again once it has)
     try:

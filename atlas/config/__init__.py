@@ -28,7 +28,9 @@ from atlas.config.loading import (
     DuplicateKeyError,
     apply_override,
     config_from_dict,
+    config_override_warnings,
     load_config,
+    override_warnings,
     read_config_file,
 )
 from atlas.config.models import MODEL_SCHEMES, ModelConfig, ModelsConfig, PreprocessConfig
@@ -93,6 +95,7 @@ __all__ = [
     "ToyWorldRef",
     "UnitSelection",
     "apply_override",
+    "config_override_warnings",
     "build",
     "check_sampler_models",
     "config_differences",
@@ -100,6 +103,7 @@ __all__ = [
     "describe_fields",
     "layer_extension",
     "load_config",
+    "override_warnings",
     "read_config_file",
     "replace",
 ]

@@ -18,10 +18,10 @@ from atlas.config.section import build
 from atlas.errors import ConfigError
 
 
-def apply_override(data: dict[str, Any], assignment: str) -> None:
+def apply_override(data: dict[str, Any], assignment: str) -> Any:
     """Apply ``a.b.c=value`` (value parsed as YAML) to a nested mapping in place; list items by index, and
     the index one past a list's last item appends one (``--set "layers.2={name: conv4}"`` on two layers,
-    or ``--set layers.2.name=conv4``)."""
+    or ``--set layers.2.name=conv4``). Returns what the value replaced (None where there was nothing)."""
     dotted, parts, value = _parse_assignment(assignment)
     node: Any = data
     for i, part in enumerate(parts[:-1]):
@@ -32,10 +32,35 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
             raise ConfigError(f"--set {dotted}: no list item {last!r}; {_items(node)}")
         if int(last) == len(node):
             node.append(value)
-        else:
-            node[int(last)] = value
-    else:
-        node[last] = value
+            return None
+        old, node[int(last)] = node[int(last)], value
+        return old
+    old = node.get(last)
+    node[last] = value
+    return old
+
+
+def override_warnings(data: dict[str, Any], overrides: typing.Sequence[str]) -> list[str]:
+    """One line for each ``--set KEY={...}`` that replaced a section holding keys the new mapping lacks
+    (they go back to their defaults, README "--set"): a user who meant to change one key is told how."""
+    data = copy.deepcopy(dict(data or {}))
+    lines = []
+    for assignment in overrides:
+        old = apply_override(data, assignment)
+        dotted, _parts, new = _parse_assignment(assignment)
+        if isinstance(old, dict) and isinstance(new, dict) and (dropped := [k for k in old if k not in new]):
+            more = f" and {len(dropped) - 6} more" if len(dropped) > 6 else ""
+            keys = ", ".join(map(str, dropped[:6])) + more
+            lines.append(
+                f"--set {dotted}={{...}} replaced the whole '{dotted}' section: {keys} went back to their "
+                f"defaults; to change one key keep the rest with --set {dotted}.KEY=VALUE"
+            )
+    return lines
+
+
+def config_override_warnings(path: str | os.PathLike[str], overrides: typing.Sequence[str]) -> list[str]:
+    """:func:`override_warnings` for a config file (read again: call after :func:`load_config` passed)."""
+    return override_warnings(read_config_file(path), overrides)
 
 
 def _parse_assignment(assignment: str) -> tuple[str, list[str], Any]:

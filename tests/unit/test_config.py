@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
-from atlas.config import RunConfig, UnitSelection, config_from_dict, describe_fields, load_config
+from atlas.cli import main as cli_main
+from atlas.config import (
+    RunConfig,
+    UnitSelection,
+    config_from_dict,
+    describe_fields,
+    load_config,
+    override_warnings,
+)
 from atlas.errors import ConfigError
 
 pytestmark = pytest.mark.unit
@@ -263,6 +272,26 @@ def test_the_index_after_a_lists_last_item_appends_one():
     assert whole.to_dict()["layers"] == by_key.to_dict()["layers"]
     with pytest.raises(ConfigError, match=r"no list item '4' at 'layers'"):  # only the next one
         config_from_dict(BASE, ["layers.4.name=conv2"])
+
+
+def test_a_set_mapping_that_drops_a_sections_keys_is_said(tmp_path, capsys):
+    """``--set sampler={steps: 5}`` replaces the whole section (README): the keys it drops went back to
+    their defaults, which a user who meant to change one key did not expect, so each such --set says
+    which; a mapping that keeps every key, or a key set alone, says nothing."""
+    data = {**BASE, "sampler": {"method": "ppgn_h", "steps": 80, "dgn_am": {"lr": 0.6, "l2_decay": 0.9}}}
+    lines = override_warnings(data, ["sampler={steps: 5}", "sampler.steps=7", "layers.1={name: conv2}"])
+    assert len(lines) == 2, lines
+    assert "'sampler' section: method, dgn_am went back to their defaults" in lines[0]
+    assert "--set sampler.KEY=VALUE" in lines[0]
+    assert "'layers.1' section: units went back" in lines[1]
+    assert override_warnings(data, ["sampler.dgn_am={lr: 1, l2_decay: 0.5}", "sampler.steps=9"]) == []
+    assert data["sampler"]["steps"] == 80  # the caller's mapping stays as it was
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert cli_main(["config", str(path), "--set", "sampler.dgn_am={lr: 1}"]) == 0
+    err = capsys.readouterr().err
+    assert "atlas: warning: --set sampler.dgn_am={...} replaced the whole 'sampler.dgn_am' section" in err
+    assert "l2_decay went back to their defaults" in err
 
 
 def test_storage_options_reach_the_uris_on_out_dirs_store_only():
