@@ -28,7 +28,6 @@ from __future__ import annotations
 import colorsys
 import hashlib
 import io
-import json
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -39,6 +38,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
+from atlas.config import config_data_hash
 from atlas.sampling.units import Unit
 from atlas.store.manifest import read_json, write_json
 from atlas.store.png import encode_png
@@ -154,7 +154,7 @@ def make_synthetic_run(
         "seed": seed,
         **dict(config_extra or {}),
     }
-    config_hash = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+    config_hash = config_data_hash(config)  # what `atlas verify` checks run.json's config against
     plan = [
         (layer, start, min(start + units_per_shard, n))
         for layer, n in layers.items()

@@ -52,6 +52,13 @@ def _pending_shards(report, run_dir: str) -> str | None:
     return f"the run is {report.status}{died}: the same `atlas run` finishes the {shards}"
 
 
+CONFIG_EDITED = (
+    "run.json: its config was changed after the run wrote it (it no longer matches its config_hash): the "
+    "viewer and `atlas sql` show the changed settings, the pictures were made with the original ones; put "
+    "the original back (`atlas config YOUR.yaml` prints it) or restore run.json (--repair does not mend this)"
+)
+
+
 def run(args: argparse.Namespace) -> int:
     from atlas.store.location import open_location
     from atlas.store.verify import verify_run
@@ -69,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"shard {shard}: {n} unit{'s' if n != 1 else ''} failed (no pictures): {error}")
     if report.unmarked:
         print(f"{report.unmarked} planned shard(s) have no marker although the run says it is complete")
+    if report.config_edited:
+        print(CONFIG_EDITED)
     of = f" of {report.planned} planned" if report.planned is not None else ""
     print(
         f"{report.run}: {report.shards}{of} shards complete, {report.files} files checked"
@@ -89,8 +98,8 @@ def run(args: argparse.Namespace) -> int:
     if pending:
         print(pending)
     damaged = bool(report.bad or report.unmarked or report.failed)
-    if report.newer and not damaged:
-        return 1  # not verified
+    if (report.newer or report.config_edited) and not damaged:
+        return 1  # not verified, and nothing --repair mends
     if damaged and not args.repair:
         fixed = "once the units' error is fixed, " if report.failed and not report.bad else ""
         deep = " --deep" if args.deep else ""  # what only the deep check saw, only a deep repair sees
@@ -98,4 +107,4 @@ def run(args: argparse.Namespace) -> int:
               "them")  # fmt: skip
     elif damaged:
         print("marked incomplete: the same `atlas run` redoes the missing shards")
-    return 1 if damaged and not args.repair else 0
+    return 1 if (damaged and not args.repair) or report.config_edited else 0

@@ -41,6 +41,7 @@ from atlas.config.run import (
     PIXEL_METHODS,
     RunConfig,
     check_sampler_models,
+    config_data_hash,
     config_differences,
     layer_extension,
 )
@@ -98,6 +99,7 @@ __all__ = [
     "config_override_warnings",
     "build",
     "check_sampler_models",
+    "config_data_hash",
     "config_differences",
     "config_from_dict",
     "describe_fields",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Collection
 from typing import Any
@@ -183,6 +185,13 @@ class RunConfig(Section):
 # keys that change where and how fast a run computes, not what it computes (left out of its hash): its
 # name too, so a run copied to another folder resumes there under that folder's name
 NON_RESULT_SECTIONS = ("name", "out_dir", "storage", "ray", "compute")
+
+
+def config_data_hash(data: dict[str, Any]) -> str:
+    """The hash of what a config's dict (``RunConfig.to_dict()``, or run.json's ``config``) computes, its
+    :data:`NON_RESULT_SECTIONS` left out: the run's ``config_hash``."""
+    kept = {k: v for k, v in data.items() if k not in NON_RESULT_SECTIONS}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def config_differences(old: Any, new: Any, prefix: str = "") -> list[str]:

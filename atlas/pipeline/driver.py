@@ -18,8 +18,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
 import platform
 import shlex
@@ -36,7 +34,7 @@ from typing import Any
 
 import torch
 
-from atlas.config import NON_RESULT_SECTIONS, RunConfig
+from atlas.config import RunConfig, config_data_hash
 from atlas.errors import AtlasError, ConfigError, Interrupted, Terminated
 from atlas.models import LayerProbe, example_input
 from atlas.pipeline.models_setup import RunModels, ShippedBundle, WorkerBundle, build_bundle, build_models
@@ -57,8 +55,7 @@ from atlas.uri_filesystem import is_remote
 
 def config_hash(cfg: RunConfig) -> str:
     """The hash of what a config computes (its :data:`NON_RESULT_SECTIONS` left out)."""
-    data = {k: v for k, v in cfg.to_dict().items() if k not in NON_RESULT_SECTIONS}
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+    return config_data_hash(cfg.to_dict())
 
 
 def versions() -> dict[str, str]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import pyarrow.parquet as pq
 from PIL import Image
 
+from atlas.config import config_data_hash
 from atlas.errors import first_line
 from atlas.store.catalog import check_run_json
 from atlas.store.location import Location, open_location
@@ -48,6 +49,7 @@ class VerifyReport:
     failed: dict[str, tuple[int, str]] = field(default_factory=dict)  # shard id -> (failed units, an error)
     deep_rows: int = 0  # rows read page by page (--deep)
     deep_pictures: int = 0  # pictures decoded (--deep)
+    config_edited: bool = False  # run.json's config no longer hashes to its config_hash (a hand edit)
 
 
 def _unit_range(meta: pq.FileMetaData) -> tuple[int, int] | None:
@@ -174,6 +176,7 @@ def verify_run(
         planned=planned if isinstance(planned, int) and not isinstance(planned, bool) else None,
         status=manifest.get("status") if isinstance(manifest.get("status"), str) else None,
     )
+    report.config_edited = config_data_hash(manifest["config"]) != manifest["config_hash"]
     markers = read_markers(loc)
     report.unmarked = unmarked_shards(manifest, markers)
     for shard, marker in markers.items():

@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from atlas.bench.synthetic_run import make_synthetic_run
+from atlas.config import config_data_hash
 from atlas.errors import AtlasError
 from atlas.store import RunStore, decode_png, encode_png, open_run, run_query
 from atlas.store.queries import check_read_only
@@ -22,10 +23,12 @@ from atlas.store.schema import SCHEMA_VERSION, SCHEMAS
 pytestmark = pytest.mark.unit
 
 
-def manifest(config_hash: str = "abc123", **extra):
+def manifest(config_hash: str | None = None, **extra):
+    """A run.json's fields; ``config_hash`` by default the config's own (what `atlas verify` checks)."""
+    config = extra.pop("config", {"name": "t", "layers": ["fc8"]})
     return {
-        "config": {"name": "t", "layers": ["fc8"]},
-        "config_hash": config_hash,
+        "config": config,
+        "config_hash": config_hash or config_data_hash(config),
         "fingerprints": {"target": "sha256:0"},
         "versions": {"atlas": "0.1.0"},
         "git_sha": "deadbeef",
@@ -286,7 +289,7 @@ def test_catalog_views_empty_tables_and_run_table(store):
     assert conn.execute("SELECT count(*) FROM steps").fetchone() == (0,)  # empty view still binds
     assert conn.execute("SELECT count(*) FROM images WHERE layer = 'fc8'").fetchone() == (0,)
     run = conn.execute("SELECT config_hash, shards_done, planned_shards FROM run").fetchone()
-    assert run == ("abc123", 1, 2)
+    assert run == (manifest()["config_hash"], 1, 2)
     assert conn.execute("SELECT shard, units_rows FROM shards").fetchall() == [("fc8-0000", 1)]
 
 
@@ -1194,3 +1197,27 @@ def test_resume_refuses_other_network_code_unless_allowed_and_records_it(store):
     assert [list(entry.values()) for entry in written["resumed_code_change"]] == [[["target: mynet.py"]]]
     run.init_run(manifest(fingerprints=changed))  # the same code again: a plain resume
     run.init_run(manifest(fingerprints={"target": {"fingerprint": "aaaa"}}))  # no code recorded: not compared
+
+
+def test_verify_says_when_run_jsons_config_was_edited_after_the_run(synthetic_run, tmp_path, capsys):
+    """A config edited inside run.json went unnoticed (an operator's trial): the viewer and SQL then show
+    settings the pictures were not made with. `atlas verify` says so (exit 1, even with --repair, which
+    cannot mend it); the untouched run and one whose resume rewrote both fields pass."""
+    import shutil
+
+    from atlas.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(synthetic_run, run)
+    assert main(["verify", str(run)]) == 0
+    assert "config was changed" not in capsys.readouterr().out
+    data = json.loads((run / "run.json").read_text())
+    edited = {**data, "config": {**data["config"], "seed": data["config"]["seed"] + 1}}
+    (run / "run.json").write_text(json.dumps(edited))
+    for extra in ([], ["--repair"]):
+        assert main(["verify", str(run), *extra]) == 1
+        out = capsys.readouterr().out
+        assert "run.json: its config was changed after the run wrote it" in out, out
+    assert open_run(run).execute("SELECT count(*) FROM units").fetchone()[0] > 0  # still readable
+    (run / "run.json").write_text(json.dumps({**edited, "config_hash": config_data_hash(edited["config"])}))
+    assert main(["verify", str(run)]) == 0
