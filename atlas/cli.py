@@ -10,8 +10,10 @@ User errors (:class:`atlas.errors.AtlasError`) print one line, ``atlas: error: .
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import importlib
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -167,6 +169,16 @@ def _utf8_arguments(argv: Sequence[str]) -> list[str]:
     return list(argv)
 
 
+def _output_gone() -> None:
+    """stdout's (or stderr's) reader is gone: point both at /dev/null, so Python's flush at exit neither
+    fails nor prints 'Exception ignored ... BrokenPipeError' (Python's docs, "Note on SIGPIPE")."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(devnull, stream.fileno())
+    os.close(devnull)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from atlas.errors import AtlasError
 
@@ -180,16 +192,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AtlasError as exc:
         print(f"atlas: error: {exc}", file=sys.stderr)
         return 2
-    except BrokenPipeError:  # e.g. `atlas config | head`
-        sys.stderr.close()
+    except BrokenPipeError:  # e.g. `atlas config | head`: the reader has what it wanted
+        _output_gone()
         return 0
     except OSError as exc:  # read-only or full disk, a file where a directory should be, ...
         where = f" {exc.filename}" if exc.filename else ""
         print(f"atlas: error:{where}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:  # an Interrupted says how to resume
-        print(f"atlas: {exc}" if str(exc) else "atlas: interrupted", file=sys.stderr)
-        return int(getattr(exc, "exit_code", 130))  # 143 after SIGTERM
+        try:
+            print(f"atlas: {exc}" if str(exc) else "atlas: interrupted", file=sys.stderr)
+        except (BrokenPipeError, ValueError):  # stderr went with stdout (`2>&1 | head`)
+            _output_gone()
+        return int(getattr(exc, "exit_code", 130))  # 143 after SIGTERM, 141 when its output pipe closed
     return int(code or 0)
 
 

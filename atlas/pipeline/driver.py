@@ -255,14 +255,11 @@ def run_atlas(
     try:
         args = (cfg, store, lock, manifest, bundle, todo, total_units, address, log, progress, finish)
         return _dispatch(*args, allow_code_change=allow_code_change)
-    except KeyboardInterrupt as exc:
-        if not lock.held:  # stopped before it held the run: the run.json may be another driver's
+    except (KeyboardInterrupt, BrokenPipeError, AtlasError) as exc:
+        stopped = _stopped(store, lock, len(shards), exc)
+        if stopped is exc:
             raise
-        raise _interrupted(store, len(shards), getattr(exc, "exit_code", 130)) from None
-    except AtlasError:
-        if lock.held:  # a run that failed is not left saying "running"
-            store.mark_interrupted("incomplete")
-        raise
+        raise stopped from None
     finally:
         lock.release()
 
@@ -405,7 +402,7 @@ def _dispatch(
             )
             _pool_done(report, bar, log)
             return finish(report.summaries, todo)  # the run complete before Ray's teardown (docstring)
-        except KeyboardInterrupt:  # Ctrl-C or SIGTERM (Terminated)
+        except (KeyboardInterrupt, BrokenPipeError):  # Ctrl-C, SIGTERM (Terminated), the output gone
             interrupted = True
             raise
         finally:
@@ -504,30 +501,49 @@ def _finalize(store: RunStore, summary: dict[str, Any]) -> None:
     store.finalize(summary)
 
 
-def _interrupted(store: RunStore, planned: int, exit_code: int = 130) -> Interrupted:
-    """Ctrl-C or SIGTERM: mark the run interrupted (the viewer stops waiting for shards) and say how to
-    finish it."""
+PIPE_CLOSED = "its output pipe closed"
+
+
+def _stopped(store: RunStore, lock: RunLock, planned: int, exc: BaseException) -> BaseException:
+    """What a run stopped by ``exc`` raises, its run.json marked under the run's lock only (before, the
+    run.json may be another driver's): an error leaves it ``incomplete``; Ctrl-C, SIGTERM and a closed output
+    pipe (the reader of `| head` gone: SIGPIPE's exit status 141, never a success) ``interrupted``."""
+    if isinstance(exc, AtlasError):
+        if lock.held:  # a run that failed is not left saying "running"
+            store.mark_interrupted("incomplete")
+        return exc
+    if isinstance(exc, BrokenPipeError):
+        if not lock.held:
+            return Interrupted(f"stopped: {PIPE_CLOSED} before the run started; nothing was written", 141)
+        return _interrupted(store, planned, 141, why=PIPE_CLOSED)
+    if not lock.held:
+        return exc
+    return _interrupted(store, planned, getattr(exc, "exit_code", 130))
+
+
+def _interrupted(store: RunStore, planned: int, exit_code: int = 130, why: str = "") -> Interrupted:
+    """Ctrl-C, SIGTERM or a closed output (``why``): mark the run interrupted (the viewer stops waiting for
+    shards) and say how to finish it."""
+    made = _interrupted_message(store, planned)
+    return Interrupted(made.replace("interrupted", f"interrupted ({why})", 1) if why else made, exit_code)
+
+
+def _interrupted_message(store: RunStore, planned: int) -> str:
     try:
         done = len(store.completed_shards())
         finished = (store.manifest() or {}).get("status") == "complete"
         store.mark_interrupted()  # a running run only
     except (AtlasError, OSError):  # the interrupt is what matters; the marking is a courtesy
-        return Interrupted(
-            "interrupted; the same `atlas run` resumes from the shards complete so far", exit_code
-        )
+        return "interrupted; the same `atlas run` resumes from the shards complete so far"
     if finished:  # the signal came while Ray shut down, after the run was marked complete
         shards = f"{done} shard{'s' if done != 1 else ''}"
-        return Interrupted(f"interrupted after the run was complete ({shards}): nothing is lost", exit_code)
+        return f"interrupted after the run was complete ({shards}): nothing is lost"
     if done >= planned:  # stopped after its last shard, before the run was finished (summary, status)
-        return Interrupted(
+        return (
             f"interrupted after its last shard ({done} of {planned} complete); the same `atlas run` finishes "
-            "the run without sampling again",
-            exit_code,
+            "the run without sampling again"
         )
-    return Interrupted(
-        f"interrupted: {done} of {planned} shards complete; the same `atlas run` resumes from there",
-        exit_code,
-    )
+    return f"interrupted: {done} of {planned} shards complete; the same `atlas run` resumes from there"
 
 
 def _run_totals(loc: Location) -> dict[str, int]:

@@ -301,6 +301,35 @@ def test_a_run_that_raises_leaves_no_bundle_holder(tmp_path, micro_cache, ray_se
     assert caught.tb is not None  # the traceback, and the driver's frames in it, still held here
 
 
+def test_a_closed_output_pipe_stops_the_run_as_interrupted_never_as_a_success(
+    tmp_path, micro_cache, ray_session, monkeypatch
+):
+    """`atlas run ... | head -1`: once head exits, the next progress write raises BrokenPipeError. It ended
+    the run with exit status 0 and run.json still 'running' (a user's trial); now it is an interrupt: the run
+    marked interrupted (resumable), SIGPIPE's exit status 141, the message naming the pipe."""
+    from atlas.errors import Interrupted
+    from atlas.pipeline import driver
+
+    class PipeGoneBar:
+        def __init__(self, *_a, **_k):
+            pass
+
+        def update(self, _n):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(driver, "progress_bar", PipeGoneBar)
+    layer = "layers=[{name: conv2, units: 0-2}]"
+    cfg = micro_config(tmp_path, micro_cache, "sampler.steps=2", layer, "ray.units_per_shard=1")
+    said = r"interrupted \(its output pipe closed\): [12] of 3 shards complete; the same `atlas run` resumes"
+    with pytest.raises(Interrupted, match=said) as caught:
+        run_atlas(cfg, progress=True, log=lambda _m: None)
+    assert caught.value.exit_code == 141
+    assert json.loads((tmp_path / cfg.name / "run.json").read_text())["status"] == "interrupted"
+
+
 def test_a_worker_tells_the_holder_the_units_done_inside_a_shard(tmp_path, micro_cache):
     """After each batch the worker tells the run's holder how many of the shard's units are done (the
     driver's bar moves inside a shard: a 64-unit shard of a real network takes minutes)."""
