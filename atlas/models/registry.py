@@ -139,11 +139,9 @@ def _leaf_names(module: nn.Module) -> list[str]:
 # ------------------------------------------------------------------------------------------------ schemes
 
 
-def _load_torchvision(name: str, cfg: ModelConfig, role: Role, opts: LoadOptions) -> LoadedModel:
+def _check_torchvision_name(name: str) -> None:
     import torchvision
 
-    if role not in IMAGE_ROLES:
-        raise ModelError(f"{cfg.spec!r} is a classifier; it can be a target, not a {role}")
     available = sorted(torchvision.models.list_models(module=torchvision.models))
     if name not in available:
         hint = difflib.get_close_matches(name, available, n=3)
@@ -152,6 +150,14 @@ def _load_torchvision(name: str, cfg: ModelConfig, role: Role, opts: LoadOptions
             f"unknown torchvision model {name!r}{extra}; torchvision has {len(available)} models, e.g. "
             "alexnet, vgg16, resnet50, vit_b_16 (torchvision.models.list_models() names them all)"
         )
+
+
+def _load_torchvision(name: str, cfg: ModelConfig, role: Role, opts: LoadOptions) -> LoadedModel:
+    import torchvision
+
+    if role not in IMAGE_ROLES:
+        raise ModelError(f"{cfg.spec!r} is a classifier; it can be a target, not a {role}")
+    _check_torchvision_name(name)
     weights = cfg.weights
     if weights and _names_weights_enum(weights):
         # a weights enum name such as IMAGENET1K_V1: torchvision downloads it (needs a network)
@@ -372,6 +378,30 @@ SCHEMES: dict[str, Callable[[str, ModelConfig, Role, LoadOptions], LoadedModel]]
 }
 
 
+def _scheme_and_name(spec: str) -> tuple[str, str]:
+    scheme, _, rest = spec.partition(":")
+    if scheme not in SCHEMES:
+        hint = difflib.get_close_matches(scheme, list(SCHEMES), n=1)
+        extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+        raise ModelError(f"unknown model scheme {scheme!r} in {spec!r}{extra}; valid: {', '.join(SCHEMES)}")
+    if not rest:
+        raise ModelError(f"model spec {spec!r} names no model; e.g. {scheme}:NAME")
+    return scheme, rest
+
+
+def check_spec(spec: str) -> None:
+    """What :func:`load_model` says of a spec that names no model, without building one or reading weights:
+    the scheme, a torchvision model's name, a ``python:`` factory (its module imported), a DeePSiM variant.
+    For checks that would otherwise blame another key for a typo in the spec (the pre-flight's starts)."""
+    scheme, rest = _scheme_and_name(spec)
+    if scheme == "torchvision":
+        _check_torchvision_name(rest)
+    elif scheme == "python":
+        _import_factory(rest, spec)
+    elif scheme == "deepsim" and rest not in deepsim.VARIANTS:
+        raise ModelError(f"unknown DeePSiM variant {rest!r}; valid: {', '.join(deepsim.VARIANTS)}")
+
+
 def load_model(
     cfg: ModelConfig | str,
     role: Role = "target",
@@ -390,15 +420,7 @@ def load_model(
     """
     if isinstance(cfg, str):
         cfg = ModelConfig(spec=cfg)
-    scheme, _, rest = cfg.spec.partition(":")
-    if scheme not in SCHEMES:
-        hint = difflib.get_close_matches(scheme, list(SCHEMES), n=1)
-        extra = f" (did you mean {hint[0]!r}?)" if hint else ""
-        raise ModelError(
-            f"unknown model scheme {scheme!r} in {cfg.spec!r}{extra}; valid: {', '.join(SCHEMES)}"
-        )
-    if not rest:
-        raise ModelError(f"model spec {cfg.spec!r} names no model; e.g. {scheme}:NAME")
+    scheme, rest = _scheme_and_name(cfg.spec)
     opts = LoadOptions(allow_random_weights, toyworld or ToyWorldRef(), dict(storage or {}))
     model = SCHEMES[scheme](rest, cfg, role, opts)
     if role in IMAGE_ROLES and model.space is None:

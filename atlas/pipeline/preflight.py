@@ -39,7 +39,7 @@ from atlas.models import model_layers
 from atlas.models.deepsim import CAFFENET_CODE_LAYERS, foreign_code_note
 from atlas.models.loaded import LoadedModel
 from atlas.models.probes import LayerInfo, LayerProbe, resolve_modules
-from atlas.models.registry import example_input
+from atlas.models.registry import check_spec, example_input
 from atlas.sampling.concepts import MIN_POSITIVES
 from atlas.sampling.facets import default_facet_layer, pass_through_layers
 from atlas.sampling.real import check_image_folder, image_files, small_concepts
@@ -102,6 +102,19 @@ def check_device(cfg: RunConfig, local: bool) -> list[str]:
     return []
 
 
+def check_model_specs(cfg: RunConfig) -> None:
+    """Each configured model's spec names a model (:func:`atlas.models.registry.check_spec`: nothing is
+    built or read): ``models.target: unknown torchvision model 'alexnett' (did you mean alexnet?)``."""
+    for role in ("target", "generator", "dae", "encoder", "judge"):
+        model = getattr(cfg.models, role, None)
+        if model is None:
+            continue
+        try:
+            check_spec(model.spec)
+        except ModelError as exc:
+            raise ModelError(f"models.{role}: {exc}") from None
+
+
 def check_real_images(cfg: RunConfig, decode: bool = True) -> tuple[bool, int | None, list[str]]:
     """(real images available, images in the folder, warnings); seeded starts without them are refused.
 
@@ -145,6 +158,7 @@ def preflight_config(cfg: RunConfig, *, address: str | None = None, decode_image
     from atlas.pipeline.cluster import check_address
 
     check_address(address)
+    check_model_specs(cfg)  # a typo in a spec is named before the checks it would mislead (starts)
     warnings = check_device(cfg, is_local(address))
     have_real, _, said = check_real_images(cfg, decode_images)
     return warnings + said + _without_real_images(cfg, have_real)

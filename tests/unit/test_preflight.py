@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from atlas.cli import main
 from atlas.config import ComputeConfig, FacetConfig, SamplerConfig, UnitSelection, config_from_dict, replace
-from atlas.errors import ConfigError
+from atlas.errors import AtlasError, ConfigError
 from atlas.models import load_model
 from atlas.models.weights import module_fingerprint
 from atlas.pipeline.models_setup import build_models
@@ -603,3 +603,32 @@ def test_a_ray_address_where_another_service_answers_is_refused_before_ray_retri
     monkeypatch.setenv("RAY_USE_TLS", "1")  # a TLS handshake would come first: not probed
     port, served = _serve_once(b"HTTP/1.1 400 Bad Request\r\n\r\n")
     probe_address(f"127.0.0.1:{port}", answer_timeout_s=0.5)
+
+
+@pytest.mark.parametrize(
+    "role, spec, says",
+    [
+        (
+            "target",
+            "torchvision:alexnett",
+            "models.target: unknown torchvision model 'alexnett' (did you mean",
+        ),
+        (
+            "target",
+            "python:nomodule_here:build",
+            "models.target: spec 'python:nomodule_here:build': cannot import",
+        ),
+        ("generator", "deepsim:fc66", "models.generator: unknown DeePSiM variant 'fc66'; valid: fc6"),
+    ],
+)
+def test_a_typo_in_a_model_spec_is_named_before_the_checks_it_would_mislead(role, spec, says):
+    """A user's trial: with the default `start: facet_seeded` and the toy world's real images, a mistyped
+    target spec was reported as a sampler.start problem ('the target is not a toy-world model'), so a
+    newcomer fixed the wrong key. The spec is checked first, without building the model."""
+    from atlas.pipeline.preflight import preflight_config
+
+    models = {"target": "toyworld:target", "generator": "toyworld:generator", role: spec}
+    sampler = {"method": "dgn_am", "start": "facet_seeded"}
+    cfg = config(models=models, sampler=sampler, facets={"real_images": "toyworld"})
+    with pytest.raises(AtlasError, match=re.escape(says)):
+        preflight_config(cfg)
