@@ -226,8 +226,14 @@ def format_table(report: dict[str, Any]) -> str:
     )
     for method, r in report["methods"].items():
         plain, truth = r["plain_seconds"], r["truth_seconds"]
+        added = 100 * (truth / plain - 1)
+        cost = (
+            f"add {added:+.1f} %"
+            if added >= 0
+            else f"measure {added:+.1f} %: below the timing noise, no cost"
+        )
         lines.append(
-            f"{method}: truth columns add {100 * (truth / plain - 1):+.1f} % on the first layer "
+            f"{method}: truth columns {cost} on the first layer "
             f"({plain:.1f} s -> {truth:.1f} s; median of {OVERHEAD_ROUNDS} alternating runs each after "
             "warm-ups; other jobs may share the cores)"
         )

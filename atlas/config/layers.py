@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import (
     Field,
@@ -50,6 +50,8 @@ class LayerConfig(Section):
         "together).",
         json_schema_extra={"omit_default": True, "type_doc": "[[int, int], ...]"},
     )
+
+    name_shorthand: ClassVar[str] = "[fc8, conv4]"
 
     @model_validator(mode="before")
     @classmethod

@@ -77,8 +77,13 @@ def _parse_assignment(assignment: str) -> tuple[str, list[str], Any]:
         value = yaml.load(raw, Loader=_UniqueKeyLoader) if raw.strip() else ""  # noqa: S506 - a SafeLoader
     except (DuplicateKeyError, ExpansionError) as exc:
         raise ConfigError(f"--set {assignment!r}: {exc}") from None
-    except yaml.YAMLError:
-        value = raw
+    except yaml.YAMLError as exc:
+        if raw.strip()[:1] in ("{", "[", '"', "'"):  # meant as a mapping, list or quoted text: say where
+            raise ConfigError(
+                f"--set {assignment!r}: the value is not valid YAML{_yaml_problem(exc)}; close every "
+                'bracket and quote, e.g. --set "layers.0={name: fc8, units: [1, 2]}"'
+            ) from None
+        value = raw  # plain text YAML cannot read (e.g. `a: b`): taken as typed
     if parts[-1] == "name" and isinstance(value, int | float) and not isinstance(value, bool):
         value = raw.strip()  # a name is text as typed: `--set name=007` is run 007, not 7
     return dotted, parts, value
@@ -123,7 +128,12 @@ def config_from_dict(data: dict[str, Any], overrides: typing.Sequence[str] = ())
     return build(RunConfig, data)
 
 
-_YAML11_NUMBER_TAGS = {"tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:timestamp"}
+_YAML11_IMPLICIT_TAGS = {
+    "tag:yaml.org,2002:int",
+    "tag:yaml.org,2002:float",
+    "tag:yaml.org,2002:timestamp",
+    "tag:yaml.org,2002:bool",  # YAML 1.1 reads yes/no/on/off as booleans; 1.2 only true/false
+}
 _NUMBER_TAGS = {"tag:yaml.org,2002:int", "tag:yaml.org,2002:float"}
 NAME_KEYS = ("name", "layers")  # a run's or layer's name (and a layer list's shorthand items): text as typed
 
@@ -160,12 +170,14 @@ def _expanded_size(node: yaml.Node, sizes: dict[int, int | None]) -> int:
 
 class _UniqueKeyLoader(yaml.SafeLoader):
     """yaml.SafeLoader that refuses a key given twice in one mapping, naming it and both lines, and reads
-    numbers and dates as YAML 1.2 does: ``010`` is ten (YAML 1.1: octal 8), ``1:30`` and ``2024-01-01`` stay
-    text (YAML 1.1: 90 in base 60, a date), ``1e-3`` is a number (YAML 1.1: text). A unit list ``010,011``
-    or a range typed ``1:3`` thus never selects other units than the ones written."""
+    numbers, booleans and dates as YAML 1.2 does: ``010`` is ten (YAML 1.1: octal 8), ``1:30`` and
+    ``2024-01-01`` stay text (YAML 1.1: 90 in base 60, a date), ``1e-3`` is a number (YAML 1.1: text), and
+    ``yes``/``no``/``on``/``off`` are text (YAML 1.1: booleans; 1.2's are ``true``/``false``). A unit list
+    ``010,011`` or a range typed ``1:3`` thus never selects other units than the ones written, and a run named
+    ``yes`` is named so."""
 
     yaml_implicit_resolvers = {
-        first: [(tag, regexp) for tag, regexp in resolvers if tag not in _YAML11_NUMBER_TAGS]
+        first: [(tag, regexp) for tag, regexp in resolvers if tag not in _YAML11_IMPLICIT_TAGS]
         for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
     }
 
@@ -219,6 +231,9 @@ _UniqueKeyLoader.add_implicit_resolver(
     list("-+.0123456789"),
 )
 _UniqueKeyLoader.add_constructor(_INT, _yaml12_int)
+_UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:

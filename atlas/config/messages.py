@@ -53,6 +53,8 @@ def _type_name(tp: Any) -> str:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
     if origin is list:
         item = unwrap(typing.get_args(tp)[0])
+        if is_section(item) and item.name_shorthand:
+            return f"a list of mappings or of names (e.g. {item.name_shorthand})"
         return "a list of mappings" if is_section(item) else f"a list of {_type_name(item)}"
     if tp is UnitSelection:
         return UNITS_VALID

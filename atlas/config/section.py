@@ -52,6 +52,7 @@ class Section(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
     spec_shorthand: ClassVar[bool] = False  # a plain string stands for the section (ModelConfig: its spec)
+    name_shorthand: ClassVar[str] = ""  # a list of these may list bare names (LayerConfig: "[fc8, conv4]")
 
     def __init__(self, /, **data: Any) -> None:
         try:

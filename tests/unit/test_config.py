@@ -347,3 +347,31 @@ def _inline_bomb() -> str:
     levels = ["&l0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]"]
     levels += [f"&l{i} [" + ", ".join([f"*l{i - 1}"] * 10) + "]" for i in range(1, 6)]
     return "[" + ", ".join(levels) + "]"
+
+
+def test_set_values_read_as_yaml_1_2_and_a_broken_one_is_named(tmp_path):
+    """A user's trial: `--set name=yes` read as True ("expected a string, got True") although the README
+    says values read as YAML 1.2 (whose booleans are true/false only); and a value with an unclosed
+    bracket or quote was taken as plain text, so the error blamed another key (the layer's name)."""
+    c = config_from_dict(BASE, ["name=yes", "layers.0.name=on", "sampler.diversity=0"])
+    assert c.name == "yes" and c.layers[0].name == "on"
+    assert config_from_dict(BASE, ["facets.enabled=false"]).facets.enabled is False
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({**BASE, "facets": {"enabled": True}}).replace("name: t\n", "name: off\n"))
+    loaded = load_config(path)
+    assert loaded.name == "off" and loaded.facets.enabled is True
+    for value, culprit in [
+        ("layers.0={name: fc8, units: [1, 2", "while parsing a flow sequence"),
+        ("sampler={steps: 5", "while parsing a flow mapping"),
+        ("name='abc", "while scanning a quoted scalar"),
+    ]:
+        with pytest.raises(
+            ConfigError, match=r"--set .*: the value is not valid YAML at line 1, column \d+"
+        ) as e:
+            config_from_dict(BASE, [value])
+        assert culprit in str(e.value)
+    assert config_from_dict(BASE, ["facets.real_images=a: b: c"]).facets.real_images == "a: b: c"  # as typed
+    with pytest.raises(
+        ConfigError, match=r"layers: expected a list of mappings or of names \(e.g. \[fc8, conv4\]\)"
+    ):
+        config_from_dict(BASE, ["layers=fc8"])
