@@ -333,7 +333,11 @@ CONFIG_CASES = [
         ("layers.0.name: the layer 'conv 1' cannot name the run's files", "rename the module"),
         {"layers": [{"name": "conv 1"}]},
     ),
-    Case("layers not a list", ("layers: expected a list of mappings, got 'fc8'",), {"layers": "fc8"}),
+    Case(
+        "layers not a list",
+        ("layers: expected a list of mappings or of names (e.g. [fc8, conv4]), got 'fc8'",),
+        {"layers": "fc8"},
+    ),
     Case(
         "spec without scheme",
         ("models.target.spec: 'alexnet' is not a model spec",),
