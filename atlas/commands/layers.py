@@ -78,6 +78,12 @@ def run(args: argparse.Namespace) -> int:
         else None
     )
     cfg = ModelConfig(spec=args.spec, weights=args.weights, preprocess=pre)
+    if args.spec.partition(":")[0] == "toyworld" and not args.weights:  # listing layers never trains a world
+        from atlas.toyworld import load_component
+
+        name = args.spec.partition(":")[2]
+        if name in ("target", "judge", "generator", "dae"):
+            load_component(name, preset=args.preset, train_if_missing=False)  # its one-line error says how
     model = load_model(
         cfg,
         role,

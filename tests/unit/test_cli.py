@@ -187,3 +187,12 @@ def test_config_says_its_own_warnings_without_check(capsys):
         "decaying (set lr_end <= lr)"
     )
     assert atlas_in_process(capsys, "config", str(REPO / "configs" / "demo.yaml")).stderr == ""
+
+
+def test_layers_of_an_untrained_toy_world_refuses_instead_of_training(tmp_path, monkeypatch, capsys):
+    """A user's trial: `atlas layers toyworld:target --preset pairs` (a preset that ships no weights) quietly
+    started a 10-minute training; listing layers now says how to train the world and writes nothing."""
+    monkeypatch.setenv("ATLAS_CACHE", str(tmp_path))
+    proc = atlas_in_process(capsys, "layers", "toyworld:target", "--preset", "pairs")
+    assert_user_error(proc, "toy-world target is not trained yet", "atlas bootstrap --preset pairs")
+    assert not list(tmp_path.rglob("*.pt"))
