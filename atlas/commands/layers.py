@@ -54,6 +54,16 @@ def _weights_line(model) -> str:
     return f"weights: {model.weights}"
 
 
+def _refuse_untrained_world(spec: str, preset: str) -> None:
+    """Listing layers never trains a toy world (the pairs preset ships none: minutes of training); the
+    component's one-line error says how to train it."""
+    scheme, _, name = spec.partition(":")
+    if scheme == "toyworld" and name in ("target", "judge", "generator", "dae"):
+        from atlas.toyworld import load_component
+
+        load_component(name, preset=preset, train_if_missing=False)
+
+
 def run(args: argparse.Namespace) -> int:
     from atlas.config import ModelConfig, PreprocessConfig, ToyWorldRef
     from atlas.errors import AtlasError
@@ -78,12 +88,7 @@ def run(args: argparse.Namespace) -> int:
         else None
     )
     cfg = ModelConfig(spec=args.spec, weights=args.weights, preprocess=pre)
-    if args.spec.partition(":")[0] == "toyworld" and not args.weights:  # listing layers never trains a world
-        from atlas.toyworld import load_component
-
-        name = args.spec.partition(":")[2]
-        if name in ("target", "judge", "generator", "dae"):
-            load_component(name, preset=args.preset, train_if_missing=False)  # its one-line error says how
+    _refuse_untrained_world(args.spec, args.preset)
     model = load_model(
         cfg,
         role,
