@@ -9,6 +9,7 @@ from atlas.bench import write_json
 from atlas.commands.options import positive_int
 from atlas.toyworld.presets import PRESETS
 
+CACHE_DIR_HELP = "toy-world cache directory (default: $ATLAS_CACHE or ~/.cache/atlas)"
 HELP = (
     "Benchmarks: 'quality' (judge recognizability, activation, selectivity, diversity, facets), 'throughput'"
     " (chain-steps/s by batch; --ray: units/min with 1 and 2 actors), 'viewer' (unit-page query latency),"
@@ -56,7 +57,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=positive_int,
         help="seeds to average over in the method comparison (default 3); with --config the run's seed",
     )
-    q.add_argument("--out", help="directory for image grids (per method and seed; with --config per layer)")
+    q.add_argument(
+        "--out",
+        help="directory for image grids (per method and seed; with --config per layer; default: no grids)",
+    )
     q.add_argument(
         "--max-units",
         type=positive_int,
@@ -122,7 +126,7 @@ def _add_model_options(p: argparse.ArgumentParser, config_holds: str, set_help: 
     p.add_argument(
         "--cache-dir",
         metavar="DIR",
-        help="toy-world cache directory (default: $ATLAS_CACHE or ~/.cache/atlas)",
+        help=CACHE_DIR_HELP,
     )
     p.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help=f"config override, {set_help}"
@@ -154,7 +158,7 @@ def _add_truth_parser(sub: argparse._SubParsersAction) -> None:
         "--max-units", type=positive_int, metavar="N", help="N evenly spaced units per layer (default: all)"
     )
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
-    r.add_argument("--cache-dir", metavar="DIR", help="toy-world cache directory")
+    r.add_argument("--cache-dir", metavar="DIR", help=CACHE_DIR_HELP)
     r.add_argument("--json", help="write the report as JSON to this path")
     o = sub.add_parser(
         "objectives",
@@ -167,7 +171,7 @@ def _add_truth_parser(sub: argparse._SubParsersAction) -> None:
     )
     o.add_argument("--methods", default="dgn_am,ppgn_h", help="comma-separated gradient methods")
     o.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
-    o.add_argument("--cache-dir", metavar="DIR", help="toy-world cache directory")
+    o.add_argument("--cache-dir", metavar="DIR", help=CACHE_DIR_HELP)
     o.add_argument("--json", help="write the report as JSON to this path")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from atlas.commands.code_input import add_code_input_arguments
 from atlas.commands.options import positive_float
@@ -20,6 +21,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+FEW_CODES = 100  # fewer images give rough per-dimension bounds: said, not refused
+
+
 def run(args: argparse.Namespace) -> int:
     from atlas.commands.code_input import command_codes
     from atlas.errors import AtlasError
@@ -28,6 +32,12 @@ def run(args: argparse.Namespace) -> int:
     out, codes, (network, layer) = command_codes(
         args, 2, "a standard deviation needs at least 2 (hundreds for useful bounds)"
     )
+    if len(codes) < FEW_CODES:  # written (a quick try is fine), but not taken for useful bounds
+        print(
+            f"atlas: warning: --images: statistics of {len(codes)} images are rough (a per-dimension "
+            f"standard deviation wants hundreds); use {FEW_CODES} or more for bounds a run should rely on",
+            file=sys.stderr,
+        )
     source = f"{network}'s {layer} of {len(codes)} images in {args.images}"
     stats = CodeStats.from_codes(codes, source=source, sigmas=args.sigmas, read_from=(network, layer))
     problem = stats.problem()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -14,15 +15,16 @@ if TYPE_CHECKING:
     from atlas.config import RunConfig
 
 
-def add_overrides(p: argparse.ArgumentParser) -> None:
-    """``--set KEY=VALUE`` (repeatable), collected in ``args.overrides``."""
+def add_overrides(p: argparse.ArgumentParser, example: str = "sampler.steps=50") -> None:
+    """``--set KEY=VALUE`` (repeatable), collected in ``args.overrides``; ``example``: one that matters to
+    the command."""
     p.add_argument(
         "--set",
         dest="overrides",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="dotted config override, e.g. --set sampler.steps=50 (repeatable)",
+        help=f"dotted config override, e.g. --set {example} (repeatable; default: none)",
     )
 
 
@@ -158,6 +160,8 @@ def check_listen(host: str, port: int) -> None:
     if exc.errno == errno.EADDRINUSE:
         other = free_port(host, port)  # free now: the next port may be taken too (a second viewer)
         fix = f"e.g. --port {other} (free now)" if other else "no port of the next 100 is free"
+        if other and os.environ.get("MAKELEVEL"):  # under `make demo`, whose command line takes PORT=
+            fix += f"; with make: make demo PORT={other}"
         raise AtlasError(f"--port {port}: already in use on {host}; choose another, {fix}")
     if exc.errno == errno.EADDRNOTAVAIL:
         raise AtlasError(f"--host {host}: not an address of this machine; {hint}")

@@ -151,13 +151,13 @@ def _here_accuracy(mask: torch.Tensor, cover: torch.Tensor, stride: int = 4) -> 
 
 def format_table(report: dict[str, Any]) -> str:
     """The gate table as aligned text lines."""
-    rows = [f"{'gate':<20} {'value':>8} {'threshold':>10}  result"]
+    w = max([len("all gates"), *map(len, report["gates"])])  # the longest gate name sets the column
+    rows = [f"{'gate':<{w}} {'value':>8} {'threshold':>10}  result"]
     for name, g in report["gates"].items():
         op = "<" if name == "dae_error_ratio" else ">="
-        rows.append(
-            f"{name:<20} {g['value']:>8.4f} {op:>3} {g['threshold']:<6g}  {'pass' if g['passed'] else 'FAIL'}"
-        )
+        result = "pass" if g["passed"] else "FAIL"
+        rows.append(f"{name:<{w}} {g['value']:>8.4f} {op:>3} {g['threshold']:<6g}  {result}")
     # the stages that took time (loaded from the cache or the shipped weights: none)
     secs = ", ".join(f"{k} {v:.1f}s" for k, v in report.get("seconds", {}).items() if v >= 0.05)
-    rows.append(f"{'all gates':<20} {'PASSED' if report['passed'] else 'FAILED'}   ({secs})")
+    rows.append(f"{'all gates':<{w}} {'PASSED' if report['passed'] else 'FAILED':>8}   ({secs})")
     return "\n".join(rows)

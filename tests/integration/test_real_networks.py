@@ -117,6 +117,7 @@ def test_code_stats_and_train_dae_from_a_folder(tmp_path):
     ]
     proc = atlas_cli("code-stats", *common, "--out", str(stats_out))
     assert proc.returncode == 0, proc.stderr
+    assert "statistics of 24 images are rough" in proc.stderr  # written, but said to be rough (< 100)
     from atlas.models import CodeStats
 
     stats = CodeStats.load(stats_out)
