@@ -32,17 +32,17 @@ def run(args: argparse.Namespace) -> int:
     out, codes, (network, layer) = command_codes(
         args, 2, "a standard deviation needs at least 2 (hundreds for useful bounds)"
     )
+    source = f"{network}'s {layer} of {len(codes)} images in {args.images}"
+    stats = CodeStats.from_codes(codes, source=source, sigmas=args.sigmas, read_from=(network, layer))
+    problem = stats.problem()
+    if problem:  # e.g. non-finite codes: the file would be refused when a run loads it
+        raise AtlasError(f"--images: the codes of {args.images!r} give statistics that {problem}")
     if len(codes) < FEW_CODES:  # written (a quick try is fine), but not taken for useful bounds
         print(
             f"atlas: warning: --images: statistics of {len(codes)} images are rough (a per-dimension "
             f"standard deviation wants hundreds); use {FEW_CODES} or more for bounds a run should rely on",
             file=sys.stderr,
         )
-    source = f"{network}'s {layer} of {len(codes)} images in {args.images}"
-    stats = CodeStats.from_codes(codes, source=source, sigmas=args.sigmas, read_from=(network, layer))
-    problem = stats.problem()
-    if problem:  # e.g. non-finite codes: the file would be refused when a run loads it
-        raise AtlasError(f"--images: the codes of {args.images!r} give statistics that {problem}")
     stats.save(out)
     up = stats.upper.flatten()
     print(
