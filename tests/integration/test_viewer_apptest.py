@@ -342,6 +342,29 @@ def test_compare_choices_are_in_the_url_and_come_back(runs, monkeypatch):
     assert "vs='gamma'" in said
 
 
+def test_compare_names_the_other_run_it_cannot_read_and_defaults_to_one_that_opens(
+    runs, tmp_path, monkeypatch
+):
+    """A user's trial: from a healthy run, Compare picked a damaged sibling by default, and a damaged page in
+    the other run was reported as "Cannot read this run" with the verify command of the healthy one."""
+    import shutil
+
+    parent = tmp_path / "runs"
+    for name, source in [("alpha", "alpha"), ("beta", "beta"), ("aaa-gone", "beta"), ("corrupt", "beta")]:
+        shutil.copytree(runs / source, parent / name)
+    next((parent / "aaa-gone" / "images").rglob("*.parquet")).unlink()  # a file a marker promises: gone
+    for victim in (parent / "corrupt" / "images").rglob("*.parquet"):  # damaged pages, sizes unchanged
+        data = bytearray(victim.read_bytes())
+        data[4:260] = bytes(b ^ 0x5A for b in data[4:260])
+        victim.write_bytes(bytes(data))
+    at = app(parent / "alpha", monkeypatch, page="compare", layer="fc8")
+    assert at.selectbox(key="cmp_other").value != "aaa-gone"  # the first sibling that opens
+    at = app(parent / "alpha", monkeypatch, page="compare", layer="fc8", vs="corrupt")
+    said = " ".join(e.value for e in at.error)
+    assert "Cannot read run corrupt:" in said and str(parent / "corrupt") in said, said
+    assert "this run" not in said and f"{parent / 'alpha'} " not in said + " "
+
+
 def test_compare_methods(runs, monkeypatch):
     at = app(runs / "beta", monkeypatch, page="compare", layer="fc8")
     at.segmented_control(key="cmp_mode").set_value("two methods").run()

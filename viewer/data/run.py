@@ -271,14 +271,15 @@ def methods(conn: Any) -> list[str]:
     return [str(m) for m in rows["method"]]
 
 
-def cannot_read(exc: BaseException, run: str) -> str:
+def cannot_read(exc: BaseException, run: str, name: str | None = None) -> str:
     """The one line a page shows for a run it cannot read, with the check that finds the cause: a damaged
     page of a Parquet file (its bytes changed, its size not) is seen only by ``atlas verify --deep``, and a
     user's trial sent to the plain check was told "0 bad"."""
     first = printable(first_line(exc))
     deep = " --deep" if reads_damaged_bytes(exc, first) or "verify --deep" in first else ""
+    which = f"run {name}" if name else "this run"  # ``name``: another run than the page's (Compare's)
     return (
-        f"Cannot read this run: {first}. `atlas verify{deep} {run}` names bad shards; `atlas verify{deep} "
+        f"Cannot read {which}: {first}. `atlas verify{deep} {run}` names bad shards; `atlas verify{deep} "
         f"--repair {run}` has them redone by the next `atlas run`."
     )
 

@@ -3,18 +3,35 @@ for the same units."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import duckdb
 import pandas as pd
 import streamlit as st
 
-from atlas.errors import AtlasError, first_line
+from atlas.errors import AtlasError
+from atlas.store.catalog import check_run
 from atlas.store.manifest import read_manifest
 from viewer import data, state, widgets
 from viewer.context import Context
 
 MAX_UNITS = 24
+
+
+class _OtherUnreadable(Exception):
+    """The other run (not the page's) failed a read: its one line names it and its verify command."""
+
+
+@contextmanager
+def _reading_other(where: Any, name: str) -> Iterator[None]:
+    """Reads of the other run: a damaged file there is said as its (a user's trial: Compare blamed the
+    page's own healthy run, "Cannot read this run", and sent the user to repair it)."""
+    try:
+        yield
+    except (AtlasError, duckdb.Error) as exc:
+        raise _OtherUnreadable(data.cannot_read(exc, where.uri, name)) from None
 
 
 def _default_units(ctx: Context, layer: str) -> str:
@@ -129,28 +146,40 @@ def _percent(stats: dict | None, key: str) -> str:
     return "–" if value is None else f"{value:.0%}"
 
 
-def _manifest(run: Any) -> tuple[frozenset[str], dict[str, Any]]:
-    """The layers a run's run.json plans and its weights fingerprints (empty when it cannot be read): the
-    default other run has the layer shown and this run's networks. Read once a session per run (a sibling
-    on S3 costs a request)."""
-    seen: dict[str, tuple[frozenset[str], dict[str, Any]]] = st.session_state.setdefault("cmp_manifests", {})
+def _manifest(run: Any) -> tuple[frozenset[str], dict[str, Any], bool]:
+    """The layers a run's run.json plans, its weights fingerprints (empty when it cannot be read) and
+    whether it passes the readers' quick check (:func:`check_run`: run.json, markers, every promised file
+    there): the default other run has the layer shown and this run's networks, and opens. Read once a
+    session per run (a sibling on S3 costs a few requests)."""
+    seen: dict[str, tuple[frozenset[str], dict[str, Any], bool]] = st.session_state.setdefault(
+        "cmp_manifests", {}
+    )
     if run.uri not in seen:
         try:
             manifest = read_manifest(run)
             layers = frozenset(str(entry.get("name")) for entry in manifest.get("layers") or [])
             prints = manifest.get("fingerprints")
-            seen[run.uri] = (layers, prints if isinstance(prints, dict) else {})
+            seen[run.uri] = (layers, prints if isinstance(prints, dict) else {}, _opens(run))
         except (AtlasError, AttributeError, TypeError):
-            seen[run.uri] = (frozenset(), {})
+            seen[run.uri] = (frozenset(), {}, False)
     return seen[run.uri]
 
 
+def _opens(run: Any) -> bool:
+    try:
+        check_run(run)
+    except (AtlasError, OSError):
+        return False
+    return True
+
+
 def _default_other(ctx: Context, layer: str) -> str:
-    """The first sibling with the layer and this run's networks, else the first with the layer, else the
-    first."""
-    with_layer = [p for p in ctx.siblings if layer in _manifest(p)[0]]
+    """The first sibling that opens, has the layer and this run's networks; else that opens and has the
+    layer; else that opens; else the first (a user's trial: from a healthy run it picked a damaged one)."""
+    opens = [p for p in ctx.siblings if _manifest(p)[2]]
+    with_layer = [p for p in opens if layer in _manifest(p)[0]]
     alike = [p for p in with_layer if not data.model_differences(ctx.info, {"fingerprints": _manifest(p)[1]})]
-    return (alike or with_layer or ctx.siblings)[0].name
+    return (alike or with_layer or opens or ctx.siblings)[0].name
 
 
 def _compare_runs(ctx: Context, layer: str) -> None:
@@ -159,23 +188,20 @@ def _compare_runs(ctx: Context, layer: str) -> None:
     other_name = st.selectbox("Other run", names, key=state.compare_widget("vs", layer, names, default))
     widgets.link_notice()
     where = ctx.siblings[names.index(other_name)]
-    try:  # the other run's open and first reads: a damage found here is its, not this run's
-        other = ctx.open_other(where) if ctx.open_other else None
-        other_layers = {name for name, _ in data.layers(other)} if other is not None else set()
-        other_ids = data.unit_ids(other, layer) if layer in other_layers else []
-    except (AtlasError, duckdb.Error) as exc:
-        st.error(
-            f"Cannot read run {other_name}: {first_line(exc)}. `atlas verify {where.uri}` names bad shards; "
-            "`--repair` has them redone by the next `atlas run`.",
-            icon=":material/error:",
-        )
-        return
-    _compare_with(ctx, layer, other_name, other, other_layers, other_ids)
+    try:
+        with _reading_other(where, other_name):  # its open and first reads: a damage here is its
+            other = ctx.open_other(where) if ctx.open_other else None
+            other_layers = {name for name, _ in data.layers(other)} if other is not None else set()
+            other_ids = data.unit_ids(other, layer) if layer in other_layers else []
+        _compare_with(ctx, layer, (other_name, where), other, other_layers, other_ids)
+    except _OtherUnreadable as exc:
+        st.error(str(exc), icon=":material/error:")
 
 
 def _compare_with(
-    ctx: Context, layer: str, other_name: str, other: Any, other_layers: set[str], other_ids: list[int]
+    ctx: Context, layer: str, named: tuple[str, Any], other: Any, other_layers: set[str], other_ids: list[int]
 ) -> None:
+    other_name, where = named
     if other is None:
         st.error("Cannot open the other run.")
         return
@@ -183,7 +209,8 @@ def _compare_with(
         have = ", ".join(sorted(other_layers)) or "none"
         st.warning(f"Run {other_name} has no layer {layer} (it has {have}).")
         return
-    other_info = data.run_info(other)
+    with _reading_other(where, other_name):
+        other_info, theirs = data.run_info(other), data.unit_kinds(other, layer)
     differs = data.model_differences(ctx.info, other_info)
     if differs:
         st.warning(
@@ -191,7 +218,7 @@ def _compare_with(
             "number may not be the same unit, and activations are on different scales.",
             icon=":material/warning:",
         )
-    mine, theirs = data.unit_kinds(ctx.conn, layer), data.unit_kinds(other, layer)
+    mine = data.unit_kinds(ctx.conn, layer)
     matched, differ = data.match_units(ctx.ids(layer), mine, other_ids, theirs)
     _objectives_differ(other_name, differ)
     failed_here, failed_there = data.failed_units(mine), data.failed_units(theirs)
@@ -199,8 +226,10 @@ def _compare_with(
         u for u, v in matched.items() if u == v and not mine.get(u, {}).get("composite")
         and u not in failed_here and v not in failed_there
     )  # fmt: skip
-    runs = [(ctx.run_dir.name, ctx.conn), (other_name, other)]
-    _summary_table([(name, data.stats_over(conn, layer, both), data.methods(conn)) for name, conn in runs])
+    here_stats = (ctx.run_dir.name, data.stats_over(ctx.conn, layer, both), data.methods(ctx.conn))
+    with _reading_other(where, other_name):
+        there_stats = (other_name, data.stats_over(other, layer, both), data.methods(other))
+    _summary_table([here_stats, there_stats])
     left_out = _left_out(ctx, other_name, mine, failed_here, failed_there)
     st.caption(
         f"summaries over the {len(both):,} units of layer {layer} that both runs hold{left_out}; judge "
@@ -212,7 +241,8 @@ def _compare_with(
     units = _units_input(ctx, layer)
     here = _side(ctx.conn, layer, units, mine)
     wanted = sorted({matched[u] for u in units if u in matched})
-    fetched = _side(other, layer, wanted, theirs)
+    with _reading_other(where, other_name):
+        fetched = _side(other, layer, wanted, theirs)
     there: dict[int, dict] = {}
     for unit in units:
         if unit in matched:
