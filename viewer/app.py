@@ -63,8 +63,9 @@ def run_token(run: Location) -> tuple[int, int, int]:
 
 @st.cache_resource(max_entries=8, show_spinner=False)
 def _connection(uri: str, token: tuple[int, int, int]):
-    # a new token (new shards) opens a new connection: a run being written shows its new units
-    return open_run(uri)
+    # a new token (new shards) opens a new connection: a run being written shows its new units; damaged
+    # shards are left out (every page says so: render_page), the rest stays browsable
+    return open_run(uri, skip_damaged=True)
 
 
 def connection(run: Location):
@@ -204,6 +205,8 @@ def render_page(name: str, ctx: Context) -> None:
     said = state.take_notice()
     if said:
         st.warning(said, icon=":material/link_off:")
+    if ctx.conn.damage:
+        st.warning(data.damaged_note(ctx.conn.damage, ctx.run_dir.uri), icon=":material/broken_image:")
     try:
         if not ctx.layers and name != "sql":
             overview.render_empty(ctx)

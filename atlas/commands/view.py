@@ -6,6 +6,7 @@ RUN_DIR is a run directory (holds run.json) or a parent directory of runs (a run
 from __future__ import annotations
 
 import argparse
+import sys
 
 from atlas.commands.options import port_number
 
@@ -68,9 +69,13 @@ def run(args: argparse.Namespace) -> int:
             "folder of runs (out_dir)"
         )
     if run_dir.is_file(RUN_FILE):
-        from atlas.store.catalog import check_run
+        from atlas.store.catalog import damage_line, damage_of
 
-        check_run(run_dir)  # a damaged run (run.json, a marker, a file gone) is one line, not a page
+        damage = damage_of(run_dir)  # a damaged run.json is one line, not a page
+        if damage:  # damaged shards (a marker, a file gone): served without them, said here and on each page
+            print(
+                f"atlas: warning: {damage_line(run_dir, damage)}; the viewer shows the rest", file=sys.stderr
+            )
     elif not list_runs(run_dir):
         raise AtlasError(no_run_here(run_dir))  # a lost run.json, or runs deeper down: said
     check_listen(args.host, args.port)

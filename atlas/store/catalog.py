@@ -147,6 +147,7 @@ class RunConnection:
         self.location = location
         self._tables: dict[str, Any] = {}  # always bound: the views need them
         self._files: dict[str, Any] = {}  # bound when a statement names them (unit lookups)
+        self.damage: dict[str, str] = {}  # shards left out as damaged (open_run's skip_damaged)
 
     def add_arrow(self, name: str, dataset: Any, *, always: bool) -> None:
         (self._tables if always else self._files)[name] = dataset
@@ -376,41 +377,77 @@ def _check_complete(
     """Refuse a damaged run rather than answer from part of it: every completed shard's marker reads and
     every file it promises is there (with the bytes it recorded, where it did and ``sizes`` lists them),
     and a run that says it is complete has every planned shard's marker."""
-    have = {(table, _shard_of(f)) for table, files in listed.items() for f in files}
+    damage = run_damage(loc, manifest, markers, listed, sizes)
+    if damage:
+        raise AtlasError(damage_line(loc, damage))
+
+
+def damage_line(loc: Location, damage: dict[str, str]) -> str:
+    """The one line a reader refuses a damaged run with: its first damage and the fix."""
     fix = f"`atlas verify {shlex.quote(loc.display())} --repair`, then the same `atlas run`, redoes them"
+    return f"run {loc.display()} {next(iter(damage.values()))}; {fix}"
+
+
+UNMARKED = ""  # run_damage's key for planned shards missing their marker in a run that says it is complete
+
+
+def run_damage(
+    loc: Location,
+    manifest: dict[str, Any],
+    markers: dict[str, dict[str, Any]],
+    listed: dict[str, list[str]],
+    sizes: dict[str, int | None] | None = None,
+) -> dict[str, str]:
+    """shard id -> what is wrong with it ("is damaged: shard X's images file is missing"), in shard order:
+    a marker that does not read, a file it promises gone or of other bytes than it recorded; and under
+    :data:`UNMARKED`, planned shards without a marker in a run that says it is complete."""
+    have = {(table, _shard_of(f)) for table, files in listed.items() for f in files}
+    damage: dict[str, str] = {}
     for shard, marker in sorted(markers.items()):
         if not marker_readable(marker):
-            raise AtlasError(f"run {loc.display()} is damaged: shard {shard}'s marker is unreadable; {fix}")
+            damage[shard] = f"is damaged: shard {shard}'s marker is unreadable"
+            continue
         for table, n in marker["rows"].items():
             if table in SCHEMAS and isinstance(n, int) and n > 0 and (table, shard) not in have:
-                raise AtlasError(
-                    f"run {loc.display()} is damaged: shard {shard}'s {table} file is missing; {fix}"
-                )
+                damage[shard] = f"is damaged: shard {shard}'s {table} file is missing"
+                break
         recorded = marker.get("sizes") if isinstance(marker.get("sizes"), dict) else {}
-        for table, rel in marker_files(shard, marker).items() if sizes is not None else ():
+        for table, rel in (
+            marker_files(shard, marker).items() if sizes is not None and shard not in damage else ()
+        ):
             want, got = recorded.get(table), sizes.get(rel)
             if isinstance(want, int) and got is not None and got != want:
-                raise AtlasError(
-                    f"run {loc.display()} is damaged: shard {shard}'s {table} file holds {got:,} bytes, "
-                    f"{want:,} were written (truncated or overwritten); {fix}"
+                damage[shard] = (
+                    f"is damaged: shard {shard}'s {table} file holds {got:,} bytes, {want:,} were written "
+                    "(truncated or overwritten)"
                 )
+                break
     if unmarked_shards(manifest, markers):
-        raise AtlasError(
-            f"run {loc.display()} says it is complete but only {len(markers)} of its "
-            f"{manifest['planned_shards']} shards have their marker in _shards/; {fix}"
+        damage[UNMARKED] = (
+            f"says it is complete but only {len(markers)} of its {manifest['planned_shards']} shards have "
+            "their marker in _shards/"
         )
+    return damage
 
 
 def check_run(run: str | os.PathLike[str] | Location) -> None:
     """What :func:`open_run` refuses a run for (run.json's fields, unreadable markers, a file a marker
     promises gone, markers missing from a complete run), without reading any table: one listing and the
     markers. Raises :class:`AtlasError` naming the fix."""
+    damage = damage_of(run)
+    if damage:
+        raise AtlasError(damage_line(open_location(run), damage))
+
+
+def damage_of(run: str | os.PathLike[str] | Location) -> dict[str, str]:
+    """:func:`run_damage` of a run, without reading any table (one listing and the markers); a run.json the
+    readers refuse raises :class:`AtlasError` (no shard of such a run can be shown)."""
     loc = open_location(run)
     manifest = read_manifest(loc)
     markers = read_markers(loc)
     _run_table(loc, manifest, markers)
     sizes: dict[str, int | None] = {}
-    _check_complete(loc, manifest, markers, run_files(loc, markers, partial=False, sizes=sizes), sizes)
+    return run_damage(loc, manifest, markers, run_files(loc, markers, partial=False, sizes=sizes), sizes)
 
 
 def open_run(
@@ -420,12 +457,14 @@ def open_run(
     memory_limit: str = "512MB",
     threads: int = 2,
     include_partial: bool = False,
+    skip_damaged: bool = False,
 ) -> RunConnection:
     """An in-memory DuckDB connection with one view per table of the run (see the module docstring).
 
     ``run`` is a local path, a URI or a :class:`Location`. ``include_partial=True`` also shows files of
     shards without a completion marker (debugging a run that crashed). A missing run or ``run.json``
-    raises :class:`AtlasError`.
+    raises :class:`AtlasError`, and so does a damaged one (:func:`run_damage`) unless ``skip_damaged``:
+    then its damaged shards are left out whole (the viewer shows the rest) and ``conn.damage`` says which.
     """
     loc = open_location(run)
     manifest = read_manifest(loc)
@@ -438,7 +477,12 @@ def open_run(
         file_rows: list[dict[str, Any]] = []
         sizes: dict[str, int | None] = {}
         listed = run_files(loc, markers, partial=include_partial, sizes=sizes)
-        if not include_partial:
+        if skip_damaged and not include_partial:
+            conn.damage = run_damage(loc, manifest, markers, listed, sizes)
+            markers = {shard: m for shard, m in markers.items() if shard not in conn.damage}
+            listed = {t: [f for f in files if _shard_of(f) in markers] for t, files in listed.items()}
+            run_table = _run_table(loc, manifest, markers)
+        elif not include_partial:
             _check_complete(loc, manifest, markers, listed, sizes)
         for table in TABLES:
             files = listed[table]

@@ -229,14 +229,16 @@ def query_run(
     *,
     max_rows: int = 10_000,
     timeout_s: float = 10.0,
+    skip_damaged: bool = False,
 ) -> tuple[list[str], list[tuple[Any, ...]], bool]:
-    """Run one untrusted statement on a private, sandboxed connection that is closed afterwards.
+    """Run one untrusted statement on a private, sandboxed connection that is closed afterwards
+    (``skip_damaged``: over the run's sound shards, as :func:`open_run` says; the viewer's console).
 
     Read-only by construction: whatever a statement manages to do (``EXPLAIN ANALYZE DROP TABLE units``
     runs the DROP), it does to a throwaway in-memory catalog that no other session reads; the data
     itself is Parquet that the sandbox cannot write. The statement check in :func:`run_query` stays as a
     first line of defence and for clear messages."""
-    conn = open_run(run)
+    conn = open_run(run, skip_damaged=skip_damaged)
     try:
         return run_query(conn, sql, max_rows=max_rows, timeout_s=timeout_s)
     finally:

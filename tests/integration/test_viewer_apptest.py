@@ -365,6 +365,28 @@ def test_compare_names_the_other_run_it_cannot_read_and_defaults_to_one_that_ope
     assert "this run" not in said and f"{parent / 'alpha'} " not in said + " "
 
 
+def test_a_run_with_a_lost_file_stays_browsable_without_that_shard(runs, tmp_path, monkeypatch):
+    """A user's trial: one deleted Parquet file made the whole run unbrowsable (every page the error, the
+    page menu and the layer picker gone). The damaged shard is left out whole, every page says which and
+    how to redo it, and the rest (its layer's other shards, the other layers, SQL) is shown."""
+    import shutil
+
+    run = tmp_path / "alpha"
+    shutil.copytree(runs / "alpha", run)
+    lost = sorted((run / "images" / "layer=conv3").glob("*.parquet"))[0]
+    shard = lost.name.removeprefix("shard-").split("~")[0].removesuffix(".parquet")
+    lost.unlink()
+    at = app(run, monkeypatch)
+    said = " ".join(w.value for w in at.warning)
+    assert f"This run is damaged: shard {shard}'s images file is missing" in said, said
+    assert f"atlas verify --repair {run}" in said and not at.error, [e.value for e in at.error]
+    grid = app(run, monkeypatch, page="layer", layer="conv3")
+    assert not grid.error and 0 < len(grid_tiles(grid)) < 16  # the other conv3 shards' units
+    assert len(grid_tiles(app(run, monkeypatch, page="layer", layer="fc8"))) == 10
+    sql = app(run, monkeypatch, page="sql")
+    assert not sql.error and len(sql.dataframe) == 1
+
+
 def test_compare_methods(runs, monkeypatch):
     at = app(runs / "beta", monkeypatch, page="compare", layer="fc8")
     at.segmented_control(key="cmp_mode").set_value("two methods").run()

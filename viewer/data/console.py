@@ -56,11 +56,14 @@ class ConsoleResult:
 
 
 def console_query(run_dir: Any, sql: str, max_rows: int, timeout_s: float) -> ConsoleResult:
-    """Run ``sql`` on a private sandboxed connection (``atlas.store.queries.query_run``); never raises
-    for a refused or failing statement."""
+    """Run ``sql`` on a private sandboxed connection (``atlas.store.queries.query_run``, over the run's
+    sound shards: the pages' banner names any damaged one left out); never raises for a refused or
+    failing statement."""
     start = time.perf_counter()
     try:
-        columns, rows, truncated = query_run(run_dir, sql, max_rows=max_rows, timeout_s=timeout_s)
+        columns, rows, truncated = query_run(
+            run_dir, sql, max_rows=max_rows, timeout_s=timeout_s, skip_damaged=True
+        )
     except AtlasError as exc:
         return ConsoleResult(sql=sql, error=str(exc), run=str(run_dir))
     frame = result_frame(columns, rows)

@@ -284,6 +284,17 @@ def cannot_read(exc: BaseException, run: str, name: str | None = None) -> str:
     )
 
 
+def damaged_note(damage: dict[str, str], run: str) -> str:
+    """The line every page shows over a run whose damaged shards it leaves out (``open_run``'s
+    ``skip_damaged``): the first damage, how many more, and the fix."""
+    first = next(iter(damage.values()))
+    more = f" (and {len(damage) - 1} more)" if len(damage) > 1 else ""
+    return (
+        f"This run {first}{more}: its units are left out of every page, the rest is shown. `atlas verify "
+        f"--repair {run}`, then the same `atlas run`, redoes them."
+    )
+
+
 def driver_gone(run: Location, status: str | None) -> bool:
     """A run.json that says "running" while no `atlas run` holds the run's lock: its driver stopped without
     marking it (SIGKILL, a lost machine), and the viewer would wait for shards for ever (a user's trial;
