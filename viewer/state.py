@@ -503,6 +503,31 @@ def grid_return_params() -> dict[str, str]:
     return {**({"p": str(int(page) + 1)} if page else {}), **grid_params()}
 
 
+GRID_ORDER_PARAMS = (
+    "sort",
+    "units",
+    "facets",
+    "judge",
+    "label",
+    "flag",
+    "natural",
+)  # which units, in which order
+
+
+def grid_link_choices() -> dict[str, Any]:
+    """The sort and filters of the grid a unit page was opened from, as its widgets take them (param ->
+    value), from the grid parameters the page's URL carries (:func:`grid_return_params`); {} when it
+    carries none (a permalink): the page then steps through the layer by unit number."""
+    brought = st.session_state.get("nav_grid_return") or {}
+    out: dict[str, Any] = {}
+    for param in GRID_ORDER_PARAMS:
+        if param in brought:
+            raw = brought[param]
+            given = GRID_URL_WORDS.get(param, {}).get(raw, raw)
+            out[param] = _int(given, 0) if isinstance(GRID_PARAMS[param][1], int) else given
+    return out
+
+
 def grid_drawn() -> None:
     """The grid took the parameters a tile's link brought (its widgets hold them now)."""
     st.session_state.pop("nav_grid_return", None)

@@ -14,7 +14,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from atlas.bench.synthetic_run import make_synthetic_run
-from atlas.store import RunStore
+from atlas.store import RunStore, open_run
 from tests.unit.test_viewer_data import distinct_pictures, fail_and_compose, rewrite_run
 from viewer import data, state
 from viewer.widgets import concept_html
@@ -212,8 +212,33 @@ def test_unit_page_deep_link_and_neighbours(runs, monkeypatch):
     assert at.title[0].value == "fc8 · unit 9"
     assert at.button(key="unit_next_top").disabled  # last unit
     at.number_input(key="w_unit").set_value(500).run()  # past the layer's end: said, not ignored
-    assert any("Unit 500 is not in layer fc8 (units 0-9)" in w.value for w in at.warning)
-    assert at.title[0].value == "fc8 · unit 0"
+    assert any("Unit 500 is not in layer fc8 (units 0-9); showing unit 9" in w.value for w in at.warning)
+    assert at.title[0].value == "fc8 · unit 9"  # the nearest unit ("+" on the last one), not the first
+
+
+def test_previous_and_next_follow_the_grid_the_unit_page_was_opened_from(runs, monkeypatch):
+    """A user's trial: a unit opened from a sorted, filtered grid (its URL carries the grid's sort and
+    filters) stepped by unit number, into units the filter leaves out. They follow the grid's order now,
+    and the page says where in it the unit is; a permalink (no grid) steps by unit number."""
+    at = app(runs / "alpha", monkeypatch, page="unit", layer="conv3", unit=5, units="2,5,9,11", sort="unit")
+    assert (
+        at.button(key="unit_prev_top").label == "unit 2" and at.button(key="unit_next_top").label == "unit 9"
+    )
+    assert any("Unit 2 of 4 in the grid's order" in c.value for c in at.caption)
+    at.button(key="unit_next_top").click().run()
+    assert at.title[0].value == "conv3 · unit 9" and at.button(key="unit_next_top").label == "unit 11"
+    assert at.query_params["units"] == "2,5,9,11"  # the URL keeps the grid for the next step and Back
+    order = data.grid_order(open_run(runs / "alpha"), data.GridQuery("conv3", sort="activation ↓"))
+    mid = order[len(order) // 2]
+    at = app(runs / "alpha", monkeypatch, page="unit", layer="conv3", unit=mid, sort="activation")
+    i = order.index(mid)
+    assert at.button(key="unit_prev_top").label == f"unit {order[i - 1]}"
+    assert at.button(key="unit_next_top").label == f"unit {order[i + 1]}"
+    plain = app(runs / "alpha", monkeypatch, page="unit", layer="conv3", unit=5)
+    assert (
+        plain.button(key="unit_prev_top").label == "unit 4"
+        and plain.button(key="unit_next_top").label == "unit 6"
+    )
 
 
 def test_browser_back_to_an_earlier_url_shows_that_state(runs, monkeypatch):

@@ -11,7 +11,7 @@ import pandas as pd
 from atlas.config import UnitSelection
 from atlas.store.catalog import unit_sources
 from viewer.data.query import fetch_frame, fetch_one, placeholders, png_bytes
-from viewer.data.truth import AUDIT_KINDS, pictures_sql, truth, unit_flag_counts
+from viewer.data.truth import AUDIT_KINDS, Truth, pictures_sql, truth, unit_flag_counts
 from viewer.data.units import composite_sql
 
 # whitelisted sort orders of the layer grid: label -> ORDER BY clause
@@ -189,6 +189,28 @@ def grid_count(conn: Any, q: GridQuery) -> int:
     return int(row[0]) if row else 0
 
 
+def _grid_order(conn: Any, q: GridQuery, have: Truth) -> tuple[str, list[Any], str]:
+    """(the grid's FROM, its parameters, its ORDER BY) for ``q.sort``: composites after the layer's own
+    units; the flagged sorts join each unit's distinct flagged pictures of the grid's kinds."""
+    offered = {**SORTS, **(LABEL_SORTS if have.labels else {}), **(FLAG_SORTS if have.pictures else {})}
+    order = offered.get(q.sort, SORTS["unit ↑"])
+    order = f"({composite_sql(conn)}) IS NOT NULL, {order}"
+    if q.sort in FLAG_SORTS and have.pictures:
+        flagged = f"""SELECT unit AS flagged_unit, count(*) FILTER (WHERE len(fl) > 0) AS flagged
+                      FROM ({pictures_sql(conn, q.flag_kinds, "AND layer = ?")}) GROUP BY unit"""
+        return f"units LEFT JOIN ({flagged}) ON flagged_unit = unit", [*q.flag_kinds, q.layer], order
+    return "units", [], order
+
+
+def grid_order(conn: Any, q: GridQuery) -> list[int]:
+    """Every unit the grid ``q`` shows, in its order (all pages; no pictures read): what a unit page opened
+    from the grid steps through with its previous / next buttons."""
+    where, params = _grid_where(q)
+    source, joined, order = _grid_order(conn, q, truth(conn))
+    rows = fetch_frame(conn, f"SELECT unit FROM {source} WHERE {where} ORDER BY {order}", [*joined, *params])
+    return [int(u) for u in rows["unit"]]
+
+
 def grid_page(conn: Any, q: GridQuery) -> pd.DataFrame:
     """The visible page of the grid, in the sort order: unit, composite (its expression; null for the
     layer's own units), best_activation, best_log_prob, best_rank, facet_count, judge_label, judge_correct,
@@ -199,15 +221,7 @@ def grid_page(conn: Any, q: GridQuery) -> pd.DataFrame:
     read."""
     have = truth(conn)
     where, params = _grid_where(q)
-    offered = {**SORTS, **(LABEL_SORTS if have.labels else {}), **(FLAG_SORTS if have.pictures else {})}
-    order = offered.get(q.sort, SORTS["unit ↑"])
-    order = f"({composite_sql(conn)}) IS NOT NULL, {order}"  # composites after the layer's own units
-    source, joined = "units", []
-    if q.sort in FLAG_SORTS and have.pictures:  # each unit's distinct flagged pictures of the grid's kinds
-        flagged = f"""SELECT unit AS flagged_unit, count(*) FILTER (WHERE len(fl) > 0) AS flagged
-                      FROM ({pictures_sql(conn, q.flag_kinds, "AND layer = ?")}) GROUP BY unit"""
-        source = f"units LEFT JOIN ({flagged}) ON flagged_unit = unit"
-        joined = [*q.flag_kinds, q.layer]
+    source, joined, order = _grid_order(conn, q, have)
     share = "label_top_share" if have.top_share else "NULL AS label_top_share"
     label_sql = (
         f"label, label_score, label_best, {share}"

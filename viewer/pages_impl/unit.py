@@ -11,6 +11,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from atlas.errors import AtlasError
 from viewer import data, state, widgets
 from viewer.context import Context
 
@@ -27,15 +28,59 @@ def _int(value) -> int | None:
     return None if pd.isna(value) else int(value)
 
 
-def _nav(ctx: Context, view: data.UnitView, suffix: str) -> None:
-    prev, nxt = view.prev, view.next
+JUDGE_FILTER = {"all": None, "correct": True, "wrong": False}
+
+
+def _grid_query(ctx: Context, layer: str, chosen: dict) -> data.GridQuery:
+    """The GridQuery of the grid a unit page came from (``state.grid_link_choices``); a value the grid
+    would not take counts as its default, as the grid itself treats it."""
+    have = data.truth(ctx.conn)
+    sorts = data.sorts(have.labels, have.pictures)
+    try:
+        units = data.parse_units(str(chosen.get("units", "")))
+    except AtlasError:
+        units = ()
+    flag = str(chosen.get("flag", ""))
+    return data.GridQuery(
+        layer=layer,
+        sort=chosen["sort"] if chosen.get("sort") in sorts else sorts[0],
+        min_facets=max(0, int(chosen.get("facets") or 0)),
+        units=units,
+        only_correct=JUDGE_FILTER.get(str(chosen.get("judge", "all"))),
+        label_text=str(chosen.get("label", "")) if have.labels else "",
+        flag=flag.removeprefix("with ").removesuffix(" pictures") if flag.startswith("with ") else None,
+        natural=data.NATURAL.get(str(chosen.get("natural", "all units"))),
+    )
+
+
+def _grid_steps(ctx: Context, layer: str, unit: int) -> tuple[int | None, int | None, str] | None:
+    """(previous, next, "unit 3 of 130 in the grid's order: ...") in the order of the grid the page was
+    opened from, when its URL carries that grid's sort or filters and the unit is in it; else None (a
+    user's trial: next / previous ignored the sorted, filtered grid the link came from)."""
+    chosen = state.grid_link_choices()
+    if not chosen:
+        return None
+    q = _grid_query(ctx, layer, chosen)
+    ids = data.grid_order(ctx.conn, q)
+    if unit not in ids:
+        return None
+    i = ids.index(unit)
+    shown = ", ".join(f"{k} {state.GRID_URL_WORDS.get(k, {}).get(v, v)}" for k, v in chosen.items())
+    where = f"unit {i + 1} of {len(ids)} in the grid's order ({shown})"
+    return (ids[i - 1] if i > 0 else None), (ids[i + 1] if i + 1 < len(ids) else None), where
+
+
+def _nav(ctx: Context, view: data.UnitView, suffix: str, steps: tuple | None = None) -> None:
+    """Previous / next (in the grid's order when ``steps``: :func:`_grid_steps`), the grid, the permalink."""
+    prev, nxt = (steps[0], steps[1]) if steps else (view.prev, view.next)
+    order = f"; {steps[2]}" if steps else ""
     c1, c2, c3, c4 = st.columns([1, 1, 1.3, 2.7])
     c1.button(f"unit {prev}" if prev is not None else "first unit", icon=":material/chevron_left:",
               disabled=prev is None, key=f"unit_prev_{suffix}", on_click=state.go,
-              kwargs={"unit": prev}, width="stretch")  # fmt: skip
+              kwargs={"unit": prev}, width="stretch", help=f"the previous unit{order}")  # fmt: skip
     c2.button(f"unit {nxt}" if nxt is not None else "last unit", icon=":material/chevron_right:",
               icon_position="right", disabled=nxt is None, key=f"unit_next_{suffix}", on_click=state.go,
-              kwargs={"unit": nxt}, width="stretch")  # fmt: skip
+              kwargs={"unit": nxt}, width="stretch", help=f"the next unit{order}")  # fmt: skip
     c3.button(f"{view.layer} grid", icon=":material/grid_view:", key=f"unit_grid_{suffix}",
               on_click=state.go, kwargs={"page": "layer"}, width="stretch",
               help="back to the layer grid, in this tab")  # fmt: skip
@@ -516,17 +561,21 @@ def render(ctx: Context) -> None:
     if asked is None or (picked and int(asked) not in ids):
         state.set_("unit", ids[0])
     elif int(asked) not in ids and ctx.info.get("status") != "running":  # a link to a unit not in the layer
+        nearest = min(ids, key=lambda u: (abs(u - int(asked)), u))  # "+" past the last: the last, not 0
         st.warning(
-            f"Unit {asked} is not in layer {layer} (units {data.compact_units(ids)}); showing unit {ids[0]}."
+            f"Unit {asked} is not in layer {layer} (units {data.compact_units(ids)}); showing unit {nearest}."
         )
-        state.set_("unit", ids[0])
+        state.set_("unit", nearest)
     top = st.columns([3, 1])
     with top[1]:
         unit = _unit_input(ids)
     view = data.unit_view(ctx.conn, layer, unit, ids)
     with top[0]:
         _title(view)
-    _nav(ctx, view, "top")
+    steps = _grid_steps(ctx, layer, unit)
+    _nav(ctx, view, "top", steps)
+    if steps:
+        st.caption(steps[2].capitalize() + ": previous and next follow it.")
     if view.row is None:
         yet = " (yet)" if ctx.info.get("status") == "running" else ""
         st.warning(f"Unit {unit} is not in layer {layer}{yet}. Units present: {data.compact_units(ids)}.")
@@ -566,4 +615,4 @@ def render(ctx: Context) -> None:
     with st.expander("Chain table", icon=":material/table:"):
         table, columns = widgets.chain_table(view.chains)
         st.dataframe(table, hide_index=True, column_config=columns)
-    _nav(ctx, view, "bottom")
+    _nav(ctx, view, "bottom", steps)
