@@ -53,11 +53,13 @@ def best_image_map(conn: Any, layer: str, units: list[int], method: str | None =
 
 
 def method_summary(conn: Any, layer: str) -> pd.DataFrame:
+    """A row per method of the layer's chains, in words a reader takes in (the runs' summary's): chains,
+    mean best activation, mean final log-prob, diverged chains (a count), seconds per chain."""
     return fetch_frame(
         conn,
-        """SELECT method, count(*) AS chains, avg(best_activation) AS mean_best_activation,
-                  avg(final_log_prob) AS mean_final_log_prob, avg(diverged::INT) AS diverged_rate,
-                  avg(seconds) AS mean_seconds
+        """SELECT method, count(*) AS chains, avg(best_activation) AS "mean best activation",
+                  avg(final_log_prob) AS "mean final log-prob", count(*) FILTER (WHERE diverged)
+                  AS "diverged chains", avg(seconds) AS "seconds per chain"
            FROM chains WHERE layer = ? GROUP BY method ORDER BY method""",
         [layer],
     )
@@ -115,7 +117,21 @@ def _value_at(config: Any, key: str) -> str:
             value = value[int(part)]
         else:
             return "–"
-    return "–" if value is None else str(value)
+    return _shown(value)
+
+
+def _shown(value: Any) -> str:
+    """A config value as a caption shows it: a model section by its spec (and weights), a mapping as
+    ``key: value`` pairs without its unset keys (not a Python dict's repr), nothing as –."""
+    if value is None:
+        return "–"
+    if isinstance(value, dict):
+        if "spec" in value:
+            return str(value["spec"]) + (f" ({value['weights']})" if value.get("weights") else "")
+        return "{" + ", ".join(f"{k}: {_shown(v)}" for k, v in value.items() if v is not None) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_shown(v) for v in value) + "]"
+    return str(value)
 
 
 def match_units(

@@ -232,7 +232,8 @@ def _compare_with(
     _summary_table([here_stats, there_stats])
     left_out = _left_out(ctx, other_name, mine, failed_here, failed_there)
     st.caption(
-        f"summaries over the {len(both):,} units of layer {layer} that both runs hold{left_out}; judge "
+        f"summaries over all {len(both):,} units of layer {layer} that both runs hold (not only the units "
+        f"shown below){left_out}; judge "
         "accuracy: the share of units whose last pictures the held-out judge reads as their class; flagged "
         "pictures: best and last pictures carrying a flag (weak, off_path, off_manifold), which the Audit "
         "page lists"
