@@ -74,6 +74,7 @@ class LogLines:
         self.every_s, self.clock = every_s, clock
         self._start, self._initial = clock(), initial
         self._said_at, self._said_n = self._start, initial
+        self._first: tuple[float, int] | None = None  # (when, count) of the first units this run finished
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._say()  # the run has started: where it stands (a resume starts above 0)
@@ -84,6 +85,8 @@ class LogLines:
     def update(self, n: int = 1) -> None:
         with self._lock:
             self.n += n
+            if self._first is None and self.n > self._initial:
+                self._first = (self.clock(), self.n)
             if self.clock() - self._said_at >= self.every_s:
                 self._say()
 
@@ -105,12 +108,23 @@ class LogLines:
         elapsed = now - self._start
         share = f" ({100 * self.n / self.total:.0f}%)" if self.total else ""
         line = f"{self.desc}: {self.n}/{self.total} units{share} after {_clock_text(elapsed)}"
-        done = self.n - self._initial
-        if done > 0 and self.n < self.total:  # this run's own pace, not a resume's earlier shards
-            line += f", about {_clock_text(elapsed / done * (self.total - self.n))} left"
+        left = self._seconds_left(now)
+        if left is not None:
+            line += f", about {_clock_text(left)} left"
         self.stream.write(line + "\n")  # one write: the ticker's line never interleaves with the driver's
         self.stream.flush()
         self._said_at, self._said_n = now, self.n
+
+    def _seconds_left(self, now: float) -> float | None:
+        """This run's own pace (not a resume's earlier shards): from its first finished units on, once
+        more have finished (the start, Ray and model loading, is no part of the pace: a user's trial saw
+        "about 5:08 left" for a run that ended 1.5 min later); until then from the start."""
+        if self.n >= self.total or self.n <= self._initial:
+            return None
+        if self._first is not None and self.n > self._first[1] and now > self._first[0]:
+            since, at = self._first
+            return (now - since) / (self.n - at) * (self.total - self.n)
+        return (now - self._start) / (self.n - self._initial) * (self.total - self.n)
 
 
 class UnitCount:

@@ -154,9 +154,15 @@ def test_progress_off_a_terminal_is_whole_lines_at_a_pace_and_the_last_count_onc
     lines = log.getvalue().splitlines()[1:]  # the first: progress_bar's own bar
     assert lines == [
         "demo: 40/100 units (40%) after 0:00",
-        "demo: 60/100 units (60%) after 0:31, about 1:02 left",  # 20 units in 31 s, 40 to go
+        "demo: 60/100 units (60%) after 0:31, about 1:24 left",  # 10 units in the 21 s since the first
         "demo: 100/100 units (100%) after 1:35",  # said once, though closed twice
     ]
+    log, now[0] = io.StringIO(), 0.0  # a minute of start (Ray, models) before the first units: not the pace
+    bar = LogLines(100, 0, "demo", log, every_s=5.0, clock=lambda: now[0], ticking=False)
+    for t, n in ((60, 10), (70, 10)):
+        now[0] = float(t)
+        bar.update(n)
+    assert log.getvalue().splitlines()[-1] == "demo: 20/100 units (20%) after 1:10, about 1:20 left"
 
 
 def test_progress_in_a_log_goes_on_while_no_unit_finishes():
