@@ -346,6 +346,8 @@ def trajectory_chart(steps: pd.DataFrame, metric: str, title: str, *, height: in
     lines = alt.Chart(data).mark_line(point=False, strokeWidth=1.8).encode(**encoding)
     # a chain with one recorded value (stopped at its start) has no line to draw: a dot instead
     alone = data[data.groupby("chain")[metric].transform("count") == 1].dropna(subset=[metric])
+    if alone.empty:  # no empty layer: Vega warns "Infinite extent" for each one in the browser's console
+        return alt.layer(lines, title=title, height=height)
     dots = alt.Chart(alone).mark_point(filled=True, size=50, opacity=1).encode(**encoding)
     return alt.layer(lines, dots, title=title, height=height)
 

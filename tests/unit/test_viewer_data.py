@@ -963,6 +963,8 @@ def test_a_chain_with_one_recorded_step_is_drawn_as_a_dot():
     lines, dots = chart.layer
     assert len(lines.data) == 4 and dots.data["chain"].tolist() == ["0"]
     assert chart.to_dict()["layer"][1]["mark"]["type"] == "point"
+    every = pd.DataFrame({"chain": [0, 0, 1, 1], "step": [0, 5, 0, 5], "activation": [1.0, 1.2, 0.5, 0.7]})
+    assert len(widgets.trajectory_chart(every, "activation", "activation").layer) == 1  # no empty dots layer
 
 
 def test_a_stopped_chains_card_says_what_it_spent_of_its_budget():
