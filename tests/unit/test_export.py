@@ -229,3 +229,13 @@ def test_a_labelled_units_caption_gives_its_auroc_as_the_viewer_does(run, tmp_pa
     for unit, rec in labelled.iterrows():
         caption = re.search(rf"<figcaption title='unit {unit}'>(.*?)</figcaption>", page).group(1)
         assert f">{rec['label']}<" in caption and f">AUROC {rec['label_score']:.3f}<" in caption, caption
+
+
+def test_a_silent_units_caption_says_so_as_the_grid_does():
+    """A user's trial: a silent hidden unit's sheet caption read just "no label", where the grid's tile
+    says "no label · silent" (no natural image activates it: why it has none)."""
+    from viewer.export.build import _caption
+
+    base = {"unit": 4, "status": "ok", "best_activation": 2.0, "label": None, "kind": "fc"}
+    assert _caption({**base, "real_top1_activation": -0.5}, "best", True)[-1] == "no label · silent"
+    assert _caption({**base, "real_top1_activation": 1.5}, "best", True)[-1] == "no label"

@@ -123,7 +123,7 @@ def _caption(rec: dict[str, Any], picture: str, labels: bool) -> tuple[str, ...]
         lines += (
             [label, f"AUROC {data.fmt_auroc(rec.get('label_score'))}"]
             if isinstance(label, str)
-            else ["no label"]
+            else ["no label · silent" if data.is_silent(rec) else "no label"]  # as the grid's tile says
         )
     return tuple(lines)
 
