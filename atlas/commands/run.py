@@ -147,10 +147,12 @@ class _ViewerWhenReady:
     def stop(self) -> None:
         import subprocess
 
+        from atlas.commands.view import VIEWER_STOP_S
+
         self._done.set()
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(timeout=10)
+                self.proc.wait(timeout=VIEWER_STOP_S)
             except subprocess.TimeoutExpired:
                 self.proc.kill()

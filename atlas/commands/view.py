@@ -39,6 +39,9 @@ def app_path():
     return Path(viewer.__file__).resolve().parent / "app.py"
 
 
+VIEWER_STOP_S = 3.0  # a stopped viewer's grace for Streamlit's shutdown (open sessions: ~10 s), then SIGKILL
+
+
 def streamlit_command(run_dir: str, port: int, host: str) -> list[str]:
     import sys
 
@@ -98,6 +101,6 @@ def run(args: argparse.Namespace) -> int:
         if proc.poll() is None:
             proc.terminate()
             try:
-                proc.wait(timeout=10)
+                proc.wait(timeout=VIEWER_STOP_S)
             except subprocess.TimeoutExpired:
                 proc.kill()
