@@ -114,7 +114,9 @@ def _compare_methods(ctx: Context, layer: str, run_methods: list[str]) -> None:
     c1, c2 = st.columns(2)
     m_a = c1.selectbox("Left method", run_methods, index=0, key="cmp_method_a")
     m_b = c2.selectbox("Right method", run_methods, index=1, key="cmp_method_b")
-    st.dataframe(data.method_summary(ctx.conn, layer), hide_index=True)
+    summary = data.method_summary(ctx.conn, layer)
+    wide = {"method": st.column_config.TextColumn(width="large")}
+    st.dataframe(summary, hide_index=True, column_config=wide)
     units = _units_input(ctx, layer)
     kinds = data.unit_kinds(ctx.conn, layer)
     sides = [(m, _side(ctx.conn, layer, units, kinds, m), False) for m in (m_a, m_b)]
@@ -138,7 +140,8 @@ def _summary_table(runs: list[tuple[str, dict | None, list[str]]]) -> None:
         rows["flagged pictures"] = [_percent(s, "flagged_share") for _, s, _ in runs]
     names = [name for name, _, _ in runs]
     table = pd.DataFrame({"": list(rows), **{n: [v[i] for v in rows.values()] for i, n in enumerate(names)}})
-    st.dataframe(table, hide_index=True, width="content")
+    wide = {n: st.column_config.TextColumn(width="large") for n in names}  # "ppgn_h/dae, maco[spectrum..."
+    st.dataframe(table, hide_index=True, width="content", column_config=wide)
 
 
 def _percent(stats: dict | None, key: str) -> str:
