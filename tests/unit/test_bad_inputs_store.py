@@ -123,13 +123,34 @@ def test_an_argument_with_bytes_that_are_not_utf8_is_one_line(capsys):
     )
 
 
-def test_view_refuses_a_run_the_readers_refuse_before_any_server_starts(run, capsys, monkeypatch):
+def test_view_serves_a_run_with_damaged_shards_said_and_refuses_a_damaged_run_json(run, capsys, monkeypatch):
+    """Damaged shards (an unreadable marker, a file gone): `atlas view` says so in one line and serves the
+    rest (the pages leave those shards out and say which); a run.json the readers refuse: one line, exit 2,
+    no server."""
     import json
     import subprocess
 
-    monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: pytest.fail("the server started"))
+    from atlas.commands.options import free_port
+
+    class Started(Exception):
+        pass
+
+    def started(*_a, **_k):
+        raise Started
+
+    monkeypatch.setattr(subprocess, "Popen", started)
+    port = str(free_port("127.0.0.1", 8697))
     marker = run / "_shards" / "fc8-0000.done"
     marker.write_text(json.dumps({**json.loads(marker.read_text()), "rows": {"units": None}}))
-    assert main(["view", str(run)]) == 2
+    with pytest.raises(Started):
+        main(["view", str(run), "--port", port])
     err = capsys.readouterr().err
-    assert "shard fc8-0000's marker is unreadable; `atlas verify" in err and len(err.splitlines()) == 1
+    assert err.startswith("atlas: warning: run ") and len(err.splitlines()) == 1, err
+    assert "shard fc8-0000's marker is unreadable; `atlas verify" in err
+    assert err.rstrip().endswith("the viewer shows the rest"), err
+    manifest = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**manifest, "status": "bananas"}))
+    monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: pytest.fail("the server started"))
+    assert main(["view", str(run), "--port", port]) == 2
+    err = capsys.readouterr().err
+    assert 'status = "bananas"' in err and len(err.splitlines()) == 1, err
