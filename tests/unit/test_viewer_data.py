@@ -130,6 +130,13 @@ def test_grid_sorted_filtered_paged_with_each_units_best_image(run):
     none = data.GridQuery(layer="conv3", min_facets=data.max_facet_count(conn, "conv3") + 1)
     assert data.grid_count(conn, none) == 0 and data.grid_page(conn, none).empty
     assert data.max_facet_count(conn, "conv3") == int(units["facet_count"].max())
+    # every page at once, as the grid's order and its download (a user's trial: no way to get the grid's
+    # units out of the viewer), and the unit page's previous / next
+    assert data.grid_order(conn, q) == expected
+    table = data.grid_table(conn, q)
+    assert table["unit"].tolist() == expected and "png" not in table
+    assert {"best_activation", "facet_count", "composite"} <= set(table.columns)
+    assert data.grid_table(conn, filtered)["unit"].tolist() == data.grid_order(conn, filtered) == [3, 4, 5, 9]
 
 
 @pytest.mark.parametrize("picture", ["best", "last"])

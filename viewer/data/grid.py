@@ -11,7 +11,7 @@ import pandas as pd
 from atlas.config import UnitSelection
 from atlas.store.catalog import unit_sources
 from viewer.data.query import fetch_frame, fetch_one, placeholders, png_bytes
-from viewer.data.truth import AUDIT_KINDS, Truth, pictures_sql, truth, unit_flag_counts
+from viewer.data.truth import AUDIT_KINDS, Truth, pictures_sql, table_columns, truth, unit_flag_counts
 from viewer.data.units import composite_sql
 
 # whitelisted sort orders of the layer grid: label -> ORDER BY clause
@@ -209,6 +209,26 @@ def grid_order(conn: Any, q: GridQuery) -> list[int]:
     source, joined, order = _grid_order(conn, q, truth(conn))
     rows = fetch_frame(conn, f"SELECT unit FROM {source} WHERE {where} ORDER BY {order}", [*joined, *params])
     return [int(u) for u in rows["unit"]]
+
+
+GRID_TABLE_COLUMNS = (
+    "unit", "kind", "best_activation", "best_log_prob", "best_rank", "facet_count", "judge_label",
+    "judge_correct", "label", "label_score", "status", "error",
+)  # fmt: skip
+
+
+def grid_table(conn: Any, q: GridQuery) -> pd.DataFrame:
+    """Every unit the grid ``q`` shows, in its order, as a table to download (no pictures): its
+    :data:`GRID_TABLE_COLUMNS` the run has, with ``composite`` (the expression; empty for own units)."""
+    where, params = _grid_where(q)
+    source, joined, order = _grid_order(conn, q, truth(conn))
+    have = set(table_columns(conn, "units"))
+    columns = ", ".join(c for c in GRID_TABLE_COLUMNS if c in have)
+    return fetch_frame(
+        conn,
+        f"SELECT {columns}, {composite_sql(conn)} AS composite FROM {source} WHERE {where} ORDER BY {order}",
+        [*joined, *params],
+    )
 
 
 def grid_page(conn: Any, q: GridQuery) -> pd.DataFrame:

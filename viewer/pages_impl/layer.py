@@ -291,3 +291,10 @@ def render(ctx: Context) -> None:
     st.markdown(f"<div class='atlas-grid'>{tiles}</div>", unsafe_allow_html=True)
     if len(records) > 2 * ROW_TILES:  # a long page: the pager again under it
         _pager(page, pages, total, query.page_size, "_bottom")
+    name = f"{ctx.run_dir.name}-{layer}-units.csv"
+    st.download_button(  # the table made only when clicked (a callable): no cost to draw the grid
+        f"Download these {total:,} units (CSV)", lambda: data.grid_table(ctx.conn, query).to_csv(index=False),
+        file_name=name, mime="text/csv", icon=":material/download:", key="grid_download",
+        help="every unit this sort and these filters select (all pages), in this order: numbers, judge, "
+        "label and status, no pictures (`atlas export` writes the pictures)",
+    )  # fmt: skip
