@@ -411,6 +411,23 @@ def test_a_run_with_a_lost_file_stays_browsable_without_that_shard(runs, tmp_pat
     assert not sql.error and len(sql.dataframe) == 1
 
 
+def test_an_overview_over_a_damaged_file_draws_the_sections_it_can(runs, tmp_path, monkeypatch):
+    """A user's trial: damaged bytes in one images file (its size unchanged: no listing sees it) stopped the
+    overview at the gallery, the layer table, config and shard list gone; the error is said once and the
+    sections that read other files still draw."""
+    import shutil
+
+    run = tmp_path / "alpha"
+    shutil.copytree(runs / "alpha", run)
+    for victim in (run / "images").rglob("*.parquet"):
+        data = bytearray(victim.read_bytes())
+        data[4:260] = bytes(b ^ 0x5A for b in data[4:260])
+        victim.write_bytes(bytes(data))
+    at = app(run, monkeypatch)
+    assert len(at.error) == 1 and "atlas verify --deep" in at.error[0].value, [e.value for e in at.error]
+    assert len(at.dataframe) >= 2  # the per-layer table and the shard list
+
+
 def test_compare_methods(runs, monkeypatch):
     at = app(runs / "beta", monkeypatch, page="compare", layer="fc8")
     at.segmented_control(key="cmp_mode").set_value("two methods").run()

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import duckdb
 import pandas as pd
 import streamlit as st
 
+from atlas.errors import AtlasError
 from atlas.provenance import short_sha
 from viewer import data, state, widgets
 from viewer.context import Context
@@ -325,9 +327,13 @@ def render(ctx: Context) -> None:
     _header(ctx, failed["count"])
     _failures(ctx, failed)
     _numbers(ctx, stats)
-    _gallery(ctx)
-    _layers(ctx)
-    _distributions(ctx)
-    _diverged(ctx, failed["count"])
+    said = False  # a damaged file read by one section is said once; the sections that read others still draw
+    for section in (_gallery, _layers, _distributions, lambda c: _diverged(c, failed["count"])):
+        try:
+            section(ctx)
+        except (AtlasError, duckdb.Error) as exc:
+            if not said:
+                st.error(data.cannot_read(exc, ctx.run_dir.uri), icon=":material/error:")
+            said = True
     _config(ctx.info)
     _shards(ctx)
