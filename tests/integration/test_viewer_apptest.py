@@ -428,6 +428,19 @@ def test_an_overview_over_a_damaged_file_draws_the_sections_it_can(runs, tmp_pat
     assert len(at.dataframe) >= 2  # the per-layer table and the shard list
 
 
+def test_a_truncated_console_result_offers_all_its_rows(runs, monkeypatch):
+    """A user's trial: results past 5,000 rows could not be had in the viewer; a truncated result offers
+    them all as CSV (the query run again, with a higher cap, when the button is clicked)."""
+    from viewer.pages_impl.sql import MAX_ROWS, _all_rows_csv
+
+    at = app(runs / "alpha", monkeypatch, page="sql", q=f"SELECT range AS i FROM range({MAX_ROWS + 7})")
+    assert any("Result truncated to the first 5,000 rows" in w.value for w in at.warning)
+    assert at.get("download_button") and "Download all rows" in at.get("download_button")[0].proto.label
+    lines = _all_rows_csv(runs / "alpha", f"SELECT range AS i FROM range({MAX_ROWS + 7})").splitlines()
+    assert lines[0] == "i" and len(lines) == MAX_ROWS + 8 and lines[-1] == str(MAX_ROWS + 6)
+    assert _all_rows_csv(runs / "alpha", "DROP TABLE units").startswith("error\n")
+
+
 def test_compare_methods(runs, monkeypatch):
     at = app(runs / "beta", monkeypatch, page="compare", layer="fc8")
     at.segmented_control(key="cmp_mode").set_value("two methods").run()

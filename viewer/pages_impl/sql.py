@@ -15,6 +15,8 @@ from viewer import data, state
 from viewer.context import Context
 
 MAX_ROWS = 5_000
+DOWNLOAD_ROWS = 1_000_000  # a truncated result's CSV download (made when clicked)
+DOWNLOAD_TIMEOUT_S = 120.0
 TIMEOUT_S = 10.0
 OWN = state.OWN_QUERY  # the example box once the text is the user's own (also what a ?q= link opens)
 
@@ -48,16 +50,29 @@ def unit_links(frame: pd.DataFrame, run: str | None = None) -> list[str | None] 
     return [one(layer, unit) for layer, unit in zip(frame["layer"], frame["unit"], strict=True)]
 
 
-def _result(result: data.ConsoleResult, run: str | None) -> None:
+def _all_rows_csv(run_dir: Any, sql: str) -> str:
+    """The whole result of ``sql`` (up to :data:`DOWNLOAD_ROWS`) as CSV, for the truncated result's download
+    (run only when clicked); a failure is the file's one line."""
+    result = data.console_query(run_dir, sql, DOWNLOAD_ROWS, DOWNLOAD_TIMEOUT_S)
+    if result.error is not None:
+        return f"error\n{result.error!r}\n"
+    return result.frame.to_csv(index=False)
+
+
+def _result(result: data.ConsoleResult, run: str | None, run_dir: Any = None) -> None:
     """The result table: PNG columns drawn as pictures, and a link to each row's unit page when the
-    result has ``layer`` and ``unit`` columns."""
+    result has ``layer`` and ``unit`` columns; a truncated one offers all its rows as CSV."""
     if result.error is not None:
         st.error(f"**Query refused or failed:** {result.error}", icon=":material/error:")
         return
     frame = result.frame
     n = len(frame)
     if result.truncated:
-        st.warning(f"Result truncated to the first {MAX_ROWS:,} rows.")
+        st.warning(f"Result truncated to the first {MAX_ROWS:,} rows; the download below has them all.")
+        if run_dir is not None:
+            every = f"Download all rows (CSV, up to {DOWNLOAD_ROWS:,})"
+            st.download_button(every, lambda: _all_rows_csv(run_dir, result.sql), file_name="atlas-query.csv",
+                               mime="text/csv", icon=":material/download:", key="sql_download")  # fmt: skip
     pictures = data.picture_columns(frame)
     config: dict = {c: st.column_config.ImageColumn(c, width=PICTURE_ROW_PX + 8) for c in pictures}
     links = unit_links(frame, run)
@@ -102,7 +117,7 @@ def render(ctx: Context) -> None:
     if run or stale:  # the result on screen is always of the text in the box, on the run shown
         with st.spinner("Running the query ...", show_time=True):
             st.session_state["sql_result"] = data.console_query(ctx.run_dir, sql, MAX_ROWS, TIMEOUT_S)
-    _result(st.session_state["sql_result"], ctx.run_dir.name if ctx.multi_run else None)
+    _result(st.session_state["sql_result"], ctx.run_dir.name if ctx.multi_run else None, ctx.run_dir)
     with st.expander("Schema", icon=":material/schema:"):
         for table, cols in data.schema(ctx.conn).items():
             st.markdown(f"**{table}**: " + ", ".join(f"`{name}` {kind}" for name, kind in cols))
