@@ -92,6 +92,8 @@ def contact_sheet(
         )
     top = GAP_PX + (size + 4 + GAP_PX if title else 0)
     width = GAP_PX + label_w + columns * (cell_w + GAP_PX)
+    if title:  # a sheet of few small tiles is widened to its whole title ("fc8 · units 0-…" at --tile 40)
+        width = max(width, int(probe.textlength(title, font=title_face)) + 2 * GAP_PX)
     height = top + rows * (cell_h + GAP_PX)
     sheet = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(sheet)

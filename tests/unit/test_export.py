@@ -10,11 +10,11 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from atlas.bench.synthetic_run import make_synthetic_run
 from atlas.cli import main
-from atlas.contact_sheet import Tile, contact_sheet
+from atlas.contact_sheet import Tile, contact_sheet, font
 from viewer.export import MARKER, ExportRequest, export_run
 
 pytestmark = pytest.mark.unit
@@ -216,6 +216,10 @@ def test_contact_sheet_draws_pictures_captions_and_missing_tiles():
     assert sheet.shape[1] > 3 * 48 and sheet.shape[0] > 2 * 48
     reds = (sheet[..., 0] == 255) & (sheet[..., 1] == 0) & (sheet[..., 2] == 0)
     assert reds.sum() == 2 * 48 * 48  # both red pictures, scaled to 48 px; the others are no red
+    title = "fc8 · units 0-99 · best pictures"  # a trial's --tile 40 sheet cut it to "fc8 · units 0-…"
+    narrow = contact_sheet(tiles[:2], columns=2, tile_px=40, title=title)
+    draw = ImageDraw.Draw(narrow)
+    assert narrow.width >= draw.textlength(title, font=font(max(10, min(16, 40 // 8)) + 4))
 
 
 def test_a_labelled_units_caption_gives_its_auroc_as_the_viewer_does(run, tmp_path, capsys):
