@@ -367,21 +367,6 @@ def _shards_table(markers: dict[str, dict[str, Any]]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=schema)
 
 
-def _check_complete(
-    loc: Location,
-    manifest: dict[str, Any],
-    markers: dict[str, dict[str, Any]],
-    listed: dict[str, list[str]],
-    sizes: dict[str, int | None] | None = None,
-) -> None:
-    """Refuse a damaged run rather than answer from part of it: every completed shard's marker reads and
-    every file it promises is there (with the bytes it recorded, where it did and ``sizes`` lists them),
-    and a run that says it is complete has every planned shard's marker."""
-    damage = run_damage(loc, manifest, markers, listed, sizes)
-    if damage:
-        raise AtlasError(damage_line(loc, damage))
-
-
 def damage_line(loc: Location, damage: dict[str, str]) -> str:
     """The one line a reader refuses a damaged run with: its first damage and the fix."""
     fix = f"`atlas verify {shlex.quote(loc.display())} --repair`, then the same `atlas run`, redoes them"
@@ -392,15 +377,16 @@ UNMARKED = ""  # run_damage's key for planned shards missing their marker in a r
 
 
 def run_damage(
-    loc: Location,
     manifest: dict[str, Any],
     markers: dict[str, dict[str, Any]],
     listed: dict[str, list[str]],
     sizes: dict[str, int | None] | None = None,
 ) -> dict[str, str]:
     """shard id -> what is wrong with it ("is damaged: shard X's images file is missing"), in shard order:
-    a marker that does not read, a file it promises gone or of other bytes than it recorded; and under
-    :data:`UNMARKED`, planned shards without a marker in a run that says it is complete."""
+    a marker that does not read, a file it promises gone or of other bytes than it recorded (where it
+    recorded them and ``sizes`` lists them); and under :data:`UNMARKED`, planned shards without a marker in
+    a run that says it is complete. What the readers refuse a run for (:func:`damage_line`): they do not
+    answer from part of a run, unless told to leave these shards out (``open_run``'s ``skip_damaged``)."""
     have = {(table, _shard_of(f)) for table, files in listed.items() for f in files}
     damage: dict[str, str] = {}
     for shard, marker in sorted(markers.items()):
@@ -447,7 +433,7 @@ def damage_of(run: str | os.PathLike[str] | Location) -> dict[str, str]:
     markers = read_markers(loc)
     _run_table(loc, manifest, markers)
     sizes: dict[str, int | None] = {}
-    return run_damage(loc, manifest, markers, run_files(loc, markers, partial=False, sizes=sizes), sizes)
+    return run_damage(manifest, markers, run_files(loc, markers, partial=False, sizes=sizes), sizes)
 
 
 def open_run(
@@ -478,12 +464,12 @@ def open_run(
         sizes: dict[str, int | None] = {}
         listed = run_files(loc, markers, partial=include_partial, sizes=sizes)
         if skip_damaged and not include_partial:
-            conn.damage = run_damage(loc, manifest, markers, listed, sizes)
+            conn.damage = run_damage(manifest, markers, listed, sizes)
             markers = {shard: m for shard, m in markers.items() if shard not in conn.damage}
             listed = {t: [f for f in files if _shard_of(f) in markers] for t, files in listed.items()}
             run_table = _run_table(loc, manifest, markers)
-        elif not include_partial:
-            _check_complete(loc, manifest, markers, listed, sizes)
+        elif not include_partial and (damage := run_damage(manifest, markers, listed, sizes)):
+            raise AtlasError(damage_line(loc, damage))
         for table in TABLES:
             files = listed[table]
             source = sources.table(table, files) if files else None
