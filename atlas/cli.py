@@ -189,6 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     try:
         code = args._run(args)
+        sys.stdout.flush()  # here, not at exit: a reader gone by then is the BrokenPipeError below
     except AtlasError as exc:
         print(f"atlas: error: {exc}", file=sys.stderr)
         return 2

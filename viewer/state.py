@@ -479,15 +479,13 @@ def grid_widget(param: str, options: list[Any] | None = None) -> str:
         if value is not None and (options is None or value in options):
             st.session_state[key] = value
         else:  # said, not dropped in silence: a filter lost turns the grid into "all units"
-            offered = (
-                ", ".join(_url_word(param, o) for o in options) if options and len(options) <= 12 else ""
-            )
+            offered = ", ".join(url_word(param, o) for o in options) if options and len(options) <= 12 else ""
             valid = f" (this grid offers: {offered})" if offered else ""
             notice(f"The link's {param}={raw!r} is not one this grid can show{valid}; it is left out.")
     return key
 
 
-def _url_word(param: str, value: Any) -> str:
+def url_word(param: str, value: Any) -> str:
     """How grid parameter ``param`` writes ``value`` in a link (:data:`GRID_URL_WORDS`)."""
     words = {label: word for word, label in GRID_URL_WORDS.get(param, {}).items()}
     return words.get(value, str(value))
@@ -540,7 +538,7 @@ def grid_params() -> dict[str, str]:
         value = st.session_state.get(key)
         first = st.session_state.get(f"{key}_first")  # the sort's default: its first option
         if value is not None and value != default and not (default is None and value == first):
-            out[param] = _url_word(param, value)
+            out[param] = url_word(param, value)
     return out
 
 

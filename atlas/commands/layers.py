@@ -58,10 +58,10 @@ def _refuse_untrained_world(spec: str, preset: str) -> None:
     """Listing layers never trains a toy world (the pairs preset ships none: minutes of training); the
     component's one-line error says how to train it."""
     scheme, _, name = spec.partition(":")
-    if scheme == "toyworld" and name in ("target", "judge", "generator", "dae"):
+    if scheme == "toyworld" and name in ("target", "judge", "generator", "dae", "planted"):
         from atlas.toyworld import load_component
 
-        load_component(name, preset=preset, train_if_missing=False)
+        load_component("target" if name == "planted" else name, preset=preset, train_if_missing=False)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -40,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from atlas.commands.options import check_listen, load_command_config
-    from atlas.errors import AtlasError
+    from atlas.errors import AtlasError, Interrupted
     from atlas.pipeline.cluster import stop_on_sigterm
     from atlas.pipeline.driver import format_summary, run_atlas, run_location
 
@@ -60,12 +60,17 @@ def run(args: argparse.Namespace) -> int:
     viewer = _ViewerWhenReady(run_location(cfg), port) if args.view else None
     guards = [stop_on_sigterm()]  # as Ctrl-C: before Ray starts (the driver sets it again once it has)
     try:
-        summary = run_atlas(
-            cfg,
-            address=args.address or cfg.ray.address,
-            progress=not args.no_progress,
-            allow_code_change=args.allow_code_change,
-        )
+        try:
+            summary = run_atlas(
+                cfg,
+                address=args.address or cfg.ray.address,
+                progress=not args.no_progress,
+                allow_code_change=args.allow_code_change,
+            )
+        except BrokenPipeError:  # a warning before the run held it (the driver turns later ones into this)
+            raise Interrupted(
+                "stopped: its output pipe closed before the run started; nothing was written", 141
+            ) from None
         print(format_summary(summary))
         if viewer is not None:
             guards.append(stop_on_sigterm())  # the driver put Ray's back

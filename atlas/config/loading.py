@@ -81,7 +81,8 @@ def _parse_assignment(assignment: str) -> tuple[str, list[str], Any]:
         if raw.strip()[:1] in ("{", "[", '"', "'"):  # meant as a mapping, list or quoted text: say where
             raise ConfigError(
                 f"--set {assignment!r}: the value is not valid YAML{_yaml_problem(exc)}; close every "
-                'bracket and quote, e.g. --set "layers.0={name: fc8, units: [1, 2]}"'
+                "bracket and quote (inside double quotes a backslash starts an escape: use single quotes "
+                "for paths), e.g. --set 'layers.0={name: fc8, units: [1, 2]}'"
             ) from None
         value = raw  # plain text YAML cannot read (e.g. `a: b`): taken as typed
     if parts[-1] == "name" and isinstance(value, int | float) and not isinstance(value, bool):

@@ -407,7 +407,8 @@ def _dispatch(
             raise
         finally:
             if bar is not None:
-                bar.close()
+                with contextlib.suppress(OSError):  # its output gone (`| head`): the actors still end
+                    bar.close()
             _end_actors(store, [*actors, holder], interrupted, owned)
     except KeyboardInterrupt:
         if sigterm.received:  # Ray's wait re-raised it as a plain KeyboardInterrupt

@@ -8,14 +8,17 @@ next ``atlas run`` of the same config redoes exactly those.
 
 from __future__ import annotations
 
+import hashlib
 import io
+import itertools
+import json
 import os
 from dataclasses import dataclass, field
 
 import pyarrow.parquet as pq
 from PIL import Image
 
-from atlas.config import config_data_hash
+from atlas.config import NON_RESULT_SECTIONS, config_data_hash
 from atlas.errors import first_line
 from atlas.store.catalog import check_run_json
 from atlas.store.location import Location, open_location
@@ -158,6 +161,23 @@ def _failed_units(loc: Location, rel: str) -> tuple[int, str] | None:
     return (len(errors), _short(first_line(errors[0] or "unknown error"))) if errors else None
 
 
+def _hashes_to(config: dict, stored: str) -> bool:
+    """Whether run.json's ``config`` is the one its ``config_hash`` was taken of: by this atlas
+    (:func:`config_data_hash`), or as an older one took it (fewer sections left out, e.g. the run's name
+    before it was; or the whole sha256), so an untouched older run is never called edited."""
+    if config_data_hash(config) == stored:
+        return True
+    sections = [k for k in NON_RESULT_SECTIONS if k in config]
+    for kept in itertools.chain.from_iterable(
+        itertools.combinations(sections, n) for n in range(len(sections) + 1)
+    ):
+        data = {k: v for k, v in config.items() if k not in NON_RESULT_SECTIONS or k in kept}
+        digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+        if stored in (digest, digest[:16]):
+            return True
+    return False
+
+
 def _short(text: str) -> str:
     return text if len(text) <= 120 else text[:117].rsplit(" ", 1)[0] + " ..."
 
@@ -176,7 +196,7 @@ def verify_run(
         planned=planned if isinstance(planned, int) and not isinstance(planned, bool) else None,
         status=manifest.get("status") if isinstance(manifest.get("status"), str) else None,
     )
-    report.config_edited = config_data_hash(manifest["config"]) != manifest["config_hash"]
+    report.config_edited = not _hashes_to(manifest["config"], manifest["config_hash"])
     markers = read_markers(loc)
     report.unmarked = unmarked_shards(manifest, markers)
     for shard, marker in markers.items():

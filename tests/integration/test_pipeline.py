@@ -317,8 +317,8 @@ def test_a_closed_output_pipe_stops_the_run_as_interrupted_never_as_a_success(
         def update(self, _n):
             raise BrokenPipeError(32, "Broken pipe")
 
-        def close(self):
-            pass
+        def close(self):  # its last line goes to the same closed pipe
+            raise BrokenPipeError(32, "Broken pipe")
 
     monkeypatch.setattr(driver, "progress_bar", PipeGoneBar)
     layer = "layers=[{name: conv2, units: 0-2}]"
@@ -327,7 +327,18 @@ def test_a_closed_output_pipe_stops_the_run_as_interrupted_never_as_a_success(
     with pytest.raises(Interrupted, match=said) as caught:
         run_atlas(cfg, progress=True, log=lambda _m: None)
     assert caught.value.exit_code == 141
-    assert json.loads((tmp_path / cfg.name / "run.json").read_text())["status"] == "interrupted"
+    manifest = json.loads((tmp_path / cfg.name / "run.json").read_text())
+    assert manifest["status"] == "interrupted"
+    import ray
+
+    def holder_gone() -> bool:  # the actors were ended though the bar's close failed too
+        try:
+            ray.get_actor(f"atlas-bundle-{manifest['run_token']}")
+        except ValueError:
+            return True
+        return False
+
+    wait_for(holder_gone, 120, "the run's BundleHolder to be gone")
 
 
 def test_a_worker_tells_the_holder_the_units_done_inside_a_shard(tmp_path, micro_cache):

@@ -234,6 +234,9 @@ def test_previous_and_next_follow_the_grid_the_unit_page_was_opened_from(runs, m
     i = order.index(mid)
     assert at.button(key="unit_prev_top").label == f"unit {order[i - 1]}"
     assert at.button(key="unit_next_top").label == f"unit {order[i + 1]}"
+    grid = app(runs / "alpha", monkeypatch, page="layer", layer="conv3")  # the default grid's tile links
+    href = next(t["href"] for t in grid_tiles(grid) if t["unit"] == mid)  # say its sort: its order is asked
+    assert href == f"unit?layer=conv3&unit={mid}&sort=activation", href
     plain = app(runs / "alpha", monkeypatch, page="unit", layer="conv3", unit=5)
     assert (
         plain.button(key="unit_prev_top").label == "unit 4"
@@ -383,6 +386,9 @@ def test_compare_names_the_other_run_it_cannot_read_and_defaults_to_one_that_ope
         victim.write_bytes(bytes(data))
     at = app(parent / "alpha", monkeypatch, page="compare", layer="fc8")
     assert at.selectbox(key="cmp_other").value != "aaa-gone"  # the first sibling that opens
+    at = app(parent / "alpha", monkeypatch, page="compare", layer="fc8", vs="aaa-gone")  # opens, less a shard
+    said = " ".join(w.value for w in at.warning)
+    assert "Run aaa-gone is damaged: shard" in said and str(parent / "aaa-gone") in said, said
     at = app(parent / "alpha", monkeypatch, page="compare", layer="fc8", vs="corrupt")
     said = " ".join(e.value for e in at.error)
     assert "Cannot read run corrupt:" in said and str(parent / "corrupt") in said, said
@@ -439,6 +445,14 @@ def test_a_truncated_console_result_offers_all_its_rows(runs, monkeypatch):
     lines = _all_rows_csv(runs / "alpha", f"SELECT range AS i FROM range({MAX_ROWS + 7})").splitlines()
     assert lines[0] == "i" and len(lines) == MAX_ROWS + 8 and lines[-1] == str(MAX_ROWS + 6)
     assert _all_rows_csv(runs / "alpha", "DROP TABLE units").startswith("error\n")
+
+
+def test_a_grid_links_flag_on_a_run_without_flags_leaves_the_unit_page_whole(old_run, monkeypatch):
+    """A link's flag filter where the run records no picture flags (the grid drops it) stepped the unit page
+    into a query on a missing column ("Cannot read this run"); it is left out, as the grid does."""
+    at = app(old_run, monkeypatch, page="unit", layer="fc8", unit=3, flag="with weak pictures", sort="unit")
+    assert not at.error and at.title[0].value == "fc8 · unit 3", [e.value for e in at.error]
+    assert at.button(key="unit_next_top").label == "unit 4"
 
 
 def test_compare_methods(runs, monkeypatch):

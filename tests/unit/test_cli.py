@@ -196,3 +196,25 @@ def test_layers_of_an_untrained_toy_world_refuses_instead_of_training(tmp_path, 
     proc = atlas_in_process(capsys, "layers", "toyworld:target", "--preset", "pairs")
     assert_user_error(proc, "toy-world target is not trained yet", "atlas bootstrap --preset pairs")
     assert not list(tmp_path.rglob("*.pt"))
+
+
+def test_a_reader_that_leaves_early_ends_a_command_quietly():
+    """`atlas config CONFIG | true` with buffered output (PYTHONUNBUFFERED unset): the reader gone before
+    the output's flush at exit made Python print 'Exception ignored ... BrokenPipeError' and exit 120."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    config = [sys.executable, "-m", "atlas", "config", "configs/micro.yaml"]  # a few kB: held in the buffer
+    proc = subprocess.Popen(config, env=env, cwd=REPO, **pipes)
+    proc.stdout.close()  # the reader gone before the command writes (`| true`)
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0, err
+    assert "BrokenPipeError" not in err and "Exception ignored" not in err, err
+
+
+def test_layers_of_the_planted_target_of_an_untrained_world_refuses_too(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ATLAS_CACHE", str(tmp_path))
+    proc = atlas_in_process(capsys, "layers", "toyworld:planted", "--preset", "pairs")
+    assert_user_error(proc, "toy-world target is not trained yet", "atlas bootstrap --preset pairs")
+    assert not list(tmp_path.rglob("*.pt"))

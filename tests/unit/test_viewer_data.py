@@ -1062,3 +1062,17 @@ def test_grid_sorts_the_units_with_most_flagged_pictures_first(run):
         acts = [units.loc[u, "best_activation"] for u, c in zip(page["unit"], counts, strict=True) if c == n]
         assert acts == sorted(acts, reverse=True)
     assert [sum(fc.values()) > 0 for fc in page["flag_counts"]] == [c > 0 for c in counts]
+
+
+def test_the_damaged_note_counts_shards_and_names_another_run():
+    from atlas.store.catalog import UNMARKED
+
+    two = {"fc8-0000": "is damaged: shard fc8-0000's images file is missing", "fc8-0001": "is damaged: x"}
+    said = data.damaged_note(two, "/runs/a")
+    assert said.startswith("This run is damaged: shard fc8-0000's images file is missing (and 1 more damaged")
+    assert "their units are left out of every page" in said and "atlas verify --repair /runs/a" in said
+    only_markers = {UNMARKED: "says it is complete but only 3 of its 4 shards have their marker in _shards/"}
+    said = data.damaged_note(only_markers, "/runs/b", "b")
+    assert said.startswith("Run b says it is complete") and "more" not in said and "left out" not in said
+    said = data.damaged_note({**two, **only_markers}, "/runs/a")
+    assert "(and 1 more damaged shard)" in said  # the missing markers are no shard left out

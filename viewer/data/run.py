@@ -284,14 +284,25 @@ def cannot_read(exc: BaseException, run: str, name: str | None = None) -> str:
     )
 
 
-def damaged_note(damage: dict[str, str], run: str) -> str:
+def damaged_note(damage: dict[str, str], run: str, name: str | None = None) -> str:
     """The line every page shows over a run whose damaged shards it leaves out (``open_run``'s
-    ``skip_damaged``): the first damage, how many more, and the fix."""
+    ``skip_damaged``; ``name``: another run than the page's, Compare's): the first damage, how many more
+    shards, and the fix. Markers missing from a complete run (``UNMARKED``) are no shard left out."""
+    from atlas.store.catalog import UNMARKED
+
+    which = f"Run {name}" if name else "This run"
     first = next(iter(damage.values()))
-    more = f" (and {len(damage) - 1} more)" if len(damage) > 1 else ""
+    shards = [shard for shard in damage if shard != UNMARKED]
+    more = len(shards) - (1 if damage and next(iter(damage)) != UNMARKED else 0)
+    extra = f" (and {more} more damaged shard{'s' if more != 1 else ''})" if more > 0 else ""
+    shown = (
+        "their units are left out of every page"
+        if shards
+        else "the units of the shards without one are not shown"
+    )
     return (
-        f"This run {first}{more}: its units are left out of every page, the rest is shown. `atlas verify "
-        f"--repair {run}`, then the same `atlas run`, redoes them."
+        f"{which} {first}{extra}: {shown}, the rest is shown. `atlas verify --repair {run}`, then the same "
+        "`atlas run`, redoes them."
     )
 
 

@@ -196,6 +196,8 @@ def _compare_runs(ctx: Context, layer: str) -> None:
             other = ctx.open_other(where) if ctx.open_other else None
             other_layers = {name for name, _ in data.layers(other)} if other is not None else set()
             other_ids = data.unit_ids(other, layer) if layer in other_layers else []
+        if other is not None and other.damage:  # opened without its damaged shards: said as that run's
+            st.warning(data.damaged_note(other.damage, where.uri, other_name), icon=":material/broken_image:")
         _compare_with(ctx, layer, (other_name, where), other, other_layers, other_ids)
     except _OtherUnreadable as exc:
         st.error(str(exc), icon=":material/error:")

@@ -284,6 +284,8 @@ def render(ctx: Context) -> None:
     # ~800 Streamlit elements (a container, picture, button and lines a tile) a 192-tile page took 3.2-6.7 s
     # to turn in Chromium; as one block, 0.3-0.7 s (docs/viewer.md)
     back = state.grid_return_params()  # the unit page's grid button comes back to this page of the grid
+    back.setdefault("sort", state.url_word("sort", query.sort))  # also the default: the unit page then steps
+    # through the grid's order (previous / next), which a link without any grid parameter does not ask for
     tiles = "".join(
         _tile(rec, have, state.link("unit", layer, int(rec["unit"]), run, back), query.picture)
         for rec in records

@@ -41,6 +41,8 @@ def _grid_query(ctx: Context, layer: str, chosen: dict) -> data.GridQuery:
     except AtlasError:
         units = ()
     flag = str(chosen.get("flag", ""))
+    flag = flag.removeprefix("with ").removesuffix(" pictures") if flag.startswith("with ") else ""
+    flag = flag if have.pictures and flag in data.flag_names(ctx.conn, layer) else ""  # as the grid offers
     return data.GridQuery(
         layer=layer,
         sort=chosen["sort"] if chosen.get("sort") in sorts else sorts[0],
@@ -48,7 +50,7 @@ def _grid_query(ctx: Context, layer: str, chosen: dict) -> data.GridQuery:
         units=units,
         only_correct=JUDGE_FILTER.get(str(chosen.get("judge", "all"))),
         label_text=str(chosen.get("label", "")) if have.labels else "",
-        flag=flag.removeprefix("with ").removesuffix(" pictures") if flag.startswith("with ") else None,
+        flag=flag or None,
         natural=data.NATURAL.get(str(chosen.get("natural", "all units"))),
     )
 
