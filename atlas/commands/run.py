@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from atlas.commands.options import check_listen, load_command_config
     from atlas.errors import AtlasError, Interrupted
     from atlas.pipeline.cluster import stop_on_sigterm
-    from atlas.pipeline.driver import format_summary, run_atlas, run_location
+    from atlas.pipeline.driver import PIPE_CLOSED_EARLY, format_summary, run_atlas, run_location
 
     if args.port is not None and not args.view:
         raise AtlasError(
@@ -68,9 +68,7 @@ def run(args: argparse.Namespace) -> int:
                 allow_code_change=args.allow_code_change,
             )
         except BrokenPipeError:  # a warning before the run held it (the driver turns later ones into this)
-            raise Interrupted(
-                "stopped: its output pipe closed before the run started; nothing was written", 141
-            ) from None
+            raise Interrupted(PIPE_CLOSED_EARLY, 141) from None
         print(format_summary(summary))
         if viewer is not None:
             guards.append(stop_on_sigterm())  # the driver put Ray's back

@@ -503,6 +503,7 @@ def _finalize(store: RunStore, summary: dict[str, Any]) -> None:
 
 
 PIPE_CLOSED = "its output pipe closed"
+PIPE_CLOSED_EARLY = f"stopped: {PIPE_CLOSED} before the run started; nothing was written"
 
 
 def _stopped(store: RunStore, lock: RunLock, planned: int, exc: BaseException) -> BaseException:
@@ -515,7 +516,7 @@ def _stopped(store: RunStore, lock: RunLock, planned: int, exc: BaseException) -
         return exc
     if isinstance(exc, BrokenPipeError):
         if not lock.held:
-            return Interrupted(f"stopped: {PIPE_CLOSED} before the run started; nothing was written", 141)
+            return Interrupted(PIPE_CLOSED_EARLY, 141)
         return _interrupted(store, planned, 141, why=PIPE_CLOSED)
     if not lock.held:
         return exc

@@ -67,7 +67,7 @@ def _grid_steps(ctx: Context, layer: str, unit: int) -> tuple[int | None, int | 
     if unit not in ids:
         return None
     i = ids.index(unit)
-    shown = ", ".join(f"{k} {state.GRID_URL_WORDS.get(k, {}).get(v, v)}" for k, v in chosen.items())
+    shown = ", ".join(f"{k} {v}" for k, v in chosen.items())  # the widgets' own words: "sort facet count ↓"
     where = f"unit {i + 1} of {len(ids)} in the grid's order ({shown})"
     return (ids[i - 1] if i > 0 else None), (ids[i + 1] if i + 1 < len(ids) else None), where
 
