@@ -36,6 +36,22 @@ def micro_config(tmp_path, cache, *extra):
     )
 
 
+def wait_for_holder_gone(run_dir) -> None:
+    """Until the BundleHolder actor of the run in ``run_dir`` (its run.json's token) is gone."""
+    import ray
+
+    token = json.loads((run_dir / "run.json").read_text())["run_token"]
+
+    def holder_gone() -> bool:
+        try:
+            ray.get_actor(f"atlas-bundle-{token}")
+        except ValueError:
+            return True
+        return False
+
+    wait_for(holder_gone, 120, "the run's BundleHolder to be gone")
+
+
 def table_count(run_dir, table, where=""):
     conn = open_run(run_dir)
     return conn.execute(f"SELECT count(*) FROM {table} {where}").fetchone()[0]
@@ -269,8 +285,6 @@ def test_a_run_that_raises_leaves_no_bundle_holder(tmp_path, micro_cache, ray_se
     """The driver kills the run's BundleHolder itself: a traceback that keeps the driver's frames (pytest's,
     a notebook's) would otherwise keep its handle, and the holder, for as long as Ray runs. So too when
     what fails comes between the holder's start and the pool's (the progress bar's own start)."""
-    import ray
-
     from atlas.pipeline import driver
 
     class FailingBar:
@@ -288,16 +302,7 @@ def test_a_run_that_raises_leaves_no_bundle_holder(tmp_path, micro_cache, ray_se
     cfg = micro_config(tmp_path, micro_cache, "sampler.steps=2", "layers.1.units=0-1")
     with pytest.raises(RuntimeError, match="the progress bar broke") as caught:
         run_atlas(cfg, progress=True, log=lambda _m: None)
-    token = json.loads((tmp_path / cfg.name / "run.json").read_text())["run_token"]
-
-    def holder_gone() -> bool:
-        try:
-            ray.get_actor(f"atlas-bundle-{token}")
-        except ValueError:
-            return True
-        return False
-
-    wait_for(holder_gone, 120, "the run's BundleHolder to be gone")
+    wait_for_holder_gone(tmp_path / cfg.name)
     assert caught.tb is not None  # the traceback, and the driver's frames in it, still held here
 
 
@@ -327,18 +332,8 @@ def test_a_closed_output_pipe_stops_the_run_as_interrupted_never_as_a_success(
     with pytest.raises(Interrupted, match=said) as caught:
         run_atlas(cfg, progress=True, log=lambda _m: None)
     assert caught.value.exit_code == 141
-    manifest = json.loads((tmp_path / cfg.name / "run.json").read_text())
-    assert manifest["status"] == "interrupted"
-    import ray
-
-    def holder_gone() -> bool:  # the actors were ended though the bar's close failed too
-        try:
-            ray.get_actor(f"atlas-bundle-{manifest['run_token']}")
-        except ValueError:
-            return True
-        return False
-
-    wait_for(holder_gone, 120, "the run's BundleHolder to be gone")
+    assert json.loads((tmp_path / cfg.name / "run.json").read_text())["status"] == "interrupted"
+    wait_for_holder_gone(tmp_path / cfg.name)  # the actors ended though the bar's close failed too
 
 
 def test_a_worker_tells_the_holder_the_units_done_inside_a_shard(tmp_path, micro_cache):
