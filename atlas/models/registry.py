@@ -310,11 +310,15 @@ def _load_python(target: str, cfg: ModelConfig, role: Role, opts: LoadOptions) -
     )
 
 
+def _check_deepsim_variant(variant: str) -> None:
+    if variant not in deepsim.VARIANTS:
+        raise ModelError(f"unknown DeePSiM variant {variant!r}; valid: {', '.join(deepsim.VARIANTS)}")
+
+
 def _load_deepsim(variant: str, cfg: ModelConfig, role: Role, opts: LoadOptions) -> LoadedModel:
     if role != "generator":
         raise ModelError(f"{cfg.spec!r} is a generator; it cannot be the {role}")
-    if variant not in deepsim.VARIANTS:
-        raise ModelError(f"unknown DeePSiM variant {variant!r}; valid: {', '.join(deepsim.VARIANTS)}")
+    _check_deepsim_variant(variant)
     module = _random_init(lambda: deepsim.DeePSiMGenerator(variant))
     w, random, fp = _weights(module, cfg, opts, role)
     return LoadedModel(
@@ -398,8 +402,8 @@ def check_spec(spec: str) -> None:
         _check_torchvision_name(rest)
     elif scheme == "python":
         _import_factory(rest, spec)
-    elif scheme == "deepsim" and rest not in deepsim.VARIANTS:
-        raise ModelError(f"unknown DeePSiM variant {rest!r}; valid: {', '.join(deepsim.VARIANTS)}")
+    elif scheme == "deepsim":
+        _check_deepsim_variant(rest)
 
 
 def load_model(

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from atlas.errors import first_line
-from atlas.store.catalog import RUN_TABLES, SHARD_PROVENANCE
+from atlas.store.catalog import RUN_TABLES, SHARD_PROVENANCE, UNMARKED
 from atlas.store.location import Location
 from atlas.store.queries import printable, reads_damaged_bytes
 from viewer.data.query import fetch_frame, fetch_one
@@ -288,18 +288,13 @@ def damaged_note(damage: dict[str, str], run: str, name: str | None = None) -> s
     """The line every page shows over a run whose damaged shards it leaves out (``open_run``'s
     ``skip_damaged``; ``name``: another run than the page's, Compare's): the first damage, how many more
     shards, and the fix. Markers missing from a complete run (``UNMARKED``) are no shard left out."""
-    from atlas.store.catalog import UNMARKED
-
     which = f"Run {name}" if name else "This run"
-    first = next(iter(damage.values()))
+    first_key, first = next(iter(damage.items()))
     shards = [shard for shard in damage if shard != UNMARKED]
-    more = len(shards) - (1 if damage and next(iter(damage)) != UNMARKED else 0)
+    more = len(shards) - (first_key != UNMARKED)  # beyond the one named
     extra = f" (and {more} more damaged shard{'s' if more != 1 else ''})" if more > 0 else ""
-    shown = (
-        "their units are left out of every page"
-        if shards
-        else "the units of the shards without one are not shown"
-    )
+    missing = "the units of the shards without one are not shown"  # markers missing from a complete run
+    shown = "their units are left out of every page" if shards else missing
     return (
         f"{which} {first}{extra}: {shown}, the rest is shown. `atlas verify --repair {run}`, then the same "
         "`atlas run`, redoes them."
