@@ -23,7 +23,12 @@ def add_code_input_arguments(p: argparse.ArgumentParser, out_help: str) -> None:
     )
     p.add_argument("--images", required=True, help="folder of real images (searched recursively)")
     p.add_argument("--out", required=True, metavar="FILE", help=out_help)
-    p.add_argument("--limit", type=positive_int, metavar="N", help="use at most N images (default: all)")
+    p.add_argument(
+        "--limit",
+        type=positive_int,
+        metavar="N",
+        help="use N of the images, evenly spaced through the sorted files (default: all)",
+    )
     add_overrides(p, "models.target.weights=my_net.pth")
 
 

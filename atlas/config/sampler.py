@@ -397,6 +397,14 @@ class FacetConfig(Section):
         "folder of images (every file must decode), or null.",
         json_schema_extra={"type_doc": "toyworld | folder | null"},
     )
+    real_limit: int | None = Field(
+        None,
+        description="At most this many real images: an evenly spaced sample of the folder's sorted files "
+        "(or of the toy world's test split); null: every image. Each worker holds them as float32 (0.6 MB "
+        "an image at 224 px) and passes them through the target once per layer.",
+        ge=1,
+        json_schema_extra={"omit_default": True},
+    )
     top_k_real: int = Field(
         9, description="Real top-k images recorded per unit (dataset examples).", ge=0, le=100
     )

@@ -374,7 +374,9 @@ def load_real_images(cfg: RunConfig, size_hint: int) -> Any | None:
             return None
         from atlas import toyworld
 
-        return toyworld.real_images(cfg.toyworld.preset, cfg.toyworld.cache_dir, split="test")
+        return toyworld.real_images(
+            cfg.toyworld.preset, cfg.toyworld.cache_dir, split="test", limit=cfg.facets.real_limit
+        )
     from atlas.sampling import load_image_folder
 
-    return load_image_folder(source, size_hint)
+    return load_image_folder(source, size_hint, limit=cfg.facets.real_limit)

@@ -42,7 +42,7 @@ from atlas.models.probes import LayerInfo, LayerProbe, resolve_modules
 from atlas.models.registry import check_spec, example_input
 from atlas.sampling.concepts import MIN_POSITIVES
 from atlas.sampling.facets import default_facet_layer, pass_through_layers
-from atlas.sampling.real import check_image_folder, image_files, small_concepts
+from atlas.sampling.real import check_image_folder, evenly_spaced, image_files, small_concepts
 from atlas.sampling.units import layer_kind
 
 if TYPE_CHECKING:
@@ -133,7 +133,8 @@ def check_real_images(cfg: RunConfig, decode: bool = True) -> tuple[bool, int | 
                 )
     elif source:
         try:
-            files = image_files(source)  # one walk of the folder
+            every = image_files(source)  # one walk of the folder
+            files = [every[i] for i in evenly_spaced(len(every), cfg.facets.real_limit)]  # what loads
             count = check_image_folder(source, files) if decode else len(files)
         except AtlasError as exc:
             raise AtlasError(f"facets.real_images: {exc}") from None
@@ -343,6 +344,28 @@ def _model_warnings(cfg: RunConfig, models: RunModels) -> list[str]:
     return out
 
 
+REAL_IMAGES_WARN_BYTES = 2 << 30  # a real-image set this large (float32, in every worker) is named
+
+
+def _real_images_size(cfg: RunConfig, target: LoadedModel) -> list[str]:
+    """A folder of real images that takes gigabytes in every worker (``load_real_images``: float32 at the
+    target's input size) names ``facets.real_limit``, which samples it."""
+    source = cfg.facets.real_images
+    if not source or source == "toyworld":
+        return []
+    count = len(evenly_spaced(len(image_files(source)), cfg.facets.real_limit))
+    size = target.space.size
+    held = count * 3 * size * size * 4
+    if held < REAL_IMAGES_WARN_BYTES:
+        return []
+    sample = max(1, count * REAL_IMAGES_WARN_BYTES // (2 * held))  # a sample that takes a quarter as much
+    return [
+        f"facets.real_images: {count:,} images take {held / 1e9:.1f} GB as float32 at {size} px in every "
+        f"worker, and each layer passes them all through the target; set facets.real_limit (e.g. {sample:,}) "
+        "to use an evenly spaced sample of them"
+    ]
+
+
 def _foreign_code(cfg: RunConfig, models: RunModels) -> list[str]:
     """A DeePSiM generator inverts CaffeNet's code: read from another network (torchvision's AlexNet, a
     ResNet, as the target or the encoder), the joint prior, real-image starts and the on-manifold score use
@@ -402,7 +425,9 @@ def preflight_models(cfg: RunConfig, models: RunModels) -> PreflightReport:
     if s.method not in ("ga", "cmaes"):
         _check_differentiable(target, list(layer_shapes), s.method, models.generator is not None)
     own_code = code_layer if models.encoder is None else None  # an encoder's layer is none of the target's
-    warnings = _model_warnings(cfg, models) + _reused_modules(cfg, rows, own_code)
+    warnings = (
+        _model_warnings(cfg, models) + _reused_modules(cfg, rows, own_code) + _real_images_size(cfg, target)
+    )
     warnings += _foreign_code(cfg, models) + _stats_of_another_code(cfg, models, code_layer)
     if cfg.models.target.output_layer and facet_layer and not cfg.facets.layer:
         warnings.append(

@@ -36,7 +36,7 @@ Three rules keep labels from claiming more than the images show:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -63,6 +63,12 @@ class ConceptSet:
     parts: dict[str, tuple[str, ...]] | None = None  # compound (conjunction or union) -> its atomic concepts
     localizable: tuple[str, ...] = ()  # concepts about the masked object itself (class, colour, ...): they
     # get a place-bound twin "<concept>@here" for conv units (``located``)
+
+    def take(self, idx: list[int]) -> ConceptSet:
+        """The concepts of the images at ``idx`` (each concept as defined on the whole set)."""
+        i = torch.tensor(idx, dtype=torch.long)
+        masks = None if self.masks is None else self.masks[i]
+        return replace(self, members=self.members[i], masks=masks)
 
     def __post_init__(self) -> None:
         if self.members.dim() != 2 or self.members.shape[1] != len(self.names):

@@ -4,6 +4,7 @@ Usage::
 
     check_image_folder("my_images/")                     # every file decodes (pre-flight), -> count
     real = load_image_folder("my_images/", size=64)     # .images (N, 3, 64, 64) float rgb01, .paths
+    real = load_image_folder("my_images/", 64, limit=500)  # an evenly spaced 500 of the sorted files
     real.images, real.labels                              # labels/fine are None for a plain folder
 
 Anything with an ``.images`` (N, 3, H, W) float rgb01 tensor works as a real-image set (``RealImagesLike``).
@@ -37,6 +38,16 @@ class FolderImages:
     labels: torch.Tensor | None = None
     fine: torch.Tensor | None = None
     concepts: ConceptSet | None = None  # one concept per first-level subfolder (labelled probe set)
+    source_index: list[int] | None = None  # each image's position among the folder's files (None: all)
+
+
+def evenly_spaced(count: int, limit: int | None) -> list[int]:
+    """``limit`` of ``count`` positions spread evenly from the first (all of them when ``limit`` is None or
+    at least ``count``): a sorted folder of class subfolders keeps every class, where its first files
+    would be one class."""
+    if limit is None or limit >= count:
+        return list(range(count))
+    return [i * count // limit for i in range(limit)]
 
 
 def image_files(path: str | Path) -> list[Path]:
@@ -123,12 +134,13 @@ def load_image_folder(
     path: str | Path, size: int, limit: int | None = None, files: list[Path] | None = None
 ) -> FolderImages:
     """Every image under ``path`` (recursive, sorted), shorter side resized to ``size``, centre-cropped
-    (``files``: the caller's listing of it, :func:`image_files`)."""
+    (``files``: the caller's listing of it, :func:`image_files`); ``limit``: an evenly spaced sample of
+    them (:func:`evenly_spaced`)."""
     from PIL import Image
 
     files = image_files(path) if files is None else files
-    if limit is not None:
-        files = files[:limit]
+    kept = evenly_spaced(len(files), limit)
+    files = [files[i] for i in kept]
     out = []
     for f in files:
         try:
@@ -152,6 +164,7 @@ def load_image_folder(
         paths=[str(f) for f in files],
         names=[f.relative_to(root).as_posix() for f in files],
         concepts=folder_concepts(path, files),
+        source_index=None if limit is None else kept,
     )
 
 

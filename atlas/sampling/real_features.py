@@ -87,6 +87,11 @@ class RealFeatures:
         names = getattr(self.real, "names", None)
         return names[index] if names and 0 <= index < len(names) else None
 
+    def source_index(self, index: int) -> int:
+        """Real image ``index``'s position in the whole set it was sampled from (``facets.real_limit``)."""
+        kept = getattr(self.real, "source_index", None)
+        return kept[index] if kept is not None else index
+
     def values(self, layer: str) -> torch.Tensor | None:
         """(N, U [+ K]) the layer's unit values (at the units' position), then its composite objectives'
         raw weighted sums (``set_composites``); None before ``load(layer)``."""

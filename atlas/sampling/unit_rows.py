@@ -101,7 +101,7 @@ class UnitRows:
         ok = [c for c in chains if not c.diverged] or chains
         acts = [c.best.activation for c in ok if math.isfinite(c.best.activation)]
         lps = [c.best.log_prob for c in ok if math.isfinite(c.best.log_prob)]
-        real_topk = self._real_topk(unit)
+        real_topk, real_names = self._real_topk(unit)
         row = UnitResult(
             layer=self.layer,
             unit=unit.index,
@@ -113,7 +113,7 @@ class UnitRows:
             facet_count=count,
             chains=chains,
             real_topk=real_topk,
-            real_names=self._real_names(real_topk),
+            real_names=real_names,
             best_activation=max(acts) if acts else float("nan"),
             best_log_prob=max(lps) if lps else float("nan"),
             best_rank=min((c.best.rank for c in ok if math.isfinite(c.best.activation)), default=-1),
@@ -168,28 +168,26 @@ class UnitRows:
         for c, err in zip(with_code, errors.tolist(), strict=True):
             c.last.manifold_percentile = real.manifold_percentile(err)
 
-    def _real_topk(self, unit: Unit) -> list[tuple[int, float, object]]:
-        """The unit's top ``facets.top_k_real`` real images: (index, activation, (H, W, 3) uint8)."""
+    def _real_topk(self, unit: Unit) -> tuple[list[tuple[int, float, object]], dict[int, str]]:
+        """The unit's top ``facets.top_k_real`` real images: [(index, activation, (H, W, 3) uint8)], and
+        each one's file inside the user's folder (none for the toy world), by index; an index is the
+        image's position in the whole set (``facets.real_limit`` samples it)."""
         k, real = self.engine.facet_cfg.top_k_real, self.engine.real
         if real is None or k <= 0 or real.values(self.layer) is None:
-            return []
+            return [], {}
         idx, vals = real.top(self.layer, unit.index, k)
         imgs = to_uint8_images(real.images[idx.cpu()]).numpy()
-        return [
-            (int(i), float(v), imgs[j])
+        top = [
+            (real.source_index(int(i)), float(v), imgs[j])
             for j, (i, v) in enumerate(zip(idx.tolist(), vals.tolist(), strict=True))
         ]
+        names = {real.source_index(i): real.name(i) for i in idx.tolist()}
+        return top, {i: n for i, n in names.items() if n is not None}
 
     def _composite(self, index: int) -> str | None:
         """Unit ``index``'s composite expression (``3 - 5``), None for the layer's own units."""
         comp = self.objective.composite(index)
         return comp.text if comp is not None else None
-
-    def _real_names(self, real_topk: list[tuple[int, float, object]]) -> dict[int, str]:
-        """Each top real image's file inside the user's folder (none for the toy world)."""
-        real = self.engine.real
-        names = {i: real.name(i) for i, _, _ in real_topk} if real is not None else {}
-        return {i: n for i, n in names.items() if n is not None}
 
     def _error_row(self, index: int, exc: BaseException, unit: Unit | None) -> UnitResult:
         eng = self.engine

@@ -41,18 +41,26 @@ class RealImages:
     fine_to_class: list[int]
     multifaceted: list[int]  # class ids with two facets
     concepts: ConceptSet | None = None  # ground-truth concepts of each image (atlas.toyworld.concepts)
+    source_index: list[int] | None = None  # each image's position in the split (None: the whole split)
 
 
 def real_images(
     preset: str = "default",
     cache_dir: str | os.PathLike[str] | None = None,
     split: str = "test",
+    limit: int | None = None,
 ) -> RealImages:
-    """A split of the world's images (rendered deterministically; needs no training)."""
+    """A split of the world's images (rendered deterministically; needs no training); ``limit``: an evenly
+    spaced sample of it (``atlas.sampling.real.evenly_spaced``)."""
+    from atlas.sampling.real import evenly_spaced
     from atlas.toyworld.concepts import toy_concepts
     from atlas.toyworld.shapes import CLASS_NAMES, FINE_NAMES, FINE_TO_CLASS, MULTIFACETED
 
     d = ToyWorld(preset, cache_dir, log=lambda _m: None).data(split)
+    concepts = toy_concepts(d)  # size and place tertiles of the whole split, as the reader learned them
+    kept = None if limit is None else evenly_spaced(len(d), limit)
+    if kept is not None:
+        d, concepts = d.take(kept), concepts.take(kept)
     return RealImages(
         d.rgb01(),
         d.labels.clone(),
@@ -61,7 +69,8 @@ def real_images(
         list(FINE_NAMES),
         list(FINE_TO_CLASS),
         list(MULTIFACETED),
-        toy_concepts(d),
+        concepts,
+        kept,
     )
 
 

@@ -58,6 +58,20 @@ class ToyData:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def take(self, idx: list[int]) -> ToyData:
+        """The images at ``idx``, with their labels and ground truth."""
+        i = torch.tensor(idx, dtype=torch.long)
+        a = self.attributes
+        return ToyData(
+            self.images[i],
+            self.labels[i],
+            self.fine[i],
+            None
+            if a is None
+            else ToyAttributes(*(getattr(a, f)[i] for f in ToyAttributes.__dataclass_fields__)),
+            None if self.second_fine is None else self.second_fine[i],
+        )
+
     def second_labels(self, idx: torch.Tensor | None = None) -> torch.Tensor:
         """(N,) long (or those of ``idx``): the second object's class, -1 where the image has one object."""
         labels = self.labels if idx is None else self.labels[idx]

@@ -49,12 +49,16 @@ def test_method_runs_on_the_demo_world(method, tmp_path, micro_cache, ray_sessio
             f"toyworld.cache_dir={micro_cache}",  # empty: the default world's shipped weights
             "layers=[{name: fc8, units: [0]}, {name: conv4, units: [1]}]",
             f"sampler.method={method}",
+            "facets.real_limit=200",  # every 10th of the 2,000 test images: the first pass per layer 10x less
             *TINY,
         ],
     )
     summary = run_atlas(cfg, progress=False)
     assert summary["units"] == 2
     _ran_every_unit(summary["run_dir"], method, 2)
+    query = "SELECT DISTINCT real_index FROM images WHERE kind = 'real'"
+    indices = [i for (i,) in open_run(summary["run_dir"]).execute(query).fetchall()]
+    assert indices and all(i % 10 == 0 for i in indices), indices  # their places in the whole split
 
 
 @pytest.mark.parametrize("method", METHODS)

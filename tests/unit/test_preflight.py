@@ -75,6 +75,34 @@ def test_concept_folders_too_small_to_be_scored_are_a_warning(tmp_path):
     ]
 
 
+def test_a_real_image_folder_too_large_for_every_worker_names_the_limit(tmp_path, monkeypatch):
+    """Every worker holds the folder as float32 at the target's size: past the warning size the pre-flight
+    names facets.real_limit with a sample that fits; the limit's sample is what it counts, and decodes."""
+    from PIL import Image
+
+    from atlas.pipeline import preflight as pre
+    from atlas.pipeline.preflight import check_real_images
+
+    for i in range(12):
+        Image.new("RGB", (8, 8), (i * 9, 0, 0)).save(tmp_path / f"{i:02d}.png")
+    (tmp_path / "99.png").write_bytes(b"not an image")  # the 13th file: outside a sample of 12 even steps
+    size = build_models(config()).target.space.size
+    monkeypatch.setattr(pre, "REAL_IMAGES_WARN_BYTES", 10 * 3 * size * size * 4)  # 10 images' worth
+    cfg = config(facets={"real_images": str(tmp_path)})
+    with pytest.raises(AtlasError, match="99.png"):
+        check_real_images(cfg)
+    limited = config(facets={"real_images": str(tmp_path), "real_limit": 6})
+    assert check_real_images(limited)[1] == 6
+    assert not any("real_limit" in w for w in preflight(limited, build_models(limited)).warnings)
+    big = config(facets={"real_images": str(tmp_path), "real_limit": 12})
+    said = [w for w in preflight(big, build_models(big)).warnings if "real_limit" in w]
+    assert said == [
+        f"facets.real_images: 12 images take {12 * 3 * size * size * 4 / 1e9:.1f} GB as float32 at {size} px "
+        "in every worker, and each layer passes them all through the target; set facets.real_limit "
+        "(e.g. 5) to use an evenly spaced sample of them"
+    ]
+
+
 def test_settings_a_method_ignores_or_falls_back_from_are_warnings():
     from atlas.pipeline.preflight import preflight_config
 

@@ -159,6 +159,38 @@ def test_load_image_folder(tmp_path):
     assert real.names == ["a.png", "sub/b.jpg"]  # what the atlas stores and shows: the path inside the folder
 
 
+def test_a_real_limit_samples_the_folder_evenly_and_keeps_each_images_place(tmp_path):
+    """A folder sorted by class subfolders: its first files are one class, an evenly spaced sample holds
+    every class; each image keeps its position among all the files (what ``images.real_index`` stores)."""
+    from PIL import Image
+
+    from atlas.sampling.real import evenly_spaced
+
+    assert evenly_spaced(10, 4) == [0, 2, 5, 7] and evenly_spaced(3, 5) == [0, 1, 2]
+    assert evenly_spaced(4, None) == [0, 1, 2, 3] and evenly_spaced(2000, 200)[:3] == [0, 10, 20]
+    for cls in ("cats", "dogs", "owls"):
+        (tmp_path / cls).mkdir()
+        for i in range(4):
+            Image.new("RGB", (8, 8), (i, 0, 0)).save(tmp_path / cls / f"{i}.png")
+    real = load_image_folder(tmp_path, size=8, limit=3)
+    assert real.names == ["cats/0.png", "dogs/0.png", "owls/0.png"] and real.images.shape[0] == 3
+    assert real.source_index == [0, 4, 8]
+    assert real.concepts is not None and real.concepts.members.sum(0).tolist() == [1, 1, 1]
+    assert load_image_folder(tmp_path, size=8).source_index is None
+
+
+def test_the_toy_worlds_real_limit_samples_its_test_split_with_its_ground_truth():
+    from atlas.toyworld import real_images
+
+    whole, part = real_images("micro", split="test"), real_images("micro", split="test", limit=50)
+    kept = part.source_index
+    assert len(kept) == 50 and kept == sorted(set(kept)) and whole.source_index is None
+    assert torch.equal(part.images, whole.images[kept]) and torch.equal(part.labels, whole.labels[kept])
+    assert torch.equal(part.concepts.members, whole.concepts.members[kept])
+    assert torch.equal(part.concepts.masks, whole.concepts.masks[kept])
+    assert set(part.labels.tolist()) == set(whole.labels.tolist())  # every class in the sample
+
+
 def test_deep_grayscale_images_keep_their_brightness(tmp_path):
     """A 16-bit PNG (PIL mode I;16) or a float TIFF (F) is scaled from its depth: PIL's own RGB conversion
     clips at 255, and a mid-grey 16-bit picture came out white."""
