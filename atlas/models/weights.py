@@ -314,6 +314,14 @@ def module_fingerprint(module: nn.Module) -> str:
         h.update(name.encode())
         h.update(str(tuple(tensor.shape)).encode())
         h.update(
-            tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes() if tensor.numel() else b""
+            tensor.detach()
+            .cpu()
+            .contiguous()
+            .reshape(-1)
+            .view(torch.uint8)
+            .numpy()
+            .tobytes()  # 0-dim: 1 value
+            if tensor.numel()
+            else b""
         )
     return h.hexdigest()[:16]

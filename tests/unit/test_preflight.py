@@ -177,6 +177,27 @@ def test_engine_uses_the_config_rule_for_missing_models():
         Engine(target, None, None, SamplerConfig(method="dgn_am"), FacetConfig(), ComputeConfig(), "cpu")
 
 
+def test_a_fingerprint_reads_zero_dimensional_tensors(tmp_path, monkeypatch, capsys):
+    """BatchNorm's num_batches_tracked is a 0-dim int64: a factory that loads its own weights of a network
+    with BatchNorm crashed `atlas layers` and `atlas run` with a traceback (a user's trial)."""
+    bn = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten(1))
+    before = module_fingerprint(bn)
+    bn[1].num_batches_tracked += 1
+    assert module_fingerprint(bn) != before  # the 0-dim value is hashed, not skipped
+    name = f"own_bn_{tmp_path.name.replace('-', '_')}"
+    (tmp_path / f"{name}.py").write_text(
+        "from torch import nn\n\n"
+        "def build():\n"
+        "    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1),"
+        " nn.Flatten(), nn.Linear(4, 3))\n\n"
+        "build.atlas_image_space = {'size': 32}\n"
+        "build.atlas_loads_own_weights = True\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["layers", f"python:{name}:build"]) == 0
+    assert "loaded by the factory (parameter fingerprint" in capsys.readouterr().out
+
+
 def test_factory_that_loads_its_own_trained_weights(tmp_path, monkeypatch, capsys):
     torch.manual_seed(0)
     model = net()
