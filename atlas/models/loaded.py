@@ -52,3 +52,11 @@ def freeze(module: nn.Module) -> nn.Module:
         if isinstance(getattr(m, "inplace", None), bool):
             m.inplace = False
     return module
+
+
+def generators_own_layer(generator: LoadedModel | None, reader: LoadedModel) -> str | None:
+    """The layer G names as its code (its ``code_layer`` extra: T's relu6 for the toy world's G) when the
+    network that reads codes (the encoder, else the target) has a layer of that name; None otherwise, so
+    a run that needs no code layer (DGN-AM from a random or mean start) takes any target, as with DeePSiM."""
+    name = generator.extras.get("code_layer") if generator is not None else None
+    return name if name and name in dict(reader.module.named_modules()) else None

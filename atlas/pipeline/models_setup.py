@@ -21,6 +21,7 @@ from atlas.config import RunConfig
 from atlas.errors import AtlasError
 from atlas.models import CodeStats, LoadedModel
 from atlas.models.codes import default_deepsim_stats
+from atlas.models.loaded import generators_own_layer
 from atlas.models.registry import load_run_model
 from atlas.store.lock import pid_alive
 
@@ -84,14 +85,6 @@ def build_models(cfg: RunConfig) -> RunModels:
     return RunModels(
         target, generator, dae, stats, code_layer, cfg.models.code_stats, stats_fingerprint, encoder
     )
-
-
-def generators_own_layer(generator: LoadedModel | None, reader: LoadedModel) -> str | None:
-    """The layer G names as its code (its ``code_layer`` extra: T's relu6 for the toy world's G) when the
-    network that reads codes (the encoder, else the target) has a layer of that name; None otherwise, so
-    a run that needs no code layer (DGN-AM from a random or mean start) takes any target, as with DeePSiM."""
-    name = generator.extras.get("code_layer") if generator is not None else None
-    return name if name and name in dict(reader.module.named_modules()) else None
 
 
 def _deepsim_default_stats(generator: LoadedModel) -> CodeStats | None:

@@ -26,7 +26,7 @@ from torch import nn
 
 from atlas.config import ComputeConfig, FacetConfig, SamplerConfig, check_sampler_models
 from atlas.models.codes import CodeStats
-from atlas.models.loaded import LoadedModel
+from atlas.models.loaded import LoadedModel, generators_own_layer
 from atlas.models.probes import resolve_modules
 from atlas.sampling import facets as facet_mod
 from atlas.sampling.batches import run_batches
@@ -96,7 +96,9 @@ class Engine:
         extras = generator.extras if generator is not None else {}
         stats = code_stats if code_stats is not None else extras.get("code_stats")
         self.code_stats: CodeStats | None = stats.to(self.device) if isinstance(stats, CodeStats) else None
-        layer = code_layer if code_layer is not None else extras.get("code_layer")
+        # G's own layer only where the network that reads codes has it (a user's target with the toy G:
+        # no code layer, as the pre-flight found, not T's relu6 looked up in it)
+        layer = code_layer if code_layer is not None else generators_own_layer(generator, encoder or target)
         self.code_layer: str | None = str(layer) if layer else None
         # where the code is read: the target's own pass (key = the layer), or a separate encoder's pass,
         # whose activations join the target's under a key no target layer has

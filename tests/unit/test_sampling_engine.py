@@ -10,7 +10,7 @@ import torch
 
 from atlas.config import ComputeConfig, DgnAmConfig, FacetConfig, PixelConfig, PpgnConfig, SamplerConfig
 from atlas.sampling import Engine, UnitResult
-from tests.unit.tiny_models import tiny_world
+from tests.unit.tiny_models import TinyReal, tiny_world
 
 pytestmark = pytest.mark.unit
 CPU = torch.device("cpu")
@@ -278,6 +278,35 @@ def test_facet_seeded_starts_and_real_topk(world):
     # without real images, seeded starts fall back to the mean code
     u2 = make(world, method="dgn_am", start="facet_seeded", real=False).map_units("fc8", [2], seed=0)[0]
     assert u2.chains[0].start == "mean" and u2.real_topk == []
+
+
+def test_real_topk_indices_are_places_in_the_whole_set_a_limit_sampled(world):
+    """``facets.real_limit`` loads an evenly spaced sample: each top image is stored at its place in the
+    whole set (``source_index``), with the file name of that place."""
+    t, g, d, r = world
+    sample = TinyReal()
+    sample.source_index = [3 * i for i in range(len(sample.images))]
+    sample.names = [f"img{3 * i:03d}.png" for i in range(len(sample.images))]
+    e = make((t, g, d, sample), method="dgn_am", steps=2, facets=FacetConfig(top_k_real=4))
+    u = e.map_units("fc8", [2], seed=0)[0]
+    whole = make(world, method="dgn_am", steps=2, facets=FacetConfig(top_k_real=4)).map_units(
+        "fc8", [2], seed=0
+    )
+    assert [i for i, _, _ in u.real_topk] == [3 * i for i, _, _ in whole[0].real_topk]
+    assert u.real_names == {i: f"img{i:03d}.png" for i, _, _ in u.real_topk}
+
+
+def test_a_generators_code_layer_the_target_lacks_is_no_code_layer(world):
+    """A user's target with the toy world's G (whose code is T's relu6): with no models.code_layer the
+    pre-flight finds none, and the workers must not look G's layer up in the target (every worker died
+    with "unknown layer 'relu6'")."""
+    t, g, d, r = world
+    other = dataclasses.replace(g, extras={**g.extras, "code_layer": "relu6_of_another_network"})
+    e = make((t, other, d, r), method="dgn_am", steps=2)
+    assert e.code_layer is None
+    u = e.map_units("fc8", [1], seed=0)[0]
+    assert u.status == "ok" and len(u.real_topk) > 0, u.error
+    assert make(world, method="dgn_am", steps=2).code_layer == "relu6"  # the target has it: G's own layer
 
 
 @pytest.mark.parametrize(
