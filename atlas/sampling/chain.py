@@ -169,7 +169,11 @@ def read_kept_as_stored(
     float32, whatever the chain's precision, and keep those numbers in their records; returns the last
     pictures' unit-layer values (B, U). A user's own forward pass of a stored picture then gives its stored
     activation: bf16 readings differ from it by 1-3 % and tie between pictures (a user's trial). One
-    forward pass of both kinds (2B pictures), no gradient."""
+    forward pass of both kinds (2B pictures), no gradient.
+
+    A last picture that reads higher than the best one in float32 becomes the best: the chain picked its
+    best on its own (bf16) readings, and gaps below their resolution left ``best`` under ``last`` in 7 of
+    16 chains of a user's run."""
     assert tracker.best_img is not None and tracker.last_img is not None
     kept = torch.cat([tracker.best_img, tracker.last_img])  # (2B, 3, H, W) as kept (ImageSpace.seen)
     stored = (kept.clamp(0, 1) * 255).round() / 255  # what to_uint8_images writes, back in [0, 1]
@@ -177,6 +181,10 @@ def read_kept_as_stored(
         acts = readout.probe(setup.to_input(readout.encode(stored)))
         values = layer_values(acts[readout.layer], units + units).float()  # (2B, U)
     best, last = values.chunk(2)
+    higher = objective(last, index) > objective(best, index)  # (B,)
+    tracker.best_img = torch.where(higher.view(-1, 1, 1, 1), tracker.last_img, tracker.best_img)
+    tracker.best_step = torch.where(higher, tracker.last_step, tracker.best_step)
+    best = torch.where(higher.view(-1, 1), last, best)
     tracker.best_read, tracker.last_read = objective.readout(best, index), objective.readout(last, index)
     return last
 

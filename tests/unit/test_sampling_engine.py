@@ -331,6 +331,19 @@ def test_cpu_autocast_modes_run_and_rise(world, autocast):
     assert all(np.isfinite(c.last.activation) for u in res for c in u.chains)
 
 
+@pytest.mark.parametrize("method", ["pixel", "dgn_am"])
+def test_a_stored_best_picture_never_reads_below_the_stored_last_one(world, method):
+    """In bf16 a chain picks its best on readings 1-3 % coarse, and a later picture a hair higher was
+    stored as ``last`` above ``best`` (7 of 16 chains of a user's run): both are read again in float32 as
+    stored, and the higher becomes the best."""
+    t, g, d, r = world
+    cfg = SamplerConfig(steps=30, chains_per_unit=4, record_every=5, start="random", method=method)
+    eng = Engine(t, g, d, cfg, FacetConfig(), ComputeConfig(autocast="bf16"), CPU, real=r)
+    chains = [c for u in eng.map_units("fc8", list(range(10)), seed=0) for c in u.chains]
+    assert all(c.best.activation >= c.last.activation for c in chains)
+    assert any(c.best.step < c.last.step for c in chains)  # the best is not always the last picture
+
+
 @pytest.mark.parametrize("at", [0, 3])
 def test_a_unit_whose_every_chain_diverged_is_an_error_row_unless_it_drew_before(world, at):
     """Diverged from the first picture: no picture to show, an error row. Later: the finite pictures
