@@ -61,7 +61,10 @@ class RealFeatures:
         ``code_encoder``: the code layer's activations -> G's code (a subspace generator's); else flat.
         ``code_reader``: rgb01 -> the code layer's activations from a separate encoder (``models.encoder``,
         ``EngineNets.code_reader``); None: the target's own pass reads ``code_layer``."""
-        self.real, self.nets, self.setup = real, nets, setup
+        # float32 whatever the chains' precision: the dataset examples are ranked, stored and compared on
+        # the numbers a user's own forward pass of their files gives (bf16 readings were 0.5-3 % off and
+        # tied, and 2 of 7 units of a user's run showed other top images than float32 ranks first)
+        self.real, self.nets, self.setup = real, nets, replace(setup, dtype=None)
         self.code_layer, self.spatial, self.batch = code_layer, spatial, batch
         self.code_encoder, self.code_reader = code_encoder, code_reader
         self.dissect = dissect

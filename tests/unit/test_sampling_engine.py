@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from atlas.config import ComputeConfig, DgnAmConfig, FacetConfig, PixelConfig, PpgnConfig, SamplerConfig
+from atlas.models.probes import LayerProbe
 from atlas.sampling import Engine, UnitResult
 from tests.unit.tiny_models import TinyReal, tiny_world
 
@@ -342,6 +343,26 @@ def test_a_stored_best_picture_never_reads_below_the_stored_last_one(world, meth
     chains = [c for u in eng.map_units("fc8", list(range(10)), seed=0) for c in u.chains]
     assert all(c.best.activation >= c.last.activation for c in chains)
     assert any(c.best.step < c.last.step for c in chains)  # the best is not always the last picture
+
+
+def test_real_images_are_read_in_float32_whatever_the_chains_precision(world):
+    """The dataset examples a bf16 run stores are the float32 top-k, with the float32 values a user's own
+    forward pass of the stored pictures gives (bf16 readings were 0.5-3 % off and reordered them)."""
+    t, g, d, r = world
+    cfg = SamplerConfig(steps=2, chains_per_unit=2, start="random", method="dgn_am")
+    eng = Engine(t, g, d, cfg, FacetConfig(top_k_real=5), ComputeConfig(autocast="bf16"), CPU, real=r)
+    assert eng.setup.dtype == torch.bfloat16
+    units = eng.map_units("fc7", list(range(8)), seed=0)
+    with torch.no_grad():
+        fc7 = LayerProbe(t.module, ["fc7"])(t.space.encode(r.images))["fc7"]  # (N, 32) float32
+    for u in units:
+        top = torch.topk(fc7[:, u.unit], 5)
+        assert [i for i, _, _ in u.real_topk] == top.indices.tolist()
+        stored = (
+            torch.from_numpy(np.stack([im for _, _, im in u.real_topk])).permute(0, 3, 1, 2).float() / 255
+        )
+        assert np.allclose([a for _, a, _ in u.real_topk], top.values.tolist(), rtol=1e-5, atol=1e-6)
+        assert torch.allclose(stored, r.images[top.indices], atol=0.5 / 255 + 1e-6)
 
 
 @pytest.mark.parametrize("at", [0, 3])
