@@ -294,6 +294,32 @@ def _check_code_layer(cfg: RunConfig, models: RunModels, module: nn.Module, shap
     return name
 
 
+def _code_blind_generator(models: RunModels) -> list[str]:
+    """A generator whose pictures do not depend on its code (a randomly initialized DeePSiM G draws one
+    flat picture, whatever the code) gives every unit the same picture: said unless its weights are
+    already named random. Two codes far apart (0 and the statistics' upper bound, else 0 and 3), one
+    batch-2 pass: the same 8-bit picture from both is the warning."""
+    gen = models.generator
+    if gen is None or gen.random_weights or not gen.code_shape:
+        return []
+    stats = models.code_stats
+    far = stats.upper.reshape(gen.code_shape) if stats is not None else torch.full(gen.code_shape, 3.0)
+    codes = torch.stack([torch.zeros(gen.code_shape), far.float().cpu()])  # (2, *code shape)
+    try:
+        with torch.no_grad():
+            pictures = gen.space.decode(gen.module(codes)).clamp(0, 1)  # (2, 3, H, W) rgb01
+    except (RuntimeError, ValueError, TypeError):
+        return []  # a generator that fails on these codes fails with its own message in the run
+    apart = float((pictures[0] - pictures[1]).abs().max()) * 255
+    if apart >= 1:
+        return []
+    return [
+        f"models.generator ({gen.spec}): two codes far apart draw the same picture (at most {apart:.2f} of "
+        "255 apart in any pixel), so every unit would get it; are its weights trained (a random DeePSiM "
+        "generator draws one flat picture)?"
+    ]
+
+
 def _check_dae(cfg: RunConfig, models: RunModels) -> None:
     """PPGN-h's DAE prior denoises G's code (R(h) - h, Eq. 7 of Nguyen et al. 2017): one batch-1 pass on
     a code of G's shape must give a code of that shape, else every unit fails in the workers."""
@@ -429,6 +455,7 @@ def preflight_models(cfg: RunConfig, models: RunModels) -> PreflightReport:
         _model_warnings(cfg, models) + _reused_modules(cfg, rows, own_code) + _real_images_size(cfg, target)
     )
     warnings += _foreign_code(cfg, models) + _stats_of_another_code(cfg, models, code_layer)
+    warnings += _code_blind_generator(models)
     if cfg.models.target.output_layer and facet_layer and not cfg.facets.layer:
         warnings.append(
             f"facets cluster the features of {facet_layer!r} (the last 1-D layer before the output layer "

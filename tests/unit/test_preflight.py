@@ -3,6 +3,7 @@ and unit selections that are never expanded before they are checked."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import textwrap
 import threading
@@ -122,6 +123,24 @@ def test_settings_a_method_ignores_or_falls_back_from_are_warnings():
     assert "sampler.diversity is a gradient term: sampler.method ga ignores it" in said
     pixel = config(models=with_g)  # a generator with a pixel method: no warning, it scores the manifold
     assert not any("unused" in w for w in preflight(pixel, build_models(pixel)).warnings)
+
+
+def test_a_generator_whose_pictures_ignore_the_code_is_a_warning():
+    """A randomly initialized DeePSiM G saved to a file drew one flat picture for every unit, in silence
+    (a user's trial): weights loaded from a file are not named random, so the pre-flight draws two codes."""
+    with_g = {"target": f"{SPEC}:good", "generator": f"{SPEC}:generator", "allow_random_weights": True}
+    cfg = config(models=with_g, sampler={"method": "dgn_am", "steps": 2, "start": "random"})
+    models = build_models(cfg)
+    models.generator = dataclasses.replace(models.generator, random_weights=False)  # as if from a file
+    said = [w for w in preflight(cfg, models).warnings if "two codes far apart" in w]
+    assert said == []  # a generator that draws from its code
+    with torch.no_grad():
+        for p in models.generator.module.parameters():
+            if p.dim() > 1:
+                p.mul_(1e-6)  # every weight near 0: the biases draw one picture
+    said = [w for w in preflight(cfg, models).warnings if "two codes far apart" in w]
+    assert len(said) == 1 and said[0].startswith(f"models.generator (python:{SPEC[7:]}:generator): two codes")
+    assert "are its weights trained" in said[0]
 
 
 def test_toyworld_images_for_another_target_is_a_warning_unless_starts_need_them():
