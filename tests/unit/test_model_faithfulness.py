@@ -4,6 +4,8 @@ atlas cannot climb refused before anything runs. Tiny ``python:`` models (tests/
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -28,6 +30,11 @@ from atlas.sampling import Engine
 pytestmark = pytest.mark.unit
 SPEC = "python:tests.unit.byo_factories"
 CPU = torch.device("cpu")
+
+
+@dataclasses.dataclass
+class TinySet:
+    images: torch.Tensor  # (N, 3, H, W) rgb01
 
 
 def target(name: str = "good"):
@@ -183,6 +190,16 @@ def test_a_one_channel_network_reads_the_pictures_luminance():
     for picture in (c.last.image for r in results for c in r.chains):  # kept as the network reads it
         assert (picture[..., 0] == picture[..., 1]).all() and (picture[..., 1] == picture[..., 2]).all()
     assert_records_match_pictures(t, results, "fc")  # the grey picture drives the unit as recorded
+    real = torch.rand(
+        12, 3, 16, 16
+    )  # colour photographs: their top images are kept as the network reads them
+    cfg = SamplerConfig(method="pixel", steps=2, chains_per_unit=1, start="random")
+    engine = Engine(t, None, None, cfg, FacetConfig(top_k_real=3), ComputeConfig(), CPU, real=TinySet(real))
+    (unit,) = engine.map_units("fc", [0], seed=0)
+    assert len(unit.real_topk) == 3
+    for _, value, picture in unit.real_topk:
+        assert (picture[..., 0] == picture[..., 1]).all() and (picture[..., 1] == picture[..., 2]).all()
+        assert recomputed(t, "fc", 0, picture) == pytest.approx(value, abs=0.02)  # its luminance, 8 bits
     with pytest.raises(ConfigError, match="mean: channel_order gray has one channel"):
         PreprocessConfig(channel_order="gray", mean=[0.5, 0.5, 0.5])
     rgb_space = PreprocessConfig(channel_order="RGB", mean=[0.5])  # the same net told it reads RGB
