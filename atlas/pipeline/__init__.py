@@ -9,8 +9,9 @@ Only this package imports Ray. ``AtlasWorker`` is a plain class (testable withou
 wraps it as a Ray actor.
 """
 
-from atlas.pipeline.driver import run_atlas
-from atlas.pipeline.plan import Shard, plan_shards
-from atlas.pipeline.worker import AtlasWorker
+from atlas.lazy_names import lazy_getattr
 
+# imported on first use: an actor that needs one light module (the BundleHolder) does not load them all
+_HOMES = {"run_atlas": "driver", "Shard": "plan", "plan_shards": "plan", "AtlasWorker": "worker"}
+__getattr__ = lazy_getattr(__name__, _HOMES)
 __all__ = ["AtlasWorker", "Shard", "plan_shards", "run_atlas"]

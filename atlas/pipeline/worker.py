@@ -23,13 +23,8 @@ import torch
 
 from atlas.config import ComputeConfig, config_from_dict
 from atlas.errors import AtlasError, WorkerSetupError, first_line
-from atlas.pipeline.models_setup import (
-    ShippedBundle,
-    WorkerBundle,
-    build_bundle,
-    end_before_rays_exit_handler,
-    make_engine,
-)
+from atlas.pipeline.holder import end_before_rays_exit_handler
+from atlas.pipeline.models_setup import ShippedBundle, WorkerBundle, build_bundle, make_engine
 from atlas.pipeline.plan import Shard
 from atlas.pipeline.rows import merge_rows, unit_rows
 from atlas.sampling.compute import cpu_kind, resolve_device

@@ -25,6 +25,7 @@ import time
 from typing import Any
 
 from atlas.errors import AtlasError
+from atlas.process import pid_alive
 from atlas.store.location import Location
 
 LOCAL_LOCK = ".atlas.lock"
@@ -32,17 +33,6 @@ REMOTE_LOCK = "_lock.json"
 HEARTBEAT_S = 20.0
 LOCK_ATTEMPTS = 10  # tries to take a local lock file a look holds, or that its last holder just removed
 STALE_S = 90.0
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` runs on this host (a signal 0 reaches it, or it is another user's)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _holder_record(fh: Any) -> dict[str, Any]:

@@ -369,7 +369,7 @@ def test_killed_actors_are_dead_when_kill_actors_returns(ray_session):
     import ray
 
     from atlas.pipeline.cluster import kill_actors
-    from atlas.pipeline.models_setup import BundleHolder
+    from atlas.pipeline.holder import BundleHolder
 
     ref = ray.put(b"x")
     holders = [ray.remote(BundleHolder).options(num_cpus=0, max_restarts=0).remote([ref]) for _ in range(2)]
@@ -387,7 +387,7 @@ def test_a_dropped_actor_exits_before_rays_exit_handler(ray_session):
     which sometimes hung and left it running with parent 1, never starts (its log says when it does)."""
     import ray
 
-    from atlas.pipeline.models_setup import BundleHolder
+    from atlas.pipeline.holder import BundleHolder
 
     logs = Path(ray._private.worker._global_node.get_logs_dir_path())
     holder = ray.remote(BundleHolder).options(num_cpus=0, max_restarts=0).remote([ray.put(b"x")])

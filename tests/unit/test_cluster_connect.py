@@ -153,7 +153,7 @@ def test_an_address_that_answers_but_refuses_ray_names_token_authentication(monk
 def test_the_bundle_holder_ends_itself_once_its_raylet_is_gone():
     """A holder that outlived its Ray (parent 1, ~1 GB) ended only when killed by hand; it now watches its
     parent and leaves once the raylet that started it is gone."""
-    from atlas.pipeline.models_setup import exit_when_orphaned
+    from atlas.pipeline.holder import exit_when_orphaned
 
     parents, left = iter([4242, 4242, 4242, 1]), []
     exit_when_orphaned(4242, interval_s=0.0, getppid=lambda: next(parents), leave=left.append)
@@ -166,10 +166,25 @@ def test_the_bundle_holder_ends_itself_once_its_raylet_is_gone():
     assert left == [0] and next(runs, None) is None
 
 
+def test_the_bundle_holders_process_loads_neither_torch_nor_the_rest_of_atlas():
+    """Its process holds one object reference: importing its module (what Ray does to start it) loaded
+    torch, the engine, DuckDB and pyarrow through ``atlas.pipeline`` (1.4-2.7 s, a few hundred MB a run)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from atlas.pipeline.holder import BundleHolder; "
+        "heavy = ('torch', 'duckdb', 'pyarrow', 'atlas.config', 'atlas.store'); "
+        "print(sorted(m for m in heavy if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
 def test_only_a_ray_actor_process_ends_its_exit_early():
     """The early exit (before Ray's exit handler) is registered in a Ray actor's process only: a driver or a
     test that builds a worker in its own process keeps its exit code (a failing suite must not exit 0)."""
-    from atlas.pipeline.models_setup import end_before_rays_exit_handler
+    from atlas.pipeline.holder import end_before_rays_exit_handler
 
     registered = []
     assert end_before_rays_exit_handler(register=lambda *a: registered.append(a)) is False
