@@ -365,6 +365,18 @@ def test_real_images_are_read_in_float32_whatever_the_chains_precision(world):
         assert torch.allclose(stored, r.images[top.indices], atol=0.5 / 255 + 1e-6)
 
 
+def test_a_units_best_numbers_are_those_of_one_picture(world):
+    """best_activation, best_log_prob and best_rank describe the unit's best picture (the chains' best with
+    the highest activation): the highest log-prob and lowest rank of any chain mixed pictures."""
+    e = make(world, method="dgn_am", chains_per_unit=4, steps=6)
+    mixed = 0
+    for u in e.map_units("fc7", list(range(12)), seed=0):
+        top = max((c.best for c in u.chains), key=lambda b: b.activation)
+        assert (u.best_activation, u.best_log_prob, u.best_rank) == (top.activation, top.log_prob, top.rank)
+        mixed += u.best_log_prob != max(c.best.log_prob for c in u.chains)
+    assert mixed > 0  # the case the old numbers got wrong occurs here
+
+
 @pytest.mark.parametrize("at", [0, 3])
 def test_a_unit_whose_every_chain_diverged_is_an_error_row_unless_it_drew_before(world, at):
     """Diverged from the first picture: no picture to show, an error row. Later: the finite pictures
