@@ -179,6 +179,18 @@ def _output_gone() -> None:
     os.close(devnull)
 
 
+def _flush_stdout() -> None:
+    """Flush stdout; a write error there (a full disk under `> file`, /dev/full) names stdout."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        if exc.filename:
+            raise
+        raise OSError(exc.errno, exc.strerror, "stdout") from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from atlas.errors import AtlasError
 
@@ -189,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     try:
         code = args._run(args)
-        sys.stdout.flush()  # here, not at exit: a reader gone by then is the BrokenPipeError below
+        _flush_stdout()  # here, not at exit: a reader gone by then is the BrokenPipeError below
     except AtlasError as exc:
         print(f"atlas: error: {exc}", file=sys.stderr)
         return 2
@@ -197,8 +209,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _output_gone()
         return 0
     except OSError as exc:  # read-only or full disk, a file where a directory should be, ...
-        where = f" {exc.filename}" if exc.filename else ""
-        print(f"atlas: error:{where}: {exc.strerror or exc}", file=sys.stderr)
+        where = exc.filename or "writing the output"  # a write() names no file: stdout, or the files written
+        print(f"atlas: error: {where}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:  # an Interrupted says how to resume
         try:

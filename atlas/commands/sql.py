@@ -135,6 +135,21 @@ def _json_cell(value: Any) -> Any:
     return value
 
 
+def csv_line(cells: list[Any]) -> str:
+    """One RFC 4180 line: a field with a comma, quote or line break is quoted, and so is an empty string,
+    so that it reads back apart from NULL (an empty cell), as DuckDB's own COPY ... TO writes them."""
+    return ",".join(_csv_field(v) for v in cells) + "\r\n"
+
+
+def _csv_field(value: Any) -> str:
+    if value is None:
+        return ""
+    text = str(value)
+    if text == "" or any(c in text for c in ',"\r\n'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
 def _csv_cell(value: Any) -> Any:
     """A CSV cell other tools read back: lists and structs as JSON, booleans as true/false, times in ISO
     8601, NULL as an empty cell."""
@@ -217,11 +232,8 @@ def write_result(
     width: int = 40,
 ) -> None:
     if fmt == "csv":
-        import csv
-
-        writer = csv.writer(out)
-        writer.writerow(columns)
-        writer.writerows([_csv_cell(v) for v in row] for row in rows)
+        out.write(csv_line(columns))
+        out.writelines(csv_line([_csv_cell(v) for v in row]) for row in rows)
     elif fmt == "json":
         out.write(json.dumps(json_records(columns, rows), default=str, indent=1, allow_nan=False) + "\n")
     elif list(columns) == EXPLAIN_COLUMNS:  # a query plan: DuckDB's drawing, as it is (a table cell cuts it)
@@ -399,8 +411,8 @@ class _Console:
             if truncated:
                 print(f"atlas: warning: statement {number} truncated to {len(rows)} rows", file=sys.stderr)
             return
-        if self.written and self.args.format == "csv" and not self.tty:
-            sys.stdout.write("\r\n")  # a blank line between the result sets of a script
+        if self.written and self.args.format in ("csv", "markdown") and not self.tty:
+            sys.stdout.write("\r\n" if self.args.format == "csv" else "\n")  # a blank line between results
         write_result(columns, rows, truncated, self.args.format, sys.stdout, self.args.width)
         sys.stdout.flush()
         self.written += 1

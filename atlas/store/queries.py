@@ -86,6 +86,8 @@ def check_read_only(sql: str) -> None:
     if kind not in READ_ONLY_STATEMENTS:  # named by its own first word: DuckDB files USE under SET, ...
         word = re.match(r"\s*([A-Za-z]+)", statements[0].query or "")
         shown = word.group(1).upper() if word else kind
+        if shown in ("WITH", "FROM"):  # WITH x AS (...) DELETE ...: the statement's own kind
+            shown = kind
         raise AtlasError(
             f"the SQL console is read-only: {shown} statements are refused "
             "(use SELECT, WITH, FROM, DESCRIBE, SHOW, SUMMARIZE or EXPLAIN)"

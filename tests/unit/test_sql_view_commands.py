@@ -201,6 +201,40 @@ def test_a_piped_script_in_json_is_one_document_and_failures_are_numbered(run_di
     monkeypatch.setattr(sys, "stdin", io.StringIO("SELECT 1 AS a; SELECT 2 AS b;"))
     assert sql.run(parse(sql, [str(run_dir), "--format", "csv"])) == 0
     assert capsys.readouterr().out.split("\r\n") == ["a", "1", "", "b", "2", ""]  # a blank line between
+    monkeypatch.setattr(sys, "stdin", io.StringIO("SELECT 1 AS a; SELECT 2 AS b;"))
+    assert sql.run(parse(sql, [str(run_dir), "--format", "markdown"])) == 0  # two tables, not one
+    assert capsys.readouterr().out.splitlines() == ["| a |", "|---|", "| 1 |", "", "| b |", "|---|", "| 2 |"]
+
+
+def test_csv_tells_an_empty_string_from_null(run_dir, capsys):
+    """images.flags '' (no flags) and NULL (a real image) were the same empty cell: '' is quoted, as DuckDB's
+    own COPY ... TO writes it, and the csv module reads the two back apart."""
+    import csv
+
+    q = "SELECT '' AS e, NULL AS n, 'a,b' AS c, 'say \"hi\"' AS q, 1.5 AS f"
+    assert sql.run(parse(sql, [str(run_dir), "--format", "csv", q])) == 0
+    out = capsys.readouterr().out
+    assert out.split("\r\n")[1] == '"",,"a,b","say ""hi""",1.5'
+    assert list(csv.reader(io.StringIO(out)))[1] == ["", "", "a,b", 'say "hi"', "1.5"]
+    assert list(csv.DictReader(io.StringIO(out)))[0]["e"] == ""
+
+
+def test_a_refused_statement_behind_with_is_named(run_dir):
+    with pytest.raises(AtlasError, match=r"read-only: DELETE statements are refused"):
+        sql.run(parse(sql, [str(run_dir), "WITH x AS (SELECT 1) DELETE FROM units"]))
+
+
+def test_a_full_stdout_is_one_line_naming_the_output(run_dir, tmp_path):
+    import subprocess
+
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(
+            [sys.executable, "-m", "atlas", "sql", str(run_dir), "SELECT 1"],
+            stdout=full, stderr=subprocess.PIPE, text=True, timeout=120,
+        )  # fmt: skip
+    assert (
+        proc.returncode == 2 and proc.stderr == "atlas: error: writing the output: No space left on device\n"
+    )
 
 
 def test_docs_sql_names_every_column_of_every_table(run_dir):
