@@ -43,6 +43,10 @@ STALL_FACTOR = 10.0  # a hung actor: silent for this many times the slowest shar
 STALL_FLOOR_S = 300.0  # ... and at least this long
 
 
+class HungWorker(Exception):
+    """Why a stalled actor's shards were taken back (the cause a shard lost too often names)."""
+
+
 @dataclass
 class _Slot:
     index: int
@@ -144,6 +148,8 @@ class _Pool:
 
     def fill(self, slot: _Slot) -> None:
         while slot.state == "alive" and slot.in_flight < IN_FLIGHT_PER_ACTOR and self.pending:
+            if slot.in_flight == 0:  # its silence counts from the work it gets: idle, it owed no answer
+                slot.last_answer = time.monotonic()
             shard = self.pending.popleft()
             slot.in_flight += 1
             self.refs[slot.handle.run_shard.remote(shard)] = ("shard", slot, slot.generation, shard)
@@ -220,12 +226,14 @@ class _Pool:
         return [s for s in self.slots if s.state == "alive" and s.in_flight and now - s.last_answer > limit]
 
     def _kill_stalled(self, slot: _Slot) -> None:
-        """Kill a hung actor; Ray restarts it (while ``ray.max_restarts`` allows) and its shards' failures
-        re-queue them (rule 2)."""
+        """Kill a hung actor (Ray restarts it while ``ray.max_restarts`` allows) and take its shards back
+        at once for the other actors: a kill does not always take (a node Ray lost track of: the same pid
+        went on holding its shards for 7 minutes in a user's trial), and a shard done twice is written
+        once (the first marker stands). The slot waits for its restart's probe."""
         import ray
 
         limit = self.stall_limit() or 0.0
-        slot.last_answer = time.monotonic()  # once per stall: its failure resets the slot
+        slot.last_answer = time.monotonic()  # once per stall
         self.report.stalled += 1
         self.log(
             f"worker {slot.index} (pid {slot.pid}) answered nothing for {limit:.0f} s while holding "
@@ -235,6 +243,17 @@ class _Pool:
             ray.kill(slot.handle, no_restart=False)
         except Exception as exc:  # noqa: BLE001 - e.g. it died meanwhile: its failure arrives anyway
             self.log(f"worker {slot.index}: could not be killed ({first_line(exc)})")
+        held = [ref for ref, (kind, s, gen, _) in self.refs.items() if s is slot and gen == slot.generation]
+        for ref in held:  # their answers, if any ever comes, are no longer awaited
+            kind, _slot, _gen, shard = self.refs.pop(ref)
+            if kind == "shard" and shard is not None:
+                self._requeue(shard, HungWorker(f"worker {slot.index} answered nothing for {limit:.0f} s"))
+        slot.generation += 1  # its old tasks' failures are this stall's, already handled
+        slot.in_flight = 0
+        slot.state = "starting"
+        self.reprobe_at[slot.index] = time.monotonic() + 1.0  # the restarted actor's probe tells
+        for other in self.slots:
+            self.fill(other)
 
     # ---------------------------------------------------------------------------------- answers
     def _answered(self, value: dict[str, Any], kind: str, slot: _Slot, generation: int) -> None:

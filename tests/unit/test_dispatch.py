@@ -121,17 +121,36 @@ def test_a_live_actor_silent_for_ten_slowest_shards_is_killed_and_its_shards_req
     assert pool.stall_limit() == 600.0
     heard = slot.last_answer
     assert pool.stalled(heard + 599) == [] and pool.stalled(heard + 601) == [slot]
+    sent = [(r, s) for r, (kind, _x, _g, s) in list(pool.refs.items()) if kind == "shard"]
+    old_generation = slot.generation
     pool._kill_stalled(slot)
     assert killed == [(slot.handle, False)] and pool.report.stalled == 1  # Ray restarts it
-    assert pool.stalled(slot.last_answer + 1) == []  # killed once per stall: its clock starts again
-    sent = [(r, s) for r, (kind, _x, _g, s) in list(pool.refs.items()) if kind == "shard"]
-    for r, shard in sent:  # its tasks then fail as for any death: the shards go back to the queue
-        del pool.refs[r]
-        pool._actor_failed(RuntimeError("killed"), "shard", slot, slot.generation, shard)
-    assert slot.in_flight == 0 and slot.state == "starting"
+    # its shards go back to the queue at once: a kill that does not take (a user's trial: the same pid
+    # held them for 7 minutes) must not hold them; the slot waits for its restart's probe
+    assert slot.in_flight == 0 and slot.state == "starting" and pool.stalled(slot.last_answer + 1) == []
     assert {s.id for _r, s in sent} <= {s.id for s in pool.pending}
+    assert not set(pool.refs) & {r for r, _ in sent}  # no longer awaited: a shard done twice is written once
+    assert pool.report.requeued == len(sent) and slot.generation == old_generation + 1
     pool.stall_timeout_s = 30.0  # ray.stall_timeout_s set: it rules
     assert pool.stall_limit() == 30.0
+
+
+def test_an_idle_worker_that_gets_work_is_not_hung(monkeypatch):
+    """Its silence counts from the work it gets: a worker idle for longer than the stall limit was killed as
+    hung the moment a re-queued shard reached it (a user's trial, three runs of three)."""
+    import time
+
+    pool = _pool(1)
+    pool.stall_timeout_s = 20.0
+    slot = pool.slots[0]
+    pool._answered({"pid": 1, "node": "n"}, "probe", slot, 0)  # alive: the one shard sent
+    (ref, (_k, _s, generation, _shard)), *_ = pool.refs.items()
+    del pool.refs[ref]
+    pool._answered({"seconds": 1.0, "units": 1}, "shard", slot, generation)  # idle now
+    slot.last_answer -= 60.0  # a minute idle
+    pool.pending.extend(plan_shards({"fc7": [0]}, 1))  # a shard re-queued from another worker
+    pool.fill(slot)
+    assert slot.in_flight == 1 and pool.stalled(time.monotonic()) == []
 
 
 def test_progress_off_a_terminal_is_whole_lines_at_a_pace_and_the_last_count_once():
