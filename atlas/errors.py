@@ -43,6 +43,11 @@ class WorkerSetupError(AtlasError):
     print dozens of lines twice on the driver's console (a user's trial)."""
 
 
+class StorageUnreachable(AtlasError):
+    """A write the store did not take for a reason that passes (a timeout, a dropped connection, throttling,
+    a 5xx): a worker's shard that fails so is done again, not the end of the run."""
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, handled as Ctrl-C (atlas.pipeline.cluster.stop_on_sigterm); the CLI exits with 143."""
 

@@ -11,6 +11,7 @@ The run store (:mod:`atlas.store.location`) and the weights and code-statistics 
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Mapping
 from datetime import timedelta
@@ -113,6 +114,22 @@ _NO_GCS_CREDENTIALS = (
 
 _DENIED = ("ACCESS_DENIED", "AccessDenied", "Access Denied", "HTTP status 403", "InvalidAccessKeyId",
            "SignatureDoesNotMatch")  # fmt: skip
+
+
+_PASSING = ("curlCode", "NETWORK_CONNECTION", "timed out", "Timeout", "SlowDown", "RequestTimeout",
+            "InternalError", "ServiceUnavailable", "HTTP status 50", "Connection reset", "Connection refused",
+            "Temporary failure", "UNAVAILABLE", "DEADLINE_EXCEEDED")  # fmt: skip
+_PASSING_ERRNOS = {errno.ETIMEDOUT, errno.ECONNRESET, errno.ECONNREFUSED, errno.ECONNABORTED,
+                   errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ENETDOWN, errno.EAGAIN}  # fmt: skip
+
+
+def passing_storage_error(exc: BaseException) -> bool:
+    """Whether a store's error is one that passes (network, timeout, throttling, a server error), not a
+    refusal (credentials, a missing bucket) or a full or read-only disk, which would only repeat."""
+    text = str(exc)
+    if any(sign in text for sign in _DENIED):
+        return False
+    return getattr(exc, "errno", None) in _PASSING_ERRNOS or any(sign in text for sign in _PASSING)
 
 
 def storage_reason(exc: BaseException) -> str:

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from atlas.errors import AtlasError, first_line
+from atlas.errors import AtlasError, StorageUnreachable, first_line
 from atlas.pipeline.plan import Shard
 
 IN_FLIGHT_PER_ACTOR = 2  # the next shard is queued while one is written
@@ -177,7 +177,8 @@ class _Pool:
             except RayActorError as exc:
                 self._actor_failed(exc, kind, slot, generation, shard)
             except RayTaskError as exc:
-                _task_failed(exc, slot, shard)
+                if not self._write_failed(exc, slot, generation, shard):
+                    _task_failed(exc, slot, shard)
             else:
                 self._answered(value, kind, slot, generation)
         return self.report
@@ -306,13 +307,30 @@ class _Pool:
             return
         self._dead(slot, exc)  # a probe answered "dead": out of restarts, or the constructor raised
 
+    def _write_failed(self, exc: Any, slot: _Slot, generation: int, shard: Shard | None) -> bool:
+        """A shard whose files the store did not take for a reason that passes (a timeout, a dropped
+        connection, throttling: :class:`StorageUnreachable`) goes back to the queue, within
+        ``ray.max_shard_retries``; its worker is fine. True when so (a 12 s stall of the object store
+        ended a user's whole run)."""
+        if shard is None or not isinstance(getattr(exc, "cause", None), StorageUnreachable):
+            return False
+        if generation == slot.generation:
+            slot.in_flight -= 1
+        self._requeue(shard, exc.cause)
+        self.log(
+            f"shard {shard.id}: {first_line(exc.cause)}; done again (attempt {self.attempts[shard.id] + 1} "
+            f"of {self.max_shard_retries + 1})"
+        )
+        self.fill(slot)
+        return True
+
     def _requeue(self, shard: Shard, exc: BaseException) -> None:
         self.pending.appendleft(shard)
         self.report.requeued += 1
         self.attempts[shard.id] = self.attempts.get(shard.id, 0) + 1
         if self.attempts[shard.id] > self.max_shard_retries:
             raise AtlasError(
-                f"shard {shard.id} was lost {self.attempts[shard.id]} times (its worker died each time: "
+                f"shard {shard.id} was lost {self.attempts[shard.id]} times (the last time: "
                 f"{cause_line(exc)}); see the Ray logs; rerun the same command to resume"
             ) from None
 

@@ -512,7 +512,8 @@ def _stopped(store: RunStore, lock: RunLock, planned: int, exc: BaseException) -
     pipe (the reader of `| head` gone: SIGPIPE's exit status 141, never a success) ``interrupted``."""
     if isinstance(exc, AtlasError):
         if lock.held:  # a run that failed is not left saying "running"
-            store.mark_interrupted("incomplete")
+            with contextlib.suppress(AtlasError, OSError):  # a store out of reach: the first error stands
+                store.mark_interrupted("incomplete")
         return exc
     if isinstance(exc, BrokenPipeError):
         if not lock.held:

@@ -34,8 +34,14 @@ from typing import Any
 import pyarrow.fs as pafs
 
 from atlas.atomic import atomic_write, check_writable_dir
-from atlas.errors import AtlasError
-from atlas.uri_filesystem import OPTION_KEYS, make_filesystem, scheme_of, storage_reason
+from atlas.errors import AtlasError, StorageUnreachable
+from atlas.uri_filesystem import (
+    OPTION_KEYS,
+    make_filesystem,
+    passing_storage_error,
+    scheme_of,
+    storage_reason,
+)
 
 
 @dataclass(frozen=True)
@@ -178,7 +184,9 @@ class Location:
             finally:
                 stream.close()  # the upload completes here, whole, or raises and leaves nothing
         except OSError as exc:
-            raise AtlasError(f"cannot write {self.display(rel)}: {storage_reason(exc)}") from None
+            passing = passing_storage_error(exc)
+            error = StorageUnreachable if passing else AtlasError
+            raise error(f"cannot write {self.display(rel)}: {storage_reason(exc)}") from None
 
     def delete(self, rel: str) -> None:
         """Remove one file; a missing one is fine."""

@@ -330,3 +330,71 @@ def test_a_worker_whose_setup_raises_says_what_and_where_in_one_line(tmp_path):
         '"/home/u/my_models.py", line 12, in forward\nValueError: bad shape'
     )  # a Ray error's text: the driver's line names the last frame
     assert cause_line(Exception(ray_text)) == "ValueError: bad shape at my_models.py:12"
+
+
+def test_a_shard_the_store_did_not_take_for_a_passing_reason_is_done_again():
+    """A 12 s stall of the object store ended a user's whole run: a write that fails for a reason that passes
+    (StorageUnreachable) sends the shard back to the queue, within ray.max_shard_retries; a refusal (a full
+    disk, denied credentials) still ends the run with its own line."""
+    from ray.exceptions import RayTaskError
+
+    from atlas.errors import AtlasError, StorageUnreachable
+
+    def failed(cause):
+        return RayTaskError("AtlasWorker.run_shard", "Traceback ...", cause, proctitle="x", pid=5, ip="h")
+
+    logs = []
+    pool = _pool(2)
+    pool.log = logs.append
+    slot = pool.slots[0]
+    pool._answered({"pid": 1, "node": "n"}, "probe", slot, 0)  # alive: both shards sent
+    (ref, (_k, _s, generation, shard)), *_ = pool.refs.items()
+    del pool.refs[ref]
+    message = "cannot write s3://b/run/units/x.parquet: curlCode: 28, Timeout was reached"
+    assert pool._write_failed(failed(StorageUnreachable(message)), slot, generation, shard)
+    sent = [s for kind, _x, _g, s in pool.refs.values() if kind == "shard"]
+    assert shard in sent and slot.in_flight == IN_FLIGHT_PER_ACTOR  # back in the queue, and sent again
+    assert logs == [f"shard {shard.id}: {message}; done again (attempt 2 of 4)"]
+    assert not pool._write_failed(
+        failed(AtlasError("cannot write x: No space left on device")), slot, 0, shard
+    )
+    for _ in range(2):
+        pool._requeue(shard, StorageUnreachable(message))
+    with pytest.raises(AtlasError, match=f"shard {shard.id} was lost 4 times .the last time: cannot write"):
+        pool._requeue(shard, StorageUnreachable(message))
+
+
+def test_which_storage_errors_pass():
+    import errno
+
+    from atlas.uri_filesystem import passing_storage_error
+
+    assert passing_storage_error(OSError("AWS Error NETWORK_CONNECTION during PutObject: curlCode: 28"))
+    assert passing_storage_error(OSError("When uploading part: AWS Error SLOW_DOWN (SlowDown)"))
+    assert passing_storage_error(OSError(errno.ETIMEDOUT, "Connection timed out"))
+    assert not passing_storage_error(OSError(errno.ENOSPC, "No space left on device"))
+    assert not passing_storage_error(OSError("AWS Error ACCESS_DENIED during PutObject"))
+    assert not passing_storage_error(OSError("Bucket 'nope' not found"))
+
+
+def test_a_store_write_that_times_out_raises_the_passing_kind(tmp_path):
+    from atlas.errors import AtlasError, StorageUnreachable
+    from atlas.store.location import Location
+
+    class Stalled:
+        def open_output_stream(self, _path):
+            raise OSError("AWS Error NETWORK_CONNECTION during CreateMultipartUpload: curlCode: 28, Timeout")
+
+    class Full:
+        def open_output_stream(self, _path):
+            raise OSError(28, "No space left on device")
+
+    loc = Location(str(tmp_path))
+    loc.local = False
+    loc.fs = Stalled()
+    with pytest.raises(StorageUnreachable, match="cannot write .*curlCode: 28"):
+        loc.write_bytes("x.json", b"{}")
+    loc.fs = Full()
+    with pytest.raises(AtlasError, match="No space left") as raised:
+        loc.write_bytes("x.json", b"{}")
+    assert not isinstance(raised.value, StorageUnreachable)
