@@ -144,10 +144,24 @@ class AtlasWorker:
     # ------------------------------------------------------------------------------------------ setup
 
     def _register(self) -> None:
-        """Write <run>/_workers/<host>-<pid>.json so operators (and tests) can find this process."""
+        """Write <run>/_workers/<host>-<pid>.json so operators (and tests) can find this process, and read
+        it back: a node that reads the run but cannot write it whole (a read-only role; a client whose
+        uploads the store keeps framed, as moto did for unsigned ones) is refused before any shard's work,
+        where its markers were found unreadable once the run had finished (a user's trial)."""
         info = self.describe() | {"setup_seconds": round(self.setup_seconds, 2), "shipped": self.shipped}
         name = _own_file(".json")
-        self.store.loc.write_bytes(name, json.dumps(info).encode())
+        data = json.dumps(info).encode()
+        self.store.loc.write_bytes(name, data)
+        try:
+            back = self.store.loc.read_bytes(name)
+        except FileNotFoundError:
+            back = None
+        if back != data:
+            seen = "nothing" if back is None else f"{len(back)} other bytes"
+            raise AtlasError(
+                f"out_dir: this worker wrote {len(data)} bytes to {self.store.loc.display(name)} from "
+                f"{socket.gethostname()} and reads back {seen}; {_REACH_STORE}"
+            )
 
     def ready(self) -> dict[str, Any]:
         """Answers once the constructor has finished (the driver's liveness probe)."""

@@ -398,3 +398,27 @@ def test_a_store_write_that_times_out_raises_the_passing_kind(tmp_path):
     with pytest.raises(AtlasError, match="No space left") as raised:
         loc.write_bytes("x.json", b"{}")
     assert not isinstance(raised.value, StorageUnreachable)
+
+
+def test_a_worker_whose_writes_read_back_otherwise_is_refused_before_any_shard(tmp_path, monkeypatch):
+    """A node that reads the run but cannot write it whole (a read-only role; moto kept unsigned uploads
+    framed) passed the start-up check, which read run.json only: the run finished with unreadable markers."""
+    from atlas.config import config_from_dict
+    from atlas.errors import AtlasError
+    from atlas.pipeline.worker import AtlasWorker
+    from atlas.store.location import Location
+
+    cfg = config_from_dict(
+        {
+            "name": "t",
+            "models": {"target": "python:tests.unit.byo_factories:good", "allow_random_weights": True},
+            "layers": [{"name": "fc8"}],
+            "sampler": {"method": "pixel", "steps": 2, "chains_per_unit": 1, "start": "random"},
+            "facets": {"real_images": None},
+        }
+    )
+    AtlasWorker(cfg.to_dict(), str(tmp_path / "fine"), threads=1)  # a store that keeps what it is given
+    plain = Location.read_bytes
+    monkeypatch.setattr(Location, "read_bytes", lambda self, rel: b"3DF\r\n" + plain(self, rel))
+    with pytest.raises(AtlasError, match=r"out_dir: this worker wrote \d+ bytes to .* reads back \d+ other"):
+        AtlasWorker(cfg.to_dict(), str(tmp_path / "framed"), threads=1)
