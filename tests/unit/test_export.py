@@ -56,6 +56,7 @@ def test_every_unit_exported_as_its_stored_png_with_sheets_and_page(run, tmp_pat
     assert code == 0, err
     assert f"wrote {out}: 22 units of 2 layers" in text
     page = (out / "index.html").read_text()
+    assert "partial atlas" not in page  # a complete run
     hrefs = [href for href, _ in tiles_in(page)]
     assert hrefs[:10] == [f"fc8/unit-{u}.png" for u in range(10)]  # the config's layer order, by unit
     assert hrefs[10:] == [f"conv3/unit-{u}.png" for u in range(12)]  # unpadded in every layer
@@ -185,6 +186,11 @@ def test_a_run_still_running_exports_what_is_done_and_says_what_is_not(tmp_path,
                        max_shards=1)  # fmt: skip
     code, out, err = cli(capsys, "export", str(running), "--out", str(tmp_path / "part"))
     assert code == 0 and "4 units of 1 layer (conv3: no unit done yet)" in out, out + err
+    page = (tmp_path / "part" / "index.html").read_text()  # the page says so too: it read as a whole atlas
+    assert (
+        "a partial atlas: the run was running when exported (1 of 2 shards done); no unit done yet in conv3"
+        in page
+    )
     code, out, err = cli(capsys, "export", str(running), "--out", str(tmp_path / "p2"), "--units", "99")
     assert code == 2 and "--units: '99' selects no unit of fc8, conv3;" in err, err
     empty = tmp_path / "empty"

@@ -254,6 +254,7 @@ def export_run(req: ExportRequest, say: Callable[[str], None] = print) -> Export
             f"exported by atlas export on {when}: each unit's most activating {req.picture} picture, "
             f"by {req.sort}" + (" · a label's number is its AUROC on natural images" if labels else ""),
         ]
+        meta += _partial_line(info, not_yet)
         (staging / "index.html").write_text(index_html(f"atlas · {name}", meta, site), encoding="utf-8")
         marker = {"run": req.run, "exported": when, "picture": req.picture, "sort": req.sort,
                   "units": req.units, "layers": [layer for layer, _, _ in report.layers]}  # fmt: skip
@@ -263,6 +264,20 @@ def export_run(req: ExportRequest, say: Callable[[str], None] = print) -> Export
     finally:
         conn.close()
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _partial_line(info: dict[str, Any], not_yet: list[str]) -> list[str]:
+    """The page of a run exported before it completed says so (its terminal line did; the page read as a
+    whole atlas): the shards done of those planned, and the layers with no unit yet."""
+    status = info.get("status")
+    if status == "complete" and not not_yet:
+        return []
+    done, planned = info.get("shards_done"), info.get("planned_shards")
+    shards = (
+        f"{int(done)} of {int(planned)} shards done" if done is not None and planned else "shards still to do"
+    )
+    missing = f"; no unit done yet in {', '.join(not_yet)}" if not_yet else ""
+    return [f"a partial atlas: the run was {status or 'unfinished'} when exported ({shards}){missing}"]
 
 
 def _method(conn: Any) -> str:
