@@ -52,7 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "query",
         metavar="QUERY",
         nargs="?",
-        help="one SQL statement (or .tables, .schema [TABLE]); omit for a prompt",
+        help="one SQL statement (or .tables, .schema [TABLE]); omit (or '-') for a prompt, or to read a "
+        "script of statements from a pipe",
     )
     parser.add_argument(
         "--format",
@@ -469,6 +470,8 @@ def run(args: argparse.Namespace) -> int:
     from atlas.store.location import open_location
     from atlas.store.queries import run_query
 
+    if args.query == "-":  # the usual spelling of "read standard input"
+        args.query = None
     conn = open_run(open_location(args.run_dir, what="RUN_DIR"))
     note = _partial_note(conn)
     try:

@@ -202,7 +202,7 @@ def test_a_piped_script_in_json_is_one_document_and_failures_are_numbered(run_di
     assert sql.run(parse(sql, [str(run_dir), "--format", "csv"])) == 0
     assert capsys.readouterr().out.split("\r\n") == ["a", "1", "", "b", "2", ""]  # a blank line between
     monkeypatch.setattr(sys, "stdin", io.StringIO("SELECT 1 AS a; SELECT 2 AS b;"))
-    assert sql.run(parse(sql, [str(run_dir), "--format", "markdown"])) == 0  # two tables, not one
+    assert sql.run(parse(sql, [str(run_dir), "-", "--format", "markdown"])) == 0  # two tables, not one
     assert capsys.readouterr().out.splitlines() == ["| a |", "|---|", "| 1 |", "", "| b |", "|---|", "| 2 |"]
 
 
