@@ -489,6 +489,12 @@ def _pool_done(report: Any, bar: Any, log) -> None:
         bar.close()
     if report.deaths:
         log(f"{report.deaths} worker death(s) survived; {report.requeued} shard(s) re-queued")
+    if report.dead_actors:  # the run finished on fewer actors than it asked for: said at the end too
+        n = report.dead_actors
+        log(
+            f"atlas: warning: {n} worker{'s' if n != 1 else ''} ended dead (their lines above say why); the "
+            f"others did their shards"
+        )
 
 
 def _finalize(store: RunStore, summary: dict[str, Any]) -> None:

@@ -422,3 +422,19 @@ def test_a_worker_whose_writes_read_back_otherwise_is_refused_before_any_shard(t
     monkeypatch.setattr(Location, "read_bytes", lambda self, rel: b"3DF\r\n" + plain(self, rel))
     with pytest.raises(AtlasError, match=r"out_dir: this worker wrote \d+ bytes to .* reads back \d+ other"):
         AtlasWorker(cfg.to_dict(), str(tmp_path / "framed"), threads=1)
+
+
+def test_workers_that_ended_dead_are_said_at_the_end_of_a_run_that_finished():
+    """A node that could not see the run, or one lost for good: the others finished the run, and the end
+    of its output said nothing of the actors it lacked (a user's trial)."""
+    from atlas.pipeline.dispatch import PoolReport
+    from atlas.pipeline.driver import _pool_done
+
+    said = []
+    _pool_done(PoolReport(dead_actors=1), None, said.append)
+    assert said == [
+        "atlas: warning: 1 worker ended dead (their lines above say why); the others did their shards"
+    ]
+    said.clear()
+    _pool_done(PoolReport(), None, said.append)
+    assert said == []
