@@ -179,20 +179,8 @@ def _output_gone() -> None:
     os.close(devnull)
 
 
-def _flush_stdout() -> None:
-    """Flush stdout; a write error there (a full disk under `> file`, /dev/full) names stdout."""
-    try:
-        sys.stdout.flush()
-    except BrokenPipeError:
-        raise
-    except OSError as exc:
-        if exc.filename:
-            raise
-        raise OSError(exc.errno, exc.strerror, "stdout") from None
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    from atlas.errors import AtlasError
+    from atlas.errors import AtlasError, naming_stdout
 
     try:
         args = parse(_utf8_arguments(sys.argv[1:] if argv is None else argv))
@@ -201,7 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     try:
         code = args._run(args)
-        _flush_stdout()  # here, not at exit: a reader gone by then is the BrokenPipeError below
+        with naming_stdout():
+            sys.stdout.flush()  # here, not at exit: a reader gone by then is the BrokenPipeError below
     except AtlasError as exc:
         print(f"atlas: error: {exc}", file=sys.stderr)
         return 2
@@ -209,8 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _output_gone()
         return 0
     except OSError as exc:  # read-only or full disk, a file where a directory should be, ...
-        where = exc.filename or "writing the output"  # a write() names no file: stdout, or the files written
-        print(f"atlas: error: {where}: {exc.strerror or exc}", file=sys.stderr)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"atlas: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:  # an Interrupted says how to resume
         try:

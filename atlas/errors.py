@@ -7,6 +7,9 @@ The CLI prints it as ``atlas: error: <message>`` and exits with status 2, withou
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 
 class AtlasError(Exception):
     """An error caused by user input; its message is a single line meant for the user."""
@@ -46,6 +49,20 @@ class WorkerSetupError(AtlasError):
 class StorageUnreachable(AtlasError):
     """A write the store did not take for a reason that passes (a timeout, a dropped connection, throttling,
     a 5xx): a worker's shard that fails so is done again, not the end of the run."""
+
+
+@contextlib.contextmanager
+def naming_stdout() -> Iterator[None]:
+    """Writes to stdout inside name it in their error (a full disk under `> file`, /dev/full): a write()
+    error names no file, and the CLI's line would name none. A closed pipe stays a BrokenPipeError."""
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        if exc.filename:
+            raise
+        raise OSError(exc.errno, exc.strerror, "stdout") from None
 
 
 class Terminated(KeyboardInterrupt):

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
 from atlas.commands.options import int_in, positive_int, positive_number
+from atlas.errors import naming_stdout
 from atlas.tables import format_table as text_table
 
 MAX_TIMEOUT_S = 86_400.0  # a day: longer is a typo (and inf overflows the timer)
@@ -414,8 +415,9 @@ class _Console:
             return
         if self.written and self.args.format in ("csv", "markdown") and not self.tty:
             sys.stdout.write("\r\n" if self.args.format == "csv" else "\n")  # a blank line between results
-        write_result(columns, rows, truncated, self.args.format, sys.stdout, self.args.width)
-        sys.stdout.flush()
+        with naming_stdout():
+            write_result(columns, rows, truncated, self.args.format, sys.stdout, self.args.width)
+            sys.stdout.flush()
         self.written += 1
 
     def finish(self) -> int:
@@ -491,7 +493,8 @@ def run(args: argparse.Namespace) -> int:
                 print(DOT_HELP)
                 return 0
         columns, rows, truncated = run_query(conn, query, max_rows=row_cap(args), timeout_s=args.timeout)
-        write_result(columns, rows, truncated, args.format, sys.stdout, args.width)
+        with naming_stdout():
+            write_result(columns, rows, truncated, args.format, sys.stdout, args.width)
         if note:  # after the answer: an error stays the one line on stderr
             print(note, file=sys.stderr)
         return 0

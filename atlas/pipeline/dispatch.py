@@ -13,12 +13,14 @@ that computed them, skipped on resume), and the pool needs just four rules:
    the actor is dead for good.
 3. **Lost shards go to whoever is alive.** A shard whose actor died is re-queued at the front; an actor
    whose node is gone and cannot be placed again simply never answers its probe while the others finish
-   the queue. A shard that has killed ``ray.max_shard_retries`` actors is poison and stops the run.
+   the queue. So is a shard whose files the store did not take for a reason that passes (a timeout,
+   throttling: ``StorageUnreachable``). A shard lost more than ``ray.max_shard_retries`` times is poison
+   and stops the run.
 4. **Bounded waiting.** When no actor is alive and none came back for ``ray.start_timeout_s``, the run
    stops with the reason instead of hanging. A live actor that holds shards and answers nothing for
    ``ray.stall_timeout_s`` (by default ten times the slowest shard so far, at least
-   :data:`STALL_FLOOR_S`) is hung (a stuck device, a stopped process): it is killed, so Ray restarts it
-   and rule 2 re-queues its shards.
+   :data:`STALL_FLOOR_S`; counted from when it got work) is hung (a stuck device, a stopped process): it
+   is killed, so Ray restarts it, and its shards are re-queued at once (a kill does not always take).
 
 Results are idempotent: a shard computed twice is written twice, never duplicated (each attempt writes
 its own files, the first marker names the ones readers take: atlas.store.writer).
@@ -64,7 +66,7 @@ class _Slot:
 class PoolReport:
     summaries: list[dict[str, Any]] = field(default_factory=list)
     deaths: int = 0  # actor deaths observed (each restart or final death once)
-    requeued: int = 0  # shards re-queued after their actor died
+    requeued: int = 0  # shards re-queued (their actor died or hung, or the store did not take them)
     stalled: int = 0  # hung actors killed (so Ray restarts them)
     dead_actors: int = 0  # actors that ended dead (restarts exhausted or never placed again)
 
@@ -127,7 +129,7 @@ class _Pool:
         self.refs: dict[
             Any, tuple[str, _Slot, int, Shard | None]
         ] = {}  # ref -> (kind, slot, generation, shard)
-        self.attempts: dict[str, int] = {}  # shard id -> times its actor died under it
+        self.attempts: dict[str, int] = {}  # shard id -> times it was lost (actor death, hang, store)
         self.reprobe_at: dict[int, float] = {}  # slot index -> when to ask a restarting actor again
         self.max_restarts, self.max_shard_retries, self.start_timeout_s = (
             max_restarts,
@@ -242,7 +244,7 @@ class _Pool:
         )
         try:
             ray.kill(slot.handle, no_restart=False)
-        except Exception as exc:  # noqa: BLE001 - e.g. it died meanwhile: its failure arrives anyway
+        except Exception as exc:  # noqa: BLE001 - e.g. it died meanwhile: its restart's probe tells
             self.log(f"worker {slot.index}: could not be killed ({first_line(exc)})")
         held = [ref for ref, (kind, s, gen, _) in self.refs.items() if s is slot and gen == slot.generation]
         for ref in held:  # their answers, if any ever comes, are no longer awaited
@@ -314,6 +316,7 @@ class _Pool:
         ended a user's whole run)."""
         if shard is None or not isinstance(getattr(exc, "cause", None), StorageUnreachable):
             return False
+        slot.last_answer = time.monotonic()  # it answered: the next shard's silence counts from now
         if generation == slot.generation:
             slot.in_flight -= 1
         self._requeue(shard, exc.cause)

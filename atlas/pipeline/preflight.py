@@ -141,9 +141,11 @@ def check_real_images(cfg: RunConfig, decode: bool = True) -> tuple[bool, int | 
         have = True
         small = small_concepts(source, files, MIN_POSITIVES)
         if small:
+            sampled = f" in the facets.real_limit sample of {len(files)}" if len(files) < len(every) else ""
             warnings.append(
-                f"facets.real_images: concept folders with fewer than {MIN_POSITIVES} images are not scored "
-                f"as labels ({some(small, 4, quoted=True)}); give each concept {MIN_POSITIVES} or more"
+                f"facets.real_images: concept folders with fewer than {MIN_POSITIVES} images{sampled} are "
+                f"not scored as labels ({some(small, 4, quoted=True)}); give each concept {MIN_POSITIVES} "
+                "or more" + (" (or a larger facets.real_limit)" if sampled else "")
             )
     if start in SEEDED_STARTS and not have and cfg.sampler.method not in OWN_START_METHODS:
         raise ConfigError(
@@ -311,7 +313,7 @@ def _code_blind_generator(models: RunModels) -> list[str]:
     except (RuntimeError, ValueError, TypeError):
         return []  # a generator that fails on these codes fails with its own message in the run
     apart = float((pictures[0] - pictures[1]).abs().max()) * 255
-    if apart >= 1:
+    if not apart < 1:  # apart, or not finite (cannot tell)
         return []
     return [
         f"models.generator ({gen.spec}): two codes far apart draw the same picture (at most {apart:.2f} of "
@@ -384,7 +386,7 @@ def _real_images_size(cfg: RunConfig, target: LoadedModel) -> list[str]:
     held = count * 3 * size * size * 4
     if held < REAL_IMAGES_WARN_BYTES:
         return []
-    sample = max(1, count * REAL_IMAGES_WARN_BYTES // (2 * held))  # a sample that takes a quarter as much
+    sample = max(1, count * REAL_IMAGES_WARN_BYTES // (2 * held))  # a sample that takes half the warning size
     return [
         f"facets.real_images: {count:,} images take {held / 1e9:.1f} GB as float32 at {size} px in every "
         f"worker, and each layer passes them all through the target; set facets.real_limit (e.g. {sample:,}) "

@@ -152,10 +152,14 @@ class AtlasWorker:
         name = _own_file(".json")
         data = json.dumps(info).encode()
         self.store.loc.write_bytes(name, data)
-        try:
-            back = self.store.loc.read_bytes(name)
-        except FileNotFoundError:
-            back = None
+        for wait in (*TOKEN_RETRY_S, None):  # a store may show a just-written object late (S3-likes, NFS)
+            try:
+                back: bytes | None = self.store.loc.read_bytes(name)
+            except (FileNotFoundError, AtlasError):
+                back = None
+            if back == data or wait is None:
+                break
+            time.sleep(wait)
         if back != data:
             seen = "nothing" if back is None else f"{len(back)} other bytes"
             raise AtlasError(

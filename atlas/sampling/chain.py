@@ -183,7 +183,8 @@ def read_kept_as_stored(
     best, last = values.chunk(2)
     higher = objective(last, index) > objective(best, index)  # (B,)
     tracker.best_img = torch.where(higher.view(-1, 1, 1, 1), tracker.last_img, tracker.best_img)
-    tracker.best_step = torch.where(higher, tracker.last_step, tracker.best_step)
+    drawn = torch.where(tracker.stopped, tracker.stop_step, tracker.last_step)  # a stopped chain's picture
+    tracker.best_step = torch.where(higher, drawn, tracker.best_step)  # is its stop step's, frozen since
     best = torch.where(higher.view(-1, 1), last, best)
     tracker.best_read, tracker.last_read = objective.readout(best, index), objective.readout(last, index)
     return last

@@ -125,7 +125,7 @@ def check_image_folder(path: str | Path, files: list[Path] | None = None) -> int
         more = f" and {len(bad) - 1} more of {len(files)}" if len(bad) > 1 else ""
         raise AtlasError(
             f"image {str(bad[0][0])!r} in folder {str(path)!r} is unreadable ({bad[0][1]}){more}; "
-            "fix or remove it (every image file in the folder is used)"
+            "fix or remove it (every image file in the folder, or in its facets.real_limit sample, is used)"
         )
     return len(files)
 
@@ -155,7 +155,7 @@ def load_image_folder(
         except Exception as exc:  # noqa: BLE001 - see check_image_folder
             raise AtlasError(
                 f"image {str(f)!r} is unreadable ({exc.__class__.__name__}); fix or remove it "
-                "(every image file in the folder is used)"
+                "(every image file in the folder, or in its facets.real_limit sample, is used)"
             ) from None
     images = torch.stack(out).permute(0, 3, 1, 2).float() / 255.0  # (N, 3, size, size)
     root = Path(path).expanduser()

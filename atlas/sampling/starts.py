@@ -177,7 +177,8 @@ class StartStates:
         idx, _ = real.top(layer, unit.index, min(self.facet_cfg.seed_pool, values.shape[0]))
         if mode == "real":
             chosen = idx[: self.cfg.chains_per_unit]
-            labels = [f"real:{int(chosen[c % len(chosen)])}" for c in ids]
+            # the image's place in the whole set, as images.real_index (facets.real_limit samples it)
+            labels = [f"real:{real.source_index(int(chosen[c % len(chosen)]))}" for c in ids]
             return self._states_of(chosen), labels
         kseed = chain_seed(seed, layer, unit.index, -1)
         if self.pixel:  # Nguyen et al. 2016: the mean *image* of each cluster of top images

@@ -179,10 +179,8 @@ class UnitRows:
         if real is None or k <= 0 or real.values(self.layer) is None:
             return [], {}
         idx, vals = real.top(self.layer, unit.index, k)
-        seen = (
-            self.engine.nets.space.seen
-        )  # a gray target's real images as the luminance it reads, as its pictures
-        imgs = to_uint8_images(seen(real.images[idx.cpu()])).numpy()
+        # a gray target's real images as the luminance it reads, as its pictures
+        imgs = to_uint8_images(self.engine.nets.space.seen(real.images[idx.cpu()])).numpy()
         top = [
             (real.source_index(int(i)), float(v), imgs[j])
             for j, (i, v) in enumerate(zip(idx.tolist(), vals.tolist(), strict=True))

@@ -420,6 +420,7 @@ def test_a_worker_whose_writes_read_back_otherwise_is_refused_before_any_shard(t
     AtlasWorker(cfg.to_dict(), str(tmp_path / "fine"), threads=1)  # a store that keeps what it is given
     plain = Location.read_bytes
     monkeypatch.setattr(Location, "read_bytes", lambda self, rel: b"3DF\r\n" + plain(self, rel))
+    monkeypatch.setattr("atlas.pipeline.worker.TOKEN_RETRY_S", (0.01,))  # read again once, soon
     with pytest.raises(AtlasError, match=r"out_dir: this worker wrote \d+ bytes to .* reads back \d+ other"):
         AtlasWorker(cfg.to_dict(), str(tmp_path / "framed"), threads=1)
 

@@ -190,9 +190,8 @@ def test_a_one_channel_network_reads_the_pictures_luminance():
     for picture in (c.last.image for r in results for c in r.chains):  # kept as the network reads it
         assert (picture[..., 0] == picture[..., 1]).all() and (picture[..., 1] == picture[..., 2]).all()
     assert_records_match_pictures(t, results, "fc")  # the grey picture drives the unit as recorded
-    real = torch.rand(
-        12, 3, 16, 16
-    )  # colour photographs: their top images are kept as the network reads them
+    # colour photographs: their top images are kept as the network reads them
+    real = torch.rand(12, 3, 16, 16)
     cfg = SamplerConfig(method="pixel", steps=2, chains_per_unit=1, start="random")
     engine = Engine(t, None, None, cfg, FacetConfig(top_k_real=3), ComputeConfig(), CPU, real=TinySet(real))
     (unit,) = engine.map_units("fc", [0], seed=0)

@@ -295,6 +295,12 @@ def test_real_topk_indices_are_places_in_the_whole_set_a_limit_sampled(world):
     )
     assert [i for i, _, _ in u.real_topk] == [3 * i for i, _, _ in whole[0].real_topk]
     assert u.real_names == {i: f"img{i:03d}.png" for i, _, _ in u.real_topk}
+    real_start = make(
+        (t, g, d, sample), method="dgn_am", steps=2, start="real", facets=FacetConfig(top_k_real=4)
+    )
+    starts = [c.start for c in real_start.map_units("fc8", [2], seed=0)[0].chains]
+    top = [i for i, _, _ in u.real_topk]
+    assert starts == [f"real:{top[0]}", f"real:{top[1]}"]  # the same numbering as images.real_index
 
 
 def test_a_generators_code_layer_the_target_lacks_is_no_code_layer(world):
@@ -343,6 +349,12 @@ def test_a_stored_best_picture_never_reads_below_the_stored_last_one(world, meth
     chains = [c for u in eng.map_units("fc8", list(range(10)), seed=0) for c in u.chains]
     assert all(c.best.activation >= c.last.activation for c in chains)
     assert any(c.best.step < c.last.step for c in chains)  # the best is not always the last picture
+    stop = SamplerConfig(steps=30, chains_per_unit=4, start="random", method=method, stop_at=0.3)
+    eng = Engine(t, g, d, stop, FacetConfig(), ComputeConfig(autocast="bf16"), CPU, real=r)
+    chains = [c for u in eng.map_units("fc8", list(range(10)), seed=0) for c in u.chains]
+    stopped = [c for c in chains if c.stopped_step is not None]
+    assert stopped and all(c.best.step <= c.stopped_step for c in stopped)  # a frozen picture's own step
+    assert all(c.best.activation >= c.last.activation for c in chains)
 
 
 def test_real_images_are_read_in_float32_whatever_the_chains_precision(world):

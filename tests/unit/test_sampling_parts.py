@@ -323,3 +323,32 @@ def test_the_engine_picks_the_facet_layer_preflight_names_when_a_batchnorm_befor
         FacetConfig(real_images=None), ComputeConfig(batch_size=2, autocast="none"), torch.device("cpu"),
     )  # fmt: skip
     assert engine.nets.folding.folded_norms == {"bn1"} and engine.facet_layer == "bn1"
+
+
+def test_a_last_picture_that_reads_higher_becomes_the_best_at_the_step_it_was_drawn():
+    """read_kept_as_stored: both pictures read again in float32; the higher becomes the best. A chain that
+    stopped (stop_at) holds its stop step's picture to the end: its step is the stop step, not the last."""
+    from types import SimpleNamespace
+
+    from atlas.config import ComputeConfig
+    from atlas.sampling.chain import read_kept_as_stored
+    from atlas.sampling.compute import ComputeSetup
+    from atlas.sampling.stats import ChainTracker
+
+    tracker = ChainTracker(3, 10, torch.device("cpu"))
+    dark, bright = torch.full((3, 3, 4, 4), 0.2), torch.full((3, 3, 4, 4), 0.6)
+    readout = {k: torch.zeros(3) for k in ("activation", "log_prob", "rank", "top_competitor")}
+    tracker.observe(0, dark, readout, torch.tensor([1.0, 1.0, 1.0]))  # the chains' own readings: best at 0
+    tracker.stop(torch.tensor([False, True, False]), 4)  # chain 1 stopped at step 4, its picture frozen
+    tracker.observe(30, torch.stack([bright[0], bright[1], dark[2]]), readout, torch.zeros(3))
+    probe = SimpleNamespace(
+        probe=lambda x: {"out": x.mean(dim=(2, 3))[:, :1].repeat(1, 2)},  # (B, 2): brightness, twice
+        encode=lambda x: x,
+        layer="out",
+    )
+    setup = ComputeSetup.resolve(ComputeConfig(), torch.device("cpu"))
+    units = [Unit("out", 0, "output")] * 3
+    read_kept_as_stored(tracker, probe, setup, units, Objective("raw"), torch.zeros(3, dtype=torch.long))
+    assert tracker.best_step.tolist() == [30, 4, 0]  # brighter last: the best; chain 1 at its stop step
+    assert torch.equal(tracker.best_img[0], bright[0]) and torch.equal(tracker.best_img[2], dark[2])
+    assert tracker.best_read["activation"].tolist() == pytest.approx([0.6, 0.6, 0.2], abs=1 / 255)

@@ -208,7 +208,7 @@ def test_a_piped_script_in_json_is_one_document_and_failures_are_numbered(run_di
 
 def test_csv_tells_an_empty_string_from_null(run_dir, capsys):
     """images.flags '' (no flags) and NULL (a real image) were the same empty cell: '' is quoted, as DuckDB's
-    own COPY ... TO writes it, and the csv module reads the two back apart."""
+    own COPY ... TO writes it (DuckDB's read_csv with allow_quoted_nulls=false reads the two apart)."""
     import csv
 
     q = "SELECT '' AS e, NULL AS n, 'a,b' AS c, 'say \"hi\"' AS q, 1.5 AS f"
@@ -224,7 +224,7 @@ def test_a_refused_statement_behind_with_is_named(run_dir):
         sql.run(parse(sql, [str(run_dir), "WITH x AS (SELECT 1) DELETE FROM units"]))
 
 
-def test_a_full_stdout_is_one_line_naming_the_output(run_dir, tmp_path):
+def test_a_full_stdout_is_one_line_naming_stdout(run_dir, tmp_path):
     import subprocess
 
     with open("/dev/full", "w") as full:
@@ -232,9 +232,7 @@ def test_a_full_stdout_is_one_line_naming_the_output(run_dir, tmp_path):
             [sys.executable, "-m", "atlas", "sql", str(run_dir), "SELECT 1"],
             stdout=full, stderr=subprocess.PIPE, text=True, timeout=120,
         )  # fmt: skip
-    assert (
-        proc.returncode == 2 and proc.stderr == "atlas: error: writing the output: No space left on device\n"
-    )
+    assert proc.returncode == 2 and proc.stderr == "atlas: error: stdout: No space left on device\n"
 
 
 def test_docs_sql_names_every_column_of_every_table(run_dir):
