@@ -16,7 +16,7 @@ import datetime as dt
 import json
 import math
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TextIO
 
 from atlas.commands.options import int_in, positive_int, positive_number
@@ -254,6 +254,23 @@ def write_result(
         print(f"atlas: warning: result truncated to {len(rows)} rows (--max-rows)", file=sys.stderr)
 
 
+def write_stream(columns: list[str], batches: Iterable[list[tuple[Any, ...]]], fmt: str, out: TextIO) -> None:
+    """Every row of an answer as CSV or JSON (``fmt``), written batch by batch as it is read: the same
+    cells as :func:`write_result`; JSON is one array with a record a line."""
+    if fmt == "csv":
+        out.write(csv_line(columns))
+        for rows in batches:
+            out.writelines(csv_line([_csv_cell(v) for v in row]) for row in rows)
+        return
+    first = True
+    out.write("[")
+    for rows in batches:
+        for record in json_records(columns, rows):
+            out.write(("\n" if first else ",\n") + json.dumps(record, default=str, allow_nan=False))
+            first = False
+    out.write("\n]\n" if not first else "]\n")
+
+
 DOT_HELP = """.tables            the tables (views) of the run
 .schema [TABLE]    every table's columns and types, or one table's
 .help              this list
@@ -470,7 +487,7 @@ def run(args: argparse.Namespace) -> int:
     from atlas.errors import AtlasError
     from atlas.store.catalog import open_run
     from atlas.store.location import open_location
-    from atlas.store.queries import run_query
+    from atlas.store.queries import run_query, stream_query
 
     if args.query == "-":  # the usual spelling of "read standard input"
         args.query = None
@@ -492,9 +509,14 @@ def run(args: argparse.Namespace) -> int:
             if not query:
                 print(DOT_HELP)
                 return 0
-        columns, rows, truncated = run_query(conn, query, max_rows=row_cap(args), timeout_s=args.timeout)
-        with naming_stdout():
-            write_result(columns, rows, truncated, args.format, sys.stdout, args.width)
+        if row_cap(args) is None:  # an export of every row: written as it is read, a batch at a time
+            columns, batches = stream_query(conn, query, timeout_s=args.timeout)
+            with naming_stdout():
+                write_stream(columns, batches, args.format, sys.stdout)
+        else:
+            columns, rows, truncated = run_query(conn, query, max_rows=row_cap(args), timeout_s=args.timeout)
+            with naming_stdout():
+                write_result(columns, rows, truncated, args.format, sys.stdout, args.width)
         if note:  # after the answer: an error stays the one line on stderr
             print(note, file=sys.stderr)
         return 0
