@@ -206,10 +206,17 @@ class _Pool:
             self._kill_stalled(slot)
         if not ready and time.monotonic() - self.last_alive > self.start_timeout_s:
             starting = sum(s.state == "starting" for s in self.slots)
+            if self.report.stalled:  # not a cluster too small: actors killed as hung never came back
+                limit = self.stall_limit() or 0.0
+                why = (
+                    f"{self.report.stalled} killed as hung (answered nothing for {limit:.0f} s) have not "
+                    "come back: see the Ray logs of their nodes"
+                )
+            else:
+                why = f"the cluster cannot host the actors{self.asks} (see ray status)"
             raise AtlasError(
                 f"no atlas worker has been alive for {self.start_timeout_s:g} s ({starting} waiting to be "
-                f"placed or restarted, the rest dead); the cluster cannot host the actors{self.asks} "
-                "(see ray status); rerun the same command to resume"
+                f"placed or restarted, the rest dead); {why}; rerun the same command to resume"
             )
         return ready[0] if ready else None
 
