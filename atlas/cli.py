@@ -42,7 +42,10 @@ class OneLineParser(argparse.ArgumentParser):
     Subcommand parsers inherit the class (``add_subparsers`` uses the parent's)."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"atlas: error: {message}{_did_you_mean(message)} (see '{self.prog} --help')\n")
+        several = ""
+        if self.prog.endswith(" sql") and message.startswith("unrecognized arguments"):  # RUN1 RUN2 QUERY
+            several = "; atlas sql queries one run (several at once: docs/sql.md, 'Several runs at once')"
+        self.exit(2, f"atlas: error: {message}{_did_you_mean(message)}{several} (see '{self.prog} --help')\n")
 
 
 _INVALID_CHOICE = re.compile(r"invalid choice: '([^']*)' \(choose from (.*)\)$")

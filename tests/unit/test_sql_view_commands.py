@@ -112,6 +112,13 @@ def test_sql_options_go_anywhere_and_bad_values_are_one_line(run_dir, capsys):
         err = capsys.readouterr().err
         assert exit_.value.code == 2 and err.startswith(f"atlas: error: {says}"), err
         assert len(err.strip().splitlines()) == 1 and "(see 'atlas sql --help')" in err
+    with pytest.raises(SystemExit) as exit_:  # two runs: the recipe for several, not just "unrecognized"
+        main(["sql", str(run_dir), str(run_dir), "SELECT 1"])
+    err = capsys.readouterr().err
+    assert (
+        exit_.value.code == 2
+        and "unrecognized arguments: SELECT 1; atlas sql queries one run (several" in err
+    )
 
 
 def test_sql_interactive(run_dir, monkeypatch, capsys):
