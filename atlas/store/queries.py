@@ -16,7 +16,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import duckdb
@@ -160,24 +160,8 @@ def run_query(
 
     A refused, failing or timed-out query raises :class:`AtlasError` with DuckDB's one-line message.
     """
-    if read_only:
-        check_read_only(sql)
-    cur = conn.cursor()
-    outcome: dict[str, Any] = {}
-
-    def work() -> None:
-        try:
-            cur.execute(sql)
-            outcome["result"] = _fetch(cur, max_rows)
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
-            outcome["error"] = exc
-
-    try:
-        _run_bounded(work, cur, timeout_s, outcome)
-    finally:
-        if not cur_busy(outcome):
-            cur.close()
-    columns, rows = outcome["result"]
+    cur, (columns, rows) = _executed(conn, sql, timeout_s, read_only, lambda c: _fetch(c, max_rows))
+    cur.close()
     keep = len(rows) if max_rows is None else max_rows
     return columns, rows[:keep], len(rows) > keep
 
@@ -192,18 +176,7 @@ def stream_query(
     in batches of :data:`STREAM_BATCH`: an export of every row holds one batch in Python at a time, where a
     whole answer as tuples took 0.8-1.2 GB for 230,000 image rows or 10 million integers (a user's trial).
     The batches' cursor closes when they are read to the end (or the iterator is closed)."""
-    if read_only:
-        check_read_only(sql)
-    cur = conn.cursor()
-    outcome: dict[str, Any] = {}
-
-    def work() -> None:
-        try:
-            cur.execute(sql)
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
-            outcome["error"] = exc
-
-    _run_bounded(work, cur, timeout_s, outcome)
+    cur, _ = _executed(conn, sql, timeout_s, read_only)
     if not cur.description:
         cur.close()
         return [], iter(())
@@ -225,9 +198,30 @@ def stream_query(
     return columns, batches()
 
 
-def cur_busy(outcome: dict[str, Any]) -> bool:
-    """Whether the statement's thread was still running when its wait ended (its cursor stays open)."""
-    return bool(outcome.get("busy"))
+def _executed(
+    conn: duckdb.DuckDBPyConnection,
+    sql: str,
+    timeout_s: float,
+    read_only: bool,
+    fetch: Callable[[duckdb.DuckDBPyConnection], Any] | None = None,
+) -> tuple[duckdb.DuckDBPyConnection, Any]:
+    """``sql`` checked (``read_only``), run on a cursor of its own within ``timeout_s`` and, in the same
+    bounded thread, ``fetch(cursor)``: (the cursor, still open, what fetch returned)."""
+    if read_only:
+        check_read_only(sql)
+    cur = conn.cursor()
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            cur.execute(sql)
+            if fetch is not None:
+                outcome["result"] = fetch(cur)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            outcome["error"] = exc
+
+    _run_bounded(work, cur, timeout_s, outcome)
+    return cur, outcome.get("result")
 
 
 def _run_bounded(
@@ -249,9 +243,8 @@ def _run_bounded(
     if worker.is_alive():
         cur.interrupt()
         worker.join(5.0)
-        outcome["busy"] = worker.is_alive()
         elapsed = time.monotonic() - start
-        if not outcome["busy"]:
+        if not worker.is_alive():  # a statement still running keeps its cursor
             cur.close()
         raise AtlasError(
             f"query cancelled after {elapsed:.1f} s (limit {timeout_s:g} s); narrow it (WHERE layer = "
