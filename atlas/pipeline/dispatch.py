@@ -207,10 +207,12 @@ class _Pool:
         if not ready and time.monotonic() - self.last_alive > self.start_timeout_s:
             starting = sum(s.state == "starting" for s in self.slots)
             if self.report.stalled:  # not a cluster too small: actors killed as hung never came back
-                limit = self.stall_limit() or 0.0
+                n, limit = self.report.stalled, self.stall_limit() or 0.0
+                one = n == 1
                 why = (
-                    f"{self.report.stalled} killed as hung (answered nothing for {limit:.0f} s) have not "
-                    "come back: see the Ray logs of their nodes"
+                    f"{n} worker{'' if one else 's'} killed as hung (answered nothing for {limit:.0f} s) "
+                    f"{'has' if one else 'have'} not come back: see the Ray logs of "
+                    f"{'its node' if one else 'their nodes'}"
                 )
             else:
                 why = f"the cluster cannot host the actors{self.asks} (see ray status)"

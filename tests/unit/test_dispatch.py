@@ -265,14 +265,11 @@ def test_actors_that_cannot_be_placed_end_the_run_saying_what_each_asks_for(monk
     with pytest.raises(AtlasError, match=r"cannot host the actors \(each asks for 1 CPU, 3.8 GB\) \(see ray"):
         pool.run()
     hung = _Pool([_Handle()], todo, 2, 3, 0.01, lambda _r: None, lambda _m: None, each_actor="1 CPU, 3.8 GB")
-    hung.report.stalled, hung.stall_timeout_s = (
-        1,
-        20.0,
-    )  # its one actor was killed as hung, and never came back
+    # its one actor was killed as hung, and never came back
+    hung.report.stalled, hung.stall_timeout_s = 1, 20.0
     hung.last_alive -= 1.0
-    with pytest.raises(
-        AtlasError, match=r"1 killed as hung \(answered nothing for 20 s\) have not come back"
-    ):
+    said = r"1 worker killed as hung \(answered nothing for 20 s\) has not come back: see the Ray logs of its"
+    with pytest.raises(AtlasError, match=said):
         hung.run()
 
 
