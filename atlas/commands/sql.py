@@ -91,9 +91,14 @@ def row_cap(args: argparse.Namespace) -> int | None:
     return None if args.format in ("csv", "json") else SCREEN_MAX_ROWS
 
 
+PNG_AS_TEXT = "\\x89PNG"  # a PNG's bytes cast to text (SUMMARIZE's min and max of a png column)
+
+
 def _cell(value: Any) -> Any:
     if isinstance(value, bytes | bytearray | memoryview):
         return f"<{len(bytes(value))} bytes>"
+    if isinstance(value, str) and value.startswith(PNG_AS_TEXT):
+        return "<PNG bytes as text>"
     return value
 
 

@@ -339,3 +339,12 @@ def test_exports_are_written_a_batch_at_a_time(run_dir, capsys, monkeypatch):
     with pytest.raises(AtlasError, match="Binder Error"):  # a failing statement: one line, nothing written
         sql.run(parse(sql, [str(run_dir), "--format", "csv", "SELECT nope FROM units"]))
     assert capsys.readouterr().out == ""
+
+
+def test_png_bytes_cast_to_text_print_as_a_mark_in_every_format(run_dir, capsys):
+    """SUMMARIZE's min and max of a png column are its bytes as text: they printed as hundreds of escapes."""
+    q = "SELECT column_name, min FROM (SUMMARIZE SELECT png FROM images)"
+    for fmt in ("table", "json", "csv"):
+        assert sql.run(parse(sql, [str(run_dir), "--format", fmt, q])) == 0
+        out = capsys.readouterr().out
+        assert "<PNG bytes as text>" in out and "\\x89PNG" not in out, out
