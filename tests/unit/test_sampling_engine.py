@@ -380,13 +380,27 @@ def test_real_images_are_read_in_float32_whatever_the_chains_precision(world):
 def test_a_units_best_numbers_are_those_of_one_picture(world):
     """best_activation, best_log_prob and best_rank describe the unit's best picture (the chains' best with
     the highest activation): the highest log-prob and lowest rank of any chain mixed pictures."""
+    from atlas.sampling.results import ChainResult, ImageRecord
+    from atlas.sampling.unit_rows import UnitRows
+    from atlas.sampling.units import Unit
+
     e = make(world, method="dgn_am", chains_per_unit=4, steps=6)
-    mixed = 0
     for u in e.map_units("fc7", list(range(12)), seed=0):
         top = max((c.best for c in u.chains), key=lambda b: b.activation)
         assert (u.best_activation, u.best_log_prob, u.best_rank) == (top.activation, top.log_prob, top.rank)
-        mixed += u.best_log_prob != max(c.best.log_prob for c in u.chains)
-    assert mixed > 0  # the case the old numbers got wrong occurs here
+    # the case the old numbers got wrong, for certain: the most active picture is not the most selective
+    blank = np.zeros((16, 16, 3), np.uint8)
+
+    def chain(i: int, activation: float, log_prob: float, rank: int) -> ChainResult:
+        best = ImageRecord(3, blank, activation, log_prob, rank, "best")
+        last = ImageRecord(6, blank, activation - 1, log_prob - 1, rank + 1, "last")
+        return ChainResult(i, i, "random", -1, last, best, 3, [], [], False, torch.zeros(32), 0.0)
+
+    plain = make(world, method="dgn_am", facets=FacetConfig(enabled=False), real=False)
+    row = UnitRows(plain, "fc7", "fc")._unit_row(
+        Unit("fc7", 5, "fc"), [chain(0, 9.0, -3.0, 2), chain(1, 4.0, -0.5, 0)]
+    )
+    assert (row.best_activation, row.best_log_prob, row.best_rank) == (9.0, -3.0, 2)  # chain 0's picture
 
 
 @pytest.mark.parametrize("at", [0, 3])
