@@ -195,7 +195,14 @@ def format_table(columns: list[str], rows: list[tuple[Any, ...]], width: int = 4
         return v is None or isinstance(v, int | float) and not isinstance(v, bool)
 
     numeric = [i for i in range(len(columns)) if all(is_number(row[i]) for row in rows)]
-    return text_table(columns, rows, align_right=numeric, cell=lambda v: _text(v, width))
+    return text_table(columns, rows, align_right=numeric, cell=lambda v: _text(_on_one_line(v), width))
+
+
+def _on_one_line(value: Any) -> Any:
+    """A text value's line breaks as ``\\n`` (``\\r``): a table row is one line (a break split the grid)."""
+    if isinstance(value, str) and ("\n" in value or "\r" in value):
+        return type(value)(value.replace("\r", "\\r").replace("\n", "\\n"))
+    return value
 
 
 def format_lines(columns: list[str], rows: list[tuple[Any, ...]]) -> str:

@@ -348,3 +348,11 @@ def test_png_bytes_cast_to_text_print_as_a_mark_in_every_format(run_dir, capsys)
         assert sql.run(parse(sql, [str(run_dir), "--format", fmt, q])) == 0
         out = capsys.readouterr().out
         assert "<PNG bytes as text>" in out and "\\x89PNG" not in out, out
+
+
+def test_a_line_break_in_a_value_keeps_a_table_row_on_one_line(run_dir, capsys):
+    q = "SELECT 'x' || chr(10) || 'y' || chr(13) AS a, 1 AS b"
+    assert sql.run(parse(sql, [str(run_dir), q])) == 0
+    assert capsys.readouterr().out.splitlines() == ["a       b", "------  -", "x\\ny\\r  1", "(1 row)"]
+    assert sql.run(parse(sql, [str(run_dir), "--format", "csv", q])) == 0  # an export keeps the value
+    assert capsys.readouterr().out == 'a,b\r\n"x\ny\r",1\r\n'
