@@ -246,8 +246,7 @@ def write_result(
     width: int = 40,
 ) -> None:
     if fmt == "csv":
-        out.write(csv_line(columns))
-        out.writelines(csv_line([_csv_cell(v) for v in row]) for row in rows)
+        write_stream(columns, [rows], "csv", out)
     elif fmt == "json":
         out.write(json.dumps(json_records(columns, rows), default=str, indent=1, allow_nan=False) + "\n")
     elif list(columns) == EXPLAIN_COLUMNS:  # a query plan: DuckDB's drawing, as it is (a table cell cuts it)

@@ -313,15 +313,6 @@ def module_fingerprint(module: nn.Module) -> str:
     for name, tensor in sorted(module.state_dict().items()):
         h.update(name.encode())
         h.update(str(tuple(tensor.shape)).encode())
-        h.update(
-            tensor.detach()
-            .cpu()
-            .contiguous()
-            .reshape(-1)
-            .view(torch.uint8)
-            .numpy()
-            .tobytes()  # 0-dim: 1 value
-            if tensor.numel()
-            else b""
-        )
+        flat = tensor.detach().cpu().contiguous().reshape(-1)  # a 0-dim one (num_batches_tracked): 1 value
+        h.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
     return h.hexdigest()[:16]

@@ -260,12 +260,8 @@ class _Pool:
             kind, _slot, _gen, shard = self.refs.pop(ref)
             if kind == "shard" and shard is not None:
                 self._requeue(shard, HungWorker(f"worker {slot.index} answered nothing for {limit:.0f} s"))
-        slot.generation += 1  # its old tasks' failures are this stall's, already handled
-        slot.in_flight = 0
-        slot.state = "starting"
-        self.reprobe_at[slot.index] = time.monotonic() + 1.0  # the restarted actor's probe tells
-        for other in self.slots:
-            self.fill(other)
+        self._new_generation(slot)  # its old tasks' failures are this stall's, already handled
+        self._await_restart(slot, 1.0)
 
     # ---------------------------------------------------------------------------------- answers
     def _answered(self, value: dict[str, Any], kind: str, slot: _Slot, generation: int) -> None:
@@ -307,16 +303,25 @@ class _Pool:
             self._requeue(shard, exc)
         if generation != slot.generation or slot.state == "dead":
             return  # news of a failure already handled
-        slot.generation += 1  # later failures of tasks sent before this one are the same failure
-        slot.in_flight = 0
+        self._new_generation(slot)  # later failures of tasks sent before this one are the same failure
         if unavailable or kind == "shard":
-            # wait for Ray's restart; the probe tells (a new pid counts the death)
-            slot.state = "starting"
-            self.reprobe_at[slot.index] = time.monotonic() + (1.0 if unavailable else 0.0)
-            for other in self.slots:
-                self.fill(other)
+            self._await_restart(slot, 1.0 if unavailable else 0.0)
             return
         self._dead(slot, exc)  # a probe answered "dead": out of restarts, or the constructor raised
+
+    @staticmethod
+    def _new_generation(slot: _Slot) -> None:
+        """The slot's tasks sent so far are over (failed, or no longer awaited): none is in flight."""
+        slot.generation += 1
+        slot.in_flight = 0
+
+    def _await_restart(self, slot: _Slot, delay_s: float) -> None:
+        """Wait for Ray's restart of the slot's actor (its probe, ``delay_s`` from now, tells: a new pid
+        counts the death); meanwhile the others take the queue."""
+        slot.state = "starting"
+        self.reprobe_at[slot.index] = time.monotonic() + delay_s
+        for other in self.slots:
+            self.fill(other)
 
     def _write_failed(self, exc: Any, slot: _Slot, generation: int, shard: Shard | None) -> bool:
         """A shard whose files the store did not take for a reason that passes (a timeout, a dropped

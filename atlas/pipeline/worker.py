@@ -45,18 +45,30 @@ def check_run_reachable(store: RunStore, run_token: str) -> dict[str, Any]:
     missing here, an object store it reaches under other settings) would write where nobody reads.
     Returns that run.json."""
     where = f"{store.loc.display()} from {socket.gethostname()}"
-    for wait in (*TOKEN_RETRY_S, None):  # a store may show a just-written run.json late (S3-likes, NFS)
+
+    def read() -> dict[str, Any] | None:
         try:
-            manifest = store.manifest()
+            return store.manifest()
         except Exception as exc:  # noqa: BLE001 - any storage error: the node cannot read the run
             how = _REACH if store.loc.local else _REACH_STORE  # on an object store already: its access
             raise AtlasError(f"out_dir: cannot read the run {where} ({first_line(exc)}); {how}") from None
-        if manifest is not None and manifest.get("run_token") == run_token:
-            return manifest
-        if wait is not None:
-            time.sleep(wait)
+
+    manifest = _read_patiently(read, lambda m: m is not None and m.get("run_token") == run_token)
+    if manifest is not None and manifest.get("run_token") == run_token:
+        return manifest
     seen = "no run.json" if manifest is None else "another run's run.json"
     raise AtlasError(f"out_dir: this worker finds {seen} at {where}; {_REACH}")
+
+
+def _read_patiently(read: Callable[[], Any], good: Callable[[Any], bool]) -> Any:
+    """``read()`` again after each of :data:`TOKEN_RETRY_S` until ``good`` of it (a store may show a
+    just-written object late: S3-likes, NFS); the last reading."""
+    for wait in TOKEN_RETRY_S:
+        got = read()
+        if good(got):
+            return got
+        time.sleep(wait)
+    return read()
 
 
 _REACH_STORE = (
@@ -152,20 +164,19 @@ class AtlasWorker:
         name = _own_file(".json")
         data = json.dumps(info).encode()
         self.store.loc.write_bytes(name, data)
-        for wait in (*TOKEN_RETRY_S, None):  # a store may show a just-written object late (S3-likes, NFS)
-            try:
-                back: bytes | None = self.store.loc.read_bytes(name)
-            except (FileNotFoundError, AtlasError):
-                back = None
-            if back == data or wait is None:
-                break
-            time.sleep(wait)
+        back = _read_patiently(lambda: self._read_back(name), lambda got: got == data)
         if back != data:
             seen = "nothing" if back is None else f"{len(back)} other bytes"
             raise AtlasError(
                 f"out_dir: this worker wrote {len(data)} bytes to {self.store.loc.display(name)} from "
                 f"{socket.gethostname()} and reads back {seen}; {_REACH_STORE}"
             )
+
+    def _read_back(self, name: str) -> bytes | None:
+        try:
+            return self.store.loc.read_bytes(name)
+        except (FileNotFoundError, AtlasError):
+            return None
 
     def ready(self) -> dict[str, Any]:
         """Answers once the constructor has finished (the driver's liveness probe)."""

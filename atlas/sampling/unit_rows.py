@@ -181,12 +181,11 @@ class UnitRows:
         idx, vals = real.top(self.layer, unit.index, k)
         # a gray target's real images as the luminance it reads, as its pictures
         imgs = to_uint8_images(self.engine.nets.space.seen(real.images[idx.cpu()])).numpy()
-        top = [
-            (real.source_index(int(i)), float(v), imgs[j])
-            for j, (i, v) in enumerate(zip(idx.tolist(), vals.tolist(), strict=True))
-        ]
-        names = {real.source_index(i): real.name(i) for i in idx.tolist()}
-        return top, {i: n for i, n in names.items() if n is not None}
+        loaded = idx.tolist()
+        places = [real.source_index(i) for i in loaded]  # in the whole set (facets.real_limit samples it)
+        top = [(p, float(v), imgs[j]) for j, (p, v) in enumerate(zip(places, vals.tolist(), strict=True))]
+        names = {p: real.name(i) for p, i in zip(places, loaded, strict=True)}
+        return top, {p: n for p, n in names.items() if n is not None}
 
     def _composite(self, index: int) -> str | None:
         """Unit ``index``'s composite expression (``3 - 5``), None for the layer's own units."""
