@@ -4,7 +4,8 @@ Each subcommand lives in ``atlas/commands/<name>.py`` and exposes ``HELP``, ``ad
 and ``run(args) -> int``. Command modules import only argparse at module level, so ``atlas --help``
 is instant; heavy imports (torch, ray, duckdb) happen inside ``run``.
 
-User errors (:class:`atlas.errors.AtlasError`) print one line, ``atlas: error: ...``, and exit 2.
+User errors (:class:`atlas.errors.AtlasError`) print one line, ``atlas: error: ...``, and exit 2; a run that
+started and failed for a reason outside its input (:class:`atlas.errors.RunFailed`) exits 1.
 """
 
 from __future__ import annotations
@@ -196,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stdout.flush()  # here, not at exit: a reader gone by then is the BrokenPipeError below
     except AtlasError as exc:
         print(f"atlas: error: {exc}", file=sys.stderr)
-        return 2
+        return int(getattr(exc, "exit_code", 2))  # a RunFailed: 1
     except BrokenPipeError:  # e.g. `atlas config | head`: the reader has what it wanted
         _output_gone()
         return 0

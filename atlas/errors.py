@@ -2,7 +2,8 @@
 
 Everything a user can cause (a bad config, a missing weights file, an unknown layer) raises an
 :class:`AtlasError` whose message is one line that names the culprit and what would be valid.
-The CLI prints it as ``atlas: error: <message>`` and exits with status 2, without a traceback.
+The CLI prints it as ``atlas: error: <message>`` and exits with status 2, without a traceback; a
+:class:`RunFailed` (work that started and failed for a reason outside its input) exits with 1.
 """
 
 from __future__ import annotations
@@ -46,7 +47,16 @@ class WorkerSetupError(AtlasError):
     print dozens of lines twice on the driver's console (a user's trial)."""
 
 
-class StorageUnreachable(AtlasError):
+class RunFailed(AtlasError):
+    """Work that started and could not finish for a reason outside its input (every worker died, a shard
+    lost past its retries, no worker alive for ``ray.start_timeout_s``, a crash in a worker): the CLI prints
+    its line as any error's but exits with 1, not 2, so a script or scheduler tells "fix the input" (2) from
+    "run it again" (1); the same command resumes the run."""
+
+    exit_code = 1
+
+
+class StorageUnreachable(RunFailed):
     """A write the store did not take for a reason that passes (a timeout, a dropped connection, throttling,
     a 5xx): a worker's shard that fails so is done again, not the end of the run."""
 

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from atlas.errors import AtlasError, StorageUnreachable, first_line
+from atlas.errors import AtlasError, RunFailed, StorageUnreachable, first_line
 from atlas.pipeline.plan import Shard
 
 IN_FLIGHT_PER_ACTOR = 2  # the next shard is queued while one is written
@@ -216,7 +216,7 @@ class _Pool:
                 )
             else:
                 why = f"the cluster cannot host the actors{self.asks} (see ray status)"
-            raise AtlasError(
+            raise RunFailed(
                 f"no atlas worker has been alive for {self.start_timeout_s:g} s ({starting} waiting to be "
                 f"placed or restarted, the rest dead); {why}; rerun the same command to resume"
             )
@@ -346,7 +346,7 @@ class _Pool:
         self.report.requeued += 1
         self.attempts[shard.id] = self.attempts.get(shard.id, 0) + 1
         if self.attempts[shard.id] > self.max_shard_retries:
-            raise AtlasError(
+            raise RunFailed(
                 f"shard {shard.id} was lost {self.attempts[shard.id]} times (the last time: "
                 f"{cause_line(exc)}); see the Ray logs; rerun the same command to resume"
             ) from None
@@ -363,7 +363,7 @@ class _Pool:
             return
         if init_failed:
             raise AtlasError(f"no atlas worker could start: {cause_line(exc)}") from None
-        raise AtlasError(
+        raise RunFailed(
             f"every atlas worker died (last: {cause_line(exc)}; ray.max_restarts {self.max_restarts}); "
             "see the Ray logs; rerun the same command to resume"
         ) from None
@@ -375,7 +375,7 @@ def _task_failed(exc: Any, slot: _Slot, shard: Shard | None) -> None:
     if isinstance(cause, AtlasError):  # its own message: str() of Ray's wrapper starts with the task header
         raise AtlasError(first_line(cause) or cause_line(exc)) from None
     where = f"shard {shard.id}" if shard is not None else f"worker {slot.index} start-up"
-    raise AtlasError(
+    raise RunFailed(
         f"{where} failed in the worker: {cause_line(exc)} (full traceback in the Ray worker logs, "
         "e.g. /tmp/ray/session_latest/logs/worker-*.err)"
     ) from None

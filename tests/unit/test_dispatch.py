@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+from atlas.errors import RunFailed
 from atlas.pipeline.dispatch import IN_FLIGHT_PER_ACTOR, _Pool
 from atlas.pipeline.plan import plan_shards
 
@@ -98,6 +99,32 @@ def test_an_atlas_error_raised_in_a_shard_reaches_the_user_as_its_own_line():
     with pytest.raises(AtlasError) as raised:
         _task_failed(wrapped, None, None)
     assert str(raised.value) == message
+    assert not isinstance(raised.value, RunFailed)  # a user's error keeps exit status 2
+
+
+def test_failures_outside_the_input_are_run_failures_and_exit_1(monkeypatch, capsys):
+    """Every worker dead or a worker crash ends the run with its one line and exit status 1 (run it again),
+    apart from bad input's 2 (fix it first), so a script or scheduler can tell them apart."""
+    from atlas.cli import main
+    from atlas.commands import sql
+    from atlas.pipeline.dispatch import _task_failed
+
+    pool = _pool(3)
+    slot = pool.slots[0]
+    slot.state = "alive"
+    with pytest.raises(RunFailed, match=r"^every atlas worker died \(last: node died; ray.max_restarts 2\)"):
+        pool._dead(slot, RuntimeError("node died"))
+    with pytest.raises(RunFailed, match=r"^shard fc8-00000 failed in the worker: division by zero"):
+        _task_failed(ZeroDivisionError("division by zero"), slot, pool.pending[0])
+
+    def failed(_args):
+        raise RunFailed("every atlas worker died (last: node died); rerun the same command to resume")
+
+    monkeypatch.setattr(sql, "run", failed)
+    assert main(["sql", "somewhere", "SELECT 1"]) == 1
+    assert capsys.readouterr().err == (
+        "atlas: error: every atlas worker died (last: node died); rerun the same command to resume\n"
+    )
 
 
 def test_a_live_actor_silent_for_ten_slowest_shards_is_killed_and_its_shards_requeued(monkeypatch):
@@ -256,20 +283,18 @@ def test_actors_that_cannot_be_placed_end_the_run_saying_what_each_asks_for(monk
     reservation no node can give waits like a CPU request no node has)."""
     import ray
 
-    from atlas.errors import AtlasError
-
     monkeypatch.setattr(ray, "wait", lambda refs, num_returns, timeout: ([], refs))  # nobody ever answers
     todo = plan_shards({"fc8": [0, 1]}, 1)
     pool = _Pool([_Handle()], todo, 2, 3, 0.01, lambda _r: None, lambda _m: None, each_actor="1 CPU, 3.8 GB")
     pool.last_alive -= 1.0  # the bound has passed
-    with pytest.raises(AtlasError, match=r"cannot host the actors \(each asks for 1 CPU, 3.8 GB\) \(see ray"):
+    with pytest.raises(RunFailed, match=r"cannot host the actors \(each asks for 1 CPU, 3.8 GB\) \(see ray"):
         pool.run()
     hung = _Pool([_Handle()], todo, 2, 3, 0.01, lambda _r: None, lambda _m: None, each_actor="1 CPU, 3.8 GB")
     # its one actor was killed as hung, and never came back
     hung.report.stalled, hung.stall_timeout_s = 1, 20.0
     hung.last_alive -= 1.0
     said = r"1 worker killed as hung \(answered nothing for 20 s\) has not come back: see the Ray logs of its"
-    with pytest.raises(AtlasError, match=said):
+    with pytest.raises(RunFailed, match=said):
         hung.run()
 
 
@@ -367,7 +392,7 @@ def test_a_shard_the_store_did_not_take_for_a_passing_reason_is_done_again():
     )
     for _ in range(2):
         pool._requeue(shard, StorageUnreachable(message))
-    with pytest.raises(AtlasError, match=f"shard {shard.id} was lost 4 times .the last time: cannot write"):
+    with pytest.raises(RunFailed, match=f"shard {shard.id} was lost 4 times .the last time: cannot write"):
         pool._requeue(shard, StorageUnreachable(message))
 
 
