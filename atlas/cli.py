@@ -183,6 +183,18 @@ def _output_gone() -> None:
     os.close(devnull)
 
 
+def _damaged_run_line(exc: BaseException) -> str | None:
+    """A run's damaged Parquet bytes met by any command that reads it (export, a bench): DuckDB's error as
+    one line naming the fix, as `atlas sql` says it (a user's trial: `atlas export` printed a traceback
+    ending "_duckdb.Error: Out of buffer"). None for anything else."""
+    if not type(exc).__module__.lstrip("_").startswith("duckdb"):
+        return None  # duckdb is not imported for a command that never touched it
+    from atlas.store.queries import query_error, reads_damaged_bytes
+
+    first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")
+    return query_error(exc) if reads_damaged_bytes(exc, first) else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from atlas.errors import AtlasError, naming_stdout
 
@@ -204,6 +216,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:  # read-only or full disk, a file where a directory should be, ...
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"atlas: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        damaged = _damaged_run_line(exc)
+        if damaged is None:
+            raise
+        print(f"atlas: error: {damaged}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:  # an Interrupted says how to resume
         try:

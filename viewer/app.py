@@ -206,7 +206,10 @@ def render_page(name: str, ctx: Context) -> None:
     if said:
         st.warning(said, icon=":material/link_off:")
     if ctx.conn.damage:
-        st.warning(data.damaged_note(ctx.conn.damage, ctx.run_dir.uri), icon=":material/broken_image:")
+        layer = state.get("layer") if name in LAYER_PAGES else None  # that layer's damage named first
+        st.warning(
+            data.damaged_note(ctx.conn.damage, ctx.run_dir.uri, layer=layer), icon=":material/broken_image:"
+        )
     try:
         if not ctx.layers and name != "sql":
             overview.render_empty(ctx)

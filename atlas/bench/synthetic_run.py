@@ -39,6 +39,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from atlas.config import config_data_hash
+from atlas.pipeline.plan import plan_shards
 from atlas.sampling.units import Unit
 from atlas.store.manifest import read_json, write_json
 from atlas.store.png import encode_png
@@ -155,11 +156,7 @@ def make_synthetic_run(
         **dict(config_extra or {}),
     }
     config_hash = config_data_hash(config)  # what `atlas verify` checks run.json's config against
-    plan = [
-        (layer, start, min(start + units_per_shard, n))
-        for layer, n in layers.items()
-        for start in range(0, n, units_per_shard)
-    ]
+    plan = plan_shards({layer: list(range(n)) for layer, n in layers.items()}, units_per_shard)  # as a run's
     store.init_run(
         {
             "config": config,
@@ -169,6 +166,8 @@ def make_synthetic_run(
             "git_sha": "0" * 40,
             "models": {"target": "synthetic:target", "generator": "synthetic:generator"},
             "planned_shards": len(plan),
+            "unit_groups": {layer: [list(range(n))] for layer, n in layers.items()},
+            "units_per_shard": units_per_shard,
         }
     )
     pool_rng = np.random.default_rng(seed + 7)
@@ -182,9 +181,10 @@ def make_synthetic_run(
     )
     totals: dict[str, int] = {}
     done = 0
-    for layer, start, stop in plan:
+    for shard in plan:
         if max_shards is not None and done >= max_shards:
             break
+        layer, start, stop = shard.layer, shard.units[0], shard.units[-1] + 1
         rng = np.random.default_rng([_layer_seed(seed, layer), start])
         n_layer = layers[layer]
         rows = _shard_rows(
@@ -195,12 +195,11 @@ def make_synthetic_run(
             add_truth(np.random.default_rng([_layer_seed(seed, layer), start, 16]), layer, rows, image_size)
         if truth and reader:
             add_reading(np.random.default_rng([_layer_seed(seed, layer), start, 17]), rows)
-        shard_id = f"{layer}-{start // units_per_shard:04d}"
-        counts = store.write_shard(shard_id, layer, rows, meta={"seconds": float(rng.uniform(2, 6))})
+        counts = store.write_shard(shard.id, layer, rows, meta={"seconds": float(rng.uniform(2, 6))})
         if not truth:
-            _drop_truth_columns(store, layer, shard_id, ALL_TRUTH_COLUMNS)
+            _drop_truth_columns(store, layer, shard.id, ALL_TRUTH_COLUMNS)
         elif not reader:
-            _drop_truth_columns(store, layer, shard_id, READER_COLUMNS)
+            _drop_truth_columns(store, layer, shard.id, READER_COLUMNS)
         for table, n in counts.items():
             totals[table] = totals.get(table, 0) + n
         done += 1

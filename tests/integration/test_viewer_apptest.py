@@ -412,6 +412,16 @@ def test_a_run_with_a_lost_file_stays_browsable_without_that_shard(runs, tmp_pat
     assert f"atlas verify --repair {run}" in said and not at.error, [e.value for e in at.error]
     grid = app(run, monkeypatch, page="layer", layer="conv3")
     assert not grid.error and 0 < len(grid_tiles(grid)) < 16  # the other conv3 shards' units
+    shown = {tile["unit"] for tile in grid_tiles(grid)}
+    lost_units = data.compact_units(sorted(set(range(16)) - shown))
+    said = f"Units {lost_units} of conv3 are in the damaged shard {shard}, left out"
+    assert said in texts(grid, "caption"), texts(grid, "caption")  # the grid names them
+    first_lost = min(set(range(16)) - shown)
+    unit = app(run, monkeypatch, page="unit", layer="conv3", unit=first_lost)
+    assert f"Unit {first_lost} of conv3 is in the damaged shard {shard}, left out; showing unit" in texts(
+        unit, "alert"
+    )
+    assert f"shard {shard}'s images file is missing" in texts(unit, "alert")  # conv3's page: conv3's damage
     assert len(grid_tiles(app(run, monkeypatch, page="layer", layer="fc8"))) == 10
     sql = app(run, monkeypatch, page="sql")
     assert not sql.error and len(sql.dataframe) == 1
@@ -984,6 +994,21 @@ def test_a_planned_layer_not_written_yet_keeps_its_link(tmp_path, monkeypatch):
     assert "conv3" in picker.options and picker.help.endswith("conv3: not written yet"), picker.help
     odd = app(run, monkeypatch, page="layer", layer="conv9")
     assert "Layer 'conv9' is not in this run" in texts(odd, "alert")
+    overview = app(run, monkeypatch)
+    assert [m.value for m in overview.metric if m.label == "Layers"] == ["1 of 2"]
+
+
+def test_a_planned_unit_of_an_interrupted_run_is_not_written_yet(tmp_path, monkeypatch):
+    """A user's trial: a unit of a shard an interrupted run had not written "is not in layer fc7"."""
+    run = tmp_path / "stopped"
+    make_synthetic_run(run, layers={"fc8": 10}, chains=1, steps=20, max_shards=1)  # units 0-7 of 0-9
+    manifest = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**manifest, "status": "interrupted"}))
+    at = app(run, monkeypatch, page="unit", layer="fc8", unit=9)
+    said = "Unit 9 of fc8 is not written yet (the run is interrupted: the same `atlas run` writes it)"
+    assert f"{said}; showing unit 7." in texts(at, "alert"), texts(at, "alert")
+    grid = app(run, monkeypatch, page="layer", layer="fc8")
+    assert "Units 8-9 of fc8 are not written yet" in texts(grid, "caption")
 
 
 def test_a_grid_page_past_the_last_is_named_and_units_are_listed_compactly(runs, monkeypatch):

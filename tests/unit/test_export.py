@@ -249,3 +249,21 @@ def test_a_silent_units_caption_says_so_as_the_grid_does():
     base = {"unit": 4, "status": "ok", "best_activation": 2.0, "label": None, "kind": "fc"}
     assert _caption({**base, "real_top1_activation": -0.5}, "best", True)[-1] == "no label · silent"
     assert _caption({**base, "real_top1_activation": 1.5}, "best", True)[-1] == "no label"
+
+
+def test_damaged_bytes_in_a_run_are_one_line_naming_the_deep_check(run, tmp_path, capsys):
+    """A user's trial: 4 KB overwritten inside an images file (its size unchanged) made `atlas export`
+    print a traceback ending "_duckdb.Error: Out of buffer"; now one line with the fix, exit 2, no DIR."""
+    import shutil
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(run, damaged)
+    for victim in (damaged / "images").rglob("*.parquet"):
+        data = bytearray(victim.read_bytes())
+        data[4:260] = bytes(b ^ 0x5A for b in data[4:260])  # the first page's header
+        victim.write_bytes(bytes(data))
+    out = tmp_path / "out"
+    assert main(["export", str(damaged), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("atlas: error: reading the run's files failed"), err
+    assert "atlas verify --deep" in err and not out.exists()

@@ -1076,3 +1076,42 @@ def test_the_damaged_note_counts_shards_and_names_another_run():
     assert said.startswith("Run b says it is complete") and "more" not in said and "left out" not in said
     said = data.damaged_note({**two, **only_markers}, "/runs/a")
     assert "(and 1 more damaged shard)" in said  # the missing markers are no shard left out
+    layered = {"conv4-00000": "is damaged: shard conv4-00000's units file is cut short", **two}
+    assert "shard conv4-00000's" in data.damaged_note(layered, "/runs/a")  # no layer: the first
+    said = data.damaged_note(layered, "/runs/a", layer="fc8")  # fc8's pages name an fc8 shard
+    assert said.startswith("This run is damaged: shard fc8-0000's images file") and "(and 2 more" in said
+
+
+def test_planned_units_a_page_cannot_show_say_why():
+    """A user's trial: a damaged or interrupted run's planned units were "not in layer fc7"."""
+    manifest = {
+        "unit_groups": {"fc7": [list(range(32)), [40, 41]]},
+        "units_per_shard": 16,
+        "status": "complete",
+    }
+    assert data.planned_units(manifest, "fc7") == [*range(32), 40, 41] and data.planned_units({}, "fc7") == []
+    damage = {"fc7-00001": "is damaged: x"}
+    held = list(range(16)) + [40, 41]
+    assert data.missing_units(manifest, damage, "fc7", [20, 99], held) == [
+        "Unit 20 of fc7 is in the damaged shard fc7-00001, left out"
+    ]  # 99 is planned by no group: the caller names the layer's range
+    assert data.missing_units(manifest, damage, "fc7", [3, 40], held) == []  # shown
+    interrupted = {**manifest, "status": "interrupted"}
+    said = data.missing_units(interrupted, {}, "fc7", list(range(34)), list(range(16)) + [40, 41])
+    assert said == [
+        "Units 16-31 of fc7 are not written yet (the run is interrupted: the same `atlas run` writes them)"
+    ]
+    both = data.missing_units(
+        {**manifest, "status": "running"},
+        {"fc7-00000": "x"},
+        "fc7",
+        [*range(32), 40, 41],
+        list(range(16, 32)),
+    )
+    assert both == [
+        "Units 0-15 of fc7 are in the damaged shard fc7-00000, left out",
+        "Units 40-41 of fc7 are not written yet (being built: the page fills in as its shards land)",
+    ]
+    assert (
+        data.missing_units({"unit_groups": {"fc7": "junk"}}, {}, "fc7", [1], []) == []
+    )  # a hand-edited run.json

@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from atlas.errors import first_line
+from atlas.errors import AtlasError, first_line
 from atlas.store.catalog import RUN_TABLES, SHARD_PROVENANCE, UNMARKED
 from atlas.store.location import Location
 from atlas.store.queries import printable, reads_damaged_bytes
@@ -284,12 +284,13 @@ def cannot_read(exc: BaseException, run: str, name: str | None = None) -> str:
     )
 
 
-def damaged_note(damage: dict[str, str], run: str, name: str | None = None) -> str:
+def damaged_note(damage: dict[str, str], run: str, name: str | None = None, layer: str | None = None) -> str:
     """The line every page shows over a run whose damaged shards it leaves out (``open_run``'s
-    ``skip_damaged``; ``name``: another run than the page's, Compare's): the first damage, how many more
-    shards, and the fix. Markers missing from a complete run (``UNMARKED``) are no shard left out."""
+    ``skip_damaged``; ``name``: another run than the page's, Compare's): the first damage (one of
+    ``layer``'s shards when it has one: a user on fc7's pages was shown conv4's), how many more shards, and
+    the fix. Markers missing from a complete run (``UNMARKED``) are no shard left out."""
     which = f"Run {name}" if name else "This run"
-    first_key, first = next(iter(damage.items()))
+    first_key, first = min(damage.items(), key=lambda item: not _shard_of(item[0], layer))
     shards = [shard for shard in damage if shard != UNMARKED]
     more = len(shards) - (first_key != UNMARKED)  # beyond the one named
     extra = f" (and {more} more damaged shard{'s' if more != 1 else ''})" if more > 0 else ""
@@ -299,6 +300,72 @@ def damaged_note(damage: dict[str, str], run: str, name: str | None = None) -> s
         f"{which} {first}{extra}: {shown}, the rest is shown. `atlas verify --repair {run}`, then the same "
         "`atlas run`, redoes them."
     )
+
+
+def _shard_of(shard_id: str, layer: str | None) -> bool:
+    """Whether ``shard_id`` (``<layer>-<index>``: atlas.pipeline.plan) is one of ``layer``'s shards."""
+    head, _, index = shard_id.rpartition("-")
+    return layer is not None and head == layer and index.isdigit()
+
+
+def planned_units(manifest: dict[str, Any], layer: str) -> list[int]:
+    """The units of ``layer`` run.json plans (its ``unit_groups``, in plan order; [] when it records none)."""
+    groups = (manifest.get("unit_groups") or {}).get(layer)
+    if not isinstance(groups, list):
+        return []
+    return [u for group in groups if isinstance(group, list) for u in group if isinstance(u, int)]
+
+
+def missing_units(
+    manifest: dict[str, Any], damage: dict[str, str], layer: str, asked: list[int], held: list[int]
+) -> list[str]:
+    """Why units of ``layer`` the run plans are not shown (``asked`` less ``held``): in a damaged shard,
+    left out, or not written yet (the run running, interrupted or stopped). One sentence for each cause (no
+    full stop);
+    units the run never planned are not named (the caller says the layer's range). A user's trial was told
+    a planned unit of a damaged or interrupted run "is not in layer fc7"."""
+    from atlas.pipeline.plan import plan_groups
+
+    groups = (manifest.get("unit_groups") or {}).get(layer)
+    per_shard = manifest.get("units_per_shard")
+    have = set(held)
+    absent = [u for u in dict.fromkeys(asked) if u not in have]
+    if not absent or not isinstance(groups, list) or not isinstance(per_shard, int) or per_shard < 1:
+        return []
+    try:
+        shard_of = {u: shard.id for shard in plan_groups({layer: groups}, per_shard) for u in shard.units}
+    except (AtlasError, TypeError):  # a run.json edited by hand
+        return []
+    lost = [u for u in absent if shard_of.get(u) in damage]
+    unwritten = [u for u in absent if u in shard_of and shard_of[u] not in damage]
+    said = []
+    if lost:
+        shards = list(dict.fromkeys(shard_of[u] for u in lost))
+        which = f"the damaged shard {shards[0]}" if len(shards) == 1 else f"{len(shards)} damaged shards"
+        said.append(f"{_units_text(lost)} of {layer} {_are(lost)} in {which}, left out")
+    if unwritten:
+        status = manifest.get("status")
+        when = (
+            "being built: the page fills in as its shards land"
+            if status == "running"
+            else f"the run is {status or 'not finished'}: the same `atlas run` writes {_them(unwritten)}"
+        )
+        said.append(f"{_units_text(unwritten)} of {layer} {_are(unwritten)} not written yet ({when})")
+    return said
+
+
+def _units_text(units: list[int]) -> str:
+    from viewer.data.units import compact_units
+
+    return f"Unit{'s' if len(units) > 1 else ''} {compact_units(units)}"
+
+
+def _are(units: list[int]) -> str:
+    return "are" if len(units) > 1 else "is"
+
+
+def _them(units: list[int]) -> str:
+    return "them" if len(units) > 1 else "it"
 
 
 def driver_gone(run: Location, status: str | None) -> bool:

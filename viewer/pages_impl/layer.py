@@ -239,6 +239,18 @@ def _tile_box(unit: int, inner: str) -> str:
     return f"<div class='atlas-tile' data-unit='{unit}'>{inner}</div>"
 
 
+def _missing_note(ctx: Context, layer: str, ranges: tuple[tuple[int, int], ...]) -> None:
+    """Units the run plans (within the units filter) that no page can show: in a damaged shard, or not
+    written yet (a user's trial read "no unit matches" for units a damaged shard held)."""
+    asked = [
+        u
+        for u in data.planned_units(ctx.manifest, layer)
+        if not ranges or any(a <= u <= b for a, b in ranges)
+    ]
+    for why in data.missing_units(ctx.manifest, ctx.conn.damage, layer, asked, ctx.ids(layer)):
+        st.caption(f"{why}.")
+
+
 def _nothing_matches(ctx: Context, layer: str) -> None:
     """The empty grid: which filters are on (the layer's unit range beside the units filter) and a button
     that clears them."""
@@ -273,6 +285,7 @@ def render(ctx: Context) -> None:
         st.warning(f"There is no page {asked + 1} of this grid (it has {pages}); showing page {pages}.",
                    icon=":material/link_off:")  # fmt: skip
     state.set_("grid_page", page)
+    _missing_note(ctx, layer, query.units)
     if total == 0:
         _nothing_matches(ctx, layer)
         return

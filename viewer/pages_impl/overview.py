@@ -10,6 +10,7 @@ import streamlit as st
 
 from atlas.errors import AtlasError
 from atlas.provenance import short_sha
+from atlas.store.catalog import UNMARKED
 from viewer import data, state, widgets
 from viewer.context import Context
 
@@ -43,12 +44,18 @@ def _growth(extended: Any) -> list[str]:
 def _header(ctx: Context, failed: int = 0) -> None:
     info = ctx.info
     status = info.get("status") or "unknown"
-    color = {"complete": "orange" if failed else "green", "running": "orange", "interrupted": "red",
+    damaged = sum(shard != UNMARKED for shard in getattr(ctx.conn, "damage", None) or {})  # left out
+    flawed = failed or damaged  # a complete run that is not all there: no green tick (a user's trial)
+    color = {"complete": "orange" if flawed else "green", "running": "orange", "interrupted": "red",
              "incomplete": "red"}.get(status, "gray")  # fmt: skip
     st.title(f"{ctx.run_dir.name}")
-    icon = ":material/check_circle:" if status == "complete" and not failed else None
-    shown = f"{status} · {failed:,} failed unit{'' if failed == 1 else 's'}" if failed else status
-    st.badge(shown, color=color, icon=icon if icon else ":material/warning:" if failed else None)
+    icon = ":material/check_circle:" if status == "complete" and not flawed else None
+    shown = " · ".join(
+        [status]
+        + ([f"{failed:,} failed unit{'' if failed == 1 else 's'}"] if failed else [])
+        + ([f"{damaged:,} damaged shard{'' if damaged == 1 else 's'} left out"] if damaged else [])
+    )
+    st.badge(shown, color=color, icon=icon if icon else ":material/warning:" if flawed else None)
     if status in STATUS_NOTES:
         st.caption(STATUS_NOTES[status])
     elif data.driver_gone(ctx.run_dir, status):
@@ -117,7 +124,10 @@ def _failures(ctx: Context, failed: dict) -> None:
 
 def _numbers(ctx: Context, stats: dict) -> None:
     cols = st.columns(6)
-    cols[0].metric("Layers", len(ctx.layers))
+    unwritten = len(ctx.unwritten_layers)  # a running or stopped run's planned layers count too
+    written = len(ctx.layers)
+    cols[0].metric("Layers", f"{written} of {written + unwritten}" if unwritten else written,
+                   help="layers written of those the run plans" if unwritten else None)  # fmt: skip
     composites = stats.get("composites") or 0
     own = f"of which {composites:,} composite objectives (`3 + 5`)" if composites else None
     cols[1].metric("Units", f"{stats['units']:,}", help=own)

@@ -564,9 +564,9 @@ def render(ctx: Context) -> None:
         state.set_("unit", ids[0])
     elif int(asked) not in ids and ctx.info.get("status") != "running":  # a link to a unit not in the layer
         nearest = min(ids, key=lambda u: (abs(u - int(asked)), u))  # "+" past the last: the last, not 0
-        st.warning(
-            f"Unit {asked} is not in layer {layer} (units {data.compact_units(ids)}); showing unit {nearest}."
-        )
+        why = data.missing_units(ctx.manifest, ctx.conn.damage, layer, [int(asked)], ids)
+        where = why[0] if why else f"Unit {asked} is not in layer {layer} (units {data.compact_units(ids)})"
+        st.warning(f"{where}; showing unit {nearest}.")
         state.set_("unit", nearest)
     top = st.columns([3, 1])
     with top[1]:
@@ -579,8 +579,9 @@ def render(ctx: Context) -> None:
     if steps:
         st.caption(steps[2].capitalize() + ": previous and next follow it.")
     if view.row is None:
-        yet = " (yet)" if ctx.info.get("status") == "running" else ""
-        st.warning(f"Unit {unit} is not in layer {layer}{yet}. Units present: {data.compact_units(ids)}.")
+        why = data.missing_units(ctx.manifest, ctx.conn.damage, layer, [unit], ids)
+        where = why[0] if why else f"Unit {unit} is not in layer {layer}"
+        st.warning(f"{where}. Units present: {data.compact_units(ids)}.")
         return
     if view.row.get("status") not in (None, "ok"):
         st.error(
