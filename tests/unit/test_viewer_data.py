@@ -371,6 +371,9 @@ def test_grid_label_sort_and_filters_match_what_was_written(run):
     ) == len(hits)
     q = data.GridQuery(layer="conv3", sort="unit ↑", label_text="no label", page_size=100)
     assert data.grid_page(conn, q)["unit"].tolist() == sorted(units.loc[units["label"].isna(), "unit"])
+    copied = text[:2] + "\u200b" + text[2:]  # from an overview caption, its hidden break included
+    q = data.GridQuery(layer="conv3", sort="unit ↑", label_text=copied, page_size=100)
+    assert data.grid_count(conn, q) == len(hits)
     results = distinct_pictures(images, chains=written(run_dir, "chains", "conv3"))
     weak = results[results["flags"].str.split(",").apply(lambda f: "weak" in f)]
     q = data.GridQuery(layer="conv3", sort="unit ↑", flag="weak", page_size=100)
@@ -1115,3 +1118,19 @@ def test_planned_units_a_page_cannot_show_say_why():
     assert (
         data.missing_units({"unit_groups": {"fc7": "junk"}}, {}, "fc7", [1], []) == []
     )  # a hand-edited run.json
+
+
+def test_the_label_filter_finds_silent_units_as_the_tiles_name_them(tmp_path):
+    """A user's trial: tiles read "no label · silent" and the label filter `silent` found nothing."""
+    from tests.support.run_edits import set_units_column
+
+    run_dir = tmp_path / "silent"
+    make_synthetic_run(run_dir, layers={"fc8": 10, "conv3": 12}, chains=1, steps=20)
+    set_units_column(run_dir, "real_top1_activation", -0.5, below=4)
+    conn = open_run(run_dir)
+    try:
+        for said in ("silent", "No label · silent"):
+            q = data.GridQuery(layer="conv3", sort="unit ↑", label_text=said, page_size=100)
+            assert data.grid_page(conn, q)["unit"].tolist() == [0, 1, 2, 3], said
+    finally:
+        conn.close()

@@ -151,9 +151,11 @@ def silent_count(conn: Any, layer: str) -> int:
 
 def _truth_where(q: GridQuery, where: list[str], params: list[Any]) -> None:
     """The label and flag filters (only set by the page when the run has those columns)."""
-    text = q.label_text.strip()
+    text = q.label_text.replace("\u200b", "").strip()  # a break the overview's captions hold, when copied
     if text.lower() == "no label":
         where.append("label IS NULL")
+    elif text.lower() in ("silent", "no label · silent"):  # as the tiles say it (a user's trial found none)
+        where.append(SILENT_SQL)
     elif text:
         where.append("contains(lower(coalesce(label, '')), lower(?))")
         params.append(text)

@@ -47,7 +47,8 @@ def _truth_filters(ctx: Context, layer: str, have: data.Truth) -> dict:
     if have.labels:
         out["label_text"] = c1.text_input(
             "Label contains", key=state.grid_widget("label"), placeholder="e.g. hook, colour:, no label",
-            help="substring of the unit's concept label (any case); `no label` lists units without one",
+            help="substring of the unit's concept label (any case); `no label` lists units without one, "
+            "`silent` the silent ones",
             **FIRST_PAGE,
         )  # fmt: skip
     if have.pictures:

@@ -68,7 +68,12 @@ def _result(result: data.ConsoleResult, run: str | None, run_dir: Any = None) ->
     frame = result.frame
     n = len(frame)
     if result.truncated:
-        st.warning(f"Result truncated to the first {MAX_ROWS:,} rows; the download below has them all.")
+        run_uri = getattr(run_dir, "uri", "RUN")
+        st.warning(
+            f"Result truncated to the first {MAX_ROWS:,} rows; the download below has up to "
+            f'{DOWNLOAD_ROWS:,} of them, and `atlas sql {run_uri} "QUERY" --format csv > result.csv` '
+            "streams every row."
+        )
         if run_dir is not None:
             every = f"Download all rows (CSV, up to {DOWNLOAD_ROWS:,})"
             st.download_button(every, lambda: _all_rows_csv(run_dir, result.sql), file_name="atlas-query.csv",
