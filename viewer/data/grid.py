@@ -214,7 +214,7 @@ def grid_order(conn: Any, q: GridQuery) -> list[int]:
 
 
 GRID_TABLE_COLUMNS = (
-    "unit", "kind", "best_activation", "best_log_prob", "best_rank", "facet_count", "judge_label",
+    "layer", "unit", "kind", "best_activation", "best_log_prob", "best_rank", "facet_count", "judge_label",
     "judge_correct", "label", "label_score", "status", "error",
 )  # fmt: skip
 

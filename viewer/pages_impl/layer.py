@@ -252,6 +252,10 @@ def _missing_note(ctx: Context, layer: str, ranges: tuple[tuple[int, int], ...])
         st.caption(f"{why}.")
 
 
+def these_units(n: int) -> str:
+    return "this unit" if n == 1 else f"these {n:,} units"
+
+
 def _nothing_matches(ctx: Context, layer: str) -> None:
     """The empty grid: which filters are on (the layer's unit range beside the units filter) and a button
     that clears them."""
@@ -309,7 +313,7 @@ def render(ctx: Context) -> None:
         _pager(page, pages, total, query.page_size, "_bottom")
     name = f"{ctx.run_dir.name}-{layer}-units.csv"
     st.download_button(  # the table made only when clicked (a callable): no cost to draw the grid
-        f"Download these {total:,} units (CSV)", lambda: data.grid_table(ctx.conn, query).to_csv(index=False),
+        f"Download {these_units(total)} (CSV)", lambda: data.grid_table(ctx.conn, query).to_csv(index=False),
         file_name=name, mime="text/csv", icon=":material/download:", key="grid_download",
         help="every unit this sort and these filters select (all pages), in this order: numbers, judge, "
         "label and status, no pictures (`atlas export` writes the pictures)",
