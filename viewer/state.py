@@ -552,13 +552,22 @@ def params_for(page: str, multi_run: bool) -> dict[str, str]:
     if page in ("unit", "compare") and get("unit") is not None:
         params["unit"] = str(get("unit"))
     own = {
-        "layer": grid_return_params,  # the grid's own page, sort and filters
+        "layer": _grid_page_params,  # the grid's own page, sort and filters
         "compare": compare_params,
         "audit": audit_params,
         "unit": _unit_params,
         "sql": _console_params,
     }.get(page)
     return {**params, **(own() if own else {})}
+
+
+def _grid_page_params() -> dict[str, str]:
+    """The grid's URL: its page, sort and filters; those a tile's link brought while the grid has not been
+    drawn in this session (its widgets take them when it is). Read from the widgets alone, a unit page's
+    grid button switched to the grid's defaults first, and that URL was a history entry Back showed (a
+    user's trial: the grid "with its filters dropped")."""
+    brought = st.session_state.get("nav_grid_return")
+    return dict(brought) if brought else grid_return_params()
 
 
 def _unit_params() -> dict[str, str]:

@@ -11,6 +11,7 @@ from urllib.parse import parse_qsl
 
 import pandas as pd
 import pytest
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from atlas.bench.synthetic_run import make_synthetic_run
@@ -307,8 +308,13 @@ def test_grid_sort_and_filters_survive_a_visit_to_a_unit(runs, monkeypatch):
     assert "href='unit?layer=conv3&amp;unit=5'>permalink</a>" in " ".join(m.value for m in unit.markdown)
     step = "unit_prev_top" if unit.button(key="unit_next_top").disabled else "unit_next_top"  # grid order
     unit.button(key=step).click().run()  # a second run of the unit page, without the grid's widgets
+    switched = []  # the URL the page switch writes: a history entry of its own (Back shows it)
+    original = st.switch_page
+    monkeypatch.setattr(st, "switch_page", lambda page, query_params=None: switched.append(
+        dict(query_params or {})) or original(page, query_params=query_params))  # fmt: skip
     unit.button(key="unit_grid_top").click().run()  # the new session's grid button: the grid as it was
     assert unit.title[0].value == "Layer conv3"
+    assert switched == [grid_url], switched  # not the grid's defaults first (a trial's Back showed those)
     assert (
         unit.selectbox(key="grid_sort").value == "rank ↑" and unit.text_input(key="grid_units").value == "3-9"
     )
