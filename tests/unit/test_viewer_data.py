@@ -1023,10 +1023,14 @@ def test_a_run_that_cannot_be_read_is_sent_to_the_check_that_finds_why():
     from viewer.data import cannot_read
 
     said = cannot_read(duckdb.Error("don't know what type: \x8f\x01"), "/runs/r")
-    assert said.startswith("Cannot read this run: don't know what type: ??.") and "\x8f" not in said
+    assert said.startswith("Cannot read this run: a shard file is damaged (don't know what type: ??).")
+    assert "\x8f" not in said
     assert "`atlas verify --deep /runs/r` names" in said and "`atlas verify --deep --repair /runs/r`" in said
     said = cannot_read(AtlasError("shard fc8-00000's units file is missing"), "/runs/r")
     assert "`atlas verify /runs/r` names" in said and "--deep" not in said
+    own = "run.json is not valid JSON (Expecting value); remove run.json and rerun the same `atlas run`"
+    said = cannot_read(AtlasError(own), "/runs/r", "r")  # its own fix alone (a trial was given two)
+    assert said == f"Cannot read run r: {own}." and "verify" not in said
 
 
 def test_a_running_run_that_no_driver_writes_is_told_apart(tmp_path):

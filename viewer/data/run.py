@@ -272,12 +272,16 @@ def methods(conn: Any) -> list[str]:
 
 
 def cannot_read(exc: BaseException, run: str, name: str | None = None) -> str:
-    """The one line a page shows for a run it cannot read, with the check that finds the cause: a damaged
-    page of a Parquet file (its bytes changed, its size not) is seen only by ``atlas verify --deep``, and a
-    user's trial sent to the plain check was told "0 bad"."""
+    """The one line a page shows for a run it cannot read, with the check that finds the cause (unless the
+    error names its own fix): a damaged page of a Parquet file (its bytes changed, its size not) is seen
+    only by ``atlas verify --deep``, and a user's trial sent to the plain check was told "0 bad"."""
     first = printable(first_line(exc))
-    deep = " --deep" if reads_damaged_bytes(exc, first) or "verify --deep" in first else ""
     which = f"run {name}" if name else "this run"  # ``name``: another run than the page's (Compare's)
+    if any(fix in first for fix in ("rerun", "atlas verify", "atlas run")):  # its own fix: one, not two
+        return f"Cannot read {which}: {first}."  # (a trial read a run.json's fix and verify's together)
+    damaged = reads_damaged_bytes(exc, first)
+    deep = " --deep" if damaged else ""
+    first = f"a shard file is damaged ({first})" if damaged else first  # DuckDB's "Out of buffer"
     return (
         f"Cannot read {which}: {first}. `atlas verify{deep} {run}` names bad shards; `atlas verify{deep} "
         f"--repair {run}` has them redone by the next `atlas run`."
