@@ -111,6 +111,8 @@ def init_from_query_params() -> None:
     if qp.get("unit") is not None and ss["nav_unit"] is None:
         notice(f"The link's unit {qp.get('unit')!r} is not a unit number; showing the layer's first unit.")
     ss["nav_grid_page"] = max(0, _int(qp.get("p"), 1) - 1)
+    if qp.get("p") is not None and _int(qp.get("p"), None) is None:  # as a bad unit is said
+        notice(f"The link's page {qp.get('p')!r} is not a page number; showing the grid's first page.")
     ss["nav_sql"] = qp.get("q")
     if qp.get("frame") == "0":  # the unit page's frame toggle, off
         ss["unit_outline_cell"] = False

@@ -376,7 +376,7 @@ def tuning_chart(
         y=alt.Y(
             "concept:N",
             sort=list(data["concept"]),
-            title="concept (ordered by AUROC, under either measure)",  # the same order under either metric
+            title="concept (by AUROC)",  # the same order under either metric; longer was cut at the axis
             axis=alt.Axis(labelOverlap=False, labelLimit=260),  # whole names: colour:yellow@here
         ),
         color=alt.Color(

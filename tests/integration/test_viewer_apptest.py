@@ -1020,5 +1020,7 @@ def test_a_planned_unit_of_an_interrupted_run_is_not_written_yet(tmp_path, monke
 def test_a_grid_page_past_the_last_is_named_and_units_are_listed_compactly(runs, monkeypatch):
     at = app(runs / "alpha", monkeypatch, page="layer", layer="fc8", p=999)
     assert "There is no page 999 of this grid (it has 1); showing page 1." in texts(at, "alert")
+    junk = app(runs / "alpha", monkeypatch, page="layer", layer="fc8", p="abc")
+    assert "The link's page 'abc' is not a page number; showing the grid's first page." in texts(junk, "alert")
     unit = app(runs / "alpha", monkeypatch, page="unit", layer="conv3", unit=81)
     assert "Unit 81 is not in layer conv3 (units 0-15)" in texts(unit, "alert")

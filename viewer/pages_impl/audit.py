@@ -37,10 +37,10 @@ def _controls(ctx: Context, layer: str) -> tuple[tuple[str, ...], str | None, st
 def _summary(ctx: Context, kinds: tuple[str, ...]) -> None:
     st.subheader("Per layer")
     summary = data.flag_summary(ctx.conn, kinds)
-    summary = summary.assign(flagged_share=(summary["flagged_share"] * 100).round())  # whole percents
+    summary = summary.assign(flagged_share=summary["flagged_share"] * 100)  # 2 of 415 is 0.5 %, not "0%"
     st.dataframe(summary, hide_index=True, column_config={
         "flagged": "flagged pictures",
-        "flagged_share": st.column_config.ProgressColumn("share flagged", format="%.0f%%", min_value=0,
+        "flagged_share": st.column_config.ProgressColumn("share flagged", format="%.1f%%", min_value=0,
                                                          max_value=100, width="small"),
         "flagged_units": st.column_config.NumberColumn("flagged units", help="units with a flagged picture"),
         "failed_units": st.column_config.NumberColumn("failed units", help="units that failed: no pictures"),
