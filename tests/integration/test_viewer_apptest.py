@@ -495,6 +495,8 @@ def test_sql_console(runs, monkeypatch):
     at.selectbox(key="sql_example").set_value("a unit's trajectory").run()
     assert "FROM steps" in at.text_area(key="sql_text").value and "q" not in at.query_params
     assert not at.error and "step" in at.dataframe[0].value.columns  # the picked example ran
+    at.selectbox(key="sql_example").set_value("your query").run()  # and back: the user's own text
+    assert at.text_area(key="sql_text").value == "SELECT * FROM read_csv('/etc/passwd')"
     at.text_area(key="sql_text").set_value("SELECT layer, unit, png FROM images ORDER BY unit LIMIT 3").run()
     shown = at.dataframe[0].value  # pictures drawn, and each row's unit page linked
     assert all(v.startswith("data:image/png;base64,") for v in shown["png"])
@@ -1021,6 +1023,8 @@ def test_a_grid_page_past_the_last_is_named_and_units_are_listed_compactly(runs,
     at = app(runs / "alpha", monkeypatch, page="layer", layer="fc8", p=999)
     assert "There is no page 999 of this grid (it has 1); showing page 1." in texts(at, "alert")
     junk = app(runs / "alpha", monkeypatch, page="layer", layer="fc8", p="abc")
-    assert "The link's page 'abc' is not a page number; showing the grid's first page." in texts(junk, "alert")
+    assert "The link's page 'abc' is not a page number; showing the grid's first page." in texts(
+        junk, "alert"
+    )
     unit = app(runs / "alpha", monkeypatch, page="unit", layer="conv3", unit=81)
     assert "Unit 81 is not in layer conv3 (units 0-15)" in texts(unit, "alert")

@@ -22,17 +22,23 @@ OWN = state.OWN_QUERY  # the example box once the text is the user's own (also w
 
 
 def _load_example() -> None:
+    """The example picked into the box; "your query" brings back the user's own text (a user's trial lost
+    it to an example, with no way back but the browser's Back)."""
     name = st.session_state.get("sql_example")
     template = data.EXAMPLE_QUERIES.get(name)
-    if template:
+    if name == OWN and st.session_state.get("sql_own_text"):
+        st.session_state["sql_text"] = st.session_state["sql_own_text"]
+    elif template:
         layer = state.get("layer") or "fc8"
         unit = state.get("unit") if state.get("unit") is not None else 0
         st.session_state["sql_text"] = template.format(layer=layer, unit=unit)
 
 
 def _own_text() -> None:
-    """The text was edited: it is the user's own query now (and goes into the URL as ?q=)."""
+    """The text was edited: it is the user's own query now (and goes into the URL as ?q=), kept apart so
+    that picking "your query" after an example brings it back."""
     st.session_state["sql_example"] = OWN
+    st.session_state["sql_own_text"] = st.session_state.get("sql_text")
 
 
 def unit_links(frame: pd.DataFrame, run: str | None = None) -> list[str | None] | None:
@@ -109,6 +115,7 @@ def render(ctx: Context) -> None:
         linked = st.session_state.pop("nav_sql", None)  # ?q= of the session's first URL, used once
         if linked:
             st.session_state["sql_example"], st.session_state["sql_text"] = OWN, linked
+            st.session_state["sql_own_text"] = linked
         else:
             st.session_state["sql_example"] = "mean activation per layer"
             _load_example()
