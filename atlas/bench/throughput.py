@@ -179,17 +179,23 @@ def _stretch(
 
 def _marginal_step_seconds(
     engine: Engine, layer: str, units: list[int], steps: tuple[int, int], device: torch.device, repeats: int
-) -> float:
-    """Median over repeats of (t(s2) - t(s1)) / (s2 - s1); t(s2) / s2 when noise makes it <= 0."""
-    diffs, longs = [], []
+) -> tuple[float, float]:
+    """(seconds a step, unsteadiness): (min t(s2) - min t(s1)) / (s2 - s1) over ``repeats`` interleaved
+    pairs, min t(s2) / s2 when that is <= 0, and how far the repeats of t(s2) spread, (max - min) / min.
+
+    The fastest of each is the one other work on the cores slowed least. A median of per-pair differences
+    took one noisy pair's small difference for a fast step: a user's trial on busy cores read B=16 at 51
+    and then 2,096 chain-steps/s in one process, and speedups of 400-590x."""
+    shorts, longs = [], []
     for _ in range(repeats):
-        t1 = _timed(engine, layer, units, steps[0], device)
-        t2 = _timed(engine, layer, units, steps[1], device)
-        diffs.append((t2 - t1) / (steps[1] - steps[0]))
-        longs.append(t2 / steps[1])
-    diffs.sort()
-    med = diffs[len(diffs) // 2]
-    return med if med > 0 else min(longs)
+        shorts.append(_timed(engine, layer, units, steps[0], device))
+        longs.append(_timed(engine, layer, units, steps[1], device))
+    marginal = (min(longs) - min(shorts)) / (steps[1] - steps[0])
+    per_step = marginal if marginal > 0 else min(longs) / steps[1]
+    return per_step, (max(longs) - min(longs)) / min(longs)
+
+
+UNSTEADY = 0.25  # repeats whose longest took this much longer than their shortest: a rate marked unsteady
 
 
 def run_throughput(
@@ -205,6 +211,22 @@ def run_throughput(
     """{"methods": {name: {"by_batch": {B: chain_steps_per_s}, "best_batch", "speedup",
     "ms_per_step": {B: ms},
     "gflop_per_chain_step", "gflops": {B: GFLOP/s}, ["tflops", "mfu"]}}, "device", "threads", ...}."""
+    from atlas.toyworld.loops import threads
+
+    with threads(setup.compute.threads or torch.get_num_threads()):  # compute.threads, as a worker's
+        return _run_throughput(setup, batches, steps, min_seconds, methods, budget_s, repeats, log)
+
+
+def _run_throughput(
+    setup: ThroughputSetup,
+    batches: list[int] | None,
+    steps: tuple[int, int],
+    min_seconds: float,
+    methods: list[str] | None,
+    budget_s: float | None,
+    repeats: int,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
     device = resolve_device(setup.compute.device)
     batches = list(batches or DEFAULT_BATCHES)
     all_methods = methods_for(setup)
@@ -234,6 +256,7 @@ def run_throughput(
             "by_batch": {},
             "ms_per_step": {},
             "timed_steps": {},
+            "spread": {},  # (slowest - fastest) / fastest repeat: above UNSTEADY the rate is marked
             "gflops": {},
             "gflop_per_chain_step": flops / 1e9,
         }
@@ -245,15 +268,17 @@ def run_throughput(
             units = [u % n_units for u in range(b)]
             _timed(engine, setup.layer, units, 1, device)  # warm-up (allocator, compile)
             stretch = _stretch(engine, setup.layer, units, steps, device, min_seconds)
-            per_step = _marginal_step_seconds(engine, setup.layer, units, stretch, device, repeats)
+            per_step, spread = _marginal_step_seconds(engine, setup.layer, units, stretch, device, repeats)
             rate = b / per_step
             row["by_batch"][b] = rate
+            row["spread"][b] = spread
             row["ms_per_step"][b] = per_step * 1e3
             row["timed_steps"][b] = stretch[1] - stretch[0]
             row["gflops"][b] = rate * flops / 1e9
             log(
                 f"{name:<13} batch {b:>4}: {rate:9.1f} chain-steps/s, {per_step * 1e3:8.2f} ms/step, "
                 f"{rate * flops / 1e9:8.2f} GFLOP/s"
+                + (f" (unsteady: repeats {spread:+.0%})" if spread > UNSTEADY else "")
             )
         best = max(row["by_batch"], key=row["by_batch"].get)
         row["best_batch"] = best
@@ -285,15 +310,25 @@ def format_table(report: dict[str, Any]) -> str:
     head = f"{'method':<14}" + "".join(f"{'B=' + str(b):>10}" for b in batches) + f"{'best':>7}{'speedup':>9}"
     head += f"{'GFLOP/step':>12}{'GFLOP/s':>10}" + (f"{'of peak':>9}" if report.get("peak_tflops") else "")
     lines += [head, "-" * len(head)]
+    unsteady = False
     for name, m in report["methods"].items():
-        cells = "".join(f"{m['by_batch'].get(b, float('nan')):>10.1f}" for b in batches)
-        speedup = f"{m['speedup']:>8.1f}x" if math.isfinite(m["speedup"]) else f"{'-':>9}"  # no batch 1
+        marks = {b: "*" if m.get("spread", {}).get(b, 0) > UNSTEADY else " " for b in m["by_batch"]}
+        unsteady |= "*" in marks.values()
+        cells = "".join(f"{m['by_batch'].get(b, float('nan')):>9.1f}{marks.get(b, ' ')}" for b in batches)
+        shaky = "*" if "*" in (marks.get(1), marks.get(m["best_batch"])) else "x"
+        speedup = f"{m['speedup']:>8.1f}{shaky}" if math.isfinite(m["speedup"]) else f"{'-':>9}"  # no B=1
         line = f"{name:<14}{cells}{m['best_batch']:>7}{speedup}"
         line += f"{m['gflop_per_chain_step']:>12.4f}{m['gflops'][m['best_batch']]:>10.2f}"
         if "mfu" in m:
             line += f"{m['mfu'] * 100:>8.1f}%"
         lines.append(line)
     lines.append("(chain-steps/s; ms/step and GFLOP/s per batch in the JSON)")
+    if unsteady:
+        lines.append(
+            f"* unsteady: the slowest of its repeats took over {UNSTEADY:.0%} longer than the fastest (other "
+            "work on the cores); the rate is the fastest repeats', a speedup marked * leans on one: rerun on "
+            "idle cores before quoting it"
+        )
     cpus = (report.get("machine") or {}).get("cpus") or os.cpu_count() or 1
     busy = busy_note(report.get("load_before"), report.get("load_after"), cpus, int(report["threads"]))
     if busy:

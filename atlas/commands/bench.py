@@ -407,6 +407,9 @@ def _throughput(args: argparse.Namespace) -> int:
     from atlas.config.execution import ComputeConfig
 
     most = next(m.le for m in ComputeConfig.model_fields["batch_size"].metadata if hasattr(m, "le"))
+    twice = sorted({b for b in batches if batches.count(b) > 1})
+    if twice:  # the table keeps one rate a batch: the second measure had replaced the first, unsaid
+        raise AtlasError(f"--batches: {text!r} names {', '.join(map(str, twice))} twice; name each size once")
     if not batches or min(batches) < 1 or max(batches) > most:
         raise AtlasError(
             f"--batches: {text!r} has a size out of range; give batch sizes from 1 to {most} "

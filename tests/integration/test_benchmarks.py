@@ -7,6 +7,7 @@ import math
 import re
 
 import pytest
+import torch
 
 from atlas.bench.colour import COLOUR_NAMES
 from atlas.bench.quality import METRICS, diversity_ratios
@@ -86,15 +87,28 @@ def test_diversity_ratios_compare_every_ppgn_with_every_dgn():
 def test_throughput_bench_json(micro_cache, tmp_path, capsys):
     out = tmp_path / "t.json"
     argv = ["bench", "throughput", "--preset", "micro", "--cache-dir", micro_cache]
-    argv += ["--batches", "1,4", "--methods", "dgn_am,pixel", "--json", str(out)]
+    argv += [
+        "--batches",
+        "1,4",
+        "--methods",
+        "dgn_am,pixel",
+        "--json",
+        str(out),
+        "--set",
+        "compute.threads=1",
+    ]
+    threads = torch.get_num_threads()
     assert main(argv) == 0
     assert "speedup" in capsys.readouterr().out
+    assert torch.get_num_threads() == threads  # restored
     report = json.loads(out.read_text())
     assert set(report["methods"]) == {"dgn_am", "pixel"}
     for m in report["methods"].values():
         assert set(m["by_batch"]) == {"1", "4"} and all(v > 0 for v in m["by_batch"].values())
         assert m["best_batch"] in (1, 4) and m["speedup"] > 0
     assert report["autocast"] in ("float32", "bfloat16")
+    assert report["threads"] == 1  # compute.threads, as a worker takes it (a trial's was ignored)
+    assert all(set(m["spread"]) == {"1", "4"} for m in report["methods"].values())
 
 
 def test_bench_bad_input_is_one_line_exit_2(micro_cache, capsys):

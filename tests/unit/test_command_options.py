@@ -538,6 +538,41 @@ def test_a_speed_table_says_when_the_machine_was_busy():
     assert "busy" not in format_table(quiet)
 
 
+def test_a_step_time_is_the_fastest_repeats_and_unsteady_rates_are_marked(monkeypatch):
+    """A user's trial on busy cores: the median of per-pair differences read one noisy pair's small
+    difference as a fast step (B=16 at 51, then 2,096 chain-steps/s; speedups of 400-590x)."""
+    from atlas.bench import throughput
+
+    times = iter([1.8, 2.0, 1.9, 2.0, 1.0, 3.0])  # (t(2), t(12)) three times: two short runs slowed
+    monkeypatch.setattr(throughput, "_timed", lambda *_a: next(times))
+    per_step, spread = throughput._marginal_step_seconds(None, "fc8", [0], (2, 12), None, 3)
+    assert per_step == pytest.approx((2.0 - 1.0) / 10)  # fastest long - fastest short, not the 0.02 median
+    assert spread == pytest.approx(0.5)  # the slowest long took 1.5x the fastest
+    row = {"by_batch": {1: 10.0, 16: 400.0}, "best_batch": 16, "speedup": 40.0, "gflop_per_chain_step": 0.09,
+           "gflops": {1: 0.9, 16: 36.0}, "spread": {1: 0.05, 16: 0.8}}  # fmt: skip
+    report = {"device": "cpu", "threads": 2, "methods": {"dgn_am": row}}
+    table = format_table_of(report)
+    line = next(ln for ln in table.splitlines() if ln.startswith("dgn_am"))
+    assert "10.0 " in line and "400.0*" in line and "40.0*" in line  # B=16 unsteady, and the speedup on it
+    assert "* unsteady: the slowest of its repeats took over 25% longer" in table
+    steady = {**report, "methods": {"dgn_am": {**row, "spread": {1: 0.05, 16: 0.1}}}}
+    assert "40.0x" in format_table_of(steady) and "unsteady" not in format_table_of(steady)
+
+
+def format_table_of(report: dict) -> str:
+    from atlas.bench.throughput import format_table
+
+    return format_table(report)
+
+
+def test_batches_named_twice_are_refused(capsys):
+    from atlas.cli import main
+
+    assert main(["bench", "throughput", "--batches", "16,128,16"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "atlas: error: --batches: '16,128,16' names 16 twice; name each size once", err
+
+
 def test_the_viewer_bench_keeps_its_columns_for_long_layer_names_and_counts_the_units_timed(tmp_path, capsys):
     import argparse
 
