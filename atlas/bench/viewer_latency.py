@@ -144,9 +144,15 @@ def run(args: argparse.Namespace) -> int:
         tmp = tempfile.mkdtemp(prefix="atlas-bench-viewer-")
         run_dir = Path(tmp) / "run"
     try:
+        if (run_dir / "run.json").is_file() and not _check_reusable(
+            run_dir, images if getattr(args, "images", None) else None
+        ):  # the bench's own run, its build interrupted: measured, it had passed on a part (a user's trial)
+            print(
+                f"the run in --keep {run_dir} was left unfinished (its build was stopped); building it again"
+            )
+            shutil.rmtree(run_dir)
         if (run_dir / "run.json").is_file():
-            build = {"reused": str(run_dir)}
-            _check_reusable(run_dir, images if getattr(args, "images", None) else None)
+            build = {"reused": str(run_dir), "rows": _rows(run_dir)}
         elif keep and run_dir.is_dir() and any(run_dir.iterdir()):
             raise AtlasError(
                 f"--keep: {keep} holds other files; give a new or empty folder (or one this bench built, "
@@ -163,16 +169,19 @@ def run(args: argparse.Namespace) -> int:
     return _report(res, build, args)
 
 
-def _check_reusable(run_dir: Path, images: int | None) -> None:
+def _check_reusable(run_dir: Path, images: int | None) -> bool:
     """A --keep folder's run is reused only when this bench built it (a real run: --run measures it), and
-    an --images given must be what it holds (it is not rebuilt)."""
+    an --images given must be what it holds (it is not rebuilt); False when its build never finished."""
     from atlas.store.manifest import read_manifest
 
-    config = read_manifest(run_dir).get("config") or {}
+    manifest = read_manifest(run_dir)
+    config = manifest.get("config") or {}
     if not (isinstance(config, dict) and config.get("synthetic")):
         raise AtlasError(
             f"--keep: {run_dir} holds a run this bench did not build; measure it with --run {run_dir}"
         )
+    if manifest.get("status") != "complete":
+        return False  # rebuilt at the size asked
     if images is not None:
         units = sum(int(n) for n in (config.get("layers") or {}).values())
         built = units * IMAGES_PER_UNIT
@@ -181,6 +190,18 @@ def _check_reusable(run_dir: Path, images: int | None) -> None:
                 f"--images {images:,}: the run in --keep {run_dir} was built with about {built:,}; give a "
                 "new --keep folder to build another size (or drop --images to measure it again)"
             )
+    return True
+
+
+def _rows(run_dir: Path) -> dict[str, int]:
+    """The rows of each table a reused run holds (what a build reports)."""
+    from atlas.store.catalog import open_run
+
+    conn = open_run(run_dir)
+    try:
+        return {t: int(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]) for t in ("units", "images")}
+    finally:
+        conn.close()
 
 
 def _report(res: dict[str, Any], build: dict[str, Any], args: argparse.Namespace) -> int:

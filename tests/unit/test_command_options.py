@@ -481,6 +481,20 @@ def test_bench_viewer_keep_reuses_only_its_own_run_of_the_size_asked(tmp_path, c
     make_synthetic_run(mine, layers={"conv5": 100}, chains=1, steps=4, images_per_chain=2, real_k=0)
     says = "--images 100,000: the run in --keep"
     assert_user_error(cli(capsys, "bench", "viewer", "--keep", str(mine), "--images", "100000"), says)
+    half = tmp_path / "half"  # a build that was stopped: measured, it passed on a part of the run
+    make_synthetic_run(half, layers={"fc8": 16, "conv5": 16}, chains=1, steps=4, images_per_chain=2, real_k=0,
+                       max_shards=1)  # fmt: skip
+    proc = cli(
+        capsys, "bench", "viewer", "--keep", str(half), "--images", "3000", "--units", "2", "--repeat", "1"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        f"the run in --keep {half} was left unfinished (its build was stopped); building it again"
+        in proc.stdout
+    )
+    from atlas.store.manifest import read_manifest
+
+    assert read_manifest(half)["status"] == "complete"
 
 
 def test_the_ray_throughput_bench_starts_its_own_local_instance(monkeypatch):
