@@ -20,7 +20,9 @@ import uuid
 from typing import Any
 
 from atlas.bench import REPO_CONFIGS, write_json
+from atlas.errors import Interrupted
 from atlas.tables import format_table
+from atlas.toyworld.machine import busy_note, describe, load_average, machine_info
 
 
 def _config(args: argparse.Namespace, out_dir: str, workers: int, name: str):
@@ -55,12 +57,17 @@ def _local_s3() -> tuple[str, Any]:
 
 def _measure(args: argparse.Namespace, out_dir: str, workers: int) -> dict[str, Any]:
     from atlas.pipeline import run_atlas
+    from atlas.store.location import open_location
+    from atlas.store.manifest import read_manifest
 
-    cfg = _config(args, out_dir, workers, f"bench-{workers}-{uuid.uuid4().hex[:8]}")
+    name = f"bench-{workers}-{uuid.uuid4().hex[:8]}"
+    cfg = _config(args, out_dir, workers, name)
     started = time.perf_counter()
     summary = run_atlas(cfg, progress=False, log=lambda *_: None)
     wall = time.perf_counter() - started
+    precision = read_manifest(open_location(f"{out_dir.rstrip('/')}/{name}")).get("cpu_autocast") or {}
     return {
+        "precision": ", ".join(sorted(set(precision.values()))) or str(cfg.compute.autocast),
         "units": summary["units"],
         "chains": summary["chains"],
         "steps": cfg.sampler.steps,
@@ -79,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
     repeat = max(1, int(getattr(args, "repeat", 1) or 1))
     from atlas.pipeline import cluster
 
+    load_before = load_average()
     owned = cluster.connect(None)  # a new local instance (or RAY_ADDRESS's), never a stale recorded cluster
     settings = [("local", 1), ("local", 2)] + ([("store", 2)] if store else [])
     results: dict[tuple[str, int], list[dict[str, Any]]] = {s: [] for s in settings}
@@ -88,29 +96,53 @@ def run(args: argparse.Namespace) -> int:
                 for where, workers in settings:
                     out = store if where == "store" else tmp
                     results[(where, workers)].append(_measure(args, out, workers))
+    except KeyboardInterrupt as exc:  # not a run of the user's: nothing to resume (its message said so)
+        raise Interrupted(
+            "interrupted: the bench's runs are removed", getattr(exc, "exit_code", 130)
+        ) from None
     finally:
         if server is not None:
             server.stop()
         if owned:
             ray.shutdown()
-    report: dict[str, Any] = {"cpus": os.cpu_count(), "repeat": repeat, "store": store, "settings": {}}
+    machine = machine_info()
+    report: dict[str, Any] = {
+        "cpus": os.cpu_count(),
+        "repeat": repeat,
+        "store": store,
+        "settings": {},
+        "machine": machine,  # CPU model and flags: a speed figure is quoted with them
+        "load_before": load_before,
+        "load_after": load_average(),
+    }
     rows = []
     for (where, workers), runs in results.items():
         upm = statistics.median(r["units_per_min"] for r in runs)
         first = runs[0]
         report["settings"][f"{where}-{workers}"] = {"runs": runs, "units_per_min": upm}
         label = "local dir" if where == "local" else store
-        rows.append((label, workers, first["threads_per_actor"], first["units"], first["steps"], upm))
-    print(
-        format_table(
-            ["store", "actors", "threads/actor", "units", "steps", "units/min"], rows, align_right=range(1, 6)
+        rows.append(
+            (
+                label,
+                workers,
+                first["threads_per_actor"],
+                first["precision"],
+                first["units"],
+                first["steps"],
+                upm,
+            )
         )
-    )
+    print(describe(machine))
+    columns = ["store", "actors", "threads/actor", "precision", "units", "steps", "units/min"]
+    print(format_table(columns, rows, align_right=[1, 2, 4, 5, 6]))
     per = {k: v["units_per_min"] for k, v in report["settings"].items()}
     report["ratio_2_vs_1"] = round(per["local-2"] / per["local-1"], 3)
     print(f"2 actors / 1 actor: {report['ratio_2_vs_1']:.2f}x  ({os.cpu_count()} CPUs; end to end)")
     if store:
         report["ratio_store_vs_local"] = round(per["store-2"] / per["local-2"], 3)
         print(f"{store} / local directory (2 actors): {report['ratio_store_vs_local']:.2f}x")
+    busy = busy_note(load_before, report["load_after"], machine["cpus"], machine["cpus"])
+    if busy:
+        print(busy)
     write_json(args.json, report)
     return 0

@@ -180,3 +180,16 @@ def test_objectives_bench_pairs_contrasts_and_diversity(micro_cache, tmp_path, c
     assert set(m["diversity"]) == {"0.0", "30.0", "300.0"}
     assert all(0.0 <= d["recognizability"] <= 1.0 and d["diversity"] > 0 for d in m["diversity"].values())
     assert main([*argv[:4], "--methods", "ga"]) == 2  # gradient methods only: a one-line error
+
+
+def test_ray_throughput_says_machine_precision_and_load(ray_session, micro_cache, tmp_path, capsys):
+    """A user's trial: `bench throughput --ray` printed units/min with no machine, precision or load."""
+    out = tmp_path / "ray.json"
+    argv = ["bench", "throughput", "--ray", "--preset", "micro", "--cache-dir", micro_cache]
+    assert main([*argv, "--set", "sampler.steps=3", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "flags:" in printed and "precision" in printed.splitlines()[1]
+    report = json.loads(out.read_text())
+    assert report["machine"]["cpus"] >= 1 and "load_before" in report and report["ratio_2_vs_1"] > 0
+    run = report["settings"]["local-1"]["runs"][0]
+    assert run["precision"] in ("bf16", "fp32", "float32", "bfloat16", "fp16") and run["units"] > 0, run

@@ -603,3 +603,23 @@ def test_the_viewer_bench_keeps_its_columns_for_long_layer_names_and_counts_the_
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith(("layer ", "fc8 ", "layer3"))]
     assert len(lines) > 2 and len({ln.index(" unit page") for ln in lines if " unit page" in ln}) == 1
     assert len({len(ln) for ln in lines}) == 1, lines  # every row as wide as the header: columns line up
+
+
+def test_an_interrupted_ray_throughput_bench_says_nothing_resumes(monkeypatch):
+    """Its runs' Ctrl-C said "the same `atlas run` resumes from there": the user ran no `atlas run`, and the
+    bench's runs are removed."""
+    import argparse
+
+    from atlas.bench import ray_throughput
+    from atlas.errors import Interrupted
+    from atlas.pipeline import cluster
+
+    monkeypatch.setattr(cluster, "connect", lambda _address: False)
+
+    def stopped(*_args):
+        raise Interrupted("interrupted: 4 of 9 shards complete; the same `atlas run` resumes from there", 143)
+
+    monkeypatch.setattr(ray_throughput, "_measure", stopped)
+    with pytest.raises(Interrupted) as caught:
+        ray_throughput.run(argparse.Namespace(store=None, repeat=1))
+    assert str(caught.value) == "interrupted: the bench's runs are removed" and caught.value.exit_code == 143
