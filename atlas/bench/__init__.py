@@ -18,6 +18,32 @@ def _strict(value: Any) -> Any:
     return value
 
 
+def provenance(compute: Any = None, config: str | None = None) -> dict[str, Any]:
+    """What a bench report needs to be read later (a user's trial could not tell which machine and
+    precision made a quality figure): the command line, the config, the machine (CPU model and flags), the
+    precision its chains ran in (``compute``'s autocast resolved on this device), the load and the code."""
+    import sys
+    from datetime import UTC, datetime
+
+    from atlas.provenance import git_sha
+    from atlas.sampling.compute import ComputeSetup, resolve_device
+    from atlas.toyworld.machine import load_average, machine_info
+
+    precision = None
+    if compute is not None:
+        dtype = ComputeSetup.resolve(compute, resolve_device(compute.device)).dtype
+        precision = str(dtype).removeprefix("torch.") if dtype is not None else "float32"
+    return {
+        "command": ["atlas", *sys.argv[1:]],
+        "config": config,
+        "precision": precision,
+        "machine": machine_info(),
+        "load_at_end": load_average(),
+        "git_sha": git_sha(),
+        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
 def write_json(path: str | None, report: dict) -> None:
     """``--json PATH``: the report as indented JSON, written whole or not at all (no path: nothing); a value
     that is no number (NaN, inf) is null."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from atlas.bench import write_json
+from atlas.bench import provenance, write_json
 from atlas.commands.options import positive_int
 from atlas.toyworld.presets import PRESETS
 
@@ -292,7 +292,7 @@ def _quality(args: argparse.Namespace) -> int:
         setup, seeds=args.seeds or 3, out_dir=args.out, methods=names, common_start=not args.no_common_start
     )
     print(format_table(report))
-    write_json(args.json, report)
+    write_json(args.json, {**report, "provenance": provenance(setup.compute, args.config)})
     return 0
 
 
@@ -346,7 +346,7 @@ def _product(args: argparse.Namespace) -> int:
         cfg = replace(cfg, sampler=replace(cfg.sampler, steps=args.steps))
     report = run_product(cfg, max_units=args.max_units, out_dir=args.out)
     print(format_product(report))
-    write_json(args.json, report)
+    write_json(args.json, {**report, "provenance": provenance(cfg.compute, args.config)})
     return 0
 
 
@@ -376,9 +376,10 @@ def _objectives(args: argparse.Namespace) -> int:
         ("dgn_am", "ppgn_h", "pixel", "fourier", "maco", "accentuation"),
         "its diversity term is a gradient term, and ga and cmaes use no gradients",
     )
-    report = run_objectives(load_config(_demo_unless(args.config), _with_cache_dir(args)), methods)
+    cfg = load_config(_demo_unless(args.config), _with_cache_dir(args))
+    report = run_objectives(cfg, methods)
     print(format_table(report))
-    write_json(args.json, report)
+    write_json(args.json, {**report, "provenance": provenance(cfg.compute, _demo_unless(args.config))})
     return 0
 
 
@@ -388,9 +389,10 @@ def _truth(args: argparse.Namespace) -> int:
     from atlas.config import CODE_METHODS, PIXEL_METHODS, load_config
 
     methods = _known_methods(args.methods, CODE_METHODS + PIXEL_METHODS)
-    report = run_truth(load_config(_demo_unless(args.config), _with_cache_dir(args)), methods, args.max_units)
+    cfg = load_config(_demo_unless(args.config), _with_cache_dir(args))
+    report = run_truth(cfg, methods, args.max_units)
     print(format_table(report))
-    write_json(args.json, report)
+    write_json(args.json, {**report, "provenance": provenance(cfg.compute, _demo_unless(args.config))})
     return 0
 
 
