@@ -36,10 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--images",
         type=int_in(1, MAX_IMAGES, "images"),
         metavar="N",
-        help="images in the synthetic run (default 100k)",
+        help="images in the synthetic run (default 100000)",
     )
-    parser.add_argument("--units", type=positive_int, default=25, help="units timed per layer")
-    parser.add_argument("--repeat", type=positive_int, default=3, help="timed repetitions per unit")
+    parser.add_argument("--units", type=positive_int, default=25, help="units timed per layer (default 25)")
+    parser.add_argument(
+        "--repeat", type=positive_int, default=3, help="timed repetitions per unit (default 3)"
+    )
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--keep", metavar="DIR", help="build (or reuse) the run here instead of a temp dir")
     parser.add_argument(

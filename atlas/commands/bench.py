@@ -260,6 +260,9 @@ def _check_paths(args: argparse.Namespace) -> None:
             folder = str(Path(folder).expanduser())
             check_writable_dir(folder, f"--{option}")
             setattr(args, option, folder)
+    run = getattr(args, "run", None)
+    if run and is_remote(run):  # its own option named (a trial read "out_dir: cannot open ...")
+        open_location(run, what="--run")
     store = getattr(args, "store", None)
     if store and store != "local-s3":
         if not is_remote(store):

@@ -396,6 +396,7 @@ def test_bench_options_that_would_be_ignored_or_fail_late_are_refused_first(conf
         ),
         (["throughput", "--ray", "--store", "ftp://x/y"], "--store: 'ftp://x/y' is no object store"),
         (["throughput", "--ray", "--store", "s3://"], "--store: 's3://' names no bucket"),
+        (["viewer", "--run", "s3://"], "--run: 's3://' names no bucket"),  # not "out_dir: ..."
         (["objectives", "--config", str(no_g), "--methods", "pixel,dgn_am"], "'dgn_am' needs a generator"),
         (["truth", "--config", str(no_g), "--methods", "pixel,ppgn_h"], "'ppgn_h' needs a generator"),
         (["objectives", "--methods", "ga"], "--methods: 'ga' is not measured here (its diversity term is a"),
