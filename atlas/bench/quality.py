@@ -334,6 +334,7 @@ def run_quality(
             "start": f"mean code + {COMMON_START_NOISE:g} std noise",
             "methods": cs,
             "diversity_ratio": diversity_ratios(cs),
+            "passes_per_image": {n: passes_per_image(c) for n, c in cs_methods.items()},
             "seconds_per_seed": cs_timing,
             "settings": {n: c.to_dict() for n, c in cs_methods.items()},
         }
@@ -468,11 +469,17 @@ def format_table(report: dict[str, Any]) -> str:
         "(passes/img: forward-pass equivalents per picture; recognizability: share of last pictures the "
         "judge J reads as the unit's class; activation ratio: activation / the real top-9's mean; "
         "selectivity: share where the unit is its layer's top; diversity: mean RMS distance between a "
-        "unit's pictures; hidden activation ratio: the same ratio for fc7 units; – : not measured there)"
+        "unit's pictures; facets recovered / total: the multifaceted classes' (class, facet) pairs of which "
+        "some chain's last picture J reads as that facet (its fine label); hidden activation ratio: the "
+        "same ratio for fc7 units; real top-9: each unit's nine most activating real images, scored the "
+        "same way (no sampler: what natural images reach); – : not measured there)"
     )
     cs = report.get("common_start")
     if cs:
-        lines += ["", f"common start ({cs['start']}; the sampler's own diversity):"]
+        cs_passes = cs.get("passes_per_image") or {}
+        same = sorted(set(cs_passes.values()))
+        budget = f"; {same[0]} passes per picture" if len(same) == 1 else ""
+        lines += ["", f"common start ({cs['start']}; the sampler's own diversity{budget}):"]
         cols3 = ("recognizability", "activation ratio", "diversity")
         head = f"{'method':<16}" + "".join(f"{c:>18}" for c in cols3)
         head += f"{'facets':>10}"

@@ -26,7 +26,7 @@ SUB_EXAMPLES = {
   atlas bench quality --steps 50 --seeds 1 --out grids/          # quicker, with image grids
   atlas bench quality --config configs/demo.yaml --max-units 10 --json q.json   # the demo atlas itself""",
     "throughput": """examples:
-  atlas bench throughput --batches 16,64 --methods dgn_am        # 10-80 s on 2 CPU cores
+  atlas bench throughput --batches 16,64 --methods dgn_am        # 10-80 s on 2 idle cores, more if busy
   atlas bench throughput --config configs/alexnet-deepsim.yaml --json gpu.json \\
       --set models.allow_random_weights=true --set models.target.weights=null \\
       --set models.generator.weights=null""",
@@ -83,7 +83,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="skip the common-start protocol (the samplers' own diversity: DGN-AM vs PPGN-h)",
     )
-    q.add_argument("--steps", type=positive_int, help="override sampler.steps")
+    q.add_argument(
+        "--steps",
+        type=positive_int,
+        help="override sampler.steps (default: the config's; 100 on the toy world)",
+    )
     t = sub.add_parser("throughput", help="Chain-steps/s by batch size per method (GFLOP/s; MFU on CUDA).")
     _add_model_options(t, "models, compute", "compute.* also without --config")
     t.add_argument(

@@ -38,6 +38,10 @@ def test_quality_bench_json_both_protocols(micro_cache, tmp_path, capsys):
     assert cs["settings"]["ppgn_h/dae"]["ppgn_h"]["step"] == "eq11"
     assert all(s["start"] == "mean" for s in cs["settings"].values())
     assert set(cs["diversity_ratio"]) == {"ppgn_h/dae", "ppgn_h/joint"}
+    assert cs["passes_per_image"] == dict.fromkeys(cs["methods"], 12)  # the same budget, said
+    assert "the sampler's own diversity; 12 passes per picture" in printed
+    assert "facets recovered / total:" in printed and "real top-9: each unit's nine" in printed
+    assert report["provenance"]["precision"] in ("bfloat16", "float32")
     assert (tmp_path / "grids" / "dgn_am-seed0.png").exists()
     assert (tmp_path / "grids" / "compare-seed0.png").exists()
     assert (tmp_path / "grids" / "common-ppgn_h_dae-seed0.png").exists()
