@@ -185,6 +185,7 @@ def _diversity_row(results: list[UnitResult], judge: Any) -> dict[str, float]:
     return {
         "diversity": float(np.nanmean(divs)) if divs else math.nan,
         "recognizability": hits / total if total else math.nan,
+        "pictures": total,
     }
 
 
@@ -193,6 +194,19 @@ def _diversity_line(row: dict[str, float]) -> str:
         f"chain diversity {row['diversity']:.3f}, recognizability {row['recognizability']:.2f}, "
         f"{row['seconds']:.1f} s"
     )
+
+
+def _picture_counts(report: dict[str, Any]) -> str:
+    """ "pairs 20, contrasts 20, own start 20, diversity 40" for the first method (all alike), "" for none."""
+    for m in report["methods"].values():
+        parts = {
+            "pairs": m["pairs"].get("pictures"),
+            "contrasts": m["contrasts"].get("pictures"),
+            "own start": m["pairs_own_start"].get("pictures"),
+            "diversity": next(iter(m["diversity"].values()), {}).get("pictures"),
+        }
+        return ", ".join(f"{k} {v}" for k, v in parts.items() if v is not None)
+    return ""
 
 
 def format_table(report: dict[str, Any]) -> str:
@@ -216,8 +230,12 @@ def format_table(report: dict[str, Any]) -> str:
         nat = report["natural_pairs"]
         lines.append(
             f"{'natural':<13}{nat['share']:>12.2f}  (J on {nat['pictures']} natural two-object pictures "
-            "of the same pairs: the judge's own ceiling)"
+            "of the same pairs: how often J reads real pictures of both as both; a chain's pictures may read "
+            "so more often)"
         )
+    counts = _picture_counts(report)
+    if counts:
+        lines.append(f"(pictures behind each share: {counts}; one picture moves a share by 1 / that)")
     lines.append(
         "(output units, common start; pairs a + b: J's top two classes are a and b, (T): the target's own "
         "top two on the same pictures, what the chains optimized; own start: pairs judged both from the "
