@@ -40,9 +40,10 @@ def run_training_bench(preset: str = "micro", log: Callable[[str], None] = print
     """Train ``preset`` from scratch in a temporary cache; stage timings, gates and machine description."""
     from atlas.toyworld import bootstrap
     from atlas.toyworld.loops import train_threads
-    from atlas.toyworld.machine import machine_info
+    from atlas.toyworld.machine import load_average, machine_info
 
     machine = machine_info()
+    load_before = load_average()
     machine["training_threads"] = train_threads()  # what threads() trains with (ATLAS_TRAIN_THREADS, else 2)
     with tempfile.TemporaryDirectory(prefix="atlas-bench-toyworld-") as tmp:
         t0, c0 = time.perf_counter(), time.process_time()
@@ -62,11 +63,13 @@ def run_training_bench(preset: str = "micro", log: Callable[[str], None] = print
         "gates": report["gates"],
         "passed": report["passed"],
         "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        "load_before": load_before,  # other work on the cores slows it (and its CPU seconds: busy_note)
+        "load_after": load_average(),
     }
 
 
 def format_table(report: dict[str, Any]) -> str:
-    from atlas.toyworld.machine import describe
+    from atlas.toyworld.machine import busy_note, describe
 
     m = report["machine"]
     lines = [
@@ -78,6 +81,9 @@ def format_table(report: dict[str, Any]) -> str:
     lines += [f"{r['stage']:<12}{r['wall_s']:>9.1f}{r['cpu_s']:>9.1f}" for r in report["stages"]]
     failed = [n for n, g in report["gates"].items() if not g["passed"]]
     lines.append("gates: all passed" if not failed else f"gates FAILED: {', '.join(failed)}")
+    busy = busy_note(report.get("load_before"), report.get("load_after"), m["cpus"], m["training_threads"])
+    if busy:
+        lines.append(busy)
     return "\n".join(lines)
 
 

@@ -624,3 +624,16 @@ def test_an_interrupted_ray_throughput_bench_says_nothing_resumes(monkeypatch):
     with pytest.raises(Interrupted) as caught:
         ray_throughput.run(argparse.Namespace(store=None, repeat=1))
     assert str(caught.value) == "interrupted: the bench's runs are removed" and caught.value.exit_code == 143
+
+
+def test_the_toyworld_bench_says_when_the_machine_was_busy():
+    """Its CPU seconds moved 109 -> 159 s with the load (a user's trial), and it said nothing."""
+    from atlas.bench.toyworld_train import format_table
+
+    machine = {"cpus": 2, "cpu_model": "x", "cpu_flags": {}, "torch": "2", "torch_threads": 2,
+               "training_threads": 2}  # fmt: skip
+    report = {"preset": "micro", "config_hash": "abc", "machine": machine, "gates": {},
+              "stages": [{"stage": "total", "wall_s": 196.0, "cpu_s": 159.0}],
+              "load_before": 5.0, "load_after": 6.1}  # fmt: skip
+    assert format_table(report).splitlines()[-1].startswith("atlas: warning: the machine was busy")
+    assert "busy" not in format_table({**report, "load_before": 0.1, "load_after": 2.0})
