@@ -284,6 +284,13 @@ def format_product(report: dict[str, Any]) -> str:
         lines.append(
             f"{name:<8}{m['units']:>6}{m['colour_presence']:>16.3f}{over:>20}{_top(m):>30}{ratio:>11}{div:>18}"
         )
+    lines.append(
+        "(best pictures against the unit's real top-k. colour in top-k: share of best pictures whose object "
+        "colour is among the real top-k's colours; max over-rep.: the colour most over-represented among the "
+        "layer's best pictures (its share there / its share in the real top-k); top colour: the most "
+        "frequent colour and its share (the real top-k's); act. ratio: best-picture activation / real "
+        "top-k mean; diversity: mean RMS distance between a unit's pictures (its real top-k's))"
+    )
     if any(not math.isfinite(m["activation_ratio"]) for m in report["layers"].values()):
         lines.append(
             "(act. ratio –: no unit of the layer has a real top-9 mean above 0, e.g. an fc layer read before "

@@ -56,8 +56,13 @@ def test_quality_bench_with_config_measures_the_configs_atlas(micro_cache, tmp_p
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "colour in top-k" in printed and "judged correct in every chain" in printed
+    assert "(best pictures against the unit's real top-k. colour in top-k: share of" in printed  # a legend
     report = json.loads(out.read_text())
     assert report["precision"] == "float32" and report["max_units"] == 3 and report["threads"] == 1
+    assert (
+        report["provenance"]["precision"] == "float32"
+        and report["provenance"]["config"] == "configs/micro.yaml"
+    )
     assert report["sampler"]["steps"] == 3 and report["sampler"]["method"] == "dgn_am"
     assert set(report["layers"]) == {"fc8", "conv2"}
     for m in report["layers"].values():
