@@ -61,12 +61,15 @@ def check_writable_dir(path: str | os.PathLike[str], what: str) -> None:
 
 
 def _probe(folder: Path, what: str) -> None:
-    """Create and remove a hidden file in ``folder``: permission bits do not tell for root, a read-only
-    mount or a pseudo file system such as /proc."""
+    """Create, write and remove a hidden file in ``folder``: permission bits do not tell for root, a
+    read-only mount or a pseudo file system such as /proc, and an empty file does not tell a full disk
+    (a trial's full out_dir passed, and the run's lock file was the first write to fail)."""
     probe = folder / f".atlas-probe-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
-        probe.touch(exist_ok=False)
+        with open(probe, "xb") as fh:
+            fh.write(b"atlas write probe\n")
     except OSError as exc:
+        probe.unlink(missing_ok=True)
         reason = exc.strerror or type(exc).__name__
         raise AtlasError(f"{what}: cannot create files in {folder} ({reason}); choose another path") from None
     probe.unlink(missing_ok=True)

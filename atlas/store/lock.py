@@ -114,6 +114,7 @@ class RunLock:
     def acquire(self) -> RunLock:
         if self.loc.local:
             path = os.path.join(self.loc.path, LOCAL_LOCK)
+            made = not os.path.isdir(self.loc.path)
             os.makedirs(self.loc.path, exist_ok=True)
             fh = self._lock_file(path)
             try:
@@ -122,7 +123,13 @@ class RunLock:
                 fh.write(json.dumps(self.owner))
                 fh.flush()
             except OSError as exc:  # a full disk: the run could not write a shard either
-                fh.close()
+                with contextlib.suppress(OSError):
+                    fh.close()  # its unwritten buffer raises the same error again (a trial saw no path)
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+                with contextlib.suppress(OSError):
+                    if made:
+                        os.rmdir(self.loc.path)  # nothing left behind: the run folder it made, empty
                 raise AtlasError(
                     f"cannot write the run's lock file {path}: {exc.strerror or exc}; free space there or "
                     "choose another out_dir"

@@ -1032,6 +1032,7 @@ def test_a_query_that_fails_on_damaged_bytes_points_at_verify_deep(synthetic_run
 
 
 def test_a_full_disk_at_the_lock_is_one_line_naming_the_file(tmp_path):
+
     from atlas.store.location import open_location
     from atlas.store.lock import LOCAL_LOCK, RunLock
 
@@ -1236,3 +1237,31 @@ def test_verify_says_when_run_jsons_config_was_edited_after_the_run(synthetic_ru
         ):
             (run / "run.json").write_text(json.dumps({**edited, "config_hash": digest}))
             assert main(["verify", str(run)]) == 0, capsys.readouterr().out
+
+
+def test_a_lock_file_a_full_disk_refuses_is_one_line_naming_it_and_leaves_nothing(tmp_path, monkeypatch):
+    """A user's trial on a full tmpfs: `atlas: error: No space left on device` (the close of the unwritten
+    lock file raised again, without a path) and an empty run folder with its lock file left behind."""
+    import errno
+    import io
+
+    from atlas.errors import AtlasError
+    from atlas.store.location import open_location
+    from atlas.store.lock import LOCAL_LOCK, RunLock
+
+    run = tmp_path / "run"
+    lock = RunLock(open_location(run))
+
+    class FullDisk(io.StringIO):  # what a full disk does to the lock file: its flush and close both fail
+        def flush(self):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def close(self):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(lock, "_lock_file", lambda _path: FullDisk())
+    with pytest.raises(AtlasError) as caught:
+        lock.acquire()
+    said = str(caught.value)
+    assert said.startswith(f"cannot write the run's lock file {run / LOCAL_LOCK}: No space left on device")
+    assert not run.exists()  # the folder it made, gone again
