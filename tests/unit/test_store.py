@@ -466,16 +466,16 @@ def test_unit_sources_read_only_the_right_files(synthetic_run):
     from atlas.store.catalog import unit_sources
 
     conn = open_run(synthetic_run)
-    marker = json.loads((synthetic_run / "_shards" / "conv3-0001.done").read_text())
+    marker = json.loads((synthetic_run / "_shards" / "conv3-00001.done").read_text())
     assert marker["units"] == [8, 15]
     src = unit_sources(conn, "conv3", 9)
-    assert "shard-conv3-0001~" in src["images"] and "conv3-0000" not in src["images"]
+    assert "shard-conv3-00001~" in src["images"] and "conv3-00000" not in src["images"]
     for table in ("units", "chains", "images", "steps", "activations"):
         direct = conn.execute(f"SELECT count(*) FROM {src[table]} WHERE unit = 9").fetchone()
         view = conn.execute(f"SELECT count(*) FROM {table} WHERE layer = 'conv3' AND unit = 9").fetchone()
         assert direct == view and direct[0] > 0, table
     several = unit_sources(conn, "conv3", [1, 12])
-    assert "conv3-0000" in several["units"] and "conv3-0001" in several["units"]
+    assert "conv3-00000" in several["units"] and "conv3-00001" in several["units"]
     none = unit_sources(conn, "conv3", 999)
     assert conn.execute(f"SELECT count(*) FROM {none['units']}").fetchone() == (0,)
 
@@ -905,16 +905,16 @@ def test_a_marker_field_of_the_wrong_type_is_damage_to_every_reader(synthetic_ru
 
     run = tmp_path / "run"
     shutil.copytree(synthetic_run, run)
-    path = run / "_shards" / "conv3-0000.done"
+    path = run / "_shards" / "conv3-00000.done"
     marker = json.loads(path.read_text())
     marker[field] = value
     path.write_text(json.dumps(marker))
     with pytest.raises(
-        AtlasError, match="shard conv3-0000's marker is unreadable; `atlas verify .* --repair`"
+        AtlasError, match="shard conv3-00000's marker is unreadable; `atlas verify .* --repair`"
     ):
         open_run(run)
     report = verify_run(run)
-    assert report.bad == {"conv3-0000": "its marker is unreadable"}
+    assert report.bad == {"conv3-00000": "its marker is unreadable"}
     verify_run(run, repair=True)
     assert not path.exists() and verify_run(run).bad == {}
 
@@ -927,11 +927,11 @@ def test_verify_finds_another_shards_file_in_place_and_a_run_json_the_readers_re
 
     run = tmp_path / "run"
     shutil.copytree(synthetic_run, run)
-    first = next((run / "units" / "layer=conv3").glob("shard-conv3-0000*.parquet"))
-    second = next((run / "units" / "layer=conv3").glob("shard-conv3-0001*.parquet"))
+    first = next((run / "units" / "layer=conv3").glob("shard-conv3-00000*.parquet"))
+    second = next((run / "units" / "layer=conv3").glob("shard-conv3-00001*.parquet"))
     shutil.copy(second, first)  # same row count, units 8-15 where the marker says 0-7
     report = verify_run(run)
-    assert report.bad["conv3-0000"].endswith("holds units 8-15, its marker says 0-7"), report.bad
+    assert report.bad["conv3-00000"].endswith("holds units 8-15, its marker says 0-7"), report.bad
     manifest = json.loads((run / "run.json").read_text())
     for field, value, says in [
         ("status", "bananas", 'status = "bananas", not one of running, complete, incomplete, interrupted'),
