@@ -17,8 +17,10 @@ Usage::
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
+import io
 import re
 import warnings
 from collections.abc import Callable, Mapping
@@ -163,7 +165,9 @@ def _load_torchvision(name: str, cfg: ModelConfig, role: Role, opts: LoadOptions
         # a weights enum name such as IMAGENET1K_V1: torchvision downloads it (needs a network)
         try:
             enum = torchvision.models.get_model_weights(name)[weights.split(".")[-1]]
-            module = torchvision.models.get_model(name, weights=enum)
+            said = io.StringIO()  # torch.hub's 'Downloading: "https://..."' line and progress bar: offline,
+            with contextlib.redirect_stderr(said), contextlib.redirect_stdout(said):  # a second line
+                module = torchvision.models.get_model(name, weights=enum)
         except KeyError:
             valid = ", ".join(w.name for w in torchvision.models.get_model_weights(name))
             raise ModelError(

@@ -909,3 +909,26 @@ def test_a_config_cache_dir_that_is_a_file_is_named_as_the_key(tmp_path, capsys)
     )
     result = run_cli(capsys, "bootstrap", "--config", str(config))
     assert_one_line_error(*result, (f"toyworld.cache_dir (--cache-dir): {afile} is a file",), tmp_path)
+
+
+def test_torchvision_weights_by_name_offline_is_one_line(tmp_path, capsys, monkeypatch):
+    """A user's trial: torch.hub's 'Downloading: "https://download.pytorch.org/..."' line came before the
+    one-line error of a machine without a network."""
+    import urllib.error
+
+    import torchvision.models._api as tv_api
+
+    def offline(url, *args, **kwargs):
+        sys.stderr.write(f'Downloading: "{url}" to /root/.cache/torch/hub/checkpoints/x.pth\n')
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(tv_api, "load_state_dict_from_url", offline)
+    case = Case(
+        "torchvision weights offline",
+        ("could not fetch torchvision weights 'IMAGENET1K_V1' (URLError); no network?",),
+        {"models": {"target": {"spec": "torchvision:resnet18", "weights": "IMAGENET1K_V1"}}},
+    )
+    path = _config_file(case, tmp_path)
+    code, out, err = run_cli(capsys, "config", path, "--check")
+    assert "Downloading" not in out + err
+    assert_one_line_error(code, out, err, case.expect, tmp_path)
