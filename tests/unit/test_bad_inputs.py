@@ -932,3 +932,14 @@ def test_torchvision_weights_by_name_offline_is_one_line(tmp_path, capsys, monke
     code, out, err = run_cli(capsys, "config", path, "--check")
     assert "Downloading" not in out + err
     assert_one_line_error(code, out, err, case.expect, tmp_path)
+
+
+def test_a_run_folder_that_is_a_file_is_named_as_the_run_folder(tmp_path, capsys):
+    """A user's trial: `out_dir: .../junkdir/bad2 is a file` named out_dir for the run folder out_dir/name."""
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "bad2").write_text("not a run")
+    case = Case("run folder a file", (f"the run folder out_dir/name: {tmp_path}/junk/bad2 is a file",), {})
+    path = _config_file(case, tmp_path)
+    args = ["run", path, "--no-progress", "--set", f"out_dir={tmp_path}/junk", "--set", "name=bad2"]
+    assert_one_line_error(*run_cli(capsys, *args), case.expect, tmp_path)
+    assert (tmp_path / "junk" / "bad2").read_text() == "not a run"
