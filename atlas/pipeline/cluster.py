@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -371,23 +372,55 @@ def connect(address: str | None) -> bool:
 class SigtermGuard:
     """SIGTERM (``kill``, a scheduler, ``ray job stop``) handled as Ctrl-C while it is set: the run is marked
     interrupted and resumes, a viewer started with it goes down with it. Ray's ``wait``/``get`` turn the
-    exception into a plain KeyboardInterrupt, so ``received`` says which signal it was."""
+    exception into a plain KeyboardInterrupt, so ``received`` says which signal it was.
+
+    Both signals are also recorded, for :meth:`check`: Python runs a handler at its next bytecode, and when
+    that is inside an at-fork callback (subprocess's fork, as Ray starts its processes) the exception is
+    "ignored" (printed, then dropped): a user's Ctrl-C there printed a traceback of logging's _releaseLock
+    and the whole run went on."""
 
     def __init__(self) -> None:
-        self.received = False
+        self.received = False  # SIGTERM
+        self.interrupted = False  # SIGINT
         self.previous: Any = None
+        self.previous_int: Any = None
+        self.previous_hook: Any = None
         self.active = threading.current_thread() is threading.main_thread()  # signals are the main thread's
         if self.active:
             self.previous = signal.signal(signal.SIGTERM, self._handle)
+            if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # a background job's stays ignored
+                self.previous_int = signal.signal(signal.SIGINT, self._handle_int)
+            self.previous_hook = sys.unraisablehook
+            sys.unraisablehook = self._unraisable
 
     def _handle(self, signum: int, frame: object) -> None:
         self.received = True
         raise Terminated
 
+    def _handle_int(self, signum: int, frame: object) -> None:
+        self.interrupted = True
+        raise KeyboardInterrupt
+
+    def _unraisable(self, unraisable: Any) -> None:
+        """An interrupt Python dropped (the class docstring) is not printed: :meth:`check` raises it."""
+        if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+            self.previous_hook(unraisable)
+
+    def check(self) -> None:
+        """Raise the interrupt a signal asked for where Python dropped it (the class docstring); nothing when
+        none came. Called where the run goes on: after Ray starts, and at every poll of the pool."""
+        if self.received:
+            raise Terminated
+        if self.interrupted:
+            raise KeyboardInterrupt
+
     def restore(self) -> None:
-        """Put back the handler it replaced: a program embedding atlas keeps its own."""
+        """Put back the handlers it replaced: a program embedding atlas keeps its own."""
         if self.active and self.previous is not None:
             signal.signal(signal.SIGTERM, self.previous)
+            if self.previous_int is not None:
+                signal.signal(signal.SIGINT, self.previous_int)
+            sys.unraisablehook = self.previous_hook
             self.active = False
 
 

@@ -343,6 +343,7 @@ def _dispatch(
         raise
     sigterm = cluster.stop_on_sigterm()  # again after ray.init, which sets its own; both put back at the end
     try:
+        starting.check()  # a Ctrl-C that Python dropped while Ray started its processes (SigtermGuard)
         cluster.check_storage(cfg, loc.local, loc.display())
         layout = cluster.plan_layout(cfg, len(todo))
         if cfg.compute.autocast == "fp16" and not layout.gpus:
@@ -396,7 +397,10 @@ def _dispatch(
                 start_timeout_s=cfg.ray.start_timeout_s,
                 stall_timeout_s=cfg.ray.stall_timeout_s,
                 on_result=lambda r: count.shard_done(r["shard"], r["units"]),
-                on_poll=_ReportsInside(holder, count.inside) if bar is not None else (lambda: None),
+                on_poll=_Polled(
+                    [starting.check, sigterm.check]  # a dropped Ctrl-C is raised at the next poll
+                    + ([_ReportsInside(holder, count.inside)] if bar is not None else [])
+                ),
                 log=log,
                 each_actor=layout.each(),
             )
@@ -460,6 +464,17 @@ def _say_other_code(started_at: str | None, now: str | None, log) -> None:
             f"atlas: warning: the run was started by code at git {short_sha(started_at)} and resumes at "
             f"{short_sha(now)}: its shards come from both (run.json: git_sha, resumed_git_sha)"
         )
+
+
+class _Polled:
+    """Each of ``calls`` at every poll of the pool, in order."""
+
+    def __init__(self, calls: list[Callable[[], None]]) -> None:
+        self.calls = calls
+
+    def __call__(self) -> None:
+        for call in self.calls:
+            call()
 
 
 class _ReportsInside:

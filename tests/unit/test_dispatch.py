@@ -471,3 +471,35 @@ def test_workers_that_ended_dead_are_said_at_the_end_of_a_run_that_finished():
     said.clear()
     _pool_done(PoolReport(), None, said.append)
     assert said == []
+
+
+def test_an_interrupt_python_dropped_is_raised_at_the_next_check(capsys):
+    """A user's trial: Ctrl-C while Ray started its processes landed in an at-fork callback, where Python
+    prints "Exception ignored in: <function _releaseLock ...> KeyboardInterrupt" and drops it: the whole run
+    went on. The guard records the signal; the driver's next check raises it, and the dropped one is not
+    printed."""
+    import signal
+    import sys
+    import types
+
+    from atlas.errors import Terminated
+    from atlas.pipeline.cluster import stop_on_sigterm
+
+    before_int, before_hook = signal.getsignal(signal.SIGINT), sys.unraisablehook
+    guard = stop_on_sigterm()
+    try:
+        guard.check()  # nothing came: nothing raised
+        try:  # what Python does with an exception raised inside an at-fork callback
+            signal.raise_signal(signal.SIGINT)
+        except KeyboardInterrupt as exc:
+            sys.unraisablehook(types.SimpleNamespace(exc_value=exc, exc_type=type(exc), exc_traceback=None,
+                                                     err_msg=None, object=None))  # fmt: skip
+        assert capsys.readouterr().err == ""  # not printed: check() raises it
+        with pytest.raises(KeyboardInterrupt):
+            guard.check()
+        guard.interrupted, guard.received = False, True
+        with pytest.raises(Terminated):
+            guard.check()
+    finally:
+        guard.restore()
+    assert signal.getsignal(signal.SIGINT) is before_int and sys.unraisablehook is before_hook
