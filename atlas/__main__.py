@@ -1,5 +1,3 @@
-import sys
+from atlas.cli import entry
 
-from atlas.cli import main
-
-sys.exit(main())
+entry()

@@ -218,3 +218,30 @@ def test_layers_of_the_planted_target_of_an_untrained_world_refuses_too(tmp_path
     proc = atlas_in_process(capsys, "layers", "toyworld:planted", "--preset", "pairs")
     assert_user_error(proc, "toy-world target is not trained yet", "atlas bootstrap --preset pairs")
     assert not list(tmp_path.rglob("*.pt"))
+
+
+def test_an_interrupted_command_with_ray_loaded_skips_the_teardown(monkeypatch, capsys):
+    """A user's trial: after `atlas: interrupted`, 3 of 19 Ctrl-Cs while Ray started ended in a segfault of
+    the interpreter's teardown (exit 139). With Ray loaded an interrupted command ends at once (os._exit),
+    its output flushed; everything else exits as before."""
+    import os
+
+    from atlas import cli
+
+    ended = []
+    monkeypatch.setattr(
+        os, "_exit", lambda code: ended.append(code) or (_ for _ in ()).throw(SystemExit(code))
+    )
+    monkeypatch.setitem(sys.modules, "ray", sys.modules.get("ray") or object())
+    for code, skipped in ((130, True), (143, True), (2, False), (0, False)):
+        monkeypatch.setattr(cli, "main", lambda c=code: c)
+        ended.clear()
+        with pytest.raises(SystemExit) as stopped:
+            cli.entry()
+        assert stopped.value.code == code and ended == ([code] if skipped else []), code
+    monkeypatch.delitem(sys.modules, "ray")
+    monkeypatch.setattr(cli, "main", lambda: 130)
+    ended.clear()
+    with pytest.raises(SystemExit):
+        cli.entry()
+    assert ended == []  # no Ray: the usual exit
