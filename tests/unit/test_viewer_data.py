@@ -995,7 +995,9 @@ def test_a_unit_whose_chains_found_their_best_early_says_its_pictures_are_near_t
 
     early = pd.DataFrame({"best_step": [1, 3, 2, 100], "steps": [100] * 4, "stopped_step": [1, 3, 2, None]})
     said = _near_start_note(early, {"start": "facet_seeded"})
-    assert said.startswith("**Near their starts:** this unit's chains found their best pictures by step 2.5")
+    assert said.startswith(
+        "**Near their starts:** half of this unit's chains found their best pictures by step 3 of"
+    )
     assert "(3 of 4 stopped by `sampler.stop_at`)" in said and "top real images" in said
     late = early.assign(best_step=[40, 90, 100, 100], stopped_step=[None] * 4)
     assert _near_start_note(late, {"start": "facet_seeded"}) is None

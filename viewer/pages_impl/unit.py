@@ -5,6 +5,7 @@ neighbouring units. Lays out :class:`viewer.data.UnitView`."""
 from __future__ import annotations
 
 import html
+import math
 from urllib.parse import urlencode
 
 import altair as alt
@@ -392,9 +393,10 @@ def _near_start_note(chains: pd.DataFrame, sampler: dict) -> str | None:
         " (`facet_seeded` / `real`: the generator's drawings of the unit's top real images)" if seeded else ""
     )
     return (
-        f"**Near their starts:** this unit's chains found their best pictures by step {best:g} of "
-        f"{int(steps)}{by_stop}, so its pictures stay close to where the chains started{start}, rather "
-        "than being found by the climb. `sampler.stop_at: 0` lets them climb on (docs/sampling.md, Starts)."
+        f"**Near their starts:** half of this unit's chains found their best pictures by step "
+        f"{math.ceil(best)} of {int(steps)}{by_stop}, so its pictures stay close to where the chains "
+        f"started{start}, rather than being found by the climb. `sampler.stop_at: 0` lets them climb on "
+        "(docs/sampling.md, Starts)."
     )
 
 
