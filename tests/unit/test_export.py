@@ -91,6 +91,10 @@ def test_sort_units_and_layers_select_and_order_like_the_grid(run, tmp_path):
         f"unit-{u}.png" for u in range(2, 10)
     ]
     assert not (out / "fc8").exists()
+    said = []  # --units past the layer (conv3: 0-11): exported what it holds, and said so
+    wide = ExportRequest(str(run), tmp_path / "wide", layers=("conv3",), units="0-99999")
+    assert export_run(wide, say=said.append).layers == [("conv3", 12, 1)]
+    assert "conv3: 12 units (of 100,000 --units asked; the layer holds units 0-11), 1 contact sheet" in said
 
 
 def test_the_weakest_sort_puts_the_least_activating_units_first(run, tmp_path):

@@ -233,7 +233,14 @@ def export_run(req: ExportRequest, say: Callable[[str], None] = print) -> Export
             site.append(part)
             report.layers.append((layer, len(part.tiles), len(part.sheets)))
             sheets = f"{len(part.sheets)} contact sheet{'s' if len(part.sheets) != 1 else ''}"
-            say(f"{layer}: {len(part.tiles)} units, {sheets}")
+            asked = data.expand_units(units, 0)[1] if units else 0
+            short = (  # --units past the layer's units: said, as the grid says it (a trial saw 10 of 0-99999)
+                f" (of {asked:,} --units asked; the layer holds units "
+                f"{data.compact_units(data.unit_ids(conn, layer))})"
+                if len(part.tiles) < asked
+                else ""
+            )
+            say(f"{layer}: {len(part.tiles)} units{short}, {sheets}")
         named = ", ".join(layers + not_yet)
         if not site and not req.units:
             status = info.get("status") or "unknown"
