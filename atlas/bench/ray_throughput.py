@@ -67,7 +67,8 @@ def _measure(args: argparse.Namespace, out_dir: str, workers: int) -> dict[str, 
     wall = time.perf_counter() - started
     precision = read_manifest(open_location(f"{out_dir.rstrip('/')}/{name}")).get("cpu_autocast") or {}
     return {
-        "precision": ", ".join(sorted(set(precision.values()))) or str(cfg.compute.autocast),
+        "precision": ", ".join(sorted({"float32" if v == "none" else v for v in precision.values()}))
+        or str(cfg.compute.autocast),  # a CPU without fast bf16 records "none": its chains ran in float32
         "units": summary["units"],
         "chains": summary["chains"],
         "steps": cfg.sampler.steps,

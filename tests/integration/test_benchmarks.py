@@ -207,4 +207,4 @@ def test_ray_throughput_says_machine_precision_and_load(ray_session, micro_cache
     report = json.loads(out.read_text())
     assert report["machine"]["cpus"] >= 1 and "load_before" in report and report["ratio_2_vs_1"] > 0
     run = report["settings"]["local-1"]["runs"][0]
-    assert run["precision"] in ("bf16", "fp32", "float32", "bfloat16", "fp16") and run["units"] > 0, run
+    assert run["precision"] in ("bf16", "float32") and run["units"] > 0, run  # as the CPU kind runs
