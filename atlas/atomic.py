@@ -6,6 +6,7 @@ atomic_write(path, lambda tmp: torch.save(obj, tmp))  # a hidden temporary file,
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Callable
@@ -69,7 +70,8 @@ def _probe(folder: Path, what: str) -> None:
         with open(probe, "xb") as fh:
             fh.write(b"atlas write probe\n")
     except OSError as exc:
-        probe.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            probe.unlink(missing_ok=True)
         reason = exc.strerror or type(exc).__name__
         raise AtlasError(f"{what}: cannot create files in {folder} ({reason}); choose another path") from None
     probe.unlink(missing_ok=True)

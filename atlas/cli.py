@@ -199,7 +199,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from atlas.errors import AtlasError, naming_stdout
 
     try:
-        args = parse(_utf8_arguments(sys.argv[1:] if argv is None else argv))
+        given = _utf8_arguments(sys.argv[1:] if argv is None else argv)
+        args = parse(given)
+        args.command_line = ["atlas", *given]  # what a report records as its command (bench provenance)
     except KeyboardInterrupt:  # while the commands' modules load
         print("atlas: interrupted", file=sys.stderr)
         return 130
@@ -243,6 +245,10 @@ def entry() -> None:
     the run was marked and Ray shut down before, so there is nothing left for the teardown to do)."""
     code = main()
     if code in INTERRUPTED_CODES and "ray" in sys.modules:
+        ray = sys.modules["ray"]
+        with contextlib.suppress(Exception):  # a cluster joined by --address: its driver leaves it now
+            if ray.is_initialized():
+                ray.shutdown()
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):
                 stream.flush()

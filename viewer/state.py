@@ -391,7 +391,7 @@ def _seed_console(qp: dict[str, str]) -> None:
     ss = st.session_state
     ss.pop("sql_result", None)  # run what the box will show
     if "q" in qp:
-        ss["sql_example"], ss["sql_text"] = OWN_QUERY, qp["q"]
+        ss["sql_example"], ss["sql_text"], ss["sql_own_text"] = OWN_QUERY, qp["q"], qp["q"]
     elif ss.get("sql_example") == OWN_QUERY:
         ss.pop("sql_example", None)  # back to an example: the console opens its first one
         ss.pop("sql_text", None)

@@ -18,7 +18,9 @@ def _strict(value: Any) -> Any:
     return value
 
 
-def provenance(compute: Any = None, config: str | None = None) -> dict[str, Any]:
+def provenance(
+    compute: Any = None, config: str | None = None, command: list[str] | None = None
+) -> dict[str, Any]:
     """What a bench report needs to be read later (a user's trial could not tell which machine and
     precision made a quality figure): the command line, the config, the machine (CPU model and flags), the
     precision its chains ran in (``compute``'s autocast resolved on this device), the load and the code."""
@@ -31,10 +33,9 @@ def provenance(compute: Any = None, config: str | None = None) -> dict[str, Any]
 
     precision = None
     if compute is not None:
-        dtype = ComputeSetup.resolve(compute, resolve_device(compute.device)).dtype
-        precision = str(dtype).removeprefix("torch.") if dtype is not None else "float32"
+        precision = ComputeSetup.resolve(compute, resolve_device(compute.device)).precision
     return {
-        "command": ["atlas", *sys.argv[1:]],
+        "command": command or ["atlas", *sys.argv[1:]],
         "config": config,
         "precision": precision,
         "machine": machine_info(),

@@ -189,7 +189,7 @@ def _run_product(
     log: Callable[[str], None],
 ) -> dict[str, Any]:
     engine, bundle, device = build_engine(cfg)
-    precision = str(engine.setup.dtype or torch.float32).removeprefix("torch.")
+    precision = engine.setup.precision
     report: dict[str, Any] = {
         "precision": precision,
         "seed": cfg.seed,

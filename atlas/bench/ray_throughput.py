@@ -57,7 +57,7 @@ def _local_s3() -> tuple[str, Any]:
 
 def _measure(args: argparse.Namespace, out_dir: str, workers: int) -> dict[str, Any]:
     from atlas.pipeline import run_atlas
-    from atlas.store.location import open_location
+    from atlas.pipeline.driver import run_location
     from atlas.store.manifest import read_manifest
 
     name = f"bench-{workers}-{uuid.uuid4().hex[:8]}"
@@ -65,10 +65,11 @@ def _measure(args: argparse.Namespace, out_dir: str, workers: int) -> dict[str, 
     started = time.perf_counter()
     summary = run_atlas(cfg, progress=False, log=lambda *_: None)
     wall = time.perf_counter() - started
-    precision = read_manifest(open_location(f"{out_dir.rstrip('/')}/{name}")).get("cpu_autocast") or {}
+    recorded = read_manifest(run_location(cfg)).get("cpu_autocast") or {}  # the run's storage options too
+    names = {"none": "float32", "bf16": "bfloat16"}  # run.json's words, as the other benches name them
     return {
-        "precision": ", ".join(sorted({"float32" if v == "none" else v for v in precision.values()}))
-        or str(cfg.compute.autocast),  # a CPU without fast bf16 records "none": its chains ran in float32
+        "precision": ", ".join(sorted({names.get(v, v) for v in recorded.values()}))
+        or ("auto: GPU" if cfg.compute.autocast == "auto" else str(cfg.compute.autocast)),
         "units": summary["units"],
         "chains": summary["chains"],
         "steps": cfg.sampler.steps,

@@ -31,7 +31,7 @@ import torch
 from atlas.config import ComputeConfig, FacetConfig, RunConfig, SamplerConfig, replace
 from atlas.models.loaded import LoadedModel
 from atlas.sampling import Engine, resolve_device
-from atlas.sampling.compute import ComputeSetup
+from atlas.sampling.compute import ComputeSetup, precision_name
 from atlas.toyworld.machine import busy_note, describe, load_average, machine_info
 
 DEFAULT_BATCHES = (1, 4, 16, 64, 128, 256)
@@ -237,12 +237,12 @@ def _run_throughput(
     report: dict[str, Any] = {
         "methods": {},
         "device": str(device),
-        "autocast": str(compute.dtype or torch.float32).removeprefix("torch."),
+        "autocast": compute.precision,
         "channels_last": compute.channels_last,
         "threads": torch.get_num_threads(),
         "steps": list(steps),
         "peak_tflops": peak,  # measured matmul rate in the precision the steps ran in
-        "peak_dtype": str(peak_dtype).removeprefix("torch."),
+        "peak_dtype": precision_name(peak_dtype),
         "machine": machine_info(),  # CPU model and flags (bf16 / AMX / AVX-512 / AVX2), torch
         "load_before": load_average(),  # other work on the cores lowers every rate (busy_note)
     }

@@ -299,7 +299,10 @@ def _quality(args: argparse.Namespace) -> int:
         setup, seeds=args.seeds or 3, out_dir=args.out, methods=names, common_start=not args.no_common_start
     )
     print(format_table(report))
-    write_json(args.json, {**report, "provenance": provenance(setup.compute, args.config)})
+    write_json(
+        args.json,
+        {**report, "provenance": provenance(setup.compute, args.config, getattr(args, "command_line", None))},
+    )
     return 0
 
 
@@ -353,7 +356,10 @@ def _product(args: argparse.Namespace) -> int:
         cfg = replace(cfg, sampler=replace(cfg.sampler, steps=args.steps))
     report = run_product(cfg, max_units=args.max_units, out_dir=args.out)
     print(format_product(report))
-    write_json(args.json, {**report, "provenance": provenance(cfg.compute, args.config)})
+    write_json(
+        args.json,
+        {**report, "provenance": provenance(cfg.compute, args.config, getattr(args, "command_line", None))},
+    )
     return 0
 
 
@@ -386,7 +392,15 @@ def _objectives(args: argparse.Namespace) -> int:
     cfg = load_config(_demo_unless(args.config), _with_cache_dir(args))
     report = run_objectives(cfg, methods)
     print(format_table(report))
-    write_json(args.json, {**report, "provenance": provenance(cfg.compute, _demo_unless(args.config))})
+    write_json(
+        args.json,
+        {
+            **report,
+            "provenance": provenance(
+                cfg.compute, _demo_unless(args.config), getattr(args, "command_line", None)
+            ),
+        },
+    )
     return 0
 
 
@@ -399,7 +413,15 @@ def _truth(args: argparse.Namespace) -> int:
     cfg = load_config(_demo_unless(args.config), _with_cache_dir(args))
     report = run_truth(cfg, methods, args.max_units)
     print(format_table(report))
-    write_json(args.json, {**report, "provenance": provenance(cfg.compute, _demo_unless(args.config))})
+    write_json(
+        args.json,
+        {
+            **report,
+            "provenance": provenance(
+                cfg.compute, _demo_unless(args.config), getattr(args, "command_line", None)
+            ),
+        },
+    )
     return 0
 
 

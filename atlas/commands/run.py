@@ -15,8 +15,9 @@ EXAMPLES = """examples:
   atlas run configs/alexnet-deepsim.yaml --address 10.0.0.5:6379 --set out_dir=s3://bucket/atlas
   (rerun the same command to resume: complete shards are skipped)
 
-exit status: 0 done; 2 bad input (nothing written); 1 the run started and could not finish (units
-failed, workers died, the store out of reach): rerun to resume; 130 / 143 after Ctrl-C / SIGTERM
+exit status: 0 done; 2 something to fix first (bad input: nothing written; a full disk, refused
+credentials); 1 the run started and could not finish (units failed, workers died, the store out of
+reach): rerun to resume; 130 / 143 after Ctrl-C / SIGTERM
 """
 
 

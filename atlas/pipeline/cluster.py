@@ -379,7 +379,8 @@ class SigtermGuard:
     "ignored" (printed, then dropped): a user's Ctrl-C there printed a traceback of logging's _releaseLock
     and the whole run went on."""
 
-    def __init__(self) -> None:
+    def __init__(self, checked: bool = False) -> None:
+        self.checked = checked  # its owner calls check(): a dropped interrupt is not printed
         self.received = False  # SIGTERM
         self.interrupted = False  # SIGINT
         self.previous: Any = None
@@ -402,8 +403,10 @@ class SigtermGuard:
         raise KeyboardInterrupt
 
     def _unraisable(self, unraisable: Any) -> None:
-        """An interrupt Python dropped (the class docstring) is not printed: :meth:`check` raises it."""
-        if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+        """An interrupt Python dropped (the class docstring) is not printed: :meth:`check` raises it. Any
+        other, or one no signal of this guard's raised, is printed as before."""
+        ours = isinstance(unraisable.exc_value, KeyboardInterrupt) and (self.interrupted or self.received)
+        if not (ours and self.checked):
             self.previous_hook(unraisable)
 
     def check(self) -> None:
@@ -416,18 +419,22 @@ class SigtermGuard:
 
     def restore(self) -> None:
         """Put back the handlers it replaced: a program embedding atlas keeps its own."""
-        if self.active and self.previous is not None:
+        if not self.active:
+            return
+        if self.previous is not None:  # None: a handler not set from Python, which signal() cannot put back
             signal.signal(signal.SIGTERM, self.previous)
-            if self.previous_int is not None:
-                signal.signal(signal.SIGINT, self.previous_int)
+        if self.previous_int is not None:
+            signal.signal(signal.SIGINT, self.previous_int)
+        if self.previous_hook is not None:
             sys.unraisablehook = self.previous_hook
-            self.active = False
+        self.active = False
 
 
-def stop_on_sigterm() -> SigtermGuard:
+def stop_on_sigterm(checked: bool = False) -> SigtermGuard:
     """Handle SIGTERM as Ctrl-C until ``.restore()``. Set again after ``ray.init``, whose core worker installs
-    a handler of its own that ends the process at once, skipping the run's interrupted mark."""
-    return SigtermGuard()
+    a handler of its own that ends the process at once, skipping the run's interrupted mark. ``checked``:
+    the caller calls its ``check()`` (SigtermGuard), so an interrupt Python dropped goes unprinted."""
+    return SigtermGuard(checked)
 
 
 class _SecureDefaultNotice(logging.Filter):

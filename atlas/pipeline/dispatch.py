@@ -361,8 +361,11 @@ class _Pool:
         self.log(f"worker {slot.index} is dead ({cause_line(exc)}); the others take its shards")
         if not all(s.state == "dead" for s in self.slots):
             return
-        if init_failed:
-            raise AtlasError(f"no atlas worker could start: {cause_line(exc)}") from None
+        if init_failed:  # a store out of reach as it registered: run it again (exit 1); else a cause to fix
+            passing = isinstance(getattr(exc, "cause", None), RunFailed)
+            raise (RunFailed if passing else AtlasError)(
+                f"no atlas worker could start: {cause_line(exc)}"
+            ) from None
         raise RunFailed(
             f"every atlas worker died (last: {cause_line(exc)}; ray.max_restarts {self.max_restarts}); "
             "see the Ray logs; rerun the same command to resume"
@@ -373,7 +376,8 @@ def _task_failed(exc: Any, slot: _Slot, shard: Shard | None) -> None:
     """A worker method raised: a user error keeps its one line; anything else names shard and cause."""
     cause = getattr(exc, "cause", None) or exc  # a RayTaskError's original exception
     if isinstance(cause, AtlasError):  # its own message: str() of Ray's wrapper starts with the task header
-        raise AtlasError(first_line(cause) or cause_line(exc)) from None
+        kind = RunFailed if isinstance(cause, RunFailed) else AtlasError  # its exit status kept
+        raise kind(first_line(cause) or cause_line(exc)) from None
     where = f"shard {shard.id}" if shard is not None else f"worker {slot.index} start-up"
     raise RunFailed(
         f"{where} failed in the worker: {cause_line(exc)} (full traceback in the Ray worker logs, "

@@ -335,13 +335,13 @@ def _dispatch(
 
     loc = store.loc
     loc.check_writable()  # the driver writes run.json: a bad out_dir is an error before Ray starts
-    starting = cluster.stop_on_sigterm()  # SIGTERM while Ray starts is Ctrl-C too (exit 143, a message)
+    starting = cluster.stop_on_sigterm(checked=True)  # SIGTERM while Ray starts is Ctrl-C (exit 143)
     try:
         owned = cluster.connect(address)  # its SIGTERM raises Terminated: exit 143, Ray shut down
     except BaseException:
         starting.restore()
         raise
-    sigterm = cluster.stop_on_sigterm()  # again after ray.init, which sets its own; both put back at the end
+    sigterm = cluster.stop_on_sigterm(checked=True)  # again after ray.init, which sets its own; both put back
     try:
         starting.check()  # a Ctrl-C that Python dropped while Ray started its processes (SigtermGuard)
         cluster.check_storage(cfg, loc.local, loc.display())
@@ -398,7 +398,7 @@ def _dispatch(
                 stall_timeout_s=cfg.ray.stall_timeout_s,
                 on_result=lambda r: count.shard_done(r["shard"], r["units"]),
                 on_poll=_Polled(
-                    [starting.check, sigterm.check]  # a dropped Ctrl-C is raised at the next poll
+                    [sigterm.check]  # a dropped Ctrl-C is raised at the next poll (SigtermGuard)
                     + ([_ReportsInside(holder, count.inside)] if bar is not None else [])
                 ),
                 log=log,

@@ -188,7 +188,7 @@ class AtlasWorker:
     @property
     def precision(self) -> str:
         """What the forward passes ran in on this worker: 'bfloat16', 'float16' or 'float32'."""
-        return str(self.engine.setup.dtype or torch.float32).removeprefix("torch.")
+        return self.engine.setup.precision
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -124,6 +124,11 @@ def machine_cpu_autocast(record: Path | None) -> str:
     return answer
 
 
+def precision_name(dtype: torch.dtype | None) -> str:
+    """``torch.bfloat16`` -> "bfloat16"; None (no autocast) -> "float32"."""
+    return str(dtype or torch.float32).removeprefix("torch.")
+
+
 def resolve_device(name: str) -> torch.device:
     """'auto' -> cuda if available else cpu; 'cuda' without a GPU, or a name torch rejects, is an error."""
     if name == "auto":
@@ -165,6 +170,11 @@ class ComputeSetup:
         channels_last = cfg.channels_last
         batch = cfg.batch_size if (cfg.batch_size > 0 or cuda) else 64
         return ComputeSetup(device, dtype, channels_last, cfg.compile and cuda, batch)
+
+    @property
+    def precision(self) -> str:
+        """The precision the chains run in, as torch names it: "bfloat16", "float16" or "float32"."""
+        return precision_name(self.dtype)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.dtype is None:

@@ -203,7 +203,8 @@ class Location:
         """Write and remove a probe file or object; a read-only, full, missing-bucket or non-directory
         location is one :class:`AtlasError` naming it."""
         if self.local:  # a probe file in the folder, or in its nearest existing ancestor: no folder made
-            check_writable_dir(self.path, "the run folder out_dir/name")  # the path may be either
+            run_folder = os.path.lexists(self.path)  # else the nearest existing ancestor: out_dir or above
+            check_writable_dir(self.path, "the run folder out_dir/name" if run_folder else "out_dir")
             return
         probe = f".atlas-write-probe-{os.getpid()}"
         self.write_bytes(probe, b"ok")

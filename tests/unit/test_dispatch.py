@@ -486,7 +486,7 @@ def test_an_interrupt_python_dropped_is_raised_at_the_next_check(capsys):
     from atlas.pipeline.cluster import stop_on_sigterm
 
     before_int, before_hook = signal.getsignal(signal.SIGINT), sys.unraisablehook
-    guard = stop_on_sigterm()
+    guard = stop_on_sigterm(checked=True)
     try:
         guard.check()  # nothing came: nothing raised
         try:  # what Python does with an exception raised inside an at-fork callback
@@ -503,3 +503,23 @@ def test_an_interrupt_python_dropped_is_raised_at_the_next_check(capsys):
     finally:
         guard.restore()
     assert signal.getsignal(signal.SIGINT) is before_int and sys.unraisablehook is before_hook
+
+
+def test_the_pool_raises_a_dropped_interrupt_at_its_next_poll(monkeypatch):
+    """The driver's on_poll carries its guard's check (driver._Polled): a Ctrl-C Python dropped ends the
+    pool's loop at the next poll, not after the whole run."""
+    import ray
+
+    from atlas.pipeline.cluster import SigtermGuard
+    from atlas.pipeline.driver import _Polled
+
+    monkeypatch.setattr(ray, "wait", lambda refs, num_returns, timeout: ([], refs))  # nobody answers yet
+    guard = SigtermGuard.__new__(SigtermGuard)  # its flags only: no handler installed in the test
+    guard.received, guard.interrupted = False, True
+    polled = []
+    todo = plan_shards({"fc8": [0, 1]}, 1)
+    pool = _Pool([_Handle()], todo, 2, 3, 60.0, lambda _r: None, lambda _m: None,
+                 on_poll=_Polled([lambda: polled.append(1), guard.check]))  # fmt: skip
+    with pytest.raises(KeyboardInterrupt):
+        pool.run()
+    assert polled == [1]  # at the first poll

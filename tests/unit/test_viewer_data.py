@@ -995,9 +995,7 @@ def test_a_unit_whose_chains_found_their_best_early_says_its_pictures_are_near_t
 
     early = pd.DataFrame({"best_step": [1, 3, 2, 100], "steps": [100] * 4, "stopped_step": [1, 3, 2, None]})
     said = _near_start_note(early, {"start": "facet_seeded"})
-    assert said.startswith(
-        "**Near their starts:** half of this unit's chains found their best pictures by step 3 of"
-    )
+    assert said.startswith("**Near their starts:** half of its chains found their best pictures by step 3 of")
     assert "(3 of 4 stopped by `sampler.stop_at`)" in said and "top real images" in said
     late = early.assign(best_step=[40, 90, 100, 100], stopped_step=[None] * 4)
     assert _near_start_note(late, {"start": "facet_seeded"}) is None
@@ -1077,9 +1075,11 @@ def test_grid_sorts_the_units_with_most_flagged_pictures_first(run):
 def test_the_damaged_note_counts_shards_and_names_another_run():
     from atlas.store.catalog import UNMARKED
 
-    two = {"fc8-0000": "is damaged: shard fc8-0000's images file is missing", "fc8-0001": "is damaged: x"}
+    two = {"fc8-00000": "is damaged: shard fc8-00000's images file is missing", "fc8-00001": "is damaged: x"}
     said = data.damaged_note(two, "/runs/a")
-    assert said.startswith("This run is damaged: shard fc8-0000's images file is missing (and 1 more damaged")
+    assert said.startswith(
+        "This run is damaged: shard fc8-00000's images file is missing (and 1 more damaged"
+    )
     assert "their units are left out of every page" in said and "atlas verify --repair /runs/a" in said
     only_markers = {UNMARKED: "says it is complete but only 3 of its 4 shards have their marker in _shards/"}
     said = data.damaged_note(only_markers, "/runs/b", "b")
@@ -1089,7 +1089,7 @@ def test_the_damaged_note_counts_shards_and_names_another_run():
     layered = {"conv4-00000": "is damaged: shard conv4-00000's units file is cut short", **two}
     assert "shard conv4-00000's" in data.damaged_note(layered, "/runs/a")  # no layer: the first
     said = data.damaged_note(layered, "/runs/a", layer="fc8")  # fc8's pages name an fc8 shard
-    assert said.startswith("This run is damaged: shard fc8-0000's images file") and "(and 2 more" in said
+    assert said.startswith("This run is damaged: shard fc8-00000's images file") and "(and 2 more" in said
 
 
 def test_planned_units_a_page_cannot_show_say_why():

@@ -103,7 +103,7 @@ def _units_input(ctx: Context, layer: str) -> list[int]:
         why = data.missing_units(ctx.manifest, ctx.conn.damage, layer, asked, ids)
         yet = " so far (the run is still being written)" if ctx.info.get("status") == "running" else ""
         shown = f"layer {layer} has units {data.compact_units(ids)}{yet}: the others are left out"
-        st.caption("; ".join(why) + "." if why else shown)
+        st.caption("; ".join([*why, shown]))
     if len(held) > MAX_UNITS:
         st.caption(f"showing the first {MAX_UNITS} of {len(held)} units")
     return held[:MAX_UNITS]

@@ -393,7 +393,8 @@ def _near_start_note(chains: pd.DataFrame, sampler: dict) -> str | None:
         " (`facet_seeded` / `real`: the generator's drawings of the unit's top real images)" if seeded else ""
     )
     return (
-        f"**Near their starts:** half of this unit's chains found their best pictures by step "
+        f"**Near their starts:** {'its chain' if len(chains) == 1 else 'half of its chains'} found "
+        "their best pictures by step "
         f"{math.ceil(best)} of {int(steps)}{by_stop}, so its pictures stay close to where the chains "
         f"started{start}, rather than being found by the climb. `sampler.stop_at: 0` lets them climb on "
         "(docs/sampling.md, Starts)."
@@ -582,7 +583,8 @@ def render(ctx: Context) -> None:
         st.caption(steps[2].capitalize() + ": previous and next follow it.")
     if view.row is None:
         why = data.missing_units(ctx.manifest, ctx.conn.damage, layer, [unit], ids)
-        where = why[0] if why else f"Unit {unit} is not in layer {layer}"
+        yet = " (yet)" if ctx.info.get("status") == "running" else ""  # a run that records no plan
+        where = why[0] if why else f"Unit {unit} is not in layer {layer}{yet}"
         st.warning(f"{where}. Units present: {data.compact_units(ids)}.")
         return
     if view.row.get("status") not in (None, "ok"):
