@@ -943,3 +943,6 @@ def test_a_run_folder_that_is_a_file_is_named_as_the_run_folder(tmp_path, capsys
     args = ["run", path, "--no-progress", "--set", f"out_dir={tmp_path}/junk", "--set", "name=bad2"]
     assert_one_line_error(*run_cli(capsys, *args), case.expect, tmp_path)
     assert (tmp_path / "junk" / "bad2").read_text() == "not a run"
+    (tmp_path / "afile").write_text("x")  # out_dir itself a file: out_dir named
+    args = ["run", path, "--no-progress", "--set", f"out_dir={tmp_path}/afile", "--set", "name=bad2"]
+    assert_one_line_error(*run_cli(capsys, *args), (f"out_dir: {tmp_path}/afile is a file",), tmp_path)

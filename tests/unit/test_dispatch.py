@@ -116,6 +116,13 @@ def test_failures_outside_the_input_are_run_failures_and_exit_1(monkeypatch, cap
         pool._dead(slot, RuntimeError("node died"))
     with pytest.raises(RunFailed, match=r"^shard fc8-00000 failed in the worker: division by zero"):
         _task_failed(ZeroDivisionError("division by zero"), slot, pool.pending[0])
+    from types import SimpleNamespace
+
+    from atlas.errors import StorageUnreachable
+
+    passing = SimpleNamespace(cause=StorageUnreachable("cannot write s3://b/x: timeout"))
+    with pytest.raises(RunFailed, match="^cannot write s3://b/x: timeout$"):  # through Ray: still exit 1
+        _task_failed(passing, slot, pool.pending[0])
 
     def failed(_args):
         raise RunFailed("every atlas worker died (last: node died); rerun the same command to resume")

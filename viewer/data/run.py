@@ -312,12 +312,16 @@ def _shard_of(shard_id: str, layer: str | None) -> bool:
     return layer is not None and head == layer and index.isdigit()
 
 
-def planned_units(manifest: dict[str, Any], layer: str) -> list[int]:
-    """The units of ``layer`` run.json plans (its ``unit_groups``, in plan order; [] when it records none)."""
+def planned_units(
+    manifest: dict[str, Any], layer: str, ranges: tuple[tuple[int, int], ...] = ()
+) -> list[int]:
+    """The units of ``layer`` run.json plans (its ``unit_groups``, in plan order; [] when it records none),
+    within ``ranges`` (a units filter's ``(lo, hi)`` pairs; () for all)."""
     groups = (manifest.get("unit_groups") or {}).get(layer)
     if not isinstance(groups, list):
         return []
-    return [u for group in groups if isinstance(group, list) for u in group if isinstance(u, int)]
+    units = [u for group in groups if isinstance(group, list) for u in group if isinstance(u, int)]
+    return [u for u in units if any(lo <= u <= hi for lo, hi in ranges)] if ranges else units
 
 
 def missing_units(

@@ -99,7 +99,7 @@ def _units_input(ctx: Context, layer: str) -> list[int]:
     ids = ctx.ids(layer)
     held = [u for u in ids if not ranges or any(lo <= u <= hi for lo, hi in ranges)]
     if ranges and ids and len(held) < data.expand_units(ranges, 0)[1]:  # its total counts overlaps once
-        asked = [u for u in data.planned_units(ctx.manifest, layer) if any(a <= u <= b for a, b in ranges)]
+        asked = data.planned_units(ctx.manifest, layer, ranges)
         why = data.missing_units(ctx.manifest, ctx.conn.damage, layer, asked, ids)
         yet = " so far (the run is still being written)" if ctx.info.get("status") == "running" else ""
         shown = f"layer {layer} has units {data.compact_units(ids)}{yet}: the others are left out"

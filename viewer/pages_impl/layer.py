@@ -243,11 +243,7 @@ def _tile_box(unit: int, inner: str) -> str:
 def _missing_note(ctx: Context, layer: str, ranges: tuple[tuple[int, int], ...]) -> None:
     """Units the run plans (within the units filter) that no page can show: in a damaged shard, or not
     written yet (a user's trial read "no unit matches" for units a damaged shard held)."""
-    asked = [
-        u
-        for u in data.planned_units(ctx.manifest, layer)
-        if not ranges or any(a <= u <= b for a, b in ranges)
-    ]
+    asked = data.planned_units(ctx.manifest, layer, ranges)
     for why in data.missing_units(ctx.manifest, ctx.conn.damage, layer, asked, ctx.ids(layer)):
         st.caption(f"{why}.")
 
