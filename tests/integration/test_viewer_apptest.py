@@ -448,6 +448,11 @@ def test_an_overview_over_a_damaged_file_draws_the_sections_it_can(runs, tmp_pat
     at = app(run, monkeypatch)
     assert len(at.error) == 1 and "atlas verify --deep" in at.error[0].value, [e.value for e in at.error]
     assert len(at.dataframe) >= 2  # the per-layer table and the shard list
+    unit = app(run, monkeypatch, page="unit", layer="fc8", unit=3)  # a trial's: one error box, nothing else
+    said = [e.value for e in unit.error]
+    assert len(said) == 1 and said[0].startswith("This unit's pictures cannot be read: a shard file is"), said
+    assert f"atlas verify --deep {run}" in said[0] and unit.title[0].value == "fc8 · unit 3"
+    assert unit.button(key="unit_next_top").label == "unit 4" and len(unit.metric) > 0  # the rest draws
 
 
 def test_a_truncated_console_result_offers_all_its_rows(runs, monkeypatch):

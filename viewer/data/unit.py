@@ -9,10 +9,13 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import duckdb
 import pandas as pd
 
+from atlas.errors import first_line
 from atlas.map_cells import cell_of
 from atlas.store.catalog import unit_sources
+from atlas.store.queries import printable, reads_damaged_bytes
 from viewer.data.query import fetch_frame, fetch_one, is_null, png_bytes
 from viewer.data.truth import (
     LABEL_THRESHOLD,
@@ -112,6 +115,21 @@ def unit_images(conn: Any, layer: str, unit: int, src: Sources | None = None) ->
     return df.assign(**missing)[IMAGE_COLUMNS]
 
 
+def readable_images(
+    conn: Any, layer: str, unit: int, src: Sources | None = None
+) -> tuple[pd.DataFrame, str | None]:
+    """(the unit's images, None), or (no images, DuckDB's reason) when their file's bytes are damaged (its
+    size unchanged: found only on reading), so that the rest of the unit page still draws (a user's trial:
+    the whole page was one error box, its title and navigation gone)."""
+    try:
+        return unit_images(conn, layer, unit, src), None
+    except duckdb.Error as exc:
+        said = printable(first_line(exc))
+        if not reads_damaged_bytes(exc, said):
+            raise
+        return pd.DataFrame(columns=IMAGE_COLUMNS), said
+
+
 def unit_steps(conn: Any, layer: str, unit: int, src: Sources | None = None) -> pd.DataFrame:
     src = _src(conn, layer, unit, src)
     return fetch_frame(
@@ -187,7 +205,8 @@ def unit_page(conn: Any, layer: str, unit: int, ids: list[int] | None = None) ->
         "unit": unit_row(conn, layer, unit, src),
         "neighbours": neighbours(conn, layer, unit, ids),
         "chains": (chains := unit_chains(conn, layer, unit, src)),
-        "images": unit_images(conn, layer, unit, src),
+        "images": (pictures := readable_images(conn, layer, unit, src))[0],
+        "images_unreadable": pictures[1],
         "steps": (steps := unit_steps(conn, layer, unit, src)),
         "competitors": unit_competitors(conn, layer, unit, src=src, steps=steps, chains=chains),
     }
@@ -407,6 +426,7 @@ class UnitView:
     competitors: pd.DataFrame
     metrics: list[str] = field(default_factory=list)
     label: LabelView | None = None
+    unreadable: str | None = None  # why its pictures could not be read (damaged bytes), None when they could
 
 
 def _with_png(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
@@ -497,4 +517,5 @@ def unit_view(conn: Any, layer: str, unit: int, ids: list[int] | None = None) ->
         competitors=page["competitors"],
         metrics=recorded_metrics(steps),
         label=label_view(page["unit"]),
+        unreadable=page["images_unreadable"],
     )

@@ -555,6 +555,24 @@ def _competitors(view: data.UnitView) -> None:
                   kwargs={"unit": int(pick)}, key="comp_open")  # fmt: skip
 
 
+def _failure_notes(ctx: Context, view: data.UnitView) -> None:
+    """A failed unit's error, and pictures whose file's bytes are damaged (the rest of the page draws)."""
+    run = ctx.run_dir.uri
+    if view.row.get("status") not in (None, "ok"):
+        st.error(
+            f"This unit failed: `{view.row.get('error') or view.row.get('status')}`. It has no pictures; "
+            f"{data.redo_hint(run)}.",
+            icon=":material/error:",
+        )
+    if view.unreadable:
+        st.error(
+            f"This unit's pictures cannot be read: a shard file is damaged ({view.unreadable}). "
+            f"`atlas verify --deep {run}` names it; `atlas verify --deep --repair {run}` has it redone by "
+            "the next `atlas run`.",
+            icon=":material/broken_image:",
+        )
+
+
 def render(ctx: Context) -> None:
     layer = state.get("layer")
     ids = ctx.ids(layer)
@@ -587,12 +605,7 @@ def render(ctx: Context) -> None:
         where = why[0] if why else f"Unit {unit} is not in layer {layer}{yet}"
         st.warning(f"{where}. Units present: {data.compact_units(ids)}.")
         return
-    if view.row.get("status") not in (None, "ok"):
-        st.error(
-            f"This unit failed: `{view.row.get('error') or view.row.get('status')}`. It has no pictures; "
-            f"{data.redo_hint(ctx.run_dir.uri)}.",
-            icon=":material/error:",
-        )
+    _failure_notes(ctx, view)
     _metrics(view.row)
     near = _near_start_note(view.chains, (ctx.info.get("config") or {}).get("sampler") or {})
     if near:
