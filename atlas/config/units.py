@@ -49,12 +49,13 @@ class UnitSelection:
             if not value or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
                 raise ValueError(f"invalid unit list {value!r}; expected {UNITS_VALID}")
             return UnitSelection(all=False, ranges=tuple((v, v) for v in value))
-        raise ValueError(f"invalid unit selection {value!r}; expected {UNITS_VALID}")
+        shown = str(value).lower() if isinstance(value, bool) else repr(value)  # YAML's spelling: true
+        raise ValueError(f"invalid unit selection {shown}; expected {UNITS_VALID}")
 
     @staticmethod
     def _parse_text(value: str) -> UnitSelection:
         text = value.strip()
-        if text == "all":
+        if text.lower() == "all":  # ALL, All: what it can only mean
             return UnitSelection()
         ranges: list[tuple[int, int]] = []
         for part in text.split(","):

@@ -76,6 +76,7 @@ def test_numbers_and_names_read_as_written_yaml_12_not_yaml_11(tmp_path):
     with pytest.raises(ConfigError, match="sampler.steps: expected an integer, got '1:30'"):
         config_from_dict(BASE, ["sampler.steps=1:30"])
     assert config_from_dict(BASE, ["name=123"]).name == "123"
+    assert config_from_dict(BASE, ["layers.0.units=ALL"]).layers[0].units.all  # what it can only mean
     assert config_from_dict(BASE, ["name=007"]).name == "007"  # a name is the text typed, zeros and all
     assert config_from_dict(BASE, ["name=1.50"]).name == "1.50"
     path = tmp_path / "c.yaml"
@@ -113,6 +114,7 @@ BAD = [
     ({"sampler": {"ppgn_h": {"eps1": -1}}}, "sampler.ppgn_h.eps1: value -1.0 is out of range"),
     ({"layers": [{"name": "fc8", "units": "5-2"}]}, "layers.0.units: range '5-2' is empty"),
     ({"layers": [{"name": "fc8", "units": "abc"}]}, "layers.0.units: invalid unit selection 'abc'"),
+    ({"layers": [{"name": "fc8", "units": True}]}, "layers.0.units: invalid unit selection true;"),  # YAML's
     ({"layers": []}, "layers: no layers selected"),
     ({"layers": [{"name": "fc8"}, {"name": "fc8"}]}, "layers: layer 'fc8' is listed twice"),
     ({"models": {"target": "alexnet"}}, "spec: 'alexnet' is not a model spec"),
