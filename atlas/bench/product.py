@@ -172,13 +172,11 @@ def run_product(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Build the config's atlas in-process (no store) and measure it; see the module docstring."""
-    threads_before = torch.get_num_threads()
+    from atlas.toyworld.loops import threads
+
     # the worker's torch threads (atlas.pipeline.cluster: compute.threads, else ray.cpus_per_worker)
-    torch.set_num_threads(cfg.compute.threads or max(1, int(cfg.ray.cpus_per_worker)))
-    try:
+    with threads(cfg.compute.threads or max(1, int(cfg.ray.cpus_per_worker))):
         return _run_product(cfg, max_units, out_dir, grid_units, log)
-    finally:
-        torch.set_num_threads(threads_before)
 
 
 def _run_product(

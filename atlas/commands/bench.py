@@ -299,11 +299,14 @@ def _quality(args: argparse.Namespace) -> int:
         setup, seeds=args.seeds or 3, out_dir=args.out, methods=names, common_start=not args.no_common_start
     )
     print(format_table(report))
-    write_json(
-        args.json,
-        {**report, "provenance": provenance(setup.compute, args.config, getattr(args, "command_line", None))},
-    )
+    _write_report(args, report, setup.compute, args.config)
     return 0
+
+
+def _write_report(args: argparse.Namespace, report: dict, compute, config: str | None) -> None:
+    """``--json``: the report with its provenance (command, config, precision, machine, code)."""
+    command = getattr(args, "command_line", None)
+    write_json(args.json, {**report, "provenance": provenance(compute, config, command)})
 
 
 def _refuse_unused(args: argparse.Namespace) -> None:
@@ -356,10 +359,7 @@ def _product(args: argparse.Namespace) -> int:
         cfg = replace(cfg, sampler=replace(cfg.sampler, steps=args.steps))
     report = run_product(cfg, max_units=args.max_units, out_dir=args.out)
     print(format_product(report))
-    write_json(
-        args.json,
-        {**report, "provenance": provenance(cfg.compute, args.config, getattr(args, "command_line", None))},
-    )
+    _write_report(args, report, cfg.compute, args.config)
     return 0
 
 
@@ -392,15 +392,7 @@ def _objectives(args: argparse.Namespace) -> int:
     cfg = load_config(_demo_unless(args.config), _with_cache_dir(args))
     report = run_objectives(cfg, methods)
     print(format_table(report))
-    write_json(
-        args.json,
-        {
-            **report,
-            "provenance": provenance(
-                cfg.compute, _demo_unless(args.config), getattr(args, "command_line", None)
-            ),
-        },
-    )
+    _write_report(args, report, cfg.compute, _demo_unless(args.config))
     return 0
 
 
@@ -413,15 +405,7 @@ def _truth(args: argparse.Namespace) -> int:
     cfg = load_config(_demo_unless(args.config), _with_cache_dir(args))
     report = run_truth(cfg, methods, args.max_units)
     print(format_table(report))
-    write_json(
-        args.json,
-        {
-            **report,
-            "provenance": provenance(
-                cfg.compute, _demo_unless(args.config), getattr(args, "command_line", None)
-            ),
-        },
-    )
+    _write_report(args, report, cfg.compute, _demo_unless(args.config))
     return 0
 
 

@@ -329,9 +329,8 @@ def missing_units(
 ) -> list[str]:
     """Why units of ``layer`` the run plans are not shown (``asked`` less ``held``): in a damaged shard,
     left out, or not written yet (the run running, interrupted or stopped). One sentence for each cause (no
-    full stop);
-    units the run never planned are not named (the caller says the layer's range). A user's trial was told
-    a planned unit of a damaged or interrupted run "is not in layer fc7"."""
+    full stop); units the run never planned are not named (the caller says the layer's range). A user's
+    trial was told a planned unit of a damaged or interrupted run "is not in layer fc7"."""
     from atlas.pipeline.plan import plan_groups
 
     groups = (manifest.get("unit_groups") or {}).get(layer)
