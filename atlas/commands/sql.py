@@ -247,8 +247,8 @@ def write_result(
 ) -> None:
     if fmt == "csv":
         write_stream(columns, [rows], "csv", out)
-    elif fmt == "json":
-        out.write(json.dumps(json_records(columns, rows), default=str, indent=1, allow_nan=False) + "\n")
+    elif fmt == "json":  # as an export of every row: one array, a record a line
+        write_stream(columns, [rows], "json", out)
     elif list(columns) == EXPLAIN_COLUMNS:  # a query plan: DuckDB's drawing, as it is (a table cell cuts it)
         for key, plan in rows:
             out.write(f"{key}:\n{plan}\n")
@@ -265,9 +265,11 @@ def write_result(
         print(f"atlas: warning: result truncated to {len(rows)} rows (--max-rows)", file=sys.stderr)
 
 
-def write_stream(columns: list[str], batches: Iterable[list[tuple[Any, ...]]], fmt: str, out: TextIO) -> None:
+def write_stream(
+    columns: list[str], batches: Iterable[list[tuple[Any, ...]]], fmt: str, out: TextIO, end: str = ""
+) -> None:
     """Every row of an answer as CSV or JSON (``fmt``), written batch by batch as it is read: the same
-    cells as :func:`write_result`; JSON is one array with a record a line."""
+    cells as :func:`write_result`; JSON is one array with a record a line (``end`` after its ``]``)."""
     if fmt == "csv":
         out.write(csv_line(columns))
         for rows in batches:
@@ -279,7 +281,7 @@ def write_stream(columns: list[str], batches: Iterable[list[tuple[Any, ...]]], f
         for record in json_records(columns, rows):
             out.write(("\n" if first else ",\n") + json.dumps(record, default=str, allow_nan=False))
             first = False
-    out.write("\n]\n" if not first else "]\n")
+    out.write(("\n]" if not first else "]") + end + "\n")
 
 
 DOT_HELP = """.tables            the tables (views) of the run
@@ -351,10 +353,12 @@ def _dot_line(text: str, number: int, complain: Callable[..., None], say: Callab
 def _statements(
     read_line: Callable[[bool], str | None], complain: Callable[..., None], say: Callable[[str], None]
 ) -> Iterator[tuple[int, str]]:
-    """(first line number, text) of the SQL statements typed (each ending with ';', the last one maybe
-    without), dot commands answered (.tables, .schema, .help) or ended on (.quit). ``read_line(continued)``
-    gives the next line, None at the end of input, or raises KeyboardInterrupt (Ctrl-C: the statement being
-    typed is dropped)."""
+    """(first line number, text) of the SQL statements typed (each ending with ';' outside quotes and
+    comments, the last one maybe without), dot commands answered (.tables, .schema, .help) or ended on
+    (.quit). ``read_line(continued)`` gives the next line, None at the end of input, or raises
+    KeyboardInterrupt (Ctrl-C: the statement being typed is dropped)."""
+    from atlas.store.queries import script_state
+
     buffer: list[str] = []
     first = number = 0
     while True:
@@ -362,8 +366,8 @@ def _statements(
         if line is _CANCELLED:
             buffer.clear()
             continue
-        if line is None:  # end of input: a last statement without its ';' still runs
-            if buffer:
+        if line is None:  # end of input: a last statement without its ';' still runs (comments alone: none)
+            if script_state("\n".join(buffer))[0]:
                 yield first, "\n".join(buffer)
             return
         number += 1
@@ -377,8 +381,8 @@ def _statements(
         first = first if buffer else number  # a statement's first line (blank lines before it skipped)
         if stripped or buffer:
             buffer.append(stripped)
-        if stripped.endswith(";"):
-            yield first, "\n".join(buffer)
+        if ";" in stripped and script_state(text := "\n".join(buffer)) == (True, True):
+            yield first, text
             buffer.clear()
 
 
@@ -412,15 +416,18 @@ def _line_reader(editing: bool) -> Callable[[bool], str | None]:
 
 class _Console:
     """What a prompt or a piped script of statements prints: results on stdout, errors on stderr (a
-    script's named by statement number and line), and, for a script's JSON, one document at the end."""
+    script's named by statement number and line). A script's csv and json are exports, streamed a batch at
+    a time as a one-shot query's (a trial's piped 3-million-row JSON took 2 GB held whole); its JSON is one
+    document: a one-statement script's rows, as a one-shot query's, else a list of
+    ``{"statement": N, "rows": [...]}``."""
 
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, args: argparse.Namespace, one_shot: bool = False) -> None:
         self.args = args
         self.tty = sys.stdin.isatty()
         self.failed = 0
         self.written = 0
-        self.collect = args.format == "json" and not self.tty  # a script's JSON: one document for all
-        self.results: list[dict[str, Any]] = []
+        # a script's JSON: [{"statement": N, "rows": [...]}, ...] (a one-statement script's: its rows)
+        self.listed = args.format == "json" and not self.tty and not one_shot
 
     def complain(self, message: str, where: tuple[int, int] | int | None = None) -> None:
         self.failed += 1
@@ -435,24 +442,38 @@ class _Console:
     def say(self, text: str) -> None:
         print(text, file=sys.stdout if sys.stdout.isatty() else sys.stderr, flush=True)
 
-    def show(self, number: int, columns: list[str], rows: list[tuple[Any, ...]], truncated: bool) -> None:
-        if self.collect:
-            self.results.append({"statement": number, "rows": json_records(columns, rows)})
-            if truncated:
+    def answer(self, conn: Any, number: int, sql: str) -> None:
+        """Run statement ``number`` and write its answer; raises AtlasError (nothing written) if it fails."""
+        from atlas.store.queries import run_query, stream_query
+
+        cap, fmt = row_cap(self.args), self.args.format
+        if cap is None:  # an export of every row: a batch at a time
+            columns, batches = stream_query(conn, sql, timeout_s=self.args.timeout)
+        else:
+            columns, rows, truncated = run_query(conn, sql, max_rows=cap, timeout_s=self.args.timeout)
+            batches = [rows]
+            if truncated and self.listed:
                 print(f"atlas: warning: statement {number} truncated to {len(rows)} rows", file=sys.stderr)
-            return
-        if self.written and self.args.format in ("csv", "markdown") and not self.tty:
-            sys.stdout.write("\r\n" if self.args.format == "csv" else "\n")  # a blank line between results
         with naming_stdout():
-            write_result(columns, rows, truncated, self.args.format, sys.stdout, self.args.width)
+            if self.listed:
+                sys.stdout.write(
+                    ("[\n" if not self.written else ",\n") + f'{{"statement": {number}, "rows": '
+                )
+                write_stream(columns, batches, "json", sys.stdout, end="}")
+            else:
+                if self.written and fmt in ("csv", "markdown") and not self.tty:
+                    sys.stdout.write("\r\n" if fmt == "csv" else "\n")  # a blank line between results
+                if cap is None:
+                    write_stream(columns, batches, fmt, sys.stdout)
+                else:
+                    write_result(columns, rows, truncated, fmt, sys.stdout, self.args.width)
             sys.stdout.flush()
         self.written += 1
 
     def finish(self) -> int:
-        if self.collect:  # one statement: its rows, as a one-statement query gives them ([] when none ran)
-            one = len(self.results) == 1 and self.results[0]["statement"] == 1
-            whole = self.results[0]["rows"] if one else self.results
-            sys.stdout.write(json.dumps(whole, default=str, indent=1, allow_nan=False) + "\n")
+        if self.listed:
+            with naming_stdout():
+                sys.stdout.write("\n]\n" if self.written else "[]\n")
         if self.failed and not self.tty:  # a script: a failed statement fails the command, as a bad query
             s = "s" if self.failed > 1 else ""
             print(f"atlas: error: {self.failed} statement{s} failed", file=sys.stderr)
@@ -460,7 +481,7 @@ class _Console:
         return 0
 
 
-def _interactive(conn: Any, args: argparse.Namespace, run_query: Any, error_type: type) -> int:
+def _interactive(conn: Any, args: argparse.Namespace, error_type: type) -> int:
     from atlas.store.queries import split_statements
 
     console = _Console(args)
@@ -469,16 +490,16 @@ def _interactive(conn: Any, args: argparse.Namespace, run_query: Any, error_type
     read_line = _line_reader(console.tty and sys.stdout.isatty())
     typed = _statements(read_line, console.complain, console.say)
     statements = ((line, s) for line, text in typed for s in split_statements(text))
+    if not console.tty:  # a script: read whole first (its text is small), so that a one-statement
+        statements = list(statements)  # script answers as a one-shot query does
+        console.listed = console.listed and len(statements) != 1
     for number, (line, sql) in enumerate(statements, 1):
         try:
-            columns, rows, truncated = run_query(conn, sql, max_rows=row_cap(args), timeout_s=args.timeout)
+            console.answer(conn, number, sql)
         except error_type as exc:
             console.complain(str(exc), (number, line))
-            continue
         except KeyboardInterrupt:  # Ctrl-C stops the query (run_query interrupts it), not the session
             console.complain("interrupted", (number, line))
-            continue
-        console.show(number, columns, rows, truncated)
     return console.finish()
 
 
@@ -498,7 +519,6 @@ def run(args: argparse.Namespace) -> int:
     from atlas.errors import AtlasError
     from atlas.store.catalog import open_run
     from atlas.store.location import open_location
-    from atlas.store.queries import run_query, stream_query
 
     if args.query == "-":  # the usual spelling of "read standard input"
         args.query = None
@@ -508,7 +528,7 @@ def run(args: argparse.Namespace) -> int:
         if args.query is None:
             if note:
                 print(note, file=sys.stderr)
-            return _interactive(conn, args, run_query, AtlasError)
+            return _interactive(conn, args, AtlasError)
         query = args.query
         if query.strip().startswith("."):  # .tables, .schema [TABLE] as a one-shot query
             try:
@@ -520,14 +540,7 @@ def run(args: argparse.Namespace) -> int:
             if not query:
                 print(DOT_HELP)
                 return 0
-        if row_cap(args) is None:  # an export of every row: written as it is read, a batch at a time
-            columns, batches = stream_query(conn, query, timeout_s=args.timeout)
-            with naming_stdout():
-                write_stream(columns, batches, args.format, sys.stdout)
-        else:
-            columns, rows, truncated = run_query(conn, query, max_rows=row_cap(args), timeout_s=args.timeout)
-            with naming_stdout():
-                write_result(columns, rows, truncated, args.format, sys.stdout, args.width)
+        _Console(args, one_shot=True).answer(conn, 1, query)
         if note:  # after the answer: an error stays the one line on stderr
             print(note, file=sys.stderr)
         return 0

@@ -51,6 +51,69 @@ def _explained(sql: str) -> str:
     return text
 
 
+_DOLLAR_QUOTE = re.compile(r"\$(?:[A-Za-z_]\w*)?\$")  # $$...$$ or $tag$...$tag$ ($1 is a parameter)
+_E_PREFIX = re.compile(r"(?:^|[^\w$])[eE]$")  # the E of an E'...' string, whose backslashes escape
+
+
+def _comment_end(text: str, i: int) -> int:
+    """The index after the comment opening at text[i] (-1: still open), or i when none opens there."""
+    if text.startswith("--", i):
+        end = text.find("\n", i)
+        return len(text) if end < 0 else end + 1
+    if text.startswith("/*", i):
+        end = text.find("*/", i + 2)
+        return -1 if end < 0 else end + 2
+    return i
+
+
+def _literal_end(text: str, i: int) -> int:
+    """The index after the string, quoted name or $$ string opening at text[i] (-1: still open), or i
+    when none opens there."""
+    c = text[i]
+    if c == "$":
+        tag = _DOLLAR_QUOTE.match(text, i)
+        end = -1 if tag is None else text.find(tag.group(), tag.end())
+        return i if tag is None else -1 if end < 0 else end + len(tag.group())
+    if c not in "'\"":
+        return i
+    escapes = c == "'" and _E_PREFIX.search(text, max(i - 2, 0), i) is not None  # E'it\'s'
+    j = i + 1
+    while j < len(text):
+        if escapes and text[j] == "\\":
+            j += 2
+        elif text[j] != c:
+            j += 1
+        elif text.startswith(c, j + 1):  # '' (or "") stands for one
+            j += 2
+        else:
+            return j + 1
+    return -1
+
+
+def script_state(text: str) -> tuple[bool, bool]:
+    """(holds SQL, ends a statement) for the text typed so far: whether anything outside comments is there,
+    and whether its last token outside quotes and comments is ``;``. A ``;`` at a line's end inside a
+    string or a ``/* */`` comment, or one followed by ``-- a comment``, is read as DuckDB's parser reads it
+    (a trial's script ending in a comment line failed on an "empty query")."""
+    i = 0
+    code = ended = False
+    while i < len(text):
+        if text[i].isspace():
+            i += 1
+            continue
+        after = _comment_end(text, i)
+        if after != i:
+            if after < 0:
+                return code, False
+            i = after
+            continue
+        code, after = True, _literal_end(text, i)
+        if after < 0:
+            return True, False
+        ended, i = after == i and text[i] == ";", max(after, i + 1)
+    return code, ended
+
+
 def split_statements(sql: str) -> list[str]:
     """The statements of a script line such as ``SELECT 1; SELECT 2;``, each as its own text (quotes and
     comments respected by DuckDB's parser); the text as it is when it does not parse (its error follows)."""

@@ -296,9 +296,10 @@ def test_ctrl_c_in_the_console_stops_the_query_not_the_session(monkeypatch, caps
             raise KeyboardInterrupt  # what Ctrl-C raises while run_query waits for the query
         return ["x"], [(1,)], False
 
+    monkeypatch.setattr("atlas.store.queries.run_query", run_query)
     monkeypatch.setattr("sys.stdin", io.StringIO("SELECT slow;\nSELECT 1;\n"))
     args = argparse.Namespace(max_rows=10, timeout=None, format="csv", width=40)
-    assert _interactive(None, args, run_query, AtlasError) == 2  # piped: the interrupted one counts
+    assert _interactive(None, args, AtlasError) == 2  # piped: the interrupted one counts
     said = capsys.readouterr()
     assert asked == ["SELECT slow;", "SELECT 1;"] and "statement 1 (line 1): interrupted" in said.err
     assert said.out == "x\r\n1\r\n"  # csv rows, and nothing else
@@ -356,3 +357,58 @@ def test_a_line_break_in_a_value_keeps_a_table_row_on_one_line(run_dir, capsys):
     assert capsys.readouterr().out.splitlines() == ["a       b", "------  -", "x\\ny\\r  1", "(1 row)"]
     assert sql.run(parse(sql, [str(run_dir), "--format", "csv", q])) == 0  # an export keeps the value
     assert capsys.readouterr().out == 'a,b\r\n"x\ny\r",1\r\n'
+
+
+def test_a_script_ends_statements_where_duckdb_does(run_dir, monkeypatch, capsys):
+    """A ';' at a line's end inside a string or a /* */ comment does not end a statement, nor does a
+    script's last comment line make an empty one (a trial's script ending in `-- end` exited with 2)."""
+    from atlas.store.queries import script_state
+
+    for script, out in [
+        ("SELECT 1 AS one;\n-- end of script\n", ["one", "1"]),
+        ("/* step 1;\n*/\nSELECT 2 AS two;\n", ["two", "2"]),
+        (
+            "SELECT 'a;\nb' AS s;\nSELECT 3 AS c; -- trailing\nSELECT 4 AS d\n",
+            ["s", '"a;\nb"', "", "c", "3", "", "d", "4"],
+        ),
+        ("-- nothing but a comment\n", []),
+    ]:
+        monkeypatch.setattr(sys, "stdin", io.StringIO(script))
+        assert sql.run(parse(sql, [str(run_dir), "--format", "csv"])) == 0, script
+        said = capsys.readouterr()
+        assert said.err == "" and said.out.split("\r\n")[:-1] == out, script
+    assert script_state("SELECT E'it\\'s;'") == (True, False)  # an E string's backslash escapes its quote
+    assert script_state("SELECT $$ a; $$") == (True, False) and script_state("SELECT $1;") == (True, True)
+    assert script_state("SELECT 'it''s;'") == (True, False) and script_state('SELECT "a;";') == (True, True)
+
+
+def test_a_piped_export_streams_as_a_one_shot_query(run_dir, monkeypatch, capsys):
+    """A piped script's csv and json are written a batch at a time (a trial's piped 3-million-row JSON took
+    2 GB held whole), and a one-statement script's output is the one-shot query's, byte for byte."""
+    from atlas.store import queries
+
+    monkeypatch.setattr(queries, "STREAM_BATCH", 4)
+    fetched = []
+    plain = queries.stream_query
+
+    def counting(*args, **kwargs):
+        columns, batches = plain(*args, **kwargs)
+        return columns, (fetched.append(len(b)) or b for b in batches)
+
+    monkeypatch.setattr(queries, "stream_query", counting)
+    q = "SELECT i, i * 2 AS j FROM range(10) r(i)"
+    for fmt in ("json", "csv"):
+        assert sql.run(parse(sql, [str(run_dir), "--format", fmt, q])) == 0
+        one_shot = capsys.readouterr().out
+        monkeypatch.setattr(sys, "stdin", io.StringIO(q + ";\n"))
+        assert sql.run(parse(sql, [str(run_dir), "--format", fmt])) == 0
+        assert capsys.readouterr().out == one_shot and fetched == [4, 4, 2, 4, 4, 2], fmt
+        fetched.clear()
+    monkeypatch.setattr(sys, "stdin", io.StringIO(f"{q};\nSELECT nope;\n{q} LIMIT 1;\n"))
+    assert sql.run(parse(sql, [str(run_dir), "--format", "json"])) == 2
+    out = capsys.readouterr().out
+    assert fetched == [4, 4, 2, 1] and json.loads(out) == [
+        {"statement": 1, "rows": [{"i": i, "j": 2 * i} for i in range(10)]},
+        {"statement": 3, "rows": [{"i": 0, "j": 0}]},
+    ]
+    assert out.splitlines()[1:3] == ['{"statement": 1, "rows": [', '{"i": 0, "j": 0},']  # a record a line
