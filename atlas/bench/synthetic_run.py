@@ -458,9 +458,12 @@ def natural_percentile(activation: float | None, natural_q99: float) -> float | 
     return float(np.clip(1 - (1 - WEAK_PERCENTILE) * math.exp(-6 * (activation / natural_q99 - 1)), 0, 1))
 
 
-def picture_flags(percentile: float | None) -> str:
-    """ "weak" when the picture drives its unit less than 99 % of natural images do, else ""."""
-    return "weak" if percentile is not None and percentile < WEAK_PERCENTILE else ""
+def picture_flags(percentile: float | None) -> str | None:
+    """ "weak" when the picture drives its unit less than 99 % of natural images do, else "" (None: not
+    checked, as a real image)."""
+    if percentile is None:
+        return None
+    return "weak" if percentile < WEAK_PERCENTILE else ""
 
 
 def add_truth(

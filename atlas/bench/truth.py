@@ -62,7 +62,7 @@ def truth_metrics(results: list[UnitResult]) -> dict[str, Any]:
     labels = [u.label for u in ok if u.label is not None]
     lasts = [c.last for u in ok for c in u.chains if not c.diverged]
     flags = [
-        picture_flags(r.natural_percentile, r.path_percentile, r.manifold_percentile).split(",")
+        (picture_flags(r.natural_percentile, r.path_percentile, r.manifold_percentile) or "").split(",")
         for r in lasts
     ]
     share = {f: (sum(f in fl for fl in flags) / len(flags) if flags else math.nan) for f in FLAGS}
@@ -145,7 +145,7 @@ def planted_metrics(results: list[UnitResult], planted: list[dict], module: Any)
             flags = picture_flags(
                 c.last.natural_percentile, c.last.path_percentile, c.last.manifold_percentile
             )
-            flagged = any(f in FAITHFULNESS_FLAGS for f in flags.split(","))
+            flagged = any(f in FAITHFULNESS_FLAGS for f in (flags or "").split(","))
             if p["kind"] == "fooling" and trap:
                 unfaithful, caught = unfaithful + 1, caught + flagged
             elif p["kind"] == "concept":

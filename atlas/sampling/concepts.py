@@ -350,13 +350,17 @@ def picture_flags(
     natural_percentile: float,
     path_percentile: float = float("nan"),
     manifold_percentile: float = float("nan"),
-) -> str:
-    """Comma-separated flags of a synthetic picture ("" = none): ``weak`` when it drives its unit less than
-    the top 1 % of natural images do (natural_percentile < WEAK_PERCENTILE); ``off_path`` when its
-    earlier-layer patterns are further from the unit's natural path than those of 99 % of all natural
-    images (path_percentile < OFF_PATH_PERCENTILE, ``path_score``); ``off_manifold`` when G redraws it from
-    its own code worse than 99 % of natural images (manifold_percentile < 0.01, ``atlas.sampling.manifold``).
-    ``weak`` is about strength; ``off_path`` and ``off_manifold`` about faithfulness (FAITHFULNESS_FLAGS)."""
+) -> str | None:
+    """Comma-separated flags of a synthetic picture ("" = none; None = not checked: every percentile NaN,
+    a run without real images, whose pictures a trial's audit page called all clear): ``weak`` when it
+    drives its unit less than the top 1 % of natural images do (natural_percentile < WEAK_PERCENTILE);
+    ``off_path`` when its earlier-layer patterns are further from the unit's natural path than those of
+    99 % of all natural images (path_percentile < OFF_PATH_PERCENTILE, ``path_score``); ``off_manifold``
+    when G redraws it from its own code worse than 99 % of natural images (manifold_percentile < 0.01,
+    ``atlas.sampling.manifold``). ``weak`` is about strength; ``off_path`` and ``off_manifold`` about
+    faithfulness (FAITHFULNESS_FLAGS)."""
+    if all(p != p for p in (natural_percentile, path_percentile, manifold_percentile)):
+        return None
     flags = []
     if natural_percentile == natural_percentile and natural_percentile < WEAK_PERCENTILE:
         flags.append("weak")

@@ -59,6 +59,7 @@ from atlas.store.manifest import (
     unmarked_shards,
 )
 from atlas.store.schema import SCHEMAS, TABLES, duckdb_type
+from atlas.store.sessions import session_starts, work_seconds
 
 # small tables (one row per unit) loaded into memory at open: grid sorting, unit lists and aggregates then
 # cost milliseconds however many shard files a layer has; the big tables stay views over Parquet
@@ -258,6 +259,7 @@ def _run_table(loc: Location, manifest: dict[str, Any], markers: dict[str, dict[
         return None if value is None else json.dumps(value, default=str)
 
     times = [m["time"] for m in markers.values() if isinstance(m.get("time"), int | float)]
+    starts = session_starts(manifest.get("created"), manifest.get("resumed"))
     row = {
         "run_id": loc.name,
         "status": manifest.get("status"),
@@ -270,6 +272,8 @@ def _run_table(loc: Location, manifest: dict[str, Any], markers: dict[str, dict[
         "shards_done": len(markers),
         "first_shard_done": min(times) if times else None,
         "last_shard_done": max(times) if times else None,
+        "sessions": len(starts) or None,
+        "work_seconds": work_seconds(starts, times),
         "output_layer": manifest.get("output_layer"),
         "facet_layer": manifest.get("facet_layer"),
         "config": js(manifest.get("config")),
@@ -289,6 +293,8 @@ def _run_table(loc: Location, manifest: dict[str, Any], markers: dict[str, dict[
             ("shards_done", pa.int64()),
             ("first_shard_done", pa.float64()),
             ("last_shard_done", pa.float64()),
+            ("sessions", pa.int64()),
+            ("work_seconds", pa.float64()),
             ("output_layer", pa.string()),
             ("facet_layer", pa.string()),
             ("config", pa.string()),

@@ -146,7 +146,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             # the attribute reader's decoded concepts of a last / best picture (class, facet, colour, pos,
             # size, distractor; atlas.toyworld.concepts.picture_concepts); null: snapshots, real, no reader
             ("reader_concepts", pa.list_(_str), True),
-            ("flags", _str, True),  # comma-separated (concepts.picture_flags); "" none, null: real images
+            ("flags", _str, True),  # comma-separated (concepts.picture_flags); "" none, null: not checked
         ],
     ),
     # trajectory rows, every k steps of every chain

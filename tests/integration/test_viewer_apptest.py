@@ -758,7 +758,7 @@ def test_audit_page_lists_flagged_units(runs, monkeypatch):
     summary, listed = (d.value for d in at.dataframe)
     assert list(summary["layer"]) == ["conv3", "fc8"]
     images = pd.read_parquet(runs / "alpha" / "images" / "layer=fc8")
-    flagged = images[images["kind"].isin(["best", "last"]) & (images["flags"] != "")]
+    flagged = images[images["kind"].isin(["best", "last"]) & (images["flags"].fillna("") != "")]
     chains = pd.read_parquet(runs / "alpha" / "chains" / "layer=fc8")
     per_unit = distinct_pictures(images, chains=chains).query("flags != ''").groupby("unit").size()
     assert sorted(listed["unit"]) == sorted(per_unit.index)
@@ -827,26 +827,36 @@ def test_old_run_without_truth_columns_renders_every_page(old_run, monkeypatch, 
         assert "label shown per layer" not in at.selectbox(key="sql_example").options
 
 
-def test_audit_of_a_clean_layer_says_where_the_flagged_units_are(runs, tmp_path, monkeypatch):
+def _with_pictures_rewritten(source, run, layers: str, columns) -> None:
+    """Copy run ``source`` to ``run`` with the ``images`` files of ``layers`` (a glob: ``fc8``, ``*``)
+    rewritten: ``columns(table)`` -> {column: new values}; the markers record the new files' sizes."""
     import shutil
 
     import pyarrow.parquet as pq
 
-    run = tmp_path / "clean-fc8"
-    shutil.copytree(runs / "alpha", run)
-    for path in (run / "images" / "layer=fc8").glob("*.parquet"):  # fc8's pictures all unflagged
+    shutil.copytree(source, run)
+    for path in (run / "images").glob(f"layer={layers}/*.parquet"):
         table = pq.read_table(path)
-        flags = table.column("flags").to_pylist()
-        unflagged = [["" if f else f for f in flags]]
-        table = table.set_column(table.column_names.index("flags"), "flags", unflagged)
+        for name, values in columns(table).items():
+            table = table.set_column(table.column_names.index(name), name, [values])
         pq.write_table(table, path)
     for marker_path in (run / "_shards").glob("*.done"):  # the rewritten files' bytes, as a writer records
         marker = json.loads(marker_path.read_text())
         marker["sizes"] = {table: (run / rel).stat().st_size for table, rel in marker["files"].items()}
         marker_path.write_text(json.dumps(marker))
+
+
+def test_audit_of_a_clean_layer_says_where_the_flagged_units_are(runs, tmp_path, monkeypatch):
+    run = tmp_path / "clean-fc8"
+    _with_pictures_rewritten(  # fc8's pictures all unflagged
+        runs / "alpha",
+        run,
+        "fc8",
+        lambda t: {"flags": ["" if f else f for f in t.column("flags").to_pylist()]},
+    )
     at = app(run, monkeypatch, page="audit", layer="fc8")
     conv3 = pd.read_parquet(run / "images" / "layer=conv3")
-    n = conv3[conv3["kind"].isin(["best", "last"]) & (conv3["flags"] != "")]["unit"].nunique()
+    n = conv3[conv3["kind"].isin(["best", "last"]) & (conv3["flags"].fillna("") != "")]["unit"].nunique()
     assert n > 0
     # the sidebar's layer has no flags: the page opens on every layer, not on an empty list
     assert at.toggle(key="audit_every_layer").value is True
@@ -854,6 +864,21 @@ def test_audit_of_a_clean_layer_says_where_the_flagged_units_are(runs, tmp_path,
     at.toggle(key="audit_every_layer").set_value(False).run()  # the clean layer alone: where the rest are
     said = [s.value for s in at.success]
     assert any(f"Flagged units in other layers: conv3 {n}" in text for text in said), said
+
+
+def test_audit_of_a_run_without_real_images_says_not_checked(runs, tmp_path, monkeypatch):
+    """No picture of a run without real images has a percentile: the audit said "No unit of this
+    selection has a flagged picture" in green (a trial); it says that nothing could be checked."""
+    run = tmp_path / "no-real"
+    _with_pictures_rewritten(
+        runs / "alpha", run, "*", lambda t: {"flags": [None] * len(t), "natural_percentile": [None] * len(t)}
+    )
+    at = app(run, monkeypatch, page="audit", layer="fc8")
+    assert not at.error and not at.success, [s.value for s in at.success]
+    assert at.info and at.info[0].value.startswith("Not checked: this run's pictures have no natural")
+    assert at.dataframe[0].value["checked"].sum() == 0
+    checked = app(runs / "alpha", monkeypatch, page="audit", layer="fc8").dataframe[0].value
+    assert (checked["checked"] <= checked["pictures"]).all() and checked["checked"].sum() > 0  # diverged: not
 
 
 def test_a_grid_link_value_the_grid_cannot_take_is_named(runs, monkeypatch):

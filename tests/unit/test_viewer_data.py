@@ -39,7 +39,8 @@ def written(run_dir, table: str, layer: str) -> pd.DataFrame:
 def distinct_pictures(images: pd.DataFrame, kinds=("best", "last"), chains: pd.DataFrame | None = None):
     """One row per distinct picture of ``kinds`` (a chain's best picture that is its last once: the same
     step, or a stopped chain's stop step, ``chains.stopped_step``, where its last picture froze): unit,
-    chain, step, flags (the union of the rows' flags, comma-separated)."""
+    chain, step, flags (the union of the rows' flags, comma-separated), checked (a row with a percentile or
+    a flag: a diverged chain's pictures have neither)."""
     rows = images[images["kind"].isin(kinds)]
     if chains is not None and "stopped_step" in chains:
         stops = chains.set_index(["unit", "chain"])["stopped_step"]
@@ -48,10 +49,18 @@ def distinct_pictures(images: pd.DataFrame, kinds=("best", "last"), chains: pd.D
             k == "last" and s is not None and pd.notna(s) for k, s in zip(rows["kind"], stop, strict=True)
         ]
         rows = rows.assign(step=[s if f else t for f, s, t in zip(frozen, stop, rows["step"], strict=True)])
-    union = rows.groupby(["unit", "chain", "step"])["flags"].agg(
-        lambda fl: ",".join(sorted({f for text in fl for f in str(text or "").split(",") if f}))
+    rows = rows.assign(checked=rows["natural_percentile"].notna() | (rows["flags"].fillna("") != ""))
+    return (
+        rows.groupby(["unit", "chain", "step"])
+        .agg(
+            flags=(
+                "flags",
+                lambda fl: ",".join(sorted({f for text in fl for f in str(text or "").split(",") if f})),
+            ),
+            checked=("checked", "any"),
+        )
+        .reset_index()
     )
-    return union.reset_index()
 
 
 def test_layers_in_config_order_with_unit_counts(run):
@@ -289,7 +298,7 @@ def test_synthetic_truth_columns_are_consistent(run):
             assert r.label_margin == pytest.approx(r.tuning_auroc[0] - r.tuning_auroc[1])
         images = written(run_dir, "images", layer)
         real, synth = images[images["kind"] == "real"], images[images["kind"] != "real"]
-        assert real["natural_percentile"].isna().all() and (real["flags"] == "").all()
+        assert real["natural_percentile"].isna().all() and real["flags"].isna().all()  # not checked
         p = synth["natural_percentile"]
         assert p.dropna().between(0, 1).all()
         assert ((synth["flags"] == "weak") == (p < data.WEAK_PERCENTILE)).all()
@@ -393,11 +402,13 @@ def test_flag_summary_and_flagged_units_match_what_was_written(run):
         images = written(run_dir, "images", layer)
         results = distinct_pictures(images, chains=written(run_dir, "chains", layer))  # best = last: once
         assert len(results) < (images["kind"].isin(["best", "last"])).sum()  # the run has such pairs
-        flagged = results[results["flags"] != ""]
+        flagged = results[results["flags"].fillna("") != ""]
         rec = summary.loc[layer]
         assert (rec["pictures"], rec["flagged"], rec["weak"]) == (len(results), len(flagged), len(flagged))
         assert rec["flagged_units"] == flagged["unit"].nunique()
-        assert rec["flagged_share"] == pytest.approx(len(flagged) / len(results))
+        checked = results["checked"].sum()
+        assert 0 < checked <= len(results)  # a diverged chain's pictures have no percentile: not checked
+        assert rec["checked"] == checked and rec["flagged_share"] == pytest.approx(len(flagged) / checked)
         mine = listed[listed["layer"] == layer].set_index("unit")
         per_unit = flagged.groupby("unit").size()
         assert sorted(mine.index) == sorted(per_unit.index)
@@ -845,14 +856,21 @@ def test_throughput_leaves_out_the_idle_time_between_an_interrupt_and_its_resume
         marker.write_text(json.dumps({**content, "time": t}))
     created = datetime.fromtimestamp(t0, UTC).isoformat()
     resumed = [datetime.fromtimestamp(t0 + 3600, UTC).isoformat()]
+    manifest = json.loads((run_dir / "run.json").read_text())
+    (run_dir / "run.json").write_text(json.dumps({**manifest, "created": created, "resumed": resumed}))
     conn = open_run(run_dir)
     try:
         stats = data.run_stats(conn, created, resumed)
         assert stats["wall_s"] == pytest.approx(120 + 180)  # each session to its last shard
         assert stats["units_per_min"] == pytest.approx(10 / 300 * 60)
         assert data.run_stats(conn, created)["wall_s"] == pytest.approx(3600 + 180)  # without the resume
+        # SQL's run table says the same (a trial's recipe divided by the whole span, idle hour included)
+        assert conn.execute("SELECT sessions, work_seconds FROM run").fetchone() == (2, pytest.approx(300))
     finally:
         conn.close()
+    from atlas.store.sessions import work_seconds
+
+    assert work_seconds([], []) is None and work_seconds([], [10.0, 20.0, 30.0]) == pytest.approx(30)
 
 
 def test_unit_lists_are_named_compactly():
@@ -953,7 +971,7 @@ def test_compare_summaries_say_how_recognizable_and_how_flagged_and_which_settin
     assert stats["judge_accuracy"] == pytest.approx(written_units["judge_correct"].astype(float).mean())
     images = written(run_dir, "images", "fc8")
     kept = images[images["kind"].isin(["best", "last"]) & images["flags"].notna()]
-    assert stats["flagged_share"] == pytest.approx((kept["flags"] != "").mean())
+    assert stats["flagged_share"] == pytest.approx((kept["flags"].fillna("") != "").mean())
     assert stats["steps"] == written(run_dir, "chains", "fc8")["steps"].max()
     assert data.stats_over(conn, "fc8", [])["judge_accuracy"] is None
     ours = {"name": "a", "sampler": {"method": "dgn_am", "steps": 100}, "layers": [{"name": "fc8"}]}
@@ -1060,7 +1078,7 @@ def test_grid_sorts_the_units_with_most_flagged_pictures_first(run):
     pictures = distinct_pictures(
         written(run_dir, "images", "conv3"), chains=written(run_dir, "chains", "conv3")
     )
-    flagged = pictures[pictures["flags"] != ""].groupby("unit").size()
+    flagged = pictures[pictures["flags"].fillna("") != ""].groupby("unit").size()
     assert "flagged pictures ↓" in data.sorts(True, True) and "flagged pictures ↓" not in data.sorts(True)
     assert data.SORT_WORDS["flagged"] == "flagged pictures ↓"
     page = data.grid_page(conn, data.GridQuery(layer="conv3", sort="flagged pictures ↓", page_size=100))

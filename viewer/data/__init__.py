@@ -84,7 +84,6 @@ from viewer.data.run import (
     run_info,
     run_stats,
     schema,
-    sessions,
     shards,
     throughput,
 )
@@ -164,7 +163,6 @@ __all__ = [
     "first_term",
     "own_sql",
     "redo_hint",
-    "sessions",
     "unit_kinds",
     "unit_name",
     "AUDIT_KINDS",

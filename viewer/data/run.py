@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Any
 
 import pandas as pd
@@ -12,6 +11,7 @@ from atlas.errors import AtlasError, first_line
 from atlas.store.catalog import RUN_TABLES, SHARD_PROVENANCE, UNMARKED
 from atlas.store.location import Location
 from atlas.store.queries import printable, reads_damaged_bytes
+from atlas.store.sessions import session_starts, timestamp, work_seconds
 from viewer.data.query import fetch_frame, fetch_one
 from viewer.data.truth import table_columns
 from viewer.data.units import FAILED, composite_sql, failures, own_sql
@@ -164,10 +164,7 @@ def diverged_chains(conn: Any, limit: int = 200) -> pd.DataFrame:
 
 def created_ts(text: str | None) -> float | None:
     """The run's ``created`` (ISO 8601) as a POSIX timestamp; None when missing or unreadable."""
-    try:
-        return datetime.fromisoformat(text).timestamp() if text else None
-    except ValueError:
-        return None
+    return timestamp(text)
 
 
 def default_run(manifests: list[dict[str, Any] | None]) -> int:
@@ -210,38 +207,21 @@ def schema(conn: Any, tables: tuple[str, ...] = SCHEMA_TABLES) -> dict[str, list
     return out
 
 
-def sessions(created: str | None, resumed: Any) -> list[float]:
-    """The start times (POSIX) of a run's sessions: its ``created`` and each ``resumed`` of run.json,
-    sorted (unreadable ones left out)."""
-    times = [created, *(resumed if isinstance(resumed, list) else [])]
-    return sorted(t for t in (created_ts(v if isinstance(v, str) else None) for v in times) if t is not None)
-
-
 def throughput(
     conn: Any, created_ts: float | None, failed: int = 0, starts: list[float] | None = None
 ) -> dict[str, float | None]:
-    """Units sampled per minute of the run's work: from each session's start (``starts``: run.json's
-    ``created`` and ``resumed``) to its last shard's completion, summed, so the idle time between an
-    interrupt and its resume is not counted; failed units are not counted as sampled."""
+    """Units sampled per minute of the run's work (``starts``: its sessions', run.json's ``created`` and
+    ``resumed``; :func:`atlas.store.sessions.work_seconds`), so the idle time between an interrupt and its
+    resume is not counted; failed units are not counted as sampled."""
     done = fetch_frame(conn, "SELECT done_time, units_rows, seconds FROM shards ORDER BY done_time")
     done = done[done["done_time"].notna()]
     if done.empty:
         return {"units_per_min": None, "wall_s": None, "shard_seconds": None}
-    starts = sorted(starts) if starts else ([created_ts] if created_ts is not None else [])
-    times = [float(t) for t in done["done_time"]]
-    wall = 0.0
-    if starts and starts[0] <= times[0]:
-        ends: dict[float, float] = {}  # session start -> its last shard's completion
-        for t in times:
-            start = max(s for s in starts if s <= t)
-            ends[start] = max(ends.get(start, t), t)
-        wall = sum(end - start for start, end in ends.items())
-    else:  # no start known: the span of the completions, stretched by one shard's share
-        n = len(times)
-        wall = (times[-1] - times[0]) * n / max(n - 1, 1)
+    starts = starts or ([created_ts] if created_ts is not None else [])
+    wall = work_seconds(starts, [float(t) for t in done["done_time"]]) or 0.0
     units = max(int(done["units_rows"].sum()) - failed, 0)
     return {
-        "units_per_min": (units / wall * 60) if wall and wall > 0 else None,
+        "units_per_min": (units / wall * 60) if wall > 0 else None,
         "wall_s": wall,
         "shard_seconds": float(done["seconds"].sum()) if done["seconds"].notna().any() else None,
     }
@@ -257,7 +237,7 @@ def run_stats(conn: Any, created: str | None, resumed: Any = None) -> dict[str, 
     failed = failures(conn)
     return {
         **rows,
-        **throughput(conn, created_ts(created), failed["count"], sessions(created, resumed)),
+        **throughput(conn, created_ts(created), failed["count"], session_starts(created, resumed)),
         "diverged_chains": diverged,
         "diverged_fraction": diverged / max(rows["chains"], 1),
         "failures": failed,

@@ -101,7 +101,8 @@ def _flag_counts_sql(flags: list[str]) -> str:
 
 def pictures_sql(conn: Any, kinds: tuple[str, ...], where: str = "") -> str:
     """SQL of one row per distinct picture of ``kinds``: layer, unit, chain, step, fl (the union of its
-    flags, a list), natural_percentile. A chain whose best picture is its last one keeps it as two rows
+    flags, a list), natural_percentile, checked (false: no check could run, a run without real images).
+    A chain whose best picture is its last one keeps it as two rows
     (kinds 'best' and 'last', their flags computed apart): counted once here. That is the same step, or,
     for a chain that stopped (``chains.stopped_step``: its picture frozen from there, its last row at the
     final step), the last picture's stop step. Binds ``kinds`` (then whatever ``where`` adds)."""
@@ -114,15 +115,17 @@ def pictures_sql(conn: Any, kinds: tuple[str, ...], where: str = "") -> str:
     return f"""SELECT layer, unit, chain, step,
                       list_sort(list_distinct(list_filter(
                           flatten(list(string_split(coalesce(flags, ''), ','))), lambda x: x <> ''))) AS fl,
-                      min(natural_percentile) AS natural_percentile
+                      min(natural_percentile) AS natural_percentile,
+                      bool_or(natural_percentile IS NOT NULL OR coalesce(flags, '') <> '') AS checked
                FROM {source} WHERE kind IN ({placeholders(kinds)}) {where}
                GROUP BY layer, unit, chain, step, CASE WHEN step IS NULL THEN kind END"""
 
 
 def flag_summary(conn: Any, kinds: tuple[str, ...] = AUDIT_KINDS["best and last pictures"]) -> pd.DataFrame:
     """Per layer, over its distinct pictures of ``kinds`` (a best = last picture once): layer, units (with
-    pictures), pictures, flagged (pictures with any flag), flagged_share, flagged_units (units with a
-    flagged picture), failed_units (no pictures to check), then one picture count per flag."""
+    pictures), pictures, flagged (pictures with any flag), flagged_share (of the checked pictures),
+    flagged_units (units with a flagged picture), checked (pictures the checks could read: a run without
+    real images has none), failed_units (no pictures to check), then one picture count per flag."""
     flags = flag_names(conn)
     df = fetch_frame(
         conn,
@@ -130,7 +133,8 @@ def flag_summary(conn: Any, kinds: tuple[str, ...] = AUDIT_KINDS["best and last 
         WITH p AS ({pictures_sql(conn, kinds)}),
         s AS (SELECT layer, count(DISTINCT unit) AS units, count(*) AS pictures,
                      count(*) FILTER (WHERE len(fl) > 0) AS flagged,
-                     count(DISTINCT unit) FILTER (WHERE len(fl) > 0) AS flagged_units{_flag_counts_sql(flags)}
+                     count(DISTINCT unit) FILTER (WHERE len(fl) > 0) AS flagged_units,
+                     count(*) FILTER (WHERE checked) AS checked{_flag_counts_sql(flags)}
               FROM p GROUP BY layer),
         f AS (SELECT layer, count(*) FILTER (WHERE status = 'error') AS failed_units
               FROM units GROUP BY layer)
@@ -140,7 +144,7 @@ def flag_summary(conn: Any, kinds: tuple[str, ...] = AUDIT_KINDS["best and last 
     )
     counted = [c for c in df.columns if c != "layer"]
     df[counted] = df[counted].fillna(0).astype(int)  # a layer whose units all failed has no pictures
-    df.insert(4, "flagged_share", df["flagged"] / df["pictures"].where(df["pictures"] > 0))
+    df.insert(4, "flagged_share", df["flagged"] / df["checked"].where(df["checked"] > 0))
     return df
 
 

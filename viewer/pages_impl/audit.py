@@ -34,17 +34,28 @@ def _controls(ctx: Context, layer: str) -> tuple[tuple[str, ...], str | None, st
     return data.AUDIT_KINDS[kinds], None if every else layer, None if flag == ANY_FLAG else flag
 
 
-def _summary(ctx: Context, kinds: tuple[str, ...]) -> None:
+def _summary(ctx: Context, kinds: tuple[str, ...]) -> pd.DataFrame:
+    """The per-layer table of flag counts (:func:`viewer.data.flag_summary`), drawn and returned."""
     st.subheader("Per layer")
     summary = data.flag_summary(ctx.conn, kinds)
-    summary = summary.assign(flagged_share=summary["flagged_share"] * 100)  # 2 of 415 is 0.5 %, not "0%"
-    st.dataframe(summary, hide_index=True, column_config={
+    shown = summary.assign(flagged_share=summary["flagged_share"] * 100)  # 2 of 415 is 0.5 %, not "0%"
+    st.dataframe(shown, hide_index=True, column_config={
         "flagged": "flagged pictures",
         "flagged_share": st.column_config.ProgressColumn("share flagged", format="%.1f%%", min_value=0,
                                                          max_value=100, width="small"),
         "flagged_units": st.column_config.NumberColumn("flagged units", help="units with a flagged picture"),
+        "checked": st.column_config.NumberColumn(
+            "checked", help="pictures the checks could read (they need real images to compare with)"),
         "failed_units": st.column_config.NumberColumn("failed units", help="units that failed: no pictures"),
     })  # fmt: skip
+    return summary
+
+
+NOT_CHECKED = (
+    "Not checked: {what} no natural percentile, path or manifold score, since the run had no real images "
+    "to compare them with (`facets.real_images`; the toy world's test images when unset), so no flag "
+    "could be raised. A run with real images gets them."
+)
 
 
 def _table(ctx: Context, units: pd.DataFrame, kinds: tuple[str, ...], flag: str | None) -> None:
@@ -130,7 +141,12 @@ def render(ctx: Context) -> None:
         )
         return
     kinds, scope, flag = _controls(ctx, layer)
-    _summary(ctx, kinds)
+    summary = _summary(ctx, kinds)
+    in_scope = summary if scope is None else summary[summary["layer"] == scope]
+    if int(in_scope["pictures"].sum()) > 0 and int(in_scope["checked"].sum()) == 0:  # a trial read all clear
+        what = "this run's pictures have" if scope is None else f"layer {scope}'s pictures have"
+        st.info(NOT_CHECKED.format(what=what), icon=":material/info:")
+        return
     units = data.flagged_units(ctx.conn, kinds, scope, flag, labels=have.labels)
     where = "every layer" if scope is None else f"layer {scope}"
     st.subheader(f"Flagged units · {where}")
