@@ -34,10 +34,13 @@ def real_codes(
         generator = load_run_model(cfg, "generator")
         layer = layer or generator.extras.get("code_layer")
         encoder = generator.extras.get("code_encoder")
-    if not layer:
+    if not layer:  # the pre-flight's advice: a torchvision AlexNet's fc6 means nothing to a DeePSiM G
+        from atlas.pipeline.preflight import ENCODER_EXAMPLES
+
         raise AtlasError(
-            "models.code_layer: name the target layer whose output is the generator's code "
-            "(e.g. classifier.2 for AlexNet's post-ReLU fc6)"
+            "models.code_layer: name the layer whose output is the generator's code: a target layer when G "
+            "inverts the target, else set models.encoder to the network G inverts and name its layer "
+            f"({ENCODER_EXAMPLES}; relu6 in both)"
         )
     probe = LayerProbe(network.module, [layer])
 

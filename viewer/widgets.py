@@ -220,13 +220,24 @@ def thumbnail_png(png: bytes, max_px: int = THUMBNAIL_PX) -> bytes | None:
         return None
 
 
+MARKDOWN_MARKS = re.compile(r"([\\`*_\[\]~<>])")
+
+
+def plain_caption(text: str) -> str:
+    """``text`` shown as it is in a caption Streamlit renders as Markdown: a composite's ``0.7*3 + 0.3*7``
+    read "0.73 + 0.37" with its middle in italics (a trial), a file ``tabby_1_2.jpg`` would too."""
+    return MARKDOWN_MARKS.sub(r"\\\1", text)
+
+
 def picture(png: bytes, caption: str | None = None, link: str | None = None) -> None:
-    """A stored picture as its column's width, as the PNG it is (``st.image`` would re-encode it to JPEG);
-    bytes that do not decode (a damaged file) are named on the page instead of ending the page."""
+    """A stored picture as its column's width, as the PNG it is (``st.image`` would re-encode it to JPEG),
+    its caption as plain text; bytes that do not decode (a damaged file) are named on the page instead of
+    ending the page."""
+    shown = plain_caption(caption) if caption else caption
     try:
-        st.image(png, caption=caption, width="stretch", link=link, output_format="PNG")
+        st.image(png, caption=shown, width="stretch", link=link, output_format="PNG")
     except (OSError, ValueError, SyntaxError):  # PIL's errors for a broken PNG
-        st.caption(f"(picture unreadable: `atlas verify --deep` names the damaged shard) {caption or ''}")
+        st.caption(f"(picture unreadable: `atlas verify --deep` names the damaged shard) {shown or ''}")
 
 
 def tiles(

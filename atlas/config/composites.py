@@ -24,7 +24,8 @@ _TERM = re.compile(r"\s*([+-])?\s*(?:((?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\
 
 
 def parse_composite(text: str, n_units: int | None = None, key: str = "layers.objectives") -> Composite:
-    """``"3 + 5"``, ``"3 - 5"``, ``"0.7*3 + 0.3*7"``, ``"-2*4 + 1"``, ``"1e-2*3 + 5"`` -> Composite; a
+    """``"3 + 5"``, ``"3 - 5"``, ``"0.7*3 + 0.3*7"``, ``"-2*4 + 1"``, ``"1e-2*3 + 5"``, ``"-3"`` (the unit's
+    negative) -> Composite; a
     one-line ConfigError naming ``key`` for anything else (unknown syntax, a unit out of range, a repeated
     unit, one term, a weight of 0 or above ``MAX_WEIGHT``)."""
     pos, terms = 0, []
@@ -45,8 +46,13 @@ def parse_composite(text: str, n_units: int | None = None, key: str = "layers.ob
             f"{key}: unit {repeated[0]} appears more than once in {text!r}; give each unit one term "
             "and add its weights (e.g. '2*3 + 5')"
         )
-    if len(terms) < 2:
-        raise ConfigError(f"{key}: {text!r} needs two or more different units (e.g. '3 + 5')")
+    if not terms:
+        raise ConfigError(f"{key}: an empty composite; write a weighted sum of units such as '3 + 5'")
+    if len(terms) < 2 and terms[0][1] > 0:  # '-3' stands: the unit's negative (Lucid's), what lowers it
+        raise ConfigError(
+            f"{key}: {text!r} is one unit with a positive weight, the unit itself (list it in units); a "
+            "composite sums two or more units ('3 + 5', '3 - 5') or negates one ('-3': what lowers it most)"
+        )
     for unit, weight in terms:
         if weight == 0 or abs(weight) > MAX_WEIGHT:
             raise ConfigError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -56,7 +57,50 @@ def freeze(module: nn.Module) -> nn.Module:
 
 def generators_own_layer(generator: LoadedModel | None, reader: LoadedModel) -> str | None:
     """The layer G names as its code (its ``code_layer`` extra: T's relu6 for the toy world's G) when the
-    network that reads codes (the encoder, else the target) has a layer of that name; None otherwise, so
-    a run that needs no code layer (DGN-AM from a random or mean start) takes any target, as with DeePSiM."""
+    network that reads codes (the encoder, else the target) has a layer of that name whose output is G's
+    code (its size, through G's ``code_encoder`` when it has one); None otherwise, so a run that needs no
+    code layer (DGN-AM from a random or mean start) takes any target, as with DeePSiM (a trial's own
+    network with a 128-wide ``relu6`` was refused with the toy G's 256-wide code)."""
     name = generator.extras.get("code_layer") if generator is not None else None
-    return name if name and name in dict(reader.module.named_modules()) else None
+    layer = dict(reader.module.named_modules()).get(name) if name else None
+    if generator is None or layer is None or reader.space is None:
+        return None
+    if not generator.code_shape:
+        return name
+    code = _layer_output(reader, layer)
+    encoder = generator.extras.get("code_encoder")
+    if code is not None and isinstance(encoder, nn.Module):  # a subspace G: its code is the encoder's
+        try:
+            with torch.no_grad():
+                code = encoder(code.to(next(encoder.buffers(), torch.zeros(0)).device))
+        except (RuntimeError, ValueError, TypeError):
+            return None
+    return name if code is not None and code[0].numel() == math.prod(generator.code_shape) else None
+
+
+class _Reached(Exception):
+    """Raised by the hook of :func:`_layer_output` once its layer has run: the rest of the net need not."""
+
+
+def _layer_output(reader: LoadedModel, layer: nn.Module) -> torch.Tensor | None:
+    """``layer``'s output on one grey picture through ``reader``, the net run only up to it (None when it
+    fails or gives no tensor)."""
+    assert reader.space is not None
+    seen: list[torch.Tensor] = []
+
+    def keep(_module: nn.Module, _inputs: object, out: object) -> None:
+        if torch.is_tensor(out):
+            seen.append(out)
+        raise _Reached
+
+    hook = layer.register_forward_hook(keep)
+    try:
+        device = next(reader.module.parameters(), torch.zeros(0)).device
+        x = reader.space.encode(torch.full((1, 3, reader.space.size, reader.space.size), 0.5, device=device))
+        with torch.no_grad():
+            reader.module(x)
+    except (_Reached, RuntimeError, ValueError, TypeError):
+        pass
+    finally:
+        hook.remove()
+    return seen[0] if seen else None

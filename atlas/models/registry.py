@@ -163,13 +163,18 @@ def _load_torchvision(name: str, cfg: ModelConfig, role: Role, opts: LoadOptions
     weights = cfg.weights
     if weights and _names_weights_enum(weights):
         # a weights enum name such as IMAGENET1K_V1: torchvision downloads it (needs a network)
+        family = torchvision.models.get_model_weights(name)
+        owner = weights.rpartition(".")[0]
+        if owner and owner != family.__name__:  # ResNet50_Weights.DEFAULT for alexnet: AlexNet's DEFAULT
+            valid = ", ".join(f"{family.__name__}.{w.name}" for w in family)
+            raise ModelError(f"weights {weights!r} are not torchvision:{name}'s; valid: {valid}, or a file")
         try:
-            enum = torchvision.models.get_model_weights(name)[weights.split(".")[-1]]
+            enum = family[weights.split(".")[-1]]
             said = io.StringIO()  # torch.hub's 'Downloading: "https://..."' line and progress bar: offline,
             with contextlib.redirect_stderr(said), contextlib.redirect_stdout(said):  # a second line
                 module = torchvision.models.get_model(name, weights=enum)
         except KeyError:
-            valid = ", ".join(w.name for w in torchvision.models.get_model_weights(name))
+            valid = ", ".join(w.name for w in family)
             raise ModelError(
                 f"unknown weights {weights!r} for torchvision:{name}; valid: {valid}, or a file"
             ) from None
@@ -264,11 +269,35 @@ def _one_line(exc: BaseException, limit: int = 200) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def _check_code_model(
+    spec: str, factory_name: str, role: Role, code_shape: Any, space: ImageSpace | None
+) -> None:
+    """A generator or DAE of one's own declares its code's shape (and a generator its pictures' space):
+    without them every worker died on the first batch, after a pre-flight that had passed (a trial)."""
+    if role not in ("generator", "dae"):
+        return
+    if not code_shape:
+        raise ModelError(
+            f"spec {spec!r}: the {role} declares no code_shape; set module.code_shape = (D,) on the module "
+            f"{factory_name}() returns (D: its code's size, e.g. (4096,) for an fc6 code)"
+        )
+    if role == "generator" and space is None:
+        raise ModelError(
+            f"spec {spec!r}: the generator declares no picture space; set {factory_name}.atlas_image_space = "
+            '{"size": N} (its pictures\' side in pixels; README: "Bring your own model")'
+        )
+
+
 def _load_python(target: str, cfg: ModelConfig, role: Role, opts: LoadOptions) -> LoadedModel:
     """Any ``nn.Module`` from ``factory()``; the factory (or the module) may declare ``atlas_image_space``,
     ``atlas_loads_own_weights`` and ``atlas_output_layer`` (README: "Bring your own model")."""
     factory = _import_factory(target, cfg.spec)
     factory_name = target.rsplit(":", 1)[1]
+    if isinstance(factory, nn.Module):  # called, it ran the module's forward with no input
+        raise ModelError(
+            f"spec {cfg.spec!r}: {factory_name} is an nn.Module instance, not a factory; name a function "
+            "(or class) that builds the module, e.g. def build(): return MyNet()"
+        )
     try:
         module = _random_init(factory)  # type: ignore[arg-type]
     except (Exception, SystemExit) as exc:  # noqa: BLE001 - user code (sys.exit() ended atlas in silence)
@@ -300,6 +329,7 @@ def _load_python(target: str, cfg: ModelConfig, role: Role, opts: LoadOptions) -
     if output is not None:
         _check_layer(module, output, f"spec {cfg.spec!r}: atlas_output_layer")
     code_shape = getattr(module, "code_shape", None)
+    _check_code_model(cfg.spec, factory_name, role, code_shape, space)
     return LoadedModel(
         freeze(module),
         role,

@@ -369,7 +369,7 @@ def _dispatch(
         _say_other_code((earlier or {}).get("git_sha"), manifest.get("git_sha"), log)
         log(
             f"atlas run {cfg.name}: {len(todo)} shard{'s' if len(todo) != 1 else ''}, "
-            f"{total_units - done_units} units to go, "
+            f"{total_units - done_units} unit{'s' if total_units - done_units != 1 else ''} to go, "
             f"on {layout.describe()}" + (f"\natlas: warning: {layout.note}" if layout.note else "")
         )
         # models, judge, real images: once into the object store, held for the workers (kept alive here)
@@ -662,7 +662,8 @@ def format_summary(summary: dict[str, Any]) -> str:
             ]
         )
     lines = [
-        f"atlas: {summary['units']} units, {summary['chains']} chains, {summary['images']} images, "
+        f"atlas: {summary['units']} unit{'s' if summary['units'] != 1 else ''}, {summary['chains']} chains, "
+        f"{summary['images']} images, "
         f"{sum(summary['rows'].values())} rows in {summary['wall_seconds']:.1f} s "
         f"({summary['units_per_minute'] or 0:.1f} units/min)",
         f"  shards: {summary['shards_run']} run, {summary['shards_skipped']} already complete, "

@@ -249,7 +249,11 @@ def _check_code_layer(cfg: RunConfig, models: RunModels, module: nn.Module, shap
         )
     if needed and not name:
         own = gen.extras.get("code_layer") if gen is not None else None
-        lacks = f" ({gen.spec} reads {own!r}, which the target lacks)" if gen is not None and own else ""
+        lacks = ""
+        if gen is not None and own:  # the target lacks G's layer, or its layer of that name is not G's code
+            there = own in dict((models.encoder or models.target).module.named_modules())
+            why = "not G's code there (another network's layer)" if there else "which it lacks"
+            lacks = f" ({gen.spec} reads {own!r} of the network it was trained on, {why})"
         raise ConfigError(
             f"models.code_layer: sampler.start {s.start!r} turns real images into start codes through the "
             f"target layer whose output is G's code, and none is known{lacks}; set models.code_layer (and "
@@ -294,6 +298,24 @@ def _check_code_layer(cfg: RunConfig, models: RunModels, module: nn.Module, shap
             + hint
         )
     return name
+
+
+def _check_generator_size(models: RunModels) -> None:
+    """The generator draws pictures of the size its space says (one batch-1 pass at the zero code): a
+    trial's G declared 64 px and drew 48, and ``atlas config --check`` printed a 64 px conversion."""
+    gen = models.generator
+    if gen is None or gen.space is None or not gen.code_shape:
+        return
+    try:
+        with torch.no_grad():
+            drawn = gen.module(torch.zeros(1, *gen.code_shape))
+    except (RuntimeError, ValueError, TypeError):
+        return  # a generator that fails on the zero code fails with its own message in the run
+    if drawn.dim() == 4 and tuple(drawn.shape[-2:]) != (gen.space.size, gen.space.size):
+        raise ConfigError(
+            f"models.generator ({gen.spec}): it draws {drawn.shape[-1]}x{drawn.shape[-2]} pictures but its "
+            f"space says {gen.space.size} px; declare the size it draws (atlas_image_space's size)"
+        )
 
 
 def _code_blind_generator(models: RunModels) -> list[str]:
@@ -439,6 +461,7 @@ def preflight_models(cfg: RunConfig, models: RunModels) -> PreflightReport:
     output = target.output_layer
     layer_shapes = _check_layers(cfg, module, shapes, output)
     code_layer = _check_code_layer(cfg, models, module, shapes)
+    _check_generator_size(models)
     _check_dae(cfg, models)
     if s.method in CODE_METHODS and s.start == "mean" and models.code_stats is None:
         raise ConfigError(

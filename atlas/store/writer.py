@@ -281,10 +281,12 @@ class RunStore:
             _added, differ, left_out = run_growth(existing, manifest)
             if differ or left_out:  # neither: the same config or one that adds (a hash of an older atlas)
                 what = _what_differs(differ, left_out)
+                fixed = any(str(k).endswith((".objectives", ".pairs")) for k in differ)
+                composites = " (composite objectives among them: fixed with the run)" if fixed else ""
                 raise AtlasError(
                     f"run {self.loc.display()} holds a different config ({what}); a run takes new layers "
-                    "and units but keeps its settings and the units it holds: use a new run name "
-                    "(--set name=...) or remove it"
+                    f"and units but keeps its settings{composites} and the units it holds: use a new run "
+                    "name (--set name=...) or remove it"
                 )
         check_schema(self.loc, existing)  # no resume adds this atlas's shards to a newer run
         problem = resume_problem(existing, manifest, allow_code_change)

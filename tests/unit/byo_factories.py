@@ -124,6 +124,28 @@ def wide_generator() -> nn.Module:
 wide_generator.atlas_image_space = generator.atlas_image_space
 
 
+def generator_without_code_shape() -> nn.Module:
+    """A generator that does not say what code it takes (a trial's: every worker died on it)."""
+    return nn.Sequential(nn.Linear(CODE, 3 * 32 * 32), nn.Unflatten(1, (3, 32, 32)))
+
+
+generator_without_code_shape.atlas_image_space = generator.atlas_image_space
+
+
+def generator_without_space() -> nn.Module:
+    return Generator()
+
+
+INSTANCE = Generator()  # a module where a factory belongs
+
+
+def generator_of_another_size() -> nn.Module:
+    return Generator()  # draws 32 px
+
+
+generator_of_another_size.atlas_image_space = {"size": 64}
+
+
 class NoGrad(nn.Module):
     """A black-box target: its forward runs under torch.no_grad (forward-only methods only)."""
 

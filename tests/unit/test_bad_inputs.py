@@ -440,6 +440,29 @@ REAL = {"facets": {"real_images": "{tmp}/imgs"}}
 
 PREFLIGHT_CASES = [
     Case(
+        "own generator without its code shape",  # a trial: pre-flight passed, then every worker died
+        (
+            "models.generator: spec 'python:tests.unit.byo_factories:generator_without_code_shape': the "
+            "generator declares no code_shape; set module.code_shape = (D,)",
+        ),
+        {"models": {"generator": f"{SPEC}:generator_without_code_shape"}, "sampler": {"method": "dgn_am"}},
+    ),  # fmt: skip
+    Case(
+        "own generator without its picture space",
+        ("the generator declares no picture space; set generator_without_space.atlas_image_space",),
+        {"models": {"generator": f"{SPEC}:generator_without_space"}, "sampler": {"method": "dgn_am"}},
+    ),
+    Case(
+        "own generator drawing another size than it declares",
+        ("it draws 32x32 pictures but its space says 64 px; declare the size it draws",),
+        {"models": {"generator": f"{SPEC}:generator_of_another_size"}, "sampler": {"method": "dgn_am"}},
+    ),
+    Case(
+        "a module instance as the factory",
+        ("INSTANCE is an nn.Module instance, not a factory; name a function",),
+        {"models": {"generator": f"{SPEC}:INSTANCE"}, "sampler": {"method": "dgn_am"}},
+    ),
+    Case(
         "range past the layer",
         ("layers.0.units: range 0-999999999 is out of range;", "has units 0-9"),
         {"layers": [{"name": "fc8", "units": "0-999999999"}]},
@@ -515,15 +538,6 @@ PREFLIGHT_CASES = [
         GEN,
         merge=({"models": {"code_layer": "relu9"}},),
     ),
-    Case(
-        "another network's generator without its encoder",  # a user's trial: listing layers did not help
-        (
-            "models.code_layer (the generator's 'relu6'): layer 'relu6' outputs 16 values",
-            "toyworld:generator draws from the code of the network it was trained on",
-            "models.encoder (toyworld:target for toyworld:generator",
-        ),
-        {"models": {"generator": "toyworld:generator"}, "sampler": {"method": "dgn_am"}},
-    ),  # fmt: skip
     Case(
         "seeded start without code layer",
         ("models.code_layer: sampler.start 'facet_seeded'",),
@@ -752,13 +766,30 @@ def test_another_networks_generator_needs_its_code_layer_only_to_read_real_codes
     assert "# pre-flight passed: layers fc 5" in out and "no code layer" in out
     sets = ["--set", "sampler.start=facet_seeded", "--set", f"facets.real_images={tmp_path / 'imgs'}"]
     code, out, err = run_cli(capsys, "config", str(tmp_path / "gen.yaml"), "--check", *sets)
-    expect = ("models.code_layer: sampler.start 'facet_seeded'", "toyworld:generator reads 'relu6', which")
+    expect = ("models.code_layer: sampler.start 'facet_seeded'", "toyworld:generator reads 'relu6' of the")
+    assert_one_line_error(code, out, err, expect, tmp_path)
+    # a target with a layer of G's name that is not G's code (16 values, not 256): no code layer either (a
+    # trial's own network with a 128-wide relu6 was refused), and a seeded start says it is not G's code
+    data["models"]["target"], data["layers"] = f"{SPEC}:good", [{"name": "fc8", "units": "0-1"}]
+    (tmp_path / "gen.yaml").write_text(yaml.safe_dump(data))
+    code, out, err = run_cli(capsys, "config", str(tmp_path / "gen.yaml"), "--check")
+    assert code == 0 and "no code layer" in out, err
+    code, out, err = run_cli(capsys, "config", str(tmp_path / "gen.yaml"), "--check", *sets)
+    expect = ("toyworld:generator reads 'relu6' of the network it was trained on, not G's code there",)
     assert_one_line_error(code, out, err, expect, tmp_path)
 
 
 # ------------------------------------------------------------------------------------- atlas layers
 
 LAYERS_CASES = [
+    (
+        "torchvision weights of another model",  # a trial: online, AlexNet's own DEFAULT would have loaded
+        ["torchvision:alexnet", "--weights", "ResNet50_Weights.DEFAULT"],
+        (
+            "weights 'ResNet50_Weights.DEFAULT' are not torchvision:alexnet's",
+            "valid: AlexNet_Weights.IMAGENET1K_V1",
+        ),
+    ),
     ("default size too large", [f"{SPEC}:undeclared"], ("a forward pass at 224x224 px", "--size N")),
     ("size too small", [f"{SPEC}:good", "--size", "8"], ("a forward pass at 8x8 px", "--size N")),
     ("size zero", [f"{SPEC}:good", "--size", "0"], ("--size: 0 is not a usable input size",)),

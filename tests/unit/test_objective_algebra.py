@@ -27,6 +27,7 @@ pytestmark = pytest.mark.unit
         ("-2*4 + 1", ((4, -2.0), (1, 1.0)), "-2*4 + 1"),
         (" 1 + 2 - .5*3", ((1, 1.0), (2, 1.0), (3, -0.5)), "1 + 2 - 0.5*3"),
         ("1e-2*3 + 2.5E1*5", ((3, 0.01), (5, 25.0)), "0.01*3 + 25*5"),
+        ("-3", ((3, -1.0),), "-3"),  # a unit's negative (Lucid): what lowers it most
     ],
 )
 def test_parse_composite(text, terms, normal):
@@ -36,8 +37,9 @@ def test_parse_composite(text, terms, normal):
 
 @pytest.mark.parametrize(
     ("text", "says"),
-    [("3", "two or more"), ("3 5", "cannot read"), ("a + b", "cannot read"),
-     ("3 + 12", "out of range"), ("", "two or more"), ("3 +", "cannot read"),
+    [("3", "one unit with a positive weight, the unit itself"), ("3 5", "cannot read"),
+     ("a + b", "cannot read"),
+     ("3 + 12", "out of range"), ("", "an empty composite"), ("3 +", "cannot read"),
      ("3 + 3", "unit 3 appears more than once"), ("3 + 5 + 3", "unit 3 appears more than once"),
      ("0*3 + 5", "unit 3 in '0\\*3 \\+ 5' has weight 0"),
      ("100000*3 + 5", "weight 100000; weights are nonzero"),
@@ -122,6 +124,18 @@ def test_engine_maps_a_composite_objective_as_one_more_unit_and_raises_it():
         assert c.last.activation > c.trajectory[0]["activation"]  # the objective went up from the start
     real = _engine(steps=1).real_layer_values("fc8")
     assert real.shape[1] == 10  # without composites the layer has its own units only
+
+
+def test_a_units_negative_lowers_the_unit():
+    """``-3`` (a trial asked for Lucid's negative visualizations): its chains raise the objective, so the
+    unit's own activation goes down."""
+    (res,) = _engine(steps=12, start="mean", start_noise=0.3).map_units(
+        "fc8", [10], seed=0, composites=(parse_composite("-3", 10),)
+    )
+    assert res.status == "ok" and res.objective == "raw[fc8: -3]" and res.composite == "-3", res.error
+    for c in res.chains:
+        assert c.last.activation == pytest.approx(-float(c.final_activations[3]), rel=1e-4)
+        assert c.last.activation > c.trajectory[0]["activation"]
 
 
 def test_composites_become_columns_of_the_real_values_and_out_of_range_ones_are_error_rows():

@@ -163,6 +163,11 @@ def test_config_hash_refusal_and_resume(store):
     other = manifest(config_hash="xxx") | {"config": {"name": "t", "layers": ["fc7"], "ray": {"x": 1}}}
     with pytest.raises(AtlasError, match=r"different config \(layers.0 differs\); a run takes new layers"):
         store.init_run(other)  # what differs, named (ray is not a result: not named)
+    paired = RunStore(str(Path(store.uri).parent / "paired"))
+    paired.init_run(manifest(config={"name": "t", "layers": [{"name": "fc8", "pairs": [[1, 2]]}]}))
+    more = manifest(config={"name": "t", "layers": [{"name": "fc8", "pairs": [[1, 2], [4, 6]]}]})
+    with pytest.raises(AtlasError, match=r"keeps its settings \(composite objectives among them: fixed with"):
+        paired.init_run(more)  # a trial appended a pair to a run's layer
 
 
 def test_a_config_that_adds_layers_extends_the_run(tmp_path):

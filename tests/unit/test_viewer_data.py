@@ -1159,3 +1159,13 @@ def test_the_label_filter_finds_silent_units_as_the_tiles_name_them(tmp_path):
             assert data.grid_page(conn, q)["unit"].tolist() == [0, 1, 2, 3], said
     finally:
         conn.close()
+
+
+def test_picture_captions_show_their_text_as_it_is():
+    """Streamlit renders an image's caption as Markdown: a weighted composite's ``0.7*3 + 0.3*7`` read
+    "0.73 + 0.37", its middle in italics (a trial); every mark is escaped, and nothing else changes."""
+    from viewer.widgets import plain_caption
+
+    assert plain_caption("unit 12 · 0.7*3 + 0.3*7") == "unit 12 · 0.7\\*3 + 0.3\\*7"
+    assert plain_caption("#1 · act 3.2 · cats/tabby_1_2.jpg") == "#1 · act 3.2 · cats/tabby\\_1\\_2.jpg"
+    assert plain_caption("a [b](c) `d` ~e~ <f> \\") == "a \\[b\\](c) \\`d\\` \\~e\\~ \\<f\\> \\\\"
