@@ -20,7 +20,7 @@ import uuid
 from typing import Any
 
 from atlas.bench import REPO_CONFIGS, write_json
-from atlas.errors import Interrupted
+from atlas.errors import AtlasError, Interrupted
 from atlas.tables import format_table
 from atlas.toyworld.machine import busy_note, describe, load_average, machine_info
 
@@ -32,7 +32,7 @@ def _config(args: argparse.Namespace, out_dir: str, workers: int, name: str):
     preset = [] if args.config else [f"toyworld.preset={args.preset or 'default'}"]
     if getattr(args, "cache_dir", None):
         preset.append(f"toyworld.cache_dir={args.cache_dir}")
-    cpus = max(1, (os.cpu_count() or 2) // workers)
+    cpus = max(1, int(getattr(args, "node_cpus", None) or os.cpu_count() or 2) // workers)
     overrides = [
         *preset,
         f"out_dir={out_dir}",
@@ -44,6 +44,28 @@ def _config(args: argparse.Namespace, out_dir: str, workers: int, name: str):
         *args.set,
     ]
     return load_config(path, overrides)
+
+
+def _connect() -> tuple[bool, float]:
+    """Connect to Ray (a new local instance, or RAY_ADDRESS's; never a stale recorded cluster): (whether
+    the bench owns the instance, the CPUs of its one node). A cluster of several nodes is refused: the
+    bench splits one machine's cores between 1 and 2 actors (a trial's two-node cluster got the driver's
+    core count per actor, which no node had, and a temporary directory only the driver has)."""
+    import ray
+
+    from atlas.pipeline import cluster
+
+    owned = cluster.connect(None)
+    node_cpus = [float(n.get("Resources", {}).get("CPU", 0)) for n in cluster.alive_nodes()]
+    if len(node_cpus) > 1:
+        if owned:
+            ray.shutdown()
+        raise AtlasError(
+            "bench throughput --ray measures actors on one machine, and the Ray cluster has "
+            f"{len(node_cpus)} nodes; run it without RAY_ADDRESS (a local instance), or time a real run on "
+            "the cluster (its summary prints units/min)"
+        )
+    return owned, node_cpus[0] if node_cpus else float(os.cpu_count() or 2)
 
 
 def _local_s3() -> tuple[str, Any]:
@@ -86,10 +108,8 @@ def run(args: argparse.Namespace) -> int:
     if store == "local-s3":
         store, server = _local_s3()
     repeat = max(1, int(getattr(args, "repeat", 1) or 1))
-    from atlas.pipeline import cluster
-
     load_before = load_average()
-    owned = cluster.connect(None)  # a new local instance (or RAY_ADDRESS's), never a stale recorded cluster
+    owned, args.node_cpus = _connect()
     settings = [("local", 1), ("local", 2)] + ([("store", 2)] if store else [])
     results: dict[tuple[str, int], list[dict[str, Any]]] = {s: [] for s in settings}
     try:
@@ -109,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
             ray.shutdown()
     machine = machine_info()
     report: dict[str, Any] = {
-        "cpus": os.cpu_count(),
+        "cpus": int(args.node_cpus),  # the node's (a cluster's one node may not be this machine)
         "repeat": repeat,
         "store": store,
         "settings": {},

@@ -512,6 +512,8 @@ def _partial_note(conn: Any) -> str | None:
     of = f" of {planned}" if planned is not None else ""
     shards = "shard" if done == 1 and not of else "shards"
     said = status or "of unknown status"
+    if status == "running":  # as verify and the viewer say: a killed driver leaves it "running"
+        said = "running (or its driver died: `atlas verify` tells)"
     return f"atlas: note: the run is {said}: results cover its {done}{of} complete {shards}"
 
 

@@ -638,6 +638,12 @@ def check_feasible(cfg: RunConfig, layout: WorkerLayout) -> None:
         key, want, have, unit = "ray.gpus_per_worker", layout.gpus, best_gpu, "GPU"
     else:
         key, want, have, unit = "ray.cpus_per_worker", layout.cpus, best_cpu, "CPU"
+    if have <= 0 and unit == "CPU":  # a head started with --num-cpus=0 and no worker node yet: no value fits
+        raise ConfigError(
+            f"the Ray cluster has no node with a CPU to host an atlas actor ({len(sizes)} node(s) alive, 0 "
+            "CPUs); add worker nodes (ray start --address=...), or set ray.autoscaling: true if they are "
+            "added on demand"
+        )
     raise ConfigError(
         f"{key}: each actor needs {want:g} {unit} but no node of this cluster has more than {have:g}; "
         f"lower {key}, or set ray.autoscaling: true if nodes are added on demand"

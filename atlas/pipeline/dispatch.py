@@ -43,6 +43,7 @@ IN_FLIGHT_PER_ACTOR = 2  # the next shard is queued while one is written
 POLL_S = 5.0
 STALL_FACTOR = 10.0  # a hung actor: silent for this many times the slowest shard so far ...
 STALL_FLOOR_S = 300.0  # ... and at least this long
+WAIT_NOTE_S = 60.0  # no worker alive this long: the run says it waits for Ray to place them
 
 
 class HungWorker(Exception):
@@ -69,6 +70,7 @@ class PoolReport:
     requeued: int = 0  # shards re-queued (their actor died or hung, or the store did not take them)
     stalled: int = 0  # hung actors killed (so Ray restarts them)
     dead_actors: int = 0  # actors that ended dead (restarts exhausted or never placed again)
+    not_back: int = 0  # actors lost (their process or node) that Ray had not placed again by the end
 
 
 _FRAME = re.compile(r'File "([^"]+)", line (\d+)')  # a traceback's frame line, as Ray's error text quotes it
@@ -142,6 +144,7 @@ class _Pool:
         self.last_alive = time.monotonic()
         self.stall_timeout_s = stall_timeout_s  # 0: from the shards' own times (stall_limit)
         self.slowest_shard_s: float | None = None  # the longest a finished shard took (None: none yet)
+        self.said_waiting = False  # the line for a wait for placement, said once
 
     # ------------------------------------------------------------------------------------ sending
     def probe(self, slot: _Slot) -> None:
@@ -161,11 +164,20 @@ class _Pool:
 
     # ------------------------------------------------------------------------------------ the loop
     def run(self) -> PoolReport:
-        import ray
         from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
         for slot in self.slots:
             self.probe(slot)
+        self._dispatch(RayActorError, RayTaskError, GetTimeoutError)
+        # a worker lost with its node that Ray never placed again: the run finished without it (a trial's
+        # lost node went unsaid, the slot waiting for a restart to the end)
+        self.report.not_back = sum(s.state == "starting" and s.pid is not None for s in self.slots)
+        return self.report
+
+    def _dispatch(self, actor_error: type, task_error: type, timeout_error: type) -> None:
+        """Hand the shards out and take their answers until none is left to do."""
+        import ray
+
         while self.pending or self.shards_in_flight():
             ref = self._next_ready()
             self.on_poll()
@@ -174,16 +186,15 @@ class _Pool:
             kind, slot, generation, shard = self.refs.pop(ref)
             try:
                 value = ray.get(ref, timeout=60)
-            except GetTimeoutError:  # cannot happen for a ready ref; be safe
+            except timeout_error:  # cannot happen for a ready ref; be safe
                 self.refs[ref] = (kind, slot, generation, shard)
-            except RayActorError as exc:
+            except actor_error as exc:
                 self._actor_failed(exc, kind, slot, generation, shard)
-            except RayTaskError as exc:
+            except task_error as exc:
                 if not self._write_failed(exc, slot, generation, shard):
                     _task_failed(exc, slot, shard)
             else:
                 self._answered(value, kind, slot, generation)
-        return self.report
 
     def _next_ready(self) -> Any | None:
         """Re-probe restarting actors that are due; wait for one answer (None: none within the poll)."""
@@ -204,8 +215,16 @@ class _Pool:
             self.last_alive = time.monotonic()
         for slot in self.stalled(time.monotonic()):
             self._kill_stalled(slot)
-        if not ready and time.monotonic() - self.last_alive > self.start_timeout_s:
+        waited = time.monotonic() - self.last_alive
+        if not ready and not self.said_waiting and waited > WAIT_NOTE_S and waited < self.start_timeout_s:
+            self.said_waiting = True  # once: a busy cluster's run printed 0 % lines for 90 s and no why
+            self.log(
+                f"no atlas worker alive for {waited:.0f} s: waiting for Ray to place them{self.asks}"
+                f"{_free_cpus()} (ray status; gives up after ray.start_timeout_s {self.start_timeout_s:g} s)"
+            )
+        if not ready and waited > self.start_timeout_s:
             starting = sum(s.state == "starting" for s in self.slots)
+            dead = sum(s.state == "dead" for s in self.slots)
             if self.report.stalled:  # not a cluster too small: actors killed as hung never came back
                 n, limit = self.report.stalled, self.stall_limit() or 0.0
                 one = n == 1
@@ -215,10 +234,11 @@ class _Pool:
                     f"{'its node' if one else 'their nodes'}"
                 )
             else:
-                why = f"the cluster cannot host the actors{self.asks} (see ray status)"
+                why = f"the cluster could not host the actors{self.asks}{_free_cpus()} (see ray status)"
+            dead_too = f", {dead} dead" if dead else ""
             raise RunFailed(
                 f"no atlas worker has been alive for {self.start_timeout_s:g} s ({starting} waiting to be "
-                f"placed or restarted, the rest dead); {why}; rerun the same command to resume"
+                f"placed or restarted{dead_too}); {why}; rerun the same command to resume"
             )
         return ready[0] if ready else None
 
@@ -305,6 +325,11 @@ class _Pool:
             return  # news of a failure already handled
         self._new_generation(slot)  # later failures of tasks sent before this one are the same failure
         if unavailable or kind == "shard":
+            if slot.state == "alive":  # said once a loss: a lost node's actor may never be placed again
+                self.log(
+                    f"worker {slot.index} (pid {slot.pid}) was lost ({cause_line(exc)}); waiting for Ray to "
+                    "start it again; the others take its shards"
+                )
             self._await_restart(slot, 1.0 if unavailable else 0.0)
             return
         self._dead(slot, exc)  # a probe answered "dead": out of restarts, or the constructor raised
@@ -370,6 +395,22 @@ class _Pool:
             f"every atlas worker died (last: {cause_line(exc)}; ray.max_restarts {self.max_restarts}); "
             "see the Ray logs; rerun the same command to resume"
         ) from None
+
+
+def _free_cpus() -> str:
+    """``: 0 of 2 CPUs free now, other work holds the rest`` when the cluster's CPUs are in use (a busy
+    cluster is not a small one: a trial's timeout blamed the cluster's size); "" when all are free or Ray
+    cannot say."""
+    import ray
+
+    try:
+        total = float(ray.cluster_resources().get("CPU", 0.0))
+        free = float(ray.available_resources().get("CPU", 0.0))
+    except Exception:  # noqa: BLE001 - only a note: Ray's state API may be out of reach
+        return ""
+    if total <= 0 or free >= total:
+        return ""
+    return f"; {free:g} of {total:g} CPUs free now, other work holds the rest"
 
 
 def _task_failed(exc: Any, slot: _Slot, shard: Shard | None) -> None:

@@ -502,8 +502,14 @@ def _pool_done(report: Any, bar: Any, log) -> None:
     """The progress bar closed (closing it again is a no-op) and the worker deaths the pool survived said."""
     if bar is not None:
         bar.close()
-    if report.deaths:
+    if report.deaths or report.not_back:
         log(f"{report.deaths} worker death(s) survived; {report.requeued} shard(s) re-queued")
+    if report.not_back:  # lost with their node and never placed again: the run finished without them
+        n = report.not_back
+        log(
+            f"atlas: warning: {n} worker{'s' if n != 1 else ''} lost during the run (a node or process gone) "
+            f"{'was' if n == 1 else 'were'} not started again; the others did their shards"
+        )
     if report.dead_actors:  # the run finished on fewer actors than it asked for: said at the end too
         n = report.dead_actors
         log(

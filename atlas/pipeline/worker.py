@@ -56,8 +56,13 @@ def check_run_reachable(store: RunStore, run_token: str) -> dict[str, Any]:
     manifest = _read_patiently(read, lambda m: m is not None and m.get("run_token") == run_token)
     if manifest is not None and manifest.get("run_token") == run_token:
         return manifest
-    seen = "no run.json" if manifest is None else "another run's run.json"
-    raise AtlasError(f"out_dir: this worker finds {seen} at {where}; {_REACH}")
+    if manifest is None:
+        raise AtlasError(f"out_dir: this worker finds no run.json at {where}; {_REACH}")
+    raise AtlasError(  # two drivers started on one object-store run in the same second: both took its lock
+        f"out_dir: this worker finds another run's run.json at {where}: another `atlas run` of this run "
+        f"started at the same moment and writes it now (let it finish), or the nodes see different "
+        f"storage: {_REACH}"
+    )
 
 
 def _read_patiently(read: Callable[[], Any], good: Callable[[Any], bool]) -> Any:

@@ -10,7 +10,9 @@ Usage::
 A picture's class is the class with the most probability summed over its facets (J classifies fine,
 facet-level labels); its fine verdict is J's top fine label. A unit's verdict is over its chains' last
 pictures (diverged chains left out unless all diverged): correct when a majority shows the unit's class;
-``judge_prob`` is that share and ``judge_label`` the most common fine verdict.
+``judge_prob`` is that share and ``judge_label`` the most common fine verdict (a tie goes to a fine label
+of the unit's own class: with two chains, one read right, the label names the class and ``judge_correct``,
+which needs more than half, is false).
 """
 
 from __future__ import annotations
@@ -64,7 +66,11 @@ def judge_verdict(judge: Judge, chains: Sequence[Any], unit: int) -> dict[str, A
     kept = [c for c in chains if not c.diverged] or list(chains)
     classes, fines = judge(np.stack([c.last.image for c in kept]))
     hits = int((classes == unit).sum())
-    label = Counter(fines.tolist()).most_common(1)[0][0]
+    counts = Counter(fines.tolist())
+    most = max(counts.values())
+    tied = [f for f, n in counts.items() if n == most]  # in first-seen order
+    own = [f for f in tied if int(judge.fine_to_class[f]) == unit]  # a tie goes to the unit's own class
+    label = (own or tied)[0]
     return {
         "judge_label": judge.fine_names[int(label)],
         "judge_correct": hits * 2 > len(kept),

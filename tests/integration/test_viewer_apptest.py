@@ -462,6 +462,10 @@ def test_a_truncated_console_result_offers_all_its_rows(runs, monkeypatch):
 
     at = app(runs / "alpha", monkeypatch, page="sql", q=f"SELECT range AS i FROM range({MAX_ROWS + 7})")
     assert any("Result truncated to the first 5,000 rows" in w.value for w in at.warning)
+    command = at.code[0].value  # the query itself, ready to paste (a trial read a "QUERY" placeholder)
+    assert command.startswith("atlas sql ") and command.endswith(
+        f"'SELECT range AS i FROM range({MAX_ROWS + 7})' --format csv > result.csv"
+    )
     assert at.get("download_button") and "Download all rows" in at.get("download_button")[0].proto.label
     lines = _all_rows_csv(runs / "alpha", f"SELECT range AS i FROM range({MAX_ROWS + 7})").splitlines()
     assert lines[0] == "i" and len(lines) == MAX_ROWS + 8 and lines[-1] == str(MAX_ROWS + 6)

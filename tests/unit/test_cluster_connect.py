@@ -252,3 +252,28 @@ def test_an_interrupted_run_is_marked_first_and_ends_its_instance_when_the_signa
     assert seen == [("interrupted", 0.0)]  # marked first, and no wait for what Ray can no longer kill
     assert raylet.wait(timeout=30) == -9 and gcs.wait(timeout=30) == -9
     wait_for(lambda: not cluster._runs(worker, "/proc"), 30, "the worker's end")
+
+
+def test_a_cluster_with_no_cpu_is_told_to_add_nodes(monkeypatch):
+    """A head started with --num-cpus=0 and no worker yet (cluster.yaml's head): "lower
+    ray.cpus_per_worker" could not help (a trial), since no value of it fits 0 CPUs."""
+    from atlas.config import RunConfig
+    from atlas.errors import ConfigError
+    from atlas.pipeline import cluster
+
+    cfg = RunConfig.model_validate(
+        {
+            "name": "t",
+            "models": {"target": "toyworld:target"},
+            "sampler": {"method": "pixel"},
+            "layers": [{"name": "fc8"}],
+        }
+    )
+    layout = cluster.WorkerLayout(actors=1, cpus=1.0, gpus=0.0, threads=1)
+    monkeypatch.setattr(cluster, "alive_nodes", lambda: [{"Resources": {"CPU": 0.0}}])
+    with pytest.raises(ConfigError, match=r"^the Ray cluster has no node with a CPU .* add worker nodes"):
+        cluster.check_feasible(cfg, layout)
+    monkeypatch.setattr(cluster, "alive_nodes", lambda: [{"Resources": {"CPU": 1.0}}])
+    with pytest.raises(ConfigError, match=r"^ray.cpus_per_worker: each actor needs 2 CPU"):
+        cluster.check_feasible(cfg, cluster.WorkerLayout(actors=1, cpus=2.0, gpus=0.0, threads=1))
+    cluster.check_feasible(cfg, layout)  # it fits

@@ -616,6 +616,7 @@ def test_an_interrupted_ray_throughput_bench_says_nothing_resumes(monkeypatch):
     from atlas.pipeline import cluster
 
     monkeypatch.setattr(cluster, "connect", lambda _address: False)
+    monkeypatch.setattr(cluster, "alive_nodes", lambda: [{"Resources": {"CPU": 2.0}}])
 
     def stopped(*_args):
         raise Interrupted("interrupted: 4 of 9 shards complete; the same `atlas run` resumes from there", 143)
@@ -624,6 +625,27 @@ def test_an_interrupted_ray_throughput_bench_says_nothing_resumes(monkeypatch):
     with pytest.raises(Interrupted) as caught:
         ray_throughput.run(argparse.Namespace(store=None, repeat=1))
     assert str(caught.value) == "interrupted: the bench's runs are removed" and caught.value.exit_code == 143
+
+
+def test_the_ray_throughput_bench_measures_one_node_and_splits_its_cores(monkeypatch):
+    """On a two-node cluster each actor was asked for the driver's core count (no node had it) and the
+    runs went to a temporary folder only the driver had (a trial): refused in one line. On one node,
+    its own CPUs are split, not the driver machine's."""
+    import argparse
+
+    from atlas.bench import ray_throughput
+    from atlas.errors import AtlasError
+    from atlas.pipeline import cluster
+
+    monkeypatch.setattr(cluster, "connect", lambda _address: False)
+    monkeypatch.setattr(cluster, "alive_nodes", lambda: [{"Resources": {"CPU": 1.0}}] * 2)
+    with pytest.raises(AtlasError, match=r"measures actors on one machine, and the Ray cluster has 2 nodes"):
+        ray_throughput.run(argparse.Namespace(store=None, repeat=1))
+    monkeypatch.setattr(cluster, "alive_nodes", lambda: [{"Resources": {"CPU": 8.0}}])
+    args = argparse.Namespace(store=None, repeat=1, config=None, preset=None, set=[])
+    assert ray_throughput._connect() == (False, 8.0)
+    args.node_cpus = 8.0
+    assert ray_throughput._config(args, "/tmp/x", 2, "b").ray.cpus_per_worker == 4
 
 
 def test_the_toyworld_bench_says_when_the_machine_was_busy():

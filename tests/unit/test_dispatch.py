@@ -53,6 +53,42 @@ def test_one_death_that_loses_every_shard_in_flight_counts_them_off_once():
     assert slot.state == "alive" and _outstanding(pool) == slot.in_flight == IN_FLIGHT_PER_ACTOR
 
 
+def test_a_worker_lost_with_its_node_is_said_and_counted_when_ray_never_places_it_again(monkeypatch):
+    """A node killed under a run: its actor stayed 'starting' to the end, and the run ended with a normal
+    summary that never said a worker was lost (a trial). The loss is said as it happens and at the end."""
+    from ray.exceptions import ActorUnavailableError
+
+    from atlas.pipeline.dispatch import PoolReport
+    from atlas.pipeline.driver import _pool_done
+
+    said = []
+    todo = plan_shards({"fc8": list(range(4))}, 1)
+    handles, refs = [_Handle(), _Handle()], itertools.count()  # one count: two actors' refs stay apart
+    for handle in handles:
+        handle.ready = handle.run_shard = _Method(refs)
+    pool = _Pool(handles, todo, 2, 3, 60.0, lambda _r: None, said.append)
+    lost, other = pool.slots
+    for slot, pid in ((lost, 11), (other, 12)):
+        pool._answered({"pid": pid, "node": f"n{pid}"}, "probe", slot, 0)
+    (ref, (_k, _s, generation, shard)), *_ = [(r, v) for r, v in pool.refs.items() if v[1] is lost]
+    del pool.refs[ref]
+    pool._actor_failed(ActorUnavailableError("node died", b"\0" * 16), "shard", lost, generation, shard)
+    assert lost.state == "starting" and said[-1].startswith("worker 0 (pid 11) was lost (")
+    assert said[-1].endswith("waiting for Ray to start it again; the others take its shards")
+    pool.pending.clear()
+    pool.refs = {r: v for r, v in pool.refs.items() if v[1] is not lost and v[0] != "shard"}
+    other.in_flight = 0
+    monkeypatch.setattr(pool, "probe", lambda slot: None)  # the run's first probes: long answered here
+    assert pool.run().not_back == 1  # it never came back before the run's shards were done
+    said.clear()
+    _pool_done(PoolReport(requeued=1, not_back=1), None, said.append)
+    assert said == [
+        "0 worker death(s) survived; 1 shard(s) re-queued",
+        "atlas: warning: 1 worker lost during the run (a node or process gone) was not started again; the "
+        "others did their shards",
+    ]
+
+
 def test_a_shard_of_a_reset_slot_that_still_finishes_does_not_free_a_place_twice():
     pool = _pool(4)
     slot = pool.slots[0]
@@ -294,8 +330,12 @@ def test_actors_that_cannot_be_placed_end_the_run_saying_what_each_asks_for(monk
     todo = plan_shards({"fc8": [0, 1]}, 1)
     pool = _Pool([_Handle()], todo, 2, 3, 0.01, lambda _r: None, lambda _m: None, each_actor="1 CPU, 3.8 GB")
     pool.last_alive -= 1.0  # the bound has passed
-    with pytest.raises(RunFailed, match=r"cannot host the actors \(each asks for 1 CPU, 3.8 GB\) \(see ray"):
+    with pytest.raises(
+        RunFailed, match=r"could not host the actors \(each asks for 1 CPU, 3.8 GB\) \(see ray"
+    ):
         pool.run()
+    with pytest.raises(RunFailed, match=r"\(1 waiting to be placed or restarted\); the cluster"):  # no "dead"
+        _Pool([_Handle()], todo, 2, 3, 0.0, lambda _r: None, lambda _m: None).run()
     hung = _Pool([_Handle()], todo, 2, 3, 0.01, lambda _r: None, lambda _m: None, each_actor="1 CPU, 3.8 GB")
     # its one actor was killed as hung, and never came back
     hung.report.stalled, hung.stall_timeout_s = 1, 20.0

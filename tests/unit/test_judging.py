@@ -63,6 +63,7 @@ def test_unit_verdict_is_a_majority_of_last_pictures_without_diverged_chains():
     assert v == {"judge_label": "a/red", "judge_correct": True, "judge_prob": pytest.approx(2 / 3)}
     v1 = judge_verdict(judge, chains, unit=1)
     assert v1["judge_correct"] is False and v1["judge_prob"] == pytest.approx(1 / 3)
+    assert v1["judge_label"] == "b/blue"  # three fine labels once each: the tie goes to the unit's class
     all_diverged = [_chain((0, 0, 255), diverged=True)] * 2
     assert judge_verdict(judge, all_diverged, unit=1)["judge_correct"] is True  # all diverged: use them
     assert judge_verdict(judge, [], unit=0) is None

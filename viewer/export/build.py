@@ -15,6 +15,7 @@ import json
 import math
 import os
 import re
+import shlex
 import shutil
 import time
 import uuid
@@ -251,8 +252,8 @@ def export_run(req: ExportRequest, say: Callable[[str], None] = print) -> Export
         if not site:
             raise AtlasError(
                 f"--units: {req.units!r} selects no unit of {named}; "
-                'give units the layers have (`atlas sql RUN "SELECT layer, min(unit), max(unit) FROM units '
-                'GROUP BY layer"`)'
+                f'give units the layers have (`atlas sql {shlex.quote(req.run)} "SELECT layer, min(unit), '
+                'max(unit) FROM units GROUP BY layer"`)'
             )
         name = str(info.get("name") or Path(req.run.rstrip("/")).name)
         when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")

@@ -6,6 +6,7 @@ Plus the statement check, a timeout and a row cap."""
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 import pandas as pd
@@ -77,9 +78,10 @@ def _result(result: data.ConsoleResult, run: str | None, run_dir: Any = None) ->
         run_uri = getattr(run_dir, "uri", "RUN")
         st.warning(
             f"Result truncated to the first {MAX_ROWS:,} rows; the download below has up to "
-            f'{DOWNLOAD_ROWS:,} of them, and `atlas sql {run_uri} "QUERY" --format csv > result.csv` '
-            "streams every row."
+            f"{DOWNLOAD_ROWS:,} of them, and this command streams every row:"
         )
+        st.code(f"atlas sql {shlex.quote(run_uri)} {shlex.quote(result.sql)} --format csv > result.csv",
+                language="bash")  # fmt: skip
         if run_dir is not None:
             every = f"Download all rows (CSV, up to {DOWNLOAD_ROWS:,})"
             st.download_button(every, lambda: _all_rows_csv(run_dir, result.sql), file_name="atlas-query.csv",
