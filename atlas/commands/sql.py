@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TextIO
 
 from atlas.commands.options import int_in, positive_int, positive_number
-from atlas.errors import naming_stdout
+from atlas.errors import AtlasError, naming_stdout
 from atlas.tables import format_table as text_table
 
 MAX_TIMEOUT_S = 86_400.0  # a day: longer is a typo (and inf overflows the timer)
@@ -266,7 +266,7 @@ def write_result(
 
 
 def write_stream(
-    columns: list[str], batches: Iterable[list[tuple[Any, ...]]], fmt: str, out: TextIO, end: str = ""
+    columns: list[str], batches: Iterable[list[tuple[Any, ...]]], fmt: str, out: TextIO, end: str = "\n"
 ) -> None:
     """Every row of an answer as CSV or JSON (``fmt``), written batch by batch as it is read: the same
     cells as :func:`write_result`; JSON is one array with a record a line (``end`` after its ``]``)."""
@@ -281,7 +281,7 @@ def write_stream(
         for record in json_records(columns, rows):
             out.write(("\n" if first else ",\n") + json.dumps(record, default=str, allow_nan=False))
             first = False
-    out.write(("\n]" if not first else "]") + end + "\n")
+    out.write(("\n]" if not first else "]") + end)
 
 
 DOT_HELP = """.tables            the tables (views) of the run
@@ -372,7 +372,8 @@ def _statements(
             return
         number += 1
         stripped = line.strip()
-        if not buffer and stripped.startswith((".", "\\")):  # a dot command, with or without a ';'
+        if stripped.startswith((".", "\\")) and not script_state("\n".join(buffer))[0]:  # a dot command
+            buffer.clear()  # comment lines before it are no statement
             stripped = _dot_line(stripped, number, complain, say)
             if stripped is _QUIT:
                 return
@@ -456,10 +457,16 @@ class _Console:
                 print(f"atlas: warning: statement {number} truncated to {len(rows)} rows", file=sys.stderr)
         with naming_stdout():
             if self.listed:
-                sys.stdout.write(
-                    ("[\n" if not self.written else ",\n") + f'{{"statement": {number}, "rows": '
-                )
-                write_stream(columns, batches, "json", sys.stdout, end="}")
+                head = "[\n" if not self.written else ",\n"
+                sys.stdout.write(f'{head}{{"statement": {number}, "rows": ')
+                self.written += 1  # the document's record is open from here: closed whatever happens
+                try:
+                    write_stream(columns, batches, "json", sys.stdout, end="}")
+                except (AtlasError, KeyboardInterrupt) as exc:  # cut while its rows streamed
+                    sys.stdout.write(f'\n], "error": {json.dumps(str(exc) or "interrupted")}}}')
+                    raise
+                sys.stdout.flush()
+                return
             else:
                 if self.written and fmt in ("csv", "markdown") and not self.tty:
                     sys.stdout.write("\r\n" if fmt == "csv" else "\n")  # a blank line between results
@@ -473,7 +480,7 @@ class _Console:
     def finish(self) -> int:
         if self.listed:
             with naming_stdout():
-                sys.stdout.write("\n]\n" if self.written else "[]\n")
+                sys.stdout.write("\n]\n" if self.written else "[]\n")  # after its last record's "}"
         if self.failed and not self.tty:  # a script: a failed statement fails the command, as a bad query
             s = "s" if self.failed > 1 else ""
             print(f"atlas: error: {self.failed} statement{s} failed", file=sys.stderr)

@@ -72,7 +72,8 @@ def generators_own_layer(generator: LoadedModel | None, reader: LoadedModel) -> 
     if code is not None and isinstance(encoder, nn.Module):  # a subspace G: its code is the encoder's
         try:
             with torch.no_grad():
-                code = encoder(code.to(next(encoder.buffers(), torch.zeros(0)).device))
+                held = [*encoder.parameters(), *encoder.buffers()]
+                code = encoder(code.to(held[0].device if held else code.device))
         except (RuntimeError, ValueError, TypeError):
             return None
     return name if code is not None and code[0].numel() == math.prod(generator.code_shape) else None
@@ -93,8 +94,9 @@ def _layer_output(reader: LoadedModel, layer: nn.Module) -> torch.Tensor | None:
             seen.append(out)
         raise _Reached
 
-    hook = layer.register_forward_hook(keep)
+    hook = None
     try:
+        hook = layer.register_forward_hook(keep)
         device = next(reader.module.parameters(), torch.zeros(0)).device
         x = reader.space.encode(torch.full((1, 3, reader.space.size, reader.space.size), 0.5, device=device))
         with torch.no_grad():
@@ -102,5 +104,6 @@ def _layer_output(reader: LoadedModel, layer: nn.Module) -> torch.Tensor | None:
     except (_Reached, RuntimeError, ValueError, TypeError):
         pass
     finally:
-        hook.remove()
+        if hook is not None:
+            hook.remove()
     return seen[0] if seen else None

@@ -219,8 +219,9 @@ class _Pool:
         if not ready and not self.said_waiting and waited > WAIT_NOTE_S and waited < self.start_timeout_s:
             self.said_waiting = True  # once: a busy cluster's run printed 0 % lines for 90 s and no why
             self.log(
-                f"no atlas worker alive for {waited:.0f} s: waiting for Ray to place them{self.asks}"
-                f"{_free_cpus()} (ray status; gives up after ray.start_timeout_s {self.start_timeout_s:g} s)"
+                f"no atlas worker has answered for {waited:.0f} s: they load the models, or wait for Ray to "
+                f"place them{self.asks}{_free_cpus()} (ray status shows pending actors; the run gives up "
+                f"after ray.start_timeout_s {self.start_timeout_s:g} s)"
             )
         if not ready and waited > self.start_timeout_s:
             starting = sum(s.state == "starting" for s in self.slots)
@@ -398,9 +399,9 @@ class _Pool:
 
 
 def _free_cpus() -> str:
-    """``: 0 of 2 CPUs free now, other work holds the rest`` when the cluster's CPUs are in use (a busy
-    cluster is not a small one: a trial's timeout blamed the cluster's size); "" when all are free or Ray
-    cannot say."""
+    """``; 0 of 2 CPUs free now`` when the cluster's CPUs are in use (a busy cluster is not a small one: a
+    trial's timeout blamed the cluster's size; atlas's own actors loading hold some too); "" when all are
+    free or Ray cannot say."""
     import ray
 
     try:
@@ -410,7 +411,7 @@ def _free_cpus() -> str:
         return ""
     if total <= 0 or free >= total:
         return ""
-    return f"; {free:g} of {total:g} CPUs free now, other work holds the rest"
+    return f"; {free:g} of {total:g} CPUs free now"
 
 
 def _task_failed(exc: Any, slot: _Slot, shard: Shard | None) -> None:

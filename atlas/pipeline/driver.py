@@ -503,12 +503,14 @@ def _pool_done(report: Any, bar: Any, log) -> None:
     if bar is not None:
         bar.close()
     if report.deaths or report.not_back:
-        log(f"{report.deaths} worker death(s) survived; {report.requeued} shard(s) re-queued")
-    if report.not_back:  # lost with their node and never placed again: the run finished without them
+        deaths = report.deaths + report.not_back
+        log(f"{deaths} worker death(s) survived; {report.requeued} shard(s) re-queued")
+    if report.not_back:  # lost (a node or process gone, or killed as hung) and not back: finished without
         n = report.not_back
         log(
-            f"atlas: warning: {n} worker{'s' if n != 1 else ''} lost during the run (a node or process gone) "
-            f"{'was' if n == 1 else 'were'} not started again; the others did their shards"
+            f"atlas: warning: {n} worker{'s' if n != 1 else ''} lost during the run had not come back when "
+            "it ended (restarting, or a node gone for good: the lines above say which); the others did "
+            "their shards"
         )
     if report.dead_actors:  # the run finished on fewer actors than it asked for: said at the end too
         n = report.dead_actors

@@ -52,6 +52,7 @@ def _explained(sql: str) -> str:
 
 
 _DOLLAR_QUOTE = re.compile(r"\$(?:[A-Za-z_]\w*)?\$")  # $$...$$ or $tag$...$tag$ ($1 is a parameter)
+_NAME_CHAR = re.compile(r"[\w$]")  # a $ after one is part of a name (a$b$c), no dollar quote
 _E_PREFIX = re.compile(r"(?:^|[^\w$])[eE]$")  # the E of an E'...' string, whose backslashes escape
 
 
@@ -60,9 +61,17 @@ def _comment_end(text: str, i: int) -> int:
     if text.startswith("--", i):
         end = text.find("\n", i)
         return len(text) if end < 0 else end + 1
-    if text.startswith("/*", i):
-        end = text.find("*/", i + 2)
-        return -1 if end < 0 else end + 2
+    if text.startswith("/*", i):  # DuckDB nests them: /* a /* b */ c */ is one comment
+        depth, j = 1, i + 2
+        while depth:
+            opens, closes = text.find("/*", j), text.find("*/", j)
+            if closes < 0:
+                return -1
+            if 0 <= opens < closes:
+                depth, j = depth + 1, opens + 2
+            else:
+                depth, j = depth - 1, closes + 2
+        return j
     return i
 
 
@@ -71,7 +80,7 @@ def _literal_end(text: str, i: int) -> int:
     when none opens there."""
     c = text[i]
     if c == "$":
-        tag = _DOLLAR_QUOTE.match(text, i)
+        tag = _DOLLAR_QUOTE.match(text, i) if i == 0 or not _NAME_CHAR.match(text[i - 1]) else None
         end = -1 if tag is None else text.find(tag.group(), tag.end())
         return i if tag is None else -1 if end < 0 else end + len(tag.group())
     if c not in "'\"":
@@ -248,7 +257,7 @@ def stream_query(
 
     def batches() -> Iterator[list[tuple[Any, ...]]]:
         try:
-            while rows := cur.fetchmany(STREAM_BATCH):
+            while rows := _fetch_batch(cur):
                 if json_columns:
                     rows = [
                         tuple(_as_json_text(v) if i in json_columns else v for i, v in enumerate(r))
@@ -259,6 +268,16 @@ def stream_query(
             cur.close()
 
     return columns, batches()
+
+
+def _fetch_batch(cur: duckdb.DuckDBPyConnection) -> list[tuple[Any, ...]]:
+    """The next :data:`STREAM_BATCH` rows; an error DuckDB raises while it computes them (a cast that fails
+    on row 2,920,000) is one line, as one raised when the statement starts (a reviewer's find: it printed a
+    traceback and left an export half-written)."""
+    try:
+        return cur.fetchmany(STREAM_BATCH)
+    except duckdb.Error as exc:
+        raise AtlasError(query_error(exc)) from exc
 
 
 def _executed(

@@ -83,9 +83,9 @@ def test_a_worker_lost_with_its_node_is_said_and_counted_when_ray_never_places_i
     said.clear()
     _pool_done(PoolReport(requeued=1, not_back=1), None, said.append)
     assert said == [
-        "0 worker death(s) survived; 1 shard(s) re-queued",
-        "atlas: warning: 1 worker lost during the run (a node or process gone) was not started again; the "
-        "others did their shards",
+        "1 worker death(s) survived; 1 shard(s) re-queued",
+        "atlas: warning: 1 worker lost during the run had not come back when it ended (restarting, or a node "
+        "gone for good: the lines above say which); the others did their shards",
     ]
 
 

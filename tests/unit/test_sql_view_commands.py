@@ -378,8 +378,63 @@ def test_a_script_ends_statements_where_duckdb_does(run_dir, monkeypatch, capsys
         said = capsys.readouterr()
         assert said.err == "" and said.out.split("\r\n")[:-1] == out, script
     assert script_state("SELECT E'it\\'s;'") == (True, False)  # an E string's backslash escapes its quote
+    assert script_state("/* a /* b */ c; */ SELECT 1") == (True, False)  # DuckDB nests comments
+    assert script_state("/* a /* b */ c;") == (False, False) and script_state("SELECT 1 AS a$b$c;") == (
+        True,
+        True,
+    )
     assert script_state("SELECT $$ a; $$") == (True, False) and script_state("SELECT $1;") == (True, True)
     assert script_state("SELECT 'it''s;'") == (True, False) and script_state('SELECT "a;";') == (True, True)
+
+
+def test_a_comment_line_before_a_dot_command_leaves_it_a_dot_command(run_dir, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "stdin", io.StringIO("-- list them;\n.tables\n"))
+    assert sql.run(parse(sql, [str(run_dir), "--format", "csv"])) == 0
+    assert "units" in capsys.readouterr().out.split()
+
+
+def test_an_error_while_rows_stream_is_one_line_and_the_json_stays_whole(run_dir, monkeypatch, capsys):
+    """DuckDB can raise while it computes later rows (a cast failing on row 2,920,000, a reviewer's find),
+    after the answer began: that was a traceback and a half-written document."""
+    import duckdb
+
+    from atlas.store import queries
+
+    class Cursor:  # fails on its second batch, as DuckDB's does on a late row
+        def __init__(self):
+            self.calls = 0
+
+        def fetchmany(self, _n):
+            self.calls += 1
+            if self.calls > 1:
+                raise duckdb.ConversionException("Conversion Error: Could not convert string 'x' to INT32")
+            return [(1,), (2,)]
+
+    cur = Cursor()
+    assert queries._fetch_batch(cur) == [(1,), (2,)]
+    with pytest.raises(AtlasError, match="^Conversion Error"):
+        queries._fetch_batch(cur)
+
+    def failing(conn, query, **kwargs):
+        def batches():
+            yield [(1,)]
+            raise AtlasError("Conversion Error: Could not convert string 'x' to INT32")
+
+        return (["n"], batches()) if "FAIL" in query else plain(conn, query, **kwargs)
+
+    plain = queries.stream_query
+    monkeypatch.setattr(queries, "stream_query", failing)
+    monkeypatch.setattr(sys, "stdin", io.StringIO("SELECT 'FAIL';\nSELECT 2 AS b;\n"))
+    assert sql.run(parse(sql, [str(run_dir), "--format", "json"])) == 2
+    said = capsys.readouterr()
+    doc = json.loads(said.out)  # whole: the cut statement's record closed, with its error
+    assert doc[0] == {
+        "statement": 1,
+        "rows": [{"n": 1}],
+        "error": "Conversion Error: Could not convert string 'x' to INT32",
+    }
+    assert doc[1] == {"statement": 2, "rows": [{"b": 2}]}
+    assert "statement 1 (line 1): Conversion Error" in said.err and "Traceback" not in said.err
 
 
 def test_a_piped_export_streams_as_a_one_shot_query(run_dir, monkeypatch, capsys):

@@ -116,7 +116,8 @@ def pictures_sql(conn: Any, kinds: tuple[str, ...], where: str = "") -> str:
                       list_sort(list_distinct(list_filter(
                           flatten(list(string_split(coalesce(flags, ''), ','))), lambda x: x <> ''))) AS fl,
                       min(natural_percentile) AS natural_percentile,
-                      bool_or(natural_percentile IS NOT NULL OR coalesce(flags, '') <> '') AS checked
+                      bool_or(natural_percentile IS NOT NULL OR path_percentile IS NOT NULL
+                              OR manifold_percentile IS NOT NULL OR coalesce(flags, '') <> '') AS checked
                FROM {source} WHERE kind IN ({placeholders(kinds)}) {where}
                GROUP BY layer, unit, chain, step, CASE WHEN step IS NULL THEN kind END"""
 

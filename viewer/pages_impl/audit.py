@@ -142,15 +142,18 @@ def render(ctx: Context) -> None:
         return
     kinds, scope, flag = _controls(ctx, layer)
     summary = _summary(ctx, kinds)
+    failures = data.failures(ctx.conn)
     in_scope = summary if scope is None else summary[summary["layer"] == scope]
     if int(in_scope["pictures"].sum()) > 0 and int(in_scope["checked"].sum()) == 0:  # a trial read all clear
         what = "this run's pictures have" if scope is None else f"layer {scope}'s pictures have"
         st.info(NOT_CHECKED.format(what=what), icon=":material/info:")
+        if failures["count"]:
+            st.warning(f"{failures['count']:,} failed units have no pictures: the overview names their "
+                       f"error; {data.redo_hint(ctx.run_dir.uri)}.", icon=":material/error:")  # fmt: skip
         return
     units = data.flagged_units(ctx.conn, kinds, scope, flag, labels=have.labels)
     where = "every layer" if scope is None else f"layer {scope}"
     st.subheader(f"Flagged units · {where}")
-    failures = data.failures(ctx.conn)
     failed = failures["count"] if scope is None else failures["per_layer"].get(scope, 0)
     unchecked = (
         f" {failed:,} failed unit{' has' if failed == 1 else 's have'} no pictures to check"
