@@ -368,6 +368,15 @@ class Engine:
         layers, every process computes in the same modules whatever order its shards come in."""
         self.nets.probes([name for layer in layers for name in self.layers_read(layer)])
 
+    def method_text(self) -> str:
+        """``units.method``: the sampler with its settings, and the diversity term where it acts
+        (``dgn_am[diversity=30]``; a trial could not tell diversity runs apart in SQL)."""
+        text = self.sampler.describe()
+        if not self.cfg.diversity or self.cfg.method in ("ga", "cmaes"):  # those two ignore it
+            return text
+        mark = f"diversity={self.cfg.diversity:g}"
+        return f"{text[:-1]},{mark}]" if text.endswith("]") else f"{text}[{mark}]"
+
     def _diversity_layer(self, layer: str) -> list[str]:
         """[the layer the diversity term compares] (``sampler.diversity_layer``, else the earliest path
         layer before ``layer``, else ``layer`` itself); [] when the term is off."""

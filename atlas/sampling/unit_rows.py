@@ -112,7 +112,7 @@ class UnitRows:
             spatial=unit.spatial_label,
             objective=self.objective.describe(unit),
             composite=self._composite(unit.index),
-            method=eng.sampler.describe(),
+            method=eng.method_text(),
             facet_count=count,
             chains=chains,
             real_topk=real_topk,
@@ -205,7 +205,7 @@ class UnitRows:
             if unit
             else f"{eng.objective.kind}[{self.layer}:{index}]",
             composite=self._composite(index),
-            method=eng.sampler.describe(),
+            method=eng.method_text(),
             facet_count=0,
             status="error",
             error=f"{type(exc).__name__}: {exc}{loc}",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from atlas.config import PixelConfig
 from atlas.errors import ConfigError
 from atlas.sampling import objectives
 from atlas.sampling.objectives import (
@@ -156,6 +157,17 @@ def test_diversity_term_pushes_a_units_chains_apart():
         return float(torch.pdist(x).mean())
 
     assert spread(5.0) > spread(0.0)
+
+
+def test_the_method_string_names_the_diversity_term_where_it_acts():
+    """units.method told a diversity run from a plain one only through run.config (a trial's SQL could
+    not)."""
+    assert _engine(steps=1, diversity=30.0).method_text() == "dgn_am[diversity=30]"
+    assert _engine(steps=1).method_text() == "dgn_am"
+    pixel = _engine(steps=1, method="pixel", diversity=0.5, pixel=PixelConfig(blur_every=4, blur_sigma=0.5))
+    assert pixel.method_text().endswith(",diversity=0.5]") and pixel.method_text().startswith("pixel[")
+    assert _engine(steps=1, method="ga", diversity=3.0).method_text().startswith("ga")  # it ignores the term
+    assert "diversity" not in _engine(steps=1, method="ga", diversity=3.0).method_text()
 
 
 def test_driver_numbers_composites_after_the_layer_units_and_checks_their_range():
