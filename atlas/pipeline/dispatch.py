@@ -60,6 +60,7 @@ class _Slot:
     in_flight: int = 0
     pid: int | None = None
     node: str | None = None
+    host: str | None = None  # the machine it runs on (where its Ray logs are)
     last_answer: float = 0.0  # time.monotonic() of its last answer (probe or shard)
 
 
@@ -306,7 +307,7 @@ class _Pool:
                 f"{slot.deaths} of ray.max_restarts {self.max_restarts}); its lost shards were re-queued"
             )
         slot.state = "alive"
-        slot.pid, slot.node = value.get("pid"), value.get("node")
+        slot.pid, slot.node, slot.host = value.get("pid"), value.get("node"), value.get("host")
         self.last_alive = time.monotonic()
         self.fill(slot)
 
@@ -421,7 +422,10 @@ def _task_failed(exc: Any, slot: _Slot, shard: Shard | None) -> None:
         kind = RunFailed if isinstance(cause, RunFailed) else AtlasError  # its exit status kept
         raise kind(first_line(cause) or cause_line(exc)) from None
     where = f"shard {shard.id}" if shard is not None else f"worker {slot.index} start-up"
+    on = f"on {slot.host}, " if slot.host else ""  # a worker's logs stay on its own node
+    pid = slot.pid if slot.pid is not None else "*"
     raise RunFailed(
-        f"{where} failed in the worker: {cause_line(exc)} (full traceback in the Ray worker logs, "
-        "e.g. /tmp/ray/session_latest/logs/worker-*.err)"
+        f"{where} failed in the worker: {cause_line(exc)} (full traceback in its Ray log, {on}"
+        f"logs/worker-*-{pid}.err in that node's Ray session folder: /tmp/ray/session_latest unless Ray "
+        "was started with --temp-dir)"
     ) from None

@@ -152,6 +152,9 @@ def test_failures_outside_the_input_are_run_failures_and_exit_1(monkeypatch, cap
         pool._dead(slot, RuntimeError("node died"))
     with pytest.raises(RunFailed, match=r"^shard fc8-00000 failed in the worker: division by zero"):
         _task_failed(ZeroDivisionError("division by zero"), slot, pool.pending[0])
+    slot.host, slot.pid = "node-7", 4242  # its log is on its own node, named by its pid (a trial: the
+    with pytest.raises(RunFailed, match=r"on node-7, logs/worker-\*-4242\.err in that node's Ray session"):
+        _task_failed(ZeroDivisionError("division by zero"), slot, pool.pending[0])  # driver's path said)
     from types import SimpleNamespace
 
     from atlas.errors import StorageUnreachable

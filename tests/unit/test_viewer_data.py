@@ -980,6 +980,13 @@ def test_compare_summaries_say_how_recognizable_and_how_flagged_and_which_settin
         "sampler.method: dgn_am vs fourier",
         "sampler.steps: 100 vs 50",
     ]
+    # two DGN-AM runs: PPGN-h's settings (used by neither) are left out, and the broadest come first
+    ours["sampler"] |= {"ppgn_h": {"lr": 1.0}, "dgn_am": {"lr": 0.1}}
+    theirs["sampler"] |= {"method": "dgn_am", "ppgn_h": {"lr": 0.5}, "dgn_am": {"lr": 0.2}}
+    assert data.setting_differences(ours, theirs) == [
+        "sampler.steps: 100 vs 50",
+        "sampler.dgn_am.lr: 0.1 vs 0.2",
+    ]
 
 
 def test_a_chain_with_one_recorded_step_is_drawn_as_a_dot():

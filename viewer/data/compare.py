@@ -98,14 +98,28 @@ def stats_over(conn: Any, layer: str, units: list[int]) -> dict[str, Any]:
 
 
 def setting_differences(config: dict[str, Any], other: dict[str, Any]) -> list[str]:
-    """The settings that change results and differ between two runs' configs, as ``key: a vs b`` (the
-    run's name and its layers left out: the comparison is of one layer's units)."""
+    """The settings that change results and differ between two runs' configs, as ``key: a vs b``, the
+    broadest first (``sampler.steps`` before ``sampler.dgn_am.lr``): the run's name and its layers left
+    out (the comparison is of one layer's units), and so are the settings of a method neither run used
+    (a trial read ``sampler.ppgn_h.*`` for two DGN-AM runs while ``sampler.steps`` fell past the cut)."""
+    used = {_sampler_method(config), _sampler_method(other)}
     out = []
-    for key in config_differences(config, other):
+    for key in sorted(config_differences(config, other), key=lambda k: k.count(".")):
+        parts = key.split(".")
         if key == "name" or key.startswith("layers"):
+            continue
+        if len(parts) > 1 and parts[0] == "sampler" and parts[1] in METHOD_SECTIONS and parts[1] not in used:
             continue
         out.append(f"{key}: {_value_at(config, key)} vs {_value_at(other, key)}")
     return out
+
+
+METHOD_SECTIONS = ("dgn_am", "ppgn_h", "pixel", "fourier", "maco", "accentuation", "ga", "cmaes")
+
+
+def _sampler_method(config: dict[str, Any]) -> str:
+    sampler = config.get("sampler") if isinstance(config, dict) else None
+    return str((sampler or {}).get("method") or "") if isinstance(sampler, dict) else ""
 
 
 def _value_at(config: Any, key: str) -> str:
