@@ -444,7 +444,8 @@ class _Console:
         print(text, file=sys.stdout if sys.stdout.isatty() else sys.stderr, flush=True)
 
     def answer(self, conn: Any, number: int, sql: str) -> None:
-        """Run statement ``number`` and write its answer; raises AtlasError (nothing written) if it fails."""
+        """Run statement ``number`` and write its answer; raises AtlasError if it fails (with nothing
+        written, unless DuckDB raised while its rows streamed: those written stay)."""
         from atlas.store.queries import run_query, stream_query
 
         cap, fmt = row_cap(self.args), self.args.format

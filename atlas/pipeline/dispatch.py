@@ -43,7 +43,7 @@ IN_FLIGHT_PER_ACTOR = 2  # the next shard is queued while one is written
 POLL_S = 5.0
 STALL_FACTOR = 10.0  # a hung actor: silent for this many times the slowest shard so far ...
 STALL_FLOOR_S = 300.0  # ... and at least this long
-WAIT_NOTE_S = 60.0  # no worker alive this long: the run says it waits for Ray to place them
+WAIT_NOTE_S = 60.0  # no worker alive this long: the run says they load, or wait for Ray to place them
 
 
 class HungWorker(Exception):
@@ -165,19 +165,19 @@ class _Pool:
 
     # ------------------------------------------------------------------------------------ the loop
     def run(self) -> PoolReport:
-        from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
         for slot in self.slots:
             self.probe(slot)
-        self._dispatch(RayActorError, RayTaskError, GetTimeoutError)
+        self._dispatch()
         # a worker lost with its node that Ray never placed again: the run finished without it (a trial's
         # lost node went unsaid, the slot waiting for a restart to the end)
         self.report.not_back = sum(s.state == "starting" and s.pid is not None for s in self.slots)
         return self.report
 
-    def _dispatch(self, actor_error: type, task_error: type, timeout_error: type) -> None:
+    def _dispatch(self) -> None:
         """Hand the shards out and take their answers until none is left to do."""
         import ray
+        from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
         while self.pending or self.shards_in_flight():
             ref = self._next_ready()
@@ -187,11 +187,11 @@ class _Pool:
             kind, slot, generation, shard = self.refs.pop(ref)
             try:
                 value = ray.get(ref, timeout=60)
-            except timeout_error:  # cannot happen for a ready ref; be safe
+            except GetTimeoutError:  # cannot happen for a ready ref; be safe
                 self.refs[ref] = (kind, slot, generation, shard)
-            except actor_error as exc:
+            except RayActorError as exc:
                 self._actor_failed(exc, kind, slot, generation, shard)
-            except task_error as exc:
+            except RayTaskError as exc:
                 if not self._write_failed(exc, slot, generation, shard):
                     _task_failed(exc, slot, shard)
             else:

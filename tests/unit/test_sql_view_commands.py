@@ -311,15 +311,12 @@ def test_an_unknown_table_is_never_answered_with_duckdbs_internal_tables(run_dir
     assert "pg_sequences" not in str(exc.value) and "the run's tables: units" in str(exc.value)
 
 
-def test_exports_are_written_a_batch_at_a_time(run_dir, capsys, monkeypatch):
-    """csv and json of every row stream: fetchall held a whole answer as Python tuples (1.1 GB for 10
-    million integers, a user's trial); each batch is written as it is read, with the same cells."""
-    import csv
-
+def _count_batches(monkeypatch, size: int) -> list[int]:
+    """STREAM_BATCH set to ``size``; the list it returns gets the size of every batch an answer streams."""
     from atlas.store import queries
 
-    monkeypatch.setattr(queries, "STREAM_BATCH", 3)
-    fetched = []
+    monkeypatch.setattr(queries, "STREAM_BATCH", size)
+    fetched: list[int] = []
     plain = queries.stream_query
 
     def counting(*args, **kwargs):
@@ -327,6 +324,15 @@ def test_exports_are_written_a_batch_at_a_time(run_dir, capsys, monkeypatch):
         return columns, (fetched.append(len(b)) or b for b in batches)
 
     monkeypatch.setattr(queries, "stream_query", counting)
+    return fetched
+
+
+def test_exports_are_written_a_batch_at_a_time(run_dir, capsys, monkeypatch):
+    """csv and json of every row stream: fetchall held a whole answer as Python tuples (1.1 GB for 10
+    million integers, a user's trial); each batch is written as it is read, with the same cells."""
+    import csv
+
+    fetched = _count_batches(monkeypatch, 3)
     q = """SELECT i, '{"k": 1}'::JSON AS j, CASE WHEN i = 2 THEN NULL ELSE '' END AS s FROM range(10) r(i)"""
     assert sql.run(parse(sql, [str(run_dir), "--format", "csv", q])) == 0
     rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
@@ -440,17 +446,7 @@ def test_an_error_while_rows_stream_is_one_line_and_the_json_stays_whole(run_dir
 def test_a_piped_export_streams_as_a_one_shot_query(run_dir, monkeypatch, capsys):
     """A piped script's csv and json are written a batch at a time (a trial's piped 3-million-row JSON took
     2 GB held whole), and a one-statement script's output is the one-shot query's, byte for byte."""
-    from atlas.store import queries
-
-    monkeypatch.setattr(queries, "STREAM_BATCH", 4)
-    fetched = []
-    plain = queries.stream_query
-
-    def counting(*args, **kwargs):
-        columns, batches = plain(*args, **kwargs)
-        return columns, (fetched.append(len(b)) or b for b in batches)
-
-    monkeypatch.setattr(queries, "stream_query", counting)
+    fetched = _count_batches(monkeypatch, 4)
     q = "SELECT i, i * 2 AS j FROM range(10) r(i)"
     for fmt in ("json", "csv"):
         assert sql.run(parse(sql, [str(run_dir), "--format", fmt, q])) == 0
