@@ -361,10 +361,12 @@ def _statements(
 
     buffer: list[str] = []
     first = number = 0
+    held = False
     while True:
         line = _read_or_cancel(read_line, bool(buffer), say)
         if line is _CANCELLED:
             buffer.clear()
+            held = False
             continue
         if line is None:  # end of input: a last statement without its ';' still runs (comments alone: none)
             if script_state("\n".join(buffer))[0]:
@@ -374,6 +376,7 @@ def _statements(
         stripped = line.strip()
         if stripped.startswith((".", "\\")) and not script_state("\n".join(buffer))[0]:  # a dot command
             buffer.clear()  # comment lines before it are no statement
+            held = False
             stripped = _dot_line(stripped, number, complain, say)
             if stripped is _QUIT:
                 return
@@ -382,9 +385,11 @@ def _statements(
         first = first if buffer else number  # a statement's first line (blank lines before it skipped)
         if stripped or buffer:
             buffer.append(stripped)
-        if ";" in stripped and script_state(text := "\n".join(buffer)) == (True, True):
+        held = held or ";" in stripped  # a ';' seen: checked on each line until a statement ends there
+        if held and script_state(text := "\n".join(buffer)) == (True, True):  # (`SELECT 1; /* c` + `*/`)
             yield first, text
             buffer.clear()
+            held = False
 
 
 def _line_reader(editing: bool) -> Callable[[bool], str | None]:

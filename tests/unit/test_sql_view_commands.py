@@ -383,6 +383,9 @@ def test_a_script_ends_statements_where_duckdb_does(run_dir, monkeypatch, capsys
         assert sql.run(parse(sql, [str(run_dir), "--format", "csv"])) == 0, script
         said = capsys.readouterr()
         assert said.err == "" and said.out.split("\r\n")[:-1] == out, script
+    lines = iter(["SELECT 5 AS e; /* a comment", "*/", "SELECT 6 AS f;", None])
+    typed = list(sql._statements(lambda _continued: next(lines), print, print))
+    assert typed == [(1, "SELECT 5 AS e; /* a comment\n*/"), (3, "SELECT 6 AS f;")]  # ends on its `*/`
     assert script_state("SELECT E'it\\'s;'") == (True, False)  # an E string's backslash escapes its quote
     assert script_state("/* a /* b */ c; */ SELECT 1") == (True, False)  # DuckDB nests comments
     assert script_state("/* a /* b */ c;") == (False, False) and script_state("SELECT 1 AS a$b$c;") == (
