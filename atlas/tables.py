@@ -1,4 +1,4 @@
-"""Plain-text tables for the terminal (benchmarks, `atlas layers`, `atlas sql`)."""
+"""Plain-text tables for the terminal (benchmarks, `atlas layers`, `atlas sql`), and counts in words."""
 
 from __future__ import annotations
 
@@ -42,3 +42,8 @@ def unique_names(columns: list[str]) -> list[str]:
             name = f"{c}_{seen[c]}"
         names.append(name)
     return names
+
+
+def counted(n: int, noun: str) -> str:
+    """``1 unit``, ``2 units`` (a noun whose plural adds an s)."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"

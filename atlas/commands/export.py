@@ -81,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from atlas.errors import AtlasError
+    from atlas.tables import counted
     from viewer.export import ExportRequest, export_run
 
     if not args.out.strip():
@@ -93,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     report = export_run(req)
     skipped = f" ({'; '.join(f'{layer}: {why}' for layer, why in report.skipped)})" if report.skipped else ""
     print(
-        f"wrote {report.out}: {report.units} unit{'s' if report.units != 1 else ''} of {len(report.layers)} "
+        f"wrote {report.out}: {counted(report.units, 'unit')} of {len(report.layers)} "
         f"layer{'s' if len(report.layers) != 1 else ''}{skipped}; "
         f"open {report.out / 'index.html'}"
     )

@@ -49,6 +49,7 @@ from atlas.store.location import Location, open_location
 from atlas.store.lock import RunLock
 from atlas.store.manifest import SUMMARY_FILE, marker_readable, read_json, read_markers
 from atlas.store.writer import code_changes, run_growth
+from atlas.tables import counted
 from atlas.toyworld.cache import cache_root
 from atlas.uri_filesystem import is_remote
 
@@ -369,7 +370,7 @@ def _dispatch(
         _say_other_code((earlier or {}).get("git_sha"), manifest.get("git_sha"), log)
         log(
             f"atlas run {cfg.name}: {len(todo)} shard{'s' if len(todo) != 1 else ''}, "
-            f"{total_units - done_units} unit{'s' if total_units - done_units != 1 else ''} to go, "
+            f"{counted(total_units - done_units, 'unit')} to go, "
             f"on {layout.describe()}" + (f"\natlas: warning: {layout.note}" if layout.note else "")
         )
         # models, judge, real images: once into the object store, held for the workers (kept alive here)
@@ -652,17 +653,22 @@ def _summarize(
     }
 
 
+def _all_complete(shards: int) -> str:
+    """``all 3 shards are complete``; one: ``its 1 shard is complete``."""
+    return "its 1 shard is complete" if shards == 1 else f"all {shards} shards are complete"
+
+
 def format_summary(summary: dict[str, Any]) -> str:
     endpoint = summary.get("endpoint")  # commands to paste as they are: the store's endpoint with them
     env = f"AWS_ENDPOINT_URL={shlex.quote(str(endpoint))} " if endpoint else ""
     if summary.get("nothing_to_do"):
         run = shlex.quote(str(summary["run_dir"]))
         rows = summary.get("run_totals") or {}
-        counts = ", ".join(f"{rows.get(k, 0)} {k}" for k in ("units", "chains", "images"))
+        counts = ", ".join(counted(rows.get(k, 0), k[:-1]) for k in ("units", "chains", "images"))
         failed = int(summary.get("errors") or 0)
         return "\n".join(
             [
-                f"atlas: nothing to do: all {summary['shards']} shards of {summary['run_dir']} are complete "
+                f"atlas: nothing to do: {_all_complete(summary['shards'])} of {summary['run_dir']} "
                 f"({counts}; finished {summary.get('finished', '?')})",
                 *([_failed_units_hint(failed, run, env)] if failed else []),
                 f"  browse: {env}atlas view {run}",
@@ -670,8 +676,8 @@ def format_summary(summary: dict[str, Any]) -> str:
             ]
         )
     lines = [
-        f"atlas: {summary['units']} unit{'s' if summary['units'] != 1 else ''}, {summary['chains']} chains, "
-        f"{summary['images']} images, "
+        f"atlas: {counted(summary['units'], 'unit')}, {counted(summary['chains'], 'chain')}, "
+        f"{counted(summary['images'], 'image')}, "
         f"{sum(summary['rows'].values())} rows in {summary['wall_seconds']:.1f} s "
         f"({summary['units_per_minute'] or 0:.1f} units/min)",
         f"  shards: {summary['shards_run']} run, {summary['shards_skipped']} already complete, "

@@ -301,16 +301,20 @@ def _check_code_layer(cfg: RunConfig, models: RunModels, module: nn.Module, shap
 
 
 def _check_generator_size(models: RunModels) -> None:
-    """The generator draws pictures of the size its space says (one batch-1 pass at the zero code): a
-    trial's G declared 64 px and drew 48, and ``atlas config --check`` printed a 64 px conversion."""
+    """The generator takes a code of its ``code_shape`` and draws pictures of the size its space says (one
+    batch-1 pass at the zero code): a trial's G declared 64 px and drew 48, and ``atlas config --check``
+    printed a 64 px conversion; one declaring a code of 16 that takes 32 failed every unit of the run."""
     gen = models.generator
     if gen is None or gen.space is None or not gen.code_shape:
         return
     try:
         with torch.no_grad():
             drawn = gen.module(torch.zeros(1, *gen.code_shape))
-    except (RuntimeError, ValueError, TypeError):
-        return  # a generator that fails on the zero code fails with its own message in the run
+    except Exception as exc:  # noqa: BLE001 - a user's generator fails in many ways
+        raise ConfigError(
+            f"models.generator ({gen.spec}): it fails on a code of its code_shape {gen.code_shape} "
+            f"({type(exc).__name__}: {first_line(exc)[:160]}); declare the code_shape it takes"
+        ) from None
     if drawn.dim() == 4 and tuple(drawn.shape[-2:]) != (gen.space.size, gen.space.size):
         raise ConfigError(
             f"models.generator ({gen.spec}): it draws {drawn.shape[-1]}x{drawn.shape[-2]} pictures but its "

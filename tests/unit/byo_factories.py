@@ -146,6 +146,15 @@ def generator_of_another_size() -> nn.Module:
 generator_of_another_size.atlas_image_space = {"size": 64}
 
 
+def generator_of_another_code() -> nn.Module:
+    module = Generator()
+    module.code_shape = (CODE // 2,)  # it takes CODE values: a trial's runs failed every unit on this
+    return module
+
+
+generator_of_another_code.atlas_image_space = generator.atlas_image_space
+
+
 class NoGrad(nn.Module):
     """A black-box target: its forward runs under torch.no_grad (forward-only methods only)."""
 

@@ -458,6 +458,14 @@ PREFLIGHT_CASES = [
         {"models": {"generator": f"{SPEC}:generator_of_another_size"}, "sampler": {"method": "dgn_am"}},
     ),
     Case(
+        "own generator taking another code than it declares",
+        (
+            "it fails on a code of its code_shape (8,) (RuntimeError: mat1 and mat2 shapes cannot be",
+            "declare the code_shape it takes",
+        ),
+        {"models": {"generator": f"{SPEC}:generator_of_another_code"}, "sampler": {"method": "dgn_am"}},
+    ),  # fmt: skip
+    Case(
         "a module instance as the factory",
         ("INSTANCE is an nn.Module instance, not a factory; name a function",),
         {"models": {"generator": f"{SPEC}:INSTANCE"}, "sampler": {"method": "dgn_am"}},

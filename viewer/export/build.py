@@ -26,6 +26,7 @@ from typing import Any
 
 from atlas.contact_sheet import Tile, contact_sheet, save_sheet
 from atlas.errors import AtlasError, ConfigError
+from atlas.tables import counted
 from viewer import data
 from viewer.export.site import SiteLayer, SiteTile, index_html
 
@@ -241,7 +242,7 @@ def export_run(req: ExportRequest, say: Callable[[str], None] = print) -> Export
                 if len(part.tiles) < asked
                 else ""
             )
-            say(f"{layer}: {len(part.tiles)} units{short}, {sheets}")
+            say(f"{layer}: {counted(len(part.tiles), 'unit')}{short}, {sheets}")
         named = ", ".join(layers + not_yet)
         if not site and not req.units:
             status = info.get("status") or "unknown"
