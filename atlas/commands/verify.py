@@ -15,6 +15,7 @@ EXAMPLES = """examples:
   atlas verify runs/demo              # exit 1 when a shard is bad or holds failed units
   atlas verify runs/demo --deep       # also every data page and picture (reads the whole run)
   atlas verify runs/demo --repair     # then the same `atlas run` redoes the bad shards
+  atlas verify runs/demo --complete   # a script's "is it done?": exit 1 unless complete and sound
 """
 
 
@@ -25,6 +26,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="remove the completion markers of bad shards and of shards with failed units, so the next "
         "`atlas run` redoes them",
+    )
+    p.add_argument(
+        "--complete",
+        action="store_true",
+        help="also exit 1 when the run is not complete (running, interrupted or incomplete): a script's "
+        "test that the run is finished and sound",
     )
     p.add_argument(
         "--deep",
@@ -59,11 +66,9 @@ CONFIG_EDITED = (
 )
 
 
-def run(args: argparse.Namespace) -> int:
-    from atlas.store.location import open_location
-    from atlas.store.verify import verify_run
-
-    report = verify_run(open_location(args.run_dir, what="RUN"), repair=args.repair, deep=args.deep)
+def _say_problems(report) -> None:
+    """A line for each bad shard, shard of a newer atlas, shard with failed units, missing marker, and an
+    edited config."""
     for shard, problem in sorted(report.bad.items()):
         print(f"bad shard {shard}: {problem}")
     if report.newer:
@@ -78,6 +83,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"{report.unmarked} planned shard(s) have no marker although the run says it is complete")
     if report.config_edited:
         print(CONFIG_EDITED)
+
+
+def run(args: argparse.Namespace) -> int:
+    from atlas.store.location import open_location
+    from atlas.store.verify import verify_run
+
+    report = verify_run(open_location(args.run_dir, what="RUN"), repair=args.repair, deep=args.deep)
+    _say_problems(report)
     of = f" of {report.planned} planned" if report.planned is not None else ""
     print(
         f"{report.run}: {report.shards}{of} shards complete, {report.files} files checked"
@@ -107,4 +120,7 @@ def run(args: argparse.Namespace) -> int:
               "them")  # fmt: skip
     elif damaged:
         print("marked incomplete: the same `atlas run` redoes the missing shards")
+    if getattr(args, "complete", False) and report.status != "complete":  # a trial's script read the text
+        print(f"not complete: the run is {report.status or 'of unknown status'} (--complete)")
+        return 1
     return 1 if (damaged and not args.repair) or report.config_edited else 0

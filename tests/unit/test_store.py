@@ -676,6 +676,8 @@ def test_an_interrupted_run_says_so_in_verify_and_sql_and_resumes(store, capsys)
     assert main(["verify", str(run)]) == 0
     out = capsys.readouterr().out
     assert "1 of 2 planned shards complete" in out and "the run is interrupted" in out, out
+    assert main(["verify", str(run), "--complete"]) == 1  # a script's "is it done?" (a trial read the text)
+    assert capsys.readouterr().out.splitlines()[-1] == "not complete: the run is interrupted (--complete)"
     assert main(["sql", str(run), "SELECT count(*) AS n FROM units", "--format", "csv"]) == 0
     said = capsys.readouterr()
     assert said.out.splitlines() == ["n", "2"]
@@ -1270,3 +1272,17 @@ def test_a_lock_file_a_full_disk_refuses_is_one_line_naming_it_and_leaves_nothin
     said = str(caught.value)
     assert said.startswith(f"cannot write the run's lock file {run / LOCAL_LOCK}: No space left on device")
     assert not run.exists()  # the folder it made, gone again
+
+
+def test_verify_complete_passes_a_finished_sound_run(tmp_path, capsys):
+    from atlas.bench.synthetic_run import make_synthetic_run
+    from atlas.cli import main
+
+    make_synthetic_run(tmp_path / "done", layers={"fc8": 4}, chains=1, steps=4, images_per_chain=2, real_k=0)
+    assert main(["verify", str(tmp_path / "done"), "--complete"]) == 0
+    assert "not complete" not in capsys.readouterr().out
+    make_synthetic_run(
+        tmp_path / "half", layers={"fc8": 16}, chains=1, steps=4, images_per_chain=2, real_k=0, max_shards=1
+    )
+    assert main(["verify", str(tmp_path / "half"), "--complete"]) == 1  # still "running"
+    assert capsys.readouterr().out.splitlines()[-1] == "not complete: the run is running (--complete)"
