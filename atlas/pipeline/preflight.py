@@ -300,16 +300,21 @@ def _check_code_layer(cfg: RunConfig, models: RunModels, module: nn.Module, shap
     return name
 
 
-def _check_generator_size(models: RunModels) -> None:
-    """The generator takes a code of its ``code_shape`` and draws pictures of the size its space says (one
-    batch-1 pass at the zero code): a trial's G declared 64 px and drew 48, and ``atlas config --check``
-    printed a 64 px conversion; one declaring a code of 16 that takes 32 failed every unit of the run."""
+def _generator_pictures(models: RunModels) -> torch.Tensor | None:
+    """G's pictures of two codes far apart (0 and the statistics' upper bound, else 3) from one batch-2
+    pass: (2, 3, H, W) rgb01, None without a generator (or when they do not decode). G must take a code of
+    its ``code_shape`` and draw the size its space says: a trial's G declared 64 px and drew 48 (and
+    ``atlas config --check`` printed a 64 px conversion); one declaring a code of 16 that takes 32 failed
+    every unit of the run. Either is a ConfigError here."""
     gen = models.generator
     if gen is None or gen.space is None or not gen.code_shape:
-        return
+        return None
+    stats = models.code_stats
+    far = stats.upper.reshape(gen.code_shape) if stats is not None else torch.full(gen.code_shape, 3.0)
+    codes = torch.stack([torch.zeros(gen.code_shape), far.float().cpu()])  # (2, *code shape)
     try:
         with torch.no_grad():
-            drawn = gen.module(torch.zeros(1, *gen.code_shape))
+            drawn = gen.module(codes)
     except Exception as exc:  # noqa: BLE001 - a user's generator fails in many ways
         raise ConfigError(
             f"models.generator ({gen.spec}): it fails on a code of its code_shape {gen.code_shape} "
@@ -320,24 +325,20 @@ def _check_generator_size(models: RunModels) -> None:
             f"models.generator ({gen.spec}): it draws {drawn.shape[-1]}x{drawn.shape[-2]} pictures but its "
             f"space says {gen.space.size} px; declare the size it draws (atlas_image_space's size)"
         )
+    try:
+        return gen.space.decode(drawn).clamp(0, 1)
+    except (RuntimeError, ValueError, TypeError):
+        return None  # what does not decode fails with its own message in the run
 
 
-def _code_blind_generator(models: RunModels) -> list[str]:
+def _code_blind_generator(models: RunModels, pictures: torch.Tensor | None) -> list[str]:
     """A generator whose pictures do not depend on its code (a randomly initialized DeePSiM G draws one
     flat picture, whatever the code) gives every unit the same picture: said unless its weights are
-    already named random. Two codes far apart (0 and the statistics' upper bound, else 0 and 3), one
-    batch-2 pass: the same 8-bit picture from both is the warning."""
+    already named random. ``pictures``: :func:`_generator_pictures`'s two, from codes far apart; the same
+    8-bit picture from both is the warning."""
     gen = models.generator
-    if gen is None or gen.random_weights or not gen.code_shape:
+    if gen is None or gen.random_weights or pictures is None:
         return []
-    stats = models.code_stats
-    far = stats.upper.reshape(gen.code_shape) if stats is not None else torch.full(gen.code_shape, 3.0)
-    codes = torch.stack([torch.zeros(gen.code_shape), far.float().cpu()])  # (2, *code shape)
-    try:
-        with torch.no_grad():
-            pictures = gen.space.decode(gen.module(codes)).clamp(0, 1)  # (2, 3, H, W) rgb01
-    except (RuntimeError, ValueError, TypeError):
-        return []  # a generator that fails on these codes fails with its own message in the run
     apart = float((pictures[0] - pictures[1]).abs().max()) * 255
     if not apart < 1:  # apart, or not finite (cannot tell)
         return []
@@ -465,7 +466,7 @@ def preflight_models(cfg: RunConfig, models: RunModels) -> PreflightReport:
     output = target.output_layer
     layer_shapes = _check_layers(cfg, module, shapes, output)
     code_layer = _check_code_layer(cfg, models, module, shapes)
-    _check_generator_size(models)
+    pictures = _generator_pictures(models)
     _check_dae(cfg, models)
     if s.method in CODE_METHODS and s.start == "mean" and models.code_stats is None:
         raise ConfigError(
@@ -484,7 +485,7 @@ def preflight_models(cfg: RunConfig, models: RunModels) -> PreflightReport:
         _model_warnings(cfg, models) + _reused_modules(cfg, rows, own_code) + _real_images_size(cfg, target)
     )
     warnings += _foreign_code(cfg, models) + _stats_of_another_code(cfg, models, code_layer)
-    warnings += _code_blind_generator(models)
+    warnings += _code_blind_generator(models, pictures)
     if cfg.models.target.output_layer and facet_layer and not cfg.facets.layer:
         warnings.append(
             f"facets cluster the features of {facet_layer!r} (the last 1-D layer before the output layer "

@@ -207,9 +207,7 @@ def schema(conn: Any, tables: tuple[str, ...] = SCHEMA_TABLES) -> dict[str, list
     return out
 
 
-def throughput(
-    conn: Any, created_ts: float | None, failed: int = 0, starts: list[float] | None = None
-) -> dict[str, float | None]:
+def throughput(conn: Any, starts: list[float], failed: int = 0) -> dict[str, float | None]:
     """Units sampled per minute of the run's work (``starts``: its sessions', run.json's ``created`` and
     ``resumed``; :func:`atlas.store.sessions.work_seconds`), so the idle time between an interrupt and its
     resume is not counted; failed units are not counted as sampled."""
@@ -217,7 +215,6 @@ def throughput(
     done = done[done["done_time"].notna()]
     if done.empty:
         return {"units_per_min": None, "wall_s": None, "shard_seconds": None}
-    starts = starts or ([created_ts] if created_ts is not None else [])
     wall = work_seconds(starts, [float(t) for t in done["done_time"]]) or 0.0
     units = max(int(done["units_rows"].sum()) - failed, 0)
     return {
@@ -237,7 +234,7 @@ def run_stats(conn: Any, created: str | None, resumed: Any = None) -> dict[str, 
     failed = failures(conn)
     return {
         **rows,
-        **throughput(conn, created_ts(created), failed["count"], session_starts(created, resumed)),
+        **throughput(conn, session_starts(created, resumed), failed["count"]),
         "diverged_chains": diverged,
         "diverged_fraction": diverged / max(rows["chains"], 1),
         "failures": failed,
