@@ -28,6 +28,7 @@ its own files, the first marker names the ones readers take: atlas.store.writer)
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections import deque
@@ -74,6 +75,7 @@ class PoolReport:
     not_back: int = 0  # actors lost (their process or node) that Ray had not placed again by the end
 
 
+_TRACEBACK_NOTE = re.compile(r" \(its traceback: [^()]*\)$")  # WorkerSetupError's file, one per worker
 _FRAME = re.compile(r'File "([^"]+)", line (\d+)')  # a traceback's frame line, as Ray's error text quotes it
 
 
@@ -146,6 +148,7 @@ class _Pool:
         self.stall_timeout_s = stall_timeout_s  # 0: from the shards' own times (stall_limit)
         self.slowest_shard_s: float | None = None  # the longest a finished shard took (None: none yet)
         self.said_waiting = False  # the line for a wait for placement, said once
+        self.setup_failures_said: set[str] = set()  # each cause of a worker that could not start, said once
 
     # ------------------------------------------------------------------------------------ sending
     def probe(self, slot: _Slot) -> None:
@@ -299,6 +302,9 @@ class _Pool:
             return
         if generation != slot.generation:
             return  # an old probe
+        if "setup_error" in value:
+            self._setup_failed(slot, value)
+            return
         if slot.pid is not None and (value.get("pid"), value.get("node")) != (slot.pid, slot.node):
             slot.deaths += 1  # a new process: the actor died and Ray restarted it
             self.report.deaths += 1
@@ -379,24 +385,45 @@ class _Pool:
             ) from None
 
     def _dead(self, slot: _Slot, exc: BaseException) -> None:
-        init_failed = bool(getattr(exc, "actor_init_failed", False))
+        """Ray says the actor is dead for good: out of restarts, or its constructor raised."""
+        if getattr(exc, "actor_init_failed", False):
+            passing = isinstance(getattr(exc, "cause", None), RunFailed)
+            self._could_not_start(slot, cause_line(exc), passing)
+            return
         slot.state = "dead"
         self.report.dead_actors += 1
-        if not init_failed:
-            slot.deaths += 1
-            self.report.deaths += 1
-        self.log(f"worker {slot.index} is dead ({cause_line(exc)}); the others take its shards")
+        slot.deaths += 1
+        self.report.deaths += 1
         if not all(s.state == "dead" for s in self.slots):
+            self.log(f"worker {slot.index} is dead ({cause_line(exc)}); the others take its shards")
             return
-        if init_failed:  # a store out of reach as it registered: run it again (exit 1); else a cause to fix
-            passing = isinstance(getattr(exc, "cause", None), RunFailed)
-            raise (RunFailed if passing else AtlasError)(
-                f"no atlas worker could start: {cause_line(exc)}"
-            ) from None
         raise RunFailed(
             f"every atlas worker died (last: {cause_line(exc)}; ray.max_restarts {self.max_restarts}); "
             "see the Ray logs; rerun the same command to resume"
         ) from None
+
+    def _setup_failed(self, slot: _Slot, answer: dict[str, Any]) -> None:
+        """The probe's answer of an actor whose setup failed (:meth:`AtlasWorker.ready`): it is ended, as
+        Ray ends one whose constructor raised, and counts as one that could not start."""
+        import ray
+
+        with contextlib.suppress(Exception):  # it may be gone already: dead either way
+            ray.kill(slot.handle, no_restart=True)
+        self._could_not_start(slot, str(answer["setup_error"]), bool(answer.get("passing")))
+
+    def _could_not_start(self, slot: _Slot, cause: str, passing: bool) -> None:
+        """A worker whose setup failed: the others take its shards; none left, the run ends with the cause
+        (``passing``, a store out of reach as it registered: run it again, exit 1; else a cause to fix). A
+        cause is said once, however many workers give it (eight workers of a cluster, one broken mount)."""
+        slot.state = "dead"
+        self.report.dead_actors += 1
+        if not all(s.state == "dead" for s in self.slots):
+            said = _TRACEBACK_NOTE.sub("", cause)  # the same failure in each worker names its own file
+            if said not in self.setup_failures_said:
+                self.setup_failures_said.add(said)
+                self.log(f"worker {slot.index} could not start ({cause}); the others take its shards")
+            return
+        raise (RunFailed if passing else AtlasError)(f"no atlas worker could start: {cause}") from None
 
 
 def _free_cpus() -> str:

@@ -386,7 +386,14 @@ def _dispatch(
                 max_restarts=cfg.ray.max_restarts,
                 max_task_retries=0,
             )
-            args = (cfg.to_dict(), loc, layout.threads, shipped, manifest["run_token"])
+            args = (
+                cfg.to_dict(),
+                loc,
+                layout.threads,
+                shipped,
+                manifest["run_token"],
+                True,
+            )  # report_setup_failure
             actors = [remote.remote(*args) for _ in range(layout.actors)]
             bar = progress_bar(total_units, done_units, cfg.name) if progress else None
             count = UnitCount(bar)

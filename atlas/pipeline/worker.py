@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from atlas.config import ComputeConfig, config_from_dict
-from atlas.errors import AtlasError, WorkerSetupError, first_line
+from atlas.errors import AtlasError, RunFailed, WorkerSetupError, first_line
 from atlas.pipeline.holder import end_before_rays_exit_handler
 from atlas.pipeline.models_setup import ShippedBundle, WorkerBundle, build_bundle, make_engine
 from atlas.pipeline.plan import Shard
@@ -106,10 +106,30 @@ class AtlasWorker:
         threads: int | None = None,
         bundle: WorkerBundle | ShippedBundle | None = None,
         run_token: str | None = None,
+        report_setup_failure: bool = False,
     ) -> None:
         """``run_token``: the driver's token in the run's ``run.json``; given, the worker first checks
-        that it sees that run from its node (:func:`check_run_reachable`)."""
+        that it sees that run from its node (:func:`check_run_reachable`). ``report_setup_failure`` (the
+        driver's actors): a setup that fails with an atlas error is kept and told by :meth:`ready`
+        instead of raised, since Ray forwards a constructor's exception to the driver's console as a
+        traceback from every actor (a user's trial: six lines each on top of the run's one-line error)."""
         end_before_rays_exit_handler()  # as a Ray actor: a graceful exit cannot hang in Ray's handler
+        self.setup_error: AtlasError | None = None
+        try:
+            self._construct(config, run, threads, bundle, run_token)
+        except AtlasError as exc:
+            if not report_setup_failure:
+                raise
+            self.setup_error = exc
+
+    def _construct(
+        self,
+        config: dict[str, Any],
+        run: str | Location,
+        threads: int | None,
+        bundle: WorkerBundle | ShippedBundle | None,
+        run_token: str | None,
+    ) -> None:
         self.cfg = config_from_dict(config)
         self.store = RunStore(run)
         reachable = run_token is not None
@@ -184,7 +204,13 @@ class AtlasWorker:
             return None
 
     def ready(self) -> dict[str, Any]:
-        """Answers once the constructor has finished (the driver's liveness probe)."""
+        """Answers once the constructor has finished (the driver's liveness probe); a setup that failed
+        answers ``setup_error`` (its one line) and ``passing`` (a :class:`RunFailed`: run it again)."""
+        if self.setup_error is not None:
+            return _whereabouts() | {
+                "setup_error": str(self.setup_error),
+                "passing": isinstance(self.setup_error, RunFailed),
+            }
         return self.describe()
 
     def pid(self) -> int:
@@ -196,10 +222,7 @@ class AtlasWorker:
         return self.engine.setup.precision
 
     def describe(self) -> dict[str, Any]:
-        return {
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "node": os.environ.get("RAY_NODE_ID") or _ray_node_id(),
+        return _whereabouts() | {
             "device": str(self.device),
             "threads": torch.get_num_threads(),
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
@@ -223,6 +246,8 @@ class AtlasWorker:
 
     def run_shard(self, shard: Shard | dict[str, Any]) -> dict[str, Any]:
         """Sample every unit of the shard, write its Parquet files and marker; return a small summary."""
+        if self.setup_error is not None:
+            raise self.setup_error
         if isinstance(shard, dict):
             shard = Shard(shard["id"], shard["layer"], tuple(shard["units"]))
         started = time.perf_counter()
@@ -315,6 +340,15 @@ def _warnings(results: list[UnitResult]) -> dict[str, int]:
         if r.status == "ok" and r.error:
             notes.update(r.error.split("; "))
     return dict(notes)
+
+
+def _whereabouts() -> dict[str, Any]:
+    """This process: its pid, machine and Ray node (the probe tells a restarted actor by them)."""
+    return {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "node": os.environ.get("RAY_NODE_ID") or _ray_node_id(),
+    }
 
 
 def _ray_node_id() -> str | None:

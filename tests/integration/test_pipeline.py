@@ -574,7 +574,9 @@ def test_a_worker_that_cannot_see_the_run_refuses_to_start(tmp_path, micro_cache
     RunStore(tmp_path / "seen").init_run({"config": cfg.to_dict(), "config_hash": "x", "run_token": "abc"})
     remote = ray.remote(AtlasWorker).options(num_cpus=0, max_restarts=0)
     for run, says in (("seen", "finds another run's run.json"), ("unseen", "finds no run.json")):
-        actor = remote.remote(cfg.to_dict(), str(tmp_path / run), 1, None, "the driver's")
+        actor = remote.remote(
+            cfg.to_dict(), str(tmp_path / run), 1, None, "the driver's", True
+        )  # as the driver
         with pytest.raises(AtlasError) as caught:
             run_pool(
                 [actor],

@@ -89,6 +89,41 @@ def test_a_worker_lost_with_its_node_is_said_and_counted_when_ray_never_places_i
     ]
 
 
+def test_workers_whose_setup_failed_are_said_once_per_cause_and_end_the_run_when_none_is_left(monkeypatch):
+    """A setup that fails in the actors is answered by the probe (Ray printed each constructor's exception
+    as a traceback on the driver's console, six lines an actor): a cause is said once however many workers
+    give it, the others take the shards, and with none left the run ends with the cause (exit 2; a
+    passing cause, exit 1)."""
+    import ray
+
+    from atlas.errors import AtlasError
+
+    killed = []
+    monkeypatch.setattr(ray, "kill", lambda handle, no_restart: killed.append((handle, no_restart)))
+    for passing, raised in ((False, AtlasError), (True, RunFailed)):
+        said = []
+        handles = [_Handle() for _ in range(3)]
+        pool = _Pool(handles, plan_shards({"fc8": [0, 1]}, 1), 2, 3, 60.0, lambda _r: None, said.append)
+        first, second, last = pool.slots
+        note = "RuntimeError: no driver at nets.py:3 (its traceback: /run/_workers/h-{}.traceback.txt)"
+        for slot, pid in ((first, 7), (second, 8)):
+            pool._answered(
+                {"pid": pid, "setup_error": note.format(pid), "passing": passing}, "probe", slot, 0
+            )
+        assert (first.state, second.state, last.state) == ("dead", "dead", "starting")
+        assert said == [f"worker 0 could not start ({note.format(7)}); the others take its shards"]
+        with pytest.raises(AtlasError) as caught:
+            pool._answered({"pid": 9, "setup_error": note.format(9), "passing": passing}, "probe", last, 0)
+        assert (
+            type(caught.value) is raised
+            and str(caught.value) == f"no atlas worker could start: {note.format(9)}"
+        )
+        assert pool.report.dead_actors == 3 and pool.report.deaths == 0  # none of them ever ran
+        assert killed[-3:] == [
+            (h, True) for h in handles
+        ]  # ended for good, as Ray ends a raising constructor
+
+
 def test_a_shard_of_a_reset_slot_that_still_finishes_does_not_free_a_place_twice():
     pool = _pool(4)
     slot = pool.slots[0]
@@ -408,6 +443,12 @@ def test_a_worker_whose_setup_raises_says_what_and_where_in_one_line(tmp_path):
         kept.parent == tmp_path / "run" / "_workers"
         and 'raise ValueError("boom in forward")' in kept.read_text()
     )
+    kept_back = AtlasWorker(cfg.to_dict(), str(tmp_path / "run"), threads=1, report_setup_failure=True)
+    answer = kept_back.ready()  # as the driver's actors: told by the probe, not raised by the constructor
+    assert answer["setup_error"].startswith("ValueError: boom in forward at byo_factories.py:")
+    assert answer["passing"] is False and answer["pid"] == os.getpid()
+    with pytest.raises(WorkerSetupError):
+        kept_back.run_shard({"id": "body.fc8-00000", "layer": "body.fc8", "units": [0]})
     ray_text = 'Traceback (most recent call last):\n  File "/x/ray/worker.py", line 9, in f\n  File ' + (
         '"/home/u/my_models.py", line 12, in forward\nValueError: bad shape'
     )  # a Ray error's text: the driver's line names the last frame
