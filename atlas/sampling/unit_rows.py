@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from atlas.config.composites import Composite
 from atlas.errors import first_line
 from atlas.models.spaces import to_uint8_images
 from atlas.sampling.concepts import path_score
@@ -38,6 +39,21 @@ NO_GRADIENT = (
     "only, not toward the unit): it is 0 around the starts behind a ReLU that sampler.relu_gradient cannot "
     "redirect (a functional F.relu), so try sampler.start_pool or name the layer before that ReLU"
 )
+
+
+AT_FLOOR = (
+    "the composite only lowers units that are 0 on every picture its chains drew, the least a unit behind "
+    "a ReLU can be: no picture lowers them further (for what lowers such a unit most, read the layer "
+    "before its ReLU)"
+)
+
+
+def _at_floor(composite: Composite | None, chains: list[ChainResult]) -> bool:
+    """Whether ``composite`` (``-3``, ``-3 - 5``) only lowers units and every chain's picture has them all
+    at 0: the objective is at its top, not cut off (the unit's gradient is 0 because it cannot go lower)."""
+    if composite is None or any(w > 0 for _u, w in composite.terms) or not chains:
+        return False
+    return all(t.get("activation") == 0 for c in chains for t in c.trajectory if "activation" in t)
 
 
 def fell_back_note(exc: BaseException) -> str:
@@ -137,7 +153,7 @@ class UnitRows:
             if best is None:  # not one finite picture before they did: the unit failed
                 row.status = "error"
         if _no_gradient(chains):
-            notes.append(NO_GRADIENT)
+            notes.append(AT_FLOOR if _at_floor(self.objective.composite(unit.index), chains) else NO_GRADIENT)
         row.error = "; ".join(notes) or None
         self._add_truth(row, unit)
         return row

@@ -73,3 +73,20 @@ def test_engine_chains_of_a_dead_conv_unit_move_only_with_redirected_gradients(o
     assert row.status == "ok" and "no gradient reached the unit in any chain" in (row.error or ""), row.error
     moved, row = unit("redirected")
     assert min(moved) > 0.0 and row.error is None
+
+
+def test_a_negated_unit_already_at_zero_behind_a_relu_is_said_to_be_at_its_floor(one_torch_thread):
+    """``-3`` on a unit 0 at the starts behind a ReLU: nothing lowers it (lowering a negative input is never
+    redirected), and the note says the objective is at its top, not that a ReLU cut the gradient off (a
+    trial read the cut-off note on such a unit and looked for a functional ReLU)."""
+    from atlas.sampling.objectives import parse_composite
+
+    t, g, d, r = tiny_world()
+    with torch.no_grad():
+        t.module.conv2.bias[3] -= 0.5  # conv2 unit 3 at the centre: about -0.5 on the mean start picture
+    cfg = SamplerConfig(method="dgn_am", steps=10, chains_per_unit=2, start="mean")
+    engine = Engine(t, g, d, cfg, FacetConfig(), ComputeConfig(autocast="none"), torch.device("cpu"), real=r)
+    n = 16  # relu2: conv2's channels
+    (row,) = engine.map_units("relu2", [n], seed=0, composites=(parse_composite("-3", n),))
+    assert [c.last.activation for c in row.chains] == [0.0, 0.0]
+    assert "no picture lowers them further" in (row.error or "") and "no gradient reached" not in row.error
