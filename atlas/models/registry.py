@@ -165,19 +165,16 @@ def _load_torchvision(name: str, cfg: ModelConfig, role: Role, opts: LoadOptions
         # a weights enum name such as IMAGENET1K_V1: torchvision downloads it (needs a network)
         family = torchvision.models.get_model_weights(name)
         owner = weights.rpartition(".")[0]
+        valid = f"{', '.join(w.name for w in family)} (or {family.__name__}.<name>), or a file"
         if owner and owner != family.__name__:  # ResNet50_Weights.DEFAULT for alexnet: AlexNet's DEFAULT
-            valid = ", ".join(f"{family.__name__}.{w.name}" for w in family)
-            raise ModelError(f"weights {weights!r} are not torchvision:{name}'s; valid: {valid}, or a file")
+            raise ModelError(f"weights {weights!r} are not torchvision:{name}'s; valid: {valid}")
         try:
             enum = family[weights.split(".")[-1]]
             said = io.StringIO()  # torch.hub's 'Downloading: "https://..."' line and progress bar: offline,
             with contextlib.redirect_stderr(said), contextlib.redirect_stdout(said):  # a second line
                 module = torchvision.models.get_model(name, weights=enum)
         except KeyError:
-            valid = ", ".join(w.name for w in family)
-            raise ModelError(
-                f"unknown weights {weights!r} for torchvision:{name}; valid: {valid}, or a file"
-            ) from None
+            raise ModelError(f"unknown weights {weights!r} for torchvision:{name}; valid: {valid}") from None
         except Exception as exc:  # noqa: BLE001 - offline download failures come in many types
             raise ModelError(
                 f"could not fetch torchvision weights {weights!r} ({type(exc).__name__}); no network? "

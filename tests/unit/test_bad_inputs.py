@@ -614,7 +614,10 @@ PREFLIGHT_CASES = [
     ),
     Case(
         "torchvision weights enum as torchvision prints it, unknown member",
-        ("unknown weights 'AlexNet_Weights.NOPE' for torchvision:alexnet; valid: IMAGENET1K_V1, or a file",),
+        (
+            "unknown weights 'AlexNet_Weights.NOPE' for torchvision:alexnet; valid: IMAGENET1K_V1 "
+            "(or AlexNet_Weights.<name>), or a file",
+        ),
         {"models": {"target": {"spec": "torchvision:alexnet", "weights": "AlexNet_Weights.NOPE"}}},
     ),
     Case(
@@ -795,7 +798,7 @@ LAYERS_CASES = [
         ["torchvision:alexnet", "--weights", "ResNet50_Weights.DEFAULT"],
         (
             "weights 'ResNet50_Weights.DEFAULT' are not torchvision:alexnet's",
-            "valid: AlexNet_Weights.IMAGENET1K_V1",
+            "valid: IMAGENET1K_V1 (or AlexNet_Weights.<name>), or a file",
         ),
     ),
     ("default size too large", [f"{SPEC}:undeclared"], ("a forward pass at 224x224 px", "--size N")),
