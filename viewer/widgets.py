@@ -48,6 +48,9 @@ div.block-container { padding-top: 2.2rem; }
 .atlas-grid :is(.atlas-tile-label, .atlas-tile-concept, .atlas-tile-flag) {
   white-space: nowrap; overflow: hidden; text-overflow: ellipsis; margin: 0; height: 1.15rem;
   line-height: 1.15rem; }  /* a fixed line: a "⚠" of a taller font grows no tile */
+.atlas-grid .atlas-tile-concept { display: flex; }
+.atlas-tile-name { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; min-width: 0; }
+.atlas-tile-score { flex: none; }
 .atlas-tile-empty { aspect-ratio: 1 / 1; border-radius: 4px; background: rgba(128,128,128,0.12);
   display: flex; flex-direction: column; align-items: center; justify-content: center; gap: 0.3rem;
   padding: 0.5rem; font-size: 0.8rem; color: rgba(128,128,128,0.95); overflow: hidden; text-align: center; }
@@ -326,7 +329,8 @@ def count_bars(df: pd.DataFrame, field: str, title: str, *, height: int = 220) -
             x=alt.X(f"{field}:O", title=None, axis=alt.Axis(labelAngle=0)),
             xOffset="layer:N",
             y=alt.Y("count():Q", title="units"),
-            color=alt.Color("layer:N", title="layer"),
+            # the legend below the bars: at its right it took a phone's width and left the plot 15 px
+            color=alt.Color("layer:N", title="layer", legend=alt.Legend(orient="bottom", columns=3)),
             tooltip=["layer:N", f"{field}:O", alt.Tooltip("count():Q", title="units")],
         )
     )

@@ -103,8 +103,9 @@ def _table(ctx: Context, units: pd.DataFrame, kinds: tuple[str, ...], flag: str 
            for c in flag_columns},
     }  # fmt: skip
     height = 38 + ROW_PX * min(len(shown), SHOWN_ROWS) + 3  # header, rows, border: a short list whole
+    columns = [*order[:2], "page", *order[2:], *flag_columns]  # the link beside its unit: last, it was cut
     st.dataframe(shown, hide_index=True, row_height=ROW_PX, height=height, column_config=config,
-                 column_order=[c for c in [*order, *flag_columns, "page"] if c in shown.columns])  # fmt: skip
+                 column_order=[c for c in columns if c in shown.columns])  # fmt: skip
 
 
 ROW_PX = 112  # the flagged units' rows: pictures ~106 px, big enough to judge a flag

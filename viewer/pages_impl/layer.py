@@ -147,8 +147,9 @@ def _label_line(rec: dict) -> str:
         label = widgets.concept_html(str(rec["label"]), wrap=False)
         return (
             f"<div class='atlas-tile-concept' title='{label} · AUROC {score}: how well the unit tells "
-            f"natural images with the concept from those without'>{label} · "
-            f"AUROC {score}</div>"
+            f"natural images with the concept from those without'>"
+            f"<span class='atlas-tile-name'>{label}</span>"  # a long name is cut, never the score
+            f"<span class='atlas-tile-score'>&nbsp;· AUROC {score}</span></div>"
         )
     silent = data.is_silent(rec)
     best = rec.get("label_best")

@@ -308,9 +308,10 @@ def _badges(df: pd.DataFrame, silent: bool = False) -> list[widgets.Badges] | No
 
 def _facets(view: data.UnitView) -> None:
     st.subheader("Facets")
+    nb = "\u00a0"  # a caption wraps between its parts only: "chain" stays with its number
     items = [
-        (r["png"], f"facet {widgets.fmt(_int(r['facet']))} · act {widgets.fmt(r['activation'])} · "
-                   f"chain {int(r['chain'])}")
+        (r["png"], f"facet{nb}{widgets.fmt(_int(r['facet']))} · act{nb}{widgets.fmt(r['activation'])} · "
+                   f"chain{nb}{int(r['chain'])}")
         for r in view.facets.to_dict("records")
     ]  # fmt: skip
     badges = _badges(view.facets, view.row is not None and data.is_silent(view.row))
