@@ -44,6 +44,7 @@ from atlas.sampling.concepts import MIN_POSITIVES
 from atlas.sampling.facets import default_facet_layer, pass_through_layers
 from atlas.sampling.real import check_image_folder, evenly_spaced, image_files, small_concepts
 from atlas.sampling.units import layer_kind
+from atlas.tables import counted
 
 if TYPE_CHECKING:
     from atlas.pipeline.models_setup import RunModels
@@ -147,6 +148,7 @@ def check_real_images(cfg: RunConfig, decode: bool = True) -> tuple[bool, int | 
                 f"not scored as labels ({some(small, 4, quoted=True)}); give each concept {MIN_POSITIVES} "
                 "or more" + (" (or a larger facets.real_limit)" if sampled else "")
             )
+        warnings += _few_real_images(cfg, count)
     if start in SEEDED_STARTS and not have and cfg.sampler.method not in OWN_START_METHODS:
         raise ConfigError(
             f"sampler.start: {start!r} needs real images and {why}; set facets.real_images to a folder of "
@@ -387,7 +389,10 @@ def _facet_layer(
 def _model_warnings(cfg: RunConfig, models: RunModels) -> list[str]:
     out = []
     if cfg.models.dae is not None and models.dae is None:
-        out.append("models.dae is set but unused (only ppgn_h with prior: dae uses it)")
+        out.append(
+            f"models.dae is set but unused by sampler.method {cfg.sampler.method} (only ppgn_h with prior: "
+            "dae uses it)"
+        )
     out += config_warnings(cfg)
     for role in ("target", "generator", "dae", "encoder"):
         m = getattr(models, role)
@@ -418,6 +423,21 @@ def _real_images_size(cfg: RunConfig, target: LoadedModel) -> list[str]:
         f"facets.real_images: {count:,} images take {held / 1e9:.1f} GB as float32 at {size} px in every "
         f"worker, and each layer passes them all through the target; set facets.real_limit (e.g. {sample:,}) "
         "to use an evenly spaced sample of them"
+    ]
+
+
+def _few_real_images(cfg: RunConfig, count: int) -> list[str]:
+    """A real-image set smaller than a unit's dataset examples (``facets.top_k_real``): every unit ranks
+    the same few pictures, seeded chains share their starts, and MACO's mean spectrum is theirs (a trial's
+    one-image folder ran in silence, both accentuation chains from one picture)."""
+    wanted = cfg.facets.top_k_real
+    if count >= wanted:
+        return []
+    spectrum = " and MACO's magnitude spectrum" if cfg.sampler.method == "maco" else ""
+    return [
+        f"facets.real_images: {counted(count, 'image')} only, fewer than facets.top_k_real {wanted}: every "
+        f"unit's dataset examples, natural percentiles{spectrum} rest on them, and real-image starts are at "
+        f"most {counted(count, 'distinct picture')}; use a folder of a few hundred"
     ]
 
 

@@ -125,6 +125,37 @@ def test_settings_a_method_ignores_or_falls_back_from_are_warnings():
     assert not any("unused" in w for w in preflight(pixel, build_models(pixel)).warnings)
 
 
+def test_a_start_the_method_does_not_use_and_a_folder_of_few_images_are_warnings(tmp_path):
+    """A trial compared methods with --set sampler.method=... on the demo config: maco's chains started
+    random beside the others' real starts, and a one-image folder ran in silence (both chains from it)."""
+    from PIL import Image
+
+    from atlas.config.advice import config_warnings
+    from atlas.pipeline.preflight import check_real_images
+
+    said = config_warnings(config(sampler={"method": "maco", "start": "facet_seeded"}))
+    assert said == [
+        "sampler.start facet_seeded does not apply to sampler.method maco: it draws its own random phase "
+        "(chains of code methods start from the unit's facets; compare them from sampler.start: random)"
+    ]
+    assert config_warnings(config(sampler={"method": "fourier", "start": "random"})) == []
+    assert config_warnings(config(sampler={"method": "fourier"})) == []  # the default start: not set
+    assert config_warnings(config(sampler={"method": "pixel", "start": "mean"})) == []
+    assert (
+        "its chains start from the unit's top real images"
+        in config_warnings(config(sampler={"method": "accentuation", "start": "mean"}))[0]
+    )
+    Image.new("RGB", (8, 8), (90, 0, 0)).save(tmp_path / "one.png")
+    _, count, warnings = check_real_images(config(facets={"real_images": str(tmp_path)}))
+    assert count == 1 and warnings == [
+        "facets.real_images: 1 image only, fewer than facets.top_k_real 9: every unit's dataset examples, "
+        "natural percentiles rest on them, and real-image starts are at most 1 distinct picture; use a "
+        "folder of a few hundred"
+    ]
+    enough = config(facets={"real_images": str(tmp_path), "top_k_real": 1})
+    assert check_real_images(enough)[2] == []
+
+
 def test_a_generator_whose_pictures_ignore_the_code_is_a_warning():
     """A randomly initialized DeePSiM G saved to a file drew one flat picture for every unit, in silence
     (a user's trial): weights loaded from a file are not named random, so the pre-flight draws two codes."""

@@ -987,6 +987,15 @@ def test_compare_summaries_say_how_recognizable_and_how_flagged_and_which_settin
         "sampler.steps: 100 vs 50",
         "sampler.dgn_am.lr: 0.1 vs 0.2",
     ]
+    # a DAE neither run reads (the demo's beside a maco run) is left out; one that a run reads is kept
+    maco = {"name": "m", "sampler": {"method": "maco"}, "models": {"target": "t"}}
+    demo = {"name": "d", "sampler": {"method": "dgn_am"}, "models": {"target": "t", "dae": "toyworld:dae"}}
+    assert data.setting_differences(demo, maco) == ["sampler.method: dgn_am vs maco"]
+    ppgn = {"name": "p", "sampler": {"method": "ppgn_h"}, "models": {"target": "t", "dae": "toyworld:dae"}}
+    assert data.setting_differences(ppgn, maco) == [
+        "models.dae: toyworld:dae vs –",
+        "sampler.method: ppgn_h vs maco",
+    ]
 
 
 def test_a_chain_with_one_recorded_step_is_drawn_as_a_dot():
