@@ -491,9 +491,25 @@ def load_run_model(run: RunConfig, role: Role) -> LoadedModel | None:
     except ModelError as exc:  # which of the run's models: four take weights files
         said = str(exc)
         said = said if said.startswith("models.") else f"models.{role}: {said}"
-        if run.models.allow_random_weights and _missing_local_file(cfg.weights):  # random weights asked
-            said += f" (or models.{role}.weights: null to run it on random weights too)"
+        if _missing_local_file(cfg.weights):
+            said += _missing_weights_hint(run, role)
         raise ModelError(said) from None
+
+
+def _missing_weights_hint(run: RunConfig, role: Role) -> str:
+    """What follows a missing weights file of ``models.<role>``: the run's other missing ones, said at once
+    (a trial found the target's, the generator's and the encoder's in three reruns), and the overrides
+    that run the config on random weights for a test of its plumbing."""
+    missing = [
+        r for r in ("target", "generator", "dae", "encoder", "judge")
+        if (m := getattr(run.models, r, None)) is not None and _missing_local_file(m.weights)
+    ]  # fmt: skip
+    others = [r for r in missing if r != role]
+    too = f"; not found either: {', '.join(f'models.{r}.weights' for r in others)}" if others else ""
+    if run.models.allow_random_weights:
+        return f"{too} (or models.{role}.weights: null to run it on random weights too)"
+    sets = " ".join(f"--set models.{r}.weights=null" for r in missing)
+    return f"{too} (random weights, to test the plumbing: --set models.allow_random_weights=true {sets})"
 
 
 def _missing_local_file(weights: str | None) -> bool:

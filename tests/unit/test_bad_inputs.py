@@ -631,6 +631,23 @@ PREFLIGHT_CASES = [
         {"models": {"target": {"spec": f"{SPEC}:good", "weights": "{tmp}/none.pt"}}},
     ),
     Case(
+        "weights of two models missing, random weights not allowed",  # a trial found them in three reruns
+        (
+            "models.target: weights file '{tmp}/none.pt' not found",
+            "; not found either: models.generator.weights (random weights, to test the plumbing: --set "
+            "models.allow_random_weights=true --set models.target.weights=null --set "
+            "models.generator.weights=null)",
+        ),
+        {
+            "models": {
+                "target": {"spec": f"{SPEC}:good", "weights": "{tmp}/none.pt"},
+                "generator": {"spec": f"{SPEC}:generator", "weights": "{tmp}/gen.pt"},
+                "allow_random_weights": False,
+            },
+            "sampler": {"method": "dgn_am"},
+        },
+    ),
+    Case(
         "weights corrupt",
         ("weights file '{tmp}/w.pt' is corrupt",),
         {"models": {"target": {"spec": f"{SPEC}:good", "weights": "{tmp}/w.pt"}}},
