@@ -39,6 +39,7 @@ from atlas.bench.diversity import picture_diversity
 from atlas.bench.quality import COMMON_START_NOISE
 from atlas.config import RunConfig, replace
 from atlas.sampling.objectives import parse_composite
+from atlas.sampling.peers import passes_per_image
 from atlas.sampling.results import UnitResult
 
 DIVERSITY_WEIGHTS = (0.0, 30.0, 300.0)  # the term is a cosine (<= 1) against raw activations (~10)
@@ -83,7 +84,11 @@ def run_objectives(
         if "natural_pairs" not in report:  # the judge's ceiling, once: the same judge for every method
             report["natural_pairs"] = natural_pair_share(judge, cfg.toyworld.preset, n)
             log(f"natural two-object pictures judged both: {report['natural_pairs']['share']:.2f}")
-        m: dict[str, Any] = {"start": REAL_START.get(method, "common")}
+        m: dict[str, Any] = {
+            "start": REAL_START.get(method, "common"),
+            "steps": cfg.sampler.steps,  # the budget behind each share (a trial found it in the command only)
+            "passes_per_image": passes_per_image(_common_start(cfg, method).sampler),
+        }
         t0 = time.perf_counter()
         m["pairs"] = _pair_share(engine, judge, output.name, n, cfg.seed, "+")
         m["contrasts"] = _pair_share(engine, judge, output.name, n, cfg.seed, "-")
@@ -233,6 +238,12 @@ def format_table(report: dict[str, Any]) -> str:
             "of the same pairs: how often J reads real pictures of both as both; a chain's pictures may read "
             "so more often)"
         )
+    budgets = {
+        f"{m['steps']} steps, {m['passes_per_image']} forward passes"
+        for m in report["methods"].values() if "steps" in m
+    }  # fmt: skip
+    if budgets:
+        lines.append(f"(budget per picture: {'; '.join(sorted(budgets))})")
     counts = _picture_counts(report)
     if counts:
         lines.append(f"(pictures behind each share: {counts}; one picture moves a share by 1 / that)")

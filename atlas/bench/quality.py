@@ -69,6 +69,7 @@ from atlas.config import (
 from atlas.models.loaded import LoadedModel
 from atlas.sampling import Engine, UnitResult, resolve_device
 from atlas.sampling.peers import GRADIENT_STEP_PASSES, passes_per_image
+from atlas.tables import counted
 from atlas.toyworld.judging import Judge
 
 METRICS = (
@@ -123,6 +124,29 @@ def _search_budget(population: int, budget: int) -> tuple[int, int]:
     if budget < population:
         return max(2, budget), 1
     return population, budget // population
+
+
+MIN_SEARCH_GENERATIONS = 3  # fewer, and a GA / CMA-ES row is about its start's first samples
+
+
+def short_search_note(configs: dict[str, SamplerConfig]) -> str:
+    """A note for GA / CMA-ES rows whose budget gives them fewer than :data:`MIN_SEARCH_GENERATIONS`
+    generations ("" when none): a trial's ``--steps 5`` gave both one generation and identical rows."""
+    short = {
+        n: c for n, c in configs.items() if c.method in ("ga", "cmaes") and c.steps < MIN_SEARCH_GENERATIONS
+    }
+    if not short:
+        return ""
+    listed = ", ".join(f"{n} {counted(c.steps, 'generation')} of {_population(c)}" for n, c in short.items())
+    return (
+        f"(at this budget {listed}: too short for a search to leave its start; a generation costs its "
+        f"population / {GRADIENT_STEP_PASSES} gradient steps, so more --steps give it "
+        f"{MIN_SEARCH_GENERATIONS} or more)"
+    )
+
+
+def _population(c: SamplerConfig) -> int:
+    return c.ga.population if c.method == "ga" else c.cmaes.population
 
 
 COMMON_START_NOISE = 0.25  # start-code noise of the common-start protocol, in code standard deviations
@@ -325,6 +349,7 @@ def run_quality(
         "seeds": seeds,
         "seconds_per_seed": timing,
         "settings": {n: all_methods[n].to_dict() for n in names},
+        "note": short_search_note({n: all_methods[n] for n in names}),
     }
     if common_start and setup.generator is not None:
         cs_methods = setup.common_start or common_start_methods(setup.sampler)
@@ -474,6 +499,8 @@ def format_table(report: dict[str, Any]) -> str:
         "same ratio for fc7 units; real top-9: each unit's nine most activating real images, scored the "
         "same way (no sampler: what natural images reach); – : not measured there)"
     )
+    if report.get("note"):
+        lines.append(report["note"])
     cs = report.get("common_start")
     if cs:
         cs_passes = cs.get("passes_per_image") or {}

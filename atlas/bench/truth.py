@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from atlas.bench.quality import COMMON_START_NOISE, peer_methods
+from atlas.bench.quality import COMMON_START_NOISE, peer_methods, short_search_note
 from atlas.config import RunConfig, SamplerConfig, replace
 from atlas.sampling.concepts import FAITHFULNESS_FLAGS, picture_flags
 from atlas.sampling.peers import passes_per_image
@@ -91,6 +91,7 @@ def run_truth(
     for method, m_cfg in configs.items():
         report["methods"][method] = _run_method(m_cfg, max_units, log)
         report["methods"][method]["passes_per_image"] = passes_per_image(m_cfg.sampler)
+    report["note"] = short_search_note({m: c.sampler for m, c in configs.items()})
     return report
 
 
@@ -224,6 +225,8 @@ def format_table(report: dict[str, Any]) -> str:
         "forward passes per picture: "
         + ", ".join(f"{m} {r.get('passes_per_image', '?')}" for m, r in report["methods"].items())
     )
+    if report.get("note"):
+        lines.append(report["note"])
     for method, r in report["methods"].items():
         plain, truth = r["plain_seconds"], r["truth_seconds"]
         added = 100 * (truth / plain - 1)

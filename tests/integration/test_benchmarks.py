@@ -175,16 +175,18 @@ def test_objectives_bench_pairs_contrasts_and_diversity(micro_cache, tmp_path, c
     """`atlas bench objectives` (issue 17 item 2): judged pairs and contrasts, diversity rows per weight."""
     out = tmp_path / "o.json"
     argv = ["bench", "objectives", "--config", "configs/micro.yaml", "--cache-dir", micro_cache]
-    argv += ["--methods", "dgn_am", "--set", "sampler.steps=6", "--set", "sampler.chains_per_unit=2"]
+    argv += ["--methods", "dgn_am", "--steps", "6", "--set", "sampler.chains_per_unit=2"]
     assert main([*argv, "--json", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "pairs: both" in printed
     # how few pictures a share rests on (10 output units x 2 chains; 5 pairs x 2)
     assert "(pictures behind each share: pairs 10, contrasts 10, own start 10, diversity 20;" in printed
+    assert "(budget per picture: 6 steps, 18 forward passes)" in printed  # a gradient step counts 3
     report = json.loads(out.read_text())
     natural = report["natural_pairs"]  # J on natural two-object pictures of the same pairs
     assert natural["pictures"] > 0 and 0.0 <= natural["share"] <= 1.0 and len(natural["per_pair"]) == 5
     m = report["methods"]["dgn_am"]
+    assert (m["steps"], m["passes_per_image"]) == (6, 18)
     assert m["pairs"]["pictures"] == 10 and 0.0 <= m["pairs"]["share"] <= 1.0  # 5 pairs x 2 chains
     assert m["pairs_own_start"]["pictures"] == 10 and m["pairs_own_start"]["start"] == "facet_seeded"
     assert 0.0 <= m["pairs"]["target_share"] <= 1.0 and set(m["pairs"]["target_per_pair"]) == set(

@@ -659,3 +659,17 @@ def test_the_toyworld_bench_says_when_the_machine_was_busy():
               "load_before": 5.0, "load_after": 6.1}  # fmt: skip
     assert format_table(report).splitlines()[-1].startswith("atlas: warning: the machine was busy")
     assert "busy" not in format_table({**report, "load_before": 0.1, "load_after": 2.0})
+
+
+def test_a_bench_method_with_variants_stands_for_all_of_them():
+    """`bench quality --methods ppgn_h` was refused (its rows are ppgn_h/dae and ppgn_h/joint) while `bench
+    truth` and `objectives` take `ppgn_h`: the plain name now selects every variant, in the bench's order."""
+    from atlas.commands.bench import _variants
+    from atlas.errors import AtlasError
+
+    known = ["dgn_am", "ppgn_h/dae", "ppgn_h/joint", "pixel", "pixel+priors"]
+    assert _variants(["ppgn_h", "dgn_am"], known) == ["ppgn_h/dae", "ppgn_h/joint", "dgn_am"]
+    assert _variants(["ppgn_h/joint", "ppgn_h"], known) == ["ppgn_h/joint", "ppgn_h/dae"]
+    assert _variants(None, known) is None
+    with pytest.raises(AtlasError, match=r"unknown method 'ppgn'; valid: dgn_am, ppgn_h/dae"):
+        _variants(["ppgn"], known)

@@ -273,3 +273,23 @@ def test_unknown_accentuation_layer_names_the_key(world):
         make(world, method="accentuation", accentuation=AccentuationConfig(layer="conv9"))
     e = make(world, method="accentuation", accentuation=AccentuationConfig(layer="relu2"))
     assert e.sampler.describe() == "accentuation[relu2,w=1]"
+
+
+def test_the_benches_give_search_methods_the_gradient_budget_and_say_when_it_is_too_short():
+    """The peers' budget (3 x steps forward passes; a generation costs its population): a trial's
+    `--steps 5` gave GA and CMA-ES one generation of 15 and identical rows, with nothing said."""
+    from atlas.bench.quality import peer_methods, short_search_note
+    from atlas.sampling.peers import passes_per_image
+
+    def peers(steps: int):
+        return peer_methods(SamplerConfig(steps=steps, ga={"population": 20}, cmaes={"population": 20}))
+
+    long = peers(50)
+    assert (long["ga"].steps, long["ga"].ga.population, passes_per_image(long["ga"])) == (7, 20, 140)
+    assert short_search_note(long) == ""
+    short = peers(5)
+    assert (short["ga"].steps, short["ga"].ga.population, passes_per_image(short["cmaes"])) == (1, 15, 15)
+    assert short_search_note(short).startswith(
+        "(at this budget ga 1 generation of 15, cmaes 1 generation of 15: too short for a search to leave its "
+        "start;"
+    )
