@@ -79,14 +79,16 @@ def save_compare(methods: dict[str, list[UnitResult]], path: Path, chains: int =
     Image.fromarray(np.concatenate([header, *body], axis=0)).save(path, optimize=True)
 
 
-def _label_row(names: list[str], widths: list[int], height: int = 12) -> np.ndarray:
-    """(height, sum(widths), 3) uint8: each name left-aligned over its column, cut to fit (6 px a letter)."""
+def _label_row(names: list[str], widths: list[int], line: int = 12) -> np.ndarray:
+    """(2 * line, sum(widths), 3) uint8: each name left-aligned over its column, on two staggered lines so
+    that a name may run on over the next column (``ppgn_h/joint`` over two chains' 64 px was cut to
+    ``ppgn_h/joi``); cut only where it would reach the next name on its line (6 px a letter)."""
     from PIL import Image, ImageDraw
 
-    im = Image.new("RGB", (sum(widths), height), "white")
+    im = Image.new("RGB", (sum(widths), 2 * line), "white")
     draw = ImageDraw.Draw(im)
-    x = 0
-    for name, w in zip(names, widths, strict=True):
-        draw.text((x + 5, 0), name[: max(1, (w - 4) // 6)], fill="black")
-        x += w
+    starts = np.cumsum([0, *widths])
+    for i, name in enumerate(names):
+        room = starts[min(i + 2, len(names))] - starts[i]  # up to the next name on the same line
+        draw.text((int(starts[i]) + 5, (i % 2) * line), name[: max(1, (int(room) - 8) // 6)], fill="black")
     return np.asarray(im)

@@ -265,7 +265,19 @@ def test_bench_rows_share_the_forward_pass_budget(world, tmp_path):
     results = {m: make(world, method=m, steps=2).map_units("fc8", [0, 1], seed=0) for m in ("fourier", "ga")}
     save_compare(results, tmp_path / "compare.png")
     im = Image.open(tmp_path / "compare.png")
-    assert im.size == (16 + 2 * (4 + 2 * 16), 12 + 2 * (16 + 2))  # header + one row per unit
+    assert im.size == (16 + 2 * (4 + 2 * 16), 24 + 2 * (16 + 2))  # header + one row per unit
+
+
+def test_the_compare_grid_header_runs_a_long_name_on_over_the_next_column():
+    """``ppgn_h/joint`` over two chains' 64 px was cut to ``ppgn_h/joi`` (a trial): names alternate
+    between two lines, and each may run on up to the next name on its own line."""
+    from atlas.bench.picture_grids import _label_row
+
+    row = _label_row(["real", "ppgn_h/joint", "accentuation", "x"], [40, 64, 64, 64])
+    assert row.shape == (24, 232, 3)
+    dark = row.min(axis=2) < 128
+    assert dark[12:, 104:168].any()  # ppgn_h/joint (second line) reaches past its own column's end
+    assert dark[:12, 104:].any() and not dark[:12, 40:104].any()  # accentuation on the first line
 
 
 def test_unknown_accentuation_layer_names_the_key(world):
