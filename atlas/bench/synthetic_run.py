@@ -331,6 +331,7 @@ def _shard_rows(
                         "final_log_prob": None if diverged else final["log_prob"],
                         "final_rank": final["rank"], "best_activation": best_act, "best_step": best_step,
                         "diverged": diverged, "seconds": seconds, "steps": steps,
+                        "passes": 3 * steps,  # forward-pass equivalents (peers.passes_per_image)
                         # every third unit's first chain as if it reached sampler.stop_at at its best step
                         "stopped_step": best_step if unit % 3 == chain_id == 0 and not diverged else None,
                     }

@@ -302,6 +302,6 @@ def test_the_benches_give_search_methods_the_gradient_budget_and_say_when_it_is_
     short = peers(5)
     assert (short["ga"].steps, short["ga"].ga.population, passes_per_image(short["cmaes"])) == (1, 15, 15)
     assert short_search_note(short).startswith(
-        "(at this budget ga 1 generation of 15, cmaes 1 generation of 15: too short for a search to leave its "
-        "start;"
+        "(at this budget ga 1 generation of 15, cmaes 1 generation of 15: too short for a search to leave "
+        "its start;"
     )

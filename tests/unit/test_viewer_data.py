@@ -973,6 +973,7 @@ def test_compare_summaries_say_how_recognizable_and_how_flagged_and_which_settin
     kept = images[images["kind"].isin(["best", "last"]) & images["flags"].notna()]
     assert stats["flagged_share"] == pytest.approx((kept["flags"].fillna("") != "").mean())
     assert stats["steps"] == written(run_dir, "chains", "fc8")["steps"].max()
+    assert stats["passes"] == written(run_dir, "chains", "fc8")["passes"].max() > 0  # the budget, per picture
     assert data.stats_over(conn, "fc8", [])["judge_accuracy"] is None
     ours = {"name": "a", "sampler": {"method": "dgn_am", "steps": 100}, "layers": [{"name": "fc8"}]}
     theirs = {"name": "b", "sampler": {"method": "fourier", "steps": 50}, "layers": [{"name": "conv3"}]}

@@ -67,11 +67,12 @@ def method_summary(conn: Any, layer: str) -> pd.DataFrame:
 
 def stats_over(conn: Any, layer: str, units: list[int]) -> dict[str, Any]:
     """mean best activation, mean facets, diverged chains, the judge's accuracy (output units of the toy
-    world), the share of best and last pictures carrying a flag and the steps a chain had, of ``layer``
+    world), the share of best and last pictures carrying a flag, the steps a chain had and the forward
+    passes it spent (``chains.passes``: a gradient step 3, a search generation its population), of ``layer``
     over ``units`` only (two runs compared over the units both hold, not each over its own). A number the
     run does not record is None: a higher activation alone can hide pictures nobody recognizes."""
     if not units:
-        empty = ("mean_best_activation", "mean_facets", "judge_accuracy", "flagged_share", "steps")
+        empty = ("mean_best_activation", "mean_facets", "judge_accuracy", "flagged_share", "steps", "passes")
         return {**dict.fromkeys(empty), "diverged_chains": 0}
     marks = ", ".join("?" for _ in units)
     has_flags = "flags" in table_columns(conn, "images")
@@ -81,7 +82,10 @@ def stats_over(conn: Any, layer: str, units: list[int]) -> dict[str, Any]:
         if has_flags
         else "NULL::DOUBLE"
     )
-    steps = "max(steps)" if "steps" in table_columns(conn, "chains") else "NULL::BIGINT"
+    chain_columns = table_columns(conn, "chains")
+    steps = "max(steps)" if "steps" in chain_columns else "NULL::BIGINT"
+    # a GA generation is a step too: its forward passes are what two methods' budgets compare on (a trial)
+    passes = "max(passes)" if "passes" in chain_columns else "NULL::BIGINT"
     frame = fetch_frame(
         conn,
         f"""SELECT avg(best_activation) AS mean_best_activation, avg(facet_count) AS mean_facets,
@@ -89,9 +93,10 @@ def stats_over(conn: Any, layer: str, units: list[int]) -> dict[str, Any]:
                        AS diverged_chains,
                    avg(judge_correct::DOUBLE) AS judge_accuracy,
                    {flagged} AS flagged_share,
-                   (SELECT {steps} FROM chains WHERE layer = ? AND unit IN ({marks})) AS steps
+                   (SELECT {steps} FROM chains WHERE layer = ? AND unit IN ({marks})) AS steps,
+                   (SELECT {passes} FROM chains WHERE layer = ? AND unit IN ({marks})) AS passes
             FROM units WHERE layer = ? AND unit IN ({marks})""",
-        [layer, *units, *([layer, *units] if has_flags else []), layer, *units, layer, *units],
+        [layer, *units, *([layer, *units] if has_flags else []), layer, *units, layer, *units, layer, *units],
     )
     row = frame.iloc[0].to_dict()
     return {k: (None if is_null(v) else v) for k, v in row.items()}

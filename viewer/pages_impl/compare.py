@@ -133,6 +133,7 @@ def _summary_table(runs: list[tuple[str, dict | None, list[str]]]) -> None:
     rows = {
         "method": [", ".join(methods) or "no chains yet" for _, _, methods in runs],
         "steps": [widgets.fmt(s.get("steps")) if s else "–" for _, s, _ in runs],
+        "forward passes per picture": [widgets.fmt(s.get("passes")) if s else "–" for _, s, _ in runs],
         "mean best activation": [widgets.fmt(s["mean_best_activation"]) if s else "–" for _, s, _ in runs],
         "mean facets": [widgets.fmt(s["mean_facets"]) if s else "–" for _, s, _ in runs],
         "diverged chains": [widgets.fmt(int(s["diverged_chains"] or 0)) if s else "–" for _, s, _ in runs],
