@@ -144,7 +144,7 @@ def test_grid_sorted_filtered_paged_with_each_units_best_image(run):
     assert data.grid_order(conn, q) == expected
     table = data.grid_table(conn, q)
     assert table["unit"].tolist() == expected and "png" not in table
-    assert {"best_activation", "facet_count", "composite"} <= set(table.columns)
+    assert {"best_activation", "facet_count", "composite", "label_best"} <= set(table.columns)
     assert list(table.columns[:2]) == ["layer", "unit"] and set(table["layer"]) == {"conv3"}  # a file alone
     assert data.grid_table(conn, filtered)["unit"].tolist() == data.grid_order(conn, filtered) == [3, 4, 5, 9]
 

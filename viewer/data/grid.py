@@ -215,8 +215,8 @@ def grid_order(conn: Any, q: GridQuery) -> list[int]:
 
 GRID_TABLE_COLUMNS = (
     "layer", "unit", "kind", "best_activation", "best_log_prob", "best_rank", "facet_count", "judge_label",
-    "judge_correct", "label", "label_score", "status", "error",
-)  # fmt: skip
+    "judge_correct", "label", "label_score", "label_best", "status", "error",
+)  # fmt: skip  # label_best: the best concept, named also where it is no label (a tile shows it)
 
 
 def grid_table(conn: Any, q: GridQuery) -> pd.DataFrame:
