@@ -243,6 +243,11 @@ def test_previous_and_next_follow_the_grid_the_unit_page_was_opened_from(runs, m
         plain.button(key="unit_prev_top").label == "unit 4"
         and plain.button(key="unit_next_top").label == "unit 6"
     )
+    outside = app(
+        runs / "alpha", monkeypatch, page="unit", layer="conv3", unit=6, units="2,5,9,11", sort="unit"
+    )
+    assert outside.button(key="unit_next_top").label == "unit 7"  # by unit number, and said (it was quiet)
+    assert any("Unit 6 is not in the grid this page was opened from" in c.value for c in outside.caption)
 
 
 def test_browser_back_to_an_earlier_url_shows_that_state(runs, monkeypatch):

@@ -65,10 +65,14 @@ def _grid_steps(ctx: Context, layer: str, unit: int) -> tuple[int | None, int | 
         return None
     q = _grid_query(ctx, layer, chosen)
     ids = data.grid_order(ctx.conn, q)
-    if unit not in ids:
+    shown = ", ".join(f"{k} {v}" for k, v in chosen.items())  # the widgets' own words: "sort facet count ↓"
+    if unit not in ids:  # a unit typed in, or a link edited: said, where prev / next quietly left the grid
+        st.caption(
+            f"Unit {unit} is not in the grid this page was opened from ({shown}): previous and next step "
+            "through the layer's units."
+        )
         return None
     i = ids.index(unit)
-    shown = ", ".join(f"{k} {v}" for k, v in chosen.items())  # the widgets' own words: "sort facet count ↓"
     where = f"unit {i + 1} of {len(ids)} in the grid's order ({shown})"
     return (ids[i - 1] if i > 0 else None), (ids[i + 1] if i + 1 < len(ids) else None), where
 
