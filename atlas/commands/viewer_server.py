@@ -16,8 +16,30 @@ def _end_with(parent: int) -> None:
     os.kill(os.getpid(), signal.SIGTERM)  # Streamlit's own clean shutdown
 
 
+def _redirect_stray_paths() -> None:
+    """Serve the viewer behind :class:`viewer.stray_paths.StrayPathRedirect` (``/unit/extra`` was a blank
+    page): Streamlit's server builds its app with ``create_starlette_app``, wrapped here. A Streamlit
+    without that function serves as it is (the redirect is a convenience, not the viewer's function)."""
+    try:
+        from streamlit.web.server.starlette import starlette_server
+    except ImportError:
+        return
+    make = getattr(starlette_server, "create_starlette_app", None)
+    if make is None:
+        return
+    from streamlit import config
+
+    from viewer.stray_paths import StrayPathRedirect
+
+    def create(runtime: object) -> object:  # at the server's start: the command line's options are read
+        return StrayPathRedirect(make(runtime), str(config.get_option("server.baseUrlPath") or ""))
+
+    starlette_server.create_starlette_app = create
+
+
 def main() -> None:
     threading.Thread(target=_end_with, args=(os.getppid(),), name="atlas-parent-watch", daemon=True).start()
+    _redirect_stray_paths()
     from streamlit.web.cli import main as streamlit_main
 
     streamlit_main(prog_name="streamlit")
