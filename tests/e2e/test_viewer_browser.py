@@ -285,6 +285,8 @@ def test_overview(server, page):
     _wait_url(page, "**/layer?layer=conv3*", "the URL of the grid the overview's layer picker opened")
     page.goto(f"{server}/nosuchpage?layer=fc8")  # a mistyped path is named, not silently the overview
     _wait_visible(page.get_by_text("There is no page /nosuchpage"), "the notice naming the unknown path")
+    page.goto(f"{server}/nosuchpage/extra?layer=fc8")  # two segments: blank for ever (scripts never loaded)
+    _wait_visible(page.get_by_text("There is no page /nosuchpage"), "a two-segment path, at its first one")
 
 
 def test_layer_grid(server, page):
