@@ -105,6 +105,11 @@ div.block-container { padding-top: 2.2rem; }
 @media (max-width: 700px) {
   [data-testid="stHorizontalBlock"]:has(> [data-testid="stColumn"] [class*="st-key-cmp_open_"])
     > [data-testid="stColumn"] { flex: 0 0 100% !important; }
+  /* a compare card's two pictures stay side by side (stacked, ten units took 9,000 px of a phone) */
+  [data-testid="stVerticalBlock"]:has(> [class*="st-key-cmp_open_"]) [data-testid="stHorizontalBlock"] {
+    flex-wrap: nowrap !important; }
+  [data-testid="stVerticalBlock"]:has(> [class*="st-key-cmp_open_"]) [data-testid="stHorizontalBlock"]
+    > [data-testid="stColumn"] { flex: 1 1 0 !important; width: auto !important; min-width: 0 !important; }
   [data-testid="stHorizontalBlock"]:has(> [data-testid="stColumn"]:nth-child(5)):not(:has(.atlas-pager,
     .atlas-tile-label))
     > [data-testid="stColumn"] { flex: 0 0 calc(50% - 0.5rem) !important; }
