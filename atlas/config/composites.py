@@ -49,9 +49,11 @@ def parse_composite(text: str, n_units: int | None = None, key: str = "layers.ob
     if not terms:
         raise ConfigError(f"{key}: an empty composite; write a weighted sum of units such as '3 + 5'")
     if len(terms) < 2 and terms[0][1] > 0:  # '-3' stands: the unit's negative (Lucid's), what lowers it
+        unit, weight = terms[0]
+        read = f"{weight:g} x unit {unit}" if weight != 1 else f"unit {unit}"  # "3 * 5": weight 3, unit 5
         raise ConfigError(
-            f"{key}: {text!r} is one unit with a positive weight, the unit itself (list it in units); a "
-            "composite sums two or more units ('3 + 5', '3 - 5') or negates one ('-3': what lowers it most)"
+            f"{key}: {text!r} reads as {read} alone, the unit itself (list it in units); a composite sums "
+            "two or more units ('3 + 5', '3 - 5') or negates one ('-3': what lowers it most)"
         )
     for unit, weight in terms:
         if weight == 0 or abs(weight) > MAX_WEIGHT:

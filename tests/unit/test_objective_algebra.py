@@ -38,7 +38,8 @@ def test_parse_composite(text, terms, normal):
 
 @pytest.mark.parametrize(
     ("text", "says"),
-    [("3", "one unit with a positive weight, the unit itself"), ("3 5", "cannot read"),
+    [("3", "'3' reads as unit 3 alone, the unit itself"), ("3 5", "cannot read"),
+     ("3 * 5", r"'3 \* 5' reads as 3 x unit 5 alone, the unit itself"),
      ("a + b", "cannot read"),
      ("3 + 12", "out of range"), ("", "an empty composite"), ("3 +", "cannot read"),
      ("3 + 3", "unit 3 appears more than once"), ("3 + 5 + 3", "unit 3 appears more than once"),
