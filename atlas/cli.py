@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
+import errno
 import importlib
 import os
 import re
@@ -195,6 +196,20 @@ def _damaged_run_line(exc: BaseException) -> str | None:
     return query_error(exc) if reads_damaged_bytes(exc, first) else None
 
 
+def os_error_line(exc: OSError, out: object = None) -> str:
+    """An OSError as one line naming its file; without one (PIL or Arrow writing to an open file), the
+    command's ``--out`` (a trial's full disk read only "No space left on device")."""
+    said = exc.strerror or str(exc)
+    if exc.filename:
+        return f"{exc.filename}: {said}"
+    if isinstance(out, str | os.PathLike) and str(out).strip():
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        return f"cannot write under {out}: {said}" + (
+            "; free space there or choose another --out" if full else ""
+        )
+    return said
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from atlas.errors import AtlasError, naming_stdout
 
@@ -216,8 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _output_gone()
         return 0
     except OSError as exc:  # read-only or full disk, a file where a directory should be, ...
-        where = f"{exc.filename}: " if exc.filename else ""
-        print(f"atlas: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        print(f"atlas: error: {os_error_line(exc, getattr(args, 'out', None))}", file=sys.stderr)
         return 2
     except Exception as exc:
         damaged = _damaged_run_line(exc)

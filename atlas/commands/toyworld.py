@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+from pathlib import Path
 
 from atlas.commands.options import add_toyworld_options, int_in, refuse_empty
 
@@ -31,8 +33,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from atlas.atomic import check_writable_dir
+    from atlas.errors import AtlasError
 
+    if not args.out.strip():  # Path("") is the current directory
+        raise AtlasError("--out: empty path; give a folder for samples.png and reconstructions.png")
+    out = Path(args.out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise AtlasError(f"--out: {out} is a file; give a directory for samples.png and reconstructions.png")
+    made = not out.exists()
+    check_writable_dir(out, "--out")
+    try:
+        return _write_sheets(args, out)
+    except BaseException:  # a full disk, Ctrl-C: a folder this command made and left empty goes again
+        if made:
+            with contextlib.suppress(OSError):
+                out.rmdir()  # only when empty: a finished samples.png stays
+        raise
+
+
+def _write_sheets(args: argparse.Namespace, out: Path) -> int:
     from atlas.atomic import check_writable_dir
     from atlas.contact_sheet import save_sheet
     from atlas.errors import AtlasError
@@ -41,12 +61,6 @@ def run(args: argparse.Namespace) -> int:
     from atlas.toyworld.settings import resolve
     from atlas.toyworld.show import recon_sheet, sample_sheet
 
-    if not args.out.strip():  # Path("") is the current directory
-        raise AtlasError("--out: empty path; give a folder for samples.png and reconstructions.png")
-    out = Path(args.out).expanduser()
-    if out.exists() and not out.is_dir():
-        raise AtlasError(f"--out: {out} is a file; give a directory for samples.png and reconstructions.png")
-    check_writable_dir(out, "--out")
     refuse_empty(args, "config", "cache_dir")
     if args.cache_dir:
         check_writable_dir(args.cache_dir, "--cache-dir")

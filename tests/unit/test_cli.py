@@ -245,3 +245,31 @@ def test_an_interrupted_command_with_ray_loaded_skips_the_teardown(monkeypatch, 
     with pytest.raises(SystemExit):
         cli.entry()
     assert ended == []  # no Ray: the usual exit
+
+
+def test_a_full_disk_names_the_output_and_a_folder_made_for_it_goes_again(tmp_path, monkeypatch, capsys):
+    """A trial's full disk: `atlas export` and `atlas toyworld show` said only "No space left on device"
+    (PIL writes to an open file: no filename), and `toyworld show` left the folder it had made."""
+    import errno
+
+    from atlas import contact_sheet
+    from atlas.cli import main, os_error_line
+
+    def full(*_a, **_k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(contact_sheet, "save_sheet", full)
+    out = tmp_path / "show"
+    assert main(["toyworld", "show", "--no-train", "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f"atlas: error: cannot write under {out}: No space left on device; free space there or choose "
+        "another --out\n"
+    )
+    assert not out.exists()
+    named = OSError(errno.EACCES, "Permission denied", "/x/y.png")
+    assert os_error_line(named, "out") == "/x/y.png: Permission denied"
+    assert (
+        os_error_line(OSError(errno.EROFS, "Read-only file system"), "o")
+        == "cannot write under o: Read-only file system"
+    )
+    assert os_error_line(OSError(errno.ENOSPC, "No space left on device")) == "No space left on device"
