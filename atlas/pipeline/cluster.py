@@ -317,12 +317,24 @@ def _runs(pid: int, proc: str) -> bool:
     return bool(state) and state != [b"Z"]
 
 
+def _no_failure_dump_in_this_process() -> None:
+    """The driver's core worker without Ray's C++ failure-signal handler: installed as ``ray.init``
+    connects, it answered a SIGTERM in the moment before atlas's handler is back with a stack dump and an
+    abort (exit 134), leaving the start's workers behind (a trial, 1 in 6 SIGTERMs). Set on the constant
+    Ray's Cython reads when the driver connects, not in the environment: Ray's own processes and the
+    actors keep theirs (a crash in a user's network still prints its stack)."""
+    import ray._private.ray_constants as ray_constants
+
+    ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = True
+
+
 def connect(address: str | None) -> bool:
     """Connect to Ray; returns True when this call started it (and so should shut it down)."""
     import ray
 
     if ray.is_initialized():
         return False
+    _no_failure_dump_in_this_process()
     addr = address or os.environ.get("RAY_ADDRESS")
     if addr:
         probe_address(address)  # after the model checks: `atlas config --check` stays off the network
@@ -379,7 +391,7 @@ class SigtermGuard:
     "ignored" (printed, then dropped): a user's Ctrl-C there printed a traceback of logging's _releaseLock
     and the whole run went on."""
 
-    def __init__(self, checked: bool = False) -> None:
+    def __init__(self, checked: bool = False, escape_s: float | None = None) -> None:
         self.checked = checked  # its owner calls check(): a dropped interrupt is not printed
         self.received = False  # SIGTERM
         self.interrupted = False  # SIGINT
@@ -393,6 +405,7 @@ class SigtermGuard:
                 self.previous_int = signal.signal(signal.SIGINT, self._handle_int)
             self.previous_hook = sys.unraisablehook
             sys.unraisablehook = self._unraisable
+        self.escape = _StuckStartEscape(escape_s) if escape_s is not None and self.active else None
 
     def _handle(self, signum: int, frame: object) -> None:
         self.received = True
@@ -401,6 +414,12 @@ class SigtermGuard:
     def _handle_int(self, signum: int, frame: object) -> None:
         self.interrupted = True
         raise KeyboardInterrupt
+
+    def settle(self) -> None:
+        """The guarded start is over (returned or raised): no escape any more (main thread)."""
+        if self.escape is not None:
+            self.escape.stop()
+            self.escape = None
 
     def _unraisable(self, unraisable: Any) -> None:
         """An interrupt Python dropped (the class docstring) is not printed: :meth:`check` raises it. Any
@@ -419,6 +438,7 @@ class SigtermGuard:
 
     def restore(self) -> None:
         """Put back the handlers it replaced: a program embedding atlas keeps its own."""
+        self.settle()
         if not self.active:
             return
         if self.previous is not None:  # None: a handler not set from Python, which signal() cannot put back
@@ -430,11 +450,62 @@ class SigtermGuard:
         self.active = False
 
 
-def stop_on_sigterm(checked: bool = False) -> SigtermGuard:
+def stop_on_sigterm(checked: bool = False, escape_s: float | None = None) -> SigtermGuard:
     """Handle SIGTERM as Ctrl-C until ``.restore()``. Set again after ``ray.init``, whose core worker installs
     a handler of its own that ends the process at once, skipping the run's interrupted mark. ``checked``:
-    the caller calls its ``check()`` (SigtermGuard), so an interrupt Python dropped goes unprinted."""
-    return SigtermGuard(checked)
+    the caller calls its ``check()`` (SigtermGuard), so an interrupt Python dropped goes unprinted;
+    ``escape_s``: exit that long after a signal that Ray's start does not let through (SigtermGuard)."""
+    return SigtermGuard(checked, escape_s)
+
+
+START_ESCAPE_S = 5.0  # a signal while Ray starts ends the process this long after, if Ray holds it
+
+
+class _StuckStartEscape:
+    """Ends the process ``after_s`` after a SIGTERM or SIGINT that the main thread could not act on (a
+    start of Ray, before the run has written anything). A Python handler runs between bytecodes only, and
+    a SIGTERM to the whole process group (a scheduler's) also ends the local Ray's GCS: ``ray.init`` then
+    waited 30 s for it inside one C++ call (a trial). The signal's number reaches a pipe at once
+    (``signal.set_wakeup_fd``), read here by a thread that says so, ends the Ray processes the start
+    began (left, they ran on with parent 1) and exits 143 (130 for SIGINT)."""
+
+    def __init__(self, after_s: float) -> None:
+        self.after_s = after_s
+        self.read, self.write = os.pipe()
+        os.set_blocking(self.write, False)
+        self.previous_fd = signal.set_wakeup_fd(self.write, warn_on_full_buffer=False)
+        self.stopped = threading.Event()
+        threading.Thread(target=self._watch, name="atlas-start-escape", daemon=True).start()
+
+    def _watch(self) -> None:
+        import select
+
+        while not self.stopped.is_set():
+            try:
+                ready, _, _ = select.select([self.read], [], [], 0.5)
+                got = os.read(self.read, 64) if ready else b""
+            except (OSError, ValueError):
+                return  # closed by stop()
+            signals = {b for b in got if b in (signal.SIGTERM, signal.SIGINT)}
+            if signals and not self.stopped.wait(self.after_s):
+                self._exit(Terminated.exit_code if signal.SIGTERM in signals else 130)
+
+    @staticmethod
+    def _exit(code: int) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.write("atlas: interrupted (while Ray was starting)\n")
+            sys.stderr.flush()
+        _end_trees(_children(os.getpid()))
+        os._exit(code)
+
+    def stop(self) -> None:
+        """No escape any more; the wakeup descriptor as it was (main thread)."""
+        self.stopped.set()
+        with contextlib.suppress(ValueError):
+            signal.set_wakeup_fd(self.previous_fd)
+        for fd in (self.write, self.read):
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 class _SecureDefaultNotice(logging.Filter):

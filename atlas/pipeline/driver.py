@@ -336,12 +336,14 @@ def _dispatch(
 
     loc = store.loc
     loc.check_writable()  # the driver writes run.json: a bad out_dir is an error before Ray starts
-    starting = cluster.stop_on_sigterm(checked=True)  # SIGTERM while Ray starts is Ctrl-C (exit 143)
+    # SIGTERM while Ray starts is Ctrl-C (exit 143); one that Ray's start holds in C++ ends the process
+    starting = cluster.stop_on_sigterm(checked=True, escape_s=cluster.START_ESCAPE_S)
     try:
         owned = cluster.connect(address)  # its SIGTERM raises Terminated: exit 143, Ray shut down
     except BaseException:
         starting.restore()
         raise
+    starting.settle()
     sigterm = cluster.stop_on_sigterm(checked=True)  # again after ray.init, which sets its own; both put back
     try:
         starting.check()  # a Ctrl-C that Python dropped while Ray started its processes (SigtermGuard)

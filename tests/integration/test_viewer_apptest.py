@@ -984,9 +984,10 @@ def test_compare_keeps_different_objectives_of_one_number_apart(broken, monkeypa
     said = texts(at, "caption")
     assert "summaries over all 8 units of layer fc8 that both runs hold" in said  # 10 less 2 failed
     table = at.dataframe[0].value  # the two runs side by side, a row a measure (metrics' labels were cut)
-    assert list(table.columns) == ["", "left", "right"] and list(table[""])[:3] == [
+    assert list(table.columns) == ["", "left", "right"] and list(table[""])[:4] == [
         "method",
         "steps",
+        "forward passes per picture",  # a GA generation is one step: the budgets compare here
         "mean best activation",
     ]
     assert "left out: 2 composites and failed units (2 in left)" in said

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
+from pathlib import Path
 
 import pytest
 
@@ -614,3 +616,41 @@ def test_the_pool_raises_a_dropped_interrupt_at_its_next_poll(monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         pool.run()
     assert polled == [1]  # at the first poll
+
+
+def test_a_signal_that_ray_s_start_holds_ends_the_process_and_what_it_started(tmp_path):
+    """A SIGTERM to the whole process group ended the local GCS too, and `ray.init` then waited 30 s inside
+    one C++ call, where no Python handler runs (a trial). The guard's escape reads the signal from the
+    wakeup pipe in a thread: ``escape_s`` later it says so, kills the processes the start began, exits 143.
+    Here the main thread cannot act on the signal (its handler does nothing) and a child stands for Ray's."""
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "stuck.py"
+    script.write_text(
+        "import signal, subprocess, sys, time\n"
+        "from atlas.pipeline.cluster import stop_on_sigterm\n"
+        "guard = stop_on_sigterm(checked=True, escape_s=0.5)\n"
+        "signal.signal(signal.SIGTERM, lambda *a: None)  # the main thread held elsewhere\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        "print(child.pid, flush=True)\n"
+        "time.sleep(30)\n"
+    )
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=Path(__file__).parents[2])  # fmt: skip
+    child = int(proc.stdout.readline())
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == 143
+    assert proc.stderr.read() == "atlas: interrupted (while Ray was starting)\n"
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{child}").exists() and _state(child) != "Z" and time.monotonic() < deadline:
+        time.sleep(0.1)  # killed: gone, or a zombie until init reaps it
+    assert not Path(f"/proc/{child}").exists() or _state(child) == "Z"
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
