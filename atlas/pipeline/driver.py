@@ -302,9 +302,14 @@ def _cpu_autocast(store: RunStore, machine_record: Path | None = None) -> dict[s
 
 
 def _still_to_do(store: RunStore, todo: list[Shard]) -> list[Shard]:
-    """``todo`` less the shards completed since it was planned (by a driver that held the run then)."""
+    """``todo`` less the shards completed since it was planned (by a driver that held the run then). A
+    marker that does not read stays to do, as the plan had it (:func:`_completed_shards`): counted done
+    here, a trial's garbage marker made "4 of 4 shards already complete" and a run that failed at its end."""
     done = store.completed_shards()
-    return [s for s in todo if s.id not in done]
+    if not done & {s.id for s in todo}:
+        return todo
+    readable = {k for k, m in read_markers(store.loc).items() if marker_readable(m)}
+    return [s for s in todo if s.id not in readable]
 
 
 def _dispatch(

@@ -155,6 +155,12 @@ def test_row_counts_exact_and_rerun_writes_nothing(tmp_path, micro_cache, ray_se
     manifest = json.loads((run_dir / "run.json").read_text())
     assert manifest["status"] == "complete" and manifest["adopted"]
 
+    marker = next((run_dir / "_shards").glob("fc8-*.done"))  # garbage: the shard is done again (a trial's
+    marker.write_text("garbage")  # rerun counted it complete, ran nothing and failed at its end)
+    redone = run_atlas(cfg, progress=False)
+    assert redone["shards_run"] == 1 and table_count(run_dir, "units") == units
+    assert json.loads(marker.read_text())["files"]
+
 
 def test_different_config_in_same_run_dir_refused(tmp_path, micro_cache, ray_session):
     run_atlas(micro_config(tmp_path, micro_cache, "layers.1.units=0-1"), progress=False)
