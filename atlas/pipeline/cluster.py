@@ -475,17 +475,17 @@ class _StuckStartEscape:
         os.set_blocking(self.write, False)
         self.previous_fd = signal.set_wakeup_fd(self.write, warn_on_full_buffer=False)
         self.stopped = threading.Event()
-        threading.Thread(target=self._watch, name="atlas-start-escape", daemon=True).start()
+        self.thread = threading.Thread(target=self._watch, name="atlas-start-escape", daemon=True)
+        self.thread.start()
 
     def _watch(self) -> None:
-        import select
-
-        while not self.stopped.is_set():
-            try:
-                ready, _, _ = select.select([self.read], [], [], 0.5)
-                got = os.read(self.read, 64) if ready else b""
-            except (OSError, ValueError):
-                return  # closed by stop()
+        """Until the write end closes (:meth:`stop`): the read end is only ever closed after this returns,
+        so its number is never another file's here (closed under a waiting read, the next file opened took
+        it, and this thread read the first 64 bytes of a config file: a test's YAML came out truncated)."""
+        while True:
+            got = os.read(self.read, 64)  # blocks; b"" once the write end is closed
+            if not got or self.stopped.is_set():
+                return
             signals = {b for b in got if b in (signal.SIGTERM, signal.SIGINT)}
             if signals and not self.stopped.wait(self.after_s):
                 self._exit(Terminated.exit_code if signal.SIGTERM in signals else 130)
@@ -499,13 +499,14 @@ class _StuckStartEscape:
         os._exit(code)
 
     def stop(self) -> None:
-        """No escape any more; the wakeup descriptor as it was (main thread)."""
+        """No escape any more; the wakeup descriptor as it was; the thread ended before the read end
+        closes (main thread)."""
         self.stopped.set()
         with contextlib.suppress(ValueError):
             signal.set_wakeup_fd(self.previous_fd)
-        for fd in (self.write, self.read):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        os.close(self.write)  # the thread's read returns b"" (or what was left, then b"")
+        self.thread.join()
+        os.close(self.read)
 
 
 class _SecureDefaultNotice(logging.Filter):

@@ -654,3 +654,23 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return "gone"
+
+
+def test_a_settled_escape_puts_the_wakeup_pipe_back_and_reads_no_later_file(tmp_path):
+    """Once Ray's start is over the escape is gone: the wakeup descriptor is the one before, its thread has
+    ended, and it reads nothing of a file opened next (closed under its waiting read, the pipe's number went
+    to the next file opened, whose first 64 bytes it took: a test's config file came out truncated)."""
+    import threading
+
+    from atlas.pipeline.cluster import stop_on_sigterm
+
+    text = "x: 1\n" * 100
+    (tmp_path / "c.yaml").write_text(text)
+    before = signal.set_wakeup_fd(-1)
+    signal.set_wakeup_fd(before)
+    for _ in range(50):
+        guard = stop_on_sigterm(checked=True, escape_s=5.0)
+        guard.restore()  # the driver's path when the start raised; settle() alone when it returned
+        assert (tmp_path / "c.yaml").read_text() == text
+    assert signal.set_wakeup_fd(before) == before
+    assert not [t for t in threading.enumerate() if t.name == "atlas-start-escape"]
