@@ -197,12 +197,14 @@ def _damaged_run_line(exc: BaseException) -> str | None:
 
 
 def os_error_line(exc: OSError, out: object = None) -> str:
-    """An OSError as one line naming its file; without one (PIL or Arrow writing to an open file), the
-    command's ``--out`` (a trial's full disk read only "No space left on device")."""
+    """An OSError as one line naming its file; without one (PIL or Arrow writing to an open file), a
+    write's error names the command's ``--out`` (a trial's full disk read only "No space left on
+    device"); a read's stays as it is."""
     said = exc.strerror or str(exc)
     if exc.filename:
         return f"{exc.filename}: {said}"
-    if isinstance(out, str | os.PathLike) and str(out).strip():
+    writing = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EACCES, errno.EPERM)
+    if writing and isinstance(out, str | os.PathLike) and str(out).strip():  # not a read that failed
         full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
         return f"cannot write under {out}: {said}" + (
             "; free space there or choose another --out" if full else ""

@@ -19,7 +19,9 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-STREAMLIT_SEGMENTS = frozenset({"static", "media", "component", "app", "~", "favicon.png", "manifest.json"})
+STREAMLIT_SEGMENTS = frozenset(
+    {"static", "media", "component", "app", "auth", "~", "favicon.png", "manifest.json"}
+)
 
 
 def page_redirect(path: str, query: str = "", base: str = "") -> str | None:

@@ -129,9 +129,10 @@ def _search_budget(population: int, budget: int) -> tuple[int, int]:
 MIN_SEARCH_GENERATIONS = 3  # fewer, and a GA / CMA-ES row is about its start's first samples
 
 
-def short_search_note(configs: dict[str, SamplerConfig]) -> str:
+def short_search_note(configs: dict[str, SamplerConfig], more: str = "more --steps") -> str:
     """A note for GA / CMA-ES rows whose budget gives them fewer than :data:`MIN_SEARCH_GENERATIONS`
-    generations ("" when none): a trial's ``--steps 5`` gave both one generation and identical rows."""
+    generations ("" when none): a trial's ``--steps 5`` gave both one generation and identical rows.
+    ``more``: how the bench's user gives more steps."""
     short = {
         n: c for n, c in configs.items() if c.method in ("ga", "cmaes") and c.steps < MIN_SEARCH_GENERATIONS
     }
@@ -140,7 +141,7 @@ def short_search_note(configs: dict[str, SamplerConfig]) -> str:
     listed = ", ".join(f"{n} {counted(c.steps, 'generation')} of {_population(c)}" for n, c in short.items())
     return (
         f"(at this budget {listed}: too short for a search to leave its start; a generation costs its "
-        f"population / {GRADIENT_STEP_PASSES} gradient steps, so more --steps give it "
+        f"population / {GRADIENT_STEP_PASSES} gradient steps, so {more} give it "
         f"{MIN_SEARCH_GENERATIONS} or more)"
     )
 

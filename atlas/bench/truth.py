@@ -91,7 +91,9 @@ def run_truth(
     for method, m_cfg in configs.items():
         report["methods"][method] = _run_method(m_cfg, max_units, log)
         report["methods"][method]["passes_per_image"] = passes_per_image(m_cfg.sampler)
-    report["note"] = short_search_note({m: c.sampler for m, c in configs.items()})
+    report["note"] = short_search_note(
+        {m: c.sampler for m, c in configs.items()}, "a larger --set sampler.steps"
+    )
     return report
 
 

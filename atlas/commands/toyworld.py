@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 from pathlib import Path
 
 from atlas.commands.options import add_toyworld_options, int_in, refuse_empty
@@ -41,14 +40,16 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out).expanduser()
     if out.exists() and not out.is_dir():
         raise AtlasError(f"--out: {out} is a file; give a directory for samples.png and reconstructions.png")
-    made = not out.exists()
+    made = [p for p in [out, *out.parents] if not p.exists()]  # the folders this command makes, deepest first
     check_writable_dir(out, "--out")
     try:
         return _write_sheets(args, out)
-    except BaseException:  # a full disk, Ctrl-C: a folder this command made and left empty goes again
-        if made:
-            with contextlib.suppress(OSError):
-                out.rmdir()  # only when empty: a finished samples.png stays
+    except BaseException:  # a full disk, Ctrl-C: the folders this command made and left empty go again
+        for folder in made:
+            try:
+                folder.rmdir()  # only when empty: a finished samples.png stays, and its folders
+            except OSError:
+                break
         raise
 
 

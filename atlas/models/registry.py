@@ -499,17 +499,27 @@ def load_run_model(run: RunConfig, role: Role) -> LoadedModel | None:
 def _missing_weights_hint(run: RunConfig, role: Role) -> str:
     """What follows a missing weights file of ``models.<role>``: the run's other missing ones, said at once
     (a trial found the target's, the generator's and the encoder's in three reruns), and the overrides
-    that run the config on random weights for a test of its plumbing."""
-    missing = [
-        r for r in ("target", "generator", "dae", "encoder", "judge")
-        if (m := getattr(run.models, r, None)) is not None and _missing_local_file(m.weights)
-    ]  # fmt: skip
+    that run the config on random weights for a test of its plumbing. The DAE counts only where the run
+    loads it (PPGN-h's DAE prior) and has no random form: it is trained on the generator's codes."""
+    s = run.sampler
+    loaded = ["target", "generator", "encoder", "judge"]
+    loaded += ["dae"] if s.method == "ppgn_h" and s.ppgn_h.prior == "dae" else []
+    given = {r: getattr(run.models, r, None) for r in loaded}
+    missing = [r for r, m in given.items() if m is not None and _missing_local_file(m.weights)]
     others = [r for r in missing if r != role]
     too = f"; not found either: {', '.join(f'models.{r}.weights' for r in others)}" if others else ""
+    dae = (
+        " (the DAE: `atlas train-dae` with this config, or sampler.ppgn_h.prior: joint)"
+        if "dae" in missing
+        else ""
+    )
+    random = [r for r in missing if r != "dae"]
+    if not random:
+        return too + dae
     if run.models.allow_random_weights:
-        return f"{too} (or models.{role}.weights: null to run it on random weights too)"
-    sets = " ".join(f"--set models.{r}.weights=null" for r in missing)
-    return f"{too} (random weights, to test the plumbing: --set models.allow_random_weights=true {sets})"
+        return f"{too} (or models.{role}.weights: null to run it on random weights too){dae}"
+    sets = " ".join(f"--set models.{r}.weights=null" for r in random)
+    return f"{too} (random weights, to test the plumbing: --set models.allow_random_weights=true {sets}){dae}"
 
 
 def _missing_local_file(weights: str | None) -> bool:

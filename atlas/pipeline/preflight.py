@@ -148,7 +148,7 @@ def check_real_images(cfg: RunConfig, decode: bool = True) -> tuple[bool, int | 
                 f"not scored as labels ({some(small, 4, quoted=True)}); give each concept {MIN_POSITIVES} "
                 "or more" + (" (or a larger facets.real_limit)" if sampled else "")
             )
-        warnings += _few_real_images(cfg, count)
+        warnings += _few_real_images(cfg, count, sampled=len(files) < len(every))
     if start in SEEDED_STARTS and not have and cfg.sampler.method not in OWN_START_METHODS:
         raise ConfigError(
             f"sampler.start: {start!r} needs real images and {why}; set facets.real_images to a folder of "
@@ -426,10 +426,11 @@ def _real_images_size(cfg: RunConfig, target: LoadedModel) -> list[str]:
     ]
 
 
-def _few_real_images(cfg: RunConfig, count: int) -> list[str]:
+def _few_real_images(cfg: RunConfig, count: int, sampled: bool = False) -> list[str]:
     """A real-image set smaller than a unit's dataset examples (``facets.top_k_real``): every unit ranks
     the same few pictures, seeded chains share their starts, and MACO's mean spectrum is theirs (a trial's
-    one-image folder ran in silence, both accentuation chains from one picture)."""
+    one-image folder ran in silence, both accentuation chains from one picture). ``sampled``: the count is
+    the ``facets.real_limit`` sample of a larger folder, so the limit is named."""
     wanted = cfg.facets.top_k_real
     if count >= wanted:
         return []
@@ -437,7 +438,8 @@ def _few_real_images(cfg: RunConfig, count: int) -> list[str]:
     return [
         f"facets.real_images: {counted(count, 'image')} only, fewer than facets.top_k_real {wanted}: every "
         f"unit's dataset examples, natural percentiles{spectrum} rest on them, and real-image starts are at "
-        f"most {counted(count, 'distinct picture')}; use a folder of a few hundred"
+        f"most {counted(count, 'distinct picture')}; "
+        + ("raise facets.real_limit (the folder holds more)" if sampled else "use a folder of a few hundred")
     ]
 
 

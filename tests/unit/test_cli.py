@@ -255,17 +255,18 @@ def test_a_full_disk_names_the_output_and_a_folder_made_for_it_goes_again(tmp_pa
     from atlas import contact_sheet
     from atlas.cli import main, os_error_line
 
-    def full(*_a, **_k):
+    def full(_sheet, path, *_a, **_k):  # as save_sheet: its folder made, then the disk full
+        path.parent.mkdir(parents=True, exist_ok=True)
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(contact_sheet, "save_sheet", full)
-    out = tmp_path / "show"
+    out = tmp_path / "new" / "show"  # two folders made for it: both go again
     assert main(["toyworld", "show", "--no-train", "--out", str(out)]) == 2
     assert capsys.readouterr().err == (
         f"atlas: error: cannot write under {out}: No space left on device; free space there or choose "
         "another --out\n"
     )
-    assert not out.exists()
+    assert not (tmp_path / "new").exists()
     named = OSError(errno.EACCES, "Permission denied", "/x/y.png")
     assert os_error_line(named, "out") == "/x/y.png: Permission denied"
     assert (
@@ -273,3 +274,4 @@ def test_a_full_disk_names_the_output_and_a_folder_made_for_it_goes_again(tmp_pa
         == "cannot write under o: Read-only file system"
     )
     assert os_error_line(OSError(errno.ENOSPC, "No space left on device")) == "No space left on device"
+    assert os_error_line(OSError(errno.EIO, "Input/output error"), "o") == "Input/output error"  # a read

@@ -94,7 +94,7 @@ def test_a_real_image_folder_too_large_for_every_worker_names_the_limit(tmp_path
         check_real_images(cfg)
     limited = config(facets={"real_images": str(tmp_path), "real_limit": 6})
     assert check_real_images(limited)[1] == 6
-    assert not any("real_limit" in w for w in preflight(limited, build_models(limited)).warnings)
+    assert not any("GB as float32" in w for w in preflight(limited, build_models(limited)).warnings)
     big = config(facets={"real_images": str(tmp_path), "real_limit": 12})
     said = [w for w in preflight(big, build_models(big)).warnings if "real_limit" in w]
     assert said == [
@@ -154,6 +154,12 @@ def test_a_start_the_method_does_not_use_and_a_folder_of_few_images_are_warnings
     ]
     enough = config(facets={"real_images": str(tmp_path), "top_k_real": 1})
     assert check_real_images(enough)[2] == []
+    for i in range(11):
+        Image.new("RGB", (8, 8), (i * 9, 0, 0)).save(tmp_path / f"{i}.png")
+    limited = check_real_images(config(facets={"real_images": str(tmp_path), "real_limit": 3}))[2]
+    assert limited[0].startswith("facets.real_images: 3 images only") and limited[0].endswith(
+        "raise facets.real_limit (the folder holds more)"
+    )  # the limit, not the folder
 
 
 def test_a_generator_whose_pictures_ignore_the_code_is_a_warning():

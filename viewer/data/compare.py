@@ -6,7 +6,7 @@ from typing import Any
 
 import pandas as pd
 
-from atlas.config import PIXEL_METHODS, config_differences
+from atlas.config import config_differences
 from atlas.store.catalog import unit_sources
 from viewer.data.query import fetch_frame, is_null, png_bytes
 from viewer.data.truth import table_columns
@@ -108,10 +108,7 @@ def setting_differences(config: dict[str, Any], other: dict[str, Any]) -> list[s
     out (the comparison is of one layer's units), and so are the settings of a method neither run used
     (a trial read ``sampler.ppgn_h.*`` for two DGN-AM runs while ``sampler.steps`` fell past the cut)."""
     used = {_sampler_method(config), _sampler_method(other)}
-    unused_models = {
-        role for role, needed in (("dae", _uses_dae), ("generator", _uses_generator))
-        if not needed(config) and not needed(other)
-    }  # fmt: skip  # the demo's DAE beside two runs that never read it (a trial)
+    dae_unused = not _uses_dae(config) and not _uses_dae(other)  # the demo's DAE beside a maco run (a trial)
     out = []
     for key in sorted(config_differences(config, other), key=lambda k: k.count(".")):
         parts = key.split(".")
@@ -119,7 +116,10 @@ def setting_differences(config: dict[str, Any], other: dict[str, Any]) -> list[s
             continue
         if len(parts) > 1 and parts[0] == "sampler" and parts[1] in METHOD_SECTIONS and parts[1] not in used:
             continue
-        if len(parts) > 1 and parts[0] == "models" and parts[1] in unused_models:
+        if dae_unused and parts[:2] == [
+            "models",
+            "dae",
+        ]:  # the generator stays: every method's manifold score
             continue
         out.append(f"{key}: {_value_at(config, key)} vs {_value_at(other, key)}")
     return out
@@ -132,11 +132,6 @@ def _uses_dae(config: dict[str, Any]) -> bool:
     """Whether a run's method reads ``models.dae``: PPGN-h with its DAE prior (the default prior)."""
     prior = ((config.get("sampler") or {}).get("ppgn_h") or {}).get("prior", "dae")
     return _sampler_method(config) == "ppgn_h" and prior == "dae"
-
-
-def _uses_generator(config: dict[str, Any]) -> bool:
-    """Whether a run's method reads ``models.generator``: the code methods (not the pixel family)."""
-    return _sampler_method(config) not in PIXEL_METHODS
 
 
 def _sampler_method(config: dict[str, Any]) -> str:
