@@ -73,10 +73,18 @@ def save_compare(methods: dict[str, list[UnitResult]], path: Path, chains: int =
         rows.append(np.concatenate(parts, axis=1))
     if not rows:
         return
-    header = _label_row(["real"] + list(methods), widths)
+    names = ["real", *methods]
+    extra = max(0, LETTER_PX * len(names[-1]) + 8 - widths[-1])  # the last name has no next column to run on
+    if extra:
+        rows = [np.pad(r, ((0, 0), (0, extra), (0, 0)), constant_values=255) for r in rows]
+        widths[-1] += extra
+    header = _label_row(names, widths)
     body = [np.pad(r, ((0, 2), (0, 0), (0, 0)), constant_values=255) for r in rows]
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.concatenate([header, *body], axis=0)).save(path, optimize=True)
+
+
+LETTER_PX = 6  # PIL's default font, a letter's width
 
 
 def _label_row(names: list[str], widths: list[int], line: int = 12) -> np.ndarray:
@@ -90,5 +98,7 @@ def _label_row(names: list[str], widths: list[int], line: int = 12) -> np.ndarra
     starts = np.cumsum([0, *widths])
     for i, name in enumerate(names):
         room = starts[min(i + 2, len(names))] - starts[i]  # up to the next name on the same line
-        draw.text((int(starts[i]) + 5, (i % 2) * line), name[: max(1, (int(room) - 8) // 6)], fill="black")
+        draw.text(
+            (int(starts[i]) + 5, (i % 2) * line), name[: max(1, (int(room) - 8) // LETTER_PX)], fill="black"
+        )
     return np.asarray(im)

@@ -421,7 +421,7 @@ class _Pool:
             said = _TRACEBACK_NOTE.sub("", cause)  # the same failure in each worker names its own file
             if said not in self.setup_failures_said:
                 self.setup_failures_said.add(said)
-                self.log(f"worker {slot.index} could not start ({cause}); the others take its shards")
+                self.log(f"worker {slot.index} could not start ({cause})")  # the others: if they start
             return
         raise (RunFailed if passing else AtlasError)(f"no atlas worker could start: {cause}") from None
 

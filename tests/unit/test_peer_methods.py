@@ -266,6 +266,8 @@ def test_bench_rows_share_the_forward_pass_budget(world, tmp_path):
     save_compare(results, tmp_path / "compare.png")
     im = Image.open(tmp_path / "compare.png")
     assert im.size == (16 + 2 * (4 + 2 * 16), 24 + 2 * (16 + 2))  # header + one row per unit
+    save_compare({"fourier": results["fourier"], "ppgn_h/joint": results["ga"]}, tmp_path / "long.png")
+    assert Image.open(tmp_path / "long.png").size[0] == 16 + (4 + 2 * 16) + 6 * 12 + 8  # the last name whole
 
 
 def test_the_compare_grid_header_runs_a_long_name_on_over_the_next_column():
