@@ -393,15 +393,9 @@ def _dispatch(
                 max_restarts=cfg.ray.max_restarts,
                 max_task_retries=0,
             )
-            args = (
-                cfg.to_dict(),
-                loc,
-                layout.threads,
-                shipped,
-                manifest["run_token"],
-                True,
-            )  # report_setup_failure
-            actors = [remote.remote(*args) for _ in range(layout.actors)]
+            args = (cfg.to_dict(), loc, layout.threads, shipped, manifest["run_token"])
+            # a setup that fails is told by the probe: raised in the constructor, Ray printed its traceback
+            actors = [remote.remote(*args, report_setup_failure=True) for _ in range(layout.actors)]
             bar = progress_bar(total_units, done_units, cfg.name) if progress else None
             count = UnitCount(bar)
             report = run_pool(
