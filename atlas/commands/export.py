@@ -94,8 +94,8 @@ def run(args: argparse.Namespace) -> int:
     report = export_run(req)
     skipped = f" ({'; '.join(f'{layer}: {why}' for layer, why in report.skipped)})" if report.skipped else ""
     print(
-        f"wrote {report.out}: {counted(report.units, 'unit')} of {len(report.layers)} "
-        f"layer{'s' if len(report.layers) != 1 else ''}{skipped}; "
+        f"wrote {report.out}: {counted(report.units, 'unit')} of {counted(len(report.layers), 'layer')}"
+        f"{skipped}; "
         f"open {report.out / 'index.html'}"
     )
     return 0

@@ -364,6 +364,11 @@ class SamplerConfig(Section):
         _check_condition(self)
         return self
 
+    @property
+    def uses_dae(self) -> bool:
+        """Whether the run loads and reads ``models.dae``: PPGN-h with its DAE prior (Eq. 7's R(h))."""
+        return self.method == "ppgn_h" and self.ppgn_h.prior == "dae"
+
 
 def _check_condition(s: SamplerConfig) -> None:
     if s.method == "ppgn_h" and s.ppgn_h.condition == "released" and s.objective != "log_softmax":

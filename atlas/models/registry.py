@@ -501,9 +501,7 @@ def _missing_weights_hint(run: RunConfig, role: Role) -> str:
     (a trial found the target's, the generator's and the encoder's in three reruns), and the overrides
     that run the config on random weights for a test of its plumbing. The DAE counts only where the run
     loads it (PPGN-h's DAE prior) and has no random form: it is trained on the generator's codes."""
-    s = run.sampler
-    loaded = ["target", "generator", "encoder", "judge"]
-    loaded += ["dae"] if s.method == "ppgn_h" and s.ppgn_h.prior == "dae" else []
+    loaded = ["target", "generator", "encoder", "judge", *(["dae"] if run.sampler.uses_dae else [])]
     given = {r: getattr(run.models, r, None) for r in loaded}
     missing = [r for r, m in given.items() if m is not None and _missing_local_file(m.weights)]
     others = [r for r in missing if r != role]

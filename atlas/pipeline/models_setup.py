@@ -62,7 +62,7 @@ def build_models(cfg: RunConfig) -> RunModels:
     generator = load_run_model(cfg, "generator")
     encoder = load_run_model(cfg, "encoder")
     dae = None
-    if cfg.sampler.method == "ppgn_h" and cfg.sampler.ppgn_h.prior == "dae":
+    if cfg.sampler.uses_dae:
         dae = load_run_model(cfg, "dae")
     stats: CodeStats | None = None
     stats_fingerprint = None

@@ -355,7 +355,7 @@ def _check_dae(cfg: RunConfig, models: RunModels) -> None:
     """PPGN-h's DAE prior denoises G's code (R(h) - h, Eq. 7 of Nguyen et al. 2017): one batch-1 pass on
     a code of G's shape must give a code of that shape, else every unit fails in the workers."""
     s, gen, dae = cfg.sampler, models.generator, models.dae
-    if s.method != "ppgn_h" or s.ppgn_h.prior != "dae" or dae is None or gen is None or not gen.code_shape:
+    if not s.uses_dae or dae is None or gen is None or not gen.code_shape:
         return
     code = torch.zeros(1, *gen.code_shape)
     try:

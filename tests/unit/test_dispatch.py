@@ -641,7 +641,7 @@ def test_a_signal_that_ray_s_start_holds_ends_the_process_and_what_it_started(tm
                             text=True, cwd=Path(__file__).parents[2])  # fmt: skip
     child = int(proc.stdout.readline())
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=20) == 143
+    assert proc.wait() == 143  # the script itself ends in 30 s (exit 0) if nothing escapes
     assert proc.stderr.read() == "atlas: interrupted (while Ray was starting)\n"
     deadline = time.monotonic() + 10
     while Path(f"/proc/{child}").exists() and _state(child) != "Z" and time.monotonic() < deadline:

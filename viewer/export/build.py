@@ -234,7 +234,7 @@ def export_run(req: ExportRequest, say: Callable[[str], None] = print) -> Export
                 continue
             site.append(part)
             report.layers.append((layer, len(part.tiles), len(part.sheets)))
-            sheets = f"{len(part.sheets)} contact sheet{'s' if len(part.sheets) != 1 else ''}"
+            sheets = counted(len(part.sheets), "contact sheet")
             asked = data.expand_units(units, 0)[1] if units else 0
             short = (  # --units past the layer's units: said, as the grid says it (a trial saw 10 of 0-99999)
                 f" (of {asked:,} --units asked; the layer holds units "
