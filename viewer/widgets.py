@@ -6,6 +6,7 @@ import functools
 import html
 import io
 import math
+import numbers
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -41,7 +42,7 @@ div.block-container { padding-top: 2.2rem; }
 .atlas-tile { border: 1px solid rgba(49,51,63,0.2); border-radius: 0.5rem; padding: 0.4rem 0.4rem 0.6rem;
   min-width: 0; display: flex; flex-direction: column; gap: 0.1rem; }
 .atlas-tile-picture img { width: 100%; aspect-ratio: 1 / 1; object-fit: contain; border-radius: 4px;
-  display: block; }
+  display: block; image-rendering: pixelated; }
 .atlas-tile-name { font-weight: 600; font-size: 0.9rem; padding-top: 0.15rem; color: inherit !important;
   text-decoration: none; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
 .atlas-tile-name:hover { color: #1c6fb0 !important; text-decoration: underline; }
@@ -131,17 +132,18 @@ def fmt(value: Any, digits: int = 3) -> str:
             return "–"
     except TypeError:
         pass
-    if isinstance(value, bool):
+    if isinstance(value, bool | np.bool_):
         return "yes" if value else "no"
-    if isinstance(value, int):
-        return f"{value:,}"
+    if isinstance(value, numbers.Integral):  # numpy's too: a DuckDB count read 1,000 as "1e+03" (a trial)
+        return f"{int(value):,}"
     try:
         v = float(value)
     except (TypeError, ValueError):
         return str(value)
     if math.isnan(v):
         return "–"
-    return f"{v:.{digits}g}" if abs(v) < 1e4 else f"{v:,.0f}"
+    short = f"{v:.{digits}g}"
+    return f"{v:,.0f}" if "e+" in short else short  # 1,000 and 999.6 -> "1,000", never "1e+03"
 
 
 def fixed(value: Any, digits: int = 3) -> str:

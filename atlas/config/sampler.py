@@ -260,7 +260,12 @@ class SamplerConfig(Section):
         "maco, accentuation (pixel family, no generator), ga, cmaes (G's code, forward passes only).",
     )
     steps: int = Field(
-        200, description="Optimization steps per chain (original 200; toy world 100-200).", ge=1, le=100_000
+        200,
+        description="Optimization steps per chain (original 200; toy world 100-200). A gradient step costs "
+        "about 3 forward passes, a ga or cmaes step is one generation of `population` passes: equal steps "
+        "are not equal budgets (chains.passes records each chain's).",
+        ge=1,
+        le=100_000,
     )
     chains_per_unit: int = Field(
         4, description="Chains per unit (>= 4 for facets; PPGN diversity needs several).", ge=1, le=1024

@@ -305,6 +305,11 @@ def test_layer_grid(server, page):
     assert all(128 <= width <= 200 for _, _, width in tiles), tiles
     assert max(h for _, h, _ in tiles) - min(h for _, h, _ in tiles) <= 2, tiles  # one line a caption
     assert len({top for top, _, _ in tiles}) == 8, tiles  # 48 tiles in rows of 6
+    # small pictures drawn 4 x larger show their pixels, not a blur (a trial found the grid's blurred)
+    rendering = page.eval_on_selector_all(
+        ".atlas-grid img", "els => [...new Set(els.map(e => getComputedStyle(e).imageRendering))]"
+    )
+    assert rendering == ["pixelated"], rendering
     # every tile's lines inside its border (Streamlit's tiles once let their last line spill over it)
     spill = page.eval_on_selector_all(
         ".atlas-grid .atlas-tile",

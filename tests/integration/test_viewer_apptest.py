@@ -188,6 +188,10 @@ def test_layer_grid_pages(tmp_path, monkeypatch):
             == "rank ↑"
         )
 
+    one = app(tmp_path / "wide", monkeypatch, page="layer", layer="conv5", per="192")
+    assert any("showing all 130 units" in m.value for m in one.markdown)  # its count, no disabled buttons
+    assert not [b for b in one.button if (b.key or "").startswith("grid_")] and n_images(one) == 130
+
 
 def test_unit_page_deep_link_and_neighbours(runs, monkeypatch):
     at = app(runs / "alpha", monkeypatch, page="unit", layer="fc8", unit=4)
@@ -568,6 +572,7 @@ def test_overview_names_the_precision_and_warns_when_shards_mix_them(tmp_path, m
         set_precision(marker, "bfloat16")
     at = app(run, monkeypatch)
     assert "computed in bfloat16" in at.caption[0].value
+    assert at.caption[0].value.startswith("method `dgn_am` · created ")  # what drew the pictures
     assert not at.warning
     set_precision(markers[1], "float32")
     at = app(run, monkeypatch)
@@ -973,6 +978,20 @@ def test_unit_pickers_name_a_composites_expression(tmp_path, monkeypatch):
 def test_a_composites_unit_page_says_what_its_numbers_are(broken, monkeypatch):
     at = app(broken / "left", monkeypatch, page="unit", layer="fc8", unit=10)
     assert at.title[0].value == "fc8 · unit 10 · 3 + 5"
+    # its terms in words, with their units' labels: "3 + 5" did not say which classes it joins (a trial)
+    import duckdb
+
+    labels = dict(
+        duckdb.sql(
+            f"SELECT unit, label FROM read_parquet('{broken / 'left'}/units/layer=fc8/*.parquet') "
+            "WHERE unit IN (3, 5)"
+        ).fetchall()
+    )
+    named = {u: f" ({labels[u]})" if labels.get(u) else "" for u in (3, 5)}
+    assert f"a composite of unit 3{named[3]} + unit 5{named[5]}" in texts(at, "caption")
+    assert any(named.values())  # the synthetic run labels most units: the test reads a label
+    contrast = app(broken / "left", monkeypatch, page="unit", layer="fc8", unit=11)
+    assert "a composite of unit 3" in texts(contrast, "caption") and " - unit 5" in texts(contrast, "caption")
     labels = [m.label for m in at.metric]
     assert "Log-prob sum" in labels and "Rank of unit 3" in labels and "Best log-prob" not in labels
 
@@ -983,14 +1002,15 @@ def test_compare_keeps_different_objectives_of_one_number_apart(broken, monkeypa
     assert "unit 10: `3 + 5` here, `1 + 2` in right" in warned and "not compared as one unit" in warned
     said = texts(at, "caption")
     assert "summaries over all 8 units of layer fc8 that both runs hold" in said  # 10 less 2 failed
-    table = at.dataframe[0].value  # the two runs side by side, a row a measure (metrics' labels were cut)
-    assert list(table.columns) == ["", "left", "right"] and list(table[""])[:4] == [
+    table = at.table[0].value  # the two runs side by side, a row a measure (metrics' labels were cut)
+    assert list(table.columns) == ["left", "right"] and list(table.index)[:4] == [
         "method",
         "steps",
         "forward passes per picture",  # a GA generation is one step: the budgets compare here
         "mean best activation",
     ]
     assert "left out: 2 composites and failed units (2 in left)" in said
+    assert "different budgets" not in warned  # 40 steps of DGN-AM each
     assert "left: failed (RuntimeError: boom 2" in said and "not in this run" not in said
     assert "right: unit 11 is `3 + 5` there" in said  # its unit 11 is what left's unit 10 is
     labels = [b.label for b in at.button if b.key and b.key.startswith("cmp_open_")]
@@ -999,6 +1019,18 @@ def test_compare_keeps_different_objectives_of_one_number_apart(broken, monkeypa
     one = app(broken / "left", monkeypatch, page="compare", layer="fc8", mode="methods")
     assert "this run has one method (dgn_am)" in texts(one, "alert")
     assert "(this page offers: runs, methods)" not in texts(one, "alert")
+
+
+def test_compare_says_when_the_runs_spent_different_budgets(tmp_path, monkeypatch):
+    """The same sampler.steps are 150 passes of DGN-AM and 1,000 of GA: a trial compared them with nothing
+    said, and the table read "1e+03"."""
+    make_synthetic_run(tmp_path / "short", layers={"fc8": 10}, chains=2, steps=20, real_k=3)
+    make_synthetic_run(tmp_path / "long", layers={"fc8": 10}, chains=2, steps=400, real_k=3)
+    at = app(tmp_path / "short", monkeypatch, page="compare", layer="fc8", vs="long")
+    warned = texts(at, "alert")
+    assert "60 forward passes per picture in short, 1,200 in long" in warned, warned
+    assert "long had 20.0 x the search of short" in warned
+    assert list(at.table[0].value.loc["forward passes per picture"]) == ["60", "1,200"]
 
 
 def test_compare_with_nothing_to_compare_suggests_another_method(tmp_path, monkeypatch):

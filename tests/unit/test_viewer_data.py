@@ -969,9 +969,13 @@ def test_compare_summaries_say_how_recognizable_and_how_flagged_and_which_settin
     stats = data.stats_over(conn, "fc8", units)
     written_units = written(run_dir, "units", "fc8")
     assert stats["judge_accuracy"] == pytest.approx(written_units["judge_correct"].astype(float).mean())
-    images = written(run_dir, "images", "fc8")
-    kept = images[images["kind"].isin(["best", "last"]) & images["flags"].notna()]
-    assert stats["flagged_share"] == pytest.approx((kept["flags"].fillna("") != "").mean())
+    # the Audit page's share: distinct pictures (a best = last picture once) over those checked (a trial
+    # read 55 % on Compare and 100 % on Audit for one run)
+    pictures = distinct_pictures(written(run_dir, "images", "fc8"), chains=written(run_dir, "chains", "fc8"))
+    flagged = (pictures["flags"].fillna("") != "").sum()
+    assert stats["flagged_share"] == pytest.approx(flagged / pictures["checked"].sum())
+    audit = data.flag_summary(conn).set_index("layer").loc["fc8"]
+    assert stats["flagged_share"] == pytest.approx(audit["flagged_share"])
     assert stats["steps"] == written(run_dir, "chains", "fc8")["steps"].max()
     assert stats["passes"] == written(run_dir, "chains", "fc8")["passes"].max() > 0  # the budget, per picture
     assert data.stats_over(conn, "fc8", [])["judge_accuracy"] is None
@@ -997,6 +1001,12 @@ def test_compare_summaries_say_how_recognizable_and_how_flagged_and_which_settin
         "models.dae: toyworld:dae vs –",
         "sampler.method: ppgn_h vs maco",
     ]
+    # run.json leaves a newer key out at its default: said as that default, and no difference when the
+    # other run names the same value (a trial read "sampler.stop_at: 1.0 vs –" for a run at stop_at 0)
+    assert data.setting_differences({"sampler": {"stop_at": 1.0}}, {"sampler": {}}) == [
+        "sampler.stop_at: 1.0 vs 0.0 (default)"
+    ]
+    assert data.setting_differences({"sampler": {"stop_at": 0.0}}, {"sampler": {}}) == []
 
 
 def test_a_chain_with_one_recorded_step_is_drawn_as_a_dot():
@@ -1186,3 +1196,16 @@ def test_picture_captions_show_their_text_as_it_is():
     assert plain_caption("unit 12 · 0.7*3 + 0.3*7") == "unit 12 · 0.7\\*3 + 0.3\\*7"
     assert plain_caption("#1 · act 3.2 · cats/tabby_1_2.jpg") == "#1 · act 3.2 · cats/tabby\\_1\\_2.jpg"
     assert plain_caption("a [b](c) `d` ~e~ <f> \\") == "a \\[b\\](c) \\`d\\` \\~e\\~ \\<f\\> \\\\"
+
+
+def test_numbers_read_as_numbers_whatever_their_type():
+    """A DuckDB count (numpy int64) of 1,000 read "1e+03" on Compare (a trial)."""
+    import numpy as np
+
+    from viewer import widgets
+
+    assert [widgets.fmt(v) for v in (np.int64(1000), 1000, 1000.0, 999.6)] == ["1,000"] * 4
+    assert widgets.fmt(5000.0) == "5,000"
+    shown = [widgets.fmt(v) for v in (np.int32(7), 0.000123, 12.345, -2.5e4)]
+    assert shown == ["7", "0.000123", "12.3", "-25,000"]
+    assert [widgets.fmt(v) for v in (None, float("nan"), np.bool_(True), False)] == ["–", "–", "yes", "no"]

@@ -9,7 +9,7 @@ import pandas as pd
 from atlas.config import config_differences
 from atlas.store.catalog import unit_sources
 from viewer.data.query import fetch_frame, is_null, png_bytes
-from viewer.data.truth import table_columns
+from viewer.data.truth import AUDIT_KINDS, pictures_sql, table_columns
 
 
 def best_images(conn: Any, layer: str, units: list[int], method: str | None = None) -> pd.DataFrame:
@@ -67,18 +67,22 @@ def method_summary(conn: Any, layer: str) -> pd.DataFrame:
 
 def stats_over(conn: Any, layer: str, units: list[int]) -> dict[str, Any]:
     """mean best activation, mean facets, diverged chains, the judge's accuracy (output units of the toy
-    world), the share of best and last pictures carrying a flag, the steps a chain had and the forward
-    passes it spent (``chains.passes``: a gradient step 3, a search generation its population), of ``layer``
-    over ``units`` only (two runs compared over the units both hold, not each over its own). A number the
-    run does not record is None: a higher activation alone can hide pictures nobody recognizes."""
+    world), the share of distinct best and last pictures carrying a flag (as the Audit page counts them),
+    the steps a chain had and the forward passes it spent (``chains.passes``: a gradient step 3, a search
+    generation its population), of ``layer`` over ``units`` only (two runs compared over the units both
+    hold, not each over its own). A number the run does not record is None: a higher activation alone can
+    hide pictures nobody recognizes."""
     if not units:
         empty = ("mean_best_activation", "mean_facets", "judge_accuracy", "flagged_share", "steps", "passes")
         return {**dict.fromkeys(empty), "diverged_chains": 0}
     marks = ", ".join("?" for _ in units)
     has_flags = "flags" in table_columns(conn, "images")
+    kinds = AUDIT_KINDS["best and last pictures"]
+    # the Audit page's count: distinct pictures (a best = last picture once, with the flags of both) over
+    # those the checks could read (a trial read 55 % here and 100 % there for the same run)
     flagged = (
-        f"""(SELECT avg((coalesce(flags, '') <> '')::DOUBLE) FROM images
-             WHERE layer = ? AND kind IN ('best', 'last') AND flags IS NOT NULL AND unit IN ({marks}))"""
+        f"""(SELECT count(*) FILTER (WHERE len(fl) > 0)::DOUBLE / nullif(count(*) FILTER (WHERE checked), 0)
+             FROM ({pictures_sql(conn, kinds, f"AND layer = ? AND unit IN ({marks})")}))"""
         if has_flags
         else "NULL::DOUBLE"
     )
@@ -96,7 +100,11 @@ def stats_over(conn: Any, layer: str, units: list[int]) -> dict[str, Any]:
                    (SELECT {steps} FROM chains WHERE layer = ? AND unit IN ({marks})) AS steps,
                    (SELECT {passes} FROM chains WHERE layer = ? AND unit IN ({marks})) AS passes
             FROM units WHERE layer = ? AND unit IN ({marks})""",
-        [layer, *units, *([layer, *units] if has_flags else []), layer, *units, layer, *units, layer, *units],
+        [
+            *[layer, *units],
+            *([*kinds, layer, *units] if has_flags else []),
+            *[layer, *units, layer, *units, layer, *units],
+        ],
     )
     row = frame.iloc[0].to_dict()
     return {k: (None if is_null(v) else v) for k, v in row.items()}
@@ -121,8 +129,34 @@ def setting_differences(config: dict[str, Any], other: dict[str, Any]) -> list[s
             "dae",
         ]:  # the generator stays: every method's manifold score
             continue
-        out.append(f"{key}: {_value_at(config, key)} vs {_value_at(other, key)}")
+        (ours, ours_default), (theirs, theirs_default) = _value_at(config, key), _value_at(other, key)
+        if ours == theirs:  # a default one run's file leaves out and the other's names is no difference
+            continue
+        out.append(f"{key}: {_shown(ours)}{ours_default} vs {_shown(theirs)}{theirs_default}")
     return out
+
+
+MISSING = object()
+
+
+def omitted_default(key: str) -> Any:
+    """The default of the run-config key ``key`` (``sampler.stop_at``) when run.json leaves it out at its
+    default (``omit_default``: a newer key keeps older configs' hashes), else MISSING."""
+    from pydantic import BaseModel
+
+    from atlas.config import RunConfig
+    from atlas.config.section import field_extra
+
+    cls: Any = RunConfig
+    field = None
+    for part in key.split("."):
+        field = cls.model_fields.get(part) if isinstance(cls, type) and issubclass(cls, BaseModel) else None
+        if field is None:
+            return MISSING
+        cls = field.annotation
+    if field is None or not field_extra(field).get("omit_default"):
+        return MISSING
+    return field.get_default(call_default_factory=True)
 
 
 METHOD_SECTIONS = ("dgn_am", "ppgn_h", "pixel", "fourier", "maco", "accentuation", "ga", "cmaes")
@@ -139,16 +173,21 @@ def _sampler_method(config: dict[str, Any]) -> str:
     return str((sampler or {}).get("method") or "") if isinstance(sampler, dict) else ""
 
 
-def _value_at(config: Any, key: str) -> str:
+def _value_at(config: Any, key: str) -> tuple[Any, str]:
+    """(the value of dotted ``key`` in a run's config dict, " (default)" when run.json left it out at its
+    default — a trial read ``stop_at: 1.0 vs –`` — else ""); None when the config has no such key."""
     value = config
     for part in key.split("."):
-        if isinstance(value, dict):
-            value = value.get(part, "–")
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, dict):
+            default = omitted_default(key)
+            return (None, "") if default is MISSING else (default, " (default)")
         elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
             value = value[int(part)]
         else:
-            return "–"
-    return _shown(value)
+            return None, ""
+    return value, ""
 
 
 def _shown(value: Any) -> str:

@@ -48,6 +48,35 @@ def first_term(composite: str) -> str:
         return composite
 
 
+def composite_terms(conn: Any, layer: str, composite: str) -> str | None:
+    """A composite's terms in words, each with its unit's label where the run labels units ("unit 3
+    (class:triangle) + unit 5 (class:frame)"), so "3 + 5" says which classes it joins (a trial could not
+    tell); None when the expression does not read."""
+    from atlas.config.composites import parse_composite
+    from atlas.errors import ConfigError
+
+    try:
+        terms = parse_composite(composite).terms
+    except ConfigError:
+        return None
+    labels: dict[int, str] = {}
+    if "label" in table_columns(conn, "units"):
+        ids = [u for u, _ in terms]
+        rows = fetch_frame(
+            conn,
+            f"SELECT unit, label FROM units WHERE layer = ? AND unit IN ({', '.join('?' for _ in ids)})",
+            [layer, *ids],
+        )
+        labels = {int(r.unit): str(r.label) for r in rows.itertuples() if not is_null(r.label)}
+    out = []
+    for i, (unit, weight) in enumerate(terms):
+        sign = ("- " if weight < 0 else "+ ") if i else ("-" if weight < 0 else "")
+        size = f"{abs(weight):g} x " if abs(weight) != 1 else ""
+        named = f" ({labels[unit]})" if unit in labels else ""
+        out.append(f"{sign}{size}unit {unit}{named}")
+    return " ".join(out)
+
+
 def unit_kinds(conn: Any, layer: str) -> dict[int, dict[str, Any]]:
     """unit -> {"composite": expression or None, "status": ..., "error": ...} of every unit of ``layer``
     that is a composite or failed (the others are the layer's own, sampled units)."""

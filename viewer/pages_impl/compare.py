@@ -143,9 +143,31 @@ def _summary_table(runs: list[tuple[str, dict | None, list[str]]]) -> None:
     if any(s and s.get("flagged_share") is not None for _, s, _ in runs):
         rows["flagged pictures"] = [_percent(s, "flagged_share") for _, s, _ in runs]
     names = [name for name, _, _ in runs]
-    table = pd.DataFrame({"": list(rows), **{n: [v[i] for v in rows.values()] for i, n in enumerate(names)}})
-    wide = {n: st.column_config.TextColumn(width="large") for n in names}  # "ppgn_h/dae, maco[spectrum..."
-    st.dataframe(table, hide_index=True, width="content", column_config=wide)
+    table = pd.DataFrame({n: [v[i] for v in rows.values()] for i, n in enumerate(names)}, index=list(rows))
+    # a static table: its cells wrap to the page's width (on a phone the scrolling data frame showed the
+    # first run's column alone, the other off to the right with no sign of it: a trial)
+    st.table(table)
+    _budgets_differ(runs)
+
+
+def _budgets_differ(runs: list[tuple[str, dict | None, list[str]]]) -> None:
+    """A warning when the two runs spent different forward passes per picture: ``sampler.steps`` is one
+    gradient step (3 passes) for gradient methods and one generation (a population of passes) for GA and
+    CMA-ES, so the same steps are budgets that differ up to ~7 x (a trial compared DGN-AM and GA at 150 vs
+    1,000 passes with nothing said)."""
+    passes = [(name, (s or {}).get("passes")) for name, s, _ in runs]
+    known = [(name, int(p)) for name, p in passes if p is not None]
+    if len(known) < 2 or len({p for _, p in known}) == 1:
+        return
+    (a, pa), (b, pb) = known[:2]
+    more, fewer = (a, b) if pa > pb else (b, a)
+    st.warning(
+        f"The runs spent different budgets: {pa:,} forward passes per picture in {a}, {pb:,} in {b}, "
+        f"so {more} had {max(pa, pb) / min(pa, pb):.1f} x the search of {fewer}. A gradient step costs 3 "
+        "passes and a GA or CMA-ES generation one per member of its population; `atlas bench quality` "
+        "compares the methods at equal budgets.",
+        icon=":material/balance:",
+    )
 
 
 def _percent(stats: dict | None, key: str) -> str:

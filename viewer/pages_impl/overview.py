@@ -63,7 +63,9 @@ def _header(ctx: Context, failed: int = 0) -> None:
             "no `atlas run` writes it now: its driver stopped without marking it (killed, or its machine "
             "went down); the same `atlas run` resumes it, redoing no completed shard"
         )
-    bits = [f"created {info.get('created') or '–'}"]
+    methods = data.methods(ctx.conn)  # what drew the pictures: a trial found it only on the unit page
+    bits = [f"method{'s' if len(methods) > 1 else ''} {', '.join(f'`{m}`' for m in methods) or '–'}"]
+    bits.append(f"created {info.get('created') or '–'}")
     if info.get("git_sha"):
         sha = short_sha(str(info["git_sha"]))  # the code that started the run; a resume's other code too
         later = {short_sha(str(g)) for g in ctx.manifest.get("resumed_git_sha") or [] if g} - {sha}

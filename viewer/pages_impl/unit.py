@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import math
+from typing import Any
 from urllib.parse import urlencode
 
 import altair as alt
@@ -113,7 +114,7 @@ def _unit_input(ids: list[int]) -> int:
     return int(state.get("unit"))
 
 
-def _title(view: data.UnitView) -> None:
+def _title(view: data.UnitView, conn: Any) -> None:
     composite = (view.row or {}).get("composite")
     st.title(f"{view.layer} · {widgets.markdown_text(data.unit_name(view.unit, composite))}")
     row = view.row
@@ -121,6 +122,9 @@ def _title(view: data.UnitView) -> None:
         st.caption(
             f"objective `{row['objective']}` · {row.get('kind') or ''} · method {row.get('method') or '–'}"
         )
+    terms = data.composite_terms(conn, view.layer, composite) if composite else None
+    if terms:
+        st.caption(widgets.plain_caption(f"a composite of {terms}"))
 
 
 def _metrics(row: dict) -> None:
@@ -599,7 +603,7 @@ def render(ctx: Context) -> None:
         unit = _unit_input(ids)
     view = data.unit_view(ctx.conn, layer, unit, ids)
     with top[0]:
-        _title(view)
+        _title(view, ctx.conn)
     steps = _grid_steps(ctx, layer, unit)
     _nav(ctx, view, "top", steps)
     if steps:
