@@ -18,7 +18,7 @@ import importlib
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 # subcommand -> module under atlas.commands (explicit table; no dynamic discovery)
@@ -222,6 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:  # while the commands' modules load
         print("atlas: interrupted", file=sys.stderr)
         return 130
+    restore = _sigterm_as_interrupt()
     try:
         code = args._run(args)
         with naming_stdout():
@@ -247,7 +248,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (BrokenPipeError, ValueError):  # stderr went with stdout (`2>&1 | head`)
             _output_gone()
         return int(getattr(exc, "exit_code", 130))  # 143 after SIGTERM, 141 when its output pipe closed
+    finally:
+        restore()
     return int(code or 0)
+
+
+def _sigterm_as_interrupt() -> Callable[[], None]:
+    """SIGTERM (``kill``, ``timeout``, a scheduler) raised as :class:`Terminated` in every command, so its
+    clean-up runs as after Ctrl-C and it exits 143 with one line: an export ended by ``timeout`` died of the
+    signal and left its staging folder behind (a trial). Commands with their own handling (``atlas run``'s
+    SigtermGuard, ``atlas view``) set theirs over it. Returns what puts the earlier handler back."""
+    import signal
+    import threading
+
+    from atlas.errors import Terminated
+
+    if threading.current_thread() is not threading.main_thread():  # an embedding program's thread
+        return lambda: None
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is not signal.SIG_DFL:  # a program embedding atlas keeps its own
+        return lambda: None
+
+    def terminated(signum: int, frame: object) -> None:
+        raise Terminated
+
+    signal.signal(signal.SIGTERM, terminated)
+    return lambda: signal.signal(signal.SIGTERM, previous)
 
 
 INTERRUPTED_CODES = (130, 141, 143)  # Ctrl-C, a closed output pipe, SIGTERM

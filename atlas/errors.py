@@ -26,6 +26,22 @@ def first_line(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
+def raised_at(exc: BaseException) -> str:
+    """`` at file.py:LINE`` of the deepest frame of ``exc``'s traceback outside torch and the standard
+    library (the line of the user's network that failed, not ``linear.py``, where torch raised: a trial), else
+    of its deepest frame; "" without a traceback."""
+    import sysconfig
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ else []
+    if not frames:
+        return ""
+    stdlib = sysconfig.get_paths()["stdlib"]
+    own = [f for f in frames if "/torch/" not in f.filename and not f.filename.startswith(stdlib)]
+    frame = (own or frames)[-1]
+    return f" at {frame.filename.replace(chr(92), '/').rsplit('/', 1)[-1]}:{frame.lineno}"
+
+
 def some(items, n: int = 5, *, quoted: bool = False) -> str:
     """The first ``n`` of ``items`` for a one-line message: ``a, b, c and 4 more``."""
     items = list(items)

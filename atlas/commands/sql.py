@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import decimal
 import json
 import math
 import sys
@@ -119,8 +120,8 @@ def iso_duration(value: dt.timedelta) -> str:
 
 
 def _json_cell(value: Any) -> Any:
-    """Strict JSON: NaN and infinities (no JSON number) as null, within lists and maps too; times in ISO
-    8601 (timestamps, dates, intervals as durations)."""
+    """Strict JSON: NaN and infinities (no JSON number) as null, within lists and maps too; DECIMALs as
+    numbers; times in ISO 8601 (timestamps, dates, intervals as durations)."""
     from atlas.store.queries import JsonText
 
     if isinstance(value, JsonText):  # a JSON column's value: the data it holds
@@ -129,6 +130,8 @@ def _json_cell(value: Any) -> Any:
         except ValueError:
             return str(value)
     value = _cell(value)
+    if isinstance(value, decimal.Decimal):  # DuckDB types a literal 0.5 DECIMAL: a number, not "0.5"
+        value = int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, list | tuple):
@@ -271,7 +274,9 @@ def write_stream(
     """Every row of an answer as CSV or JSON (``fmt``), written batch by batch as it is read: the same
     cells as :func:`write_result`; JSON is one array with a record a line (``end`` after its ``]``)."""
     if fmt == "csv":
-        out.write(csv_line(columns))
+        from atlas.tables import unique_names
+
+        out.write(csv_line(unique_names(columns)))  # the JSON records' keys: `a, a_2`, not `a, a` (a trial)
         for rows in batches:
             out.writelines(csv_line([_csv_cell(v) for v in row]) for row in rows)
         return

@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from atlas.config import RunConfig, config_data_hash
+from atlas.config import RunConfig, config_data_hash, replace
 from atlas.errors import AtlasError, ConfigError, Interrupted, Terminated
 from atlas.models import LayerProbe, example_input
 from atlas.pipeline.models_setup import RunModels, ShippedBundle, WorkerBundle, build_bundle, build_models
@@ -193,6 +193,8 @@ def run_atlas(
     checked = preflight_models(cfg, models)
     for warning in checked.warnings:
         warn(f"atlas: warning: {warning}")
+    if checked.contiguous_only:  # a forward that needs contiguous memory (x.view of a conv output)
+        cfg = replace(cfg, compute=replace(cfg.compute, channels_last=False))
     layers = resolve_layers(cfg, models, checked.layer_shapes)
     loc = run_location(cfg)
     store = RunStore(loc)

@@ -34,12 +34,13 @@ from torch import nn
 
 from atlas.config import CODE_METHODS, OWN_START_METHODS, RunConfig, check_sampler_models
 from atlas.config.advice import config_warnings
-from atlas.errors import AtlasError, ConfigError, ModelError, first_line, some
+from atlas.errors import AtlasError, ConfigError, ModelError, first_line, raised_at, some
 from atlas.models import model_layers
 from atlas.models.deepsim import CAFFENET_CODE_LAYERS, foreign_code_note
 from atlas.models.loaded import LoadedModel
 from atlas.models.probes import LayerInfo, LayerProbe, resolve_modules
 from atlas.models.registry import check_spec, example_input
+from atlas.sampling.compute import channels_last_breaks
 from atlas.sampling.concepts import MIN_POSITIVES
 from atlas.sampling.facets import default_facet_layer, pass_through_layers
 from atlas.sampling.real import check_image_folder, evenly_spaced, image_files, small_concepts
@@ -62,6 +63,7 @@ class PreflightReport:
     output_layer: str | None = None
     facet_layer: str | None = None  # None: facets disabled
     code_layer: str | None = None
+    contiguous_only: bool = False  # the target fails in channels_last: the run turns it off (a warning says)
 
 
 def is_local(address: str | None) -> bool:
@@ -164,9 +166,27 @@ def preflight_config(cfg: RunConfig, *, address: str | None = None, decode_image
 
     check_address(address)
     check_model_specs(cfg)  # a typo in a spec is named before the checks it would mislead (starts)
+    _check_out_dir(cfg)
     warnings = check_device(cfg, is_local(address))
     have_real, _, said = check_real_images(cfg, decode_images)
     return warnings + said + _without_real_images(cfg, have_real)
+
+
+def _check_out_dir(cfg: RunConfig) -> None:
+    """A local ``out_dir`` where a new run cannot be written (a file on its path, a read-only folder) is one
+    line here, before Ray starts: `atlas config --check` passed it and `atlas run` failed after Ray's start
+    (a trial). A run folder that exists is left to the run: a complete run on read-only media reruns as
+    "nothing to do"."""
+    from pathlib import Path
+
+    from atlas.atomic import check_writable_dir
+    from atlas.uri_filesystem import is_remote
+
+    if is_remote(cfg.out_dir):
+        return
+    run_dir = Path(cfg.out_dir.removeprefix("file://")).expanduser() / cfg.name
+    if not run_dir.is_dir():  # named as Location.check_writable names it, where the run checks it again
+        check_writable_dir(run_dir, "the run folder out_dir/name" if os.path.lexists(run_dir) else "out_dir")
 
 
 def _without_real_images(cfg: RunConfig, have_real: bool) -> list[str]:
@@ -484,6 +504,7 @@ def preflight_models(cfg: RunConfig, models: RunModels) -> PreflightReport:
     target, s = models.target, cfg.sampler
     module = target.module
     rows = model_layers(target, include_containers=True)  # a failing forward pass: one line, with the size
+    _check_batches(target)
     shapes = {r.name: r.shape for r in rows}
     output = target.output_layer
     layer_shapes = _check_layers(cfg, module, shapes, output)
@@ -508,6 +529,8 @@ def preflight_models(cfg: RunConfig, models: RunModels) -> PreflightReport:
     )
     warnings += _foreign_code(cfg, models) + _stats_of_another_code(cfg, models, code_layer)
     warnings += _code_blind_generator(models, pictures)
+    contiguous_only = _channels_last_note(cfg, target)
+    warnings += contiguous_only
     if cfg.models.target.output_layer and facet_layer and not cfg.facets.layer:
         warnings.append(
             f"facets cluster the features of {facet_layer!r} (the last 1-D layer before the output layer "
@@ -519,7 +542,38 @@ def preflight_models(cfg: RunConfig, models: RunModels) -> PreflightReport:
         output_layer=output,
         facet_layer=facet_layer,
         code_layer=code_layer,
+        contiguous_only=bool(contiguous_only),
     )
+
+
+def _check_batches(target: LoadedModel) -> None:
+    """The workers run the target on batches; a forward that assumes one picture (``x.view(1, -1)``) passed
+    the one-picture probe and failed every unit in the workers (a trial)."""
+    try:
+        with torch.no_grad():
+            target.module(example_input(target, 2))
+    except Exception as exc:  # noqa: BLE001 - user networks fail in many ways
+        raise ModelError(
+            f"models.target: a forward pass on a batch of 2 pictures failed ({type(exc).__name__}: "
+            f"{first_line(exc)}{raised_at(exc)}) where one picture passes; atlas runs the target on batches: "
+            "keep the batch dimension (x.flatten(1) or x.reshape(x.size(0), -1), not x.view(1, -1))"
+        ) from None
+
+
+def _channels_last_note(cfg: RunConfig, target: LoadedModel) -> list[str]:
+    """A target that fails in the channels_last memory format (``compute.channels_last``, on by default,
+    :func:`channels_last_breaks`) runs in the default one: ``atlas run`` turns the setting off for the run
+    (``PreflightReport.contiguous_only``) and says so."""
+    if not cfg.compute.channels_last or target.space is None:
+        return []
+    why = channels_last_breaks(target.module, example_input(target, 2))
+    if why is None:
+        return []
+    return [
+        f"models.target fails in the channels_last memory format ({why}); the run turns "
+        "compute.channels_last off: use .reshape or .flatten there (a .view of a conv output needs "
+        "contiguous memory) for channels_last's speed, or set compute.channels_last: false to leave this out"
+    ]
 
 
 def _check_differentiable(target: LoadedModel, layers: list[str], method: str, generator: bool) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from atlas.config import ComputeConfig, config_from_dict
-from atlas.errors import AtlasError, RunFailed, WorkerSetupError, first_line
+from atlas.errors import AtlasError, RunFailed, WorkerSetupError, first_line, raised_at
 from atlas.pipeline.holder import end_before_rays_exit_handler
 from atlas.pipeline.models_setup import ShippedBundle, WorkerBundle, build_bundle, make_engine
 from atlas.pipeline.plan import Shard
@@ -168,9 +168,7 @@ class AtlasWorker:
     def _setup_failure(self, exc: BaseException) -> str:
         """``Type: message at file:line`` of a setup that raised; its whole traceback is written to the run's
         ``_workers/<host>-<pid>.traceback.txt`` (every node reaches the run) and named."""
-        frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
-        where = f" at {os.path.basename(frame.filename)}:{frame.lineno}" if frame else ""
-        said = f"{type(exc).__name__}: {first_line(exc)}{where}"
+        said = f"{type(exc).__name__}: {first_line(exc)}{raised_at(exc)}"
         name = _own_file(".traceback.txt")
         try:
             self.store.loc.write_bytes(name, "".join(traceback.format_exception(exc)).encode())

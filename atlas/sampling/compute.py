@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from atlas.config import ComputeConfig
-from atlas.errors import ConfigError
+from atlas.errors import ConfigError, first_line, raised_at
 
 
 def cpu_has_native_bf16() -> bool:
@@ -144,6 +144,32 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
+def channels_last_breaks(module: nn.Module, x: torch.Tensor) -> str | None:
+    """``Type: message at file:LINE`` when ``module``'s forward fails on ``x`` (B, C, H, W) in the
+    channels_last memory format but not in the default one, else None. The usual cause is a ``.view`` of a
+    conv output (``x.view(x.size(0), -1)``), which needs contiguous memory (``.reshape`` / ``.flatten`` do
+    not): a user's network failed in every worker with channels_last on (the default). ``module`` is left in
+    the default format."""
+    if x.dim() != 4:
+        return None
+    try:
+        with torch.no_grad():
+            module.to(memory_format=torch.channels_last)
+            try:
+                module(x.contiguous(memory_format=torch.channels_last))
+            finally:
+                module.to(memory_format=torch.contiguous_format)
+        return None
+    except Exception as exc:  # noqa: BLE001 - user networks fail in many ways
+        failed = f"{type(exc).__name__}: {first_line(exc)}{raised_at(exc)}"
+    try:
+        with torch.no_grad():
+            module(x.contiguous())
+    except Exception:  # noqa: BLE001 - it fails in either format: the pre-flight names that
+        return None
+    return failed
+
+
 @dataclass(frozen=True)
 class ComputeSetup:
     device: torch.device
@@ -182,9 +208,11 @@ class ComputeSetup:
         return torch.autocast(device_type=self.device.type, dtype=self.dtype)
 
     def to_input(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` in the memory format the networks run in: channels_last (4-D) where set up, else contiguous
+        (a permuted batch of real images broke a network's ``x.view``: a trial)."""
         if self.channels_last and x.dim() == 4:
             return x.contiguous(memory_format=torch.channels_last)
-        return x
+        return x.contiguous()
 
     def prepare(self, module: nn.Module, compile_ok: bool = True) -> nn.Module:
         """Move to the device (channels_last where set up); torch.compile when configured and ``compile_ok``.

@@ -157,7 +157,7 @@ def load_image_folder(
                 f"image {str(f)!r} is unreadable ({exc.__class__.__name__}); fix or remove it "
                 "(every image file in the folder, or in its facets.real_limit sample, is used)"
             ) from None
-    images = torch.stack(out).permute(0, 3, 1, 2).float() / 255.0  # (N, 3, size, size)
+    images = torch.stack(out).permute(0, 3, 1, 2).contiguous().float() / 255.0  # (N, 3, size, size)
     root = Path(path).expanduser()
     return FolderImages(
         images=images,

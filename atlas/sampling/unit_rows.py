@@ -14,14 +14,13 @@ A finished unit's chains get their facets (``facets.assign_facets``) and the uni
 from __future__ import annotations
 
 import math
-import traceback
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from atlas.config.composites import Composite
-from atlas.errors import first_line
+from atlas.errors import first_line, raised_at
 from atlas.models.spaces import to_uint8_images
 from atlas.sampling.concepts import path_score
 from atlas.sampling.facets import assign_facets
@@ -210,8 +209,7 @@ class UnitRows:
 
     def _error_row(self, index: int, exc: BaseException, unit: Unit | None) -> UnitResult:
         eng = self.engine
-        where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
-        loc = f" at {where.filename.rsplit('/', 1)[-1]}:{where.lineno}" if where else ""
+        loc = raised_at(exc)
         return UnitResult(
             layer=self.layer,
             unit=index,

@@ -27,6 +27,7 @@ from atlas.store.manifest import (
     MARKER_SUFFIX,
     RUN_FILE,
     SHARDS_DIR,
+    SUMMARY_FILE,
     marker_files,
     marker_readable,
     newer_schema,
@@ -223,5 +224,6 @@ def verify_run(
                 report.repaired.append(shard)
             now = read_manifest(loc)  # as it is now, not as it was before the checks
             if now.get("status") == "complete":  # the next `atlas run` redoes what is missing
+                loc.delete(SUMMARY_FILE)  # a finished run's totals, no longer its own
                 write_json(loc, RUN_FILE, {**now, "status": "incomplete"})
     return report

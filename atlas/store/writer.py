@@ -247,6 +247,7 @@ class RunStore:
             resumed["created"] = existing.get("created", manifest.get("created"))
             resumed["status"] = "running"
             resumed["resumed"] = [*existing.get("resumed", []), _now()]
+            self.drop_summary()  # the finished run's totals no longer hold (a trial's pipeline read them)
             # the code that started the run stays its git_sha; each resume's own code is listed beside
             resumed["git_sha"] = existing.get("git_sha", manifest.get("git_sha"))
             resumed["resumed_git_sha"] = [*existing.get("resumed_git_sha", []), manifest.get("git_sha")]
@@ -303,6 +304,12 @@ class RunStore:
         manifest["status"] = "complete"
         manifest["finished"] = summary["finished"]
         write_json(self.loc, RUN_FILE, manifest)
+
+    def drop_summary(self) -> None:
+        """Remove ``summary.json``: the run is being written again (a resume, an extension) or lost shards
+        (``atlas verify --repair``), so a finished run's totals and finish time would mislead; the run's
+        next finish writes it anew."""
+        self.loc.delete(SUMMARY_FILE)  # a missing one is fine
 
     def mark_interrupted(self, status: str = "interrupted") -> None:
         """Mark a run the driver stopped ``interrupted`` (Ctrl-C) or ``incomplete`` (it failed) in

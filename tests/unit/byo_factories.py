@@ -297,3 +297,34 @@ def breaks_in_forward() -> nn.Module:
 
 
 breaks_in_forward.atlas_image_space = good.atlas_image_space
+
+
+class Flattens(nn.Module):
+    """The good network with its flatten written in forward, as many users write it: ``view`` with the
+    batch kept (needs contiguous memory: fails on channels_last conv outputs) or one picture assumed."""
+
+    def __init__(self, batch_of_one: bool = False) -> None:
+        super().__init__()
+        layers = list(net().children())
+        self.features = nn.Sequential(*layers[:6])
+        self.classifier = nn.Sequential(*layers[7:])
+        self.batch_of_one = batch_of_one
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(x)
+        x = x.view(1, -1) if self.batch_of_one else x.view(x.size(0), -1)
+        return self.classifier(x)
+
+
+def views_flat() -> nn.Module:
+    return Flattens()
+
+
+views_flat.atlas_image_space = good.atlas_image_space
+
+
+def one_picture() -> nn.Module:
+    return Flattens(batch_of_one=True)
+
+
+one_picture.atlas_image_space = good.atlas_image_space

@@ -440,6 +440,15 @@ REAL = {"facets": {"real_images": "{tmp}/imgs"}}
 
 PREFLIGHT_CASES = [
     Case(
+        "own target that takes one picture at a time",  # a trial: the check passed, every unit failed
+        (
+            "models.target: a forward pass on a batch of 2 pictures failed (RuntimeError: mat1 and mat2",
+            "at byo_factories.py:",  # the user's line, not torch's linear.py
+            "keep the batch dimension (x.flatten(1)",
+        ),
+        {"models": {"target": f"{SPEC}:one_picture"}, "layers": [{"name": "classifier.4"}]},
+    ),
+    Case(
         "own generator without its code shape",  # a trial: pre-flight passed, then every worker died
         (
             "models.generator: spec 'python:tests.unit.byo_factories:generator_without_code_shape': the "
@@ -807,6 +816,35 @@ def test_another_networks_generator_needs_its_code_layer_only_to_read_real_codes
     assert_one_line_error(code, out, err, expect, tmp_path)
 
 
+def test_a_target_that_views_its_conv_output_runs_in_the_default_memory_format(tmp_path, capsys):
+    """``x.view(x.size(0), -1)`` of a conv output fails in channels_last (on by default): a trial's network
+    passed the check and then failed in every worker, and with channels_last off lost its real images to a
+    permuted (non-contiguous) image batch. Said once, and the run draws its pictures in the default format
+    (run_atlas turns compute.channels_last off when the pre-flight reports ``contiguous_only``)."""
+    good_folder(tmp_path)
+    data = base_config(tmp_path) | {"layers": [{"name": "classifier.4", "units": "0-1"}]}
+    data["models"]["target"] = f"{SPEC}:views_flat"
+    data["facets"] = {"real_images": str(tmp_path / "imgs"), "top_k_real": 2}
+    (tmp_path / "view.yaml").write_text(yaml.safe_dump(data))
+    code, out, err = run_cli(capsys, "config", str(tmp_path / "view.yaml"), "--check")
+    assert code == 0, err
+    said = "models.target fails in the channels_last memory format (RuntimeError: view size is not compatible"
+    assert said in err and "at byo_factories.py:" in err and "use .reshape or .flatten there" in err
+    code, out, err = run_cli(capsys, "config", str(tmp_path / "view.yaml"), "--check", "--set",
+                             "compute.channels_last=false")  # fmt: skip
+    assert code == 0 and "channels_last memory format" not in err, err
+    from atlas.config import load_config, replace
+    from atlas.pipeline.models_setup import build_bundle, build_models, make_engine
+    from atlas.pipeline.preflight import preflight_models
+
+    cfg = load_config(tmp_path / "view.yaml")
+    assert preflight_models(cfg, build_models(cfg)).contiguous_only  # atlas run turns channels_last off
+    cfg = replace(cfg, compute=replace(cfg.compute, channels_last=False))
+    engine = make_engine(cfg, build_bundle(cfg), torch.device("cpu"))
+    (result,) = engine.map_units("classifier.4", [0], seed=0)
+    assert result.status == "ok" and len(result.real_topk) == 2  # its real images read (contiguous)
+
+
 # ------------------------------------------------------------------------------------- atlas layers
 
 LAYERS_CASES = [
@@ -1005,3 +1043,8 @@ def test_a_run_folder_that_is_a_file_is_named_as_the_run_folder(tmp_path, capsys
     (tmp_path / "afile").write_text("x")  # out_dir itself a file: out_dir named
     args = ["run", path, "--no-progress", "--set", f"out_dir={tmp_path}/afile", "--set", "name=bad2"]
     assert_one_line_error(*run_cli(capsys, *args), (f"out_dir: {tmp_path}/afile is a file",), tmp_path)
+    # and `atlas config --check`, which passed it (a trial: the run then failed after Ray's start)
+    args = ["config", path, "--check", "--set", f"out_dir={tmp_path}/afile", "--set", "name=bad2"]
+    assert_one_line_error(*run_cli(capsys, *args), (f"out_dir: {tmp_path}/afile is a file",), tmp_path)
+    args = ["config", path, "--check", "--set", f"out_dir={tmp_path}/junk", "--set", "name=bad2"]
+    assert_one_line_error(*run_cli(capsys, *args), case.expect, tmp_path)

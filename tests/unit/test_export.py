@@ -147,6 +147,43 @@ def test_an_earlier_export_is_replaced_whole_and_a_failed_one_changes_nothing(ru
     assert [p.name for p in tmp_path.iterdir()] == ["atlas"]  # no staging or old folder left
 
 
+def test_a_terminated_export_leaves_nothing_and_a_killed_ones_leftovers_go(
+    run, tmp_path, capsys, monkeypatch
+):
+    """``timeout`` (SIGTERM) ended an export by the signal, its staging folder left beside --out; one
+    killed (SIGKILL) leaves it anyway: the next export to the same --out removes it, not a live export's
+    (a trial)."""
+    import os
+    import signal
+
+    out = tmp_path / "atlas"
+    monkeypatch.setattr(
+        "viewer.export.build.save_sheet", lambda *_a, **_k: os.kill(os.getpid(), signal.SIGTERM)
+    )
+    code, _, err = cli(capsys, "export", str(run), "--out", str(out))
+    assert code == 143 and err.strip() == "atlas: interrupted", err
+    assert list(tmp_path.iterdir()) == [] and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    monkeypatch.undo()
+    dead = [
+        tmp_path / f".atlas.export-{_ended_pid()}-0123abcd",
+        tmp_path / f".atlas.old-{_ended_pid()}-89abcdef",
+    ]
+    live = tmp_path / f".atlas.export-{os.getppid()}-0123abcd"  # the test's parent: alive
+    other = tmp_path / f".other.export-{_ended_pid()}-0123abcd"  # another --out's
+    for folder in [*dead, live, other]:
+        folder.mkdir()
+    assert cli(capsys, "export", str(run), "--out", str(out))[0] == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["atlas", live.name, other.name])
+
+
+def _ended_pid() -> int:
+    import subprocess
+
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
 @pytest.mark.parametrize(
     ("args", "expect"),
     [
@@ -195,6 +232,15 @@ def test_a_run_still_running_exports_what_is_done_and_says_what_is_not(tmp_path,
         "a partial atlas: the run was running when exported (1 of 2 shards done); no unit done yet in conv3"
         in page
     )
+    record = json.loads((tmp_path / "part" / MARKER).read_text())  # a pipeline reads the same (a trial)
+    assert {k: record[k] for k in ("run_status", "shards_done", "planned_shards", "layers_not_done")} == {
+        "run_status": "running",
+        "shards_done": 1,
+        "planned_shards": 2,
+        "layers_not_done": ["conv3"],
+    }
+    assert record["units"] == "all" and record["run"] == str(running) and record["layers"] == ["fc8"]
+    assert record["exported"].endswith("+00:00") and record["tile_px"] == 96
     code, out, err = cli(capsys, "export", str(running), "--out", str(tmp_path / "p2"), "--units", "99")
     assert code == 2 and "--units: '99' selects no unit of fc8, conv3;" in err, err
     empty = tmp_path / "empty"

@@ -47,6 +47,15 @@ def test_sql_formats(run_dir, capsys):
     assert json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in JSON")) == [
         {"a": None, "a_2": 2, "xs": [None, 1.5]}
     ]
+    sql.run(parse(sql, [str(run_dir), q, "--format", "csv"]))
+    assert capsys.readouterr().out.splitlines()[0] == "a,a_2,xs"  # the JSON keys (a trial read `a,a`)
+    # DECIMALs (DuckDB's type of a literal 0.5) are JSON numbers, not strings (a trial)
+    sql.run(
+        parse(
+            sql, [str(run_dir), "SELECT 0.5 AS t, 1.25 * 2 AS y, 3::DECIMAL(9, 2) AS n", "--format", "json"]
+        )
+    )
+    assert json.loads(capsys.readouterr().out) == [{"t": 0.5, "y": 2.5, "n": 3}]
     # a JSON column is nested data in JSON (a user's trial: config::JSON->'layers' came out as a string),
     # and its text in a table or CSV
     q = """SELECT '{"layers": [{"name": "fc8"}]}'::JSON->'layers' AS l, ['[1]'::JSON] AS js,

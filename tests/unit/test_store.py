@@ -272,6 +272,10 @@ def test_finalize(store):
     store.finalize({"units": 2})
     assert json.loads((Path(store.uri) / "summary.json").read_text())["units"] == 2
     assert json.loads((Path(store.uri) / "run.json").read_text())["status"] == "complete"
+    # written again (a resume, an extension): a pipeline read the finished run's totals while it ran (a trial)
+    store.init_run(manifest())
+    assert json.loads((Path(store.uri) / "run.json").read_text())["status"] == "running"
+    assert not (Path(store.uri) / "summary.json").exists()
 
 
 def test_png_roundtrip():
@@ -629,9 +633,11 @@ def test_verify_names_shards_with_failed_units_and_repair_has_them_redone(store,
     out = capsys.readouterr().out
     assert "shard fc8-0001: 1 unit failed (no pictures): ValueError: this net only takes batch 1" in out
     assert "0 bad, 1 with failed units" in out and "once the units' error is fixed, run `atlas verify" in out
+    assert (run / "summary.json").is_file()
     assert main(["verify", str(run), "--repair"]) == 0
     assert store.completed_shards() == {"fc8-0000"}
     assert open_run(run).execute("SELECT status FROM run").fetchone() == ("incomplete",)
+    assert not (run / "summary.json").exists()  # the finished run's totals went with its finish (a trial)
 
 
 def test_a_damaged_complete_run_is_refused_by_sql_and_found_by_verify(store, capsys):

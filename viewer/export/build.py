@@ -11,12 +11,15 @@ with files in it is refused.
 from __future__ import annotations
 
 import datetime as dt
+import glob
 import json
 import math
 import os
 import re
 import shlex
 import shutil
+import signal
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -189,14 +192,52 @@ def _export_layer(
 
 
 def _move_into_place(staging: Path, out: Path) -> None:
-    """``staging`` becomes ``out``; an earlier export there is removed once the new one is in place."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-        os.replace(out, old)
-    os.replace(staging, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    """``staging`` becomes ``out``; an earlier export there is removed once the new one is in place. Ctrl-C
+    and SIGTERM wait until both are done (one in the middle left the earlier export beside the new one, in a
+    hidden folder nothing removed: a trial); they are answered right after."""
+    blocked = {signal.SIGINT, signal.SIGTERM}
+    held = hasattr(signal, "pthread_sigmask") and threading.current_thread() is threading.main_thread()
+    if held:
+        signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+    try:
+        old = None
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+            os.replace(out, old)
+        os.replace(staging, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if held:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
+
+
+LEFT_BEHIND = re.compile(r"^\.(?P<out>.+)\.(?:export|old)-(?P<pid>\d+)-[0-9a-f]{8}$")
+
+
+def remove_left_behind(out: Path) -> list[Path]:
+    """Remove the hidden staging and old folders of earlier exports to ``out`` whose process is gone (killed
+    before its clean-up ran: SIGKILL, a power cut); a live export's are kept. Returns those removed."""
+    removed = []
+    for path in out.parent.glob(f".{glob.escape(out.name)}.*-*-*"):
+        m = LEFT_BEHIND.match(path.name)
+        if m is None or m["out"] != out.name or not path.is_dir() or _alive(int(m["pid"])):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        return True
+    return True
 
 
 def export_run(req: ExportRequest, say: Callable[[str], None] = print) -> ExportReport:
@@ -211,6 +252,7 @@ def export_run(req: ExportRequest, say: Callable[[str], None] = print) -> Export
         raise AtlasError(f"--units: {str(exc).removeprefix('units: ')}") from None
     conn = open_run(req.run)
     out = Path(os.path.abspath(req.out))
+    remove_left_behind(out)
     staging = out.with_name(f".{out.name}.export-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
         layers, not_yet = _layers(conn, req.layers)
@@ -265,8 +307,25 @@ def export_run(req: ExportRequest, say: Callable[[str], None] = print) -> Export
         ]
         meta += _partial_line(info, not_yet)
         (staging / "index.html").write_text(index_html(f"atlas · {name}", meta, site), encoding="utf-8")
-        marker = {"run": req.run, "exported": when, "picture": req.picture, "sort": req.sort,
-                  "units": req.units, "layers": [layer for layer, _, _ in report.layers]}  # fmt: skip
+        # what a pipeline reads back (a trial): the run as a full path, its state when exported (a partial
+        # atlas said so only on the page), the export's settings, and "all" for every unit
+        done, planned = info.get("shards_done"), info.get("planned_shards")
+        marker = {
+            "run": str(req.run) if "://" in str(req.run) else os.path.abspath(req.run),
+            "exported": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "run_status": info.get("status"),
+            "shards_done": None if done is None else int(done),
+            "planned_shards": None if planned is None else int(planned),
+            "method": _method(conn),
+            "picture": req.picture,
+            "sort": req.sort,
+            "units": req.units or "all",
+            "layers": [layer for layer, _, _ in report.layers],
+            "layers_not_done": not_yet,
+            "columns": req.columns,
+            "per_sheet": req.per_sheet,
+            "tile_px": req.tile_px,
+        }
         (staging / MARKER).write_text(json.dumps(marker, indent=1) + "\n", encoding="utf-8")
         _move_into_place(staging, out)
         return report
