@@ -389,10 +389,13 @@ def tuning_chart(
     # a unit below 0 on every concept (silent): dots on an axis that ends at 0, where a bar's length (from
     # 0, or from below the lowest) would say nothing a reader could use
     silent = high < 0
+    # the whole chart's height (Streamlit fits the axes inside it): at least 190 px, which the y axis's
+    # title needs, or 3 concepts' names were drawn on one spot over no bars (a trial)
+    tall = height or max(190, 24 * len(data) + 70)
     bars = (
-        alt.Chart(data, height=height or 24 * len(data) + 40).mark_circle(size=90, opacity=1)
+        alt.Chart(data, height=tall).mark_circle(size=90, opacity=1)
         if silent
-        else alt.Chart(data, height=height or 24 * len(data) + 40).mark_bar(clip=True)
+        else alt.Chart(data, height=tall).mark_bar(clip=True)
     ).encode(
         x=alt.X(f"{metric}:Q", title=title, scale=x_scale),
         y=alt.Y(

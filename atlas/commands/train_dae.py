@@ -67,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     )
     print(
         f"wrote {args.out}: DAE on {report['codes']} {layer} codes (dim {report['dim']}); held-out error "
-        f"{heldout:.4f} vs identity {identity:.4f} ({verdict})"
+        f"{heldout:.4f} vs identity {identity:.4f} ({verdict}); set models.dae: "
+        f'{{spec: "dae:residual_mlp", weights: {args.out}}}'
     )
     return 0

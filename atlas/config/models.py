@@ -119,7 +119,8 @@ class ModelConfig(Section):
         if not self.spec or ":" not in self.spec:
             raise ValueError(
                 f"spec: {self.spec!r} is not a model spec; expected SCHEME:NAME such as toyworld:target, "
-                "torchvision:alexnet, deepsim:fc6 or python:pkg.module:factory"
+                "torchvision:alexnet, deepsim:fc6, dae:residual_mlp or python:pkg.module:factory (a weights "
+                "file goes in weights: {spec: ..., weights: FILE})"
             )
         scheme = self.spec.partition(":")[0]
         if scheme not in MODEL_SCHEMES:  # before anything loads (atlas.models.registry.SCHEMES loads them)

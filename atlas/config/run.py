@@ -44,8 +44,11 @@ def check_sampler_models(
             "set models.generator or use a pixel-family method (pixel, fourier, maco, accentuation)"
         )
     if method == "ppgn_h" and prior == "dae" and not dae:
-        joint = " or use sampler.ppgn_h.prior: joint" if code_layer else " (train one: atlas train-dae)"
-        raise ConfigError(f"models.dae: ppgn_h with prior: dae needs a DAE; set models.dae{joint}")
+        joint = " or use sampler.ppgn_h.prior: joint" if code_layer else ""
+        raise ConfigError(
+            "models.dae: ppgn_h with prior: dae needs a DAE; set models.dae (atlas train-dae trains one on "
+            f'the generator\'s codes: models.dae: {{spec: "dae:residual_mlp", weights: FILE}}){joint}'
+        )
     if method == "ppgn_h" and prior == "joint" and not code_layer:
         raise ConfigError(
             "models.code_layer: ppgn_h with prior: joint needs the target layer whose output is G's code "

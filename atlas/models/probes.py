@@ -46,14 +46,21 @@ def _kind(shape: tuple[int, ...]) -> tuple[str, int]:
     return "other", 0
 
 
+SMALL_NETWORK = 16  # modules: an unknown layer's error lists them all; a larger network's, close matches
+
+
 def resolve_modules(model: nn.Module, names: Iterable[str]) -> dict[str, nn.Module]:
     """Name -> module, with a one-line error (and close matches) for an unknown name."""
     table = dict(model.named_modules())
     out = {}
     for name in names:
         if name not in table or name == "":
-            hint = difflib.get_close_matches(name, [n for n in table if n], n=3)
+            named = [n for n in table if n]
+            hint = difflib.get_close_matches(name, named, n=3)
             extra = f" (did you mean {', '.join(repr(h) for h in hint)}?)" if hint else ""
+            if len(named) <= SMALL_NETWORK:  # a small network's names, said at once (a trial's 6-layer net)
+                valid = ", ".join(repr(n) for n in named) or "none (the network has no named submodules)"
+                raise ModelError(f"unknown layer {name!r}{extra}; the network's layers are {valid}")
             raise ModelError(f"unknown layer {name!r}{extra}; `atlas layers SPEC` lists the valid names")
         out[name] = table[name]
     return out

@@ -130,7 +130,12 @@ def check_real_images(cfg: RunConfig, decode: bool = True) -> tuple[bool, int | 
         have = cfg.models.target.spec.startswith("toyworld:")
         if not have:
             why = "facets.real_images is 'toyworld' and the target is not a toy-world model"
-            if start not in SEEDED_STARTS:
+            # said unless the seeded start's error below says it, or the method's own warning does
+            # (_without_real_images); fourier ran without a word (a trial: the key's default)
+            method, spectrum = cfg.sampler.method, cfg.sampler.maco.spectrum
+            own_warning = method == "accentuation" or (method == "maco" and spectrum == "real")
+            refused = start in SEEDED_STARTS and method not in OWN_START_METHODS
+            if not refused and not own_warning:
                 warnings.append(
                     f"{why}: no real images (no dataset examples); set a folder of images or null"
                 )

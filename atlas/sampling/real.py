@@ -22,6 +22,7 @@ import torch
 
 from atlas.errors import AtlasError
 from atlas.sampling.concepts import ConceptSet
+from atlas.tables import counted
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -54,7 +55,8 @@ def image_files(path: str | Path) -> list[Path]:
     """The image files under ``path`` (recursive, sorted); one-line errors for a missing/empty folder."""
     root = Path(path).expanduser()
     if not root.exists():
-        raise AtlasError(f"image folder {str(root)!r} not found; give a directory of .png/.jpg images")
+        where = "" if root.is_absolute() else f" (from {Path.cwd()})"  # a relative path: where it looked
+        raise AtlasError(f"image folder {str(root)!r} not found{where}; give a directory of .png/.jpg images")
     if not root.is_dir():
         raise AtlasError(f"image folder {str(root)!r} is a file, not a directory; give a directory of images")
     try:
@@ -72,7 +74,7 @@ def image_files(path: str | Path) -> list[Path]:
         )
     files = sorted(p for p in every if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        other = f" (it holds {len(every)} other files)" if every else " (it is empty)"
+        other = f" (it holds {counted(len(every), 'other file')})" if every else " (it is empty)"
         raise AtlasError(
             f"image folder {str(root)!r} holds no images{other}; expected {', '.join(IMAGE_SUFFIXES)} files"
         )

@@ -344,6 +344,12 @@ CONFIG_CASES = [
         {"models": {"target": "alexnet"}},
     ),
     Case(
+        "a weights file as the dae's spec",  # a trial's `--set models.dae=mydae.pt`: the DAE's spec not named
+        ("models.dae.spec: 'mydae.pt' is not a model spec", "dae:residual_mlp", "weights: FILE"),
+        GEN,
+        sets=("models.dae=mydae.pt",),
+    ),
+    Case(
         "target is a number",
         ("models.target: expected a spec string or a mapping, got 5",),
         {"models": {"target": 5}},
@@ -356,7 +362,7 @@ CONFIG_CASES = [
     ),
     Case(
         "no dae",
-        ("models.dae: ppgn_h with prior: dae needs a DAE",),
+        ("models.dae: ppgn_h with prior: dae needs a DAE", "atlas train-dae trains one", "dae:residual_mlp"),
         GEN,
         merge=({"sampler": {"method": "ppgn_h"}},),
     ),
@@ -490,7 +496,13 @@ PREFLIGHT_CASES = [
         {"layers": [{"name": "fc8"}, {"name": "conv2", "units": [1, 12]}]},
     ),
     Case(
-        "unknown layer", ("layers.0.name: unknown layer 'fc9'", "did you mean"), {"layers": [{"name": "fc9"}]}
+        "unknown layer",
+        (
+            "layers.0.name: unknown layer 'fc9'",
+            "did you mean",
+            "the network's layers are 'conv1', 'relu1', 'pool1', 'conv2',",  # a small network's, all of them
+        ),
+        {"layers": [{"name": "fc9"}]},
     ),
     Case(
         "kind conv on fc",
@@ -502,7 +514,12 @@ PREFLIGHT_CASES = [
         ("layers.0.kind: 'output'", "models.target.output_layer: fc7"),
         {"layers": [{"name": "fc7", "kind": "output"}]},
     ),
-    Case("image folder missing", ("facets.real_images: image folder '{tmp}/imgs' not found",), REAL),
+    Case("image folder missing", ("facets.real_images: image folder '{tmp}/imgs' not found;",), REAL),
+    Case(  # a relative path says where it looked (a trial ran from another folder)
+        "relative image folder missing",
+        ("facets.real_images: image folder 'no-such-imgs' not found (from /",),
+        {"facets": {"real_images": "no-such-imgs"}},
+    ),
     Case(
         "image folder is a file",
         ("facets.real_images:", "is a file, not a directory"),
@@ -517,7 +534,7 @@ PREFLIGHT_CASES = [
     ),
     Case(
         "image folder without images",
-        ("holds no images (it holds 1 other files)", ".png"),
+        ("holds no images (it holds 1 other file)", ".png"),
         REAL,
         setup=text_only_folder,
     ),

@@ -19,7 +19,7 @@ from atlas.errors import AtlasError, ConfigError
 from atlas.models import load_model
 from atlas.models.weights import module_fingerprint
 from atlas.pipeline.models_setup import build_models
-from atlas.pipeline.preflight import preflight
+from atlas.pipeline.preflight import preflight, preflight_config
 from atlas.sampling import Engine
 from tests.unit.byo_factories import net
 
@@ -183,6 +183,14 @@ def test_a_generator_whose_pictures_ignore_the_code_is_a_warning():
 def test_toyworld_images_for_another_target_is_a_warning_unless_starts_need_them():
     cfg = config(facets={"real_images": "toyworld"})
     assert any("not a toy-world model" in w for w in preflight(cfg, build_models(cfg)).warnings)
+    # a method that starts its own way under the default seeded start: said too (fourier ran without a word,
+    # the key's default for a user's own network: a trial), once for methods whose own warning says it
+    for method, said in (("fourier", 1), ("maco", 0), ("accentuation", 0)):
+        sampler = {"method": method, "steps": 2, "chains_per_unit": 2, "start": "facet_seeded"}
+        cfg = config(facets={"real_images": "toyworld"}, sampler=sampler)
+        warned = preflight_config(cfg)
+        assert sum("not a toy-world model" in w for w in warned) == said, warned
+        assert sum("real images" in w for w in warned) == 1, warned
 
 
 def test_cuda_on_a_cluster_is_a_warning_not_an_error(monkeypatch):

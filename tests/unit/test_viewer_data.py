@@ -1057,6 +1057,11 @@ def test_a_silent_units_tuning_chart_draws_dots_not_bars():
     assert widgets.tuning_chart(tuning, "mean", threshold=0.85).to_dict()["mark"]["type"] == "circle"
     active = tuning.assign(mean=[1.0, -0.5])
     assert widgets.tuning_chart(active, "mean", threshold=0.85).to_dict()["mark"]["type"] == "bar"
+    # a few concepts: high enough for its axes, which Streamlit fits inside the height (a trial's 3 concept
+    # folders drew their names on one spot over no bars at 112 px); many: a row each
+    assert widgets.tuning_chart(active, "mean", threshold=0.85).to_dict()["height"] >= 190
+    many = pd.DataFrame({"concept": list("abcdefghijkl"), "mean": 1.0, "auroc": 0.9, "is_label": 0})
+    assert widgets.tuning_chart(many, "mean", threshold=0.85).to_dict()["height"] >= 24 * 12 + 60
 
 
 def test_a_run_that_cannot_be_read_is_sent_to_the_check_that_finds_why():
