@@ -328,6 +328,14 @@ def _mean(x: list) -> float:
 # -------------------------------------------------------------------------------------------- running
 
 
+def rows_of(rows: dict[str, SamplerConfig], methods: list[str] | None) -> dict[str, SamplerConfig]:
+    """The common-start rows (``"dgn_am lr 0.033"``, ``"ppgn_h/dae"``) of ``methods`` (the data-start
+    table's names; None: all): `--methods dgn_am` ran PPGN-h's common-start rows too (a trial)."""
+    if not methods:
+        return rows
+    return {r: m for r, m in rows.items() if any(r == n or r.startswith((f"{n} ", f"{n}/")) for n in methods)}
+
+
 def run_quality(
     setup: QualitySetup,
     seeds: int = 3,
@@ -352,8 +360,8 @@ def run_quality(
         "settings": {n: all_methods[n].to_dict() for n in names},
         "note": short_search_note({n: all_methods[n] for n in names}),
     }
-    if common_start and setup.generator is not None:
-        cs_methods = setup.common_start or common_start_methods(setup.sampler)
+    cs_methods = rows_of(setup.common_start or common_start_methods(setup.sampler), methods)
+    if common_start and setup.generator is not None and cs_methods:
         cs_per, _, cs_timing = run(cs_methods, hidden=False, tag="common-")
         cs = {n: _aggregate(rows) for n, rows in cs_per.items() if rows}
         report["common_start"] = {

@@ -34,8 +34,15 @@ from atlas.toyworld.world import ToyWorld
 
 
 def _gate(value: float, threshold: float, below: bool = False) -> dict[str, Any]:
+    """``passes``: how the value must compare with the threshold ("<" for an error ratio, else ">="), in
+    the JSON report as in the table (a pipeline read every gate as ">=")."""
     passed = value < threshold if below else value >= threshold
-    return {"value": round(float(value), 4), "threshold": threshold, "passed": bool(passed)}
+    return {
+        "value": round(float(value), 4),
+        "threshold": threshold,
+        "passes": "<" if below else ">=",
+        "passed": bool(passed),
+    }
 
 
 @torch.no_grad()

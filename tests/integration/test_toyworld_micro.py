@@ -59,8 +59,13 @@ def test_micro_trains_from_scratch_and_passes_its_gates(tmp_path, monkeypatch):
     assert report["sources"] == dict.fromkeys(ALL_COMPONENTS, "trained")
     assert sum("retraining" in line for line in logs) == len(ALL_COMPONENTS), logs
     assert set(report["gates"]) == GATES
-    for gate in report["gates"].values():
-        assert set(gate) >= {"value", "threshold", "passed"}
+    for name, gate in report["gates"].items():
+        assert set(gate) >= {"value", "threshold", "passes", "passed"}
+        below = gate["passes"] == "<"  # the direction a pipeline compares in (a trial read every gate as >=)
+        assert gate["passed"] == (
+            gate["value"] < gate["threshold"] if below else gate["value"] >= gate["threshold"]
+        )
+        assert below == (name == "dae_error_ratio")
     assert set(report["seconds"]) >= {"target", "judge", "generator", "dae", "reader"}
     world = tmp_path / "toyworld" / shipped_dir(MICRO).name
     assert sorted(f.stem for f in world.glob("*.pt")) == sorted(ALL_COMPONENTS)

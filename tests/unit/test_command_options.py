@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -600,10 +601,16 @@ def test_the_viewer_bench_keeps_its_columns_for_long_layer_names_and_counts_the_
         "fc8": (10, 3),
         "layer3.1.conv2": (12, 3),
     }
-    _report(res, {}, argparse.Namespace(json=None))
+    slow = json.loads(json.dumps(res))
+    assert _report(res, {}, argparse.Namespace(json=None)) == (0 if res["passed"] else 1)
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith(("layer ", "fc8 ", "layer3"))]
     assert len(lines) > 2 and len({ln.index(" unit page") for ln in lines if " unit page" in ln}) == 1
     assert len({len(ln) for ln in lines}) == 1, lines  # every row as wide as the header: columns line up
+    # a page over the target fails the command, as a failed bootstrap gate does (a pipeline read exit 0)
+    slow["layers"]["fc8"]["unit_page"]["median_ms"] = 1e6
+    assert _report(slow, {}, argparse.Namespace(json=str(tmp_path / "v.json"))) == 1
+    assert json.loads((tmp_path / "v.json").read_text())["passed"] is False
+    assert "FAIL" in capsys.readouterr().out
 
 
 def test_an_interrupted_ray_throughput_bench_says_nothing_resumes(monkeypatch):
@@ -673,3 +680,11 @@ def test_a_bench_method_with_variants_stands_for_all_of_them():
     assert _variants(None, known) is None
     with pytest.raises(AtlasError, match=r"unknown method 'ppgn'; valid: dgn_am, ppgn_h/dae"):
         _variants(["ppgn"], known)
+    # the common-start table follows --methods too (`--methods dgn_am` ran PPGN-h's rows: a trial)
+    from atlas.bench.quality import common_start_methods, rows_of
+    from atlas.config import SamplerConfig
+
+    rows = common_start_methods(SamplerConfig(dgn_am={"lr": 0.3}))
+    assert list(rows_of(rows, ["dgn_am"])) == ["dgn_am", "dgn_am lr 0.1"]
+    assert list(rows_of(rows, ["ppgn_h/joint", "pixel"])) == ["ppgn_h/joint"]
+    assert rows_of(rows, ["fourier"]) == {} and rows_of(rows, None) == rows
