@@ -1,5 +1,5 @@
-"""`atlas verify RUN [--deep] [--repair]`: check every completed shard of a run; --repair re-opens the bad
-ones."""
+"""`atlas verify RUN [--deep] [--repair] [--json PATH]`: check every completed shard of a run; --repair
+re-opens the bad ones."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ EXAMPLES = """examples:
   atlas verify runs/demo --deep       # also every data page and picture (reads the whole run)
   atlas verify runs/demo --repair     # then the same `atlas run` redoes the bad shards
   atlas verify runs/demo --complete   # a script's "is it done?": exit 1 unless complete and sound
+  atlas verify runs/demo --json v.json  # the result for a pipeline: shards, problems, exit code
 """
 
 
@@ -32,6 +33,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also exit 1 when the run is not complete (running, interrupted or incomplete): a script's "
         "test that the run is finished and sound",
+    )
+    p.add_argument(
+        "--json",
+        metavar="PATH",
+        help="also write the result as JSON to PATH (its shards, problems, repairs and exit code): for a "
+        "pipeline that reads it instead of the text",
     )
     p.add_argument(
         "--deep",
@@ -86,6 +93,48 @@ def _say_problems(report) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
+    from pathlib import Path
+
+    from atlas.atomic import check_output_file
+    from atlas.bench import write_json
+    from atlas.errors import AtlasError
+
+    json_out = getattr(args, "json", None)
+    if json_out is not None:  # checked before the run is read (a whole --deep pass, or a repair)
+        here = Path(os.path.abspath(check_output_file(json_out, "--json")))
+        run = Path(os.path.abspath(Path(args.run_dir).expanduser()))
+        if "://" not in args.run_dir and run in (here, *here.parents):  # among the files it checks
+            raise AtlasError(f"--json: {json_out} is inside the run {args.run_dir}; write it somewhere else")
+        json_out = str(here)  # ~ expanded
+    report, code = _verify(args)
+    write_json(json_out, _record(report, code, args))
+    return code
+
+
+def _record(report, code: int, args: argparse.Namespace) -> dict:
+    """``--json``: the result a pipeline reads (a trial had the text alone to parse)."""
+    return {
+        "run": report.run,
+        "status": report.status,
+        "planned_shards": report.planned,
+        "shards": report.shards,
+        "files": report.files,
+        "deep": bool(args.deep),
+        "deep_rows": report.deep_rows if args.deep else None,
+        "deep_pictures": report.deep_pictures if args.deep else None,
+        "bad": dict(sorted(report.bad.items())),
+        "failed_units": {s: {"units": n, "error": e} for s, (n, e) in sorted(report.failed.items())},
+        "newer_schema": dict(sorted(report.newer.items())),
+        "unmarked": report.unmarked,
+        "config_edited": report.config_edited,
+        "repaired": sorted(report.repaired),
+        "exit_code": code,
+    }
+
+
+def _verify(args: argparse.Namespace):
+    """(the report, the exit code), with the text lines printed."""
     from atlas.store.location import open_location
     from atlas.store.verify import verify_run
 
@@ -112,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
         print(pending)
     damaged = bool(report.bad or report.unmarked or report.failed)
     if (report.newer or report.config_edited) and not damaged:
-        return 1  # not verified, and nothing --repair mends
+        return report, 1  # not verified, and nothing --repair mends
     if damaged and not args.repair:
         fixed = "once the units' error is fixed, " if report.failed and not report.bad else ""
         deep = " --deep" if args.deep else ""  # what only the deep check saw, only a deep repair sees
@@ -122,5 +171,5 @@ def run(args: argparse.Namespace) -> int:
         print("marked incomplete: the same `atlas run` redoes the missing shards")
     if getattr(args, "complete", False) and report.status != "complete":  # a trial's script read the text
         print(f"not complete: the run is {report.status or 'of unknown status'} (--complete)")
-        return 1
-    return 1 if (damaged and not args.repair) or report.config_edited else 0
+        return report, 1
+    return report, 1 if (damaged and not args.repair) or report.config_edited else 0

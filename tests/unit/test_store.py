@@ -607,8 +607,14 @@ def test_verify_finds_a_truncated_shard_and_repair_reopens_it(store, tmp_path):
     with pytest.raises(AtlasError) as err:
         open_run(run)
     assert "atlas verify" in str(err.value) and "\n" not in str(err.value)
-    assert main(["verify", str(run)]) == 1
-    assert main(["verify", str(run), "--repair"]) == 0
+    assert main(["verify", str(run), "--json", str(tmp_path / "v.json")]) == 1
+    said = json.loads((tmp_path / "v.json").read_text())  # the result a pipeline reads (a trial: text only)
+    assert said["exit_code"] == 1 and list(said["bad"]) == ["fc8-0001"] and said["repaired"] == []
+    assert said["shards"] == 2 and said["planned_shards"] == 2 and said["deep_rows"] is None
+    assert main(["verify", str(run), "--repair", "--json", str(tmp_path / "v.json")]) == 0
+    said = json.loads((tmp_path / "v.json").read_text())
+    assert said["exit_code"] == 0 and said["repaired"] == ["fc8-0001"]
+    assert main(["verify", str(run), "--json", str(run / "run.json")]) == 2  # never over the run's own files
     assert store.completed_shards() == {"fc8-0000"}
     assert open_run(run).execute("SELECT count(*) FROM units").fetchone() == (2,)
 
