@@ -78,7 +78,7 @@ def contact_sheet(
 ) -> Image.Image:
     """The tiles, ``columns`` a row, each picture ``tile_px`` square with its caption lines under it; a
     ``title`` line above; ``row_labels`` (one per row) in a column on the left."""
-    size = max(10, min(16, tile_px // 8))
+    size = max(10, min(24, tile_px // 8))  # captions grow with the tiles: 14 px under 256 px ones was small
     face, title_face = font(size), font(size + 4)
     lines = max((len(t.caption) for t in tiles), default=0)
     line_px = size + 3

@@ -317,3 +317,18 @@ def test_damaged_bytes_in_a_run_are_one_line_naming_the_deep_check(run, tmp_path
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("atlas: error: reading the run's files failed"), err
     assert "atlas verify --deep" in err and not out.exists()
+
+
+def test_a_sheet_names_its_run_and_method_and_is_as_wide_as_its_units(run, tmp_path, monkeypatch):
+    """Sheets of two methods' runs looked alike, and 4 units left a 10-column sheet mostly blank (a trial)."""
+    import viewer.export.build as build
+
+    made = []
+    real = build.contact_sheet
+    monkeypatch.setattr(build, "contact_sheet", lambda tiles, **kw: made.append(kw) or real(tiles, **kw))
+    export_run(ExportRequest(str(run), tmp_path / "atlas", layers=("fc8",), units="0-3"), say=lambda _: None)
+    (sheet,) = made
+    assert sheet["title"].startswith(f"{run.name} · dgn_am · fc8 · units 0-3 · best pictures"), sheet
+    assert sheet["columns"] == 4
+    with Image.open(tmp_path / "atlas" / "fc8" / "sheet-01.png") as im:
+        assert im.width < 6 * 96  # 4 tiles of 96 px and their gaps, not 10 columns

@@ -150,9 +150,11 @@ def _export_layer(
     staging: Path,
     labels: bool,
     say: Callable[[str], None],
+    heading: str = "",
 ) -> SiteLayer | None:
     """One layer's PNGs and contact sheets under ``staging``; its part of the page (None: no unit). A long
-    layer says how far it is every :data:`PROGRESS_EVERY_S`."""
+    layer says how far it is every :data:`PROGRESS_EVERY_S`. ``heading`` (the run and its method) starts
+    each sheet's title: sheets of two methods' runs looked alike (a trial)."""
     records = _unit_records(
         conn, data.GridQuery(layer=layer, sort=SORTS[req.sort], units=units, picture=req.picture)
     )
@@ -178,11 +180,10 @@ def _export_layer(
             said = time.monotonic()
         chunk = records[i : i + req.per_sheet]
         ids = data.format_units(sorted(int(r["unit"]) for r in chunk))
-        title = f"{layer} · units {ids} · {req.picture} pictures"
+        title = f"{heading}{layer} · units {ids} · {req.picture} pictures"
         name = f"{folder}/sheet-{i // req.per_sheet + 1:02d}.png"
-        sheet = contact_sheet(
-            tiles[i : i + req.per_sheet], columns=req.columns, tile_px=req.tile_px, title=title
-        )
+        columns = min(req.columns, len(chunk))  # 4 units: 4 columns, not 10 with 6 blank (a trial)
+        sheet = contact_sheet(tiles[i : i + req.per_sheet], columns=columns, tile_px=req.tile_px, title=title)
         save_sheet(sheet, staging / name)
         sheets.append(name)
     summary = (
@@ -269,8 +270,10 @@ def export_run(req: ExportRequest, say: Callable[[str], None] = print) -> Export
         report = ExportReport(req.out, skipped=[(layer, "no unit done yet") for layer in not_yet])
         site: list[SiteLayer] = []
         staging.mkdir(parents=True)
+        name = str(info.get("name") or Path(req.run.rstrip("/")).name)
+        heading = f"{name} · {_method(conn)} · "
         for layer in layers:
-            part = _export_layer(conn, req, layer, units, staging, labels, say)
+            part = _export_layer(conn, req, layer, units, staging, labels, say, heading)
             if part is None:
                 report.skipped.append((layer, "no unit in --units"))
                 continue
@@ -298,7 +301,6 @@ def export_run(req: ExportRequest, say: Callable[[str], None] = print) -> Export
                 f'give units the layers have (`atlas sql {shlex.quote(req.run)} "SELECT layer, min(unit), '
                 'max(unit) FROM units GROUP BY layer"`)'
             )
-        name = str(info.get("name") or Path(req.run.rstrip("/")).name)
         when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
         meta = [
             f"run {req.run} · status {info.get('status') or '–'} · method {_method(conn)}",
