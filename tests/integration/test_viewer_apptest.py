@@ -1100,3 +1100,32 @@ def test_a_grid_page_past_the_last_is_named_and_units_are_listed_compactly(runs,
     )
     unit = app(runs / "alpha", monkeypatch, page="unit", layer="conv3", unit=81)
     assert "Unit 81 is not in layer conv3 (units 0-15)" in texts(unit, "alert")
+
+
+def test_the_facets_section_says_when_the_reader_sees_more_facets_than_were_counted(tmp_path, monkeypatch):
+    """A pill unit counted one facet while its chains drew capsules and two-dot pills, and the page said
+    nothing (a trial looking for multifaceted units)."""
+    import numpy as np
+
+    run = tmp_path / "run"
+    make_synthetic_run(run, layers={"fc8": 10}, chains=4, steps=40, real_k=3)
+    facets = ["facet:pill/capsule", "facet:pill/two_dots", "facet:pill/capsule", "facet:pill/capsule"]
+
+    def images(df: pd.DataFrame) -> pd.DataFrame:
+        df = df.copy()
+        last = (df["unit"] == 8) & (df["kind"] == "last")
+        df["reader_concepts"] = df["reader_concepts"].astype(object)
+        df.loc[last, "reader_concepts"] = pd.Series(
+            [np.array(["class:pill", facets[int(c)]], dtype=object) for c in df.loc[last, "chain"]],
+            index=df.index[last],
+            dtype=object,
+        )
+        return df
+
+    rewrite_run(run, "fc8", units=lambda df: df.assign(facet_count=1), images=images)
+    at = app(run, monkeypatch, page="unit", layer="fc8", unit=8)
+    said = texts(at, "caption")
+    assert "The attribute reader finds 2 facets among the chains' last pictures (pill/capsule (3), " in said
+    assert "pill/two_dots (1)) where the facet layer" in said and "separates 1" in said, said
+    other = app(run, monkeypatch, page="unit", layer="fc8", unit=7)  # one facet seen: nothing said
+    assert "The attribute reader finds" not in texts(other, "caption")

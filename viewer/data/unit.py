@@ -98,7 +98,8 @@ def unit_chains(conn: Any, layer: str, unit: int, src: Sources | None = None) ->
 
 
 IMAGE_COLUMNS = ["chain", "kind", "step", "facet", "real_index", "real_name", "png", "width", "height",
-                 "activation", "log_prob", "rank", *PICTURE_COLUMNS, "path_z", "path_percentile"]  # fmt: skip
+                 "activation", "log_prob", "rank", *PICTURE_COLUMNS, "path_z", "path_percentile",
+                 "reader_concepts"]  # fmt: skip
 
 
 def unit_images(conn: Any, layer: str, unit: int, src: Sources | None = None) -> pd.DataFrame:
@@ -427,6 +428,21 @@ class UnitView:
     metrics: list[str] = field(default_factory=list)
     label: LabelView | None = None
     unreadable: str | None = None  # why its pictures could not be read (damaged bytes), None when they could
+    reader_facets: dict[str, int] = field(default_factory=dict)  # facet concept -> last pictures showing it
+
+
+def reader_facets(images: pd.DataFrame) -> dict[str, int]:
+    """The facets (``facet:pill/capsule``) the attribute reader finds in the unit's last pictures, with how
+    many show each, most first ({} without reader columns): what the Facets section sets beside the facet
+    count, which clusters the facet layer's features (a trial saw two pill facets among the chains of a
+    unit counted as one)."""
+    last = images.loc[images["kind"] == "last", "reader_concepts"]
+    counts: dict[str, int] = {}
+    for concepts in last:
+        for c in _list(concepts):
+            if isinstance(c, str) and c.startswith("facet:"):
+                counts[c] = counts.get(c, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def _with_png(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
@@ -518,4 +534,5 @@ def unit_view(conn: Any, layer: str, unit: int, ids: list[int] | None = None) ->
         metrics=recorded_metrics(steps),
         label=label_view(page["unit"]),
         unreadable=page["images_unreadable"],
+        reader_facets=reader_facets(images),
     )

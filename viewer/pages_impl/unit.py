@@ -314,7 +314,7 @@ def _badges(df: pd.DataFrame, silent: bool = False) -> list[widgets.Badges] | No
     return [(badge, flags, silent) for badge, flags in zip(df["badge"], df["flags"], strict=True)]
 
 
-def _facets(view: data.UnitView) -> None:
+def _facets(view: data.UnitView, facet_layer: str | None = None) -> None:
     st.subheader("Facets")
     nb = "\u00a0"  # a caption wraps between its parts only: "chain" stays with its number
     items = [
@@ -326,6 +326,19 @@ def _facets(view: data.UnitView) -> None:
     widgets.tiles(items, columns=6, badges=badges)
     if badges is not None:  # the legend under the pictures it explains
         st.caption(widgets.PERCENTILE_HELP)
+    seen = view.reader_facets
+    counted = _int((view.row or {}).get("facet_count"))
+    if counted is not None and len(seen) > counted:  # the reader sees facets the facet layer did not part
+        shown = ", ".join(f"{c.removeprefix('facet:')} ({n})" for c, n in seen.items())
+        st.caption(
+            f"The attribute reader finds {len(seen)} facets among the chains' last pictures ({shown}) where "
+            f"the facet layer{_facet_layer_name(facet_layer)} separates {counted}: a facet is a cluster of "
+            'that layer\'s features, which need not keep the facets apart (docs/sampling.md, "Facets").'
+        )
+
+
+def _facet_layer_name(layer: Any) -> str:
+    return f" `{layer}`" if isinstance(layer, str) and layer else ""
 
 
 def _real(view: data.UnitView) -> None:
@@ -635,7 +648,7 @@ def render(ctx: Context) -> None:
             help="a conv unit reads one position of its map: the block of the picture it stands for",
         )  # fmt: skip
         view = data.with_outlined_cell(view, place) if outline else view
-    _facets(view)  # the pictures first: what a user opened the page for, above the fold
+    _facets(view, ctx.info.get("facet_layer"))  # the pictures first: what a user opened the page for
     _concept(view)
     _real(view)
     _trajectories(view)
