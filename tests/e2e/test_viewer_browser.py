@@ -406,7 +406,7 @@ def test_back_resets_the_grid_controls_the_earlier_url_lacks(server, page):
     units.fill("3-9")
     units.press("Enter")
     _wait_url(page, "**units=3-9**", "the URL to carry the units filter")
-    _wait_visible(page.get_by_text("showing 1–7 of 7 units"), "the filtered grid (7 units)")
+    _wait_visible(page.get_by_text("showing all 7 units"), "the filtered grid (7 units, one page)")
     page.go_back()
     _wait_visible(page.get_by_text("showing 1–48 of 64 units"), "the whole grid after Back")
     _wait_until(page, "() => document.querySelector('input[aria-label=\"Units\"]')?.value === ''",
