@@ -102,8 +102,8 @@ def run(args: argparse.Namespace) -> int:
 
     json_out = getattr(args, "json", None)
     if json_out is not None:  # checked before the run is read (a whole --deep pass, or a repair)
-        here = Path(os.path.abspath(check_output_file(json_out, "--json")))
-        run = Path(os.path.abspath(Path(args.run_dir).expanduser()))
+        here = Path(os.path.realpath(check_output_file(json_out, "--json")))  # through links (a trial)
+        run = Path(os.path.realpath(Path(args.run_dir).expanduser()))
         if "://" not in args.run_dir and run in (here, *here.parents):  # among the files it checks
             raise AtlasError(f"--json: {json_out} is inside the run {args.run_dir}; write it somewhere else")
         json_out = str(here)  # ~ expanded
