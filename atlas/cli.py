@@ -213,7 +213,7 @@ def os_error_line(exc: OSError, out: object = None) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from atlas.errors import AtlasError, naming_stdout
+    from atlas.errors import naming_stdout
 
     try:
         given = _utf8_arguments(sys.argv[1:] if argv is None else argv)
@@ -222,58 +222,77 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:  # while the commands' modules load
         print("atlas: interrupted", file=sys.stderr)
         return 130
-    restore = _sigterm_as_interrupt()
+    restore, terminated = _sigterm_as_interrupt()
     try:
         code = args._run(args)
         with naming_stdout():
             sys.stdout.flush()  # here, not at exit: a reader gone by then is the BrokenPipeError below
-    except AtlasError as exc:
-        print(f"atlas: error: {exc}", file=sys.stderr)
-        return int(getattr(exc, "exit_code", 2))  # a RunFailed: 1
-    except BrokenPipeError:  # e.g. `atlas config | head`: the reader has what it wanted
-        _output_gone()
-        return 0
-    except OSError as exc:  # read-only or full disk, a file where a directory should be, ...
-        print(f"atlas: error: {os_error_line(exc, getattr(args, 'out', None))}", file=sys.stderr)
-        return 2
     except Exception as exc:
-        damaged = _damaged_run_line(exc)
-        if damaged is None:
-            raise
-        print(f"atlas: error: {damaged}", file=sys.stderr)
-        return 2
+        if terminated():  # what the signal's interrupt left behind: DuckDB's "Query interrupted", say
+            return _said_interrupted(143)
+        return _failure(exc, args)
     except KeyboardInterrupt as exc:  # an Interrupted says how to resume
-        try:
-            print(f"atlas: {exc}" if str(exc) else "atlas: interrupted", file=sys.stderr)
-        except (BrokenPipeError, ValueError):  # stderr went with stdout (`2>&1 | head`)
-            _output_gone()
-        return int(getattr(exc, "exit_code", 130))  # 143 after SIGTERM, 141 when its output pipe closed
+        code = int(getattr(exc, "exit_code", 143 if terminated() else 130))  # 141: its output pipe closed
+        return _said_interrupted(code, str(exc))
     finally:
         restore()
     return int(code or 0)
 
 
-def _sigterm_as_interrupt() -> Callable[[], None]:
+def _failure(exc: Exception, args: argparse.Namespace) -> int:
+    """The exit status of a command that raised ``exc``, its one line said; anything else raised again."""
+    from atlas.errors import AtlasError
+
+    if isinstance(exc, AtlasError):
+        print(f"atlas: error: {exc}", file=sys.stderr)
+        return int(getattr(exc, "exit_code", 2))  # a RunFailed: 1
+    if isinstance(exc, BrokenPipeError):  # e.g. `atlas config | head`: the reader has what it wanted
+        _output_gone()
+        return 0
+    if isinstance(exc, OSError):  # read-only or full disk, a file where a directory should be, ...
+        print(f"atlas: error: {os_error_line(exc, getattr(args, 'out', None))}", file=sys.stderr)
+        return 2
+    damaged = _damaged_run_line(exc)
+    if damaged is None:
+        raise exc
+    print(f"atlas: error: {damaged}", file=sys.stderr)
+    return 2
+
+
+def _said_interrupted(code: int, said: str = "") -> int:
+    """``atlas: interrupted`` (or an Interrupted's own line, which says how to resume) on stderr; ``code``."""
+    try:
+        print(f"atlas: {said}" if said else "atlas: interrupted", file=sys.stderr)
+    except (BrokenPipeError, ValueError):  # stderr went with stdout (`2>&1 | head`)
+        _output_gone()
+    return code
+
+
+def _sigterm_as_interrupt() -> tuple[Callable[[], None], Callable[[], bool]]:
     """SIGTERM (``kill``, ``timeout``, a scheduler) raised as :class:`Terminated` in every command, so its
     clean-up runs as after Ctrl-C and it exits 143 with one line: an export ended by ``timeout`` died of the
     signal and left its staging folder behind (a trial). Commands with their own handling (``atlas run``'s
-    SigtermGuard, ``atlas view``) set theirs over it. Returns what puts the earlier handler back."""
+    SigtermGuard, ``atlas view``) set theirs over it. Returns (what puts the earlier handler back, whether the
+    signal came): a library may turn the interrupt into an error of its own (DuckDB: "Query interrupted"),
+    which is then said as the interrupt it was."""
     import signal
     import threading
 
     from atlas.errors import Terminated
 
+    came: list[bool] = []
     if threading.current_thread() is not threading.main_thread():  # an embedding program's thread
-        return lambda: None
+        return (lambda: None), (lambda: False)
     previous = signal.getsignal(signal.SIGTERM)
     if previous is not signal.SIG_DFL:  # a program embedding atlas keeps its own
-        return lambda: None
+        return (lambda: None), (lambda: False)
 
     def terminated(signum: int, frame: object) -> None:
+        came.append(True)
         raise Terminated
 
     signal.signal(signal.SIGTERM, terminated)
-    return lambda: signal.signal(signal.SIGTERM, previous)
+    return (lambda: signal.signal(signal.SIGTERM, previous)), (lambda: bool(came))
 
 
 INTERRUPTED_CODES = (130, 141, 143)  # Ctrl-C, a closed output pipe, SIGTERM

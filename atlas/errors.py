@@ -36,8 +36,12 @@ def raised_at(exc: BaseException) -> str:
     frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ else []
     if not frames:
         return ""
-    stdlib = sysconfig.get_paths()["stdlib"]
-    own = [f for f in frames if "/torch/" not in f.filename and not f.filename.startswith(stdlib)]
+    stdlib = sysconfig.get_paths()["stdlib"].rstrip("/") + "/"
+
+    def standard(name: str) -> bool:  # a pyenv/conda/Docker Python keeps site-packages inside stdlib's folder
+        return name.startswith(stdlib) and "-packages/" not in name
+
+    own = [f for f in frames if "/torch/" not in f.filename and not standard(f.filename)]
     frame = (own or frames)[-1]
     return f" at {frame.filename.replace(chr(92), '/').rsplit('/', 1)[-1]}:{frame.lineno}"
 

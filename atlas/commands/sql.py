@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TextIO
 
 from atlas.commands.options import int_in, positive_int, positive_number
-from atlas.errors import AtlasError, naming_stdout
+from atlas.errors import AtlasError, Terminated, naming_stdout
 from atlas.tables import format_table as text_table
 
 MAX_TIMEOUT_S = 86_400.0  # a day: longer is a typo (and inf overflows the timer)
@@ -335,7 +335,9 @@ def _read_or_cancel(
     """The next line, None at the end of input, _CANCELLED on Ctrl-C (the session goes on)."""
     try:
         return read_line(continued)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, Terminated):  # SIGTERM ends the session (a scheduler, `timeout`): not a Ctrl-C
+            raise
         say("")  # the prompt's line ends
         return _CANCELLED
 
@@ -516,7 +518,9 @@ def _interactive(conn: Any, args: argparse.Namespace, error_type: type) -> int:
             console.answer(conn, number, sql)
         except error_type as exc:
             console.complain(str(exc), (number, line))
-        except KeyboardInterrupt:  # Ctrl-C stops the query (run_query interrupts it), not the session
+        except KeyboardInterrupt as exc:  # Ctrl-C stops the query (run_query interrupts it), not the session
+            if isinstance(exc, Terminated):  # SIGTERM stops the session too
+                raise
             console.complain("interrupted", (number, line))
     return console.finish()
 
@@ -536,6 +540,8 @@ def _partial_note(conn: Any) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import duckdb
+
     from atlas.errors import AtlasError
     from atlas.store.catalog import open_run
     from atlas.store.location import open_location
@@ -565,4 +571,5 @@ def run(args: argparse.Namespace) -> int:
             print(note, file=sys.stderr)
         return 0
     finally:
-        conn.close()
+        with contextlib.suppress(duckdb.Error):  # a statement an interrupt left running: the process ends
+            conn.close()

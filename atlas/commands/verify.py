@@ -107,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
         if "://" not in args.run_dir and run in (here, *here.parents):  # among the files it checks
             raise AtlasError(f"--json: {json_out} is inside the run {args.run_dir}; write it somewhere else")
         json_out = str(here)  # ~ expanded
+        here.unlink(missing_ok=True)  # an earlier result there is never read as this one's (a review)
     report, code = _verify(args)
     write_json(json_out, _record(report, code, args))
     return code

@@ -12,6 +12,7 @@ first line of defence and gives the clear messages (``the SQL console is read-on
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import threading
@@ -320,7 +321,8 @@ def _run_bounded(
         cur.interrupt()
         worker.join(5.0)
         if not worker.is_alive():
-            cur.close()
+            with contextlib.suppress(duckdb.Error):  # "connection is busy": the interrupt's own end
+                cur.close()
         raise
     if worker.is_alive():
         cur.interrupt()

@@ -602,7 +602,8 @@ def test_the_viewer_bench_keeps_its_columns_for_long_layer_names_and_counts_the_
         "layer3.1.conv2": (12, 3),
     }
     slow = json.loads(json.dumps(res))
-    assert _report(res, {}, argparse.Namespace(json=None)) == (0 if res["passed"] else 1)
+    worst = max(v["unit_page"]["median_ms"] for v in res["layers"].values())
+    assert _report(res, {}, argparse.Namespace(json=None)) == (0 if worst <= 200 else 1)
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith(("layer ", "fc8 ", "layer3"))]
     assert len(lines) > 2 and len({ln.index(" unit page") for ln in lines if " unit page" in ln}) == 1
     assert len({len(ln) for ln in lines}) == 1, lines  # every row as wide as the header: columns line up

@@ -674,3 +674,34 @@ def test_a_settled_escape_puts_the_wakeup_pipe_back_and_reads_no_later_file(tmp_
         assert (tmp_path / "c.yaml").read_text() == text
     assert signal.set_wakeup_fd(before) == before
     assert not [t for t in threading.enumerate() if t.name == "atlas-start-escape"]
+
+
+def test_an_error_is_placed_at_the_users_line_not_torchs_nor_the_standard_librarys():
+    """A forward that failed inside torch was placed at torch's linear.py (a trial); a network installed
+    as a package under a pyenv / conda Python (its site-packages inside the standard library's folder) was
+    never named (a review)."""
+    import sysconfig
+
+    from atlas.errors import raised_at
+
+    stdlib = sysconfig.get_paths()["stdlib"]
+
+    def chain(*files: str) -> BaseException:
+        """An exception raised through one frame of each of ``files`` (outermost first)."""
+        namespace: dict = {}
+        for i, name in enumerate(reversed(files)):
+            body = "raise RuntimeError('mat1 and mat2')" if i == 0 else f"return f{i - 1}()"
+            exec(compile(f"def f{i}():\n    {body}\n", name, "exec"), namespace)
+        try:
+            namespace[f"f{len(files) - 1}"]()
+        except RuntimeError as exc:
+            return exc
+        raise AssertionError("nothing raised")
+
+    user = f"{stdlib}/site-packages/mynets/net.py"  # installed into a pyenv Python
+    exc = chain(
+        user, "/venv/lib/python3.11/site-packages/torch/nn/modules/linear.py", f"{stdlib}/functools.py"
+    )
+    assert raised_at(exc) == " at net.py:2"
+    assert raised_at(chain(f"{stdlib}/json/decoder.py")).startswith(" at test_dispatch.py:")  # its caller
+    assert raised_at(RuntimeError("never raised")) == ""

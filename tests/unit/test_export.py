@@ -152,28 +152,68 @@ def test_a_terminated_export_leaves_nothing_and_a_killed_ones_leftovers_go(
 ):
     """``timeout`` (SIGTERM) ended an export by the signal, its staging folder left beside --out; one
     killed (SIGKILL) leaves it anyway: the next export to the same --out removes it, not a live export's
-    (a trial)."""
+    nor another host's on a shared mount (a trial; a review)."""
+    import os
+    import signal
+    import socket
+
+    monkeypatch.setattr(signal, "getsignal", lambda _s: signal.SIG_DFL)  # as a fresh process (Ray sets one)
+    out = tmp_path / "atlas"
+    with monkeypatch.context() as m:
+        m.setattr("viewer.export.build.save_sheet", lambda *_a, **_k: os.kill(os.getpid(), signal.SIGTERM))
+        code, _, err = cli(capsys, "export", str(run), "--out", str(out))
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    assert code == 143 and err.strip() == "atlas: interrupted", err
+    assert list(tmp_path.iterdir()) == []
+    host = socket.gethostname()
+    dead = [
+        tmp_path / f".atlas.export-{host}-{_ended_pid()}-0123abcd",
+        tmp_path / f".atlas.old-{host}-{_ended_pid()}-89abcdef",
+    ]
+    live = tmp_path / f".atlas.export-{host}-{os.getppid()}-0123abcd"  # the test's parent: alive
+    elsewhere = tmp_path / f".atlas.export-other-host-{_ended_pid()}-0123abcd"  # its pid means nothing here
+    other = tmp_path / f".other.export-{host}-{_ended_pid()}-0123abcd"  # another --out's
+    for folder in [*dead, live, elsewhere, other]:
+        folder.mkdir()
+    assert cli(capsys, "export", str(run), "--out", str(out))[0] == 0
+    kept = sorted(["atlas", live.name, elsewhere.name, other.name])
+    assert sorted(p.name for p in tmp_path.iterdir()) == kept
+
+
+def test_a_signal_during_the_swap_waits_for_it(tmp_path, monkeypatch):
+    """A SIGTERM between the two renames left the earlier export in a hidden folder beside the new one (a
+    trial); blocking it in the main thread did not hold it while DuckDB's threads ran (a review)."""
     import os
     import signal
 
-    out = tmp_path / "atlas"
-    monkeypatch.setattr(
-        "viewer.export.build.save_sheet", lambda *_a, **_k: os.kill(os.getpid(), signal.SIGTERM)
-    )
-    code, _, err = cli(capsys, "export", str(run), "--out", str(out))
-    assert code == 143 and err.strip() == "atlas: interrupted", err
-    assert list(tmp_path.iterdir()) == [] and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
-    monkeypatch.undo()
-    dead = [
-        tmp_path / f".atlas.export-{_ended_pid()}-0123abcd",
-        tmp_path / f".atlas.old-{_ended_pid()}-89abcdef",
-    ]
-    live = tmp_path / f".atlas.export-{os.getppid()}-0123abcd"  # the test's parent: alive
-    other = tmp_path / f".other.export-{_ended_pid()}-0123abcd"  # another --out's
-    for folder in [*dead, live, other]:
-        folder.mkdir()
-    assert cli(capsys, "export", str(run), "--out", str(out))[0] == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["atlas", live.name, other.name])
+    from viewer.export.build import _move_into_place
+
+    out, staging = tmp_path / "atlas", tmp_path / "staging"
+    out.mkdir()
+    (out / "old.txt").write_text("earlier export")
+    staging.mkdir()
+    (staging / "new.txt").write_text("this export")
+    real_replace, calls = os.replace, []
+
+    def replace(a, b):  # the signal comes after the first rename
+        real_replace(a, b)
+        calls.append(b)
+        if len(calls) == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", replace)
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            _move_into_place(staging, out)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert len(calls) == 2 and (out / "new.txt").is_file()  # both renames done before the signal acted
+    assert not (out / "old.txt").exists()  # the earlier export is out of the way (its hidden folder: for
+    # the next export to remove, this process being gone by then)
 
 
 def _ended_pid() -> int:

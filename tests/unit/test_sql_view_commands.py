@@ -475,3 +475,45 @@ def test_a_piped_export_streams_as_a_one_shot_query(run_dir, monkeypatch, capsys
         {"statement": 3, "rows": [{"i": 0, "j": 0}]},
     ]
     assert out.splitlines()[1:3] == ['{"statement": 1, "rows": [', '{"i": 0, "j": 0},']  # a record a line
+
+
+@pytest.mark.parametrize("how", ["query", "script"])
+def test_sigterm_ends_a_sql_session_with_one_line(run_dir, monkeypatch, capsys, how):
+    """SIGTERM (a scheduler, `timeout`) is not Ctrl-C: a piped script went on with its next statement and
+    exited 0, and a one-shot query printed DuckDB's "connection is busy" traceback (a review)."""
+    import signal
+    import threading
+
+    from atlas.cli import main
+
+    monkeypatch.setattr(signal, "getsignal", lambda _s: signal.SIG_DFL)  # as a fresh process has it
+    slow = "SELECT count(*) FROM range(1000000000000) a"  # minutes: the signal comes first
+    if how == "script":
+        monkeypatch.setattr(sys, "stdin", io.StringIO(f"SELECT 1 AS one;\n{slow};\nSELECT 2 AS two;\n"))
+        argv = ["sql", str(run_dir), "--format", "csv"]
+    else:
+        argv = ["sql", str(run_dir), slow]
+    started = threading.Event()
+    real_execute = __import__("duckdb").DuckDBPyConnection.execute
+
+    main_thread = threading.main_thread().ident
+
+    def send_once_running():  # to the main thread, as a signal from outside the process reaches it
+        started.wait()
+        signal.pthread_kill(main_thread, signal.SIGTERM)
+
+    def execute(cur, query, *a, **k):
+        if "range(1000000000000)" in str(query):
+            started.set()
+        return real_execute(cur, query, *a, **k)
+
+    monkeypatch.setattr("duckdb.DuckDBPyConnection.execute", execute, raising=False)
+    sender = threading.Thread(target=send_once_running, daemon=True)
+    sender.start()
+    try:
+        code = main(argv)
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    out, err = capsys.readouterr()
+    assert code == 143 and err.strip().splitlines()[-1] == "atlas: interrupted", err
+    assert "Traceback" not in err and "two" not in out

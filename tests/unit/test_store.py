@@ -615,6 +615,9 @@ def test_verify_finds_a_truncated_shard_and_repair_reopens_it(store, tmp_path):
     said = json.loads((tmp_path / "v.json").read_text())
     assert said["exit_code"] == 0 and said["repaired"] == ["fc8-0001"]
     assert main(["verify", str(run), "--json", str(run / "run.json")]) == 2  # never over the run's own files
+    (tmp_path / "v.json").write_text('{"exit_code": 0}')  # an earlier result: gone when this one fails
+    assert main(["verify", str(tmp_path / "no-run"), "--json", str(tmp_path / "v.json")]) == 2
+    assert not (tmp_path / "v.json").exists()
     (tmp_path / "link").symlink_to(run)
     assert main(["verify", str(run), "--json", str(tmp_path / "link" / "v.json")]) == 2  # nor through a link
     assert store.completed_shards() == {"fc8-0000"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 from typing import Any
 
 import pandas as pd
@@ -154,6 +155,8 @@ def omitted_default(key: str) -> Any:
         if field is None:
             return MISSING
         cls = field.annotation
+        models = [a for a in typing.get_args(cls) if isinstance(a, type) and issubclass(a, BaseModel)]
+        cls = models[0] if models else cls  # ModelConfig | None: the section's model
     if field is None or not field_extra(field).get("omit_default"):
         return MISSING
     return field.get_default(call_default_factory=True)

@@ -10,6 +10,7 @@ with files in it is refused.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import glob
 import json
@@ -19,10 +20,11 @@ import re
 import shlex
 import shutil
 import signal
+import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -182,7 +184,7 @@ def _export_layer(
         ids = data.format_units(sorted(int(r["unit"]) for r in chunk))
         title = f"{heading}{layer} · units {ids} · {req.picture} pictures"
         name = f"{folder}/sheet-{i // req.per_sheet + 1:02d}.png"
-        columns = min(req.columns, len(chunk))  # 4 units: 4 columns, not 10 with 6 blank (a trial)
+        columns = min(req.columns, len(records))  # 4 units: 4 columns, not 10 with 6 blank (a trial)
         sheet = contact_sheet(tiles[i : i + req.per_sheet], columns=columns, tile_px=req.tile_px, title=title)
         save_sheet(sheet, staging / name)
         sheets.append(name)
@@ -194,38 +196,60 @@ def _export_layer(
 
 def _move_into_place(staging: Path, out: Path) -> None:
     """``staging`` becomes ``out``; an earlier export there is removed once the new one is in place. Ctrl-C
-    and SIGTERM wait until both are done (one in the middle left the earlier export beside the new one, in a
-    hidden folder nothing removed: a trial); they are answered right after."""
-    blocked = {signal.SIGINT, signal.SIGTERM}
-    held = hasattr(signal, "pthread_sigmask") and threading.current_thread() is threading.main_thread()
-    if held:
-        signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
-    try:
-        old = None
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    and SIGTERM wait until both renames are done (one between them left the earlier export beside the new
+    one, in a hidden folder: a trial) and are answered right after; the old folder's removal may be cut
+    (the next export to ``out`` removes what is left: :func:`remove_left_behind`)."""
+    old = out.with_name(f"{_hidden_prefix(out, 'old')}{uuid.uuid4().hex[:8]}") if out.exists() else None
+    with _signals_held():
+        if old is not None:
             os.replace(out, old)
         os.replace(staging, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM recorded, not acted on, inside the block (Python runs handlers in the main thread
+    whichever thread the signal reached, which blocking it there does not stop: DuckDB's threads took it in
+    a review), then sent again to this process's handlers as they were."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    came: list[int] = []
+    kinds = (signal.SIGINT, signal.SIGTERM)
+    before = {k: signal.signal(k, lambda signum, _frame: came.append(signum)) for k in kinds}
+    try:
+        yield
     finally:
-        if held:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
+        for k, handler in before.items():
+            signal.signal(k, handler)
+        for signum in dict.fromkeys(came):
+            signal.raise_signal(signum)
 
 
-LEFT_BEHIND = re.compile(r"^\.(?P<out>.+)\.(?:export|old)-(?P<pid>\d+)-[0-9a-f]{8}$")
+def _hidden_prefix(out: Path, kind: str) -> str:
+    """The start of the name of an export's hidden staging (``kind`` "export") or old (``"old"``) folder
+    beside ``out``: the host and process that made it, so that only its own host judges it left behind
+    (``out`` on a mount that several machines share)."""
+    return f".{out.name}.{kind}-{socket.gethostname()}-{os.getpid()}-"
 
 
 def remove_left_behind(out: Path) -> list[Path]:
-    """Remove the hidden staging and old folders of earlier exports to ``out`` whose process is gone (killed
-    before its clean-up ran: SIGKILL, a power cut); a live export's are kept. Returns those removed."""
+    """Remove the hidden staging and old folders of earlier exports to ``out`` made on this host by a process
+    that is gone (killed before its clean-up ran: SIGKILL, a power cut); a live export's, and another host's,
+    are kept. Returns those removed."""
     removed = []
-    for path in out.parent.glob(f".{glob.escape(out.name)}.*-*-*"):
-        m = LEFT_BEHIND.match(path.name)
-        if m is None or m["out"] != out.name or not path.is_dir() or _alive(int(m["pid"])):
-            continue
-        shutil.rmtree(path, ignore_errors=True)
-        removed.append(path)
+    host = socket.gethostname()
+    for kind in ("export", "old"):
+        start = f".{out.name}.{kind}-{host}-"
+        for path in out.parent.glob(f"{glob.escape(start)}*"):
+            pid, _, tag = path.name.removeprefix(start).partition("-")
+            ours = pid.isdigit() and re.fullmatch(r"[0-9a-f]{8}", tag) is not None and path.is_dir()
+            if not ours or _alive(int(pid)):
+                continue
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
     return removed
 
 
@@ -253,8 +277,7 @@ def export_run(req: ExportRequest, say: Callable[[str], None] = print) -> Export
         raise AtlasError(f"--units: {str(exc).removeprefix('units: ')}") from None
     conn = open_run(req.run)
     out = Path(os.path.abspath(req.out))
-    remove_left_behind(out)
-    staging = out.with_name(f".{out.name}.export-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    staging = out.with_name(f"{_hidden_prefix(out, 'export')}{uuid.uuid4().hex[:8]}")
     try:
         layers, not_yet = _layers(conn, req.layers)
         have = data.truth(conn)
@@ -330,6 +353,7 @@ def export_run(req: ExportRequest, say: Callable[[str], None] = print) -> Export
         }
         (staging / MARKER).write_text(json.dumps(marker, indent=1) + "\n", encoding="utf-8")
         _move_into_place(staging, out)
+        remove_left_behind(out)  # after the new export is in place: a killed one's old copy stays till then
         return report
     finally:
         conn.close()

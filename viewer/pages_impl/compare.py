@@ -157,7 +157,7 @@ def _budgets_differ(runs: list[tuple[str, dict | None, list[str]]]) -> None:
     1,000 passes with nothing said)."""
     passes = [(name, (s or {}).get("passes")) for name, s, _ in runs]
     known = [(name, int(p)) for name, p in passes if p is not None]
-    if len(known) < 2 or len({p for _, p in known}) == 1:
+    if len(known) < 2 or len({p for _, p in known}) == 1 or min(p for _, p in known) <= 0:
         return
     (a, pa), (b, pb) = known[:2]
     more, fewer = (a, b) if pa > pb else (b, a)

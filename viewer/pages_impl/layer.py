@@ -121,7 +121,8 @@ def _pager(page: int, pages: int, total: int, page_size: int, where: str = "") -
     second pager, under the tiles); a grid of one page says only its count (four disabled buttons took a
     phone's first screen: a trial)."""
     if pages == 1:
-        st.markdown(f"<div class='atlas-pager'>showing all {total:,} units</div>", unsafe_allow_html=True)
+        shown = "showing the one unit" if total == 1 else f"showing all {total:,} units"
+        st.markdown(f"<div class='atlas-pager'>{shown}</div>", unsafe_allow_html=True)
         return
     nav = st.columns([1, 1, 3, 1, 1])
     nav[0].button("First", icon=":material/first_page:", disabled=page == 0, key=f"grid_first{where}",
@@ -312,7 +313,7 @@ def render(ctx: Context) -> None:
         for rec in records
     )
     st.markdown(f"<div class='atlas-grid'>{tiles}</div>", unsafe_allow_html=True)
-    if len(records) > 2 * ROW_TILES:  # a long page: the pager again under it
+    if len(records) > 2 * ROW_TILES and pages > 1:  # a long page of several: the pager again under it
         _pager(page, pages, total, query.page_size, "_bottom")
     name = f"{ctx.run_dir.name}-{layer}-units.csv"
     st.download_button(  # the table made only when clicked (a callable): no cost to draw the grid
