@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from atlas.toyworld.presets import PRESETS
 
@@ -64,6 +65,20 @@ def _refuse_untrained_world(spec: str, preset: str) -> None:
         load_component("target" if name == "planted" else name, preset=preset, train_if_missing=False)
 
 
+def _batch_warning(model) -> None:
+    """A target that takes one picture at a time: what `atlas run` refuses, said here too, where its layers
+    still list (a trial)."""
+    from atlas.errors import ModelError
+    from atlas.pipeline.preflight import check_batches
+
+    if model.role != "target":
+        return
+    try:
+        check_batches(model)
+    except ModelError as exc:
+        print(f"atlas: warning: {exc}; atlas run refuses it", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     from atlas.config import ModelConfig, PreprocessConfig, ToyWorldRef
     from atlas.errors import AtlasError
@@ -97,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
         default_size=DEFAULT_SIZE,
     )
     rows = model_layers(model, include_containers=args.all)
+    _batch_warning(model)
     print(f"{args.spec} ({role}) - {_weights_line(model)}")
     if model.space is not None:
         direction = "output" if role == "generator" else "input"

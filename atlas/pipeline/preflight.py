@@ -509,7 +509,7 @@ def preflight_models(cfg: RunConfig, models: RunModels) -> PreflightReport:
     target, s = models.target, cfg.sampler
     module = target.module
     rows = model_layers(target, include_containers=True)  # a failing forward pass: one line, with the size
-    _check_batches(target)
+    check_batches(target)
     shapes = {r.name: r.shape for r in rows}
     output = target.output_layer
     layer_shapes = _check_layers(cfg, module, shapes, output)
@@ -551,7 +551,7 @@ def preflight_models(cfg: RunConfig, models: RunModels) -> PreflightReport:
     )
 
 
-def _check_batches(target: LoadedModel) -> None:
+def check_batches(target: LoadedModel) -> None:
     """The workers run the target on batches; a forward that assumes one picture (``x.view(1, -1)``) passed
     the one-picture probe and failed every unit in the workers (a trial)."""
     try:

@@ -904,6 +904,12 @@ def test_layers_uses_the_declared_size_and_says_when_it_assumes(capsys):
     assert code == 0 and "input space: 64x64" in out and "fc8" in out
     code, out, _ = run_cli(capsys, "layers", f"{SPEC}:undeclared", "--size", "32")
     assert code == 0 and "input space: 32x32" in out
+    # a network that takes one picture at a time lists its layers, and is said to be one `atlas run` refuses
+    code, out, err = run_cli(capsys, "layers", f"{SPEC}:one_picture")
+    assert code == 0 and "classifier.4" in out
+    assert "atlas: warning: models.target: a forward pass on a batch of 2 pictures failed" in err
+    assert err.strip().endswith("atlas run refuses it") and err.count("\n") == 1
+    assert run_cli(capsys, "layers", f"{SPEC}:good")[2] == ""  # none for a network that takes batches
 
 
 # ------------------------------------------------------------------------------ as a user sees it

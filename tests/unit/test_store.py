@@ -592,7 +592,7 @@ def test_a_partial_read_takes_one_attempt_of_each_unfinished_shard(store):
     assert conn.execute("SELECT list(DISTINCT png) FROM images").fetchone() == ([b"\x89PNG new"],)
 
 
-def test_verify_finds_a_truncated_shard_and_repair_reopens_it(store, tmp_path):
+def test_verify_finds_a_truncated_shard_and_repair_reopens_it(store, tmp_path, capsys):
     from atlas.cli import main
     from atlas.store.verify import verify_run
 
@@ -611,9 +611,11 @@ def test_verify_finds_a_truncated_shard_and_repair_reopens_it(store, tmp_path):
     said = json.loads((tmp_path / "v.json").read_text())  # the result a pipeline reads (a trial: text only)
     assert said["exit_code"] == 1 and list(said["bad"]) == ["fc8-0001"] and said["repaired"] == []
     assert said["shards"] == 2 and said["planned_shards"] == 2 and said["deep_rows"] is None
+    capsys.readouterr()
     assert main(["verify", str(run), "--repair", "--json", str(tmp_path / "v.json")]) == 0
     said = json.loads((tmp_path / "v.json").read_text())
-    assert said["exit_code"] == 0 and said["repaired"] == ["fc8-0001"]
+    assert said["exit_code"] == 0 and said["repaired"] == ["fc8-0001"] and said["shards"] == 1
+    assert ": 1 of 2 planned shards complete" in capsys.readouterr().out  # after the repair (a trial: 2 of 2)
     assert main(["verify", str(run), "--json", str(run / "run.json")]) == 2  # never over the run's own files
     (tmp_path / "v.json").write_text('{"exit_code": 0}')  # an earlier result: gone when this one fails
     assert main(["verify", str(tmp_path / "no-run"), "--json", str(tmp_path / "v.json")]) == 2
