@@ -75,6 +75,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--tile", type=int_in(16, 512, "pixels"), default=96, metavar="PX", help="a picture's side on a sheet"
     )
+    p.add_argument(
+        "--scale", type=int_in(1, 32, "times"), default=1, metavar="N",
+        help="each unit's PNG N times its stored size, every pixel a block (for slides; 1: the PNG as "
+        "stored)",
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -89,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     req = ExportRequest(
         run=args.run_dir, out=Path(args.out).expanduser(), layers=args.layers, units=args.units,
         picture=args.picture, sort=args.sort, columns=args.columns, per_sheet=args.per_sheet,
-        tile_px=args.tile,
+        tile_px=args.tile, scale=args.scale,
     )  # fmt: skip
     report = export_run(req)
     skipped = f" ({'; '.join(f'{layer}: {why}' for layer, why in report.skipped)})" if report.skipped else ""

@@ -239,6 +239,7 @@ def _ended_pid() -> int:
         (["--out", "{tmp}/.."], "holds the current folder"),
         (["--columns", "0"], "--columns"),
         (["--tile", "4096"], "--tile"),
+        (["--scale", "0"], "--scale"),
         (["--picture", "snapshot"], "--picture"),
     ],
 )
@@ -372,3 +373,20 @@ def test_a_sheet_names_its_run_and_method_and_is_as_wide_as_its_units(run, tmp_p
     assert sheet["columns"] == 4
     with Image.open(tmp_path / "atlas" / "fc8" / "sheet-01.png") as im:
         assert im.width < 6 * 96  # 4 tiles of 96 px and their gaps, not 10 columns
+
+
+def test_scale_writes_each_units_picture_larger_pixel_for_pixel(run, tmp_path, capsys):
+    """A lecturer's slides: the 48 px PNGs as stored were too small; --scale 4 makes every pixel a 4 x 4
+    block (no blur), and the record says so."""
+    out = tmp_path / "atlas"
+    code, _, err = cli(capsys, "export", str(run), "--out", str(out), "--layers", "fc8", "--units", "0-1",
+                       "--scale", "4")  # fmt: skip
+    assert code == 0, err
+    images = written(run, "images", "fc8")
+    mine = images[(images["unit"] == 1) & (images["kind"] == "best")]
+    stored = mine.loc[mine["activation"].idxmax(), "png"]
+    with Image.open(io.BytesIO(stored)) as small, Image.open(out / "fc8" / "unit-1.png") as big:
+        a, b = np.asarray(small.convert("RGB")), np.asarray(big.convert("RGB"))
+    assert b.shape == (a.shape[0] * 4, a.shape[1] * 4, 3)
+    assert np.array_equal(b[::4, ::4], a) and np.array_equal(b[3::4, 3::4], a)  # blocks, no blur
+    assert json.loads((out / MARKER).read_text())["scale"] == 4

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import glob
+import io
 import json
 import math
 import os
@@ -28,6 +29,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from PIL import Image
 
 from atlas.contact_sheet import Tile, contact_sheet, save_sheet
 from atlas.errors import AtlasError, ConfigError
@@ -52,6 +55,7 @@ class ExportRequest:
     columns: int = 10  # tiles a row on a contact sheet
     per_sheet: int = 100  # units a contact sheet
     tile_px: int = 96  # a picture's side on a contact sheet
+    scale: int = 1  # each unit's PNG this many times its stored size, nearest-neighbour (1: as stored)
 
 
 @dataclass
@@ -170,7 +174,8 @@ def _export_layer(
         href = None
         if rec.get("png") is not None:
             href = f"{folder}/unit-{int(rec['unit'])}.png"  # unpadded: the same name in every run and layer
-            (staging / href).write_bytes(rec["png"])  # as stored: the picture the run kept, not redrawn
+            # as stored: the picture the run kept, not redrawn; --scale N: each pixel an N x N block
+            (staging / href).write_bytes(_scaled(rec["png"], req.scale))
         failed = rec.get("status") == "error"
         tiles.append(Tile(rec.get("png"), caption, "failed" if failed else "no image"))
         site_tiles.append(SiteTile(href, caption[0], caption[1:], failed))
@@ -192,6 +197,21 @@ def _export_layer(
         f"{len(records)} unit{'s' if len(records) != 1 else ''} · {req.picture} pictures · by {req.sort}"
     )
     return SiteLayer(layer, folder, summary, tuple(sheets), tuple(site_tiles))
+
+
+def _scaled(png: bytes, scale: int) -> bytes:
+    """``png`` as it is (``scale`` 1), or ``scale`` times as large with every pixel a block (a lecturer's
+    slides: a 32 px picture); bytes that do not decode stay as they are."""
+    if scale == 1:
+        return png
+    try:
+        with Image.open(io.BytesIO(png)) as im:
+            big = im.resize((im.width * scale, im.height * scale), Image.Resampling.NEAREST)
+            out = io.BytesIO()
+            big.save(out, format="PNG")
+            return out.getvalue()
+    except (OSError, ValueError):
+        return png
 
 
 def _move_into_place(staging: Path, out: Path) -> None:
@@ -350,6 +370,7 @@ def export_run(req: ExportRequest, say: Callable[[str], None] = print) -> Export
             "columns": req.columns,
             "per_sheet": req.per_sheet,
             "tile_px": req.tile_px,
+            "scale": req.scale,
         }
         (staging / MARKER).write_text(json.dumps(marker, indent=1) + "\n", encoding="utf-8")
         _move_into_place(staging, out)
