@@ -46,6 +46,12 @@ def raised_at(exc: BaseException) -> str:
     return f" at {frame.filename.replace(chr(92), '/').rsplit('/', 1)[-1]}:{frame.lineno}"
 
 
+def error_line(exc: BaseException) -> str:
+    """``Type: first line at file.py:LINE`` (:func:`raised_at`): how a failure inside a user's network is
+    named in one line."""
+    return f"{type(exc).__name__}: {first_line(exc)}{raised_at(exc)}"
+
+
 def some(items, n: int = 5, *, quoted: bool = False) -> str:
     """The first ``n`` of ``items`` for a one-line message: ``a, b, c and 4 more``."""
     items = list(items)

@@ -119,7 +119,7 @@ def _record(report, code: int, args: argparse.Namespace) -> dict:
         "run": report.run,
         "status": report.status,
         "planned_shards": report.planned,
-        "shards": report.shards - len(report.repaired),  # complete ones, after a repair
+        "shards": report.complete,  # after a repair
         "files": report.files,
         "deep": bool(args.deep),
         "deep_rows": report.deep_rows if args.deep else None,
@@ -142,9 +142,8 @@ def _verify(args: argparse.Namespace):
     report = verify_run(open_location(args.run_dir, what="RUN"), repair=args.repair, deep=args.deep)
     _say_problems(report)
     of = f" of {report.planned} planned" if report.planned is not None else ""
-    complete = report.shards - len(report.repaired)  # after the repair: its shards are to be done again
     print(
-        f"{report.run}: {complete}{of} shards complete, {report.files} files checked"
+        f"{report.run}: {report.complete}{of} shards complete, {report.files} files checked"
         + (
             f" (deep: {report.deep_rows:,} rows read page by page, {report.deep_pictures:,} pictures decoded)"
             if args.deep

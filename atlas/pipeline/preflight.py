@@ -34,7 +34,7 @@ from torch import nn
 
 from atlas.config import CODE_METHODS, OWN_START_METHODS, RunConfig, check_sampler_models
 from atlas.config.advice import config_warnings
-from atlas.errors import AtlasError, ConfigError, ModelError, first_line, raised_at, some
+from atlas.errors import AtlasError, ConfigError, ModelError, error_line, first_line, some
 from atlas.models import model_layers
 from atlas.models.deepsim import CAFFENET_CODE_LAYERS, foreign_code_note
 from atlas.models.loaded import LoadedModel
@@ -559,8 +559,8 @@ def check_batches(target: LoadedModel) -> None:
             target.module(example_input(target, 2))
     except Exception as exc:  # noqa: BLE001 - user networks fail in many ways
         raise ModelError(
-            f"models.target: a forward pass on a batch of 2 pictures failed ({type(exc).__name__}: "
-            f"{first_line(exc)}{raised_at(exc)}) where one picture passes; atlas runs the target on batches: "
+            f"models.target: a forward pass on a batch of 2 pictures failed ({error_line(exc)}) where one "
+            "picture passes; atlas runs the target on batches: "
             "keep the batch dimension (x.flatten(1) or x.reshape(x.size(0), -1), not x.view(1, -1))"
         ) from None
 

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from atlas.config import ComputeConfig, config_from_dict
-from atlas.errors import AtlasError, RunFailed, WorkerSetupError, first_line, raised_at
+from atlas.errors import AtlasError, RunFailed, WorkerSetupError, error_line, first_line
 from atlas.pipeline.holder import end_before_rays_exit_handler
 from atlas.pipeline.models_setup import ShippedBundle, WorkerBundle, build_bundle, make_engine
 from atlas.pipeline.plan import Shard
@@ -168,7 +168,7 @@ class AtlasWorker:
     def _setup_failure(self, exc: BaseException) -> str:
         """``Type: message at file:line`` of a setup that raised; its whole traceback is written to the run's
         ``_workers/<host>-<pid>.traceback.txt`` (every node reaches the run) and named."""
-        said = f"{type(exc).__name__}: {first_line(exc)}{raised_at(exc)}"
+        said = error_line(exc)
         name = _own_file(".traceback.txt")
         try:
             self.store.loc.write_bytes(name, "".join(traceback.format_exception(exc)).encode())

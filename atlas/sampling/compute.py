@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from atlas.config import ComputeConfig
-from atlas.errors import ConfigError, first_line, raised_at
+from atlas.errors import ConfigError, error_line
 
 
 def cpu_has_native_bf16() -> bool:
@@ -161,7 +161,7 @@ def channels_last_breaks(module: nn.Module, x: torch.Tensor) -> str | None:
                 module.to(memory_format=torch.contiguous_format)
         return None
     except Exception as exc:  # noqa: BLE001 - user networks fail in many ways
-        failed = f"{type(exc).__name__}: {first_line(exc)}{raised_at(exc)}"
+        failed = error_line(exc)
     try:
         with torch.no_grad():
             module(x.contiguous())

@@ -55,6 +55,11 @@ class VerifyReport:
     deep_pictures: int = 0  # pictures decoded (--deep)
     config_edited: bool = False  # run.json's config no longer hashes to its config_hash (a hand edit)
 
+    @property
+    def complete(self) -> int:
+        """Shards complete now: those checked, less those a repair reopened (to be done again)."""
+        return self.shards - len(self.repaired)
+
 
 def _unit_range(meta: pq.FileMetaData) -> tuple[int, int] | None:
     """(lowest, highest) ``unit`` of a Parquet file from its row groups' statistics (None: not recorded)."""

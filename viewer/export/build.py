@@ -34,6 +34,7 @@ from PIL import Image
 
 from atlas.contact_sheet import Tile, contact_sheet, save_sheet
 from atlas.errors import AtlasError, ConfigError
+from atlas.process import pid_alive
 from atlas.tables import counted
 from viewer import data
 from viewer.export.site import SiteLayer, SiteTile, index_html
@@ -266,23 +267,11 @@ def remove_left_behind(out: Path) -> list[Path]:
         for path in out.parent.glob(f"{glob.escape(start)}*"):
             pid, _, tag = path.name.removeprefix(start).partition("-")
             ours = pid.isdigit() and re.fullmatch(r"[0-9a-f]{8}", tag) is not None and path.is_dir()
-            if not ours or _alive(int(pid)):
+            if not ours or pid_alive(int(pid)):  # this process's own too
                 continue
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # another user's process: alive
-        return True
-    return True
 
 
 def export_run(req: ExportRequest, say: Callable[[str], None] = print) -> ExportReport:
