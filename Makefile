@@ -9,7 +9,7 @@ PORT ?= 8501
 DEMO_CONFIG ?= configs/demo.yaml
 PYTEST_ARGS ?= --durations=20  # the slowest tests, printed at the end
 
-.PHONY: setup demo test test-unit test-integration test-browser lint format browser-deps bench clean-runs
+.PHONY: setup demo test test-unit test-integration test-browser test-gpu lint format browser-deps bench clean-runs
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,9 @@ test-integration: setup
 
 test-browser: setup browser-deps
 	$(BIN)/python -m pytest -m browser $(PYTEST_ARGS)
+
+test-gpu: setup  ## on a CUDA machine: tests/gpu, then bench throughput (toy world, AlexNet + DeePSiM) into runs/gpu-check
+	PYTHON=$(BIN)/python bash tests/gpu/run.sh runs/gpu-check
 
 lint: setup
 	$(BIN)/ruff check .

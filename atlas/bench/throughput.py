@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from atlas.config import ComputeConfig, FacetConfig, RunConfig, SamplerConfig, replace
+from atlas.models import CodeStats
 from atlas.models.loaded import LoadedModel
 from atlas.sampling import Engine, resolve_device
 from atlas.sampling.compute import ComputeSetup, precision_name
@@ -46,16 +47,23 @@ class ThroughputSetup:
     compute: ComputeConfig
     layer: str = "output"
     code_layer: str | None = None
+    encoder: LoadedModel | None = None  # models.encoder: the network G inverts, when it is not the target
+    code_stats: CodeStats | None = None
 
     @staticmethod
     def from_config(cfg: RunConfig) -> ThroughputSetup:
+        """The config's models as a worker loads them (encoder, code statistics and code layer too: the
+        joint prior reads the encoder's layer, which the target may not have), and its DAE where it names
+        one although its method needs none (the benchmark measures every method)."""
         from atlas.models.registry import load_run_model
+        from atlas.pipeline.models_setup import build_models
 
-        target = load_run_model(cfg, "target")
-        gen = load_run_model(cfg, "generator")
-        dae = load_run_model(cfg, "dae")
+        m = build_models(cfg)
+        dae = m.dae or load_run_model(cfg, "dae")
         layer = cfg.layers[0].name if cfg.layers else "output"
-        return ThroughputSetup(target, gen, dae, cfg.sampler, cfg.compute, layer, cfg.models.code_layer)
+        return ThroughputSetup(
+            m.target, m.generator, dae, cfg.sampler, cfg.compute, layer, m.code_layer, m.encoder, m.code_stats
+        )
 
     @staticmethod
     def from_toyworld(preset: str = "default", cache_dir: str | None = None) -> ThroughputSetup:
@@ -115,6 +123,8 @@ def _engine(setup: ThroughputSetup, cfg: SamplerConfig, batch: int, device: torc
         compute,
         device,
         code_layer=setup.code_layer,
+        encoder=setup.encoder,
+        code_stats=setup.code_stats,  # moved to the device by the engine
     )
 
 
@@ -143,13 +153,18 @@ def flops_per_chain_step(engine: Engine, layer: str, batch: int = 4) -> float:
     unit = make_unit(name, 0, shape, name == engine.target.output_layer, engine.cfg.spatial)
     sampler = engine.sampler
     state = torch.rand(batch, *sampler.param.state_shape(), device=engine.device, requires_grad=True)
-    names = [name] + list(getattr(sampler.prior, "needs_layers", ()))
-    probe = engine.nets.probes(names)[0]
+    probe = engine.nets.probes(engine._probe_lists(name)[0])[0]  # the layers a step reads in the target
+    encoder_read = engine.code_reader is not None and engine.code_key in getattr(
+        sampler.prior, "needs_layers", ()
+    )
     with FlopCounterMode(display=False) as fc:
         with engine.setup.autocast():
             img = sampler.param.image(state)
             acts = probe(engine.setup.to_input(engine.target.space.encode(img)))  # type: ignore[union-attr]
             f = layer_values(acts[name], [unit] * batch)[:, 0].float().sum()
+            if encoder_read:  # the joint prior's E(G(h)) through a separate encoder (models.encoder)
+                with torch.no_grad():
+                    engine.code_reader(img.detach())  # type: ignore[misc]
         f.backward()  # autograd.grad is unsupported inside FlopCounterMode; params are frozen anyway
         if getattr(sampler.prior, "name", "") == "dae":
             sampler.prior.residual(state.detach(), acts)  # type: ignore[union-attr]

@@ -29,7 +29,7 @@ SUB_EXAMPLES = {
   atlas bench throughput --batches 16,64 --methods dgn_am        # 10-80 s on 2 idle cores, more if busy
   atlas bench throughput --config configs/alexnet-deepsim.yaml --json gpu.json \\
       --set models.allow_random_weights=true --set models.target.weights=null \\
-      --set models.generator.weights=null""",
+      --set models.generator.weights=null --set models.encoder.weights=null""",
     "toyworld": """example:
   atlas bench toyworld --preset micro --json train.json          # wall and CPU seconds per stage""",
     "viewer": """examples:

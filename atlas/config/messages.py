@@ -120,7 +120,8 @@ def _error_line(err: Any, root: type[BaseModel], prefix: str) -> str:
         choices = typing.get_args(tp)
         hint = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
         extra = f" (did you mean {hint[0]!r}?)" if hint else ""
-        return f"{key}: invalid value {_shown(value)}; valid: {', '.join(repr(c) for c in choices)}{extra}"
+        valid = ", ".join(str(c).lower() if isinstance(c, bool) else repr(c) for c in choices)  # YAML's true
+        return f"{key}: invalid value {_shown(value)}; valid: {valid}{extra}"
     bounds = [f"{RANGE_WORDS[k]} {_bound(ctx[k])}" for k in RANGE_WORDS if k in ctx]
     if bounds:
         if tp is float and isinstance(value, int) and not isinstance(value, bool):

@@ -24,6 +24,7 @@ import json
 import os
 import platform
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,6 +171,16 @@ def channels_last_breaks(module: nn.Module, x: torch.Tensor) -> str | None:
     return failed
 
 
+@contextlib.contextmanager
+def _cudnn_benchmark() -> Iterator[None]:
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
+
+
 @dataclass(frozen=True)
 class ComputeSetup:
     device: torch.device
@@ -177,6 +188,7 @@ class ComputeSetup:
     channels_last: bool
     compile: bool
     batch_size: int  # 0 = autotune (CUDA)
+    cudnn_benchmark: bool = False  # CUDA: cuDNN's autotuner inside kernels()
 
     @staticmethod
     def resolve(cfg: ComputeConfig, device: torch.device) -> ComputeSetup:
@@ -192,10 +204,13 @@ class ComputeSetup:
             dtype = (
                 None  # fp16 autocast needs gradient scaling to be safe; CPU workers of a GPU config: float32
             )
-        # channels_last helps cuDNN and oneDNN, bf16 and float32 alike (docs/sampling.md, "CPU precision").
-        channels_last = cfg.channels_last
+        # auto: channels_last helps oneDNN, bf16 and float32 alike (docs/sampling.md, "CPU precision"); on
+        # CUDA contiguous tensors with cuDNN's autotuner were faster (README, "GPU").
+        channels_last = cfg.channels_last if isinstance(cfg.channels_last, bool) else not cuda
         batch = cfg.batch_size if (cfg.batch_size > 0 or cuda) else 64
-        return ComputeSetup(device, dtype, channels_last, cfg.compile and cuda, batch)
+        return ComputeSetup(
+            device, dtype, channels_last, cfg.compile and cuda, batch, cfg.cudnn_benchmark and cuda
+        )
 
     @property
     def precision(self) -> str:
@@ -206,6 +221,11 @@ class ComputeSetup:
         if self.dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.dtype)
+
+    def kernels(self) -> contextlib.AbstractContextManager:
+        """cuDNN's autotuner on (``compute.cudnn_benchmark``, CUDA) for the work inside, then the process's
+        own setting again."""
+        return _cudnn_benchmark() if self.cudnn_benchmark else contextlib.nullcontext()
 
     def to_input(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` in the memory format the networks run in: channels_last (4-D) where set up, else contiguous

@@ -273,7 +273,8 @@ class Engine:
         run = partial(self._run, name, seed=seed, objective=objective)
         granule = self.cfg.chains_per_unit if self.cfg.diversity else 1  # diversity: a unit's chains together
         size = max(granule, self.batch_size // granule * granule)
-        self.batch_size = run_batches(todo, size, run, rows, progress, granule)
+        with self.setup.kernels():
+            self.batch_size = run_batches(todo, size, run, rows, progress, granule)
         return rows.in_order(len(units))
 
     def _unit(self, layer: str, index: int, shape: tuple[int, ...], kind: str, objective: Objective) -> Unit:

@@ -167,3 +167,29 @@ def test_preflight_reads_the_code_layer_in_the_encoder_and_wants_one_named():
     bare.extras.pop("code_layer")
     with pytest.raises(ConfigError, match=r"models.code_layer: models.encoder is set, so name its layer"):
         preflight_models(cfg, RunModels(target, bare, None, None, None, encoder=encoder))
+
+
+def test_bench_throughput_reads_the_code_through_the_configs_encoder(tmp_path):
+    """`atlas bench throughput --config configs/alexnet-deepsim.yaml` (the README's GPU command) stopped at
+    PPGN-h: "unknown layer 'relu6'": the benchmark built its engine without the config's encoder, whose
+    layer the joint prior reads. It loads the run's models as a worker does, and counts the encoder's
+    pass in a chain-step's FLOPs."""
+    from atlas.bench.throughput import ThroughputSetup, flops_per_chain_step, run_throughput
+
+    base = ["models.target=toyworld:target", "models.generator=toyworld:generator", "toyworld.preset=micro",
+            f"toyworld.cache_dir={tmp_path}", "layers=[{name: fc8, units: [0]}]", f"out_dir={tmp_path}",
+            "sampler.method=ppgn_h", "sampler.ppgn_h.prior=joint", "compute.device=cpu"]  # fmt: skip
+    with_encoder = [*base, "models.encoder=toyworld:target", "models.code_layer=relu6"]
+    setups = [ThroughputSetup.from_config(config_from_dict({}, s)) for s in (base, with_encoder)]
+    assert setups[0].encoder is None and setups[1].encoder is not None and setups[1].code_layer == "relu6"
+    report = run_throughput(setups[1], batches=[2], methods=["ppgn_h/joint"], repeats=1, min_seconds=0.01,
+                            log=lambda _s: None)  # fmt: skip
+    assert report["methods"]["ppgn_h/joint"]["by_batch"][2] > 0
+    flops = [flops_per_chain_step(_engine_of(s), "fc8") for s in setups]
+    assert flops[1] > flops[0]  # the encoder's forward pass on top
+
+
+def _engine_of(setup):
+    from atlas.bench.throughput import _engine, methods_for
+
+    return _engine(setup, methods_for(setup)["ppgn_h/joint"], 2, torch.device("cpu"))

@@ -219,6 +219,44 @@ def test_compute_auto_picks_bf16_only_where_the_cpu_runs_it_faster(monkeypatch, 
     assert forced.dtype == torch.bfloat16 and not forced.channels_last
 
 
+def test_compute_on_cuda_runs_contiguous_with_cudnns_autotuner_scoped_to_the_work():
+    """auto on CUDA: bf16, contiguous tensors and cuDNN's autotuner (together 1.2-1.5x on an H200, README
+    "GPU"); the autotuner is on only inside ``kernels()`` and the process's setting comes back. Resolving
+    for a CUDA device needs no GPU (nothing is allocated)."""
+    from atlas.config import ComputeConfig
+    from atlas.sampling import compute
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    auto = compute.ComputeSetup.resolve(ComputeConfig(), cuda)
+    assert auto.dtype == torch.bfloat16 and not auto.channels_last and auto.cudnn_benchmark
+    forced = compute.ComputeSetup.resolve(ComputeConfig(channels_last=True, cudnn_benchmark=False), cuda)
+    assert forced.channels_last and not forced.cudnn_benchmark
+    assert not compute.ComputeSetup.resolve(ComputeConfig(), cpu).cudnn_benchmark  # CPU: no cuDNN
+    before = torch.backends.cudnn.benchmark
+    try:
+        torch.backends.cudnn.benchmark = False
+        with auto.kernels():
+            assert torch.backends.cudnn.benchmark
+            with forced.kernels():  # off in the config: left as it is
+                assert torch.backends.cudnn.benchmark
+        assert not torch.backends.cudnn.benchmark
+    finally:
+        torch.backends.cudnn.benchmark = before
+
+
+def test_channels_last_takes_auto_and_booleans_only():
+    from atlas.config import ComputeConfig
+    from atlas.errors import ConfigError
+
+    assert (
+        ComputeConfig().channels_last == "auto" and ComputeConfig(channels_last=False).channels_last is False
+    )
+    with pytest.raises(
+        ConfigError, match=r"^channels_last: invalid value 'sometimes'; valid: 'auto', true, false$"
+    ):
+        ComputeConfig(channels_last="sometimes")
+
+
 def test_auto_precision_is_measured_once_per_run_and_cpu_kind_and_kept_on_resume(tmp_path, monkeypatch):
     """The measured answer can flip on busy cores (a resume on the same machine once wrote 2 of 9 shards
     in bf16): the run records it per CPU kind, its workers take it, and a resume keeps it."""
