@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check, one command on a CUDA machine (README, "GPU"): the CUDA tests, then bench throughput on the
-# default toy world and on the real-size AlexNet + DeePSiM fc6 + CaffeNet path (random weights).
+# default toy world and on the real-size AlexNet + DeePSiM fc6 + CaffeNet path (random weights), the latter
+# also with the compute settings the CUDA defaults replaced.
 #   bash tests/gpu/run.sh [OUT_DIR]     # PYTHON=python3 by default; atlas must import (pip install -e . or
 #                                       # PYTHONPATH); reports land in OUT_DIR (default runs/gpu-check)
 set -uo pipefail
@@ -19,5 +20,13 @@ timeout 150 $PY -m atlas bench throughput --batches 1,16,128,1024 --json "$OUT_D
 timeout 200 $PY -m atlas bench throughput --config configs/alexnet-deepsim.yaml \
   --set models.allow_random_weights=true --set models.target.weights=null \
   --set models.generator.weights=null --set models.encoder.weights=null \
-  --batches 1,16,64,256 --json "$OUT_DIR/alexnet-deepsim.json" 2>&1 | tee "$OUT_DIR/alexnet-deepsim.log" || status=1
+  --batches 1,16,64,256,1024 --json "$OUT_DIR/alexnet-deepsim.json" 2>&1 | tee "$OUT_DIR/alexnet-deepsim.log" \
+  || status=1
+# the settings the defaults replaced (channels_last, no cuDNN autotuner), for the README's comparison
+timeout 120 $PY -m atlas bench throughput --config configs/alexnet-deepsim.yaml \
+  --set models.allow_random_weights=true --set models.target.weights=null \
+  --set models.generator.weights=null --set models.encoder.weights=null \
+  --set compute.channels_last=true --set compute.cudnn_benchmark=false --methods dgn_am,ppgn_h/joint \
+  --batches 256,1024 --json "$OUT_DIR/alexnet-deepsim-before.json" 2>&1 | tee "$OUT_DIR/alexnet-deepsim-before.log" \
+  || status=1
 exit $status
