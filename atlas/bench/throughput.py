@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from atlas.config import ComputeConfig, FacetConfig, RunConfig, SamplerConfig, replace
+from atlas.errors import ConfigError
 from atlas.models import CodeStats
 from atlas.models.loaded import LoadedModel
 from atlas.sampling import Engine, resolve_device
@@ -243,6 +244,9 @@ def _run_throughput(
     log: Callable[[str], None],
 ) -> dict[str, Any]:
     device = resolve_device(setup.compute.device)
+    if setup.compute.autocast == "fp16" and device.type != "cuda":  # a worker would run float32: say so
+        raise ConfigError(f"compute.autocast: fp16 needs a CUDA device and the benchmark runs on {device}; "
+                          "use bf16 or auto")  # fmt: skip
     batches = list(batches or DEFAULT_BATCHES)
     all_methods = methods_for(setup)
     names = methods or list(all_methods)

@@ -86,7 +86,33 @@ def _check(cfg) -> list[str]:
         if encoder is not None and encoder.space is not None and report.code_layer:
             seen = conversion(gen.space, encoder.space)
             lines.append(f"# code: {encoder.spec}'s {report.code_layer} reads the generator's {seen}")
-    return lines
+    return [*lines, compute_line(cfg)]
+
+
+def compute_line(cfg) -> str:
+    """``# compute: ...``: how the workers' devices will run the chains (ComputeSetup.resolve for a CUDA
+    and a CPU worker, as compute.device allows), and the most chains a pass can hold (one shard's)."""
+    import torch
+
+    from atlas.sampling.compute import ComputeSetup
+
+    kinds = {"cpu": ["cpu"], "auto": ["cuda", "cpu"]}.get(cfg.compute.device, ["cuda"])
+    shard = cfg.ray.units_per_shard * cfg.sampler.chains_per_unit  # a pass holds one shard's chains at most
+    parts = []
+    for kind in kinds:
+        setup = ComputeSetup.resolve(cfg.compute, torch.device(kind))
+        extras = ["channels_last" if setup.channels_last else "contiguous"]
+        extras += ["cuDNN autotuner"] if setup.cudnn_benchmark else []
+        extras += ["torch.compile"] if setup.compile else []
+        batch = setup.batch_size or 512  # 0 (CUDA): 512 first, halved on out-of-memory
+        chains = f"{min(batch, shard)} chains a pass"
+        if shard < batch:
+            chains += " (one shard's: units_per_shard x chains_per_unit)"
+        elif not setup.batch_size:
+            chains += ", halved on out-of-memory"
+        name = "a GPU worker" if kind == "cuda" else "a CPU worker (this machine's CPU kind)"
+        parts.append(f"{name}: {setup.precision}, {', '.join(extras)}, {chains}")
+    return "# compute: " + "; ".join(parts)
 
 
 def run(args: argparse.Namespace) -> int:

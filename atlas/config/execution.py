@@ -61,6 +61,14 @@ class ComputeConfig(Section):
             raise ValueError(f"invalid device {value!r}; valid: auto, cpu, cuda, cuda:N")
         return value
 
+    @field_validator("channels_last", mode="before")
+    @classmethod
+    def _no_number(cls, value: Any) -> Any:
+        """A Literal's True matches 1 (1 == True): refused here, as the boolean keys refuse it."""
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            raise ValueError(f"invalid value {value!r}; valid: 'auto', true, false")
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> ComputeConfig:
         if self.autocast == "fp16" and self.device == "cpu":

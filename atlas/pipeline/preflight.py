@@ -75,8 +75,21 @@ def is_local(address: str | None) -> bool:
 
 
 def check_device(cfg: RunConfig, local: bool) -> list[str]:
-    """compute.device / autocast / ray.gpus_per_worker against this machine (refused only when local)."""
+    """compute.device / autocast / ray.gpus_per_worker against this machine (refused only when local) and
+    against each other (on any cluster: an actor sees only the GPUs Ray gives it)."""
     device, cuda = cfg.compute.device, torch.cuda.is_available()
+    gpus = cfg.ray.gpus_per_worker
+    if device.startswith("cuda") and gpus == 0:
+        raise ConfigError(
+            f"compute.device: {device} but ray.gpus_per_worker: 0 gives the actors no GPU (Ray hides the "
+            "others); set ray.gpus_per_worker: 1 or use device: auto"
+        )
+    notes = []
+    if device == "cpu" and gpus:
+        notes.append(
+            f"ray.gpus_per_worker: {gpus:g} reserves GPUs for actors that compute on the CPU "
+            "(compute.device: cpu); use device auto or cuda, or drop gpus_per_worker"
+        )
     if device.startswith("cuda") and not cuda:
         if not local:
             return [
@@ -102,7 +115,7 @@ def check_device(cfg: RunConfig, local: bool) -> list[str]:
                 f"ray.gpus_per_worker: {cfg.ray.gpus_per_worker:g} GPU(s) per worker requested but this "
                 "machine has no CUDA device (local run); remove it or set it to 0"
             )
-    return []
+    return notes
 
 
 def check_model_specs(cfg: RunConfig) -> None:
@@ -566,9 +579,9 @@ def check_batches(target: LoadedModel) -> None:
 
 
 def _channels_last_note(cfg: RunConfig, target: LoadedModel) -> list[str]:
-    """A target that fails in the channels_last memory format (``compute.channels_last``, on by default,
-    :func:`channels_last_breaks`) runs in the default one: ``atlas run`` turns the setting off for the run
-    (``PreflightReport.contiguous_only``) and says so."""
+    """A target that fails in the channels_last memory format (``compute.channels_last``, on by default
+    for CPUs, :func:`channels_last_breaks`) runs in the default one: ``atlas run`` turns the setting off for
+    the run (``PreflightReport.contiguous_only``) and says so."""
     if not cfg.compute.channels_last or target.space is None:
         return []
     why = channels_last_breaks(target.module, example_input(target, 2))

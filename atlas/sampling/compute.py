@@ -149,8 +149,8 @@ def channels_last_breaks(module: nn.Module, x: torch.Tensor) -> str | None:
     """``Type: message at file:LINE`` when ``module``'s forward fails on ``x`` (B, C, H, W) in the
     channels_last memory format but not in the default one, else None. The usual cause is a ``.view`` of a
     conv output (``x.view(x.size(0), -1)``), which needs contiguous memory (``.reshape`` / ``.flatten`` do
-    not): a user's network failed in every worker with channels_last on (the default). ``module`` is left in
-    the default format."""
+    not): a user's network failed in every worker with channels_last on (the CPU default). ``module`` is left
+    in the default format."""
     if x.dim() != 4:
         return None
     try:

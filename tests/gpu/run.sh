@@ -7,6 +7,10 @@
 set -uo pipefail
 OUT_DIR=${1:-runs/gpu-check}
 PY=${PYTHON:-python3}
+if ! $PY -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
+  echo "tests/gpu/run.sh: no CUDA device visible to $PY (torch.cuda.is_available() is False); run it on a GPU machine" >&2
+  exit 2
+fi
 mkdir -p "$OUT_DIR"
 export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv 2>&1 | tee "$OUT_DIR/gpu.txt"

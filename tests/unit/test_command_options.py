@@ -589,6 +589,19 @@ def test_batches_named_twice_are_refused(capsys):
     assert err == "atlas: error: --batches: '16,128,16' names 16 twice; name each size once", err
 
 
+def test_a_throughput_bench_in_fp16_off_cuda_is_refused_not_measured_in_float32(capsys, monkeypatch):
+    """A trial: `bench throughput --set compute.autocast=fp16` on a CPU printed float32 rates, exit 0, where
+    `atlas config --check` refuses fp16 without CUDA."""
+    from atlas.cli import main
+
+    argv = ["bench", "throughput", "--preset", "micro", "--batches", "1", "--methods", "dgn_am"]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # device auto: the CPU, also on a GPU box
+    assert main([*argv, "--set", "compute.autocast=fp16"]) == 2
+    err = capsys.readouterr().err.strip()
+    said = "compute.autocast: fp16 needs a CUDA device and the benchmark runs on cpu; use bf16 or auto"
+    assert err == f"atlas: error: {said}", err
+
+
 def test_the_viewer_bench_keeps_its_columns_for_long_layer_names_and_counts_the_units_timed(tmp_path, capsys):
     import argparse
 
@@ -689,3 +702,28 @@ def test_a_bench_method_with_variants_stands_for_all_of_them():
     assert list(rows_of(rows, ["dgn_am"])) == ["dgn_am", "dgn_am lr 0.1"]
     assert list(rows_of(rows, ["ppgn_h/joint", "pixel"])) == ["ppgn_h/joint"]
     assert rows_of(rows, ["fourier"]) == {} and rows_of(rows, None) == rows
+
+
+def test_config_check_says_how_gpu_and_cpu_workers_will_run_the_chains(monkeypatch):
+    """A trial preparing a GPU cluster run could not tell from `config --check` how the workers resolve
+    compute.* (precision, memory format, cuDNN's autotuner) nor that a pass holds one shard's chains."""
+    from atlas.commands.config_cmd import compute_line
+    from atlas.config import load_config
+    from atlas.sampling import compute
+
+    monkeypatch.setattr(compute, "cpu_bf16_is_faster", lambda: False)
+    alexnet = Path(__file__).resolve().parents[2] / "configs" / "alexnet-deepsim.yaml"
+    assert compute_line(load_config(alexnet)) == (
+        "# compute: a GPU worker: bfloat16, contiguous, cuDNN autotuner, 256 chains a pass (one shard's: "
+        "units_per_shard x chains_per_unit); a CPU worker (this machine's CPU kind): float32, channels_last, "
+        "64 chains a pass"
+    )
+    wide = load_config(alexnet, ["compute.device=cuda", "ray.units_per_shard=256"])
+    gpu = "# compute: a GPU worker: bfloat16, contiguous, cuDNN autotuner"
+    assert compute_line(wide) == f"{gpu}, 512 chains a pass, halved on out-of-memory"
+    forced = ["compute.device=cuda", "compute.channels_last=true", "compute.cudnn_benchmark=false",
+              "compute.batch_size=8"]  # fmt: skip
+    assert (
+        compute_line(load_config(alexnet, forced))
+        == "# compute: a GPU worker: bfloat16, channels_last, 8 chains a pass"
+    )

@@ -540,6 +540,23 @@ def test_the_device_each_actor_gets_is_checked_against_the_layout(monkeypatch):
     cluster.check_device(cfg, cluster.plan_layout(cfg, 8))
 
 
+def test_device_and_gpus_per_worker_that_contradict_each_other_are_said_before_any_cluster():
+    """A trial: device cuda with gpus_per_worker 0 passed `config --check` with a cluster address and was
+    refused only after connecting; device cpu with GPUs per worker reserved GPUs no actor used, silently."""
+    from atlas.pipeline.preflight import check_device
+
+    cfg = config(compute={"device": "cuda"}, ray={"gpus_per_worker": 0})
+    for local in (True, False):
+        with pytest.raises(ConfigError, match=r"^compute.device: cuda but ray.gpus_per_worker: 0 gives"):
+            check_device(cfg, local)
+    notes = check_device(config(compute={"device": "cpu"}, ray={"gpus_per_worker": 1}), local=False)
+    assert notes == [
+        "ray.gpus_per_worker: 1 reserves GPUs for actors that compute on the CPU (compute.device: cpu); "
+        "use device auto or cuda, or drop gpus_per_worker"
+    ]
+    assert check_device(config(compute={"device": "auto"}, ray={"gpus_per_worker": 1}), local=False) == []
+
+
 def test_more_workers_than_the_cluster_holds_run_as_many_as_fit_and_say_so(monkeypatch):
     import ray
 

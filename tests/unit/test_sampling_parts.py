@@ -251,10 +251,11 @@ def test_channels_last_takes_auto_and_booleans_only():
     assert (
         ComputeConfig().channels_last == "auto" and ComputeConfig(channels_last=False).channels_last is False
     )
-    with pytest.raises(
-        ConfigError, match=r"^channels_last: invalid value 'sometimes'; valid: 'auto', true, false$"
-    ):
-        ComputeConfig(channels_last="sometimes")
+    for bad in ("sometimes", 1, 0.0):  # a Literal's True matches 1: refused as the boolean keys refuse it
+        with pytest.raises(
+            ConfigError, match=rf"^channels_last: invalid value {bad!r}; valid: 'auto', true, false$"
+        ):
+            ComputeConfig(channels_last=bad)
 
 
 def test_auto_precision_is_measured_once_per_run_and_cpu_kind_and_kept_on_resume(tmp_path, monkeypatch):
