@@ -258,6 +258,7 @@ def _run_throughput(
         "device": str(device),
         "autocast": compute.precision,
         "channels_last": compute.channels_last,
+        "cudnn_benchmark": compute.cudnn_benchmark,
         "threads": torch.get_num_threads(),
         "steps": list(steps),
         "peak_tflops": peak,  # measured matmul rate in the precision the steps ran in
@@ -317,6 +318,7 @@ def format_table(report: dict[str, Any]) -> str:
     lines = [
         f"device {report['device']}, {report['threads']} threads, {report.get('autocast', 'float32')}"
         + (", channels_last" if report.get("channels_last") else "")
+        + (", cuDNN autotuner" if report.get("cudnn_benchmark") else "")
         + (
             f", {report.get('peak_dtype', '')} matmul peak {report['peak_tflops'] * 1e3:.0f} GFLOP/s"
             if report.get("peak_tflops")

@@ -117,11 +117,13 @@ def _error_line(err: Any, root: type[BaseModel], prefix: str) -> str:
         # a section's own validators name its key ("spec: ..."); a field's validator says what is wrong
         return f"{key}.{message}" if is_section(tp) else f"{key}: {message}"
     if kind == "literal_error":
-        choices = typing.get_args(tp)
-        hint = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
-        extra = f" (did you mean {hint[0]!r}?)" if hint else ""
-        valid = ", ".join(str(c).lower() if isinstance(c, bool) else repr(c) for c in choices)  # YAML's true
-        return f"{key}: invalid value {_shown(value)}; valid: {valid}{extra}"
+        # each choice as YAML spells it (true, not True) and the hint taken from the same spellings
+        shown = {
+            str(c).lower() if isinstance(c, bool) else repr(c): str(c).lower() for c in typing.get_args(tp)
+        }
+        hint = difflib.get_close_matches(str(value).lower(), list(shown.values()), n=1)
+        extra = f" (did you mean {next(k for k, v in shown.items() if v == hint[0])}?)" if hint else ""
+        return f"{key}: invalid value {_shown(value)}; valid: {', '.join(shown)}{extra}"
     bounds = [f"{RANGE_WORDS[k]} {_bound(ctx[k])}" for k in RANGE_WORDS if k in ctx]
     if bounds:
         if tp is float and isinstance(value, int) and not isinstance(value, bool):

@@ -582,7 +582,9 @@ def _channels_last_note(cfg: RunConfig, target: LoadedModel) -> list[str]:
     """A target that fails in the channels_last memory format (``compute.channels_last``, on by default
     for CPUs, :func:`channels_last_breaks`) runs in the default one: ``atlas run`` turns the setting off for
     the run (``PreflightReport.contiguous_only``) and says so."""
-    if not cfg.compute.channels_last or target.space is None:
+    cl = cfg.compute.channels_last  # auto: CPU workers only (CUDA ones run contiguous)
+    used = cl is True or (cl == "auto" and not cfg.compute.device.startswith("cuda"))
+    if not used or target.space is None:
         return []
     why = channels_last_breaks(target.module, example_input(target, 2))
     if why is None:

@@ -40,8 +40,8 @@ def run_batches(
         batch = list(todo[i : i + batch_size])
         try:
             out = run_isolated(run, batch, rows.errors, rows.fell_back)
-        except torch.cuda.OutOfMemoryError:
-            if batch_size <= granule:
+        except Exception as exc:
+            if not is_out_of_memory(exc) or batch_size <= granule:
                 raise
             batch_size = max(granule, batch_size // 2 // granule * granule)  # back off, retry the same chains
             torch.cuda.empty_cache()
@@ -51,6 +51,17 @@ def run_batches(
         if progress and finished:
             progress(finished)
     return batch_size
+
+
+_ALLOC_FAILED = ("CUDNN_STATUS_ALLOC_FAILED", "CUBLAS_STATUS_ALLOC_FAILED", "CUDA out of memory")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """CUDA's out-of-memory error, or a library's allocation failure said as a RuntimeError (cuDNN's
+    autotuner, ``compute.cudnn_benchmark``, can fail so under memory pressure): the batch is halved."""
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and any(s in str(exc) for s in _ALLOC_FAILED)
 
 
 def run_isolated(
@@ -64,9 +75,9 @@ def run_isolated(
     ``fell_back`` with the batch's exception (a network failing at some batch sizes is said, not hidden)."""
     try:
         return run(batch)
-    except torch.cuda.OutOfMemoryError:
-        raise
     except Exception as exc:  # noqa: BLE001 - isolate the failing unit
+        if is_out_of_memory(exc):
+            raise
         first = exc
     parts = [[c for c in batch if c.unit_pos == p] for p in dict.fromkeys(c.unit_pos for c in batch)]
     if len(parts) == 1:  # one unit: its failure is known, no re-run

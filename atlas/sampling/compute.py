@@ -205,7 +205,7 @@ class ComputeSetup:
                 None  # fp16 autocast needs gradient scaling to be safe; CPU workers of a GPU config: float32
             )
         # auto: channels_last helps oneDNN, bf16 and float32 alike (docs/sampling.md, "CPU precision"); on
-        # CUDA contiguous tensors with cuDNN's autotuner were faster (README, "GPU").
+        # CUDA contiguous tensors with cuDNN's autotuner were faster (README, "On a GPU").
         channels_last = cfg.channels_last if isinstance(cfg.channels_last, bool) else not cuda
         batch = cfg.batch_size if (cfg.batch_size > 0 or cuda) else 64
         return ComputeSetup(

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check, one command on a CUDA machine (README, "GPU"): the CUDA tests, then bench throughput on the
+# The GPU check, one command on a CUDA machine (README, "On a GPU"): the CUDA tests, then bench throughput on the
 # default toy world and on the real-size AlexNet + DeePSiM fc6 + CaffeNet path (random weights), the latter
 # also with the compute settings the CUDA defaults replaced.
 #   bash tests/gpu/run.sh [OUT_DIR]     # PYTHON=python3 by default; atlas must import (pip install -e . or
@@ -7,6 +7,8 @@
 set -uo pipefail
 OUT_DIR=${1:-runs/gpu-check}
 PY=${PYTHON:-python3}
+unset ATLAS_GPU_TESTS_ON  # the tests' CPU dry run: never here
+unset ATLAS_GPU_TESTS_ON  # the tests' CPU dry run: never here
 if ! $PY -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
   echo "tests/gpu/run.sh: no CUDA device visible to $PY (torch.cuda.is_available() is False); run it on a GPU machine" >&2
   exit 2

@@ -85,9 +85,8 @@ def test_auto_resolves_to_cuda_with_bf16_and_autotuned_batches(cuda):
     device = resolve_device("auto")
     assert device.type == "cuda"
     setup = ComputeSetup.resolve(ComputeConfig(batch_size=0), device)
-    assert (
-        setup.dtype is torch.bfloat16 and setup.batch_size == 0
-    )  # 0: the engine starts at 512, halves on OOM
+    assert setup.dtype is torch.bfloat16 and setup.batch_size == 0  # 0: 512 first, halved on OOM
+    assert not setup.channels_last and setup.cudnn_benchmark  # README, "On a GPU"
 
 
 @pytest.mark.parametrize("autocast", ["bf16", "none"])
@@ -174,7 +173,9 @@ def test_out_of_memory_halves_the_batch_and_loses_no_unit(world, cuda):
 
 def test_fp16_autocast_climbs_without_overflow(world, cuda):
     sampler = base_sampler(method="dgn_am", objective="log_softmax")
-    results = all_ok(engine(world, cuda, sampler, autocast="fp16").map_units("fc8", UNITS, seed=0))
+    e = engine(world, cuda, sampler, autocast="fp16")
+    assert e.setup.precision == "float16"  # not float32, as a CPU would resolve it
+    results = all_ok(e.map_units("fc8", UNITS, seed=0))
     assert climb(results) > 0.5
     assert not any(c.diverged for u in results for c in u.chains)
 
@@ -182,7 +183,7 @@ def test_fp16_autocast_climbs_without_overflow(world, cuda):
 def test_compiled_generator_gives_the_pictures_of_the_eager_one(world, cuda):
     sampler = base_sampler(method="dgn_am", steps=20)
     eager = all_ok(engine(world, cuda, sampler, autocast="none").map_units("fc8", UNITS, seed=1))
-    compiled = all_ok(
-        engine(world, cuda, sampler, autocast="none", compile=True).map_units("fc8", UNITS, seed=1)
-    )
+    e = engine(world, cuda, sampler, autocast="none", compile=True)
+    assert isinstance(e.nets.gen_module, torch._dynamo.eval_frame.OptimizedModule)  # compiled, not eager
+    compiled = all_ok(e.map_units("fc8", UNITS, seed=1))
     assert np.abs(pictures(eager) - pictures(compiled)).mean() <= 2.0

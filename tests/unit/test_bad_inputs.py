@@ -834,7 +834,7 @@ def test_another_networks_generator_needs_its_code_layer_only_to_read_real_codes
 
 
 def test_a_target_that_views_its_conv_output_runs_in_the_default_memory_format(tmp_path, capsys):
-    """``x.view(x.size(0), -1)`` of a conv output fails in channels_last (on by default): a trial's network
+    """``x.view(x.size(0), -1)`` of a conv output fails in channels_last (CPU default): a trial's network
     passed the check and then failed in every worker, and with channels_last off lost its real images to a
     permuted (non-contiguous) image batch. Said once, and the run draws its pictures in the default format
     (run_atlas turns compute.channels_last off when the pre-flight reports ``contiguous_only``)."""
@@ -855,7 +855,14 @@ def test_a_target_that_views_its_conv_output_runs_in_the_default_memory_format(t
     from atlas.pipeline.preflight import preflight_models
 
     cfg = load_config(tmp_path / "view.yaml")
-    assert preflight_models(cfg, build_models(cfg)).contiguous_only  # atlas run turns channels_last off
+    models = build_models(cfg)
+    assert preflight_models(cfg, models).contiguous_only  # atlas run turns channels_last off
+    from atlas.pipeline.preflight import _channels_last_note
+
+    gpu = replace(cfg, compute=replace(cfg.compute, device="cuda"))  # auto there: contiguous, nothing to say
+    assert _channels_last_note(gpu, models.target) == []
+    forced = replace(gpu, compute=replace(gpu.compute, channels_last=True))
+    assert _channels_last_note(forced, models.target)
     cfg = replace(cfg, compute=replace(cfg.compute, channels_last=False))
     engine = make_engine(cfg, build_bundle(cfg), torch.device("cpu"))
     (result,) = engine.map_units("classifier.4", [0], seed=0)

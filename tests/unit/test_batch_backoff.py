@@ -53,6 +53,23 @@ def test_out_of_memory_halves_the_batch_in_whole_units(monkeypatch, granule, exp
             assert all(sum(c.unit_pos == u for c in batch) == granule for u in units)
 
 
+def test_a_cudnn_allocation_failure_halves_the_batch_as_out_of_memory_does(monkeypatch):
+    """cuDNN's autotuner (compute.cudnn_benchmark, on by default on CUDA) can fail under memory pressure
+    with a RuntimeError, not torch's OutOfMemoryError: it must halve the batch, not run units alone."""
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    todo = [Todo(u, c) for u in range(4) for c in range(2)]
+
+    def run(batch):
+        if len(batch) > 2:
+            raise RuntimeError("cuDNN error: CUDNN_STATUS_ALLOC_FAILED")
+        return [None] * len(batch)
+
+    rows = Rows()
+    assert run_batches(todo, 8, run, rows) == 2
+    assert rows.fell_back == {} and rows.errors == {}
+    assert [c for b in rows.added for c in b] == todo
+
+
 def test_out_of_memory_at_one_granule_is_raised():
     todo = [Todo(0, c) for c in range(4)]
     with pytest.raises(torch.cuda.OutOfMemoryError):
