@@ -155,15 +155,12 @@ def flops_per_chain_step(engine: Engine, layer: str, batch: int = 4) -> float:
     sampler = engine.sampler
     state = torch.rand(batch, *sampler.param.state_shape(), device=engine.device, requires_grad=True)
     probe = engine.nets.probes(engine._probe_lists(name)[0])[0]  # the layers a step reads in the target
-    encoder_read = engine.code_reader is not None and engine.code_key in getattr(
-        sampler.prior, "needs_layers", ()
-    )
     with FlopCounterMode(display=False) as fc:
         with engine.setup.autocast():
             img = sampler.param.image(state)
             acts = probe(engine.setup.to_input(engine.target.space.encode(img)))  # type: ignore[union-attr]
             f = layer_values(acts[name], [unit] * batch)[:, 0].float().sum()
-            if encoder_read:  # the joint prior's E(G(h)) through a separate encoder (models.encoder)
+            if engine.reads_code_every_step:  # the joint prior's E(G(h)) through models.encoder
                 with torch.no_grad():
                     engine.code_reader(img.detach())  # type: ignore[misc]
         f.backward()  # autograd.grad is unsupported inside FlopCounterMode; params are frozen anyway

@@ -104,7 +104,7 @@ def compute_line(cfg) -> str:
         extras = ["channels_last" if setup.channels_last else "contiguous"]
         extras += ["cuDNN autotuner"] if setup.cudnn_benchmark else []
         extras += ["torch.compile"] if setup.compile else []
-        batch = setup.batch_size or 512  # 0 (CUDA): 512 first, halved on out-of-memory
+        batch = setup.first_batch
         chains = f"{min(batch, shard)} chains a pass"
         if shard < batch:
             chains += " (one shard's: units_per_shard x chains_per_unit)"

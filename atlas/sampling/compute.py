@@ -213,6 +213,11 @@ class ComputeSetup:
         )
 
     @property
+    def first_batch(self) -> int:
+        """Chains in the first pass: ``batch_size``, or 512 when it is 0 (CUDA autotune: halved on OOM)."""
+        return self.batch_size or 512
+
+    @property
     def precision(self) -> str:
         """The precision the chains run in, as torch names it: "bfloat16", "float16" or "float32"."""
         return precision_name(self.dtype)

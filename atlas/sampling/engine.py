@@ -89,7 +89,7 @@ class Engine:
         self.cfg, self.facet_cfg, self.truth = sampler, facets, truth
         self.setup = ComputeSetup.resolve(compute, torch.device(device))
         self.device = self.setup.device
-        self.batch_size = self.setup.batch_size or 512  # 0 (CUDA autotune): start at 512, halve on OOM
+        self.batch_size = self.setup.first_batch  # 0 (CUDA autotune): start at 512, halve on OOM
         fold = compute.fold_batchnorm
         self.nets = EngineNets(target, generator, dae, self.setup, fold=fold, encoder=encoder)
         self.target, self.generator, self.dae = target, generator, dae
@@ -309,7 +309,7 @@ class Engine:
         readout.code_encoder = self.code_encoder
         if self.code_reader is not None:  # a separate encoder reads the code (models.encoder)
             readout.code_reader, readout.code_key = self.code_reader, self.code_key
-            readout.code_every_step = self.code_key in getattr(self.sampler.prior, "needs_layers", ())
+            readout.code_every_step = self.reads_code_every_step
         readout.seen = self.nets.space.seen  # a gray target's pictures are kept as the luminance it reads
         if diversity:
             readout.diversity_layer, readout.diversity = diversity[0], self.cfg.diversity
@@ -339,6 +339,13 @@ class Engine:
                 meta=[(c.chain, c.seed, lab) for c, lab in zip(batch, labels, strict=True)],
                 stop_at=self._stop_at(layer, batch),
             )
+
+    @property
+    def reads_code_every_step(self) -> bool:
+        """The prior reads the code layer through a separate encoder at every step (PPGN-h's joint prior
+        with ``models.encoder``)."""
+        needs = getattr(self.sampler.prior, "needs_layers", ())
+        return self.code_reader is not None and self.code_key in needs
 
     def _probe_lists(self, layer: str) -> tuple[list[str], list[str]]:
         """(layers read at every step, layers read on the last pictures) of a batch of ``layer``'s chains."""

@@ -23,16 +23,12 @@ timeout 240 $PY -m pytest --noconftest -p no:cacheprovider -q -s -m gpu tests/gp
   || status=1
 timeout 150 $PY -m atlas bench throughput --batches 1,16,128,1024 --json "$OUT_DIR/toyworld.json" 2>&1 \
   | tee "$OUT_DIR/toyworld.log" || status=1
-timeout 200 $PY -m atlas bench throughput --config configs/alexnet-deepsim.yaml \
-  --set models.allow_random_weights=true --set models.target.weights=null \
-  --set models.generator.weights=null --set models.encoder.weights=null \
-  --batches 1,16,64,256,1024 --json "$OUT_DIR/alexnet-deepsim.json" 2>&1 | tee "$OUT_DIR/alexnet-deepsim.log" \
-  || status=1
+ALEXNET=(--config configs/alexnet-deepsim.yaml --set models.allow_random_weights=true
+  --set models.target.weights=null --set models.generator.weights=null --set models.encoder.weights=null)
+timeout 200 $PY -m atlas bench throughput "${ALEXNET[@]}" --batches 1,16,64,256,1024 \
+  --json "$OUT_DIR/alexnet-deepsim.json" 2>&1 | tee "$OUT_DIR/alexnet-deepsim.log" || status=1
 # the settings the defaults replaced (channels_last, no cuDNN autotuner), for the README's comparison
-timeout 120 $PY -m atlas bench throughput --config configs/alexnet-deepsim.yaml \
-  --set models.allow_random_weights=true --set models.target.weights=null \
-  --set models.generator.weights=null --set models.encoder.weights=null \
-  --set compute.channels_last=true --set compute.cudnn_benchmark=false --methods dgn_am,ppgn_h/joint \
-  --batches 256,1024 --json "$OUT_DIR/alexnet-deepsim-before.json" 2>&1 | tee "$OUT_DIR/alexnet-deepsim-before.log" \
-  || status=1
+timeout 120 $PY -m atlas bench throughput "${ALEXNET[@]}" --set compute.channels_last=true \
+  --set compute.cudnn_benchmark=false --methods dgn_am,ppgn_h/joint --batches 256,1024 \
+  --json "$OUT_DIR/alexnet-deepsim-before.json" 2>&1 | tee "$OUT_DIR/alexnet-deepsim-before.log" || status=1
 exit $status
