@@ -74,6 +74,8 @@ def run_objectives(
     for method in methods or ["dgn_am", "ppgn_h"]:  # every method's config is valid before any work
         _common_start(cfg, method)
     report: dict[str, Any] = {"pairs": [list(p) for p in PAIRS], "methods": {}}
+    if cfg.models.ensemble:  # models.ensemble: the output units climb the mean of these and the target
+        report["ensemble"] = [m.spec for m in cfg.models.ensemble]
     output = next((layer for layer in cfg.layers if layer.kind in ("auto", "output")), cfg.layers[0])
     for method in methods or ["dgn_am", "ppgn_h"]:
         engine, bundle, device = build_engine(_common_start(cfg, method))
@@ -244,6 +246,11 @@ def format_table(report: dict[str, Any]) -> str:
     }  # fmt: skip
     if budgets:
         lines.append(f"(budget per picture: {'; '.join(sorted(budgets))})")
+    if report.get("ensemble"):
+        lines.append(
+            f"(models.ensemble: the chains climbed the mean output layer of the target and "
+            f"{', '.join(report['ensemble'])}; (T) is the target's own reading)"
+        )
     counts = _picture_counts(report)
     if counts:
         lines.append(f"(pictures behind each share: {counts}; one picture moves a share by 1 / that)")

@@ -23,7 +23,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -50,6 +50,7 @@ class ThroughputSetup:
     code_layer: str | None = None
     encoder: LoadedModel | None = None  # models.encoder: the network G inverts, when it is not the target
     code_stats: CodeStats | None = None
+    ensemble: list[LoadedModel] = field(default_factory=list)  # models.ensemble: more targets
 
     @staticmethod
     def from_config(cfg: RunConfig) -> ThroughputSetup:
@@ -63,7 +64,16 @@ class ThroughputSetup:
         dae = m.dae or load_run_model(cfg, "dae")
         layer = cfg.layers[0].name if cfg.layers else "output"
         return ThroughputSetup(
-            m.target, m.generator, dae, cfg.sampler, cfg.compute, layer, m.code_layer, m.encoder, m.code_stats
+            m.target,
+            m.generator,
+            dae,
+            cfg.sampler,
+            cfg.compute,
+            layer,
+            m.code_layer,
+            m.encoder,
+            m.code_stats,
+            m.ensemble,
         )
 
     @staticmethod
@@ -126,6 +136,7 @@ def _engine(setup: ThroughputSetup, cfg: SamplerConfig, batch: int, device: torc
         code_layer=setup.code_layer,
         encoder=setup.encoder,
         code_stats=setup.code_stats,  # moved to the device by the engine
+        ensemble=setup.ensemble,
     )
 
 
@@ -142,8 +153,9 @@ def _timed(engine: Engine, layer: str, units: list[int], steps: int, device: tor
 
 
 def flops_per_chain_step(engine: Engine, layer: str, batch: int = 4) -> float:
-    """FLOPs of one chain-step: picture from the state, target forward to the layer (stopping early), and the
-    input-gradient backward, counted with ``torch.utils.flop_counter`` on a batch and divided by its size."""
+    """FLOPs of one chain-step: picture from the state, target forward to the layer (stopping early), the
+    ensemble members' forward passes where they join, and the input-gradient backward, counted with
+    ``torch.utils.flop_counter`` on a batch and divided by its size."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from atlas.sampling.objectives import layer_values
@@ -160,6 +172,9 @@ def flops_per_chain_step(engine: Engine, layer: str, batch: int = 4) -> float:
             img = sampler.param.image(state)
             acts = probe(engine.setup.to_input(engine.target.space.encode(img)))  # type: ignore[union-attr]
             f = layer_values(acts[name], [unit] * batch)[:, 0].float().sum()
+            ensemble = engine.ensemble_for(name)
+            for values in ensemble.values(img, [unit] * batch) if ensemble is not None else ():
+                f = f + values[:, 0].sum()  # the members' passes: models.ensemble
             if engine.reads_code_every_step:  # the joint prior's E(G(h)) through models.encoder
                 with torch.no_grad():
                     engine.code_reader(img.detach())  # type: ignore[misc]

@@ -15,6 +15,7 @@ from atlas.commands.options import add_toyworld_options, refuse_empty
 EXAMPLES = """examples:
   atlas bootstrap                          # check the shipped default world's gates (seconds)
   atlas bootstrap --preset pairs           # the two-object world: trains here (~10 min on 2 cores)
+  atlas bootstrap --preset pairs --members 4   # and four more targets for models.ensemble (~10 min each)
   atlas bootstrap --retrain --json gates.json
 """
 
@@ -33,6 +34,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="train every component from scratch into the cache (ignores the cache and the shipped weights)",
     )
     parser.add_argument(
+        "--members",
+        type=members_count,
+        default=0,
+        metavar="N",
+        help="also load (or train) N ensemble members, T trained again with other seeds (toyworld:target2 "
+        "... target<N+1>, for models.ensemble; 0-8), each held to T's accuracy gate",
+    )
+    parser.add_argument(
         "--ship",
         action="store_true",
         help="developers: train from scratch in a temporary cache and, if the gates pass, write the result "
@@ -46,12 +55,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def members_count(text: str) -> int:
+    """--members: 0-8 (``toyworld:target2`` ... ``target9``)."""
+    from atlas.toyworld.world import MEMBERS
+
+    if not text.strip().isdigit() or int(text) > len(MEMBERS):
+        raise argparse.ArgumentTypeError(f"expected a whole number from 0 to {len(MEMBERS)}, got {text!r}")
+    return int(text)
+
+
 def check_ship_flags(args: argparse.Namespace) -> None:
     """--ship and --ship-reader train in a temporary cache and write the package's weights: they take no
     --cache-dir or --retrain, and not each other (a one-line error instead of a flag silently ignored)."""
     from atlas.errors import AtlasError
 
     ship = [flag for flag, on in (("--ship", args.ship), ("--ship-reader", args.ship_reader)) if on]
+    if ship and args.members:
+        raise AtlasError(
+            f"{ship[0]} writes the shipped weights, and ensemble members never ship; drop --members"
+        )
     if len(ship) > 1:
         raise AtlasError(
             "--ship and --ship-reader exclude each other; --ship trains the whole world, "
@@ -95,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         where = f"trained from scratch; shipped to {shipped}" if shipped else "a gate failed: NOT shipped"
         print(f"toy world {preset!r} ({where})")
     else:
-        report = bootstrap(preset, cache_dir, retrain=args.retrain)
+        report = bootstrap(preset, cache_dir, retrain=args.retrain, members=args.members)
         print(f"toy world {preset!r} ({report['cache']})")
     print("weights: " + ", ".join(f"{k} {v}" for k, v in report["sources"].items()))
     print(format_table(report))

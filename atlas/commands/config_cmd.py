@@ -86,6 +86,12 @@ def _check(cfg) -> list[str]:
         if encoder is not None and encoder.space is not None and report.code_layer:
             seen = conversion(gen.space, encoder.space)
             lines.append(f"# code: {encoder.spec}'s {report.code_layer} reads the generator's {seen}")
+    if models.ensemble:  # the members' specs, checked: T's classes in T's order
+        members = ", ".join(m.spec for m in models.ensemble)
+        lines.append(
+            f"# ensemble: {report.output_layer}'s chains climb the mean objective of the target and "
+            f"{members} ({len(models.ensemble) + 1} networks); every stored number is the target's"
+        )
     return [*lines, compute_line(cfg)]
 
 

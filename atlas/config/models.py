@@ -158,6 +158,16 @@ class ModelsConfig(Section):
         "preprocess; a spec string or {spec, weights, preprocess}.",
         json_schema_extra={"omit_default": True},  # unset, older configs keep their hash
     )
+    ensemble: list[ModelConfig] = Field(
+        default_factory=list,
+        description="More networks with the target's output classes (other seeds or checkpoints of its "
+        "architecture and data; toy world: toyworld:target2 ... toyworld:target9), whose output-layer "
+        "objective is averaged with the target's for output units: pictures that please all of them rather "
+        "than fool the target alone (docs/sampling.md, 'Ensembles'). Every stored number stays the "
+        "target's; hidden layers use the target alone. Each a spec string or {spec, weights, preprocess, "
+        "output_layer}.",
+        json_schema_extra={"omit_default": True, "type_doc": "[model, ...]"},  # unset: older configs' hash
+    )
     code_layer: str | None = Field(
         None,
         description="Layer whose output is G's code (prior: joint, real/facet-seeded starts, code "
@@ -190,33 +200,49 @@ class ModelsConfig(Section):
             raise ValueError("dae.preprocess: a DAE works on codes, not images; remove it")
         for role in ("target", "generator", "dae", "encoder"):
             _check_toyworld_role(role, getattr(self, role))
+        named = {(self.target.spec, self.target.weights): "models.target"}
+        for i, member in enumerate(self.ensemble):
+            _check_toyworld_role(f"ensemble[{i}]", member)
+            first = named.setdefault((member.spec, member.weights), f"models.ensemble[{i}]")
+            if first != f"models.ensemble[{i}]":  # the same network twice counts it twice in the mean
+                raise ValueError(
+                    f"ensemble[{i}]: {member.spec!r} is {first} again; an ensemble member must be another "
+                    "network (another seed or checkpoint, e.g. toyworld:target2)"
+                )
         return self
 
 
 # the toy world's components and the roles each can take (a judge is a network too: it can be a target)
 TOYWORLD_ROLES = {
-    "target": ("target", "encoder"),  # T is the network the toy world's G inverts
+    "target": ("target", "encoder", "ensemble"),  # T is the network the toy world's G inverts
     "judge": ("target",),
     "planted": ("target", "encoder"),  # T with planted units: T's layers too
     "reader": ("target",),  # the attribute reader: a network like any other
     "generator": ("generator",),
     "dae": ("dae",),
+    # T trained again with other seeds (atlas.toyworld.world.MEMBERS): an ensemble's members
+    **{f"target{k}": ("target", "ensemble") for k in range(2, 10)},
 }
 
 
-def _check_toyworld_role(role: str, model: ModelConfig | None) -> None:
+def _check_toyworld_role(key: str, model: ModelConfig | None) -> None:
     """``toyworld:<component>`` in a role it cannot take (``generator: toyworld:dae``) fails here, in one
-    line, before anything loads (else a worker would fail mid-run)."""
+    line, before anything loads (else a worker would fail mid-run). ``key``: the role, or
+    ``ensemble[i]``."""
     if model is None or not model.spec.startswith("toyworld:"):
         return
+    role = key.partition("[")[0]
     name = model.spec.partition(":")[2]
+    fits = [n for n, roles in TOYWORLD_ROLES.items() if role in roles]
+    if role == "ensemble":  # T itself is the target already
+        fits.remove("target")
     if name not in TOYWORLD_ROLES:
-        valid = ", ".join(f"toyworld:{n}" for n, roles in TOYWORLD_ROLES.items() if role in roles)
-        raise ValueError(f"{role}: unknown toy-world component {name!r}; valid here: {valid}")
+        shown = [n for n in fits if n[-1] not in "3456789"]  # target2 stands for the other members
+        valid = ", ".join(f"toyworld:{n}" + (" ... target9" if n == "target2" else "") for n in shown)
+        raise ValueError(f"{key}: unknown toy-world component {name!r}; valid here: {valid}")
     if role not in TOYWORLD_ROLES[name]:
-        right = next((f"toyworld:{n}" for n, roles in TOYWORLD_ROLES.items() if role in roles), None)
-        article = "an" if role[0] in "aeiou" else "a"
+        what = "an ensemble member" if role == "ensemble" else f"{'an' if role[0] in 'aeiou' else 'a'} {role}"
         raise ValueError(
-            f"{role}: {model.spec!r} is the toy world's {name}, not {article} {role}"
-            + (f"; use {right}" if right else "")
+            f"{key}: {model.spec!r} is the toy world's {name}, not {what}"
+            + (f"; use toyworld:{fits[0]}" if fits else "")
         )

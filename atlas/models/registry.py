@@ -481,19 +481,36 @@ def load_run_model(run: RunConfig, role: Role) -> LoadedModel | None:
     if cfg is None:
         return None
     try:
-        return load_model(
-            cfg,
-            role,
-            allow_random_weights=run.models.allow_random_weights,
-            toyworld=run.toyworld,
-            storage=run.storage_options_for(cfg.weights),
-        )
+        return _load_for_run(run, cfg, role)
     except ModelError as exc:  # which of the run's models: four take weights files
         said = str(exc)
         said = said if said.startswith("models.") else f"models.{role}: {said}"
         if _missing_local_file(cfg.weights):
             said += _missing_weights_hint(run, role)
         raise ModelError(said) from None
+
+
+def load_run_ensemble(run: RunConfig) -> list[LoadedModel]:
+    """The networks of ``models.ensemble``, each loaded as the run loads its target; an error names the
+    member (``models.ensemble[1]: ...``)."""
+    members = []
+    for i, cfg in enumerate(run.models.ensemble):
+        try:
+            members.append(_load_for_run(run, cfg, "target"))
+        except ModelError as exc:
+            said = str(exc).removeprefix("models.target")  # load_model names the role it loaded as
+            raise ModelError(f"models.ensemble[{i}]{said if said[:1] in '.:' else ': ' + said}") from None
+    return members
+
+
+def _load_for_run(run: RunConfig, cfg: ModelConfig, role: Role) -> LoadedModel:
+    return load_model(
+        cfg,
+        role,
+        allow_random_weights=run.models.allow_random_weights,
+        toyworld=run.toyworld,
+        storage=run.storage_options_for(cfg.weights),
+    )
 
 
 def _missing_weights_hint(run: RunConfig, role: Role) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from atlas.errors import AtlasError
 from atlas.models import CodeStats, LoadedModel
 from atlas.models.codes import default_deepsim_stats
 from atlas.models.loaded import generators_own_layer
-from atlas.models.registry import load_run_model
+from atlas.models.registry import load_run_ensemble, load_run_model
 from atlas.pipeline.holder import BundleHolder
 
 
@@ -32,6 +32,12 @@ class RunModels:
     code_stats_file: str | None = None  # models.code_stats when the statistics come from a file
     code_stats_fingerprint: str | None = None  # its fingerprint, from the bytes the statistics came from
     encoder: LoadedModel | None = None  # models.encoder: the network G inverts, when not the target
+    ensemble: list[LoadedModel] = field(default_factory=list)  # models.ensemble: more targets
+
+    def networks(self) -> list[LoadedModel]:
+        """Every network the run loaded: target, generator, DAE, encoder (those given), ensemble members."""
+        roles = (self.target, self.generator, self.dae, self.encoder)
+        return [m for m in roles if m is not None] + list(self.ensemble)
 
     def fingerprints(self) -> dict[str, Any]:
         """Per network: its spec, weights and their fingerprint, and for a network built by the user's
@@ -48,6 +54,11 @@ class RunModels:
                     "fingerprint": m.fingerprint,
                     **code_fingerprint(m),
                 }
+        if self.ensemble:  # members in order: another member (or order) averages other objectives
+            out["ensemble"] = [
+                {"spec": m.spec, "weights": m.weights, "fingerprint": m.fingerprint, **code_fingerprint(m)}
+                for m in self.ensemble
+            ]
         if self.code_stats_file:  # the statistics behind the same path may change between resumes
             out["code_stats"] = {
                 "weights": self.code_stats_file,
@@ -61,6 +72,7 @@ def build_models(cfg: RunConfig) -> RunModels:
     target = load_run_model(cfg, "target")
     generator = load_run_model(cfg, "generator")
     encoder = load_run_model(cfg, "encoder")
+    ensemble = load_run_ensemble(cfg)
     dae = None
     if cfg.sampler.uses_dae:
         dae = load_run_model(cfg, "dae")
@@ -79,7 +91,7 @@ def build_models(cfg: RunConfig) -> RunModels:
             f"the generator's code is {generator.code_shape}"
         )
     return RunModels(
-        target, generator, dae, stats, code_layer, cfg.models.code_stats, stats_fingerprint, encoder
+        target, generator, dae, stats, code_layer, cfg.models.code_stats, stats_fingerprint, encoder, ensemble
     )
 
 
@@ -176,12 +188,9 @@ def own_code_modules(cfg: RunConfig, bundle: Any) -> list[Any]:
     networks that the driver imported from its own files (not an installed package, the standard library
     or atlas): a worker node need not have those files, or may have another version of them."""
     names = set()
-    for role in ("target", "generator", "dae", "encoder"):
-        spec = getattr(getattr(cfg.models, role), "spec", "") or ""
-        names.update(_factory_module(spec))
-    for model in (bundle.models.target, bundle.models.generator, bundle.models.dae, bundle.models.encoder):
-        if model is not None:
-            names.update(type(m).__module__ for m in model.module.modules())
+    for model in bundle.models.networks():
+        names.update(_factory_module(model.spec))
+        names.update(type(m).__module__ for m in model.module.modules())
     return _own_modules(names)
 
 
@@ -273,9 +282,8 @@ def make_engine(
     from atlas.sampling import Engine
 
     models = bundle.models
-    for m in (models.target, models.generator, models.dae, models.encoder):
-        if m is not None:
-            m.to(device)
+    for m in models.networks():
+        m.to(device)
     engine = Engine(
         models.target,
         models.generator,
@@ -289,6 +297,7 @@ def make_engine(
         real=bundle.real,
         truth=truth,
         encoder=models.encoder,
+        ensemble=models.ensemble,
     )
     engine.prepare(layer.name for layer in cfg.layers)
     return engine

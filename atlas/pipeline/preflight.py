@@ -42,6 +42,7 @@ from atlas.models.probes import LayerInfo, LayerProbe, resolve_modules
 from atlas.models.registry import check_spec, example_input
 from atlas.sampling.compute import channels_last_breaks
 from atlas.sampling.concepts import MIN_POSITIVES
+from atlas.sampling.ensemble import check_member_shapes
 from atlas.sampling.facets import default_facet_layer, pass_through_layers
 from atlas.sampling.real import check_image_folder, evenly_spaced, image_files, small_concepts
 from atlas.sampling.units import layer_kind
@@ -439,6 +440,11 @@ def _model_warnings(cfg: RunConfig, models: RunModels) -> list[str]:
             if role == "generator" and m.spec.startswith("deepsim:"):  # a user's trial: all-grey pictures
                 said += " (a random DeePSiM generator draws nearly flat mean-colour pictures: plumbing only)"
             out.append(said)
+    random = [f"models.ensemble[{i}] ({m.spec})" for i, m in enumerate(models.ensemble) if m.random_weights]
+    if random:
+        out.append(
+            f"{', '.join(random)} run on RANDOM weights: they pull the pictures toward nothing learned"
+        )
     return out
 
 
@@ -547,6 +553,7 @@ def preflight_models(cfg: RunConfig, models: RunModels) -> PreflightReport:
     )
     warnings += _foreign_code(cfg, models) + _stats_of_another_code(cfg, models, code_layer)
     warnings += _code_blind_generator(models, pictures)
+    warnings += _check_ensemble(models, shapes, output, list(layer_shapes))
     contiguous_only = _channels_last_note(cfg, target)
     warnings += contiguous_only
     if cfg.models.target.output_layer and facet_layer and not cfg.facets.layer:
@@ -562,6 +569,26 @@ def preflight_models(cfg: RunConfig, models: RunModels) -> PreflightReport:
         code_layer=code_layer,
         contiguous_only=bool(contiguous_only),
     )
+
+
+def _check_ensemble(models: RunModels, shapes: Shapes, output: str | None, layers: list[str]) -> list[str]:
+    """``models.ensemble``: an error for a member without the target's output classes (or a target without
+    an output layer); a warning naming the run's layers the members leave alone (they join output units'
+    objectives only)."""
+    if not models.ensemble:
+        return []
+    if output is None:
+        raise ConfigError(
+            "models.ensemble: the target declares no output layer; set models.target.output_layer"
+        )
+    check_member_shapes(models.ensemble, shapes[output])
+    alone = [name for name in layers if name not in (output, "output")]
+    if not alone:
+        return []
+    return [
+        f"models.ensemble joins the objectives of the output layer {output!r} only; the run's other layers "
+        f"({', '.join(alone)}) use the target alone (hidden units of networks trained apart are unrelated)"
+    ]
 
 
 def check_batches(target: LoadedModel) -> None:

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from atlas.models.probes import LayerProbe
 from atlas.sampling.compute import ComputeSetup
 from atlas.sampling.concepts import path_pattern
+from atlas.sampling.ensemble import TargetEnsemble
 from atlas.sampling.manifold import encode_code
 from atlas.sampling.objectives import Objective, diversity_features, diversity_penalty, layer_values
 from atlas.sampling.results import ChainResult
@@ -59,6 +60,16 @@ class TargetReadout:
     code_reader: Callable[[torch.Tensor], torch.Tensor] | None = None
     code_key: str | None = None
     code_every_step: bool = False  # the prior reads the code at every step (PPGN-h, prior: joint)
+    ensemble: TargetEnsemble | None = None  # more targets whose objective joins T's (output layers)
+
+    def climbed(
+        self, values: Tensor, img: Tensor, units: list[Unit], objective: Objective, index: Tensor
+    ) -> Tensor:
+        """(B,) the objective the chains climb and rank their pictures by, from T's unit-layer ``values``
+        (B, U) on ``img`` (B, 3, H, W) rgb01: T's own, or the ensemble's (``ensemble.py``)."""
+        if self.ensemble is None:
+            return objective(values, index)
+        return self.ensemble.objective(values, img, units, objective, index)
 
     def with_code(self, acts: dict[str, Tensor], img: Tensor, final: bool) -> dict[str, Tensor]:
         """``acts`` plus the encoder's code of ``img`` (B, 3, H, W) where the step or the last readout needs
@@ -105,7 +116,7 @@ def run_chains(
             acts = (readout.final_probe if final else readout.probe)(setup.to_input(readout.encode(seen)))
             acts = readout.with_code(acts, img, final)
             values = layer_values(acts[readout.layer], units).float()  # (B, U)
-            f = objective(values, index)  # (B,)
+            f = readout.climbed(values, seen, units, objective, index)  # (B,)
             pen = None if final else sampler.penalty(img)
             total = f - pen if pen is not None else f
             if not final and readout.diversity_layer is not None:  # Lucid's diversity, per unit's chains
@@ -180,8 +191,10 @@ def read_kept_as_stored(
     with torch.no_grad():
         acts = readout.probe(setup.to_input(readout.encode(stored)))
         values = layer_values(acts[readout.layer], units + units).float()  # (2B, U)
-    best, last = values.chunk(2)
-    higher = objective(last, index) > objective(best, index)  # (B,)
+        best, last = values.chunk(2)
+        best_img, last_img = stored.chunk(2)
+        f_last = readout.climbed(last, last_img, units, objective, index)
+        higher = f_last > readout.climbed(best, best_img, units, objective, index)  # (B,)
     tracker.best_img = torch.where(higher.view(-1, 1, 1, 1), tracker.last_img, tracker.best_img)
     drawn = torch.where(tracker.stopped, tracker.stop_step, tracker.last_step)  # a stopped chain's picture
     tracker.best_step = torch.where(higher, drawn, tracker.best_step)  # is its stop step's, frozen since
@@ -204,7 +217,7 @@ def _read_picture(
     with torch.no_grad(), setup.autocast():
         acts = readout.probe(setup.to_input(readout.encode(img.detach())))
         values = layer_values(acts[readout.layer], units).float()
-        return values, objective(values, index)
+        return values, readout.climbed(values, img.detach(), units, objective, index)
 
 
 def collect_results(

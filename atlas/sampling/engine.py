@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from atlas.config import ComputeConfig, FacetConfig, SamplerConfig, check_sampler_models
+from atlas.errors import ConfigError
 from atlas.models.codes import CodeStats
 from atlas.models.loaded import LoadedModel, generators_own_layer
 from atlas.models.probes import resolve_modules
@@ -33,6 +34,7 @@ from atlas.sampling.batches import run_batches
 from atlas.sampling.chain import TargetReadout, run_chains
 from atlas.sampling.compute import ComputeSetup
 from atlas.sampling.concepts import choose_path_layers
+from atlas.sampling.ensemble import TargetEnsemble, check_member_shapes
 from atlas.sampling.nets import EngineNets
 from atlas.sampling.objectives import Composite, Objective
 from atlas.sampling.parametrizations import GeneratorParam, PixelParam
@@ -79,13 +81,15 @@ class Engine:
         real_batch: int = 256,
         truth: bool = True,
         encoder: LoadedModel | None = None,
+        ensemble: Sequence[LoadedModel] = (),
     ) -> None:
         """``facet_layer``: features clustered into facets (default: ``facets.layer``, else T's penultimate
         layer, the last 1-D layer before the output layer). ``real_batch``: batch size for the passes over
         the real-image set. ``truth``: label units and score pictures (docs/truth.md; needs ``real``).
         ``encoder``: the network G inverts when it is not the target (``models.encoder``): ``code_layer``
-        is then its layer, read by a pass of its own. The caller's modules are never changed (the engine
-        folds its own copies)."""
+        is then its layer, read by a pass of its own. ``ensemble``: more targets with T's output classes
+        (``models.ensemble``), whose objective joins T's for output units (``ensemble.py``). The caller's
+        modules are never changed (the engine folds its own copies)."""
         self.cfg, self.facet_cfg, self.truth = sampler, facets, truth
         self.setup = ComputeSetup.resolve(compute, torch.device(device))
         self.device = self.setup.device
@@ -93,6 +97,13 @@ class Engine:
         fold = compute.fold_batchnorm
         self.nets = EngineNets(target, generator, dae, self.setup, fold=fold, encoder=encoder)
         self.target, self.generator, self.dae = target, generator, dae
+        if ensemble:
+            if not target.output_layer:
+                raise ConfigError(
+                    "models.ensemble: the target declares no output layer; set models.target.output_layer"
+                )
+            check_member_shapes(ensemble, self.nets.layer_shape(target.output_layer))
+        self.ensemble = TargetEnsemble(ensemble, self.setup, fold) if ensemble else None
         extras = generator.extras if generator is not None else {}
         stats = code_stats if code_stats is not None else extras.get("code_stats")
         self.code_stats: CodeStats | None = stats.to(self.device) if isinstance(stats, CodeStats) else None
@@ -307,6 +318,7 @@ class Engine:
             self.nets.space.encode, probe, final_probe, layer, self.facet_layer, tuple(paths), *code[:1]
         )
         readout.code_encoder = self.code_encoder
+        readout.ensemble = self.ensemble_for(layer)
         if self.code_reader is not None:  # a separate encoder reads the code (models.encoder)
             readout.code_reader, readout.code_key = self.code_reader, self.code_key
             readout.code_every_step = self.reads_code_every_step
@@ -376,13 +388,25 @@ class Engine:
         layers, every process computes in the same modules whatever order its shards come in."""
         self.nets.probes([name for layer in layers for name in self.layers_read(layer)])
 
-    def method_text(self) -> str:
-        """``units.method``: the sampler with its settings, and the diversity term where it acts
-        (``dgn_am[diversity=30]``; a trial could not tell diversity runs apart in SQL)."""
+    def ensemble_for(self, layer: str) -> TargetEnsemble | None:
+        """The ensemble, for chains of T's output layer; None elsewhere (hidden units of networks trained
+        apart are unrelated) and without one."""
+        return self.ensemble if self.ensemble is not None and layer == self.target.output_layer else None
+
+    def method_text(self, layer: str | None = None) -> str:
+        """``units.method``: the sampler with its settings, the diversity term where it acts
+        (``dgn_am[diversity=30]``; a trial could not tell diversity runs apart in SQL), and the number of
+        networks whose objective ``layer``'s chains climbed where an ensemble joins T (``ensemble=5``)."""
         text = self.sampler.describe()
-        if not self.cfg.diversity or self.cfg.method in ("ga", "cmaes"):  # those two ignore it
+        marks = []
+        if self.cfg.diversity and self.cfg.method not in ("ga", "cmaes"):  # those two ignore it
+            marks.append(f"diversity={self.cfg.diversity:g}")
+        ensemble = self.ensemble_for(layer) if layer is not None else None
+        if ensemble is not None:
+            marks.append(f"ensemble={len(ensemble) + 1}")
+        if not marks:
             return text
-        mark = f"diversity={self.cfg.diversity:g}"
+        mark = ",".join(marks)
         return f"{text[:-1]},{mark}]" if text.endswith("]") else f"{text}[{mark}]"
 
     def _diversity_layer(self, layer: str) -> list[str]:

@@ -42,7 +42,7 @@ def best_of_pool(
             img = param.image(candidates[p].float())  # (B, 3, H, W)
             acts = readout.probe(setup.to_input(readout.encode(img)))
             values = layer_values(acts[readout.layer], units).float()  # (B, U)
-            f = objective(values, index).float()  # (B,)
+            f = readout.climbed(values, img, units, objective, index).float()  # (B,)
         scores[p] = torch.nan_to_num(f, nan=float("-inf"), posinf=float("-inf"))
     best = scores.argmax(0)  # (B,)
     return candidates[best, torch.arange(b, device=candidates.device)]

@@ -127,7 +127,7 @@ class UnitRows:
             spatial=unit.spatial_label,
             objective=self.objective.describe(unit),
             composite=self._composite(unit.index),
-            method=eng.method_text(),
+            method=eng.method_text(self.layer),
             facet_count=count,
             chains=chains,
             real_topk=real_topk,
@@ -219,7 +219,7 @@ class UnitRows:
             if unit
             else f"{eng.objective.kind}[{self.layer}:{index}]",
             composite=self._composite(index),
-            method=eng.method_text(),
+            method=eng.method_text(self.layer),
             facet_count=0,
             status="error",
             error=f"{type(exc).__name__}: {exc}{loc}",

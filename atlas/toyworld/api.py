@@ -13,7 +13,7 @@ import torch
 from atlas.errors import AtlasError
 from atlas.models.loaded import LoadedModel
 from atlas.sampling.concepts import ConceptSet
-from atlas.toyworld.world import ALL_COMPONENTS, ToyWorld
+from atlas.toyworld.world import ALL_COMPONENTS, LOADABLE, MEMBERS, ToyWorld
 
 
 def load_component(
@@ -24,10 +24,11 @@ def load_component(
     train_if_missing: bool = True,
     log: Callable[[str], None] = print,
 ) -> LoadedModel:
-    """``target | judge | generator | dae | reader`` of a toy world, frozen, trained on demand (with a
-    message; ``train_if_missing=False``: an AtlasError instead)."""
-    if name not in ALL_COMPONENTS:
-        raise AtlasError(f"unknown toy-world component {name!r}; valid: {', '.join(ALL_COMPONENTS)}")
+    """``target | judge | generator | dae | reader`` (or an ensemble member ``target2`` ... ``target9``) of
+    a toy world, frozen, trained on demand (with a message; ``train_if_missing=False``: an AtlasError
+    instead)."""
+    if name not in LOADABLE:
+        raise AtlasError(f"unknown toy-world component {name!r}; valid: {', '.join(LOADABLE)}")
     return ToyWorld(preset, cache_dir, log).loaded(name, train_if_missing=train_if_missing)
 
 
@@ -79,9 +80,12 @@ def bootstrap(
     cache_dir: str | os.PathLike[str] | None = None,
     retrain: bool = False,
     log: Callable[[str], None] = print,
+    members: int = 0,
 ) -> dict[str, Any]:
     """Load each component (cache, else shipped weights, else train; ``retrain``: train everything from
-    scratch into the cache), evaluate the gates, write report.json into the cache folder.
+    scratch into the cache), evaluate the gates, write report.json into the cache folder. ``members``:
+    also the first that many ensemble members (``target2`` ..., for ``models.ensemble``), each held to
+    T's accuracy gate.
 
     Returns ``{"gates": {name: {"value", "threshold", "passed"}}, "passed": bool, "seconds": {stage: s},
     "cpu_seconds", "preset", "config_hash", "cache", "sources": {component: "cache"|"shipped"|"trained"},
@@ -90,17 +94,19 @@ def bootstrap(
     was trained (on the machine that trained it, for shipped weights).
     """
     from atlas.toyworld.cache import write_report
-    from atlas.toyworld.gates import evaluate, evaluate_reader
+    from atlas.toyworld.gates import evaluate, evaluate_members, evaluate_reader
 
     world = ToyWorld(preset, cache_dir, log)
     t_start = time.perf_counter()
-    for name in ALL_COMPONENTS:  # target first: generator and dae are trained on its codes
+    names = [*ALL_COMPONENTS, *MEMBERS[:members]]
+    for name in names:  # target first: generator and dae are trained on its codes
         world.module(name, retrain=retrain)
     t0, c0 = time.perf_counter(), time.process_time()
     gates, details = evaluate(world)
     reader_gates, reader_details = evaluate_reader(world)
-    gates, details = gates | reader_gates, details | reader_details
-    seconds = {k: round(world.seconds.get(k, 0.0), 1) for k in ("data_train", *ALL_COMPONENTS)}
+    gates = gates | reader_gates | evaluate_members(world, list(MEMBERS[:members]))
+    details = details | reader_details
+    seconds = {k: round(world.seconds.get(k, 0.0), 1) for k in ("data_train", *names)}
     seconds["evaluate"] = round(time.perf_counter() - t0, 1)
     seconds["total"] = round(time.perf_counter() - t_start, 1)
     cpu = {k: round(v, 1) for k, v in world.cpu_seconds.items() if k != "data_test"}
@@ -114,9 +120,7 @@ def bootstrap(
         "passed": all(g["passed"] for g in gates.values()),
         "seconds": seconds,
         "cpu_seconds": cpu,  # CPU time of the stages trained in this call (/ 2 threads ~ idle wall time)
-        "train_seconds": {
-            n: round(float(world.payload_meta(n).get("train_seconds", 0.0)), 1) for n in ALL_COMPONENTS
-        },
+        "train_seconds": {n: round(float(world.payload_meta(n).get("train_seconds", 0.0)), 1) for n in names},
         "details": details,
     }
     write_report(world.cfg, cache_dir, report)

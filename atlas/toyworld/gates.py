@@ -6,6 +6,7 @@ probable classes are exactly the image's two (``t_both`` and ``j_both``: the cei
 
 Gate names (thresholds per preset in ``presets.GateThresholds``):
 - ``t_acc``             T's class accuracy on real test images                      (>= threshold)
+- ``target<k>_acc``     an ensemble member's (``--members``), held to ``t_acc``'s threshold
 - ``j_fine_acc``        J's fine-label accuracy on real test images                 (>= threshold)
 - ``t_recon_acc``       T's class accuracy on reconstructions G(E(x))               (>= threshold)
 - ``j_recon_acc``       J's class accuracy (fine prediction -> its class) on G(E(x)) (>= threshold)
@@ -154,6 +155,20 @@ def _here_accuracy(mask: torch.Tensor, cover: torch.Tensor, stride: int = 4) -> 
 
     truth, read = here_parts(coverage(mask)), here_parts(coverage(cover))
     return {part: round((truth[part] == read[part]).float().mean().item(), 4) for part in truth}
+
+
+def evaluate_members(world: ToyWorld, names: list[str]) -> dict[str, dict[str, Any]]:
+    """``<member>_acc`` for each ensemble member (``target2`` ...): its class accuracy on the real test
+    images, held to T's own gate (``t_acc``): a member must read the world as well as T does."""
+    test, size = world.data("test"), world.cfg.data.size
+    x, second = target_space(size).encode(test.rgb01()), test.second_labels()
+    out = {}
+    for name in names:
+        with threads():
+            pred = predict(world.module(name), x).argmax(1)  # (N,)
+        right = (pred == test.labels) | ((pred == second) & (second >= 0))
+        out[f"{name}_acc"] = _gate(right.float().mean().item(), world.cfg.gates.t_acc)
+    return out
 
 
 def format_table(report: dict[str, Any]) -> str:

@@ -92,8 +92,8 @@ def load_shipped_file(cfg: ToyWorldConfig, component: str) -> tuple[Path, dict[s
     manifest = read_manifest(folder, cfg)
     path = folder / f"{component}.pt"
     entry = manifest["files"].get(path.name)
-    if entry is None and path.name == READER_FILE:
-        return None  # shipped before the reader existed
+    if entry is None and (path.name == READER_FILE or component.removeprefix("target").isdigit()):
+        return None  # shipped before the reader existed; ensemble members never ship
     if not isinstance(entry, dict):
         raise corrupt(folder / MANIFEST, f"lists no {path.name}", cfg.name, shipped=True)
     if not path.is_file():

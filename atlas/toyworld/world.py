@@ -19,6 +19,7 @@ trained with other settings is stale the same way.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import os
 import time
@@ -51,6 +52,15 @@ from atlas.toyworld.shipped import load_shipped_file, shipped_dir
 COMPONENTS = ("target", "judge", "generator", "dae")  # the world's core, keyed by config_hash
 READER = "reader"  # the attribute reader (issue 16), keyed by reader_hash; optional in old caches
 ALL_COMPONENTS = (*COMPONENTS, READER)
+# more targets for an ensemble (``models.ensemble``, issue 17): T's architecture and data, other seeds; each
+# is trained on demand and independent of the rest of the world
+MEMBERS = tuple(f"target{k}" for k in range(2, 10))
+LOADABLE = (*ALL_COMPONENTS, *MEMBERS)
+
+
+def member_seed(cfg: ToyWorldConfig, name: str) -> int:
+    """The training seed of ensemble member ``target<k>``: T's seed + 1000 (k - 1)."""
+    return cfg.target.seed + 1000 * (int(name.removeprefix("target")) - 1)
 
 
 class ToyWorld:
@@ -87,7 +97,7 @@ class ToyWorld:
 
     def _build(self, name: str, payload: dict[str, Any] | None = None) -> nn.Module:
         c, size = self.cfg, self.cfg.data.size
-        if name == "target":
+        if name == "target" or name in MEMBERS:
             return TargetNet(c.target.widths, c.target.fc, len(CLASS_NAMES), size, c.target.pools)
         if name == "judge":
             return JudgeNet(c.judge.widths, len(FINE_NAMES))
@@ -144,8 +154,8 @@ class ToyWorld:
 
     def module(self, name: str, *, train_if_missing: bool = True, retrain: bool = False) -> nn.Module:
         """The component's module (eval mode, trainable parameters), from memory, the cache or training."""
-        if name not in ALL_COMPONENTS:
-            raise AtlasError(f"unknown toy-world component {name!r}; valid: {', '.join(ALL_COMPONENTS)}")
+        if name not in LOADABLE:
+            raise AtlasError(f"unknown toy-world component {name!r}; valid: {', '.join(LOADABLE)}")
         if name in self._modules and not retrain:
             return self._modules[name]
         blob, path, shipped = None, self.path(name), False
@@ -240,6 +250,14 @@ class ToyWorld:
             return generator.subspace.encode(maps)  # (N, k)
 
     def _train(self, name: str) -> tuple[nn.Module, dict[str, Any]]:
+        if name in MEMBERS:  # T again with another seed; its decoder is left out (no G is trained on it)
+            from atlas.toyworld.train_target import train_target
+
+            seed = member_seed(self.cfg, name)
+            cfg = dataclasses.replace(self.cfg, target=dataclasses.replace(self.cfg.target, seed=seed))
+            net, _ = train_target(cfg, self.data("train"), self.log)
+            meta = {"preset": self.cfg.name, "seed": seed}
+            return net, {"state_dict": net.state_dict(), "fingerprint": state_fingerprint(net), "meta": meta}
         meta: dict[str, Any] = {"preset": self.cfg.name, "seed": getattr(self.cfg, name).seed}
         if name == "target":
             from atlas.toyworld.train_target import train_target
@@ -326,7 +344,7 @@ class ToyWorld:
             random_weights=False,
             fingerprint=self.fingerprint(name, train_if_missing=False),
         )
-        if name == "target":
+        if name == "target" or name in MEMBERS:
             return LoadedModel(
                 freeze(module),
                 "target",

@@ -4,6 +4,7 @@ unit each, with nothing but ``sampler.method`` changed (accentuation also needs 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -82,3 +83,28 @@ def test_method_runs_on_alexnet_deepsim_random_weights(method, tmp_path, image_f
         query = "SELECT DISTINCT real_name FROM images WHERE kind = 'real'"
         names = {n for (n,) in open_run(summary["run_dir"]).execute(query).fetchall()}
         assert names and names <= {f"{i}.png" for i in range(6)}, names
+
+
+def test_an_ensemble_joins_output_units_through_atlas_run(tmp_path, ray_session, capsys):
+    """``models.ensemble`` (a random ResNet-18 beside the random AlexNet: another architecture, the same
+    1,000 classes) reaches the workers through the bundle: output units' chains name it in their method,
+    the conv unit's do not, and run.json fingerprints the member."""
+    overrides = [
+        f"out_dir={tmp_path}",
+        "models.allow_random_weights=true",
+        "models.target.weights=null",
+        "models.generator.weights=null",
+        "models.encoder.weights=null",
+        "models.ensemble=[torchvision:resnet18]",
+        "layers=[{name: classifier.6, units: [0]}, {name: features.10, units: [3]}]",
+        *TINY,
+    ]
+    summary = run_atlas(load_config(REPO / "configs" / "alexnet-deepsim.yaml", overrides), progress=False)
+    assert summary["units"] == 2
+    said = capsys.readouterr().err
+    assert "models.ensemble[0] (torchvision:resnet18) run on RANDOM weights" in said
+    conn = open_run(summary["run_dir"])
+    methods = dict(conn.execute("SELECT layer, method FROM units").fetchall())
+    assert methods == {"classifier.6": "ppgn_h/joint[ensemble=2]", "features.10": "ppgn_h/joint"}, methods
+    fingerprints = json.loads((Path(summary["run_dir"]) / "run.json").read_text())["fingerprints"]
+    assert [m["spec"] for m in fingerprints["ensemble"]] == ["torchvision:resnet18"]

@@ -367,10 +367,8 @@ def test_the_engine_picks_the_facet_layer_preflight_names_when_a_batchnorm_befor
 def test_a_last_picture_that_reads_higher_becomes_the_best_at_the_step_it_was_drawn():
     """read_kept_as_stored: both pictures read again in float32; the higher becomes the best. A chain that
     stopped (stop_at) holds its stop step's picture to the end: its step is the stop step, not the last."""
-    from types import SimpleNamespace
-
     from atlas.config import ComputeConfig
-    from atlas.sampling.chain import read_kept_as_stored
+    from atlas.sampling.chain import TargetReadout, read_kept_as_stored
     from atlas.sampling.compute import ComputeSetup
     from atlas.sampling.stats import ChainTracker
 
@@ -380,11 +378,8 @@ def test_a_last_picture_that_reads_higher_becomes_the_best_at_the_step_it_was_dr
     tracker.observe(0, dark, readout, torch.tensor([1.0, 1.0, 1.0]))  # the chains' own readings: best at 0
     tracker.stop(torch.tensor([False, True, False]), 4)  # chain 1 stopped at step 4, its picture frozen
     tracker.observe(30, torch.stack([bright[0], bright[1], dark[2]]), readout, torch.zeros(3))
-    probe = SimpleNamespace(
-        probe=lambda x: {"out": x.mean(dim=(2, 3))[:, :1].repeat(1, 2)},  # (B, 2): brightness, twice
-        encode=lambda x: x,
-        layer="out",
-    )
+    brightness = lambda x: {"out": x.mean(dim=(2, 3))[:, :1].repeat(1, 2)}  # noqa: E731  (B, 2), twice
+    probe = TargetReadout(encode=lambda x: x, probe=brightness, final_probe=brightness, layer="out")
     setup = ComputeSetup.resolve(ComputeConfig(), torch.device("cpu"))
     units = [Unit("out", 0, "output")] * 3
     read_kept_as_stored(tracker, probe, setup, units, Objective("raw"), torch.zeros(3, dtype=torch.long))

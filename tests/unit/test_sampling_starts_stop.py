@@ -139,6 +139,7 @@ def test_best_of_pool_picks_each_chains_highest_scoring_draw():
     pixel u is largest (a NaN draw never wins)."""
     from types import SimpleNamespace
 
+    from atlas.sampling.chain import TargetReadout
     from atlas.sampling.start_pool import best_of_pool
 
     class Identity:
@@ -149,7 +150,8 @@ def test_best_of_pool_picks_each_chains_highest_scoring_draw():
     cand = torch.zeros(3, 2, 3)  # (P, B, S)
     cand[0, 0, 0], cand[1, 0, 0], cand[2, 0, 0] = 1.0, 5.0, 2.0  # chain 0 reads pixel 0: draw 1 wins
     cand[0, 1, 2], cand[1, 1, 2], cand[2, 1, 2] = 3.0, float("nan"), 1.0  # chain 1, pixel 2: draw 0
-    readout = SimpleNamespace(probe=lambda x: {"x": x}, encode=lambda x: x, layer="x")
+    read = lambda x: {"x": x}  # noqa: E731
+    readout = TargetReadout(encode=lambda x: x, probe=read, final_probe=read, layer="x")
     setup = SimpleNamespace(autocast=lambda: torch.autocast("cpu", enabled=False), to_input=lambda x: x)
 
     def objective(values, index):

@@ -1,0 +1,256 @@
+"""Target ensembles (``models.ensemble``, issue 17): config, objective, engine, toy-world members."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from atlas.config import ComputeConfig, FacetConfig, SamplerConfig, config_from_dict
+from atlas.errors import AtlasError, ConfigError
+from atlas.models.loaded import LoadedModel, freeze
+from atlas.sampling import Engine
+from atlas.sampling.compute import ComputeSetup
+from atlas.sampling.ensemble import TargetEnsemble, check_member_shapes
+from atlas.sampling.objectives import Objective, layer_values, parse_composite
+from atlas.sampling.units import make_unit
+from tests.unit.tiny_models import tiny_target, tiny_world
+
+pytestmark = pytest.mark.unit
+
+BASE = {
+    "name": "e",
+    "models": {"target": "toyworld:target", "generator": "toyworld:generator"},
+    "layers": [{"name": "fc8", "units": [0]}],
+}
+
+
+def _config(ensemble):
+    data = copy.deepcopy(BASE)
+    data["models"]["ensemble"] = ensemble
+    return config_from_dict(data)
+
+
+def test_config_takes_members_as_spec_strings_or_mappings():
+    cfg = _config(["toyworld:target2", {"spec": "torchvision:resnet18", "weights": "r.pt"}])
+    assert [m.spec for m in cfg.models.ensemble] == ["toyworld:target2", "torchvision:resnet18"]
+    assert cfg.models.ensemble[1].weights == "r.pt"
+
+
+def test_a_config_without_members_keeps_its_hash_and_dump():
+    """``models.ensemble`` left out is omitted from the dump, so older runs' config hashes stay the same."""
+    from atlas.config.section import to_plain
+
+    plain = config_from_dict(copy.deepcopy(BASE))
+    assert plain.models.ensemble == [] and "ensemble" not in to_plain(plain)["models"]
+    assert to_plain(_config(["toyworld:target2"]))["models"]["ensemble"][0]["spec"] == "toyworld:target2"
+
+
+@pytest.mark.parametrize(
+    ("ensemble", "says"),
+    [
+        (["toyworld:target"], r"models.ensemble\[0\]: 'toyworld:target' is models.target again"),
+        (["toyworld:target2", "toyworld:target2"], r"models.ensemble\[1\]: .* is models.ensemble\[0\] again"),
+        (["toyworld:judge"], r"models.ensemble\[0\]: 'toyworld:judge' is the toy world's judge, not an "
+         "ensemble member; use toyworld:target2"),
+        (["toyworld:targt2"], r"unknown toy-world component 'targt2'; valid here: toyworld:target2 \.\.\. "
+         "target9"),
+        (["toyworld:dae"], "not an ensemble member"),
+    ],
+)  # fmt: skip
+def test_bad_members_are_one_line_errors_naming_the_member(ensemble, says):
+    with pytest.raises(ConfigError, match=says) as err:
+        _config(ensemble)
+    assert "\n" not in str(err.value)
+
+
+def test_a_member_with_other_weights_is_another_network():
+    data = copy.deepcopy(BASE)
+    data["models"]["target"] = {"spec": "torchvision:resnet18", "weights": "a.pt"}
+    data["models"]["generator"] = None
+    data["sampler"] = {"method": "fourier"}
+    data["models"]["ensemble"] = [{"spec": "torchvision:resnet18", "weights": "b.pt"}]
+    assert len(config_from_dict(data).models.ensemble) == 1
+    data["models"]["ensemble"] = [{"spec": "torchvision:resnet18", "weights": "a.pt"}]
+    with pytest.raises(ConfigError, match="is models.target again"):
+        config_from_dict(data)
+
+
+def _negated(model: LoadedModel) -> LoadedModel:
+    """The same network with its logits negated: a member that disagrees with T about every class."""
+    m = copy.deepcopy(model)
+    with torch.no_grad():
+        m.module.fc8.weight.neg_()
+        m.module.fc8.bias.neg_()
+    return LoadedModel(freeze(m.module), "target", "tiny:negated", space=m.space, output_layer="fc8")
+
+
+def _setup() -> ComputeSetup:
+    return ComputeSetup.resolve(ComputeConfig(autocast="none"), torch.device("cpu"))
+
+
+def test_the_ensemble_objective_is_the_objective_of_the_mean_output_layer():
+    t, other = tiny_target(0), tiny_target(5)
+    img = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    units = [make_unit("fc8", u, (10,), True, "center") for u in (0, 3, 3, 7)]
+    index = torch.tensor([0, 3, 3, 7])
+
+    def z(model):
+        with torch.no_grad():
+            return layer_values(model.module(model.space.encode(img)), units)  # (4, 10)
+
+    for kind in ("raw", "log_softmax"):
+        objective = Objective(kind)
+        ens = TargetEnsemble([other, _negated(t)], _setup(), fold=True)
+        with torch.no_grad():
+            got = ens.objective(z(t), img, units, objective, index)
+        want = objective((z(t) + z(other) + z(_negated(t))) / 3, index)
+        assert torch.allclose(got, want, atol=1e-5), kind
+        same = TargetEnsemble([copy.deepcopy(t)], _setup(), fold=False)
+        with torch.no_grad():  # a member that is T again changes nothing
+            assert torch.allclose(same.objective(z(t), img, units, objective, index), objective(z(t), index))
+    pair = Objective("log_softmax", (parse_composite("2 + 5", 10),), 10)  # a composite: of the mean too
+    ens = TargetEnsemble([other], _setup(), fold=False)
+    with torch.no_grad():
+        got = ens.objective(z(t), img, units, pair, torch.tensor([10] * 4))
+    assert torch.allclose(got, pair((z(t) + z(other)) / 2, torch.tensor([10] * 4)), atol=1e-5)
+
+
+def test_a_member_without_the_targets_classes_is_refused():
+    odd = tiny_target(1)
+    odd.module.fc8 = torch.nn.Linear(32, 7)
+    with pytest.raises(ConfigError, match=r"models.ensemble\[1\] 'tiny:target': output layer 'fc8' has shape "
+                       r"\(7,\), the target's \(10,\)"):  # fmt: skip
+        check_member_shapes([tiny_target(2), odd], (10,))
+
+
+def _engine(ensemble=(), **sampler):
+    t, g, d, real = tiny_world()
+    cfg = SamplerConfig(**({"chains_per_unit": 2, "record_every": 2, "method": "dgn_am"} | sampler))
+    return Engine(
+        t, g, d, cfg, FacetConfig(enabled=False), ComputeConfig(autocast="none"), torch.device("cpu"),
+        real=real, truth=False, ensemble=list(ensemble),
+    )  # fmt: skip
+
+
+def test_the_method_string_counts_the_networks_where_the_ensemble_joins():
+    eng = _engine([tiny_target(7)], steps=1)
+    assert eng.method_text("fc8") == "dgn_am[ensemble=2]"
+    assert eng.method_text("fc7") == "dgn_am"  # hidden units: the target alone
+    assert _engine([tiny_target(7)], steps=1, diversity=3.0).method_text("fc8") == (
+        "dgn_am[diversity=3,ensemble=2]"
+    )
+
+
+def test_chains_climb_the_ensemble_but_store_the_targets_own_numbers():
+    """With a member that disagrees about every class (T's logits negated) the chains climb the mean of
+    the two, which for raw logits is zero everywhere: nothing to climb (only DGN-AM's L2 decay moves the
+    code). Without it they climb T's logit.
+    In both runs the stored activation is T's own reading of the stored picture."""
+    (alone,) = _engine(steps=10, start="mean", start_noise=0.3).map_units("fc8", [4], seed=0)
+    t = tiny_world()[0]
+    (against,) = _engine([_negated(t)], steps=10, start="mean", start_noise=0.3).map_units("fc8", [4], seed=0)
+    assert alone.status == against.status == "ok", against.error
+    for res in (alone, against):
+        for c in res.chains:
+            picture = torch.from_numpy(c.last.image).float().permute(2, 0, 1)[None] / 255  # (1, 3, H, W)
+            with torch.no_grad():
+                own = t.module(t.space.encode(picture))[0, 4]
+            assert c.last.activation == pytest.approx(float(own), rel=1e-3, abs=1e-3)
+    climbed = [c.last.activation - c.trajectory[0]["activation"] for c in alone.chains]
+    still = [c.last.activation - c.trajectory[0]["activation"] for c in against.chains]
+    assert min(climbed) > 10 * max(abs(s) for s in still)  # measured: 0.06 against 0.001 (L2 decay alone)
+
+
+def test_hidden_layers_run_on_the_target_alone():
+    (plain,) = _engine(steps=4, start="mean", start_noise=0.3).map_units("fc7", [2], seed=0)
+    (ens,) = _engine([_negated(tiny_world()[0])], steps=4, start="mean", start_noise=0.3).map_units(
+        "fc7", [2], seed=0
+    )
+    assert [c.last.activation for c in plain.chains] == [c.last.activation for c in ens.chains]
+
+
+def test_gradient_free_search_and_start_pools_rank_by_the_ensemble():
+    t = tiny_world()[0]
+    (ga,) = _engine([_negated(t)], method="ga", steps=3, start="mean", start_noise=0.3).map_units(
+        "fc8", [4], seed=0
+    )
+    assert ga.status == "ok" and ga.method.endswith("ensemble=2]"), ga.error
+    (pooled,) = _engine([tiny_target(9)], steps=2, start="random", start_pool=4).map_units("fc8", [1], seed=0)
+    assert pooled.status == "ok" and all(c.start.endswith(":pool4") for c in pooled.chains)
+
+
+def test_run_models_fingerprint_their_members_in_order():
+    from atlas.pipeline.models_setup import RunModels
+
+    t, g = tiny_target(0), tiny_target(1)
+    a, b = tiny_target(2), tiny_target(3)
+    a.fingerprint, b.fingerprint = "aaa", "bbb"
+    one = RunModels(t, None, None, None, None, ensemble=[a, b]).fingerprints()["ensemble"]
+    two = RunModels(t, None, None, None, None, ensemble=[b, a]).fingerprints()["ensemble"]
+    assert [m["fingerprint"] for m in one] == ["aaa", "bbb"] and one != two
+    assert "ensemble" not in RunModels(t, g, None, None, None).fingerprints()
+    assert RunModels(t, g, None, None, None, ensemble=[a]).networks() == [t, g, a]
+
+
+def test_toy_world_members_train_as_t_with_their_own_seed_and_come_from_the_cache(tmp_path, monkeypatch):
+    from atlas.toyworld.world import MEMBERS, ToyWorld, member_seed
+
+    seeds: list[int] = []
+
+    def fake_train_target(cfg, data, log):
+        from atlas.toyworld.nets import Generator, TargetNet
+        from atlas.toyworld.shapes import CLASS_NAMES
+
+        seeds.append(cfg.target.seed)
+        c = cfg.target
+        net = TargetNet(c.widths, c.fc, len(CLASS_NAMES), cfg.data.size, c.pools)
+        return net, Generator(c.fc, cfg.generator.width, cfg.data.size, c.pools)
+
+    monkeypatch.setattr("atlas.toyworld.train_target.train_target", fake_train_target)
+    monkeypatch.setattr(ToyWorld, "data", lambda self, split: None)
+    world = ToyWorld("micro", tmp_path, log=lambda _m: None)
+    assert MEMBERS[0] == "target2" and MEMBERS[-1] == "target9"
+    first = world.loaded("target3")
+    assert seeds == [member_seed(world.cfg, "target3")] != [world.cfg.target.seed]
+    assert world.sources["target3"] == "trained" and first.spec == "toyworld:target3"
+    assert first.output_layer == "fc8" and (tmp_path / "toyworld").rglob("target3.pt")
+    again = ToyWorld("micro", tmp_path, log=lambda _m: None)
+    assert again.loaded("target3").fingerprint == first.fingerprint and seeds == [seeds[0]]
+    assert again.sources["target3"] == "cache"
+    with pytest.raises(AtlasError, match="not trained yet"):
+        again.module("target4", train_if_missing=False)
+
+
+def test_preflight_checks_the_members_and_names_the_layers_they_leave_alone():
+    from atlas.config import replace
+    from atlas.config.layers import LayerConfig
+    from atlas.pipeline.models_setup import RunModels
+    from atlas.pipeline.preflight import preflight_models
+    from tests.unit.tiny_models import pixel_config
+
+    target, member = tiny_target(0), tiny_target(4)
+    cfg = pixel_config()  # layers: fc8
+    report = preflight_models(cfg, RunModels(target, None, None, None, None, ensemble=[member]))
+    assert not [w for w in report.warnings if "joins the objectives" in w]
+    assert "models.ensemble[0] (tiny:target) run on RANDOM weights" in " ".join(report.warnings)
+    both = replace(cfg, layers=[*cfg.layers, LayerConfig(name="fc7")])
+    report = preflight_models(both, RunModels(target, None, None, None, None, ensemble=[member]))
+    (said,) = [w for w in report.warnings if "joins the objectives" in w]
+    assert "output layer 'fc8' only; the run's other layers (fc7) use the target alone" in said
+    odd = tiny_target(5)
+    odd.module.fc8 = torch.nn.Linear(32, 4)
+    with pytest.raises(ConfigError, match=r"models.ensemble\[1\] .* has shape \(4,\), the target's \(10,\)"):
+        preflight_models(cfg, RunModels(target, None, None, None, None, ensemble=[member, odd]))
+
+
+@pytest.mark.parametrize("text", ["9", "-1", "two", ""])
+def test_bootstrap_members_takes_0_to_8(text):
+    import argparse
+
+    from atlas.commands.bootstrap import members_count
+
+    assert members_count("4") == 4
+    with pytest.raises(argparse.ArgumentTypeError, match="a whole number from 0 to 8"):
+        members_count(text)
