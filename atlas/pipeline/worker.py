@@ -287,6 +287,7 @@ class AtlasWorker:
                 "host": socket.gethostname(),
                 "device": str(self.device),
                 "precision": self.precision,
+                "batch_size": self.engine.batch_size,  # chains a pass, after any out-of-memory back-off
                 "config_hash": self.config_hash,
             },
         )

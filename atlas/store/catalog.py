@@ -352,13 +352,14 @@ def _shards_table(markers: dict[str, dict[str, Any]]) -> pa.Table:
         counts = m.get("rows") or {}
         meta = m.get("meta") or {}
         meta = meta if isinstance(meta, dict) else {}
-        seconds = meta.get("seconds")
+        seconds, batch = meta.get("seconds"), meta.get("batch_size")
         rows.append(
             {
                 "shard": shard,
                 "layer": m.get("layer"),
                 "done_time": m.get("time"),
                 "seconds": float(seconds) if isinstance(seconds, int | float) else None,
+                "batch_size": batch if isinstance(batch, int) and not isinstance(batch, bool) else None,
                 **{f"{t}_rows": int(counts.get(t, 0)) for t in TABLES},
                 # where and how the shard was computed (null in markers that predate a field)
                 **{key: str(meta[key]) if meta.get(key) is not None else None for key in SHARD_PROVENANCE},
@@ -366,7 +367,7 @@ def _shards_table(markers: dict[str, dict[str, Any]]) -> pa.Table:
         )
     schema = pa.schema(
         [("shard", pa.string()), ("layer", pa.string())]
-        + [("done_time", pa.float64()), ("seconds", pa.float64())]
+        + [("done_time", pa.float64()), ("seconds", pa.float64()), ("batch_size", pa.int64())]
         + [(f"{t}_rows", pa.int64()) for t in TABLES]
         + [(key, pa.string()) for key in SHARD_PROVENANCE]
     )

@@ -107,6 +107,8 @@ def test_row_counts_exact_and_rerun_writes_nothing(tmp_path, micro_cache, ray_se
     assert table_count(run_dir, "chains", f"WHERE passes = {spent}") == chains
     where = open_run(run_dir).execute("SELECT DISTINCT precision, device, host FROM shards").fetchall()
     assert where == [(summary["precision"][0], "cpu", socket.gethostname())]  # each shard's provenance
+    batches = open_run(run_dir).execute("SELECT DISTINCT batch_size FROM shards").fetchall()
+    assert batches == [(cfg.compute.batch_size,)]  # no back-off on the CPU
 
     files = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*.parquet")}
     written = json.loads((run_dir / "summary.json").read_text())

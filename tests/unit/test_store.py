@@ -303,18 +303,20 @@ def test_catalog_views_empty_tables_and_run_table(store):
 
 
 def test_shards_table_says_where_and_in_what_precision_each_shard_ran(store):
-    meta = {"seconds": 1.5, "precision": "bfloat16", "device": "cpu", "host": "node-a"}
+    meta = {"seconds": 1.5, "precision": "bfloat16", "device": "cpu", "host": "node-a", "batch_size": 256}
     store.write_shard("fc8-0000", "fc8", {"units": [{"unit": 1}]}, meta=meta)
     store.write_shard("fc8-0001", "fc8", {"units": [{"unit": 2}]}, meta={"precision": "float32"})
     store.write_shard("fc8-0002", "fc8", {"units": [{"unit": 3}]})  # a marker without provenance
+    store.write_shard("fc8-0003", "fc8", {"units": [{"unit": 4}]}, meta={"batch_size": "big"})  # not a count
     conn = open_run(Path(store.uri))
     rows = conn.execute(
-        "SELECT shard, precision, device, host, seconds FROM shards ORDER BY shard"
+        "SELECT shard, precision, device, host, seconds, batch_size FROM shards ORDER BY shard"
     ).fetchall()
     assert rows == [
-        ("fc8-0000", "bfloat16", "cpu", "node-a", 1.5),
-        ("fc8-0001", "float32", None, None, None),
-        ("fc8-0002", None, None, None, None),
+        ("fc8-0000", "bfloat16", "cpu", "node-a", 1.5, 256),
+        ("fc8-0001", "float32", None, None, None, None),
+        ("fc8-0002", None, None, None, None, None),
+        ("fc8-0003", None, None, None, None, None),
     ]
 
 
