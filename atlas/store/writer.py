@@ -136,7 +136,7 @@ def _differing(
 ) -> list[tuple[str, Mapping[str, Any], Mapping[str, Any]]]:
     """(role, its entry then, now) of the networks whose ``fingerprints`` entries both record ``key``, with
     other values (a network or a key one manifest lacks is not compared: an older run.json)."""
-    old_prints, new_prints = existing.get("fingerprints") or {}, new.get("fingerprints") or {}
+    old_prints, new_prints = _by_role(existing), _by_role(new)
     out = []
     for role, old in old_prints.items():
         now = new_prints.get(role)
@@ -144,6 +144,18 @@ def _differing(
             continue
         if old.get(key) and now.get(key) and old[key] != now[key]:
             out.append((role, old, now))
+    return out
+
+
+def _by_role(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """A manifest's ``fingerprints`` by role, a list's entries (``ensemble``) as ``ensemble[0]``, ..."""
+    prints = manifest.get("fingerprints") or {}
+    out: dict[str, Any] = {}
+    for role, entry in prints.items() if isinstance(prints, Mapping) else ():
+        if isinstance(entry, list):
+            out.update({f"{role}[{i}]": e for i, e in enumerate(entry)})
+        else:
+            out[role] = entry
     return out
 
 

@@ -267,6 +267,17 @@ def test_resume_refuses_other_weights_behind_the_same_config(store):
     other.init_run(manifest(fingerprints={}))  # an old run.json without them: nothing to compare
 
 
+def test_resume_refuses_an_ensemble_member_with_other_weights(store):
+    """``fingerprints.ensemble`` is a list (members in order): each member is compared as ``ensemble[i]``."""
+    weights = {"target": {"fingerprint": "aaaa"}, "ensemble": [{"fingerprint": "m1"}, {"fingerprint": "m2"}]}
+    other = RunStore(store.uri + "-3")
+    other.init_run(manifest(fingerprints=weights))
+    other.init_run(manifest(fingerprints=weights))  # the same members: a resume
+    changed = {**weights, "ensemble": [{"fingerprint": "m1"}, {"fingerprint": "m9"}]}
+    with pytest.raises(AtlasError, match=r"was made with other ensemble\[1\] weights .*m2, now m9"):
+        other.init_run(manifest(fingerprints=changed))
+
+
 def test_finalize(store):
     store.write_shard("fc8-0000", "fc8", shard_rows())
     store.finalize({"units": 2})

@@ -217,7 +217,19 @@ def test_best_image_map_per_method(run):
             best = best if method is None else best[best["method"] == method]
             assert rec["activation"] == pytest.approx(best["activation"].max())
             assert rec["png"] == best.loc[best["activation"].idxmax(), "png"]
-    assert data.methods(conn) == ["dgn_am", "ppgn_h"]
+    assert data.methods(conn) == ["dgn_am", "ppgn_h"] == data.methods(conn, "fc8")
+
+
+def test_methods_of_one_layer():
+    """An ensemble run names the ensemble on its output layer's chains only: one method per layer, which
+    Compare must not offer as two methods to compare (they share no layer)."""
+    import duckdb
+
+    conn = duckdb.connect()
+    conn.execute("CREATE TABLE chains AS SELECT * FROM (VALUES ('fc8', 'dgn_am[ensemble=5]'), "
+                 "('conv2', 'dgn_am'), ('conv2', NULL)) t(layer, method)")  # fmt: skip
+    assert data.methods(conn) == ["dgn_am", "dgn_am[ensemble=5]"]
+    assert data.methods(conn, "fc8") == ["dgn_am[ensemble=5]"] and data.methods(conn, "conv2") == ["dgn_am"]
     assert data.best_image_map(conn, "fc8", []) == {}
 
 

@@ -242,9 +242,13 @@ def run_stats(conn: Any, created: str | None, resumed: Any = None) -> dict[str, 
     }
 
 
-def methods(conn: Any) -> list[str]:
-    """The sampling methods of the run's chains, sorted."""
-    rows = fetch_frame(conn, "SELECT DISTINCT method FROM chains WHERE method IS NOT NULL ORDER BY 1")
+def methods(conn: Any, layer: str | None = None) -> list[str]:
+    """The sampling methods of the run's chains (of ``layer``'s chains only, where given), sorted: a run
+    with ``models.ensemble`` names it on its output layer's chains alone (``dgn_am[ensemble=5]``), so
+    two methods of one layer, not of the run, are what a comparison of methods needs."""
+    where = "method IS NOT NULL" + (" AND layer = ?" if layer is not None else "")
+    sql = f"SELECT DISTINCT method FROM chains WHERE {where} ORDER BY 1"
+    rows = fetch_frame(conn, sql, [layer] if layer is not None else [])
     return [str(m) for m in rows["method"]]
 
 

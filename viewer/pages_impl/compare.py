@@ -353,7 +353,7 @@ def _mode_not_offered(ctx: Context, modes: list[str], run_methods: list[str]) ->
 def render(ctx: Context) -> None:
     layer = state.get("layer")
     st.title("Compare")
-    run_methods = data.methods(ctx.conn)
+    run_methods = data.methods(ctx.conn, layer)  # two methods of this layer's units
     modes = _modes(ctx, run_methods)
     if not modes:
         other = "dgn_am" if any(m.split("/")[0] == "ppgn_h" for m in run_methods) else "ppgn_h"
