@@ -89,8 +89,8 @@ def _check(cfg) -> list[str]:
     if models.ensemble:  # the members' specs, checked: T's classes in T's order
         members = ", ".join(m.spec for m in models.ensemble)
         lines.append(
-            f"# ensemble: {report.output_layer}'s chains climb the mean objective of the target and "
-            f"{members} ({len(models.ensemble) + 1} networks); every stored number is the target's"
+            f"# ensemble: {report.output_layer}'s chains climb the objective of the mean output layer of the "
+            f"target and {members} ({len(models.ensemble) + 1} networks); every stored number is the target's"
         )
     return [*lines, compute_line(cfg)]
 

@@ -161,8 +161,8 @@ class ModelsConfig(Section):
     ensemble: list[ModelConfig] = Field(
         default_factory=list,
         description="More networks with the target's output classes (other seeds or checkpoints of its "
-        "architecture and data; toy world: toyworld:target2 ... toyworld:target9), whose output-layer "
-        "objective is averaged with the target's for output units: pictures that please all of them rather "
+        "architecture and data; toy world: toyworld:target2 ... toyworld:target9), whose output layer is "
+        "averaged with the target's in output units' objectives: pictures that please all of them rather "
         "than fool the target alone (docs/sampling.md, 'Ensembles'). Every stored number stays the "
         "target's; hidden layers use the target alone. Each a spec string or {spec, weights, preprocess, "
         "output_layer}.",

@@ -254,3 +254,24 @@ def test_bootstrap_members_takes_0_to_8(text):
     assert members_count("4") == 4
     with pytest.raises(argparse.ArgumentTypeError, match="a whole number from 0 to 8"):
         members_count(text)
+
+
+def test_config_check_names_the_ensemble_and_refuses_a_member_of_other_classes():
+    """`atlas config --check` loads the members as a run does: a line naming them, or a one-line error."""
+    from atlas.commands.config_cmd import _check
+    from tests.unit.tiny_models import pixel_config
+
+    member = {"spec": "python:tests.unit.byo_factories:undeclared", "preprocess": {"size": 32}}
+    data = pixel_config().model_dump(mode="json")
+    data["models"]["ensemble"] = [member]
+    lines = _check(config_from_dict(data))
+    assert any(
+        line.startswith("# ensemble: fc8's chains climb the objective of the mean output layer of the target "
+                        "and python:tests.unit.byo_factories:undeclared (2 networks)")
+        for line in lines
+    ), lines  # fmt: skip
+    data["models"]["ensemble"] = [member | {"output_layer": "fc7"}]
+    with pytest.raises(
+        ConfigError, match=r"models.ensemble\[0\] .*'fc7' has shape \(32,\), the target's \(10,\)"
+    ):
+        _check(config_from_dict(data))
