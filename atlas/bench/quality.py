@@ -183,10 +183,11 @@ class QualitySetup:
     hidden_units: int = 8
     methods: dict[str, SamplerConfig] = field(default_factory=dict)
     common_start: dict[str, SamplerConfig] = field(default_factory=dict)  # {} = common_start_methods(sampler)
+    ensemble: list[LoadedModel] = field(default_factory=list)  # models.ensemble: output units' objectives
 
     @staticmethod
     def from_config(cfg: RunConfig, log: Callable[[str], None] = print) -> QualitySetup:
-        from atlas.models.registry import load_model, load_run_model
+        from atlas.models.registry import load_model, load_run_ensemble, load_run_model
         from atlas.toyworld import real_images
 
         target = load_run_model(cfg, "target")
@@ -195,7 +196,9 @@ class QualitySetup:
         judge = load_model("toyworld:judge", "judge", toyworld=cfg.toyworld)
         real = real_images(cfg.toyworld.preset, cfg.toyworld.cache_dir, split="test")
         sampler = replace(cfg.sampler, chains_per_unit=max(8, cfg.sampler.chains_per_unit))
-        return QualitySetup(target, gen, dae, judge, real, sampler, cfg.facets, cfg.compute)
+        setup = QualitySetup(target, gen, dae, judge, real, sampler, cfg.facets, cfg.compute)
+        setup.ensemble = load_run_ensemble(cfg)
+        return setup
 
     @staticmethod
     def from_toyworld(
@@ -433,6 +436,7 @@ class _MethodRunner:
                 setup.compute,
                 self.device,
                 real=setup.real,
+                ensemble=setup.ensemble,
             )
             _, n_units, _ = engine.layer_info(setup.layer)
             units = list(range(n_units))

@@ -207,7 +207,7 @@ class ModelsConfig(Section):
             if first != f"models.ensemble[{i}]":  # the same network twice counts it twice in the mean
                 raise ValueError(
                     f"ensemble[{i}]: {member.spec!r} is {first} again; an ensemble member must be another "
-                    "network (another seed or checkpoint, e.g. toyworld:target2)"
+                    "network (another seed or checkpoint of the target's architecture and data)"
                 )
         return self
 
@@ -221,7 +221,8 @@ TOYWORLD_ROLES = {
     "generator": ("generator",),
     "dae": ("dae",),
     # T trained again with other seeds (atlas.toyworld.world.MEMBERS): an ensemble's members
-    **{f"target{k}": ("target", "ensemble") for k in range(2, 10)},
+    # (not as the target: the toy G draws T's code, which another seed's network does not share)
+    **{f"target{k}": ("ensemble",) for k in range(2, 10)},
 }
 
 

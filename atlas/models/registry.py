@@ -3,6 +3,7 @@
 Spec strings (the design notes' "Models"):
 
 - ``toyworld:target|judge|generator|dae``   the toy world (trained on demand, cached)
+- ``toyworld:target2`` ... ``target9``       T trained again with other seeds (``models.ensemble``)
 - ``toyworld:planted``                       T plus a layer of planted units (concept, silent, fooling)
 - ``torchvision:NAME``                      any torchvision classification model; ``weights:`` a state-dict
                                              file, or a torchvision weights enum name (needs a network)
@@ -497,9 +498,10 @@ def load_run_ensemble(run: RunConfig) -> list[LoadedModel]:
     for i, cfg in enumerate(run.models.ensemble):
         try:
             members.append(_load_for_run(run, cfg, "target"))
-        except ModelError as exc:
-            said = str(exc).removeprefix("models.target")  # load_model names the role it loaded as
-            raise ModelError(f"models.ensemble[{i}]{said if said[:1] in '.:' else ': ' + said}") from None
+        except ModelError as exc:  # load_model names the role it loaded as, in its hints too
+            key = f"models.ensemble[{i}]"
+            said = str(exc).replace("models.target", key)
+            raise ModelError(said if said.startswith(key) else f"{key}: {said}") from None
     return members
 
 

@@ -122,14 +122,16 @@ def check_device(cfg: RunConfig, local: bool) -> list[str]:
 def check_model_specs(cfg: RunConfig) -> None:
     """Each configured model's spec names a model (:func:`atlas.models.registry.check_spec`: nothing is
     built or read): ``models.target: unknown torchvision model 'alexnett' (did you mean alexnet?)``."""
-    for role in ("target", "generator", "dae", "encoder", "judge"):
-        model = getattr(cfg.models, role, None)
+    roles = ("target", "generator", "dae", "encoder", "judge")
+    named = [(f"models.{r}", getattr(cfg.models, r, None)) for r in roles]
+    named += [(f"models.ensemble[{i}]", m) for i, m in enumerate(cfg.models.ensemble)]
+    for key, model in named:
         if model is None:
             continue
         try:
             check_spec(model.spec)
         except ModelError as exc:
-            raise ModelError(f"models.{role}: {exc}") from None
+            raise ModelError(f"{key}: {exc}") from None
 
 
 def check_real_images(cfg: RunConfig, decode: bool = True) -> tuple[bool, int | None, list[str]]:
@@ -442,8 +444,9 @@ def _model_warnings(cfg: RunConfig, models: RunModels) -> list[str]:
             out.append(said)
     random = [f"models.ensemble[{i}] ({m.spec})" for i, m in enumerate(models.ensemble) if m.random_weights]
     if random:
+        verb = "runs" if len(random) == 1 else "run"
         out.append(
-            f"{', '.join(random)} run on RANDOM weights: they pull the pictures toward nothing learned"
+            f"{', '.join(random)} {verb} on RANDOM weights: the pictures are pulled toward nothing learned"
         )
     return out
 
@@ -553,8 +556,10 @@ def preflight_models(cfg: RunConfig, models: RunModels) -> PreflightReport:
     )
     warnings += _foreign_code(cfg, models) + _stats_of_another_code(cfg, models, code_layer)
     warnings += _code_blind_generator(models, pictures)
-    warnings += _check_ensemble(models, shapes, output, list(layer_shapes))
+    warnings += _check_ensemble(cfg, models, shapes, output, list(layer_shapes))
     contiguous_only = _channels_last_note(cfg, target)
+    for i, member in enumerate(models.ensemble):  # a member that needs contiguous memory turns it off too
+        contiguous_only += _channels_last_note(cfg, member, f"models.ensemble[{i}]")
     warnings += contiguous_only
     if cfg.models.target.output_layer and facet_layer and not cfg.facets.layer:
         warnings.append(
@@ -571,10 +576,13 @@ def preflight_models(cfg: RunConfig, models: RunModels) -> PreflightReport:
     )
 
 
-def _check_ensemble(models: RunModels, shapes: Shapes, output: str | None, layers: list[str]) -> list[str]:
+def _check_ensemble(
+    cfg: RunConfig, models: RunModels, shapes: Shapes, output: str | None, layers: list[str]
+) -> list[str]:
     """``models.ensemble``: an error for a member without the target's output classes (or a target without
-    an output layer); a warning naming the run's layers the members leave alone (they join output units'
-    objectives only)."""
+    an output layer), that fails on a batch, or gives a gradient method no input gradient, as the target's
+    checks; a warning naming the run's layers the members leave alone (they join output units' objectives
+    only)."""
     if not models.ensemble:
         return []
     if output is None:
@@ -582,6 +590,12 @@ def _check_ensemble(models: RunModels, shapes: Shapes, output: str | None, layer
             "models.ensemble: the target declares no output layer; set models.target.output_layer"
         )
     check_member_shapes(models.ensemble, shapes[output])
+    for i, member in enumerate(models.ensemble):
+        key = f"models.ensemble[{i}]"
+        check_batches(member, key)
+        if cfg.sampler.method not in ("ga", "cmaes") and member.output_layer:
+            has_generator = models.generator is not None
+            _check_differentiable(member, [member.output_layer], cfg.sampler.method, has_generator, key)
     alone = [name for name in layers if name not in (output, "output")]
     if not alone:
         return []
@@ -591,24 +605,25 @@ def _check_ensemble(models: RunModels, shapes: Shapes, output: str | None, layer
     ]
 
 
-def check_batches(target: LoadedModel) -> None:
-    """The workers run the target on batches; a forward that assumes one picture (``x.view(1, -1)``) passed
-    the one-picture probe and failed every unit in the workers (a trial)."""
+def check_batches(target: LoadedModel, key: str = "models.target") -> None:
+    """The workers run the target (and an ensemble's members, ``key``) on batches; a forward that assumes
+    one picture (``x.view(1, -1)``) passed the one-picture probe and failed every unit in the workers (a
+    trial)."""
     try:
         with torch.no_grad():
             target.module(example_input(target, 2))
     except Exception as exc:  # noqa: BLE001 - user networks fail in many ways
         raise ModelError(
-            f"models.target: a forward pass on a batch of 2 pictures failed ({error_line(exc)}) where one "
+            f"{key}: a forward pass on a batch of 2 pictures failed ({error_line(exc)}) where one "
             "picture passes; atlas runs the target on batches: "
             "keep the batch dimension (x.flatten(1) or x.reshape(x.size(0), -1), not x.view(1, -1))"
         ) from None
 
 
-def _channels_last_note(cfg: RunConfig, target: LoadedModel) -> list[str]:
-    """A target that fails in the channels_last memory format (``compute.channels_last``, on by default
-    for CPUs, :func:`channels_last_breaks`) runs in the default one: ``atlas run`` turns the setting off for
-    the run (``PreflightReport.contiguous_only``) and says so."""
+def _channels_last_note(cfg: RunConfig, target: LoadedModel, key: str = "models.target") -> list[str]:
+    """A target (or an ensemble member, ``key``) that fails in the channels_last memory format
+    (``compute.channels_last``, on by default for CPUs, :func:`channels_last_breaks`) runs in the default
+    one: ``atlas run`` turns the setting off for the run (``PreflightReport.contiguous_only``) and says so."""
     cl = cfg.compute.channels_last  # auto: CPU workers only (CUDA ones run contiguous)
     used = cl is True or (cl == "auto" and not cfg.compute.device.startswith("cuda"))
     if not used or target.space is None:
@@ -617,13 +632,15 @@ def _channels_last_note(cfg: RunConfig, target: LoadedModel) -> list[str]:
     if why is None:
         return []
     return [
-        f"models.target fails in the channels_last memory format ({why}); the run turns "
+        f"{key} fails in the channels_last memory format ({why}); the run turns "
         "compute.channels_last off: use .reshape or .flatten there (a .view of a conv output needs "
         "contiguous memory) for channels_last's speed, or set compute.channels_last: false to leave this out"
     ]
 
 
-def _check_differentiable(target: LoadedModel, layers: list[str], method: str, generator: bool) -> None:
+def _check_differentiable(
+    target: LoadedModel, layers: list[str], method: str, generator: bool, key: str = "models.target"
+) -> None:
     """Gradient methods climb the input gradient of each layer: a target whose forward runs under
     ``torch.no_grad`` (or detaches, or leaves torch) gives none, and every unit would fail in the workers.
     The way out (GA or CMA-ES, forward passes only) searches a generator's code: without a generator the
@@ -639,13 +656,13 @@ def _check_differentiable(target: LoadedModel, layers: list[str], method: str, g
         raise
     except Exception as exc:  # noqa: BLE001 - user networks fail in many ways
         raise ModelError(
-            f"models.target: a forward pass with input gradients failed ({type(exc).__name__}: "
+            f"{key}: a forward pass with input gradients failed ({type(exc).__name__}: "
             f"{first_line(exc)}); sampler.method {method!r} needs them: {search}"
         ) from None
     flat = [name for name in layers if not acts[name].requires_grad]
     if flat:
         raise ModelError(
-            f"models.target: layer {flat[0]!r} does not depend differentiably on the input (a forward under "
+            f"{key}: layer {flat[0]!r} does not depend differentiably on the input (a forward under "
             f"torch.no_grad, a detach, or a step outside torch); sampler.method {method!r} needs input "
             f"gradients: {search}; or make the forward differentiable"
         )

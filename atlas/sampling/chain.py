@@ -66,10 +66,11 @@ class TargetReadout:
         self, values: Tensor, img: Tensor, units: list[Unit], objective: Objective, index: Tensor
     ) -> Tensor:
         """(B,) the objective the chains climb and rank their pictures by, from T's unit-layer ``values``
-        (B, U) on ``img`` (B, 3, H, W) rgb01: T's own, or the ensemble's (``ensemble.py``)."""
+        (B, U) on ``img`` (B, 3, H, W) rgb01: T's own, or the ensemble's (``ensemble.py``), whose members
+        read the picture as T reads and keeps it (``seen``: a crop's border reaches no unit of T)."""
         if self.ensemble is None:
             return objective(values, index)
-        return self.ensemble.objective(values, img, units, objective, index)
+        return self.ensemble.objective(values, self.seen(img), units, objective, index)
 
     def with_code(self, acts: dict[str, Tensor], img: Tensor, final: bool) -> dict[str, Tensor]:
         """``acts`` plus the encoder's code of ``img`` (B, 3, H, W) where the step or the last readout needs

@@ -102,7 +102,7 @@ def test_an_ensemble_joins_output_units_through_atlas_run(tmp_path, ray_session,
     summary = run_atlas(load_config(REPO / "configs" / "alexnet-deepsim.yaml", overrides), progress=False)
     assert summary["units"] == 2
     said = capsys.readouterr().err
-    assert "models.ensemble[0] (torchvision:resnet18) run on RANDOM weights" in said
+    assert "models.ensemble[0] (torchvision:resnet18) runs on RANDOM weights" in said
     conn = open_run(summary["run_dir"])
     methods = dict(conn.execute("SELECT layer, method FROM units").fetchall())
     assert methods == {"classifier.6": "ppgn_h/joint[ensemble=2]", "features.10": "ppgn_h/joint"}, methods

@@ -218,6 +218,7 @@ def test_best_image_map_per_method(run):
             assert rec["activation"] == pytest.approx(best["activation"].max())
             assert rec["png"] == best.loc[best["activation"].idxmax(), "png"]
     assert data.methods(conn) == ["dgn_am", "ppgn_h"] == data.methods(conn, "fc8")
+    assert data.best_image_map(conn, "fc8", []) == {}
 
 
 def test_methods_of_one_layer():
@@ -230,7 +231,6 @@ def test_methods_of_one_layer():
                  "('conv2', 'dgn_am'), ('conv2', NULL)) t(layer, method)")  # fmt: skip
     assert data.methods(conn) == ["dgn_am", "dgn_am[ensemble=5]"]
     assert data.methods(conn, "fc8") == ["dgn_am[ensemble=5]"] and data.methods(conn, "conv2") == ["dgn_am"]
-    assert data.best_image_map(conn, "fc8", []) == {}
 
 
 def test_shards_schema_and_console(run):
