@@ -173,7 +173,8 @@ def flops_per_chain_step(engine: Engine, layer: str, batch: int = 4) -> float:
             acts = probe(engine.setup.to_input(engine.target.space.encode(img)))  # type: ignore[union-attr]
             f = layer_values(acts[name], [unit] * batch)[:, 0].float().sum()
             ensemble = engine.ensemble_for(name)
-            for values in ensemble.values(img, [unit] * batch) if ensemble is not None else ():
+            kept = engine.nets.space.seen(img)  # what the members read (TargetReadout.climbed)
+            for values in ensemble.values(kept, [unit] * batch) if ensemble is not None else ():
                 f = f + values[:, 0].sum()  # the members' passes: models.ensemble
             if engine.reads_code_every_step:  # the joint prior's E(G(h)) through models.encoder
                 with torch.no_grad():

@@ -45,11 +45,8 @@ class TargetEnsemble:
         self.members = list(members)
         self.setup = setup
         self._probes: list[LayerProbe] = []
-        for i, member in enumerate(self.members):
-            if member.space is None or not member.output_layer:
-                raise ConfigError(
-                    f"models.ensemble[{i}] {member.spec!r}: declares no input space or output layer"
-                )
+        for member in self.members:
+            assert member.space is not None and member.output_layer, "check_member_shapes first"
             module = copy.deepcopy(member.module)
             if fold:
                 folding = BatchNormFolding(module)

@@ -356,3 +356,11 @@ def test_config_check_names_the_ensemble_and_refuses_a_member_of_other_classes()
         ConfigError, match=r"models.ensemble\[0\] .*'fc7' has shape \(32,\), the target's \(10,\)"
     ):
         _check(config_from_dict(data))
+
+
+def test_a_chain_steps_flops_count_the_members_passes_on_output_layers():
+    from atlas.bench.throughput import flops_per_chain_step
+
+    alone, ens = _engine(steps=1), _engine([tiny_target(7), tiny_target(8)], steps=1)
+    assert flops_per_chain_step(ens, "fc8") > flops_per_chain_step(alone, "fc8") * 1.2
+    assert flops_per_chain_step(ens, "fc7") == flops_per_chain_step(alone, "fc7")  # hidden: T alone
