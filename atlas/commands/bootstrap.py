@@ -57,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def members_count(text: str) -> int:
     """--members: 0-8 (``toyworld:target2`` ... ``target9``)."""
-    from atlas.toyworld.world import MEMBERS
+    from atlas.toyworld.presets import MEMBERS
 
     if not text.strip().isdigit() or int(text) > len(MEMBERS):
         raise argparse.ArgumentTypeError(f"expected a whole number from 0 to {len(MEMBERS)}, got {text!r}")

@@ -12,6 +12,7 @@ from pydantic import (
 )
 
 from atlas.config.section import HUGE, Float, Section
+from atlas.toyworld.presets import MEMBERS
 
 
 class PreprocessConfig(Section):
@@ -220,9 +221,9 @@ TOYWORLD_ROLES = {
     "reader": ("target",),  # the attribute reader: a network like any other
     "generator": ("generator",),
     "dae": ("dae",),
-    # T trained again with other seeds (atlas.toyworld.world.MEMBERS): an ensemble's members
-    # (not as the target: the toy G draws T's code, which another seed's network does not share)
-    **{f"target{k}": ("ensemble",) for k in range(2, 10)},
+    # T trained again with other seeds: an ensemble's members (not as the target: the toy G draws T's code,
+    # which another seed's network does not share)
+    **dict.fromkeys(MEMBERS, ("ensemble",)),
 }
 
 

@@ -42,8 +42,9 @@ from atlas.models.probes import LayerInfo, LayerProbe, resolve_modules
 from atlas.models.registry import check_spec, example_input
 from atlas.sampling.compute import channels_last_breaks
 from atlas.sampling.concepts import MIN_POSITIVES
-from atlas.sampling.ensemble import check_member_shapes
+from atlas.sampling.ensemble import check_member_shapes, ensemble_output_layer
 from atlas.sampling.facets import default_facet_layer, pass_through_layers
+from atlas.sampling.peers import SEARCH_METHODS
 from atlas.sampling.real import check_image_folder, evenly_spaced, image_files, small_concepts
 from atlas.sampling.units import layer_kind
 from atlas.tables import counted
@@ -548,7 +549,7 @@ def preflight_models(cfg: RunConfig, models: RunModels) -> PreflightReport:
         _known_layer(module, shapes, s.accentuation.layer, "sampler.accentuation.layer")
     if s.diversity and s.diversity_layer:
         _known_layer(module, shapes, s.diversity_layer, "sampler.diversity_layer")
-    if s.method not in ("ga", "cmaes"):
+    if s.method not in SEARCH_METHODS:
         _check_differentiable(target, list(layer_shapes), s.method, models.generator is not None)
     own_code = code_layer if models.encoder is None else None  # an encoder's layer is none of the target's
     warnings = (
@@ -556,7 +557,7 @@ def preflight_models(cfg: RunConfig, models: RunModels) -> PreflightReport:
     )
     warnings += _foreign_code(cfg, models) + _stats_of_another_code(cfg, models, code_layer)
     warnings += _code_blind_generator(models, pictures)
-    warnings += _check_ensemble(cfg, models, shapes, output, list(layer_shapes))
+    warnings += _check_ensemble(cfg, models, shapes, list(layer_shapes))
     contiguous_only = _channels_last_note(cfg, target)
     for i, member in enumerate(models.ensemble):  # a member that needs contiguous memory turns it off too
         contiguous_only += _channels_last_note(cfg, member, f"models.ensemble[{i}]")
@@ -576,24 +577,19 @@ def preflight_models(cfg: RunConfig, models: RunModels) -> PreflightReport:
     )
 
 
-def _check_ensemble(
-    cfg: RunConfig, models: RunModels, shapes: Shapes, output: str | None, layers: list[str]
-) -> list[str]:
+def _check_ensemble(cfg: RunConfig, models: RunModels, shapes: Shapes, layers: list[str]) -> list[str]:
     """``models.ensemble``: an error for a member without the target's output classes (or a target without
     an output layer), that fails on a batch, or gives a gradient method no input gradient, as the target's
     checks; a warning naming the run's layers the members leave alone (they join output units' objectives
     only)."""
     if not models.ensemble:
         return []
-    if output is None:
-        raise ConfigError(
-            "models.ensemble: the target declares no output layer; set models.target.output_layer"
-        )
+    output = ensemble_output_layer(models.target)
     check_member_shapes(models.ensemble, shapes[output])
     for i, member in enumerate(models.ensemble):
         key = f"models.ensemble[{i}]"
         check_batches(member, key)
-        if cfg.sampler.method not in ("ga", "cmaes") and member.output_layer:
+        if cfg.sampler.method not in SEARCH_METHODS and member.output_layer:
             has_generator = models.generator is not None
             _check_differentiable(member, [member.output_layer], cfg.sampler.method, has_generator, key)
     alone = [name for name in layers if name not in (output, "output")]

@@ -25,7 +25,6 @@ import torch
 from torch import nn
 
 from atlas.config import ComputeConfig, FacetConfig, SamplerConfig, check_sampler_models
-from atlas.errors import ConfigError
 from atlas.models.codes import CodeStats
 from atlas.models.loaded import LoadedModel, generators_own_layer
 from atlas.models.probes import resolve_modules
@@ -34,11 +33,11 @@ from atlas.sampling.batches import run_batches
 from atlas.sampling.chain import TargetReadout, run_chains
 from atlas.sampling.compute import ComputeSetup
 from atlas.sampling.concepts import choose_path_layers
-from atlas.sampling.ensemble import TargetEnsemble, check_member_shapes
+from atlas.sampling.ensemble import TargetEnsemble, check_member_shapes, ensemble_output_layer
 from atlas.sampling.nets import EngineNets
 from atlas.sampling.objectives import Composite, Objective
 from atlas.sampling.parametrizations import GeneratorParam, PixelParam
-from atlas.sampling.peers import PEER_METHODS, PeerSetup
+from atlas.sampling.peers import PEER_METHODS, SEARCH_METHODS, PeerSetup
 from atlas.sampling.priors import DaePrior, JointPrior
 from atlas.sampling.real import RealImagesLike
 from atlas.sampling.real_features import RealFeatures
@@ -98,11 +97,7 @@ class Engine:
         self.nets = EngineNets(target, generator, dae, self.setup, fold=fold, encoder=encoder)
         self.target, self.generator, self.dae = target, generator, dae
         if ensemble:
-            if not target.output_layer:
-                raise ConfigError(
-                    "models.ensemble: the target declares no output layer; set models.target.output_layer"
-                )
-            check_member_shapes(ensemble, self.nets.layer_shape(target.output_layer))
+            check_member_shapes(ensemble, self.nets.layer_shape(ensemble_output_layer(target)))
         self.ensemble = TargetEnsemble(ensemble, self.setup, fold) if ensemble else None
         extras = generator.extras if generator is not None else {}
         stats = code_stats if code_stats is not None else extras.get("code_stats")
@@ -399,7 +394,7 @@ class Engine:
         networks whose objective ``layer``'s chains climbed where an ensemble joins T (``ensemble=5``)."""
         text = self.sampler.describe()
         marks = []
-        if self.cfg.diversity and self.cfg.method not in ("ga", "cmaes"):  # those two ignore it
+        if self.cfg.diversity and self.cfg.method not in SEARCH_METHODS:  # GA and CMA-ES ignore it
             marks.append(f"diversity={self.cfg.diversity:g}")
         ensemble = self.ensemble_for(layer) if layer is not None else None
         if ensemble is not None:

@@ -84,6 +84,15 @@ class TargetEnsemble:
         return out
 
 
+def ensemble_output_layer(target: LoadedModel) -> str:
+    """T's output layer, which the members join; a ConfigError when T declares none."""
+    if not target.output_layer:
+        raise ConfigError(
+            "models.ensemble: the target declares no output layer; set models.target.output_layer"
+        )
+    return target.output_layer
+
+
 def check_member_shapes(members: Sequence[LoadedModel], target_shape: tuple[int, ...]) -> None:
     """Every member's output layer must hold T's output units (``target_shape``, per picture), in their
     order: a ConfigError naming the first that does not (one batch-1 pass each, where its weights are)."""

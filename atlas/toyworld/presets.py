@@ -248,6 +248,16 @@ PAIRS = ToyWorldConfig(
     ),
 )
 
+# more targets for an ensemble (``models.ensemble``, issue 17): T's architecture and data, other seeds; each
+# is trained on demand, independent of the rest of the world, and never shipped
+MEMBERS = tuple(f"target{k}" for k in range(2, 10))
+
+
+def member_seed(cfg: ToyWorldConfig, name: str) -> int:
+    """The training seed of ensemble member ``target<k>``: T's seed + 1000 (k - 1)."""
+    return cfg.target.seed + 1000 * (int(name.removeprefix("target")) - 1)
+
+
 PRESETS: dict[str, ToyWorldConfig] = {"default": DEFAULT, "micro": MICRO, "pairs": PAIRS}
 SHIPPED_PRESETS = ("default", "micro")  # their trained weights ship with atlas (atlas/toyworld/weights)
 

@@ -40,7 +40,7 @@ import torch
 
 from atlas.provenance import git_sha
 from atlas.toyworld.cache import corrupt, load_component_file
-from atlas.toyworld.presets import FORMAT_VERSION, ToyWorldConfig, config_hash
+from atlas.toyworld.presets import FORMAT_VERSION, MEMBERS, ToyWorldConfig, config_hash
 
 SHIPPED_ROOT = Path(__file__).resolve().parent / "weights"
 MANIFEST = "manifest.json"
@@ -92,7 +92,7 @@ def load_shipped_file(cfg: ToyWorldConfig, component: str) -> tuple[Path, dict[s
     manifest = read_manifest(folder, cfg)
     path = folder / f"{component}.pt"
     entry = manifest["files"].get(path.name)
-    if entry is None and (path.name == READER_FILE or component.removeprefix("target").isdigit()):
+    if entry is None and (path.name == READER_FILE or component in MEMBERS):
         return None  # shipped before the reader existed; ensemble members never ship
     if not isinstance(entry, dict):
         raise corrupt(folder / MANIFEST, f"lists no {path.name}", cfg.name, shipped=True)

@@ -45,22 +45,21 @@ from atlas.toyworld.loops import (
     threads,
 )
 from atlas.toyworld.nets import READER_HEADS, CodeDAE, Generator, JudgeNet, SpatialGenerator, TargetNet
-from atlas.toyworld.presets import ToyWorldConfig, config_hash, get_preset, reader_hash
+from atlas.toyworld.presets import (
+    MEMBERS,
+    ToyWorldConfig,
+    config_hash,
+    get_preset,
+    member_seed,
+    reader_hash,
+)
 from atlas.toyworld.shapes import CLASS_NAMES, FINE_NAMES, FINE_TO_CLASS, MULTIFACETED
 from atlas.toyworld.shipped import load_shipped_file, shipped_dir
 
 COMPONENTS = ("target", "judge", "generator", "dae")  # the world's core, keyed by config_hash
 READER = "reader"  # the attribute reader (issue 16), keyed by reader_hash; optional in old caches
 ALL_COMPONENTS = (*COMPONENTS, READER)
-# more targets for an ensemble (``models.ensemble``, issue 17): T's architecture and data, other seeds; each
-# is trained on demand and independent of the rest of the world
-MEMBERS = tuple(f"target{k}" for k in range(2, 10))
-LOADABLE = (*ALL_COMPONENTS, *MEMBERS)
-
-
-def member_seed(cfg: ToyWorldConfig, name: str) -> int:
-    """The training seed of ensemble member ``target<k>``: T's seed + 1000 (k - 1)."""
-    return cfg.target.seed + 1000 * (int(name.removeprefix("target")) - 1)
+LOADABLE = (*ALL_COMPONENTS, *MEMBERS)  # and the ensemble members, each trained on demand on its own
 
 
 class ToyWorld:
