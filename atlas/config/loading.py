@@ -96,6 +96,9 @@ def _items(node: list[Any]) -> str:
     return f"{has} (item {len(node)} appends one)"
 
 
+_MODEL_ROLES = [["models", role] for role in ("target", "generator", "dae", "encoder")]
+
+
 def _descend(node: Any, part: str, dotted: str, path: list[str]) -> Any:
     """Child ``part`` of ``node`` (at ``path``); a spec string or nothing there becomes a mapping."""
     if isinstance(node, list):
@@ -108,11 +111,13 @@ def _descend(node: Any, part: str, dotted: str, path: list[str]) -> Any:
         item = node[int(part)]
         if path[-2:-1] == ["layers"] and not isinstance(item, dict | list):  # `layers: [fc8]` shorthand
             item = node[int(part)] = {"name": item}
+        if path[-3:-1] == ["models", "ensemble"] and isinstance(item, str):  # `ensemble: [SPEC]`
+            item = node[int(part)] = {"spec": item}
         if not isinstance(item, dict | list):
             raise ConfigError(f"--set {dotted}: '{'.'.join(path)}' is a value, not a section")
         return item
     child = node.get(part)
-    if isinstance(child, str) and part in ("target", "generator", "dae"):
+    if isinstance(child, str) and path[-2:] in _MODEL_ROLES:  # `target: SPEC` shorthand
         child = node[part] = {"spec": child}
     if child is None:
         child = node[part] = {}

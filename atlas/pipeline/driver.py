@@ -641,6 +641,7 @@ def _summarize(
         warnings.update(s.get("warnings", {}))
         failures.update(s.get("error_notes", {}))
     units = sum(s["units"] for s in summaries)
+    errors = sum(s["errors"] for s in summaries)
     return {
         "run_dir": loc.display(),
         "endpoint": loc.options.get("endpoint_override"),  # an S3-like store's: readers need it too
@@ -652,15 +653,27 @@ def _summarize(
         "chains": sum(s["chains"] for s in summaries),
         "images": rows.get("images", 0),
         "rows": dict(rows),
-        "errors": sum(s["errors"] for s in summaries),
+        "errors": errors,
         "diverged": sum(s["diverged"] for s in summaries),
         "warnings": dict(warnings),  # note -> units sampled with it (status ok, `units.error` set)
         "error_notes": dict(failures),  # error's first line -> units that failed with it (status error)
         "precision": sorted({s.get("precision", "float32") for s in summaries}),
         "wall_seconds": round(wall, 2),
-        "units_per_minute": round(units / wall * 60, 2) if wall > 0 else None,
+        "units_per_minute": round(_finished_units(units, errors) / wall * 60, 2) if wall > 0 else None,
         "finished": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+
+
+def _finished_units(units: int, errors: int) -> int:
+    """The units that got pictures (a failed unit is counted in ``units`` too, with no pictures)."""
+    return max(units - errors, 0)
+
+
+def _rate(summary: dict[str, Any]) -> str:
+    """``12.0 units/min``, of the units that finished; none finished: say so, not a rate of failures."""
+    if summary["units"] and not _finished_units(summary["units"], int(summary.get("errors") or 0)):
+        return "no unit finished"
+    return f"{summary['units_per_minute'] or 0:.1f} units/min"
 
 
 def _all_complete(shards: int) -> str:
@@ -689,7 +702,7 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"atlas: {counted(summary['units'], 'unit')}, {counted(summary['chains'], 'chain')}, "
         f"{counted(summary['images'], 'image')}, "
         f"{sum(summary['rows'].values())} rows in {summary['wall_seconds']:.1f} s "
-        f"({summary['units_per_minute'] or 0:.1f} units/min)",
+        f"({_rate(summary)})",
         f"  shards: {summary['shards_run']} run, {summary['shards_skipped']} already complete, "
         f"of {summary['shards']}; diverged chains: {summary['diverged']}; unit errors: {summary['errors']}"
         + (f"; precision: {', '.join(summary['precision'])}" if summary.get("precision") else ""),

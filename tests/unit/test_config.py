@@ -64,6 +64,32 @@ def test_overrides_apply_with_yaml_types():
     assert c.models.target.weights == "/tmp/x.pt" and c.ray.address is None
 
 
+def test_a_key_set_under_a_spec_string_keeps_the_spec():
+    """`target: SPEC` is shorthand for {spec: SPEC}: `--set models.ROLE.weights=F` keeps the spec, for
+    every model role and for each ensemble member given as a plain string."""
+    data = {
+        **BASE,
+        "models": {
+            **BASE["models"],
+            "generator": "toyworld:generator",
+            "encoder": "toyworld:target",
+            "ensemble": ["toyworld:target2", {"spec": "toyworld:target3"}],
+        },
+    }
+    c = config_from_dict(
+        data,
+        [
+            "models.encoder.weights=/tmp/e.pt",
+            "models.ensemble.0.weights=/tmp/m.pt",
+            "models.ensemble.1.weights=/tmp/n.pt",
+        ],
+    )
+    assert (c.models.encoder.spec, c.models.encoder.weights) == ("toyworld:target", "/tmp/e.pt")
+    members = [(m.spec, m.weights) for m in c.models.ensemble]
+    assert members == [("toyworld:target2", "/tmp/m.pt"), ("toyworld:target3", "/tmp/n.pt")]
+    assert data["models"]["ensemble"][0] == "toyworld:target2"  # the caller's dict is left as it was
+
+
 def test_numbers_and_names_read_as_written_yaml_12_not_yaml_11(tmp_path):
     """YAML 1.1 would read `010` as octal 8 and `1:3` as 63 in base 60 (other units than the ones written, and
     exit 0), and refuse a run or layer named `2024-01-01` or `4` as not text. Read as YAML 1.2 does: a
