@@ -9,7 +9,8 @@ The CLI prints it as ``atlas: error: <message>`` and exits with status 2, withou
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import difflib
+from collections.abc import Iterable, Iterator
 
 
 class AtlasError(Exception):
@@ -50,6 +51,12 @@ def error_line(exc: BaseException) -> str:
     """``Type: first line at file.py:LINE`` (:func:`raised_at`): how a failure inside a user's network is
     named in one line."""
     return f"{type(exc).__name__}: {first_line(exc)}{raised_at(exc)}"
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` when one of ``choices`` is close to ``word`` (a typo), else ``""``."""
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def some(items, n: int = 5, *, quoted: bool = False) -> str:

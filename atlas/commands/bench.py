@@ -369,7 +369,7 @@ def _variants(names: list[str] | None, known: list[str] | tuple[str, ...]) -> li
     """``--methods`` names as a bench's rows go: a method with variants (``ppgn_h``) stands for all of them
     (``ppgn_h/dae``, ``ppgn_h/joint``: ``bench truth`` and ``objectives`` take ``ppgn_h``, and a trial's
     ``bench quality --methods ppgn_h`` was refused); a one-line error names an unknown one."""
-    from atlas.errors import AtlasError
+    from atlas.errors import AtlasError, did_you_mean
 
     if names is None:
         return None
@@ -377,7 +377,8 @@ def _variants(names: list[str] | None, known: list[str] | tuple[str, ...]) -> li
     for n in names:
         rows = [n] if n in known else [k for k in known if k.startswith(f"{n}/")]
         if not rows:
-            raise AtlasError(f"--methods: unknown method {n!r}; valid: {', '.join(known)}")
+            hint = did_you_mean(n, known)
+            raise AtlasError(f"--methods: unknown method {n!r}{hint}; valid: {', '.join(known)}")
         out += [r for r in rows if r not in out]
     return out
 
@@ -386,7 +387,7 @@ def _known_methods(text: str, valid: tuple[str, ...], elsewhere: str = "") -> li
     """``--methods a,b`` -> [a, b]; a one-line error naming the first unknown one (``elsewhere``: why a
     method atlas has is not measured by this bench)."""
     from atlas.config import CODE_METHODS, PIXEL_METHODS
-    from atlas.errors import AtlasError
+    from atlas.errors import AtlasError, did_you_mean
 
     methods = _methods(text) or []
     bad = [m for m in methods if m not in valid]
@@ -394,7 +395,9 @@ def _known_methods(text: str, valid: tuple[str, ...], elsewhere: str = "") -> li
         here = ", ".join(valid)
         raise AtlasError(f"--methods: {bad[0]!r} is not measured here ({elsewhere}); valid: {here}")
     if bad or not methods:
-        raise AtlasError(f"--methods: unknown method {(bad or [''])[0]!r}; valid: {', '.join(valid)}")
+        unknown = (bad or [""])[0]
+        hint = did_you_mean(unknown, valid) if unknown else ""
+        raise AtlasError(f"--methods: unknown method {unknown!r}{hint}; valid: {', '.join(valid)}")
     return methods
 
 

@@ -16,6 +16,8 @@ EXAMPLES = """examples:
   atlas layers torchvision:alexnet --weights weights/alexnet.pth
   atlas layers python:mypkg.nets:build --size 128
   atlas layers python:mypkg.nets:build_mnist --size 28 --gray
+  atlas layers python:mypkg.nets:build_generator        (declares code_shape: listed as a generator)
+  atlas layers python:mypkg.nets:build_dae --role dae
 """
 
 
@@ -37,7 +39,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="a one-channel target: it reads the picture's luminance (preprocess.channel_order: gray)",
     )
+    p.add_argument(
+        "--role",
+        choices=ROLES,
+        help="what the model is: a target's forward takes pictures, a generator's or DAE's takes codes "
+        "(default: from the spec; a python: module that declares code_shape is a generator)",
+    )
     p.add_argument("--preset", default="default", choices=list(PRESETS), help="toy-world preset")
+
+
+ROLES = ("target", "generator", "dae")
 
 
 def _role(spec: str) -> str:
@@ -45,6 +56,19 @@ def _role(spec: str) -> str:
     if scheme == "toyworld":
         return {"generator": "generator", "dae": "dae", "judge": "judge"}.get(name, "target")
     return {"deepsim": "generator", "dae": "dae"}.get(scheme, "target")
+
+
+def _image_options_fit(args: argparse.Namespace, role: str) -> None:
+    """--size and --gray set a target's input: a one-line error for a generator or DAE."""
+    from atlas.errors import AtlasError
+
+    if args.size is not None and role not in ("target", "judge"):
+        raise AtlasError(
+            f"--size: {args.spec} is a {role}, whose picture size is its own; --size sets a target's "
+            "input size"
+        )
+    if args.gray and role not in ("target", "judge"):
+        raise AtlasError(f"--gray: {args.spec} is a {role}; --gray sets a target's input channels")
 
 
 def _weights_line(model) -> str:
@@ -89,14 +113,8 @@ def run(args: argparse.Namespace) -> int:
         raise AtlasError(
             f"--size: {args.size} is not a usable input size; give pixels from 1 to 4096, e.g. 64"
         )
-    role = _role(args.spec)
-    if args.size is not None and role not in ("target", "judge"):
-        raise AtlasError(
-            f"--size: {args.spec} is a {role}, whose picture size is its own; --size sets a target's "
-            "input size"
-        )
-    if args.gray and role not in ("target", "judge"):
-        raise AtlasError(f"--gray: {args.spec} is a {role}; --gray sets a target's input channels")
+    role = args.role or _role(args.spec)
+    _image_options_fit(args, role)
     pre = (
         PreprocessConfig(size=args.size, channel_order="gray" if args.gray else None)
         if args.size or args.gray
@@ -104,13 +122,18 @@ def run(args: argparse.Namespace) -> int:
     )
     cfg = ModelConfig(spec=args.spec, weights=args.weights, preprocess=pre)
     _refuse_untrained_world(args.spec, args.preset)
-    model = load_model(
-        cfg,
-        role,
-        allow_random_weights=True,
-        toyworld=ToyWorldRef(preset=args.preset),
-        default_size=DEFAULT_SIZE,
-    )
+
+    def load(role: str):
+        return load_model(
+            cfg, role, allow_random_weights=True, toyworld=ToyWorldRef(preset=args.preset),
+            default_size=DEFAULT_SIZE,
+        )  # fmt: skip
+
+    model = load(role)
+    if args.role is None and role == "target" and getattr(model.module, "code_shape", None):
+        role = "generator"  # its forward takes codes: a picture-size hint would mislead (a user's trial)
+        _image_options_fit(args, role)
+        model = load(role)
     rows = model_layers(model, include_containers=args.all)
     _batch_warning(model)
     print(f"{args.spec} ({role}) - {_weights_line(model)}")

@@ -146,10 +146,10 @@ class _ViewerWhenReady:
         self._thread.join(timeout=5)
         self._start()
         print("atlas viewer stays up; Ctrl-C stops it", flush=True)
-        try:
+        from atlas.commands.view import viewer_stopped
+
+        with viewer_stopped():  # Ctrl-C 130, SIGTERM 143, as every command (stop() takes it down)
             return self.proc.wait() if self.proc is not None else 0
-        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: stop() takes the viewer down
-            return 0
 
     def stop(self) -> None:
         import subprocess

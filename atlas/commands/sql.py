@@ -146,9 +146,11 @@ def _json_cell(value: Any) -> Any:
 
 
 def csv_line(cells: list[Any]) -> str:
-    """One RFC 4180 line: a field with a comma, quote or line break is quoted, and so is an empty string,
-    so that it reads back apart from NULL (an empty cell), as DuckDB's own COPY ... TO writes them."""
-    return ",".join(_csv_field(v) for v in cells) + "\r\n"
+    """One RFC 4180 line, ended by a newline as DuckDB's own COPY ... TO ends it (CRLF left a carriage
+    return on each line's last cell for awk, cut and base64 -d: a user's trial): a field with a comma,
+    quote or line break is quoted, and so is an empty string, so that it reads back apart from NULL (an
+    empty cell)."""
+    return ",".join(_csv_field(v) for v in cells) + "\n"
 
 
 def _csv_field(value: Any) -> str:
@@ -482,7 +484,7 @@ class _Console:
                 return
             else:
                 if self.written and fmt in ("csv", "markdown") and not self.tty:
-                    sys.stdout.write("\r\n" if fmt == "csv" else "\n")  # a blank line between results
+                    sys.stdout.write("\n")  # a blank line between results
                 if cap is None:
                     write_stream(columns, batches, fmt, sys.stdout)
                 else:

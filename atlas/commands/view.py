@@ -6,7 +6,9 @@ RUN_DIR is a run directory (holds run.json) or a parent directory of runs (a run
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+from collections.abc import Iterator
 
 from atlas.commands.options import port_number
 
@@ -54,8 +56,19 @@ def streamlit_command(run_dir: str, port: int, host: str) -> list[str]:
     ]  # fmt: skip
 
 
+@contextlib.contextmanager
+def viewer_stopped() -> Iterator[None]:
+    """Ctrl-C or SIGTERM while a viewer serves: ``atlas: viewer stopped`` and 130 or 143, as every command
+    exits after them (it exited 0: a scheduler could not tell a killed viewer from one that ended)."""
+    from atlas.errors import Interrupted
+
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        raise Interrupted("viewer stopped", int(getattr(exc, "exit_code", 130))) from None
+
+
 def run(args: argparse.Namespace) -> int:
-    import signal
     import subprocess
 
     from atlas.commands.options import check_listen
@@ -87,17 +100,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"atlas viewer: http://{shown}:{args.port}/  (run {run_dir}; Ctrl-C stops it)", flush=True)
     proc = subprocess.Popen(streamlit_command(run_dir.uri, args.port, args.host))
 
-    def stop(signum, frame):  # SIGTERM (e.g. from `make demo`'s caller): take the server down with us
-        proc.terminate()
-        raise SystemExit(0)
-
-    previous = signal.signal(signal.SIGTERM, stop)
     try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        return 0
+        with viewer_stopped():  # SIGTERM (the CLI raises it as Terminated) and Ctrl-C: the server goes too
+            return proc.wait()
     finally:
-        signal.signal(signal.SIGTERM, previous)
         if proc.poll() is None:
             proc.terminate()
             try:

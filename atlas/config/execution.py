@@ -25,7 +25,11 @@ class ComputeConfig(Section):
         json_schema_extra={"type_doc": "auto | cpu | cuda | cuda:N"},
     )
     batch_size: int = Field(
-        64, description="Chains per forward/backward pass (CPU 32-128; GPU: autotune with 0).", ge=0, le=65536
+        64,
+        description="Chains per forward/backward pass (CPU 32-128; GPU: autotune with 0); the passes over "
+        "real images take at most as many (and at most 256).",
+        ge=0,
+        le=65536,
     )
     autocast: Literal["auto", "none", "bf16", "fp16"] = Field(
         "auto",

@@ -155,6 +155,36 @@ def list_layers(
     return rows
 
 
+def returned_outputs(model: nn.Module, example: torch.Tensor) -> list[str | None]:
+    """For each tensor the forward returns, in order (one tensor, or a tuple, list or dict of them: a
+    multi-head network), the leaf module that computed it; None where none did (``torch.cat`` in
+    ``forward``). One forward pass of ``example``, no gradient."""
+    produced: dict[int, tuple[str, torch.Tensor]] = {}  # id -> (its producer, the tensor: kept, so no
+    # later tensor takes a freed one's id)
+    leaves = {n: m for n, m in model.named_modules() if n and not any(True for _ in m.children())}
+
+    def make_hook(name: str):
+        def hook(_m: nn.Module, _i: object, out: object) -> None:
+            if isinstance(out, torch.Tensor):
+                produced[id(out)] = (name, out)
+
+        return hook
+
+    handles = [m.register_forward_hook(make_hook(n)) for n, m in leaves.items()]
+    try:
+        with torch.no_grad():
+            out = model(example)
+        values = (
+            list(out.values()) if isinstance(out, dict) else out if isinstance(out, tuple | list) else [out]
+        )
+        return [
+            produced[id(v)][0] if id(v) in produced else None for v in values if isinstance(v, torch.Tensor)
+        ]
+    finally:
+        for h in handles:
+            h.remove()
+
+
 def last_leaf(rows: list[LayerInfo]) -> str | None:
     """The module that ran last in the forward pass (``list_layers`` rows of leaves): a network's output
     layer, whatever the order its modules were registered in (a dropout defined last but applied before

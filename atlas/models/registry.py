@@ -33,10 +33,10 @@ import torch
 from torch import nn
 
 from atlas.config import ModelConfig, PreprocessConfig, RunConfig, ToyWorldRef, build
-from atlas.errors import ConfigError, ModelError
+from atlas.errors import ConfigError, ModelError, did_you_mean, some
 from atlas.models import deepsim
 from atlas.models.loaded import IMAGE_ROLES, LoadedModel, Role, freeze
-from atlas.models.probes import LayerInfo, last_leaf, list_layers, resolve_modules
+from atlas.models.probes import LayerInfo, last_leaf, list_layers, resolve_modules, returned_outputs
 from atlas.models.spaces import ImageSpace, deepsim_space, torchvision_space
 from atlas.models.weights import apply_state_dict, is_uri, module_fingerprint, read_state_dict
 
@@ -249,7 +249,16 @@ def _import_factory(target: str, spec: str) -> Callable[[], object]:
         raise ModelError(f"spec {spec!r}: importing {module_name!r} failed ({_one_line(exc)})") from None
     factory = getattr(py_module, factory_name, None)
     if not callable(factory):
-        raise ModelError(f"spec {spec!r}: module {module_name!r} has no callable {factory_name!r}")
+        public = [  # defined there, not imported
+            n
+            for n, obj in vars(py_module).items()
+            if not n.startswith("_") and callable(obj) and getattr(obj, "__module__", None) == module_name
+        ]
+        hint = did_you_mean(factory_name, public)
+        raise ModelError(
+            f"spec {spec!r}: module {module_name!r} has no callable {factory_name!r}"
+            + (hint or (f"; its callables: {some(sorted(public))}" if public else "; it defines none"))
+        )
     return factory
 
 
@@ -471,7 +480,7 @@ def load_model(
         _check_layer(model.module, cfg.output_layer, f"models.{role}.output_layer")
         model.output_layer = cfg.output_layer
     elif model.output_layer is None and role in ("target", "judge"):
-        model.output_layer = _last_module_run(model)
+        model.output_layer = _default_output_layer(model)
     return model
 
 
@@ -486,7 +495,7 @@ def load_run_model(run: RunConfig, role: Role) -> LoadedModel | None:
     except ModelError as exc:  # which of the run's models: four take weights files
         said = str(exc)
         said = said if said.startswith("models.") else f"models.{role}: {said}"
-        if _missing_local_file(cfg.weights):
+        if _missing_local_file(cfg.weights) and not _toyworld(cfg):  # a toy-world model takes no file
             said += _missing_weights_hint(run, role)
         raise ModelError(said) from None
 
@@ -522,7 +531,9 @@ def _missing_weights_hint(run: RunConfig, role: Role) -> str:
     loads it (PPGN-h's DAE prior) and has no random form: it is trained on the generator's codes."""
     loaded = ["target", "generator", "encoder", "judge", *(["dae"] if run.sampler.uses_dae else [])]
     given = {r: getattr(run.models, r, None) for r in loaded}
-    missing = [r for r, m in given.items() if m is not None and _missing_local_file(m.weights)]
+    missing = [
+        r for r, m in given.items() if m is not None and not _toyworld(m) and _missing_local_file(m.weights)
+    ]
     others = [r for r in missing if r != role]
     too = f"; not found either: {', '.join(f'models.{r}.weights' for r in others)}" if others else ""
     dae = (
@@ -539,19 +550,35 @@ def _missing_weights_hint(run: RunConfig, role: Role) -> str:
     return f"{too} (random weights, to test the plumbing: --set models.allow_random_weights=true {sets}){dae}"
 
 
+def _toyworld(cfg: ModelConfig) -> bool:
+    return cfg.spec.startswith("toyworld:")
+
+
 def _missing_local_file(weights: str | None) -> bool:
     return bool(weights) and not is_uri(weights) and not Path(weights).expanduser().exists()
 
 
-def _last_module_run(model: LoadedModel) -> str | None:
+def _default_output_layer(model: LoadedModel) -> str | None:
     """A network's default output layer: the leaf module that runs last in a batch-1 forward pass (not the
-    one registered last: a dropout defined after the classifier but applied before it). When that pass
-    fails (a size the network cannot take) the last registered leaf; ``model_layers`` reports the failure."""
+    one registered last: a dropout defined after the classifier but applied before it). A forward that
+    returns several tensors (a multi-head network) gets a note the pre-flight says (``extras
+    ["output_note"]``, naming the heads: a user's trial found the last-run head of two taken in silence).
+    When that pass fails (a size the network cannot take) the last registered leaf; ``model_layers``
+    reports the failure."""
     try:
-        return last_leaf(list_layers(model.module, example_input(model)))
+        x = example_input(model)
+        last = last_leaf(list_layers(model.module, x))
+        heads = returned_outputs(model.module, x)
     except Exception:  # noqa: BLE001 - reported in one line by the next model_layers call
         leaves = _leaf_names(model.module)
         return leaves[-1] if leaves else None
+    if len(heads) > 1:
+        named = ", ".join("computed in forward()" if h is None else repr(h) for h in heads)
+        model.extras["output_note"] = (
+            f"the forward returns {len(heads)} outputs ({named}); the output layer is {last!r}, the module "
+            "that runs last"
+        )
+    return last
 
 
 def _check_layer(module: nn.Module, name: object, where: str) -> None:

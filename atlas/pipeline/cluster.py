@@ -18,6 +18,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -328,6 +329,35 @@ def _no_failure_dump_in_this_process() -> None:
     ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = True
 
 
+@contextlib.contextmanager
+def _stderr_said_on_success() -> Iterator[None]:
+    """What this process writes to its stderr (file descriptor 2: Ray's C++ core worker too) while joining
+    a cluster, held back and written once the join succeeded; on a failure the one-line error alone is
+    said (a trial: a token-auth head printed seven `gcs_client.cc ... InvalidAuthToken` lines over ~7 s
+    before the error that says what to do)."""
+    import tempfile
+
+    sys.stderr.flush()
+    held = tempfile.TemporaryFile()  # noqa: SIM115 - closed below, after fd 2 is back
+    saved = os.dup(2)
+    os.dup2(held.fileno(), 2)
+    joined = False
+    try:
+        yield
+        joined = True
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        if joined:
+            held.seek(0)
+            said = held.read()
+            with contextlib.suppress(OSError):  # stderr gone (a closed pipe): nothing to say it on
+                while said:
+                    said = said[os.write(2, said) :]
+        held.close()
+
+
 def connect(address: str | None) -> bool:
     """Connect to Ray; returns True when this call started it (and so should shut it down)."""
     import ray
@@ -339,7 +369,8 @@ def connect(address: str | None) -> bool:
     if addr:
         probe_address(address)  # after the model checks: `atlas config --check` stays off the network
         try:
-            ray.init(address=addr, logging_level="WARNING")
+            with _stderr_said_on_success():
+                ray.init(address=addr, logging_level="WARNING")
         except ConnectionError as exc:  # e.g. 'auto' with no cluster running here
             if addr == "auto":  # Ray's own text asks for the --address flag this user just gave
                 raise ConfigError(

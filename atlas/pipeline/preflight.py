@@ -443,6 +443,14 @@ def _model_warnings(cfg: RunConfig, models: RunModels) -> list[str]:
             if role == "generator" and m.spec.startswith("deepsim:"):  # a user's trial: all-grey pictures
                 said += " (a random DeePSiM generator draws nearly flat mean-colour pictures: plumbing only)"
             out.append(said)
+    for key, m in [("models.target", models.target)] + [
+        (f"models.ensemble[{i}]", m) for i, m in enumerate(models.ensemble)
+    ]:
+        if m.extras.get("output_note"):  # a multi-head network's default output layer, said
+            out.append(
+                f"{key} ({m.spec}): {m.extras['output_note']}; name the head whose units are the classes "
+                f"with {key}.output_layer"
+            )
     random = [f"models.ensemble[{i}] ({m.spec})" for i, m in enumerate(models.ensemble) if m.random_weights]
     if random:
         verb = "runs" if len(random) == 1 else "run"
@@ -592,13 +600,32 @@ def _check_ensemble(cfg: RunConfig, models: RunModels, shapes: Shapes, layers: l
         if cfg.sampler.method not in SEARCH_METHODS and member.output_layer:
             has_generator = models.generator is not None
             _check_differentiable(member, [member.output_layer], cfg.sampler.method, has_generator, key)
+    said = _member_spaces(models)
     alone = [name for name in layers if name not in (output, "output")]
     if not alone:
-        return []
-    return [
+        return said
+    return said + [
         f"models.ensemble joins the objectives of the output layer {output!r} only; the run's other layers "
         f"({', '.join(alone)}) use the target alone (hidden units of networks trained apart are unrelated)"
     ]
+
+
+def _member_spaces(models: RunModels) -> list[str]:
+    """A member of the target's own spec that reads pictures in another input space (its preprocess set
+    apart from the target's: a user's trial gave one only ``size``, so mean 0 / std 1 against the target's
+    own) is named: other seeds of one network are trained on the same input."""
+    target = models.target
+    out = []
+    for i, member in enumerate(models.ensemble):
+        if member.spec != target.spec or member.space is None or target.space is None:
+            continue
+        theirs, ours = member.space.describe(), target.space.describe()
+        if theirs != ours:
+            out.append(
+                f"models.ensemble[{i}] ({member.spec}) reads pictures as {theirs}, the target as {ours}: "
+                "if it was trained as the target was, give it the target's preprocess"
+            )
+    return out
 
 
 def check_batches(target: LoadedModel, key: str = "models.target") -> None:

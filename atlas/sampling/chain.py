@@ -180,20 +180,20 @@ def read_kept_as_stored(
     """Read each chain's best and last pictures again as they are stored (rounded to their PNG's 8 bits) in
     float32, whatever the chain's precision, and keep those numbers in their records; returns the last
     pictures' unit-layer values (B, U). A user's own forward pass of a stored picture then gives its stored
-    activation: bf16 readings differ from it by 1-3 % and tie between pictures (a user's trial). One
-    forward pass of both kinds (2B pictures), no gradient.
+    activation: bf16 readings differ from it by 1-3 % and tie between pictures (a user's trial). A forward
+    pass of each kind (B pictures: the batch the chains ran in, which a network that takes only small
+    batches was given), no gradient.
 
     A last picture that reads higher than the best one in float32 becomes the best: the chain picked its
     best on its own (bf16) readings, and gaps below their resolution left ``best`` under ``last`` in 7 of
     16 chains of a user's run."""
     assert tracker.best_img is not None and tracker.last_img is not None
-    kept = torch.cat([tracker.best_img, tracker.last_img])  # (2B, 3, H, W) as kept (ImageSpace.seen)
-    stored = (kept.clamp(0, 1) * 255).round() / 255  # what to_uint8_images writes, back in [0, 1]
+    best_img, last_img = _as_stored(tracker.best_img), _as_stored(tracker.last_img)  # (B, 3, H, W)
     with torch.no_grad():
-        acts = readout.probe(setup.to_input(readout.encode(stored)))
-        values = layer_values(acts[readout.layer], units + units).float()  # (2B, U)
-        best, last = values.chunk(2)
-        best_img, last_img = stored.chunk(2)
+        best, last = (  # (B, U) each
+            layer_values(readout.probe(setup.to_input(readout.encode(img)))[readout.layer], units).float()
+            for img in (best_img, last_img)
+        )
         f_last = readout.climbed(last, last_img, units, objective, index)
         higher = f_last > readout.climbed(best, best_img, units, objective, index)  # (B,)
     tracker.best_img = torch.where(higher.view(-1, 1, 1, 1), tracker.last_img, tracker.best_img)
@@ -202,6 +202,11 @@ def read_kept_as_stored(
     best = torch.where(higher.view(-1, 1), last, best)
     tracker.best_read, tracker.last_read = objective.readout(best, index), objective.readout(last, index)
     return last
+
+
+def _as_stored(kept: torch.Tensor) -> torch.Tensor:
+    """Pictures as kept (ImageSpace.seen) -> as to_uint8_images writes them (8 bits), back in [0, 1]."""
+    return (kept.clamp(0, 1) * 255).round() / 255
 
 
 def _read_picture(

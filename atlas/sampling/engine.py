@@ -84,7 +84,8 @@ class Engine:
     ) -> None:
         """``facet_layer``: features clustered into facets (default: ``facets.layer``, else T's penultimate
         layer, the last 1-D layer before the output layer). ``real_batch``: batch size for the passes over
-        the real-image set. ``truth``: label units and score pictures (docs/truth.md; needs ``real``).
+        the real-image set (at most ``compute.batch_size``, which a network that takes only small batches
+        is given). ``truth``: label units and score pictures (docs/truth.md; needs ``real``).
         ``encoder``: the network G inverts when it is not the target (``models.encoder``): ``code_layer``
         is then its layer, read by a pass of its own. ``ensemble``: more targets with T's output classes
         (``models.ensemble``), whose objective joins T's for output units (``ensemble.py``). The caller's
@@ -133,7 +134,7 @@ class Engine:
                 self.setup,
                 self.code_key,
                 sampler.spatial,
-                real_batch,
+                min(real_batch, self.setup.first_batch),
                 truth,
                 self.code_encoder,
                 self.code_reader,

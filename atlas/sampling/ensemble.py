@@ -32,7 +32,7 @@ import torch
 from atlas.errors import ConfigError
 from atlas.models.fusion import BatchNormFolding
 from atlas.models.loaded import LoadedModel
-from atlas.models.probes import LayerProbe
+from atlas.models.probes import LayerProbe, list_layers
 from atlas.sampling.compute import ComputeSetup
 from atlas.sampling.objectives import Objective, layer_values
 from atlas.sampling.units import Unit
@@ -110,4 +110,15 @@ def check_member_shapes(members: Sequence[LoadedModel], target_shape: tuple[int,
             raise ConfigError(
                 f"models.ensemble[{i}] {member.spec!r}: output layer {layer!r} has shape {shape}, the "
                 f"target's {tuple(target_shape)}; a member must have the target's classes in its order"
+                + _layers_of_shape(member, x, tuple(target_shape), f"models.ensemble[{i}].output_layer")
             )
+
+
+def _layers_of_shape(member: LoadedModel, x: torch.Tensor, shape: tuple[int, ...], key: str) -> str:
+    """``(its layers of that shape: 'head'; name one with KEY)`` for a member whose default output layer
+    is another head (a user's trial), or nothing."""
+    with torch.no_grad():
+        fits = [r.name for r in list_layers(member.module, x) if tuple(r.shape) == shape]
+    if not fits:
+        return ""
+    return f" (its layers of that shape: {', '.join(repr(n) for n in fits[:4])}; name one with {key})"

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from atlas.errors import AtlasError
+from atlas.errors import AtlasError, did_you_mean
 from atlas.models.loaded import LoadedModel
 from atlas.sampling.concepts import ConceptSet
 from atlas.toyworld.world import ALL_COMPONENTS, LOADABLE, MEMBERS, ToyWorld
@@ -28,7 +28,10 @@ def load_component(
     a toy world, frozen, trained on demand (with a message; ``train_if_missing=False``: an AtlasError
     instead)."""
     if name not in LOADABLE:
-        raise AtlasError(f"unknown toy-world component {name!r}; valid: {', '.join(LOADABLE)}")
+        raise AtlasError(
+            f"unknown toy-world component {name!r}{did_you_mean(name, LOADABLE)}; "
+            f"valid: {', '.join(LOADABLE)}"
+        )
     return ToyWorld(preset, cache_dir, log).loaded(name, train_if_missing=train_if_missing)
 
 

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from atlas.errors import AtlasError
+from atlas.errors import AtlasError, did_you_mean
 from atlas.models.codes import CodeStats
 from atlas.models.loaded import LoadedModel, freeze
 from atlas.models.subspace import CodeSubspace, SubspaceGenerator
@@ -154,7 +154,10 @@ class ToyWorld:
     def module(self, name: str, *, train_if_missing: bool = True, retrain: bool = False) -> nn.Module:
         """The component's module (eval mode, trainable parameters), from memory, the cache or training."""
         if name not in LOADABLE:
-            raise AtlasError(f"unknown toy-world component {name!r}; valid: {', '.join(LOADABLE)}")
+            raise AtlasError(
+                f"unknown toy-world component {name!r}{did_you_mean(name, LOADABLE)}; "
+                f"valid: {', '.join(LOADABLE)}"
+            )
         if name in self._modules and not retrain:
             return self._modules[name]
         blob, path, shipped = None, self.path(name), False

@@ -627,7 +627,11 @@ PREFLIGHT_CASES = [
         ("cannot import module 'no_such_pkg.models'",),
         {"models": {"target": "python:no_such_pkg.models:build"}},
     ),
-    Case("missing factory", ("has no callable 'buld'",), {"models": {"target": f"{SPEC}:buld"}}),
+    Case(
+        "missing factory",
+        ("has no callable 'goood' (did you mean 'good'?)",),  # a typo: the factory meant, named
+        {"models": {"target": f"{SPEC}:goood"}},
+    ),
     Case(
         "scheme typo",
         ("unknown model scheme 'pyhton'", "did you mean 'python'"),

@@ -50,6 +50,26 @@ def test_layers_alexnet_lists_features_and_classifier_random_weights():
     assert "1000" in row and "output" in row  # the output layer says so
 
 
+def test_layers_of_a_python_generator_list_it_as_one(capsys):
+    """A user's trial: a python: factory of a generator was probed with a picture and told to set --size.
+    One that declares code_shape is listed as a generator (a forward of a code); --role names a DAE."""
+    cli = functools.partial(atlas_in_process, capsys)
+    proc = cli("layers", "python:tests.unit.byo_factories:generator")
+    out, err = proc.stdout, proc.stderr
+    assert proc.returncode == 0, err
+    assert out.splitlines()[0].startswith("python:tests.unit.byo_factories:generator (generator) - RANDOM")
+    assert "code shape: (16,)" in out and "output space: 32x32 RGB" in out and "--size" not in out + err
+    assert_user_error(
+        cli("layers", "python:tests.unit.byo_factories:generator", "--size", "64"),
+        "--size: python:tests.unit.byo_factories:generator is a generator",
+    )
+    assert_user_error(
+        cli("layers", "toyworld:targt"), "unknown toy-world component 'targt' (did you mean 'target'?)"
+    )
+    proc = cli("layers", "python:tests.unit.byo_factories:good", "--role", "target")
+    assert proc.returncode == 0 and "(target)" in proc.stdout.splitlines()[0], proc.stderr
+
+
 def test_bad_spec_missing_weights_wrong_key_unknown_config_key(tmp_path, capsys):
     assert_user_error(
         atlas("layers", "torchvison:alexnet"), "unknown model scheme 'torchvison'", "torchvision"

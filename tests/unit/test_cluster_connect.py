@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 pytestmark = pytest.mark.unit
@@ -102,6 +104,34 @@ def _connect_refused(monkeypatch, address: str, ray_says: str) -> str:
     text = str(err.value)
     assert "\n" not in text
     return text
+
+
+def test_what_a_failed_join_wrote_to_stderr_is_dropped_and_a_successful_ones_said(monkeypatch, capfd):
+    """A trial: joining a token-auth head without its token printed seven of Ray's C++ log lines (written to
+    file descriptor 2 by its core worker) before atlas's one-line error. Held back while joining: dropped
+    when the join fails, written once it succeeds."""
+    import ray
+
+    from atlas.errors import ConfigError
+    from atlas.pipeline import cluster
+
+    def noisy(fails: bool):
+        def init(**_kwargs):
+            os.write(2, b"gcs_client.cc:210: Failed to get cluster ID: InvalidAuthToken\n")
+            if fails:
+                raise ConnectionError("Failed to connect to GCS within 60 seconds")
+
+        return init
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(cluster, "probe_address", lambda _address: None)
+    monkeypatch.setattr(ray, "init", noisy(fails=True))
+    with pytest.raises(ConfigError, match="RAY_AUTH_MODE=token"):
+        cluster.connect("10.0.0.5:6379")
+    assert "gcs_client" not in capfd.readouterr().err
+    monkeypatch.setattr(ray, "init", noisy(fails=False))
+    cluster.connect("10.0.0.5:6379")
+    assert capfd.readouterr().err == "gcs_client.cc:210: Failed to get cluster ID: InvalidAuthToken\n"
 
 
 def test_address_auto_without_a_cluster_says_so_and_not_to_pass_the_flag_just_given(monkeypatch):

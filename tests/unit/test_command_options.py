@@ -238,6 +238,40 @@ def test_a_path_that_is_a_file_is_not_a_missing_run(tmp_path, capsys):
     assert_user_error(cli(capsys, "sql", str(tmp_path / "none"), "SELECT 1"), "does not exist")
 
 
+@pytest.mark.parametrize("signal_as, code", [("Terminated", 143), ("KeyboardInterrupt", 130)])
+def test_a_viewer_stopped_by_sigterm_or_ctrl_c_exits_as_every_command(
+    tmp_path, capsys, monkeypatch, signal_as, code
+):
+    """A user's trial: `atlas view` exited 0 after SIGTERM and Ctrl-C, where the README promises 143 and
+    130; the server goes down with it."""
+    import atlas.errors
+    from atlas.bench.synthetic_run import make_synthetic_run
+
+    make_synthetic_run(tmp_path / "run", layers={"fc8": 2}, chains=1, steps=10)
+    servers = []
+
+    class Server:
+        def __init__(self, command, **_kwargs):
+            self.command, self.stopped = command, False
+            servers.append(self)
+
+        def wait(self, timeout=None):
+            if not self.stopped:
+                raise getattr(atlas.errors, signal_as, KeyboardInterrupt)()
+            return -15
+
+        def poll(self):
+            return -15 if self.stopped else None
+
+        def terminate(self):
+            self.stopped = True
+
+    monkeypatch.setattr("subprocess.Popen", Server)
+    said = cli(capsys, "view", str(tmp_path / "run"), "--port", "8599")
+    assert said.returncode == code and said.stderr.strip() == "atlas: viewer stopped", said.stderr
+    assert [s.stopped for s in servers] == [True]
+
+
 def test_yaml_anchors_and_merge_keys_still_load_and_a_set_value_cannot_repeat_a_key(tmp_path, capsys):
     from atlas.config import load_config
     from atlas.errors import ConfigError
@@ -402,6 +436,11 @@ def test_bench_options_that_would_be_ignored_or_fail_late_are_refused_first(conf
         (["truth", "--config", str(no_g), "--methods", "pixel,ppgn_h"], "'ppgn_h' needs a generator"),
         (["objectives", "--methods", "ga"], "--methods: 'ga' is not measured here (its diversity term is a"),
         (["objectives", "--methods", "gaa"], "--methods: unknown method 'gaa'; valid: dgn_am"),
+        (
+            ["objectives", "--methods", "dgn-am"],
+            "--methods: unknown method 'dgn-am' (did you mean 'dgn_am'?)",
+        ),
+        (["quality", "--methods", "pixl"], "--methods: unknown method 'pixl' (did you mean 'pixel'?); valid"),
     ):
         assert_user_error(cli(capsys, "bench", *args), says)
 

@@ -90,6 +90,18 @@ def test_a_key_set_under_a_spec_string_keeps_the_spec():
     assert data["models"]["ensemble"][0] == "toyworld:target2"  # the caller's dict is left as it was
 
 
+def test_a_toy_world_model_given_a_weights_file_is_not_offered_random_weights():
+    """A trial: `--set models.target.weights=alexnet.pth` on the demo config was told to remove 'weights'
+    and then offered random weights, which a toy-world model never needs."""
+    from atlas.errors import ModelError
+    from atlas.models.registry import load_run_model
+
+    c = config_from_dict(BASE, ["models.target.weights=alexnet.pth"])
+    with pytest.raises(ModelError) as caught:
+        load_run_model(c, "target")
+    assert str(caught.value).endswith("toy-world models come from the toy-world cache; remove 'weights'")
+
+
 def test_numbers_and_names_read_as_written_yaml_12_not_yaml_11(tmp_path):
     """YAML 1.1 would read `010` as octal 8 and `1:3` as 63 in base 60 (other units than the ones written, and
     exit 0), and refuse a run or layer named `2024-01-01` or `4` as not text. Read as YAML 1.2 does: a

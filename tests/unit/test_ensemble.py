@@ -123,6 +123,15 @@ def test_a_member_without_the_targets_classes_is_refused():
     with pytest.raises(ConfigError, match=r"models.ensemble\[1\] 'tiny:target': output layer 'fc8' has shape "
                        r"\(7,\), the target's \(10,\)"):  # fmt: skip
         check_member_shapes([tiny_target(2), odd], (10,))
+    with pytest.raises(ConfigError) as caught:  # a layer of the target's shape: named, with the key
+        check_member_shapes([tiny_target(2), odd], (32,))
+    assert str(caught.value).endswith(
+        "(its layers of that shape: 'fc6', 'relu6', 'fc7', 'relu7'; name one with "
+        "models.ensemble[0].output_layer)"
+    )
+    with pytest.raises(ConfigError) as caught:
+        check_member_shapes([odd], (3,))
+    assert str(caught.value).endswith("a member must have the target's classes in its order")
 
 
 def _engine(ensemble=(), **sampler):
@@ -249,6 +258,27 @@ def test_a_member_that_needs_contiguous_memory_turns_channels_last_off():
     )
     alone = preflight_models(cfg, RunModels(target, None, None, None, None))
     assert not alone.contiguous_only
+
+
+def test_a_member_of_the_targets_spec_in_another_input_space_is_named():
+    """A user's trial gave a member of the target's own network only ``preprocess: {size: 32}``: it read
+    pictures at mean 0 / std 1 against the target's 0.5 / 0.25, unsaid. Another network's space is its own."""
+    from atlas.config import ModelConfig
+    from atlas.models.registry import load_model
+    from atlas.pipeline.models_setup import RunModels
+    from atlas.pipeline.preflight import preflight_models
+    from tests.unit.tiny_models import pixel_config
+
+    cfg = pixel_config()
+    target = load_model(cfg.models.target, allow_random_weights=True)
+    spec = cfg.models.target.spec
+    apart = load_model(ModelConfig(spec=spec, preprocess={"size": 32, "mean": [0.0] * 3, "std": [1.0] * 3}),
+                       allow_random_weights=True)  # fmt: skip
+    same = load_model(spec, allow_random_weights=True)
+    report = preflight_models(cfg, RunModels(target, None, None, None, None, ensemble=[same, apart]))
+    said = [w for w in report.warnings if "reads pictures as" in w]
+    assert len(said) == 1 and said[0].startswith(f"models.ensemble[1] ({spec}) reads pictures as 32x32 RGB")
+    assert said[0].endswith("give it the target's preprocess") and "std=(0.25, 0.25, 0.25)" in said[0]
 
 
 def test_member_load_errors_name_the_member_in_their_hints():

@@ -207,7 +207,7 @@ def test_missing_corrupt_and_pickle_files_refused(tmp_path):
 def test_python_scheme_needs_preprocessing_and_factory():
     with pytest.raises(ModelError, match="declares no input size; set models.target.preprocess.size"):
         load_model("python:tests.unit.test_models:tiny_cnn", allow_random_weights=True)
-    with pytest.raises(ModelError, match="has no callable 'nothing'"):
+    with pytest.raises(ModelError, match=r"has no callable 'nothing'; its callables: Recorder, test_"):
         load_model("python:tests.unit.test_models:nothing", allow_random_weights=True)
     with pytest.raises(ModelError, match="cannot import module 'no_such_pkg.mod'.*is it on PYTHONPATH"):
         load_model("python:no_such_pkg.mod:f", allow_random_weights=True)

@@ -230,9 +230,30 @@ def test_multi_head_model_names_its_output_and_facet_layers():
         torch.device("cpu"),
     )
     assert engine.facet_layer == "feat" and engine.layer_info("head_b")[0] == "output"
+    assert not any("outputs" in w for w in report.warnings)  # output_layer named: nothing to say
     assert engine.layer_info("head_a")[0] == "fc"
     [unit] = engine.map_units("head_b", [3], seed=0)
     assert unit.status == "ok", unit.error
+
+
+def test_a_multi_head_model_without_an_output_layer_is_told_which_head_was_taken():
+    """A user's trial: a forward returning (logits, aux) ran on the last-run 3-unit head in silence; the
+    pre-flight names the heads, the one taken and the key that names another (ensemble members too)."""
+    cfg = config(
+        models={"target": f"{SPEC}:two_heads", "allow_random_weights": True},
+        layers=[{"name": "head_b"}],
+        facets={"real_images": None, "layer": "feat"},
+    )
+    models = build_models(cfg)
+    said = [w for w in preflight(cfg, models).warnings if "outputs" in w]
+    assert said == [
+        f"models.target ({SPEC}:two_heads): the forward returns 2 outputs ('head_a', 'head_b'); the output "
+        "layer is 'head_b', the module that runs last; name the head whose units are the classes with "
+        "models.target.output_layer"
+    ]
+    assert models.target.output_layer == "head_b"  # the documented default stays
+    single = build_models(config(models={"target": f"{SPEC}:good", "allow_random_weights": True}))
+    assert "output_note" not in single.target.extras
 
 
 def test_engine_uses_the_config_rule_for_missing_models():

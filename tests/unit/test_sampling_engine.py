@@ -235,6 +235,27 @@ def test_a_unit_whose_batch_failed_and_ran_alone_carries_a_note_the_summary_coun
     assert list(_warnings(res).values()) == [3]
 
 
+def test_a_network_that_takes_only_small_batches_runs_whole_at_a_batch_size_it_takes(world):
+    """The advice of the note above holds: at ``compute.batch_size`` N no pass holds more than N pictures,
+    neither the float32 re-read of the best and last pictures (it read both at once: 2N) nor the passes over
+    the real images (256 each, whatever the batch size: a user's trial found every unit without them)."""
+    target = world[0].module
+    sizes: list[int] = []
+
+    def at_most_4(_module, args):
+        sizes.append(args[0].shape[0])
+        if args[0].shape[0] > 4:
+            raise ValueError(f"a batch of {args[0].shape[0]}: this network takes at most 4 pictures")
+
+    hook = target.register_forward_pre_hook(at_most_4)
+    try:
+        res = make(world, method="dgn_am", steps=2, batch=4).map_units("fc8", [0, 1, 2], seed=0)
+    finally:
+        hook.remove()
+    assert [(r.status, r.error) for r in res] == [("ok", None)] * 3
+    assert all(r.real_topk for r in res) and max(sizes) == 4
+
+
 def test_target_not_run_past_deepest_layer(world):
     t = world[0]
     calls = {"fc7": 0, "fc8": 0}

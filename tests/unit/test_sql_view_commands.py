@@ -216,7 +216,7 @@ def test_a_piped_script_in_json_is_one_document_and_failures_are_numbered(run_di
     assert json.loads(capsys.readouterr().out) == [{"a": 1}]
     monkeypatch.setattr(sys, "stdin", io.StringIO("SELECT 1 AS a; SELECT 2 AS b;"))
     assert sql.run(parse(sql, [str(run_dir), "--format", "csv"])) == 0
-    assert capsys.readouterr().out.split("\r\n") == ["a", "1", "", "b", "2", ""]  # a blank line between
+    assert capsys.readouterr().out.split("\n") == ["a", "1", "", "b", "2", ""]  # a blank line between
     monkeypatch.setattr(sys, "stdin", io.StringIO("SELECT 1 AS a; SELECT 2 AS b;"))
     assert sql.run(parse(sql, [str(run_dir), "-", "--format", "markdown"])) == 0  # two tables, not one
     assert capsys.readouterr().out.splitlines() == ["| a |", "|---|", "| 1 |", "", "| b |", "|---|", "| 2 |"]
@@ -230,7 +230,7 @@ def test_csv_tells_an_empty_string_from_null(run_dir, capsys):
     q = "SELECT '' AS e, NULL AS n, 'a,b' AS c, 'say \"hi\"' AS q, 1.5 AS f"
     assert sql.run(parse(sql, [str(run_dir), "--format", "csv", q])) == 0
     out = capsys.readouterr().out
-    assert out.split("\r\n")[1] == '"",,"a,b","say ""hi""",1.5'
+    assert out.split("\n")[1] == '"",,"a,b","say ""hi""",1.5'
     assert list(csv.reader(io.StringIO(out)))[1] == ["", "", "a,b", 'say "hi"', "1.5"]
     assert list(csv.DictReader(io.StringIO(out)))[0]["e"] == ""
 
@@ -311,7 +311,7 @@ def test_ctrl_c_in_the_console_stops_the_query_not_the_session(monkeypatch, caps
     assert _interactive(None, args, AtlasError) == 2  # piped: the interrupted one counts
     said = capsys.readouterr()
     assert asked == ["SELECT slow;", "SELECT 1;"] and "statement 1 (line 1): interrupted" in said.err
-    assert said.out == "x\r\n1\r\n"  # csv rows, and nothing else
+    assert said.out == "x\n1\n"  # csv rows, and nothing else
 
 
 def test_an_unknown_table_is_never_answered_with_duckdbs_internal_tables(run_dir):
@@ -371,7 +371,7 @@ def test_a_line_break_in_a_value_keeps_a_table_row_on_one_line(run_dir, capsys):
     assert sql.run(parse(sql, [str(run_dir), q])) == 0
     assert capsys.readouterr().out.splitlines() == ["a       b", "------  -", "x\\ny\\r  1", "(1 row)"]
     assert sql.run(parse(sql, [str(run_dir), "--format", "csv", q])) == 0  # an export keeps the value
-    assert capsys.readouterr().out == 'a,b\r\n"x\ny\r",1\r\n'
+    assert capsys.readouterr().out == 'a,b\n"x\ny\r",1\n'
 
 
 def test_a_script_ends_statements_where_duckdb_does(run_dir, monkeypatch, capsys):
@@ -384,14 +384,14 @@ def test_a_script_ends_statements_where_duckdb_does(run_dir, monkeypatch, capsys
         ("/* step 1;\n*/\nSELECT 2 AS two;\n", ["two", "2"]),
         (
             "SELECT 'a;\nb' AS s;\nSELECT 3 AS c; -- trailing\nSELECT 4 AS d\n",
-            ["s", '"a;\nb"', "", "c", "3", "", "d", "4"],
+            ["s", '"a;', 'b"', "", "c", "3", "", "d", "4"],  # the quoted field holds its line break
         ),
         ("-- nothing but a comment\n", []),
     ]:
         monkeypatch.setattr(sys, "stdin", io.StringIO(script))
         assert sql.run(parse(sql, [str(run_dir), "--format", "csv"])) == 0, script
         said = capsys.readouterr()
-        assert said.err == "" and said.out.split("\r\n")[:-1] == out, script
+        assert said.err == "" and said.out.split("\n")[:-1] == out, script
     lines = iter(["SELECT 5 AS e; /* a comment", "*/", "SELECT 6 AS f;", None])
     typed = list(sql._statements(lambda _continued: next(lines), print, print))
     assert typed == [(1, "SELECT 5 AS e; /* a comment\n*/"), (3, "SELECT 6 AS f;")]  # ends on its `*/`
