@@ -72,7 +72,7 @@ def build_models(cfg: RunConfig) -> RunModels:
     target = load_run_model(cfg, "target")
     generator = load_run_model(cfg, "generator")
     encoder = load_run_model(cfg, "encoder")
-    ensemble = load_run_ensemble(cfg)
+    ensemble = load_run_ensemble(cfg) if maps_output_layer(cfg, target) else []  # else unused: not loaded
     dae = None
     if cfg.sampler.uses_dae:
         dae = load_run_model(cfg, "dae")
@@ -93,6 +93,14 @@ def build_models(cfg: RunConfig) -> RunModels:
     return RunModels(
         target, generator, dae, stats, code_layer, cfg.models.code_stats, stats_fingerprint, encoder, ensemble
     )
+
+
+def maps_output_layer(cfg: RunConfig, target: LoadedModel) -> bool:
+    """Whether one of the run's layers is the target's output layer, the one ``models.ensemble`` joins: a
+    run of hidden layers alone leaves its members unloaded (a toy world's are trained on demand, minutes
+    each)."""
+    output = target.output_layer
+    return any(layer.name in ("output", output) for layer in cfg.layers if output)
 
 
 def _deepsim_default_stats(generator: LoadedModel) -> CodeStats | None:

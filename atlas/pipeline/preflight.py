@@ -591,7 +591,13 @@ def _check_ensemble(cfg: RunConfig, models: RunModels, shapes: Shapes, layers: l
     checks; a warning naming the run's layers the members leave alone (they join output units' objectives
     only)."""
     if not models.ensemble:
-        return []
+        if not cfg.models.ensemble:
+            return []
+        return [  # build_models left them unloaded
+            f"models.ensemble is unused: none of the run's layers ({', '.join(layers)}) is the target's "
+            f"output layer {models.target.output_layer!r}, whose objectives it joins; its members were not "
+            "loaded"
+        ]
     output = ensemble_output_layer(models.target)
     check_member_shapes(models.ensemble, shapes[output])
     for i, member in enumerate(models.ensemble):

@@ -571,33 +571,31 @@ def test_second_run_into_a_locked_run_is_one_line_exit_2(tmp_path, micro_cache, 
 
 def test_a_worker_that_cannot_see_the_run_refuses_to_start(tmp_path, micro_cache, ray_session):
     """Each actor checks, from its own node, that it sees the run.json the driver wrote (with the driver's
-    token): one that does not (another node's disk, a missing mount) stops with a one-line reason."""
+    token): one that does not (another node's disk, a missing mount) stops with a one-line reason, told
+    through the pool. (One that finds another run's run.json: the unit tier, test_dispatch.)"""
     import ray
 
     from atlas.pipeline import AtlasWorker, Shard
     from atlas.pipeline.dispatch import run_pool
-    from atlas.store import RunStore
 
     cfg = micro_config(tmp_path, micro_cache)
-    RunStore(tmp_path / "seen").init_run({"config": cfg.to_dict(), "config_hash": "x", "run_token": "abc"})
     remote = ray.remote(AtlasWorker).options(num_cpus=0, max_restarts=0)
-    for run, says in (("seen", "finds another run's run.json"), ("unseen", "finds no run.json")):
-        actor = remote.remote(
-            cfg.to_dict(), str(tmp_path / run), 1, None, "the driver's", True
-        )  # as the driver
-        with pytest.raises(AtlasError) as caught:
-            run_pool(
-                [actor],
-                [Shard("fc8-00000", "fc8", (0,))],
-                max_restarts=0,
-                max_shard_retries=1,
-                start_timeout_s=cfg.ray.start_timeout_s,  # the run's own: the test waits for the refusal
-                log=lambda _m: None,
-            )
-        message = str(caught.value)
-        assert message.startswith("no atlas worker could start: out_dir: this worker ") and says in message
-        assert "every node must reach out_dir" in message and "\n" not in message
-    assert not (tmp_path / "unseen").exists() and not (tmp_path / "seen" / "units").exists()
+    actor = remote.remote(
+        cfg.to_dict(), str(tmp_path / "unseen"), 1, None, "the driver's", True
+    )  # as the driver
+    with pytest.raises(AtlasError) as caught:
+        run_pool(
+            [actor],
+            [Shard("fc8-00000", "fc8", (0,))],
+            max_restarts=0,
+            max_shard_retries=1,
+            start_timeout_s=cfg.ray.start_timeout_s,  # the run's own: the test waits for the refusal
+            log=lambda _m: None,
+        )
+    message = str(caught.value)
+    assert message.startswith("no atlas worker could start: out_dir: this worker finds no run.json at ")
+    assert "every node must reach out_dir" in message and "\n" not in message
+    assert not (tmp_path / "unseen").exists()
 
 
 def test_a_python_model_from_the_drivers_own_files_reaches_workers_without_them(

@@ -550,6 +550,32 @@ def test_a_worker_whose_writes_read_back_otherwise_is_refused_before_any_shard(t
         AtlasWorker(cfg.to_dict(), str(tmp_path / "framed"), threads=1)
 
 
+def test_a_worker_that_finds_another_runs_run_json_refuses_to_start(tmp_path, monkeypatch):
+    """Two drivers started on one object-store run in the same second, or nodes that see different storage:
+    the run.json a worker finds holds another token than its driver's. One line, nothing written."""
+    from atlas.config import config_from_dict
+    from atlas.errors import AtlasError
+    from atlas.pipeline.worker import AtlasWorker
+    from atlas.store import RunStore
+
+    cfg = config_from_dict(
+        {
+            "name": "t",
+            "models": {"target": "python:tests.unit.byo_factories:good", "allow_random_weights": True},
+            "layers": [{"name": "fc8"}],
+            "sampler": {"method": "pixel", "steps": 2, "chains_per_unit": 1, "start": "random"},
+            "facets": {"real_images": None},
+        }
+    )
+    RunStore(tmp_path / "seen").init_run({"config": cfg.to_dict(), "config_hash": "x", "run_token": "abc"})
+    monkeypatch.setattr("atlas.pipeline.worker.TOKEN_RETRY_S", (0.01,))  # read again once, soon
+    with pytest.raises(AtlasError) as caught:
+        AtlasWorker(cfg.to_dict(), str(tmp_path / "seen"), 1, None, "the driver's")
+    message = str(caught.value)
+    assert message.startswith("out_dir: this worker finds another run's run.json at ") and "\n" not in message
+    assert "every node must reach out_dir" in message and not (tmp_path / "seen" / "units").exists()
+
+
 def test_workers_that_ended_dead_are_said_at_the_end_of_a_run_that_finished():
     """A node that could not see the run, or one lost for good: the others finished the run, and the end
     of its output said nothing of the actors it lacked (a user's trial)."""

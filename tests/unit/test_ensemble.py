@@ -388,6 +388,35 @@ def test_config_check_names_the_ensemble_and_refuses_a_member_of_other_classes()
         _check(config_from_dict(data))
 
 
+def test_a_run_of_hidden_layers_alone_leaves_its_members_unloaded(monkeypatch):
+    """Members join the output layer's objectives only: a run without it does not load them (a toy world's
+    are trained on demand, minutes each) and the pre-flight says they are unused."""
+    from atlas.models import registry
+    from atlas.pipeline.models_setup import build_models
+    from atlas.pipeline.preflight import preflight_models
+    from tests.unit.tiny_models import pixel_config
+
+    loaded = []
+    load = registry.load_run_ensemble
+    monkeypatch.setattr(registry, "load_run_ensemble", lambda run: loaded.append(run) or load(run))
+    monkeypatch.setattr("atlas.pipeline.models_setup.load_run_ensemble", registry.load_run_ensemble)
+    data = pixel_config().model_dump(mode="json")
+    data["models"]["ensemble"] = [
+        {"spec": "python:tests.unit.byo_factories:undeclared", "preprocess": {"size": 32}}
+    ]
+    data["layers"] = [{"name": "fc7"}]
+    cfg = config_from_dict(data)
+    models = build_models(cfg)
+    assert models.ensemble == [] and loaded == []
+    said = [w for w in preflight_models(cfg, models).warnings if "ensemble" in w]
+    assert said == [
+        "models.ensemble is unused: none of the run's layers (fc7) is the target's output layer 'fc8', whose "
+        "objectives it joins; its members were not loaded"
+    ]
+    data["layers"] = [{"name": "fc7"}, {"name": "output"}]  # the alias names it too
+    assert len(build_models(config_from_dict(data)).ensemble) == 1 and len(loaded) == 1
+
+
 def test_a_chain_steps_flops_count_the_members_passes_on_output_layers():
     from atlas.bench.throughput import flops_per_chain_step
 
