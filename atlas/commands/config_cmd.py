@@ -148,7 +148,9 @@ def run(args: argparse.Namespace) -> int:
         for line in config_warnings(cfg):
             print(f"atlas: warning: {line}", file=sys.stderr)
     extra = _check(cfg) if args.check else []
-    print(yaml.safe_dump(cfg.to_dict(), sort_keys=False).rstrip())
+    from atlas.config.section import to_plain
+
+    print(yaml.safe_dump(to_plain(cfg, shown=True), sort_keys=False).rstrip())  # every key; '0-99' as given
     for line in extra:
         print(line)
     return 0

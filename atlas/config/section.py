@@ -102,19 +102,23 @@ def build(cls: type[S], data: Any, prefix: str = "") -> S:
         raise config_error(exc, cls, prefix) from None
 
 
-def to_plain(obj: Any) -> Any:
+def to_plain(obj: Any, shown: bool = False) -> Any:
+    """Plain YAML-able values as hashed (``shown=False``), or as ``atlas config`` shows them (``shown``):
+    every key, also one left at a default the hashed form omits, and unit selections in their compact form
+    ('0-99', not 100 indices). Both forms read back as the same config, with the same hash."""
     if isinstance(obj, UnitSelection):
-        return obj.to_yaml()
+        return obj.compact() if shown else obj.to_yaml()
     if isinstance(obj, BaseModel):
         return {
-            name: to_plain(getattr(obj, name))
+            name: to_plain(getattr(obj, name), shown)
             for name, f in type(obj).model_fields.items()
             # a newer optional key left at its default is not written: older configs keep their hash
-            if not (
+            if shown
+            or not (
                 field_extra(f).get("omit_default")
                 and getattr(obj, name) == f.get_default(call_default_factory=True)
             )
         }
     if isinstance(obj, list | tuple):
-        return [to_plain(v) for v in obj]
+        return [to_plain(v, shown) for v in obj]
     return obj

@@ -100,6 +100,14 @@ class UnitSelection:
             return list(range(n_units))
         return list(dict.fromkeys(i for lo, hi in self.ranges for i in range(lo, hi + 1)))
 
+    def compact(self) -> str | int:
+        """'all', an index, or ranges and indices as given ('0-15,20'): for people (``atlas config``)."""
+        if self.all:
+            return "all"
+        if len(self.ranges) == 1 and self.ranges[0][0] == self.ranges[0][1]:
+            return self.ranges[0][0]
+        return ",".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in self.ranges)
+
     def to_yaml(self) -> Any:
         """'all'; the index list for up to LIST_FORM_MAX units (so config hashes stay what they were);
         else the compact form '0-15,20'. Every form parses back to the same selection."""
@@ -108,4 +116,4 @@ class UnitSelection:
         bound = self.size_bound or 0
         if bound <= LIST_FORM_MAX:
             return list(dict.fromkeys(i for lo, hi in self.ranges for i in range(lo, hi + 1)))
-        return ",".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in self.ranges)
+        return str(self.compact())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -100,6 +102,21 @@ def test_a_toy_world_model_given_a_weights_file_is_not_offered_random_weights():
     with pytest.raises(ModelError) as caught:
         load_run_model(c, "target")
     assert str(caught.value).endswith("toy-world models come from the toy-world cache; remove 'weights'")
+
+
+def test_atlas_config_shows_every_key_and_compact_units_and_reads_back_as_the_same_run(capsys):
+    """A trial: `--set sampler.stop_at=0` vanished from `atlas config`'s print (the hashed form omits a newer
+    key at its default) and `units: 0-99` printed 100 lines. The shown form has both, and read back it is
+    the same config, with the same hash."""
+    from atlas.pipeline.driver import config_hash
+
+    sets = ["layers.0.units=0-99", "sampler.stop_at=0", "layers.1.units=[3, 1]"]
+    demo = str(Path(__file__).parents[2] / "configs" / "demo.yaml")
+    assert cli_main(["config", demo, *(a for s in sets for a in ("--set", s))]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert shown["sampler"]["stop_at"] == 0.0 and shown["models"]["ensemble"] == []
+    assert [layer["units"] for layer in shown["layers"][:2]] == ["0-99", "3,1"]
+    assert config_hash(config_from_dict(shown)) == config_hash(load_config(demo, sets))
 
 
 def test_numbers_and_names_read_as_written_yaml_12_not_yaml_11(tmp_path):
