@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import difflib
 import errno
 import importlib
 import os
@@ -58,9 +57,9 @@ def _did_you_mean(message: str) -> str:
     found = _INVALID_CHOICE.search(message)
     if not found:
         return ""
-    choices = re.findall(r"'([^']*)'", found.group(2))
-    close = difflib.get_close_matches(found.group(1), choices, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    from atlas.errors import did_you_mean
+
+    return did_you_mean(found.group(1), re.findall(r"'([^']*)'", found.group(2)))
 
 
 class HelpFormatter(argparse.HelpFormatter):

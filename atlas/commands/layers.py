@@ -58,6 +58,31 @@ def _role(spec: str) -> str:
     return {"deepsim": "generator", "dae": "dae"}.get(scheme, "target")
 
 
+def _loaded(args: argparse.Namespace, cfg, role: str):
+    """(role, the model loaded as it): a target whose module declares ``code_shape`` (not named with
+    --role) is a generator, whose forward takes codes: a picture-size hint misled (a user's trial)."""
+    from atlas.config import ToyWorldRef
+    from atlas.errors import ModelError
+    from atlas.models import load_model
+
+    def load(role: str):
+        return load_model(
+            cfg, role, allow_random_weights=True, toyworld=ToyWorldRef(preset=args.preset),
+            default_size=DEFAULT_SIZE,
+        )  # fmt: skip
+
+    model = load(role)
+    if args.role is not None or role != "target" or not getattr(model.module, "code_shape", None):
+        return role, model
+    _image_options_fit(args, "generator")
+    try:
+        return "generator", load("generator")
+    except ModelError as exc:  # e.g. no picture space: a DAE, taken for a generator
+        raise ModelError(
+            f"{exc} (listed as a generator: it declares code_shape; a DAE: --role dae)"
+        ) from None
+
+
 def _image_options_fit(args: argparse.Namespace, role: str) -> None:
     """--size and --gray set a target's input: a one-line error for a generator or DAE."""
     from atlas.errors import AtlasError
@@ -104,9 +129,9 @@ def _batch_warning(model) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from atlas.config import ModelConfig, PreprocessConfig, ToyWorldRef
+    from atlas.config import ModelConfig, PreprocessConfig
     from atlas.errors import AtlasError
-    from atlas.models import load_model, model_layers
+    from atlas.models import model_layers
     from atlas.tables import format_table
 
     if args.size is not None and not 1 <= args.size <= 4096:
@@ -122,18 +147,7 @@ def run(args: argparse.Namespace) -> int:
     )
     cfg = ModelConfig(spec=args.spec, weights=args.weights, preprocess=pre)
     _refuse_untrained_world(args.spec, args.preset)
-
-    def load(role: str):
-        return load_model(
-            cfg, role, allow_random_weights=True, toyworld=ToyWorldRef(preset=args.preset),
-            default_size=DEFAULT_SIZE,
-        )  # fmt: skip
-
-    model = load(role)
-    if args.role is None and role == "target" and getattr(model.module, "code_shape", None):
-        role = "generator"  # its forward takes codes: a picture-size hint would mislead (a user's trial)
-        _image_options_fit(args, role)
-        model = load(role)
+    role, model = _loaded(args, cfg, role)
     rows = model_layers(model, include_containers=args.all)
     _batch_warning(model)
     print(f"{args.spec} ({role}) - {_weights_line(model)}")

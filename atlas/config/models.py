@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
@@ -12,6 +11,7 @@ from pydantic import (
 )
 
 from atlas.config.section import HUGE, Float, Section
+from atlas.errors import did_you_mean
 from atlas.toyworld.presets import MEMBERS
 
 
@@ -125,11 +125,9 @@ class ModelConfig(Section):
             )
         scheme = self.spec.partition(":")[0]
         if scheme not in MODEL_SCHEMES:  # before anything loads (atlas.models.registry.SCHEMES loads them)
-            hint = difflib.get_close_matches(scheme, MODEL_SCHEMES, n=1)
             raise ValueError(
                 f"spec: unknown model scheme {scheme!r} in {self.spec!r}"
-                + (f" (did you mean {hint[0]!r}?)" if hint else "")
-                + f"; valid: {', '.join(MODEL_SCHEMES)}"
+                f"{did_you_mean(scheme, MODEL_SCHEMES)}; valid: {', '.join(MODEL_SCHEMES)}"
             )
         if self.output_layer is not None and not self.output_layer.strip():
             raise ValueError("output_layer: empty layer name; name a layer (see `atlas layers SPEC`) or null")

@@ -38,7 +38,7 @@ from atlas.models import deepsim
 from atlas.models.loaded import IMAGE_ROLES, LoadedModel, Role, freeze
 from atlas.models.probes import LayerInfo, last_leaf, list_layers, resolve_modules, returned_outputs
 from atlas.models.spaces import ImageSpace, deepsim_space, torchvision_space
-from atlas.models.weights import apply_state_dict, is_uri, module_fingerprint, read_state_dict
+from atlas.models.weights import apply_state_dict, is_uri, module_fingerprint, read_state_dict, weights_source
 
 RANDOM_SEED = 0  # random weights are deterministic so every worker builds the same network
 
@@ -257,7 +257,10 @@ def _import_factory(target: str, spec: str) -> Callable[[], object]:
         hint = did_you_mean(factory_name, public)
         raise ModelError(
             f"spec {spec!r}: module {module_name!r} has no callable {factory_name!r}"
-            + (hint or (f"; its callables: {some(sorted(public))}" if public else "; it defines none"))
+            + (
+                hint
+                or (f"; its callables: {some(sorted(public))}" if public else "; it defines none of its own")
+            )
         )
     return factory
 
@@ -426,9 +429,10 @@ SCHEMES: dict[str, Callable[[str, ModelConfig, Role, LoadOptions], LoadedModel]]
 def _scheme_and_name(spec: str) -> tuple[str, str]:
     scheme, _, rest = spec.partition(":")
     if scheme not in SCHEMES:
-        hint = difflib.get_close_matches(scheme, list(SCHEMES), n=1)
-        extra = f" (did you mean {hint[0]!r}?)" if hint else ""
-        raise ModelError(f"unknown model scheme {scheme!r} in {spec!r}{extra}; valid: {', '.join(SCHEMES)}")
+        raise ModelError(
+            f"unknown model scheme {scheme!r} in {spec!r}{did_you_mean(scheme, SCHEMES)}; "
+            f"valid: {', '.join(SCHEMES)}"
+        )
     if not rest:
         raise ModelError(f"model spec {spec!r} names no model; e.g. {scheme}:NAME")
     return scheme, rest
@@ -514,6 +518,18 @@ def load_run_ensemble(run: RunConfig) -> list[LoadedModel]:
     return members
 
 
+def check_run_ensemble_files(run: RunConfig) -> None:
+    """The members of a run that leaves them unloaded (none of its layers is the output layer) are still
+    held to their local weights files, with loading's one-line error: the config run.json records must
+    load once the run grows by its output layer."""
+    for i, cfg in enumerate(run.models.ensemble):
+        if cfg.weights and not is_uri(cfg.weights) and not _toyworld(cfg):
+            try:
+                weights_source(cfg.weights)
+            except ModelError as exc:
+                raise ModelError(f"models.ensemble[{i}]: {exc}") from None
+
+
 def _load_for_run(run: RunConfig, cfg: ModelConfig, role: Role) -> LoadedModel:
     return load_model(
         cfg,
@@ -568,10 +584,13 @@ def _default_output_layer(model: LoadedModel) -> str | None:
     try:
         x = example_input(model)
         last = last_leaf(list_layers(model.module, x))
-        heads = returned_outputs(model.module, x)
     except Exception:  # noqa: BLE001 - reported in one line by the next model_layers call
         leaves = _leaf_names(model.module)
         return leaves[-1] if leaves else None
+    try:
+        heads = returned_outputs(model.module, x)
+    except Exception:  # noqa: BLE001 - a forward that failed a second time: the note alone is lost
+        heads = []
     if len(heads) > 1:
         named = ", ".join("computed in forward()" if h is None else repr(h) for h in heads)
         model.extras["output_note"] = (

@@ -155,4 +155,13 @@ def torchvision_space(
 
 def to_uint8_images(rgb01: torch.Tensor) -> torch.Tensor:
     """(B, 3, H, W) float RGB -> (B, H, W, 3) uint8 on the CPU, clamped to [0, 1]."""
-    return (rgb01.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu()
+    return _levels(rgb01).to(torch.uint8).permute(0, 2, 3, 1).cpu()
+
+
+def as_stored(rgb01: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) float RGB -> the same, float32 in [0, 1], as :func:`to_uint8_images` keeps it (8 bits)."""
+    return _levels(rgb01) / 255
+
+
+def _levels(rgb01: torch.Tensor) -> torch.Tensor:
+    return (rgb01.detach().float().clamp(0, 1) * 255).round()

@@ -64,7 +64,7 @@ def read_state_dict(
 ) -> tuple[dict[str, torch.Tensor], str]:
     """(state dict, :func:`file_fingerprint`) of a state-dict file, its bytes read once (an object store's
     file is fetched once, not once to load and again to fingerprint)."""
-    source = _weights_source(path, storage)
+    source = weights_source(path, storage)
     fingerprint = source_fingerprint(source)
     return _state_dict_of(_torch_load(source, str(path)), path), fingerprint
 
@@ -93,7 +93,7 @@ def _state_dict_of(obj: object, path: str | Path) -> dict[str, torch.Tensor]:
     return out
 
 
-def _weights_source(path: str | Path, storage: Mapping[str, Any] | None = None) -> Path | io.BytesIO:
+def weights_source(path: str | Path, storage: Mapping[str, Any] | None = None) -> Path | io.BytesIO:
     """The file to read: a local path that exists, or the bytes behind a URI."""
     if is_uri(path):
         return io.BytesIO(read_uri(str(path), storage=storage))

@@ -329,33 +329,56 @@ def _no_failure_dump_in_this_process() -> None:
     ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = True
 
 
+_REAL_STDERR: list[int] = []  # the saved file descriptor 2 while _stderr_said_on_success holds it back
+
+
 @contextlib.contextmanager
 def _stderr_said_on_success() -> Iterator[None]:
     """What this process writes to its stderr (file descriptor 2: Ray's C++ core worker too) while joining
     a cluster, held back and written once the join succeeded; on a failure the one-line error alone is
     said (a trial: a token-auth head printed seven `gcs_client.cc ... InvalidAuthToken` lines over ~7 s
-    before the error that says what to do)."""
+    before the error that says what to do). Whatever ends the process meanwhile puts fd 2 back first
+    (:func:`_stderr_back`); a closed stderr is left as it is."""
     import tempfile
 
-    sys.stderr.flush()
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (AttributeError, OSError, ValueError):  # stderr closed (`2>&-`): nothing to hold back
+        yield
+        return
     held = tempfile.TemporaryFile()  # noqa: SIM115 - closed below, after fd 2 is back
-    saved = os.dup(2)
     os.dup2(held.fileno(), 2)
+    _REAL_STDERR.append(saved)
     joined = False
     try:
         yield
         joined = True
     finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-        if joined:
-            held.seek(0)
-            said = held.read()
-            with contextlib.suppress(OSError):  # stderr gone (a closed pipe): nothing to say it on
-                while said:
-                    said = said[os.write(2, said) :]
-        held.close()
+        try:
+            with contextlib.suppress(OSError, ValueError):
+                sys.stderr.flush()
+        finally:  # a second interrupt in the flush still puts fd 2 back
+            _stderr_back()
+            if joined:
+                held.seek(0)
+                said = held.read()
+                with contextlib.suppress(OSError):  # stderr gone (a closed pipe): nothing to say it on
+                    while said:
+                        said = said[os.write(2, said) :]
+            held.close()
+
+
+def _stderr_back() -> None:
+    """File descriptor 2 as it was before :func:`_stderr_said_on_success` (a no-op outside it)."""
+    while True:
+        try:
+            saved = _REAL_STDERR.pop()  # atomic: the start's escape thread may come here too
+        except IndexError:
+            return
+        with contextlib.suppress(OSError):
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def connect(address: str | None) -> bool:
@@ -523,6 +546,7 @@ class _StuckStartEscape:
 
     @staticmethod
     def _exit(code: int) -> None:
+        _stderr_back()  # a join's held-back stderr: the line below must reach the user
         with contextlib.suppress(OSError, ValueError):
             sys.stderr.write("atlas: interrupted (while Ray was starting)\n")
             sys.stderr.flush()

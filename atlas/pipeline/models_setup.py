@@ -18,7 +18,7 @@ from atlas.errors import AtlasError
 from atlas.models import CodeStats, LoadedModel
 from atlas.models.codes import default_deepsim_stats
 from atlas.models.loaded import generators_own_layer
-from atlas.models.registry import load_run_ensemble, load_run_model
+from atlas.models.registry import check_run_ensemble_files, load_run_ensemble, load_run_model
 from atlas.pipeline.holder import BundleHolder
 
 
@@ -72,7 +72,11 @@ def build_models(cfg: RunConfig) -> RunModels:
     target = load_run_model(cfg, "target")
     generator = load_run_model(cfg, "generator")
     encoder = load_run_model(cfg, "encoder")
-    ensemble = load_run_ensemble(cfg) if maps_output_layer(cfg, target) else []  # else unused: not loaded
+    if maps_output_layer(cfg, target):
+        ensemble = load_run_ensemble(cfg)
+    else:  # unused: not loaded (a toy world's trained on demand), their files checked
+        check_run_ensemble_files(cfg)
+        ensemble = []
     dae = None
     if cfg.sampler.uses_dae:
         dae = load_run_model(cfg, "dae")
@@ -100,7 +104,9 @@ def maps_output_layer(cfg: RunConfig, target: LoadedModel) -> bool:
     run of hidden layers alone leaves its members unloaded (a toy world's are trained on demand, minutes
     each)."""
     output = target.output_layer
-    return any(layer.name in ("output", output) for layer in cfg.layers if output)
+    if not output:  # loaded: the pre-flight's error asks for models.target.output_layer
+        return True
+    return any(layer.name in ("output", output) for layer in cfg.layers)
 
 
 def _deepsim_default_stats(generator: LoadedModel) -> CodeStats | None:

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from atlas.models.probes import LayerProbe
+from atlas.models.spaces import as_stored
 from atlas.sampling.compute import ComputeSetup
 from atlas.sampling.concepts import path_pattern
 from atlas.sampling.ensemble import TargetEnsemble
@@ -188,7 +189,7 @@ def read_kept_as_stored(
     best on its own (bf16) readings, and gaps below their resolution left ``best`` under ``last`` in 7 of
     16 chains of a user's run."""
     assert tracker.best_img is not None and tracker.last_img is not None
-    best_img, last_img = _as_stored(tracker.best_img), _as_stored(tracker.last_img)  # (B, 3, H, W)
+    best_img, last_img = as_stored(tracker.best_img), as_stored(tracker.last_img)  # (B, 3, H, W)
     with torch.no_grad():
         best, last = (  # (B, U) each
             layer_values(readout.probe(setup.to_input(readout.encode(img)))[readout.layer], units).float()
@@ -202,11 +203,6 @@ def read_kept_as_stored(
     best = torch.where(higher.view(-1, 1), last, best)
     tracker.best_read, tracker.last_read = objective.readout(best, index), objective.readout(last, index)
     return last
-
-
-def _as_stored(kept: torch.Tensor) -> torch.Tensor:
-    """Pictures as kept (ImageSpace.seen) -> as to_uint8_images writes them (8 bits), back in [0, 1]."""
-    return (kept.clamp(0, 1) * 255).round() / 255
 
 
 def _read_picture(

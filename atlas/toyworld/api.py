@@ -10,10 +10,9 @@ from typing import Any
 
 import torch
 
-from atlas.errors import AtlasError, did_you_mean
 from atlas.models.loaded import LoadedModel
 from atlas.sampling.concepts import ConceptSet
-from atlas.toyworld.world import ALL_COMPONENTS, LOADABLE, MEMBERS, ToyWorld
+from atlas.toyworld.world import ALL_COMPONENTS, MEMBERS, ToyWorld, check_component
 
 
 def load_component(
@@ -27,11 +26,7 @@ def load_component(
     """``target | judge | generator | dae | reader`` (or an ensemble member ``target2`` ... ``target9``) of
     a toy world, frozen, trained on demand (with a message; ``train_if_missing=False``: an AtlasError
     instead)."""
-    if name not in LOADABLE:
-        raise AtlasError(
-            f"unknown toy-world component {name!r}{did_you_mean(name, LOADABLE)}; "
-            f"valid: {', '.join(LOADABLE)}"
-        )
+    check_component(name)  # before the world's cache is touched
     return ToyWorld(preset, cache_dir, log).loaded(name, train_if_missing=train_if_missing)
 
 

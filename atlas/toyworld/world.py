@@ -62,6 +62,15 @@ ALL_COMPONENTS = (*COMPONENTS, READER)
 LOADABLE = (*ALL_COMPONENTS, *MEMBERS)  # and the ensemble members, each trained on demand on its own
 
 
+def check_component(name: str) -> None:
+    """An AtlasError for a name that is no loadable toy-world component (with the one meant, if close)."""
+    if name not in LOADABLE:
+        raise AtlasError(
+            f"unknown toy-world component {name!r}{did_you_mean(name, LOADABLE)}; "
+            f"valid: {', '.join(LOADABLE)}"
+        )
+
+
 class ToyWorld:
     def __init__(
         self,
@@ -153,11 +162,7 @@ class ToyWorld:
 
     def module(self, name: str, *, train_if_missing: bool = True, retrain: bool = False) -> nn.Module:
         """The component's module (eval mode, trainable parameters), from memory, the cache or training."""
-        if name not in LOADABLE:
-            raise AtlasError(
-                f"unknown toy-world component {name!r}{did_you_mean(name, LOADABLE)}; "
-                f"valid: {', '.join(LOADABLE)}"
-            )
+        check_component(name)
         if name in self._modules and not retrain:
             return self._modules[name]
         blob, path, shipped = None, self.path(name), False

@@ -134,6 +134,24 @@ def test_what_a_failed_join_wrote_to_stderr_is_dropped_and_a_successful_ones_sai
     assert capfd.readouterr().err == "gcs_client.cc:210: Failed to get cluster ID: InvalidAuthToken\n"
 
 
+def test_a_process_ended_while_a_join_holds_stderr_back_still_says_why(monkeypatch, capfd):
+    """The start's escape (a signal the main thread could not act on) ends the process from a thread while
+    the join holds fd 2 back: its line must reach the real stderr, not the held-back file."""
+    from atlas.pipeline import cluster
+
+    ended = []
+    monkeypatch.setattr(cluster.os, "_exit", ended.append)
+    monkeypatch.setattr(cluster, "_end_trees", lambda _pids: None)
+    with cluster._stderr_said_on_success():
+        os.write(2, b"held back\n")
+        cluster._StuckStartEscape._exit(143)
+        os.write(2, b"after the escape\n")  # (os._exit would have ended the process here)
+    assert ended == [143]
+    said = capfd.readouterr().err  # (the join went on here: what it held back is said after it)
+    assert said == "atlas: interrupted (while Ray was starting)\nafter the escape\nheld back\n"
+    assert cluster._REAL_STDERR == []
+
+
 def test_address_auto_without_a_cluster_says_so_and_not_to_pass_the_flag_just_given(monkeypatch):
     text = _connect_refused(  # Ray's own words: they ask for the --address flag the user just gave
         monkeypatch,

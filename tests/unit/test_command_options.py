@@ -7,6 +7,7 @@ import argparse
 import io
 import json
 import re
+import socket
 import subprocess
 from pathlib import Path
 
@@ -267,8 +268,22 @@ def test_a_viewer_stopped_by_sigterm_or_ctrl_c_exits_as_every_command(
             self.stopped = True
 
     monkeypatch.setattr("subprocess.Popen", Server)
-    said = cli(capsys, "view", str(tmp_path / "run"), "--port", "8599")
+    with socket.socket() as free:  # a port check_listen accepts
+        free.bind(("127.0.0.1", 0))
+        port = str(free.getsockname()[1])
+    said = cli(capsys, "view", str(tmp_path / "run"), "--port", port)
     assert said.returncode == code and said.stderr.strip() == "atlas: viewer stopped", said.stderr
+    assert [s.stopped for s in servers] == [True]
+    from atlas.commands.run import _ViewerWhenReady  # `atlas run --view`, once the run is done: the same
+    from atlas.errors import Interrupted
+    from atlas.store.location import open_location
+
+    servers.clear()
+    viewer = _ViewerWhenReady(open_location(str(tmp_path / "run")), int(port))
+    with pytest.raises(Interrupted) as caught:
+        viewer.serve_until_stopped()
+    viewer.stop()
+    assert (str(caught.value), caught.value.exit_code) == ("viewer stopped", code)
     assert [s.stopped for s in servers] == [True]
 
 

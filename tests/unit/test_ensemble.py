@@ -391,6 +391,7 @@ def test_config_check_names_the_ensemble_and_refuses_a_member_of_other_classes()
 def test_a_run_of_hidden_layers_alone_leaves_its_members_unloaded(monkeypatch):
     """Members join the output layer's objectives only: a run without it does not load them (a toy world's
     are trained on demand, minutes each) and the pre-flight says they are unused."""
+    from atlas.errors import ModelError
     from atlas.models import registry
     from atlas.pipeline.models_setup import build_models
     from atlas.pipeline.preflight import preflight_models
@@ -413,6 +414,13 @@ def test_a_run_of_hidden_layers_alone_leaves_its_members_unloaded(monkeypatch):
         "models.ensemble is unused: none of the run's layers (fc7) is the target's output layer 'fc8', whose "
         "objectives it joins; its members were not loaded"
     ]
+    missing = {"spec": "torchvision:resnet18", "weights": "/nowhere/r.pt"}  # still held to its file
+    with pytest.raises(ModelError, match=r"^models.ensemble\[1\]: weights file '/nowhere/r.pt' not found"):
+        build_models(
+            config_from_dict(
+                data | {"models": data["models"] | {"ensemble": [*data["models"]["ensemble"], missing]}}
+            )
+        )
     data["layers"] = [{"name": "fc7"}, {"name": "output"}]  # the alias names it too
     assert len(build_models(config_from_dict(data)).ensemble) == 1 and len(loaded) == 1
 
