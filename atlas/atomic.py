@@ -26,6 +26,7 @@ def check_output_file(
     ``inputs`` (option -> file or folder), nor, inside an input folder, a file the command reads there
     (suffixes ``reads``); else a one-line error naming ``what``."""
     text = str(path)
+    refuse_uri(text, what)
     if not text.strip():
         example = "out/report.json" if what == "--json" else "out/stats.pt"
         raise AtlasError(f"{what}: empty path; give a file path such as {example}")
@@ -45,9 +46,21 @@ def check_output_file(
     return p
 
 
+def refuse_uri(text: str, what: str) -> None:
+    """A one-line error for an object-store (or any) URI given where atlas writes a local file or folder:
+    ``s3://b/x`` was written to a local folder ``s3:/b/x`` and said as done (a trial)."""
+    scheme, sep, _rest = text.partition("://")
+    if sep and scheme and "/" not in scheme:
+        raise AtlasError(
+            f"{what}: {text!r} is a URI; {what} writes a local path (copy the result to the store "
+            "afterwards: `aws s3 cp`, `gcloud storage cp`)"
+        )
+
+
 def check_writable_dir(path: str | os.PathLike[str], what: str) -> None:
     """The folder ``path``, or else its nearest existing ancestor (where it would be created), is a writable
     directory; else a one-line error naming ``what``."""
+    refuse_uri(str(path), what)
     if not str(path).strip():  # Path("") is the current directory: never what an empty option means
         raise AtlasError(f"{what}: empty path; give a folder")
     p = Path(path).expanduser()

@@ -144,4 +144,12 @@ def storage_reason(exc: BaseException) -> str:
     text = text if len(text) <= 300 else text[:297] + "..."
     if any(sign in text for sign in _DENIED):  # reached, and refused: not a network problem
         return f"access denied, the store refused these credentials ({text})"
+    if "resolve host" in text and ".amazonaws.com" in text and not _endpoint_in_environment():
+        # a trial's MinIO/moto bucket, looked up on AWS: the endpoint was set for the run, not here
+        hint = "an S3-compatible store other than AWS: set AWS_ENDPOINT_URL (or storage.endpoint_override)"
+        return f"{text}; {hint}"
     return text
+
+
+def _endpoint_in_environment() -> bool:
+    return bool(os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"))

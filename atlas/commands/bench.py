@@ -249,7 +249,7 @@ def run(args: argparse.Namespace) -> int:
 def _check_paths(args: argparse.Namespace) -> None:
     """Where a benchmark will write (--json, --out, --keep) and what it will read (--store), checked
     before minutes of work; a `~` the shell left alone (``--json=~/b.json``) is expanded."""
-    from atlas.atomic import check_output_file, check_writable_dir
+    from atlas.atomic import check_output_file, check_writable_dir, refuse_uri
     from atlas.errors import AtlasError
     from atlas.store.location import open_location
     from atlas.uri_filesystem import is_remote
@@ -266,6 +266,7 @@ def _check_paths(args: argparse.Namespace) -> None:
         if folder is not None:
             if not folder.strip():
                 raise AtlasError(f"--{option}: empty path; give a directory")
+            refuse_uri(folder, f"--{option}")  # before Path() makes s3://b/x a local s3:/b/x
             folder = str(Path(folder).expanduser())
             check_writable_dir(folder, f"--{option}")
             setattr(args, option, folder)

@@ -85,12 +85,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from atlas.atomic import refuse_uri
     from atlas.errors import AtlasError
     from atlas.tables import counted
     from viewer.export import ExportRequest, export_run
 
     if not args.out.strip():
         raise AtlasError("--out: empty path; give a folder for the exported atlas, e.g. demo-atlas")
+    refuse_uri(args.out, "--out")  # before Path() makes s3://b/x a local s3:/b/x
     req = ExportRequest(
         run=args.run_dir, out=Path(args.out).expanduser(), layers=args.layers, units=args.units,
         picture=args.picture, sort=args.sort, columns=args.columns, per_sheet=args.per_sheet,

@@ -51,7 +51,7 @@ from atlas.store.manifest import SUMMARY_FILE, marker_readable, read_json, read_
 from atlas.store.writer import code_changes, run_growth
 from atlas.tables import counted
 from atlas.toyworld.cache import cache_root
-from atlas.uri_filesystem import is_remote
+from atlas.uri_filesystem import is_remote, scheme_of
 
 
 def config_hash(cfg: RunConfig) -> str:
@@ -120,7 +120,7 @@ def run_location(cfg: RunConfig) -> Location:
                 "--set out_dir=s3://bucket/atlas or --set out_dir=/mnt/shared/atlas (a mount every node has)"
             )
     storage = cfg.storage.object_store_options()
-    if out.startswith("s3://") and not storage.get("endpoint_override"):
+    if scheme_of(out) == "s3" and not storage.get("endpoint_override"):  # S3:// too
         # the endpoint this driver finds in its environment travels with the Location to every actor (and
         # the viewer), which would otherwise take theirs: another node may have none, or another one
         env = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")

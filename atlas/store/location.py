@@ -25,7 +25,9 @@ it can be handed to Ray actors on other nodes: each resolves credentials from it
 
 from __future__ import annotations
 
+import contextlib
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,8 +40,8 @@ from atlas.errors import AtlasError, StorageUnreachable
 from atlas.uri_filesystem import (
     OPTION_KEYS,
     make_filesystem,
+    parse_uri,
     passing_storage_error,
-    scheme_of,
     storage_reason,
 )
 
@@ -61,18 +63,34 @@ class Location:
         options: Mapping[str, Any] | None = None,
         what: str = "out_dir",
         patient: bool = False,
+        lazy: bool = False,
     ) -> None:
-        """``patient``: retry object-store calls as long as the client's default (workers), not briefly."""
+        """``patient``: retry object-store calls as long as the client's default (workers), not briefly.
+        ``lazy``: the filesystem is made at its first use, not here (a copy arriving in a worker)."""
         text = os.fspath(uri)
         self.options = {k: v for k, v in dict(options or {}).items() if k in OPTION_KEYS}
-        self.fs, self.path = make_filesystem(text, self.options, what, patient)
-        self.local = isinstance(self.fs, pafs.LocalFileSystem)
-        scheme = scheme_of(text)
+        self._opening = (text, what, patient)
+        scheme, self.path = parse_uri(text, what)
+        self._fs: pafs.FileSystem | None = None
+        if not lazy:
+            self._fs = self.fs  # a store that cannot be opened: its one-line error, here
+        self.local = not scheme
         self.uri = self.path if self.local else f"{'gs' if scheme == 'gcs' else scheme}://{self.path}"
 
-    # pickling: the URI and options travel, the filesystem is rebuilt on arrival (credentials stay local)
+    @property
+    def fs(self) -> pafs.FileSystem:
+        """The pyarrow filesystem (made on first use for a lazy Location; an AtlasError names ``what``)."""
+        if self._fs is None:
+            text, what, patient = self._opening
+            self._fs, _path = make_filesystem(text, self.options, what, patient)
+        return self._fs
+
+    # pickling: the URI and options travel, the filesystem is made where it is first used (credentials stay
+    # local): in a worker, inside its constructor, whose failure it tells the driver in one line; made
+    # while Ray unpickled the actor's arguments, a store it could not open (a bucket's region it could not
+    # look up) printed Ray's traceback from every actor (a trial)
     def __reduce__(self):  # a copy sent to a worker retries as long as the client's default
-        return (Location, (self.uri, self.options, "out_dir", True))
+        return (Location, (self.uri, self.options, "out_dir", True, True))
 
     def __repr__(self) -> str:
         return f"Location({self.uri!r})"
@@ -207,8 +225,30 @@ class Location:
             check_writable_dir(self.path, "the run folder out_dir/name" if run_folder else "out_dir")
             return
         probe = f".atlas-write-probe-{os.getpid()}"
-        self.write_bytes(probe, b"ok")
-        self.delete(probe)
+        data = f"atlas write probe {os.getpid()}\n".encode()
+        self.write_bytes(probe, data)
+        try:
+            back = self._read_back(probe, data)
+        finally:
+            self.delete(probe)
+        if back != data:  # a store that keeps an upload framed (moto, unsigned: the driver had no keys)
+            seen = "nothing" if back is None else f"{len(back)} other bytes"
+            raise AtlasError(
+                f"out_dir: {self.display()} took a {len(data)}-byte write from this machine and reads back "
+                f"{seen}: its uploads are not kept as written (credentials missing here, so unsigned?); give "
+                "this machine the store's credentials (AWS_* / GOOGLE_APPLICATION_CREDENTIALS)"
+            )
+
+    def _read_back(self, rel: str, data: bytes) -> bytes | None:
+        """``rel``'s bytes once they are ``data`` (a store may show a fresh write late); else the last."""
+        back = None
+        for wait in (0.0, 0.5, 1.0, 2.0):
+            time.sleep(wait)
+            with contextlib.suppress(FileNotFoundError, AtlasError):
+                back = self.read_bytes(rel)
+            if back == data:
+                break
+        return back
 
 
 def open_location(

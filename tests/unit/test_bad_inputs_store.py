@@ -66,6 +66,14 @@ CASES = [
     (["verify", "{tmp}/lost"], ("lost holds completed shards but no run.json",)),
     (["view", "{tmp}/project"], ("project holds no atlas run, but {tmp}/project/runs holds runs (r1)",)),
     (["sql", "{tmp}/project", "SELECT 1"], ("pass one of them, e.g. {tmp}/project/runs/r1",)),
+    # a URI where atlas writes locally: refused, not written to a local `s3:` folder and said done (a trial)
+    (
+        ["export", "{run}", "--out", "s3://b/exports/demo"],
+        ("--out: 's3://b/exports/demo' is a URI", "local path"),
+    ),
+    (["verify", "{run}", "--json", "gs://b/v.json"], ("--json: 'gs://b/v.json' is a URI",)),
+    (["bench", "viewer", "--run", "{run}", "--json", "s3://b/r.json"], ("--json: 's3://b/r.json' is a URI",)),
+    (["bench", "quality", "--out", "s3://b/grids"], ("--out: 's3://b/grids' is a URI",)),
     (["view", "{run}", "--port", "70000"], ("--port", "70000 is not an integer from 1 to 65535")),
     (["view", "{run}", "--host", ""], ("--host: empty", "127.0.0.1")),
     (["view", "{run}", "--host", "no such.invalid"], ("--host 'no such.invalid': no such address",)),

@@ -516,10 +516,10 @@ def test_a_store_write_that_times_out_raises_the_passing_kind(tmp_path):
 
     loc = Location(str(tmp_path))
     loc.local = False
-    loc.fs = Stalled()
+    loc._fs = Stalled()
     with pytest.raises(StorageUnreachable, match="cannot write .*curlCode: 28"):
         loc.write_bytes("x.json", b"{}")
-    loc.fs = Full()
+    loc._fs = Full()
     with pytest.raises(AtlasError, match="No space left") as raised:
         loc.write_bytes("x.json", b"{}")
     assert not isinstance(raised.value, StorageUnreachable)

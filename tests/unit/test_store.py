@@ -917,6 +917,14 @@ def test_gcs_gives_up_in_seconds_and_says_when_credentials_are_missing(monkeypat
     denied = OSError("When getting information for key 'atlas' in bucket 'b': AWS Error ACCESS_DENIED during "
                      "HeadObject operation: No response body.")  # fmt: skip
     assert storage_reason(denied).startswith("access denied, the store refused these credentials (When ")
+    lookup = OSError("AWS Error NETWORK_CONNECTION during HeadBucket: curlCode: 6, Could not resolve host: "
+                     "b.s3.us-east-1.amazonaws.com")  # fmt: skip
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)  # a trial's moto bucket, looked up on AWS
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+    assert storage_reason(lookup).endswith("; an S3-compatible store other than AWS: set AWS_ENDPOINT_URL "
+                                           "(or storage.endpoint_override)")  # fmt: skip
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9000")  # set: not what went wrong
+    assert "AWS_ENDPOINT_URL" not in storage_reason(lookup)
 
 
 @pytest.mark.parametrize(

@@ -94,6 +94,21 @@ def test_location_pickles_to_its_uri_and_parent(s3):
     assert s3.objects("runs/c") == []
 
 
+def test_a_store_that_keeps_uploads_other_than_written_is_refused_by_the_writable_check(s3, monkeypatch):
+    """A trial: a driver without credentials wrote run.json to a store that takes unsigned uploads (moto)
+    and keeps them framed (`10C7\r\n...`); only the workers noticed, blaming their own access. The
+    driver's write check reads its probe back, and says so before anything of the run is written."""
+    loc = open_location(s3.uri("runs", "framed"))
+    plain = Location.read_bytes
+    monkeypatch.setattr(Location, "read_bytes", lambda self, rel: b"10C7\r\n" + plain(self, rel))
+    monkeypatch.setattr("atlas.store.location.time.sleep", lambda _s: None)
+    with pytest.raises(AtlasError) as err:
+        loc.check_writable()
+    said = str(err.value)
+    assert said.startswith(f"out_dir: s3://{s3.bucket}/runs/framed took a ") and "reads back" in said
+    assert "credentials" in said and "\n" not in said and s3.objects("runs/framed") == []  # probe gone
+
+
 def test_missing_bucket_is_one_line(s3):
     with pytest.raises(AtlasError) as err:
         Location(f"s3://no-such-bucket-{s3.bucket}/runs").check_writable()
@@ -189,6 +204,30 @@ def test_the_drivers_endpoint_travels_with_the_run_to_nodes_without_it(s3, tmp_p
     monkeypatch.delenv("AWS_ENDPOINT_URL")  # a worker node without the variable
     arrived = pickle.loads(pickle.dumps(loc))
     assert RunStore(arrived).manifest()["config_hash"] == manifest()["config_hash"]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3.endpoint)  # a trial: an upper-case scheme ran without it
+    upper = load_config(REPO / "configs" / "micro.yaml", [f"out_dir=S3://{s3.bucket}/runs", "name=endpoint"])
+    assert run_location(upper).options["endpoint_override"] == s3.endpoint
+
+
+def test_a_location_arriving_in_a_worker_opens_its_store_at_first_use(monkeypatch):
+    """Made while Ray unpickled an actor's arguments, a store the node could not open (no region lookup, no
+    route) raised before the worker's constructor, which tells the driver in one line: Ray printed its
+    traceback from every actor (a trial). The copy that arrives makes its filesystem at first use."""
+    from atlas.store import location
+
+    loc = Location("s3://bucket/runs/a", {"endpoint_override": "http://127.0.0.1:9"})
+    opened = []
+
+    def unreachable(uri, *_args):
+        opened.append(uri)
+        raise AtlasError(f"out_dir: cannot open {uri!r}: no route to the store")
+
+    monkeypatch.setattr(location, "make_filesystem", unreachable)
+    arrived = pickle.loads(pickle.dumps(loc))
+    assert opened == [] and arrived.uri == loc.uri and not arrived.local  # nothing opened on arrival
+    with pytest.raises(AtlasError, match="out_dir: cannot open 's3://bucket/runs/a': no route"):
+        arrived.fs  # noqa: B018 - the first use opens it
+    assert opened == ["s3://bucket/runs/a"]
 
 
 def test_the_object_store_lock_goes_by_heartbeat_and_a_reused_pid_never_blocks_for_good(s3):
