@@ -525,15 +525,11 @@ def test_a_store_write_that_times_out_raises_the_passing_kind(tmp_path):
     assert not isinstance(raised.value, StorageUnreachable)
 
 
-def test_a_worker_whose_writes_read_back_otherwise_is_refused_before_any_shard(tmp_path, monkeypatch):
-    """A node that reads the run but cannot write it whole (a read-only role; moto kept unsigned uploads
-    framed) passed the start-up check, which read run.json only: the run finished with unreadable markers."""
+def _worker_config():
+    """A run of a small python: target by the pixel method: an AtlasWorker builds it in a moment."""
     from atlas.config import config_from_dict
-    from atlas.errors import AtlasError
-    from atlas.pipeline.worker import AtlasWorker
-    from atlas.store.location import Location
 
-    cfg = config_from_dict(
+    return config_from_dict(
         {
             "name": "t",
             "models": {"target": "python:tests.unit.byo_factories:good", "allow_random_weights": True},
@@ -542,6 +538,16 @@ def test_a_worker_whose_writes_read_back_otherwise_is_refused_before_any_shard(t
             "facets": {"real_images": None},
         }
     )
+
+
+def test_a_worker_whose_writes_read_back_otherwise_is_refused_before_any_shard(tmp_path, monkeypatch):
+    """A node that reads the run but cannot write it whole (a read-only role; moto kept unsigned uploads
+    framed) passed the start-up check, which read run.json only: the run finished with unreadable markers."""
+    from atlas.errors import AtlasError
+    from atlas.pipeline.worker import AtlasWorker
+    from atlas.store.location import Location
+
+    cfg = _worker_config()
     AtlasWorker(cfg.to_dict(), str(tmp_path / "fine"), threads=1)  # a store that keeps what it is given
     plain = Location.read_bytes
     monkeypatch.setattr(Location, "read_bytes", lambda self, rel: b"3DF\r\n" + plain(self, rel))
@@ -553,20 +559,11 @@ def test_a_worker_whose_writes_read_back_otherwise_is_refused_before_any_shard(t
 def test_a_worker_that_finds_another_runs_run_json_refuses_to_start(tmp_path, monkeypatch):
     """Two drivers started on one object-store run in the same second, or nodes that see different storage:
     the run.json a worker finds holds another token than its driver's. One line, nothing written."""
-    from atlas.config import config_from_dict
     from atlas.errors import AtlasError
     from atlas.pipeline.worker import AtlasWorker
     from atlas.store import RunStore
 
-    cfg = config_from_dict(
-        {
-            "name": "t",
-            "models": {"target": "python:tests.unit.byo_factories:good", "allow_random_weights": True},
-            "layers": [{"name": "fc8"}],
-            "sampler": {"method": "pixel", "steps": 2, "chains_per_unit": 1, "start": "random"},
-            "facets": {"real_images": None},
-        }
-    )
+    cfg = _worker_config()
     RunStore(tmp_path / "seen").init_run({"config": cfg.to_dict(), "config_hash": "x", "run_token": "abc"})
     monkeypatch.setattr("atlas.pipeline.worker.TOKEN_RETRY_S", (0.01,))  # read again once, soon
     with pytest.raises(AtlasError) as caught:
