@@ -86,8 +86,13 @@ def _say_problems(report) -> None:
         )
     for shard, (n, error) in sorted(report.failed.items()):
         print(f"shard {shard}: {n} unit{'s' if n != 1 else ''} failed (no pictures): {error}")
+    from atlas.errors import some
+
     if report.unmarked:
-        print(f"{report.unmarked} planned shard(s) have no marker although the run says it is complete")
+        names = f" ({some(report.unmarked_names)})" if report.unmarked_names else ""
+        print(
+            f"{report.unmarked} planned shard(s) have no marker although the run says it is complete{names}"
+        )
     if report.config_edited:
         print(CONFIG_EDITED)
 
@@ -128,10 +133,31 @@ def _record(report, code: int, args: argparse.Namespace) -> dict:
         "failed_units": {s: {"units": n, "error": e} for s, (n, e) in sorted(report.failed.items())},
         "newer_schema": dict(sorted(report.newer.items())),
         "unmarked": report.unmarked,
+        "unmarked_shards": report.unmarked_names,
         "config_edited": report.config_edited,
         "repaired": sorted(report.repaired),
         "exit_code": code,
     }
+
+
+def _unmarked_names(loc) -> list[str]:
+    """The planned shards without a marker, by id, from the plan run.json records (its units' groups and
+    ``ray.units_per_shard``: the ids `atlas run` gives them); [] where it records none (an older run)."""
+    from atlas.errors import AtlasError
+    from atlas.pipeline.plan import plan_groups
+    from atlas.store.manifest import read_manifest, read_markers
+
+    manifest = read_manifest(loc)
+    groups = manifest.get("unit_groups")
+    per = ((manifest.get("config") or {}).get("ray") or {}).get("units_per_shard", 16)
+    if not isinstance(groups, dict) or not isinstance(per, int) or isinstance(per, bool) or per < 1:
+        return []
+    try:
+        planned = [shard.id for shard in plan_groups(groups, per)]
+    except (AtlasError, TypeError, ValueError):  # a damaged plan: the count alone
+        return []
+    markers = read_markers(loc)
+    return [shard for shard in planned if shard not in markers]
 
 
 def _verify(args: argparse.Namespace):
@@ -139,7 +165,10 @@ def _verify(args: argparse.Namespace):
     from atlas.store.location import open_location
     from atlas.store.verify import verify_run
 
-    report = verify_run(open_location(args.run_dir, what="RUN"), repair=args.repair, deep=args.deep)
+    loc = open_location(args.run_dir, what="RUN")
+    report = verify_run(loc, repair=args.repair, deep=args.deep)
+    if report.unmarked:  # (a repair's removed markers are its own line)
+        report.unmarked_names = [s for s in _unmarked_names(loc) if s not in report.repaired]
     _say_problems(report)
     of = f" of {report.planned} planned" if report.planned is not None else ""
     print(

@@ -47,6 +47,7 @@ class VerifyReport:
     bad: dict[str, str] = field(default_factory=dict)  # shard id -> first problem found
     repaired: list[str] = field(default_factory=list)
     unmarked: int = 0  # planned shards of a run that says it is complete, without a marker
+    unmarked_names: list[str] = field(default_factory=list)  # those shards' ids, where the plan tells
     planned: int | None = None  # run.json's planned_shards
     status: str | None = None  # run.json's status: running, interrupted, complete, incomplete
     newer: dict[str, str] = field(default_factory=dict)  # shard id -> schema it was written with (kept)

@@ -693,6 +693,27 @@ def test_a_damaged_complete_run_is_refused_by_sql_and_found_by_verify(store, cap
     assert "1 planned shard(s) have no marker" in capsys.readouterr().out
 
 
+def test_verify_names_the_planned_shards_without_a_marker(tmp_path, capsys):
+    """A trial: `1 planned shard(s) have no marker` named none; run.json's plan (its units' groups and
+    ray.units_per_shard) gives their ids, in the text and the --json record."""
+    import json
+
+    from atlas.cli import main
+
+    config = {"name": "t", "layers": ["fc8"], "ray": {"units_per_shard": 2}}
+    store = RunStore(tmp_path / "run")
+    store.init_run(manifest(config=config, planned_shards=2, unit_groups={"fc8": [[0, 1, 2]]}))
+    store.write_shard("fc8-00000", "fc8", shard_rows(units=(0, 1)))
+    store.write_shard("fc8-00001", "fc8", shard_rows(units=(2,)))
+    store.finalize({"units": 3})
+    (tmp_path / "run" / "_shards" / "fc8-00001.done").unlink()
+    capsys.readouterr()
+    assert main(["verify", str(tmp_path / "run"), "--json", str(tmp_path / "v.json")]) == 1
+    said = capsys.readouterr().out
+    assert "1 planned shard(s) have no marker although the run says it is complete (fc8-00001)" in said
+    assert json.loads((tmp_path / "v.json").read_text())["unmarked_shards"] == ["fc8-00001"]
+
+
 def test_an_interrupted_run_says_so_in_verify_and_sql_and_resumes(store, capsys):
     """Ctrl-C marks the run interrupted; verify counts the shards still to do (no damage: exit 0), a query
     answers with a note on stderr, and the next `atlas run` (init_run) sets it running again."""
