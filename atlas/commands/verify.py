@@ -76,6 +76,8 @@ CONFIG_EDITED = (
 def _say_problems(report) -> None:
     """A line for each bad shard, shard of a newer atlas, shard with failed units, missing marker, and an
     edited config."""
+    from atlas.errors import some
+
     for shard, problem in sorted(report.bad.items()):
         print(f"bad shard {shard}: {problem}")
     if report.newer:
@@ -86,8 +88,6 @@ def _say_problems(report) -> None:
         )
     for shard, (n, error) in sorted(report.failed.items()):
         print(f"shard {shard}: {n} unit{'s' if n != 1 else ''} failed (no pictures): {error}")
-    from atlas.errors import some
-
     if report.unmarked:
         names = f" ({some(report.unmarked_names)})" if report.unmarked_names else ""
         print(
@@ -140,12 +140,12 @@ def _record(report, code: int, args: argparse.Namespace) -> dict:
     }
 
 
-def _unmarked_names(loc) -> list[str]:
-    """The planned shards without a marker, by id, from the plan run.json records (its units' groups and
+def _unmarked_names(loc, marked: set[str]) -> list[str]:
+    """The planned shards not ``marked``, by id, from the plan run.json records (its units' groups and
     ``ray.units_per_shard``: the ids `atlas run` gives them); [] where it records none (an older run)."""
     from atlas.errors import AtlasError
     from atlas.pipeline.plan import plan_groups
-    from atlas.store.manifest import read_manifest, read_markers
+    from atlas.store.manifest import read_manifest
 
     manifest = read_manifest(loc)
     groups = manifest.get("unit_groups")
@@ -156,8 +156,7 @@ def _unmarked_names(loc) -> list[str]:
         planned = [shard.id for shard in plan_groups(groups, per)]
     except (AtlasError, TypeError, ValueError):  # a damaged plan: the count alone
         return []
-    markers = read_markers(loc)
-    return [shard for shard in planned if shard not in markers]
+    return [shard for shard in planned if shard not in marked]
 
 
 def _verify(args: argparse.Namespace):
@@ -167,8 +166,8 @@ def _verify(args: argparse.Namespace):
 
     loc = open_location(args.run_dir, what="RUN")
     report = verify_run(loc, repair=args.repair, deep=args.deep)
-    if report.unmarked:  # (a repair's removed markers are its own line)
-        report.unmarked_names = [s for s in _unmarked_names(loc) if s not in report.repaired]
+    if report.unmarked:  # the markers the check found: a repair's removals are its own line
+        report.unmarked_names = _unmarked_names(loc, report.marked)
     _say_problems(report)
     of = f" of {report.planned} planned" if report.planned is not None else ""
     print(

@@ -155,18 +155,21 @@ def list_layers(
     return rows
 
 
-def returned_outputs(model: nn.Module, example: torch.Tensor) -> list[str | None]:
-    """For each tensor the forward returns, in order (one tensor, or a tuple, list or dict of them: a
-    multi-head network), the leaf module that computed it; None where none did (``torch.cat`` in
-    ``forward``). One forward pass of ``example``, no gradient."""
+def forward_outputs(model: nn.Module, example: torch.Tensor) -> tuple[str | None, list[str | None]]:
+    """(the leaf module that ran last, as :func:`last_leaf` of :func:`list_layers` finds it; for each tensor
+    the forward returns, in order (one tensor, or a tuple, list or dict of them: a multi-head network), the
+    leaf that computed it, None where none did: ``torch.cat`` in ``forward``). One forward pass of
+    ``example``, no gradient."""
     produced: dict[int, tuple[str, torch.Tensor]] = {}  # id -> (its producer, the tensor: kept, so no
     # later tensor takes a freed one's id)
+    ran_last: list[str] = []
     leaves = {n: m for n, m in model.named_modules() if n and not any(True for _ in m.children())}
 
     def make_hook(name: str):
         def hook(_m: nn.Module, _i: object, out: object) -> None:
             if isinstance(out, torch.Tensor):
                 produced[id(out)] = (name, out)
+                ran_last[:] = [name]
 
         return hook
 
@@ -177,9 +180,10 @@ def returned_outputs(model: nn.Module, example: torch.Tensor) -> list[str | None
         values = (
             list(out.values()) if isinstance(out, dict) else out if isinstance(out, tuple | list) else [out]
         )
-        return [
+        heads = [
             produced[id(v)][0] if id(v) in produced else None for v in values if isinstance(v, torch.Tensor)
         ]
+        return (ran_last[0] if ran_last else None), heads
     finally:
         for h in handles:
             h.remove()

@@ -36,7 +36,7 @@ from atlas.config import ModelConfig, PreprocessConfig, RunConfig, ToyWorldRef, 
 from atlas.errors import ConfigError, ModelError, did_you_mean, some
 from atlas.models import deepsim
 from atlas.models.loaded import IMAGE_ROLES, LoadedModel, Role, freeze
-from atlas.models.probes import LayerInfo, last_leaf, list_layers, resolve_modules, returned_outputs
+from atlas.models.probes import LayerInfo, forward_outputs, list_layers, resolve_modules
 from atlas.models.spaces import ImageSpace, deepsim_space, torchvision_space
 from atlas.models.weights import apply_state_dict, is_uri, module_fingerprint, read_state_dict, weights_source
 
@@ -582,15 +582,10 @@ def _default_output_layer(model: LoadedModel) -> str | None:
     When that pass fails (a size the network cannot take) the last registered leaf; ``model_layers``
     reports the failure."""
     try:
-        x = example_input(model)
-        last = last_leaf(list_layers(model.module, x))
+        last, heads = forward_outputs(model.module, example_input(model))  # one pass for both
     except Exception:  # noqa: BLE001 - reported in one line by the next model_layers call
         leaves = _leaf_names(model.module)
         return leaves[-1] if leaves else None
-    try:
-        heads = returned_outputs(model.module, x)
-    except Exception:  # noqa: BLE001 - a forward that failed a second time: the note alone is lost
-        heads = []
     if len(heads) > 1:
         named = ", ".join("computed in forward()" if h is None else repr(h) for h in heads)
         model.extras["output_note"] = (

@@ -31,7 +31,7 @@ from atlas.sampling.compute import cpu_kind, resolve_device
 from atlas.sampling.peers import passes_per_image
 from atlas.sampling.results import UnitResult
 from atlas.store import RunStore
-from atlas.store.location import Location
+from atlas.store.location import Location, read_patiently
 from atlas.toyworld.judging import Judge, judge_verdict
 from atlas.toyworld.reading import Reader, ReaderVerdict, reader_verdict
 
@@ -53,7 +53,9 @@ def check_run_reachable(store: RunStore, run_token: str) -> dict[str, Any]:
             how = _REACH if store.loc.local else _REACH_STORE  # on an object store already: its access
             raise AtlasError(f"out_dir: cannot read the run {where} ({first_line(exc)}); {how}") from None
 
-    manifest = _read_patiently(read, lambda m: m is not None and m.get("run_token") == run_token)
+    manifest = read_patiently(
+        read, lambda m: m is not None and m.get("run_token") == run_token, TOKEN_RETRY_S
+    )
     if manifest is not None and manifest.get("run_token") == run_token:
         return manifest
     if manifest is None:
@@ -63,17 +65,6 @@ def check_run_reachable(store: RunStore, run_token: str) -> dict[str, Any]:
         f"started at the same moment and writes it now (let it finish), or the nodes see different "
         f"storage: {_REACH}"
     )
-
-
-def _read_patiently(read: Callable[[], Any], good: Callable[[Any], bool]) -> Any:
-    """``read()`` again after each of :data:`TOKEN_RETRY_S` until ``good`` of it (a store may show a
-    just-written object late: S3-likes, NFS); the last reading."""
-    for wait in TOKEN_RETRY_S:
-        got = read()
-        if good(got):
-            return got
-        time.sleep(wait)
-    return read()
 
 
 _REACH_STORE = (
@@ -187,19 +178,15 @@ class AtlasWorker:
         name = _own_file(".json")
         data = json.dumps(info).encode()
         self.store.loc.write_bytes(name, data)
-        back = _read_patiently(lambda: self._read_back(name), lambda got: got == data)
+        back = read_patiently(
+            lambda: self.store.loc.read_bytes_or_none(name), lambda got: got == data, TOKEN_RETRY_S
+        )
         if back != data:
             seen = "nothing" if back is None else f"{len(back)} other bytes"
             raise AtlasError(
                 f"out_dir: this worker wrote {len(data)} bytes to {self.store.loc.display(name)} from "
                 f"{socket.gethostname()} and reads back {seen}; {_REACH_STORE}"
             )
-
-    def _read_back(self, name: str) -> bytes | None:
-        try:
-            return self.store.loc.read_bytes(name)
-        except (FileNotFoundError, AtlasError):
-            return None
 
     def ready(self) -> dict[str, Any]:
         """Answers once the constructor has finished (the driver's liveness probe); a setup that failed

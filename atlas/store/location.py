@@ -25,10 +25,9 @@ it can be handed to Ray actors on other nodes: each resolves credentials from it
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -228,7 +227,9 @@ class Location:
         data = f"atlas write probe {os.getpid()}\n".encode()
         self.write_bytes(probe, data)
         try:
-            back = self._read_back(probe, data)
+            back = read_patiently(
+                lambda: self.read_bytes_or_none(probe), lambda got: got == data, PROBE_RETRY_S
+            )
         finally:
             self.delete(probe)
         if back != data:  # a store that keeps an upload framed (moto, unsigned: the driver had no keys)
@@ -239,16 +240,26 @@ class Location:
                 "this machine the store's credentials (AWS_* / GOOGLE_APPLICATION_CREDENTIALS)"
             )
 
-    def _read_back(self, rel: str, data: bytes) -> bytes | None:
-        """``rel``'s bytes once they are ``data`` (a store may show a fresh write late); else the last."""
-        back = None
-        for wait in (0.0, 0.5, 1.0, 2.0):
-            time.sleep(wait)
-            with contextlib.suppress(FileNotFoundError, AtlasError):
-                back = self.read_bytes(rel)
-            if back == data:
-                break
-        return back
+    def read_bytes_or_none(self, rel: str) -> bytes | None:
+        """``rel``'s bytes; None where it is missing or cannot be read."""
+        try:
+            return self.read_bytes(rel)
+        except (FileNotFoundError, AtlasError):
+            return None
+
+
+PROBE_RETRY_S = (0.5, 1.0, 2.0)  # before the write check decides the store keeps its probe otherwise
+
+
+def read_patiently(read: Callable[[], Any], good: Callable[[Any], bool], waits: Sequence[float]) -> Any:
+    """``read()`` again after each of ``waits`` (seconds) until ``good`` of it (a store may show a
+    just-written object late: S3-likes, NFS); the last reading."""
+    for wait in waits:
+        got = read()
+        if good(got):
+            return got
+        time.sleep(wait)
+    return read()
 
 
 def open_location(

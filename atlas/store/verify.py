@@ -48,6 +48,7 @@ class VerifyReport:
     repaired: list[str] = field(default_factory=list)
     unmarked: int = 0  # planned shards of a run that says it is complete, without a marker
     unmarked_names: list[str] = field(default_factory=list)  # those shards' ids, where the plan tells
+    marked: set[str] = field(default_factory=set)  # the shards whose marker the check found
     planned: int | None = None  # run.json's planned_shards
     status: str | None = None  # run.json's status: running, interrupted, complete, incomplete
     newer: dict[str, str] = field(default_factory=dict)  # shard id -> schema it was written with (kept)
@@ -205,6 +206,7 @@ def verify_run(
     )
     report.config_edited = not _hashes_to(manifest["config"], manifest["config_hash"])
     markers = read_markers(loc)
+    report.marked = set(markers)
     report.unmarked = unmarked_shards(manifest, markers)
     for shard, marker in markers.items():
         report.shards += 1
