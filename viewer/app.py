@@ -175,9 +175,10 @@ def open_context(run_dir: Location, multi_run: bool) -> Context:
     return ctx
 
 
-def sidebar(ctx: Context) -> None:
-    """Layer picker, run status and the Refresh button (the page menu is st.navigation's)."""
+def sidebar(ctx: Context, pages: dict[str, st.Page], multi_run: bool) -> None:
+    """The page menu, layer picker, run status and the Refresh button."""
     with st.sidebar:
+        page_menu(pages, multi_run)
         if ctx.layers:
             unwritten = ctx.unwritten_layers
             sizes = "; ".join(
@@ -198,6 +199,16 @@ def sidebar(ctx: Context) -> None:
         shards = f"{done}/{planned} shards" if planned else f"{done} shards"
         st.caption(f"**{ctx.run_dir.name}** · {status} · {shards}")
         st.button("Refresh", icon=":material/refresh:", help="re-read the run (new shards appear)")
+
+
+def page_menu(pages: dict[str, st.Page], multi_run: bool) -> None:
+    """A link per page, carrying the query parameters that page will show (:func:`state.params_for`), so
+    a switch is one history entry and one Back undoes it. st.navigation's own menu switched with the old
+    page's parameters and the page then wrote its own: two entries, and Back first showed the same page
+    again (a user's trial)."""
+    for name, page in pages.items():
+        st.page_link(page, query_params=state.params_for(name, multi_run), width="stretch")
+    st.divider()
 
 
 def render_page(name: str, ctx: Context) -> None:
@@ -277,9 +288,9 @@ def main() -> None:
     run_dir = pick_run(runs, multi_run)
     ctx = open_context(run_dir, multi_run)
     pages = make_pages(ctx)
-    current = st.navigation(list(pages.values()))
+    current = st.navigation(list(pages.values()), position="hidden")  # the menu: page_menu's links
     route(pages, current, multi_run)
-    sidebar(ctx)
+    sidebar(ctx, pages, multi_run)
     current.run()
     state.sync_query_params(multi_run)
     if ctx.info.get("status") == "running":

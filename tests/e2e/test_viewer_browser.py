@@ -332,8 +332,8 @@ def test_layer_grid(server, page):
     page.get_by_role("button", name="Next").first.click()
     _wait_visible(page.get_by_text("page 2 of 2"), "the pager text 'page 2 of 2' after clicking Next")
     _wait_url(page, "**/layer?layer=conv3&p=2", "the URL (page as its path) to carry p=2 after paging")
-    # st.navigation's menu opens a page and the URL follows
-    page.locator('[data-testid="stSidebarNav"]').get_by_text("Unit", exact=True).click()
+    # the sidebar's page menu opens a page and the URL follows
+    page.locator('[data-testid="stSidebar"]').get_by_role("link", name="Unit", exact=True).click()
     _wait_visible(page.get_by_role("heading", name="conv3 · unit 0"), "the unit page opened from the menu")
     _wait_url(page, "**/unit?layer=conv3&unit=0", "the URL of the unit page opened from the menu")
 
@@ -501,10 +501,10 @@ def test_compare_and_sql(server, page):
     page.goto(f"{server}/sql?q=SELECT+42+AS+linked")
     _wait_visible(page.get_by_text("1 row"), "the linked query's result")
     _console_query(page, "SELECT 3 AS three")
-    nav = page.locator('[data-testid="stSidebarNav"]')
-    nav.get_by_text("Overview", exact=True).click()
+    nav = page.locator('[data-testid="stSidebar"]')
+    nav.get_by_role("link", name="Overview", exact=True).click()
     _settle(page, "demo")
-    nav.get_by_text("SQL console", exact=True).click()
+    nav.get_by_role("link", name="SQL console", exact=True).click()
     _settle(page, "SQL console")
     assert "42 AS linked" not in page.locator("textarea").first.input_value()
 
@@ -537,3 +537,20 @@ def test_open_pages_stay_put_while_shards_land(browser, tmp_path):
         assert _query(pages["unit"].url) == {"run": "live", "layer": "conv3", "unit": "5"}, pages["unit"].url
         assert urlparse(pages["overview"].url).path == "/", pages["overview"].url
     context.close()
+
+
+def test_one_back_undoes_a_switch_from_the_page_menu(server, page):
+    """A page picked in the sidebar's menu is one history entry: one Back returns to the page before (a
+    user's trial: the menu's switch left the old page's parameters on the new page's path as an entry of
+    its own, and Back first landed there, showing the same page again)."""
+    page.goto(f"{server}/layer?layer=conv3&sort=rank+%E2%86%91")
+    _settle(page, "Layer conv3", images=48)
+    before = page.evaluate("() => history.length")
+    page.locator('[data-testid="stSidebar"]').get_by_role("link", name="Audit").click()
+    _wait_url(page, "**/audit?**layer=conv3**", "the audit page's URL")
+    _settle(page, "Audit")
+    _wait_url(page, lambda url: "sort" not in _query(url), "the audit URL without the grid's sort")
+    assert page.evaluate("() => history.length") == before + 1
+    page.go_back()
+    _settle(page, "Layer conv3", images=48)
+    _wait_url(page, "**/layer?**sort=rank**", "the grid's URL, its sort order kept, after one Back")
