@@ -124,6 +124,7 @@ def init_from_query_params() -> None:
 
 
 OWN_QUERY = "your query"  # the console's example box once the text is the user's own (written as ?q=)
+FIRST_EXAMPLE = "mean activation per layer"  # the console's query when its URL has no ?q=
 
 # widgets whose values outlive their page (Streamlit drops a widget's state in a run that does not draw
 # it: without this, the grid's sort and filters were gone after a visit to a unit page)
@@ -197,14 +198,19 @@ def history_step() -> tuple[str, dict[str, str]] | None:
     ss = st.session_state
     written = ss.get("nav_synced")
     current = _url_params()
-    if not ss.get("nav_initialized") or written is None or not current or current == written:
+    if not ss.get("nav_initialized") or written is None or not current:
         return None
     if _history_flag() is False:  # a click whose rerun still carried the URL before the last sync
         return None
     page = page_of_path(_url_path())
+    if page == "unit" != get("page") and "unit" not in current and get("unit") is not None:
+        # a grid's parameters on /unit: the in-between entry a switch from the unit page to its grid leaves
+        # (the path changes after the query). It stands for the unit page left, in the grid's order (a
+        # user's trial: Back showed that unit without the order, its grid parameters gone)
+        return page, {**current, "unit": str(get("unit"))}
+    if current == written:
+        return None
     keys = url_keys(page)
-    if page == "unit" and "unit" not in current:  # a grid's parameters on /unit: the switch's in-between
-        keys -= set(GRID_RETURN_KEYS)
     if set(current) - keys:
         return None
     return page, current
@@ -580,9 +586,10 @@ def _unit_params() -> dict[str, str]:
 
 
 def _console_params() -> dict[str, str]:
-    """The console's query when it is the user's own, not an example."""
+    """The console's query, but for the example it opens with: a picked example is in the URL too (a
+    user's trial reloaded one and got the first example back)."""
     ss = st.session_state
-    return {"q": str(ss["sql_text"])} if ss.get("sql_example") == OWN_QUERY and ss.get("sql_text") else {}
+    return {"q": str(ss["sql_text"])} if ss.get("sql_example") != FIRST_EXAMPLE and ss.get("sql_text") else {}
 
 
 def sync_query_params(multi_run: bool) -> None:

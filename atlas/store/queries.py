@@ -307,6 +307,18 @@ def _executed(
     return cur, outcome.get("result")
 
 
+class QueryTimeout(AtlasError):
+    """A statement cancelled at its time limit; ``longer`` says how to give it more time."""
+
+    NARROW = "narrow it (WHERE layer = ... AND unit = ..., a LIMIT)"
+
+    def __init__(self, elapsed: float, limit: float, longer: str = "give it longer (atlas sql --timeout)"):
+        self.elapsed, self.limit = elapsed, limit
+        super().__init__(
+            f"query cancelled after {elapsed:.1f} s (limit {limit:g} s); {self.NARROW} or {longer}"
+        )
+
+
 def _run_bounded(
     work: Any, cur: duckdb.DuckDBPyConnection, timeout_s: float, outcome: dict[str, Any]
 ) -> None:
@@ -330,10 +342,7 @@ def _run_bounded(
         elapsed = time.monotonic() - start
         if not worker.is_alive():  # a statement still running keeps its cursor
             cur.close()
-        raise AtlasError(
-            f"query cancelled after {elapsed:.1f} s (limit {timeout_s:g} s); narrow it (WHERE layer = "
-            "... AND unit = ..., a LIMIT) or give it longer (atlas sql --timeout)"
-        )
+        raise QueryTimeout(elapsed, timeout_s)
     if "error" in outcome:
         cur.close()
         raise AtlasError(query_error(outcome["error"])) from outcome["error"]

@@ -554,3 +554,22 @@ def test_one_back_undoes_a_switch_from_the_page_menu(server, page):
     page.go_back()
     _settle(page, "Layer conv3", images=48)
     _wait_url(page, "**/layer?**sort=rank**", "the grid's URL, its sort order kept, after one Back")
+
+
+def test_back_from_the_grid_button_returns_to_the_unit_page_in_the_grids_order(server, page):
+    """A user's trial: Back after a unit page's grid button showed the unit page without the grid's sort
+    (its caption and previous/next by the grid's order gone)."""
+    page.goto(f"{server}/layer?layer=conv3&sort=rank+%E2%86%91")
+    _settle(page, "Layer conv3", images=48)
+    first = page.locator("a.atlas-tile-name").first
+    unit = int(first.inner_text().split()[-1])
+    first.click()
+    _settle(page, f"conv3 · unit {unit}")
+    _wait_visible(page.get_by_text("in the grid's order"), "the caption of the grid's order")
+    page.get_by_role("button", name="conv3 grid").first.click()
+    _settle(page, "Layer conv3", images=48)
+    _wait_url(page, "**/layer?**sort=rank**", "the grid's URL after its button")
+    page.go_back()
+    _settle(page, f"conv3 · unit {unit}")
+    _wait_visible(page.get_by_text("in the grid's order"), "the grid's order on the unit page after Back")
+    _wait_url(page, lambda url: _query(url).get("sort") == "rank", "the unit page's URL with the sort")

@@ -511,8 +511,13 @@ def test_sql_console(runs, monkeypatch):
     assert at.selectbox(key="sql_example").value == "your query"  # not the example it started from
     assert at.query_params["q"] == "SELECT * FROM read_csv('/etc/passwd')"
     at.selectbox(key="sql_example").set_value("a unit's trajectory").run()
-    assert "FROM steps" in at.text_area(key="sql_text").value and "q" not in at.query_params
+    example = at.text_area(key="sql_text").value
+    assert "FROM steps" in example and at.query_params["q"] == example  # a picked example is in the URL
     assert not at.error and "step" in at.dataframe[0].value.columns  # the picked example ran
+    reloaded = app(runs / "alpha", monkeypatch, page="sql", q=example)  # a user's trial: reload kept it
+    assert reloaded.text_area(key="sql_text").value == example
+    assert reloaded.selectbox(key="sql_example").value == "a unit's trajectory"
+    assert "step" in reloaded.dataframe[0].value.columns
     at.selectbox(key="sql_example").set_value("your query").run()  # and back: the user's own text
     assert at.text_area(key="sql_text").value == "SELECT * FROM read_csv('/etc/passwd')"
     at.text_area(key="sql_text").set_value("SELECT layer, unit, png FROM images ORDER BY unit LIMIT 3").run()
@@ -1129,3 +1134,63 @@ def test_the_facets_section_says_when_the_reader_sees_more_facets_than_were_coun
     assert "pill/two_dots (1)) where the facet layer" in said and "separates 1" in said, said
     other = app(run, monkeypatch, page="unit", layer="fc8", unit=7)  # one facet seen: nothing said
     assert "The attribute reader finds" not in texts(other, "caption")
+
+
+def test_competitors_the_run_did_not_sample_cannot_be_opened(tmp_path, monkeypatch):
+    """A user's trial: "Open unit 35" on a run holding fc7 0-15 opened unit 15 and said unit 35 "is not in
+    layer fc7" (a layer of 256). Competitors are marked by whether the run holds them, only those can be
+    opened, and a unit of the layer the run did not sample is said so."""
+    run = tmp_path / "part"
+    make_synthetic_run(run, layers={"fc8": 10}, chains=2, steps=40, units_per_shard=8, max_shards=1)
+    manifest = json.loads((run / "run.json").read_text())
+    held = list(range(8))  # the run sampled units 0-7 of fc8's 10
+    manifest |= {"unit_groups": {"fc8": [held]}, "status": "complete"}
+    manifest["layers"] = [{"name": "fc8", "kind": "output", "shape": [10], "units": 8}]
+    (run / "run.json").write_text(json.dumps(manifest))
+    steps = pd.read_parquet(run / "steps" / "layer=fc8")
+    rivals = steps.groupby("unit")["top_competitor"].agg(lambda s: set(s.dropna().astype(int)))
+    unit = next(u for u, r in rivals.items() if r - set(held) and r & set(held) - {u})  # both kinds
+    at = app(run, monkeypatch, page="unit", layer="fc8", unit=unit)
+    pick = at.selectbox(key=f"comp_pick_fc8_{unit}")
+    assert pick.options and {int(o) for o in pick.options} <= set(held) - {unit}, pick.options
+    table = next(d.value for d in at.dataframe if "in_atlas" in d.value.columns)
+    marked = dict(zip(table["competitor"].astype(int), table["in_atlas"], strict=True))
+    assert marked and all(marked[u] == (u in held) for u in marked) and not all(marked.values())
+    missing = app(run, monkeypatch, page="unit", layer="fc8", unit=9)
+    said = "Unit 9 of fc8 was not sampled in this run (its units of fc8: 0-7); showing unit 7."
+    assert said in texts(missing, "alert"), texts(missing, "alert")
+    past = app(run, monkeypatch, page="unit", layer="fc8", unit=12)
+    said = "Unit 12 is not in layer fc8 (10 units; this run holds 0-7); showing unit 7."
+    assert said in texts(past, "alert"), texts(past, "alert")
+
+
+def test_a_grid_filter_naming_units_the_run_lacks_says_so(runs, monkeypatch):
+    """A user's trial: units=3, 10-12, 99 on a layer holding 0-15 showed four units and said nothing of 99
+    (Compare says it for the same filter)."""
+    at = app(runs / "alpha", monkeypatch, page="layer", layer="conv3", units="3, 10-12, 99")
+    said = "layer conv3 has units 0-15: the others are left out."
+    assert said in texts(at, "caption"), texts(at, "caption")
+    whole = app(runs / "alpha", monkeypatch, page="layer", layer="conv3", units="3, 10-12")
+    assert "left out" not in texts(whole, "caption")
+
+
+def test_the_audit_says_a_silent_unit_has_no_label_as_the_grid_does(tmp_path, monkeypatch):
+    """A user's trial: a silent unit read "no label" beside its best concept's AUROC on the audit page, and
+    "no label · silent" on the grid; and "1 flagged pictures"."""
+    from tests.support.run_edits import set_units_column
+
+    run = tmp_path / "silent"
+    make_synthetic_run(run, layers={"fc8": 10, "conv3": 12}, chains=2, steps=20)
+    set_units_column(run, "label", None, below=12)  # no unit has a label
+    set_units_column(run, "real_top1_activation", -0.5, below=12)  # every conv3 unit is silent
+    at = app(run, monkeypatch, page="audit", layer="conv3")
+    at.toggle(key="audit_every_layer").set_value(True).run()
+    listed = at.dataframe[1].value
+    assert "silent" not in listed.columns
+    expected = [
+        "no label · silent" if la == "conv3" else "no label"
+        for la, u in zip(listed["layer"], listed["unit"], strict=True)
+    ]
+    assert list(listed["label"]) == expected and "no label · silent" in expected, listed
+    flagged = int(listed["flagged"].sum())
+    assert f"{flagged} flagged picture{'' if flagged == 1 else 's'} " in texts(at, "caption")

@@ -164,6 +164,20 @@ def test_grid_tiles_show_each_units_most_activating_picture_of_the_chosen_kind(r
         assert (best["png"] != page["png"]).any()
 
 
+@pytest.mark.parametrize("picture", ["best", "last"])
+@pytest.mark.parametrize("sort", ["activation ↓", "activation ↑"])
+def test_an_activation_sort_follows_the_numbers_on_the_tiles(run, picture, sort):
+    """A user's trial: tiles of last pictures, sorted by the best pictures' activation, read out of order."""
+    _, _, conn = run
+    q = data.GridQuery(layer="conv3", sort=sort, picture=picture, page_size=64)
+    shown = data.grid_page(conn, q)["picture_activation"].tolist()
+    assert shown == sorted(shown, reverse=sort.endswith("↓")) and len(shown) > 10
+    assert data.grid_order(conn, q) == data.grid_page(conn, q)["unit"].tolist()
+    if picture == "last":
+        best = data.grid_order(conn, data.GridQuery(layer="conv3", sort=sort, picture="best"))
+        assert best != data.grid_order(conn, q)  # the order did change with the pictures shown
+
+
 def test_unit_view_shapes_what_was_written(run):
     run_dir, _, conn = run
     ids = data.unit_ids(conn, "fc8")
@@ -1226,3 +1240,13 @@ def test_numbers_read_as_numbers_whatever_their_type():
     shown = [widgets.fmt(v) for v in (np.int32(7), 0.000123, 12.345, -2.5e4)]
     assert shown == ["7", "0.000123", "12.3", "-25,000"]
     assert [widgets.fmt(v) for v in (None, float("nan"), np.bool_(True), False)] == ["–", "–", "yes", "no"]
+
+
+def test_a_console_query_past_its_limit_names_the_command_line_for_more_time(run):
+    """A user's trial: the viewer's timeout said "give it longer (atlas sql --timeout)", which the viewer
+    has no control for."""
+    run_dir, _, _ = run
+    slow = "SELECT count(*) FROM range(3000000000) a, range(100) b"
+    said = data.console_query(run_dir, slow, 10, 0.2).error
+    assert said.startswith("query cancelled after") and "(limit 0.2 s)" in said, said
+    assert f"run it outside the viewer with more time: atlas sql {run_dir} --timeout 0.8" in said, said

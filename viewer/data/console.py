@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from atlas.errors import AtlasError
-from atlas.store.queries import query_run
+from atlas.store.queries import QueryTimeout, query_run
 from atlas.tables import unique_names
 from viewer.data.query import PNG_DATA_URL, png_data_url
 from viewer.data.truth import Truth
@@ -63,6 +63,12 @@ def console_query(run_dir: Any, sql: str, max_rows: int, timeout_s: float) -> Co
     try:
         columns, rows, truncated = query_run(
             run_dir, sql, max_rows=max_rows, timeout_s=timeout_s, skip_damaged=True
+        )
+    except QueryTimeout as exc:  # the viewer's limit is fixed: more time is the command line's
+        where = getattr(run_dir, "uri", run_dir)
+        longer = f"run it outside the viewer with more time: atlas sql {where} --timeout {4 * exc.limit:g}"
+        return ConsoleResult(
+            sql=sql, error=str(QueryTimeout(exc.elapsed, exc.limit, longer)), run=str(run_dir)
         )
     except AtlasError as exc:
         return ConsoleResult(sql=sql, error=str(exc), run=str(run_dir))

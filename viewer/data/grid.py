@@ -11,8 +11,16 @@ import pandas as pd
 from atlas.config import UnitSelection
 from atlas.store.catalog import unit_sources
 from viewer.data.query import fetch_frame, fetch_one, placeholders, png_bytes
-from viewer.data.truth import AUDIT_KINDS, Truth, pictures_sql, table_columns, truth, unit_flag_counts
-from viewer.data.units import composite_sql
+from viewer.data.truth import (
+    AUDIT_KINDS,
+    SILENT_SQL,
+    Truth,
+    pictures_sql,
+    table_columns,
+    truth,
+    unit_flag_counts,
+)
+from viewer.data.units import compact_units, composite_sql
 
 # whitelisted sort orders of the layer grid: label -> ORDER BY clause
 SORTS: dict[str, str] = {
@@ -23,6 +31,7 @@ SORTS: dict[str, str] = {
     "facet count ↓": "facet_count DESC NULLS LAST, best_activation DESC NULLS LAST, unit",
     "unit ↑": "unit",
 }
+ACTIVATION_SORTS = ("activation ↓", "activation ↑")  # by the activation of the pictures the tiles show
 LABEL_SORTS: dict[str, str] = {  # only offered when the run has label columns (issue 16)
     "label score ↓": "label_score DESC NULLS LAST, unit",
     # labelled units first: an unlabelled unit's margin is its best concept's, a label it did not get
@@ -72,7 +81,6 @@ NATURAL: dict[str, str | None] = {
     "active on natural images": "active",
     "silent on natural images": "silent",
 }
-SILENT_SQL = "(kind <> 'output' AND real_top1_activation <= 0)"
 
 
 # a tile's picture: the unit's most activating chain picture of this kind ("last": the final iterate, what
@@ -110,6 +118,28 @@ def expand_units(ranges: tuple[tuple[int, int], ...], limit: int) -> tuple[list[
     for lo, hi in merged:
         shown.extend(range(lo, min(hi + 1, lo + limit - len(shown))))
     return shown, sum(hi - lo + 1 for lo, hi in merged)
+
+
+def filter_notes(
+    manifest: dict[str, Any],
+    damage: dict[str, str],
+    layer: str,
+    ranges: tuple[tuple[int, int], ...],
+    ids: list[int],
+    running: bool,
+) -> list[str]:
+    """Why a units filter (``ranges``; () for all) shows fewer units than it names, a sentence a cause (no
+    full stop): planned units in a damaged shard or not written yet (:func:`missing_units`), and units the
+    run does not hold at all (``ids``: the layer's units here). The grid and Compare say the same (a user's
+    trial: the grid dropped unit 99 of a run holding 0-15 in silence, where Compare named it)."""
+    from viewer.data.run import missing_units, planned_units
+
+    said = missing_units(manifest, damage, layer, planned_units(manifest, layer, ranges), ids)
+    held = sum(1 for u in ids if any(lo <= u <= hi for lo, hi in ranges))
+    if ranges and ids and held < expand_units(ranges, 0)[1]:  # its total counts overlaps once
+        yet = " so far (the run is still being written)" if running else ""
+        said.append(f"layer {layer} has units {compact_units(ids)}{yet}: the others are left out")
+    return said
 
 
 def units_from(ids: list[int], unit: int | None, n: int) -> list[int]:
@@ -201,6 +231,13 @@ def _grid_order(conn: Any, q: GridQuery, have: Truth) -> tuple[str, list[Any], s
         flagged = f"""SELECT unit AS flagged_unit, count(*) FILTER (WHERE len(fl) > 0) AS flagged
                       FROM ({pictures_sql(conn, q.flag_kinds, "AND layer = ?")}) GROUP BY unit"""
         return f"units LEFT JOIN ({flagged}) ON flagged_unit = unit", [*q.flag_kinds, q.layer], order
+    if q.sort in ACTIVATION_SORTS and PICTURES.get(q.picture, "best") != "best":
+        # tiles of last pictures show their activation: sorted by it (a user's trial: sorted by the best
+        # pictures' activation, the numbers on the tiles were out of order)
+        shown = """SELECT unit AS shown_unit, max(activation) AS shown_activation FROM images
+                    WHERE layer = ? AND kind = ? GROUP BY unit"""
+        order = order.replace("best_activation", "shown_activation")
+        return f"units LEFT JOIN ({shown}) ON shown_unit = unit", [q.layer, PICTURES[q.picture]], order
     return "units", [], order
 
 

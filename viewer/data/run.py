@@ -342,6 +342,30 @@ def missing_units(
     return said
 
 
+def layer_size(manifest: dict[str, Any], layer: str) -> int | None:
+    """How many units ``layer`` has (its channels: the first of run.json's shape), None when not recorded."""
+    for entry in manifest.get("layers") or []:
+        if isinstance(entry, dict) and entry.get("name") == layer:
+            shape = entry.get("shape")
+            if isinstance(shape, list) and shape and isinstance(shape[0], int):
+                return shape[0]
+    return None
+
+
+def absent_unit_text(manifest: dict[str, Any], layer: str, unit: int, held: list[int]) -> str:
+    """Why ``unit`` of ``layer`` has no page, when the run never planned it (no full stop): a unit of the
+    layer the run did not sample, or a number past the layer's units (a user's trial was told a unit of
+    fc7's 256 "is not in layer fc7")."""
+    from viewer.data.units import compact_units
+
+    size = layer_size(manifest, layer)
+    here = compact_units(held)
+    if size is not None and 0 <= unit < size:
+        return f"Unit {unit} of {layer} was not sampled in this run (its units of {layer}: {here})"
+    held_here = f"{size} units; this run holds {here}" if size is not None else f"units {here}"
+    return f"Unit {unit} is not in layer {layer} ({held_here})"
+
+
 def _units_text(units: list[int]) -> str:
     from viewer.data.units import compact_units
 

@@ -149,6 +149,10 @@ def flag_summary(conn: Any, kinds: tuple[str, ...] = AUDIT_KINDS["best and last 
     return df
 
 
+# a silent unit: a hidden unit whose highest value on the real images is <= 0 (:func:`is_silent`)
+SILENT_SQL = "(kind <> 'output' AND real_top1_activation <= 0)"
+
+
 def flagged_units(
     conn: Any,
     kinds: tuple[str, ...] = AUDIT_KINDS["best and last pictures"],
@@ -159,7 +163,7 @@ def flagged_units(
     """Units with a flagged picture among their distinct pictures of ``kinds`` (carrying ``flag``, or any
     flag), most flagged first: layer, unit, composite (its expression; null for the layer's own units),
     flagged, pictures, lowest_percentile, one count per flag, label, label_score (null without ``labels``:
-    a run without label columns)."""
+    a run without label columns), silent (:data:`SILENT_SQL`)."""
     from viewer.data.units import composite_sql
 
     flags = flag_names(conn, layer)
@@ -173,8 +177,10 @@ def flagged_units(
         f AS (SELECT layer, unit, count(*) FILTER (WHERE {hit}) AS flagged, count(*) AS pictures,
                      min(natural_percentile) AS lowest_percentile{_flag_counts_sql(flags)}
               FROM p GROUP BY layer, unit)
-        SELECT f.layer, f.unit, u.composite_expr AS composite, f.* EXCLUDE (layer, unit), {label_sql}
-        FROM f JOIN (SELECT *, {composite_sql(conn)} AS composite_expr FROM units) u USING (layer, unit)
+        SELECT f.layer, f.unit, u.composite_expr AS composite, f.* EXCLUDE (layer, unit), {label_sql},
+               coalesce(u.is_silent, false) AS silent
+        FROM f JOIN (SELECT *, {composite_sql(conn)} AS composite_expr, {SILENT_SQL} AS is_silent
+                     FROM units) u USING (layer, unit)
         WHERE f.flagged > 0
         ORDER BY f.flagged DESC, f.lowest_percentile ASC NULLS LAST, f.layer, f.unit""",
         [*kinds, *layer_params, *([flag] if flag else []), *flags],

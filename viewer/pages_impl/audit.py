@@ -58,6 +58,10 @@ NOT_CHECKED = (
 )
 
 
+def _pictures(n: int) -> str:
+    return f"{widgets.fmt(n)} flagged picture{'' if n == 1 else 's'}"
+
+
 def _table(ctx: Context, units: pd.DataFrame, kinds: tuple[str, ...], flag: str | None) -> None:
     """The flagged units, each with its worst flagged picture beside its most activating natural image
     (the first :data:`viewer.data.AUDIT_PICTURE_ROWS` rows) and a link to its page."""
@@ -70,10 +74,13 @@ def _table(ctx: Context, units: pd.DataFrame, kinds: tuple[str, ...], flag: str 
     else:  # the layer's own units: an empty cell, not "None"
         units = units.assign(composite=units["composite"].fillna(""))
     shown = units.assign(
-        label=[lab if isinstance(lab, str) else "no label" for lab in units["label"]],
+        label=[
+            lab if isinstance(lab, str) else "no label · silent" if silent else "no label"
+            for lab, silent in zip(units["label"], units["silent"], strict=True)
+        ],  # a silent unit gets no label by rule, said as the grid says it
         page=[state.link("unit", r.layer, int(r.unit), run) for r in units.itertuples()],
         lowest_percentile=[data.percentile_text(v) for v in units["lowest_percentile"]],
-    )
+    ).drop(columns=["silent"])
     shown.insert(2, "flagged picture", [data.png_data_url(pictures.get(k, (None, None))[0]) for k in keys])
     shown.insert(3, "top natural", [data.png_data_url(pictures.get(k, (None, None))[1]) for k in keys])
     if len(units) > data.AUDIT_PICTURE_ROWS:
@@ -175,7 +182,7 @@ def render(ctx: Context) -> None:
         st.warning(unchecked.strip(), icon=":material/error:")
     total = sum(n for name, n in ctx.layers if scope is None or name == scope)
     st.caption(
-        f"{len(units):,} of {total:,} units · {widgets.fmt(int(units['flagged'].sum()))} flagged pictures "
+        f"{len(units):,} of {total:,} units · {_pictures(int(units['flagged'].sum()))} "
         "(a chain's best picture that is also its last counted once)"
     )
     _table(ctx, units, kinds, flag)

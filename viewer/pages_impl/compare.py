@@ -99,11 +99,8 @@ def _units_input(ctx: Context, layer: str) -> list[int]:
     ids = ctx.ids(layer)
     held = [u for u in ids if not ranges or any(lo <= u <= hi for lo, hi in ranges)]
     if ranges and ids and len(held) < data.expand_units(ranges, 0)[1]:  # its total counts overlaps once
-        asked = data.planned_units(ctx.manifest, layer, ranges)
-        why = data.missing_units(ctx.manifest, ctx.conn.damage, layer, asked, ids)
-        yet = " so far (the run is still being written)" if ctx.info.get("status") == "running" else ""
-        shown = f"layer {layer} has units {data.compact_units(ids)}{yet}: the others are left out"
-        st.caption("; ".join([*why, shown]))
+        running = ctx.info.get("status") == "running"
+        st.caption("; ".join(data.filter_notes(ctx.manifest, ctx.conn.damage, layer, ranges, ids, running)))
     if len(held) > MAX_UNITS:
         st.caption(f"showing the first {MAX_UNITS} of {len(held)} units")
     return held[:MAX_UNITS]

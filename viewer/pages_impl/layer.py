@@ -249,10 +249,10 @@ def _tile_box(unit: int, inner: str) -> str:
 
 
 def _missing_note(ctx: Context, layer: str, ranges: tuple[tuple[int, int], ...]) -> None:
-    """Units the run plans (within the units filter) that no page can show: in a damaged shard, or not
-    written yet (a user's trial read "no unit matches" for units a damaged shard held)."""
-    asked = data.planned_units(ctx.manifest, layer, ranges)
-    for why in data.missing_units(ctx.manifest, ctx.conn.damage, layer, asked, ctx.ids(layer)):
+    """Units the units filter names that no page can show: in a damaged shard, not written yet (a user's
+    trial read "no unit matches" for units a damaged shard held), or not in the run at all."""
+    running = ctx.info.get("status") == "running"
+    for why in data.filter_notes(ctx.manifest, ctx.conn.damage, layer, ranges, ctx.ids(layer), running):
         st.caption(f"{why}.")
 
 

@@ -139,7 +139,9 @@ def _numbers(ctx: Context, stats: dict) -> None:
     cols[4].metric("Units / min", f"{per_min:,.0f}" if per_min else "–",
                    help="units sampled per minute of the run's work: from each start (and resume) to its "
                    "last shard, so the time between an interrupt and its resume is not counted; failed "
-                   "units are not counted")  # fmt: skip
+                   "units are not counted. The `atlas run` summary's units/min reads lower: it divides by "
+                   "the whole command's time, loading the models and starting and stopping Ray "
+                   "included")  # fmt: skip
     diverged = stats["diverged_chains"]
     cols[5].metric("Diverged chains", f"{diverged:,}", delta_color="inverse", delta_arrow="off",
                    delta=f"{stats['diverged_fraction']:.1%} of chains" if diverged else None)  # fmt: skip

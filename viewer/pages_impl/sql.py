@@ -35,6 +35,17 @@ def _load_example() -> None:
         st.session_state["sql_text"] = template.format(layer=layer, unit=unit)
 
 
+def _example_of(sql: str, names: list[str]) -> str:
+    """The example whose query (for the page's layer and unit) is ``sql``, else "your query"."""
+    layer = state.get("layer") or "fc8"
+    unit = state.get("unit") if state.get("unit") is not None else 0
+    for name in names:
+        template = data.EXAMPLE_QUERIES.get(name)
+        if template and template.format(layer=layer, unit=unit) == sql:
+            return name
+    return OWN
+
+
 def _own_text() -> None:
     """The text was edited: it is the user's own query now (and goes into the URL as ?q=), kept apart so
     that picking "your query" after an example brings it back."""
@@ -113,15 +124,15 @@ def render(ctx: Context) -> None:
         "(each with a `layer` column); tables `run`, `shards`, `files`. "
         f"One statement at a time · results capped at {MAX_ROWS:,} rows · {TIMEOUT_S:g} s limit."
     )
+    examples = [OWN, *data.example_names(data.truth(ctx.conn))]
     if "sql_text" not in st.session_state:
         linked = st.session_state.pop("nav_sql", None)  # ?q= of the session's first URL, used once
         if linked:
-            st.session_state["sql_example"], st.session_state["sql_text"] = OWN, linked
-            st.session_state["sql_own_text"] = linked
+            st.session_state["sql_example"] = _example_of(linked, examples[1:])  # a linked example: named
+            st.session_state["sql_text"] = st.session_state["sql_own_text"] = linked
         else:
-            st.session_state["sql_example"] = "mean activation per layer"
+            st.session_state["sql_example"] = state.FIRST_EXAMPLE
             _load_example()
-    examples = [OWN, *data.example_names(data.truth(ctx.conn))]
     st.selectbox("Example queries", examples, key="sql_example", on_change=_load_example)
     sql = st.text_area("Query", key="sql_text", height=160, on_change=_own_text)
     run = st.button("Run query", type="primary", icon=":material/play_arrow:", key="sql_run",

@@ -534,7 +534,9 @@ def chain_columns(pictures: int) -> int:
     return min(max(pictures, 4), 8)
 
 
-def _competitors(view: data.UnitView) -> None:
+def _competitors(view: data.UnitView, ids: list[int]) -> None:
+    """The units that competed with this one; those this atlas holds (``ids``: the layer's units here)
+    can be opened (a user's trial: a competitor the run never sampled opened an unrelated unit)."""
     st.subheader("Competing units")
     comp = view.competitors
     if comp.empty:
@@ -562,17 +564,27 @@ def _competitors(view: data.UnitView) -> None:
         own = pd.to_numeric(finals, errors="coerce").mean()
         if pd.notna(own):  # what the competitors' activations compare with
             st.caption(f"unit {view.unit} itself: mean final activation **{widgets.fmt(own)}**")
-        shown = comp
+        held = set(ids)
+        shown = comp.assign(in_atlas=[int(u) in held for u in comp["competitor"]])
         if comp["in_final_top"].nunique() == 1 and len(comp) > 1:  # e.g. every unit of a 10-unit layer
-            shown = comp.drop(columns=["in_final_top"])  # is in every chain's top-k: it says nothing
+            shown = shown.drop(columns=["in_final_top"])  # is in every chain's top-k: it says nothing
         st.dataframe(shown, hide_index=True, column_config={
             "competitor": "unit", "times_top_competitor": "top competitor (steps)",
             "in_final_top": st.column_config.NumberColumn(
                 "in final top-k", help="how many of the unit's chains have it among their final top units"),
             "mean_final_activation": st.column_config.NumberColumn("mean act.", format="%.3f"),
+            "in_atlas": st.column_config.CheckboxColumn(
+                "in this atlas", help="whether this run sampled the unit: only those have a page to open"),
         })  # fmt: skip
-        options = [int(u) for u in comp["competitor"]]
-        pick = st.selectbox("Open a competitor", options, key=f"comp_pick_{view.layer}_{view.unit}")
+        options = [int(u) for u in comp["competitor"] if int(u) in held]
+        if not options:
+            st.caption(
+                f"None of them was sampled in this run (its units of {view.layer}: "
+                f"{data.compact_units(ids)}): they have no page to open."
+            )
+            return
+        pick = st.selectbox("Open a competitor", options, key=f"comp_pick_{view.layer}_{view.unit}",
+                            help="the competitors this run sampled")  # fmt: skip
         st.button(f"Open unit {pick}", icon=":material/arrow_forward:", on_click=state.go,
                   kwargs={"unit": int(pick)}, key="comp_open")  # fmt: skip
 
@@ -608,7 +620,7 @@ def render(ctx: Context) -> None:
     elif int(asked) not in ids and ctx.info.get("status") != "running":  # a link to a unit not in the layer
         nearest = min(ids, key=lambda u: (abs(u - int(asked)), u))  # "+" past the last: the last, not 0
         why = data.missing_units(ctx.manifest, ctx.conn.damage, layer, [int(asked)], ids)
-        where = why[0] if why else f"Unit {asked} is not in layer {layer} (units {data.compact_units(ids)})"
+        where = why[0] if why else data.absent_unit_text(ctx.manifest, layer, int(asked), ids)
         st.warning(f"{where}; showing unit {nearest}.")
         state.set_("unit", nearest)
     top = st.columns([3, 1])
@@ -653,7 +665,7 @@ def render(ctx: Context) -> None:
     _real(view)
     _trajectories(view)
     _chains(view)
-    _competitors(view)
+    _competitors(view, ids)
     with st.expander("Chain table", icon=":material/table:"):
         table, columns = widgets.chain_table(view.chains)
         st.dataframe(table, hide_index=True, column_config=columns)
