@@ -17,7 +17,9 @@ stop at the natural maximum leave the diversity term no steps to act):
   high for T and low for J means pictures that please T without showing both classes;
 - **pairs from the config's own start** (``pairs_own_start``): the same pairs with the config's
   ``sampler.start`` and ``stop_at`` (``facet_seeded``: the codes of each pair's top real images, which a
-  ``log_softmax`` pair ranks by log p(a) + log p(b): natural pictures of both): what an atlas run draws;
+  ``log_softmax`` pair ranks by log p(a) + log p(b): natural pictures of both): what an atlas run draws.
+  A method that chooses its own start (``OWN_START_METHODS``) differs there by ``stop_at`` alone: without
+  one, its share is None (the same run again, not measured twice);
 - **contrasts** ``a - b``: the share whose most probable class is a and whose second is not b (by J, and
   by T in ``target_share``);
 - **diversity** ``sampler.diversity`` in DIVERSITY_WEIGHTS, plain units: each unit's chain diversity (mean
@@ -37,15 +39,20 @@ import torch
 
 from atlas.bench.diversity import picture_diversity
 from atlas.bench.quality import COMMON_START_NOISE
-from atlas.config import RunConfig, replace
+from atlas.config import OWN_START_METHODS, RunConfig, replace
 from atlas.sampling.objectives import parse_composite
 from atlas.sampling.peers import passes_per_image
 from atlas.sampling.results import UnitResult
 
 DIVERSITY_WEIGHTS = (0.0, 30.0, 300.0)  # the term is a cosine (<= 1) against raw activations (~10)
 PAIRS = ((0, 1), (2, 3), (4, 5), (6, 7), (8, 9))
-# methods whose start is a real image by definition, whatever sampler.start says (atlas.sampling.peers)
-REAL_START = {"accentuation": "the unit's top real images (a composite's: ranked by its own objective)"}
+# methods that choose their own start, whatever sampler.start says (config OWN_START_METHODS): what it is
+OWN_STARTS = {
+    "accentuation": "the unit's top real images (a composite's: ranked by its own objective)",
+    "fourier": "a random spectrum of its own",
+    "maco": "a random phase of its own",
+}
+assert set(OWN_STARTS) == set(OWN_START_METHODS)
 
 
 def _common_start(cfg: RunConfig, method: str, **sampler: Any) -> RunConfig:
@@ -73,7 +80,7 @@ def run_objectives(
 
     for method in methods or ["dgn_am", "ppgn_h"]:  # every method's config is valid before any work
         _common_start(cfg, method)
-    report: dict[str, Any] = {"pairs": [list(p) for p in PAIRS], "methods": {}}
+    report: dict[str, Any] = {"pairs": [list(p) for p in PAIRS], "start": cfg.sampler.start, "methods": {}}
     if cfg.models.ensemble:  # models.ensemble: the output units climb the mean of these and the target
         report["ensemble"] = [m.spec for m in cfg.models.ensemble]
     output = next((layer for layer in cfg.layers if layer.kind in ("auto", "output")), cfg.layers[0])
@@ -87,7 +94,7 @@ def run_objectives(
             report["natural_pairs"] = natural_pair_share(judge, cfg.toyworld.preset, n)
             log(f"natural two-object pictures judged both: {report['natural_pairs']['share']:.2f}")
         m: dict[str, Any] = {
-            "start": REAL_START.get(method, "common"),
+            "start": OWN_STARTS.get(method, "common"),
             "steps": cfg.sampler.steps,  # the budget behind each share (a trial found it in the command only)
             "passes_per_image": passes_per_image(_common_start(cfg, method).sampler),
         }
@@ -95,10 +102,14 @@ def run_objectives(
         m["pairs"] = _pair_share(engine, judge, output.name, n, cfg.seed, "+")
         m["contrasts"] = _pair_share(engine, judge, output.name, n, cfg.seed, "-")
         m["pair_seconds"] = time.perf_counter() - t0
-        own_engine, _, _ = build_engine(replace(cfg, sampler=replace(cfg.sampler, method=method)))
-        m["pairs_own_start"] = _pair_share(own_engine, judge, output.name, n, cfg.seed, "+") | {
-            "start": cfg.sampler.start
-        }
+        if method in OWN_STARTS and not cfg.sampler.stop_at:  # neither its start nor its stop differs:
+            m["pairs_own_start"] = {"share": None, "start": OWN_STARTS[method]}  # the same run (a trial)
+        else:  # a method of its own start differs by the config's stop_at alone
+            own_engine, _, _ = build_engine(replace(cfg, sampler=replace(cfg.sampler, method=method)))
+            m["pairs_own_start"] = _pair_share(own_engine, judge, output.name, n, cfg.seed, "+") | {
+                "start": OWN_STARTS.get(method, cfg.sampler.start),
+                "stop_at": cfg.sampler.stop_at,
+            }
         m["diversity"] = {}
         for weight in DIVERSITY_WEIGHTS:
             w_cfg = _common_start(cfg, method, diversity=weight)
@@ -109,9 +120,11 @@ def run_objectives(
                 "seconds": time.perf_counter() - t0
             }
             log(f"{method} diversity {weight:g}: " + _diversity_line(m["diversity"][str(weight)]))
+        own = m["pairs_own_start"]["share"]
+        own_text = f" ({cfg.sampler.start} start: {own:.2f})" if own is not None else ""
         log(
-            f"{method}: pairs judged both {m['pairs']['share']:.2f} ({cfg.sampler.start} start: "
-            f"{m['pairs_own_start']['share']:.2f}), contrasts {m['contrasts']['share']:.2f}"
+            f"{method}: pairs judged both {m['pairs']['share']:.2f}{own_text}, "
+            f"contrasts {m['contrasts']['share']:.2f}"
         )
         report["methods"][method] = m
     return report
@@ -216,6 +229,21 @@ def _picture_counts(report: dict[str, Any]) -> str:
     return ""
 
 
+PAIR_STARTS = {  # sampler.start -> where a pair's chains start from
+    "facet_seeded": "the codes of the pair's top real images",
+    "real": "the codes of the pair's top real images",
+    "mean": "the mean code, plus sampler.start_noise",
+    "random": "random codes",
+}
+
+
+def _start_text(report: dict[str, Any]) -> str:
+    """The config's own start as the legend says it: ``facet_seeded: the codes of ...`` (a user's trial
+    read facet_seeded there for a config of start: mean)."""
+    start = report.get("start", "facet_seeded")
+    return f"{start}: {PAIR_STARTS[start]}" if start in PAIR_STARTS else str(start)
+
+
 def format_table(report: dict[str, Any]) -> str:
     lines = [
         f"{'method':<13}{'pairs: both':>12}{'(T)':>6}{'own start':>11}{'contrasts':>11}{'(T)':>6}  "
@@ -224,7 +252,8 @@ def format_table(report: dict[str, Any]) -> str:
     ]
     for method, m in report["methods"].items():
         p, c, own = m["pairs"], m["contrasts"], m["pairs_own_start"]
-        row = f"{method:<13}{p['share']:>12.2f}{p['target_share']:>6.2f}{own['share']:>11.2f}"
+        own_share = f"{own['share']:>11.2f}" if own["share"] is not None else f"{'–':>11}"
+        row = f"{method:<13}{p['share']:>12.2f}{p['target_share']:>6.2f}{own_share}"
         row += f"{c['share']:>11.2f}{c['target_share']:>6.2f}  "
         for w in map(str, DIVERSITY_WEIGHTS):
             d = m["diversity"][w]
@@ -232,7 +261,10 @@ def format_table(report: dict[str, Any]) -> str:
         lines.append(row)
     for method, m in report["methods"].items():
         if m.get("start", "common") != "common":
-            lines.append(f"{'':<13}{method} starts from {m['start']}, not from the common start")
+            own = "its own start differs by the config's stop_at alone"
+            if m["pairs_own_start"]["share"] is None:
+                own = "own start: – (the same run: neither its start nor stop_at differs)"
+            lines.append(f"{'':<13}{method} starts from {m['start']}, not from the common start; {own}")
     if "natural_pairs" in report:
         nat = report["natural_pairs"]
         lines.append(
@@ -257,7 +289,7 @@ def format_table(report: dict[str, Any]) -> str:
     lines.append(
         "(output units, common start; pairs a + b: J's top two classes are a and b, (T): the target's own "
         "top two on the same pictures, what the chains optimized; own start: pairs judged both from the "
-        "config's own sampler.start and stop_at (facet_seeded: the codes of the pair's top real images); "
+        f"config's own sampler.start and stop_at ({_start_text(report)}); "
         "contrasts a - b: J's top class is a, its second not b; div w: sampler.diversity = w, mean pairwise "
         "RMS distance of a unit's last pictures, and the share J reads as the unit's class)"
     )

@@ -175,7 +175,7 @@ def test_objectives_bench_pairs_contrasts_and_diversity(micro_cache, tmp_path, c
     """`atlas bench objectives` (issue 17 item 2): judged pairs and contrasts, diversity rows per weight."""
     out = tmp_path / "o.json"
     argv = ["bench", "objectives", "--config", "configs/micro.yaml", "--cache-dir", micro_cache]
-    argv += ["--methods", "dgn_am", "--steps", "6", "--set", "sampler.chains_per_unit=2"]
+    argv += ["--methods", "dgn_am,fourier", "--steps", "6", "--set", "sampler.chains_per_unit=2"]
     assert main([*argv, "--json", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "pairs: both" in printed
@@ -196,6 +196,14 @@ def test_objectives_bench_pairs_contrasts_and_diversity(micro_cache, tmp_path, c
     assert set(m["contrasts"]["per_pair"]) == {"0 - 1", "2 - 3", "4 - 5", "6 - 7", "8 - 9"}
     assert set(m["diversity"]) == {"0.0", "30.0", "300.0"}
     assert all(0.0 <= d["recognizability"] <= 1.0 and d["diversity"] > 0 for d in m["diversity"].values())
+    assert "config's own sampler.start and stop_at (facet_seeded: the codes of the pair's top" in (
+        " ".join(printed.split())
+    )
+    # a method that draws its own start has no other start to try: not run twice under a start it ignores
+    fourier = report["methods"]["fourier"]
+    assert fourier["start"] == "a random spectrum of its own" and fourier["pairs_own_start"]["share"] is None
+    row = next(ln for ln in printed.splitlines() if ln.startswith("fourier ") and "diversity" not in ln)
+    assert row.split()[3] == "–", row
     assert main([*argv[:4], "--methods", "ga"]) == 2  # gradient methods only: a one-line error
 
 
