@@ -39,20 +39,13 @@ import torch
 
 from atlas.bench.diversity import picture_diversity
 from atlas.bench.quality import COMMON_START_NOISE
-from atlas.config import OWN_START_METHODS, RunConfig, replace
+from atlas.config import OWN_STARTS, RunConfig, replace
 from atlas.sampling.objectives import parse_composite
 from atlas.sampling.peers import passes_per_image
 from atlas.sampling.results import UnitResult
 
 DIVERSITY_WEIGHTS = (0.0, 30.0, 300.0)  # the term is a cosine (<= 1) against raw activations (~10)
 PAIRS = ((0, 1), (2, 3), (4, 5), (6, 7), (8, 9))
-# methods that choose their own start, whatever sampler.start says (config OWN_START_METHODS): what it is
-OWN_STARTS = {
-    "accentuation": "the unit's top real images (a composite's: ranked by its own objective)",
-    "fourier": "a random spectrum of its own",
-    "maco": "a random phase of its own",
-}
-assert set(OWN_STARTS) == set(OWN_START_METHODS)
 
 
 def _common_start(cfg: RunConfig, method: str, **sampler: Any) -> RunConfig:

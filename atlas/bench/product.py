@@ -205,6 +205,10 @@ def _run_product(
             m["judge"] = output_metrics(results, bundle.judge.to(device), device)
         report["layers"][layer.name] = m
         log(f"{layer.name}: {len(units)} units in {seconds:.0f} s; " + _summary(m))
+        left_out = composites_left_out(layer)
+        if left_out:
+            m["composites_left_out"] = len(layer.composite_texts())
+            log(left_out)
         if out_dir is not None:
             path = Path(out_dir) / f"{layer.name}-{precision}.png"
             save_grid(subset(results, grid_units), path, picture="best", n_real=6, gap_px=6, scale=3)
@@ -236,6 +240,20 @@ def map_layer(
     for shard in plan_shards({layer.name: units}, cfg.ray.units_per_shard):
         results += engine.map_units(shard.layer, list(shard.units), seed=cfg.seed, kind=layer.kind)
     return kind, units, results, time.perf_counter() - t0
+
+
+def composites_left_out(layer: Any) -> str | None:
+    """A line saying that the benches measure a layer's own units and leave its composite objectives out
+    (their pictures show several units: no one class or colour to check), None for a layer without any (a
+    user's trial read a 7-unit selection measured as 3, unsaid)."""
+    n = len(layer.composite_texts())
+    if not n:
+        return None
+    which = "objective" if n == 1 else "objectives"
+    return (
+        f"{layer.name}: its {n} composite {which} left out (these metrics are of the layer's own units; "
+        "`atlas bench objectives` measures pairs and contrasts)"
+    )
 
 
 def _summary(m: dict[str, Any]) -> str:

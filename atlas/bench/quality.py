@@ -56,6 +56,8 @@ from atlas.bench.diversity import picture_diversity
 from atlas.bench.picture_grids import save_compare, save_grid
 from atlas.config import (
     CODE_METHODS,
+    METHOD_SECTIONS,
+    OWN_STARTS,
     ComputeConfig,
     DgnAmConfig,
     FacetConfig,
@@ -196,6 +198,15 @@ class QualitySetup:
         judge = load_model("toyworld:judge", "judge", toyworld=cfg.toyworld)
         real = real_images(cfg.toyworld.preset, cfg.toyworld.cache_dir, split="test")
         sampler = replace(cfg.sampler, chains_per_unit=max(8, cfg.sampler.chains_per_unit))
+        if sampler.chains_per_unit != cfg.sampler.chains_per_unit:  # said (a user's trial found it in JSON)
+            log(
+                f"bench quality --compare: sampler.chains_per_unit {cfg.sampler.chains_per_unit} -> 8 (its "
+                "diversity and multifaceted counts need 8 chains a unit)"
+            )
+        log(
+            "bench quality --compare: the config's models and sampler settings on the bench's own units "
+            "(every output unit, and fc7's first 8), not the config's layers"
+        )
         setup = QualitySetup(target, gen, dae, judge, real, sampler, cfg.facets, cfg.compute)
         setup.ensemble = load_run_ensemble(cfg)
         return setup
@@ -339,6 +350,17 @@ def rows_of(rows: dict[str, SamplerConfig], methods: list[str] | None) -> dict[s
     return {r: m for r, m in rows.items() if any(r == n or r.startswith((f"{n} ", f"{n}/")) for n in methods)}
 
 
+def method_settings(c: SamplerConfig) -> dict[str, Any]:
+    """The sampler settings that made a row: the method's own section whole (ga: its population, ...), no
+    other method's, and the start it really takes (a user's trial found fourier's "start: real", every
+    row's dgn_am, ppgn_h and pixel sections, and no ga or cmaes section)."""
+    out = {k: v for k, v in c.to_dict().items() if k not in METHOD_SECTIONS}
+    out[c.method] = getattr(c, c.method).to_dict()
+    if c.method in OWN_STARTS:
+        out["start"] = OWN_STARTS[c.method]
+    return out
+
+
 def run_quality(
     setup: QualitySetup,
     seeds: int = 3,
@@ -360,7 +382,7 @@ def run_quality(
         "real": _aggregate(real_rows) if real_rows else {},
         "seeds": seeds,
         "seconds_per_seed": timing,
-        "settings": {n: all_methods[n].to_dict() for n in names},
+        "settings": {n: method_settings(all_methods[n]) for n in names},
         "note": short_search_note({n: all_methods[n] for n in names}),
     }
     cs_methods = rows_of(setup.common_start or common_start_methods(setup.sampler), methods)
@@ -373,7 +395,7 @@ def run_quality(
             "diversity_ratio": diversity_ratios(cs),
             "passes_per_image": {n: passes_per_image(c) for n, c in cs_methods.items()},
             "seconds_per_seed": cs_timing,
-            "settings": {n: c.to_dict() for n, c in cs_methods.items()},
+            "settings": {n: method_settings(c) for n, c in cs_methods.items()},
         }
     return report
 

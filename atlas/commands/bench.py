@@ -70,7 +70,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     q.add_argument(
         "--compare",
         action="store_true",
-        help="with --config: the method comparison on the config's models instead of the config's atlas",
+        help="with --config: the method comparison on the config's models and sampler settings instead of "
+        "the config's atlas (on the bench's own units: every output unit and fc7's first 8; "
+        "sampler.chains_per_unit at least 8)",
     )
     q.add_argument(
         "--methods",

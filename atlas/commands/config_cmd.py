@@ -69,11 +69,11 @@ def _check(cfg) -> list[str]:
     from atlas.pipeline.preflight import preflight_config, preflight_models
 
     warnings = preflight_config(cfg, address=cfg.ray.address)
-    models = build_models(cfg)
+    models = build_models(cfg, train=False)  # a check trains nothing (a trial waited 7 min for a member)
     report = preflight_models(cfg, models)
     for line in warnings + report.warnings:
         print(f"atlas: warning: {line}", file=sys.stderr)
-    layers = ", ".join(f"{n} {'x'.join(map(str, s))}" for n, s in report.layer_shapes.items())
+    layers = ", ".join(_layer_text(cfg, n, s) for n, s in report.layer_shapes.items())
     named = [("output layer", report.output_layer), ("facet layer", report.facet_layer)]
     named.append(("code layer", report.code_layer))
     parts = [f"{what} {name}" if name else f"no {what}" for what, name in named]
@@ -93,6 +93,19 @@ def _check(cfg) -> list[str]:
             f"target and {members} ({len(models.ensemble) + 1} networks); every stored number is the target's"
         )
     return [*lines, compute_line(cfg)]
+
+
+def _layer_text(cfg, name: str, shape: tuple[int, ...]) -> str:
+    """``fc8 10 (3 units selected + 4 composites)``: the layer's shape, then what the run maps of it (a
+    user's trial read the shape's 10 as the units selected)."""
+    entry = next((layer for layer in cfg.layers if layer.name == name), None)
+    text = f"{name} {'x'.join(map(str, shape))}"
+    if entry is None or not shape:
+        return text
+    selected = len(entry.units.resolve(shape[0], layer=name))
+    composites = len(entry.composite_texts())
+    plus = f" + {composites} composite{'s' if composites != 1 else ''}" if composites else ""
+    return f"{text} ({selected} unit{'s' if selected != 1 else ''} selected{plus})"
 
 
 def compute_line(cfg) -> str:

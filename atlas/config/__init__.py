@@ -36,8 +36,10 @@ from atlas.config.loading import (
 from atlas.config.models import MODEL_SCHEMES, ModelConfig, ModelsConfig, PreprocessConfig
 from atlas.config.run import (
     CODE_METHODS,
+    METHOD_SECTIONS,
     NON_RESULT_SECTIONS,
     OWN_START_METHODS,
+    OWN_STARTS,
     PIXEL_METHODS,
     RunConfig,
     check_sampler_models,
@@ -68,7 +70,9 @@ __all__ = [
     "LIST_FORM_MAX",
     "MODEL_SCHEMES",
     "NON_RESULT_SECTIONS",
+    "METHOD_SECTIONS",
     "OWN_START_METHODS",
+    "OWN_STARTS",
     "PIXEL_METHODS",
     "AccentuationConfig",
     "CmaesConfig",

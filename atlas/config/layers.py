@@ -62,6 +62,15 @@ class LayerConfig(Section):
             data = str(data)
         if isinstance(data, dict) and _is_int(data.get("name")):
             data = {**data, "name": str(data["name"])}
+        if (
+            isinstance(data, dict)
+            and data.get("units") in ([], "")
+            and (data.get("objectives") or data.get("pairs"))
+        ):
+            raise ValueError(  # a user's trial wanted the pairs alone, and read "invalid unit list []"
+                "units: [] selects none of the layer's own units, and a layer of composite objectives alone "
+                "is not supported; keep one of its own units beside them (e.g. units: [3], a unit they use)"
+            )
         return {"name": data} if isinstance(data, str) else data
 
     @model_validator(mode="after")

@@ -26,6 +26,12 @@ PIXEL_METHODS = ("pixel", "fourier", "maco", "accentuation")  # optimize a pictu
 # start where their papers do (a grey or random spectrum; accentuation: the unit's top real images, else the
 # mean picture), whatever sampler.start says
 OWN_START_METHODS = ("fourier", "maco", "accentuation")
+OWN_STARTS = {  # what each of them starts from
+    "accentuation": "the unit's top real images (a composite's: ranked by its own objective)",
+    "fourier": "a random spectrum of its own",
+    "maco": "a random phase of its own",
+}
+METHOD_SECTIONS = ("dgn_am", "ppgn_h", "pixel", "fourier", "maco", "accentuation", "ga", "cmaes")
 
 
 _RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")

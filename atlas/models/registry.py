@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from atlas.config import ModelConfig, PreprocessConfig, RunConfig, ToyWorldRef, build
-from atlas.errors import ConfigError, ModelError, did_you_mean, some
+from atlas.errors import AtlasError, ConfigError, ModelError, did_you_mean, some
 from atlas.models import deepsim
 from atlas.models.loaded import IMAGE_ROLES, LoadedModel, Role, freeze
 from atlas.models.probes import LayerInfo, forward_outputs, list_layers, resolve_modules
@@ -50,6 +50,7 @@ class LoadOptions:
     allow_random_weights: bool = False
     toyworld: ToyWorldRef = field(default_factory=ToyWorldRef)
     storage: Mapping[str, Any] = field(default_factory=dict)  # weights URIs open with the storage: options
+    train: bool = True  # a toy-world component missing from the cache and the shipped weights trains
 
 
 def _random_init(build: Callable[[], nn.Module]) -> nn.Module:
@@ -411,10 +412,27 @@ def _load_toyworld(name: str, cfg: ModelConfig, role: Role, opts: LoadOptions) -
 
         loaded = planted_target(tw.preset, tw.cache_dir)
     else:
-        loaded = toyworld.load_component(name, preset=tw.preset, cache_dir=tw.cache_dir)
+        try:
+            loaded = toyworld.load_component(
+                name, preset=tw.preset, cache_dir=tw.cache_dir, train_if_missing=opts.train
+            )
+        except AtlasError as exc:  # not trained, and this load may not train it (atlas config --check)
+            if opts.train or "is not trained yet" not in str(exc):
+                raise
+            raise ModelError(_untrained(cfg.spec, name, tw.preset)) from None
     if cfg.preprocess is not None and loaded.space is not None:
         loaded.space = _override_space(loaded.space, cfg.preprocess, cfg.spec)
     return loaded
+
+
+def _untrained(spec: str, name: str, preset: str) -> str:
+    """A toy-world network that a load which may not train (a check) finds neither cached nor shipped."""
+    member = re.fullmatch(r"target([2-9])", name)
+    members = f" --members {int(member.group(1)) - 1}" if member else ""
+    return (
+        f"{spec!r} is not trained yet and a check trains nothing: `atlas bootstrap --preset {preset}"
+        f"{members}` trains it (minutes), or `atlas run` trains it on demand"
+    )
 
 
 SCHEMES: dict[str, Callable[[str, ModelConfig, Role, LoadOptions], LoadedModel]] = {
@@ -459,6 +477,7 @@ def load_model(
     toyworld: ToyWorldRef | None = None,
     storage: Mapping[str, Any] | None = None,
     default_size: int | None = None,
+    train: bool = True,
 ) -> LoadedModel:
     """Resolve a model spec (or ModelConfig) to a frozen LoadedModel. Raises ModelError with one line.
 
@@ -466,11 +485,13 @@ def load_model(
 
     ``default_size``: input size for a target that declares none (``atlas layers`` probes at 224);
     without it such a target is an error asking for ``models.<role>.preprocess.size``.
+
+    ``train``: a toy-world component neither cached nor shipped trains (False: a one-line error).
     """
     if isinstance(cfg, str):
         cfg = ModelConfig(spec=cfg)
     scheme, rest = _scheme_and_name(cfg.spec)
-    opts = LoadOptions(allow_random_weights, toyworld or ToyWorldRef(), dict(storage or {}))
+    opts = LoadOptions(allow_random_weights, toyworld or ToyWorldRef(), dict(storage or {}), train)
     model = SCHEMES[scheme](rest, cfg, role, opts)
     if role in IMAGE_ROLES and model.space is None:
         if default_size is None:
@@ -488,14 +509,15 @@ def load_model(
     return model
 
 
-def load_run_model(run: RunConfig, role: Role) -> LoadedModel | None:
+def load_run_model(run: RunConfig, role: Role, train: bool = True) -> LoadedModel | None:
     """The model a run config names for ``role`` (``models.<role>``; None when it names none), loaded as
-    that run loads it: its random-weights permission, toy world and ``storage:`` options."""
+    that run loads it: its random-weights permission, toy world and ``storage:`` options (``train``: as
+    :func:`load_model`'s)."""
     cfg = getattr(run.models, role)
     if cfg is None:
         return None
     try:
-        return _load_for_run(run, cfg, role)
+        return _load_for_run(run, cfg, role, train)
     except ModelError as exc:  # which of the run's models: four take weights files
         said = str(exc)
         said = said if said.startswith("models.") else f"models.{role}: {said}"
@@ -504,13 +526,13 @@ def load_run_model(run: RunConfig, role: Role) -> LoadedModel | None:
         raise ModelError(said) from None
 
 
-def load_run_ensemble(run: RunConfig) -> list[LoadedModel]:
+def load_run_ensemble(run: RunConfig, train: bool = True) -> list[LoadedModel]:
     """The networks of ``models.ensemble``, each loaded as the run loads its target; an error names the
     member (``models.ensemble[1]: ...``)."""
     members = []
     for i, cfg in enumerate(run.models.ensemble):
         try:
-            members.append(_load_for_run(run, cfg, "target"))
+            members.append(_load_for_run(run, cfg, "target", train))
         except ModelError as exc:  # load_model names the role it loaded as, in its hints too
             key = f"models.ensemble[{i}]"
             said = str(exc).replace("models.target", key)
@@ -530,13 +552,14 @@ def check_run_ensemble_files(run: RunConfig) -> None:
                 raise ModelError(f"models.ensemble[{i}]: {exc}") from None
 
 
-def _load_for_run(run: RunConfig, cfg: ModelConfig, role: Role) -> LoadedModel:
+def _load_for_run(run: RunConfig, cfg: ModelConfig, role: Role, train: bool = True) -> LoadedModel:
     return load_model(
         cfg,
         role,
         allow_random_weights=run.models.allow_random_weights,
         toyworld=run.toyworld,
         storage=run.storage_options_for(cfg.weights),
+        train=train,
     )
 
 

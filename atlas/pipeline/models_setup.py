@@ -67,19 +67,20 @@ class RunModels:
         return out
 
 
-def build_models(cfg: RunConfig) -> RunModels:
-    """Load target, generator, DAE and encoder (CPU); resolve code statistics and the code layer."""
-    target = load_run_model(cfg, "target")
-    generator = load_run_model(cfg, "generator")
-    encoder = load_run_model(cfg, "encoder")
+def build_models(cfg: RunConfig, train: bool = True) -> RunModels:
+    """Load target, generator, DAE and encoder (CPU); resolve code statistics and the code layer.
+    ``train``: a toy-world network neither cached nor shipped trains (False, a check: a one-line error)."""
+    target = load_run_model(cfg, "target", train)
+    generator = load_run_model(cfg, "generator", train)
+    encoder = load_run_model(cfg, "encoder", train)
     if maps_output_layer(cfg, target):
-        ensemble = load_run_ensemble(cfg)
+        ensemble = load_run_ensemble(cfg, train)
     else:  # unused: not loaded (a toy world's trained on demand), their files checked
         check_run_ensemble_files(cfg)
         ensemble = []
     dae = None
     if cfg.sampler.uses_dae:
-        dae = load_run_model(cfg, "dae")
+        dae = load_run_model(cfg, "dae", train)
     stats: CodeStats | None = None
     stats_fingerprint = None
     if cfg.models.code_stats:

@@ -35,6 +35,10 @@ def test_quality_bench_json_both_protocols(micro_cache, tmp_path, capsys):
     assert set(report["real"]) >= QUALITY_KEYS
     cs = report["common_start"]
     assert set(cs["methods"]) == {"dgn_am", "dgn_am lr 0.1", "ppgn_h/dae", "ppgn_h/joint"}
+    settings = report["settings"]  # each row's own method section, none of another's, its real start
+    assert settings["ga"]["ga"]["population"] >= 1 and "dgn_am" not in settings["ga"]
+    assert set(settings["cmaes"]) & {"dgn_am", "ppgn_h", "pixel", "cmaes"} == {"cmaes"}
+    assert settings["fourier"]["start"] == "a random spectrum of its own" and "fourier" in settings["fourier"]
     assert cs["settings"]["ppgn_h/dae"]["ppgn_h"]["step"] == "eq11"
     assert all(s["start"] == "mean" for s in cs["settings"].values())
     assert set(cs["diversity_ratio"]) == {"ppgn_h/dae", "ppgn_h/joint"}

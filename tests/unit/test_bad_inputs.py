@@ -784,7 +784,8 @@ def test_base_config_passes_preflight(tmp_path, capsys):
         (tmp_path / "ok.yaml").write_text(yaml.safe_dump(data))
         code, out, err = run_cli(capsys, "config", str(tmp_path / "ok.yaml"), "--check")
         assert code == 0, err
-        assert "# pre-flight passed: layers fc8 10, conv2 8x16x16" in out and "facet layer relu7" in out
+        passed = "# pre-flight passed: layers fc8 10 (10 units selected), conv2 8x16x16 (4 units selected)"
+        assert passed in out and "facet layer relu7" in out
         assert "atlas: error" not in err and "RANDOM weights" in err
         drawn = "generator" in change.get("models", {})
         assert ("# pictures: the generator's 32x32 RGB -> 32x32 RGB (same size)" in out) == drawn

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 import torch
@@ -399,7 +400,7 @@ def test_a_run_of_hidden_layers_alone_leaves_its_members_unloaded(monkeypatch):
 
     loaded = []
     load = registry.load_run_ensemble
-    monkeypatch.setattr(registry, "load_run_ensemble", lambda run: loaded.append(run) or load(run))
+    monkeypatch.setattr(registry, "load_run_ensemble", lambda run, *a: loaded.append(run) or load(run, *a))
     monkeypatch.setattr("atlas.pipeline.models_setup.load_run_ensemble", registry.load_run_ensemble)
     data = pixel_config().model_dump(mode="json")
     data["models"]["ensemble"] = [
@@ -431,3 +432,21 @@ def test_a_chain_steps_flops_count_the_members_passes_on_output_layers():
     alone, ens = _engine(steps=1), _engine([tiny_target(7), tiny_target(8)], steps=1)
     assert flops_per_chain_step(ens, "fc8") > flops_per_chain_step(alone, "fc8") * 1.2
     assert flops_per_chain_step(ens, "fc7") == flops_per_chain_step(alone, "fc7")  # hidden: T alone
+
+
+def test_config_check_never_trains_a_member_it_lacks(tmp_path, monkeypatch, capsys):
+    """A user's trial: `atlas config --check` with `models.ensemble=[toyworld:target2]` trained the member
+    for 7 minutes into the shared cache. A check trains nothing: one line says what would."""
+    from atlas.cli import main
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a check trained a network")
+
+    monkeypatch.setattr("atlas.toyworld.train_target.train_target", no_training)
+    micro = Path(__file__).resolve().parents[2] / "configs" / "micro.yaml"
+    argv = ["config", str(micro), "--check", "--set", f"toyworld.cache_dir={tmp_path}"]
+    assert main([*argv, "--set", "models.ensemble=[toyworld:target3]"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "models.ensemble[0]: 'toyworld:target3' is not trained yet" in err, err
+    assert "`atlas bootstrap --preset micro --members 2` trains it" in err, err
+    assert not list(tmp_path.rglob("target3.pt"))

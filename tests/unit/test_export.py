@@ -229,7 +229,10 @@ def _ended_pid() -> int:
     [
         (["--layers", "fc9"], "--layers: the run has no layer 'fc9'; its layers are fc8, conv3"),
         (["--layers", "fc8,,conv3"], "--layers"),
-        (["--units", "500-600"], "--units: '500-600' selects no unit of fc8, conv3"),
+        (
+            ["--units", "500-600"],
+            "no unit of fc8, conv3; give units the layers have (fc8 holds 0-9; conv3 holds 0-11)",
+        ),
         (["--units", "5-3"], "--units: range '5-3' is empty"),
         (["--out", "{run}/pictures"], "is inside the run"),
         (["--out", "{tmp}/other"], "holds other files and no earlier export"),

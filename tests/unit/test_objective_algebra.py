@@ -273,3 +273,28 @@ def test_log_prob_stays_exact_for_a_confident_unit():
     read = objectives.unit_readout(v, torch.tensor([0, 0, 2]))
     assert -1e-20 < read["log_prob"][0] < 0
     assert read["log_prob"][1] < read["log_prob"][0]  # the less confident unit ranks below
+
+
+def test_the_benches_say_which_composites_they_leave_out():
+    """A user's trial: bench quality and bench truth measured 3 of a config's 7 units (its 4 composites
+    left out) and did not say so."""
+    from atlas.bench.product import composites_left_out
+    from atlas.config.layers import LayerConfig
+
+    mixed = LayerConfig(name="fc8", units="0-2", objectives=["3 - 5", "0.7*3 + 0.3*7"], pairs=[[1, 2]])
+    said = composites_left_out(mixed)
+    assert said and said.startswith("fc8: its 3 composite objectives left out") and "bench objectives" in said
+    assert composites_left_out(LayerConfig(name="fc8", units="0-2")) is None
+
+
+def test_a_layer_of_composites_alone_is_refused_with_the_reason():
+    """A user's trial: `units: []` beside pairs read "invalid unit list []" with no word of why."""
+    from atlas.config.layers import LayerConfig
+    from atlas.errors import ConfigError
+
+    with pytest.raises(
+        ConfigError, match=r"a layer of composite objectives alone is not supported; keep one"
+    ):
+        LayerConfig(name="fc8", units=[], pairs=[[1, 2]])
+    with pytest.raises(ConfigError, match=r"invalid unit list \[\]"):
+        LayerConfig(name="fc8", units=[])

@@ -18,7 +18,6 @@ import json
 import math
 import os
 import re
-import shlex
 import shutil
 import signal
 import socket
@@ -327,11 +326,10 @@ def export_run(req: ExportRequest, say: Callable[[str], None] = print) -> Export
                 f"run {req.run}: no unit of {named or 'the run'} is done yet (status {status}); export it "
                 "once `atlas run` has completed shards"
             )
-        if not site:
+        if not site:  # the units each layer holds (a trial read min-max 0-13 for a run of 0-4 and 10-13)
+            held = "; ".join(f"{la} holds {data.compact_units(data.unit_ids(conn, la))}" for la in layers)
             raise AtlasError(
-                f"--units: {req.units!r} selects no unit of {named}; "
-                f'give units the layers have (`atlas sql {shlex.quote(req.run)} "SELECT layer, min(unit), '
-                'max(unit) FROM units GROUP BY layer"`)'
+                f"--units: {req.units!r} selects no unit of {named}; give units the layers have ({held})"
             )
         when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
         meta = [
