@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from atlas.config.run import RunConfig
+from atlas.config.sampler import SamplerConfig
 from atlas.config.section import build
 from atlas.errors import ConfigError
 
@@ -40,11 +41,27 @@ def apply_override(data: dict[str, Any], assignment: str) -> Any:
     return old
 
 
+# a sampler section -> the methods that read it (maco starts from fourier's init_std)
+SECTION_USERS = {
+    "dgn_am": ("dgn_am",),
+    "ppgn_h": ("ppgn_h",),
+    "pixel": ("pixel",),
+    "fourier": ("fourier", "maco"),
+    "maco": ("maco",),
+    "accentuation": ("accentuation",),
+    "ga": ("ga",),
+    "cmaes": ("cmaes",),
+}
+
+
 def override_warnings(data: dict[str, Any], overrides: typing.Sequence[str]) -> list[str]:
     """One line for each ``--set KEY={...}`` that replaced a section holding keys the new mapping lacks
-    (they go back to their defaults, README "--set"): a user who meant to change one key is told how."""
+    (they go back to their defaults, README "--set"): a user who meant to change one key is told how; and
+    one for each ``--set sampler.<method>...`` of a method section the run's ``sampler.method`` does not
+    read (a user's trial set sampler.ga.population on a dgn_am run; a config file's own stale section, as
+    demo.yaml's dgn_am, stays quiet)."""
     data = copy.deepcopy(dict(data or {}))
-    lines = []
+    lines = _unused_sections(data, overrides)
     for assignment in overrides:
         old = apply_override(data, assignment)
         dotted, _parts, new = _parse_assignment(assignment)
@@ -55,6 +72,27 @@ def override_warnings(data: dict[str, Any], overrides: typing.Sequence[str]) -> 
                 f"--set {dotted}={{...}} replaced the whole '{dotted}' section: {keys} went back to their "
                 f"defaults; to change one key keep the rest with --set {dotted}.KEY=VALUE"
             )
+    return lines
+
+
+def _unused_sections(data: dict[str, Any], overrides: typing.Sequence[str]) -> list[str]:
+    """The ``--set sampler.<section>...`` lines whose section the final ``sampler.method`` does not read."""
+    final = copy.deepcopy(data)
+    for assignment in overrides:
+        apply_override(final, assignment)
+    sampler = final.get("sampler") if isinstance(final.get("sampler"), dict) else {}
+    method = sampler.get("method", SamplerConfig.model_fields["method"].default)
+    lines = []
+    for assignment in overrides:
+        dotted = assignment.split("=", 1)[0].strip()
+        parts = dotted.split(".")
+        if len(parts) >= 2 and parts[0] == "sampler" and parts[1] in SECTION_USERS:
+            users = SECTION_USERS[parts[1]]
+            if method not in users:
+                lines.append(
+                    f"--set {dotted}: sampler.method {method} does not read the sampler.{parts[1]} section "
+                    f"(only {' and '.join(users)} do{'es' if len(users) == 1 else ''}); it changes nothing"
+                )
     return lines
 
 

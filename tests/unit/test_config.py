@@ -341,7 +341,8 @@ def test_a_set_mapping_that_drops_a_sections_keys_is_said(tmp_path, capsys):
     assert "'sampler' section: method, dgn_am went back to their defaults" in lines[0]
     assert "--set sampler.KEY=VALUE" in lines[0]
     assert "'layers.1' section: units went back" in lines[1]
-    assert override_warnings(data, ["sampler.dgn_am={lr: 1, l2_decay: 0.5}", "sampler.steps=9"]) == []
+    kept = override_warnings(data, ["sampler.dgn_am={lr: 1, l2_decay: 0.5}", "sampler.steps=9"])
+    assert not [line for line in kept if "replaced the whole" in line], kept
     assert data["sampler"]["steps"] == 80  # the caller's mapping stays as it was
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(data))
@@ -432,3 +433,18 @@ def test_set_values_read_as_yaml_1_2_and_a_broken_one_is_named(tmp_path):
         ConfigError, match=r"layers: expected a list of mappings or of names \(e.g. \[fc8, conv4\]\)"
     ):
         config_from_dict(BASE, ["layers=fc8"])
+
+
+def test_a_set_into_a_method_section_the_run_does_not_read_is_said():
+    """A user's trial: ``--set sampler.ga.population=30`` on a dgn_am run changed nothing, unsaid. The
+    method is the run's final one (a --set of it counts); a config file's own stale section stays quiet;
+    maco reads fourier's section (its random start's init_std)."""
+    data = {**BASE, "sampler": {"method": "dgn_am", "ga": {"population": 12}}}
+    said = override_warnings(data, ["sampler.ga.population=30", "sampler.dgn_am.lr=0.5"])
+    assert said == [
+        "--set sampler.ga.population: sampler.method dgn_am does not read the sampler.ga section (only ga "
+        "does); it changes nothing"
+    ]
+    assert override_warnings(data, ["sampler.ga.population=30", "sampler.method=ga"]) == []
+    assert override_warnings(data, ["sampler.method=maco", "sampler.fourier.init_std=0.5"]) == []
+    assert override_warnings(data, ["sampler.steps=3"]) == []  # the file's own ga section: quiet
