@@ -192,17 +192,18 @@ def history_step() -> tuple[str, dict[str, str]] | None:
 
     Streamlit reruns the app with the URL the browser went to and flags the run (``is_history_navigation``;
     where a Streamlit lacks the flag, a URL that differs from the last one this session wrote counts). Not
-    a step to follow: a URL without parameters (the page menu's) or with parameters its page never writes
-    (the in-between entry a page switch leaves in the history); the session's state stands then.
+    a step to follow: a URL without parameters (but the console's: its first example) or with parameters
+    its page never writes; the session's state stands then. The in-between entry a unit page's grid button
+    leaves (the grid's parameters on /unit) stands for that unit page, in the grid's order.
     """
     ss = st.session_state
     written = ss.get("nav_synced")
     current = _url_params()
-    if not ss.get("nav_initialized") or written is None or not current:
-        return None
+    page = page_of_path(_url_path())
+    if not ss.get("nav_initialized") or written is None or (not current and page != "sql"):
+        return None  # the console's own URL has no parameters for its first example
     if _history_flag() is False:  # a click whose rerun still carried the URL before the last sync
         return None
-    page = page_of_path(_url_path())
     if page == "unit" != get("page") and "unit" not in current and get("unit") is not None:
         # a grid's parameters on /unit: the in-between entry a switch from the unit page to its grid leaves
         # (the path changes after the query). It stands for the unit page left, in the grid's order (a
@@ -394,13 +395,31 @@ def _seed_unit_page(qp: dict[str, str]) -> None:
 
 
 def _seed_console(qp: dict[str, str]) -> None:
+    """The console as a history step's URL has it: its ``q`` (an example's text names that example; the
+    user's own text is kept as theirs), or the first example for a URL without one."""
     ss = st.session_state
     ss.pop("sql_result", None)  # run what the box will show
     if "q" in qp:
-        ss["sql_example"], ss["sql_text"], ss["sql_own_text"] = OWN_QUERY, qp["q"], qp["q"]
-    elif ss.get("sql_example") == OWN_QUERY:
-        ss.pop("sql_example", None)  # back to an example: the console opens its first one
-        ss.pop("sql_text", None)
+        ss["sql_example"], ss["sql_text"] = example_of(qp["q"]), qp["q"]
+        if ss["sql_example"] == OWN_QUERY:
+            ss["sql_own_text"] = qp["q"]
+    else:
+        ss["sql_example"], ss["sql_text"] = FIRST_EXAMPLE, example_text(FIRST_EXAMPLE)
+
+
+def example_text(name: str) -> str | None:
+    """Example query ``name`` for the page's layer and unit (fc8 and 0 when none is chosen)."""
+    template = data.EXAMPLE_QUERIES.get(name)
+    if template is None:
+        return None
+    layer = get("layer") or "fc8"
+    unit = get("unit") if get("unit") is not None else 0
+    return template.format(layer=layer, unit=unit)
+
+
+def example_of(sql: str) -> str:
+    """The example whose query (for the page's layer and unit) is ``sql``, else "your query"."""
+    return next((name for name in data.EXAMPLE_QUERIES if example_text(name) == sql), OWN_QUERY)
 
 
 def notice(message: str) -> None:

@@ -54,6 +54,7 @@ from atlas.bench.diversity import picture_diversity
 from atlas.bench.picture_grids import save_grid
 from atlas.config import RunConfig
 from atlas.sampling import Engine, UnitResult
+from atlas.tables import counted
 
 T = TypeVar("T")
 
@@ -205,10 +206,7 @@ def _run_product(
             m["judge"] = output_metrics(results, bundle.judge.to(device), device)
         report["layers"][layer.name] = m
         log(f"{layer.name}: {len(units)} units in {seconds:.0f} s; " + _summary(m))
-        left_out = composites_left_out(layer)
-        if left_out:
-            m["composites_left_out"] = len(layer.composite_texts())
-            log(left_out)
+        note_composites_left_out(layer, m, log)
         if out_dir is not None:
             path = Path(out_dir) / f"{layer.name}-{precision}.png"
             save_grid(subset(results, grid_units), path, picture="best", n_real=6, gap_px=6, scale=3)
@@ -242,18 +240,18 @@ def map_layer(
     return kind, units, results, time.perf_counter() - t0
 
 
-def composites_left_out(layer: Any) -> str | None:
-    """A line saying that the benches measure a layer's own units and leave its composite objectives out
-    (their pictures show several units: no one class or colour to check), None for a layer without any (a
-    user's trial read a 7-unit selection measured as 3, unsaid)."""
+def note_composites_left_out(layer: Any, m: dict[str, Any], log: Callable[[str], None]) -> None:
+    """Say that the benches measure a layer's own units and leave its composite objectives out (their
+    pictures show several units: no one class or colour to check), and record how many in its metrics
+    ``m`` (``composites_left_out``); nothing for a layer without any (a user's trial read a 7-unit selection
+    measured as 3, unsaid)."""
     n = len(layer.composite_texts())
-    if not n:
-        return None
-    which = "objective" if n == 1 else "objectives"
-    return (
-        f"{layer.name}: its {n} composite {which} left out (these metrics are of the layer's own units; "
-        "`atlas bench objectives` measures pairs and contrasts)"
-    )
+    if n:
+        m["composites_left_out"] = n
+        log(
+            f"{layer.name}: its {counted(n, 'composite objective')} left out (these metrics are of the "
+            "layer's own units; `atlas bench objectives` measures pairs and contrasts)"
+        )
 
 
 def _summary(m: dict[str, Any]) -> str:

@@ -198,18 +198,24 @@ class QualitySetup:
         judge = load_model("toyworld:judge", "judge", toyworld=cfg.toyworld)
         real = real_images(cfg.toyworld.preset, cfg.toyworld.cache_dir, split="test")
         sampler = replace(cfg.sampler, chains_per_unit=max(8, cfg.sampler.chains_per_unit))
-        if sampler.chains_per_unit != cfg.sampler.chains_per_unit:  # said (a user's trial found it in JSON)
-            log(
-                f"bench quality --compare: sampler.chains_per_unit {cfg.sampler.chains_per_unit} -> 8 (its "
-                "diversity and multifaceted counts need 8 chains a unit)"
-            )
-        log(
-            "bench quality --compare: the config's models and sampler settings on the bench's own units "
-            "(every output unit, and fc7's first 8), not the config's layers"
-        )
         setup = QualitySetup(target, gen, dae, judge, real, sampler, cfg.facets, cfg.compute)
         setup.ensemble = load_run_ensemble(cfg)
         return setup
+
+    def compare_notes(self, cfg: RunConfig) -> list[str]:
+        """What ``bench quality --config --compare`` takes of config ``cfg`` and what it sets itself (a
+        user's trial found the chains raised in the JSON only, and its layers unused)."""
+        hidden = f", and {self.hidden_layer}'s first {self.hidden_units}" if self.hidden_layer else ""
+        notes = [
+            "bench quality --compare: the config's models and sampler settings on the bench's own units "
+            f"(every output unit{hidden}), not the config's layers"
+        ]
+        if self.sampler.chains_per_unit != cfg.sampler.chains_per_unit:
+            notes.append(
+                f"bench quality --compare: sampler.chains_per_unit {cfg.sampler.chains_per_unit} -> "
+                f"{self.sampler.chains_per_unit} (its diversity and multifaceted counts need 8 chains a unit)"
+            )
+        return notes
 
     @staticmethod
     def from_toyworld(

@@ -107,7 +107,7 @@ def method_sampler(base: SamplerConfig, method: str) -> SamplerConfig:
 
 
 def _run_method(cfg: RunConfig, max_units: int | None, log: Callable[[str], None]) -> dict[str, Any]:
-    from atlas.bench.product import build_engine, composites_left_out, map_layer
+    from atlas.bench.product import build_engine, map_layer, note_composites_left_out
 
     engine, bundle, device = build_engine(cfg)
     reader = _reader(bundle, device)
@@ -122,10 +122,7 @@ def _run_method(cfg: RunConfig, max_units: int | None, log: Callable[[str], None
             log(f"{cfg.sampler.method} planted: " + _planted_line(m["planted"]))
         out["layers"][layer.name] = m
         log(f"{cfg.sampler.method} {layer.name}: {m['units']} units in {seconds:.1f} s; " + _line(m))
-        left_out = composites_left_out(layer)
-        if left_out:
-            m["composites_left_out"] = len(layer.composite_texts())
-            log(left_out)
+        note_composites_left_out(layer, m, log)
     out["plain_seconds"], out["truth_seconds"] = _overhead(cfg, max_units)
     return out
 

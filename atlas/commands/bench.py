@@ -291,7 +291,10 @@ def _quality(args: argparse.Namespace) -> int:
         return _product(args)
     names = _methods(args.methods)  # before the models load
     if args.config:
-        setup = QualitySetup.from_config(load_config(args.config, _with_cache_dir(args)))
+        cfg = load_config(args.config, _with_cache_dir(args))
+        setup = QualitySetup.from_config(cfg)
+        for note in setup.compare_notes(cfg):
+            print(note)
     else:
         if args.set:
             raise AtlasError("--set needs --config (it overrides a config file's keys)")

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from atlas.config.run import RunConfig
+from atlas.config.run import METHOD_SECTIONS, RunConfig
 from atlas.config.sampler import SamplerConfig
 from atlas.config.section import build
 from atlas.errors import ConfigError
@@ -39,19 +39,6 @@ def apply_override(data: dict[str, Any], assignment: str) -> Any:
     old = node.get(last)
     node[last] = value
     return old
-
-
-# a sampler section -> the methods that read it (maco starts from fourier's init_std)
-SECTION_USERS = {
-    "dgn_am": ("dgn_am",),
-    "ppgn_h": ("ppgn_h",),
-    "pixel": ("pixel",),
-    "fourier": ("fourier", "maco"),
-    "maco": ("maco",),
-    "accentuation": ("accentuation",),
-    "ga": ("ga",),
-    "cmaes": ("cmaes",),
-}
 
 
 def override_warnings(data: dict[str, Any], overrides: typing.Sequence[str]) -> list[str]:
@@ -86,13 +73,11 @@ def _unused_sections(data: dict[str, Any], overrides: typing.Sequence[str]) -> l
     for assignment in overrides:
         dotted = assignment.split("=", 1)[0].strip()
         parts = dotted.split(".")
-        if len(parts) >= 2 and parts[0] == "sampler" and parts[1] in SECTION_USERS:
-            users = SECTION_USERS[parts[1]]
-            if method not in users:
-                lines.append(
-                    f"--set {dotted}: sampler.method {method} does not read the sampler.{parts[1]} section "
-                    f"(only {' and '.join(users)} do{'es' if len(users) == 1 else ''}); it changes nothing"
-                )
+        if len(parts) >= 2 and parts[0] == "sampler" and parts[1] in METHOD_SECTIONS and method != parts[1]:
+            lines.append(
+                f"--set {dotted}: sampler.method {method} does not read the sampler.{parts[1]} section (only "
+                f"{parts[1]} does); it changes nothing"
+            )
     return lines
 
 

@@ -25,12 +25,13 @@ CODE_METHODS = ("dgn_am", "ppgn_h", "ga", "cmaes")  # optimize G's code: need a 
 PIXEL_METHODS = ("pixel", "fourier", "maco", "accentuation")  # optimize a picture: no generator
 # start where their papers do (a grey or random spectrum; accentuation: the unit's top real images, else the
 # mean picture), whatever sampler.start says
-OWN_START_METHODS = ("fourier", "maco", "accentuation")
 OWN_STARTS = {  # what each of them starts from
-    "accentuation": "the unit's top real images (a composite's: ranked by its own objective)",
     "fourier": "a random spectrum of its own",
     "maco": "a random phase of its own",
+    "accentuation": "the unit's top real images (a composite's: ranked by its own objective; without real "
+    "images, the mean picture)",
 }
+OWN_START_METHODS = tuple(OWN_STARTS)
 METHOD_SECTIONS = ("dgn_am", "ppgn_h", "pixel", "fourier", "maco", "accentuation", "ga", "cmaes")
 
 

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from atlas.config import ModelConfig, PreprocessConfig, RunConfig, ToyWorldRef, build
-from atlas.errors import AtlasError, ConfigError, ModelError, did_you_mean, some
+from atlas.errors import ConfigError, ModelError, did_you_mean, some
 from atlas.models import deepsim
 from atlas.models.loaded import IMAGE_ROLES, LoadedModel, Role, freeze
 from atlas.models.probes import LayerInfo, forward_outputs, list_layers, resolve_modules
@@ -403,6 +403,7 @@ def _load_dae(kind: str, cfg: ModelConfig, role: Role, opts: LoadOptions) -> Loa
 
 def _load_toyworld(name: str, cfg: ModelConfig, role: Role, opts: LoadOptions) -> LoadedModel:
     from atlas import toyworld
+    from atlas.toyworld.world import NotTrained
 
     tw = opts.toyworld
     if cfg.weights:
@@ -416,9 +417,7 @@ def _load_toyworld(name: str, cfg: ModelConfig, role: Role, opts: LoadOptions) -
             loaded = toyworld.load_component(
                 name, preset=tw.preset, cache_dir=tw.cache_dir, train_if_missing=opts.train
             )
-        except AtlasError as exc:  # not trained, and this load may not train it (atlas config --check)
-            if opts.train or "is not trained yet" not in str(exc):
-                raise
+        except NotTrained:  # and this load may not train it (atlas config --check)
             raise ModelError(_untrained(cfg.spec, name, tw.preset)) from None
     if cfg.preprocess is not None and loaded.space is not None:
         loaded.space = _override_space(loaded.space, cfg.preprocess, cfg.spec)
@@ -426,12 +425,13 @@ def _load_toyworld(name: str, cfg: ModelConfig, role: Role, opts: LoadOptions) -
 
 
 def _untrained(spec: str, name: str, preset: str) -> str:
-    """A toy-world network that a load which may not train (a check) finds neither cached nor shipped."""
+    """A toy-world network that a load which may not train (a check) finds neither cached (current) nor
+    shipped."""
     member = re.fullmatch(r"target([2-9])", name)
     members = f" --members {int(member.group(1)) - 1}" if member else ""
     return (
-        f"{spec!r} is not trained yet and a check trains nothing: `atlas bootstrap --preset {preset}"
-        f"{members}` trains it (minutes), or `atlas run` trains it on demand"
+        f"{spec!r} is not trained yet (or its cached file is stale), and a check trains nothing: "
+        f"`atlas bootstrap --preset {preset}{members}` trains it (minutes), or `atlas run` on demand"
     )
 
 

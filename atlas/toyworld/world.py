@@ -71,6 +71,10 @@ def check_component(name: str) -> None:
         )
 
 
+class NotTrained(AtlasError):
+    """A toy-world network a load that may not train finds neither cached (current) nor shipped."""
+
+
 class ToyWorld:
     def __init__(
         self,
@@ -180,13 +184,13 @@ class ToyWorld:
                 return module
             del self._modules[name], self._payloads[name], self._files[name]
             if not train_if_missing:
-                raise AtlasError(
+                raise NotTrained(
                     f"toy-world {name} in {str(path.parent)!r} {stale}; "
                     f"run `atlas bootstrap --preset {self.cfg.name}`"
                 )
             self.log(f"toyworld[{self.cfg.name}]: {name} ({path}) {stale}; retraining")
         elif not train_if_missing:
-            raise AtlasError(
+            raise NotTrained(
                 f"toy-world {name} is not trained yet ({str(self.path(name))!r} missing, and atlas ships "
                 f"no weights for config {self.hash}); run `atlas bootstrap --preset {self.cfg.name}`"
             )

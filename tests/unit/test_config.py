@@ -437,8 +437,7 @@ def test_set_values_read_as_yaml_1_2_and_a_broken_one_is_named(tmp_path):
 
 def test_a_set_into_a_method_section_the_run_does_not_read_is_said():
     """A user's trial: ``--set sampler.ga.population=30`` on a dgn_am run changed nothing, unsaid. The
-    method is the run's final one (a --set of it counts); a config file's own stale section stays quiet;
-    maco reads fourier's section (its random start's init_std)."""
+    method is the run's final one (a --set of it counts); a config file's own stale section stays quiet."""
     data = {**BASE, "sampler": {"method": "dgn_am", "ga": {"population": 12}}}
     said = override_warnings(data, ["sampler.ga.population=30", "sampler.dgn_am.lr=0.5"])
     assert said == [
@@ -446,5 +445,9 @@ def test_a_set_into_a_method_section_the_run_does_not_read_is_said():
         "does); it changes nothing"
     ]
     assert override_warnings(data, ["sampler.ga.population=30", "sampler.method=ga"]) == []
-    assert override_warnings(data, ["sampler.method=maco", "sampler.fourier.init_std=0.5"]) == []
+    maco = override_warnings(data, ["sampler.method=maco", "sampler.fourier.init_std=0.5"])  # its own start
+    assert maco == [
+        "--set sampler.fourier.init_std: sampler.method maco does not read the sampler.fourier section (only "
+        "fourier does); it changes nothing"
+    ]
     assert override_warnings(data, ["sampler.steps=3"]) == []  # the file's own ga section: quiet

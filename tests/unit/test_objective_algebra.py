@@ -278,13 +278,17 @@ def test_log_prob_stays_exact_for_a_confident_unit():
 def test_the_benches_say_which_composites_they_leave_out():
     """A user's trial: bench quality and bench truth measured 3 of a config's 7 units (its 4 composites
     left out) and did not say so."""
-    from atlas.bench.product import composites_left_out
+    from atlas.bench.product import note_composites_left_out
     from atlas.config.layers import LayerConfig
 
     mixed = LayerConfig(name="fc8", units="0-2", objectives=["3 - 5", "0.7*3 + 0.3*7"], pairs=[[1, 2]])
-    said = composites_left_out(mixed)
-    assert said and said.startswith("fc8: its 3 composite objectives left out") and "bench objectives" in said
-    assert composites_left_out(LayerConfig(name="fc8", units="0-2")) is None
+    said, m = [], {}
+    note_composites_left_out(mixed, m, said.append)
+    assert m == {"composites_left_out": 3} and len(said) == 1
+    assert said[0].startswith("fc8: its 3 composite objectives left out") and "bench objectives" in said[0]
+    plain: dict = {}
+    note_composites_left_out(LayerConfig(name="fc8", units="0-2"), plain, said.append)
+    assert plain == {} and len(said) == 1
 
 
 def test_a_layer_of_composites_alone_is_refused_with_the_reason():

@@ -307,3 +307,24 @@ def test_the_benches_give_search_methods_the_gradient_budget_and_say_when_it_is_
         "(at this budget ga 1 generation of 15, cmaes 1 generation of 15: too short for a search to leave "
         "its start;"
     )
+
+
+def test_bench_quality_compare_says_what_it_takes_of_the_config_and_what_it_sets():
+    """A user's trial: --compare raised chains_per_unit 3 -> 8 and left the config's layers unused, said
+    in neither the console nor the help."""
+    from atlas.bench.quality import QualitySetup
+    from atlas.config import FacetConfig, SamplerConfig
+
+    def notes(config_chains: int, bench_chains: int) -> list[str]:
+        cfg = config_from_dict(BASE, [f"sampler.chains_per_unit={config_chains}"])
+        sampler = SamplerConfig(chains_per_unit=bench_chains)
+        return QualitySetup(None, None, None, None, None, sampler, FacetConfig(), None).compare_notes(cfg)
+
+    raised = notes(3, 8)
+    assert (
+        "on the bench's own units (every output unit, and fc7's first 8), not the config's layers"
+        in raised[0]
+    )
+    assert raised[1].endswith("sampler.chains_per_unit 3 -> 8 (its diversity and multifaceted counts need 8 "
+                              "chains a unit)")  # fmt: skip
+    assert len(notes(8, 8)) == 1

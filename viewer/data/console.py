@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -65,7 +66,7 @@ def console_query(run_dir: Any, sql: str, max_rows: int, timeout_s: float) -> Co
             run_dir, sql, max_rows=max_rows, timeout_s=timeout_s, skip_damaged=True
         )
     except QueryTimeout as exc:  # the viewer's limit is fixed: more time is the command line's
-        where = getattr(run_dir, "uri", run_dir)
+        where = shlex.quote(str(getattr(run_dir, "uri", run_dir)))
         longer = f"run it outside the viewer with more time: atlas sql {where} --timeout {4 * exc.limit:g}"
         return ConsoleResult(
             sql=sql, error=str(QueryTimeout(exc.elapsed, exc.limit, longer)), run=str(run_dir)

@@ -234,10 +234,11 @@ def _grid_order(conn: Any, q: GridQuery, have: Truth) -> tuple[str, list[Any], s
     if q.sort in ACTIVATION_SORTS and PICTURES.get(q.picture, "best") != "best":
         # tiles of last pictures show their activation: sorted by it (a user's trial: sorted by the best
         # pictures' activation, the numbers on the tiles were out of order)
-        shown = """SELECT unit AS shown_unit, max(activation) AS shown_activation FROM images
-                    WHERE layer = ? AND kind = ? GROUP BY unit"""
+        # a chain's last picture holds its final activation: the chains table (small), not every image file
+        shown = """SELECT unit AS shown_unit, max(final_activation) AS shown_activation FROM chains
+                   WHERE layer = ? GROUP BY unit"""
         order = order.replace("best_activation", "shown_activation")
-        return f"units LEFT JOIN ({shown}) ON shown_unit = unit", [q.layer, PICTURES[q.picture]], order
+        return f"units LEFT JOIN ({shown}) ON shown_unit = unit", [q.layer], order
     return "units", [], order
 
 

@@ -328,8 +328,9 @@ def export_run(req: ExportRequest, say: Callable[[str], None] = print) -> Export
             )
         if not site:  # the units each layer holds (a trial read min-max 0-13 for a run of 0-4 and 10-13)
             held = "; ".join(f"{la} holds {data.compact_units(data.unit_ids(conn, la))}" for la in layers)
+            have = f" ({held})" if held else ""
             raise AtlasError(
-                f"--units: {req.units!r} selects no unit of {named}; give units the layers have ({held})"
+                f"--units: {req.units!r} selects no unit of {named}; give units the layers have{have}"
             )
         when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
         meta = [

@@ -26,24 +26,11 @@ def _load_example() -> None:
     """The example picked into the box; "your query" brings back the user's own text (a user's trial lost
     it to an example, with no way back but the browser's Back)."""
     name = st.session_state.get("sql_example")
-    template = data.EXAMPLE_QUERIES.get(name)
+    example = state.example_text(name)
     if name == OWN and st.session_state.get("sql_own_text"):
         st.session_state["sql_text"] = st.session_state["sql_own_text"]
-    elif template:
-        layer = state.get("layer") or "fc8"
-        unit = state.get("unit") if state.get("unit") is not None else 0
-        st.session_state["sql_text"] = template.format(layer=layer, unit=unit)
-
-
-def _example_of(sql: str, names: list[str]) -> str:
-    """The example whose query (for the page's layer and unit) is ``sql``, else "your query"."""
-    layer = state.get("layer") or "fc8"
-    unit = state.get("unit") if state.get("unit") is not None else 0
-    for name in names:
-        template = data.EXAMPLE_QUERIES.get(name)
-        if template and template.format(layer=layer, unit=unit) == sql:
-            return name
-    return OWN
+    elif example:
+        st.session_state["sql_text"] = example
 
 
 def _own_text() -> None:
@@ -128,11 +115,16 @@ def render(ctx: Context) -> None:
     if "sql_text" not in st.session_state:
         linked = st.session_state.pop("nav_sql", None)  # ?q= of the session's first URL, used once
         if linked:
-            st.session_state["sql_example"] = _example_of(linked, examples[1:])  # a linked example: named
-            st.session_state["sql_text"] = st.session_state["sql_own_text"] = linked
+            st.session_state["sql_example"] = state.example_of(linked)  # a linked example: named
+            st.session_state["sql_text"] = linked
+            if st.session_state["sql_example"] == OWN:
+                st.session_state["sql_own_text"] = linked
         else:
             st.session_state["sql_example"] = state.FIRST_EXAMPLE
             _load_example()
+    if st.session_state.get("sql_example") not in examples:  # an example this run cannot run: the text's own
+        st.session_state["sql_example"] = OWN
+        st.session_state["sql_own_text"] = st.session_state.get("sql_text")
     st.selectbox("Example queries", examples, key="sql_example", on_change=_load_example)
     sql = st.text_area("Query", key="sql_text", height=160, on_change=_own_text)
     run = st.button("Run query", type="primary", icon=":material/play_arrow:", key="sql_run",

@@ -534,9 +534,10 @@ def chain_columns(pictures: int) -> int:
     return min(max(pictures, 4), 8)
 
 
-def _competitors(view: data.UnitView, ids: list[int]) -> None:
-    """The units that competed with this one; those this atlas holds (``ids``: the layer's units here)
-    can be opened (a user's trial: a competitor the run never sampled opened an unrelated unit)."""
+def _competitors(view: data.UnitView, ids: list[int], running: bool) -> None:
+    """The units that competed with this one; those this atlas holds (``ids``: the layer's units here;
+    ``running``: more may land) can be opened (a user's trial: a competitor the run never sampled opened an
+    unrelated unit)."""
     st.subheader("Competing units")
     comp = view.competitors
     if comp.empty:
@@ -578,9 +579,10 @@ def _competitors(view: data.UnitView, ids: list[int]) -> None:
         })  # fmt: skip
         options = [int(u) for u in comp["competitor"] if int(u) in held]
         if not options:
+            yet = "yet " if running else ""
             st.caption(
-                f"None of them was sampled in this run (its units of {view.layer}: "
-                f"{data.compact_units(ids)}): they have no page to open."
+                f"None of them is in this atlas {yet}(its units of {view.layer}: {data.compact_units(ids)}): "
+                "they have no page to open."
             )
             return
         pick = st.selectbox("Open a competitor", options, key=f"comp_pick_{view.layer}_{view.unit}",
@@ -665,7 +667,7 @@ def render(ctx: Context) -> None:
     _real(view)
     _trajectories(view)
     _chains(view)
-    _competitors(view, ids)
+    _competitors(view, ids, ctx.info.get("status") == "running")
     with st.expander("Chain table", icon=":material/table:"):
         table, columns = widgets.chain_table(view.chains)
         st.dataframe(table, hide_index=True, column_config=columns)
