@@ -573,3 +573,25 @@ def test_back_from_the_grid_button_returns_to_the_unit_page_in_the_grids_order(s
     _settle(page, f"conv3 · unit {unit}")
     _wait_visible(page.get_by_text("in the grid's order"), "the grid's order on the unit page after Back")
     _wait_url(page, lambda url: _query(url).get("sort") == "rank", "the unit page's URL with the sort")
+
+
+def test_back_from_a_picked_example_returns_to_the_consoles_first_one(server, page):
+    """A picked example is in the URL (a user's trial reloaded one and got the first example); Back from
+    it shows the console's first example again, and Forward the picked one, named as such."""
+    page.goto(f"{server}/sql")
+    _settle(page, "SQL console")
+    _wait_until(page, "() => (document.querySelector('textarea')?.value || '').includes('FROM units')",
+                "the console's first example in its box")  # fmt: skip
+    first = page.locator("textarea").first.input_value()
+    assert "FROM units" in first and "q" not in _query(page.url)
+    page.locator('[data-testid="stMain"] [data-testid="stSelectbox"]').first.click()
+    page.get_by_role("option").filter(has_text="diverged chains").first.click()
+    _wait_url(page, lambda url: "FROM chains WHERE diverged" in _query(url).get("q", ""), "the example's q")
+    page.go_back()
+    _wait_until(page, "(s, want) => document.querySelector('textarea')?.value === want",
+                "the first example's text after Back", arg=first)  # fmt: skip
+    page.go_forward()
+    _wait_until(page, "() => (document.querySelector('textarea')?.value || '').includes('WHERE diverged')",
+                "the picked example after Forward")  # fmt: skip
+    _wait_until(page, "() => document.querySelector('input[aria-label=\"Example queries\"]')?.value === "
+                "'diverged chains'", "the example named in its box")  # fmt: skip
