@@ -98,14 +98,16 @@ def _check(cfg) -> list[str]:
 def _layer_text(cfg, name: str, shape: tuple[int, ...]) -> str:
     """``fc8 10 (3 units selected + 4 composites)``: the layer's shape, then what the run maps of it (a
     user's trial read the shape's 10 as the units selected)."""
+    from atlas.tables import counted
+
     entry = next((layer for layer in cfg.layers if layer.name == name), None)
     text = f"{name} {'x'.join(map(str, shape))}"
     if entry is None or not shape:
         return text
     selected = len(entry.units.resolve(shape[0], layer=name))
     composites = len(entry.composite_texts())
-    plus = f" + {composites} composite{'s' if composites != 1 else ''}" if composites else ""
-    return f"{text} ({selected} unit{'s' if selected != 1 else ''} selected{plus})"
+    plus = f" + {counted(composites, 'composite')}" if composites else ""
+    return f"{text} ({counted(selected, 'unit')} selected{plus})"
 
 
 def compute_line(cfg) -> str:
