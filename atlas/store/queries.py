@@ -319,28 +319,43 @@ class QueryTimeout(AtlasError):
         )
 
 
+def _interrupt(done: threading.Event, cur: duckdb.DuckDBPyConnection, wait_s: float = 5.0) -> bool:
+    """Interrupt ``cur``'s statement until its work is ``done`` (at most ``wait_s``; an interrupt that lands
+    before DuckDB has begun the statement is lost, so it is sent again); whether the work ended."""
+    deadline = time.monotonic() + wait_s
+    while not done.is_set() and time.monotonic() < deadline:
+        cur.interrupt()
+        done.wait(0.05)
+    return done.is_set()
+
+
 def _run_bounded(
     work: Any, cur: duckdb.DuckDBPyConnection, timeout_s: float, outcome: dict[str, Any]
 ) -> None:
     """Run ``work`` (which executes on ``cur`` and puts an ``error`` in ``outcome``) in a thread for at most
     ``timeout_s``: past it, or on Ctrl-C, the statement is interrupted; its error is raised as one line."""
-    worker = threading.Thread(target=work, name="atlas-sql", daemon=True)
+    done = threading.Event()  # set when work ends: Thread.is_alive() can say False after a join that a
+    # signal interrupted (CPython 3.11) while the statement still runs, and closing its cursor then waited
+
+    def run() -> None:
+        try:
+            work()
+        finally:
+            done.set()
+
     start = time.monotonic()
-    worker.start()
     try:
-        worker.join(timeout_s)
+        threading.Thread(target=run, name="atlas-sql", daemon=True).start()
+        done.wait(timeout_s)
     except KeyboardInterrupt:  # Ctrl-C: stop the query too, so the connection can close
-        cur.interrupt()
-        worker.join(5.0)
-        if not worker.is_alive():
+        if _interrupt(done, cur):
             with contextlib.suppress(duckdb.Error):  # "connection is busy": the interrupt's own end
                 cur.close()
         raise
-    if worker.is_alive():
-        cur.interrupt()
-        worker.join(5.0)
+    if not done.is_set():
+        stopped = _interrupt(done, cur)
         elapsed = time.monotonic() - start
-        if not worker.is_alive():  # a statement still running keeps its cursor
+        if stopped:  # a statement still running keeps its cursor
             cur.close()
         raise QueryTimeout(elapsed, timeout_s)
     if "error" in outcome:
