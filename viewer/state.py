@@ -399,10 +399,17 @@ def _seed_console(qp: dict[str, str]) -> None:
     user's own text is kept as theirs), or the first example for a URL without one."""
     ss = st.session_state
     ss.pop("sql_result", None)  # run what the box will show
-    if "q" in qp:
-        ss["sql_example"], ss["sql_text"] = example_of(qp["q"]), qp["q"]
+    console_from_url(qp.get("q"))
+
+
+def console_from_url(query: str | None) -> None:
+    """The console's box and example picker as a URL's ``q`` has them: an example's text names that
+    example, the user's own text is kept as theirs; none is the first example."""
+    ss = st.session_state
+    if query:
+        ss["sql_example"], ss["sql_text"] = example_of(query), query
         if ss["sql_example"] == OWN_QUERY:
-            ss["sql_own_text"] = qp["q"]
+            ss["sql_own_text"] = query
     else:
         ss["sql_example"], ss["sql_text"] = FIRST_EXAMPLE, example_text(FIRST_EXAMPLE)
 

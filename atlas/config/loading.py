@@ -48,7 +48,7 @@ def override_warnings(data: dict[str, Any], overrides: typing.Sequence[str]) -> 
     read (a user's trial set sampler.ga.population on a dgn_am run; a config file's own stale section, as
     demo.yaml's dgn_am, stays quiet)."""
     data = copy.deepcopy(dict(data or {}))
-    lines = _unused_sections(data, overrides)
+    lines = []
     for assignment in overrides:
         old = apply_override(data, assignment)
         dotted, _parts, new = _parse_assignment(assignment)
@@ -59,14 +59,12 @@ def override_warnings(data: dict[str, Any], overrides: typing.Sequence[str]) -> 
                 f"--set {dotted}={{...}} replaced the whole '{dotted}' section: {keys} went back to their "
                 f"defaults; to change one key keep the rest with --set {dotted}.KEY=VALUE"
             )
-    return lines
+    return _unused_sections(data, overrides) + lines
 
 
-def _unused_sections(data: dict[str, Any], overrides: typing.Sequence[str]) -> list[str]:
-    """The ``--set sampler.<section>...`` lines whose section the final ``sampler.method`` does not read."""
-    final = copy.deepcopy(data)
-    for assignment in overrides:
-        apply_override(final, assignment)
+def _unused_sections(final: dict[str, Any], overrides: typing.Sequence[str]) -> list[str]:
+    """The ``--set sampler.<section>...`` lines whose section the final ``sampler.method`` does not read
+    (``final``: the config with every override applied)."""
     sampler = final.get("sampler") if isinstance(final.get("sampler"), dict) else {}
     method = sampler.get("method", SamplerConfig.model_fields["method"].default)
     lines = []

@@ -233,8 +233,8 @@ def _grid_order(conn: Any, q: GridQuery, have: Truth) -> tuple[str, list[Any], s
         return f"units LEFT JOIN ({flagged}) ON flagged_unit = unit", [*q.flag_kinds, q.layer], order
     if q.sort in ACTIVATION_SORTS and PICTURES.get(q.picture, "best") != "best":
         # tiles of last pictures show their activation: sorted by it (a user's trial: sorted by the best
-        # pictures' activation, the numbers on the tiles were out of order)
-        # a chain's last picture holds its final activation: the chains table (small), not every image file
+        # pictures' activation, the numbers on the tiles were out of order); a chain's last picture holds
+        # its final activation, so the chains table (small) tells it, not every image file
         shown = """SELECT unit AS shown_unit, max(final_activation) AS shown_activation FROM chains
                    WHERE layer = ? GROUP BY unit"""
         order = order.replace("best_activation", "shown_activation")

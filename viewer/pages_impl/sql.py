@@ -113,15 +113,7 @@ def render(ctx: Context) -> None:
     )
     examples = [OWN, *data.example_names(data.truth(ctx.conn))]
     if "sql_text" not in st.session_state:
-        linked = st.session_state.pop("nav_sql", None)  # ?q= of the session's first URL, used once
-        if linked:
-            st.session_state["sql_example"] = state.example_of(linked)  # a linked example: named
-            st.session_state["sql_text"] = linked
-            if st.session_state["sql_example"] == OWN:
-                st.session_state["sql_own_text"] = linked
-        else:
-            st.session_state["sql_example"] = state.FIRST_EXAMPLE
-            _load_example()
+        state.console_from_url(st.session_state.pop("nav_sql", None))  # the first URL's ?q=, used once
     if st.session_state.get("sql_example") not in examples:  # an example this run cannot run: the text's own
         st.session_state["sql_example"] = OWN
         st.session_state["sql_own_text"] = st.session_state.get("sql_text")
