@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
@@ -251,11 +252,12 @@ def not_written(ctx: Context, layer: str) -> None:
     )
 
 
-def make_pages(ctx: Context) -> dict[str, st.Page]:
-    """One st.Page per viewer page, routed by url_path (the overview at the root URL)."""
+def make_pages(draw: Callable[[str], None]) -> dict[str, st.Page]:
+    """One st.Page per viewer page, routed by url_path (the overview at the root URL); ``draw(name)``
+    draws page ``name``."""
     return {
         name: st.Page(
-            lambda name=name: render_page(name, ctx),
+            lambda name=name: draw(name),
             title=title,
             icon=state.PAGE_ICONS[name],
             url_path=state.url_path(name) or name,
@@ -265,9 +267,14 @@ def make_pages(ctx: Context) -> dict[str, st.Page]:
     }
 
 
-def route(pages: dict[str, st.Page], current: st.Page, multi_run: bool) -> str:
-    """Name of the page to draw; switches first when a button or a ``?page=`` link asked for another."""
-    here = next(name for name, page in pages.items() if page.url_path == current.url_path)
+def page_name(pages: dict[str, st.Page], current: st.Page) -> str:
+    """The viewer's name of page ``current`` (what st.navigation runs: the page the browser asked for)."""
+    return next(name for name, page in pages.items() if page.url_path == current.url_path)
+
+
+def route(pages: dict[str, st.Page], here: str, multi_run: bool) -> None:
+    """Stay on page ``here``, or switch first when a callback (the sidebar's layer picker on a page about
+    every layer) or a ``?page=`` link asked for another."""
     wanted = state.take_pending()
     if wanted is not None and wanted != here:
         state.set_("page", wanted)
@@ -275,7 +282,6 @@ def route(pages: dict[str, st.Page], current: st.Page, multi_run: bool) -> str:
         st.session_state["nav_synced"] = params  # the URL switch_page writes is ours, not a history step
         st.switch_page(pages[wanted], query_params=params)
     state.set_("page", here)
-    return here
 
 
 def main() -> None:
@@ -283,13 +289,15 @@ def main() -> None:
     widgets.inject_css()
     state.init_from_query_params()
     state.keep_widget_state()
-    state.follow_history()
+    pages = make_pages(lambda name: render_page(name, ctx))  # ctx: opened below, before a page is drawn
+    current = st.navigation(list(pages.values()), position="hidden")  # the menu: page_menu's links
+    here = page_name(pages, current)
+    state.follow_history(here)  # Back / Forward, or a link from another page: the URL's state
     runs, multi_run = open_root()
     run_dir = pick_run(runs, multi_run)
     ctx = open_context(run_dir, multi_run)
-    pages = make_pages(ctx)
-    current = st.navigation(list(pages.values()), position="hidden")  # the menu: page_menu's links
-    route(pages, current, multi_run)
+    ctx.pages = pages
+    route(pages, here, multi_run)
     sidebar(ctx, pages, multi_run)
     current.run()
     state.sync_query_params(multi_run)

@@ -21,6 +21,7 @@ class Context:
     unit_ids: Callable[[str], list[int]] | None = None  # sorted unit ids of a layer (cached per refresh)
     manifest: dict[str, Any] = field(default_factory=dict)  # run.json ({} when it does not read)
     composites: dict[str, int] = field(default_factory=dict)  # layer -> its composite objectives
+    pages: dict[str, Any] = field(default_factory=dict)  # page name -> its st.Page (st.page_link's target)
 
     def ids(self, layer: str) -> list[int]:
         if self.unit_ids is not None:

@@ -7,8 +7,11 @@ into ``st.session_state`` on a session's first run and written back by :func:`sy
 every run. The older form ``?page=unit&...``
 still opens the named page (see :func:`init_from_query_params`).
 
-A button cannot switch pages from its callback, so :func:`go` records the wanted page and the app switches
-to it (:func:`take_pending`) before anything is drawn.
+Pages are switched by links (``st.page_link`` with the parameters the new page is to show,
+:func:`link_params`): page and URL change in one history entry, and :func:`follow_history` takes the link's
+parameters up. Buttons change state on their own page (:func:`go`). A callback that must switch pages (the
+sidebar's layer picker on the overview) records the wanted page and the app switches to it
+(:func:`take_pending`) before anything is drawn.
 """
 
 from __future__ import annotations
@@ -167,13 +170,6 @@ def url_keys(page: str) -> set[str]:
     return {"run"} | ({"layer"} if page != "sql" else set()) | PAGE_KEYS.get(page, set())
 
 
-def page_of_path(path: str) -> str:
-    """The page a URL path opens: its last segment's ('/unit', '/atlas/unit' behind a base path), else the
-    overview (the root, a base path alone, or a path Streamlit opens as its default page)."""
-    segment = path.rstrip("/").rsplit("/", 1)[-1]
-    return next((page for page in PAGES if url_path(page) == segment and segment), DEFAULT_PAGE)
-
-
 def unknown_path(path: str, base: str = "") -> str | None:
     """The part of a URL path (after the server's base path) that names no page: ``/nosuchpage`` ->
     ``nosuchpage``; None for a page's path, the root or the base path alone."""
@@ -186,35 +182,31 @@ def unknown_path(path: str, base: str = "") -> str | None:
     return rest
 
 
-def history_step() -> tuple[str, dict[str, str]] | None:
-    """(page, its URL's query parameters) when the browser moved in its history (Back, Forward) to a URL
-    whose state this session does not show; None otherwise.
+def history_step(here: str) -> tuple[str, dict[str, str]] | None:
+    """(page, its URL's query parameters) when this run, on page ``here``, shows a URL whose state this
+    session does not hold: the browser moved in its history (Back, Forward), or a link switched pages (the
+    sidebar's page menu, a grid button, a unit's title: ``st.page_link`` with the parameters the new page
+    is to show). None otherwise.
 
-    Streamlit reruns the app with the URL the browser went to and flags the run (``is_history_navigation``;
-    where a Streamlit lacks the flag, a URL that differs from the last one this session wrote counts). Not
-    a step to follow: a URL without parameters (but the console's: its first example) or with parameters
-    its page never writes; the session's state stands then. The in-between entry a unit page's grid button
-    leaves (the grid's parameters on /unit) stands for that unit page, in the grid's order.
+    Streamlit reruns the app with the URL the browser went to and flags a history step
+    (``is_history_navigation``; where a Streamlit lacks the flag, a URL that differs from the last one this
+    session wrote counts). A run on the page the session showed that Streamlit does not flag is a click on
+    that page, whose URL can still be the one before the last sync: not followed. Nor is a URL without
+    parameters (but the console's: its first example) or with parameters its page never writes; the
+    session's state stands then.
     """
     ss = st.session_state
     written = ss.get("nav_synced")
     current = _url_params()
-    page = page_of_path(_url_path())
-    if not ss.get("nav_initialized") or written is None or (not current and page != "sql"):
+    if not ss.get("nav_initialized") or written is None or (not current and here != "sql"):
         return None  # the console's own URL has no parameters for its first example
-    if _history_flag() is False:  # a click whose rerun still carried the URL before the last sync
+    if _history_flag() is False and here == get("page"):  # a click on this page, not a link to another
         return None
-    if page == "unit" != get("page") and "unit" not in current and get("unit") is not None:
-        # a grid's parameters on /unit: the in-between entry a switch from the unit page to its grid leaves
-        # (the path changes after the query). It stands for the unit page left, in the grid's order (a
-        # user's trial: Back showed that unit without the order, its grid parameters gone)
-        return page, {**current, "unit": str(get("unit"))}
     if current == written:
         return None
-    keys = url_keys(page)
-    if set(current) - keys:
+    if set(current) - url_keys(here):
         return None
-    return page, current
+    return here, current
 
 
 def _url_params() -> dict[str, str]:
@@ -234,17 +226,19 @@ def _url_path() -> str:
     return urlparse(str(st.context.url or "")).path
 
 
-def follow_history() -> None:
-    """Re-seed the navigation state from the URL of a history step (:func:`history_step`).
+def follow_history(here: str) -> None:
+    """Re-seed the navigation state from the URL of a history step or a link (:func:`history_step`) that
+    brought this run to page ``here``.
 
     The session's state is seeded from its first URL only, and :func:`sync_query_params` would write it
-    straight back over the URL that Back went to. Only the keys the page's URL carries change: a step back
-    to a grid URL keeps the unit last opened, a step to the console keeps the layer.
+    straight back over the URL that Back or a link went to. Only the keys the page's URL carries change: a
+    step back to a grid URL keeps the unit last opened, a step to the console keeps the layer.
     """
-    step = history_step()
+    step = history_step(here)
     if step is None:
         return
     page, qp = step
+    st.session_state.pop(LAYER_PICKED, None)  # the URL's unit is checked against its layer again
     for name in ("run", "layer"):
         if name in qp:
             set_(name, qp[name])
@@ -392,6 +386,8 @@ def _seed_unit_page(qp: dict[str, str]) -> None:
     if any(k in qp for k in GRID_RETURN_KEYS):  # opened from a grid tile: that grid is the one to return to
         _seed_grid(qp)
         st.session_state["nav_grid_return"] = {k: qp[k] for k in GRID_RETURN_KEYS if k in qp}
+    else:  # opened from another page (or a permalink): no grid order to step through
+        st.session_state.pop("nav_grid_return", None)
 
 
 def _seed_console(qp: dict[str, str]) -> None:
@@ -452,12 +448,10 @@ def set_(name: str, value: Any) -> None:
 
 
 def go(**changes: Any) -> None:
-    """Button callback: change page / layer / unit / run / grid_page (a page change is made pending)."""
+    """Button callback: change layer / unit / run / grid_page on this page (links switch pages:
+    :func:`link_params`)."""
     st.session_state.pop(LAYER_PICKED, None)  # a link's unit is checked against its layer again
     for name, value in changes.items():
-        if name == "page":
-            st.session_state["nav_pending"] = value
-            continue
         set_(name, value)
         if name == "layer":
             set_("grid_page", 0)
@@ -595,13 +589,35 @@ def params_for(page: str, multi_run: bool) -> dict[str, str]:
     return {**params, **(own() if own else {})}
 
 
+def link_params(
+    page: str, multi_run: bool, layer: str | None = None, unit: int | None = None
+) -> dict[str, str]:
+    """The query parameters of an ``st.page_link`` to ``page`` showing ``layer`` and ``unit`` (the
+    session's where None): :func:`params_for` with those changed. Another layer's grid opens at its first
+    page; a unit opened from another page steps through its layer by unit number (no grid to return to).
+    A link switches page and URL in one history entry, where a button's page switch left two."""
+    params = params_for(page, multi_run)
+    if layer is not None and layer != get("layer"):
+        params["layer"] = layer
+        params.pop("p", None)
+    if unit is not None:
+        params["unit"] = str(unit)
+    if page == "unit" != get("page"):
+        params = {k: v for k, v in params.items() if k not in GRID_RETURN_KEYS}
+    return params
+
+
 def _grid_page_params() -> dict[str, str]:
     """The grid's URL: its page, sort and filters; those a tile's link brought while the grid has not been
     drawn in this session (its widgets take them when it is). Read from the widgets alone, a unit page's
     grid button switched to the grid's defaults first, and that URL was a history entry Back showed (a
-    user's trial: the grid "with its filters dropped")."""
+    user's trial: the grid "with its filters dropped"). A tile's link names the default sort too (the unit
+    page then steps in the grid's order); the grid leaves it out of its URL, and so does this."""
     brought = st.session_state.get("nav_grid_return")
-    return dict(brought) if brought else grid_return_params()
+    if not brought:
+        return grid_return_params()
+    default_sort = url_word("sort", next(iter(data.SORTS)))  # every grid's first sort
+    return {k: v for k, v in brought.items() if not (k == "sort" and v == default_sort)}
 
 
 def _unit_params() -> dict[str, str]:

@@ -9,13 +9,16 @@ import math
 import numbers
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import altair as alt
 import numpy as np
 import pandas as pd
 import streamlit as st
 from PIL import Image
+
+if TYPE_CHECKING:
+    from viewer.context import Context
 
 CSS = """
 <style>
@@ -433,20 +436,40 @@ def markdown_text(text: str) -> str:
     return re.sub(r"([\\`*_{}\[\]<>~$])", r"\\\1", text)
 
 
-def unit_picker(options: Sequence[tuple[str, int, str | None]], key: str, label: str = "Open a unit") -> None:
-    """A select box of (layer, unit, composite expression or None) and a button that opens the chosen unit's
+def unit_picker(
+    ctx: Context, options: Sequence[tuple[str, int, str | None]], key: str, label: str = "Open a unit"
+) -> None:
+    """A select box of (layer, unit, composite expression or None) and a link that opens the chosen unit's
     page in this tab; a composite reads with its expression ("fc8 · unit 10 · 3 + 5", as on its page)."""
-    from viewer import state
     from viewer.data.units import unit_name
 
     def name(option: tuple[str, int, str | None]) -> str:
         return f"{option[0]} · {unit_name(option[1], option[2])}"
 
-    c1, c2 = st.columns([2, 1])
+    c1, c2 = st.columns([2, 1], vertical_alignment="bottom")
     pick = c1.selectbox(label, list(options), format_func=name, key=f"{key}_pick")
-    c2.button(
-        f"Open {markdown_text(name(pick))}", icon=":material/arrow_forward:", key=f"{key}_open",
-        on_click=state.go, kwargs={"page": "unit", "layer": pick[0], "unit": pick[1]},
+    with c2:
+        page_link(ctx, "unit", f"Open {markdown_text(name(pick))}", ":material/arrow_forward:",
+                  layer=pick[0], unit=pick[1])  # fmt: skip
+
+
+def page_link(
+    ctx: Context,
+    page: str,
+    label: str,
+    icon: str | None = None,
+    *,
+    layer: str | None = None,
+    unit: int | None = None,
+    help: str | None = None,
+) -> None:
+    """A link that opens ``page`` in this tab, showing ``layer`` and ``unit`` (the session's where None):
+    one history entry, which one Back undoes (:func:`viewer.state.link_params`)."""
+    from viewer import state
+
+    st.page_link(
+        ctx.pages[page], label=label, icon=icon, help=help, width="stretch",
+        query_params=state.link_params(page, ctx.multi_run, layer=layer, unit=unit),
     )  # fmt: skip
 
 

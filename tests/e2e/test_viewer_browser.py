@@ -276,6 +276,13 @@ def test_overview(server, page):
     assert page.get_by_text("Distributions").count() >= 1
     assert _charts(page) >= 3, "the three distribution charts should render"
     assert _shot(page, "overview").stat().st_size > 10_000
+    before = page.evaluate("() => history.length")  # a layer's grid link: one history entry, one Back
+    page.get_by_role("link", name="conv3 grid").first.click()
+    _settle(page, "Layer conv3", images=48)
+    _wait_url(page, "**/layer?layer=conv3", "the URL of the grid the overview's link opened")
+    assert page.evaluate("() => history.length") == before + 1
+    page.go_back()
+    _settle(page, "demo", charts=3)
     # the sidebar's layer picker on the overview (about every layer) opens the picked layer's grid
     page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first.click()
     page.get_by_role("option").filter(has_text="conv3").first.click()
@@ -392,9 +399,9 @@ def test_back_and_forward_step_through_what_the_session_showed(server, page):
     _settle(page, f"conv3 · unit {unit}")
     assert f"unit={unit}" in page.url, page.url
     # the unit page a tile's link opened (a session of its own) returns to the grid as the tile left it
-    page.get_by_role("button", name="conv3 grid").first.click()
+    page.get_by_role("link", name="conv3 grid").first.click()
     _settle(page, "Layer conv3", images=48)
-    _wait_url(page, lambda url: _query(url).get("sort") == "rank", "the grid's sort order after its button")
+    _wait_url(page, lambda url: _query(url).get("sort") == "rank", "the grid's sort order after its link")
 
 
 def test_back_resets_the_grid_controls_the_earlier_url_lacks(server, page):
@@ -556,9 +563,10 @@ def test_one_back_undoes_a_switch_from_the_page_menu(server, page):
     _wait_url(page, "**/layer?**sort=rank**", "the grid's URL, its sort order kept, after one Back")
 
 
-def test_back_from_the_grid_button_returns_to_the_unit_page_in_the_grids_order(server, page):
+def test_back_from_the_grid_link_returns_to_the_unit_page_in_the_grids_order(server, page):
     """A user's trial: Back after a unit page's grid button showed the unit page without the grid's sort
-    (its caption and previous/next by the grid's order gone)."""
+    (its caption and previous/next by the grid's order gone); and the button left an in-between entry,
+    so the first Back showed the grid again. The grid link is one entry, one Back undoes it."""
     page.goto(f"{server}/layer?layer=conv3&sort=rank+%E2%86%91")
     _settle(page, "Layer conv3", images=48)
     first = page.locator("a.atlas-tile-name").first
@@ -566,9 +574,11 @@ def test_back_from_the_grid_button_returns_to_the_unit_page_in_the_grids_order(s
     first.click()
     _settle(page, f"conv3 · unit {unit}")
     _wait_visible(page.get_by_text("in the grid's order"), "the caption of the grid's order")
-    page.get_by_role("button", name="conv3 grid").first.click()
+    before = page.evaluate("() => history.length")
+    page.get_by_role("link", name="conv3 grid").first.click()
     _settle(page, "Layer conv3", images=48)
-    _wait_url(page, "**/layer?**sort=rank**", "the grid's URL after its button")
+    _wait_url(page, "**/layer?**sort=rank**", "the grid's URL after its link")
+    assert page.evaluate("() => history.length") == before + 1
     page.go_back()
     _settle(page, f"conv3 · unit {unit}")
     _wait_visible(page.get_by_text("in the grid's order"), "the grid's order on the unit page after Back")

@@ -11,7 +11,6 @@ from urllib.parse import parse_qsl
 
 import pandas as pd
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from atlas.bench.synthetic_run import make_synthetic_run
@@ -80,6 +79,26 @@ def open_tile(at: AppTest, unit: int, monkeypatch) -> AppTest:
     href = next(t["href"] for t in grid_tiles(at) if t["unit"] == unit)
     path, _, query = href.partition("?")
     return app(Path(os.environ["ATLAS_RUN_DIR"]), monkeypatch, page=path, **dict(parse_qsl(query)))
+
+
+def page_links(at: AppTest) -> dict[str, dict[str, str]]:
+    """The page's st.page_links of its main area (the sidebar's page menu left out): label -> the query
+    parameters the link carries."""
+    return {link.proto.label: dict(parse_qsl(link.proto.query_string)) for link in at.main.get("page_link")}
+
+
+def click_link(at: AppTest, label: str) -> AppTest:
+    """Follow the page link ``label`` as the browser does: its page and its query string in one request,
+    not flagged as history navigation (AppTest has no click for links)."""
+    link = next(link for link in at.get("page_link") if link.proto.label == label)
+    at._page_hash = link.proto.page_script_hash
+    at.query_params.clear()
+    wanted = dict(parse_qsl(link.proto.query_string))
+    at.query_params.update(wanted)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert dict(at.query_params) == wanted  # the page keeps the link's URL: no second history entry
+    return at
 
 
 def n_images(at: AppTest) -> int:
@@ -260,7 +279,6 @@ def test_browser_back_to_an_earlier_url_shows_that_state(runs, monkeypatch):
     at.button(key="unit_next_top").click().run()
     assert at.title[0].value == "fc8 · unit 5" and at.query_params["unit"] == "5"
     monkeypatch.setattr(state, "_history_flag", lambda: True)  # what Streamlit flags a Back/Forward rerun
-    monkeypatch.setattr(state, "_url_path", lambda: "/unit")  # AppTest has no URL path
     at.query_params["unit"] = "4"  # the browser's Back: the earlier URL, then a rerun
     at.run()
     assert not at.exception, [e.value for e in at.exception]
@@ -278,9 +296,6 @@ def test_browser_back_to_an_earlier_url_shows_that_state(runs, monkeypatch):
 
 
 def test_history_urls_map_to_their_pages_and_keys():
-    assert [state.page_of_path(p) for p in ("/", "/unit", "/atlas/unit", "/atlas/", "/layer/", "/nope")] == [
-        "overview", "unit", "unit", "overview", "layer", "overview"
-    ]  # fmt: skip
     assert state.url_keys("unit") == {"run", "layer", "unit", "frame", "p", *state.GRID_PARAMS}  # from a tile
     paths = ("/", "/unit", "/nosuchpage", "/unit/extra", "/atlas", "/atlas/unit", "/atlas/nope")
     assert [state.unknown_path(p, "atlas") for p in paths] == [
@@ -317,13 +332,11 @@ def test_grid_sort_and_filters_survive_a_visit_to_a_unit(runs, monkeypatch):
     assert "href='unit?layer=conv3&amp;unit=5'>permalink</a>" in " ".join(m.value for m in unit.markdown)
     step = "unit_prev_top" if unit.button(key="unit_next_top").disabled else "unit_next_top"  # grid order
     unit.button(key=step).click().run()  # a second run of the unit page, without the grid's widgets
-    switched = []  # the URL the page switch writes: a history entry of its own (Back shows it)
-    original = st.switch_page
-    monkeypatch.setattr(st, "switch_page", lambda page, query_params=None: switched.append(
-        dict(query_params or {})) or original(page, query_params=query_params))  # fmt: skip
-    unit.button(key="unit_grid_top").click().run()  # the new session's grid button: the grid as it was
+    # the new session's grid link: the grid as it was, in one history entry (not the grid's defaults
+    # first: a trial's Back showed those)
+    assert page_links(unit)["conv3 grid"] == grid_url
+    click_link(unit, "conv3 grid")
     assert unit.title[0].value == "Layer conv3"
-    assert switched == [grid_url], switched  # not the grid's defaults first (a trial's Back showed those)
     assert (
         unit.selectbox(key="grid_sort").value == "rank ↑" and unit.text_input(key="grid_units").value == "3-9"
     )
@@ -367,7 +380,6 @@ def test_compare_choices_are_in_the_url_and_come_back(runs, monkeypatch):
     again = app(runs / "alpha", monkeypatch, **dict(at.query_params), page="compare")
     assert again.text_input(key="cmp_units_fc8").value == "2-5" and n_images(again) == 8
     monkeypatch.setattr(state, "_history_flag", lambda: True)  # Back to the compare URL before the edit
-    monkeypatch.setattr(state, "_url_path", lambda: "/compare")
     at.query_params.clear()
     at.query_params.update({"layer": "fc8", "unit": "0"})
     at.run()
@@ -612,16 +624,54 @@ def test_empty_run(tmp_path, monkeypatch):
     assert at.info and "No completed shards" in at.info[0].value
 
 
+def go_back(at: AppTest, page: str, url: dict[str, str], monkeypatch) -> AppTest:
+    """The browser's Back (or Forward) to page ``page`` (its title in the sidebar's menu) at ``url``: a
+    rerun on that page with that URL, flagged as history navigation."""
+    link = next(link for link in at.sidebar.get("page_link") if link.proto.label == page)
+    monkeypatch.setattr(state, "_history_flag", lambda: True)
+    at._page_hash = link.proto.page_script_hash
+    at.query_params.clear()
+    at.query_params.update(url)
+    at.run()
+    monkeypatch.setattr(state, "_history_flag", lambda: False)
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_links_switch_pages_and_back_undoes_them(runs, monkeypatch):
+    """Every control that opens another page is a link carrying the new page's URL: the page keeps it (one
+    history entry, :func:`click_link`), and Back to the page before shows it as it was (a user's trial:
+    a button's switch left an in-between entry, so Back first showed the same page again)."""
+    grid = app(runs / "alpha", monkeypatch, page="layer", layer="conv3")
+    grid.selectbox(key="grid_sort").set_value("rank ↑").run()
+    unit = open_tile(grid, 5, monkeypatch)
+    unit_url = dict(unit.query_params)
+    click_link(unit, "conv3 grid")
+    assert unit.title[0].value == "Layer conv3" and unit.query_params["sort"] == "rank"
+    go_back(unit, "Unit", unit_url, monkeypatch)
+    assert unit.title[0].value == "conv3 · unit 5" and dict(unit.query_params) == unit_url
+    assert any("in the grid's order" in c.value for c in unit.caption)
+    over = app(runs / "alpha", monkeypatch, layer="fc8")  # the overview, its layer fc8
+    click_link(over, "conv3 grid (16 units)")
+    assert over.title[0].value == "Layer conv3" and over.selectbox(key="w_layer").value == "conv3"
+    go_back(over, "Overview", {"layer": "fc8"}, monkeypatch)
+    assert page_of(over) == "overview" and over.selectbox(key="w_layer").value == "fc8"
+    cmp = app(runs / "alpha", monkeypatch, page="compare", layer="fc8", unit=0)
+    click_link(cmp, "**unit 2**")  # a unit's title on Compare opens its page, stepping by unit number
+    assert cmp.title[0].value == "fc8 · unit 2" and dict(cmp.query_params) == {"layer": "fc8", "unit": "2"}
+    assert not any("in the grid's order" in c.value for c in cmp.caption)
+
+
 def test_page_buttons_switch_pages_and_links_are_encoded(runs, monkeypatch):
     at = app(runs / "alpha", monkeypatch)
-    at.button(key="ov_open_conv3").click().run()  # a button asks st.navigation for another page
+    click_link(at, "conv3 grid (16 units)")  # a link to another page, carrying the layer it shows
     assert page_of(at) == "layer" and at.title[0].value == "Layer conv3"
     assert at.query_params["layer"] == "conv3" and "unit" not in at.query_params
     at = open_tile(at, 3, monkeypatch)
     assert page_of(at) == "unit" and at.title[0].value == "conv3 · unit 3"
     links = " ".join(m.value for m in at.markdown)
     assert "href='unit?layer=conv3&amp;unit=3'>permalink</a>" in links
-    at.button(key="unit_grid_top").click().run()  # back to the grid in this tab (a link opens a new one)
+    click_link(at, "conv3 grid")  # back to the grid in this tab (a tile's picture opens a new one)
     assert page_of(at) == "layer" and at.title[0].value == "Layer conv3"
     assert state.link("unit", "a b&c/d", 3, run="r 1") == "unit?run=r+1&layer=a+b%26c%2Fd&unit=3"
     assert state.link("overview") == "./"
@@ -793,7 +843,7 @@ def test_audit_page_lists_flagged_units(runs, monkeypatch):
     at.toggle(key="audit_every_layer").set_value(True).run()
     assert set(at.dataframe[1].value["layer"]) == {"fc8", "conv3"}
     first = at.dataframe[1].value.iloc[0]
-    at.button(key="audit_open").click().run()  # opens the first listed unit
+    click_link(at, next(label for label in page_links(at) if label.startswith("Open")))  # the first unit
     assert page_of(at) == "unit" and at.title[0].value == f"{first['layer']} · unit {first['unit']}"
 
 
@@ -812,7 +862,6 @@ def test_audit_choices_are_in_the_url_and_come_back(runs, monkeypatch):
     )
     assert again.dataframe[1].value[["layer", "unit"]].equals(listed[["layer", "unit"]])
     monkeypatch.setattr(state, "_history_flag", lambda: True)  # Back to the audit URL before the changes
-    monkeypatch.setattr(state, "_url_path", lambda: "/audit")
     at.query_params.clear()
     at.query_params.update({"layer": "fc8"})
     at.run()
@@ -975,7 +1024,7 @@ def test_unit_pickers_name_a_composites_expression(tmp_path, monkeypatch):
     options = audit.selectbox(key="audit_pick").options
     assert "fc8 · unit 10 · 3 + 5" in options and "fc8 · unit 0" in options
     audit.selectbox(key="audit_pick").select_index(options.index("fc8 · unit 10 · 3 + 5")).run()
-    assert audit.button(key="audit_open").label == "Open fc8 · unit 10 · 3 + 5"
+    assert "Open fc8 · unit 10 · 3 + 5" in page_links(audit)
     unit = app(run, monkeypatch, page="unit", layer="fc8", unit=11)
     assert unit.title[0].value == "fc8 · unit 11 · 0.7\\*3 + 0.3\\*7"  # markdown: shown as 0.7*3 + 0.3*7
 
@@ -1018,8 +1067,9 @@ def test_compare_keeps_different_objectives_of_one_number_apart(broken, monkeypa
     assert "different budgets" not in warned  # 40 steps of DGN-AM each
     assert "left: failed (RuntimeError: boom 2" in said and "not in this run" not in said
     assert "right: unit 11 is `3 + 5` there" in said  # its unit 11 is what left's unit 10 is
-    labels = [b.label for b in at.button if b.key and b.key.startswith("cmp_open_")]
-    assert labels == ["**unit 2**", "**unit 10 · 3 + 5**", "**unit 11 · 3 - 5**"]
+    links = page_links(at)
+    assert list(links) == ["**unit 2**", "**unit 10 · 3 + 5**", "**unit 11 · 3 - 5**"]
+    assert links["**unit 10 · 3 + 5**"] == {"layer": "fc8", "unit": "10"}
     assert at.query_params["vs"] == "right"  # the other run always in the link
     one = app(broken / "left", monkeypatch, page="compare", layer="fc8", mode="methods")
     assert "this run has one method (dgn_am)" in texts(one, "alert")

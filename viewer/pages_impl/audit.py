@@ -187,6 +187,6 @@ def render(ctx: Context) -> None:
     )
     _table(ctx, units, kinds, flag)
     widgets.unit_picker(
-        [(str(r.layer), int(r.unit), r.composite if isinstance(r.composite, str) else None)
+        ctx, [(str(r.layer), int(r.unit), r.composite if isinstance(r.composite, str) else None)
          for r in units.itertuples()], key="audit",
     )  # fmt: skip

@@ -43,7 +43,7 @@ def _default_units(ctx: Context, layer: str) -> str:
 Side = tuple[str, dict[int, dict], bool]  # (name, unit -> {"png", "activation"} or {"note"}, being written)
 
 
-def _pairs(layer: str, units: list[int], sides: list[Side], names: dict[int, str]) -> None:
+def _pairs(ctx: Context, layer: str, units: list[int], sides: list[Side], names: dict[int, str]) -> None:
     """Four units a row; per unit its best image on each side (``sides``: (name, unit -> its best image
     or a note saying why there is none, whether that run is still being written); ``names``: the units'
     names here, e.g. "unit 10 · 3 + 5")."""
@@ -52,9 +52,7 @@ def _pairs(layer: str, units: list[int], sides: list[Side], names: dict[int, str
         for col, unit in zip(st.columns(per_row), units[start : start + per_row], strict=False):
             with col.container(border=True):
                 title = widgets.markdown_text(names.get(unit, f"unit {unit}"))
-                st.button(f"**{title}**", key=f"cmp_open_{unit}",
-                          type="tertiary", on_click=state.go,
-                          kwargs={"page": "unit", "layer": layer, "unit": unit})  # fmt: skip
+                widgets.page_link(ctx, "unit", f"**{title}**", layer=layer, unit=unit)
                 for sub, (name, images, running) in zip(st.columns(len(sides)), sides, strict=True):
                     with sub:
                         _side_image(name, images.get(unit), running)
@@ -121,7 +119,7 @@ def _compare_methods(ctx: Context, layer: str, run_methods: list[str]) -> None:
     kinds = data.unit_kinds(ctx.conn, layer)
     sides = [(m, _side(ctx.conn, layer, units, kinds, m), False) for m in (m_a, m_b)]
     st.caption(f"best image per unit · left **{m_a}**, right **{m_b}** · layer {layer}")
-    _pairs(layer, units, sides, {u: data.unit_name(u, kinds.get(u, {}).get("composite")) for u in units})
+    _pairs(ctx, layer, units, sides, {u: data.unit_name(u, kinds.get(u, {}).get("composite")) for u in units})
 
 
 def _summary_table(runs: list[tuple[str, dict | None, list[str]]]) -> None:
@@ -288,7 +286,7 @@ def _compare_with(
         (other_name, there, other_info.get("status") == "running"),
     ]
     st.caption(f"best image per unit · left **{ctx.run_dir.name}**, right **{other_name}** · layer {layer}")
-    _pairs(layer, units, sides, {u: data.unit_name(u, mine.get(u, {}).get("composite")) for u in units})
+    _pairs(ctx, layer, units, sides, {u: data.unit_name(u, mine.get(u, {}).get("composite")) for u in units})
 
 
 def _settings_differ(ctx: Context, other_name: str, other_info: dict) -> None:

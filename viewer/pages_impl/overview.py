@@ -210,8 +210,9 @@ def _layers(ctx: Context) -> None:
             "own class; empty for layers whose units stand for no class (hidden layers)"
         )
     for col, (name, _) in zip(st.columns(len(ctx.layers[:6])), ctx.layers[:6], strict=False):
-        col.button(f"{name} grid ({ctx.size_text(name)})", key=f"ov_open_{name}", icon=":material/grid_view:",
-                   on_click=state.go, kwargs={"page": "layer", "layer": name}, width="stretch")  # fmt: skip
+        with col:
+            widgets.page_link(ctx, "layer", f"{name} grid ({ctx.size_text(name)})", ":material/grid_view:",
+                              layer=name)  # fmt: skip
 
 
 def _early_best(table: pd.DataFrame) -> list[tuple[str, float, int, float | None]]:
@@ -299,7 +300,7 @@ def _diverged(ctx: Context, failed: int = 0) -> None:
     if div["composite"].isna().all():  # no composite diverged: no empty column
         div = div.drop(columns=["composite"])
     st.dataframe(div, hide_index=True, height=min(38 + 35 * len(div), 320), column_config=DIVERGED_COLUMNS)
-    widgets.unit_picker(units, key="diverged", label="Open a unit with diverged chains")
+    widgets.unit_picker(ctx, units, key="diverged", label="Open a unit with diverged chains")
 
 
 DIVERGED_COLUMNS = {

@@ -89,9 +89,9 @@ def _nav(ctx: Context, view: data.UnitView, suffix: str, steps: tuple | None = N
     c2.button(f"unit {nxt}" if nxt is not None else "last unit", icon=":material/chevron_right:",
               icon_position="right", disabled=nxt is None, key=f"unit_next_{suffix}", on_click=state.go,
               kwargs={"unit": nxt}, width="stretch", help=f"the next unit{order}")  # fmt: skip
-    c3.button(f"{view.layer} grid", icon=":material/grid_view:", key=f"unit_grid_{suffix}",
-              on_click=state.go, kwargs={"page": "layer"}, width="stretch",
-              help="back to the layer grid, in this tab")  # fmt: skip
+    with c3:
+        widgets.page_link(ctx, "layer", f"{view.layer} grid", ":material/grid_view:",
+                          help="back to the layer grid, in this tab")  # fmt: skip
     if suffix == "top":  # the page's own URL (frame toggle and run included), to copy or open elsewhere
         own = {
             k: v
