@@ -408,17 +408,17 @@ def _load_toyworld(name: str, cfg: ModelConfig, role: Role, opts: LoadOptions) -
     tw = opts.toyworld
     if cfg.weights:
         raise ModelError(f"{cfg.spec!r}: toy-world models come from the toy-world cache; remove 'weights'")
-    if name == "planted" and role == "target":  # T plus units whose truth is known (toyworld/planted.py)
-        from atlas.toyworld.planted import planted_target
+    try:
+        if name == "planted" and role == "target":  # T plus units whose truth is known (toyworld/planted.py)
+            from atlas.toyworld.planted import planted_target
 
-        loaded = planted_target(tw.preset, tw.cache_dir)
-    else:
-        try:
+            loaded = planted_target(tw.preset, tw.cache_dir, train_if_missing=opts.train)
+        else:
             loaded = toyworld.load_component(
                 name, preset=tw.preset, cache_dir=tw.cache_dir, train_if_missing=opts.train
             )
-        except NotTrained:  # and this load may not train it (atlas config --check)
-            raise ModelError(_untrained(cfg.spec, name, tw.preset)) from None
+    except NotTrained:  # and this load may not train it (atlas config --check)
+        raise ModelError(_untrained(cfg.spec, name, tw.preset)) from None
     if cfg.preprocess is not None and loaded.space is not None:
         loaded.space = _override_space(loaded.space, cfg.preprocess, cfg.spec)
     return loaded

@@ -133,13 +133,16 @@ def _linear(rows: list[torch.Tensor], bias: list[float]) -> nn.Linear:
     return layer
 
 
-def planted_target(preset: str = "default", cache_dir: str | os.PathLike[str] | None = None) -> LoadedModel:
-    """T with the planted layer (see the module docstring); deterministic for a given toy world."""
+def planted_target(
+    preset: str = "default", cache_dir: str | os.PathLike[str] | None = None, *, train_if_missing: bool = True
+) -> LoadedModel:
+    """T with the planted layer (see the module docstring); deterministic for a given toy world.
+    ``train_if_missing=False``: a T neither cached nor shipped raises ``NotTrained`` instead of training."""
     from atlas.toyworld.api import load_component
     from atlas.toyworld.concepts import requirements, toy_concepts
     from atlas.toyworld.world import ToyWorld
 
-    base = load_component("target", preset, cache_dir, log=lambda _m: None)
+    base = load_component("target", preset, cache_dir, train_if_missing=train_if_missing, log=lambda _m: None)
     train = ToyWorld(preset, cache_dir, log=lambda _m: None).data("train")
     concepts = toy_concepts(train)
     images = train.rgb01()

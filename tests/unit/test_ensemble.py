@@ -450,3 +450,22 @@ def test_config_check_never_trains_a_member_it_lacks(tmp_path, monkeypatch, caps
     assert err.count("\n") == 0 and "models.ensemble[0]: 'toyworld:target3' is not trained yet" in err, err
     assert "`atlas bootstrap --preset micro --members 2` trains it" in err, err
     assert not list(tmp_path.rglob("target3.pt"))
+
+
+def test_config_check_never_trains_the_planted_targets_base(tmp_path, monkeypatch, capsys):
+    """`toyworld:planted` is T plus planted units: a check on a world whose T is not trained yet says so
+    in one line, as for any toy-world network, instead of training T first."""
+    from atlas.cli import main
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a check trained a network")
+
+    monkeypatch.setattr("atlas.toyworld.train_target.train_target", no_training)
+    micro = Path(__file__).resolve().parents[2] / "configs" / "micro.yaml"
+    argv = ["config", str(micro), "--check", "--set", f"toyworld.cache_dir={tmp_path}"]
+    planted = ["--set", "models.target=toyworld:planted", "--set", "layers=[{name: planted}]"]
+    assert main([*argv, *planted, "--set", "toyworld.preset=pairs"]) == 2  # a preset that ships no weights
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "'toyworld:planted' is not trained yet" in err, err
+    assert "`atlas bootstrap --preset pairs` trains it" in err, err
+    assert not list(tmp_path.rglob("*.pt"))
