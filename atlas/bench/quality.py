@@ -131,20 +131,28 @@ def _search_budget(population: int, budget: int) -> tuple[int, int]:
 MIN_SEARCH_GENERATIONS = 3  # fewer, and a GA / CMA-ES row is about its start's first samples
 
 
-def short_search_note(configs: dict[str, SamplerConfig], more: str = "more --steps") -> str:
+def short_search_note(
+    base: SamplerConfig, configs: dict[str, SamplerConfig], steps_flag: str = "--steps "
+) -> str:
     """A note for GA / CMA-ES rows whose budget gives them fewer than :data:`MIN_SEARCH_GENERATIONS`
-    generations ("" when none): a trial's ``--steps 5`` gave both one generation and identical rows.
-    ``more``: how the bench's user gives more steps."""
+    generations ("" when none), naming the gradient steps that would give them enough: a trial's
+    ``--steps 5`` gave both one generation and identical rows. ``base``: the sampler the peers' budgets
+    come from (:func:`peer_methods`); ``steps_flag``: how the bench's user sets its steps."""
     short = {
         n: c for n, c in configs.items() if c.method in ("ga", "cmaes") and c.steps < MIN_SEARCH_GENERATIONS
     }
     if not short:
         return ""
     listed = ", ".join(f"{n} {counted(c.steps, 'generation')} of {_population(c)}" for n, c in short.items())
+    populations = {"ga": base.ga.population, "cmaes": base.cmaes.population}
+    needed = max(
+        math.ceil(MIN_SEARCH_GENERATIONS * populations[c.method] / GRADIENT_STEP_PASSES)
+        for c in short.values()
+    )
     return (
         f"(at this budget {listed}: too short for a search to leave its start; a generation costs its "
-        f"population / {GRADIENT_STEP_PASSES} gradient steps, so {more} give it "
-        f"{MIN_SEARCH_GENERATIONS} or more)"
+        f"population / {GRADIENT_STEP_PASSES} gradient steps, so {steps_flag}{needed} or more give "
+        f"{'it' if len(short) == 1 else 'them'} {MIN_SEARCH_GENERATIONS} generations or more)"
     )
 
 
@@ -389,7 +397,7 @@ def run_quality(
         "seeds": seeds,
         "seconds_per_seed": timing,
         "settings": {n: method_settings(all_methods[n]) for n in names},
-        "note": short_search_note({n: all_methods[n] for n in names}),
+        "note": short_search_note(setup.sampler, {n: all_methods[n] for n in names}),
     }
     cs_methods = rows_of(setup.common_start or common_start_methods(setup.sampler), methods)
     if common_start and setup.generator is not None and cs_methods:

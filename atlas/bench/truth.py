@@ -92,7 +92,7 @@ def run_truth(
         report["methods"][method] = _run_method(m_cfg, max_units, log)
         report["methods"][method]["passes_per_image"] = passes_per_image(m_cfg.sampler)
     report["note"] = short_search_note(
-        {m: c.sampler for m, c in configs.items()}, "a larger --set sampler.steps"
+        cfg.sampler, {m: c.sampler for m, c in configs.items()}, "--set sampler.steps="
     )
     return report
 

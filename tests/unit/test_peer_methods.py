@@ -300,12 +300,20 @@ def test_the_benches_give_search_methods_the_gradient_budget_and_say_when_it_is_
 
     long = peers(50)
     assert (long["ga"].steps, long["ga"].ga.population, passes_per_image(long["ga"])) == (7, 20, 140)
-    assert short_search_note(long) == ""
+    assert short_search_note(SamplerConfig(steps=50), long) == ""
     short = peers(5)
     assert (short["ga"].steps, short["ga"].ga.population, passes_per_image(short["cmaes"])) == (1, 15, 15)
-    assert short_search_note(short).startswith(
+    base = SamplerConfig(steps=5, ga={"population": 20}, cmaes={"population": 20})
+    assert short_search_note(base, short) == (
         "(at this budget ga 1 generation of 15, cmaes 1 generation of 15: too short for a search to leave "
-        "its start;"
+        "its start; a generation costs its population / 3 gradient steps, so --steps 20 or more give them "
+        "3 generations or more)"
+    )
+    enough = peers(20)  # what the note asks for: 60 passes, 3 generations of 20
+    assert (enough["ga"].steps, enough["cmaes"].steps) == (3, 3) and short_search_note(base, enough) == ""
+    only_ga = {"ga": peers(11)["ga"]}  # 33 passes: 1 generation of 20
+    assert short_search_note(base, only_ga, "--set sampler.steps=").endswith(
+        "so --set sampler.steps=20 or more give it 3 generations or more)"
     )
 
 
