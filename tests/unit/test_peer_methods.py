@@ -265,9 +265,31 @@ def test_bench_rows_share_the_forward_pass_budget(world, tmp_path):
     results = {m: make(world, method=m, steps=2).map_units("fc8", [0, 1], seed=0) for m in ("fourier", "ga")}
     save_compare(results, tmp_path / "compare.png")
     im = Image.open(tmp_path / "compare.png")
-    assert im.size == (16 + 2 * (4 + 2 * 16), 24 + 2 * (16 + 2))  # header + one row per unit
+    names = 6 * len("fc8 0") + 10  # the units' names, a column of their own
+    assert im.size == (names + 16 + 2 * (4 + 2 * 16), 24 + 2 * (16 + 2))  # header + one row per unit
     save_compare({"fourier": results["fourier"], "ppgn_h/joint": results["ga"]}, tmp_path / "long.png")
-    assert Image.open(tmp_path / "long.png").size[0] == 16 + (4 + 2 * 16) + 6 * 12 + 8  # the last name whole
+    assert Image.open(tmp_path / "long.png").size[0] == names + 16 + (4 + 2 * 16) + 6 * 12 + 8  # name whole
+
+
+def test_a_methods_grid_names_its_columns_and_each_units_row(world, tmp_path):
+    """A trial could not tell which row of `bench product`'s grid was which unit, nor which columns were
+    real images: a header names the columns, and each row starts with its unit's name."""
+    from PIL import Image
+
+    from atlas.bench.picture_grids import save_grid
+
+    results = make(world, steps=2, chains_per_unit=2).map_units("fc8", [0, 7], seed=0)
+    save_grid(results, tmp_path / "grid.png", picture="best", n_real=2, gap_px=6, scale=3)
+    im = np.asarray(Image.open(tmp_path / "grid.png").convert("L"))
+    names = 6 * len("fc8 0") + 10
+    last = 6 * len("best picture of each chain") + 8  # the last column's name, whole: wider than 2 chains
+    assert im.shape == (24 + 2 * 3 * (16 + 2), names + 3 * (2 * 16 + 6) + last)
+    dark = im < 128
+    assert dark[:24].any(axis=0)[:names].any() and dark[:24, names + 3 * 32 + 18 :].any()  # the header
+    row = 3 * 18
+    for top in (24, 24 + row):  # each unit's name, left of its row
+        assert dark[top : top + row, :names].any()
+    assert not dark[24:, names - 4 : names].any()  # the names stay in their column
 
 
 def test_the_compare_grid_header_runs_a_long_name_on_over_the_next_column():
