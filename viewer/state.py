@@ -16,6 +16,8 @@ sidebar's layer picker on the overview) records the wanted page and the app swit
 
 from __future__ import annotations
 
+import functools
+import re
 from typing import Any
 from urllib.parse import urlencode, urlparse
 
@@ -421,8 +423,18 @@ def example_text(name: str) -> str | None:
 
 
 def example_of(sql: str) -> str:
-    """The example whose query (for the page's layer and unit) is ``sql``, else "your query"."""
-    return next((name for name in data.EXAMPLE_QUERIES if example_text(name) == sql), OWN_QUERY)
+    """The example whose query is ``sql`` for some layer and unit, else "your query". Any layer: the
+    console's URL carries its query, not the layer it was written for (a trial reloaded conv3's example on
+    a session of fc8 and got it back as "your query")."""
+    matches = (name for name, text in data.EXAMPLE_QUERIES.items() if _example_pattern(text).fullmatch(sql))
+    return next(matches, OWN_QUERY)
+
+
+@functools.cache
+def _example_pattern(template: str) -> re.Pattern[str]:
+    """An example query's template as a pattern: its text, any layer, any unit number."""
+    pattern = re.escape(template).replace(r"\{layer\}", "(.+?)").replace(r"\{unit\}", r"(-?\d+)")
+    return re.compile(pattern, re.DOTALL)
 
 
 def notice(message: str) -> None:

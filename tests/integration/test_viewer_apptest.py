@@ -530,6 +530,13 @@ def test_sql_console(runs, monkeypatch):
     assert reloaded.text_area(key="sql_text").value == example
     assert reloaded.selectbox(key="sql_example").value == "a unit's trajectory"
     assert "step" in reloaded.dataframe[0].value.columns
+    other = example.replace("layer = 'fc8'", "layer = 'conv3'").replace("unit = 0", "unit = 12")
+    assert other != example  # an example written for another layer and unit: its name all the same
+    again = app(runs / "alpha", monkeypatch, page="sql", q=other)
+    assert again.selectbox(key="sql_example").value == "a unit's trajectory"
+    assert again.text_area(key="sql_text").value == other and again.query_params["q"] == other
+    edited = app(runs / "alpha", monkeypatch, page="sql", q=other.replace("ORDER BY chain, step", "LIMIT 5"))
+    assert edited.selectbox(key="sql_example").value == "your query"
     at.selectbox(key="sql_example").set_value("your query").run()  # and back: the user's own text
     assert at.text_area(key="sql_text").value == "SELECT * FROM read_csv('/etc/passwd')"
     at.text_area(key="sql_text").set_value("SELECT layer, unit, png FROM images ORDER BY unit LIMIT 3").run()
