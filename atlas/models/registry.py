@@ -24,7 +24,7 @@ import importlib
 import io
 import re
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,7 @@ class LoadOptions:
     toyworld: ToyWorldRef = field(default_factory=ToyWorldRef)
     storage: Mapping[str, Any] = field(default_factory=dict)  # weights URIs open with the storage: options
     train: bool = True  # a toy-world component missing from the cache and the shipped weights trains
+    members: int = 0  # toy-world ensemble members the run lists: an untrained world's hint trains them too
 
 
 def _random_init(build: Callable[[], nn.Module]) -> nn.Module:
@@ -418,21 +419,30 @@ def _load_toyworld(name: str, cfg: ModelConfig, role: Role, opts: LoadOptions) -
                 name, preset=tw.preset, cache_dir=tw.cache_dir, train_if_missing=opts.train
             )
     except NotTrained:  # and this load may not train it (atlas config --check)
-        raise ModelError(_untrained(cfg.spec, name, tw.preset)) from None
+        raise ModelError(_untrained(cfg.spec, name, tw.preset, opts.members)) from None
     if cfg.preprocess is not None and loaded.space is not None:
         loaded.space = _override_space(loaded.space, cfg.preprocess, cfg.spec)
     return loaded
 
 
-def _untrained(spec: str, name: str, preset: str) -> str:
+def _untrained(spec: str, name: str, preset: str, members: int = 0) -> str:
     """A toy-world network that a load which may not train (a check) finds neither cached (current) nor
-    shipped."""
+    shipped; the bootstrap it names trains the run's ensemble members too (``members``: how many)."""
     member = re.fullmatch(r"target([2-9])", name)
-    members = f" --members {int(member.group(1)) - 1}" if member else ""
+    also = " and the run's ensemble members" if members and not member else ""
+    members = max(members, int(member.group(1)) - 1 if member else 0)
+    flag = f" --members {members}" if members else ""
     return (
         f"{spec!r} is not trained yet (or its cached file is stale), and a check trains nothing: "
-        f"`atlas bootstrap --preset {preset}{members}` trains it (minutes), or `atlas run` on demand"
+        f"`atlas bootstrap --preset {preset}{flag}` trains it{also} (minutes), or `atlas run` on demand"
     )
+
+
+def toyworld_members(specs: Sequence[str]) -> int:
+    """How many toy-world ensemble members (``toyworld:target2`` ... ``target9``) ``specs`` reach: the
+    highest N - 1, what ``atlas bootstrap --members`` trains."""
+    found = (re.fullmatch(r"toyworld:target([2-9])", spec) for spec in specs)
+    return max((int(m.group(1)) - 1 for m in found if m), default=0)
 
 
 SCHEMES: dict[str, Callable[[str, ModelConfig, Role, LoadOptions], LoadedModel]] = {
@@ -478,6 +488,7 @@ def load_model(
     storage: Mapping[str, Any] | None = None,
     default_size: int | None = None,
     train: bool = True,
+    members: int = 0,
 ) -> LoadedModel:
     """Resolve a model spec (or ModelConfig) to a frozen LoadedModel. Raises ModelError with one line.
 
@@ -486,12 +497,13 @@ def load_model(
     ``default_size``: input size for a target that declares none (``atlas layers`` probes at 224);
     without it such a target is an error asking for ``models.<role>.preprocess.size``.
 
-    ``train``: a toy-world component neither cached nor shipped trains (False: a one-line error).
+    ``train``: a toy-world component neither cached nor shipped trains (False: a one-line error, whose
+    ``atlas bootstrap`` also trains ``members`` ensemble members: the run's, :func:`toyworld_members`).
     """
     if isinstance(cfg, str):
         cfg = ModelConfig(spec=cfg)
     scheme, rest = _scheme_and_name(cfg.spec)
-    opts = LoadOptions(allow_random_weights, toyworld or ToyWorldRef(), dict(storage or {}), train)
+    opts = LoadOptions(allow_random_weights, toyworld or ToyWorldRef(), dict(storage or {}), train, members)
     model = SCHEMES[scheme](rest, cfg, role, opts)
     if role in IMAGE_ROLES and model.space is None:
         if default_size is None:
@@ -560,6 +572,7 @@ def _load_for_run(run: RunConfig, cfg: ModelConfig, role: Role, train: bool = Tr
         toyworld=run.toyworld,
         storage=run.storage_options_for(cfg.weights),
         train=train,
+        members=toyworld_members([m.spec for m in run.models.ensemble]),
     )
 
 

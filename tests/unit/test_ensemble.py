@@ -450,6 +450,11 @@ def test_config_check_never_trains_a_member_it_lacks(tmp_path, monkeypatch, caps
     assert err.count("\n") == 0 and "models.ensemble[0]: 'toyworld:target3' is not trained yet" in err, err
     assert "`atlas bootstrap --preset micro --members 2` trains it" in err, err
     assert not list(tmp_path.rglob("target3.pt"))
+    pairs = ["--set", "toyworld.preset=pairs", "--set", "models.ensemble=[toyworld:target2,toyworld:target5]"]
+    assert main([*argv, *pairs]) == 2  # T untrained too: one bootstrap for T and every member the run lists
+    err = capsys.readouterr().err.strip()
+    assert "models.target: 'toyworld:target' is not trained yet" in err, err
+    assert "`atlas bootstrap --preset pairs --members 4` trains it and the run's ensemble members" in err, err
 
 
 def test_config_check_never_trains_the_planted_targets_base(tmp_path, monkeypatch, capsys):
