@@ -33,7 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--preset", default="micro", choices=["micro", "default"], help="toy-world preset (default micro)"
     )
-    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument(
+        "--json", metavar="PATH", help="also write the results as JSON (default: not written)"
+    )
 
 
 def run_training_bench(preset: str = "micro", log: Callable[[str], None] = print) -> dict[str, Any]:

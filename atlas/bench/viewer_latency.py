@@ -42,12 +42,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--repeat", type=positive_int, default=3, help="timed repetitions per unit (default 3)"
     )
-    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-    parser.add_argument("--keep", metavar="DIR", help="build (or reuse) the run here instead of a temp dir")
+    parser.add_argument(
+        "--json", metavar="PATH", help="also write the results as JSON (default: not written)"
+    )
+    parser.add_argument(
+        "--keep", metavar="DIR", help="build (or reuse) the run here (default: a temp dir, removed after)"
+    )
     parser.add_argument(
         "--run",
         metavar="RUN",
-        help="measure this existing run (a path or a URI such as s3://bucket/atlas/demo)",
+        help="measure this existing run (a path or a URI such as s3://bucket/atlas/demo; default: a "
+        "synthetic run built for it)",
     )
 
 

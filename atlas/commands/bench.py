@@ -78,7 +78,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--methods",
         help="comma-separated subset of the data-start table: dgn_am,ppgn_h/dae,ppgn_h/joint,pixel,"
         "pixel+priors,fourier,maco,accentuation,ga,cmaes (ga/cmaes: generations for the same forward-pass "
-        "budget; the common-start protocol runs its own four; --no-common-start skips it)",
+        "budget; the common-start protocol runs its own four; --no-common-start skips it; default: all)",
     )
     q.add_argument(
         "--no-common-start",
@@ -99,7 +99,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--store",
         metavar="URI",
         help="with --ray: also run into this store (s3://bucket/prefix, or 'local-s3' for an S3 API server "
-        "on 127.0.0.1 from moto) and report its units/min against a local directory",
+        "on 127.0.0.1 from moto) and report its units/min against a local directory (default: none)",
     )
     t.add_argument(
         "--repeat", type=positive_int, help="with --ray: measurements per setting (median; default 1)"
@@ -108,7 +108,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--batches", help=f"comma-separated batch sizes (default {DEFAULT_BATCHES_TEXT}; not with --ray)"
     )
     t.add_argument(
-        "--methods", help="comma-separated subset: dgn_am,ppgn_h/dae,ppgn_h/joint,pixel (not with --ray)"
+        "--methods",
+        help="comma-separated subset: dgn_am,ppgn_h/dae,ppgn_h/joint,pixel (not with --ray; default: all)",
     )
     _add_viewer_parser(sub)
     _add_truth_parser(sub)
@@ -123,7 +124,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _add_model_options(p: argparse.ArgumentParser, config_holds: str, set_help: str) -> None:
     """--config, --json, --preset, --cache-dir, --set: which models a benchmark measures, where it reports."""
     p.add_argument("--config", help=f"run config ({config_holds}); default: the default toy world")
-    p.add_argument("--json", help="write the report as JSON to this path")
+    p.add_argument("--json", help="also write the report as JSON to this path (default: not written)")
     p.add_argument(
         "--preset",
         choices=list(PRESETS),
@@ -135,7 +136,11 @@ def _add_model_options(p: argparse.ArgumentParser, config_holds: str, set_help: 
         help=CACHE_DIR_HELP,
     )
     p.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help=f"config override, {set_help}"
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"config override, {set_help} (default: none)",
     )
 
 
@@ -163,9 +168,11 @@ def _add_truth_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument(
         "--max-units", type=positive_int, metavar="N", help="N evenly spaced units per layer (default: all)"
     )
-    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
+    r.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="config override (default: none)"
+    )
     r.add_argument("--cache-dir", metavar="DIR", help=CACHE_DIR_HELP)
-    r.add_argument("--json", help="write the report as JSON to this path")
+    r.add_argument("--json", help="also write the report as JSON to this path (default: not written)")
     o = sub.add_parser(
         "objectives",
         help="Objective algebra on the toy world's output units: pairs a + b and contrasts a - b (judged by "
@@ -181,9 +188,11 @@ def _add_truth_parser(sub: argparse._SubParsersAction) -> None:
         type=positive_int,
         help="override sampler.steps (default: the config's; 100 on the toy world)",
     )
-    o.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
+    o.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="config override (default: none)"
+    )
     o.add_argument("--cache-dir", metavar="DIR", help=CACHE_DIR_HELP)
-    o.add_argument("--json", help="write the report as JSON to this path")
+    o.add_argument("--json", help="also write the report as JSON to this path (default: not written)")
 
 
 def _compute_overrides(assignments: list[str]):

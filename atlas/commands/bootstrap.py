@@ -27,7 +27,9 @@ HELP = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_toyworld_options(parser)
-    parser.add_argument("--json", metavar="PATH", help="also write the gate report as JSON to PATH")
+    parser.add_argument(
+        "--json", metavar="PATH", help="also write the gate report as JSON to PATH (default: not written)"
+    )
     parser.add_argument(
         "--retrain",
         action="store_true",

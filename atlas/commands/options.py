@@ -100,7 +100,10 @@ positive_float = positive_number()
 def add_toyworld_options(p: argparse.ArgumentParser) -> None:
     """``--config``, ``--preset``, ``--cache-dir``: which toy world (resolved by atlas.toyworld)."""
     p.add_argument(
-        "--config", metavar="FILE", help="YAML file whose `toyworld:` section (preset, cache_dir) is used"
+        "--config",
+        metavar="FILE",
+        help="YAML file whose `toyworld:` section (preset, cache_dir) is used (default: none, the options "
+        "below)",
     )
     p.add_argument(
         "--preset",

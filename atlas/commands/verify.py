@@ -38,7 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--json",
         metavar="PATH",
         help="also write the result as JSON to PATH (its shards, problems, repairs and exit code): for a "
-        "pipeline that reads it instead of the text",
+        "pipeline that reads it instead of the text (default: text only)",
     )
     p.add_argument(
         "--deep",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import functools
 import re
 import subprocess
@@ -193,6 +194,23 @@ def test_help_states_defaults_and_examples_and_the_version(capsys):
     )
     bench = commands["bench"]._subparsers._group_actions[0].choices["quality"]
     assert bench.description  # a sub-command's own help says what it does
+    silent = [  # README: "Every command's --help states each option's default" (a trial found some silent)
+        f"{name} {action.option_strings[-1]}"
+        for name, sub in _every_parser(parser)
+        for action in sub._actions
+        if action.option_strings and action.nargs != 0 and not action.required and action.help
+        and "default" not in sub._get_formatter()._get_help_string(action).lower()
+    ]  # fmt: skip
+    assert not silent, silent
+
+
+def _every_parser(parser, name="atlas"):
+    """(name, parser) of ``parser`` and every sub-command under it."""
+    yield name, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub_name, sub in action.choices.items():
+                yield from _every_parser(sub, f"{name} {sub_name}")
 
 
 def test_config_says_its_own_warnings_without_check(capsys):
