@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "bench": "bench",
     "code-stats": "code_stats",
     "train-dae": "train_dae",
+    "convert-caffe": "convert_caffe",
     "config": "config_cmd",
 }
 

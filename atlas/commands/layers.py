@@ -51,7 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 ROLES = ("target", "generator", "dae")
 
 
-def _role(spec: str) -> str:
+def role_of_spec(spec: str) -> str:
     scheme, _, name = spec.partition(":")
     if scheme == "toyworld":
         return {"generator": "generator", "dae": "dae", "judge": "judge"}.get(name, "target")
@@ -138,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
         raise AtlasError(
             f"--size: {args.size} is not a usable input size; give pixels from 1 to 4096, e.g. 64"
         )
-    role = args.role or _role(args.spec)
+    role = args.role or role_of_spec(args.spec)
     _image_options_fit(args, role)
     pre = (
         PreprocessConfig(size=args.size, channel_order="gray" if args.gray else None)
