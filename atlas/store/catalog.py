@@ -303,6 +303,7 @@ def _run_table(loc: Location, manifest: dict[str, Any], markers: dict[str, dict[
         ]
     )
     _check_types(row, schema, loc)
+    _check_layers(manifest.get("layers"), loc)
     if row["status"] is not None and row["status"] not in RUN_STATUSES:
         raise AtlasError(
             f"run {loc.display()}: its run.json holds status = {json.dumps(row['status'])[:60]}, not one of "
@@ -318,6 +319,26 @@ def check_run_json(loc: Location, manifest: dict[str, Any]) -> None:
     """One line naming the field when run.json holds a value of the wrong type or an unknown status (what
     `atlas sql` and the viewer refuse a run for; `atlas verify` says it too)."""
     _run_table(loc, manifest, {})
+
+
+def _check_layers(layers: Any, loc: Location) -> None:
+    """run.json's ``layers`` (the viewer's planned layers and their sizes): a list of objects, each with a
+    string ``name`` and, when given, a ``shape`` list of integers; else one line naming the field (an
+    older run.json without it passes)."""
+    if layers is None:
+        return
+
+    def shape_ok(shape: Any) -> bool:
+        return shape is None or isinstance(shape, list) and all(type(d) is int for d in shape)
+
+    ok = isinstance(layers, list) and all(
+        isinstance(e, dict) and isinstance(e.get("name"), str) and shape_ok(e.get("shape")) for e in layers
+    )
+    if not ok:
+        raise AtlasError(
+            f"run {loc.display()}: its run.json holds layers = {json.dumps(layers, default=str)[:60]}, not a "
+            f"list of {{name, shape}} entries; the file is damaged: restore it, or {DAMAGED_RUN_JSON_FIX}"
+        )
 
 
 def _check_types(row: dict[str, Any], schema: pa.Schema, loc: Location) -> None:

@@ -1004,6 +1004,9 @@ def test_verify_finds_another_shards_file_in_place_and_a_run_json_the_readers_re
     for field, value, says in [
         ("status", "bananas", 'status = "bananas", not one of running, complete, incomplete, interrupted'),
         ("planned_shards", "many", 'planned_shards = "many", not a number in range'),
+        ("layers", "x", 'layers = "x", not a list of {name, shape} entries'),  # the viewer read it: a crash
+        ("layers", [{"name": 3}], 'layers = [{"name": 3}], not a list'),
+        ("layers", [{"name": "fc8", "shape": ["10"]}], "not a list of {name, shape} entries"),
     ]:
         (run / "run.json").write_text(json.dumps({**manifest, field: value}))
         for reader in (open_run, verify_run):
