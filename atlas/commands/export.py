@@ -37,6 +37,14 @@ def _layer_list(text: str) -> tuple[str, ...]:
     return names
 
 
+def _unit_spec(text: str) -> str:
+    """--units: not empty (an empty shell variable, ``--units "$U"``, had exported every unit)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} names no unit; give units such as '0-99, 250', or leave "
+                                         "--units out to export every unit")  # fmt: skip
+    return text
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR", help="run directory or URI (s3://bucket/atlas/demo)")
     p.add_argument(
@@ -48,7 +56,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="layers to export, in this order (default: every layer, in the config's order)",
     )  # fmt: skip
     p.add_argument(
-        "--units", default="", metavar="SPEC", help="units of each layer, e.g. '0-99, 250' (default all)"
+        "--units",
+        type=_unit_spec,
+        default=None,
+        metavar="SPEC",
+        help="units of each layer, e.g. '0-99, 250' (default all)",
     )
     p.add_argument(
         "--picture", choices=PICTURES, default="best",
@@ -94,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         raise AtlasError("--out: empty path; give a folder for the exported atlas, e.g. demo-atlas")
     refuse_uri(args.out, "--out")  # before Path() makes s3://b/x a local s3:/b/x
     req = ExportRequest(
-        run=args.run_dir, out=Path(args.out).expanduser(), layers=args.layers, units=args.units,
+        run=args.run_dir, out=Path(args.out).expanduser(), layers=args.layers, units=args.units or "",
         picture=args.picture, sort=args.sort, columns=args.columns, per_sheet=args.per_sheet,
         tile_px=args.tile, scale=args.scale,
     )  # fmt: skip

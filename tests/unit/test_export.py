@@ -234,6 +234,8 @@ def _ended_pid() -> int:
             "no unit of fc8, conv3; give units the layers have (fc8 holds 0-9; conv3 holds 0-11)",
         ),
         (["--units", "5-3"], "--units: range '5-3' is empty"),
+        (["--units", ""], "--units: '' names no unit"),  # an empty shell variable had exported every unit
+        (["--units", " "], "leave --units out to export every unit"),
         (["--out", "{run}/pictures"], "is inside the run"),
         (["--out", "{tmp}/other"], "holds other files and no earlier export"),
         (["--out", "{tmp}/file.txt"], "is a file"),
@@ -361,6 +363,45 @@ def test_damaged_bytes_in_a_run_are_one_line_naming_the_deep_check(run, tmp_path
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("atlas: error: reading the run's files failed"), err
     assert "atlas verify --deep" in err and not out.exists()
+
+
+def test_a_picture_that_does_not_decode_is_one_line_naming_the_deep_check(run, tmp_path, capsys):
+    """A user's trial: bytes flipped inside a stored PNG (the images file's size unchanged, so the quick
+    `atlas verify` passes) were exported as a file no viewer opens, exit 0; the export decodes every
+    picture anyway, so it names the unit and the deep check, and writes nothing."""
+    import shutil
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(run, damaged)
+    victim = next((damaged / "images" / "layer=fc8").rglob("*.parquet"))
+    raw = bytearray(victim.read_bytes())
+    at = raw.find(b"IDAT")
+    assert at > 0  # the stored PNGs' image data, as the file holds it
+    while at > 0:  # every picture of the file damaged, its size unchanged
+        raw[at + 8 : at + 24] = bytes(b ^ 0xA5 for b in raw[at + 8 : at + 24])
+        at = raw.find(b"IDAT", at + 24)
+    victim.write_bytes(bytes(raw))
+    out = tmp_path / "out"
+    assert main(["export", str(damaged), "--out", str(out), "--layers", "fc8"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"atlas: error: run {damaged} is damaged: fc8 unit ")
+    assert "picture does not decode as a PNG" in err and "--deep --repair" in err, err
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_an_out_folder_that_is_a_mount_point_is_refused_before_any_work(run, tmp_path, capsys, monkeypatch):
+    """A user's trial: --out a mount point (a Docker volume) failed after every picture was written, with
+    'Device or resource busy': the export replaces its folder by a rename, which a mount point refuses."""
+    import os
+
+    out = tmp_path / "volume"
+    out.mkdir()
+    real = os.path.ismount
+    monkeypatch.setattr(os.path, "ismount", lambda p: os.path.abspath(p) == str(out) or real(p))
+    assert main(["export", str(run), "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "is a mount point" in captured.err and f"{out / 'atlas'}" in captured.err
+    assert not any(out.iterdir())
 
 
 def test_a_sheet_names_its_run_and_method_and_is_as_wide_as_its_units(run, tmp_path, monkeypatch):

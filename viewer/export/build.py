@@ -84,6 +84,11 @@ def check_out(out: Path, run: str) -> None:
         raise AtlasError(f"--out: {out} holds the current folder; give a folder to write, e.g. demo-atlas")
     if out.exists() and not out.is_dir():
         raise AtlasError(f"--out: {out} is a file; give a folder for the exported atlas")
+    if out.is_dir() and os.path.ismount(out):  # replaced whole by a rename, which a mount point refuses
+        raise AtlasError(
+            f"--out: {out} is a mount point, and an export replaces its folder whole; give a folder inside "
+            f"it, e.g. {out / 'atlas'}"
+        )
     if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
         raise AtlasError(
             f"--out: {out} holds other files and no earlier export ({MARKER}); give a new or empty folder"
@@ -173,6 +178,12 @@ def _export_layer(
         caption = _caption(rec, req.picture, labels)
         href = None
         if rec.get("png") is not None:
+            if not _decodes(rec["png"]):  # a damaged images file that the quick `atlas verify` passes
+                raise AtlasError(
+                    f"run {req.run} is damaged: {layer} unit {int(rec['unit'])}'s {req.picture} picture does "
+                    f"not decode as a PNG; `atlas verify {req.run} --deep --repair` finds its shard, and the "
+                    "same `atlas run` redoes it"
+                )
             href = f"{folder}/unit-{int(rec['unit'])}.png"  # unpadded: the same name in every run and layer
             # as stored: the picture the run kept, not redrawn; --scale N: each pixel an N x N block
             (staging / href).write_bytes(_scaled(rec["png"], req.scale))
@@ -197,6 +208,16 @@ def _export_layer(
         f"{len(records)} unit{'s' if len(records) != 1 else ''} · {req.picture} pictures · by {req.sort}"
     )
     return SiteLayer(layer, folder, summary, tuple(sheets), tuple(site_tiles))
+
+
+def _decodes(png: bytes) -> bool:
+    """Whether ``png`` is a picture PIL can decode whole."""
+    try:
+        with Image.open(io.BytesIO(png)) as im:
+            im.load()
+        return True
+    except (OSError, ValueError, SyntaxError):  # PIL's errors for damaged data
+        return False
 
 
 def _scaled(png: bytes, scale: int) -> bytes:
