@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from atlas.config import NON_RESULT_SECTIONS, config_data_hash
-from atlas.errors import first_line
+from atlas.errors import AtlasError, first_line
 from atlas.store.catalog import check_run_json
 from atlas.store.location import Location, open_location
 from atlas.store.lock import RunLock
@@ -226,12 +226,23 @@ def verify_run(
             if failed is not None:
                 report.failed[shard] = failed
     if repair and (report.bad or report.unmarked or report.failed):
-        with RunLock(loc, elsewhere=", then repair it"):  # not while an `atlas run` writes it (one line)
-            for shard in [*report.bad, *report.failed]:
-                loc.delete(f"{SHARDS_DIR}/{shard}{MARKER_SUFFIX}")
-                report.repaired.append(shard)
-            now = read_manifest(loc)  # as it is now, not as it was before the checks
-            if now.get("status") == "complete":  # the next `atlas run` redoes what is missing
-                loc.delete(SUMMARY_FILE)  # a finished run's totals, no longer its own
-                write_json(loc, RUN_FILE, {**now, "status": "incomplete"})
+        _repair(loc, report)
     return report
+
+
+def _repair(loc: Location, report: VerifyReport) -> None:
+    """Remove the markers of ``report``'s bad and failed shards (the next ``atlas run`` redoes them); a
+    complete run becomes incomplete."""
+    if loc.local and not os.access(loc.path, os.W_OK):  # e.g. a read-only mount: said before the lock
+        raise AtlasError(
+            f"run {loc.display()} is read-only here, and --repair removes the markers of its bad shards; "
+            "run `atlas verify` without --repair to see them, or repair a writable copy of the run"
+        )
+    with RunLock(loc, elsewhere=", then repair it"):  # not while an `atlas run` writes it (one line)
+        for shard in [*report.bad, *report.failed]:
+            loc.delete(f"{SHARDS_DIR}/{shard}{MARKER_SUFFIX}")
+            report.repaired.append(shard)
+        now = read_manifest(loc)  # as it is now, not as it was before the checks
+        if now.get("status") == "complete":  # the next `atlas run` redoes what is missing
+            loc.delete(SUMMARY_FILE)  # a finished run's totals, no longer its own
+            write_json(loc, RUN_FILE, {**now, "status": "incomplete"})

@@ -625,6 +625,14 @@ def test_verify_finds_a_truncated_shard_and_repair_reopens_it(store, tmp_path, c
     assert said["exit_code"] == 1 and list(said["bad"]) == ["fc8-0001"] and said["repaired"] == []
     assert said["shards"] == 2 and said["planned_shards"] == 2 and said["deep_rows"] is None
     capsys.readouterr()
+    import os
+
+    with pytest.MonkeyPatch.context() as mp:  # a read-only mount (a trial: a bare "Read-only file system")
+        mp.setattr(os, "access", lambda path, mode: not (str(path) == str(run) and mode == os.W_OK))
+        assert main(["verify", str(run), "--repair"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"run {run} is read-only here, and --repair removes" in err, err
+    assert store.completed_shards() == {"fc8-0000", "fc8-0001"}  # nothing removed
     assert main(["verify", str(run), "--repair", "--json", str(tmp_path / "v.json")]) == 0
     said = json.loads((tmp_path / "v.json").read_text())
     assert said["exit_code"] == 0 and said["repaired"] == ["fc8-0001"] and said["shards"] == 1
