@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import threading
 
 from atlas.commands.options import add_overrides, port_number
@@ -46,7 +47,13 @@ def run(args: argparse.Namespace) -> int:
     from atlas.commands.options import check_listen, load_command_config
     from atlas.errors import AtlasError, Interrupted
     from atlas.pipeline.cluster import stop_on_sigterm
-    from atlas.pipeline.driver import PIPE_CLOSED_EARLY, format_summary, run_atlas, run_location
+    from atlas.pipeline.driver import (
+        PIPE_CLOSED_EARLY,
+        failure_lines,
+        format_summary,
+        run_atlas,
+        run_location,
+    )
 
     if args.port is not None and not args.view:
         raise AtlasError(
@@ -73,7 +80,9 @@ def run(args: argparse.Namespace) -> int:
             )
         except BrokenPipeError:  # a warning before the run held it (the driver turns later ones into this)
             raise Interrupted(PIPE_CLOSED_EARLY, 141) from None
-        print(format_summary(summary))
+        print(format_summary(summary, failures=False))
+        for line in failure_lines(summary):  # why it exits 1, where errors go
+            print(f"atlas: {line.strip()}", file=sys.stderr)
         if viewer is not None:
             guards.append(stop_on_sigterm())  # the driver put Ray's back
             return viewer.serve_until_stopped()

@@ -681,7 +681,8 @@ def _all_complete(shards: int) -> str:
     return "its 1 shard is complete" if shards == 1 else f"all {shards} shards are complete"
 
 
-def format_summary(summary: dict[str, Any]) -> str:
+def format_summary(summary: dict[str, Any], failures: bool = True) -> str:
+    """The run's summary for the terminal (``failures``: with :func:`failure_lines` in it)."""
     endpoint = summary.get("endpoint")  # commands to paste as they are: the store's endpoint with them
     env = f"AWS_ENDPOINT_URL={shlex.quote(str(endpoint))} " if endpoint else ""
     if summary.get("nothing_to_do"):
@@ -719,12 +720,22 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.insert(2, warning)
     notes = sorted((summary.get("warnings") or {}).items(), key=lambda kv: -kv[1])[:3]  # most units first
     lines[2:2] = [f"  warning: {n} unit{'s' if n != 1 else ''}: {note} (units.error)" for note, n in notes]
-    failures = sorted((summary.get("error_notes") or {}).items(), key=lambda kv: -kv[1])[:3]
     if failures:
-        run = shlex.quote(str(summary["run_dir"]))
-        said = [f"  error: {n} unit{'s' if n != 1 else ''} failed: {note}" for note, n in failures]
-        lines[2:2] = [*said, _failed_units_hint(int(summary["errors"]), run, env)]
+        lines[2:2] = failure_lines(summary)
     return "\n".join(lines)
+
+
+def failure_lines(summary: dict[str, Any]) -> list[str]:
+    """The units that failed in this session, by cause (the three commonest), and how to have them redone;
+    [] when none failed. ``atlas run`` says them on stderr (a trial found the cause on stdout alone)."""
+    failures = sorted((summary.get("error_notes") or {}).items(), key=lambda kv: -kv[1])[:3]
+    if not failures or summary.get("nothing_to_do"):
+        return []
+    endpoint = summary.get("endpoint")
+    env = f"AWS_ENDPOINT_URL={shlex.quote(str(endpoint))} " if endpoint else ""
+    run = shlex.quote(str(summary["run_dir"]))
+    said = [f"  error: {n} unit{'s' if n != 1 else ''} failed: {note}" for note, n in failures]
+    return [*said, _failed_units_hint(int(summary["errors"]), run, env)]
 
 
 def _failed_units_hint(failed: int, run: str, env: str) -> str:

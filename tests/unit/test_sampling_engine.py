@@ -207,6 +207,13 @@ def test_failed_units_are_named_in_the_run_summary_with_how_to_redo_them(world):
     assert "2 units of this run failed (no pictures; atlas sql '/tmp/my run'" in text
     assert "`atlas verify '/tmp/my run' --repair` and the same `atlas run` redo their shards" in text
     assert "(60.0 units/min)" in text
+    from atlas.pipeline.driver import failure_lines
+
+    on_stdout = format_summary(summary, failures=False)  # `atlas run` says the failures on stderr
+    assert "error:" not in on_stdout and "of this run failed" not in on_stdout
+    said = failure_lines(summary)
+    assert said[0].startswith("  error: 1 unit failed: ConfigError: unit 98 is out of range for layer 'fc8'")
+    assert all(line in text for line in said) and failure_lines(summary | {"error_notes": {}}) == []
     every_unit_failed = format_summary(summary | {"errors": 3})
     assert "(no unit finished)" in every_unit_failed and "units/min" not in every_unit_failed
     again = {"nothing_to_do": True, "shards": 1, "run_dir": "/tmp/my run", "errors": 2, "run_totals": {}}
