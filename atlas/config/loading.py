@@ -195,6 +195,28 @@ def _expanded_size(node: yaml.Node, sizes: dict[int, int | None]) -> int:
     return total
 
 
+def _uses_aliases(node: yaml.Node) -> bool:
+    """Whether a node of the composed graph is reached twice (an alias, ``*name``, is a shared node)."""
+    seen: set[int] = set()
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            return True
+        seen.add(id(current))
+        if isinstance(current, yaml.SequenceNode):
+            stack.extend(current.value)
+        elif isinstance(current, yaml.MappingNode):
+            stack.extend(part for pair in current.value for part in pair)
+    return False
+
+
+FEWER_VALUES = (
+    "a config holds a few hundred: select units by ranges ('0-199999') or `units: all`, not one by one"
+)
+MAX_CONFIG_BYTES = 1 << 20  # a config is a few kB; PyYAML takes about a minute for 15 MB
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
     """yaml.SafeLoader that refuses a key given twice in one mapping, naming it and both lines, and reads
     numbers, booleans and dates as YAML 1.2 does: ``010`` is ten (YAML 1.1: octal 8), ``1:30`` and
@@ -213,10 +235,12 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         :data:`MAX_CONFIG_VALUES` values (an "alias bomb" of nested aliases took minutes and gigabytes)."""
         node = super().get_single_node()  # type: ignore[no-untyped-call]
         if node is not None and _expanded_size(node, {}) > MAX_CONFIG_VALUES:
-            raise ExpansionError(
-                f"its aliases (*name) expand it to more than {MAX_CONFIG_VALUES:,} values (or into itself); "
-                "a config holds a few hundred: write the values out"
-            )
+            if _uses_aliases(node):
+                raise ExpansionError(
+                    f"its aliases (*name) expand it to more than {MAX_CONFIG_VALUES:,} values (or into "
+                    "itself); a config holds a few hundred: write the values out"
+                )
+            raise ExpansionError(f"it holds more than {MAX_CONFIG_VALUES:,} values; {FEWER_VALUES}")
         return node
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
@@ -276,10 +300,8 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     return f"{where}: {problem}" if problem else where
 
 
-def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The mapping a YAML config file holds (an empty file: {}); one-line errors for a missing, unreadable,
-    invalid or non-mapping file and for a key given twice."""
-    p = Path(path).expanduser()  # '~/x.yaml' quoted, or after '=', reaches us unexpanded
+def _check_config_path(p: Path) -> None:
+    """A config path that names a regular file of a config's size; else one line saying what it is."""
     if p.is_dir():
         raise ConfigError(
             f"config path {str(p)!r} is a directory; pass a YAML file such as configs/demo.yaml"
@@ -290,6 +312,18 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ConfigError(
             f"config path {str(p)!r} is not a regular file; pass a YAML file such as configs/demo.yaml"
         )
+    if p.stat().st_size > MAX_CONFIG_BYTES:  # before a parse that would take minutes (a trial: 15 MB)
+        size = p.stat().st_size / 1e6
+        raise ConfigError(
+            f"config file {str(p)!r} is {size:.1f} MB, past the 1 MB a config may be; {FEWER_VALUES}"
+        )
+
+
+def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The mapping a YAML config file holds (an empty file: {}); one-line errors for a missing, unreadable,
+    invalid or non-mapping file and for a key given twice."""
+    p = Path(path).expanduser()  # '~/x.yaml' quoted, or after '=', reaches us unexpanded
+    _check_config_path(p)
     try:
         data = yaml.load(p.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
     except (DuplicateKeyError, ExpansionError) as exc:

@@ -395,6 +395,29 @@ def test_an_alias_bomb_is_refused_before_it_is_built(tmp_path):
         load_config(fine)
 
 
+def test_a_config_of_too_many_values_says_so_without_blaming_aliases(tmp_path, monkeypatch):
+    """A trial: a literal list of 200,000 units was told "its aliases (*name) expand it", though it had
+    none, and a 15 MB one parsed for minutes: the first is named as what it is, the second refused by size
+    before it is parsed."""
+    from atlas.config import loading
+
+    monkeypatch.setattr(loading, "MAX_CONFIG_VALUES", 1_000)  # the limit's logic, on a list quick to parse
+    many = tmp_path / "many.yaml"
+    units = ", ".join(map(str, range(1_200)))
+    many.write_text(
+        f"name: many\nmodels: {{target: toyworld:target}}\nlayers: [{{name: fc8, units: [{units}]}}]\n"
+    )
+    with pytest.raises(ConfigError) as err:
+        load_config(many)
+    said = str(err.value)
+    assert "it holds more than 1,000 values" in said and "ranges ('0-199999')" in said, said
+    assert "alias" not in said and "\n" not in said
+    huge = tmp_path / "huge.yaml"
+    huge.write_text("name: huge\n# " + "x" * 1_500_000 + "\n")
+    with pytest.raises(ConfigError, match=r"huge.yaml' is 1.5 MB, past the 1 MB a config may be"):
+        load_config(huge)
+
+
 def _small(tmp_path):
     path = tmp_path / "small.yaml"
     path.write_text("name: s\nmodels: {target: toyworld:target}\nlayers: [{name: fc8}]\n")
