@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     Field,
@@ -158,6 +159,26 @@ class StorageConfig(Section):
         None, description="Object-store region; default: AWS_REGION / AWS_DEFAULT_REGION."
     )
     anonymous: bool = Field(False, description="Connect without credentials (public buckets).")
+
+    @field_validator("endpoint_override")
+    @classmethod
+    def _endpoint_url(cls, value: str | None) -> str | None:
+        """An endpoint pyarrow can reach: ``http(s)://HOST[:PORT]`` or ``HOST[:PORT]`` (a trial's
+        ``http://[::1`` passed the check and failed at the run's first write, the key unnamed)."""
+        if value is None:
+            return value
+        text = value if "://" in value else f"http://{value}"
+        try:
+            parts = urlsplit(text)
+            ok = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.path in ("", "/")
+            ok = ok and (parts.port is None or parts.port > 0)
+        except ValueError:  # an unclosed [IPv6 bracket, a port that is not a number
+            ok = False
+        if not ok:
+            raise ValueError(
+                f"{value!r} is not an endpoint URL; give http(s)://HOST:PORT, e.g. http://127.0.0.1:9000"
+            )
+        return value
 
     def object_store_options(self) -> dict[str, Any]:
         """The options an object-store URI opens with (``out_dir``, weights, code statistics)."""

@@ -131,7 +131,9 @@ class Location:
         try:
             return self.fs.get_file_info(self.full(rel))
         except OSError as exc:
-            raise AtlasError(f"cannot reach {self.display(rel)}: {storage_reason(exc)}") from None
+            endpoint = (self.options or {}).get("endpoint_override")
+            via = f" through storage.endpoint_override {endpoint!r}" if endpoint else ""  # the key to check
+            raise AtlasError(f"cannot reach {self.display(rel)}{via}: {storage_reason(exc)}") from None
 
     def exists(self, rel: str = "") -> bool:
         return self._info(rel).type != pafs.FileType.NotFound

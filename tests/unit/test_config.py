@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -366,6 +367,32 @@ def test_storage_options_reach_the_uris_on_out_dirs_store_only():
     local = config_from_dict(BASE, minio)
     assert local.storage_options_for("s3://weights/a.pth")["endpoint_override"] == "http://minio:9000"
     assert local.storage_options_for("gs://weights/a.pth") == {}
+
+
+@pytest.mark.parametrize(
+    "endpoint", ["http://[::1", "ftp://minio:9000", "http://minio:port", "http://h/path"]
+)
+def test_an_endpoint_that_is_not_a_url_is_refused_at_the_check(endpoint):
+    """A trial's `http://[::1` passed `atlas config --check` and failed at the run's first write, with an
+    AWS error that named no key."""
+    with pytest.raises(ConfigError, match=rf"^storage.endpoint_override: '{re.escape(endpoint)}' is not an "):
+        config_from_dict(BASE, [f"storage.endpoint_override={endpoint}"])
+    for fine in ("http://127.0.0.1:9000", "https://s3.example.com", "minio:9000"):
+        assert config_from_dict(BASE, [f"storage.endpoint_override={fine}"]).storage.endpoint_override == fine
+
+
+def test_a_store_it_cannot_reach_is_named_with_the_endpoint_it_went_through():
+    from atlas.errors import AtlasError
+    from atlas.store.location import Location
+
+    class Unreachable:
+        def get_file_info(self, path):
+            raise OSError("AWS Error NETWORK_CONNECTION during HeadObject: Could not resolve hostname")
+
+    loc = Location("s3://b/x", {"endpoint_override": "http://minio.internal:9000"}, lazy=True)
+    loc._fs = Unreachable()
+    with pytest.raises(AtlasError, match=r"^cannot reach s3://b/x/run.json through storage.endpoint_"):
+        loc.exists("run.json")
 
 
 def test_an_alias_bomb_is_refused_before_it_is_built(tmp_path):
