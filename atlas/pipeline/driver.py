@@ -551,9 +551,16 @@ def _stopped(store: RunStore, lock: RunLock, planned: int, exc: BaseException) -
     run.json may be another driver's): an error leaves it ``incomplete``; Ctrl-C, SIGTERM and a closed output
     pipe (the reader of `| head` gone: SIGPIPE's exit status 141, never a success) ``interrupted``."""
     if isinstance(exc, AtlasError):
+        notes = []
+        if "No space left on device" in str(exc):  # a full disk (a trial: nothing said how to go on)
+            notes.append("free space there (or choose another out_dir) and the same `atlas run` resumes")
         if lock.held:  # a run that failed is not left saying "running"
-            with contextlib.suppress(AtlasError, OSError):  # a store out of reach: the first error stands
+            try:
                 store.mark_interrupted("incomplete")
+            except (AtlasError, OSError):  # a store out of reach, a full disk: the first error stands
+                notes.append("run.json could not be marked incomplete either and still says running")
+        if notes:
+            exc.args = (f"{exc}; {'; '.join(notes)}", *exc.args[1:])  # its type and exit status kept
         return exc
     if isinstance(exc, BrokenPipeError):
         if not lock.held:

@@ -728,3 +728,31 @@ def test_an_error_is_placed_at_the_users_line_not_torchs_nor_the_standard_librar
     assert raised_at(exc) == " at net.py:2"
     assert raised_at(chain(f"{stdlib}/json/decoder.py")).startswith(" at test_dispatch.py:")  # its caller
     assert raised_at(RuntimeError("never raised")) == ""
+
+
+def test_a_run_stopped_by_a_full_disk_says_how_to_go_on_and_what_its_run_json_says():
+    """A trial filled the disk mid-run: exit 2, `cannot write ...: No space left on device`, and run.json
+    still `running` (marking it incomplete needed space too) with nothing said about either."""
+    from atlas.errors import AtlasError
+    from atlas.pipeline.driver import _stopped
+
+    class Lock:
+        held = True
+
+    class Store:
+        def __init__(self, fails: bool) -> None:
+            self.fails, self.marked = fails, []
+
+        def mark_interrupted(self, status: str = "interrupted") -> None:
+            if self.fails:
+                raise OSError(28, "No space left on device")
+            self.marked.append(status)
+
+    full = "cannot write runs/demo/units/x.parquet: [Errno 28] No space left on device"
+    store = Store(fails=True)
+    said = str(_stopped(store, Lock(), 4, AtlasError(full)))
+    assert said.startswith(full) and "the same `atlas run` resumes" in said
+    assert "run.json could not be marked incomplete either and still says running" in said
+    store = Store(fails=False)
+    other = _stopped(store, Lock(), 4, AtlasError("models.target: boom"))
+    assert str(other) == "models.target: boom" and store.marked == ["incomplete"]  # said as it was
