@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import os
 from collections.abc import Iterable, Iterator
 
 
@@ -27,10 +28,11 @@ def first_line(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
-def raised_at(exc: BaseException) -> str:
+def raised_at(exc: BaseException, users_only: bool = False) -> str:
     """`` at file.py:LINE`` of the deepest frame of ``exc``'s traceback outside torch and the standard
     library (the line of the user's network that failed, not ``linear.py``, where torch raised: a trial), else
-    of its deepest frame; "" without a traceback."""
+    of its deepest frame; "" without a traceback. ``users_only``: outside atlas too, "" when no such frame
+    (a network of torch's modules alone: atlas's own probe line would mislead)."""
     import sysconfig
     import traceback
 
@@ -43,6 +45,11 @@ def raised_at(exc: BaseException) -> str:
         return name.startswith(stdlib) and "-packages/" not in name
 
     own = [f for f in frames if "/torch/" not in f.filename and not standard(f.filename)]
+    if users_only:
+        package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+        own = [f for f in own if not os.path.abspath(f.filename).startswith(package)]
+        if not own:
+            return ""
     frame = (own or frames)[-1]
     return f" at {frame.filename.replace(chr(92), '/').rsplit('/', 1)[-1]}:{frame.lineno}"
 

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from atlas.config import ModelConfig, PreprocessConfig, RunConfig, ToyWorldRef, build
-from atlas.errors import ConfigError, ModelError, did_you_mean, some
+from atlas.errors import ConfigError, ModelError, did_you_mean, raised_at, some
 from atlas.models import deepsim
 from atlas.models.loaded import IMAGE_ROLES, LoadedModel, Role, freeze
 from atlas.models.probes import LayerInfo, forward_outputs, list_layers, resolve_modules
@@ -676,8 +676,9 @@ def model_layers(model: LoadedModel, include_containers: bool = False) -> list[L
                 )
             raise ModelError(
                 f"{model.spec}: a forward pass at {size}x{size} px (input {shape}) failed "
-                f"({_one_line(exc, 160)}); {how}"
+                f"({_one_line(exc, 160)}{raised_at(exc, users_only=True)}); {how}"
             ) from None
         raise ModelError(
-            f"{model.spec}: a forward pass on a {shape} code failed ({_one_line(exc, 160)})"
+            f"{model.spec}: a forward pass on a {shape} code failed "
+            f"({_one_line(exc, 160)}{raised_at(exc, users_only=True)})"
         ) from None

@@ -309,7 +309,7 @@ def _check_code_layer(cfg: RunConfig, models: RunModels, module: nn.Module, shap
     where = "models.code_layer" if cfg.models.code_layer else f"models.code_layer (the generator's {name!r})"
     if models.encoder is not None:  # the code is the encoder's layer (models.encoder), not the target's
         module = models.encoder.module
-        shapes = {r.name: r.shape for r in model_layers(models.encoder, include_containers=True)}
+        shapes = {r.name: r.shape for r in keyed_layers(models.encoder, "models.encoder")}
         where += " in models.encoder"
     # the generator's own layer name, looked up in a target that may not be the network G was trained on
     guessed = not cfg.models.code_layer and models.encoder is None and gen is not None
@@ -535,11 +535,20 @@ def _stats_of_another_code(cfg: RunConfig, models: RunModels, code_layer: str | 
     ]
 
 
+def keyed_layers(model: LoadedModel, key: str) -> list[LayerInfo]:
+    """:func:`model_layers` of a run's model, a failure named by its config key (``models.target: ...``),
+    as the run's other model errors are."""
+    try:
+        return model_layers(model, include_containers=True)
+    except ModelError as exc:
+        raise ModelError(f"{key}: {exc}") from None
+
+
 def preflight_models(cfg: RunConfig, models: RunModels) -> PreflightReport:
     """The checks that need the loaded models (one batch-1 forward pass of the target on the CPU)."""
     target, s = models.target, cfg.sampler
     module = target.module
-    rows = model_layers(target, include_containers=True)  # a failing forward pass: one line, with the size
+    rows = keyed_layers(target, "models.target")  # a failing forward pass: one line, with the size
     check_batches(target)
     shapes = {r.name: r.shape for r in rows}
     output = target.output_layer

@@ -593,8 +593,16 @@ PREFLIGHT_CASES = [
     ),
     Case(
         "wrong preprocess size",
-        ("a forward pass at 20x20 px", "models.target.preprocess.size"),
+        (
+            "models.target: python:",
+            "(1x200 and 512x16)); set",  # no probe line of atlas's own
+        ),
         {"models": {"target": {"spec": f"{SPEC}:undeclared", "preprocess": {"size": 20}}}},
+    ),
+    Case(  # a trial: neither the user's line nor the config key was named
+        "wrong preprocess size, the user's forward",
+        ("models.target: python:", "a forward pass at 20x20 px", "at byo_factories.py:", "preprocess.size"),
+        {"models": {"target": {"spec": f"{SPEC}:no_grad", "preprocess": {"size": 20}}}},
     ),
     Case(
         "undeclared size",
