@@ -203,12 +203,12 @@ def sidebar(ctx: Context, pages: dict[str, st.Page], multi_run: bool) -> None:
 
 
 def page_menu(pages: dict[str, st.Page], multi_run: bool) -> None:
-    """A link per page, carrying the query parameters that page will show (:func:`state.params_for`), so
+    """A link per page, carrying the query parameters that page will show (:func:`state.link_params`), so
     a switch is one history entry and one Back undoes it. st.navigation's own menu switched with the old
     page's parameters and the page then wrote its own: two entries, and Back first showed the same page
     again (a user's trial)."""
     for name, page in pages.items():
-        st.page_link(page, query_params=state.params_for(name, multi_run), width="stretch")
+        st.page_link(page, query_params=state.link_params(name, multi_run), width="stretch")
     st.divider()
 
 

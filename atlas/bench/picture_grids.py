@@ -29,15 +29,15 @@ def save_grid(
     (the names are not)."""
     from PIL import Image
 
-    rows, names, n_shown = [], [], 1
-    for u in units:
-        if u.status != "ok" or not u.chains:
-            continue
+    shown = [u for u in units if u.status == "ok" and u.chains]
+    n_shown = max([1, *(min(len(u.real_topk), n_real) for u in shown)])  # every row's real columns alike
+    rows, names = [], []
+    for u in shown:
         tiles = [getattr(c, picture).image for c in u.chains]
         h, w, _ = tiles[0].shape
         gap = np.full((h, gap_px, 3), 255, np.uint8)
-        real = [im for _, _, im in u.real_topk[:n_real]] or [np.zeros_like(tiles[0])]
-        n_shown = max(n_shown, len(real))
+        real = [im for _, _, im in u.real_topk[:n_real]]
+        real += [np.full_like(tiles[0], 255)] * (n_shown - len(real))  # a unit with fewer: blank, in place
         rows.append(np.concatenate(real + [gap] + tiles, axis=1))
         names.append(unit_name(u))
     if not rows:

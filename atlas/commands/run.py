@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
             )
         except BrokenPipeError:  # a warning before the run held it (the driver turns later ones into this)
             raise Interrupted(PIPE_CLOSED_EARLY, 141) from None
-        print(format_summary(summary, failures=False))
+        print(format_summary(summary))
         for line in failure_lines(summary):  # why it exits 1, where errors go
             print(f"atlas: {line.strip()}", file=sys.stderr)
         if viewer is not None:

@@ -214,7 +214,7 @@ def _uses_aliases(node: yaml.Node) -> bool:
 FEWER_VALUES = (
     "a config holds a few hundred: select units by ranges ('0-199999') or `units: all`, not one by one"
 )
-MAX_CONFIG_BYTES = 1 << 20  # a config is a few kB; PyYAML takes about a minute for 15 MB
+MAX_CONFIG_BYTES = 1_000_000  # a config is a few kB; PyYAML takes about a minute for 15 MB
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

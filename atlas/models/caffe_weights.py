@@ -7,7 +7,8 @@ each layer's ``blobs``. This module reads the protobuf wire format directly (no 
 package) and maps each layer's blobs onto the module of the same name: blob 0 -> ``<module>.weight``,
 blob 1 -> ``<module>.bias``. Caffe's layouts are PyTorch's: Convolution (out, in/groups, kh, kw),
 Deconvolution (in, out, kh, kw) as ConvTranspose2d, InnerProduct (out, in) as Linear; the legacy 4-d blob
-shapes of the V1 format (``1 x 1 x out x in``) are taken by element count.
+shapes of the V1 format (``1 x 1 x out x in``) match once their leading 1s are set aside. Every blob's
+shape is checked against its parameter's: a transposed layout is refused, never reshaped into place.
 
 Usage::
 
@@ -103,8 +104,19 @@ def _ints(fields: list[_Field], number: int) -> list[int]:
 
 
 def _floats(fields: list[_Field], number: int, dtype: str) -> np.ndarray:
-    """A repeated float / double field, packed (one bytes run) or not (one fixed-width field each)."""
-    raw = b"".join(bytes(f.value) for f in fields if f.number == number)  # type: ignore[arg-type]
+    """A repeated float (``<f4``) / double (``<f8``) field, packed (one bytes run) or not (one fixed-width
+    field each); any other wire type is a damaged file (a varint there had been read as a length)."""
+    fixed = 5 if dtype == "<f4" else 1
+    runs = []
+    for f in fields:
+        if f.number != number:
+            continue
+        if f.wire not in (2, fixed) or not isinstance(f.value, bytes):
+            raise CaffeError(f"blob field {number} has wire type {f.wire}, not packed or fixed-width numbers")
+        runs.append(f.value)
+    raw = b"".join(runs)
+    if len(raw) % np.dtype(dtype).itemsize:
+        raise CaffeError(f"blob field {number} holds {len(raw)} bytes, not whole numbers")
     return np.frombuffer(raw, dtype=dtype).astype(np.float32)
 
 
@@ -148,6 +160,14 @@ def read_caffemodel(path: str | os.PathLike[str]) -> dict[str, list[np.ndarray]]
     return layers
 
 
+def _squeezed(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """``shape`` without its leading 1s (the legacy format pads every blob to 4-d with them)."""
+    dims = list(shape)
+    while len(dims) > 1 and dims[0] == 1:
+        dims.pop(0)
+    return tuple(dims)
+
+
 def state_dict_from_blobs(
     module: nn.Module, layers: dict[str, list[np.ndarray]]
 ) -> tuple[dict[str, torch.Tensor], list[str]]:
@@ -174,11 +194,10 @@ def state_dict_from_blobs(
         if index >= len(blobs):
             raise CaffeError(f"parameter {key!r}: Caffe layer {layer!r} has {len(blobs)} blob(s), no {kind}")
         blob = blobs[index]
-        if blob.size != param.numel():
+        if _squeezed(blob.shape) != _squeezed(tuple(param.shape)):  # V1's 1 x 1 x out x in: leading 1s aside
             raise CaffeError(
-                f"parameter {key!r} has shape {tuple(param.shape)} ({param.numel()} values) but Caffe layer "
-                f"{layer!r} blob {index} has shape {blob.shape} ({blob.size}); the spec is not this file's "
-                "network"
+                f"parameter {key!r} has shape {tuple(param.shape)} but Caffe layer {layer!r} blob {index} "
+                f"has shape {blob.shape}; the spec is not this file's network"
             )
         state[key] = torch.from_numpy(blob.reshape(tuple(param.shape)).copy()).to(param.dtype)
         used += [layer] if layer not in used else []

@@ -428,9 +428,9 @@ def _load_toyworld(name: str, cfg: ModelConfig, role: Role, opts: LoadOptions) -
 def _untrained(spec: str, name: str, preset: str, members: int = 0) -> str:
     """A toy-world network that a load which may not train (a check) finds neither cached (current) nor
     shipped; the bootstrap it names trains the run's ensemble members too (``members``: how many)."""
-    member = re.fullmatch(r"target([2-9])", name)
-    also = " and the run's ensemble members" if members and not member else ""
-    members = max(members, int(member.group(1)) - 1 if member else 0)
+    own = _members_up_to(name)  # a member itself: the bootstrap that trains it
+    also = " and the run's ensemble members" if members and not own else ""
+    members = max(members, own)
     flag = f" --members {members}" if members else ""
     return (
         f"{spec!r} is not trained yet (or its cached file is stale), and a check trains nothing: "
@@ -438,11 +438,17 @@ def _untrained(spec: str, name: str, preset: str, members: int = 0) -> str:
     )
 
 
+def _members_up_to(name: str) -> int:
+    """The `atlas bootstrap --members` that trains toy-world component ``name``: N - 1 for targetN, else 0."""
+    member = re.fullmatch(r"target([2-9])", name)
+    return int(member.group(1)) - 1 if member else 0
+
+
 def toyworld_members(specs: Sequence[str]) -> int:
     """How many toy-world ensemble members (``toyworld:target2`` ... ``target9``) ``specs`` reach: the
     highest N - 1, what ``atlas bootstrap --members`` trains."""
-    found = (re.fullmatch(r"toyworld:target([2-9])", spec) for spec in specs)
-    return max((int(m.group(1)) - 1 for m in found if m), default=0)
+    names = (spec.removeprefix("toyworld:") for spec in specs if spec.startswith("toyworld:"))
+    return max((_members_up_to(name) for name in names), default=0)
 
 
 SCHEMES: dict[str, Callable[[str, ModelConfig, Role, LoadOptions], LoadedModel]] = {

@@ -546,13 +546,16 @@ PIPE_CLOSED = "its output pipe closed"
 PIPE_CLOSED_EARLY = f"stopped: {PIPE_CLOSED} before the run started; nothing was written"
 
 
+DISK_FULL = ("No space left on device", "Disk quota exceeded")  # ENOSPC, EDQUOT as storage errors say them
+
+
 def _stopped(store: RunStore, lock: RunLock, planned: int, exc: BaseException) -> BaseException:
     """What a run stopped by ``exc`` raises, its run.json marked under the run's lock only (before, the
     run.json may be another driver's): an error leaves it ``incomplete``; Ctrl-C, SIGTERM and a closed output
     pipe (the reader of `| head` gone: SIGPIPE's exit status 141, never a success) ``interrupted``."""
     if isinstance(exc, AtlasError):
         notes = []
-        if "No space left on device" in str(exc):  # a full disk (a trial: nothing said how to go on)
+        if any(full in str(exc) for full in DISK_FULL):  # a trial: nothing said how to go on
             notes.append("free space there (or choose another out_dir) and the same `atlas run` resumes")
         if lock.held:  # a run that failed is not left saying "running"
             try:
@@ -688,20 +691,23 @@ def _all_complete(shards: int) -> str:
     return "its 1 shard is complete" if shards == 1 else f"all {shards} shards are complete"
 
 
-def format_summary(summary: dict[str, Any], failures: bool = True) -> str:
-    """The run's summary for the terminal (``failures``: with :func:`failure_lines` in it)."""
-    endpoint = summary.get("endpoint")  # commands to paste as they are: the store's endpoint with them
-    env = f"AWS_ENDPOINT_URL={shlex.quote(str(endpoint))} " if endpoint else ""
+def _endpoint_env(summary: dict[str, Any]) -> str:
+    """``AWS_ENDPOINT_URL=... `` before the commands a summary prints (to paste as they are), or ""."""
+    endpoint = summary.get("endpoint")
+    return f"AWS_ENDPOINT_URL={shlex.quote(str(endpoint))} " if endpoint else ""
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """The run's summary for the terminal (stdout); its failed units are :func:`failure_lines` (stderr)."""
+    env = _endpoint_env(summary)
     if summary.get("nothing_to_do"):
         run = shlex.quote(str(summary["run_dir"]))
         rows = summary.get("run_totals") or {}
         counts = ", ".join(counted(rows.get(k, 0), k[:-1]) for k in ("units", "chains", "images"))
-        failed = int(summary.get("errors") or 0)
         return "\n".join(
             [
                 f"atlas: nothing to do: {_all_complete(summary['shards'])} of {summary['run_dir']} "
                 f"({counts}; finished {summary.get('finished', '?')})",
-                *([_failed_units_hint(failed, run, env)] if failed else []),
                 f"  browse: {env}atlas view {run}",
                 f'  query:  {env}atlas sql {run} "SELECT layer, count(*) FROM units GROUP BY layer"',
             ]
@@ -727,22 +733,20 @@ def format_summary(summary: dict[str, Any], failures: bool = True) -> str:
         lines.insert(2, warning)
     notes = sorted((summary.get("warnings") or {}).items(), key=lambda kv: -kv[1])[:3]  # most units first
     lines[2:2] = [f"  warning: {n} unit{'s' if n != 1 else ''}: {note} (units.error)" for note, n in notes]
-    if failures:
-        lines[2:2] = failure_lines(summary)
     return "\n".join(lines)
 
 
 def failure_lines(summary: dict[str, Any]) -> list[str]:
-    """The units that failed in this session, by cause (the three commonest), and how to have them redone;
-    [] when none failed. ``atlas run`` says them on stderr (a trial found the cause on stdout alone)."""
-    failures = sorted((summary.get("error_notes") or {}).items(), key=lambda kv: -kv[1])[:3]
-    if not failures or summary.get("nothing_to_do"):
+    """The run's failed units: this session's by cause (the three commonest) and how to have them redone
+    (a rerun of a complete run: how many, and how); [] when none failed. ``atlas run`` says them on stderr
+    with its exit status 1 (a trial found the cause on stdout alone)."""
+    failed = int(summary.get("errors") or 0)
+    if not failed:
         return []
-    endpoint = summary.get("endpoint")
-    env = f"AWS_ENDPOINT_URL={shlex.quote(str(endpoint))} " if endpoint else ""
     run = shlex.quote(str(summary["run_dir"]))
+    failures = sorted((summary.get("error_notes") or {}).items(), key=lambda kv: -kv[1])[:3]
     said = [f"  error: {n} unit{'s' if n != 1 else ''} failed: {note}" for note, n in failures]
-    return [*said, _failed_units_hint(int(summary["errors"]), run, env)]
+    return [*said, _failed_units_hint(failed, run, _endpoint_env(summary))]
 
 
 def _failed_units_hint(failed: int, run: str, env: str) -> str:

@@ -26,3 +26,16 @@ def decode_png(data: bytes) -> np.ndarray:
     """PNG bytes -> uint8 array (H, W, C)."""
     with Image.open(io.BytesIO(data)) as img:
         return np.asarray(img.convert("RGB"))
+
+
+def png_problem(data: bytes) -> str | None:
+    """Why ``data`` is not a whole PNG (its chunk CRCs, then its pixels; the error's first line), or None
+    when it decodes: ``atlas verify --deep`` and ``atlas export`` refuse a damaged picture alike."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.verify()  # chunk CRCs
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()  # the pixels decompress
+    except (OSError, ValueError, SyntaxError) as exc:  # PIL's errors for damaged data
+        return next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+    return None

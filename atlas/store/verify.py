@@ -9,14 +9,12 @@ next ``atlas run`` of the same config redoes exactly those.
 from __future__ import annotations
 
 import hashlib
-import io
 import itertools
 import json
 import os
 from dataclasses import dataclass, field
 
 import pyarrow.parquet as pq
-from PIL import Image
 
 from atlas.config import NON_RESULT_SECTIONS, config_data_hash
 from atlas.errors import AtlasError, first_line
@@ -36,6 +34,7 @@ from atlas.store.manifest import (
     unmarked_shards,
     write_json,
 )
+from atlas.store.png import png_problem
 from atlas.store.schema import SCHEMA_VERSION
 
 
@@ -129,13 +128,9 @@ def _read_whole(loc: Location, rel: str, report: VerifyReport | None = None) -> 
             continue
         if report is not None:
             report.deep_pictures += 1
-        try:
-            with Image.open(io.BytesIO(png)) as img:
-                img.verify()  # chunk CRCs
-            with Image.open(io.BytesIO(png)) as img:
-                img.load()  # the pixels decompress
-        except (OSError, ValueError, SyntaxError) as exc:
-            return f"{rel} row {row}: its picture does not decode ({_short(first_line(exc))})"
+        problem = png_problem(png)
+        if problem is not None:
+            return f"{rel} row {row}: its picture does not decode ({_short(problem)})"
     return None
 
 

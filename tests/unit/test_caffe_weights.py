@@ -136,6 +136,15 @@ def test_convert_caffe_refuses_what_does_not_fit_in_one_line(tmp_path, capsys):
     assert_user_error(
         convert(wrong), "parameter 'fc8.weight' has shape (10, 32)", "the spec is not this file's"
     )
+    swapped = tmp_path / "swapped.caffemodel"  # the same number of values, transposed: refused, not reshaped
+    swapped.write_bytes(_caffemodel({**layers, "fc7": [layers["fc7"][0].T.copy(), layers["fc7"][1]]}))
+    assert_user_error(
+        convert(swapped), "'fc7.weight' has shape (32, 16) but Caffe layer 'fc7' blob 0 has shape (16, 32)"
+    )
+    varint = tmp_path / "varint.caffemodel"  # a blob's data as a varint: its value is no length to allocate
+    blob = _field(7, _field(1, _varint(2))) + _int_field(5, 400_000_000)
+    varint.write_bytes(_field(100, _field(1, b"fc7") + _field(7, blob)))
+    assert_user_error(convert(varint), "is not a readable .caffemodel (blob field 5 has wire type 0")
     junk = tmp_path / "notes.caffemodel"
     junk.write_bytes(b"\xff" * 40)
     assert_user_error(convert(junk), f"{str(junk)!r} is not a readable .caffemodel")

@@ -290,6 +290,10 @@ def test_a_methods_grid_names_its_columns_and_each_units_row(world, tmp_path):
     for top in (24, 24 + row):  # each unit's name, left of its row
         assert dark[top : top + row, :names].any()
     assert not dark[24:, names - 4 : names].any()  # the names stay in their column
+    results[1].real_topk = results[1].real_topk[:1]  # fewer real images: a blank, its chains in place
+    save_grid(results, tmp_path / "short.png", picture="best", n_real=2, gap_px=6, scale=3)
+    short = np.asarray(Image.open(tmp_path / "short.png").convert("L"))
+    assert short.shape == im.shape and np.array_equal(short[:, names + 3 * 38 :], im[:, names + 3 * 38 :])
 
 
 def test_the_compare_grid_header_runs_a_long_name_on_over_the_next_column():

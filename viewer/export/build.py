@@ -34,6 +34,7 @@ from PIL import Image
 from atlas.contact_sheet import Tile, contact_sheet, save_sheet
 from atlas.errors import AtlasError, ConfigError
 from atlas.process import pid_alive
+from atlas.store.png import png_problem
 from atlas.tables import counted
 from viewer import data
 from viewer.export.site import SiteLayer, SiteTile, index_html
@@ -178,7 +179,7 @@ def _export_layer(
         caption = _caption(rec, req.picture, labels)
         href = None
         if rec.get("png") is not None:
-            if not _decodes(rec["png"]):  # a damaged images file that the quick `atlas verify` passes
+            if png_problem(rec["png"]) is not None:  # a damaged images file the quick `atlas verify` passes
                 raise AtlasError(
                     f"run {req.run} is damaged: {layer} unit {int(rec['unit'])}'s {req.picture} picture does "
                     f"not decode as a PNG; `atlas verify {req.run} --deep --repair` finds its shard, and the "
@@ -208,16 +209,6 @@ def _export_layer(
         f"{len(records)} unit{'s' if len(records) != 1 else ''} · {req.picture} pictures · by {req.sort}"
     )
     return SiteLayer(layer, folder, summary, tuple(sheets), tuple(site_tiles))
-
-
-def _decodes(png: bytes) -> bool:
-    """Whether ``png`` is a picture PIL can decode whole."""
-    try:
-        with Image.open(io.BytesIO(png)) as im:
-            im.load()
-        return True
-    except (OSError, ValueError, SyntaxError):  # PIL's errors for damaged data
-        return False
 
 
 def _scaled(png: bytes, scale: int) -> bytes:
