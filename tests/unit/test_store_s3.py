@@ -5,12 +5,14 @@ from __future__ import annotations
 import pickle
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from atlas.errors import AtlasError
 from atlas.store import RunStore, open_run, run_query
 from atlas.store.catalog import unit_sources
 from atlas.store.location import Location, open_location
+from atlas.store.png import encode_png
 from tests.support.s3 import s3_server
 from tests.unit.test_store import manifest, shard_rows
 
@@ -62,7 +64,8 @@ def test_a_run_on_s3_exports_to_a_local_folder(s3, tmp_path):
 
     store = RunStore(s3.uri("runs", "export"))
     store.init_run(manifest(planned_shards=1))
-    store.write_shard("fc8-0000", "fc8", shard_rows(units=(0, 1, 2)))
+    picture = encode_png(np.full((4, 4, 3), 200, np.uint8))  # the export decodes every picture it writes
+    store.write_shard("fc8-0000", "fc8", shard_rows(units=(0, 1, 2), png=picture))
     report = export_run(ExportRequest(s3.uri("runs", "export"), tmp_path / "out"), say=lambda _: None)
     assert report.layers == [("fc8", 3, 1)]
     conn = open_run(s3.uri("runs", "export"))
