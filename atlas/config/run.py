@@ -171,6 +171,17 @@ class RunConfig(Section):
             )
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
+        if s.pair_start == "composed" and s.method not in CODE_METHODS:
+            raise ValueError(
+                f"sampler.pair_start: composed reads the composite picture back into G's code, and "
+                f"sampler.method {s.method} has none; use one of {', '.join(CODE_METHODS)}, or "
+                "pair_start: start"
+            )
+        if s.pair_start == "composed" and s.start_pool > 1:
+            raise ValueError(
+                "sampler.pair_start: composed starts each pair chain from its composed picture's code, and "
+                "sampler.start_pool draws starts of its own; set one of them (start_pool: 1)"
+            )
         pooled = s.start_pool > 1 and s.start_pool_noise > 0  # each chain picks from its own draws
         if (
             s.start == "mean"

@@ -308,6 +308,14 @@ class SamplerConfig(Section):
         le=HUGE,
         json_schema_extra={"omit_default": True},
     )
+    pair_start: Literal["start", "composed"] = Field(
+        "start",
+        description="Where a pair composite's chains (a + b, layers.pairs) start: 'start' as every chain "
+        "(sampler.start); 'composed' from its two units' own pictures, each unit synthesized alone first, "
+        "laid side by side (a's object at a quarter of the width, b's at three quarters, over b's "
+        "background) and read back into G's code (code methods; docs/sampling.md, 'Composed pairs').",
+        json_schema_extra={"omit_default": True},
+    )
     relu_gradient: Literal["exact", "redirected"] = Field(
         "redirected",
         description="Gradient through the target's nn.ReLU modules while chains climb: exact, or "

@@ -21,19 +21,23 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
+import numpy as np
 import torch
 from torch import nn
 
 from atlas.config import ComputeConfig, FacetConfig, SamplerConfig, check_sampler_models
+from atlas.errors import ConfigError
 from atlas.models.codes import CodeStats
 from atlas.models.loaded import LoadedModel, generators_own_layer
 from atlas.models.probes import resolve_modules
 from atlas.sampling import facets as facet_mod
 from atlas.sampling.batches import run_batches
 from atlas.sampling.chain import TargetReadout, run_chains
+from atlas.sampling.compose import compose_pair
 from atlas.sampling.compute import ComputeSetup
 from atlas.sampling.concepts import choose_path_layers
 from atlas.sampling.ensemble import TargetEnsemble, check_member_shapes, ensemble_output_layer
+from atlas.sampling.manifold import encode_code
 from atlas.sampling.nets import EngineNets
 from atlas.sampling.objectives import Composite, Objective
 from atlas.sampling.parametrizations import GeneratorParam, PixelParam
@@ -144,6 +148,7 @@ class Engine:
         )
         self.sampler = self._make_sampler()
         shape = self.sampler.param.state_shape()
+        self._composed: dict[int, torch.Tensor] = {}  # map_units' pair composites' start codes (pair_start)
         self.starts = StartStates(
             sampler, facets, shape, self.method == "pixel", self._clip, self.code_stats, self.real
         )
@@ -262,6 +267,12 @@ class Engine:
             except Exception as exc:  # noqa: BLE001 - becomes a status row
                 unit_objs.append(None)
                 rows.fail(pos, int(u), exc)
+        composed = (  # a pair composite's start codes: its units' own pictures (their own run, before
+            # this one sets the real images' composites), composed
+            self._composed_starts(name, units, objective, seed, kind)
+            if self.cfg.pair_start == "composed"
+            else {}
+        )
         try:
             self._load_real(name)
             if self.real is not None:
@@ -280,9 +291,61 @@ class Engine:
         run = partial(self._run, name, seed=seed, objective=objective)
         granule = self.cfg.chains_per_unit if self.cfg.diversity else 1  # diversity: a unit's chains together
         size = max(granule, self.batch_size // granule * granule)
-        with self.setup.kernels():
-            self.batch_size = run_batches(todo, size, run, rows, progress, granule)
+        self._composed = composed
+        try:
+            with self.setup.kernels():
+                self.batch_size = run_batches(todo, size, run, rows, progress, granule)
+        finally:
+            self._composed = {}
         return rows.in_order(len(units))
+
+    def _composed_starts(
+        self, layer: str, units: list[int], objective: Objective, seed: int, kind: str
+    ) -> dict[int, torch.Tensor]:
+        """(K, *S) start codes of the pair composites among ``units`` (two terms of positive weight): chain
+        k from the k-th chains' last pictures of its two units, each unit synthesized alone first (the run's
+        own seeds and start), composed side by side (:func:`compose_pair`, the first unit on the left for
+        even k) and read back into G's code as real images are. A pair whose unit failed starts as the
+        others do."""
+        pairs = {}
+        for u in units:
+            comp = objective.composite(int(u))
+            if comp is not None and len(comp.terms) == 2 and all(w > 0 for _, w in comp.terms):
+                pairs[int(u)] = (comp.terms[0][0], comp.terms[1][0])
+        if not pairs:
+            return {}
+        singles = sorted({unit for pair in pairs.values() for unit in pair})
+        done = {r.unit: r for r in self.map_units(layer, singles, seed, kind=kind) if r.status == "ok"}
+        out = {}
+        for u, (a, b) in pairs.items():
+            if a not in done or b not in done:
+                continue
+            last = {unit: {c.chain: c.last.image for c in done[unit].chains} for unit in (a, b)}
+            pictures = [
+                compose_pair(last[a][k], last[b][k]) if k % 2 == 0 else compose_pair(last[b][k], last[a][k])
+                for k in range(self.cfg.chains_per_unit)
+            ]
+            out[u] = self._codes_of(np.stack(pictures))
+        return out
+
+    @torch.no_grad()
+    def _codes_of(self, pictures: np.ndarray) -> torch.Tensor:
+        """(N, *S) G's codes of uint8 pictures (N, H, W, 3): the code layer's activations (the encoder's,
+        ``models.encoder``, else the target's) through the generator's code encoder, clipped."""
+        if not self.code_layer or not isinstance(self.starts, StartStates):
+            raise ConfigError(
+                "sampler.pair_start: composed reads pictures back into G's code and this run has no code "
+                "layer (set models.code_layer)"
+            )
+        x = torch.from_numpy(pictures).permute(0, 3, 1, 2).float().div(255).to(self.device)  # (N, 3, H, W)
+        # in float32 whatever the chains' precision, as real images are read (a start, not a step)
+        if self.code_reader is not None:
+            held = self.code_reader(x)
+        else:
+            probe = self.nets.probes([self.code_layer])[0]
+            held = probe(self.setup.to_input(self.nets.space.encode(x)))[self.code_layer]
+        codes = encode_code(held, self.code_encoder)  # (N, D)
+        return self.starts.clip(codes.view(codes.shape[0], *self.starts.shape))
 
     def _unit(self, layer: str, index: int, shape: tuple[int, ...], kind: str, objective: Objective) -> Unit:
         """The unit ``index`` of the layer, or the composite objective numbered ``index`` (read where its
@@ -302,6 +365,9 @@ class Engine:
             part = [c for c in batch if c.unit_pos == pos]
             gens = chain_generators([c.seed for c in part], self.device)
             s, lab = self.starts.for_unit(layer, part[0].unit, [c.chain for c in part], gens, seed)
+            composed = self._composed.get(part[0].unit.index)
+            if composed is not None:  # sampler.pair_start: composed (its draws made all the same)
+                s, lab = composed[[c.chain for c in part]], ["composed"] * len(part)
             starts.append(s)
             pools.append(self.starts.pool(layer, [c.chain for c in part], gens) if code_starts else None)
             labels.extend(lab)

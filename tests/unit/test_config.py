@@ -501,3 +501,12 @@ def test_a_set_into_a_method_section_the_run_does_not_read_is_said():
         "fourier does); it changes nothing"
     ]
     assert override_warnings(data, ["sampler.steps=3"]) == []  # the file's own ga section: quiet
+
+
+def test_pair_start_composed_needs_a_code_method_and_no_start_pool():
+    with pytest.raises(ConfigError, match=r"^sampler.pair_start: composed reads the composite picture back"):
+        config_from_dict(BASE, ["sampler.pair_start=composed", "sampler.method=pixel"])
+    with pytest.raises(ConfigError, match="sampler.start_pool draws starts of its own"):
+        config_from_dict(BASE, ["sampler.pair_start=composed", "sampler.start_pool=8"])
+    assert config_from_dict(BASE, ["sampler.pair_start=composed"]).sampler.pair_start == "composed"
+    assert "pair_start" not in config_from_dict(BASE, []).sampler.to_dict()  # the default: out of the hash

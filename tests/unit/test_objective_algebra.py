@@ -302,3 +302,51 @@ def test_a_layer_of_composites_alone_is_refused_with_the_reason():
         LayerConfig(name="fc8", units=[], pairs=[[1, 2]])
     with pytest.raises(ConfigError, match=r"invalid unit list \[\]"):
         LayerConfig(name="fc8", units=[])
+
+
+def test_compose_pair_lays_two_objects_out_as_the_datas_two_object_pictures():
+    """The left picture's object moved to a quarter of the width, the right one's to three quarters, on the
+    right picture's background (sampler.pair_start: composed)."""
+    import numpy as np
+
+    from atlas.sampling.compose import compose_pair
+
+    def picture(background, colour, x0):  # a 6 x 6 square at columns x0 .. x0 + 5 of a 40 x 40 picture
+        pic = np.full((40, 40, 3), background, np.uint8)
+        pic[17:23, x0 : x0 + 6] = colour
+        return pic
+
+    out = compose_pair(picture(20, (250, 0, 0), 17), picture(90, (0, 0, 250), 5))
+    red = (out[..., 0] > 200) & (out[..., 2] < 50)
+    blue = (out[..., 2] > 200) & (out[..., 0] < 50)
+    assert red.sum() == 36 and blue.sum() == 36  # both objects whole
+    assert abs(np.nonzero(red)[1].mean() - 10) <= 1 and abs(np.nonzero(blue)[1].mean() - 30) <= 1
+    assert (out[0, 0] == 90).all() and (out[39, 20] == 90).all()  # the right picture's background
+
+
+def test_pair_start_composed_starts_a_pairs_chains_from_its_units_own_pictures(monkeypatch):
+    """Each unit of the pair runs alone first; the pair's chain k starts from the code of the composite
+    of their k-th chains' last pictures (the first unit on the left for even k), not from sampler.start."""
+    import numpy as np
+
+    from atlas.sampling import compose
+
+    seen = []
+    real_compose = compose.compose_pair
+    monkeypatch.setattr(
+        "atlas.sampling.engine.compose_pair", lambda a, b: seen.append((a, b)) or real_compose(a, b)
+    )
+    pair = (parse_composite("2 + 5", 10),)
+    eng = _engine(steps=4, start="mean", start_noise=0.3, pair_start="composed")
+    (res,) = eng.map_units("fc8", [10], seed=0, composites=pair)
+    assert res.status == "ok" and [c.start for c in res.chains] == ["composed"] * 3
+    alone = {
+        r.unit: r for r in _engine(steps=4, start="mean", start_noise=0.3).map_units("fc8", [2, 5], seed=0)
+    }
+    lasts = {u: [c.last.image for c in alone[u].chains] for u in (2, 5)}
+    assert (
+        len(seen) == 3 and np.array_equal(seen[0][0], lasts[2][0]) and np.array_equal(seen[1][0], lasts[5][1])
+    )
+    plain = _engine(steps=4, start="mean", start_noise=0.3).map_units("fc8", [10], seed=0, composites=pair)[0]
+    assert [c.start for c in plain.chains] == ["mean"] * 3
+    assert not np.array_equal(res.chains[0].last.image, plain.chains[0].last.image)
