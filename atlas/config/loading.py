@@ -312,10 +312,10 @@ def _check_config_path(p: Path) -> None:
         raise ConfigError(
             f"config path {str(p)!r} is not a regular file; pass a YAML file such as configs/demo.yaml"
         )
-    if p.stat().st_size > MAX_CONFIG_BYTES:  # before a parse that would take minutes (a trial: 15 MB)
-        size = p.stat().st_size / 1e6
+    size = p.stat().st_size
+    if size > MAX_CONFIG_BYTES:  # before a parse that would take minutes (a trial: 15 MB)
         raise ConfigError(
-            f"config file {str(p)!r} is {size:.1f} MB, past the 1 MB a config may be; {FEWER_VALUES}"
+            f"config file {str(p)!r} is {size / 1e6:.1f} MB, past the 1 MB a config may be; {FEWER_VALUES}"
         )
 
 

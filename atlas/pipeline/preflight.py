@@ -554,6 +554,12 @@ def preflight_models(cfg: RunConfig, models: RunModels) -> PreflightReport:
     output = target.output_layer
     layer_shapes = _check_layers(cfg, module, shapes, output)
     code_layer = _check_code_layer(cfg, models, module, shapes)
+    if s.pair_start == "composed" and models.generator is not None and not code_layer:  # before Ray starts
+        raise ConfigError(
+            "models.code_layer: sampler.pair_start: composed reads each pair's composed picture back into "
+            "G's code through the layer whose output is G's code, and none is known; set models.code_layer "
+            "or sampler.pair_start: start"
+        )
     pictures = _generator_pictures(models)
     _check_dae(cfg, models)
     if s.method in CODE_METHODS and s.start == "mean" and models.code_stats is None:

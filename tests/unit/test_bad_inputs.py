@@ -580,6 +580,12 @@ PREFLIGHT_CASES = [
         merge=({"sampler": {"start": "facet_seeded"}}, REAL),
     ),
     Case(
+        "composed pairs without code layer",
+        ("models.code_layer: sampler.pair_start: composed reads", "sampler.pair_start: start"),
+        GEN,
+        merge=({"sampler": {"pair_start": "composed"}},),
+    ),
+    Case(
         "mean start without code stats",
         ("sampler.start: 'mean' needs the mean code", "models.code_stats"),
         GEN,
