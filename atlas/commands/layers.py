@@ -58,6 +58,23 @@ def role_of_spec(spec: str) -> str:
     return {"deepsim": "generator", "dae": "dae"}.get(scheme, "target")
 
 
+def _check_role(spec: str, role: str | None) -> None:
+    """--role against a spec whose scheme fixes it (``toyworld:target --role generator``; a user's trial):
+    one line naming what the spec is. deepsim: and dae: specs refuse a wrong role when they load."""
+    from atlas.errors import AtlasError
+
+    natural = role_of_spec(spec)
+    if role is None or not spec.startswith("toyworld:") or role == natural:
+        return
+    if natural in ("generator", "dae") or role in ("generator", "dae"):
+        takes = "codes" if natural in ("generator", "dae") else "pictures"
+        listed = natural if natural in ROLES else "target"
+        raise AtlasError(
+            f"--role {role}: {spec} is the toy world's {spec.partition(':')[2]}, whose forward takes "
+            f"{takes}; use --role {listed} or leave --role out"
+        )
+
+
 def _loaded(args: argparse.Namespace, cfg, role: str):
     """(role, the model loaded as it): a target whose module declares ``code_shape`` (not named with
     --role) is a generator, whose forward takes codes: a picture-size hint misled (a user's trial)."""
@@ -138,6 +155,7 @@ def run(args: argparse.Namespace) -> int:
         raise AtlasError(
             f"--size: {args.size} is not a usable input size; give pixels from 1 to 4096, e.g. 64"
         )
+    _check_role(args.spec, args.role)
     role = args.role or role_of_spec(args.spec)
     _image_options_fit(args, role)
     pre = (

@@ -267,12 +267,15 @@ class Engine:
             except Exception as exc:  # noqa: BLE001 - becomes a status row
                 unit_objs.append(None)
                 rows.fail(pos, int(u), exc)
-        composed = (  # a pair composite's start codes: its units' own pictures (their own run, before
-            # this one sets the real images' composites), composed
+        composed, singles = (  # a pair composite's start codes: its units' own pictures (their own run,
+            # before this one sets the real images' composites), composed
             self._composed_starts(name, units, objective, seed, kind)
             if self.cfg.pair_start == "composed"
-            else {}
+            else ({}, {})
         )
+        for pos, u in enumerate(unit_objs):  # a pair's unit that this call maps too: its run above, not again
+            if u is not None and u.index in singles and objective.composite(u.index) is None:
+                rows.done[pos] = singles[u.index]
         try:
             self._load_real(name)
             if self.real is not None:
@@ -283,7 +286,7 @@ class Engine:
         todo = [
             _Chain(p, u, c, chain_seed(seed, name, u.index, c))
             for p, u in enumerate(unit_objs)
-            if u is not None
+            if u is not None and p not in rows.done
             for c in range(self.cfg.chains_per_unit)
         ]
         if progress and rows.done:
@@ -301,21 +304,22 @@ class Engine:
 
     def _composed_starts(
         self, layer: str, units: list[int], objective: Objective, seed: int, kind: str
-    ) -> dict[int, torch.Tensor]:
+    ) -> tuple[dict[int, torch.Tensor], dict[int, UnitResult]]:
         """(K, *S) start codes of the pair composites among ``units`` (two terms of positive weight): chain
         k from the k-th chains' last pictures of its two units, each unit synthesized alone first (the run's
         own seeds and start), composed side by side (:func:`compose_pair`, the first unit on the left for
         even k) and read back into G's code as real images are. A pair whose unit failed starts as the
-        others do."""
+        others do. -> (those codes by composite, the single units' results by unit)."""
         pairs = {}
         for u in units:
             comp = objective.composite(int(u))
             if comp is not None and len(comp.terms) == 2 and all(w > 0 for _, w in comp.terms):
                 pairs[int(u)] = (comp.terms[0][0], comp.terms[1][0])
         if not pairs:
-            return {}
+            return {}, {}
         singles = sorted({unit for pair in pairs.values() for unit in pair})
-        done = {r.unit: r for r in self.map_units(layer, singles, seed, kind=kind) if r.status == "ok"}
+        results = {r.unit: r for r in self.map_units(layer, singles, seed, kind=kind)}
+        done = {unit: r for unit, r in results.items() if r.status == "ok"}
         out = {}
         for u, (a, b) in pairs.items():
             if a not in done or b not in done:
@@ -326,7 +330,7 @@ class Engine:
                 for k in range(self.cfg.chains_per_unit)
             ]
             out[u] = self._codes_of(np.stack(pictures))
-        return out
+        return out, results
 
     @torch.no_grad()
     def _codes_of(self, pictures: np.ndarray) -> torch.Tensor:

@@ -69,6 +69,18 @@ def test_layers_of_a_python_generator_list_it_as_one(capsys):
     )
     proc = cli("layers", "python:tests.unit.byo_factories:good", "--role", "target")
     assert proc.returncode == 0 and "(target)" in proc.stdout.splitlines()[0], proc.stderr
+    # a toy-world spec fixes its role: a contradicting --role is refused, not printed as the spec's kind
+    assert_user_error(
+        cli("layers", "toyworld:target", "--role", "generator"),
+        "--role generator: toyworld:target is the toy world's target, whose forward takes pictures",
+        "use --role target",
+    )
+    assert_user_error(
+        cli("layers", "toyworld:dae", "--role", "generator"),
+        "--role generator: toyworld:dae is the toy world's dae, whose forward takes codes; use --role dae",
+    )
+    proc = cli("layers", "toyworld:generator", "--role", "generator")
+    assert proc.returncode == 0 and "(generator)" in proc.stdout.splitlines()[0], proc.stderr
 
 
 def test_bad_spec_missing_weights_wrong_key_unknown_config_key(tmp_path, capsys):

@@ -350,3 +350,31 @@ def test_pair_start_composed_starts_a_pairs_chains_from_its_units_own_pictures(m
     plain = _engine(steps=4, start="mean", start_noise=0.3).map_units("fc8", [10], seed=0, composites=pair)[0]
     assert [c.start for c in plain.chains] == ["mean"] * 3
     assert not np.array_equal(res.chains[0].last.image, plain.chains[0].last.image)
+
+
+def test_pair_start_composed_runs_a_pairs_units_once_when_the_call_maps_them_too(monkeypatch):
+    """A shard that holds units 2 and 5 and their pair: the singles the composed start needs are the rows
+    of 2 and 5 as well, not run a second time (9 chains, not 15)."""
+    import numpy as np
+
+    from atlas.sampling.engine import Engine
+
+    ran = []
+    real_run = Engine._run
+    monkeypatch.setattr(
+        Engine,
+        "_run",
+        lambda self, layer, batch, **kw: ran.extend(batch) or real_run(self, layer, batch, **kw),
+    )
+    pair = (parse_composite("2 + 5", 10),)
+    eng = _engine(steps=4, start="mean", start_noise=0.3, pair_start="composed")
+    rows = eng.map_units("fc8", [2, 10, 5, 7], seed=0, composites=pair)
+    assert [r.unit for r in rows] == [2, 10, 5, 7] and all(r.status == "ok" for r in rows)
+    assert len(ran) == 4 * 3  # units 2 and 5 (alone), the pair, unit 7: three chains each
+    assert [c.start for c in rows[1].chains] == ["composed"] * 3
+    alone = _engine(steps=4, start="mean", start_noise=0.3).map_units("fc8", [2, 5], seed=0)
+    for got, want in zip((rows[0], rows[2]), alone, strict=True):
+        assert [c.start for c in got.chains] == ["mean"] * 3
+        assert all(
+            np.array_equal(g.last.image, w.last.image) for g, w in zip(got.chains, want.chains, strict=True)
+        )
