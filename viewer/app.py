@@ -176,10 +176,10 @@ def open_context(run_dir: Location, multi_run: bool) -> Context:
     return ctx
 
 
-def sidebar(ctx: Context, pages: dict[str, st.Page], multi_run: bool) -> None:
+def sidebar(ctx: Context, multi_run: bool) -> None:
     """The page menu, layer picker, run status and the Refresh button."""
     with st.sidebar:
-        page_menu(pages, multi_run)
+        page_menu(ctx.pages, multi_run)
         if ctx.layers:
             unwritten = ctx.unwritten_layers
             sizes = "; ".join(
@@ -298,7 +298,7 @@ def main() -> None:
     ctx = open_context(run_dir, multi_run)
     ctx.pages = pages
     route(pages, here, multi_run)
-    sidebar(ctx, pages, multi_run)
+    sidebar(ctx, multi_run)
     current.run()
     state.sync_query_params(multi_run)
     if ctx.info.get("status") == "running":

@@ -65,15 +65,21 @@ def _pictures(results: list[UnitResult]) -> list[np.ndarray]:
 
 
 def run_objectives(
-    cfg: RunConfig, methods: list[str] | None = None, log: Callable[[str], None] = print
+    cfg: RunConfig, methods: list[str] | None = None, log: Callable[[str], None] = print, seeds: int = 1
 ) -> dict[str, Any]:
-    """{"methods": {method: {"pairs", "contrasts", "diversity": {weight: {...}}}}}."""
+    """{"methods": {method: {"pairs", "contrasts", "diversity": {weight: {...}}}}}. ``seeds``: pairs,
+    contrasts and the own-start pairs over the config's seed and the next ``seeds - 1`` (the diversity
+    rows at the config's seed alone)."""
     from atlas.bench.product import build_engine
     from atlas.toyworld.judging import Judge
 
     for method in methods or ["dgn_am", "ppgn_h"]:  # every method's config is valid before any work
         _common_start(cfg, method)
     report: dict[str, Any] = {"pairs": [list(p) for p in PAIRS], "start": cfg.sampler.start, "methods": {}}
+    run_seeds = list(range(cfg.seed, cfg.seed + seeds))
+    report["seeds"] = run_seeds
+    if cfg.sampler.pair_start != "start":
+        report["pair_start"] = cfg.sampler.pair_start
     if cfg.models.ensemble:  # models.ensemble: the output units climb the mean of these and the target
         report["ensemble"] = [m.spec for m in cfg.models.ensemble]
     output = next((layer for layer in cfg.layers if layer.kind in ("auto", "output")), cfg.layers[0])
@@ -92,14 +98,14 @@ def run_objectives(
             "passes_per_image": passes_per_image(_common_start(cfg, method).sampler),
         }
         t0 = time.perf_counter()
-        m["pairs"] = _pair_share(engine, judge, output.name, n, cfg.seed, "+")
-        m["contrasts"] = _pair_share(engine, judge, output.name, n, cfg.seed, "-")
+        m["pairs"] = _pair_share(engine, judge, output.name, n, run_seeds, "+")
+        m["contrasts"] = _pair_share(engine, judge, output.name, n, run_seeds, "-")
         m["pair_seconds"] = time.perf_counter() - t0
         if method in OWN_STARTS and not cfg.sampler.stop_at:  # neither its start nor its stop differs:
             m["pairs_own_start"] = {"share": None, "start": OWN_STARTS[method]}  # the same run (a trial)
         else:  # a method of its own start differs by the config's stop_at alone
             own_engine, _, _ = build_engine(replace(cfg, sampler=replace(cfg.sampler, method=method)))
-            m["pairs_own_start"] = _pair_share(own_engine, judge, output.name, n, cfg.seed, "+") | {
+            m["pairs_own_start"] = _pair_share(own_engine, judge, output.name, n, run_seeds, "+") | {
                 "start": OWN_STARTS.get(method, cfg.sampler.start),
                 "stop_at": cfg.sampler.stop_at,
             }
@@ -124,31 +130,44 @@ def run_objectives(
 
 
 def _pair_share(
-    engine: Any, judge: Any, layer: str, n: int, seed: int, op: str, pairs: tuple = PAIRS
+    engine: Any, judge: Any, layer: str, n: int, seeds: int | list[int], op: str, pairs: tuple = PAIRS
 ) -> dict[str, Any]:
-    """Composite ``a op b`` for each pair: the share of pictures J (and T) reads as the pair (module doc)."""
+    """Composite ``a op b`` for each pair: the share of pictures J (and T) reads as the pair (module doc),
+    over the pictures of every seed in ``seeds``; with two or more, each seed's own share (``per_seed``)
+    and the standard error of their mean (``se``): a chain's outcome hangs on tiny differences, so one
+    seed's 20 pictures cannot tell 0.1 from noise."""
     composites = tuple(parse_composite(f"{a} {op} {b}", n) for a, b in pairs if max(a, b) < n)
     ids = [n + k for k in range(len(composites))]
-    results = engine.map_units(layer, ids, seed=seed, composites=composites)
     read = _both if op == "+" else _first_not_second
-    hits, target_hits, total, per_pair, target_per_pair = 0, 0, 0, {}, {}
-    for comp, res in zip(composites, results, strict=True):
-        images = _pictures([res])
-        if not images:
-            continue
-        a, b = comp.terms[0][0], comp.terms[1][0]
-        ok = read(judge.class_probs(np.stack(images)), a, b)  # J: (K, classes) probabilities
-        target_ok = read(_last_layer_values([res]), a, b)  # T's own layer on the same pictures
-        hits, target_hits, total = hits + sum(ok), target_hits + sum(target_ok), total + len(ok)
-        per_pair[comp.text] = sum(ok) / len(ok)
-        target_per_pair[comp.text] = sum(target_ok) / len(target_ok)
-    return {
-        "share": hits / total if total else math.nan,
-        "target_share": target_hits / total if total else math.nan,
-        "pictures": total,
-        "per_pair": per_pair,
-        "target_per_pair": target_per_pair,
+    ok_by_pair: dict[str, list[bool]] = {c.text: [] for c in composites}
+    target_by_pair: dict[str, list[bool]] = {c.text: [] for c in composites}
+    per_seed = []
+    for seed in [seeds] if isinstance(seeds, int) else seeds:
+        results = engine.map_units(layer, ids, seed=seed, composites=composites)
+        seed_hits = []
+        for comp, res in zip(composites, results, strict=True):
+            images = _pictures([res])
+            if not images:
+                continue
+            a, b = comp.terms[0][0], comp.terms[1][0]
+            ok = read(judge.class_probs(np.stack(images)), a, b)  # J: (K, classes) probabilities
+            ok_by_pair[comp.text] += ok
+            target_by_pair[comp.text] += read(_last_layer_values([res]), a, b)  # T's own layer, same pictures
+            seed_hits += ok
+        per_seed.append(sum(seed_hits) / len(seed_hits) if seed_hits else math.nan)
+    hits = [ok for oks in ok_by_pair.values() for ok in oks]
+    target_hits = [ok for oks in target_by_pair.values() for ok in oks]
+    report = {
+        "share": sum(hits) / len(hits) if hits else math.nan,
+        "target_share": sum(target_hits) / len(target_hits) if target_hits else math.nan,
+        "pictures": len(hits),
+        "per_pair": {text: sum(oks) / len(oks) for text, oks in ok_by_pair.items() if oks},
+        "target_per_pair": {text: sum(oks) / len(oks) for text, oks in target_by_pair.items() if oks},
     }
+    if len(per_seed) > 1:
+        report["per_seed"] = per_seed
+        report["se"] = float(np.std(per_seed, ddof=1) / math.sqrt(len(per_seed)))
+    return report
 
 
 def _last_layer_values(results: list[UnitResult]) -> torch.Tensor:
@@ -209,6 +228,11 @@ def _diversity_line(row: dict[str, float]) -> str:
     )
 
 
+def _share_text(row: dict[str, Any]) -> str:
+    """ "0.73" for one seed, "0.73+-0.03" (the standard error across seeds) for several."""
+    return f"{row['share']:.2f}" + (f"+-{row['se']:.2f}" if "se" in row else "")
+
+
 def _picture_counts(report: dict[str, Any]) -> str:
     """ "pairs 20, contrasts 20, own start 20, diversity 40" for the first method (all alike), "" for none."""
     for m in report["methods"].values():
@@ -245,9 +269,9 @@ def format_table(report: dict[str, Any]) -> str:
     ]
     for method, m in report["methods"].items():
         p, c, own = m["pairs"], m["contrasts"], m["pairs_own_start"]
-        own_share = f"{own['share']:>11.2f}" if own["share"] is not None else f"{'–':>11}"
-        row = f"{method:<13}{p['share']:>12.2f}{p['target_share']:>6.2f}{own_share}"
-        row += f"{c['share']:>11.2f}{c['target_share']:>6.2f}  "
+        own_share = f"{_share_text(own):>11}" if own["share"] is not None else f"{'–':>11}"
+        row = f"{method:<13}{_share_text(p):>12}{p['target_share']:>6.2f}{own_share}"
+        row += f"{_share_text(c):>11}{c['target_share']:>6.2f}  "
         for w in map(str, DIVERSITY_WEIGHTS):
             d = m["diversity"][w]
             row += f"{d['diversity']:>10.3f}{d['recognizability']:>8.2f}"
@@ -265,6 +289,20 @@ def format_table(report: dict[str, Any]) -> str:
             "of the same pairs: how often J reads real pictures of both as both; a chain's pictures may read "
             "so more often)"
         )
+    lines += _run_notes(report)
+    lines.append(
+        "(output units, common start; pairs a + b: J's top two classes are a and b, (T): the target's own "
+        "top two on the same pictures, what the chains optimized; own start: pairs judged both from the "
+        f"config's own sampler.start and stop_at ({_start_text(report)}); "
+        "contrasts a - b: J's top class is a, its second not b; div w: sampler.diversity = w, mean pairwise "
+        "RMS distance of a unit's last pictures, and the share J reads as the unit's class)"
+    )
+    return "\n".join(lines)
+
+
+def _run_notes(report: dict[str, Any]) -> list[str]:
+    """The table's notes on what stands behind its shares: budget, ensemble, seeds, pair start, pictures."""
+    lines = []
     budgets = {
         f"{m['steps']} steps, {m['passes_per_image']} forward passes"
         for m in report["methods"].values() if "steps" in m
@@ -276,14 +314,19 @@ def format_table(report: dict[str, Any]) -> str:
             f"(models.ensemble: the chains climbed the mean output layer of the target and "
             f"{', '.join(report['ensemble'])}; (T) is the target's own reading)"
         )
+    seeds = report.get("seeds", [])
+    if len(seeds) > 1:
+        lines.append(
+            f"(seeds {seeds[0]}-{seeds[-1]}: pairs, contrasts and own start pool the pictures of "
+            f"{len(seeds)} seeds, +- the standard error of the seeds' own shares; diversity at the first "
+            "seed)"
+        )
+    if report.get("pair_start") == "composed":
+        lines.append(
+            "(sampler.pair_start: composed: each pair's chains start from its two units' own pictures laid "
+            "side by side, each unit first synthesized alone from the same start)"
+        )
     counts = _picture_counts(report)
     if counts:
         lines.append(f"(pictures behind each share: {counts}; one picture moves a share by 1 / that)")
-    lines.append(
-        "(output units, common start; pairs a + b: J's top two classes are a and b, (T): the target's own "
-        "top two on the same pictures, what the chains optimized; own start: pairs judged both from the "
-        f"config's own sampler.start and stop_at ({_start_text(report)}); "
-        "contrasts a - b: J's top class is a, its second not b; div w: sampler.diversity = w, mean pairwise "
-        "RMS distance of a unit's last pictures, and the share J reads as the unit's class)"
-    )
-    return "\n".join(lines)
+    return lines

@@ -50,7 +50,7 @@ from atlas.sampling.results import ChainResult, UnitResult
 from atlas.sampling.samplers import DgnAm, PixelAscent, PpgnH, Sampler
 from atlas.sampling.search import Searcher, run_search
 from atlas.sampling.seeds import chain_generators, chain_seed
-from atlas.sampling.start_pool import best_of_pool
+from atlas.sampling.start_pool import best_of_pool, pooled
 from atlas.sampling.starts import StartStates, random_code_start
 from atlas.sampling.steps import clip_code
 from atlas.sampling.unit_rows import UnitRows
@@ -305,11 +305,12 @@ class Engine:
     def _composed_starts(
         self, layer: str, units: list[int], objective: Objective, seed: int, kind: str
     ) -> tuple[dict[int, torch.Tensor], dict[int, UnitResult]]:
-        """(K, *S) start codes of the pair composites among ``units`` (two terms of positive weight): chain
-        k from the k-th chains' last pictures of its two units, each unit synthesized alone first (the run's
-        own seeds and start), composed side by side (:func:`compose_pair`, the first unit on the left for
-        even k) and read back into G's code as real images are. A pair whose unit failed starts as the
-        others do. -> (those codes by composite, the single units' results by unit)."""
+        """(K, 2K, *S) candidate start codes of the pair composites among ``units`` (two terms of positive
+        weight), by composite: each of its units synthesized alone first (the run's own seeds and start),
+        chain k's candidates are the last picture of unit a's chain k beside each of unit b's K chains' last
+        pictures, a on the left (the first K) and on the right (:func:`compose_pair`), read back into G's code
+        as real images are; the chain starts from the one its objective rates best (:meth:`_run`). A pair
+        whose unit failed starts as the others do. -> (those codes, the single units' results by unit)."""
         pairs = {}
         for u in units:
             comp = objective.composite(int(u))
@@ -325,11 +326,15 @@ class Engine:
             if a not in done or b not in done:
                 continue
             last = {unit: {c.chain: c.last.image for c in done[unit].chains} for unit in (a, b)}
-            pictures = [
-                compose_pair(last[a][k], last[b][k]) if k % 2 == 0 else compose_pair(last[b][k], last[a][k])
-                for k in range(self.cfg.chains_per_unit)
+            k_chains = range(self.cfg.chains_per_unit)
+            pictures = [  # chain k's 2K candidates, in order
+                compose_pair(last[a][k], last[b][j]) if left else compose_pair(last[b][j], last[a][k])
+                for k in k_chains
+                for left in (True, False)
+                for j in k_chains
             ]
-            out[u] = self._codes_of(np.stack(pictures))
+            codes = self._codes_of(np.stack(pictures))  # (K * 2K, *S)
+            out[u] = codes.view(len(k_chains), 2 * len(k_chains), *codes.shape[1:])
         return out, results
 
     @torch.no_grad()
@@ -370,11 +375,13 @@ class Engine:
             gens = chain_generators([c.seed for c in part], self.device)
             s, lab = self.starts.for_unit(layer, part[0].unit, [c.chain for c in part], gens, seed)
             composed = self._composed.get(part[0].unit.index)
+            pool = self.starts.pool(layer, [c.chain for c in part], gens) if code_starts else None
             if composed is not None:  # sampler.pair_start: composed (its draws made all the same)
-                s, lab = composed[[c.chain for c in part]], ["composed"] * len(part)
+                pool = composed[[c.chain for c in part]].transpose(0, 1)  # (2K, k, *S) its composites
+                s, lab = pool[0], ["composed"] * len(part)
             starts.append(s)
-            pools.append(self.starts.pool(layer, [c.chain for c in part], gens) if code_starts else None)
-            labels.extend(lab)
+            pools.append(pool)
+            labels.extend(f"{x}:pool{len(pool)}" if pool is not None else x for x in lab)
             gens_all.extend(gens)
         diversity = self._diversity_layer(layer)
         paths = self.path_layers(layer)
@@ -392,11 +399,10 @@ class Engine:
         if diversity:
             readout.diversity_layer, readout.diversity = diversity[0], self.cfg.diversity
         start = torch.cat(starts)  # (B, *S)
-        if pools and all(p is not None for p in pools):  # the start mode is the layer's: all or none
-            candidates = torch.cat(pools, dim=1)  # type: ignore[arg-type]  # (P, B, *S)
+        if any(p is not None for p in pools):  # each chain from the best of its pool (a start its only one)
+            candidates = torch.cat(pooled(pools, starts), dim=1)  # (P, B, *S)
             start = best_of_pool(self.sampler.param, readout, objective, [c.unit for c in batch], candidates,
                                  self.setup)  # fmt: skip
-            labels = [f"{lab}:pool{self.cfg.start_pool}" for lab in labels]
         loop = run_search if isinstance(self.sampler, Searcher) else run_chains  # population / gradient loop
         redirect = (  # the unit layer's own ReLUs (relu_redirect.py)
             redirected_relus(resolve_modules(self.nets.target_module, [layer])[layer])

@@ -46,3 +46,15 @@ def best_of_pool(
         scores[p] = torch.nan_to_num(f, nan=float("-inf"), posinf=float("-inf"))
     best = scores.argmax(0)  # (B,)
     return candidates[best, torch.arange(b, device=candidates.device)]
+
+
+def pooled(pools: list[torch.Tensor | None], starts: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Each unit's (P_i, k_i, *S) pool, or its (k_i, *S) start alone where it has none, as (P, k_i, *S)
+    with P the largest pool (a shorter pool repeats its first draw, which then never wins a tie): a batch
+    mixes a pair's composites (``sampler.pair_start: composed``) with its single units' one start each."""
+    size = max(len(p) for p in pools if p is not None)
+    out = []
+    for pool, start in zip(pools, starts, strict=True):
+        pool = start.unsqueeze(0) if pool is None else pool
+        out.append(torch.cat([pool, pool[:1].expand(size - len(pool), *pool.shape[1:])]))
+    return out

@@ -101,7 +101,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("seed", _i64, True),
             ("facet", _i32, True),
             ("method", _str, True),
-            ("start", _str, True),  # facet_seed:K | real:I | mean | random, ":poolN" after a start pool
+            ("start", _str, True),  # facet_seed:K | real:I | mean | random | composed, ":poolN" after a pool
             ("final_activation", _f64, True),
             ("final_log_prob", _f64, True),
             ("final_rank", _i32, True),

@@ -209,6 +209,18 @@ def test_objectives_bench_pairs_contrasts_and_diversity(micro_cache, tmp_path, c
     row = next(ln for ln in printed.splitlines() if ln.startswith("fourier ") and "diversity" not in ln)
     assert row.split()[3] == "–", row
     assert main([*argv[:4], "--methods", "ga"]) == 2  # gradient methods only: a one-line error
+    # over two seeds, pairs started from their units' own pictures: shares with their spread across seeds
+    argv[6:8] = ["--methods", "dgn_am"]
+    argv += ["--seeds", "2", "--set", "sampler.pair_start=composed"]
+    assert main([*argv, "--json", str(out)]) == 0
+    printed = " ".join(capsys.readouterr().out.split())
+    report = json.loads(out.read_text())
+    pairs = report["methods"]["dgn_am"]["pairs"]
+    assert report["seeds"] == [0, 1] and report["pair_start"] == "composed"
+    assert pairs["pictures"] == 20 and len(pairs["per_seed"]) == 2 and pairs["se"] >= 0
+    assert f"{pairs['share']:.2f}+-{pairs['se']:.2f}" in printed
+    assert "(seeds 0-1: pairs, contrasts and own start pool the pictures of 2 seeds" in printed
+    assert "(sampler.pair_start: composed: each pair's chains start from its two units' own" in printed
 
 
 def test_ray_throughput_says_machine_precision_and_load(ray_session, micro_cache, tmp_path, capsys):

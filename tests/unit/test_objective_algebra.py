@@ -239,6 +239,23 @@ def test_pair_share_reads_the_same_last_pictures_by_the_judge_and_by_the_target(
     assert both["target_per_pair"] == {"0 + 1": 1.0}
     # 0 - 1: T's top is 0 then 1 on the first picture (second is b: no), 1 first on the second (no)
     assert contrast["target_share"] == 0.0 and contrast["share"] == 0.0
+    assert "per_seed" not in both and "se" not in both  # one seed: no spread to report
+
+    def judged(seed):  # J reads both on seed 0's pictures, neither on seed 1's, one of two on seed 2's
+        return {0: [[0.5, 0.4, 0.1]] * 2, 1: [[0.1, 0.2, 0.7]] * 2, 2: [[0.5, 0.4, 0.1], [0.1, 0.2, 0.7]]}[
+            seed
+        ]
+
+    seeds_seen = []
+    engine = types.SimpleNamespace(
+        map_units=lambda layer, ids, seed, composites: seeds_seen.append(seed) or [fooling]
+    )
+    order = iter([0, 1, 2])
+    judge = types.SimpleNamespace(class_probs=lambda x: torch.tensor(judged(next(order))))
+    over = _pair_share(engine, judge, "fc8", 3, [0, 1, 2], "+", pairs=((0, 1),))
+    assert seeds_seen == [0, 1, 2] and over["pictures"] == 6
+    assert over["per_seed"] == [1.0, 0.0, 0.5] and over["share"] == 0.5
+    assert over["se"] == pytest.approx(0.5 / 3**0.5)  # the seeds' shares' standard deviation / sqrt(3)
 
 
 def test_a_composites_top_real_images_are_ranked_by_its_own_objective_variant():
@@ -325,8 +342,9 @@ def test_compose_pair_lays_two_objects_out_as_the_datas_two_object_pictures():
 
 
 def test_pair_start_composed_starts_a_pairs_chains_from_its_units_own_pictures(monkeypatch):
-    """Each unit of the pair runs alone first; the pair's chain k starts from the code of the composite
-    of their k-th chains' last pictures (the first unit on the left for even k), not from sampler.start."""
+    """Each unit of the pair runs alone first; the pair's chain k starts from the code of a composite of
+    their last pictures (unit a's chain k beside each of b's chains, a on the left and on the right), not
+    from sampler.start."""
     import numpy as np
 
     from atlas.sampling import compose
@@ -339,14 +357,15 @@ def test_pair_start_composed_starts_a_pairs_chains_from_its_units_own_pictures(m
     pair = (parse_composite("2 + 5", 10),)
     eng = _engine(steps=4, start="mean", start_noise=0.3, pair_start="composed")
     (res,) = eng.map_units("fc8", [10], seed=0, composites=pair)
-    assert res.status == "ok" and [c.start for c in res.chains] == ["composed"] * 3
+    assert res.status == "ok" and [c.start for c in res.chains] == ["composed:pool6"] * 3
     alone = {
         r.unit: r for r in _engine(steps=4, start="mean", start_noise=0.3).map_units("fc8", [2, 5], seed=0)
     }
     lasts = {u: [c.last.image for c in alone[u].chains] for u in (2, 5)}
-    assert (
-        len(seen) == 3 and np.array_equal(seen[0][0], lasts[2][0]) and np.array_equal(seen[1][0], lasts[5][1])
-    )
+    assert len(seen) == 3 * 6  # chain k: a's k-th beside b's three, either side
+    expected = [(2, 0, 5, 0), (2, 0, 5, 2), (5, 0, 2, 0), (5, 2, 2, 0), (2, 1, 5, 0), (5, 2, 2, 1)]
+    for (left, i, right, j), at in zip(expected, (0, 2, 3, 5, 6, 11), strict=True):
+        assert np.array_equal(seen[at][0], lasts[left][i]) and np.array_equal(seen[at][1], lasts[right][j])
     plain = _engine(steps=4, start="mean", start_noise=0.3).map_units("fc8", [10], seed=0, composites=pair)[0]
     assert [c.start for c in plain.chains] == ["mean"] * 3
     assert not np.array_equal(res.chains[0].last.image, plain.chains[0].last.image)
@@ -371,10 +390,38 @@ def test_pair_start_composed_runs_a_pairs_units_once_when_the_call_maps_them_too
     rows = eng.map_units("fc8", [2, 10, 5, 7], seed=0, composites=pair)
     assert [r.unit for r in rows] == [2, 10, 5, 7] and all(r.status == "ok" for r in rows)
     assert len(ran) == 4 * 3  # units 2 and 5 (alone), the pair, unit 7: three chains each
-    assert [c.start for c in rows[1].chains] == ["composed"] * 3
+    assert [c.start for c in rows[1].chains] == ["composed:pool6"] * 3
     alone = _engine(steps=4, start="mean", start_noise=0.3).map_units("fc8", [2, 5], seed=0)
     for got, want in zip((rows[0], rows[2]), alone, strict=True):
         assert [c.start for c in got.chains] == ["mean"] * 3
         assert all(
             np.array_equal(g.last.image, w.last.image) for g, w in zip(got.chains, want.chains, strict=True)
         )
+
+
+def test_pair_start_composed_starts_each_chain_from_its_best_rated_composite(monkeypatch):
+    """The pool best_of_pool rates (the chain's own objective at its start): a pair chain's 2K composite
+    codes; a single unit's chains in the same batch, their one start (the same code P times)."""
+    import torch
+
+    from atlas.sampling import engine as engine_module
+
+    pools, real_best = [], engine_module.best_of_pool
+    monkeypatch.setattr(engine_module, "best_of_pool", lambda *a: pools.append(a[4]) or real_best(*a))
+    composites = []
+    real_starts = engine_module.Engine._composed_starts
+    monkeypatch.setattr(
+        engine_module.Engine,
+        "_composed_starts",
+        lambda self, *a: (out := real_starts(self, *a), composites.append(out[0]))[0],
+    )
+    pair = (parse_composite("2 + 5", 10),)
+    eng = _engine(steps=3, start="mean", start_noise=0.3, pair_start="composed")
+    rows = eng.map_units("fc8", [10, 7], seed=0, composites=pair)
+    assert all(r.status == "ok" for r in rows)
+    (candidates,) = pools  # (P, B, *S): one batch, the pair's 3 chains then unit 7's 3
+    assert candidates.shape[:2] == (6, 6)
+    outer = composites[-1]  # the outer call's (the singles' own nested call comes first)
+    assert torch.equal(candidates[:, :3], outer[10].transpose(0, 1))
+    assert all(torch.equal(candidates[p, 3:], candidates[0, 3:]) for p in range(6))
+    assert len({tuple(candidates[p, 0].tolist()) for p in range(6)}) == 6  # six different composites
