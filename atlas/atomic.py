@@ -57,9 +57,9 @@ def refuse_uri(text: str, what: str) -> None:
         )
 
 
-def check_writable_dir(path: str | os.PathLike[str], what: str) -> None:
+def check_writable_dir(path: str | os.PathLike[str], what: str, fix: str = "choose another path") -> None:
     """The folder ``path``, or else its nearest existing ancestor (where it would be created), is a writable
-    directory; else a one-line error naming ``what``."""
+    directory; else a one-line error naming ``what`` and ``fix`` (what would do instead)."""
     refuse_uri(str(path), what)
     if not str(path).strip():  # Path("") is the current directory: never what an empty option means
         raise AtlasError(f"{what}: empty path; give a folder")
@@ -69,12 +69,12 @@ def check_writable_dir(path: str | os.PathLike[str], what: str) -> None:
             if not parent.is_dir():
                 raise AtlasError(f"{what}: {parent} is a file, not a directory; choose another path")
             if not os.access(parent, os.W_OK | os.X_OK):
-                raise AtlasError(f"{what}: {parent} is not writable; choose another path")
-            _probe(parent, what)
+                raise AtlasError(f"{what}: {parent} is not writable; {fix}")
+            _probe(parent, what, fix)
             return
 
 
-def _probe(folder: Path, what: str) -> None:
+def _probe(folder: Path, what: str, fix: str = "choose another path") -> None:
     """Create, write and remove a hidden file in ``folder``: permission bits do not tell for root, a
     read-only mount or a pseudo file system such as /proc, and an empty file does not tell a full disk
     (a trial's full out_dir passed, and the run's lock file was the first write to fail)."""
@@ -86,7 +86,7 @@ def _probe(folder: Path, what: str) -> None:
         with contextlib.suppress(OSError):
             probe.unlink(missing_ok=True)
         reason = exc.strerror or type(exc).__name__
-        raise AtlasError(f"{what}: cannot create files in {folder} ({reason}); choose another path") from None
+        raise AtlasError(f"{what}: cannot create files in {folder} ({reason}); {fix}") from None
     probe.unlink(missing_ok=True)
 
 

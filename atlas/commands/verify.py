@@ -48,22 +48,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _pending_shards(report, run_dir: str) -> str | None:
+def _pending_shards(report) -> str | None:
     """The line on planned shards still missing from a run that is not finished: who is writing them, or
-    that the same `atlas run` finishes them."""
-    from atlas.store.location import open_location
-    from atlas.store.lock import RunLock
-
+    that the same `atlas run` finishes them (a run that says running with no live writer: its driver
+    died without marking it, told apart from a live run by the run's lock)."""
     missing = (report.planned or 0) - report.shards
     if report.status not in ("running", "interrupted", "incomplete") or missing <= 0:
         return None
-    writer = RunLock(open_location(run_dir, what="RUN")).holder() if report.status == "running" else None
+    writer = report.writer
     if writer is not None:
         where = f"pid {writer.get('pid', '?')} on {writer.get('host', '?')}"
         return f"the run is being written by atlas run ({where}): {missing} shards still to come"
-    died = " (or its driver died)" if report.status == "running" else ""
+    said = report.status
+    if report.status == "running":
+        said = "marked running, but no atlas run is writing it (its driver was killed or lost)"
     shards = f"{missing} missing shard{'s' if missing != 1 else ''}"
-    return f"the run is {report.status}{died}: the same `atlas run` finishes the {shards}"
+    return f"the run is {said}: the same `atlas run` finishes the {shards}"
 
 
 CONFIG_EDITED = (
@@ -107,10 +107,14 @@ def run(args: argparse.Namespace) -> int:
 
     json_out = getattr(args, "json", None)
     if json_out is not None:  # checked before the run is read (a whole --deep pass, or a repair)
-        here = Path(os.path.realpath(check_output_file(json_out, "--json")))  # through links (a trial)
         run = Path(os.path.realpath(Path(args.run_dir).expanduser()))
-        if "://" not in args.run_dir and run in (here, *here.parents):  # among the files it checks
-            raise AtlasError(f"--json: {json_out} is inside the run {args.run_dir}; write it somewhere else")
+        given = Path(os.path.realpath(Path(json_out).expanduser()))  # through links (a trial)
+        if "://" not in args.run_dir and run in (given, *given.parents):  # among the files it checks
+            beside = Path(args.run_dir.rstrip("/")).parent / f"{run.name}-verify.json"  # the run itself:
+            raise AtlasError(  # check_output_file's "a file in it" would be refused here next (a trial)
+                f"--json: {json_out} is inside the run {args.run_dir}; write it outside, e.g. {beside}"
+            )
+        here = Path(os.path.realpath(check_output_file(json_out, "--json")))
         json_out = str(here)  # ~ expanded
         here.unlink(missing_ok=True)  # an earlier result there is never read as this one's (a review)
     report, code = _verify(args)
@@ -135,6 +139,10 @@ def _record(report, code: int, args: argparse.Namespace) -> dict:
         "unmarked": report.unmarked,
         "unmarked_shards": report.unmarked_names,
         "config_edited": report.config_edited,
+        # a running run's live writer ({"host", "pid"}), null when none holds it (a killed driver) or the
+        # run is not running: "writer_alive" tells a monitor the two running cases apart
+        "writer": report.writer,
+        "writer_alive": report.writer is not None if report.status == "running" else None,
         "repaired": sorted(report.repaired),
         "exit_code": code,
     }
@@ -162,10 +170,13 @@ def _unmarked_names(loc, marked: set[str]) -> list[str]:
 def _verify(args: argparse.Namespace):
     """(the report, the exit code), with the text lines printed."""
     from atlas.store.location import open_location
+    from atlas.store.lock import RunLock
     from atlas.store.verify import verify_run
 
     loc = open_location(args.run_dir, what="RUN")
     report = verify_run(loc, repair=args.repair, deep=args.deep)
+    if report.status == "running":  # a live writer, or a driver that died (the lock tells them apart)
+        report.writer = RunLock(loc).holder()
     if report.unmarked:  # the markers the check found: a repair's removals are its own line
         report.unmarked_names = _unmarked_names(loc, report.marked)
     _say_problems(report)
@@ -185,7 +196,7 @@ def _verify(args: argparse.Namespace):
             else ""
         )
     )
-    pending = _pending_shards(report, args.run_dir)
+    pending = _pending_shards(report)
     if pending:
         print(pending)
     damaged = bool(report.bad or report.unmarked or report.failed)

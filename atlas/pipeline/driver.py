@@ -44,7 +44,7 @@ from atlas.pipeline.progress import UnitCount, progress_bar
 from atlas.provenance import git_sha, short_sha
 from atlas.sampling.units import layer_kind
 from atlas.store import RunStore
-from atlas.store.catalog import check_run
+from atlas.store.catalog import check_run, damage_line, damage_of
 from atlas.store.location import Location, open_location
 from atlas.store.lock import RunLock
 from atlas.store.manifest import SUMMARY_FILE, marker_readable, read_json, read_markers
@@ -161,6 +161,17 @@ def _completed_shards(
     return set(markers)
 
 
+def _check_held_shards(loc: Location, done: set[str]) -> None:
+    """A shard the resumed run holds (its marker reads) whose file was lost or cut while the run was
+    stopped: refused now, naming the repair, not after the rest ran (a trial: 11 shards ran, then the run
+    ended "damaged"). A marker that does not read is no damage here: its shard is simply done again."""
+    if not done:
+        return
+    damage = {shard: what for shard, what in damage_of(loc).items() if shard in done}
+    if damage:
+        raise AtlasError(damage_line(loc, damage))
+
+
 def _same_or_extended(existing: dict[str, Any], manifest: dict[str, Any]) -> bool:
     """Whether ``manifest`` resumes the run of manifest ``existing`` or adds layers or units to it (and
     nothing else: :func:`atlas.store.writer.run_growth`)."""
@@ -248,6 +259,7 @@ def run_atlas(
     lock = RunLock(loc)
     lock.check_free()  # a run another driver is writing: refused before Ray starts
     _check_resume_early(store, manifest, allow_code_change)
+    _check_held_shards(loc, done)
 
     def finish(summaries: list[dict[str, Any]], ran: list[Shard]) -> dict[str, Any]:
         wall = time.perf_counter() - started
@@ -599,12 +611,6 @@ def _interrupted_message(store: RunStore, planned: int) -> str:
     return f"interrupted: {done} of {planned} shards complete; the same `atlas run` resumes from there"
 
 
-def _run_totals(loc: Location) -> dict[str, int]:
-    """Rows of the whole run by table, from its completion markers (a run finished over several calls:
-    each call's summary counts its own shards)."""
-    return _marker_tallies(read_markers(loc))[0]
-
-
 def _run_unit_errors(loc: Location) -> int:
     """Units of the whole run that failed, from its completion markers (``meta.unit_errors``; markers
     written before it count none)."""
@@ -652,10 +658,12 @@ def _summarize(
         failures.update(s.get("error_notes", {}))
     units = sum(s["units"] for s in summaries)
     errors = sum(s["errors"] for s in summaries)
+    markers = read_markers(loc)  # read once: on an object store each is a GET
+    held = {m["meta"].get("precision") for m in markers.values() if isinstance(m.get("meta"), dict)}
     return {
         "run_dir": loc.display(),
         "endpoint": loc.options.get("endpoint_override"),  # an S3-like store's: readers need it too
-        "run_totals": _run_totals(loc),  # the whole run's rows (this call's are below)
+        "run_totals": _marker_tallies(markers)[0],  # the whole run's rows (this call's are below)
         "shards": len(shards),
         "shards_run": len(summaries),
         "shards_skipped": skipped,
@@ -667,7 +675,8 @@ def _summarize(
         "diverged": sum(s["diverged"] for s in summaries),
         "warnings": dict(warnings),  # note -> units sampled with it (status ok, `units.error` set)
         "error_notes": dict(failures),  # error's first line -> units that failed with it (status error)
-        "precision": sorted({s.get("precision", "float32") for s in summaries}),
+        # the whole run's, this call's shards and those it resumed (a mix: the summary warns)
+        "precision": sorted({s.get("precision", "float32") for s in summaries} | (held - {None})),
         "wall_seconds": round(wall, 2),
         "units_per_minute": round(_finished_units(units, errors) / wall * 60, 2) if wall > 0 else None,
         "finished": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -727,8 +736,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     ]
     if len(summary.get("precision") or []) > 1:
         warning = (
-            "  warning: the workers computed in different precisions (compute.autocast: auto picks bf16 only "
-            "where a node has native bf16); pin compute.autocast to bf16 or none for one precision"
+            "  warning: the run's shards were computed in different precisions (compute.autocast: auto picks "
+            "bf16 only where a node has native bf16); pin compute.autocast to bf16 or none for one precision"
         )
         lines.insert(2, warning)
     notes = sorted((summary.get("warnings") or {}).items(), key=lambda kv: -kv[1])[:3]  # most units first

@@ -53,6 +53,11 @@ class FileEntry:
     mtime_ns: int | None
 
 
+RUN_FOLDER_FIX = (
+    "make it writable to write (or resume) the run there, or choose another out_dir or name for a new run"
+)
+
+
 class Location:
     """A directory-like place in one filesystem (local disk or an object-store prefix)."""
 
@@ -223,7 +228,10 @@ class Location:
         location is one :class:`AtlasError` naming it."""
         if self.local:  # a probe file in the folder, or in its nearest existing ancestor: no folder made
             run_folder = os.path.lexists(self.path)  # else the nearest existing ancestor: out_dir or above
-            check_writable_dir(self.path, "the run folder out_dir/name" if run_folder else "out_dir")
+            if run_folder:  # a run there: another path would start another run, not resume it (a trial)
+                check_writable_dir(self.path, "the run folder out_dir/name", RUN_FOLDER_FIX)
+            else:
+                check_writable_dir(self.path, "out_dir")
             return
         probe = f".atlas-write-probe-{os.getpid()}"
         data = f"atlas write probe {os.getpid()}\n".encode()

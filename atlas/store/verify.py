@@ -13,6 +13,7 @@ import itertools
 import json
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 import pyarrow.parquet as pq
 
@@ -55,6 +56,7 @@ class VerifyReport:
     deep_rows: int = 0  # rows read page by page (--deep)
     deep_pictures: int = 0  # pictures decoded (--deep)
     config_edited: bool = False  # run.json's config no longer hashes to its config_hash (a hand edit)
+    writer: dict[str, Any] | None = None  # a running run's live writer (host, pid: its lock's holder)
 
     @property
     def complete(self) -> int:

@@ -26,6 +26,7 @@ file is serialized in memory and written with one call, which on S3/GCS is one u
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import time
@@ -38,7 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from atlas.config import layer_extension
+from atlas.config import UnitSelection, layer_extension
 from atlas.errors import AtlasError, some
 from atlas.store.location import Location, open_location
 from atlas.store.manifest import (
@@ -75,6 +76,9 @@ def resume_problem(
     the hash covers the config's text, not what its paths point at, and other weights behind the same
     path, or other source of the user's own network code (``code``: its files' sha256; unless
     ``allow_code_change``), would mix two networks in one run (``fingerprints``)."""
+    precision = _autocast_change(existing, new)
+    if precision:
+        return precision
     for role, old, now in _differing(existing, new, "fingerprint"):
         return (
             f"was made with other {role} weights ({old.get('weights')}: fingerprint "
@@ -91,6 +95,25 @@ def resume_problem(
             "`atlas run CONFIG --allow-code-change`"
         )
     return None
+
+
+def _autocast_change(existing: Mapping[str, Any], new: Mapping[str, Any]) -> str | None:
+    """``compute.autocast`` set otherwise than the run was made with: the compute section is left out of
+    the config hash (batch size, device: where and how fast), but precision changes what a chain draws,
+    and one run would hold shards of two precisions (a user's trial: 15 float32 shards beside 6 bf16)."""
+
+    def autocast(manifest: Mapping[str, Any]) -> Any:
+        compute = (manifest.get("config") or {}).get("compute")
+        return compute.get("autocast") if isinstance(compute, Mapping) else None
+
+    old, now = autocast(existing), autocast(new)
+    if old is None or now is None or old == now:  # an older run.json that does not record it
+        return None
+    return (
+        f"was made with compute.autocast: {old}, and this config says {now}: its shards would be computed "
+        f"in two precisions; resume with --set compute.autocast={old}, or use a new run name "
+        "(--set name=...)"
+    )
 
 
 def run_growth(existing: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[list[str], list[str], list[str]]:
@@ -115,12 +138,60 @@ def run_growth(existing: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[lis
     return [f"layer {name}" for name in added] + more, changed, left_out
 
 
-def _what_differs(keys: list[str], left_out: list[str]) -> str:
-    """``sampler.steps differs; layer conv3 left out`` (:func:`atlas.config.layer_extension`'s lists)."""
+def _what_differs(keys: list[str], left_out: list[str], held: Any = None, given: Any = None) -> str:
+    """``sampler.steps differs: the run's 100, this config's 50; layer conv3 left out``
+    (:func:`atlas.config.layer_extension`'s lists; one differing key's values from the configs ``held`` and
+    ``given``, when short: what a re-run of the run's first command, after it grew, must say instead)."""
     parts = [f"{some(keys, 6)} {'differs' if len(keys) == 1 else 'differ'}"] if keys else []
+    if len(keys) == 1:
+        old, new = (_shown(_dotted(config, keys[0]), keys[0]) for config in (held, given))
+        if old is not None and new is not None and len(old + new) <= 80:
+            parts[0] += f": the run's {old}, this config's {new}"
     if left_out:
         parts.append(f"layer{'s' if len(left_out) > 1 else ''} {some(left_out, 6)} left out")
     return "; ".join(parts)
+
+
+_MISSING = object()
+
+
+def _dotted(config: Any, key: str) -> Any:
+    """The value at dotted ``key`` (``layers.1.units``) of a config dict, or ``_MISSING``."""
+    node = config
+    for part in key.split("."):
+        if isinstance(node, Mapping) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return _MISSING
+    return node
+
+
+def _ranges_text(selection: UnitSelection) -> str:
+    """``0-3,7``: a selection with its neighbouring ranges merged (run.json keeps short ones as lists)."""
+    if selection.all:
+        return "all"
+    merged: list[list[int]] = []
+    for lo, hi in selection.ranges:
+        if merged and lo == merged[-1][1] + 1:
+            merged[-1][1] = hi
+        else:
+            merged.append([lo, hi])
+    return ",".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in merged)
+
+
+def _shown(value: Any, key: str) -> str | None:
+    """A config value as a user writes it (``0-7``, ``100``, ``[1, 2]``, ``null``; a unit list as ranges),
+    None when missing."""
+    if value is _MISSING:
+        return None
+    if key.endswith(".units"):
+        try:
+            return _ranges_text(UnitSelection.parse(value, key))
+        except AtlasError:  # not a selection this atlas reads: shown as it is
+            pass
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def code_changes(existing: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
@@ -293,7 +364,7 @@ class RunStore:
         if existing.get("config_hash") != manifest["config_hash"]:
             _added, differ, left_out = run_growth(existing, manifest)
             if differ or left_out:  # neither: the same config or one that adds (a hash of an older atlas)
-                what = _what_differs(differ, left_out)
+                what = _what_differs(differ, left_out, existing.get("config"), manifest.get("config"))
                 fixed = any(str(k).endswith((".objectives", ".pairs")) for k in differ)
                 composites = " (composite objectives among them: fixed with the run)" if fixed else ""
                 raise AtlasError(

@@ -135,16 +135,19 @@ def test_row_counts_exact_and_rerun_writes_nothing(tmp_path, micro_cache, ray_se
         run_atlas(cfg, progress=False)
     (tmp_path / "aside.parquet").rename(gone)
 
-    # a resume (one shard left to do) over a shard whose file was lost meanwhile: not reported complete
+    # a resume (one shard left to do) over a shard whose file was lost meanwhile: refused before any work
+    # (a trial waited for the rest to run first), the repair named, the run as it was
     manifest["status"] = "interrupted"
     (run_dir / "run.json").write_text(json.dumps(manifest))
-    next((run_dir / "_shards").glob("conv2-*.done")).unlink()
+    redo = next((run_dir / "_shards").glob("conv2-*.done"))
+    redo.unlink()
     gone.rename(tmp_path / "aside.parquet")
-    with pytest.raises(AtlasError, match=r"is damaged: shard fc8-\d+'s units file is missing"):
+    with pytest.raises(AtlasError, match=r"is damaged: shard fc8-\d+'s units file is missing; `atlas verify"):
         run_atlas(cfg, progress=False)
-    assert json.loads((run_dir / "run.json").read_text())["status"] == "incomplete"
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "interrupted"
+    assert not redo.exists()  # nothing ran
     (tmp_path / "aside.parquet").rename(gone)
-    assert run_atlas(cfg, progress=False)["shards_run"] == 0  # the redone shard was kept: just finished
+    assert run_atlas(cfg, progress=False)["shards_run"] == 1  # the lost shard's file back: the rest runs
     assert json.loads((run_dir / "run.json").read_text())["status"] == "complete"
     assert table_count(run_dir, "units") == units
 
@@ -166,7 +169,7 @@ def test_row_counts_exact_and_rerun_writes_nothing(tmp_path, micro_cache, ray_se
 
 def test_different_config_in_same_run_dir_refused(tmp_path, micro_cache, ray_session):
     run_atlas(micro_config(tmp_path, micro_cache, "layers.1.units=0-1"), progress=False)
-    refused = r"different config \(sampler.steps differs\); a run takes new layers"
+    refused = r"different config \(sampler.steps differs: the run's 12, this config's 5\); a run takes new"
     with pytest.raises(AtlasError, match=refused):
         run_atlas(
             micro_config(tmp_path, micro_cache, "sampler.steps=5", "layers.1.units=0-1"), progress=False
@@ -227,7 +230,7 @@ def test_a_finished_run_takes_new_layers(tmp_path, micro_cache, ray_session):
     assert json.loads((run_dir / "run.json").read_text())["unit_groups"]["conv2"] == [[0, 1], [2, 3]]
     assert not verify_run(run_dir).bad
     # the units it holds stay: a selection that leaves some out is another run
-    refused = r"different config \(layers.1.units differs\); a run takes new layers and units"
+    refused = r"different config \(layers.1.units differs: the run's 0-3, this config's 1-3\); a run takes"
     with pytest.raises(AtlasError, match=refused):
         run_atlas(micro_config(tmp_path, micro_cache, "layers.1.units=1-3"), progress=False)
 

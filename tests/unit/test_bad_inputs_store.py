@@ -72,6 +72,11 @@ CASES = [
         ("--out: 's3://b/exports/demo' is a URI", "local path"),
     ),
     (["verify", "{run}", "--json", "gs://b/v.json"], ("--json: 'gs://b/v.json' is a URI",)),
+    # the run folder itself: the example given is a file outside it, not one inside it that is refused next
+    (
+        ["verify", "{run}", "--json", "{run}"],
+        ("is inside the run", "; write it outside, e.g. ", "-verify.json"),
+    ),
     (["bench", "viewer", "--run", "{run}", "--json", "s3://b/r.json"], ("--json: 's3://b/r.json' is a URI",)),
     (["bench", "quality", "--out", "s3://b/grids"], ("--out: 's3://b/grids' is a URI",)),
     (["view", "{run}", "--port", "70000"], ("--port", "70000 is not an integer from 1 to 65535")),

@@ -522,7 +522,7 @@ def test_run_summary_warns_when_workers_computed_in_different_precisions():
     assert "warning" not in format_summary(summary)
     text = format_summary(summary | {"precision": ["bfloat16", "float32"]})
     assert "precision: bfloat16, float32" in text
-    assert "warning: the workers computed in different precisions" in text
+    assert "warning: the run's shards were computed in different precisions" in text
 
 
 def test_bench_viewer_keep_reuses_only_its_own_run_of_the_size_asked(tmp_path, capsys):

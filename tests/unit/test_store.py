@@ -161,8 +161,10 @@ def test_config_hash_refusal_and_resume(store):
     copied = manifest(config_hash="yyy") | {"config": {"name": "copy", "layers": ["fc8"]}}
     store.init_run(copied)  # a run copied to another folder resumes under that folder's name
     other = manifest(config_hash="xxx") | {"config": {"name": "t", "layers": ["fc7"], "ray": {"x": 1}}}
-    with pytest.raises(AtlasError, match=r"different config \(layers.0 differs\); a run takes new layers"):
-        store.init_run(other)  # what differs, named (ray is not a result: not named)
+    with pytest.raises(
+        AtlasError, match=r"different config \(layers.0 differs: the run's fc8, this config's fc7\)"
+    ):
+        store.init_run(other)  # what differs, named with both values (ray is not a result: not named)
     paired = RunStore(str(Path(store.uri).parent / "paired"))
     paired.init_run(manifest(config={"name": "t", "layers": [{"name": "fc8", "pairs": [[1, 2]]}]}))
     more = manifest(config={"name": "t", "layers": [{"name": "fc8", "pairs": [[1, 2], [4, 6]]}]})
@@ -181,7 +183,7 @@ def test_a_config_that_adds_layers_extends_the_run(tmp_path):
     assert [list(e.values()) for e in data["extended"]] == [[["layer conv3"]]]
     conv3, conv4 = grown["layers"][0], {"name": "conv4"}
     cases = [  # what a run cannot take, named
-        ({"seed": 1, "layers": [conv3, fc8, conv4]}, r"\(seed differs\)"),
+        ({"seed": 1, "layers": [conv3, fc8, conv4]}, r"\(seed differs: the run's 0, this config's 1\)"),
         ({"seed": 0, "layers": [conv3, {"name": "fc8", "units": "0-3"}, conv4]}, r"\(layers.1.units diff"),
         ({"seed": 0, "layers": [fc8, conv4]}, r"\(layer conv3 left out\); a run takes new"),
     ]
@@ -203,7 +205,8 @@ def test_more_units_of_a_held_layer_extend_the_run_when_its_groups_grow(tmp_path
     assert data["unit_groups"] == groups
     for other in ({"fc8": [[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]]}, {"fc8": [[4, 5, 6, 7, 8, 9]]}):  # cut otherwise
         again = manifest(config_hash="again", config={"layers": [{"name": "fc8", "units": "0-9"}]})
-        with pytest.raises(AtlasError, match=r"\(layers.0.units differs\); a run takes new layers and units"):
+        refused = r"\(layers.0.units differs: the run's all, this config's 0-9\); a run takes new layers"
+        with pytest.raises(AtlasError, match=refused):
             store.init_run(again | {"unit_groups": other})
 
 
@@ -265,6 +268,26 @@ def test_resume_refuses_other_weights_behind_the_same_config(store):
     before = json.loads((Path(fresh) / "run.json").read_text())
     assert before["fingerprints"] == weights and len(before["resumed"]) == 1  # the refusal wrote nothing
     other.init_run(manifest(fingerprints={}))  # an old run.json without them: nothing to compare
+
+
+def test_resume_refuses_another_precision_and_names_the_runs_values(tmp_path):
+    """compute is out of the config hash (where and how fast), but compute.autocast changes what a chain
+    draws: a resume under another one is refused before one run holds shards of two precisions (a trial);
+    a re-run of the run's first command after it grew names what the run now holds."""
+    store = RunStore(str(tmp_path / "r"))
+    config = {"seed": 0, "layers": [{"name": "fc8", "units": "0-7"}], "compute": {"autocast": "auto"}}
+    store.init_run(manifest(config=config))
+    batch = {**config, "compute": {"autocast": "auto", "batch_size": 8}}
+    store.init_run(manifest(config=batch))  # another batch size: where and how fast, not what
+    with pytest.raises(
+        AtlasError,
+        match=r"was made with compute.autocast: auto, and this config says none: "
+        r"its shards would be computed in two precisions; resume with --set compute.autocast=auto",
+    ):
+        store.init_run(manifest(config={**config, "compute": {"autocast": "none"}}))
+    first = {**config, "layers": [{"name": "fc8", "units": "0-3"}]}
+    with pytest.raises(AtlasError, match=r"\(layers.0.units differs: the run's 0-7, this config's 0-3\)"):
+        store.init_run(manifest(config_hash="first", config=first))
 
 
 def test_resume_refuses_an_ensemble_member_with_other_weights(store):
@@ -748,14 +771,20 @@ def test_an_interrupted_run_says_so_in_verify_and_sql_and_resumes(store, capsys)
     from atlas.store.lock import RunLock
 
     assert RunLock(store.loc).holder() is None
-    main(["verify", str(run)])  # running, and no writer holds the lock: its driver may have died
-    assert "the run is running (or its driver died): the same `atlas run` finishes the 1 missing" in (
-        capsys.readouterr().out
+    report = run.parent / "verify.json"
+    main(["verify", str(run), "--json", str(report)])  # running, and no writer holds the lock: it died
+    assert (
+        "the run is marked running, but no atlas run is writing it (its driver was killed or lost): the "
+        "same `atlas run` finishes the 1 missing" in " ".join(capsys.readouterr().out.split())
     )
+    assert json.loads(report.read_text())["writer"] is None
+    assert json.loads(report.read_text())["writer_alive"] is False  # a monitor tells it from a live run
     with RunLock(store.loc):  # a live writer: verify names it
         assert RunLock(store.loc).holder()["pid"] == os.getpid()
-        main(["verify", str(run)])
+        main(["verify", str(run), "--json", str(report)])
         assert f"being written by atlas run (pid {os.getpid()} on " in capsys.readouterr().out
+        said = json.loads(report.read_text())
+        assert said["writer_alive"] is True and said["writer"]["pid"] == os.getpid()
     store.finalize({"units": 2})
     store.mark_interrupted()  # only a running run is marked
     assert json.loads((run / "run.json").read_text())["status"] == "complete"
@@ -1358,3 +1387,20 @@ def test_verify_complete_passes_a_finished_sound_run(tmp_path, capsys):
     )
     assert main(["verify", str(tmp_path / "half"), "--complete"]) == 1  # still "running"
     assert capsys.readouterr().out.splitlines()[-1] == "not complete: the run is running (--complete)"
+
+
+def test_a_run_folder_that_takes_no_file_says_to_make_it_writable(tmp_path, monkeypatch):
+    """A resume in a read-only run folder (a trial): "choose another path" would start another run, so the
+    error says to make the folder writable, or to pick another out_dir or name for a new run."""
+    from atlas.store.location import open_location
+
+    (tmp_path / "runs" / "r").mkdir(parents=True)
+    monkeypatch.setattr("atlas.atomic.os.access", lambda path, mode: False)  # root passes any permission
+    with pytest.raises(
+        AtlasError,
+        match=r"^the run folder out_dir/name: .*/r is not writable; make it "
+        r"writable to write \(or resume\) the run there, or choose another out_dir or name",
+    ):
+        open_location(str(tmp_path / "runs" / "r")).check_writable()
+    with pytest.raises(AtlasError, match=r"^out_dir: .*/runs is not writable; choose another path$"):
+        open_location(str(tmp_path / "runs" / "new")).check_writable()
