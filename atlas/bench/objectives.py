@@ -166,7 +166,9 @@ def _pair_share(
     }
     if len(per_seed) > 1:
         report["per_seed"] = per_seed
-        report["se"] = float(np.std(per_seed, ddof=1) / math.sqrt(len(per_seed)))
+        measured = [share for share in per_seed if math.isfinite(share)]  # a seed without pictures: none
+        if len(measured) > 1:
+            report["se"] = float(np.std(measured, ddof=1) / math.sqrt(len(measured)))
     return report
 
 
@@ -324,7 +326,9 @@ def _run_notes(report: dict[str, Any]) -> list[str]:
     if report.get("pair_start") == "composed":
         lines.append(
             "(sampler.pair_start: composed: each pair's chains start from its two units' own pictures laid "
-            "side by side, each unit first synthesized alone from the same start)"
+            "side by side, each unit first synthesized alone from the same start: a pair's picture costs "
+            "its two units' chains too, and one forward pass for each of the 2K composites it is picked "
+            "from)"
         )
     counts = _picture_counts(report)
     if counts:

@@ -49,6 +49,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 ROLES = ("target", "generator", "dae")
+WHAT_ROLES_TAKE = {
+    "target": "a network of pictures (its forward takes pictures)",
+    "generator": "a generator (its forward takes codes and draws pictures)",
+    "dae": "a code DAE (its forward takes codes and returns codes)",
+}
 
 
 def role_of_spec(spec: str) -> str:
@@ -61,17 +66,18 @@ def role_of_spec(spec: str) -> str:
 def _check_role(spec: str, role: str | None) -> None:
     """--role against a spec whose scheme fixes it (``toyworld:target --role generator``; a user's trial):
     one line naming what the spec is. deepsim: and dae: specs refuse a wrong role when they load."""
+    from atlas.config.models import TOYWORLD_ROLES
     from atlas.errors import AtlasError
 
+    name = spec.partition(":")[2]
+    if role is None or not spec.startswith("toyworld:") or name not in TOYWORLD_ROLES:
+        return  # an unknown component: the loader's one line names it (did you mean ...?)
     natural = role_of_spec(spec)
-    if role is None or not spec.startswith("toyworld:") or role == natural:
-        return
-    if natural in ("generator", "dae") or role in ("generator", "dae"):
-        takes = "codes" if natural in ("generator", "dae") else "pictures"
-        listed = natural if natural in ROLES else "target"
+    listed = natural if natural in ROLES else "target"  # the judge, the reader: pictures in, as a target
+    if role != listed:
         raise AtlasError(
-            f"--role {role}: {spec} is the toy world's {spec.partition(':')[2]}, whose forward takes "
-            f"{takes}; use --role {listed} or leave --role out"
+            f"--role {role}: {spec} is the toy world's {name}, {WHAT_ROLES_TAKE[listed]}; use --role "
+            f"{listed} or leave --role out"
         )
 
 

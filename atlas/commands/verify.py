@@ -101,16 +101,17 @@ def run(args: argparse.Namespace) -> int:
     import os
     from pathlib import Path
 
-    from atlas.atomic import check_output_file
+    from atlas.atomic import check_output_file, refuse_uri
     from atlas.bench import write_json
     from atlas.errors import AtlasError
 
     json_out = getattr(args, "json", None)
     if json_out is not None:  # checked before the run is read (a whole --deep pass, or a repair)
+        refuse_uri(json_out, "--json")  # said as a URI first, wherever it is given from
         run = Path(os.path.realpath(Path(args.run_dir).expanduser()))
         given = Path(os.path.realpath(Path(json_out).expanduser()))  # through links (a trial)
         if "://" not in args.run_dir and run in (given, *given.parents):  # among the files it checks
-            beside = Path(args.run_dir.rstrip("/")).parent / f"{run.name}-verify.json"  # the run itself:
+            beside = run.parent / f"{run.name}-verify.json"  # (`atlas verify .` too) the run itself:
             raise AtlasError(  # check_output_file's "a file in it" would be refused here next (a trial)
                 f"--json: {json_out} is inside the run {args.run_dir}; write it outside, e.g. {beside}"
             )

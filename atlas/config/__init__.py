@@ -45,6 +45,7 @@ from atlas.config.run import (
     check_sampler_models,
     config_data_hash,
     config_differences,
+    layer_entries,
     layer_extension,
 )
 from atlas.config.sampler import (
@@ -107,6 +108,7 @@ __all__ = [
     "config_from_dict",
     "config_override_warnings",
     "describe_fields",
+    "layer_entries",
     "layer_extension",
     "load_config",
     "override_warnings",

@@ -179,8 +179,8 @@ class RunConfig(Section):
             )
         if s.pair_start == "composed" and s.start_pool > 1:
             raise ValueError(
-                "sampler.pair_start: composed starts each pair chain from its composed picture's code, and "
-                "sampler.start_pool draws starts of its own; set one of them (start_pool: 1)"
+                "sampler.pair_start: composed starts each pair chain from the best of its composed pictures' "
+                "codes, and sampler.start_pool draws starts of its own; set one of them (start_pool: 1)"
             )
         pooled = s.start_pool > 1 and s.start_pool_noise > 0  # each chain picks from its own draws
         if (
@@ -250,7 +250,7 @@ def layer_extension(
     changed = config_differences(
         {k: v for k, v in old.items() if k not in strip}, {k: v for k, v in new.items() if k not in strip}
     )
-    old_layers, new_layers = _layer_entries(old), _layer_entries(new)
+    old_layers, new_layers = layer_entries(old), layer_entries(new)
     position = {name: i for i, name in enumerate(new_layers)}
     for name, entry in old_layers.items():
         if name in new_layers:
@@ -261,7 +261,7 @@ def layer_extension(
     return added, changed, [name for name in old_layers if name not in new_layers]
 
 
-def _layer_entries(config: dict[str, Any]) -> dict[str, Any]:
+def layer_entries(config: dict[str, Any]) -> dict[str, Any]:
     """A config dict's layer entries by name (an entry without a name is keyed by its position)."""
     layers = config.get("layers")
     entries = layers if isinstance(layers, list) else []

@@ -312,8 +312,9 @@ class SamplerConfig(Section):
         "start",
         description="Where a pair composite's chains (a + b, layers.pairs) start: 'start' as every chain "
         "(sampler.start); 'composed' from its two units' own pictures, each unit synthesized alone first, "
-        "laid side by side (a's object at a quarter of the width, b's at three quarters, over b's "
-        "background) and read back into G's code (code methods; docs/sampling.md, 'Composed pairs').",
+        "laid side by side (one object at a quarter of the width, the other at three quarters, on one "
+        "background) and read back into G's code: chain k from the best, by its own objective, of unit a's "
+        "chain k beside each of b's chains, either side (code methods; docs/sampling.md, 'Composed pairs').",
         json_schema_extra={"omit_default": True},
     )
     relu_gradient: Literal["exact", "redirected"] = Field(

@@ -259,7 +259,7 @@ def run_atlas(
     lock = RunLock(loc)
     lock.check_free()  # a run another driver is writing: refused before Ray starts
     _check_resume_early(store, manifest, allow_code_change)
-    _check_held_shards(loc, done)
+    _check_held_shards(loc, done if existing is not None else set())  # a lost run.json: adopted below
 
     def finish(summaries: list[dict[str, Any]], ran: list[Shard]) -> dict[str, Any]:
         wall = time.perf_counter() - started

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import itertools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -333,7 +334,9 @@ class Engine:
                 for left in (True, False)
                 for j in k_chains
             ]
-            codes = self._codes_of(np.stack(pictures))  # (K * 2K, *S)
+            step = max(1, self.batch_size)  # K * 2K pictures (512 at K = 16): read a batch at a time
+            chunks = [pictures[i : i + step] for i in range(0, len(pictures), step)]
+            codes = torch.cat([self._codes_of(np.stack(chunk)) for chunk in chunks])  # (K * 2K, *S)
             out[u] = codes.view(len(k_chains), 2 * len(k_chains), *codes.shape[1:])
         return out, results
 
@@ -399,10 +402,13 @@ class Engine:
         if diversity:
             readout.diversity_layer, readout.diversity = diversity[0], self.cfg.diversity
         start = torch.cat(starts)  # (B, *S)
-        if any(p is not None for p in pools):  # each chain from the best of its pool (a start its only one)
-            candidates = torch.cat(pooled(pools, starts), dim=1)  # (P, B, *S)
-            start = best_of_pool(self.sampler.param, readout, objective, [c.unit for c in batch], candidates,
-                                 self.setup)  # fmt: skip
+        if any(p is not None for p in pools):  # those chains from the best of their pool, the rest as drawn
+            offsets = [0, *itertools.accumulate(len(s) for s in starts)]
+            spans = zip(pools, offsets[:-1], offsets[1:], strict=True)
+            rows = [r for p, lo, hi in spans if p is not None for r in range(lo, hi)]
+            candidates = torch.cat(pooled([p for p in pools if p is not None]), dim=1)  # (P, R, *S)
+            units = [batch[r].unit for r in rows]
+            start[rows] = best_of_pool(self.sampler.param, readout, objective, units, candidates, self.setup)
         loop = run_search if isinstance(self.sampler, Searcher) else run_chains  # population / gradient loop
         redirect = (  # the unit layer's own ReLUs (relu_redirect.py)
             redirected_relus(resolve_modules(self.nets.target_module, [layer])[layer])

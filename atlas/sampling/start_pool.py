@@ -48,13 +48,8 @@ def best_of_pool(
     return candidates[best, torch.arange(b, device=candidates.device)]
 
 
-def pooled(pools: list[torch.Tensor | None], starts: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Each unit's (P_i, k_i, *S) pool, or its (k_i, *S) start alone where it has none, as (P, k_i, *S)
-    with P the largest pool (a shorter pool repeats its first draw, which then never wins a tie): a batch
-    mixes a pair's composites (``sampler.pair_start: composed``) with its single units' one start each."""
-    size = max(len(p) for p in pools if p is not None)
-    out = []
-    for pool, start in zip(pools, starts, strict=True):
-        pool = start.unsqueeze(0) if pool is None else pool
-        out.append(torch.cat([pool, pool[:1].expand(size - len(pool), *pool.shape[1:])]))
-    return out
+def pooled(pools: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Units' (P_i, k_i, *S) pools as (P, k_i, *S), P the largest (a shorter pool repeats its first draw,
+    which then never wins a tie), to be scored as one batch."""
+    size = max(len(p) for p in pools)
+    return [torch.cat([p, p[:1].expand(size - len(p), *p.shape[1:])]) for p in pools]

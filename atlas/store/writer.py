@@ -39,7 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from atlas.config import UnitSelection, layer_extension
+from atlas.config import UnitSelection, layer_entries, layer_extension
 from atlas.errors import AtlasError, some
 from atlas.store.location import Location, open_location
 from atlas.store.manifest import (
@@ -144,7 +144,10 @@ def _what_differs(keys: list[str], left_out: list[str], held: Any = None, given:
     ``given``, when short: what a re-run of the run's first command, after it grew, must say instead)."""
     parts = [f"{some(keys, 6)} {'differs' if len(keys) == 1 else 'differ'}"] if keys else []
     if len(keys) == 1:
-        old, new = (_shown(_dotted(config, keys[0]), keys[0]) for config in (held, given))
+        old, new = (
+            _shown(_held_value(held, given, keys[0]), keys[0]),
+            _shown(_dotted(given, keys[0]), keys[0]),
+        )
         if old is not None and new is not None and len(old + new) <= 80:
             parts[0] += f": the run's {old}, this config's {new}"
     if left_out:
@@ -153,6 +156,18 @@ def _what_differs(keys: list[str], left_out: list[str], held: Any = None, given:
 
 
 _MISSING = object()
+
+
+def _held_value(held: Any, given: Any, key: str) -> Any:
+    """The run's value of ``key``, a key of the new config: a layer's key (``layers.0.units``) names the new
+    config's position, so the run's entry is the layer of that name wherever the run lists it."""
+    parts = key.split(".", 2)
+    if parts[0] != "layers" or len(parts) < 3 or not parts[1].isdigit():
+        return _dotted(held, key)
+    entry = _dotted(given, f"layers.{parts[1]}")
+    name = entry.get("name") if isinstance(entry, Mapping) else None
+    runs = layer_entries(held) if isinstance(held, Mapping) and name is not None else {}
+    return _dotted(runs[str(name)], parts[2]) if str(name) in runs else _MISSING
 
 
 def _dotted(config: Any, key: str) -> Any:

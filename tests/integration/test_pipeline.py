@@ -159,6 +159,10 @@ def test_row_counts_exact_and_rerun_writes_nothing(tmp_path, micro_cache, ray_se
     assert adopted["shards_run"] == 0 and table_count(run_dir, "units") == units
     manifest = json.loads((run_dir / "run.json").read_text())
     assert manifest["status"] == "complete" and manifest["adopted"]
+    (run_dir / "run.json").unlink()  # lost again, and a shard still to do: taken up, the rest run
+    next((run_dir / "_shards").glob("conv2-*.done")).unlink()
+    partial = run_atlas(cfg, progress=False)
+    assert partial["shards_run"] == 1 and table_count(run_dir, "units") == units
 
     marker = next((run_dir / "_shards").glob("fc8-*.done"))  # garbage: the shard is done again (a trial's
     marker.write_text("garbage")  # rerun counted it complete, ran nothing and failed at its end)

@@ -72,12 +72,16 @@ def test_layers_of_a_python_generator_list_it_as_one(capsys):
     # a toy-world spec fixes its role: a contradicting --role is refused, not printed as the spec's kind
     assert_user_error(
         cli("layers", "toyworld:target", "--role", "generator"),
-        "--role generator: toyworld:target is the toy world's target, whose forward takes pictures",
-        "use --role target",
+        "--role generator: toyworld:target is the toy world's target, a network of pictures (its forward "
+        "takes pictures); use --role target or leave --role out",
     )
     assert_user_error(
         cli("layers", "toyworld:dae", "--role", "generator"),
-        "--role generator: toyworld:dae is the toy world's dae, whose forward takes codes; use --role dae",
+        "--role generator: toyworld:dae is the toy world's dae, a code DAE (its forward takes codes and "
+        "returns codes); use --role dae",
+    )
+    assert_user_error(  # a typo is named as one, not taken for a network of pictures
+        cli("layers", "toyworld:generatr", "--role", "generator"), "unknown toy-world component 'generatr'"
     )
     proc = cli("layers", "toyworld:generator", "--role", "generator")
     assert proc.returncode == 0 and "(generator)" in proc.stdout.splitlines()[0], proc.stderr

@@ -400,14 +400,20 @@ def test_pair_start_composed_runs_a_pairs_units_once_when_the_call_maps_them_too
 
 
 def test_pair_start_composed_starts_each_chain_from_its_best_rated_composite(monkeypatch):
-    """The pool best_of_pool rates (the chain's own objective at its start): a pair chain's 2K composite
-    codes; a single unit's chains in the same batch, their one start (the same code P times)."""
+    """best_of_pool rates a pair chain's 2K composite codes (its own objective at its start) and the chain
+    starts from the one it picks; a single unit's chains in the same batch start as drawn, not rated."""
     import torch
 
     from atlas.sampling import engine as engine_module
 
-    pools, real_best = [], engine_module.best_of_pool
-    monkeypatch.setattr(engine_module, "best_of_pool", lambda *a: pools.append(a[4]) or real_best(*a))
+    rated, real_best = [], engine_module.best_of_pool
+    monkeypatch.setattr(
+        engine_module, "best_of_pool", lambda *a: (best := real_best(*a), rated.append((a[4], best)))[0]
+    )
+    started, real_chains = [], engine_module.run_chains
+    monkeypatch.setattr(
+        engine_module, "run_chains", lambda *a, **kw: started.append(a[4].clone()) or real_chains(*a, **kw)
+    )
     composites = []
     real_starts = engine_module.Engine._composed_starts
     monkeypatch.setattr(
@@ -419,9 +425,14 @@ def test_pair_start_composed_starts_each_chain_from_its_best_rated_composite(mon
     eng = _engine(steps=3, start="mean", start_noise=0.3, pair_start="composed")
     rows = eng.map_units("fc8", [10, 7], seed=0, composites=pair)
     assert all(r.status == "ok" for r in rows)
-    (candidates,) = pools  # (P, B, *S): one batch, the pair's 3 chains then unit 7's 3
-    assert candidates.shape[:2] == (6, 6)
+    (candidates, best), start = rated[-1], started[-1]  # the outer batch: the pair's 3 chains, unit 7's 3
+    assert candidates.shape[:2] == (6, 3)  # only the pair's chains are rated
     outer = composites[-1]  # the outer call's (the singles' own nested call comes first)
-    assert torch.equal(candidates[:, :3], outer[10].transpose(0, 1))
-    assert all(torch.equal(candidates[p, 3:], candidates[0, 3:]) for p in range(6))
+    assert torch.equal(candidates, outer[10].transpose(0, 1))
     assert len({tuple(candidates[p, 0].tolist()) for p in range(6)}) == 6  # six different composites
+    assert torch.equal(start[:3], best)  # the chains start from what was picked
+    picked = [next(p for p in range(6) if torch.equal(candidates[p, k], best[k])) for k in range(3)]
+    assert picked != [0, 0, 0]  # not each chain's first candidate, what it would start from unrated
+    alone = _engine(steps=3, start="mean", start_noise=0.3).map_units("fc8", [7], seed=0)
+    mixed = [c.last.activation for c in rows[1].chains]  # beside the pair's chains (another batch: ulps)
+    assert mixed == pytest.approx([c.last.activation for c in alone[0].chains], rel=1e-4)

@@ -288,6 +288,14 @@ def test_resume_refuses_another_precision_and_names_the_runs_values(tmp_path):
     first = {**config, "layers": [{"name": "fc8", "units": "0-3"}]}
     with pytest.raises(AtlasError, match=r"\(layers.0.units differs: the run's 0-7, this config's 0-3\)"):
         store.init_run(manifest(config_hash="first", config=first))
+    # a layer key names the new config's position: the run's value is its layer of that name
+    two = RunStore(str(tmp_path / "two"))
+    two.init_run(
+        manifest(config={"layers": [{"name": "fc8", "units": "0-9"}, {"name": "c5", "units": "0-7"}]})
+    )
+    moved = {"layers": [{"name": "c5", "units": "0-3"}, {"name": "fc8", "units": "0-9"}]}
+    with pytest.raises(AtlasError, match=r"\(layers.0.units differs: the run's 0-7, this config's 0-3\)"):
+        two.init_run(manifest(config_hash="moved", config=moved))
 
 
 def test_resume_refuses_an_ensemble_member_with_other_weights(store):
