@@ -46,6 +46,7 @@ from atlas.sampling.results import UnitResult
 
 DIVERSITY_WEIGHTS = (0.0, 30.0, 300.0)  # the term is a cosine (<= 1) against raw activations (~10)
 PAIRS = ((0, 1), (2, 3), (4, 5), (6, 7), (8, 9))
+NATURAL_PAIRS_READABLE = 0.9  # J reads natural pairs as both at least this often: a world fit to judge pairs
 
 
 def _common_start(cfg: RunConfig, method: str, **sampler: Any) -> RunConfig:
@@ -291,6 +292,12 @@ def format_table(report: dict[str, Any]) -> str:
             "of the same pairs: how often J reads real pictures of both as both; a chain's pictures may read "
             "so more often)"
         )
+        if nat["share"] < NATURAL_PAIRS_READABLE:  # a one-object world: its J cannot read two objects
+            lines.append(
+                f"{'':<13}(this world's judge reads few natural pairs as both: two-unit objectives are "
+                "measured where it reads two objects, `--config configs/pairs-ensemble.yaml --seeds 15`; "
+                'docs/sampling.md, "Composed pairs")'
+            )
     lines += _run_notes(report)
     lines.append(
         "(output units, common start; pairs a + b: J's top two classes are a and b, (T): the target's own "

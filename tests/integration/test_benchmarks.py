@@ -189,6 +189,8 @@ def test_objectives_bench_pairs_contrasts_and_diversity(micro_cache, tmp_path, c
     report = json.loads(out.read_text())
     natural = report["natural_pairs"]  # J on natural two-object pictures of the same pairs
     assert natural["pictures"] > 0 and 0.0 <= natural["share"] <= 1.0 and len(natural["per_pair"]) == 5
+    hint = "two-unit objectives are measured where it reads two objects" in " ".join(printed.split())
+    assert hint == (natural["share"] < 0.9)  # a world whose judge cannot read pairs: pointed on
     m = report["methods"]["dgn_am"]
     assert (m["steps"], m["passes_per_image"]) == (6, 18)
     assert m["pairs"]["pictures"] == 10 and 0.0 <= m["pairs"]["share"] <= 1.0  # 5 pairs x 2 chains
