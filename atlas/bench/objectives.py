@@ -106,8 +106,11 @@ def run_objectives(
             m["pairs_own_start"] = {"share": None, "start": OWN_STARTS[method]}  # the same run (a trial)
         else:  # a method of its own start differs by the config's stop_at alone
             own_engine, _, _ = build_engine(replace(cfg, sampler=replace(cfg.sampler, method=method)))
+            own = OWN_STARTS.get(method, cfg.sampler.start)
+            if method not in OWN_STARTS and cfg.sampler.pair_start == "composed":  # its units from that start
+                own = f"composed ({own} units)"
             m["pairs_own_start"] = _pair_share(own_engine, judge, output.name, n, run_seeds, "+") | {
-                "start": OWN_STARTS.get(method, cfg.sampler.start),
+                "start": own,
                 "stop_at": cfg.sampler.stop_at,
             }
         m["diversity"] = {}
@@ -261,7 +264,10 @@ def _start_text(report: dict[str, Any]) -> str:
     """The config's own start as the legend says it: ``facet_seeded: the codes of ...`` (a user's trial
     read facet_seeded there for a config of start: mean)."""
     start = report.get("start", "facet_seeded")
-    return f"{start}: {PAIR_STARTS[start]}" if start in PAIR_STARTS else str(start)
+    said = f"{start}: {PAIR_STARTS[start]}" if start in PAIR_STARTS else str(start)
+    if report.get("pair_start") == "composed":  # the pair's chains start from its units' pictures instead
+        said = f"composed from the pair's two units' own pictures, each unit from {said}"
+    return said
 
 
 def format_table(report: dict[str, Any]) -> str:

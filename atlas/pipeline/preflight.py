@@ -430,7 +430,8 @@ def _facet_layer(
 
 def _model_warnings(cfg: RunConfig, models: RunModels) -> list[str]:
     out = []
-    if cfg.models.dae is not None and models.dae is None:
+    kept_for_ppgn = "ppgn_h" in cfg.sampler.model_fields_set  # the config sets ppgn_h up: a method switch
+    if cfg.models.dae is not None and models.dae is None and not kept_for_ppgn:  # (shipped configs: a trial)
         out.append(
             f"models.dae is set but unused by sampler.method {cfg.sampler.method} (only ppgn_h with prior: "
             "dae uses it)"

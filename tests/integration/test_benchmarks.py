@@ -219,6 +219,11 @@ def test_objectives_bench_pairs_contrasts_and_diversity(micro_cache, tmp_path, c
     report = json.loads(out.read_text())
     pairs = report["methods"]["dgn_am"]["pairs"]
     assert report["seeds"] == [0, 1] and report["pair_start"] == "composed"
+    assert report["methods"]["dgn_am"]["pairs_own_start"]["start"] == "composed (facet_seeded units)"
+    assert (
+        "own start: pairs judged both from the config's own sampler.start and stop_at (composed from the "
+        "pair's two units' own pictures, each unit from facet_seeded: the codes" in printed
+    )
     assert pairs["pictures"] == 20 and len(pairs["per_seed"]) == 2 and pairs["se"] >= 0
     assert f"{pairs['share']:.2f}+-{pairs['se']:.2f}" in printed
     assert "(seeds 0-1: pairs, contrasts and own start pool the pictures of 2 seeds" in printed

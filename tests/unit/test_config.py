@@ -510,3 +510,35 @@ def test_pair_start_composed_needs_a_code_method_and_no_start_pool():
         config_from_dict(BASE, ["sampler.pair_start=composed", "sampler.start_pool=8"])
     assert config_from_dict(BASE, ["sampler.pair_start=composed"]).sampler.pair_start == "composed"
     assert "pair_start" not in config_from_dict(BASE, []).sampler.to_dict()  # the default: out of the hash
+    # said when nothing it applies to is in the config (a contrast, or no composite at all: a trial)
+    from atlas.config.advice import config_warnings
+
+    said = "sampler.pair_start: composed starts the chains of two-unit composites of positive weights"
+    for layers in ([{"name": "fc8"}], [{"name": "fc8", "objectives": ["3 - 5", "1 + 2 + 4"]}]):
+        assert any(
+            w.startswith(said)
+            for w in config_warnings(cfg(layers=layers, sampler={"pair_start": "composed"}))
+        )
+    for layers in ([{"name": "fc8", "pairs": [[1, 2]]}], [{"name": "fc8", "objectives": ["0.7*3 + 0.3*7"]}]):
+        assert not any(
+            w.startswith(said)
+            for w in config_warnings(cfg(layers=layers, sampler={"pair_start": "composed"}))
+        )
+
+
+def test_an_unused_dae_warns_unless_the_config_sets_ppgn_h_up_for_it():
+    """models.dae with dgn_am is likely a mistake, and said; a config that also sets sampler.ppgn_h keeps
+    the DAE for `--set sampler.method=ppgn_h` (the shipped pairs configs warned at every run: a trial)."""
+    import types
+
+    from atlas.pipeline.preflight import _model_warnings
+
+    target = types.SimpleNamespace(random_weights=False, extras={})
+    models = types.SimpleNamespace(target=target, generator=None, dae=None, encoder=None, ensemble=[])
+    data = {**BASE, "models": {**BASE["models"], "dae": "toyworld:dae"}}
+    plain = config_from_dict(data, ["sampler.method=dgn_am"])
+    assert any(w.startswith("models.dae is set but unused by sampler.method dgn_am") for w in
+               _model_warnings(plain, models))  # fmt: skip
+    switch = config_from_dict({**data, "sampler": {**data.get("sampler", {}), "ppgn_h": {"lr": 0.02}}},
+                              ["sampler.method=dgn_am"])  # fmt: skip
+    assert not any("models.dae" in w for w in _model_warnings(switch, models))
