@@ -60,7 +60,11 @@ def _pending_shards(report) -> str | None:
         where = f"pid {writer.get('pid', '?')} on {writer.get('host', '?')}"
         return f"the run is being written by atlas run ({where}): {missing} shards still to come"
     said = report.status
-    if report.status == "running":
+    if report.status == "running" and not report.writer_told:
+        said = (
+            "marked running; whether an atlas run is writing it cannot be told here (its lock does not read)"
+        )
+    elif report.status == "running":
         said = "marked running, but no atlas run is writing it (its driver was killed or lost)"
     shards = f"{missing} missing shard{'s' if missing != 1 else ''}"
     return f"the run is {said}: the same `atlas run` finishes the {shards}"
@@ -143,7 +147,9 @@ def _record(report, code: int, args: argparse.Namespace) -> dict:
         # a running run's live writer ({"host", "pid"}), null when none holds it (a killed driver) or the
         # run is not running: "writer_alive" tells a monitor the two running cases apart
         "writer": report.writer,
-        "writer_alive": report.writer is not None if report.status == "running" else None,
+        "writer_alive": report.writer is not None
+        if report.status == "running" and report.writer_told
+        else None,
         "repaired": sorted(report.repaired),
         "exit_code": code,
     }
@@ -177,7 +183,10 @@ def _verify(args: argparse.Namespace):
     loc = open_location(args.run_dir, what="RUN")
     report = verify_run(loc, repair=args.repair, deep=args.deep)
     if report.status == "running":  # a live writer, or a driver that died (the lock tells them apart)
-        report.writer = RunLock(loc).holder()
+        untold: dict = {}
+        report.writer = RunLock(loc).holder(untold=untold)
+        if report.writer is untold:
+            report.writer, report.writer_told = None, False
     if report.unmarked:  # the markers the check found: a repair's removals are its own line
         report.unmarked_names = _unmarked_names(loc, report.marked)
     _say_problems(report)

@@ -71,8 +71,10 @@ class RunLock:
             f"{expires}{self.elsewhere}"
         )
 
-    def holder(self) -> dict[str, Any] | None:
-        """The live writer holding this run's lock (host, pid), or None: a look that takes nothing."""
+    def holder(self, untold: Any = None) -> dict[str, Any] | None:
+        """The live writer holding this run's lock (host, pid), or None: a look that takes nothing.
+        ``untold`` where it cannot tell (a folder that takes no file locks, a lock object that does not
+        read): None by default, as no writer."""
         if self.loc.local:
             import fcntl
 
@@ -86,14 +88,16 @@ class RunLock:
                     fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)  # taken at once: no writer holds it
                 except BlockingIOError:
                     return _holder_record(fh)
-                except OSError:
-                    return None
+                except OSError:  # e.g. ENOLCK: a file system without locks
+                    return untold
                 fcntl.flock(fh, fcntl.LOCK_UN)
             return None
         try:
             held = json.loads(self.loc.read_bytes(REMOTE_LOCK))
-        except (FileNotFoundError, json.JSONDecodeError, AtlasError):
+        except FileNotFoundError:
             return None
+        except (json.JSONDecodeError, AtlasError):  # unreadable: a writer may hold it or not
+            return untold
         return held if isinstance(held, dict) and self._live(held) else None
 
     def _live(self, holder: dict[str, Any]) -> bool:

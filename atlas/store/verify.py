@@ -57,6 +57,7 @@ class VerifyReport:
     deep_pictures: int = 0  # pictures decoded (--deep)
     config_edited: bool = False  # run.json's config no longer hashes to its config_hash (a hand edit)
     writer: dict[str, Any] | None = None  # a running run's live writer (host, pid: its lock's holder)
+    writer_told: bool = True  # False: its lock could not tell whether a writer holds it
 
     @property
     def complete(self) -> int:

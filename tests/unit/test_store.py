@@ -1412,3 +1412,28 @@ def test_a_run_folder_that_takes_no_file_says_to_make_it_writable(tmp_path, monk
         open_location(str(tmp_path / "runs" / "r")).check_writable()
     with pytest.raises(AtlasError, match=r"^out_dir: .*/runs is not writable; choose another path$"):
         open_location(str(tmp_path / "runs" / "new")).check_writable()
+
+
+def test_verify_says_when_a_running_runs_writer_cannot_be_told(store, capsys, monkeypatch):
+    """A folder that takes no file locks (ENOLCK, e.g. some network mounts): verify does not call the
+    driver dead, and --json's writer_alive is null (unknown), not false."""
+    import errno
+    import fcntl
+
+    from atlas.cli import main
+
+    run = Path(store.uri)
+    store.write_shard("fc8-0000", "fc8", shard_rows(units=(0, 1)))
+    store.init_run(manifest(planned_shards=2))  # running, one shard to come
+    (run / ".atlas.lock").write_text("{}")  # a lock file, as a killed driver leaves it
+
+    def no_locks(*_a):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    report = run.parent / "verify.json"
+    assert main(["verify", str(run), "--json", str(report)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "the run is marked running; whether an atlas run is writing it cannot be told here" in out
+    said = json.loads(report.read_text())
+    assert said["writer"] is None and said["writer_alive"] is None
