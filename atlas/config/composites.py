@@ -20,12 +20,13 @@ class Composite:
     text: str  # normalized expression, e.g. "3 - 5", "0.7*3 + 0.3*7"
 
 
-_TERM = re.compile(r"\s*([+-])?\s*(?:((?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*\*\s*)?(\d+)\s*")
+# [+-] [signed weight *] unit: "3 + -1*5" as "3 - 5" (a trial wrote it so)
+_TERM = re.compile(r"\s*([+-])?\s*(?:([+-]?\s*(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*\*\s*)?(\d+)\s*")
 
 
 def parse_composite(text: str, n_units: int | None = None, key: str = "layers.objectives") -> Composite:
-    """``"3 + 5"``, ``"3 - 5"``, ``"0.7*3 + 0.3*7"``, ``"-2*4 + 1"``, ``"1e-2*3 + 5"``, ``"-3"`` (the unit's
-    negative) -> Composite; a
+    """``"3 + 5"``, ``"3 - 5"``, ``"0.7*3 + 0.3*7"``, ``"-2*4 + 1"``, ``"3 + -1*5"``, ``"1e-2*3 + 5"``,
+    ``"-3"`` (the unit's negative) -> Composite; a
     one-line ConfigError naming ``key`` for anything else (unknown syntax, a unit out of range, a repeated
     unit, one term, a weight of 0 or above ``MAX_WEIGHT``)."""
     pos, terms = 0, []
@@ -37,7 +38,7 @@ def parse_composite(text: str, n_units: int | None = None, key: str = "layers.ob
                 "such as '3 + 5', '3 - 5' or '0.7*3 + 0.3*7'"
             )
         sign = -1.0 if m.group(1) == "-" else 1.0
-        terms.append((int(m.group(3)), sign * float(m.group(2) or 1.0)))
+        terms.append((int(m.group(3)), sign * float((m.group(2) or "1").replace(" ", ""))))
         pos = m.end()
     units = [u for u, _ in terms]
     repeated = sorted({u for u in units if units.count(u) > 1})

@@ -29,6 +29,9 @@ pytestmark = pytest.mark.unit
         (" 1 + 2 - .5*3", ((1, 1.0), (2, 1.0), (3, -0.5)), "1 + 2 - 0.5*3"),
         ("1e-2*3 + 2.5E1*5", ((3, 0.01), (5, 25.0)), "0.01*3 + 25*5"),
         ("-3", ((3, -1.0),), "-3"),  # a unit's negative (Lucid): what lowers it most
+        ("3 + -1*5", ((3, 1.0), (5, -1.0)), "3 - 5"),  # a signed weight after the sign (a trial wrote it)
+        ("-1*3 + -1*5", ((3, -1.0), (5, -1.0)), "-3 - 5"),
+        ("3 - -2*5", ((3, 1.0), (5, 2.0)), "3 + 2*5"),
     ],
 )
 def test_parse_composite(text, terms, normal):
@@ -45,7 +48,8 @@ def test_parse_composite(text, terms, normal):
      ("3 + 3", "unit 3 appears more than once"), ("3 + 5 + 3", "unit 3 appears more than once"),
      ("0*3 + 5", "unit 3 in '0\\*3 \\+ 5' has weight 0"),
      ("100000*3 + 5", "weight 100000; weights are nonzero"),
-     ("1e5*3 + 5", "weight 100000; weights are nonzero"), ("3e2 + 5", "cannot read")],
+     ("1e5*3 + 5", "weight 100000; weights are nonzero"), ("3e2 + 5", "cannot read"),
+     ("3 + -5", "cannot read '3 \\+ -5' at '\\+ -5'"), ("--3", "cannot read")],
 )  # fmt: skip
 def test_bad_composites_are_one_line_errors_naming_the_key(text, says):
     with pytest.raises(ConfigError, match=says) as err:
