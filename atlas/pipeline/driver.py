@@ -243,7 +243,7 @@ def run_atlas(
         previous, existing = _previous_summary(loc), store.manifest()
         if existing is not None and existing.get("status") == "complete" and previous:
             summary = previous  # a complete run stays as it is: nothing written, so no lock (read-only media)
-            store.check_resume(manifest, existing, allow_code_change)
+            store.check_resume(manifest, existing, allow_code_change, computes=False)
             check_run(loc)  # but a damaged one (a file gone) says so, and names the repair
         else:  # all shards done but never finished (stopped after the last one): finish it
             with RunLock(loc):

@@ -70,13 +70,16 @@ RUN_ENTRIES = frozenset({RUN_FILE, SUMMARY_FILE, *TABLES})  # besides "_"- and "
 
 
 def resume_problem(
-    existing: Mapping[str, Any], new: Mapping[str, Any], allow_code_change: bool = False
+    existing: Mapping[str, Any],
+    new: Mapping[str, Any],
+    allow_code_change: bool = False,
+    computes: bool = True,
 ) -> str | None:
     """Why a run with manifest ``existing`` cannot be resumed under ``new`` (same config hash), or None:
     the hash covers the config's text, not what its paths point at, and other weights behind the same
     path, or other source of the user's own network code (``code``: its files' sha256; unless
     ``allow_code_change``), would mix two networks in one run (``fingerprints``)."""
-    precision = _autocast_change(existing, new)
+    precision = _autocast_change(existing, new) if computes else None  # a complete run computes nothing
     if precision:
         return precision
     for role, old, now in _differing(existing, new, "fingerprint"):
@@ -372,10 +375,15 @@ class RunStore:
         return None
 
     def check_resume(
-        self, manifest: Mapping[str, Any], existing: Mapping[str, Any], allow_code_change: bool = False
+        self,
+        manifest: Mapping[str, Any],
+        existing: Mapping[str, Any],
+        allow_code_change: bool = False,
+        computes: bool = True,
     ) -> None:
         """Raise :class:`AtlasError` unless ``manifest`` may go on with the run whose run.json is
-        ``existing`` (the same config, a schema this atlas writes, the same shard layout); writes nothing."""
+        ``existing`` (the same config, a schema this atlas writes, the same shard layout); writes nothing.
+        ``computes=False``: nothing is left to compute (a complete run), so another precision is no mix."""
         if existing.get("config_hash") != manifest["config_hash"]:
             _added, differ, left_out = run_growth(existing, manifest)
             if differ or left_out:  # neither: the same config or one that adds (a hash of an older atlas)
@@ -388,7 +396,7 @@ class RunStore:
                     "name (--set name=...) or remove it"
                 )
         check_schema(self.loc, existing)  # no resume adds this atlas's shards to a newer run
-        problem = resume_problem(existing, manifest, allow_code_change)
+        problem = resume_problem(existing, manifest, allow_code_change, computes)
         if problem:
             raise AtlasError(f"run {self.loc.display()} {problem}")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from atlas.config import load_config
+from atlas.config import load_config, replace
 from atlas.errors import AtlasError
 from atlas.map_cells import cell_of
 from atlas.pipeline import run_atlas
@@ -128,6 +128,11 @@ def test_row_counts_exact_and_rerun_writes_nothing(tmp_path, micro_cache, ray_se
 
         m.setattr(driver, "RunLock", no_lock)
         assert run_atlas(cfg, progress=False)["nothing_to_do"]
+        # another precision computes nothing in a complete run: nothing to do, not a refused mix
+        other = replace(
+            cfg, compute=replace(cfg.compute, autocast="none" if cfg.compute.autocast != "none" else "bf16")
+        )
+        assert run_atlas(other, progress=False)["nothing_to_do"]
 
     gone = next(run_dir.glob("units/layer=fc8/*.parquet"))  # damage: the rerun says so, names the repair
     gone.rename(tmp_path / "aside.parquet")
