@@ -21,8 +21,7 @@ def config_warnings(cfg: RunConfig) -> list[str]:
         out.append("sampler.diversity pushes a unit's chains apart and does nothing with one chain a unit")
     out += _start_not_applied(s)
     composites = [c for layer in cfg.layers for c in layer.composites()]
-    if s.pair_start == "composed" and not any(len(c.terms) == 2 and c.terms[1][1] > 0 < c.terms[0][1]
-                                             for c in composites):  # fmt: skip
+    if s.pair_start == "composed" and not any(c.is_pair for c in composites):
         out.append(
             "sampler.pair_start: composed starts the chains of two-unit composites of positive weights "
             "(a + b, layers[].pairs, 0.7*a + 0.3*b); this config has none, so it changes nothing"

@@ -19,6 +19,12 @@ class Composite:
     terms: tuple[tuple[int, float], ...]
     text: str  # normalized expression, e.g. "3 - 5", "0.7*3 + 0.3*7"
 
+    @property
+    def is_pair(self) -> bool:
+        """Two units of positive weights (``a + b``, ``0.7*a + 0.3*b``): what ``sampler.pair_start:
+        composed`` starts from its units' own pictures."""
+        return len(self.terms) == 2 and all(w > 0 for _, w in self.terms)
+
 
 # [+-] [signed weight *] unit: "3 + -1*5" as "3 - 5" (a trial wrote it so)
 _TERM = re.compile(r"\s*([+-])?\s*(?:([+-]?\s*(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*\*\s*)?(\d+)\s*")

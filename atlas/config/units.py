@@ -100,13 +100,22 @@ class UnitSelection:
             return list(range(n_units))
         return list(dict.fromkeys(i for lo, hi in self.ranges for i in range(lo, hi + 1)))
 
-    def compact(self) -> str | int:
-        """'all', an index, or ranges and indices as given ('0-15,20'): for people (``atlas config``)."""
+    def compact(self, merge: bool = False) -> str | int:
+        """'all', an index, or ranges and indices as given ('0-15,20'): for people (``atlas config``).
+        ``merge``: neighbouring ranges joined ([0, 1, 2, 3] as '0-3': run.json keeps short ones as lists)."""
         if self.all:
             return "all"
-        if len(self.ranges) == 1 and self.ranges[0][0] == self.ranges[0][1]:
-            return self.ranges[0][0]
-        return ",".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in self.ranges)
+        ranges = [list(r) for r in self.ranges]
+        if merge:
+            ranges = []
+            for lo, hi in self.ranges:
+                if ranges and lo == ranges[-1][1] + 1:
+                    ranges[-1][1] = hi
+                else:
+                    ranges.append([lo, hi])
+        if len(ranges) == 1 and ranges[0][0] == ranges[0][1]:
+            return ranges[0][0]
+        return ",".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in ranges)
 
     def to_yaml(self) -> Any:
         """'all'; the index list for up to LIST_FORM_MAX units (so config hashes stay what they were);

@@ -315,7 +315,7 @@ class Engine:
         pairs = {}
         for u in units:
             comp = objective.composite(int(u))
-            if comp is not None and len(comp.terms) == 2 and all(w > 0 for _, w in comp.terms):
+            if comp is not None and comp.is_pair:
                 pairs[int(u)] = (comp.terms[0][0], comp.terms[1][0])
         if not pairs:
             return {}, {}

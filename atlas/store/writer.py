@@ -186,19 +186,6 @@ def _dotted(config: Any, key: str) -> Any:
     return node
 
 
-def _ranges_text(selection: UnitSelection) -> str:
-    """``0-3,7``: a selection with its neighbouring ranges merged (run.json keeps short ones as lists)."""
-    if selection.all:
-        return "all"
-    merged: list[list[int]] = []
-    for lo, hi in selection.ranges:
-        if merged and lo == merged[-1][1] + 1:
-            merged[-1][1] = hi
-        else:
-            merged.append([lo, hi])
-    return ",".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in merged)
-
-
 def _shown(value: Any, key: str) -> str | None:
     """A config value as a user writes it (``0-7``, ``100``, ``[1, 2]``, ``null``; a unit list as ranges),
     None when missing."""
@@ -206,7 +193,7 @@ def _shown(value: Any, key: str) -> str | None:
         return None
     if key.endswith(".units"):
         try:
-            return _ranges_text(UnitSelection.parse(value, key))
+            return str(UnitSelection.parse(value, key).compact(merge=True))
         except AtlasError:  # not a selection this atlas reads: shown as it is
             pass
     return value if isinstance(value, str) else json.dumps(value)
